@@ -1,0 +1,28 @@
+"""shoal's membership layer: memberlist-compatible SWIM + Lifeguard, sans-I/O.
+
+Public API of the core (`gossip.swim.Swim`; all inputs take `now`, seconds on
+the driver's monotonic clock; nothing here does I/O or reads a clock):
+
+    swim = Swim(name=..., addr=Address(host, port), config=preset("lan"),
+                rng=random.Random(seed), now=now, meta=b"", keyring=None, label=b"")
+    # inputs
+    swim.receive_datagram(data: bytes, src: Address, now)
+    swim.stream_decoder(incoming: bool) -> gossip.packet.StreamDecoder
+        # incoming=True for an accepted TCP connection (may start with a label header),
+        # incoming=False for reading the reply on a connection we dialed.
+    swim.receive_stream(msg: Message, src: Address, now) -> bytes | None   # reply to write, if any
+    swim.stream_reply(stream_id: int, reply: Message | None, now)           # outcome of an OpenStream
+    swim.handle_timers(now); swim.next_deadline() -> float | None
+    # controls
+    swim.join(seeds: list[Address], now); swim.leave(now)
+    swim.set_meta(meta: bytes, now); swim.set_payload(data: bytes, now)
+    swim.broadcast(data: bytes, now)
+    swim.send_user_message(node: str, data: bytes, reliable: bool, now)
+    swim.set_user_state(data: bytes)
+    # reads
+    swim.members() -> list[MemberInfo]; swim.member(name) -> MemberInfo | None
+    swim.payloads() -> dict[str, tuple[int, bytes]]; swim.health_score() -> int
+    swim.stats() -> dict[str, int]
+    # outputs, in order, since the last drain
+    swim.drain() -> list[Output]   # gossip.events: SendDatagram, OpenStream, Member*, ...
+"""

@@ -1,0 +1,172 @@
+"""Gossip timing and sizing, with the three presets.
+
+How this works: a `GossipConfig` is a frozen bag of numbers.  The presets
+mirror memberlist's DefaultLANConfig / DefaultWANConfig / DefaultLocalConfig so
+a shoal agent and a Serf agent on the same profile detect failures on the same
+clock.  The derived timeouts are functions of the cluster size n and are
+computed here, in one place, so the core, the simulator and the docs agree:
+
+- retransmit limit      = retransmit_mult * ceil(log10(n + 1))
+- suspicion min timeout = suspicion_mult * max(1, log10(max(1, n))) * probe_interval_s
+- suspicion max timeout = suspicion_max_timeout_mult * suspicion min timeout
+- push/pull interval    = push_pull_interval_s, scaled up by
+                          ceil(log2(n) - log2(32)) + 1 once n > 32 (memberlist's
+                          pushPullScale), so anti-entropy cost stays flat per node
+- probe timeout / interval under Lifeguard awareness = base * (1 + health score)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+PUSH_PULL_SCALE_THRESHOLD = 32
+
+# Protocol versions we advertise: memberlist pmin/pmax/pcur and Serf's delegate
+# versions, so a stock Serf agent accepts our push/pull (its verifyProtocol
+# checks every node's pcur/dcur falls within everyone's [min, max]).
+PROTOCOL_MIN = 1
+PROTOCOL_MAX = 5
+PROTOCOL_CUR = 2
+DELEGATE_MIN = 2
+DELEGATE_MAX = 5
+DELEGATE_CUR = 4
+VSN = (PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_CUR, DELEGATE_MIN, DELEGATE_MAX, DELEGATE_CUR)
+
+META_MAX_BYTES = 512
+LABEL_MAX_BYTES = 255
+UDP_PACKET_BUDGET_BYTES = 1400
+COMPOUND_MAX_PARTS = 255
+MAX_PUSH_STATE_BYTES = 20 * 1024 * 1024
+MAX_PUSH_STATE_NODES = 1_048_576
+MAX_USER_MSG_BYTES = 20 * 1024 * 1024
+MAX_DECOMPRESSED_BYTES = 40 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class GossipConfig:
+    profile: str
+    # Probing (SWIM failure detector)
+    probe_interval_s: float
+    probe_timeout_s: float
+    indirect_checks: int
+    disable_tcp_pings: bool
+    # Suspicion (Lifeguard)
+    suspicion_mult: int
+    suspicion_max_timeout_mult: int
+    awareness_max_multiplier: int
+    # Dissemination
+    retransmit_mult: int
+    gossip_interval_s: float
+    gossip_nodes: int
+    gossip_to_the_dead_s: float
+    # Anti-entropy
+    push_pull_interval_s: float
+    # A push/pull with one random member this long after joining, so a node
+    # that joined while others were still joining learns of them without
+    # waiting a whole push_pull_interval_s (Serf's N=60 joins can leave one
+    # member unseen until the next periodic push/pull).
+    post_join_sync_s: float
+    tcp_timeout_s: float
+    # Dead members are kept as tombstones this long, then forgotten.
+    dead_node_reclaim_s: float
+    # Bounds
+    packet_budget_bytes: int = UDP_PACKET_BUDGET_BYTES
+    broadcast_queue_max: int = 4096
+    # UDP compression: memberlist compresses when it makes the packet
+    # smaller; we only try for packets at least this big because LZW in pure
+    # Python costs CPU and a small ping never shrinks.
+    enable_compression: bool = True
+    compress_min_bytes: int = 512
+
+    # ---- derived values (formulas in the module docstring) -------------
+    def retransmit_limit(self, n: int) -> int:
+        return self.retransmit_mult * math.ceil(math.log10(n + 1))
+
+    def suspicion_min_timeout_s(self, n: int) -> float:
+        node_scale = max(1.0, math.log10(max(1, n)))
+        return self.suspicion_mult * node_scale * self.probe_interval_s
+
+    def suspicion_max_timeout_s(self, n: int) -> float:
+        return self.suspicion_max_timeout_mult * self.suspicion_min_timeout_s(n)
+
+    def suspicion_confirmations_wanted(self) -> int:
+        # memberlist: k = SuspicionMult - 2, at least 0.
+        return max(0, self.suspicion_mult - 2)
+
+    def push_pull_interval_for(self, n: int) -> float:
+        if n <= PUSH_PULL_SCALE_THRESHOLD:
+            return self.push_pull_interval_s
+        mult = math.ceil(math.log2(n) - math.log2(PUSH_PULL_SCALE_THRESHOLD)) + 1
+        return self.push_pull_interval_s * mult
+
+    def replace(self, **changes) -> "GossipConfig":
+        return dataclasses.replace(self, **changes)
+
+
+LAN = GossipConfig(
+    profile="lan",
+    probe_interval_s=1.0,
+    probe_timeout_s=0.5,
+    indirect_checks=3,
+    disable_tcp_pings=False,
+    suspicion_mult=4,
+    suspicion_max_timeout_mult=6,
+    awareness_max_multiplier=8,
+    retransmit_mult=4,
+    gossip_interval_s=0.2,
+    gossip_nodes=3,
+    gossip_to_the_dead_s=30.0,
+    push_pull_interval_s=30.0,
+    post_join_sync_s=1.0,
+    tcp_timeout_s=10.0,
+    dead_node_reclaim_s=300.0,
+)
+
+WAN = GossipConfig(
+    profile="wan",
+    probe_interval_s=5.0,
+    probe_timeout_s=3.0,
+    indirect_checks=3,
+    disable_tcp_pings=False,
+    suspicion_mult=6,
+    suspicion_max_timeout_mult=6,
+    awareness_max_multiplier=8,
+    retransmit_mult=4,
+    gossip_interval_s=0.5,
+    gossip_nodes=4,
+    gossip_to_the_dead_s=60.0,
+    push_pull_interval_s=60.0,
+    post_join_sync_s=5.0,
+    tcp_timeout_s=30.0,
+    dead_node_reclaim_s=600.0,
+)
+
+LOCAL = GossipConfig(
+    profile="local",
+    probe_interval_s=0.2,
+    probe_timeout_s=0.1,
+    indirect_checks=1,
+    disable_tcp_pings=False,
+    suspicion_mult=3,
+    suspicion_max_timeout_mult=6,
+    awareness_max_multiplier=8,
+    retransmit_mult=3,
+    gossip_interval_s=0.05,
+    gossip_nodes=3,
+    gossip_to_the_dead_s=15.0,
+    push_pull_interval_s=15.0,
+    post_join_sync_s=0.3,
+    tcp_timeout_s=1.0,
+    dead_node_reclaim_s=60.0,
+)
+
+PRESETS = {"lan": LAN, "wan": WAN, "local": LOCAL}
+
+
+def preset(name: str) -> GossipConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown gossip profile {name!r}; choose one of {sorted(PRESETS)}") from None
