@@ -1,0 +1,337 @@
+"""The agent's configuration: one dataclass, a TOML file, and command-line flags.
+
+How this works: `load_config(path, flags)` reads an optional TOML file
+(`tomllib`), overlays the flags that were actually given (a flag always wins
+over the file; a repeatable flag such as `--join` replaces the file's list
+rather than appending to it), and validates the result into a frozen
+`AgentConfig`.  Every problem raises `ConfigError`, whose message starts with
+the name of the offending field (`bind: port 70000 out of range`), so both the
+CLI and the tests can tell which setting is wrong.
+
+Settings (file keys use the same names; `-` and `_` are interchangeable):
+
+    name          node name, unique in the cluster        default: the hostname
+    bind          HOST:PORT for gossip, UDP and TCP        default: 0.0.0.0:7946
+                  (port 0 picks a free port for both)
+    advertise     HOST:PORT other nodes use to reach us    default: see below
+    join          seeds, list of HOST[:PORT] (port 7946)   default: []
+    profile       gossip preset: lan | wan | local         default: lan
+    encrypt       base64 AES key (16, 24 or 32 bytes)      default: none
+    keyring_file  JSON list of base64 keys, primary first  default: <state_dir>/keyring.json
+                  when state_dir and encryption are set, else none
+    state_dir     directory for keyring.json and agent.json (addresses of a
+                  running agent, for scripts and tests)    default: none
+    api           HOST:PORT of the HTTP API                default: 127.0.0.1:7980
+    label         cluster label (<= 255 bytes)             default: "" (none)
+    api_token     bearer token the API requires            default: none
+    log_level     DEBUG | INFO | WARNING | ERROR           default: INFO
+    tags          table of extra string tags (Serf-style)  default: {}
+
+Advertise address: when `advertise` is unset we advertise the bind host,
+unless that is a wildcard (0.0.0.0 or ::); then we take the first IPv4 address
+of the first interface that is up and not loopback (psutil's order), falling
+back to 127.0.0.1.  Set `advertise` explicitly on multi-homed hosts.
+
+Encryption: `encrypt` alone gives a one-key ring held in memory (rotations
+are then lost on restart).  With a keyring file the file is the source of
+truth: if it exists it is loaded and `encrypt`, if also given, is ignored with
+a warning (as Serf does); if it does not exist, `encrypt` is required and the
+file is created holding that key.  Rotations (`shoal keys ...`) are written
+back atomically (temp file, fsync, rename, fsync of the directory).
+
+The API port defaults to 7980 (gossip uses 7946 like Serf; 7980 is not used by
+Serf, Consul or Nomad).  The API refuses to bind a non-loopback address unless
+`api_token` is set, so a cluster is not controllable from the network by
+accident.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import socket
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gossip.config import LABEL_MAX_BYTES, PRESETS
+
+DEFAULT_GOSSIP_PORT = 7946
+DEFAULT_BIND = "0.0.0.0:7946"
+DEFAULT_API = "127.0.0.1:7980"
+DEFAULT_API_PORT = 7980
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+KEY_SIZES = (16, 24, 32)
+NAME_MAX_BYTES = 255
+
+
+class ConfigError(ValueError):
+    """A setting is invalid.  `field` names it; str() starts with it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.host in ("0.0.0.0", "::", "")
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    name: str = field(default_factory=socket.gethostname)
+    bind: HostPort = HostPort("0.0.0.0", DEFAULT_GOSSIP_PORT)
+    advertise: HostPort | None = None
+    join: tuple[HostPort, ...] = ()
+    profile: str = "lan"
+    encrypt: bytes | None = None  # the raw key
+    keyring_file: Path | None = None
+    state_dir: Path | None = None
+    api: HostPort = HostPort("127.0.0.1", DEFAULT_API_PORT)
+    label: str = ""
+    api_token: str | None = None
+    log_level: str = "INFO"
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encrypt is not None or self.keyring_file is not None
+
+    def replace(self, **changes: Any) -> "AgentConfig":
+        return replace(self, **changes)
+
+
+# ---- parsing helpers --------------------------------------------------------
+
+
+def parse_host_port(text: str, field_name: str, default_port: int | None = None) -> HostPort:
+    """`host:port`, `[v6]:port`, or (if default_port) a bare host."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(field_name, f"expected HOST:PORT, got {text!r}")
+    text = text.strip()
+    host: str
+    port_text: str | None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(field_name, f"unclosed '[' in {text!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ConfigError(field_name, f"expected ':' after ']' in {text!r}")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif text.count(":") > 1:  # bare IPv6 address
+        host, port_text = text, None
+    else:
+        host, port_text = text, None
+    if not host:
+        raise ConfigError(field_name, f"missing host in {text!r}")
+    if port_text is None:
+        if default_port is None:
+            raise ConfigError(field_name, f"missing port in {text!r} (expected HOST:PORT)")
+        return HostPort(host, default_port)
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(field_name, f"port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(field_name, f"port {port} out of range 0-65535")
+    return HostPort(host, port)
+
+
+def decode_b64_key(text: str, field_name: str) -> bytes:
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError, AttributeError):
+        raise ConfigError(field_name, "not valid base64") from None
+    if len(key) not in KEY_SIZES:
+        raise ConfigError(field_name, f"key is {len(key)} bytes; AES needs 16, 24 or 32")
+    return key
+
+
+def _ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+# ---- loading ----------------------------------------------------------------
+
+_FIELD_NAMES = {f.name for f in fields(AgentConfig)}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("config", f"file {str(path)!r} not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("config", f"{path}: {e}") from None
+    except OSError as e:
+        raise ConfigError("config", f"cannot read {path}: {e.strerror}") from None
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in _FIELD_NAMES:
+            raise ConfigError(name, f"unknown setting in {path}")
+        out[name] = value
+    return out
+
+
+def load_config(path: Path | str | None = None, flags: dict[str, Any] | None = None) -> AgentConfig:
+    """File first, then every flag whose value is not None (or empty) wins."""
+    values: dict[str, Any] = read_config_file(Path(path)) if path is not None else {}
+    for key, value in (flags or {}).items():
+        name = key.replace("-", "_")
+        if name not in _FIELD_NAMES:
+            raise ConfigError(name, "unknown setting")
+        if value is None or (isinstance(value, (list, tuple, dict)) and not value):
+            continue
+        values[name] = value
+    return build_config(values)
+
+
+def build_config(values: dict[str, Any]) -> AgentConfig:
+    """Validate raw values (strings and lists as in TOML) into an AgentConfig."""
+    kw: dict[str, Any] = {}
+
+    def text(name: str) -> str | None:
+        v = values.get(name)
+        if v is None:
+            return None
+        if not isinstance(v, str):
+            raise ConfigError(name, f"expected a string, got {type(v).__name__}")
+        return v
+
+    name = text("name")
+    if name is not None:
+        if not name.strip():
+            raise ConfigError("name", "must not be empty")
+        if len(name.encode()) > NAME_MAX_BYTES:
+            raise ConfigError("name", f"longer than {NAME_MAX_BYTES} bytes")
+        kw["name"] = name
+    if (v := text("bind")) is not None:
+        kw["bind"] = parse_host_port(v, "bind", DEFAULT_GOSSIP_PORT)
+        if not _ip_literal(kw["bind"].host):
+            raise ConfigError("bind", f"host must be an IP address, got {kw['bind'].host!r}")
+    if (v := text("advertise")) is not None:
+        adv = parse_host_port(v, "advertise", 0)
+        if adv.is_wildcard:
+            raise ConfigError("advertise", "cannot advertise a wildcard address")
+        kw["advertise"] = adv
+    join = values.get("join")
+    if join is not None:
+        if isinstance(join, str):
+            join = [join]
+        if not isinstance(join, (list, tuple)) or not all(isinstance(j, str) for j in join):
+            raise ConfigError("join", "expected a list of HOST[:PORT] strings")
+        kw["join"] = tuple(parse_host_port(j, "join", DEFAULT_GOSSIP_PORT) for j in join)
+    if (v := text("profile")) is not None:
+        if v not in PRESETS:
+            raise ConfigError("profile", f"unknown profile {v!r}; choose one of {', '.join(sorted(PRESETS))}")
+        kw["profile"] = v
+    if (v := text("encrypt")) is not None:
+        kw["encrypt"] = decode_b64_key(v, "encrypt")
+    if (v := text("state_dir")) is not None:
+        kw["state_dir"] = Path(v)
+    if (v := text("keyring_file")) is not None:
+        kw["keyring_file"] = Path(v)
+    elif kw.get("state_dir") is not None and kw.get("encrypt") is not None:
+        kw["keyring_file"] = kw["state_dir"] / "keyring.json"
+    if (v := text("api")) is not None:
+        kw["api"] = parse_host_port(v, "api", DEFAULT_API_PORT)
+    if (v := text("label")) is not None:
+        if len(v.encode()) > LABEL_MAX_BYTES:
+            raise ConfigError("label", f"longer than {LABEL_MAX_BYTES} bytes")
+        kw["label"] = v
+    if (v := text("api_token")) is not None:
+        if not v:
+            raise ConfigError("api_token", "must not be empty")
+        kw["api_token"] = v
+    if (v := text("log_level")) is not None:
+        if v.upper() not in LOG_LEVELS:
+            raise ConfigError("log_level", f"unknown level {v!r}; choose one of {', '.join(LOG_LEVELS)}")
+        kw["log_level"] = v.upper()
+    tags = values.get("tags")
+    if tags is not None:
+        if isinstance(tags, (list, tuple)):  # from --tag k=v flags
+            pairs = []
+            for t in tags:
+                if not isinstance(t, str) or "=" not in t:
+                    raise ConfigError("tags", f"expected KEY=VALUE, got {t!r}")
+                k, _, val = t.partition("=")
+                pairs.append((k, val))
+            tags = dict(pairs)
+        if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise ConfigError("tags", "expected a table of string values")
+        kw["tags"] = tuple(sorted(tags.items()))
+    cfg = AgentConfig(**kw)
+    if not cfg.api.is_loopback and cfg.api_token is None:
+        raise ConfigError("api", f"refusing to serve the API on non-loopback {cfg.api} without api_token")
+    return cfg
+
+
+# ---- derived addresses --------------------------------------------------------
+
+
+def first_public_ipv4() -> str:
+    """First IPv4 of the first up, non-loopback interface; else 127.0.0.1."""
+    try:
+        import psutil
+
+        stats = psutil.net_if_stats()
+        for ifname, addrs in psutil.net_if_addrs().items():
+            st = stats.get(ifname)
+            if st is not None and not st.isup:
+                continue
+            for a in addrs:
+                if a.family == socket.AF_INET and not ipaddress.ip_address(a.address).is_loopback:
+                    return a.address
+    except Exception:  # pragma: no cover - psutil missing or odd platform
+        pass
+    return "127.0.0.1"
+
+
+def resolve_host(host: str, field_name: str) -> str:
+    """A textual IP for `host` (resolving a name with the system resolver)."""
+    if _ip_literal(host):
+        return host
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except socket.gaierror as e:
+        raise ConfigError(field_name, f"cannot resolve {host!r}: {e.strerror}") from None
+    return infos[0][4][0]
+
+
+def advertise_address(cfg: AgentConfig, bound_port: int) -> HostPort:
+    """The address peers should use for us (see module docstring)."""
+    if cfg.advertise is not None:
+        host = resolve_host(cfg.advertise.host, "advertise")
+        return HostPort(host, cfg.advertise.port or bound_port)
+    host = first_public_ipv4() if cfg.bind.is_wildcard else cfg.bind.host
+    return HostPort(host, bound_port)
+

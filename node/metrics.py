@@ -1,0 +1,58 @@
+"""Prometheus counters and gauges of one agent.
+
+How this works: each `AgentMetrics` owns its own `CollectorRegistry` (not the
+process-global one), so several agents can live in one test process.  Counters
+are bumped by the pump and the transport as things happen; the member gauges
+and the health score are set from a snapshot of the core just before each
+scrape (`observe_members`).  `render()` returns the Prometheus text format
+served at `GET /v1/metrics`.
+
+Names: shoal_packets_{in,out}_total, shoal_bytes_{in,out}_total,
+shoal_packets_dropped_total{reason}, shoal_streams_{in,out}_total{outcome},
+shoal_member_events_total{event}, shoal_members{state}, shoal_health_score.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as _Counter
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from gossip.events import MemberState
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class AgentMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.packets_in = Counter("shoal_packets_in", "UDP datagrams received", registry=r)
+        self.packets_out = Counter("shoal_packets_out", "UDP datagrams sent", registry=r)
+        self.bytes_in = Counter("shoal_bytes_in", "Bytes received (UDP and TCP)", registry=r)
+        self.bytes_out = Counter("shoal_bytes_out", "Bytes sent (UDP and TCP)", registry=r)
+        self.dropped = Counter(
+            "shoal_packets_dropped", "Datagrams and streams dropped, by reason", ["reason"], registry=r
+        )
+        self.streams_in = Counter("shoal_streams_in", "Inbound TCP streams, by outcome", ["outcome"], registry=r)
+        self.streams_out = Counter("shoal_streams_out", "Dialed TCP streams, by outcome", ["outcome"], registry=r)
+        self.member_events = Counter(
+            "shoal_member_events", "Membership events seen, by kind", ["event"], registry=r
+        )
+        self.members = Gauge("shoal_members", "Known members, by state", ["state"], registry=r)
+        self.health = Gauge("shoal_health_score", "Lifeguard local health score (0 is healthy)", registry=r)
+        # A plain mirror of the drop counter, for logs and the API without parsing text.
+        self.drop_counts: _Counter[str] = _Counter()
+
+    def drop(self, reason: str) -> None:
+        self.dropped.labels(reason=reason).inc()
+        self.drop_counts[reason] += 1
+
+    def observe_members(self, states: list[MemberState], health_score: int) -> None:
+        counts = _Counter(s.value for s in states)
+        for st in MemberState:
+            self.members.labels(state=st.value).set(counts.get(st.value, 0))
+        self.health.set(health_score)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
