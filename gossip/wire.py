@@ -1,0 +1,600 @@
+"""memberlist protocol v5 message codec (bytes <-> `gossip.messages`).
+
+How this works: a memberlist message is one type byte followed by a msgpack
+map whose keys are the Go struct field names.  We write that map with our own
+tiny packer (`pack_go`) instead of `msgpack.packb`, because byte-identical
+output with go-msgpack needs three things msgpack-python cannot express:
+keys in alphabetical order (we pass them in that order), legacy "raw" strings
+for both text and bytes (never str8/bin), and Go `int` fields written with the
+*signed* markers (d0..d3) while Go `uint*` fields use the unsigned ones.
+Reading goes through msgpack-python with raw=True (any of bin/str/raw is
+accepted, as Go does) and every field is then type-checked by hand: a value
+of the wrong type, an out-of-range integer or invalid UTF-8 becomes
+`DecodeError`, never anything else.  Unknown keys are ignored and missing
+keys take Go's zero value, like go-msgpack.
+
+UDP dispatch (`decode_messages`) mirrors memberlist's handleCommand: compound
+(7) and compress (9) wrappers recurse, bounded in depth and decompressed size.
+Stream-only forms (push/pull, the TCP user message, errResp) are produced by
+`encode` / `encode_stream_user` and parsed by `gossip.packet.StreamDecoder`,
+which uses the `parse_*` helpers exported here.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgpack
+
+from gossip.config import MAX_DECOMPRESSED_BYTES
+from gossip.messages import (
+    AckResp,
+    Alive,
+    Dead,
+    ErrResp,
+    IndirectPingReq,
+    Message,
+    MessageType,
+    NackResp,
+    NodeStateCode,
+    Ping,
+    PushNodeState,
+    PushPull,
+    Suspect,
+    UserMsg,
+)
+
+# Compound/compress wrappers may nest; Go does not bound this, we do so a
+# crafted packet cannot recurse us into a RecursionError.
+MAX_NESTING_DEPTH = 4
+LZW_ALGO = 0
+
+# Container limits handed to msgpack so a forged length prefix cannot make
+# the C unpacker preallocate a huge list/dict before the bytes exist.
+_MAX_ARRAY_LEN = 256
+_MAX_MAP_LEN = 256
+_MAX_EXT_LEN = 64
+
+
+class DecodeError(ValueError):
+    """Bytes from the network that we refuse.  `reason` is a short token for
+    metrics ("malformed", "label", "decrypt", "crc", "too_large",
+    "unencrypted", "unknown_type"); `detail` is for logs."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------------------
+# Packing (go-msgpack compatible)
+# ---------------------------------------------------------------------------
+
+
+class GoInt(int):
+    """An int that go-msgpack would write from a Go `int`/`int64` field:
+    signed markers (d0..d3) above 127 instead of the unsigned cc..cf."""
+
+    __slots__ = ()
+
+
+def _pack_raw(b: bytes, out: bytearray) -> None:
+    n = len(b)
+    if n < 32:
+        out.append(0xA0 | n)
+    elif n < 0x10000:
+        out += b"\xda" + n.to_bytes(2, "big")
+    elif n < 0x100000000:
+        out += b"\xdb" + n.to_bytes(4, "big")
+    else:
+        raise ValueError("string too long for msgpack")
+    out += b
+
+
+def _pack_int(v: int, signed: bool, out: bytearray) -> None:
+    if 0 <= v < 128:
+        out.append(v)
+    elif -32 <= v < 0:
+        out.append(v & 0xFF)
+    elif signed or v < 0:
+        if -0x80 <= v < 0x80:
+            out += b"\xd0" + struct.pack(">b", v)
+        elif -0x8000 <= v < 0x8000:
+            out += b"\xd1" + struct.pack(">h", v)
+        elif -0x80000000 <= v < 0x80000000:
+            out += b"\xd2" + struct.pack(">i", v)
+        elif -(1 << 63) <= v < (1 << 63):
+            out += b"\xd3" + struct.pack(">q", v)
+        else:
+            raise ValueError(f"integer {v} out of int64 range")
+    elif v < 0x100:
+        out += b"\xcc" + bytes((v,))
+    elif v < 0x10000:
+        out += b"\xcd" + v.to_bytes(2, "big")
+    elif v < 0x100000000:
+        out += b"\xce" + v.to_bytes(4, "big")
+    elif v < 0x10000000000000000:
+        out += b"\xcf" + v.to_bytes(8, "big")
+    else:
+        raise ValueError(f"integer {v} out of uint64 range")
+
+
+def _pack(obj: Any, out: bytearray) -> None:
+    if obj is None:
+        out.append(0xC0)
+    elif obj is True:
+        out.append(0xC3)
+    elif obj is False:
+        out.append(0xC2)
+    elif isinstance(obj, int):
+        _pack_int(int(obj), isinstance(obj, GoInt), out)
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        _pack_raw(bytes(obj), out)
+    elif isinstance(obj, str):
+        _pack_raw(obj.encode("utf-8"), out)
+    elif isinstance(obj, float):
+        out += b"\xcb" + struct.pack(">d", obj)
+    elif isinstance(obj, dict):
+        n = len(obj)
+        if n < 16:
+            out.append(0x80 | n)
+        elif n < 0x10000:
+            out += b"\xde" + n.to_bytes(2, "big")
+        else:
+            out += b"\xdf" + n.to_bytes(4, "big")
+        for k, v in obj.items():
+            _pack(k, out)
+            _pack(v, out)
+    elif isinstance(obj, (list, tuple)):
+        n = len(obj)
+        if n < 16:
+            out.append(0x90 | n)
+        elif n < 0x10000:
+            out += b"\xdc" + n.to_bytes(2, "big")
+        else:
+            out += b"\xdd" + n.to_bytes(4, "big")
+        for v in obj:
+            _pack(v, out)
+    else:
+        raise TypeError(f"cannot pack {type(obj).__name__}")
+
+
+def pack_go(obj: Any) -> bytes:
+    """msgpack exactly as go-msgpack's zero MsgpackHandle writes it.  Dict
+    keys are written in insertion order: pass them sorted to match Go's
+    struct encoding.  Use `GoInt` for Go `int` fields."""
+    out = bytearray()
+    _pack(obj, out)
+    return bytes(out)
+
+
+def _nil_if_empty(b: bytes) -> bytes | None:
+    # Go writes a nil []byte as msgpack nil; memberlist leaves empty slices nil.
+    return b if b else None
+
+
+def _body(msg: Message) -> tuple[int, dict]:
+    """Type byte and Go-ordered field map for the fixed-shape messages."""
+    if isinstance(msg, Ping):
+        d: dict = {"Node": msg.node, "SeqNo": _u32(msg.seq_no)}
+        # omitempty: only these three fields, only on ping / indirect ping.
+        if msg.source_addr:
+            d["SourceAddr"] = msg.source_addr
+        if msg.source_node:
+            d["SourceNode"] = msg.source_node
+        if msg.source_port:
+            d["SourcePort"] = _u16(msg.source_port)
+        return MessageType.PING, d
+    if isinstance(msg, IndirectPingReq):
+        d = {
+            "Nack": bool(msg.nack),
+            "Node": msg.node,
+            "Port": _u16(msg.port),
+            "SeqNo": _u32(msg.seq_no),
+        }
+        if msg.source_addr:
+            d["SourceAddr"] = msg.source_addr
+        if msg.source_node:
+            d["SourceNode"] = msg.source_node
+        if msg.source_port:
+            d["SourcePort"] = _u16(msg.source_port)
+        d["Target"] = _nil_if_empty(msg.target)
+        return MessageType.INDIRECT_PING, d
+    if isinstance(msg, AckResp):
+        return MessageType.ACK, {"Payload": _nil_if_empty(msg.payload), "SeqNo": _u32(msg.seq_no)}
+    if isinstance(msg, NackResp):
+        return MessageType.NACK, {"SeqNo": _u32(msg.seq_no)}
+    if isinstance(msg, ErrResp):
+        return MessageType.ERR, {"Error": msg.error}
+    if isinstance(msg, Suspect):
+        return MessageType.SUSPECT, {
+            "From": msg.from_node,
+            "Incarnation": _u32(msg.incarnation),
+            "Node": msg.node,
+        }
+    if isinstance(msg, Dead):
+        return MessageType.DEAD, {
+            "From": msg.from_node,
+            "Incarnation": _u32(msg.incarnation),
+            "Node": msg.node,
+        }
+    if isinstance(msg, Alive):
+        return MessageType.ALIVE, {
+            "Addr": _nil_if_empty(msg.addr),
+            "Incarnation": _u32(msg.incarnation),
+            "Meta": _nil_if_empty(msg.meta),
+            "Node": msg.node,
+            "Port": _u16(msg.port),
+            "Vsn": _vsn_bytes(msg.vsn),
+        }
+    raise TypeError(f"not a memberlist message: {type(msg).__name__}")
+
+
+def _u32(v: int) -> int:
+    if not 0 <= v < (1 << 32):
+        raise ValueError(f"{v} does not fit uint32")
+    return v
+
+
+def _u16(v: int) -> int:
+    if not 0 <= v < (1 << 16):
+        raise ValueError(f"{v} does not fit uint16")
+    return v
+
+
+def _vsn_bytes(vsn: tuple[int, ...]) -> bytes | None:
+    # []uint8 is []byte to Go: a raw string, not an array.
+    return bytes(vsn) if vsn else None
+
+
+def _node_state_body(n: PushNodeState) -> dict:
+    return {
+        "Addr": _nil_if_empty(n.addr),
+        "Incarnation": _u32(n.incarnation),
+        "Meta": _nil_if_empty(n.meta),
+        "Name": n.name,
+        "Port": _u16(n.port),
+        "State": GoInt(int(n.state)),
+        "Vsn": _vsn_bytes(n.vsn),
+    }
+
+
+def encode(msg: Message) -> bytes:
+    """Type byte + body.  UserMsg gets the UDP form (raw bytes after 0x08);
+    PushPull and ErrResp get their stream forms."""
+    if isinstance(msg, UserMsg):
+        return b"\x08" + bytes(msg.payload)
+    if isinstance(msg, PushPull):
+        out = bytearray((MessageType.PUSH_PULL,))
+        _pack(
+            {
+                "Join": bool(msg.join),
+                "Nodes": GoInt(len(msg.nodes)),
+                "UserStateLen": GoInt(len(msg.user_state)),
+            },
+            out,
+        )
+        for n in msg.nodes:
+            _pack(_node_state_body(n), out)
+        out += msg.user_state
+        return bytes(out)
+    t, d = _body(msg)
+    out = bytearray((t,))
+    _pack(d, out)
+    return bytes(out)
+
+
+def encode_stream_user(msg: UserMsg) -> bytes:
+    """The TCP (SendReliable) form: 0x08 | userMsgHeader{UserMsgLen} | bytes."""
+    out = bytearray((MessageType.USER,))
+    _pack({"UserMsgLen": GoInt(len(msg.payload))}, out)
+    out += msg.payload
+    return bytes(out)
+
+
+def make_compound(parts: list[bytes]) -> bytes:
+    """0x07 | count u8 | len u16be ... | parts.  Callers split at 255 parts."""
+    if len(parts) > 255:
+        raise ValueError(f"compound of {len(parts)} parts; at most 255")
+    out = bytearray((MessageType.COMPOUND, len(parts)))
+    for p in parts:
+        if len(p) >= 0x10000:
+            raise ValueError(f"compound part of {len(p)} bytes; must be < 65536")
+        out += len(p).to_bytes(2, "big")
+    for p in parts:
+        out += p
+    return bytes(out)
+
+
+def compress_message(buf: bytes) -> bytes:
+    """0x09 | compress{Algo: 0 (LZW), Buf: lzw(buf)}."""
+    from gossip import lzw
+
+    return b"\x09" + pack_go({"Algo": LZW_ALGO, "Buf": lzw.compress(buf)})
+
+
+# ---------------------------------------------------------------------------
+# Unpacking
+# ---------------------------------------------------------------------------
+
+
+def new_unpacker(max_buffer_bytes: int) -> msgpack.Unpacker:
+    """A raw=True Unpacker with container limits small enough that forged
+    headers cannot force big preallocations."""
+    return msgpack.Unpacker(
+        raw=True,
+        strict_map_key=False,
+        max_buffer_size=max(1, max_buffer_bytes),
+        max_str_len=max(1, max_buffer_bytes),
+        max_bin_len=max(1, max_buffer_bytes),
+        max_array_len=_MAX_ARRAY_LEN,
+        max_map_len=_MAX_MAP_LEN,
+        max_ext_len=_MAX_EXT_LEN,
+    )
+
+
+def unpack_one(body: bytes) -> Any:
+    """The first msgpack object of `body` (Go's decoder ignores trailing
+    bytes, so do we).  Anything wrong -> DecodeError("malformed")."""
+    if not body:
+        raise DecodeError("malformed", "empty body")
+    u = new_unpacker(len(body))
+    try:
+        u.feed(body)
+        return u.unpack()
+    except msgpack.OutOfData:
+        raise DecodeError("malformed", "truncated msgpack") from None
+    except Exception as e:  # msgpack raises ValueError/FormatError/StackError/...
+        raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
+
+
+class _Fields:
+    """Typed access to a decoded msgpack map with bytes keys.  Missing or
+    nil fields read as Go's zero value."""
+
+    __slots__ = ("d", "what")
+
+    def __init__(self, obj: Any, what: str):
+        if not isinstance(obj, dict):
+            raise DecodeError("malformed", f"{what}: body is not a map")
+        self.d = obj
+        self.what = what
+
+    def _get(self, key: bytes) -> Any:
+        return self.d.get(key)
+
+    def _bad(self, key: bytes, why: str) -> DecodeError:
+        return DecodeError("malformed", f"{self.what}.{key.decode()}: {why}")
+
+    def uint(self, key: bytes, bits: int) -> int:
+        v = self._get(key)
+        if v is None:
+            return 0
+        if type(v) is not int:
+            raise self._bad(key, f"expected int, got {type(v).__name__}")
+        if not 0 <= v < (1 << bits):
+            raise self._bad(key, f"{v} out of uint{bits} range")
+        return v
+
+    def goint(self, key: bytes, limit: int) -> int:
+        """A Go `int` that memberlist uses as a count/length: 0..limit."""
+        v = self._get(key)
+        if v is None:
+            return 0
+        if type(v) is not int:
+            raise self._bad(key, f"expected int, got {type(v).__name__}")
+        if v < 0:
+            raise self._bad(key, f"negative {v}")
+        if v > limit:
+            raise DecodeError("too_large", f"{self.what}.{key.decode()}={v} > {limit}")
+        return v
+
+    def boolean(self, key: bytes) -> bool:
+        v = self._get(key)
+        if v is None:
+            return False
+        if type(v) is not bool:
+            raise self._bad(key, f"expected bool, got {type(v).__name__}")
+        return v
+
+    def raw(self, key: bytes) -> bytes:
+        v = self._get(key)
+        if v is None:
+            return b""
+        if type(v) is not bytes:
+            raise self._bad(key, f"expected bytes, got {type(v).__name__}")
+        return v
+
+    def string(self, key: bytes) -> str:
+        b = self.raw(key)
+        try:
+            return b.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._bad(key, "invalid UTF-8") from None
+
+    def vsn(self, key: bytes) -> tuple[int, ...]:
+        v = self._get(key)
+        if v is None:
+            return ()
+        if type(v) is bytes:
+            return tuple(v)
+        # Go also accepts a msgpack array of small ints for []uint8.
+        if type(v) is list and all(type(x) is int and 0 <= x < 256 for x in v):
+            return tuple(v)
+        raise self._bad(key, "expected bytes or array of uint8")
+
+
+def parse_body(msg_type: int, obj: Any) -> Message:
+    """Build the message for a fixed-shape type from its decoded map."""
+    if msg_type == MessageType.PING:
+        f = _Fields(obj, "ping")
+        return Ping(
+            seq_no=f.uint(b"SeqNo", 32),
+            node=f.string(b"Node"),
+            source_addr=f.raw(b"SourceAddr"),
+            source_port=f.uint(b"SourcePort", 16),
+            source_node=f.string(b"SourceNode"),
+        )
+    if msg_type == MessageType.INDIRECT_PING:
+        f = _Fields(obj, "indirectPingReq")
+        return IndirectPingReq(
+            seq_no=f.uint(b"SeqNo", 32),
+            target=f.raw(b"Target"),
+            port=f.uint(b"Port", 16),
+            node=f.string(b"Node"),
+            nack=f.boolean(b"Nack"),
+            source_addr=f.raw(b"SourceAddr"),
+            source_port=f.uint(b"SourcePort", 16),
+            source_node=f.string(b"SourceNode"),
+        )
+    if msg_type == MessageType.ACK:
+        f = _Fields(obj, "ackResp")
+        return AckResp(seq_no=f.uint(b"SeqNo", 32), payload=f.raw(b"Payload"))
+    if msg_type == MessageType.NACK:
+        f = _Fields(obj, "nackResp")
+        return NackResp(seq_no=f.uint(b"SeqNo", 32))
+    if msg_type == MessageType.ERR:
+        f = _Fields(obj, "errResp")
+        return ErrResp(error=f.string(b"Error"))
+    if msg_type == MessageType.SUSPECT:
+        f = _Fields(obj, "suspect")
+        return Suspect(
+            incarnation=f.uint(b"Incarnation", 32),
+            node=f.string(b"Node"),
+            from_node=f.string(b"From"),
+        )
+    if msg_type == MessageType.DEAD:
+        f = _Fields(obj, "dead")
+        return Dead(
+            incarnation=f.uint(b"Incarnation", 32),
+            node=f.string(b"Node"),
+            from_node=f.string(b"From"),
+        )
+    if msg_type == MessageType.ALIVE:
+        f = _Fields(obj, "alive")
+        return Alive(
+            incarnation=f.uint(b"Incarnation", 32),
+            node=f.string(b"Node"),
+            addr=f.raw(b"Addr"),
+            port=f.uint(b"Port", 16),
+            meta=f.raw(b"Meta"),
+            vsn=f.vsn(b"Vsn"),
+        )
+    raise DecodeError("unknown_type", f"type {msg_type}")
+
+
+def parse_push_pull_header(obj: Any, max_nodes: int, max_user_state_bytes: int) -> tuple[bool, int, int]:
+    """(join, nodes, user_state_len) with memberlist's receive limits."""
+    f = _Fields(obj, "pushPullHeader")
+    return (
+        f.boolean(b"Join"),
+        f.goint(b"Nodes", max_nodes),
+        f.goint(b"UserStateLen", max_user_state_bytes),
+    )
+
+
+def parse_node_state(obj: Any) -> PushNodeState:
+    f = _Fields(obj, "pushNodeState")
+    state = f._get(b"State")
+    if state is None:
+        state = 0
+    if type(state) is not int or state not in (0, 1, 2, 3):
+        raise f._bad(b"State", f"unknown node state {state!r}")
+    return PushNodeState(
+        name=f.string(b"Name"),
+        addr=f.raw(b"Addr"),
+        port=f.uint(b"Port", 16),
+        meta=f.raw(b"Meta"),
+        incarnation=f.uint(b"Incarnation", 32),
+        state=NodeStateCode(state),
+        vsn=f.vsn(b"Vsn"),
+    )
+
+
+def parse_user_msg_header(obj: Any, max_bytes: int) -> int:
+    return _Fields(obj, "userMsgHeader").goint(b"UserMsgLen", max_bytes)
+
+
+def decompress_body(obj: Any, max_output_bytes: int) -> bytes:
+    """The payload of a compress{Algo, Buf} map."""
+    from gossip import lzw
+
+    f = _Fields(obj, "compress")
+    algo = f.uint(b"Algo", 8)
+    if algo != LZW_ALGO:
+        raise DecodeError("malformed", f"unknown compression algorithm {algo}")
+    return lzw.decompress(f.raw(b"Buf"), max_output_bytes)
+
+
+# UDP types handled by memberlist's handleCommand; anything else is
+# "unknown message type" there, and so here.
+_UDP_SIMPLE = frozenset(
+    (
+        MessageType.PING,
+        MessageType.INDIRECT_PING,
+        MessageType.ACK,
+        MessageType.NACK,
+        MessageType.SUSPECT,
+        MessageType.ALIVE,
+        MessageType.DEAD,
+    )
+)
+
+
+def decode_messages(buf: bytes) -> list[Message]:
+    """Every message in one UDP message (label/encryption/CRC already
+    removed).  A compound whose tail is truncated yields its complete
+    leading parts.  Inside a compound a bad part is skipped, as memberlist
+    logs it and handles the others; if no part at all decodes the first
+    error is raised so the packet counts as dropped."""
+    return _decode(bytes(buf), 0)
+
+
+def _decode(buf: bytes, depth: int) -> list[Message]:
+    if not buf:
+        raise DecodeError("malformed", "empty message")
+    if depth > MAX_NESTING_DEPTH:
+        raise DecodeError("malformed", "wrappers nested too deep")
+    t = buf[0]
+    if t in _UDP_SIMPLE:
+        return [parse_body(t, unpack_one(buf[1:]))]
+    if t == MessageType.USER:
+        return [UserMsg(payload=buf[1:])]
+    if t == MessageType.COMPOUND:
+        return _decode_compound(buf, depth)
+    if t == MessageType.COMPRESS:
+        inner = decompress_body(unpack_one(buf[1:]), MAX_DECOMPRESSED_BYTES)
+        return _decode(inner, depth + 1)
+    raise DecodeError("unknown_type", f"type {t} over UDP")
+
+
+def _decode_compound(buf: bytes, depth: int) -> list[Message]:
+    if len(buf) < 2:
+        raise DecodeError("malformed", "compound: missing count")
+    count = buf[1]
+    pos = 2 + 2 * count
+    if len(buf) < pos:
+        raise DecodeError("malformed", "compound: truncated length table")
+    out: list[Message] = []
+    first_error: DecodeError | None = None
+    complete = 0
+    for i in range(count):
+        n = int.from_bytes(buf[2 + 2 * i : 4 + 2 * i], "big")
+        if len(buf) - pos < n:
+            break  # truncated: keep the complete leading parts
+        part = buf[pos : pos + n]
+        pos += n
+        complete += 1
+        try:
+            out.extend(_decode(part, depth + 1))
+        except DecodeError as e:
+            if first_error is None:
+                first_error = e
+    if not out:
+        if first_error is not None:
+            raise first_error
+        if complete < count:
+            raise DecodeError("malformed", "compound: truncated before first part")
+    return out
