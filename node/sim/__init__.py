@@ -1,0 +1,14 @@
+"""Deterministic cluster simulation of shoal's gossip cores (see world.py).
+
+    from node.sim import World, faults, checkers
+    w = World(seed=1, n_nodes=50)
+    w.bootstrap()
+    w.run_until_converged(checkers.all_agree_alive, timeout=60)
+"""
+
+from . import checkers, faults
+from .network import Network, NetworkConfig
+from .world import World, SimError, node_address, node_name
+
+__all__ = ["World", "SimError", "Network", "NetworkConfig", "checkers", "faults",
+           "node_address", "node_name"]
