@@ -10,8 +10,9 @@ peer is the judge of compatibility and these are the bytes it produces.
 from __future__ import annotations
 
 import msgpack
+import pytest
 
-from gossip import wire
+from gossip import packet, wire
 from gossip.messages import (
     AckResp,
     Alive,
@@ -26,6 +27,7 @@ from gossip.messages import (
     Suspect,
     UserMsg,
 )
+from gossip.security import Keyring
 
 # ping {SeqNo:1, Node:node-b, SourceAddr:10.0.0.1, SourcePort:7946, SourceNode:node-a}  (69 B)
 PING = bytes.fromhex(
@@ -192,6 +194,14 @@ PUSH_PULL_MSG = PushPull(
     user_state=SERF_USER_STATE,
 )
 
+KEY = bytes(range(16))
+NONCE = bytes(range(0xA0, 0xAC))
+LABEL = b"prod"
+
+
+def fixed_keyring() -> Keyring:
+    return Keyring([KEY], lambda n: NONCE[:n])
+
 
 def roundtrip_one(vector: bytes, expected):
     (msg,) = wire.decode_messages(vector)
@@ -321,3 +331,110 @@ def test_serf_payloads_repack_identically():
     state = msgpack.unpackb(SERF_USER_STATE[1:], raw=True)
     assert state[b"StatusLTimes"] == {b"node-a": 7} and state[b"Events"] is None
     assert SERF_USER_STATE[:1] + wire.pack_go(state) == SERF_USER_STATE
+
+
+# ---- packet envelopes: CRC, label, encryption ----------------------------
+
+
+def test_crc_wrapped_ping():
+    assert packet.open_packet(CRC_PING, label=b"", keyring=None) == [PING_MSG]
+    assert packet.seal_packet(PING, label=b"", keyring=None, crc=True, compress=False) == CRC_PING
+
+
+def test_labelled_ping():
+    assert packet.open_packet(LABEL_PING, label=LABEL, keyring=None) == [PING_MSG]
+    assert packet.seal_packet(PING, label=LABEL, keyring=None, crc=False, compress=False) == LABEL_PING
+
+
+def test_encrypted_ping_v1():
+    kr = fixed_keyring()
+    assert packet.open_packet(ENC_V1, label=b"", keyring=kr) == [PING_MSG]
+    assert packet.seal_packet(PING, label=b"", keyring=kr, crc=False, compress=False) == ENC_V1
+
+
+def test_encrypted_labelled_ping_v1():
+    kr = fixed_keyring()
+    assert packet.open_packet(ENC_V1_LABEL, label=LABEL, keyring=kr) == [PING_MSG]
+    assert packet.seal_packet(PING, label=LABEL, keyring=kr, crc=False, compress=False) == ENC_V1_LABEL
+
+
+def test_encrypted_ping_v0():
+    kr = fixed_keyring()
+    assert packet.open_packet(ENC_V0, label=b"", keyring=kr) == [PING_MSG]
+    assert kr.decrypt(ENC_V0, b"") == PING
+    assert kr.encrypt(PING, b"", version=0) == ENC_V0
+
+
+def test_compressed_packet_opens():
+    assert packet.open_packet(COMPRESSED_COMPOUND, label=b"", keyring=None) == [PING_MSG, ALIVE_MSG]
+
+
+# ---- streams -------------------------------------------------------------
+
+
+def feed_bytewise(dec: packet.StreamDecoder, data: bytes):
+    """Feed one byte at a time: the message must appear exactly at the end."""
+    for i in range(len(data)):
+        got = dec.feed(data[i : i + 1])
+        if got is not None:
+            assert i == len(data) - 1, f"message complete after {i + 1} of {len(data)} bytes"
+            return got
+    return dec.feed_eof()
+
+
+def stream_decoder(keyring=None, label=b"", expect_label_header=False):
+    return packet.StreamDecoder(label=label, keyring=keyring, expect_label_header=expect_label_header)
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_plain_push_pull_stream(bytewise):
+    dec = stream_decoder()
+    got = feed_bytewise(dec, STREAM_PUSH_PULL) if bytewise else dec.feed(STREAM_PUSH_PULL)
+    assert got == PUSH_PULL_MSG
+    assert packet.seal_stream(
+        wire.encode(got), label=b"", keyring=None, compress=False, write_label=False
+    ) == STREAM_PUSH_PULL
+
+
+def test_compressed_push_pull_stream():
+    assert feed_bytewise(stream_decoder(), STREAM_COMPRESSED) == PUSH_PULL_MSG
+    sealed = packet.seal_stream(
+        wire.encode(PUSH_PULL_MSG), label=b"", keyring=None, compress=True, write_label=False
+    )
+    assert sealed == STREAM_COMPRESSED
+
+
+def test_encrypted_push_pull_stream():
+    kr = fixed_keyring()
+    assert feed_bytewise(stream_decoder(kr), STREAM_ENCRYPTED) == PUSH_PULL_MSG
+    sealed = packet.seal_stream(
+        wire.encode(PUSH_PULL_MSG), label=b"", keyring=kr, compress=False, write_label=False
+    )
+    assert sealed == STREAM_ENCRYPTED
+
+
+def test_encrypted_labelled_push_pull_stream():
+    kr = fixed_keyring()
+    dec = stream_decoder(kr, LABEL, expect_label_header=True)
+    assert feed_bytewise(dec, STREAM_ENCRYPTED_LABEL) == PUSH_PULL_MSG
+    sealed = packet.seal_stream(
+        wire.encode(PUSH_PULL_MSG), label=LABEL, keyring=kr, compress=False, write_label=True
+    )
+    assert sealed == STREAM_ENCRYPTED_LABEL
+    # The reply direction carries no label header but the label is still AAD.
+    reply = packet.seal_stream(
+        wire.encode(PUSH_PULL_MSG), label=LABEL, keyring=kr, compress=False, write_label=False
+    )
+    assert reply == STREAM_ENCRYPTED_LABEL[2 + len(LABEL) :]
+    assert stream_decoder(kr, LABEL).feed(reply) == PUSH_PULL_MSG
+
+
+def test_user_and_err_streams():
+    assert feed_bytewise(stream_decoder(), STREAM_USER) == UserMsg(b"abc")
+    assert feed_bytewise(stream_decoder(), ERR_BOOM) == ErrResp("boom")
+    assert stream_decoder().feed(b"\x0d" + ERR_RAW16) == ErrResp("0123456789" * 4)
+
+
+def test_tcp_ping_and_ack_streams():
+    assert feed_bytewise(stream_decoder(), PING) == PING_MSG
+    assert feed_bytewise(stream_decoder(), ACK_PAYLOAD) == AckResp(seq_no=1, payload=b"\x01\x02\x03")
