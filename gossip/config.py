@@ -69,8 +69,17 @@ class GossipConfig:
     # member unseen until the next periodic push/pull).
     post_join_sync_s: float
     tcp_timeout_s: float
-    # Dead members are kept as tombstones this long, then forgotten.
+    # A failed member's name may be taken by a different address after this
+    # long (memberlist's DeadNodeReclaimTime); a member that left may be
+    # replaced at once.
     dead_node_reclaim_s: float
+    # Serf-style reconnect: every reconnect_interval_s, push/pull with one
+    # random failed member, so two sides of a healed partition find each
+    # other again even when no gossip is in flight.
+    reconnect_interval_s: float
+    # Failed and left members are kept as tombstones this long (so they can
+    # be reconnected to and their death spreads by push/pull), then forgotten.
+    tombstone_keep_s: float
     # Bounds
     packet_budget_bytes: int = UDP_PACKET_BUDGET_BYTES
     broadcast_queue_max: int = 4096
@@ -121,7 +130,9 @@ LAN = GossipConfig(
     push_pull_interval_s=30.0,
     post_join_sync_s=1.0,
     tcp_timeout_s=10.0,
-    dead_node_reclaim_s=300.0,
+    dead_node_reclaim_s=30.0,
+    reconnect_interval_s=10.0,
+    tombstone_keep_s=3600.0,
 )
 
 WAN = GossipConfig(
@@ -140,7 +151,9 @@ WAN = GossipConfig(
     push_pull_interval_s=60.0,
     post_join_sync_s=5.0,
     tcp_timeout_s=30.0,
-    dead_node_reclaim_s=600.0,
+    dead_node_reclaim_s=60.0,
+    reconnect_interval_s=30.0,
+    tombstone_keep_s=3600.0,
 )
 
 LOCAL = GossipConfig(
@@ -159,7 +172,9 @@ LOCAL = GossipConfig(
     push_pull_interval_s=15.0,
     post_join_sync_s=0.3,
     tcp_timeout_s=1.0,
-    dead_node_reclaim_s=60.0,
+    dead_node_reclaim_s=5.0,
+    reconnect_interval_s=2.0,
+    tombstone_keep_s=600.0,
 )
 
 PRESETS = {"lan": LAN, "wan": WAN, "local": LOCAL}

@@ -135,6 +135,16 @@ class UserStateReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinCompleted:
+    """Outcome of the push/pull started by `Swim.join` for one seed."""
+
+    seed: Address
+    ok: bool
+    error: str = ""
+    learned: int = 0  # members in the seed's state
+
+
+@dataclass(frozen=True, slots=True)
 class PacketDropped:
     """A datagram or stream that failed to decode.  Counted by the driver."""
 
@@ -153,6 +163,7 @@ Event = (
     | UserBroadcast
     | UserMessage
     | UserStateReceived
+    | JoinCompleted
     | PacketDropped
 )
 Output = Command | Event

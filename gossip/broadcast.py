@@ -1,0 +1,101 @@
+"""Transmit-limited broadcast queue (infection-style dissemination).
+
+How this works: every message we want the cluster to hear (alive / suspect /
+dead about a member, a per-node payload, a user broadcast) is queued as
+already-encoded bytes.  Each outgoing UDP packet has room left after its
+primary message; `take(budget_bytes, limit)` fills that room with the queued
+messages sent the fewest times so far (newest first among equals), and counts
+one transmission for each.  A message is dropped after `limit` transmissions,
+where limit = retransmit_mult * ceil(log10(n + 1)): with every node
+re-gossiping what it hears, that many rounds reach all n members with high
+probability (SWIM §4.1).
+
+A message may carry a key (`("member", name)` for membership news about a
+node, `("payload", name)` for its payload): queuing a new message with the same
+key invalidates the older one, because only the newest fact matters.
+The queue is bounded: past `max_items` the most-transmitted entries go first.
+
+Entries are kept in buckets by transmit count so `take` does not sort.
+"""
+
+from __future__ import annotations
+
+COMPOUND_ENTRY_OVERHEAD_BYTES = 2
+
+
+class BroadcastQueue:
+    __slots__ = ("max_items", "_buckets", "_where", "_next_id", "_size")
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        # transmits -> {entry_id: (key, data)}; dicts keep insertion order,
+        # so the last entry in a bucket is the newest.
+        self._buckets: dict[int, dict[int, tuple[object, bytes]]] = {}
+        self._where: dict[object, tuple[int, int]] = {}  # key -> (transmits, entry_id)
+        self._next_id = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, data: bytes, key: object = None) -> None:
+        if key is not None:
+            old = self._where.pop(key, None)
+            if old is not None:
+                del self._buckets[old[0]][old[1]]
+                self._size -= 1
+        entry_id = self._next_id
+        self._next_id += 1
+        self._buckets.setdefault(0, {})[entry_id] = (key, data)
+        if key is not None:
+            self._where[key] = (0, entry_id)
+        self._size += 1
+        if self._size > self.max_items:
+            self._prune()
+
+    def _prune(self) -> None:
+        for transmits in sorted(self._buckets, reverse=True):
+            bucket = self._buckets[transmits]
+            while bucket and self._size > self.max_items:
+                entry_id = next(iter(bucket))  # oldest of the most-sent
+                key, _ = bucket.pop(entry_id)
+                if key is not None:
+                    self._where.pop(key, None)
+                self._size -= 1
+            if self._size <= self.max_items:
+                return
+
+    def take(self, budget_bytes: int, limit: int, overhead_bytes: int = COMPOUND_ENTRY_OVERHEAD_BYTES) -> list[bytes]:
+        """Messages that fit in budget_bytes (each costing its length plus
+        overhead_bytes), least-transmitted first; counts one transmission each."""
+        if not self._size or budget_bytes <= overhead_bytes:
+            return []
+        picked: list[tuple[int, int]] = []
+        out: list[bytes] = []
+        for transmits in sorted(self._buckets):
+            bucket = self._buckets[transmits]
+            for entry_id in reversed(bucket):
+                data = bucket[entry_id][1]
+                cost = len(data) + overhead_bytes
+                if cost <= budget_bytes:
+                    budget_bytes -= cost
+                    out.append(data)
+                    picked.append((transmits, entry_id))
+                    if budget_bytes <= overhead_bytes + 8:
+                        break
+            if budget_bytes <= overhead_bytes + 8:
+                break
+        for transmits, entry_id in picked:
+            key, data = self._buckets[transmits].pop(entry_id)
+            sent = transmits + 1
+            if sent >= limit:
+                if key is not None:
+                    self._where.pop(key, None)
+                self._size -= 1
+            else:
+                self._buckets.setdefault(sent, {})[entry_id] = (key, data)
+                if key is not None:
+                    self._where[key] = (sent, entry_id)
+        for transmits in [t for t, b in self._buckets.items() if not b]:
+            del self._buckets[transmits]
+        return out

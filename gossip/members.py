@@ -1,0 +1,150 @@
+"""The member table: who we know, in what state, and in what probe order.
+
+How this works: one `Member` record per known name (including ourselves),
+holding what memberlist's nodeState holds.  The table also keeps the
+randomized round-robin probe order (SWIM §4.3: every member is probed once per
+round, in an order reshuffled each round, new members inserted at a random
+position) and per-state counts, so picking random gossip targets and sizing
+timeouts never scans the whole table.
+
+Address bytes are kept exactly as the member advertised them (4 or 16 bytes):
+memberlist compares them with bytes.Equal, so the form is part of identity.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+
+from .events import Address, MemberInfo, MemberState
+
+
+def addr_to_bytes(host: str) -> bytes:
+    return ipaddress.ip_address(host).packed
+
+
+def bytes_to_host(raw: bytes) -> str:
+    """Raw 4/16-byte IP to text; IPv4-mapped IPv6 (Go's default form) becomes
+    plain IPv4 so our IPv4 sockets can reach it."""
+    ip = ipaddress.ip_address(raw)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+class Member:
+    __slots__ = ("name", "addr_bytes", "address", "port", "meta", "vsn", "incarnation", "state",
+                 "state_change_at")
+
+    def __init__(self, name: str, addr_bytes: bytes, port: int, meta: bytes, vsn: tuple[int, ...],
+                 incarnation: int, state: MemberState, now: float) -> None:
+        self.name = name
+        self.addr_bytes = addr_bytes
+        self.port = port
+        self.address = Address(bytes_to_host(addr_bytes), port)
+        self.meta = meta
+        self.vsn = vsn
+        self.incarnation = incarnation
+        self.state = state
+        self.state_change_at = now
+
+    def set_address(self, addr_bytes: bytes, port: int) -> None:
+        self.addr_bytes = addr_bytes
+        self.port = port
+        self.address = Address(bytes_to_host(addr_bytes), port)
+
+    @property
+    def protocol_max(self) -> int:
+        return self.vsn[1] if len(self.vsn) > 1 else 0
+
+    def dead_or_left(self) -> bool:
+        return self.state is MemberState.DEAD or self.state is MemberState.LEFT
+
+    def info(self) -> MemberInfo:
+        return MemberInfo(self.name, self.address, self.state, self.incarnation, self.meta,
+                          self.vsn, self.state_change_at)
+
+
+class MemberTable:
+    def __init__(self, rng: random.Random, local_name: str) -> None:
+        self._rng = rng
+        self.local_name = local_name
+        self.by_name: dict[str, Member] = {}
+        self.order: list[str] = []  # probe order, includes ourselves (skipped)
+        self.probe_index = 0
+        self.counts = {state: 0 for state in MemberState}
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    def get(self, name: str) -> Member | None:
+        return self.by_name.get(name)
+
+    def add(self, member: Member) -> None:
+        self.by_name[member.name] = member
+        self.counts[member.state] += 1
+        # Insert at a random position: a new member is probed within one
+        # round on average instead of always last (memberlist aliveNode).
+        self.order.append(member.name)
+        last = len(self.order) - 1
+        j = self._rng.randint(0, last)
+        self.order[last], self.order[j] = self.order[j], self.order[last]
+
+    def set_state(self, member: Member, state: MemberState, now: float) -> None:
+        if member.state is not state:
+            self.counts[member.state] -= 1
+            self.counts[state] += 1
+            member.state = state
+            member.state_change_at = now
+
+    def remove(self, names: set[str]) -> None:
+        for name in names:
+            member = self.by_name.pop(name)
+            self.counts[member.state] -= 1
+        self.order = [n for n in self.order if n not in names]
+        self.probe_index = 0
+
+    def live_count(self) -> int:
+        """Members that count for timeouts: everyone not dead or left
+        (memberlist's estNumNodes counts its node list; we exclude
+        tombstones, which we keep much longer than memberlist does)."""
+        return self.counts[MemberState.ALIVE] + self.counts[MemberState.SUSPECT]
+
+    def next_probe_target(self) -> Member | None:
+        """Advance the round-robin cursor to the next member worth probing;
+        reshuffle at the end of each round."""
+        checked = 0
+        total = len(self.order)
+        while checked < total:
+            if self.probe_index >= len(self.order):
+                self._rng.shuffle(self.order)
+                self.probe_index = 0
+            name = self.order[self.probe_index]
+            self.probe_index += 1
+            checked += 1
+            member = self.by_name[name]
+            if name == self.local_name or member.dead_or_left():
+                continue
+            return member
+        return None
+
+    def random_members(self, k: int, accept) -> list[Member]:
+        """Up to k distinct random members for which accept(member) is true;
+        3*len tries at most, like memberlist kRandomNodes."""
+        out: list[Member] = []
+        order = self.order
+        n = len(order)
+        if n == 0 or k <= 0:
+            return out
+        seen: set[str] = set()
+        for _ in range(3 * n):
+            if len(out) >= k:
+                break
+            name = order[self._rng.randrange(n)]
+            if name in seen or name == self.local_name:
+                continue
+            seen.add(name)
+            member = self.by_name[name]
+            if accept(member):
+                out.append(member)
+        return out

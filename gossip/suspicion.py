@@ -1,0 +1,52 @@
+"""Lifeguard suspicion timeouts that shrink with independent confirmations.
+
+How this works: when we suspect a member we start a timer between
+`min_timeout_s` and `max_timeout_s`.  Each *other* member that independently
+suspects the same node (a Suspect message with a new `From`) is a
+confirmation; after n of the k wanted confirmations the timeout is
+
+    timeout = max - (max - min) * log(n + 1) / log(k + 1)     (floored at min)
+
+so a node many peers agree is down is declared dead quickly, while a lone
+suspicion (maybe our own link is bad) waits long enough for the suspect to
+refute.  With k = 0 the timeout is min at once.  (Lifeguard paper §IV-B;
+memberlist suspicion.go.)  Pure: the caller owns the clock and the timer.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def suspicion_timeout_s(n: int, k: int, min_timeout_s: float, max_timeout_s: float) -> float:
+    if k <= 0:
+        return min_timeout_s
+    frac = math.log(n + 1.0) / math.log(k + 1.0)
+    raw = max_timeout_s - frac * (max_timeout_s - min_timeout_s)
+    return max(raw, min_timeout_s)
+
+
+class Suspicion:
+    __slots__ = ("k", "n", "min_timeout_s", "max_timeout_s", "started_at", "confirmers", "generation")
+
+    def __init__(self, *, from_node: str, k: int, min_timeout_s: float, max_timeout_s: float,
+                 now: float, generation: int) -> None:
+        self.k = k
+        self.n = 0
+        self.min_timeout_s = min_timeout_s
+        self.max_timeout_s = max_timeout_s if k > 0 else min_timeout_s
+        self.started_at = now
+        # The first accuser does not count as a confirmation of itself.
+        self.confirmers = {from_node}
+        self.generation = generation
+
+    def deadline(self) -> float:
+        return self.started_at + suspicion_timeout_s(self.n, self.k, self.min_timeout_s, self.max_timeout_s)
+
+    def confirm(self, from_node: str) -> bool:
+        """Record an independent accusation; True if it was new and counted."""
+        if self.n >= self.k or from_node in self.confirmers:
+            return False
+        self.confirmers.add(from_node)
+        self.n += 1
+        return True

@@ -1,0 +1,872 @@
+"""SWIM + Lifeguard membership, speaking memberlist's protocol; sans-I/O.
+
+How this works (the theory of operation)
+----------------------------------------
+`Swim` is one member's whole protocol state.  It never touches a socket or a
+clock: the driver feeds it datagrams, stream messages and timer firings, each
+with `now`, and afterwards drains a list of outputs (datagrams to send, TCP
+streams to open, membership events).  The same object runs under the trio
+agent and under the deterministic simulator.
+
+Failure detection (SWIM §4, memberlist state.go):
+  every probe_interval_s we ping the next member in a shuffled round-robin
+  order.  No ack within probe_timeout_s -> ask `indirect_checks` random
+  members to ping it for us (and, for peers that speak protocol >= 3, try a
+  TCP ping too).  No ack by the end of the probe interval -> we *suspect* it
+  and gossip a Suspect message.  A suspect that does not refute (by gossiping
+  Alive with a higher incarnation) before its suspicion timeout is declared
+  Dead.  Only a node increments its own incarnation, so a live node can
+  always out-vote a rumour about itself.
+
+Lifeguard (Dadgar et al., 2018):
+  * awareness: our own health score stretches our probe timeouts;
+  * suspicion timeouts start long and shrink as independent members confirm;
+  * buddy system: a probe of a suspect carries the Suspect message, so the
+    suspect learns of it directly and refutes at once.
+
+Dissemination: membership news and user data ride in a transmit-limited
+broadcast queue, piggybacked on every UDP packet we send and pushed to
+`gossip_nodes` random members every gossip_interval_s.  Anti-entropy: a full
+state push/pull over TCP with one random member every push_pull_interval_s,
+one right after joining (`post_join_sync_s`), and with failed members every
+reconnect_interval_s so healed partitions merge.
+
+Rules for remote state in push/pull (memberlist mergeState): Alive is
+handled as an Alive message, Left as a graceful leave, and remote Dead or
+Suspect only ever makes us *suspect* a node — we never accept a death we did
+not time out ourselves.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+
+from . import userdata
+from .awareness import Awareness
+from .broadcast import BroadcastQueue
+from .config import (
+    COMPOUND_MAX_PARTS,
+    LABEL_MAX_BYTES,
+    MAX_USER_MSG_BYTES,
+    META_MAX_BYTES,
+    VSN,
+    GossipConfig,
+)
+from .events import (
+    Address,
+    JoinCompleted,
+    MemberFailed,
+    MemberInfo,
+    MemberJoined,
+    MemberLeft,
+    MemberState,
+    MemberSuspected,
+    MemberUpdated,
+    OpenStream,
+    Output,
+    PacketDropped,
+    PayloadUpdated,
+    SendDatagram,
+    StreamPurpose,
+    UserBroadcast,
+    UserMessage,
+    UserStateReceived,
+)
+from .members import Member, MemberTable, addr_to_bytes, bytes_to_host as _host_of
+from .messages import (
+    AckResp,
+    Alive,
+    Dead,
+    IndirectPingReq,
+    Message,
+    NackResp,
+    NodeStateCode,
+    Ping,
+    PushNodeState,
+    PushPull,
+    Suspect,
+    UserMsg,
+)
+from .packet import StreamDecoder, open_packet, seal_packet, seal_stream
+from .security import Keyring
+from .suspicion import Suspicion
+from .wire import DecodeError, encode, encode_stream_user, make_compound
+
+# Bytes reserved in each packet for the compound header, label and CRC.
+COMPOUND_HEADER_BYTES = 2
+CRC_BYTES = 5
+ENCRYPTION_OVERHEAD_BYTES = 29
+PAYLOAD_MAX_BYTES = 1024  # one per-node payload must fit a single packet
+USER_BROADCAST_MAX_BYTES = 1024
+SEEN_BROADCASTS_MAX = 16_384
+ACK_HANDLERS_MAX = 65_536
+
+_STATE_TO_CODE = {
+    MemberState.ALIVE: NodeStateCode.ALIVE,
+    MemberState.SUSPECT: NodeStateCode.SUSPECT,
+    MemberState.DEAD: NodeStateCode.DEAD,
+    MemberState.LEFT: NodeStateCode.LEFT,
+}
+
+# timer kinds
+_T_PROBE = 0
+_T_PROBE_TIMEOUT = 1
+_T_PROBE_END = 2
+_T_RELAY_TIMEOUT = 3
+_T_SUSPICION = 4
+_T_GOSSIP = 5
+_T_PUSH_PULL = 6
+_T_RECONNECT = 7
+_T_POST_JOIN = 8
+_T_REAP = 9
+
+
+class _Probe:
+    __slots__ = ("target", "acked", "nacks", "expected_nacks", "indirect_started")
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.acked = False
+        self.nacks = 0
+        self.expected_nacks = 0
+        self.indirect_started = False
+
+
+class _Relay:
+    """An indirect probe we run for someone else."""
+
+    __slots__ = ("requester_seq", "reply_to", "want_nack", "acked")
+
+    def __init__(self, requester_seq: int, reply_to: Address, want_nack: bool) -> None:
+        self.requester_seq = requester_seq
+        self.reply_to = reply_to
+        self.want_nack = want_nack
+        self.acked = False
+
+
+class Swim:
+    def __init__(self, *, name: str, addr: Address, config: GossipConfig, rng: random.Random,
+                 now: float, meta: bytes = b"", keyring: Keyring | None = None,
+                 label: bytes = b"") -> None:
+        if not name:
+            raise ValueError("node name must not be empty")
+        if len(meta) > META_MAX_BYTES:
+            raise ValueError(f"meta is {len(meta)} bytes; the limit is {META_MAX_BYTES}")
+        if len(label) > LABEL_MAX_BYTES:
+            raise ValueError(f"label is {len(label)} bytes; the limit is {LABEL_MAX_BYTES}")
+        self.name = name
+        self.addr = addr
+        self.config = config
+        self.keyring = keyring
+        self.label = label
+        self._rng = rng
+        self._addr_bytes = addr_to_bytes(addr.host)
+        self._outputs: list[Output] = []
+        self._members = MemberTable(rng, name)
+        self._awareness = Awareness(config.awareness_max_multiplier)
+        self._queue = BroadcastQueue(config.broadcast_queue_max)
+        self._timers: list[tuple[float, int, int, object]] = []
+        self._timer_seq = 0
+        self._seq_no = 0
+        self._probes: dict[int, _Probe] = {}
+        self._relays: dict[int, _Relay] = {}
+        self._suspicions: dict[str, Suspicion] = {}
+        self._suspicion_gen = 0
+        self._streams: dict[int, tuple[StreamPurpose, object]] = {}
+        self._stream_id = 0
+        self._leaving = False
+        self._joined_once = False
+        # per-node payloads and user data
+        self._payloads: dict[str, tuple[int, bytes]] = {}
+        self._broadcast_id = 0
+        self._seen_broadcasts: dict[tuple[str, int], None] = {}
+        self._user_state = b""
+        self.counters: dict[str, int] = {}
+
+        me = Member(name, self._addr_bytes, addr.port, meta, VSN, 0, MemberState.ALIVE, now)
+        self._members.add(me)
+        self._me = me
+        self._schedule(now + self._rng.uniform(0, config.probe_interval_s), _T_PROBE, None)
+        self._schedule(now + config.gossip_interval_s, _T_GOSSIP, None)
+        self._schedule(now + self._push_pull_interval(), _T_PUSH_PULL, None)
+        self._schedule(now + config.reconnect_interval_s, _T_RECONNECT, None)
+        self._schedule(now + config.probe_interval_s * 5, _T_REAP, None)
+
+    # ------------------------------------------------------------------ util
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def _schedule(self, at: float, kind: int, key: object) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (at, self._timer_seq, kind, key))
+
+    def _next_seq(self) -> int:
+        self._seq_no = (self._seq_no + 1) & 0xFFFFFFFF
+        return self._seq_no
+
+    def _push_pull_interval(self) -> float:
+        # Spread the first push/pulls of nodes started together.
+        base = self.config.push_pull_interval_for(max(1, self._members.live_count()))
+        return base * self._rng.uniform(0.75, 1.25)
+
+    def _emit(self, out: Output) -> None:
+        self._outputs.append(out)
+
+    def _alive_msg(self) -> bytes:
+        me = self._me
+        return encode(Alive(me.incarnation, me.name, me.addr_bytes, me.port, me.meta, me.vsn))
+
+    # ------------------------------------------------------------ sending
+    def _send(self, member: Member | None, addr: Address, msg: bytes) -> None:
+        """Send one message to addr, filling the rest of the packet with
+        queued broadcasts (memberlist sendMsg)."""
+        budget = self.config.packet_budget_bytes - len(msg) - COMPOUND_HEADER_BYTES
+        if self.label:
+            budget -= 2 + len(self.label)
+        if self.keyring is not None:
+            budget -= ENCRYPTION_OVERHEAD_BYTES
+        budget -= CRC_BYTES
+        extras = self._queue.take(budget, self._retransmit_limit())
+        if extras:
+            packets = [make_compound([msg, *extras[: COMPOUND_MAX_PARTS - 1]])]
+        else:
+            packets = [msg]
+        self._send_raw(member, addr, packets[0])
+
+    def _send_raw(self, member: Member | None, addr: Address, data: bytes) -> None:
+        crc = member is not None and member.protocol_max >= 5
+        try:
+            sealed = seal_packet(data, label=self.label, keyring=self.keyring, crc=crc,
+                                 compress=self.config.enable_compression,
+                                 compress_min_bytes=self.config.compress_min_bytes)
+        except ValueError:  # an oversize message cannot be sent; count it
+            self._count("send_failed")
+            return
+        self._count("packets_sent")
+        self._count("bytes_sent", len(sealed))
+        self._emit(SendDatagram(addr, sealed))
+
+    def _open_stream(self, addr: Address, payload: bytes, purpose: StreamPurpose, context: object,
+                     expect_reply: bool, timeout_s: float) -> None:
+        self._stream_id += 1
+        data = seal_stream(payload, label=self.label, keyring=self.keyring,
+                           compress=self.config.enable_compression and purpose is StreamPurpose.PUSH_PULL,
+                           write_label=True)
+        if expect_reply:
+            self._streams[self._stream_id] = (purpose, context)
+        self._emit(OpenStream(self._stream_id, addr, data, expect_reply, timeout_s, purpose))
+
+    def _retransmit_limit(self) -> int:
+        return self.config.retransmit_limit(max(1, self._members.live_count()))
+
+    # ------------------------------------------------------------ inputs
+    def receive_datagram(self, data: bytes, src: Address, now: float) -> None:
+        self._count("packets_received")
+        self._count("bytes_received", len(data))
+        try:
+            messages = open_packet(data, label=self.label, keyring=self.keyring)
+        except DecodeError as exc:
+            self._drop(exc.reason, src)
+            return
+        for msg in messages:
+            self._handle(msg, src, now)
+
+    def _drop(self, reason: str, src: Address | None) -> None:
+        self._count(f"dropped_{reason}")
+        self._emit(PacketDropped(reason, src))
+
+    def _handle(self, msg: Message, src: Address, now: float) -> None:
+        match msg:
+            case Ping():
+                self._on_ping(msg, src)
+            case IndirectPingReq():
+                self._on_indirect_ping(msg, src, now)
+            case AckResp():
+                self._on_ack(msg.seq_no, now)
+            case NackResp():
+                self._on_nack(msg.seq_no)
+            case Alive():
+                self._on_alive(msg, now)
+            case Suspect():
+                self._on_suspect(msg, now)
+            case Dead():
+                self._on_dead(msg, now)
+            case UserMsg():
+                self._on_user(msg.payload, now, src)
+            case _:
+                self._drop("unexpected", src)
+
+    def stream_decoder(self, incoming: bool) -> StreamDecoder:
+        return StreamDecoder(label=self.label, keyring=self.keyring, expect_label_header=incoming)
+
+    def receive_stream(self, msg: Message, src: Address, now: float) -> bytes | None:
+        """An accepted TCP connection delivered `msg`; returns the bytes to
+        write back, if any."""
+        self._count("streams_received")
+        match msg:
+            case PushPull():
+                self._merge_remote(msg, now)
+                reply = self._local_push_pull(join=msg.join)
+                return seal_stream(reply, label=self.label, keyring=self.keyring,
+                                   compress=self.config.enable_compression, write_label=False)
+            case Ping():
+                if msg.node and msg.node != self.name:
+                    self._count("ping_wrong_node")
+                    return None
+                return seal_stream(encode(AckResp(msg.seq_no)), label=self.label,
+                                   keyring=self.keyring, compress=False, write_label=False)
+            case UserMsg():
+                self._on_user(msg.payload, now, src)
+                return None
+            case _:
+                self._drop("unexpected_stream", src)
+                return None
+
+    def stream_reply(self, stream_id: int, reply: Message | None, now: float) -> None:
+        entry = self._streams.pop(stream_id, None)
+        if entry is None:
+            return
+        purpose, context = entry
+        if purpose is StreamPurpose.PUSH_PULL:
+            join_seed = context
+            if isinstance(reply, PushPull):
+                self._merge_remote(reply, now)
+                if join_seed is not None:
+                    self._emit(JoinCompleted(join_seed, True, "", len(reply.nodes)))
+            else:
+                self._count("push_pull_failed")
+                if join_seed is not None:
+                    why = "no reply (connection failed or timed out)" if reply is None else \
+                        f"unexpected reply {type(reply).__name__}"
+                    self._emit(JoinCompleted(join_seed, False, why, 0))
+        elif purpose is StreamPurpose.PING:
+            if isinstance(reply, AckResp) and reply.seq_no == context:
+                self._on_ack(reply.seq_no, now)
+
+    # ------------------------------------------------------------ controls
+    def join(self, seeds: list[Address], now: float) -> None:
+        payload = self._local_push_pull(join=True)
+        for seed in seeds:
+            self._open_stream(seed, payload, StreamPurpose.PUSH_PULL, seed, True,
+                              self.config.tcp_timeout_s)
+        if not self._joined_once:
+            self._joined_once = True
+            self._schedule(now + self.config.post_join_sync_s, _T_POST_JOIN, None)
+
+    def leave(self, now: float) -> None:
+        """Gossip our graceful departure.  The driver should keep running us
+        until `pending_broadcasts()` is 0 or a short timeout passes."""
+        if self._leaving:
+            return
+        self._leaving = True
+        me = self._me
+        dead = encode(Dead(me.incarnation, me.name, me.name))
+        self._queue.add(dead, ("member", me.name))
+        self._members.set_state(me, MemberState.LEFT, now)
+        # Push it out now rather than waiting for the next gossip tick.
+        self._gossip(now)
+
+    def pending_broadcasts(self) -> int:
+        return len(self._queue)
+
+    def set_meta(self, meta: bytes, now: float) -> None:
+        if len(meta) > META_MAX_BYTES:
+            raise ValueError(f"meta is {len(meta)} bytes; the limit is {META_MAX_BYTES}")
+        self._me.meta = meta
+        self._me.incarnation += 1
+        self._queue.add(self._alive_msg(), ("member", self.name))
+
+    def set_payload(self, data: bytes, now: float) -> None:
+        if len(data) > PAYLOAD_MAX_BYTES:
+            raise ValueError(f"payload is {len(data)} bytes; the limit is {PAYLOAD_MAX_BYTES}")
+        version = self._payloads.get(self.name, (0, b""))[0] + 1
+        self._store_payload(self.name, version, data)
+
+    def _store_payload(self, node: str, version: int, data: bytes) -> None:
+        self._payloads[node] = (version, data)
+        self._queue.add(userdata_msg(userdata.encode_payload(node, version, data)), ("payload", node))
+        self._emit(PayloadUpdated(node, version, data))
+
+    def broadcast(self, data: bytes, now: float) -> None:
+        if len(data) > USER_BROADCAST_MAX_BYTES:
+            raise ValueError(f"broadcast is {len(data)} bytes; the limit is {USER_BROADCAST_MAX_BYTES}")
+        self._broadcast_id += 1
+        self._remember_broadcast((self.name, self._broadcast_id))
+        self._queue.add(userdata_msg(userdata.encode_broadcast(self.name, self._broadcast_id, data)))
+
+    def send_user_message(self, node: str, data: bytes, reliable: bool, now: float) -> bool:
+        """Best effort over UDP, or reliable over TCP.  False if the node is
+        unknown or not alive."""
+        member = self._members.get(node)
+        if member is None or member.dead_or_left():
+            return False
+        body = userdata.encode_direct(self.name, data)
+        if reliable:
+            if len(body) > MAX_USER_MSG_BYTES:
+                raise ValueError("user message too large")
+            self._open_stream(member.address, encode_stream_user(UserMsg(body)), StreamPurpose.USER,
+                              None, False, self.config.tcp_timeout_s)
+        else:
+            if len(body) + 1 > self.config.packet_budget_bytes - 64:
+                raise ValueError("user message too large for one datagram; send it reliably")
+            self._send(member, member.address, userdata_msg(body))
+        return True
+
+    def set_user_state(self, data: bytes) -> None:
+        self._user_state = data
+
+    # ------------------------------------------------------------ reads
+    def members(self) -> list[MemberInfo]:
+        return sorted((m.info() for m in self._members.by_name.values()), key=lambda i: i.name)
+
+    def member(self, name: str) -> MemberInfo | None:
+        m = self._members.get(name)
+        return m.info() if m else None
+
+    def payloads(self) -> dict[str, tuple[int, bytes]]:
+        return dict(self._payloads)
+
+    def health_score(self) -> int:
+        return self._awareness.score
+
+    @property
+    def incarnation(self) -> int:
+        return self._me.incarnation
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.counters)
+        for state, n in self._members.counts.items():
+            out[f"members_{state.value}"] = n
+        out["health_score"] = self._awareness.score
+        out["broadcast_queue"] = len(self._queue)
+        return out
+
+    def drain(self) -> list[Output]:
+        out, self._outputs = self._outputs, []
+        return out
+
+    # ------------------------------------------------------------ timers
+    def next_deadline(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def handle_timers(self, now: float) -> None:
+        timers = self._timers
+        # Bounded: each firing may schedule new timers, but only in the future
+        # of `now` except zero-delay follow-ups, which we cap.
+        for _ in range(100_000):
+            if not timers or timers[0][0] > now:
+                return
+            _, _, kind, key = heapq.heappop(timers)
+            self._fire(kind, key, now)
+
+    def _fire(self, kind: int, key: object, now: float) -> None:
+        cfg = self.config
+        if kind == _T_PROBE:
+            delay = self._probe(now)
+            self._schedule(now + max(delay, cfg.probe_interval_s), _T_PROBE, None)
+        elif kind == _T_PROBE_TIMEOUT:
+            self._probe_timeout(key, now)
+        elif kind == _T_PROBE_END:
+            self._probe_end(key, now)
+        elif kind == _T_RELAY_TIMEOUT:
+            relay = self._relays.pop(key, None)
+            if relay is not None and not relay.acked and relay.want_nack:
+                self._send(None, relay.reply_to, encode(NackResp(relay.requester_seq)))
+        elif kind == _T_SUSPICION:
+            name, gen = key
+            susp = self._suspicions.get(name)
+            if susp is not None and susp.generation == gen:
+                self._suspicion_expired(name, now)
+        elif kind == _T_GOSSIP:
+            if not self._leaving:
+                self._gossip(now)
+            self._schedule(now + cfg.gossip_interval_s, _T_GOSSIP, None)
+        elif kind == _T_PUSH_PULL:
+            if not self._leaving:
+                self._push_pull_random(now)
+            self._schedule(now + self._push_pull_interval(), _T_PUSH_PULL, None)
+        elif kind == _T_RECONNECT:
+            if not self._leaving:
+                self._reconnect(now)
+            self._schedule(now + cfg.reconnect_interval_s, _T_RECONNECT, None)
+        elif kind == _T_POST_JOIN:
+            self._push_pull_random(now)
+        elif kind == _T_REAP:
+            self._reap(now)
+            self._schedule(now + cfg.probe_interval_s * 5, _T_REAP, None)
+
+    # ------------------------------------------------------------ probing
+    def _probe(self, now: float) -> float:
+        """Start probing the next member; returns how long this probe may
+        take (the awareness-scaled probe interval)."""
+        if self._leaving:
+            return self.config.probe_interval_s
+        target = self._members.next_probe_target()
+        if target is None:
+            return self.config.probe_interval_s
+        interval = self._awareness.scale(self.config.probe_interval_s)
+        timeout = self._awareness.scale(self.config.probe_timeout_s)
+        seq = self._next_seq()
+        self._probes[seq] = _Probe(target.name)
+        ping = encode(Ping(seq, target.name, self._addr_bytes, self.addr.port, self.name))
+        if target.state is MemberState.SUSPECT:
+            # Buddy system: tell the suspect directly that it is suspected.
+            suspect = encode(Suspect(target.incarnation, target.name, self.name))
+            self._send_raw(target, target.address, make_compound([ping, suspect]))
+        else:
+            self._send(target, target.address, ping)
+        self._count("probes_sent")
+        self._schedule(now + timeout, _T_PROBE_TIMEOUT, seq)
+        self._schedule(now + interval, _T_PROBE_END, seq)
+        return interval
+
+    def _probe_timeout(self, seq: int, now: float) -> None:
+        probe = self._probes.get(seq)
+        if probe is None or probe.acked:
+            return
+        target = self._members.get(probe.target)
+        if target is None or target.dead_or_left():
+            return
+        probe.indirect_started = True
+        helpers = self._members.random_members(
+            self.config.indirect_checks,
+            lambda m: m.state is MemberState.ALIVE and m.name != target.name)
+        for helper in helpers:
+            want_nack = helper.protocol_max >= 4
+            if want_nack:
+                probe.expected_nacks += 1
+            req = IndirectPingReq(seq, target.addr_bytes, target.port, target.name, want_nack,
+                                  self._addr_bytes, self.addr.port, self.name)
+            self._send(helper, helper.address, encode(req))
+        if not self.config.disable_tcp_pings and target.protocol_max >= 3:
+            remaining = self._awareness.scale(self.config.probe_interval_s) - \
+                self._awareness.scale(self.config.probe_timeout_s)
+            ping = encode(Ping(seq, target.name, self._addr_bytes, self.addr.port, self.name))
+            self._open_stream(target.address, ping, StreamPurpose.PING, seq, True, max(remaining, 0.01))
+
+    def _probe_end(self, seq: int, now: float) -> None:
+        probe = self._probes.pop(seq, None)
+        if probe is None or probe.acked:
+            return
+        # Lifeguard: missing nacks mean *we* may be the problem.
+        if probe.expected_nacks > 0:
+            delta = max(0, probe.expected_nacks - probe.nacks)
+        else:
+            delta = 1
+        self._awareness.apply_delta(delta)
+        self._count("probes_failed")
+        target = self._members.get(probe.target)
+        if target is None or target.dead_or_left():
+            return
+        self._on_suspect(Suspect(target.incarnation, target.name, self.name), now)
+
+    def _on_ping(self, ping: Ping, src: Address) -> None:
+        if ping.node and ping.node != self.name:
+            self._count("ping_wrong_node")
+            return
+        if ping.source_addr and ping.source_port:
+            try:
+                reply_to = Address(_host_of(ping.source_addr), ping.source_port)
+            except ValueError:
+                self._drop("malformed", src)
+                return
+        else:
+            reply_to = src
+        member = self._members.get(ping.source_node) if ping.source_node else None
+        self._send(member, reply_to, encode(AckResp(ping.seq_no)))
+
+    def _on_indirect_ping(self, req: IndirectPingReq, src: Address, now: float) -> None:
+        if req.source_addr and req.source_port:
+            try:
+                reply_to = Address(_host_of(req.source_addr), req.source_port)
+            except ValueError:
+                self._drop("malformed", src)
+                return
+        else:
+            reply_to = src
+        try:
+            target_addr = Address(_host_of(req.target), req.port or self.addr.port)
+        except ValueError:
+            self._drop("malformed", src)
+            return
+        if len(self._relays) >= ACK_HANDLERS_MAX:
+            self._count("relays_dropped")
+            return
+        seq = self._next_seq()
+        self._relays[seq] = _Relay(req.seq_no, reply_to, req.nack)
+        self._send(self._members.get(req.node), target_addr,
+                   encode(Ping(seq, req.node, self._addr_bytes, self.addr.port, self.name)))
+        self._schedule(now + self.config.probe_timeout_s, _T_RELAY_TIMEOUT, seq)
+
+    def _on_ack(self, seq: int, now: float) -> None:
+        probe = self._probes.get(seq)
+        if probe is not None:
+            if not probe.acked:
+                probe.acked = True
+                # Any ack, direct, relayed or over TCP, means the probe
+                # worked, which improves our own health (memberlist probeNode).
+                self._awareness.apply_delta(-1)
+                self._count("acks_received")
+            return
+        relay = self._relays.get(seq)
+        if relay is not None and not relay.acked:
+            relay.acked = True
+            self._send(None, relay.reply_to, encode(AckResp(relay.requester_seq)))
+
+    def _on_nack(self, seq: int) -> None:
+        probe = self._probes.get(seq)
+        if probe is not None:
+            probe.nacks += 1
+
+    # ------------------------------------------------------------ state rules
+    def _refute(self, accused_incarnation: int) -> None:
+        me = self._me
+        me.incarnation = max(me.incarnation, accused_incarnation) + 1
+        self._queue.add(self._alive_msg(), ("member", self.name))
+        self._awareness.apply_delta(1)
+        self._count("refutations")
+
+    def _on_alive(self, a: Alive, now: float, bootstrap: bool = False) -> None:
+        if self._leaving and a.node == self.name:
+            return
+        vsn = a.vsn
+        if len(vsn) < 3 or vsn[0] == 0 or vsn[1] == 0 or vsn[0] > vsn[1]:
+            self._count("alive_bad_version")
+            return
+        if len(a.meta) > META_MAX_BYTES or not a.node or len(a.node) > 512:
+            self._count("alive_invalid")
+            return
+        if len(a.addr) not in (4, 16):
+            self._count("alive_invalid")
+            return
+        member = self._members.get(a.node)
+        is_new = member is None
+        updates_addr = False
+        if member is None:
+            member = Member(a.node, a.addr, a.port or self.addr.port, a.meta, a.vsn, a.incarnation,
+                            MemberState.DEAD, now)
+            self._members.add(member)
+        elif member.addr_bytes != a.addr or member.port != (a.port or self.addr.port):
+            reclaimable = member.state is MemberState.LEFT or (
+                member.state is MemberState.DEAD
+                and now - member.state_change_at > self.config.dead_node_reclaim_s)
+            if a.node == self.name or not reclaimable:
+                self._count("alive_conflict")
+                return
+            updates_addr = True
+        is_local = a.node == self.name
+        if not is_new and not is_local and a.incarnation <= member.incarnation and not updates_addr:
+            return
+        if is_local and a.incarnation < member.incarnation:
+            return
+        self._suspicions.pop(a.node, None)
+        if is_local:
+            if a.incarnation == member.incarnation and a.meta == member.meta and tuple(a.vsn) == member.vsn:
+                return  # our own alive coming back to us
+            self._refute(a.incarnation)
+            return
+        self._queue.add(encode(a), ("member", a.node))
+        old_state = member.state
+        meta_changed = member.meta != a.meta
+        if updates_addr:
+            member.set_address(a.addr, a.port or self.addr.port)
+        member.incarnation = a.incarnation
+        member.meta = a.meta
+        member.vsn = tuple(a.vsn)
+        self._members.set_state(member, MemberState.ALIVE, now)
+        if is_new or old_state is MemberState.DEAD or old_state is MemberState.LEFT:
+            self._emit(MemberJoined(member.info()))
+        elif meta_changed or updates_addr or old_state is MemberState.SUSPECT:
+            self._emit(MemberUpdated(member.info()))
+
+    def _on_suspect(self, s: Suspect, now: float) -> None:
+        member = self._members.get(s.node)
+        if member is None or s.incarnation < member.incarnation:
+            return
+        susp = self._suspicions.get(s.node)
+        if susp is not None:
+            if susp.confirm(s.from_node):
+                self._queue.add(encode(s), ("member", s.node))
+                self._schedule(susp.deadline(), _T_SUSPICION, (s.node, susp.generation))
+            return
+        if member.state is not MemberState.ALIVE:
+            return
+        if s.node == self.name:
+            self._refute(s.incarnation)
+            return
+        self._queue.add(encode(s), ("member", s.node))
+        member.incarnation = s.incarnation
+        self._members.set_state(member, MemberState.SUSPECT, now)
+        n = self._members.live_count()
+        k = self.config.suspicion_confirmations_wanted()
+        if n - 2 < k:
+            k = 0
+        self._suspicion_gen += 1
+        susp = Suspicion(from_node=s.from_node, k=k,
+                         min_timeout_s=self.config.suspicion_min_timeout_s(n),
+                         max_timeout_s=self.config.suspicion_max_timeout_s(n),
+                         now=now, generation=self._suspicion_gen)
+        self._suspicions[s.node] = susp
+        self._schedule(susp.deadline(), _T_SUSPICION, (s.node, susp.generation))
+        self._emit(MemberSuspected(member.info()))
+
+    def _suspicion_expired(self, name: str, now: float) -> None:
+        member = self._members.get(name)
+        self._suspicions.pop(name, None)
+        if member is None or member.state is not MemberState.SUSPECT:
+            return
+        self._count("suspicions_expired")
+        self._on_dead(Dead(member.incarnation, name, self.name), now)
+
+    def _on_dead(self, d: Dead, now: float) -> None:
+        member = self._members.get(d.node)
+        if member is None or d.incarnation < member.incarnation:
+            return
+        self._suspicions.pop(d.node, None)
+        if member.dead_or_left():
+            return
+        if d.node == self.name:
+            if not self._leaving:
+                self._refute(d.incarnation)
+            return
+        self._queue.add(encode(d), ("member", d.node))
+        member.incarnation = d.incarnation
+        if d.from_node == d.node:
+            self._members.set_state(member, MemberState.LEFT, now)
+            self._emit(MemberLeft(member.info()))
+        else:
+            self._members.set_state(member, MemberState.DEAD, now)
+            self._emit(MemberFailed(member.info()))
+
+    # ------------------------------------------------------------ gossip
+    def _gossip(self, now: float) -> None:
+        if not len(self._queue):
+            return
+        cutoff = now - self.config.gossip_to_the_dead_s
+        targets = self._members.random_members(
+            self.config.gossip_nodes,
+            lambda m: not m.dead_or_left() or m.state_change_at > cutoff)
+        overhead = COMPOUND_HEADER_BYTES + CRC_BYTES + (2 + len(self.label) if self.label else 0) + \
+            (ENCRYPTION_OVERHEAD_BYTES if self.keyring is not None else 0)
+        limit = self._retransmit_limit()
+        for target in targets:
+            msgs = self._queue.take(self.config.packet_budget_bytes - overhead, limit)
+            if not msgs:
+                return
+            data = msgs[0] if len(msgs) == 1 else make_compound(msgs[:COMPOUND_MAX_PARTS])
+            self._send_raw(target, target.address, data)
+            self._count("gossip_sent")
+
+    # ------------------------------------------------------------ push/pull
+    def _local_push_pull(self, join: bool) -> bytes:
+        nodes = tuple(
+            PushNodeState(m.name, m.addr_bytes, m.port, m.meta, m.incarnation, _STATE_TO_CODE[m.state], m.vsn)
+            for m in self._members.by_name.values())
+        user = userdata.encode_state(self._payloads, self._user_state)
+        return encode(PushPull(join, nodes, user))
+
+    def _push_pull_random(self, now: float) -> None:
+        peers = self._members.random_members(1, lambda m: m.state is MemberState.ALIVE)
+        if peers:
+            self._count("push_pulls_started")
+            self._open_stream(peers[0].address, self._local_push_pull(join=False),
+                              StreamPurpose.PUSH_PULL, None, True, self.config.tcp_timeout_s)
+
+    def _reconnect(self, now: float) -> None:
+        peers = self._members.random_members(1, lambda m: m.state is MemberState.DEAD)
+        if peers:
+            self._count("reconnects_started")
+            self._open_stream(peers[0].address, self._local_push_pull(join=False),
+                              StreamPurpose.PUSH_PULL, None, True, self.config.tcp_timeout_s)
+
+    def _merge_remote(self, pp: PushPull, now: float) -> None:
+        for st in pp.nodes:
+            if st.state == NodeStateCode.ALIVE:
+                self._on_alive(Alive(st.incarnation, st.name, st.addr, st.port, st.meta, st.vsn),
+                               now, bootstrap=True)
+            elif st.state == NodeStateCode.LEFT:
+                self._on_dead(Dead(st.incarnation, st.name, st.name), now)
+            else:
+                # Never accept a remote death: at most suspect it ourselves.
+                self._on_suspect(Suspect(st.incarnation, st.name, self.name), now)
+        if pp.user_state and userdata.is_ours(pp.user_state):
+            try:
+                kind, value = userdata.decode(pp.user_state, MAX_USER_MSG_BYTES)
+            except userdata.UserDataError:
+                self._count("user_state_invalid")
+                return
+            if kind is not userdata.Kind.STATE:
+                self._count("user_state_invalid")
+                return
+            payloads, user = value
+            for node, (version, data) in payloads.items():
+                self._merge_payload(node, version, data)
+            if user:
+                origin = pp.nodes[0].name if pp.nodes else ""
+                self._emit(UserStateReceived(origin, user, pp.join))
+
+    # ------------------------------------------------------------ user data
+    def _merge_payload(self, node: str, version: int, data: bytes) -> None:
+        current = self._payloads.get(node)
+        if node == self.name:
+            # Someone holds a payload of ours from before a restart: jump
+            # past it so our current payload wins everywhere (the same move
+            # as refuting with a higher incarnation).
+            if current is not None and version >= current[0]:
+                self._store_payload(self.name, version + 1, current[1])
+            return
+        if len(data) > PAYLOAD_MAX_BYTES:
+            self._count("payload_invalid")
+            return
+        if current is None or version > current[0]:
+            self._store_payload(node, version, data)
+
+    def _remember_broadcast(self, key: tuple[str, int]) -> bool:
+        if key in self._seen_broadcasts:
+            return False
+        self._seen_broadcasts[key] = None
+        if len(self._seen_broadcasts) > SEEN_BROADCASTS_MAX:
+            self._seen_broadcasts.pop(next(iter(self._seen_broadcasts)))
+        return True
+
+    def _on_user(self, payload: bytes, now: float, src: Address) -> None:
+        if not userdata.is_ours(payload):
+            self._count("user_foreign")  # e.g. a Serf event; not for us
+            return
+        try:
+            kind, value = userdata.decode(payload, MAX_USER_MSG_BYTES)
+        except userdata.UserDataError:
+            self._drop("user_invalid", src)
+            return
+        if kind is userdata.Kind.PAYLOAD:
+            node, version, data = value
+            self._merge_payload(node, version, data)
+        elif kind is userdata.Kind.BROADCAST:
+            origin, msg_id, data = value
+            if len(data) <= USER_BROADCAST_MAX_BYTES and self._remember_broadcast((origin, msg_id)):
+                self._queue.add(userdata_msg(payload))
+                self._emit(UserBroadcast(origin, data))
+        elif kind is userdata.Kind.DIRECT:
+            origin, data = value
+            self._emit(UserMessage(origin, data))
+        else:
+            self._count("user_unexpected")
+
+    # ------------------------------------------------------------ tombstones
+    def _reap(self, now: float) -> None:
+        keep = self.config.tombstone_keep_s
+        gone = {name for name, m in self._members.by_name.items()
+                if m.dead_or_left() and name != self.name and now - m.state_change_at > keep}
+        if gone:
+            self._members.remove(gone)
+            for name in gone:
+                self._payloads.pop(name, None)
+        # Forget probe bookkeeping that no timer will clear (bounded maps).
+        if len(self._probes) > ACK_HANDLERS_MAX:
+            self._probes.clear()
+
+
+def userdata_msg(body: bytes) -> bytes:
+    """A memberlist user message (UDP form) carrying `body`."""
+    return encode(UserMsg(body))

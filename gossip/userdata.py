@@ -1,0 +1,106 @@
+"""shoal's own data inside memberlist user messages and push/pull user state.
+
+How this works: memberlist gives the layer above one opaque channel, the
+user message (type 8), and one opaque blob in push/pull.  Serf puts its own
+type byte first (0..9); shoal puts MAGIC (0x53, 'S', outside Serf's range) and
+a kind byte, then a msgpack body.  A Serf peer logs our messages as unknown
+and ignores them; we ignore Serf's the same way, so both can share a cluster.
+
+kinds:
+  PAYLOAD    [node, version, data]    per-node payload, latest version wins
+  BROADCAST  [origin, msg_id, data]   user broadcast, de-duplicated by (origin, msg_id)
+  DIRECT     [origin, data]           point-to-point user message
+  STATE      {"p": {node: [version, data]}, "u": bytes}   push/pull user state
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgpack
+
+MAGIC = 0x53
+
+
+class Kind(enum.IntEnum):
+    PAYLOAD = 1
+    BROADCAST = 2
+    DIRECT = 3
+    STATE = 4
+
+
+class UserDataError(ValueError):
+    pass
+
+
+def _pack(kind: Kind, body) -> bytes:
+    return bytes((MAGIC, kind)) + msgpack.packb(body, use_bin_type=True)
+
+
+def encode_payload(node: str, version: int, data: bytes) -> bytes:
+    return _pack(Kind.PAYLOAD, [node, version, data])
+
+
+def encode_broadcast(origin: str, msg_id: int, data: bytes) -> bytes:
+    return _pack(Kind.BROADCAST, [origin, msg_id, data])
+
+
+def encode_direct(origin: str, data: bytes) -> bytes:
+    return _pack(Kind.DIRECT, [origin, data])
+
+
+def encode_state(payloads: dict[str, tuple[int, bytes]], user_state: bytes) -> bytes:
+    return _pack(Kind.STATE, {"p": {n: [v, d] for n, (v, d) in payloads.items()}, "u": user_state})
+
+
+def is_ours(buf: bytes) -> bool:
+    return len(buf) >= 2 and buf[0] == MAGIC
+
+
+def _want(cond: bool, what: str) -> None:
+    if not cond:
+        raise UserDataError(what)
+
+
+def decode(buf: bytes, max_bytes: int) -> tuple[Kind, object]:
+    """Returns (kind, value) with value shaped as in the module docstring.
+    Raises UserDataError on anything malformed."""
+    _want(is_ours(buf), "not a shoal message")
+    _want(len(buf) <= max_bytes, "too large")
+    try:
+        kind = Kind(buf[1])
+        body = msgpack.unpackb(buf[2:], raw=False, strict_map_key=True,
+                               max_bin_len=max_bytes, max_str_len=max_bytes,
+                               max_array_len=1_048_576, max_map_len=1_048_576)
+    except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData) as exc:
+        raise UserDataError(f"undecodable: {exc}") from None
+    except Exception as exc:  # msgpack raises a few odd types on garbage
+        raise UserDataError(f"undecodable: {exc!r}") from None
+    if kind is Kind.PAYLOAD:
+        _want(isinstance(body, list) and len(body) == 3, "payload shape")
+        node, version, data = body
+        _want(isinstance(node, str) and isinstance(version, int) and version >= 0
+              and isinstance(data, bytes), "payload fields")
+        return kind, (node, version, data)
+    if kind is Kind.BROADCAST:
+        _want(isinstance(body, list) and len(body) == 3, "broadcast shape")
+        origin, msg_id, data = body
+        _want(isinstance(origin, str) and isinstance(msg_id, int) and isinstance(data, bytes),
+              "broadcast fields")
+        return kind, (origin, msg_id, data)
+    if kind is Kind.DIRECT:
+        _want(isinstance(body, list) and len(body) == 2, "direct shape")
+        origin, data = body
+        _want(isinstance(origin, str) and isinstance(data, bytes), "direct fields")
+        return kind, (origin, data)
+    _want(isinstance(body, dict), "state shape")
+    payloads_raw = body.get("p", {})
+    user = body.get("u", b"")
+    _want(isinstance(payloads_raw, dict) and isinstance(user, bytes), "state fields")
+    payloads: dict[str, tuple[int, bytes]] = {}
+    for node, entry in payloads_raw.items():
+        _want(isinstance(node, str) and isinstance(entry, list) and len(entry) == 2, "state entry")
+        version, data = entry
+        _want(isinstance(version, int) and version >= 0 and isinstance(data, bytes), "state entry fields")
+        payloads[node] = (version, data)
+    return kind, (payloads, user)

@@ -1,0 +1,314 @@
+"""Behaviour of the SWIM + Lifeguard core, traced to the papers.
+
+A tiny in-test network delivers datagrams and streams between cores
+instantly (or drops them), and advances a virtual clock by stepping each
+core's timers in order.  Broader randomized checks live in tests/sim.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gossip.config import LAN, LOCAL
+from gossip.events import (
+    Address,
+    JoinCompleted,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    MemberState,
+    MemberSuspected,
+    OpenStream,
+    PayloadUpdated,
+    SendDatagram,
+    UserBroadcast,
+    UserMessage,
+)
+from gossip.messages import Ping, Suspect
+from gossip.packet import open_packet
+from gossip.suspicion import Suspicion, suspicion_timeout_s
+from gossip.swim import Swim
+from gossip.broadcast import BroadcastQueue
+
+CFG = LOCAL.replace(enable_compression=False)
+
+
+class Link:
+    def __init__(self, seed: int = 1, config=CFG) -> None:
+        self.rng = random.Random(seed)
+        self.config = config
+        self.now = 0.0
+        self.nodes: dict[Address, Swim] = {}
+        self.down: set[str] = set()  # names whose packets and streams vanish both ways
+        self.events: list[tuple[str, object]] = []
+        self.sent: list[tuple[str, Address, bytes]] = []
+
+    def add(self, name: str, config=None) -> Swim:
+        addr = Address("127.0.0.1", 7000 + len(self.nodes))
+        node = Swim(name=name, addr=addr, config=config or self.config,
+                    rng=random.Random(self.rng.random()), now=self.now)
+        self.nodes[addr] = node
+        return node
+
+    def pump(self) -> None:
+        for _ in range(10_000):
+            busy = False
+            for addr, node in list(self.nodes.items()):
+                for out in node.drain():
+                    busy = True
+                    self._route(node, addr, out)
+            if not busy:
+                return
+
+    def _route(self, node: Swim, src: Address, out) -> None:
+        if isinstance(out, SendDatagram):
+            self.sent.append((node.name, out.addr, out.data))
+            dst = self.nodes.get(out.addr)
+            if dst is None or node.name in self.down or dst.name in self.down:
+                return
+            dst.receive_datagram(out.data, src, self.now)
+        elif isinstance(out, OpenStream):
+            dst = self.nodes.get(out.addr)
+            if dst is None or node.name in self.down or dst.name in self.down:
+                if out.expect_reply:
+                    node.stream_reply(out.stream_id, None, self.now)
+                return
+            dec = dst.stream_decoder(incoming=True)
+            msg = dec.feed(out.data) or dec.feed_eof()
+            reply = dst.receive_stream(msg, src, self.now)
+            if out.expect_reply:
+                if reply is None:
+                    node.stream_reply(out.stream_id, None, self.now)
+                else:
+                    back = node.stream_decoder(incoming=False)
+                    node.stream_reply(out.stream_id, back.feed(reply) or back.feed_eof(), self.now)
+        else:
+            self.events.append((node.name, out))
+
+    def run_until(self, t: float) -> None:
+        self.pump()
+        while True:
+            deadlines = [(n.next_deadline(), i, n) for i, n in enumerate(self.nodes.values())
+                         if n.next_deadline() is not None]
+            if not deadlines:
+                break
+            at, _, node = min(deadlines, key=lambda x: (x[0], x[1]))
+            if at > t:
+                break
+            self.now = max(self.now, at)
+            node.handle_timers(self.now)
+            self.pump()
+        self.now = t
+
+    def state_in(self, viewer: Swim, name: str):
+        info = viewer.member(name)
+        return info.state if info else None
+
+    def of_type(self, kind, viewer: str | None = None):
+        return [e for who, e in self.events if isinstance(e, kind) and (viewer is None or who == viewer)]
+
+
+def cluster(n: int, seed: int = 1, config=CFG) -> tuple[Link, list[Swim]]:
+    link = Link(seed, config)
+    nodes = [link.add(f"n{i}") for i in range(n)]
+    first = list(link.nodes)[0]
+    for node in nodes[1:]:
+        node.join([first], link.now)
+    link.run_until(link.now + 3.0)
+    return link, nodes
+
+
+def test_join_by_push_pull_makes_everyone_see_everyone():
+    link, nodes = cluster(5)
+    for viewer in nodes:
+        assert {m.name for m in viewer.members() if m.state is MemberState.ALIVE} == {f"n{i}" for i in range(5)}
+    assert all(e.ok for e in link.of_type(JoinCompleted))
+
+
+def test_join_to_nothing_reports_failure():
+    link = Link()
+    a = link.add("a")
+    a.join([Address("127.0.0.1", 1)], link.now)
+    link.pump()
+    [result] = link.of_type(JoinCompleted)
+    assert not result.ok and "no reply" in result.error
+
+
+def test_silent_node_is_suspected_then_declared_dead_by_all():
+    link, nodes = cluster(4)
+    link.down.add("n3")
+    start = link.now
+    link.run_until(start + 30)
+    for viewer in nodes[:3]:
+        assert link.state_in(viewer, "n3") is MemberState.DEAD
+        assert any(e.member.name == "n3" for e in link.of_type(MemberSuspected, viewer.name)) or \
+            viewer.name != "n0"
+    failed = [e for who, e in link.events if isinstance(e, MemberFailed) and who != "n3"]
+    assert {who for who, e in link.events if isinstance(e, MemberFailed) and e.member.name == "n3"} == {"n0", "n1", "n2"}
+    # Nobody else was declared dead.
+    assert all(e.member.name == "n3" for e in failed)
+
+
+def test_suspect_refutes_with_higher_incarnation_and_stays_alive():
+    link, nodes = cluster(3)
+    target = nodes[2]
+    before = target.incarnation
+    # n0 tells everyone n2 is suspect; n2 hears it and refutes.
+    susp_link = Suspect(before, "n2", "n0")
+    nodes[0]._on_suspect(susp_link, link.now)
+    link.run_until(link.now + 10)
+    assert target.incarnation > before
+    for viewer in nodes:
+        assert link.state_in(viewer, "n2") is MemberState.ALIVE
+    assert not link.of_type(MemberFailed)
+
+
+def test_probe_of_a_suspect_carries_the_suspicion_buddy_system():
+    link, nodes = cluster(3)
+    nodes[0]._on_suspect(Suspect(nodes[1].incarnation, "n1", "n0"), link.now)
+    link.sent.clear()
+    link.run_until(link.now + 3)
+    to_n1 = [data for sender, addr, data in link.sent
+             if sender == "n0" and link.nodes[addr].name == "n1"]
+    carried = [m for data in to_n1 for m in open_packet(data, label=b"", keyring=None)]
+    assert any(isinstance(m, Ping) for m in carried)
+    assert any(isinstance(m, Suspect) and m.node == "n1" for m in carried)
+
+
+def test_ping_for_another_name_gets_no_ack():
+    link = Link()
+    a = link.add("a")
+    from gossip.wire import encode
+    from gossip.packet import seal_packet
+    a.receive_datagram(seal_packet(encode(Ping(9, "someone-else")), label=b"", keyring=None,
+                                   crc=False, compress=False), Address("127.0.0.1", 9), 0.0)
+    assert not [o for o in a.drain() if isinstance(o, SendDatagram)]
+
+
+def test_graceful_leave_is_seen_as_left_not_failed():
+    link, nodes = cluster(4)
+    nodes[3].leave(link.now)
+    link.pump()
+    link.run_until(link.now + 2)
+    link.down.add("n3")
+    link.run_until(link.now + 20)
+    for viewer in nodes[:3]:
+        assert link.state_in(viewer, "n3") is MemberState.LEFT
+    assert not link.of_type(MemberFailed)
+    assert link.of_type(MemberLeft)
+
+
+def test_remote_death_in_push_pull_only_makes_us_suspect():
+    link, nodes = cluster(3)
+    # n1 believes n2 is dead; n0 syncs with n1 and must not accept it as dead.
+    from gossip.messages import Dead
+    nodes[1]._on_dead(Dead(nodes[2].incarnation, "n2", "n1"), link.now)
+    link.pump()
+    assert link.state_in(nodes[1], "n2") is MemberState.DEAD
+    # n2 is alive and refutes through gossip; eventually everyone agrees it is alive.
+    link.run_until(link.now + 20)
+    for viewer in nodes:
+        assert link.state_in(viewer, "n2") is MemberState.ALIVE
+
+
+def test_payloads_spread_latest_wins_and_survive_a_restart():
+    link, nodes = cluster(4)
+    nodes[1].set_payload(b"v1", link.now)
+    nodes[1].set_payload(b"v2", link.now)
+    link.run_until(link.now + 5)
+    for viewer in nodes:
+        assert viewer.payloads()["n1"][1] == b"v2"
+    # n1 restarts (fresh core, same name and address): its first payload has
+    # version 1, lower than what peers hold; a sync makes it jump past.
+    addr = [a for a, n in link.nodes.items() if n is nodes[1]][0]
+    fresh = Swim(name="n1", addr=addr, config=CFG, rng=random.Random(5), now=link.now)
+    link.nodes[addr] = fresh
+    fresh.set_payload(b"v3", link.now)
+    fresh.join([list(link.nodes)[0]], link.now)
+    link.run_until(link.now + 10)
+    for viewer in [nodes[0], nodes[2], nodes[3], fresh]:
+        assert viewer.payloads()["n1"][1] == b"v3", viewer.name
+
+
+def test_user_broadcast_reaches_everyone_once_and_direct_messages_arrive():
+    link, nodes = cluster(6)
+    nodes[2].broadcast(b"hello", link.now)
+    link.run_until(link.now + 5)
+    got = [(who, e.data) for who, e in link.events if isinstance(e, UserBroadcast)]
+    assert sorted(who for who, _ in got) == ["n0", "n1", "n3", "n4", "n5"]
+    assert nodes[0].send_user_message("n4", b"udp", reliable=False, now=link.now)
+    assert nodes[0].send_user_message("n5", b"tcp", reliable=True, now=link.now)
+    link.pump()
+    direct = {(who, e.origin, e.data) for who, e in link.events if isinstance(e, UserMessage)}
+    assert direct == {("n4", "n0", b"udp"), ("n5", "n0", b"tcp")}
+
+
+def test_dead_name_reclaimed_by_new_address_after_reclaim_time():
+    link, nodes = cluster(3)
+    link.down.add("n2")
+    link.run_until(link.now + 20)
+    assert link.state_in(nodes[0], "n2") is MemberState.DEAD
+    link.run_until(link.now + CFG.dead_node_reclaim_s + 1)
+    # The old n2 is gone for good; a new machine takes its name.
+    del link.nodes[[a for a, n in link.nodes.items() if n is nodes[2]][0]]
+    link.down.clear()
+    newcomer = Swim(name="n2", addr=Address("127.0.0.1", 7999), config=CFG, rng=random.Random(9),
+                    now=link.now)
+    link.nodes[Address("127.0.0.1", 7999)] = newcomer
+    newcomer.join([list(link.nodes)[0]], link.now)
+    link.run_until(link.now + 5)
+    info = nodes[0].member("n2")
+    assert info.state is MemberState.ALIVE and info.addr.port == 7999
+
+
+def test_suspicion_timeout_formula_and_confirmations():
+    # k=2 wanted confirmations, min 1 s, max 6 s.
+    assert suspicion_timeout_s(0, 2, 1.0, 6.0) == pytest.approx(6.0)
+    assert suspicion_timeout_s(1, 2, 1.0, 6.0) == pytest.approx(6.0 - 5.0 * 0.6309, rel=1e-3)
+    assert suspicion_timeout_s(2, 2, 1.0, 6.0) == pytest.approx(1.0)
+    assert suspicion_timeout_s(5, 0, 1.0, 6.0) == 1.0
+    s = Suspicion(from_node="a", k=2, min_timeout_s=1.0, max_timeout_s=6.0, now=10.0, generation=1)
+    assert s.deadline() == pytest.approx(16.0)
+    assert not s.confirm("a")  # the accuser is not its own confirmation
+    assert s.confirm("b") and not s.confirm("b")
+    assert s.confirm("c")
+    assert s.deadline() == pytest.approx(11.0)
+    assert not s.confirm("d")  # k reached
+
+
+def test_lifeguard_awareness_slows_probes_of_an_unhealthy_node():
+    link, nodes = cluster(3, config=CFG)
+    # n0's link goes down: its probes fail and its own health score rises,
+    # which stretches its probe timeouts.
+    link.down.add("n0")
+    link.run_until(link.now + 1.5)
+    assert nodes[0].health_score() > 0
+    link.down.clear()
+    link.run_until(link.now + 30)
+    assert nodes[0].health_score() == 0
+
+
+def test_broadcast_queue_transmit_limit_and_invalidation():
+    q = BroadcastQueue(max_items=10)
+    q.add(b"a" * 10, key=("member", "x"))
+    q.add(b"b" * 10, key=("member", "x"))  # invalidates the first
+    q.add(b"c" * 10)
+    assert len(q) == 2
+    first = q.take(100, limit=2)
+    assert sorted(first) == [b"b" * 10, b"c" * 10]
+    assert len(q.take(100, limit=2)) == 2
+    assert q.take(100, limit=2) == [] and len(q) == 0
+    for i in range(20):
+        q.add(bytes([i]) * 5)
+    assert len(q) == 10
+    assert q.take(7 + 2, limit=5) and True  # budget fits exactly one entry
+
+
+def test_lan_suspicion_formulas_match_memberlist():
+    assert LAN.suspicion_min_timeout_s(30) == pytest.approx(4 * 1.4771, rel=1e-3)
+    assert LAN.suspicion_max_timeout_s(30) == pytest.approx(6 * 4 * 1.4771, rel=1e-3)
+    assert LAN.retransmit_limit(30) == 4 * 2
+    assert LAN.push_pull_interval_for(30) == 30.0
+    assert LAN.push_pull_interval_for(1000) == 30.0 * 6
