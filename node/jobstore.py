@@ -1,0 +1,160 @@
+"""The replicated job store: a last-writer-wins map with tombstones.
+
+How this works: every agent holds the whole desired state, a map from job
+name to an `Entry` (stamp, spec bytes or None for a delete).  Merging two
+entries for one name keeps the one with the greater HLC stamp, ties broken by
+the value's hash, so merge is commutative, associative and idempotent: agents
+that have seen the same writes, in any order and any number of times, hold
+the same map (a state-based CRDT; tests/node/test_jobstore.py proves it with
+Hypothesis).
+
+Anti-entropy compares digests, not whole state.  Each entry hashes to 16
+bytes; a bucket's digest is the XOR of its entries' hashes and the store's
+digest the XOR of all of them, kept up to date incrementally.  Two agents
+whose digests match hold identical maps; if not, they swap the bucket
+digests, then only the entries of buckets that differ.
+
+Deletes are tombstones.  A tombstone may be collected only when it is older
+than `min_age_ms` *and* every live member publishes the same store digest as
+ours (then every live member holds it, so no live member can bring the job
+back); see `collectable_tombstones`.
+
+Pure: no I/O; persistence is the caller's job (it gets the changed entries).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .hlc import Stamp
+
+BUCKETS = 64
+DIGEST_BYTES = 16
+MAX_JOBS = 10_000  # live jobs accepted from local submissions
+MAX_ENTRIES = 2 * MAX_JOBS  # including tombstones and remote writes; beyond this, merges are refused
+ZERO_DIGEST = bytes(DIGEST_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    stamp: Stamp
+    spec: bytes | None  # canonical JSON of the spec; None = deleted
+
+    @property
+    def deleted(self) -> bool:
+        return self.spec is None
+
+    def entry_hash(self) -> bytes:
+        h = hashlib.blake2b(digest_size=DIGEST_BYTES)
+        h.update(self.name.encode())
+        h.update(b"\0%d\0%d\0" % (self.stamp.wall_ms, self.stamp.counter))
+        h.update(self.stamp.node.encode())
+        h.update(b"\1" if self.spec is None else b"\2" + self.spec)
+        return h.digest()
+
+    def to_wire(self) -> list:
+        return [self.name, self.stamp.to_wire(), self.spec]
+
+    @classmethod
+    def from_wire(cls, raw, max_spec_bytes: int) -> "Entry":
+        if not isinstance(raw, (list, tuple)) or len(raw) != 3:
+            raise ValueError("malformed entry")
+        name, stamp, spec = raw
+        if not isinstance(name, str) or not name or len(name) > 255:
+            raise ValueError("malformed entry name")
+        if spec is not None and (not isinstance(spec, bytes) or len(spec) > max_spec_bytes):
+            raise ValueError("malformed entry spec")
+        return cls(name, Stamp.from_wire(stamp), spec)
+
+
+def wins(a: Entry, b: Entry) -> bool:
+    """True if `a` beats `b` for the same name (total order)."""
+    if a.stamp != b.stamp:
+        return a.stamp > b.stamp
+    return a.entry_hash() > b.entry_hash()
+
+
+def bucket_of(name: str) -> int:
+    return hashlib.blake2b(name.encode(), digest_size=2).digest()[0] % BUCKETS
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(DIGEST_BYTES, "big")
+
+
+class JobStore:
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        self._hashes: dict[str, bytes] = {}
+        self._buckets = [ZERO_DIGEST] * BUCKETS
+        self._digest = ZERO_DIGEST
+        self.live_count = 0
+
+    # ---- reads
+    def get(self, name: str) -> Entry | None:
+        return self.entries.get(name)
+
+    def live(self) -> list[Entry]:
+        return sorted((e for e in self.entries.values() if not e.deleted), key=lambda e: e.name)
+
+    def digest(self) -> bytes:
+        return self._digest
+
+    def bucket_digests(self) -> list[bytes]:
+        return list(self._buckets)
+
+    def differing_buckets(self, theirs: list[bytes]) -> list[int]:
+        if len(theirs) != BUCKETS:
+            return list(range(BUCKETS))
+        return [i for i in range(BUCKETS) if theirs[i] != self._buckets[i]]
+
+    def entries_in(self, buckets: list[int]) -> list[Entry]:
+        wanted = set(buckets)
+        return [e for e in self.entries.values() if bucket_of(e.name) in wanted]
+
+    # ---- writes
+    def merge(self, entry: Entry) -> bool:
+        """Fold in an entry; True if it changed our state."""
+        current = self.entries.get(entry.name)
+        if current is not None and not wins(entry, current):
+            return False
+        if current is None and len(self.entries) >= MAX_ENTRIES:
+            return False
+        self._replace(current, entry)
+        return True
+
+    def _replace(self, old: Entry | None, new: Entry | None) -> None:
+        name = (new or old).name
+        b = bucket_of(name)
+        if old is not None:
+            h = self._hashes.pop(name)
+            self._buckets[b] = _xor(self._buckets[b], h)
+            self._digest = _xor(self._digest, h)
+            del self.entries[name]
+            if not old.deleted:
+                self.live_count -= 1
+        if new is not None:
+            h = new.entry_hash()
+            self._hashes[name] = h
+            self._buckets[b] = _xor(self._buckets[b], h)
+            self._digest = _xor(self._digest, h)
+            self.entries[name] = new
+            if not new.deleted:
+                self.live_count += 1
+
+    def collectable_tombstones(self, wall_ms: int, min_age_ms: int,
+                               peer_digests: list[bytes]) -> list[str]:
+        """Tombstones that may be dropped now: every live peer's published
+        digest equals ours, and the delete is at least min_age_ms old."""
+        if any(d != self._digest for d in peer_digests):
+            return []
+        return [e.name for e in self.entries.values()
+                if e.deleted and wall_ms - e.stamp.wall_ms >= min_age_ms]
+
+    def forget(self, names: list[str]) -> None:
+        for name in names:
+            entry = self.entries.get(name)
+            if entry is not None and entry.deleted:
+                self._replace(entry, None)
