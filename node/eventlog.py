@@ -3,9 +3,10 @@
 How this works: the pump calls `publish(record)` for every event the core
 emits (a record is a small JSON-able dict with a sequence number and a wall
 clock timestamp).  The last `capacity` records are kept in a deque.  Each
-subscriber (one per `GET /v1/events` stream) gets a bounded trio memory
-channel; `publish` never blocks: a subscriber whose channel is full is
-disconnected (its stream ends) rather than slowing the pump down.
+subscriber (one per `GET /v1/events` stream) gets the receive end of a
+bounded trio memory channel; `publish` never blocks: a subscriber whose
+channel is full is disconnected (its stream ends) rather than slowing the pump
+down.  A subscriber leaves by closing its receive channel.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import trio
 
@@ -47,9 +47,10 @@ class EventLog:
     def recent(self) -> list[dict[str, Any]]:
         return list(self._ring)
 
-    @contextmanager
-    def subscribe(self, history: bool = True) -> Iterator[trio.MemoryReceiveChannel]:
-        """A receive channel of records; with `history`, the buffered ones first."""
+    def subscribe(self, history: bool = True) -> trio.MemoryReceiveChannel:
+        """A receive channel of records; with `history`, the buffered ones first.
+        Close it to unsubscribe."""
+        self._prune()
         if len(self._subscribers) >= MAX_SUBSCRIBERS:
             raise TooManySubscribers(f"more than {MAX_SUBSCRIBERS} event subscribers")
         backlog = self.recent() if history else []
@@ -57,9 +58,15 @@ class EventLog:
         for rec in backlog:
             send.send_nowait(rec)
         self._subscribers.add(send)
-        try:
-            yield recv
-        finally:
-            self._subscribers.discard(send)
-            send.close()
-            recv.close()
+        return recv
+
+    def _prune(self) -> None:
+        for ch in list(self._subscribers):
+            if ch.statistics().open_receive_channels == 0:
+                self._subscribers.discard(ch)
+                ch.close()
+
+    @property
+    def subscriber_count(self) -> int:
+        self._prune()
+        return len(self._subscribers)

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections import Counter as _Counter
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gossip.events import MemberState
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# The *_created timestamp series only add noise to a scrape of one agent.
+disable_created_metrics()
 
 
 class AgentMetrics:
