@@ -42,7 +42,8 @@ A second signal exits at once.
 
 Dropped packets are counted by reason in /v1/metrics; the ones that point at a
 configuration problem (wrong key, missing encryption, wrong label) are also
-logged at WARNING, at most once per `DROP_LOG_INTERVAL_S` per (reason, host).
+logged at WARNING, at most once per `DROP_LOG_INTERVAL_S` per (packet or
+stream, reason, host), with the count of the ones suppressed in between.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class _DropLog:
 
     def __init__(self, interval_s: float = DROP_LOG_INTERVAL_S) -> None:
         self.interval_s = interval_s
-        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+        self._last: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     def report(self, reason: str, src: Address | None, what: str = "packet") -> None:
         why = _DROP_EXPLAINED.get(reason)
@@ -184,7 +185,7 @@ class _DropLog:
         if why is None:
             log.debug("%s from %s dropped: %s", what, src or "?", reason)
             return
-        key = (reason, host)
+        key = (what, reason, host)
         now = time.monotonic()
         last, suppressed = self._last.get(key, (-math.inf, 0))
         if now - last < self.interval_s:

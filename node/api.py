@@ -149,9 +149,14 @@ async def keys_change(request: Request) -> Response:
         raise ApiError(400, "local: expected true or false")
     try:
         key = parse_key(body.get("key"))
-        result = await _agent(request).key_operation(action, key, cluster=not local)
     except KeyOpError as e:
-        raise ApiError(409 if _agent(request).keys.enabled else 400, str(e)) from None
+        raise ApiError(400, str(e)) from None
+    agent = _agent(request)
+    try:
+        result = await agent.key_operation(action, key, cluster=not local)
+    except KeyOpError as e:
+        # 400: encryption is off here; 409: conflicts with the keyring's state.
+        raise ApiError(409 if agent.keys.enabled else 400, str(e)) from None
     return JSONResponse(result)
 
 

@@ -26,6 +26,8 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
     api_token     bearer token the API requires            default: none
     log_level     DEBUG | INFO | WARNING | ERROR           default: INFO
     tags          table of extra string tags (Serf-style)  default: {}
+                  (with role=shoal and api=<api address>, which the agent
+                  adds, they must fit memberlist's 512-byte metadata)
 
 Advertise address: when `advertise` is unset we advertise the bind host,
 unless that is a wildcard (0.0.0.0 or ::); then we take the first IPv4 address
@@ -57,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from gossip.config import LABEL_MAX_BYTES, PRESETS
+from node.tags import TagsTooLarge, encode_tags
 
 DEFAULT_GOSSIP_PORT = 7946
 DEFAULT_BIND = "0.0.0.0:7946"
@@ -288,6 +291,12 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
             tags = dict(pairs)
         if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
             raise ConfigError("tags", "expected a table of string values")
+        # Room for the tags the agent adds itself (role, api) at their longest.
+        probe = {**tags, "role": "shoal", "api": "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"}
+        try:
+            encode_tags(probe)
+        except TagsTooLarge as e:
+            raise ConfigError("tags", str(e)) from None
         kw["tags"] = tuple(sorted(tags.items()))
     cfg = AgentConfig(**kw)
     if not cfg.api.is_loopback and cfg.api_token is None:

@@ -1,0 +1,283 @@
+"""The HTTP API against real in-process agents (real sockets on 127.0.0.1).
+
+Each agent runs in the test's nursery with ephemeral gossip and API ports and
+the `local` profile; requests go through httpx to the real hypercorn server,
+so routing, auth, JSON errors, streaming and the pump are all exercised.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import socket
+from functools import partial
+
+import httpx
+import pytest
+import trio
+
+from node.agent import Agent
+from node.config import load_config
+from node.keys import encode_key
+
+DEADLINE_S = 10.0
+
+
+@pytest.fixture
+def start_agent(nursery, tmp_path):
+    async def start(name: str, **flags) -> Agent:
+        cfg = load_config(
+            None,
+            {"name": name, "bind": "127.0.0.1:0", "api": "127.0.0.1:0", "profile": "local",
+             "state_dir": str(tmp_path / name), **flags},
+        )
+        agent = Agent(cfg)
+        agent.finished = trio.Event()
+
+        async def run(task_status=trio.TASK_STATUS_IGNORED):
+            try:
+                await agent.run(handle_signals=False, task_status=task_status)
+            finally:
+                agent.finished.set()
+
+        await nursery.start(run)
+        return agent
+
+    return start
+
+
+def client(agent: Agent, **kw) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=agent.api_url, timeout=10.0, **kw)
+
+
+async def wait_for(predicate, what: str, timeout_s: float = DEADLINE_S):
+    with trio.move_on_after(timeout_s):
+        while True:
+            if await predicate():
+                return
+            await trio.sleep(0.05)
+    pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+
+
+async def statuses(agent: Agent) -> dict[str, str]:
+    async with client(agent) as c:
+        return {m["name"]: m["status"] for m in (await c.get("/v1/members")).json()}
+
+
+def gossip_addr(agent: Agent) -> str:
+    return str(agent.advertise)
+
+
+async def test_self_and_members(start_agent):
+    a = await start_agent("a")
+    async with client(a) as c:
+        me = (await c.get("/v1/agent/self")).json()
+        assert me["name"] == "a" and me["port"] == a.gossip_port and me["profile"] == "local"
+        assert me["api"] == a.api_url and me["encrypted"] is False
+        assert me["member"]["status"] == "alive"
+        members = (await c.get("/v1/members")).json()
+    assert [m["name"] for m in members] == ["a"]
+    m = members[0]
+    assert m["addr"] == "127.0.0.1" and m["port"] == a.gossip_port
+    assert m["tags"] == {"role": "shoal", "api": a.api_url.removeprefix("http://")}
+    assert m["health"] == "passing" and m["incarnation"] >= 0
+    # agent.json in the state dir tells scripts where the agent is
+    info = json.loads((a.config.state_dir / "agent.json").read_text())
+    assert info["api"] == a.api_url and info["pid"] == os.getpid()
+
+
+async def test_join_through_api_and_errors(start_agent):
+    a = await start_agent("a")
+    b = await start_agent("b")
+    async with client(b) as c:
+        r = await c.post("/v1/agent/join", json={"addresses": [gossip_addr(a)]})
+        assert r.status_code == 200 and r.json() == {"joined": 1, "errors": {}}
+    await wait_for(lambda: _all_alive(a, {"a", "b"}), "a to see b")
+    await wait_for(lambda: _all_alive(b, {"a", "b"}), "b to see a")
+
+    # a port nobody listens on: 502 with the reason per address
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = f"127.0.0.1:{s.getsockname()[1]}"
+    s.close()
+    async with client(b) as c:
+        r = await c.post("/v1/agent/join", json={"addresses": [dead]})
+        assert r.status_code == 502
+        body = r.json()
+        assert body["error"] and "refused" in body["errors"][dead].lower()
+        for bad in ({"addresses": []}, {"addresses": "x:notaport"}, {"nope": 1}):
+            r = await c.post("/v1/agent/join", json=bad)
+            assert r.status_code == 400 and "addresses" in r.json()["error"]
+        r = await c.post("/v1/agent/join", content=b"{not json")
+        assert r.status_code == 400 and r.json()["error"]
+        r = await c.get("/v1/nothing")
+        assert r.status_code == 404 and "error" in r.json()
+        r = await c.delete("/v1/members")
+        assert r.status_code == 405 and "error" in r.json()
+
+
+async def _all_alive(agent: Agent, names: set[str]) -> bool:
+    st = await statuses(agent)
+    return all(st.get(n) == "alive" for n in names)
+
+
+async def test_token_required(start_agent):
+    a = await start_agent("a", api_token="s3cret")
+    async with client(a) as c:
+        r = await c.get("/v1/members")
+        assert r.status_code == 401 and "token" in r.json()["error"]
+        assert (await c.get("/v1/members", headers={"Authorization": "Bearer wrong"})).status_code == 401
+        assert (await c.get("/v1/members", headers={"Authorization": "Bearer s3cret"})).status_code == 200
+        assert (await c.get("/v1/members", headers={"X-Shoal-Token": "s3cret"})).status_code == 200
+
+
+async def test_metrics_count_garbage_datagrams(start_agent):
+    a = await start_agent("a")
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        for n in range(1, 60):
+            await sock.sendto(os.urandom(n), ("127.0.0.1", a.gossip_port))
+        await sock.sendto(b"\xf4\x04prod\x00", ("127.0.0.1", a.gossip_port))  # wrong label
+
+    async def dropped() -> int:
+        async with client(a) as c:
+            text = (await c.get("/v1/metrics")).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("shoal_packets_dropped_total{"))
+
+    await wait_for(lambda: _ge(dropped(), 60), "60 drops counted")
+    async with client(a) as c:
+        r = await c.get("/v1/metrics")
+    assert r.headers["content-type"].startswith("text/plain")
+    assert 'shoal_members{state="alive"} 1.0' in r.text
+    assert "shoal_packets_in_total" in r.text and "shoal_health_score 0.0" in r.text
+    assert 'shoal_packets_dropped_total{reason="label"} 1.0' in r.text
+    assert (await statuses(a)) == {"a": "alive"}  # still running and answering
+
+
+async def _ge(coro, n) -> bool:
+    return await coro >= n
+
+
+async def test_event_stream(start_agent):
+    a = await start_agent("a")
+    b = await start_agent("b")
+    got: list[dict] = []
+    async with client(a) as c:
+        with trio.fail_after(DEADLINE_S):
+            async with c.stream("GET", "/v1/events") as r:
+                assert r.headers["content-type"].startswith("application/x-ndjson")
+                async with client(b) as cb:
+                    assert (await cb.post("/v1/agent/join", json={"addresses": [gossip_addr(a)]})).status_code == 200
+                async for line in r.aiter_lines():
+                    if line:
+                        got.append(json.loads(line))
+                        if got[-1]["event"] == "member_joined":
+                            break
+    ev = got[-1]
+    assert ev["member"]["name"] == "b" and ev["member"]["status"] == "alive"
+    assert ev["seq"] >= 1 and ev["time"] > 0
+
+
+async def test_fault_hook(start_agent):
+    a = await start_agent("a")
+    async with client(a) as c:
+        r = await c.put("/v1/agent/fault", json={"delay_ms": 25})
+        assert r.status_code == 200 and a.transport.fault_delay_s == pytest.approx(0.025)
+        assert (await c.put("/v1/agent/fault", json={"delay_ms": -1})).status_code == 400
+        assert (await c.put("/v1/agent/fault", json={"delay_ms": "x"})).status_code == 400
+        assert (await c.put("/v1/agent/fault", json={"delay_ms": 0})).status_code == 200
+    assert a.transport.fault_delay_s == 0
+
+
+async def test_keys_without_encryption(start_agent):
+    a = await start_agent("a")
+    async with client(a) as c:
+        assert (await c.get("/v1/keys")).json() == {"encrypted": False, "keys": [], "primary": None}
+        r = await c.post("/v1/keys", json={"action": "install", "key": encode_key(bytes(16))})
+        assert r.status_code == 400 and "not enabled" in r.json()["error"]
+
+
+async def test_cluster_wide_key_rotation(start_agent):
+    k1, k2 = os.urandom(32), os.urandom(16)
+    a = await start_agent("a", encrypt=encode_key(k1))
+    b = await start_agent("b", encrypt=encode_key(k1), join=[gossip_addr(a)])
+    await wait_for(lambda: _all_alive(a, {"a", "b"}), "a to see b")
+    async with client(a) as c:
+        r = await c.post("/v1/keys", json={"action": "bogus", "key": encode_key(k2)})
+        assert r.status_code == 400 and r.json()["error"].startswith("action")
+        r = await c.post("/v1/keys", json={"action": "install", "key": "@@"})
+        assert r.status_code == 400 and r.json()["error"].startswith("key")
+        for action in ("install", "use"):
+            r = await c.post("/v1/keys", json={"action": action, "key": encode_key(k2)})
+            assert r.status_code == 200, r.text
+            assert r.json()["delivered"] == 2 and r.json()["failed"] == {}
+        r = await c.post("/v1/keys", json={"action": "remove", "key": encode_key(k2)})
+        assert r.status_code == 409 and "primary" in r.json()["error"]
+        r = await c.post("/v1/keys", json={"action": "remove", "key": encode_key(k1)})
+        assert r.status_code == 200 and r.json()["delivered"] == 2
+    assert b.keys.listing()["keys"] == [encode_key(k2)]
+    # persisted in b's keyring file (state_dir/keyring.json)
+    assert json.loads((b.config.state_dir / "keyring.json").read_text()) == [encode_key(k2)]
+    # still one cluster under the new key
+    await trio.sleep(0.5)
+    assert await _all_alive(a, {"a", "b"}) and await _all_alive(b, {"a", "b"})
+    # local-only install touches only a
+    k3 = os.urandom(16)
+    async with client(a) as c:
+        r = await c.post("/v1/keys", json={"action": "install", "key": encode_key(k3), "local": True})
+        assert r.status_code == 200 and r.json()["members"] == 1
+    assert encode_key(k3) not in b.keys.listing()["keys"]
+
+
+async def test_wrong_key_is_refused_and_logged(start_agent, caplog):
+    caplog.set_level(logging.INFO)
+    a = await start_agent("a", encrypt=encode_key(os.urandom(16)))
+    b = await start_agent("b", encrypt=encode_key(os.urandom(16)))
+    async with client(b) as c:
+        r = await c.post("/v1/agent/join", json={"addresses": [gossip_addr(a)]})
+    assert r.status_code == 502
+    assert "closed the connection" in r.json()["errors"][gossip_addr(a)]
+    # a packet under an unknown key: the wire-level warning on the receiver
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        await sock.sendto(b"\x01" + os.urandom(60), ("127.0.0.1", a.gossip_port))
+    await wait_for(lambda: _true(any("packet from" in r.message and "no installed key decrypts it" in r.message
+                                     for r in caplog.records)), "the decrypt warning")
+    assert any("stream from" in r.message and "no installed key" in r.message for r in caplog.records)
+    assert (await statuses(a)) == {"a": "alive"}
+
+
+async def _true(v: bool) -> bool:
+    return v
+
+
+async def test_leave_through_api_stops_the_agent(start_agent):
+    a = await start_agent("a")
+    b = await start_agent("b", join=[gossip_addr(a)])
+    await wait_for(lambda: _all_alive(a, {"a", "b"}), "a to see b")
+    async with client(b) as c:
+        r = await c.post("/v1/agent/leave")
+        assert r.status_code == 200 and r.json()["left"] is True
+    with trio.fail_after(5):
+        await b.finished.wait()
+    await wait_for(lambda: _status_is(a, "b", "left"), "a to see b as left")
+    assert not (b.config.state_dir / "agent.json").exists()
+
+
+async def _status_is(agent: Agent, name: str, status: str) -> bool:
+    return (await statuses(agent)).get(name) == status
+
+
+async def test_call_runs_in_the_pump_and_propagates_errors(start_agent):
+    a = await start_agent("a")
+    assert await a.call(lambda swim, now: swim.name) == "a"
+
+    def boom(swim, now):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await a.call(boom)
+    assert await a.call(lambda swim, now: len(swim.members())) == 1  # pump survived

@@ -1,0 +1,140 @@
+"""AgentConfig: TOML file, flags that win over it, and errors that name the field."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+
+from node.config import (
+    AgentConfig,
+    ConfigError,
+    HostPort,
+    advertise_address,
+    load_config,
+    parse_host_port,
+)
+
+KEY16 = base64.b64encode(bytes(range(16))).decode()
+KEY32 = base64.b64encode(bytes(range(32))).decode()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "shoal.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults():
+    cfg = load_config()
+    assert cfg.bind == HostPort("0.0.0.0", 7946)
+    assert cfg.api == HostPort("127.0.0.1", 7980)
+    assert cfg.profile == "lan"
+    assert cfg.join == ()
+    assert cfg.encrypt is None and cfg.keyring_file is None
+    assert cfg.log_level == "INFO"
+    assert cfg.name  # the hostname
+
+
+def test_file_then_flags_win(tmp_path):
+    path = write(
+        tmp_path,
+        f"""
+name = "from-file"
+bind = "127.0.0.1:8000"
+join = ["10.0.0.1", "10.0.0.2:9000"]
+profile = "wan"
+encrypt = "{KEY16}"
+log-level = "debug"
+[tags]
+dc = "one"
+""",
+    )
+    cfg = load_config(path, {"name": "from-flag", "profile": None, "join": ("10.0.0.9:1",), "tags": ()})
+    assert cfg.name == "from-flag"  # flag wins
+    assert cfg.profile == "wan"  # flag not given (None): file value kept
+    assert cfg.join == (HostPort("10.0.0.9", 1),)  # a given repeatable flag replaces the list
+    assert cfg.bind == HostPort("127.0.0.1", 8000)
+    assert cfg.encrypt == bytes(range(16))
+    assert cfg.log_level == "DEBUG"
+    assert dict(cfg.tags) == {"dc": "one"}
+
+
+def test_file_join_default_port(tmp_path):
+    cfg = load_config(write(tmp_path, 'join = ["a.example", "[::1]:7000", "::2"]'))
+    assert cfg.join == (HostPort("a.example", 7946), HostPort("::1", 7000), HostPort("::2", 7946))
+
+
+@pytest.mark.parametrize(
+    "flags, field",
+    [
+        ({"bind": "127.0.0.1:70000"}, "bind"),
+        ({"bind": "127.0.0.1:http"}, "bind"),
+        ({"bind": "not-an-ip:1"}, "bind"),
+        ({"advertise": "0.0.0.0:1"}, "advertise"),
+        ({"join": ["host:99999"]}, "join"),
+        ({"profile": "fast"}, "profile"),
+        ({"encrypt": "not base64!"}, "encrypt"),
+        ({"encrypt": base64.b64encode(b"short").decode()}, "encrypt"),
+        ({"api": "0.0.0.0:7980"}, "api"),  # non-loopback without a token
+        ({"label": "x" * 256}, "label"),
+        ({"log_level": "chatty"}, "log_level"),
+        ({"name": "  "}, "name"),
+        ({"tags": ["novalue"]}, "tags"),
+        ({"tags": ["big=" + "x" * 480]}, "tags"),  # over 512 bytes with role and api
+    ],
+)
+def test_errors_name_the_field(flags, field):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, flags)
+    assert e.value.field == field
+    assert str(e.value).startswith(f"{field}: ")
+
+
+def test_file_errors_name_the_field(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, "bogus = 1"))
+    assert e.value.field == "bogus"
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, "bind = 7946"))
+    assert e.value.field == "bind" and "string" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, "bind = "))
+    assert e.value.field == "config"
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "missing.toml")
+    assert e.value.field == "config"
+
+
+def test_api_non_loopback_needs_token():
+    cfg = load_config(None, {"api": "0.0.0.0:7980", "api_token": "s3cret"})
+    assert cfg.api == HostPort("0.0.0.0", 7980) and cfg.api_token == "s3cret"
+    assert load_config(None, {"api": "[::1]:1"}).api == HostPort("::1", 1)
+
+
+def test_keyring_file_defaults_into_state_dir(tmp_path):
+    cfg = load_config(None, {"state_dir": str(tmp_path), "encrypt": KEY32})
+    assert cfg.keyring_file == tmp_path / "keyring.json"
+    assert load_config(None, {"state_dir": str(tmp_path)}).keyring_file is None
+
+
+def test_parse_host_port_forms():
+    assert parse_host_port("1.2.3.4:5", "x") == HostPort("1.2.3.4", 5)
+    assert parse_host_port("[fe80::1]:5", "x") == HostPort("fe80::1", 5)
+    assert parse_host_port("h", "x", 9) == HostPort("h", 9)
+    with pytest.raises(ConfigError):
+        parse_host_port("h", "x")  # no default port
+    assert str(HostPort("::1", 5)) == "[::1]:5"
+
+
+def test_advertise_address():
+    cfg = AgentConfig(bind=HostPort("127.0.0.1", 0))
+    assert advertise_address(cfg, 4000) == HostPort("127.0.0.1", 4000)
+    cfg = AgentConfig(bind=HostPort("127.0.0.1", 0), advertise=HostPort("10.1.2.3", 0))
+    assert advertise_address(cfg, 4000) == HostPort("10.1.2.3", 4000)  # port 0: the bound one
+    cfg = AgentConfig(bind=HostPort("0.0.0.0", 7946))
+    host = advertise_address(cfg, 7946).host
+    assert host != "0.0.0.0"
+    assert host == "127.0.0.1" or not host.startswith("127.")
