@@ -218,29 +218,7 @@ class FalseDeathDetector:
         self.grace_s = (failure_detection_bound(cfg, n) if grace_s is None else grace_s)
         self.failures: list[Failure] = []
         self.false_deaths: list[Failure] = []
-        self._cut_until: dict[tuple[int, int], float] = {}  # filled by partition_seen
-        self._last_partition: tuple[list[int] | None, float] = (None, -1e18)
         world.subscribe(self._on_event)
-        self._wrap_network()
-
-    def _wrap_network(self) -> None:
-        """Remember when partitions end, so their echoes are excused for grace_s."""
-        net = self.world.network
-        orig_heal = net.heal
-        orig_partition = net.partition
-
-        def heal() -> None:
-            if net._group is not None:
-                self._last_partition = (list(net._group), self.world.now)
-            orig_heal()
-
-        def partition(groups) -> None:
-            if net._group is not None:
-                self._last_partition = (list(net._group), self.world.now)
-            orig_partition(groups)
-
-        net.heal = heal  # type: ignore[method-assign]
-        net.partition = partition  # type: ignore[method-assign]
 
     def _why(self, observer: int, subject: int, t: float) -> str:
         w = self.world
@@ -255,10 +233,7 @@ class FalseDeathDetector:
             p0, p1 = s.last_pause
             if p1 - p0 >= self.pause_threshold_s * 0.9 and t - p1 <= self.grace_s:
                 return "paused"
-        if not w.network.same_side(observer, subject):
-            return "partitioned"
-        groups, ended = self._last_partition
-        if groups is not None and groups[observer] != groups[subject] and t - ended <= self.grace_s:
+        if w.network.cut_since(observer, subject, t - self.grace_s):
             return "partitioned"
         return "live"
 

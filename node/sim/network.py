@@ -58,6 +58,10 @@ class Network:
         self.n_nodes = n_nodes
         self._group: list[int] | None = None  # group id per node while partitioned
         self._links: dict[tuple[int, int], LinkRule] = {}
+        # The world sets this so partitions are logged with their times.
+        self.clock = lambda: 0.0
+        # [group per node, start, end or None] for every partition so far.
+        self.partition_log: list[list] = []
         self._refresh()
 
     # ---- knobs ----------------------------------------------------------
@@ -89,13 +93,29 @@ class Network:
         for gid, members in enumerate(groups):
             for i in members:
                 group[i] = gid
+        self._end_partition()
         self._group = group
+        self.partition_log.append([group, self.clock(), None])
         self._refresh()
 
     def heal(self) -> None:
         """Remove the partition (per-link rules stay)."""
+        self._end_partition()
         self._group = None
         self._refresh()
+
+    def _end_partition(self) -> None:
+        if self._group is not None and self.partition_log and self.partition_log[-1][2] is None:
+            self.partition_log[-1][2] = self.clock()
+
+    def cut_since(self, a: int, b: int, t: float) -> bool:
+        """Whether a and b were on different sides of a partition at any time >= t."""
+        for group, start, end in reversed(self.partition_log):
+            if end is not None and end < t:
+                break
+            if group[a] != group[b]:
+                return True
+        return False
 
     def set_link(self, src: int, dst: int, *, loss: float | None = None,
                  extra_delay_s: float = 0.0, down: bool = False, symmetric: bool = False) -> None:

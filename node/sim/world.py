@@ -246,6 +246,7 @@ class World:
         self.config = config if config is not None else preset("lan")
         self.rng = random.Random(seed)
         self.network = Network(network or NetworkConfig(), random.Random(self.rng.getrandbits(64)), n_nodes)
+        self.network.clock = lambda: self.now
         self.core_factory = core_factory or default_core_factory
         self.core_kwargs = dict(core_kwargs or {})
         self.nodes = [SimNode(i, node_name(i), node_address(i)) for i in range(n_nodes)]
