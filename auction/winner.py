@@ -1,0 +1,142 @@
+"""Which bidder wins which slot of a batch auction.
+
+How this works: a coordinator auctions several slots (replica indices) of one
+job at once.  Each bidder answers with an `Offer`: the marginal score of each
+extra replica it could take (`scores[0]` for its 1st, `scores[1]` for its
+2nd, ...; `len(scores)` is how many it can take), the node's value of the
+job's spread label, and how many replicas of the job it already runs or holds
+claims for.
+
+`choose_winners` is a greedy, deterministic assignment.  Slots are taken in
+ascending order; for each, the candidates are the offers that still have
+capacity (`taken < len(scores)`) and are under `max_per_node`
+(`already + taken < max_per_node`), and the winner is the candidate with the
+smallest key
+
+    (replicas in the offer's spread value, -scores[taken], node name)
+
+where "replicas in the spread value" is `spread_counts.get(value, 0)` (what
+the cluster already runs there) plus the slots assigned to that value so far
+in this call.  So spreading comes first (the least-loaded rack or zone),
+then the score (the node's own strategy: binpack or spread), then the name
+as a tie-break every agent computes the same way.  The result does not
+depend on the order of `offers`.
+
+Spreading is on when any offer has a `spread_value` that is not None.  An
+offer whose node lacks the label (`spread_value=None`) then counts as the
+value `""`: all unlabelled nodes form one more domain, and callers should
+count replicas on unlabelled nodes under `""` in `spread_counts`.  When no
+offer carries a value, the first key component is 0 for everyone.
+
+Slots with no candidate stay out of the result (they remain pending).
+
+Cost: O((slots + offers) log offers).  Offers are grouped by spread value;
+each group keeps a heap of its offers keyed by (-next score, name), and an
+outer heap holds one entry per group keyed by (group count, head of its
+heap).  Assigning a slot changes one group's count and head, so it pushes
+one new outer entry; outdated entries are dropped when they surface (lazy
+deletion).  The straightforward re-scan of every offer for every slot
+(`choose_winners_naive` in tests/auction/test_winner.py) gives the same
+answer and is what this is tested against.
+
+Scores must not be NaN (NaN has no order); a NaN that would be compared
+raises ValueError.  Duplicate slots or two offers from the same node raise
+ValueError too: both mean the caller mixed up two auctions.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+# The spread value of a node that lacks the job's spread label.
+UNLABELLED = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A bidder's answer for one job's batch of slots."""
+    node: str
+    scores: tuple[float, ...]   # marginal score for its 1st..k-th slot (k = how many it can take)
+    spread_value: str | None    # the node's value of the job's spread label, or None
+    already: int                # replicas of this job the node already runs or holds claims for
+
+
+def offer_capacity(offer: Offer, max_per_node: int | None) -> int:
+    """How many slots this offer can win in one call: len(scores), capped by max_per_node."""
+    if max_per_node is None:
+        return len(offer.scores)
+    return max(0, min(len(offer.scores), max_per_node - offer.already))
+
+
+def spread_key(offer: Offer) -> str:
+    """The spread domain an offer counts in (None -> "")."""
+    return UNLABELLED if offer.spread_value is None else offer.spread_value
+
+
+def _neg_score(offer: Offer, taken: int) -> float:
+    score = offer.scores[taken]
+    if math.isnan(score):
+        raise ValueError(f"offer from {offer.node!r} has a NaN score for its slot {taken + 1}")
+    return -score
+
+
+def check_inputs(slots: list[int], offers: list[Offer]) -> None:
+    """Raise ValueError on duplicate slots or two offers from one node."""
+    if len(set(slots)) != len(slots):
+        raise ValueError("duplicate slots in one auction")
+    names = [o.node for o in offers]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"more than one offer from node(s) {dup}")
+
+
+def choose_winners(slots: list[int], offers: list[Offer], *, max_per_node: int | None,
+                   spread_counts: dict[str, int]) -> dict[int, str]:
+    """Map each slot that has a candidate to its winning node (see module docstring)."""
+    check_inputs(slots, offers)
+    spreading = any(o.spread_value is not None for o in offers)
+
+    # Per group: a heap of (-score of next slot, node name, offer index).
+    groups: dict[str, list[tuple[float, str, int]]] = {}
+    taken = [0] * len(offers)
+    capacity = [offer_capacity(o, max_per_node) for o in offers]
+    for i, offer in enumerate(offers):
+        if capacity[i] == 0:
+            continue
+        key = spread_key(offer) if spreading else UNLABELLED
+        groups.setdefault(key, []).append((_neg_score(offer, 0), offer.node, i))
+    count = {}
+    outer: list[tuple[int, float, str, str]] = []   # (group count, -score, name, group)
+    for key, heap in groups.items():
+        heapq.heapify(heap)
+        count[key] = spread_counts.get(key, 0) if spreading else 0
+        outer.append((count[key], heap[0][0], heap[0][1], key))
+    heapq.heapify(outer)
+
+    result: dict[int, str] = {}
+    for slot in sorted(slots):
+        # Drop outer entries that no longer describe their group's state.
+        while outer:
+            n, neg, name, key = outer[0]
+            heap = groups[key]
+            if heap and n == count[key] and heap[0][1] == name and heap[0][0] == neg:
+                break
+            heapq.heappop(outer)
+        if not outer:
+            break                       # no capacity left anywhere: the rest stay pending
+        _, _, name, key = heapq.heappop(outer)
+        heap = groups[key]
+        _, _, i = heap[0]
+        result[slot] = name
+        taken[i] += 1
+        if taken[i] < capacity[i]:
+            heapq.heapreplace(heap, (_neg_score(offers[i], taken[i]), name, i))
+        else:
+            heapq.heappop(heap)
+        if spreading:
+            count[key] += 1
+        if heap:
+            heapq.heappush(outer, (count[key], heap[0][0], heap[0][1], key))
+    return result

@@ -1,0 +1,204 @@
+"""Winner choice for a batch auction: the heap version against a naive re-scan.
+
+How this works: `choose_winners_naive` below is the definition written out
+plainly — for every slot, look at every offer and take the smallest key — and
+Hypothesis checks that `auction.winner.choose_winners` returns exactly the
+same assignment on thousands of generated auctions (small label and name
+alphabets so that ties, full nodes, max_per_node and spreading all happen
+often).  Hand-built cases pin the behaviour people rely on: three racks and
+nine slots give three per rack, max_per_node is never exceeded, ties go to
+the smaller node name, and the order of offers does not matter.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from auction.winner import Offer, choose_winners
+
+
+def choose_winners_naive(slots, offers, *, max_per_node, spread_counts):
+    spreading = any(o.spread_value is not None for o in offers)
+    taken = {o.node: 0 for o in offers}
+    assigned_in: Counter[str] = Counter()
+    result = {}
+    for slot in sorted(slots):
+        best_key, best = None, None
+        for o in offers:
+            t = taken[o.node]
+            if t >= len(o.scores):
+                continue
+            if max_per_node is not None and o.already + t >= max_per_node:
+                continue
+            value = "" if o.spread_value is None else o.spread_value
+            load = spread_counts.get(value, 0) + assigned_in[value] if spreading else 0
+            key = (load, -o.scores[t], o.node)
+            if best_key is None or key < best_key:
+                best_key, best = key, o
+        if best is None:
+            continue
+        result[slot] = best.node
+        taken[best.node] += 1
+        assigned_in["" if best.spread_value is None else best.spread_value] += 1
+    return result
+
+
+# ---- generated auctions ---------------------------------------------------------
+
+# Few distinct scores and values so that ties are common.
+scores_st = st.one_of(
+    st.sampled_from([0.0, -0.0, 0.25, 0.5, 0.75, 1.0]),
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.sampled_from([math.inf, -math.inf]),
+)
+
+
+@st.composite
+def auctions(draw, max_offers=12, max_slots=30):
+    names = draw(st.lists(st.text("abcdef", min_size=1, max_size=3), unique=True,
+                          max_size=max_offers))
+    spread_on = draw(st.booleans())
+    values = ["r1", "r2", "r3", ""]
+    offers = []
+    for name in names:
+        scores = tuple(draw(st.lists(scores_st, max_size=6)))
+        value = draw(st.sampled_from(values + [None])) if spread_on else None
+        offers.append(Offer(name, scores, value, draw(st.integers(0, 4))))
+    slots = draw(st.lists(st.integers(0, 200), unique=True, max_size=max_slots))
+    max_per_node = draw(st.one_of(st.none(), st.integers(0, 5)))
+    spread_counts = draw(st.dictionaries(st.sampled_from(values), st.integers(0, 5)))
+    return slots, offers, max_per_node, spread_counts
+
+
+@settings(max_examples=2000, deadline=None)
+@given(auctions())
+def test_matches_naive(case):
+    slots, offers, max_per_node, spread_counts = case
+    fast = choose_winners(slots, offers, max_per_node=max_per_node, spread_counts=spread_counts)
+    naive = choose_winners_naive(slots, offers, max_per_node=max_per_node,
+                                 spread_counts=spread_counts)
+    assert fast == naive
+
+
+@settings(max_examples=500, deadline=None)
+@given(auctions(), st.randoms(use_true_random=False))
+def test_offer_order_does_not_matter(case, rng):
+    slots, offers, max_per_node, spread_counts = case
+    expected = choose_winners(slots, offers, max_per_node=max_per_node,
+                              spread_counts=spread_counts)
+    shuffled_offers, shuffled_slots = list(offers), list(slots)
+    rng.shuffle(shuffled_offers)
+    rng.shuffle(shuffled_slots)
+    assert choose_winners(shuffled_slots, shuffled_offers, max_per_node=max_per_node,
+                          spread_counts=spread_counts) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(auctions())
+def test_invariants(case):
+    slots, offers, max_per_node, spread_counts = case
+    result = choose_winners(slots, offers, max_per_node=max_per_node,
+                            spread_counts=spread_counts)
+    by_name = {o.node: o for o in offers}
+    per_node = Counter(result.values())
+    assert set(result) <= set(slots)
+    for name, n in per_node.items():
+        assert n <= len(by_name[name].scores)
+        if max_per_node is not None:
+            assert by_name[name].already + n <= max_per_node
+    # Unassigned slots are only left when every offer is exhausted, and the
+    # assigned ones are the lowest slot numbers.
+    room = sum(max(0, min(len(o.scores), (max_per_node - o.already)
+                          if max_per_node is not None else len(o.scores))) for o in offers)
+    assert len(result) == min(len(slots), room)
+    assert sorted(result) == sorted(slots)[:len(result)]
+
+
+# ---- hand-built cases -------------------------------------------------------------
+
+def test_three_racks_nine_slots_three_each():
+    offers = [Offer(f"n{i}", (0.5,) * 9, f"rack-{i % 3}", 0) for i in range(9)]
+    # rack-0's nodes score much better, but spreading comes first.
+    offers = [Offer(o.node, (0.99,) * 9, o.spread_value, 0) if o.spread_value == "rack-0" else o
+              for o in offers]
+    result = choose_winners(list(range(9)), offers, max_per_node=None, spread_counts={})
+    rack_of = {o.node: o.spread_value for o in offers}
+    assert Counter(rack_of[n] for n in result.values()) == {"rack-0": 3, "rack-1": 3, "rack-2": 3}
+
+
+def test_spread_counts_existing_replicas():
+    offers = [Offer("a", (0.9,) * 5, "r1", 0), Offer("b", (0.1,) * 5, "r2", 0)]
+    # r1 already runs 3 replicas: the next 3 go to r2 before r1 gets another.
+    result = choose_winners([0, 1, 2, 3, 4], offers, max_per_node=None,
+                            spread_counts={"r1": 3})
+    assert result == {0: "b", 1: "b", 2: "b", 3: "a", 4: "b"}
+
+
+def test_unlabelled_nodes_form_their_own_domain():
+    offers = [Offer("a", (1.0,) * 4, "r1", 0), Offer("b", (0.5,) * 4, None, 0),
+              Offer("c", (0.7,) * 4, None, 0)]
+    result = choose_winners([0, 1, 2, 3], offers, max_per_node=None, spread_counts={"": 1})
+    # "" starts at 1, r1 at 0: a, then (r1=1, ""=1) tie -> a (score 1.0 beats 0.7),
+    # then r1=2 > ""=1 -> c, then both 2 -> a.
+    assert result == {0: "a", 1: "a", 2: "c", 3: "a"}
+
+
+def test_without_spread_best_score_then_name():
+    offers = [Offer("b", (0.5, 0.6), None, 0), Offer("a", (0.5,), None, 0),
+              Offer("c", (0.4, 0.4, 0.4), None, 0)]
+    result = choose_winners([5, 1, 3, 9, 7], offers, max_per_node=None, spread_counts={"x": 9})
+    # slot 1: a/b tie at 0.5 -> a; slot 3: b 0.5; slot 5: b's 2nd 0.6; then c, c.
+    assert result == {1: "a", 3: "b", 5: "b", 7: "c", 9: "c"}
+
+
+def test_max_per_node_counts_existing_replicas():
+    offers = [Offer("a", (0.9,) * 10, None, 1), Offer("b", (0.8,) * 10, None, 0),
+              Offer("c", (0.7,) * 10, None, 3)]
+    result = choose_winners(list(range(10)), offers, max_per_node=2, spread_counts={})
+    assert Counter(result.values()) == {"a": 1, "b": 2}
+    assert result == {0: "a", 1: "b", 2: "b"}
+
+
+def test_max_per_node_zero_places_nothing():
+    offers = [Offer("a", (1.0,), None, 0)]
+    assert choose_winners([0], offers, max_per_node=0, spread_counts={}) == {}
+
+
+def test_no_offers_or_no_slots():
+    assert choose_winners([0, 1], [], max_per_node=None, spread_counts={}) == {}
+    assert choose_winners([], [Offer("a", (1.0,), "r", 0)], max_per_node=None,
+                          spread_counts={}) == {}
+
+
+def test_rejects_duplicates_and_nan():
+    with pytest.raises(ValueError, match="duplicate slots"):
+        choose_winners([1, 1], [], max_per_node=None, spread_counts={})
+    with pytest.raises(ValueError, match="more than one offer"):
+        choose_winners([1], [Offer("a", (1.0,), None, 0), Offer("a", (2.0,), None, 0)],
+                       max_per_node=None, spread_counts={})
+    with pytest.raises(ValueError, match="NaN"):
+        choose_winners([1], [Offer("a", (math.nan,), None, 0)], max_per_node=None,
+                       spread_counts={})
+
+
+def test_large_batch_matches_naive_and_is_fast_enough():
+    # 1,000 slots x 1,000 offers, as in the benchmarks.  The naive version is
+    # O(slots x offers); this checks the heap version on a realistic size.
+    rng = random.Random(7)
+    offers = []
+    for i in range(1000):
+        k = rng.randint(0, 5)
+        base = rng.random()
+        offers.append(Offer(f"node-{i:04d}", tuple(min(1.0, base + 0.05 * j) for j in range(k)),
+                            rng.choice(["r1", "r2", "r3", None]), rng.randint(0, 2)))
+    slots = list(range(1000))
+    fast = choose_winners(slots, offers, max_per_node=3, spread_counts={"r1": 10})
+    naive = choose_winners_naive(slots, offers, max_per_node=3, spread_counts={"r1": 10})
+    assert fast == naive
+    assert len(fast) > 900
