@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Benchmark the gossip cores in the deterministic simulator.
+
+    python scripts/bench/sim_gossip.py [--nodes 1000] [--seeds 3] [--duration 60]
+
+For each seed: start N nodes (all joining node-0 at t=0, lan preset unless
+--profile), simulate `duration` virtual seconds and report the wall time that
+took; then one node calls `broadcast()` and the script reports the virtual time
+until every other node has emitted the UserBroadcast (and the median node).
+Prints per-seed lines and medians over the seeds.
+
+How this works: it is a thin loop over node.sim.World; the wall time is the
+cost of the real SWIM cores plus the simulator's event loop.  --profile-out
+FILE writes a cProfile of the first seed's run for `python -m pstats`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from gossip.config import preset  # noqa: E402
+from gossip.events import UserBroadcast  # noqa: E402
+from node.sim import World, checkers  # noqa: E402
+
+
+def run_seed(seed: int, args: argparse.Namespace, profile: cProfile.Profile | None) -> dict:
+    config = preset(args.profile)
+    if args.no_compression:
+        config = config.replace(enable_compression=False)
+    w = World(seed, args.nodes, config, keep_trace=False)
+    tracker = checkers.ViewTracker(w)
+    converged_at: list[float] = []
+
+    t0 = time.perf_counter()
+    if profile:
+        profile.enable()
+    w.bootstrap(stagger_s=args.stagger)
+    step = max(0.1, args.duration / 100)
+    next_report = time.perf_counter() + 10
+    while w.now < args.duration:
+        w.run_until(min(args.duration, w.now + step))
+        if not converged_at and tracker.all_alive():
+            converged_at.append(w.now)
+        if args.verbose and time.perf_counter() >= next_report:
+            next_report = time.perf_counter() + 10
+            print(f"  seed={seed} t={w.now:.1f}s wall={time.perf_counter() - t0:.1f}s "
+                  f"datagrams={w.stats['datagrams_sent']}", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - t0
+
+    # Dissemination latency of one user broadcast.
+    payload = f"bench-{seed}".encode()
+    seen = checkers.FirstSeen(w, lambda ev: ev.__class__ is UserBroadcast and ev.data == payload)
+    origin = args.nodes // 2
+    queue = [nd.core.pending_broadcasts() for nd in w.running()] if hasattr(w.core(0), "pending_broadcasts") else [0]
+    t_b = w.now
+    w.broadcast(origin, payload)
+    want = len(w.running()) - 1
+    w.run_until_converged(lambda w: seen.count() >= want, args.broadcast_timeout, check_every=0.05)
+    if profile:
+        profile.disable()
+    lat = sorted(t - t_b for t in seen.t.values())
+    return {
+        "seed": seed,
+        "wall_s": wall,
+        "converged_at": converged_at[0] if converged_at else None,
+        "events": w.stats["events"],
+        "datagrams": w.stats["datagrams_sent"],
+        "reached": len(lat),
+        "want": want,
+        "all_s": lat[-1] if len(lat) >= want else None,
+        "median_s": lat[len(lat) // 2] if lat else None,
+        "queue_avg": sum(queue) / len(queue),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--nodes", type=int, default=1000)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=1)
+    p.add_argument("--duration", type=float, default=60.0, help="virtual seconds to simulate")
+    p.add_argument("--profile", default="lan", choices=["lan", "wan", "local"])
+    p.add_argument("--stagger", type=float, default=0.0, help="seconds between node starts")
+    p.add_argument("--no-compression", action="store_true", help="disable LZW (to see its cost)")
+    p.add_argument("--broadcast-timeout", type=float, default=60.0)
+    p.add_argument("--profile-out", help="write a cProfile of the first seed here")
+    p.add_argument("-v", "--verbose", action="store_true", help="progress every 10 s of wall time")
+    args = p.parse_args()
+
+    print(f"sim_gossip: {args.nodes} nodes, {args.duration:g} virtual s, profile={args.profile}"
+          f"{' (no compression)' if args.no_compression else ''}, seeds "
+          f"{args.first_seed}..{args.first_seed + args.seeds - 1}", flush=True)
+    results = []
+    for k in range(args.seeds):
+        prof = cProfile.Profile() if (args.profile_out and k == 0) else None
+        r = run_seed(args.first_seed + k, args, prof)
+        if prof:
+            prof.dump_stats(args.profile_out)
+        results.append(r)
+        conv = "never" if r["converged_at"] is None else f"{r['converged_at']:.1f}s"
+        reach = (f"all {r['want']} in {r['all_s']:.2f}s" if r["all_s"] is not None
+                 else f"only {r['reached']}/{r['want']} within {args.broadcast_timeout:g}s")
+        med = "-" if r["median_s"] is None else f"{r['median_s']:.2f}s"
+        print(f"seed {r['seed']}: wall {r['wall_s']:.1f}s for {args.duration:g} virtual s "
+              f"({r['events']} events, {r['datagrams']} datagrams), all-alive at {conv}; "
+              f"broadcast reached {reach} (median node {med}; "
+              f"avg queued broadcasts when sent {r['queue_avg']:.0f})", flush=True)
+    walls = [r["wall_s"] for r in results]
+    alls = [r["all_s"] for r in results if r["all_s"] is not None]
+    print(f"median wall time: {statistics.median(walls):.1f}s for {args.nodes} nodes x "
+          f"{args.duration:g} virtual s")
+    if alls:
+        print(f"median broadcast time to all {args.nodes - 1} others: {statistics.median(alls):.2f} virtual s"
+              f" ({len(alls)}/{len(results)} seeds reached everyone)")
+    else:
+        print("broadcast reached everyone in no seed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
