@@ -615,6 +615,7 @@ class Agent:
             await tracker.wait(self.gossip_config.tcp_timeout_s + 1.0)
         failed = {str(addr): err for addr, err in tracker.outcomes.values() if err is not None}
         unanswered = len(sent) - len(tracker.outcomes)
+        listing = await self.call(lambda swim, now: self.keys.listing())
         return {
             "action": action,
             "local": "ok",
@@ -622,7 +623,7 @@ class Agent:
             "delivered": len(tracker.outcomes) - len(failed) + 1,
             "failed": failed,
             "unanswered": unanswered,
-            **self.keys.listing(),
+            **listing,
         }
 
     async def members(self) -> list[dict[str, Any]]:
