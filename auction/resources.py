@@ -131,7 +131,7 @@ def parse_memory(value: int | str) -> int:
         return value
     if not isinstance(value, str):
         raise UnitError("must be a string with a unit (\"512MiB\") or an integer "
-                        f"number of bytes, got {_kind(value)}")
+                        f"number of bytes, got {json_kind(value)}")
     number, unit = _amount(value)
     if unit not in MEMORY_UNITS:
         raise UnitError(f"{value!r} has an unknown unit {unit!r} "
@@ -143,7 +143,7 @@ def parse_cpu(value: int | float | str) -> int:
     """Millicores from cores (1.5, 2, "1.5") or millicores as a string ("500m")."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise UnitError("must be a number of cores (0.5) or a string (\"0.5\", \"500m\"), "
-                        f"got {_kind(value)}")
+                        f"got {json_kind(value)}")
     if isinstance(value, float):
         if not math.isfinite(value):
             raise UnitError(f"{value} is not a finite number")
@@ -170,7 +170,7 @@ def parse_cpu(value: int | float | str) -> int:
     return int(millis)
 
 
-def _kind(value: object) -> str:
+def json_kind(value: object) -> str:
     """The JSON/TOML name of a value's type, for error messages."""
     if value is None:
         return "null"
