@@ -228,7 +228,9 @@ class Cluster:
         for p in self.procs:
             state = "running" if p.alive() else f"exited {p.popen.returncode}"
             members = self.members(p) if p.alive() else None
-            lines = p.log_text().splitlines()[-40:]
+            # Serf logs every RPC client (our polling); those lines say nothing.
+            lines = [ln for ln in p.log_text().splitlines() if "agent.ipc: Accepted client" not in ln]
+            lines = lines[-40:]
             parts.append(f"--- {p.kind} {p.name} ({state}; gossip {p.gossip_addr}; "
                          f"members {members}) {p.log}\n" + "\n".join(lines))
         return "\n".join(parts)
