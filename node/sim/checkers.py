@@ -266,3 +266,27 @@ class FirstSeen:
 
     def count(self) -> int:
         return len(self.t)
+
+
+class IncarnationsMonotonic:
+    """Safety: what a node believes about a member's incarnation never goes
+    backwards (until the observer itself restarts with an empty table)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.seen: list[dict[str, int]] = [{} for _ in range(world.n)]
+        self.violations: list[tuple[float, str, str, int, int]] = []
+        world.subscribe(self._on_event)
+
+    def _on_event(self, t: float, i: int, ev: Any) -> None:
+        cls = ev.__class__
+        if cls in _MEMBER_EVENTS:
+            m = ev.member
+            seen = self.seen[i]
+            old = seen.get(m.name, -1)
+            if m.incarnation < old:
+                self.violations.append((t, self.world.nodes[i].name, m.name, old, m.incarnation))
+            else:
+                seen[m.name] = m.incarnation
+        elif cls is NodeRestarted:
+            self.seen[i] = {}

@@ -1,0 +1,93 @@
+"""Large clusters in the simulator: bootstrap convergence and crash detection.
+
+One world per cluster size is bootstrapped (module-scoped fixture) and shared
+by the two tests: first every node must see every other alive, then one node
+crashes and every live node must mark it failed within the bound derived from
+the configuration.  Convergence is polled with the event-driven ViewTracker,
+which is cheap at 1,000 nodes; crash detection with core.member() lookups.
+
+N=1,000 is gated behind SHOAL_SIM_1000=1 for now: a cold bootstrap of 1,000
+lan-preset nodes makes every node retransmit every other node's Alive
+retransmit_limit(1000) = 16 times (about 16 million message deliveries in the
+first minute), and the pure-Python core currently needs minutes of wall time
+for that (see scripts/bench/sim_gossip.py).  N=200 runs by default.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from gossip.config import preset
+from node.sim import World, checkers, faults
+
+LAN = preset("lan")
+SEED = 21
+BIG = pytest.mark.skipif(
+    not os.environ.get("SHOAL_SIM_1000"),
+    reason="N=1000 cold bootstrap takes minutes with the current pure-Python core; set SHOAL_SIM_1000=1",
+)
+SIZES = [200, pytest.param(1000, marks=BIG)]
+
+
+def bootstrap_timeout(n: int) -> float:
+    # Joins finish within a round trip; the post-join push/pull and gossip
+    # fill in the rest in a few seconds.  Allow a full push/pull interval.
+    return LAN.push_pull_interval_for(n)
+
+
+@pytest.fixture(scope="module")
+def clusters():
+    cache: dict[int, tuple[World, checkers.ViewTracker, float | None, float]] = {}
+
+    def get(n: int):
+        if n not in cache:
+            w = World(SEED, n, LAN, keep_trace=False)
+            tracker = checkers.ViewTracker(w)
+            t0 = time.perf_counter()
+            w.bootstrap()
+            took = w.run_until_converged(tracker.all_alive, bootstrap_timeout(n), check_every=0.25)
+            cache[n] = (w, tracker, took, time.perf_counter() - t0)
+        return cache[n]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", SIZES)
+def test_bootstrap_converges(clusters, n):
+    w, tracker, took, wall = clusters(n)
+    assert took is not None, (
+        f"seed={SEED}: {n} nodes not all-alive after {bootstrap_timeout(n):.0f}s; "
+        f"alive counts min={min(tracker.alive_others)} max={max(tracker.alive_others)}")
+    # Spot-check the event-derived views against the cores' member tables.
+    for i in (0, n // 2, n - 1):
+        core = w.nodes[i].core
+        assert all(m.state.value == "alive" for m in core.members()), f"seed={SEED}: node-{i}"
+        assert len(core.members()) == n, f"seed={SEED}: node-{i} knows {len(core.members())}"
+    print(f"seed={SEED}: {n} nodes all-alive at {took:.1f} virtual s ({wall:.1f}s wall)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", SIZES)
+def test_crash_detected_everywhere(clusters, n):
+    w, _, took, _ = clusters(n)
+    if took is None:
+        pytest.skip("bootstrap did not converge (reported by test_bootstrap_converges)")
+    victim = n // 3
+    name = w.nodes[victim].name
+    detector = checkers.FalseDeathDetector(w)
+    failed: set[int] = set()
+    w.subscribe(lambda t, i, ev: failed.add(i) if ev.__class__.__name__ == "MemberFailed"
+                and ev.member.name == name else None)
+    faults.crash(w, victim)
+    bound = checkers.failure_detection_bound(LAN, n)
+    t0 = time.perf_counter()
+    took = w.run_until_converged(lambda w: checkers.dead_everywhere(w, name), bound, check_every=0.5)
+    assert took is not None, f"seed={SEED}: {name} not dead everywhere {bound:.1f}s after crash"
+    assert len(failed) == n - 1, f"seed={SEED}: {n - 1 - len(failed)} live nodes emitted no MemberFailed"
+    assert detector.false_deaths == [], f"seed={SEED}: {detector.false_deaths[:5]}"
+    print(f"seed={SEED}: {name} dead on all {n - 1} live nodes {took:.1f}s after crash "
+          f"(bound {bound:.1f}s; {time.perf_counter() - t0:.1f}s wall)")
