@@ -7,12 +7,18 @@ node.sim.checkers.failure_detection_bound), not from tuning.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from gossip.config import preset
 from gossip.events import MemberFailed, MemberState
 from node.sim import NetworkConfig, World, checkers, faults
 
+ROOT = Path(__file__).resolve().parents[2]
 LAN = preset("lan")
 BOOTSTRAP_TIMEOUT_S = 30.0
 
@@ -50,6 +56,23 @@ def test_same_seed_same_trace():
 
 def test_different_seed_different_trace():
     assert _digest(11)[0] != _digest(12)[0]
+
+
+def test_same_seed_same_trace_across_processes():
+    """String hashing is randomized per process: a core (or the simulator)
+    iterating a set of names would replay differently in another process."""
+    code = (
+        "import sys; sys.path[:0] = [%r, %r]\n"
+        "from test_sim_gossip import _digest; print(_digest(11)[0])\n"
+    ) % (str(ROOT), str(Path(__file__).parent))
+    digests = set()
+    for hashseed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hashseed)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=120, check=True)
+        digests.add(out.stdout.strip())
+    digests.add(_digest(11)[0])
+    assert len(digests) == 1, f"seed=11: trace depends on PYTHONHASHSEED: {digests}"
 
 
 # ---- N=50: bootstrap, crash detection -------------------------------------------------
