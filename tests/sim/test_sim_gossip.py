@@ -228,3 +228,51 @@ def test_failed_events_name_real_members():
     faults.crash(w, 2)
     w.run_for(checkers.failure_detection_bound(LAN, 10))
     assert seen and all(ev.member.state is MemberState.DEAD and ev.member.name == "node-2" for ev in seen)
+
+
+# ---- clocks, one-way links, graceful leave ------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [14])
+def test_clock_offsets_and_drift(seed):
+    """Monotonic clocks differ per host by arbitrary offsets and drift a little:
+    nothing absolute may leak onto the wire."""
+    n = 20
+    w = World(seed, n, LAN)
+    for i in range(n):
+        w.set_clock(i, rate=1 + (i - n // 2) * 0.004, offset_s=w.rng.uniform(0, 1e6))
+    detector = checkers.FalseDeathDetector(w)
+    w.bootstrap()
+    assert w.run_until_converged(checkers.all_agree_alive, BOOTSTRAP_TIMEOUT_S) is not None, f"seed={seed}"
+    w.run_for(200)
+    assert detector.false_deaths == [], f"seed={seed}: {detector.false_deaths[:5]}"
+    faults.crash(w, 3)
+    took = w.run_until_converged(lambda w: checkers.dead_everywhere(w, "node-3"),
+                                 checkers.failure_detection_bound(LAN, n))
+    assert took is not None, f"seed={seed}: crash of node-3 not detected with skewed clocks"
+
+
+@pytest.mark.parametrize("seed", [15])
+def test_one_way_link_failure_is_not_death(seed):
+    """node-0 cannot send to node-5 (but hears it): indirect probes through
+    the other members must keep both alive."""
+    n = 20
+    w = converged_world(seed, n)
+    detector = checkers.FalseDeathDetector(w)
+    w.network.set_link(0, 5, down=True)
+    w.run_for(300 * LAN.probe_interval_s)
+    assert detector.false_deaths == [], f"seed={seed}: {detector.false_deaths[:5]}"
+    assert checkers.all_agree_alive(w), f"seed={seed}: {checkers.disagreements(w)}"
+
+
+@pytest.mark.parametrize("seed", [16])
+def test_graceful_leave_is_left_not_failed(seed):
+    n = 20
+    w = converged_world(seed, n)
+    w.leave(5)
+    w.run_for(2.0)
+    faults.crash(w, 5)  # the process exits after leaving
+    w.run_for(checkers.failure_detection_bound(LAN, n))
+    states = {nd.core.member("node-5").state for nd in w.running()}
+    assert states == {MemberState.LEFT}, f"seed={seed}: {states}"
+    assert failed_reports(w, "node-5") == set(), f"seed={seed}: a departed node was reported failed"
