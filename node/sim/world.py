@@ -42,7 +42,8 @@ stale is skipped (lazy deletion).  A core that keeps asking to be woken at the
 same instant without making progress is reported as a livelock.
 
 Node status: NEW (not started), RUNNING, PAUSED (like SIGSTOP: inputs queue up
-in arrival order and are fed on resume, before its overdue timers fire) and
+in arrival order, datagrams up to a socket buffer's worth of bytes, and are
+fed on resume, before its overdue timers fire) and
 CRASHED (inputs to it are dropped, its timers and stream replies are
 discarded).  A restart builds a fresh core with the same name and address;
 the node's `epoch` goes up so nothing addressed to the old process reaches the
@@ -154,6 +155,7 @@ _KIND = {
     NodeResumed: "resume",
 }
 _MEMBER_EVENTS = (MemberJoined, MemberUpdated, MemberSuspected, MemberFailed, MemberLeft)
+_MEMBER_KIND = {cls: _KIND[cls] for cls in _MEMBER_EVENTS}
 
 
 def _subject(ev: Any) -> tuple[str, int]:
@@ -191,7 +193,7 @@ def default_core_factory(*, name: str, addr: Address, config: GossipConfig,
 class SimNode:
     __slots__ = (
         "idx", "name", "addr", "core", "rng", "status", "epoch", "gen", "deadline",
-        "pending", "inbox", "clock", "paused_since", "spin_t", "spins",
+        "pending", "inbox", "inbox_bytes", "clock", "paused_since", "spin_t", "spins",
         "crashed_at", "restarted_at", "last_pause", "core_kwargs",
     )
 
@@ -207,6 +209,7 @@ class SimNode:
         self.deadline: float | None = None  # world time of the live timer
         self.pending: dict[int, tuple[int, bool]] = {}  # stream_id -> (dst, expect_reply)
         self.inbox: list[tuple[int, Any, Any]] = []  # queued (kind, a, b) while paused
+        self.inbox_bytes = 0  # datagram bytes in inbox (the socket buffer)
         self.clock: tuple[float, float, float] | None = None  # (tbase, lbase, rate)
         self.paused_since: float | None = None
         self.spin_t = -1.0
@@ -238,7 +241,7 @@ class World:
         core_factory: Callable[..., Any] | None = None,
         core_kwargs: dict[str, Any] | None = None,
         keep_trace: bool | None = None,
-        paused_inbox_max: int = 10_000,
+        socket_buffer_bytes: int = 2 * 1024 * 1024,
         livelock_spins: int = 10_000,
     ) -> None:
         self.seed = seed
@@ -262,7 +265,9 @@ class World:
         self.trace: list[tuple[float, int, str, str, int]] = []
         self._trace_buf: list[tuple[float, int, str, str, int]] = []
         self._hash = hashlib.sha256()
-        self.paused_inbox_max = paused_inbox_max
+        # A paused node's UDP receive buffer (memberlist asks for 2 MiB);
+        # datagrams beyond it are dropped, like the kernel would.
+        self.socket_buffer_bytes = socket_buffer_bytes
         self.livelock_spins = livelock_spins
         self.stats = {
             "events": 0, "datagrams_sent": 0, "datagrams_delivered": 0, "datagrams_lost": 0,
@@ -330,6 +335,7 @@ class World:
         nd.deadline = None
         nd.pending.clear()
         nd.inbox.clear()
+        nd.inbox_bytes = 0
         nd.paused_since = None
 
     def crash(self, node: int | str) -> None:
@@ -375,6 +381,7 @@ class World:
         nd.paused_since = None
         self._emit(nd.idx, NodeResumed(nd.name))
         inbox, nd.inbox = nd.inbox, []
+        nd.inbox_bytes = 0
         for kind, a, b in inbox:
             if nd.status is not RUNNING:  # a listener may crash it mid-way
                 break
@@ -445,7 +452,10 @@ class World:
                     if kind == K_TIMER:
                         if a == nd.gen:
                             nd.deadline = None
-                    elif len(nd.inbox) < self.paused_inbox_max or kind != K_DGRAM:
+                    elif kind != K_DGRAM:
+                        nd.inbox.append((kind, a, b))
+                    elif nd.inbox_bytes + len(b) <= self.socket_buffer_bytes:
+                        nd.inbox_bytes += len(b)
                         nd.inbox.append((kind, a, b))
                     else:
                         stats["inbox_overflow"] += 1
@@ -627,9 +637,14 @@ class World:
 
     # ---- trace ---------------------------------------------------------------
     def _emit(self, i: int, ev: Any) -> None:
-        subject, num = _subject(ev)
         cls = ev.__class__
-        entry = (self.now, i, _KIND.get(cls) or cls.__name__, subject, num)
+        kind = _MEMBER_KIND.get(cls)
+        if kind is not None:
+            m = ev.member
+            entry = (self.now, i, kind, m.name, m.incarnation)
+        else:
+            subject, num = _subject(ev)
+            entry = (self.now, i, _KIND.get(cls) or cls.__name__, subject, num)
         buf = self._trace_buf
         buf.append(entry)
         if len(buf) >= 4096:

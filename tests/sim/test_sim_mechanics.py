@@ -199,3 +199,16 @@ def test_staggered_bootstrap_and_actions_are_ordered():
     w.run_until(1.5)
     starts = [(t, i) for t, i, k, _, _ in w.trace if k == "start"]
     assert starts == [(0.0, 0), (0.5, 1), (1.0, 2), (1.5, 3)]
+
+
+def test_paused_socket_buffer_overflows():
+    w = World(1, 2, network=NetworkConfig(base_delay_s=0.01, jitter_s=0.0), core_factory=EchoCore,
+              socket_buffer_bytes=30)
+    w.start_node(0)
+    w.start_node(1, [0])
+    faults.pause(w, 0, 10.0, at=0.5)
+    w.run_until(11.0)
+    # Ticks 1..10 arrive while paused; b"tick:node-1:k" is 13-14 bytes, so
+    # two fit in 30 bytes and the other eight are dropped.
+    assert ticks(w.core(0)) == ["tick:node-1:1", "tick:node-1:2"]
+    assert w.stats["inbox_overflow"] == 8
