@@ -211,6 +211,8 @@ def test_restart_with_same_name_rejoins(seed):
 def test_swarm_then_heal_converges(seed):
     n = 16
     w = World(seed, n, LAN)
+    monotonic = checkers.IncarnationsMonotonic(w)
+    tracker = checkers.ViewTracker(w)
     w.bootstrap(stagger_s=0.1)
     plan = faults.swarm(w, start=10.0, end=130.0)
     w.run_until(130.0)
@@ -218,6 +220,11 @@ def test_swarm_then_heal_converges(seed):
     took = w.run_until_converged(checkers.all_agree_alive, limit, check_every=0.5)
     assert took is not None, (
         f"seed={seed}: no convergence {limit:.0f}s after heal: {checkers.disagreements(w)}\nplan: {plan}")
+    assert monotonic.violations == [], f"seed={seed}: {monotonic.violations[:5]}\nplan: {plan}"
+    for name, view in checkers.views(w).items():
+        expect = {k: v for k, v in view.items() if k != name}
+        assert tracker.view[w.by_name[name]] == expect, (
+            f"seed={seed}: {name}'s Member* events disagree with its members()\nplan: {plan}")
 
 
 def test_failed_events_name_real_members():
