@@ -255,7 +255,9 @@ class World:
         self.nodes = [SimNode(i, node_name(i), node_address(i)) for i in range(n_nodes)]
         for nd in self.nodes:
             nd.rng = random.Random(self.rng.getrandbits(64))
-        self.by_addr = {nd.addr: nd.idx for nd in self.nodes}
+        # Keyed by (host, port): hashing the Address dataclass runs Python code
+        # (__hash__, __eq__ against the core's own Address objects) per datagram.
+        self.by_addr = {(nd.addr.host, nd.addr.port): nd.idx for nd in self.nodes}
         self.by_name = {nd.name: nd.idx for nd in self.nodes}
         self.now = 0.0
         self._heap: list[tuple] = []
@@ -602,7 +604,8 @@ class World:
         stats["datagrams_sent"] += 1
         data = o.data
         stats["datagram_bytes"] += len(data)
-        dst = self.by_addr.get(o.addr)
+        addr = o.addr
+        dst = self.by_addr.get((addr.host, addr.port))
         if dst is None:
             stats["unknown_address"] += 1
             return
@@ -623,7 +626,8 @@ class World:
         sid = o.stream_id
         nd.pending[sid] = (-1, o.expect_reply)
         self._push(t + o.timeout_s, K_STREAM_TIMEOUT, nd.idx, nd.epoch, sid)
-        dst = self.by_addr.get(o.addr)
+        addr = o.addr
+        dst = self.by_addr.get((addr.host, addr.port))
         if dst is None:
             self.stats["unknown_address"] += 1
             return
