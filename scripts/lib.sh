@@ -1,4 +1,5 @@
 # Shared helpers for scripts/*; source it, don't run it.
+# shellcheck disable=SC2034  # SHOAL_ROOT is used by the scripts that source this
 # shellcheck shell=bash
 
 SHOAL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
