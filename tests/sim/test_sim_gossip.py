@@ -284,3 +284,27 @@ def test_graceful_leave_is_left_not_failed(seed):
     states = {nd.core.member("node-5").state for nd in w.running()}
     assert states == {MemberState.LEFT}, f"seed={seed}: {states}"
     assert failed_reports(w, "node-5") == set(), f"seed={seed}: a departed node was reported failed"
+
+
+@pytest.mark.parametrize("seed", [17])
+def test_broadcasts_delivered_once_despite_duplication(seed):
+    n = 30
+    w = converged_world(seed, n, network=NetworkConfig(duplicate=0.5, jitter_s=0.01))
+    got: dict[tuple[int, str, bytes], int] = {}
+
+    def on(t, i, ev):
+        if ev.__class__.__name__ == "UserBroadcast":
+            key = (i, ev.origin, ev.data)
+            got[key] = got.get(key, 0) + 1
+
+    w.subscribe(on)
+    for k in range(10):
+        w.broadcast(k, f"b{k}".encode())
+        w.run_for(0.3)
+    w.run_for(20)
+    dups = {key: c for key, c in got.items() if c > 1}
+    assert dups == {}, f"seed={seed}: delivered more than once: {list(dups.items())[:5]}"
+    missing = [(i, k) for k in range(10) for i in range(n)
+               if i != k and (i, f"node-{k}", f"b{k}".encode()) not in got]
+    assert missing == [], f"seed={seed}: (node, broadcast) never delivered: {missing[:10]}"
+    assert not any(key[1] == w.nodes[key[0]].name for key in got), f"seed={seed}: origin got its own broadcast"
