@@ -184,7 +184,9 @@ class Swim:
         self._user_state = b""
         self.counters: dict[str, int] = {}
 
-        me = Member(name, self._addr_bytes, addr.port, meta, VSN, 0, MemberState.ALIVE, now)
+        # Incarnation starts at 1: Go memberlist stores a never-seen node at 0
+        # and ignores an Alive whose incarnation is not above what it stores.
+        me = Member(name, self._addr_bytes, addr.port, meta, VSN, 1, MemberState.ALIVE, now)
         self._members.add(me)
         self._me = me
         self._schedule(now + self._rng.uniform(0, config.probe_interval_s), _T_PROBE, None)
@@ -419,6 +421,10 @@ class Swim:
     # ------------------------------------------------------------ reads
     def members(self) -> list[MemberInfo]:
         return sorted((m.info() for m in self._members.by_name.values()), key=lambda i: i.name)
+
+    def alive_names(self) -> set[str]:
+        """Names of members we believe alive (cheap: no MemberInfo built)."""
+        return {n for n, m in self._members.by_name.items() if m.state is MemberState.ALIVE}
 
     def member(self, name: str) -> MemberInfo | None:
         m = self._members.get(name)
