@@ -54,6 +54,13 @@ class Entry:
         h.update(b"\1" if self.spec is None else b"\2" + self.spec)
         return h.digest()
 
+    def beats(self, other: "Entry") -> bool:
+        """Total order for one name: the later stamp wins; equal stamps (only
+        possible when forged or corrupted) are settled by the value hash."""
+        if self.stamp != other.stamp:
+            return self.stamp > other.stamp
+        return self.entry_hash() > other.entry_hash()
+
     def to_wire(self) -> list:
         return [self.name, self.stamp.to_wire(), self.spec]
 
@@ -71,9 +78,7 @@ class Entry:
 
 def wins(a: Entry, b: Entry) -> bool:
     """True if `a` beats `b` for the same name (total order)."""
-    if a.stamp != b.stamp:
-        return a.stamp > b.stamp
-    return a.entry_hash() > b.entry_hash()
+    return a.beats(b)
 
 
 def bucket_of(name: str) -> int:
@@ -84,7 +89,11 @@ def _xor(a: bytes, b: bytes) -> bytes:
     return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(DIGEST_BYTES, "big")
 
 
-class JobStore:
+class LwwMap:
+    """The map itself.  Works for any entry type with `name`, `deleted`,
+    `beats(other)` and `entry_hash()`: the job store and the slot claims
+    (auction.claims.Claim) are both LwwMaps."""
+
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
         self._hashes: dict[str, bytes] = {}
@@ -93,7 +102,7 @@ class JobStore:
         self.live_count = 0
 
     # ---- reads
-    def get(self, name: str) -> Entry | None:
+    def get(self, name: str):
         return self.entries.get(name)
 
     def live(self) -> list[Entry]:
@@ -118,7 +127,7 @@ class JobStore:
     def merge(self, entry: Entry) -> bool:
         """Fold in an entry; True if it changed our state."""
         current = self.entries.get(entry.name)
-        if current is not None and not wins(entry, current):
+        if current is not None and not entry.beats(current):
             return False
         if current is None and len(self.entries) >= MAX_ENTRIES:
             return False
@@ -158,3 +167,6 @@ class JobStore:
             entry = self.entries.get(name)
             if entry is not None and entry.deleted:
                 self._replace(entry, None)
+
+
+JobStore = LwwMap

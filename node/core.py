@@ -1,0 +1,548 @@
+"""The node core: gossip membership + cluster state, composed, sans-I/O.
+
+How this works: `NodeCore` wraps a `gossip.swim.Swim` and adds what an agent
+must know about the cluster: every node's published status (capacity, free
+resources, labels) and the replicated job store.  It has the same driving
+shape as Swim (inputs with `now`, `next_deadline` / `handle_timers`,
+`drain()`), so the trio agent and the simulator pump it the same way; Swim's
+outputs pass through `drain()`, after the core has consumed the ones meant
+for it (payloads, user messages).
+
+Cluster-state traffic rides on Swim's user channels, inside a small envelope
+(`node.wire`):
+  * a job write is broadcast (if small) the moment it is accepted;
+  * every node publishes its store digest in its status record, and every
+    `store_sync_interval_s` syncs with one random peer whose digest differs:
+    bucket digests one way, the differing buckets' entries back and forth;
+  * tombstones are collected once old and every live member shows our digest.
+
+Durability: a local write is not acknowledged until the driver has made it
+durable: the core emits `PersistEntries(token=...)` and reports
+`JobWriteDone(token)` only after `persisted(token)`.  Remote entries are
+persisted too (token None), but nobody waits on them: a peer holds them.
+
+Wall-clock time (for HLC stamps) is `now + wall_offset_s`; the driver sets the
+offset, the simulator gives each node its own (clock drift).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass
+
+from auction.auctioneer import RoundClosed, SendTo
+from auction.claims import Claim
+from auction.messages import Award, Bid, CallForBids, Decline, Release
+from auction.resources import Resources
+from gossip.config import GossipConfig
+from gossip.events import (
+    Address,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    Output,
+    PayloadUpdated,
+    UserBroadcast,
+    UserMessage,
+)
+from gossip.security import Keyring
+from gossip.swim import Swim
+
+from . import wire
+from .hlc import HybridClock
+from .jobstore import MAX_JOBS, Entry, JobStore
+from .placement import AwardAccepted, Placement, PlacementConfig, SlotPending, StartReplica, StopReplica
+from .status import NodeStatus, StatusError
+
+BROADCAST_ENTRY_MAX_BYTES = 900  # larger writes spread by digest sync only
+PLACEMENT_KICK_S = 0.02  # coalesce bursts of changes into one placement pass
+SYNC_MESSAGE_MAX_BYTES = 1 << 20
+UDP_USER_MAX_BYTES = 1200  # auction messages larger than this go over TCP
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    store_sync_interval_s: float = 2.0
+    status_min_interval_s: float = 0.25
+    tombstone_min_age_s: float = 3600.0
+    max_spec_bytes: int = 64 * 1024
+
+
+# ---- commands and events of the node core ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PersistEntries:
+    """Write these entries durably, then call `persisted(token)` if token is
+    not None."""
+
+    entries: tuple[Entry, ...]
+    token: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetEntries:
+    """Tombstones collected: delete them from durable storage (no ack)."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobWriteDone:
+    token: int
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class JobChanged:
+    """The desired state changed (local write or learned from a peer)."""
+
+    entry: Entry
+    local: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatusChanged:
+    status: NodeStatus
+
+
+@dataclass(frozen=True, slots=True)
+class PersistClaims:
+    """Write our view of the claims durably (no ack): after a reboot with no
+    peer reachable, an agent restarts the replicas it holds claims for."""
+
+    claims: tuple[Claim, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetClaims:
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimChanged:
+    claim: Claim
+
+
+class JobLimitError(ValueError):
+    pass
+
+
+class NodeCore:
+    def __init__(self, *, name: str, addr: Address, gossip_config: GossipConfig, rng: random.Random,
+                 now: float, capacity: Resources, labels: dict[str, str] | None = None,
+                 agent_version: str = "", wall_offset_s: float = 0.0, meta: bytes = b"",
+                 keyring: Keyring | None = None, label: bytes = b"",
+                 cluster_config: ClusterConfig | None = None,
+                 placement_config: PlacementConfig | None = None,
+                 stored_entries: list[Entry] | None = None,
+                 stored_claims: list[Claim] | None = None) -> None:
+        self.name = name
+        self.cfg = cluster_config or ClusterConfig()
+        self.swim = Swim(name=name, addr=addr, config=gossip_config, rng=rng, now=now, meta=meta,
+                         keyring=keyring, label=label)
+        self._rng = rng
+        self.wall_offset_s = wall_offset_s
+        self.clock = HybridClock(name)
+        self.store = JobStore()
+        for entry in stored_entries or ():
+            self.store.merge(entry)
+            self.clock.observe(entry.stamp, self._wall_ms(now))
+        self.placement = Placement(name, capacity, rng, placement_config or PlacementConfig())
+        for claim in stored_claims or ():
+            self.placement.claims.merge(claim)
+        self._maps = {wire.MAP_JOBS: self.store, wire.MAP_CLAIMS: self.placement.claims}
+        self.statuses: dict[str, NodeStatus] = {}
+        self._status = NodeStatus(name, capacity, Resources(0, 0, 0), dict(labels or {}),
+                                  agent_version=agent_version)
+        self._outputs: list[Output] = []
+        self._pending_writes: dict[int, Entry] = {}
+        self._timers: list[tuple[float, int, str]] = []
+        self._timer_seq = 0
+        self.counters: dict[str, int] = {}
+        self._place_at: float | None = None
+        self._released_seen: dict[str, float] = {}
+        self._status_published_at: float | None = None
+        self._status_due: float | None = None
+        self._publish_status(now)
+        self._schedule(now + self.cfg.store_sync_interval_s * rng.uniform(0.5, 1.0), "sync")
+        self._schedule(now + self.placement.cfg.placement_interval_s * rng.uniform(0.5, 1.0), "place")
+
+    # ---- plumbing shared with Swim's shape
+    def _wall_ms(self, now: float) -> int:
+        return int((now + self.wall_offset_s) * 1000)
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def _schedule(self, at: float, kind: str) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (at, self._timer_seq, kind))
+
+    def receive_datagram(self, data: bytes, src: Address, now: float) -> None:
+        self.swim.receive_datagram(data, src, now)
+        self._absorb(now)
+
+    def stream_decoder(self, incoming: bool):
+        return self.swim.stream_decoder(incoming)
+
+    def receive_stream(self, msg, src: Address, now: float) -> bytes | None:
+        reply = self.swim.receive_stream(msg, src, now)
+        self._absorb(now)
+        return reply
+
+    def stream_reply(self, stream_id: int, reply, now: float) -> None:
+        self.swim.stream_reply(stream_id, reply, now)
+        self._absorb(now)
+
+    def next_deadline(self) -> float | None:
+        candidates = [t for t in (self._timers[0][0] if self._timers else None,
+                                  self.swim.next_deadline(),
+                                  self.placement.auctioneer.next_deadline(),
+                                  self._place_at, self._status_due) if t is not None]
+        return min(candidates) if candidates else None
+
+    def handle_timers(self, now: float) -> None:
+        self.swim.handle_timers(now)
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind = heapq.heappop(self._timers)
+            if kind == "sync":
+                self._sync_tick(now)
+                self._schedule(now + self.cfg.store_sync_interval_s * self._rng.uniform(0.8, 1.2), "sync")
+            elif kind == "place":
+                self._place(now)
+                self._schedule(now + self.placement.cfg.placement_interval_s * self._rng.uniform(0.8, 1.2),
+                               "place")
+        if self._place_at is not None and self._place_at <= now:
+            self._place(now)
+        if self._status_due is not None and self._status_due <= now:
+            self._status_due = None
+            self._publish_status(now)
+        for out in self.placement.auctioneer.handle_timers(now):
+            self._auction_output(out, now)
+        self._absorb(now)
+
+    def join(self, seeds: list[Address], now: float) -> None:
+        self.swim.join(seeds, now)
+        self._absorb(now)
+
+    def leave(self, now: float) -> None:
+        self.swim.leave(now)
+        self._absorb(now)
+
+    def drain(self) -> list[Output]:
+        out, self._outputs = self._outputs, []
+        return out
+
+    def _emit(self, out) -> None:
+        self._outputs.append(out)
+
+    # ---- consuming Swim's outputs
+    def _absorb(self, now: float) -> None:
+        for out in self.swim.drain():
+            if isinstance(out, PayloadUpdated):
+                self._on_payload(out, now)
+                self._emit(out)
+            elif isinstance(out, UserBroadcast):
+                self._on_message(out.origin, out.data, now, broadcast=True)
+            elif isinstance(out, UserMessage):
+                self._on_message(out.origin, out.data, now, broadcast=False)
+            else:
+                if isinstance(out, (MemberFailed, MemberLeft, MemberJoined)):
+                    self._kick(now)
+                self._emit(out)
+
+    def _on_payload(self, out: PayloadUpdated, now: float) -> None:
+        if out.node == self.name:
+            return
+        try:
+            status = NodeStatus.decode(out.data)
+        except StatusError:
+            self._count("status_invalid")
+            return
+        if status.name != out.node:
+            self._count("status_invalid")
+            return
+        old = self.statuses.get(out.node)
+        self.statuses[out.node] = status
+        if old is None or old.drained != status.drained or old.healthy != status.healthy:
+            self._kick(now)
+        self._emit(NodeStatusChanged(status))
+
+    def _on_message(self, origin: str, data: bytes, now: float, broadcast: bool) -> None:
+        try:
+            msg = wire.decode(data, self.cfg.max_spec_bytes)
+        except wire.WireError:
+            self._count("node_message_invalid")
+            return
+        match msg:
+            case wire.EntryBroadcast(entry):
+                self._merge_remote([entry], now)
+            case wire.ClaimBroadcast(claim):
+                self._merge_claims([claim], now)
+            case wire.SyncDigest(map_id, buckets):
+                self._on_sync_digest(origin, map_id, buckets, now)
+            case wire.SyncEntries(map_id, entries, want):
+                if map_id == wire.MAP_JOBS:
+                    self._merge_remote(list(entries), now)
+                else:
+                    self._merge_claims(list(entries), now)
+                if want:
+                    self._send_entries(origin, map_id, self._maps[map_id].entries_in(list(want)), [], now)
+            case CallForBids():
+                spec = self.placement.spec_of(self.store.get(msg.job))
+                reply = self.placement.on_call(msg, spec=spec, status=self._status, now=now)
+                self._send(msg.coordinator, reply, now, reliable=False)
+                if isinstance(reply, Bid):
+                    self._update_allocated(now)
+            case Bid() | Decline():
+                handler = (self.placement.auctioneer.on_bid if isinstance(msg, Bid)
+                           else self.placement.auctioneer.on_decline)
+                for out in handler(msg, now):
+                    self._auction_output(out, now)
+            case Award():
+                self._on_award(msg, now)
+            case Release():
+                self.placement.bidder.on_release(msg)
+                self._update_allocated(now)
+            case _:
+                self._count("node_message_unexpected")
+
+    # ---- status
+    def status(self) -> NodeStatus:
+        return self._status
+
+    def _publish_status(self, now: float) -> None:
+        """Publish our status, at most once per status_min_interval_s: every
+        change costs a broadcast to the whole cluster, so bursts (a batch of
+        claims, a stream of job writes) are coalesced into one."""
+        if self._status_published_at is not None:
+            due = self._status_published_at + self.cfg.status_min_interval_s
+            if now < due:
+                if self._status_due is None:
+                    self._status_due = due
+                return
+        self._status_published_at = now
+        self._status_due = None
+        s = self._status
+        self._status = NodeStatus(s.name, s.capacity, s.allocated, s.labels, s.drained, s.healthy,
+                                  s.unhealthy_reason, s.agent_version, self.store.digest(),
+                                  self.store.live_count, self.placement.claims.digest())
+        self.statuses[self.name] = self._status
+        self.swim.set_payload(self._status.encode(), now)
+        self._absorb_own_payload(now)
+
+    def _absorb_own_payload(self, now: float) -> None:
+        # set_payload emits PayloadUpdated for ourselves; pass it through.
+        self._absorb(now)
+
+    def set_drained(self, drained: bool, now: float) -> None:
+        self._update_status(now, drained=drained)
+
+    def set_health(self, healthy: bool, reason: str, now: float) -> None:
+        self._update_status(now, healthy=healthy, unhealthy_reason=reason)
+
+    def _update_allocated(self, now: float) -> None:
+        # Publish commitments only: reservations live for a fraction of a
+        # second, and gossiping each one would flood the cluster for nothing
+        # (bidders judge from their own ledger anyway).
+        used = self.placement.ledger.committed_total()
+        if used != self._status.allocated:
+            self._update_status(now, allocated=used)
+
+    def _update_status(self, now: float, **changes) -> None:
+        from dataclasses import replace
+        new = replace(self._status, **changes)
+        if new != self._status:
+            self._status = new
+            self._publish_status(now)
+
+    def live_statuses(self) -> dict[str, NodeStatus]:
+        """Statuses of members currently believed alive (and ourselves)."""
+        alive = self.swim.alive_names()
+        return {n: s for n, s in self.statuses.items() if n in alive}
+
+    # ---- jobs
+    def write_job(self, name: str, spec: bytes | None, token: int, now: float) -> Entry:
+        """Submit (spec bytes) or delete (None) a job.  The driver persists the
+        entry and calls persisted(token); JobWriteDone(token) follows."""
+        if spec is not None and self.store.get(name) in (None,) and self.store.live_count >= MAX_JOBS:
+            raise JobLimitError(f"the cluster holds {MAX_JOBS} jobs already")
+        if spec is not None and len(spec) > self.cfg.max_spec_bytes:
+            raise ValueError(f"spec is {len(spec)} bytes; the limit is {self.cfg.max_spec_bytes}")
+        entry = Entry(name, self.clock.tick(self._wall_ms(now)), spec)
+        self.store.merge(entry)
+        self._pending_writes[token] = entry
+        self._emit(PersistEntries((entry,), token))
+        return entry
+
+    def persisted(self, token: int, now: float) -> None:
+        entry = self._pending_writes.pop(token, None)
+        if entry is None:
+            return
+        # Spread only what is durable here: the ack and the gossip go together.
+        self._emit(JobWriteDone(token, entry))
+        self._emit(JobChanged(entry, True))
+        encoded = wire.encode(wire.EntryBroadcast(entry))
+        if len(encoded) <= BROADCAST_ENTRY_MAX_BYTES:
+            self.swim.broadcast(encoded, now)
+        self._publish_status(now)
+        self._kick(now)
+
+    def jobs(self) -> list[Entry]:
+        return self.store.live()
+
+    def job(self, name: str) -> Entry | None:
+        return self.store.get(name)
+
+    def _merge_remote(self, entries: list[Entry], now: float) -> None:
+        changed = []
+        wall = self._wall_ms(now)
+        for entry in entries:
+            self.clock.observe(entry.stamp, wall)
+            if self.store.merge(entry):
+                changed.append(entry)
+        if changed:
+            self._emit(PersistEntries(tuple(changed), None))
+            for entry in changed:
+                self._emit(JobChanged(entry, False))
+            self._publish_status(now)
+            self._kick(now)
+
+    # ---- anti-entropy
+    def _sync_tick(self, now: float) -> None:
+        statuses = self.live_statuses()
+        for map_id, lww, digest_of in ((wire.MAP_JOBS, self.store, lambda s: s.store_digest),
+                                       (wire.MAP_CLAIMS, self.placement.claims, lambda s: s.claims_digest)):
+            mine = lww.digest()
+            differing = [n for n, s in statuses.items() if n != self.name and digest_of(s) != mine]
+            if differing:
+                peer = self._rng.choice(sorted(differing))
+                self._send(peer, wire.SyncDigest(map_id, lww.bucket_digests()), now)
+                self._count("state_syncs")
+        others = [s.store_digest for n, s in statuses.items() if n != self.name]
+        gone = self.store.collectable_tombstones(self._wall_ms(now),
+                                                 int(self.cfg.tombstone_min_age_s * 1000), others)
+        if gone:
+            self.store.forget(gone)
+            self._emit(ForgetEntries(tuple(gone)))
+            self._publish_status(now)
+        # Released claims: same rule, but their age is counted from when we
+        # first saw them released (ballots are not timestamps).
+        claims = self.placement.claims
+        others = [s.claims_digest for n, s in statuses.items() if n != self.name]
+        if all(d == claims.digest() for d in others):
+            min_age = self.cfg.tombstone_min_age_s
+            for key, claim in claims.entries.items():
+                if claim.released:
+                    self._released_seen.setdefault(key, now)
+            old = [k for k, t in self._released_seen.items()
+                   if now - t >= min_age and (c := claims.get(k)) is not None and c.released]
+            if old:
+                claims.forget(old)
+                for k in old:
+                    del self._released_seen[k]
+                self._emit(ForgetClaims(tuple(old)))
+                self._publish_status(now)
+
+    def _on_sync_digest(self, origin: str, map_id: int, buckets: list[bytes], now: float) -> None:
+        lww = self._maps[map_id]
+        diff = lww.differing_buckets(buckets)
+        if diff:
+            self._send_entries(origin, map_id, lww.entries_in(diff), diff, now)
+
+    def _send_entries(self, peer: str, map_id: int, entries: list, want: list[int], now: float) -> None:
+        # Split so no single message exceeds SYNC_MESSAGE_MAX_BYTES.
+        batch: list = []
+        size = 0
+        for entry in entries:
+            cost = len(getattr(entry, "spec", None) or b"") + 128
+            if batch and size + cost > SYNC_MESSAGE_MAX_BYTES:
+                self._send(peer, wire.SyncEntries(map_id, tuple(batch), ()), now)
+                batch, size = [], 0
+            batch.append(entry)
+            size += cost
+        self._send(peer, wire.SyncEntries(map_id, tuple(batch), tuple(want)), now)
+
+    def _send(self, peer: str, msg, now: float, reliable: bool = True) -> None:
+        data = wire.encode(msg)
+        if not reliable and len(data) > UDP_USER_MAX_BYTES:
+            reliable = True
+        if peer == self.name:
+            # Talking to ourselves (we coordinate and bid): skip the network.
+            self._on_message(self.name, data, now, broadcast=False)
+            return
+        if not self.swim.send_user_message(peer, data, reliable=reliable, now=now):
+            self._count("send_to_unknown_peer")
+        self._absorb(now)
+
+    # ---- placement
+    def _kick(self, now: float) -> None:
+        """Run a placement pass soon (coalescing bursts of changes)."""
+        if self._place_at is None:
+            self._place_at = now + PLACEMENT_KICK_S
+
+    def _alive_names(self) -> set[str]:
+        return self.swim.alive_names()
+
+    def _place(self, now: float) -> None:
+        self._place_at = None
+        alive = self._alive_names()
+        if self.name not in alive:
+            return  # leaving: no new work
+        jobs = {e.name: e for e in self.store.live()}
+        outs, writes = self.placement.tick(jobs=jobs, statuses=self.live_statuses(), alive=alive, now=now)
+        for out in outs:
+            self._auction_output(out, now)
+        if writes:
+            self._write_claims(writes, now)
+        self._reconcile(now)
+
+    def _reconcile(self, now: float) -> None:
+        def spec_for(job: str):
+            return self.placement.spec_of(self.store.get(job))
+
+        for cmd in self.placement.reconcile(spec_for, now):
+            self._emit(cmd)
+        self._update_allocated(now)
+
+    def _auction_output(self, out, now: float) -> None:
+        if isinstance(out, SendTo):
+            self._send(out.node, out.msg, now, reliable=False)
+        elif isinstance(out, RoundClosed):
+            for ev in self.placement.on_round_closed(out, now):
+                self._emit(ev)
+            self._emit(out)
+
+    def _on_award(self, award: Award, now: float) -> None:
+        spec = self.placement.spec_of(self.store.get(award.job))
+        claims = self.placement.on_award(award, spec=spec, now=now)
+        if claims:
+            accepted = self._write_claims(claims, now)
+            for claim in accepted:
+                self._emit(AwardAccepted(claim))
+            self._reconcile(now)
+
+    def _write_claims(self, claims: list[Claim], now: float) -> list[Claim]:
+        """Merge our own claim writes and spread them; returns those that won."""
+        won = []
+        for claim in claims:
+            if self.placement.claims.merge(claim):
+                won.append(claim)
+                self.swim.broadcast(wire.encode(wire.ClaimBroadcast(claim)), now)
+                self._emit(ClaimChanged(claim))
+        if won:
+            self._emit(PersistClaims(tuple(won)))
+            self._publish_status(now)
+        return won
+
+    def _merge_claims(self, claims: list[Claim], now: float) -> None:
+        changed = [c for c in claims if self.placement.claims.merge(c)]
+        if changed:
+            for claim in changed:
+                self._emit(ClaimChanged(claim))
+            self._emit(PersistClaims(tuple(changed)))
+            self._publish_status(now)
+            self._reconcile(now)
+            self._kick(now)

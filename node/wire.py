@@ -1,0 +1,169 @@
+"""Messages between node cores, carried in gossip user messages/broadcasts.
+
+How this works: one msgpack array `[kind, ...fields]` per message.  Decoding
+checks every field's type and bound and raises `WireError` for anything
+else, so a forged or corrupted message is counted and dropped, never trusted.
+Kinds are append-only numbers.  The auction's messages get kinds here too
+when they arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgpack
+
+from auction.claims import Claim
+from auction.messages import Award, Bid, CallForBids, Decline, Release
+
+from .jobstore import BUCKETS, DIGEST_BYTES, Entry
+
+KIND_ENTRY = 1
+KIND_SYNC_DIGEST = 2
+KIND_SYNC_ENTRIES = 3
+KIND_CLAIM = 4
+KIND_CALL = 10
+KIND_BID = 11
+KIND_DECLINE = 12
+KIND_AWARD = 13
+KIND_RELEASE = 14
+MAX_ENTRIES_PER_MESSAGE = 20_000
+MAX_SLOTS_PER_MESSAGE = 1000
+MAX_TEXT_CHARS = 1024
+
+# The replicated maps that digest sync covers.
+MAP_JOBS = 0
+MAP_CLAIMS = 1
+MAPS = (MAP_JOBS, MAP_CLAIMS)
+
+
+class WireError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EntryBroadcast:
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimBroadcast:
+    claim: Claim
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDigest:
+    map_id: int
+    buckets: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncEntries:
+    map_id: int
+    entries: tuple  # Entry for MAP_JOBS, Claim for MAP_CLAIMS
+    want: tuple[int, ...]  # buckets the sender wants back
+
+
+NodeMessage = (EntryBroadcast | ClaimBroadcast | SyncDigest | SyncEntries | CallForBids | Bid
+               | Decline | Award | Release)
+
+
+def encode(msg: NodeMessage) -> bytes:
+    match msg:
+        case EntryBroadcast(entry):
+            body = [KIND_ENTRY, entry.to_wire()]
+        case ClaimBroadcast(claim):
+            body = [KIND_CLAIM, claim.to_wire()]
+        case SyncDigest(map_id, buckets):
+            body = [KIND_SYNC_DIGEST, map_id, list(buckets)]
+        case SyncEntries(map_id, entries, want):
+            body = [KIND_SYNC_ENTRIES, map_id, [e.to_wire() for e in entries], list(want)]
+        case CallForBids():
+            body = [KIND_CALL, msg.auction_id, msg.coordinator, msg.job, msg.spec_hash,
+                    list(msg.slots), msg.ttl_s]
+        case Bid():
+            body = [KIND_BID, msg.auction_id, msg.bidder, list(msg.scores), msg.spread_value,
+                    msg.already]
+        case Decline():
+            body = [KIND_DECLINE, msg.auction_id, msg.bidder, msg.reason]
+        case Award():
+            body = [KIND_AWARD, msg.auction_id, msg.coordinator, msg.job, msg.spec_hash,
+                    [list(p) for p in msg.slots]]
+        case Release():
+            body = [KIND_RELEASE, msg.auction_id, msg.coordinator]
+        case _:
+            raise TypeError(f"not a node message: {msg!r}")
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several types on garbage
+        raise WireError(f"undecodable: {exc!r}") from None
+    if not isinstance(raw, list) or not raw or not isinstance(raw[0], int):
+        raise WireError("not a node message")
+    kind = raw[0]
+    try:
+        if kind == KIND_ENTRY and len(raw) == 2:
+            return EntryBroadcast(Entry.from_wire(raw[1], max_spec_bytes))
+        if kind == KIND_CLAIM and len(raw) == 2:
+            return ClaimBroadcast(Claim.from_wire(raw[1]))
+        if kind == KIND_SYNC_DIGEST and len(raw) == 3:
+            map_id, buckets = raw[1], raw[2]
+            if (map_id not in MAPS or not isinstance(buckets, list) or len(buckets) != BUCKETS
+                    or not all(isinstance(b, bytes) and len(b) == DIGEST_BYTES for b in buckets)):
+                raise WireError("malformed digest")
+            return SyncDigest(map_id, buckets)
+        if kind == KIND_SYNC_ENTRIES and len(raw) == 4:
+            map_id, entries, want = raw[1], raw[2], raw[3]
+            if map_id not in MAPS:
+                raise WireError("unknown map")
+            if not isinstance(entries, list) or len(entries) > MAX_ENTRIES_PER_MESSAGE:
+                raise WireError("malformed entries")
+            if not isinstance(want, list) or not all(isinstance(b, int) and 0 <= b < BUCKETS for b in want):
+                raise WireError("malformed want list")
+            if map_id == MAP_JOBS:
+                parsed = tuple(Entry.from_wire(e, max_spec_bytes) for e in entries)
+            else:
+                parsed = tuple(Claim.from_wire(e) for e in entries)
+            return SyncEntries(map_id, parsed, tuple(want))
+        if kind == KIND_CALL and len(raw) == 7:
+            _, aid, coord, job, spec_hash, slots, ttl = raw
+            _texts(aid, coord, job, spec_hash)
+            if (not isinstance(slots, list) or len(slots) > MAX_SLOTS_PER_MESSAGE
+                    or not all(isinstance(i, int) and 0 <= i < 1_000_000 for i in slots)
+                    or not isinstance(ttl, (int, float)) or not 0 < ttl <= 60):
+                raise WireError("malformed call for bids")
+            return CallForBids(aid, coord, job, spec_hash, tuple(slots), float(ttl))
+        if kind == KIND_BID and len(raw) == 6:
+            _, aid, bidder, scores, spread_value, already = raw
+            _texts(aid, bidder)
+            if (not isinstance(scores, list) or len(scores) > MAX_SLOTS_PER_MESSAGE
+                    or not all(isinstance(x, (int, float)) for x in scores)
+                    or not (spread_value is None or isinstance(spread_value, str))
+                    or not isinstance(already, int) or already < 0):
+                raise WireError("malformed bid")
+            return Bid(aid, bidder, tuple(float(x) for x in scores), spread_value, already)
+        if kind == KIND_DECLINE and len(raw) == 4:
+            _texts(*raw[1:])
+            return Decline(raw[1], raw[2], raw[3])
+        if kind == KIND_AWARD and len(raw) == 6:
+            _, aid, coord, job, spec_hash, slots = raw
+            _texts(aid, coord, job, spec_hash)
+            if (not isinstance(slots, list) or len(slots) > MAX_SLOTS_PER_MESSAGE
+                    or not all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) and x >= 0 for x in p)
+                               for p in slots)):
+                raise WireError("malformed award")
+            return Award(aid, coord, job, spec_hash, tuple((p[0], p[1]) for p in slots))
+        if kind == KIND_RELEASE and len(raw) == 3:
+            _texts(raw[1], raw[2])
+            return Release(raw[1], raw[2])
+    except ValueError as exc:
+        raise WireError(str(exc)) from None
+    raise WireError(f"unknown message kind {kind}")
+
+
+def _texts(*values) -> None:
+    if not all(isinstance(v, str) and len(v) <= MAX_TEXT_CHARS for v in values):
+        raise WireError("malformed text field")

@@ -1,0 +1,106 @@
+"""Cluster state with no master, in the simulator: job submissions at random
+agents converge everywhere despite loss and crashes; deletes stay deleted;
+the last survivor holds every job; a restarted agent reloads from its disk."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from auction.spec import validate
+from gossip.config import LOCAL
+from node.core import ClusterConfig
+from node.sim.cluster import ClusterSim
+from node.sim.network import NetworkConfig
+
+CFG = LOCAL.replace(enable_compression=False)
+
+
+def spec(name: str, replicas: int = 0):
+    # replicas=0: these tests are about the desired state, not placement.
+    return validate({"name": name, "image": "busybox", "replicas": replicas})
+
+
+def converged(sim: ClusterSim, expected: set[str]) -> bool:
+    return all(view == expected for view in sim.job_views())
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_100_nodes_5pct_loss_random_crashes_converge_and_deletes_stay_deleted(seed):
+    rng = random.Random(seed)
+    sim = ClusterSim(seed, 100, CFG, network=NetworkConfig(loss=0.05),
+                     cluster_config=ClusterConfig(store_sync_interval_s=1.0))
+    w = sim.world
+    w.bootstrap(seeds="random")
+    w.run_for(5)
+    names = [f"job-{k}" for k in range(30)]
+    tokens = {}
+    crashed = set()
+    for k, name in enumerate(names):
+        live = sim.live_indices()
+        tokens[name] = sim.submit(rng.choice(live), spec(name))
+        if k % 6 == 5:
+            victim = rng.choice([i for i in live if i != 0])
+            w.crash(victim)
+            crashed.add(victim)
+        w.run_for(0.2)
+    deleted = set(rng.sample(names, 8))
+    for name in sorted(deleted):
+        tokens[name] = sim.stop_job(rng.choice(sim.live_indices()), name)
+        w.run_for(0.1)
+    w.run_for(1)
+    acked = {n for n, t in tokens.items() if t in sim.done_tokens}
+
+    def agreed(_):
+        views = sim.job_views()
+        # Every acknowledged job is everywhere, every acknowledged delete
+        # gone everywhere; a write whose agent crashed before acknowledging
+        # may go either way, but all agents must agree on it.
+        return all(v == views[0] for v in views) and \
+            (acked - deleted) <= views[0] and not (views[0] & (deleted & acked))
+
+    took = w.run_until_converged(agreed, timeout=60)
+    assert took is not None, f"seed {seed}: views did not converge"
+    # Restart the crashed agents: they come back with their disk and must
+    # not resurrect anything deleted meanwhile.
+    for i in sorted(crashed):
+        w.restart(i, None)
+    took = w.run_until_converged(agreed, timeout=60)
+    assert took is not None, f"seed {seed}: restarted agents disagree"
+    w.run_for(10)
+    assert agreed(None), f"seed {seed}: a delete came back or views diverged"
+
+
+def test_the_last_survivor_holds_every_job_and_a_full_restart_keeps_them():
+    sim = ClusterSim(7, 5, CFG)
+    w = sim.world
+    w.bootstrap()
+    w.run_for(3)
+    tokens = [sim.submit(i % 5, spec(f"app-{i}")) for i in range(10)]
+    w.run_for(3)
+    assert set(tokens) <= sim.done_tokens  # every submission was acknowledged
+    for i in range(1, 5):
+        w.crash(i)
+    w.run_for(5)
+    assert {e.name for e in w.core(0).jobs()} == {f"app-{i}" for i in range(10)}
+    # Whole cluster restarts from disk.
+    w.crash(0)
+    for i in range(5):
+        w.restart(i, [] if i == 0 else [0])
+    w.run_for(5)
+    assert all(view == {f"app-{i}" for i in range(10)} for view in sim.job_views())
+
+
+def test_a_write_is_acknowledged_only_after_it_is_durable():
+    sim = ClusterSim(3, 3, CFG, disk_delay_s=0.5)
+    w = sim.world
+    w.bootstrap()
+    w.run_for(2)
+    token = sim.submit(1, spec("slow-disk"))
+    w.run_for(0.3)
+    assert token not in sim.done_tokens
+    assert "slow-disk" not in {e.name for e in w.core(2).jobs()}  # not spread before durable
+    w.run_for(0.5)
+    assert token in sim.done_tokens
+    assert "slow-disk" in sim.disks[1].entries
