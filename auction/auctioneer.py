@@ -1,0 +1,142 @@
+"""The coordinator's side of an auction round.
+
+How this works: `open_round` sends a CallForBids for a batch of slots of one
+job to the candidate nodes and sets a deadline (the TTL).  Bids and declines
+come back; the round closes when every candidate has answered or the deadline
+passes, whichever is first.  Closing runs the pure winner choice
+(`auction.winner.choose_winners`) over the offers, sends one Award per winning
+node, a Release to bidders that won nothing (so their reservations free up
+before their TTL), and reports a `RoundClosed` with what was placed and why
+the rest was not.  Nothing here waits on anything but its own deadline, so a
+lost message or a dead bidder ends the round on time instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from .messages import Award, Bid, CallForBids, Decline, Release
+from .winner import Offer, choose_winners
+
+MAX_OPEN_ROUNDS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SendTo:
+    node: str
+    msg: object
+
+
+@dataclass(frozen=True, slots=True)
+class RoundClosed:
+    auction_id: str
+    job: str
+    spec_hash: str
+    awarded: dict[int, tuple[str, int]]  # slot index -> (node, ballot round)
+    unplaced: tuple[int, ...]
+    declines: dict[str, str]  # bidder -> reason
+    silent: tuple[str, ...]  # candidates that never answered
+
+
+@dataclass(slots=True)
+class _Round:
+    auction_id: str
+    job: str
+    spec_hash: str
+    rounds: dict[int, int]
+    candidates: set[str]
+    max_per_node: int | None
+    spread_counts: dict[str, int]
+    deadline: float
+    offers: dict[str, Offer] = field(default_factory=dict)
+    declines: dict[str, str] = field(default_factory=dict)
+
+
+class Auctioneer:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._rounds: dict[str, _Round] = {}
+        self._deadlines: list[tuple[float, str]] = []
+        self._seq = 0
+
+    def busy_slots(self, job: str) -> set[int]:
+        return {i for r in self._rounds.values() if r.job == job for i in r.rounds}
+
+    def open_rounds(self) -> int:
+        return len(self._rounds)
+
+    def open_round(self, *, job: str, spec_hash: str, rounds: dict[int, int], candidates: list[str],
+                   max_per_node: int | None, spread_counts: dict[str, int], ttl_s: float,
+                   now: float) -> list:
+        if len(self._rounds) >= MAX_OPEN_ROUNDS:
+            return []
+        self._seq += 1
+        auction_id = f"{self.name}:{self._seq}"
+        rnd = _Round(auction_id, job, spec_hash, dict(rounds), set(candidates), max_per_node,
+                     dict(spread_counts), now + ttl_s)
+        if not candidates:
+            return [self._close_result(rnd)]
+        self._rounds[auction_id] = rnd
+        heapq.heappush(self._deadlines, (rnd.deadline, auction_id))
+        call = CallForBids(auction_id, self.name, job, spec_hash, tuple(sorted(rounds)), ttl_s)
+        return [SendTo(node, call) for node in sorted(candidates)]
+
+    def on_bid(self, bid: Bid, now: float) -> list:
+        rnd = self._rounds.get(bid.auction_id)
+        if rnd is None or bid.bidder not in rnd.candidates:
+            return []
+        rnd.offers[bid.bidder] = Offer(bid.bidder, tuple(bid.scores), bid.spread_value, bid.already)
+        return self._maybe_close(rnd)
+
+    def on_decline(self, dec: Decline, now: float) -> list:
+        rnd = self._rounds.get(dec.auction_id)
+        if rnd is None or dec.bidder not in rnd.candidates:
+            return []
+        rnd.declines[dec.bidder] = dec.reason
+        return self._maybe_close(rnd)
+
+    def _maybe_close(self, rnd: _Round) -> list:
+        if len(rnd.offers) + len(rnd.declines) >= len(rnd.candidates):
+            return self._close(rnd)
+        return []
+
+    def next_deadline(self) -> float | None:
+        while self._deadlines and self._deadlines[0][1] not in self._rounds:
+            heapq.heappop(self._deadlines)
+        return self._deadlines[0][0] if self._deadlines else None
+
+    def handle_timers(self, now: float) -> list:
+        out = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, auction_id = heapq.heappop(self._deadlines)
+            rnd = self._rounds.get(auction_id)
+            if rnd is not None:
+                out.extend(self._close(rnd))
+        return out
+
+    def _close(self, rnd: _Round) -> list:
+        del self._rounds[rnd.auction_id]
+        winners = choose_winners(sorted(rnd.rounds), list(rnd.offers.values()),
+                                 max_per_node=rnd.max_per_node, spread_counts=rnd.spread_counts)
+        by_node: dict[str, list[tuple[int, int]]] = {}
+        for index, node in winners.items():
+            by_node.setdefault(node, []).append((index, rnd.rounds[index]))
+        out: list = []
+        for node in sorted(by_node):
+            out.append(SendTo(node, Award(rnd.auction_id, self.name, rnd.job, rnd.spec_hash,
+                                          tuple(sorted(by_node[node])))))
+        for node in sorted(rnd.offers):
+            if node not in by_node:
+                out.append(SendTo(node, Release(rnd.auction_id, self.name)))
+        out.append(self._close_result(rnd, winners))
+        return out
+
+    def _close_result(self, rnd: _Round, winners: dict[int, str] | None = None) -> RoundClosed:
+        winners = winners or {}
+        answered = set(rnd.offers) | set(rnd.declines)
+        return RoundClosed(
+            rnd.auction_id, rnd.job, rnd.spec_hash,
+            {i: (n, rnd.rounds[i]) for i, n in winners.items()},
+            tuple(i for i in sorted(rnd.rounds) if i not in winners),
+            dict(rnd.declines), tuple(sorted(rnd.candidates - answered)))

@@ -1,0 +1,79 @@
+"""The bidder's side: answer calls for bids from the node's own ledger.
+
+How this works: a CallForBids names a job, its spec version and a batch of
+slots.  The bidder checks what only it knows for sure (its spec version, its
+eligibility, hard constraints against its own labels, max_per_node against
+the replicas it already holds), then reserves as many of the slots as its
+ledger can fit for `reservation_ttl_s` and answers with the marginal score of
+each.  An Award commits the reserved slots (or, if the reservation expired
+meanwhile, commits them only if they still fit; otherwise they are refused
+and the coordinator will retry).  Everything is decided from the ledger, not
+from gossip, so concurrent auctions never overcommit the node.
+"""
+
+from __future__ import annotations
+
+from .ledger import Ledger
+from .messages import Award, Bid, CallForBids, Decline, Release
+from .claims import slot_key
+from .scoring import NodeView, filter_reason, marginal_scores
+from .spec import JobSpec
+
+# An award travels back after the round closes: keep the reservation a little
+# longer than the round itself.
+RESERVATION_TTL_FACTOR = 2.0
+RESERVATION_TTL_EXTRA_S = 0.5
+
+
+class Bidder:
+    def __init__(self, name: str, ledger: Ledger) -> None:
+        self.name = name
+        self.ledger = ledger
+
+    def on_call(self, call: CallForBids, *, spec: JobSpec | None, spec_hash: str | None,
+                labels: dict[str, str], eligible: bool, ineligible_reason: str, already: int,
+                now: float) -> Bid | Decline:
+        def decline(reason: str) -> Decline:
+            return Decline(call.auction_id, self.name, reason)
+
+        if spec is None:
+            return decline("job unknown here yet")
+        if spec_hash != call.spec_hash:
+            return decline("spec version differs here")
+        if not eligible:
+            return decline(ineligible_reason or "not eligible")
+        view = NodeView(self.name, self.ledger.capacity, self.ledger.used(now), labels, True)
+        reason = filter_reason(spec, view)
+        if reason is not None:
+            return decline(f"filtered by {reason}")
+        room = len(call.slots)
+        if spec.max_per_node is not None:
+            room = min(room, spec.max_per_node - already)
+            if room <= 0:
+                return decline(f"max_per_node={spec.max_per_node} reached")
+        keys = [slot_key(call.job, i) for i in call.slots[:room]]
+        ttl = call.ttl_s * RESERVATION_TTL_FACTOR + RESERVATION_TTL_EXTRA_S
+        reserved = self.ledger.reserve(call.auction_id, keys, spec.demand(), ttl, now)
+        if not reserved:
+            free = self.ledger.free(now)
+            return decline(f"needs {spec.demand()}; free {free}")
+        scores = marginal_scores(spec.strategy, view, spec.demand(), len(reserved))
+        spread_value = labels.get(spec.spread, "") if spec.spread else None
+        return Bid(call.auction_id, self.name, tuple(scores), spread_value, already)
+
+    def on_award(self, award: Award, *, spec: JobSpec | None, now: float) -> tuple[list[tuple[int, int]], list[int]]:
+        """Returns (accepted (index, round) pairs, refused indices)."""
+        if spec is None:
+            return [], [i for i, _ in award.slots]
+        accepted, refused = [], []
+        for index, rnd in award.slots:
+            if self.ledger.commit(slot_key(award.job, index), spec.demand(), now):
+                accepted.append((index, rnd))
+            else:
+                refused.append(index)
+        return accepted, refused
+
+    def on_release(self, rel: Release) -> None:
+        for slot, r in list(self.ledger.reservations.items()):
+            if r.auction_id == rel.auction_id:
+                del self.ledger.reservations[slot]

@@ -1,0 +1,62 @@
+"""Auction messages between a coordinator and its bidders.
+
+How this works: four messages make one round.
+  CallForBids  coordinator -> candidates: "who can take these slots of job J
+               (spec version H)?  answer within ttl_s"  (a TTL, never an
+               absolute time: clocks differ between machines)
+  Bid          bidder -> coordinator: marginal scores for the 1st..k-th slot
+               it can take (it has reserved k slots' worth for a short TTL)
+  Decline      bidder -> coordinator: why it cannot take any
+  Award        coordinator -> winner: these slots, under these ballots
+  Release      coordinator -> bidders that won nothing: drop the reservation
+A lost message costs at most one TTL: the coordinator closes the round at its
+deadline with whatever it has, and slots not awarded are retried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CallForBids:
+    auction_id: str
+    coordinator: str
+    job: str
+    spec_hash: str
+    slots: tuple[int, ...]
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Bid:
+    auction_id: str
+    bidder: str
+    scores: tuple[float, ...]  # one per slot the bidder reserved, best first
+    spread_value: str | None
+    already: int  # replicas of this job the bidder already holds
+
+
+@dataclass(frozen=True, slots=True)
+class Decline:
+    auction_id: str
+    bidder: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Award:
+    auction_id: str
+    coordinator: str
+    job: str
+    spec_hash: str
+    slots: tuple[tuple[int, int], ...]  # (slot index, ballot round)
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    auction_id: str
+    coordinator: str
+
+
+AuctionMessage = CallForBids | Bid | Decline | Award | Release

@@ -1,0 +1,318 @@
+"""Placement: turns desired state and claims into auctions, awards and replicas.
+
+How this works: every `placement_interval_s` (and right after anything
+relevant changes) each agent walks the desired slots, (job, index) for index
+< replicas of every live job, and looks up the slot's winning claim in the
+replicated claims map.  A slot needs placing when it has no claim, its claim
+was released, or the claiming node is no longer alive or is drained.  Its
+coordinator is the rendezvous-hash owner among the members this agent
+believes alive; if that is us, the slot goes into this tick's batch for its
+job, and one auction round (auction.auctioneer) places the whole batch.
+
+As a bidder (auction.bidder) the agent answers calls from its own ledger.  An
+award it can honour becomes a Claim (slot, ballot, us) written to the claims
+map, which spreads like the job store, and a `StartReplica` command.  Claims
+are authoritative: whenever the winning claim for a slot we run names
+someone else (a newer ballot after a partition merge or a heal), we emit
+`StopReplica` and free the ledger.  A holder releases slots of deleted jobs
+and indices beyond `replicas` (retire the highest first: they are exactly
+the ones >= replicas), by writing a released claim under the next round.
+
+Failed rounds back off per slot (doubling up to `max_backoff_s`) and keep
+their reasons so `shoal job status` can say why a slot is pending.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from auction.auctioneer import Auctioneer, RoundClosed, SendTo
+from auction.bidder import Bidder
+from auction.claims import Ballot, Claim, parse_slot_key, slot_key
+from auction.ledger import Ledger
+from auction.messages import Award, Bid, CallForBids, Decline, Release
+from auction.rendezvous import Rendezvous
+from auction.scoring import NodeView, filter_reason, max_fit
+from auction.spec import JobSpec, SpecError, from_json
+
+from .jobstore import LwwMap
+from .status import NodeStatus
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementConfig:
+    placement_interval_s: float = 1.0
+    auction_ttl_s: float = 0.5
+    # After an award, how long to wait for the winner's claim before
+    # re-auctioning (a lost award costs this much).
+    claim_wait_s: float = 3.0
+    min_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    # Large clusters: call at most max(sample_min, d * slots) random feasible
+    # candidates (power-of-d choices), not every node.
+    sample_d: int = 2
+    sample_min: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class StartReplica:
+    """Run replica `claim.name` of `spec` here (the award was accepted)."""
+
+    claim: Claim
+    spec: JobSpec
+
+
+@dataclass(frozen=True, slots=True)
+class StopReplica:
+    slot: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AwardAccepted:
+    """For checkers and the event stream: we accepted (slot, ballot)."""
+
+    claim: Claim
+
+
+@dataclass(frozen=True, slots=True)
+class SlotPending:
+    slot: str
+    reason: str
+
+
+class Placement:
+    def __init__(self, name: str, capacity, rng: random.Random, cfg: PlacementConfig) -> None:
+        self.name = name
+        self.cfg = cfg
+        self._rng = rng
+        self.claims = LwwMap()
+        self.ledger = Ledger(capacity)
+        self.bidder = Bidder(name, self.ledger)
+        self.auctioneer = Auctioneer(name)
+        self.running: set[str] = set()  # slots we told the runtime to run
+        self.pending_reasons: dict[str, str] = {}
+        self._backoff: dict[str, tuple[float, float]] = {}  # slot -> (retry_at, delay)
+        self._awaiting_claim: dict[str, float] = {}  # slot -> give up waiting at
+        self._last_round: dict[str, int] = {}
+        self._spec_cache: dict[str, tuple[object, JobSpec | None]] = {}
+        self._rv_members: tuple[str, ...] = ()
+        self._rv: Rendezvous = Rendezvous([])
+
+    # ---- helpers
+    def spec_of(self, entry) -> JobSpec | None:
+        """Parse (and cache by stamp) the spec of a job-store entry."""
+        if entry is None or entry.deleted:
+            return None
+        cached = self._spec_cache.get(entry.name)
+        if cached is not None and cached[0] == entry.stamp:
+            return cached[1]
+        try:
+            import json
+            spec = from_json(json.loads(entry.spec))
+        except (SpecError, ValueError, TypeError):
+            spec = None  # a forged or corrupted spec; validation happened at submit
+        self._spec_cache[entry.name] = (entry.stamp, spec)
+        return spec
+
+    def _rendezvous(self, alive: list[str]) -> Rendezvous:
+        key = tuple(sorted(alive))
+        if key != self._rv_members:
+            self._rv_members = key
+            self._rv = Rendezvous(list(key))
+        return self._rv
+
+    def winning_claim(self, key: str) -> Claim | None:
+        c = self.claims.get(key)
+        return None if c is None or c.released else c
+
+    def my_claims(self) -> dict[str, Claim]:
+        return {k: c for k, c in self.claims.entries.items() if c.node == self.name and not c.released}
+
+    def next_round(self, key: str) -> int:
+        c = self.claims.get(key)
+        current = c.ballot.round if c is not None else 0
+        return max(current, self._last_round.get(key, 0)) + 1
+
+    # ---- the tick
+    def tick(self, *, jobs: dict[str, object], statuses: dict[str, NodeStatus], alive: set[str],
+             now: float) -> tuple[list, list[Claim]]:
+        """Returns (outputs, claims to write)."""
+        out: list = []
+        writes: list[Claim] = []
+        specs = {name: self.spec_of(entry) for name, entry in jobs.items()}
+        self.ledger.expire(now)
+
+        # 1. Holder duties: give back slots that should no longer run.
+        for key, claim in self.my_claims().items():
+            job, index = parse_slot_key(key)
+            spec = specs.get(job)
+            if spec is None or index >= spec.replicas:
+                writes.append(self._release_claim(claim, now))
+
+        # 2. Claims of dead holders for slots nobody wants any more: the
+        #    slot's coordinator releases them, so they do not linger.
+        rv = self._rendezvous(sorted(alive))
+        for key, claim in list(self.claims.entries.items()):
+            if claim.released or claim.node in alive:
+                continue
+            job, index = parse_slot_key(key)
+            spec = specs.get(job)
+            if (spec is None or index >= spec.replicas) and rv.owner(key) == self.name:
+                writes.append(self._release_claim(claim, now))
+
+        # 3. Coordinator duties.
+        for job in sorted(specs):
+            spec = specs[job]
+            if spec is None:
+                continue
+            out.extend(self._coordinate(job, spec, statuses, alive, rv, now))
+        return out, writes
+
+    def _release_claim(self, claim: Claim, now: float) -> Claim:
+        rnd = self.next_round(claim.name)
+        self._last_round[claim.name] = rnd
+        return Claim(claim.name, Ballot(rnd, self.name), claim.node, True, claim.spec_hash, claim.demand)
+
+    def _slot_needs_placing(self, key: str, statuses: dict[str, NodeStatus], alive: set[str]) -> bool:
+        claim = self.winning_claim(key)
+        if claim is None:
+            return True
+        if claim.node not in alive:
+            return True
+        status = statuses.get(claim.node)
+        return status is not None and status.drained
+
+    def _coordinate(self, job: str, spec: JobSpec, statuses: dict[str, NodeStatus], alive: set[str],
+                    rv: Rendezvous, now: float) -> list:
+        busy = self.auctioneer.busy_slots(job)
+        batch: dict[int, int] = {}
+        for index in range(spec.replicas):
+            key = slot_key(job, index)
+            if index in busy or not self._slot_needs_placing(key, statuses, alive):
+                self._awaiting_claim.pop(key, None)
+                if index not in busy:
+                    self.pending_reasons.pop(key, None)
+                continue
+            if rv.owner(key) != self.name:
+                continue
+            waiting = self._awaiting_claim.get(key)
+            if waiting is not None and waiting > now:
+                continue
+            retry = self._backoff.get(key)
+            if retry is not None and retry[0] > now:
+                continue
+            rnd = self.next_round(key)
+            self._last_round[key] = rnd
+            batch[index] = rnd
+        if not batch:
+            return []
+        candidates, spread_counts = self._candidates(job, spec, statuses, alive, len(batch))
+        return self.auctioneer.open_round(
+            job=job, spec_hash=spec.container_hash(), rounds=batch, candidates=candidates,
+            max_per_node=spec.max_per_node, spread_counts=spread_counts,
+            ttl_s=self.cfg.auction_ttl_s, now=now)
+
+    def _candidates(self, job: str, spec: JobSpec, statuses: dict[str, NodeStatus], alive: set[str],
+                    slots: int) -> tuple[list[str], dict[str, int]]:
+        feasible = []
+        for name in sorted(alive):
+            status = statuses.get(name)
+            if status is None or not status.eligible:
+                continue
+            view = NodeView(name, status.capacity, status.allocated, status.labels, status.eligible)
+            if filter_reason(spec, view) is None and max_fit(spec, view) >= 1:
+                feasible.append(name)
+        limit = max(self.cfg.sample_min, self.cfg.sample_d * slots)
+        if len(feasible) > limit:
+            feasible = sorted(self._rng.sample(feasible, limit))
+        spread_counts: dict[str, int] = {}
+        if spec.spread:
+            for index in range(spec.replicas):
+                claim = self.winning_claim(slot_key(job, index))
+                if claim is not None and claim.node in alive:
+                    value = statuses.get(claim.node).labels.get(spec.spread, "") if claim.node in statuses else ""
+                    spread_counts[value] = spread_counts.get(value, 0) + 1
+        return feasible, spread_counts
+
+    # ---- coordinator results
+    def on_round_closed(self, rc: RoundClosed, now: float) -> list:
+        out = []
+        for index in rc.awarded:
+            key = slot_key(rc.job, index)
+            self._awaiting_claim[key] = now + self.cfg.claim_wait_s
+            self._backoff.pop(key, None)
+            self.pending_reasons.pop(key, None)
+        if rc.unplaced:
+            reason = _summarize(rc)
+            for index in rc.unplaced:
+                key = slot_key(rc.job, index)
+                _, delay = self._backoff.get(key, (0.0, self.cfg.min_backoff_s / 2))
+                delay = min(delay * 2, self.cfg.max_backoff_s)
+                self._backoff[key] = (now + delay, delay)
+                self.pending_reasons[key] = reason
+                out.append(SlotPending(key, reason))
+        return out
+
+    # ---- bidder side
+    def on_call(self, call: CallForBids, *, spec: JobSpec | None, status: NodeStatus, now: float):
+        already = sum(1 for c in self.my_claims().values() if c.job == call.job)
+        ineligible = "drained" if status.drained else status.unhealthy_reason or "unhealthy"
+        spec_hash = spec.container_hash() if spec is not None else None
+        return self.bidder.on_call(call, spec=spec, spec_hash=spec_hash, labels=status.labels,
+                                   eligible=status.eligible, ineligible_reason=ineligible,
+                                   already=already, now=now)
+
+    def on_award(self, award: Award, *, spec: JobSpec | None, now: float) -> list[Claim]:
+        if spec is not None and spec.container_hash() != award.spec_hash:
+            spec = None
+        accepted, _refused = self.bidder.on_award(award, spec=spec, now=now)
+        claims = []
+        for index, rnd in accepted:
+            key = slot_key(award.job, index)
+            claims.append(Claim(key, Ballot(rnd, award.coordinator), self.name, False,
+                                award.spec_hash, spec.demand()))
+        return claims
+
+    # ---- keeping the runtime in line with the claims
+    def reconcile(self, specs_by_job, now: float) -> list:
+        """Start what our winning claims say we run, stop what they no longer
+        say.  Returns runtime commands."""
+        out = []
+        mine = self.my_claims()
+        for key in sorted(self.running - set(mine)):
+            self.running.discard(key)
+            self.ledger.release(key)
+            winner = self.winning_claim(key)
+            why = f"superseded by {winner.node} (ballot {winner.ballot.round})" if winner else "released"
+            out.append(StopReplica(key, why))
+        for key in sorted(set(mine) - self.running):
+            claim = mine[key]
+            spec = specs_by_job(claim.job)
+            if spec is None:
+                continue
+            if not self.ledger.holds(key):
+                self.ledger.adopt(key, claim.demand)
+            self.running.add(key)
+            out.append(StartReplica(claim, spec))
+        for key in list(self.ledger.committed):
+            if key not in mine:
+                self.ledger.release(key)
+        return out
+
+
+def _summarize(rc: RoundClosed) -> str:
+    if not rc.declines and not rc.silent and not rc.awarded:
+        return "no node can fit it (by gossiped free resources and constraints)"
+    parts = []
+    reasons: dict[str, int] = {}
+    for r in rc.declines.values():
+        reasons[r] = reasons.get(r, 0) + 1
+    for r, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0]))[:3]:
+        parts.append(f"{n} declined: {r}")
+    if rc.silent:
+        parts.append(f"{len(rc.silent)} did not answer")
+    if rc.awarded:
+        parts.append(f"{len(rc.awarded)} placed, {len(rc.unplaced)} left over")
+    return "; ".join(parts)

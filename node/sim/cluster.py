@@ -1,0 +1,180 @@
+"""Whole-agent simulation: node cores (gossip + job store + auctions) with a
+fake container runtime and fake durable storage, plus placement checkers.
+
+How this works: `ClusterSim` builds a `World` whose cores are
+`node.core.NodeCore`s, and subscribes to their outputs:
+
+- `PersistEntries` / `PersistClaims` / `Forget*`: written to a per-node dict
+  standing in for the state dir (it survives crash and restart, as a disk
+  does), and `persisted(token)` is fed back after `disk_delay_s`;
+- `StartReplica` / `StopReplica`: a per-node set of running replicas
+  standing in for Docker; a crash empties it (the machine lost power);
+- `AwardAccepted`: recorded, so the checkers can verify that every start
+  traces to an accepted award and that no (slot, ballot) was accepted twice.
+
+Safety is checked at every output (`violations`), liveness on demand
+(`placement_problems` once faults stop and the network heals).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from auction.resources import Resources
+from auction.spec import JobSpec
+from gossip.config import GossipConfig
+
+from ..core import (
+    ClusterConfig,
+    ForgetClaims,
+    ForgetEntries,
+    JobWriteDone,
+    NodeCore,
+    PersistClaims,
+    PersistEntries,
+)
+from ..placement import AwardAccepted, PlacementConfig, StartReplica, StopReplica
+from .network import NetworkConfig
+from .world import CRASHED, RUNNING, World
+
+GiB = 1 << 30
+
+
+@dataclass
+class Disk:
+    entries: dict[str, Any] = field(default_factory=dict)
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+class ClusterSim:
+    def __init__(self, seed: int, n_nodes: int, config: GossipConfig, *,
+                 network: NetworkConfig | None = None,
+                 capacities: list[Resources] | None = None,
+                 labels: list[dict[str, str]] | None = None,
+                 cluster_config: ClusterConfig | None = None,
+                 placement_config: PlacementConfig | None = None,
+                 disk_delay_s: float = 0.002) -> None:
+        self.capacities = capacities or [Resources(4000, 8 * GiB, 0)] * n_nodes
+        self.labels = labels or [{} for _ in range(n_nodes)]
+        self.disks = [Disk() for _ in range(n_nodes)]
+        self.running: list[dict[str, tuple]] = [dict() for _ in range(n_nodes)]  # slot -> (round, coord)
+        self.accepted: dict[tuple[str, int, str], str] = {}  # (slot, round, coord) -> node
+        self.violations: list[str] = []
+        self.done_tokens: set[int] = set()
+        self.starts = 0
+        self.disk_delay_s = disk_delay_s
+        self._token = 0
+        cluster_config = cluster_config or ClusterConfig()
+        placement_config = placement_config or PlacementConfig()
+
+        def factory(*, name, addr, config, rng, now, **kwargs):
+            i = int(name.split("-")[1])
+            disk = self.disks[i]
+            return NodeCore(name=name, addr=addr, gossip_config=config, rng=rng, now=now,
+                            capacity=self.capacities[i], labels=self.labels[i],
+                            cluster_config=cluster_config, placement_config=placement_config,
+                            stored_entries=list(disk.entries.values()),
+                            stored_claims=list(disk.claims.values()))
+
+        self.world = World(seed, n_nodes, config, network=network, core_factory=factory)
+        self.world.subscribe(self._on_output)
+        self._orig_crash = self.world.crash
+        self.world.crash = self._crash  # containers die with their machine
+
+    # ---- fakes
+    def _crash(self, node) -> None:
+        i = self.world.idx(node)
+        self._orig_crash(i)
+        self.running[i].clear()
+
+    def _on_output(self, t: float, i: int, ev: Any) -> None:
+        cls = ev.__class__
+        disk = self.disks[i]
+        if cls is PersistEntries:
+            for e in ev.entries:
+                old = disk.entries.get(e.name)
+                if old is None or e.beats(old):
+                    disk.entries[e.name] = e
+            if ev.token is not None:
+                self.world.after(self.disk_delay_s, self._persisted, i, ev.token)
+        elif cls is PersistClaims:
+            for c in ev.claims:
+                old = disk.claims.get(c.name)
+                if old is None or c.beats(old):
+                    disk.claims[c.name] = c
+        elif cls is ForgetEntries:
+            for n in ev.names:
+                disk.entries.pop(n, None)
+        elif cls is ForgetClaims:
+            for n in ev.names:
+                disk.claims.pop(n, None)
+        elif cls is JobWriteDone:
+            self.done_tokens.add(ev.token)
+        elif cls is AwardAccepted:
+            c = ev.claim
+            key = (c.name, c.ballot.round, c.ballot.coordinator)
+            holder = self.accepted.setdefault(key, c.node)
+            if holder != c.node:
+                self.violations.append(f"t={t:.3f}: {key} accepted by {holder} and {c.node}")
+        elif cls is StartReplica:
+            c = ev.claim
+            key = (c.name, c.ballot.round, c.ballot.coordinator)
+            if self.accepted.get(key) != c.node:
+                self.violations.append(f"t={t:.3f}: {c.node} started {c.name} without an accepted award {key}")
+            self.running[i][c.name] = (c.ballot.round, c.ballot.coordinator)
+            self.starts += 1
+            self._check_capacity(i, t)
+        elif cls is StopReplica:
+            self.running[i].pop(ev.slot, None)
+
+    def _persisted(self, i: int, token: int) -> None:
+        if self.world.nodes[i].status is RUNNING:
+            self.world.call(i, "persisted", token)
+
+    def _check_capacity(self, i: int, t: float) -> None:
+        core = self.world.nodes[i].core
+        ledger = core.placement.ledger
+        used = ledger.used(self.world.nodes[i].local(t))
+        if not used.fits_in(ledger.capacity) and not ledger._adopted_overflow:
+            self.violations.append(f"t={t:.3f}: node-{i} over capacity: {used} > {ledger.capacity}")
+
+    # ---- driving
+    def submit(self, node: int, spec: JobSpec) -> int:
+        self._token += 1
+        import json
+        self.world.call(node, "write_job", spec.name, json.dumps(spec.to_dict(), sort_keys=True).encode(),
+                        self._token)
+        return self._token
+
+    def stop_job(self, node: int, name: str) -> int:
+        self._token += 1
+        self.world.call(node, "write_job", name, None, self._token)
+        return self._token
+
+    def live_indices(self) -> list[int]:
+        return [nd.idx for nd in self.world.nodes if nd.status is RUNNING]
+
+    # ---- checks
+    def replica_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for i in self.live_indices():
+            for slot in self.running[i]:
+                counts[slot] = counts.get(slot, 0) + 1
+        return counts
+
+    def placement_problems(self, specs: list[JobSpec]) -> list[str]:
+        """After heal: every desired slot runs exactly once; nothing else runs."""
+        counts = self.replica_counts()
+        problems = []
+        desired = {f"{s.name}/{i}" for s in specs for i in range(s.replicas)}
+        for slot in sorted(desired):
+            if counts.get(slot, 0) != 1:
+                problems.append(f"{slot} runs {counts.get(slot, 0)} times")
+        for slot in sorted(set(counts) - desired):
+            problems.append(f"{slot} runs but is not desired")
+        return problems
+
+    def job_views(self) -> list[set[str]]:
+        return [{e.name for e in self.world.core(i).jobs()} for i in self.live_indices()]

@@ -1,0 +1,169 @@
+"""Decentralized placement in the simulator.
+
+Safety is checked on every output while faults run (ClusterSim.violations):
+no ledger over capacity, every start traces to an accepted award, at most one
+accepted award per (slot, ballot).  Liveness after the network heals and
+faults stop: every slot that fits somewhere runs exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from auction.resources import Resources
+from auction.spec import validate
+from gossip.config import LOCAL
+from node.core import ClusterConfig
+from node.placement import PlacementConfig
+from node.sim import faults
+from node.sim.cluster import ClusterSim
+from node.sim.network import NetworkConfig
+
+CFG = LOCAL.replace(enable_compression=False)
+GiB = 1 << 30
+FAST = PlacementConfig(placement_interval_s=0.25, auction_ttl_s=0.1, claim_wait_s=1.0,
+                       min_backoff_s=0.2, max_backoff_s=2.0)
+CLUSTER = ClusterConfig(store_sync_interval_s=0.5)
+
+
+def job(name, replicas, cpu=0.5, memory="256MiB", **extra):
+    return validate({"name": name, "image": "busybox", "replicas": replicas, "cpu": cpu,
+                     "memory": memory, **extra})
+
+
+def make(seed, n, **kw):
+    sim = ClusterSim(seed, n, CFG, placement_config=FAST, cluster_config=CLUSTER, **kw)
+    sim.world.bootstrap(seeds="random")
+    sim.world.run_for(3)
+    return sim
+
+
+def settle(sim, specs, timeout=60.0):
+    took = sim.world.run_until_converged(lambda _: not sim.placement_problems(specs), timeout)
+    return took
+
+
+def test_a_job_is_placed_exactly_once_per_slot():
+    sim = make(1, 5)
+    spec = job("web", 10)
+    sim.submit(2, spec)
+    took = settle(sim, [spec], timeout=10)
+    assert took is not None, sim.placement_problems([spec])
+    assert not sim.violations
+    # Placed as a batch: one round, not ten sequential ones.
+    assert took < 2.0
+
+
+def test_killed_node_replicas_are_healed_elsewhere_once():
+    sim = make(2, 6)
+    spec = job("api", 12)
+    sim.submit(0, spec)
+    assert settle(sim, [spec], timeout=10) is not None
+    victim = next(i for i in range(1, 6) if sim.running[i])
+    sim.world.crash(victim)
+    took = settle(sim, [spec], timeout=30)
+    assert took is not None, sim.placement_problems([spec])
+    assert not sim.violations
+
+
+def test_scale_down_retires_highest_indices_and_delete_stops_everything():
+    sim = make(3, 4)
+    sim.submit(0, job("w", 8))
+    assert settle(sim, [job("w", 8)], timeout=10) is not None
+    sim.submit(1, job("w", 3))
+    assert settle(sim, [job("w", 3)], timeout=10) is not None
+    assert set(sim.replica_counts()) == {"w/0", "w/1", "w/2"}
+    sim.stop_job(2, "w")
+    assert sim.world.run_until_converged(lambda _: not sim.replica_counts(), 10) is not None
+    assert not sim.violations
+
+
+def test_a_slot_that_fits_nowhere_stays_pending_with_a_reason():
+    sim = make(4, 3, capacities=[Resources(1000, 2 * GiB, 0)] * 3)
+    big = job("big", 1, cpu=2.0)
+    sim.submit(0, big)
+    sim.world.run_for(5)
+    assert sim.replica_counts() == {}
+    reasons = [sim.world.core(i).placement.pending_reasons.get("big/0") for i in range(3)]
+    assert any(r for r in reasons), reasons
+    assert not sim.violations
+
+
+def test_spread_over_three_racks_and_losing_a_rack_loses_at_most_a_third():
+    labels = [{"rack": "abc"[i % 3]} for i in range(9)]
+    sim = make(5, 9, labels=labels)
+    spec = job("s", 9, spread="rack")
+    sim.submit(0, spec)
+    assert settle(sim, [spec], timeout=10) is not None
+    per_rack = {"a": 0, "b": 0, "c": 0}
+    for i in sim.live_indices():
+        per_rack[labels[i]["rack"]] += len(sim.running[i])
+    assert per_rack == {"a": 3, "b": 3, "c": 3}
+    # Kill rack b: at most ceil(9/3) replicas lost, and they come back.
+    before = sum(sim.replica_counts().values())
+    for i in range(9):
+        if labels[i]["rack"] == "b":
+            sim.world.crash(i)
+    after = sum(sim.replica_counts().values())
+    assert before - after <= math.ceil(9 / 3)
+    assert settle(sim, [spec], timeout=30) is not None
+
+
+def test_partition_both_sides_keep_placing_and_merge_to_exactly_once():
+    sim = make(6, 6)
+    spec = job("p", 6)
+    sim.submit(0, spec)
+    assert settle(sim, [spec], timeout=10) is not None
+    faults.partition(sim.world, [[0, 1], [2, 3, 4, 5]])
+    sim.world.run_for(15)
+    # Each side re-placed the other side's slots on itself.
+    side_a = sum(len(sim.running[i]) for i in (0, 1))
+    side_b = sum(len(sim.running[i]) for i in (2, 3, 4, 5))
+    assert side_a == 6 and side_b == 6, (side_a, side_b)
+    faults.heal(sim.world)
+    assert settle(sim, [spec], timeout=60) is not None, sim.placement_problems([spec])
+    assert not sim.violations
+
+
+def _swarm_case(seed: int, n: int | None = None, fault_window_s: float = 25.0) -> None:
+    rng = random.Random(seed)
+    n = n or rng.choice([5, 5, 6, 8, 10, 12])
+    caps = [Resources(rng.choice([1000, 2000, 4000]), rng.choice([2, 4, 8]) * GiB, 0) for _ in range(n)]
+    sim = ClusterSim(seed, n, CFG, placement_config=FAST, cluster_config=CLUSTER, capacities=caps)
+    w = sim.world
+    w.bootstrap(seeds="random")
+    w.run_for(2)
+    specs = []
+    for k in range(rng.randint(1, 4)):
+        s = job(f"j{k}", rng.randint(1, 2 * n), cpu=rng.choice([0.25, 0.5, 1.0]),
+                memory=rng.choice(["128MiB", "512MiB", "1GiB"]))
+        specs.append(s)
+        sim.submit(rng.randrange(n), s)
+    plan = faults.swarm(w, w.now + 1, w.now + 1 + fault_window_s, mean_gap_s=3.0)
+    w.run_for(fault_window_s + 2)
+    assert not sim.violations, f"seed {seed}\n{plan}\n" + "\n".join(sim.violations[:5])
+    # Liveness: after heal, everything that fits runs exactly once.
+    total_cap = sum((c.cpu_millis for c in caps))
+    demand = sum(s.cpu_millis * s.replicas for s in specs)
+    took = w.run_until_converged(lambda _: not sim.placement_problems(specs) or
+                                 demand > total_cap, timeout=90)
+    if demand <= total_cap * 0.6:  # comfortably fits: must all run
+        assert took is not None and not sim.placement_problems(specs), \
+            f"seed {seed}\n{plan}\n{sim.placement_problems(specs)[:5]}"
+    counts = sim.replica_counts()
+    assert all(v == 1 for v in counts.values()), f"seed {seed}: duplicates {counts}"
+    assert not sim.violations, f"seed {seed}\n{plan}\n" + "\n".join(sim.violations[:5])
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_swarm_safety_and_liveness(seed):
+    _swarm_case(seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed,n", [(1001, 50), (1002, 100)])
+def test_swarm_at_50_and_100_nodes(seed, n):
+    _swarm_case(seed, n=n, fault_window_s=20.0)
