@@ -390,6 +390,16 @@ class NodeCore:
         self._publish_status(now)
         self._kick(now)
 
+    def replica_gave_up(self, slot: str, reason: str, now: float, penalty_s: float = 60.0) -> None:
+        """The runtime reports our replica of `slot` keeps failing here (restart
+        policy exhausted, crash loop): hand the slot back to the auction and
+        keep this job off this node for penalty_s."""
+        release = self.placement.give_up(slot, reason, penalty_s, now)
+        if release is not None:
+            self._write_claims([release], now)
+            self._reconcile(now)
+            self._kick(now)
+
     def jobs(self) -> list[Entry]:
         return self.store.live()
 

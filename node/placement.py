@@ -97,6 +97,7 @@ class Placement:
         self._awaiting_claim: dict[str, float] = {}  # slot -> give up waiting at
         self._last_round: dict[str, int] = {}
         self._spec_cache: dict[str, tuple[object, JobSpec | None]] = {}
+        self._penalties: dict[str, tuple[float, str]] = {}  # job -> (until, reason)
         self._rv_members: tuple[str, ...] = ()
         self._rv: Rendezvous = Rendezvous([])
 
@@ -255,8 +256,32 @@ class Placement:
                 out.append(SlotPending(key, reason))
         return out
 
+    # ---- giving a failing slot back
+    def give_up(self, key: str, reason: str, penalty_s: float, now: float) -> Claim | None:
+        """Our replica of `key` keeps failing here: release the slot so it is
+        re-auctioned, and decline this job's calls for penalty_s so it lands
+        elsewhere.  Returns the release claim to write, if we hold the slot."""
+        job, _ = parse_slot_key(key)
+        self._penalties[job] = (now + penalty_s, reason)
+        claim = self.winning_claim(key)
+        if claim is None or claim.node != self.name:
+            return None
+        return self._release_claim(claim, now)
+
+    def penalty(self, job: str, now: float) -> str | None:
+        entry = self._penalties.get(job)
+        if entry is None:
+            return None
+        if entry[0] <= now:
+            del self._penalties[job]
+            return None
+        return entry[1]
+
     # ---- bidder side
     def on_call(self, call: CallForBids, *, spec: JobSpec | None, status: NodeStatus, now: float):
+        penalty = self.penalty(call.job, now)
+        if penalty is not None:
+            return Decline(call.auction_id, self.name, f"recently failed here: {penalty}")
         already = sum(1 for c in self.my_claims().values() if c.job == call.job)
         ineligible = "drained" if status.drained else status.unhealthy_reason or "unhealthy"
         spec_hash = spec.container_hash() if spec is not None else None

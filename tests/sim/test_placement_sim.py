@@ -167,3 +167,16 @@ def test_swarm_safety_and_liveness(seed):
 @pytest.mark.parametrize("seed,n", [(1001, 50), (1002, 100)])
 def test_swarm_at_50_and_100_nodes(seed, n):
     _swarm_case(seed, n=n, fault_window_s=20.0)
+
+
+def test_a_crash_looping_replica_moves_to_another_node():
+    sim = make(8, 3)
+    spec = job("flaky", 1)
+    sim.submit(0, spec)
+    assert settle(sim, [spec], timeout=10) is not None
+    first = next(i for i in range(3) if sim.running[i])
+    sim.world.call(first, "replica_gave_up", "flaky/0", "exited 1 five times")
+    took = sim.world.run_until_converged(
+        lambda _: not sim.placement_problems([spec]) and not sim.running[first], timeout=20)
+    assert took is not None, (sim.replica_counts(), [len(r) for r in sim.running])
+    assert not sim.violations
