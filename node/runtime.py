@@ -263,7 +263,8 @@ class _SlotState:
     gave_up: str | None = None
     done: str | None = None             # exited and the policy says leave it
     last_exit: str = ""
-    handled: str | None = None          # container id + started-at of the last failure we counted
+    handled: str | None = None          # which failure we last counted (container, status, restarts)
+    restart_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=32))
 
 
 @dataclass(slots=True)
@@ -789,6 +790,7 @@ class DockerRuntime:
             if not fresh:
                 # Counted only once it worked: a failed call is retried as the same restart.
                 st.restarts += 1
+                st.restart_times.append(trio.current_time())
                 self._note(f"restarted {c.name} (restart {st.restarts})")
         return act
 
@@ -864,7 +866,7 @@ class DockerRuntime:
         if st is None:
             return None
         return {"restarts": st.restarts, "gave_up": st.gave_up, "done": st.done,
-                "last_exit": st.last_exit}
+                "last_exit": st.last_exit, "restart_times": list(st.restart_times)}
 
     async def _container_for(self, slot: str) -> _Container | None:
         cs = [c for c in await self._list() if c.slot == slot]

@@ -1,0 +1,481 @@
+"""node/runtime.DockerRuntime against a real dockerd.
+
+Root only (skipped otherwise): the session fixture runs scripts/docker-up and
+scripts/build-image.  Every test uses its own node name, so the containers it
+makes carry their own `shoal.node` label, and a fixture force-removes them
+all afterwards, pass or fail.  A stalled engine is simulated by a Unix
+socket that accepts connections and never answers (switchable to a plain
+proxy to the real engine, to show recovery).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from auction.claims import Ballot, Claim
+from auction.spec import validate
+from node.runtime import (
+    DockerRuntime, DockerRuntimeConfig, RollingView, container_name, normalize_image, rolling_allowed,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SOCK = "/var/run/docker.sock"
+IMAGE = "shoal-demo:latest"
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="starts dockerd: needs root")
+_ids = itertools.count()
+
+
+# ---- pure helpers (no docker) -----------------------------------------------------------
+
+
+def test_names_and_image_refs():
+    assert container_name("web/3", 7) == "shoal-web-3-7"
+    assert normalize_image("busybox") == "busybox:latest"
+    assert normalize_image("docker.io/library/busybox:1.36") == "busybox:1.36"
+    assert normalize_image("registry.local:5000/team/app") == "registry.local:5000/team/app:latest"
+    assert normalize_image("registry.local:5000/team/app:2") == "registry.local:5000/team/app:2"
+
+
+def test_rolling_goes_one_slot_at_a_time():
+    old = RollingView(has_old=True, has_new=False, new_running=False)
+    fresh = RollingView(has_old=False, has_new=False, new_running=False)
+    both = RollingView(has_old=True, has_new=True, new_running=False)
+    done = RollingView(has_old=False, has_new=True, new_running=True)
+    assert rolling_allowed({"a/0": old, "a/1": old, "a/2": fresh}) == {"a/0", "a/2"}
+    assert rolling_allowed({"a/0": both, "a/1": old}) == set()
+    assert rolling_allowed({"a/0": done, "a/1": old, "a/10": old}) == {"a/1"}
+    assert rolling_allowed({"a/0": done, "a/1": done}) == set()
+
+
+# ---- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def engine():
+    if os.geteuid() != 0:
+        pytest.skip("starts dockerd: needs root")
+    for script in ("docker-up", "build-image"):
+        out = subprocess.run([str(ROOT / "scripts" / script)], capture_output=True, text=True,
+                             timeout=600, stdin=subprocess.DEVNULL)
+        assert out.returncode == 0, f"scripts/{script} failed:\n{out.stderr}"
+    import docker
+    client = docker.DockerClient(base_url=f"unix://{SOCK}", version="1.41", timeout=60)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def node(engine):
+    """A node name of our own; every container labelled with it is removed afterwards."""
+    name = f"rt{os.getpid()}-{next(_ids)}"
+    yield name
+    for c in engine.containers.list(all=True, filters={"label": f"shoal.node={name}"}):
+        try:
+            c.remove(force=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def spec(**kw):
+    d = {"name": "web", "image": IMAGE, "command": ["sleep", "600"], "cpu": 0.25, "memory": "32MiB"}
+    d.update(kw)
+    return validate(d)
+
+
+def claim(node, sp, index=0, rnd=1, coord="c1"):
+    return Claim(f"{sp.name}/{index}", Ballot(rnd, coord), node, False, sp.container_hash(), sp.demand())
+
+
+def ours(engine, node, **filters):
+    """Our node's containers, inspected (a container removed between the
+    listing and its inspection makes the SDK raise NotFound: list again)."""
+    import docker.errors
+    f = {"label": f"shoal.node={node}"}
+    f.update(filters)
+    for _ in range(20):
+        try:
+            return engine.containers.list(all=True, filters=f)
+        except docker.errors.NotFound:
+            time.sleep(0.05)
+    return engine.containers.list(all=True, filters=f)
+
+
+async def until(pred, timeout=30.0, step=0.1):
+    """Await pred() (sync or async) becoming truthy; return its value."""
+    with trio.fail_after(timeout):
+        while True:
+            v = pred()
+            if hasattr(v, "__await__"):
+                v = await v
+            if v:
+                return v
+            await trio.sleep(step)
+
+
+def fast(**kw):
+    base = dict(resync_interval_s=0.5, adopt_grace_s=0.0, stop_timeout_s=1, call_timeout_s=20.0)
+    base.update(kw)
+    return DockerRuntimeConfig(**base)
+
+
+async def running(rt, slot):
+    return [p for p in await rt.ps() if p["slot"] == slot and p["state"] == "running"]
+
+
+# ---- the runtime on a real engine -------------------------------------------------------------
+
+
+@needs_root
+async def test_start_applies_labels_limits_and_network(engine, node):
+    rt = DockerRuntime(node, fast())
+    sp = spec(env={"GREETING": "hi"}, cpu=0.5, memory="48MiB")
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        c = claim(node, sp, index=2, rnd=7, coord="coord-a")
+        rt.start(c, sp)
+        await until(lambda: running(rt, "web/2"))
+        [ctr] = ours(engine, node)
+        attrs = ctr.attrs
+        assert ctr.name == "shoal-web-2-7"
+        assert attrs["Config"]["Labels"] == {
+            "shoal.job": "web", "shoal.slot": "web/2", "shoal.ballot": "7/coord-a",
+            "shoal.node": node, "shoal.spec_hash": sp.container_hash()}
+        hc = attrs["HostConfig"]
+        assert hc["NanoCpus"] == 500_000_000
+        assert hc["Memory"] == 48 * 1024 * 1024
+        assert hc["NetworkMode"] == "none"
+        assert hc["RestartPolicy"]["Name"] in ("no", "")
+        assert attrs["Config"]["Cmd"] == ["sleep", "600"]
+        assert "GREETING=hi" in attrs["Config"]["Env"]
+        # the limits are real: the container's own cgroup says so
+        out = ctr.exec_run(["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).output
+        assert int(out) == 48 * 1024 * 1024
+        assert rt.health() == (True, "")
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_stop_removes_and_logs_are_readable(engine, node):
+    rt = DockerRuntime(node, fast())
+    sp = spec(command=["sh", "-c", "echo hello; echo oops >&2; sleep 600"])
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(claim(node, sp), sp)
+        await until(lambda: running(rt, "web/0"))
+        got = b""
+        with trio.fail_after(10):
+            async for chunk in rt.logs("web/0", follow=True):
+                got += chunk
+                if b"hello" in got and b"oops" in got:
+                    break
+        rt.stop("web/0", "test")
+        await until(lambda: not ours(engine, node), timeout=20)
+        with pytest.raises(LookupError):
+            async for _ in rt.logs("web/0"):
+                pass
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_agent_restart_adopts_running_containers(engine, node):
+    sp = spec()
+    c = claim(node, sp)
+    rt1 = DockerRuntime(node, fast())
+    async with trio.open_nursery() as n:
+        await n.start(rt1.run)
+        rt1.start(c, sp)
+        await until(lambda: running(rt1, "web/0"))
+        n.cancel_scope.cancel()
+    [before] = ours(engine, node)
+    started = before.attrs["State"]["StartedAt"]
+
+    # A new runtime (the agent restarted): within its grace it removes nothing,
+    # and once the claim is replayed it keeps the very same container running.
+    rt2 = DockerRuntime(node, fast(adopt_grace_s=30.0))
+    async with trio.open_nursery() as n:
+        await n.start(rt2.run)
+        await rt2.wait_ready()
+        await trio.sleep(1.0)
+        assert [x.id for x in ours(engine, node)] == [before.id]
+        rt2.start(c, sp)
+        await trio.sleep(1.5)
+        [after] = ours(engine, node)
+        assert after.id == before.id
+        assert after.attrs["State"]["StartedAt"] == started
+        assert after.status == "running"
+        assert rt2.slot_status("web/0")["restarts"] == 0
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_orphans_go_after_grace_and_stale_ballots_at_once(engine, node):
+    sp = spec()
+    rt1 = DockerRuntime(node, fast())
+    async with trio.open_nursery() as n:
+        await n.start(rt1.run)
+        rt1.start(claim(node, sp, index=0), sp)
+        rt1.start(claim(node, sp, index=1, rnd=1), sp)
+        await until(lambda: len(ours(engine, node, status="running")) == 2)
+        n.cancel_scope.cancel()
+
+    rt2 = DockerRuntime(node, fast(adopt_grace_s=60.0))
+    async with trio.open_nursery() as n:
+        await n.start(rt2.run)
+        # slot 1 was re-awarded to us under a newer ballot: the old one goes now
+        rt2.start(claim(node, sp, index=1, rnd=3, coord="c2"), sp)
+        await until(lambda: {c.name for c in ours(engine, node)} == {"shoal-web-0-1", "shoal-web-1-3"})
+        # slot 0 is no longer ours, but only desired_complete() ends the grace
+        await trio.sleep(1.0)
+        assert "shoal-web-0-1" in {c.name for c in ours(engine, node)}
+        rt2.desired_complete()
+        await until(lambda: {c.name for c in ours(engine, node)} == {"shoal-web-1-3"})
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_on_failure_restarts_with_backoff_then_gives_up(engine, node):
+    gave_up = []
+    rt = DockerRuntime(node, fast(), on_give_up=lambda s, r: gave_up.append((s, r)))
+    sp = spec(command=["sh", "-c", "exit 3"],
+              restart={"policy": "on-failure", "max_attempts": 3, "backoff_s": 0.3, "max_backoff_s": 5})
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        t0 = trio.current_time()
+        rt.start(claim(node, sp), sp)
+        await until(lambda: gave_up, timeout=30)
+        st = rt.slot_status("web/0")
+        assert st["restarts"] == 3
+        assert gave_up == [("web/0", gave_up[0][1])]
+        assert "exited 3" in gave_up[0][1] and "exhausted" in gave_up[0][1]
+        # backoff 0.3, 0.6, 1.2 s: each gap at least as long as its delay
+        times = [t0] + st["restart_times"]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert gaps[1] >= 0.6 and gaps[2] >= 1.2, gaps
+        # the slot stays given up (no more restarts) until the core stops it
+        await trio.sleep(1.5)
+        assert rt.slot_status("web/0")["restarts"] == 3
+        rt.stop("web/0", "released")
+        await until(lambda: not ours(engine, node))
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_always_restarts_and_a_crash_loop_gives_up(engine, node):
+    gave_up = []
+    rt = DockerRuntime(node, fast(crash_loop_failures=4, crash_loop_window_s=60),
+                       on_give_up=lambda s, r: gave_up.append((s, r)))
+    sp = spec(command=["sh", "-c", "sleep 0.2; exit 1"],
+              restart={"policy": "always", "backoff_s": 0.1, "max_backoff_s": 0.4})
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(claim(node, sp), sp)
+        await until(lambda: gave_up, timeout=30)
+        assert "crash loop" in gave_up[0][1]
+        assert rt.slot_status("web/0")["restarts"] == 3
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_never_leaves_an_exited_container_alone(engine, node):
+    gave_up = []
+    rt = DockerRuntime(node, fast(), on_give_up=lambda s, r: gave_up.append((s, r)))
+    sp = spec(command=["sh", "-c", "exit 2"], restart={"policy": "never"})
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(claim(node, sp), sp)
+        await until(lambda: (rt.slot_status("web/0") or {}).get("done"))
+        await trio.sleep(1.0)
+        assert rt.slot_status("web/0")["restarts"] == 0 and not gave_up
+        [c] = ours(engine, node)
+        assert c.status == "exited" and c.attrs["State"]["ExitCode"] == 2
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_unhealthy_by_spec_probe_counts_as_failed(engine, node):
+    rt = DockerRuntime(node, fast())
+    # healthy for ~2 s, then the probe's file goes away
+    sp = spec(command=["sh", "-c", "touch /tmp/ok; sleep 2; rm /tmp/ok; sleep 600"],
+              health={"command": ["test", "-e", "/tmp/ok"], "interval_s": 1, "timeout_s": 1, "retries": 1},
+              restart={"policy": "always", "backoff_s": 0.1})
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(claim(node, sp), sp)
+        await until(lambda: (rt.slot_status("web/0") or {}).get("restarts", 0) >= 1, timeout=30)
+        assert rt.slot_status("web/0")["last_exit"] == "unhealthy"
+        [c] = ours(engine, node)
+        assert c.attrs["Config"]["Healthcheck"]["Test"] == ["CMD", "test", "-e", "/tmp/ok"]
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_image_healthcheck_is_used_when_the_spec_has_none(engine, node):
+    rt = DockerRuntime(node, fast())
+    # shoal-demo:healthy is healthy while /tmp/healthy exists; this command never makes it
+    sp = spec(image="shoal-demo:healthy", restart={"policy": "always", "backoff_s": 0.1})
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(claim(node, sp), sp)
+        await until(lambda: (rt.slot_status("web/0") or {}).get("restarts", 0) >= 1, timeout=30)
+        assert rt.slot_status("web/0")["last_exit"] == "unhealthy"
+        n.cancel_scope.cancel()
+
+    rt = DockerRuntime(node + "h", fast())
+    ok = spec(image="shoal-demo:healthy", command=["sh", "-c", "touch /tmp/healthy; sleep 600"])
+    try:
+        async with trio.open_nursery() as n:
+            await n.start(rt.run)
+            rt.start(claim(node + "h", ok), ok)
+            await until(lambda: [p for p in rt._actual.values() if p.health == "healthy"], timeout=20)
+            n.cancel_scope.cancel()
+    finally:
+        for c in ours(engine, node + "h"):
+            c.remove(force=True)
+
+
+@needs_root
+async def test_missing_image_is_declined_and_given_up(engine, node):
+    gave_up = []
+    rt = DockerRuntime(node, fast(), on_give_up=lambda s, r: gave_up.append((s, r)))
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        await rt.wait_ready()
+        assert rt.image_present(IMAGE) and rt.image_present("shoal-demo")
+        assert not rt.image_present("shoal-missing:nope")
+        assert "not on node" in rt.image_problem("shoal-missing:nope")
+        assert rt.image_problem(IMAGE) is None
+        sp = spec(image="shoal-missing:nope")
+        rt.start(claim(node, sp), sp)
+        await until(lambda: gave_up)
+        assert "shoal-missing:nope" in gave_up[0][1]
+        assert not ours(engine, node)
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_spec_change_replaces_one_slot_at_a_time(engine, node):
+    rt = DockerRuntime(node, fast(resync_interval_s=0.3))
+    a = spec(env={"V": "1"})
+    b = spec(env={"V": "2"})
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        for i in range(3):
+            rt.start(claim(node, a, index=i), a)
+        await until(lambda: len(ours(engine, node, status="running")) == 3)
+        for i in range(3):
+            rt.start(claim(node, b, index=i), b)
+        worst_doubled, min_running = 0, 3
+        with trio.fail_after(60):
+            while True:
+                cs = ours(engine, node)
+                per_slot = {}
+                for c in cs:
+                    per_slot.setdefault(c.labels["shoal.slot"], []).append(c)
+                worst_doubled = max(worst_doubled, sum(1 for v in per_slot.values() if len(v) > 1))
+                min_running = min(min_running, len({c.labels["shoal.slot"] for c in cs if c.status == "running"}))
+                if len(cs) == 3 and all(c.labels["shoal.spec_hash"] == b.container_hash() and c.status == "running"
+                                        for c in cs):
+                    break
+                await trio.sleep(0.05)
+        assert worst_doubled <= 1          # one slot at a time
+        assert min_running == 3            # every slot kept a running container throughout
+        n.cancel_scope.cancel()
+
+
+# ---- a stalled engine --------------------------------------------------------------------------
+
+
+class StallingEngine:
+    """A Unix socket that, while `stalled`, accepts connections and never
+    answers (like dockerd with calls stuck on lost exit events); otherwise
+    it forwards bytes to the real engine."""
+
+    def __init__(self, path: str, upstream: str = SOCK) -> None:
+        self.path, self.upstream = path, upstream
+        self.stalled = True
+        self._held: list[socket.socket] = []
+        self._srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._srv.bind(path)
+        self._srv.listen(64)
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._srv.accept()
+            except OSError:
+                return
+            if self.stalled:
+                self._held.append(conn)
+                continue
+            up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            up.connect(self.upstream)
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._closed = True
+        self._srv.close()
+        for c in self._held:
+            c.close()
+        os.unlink(self.path)
+
+
+@needs_root
+async def test_a_stalled_engine_marks_the_runtime_unhealthy_and_it_recovers(engine, node, tmp_path):
+    fake = StallingEngine(str(tmp_path / "stalled.sock"))
+    changes = []
+    cfg = fast(docker_host=f"unix://{fake.path}", call_timeout_s=0.5, failure_threshold=2,
+               resync_interval_s=0.3)
+    rt = DockerRuntime(node, cfg, on_health=lambda ok, why: changes.append((ok, why)))
+    try:
+        async with trio.open_nursery() as n:
+            await n.start(rt.run)
+            sp = spec()
+            rt.start(claim(node, sp), sp)   # must not block, whatever the engine does
+            # the trio loop stays responsive while calls hang
+            worst = 0.0
+            t_end = trio.current_time() + 3.0
+            while trio.current_time() < t_end:
+                t = time.monotonic()
+                await trio.sleep(0.01)
+                worst = max(worst, time.monotonic() - t)
+            assert worst < 0.5
+            ok, why = rt.health()
+            assert not ok and "timed out" in why, why
+            assert changes and changes[0][0] is False
+            assert rt.stats()["lingering_threads"] >= 1
+
+            fake.stalled = False
+            await until(lambda: rt.health()[0], timeout=30)
+            assert changes[-1] == (True, "")
+            # and the work that waited gets done
+            await until(lambda: ours(engine, node, status="running"), timeout=30)
+            n.cancel_scope.cancel()
+    finally:
+        fake.close()
