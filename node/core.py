@@ -274,7 +274,10 @@ class NodeCore:
         try:
             msg = wire.decode(data, self.cfg.max_spec_bytes)
         except wire.WireError:
+            # Not ours: pass it on, the driver may speak other protocols over
+            # user messages (the agent's cluster-wide key rotation does).
             self._count("node_message_invalid")
+            self._emit(UserBroadcast(origin, data) if broadcast else UserMessage(origin, data))
             return
         match msg:
             case wire.EntryBroadcast(entry):
