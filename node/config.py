@@ -22,12 +22,31 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
     state_dir     directory for keyring.json and agent.json (addresses of a
                   running agent, for scripts and tests)    default: none
     api           HOST:PORT of the HTTP API                default: 127.0.0.1:7980
-    label         cluster label (<= 255 bytes)             default: "" (none)
+    label         cluster label (<= 255 bytes; flag        default: "" (none)
+                  --cluster-label)
     api_token     bearer token the API requires            default: none
     log_level     DEBUG | INFO | WARNING | ERROR           default: INFO
     tags          table of extra string tags (Serf-style)  default: {}
                   (with role=shoal and api=<api address>, which the agent
                   adds, they must fit memberlist's 512-byte metadata)
+    labels        node labels for placement constraints    default: {} (the agent
+                  and spread, table of strings (flag        adds arch=<machine>
+                  --label KEY=VALUE, repeatable)            unless given)
+    cpus          cores offered to jobs, replacing the     default: measured
+                  measurement ("2", 1.5, "500m")
+    memory        memory offered to jobs ("4GiB")          default: measured
+    reserve_cpus  host reserve subtracted from cpus        default: node.probe
+    reserve_memory  host reserve subtracted from memory    default: node.probe
+    runtime       container runtime: fake | docker         default: fake
+                  (fake records start/stop only; see node/runtime_fake.py)
+
+Capacity: what the agent publishes is (cpus, memory) minus the reserve, as
+node/probe.py computes it; `reserve_cpus = 0` and `reserve_memory = 0` with
+declared cpus/memory publish exactly the declared machine (several agents
+on one host acting as several machines).  Node labels follow the constraint
+syntax of job specs (auction/spec.py): keys of letters, digits, `. _ / -`,
+values of letters, digits and `. _ : / @ + -`, at most 63 characters each,
+at most 32 labels, and they must fit the node's status record together.
 
 Advertise address: when `advertise` is unset we advertise the bind host,
 unless that is a wildcard (0.0.0.0 or ::); then we take the first IPv4 address
@@ -58,7 +77,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from auction.resources import Resources, UnitError, parse_cpu, parse_memory
+from auction.spec import label_key_problem, label_value_problem
 from gossip.config import LABEL_MAX_BYTES, PRESETS
+from gossip.swim import PAYLOAD_MAX_BYTES
+from node.status import NodeStatus
 from node.tags import TagsTooLarge, encode_tags
 
 DEFAULT_GOSSIP_PORT = 7946
@@ -68,6 +91,12 @@ DEFAULT_API_PORT = 7980
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 KEY_SIZES = (16, 24, 32)
 NAME_MAX_BYTES = 255
+RUNTIMES = ("fake", "docker")
+MAX_NODE_LABELS = 32  # as node.status.MAX_LABELS
+# A node's status record must fit one gossip payload (1 KiB); its labels get
+# what is left after the name, the numbers, the digests and an unhealthy
+# reason of up to this many bytes.
+STATUS_REASON_ROOM_BYTES = 200
 
 
 class ConfigError(ValueError):
@@ -115,6 +144,12 @@ class AgentConfig:
     api_token: str | None = None
     log_level: str = "INFO"
     tags: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()  # node labels, sorted by key
+    cpu_millis: int | None = None  # declared capacity (None: measure)
+    memory_bytes: int | None = None
+    reserve_cpu_millis: int | None = None  # host reserve (None: node.probe's default)
+    reserve_memory_bytes: int | None = None
+    runtime: str = "fake"
 
     @property
     def encrypted(self) -> bool:
@@ -183,7 +218,11 @@ def _ip_literal(host: str) -> bool:
 
 # ---- loading ----------------------------------------------------------------
 
-_FIELD_NAMES = {f.name for f in fields(AgentConfig)}
+# Setting names (TOML keys and flag names): the fields, except that amounts
+# are given with units and stored in the field named with the unit.
+_AMOUNTS = {"cpus": "cpu_millis", "memory": "memory_bytes",
+            "reserve_cpus": "reserve_cpu_millis", "reserve_memory": "reserve_memory_bytes"}
+_FIELD_NAMES = ({f.name for f in fields(AgentConfig)} - set(_AMOUNTS.values())) | set(_AMOUNTS)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -298,10 +337,67 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
         except TagsTooLarge as e:
             raise ConfigError("tags", str(e)) from None
         kw["tags"] = tuple(sorted(tags.items()))
+    labels = values.get("labels")
+    if labels is not None:
+        kw["labels"] = parse_labels(labels, kw.get("name") or socket.gethostname())
+    for setting, field_name in _AMOUNTS.items():
+        v = values.get(setting)
+        if v is None:
+            continue
+        try:
+            kw[field_name] = parse_cpu(v) if "cpu" in setting else parse_memory(v)
+        except UnitError as e:
+            raise ConfigError(setting, str(e)) from None
+    if (v := text("runtime")) is not None:
+        if v not in RUNTIMES:
+            raise ConfigError("runtime", f"unknown runtime {v!r}; choose one of {', '.join(RUNTIMES)}")
+        kw["runtime"] = v
     cfg = AgentConfig(**kw)
     if not cfg.api.is_loopback and cfg.api_token is None:
         raise ConfigError("api", f"refusing to serve the API on non-loopback {cfg.api} without api_token")
     return cfg
+
+
+def parse_labels(labels: Any, node_name: str = "") -> tuple[tuple[str, str], ...]:
+    """Node labels from a TOML table or from `--label KEY=VALUE` flags,
+    validated as constraints see them; sorted by key."""
+    if isinstance(labels, (list, tuple)):
+        pairs: dict[str, str] = {}
+        for item in labels:
+            if not isinstance(item, str) or "=" not in item:
+                raise ConfigError("labels", f"expected KEY=VALUE, got {item!r} "
+                                            "(the cluster label is --cluster-label)")
+            k, _, v = item.partition("=")
+            k, v = k.strip(), v.strip()
+            if k in pairs:
+                raise ConfigError("labels", f"label {k!r} given twice")
+            pairs[k] = v
+        labels = pairs
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                               for k, v in labels.items()):
+        raise ConfigError("labels", "expected a table of string values")
+    if len(labels) > MAX_NODE_LABELS:
+        raise ConfigError("labels", f"{len(labels)} labels; at most {MAX_NODE_LABELS}")
+    for k, v in labels.items():
+        if problem := label_key_problem(k):
+            raise ConfigError("labels", f"key {problem}")
+        if problem := label_value_problem(v):
+            raise ConfigError("labels", f"{k}: value {problem}")
+    check_status_size(node_name, labels)
+    return tuple(sorted(labels.items()))
+
+
+def check_status_size(node_name: str, labels: dict[str, str]) -> None:
+    """Raise ConfigError if a status record with these labels (and the
+    largest numbers, digests and agent version it can carry) would not fit
+    one gossip payload."""
+    big = Resources(1 << 62, 1 << 62, 1 << 62)
+    probe = NodeStatus(node_name, big, big, dict(labels), True, False, "", "0.0.0-dev+" + "x" * 16,
+                       bytes(16), 1 << 31, bytes(16))
+    size = len(probe.encode()) + STATUS_REASON_ROOM_BYTES
+    if size > PAYLOAD_MAX_BYTES:
+        raise ConfigError("labels", f"the node status record would be {size} bytes with these labels "
+                                    f"(and name); it must fit {PAYLOAD_MAX_BYTES}")
 
 
 # ---- derived addresses --------------------------------------------------------

@@ -138,3 +138,41 @@ def test_advertise_address():
     host = advertise_address(cfg, 7946).host
     assert host != "0.0.0.0"
     assert host == "127.0.0.1" or not host.startswith("127.")
+
+
+def test_node_labels_capacity_and_runtime(tmp_path):
+    cfg = load_config(None, {"labels": ("rack=r1", "zone=z-2"), "cpus": "1.5", "memory": "2GiB",
+                             "reserve_cpus": "0", "reserve_memory": "0", "runtime": "fake"})
+    assert cfg.labels == (("rack", "r1"), ("zone", "z-2"))
+    assert (cfg.cpu_millis, cfg.memory_bytes) == (1500, 2 << 30)
+    assert (cfg.reserve_cpu_millis, cfg.reserve_memory_bytes) == (0, 0)
+    assert cfg.runtime == "fake"
+    # the file: labels as a table, amounts with units; the cluster label stays `label`
+    path = write(tmp_path, 'label = "prod"\ncpus = 4\nmemory = "8GiB"\nruntime = "docker"\n'
+                           '[labels]\nrack = "a"\n')
+    cfg = load_config(path)
+    assert cfg.label == "prod" and cfg.labels == (("rack", "a"),)
+    assert (cfg.cpu_millis, cfg.memory_bytes, cfg.runtime) == (4000, 8 << 30, "docker")
+    defaults = load_config()
+    assert defaults.labels == () and defaults.cpu_millis is None and defaults.runtime == "fake"
+
+
+@pytest.mark.parametrize(
+    "flags, field, words",
+    [
+        ({"labels": ["rack"]}, "labels", "KEY=VALUE"),  # the old cluster-label spelling
+        ({"labels": ["rack=a b"]}, "labels", "rack"),
+        ({"labels": ["-rack=a"]}, "labels", "key"),
+        ({"labels": ["rack=a", "rack=b"]}, "labels", "twice"),
+        ({"labels": [f"k{i}=v" for i in range(33)]}, "labels", "at most 32"),
+        ({"labels": [f"key{i}={'v' * 60}" for i in range(20)]}, "labels", "bytes"),  # status record too big
+        ({"cpus": "lots"}, "cpus", "number"),
+        ({"memory": "12 parsecs"}, "memory", "unit"),
+        ({"reserve_memory": "-1GiB"}, "reserve_memory", ""),
+        ({"runtime": "podman"}, "runtime", "fake, docker"),
+    ],
+)
+def test_new_settings_errors_name_the_field(flags, field, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, flags)
+    assert e.value.field == field and words in str(e.value)
