@@ -83,9 +83,10 @@ default).
 from __future__ import annotations
 
 import collections
-import inspect
 import hashlib
+import inspect
 import logging
+import os
 import re
 import threading
 import time
@@ -150,9 +151,18 @@ class Runtime(Protocol):
 # ---- configuration and pure helpers ---------------------------------------------------
 
 
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+def default_docker_host() -> str:
+    """$SHOAL_DOCKER_HOST if set (the testbed gives each agent its own
+    dockerd this way), else Docker's default socket."""
+    return os.environ.get("SHOAL_DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
 @dataclass(frozen=True, slots=True)
 class DockerRuntimeConfig:
-    docker_host: str = "unix:///var/run/docker.sock"
+    docker_host: str = field(default_factory=default_docker_host)
     api_version: str = API_VERSION
     call_timeout_s: float = 10.0        # each call, from the awaiting side
     pull_timeout_s: float = 300.0
@@ -305,6 +315,8 @@ class _Container:
 class DockerRuntime:
     """Runs this node's replicas as Docker containers (see the module doc)."""
 
+    kind = "docker"
+
     def __init__(self, node: str, cfg: DockerRuntimeConfig | None = None, *,
                  on_give_up: Callable[[str, str], Any] | None = None,
                  on_health: Callable[[bool, str], Any] | None = None,
@@ -395,7 +407,7 @@ class DockerRuntime:
     def stats(self) -> dict[str, Any]:
         with self._lingering_lock:
             lingering = self._lingering
-        return {"healthy": self._healthy, "reason": self._health_reason, "desired": len(self._desired),
+        return {"kind": self.kind, "docker_host": self.cfg.docker_host, "healthy": self._healthy, "reason": self._health_reason, "desired": len(self._desired),
                 "containers": len(self._actual), "passes": self._passes,
                 "events_seen": self._events_seen, "events_dropped": self._events_dropped,
                 "lingering_threads": lingering, "engine_failures_in_row": self._failures_in_row}
