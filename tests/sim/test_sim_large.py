@@ -8,9 +8,11 @@ which is cheap at 1,000 nodes; crash detection with core.member() lookups.
 
 N=1,000 is gated behind SHOAL_SIM_1000=1 for now: a cold bootstrap of 1,000
 lan-preset nodes makes every node retransmit every other node's Alive
-retransmit_limit(1000) = 16 times (about 16 million message deliveries in the
-first minute), and the pure-Python core currently needs minutes of wall time
-for that (see scripts/bench/sim_gossip.py).  N=200 runs by default.
+retransmit_limit(1000) = 16 times (some 800k compound datagrams carrying
+millions of messages in the first minute), and the pure-Python core needs
+about 860 s of CPU for those 60 virtual seconds (scripts/bench/sim_gossip.py:
+all-alive at 33.6 virtual s, seed 1), nearly all of it in LZW and the msgpack
+codec.  N=200 runs by default (~20 s).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ LAN = preset("lan")
 SEED = 21
 BIG = pytest.mark.skipif(
     not os.environ.get("SHOAL_SIM_1000"),
-    reason="N=1000 cold bootstrap takes minutes with the current pure-Python core; set SHOAL_SIM_1000=1",
+    reason="N=1000 cold bootstrap takes ~15 min of CPU with the current pure-Python core; set SHOAL_SIM_1000=1",
 )
 SIZES = [200, pytest.param(1000, marks=BIG)]
 
