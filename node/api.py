@@ -1,17 +1,47 @@
 """The agent's HTTP API: Starlette routes served by hypercorn on trio.
 
 How this works: `build_app(agent)` returns a Starlette app whose handlers
-never touch the gossip core themselves: every read or change goes through
-`Agent.call` / the agent's helpers, which run inside the pump task.
+never touch the node core themselves: every read or change goes through
+`Agent.call` / the agent's helpers, which run inside the pump task (reads
+render a whole answer from one snapshot: node/views.py).
 `serve_api()` runs it with `hypercorn.trio.serve` until the agent sets its
 shutdown event (a graceful stop of at most ~1 s), and reports the bound URL
 through `task_status` (so `--api 127.0.0.1:0` works).
 
 Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
 
-    GET  /v1/agent/self     this agent: name, addresses, profile, health, stats
+    GET  /v1/agent/self     this agent: name, addresses, profile, health, stats,
+                            capacity, allocated, free, labels, drained, runtime
     GET  /v1/members        [{name, addr, port, status, state, incarnation,
-                              tags, meta, health, vsn, since_s}]
+                              tags, meta, health, vsn, since_s}]        (blocking)
+    GET  /v1/nodes          [{name, addr, port, status (alive/suspect/failed/
+                              left), api, capacity, allocated, free (each
+                              {cpu_millis, memory_bytes, disk_bytes, text}),
+                              labels, drained, healthy, eligible, health,
+                              agent_version, jobs}]                       (blocking)
+    GET  /v1/nodes/NAME     one of those, 404 if unknown                  (blocking)
+    POST /v1/nodes/NAME/drain, /v1/nodes/NAME/undrain
+                            set NAME's drain flag.  Only a node sets its own:
+                            for another node the request is forwarded to the
+                            API address in its `api` tag (answer passed
+                            through, with "forwarded_to"); 409 naming the agent
+                            to ask when that is impossible (not alive, API on
+                            its loopback), 502 if the forward fails
+    GET  /v1/jobs           [{name, image, replicas, placed, pending, cpu,
+                              memory, version}]                          (blocking)
+    POST /v1/jobs           body: the job spec as JSON (docs/jobspec.md);
+                            201 {name, index, durable, version} once the write
+                            is durable here; 400 {error, problems: [{path,
+                            message}]} for an invalid spec (every problem);
+                            413 for a body over 64 KiB + slack or a spec over
+                            64 KiB; 409 at the job-count bound; 503 if the
+                            write could not be made durable (not acknowledged)
+    GET  /v1/jobs/NAME      {name, spec, replicas, placed, pending, version,
+                             slots: [{index, slot, node, ballot {round,
+                             coordinator}, coordinator, state placed|pending,
+                             reason}], extra: [slots being retired]}      (blocking)
+    DELETE /v1/jobs/NAME    stop the job (a tombstone); 200 {name, stopped,
+                            index} once durable, 404 if no such job
     POST /v1/agent/join     {"addresses": ["HOST[:PORT]", ...]} -> {"joined": n, "errors": {...}}
                             (502 when none could be joined)
     POST /v1/agent/leave    leave the cluster gracefully, then the agent exits
@@ -21,9 +51,17 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             unless "local" is true
     GET  /v1/metrics        Prometheus text format
     GET  /v1/events         NDJSON stream of events (?history=0 to skip the
-                            recent ones already buffered)
+                            recent ones already buffered): member_*, node_status,
+                            job_updated/job_deleted, claim, auction_closed,
+                            award_accepted, replica_start/replica_stop,
+                            slot_pending, join, key, user_*
     PUT  /v1/agent/fault    {"delay_ms": N}: testbed fault hook, adds N ms
                             before every outgoing UDP datagram (0 turns it off)
+
+Blocking queries (marked above): the answer carries `X-Shoal-Index`, the
+agent-local index of that resource (node/blocking.py).  With `?index=N` the
+request answers at once if the index is past N, else waits until it is or
+`?wait=` runs out (`5s`, `250ms`, `2m`; default and cap 5 minutes).
 
 Auth: when the agent has an `api_token`, every request must carry
 `Authorization: Bearer <token>` or `X-Shoal-Token: <token>` (compared in
@@ -37,7 +75,9 @@ import hmac
 import json
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
+import httpx
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
@@ -47,10 +87,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from node.config import ConfigError, DEFAULT_GOSSIP_PORT, parse_host_port
+from auction.spec import MAX_SPEC_BYTES, Problem, SpecError, validate
+from node import views
+from node.blocking import parse_index, parse_wait
+from node.config import ConfigError, DEFAULT_GOSSIP_PORT, HostPort, parse_host_port
+from node.core import JobLimitError
 from node.eventlog import TooManySubscribers
 from node.keys import ACTIONS, KeyOpError, parse_key
 from node.metrics import CONTENT_TYPE
+from node.tags import decode_tags
 
 if TYPE_CHECKING:
     from node.agent import Agent
@@ -58,8 +103,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("shoal.api")
 
 MAX_BODY_BYTES = 64 * 1024
+# A job spec is bounded at 64 KiB as compact JSON; the body may be
+# pretty-printed, so it gets some slack before we stop reading it.
+MAX_JOB_BODY_BYTES = MAX_SPEC_BYTES + 16 * 1024
 MAX_JOIN_ADDRESSES = 64
 MAX_FAULT_DELAY_MS = 60_000
+FORWARD_TIMEOUT_S = 10.0
+FORWARDED_HEADER = "X-Shoal-Forwarded-By"
+INDEX_HEADER = "X-Shoal-Index"
 
 
 class ApiError(Exception):
@@ -74,10 +125,23 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, reading no more than limit + 1 bytes (413 beyond)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body is {declared} bytes; the limit is {limit}", limit_bytes=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body larger than {limit} bytes", limit_bytes=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    body = await _read_body(request, MAX_BODY_BYTES)
     if not body:
         return {}
     try:
@@ -100,8 +164,174 @@ async def agent_self(request: Request) -> Response:
     return JSONResponse(await _agent(request).self_info())
 
 
+async def _blocking_read(request: Request, resource: str, fn) -> tuple[int, Any]:
+    """Wait as a blocking query asks (?index=&wait=), then read (index, fn(core, now))."""
+    try:
+        index = parse_index(request.query_params.get("index"))
+        wait_s = parse_wait(request.query_params.get("wait"))
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+    agent = _agent(request)
+    if index is not None:
+        await agent.indexes.wait_past(resource, index, wait_s)
+    return await agent.read(resource, fn)
+
+
+def _indexed(body: Any, index: int, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status_code, headers={INDEX_HEADER: str(index)})
+
+
 async def members(request: Request) -> Response:
-    return JSONResponse(await _agent(request).members())
+    index, body = await _blocking_read(
+        request, "members", lambda core, now: [views.member_view(m, now) for m in core.swim.members()])
+    return _indexed(body, index)
+
+
+async def nodes(request: Request) -> Response:
+    index, body = await _blocking_read(request, "nodes", views.nodes_view)
+    return _indexed(body, index)
+
+
+async def node(request: Request) -> Response:
+    name = request.path_params["name"]
+    index, body = await _blocking_read(request, "nodes", lambda core, now: views.one_node_view(core, name, now))
+    if body is None:
+        return _indexed({"error": f"no node named {name!r} is known to this agent"}, index, 404)
+    return _indexed(body, index)
+
+
+async def drain(request: Request) -> Response:
+    return await _set_drained(request, True)
+
+
+async def undrain(request: Request) -> Response:
+    return await _set_drained(request, False)
+
+
+def _drain_target(core, name: str) -> dict[str, Any] | None:
+    m = core.swim.member(name)
+    if m is None:
+        return None
+    return {"status": views.member_view(m, 0.0)["status"], "addr": m.addr.host,
+            "api": decode_tags(m.meta).get("api")}
+
+
+async def _set_drained(request: Request, drained: bool) -> Response:
+    agent = _agent(request)
+    name = request.path_params["name"]
+    action = "drain" if drained else "undrain"
+    if name == agent.name:
+        view = await agent.set_drained(drained)
+        return JSONResponse({**view, "name": name, "drained": drained})
+    # Only a node sets its own drain flag (it publishes its status): forward.
+    target = await agent.call(lambda core, now: _drain_target(core, name))
+    if target is None:
+        raise ApiError(404, f"no node named {name!r} is known to this agent")
+    if request.headers.get(FORWARDED_HEADER):
+        raise ApiError(409, f"this agent is {agent.name!r}, not {name!r} (forwarded by "
+                            f"{request.headers[FORWARDED_HEADER]!r}); ask {name}'s own agent")
+    how = f"only {name}'s own agent can {action} it"
+    if target["status"] != "alive":
+        raise ApiError(409, f"{name} is {target['status']}; {how}")
+    url = _peer_api_url(target)
+    if url is None:
+        where = f" (its API listens on {target['api']}, not reachable from here)" if target["api"] else ""
+        raise ApiError(409, f"{how}; run the command against {name}'s agent{where}", node=name,
+                       api=target["api"])
+    headers = {FORWARDED_HEADER: agent.name}
+    auth = request.headers.get("authorization")
+    if auth:
+        headers["Authorization"] = auth
+    elif agent.config.api_token:
+        headers["Authorization"] = f"Bearer {agent.config.api_token}"
+    try:
+        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as client:
+            r = await client.post(f"{url}/v1/nodes/{quote(name, safe='')}/{action}", headers=headers)
+    except httpx.HTTPError as e:
+        raise ApiError(502, f"{how}; forwarding to its agent at {url} failed: {e or type(e).__name__}",
+                       node=name, api=url) from None
+    try:
+        body = r.json()
+    except ValueError:
+        body = {"error": r.text[:200]}
+    if isinstance(body, dict):
+        body["forwarded_to"] = url
+    return JSONResponse(body, status_code=r.status_code)
+
+
+def _peer_api_url(target: dict[str, Any]) -> str | None:
+    """http://HOST:PORT of a peer's API from its `api` tag, or None when it
+    cannot be reached from here (no tag, or loopback on another host)."""
+    if not target["api"]:
+        return None
+    try:
+        hp = parse_host_port(target["api"], "api")
+    except ConfigError:
+        return None
+    if hp.is_wildcard:
+        hp = HostPort(target["addr"], hp.port)
+    elif hp.is_loopback and not HostPort(target["addr"], 0).is_loopback:
+        return None
+    return f"http://{hp}"
+
+
+async def jobs(request: Request) -> Response:
+    index, body = await _blocking_read(request, "jobs", lambda core, now: views.jobs_view(core))
+    return _indexed(body, index)
+
+
+async def job(request: Request) -> Response:
+    name = request.path_params["name"]
+    index, body = await _blocking_read(request, "jobs", lambda core, now: views.job_detail(core, name))
+    if body is None:
+        return _indexed({"error": f"no job named {name!r}"}, index, 404)
+    return _indexed(body, index)
+
+
+def _spec_error(e: SpecError) -> Response:
+    # The size bound is 413, every other problem 400; both list the problems.
+    too_big = len(e.problems) == 1 and e.problems[0].path == "" and "the limit is" in e.problems[0].message
+    return JSONResponse(e.to_json(), status_code=413 if too_big else 400)
+
+
+async def submit_job(request: Request) -> Response:
+    from node.agent import StateWriteError
+
+    body = await _read_body(request, MAX_JOB_BODY_BYTES)
+    try:
+        try:
+            raw = json.loads(body)
+        except UnicodeDecodeError:
+            raise SpecError([Problem("", "body is not valid UTF-8")]) from None
+        except ValueError as e:
+            raise SpecError([Problem("", f"JSON syntax error: {e}")]) from None
+        except RecursionError:
+            raise SpecError([Problem("", "JSON is nested too deeply")]) from None
+        spec = validate(raw)
+    except SpecError as e:
+        return _spec_error(e)
+    try:
+        result = await _agent(request).submit_job(spec)
+    except JobLimitError as e:
+        raise ApiError(409, str(e)) from None
+    except ValueError as e:  # the spec size bound, as the core checks it
+        raise ApiError(413, str(e)) from None
+    except StateWriteError as e:
+        raise ApiError(503, str(e)) from None
+    return _indexed(result, result["index"], 201)
+
+
+async def stop_job(request: Request) -> Response:
+    from node.agent import JobNotFound, StateWriteError
+
+    name = request.path_params["name"]
+    try:
+        result = await _agent(request).stop_job(name)
+    except JobNotFound:
+        raise ApiError(404, f"no job named {name!r}") from None
+    except StateWriteError as e:
+        raise ApiError(503, str(e)) from None
+    return _indexed(result, result["index"])
 
 
 async def join(request: Request) -> Response:
@@ -136,7 +366,7 @@ async def leave(request: Request) -> Response:
 
 async def keys_list(request: Request) -> Response:
     agent = _agent(request)
-    return JSONResponse(await agent.call(lambda swim, now: agent.keys.listing()))
+    return JSONResponse(await agent.call(lambda core, now: agent.keys.listing()))
 
 
 async def keys_change(request: Request) -> Response:
@@ -236,6 +466,14 @@ def build_app(agent: "Agent") -> Any:
     routes = [
         Route("/v1/agent/self", agent_self, methods=["GET"]),
         Route("/v1/members", members, methods=["GET"]),
+        Route("/v1/nodes", nodes, methods=["GET"]),
+        Route("/v1/nodes/{name}", node, methods=["GET"]),
+        Route("/v1/nodes/{name}/drain", drain, methods=["POST"]),
+        Route("/v1/nodes/{name}/undrain", undrain, methods=["POST"]),
+        Route("/v1/jobs", jobs, methods=["GET"]),
+        Route("/v1/jobs", submit_job, methods=["POST"]),
+        Route("/v1/jobs/{name}", job, methods=["GET"]),
+        Route("/v1/jobs/{name}", stop_job, methods=["DELETE"]),
         Route("/v1/agent/join", join, methods=["POST"]),
         Route("/v1/agent/leave", leave, methods=["POST"]),
         Route("/v1/keys", keys_list, methods=["GET"]),

@@ -15,9 +15,16 @@ exits 1; an error answer from the agent is printed and exits 1.
     shoal agent [--name N] [--bind HOST:PORT] [--advertise HOST:PORT]
                 [--join HOST:PORT ...] [--profile lan|wan|local]
                 [--encrypt KEY] [--keyring-file PATH] [--state-dir DIR]
-                [--api HOST:PORT] [--api-token T] [--label L] [--tag K=V ...]
+                [--api HOST:PORT] [--api-token T] [--cluster-label L]
+                [--tag K=V ...] [--label K=V ...] [--cpus N] [--memory M]
+                [--reserve-cpus N] [--reserve-memory M] [--runtime fake|docker]
                 [--config FILE] [--log-level LEVEL]
     shoal members [--json]
+    shoal job run FILE                    submit a TOML job spec; prints its name
+    shoal job status [NAME] [--json]      all jobs, or one job's slots
+    shoal job stop NAME
+    shoal node status [NAME] [--json]     all nodes, or one node
+    shoal node drain NAME | undrain NAME
     shoal join ADDR...
     shoal leave
     shoal keys list | install KEY | use KEY | remove KEY   [--local]
@@ -32,6 +39,7 @@ import logging
 import os
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import click
 
@@ -56,7 +64,7 @@ def setup_logging(level: str) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """shoal: a peer-to-peer container scheduler (membership milestone)."""
+    """shoal: a peer-to-peer container scheduler."""
 
 
 @cli.command()
@@ -70,8 +78,18 @@ def cli() -> None:
 @click.option("--state-dir", help="Directory for keyring.json and agent.json.")
 @click.option("--api", help="HTTP API address HOST:PORT (default 127.0.0.1:7980).")
 @click.option("--api-token", envvar="SHOAL_API_TOKEN", help="Require this bearer token on the API.")
-@click.option("--label", help="Cluster label; agents with different labels ignore each other.")
+@click.option("--cluster-label", "label",
+              help="Cluster label; agents with different cluster labels ignore each other.")
 @click.option("--tag", "tags", multiple=True, help="Extra node tag KEY=VALUE; repeatable.")
+@click.option("--label", "labels", multiple=True,
+              help="Node label KEY=VALUE for constraints and spread (rack, zone, ...); repeatable. "
+                   "arch is set from the machine unless given.")
+@click.option("--cpus", help="Cores this node offers to jobs (2, 1.5, 500m) instead of the measured ones.")
+@click.option("--memory", help="Memory this node offers to jobs (4GiB) instead of the measured amount.")
+@click.option("--reserve-cpus", help="Cores kept for the host (default 5%, at least 100m).")
+@click.option("--reserve-memory", help="Memory kept for the host (default 10%, at most 256MiB).")
+@click.option("--runtime", type=click.Choice(["fake", "docker"]),
+              help="Container runtime (default fake: records starts and stops only).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file; flags win.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def agent(config_file: str | None, **flags: Any) -> None:
@@ -86,12 +104,14 @@ def agent(config_file: str | None, **flags: Any) -> None:
         click.echo(f"shoal agent: {e}", err=True)
         sys.exit(2)
     setup_logging(cfg.log_level)
+    from node.persist import PersistError
+
     try:
         trio.run(run_agent, cfg)
     except ConfigError as e:
         click.echo(f"shoal agent: {e}", err=True)
         sys.exit(2)
-    except OSError as e:
+    except (OSError, PersistError) as e:
         logging.getLogger("shoal.agent").error("cannot start: %s", e)
         sys.exit(1)
     except KeyboardInterrupt:
@@ -123,8 +143,15 @@ class Client:
             extra = ""
             if isinstance(data, dict) and data.get("errors"):
                 extra = "".join(f"\n  {k}: {v}" for k, v in data["errors"].items())
+            if isinstance(data, dict) and isinstance(data.get("problems"), list):
+                extra += "".join(f"\n  {format_problem(p)}" for p in data["problems"] if isinstance(p, dict))
             fail(f"{msg or resp.reason_phrase} (HTTP {resp.status_code}){extra}")
         return data
+
+
+def format_problem(p: dict[str, Any]) -> str:
+    path, message = p.get("path") or "", p.get("message", "")
+    return f"{path}: {message}" if path else str(message)
 
 
 def fail(message: str) -> None:
@@ -236,6 +263,178 @@ _key_command("remove", "Remove KEY from the keyring.")
 def keygen(size: str) -> None:
     """Print a new random base64 encryption key."""
     click.echo(base64.b64encode(os.urandom(int(size))).decode())
+
+
+# ---- jobs ---------------------------------------------------------------------------
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns, two spaces apart; the last column is not padded."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _ballot(b: dict[str, Any] | None) -> str:
+    return f"{b['round']}@{b['coordinator']}" if b else "-"
+
+
+def format_jobs(jobs: list[dict[str, Any]]) -> str:
+    if not jobs:
+        return "no jobs\n"
+    rows = [("Name", "Replicas", "Placed", "Pending", "Image")]
+    for j in jobs:
+        if not j.get("valid", True):
+            rows.append((j["name"], "?", "?", "?", "(spec unreadable on this agent)"))
+            continue
+        rows.append((j["name"], str(j["replicas"]), str(j["placed"]), str(j["pending"]), j["image"]))
+    return table(rows)
+
+
+def format_job(j: dict[str, Any]) -> str:
+    spec = j.get("spec") or {}
+    head = (f"Job {j['name']}: image {spec.get('image', '?')}, cpu {spec.get('cpu', '?')}, "
+            f"memory {spec.get('memory', '?')}; {j.get('replicas', '?')} replicas, "
+            f"{j.get('placed', 0)} placed, {j.get('pending', 0)} pending\n")
+    rows = [("Index", "Node", "Ballot", "State")]
+    for s in j.get("slots", []):
+        state = s["state"] if not s.get("reason") else f"{s['state']}: {s['reason']}"
+        rows.append((str(s["index"]), s.get("node") or "-", _ballot(s.get("ballot")), state))
+    for s in j.get("extra", []):
+        rows.append((str(s["index"]), s.get("node") or "-", _ballot(s.get("ballot")), s["state"]))
+    return head + table(rows)
+
+
+@cli.group()
+def job() -> None:
+    """Submit, inspect and stop jobs."""
+
+
+@job.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the agent's answer as JSON.")
+@client_options
+def job_run(file: str, as_json: bool, address: str, token: str | None) -> None:
+    """Submit the job spec in FILE (TOML; docs/jobspec.md).  Prints the job's
+    name once the agent has stored it durably."""
+    from auction.spec import MAX_SPEC_BYTES, SpecError, load_toml
+
+    try:
+        with open(file, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as e:
+        fail(f"cannot read {file}: {e.strerror or e}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        fail(f"{file}: not UTF-8 text")
+    try:
+        spec = load_toml(text)
+    except SpecError as e:
+        lines = "".join(f"\n  {p}" for p in e.problems)
+        n = len(e.problems)
+        fail(f"{file}: invalid job spec ({n} problem{'s' if n != 1 else ''}):{lines}")
+    data = Client(address, token).request("POST", "/v1/jobs", spec.to_dict())
+    click.echo(json.dumps(data, indent=2) if as_json else data["name"])
+
+
+@job.command("status")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the agent's answer as JSON.")
+@client_options
+def job_status(name: str | None, as_json: bool, address: str, token: str | None) -> None:
+    """List jobs, or show NAME's replica slots: node, ballot, state and why
+    a slot is pending."""
+    client = Client(address, token)
+    data = client.request("GET", f"/v1/jobs/{quote(name, safe='')}" if name else "/v1/jobs")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(format_job(data) if name else format_jobs(data), nl=False)
+
+
+@job.command("stop")
+@click.argument("name")
+@client_options
+def job_stop(name: str, address: str, token: str | None) -> None:
+    """Stop job NAME everywhere (its replicas are stopped, the job deleted)."""
+    Client(address, token).request("DELETE", f"/v1/jobs/{quote(name, safe='')}")
+    click.echo(f"{name} stopped")
+
+
+# ---- nodes --------------------------------------------------------------------------
+
+
+def _res(view: dict[str, Any] | None, key: str, fmt) -> str:
+    return fmt(view[key]) if view else "-"
+
+
+def format_nodes(nodes: list[dict[str, Any]]) -> str:
+    from auction.resources import format_cpu, format_memory
+
+    rows = [("Name", "Status", "Health", "Eligible", "CPU free/total", "Memory free/total", "Labels")]
+    for n in nodes:
+        free, cap = n.get("free"), n.get("capacity")
+        cpu = (f"{format_cpu(free['cpu_millis']).removesuffix(' cpu')}/{format_cpu(cap['cpu_millis'])}"
+               if free and cap else "-")
+        mem = f"{format_memory(free['memory_bytes'])}/{format_memory(cap['memory_bytes'])}" if free and cap else "-"
+        eligible = "drained" if n.get("drained") else ("yes" if n.get("eligible") else "no")
+        labels = ",".join(f"{k}={v}" for k, v in sorted((n.get("labels") or {}).items()))
+        rows.append((n["name"], n["status"], n["health"], eligible, cpu, mem, labels))
+    return table(rows)
+
+
+def format_node(n: dict[str, Any]) -> str:
+    lines = [f"Name:           {n['name']}",
+             f"Status:         {n['status']} ({n['health']})",
+             f"Address:        {n.get('addr')}:{n.get('port')}",
+             f"API:            {n.get('api') or '-'}"]
+    if n.get("status_known"):
+        lines += [f"Eligible:       {'no (drained)' if n['drained'] else 'yes' if n['eligible'] else 'no'}",
+                  f"Healthy:        {'yes' if n['healthy'] else 'no: ' + (n.get('unhealthy_reason') or '?')}",
+                  f"Capacity:       {n['capacity']['text']}",
+                  f"Allocated:      {n['allocated']['text']}",
+                  f"Free:           {n['free']['text']}",
+                  "Labels:         " + (", ".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-"),
+                  f"Agent version:  {n.get('agent_version') or '-'}",
+                  f"Jobs known:     {n.get('jobs')}"]
+    else:
+        lines.append("Status record:  none published (not a shoal agent, or not heard from yet)")
+    return "\n".join(lines) + "\n"
+
+
+@cli.group("node")
+def node_group() -> None:
+    """Inspect nodes; drain or undrain them."""
+
+
+@node_group.command("status")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the agent's answer as JSON.")
+@client_options
+def node_status(name: str | None, as_json: bool, address: str, token: str | None) -> None:
+    """List the nodes (capacity, free, labels, eligibility, health), or show NAME."""
+    data = Client(address, token).request("GET", f"/v1/nodes/{quote(name, safe='')}" if name else "/v1/nodes")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(format_node(data) if name else format_nodes(data), nl=False)
+
+
+def _drain_command(action: str, help_text: str):
+    @click.argument("name")
+    @client_options
+    def command(name: str, address: str, token: str | None) -> None:
+        data = Client(address, token).request("POST", f"/v1/nodes/{quote(name, safe='')}/{action}")
+        via = f" (through its agent at {data['forwarded_to']})" if data.get("forwarded_to") else ""
+        click.echo(f"{name} {action}ed{via}")
+
+    command.__doc__ = help_text
+    return node_group.command(action)(command)
+
+
+_drain_command("drain", "Drain node NAME: its replicas move elsewhere and it takes no new ones.")
+_drain_command("undrain", "Make node NAME eligible for replicas again.")
 
 
 def main() -> None:

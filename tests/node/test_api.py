@@ -276,11 +276,11 @@ async def _status_is(agent: Agent, name: str, status: str) -> bool:
 
 async def test_call_runs_in_the_pump_and_propagates_errors(start_agent):
     a = await start_agent("a")
-    assert await a.call(lambda swim, now: swim.name) == "a"
+    assert await a.call(lambda core, now: core.name) == "a"
 
     def boom(swim, now):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
         await a.call(boom)
-    assert await a.call(lambda swim, now: len(swim.members())) == 1  # pump survived
+    assert await a.call(lambda core, now: len(core.swim.members())) == 1  # pump survived

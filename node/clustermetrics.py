@@ -1,0 +1,97 @@
+"""Prometheus series of the cluster state: jobs, claims, slots, auctions, state dir.
+
+How this works: `ClusterMetrics` registers its series in an `AgentMetrics`'
+registry (node/metrics.py), so one scrape of `/v1/metrics` shows both.  The
+counters move as the pump dispatches the node core's outputs; the gauges are
+set from a snapshot of the core just before each scrape (`observe`, run
+inside the pump).
+
+    shoal_jobs                              live jobs in the replicated store
+    shoal_claims{holder=here|others}        winning (unreleased) slot claims
+    shoal_slots{state=placed|pending}       desired slots, as this agent sees them
+    shoal_pending_slots_coordinated         slots this agent coordinates whose
+                                            last auction left them pending
+    shoal_placements_total                  replicas started here (StartReplica)
+    shoal_replica_stops_total               replicas stopped here (StopReplica)
+    shoal_awards_accepted_total             awards this node accepted
+    shoal_auction_rounds_total{outcome}     rounds coordinated here: placed |
+                                            partial | unplaced
+    shoal_state_problems_total{store}       problems found in the state dir
+                                            (corrupt file, bad rows): jobs |
+                                            claims | node
+    shoal_state_writes_total{store,outcome} durable writes: ok | error
+    shoal_state_queue_full_total            writes refused: persistence queue full
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge
+
+from auction.claims import slot_key
+
+from .metrics import AgentMetrics
+
+if TYPE_CHECKING:
+    from .core import NodeCore
+
+
+class ClusterMetrics:
+    def __init__(self, metrics: AgentMetrics) -> None:
+        r = metrics.registry
+        self.jobs = Gauge("shoal_jobs", "Live jobs in this agent's replicated job store", registry=r)
+        self.claims = Gauge("shoal_claims", "Winning (unreleased) slot claims, by holder", ["holder"], registry=r)
+        self.slots = Gauge("shoal_slots", "Desired replica slots by placement state (this agent's view)",
+                           ["state"], registry=r)
+        self.pending_coordinated = Gauge("shoal_pending_slots_coordinated",
+                                         "Slots this agent coordinates whose last auction left them pending",
+                                         registry=r)
+        self.placements = Counter("shoal_placements", "Replicas started on this node (StartReplica)", registry=r)
+        self.stops = Counter("shoal_replica_stops", "Replicas stopped on this node (StopReplica)", registry=r)
+        self.awards = Counter("shoal_awards_accepted", "Awards this node accepted", registry=r)
+        self.rounds = Counter("shoal_auction_rounds", "Auction rounds this agent coordinated, by outcome",
+                              ["outcome"], registry=r)
+        self.problems = Counter("shoal_state_problems",
+                                "Problems found in the state dir (corrupt file, bad rows), by store",
+                                ["store"], registry=r)
+        self.writes = Counter("shoal_state_writes", "Durable writes to the state dir, by store and outcome",
+                              ["store", "outcome"], registry=r)
+        self.queue_full = Counter("shoal_state_queue_full",
+                                  "Writes refused because the persistence queue was full", registry=r)
+        # Every labelled series shows from the first scrape, at 0.
+        for store in ("jobs", "claims", "node"):
+            self.problems.labels(store=store)
+        for store in ("jobs", "claims"):
+            for outcome in ("ok", "error"):
+                self.writes.labels(store=store, outcome=outcome)
+        for outcome in ("placed", "partial", "unplaced"):
+            self.rounds.labels(outcome=outcome)
+
+    def observe(self, core: "NodeCore") -> None:
+        self.jobs.set(core.store.live_count)
+        here = others = 0
+        for claim in core.placement.claims.entries.values():
+            if not claim.released:
+                if claim.node == core.name:
+                    here += 1
+                else:
+                    others += 1
+        self.claims.labels(holder="here").set(here)
+        self.claims.labels(holder="others").set(others)
+        alive = core.swim.alive_names()
+        placed = pending = 0
+        for entry in core.jobs():
+            spec = core.placement.spec_of(entry)
+            if spec is None:
+                continue
+            for index in range(spec.replicas):
+                claim = core.placement.winning_claim(slot_key(spec.name, index))
+                status = core.statuses.get(claim.node) if claim is not None else None
+                if claim is not None and claim.node in alive and not (status is not None and status.drained):
+                    placed += 1
+                else:
+                    pending += 1
+        self.slots.labels(state="placed").set(placed)
+        self.slots.labels(state="pending").set(pending)
+        self.pending_coordinated.set(len(core.placement.pending_reasons))

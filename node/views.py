@@ -1,0 +1,244 @@
+"""JSON views of the cluster state, as the API serves them.
+
+How this works: plain functions from a `NodeCore` (and `now`) to JSON-able
+dicts.  The agent runs them inside the pump (`Agent.call`), so each answer is
+one consistent snapshot of the core; they read and never change anything.
+
+- `member_view`: a gossip member (Serf's words: alive/failed/left).
+- `node_view`: a member joined with its published status record: capacity,
+  allocated, free, labels, drained/eligible, health, agent version.  A member
+  that publishes no status (a Serf agent, or a node we have not heard from
+  yet) has `"status_known": false` and nulls for the rest.
+- `job_summary` / `job_detail`: a job's spec and, per replica slot
+  (index < replicas), who holds it and whether it is placed:
+
+    placed   the winning claim names a node that is alive and not drained;
+    pending  otherwise, with a reason: when this agent coordinates the slot
+             (rendezvous owner among the members it believes alive), the
+             outcome of its last auction round (`placement.pending_reasons`),
+             or "auction in progress"; in every case followed by what the
+             gossiped statuses say (`auction.scoring.explain_unplaceable`:
+             "needs 4.0 cpu, 128.0 MiB; largest free is 2.0 cpu on a1").
+
+  A claim on a node that failed or was drained stays visible (node, ballot)
+  until a newer ballot replaces it, so the table shows where a slot was and
+  why it moves.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from auction.claims import Claim, parse_slot_key, slot_key
+from auction.rendezvous import Rendezvous
+from auction.resources import Resources
+from auction.scoring import NodeView, explain_unplaceable
+from auction.spec import JobSpec
+from gossip.events import MemberInfo, MemberState
+
+from .jobstore import Entry
+from .status import NodeStatus
+from .tags import decode_tags
+
+if TYPE_CHECKING:
+    from .core import NodeCore
+
+_STATUS = {
+    MemberState.ALIVE: "alive",
+    MemberState.SUSPECT: "suspect",
+    MemberState.DEAD: "failed",
+    MemberState.LEFT: "left",
+}
+_HEALTH = {
+    MemberState.ALIVE: "passing",
+    MemberState.SUSPECT: "warning",
+    MemberState.DEAD: "critical",
+    MemberState.LEFT: "critical",
+}
+IN_PROGRESS = "auction in progress"
+WAITING = "waiting for its coordinator's next placement round"
+
+
+def member_view(m: MemberInfo, now: float) -> dict[str, Any]:
+    """A member as JSON: `status` is Serf's word (failed for dead), `state`
+    the core's; `health` is Consul-style passing/warning/critical."""
+    return {
+        "name": m.name,
+        "addr": m.addr.host,
+        "port": m.addr.port,
+        "status": _STATUS[m.state],
+        "state": m.state.value,
+        "incarnation": m.incarnation,
+        "tags": decode_tags(m.meta),
+        "meta": m.meta.hex(),
+        "health": _HEALTH[m.state],
+        "vsn": list(m.vsn),
+        "since_s": round(max(0.0, now - m.state_change_at), 3),
+    }
+
+
+def resources_json(r: Resources) -> dict[str, Any]:
+    return {"cpu_millis": r.cpu_millis, "memory_bytes": r.memory_bytes, "disk_bytes": r.disk_bytes,
+            "text": str(r)}
+
+
+def node_view(name: str, member: MemberInfo | None, status: NodeStatus | None, now: float) -> dict[str, Any]:
+    state = member.state if member is not None else None
+    alive = state is MemberState.ALIVE
+    view: dict[str, Any] = {
+        "name": name,
+        "addr": member.addr.host if member else None,
+        "port": member.addr.port if member else None,
+        "status": _STATUS[state] if state is not None else "unknown",
+        "api": decode_tags(member.meta).get("api") if member else None,
+        "status_known": status is not None,
+    }
+    if status is None:
+        view.update(capacity=None, allocated=None, free=None, labels={}, drained=None, healthy=None,
+                    unhealthy_reason=None, eligible=False, agent_version=None, jobs=None,
+                    health=_HEALTH[state] if state is not None else "critical")
+        return view
+    if state is None or state in (MemberState.DEAD, MemberState.LEFT):
+        health = "critical"
+    elif state is MemberState.SUSPECT or not status.healthy:
+        health = "warning"
+    else:
+        health = "passing"
+    view.update(
+        capacity=resources_json(status.capacity),
+        allocated=resources_json(status.allocated),
+        free=resources_json(status.free),
+        labels=dict(sorted(status.labels.items())),
+        drained=status.drained,
+        healthy=status.healthy,
+        unhealthy_reason=status.unhealthy_reason or None,
+        eligible=alive and status.eligible,
+        agent_version=status.agent_version,
+        jobs=status.jobs,
+        health=health,
+    )
+    return view
+
+
+def nodes_view(core: "NodeCore", now: float) -> list[dict[str, Any]]:
+    members = {m.name: m for m in core.swim.members()}
+    names = sorted(set(members) | set(core.statuses))
+    return [node_view(n, members.get(n), core.statuses.get(n), now) for n in names]
+
+
+def one_node_view(core: "NodeCore", name: str, now: float) -> dict[str, Any] | None:
+    member = core.swim.member(name)
+    status = core.statuses.get(name)
+    if member is None and status is None:
+        return None
+    return node_view(name, member, status, now)
+
+
+# ---- jobs ---------------------------------------------------------------------------
+
+
+def _stamp(entry: Entry) -> dict[str, Any]:
+    return {"wall_ms": entry.stamp.wall_ms, "counter": entry.stamp.counter, "node": entry.stamp.node}
+
+
+def _ballot(claim: Claim | None) -> dict[str, Any] | None:
+    if claim is None:
+        return None
+    return {"round": claim.ballot.round, "coordinator": claim.ballot.coordinator}
+
+
+class _Context:
+    """What every slot of one request is judged against (computed once)."""
+
+    def __init__(self, core: "NodeCore") -> None:
+        self.core = core
+        self.alive = core.swim.alive_names()
+        self.statuses = core.live_statuses()
+        self.rv = Rendezvous(sorted(self.alive))
+        self._views: list[NodeView] | None = None
+
+    def node_views(self) -> list[NodeView]:
+        if self._views is None:
+            self._views = [NodeView(s.name, s.capacity, s.allocated, s.labels, s.eligible)
+                           for _, s in sorted(self.statuses.items())]
+        return self._views
+
+    def coordinator(self, key: str) -> str | None:
+        return self.rv.owner(key) if self.alive else None
+
+
+def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str, Any]:
+    core = ctx.core
+    key = slot_key(spec.name, index)
+    claim = core.placement.winning_claim(key)
+    coordinator = ctx.coordinator(key)
+    slot: dict[str, Any] = {"index": index, "slot": key, "node": claim.node if claim else None,
+                            "ballot": _ballot(claim), "coordinator": coordinator}
+    problem = None
+    if claim is not None:
+        status = ctx.statuses.get(claim.node)
+        if claim.node not in ctx.alive:
+            problem = f"{claim.node} is not alive; re-placing"
+        elif status is not None and status.drained:
+            problem = f"{claim.node} is drained; moving"
+        else:
+            slot.update(state="placed", reason=None)
+            return slot
+    reasons = [problem] if problem else []
+    if coordinator == core.name:
+        if index in busy:
+            reasons.append(IN_PROGRESS)
+        elif (r := core.placement.pending_reasons.get(key)) is not None:
+            reasons.append(r)
+        else:
+            reasons.append(WAITING)
+    reasons.append(explain_unplaceable(spec, ctx.node_views()))
+    slot.update(state="pending", reason="; ".join(reasons))
+    return slot
+
+
+def _slots(ctx: _Context, spec: JobSpec) -> list[dict[str, Any]]:
+    busy = set(ctx.core.placement.auctioneer.busy_slots(spec.name))
+    return [_slot(ctx, spec, i, busy) for i in range(spec.replicas)]
+
+
+def _extra(core: "NodeCore", spec: JobSpec) -> list[dict[str, Any]]:
+    """Claims still held for indices >= replicas (being retired)."""
+    out = []
+    prefix = spec.name + "/"
+    for key, claim in sorted(core.placement.claims.entries.items()):
+        if claim.released or not key.startswith(prefix):
+            continue
+        job, index = parse_slot_key(key)
+        if job == spec.name and index >= spec.replicas:
+            out.append({"index": index, "slot": key, "node": claim.node, "ballot": _ballot(claim),
+                        "state": "retiring"})
+    return out
+
+
+def job_summary(ctx: _Context, entry: Entry) -> dict[str, Any]:
+    spec = ctx.core.placement.spec_of(entry)
+    if spec is None:
+        return {"name": entry.name, "valid": False, "version": _stamp(entry)}
+    slots = _slots(ctx, spec)
+    placed = sum(1 for s in slots if s["state"] == "placed")
+    return {"name": spec.name, "valid": True, "image": spec.image, "replicas": spec.replicas,
+            "placed": placed, "pending": len(slots) - placed, "cpu": spec.cpu_millis / 1000,
+            "memory": spec.to_dict()["memory"], "version": _stamp(entry)}
+
+
+def jobs_view(core: "NodeCore") -> list[dict[str, Any]]:
+    ctx = _Context(core)
+    return [job_summary(ctx, e) for e in core.jobs()]
+
+
+def job_detail(core: "NodeCore", name: str) -> dict[str, Any] | None:
+    entry = core.job(name)
+    if entry is None or entry.deleted:
+        return None
+    ctx = _Context(core)
+    summary = job_summary(ctx, entry)
+    spec = core.placement.spec_of(entry)
+    if spec is None:
+        return {**summary, "spec": None, "slots": [], "extra": []}
+    return {**summary, "spec": spec.to_dict(), "slots": _slots(ctx, spec), "extra": _extra(core, spec)}
