@@ -190,21 +190,30 @@ def socket_in_netns(netns: str | None, family: int = socket.AF_INET, type_: int 
     return out["sock"]
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both TCP and UDP (gossip uses both)."""
-    for _ in range(200):
+    """A port free for both TCP and UDP (gossip uses both), below the kernel's
+    ephemeral range (so no outgoing connection takes it before the agent binds
+    it) and never handed out twice by this script."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 32768)
+        if port in _PORTS_GIVEN:
+            continue
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
+            tcp.bind((host, port))
             udp.bind((host, port))
-            return port
         except OSError:
             continue
         finally:
             tcp.close()
             udp.close()
+        _PORTS_GIVEN.add(port)
+        return port
     raise RuntimeError("no free TCP+UDP port")
 
 
@@ -935,7 +944,17 @@ def run_one(backend: Any, n: int, args: argparse.Namespace, nft: LoopbackCounter
     trials = []
     agents: list[Agent] = []
     for trial in range(args.join_trials):
-        agents, fig = start_cluster(backend, n, "a", join_deadline)
+        for attempt in range(3):
+            try:
+                agents, fig = start_cluster(backend, n, "a", join_deadline)
+                break
+            except AgentDied as e:
+                # Another program took a port we picked before the agent bound it.
+                if "address already in use" not in str(e) or attempt == 2:
+                    raise
+                log(f"{backend.kind} N={n}: a port was taken before an agent bound it; starting again")
+                REAPER.kill_all()
+                backend.reset()
         trials.append(fig)
         log(f"{backend.kind} N={n} join trial {trial + 1}: ready_last={fmt(fig['ready_last_s'], 's')} "
             f"full_median={fmt(fig['full_median_s'], 's')} full_last={fmt(fig['full_last_s'], 's')} "
@@ -985,6 +1004,7 @@ def run_one(backend: Any, n: int, args: argparse.Namespace, nft: LoopbackCounter
             "median_s": med(times) if len(times) == len(observers) else None,
             "last_s": times[-1] if len(times) == len(observers) else None,
             "other_failed": others,
+            "times": {k: round(v, 3) for k, v in sorted(found.items(), key=lambda kv: kv[1])},
         }
         kills.append(kr)
         log(f"{backend.kind} N={n} kill {k + 1}/{args.kills} {victim.name}: first={fmt(kr['first_s'], 's')} "
@@ -1016,6 +1036,8 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
         "full_last_s": med([x for x in full_last if x is not None]) if all(x is not None for x in full_last) else None,
         "full_last_max_s": max(full_last) if all(x is not None for x in full_last) else None,
         "full_median_s": med([j["full_median_s"] for j in joins if j["full_median_s"] is not None]),
+        "full_after_ready_s": med([j["full_last_s"] - j["ready_last_s"] for j in joins
+                                   if j["full_last_s"] is not None and j["ready_last_s"] is not None]),
         "join_trials": len(joins),
         "join_incomplete": sum(1 for x in full_last if x is None),
         "kill_first_s": med([k["first_s"] for k in kills if k["first_s"] is not None]),
@@ -1044,6 +1066,7 @@ ROWS = [
     ("full_median_s", "median agent sees all N (s)"),
     ("full_last_s", "last agent sees all N (s)"),
     ("full_last_max_s", "  worst trial (s)"),
+    ("full_after_ready_s", "  last sees all N minus last API up (s)"),
     ("kill_first_s", "kill -9: first marks failed (s)"),
     ("kill_median_s", "kill -9: median agent (s)"),
     ("kill_last_s", "kill -9: last agent (s)"),
@@ -1097,12 +1120,12 @@ def print_summary(results: list[dict[str, Any]], versions: dict[str, str]) -> No
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="N=10 only, 1 join trial, 3 kills, 20 s at rest")
-    ap.add_argument("--sizes", default="10,30,60")
+    ap.add_argument("--sizes", help="comma list of N (default 10,30,60)")
     ap.add_argument("--impl", default="shoal,serf", help="comma list of shoal, serf")
     ap.add_argument("--profile", default="lan", choices=["lan", "local"])
-    ap.add_argument("--join-trials", type=int, default=3)
-    ap.add_argument("--kills", type=int, default=5)
-    ap.add_argument("--rest-seconds", type=float, default=30.0)
+    ap.add_argument("--join-trials", type=int, help="fresh-cluster starts per N (default 3)")
+    ap.add_argument("--kills", type=int, help="kill -9 rounds per N (default 5)")
+    ap.add_argument("--rest-seconds", type=float, help="at-rest window (default 30)")
     ap.add_argument("--settle-seconds", type=float, default=10.0)
     ap.add_argument("--detect-deadline", type=float, default=90.0, help="seconds to wait for every agent to see a kill")
     ap.add_argument("--seed", type=int, default=1, help="random seed for the choice of victims")
@@ -1112,8 +1135,13 @@ def main() -> int:
                     help="shoal code to run: a git revision, exported with git archive (default HEAD), "
                          "or 'worktree' for the working tree as it is")
     args = ap.parse_args()
+    # --quick changes the defaults; explicit options still win.
+    defaults = {"sizes": "10,30,60", "join_trials": 3, "kills": 5, "rest_seconds": 30.0}
     if args.quick:
-        args.sizes, args.join_trials, args.kills, args.rest_seconds = "10", 1, 3, 20.0
+        defaults = {"sizes": "10", "join_trials": 1, "kills": 3, "rest_seconds": 20.0}
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     impls = [x.strip() for x in args.impl.split(",") if x.strip()]
 
