@@ -64,6 +64,7 @@ def test_rolling_goes_one_slot_at_a_time():
 def engine():
     if os.geteuid() != 0:
         pytest.skip("starts dockerd: needs root")
+    already = _answers(SOCK)
     for script in ("docker-up", "build-image"):
         out = subprocess.run([str(ROOT / "scripts" / script)], capture_output=True, text=True,
                              timeout=600, stdin=subprocess.DEVNULL)
@@ -72,6 +73,20 @@ def engine():
     client = docker.DockerClient(base_url=f"unix://{SOCK}", version="1.41", timeout=60)
     yield client
     client.close()
+    if not already:    # we started it: leave nothing running
+        subprocess.run([str(ROOT / "scripts" / "docker-down")], capture_output=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+
+
+def _answers(path: str) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(3)
+            s.connect(path)
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b" 200 " in s.recv(64)
+    except OSError:
+        return False
 
 
 @pytest.fixture
