@@ -27,13 +27,31 @@ def _mix(x: int) -> int:
 
 
 class Rendezvous:
+    # Owners are cached per view: a Rendezvous is rebuilt when the member set
+    # changes, and between changes the same slots are asked about every tick.
+    CACHE_MAX = 100_000
+
     def __init__(self, members: list[str]) -> None:
         self.members = sorted(members)
         self._hashes = [(_h64(m), m) for m in self.members]
+        self._cache: dict[str, str | None] = {}
 
     def owner(self, key: str) -> str | None:
+        cached = self._cache.get(key, False)
+        if cached is not False:
+            return cached
         if not self._hashes:
             return None
         k = _h64(key)
-        best = max(self._hashes, key=lambda hm: (_mix(hm[0] ^ k), hm[1]))
-        return best[1]
+        best_score, best = -1, None
+        for h, m in self._hashes:
+            x = (h ^ k)
+            x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
+            x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK
+            x ^= x >> 31
+            if x > best_score:  # members are sorted, so ties go to the first name
+                best_score, best = x, m
+        if len(self._cache) >= self.CACHE_MAX:
+            self._cache.clear()
+        self._cache[key] = best
+        return best

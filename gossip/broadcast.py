@@ -21,6 +21,7 @@ Entries are kept in buckets by transmit count so `take` does not sort.
 from __future__ import annotations
 
 COMPOUND_ENTRY_OVERHEAD_BYTES = 2
+MAX_MISSES = 16
 
 
 class BroadcastQueue:
@@ -72,6 +73,9 @@ class BroadcastQueue:
             return []
         picked: list[tuple[int, int]] = []
         out: list[bytes] = []
+        # Stop scanning after a run of entries that do not fit: the packet is
+        # as full as it is going to get, and queues can hold thousands.
+        misses = 0
         for transmits in sorted(self._buckets):
             bucket = self._buckets[transmits]
             for entry_id in reversed(bucket):
@@ -81,9 +85,14 @@ class BroadcastQueue:
                     budget_bytes -= cost
                     out.append(data)
                     picked.append((transmits, entry_id))
+                    misses = 0
                     if budget_bytes <= overhead_bytes + 8:
                         break
-            if budget_bytes <= overhead_bytes + 8:
+                else:
+                    misses += 1
+                    if misses >= MAX_MISSES:
+                        break
+            if budget_bytes <= overhead_bytes + 8 or misses >= MAX_MISSES:
                 break
         for transmits, entry_id in picked:
             key, data = self._buckets[transmits].pop(entry_id)

@@ -282,8 +282,8 @@ class NodeCore:
         match msg:
             case wire.EntryBroadcast(entry):
                 self._merge_remote([entry], now)
-            case wire.ClaimBroadcast(claim):
-                self._merge_claims([claim], now)
+            case wire.ClaimBroadcast(claims):
+                self._merge_claims(list(claims), now)
             case wire.SyncDigest(map_id, buckets):
                 self._on_sync_digest(origin, map_id, buckets, now)
             case wire.SyncEntries(map_id, entries, want):
@@ -539,12 +539,20 @@ class NodeCore:
 
     def _write_claims(self, claims: list[Claim], now: float) -> list[Claim]:
         """Merge our own claim writes and spread them; returns those that won."""
-        won = []
-        for claim in claims:
-            if self.placement.claims.merge(claim):
-                won.append(claim)
-                self.swim.broadcast(wire.encode(wire.ClaimBroadcast(claim)), now)
-                self._emit(ClaimChanged(claim))
+        won = [c for c in claims if self.placement.claims.merge(c)]
+        # Batch one award's claims into as few broadcasts as fit a packet.
+        batch: list[Claim] = []
+        for claim in won:
+            self._emit(ClaimChanged(claim))
+            if batch and len(wire.encode(wire.ClaimBroadcast((*batch, claim)))) > BROADCAST_ENTRY_MAX_BYTES:
+                self.swim.broadcast(wire.encode(wire.ClaimBroadcast(tuple(batch))), now)
+                batch = []
+            batch.append(claim)
+        if batch:
+            data = wire.encode(wire.ClaimBroadcast(tuple(batch)))
+            if len(data) <= BROADCAST_ENTRY_MAX_BYTES:
+                self.swim.broadcast(data, now)
+            # else: a single oversized claim spreads by digest sync only
         if won:
             self._emit(PersistClaims(tuple(won)))
             self._publish_status(now)

@@ -98,6 +98,8 @@ class Placement:
         self._last_round: dict[str, int] = {}
         self._spec_cache: dict[str, tuple[object, JobSpec | None]] = {}
         self._penalties: dict[str, tuple[float, str]] = {}  # job -> (until, reason)
+        self._my_claims: dict[str, Claim] = {}
+        self._my_claims_digest: bytes | None = None
         self._rv_members: tuple[str, ...] = ()
         self._rv: Rendezvous = Rendezvous([])
 
@@ -129,7 +131,13 @@ class Placement:
         return None if c is None or c.released else c
 
     def my_claims(self) -> dict[str, Claim]:
-        return {k: c for k, c in self.claims.entries.items() if c.node == self.name and not c.released}
+        # Cached per claims-map digest: asked on every call for bids and tick.
+        digest = self.claims.digest()
+        if self._my_claims_digest != digest:
+            self._my_claims = {k: c for k, c in self.claims.entries.items()
+                               if c.node == self.name and not c.released}
+            self._my_claims_digest = digest
+        return self._my_claims
 
     def next_round(self, key: str) -> int:
         c = self.claims.get(key)

@@ -48,7 +48,7 @@ class EntryBroadcast:
 
 @dataclass(frozen=True, slots=True)
 class ClaimBroadcast:
-    claim: Claim
+    claims: tuple[Claim, ...]  # one award's claims travel together
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +72,8 @@ def encode(msg: NodeMessage) -> bytes:
     match msg:
         case EntryBroadcast(entry):
             body = [KIND_ENTRY, entry.to_wire()]
-        case ClaimBroadcast(claim):
-            body = [KIND_CLAIM, claim.to_wire()]
+        case ClaimBroadcast(claims):
+            body = [KIND_CLAIM, [c.to_wire() for c in claims]]
         case SyncDigest(map_id, buckets):
             body = [KIND_SYNC_DIGEST, map_id, list(buckets)]
         case SyncEntries(map_id, entries, want):
@@ -108,7 +108,9 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
         if kind == KIND_ENTRY and len(raw) == 2:
             return EntryBroadcast(Entry.from_wire(raw[1], max_spec_bytes))
         if kind == KIND_CLAIM and len(raw) == 2:
-            return ClaimBroadcast(Claim.from_wire(raw[1]))
+            if not isinstance(raw[1], list) or len(raw[1]) > MAX_SLOTS_PER_MESSAGE:
+                raise WireError("malformed claims")
+            return ClaimBroadcast(tuple(Claim.from_wire(c) for c in raw[1]))
         if kind == KIND_SYNC_DIGEST and len(raw) == 3:
             map_id, buckets = raw[1], raw[2]
             if (map_id not in MAPS or not isinstance(buckets, list) or len(buckets) != BUCKETS
