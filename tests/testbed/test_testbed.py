@@ -178,11 +178,13 @@ def test_up_two_nodes_run_a_job_kill_one_and_down_leaves_nothing(tmp_path):
 
 
 def test_faults_and_agent_restart(tmp_path):
-    # lan: failure detection takes seconds, longer than an agent restart (with
-    # `local` a peer re-auctions the slots of an agent gone for 0.6 s).
+    # wan: failure detection takes far longer than an agent restart, so the
+    # restarted agent still holds its claims.  (With `local` a peer declares
+    # an agent gone for 0.6 s failed and re-auctions its slots; with `lan`
+    # after about 4 s, which a restart under load can come close to.)
     bed = Bed(tmp_path, "b")
     try:
-        bed.run("up", "2", "--profile", "lan", "--agent-arg=--cpus=1", "--agent-arg=--memory=1GiB")
+        bed.run("up", "2", "--profile", "wan", "--agent-arg=--cpus=1", "--agent-arg=--memory=1GiB")
         st = bed.status()
         token = st["token"]
         n1, n2 = st["nodes"]
