@@ -356,6 +356,9 @@ class DockerRuntime:
         self._pending_callbacks: collections.deque = collections.deque(maxlen=1024)
         self._callback_wake = trio.Event()
         self._ready = trio.Event()
+        self._actions: trio.Nursery | None = None   # where actions run (set by run())
+        self._inflight: set[str] = set()            # "slot:<slot>" / "ctr:<id>" being acted on
+        self._key_done: set[str] = set()            # ... finished since the current pass began
 
     # ---- the interface the agent calls (non-blocking) ----
 
@@ -503,6 +506,7 @@ class DockerRuntime:
         self._stream_api = self._client_factory(self.cfg.docker_host, self.cfg.api_version, None)
         try:
             async with trio.open_nursery() as nursery:
+                self._actions = nursery
                 nursery.start_soon(self._run_callbacks)
                 nursery.start_soon(self._consume_events)
                 self._start_event_thread(trio.lowlevel.current_trio_token())
@@ -632,8 +636,13 @@ class DockerRuntime:
         self._images, self._image_ids, self._images_known = tags, ids, True
 
     async def reconcile_once(self) -> None:
-        """One full pass: list, compare, act (actions run concurrently, bounded)."""
+        """One full pass: list, compare, and launch actions.  Actions run as
+        background tasks (threads bounded by the limiter) and a pass never
+        waits for them, so one slow `docker start` does not hold back the
+        next slot; a slot or container with an action in flight -- or one
+        that finished after this pass's listing -- is left for the next pass."""
         self._passes += 1
+        self._key_done.clear()
         await self._refresh_images()
         containers = await self._list()
         self._actual = {c.id: c for c in containers}
@@ -645,11 +654,14 @@ class DockerRuntime:
         for c in containers:
             by_slot[c.slot].append(c)
 
-        actions: list[Callable[[], Awaitable[None]]] = []
+        actions: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        busy = self._busy
         # 1. containers of slots we do not want (or stale ballots): remove.
         for slot, cs in by_slot.items():
             want = self._desired.get(slot)
             for c in cs:
+                if busy("ctr:" + c.id):
+                    continue
                 if want is None:
                     if not in_grace:
                         actions.append(self._remover(c, "not desired here"))
@@ -665,22 +677,26 @@ class DockerRuntime:
             current[slot] = [c for c in cs if c.spec_hash == want.spec_hash]
             old[slot] = [c for c in cs if c.spec_hash != want.spec_hash]
             views[want.claim.job][slot] = RollingView(
-                has_old=bool(old[slot]), has_new=bool(current[slot]),
+                has_old=bool(old[slot]), has_new=bool(current[slot]) or busy("slot:" + slot),
                 new_running=any(c.ok for c in current[slot]))
         allowed: set[str] = set()
         for job_views in views.values():
             allowed |= rolling_allowed(job_views)
 
         for slot, want in list(self._desired.items()):
+            if slot not in current or busy("slot:" + slot):
+                continue
             st = self._slots.setdefault(slot, _SlotState())
             cur = sorted(current[slot], key=lambda c: (not c.running, -c.created))
             # duplicates of the current container (should not happen): keep one
             for extra in cur[1:]:
-                actions.append(self._remover(extra, "duplicate"))
+                if not busy("ctr:" + extra.id):
+                    actions.append(self._remover(extra, "duplicate"))
             mine = cur[0] if cur else None
             if mine is not None and mine.ok:
                 for o in old[slot]:
-                    actions.append(self._remover(o, "replaced by the new spec"))
+                    if not busy("ctr:" + o.id):
+                        actions.append(self._remover(o, "replaced by the new spec"))
                 if st.running_since is None:
                     st.running_since = now
                 elif now - st.running_since >= self.cfg.stable_after_s:
@@ -706,18 +722,29 @@ class DockerRuntime:
             # exited, dead, or running but unhealthy: the restart policy decides.
             self._failed(slot, want, st, mine, now, actions)
 
-        if actions:
-            async with trio.open_nursery() as nursery:
-                for act in actions:
-                    nursery.start_soon(self._guarded, act)
+        for key, act in actions:
+            if key in self._inflight:
+                continue
+            self._inflight.add(key)
+            if self._actions is not None:
+                self._actions.start_soon(self._guarded, key, act)
+            else:   # called outside run(): do it here
+                await self._guarded(key, act)
 
-    async def _guarded(self, act: Callable[[], Awaitable[None]]) -> None:
+    def _busy(self, key: str) -> bool:
+        return key in self._inflight or key in self._key_done
+
+    async def _guarded(self, key: str, act: Callable[[], Awaitable[None]]) -> None:
         try:
             await act()
         except EngineError as e:
             log.debug("%s", e)
         except RuntimeProblem as e:
             log.warning("%s", e)
+        finally:
+            self._inflight.discard(key)
+            self._key_done.add(key)
+            self.kick()
 
     def _failed(self, slot: str, want: _Desired, st: _SlotState, c: _Container, now: float,
                 actions: list) -> None:
@@ -764,7 +791,7 @@ class DockerRuntime:
         log.warning("slot %s gives up on %s: %s", slot, self.node, reason)
         self._callback(self.on_give_up, slot, reason)
 
-    # ---- actions (closures run concurrently in a pass) ----
+    # ---- actions: (key, coroutine function), run in the background ----
 
     def _remover(self, c: _Container, why: str):
         async def act():
@@ -781,14 +808,14 @@ class DockerRuntime:
             except RuntimeProblem as e:
                 if not _is_not_found(e):
                     raise
-        return act
+        return "ctr:" + c.id, act
 
     def _stopper(self, c: _Container, why: str):
         async def act():
             self._note(f"stop {c.name}: {why}")
             await self.call("stop", self._api.stop, c.id, timeout=self.cfg.stop_timeout_s,
                             timeout_s=self.cfg.call_timeout_s + self.cfg.stop_timeout_s)
-        return act
+        return "ctr:" + c.id, act
 
     def _restarter(self, slot: str, want: _Desired, st: _SlotState, c: _Container, fresh: bool):
         async def act():
@@ -804,7 +831,7 @@ class DockerRuntime:
                 st.restarts += 1
                 st.restart_times.append(trio.current_time())
                 self._note(f"restarted {c.name} (restart {st.restarts})")
-        return act
+        return "slot:" + slot, act
 
     def _starter(self, slot: str, want: _Desired, st: _SlotState):
         async def act():
@@ -826,7 +853,7 @@ class DockerRuntime:
             cid = await self._create(slot, want)
             self._note(f"started {slot} ({cid[:12]})")
             await self.call("start", self._api.start, cid)
-        return act
+        return "slot:" + slot, act
 
     async def _create(self, slot: str, want: _Desired) -> str:
         spec, claim = want.spec, want.claim
