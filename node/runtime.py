@@ -75,7 +75,8 @@ reconcile loop (an overflow just forces a full pass) and the thread is
 closed from trio on shutdown by closing its HTTP stream.
 
 Images: `image_present(image)` answers from a set of the engine's local
-image tags, refreshed every pass (so it never blocks the caller); an image
+image tags, refreshed at most every `resync_interval_s` and before a start
+gives up on a missing image (so it never blocks the caller); an image
 not there is pulled only if `pull_images` is set (no registry here: off by
 default).
 """
@@ -336,6 +337,7 @@ class DockerRuntime:
         self._images: set[str] = set()
         self._image_ids: set[str] = set()
         self._images_known = False
+        self._images_at: float | None = None        # when the image list was last refreshed
         self._healthy = True
         self._health_reason = ""
         self._failures_in_row = 0
@@ -634,6 +636,7 @@ class DockerRuntime:
             for d in img.get("RepoDigests") or ():
                 tags.add(d)
         self._images, self._image_ids, self._images_known = tags, ids, True
+        self._images_at = trio.current_time()
 
     async def reconcile_once(self) -> None:
         """One full pass: list, compare, and launch actions.  Actions run as
@@ -643,7 +646,8 @@ class DockerRuntime:
         that finished after this pass's listing -- is left for the next pass."""
         self._passes += 1
         self._key_done.clear()
-        await self._refresh_images()
+        if self._images_at is None or trio.current_time() - self._images_at >= self.cfg.resync_interval_s:
+            await self._refresh_images()
         containers = await self._list()
         self._actual = {c.id: c for c in containers}
         now = trio.current_time()
@@ -838,6 +842,8 @@ class DockerRuntime:
             if self._desired.get(slot) is not want:
                 return
             spec = want.spec
+            if not self.image_present(spec.image):
+                await self._refresh_images()    # loaded since the last refresh?
             if not self.image_present(spec.image):
                 if self.cfg.pull_images:
                     self._note(f"pull {spec.image}")
