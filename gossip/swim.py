@@ -101,6 +101,7 @@ PAYLOAD_MAX_BYTES = 1024  # one per-node payload must fit a single packet
 USER_BROADCAST_MAX_BYTES = 1024
 SEEN_BROADCASTS_MAX = 16_384
 ACK_HANDLERS_MAX = 65_536
+RECENT_USER_MAX = 4096
 
 _STATE_TO_CODE = {
     MemberState.ALIVE: NodeStateCode.ALIVE,
@@ -182,6 +183,7 @@ class Swim:
         self._broadcast_id = 0
         self._seen_broadcasts: dict[tuple[str, int], None] = {}
         self._user_state = b""
+        self._recent_user: dict[bytes, None] = {}
         self.counters: dict[str, int] = {}
 
         # Incarnation starts at 1: Go memberlist stores a never-seen node at 0
@@ -840,6 +842,16 @@ class Swim:
         if not userdata.is_ours(payload):
             self._count("user_foreign")  # e.g. a Serf event; not for us
             return
+        # Infection-style gossip delivers the same payload or broadcast
+        # several times; recognise repeats by their bytes before decoding.
+        # Only gossiped kinds are idempotent, so direct messages skip this.
+        if len(payload) > 1 and payload[1] != userdata.Kind.DIRECT:
+            if payload in self._recent_user:
+                self._count("user_repeats")
+                return
+            self._recent_user[payload] = None
+            if len(self._recent_user) > RECENT_USER_MAX:
+                self._recent_user.pop(next(iter(self._recent_user)))
         try:
             kind, value = userdata.decode(payload, MAX_USER_MSG_BYTES)
         except userdata.UserDataError:

@@ -64,7 +64,9 @@ UDP_USER_MAX_BYTES = 1200  # auction messages larger than this go over TCP
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
     store_sync_interval_s: float = 2.0
-    status_min_interval_s: float = 0.25
+    # Every status change is a cluster-wide broadcast; coalesce changes
+    # within this window (allocation and digests lag by at most this much).
+    status_min_interval_s: float = 1.0
     tombstone_min_age_s: float = 3600.0
     max_spec_bytes: int = 64 * 1024
 

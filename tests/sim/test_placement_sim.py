@@ -26,7 +26,7 @@ CFG = LOCAL.replace(enable_compression=False)
 GiB = 1 << 30
 FAST = PlacementConfig(placement_interval_s=0.25, auction_ttl_s=0.1, claim_wait_s=1.0,
                        min_backoff_s=0.2, max_backoff_s=2.0)
-CLUSTER = ClusterConfig(store_sync_interval_s=0.5)
+CLUSTER = ClusterConfig(store_sync_interval_s=0.5, status_min_interval_s=0.5)
 
 
 def job(name, replicas, cpu=0.5, memory="256MiB", **extra):
