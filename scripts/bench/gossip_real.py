@@ -660,7 +660,13 @@ class SerfBackend:
 
     def version(self) -> str:
         out = subprocess.run([SERF, "version"], capture_output=True, text=True, timeout=10).stdout
-        return out.splitlines()[0].strip() if out else "serf"
+        v = f"serf binary says {out.splitlines()[0].strip()}" if out else "serf"
+        try:  # Debian's build reports 0.8.2-dev; its package version is the real one
+            pkg = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "serf"], capture_output=True,
+                                 text=True, timeout=10).stdout.strip()
+        except OSError:
+            pkg = ""
+        return f"Debian package serf {pkg} ({v})" if pkg else v
 
     def spawn(self, name: str, join: str | None = None, *, bind_host: str = "127.0.0.1",
               port: int | None = None, rpc: tuple[str, int] | None = None, netns: str | None = None) -> Agent:
