@@ -395,6 +395,12 @@ class NodeCore:
         self._publish_status(now)
         self._kick(now)
 
+    def set_image_inventory(self, images: frozenset[str] | None, now: float) -> None:
+        """The runtime's list of local images (normalized name:tag), or None
+        if unknown.  Calls for bids for an image not here are declined with
+        that reason, so the slot goes where the image is."""
+        self.placement.images = images
+
     def replica_gave_up(self, slot: str, reason: str, now: float, penalty_s: float = 60.0) -> None:
         """The runtime reports our replica of `slot` keeps failing here (restart
         policy exhausted, crash loop): hand the slot back to the auction and

@@ -98,6 +98,9 @@ class Placement:
         self._last_round: dict[str, int] = {}
         self._spec_cache: dict[str, tuple[object, JobSpec | None]] = {}
         self._penalties: dict[str, tuple[float, str]] = {}  # job -> (until, reason)
+        # Images present on this node (normalized "name:tag"), as the runtime
+        # last reported them; None until it has (then nothing is declined).
+        self.images: frozenset[str] | None = None
         self._my_claims: dict[str, Claim] = {}
         self._my_claims_digest: bytes | None = None
         self._rv_members: tuple[str, ...] = ()
@@ -290,6 +293,8 @@ class Placement:
         penalty = self.penalty(call.job, now)
         if penalty is not None:
             return Decline(call.auction_id, self.name, f"recently failed here: {penalty}")
+        if spec is not None and self.images is not None and normalize_image(spec.image) not in self.images:
+            return Decline(call.auction_id, self.name, f"image {spec.image} is not on {self.name}")
         already = sum(1 for c in self.my_claims().values() if c.job == call.job)
         ineligible = "drained" if status.drained else status.unhealthy_reason or "unhealthy"
         spec_hash = spec.container_hash() if spec is not None else None
@@ -333,6 +338,14 @@ class Placement:
             if key not in mine:
                 self.ledger.release(key)
         return out
+
+
+def normalize_image(image: str) -> str:
+    """'busybox' and 'busybox:latest' name the same image; digests stay as they are."""
+    if "@" in image:
+        return image
+    last = image.rsplit("/", 1)[-1]
+    return image if ":" in last else image + ":latest"
 
 
 def _summarize(rc: RoundClosed) -> str:

@@ -180,3 +180,19 @@ def test_a_crash_looping_replica_moves_to_another_node():
         lambda _: not sim.placement_problems([spec]) and not sim.running[first], timeout=20)
     assert took is not None, (sim.replica_counts(), [len(r) for r in sim.running])
     assert not sim.violations
+
+
+def test_nodes_without_the_image_decline_and_say_why():
+    sim = make(9, 3)
+    for i in range(3):
+        sim.world.call(i, "set_image_inventory", frozenset({"other:latest"} if i != 2 else {"busybox:latest"}))
+    spec = job("img", 2)
+    sim.submit(0, spec)
+    assert settle(sim, [spec], timeout=10) is not None
+    assert set(sim.running[2]) == {"img/0", "img/1"}
+    for i in range(3):
+        sim.world.call(i, "set_image_inventory", frozenset({"other:latest"}))
+    sim.submit(1, job("img2", 1, memory="128MiB"))
+    sim.world.run_for(3)
+    reasons = [sim.world.core(i).placement.pending_reasons.get("img2/0") for i in range(3)]
+    assert any(r and "image busybox is not on" in r for r in reasons), reasons
