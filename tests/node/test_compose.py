@@ -1,0 +1,281 @@
+"""node/compose.py: Compose files converted to job specs, warnings and errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from auction.spec import MiB, RestartMode
+from node.compose import (
+    NOT_SUPPORTED, ComposeError, check_stack_name, convert, default_stack_name, job_name, load,
+    stack_jobs, stack_of,
+)
+
+THREE_SERVICES = """
+version: "3.8"
+services:
+  web:
+    image: nginx:1.25
+    command: ["nginx", "-g", "daemon off;"]
+    ports: ["8080:80"]
+    environment:
+      GREETING: hello
+      PORT: 8080
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1/"]
+      interval: 10s
+      start_interval: 2s
+    deploy:
+      replicas: 3
+      resources:
+        limits: {cpus: "0.5", memory: 256M}
+        reservations: {cpus: "0.25", memory: 512M}
+      placement:
+        constraints: ["node.labels.rack == a", "node.labels.zone!=eu-2", "node.hostname == n1"]
+        preferences:
+          - spread: node.labels.rack
+        max_replicas_per_node: 2
+      restart_policy: {condition: on-failure, max_attempts: 3, delay: 5s, window: 2m}
+      update_config: {parallelism: 1}
+  db_main:
+    image: postgres:16
+    environment: ["POSTGRES_PASSWORD=secret", "POSTGRES_DB=shop"]
+    volumes: ["db:/var/lib/postgresql/data"]
+    restart: "on-failure:5"
+  worker:
+    image: busybox:1.36
+    command: sh -c 'while true; do sleep 1; done'
+    networks: [back]
+    healthcheck:
+      test: wget -q -O- http://127.0.0.1/ || exit 1
+    deploy:
+      restart_policy: {condition: none}
+volumes: {db: {}}
+networks: {back: {}}
+x-defaults: &defaults {image: busybox}
+"""
+
+
+def convert_text(text: str, stack: str = "shop"):
+    return load(text, stack)
+
+
+def paths(problems) -> list[str]:
+    return [p.path for p in problems]
+
+
+def test_three_services_convert():
+    st = convert_text(THREE_SERVICES)
+    assert st.name == "shop"
+    assert st.services == {"web": "shop-web", "db_main": "shop-db-main", "worker": "shop-worker"}
+    web, db, worker = st.jobs
+
+    assert web.name == "shop-web" and web.image == "nginx:1.25"
+    assert web.command == ("nginx", "-g", "daemon off;")
+    assert web.env_map == {"GREETING": "hello", "PORT": "8080"}
+    assert web.replicas == 3
+    # The larger of limit and reservation: cpu from the limit, memory from the reservation.
+    assert web.cpu_millis == 500
+    assert web.memory_bytes == 512 * MiB
+    assert [str(c) for c in web.constraints] == ["rack == a", "zone != eu-2"]
+    assert web.spread == "rack"
+    assert web.max_per_node == 2
+    assert web.restart.policy is RestartMode.ON_FAILURE
+    assert web.restart.max_attempts == 3 and web.restart.backoff_s == 5.0
+    assert web.health is not None
+    assert web.health.command == ("wget", "-q", "-O-", "http://127.0.0.1/")
+    assert web.health.interval_s == 10.0
+    assert web.health.timeout_s == 30.0 and web.health.retries == 3   # Docker's defaults
+
+    assert db.env_map == {"POSTGRES_DB": "shop", "POSTGRES_PASSWORD": "secret"}
+    assert db.replicas == 1 and db.command is None
+    assert db.restart.policy is RestartMode.ON_FAILURE and db.restart.max_attempts == 5
+
+    assert worker.command == ("sh", "-c", "while true; do sleep 1; done")
+    assert worker.restart.policy is RestartMode.NEVER
+    assert worker.health is not None
+    assert worker.health.command == ("/bin/sh", "-c", "wget -q -O- http://127.0.0.1/ || exit 1")
+
+
+def test_unsupported_keys_are_warnings_with_their_paths():
+    st = convert_text(THREE_SERVICES)
+    by_path = {p.path: p.message for p in st.warnings}
+    for path in ("version", "volumes", "networks",
+                 "services.web.ports", "services.web.healthcheck.start_interval",
+                 "services.web.deploy.update_config", "services.web.deploy.restart_policy.window",
+                 "services.web.deploy.placement.constraints[2]",
+                 "services.db_main.volumes", "services.worker.networks"):
+        assert path in by_path, (path, by_path)
+    for path, message in by_path.items():
+        if path != "version":
+            assert message.startswith(NOT_SUPPORTED), (path, message)
+    assert "hostname" in by_path["services.web.deploy.placement.constraints[2]"]
+    # Extension fields are ignored by every Compose implementation, by the spec.
+    assert not any(p.startswith("x-") for p in by_path)
+    assert len(st.warnings) == 10
+
+
+def test_every_unknown_service_key_is_listed():
+    text = """
+services:
+  app:
+    image: busybox
+    container_name: app1
+    entrypoint: ["/bin/sh"]
+    env_file: .env
+    depends_on: [db]
+    labels: {a: b}
+    cap_add: [NET_ADMIN]
+    deploy:
+      endpoint_mode: vip
+      labels: {a: b}
+      resources:
+        limits: {cpus: "1", pids: 100}
+        reservations: {devices: [{capabilities: [gpu]}]}
+      placement:
+        constraints: ["node.role == manager", "engine.labels.ssd == true"]
+        preferences: [{spread: node.labels.rack}, {spread: node.labels.zone}]
+      restart_policy: {condition: any, max_attempts: 3}
+"""
+    st = convert_text(text)
+    assert sorted(paths(st.warnings)) == sorted([
+        "services.app.container_name", "services.app.entrypoint", "services.app.env_file",
+        "services.app.depends_on", "services.app.labels", "services.app.cap_add",
+        "services.app.deploy.endpoint_mode", "services.app.deploy.labels",
+        "services.app.deploy.resources.limits.pids", "services.app.deploy.resources.reservations.devices",
+        "services.app.deploy.placement.constraints[0]", "services.app.deploy.placement.constraints[1]",
+        "services.app.deploy.placement.preferences[1]",
+        "services.app.deploy.restart_policy.max_attempts",
+    ])
+    (app,) = st.jobs
+    assert app.spread == "rack" and app.constraints == () and app.cpu_millis == 1000
+    assert app.restart.policy is RestartMode.ALWAYS and app.restart.max_attempts is None
+
+
+def test_bad_values_are_errors_naming_service_and_field():
+    text = """
+services:
+  web:
+    image: nginx
+    deploy:
+      replicas: three
+      resources:
+        limits: {cpus: lots, memory: 12 parsecs}
+      restart_policy: {condition: sometimes, delay: soon}
+      placement:
+        constraints: ["node.labels.rack = a"]
+  api:
+    command: ["serve"]
+    environment: {DEBUG: yes, 1BAD: x}
+  cron:
+    image: busybox
+    deploy: {mode: global}
+"""
+    with pytest.raises(ComposeError) as ei:
+        convert_text(text)
+    got = {p.path: p.message for p in ei.value.problems}
+    assert set(got) == {
+        "services.web.deploy.resources.limits.cpus",
+        "services.web.deploy.resources.limits.memory",
+        "services.web.deploy.restart_policy.condition",
+        "services.web.deploy.restart_policy.delay",
+        "services.web.deploy.placement.constraints[0]",
+        "services.api.image",
+        "services.api.environment.DEBUG",
+        "services.cron.deploy.mode",
+    }, got
+    assert "sometimes" in got["services.web.deploy.restart_policy.condition"]
+    assert "global" in got["services.cron.deploy.mode"]
+    assert "quote" in got["services.api.environment.DEBUG"]
+    assert str(ei.value).startswith("invalid Compose file for shoal (8 problems)")
+
+
+def test_spec_problems_map_back_to_compose_paths():
+    """What only the job validator catches still names the Compose field."""
+    text = """
+services:
+  web:
+    image: "not an image"
+    environment: {1BAD: x}
+    deploy:
+      replicas: 5000
+      resources: {reservations: {memory: 1m}}
+      placement: {preferences: [{spread: node.labels.bad label}]}
+"""
+    with pytest.raises(ComposeError) as ei:
+        convert_text(text)
+    assert sorted(paths(ei.value.problems)) == sorted([
+        "services.web.image",
+        "services.web.environment.1BAD",
+        "services.web.deploy.replicas",
+        "services.web.deploy.resources.reservations.memory",
+        "services.web.deploy.placement.preferences[0].spread",
+    ])
+
+
+def test_units_durations_and_restart_forms():
+    text = """
+services:
+  a:
+    image: busybox
+    deploy:
+      resources: {limits: {cpus: 2, memory: 1gb}}
+      restart_policy: {delay: 1m30s}
+    restart: "no"
+  b:
+    image: busybox
+    restart: no
+    healthcheck: {test: ["CMD-SHELL", "true"], timeout: 500ms, retries: 5, start_period: 1m}
+    deploy:
+      resources: {limits: {memory: 1073741824}}
+  c:
+    image: busybox
+    restart: unless-stopped
+    deploy: {restart_policy: {delay: 0s}}
+"""
+    st = convert_text(text)
+    a, b, c = st.jobs
+    assert a.cpu_millis == 2000 and a.memory_bytes == 1024 * MiB     # Docker's 1gb is 1 GiB
+    assert a.restart.policy is RestartMode.ALWAYS
+    assert a.restart.backoff_s == 90.0 and a.restart.max_backoff_s == 90.0
+    assert b.restart.policy is RestartMode.NEVER and b.memory_bytes == 1024 * MiB
+    assert b.health.command == ("/bin/sh", "-c", "true")
+    assert (b.health.timeout_s, b.health.retries, b.health.start_period_s) == (0.5, 5, 60.0)
+    assert c.restart.backoff_s == 0.1
+    assert sorted(paths(st.warnings)) == ["services.a.restart", "services.c.deploy.restart_policy.delay",
+                                          "services.c.restart"]
+
+
+def test_names():
+    assert job_name("shop", "db_main") == "shop-db-main"
+    assert job_name("shop", "Web.Front") == "shop-web-front"
+    assert stack_of("shop-db-main") == "shop" and stack_of("web") is None and stack_of("-x") is None
+    assert stack_jobs("shop", ["shop-web", "shopx-web", "shop", "shop-db"]) == ["shop-db", "shop-web"]
+    assert check_stack_name("shop2") == "shop2"
+    for bad in ("my-app", "Shop", "", "a" * 33):
+        with pytest.raises(ComposeError):
+            check_stack_name(bad)
+    assert default_stack_name({"name": "My-Shop"}, "ignored") == "myshop"
+    assert default_stack_name({}, "web_app-2") == "webapp2"
+    with pytest.raises(ComposeError):
+        default_stack_name({}, "---")
+
+
+def test_names_that_collide_or_run_long_are_errors():
+    with pytest.raises(ComposeError) as ei:
+        convert({"services": {"db_main": {"image": "a"}, "db-main": {"image": "b"}}}, "s")
+    assert paths(ei.value.problems) == ["services.db-main"]
+    assert "db_main" in ei.value.problems[0].message
+    with pytest.raises(ComposeError) as ei:
+        convert({"services": {"x" * 70: {"image": "a"}}}, "s")
+    assert ei.value.problems[0].path.startswith("services") and "63" in ei.value.problems[0].message
+
+
+def test_not_a_compose_file():
+    for text, where in (("services: [a, b]", "services"), ("just text", ""), ("a: [", ""),
+                        ("image: busybox", "services")):
+        with pytest.raises(ComposeError) as ei:
+            convert_text(text)
+        assert ei.value.problems[0].path == where, (text, ei.value.problems)
+    with pytest.raises(ComposeError) as ei:
+        convert_text("services:\n  web: 3\n")
+    assert paths(ei.value.problems) == ["services.web"]
