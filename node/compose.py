@@ -191,29 +191,24 @@ def stack_jobs(stack: str, job_names: list[str]) -> list[str]:
 # ---- entry points --------------------------------------------------------------------
 
 
-def load(text: str, stack: str) -> Stack:
-    """Parse YAML text and convert it (see `convert`)."""
+def parse(text: str) -> Any:
+    """The YAML document in `text` (PyYAML's safe loader: plain data only);
+    ComposeError if it is too large or not YAML."""
     import yaml
 
     if len(text) > MAX_COMPOSE_BYTES or len(text.encode("utf-8", "replace")) > MAX_COMPOSE_BYTES:
         raise ComposeError([Problem("", f"the file is larger than {MAX_COMPOSE_BYTES} bytes")])
     try:
-        doc = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ComposeError([Problem("", f"YAML syntax error: {e}")]) from None
     except RecursionError:
         raise ComposeError([Problem("", "YAML is nested too deeply")]) from None
-    return convert(doc, stack)
 
 
-def parse_yaml(text: str) -> Any:
-    """The parsed document, for callers that need it before converting (the stack name)."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError):
-        return None
+def load(text: str, stack: str) -> Stack:
+    """Parse YAML text and convert it (see `convert`)."""
+    return convert(parse(text), stack)
 
 
 def convert(doc: Any, stack: str) -> Stack:
@@ -262,6 +257,11 @@ def convert(doc: Any, stack: str) -> Stack:
 
 
 # ---- the conversion ---------------------------------------------------------------------
+
+
+def _got(value: Any) -> str:
+    """A user's value in a message: text quoted and cut short, else its kind."""
+    return repr(value[:64]) if isinstance(value, str) else json_kind(value)
 
 
 def _join(prefix: str, key: Any) -> str:
@@ -320,10 +320,10 @@ class _Service:
         self.name = name
         self.spec: dict[str, Any] = {"name": name}
         self.origin: dict[str, str] = {"name": path}
-        self.failed = False
+        self.failed: set[str] = set()        # the Compose paths already reported as errors
 
     def error(self, path: str, message: str) -> None:
-        self.failed = True
+        self.failed.add(path)
         self.r.error(path, message)
 
     def table(self, value: Any, path: str) -> dict | None:
@@ -355,14 +355,16 @@ class _Service:
                             "ignored: deploy.restart_policy is given and takes precedence")
             else:
                 self.restart(body["restart"], _join(self.path, "restart"))
-        if self.failed:
-            return None
+        # The validator checks the rest (a field we refused is left out, so it
+        # takes its default; `image` is reported once).
         try:
-            return validate(self.spec)
+            spec = validate(self.spec)
         except SpecError as e:
             for p in e.problems:
-                self.r.error(self.where(p.path), p.message)
+                if (where := self.where(p.path)) not in self.failed:
+                    self.error(where, p.message)
             return None
+        return None if self.failed else spec
 
     def where(self, spec_path: str) -> str:
         """The Compose path of a job spec field path (`env.FOO`, `restart.backoff_s`)."""
@@ -378,12 +380,12 @@ class _Service:
 
     def image(self, body: dict) -> None:
         path = _join(self.path, "image")
+        self.origin["image"] = path
         if "image" not in body:
             hint = " (shoal does not build images: 'build' is not supported)" if "build" in body else ""
             self.error(path, "required" + hint)
             return
         self.spec["image"] = body["image"]
-        self.origin["image"] = path
 
     def command(self, value: Any, path: str, key: str = "command") -> None:
         if isinstance(value, list):
@@ -537,9 +539,7 @@ class _Service:
             return value
         m = _MEMORY_RE.fullmatch(value) if isinstance(value, str) else None
         if m is None:
-            self.error(path, f"must be a size like '512m' or '1g', or a number of bytes, got "
-                             f"{value!r}" if isinstance(value, str) else
-                             f"must be a size like '512m' or '1g', or a number of bytes, got {json_kind(value)}")
+            self.error(path, "must be a size like '512m' or '1g', or a number of bytes, got " + _got(value))
             return None
         number, unit = m.group(1), m.group(2).lower()
         scale = 1024 ** " kmgtp".index(unit or " ")
@@ -626,8 +626,7 @@ class _Service:
         if cond in CONDITIONS:
             restart["policy"] = CONDITIONS[cond]
         else:
-            self.error(cpath, f"must be one of any, on-failure, none (got {cond!r})"
-                       if isinstance(cond, str) else f"must be one of any, on-failure, none, got {json_kind(cond)}")
+            self.error(cpath, "must be one of any, on-failure, none, got " + _got(cond))
         if "max_attempts" in rp:
             mpath = _join(path, "max_attempts")
             if restart.get("policy") == "on-failure":
@@ -664,14 +663,11 @@ class _Service:
                 restart["max_attempts"] = int(value.split(":")[1])
             self.spec["restart"] = restart
         else:
-            self.error(path, f"must be no, always, on-failure[:N] or unless-stopped, got "
-                             f"{value!r}" if isinstance(value, str) else
-                             f"must be no, always, on-failure[:N] or unless-stopped, got {json_kind(value)}")
+            self.error(path, "must be no, always, on-failure[:N] or unless-stopped, got " + _got(value))
 
     def duration(self, value: Any, path: str) -> float | None:
         """Seconds from a Go duration string ('1m30s', '500ms')."""
         if isinstance(value, str) and value and "".join(m.group(0) for m in _DURATION_RE.finditer(value)) == value:
             return sum(float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()] for m in _DURATION_RE.finditer(value))
-        self.error(path, f"must be a duration like '10s', '1m30s' or '500ms', got "
-                         + (repr(value[:64]) if isinstance(value, str) else json_kind(value)))
+        self.error(path, "must be a duration like '10s', '1m30s' or '500ms', got " + _got(value))
         return None

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
 import pytest
 
 from auction.spec import MiB, RestartMode
@@ -174,6 +183,7 @@ services:
         convert_text(text)
     got = {p.path: p.message for p in ei.value.problems}
     assert set(got) == {
+        "services.web.deploy.replicas",
         "services.web.deploy.resources.limits.cpus",
         "services.web.deploy.resources.limits.memory",
         "services.web.deploy.restart_policy.condition",
@@ -181,12 +191,14 @@ services:
         "services.web.deploy.placement.constraints[0]",
         "services.api.image",
         "services.api.environment.DEBUG",
+        "services.api.environment.1BAD",
         "services.cron.deploy.mode",
     }, got
     assert "sometimes" in got["services.web.deploy.restart_policy.condition"]
     assert "global" in got["services.cron.deploy.mode"]
     assert "quote" in got["services.api.environment.DEBUG"]
-    assert str(ei.value).startswith("invalid Compose file for shoal (8 problems)")
+    assert got["services.api.image"] == "required"
+    assert str(ei.value).startswith("invalid Compose file for shoal (10 problems)")
 
 
 def test_spec_problems_map_back_to_compose_paths():
@@ -279,3 +291,81 @@ def test_not_a_compose_file():
     with pytest.raises(ComposeError) as ei:
         convert_text("services:\n  web: 3\n")
     assert paths(ei.value.problems) == ["services.web"]
+
+
+# ---- `shoal stack` against a real agent --------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def agent_api(tmp_path):
+    """One real agent on loopback (fake runtime, ephemeral ports), killed by PID."""
+    state = tmp_path / "state"
+    log_path = tmp_path / "agent.log"
+    argv = [sys.executable, "-m", "node.cli", "agent", "--name", "a1", "--bind", "127.0.0.1:0",
+            "--api", "127.0.0.1:0", "--profile", "local", "--state-dir", str(state),
+            "--cpus", "4", "--memory", "4GiB", "--reserve-cpus", "0", "--reserve-memory", "0",
+            "--label", "rack=a"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                yield json.loads((state / "agent.json").read_text())["api"]
+                break
+            except (OSError, ValueError):
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def shoal(api: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "SHOAL_ADDR": api}, timeout=60)
+
+
+@pytest.mark.real
+def test_stack_deploy_ls_rm_on_a_real_agent(agent_api, tmp_path):
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "compose.yml").write_text(THREE_SERVICES)
+    r = shoal(agent_api, "stack", "deploy", str(shop / "compose.yml"))
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert "warning: services.web.ports: not supported by shoal, ignored" in "\n".join(warnings)
+    assert len(warnings) == 10, r.stderr
+    assert "web: job shop-web (3 replicas)" in r.stdout
+    jobs = {j["name"]: j for j in httpx.get(f"{agent_api}/v1/jobs", timeout=5).json()}
+    assert {"shop-web", "shop-db-main", "shop-worker"} <= set(jobs)
+    assert jobs["shop-web"]["replicas"] == 3
+
+    # A job of another name stays out of the stack.
+    assert shoal(agent_api, "stack", "deploy", str(shop / "compose.yml"), "--name", "other").returncode == 0
+    r = shoal(agent_api, "stack", "ls", "--json")
+    assert r.returncode == 0, r.stderr
+    listing = {s["stack"]: s for s in json.loads(r.stdout)}
+    assert set(listing) == {"shop", "other"} and listing["shop"]["replicas"] == 5
+
+    # --prune stops what left the file; rm stops the rest of the stack only.
+    (shop / "compose.yml").write_text("services:\n  web:\n    image: nginx:1.25\n")
+    r = shoal(agent_api, "stack", "deploy", str(shop / "compose.yml"), "--prune")
+    assert r.returncode == 0, r.stderr
+    assert "shop-db-main: stopped" in r.stdout and "shop-worker: stopped" in r.stdout
+    r = shoal(agent_api, "stack", "rm", "shop")
+    assert r.returncode == 0 and r.stdout.split() == ["shop-web", "stopped"], r
+    names = {j["name"] for j in httpx.get(f"{agent_api}/v1/jobs", timeout=5).json()}
+    assert names == {"other-web", "other-db-main", "other-worker"}
+    assert shoal(agent_api, "stack", "rm", "shop").returncode == 1
+
+    # Errors stop before anything is submitted.
+    (shop / "bad.yml").write_text("services:\n  api:\n    deploy: {replicas: three}\n")
+    r = shoal(agent_api, "stack", "deploy", str(shop / "bad.yml"), "--name", "bad")
+    assert r.returncode == 1
+    assert "services.api.image: required" in r.stderr and "services.api.deploy.replicas" in r.stderr
+    assert not any(n.startswith("bad-") for n in (j["name"] for j in httpx.get(f"{agent_api}/v1/jobs").json()))
