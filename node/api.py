@@ -55,6 +55,9 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             job_updated/job_deleted, claim, auction_closed,
                             award_accepted, replica_start/replica_stop,
                             slot_pending, join, key, user_*
+    GET  /ui                the status page (text/html; node/ui.py): members,
+                            capacity, jobs, placements, recent events; no
+                            scripts, a Content-Security-Policy that forbids them
     PUT  /v1/agent/fault    {"delay_ms": N}: testbed fault hook, adds N ms
                             before every outgoing UDP datagram (0 turns it off)
 
@@ -409,6 +412,15 @@ async def events(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="application/x-ndjson")
 
 
+async def ui_page(request: Request) -> Response:
+    from node import ui
+
+    page = ui.render(await ui.gather(_agent(request)))
+    return Response(page, media_type="text/html; charset=utf-8",
+                    headers={"Content-Security-Policy": ui.CSP + "; frame-ancestors 'none'",
+                             "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
 async def fault(request: Request) -> Response:
     agent = _agent(request)
     body = await _json_body(request)
@@ -481,6 +493,7 @@ def build_app(agent: "Agent") -> Any:
         Route("/v1/metrics", metrics, methods=["GET"]),
         Route("/v1/events", events, methods=["GET"]),
         Route("/v1/agent/fault", fault, methods=["PUT"]),
+        Route("/ui", ui_page, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
