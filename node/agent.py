@@ -508,6 +508,9 @@ class Agent:
                 log.error("state dir write failed (%s, %s): %s", op.store, op.kind, e)
                 if op.token is not None and (waiter := self._writes.get(op.token)) is not None:
                     waiter.fail(f"the write to this agent's state dir failed: {e}")
+                if op.token is not None:
+                    token = op.token
+                    await self.call(lambda core, now: core.abandon_write(token, now))
                 continue
             self.cluster_metrics.writes.labels(store=op.store, outcome="ok").inc()
             if op.token is not None:
@@ -522,6 +525,10 @@ class Agent:
             log.error("persistence queue full: %s of %d item(s) not written", op.kind, len(op.items))
             if op.token is not None and (waiter := self._writes.get(op.token)) is not None:
                 waiter.fail("this agent's state dir is not keeping up (persistence queue full); retry")
+            if op.token is not None and self.core is not None:
+                # We are inside the pump (no await between feed and drain):
+                # forget the write directly.
+                self.core.abandon_write(op.token, trio.current_time())
 
     async def _watch_claims_replayed(self) -> None:
         """Tell the runtime once our claims match our live peers' (after the

@@ -377,14 +377,25 @@ class NodeCore:
         if spec is not None and len(spec) > self.cfg.max_spec_bytes:
             raise ValueError(f"spec is {len(spec)} bytes; the limit is {self.cfg.max_spec_bytes}")
         entry = Entry(name, self.clock.tick(self._wall_ms(now)), spec)
-        self.store.merge(entry)
+        # Not merged yet: nothing is visible, readable or synced to peers
+        # until it is durable here (persisted), and a failed write leaves no
+        # trace (abandon_write).
         self._pending_writes[token] = entry
         self._emit(PersistEntries((entry,), token))
         return entry
 
+    def abandon_write(self, token: int, now: float) -> None:
+        """The driver could not make the write durable: forget it."""
+        self._pending_writes.pop(token, None)
+
     def persisted(self, token: int, now: float) -> None:
         entry = self._pending_writes.pop(token, None)
         if entry is None:
+            return
+        if not self.store.merge(entry):
+            # A newer write for this name arrived meanwhile: ours is durable
+            # and acknowledged, but last-writer-wins already superseded it.
+            self._emit(JobWriteDone(token, entry))
             return
         # Spread only what is durable here: the ack and the gossip go together.
         self._emit(JobWriteDone(token, entry))
