@@ -821,7 +821,10 @@ class Swim:
             # Someone holds a payload of ours from before a restart: jump
             # past it so our current payload wins everywhere (the same move
             # as refuting with a higher incarnation).
-            if current is not None and version >= current[0]:
+            # An equal version with equal bytes is just our own payload
+            # gossiped back to us: bumping on it would loop forever.
+            if current is not None and (version > current[0] or
+                                        (version == current[0] and data != current[1])):
                 self._store_payload(self.name, version + 1, current[1])
             return
         if len(data) > PAYLOAD_MAX_BYTES:

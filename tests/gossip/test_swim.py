@@ -312,3 +312,16 @@ def test_lan_suspicion_formulas_match_memberlist():
     assert LAN.retransmit_limit(30) == 4 * 2
     assert LAN.push_pull_interval_for(30) == 30.0
     assert LAN.push_pull_interval_for(1000) == 30.0 * 6
+
+
+def test_our_own_payload_echoed_back_does_not_bump_its_version():
+    link, nodes = cluster(4)
+    nodes[0].set_payload(b"status", link.now)
+    link.run_until(link.now + 10)
+    version = nodes[0].payloads()["n0"][0]
+    sent_before = nodes[0].stats().get("packets_sent", 0)
+    link.run_until(link.now + 20)
+    # Gossip and push/pull echo n0's payload back to it all the time; the
+    # version must stay put (a bump would re-broadcast it forever).
+    assert nodes[0].payloads()["n0"][0] == version
+    assert all(n.payloads()["n0"] == (version, b"status") for n in nodes)
