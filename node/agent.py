@@ -465,10 +465,12 @@ class Agent:
         if self.config.runtime == "fake":
             return FakeRuntime()
         try:
-            from node.runtime import DockerRuntime
+            from node.runtime import DockerRuntime, DockerRuntimeConfig
         except ImportError as e:
             raise ConfigError("runtime", f"the docker runtime cannot be loaded: {e}") from None
-        return DockerRuntime(self.name, on_give_up=self._runtime_gave_up, on_health=self._runtime_health)
+        rt_cfg = (DockerRuntimeConfig(docker_host=self.config.docker_host) if self.config.docker_host
+                  else DockerRuntimeConfig())
+        return DockerRuntime(self.name, rt_cfg, on_give_up=self._runtime_gave_up, on_health=self._runtime_health)
 
     def _runtime_gave_up(self, slot: str, reason: str):
         log.warning("runtime gave up on %s here: %s", slot, reason)

@@ -18,6 +18,7 @@ exits 1; an error answer from the agent is printed and exits 1.
                 [--api HOST:PORT] [--api-token T] [--cluster-label L]
                 [--tag K=V ...] [--label K=V ...] [--cpus N] [--memory M]
                 [--reserve-cpus N] [--reserve-memory M] [--runtime fake|docker]
+                [--docker-host URL]
                 [--config FILE] [--log-level LEVEL]
     shoal members [--json]
     shoal job run FILE                    submit a TOML job spec; prints its name
@@ -93,6 +94,8 @@ def cli() -> None:
 @click.option("--reserve-memory", help="Memory kept for the host (default 10%, at most 256MiB).")
 @click.option("--runtime", type=click.Choice(["fake", "docker"]),
               help="Container runtime (default fake: records starts and stops only).")
+@click.option("--docker-host", help="Docker engine URL for --runtime docker (default $SHOAL_DOCKER_HOST, "
+                                    "else unix:///var/run/docker.sock).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file; flags win.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def agent(config_file: str | None, **flags: Any) -> None:

@@ -39,6 +39,8 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
     reserve_memory  host reserve subtracted from memory    default: node.probe
     runtime       container runtime: fake | docker         default: fake
                   (fake records start/stop only; see node/runtime_fake.py)
+    docker_host   the Docker engine the docker runtime     default: $SHOAL_DOCKER_HOST,
+                  talks to (unix:///path, tcp://H:P)         else unix:///var/run/docker.sock
 
 Capacity: what the agent publishes is (cpus, memory) minus the reserve, as
 node/probe.py computes it; `reserve_cpus = 0` and `reserve_memory = 0` with
@@ -71,6 +73,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -150,6 +153,7 @@ class AgentConfig:
     reserve_cpu_millis: int | None = None  # host reserve (None: node.probe's default)
     reserve_memory_bytes: int | None = None
     runtime: str = "fake"
+    docker_host: str | None = None  # None: $SHOAL_DOCKER_HOST, else Docker's default socket
 
     @property
     def encrypted(self) -> bool:
@@ -352,6 +356,11 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
         if v not in RUNTIMES:
             raise ConfigError("runtime", f"unknown runtime {v!r}; choose one of {', '.join(RUNTIMES)}")
         kw["runtime"] = v
+    if (v := text("docker_host")) is not None:
+        if not re.match(r"^(unix|tcp|http|https|npipe|ssh)://.+", v):
+            raise ConfigError("docker_host", f"expected a URL such as unix:///var/run/docker.sock or "
+                                             f"tcp://HOST:PORT, got {v!r}")
+        kw["docker_host"] = v
     cfg = AgentConfig(**kw)
     if not cfg.api.is_loopback and cfg.api_token is None:
         raise ConfigError("api", f"refusing to serve the API on non-loopback {cfg.api} without api_token")

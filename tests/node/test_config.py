@@ -155,6 +155,11 @@ def test_node_labels_capacity_and_runtime(tmp_path):
     assert (cfg.cpu_millis, cfg.memory_bytes, cfg.runtime) == (4000, 8 << 30, "docker")
     defaults = load_config()
     assert defaults.labels == () and defaults.cpu_millis is None and defaults.runtime == "fake"
+    assert defaults.docker_host is None
+    # the engine: a flag, or docker-host / docker_host in the file
+    assert load_config(None, {"docker_host": "tcp://10.0.0.5:2375"}).docker_host == "tcp://10.0.0.5:2375"
+    path = write(tmp_path, 'runtime = "docker"\ndocker-host = "unix:///run/d1.sock"\n')
+    assert load_config(path).docker_host == "unix:///run/d1.sock"
 
 
 @pytest.mark.parametrize(
@@ -170,9 +175,20 @@ def test_node_labels_capacity_and_runtime(tmp_path):
         ({"memory": "12 parsecs"}, "memory", "unit"),
         ({"reserve_memory": "-1GiB"}, "reserve_memory", ""),
         ({"runtime": "podman"}, "runtime", "fake, docker"),
+        ({"docker_host": "/var/run/docker.sock"}, "docker_host", "unix:///"),
     ],
 )
 def test_new_settings_errors_name_the_field(flags, field, words):
     with pytest.raises(ConfigError) as e:
         load_config(None, flags)
     assert e.value.field == field and words in str(e.value)
+
+
+def test_the_agent_gives_docker_host_to_the_docker_runtime(monkeypatch):
+    from node.agent import Agent
+
+    monkeypatch.delenv("SHOAL_DOCKER_HOST", raising=False)
+    rt = Agent(load_config(None, {"runtime": "docker", "docker_host": "unix:///run/other.sock"}))._make_runtime()
+    assert rt.cfg.docker_host == "unix:///run/other.sock"
+    monkeypatch.setenv("SHOAL_DOCKER_HOST", "unix:///run/env.sock")
+    assert Agent(load_config(None, {"runtime": "docker"}))._make_runtime().cfg.docker_host == "unix:///run/env.sock"
