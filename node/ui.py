@@ -293,7 +293,8 @@ def _placements(state: dict[str, Any]) -> str:
     rows = []
     for rack, jobs in sorted(by_rack.items()):
         per_job = ", ".join(f"{job} × {n}" for job, n in sorted(jobs.items()))
-        rows.append(f'<tr data-rack="{_e(rack)}"><td>{_e(rack)}</td><td class="num">{sum(jobs.values())}</td>'
+        rows.append(f'<tr data-rack="{_e(rack)}"><td>{_e(rack)}</td>'
+                    f'<td class="num" id="rack:{_e(rack)}">{sum(jobs.values())}</td>'
                     f'<td>{_e(per_job)}</td></tr>')
     racks = _table(["Rack", "Replicas", "Jobs"], rows, "nothing placed")
     return f"<h2>Placements by node</h2>{nodes}<h2 style=\"margin-top:12px\">By rack label</h2>{racks}"
