@@ -385,13 +385,29 @@ class _Service:
             hint = " (shoal does not build images: 'build' is not supported)" if "build" in body else ""
             self.error(path, "required" + hint)
             return
-        self.spec["image"] = body["image"]
+        self.put("image", body["image"], path)
+
+    def put(self, key: str, value: Any, path: str) -> None:
+        """A scalar the job validator checks.  A list or mapping is refused here:
+        YAML aliases can make a small file a huge nested structure."""
+        if isinstance(value, (list, dict)):
+            self.error(path, f"must be a single value, got {json_kind(value)}")
+        else:
+            self.spec[key] = value
+            self.origin[key] = path
 
     def command(self, value: Any, path: str, key: str = "command") -> None:
-        if isinstance(value, list):
-            value = [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
-        self.spec[key] = value
         self.origin[key] = path
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                if isinstance(v, (list, dict)):
+                    self.error(f"{path}[{i}]", f"must be a string, got {json_kind(v)}")
+                    return
+            value = [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
+        elif isinstance(value, dict):
+            self.error(path, f"must be a list of strings or a string, got {json_kind(value)}")
+            return
+        self.spec[key] = value
 
     def environment(self, value: Any, path: str) -> None:
         env: dict[str, Any] = {}
@@ -422,6 +438,9 @@ class _Service:
                 continue
             if isinstance(val, bool):
                 self.error(where, f"is a boolean ({str(val).lower()}); quote it to pass the text")
+                continue
+            if isinstance(val, (list, dict)):
+                self.error(where, f"must be a string, got {json_kind(val)}")
                 continue
             if isinstance(val, (int, float)):
                 val = str(val)
@@ -458,7 +477,10 @@ class _Service:
             return
         elif isinstance(test, list) and len(test) >= 2 and test[0] == "CMD":
             command = test[1:]
-        elif isinstance(test, list) and len(test) == 2 and test[0] == "CMD-SHELL":
+            if any(isinstance(v, (list, dict)) for v in command):
+                self.error(test_path, "arguments must be strings")
+                return
+        elif isinstance(test, list) and len(test) == 2 and test[0] == "CMD-SHELL" and isinstance(test[1], str):
             command = ["/bin/sh", "-c", test[1]]
         else:
             self.error(test_path, "must be a string, [\"CMD\", arg, ...], [\"CMD-SHELL\", \"command\"] "
@@ -479,7 +501,11 @@ class _Service:
             elif default is not None:
                 health[spec_key] = default
         self.origin["health.retries"] = _join(path, "retries")
-        health["retries"] = hc.get("retries", DOCKER_HEALTH_RETRIES)
+        retries = hc.get("retries", DOCKER_HEALTH_RETRIES)
+        if isinstance(retries, (list, dict)):
+            self.error(_join(path, "retries"), f"must be an integer, got {json_kind(retries)}")
+            return
+        health["retries"] = retries
         self.spec["health"] = health
 
     def deploy(self, deploy: dict, path: str) -> None:
@@ -489,10 +515,9 @@ class _Service:
             self.error(_join(path, "mode"), "global is not supported by shoal (one replica on every node); "
                                             "use replicas with placement.max_replicas_per_node: 1")
         elif mode != "replicated":
-            self.error(_join(path, "mode"), f"must be replicated, got {mode!r}")
+            self.error(_join(path, "mode"), "must be replicated, got " + _got(mode))
         if "replicas" in deploy:
-            self.spec["replicas"] = deploy["replicas"]
-            self.origin["replicas"] = _join(path, "replicas")
+            self.put("replicas", deploy["replicas"], _join(path, "replicas"))
         if "resources" in deploy:
             self.resources(deploy["resources"], _join(path, "resources"))
         if "placement" in deploy:
@@ -551,8 +576,7 @@ class _Service:
             return
         self.r.unknown_keys(placement, PLACEMENT_KEYS, path)
         if "max_replicas_per_node" in placement:
-            self.spec["max_per_node"] = placement["max_replicas_per_node"]
-            self.origin["max_per_node"] = _join(path, "max_replicas_per_node")
+            self.put("max_per_node", placement["max_replicas_per_node"], _join(path, "max_replicas_per_node"))
         constraints = placement.get("constraints")
         cpath = _join(path, "constraints")
         if isinstance(constraints, list):
@@ -623,18 +647,20 @@ class _Service:
         cond = rp.get("condition", "any")
         cpath = _join(path, "condition")
         self.origin["restart.policy"] = cpath
-        if cond in CONDITIONS:
+        if isinstance(cond, str) and cond in CONDITIONS:
             restart["policy"] = CONDITIONS[cond]
         else:
             self.error(cpath, "must be one of any, on-failure, none, got " + _got(cond))
         if "max_attempts" in rp:
             mpath = _join(path, "max_attempts")
-            if restart.get("policy") == "on-failure":
+            if isinstance(rp["max_attempts"], (list, dict)):
+                self.error(mpath, f"must be an integer, got {json_kind(rp['max_attempts'])}")
+            elif restart.get("policy") == "on-failure":
                 restart["max_attempts"] = rp["max_attempts"]
                 self.origin["restart.max_attempts"] = mpath
             elif rp["max_attempts"] not in (None, 0):
-                self.r.unsupported(mpath, "max_attempts", f"shoal limits attempts only with condition "
-                                                          f"on-failure; the condition is {cond!r}")
+                self.r.unsupported(mpath, "max_attempts", "shoal limits attempts only with condition "
+                                                          "on-failure; the condition is " + _got(cond))
         if "delay" in rp:
             dpath = _join(path, "delay")
             self.origin["restart.backoff_s"] = dpath

@@ -293,6 +293,36 @@ def test_not_a_compose_file():
     assert paths(ei.value.problems) == ["services.web"]
 
 
+def test_alias_bombs_and_odd_types_are_refused_quickly():
+    """YAML aliases make a small file a huge nested structure: nothing may walk it."""
+    bomb = "x-a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for prev, cur in zip("abcdefgh", "bcdefghi"):
+        bomb += f"x-{cur}: &{cur} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+    bomb += """services:
+  web:
+    image: *i
+    command: [*i]
+    environment: {A: *i}
+    healthcheck: {test: [CMD, *i], retries: *i}
+    deploy:
+      mode: *i
+      replicas: *i
+      restart_policy: {condition: *i, max_attempts: *i}
+      placement: {max_replicas_per_node: *i}
+"""
+    started = time.monotonic()
+    with pytest.raises(ComposeError) as ei:
+        convert_text(bomb)
+    assert time.monotonic() - started < 2
+    assert sorted(paths(ei.value.problems)) == sorted([
+        "services.web.image", "services.web.command[0]", "services.web.environment.A",
+        "services.web.healthcheck.test", "services.web.deploy.mode", "services.web.deploy.replicas",
+        "services.web.deploy.restart_policy.condition", "services.web.deploy.restart_policy.max_attempts",
+        "services.web.deploy.placement.max_replicas_per_node",
+    ])
+    assert all(len(str(p)) < 300 for p in ei.value.problems)
+
+
 # ---- `shoal stack` against a real agent --------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
