@@ -159,6 +159,7 @@ DROP_LOG_INTERVAL_S = 10.0
 DROP_LOG_KEYS_MAX = 1024
 API_SHUTDOWN_WAIT_S = 1.5
 CLAIMS_REPLAYED_POLL_S = 0.5
+RUNTIME_POLL_S = 0.5
 
 _DROP_EXPLAINED = {
     "decrypt": "no installed key decrypts it (different encryption key?)",
@@ -424,6 +425,7 @@ class Agent:
                 nursery.start_soon(self._pump)
                 if hasattr(self.runtime, "desired_complete"):
                     nursery.start_soon(self._watch_claims_replayed)
+                nursery.start_soon(self._watch_runtime)
                 if handle_signals:
                     nursery.start_soon(self._watch_signals)
                 if cfg.join:
@@ -548,6 +550,55 @@ class Agent:
             await trio.sleep(CLAIMS_REPLAYED_POLL_S)
         log.info("claims replayed and in agreement with peers: runtime may remove undesired containers")
         self.runtime.desired_complete()
+
+    async def _watch_runtime(self) -> None:
+        """Every RUNTIME_POLL_S, hand what the runtime reports to the core
+        when it changed: its local images (bid declines for a missing image)
+        and the state of each slot it runs (our status record, so any agent
+        can say whether a placed replica runs), and publish each slot's
+        change as a `container_state` event.  Both reads are non-blocking
+        snapshots the runtime keeps up to date in its own passes."""
+        images_fn = getattr(self.runtime, "images", None)
+        slots_fn = getattr(self.runtime, "slot_states", None)
+        last_images: object = ()  # never equal to a report: the first one goes through
+        last_slots: dict[str, tuple[str, str]] | None = None
+        while True:
+            if callable(images_fn):
+                try:
+                    images = images_fn()
+                except Exception:  # a runtime bug must not stop the reports
+                    log.exception("runtime images() failed")
+                    images = None
+                if images != last_images:
+                    await self.call(lambda core, now: core.set_image_inventory(images, now))
+                    log.info("runtime images: %s", "unknown (nothing declined)" if images is None else
+                             ", ".join(sorted(i for i in images if not i.startswith("sha256:"))) or "none")
+                    last_images = images
+            if callable(slots_fn):
+                try:
+                    slots = dict(slots_fn())
+                except Exception:
+                    log.exception("runtime slot_states() failed")
+                    slots = last_slots or {}
+                if slots != last_slots:
+                    self._container_events(last_slots or {}, slots)
+                    await self.call(lambda core, now: core.set_runtime_slots(slots, now))
+                    last_slots = slots
+            await trio.sleep(RUNTIME_POLL_S)
+
+    def _container_events(self, old: dict[str, tuple[str, str]], new: dict[str, tuple[str, str]]) -> None:
+        changed = False
+        for slot, (state, reason) in sorted(new.items()):
+            if old.get(slot) != (state, reason):
+                changed = True
+                self.events.publish("container_state", node=self.name, slot=slot, state=state, reason=reason)
+                log.log(logging.WARNING if state == "failed" else logging.INFO, "slot %s here: %s%s",
+                        slot, state, f" ({reason})" if reason else "")
+        for slot in sorted(set(old) - set(new)):
+            changed = True
+            self.events.publish("container_state", node=self.name, slot=slot, state="gone", reason="")
+        if changed:
+            self.indexes.bump("jobs")
 
     async def _run_transport(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         assert self.transport is not None

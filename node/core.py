@@ -47,13 +47,13 @@ from gossip.events import (
     UserMessage,
 )
 from gossip.security import Keyring
-from gossip.swim import Swim
+from gossip.swim import PAYLOAD_MAX_BYTES, Swim
 
 from . import wire
 from .hlc import HybridClock
 from .jobstore import MAX_JOBS, Entry, JobStore
 from .placement import AwardAccepted, Placement, PlacementConfig, SlotPending, StartReplica, StopReplica
-from .status import NodeStatus, StatusError
+from .status import NodeStatus, RuntimeSummary, StatusError
 
 BROADCAST_ENTRY_MAX_BYTES = 900  # larger writes spread by digest sync only
 PLACEMENT_KICK_S = 0.02  # coalesce bursts of changes into one placement pass
@@ -167,6 +167,7 @@ class NodeCore:
         self._released_seen: dict[str, float] = {}
         self._status_published_at: float | None = None
         self._status_due: float | None = None
+        self.runtime_summary: RuntimeSummary | None = None  # as reported, before fitting the record
         self._publish_status(now)
         self._schedule(now + self.cfg.store_sync_interval_s * rng.uniform(0.5, 1.0), "sync")
         self._schedule(now + self.placement.cfg.placement_interval_s * rng.uniform(0.5, 1.0), "place")
@@ -333,7 +334,8 @@ class NodeCore:
         s = self._status
         self._status = NodeStatus(s.name, s.capacity, s.allocated, s.labels, s.drained, s.healthy,
                                   s.unhealthy_reason, s.agent_version, self.store.digest(),
-                                  self.store.live_count, self.placement.claims.digest())
+                                  self.store.live_count, self.placement.claims.digest(),
+                                  self.runtime_summary).fit(PAYLOAD_MAX_BYTES)
         self.statuses[self.name] = self._status
         self.swim.set_payload(self._status.encode(), now)
         self._absorb_own_payload(now)
@@ -410,7 +412,22 @@ class NodeCore:
         """The runtime's list of local images (normalized name:tag), or None
         if unknown.  Calls for bids for an image not here are declined with
         that reason, so the slot goes where the image is."""
+        if images == self.placement.images:
+            return
+        gained = images is None or self.placement.images is None or not images <= self.placement.images
         self.placement.images = images
+        if gained:
+            self._kick(now)  # pending slots may fit here now
+
+    def set_runtime_slots(self, states: dict[str, tuple[str, str]] | None, now: float) -> None:
+        """The runtime's view of the slots it runs here (slot -> (state,
+        reason), node.runtime's `slot_states()`), published in our status
+        record (node.status.RuntimeSummary; None: the runtime does not say)."""
+        summary = None if states is None else RuntimeSummary.from_states(states)
+        if summary == self.runtime_summary:
+            return
+        self.runtime_summary = summary
+        self._update_status(now, runtime=summary)
 
     def replica_gave_up(self, slot: str, reason: str, now: float, penalty_s: float = 60.0) -> None:
         """The runtime reports our replica of `slot` keeps failing here (restart

@@ -341,11 +341,18 @@ class Placement:
 
 
 def normalize_image(image: str) -> str:
-    """'busybox' and 'busybox:latest' name the same image; digests stay as they are."""
-    if "@" in image:
+    """'busybox', 'busybox:latest' and 'docker.io/library/busybox' name the
+    same image ('busybox:latest', as the Docker runtime lists local images);
+    digests stay as they are."""
+    if "@" in image or image.startswith("sha256:"):
         return image
     last = image.rsplit("/", 1)[-1]
-    return image if ":" in last else image + ":latest"
+    if ":" not in last:
+        image += ":latest"
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/"):
+        if image.startswith(prefix):
+            return image[len(prefix):]
+    return image
 
 
 def _summarize(rc: RoundClosed) -> str:

@@ -98,6 +98,7 @@ import trio
 
 from auction.claims import Claim
 from auction.spec import JobSpec, RestartMode
+from node.placement import normalize_image  # noqa: F401 -- one rule for the runtime and the bidder
 
 log = logging.getLogger("shoal.runtime")
 
@@ -141,6 +142,10 @@ class Runtime(Protocol):
     def health(self) -> tuple[bool, str]: ...
 
     def image_present(self, image: str) -> bool: ...
+
+    def images(self) -> frozenset[str] | None: ...
+
+    def slot_states(self) -> dict[str, tuple[str, str]]: ...
 
     async def ps(self) -> list[dict[str, Any]]: ...
 
@@ -190,21 +195,6 @@ def container_name(slot: str, round_: int) -> str:
 
 def ballot_label(claim: Claim) -> str:
     return f"{claim.ballot.round}/{claim.ballot.coordinator}"
-
-
-def normalize_image(ref: str) -> str:
-    """'busybox' -> 'busybox:latest'; 'docker.io/library/x:1' -> 'x:1'."""
-    if "@" in ref:
-        return ref
-    name, tag = ref, "latest"
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:
-        name, tag = ref.rsplit(":", 1)
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-            break
-    return f"{name}:{tag}"
 
 
 def health_config(spec: JobSpec) -> dict[str, Any] | None:
@@ -405,6 +395,42 @@ class DockerRuntime:
         if self.image_present(image) or self.cfg.pull_images:
             return None
         return f"image {image} is not on node {self.node} (and pulling is off)"
+
+    def images(self) -> frozenset[str] | None:
+        """The engine's local images (normalized tags, digests and ids) as of
+        the last refresh, for the core's bid declines; None while unknown or
+        when missing images are pulled (then nothing is declined for it)."""
+        if not self._images_known or self.cfg.pull_images:
+            return None
+        return frozenset(self._images | self._image_ids)
+
+    def slot_states(self) -> dict[str, tuple[str, str]]:
+        """Every desired slot -> (state, reason), from the last pass:
+        running (its current container is up and not unhealthy), starting
+        (no container yet, being created, or an older-spec container still
+        being replaced), failed (exited non-zero or unhealthy and waiting
+        for its restart, or given up here), exited (stopped for good, as its
+        restart policy says)."""
+        by_slot: dict[str, list[_Container]] = collections.defaultdict(list)
+        for c in self._actual.values():
+            by_slot[c.slot].append(c)
+        out: dict[str, tuple[str, str]] = {}
+        for slot, want in self._desired.items():
+            st = self._slots.get(slot)
+            current = [c for c in by_slot.get(slot, ()) if c.ballot == want.ballot and c.spec_hash == want.spec_hash]
+            if st is not None and st.gave_up:
+                out[slot] = ("failed", f"gave up here: {st.gave_up}")
+            elif any(c.ok for c in current):
+                out[slot] = ("running", "")
+            elif st is not None and st.done:
+                out[slot] = ("exited", st.done)
+            elif any(c.state in ("exited", "dead") or (c.state == "running" and not c.ok) for c in current):
+                what = st.last_exit if st is not None and st.last_exit else current[0].status or "failed"
+                restarts = f", {st.restarts} restart{'s' if st.restarts != 1 else ''}" if st and st.restarts else ""
+                out[slot] = ("failed", f"{what}{restarts}")
+            else:
+                out[slot] = ("starting", "")
+        return out
 
     def desired(self) -> dict[str, Claim]:
         return {slot: d.claim for slot, d in self._desired.items()}

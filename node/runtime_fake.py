@@ -29,6 +29,21 @@ Optional members, used when present:
         Started in the agent's nursery before the pump (`nursery.start`).
     stats() -> dict
         A JSON-able snapshot for `GET /v1/agent/self` ("runtime").
+    images() -> frozenset[str] | None
+        The local images (normalized "name:tag", digests, ids), or None when
+        unknown (or pulled on demand): the agent polls it and hands changes
+        to `NodeCore.set_image_inventory`, so the node declines calls for
+        bids for a job whose image it lacks, saying so.
+    slot_states() -> dict[slot, (state, reason)]
+        running / starting / failed / exited per slot it was told to run;
+        the agent polls it, publishes changes as `container_state` events
+        and hands them to `NodeCore.set_runtime_slots` (gossiped in the
+        node's status record: node/status.py's RuntimeSummary).
+    async ps() -> list[dict]
+        This node's containers (`GET /v1/containers`, `shoal ps`).
+    logs(slot, follow, tail) -> async iterator of bytes
+        The slot's container output (`shoal logs`); LookupError if the
+        slot has no container here.
     desired_complete() -> None
         Called once the agent believes it has replayed every claim it holds
         (its claims digest matches its live peers', or it has been alone for
@@ -49,7 +64,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AsyncIterator
+
+import trio
 
 from auction.claims import Claim
 from auction.spec import JobSpec
@@ -89,6 +106,30 @@ class FakeRuntime:
 
     def health(self) -> tuple[bool, str]:
         return True, ""
+
+    def images(self) -> frozenset[str] | None:
+        return None  # every image counts as present
+
+    def slot_states(self) -> dict[str, tuple[str, str]]:
+        return {slot: ("running", "") for slot in self.running}
+
+    async def ps(self) -> list[dict[str, Any]]:
+        """What it was told to run, shaped like the Docker runtime's `ps()`."""
+        return [{"slot": slot, "id": None, "name": None, "node": None, "state": "running",
+                 "status": "fake: recorded as running", "health": "", "image": self.specs[slot].image,
+                 "ballot": f"{c.ballot.round}/{c.ballot.coordinator}", "role": "desired", "restarts": 0,
+                 "gave_up": None, "done": None}
+                for slot, c in sorted(self.running.items())]
+
+    async def logs(self, slot: str, follow: bool = False, tail: int | str = "all") -> AsyncIterator[bytes]:
+        """No container, no output: the calls recorded for `slot` instead."""
+        if slot not in self.running:
+            raise LookupError(f"no replica of {slot} here")
+        for call in self.history:
+            if call.slot == slot:
+                yield f"fake runtime: {call.op} {call.slot} ({call.detail})\n".encode()
+        if follow:
+            await trio.sleep_forever()
 
     def stats(self) -> dict[str, Any]:
         return {

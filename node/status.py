@@ -9,6 +9,17 @@ disagrees with them about the desired state and sync with exactly those.
 
 Encoded as a compact msgpack array; it must fit one gossip payload (1 KiB),
 so labels are bounded.
+
+The record also says what this node's runtime does with the slots it holds
+(`runtime`, a `RuntimeSummary`): per job, the indices whose container runs
+and the ones that failed or exited, with a short reason; a slot the node
+holds and does not list is starting.  That is how every agent can tell
+whether a placed replica actually runs (`shoal job status`, the progress of
+`shoal job run`) without reaching the holder's API, which may listen on its
+loopback only.  It gets whatever room the record has left: `fit()` drops
+whole jobs (last names first) until the record fits and marks the summary
+`truncated`; a viewer then says "unknown" for those jobs, never "starting".
+Older agents publish no summary (`runtime` None) and ignore it in ours.
 """
 
 from __future__ import annotations
@@ -22,10 +33,74 @@ from auction.resources import Resources
 MAX_LABELS = 32
 MAX_LABEL_CHARS = 63
 STATUS_VERSION = 1
+MAX_RUNTIME_REASON_CHARS = 60
+RUNTIME_STATES = ("failed", "exited")  # listed with a reason; "running" listed bare; others starting
 
 
 class StatusError(ValueError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSummary:
+    """What a node's runtime does with its slots, per job:
+    job -> (running indices, ((index, "failed"|"exited", reason), ...))."""
+
+    jobs: dict[str, tuple[tuple[int, ...], tuple[tuple[int, str, str], ...]]] = field(default_factory=dict)
+    truncated: bool = False
+
+    @classmethod
+    def from_states(cls, states: dict[str, tuple[str, str]]) -> "RuntimeSummary":
+        """From the runtime's `slot_states()`: slot key "job/index" -> (state, reason)."""
+        running: dict[str, list[int]] = {}
+        other: dict[str, list[tuple[int, str, str]]] = {}
+        for slot, (state, reason) in states.items():
+            job, _, idx = slot.rpartition("/")
+            if not job or not idx.isdigit():
+                continue
+            running.setdefault(job, [])
+            other.setdefault(job, [])
+            if state == "running":
+                running[job].append(int(idx))
+            elif state in RUNTIME_STATES:
+                other[job].append((int(idx), state, _short(reason)))
+        return cls({job: (tuple(sorted(running[job])), tuple(sorted(other[job])))
+                    for job in sorted(running)})
+
+    def state_of(self, job: str, index: int) -> tuple[str, str] | None:
+        """(state, reason) of a slot this node holds; None when not published."""
+        entry = self.jobs.get(job)
+        if entry is None:
+            return None if self.truncated else ("starting", "")
+        if index in entry[0]:
+            return "running", ""
+        for i, state, reason in entry[1]:
+            if i == index:
+                return state, reason
+        return "starting", ""
+
+    def encode_raw(self) -> list:
+        return [self.truncated, {job: [list(r), [list(o) for o in other]] for job, (r, other) in self.jobs.items()}]
+
+    @classmethod
+    def decode_raw(cls, raw) -> "RuntimeSummary | None":
+        """Lenient: a summary we cannot read is treated as absent."""
+        try:
+            truncated, jobs = raw
+            out = {}
+            for job, (r, other) in jobs.items():
+                if not isinstance(job, str) or not all(isinstance(i, int) for i in r):
+                    return None
+                others = tuple((int(i), str(st), str(why)) for i, st, why in other)
+                out[job] = (tuple(r), others)
+            return cls(out, bool(truncated))
+        except (TypeError, ValueError, AttributeError):
+            return None
+
+
+def _short(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_RUNTIME_REASON_CHARS else text[:MAX_RUNTIME_REASON_CHARS - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +116,7 @@ class NodeStatus:
     store_digest: bytes = b""
     jobs: int = 0
     claims_digest: bytes = b""
+    runtime: RuntimeSummary | None = None
 
     @property
     def free(self) -> Resources:
@@ -57,7 +133,22 @@ class NodeStatus:
             [self.allocated.cpu_millis, self.allocated.memory_bytes, self.allocated.disk_bytes],
             self.labels, self.drained, self.healthy, self.unhealthy_reason, self.agent_version,
             self.store_digest, self.jobs, self.claims_digest,
+            self.runtime.encode_raw() if self.runtime is not None else None,
         ], use_bin_type=True)
+
+    def fit(self, limit: int) -> "NodeStatus":
+        """This record, with runtime summary jobs dropped (last names first)
+        until it encodes to at most `limit` bytes (marked truncated)."""
+        if self.runtime is None or len(self.encode()) <= limit:
+            return self
+        from dataclasses import replace
+        jobs = dict(self.runtime.jobs)
+        while True:
+            if jobs:
+                jobs.pop(max(jobs))
+            candidate = replace(self, runtime=RuntimeSummary(dict(jobs), True))
+            if not jobs or len(candidate.encode()) <= limit:
+                return candidate
 
     @classmethod
     def decode(cls, data: bytes) -> "NodeStatus":
@@ -75,8 +166,9 @@ class NodeStatus:
                 and isinstance(version, str) and isinstance(digest, bytes) and isinstance(jobs, int)
                 and isinstance(claims, bytes)):
             raise StatusError("malformed status fields")
+        runtime = RuntimeSummary.decode_raw(raw[12]) if len(raw) > 12 and raw[12] is not None else None
         return cls(name, Resources(*cap), Resources(*alloc), labels, drained, healthy, reason, version,
-                   digest, jobs, claims)
+                   digest, jobs, claims, runtime)
 
 
 def _triple(v) -> bool:

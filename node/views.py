@@ -23,6 +23,13 @@ one consistent snapshot of the core; they read and never change anything.
   A claim on a node that failed or was drained stays visible (node, ballot)
   until a newer ballot replaces it, so the table shows where a slot was and
   why it moves.
+
+  A placed slot also has `runtime`: what the holder's runtime says of it,
+  from the holder's status record (node/status.py's RuntimeSummary; our own
+  runtime's latest report when we hold it): running, starting, failed or
+  exited (with `runtime_reason`), or null when the holder does not say (an
+  older agent, or a summary too large for its record).  The summaries
+  count `running` and `failed` (failed or exited) slots.
 """
 
 from __future__ import annotations
@@ -166,6 +173,11 @@ class _Context:
     def coordinator(self, key: str) -> str | None:
         return self.rv.owner(key) if self.alive else None
 
+    def runtime_state(self, node: str, job: str, index: int) -> tuple[str, str] | None:
+        summary = (self.core.runtime_summary if node == self.core.name
+                   else getattr(self.statuses.get(node), "runtime", None))
+        return summary.state_of(job, index) if summary is not None else None
+
 
 def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str, Any]:
     core = ctx.core
@@ -182,7 +194,9 @@ def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str,
         elif status is not None and status.drained:
             problem = f"{claim.node} is drained; moving"
         else:
-            slot.update(state="placed", reason=None)
+            rt = ctx.runtime_state(claim.node, spec.name, index)
+            slot.update(state="placed", reason=None, runtime=rt[0] if rt else None,
+                        runtime_reason=(rt[1] or None) if rt else None)
             return slot
     reasons = [problem] if problem else []
     if coordinator == core.name:
@@ -193,7 +207,7 @@ def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str,
         else:
             reasons.append(WAITING)
     reasons.append(explain_unplaceable(spec, ctx.node_views()))
-    slot.update(state="pending", reason="; ".join(reasons))
+    slot.update(state="pending", reason="; ".join(reasons), runtime=None, runtime_reason=None)
     return slot
 
 
@@ -222,8 +236,11 @@ def job_summary(ctx: _Context, entry: Entry) -> dict[str, Any]:
         return {"name": entry.name, "valid": False, "version": _stamp(entry)}
     slots = _slots(ctx, spec)
     placed = sum(1 for s in slots if s["state"] == "placed")
+    running = sum(1 for s in slots if s["runtime"] == "running")
+    failed = sum(1 for s in slots if s["runtime"] in ("failed", "exited"))
     return {"name": spec.name, "valid": True, "image": spec.image, "replicas": spec.replicas,
-            "placed": placed, "pending": len(slots) - placed, "cpu": spec.cpu_millis / 1000,
+            "placed": placed, "pending": len(slots) - placed, "running": running, "failed": failed,
+            "cpu": spec.cpu_millis / 1000,
             "memory": spec.to_dict()["memory"], "version": _stamp(entry)}
 
 
