@@ -39,6 +39,7 @@ from gossip.wire import (
     DecodeError,
     compress_message,
     decode_messages,
+    decode_parts,
     decompress_body,
     new_unpacker,
     parse_body,
@@ -112,6 +113,23 @@ def open_packet(
     skip_inbound_label_check: bool = False,
 ) -> list[Message]:
     """Every message in a received datagram."""
+    return decode_messages(_unwrap(data, label, keyring, skip_inbound_label_check))
+
+
+def open_packet_parts(
+    data: bytes,
+    *,
+    label: bytes,
+    keyring: Keyring | None,
+    skip_inbound_label_check: bool = False,
+) -> list[tuple[Message, bytes | None]]:
+    """Like `open_packet`, each message paired with its encoded bytes when
+    it can be rebroadcast verbatim (`gossip.wire.decode_parts`)."""
+    return decode_parts(_unwrap(data, label, keyring, skip_inbound_label_check))
+
+
+def _unwrap(data: bytes, label: bytes, keyring: Keyring | None, skip_inbound_label_check: bool) -> bytes:
+    """The message inside a datagram's label, encryption and CRC layers."""
     data = bytes(data)
     got_label, buf = _split_label(data)
     if skip_inbound_label_check:
@@ -136,7 +154,7 @@ def open_packet(
         buf = buf[5:]
         if zlib.crc32(buf) != want:
             raise DecodeError("crc", "checksum mismatch")
-    return decode_messages(buf)
+    return buf
 
 
 # ---------------------------------------------------------------------------

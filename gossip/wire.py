@@ -1,17 +1,28 @@
 """memberlist protocol v5 message codec (bytes <-> `gossip.messages`).
 
 How this works: a memberlist message is one type byte followed by a msgpack
-map whose keys are the Go struct field names.  We write that map with our own
-tiny packer (`pack_go`) instead of `msgpack.packb`, because byte-identical
-output with go-msgpack needs three things msgpack-python cannot express:
-keys in alphabetical order (we pass them in that order), legacy "raw" strings
-for both text and bytes (never str8/bin), and Go `int` fields written with the
-*signed* markers (d0..d3) while Go `uint*` fields use the unsigned ones.
+map whose keys are the Go struct field names.  Byte-identical output with
+go-msgpack needs three things: keys in alphabetical order (we build the dict
+in that order), legacy "raw" strings for both text and bytes (never
+str8/bin), and Go `int` fields written with the *signed* markers (d0..d3)
+while Go `uint*` fields use the unsigned ones.  msgpack-python's C packer
+with use_bin_type=False gets the first two right and writes every
+non-negative int with the unsigned markers, so it is byte-identical for the
+messages whose Go fields are all uint/string/[]byte/bool (ping, indirect
+ping, ack, nack, errResp, suspect, alive, dead, and pushNodeState, whose one
+Go-int field `State` is 0..3, a fixint either way).  It is used for those
+because they are the hot path (a large cluster encodes millions of them);
+only the push/pull header and the TCP userMsgHeader, which carry Go `int`
+counts that can exceed 127, go through our own tiny packer (`pack_go`,
+with `GoInt` for the signed fields).  The golden vectors in
+tests/gossip/test_wire_golden.py pin both.
+
 Reading goes through msgpack-python with raw=True (any of bin/str/raw is
 accepted, as Go does) and every field is then type-checked by hand: a value
 of the wrong type, an out-of-range integer or invalid UTF-8 becomes
 `DecodeError`, never anything else.  Unknown keys are ignored and missing
-keys take Go's zero value, like go-msgpack.
+keys take Go's zero value, like go-msgpack.  A UDP body is one
+`msgpack.unpackb` call with container limits, then per-type field checks.
 
 UDP dispatch (`decode_messages`) mirrors memberlist's handleCommand: compound
 (7) and compress (9) wrappers recurse, bounded in depth and decompressed size.
@@ -170,76 +181,31 @@ def pack_go(obj: Any) -> bytes:
     return bytes(out)
 
 
+# The C packer, for the messages whose Go fields are all unsigned, string,
+# []byte or bool: with use_bin_type=False it writes exactly what go-msgpack
+# writes for them (see the module docstring), at a tenth of pack_go's cost.
+# One shared instance: creating a Packer per call costs more than packing a
+# small map.  The cores run on one thread, and pack() of builtin types runs
+# entirely in C under the GIL, so sharing it is safe.
+_fast_pack = msgpack.Packer(use_bin_type=False, autoreset=True).pack
+
+_U32 = 0xFFFFFFFF
+_U16 = 0xFFFF
+
+
 def _nil_if_empty(b: bytes) -> bytes | None:
     # Go writes a nil []byte as msgpack nil; memberlist leaves empty slices nil.
     return b if b else None
 
 
-def _body(msg: Message) -> tuple[int, dict]:
-    """Type byte and Go-ordered field map for the fixed-shape messages."""
-    if isinstance(msg, Ping):
-        d: dict = {"Node": msg.node, "SeqNo": _u32(msg.seq_no)}
-        # omitempty: only these three fields, only on ping / indirect ping.
-        if msg.source_addr:
-            d["SourceAddr"] = msg.source_addr
-        if msg.source_node:
-            d["SourceNode"] = msg.source_node
-        if msg.source_port:
-            d["SourcePort"] = _u16(msg.source_port)
-        return MessageType.PING, d
-    if isinstance(msg, IndirectPingReq):
-        d = {
-            "Nack": bool(msg.nack),
-            "Node": msg.node,
-            "Port": _u16(msg.port),
-            "SeqNo": _u32(msg.seq_no),
-        }
-        if msg.source_addr:
-            d["SourceAddr"] = msg.source_addr
-        if msg.source_node:
-            d["SourceNode"] = msg.source_node
-        if msg.source_port:
-            d["SourcePort"] = _u16(msg.source_port)
-        d["Target"] = _nil_if_empty(msg.target)
-        return MessageType.INDIRECT_PING, d
-    if isinstance(msg, AckResp):
-        return MessageType.ACK, {"Payload": _nil_if_empty(msg.payload), "SeqNo": _u32(msg.seq_no)}
-    if isinstance(msg, NackResp):
-        return MessageType.NACK, {"SeqNo": _u32(msg.seq_no)}
-    if isinstance(msg, ErrResp):
-        return MessageType.ERR, {"Error": msg.error}
-    if isinstance(msg, Suspect):
-        return MessageType.SUSPECT, {
-            "From": msg.from_node,
-            "Incarnation": _u32(msg.incarnation),
-            "Node": msg.node,
-        }
-    if isinstance(msg, Dead):
-        return MessageType.DEAD, {
-            "From": msg.from_node,
-            "Incarnation": _u32(msg.incarnation),
-            "Node": msg.node,
-        }
-    if isinstance(msg, Alive):
-        return MessageType.ALIVE, {
-            "Addr": _nil_if_empty(msg.addr),
-            "Incarnation": _u32(msg.incarnation),
-            "Meta": _nil_if_empty(msg.meta),
-            "Node": msg.node,
-            "Port": _u16(msg.port),
-            "Vsn": _vsn_bytes(msg.vsn),
-        }
-    raise TypeError(f"not a memberlist message: {type(msg).__name__}")
-
-
 def _u32(v: int) -> int:
-    if not 0 <= v < (1 << 32):
+    if not 0 <= v <= _U32:
         raise ValueError(f"{v} does not fit uint32")
     return v
 
 
 def _u16(v: int) -> int:
-    if not 0 <= v < (1 << 16):
+    if not 0 <= v <= _U16:
         raise ValueError(f"{v} does not fit uint16")
     return v
 
@@ -249,41 +215,137 @@ def _vsn_bytes(vsn: tuple[int, ...]) -> bytes | None:
     return bytes(vsn) if vsn else None
 
 
-def _node_state_body(n: PushNodeState) -> dict:
-    return {
-        "Addr": _nil_if_empty(n.addr),
+def _enc_ping(msg: Ping) -> bytes:
+    d: dict = {"Node": msg.node, "SeqNo": _u32(msg.seq_no)}
+    # omitempty: only these three fields, only on ping / indirect ping.
+    if msg.source_addr:
+        d["SourceAddr"] = msg.source_addr
+    if msg.source_node:
+        d["SourceNode"] = msg.source_node
+    if msg.source_port:
+        d["SourcePort"] = _u16(msg.source_port)
+    return b"\x00" + _fast_pack(d)
+
+
+def _enc_indirect_ping(msg: IndirectPingReq) -> bytes:
+    d = {
+        "Nack": bool(msg.nack),
+        "Node": msg.node,
+        "Port": _u16(msg.port),
+        "SeqNo": _u32(msg.seq_no),
+    }
+    if msg.source_addr:
+        d["SourceAddr"] = msg.source_addr
+    if msg.source_node:
+        d["SourceNode"] = msg.source_node
+    if msg.source_port:
+        d["SourcePort"] = _u16(msg.source_port)
+    d["Target"] = _nil_if_empty(msg.target)
+    return b"\x01" + _fast_pack(d)
+
+
+def _enc_ack(msg: AckResp) -> bytes:
+    return b"\x02" + _fast_pack({"Payload": msg.payload or None, "SeqNo": _u32(msg.seq_no)})
+
+
+def _enc_nack(msg: NackResp) -> bytes:
+    return b"\x0b" + _fast_pack({"SeqNo": _u32(msg.seq_no)})
+
+
+def _enc_err(msg: ErrResp) -> bytes:
+    return b"\x0d" + _fast_pack({"Error": msg.error})
+
+
+def _enc_suspect(msg: Suspect) -> bytes:
+    return b"\x03" + _fast_pack({"From": msg.from_node, "Incarnation": _u32(msg.incarnation), "Node": msg.node})
+
+
+def _enc_dead(msg: Dead) -> bytes:
+    return b"\x05" + _fast_pack({"From": msg.from_node, "Incarnation": _u32(msg.incarnation), "Node": msg.node})
+
+
+def encode_alive(incarnation: int, node: str, addr: bytes, port: int, meta: bytes,
+                 vsn: tuple[int, ...]) -> bytes:
+    """encode(Alive(...)) without building the message first."""
+    if not 0 <= incarnation <= _U32:
+        raise ValueError(f"{incarnation} does not fit uint32")
+    if not 0 <= port <= _U16:
+        raise ValueError(f"{port} does not fit uint16")
+    return b"\x04" + _fast_pack({
+        "Addr": addr or None,
+        "Incarnation": incarnation,
+        "Meta": meta or None,
+        "Node": node,
+        "Port": port,
+        "Vsn": bytes(vsn) if vsn else None,
+    })
+
+
+def _enc_alive(msg: Alive) -> bytes:
+    return encode_alive(msg.incarnation, msg.node, msg.addr, msg.port, msg.meta, msg.vsn)
+
+
+def encode_node_state(n: PushNodeState) -> bytes:
+    """One pushNodeState map as it appears in a push/pull stream.  Go's
+    `State` is an int, but 0..3 is a positive fixint under both markers."""
+    state = int(n.state)
+    if not 0 <= state < 128:
+        raise ValueError(f"node state {state} out of range")
+    return _fast_pack({
+        "Addr": n.addr or None,
         "Incarnation": _u32(n.incarnation),
-        "Meta": _nil_if_empty(n.meta),
+        "Meta": n.meta or None,
         "Name": n.name,
         "Port": _u16(n.port),
-        "State": GoInt(int(n.state)),
-        "Vsn": _vsn_bytes(n.vsn),
-    }
+        "State": state,
+        "Vsn": bytes(n.vsn) if n.vsn else None,
+    })
+
+
+def encode_push_pull(join: bool, node_states: list[bytes], user_state: bytes) -> bytes:
+    """The push/pull stream form from already-encoded node states
+    (`encode_node_state`), so a caller can reuse them between exchanges.
+    The header's Nodes/UserStateLen are Go ints: signed markers (pack_go)."""
+    out = bytearray((MessageType.PUSH_PULL,))
+    _pack(
+        {
+            "Join": bool(join),
+            "Nodes": GoInt(len(node_states)),
+            "UserStateLen": GoInt(len(user_state)),
+        },
+        out,
+    )
+    out += b"".join(node_states)
+    out += user_state
+    return bytes(out)
+
+
+_ENCODERS = {
+    Ping: _enc_ping,
+    IndirectPingReq: _enc_indirect_ping,
+    AckResp: _enc_ack,
+    NackResp: _enc_nack,
+    ErrResp: _enc_err,
+    Suspect: _enc_suspect,
+    Dead: _enc_dead,
+    Alive: _enc_alive,
+}
 
 
 def encode(msg: Message) -> bytes:
     """Type byte + body.  UserMsg gets the UDP form (raw bytes after 0x08);
     PushPull and ErrResp get their stream forms."""
+    enc = _ENCODERS.get(type(msg))
+    if enc is not None:
+        return enc(msg)
     if isinstance(msg, UserMsg):
         return b"\x08" + bytes(msg.payload)
     if isinstance(msg, PushPull):
-        out = bytearray((MessageType.PUSH_PULL,))
-        _pack(
-            {
-                "Join": bool(msg.join),
-                "Nodes": GoInt(len(msg.nodes)),
-                "UserStateLen": GoInt(len(msg.user_state)),
-            },
-            out,
-        )
-        for n in msg.nodes:
-            _pack(_node_state_body(n), out)
-        out += msg.user_state
-        return bytes(out)
-    t, d = _body(msg)
-    out = bytearray((t,))
-    _pack(d, out)
-    return bytes(out)
+        return encode_push_pull(msg.join, [encode_node_state(n) for n in msg.nodes], msg.user_state)
+    for cls, enc in _ENCODERS.items():  # a subclass of a message type
+        if isinstance(msg, cls):
+            return enc(msg)
+    raise TypeError(f"not a memberlist message: {type(msg).__name__}")
 
 
 def encode_stream_user(msg: UserMsg) -> bytes:
@@ -322,7 +384,7 @@ def compress_message(buf: bytes) -> bytes:
 
 def new_unpacker(max_buffer_bytes: int) -> msgpack.Unpacker:
     """A raw=True Unpacker with container limits small enough that forged
-    headers cannot force big preallocations."""
+    headers cannot force big preallocations (streams read incrementally)."""
     return msgpack.Unpacker(
         raw=True,
         strict_map_key=False,
@@ -337,17 +399,24 @@ def new_unpacker(max_buffer_bytes: int) -> msgpack.Unpacker:
 
 def unpack_one(body: bytes) -> Any:
     """The first msgpack object of `body` (Go's decoder ignores trailing
-    bytes, so do we).  Anything wrong -> DecodeError("malformed")."""
+    bytes, so do we).  Anything wrong -> DecodeError("malformed").
+
+    One `msgpack.unpackb` call rather than a streaming Unpacker: building an
+    Unpacker (and its read buffer) per UDP message cost more than decoding
+    the message.  unpackb bounds strings by len(body) itself; the container
+    limits are the same as `new_unpacker`'s."""
     if not body:
         raise DecodeError("malformed", "empty body")
-    u = new_unpacker(len(body))
     try:
-        u.feed(body)
-        return u.unpack()
-    except msgpack.OutOfData:
-        raise DecodeError("malformed", "truncated msgpack") from None
-    except Exception as e:  # msgpack raises ValueError/FormatError/StackError/...
+        return _unpackb(body, raw=True, strict_map_key=False, max_array_len=_MAX_ARRAY_LEN,
+                        max_map_len=_MAX_MAP_LEN, max_ext_len=_MAX_EXT_LEN)
+    except msgpack.ExtraData as e:
+        return e.unpacked  # trailing bytes after the first object: ignored
+    except Exception as e:  # ValueError (incl. truncated input)/FormatError/StackError/...
         raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
+
+
+_unpackb = msgpack.unpackb
 
 
 class _Fields:
@@ -426,8 +495,10 @@ class _Fields:
         raise self._bad(key, "expected bytes or array of uint8")
 
 
-def parse_body(msg_type: int, obj: Any) -> Message:
-    """Build the message for a fixed-shape type from its decoded map."""
+def _parse_checked(msg_type: int, obj: Any) -> Message:
+    """The reference parser: every field through `_Fields`, which handles
+    nil/missing fields, Go's lenient forms and produces the DecodeError for
+    anything wrong.  The fast parsers below fall back to it."""
     if msg_type == MessageType.PING:
         f = _Fields(obj, "ping")
         return Ping(
@@ -485,6 +556,101 @@ def parse_body(msg_type: int, obj: Any) -> Message:
     raise DecodeError("unknown_type", f"type {msg_type}")
 
 
+# Fast parsers for the messages a large cluster decodes millions of times.
+# Each handles only the shape our peers and Go's memberlist actually send
+# (every field present with its usual msgpack type, or nil where Go writes
+# nil) with plain type checks, and hands anything else to `_parse_checked`,
+# which produces the same value or the same DecodeError as always.
+
+
+def _parse_alive(d: Any) -> Message:
+    if type(d) is dict:
+        inc = d.get(b"Incarnation")
+        node = d.get(b"Node")
+        addr = d.get(b"Addr")
+        port = d.get(b"Port")
+        meta = d.get(b"Meta")
+        vsn = d.get(b"Vsn")
+        if (type(inc) is int and 0 <= inc <= _U32 and type(node) is bytes and type(addr) is bytes
+                and type(port) is int and 0 <= port <= _U16 and type(vsn) is bytes
+                and (meta is None or type(meta) is bytes)):
+            try:
+                name = node.decode()
+            except UnicodeDecodeError:
+                pass
+            else:
+                return Alive(inc, name, addr, port, meta or b"", tuple(vsn))
+    return _parse_checked(MessageType.ALIVE, d)
+
+
+def _parse_ping(d: Any) -> Message:
+    if type(d) is dict:
+        seq = d.get(b"SeqNo")
+        node = d.get(b"Node")
+        saddr = d.get(b"SourceAddr", b"")  # omitempty: usually present, may be absent
+        sport = d.get(b"SourcePort", 0)
+        snode = d.get(b"SourceNode", b"")
+        if (type(seq) is int and 0 <= seq <= _U32 and type(node) is bytes and type(saddr) is bytes
+                and type(sport) is int and 0 <= sport <= _U16 and type(snode) is bytes):
+            try:
+                return Ping(seq, node.decode(), saddr, sport, snode.decode())
+            except UnicodeDecodeError:
+                pass
+    return _parse_checked(MessageType.PING, d)
+
+
+def _parse_ack(d: Any) -> Message:
+    if type(d) is dict:
+        seq = d.get(b"SeqNo")
+        payload = d.get(b"Payload")
+        if type(seq) is int and 0 <= seq <= _U32 and (payload is None or type(payload) is bytes):
+            return AckResp(seq, payload or b"")
+    return _parse_checked(MessageType.ACK, d)
+
+
+def _parse_suspect(d: Any) -> Message:
+    if type(d) is dict:
+        inc = d.get(b"Incarnation")
+        node = d.get(b"Node")
+        frm = d.get(b"From")
+        if type(inc) is int and 0 <= inc <= _U32 and type(node) is bytes and type(frm) is bytes:
+            try:
+                return Suspect(inc, node.decode(), frm.decode())
+            except UnicodeDecodeError:
+                pass
+    return _parse_checked(MessageType.SUSPECT, d)
+
+
+def _parse_dead(d: Any) -> Message:
+    if type(d) is dict:
+        inc = d.get(b"Incarnation")
+        node = d.get(b"Node")
+        frm = d.get(b"From")
+        if type(inc) is int and 0 <= inc <= _U32 and type(node) is bytes and type(frm) is bytes:
+            try:
+                return Dead(inc, node.decode(), frm.decode())
+            except UnicodeDecodeError:
+                pass
+    return _parse_checked(MessageType.DEAD, d)
+
+
+_PARSERS = {
+    MessageType.ALIVE: _parse_alive,
+    MessageType.PING: _parse_ping,
+    MessageType.ACK: _parse_ack,
+    MessageType.SUSPECT: _parse_suspect,
+    MessageType.DEAD: _parse_dead,
+}
+
+
+def parse_body(msg_type: int, obj: Any) -> Message:
+    """Build the message for a fixed-shape type from its decoded map."""
+    fast = _PARSERS.get(msg_type)
+    if fast is not None:
+        return fast(obj)
+    return _parse_checked(msg_type, obj)
+
+
 def parse_push_pull_header(obj: Any, max_nodes: int, max_user_state_bytes: int) -> tuple[bool, int, int]:
     """(join, nodes, user_state_len) with memberlist's receive limits."""
     f = _Fields(obj, "pushPullHeader")
@@ -495,7 +661,29 @@ def parse_push_pull_header(obj: Any, max_nodes: int, max_user_state_bytes: int) 
     )
 
 
+_NODE_STATES = tuple(NodeStateCode)  # indexed by the wire value 0..3
+
+
 def parse_node_state(obj: Any) -> PushNodeState:
+    # Fast path (a push/pull carries one of these per member; see the fast
+    # parsers above): the usual shape, plain checks; anything else below.
+    if type(obj) is dict:
+        name = obj.get(b"Name")
+        addr = obj.get(b"Addr")
+        port = obj.get(b"Port")
+        meta = obj.get(b"Meta")
+        inc = obj.get(b"Incarnation")
+        state = obj.get(b"State")
+        vsn = obj.get(b"Vsn")
+        if (type(name) is bytes and type(addr) is bytes and type(port) is int and 0 <= port <= _U16
+                and (meta is None or type(meta) is bytes) and type(inc) is int and 0 <= inc <= _U32
+                and type(state) is int and 0 <= state <= 3 and type(vsn) is bytes):
+            try:
+                text = name.decode()
+            except UnicodeDecodeError:
+                pass
+            else:
+                return PushNodeState(text, addr, port, meta or b"", inc, _NODE_STATES[state], tuple(vsn))
     f = _Fields(obj, "pushNodeState")
     state = f._get(b"State")
     if state is None:
@@ -542,6 +730,16 @@ _UDP_SIMPLE = frozenset(
     )
 )
 
+# Membership messages a receiver re-gossips.  memberlist re-encodes them; we
+# hand the received bytes back with the message instead (`decode_parts`), so
+# rebroadcasting costs nothing, but only when the map holds exactly the Go
+# struct's fields, so nothing unknown rides along into our queue.
+_FORWARDABLE_KEYS = {
+    MessageType.ALIVE: frozenset((b"Addr", b"Incarnation", b"Meta", b"Node", b"Port", b"Vsn")),
+    MessageType.SUSPECT: frozenset((b"From", b"Incarnation", b"Node")),
+    MessageType.DEAD: frozenset((b"From", b"Incarnation", b"Node")),
+}
+
 
 def decode_messages(buf: bytes) -> list[Message]:
     """Every message in one UDP message (label/encryption/CRC already
@@ -549,52 +747,79 @@ def decode_messages(buf: bytes) -> list[Message]:
     leading parts.  Inside a compound a bad part is skipped, as memberlist
     logs it and handles the others; if no part at all decodes the first
     error is raised so the packet counts as dropped."""
-    return _decode(bytes(buf), 0)
+    return [m for m, _ in decode_parts(buf)]
 
 
-def _decode(buf: bytes, depth: int) -> list[Message]:
+def decode_parts(buf: bytes) -> list[tuple[Message, bytes | None]]:
+    """Like `decode_messages`, each message paired with its own encoded
+    bytes (type byte + body) when it is an Alive/Suspect/Dead in canonical
+    form, ready to be queued for rebroadcast as is; None otherwise."""
+    out: list[tuple[Message, bytes | None]] = []
+    _decode(bytes(buf), 0, out)
+    return out
+
+
+def _decode_one(buf: bytes, out: list) -> None:
+    """One fixed-shape UDP message (type byte + body) into `out`."""
+    t = buf[0]
+    obj = unpack_one(buf[1:])
+    msg = parse_body(t, obj)
+    keys = _FORWARDABLE_KEYS.get(t)
+    out.append((msg, buf if keys is not None and obj.keys() == keys else None))
+
+
+def _decode(buf: bytes, depth: int, out: list) -> None:
     if not buf:
         raise DecodeError("malformed", "empty message")
     if depth > MAX_NESTING_DEPTH:
         raise DecodeError("malformed", "wrappers nested too deep")
     t = buf[0]
     if t in _UDP_SIMPLE:
-        return [parse_body(t, unpack_one(buf[1:]))]
-    if t == MessageType.USER:
-        return [UserMsg(payload=buf[1:])]
-    if t == MessageType.COMPOUND:
-        return _decode_compound(buf, depth)
-    if t == MessageType.COMPRESS:
+        _decode_one(buf, out)
+    elif t == MessageType.USER:
+        out.append((UserMsg(payload=buf[1:]), None))
+    elif t == MessageType.COMPOUND:
+        _decode_compound(buf, depth, out)
+    elif t == MessageType.COMPRESS:
         inner = decompress_body(unpack_one(buf[1:]), MAX_DECOMPRESSED_BYTES)
-        return _decode(inner, depth + 1)
-    raise DecodeError("unknown_type", f"type {t} over UDP")
+        _decode(inner, depth + 1, out)
+    else:
+        raise DecodeError("unknown_type", f"type {t} over UDP")
 
 
-def _decode_compound(buf: bytes, depth: int) -> list[Message]:
+def _decode_compound(buf: bytes, depth: int, out: list) -> None:
     if len(buf) < 2:
         raise DecodeError("malformed", "compound: missing count")
     count = buf[1]
     pos = 2 + 2 * count
     if len(buf) < pos:
         raise DecodeError("malformed", "compound: truncated length table")
-    out: list[Message] = []
     first_error: DecodeError | None = None
     complete = 0
+    before = len(out)
+    end = len(buf)
+    # A part is at depth + 1; past the nesting limit even a plain message is
+    # refused, so the shortcut below is only taken within it.
+    simple = _UDP_SIMPLE if depth < MAX_NESTING_DEPTH else frozenset()
     for i in range(count):
-        n = int.from_bytes(buf[2 + 2 * i : 4 + 2 * i], "big")
-        if len(buf) - pos < n:
+        n = (buf[2 + 2 * i] << 8) | buf[3 + 2 * i]
+        if end - pos < n:
             break  # truncated: keep the complete leading parts
         part = buf[pos : pos + n]
         pos += n
         complete += 1
         try:
-            out.extend(_decode(part, depth + 1))
+            # The common part (one plain message) without the general
+            # dispatcher's checks; wrappers go through `_decode`.
+            if part and part[0] in simple:
+                _decode_one(part, out)
+            else:
+                _decode(part, depth + 1, out)
         except DecodeError as e:
             if first_error is None:
                 first_error = e
-    if not out:
+    if len(out) == before:
         if first_error is not None:
             raise first_error
         if complete < count:
             raise DecodeError("malformed", "compound: truncated before first part")
-    return out
