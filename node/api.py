@@ -42,6 +42,22 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                              reason}], extra: [slots being retired]}      (blocking)
     DELETE /v1/jobs/NAME    stop the job (a tombstone); 200 {name, stopped,
                             index} once durable, 404 if no such job
+    GET  /v1/jobs/NAME/logs ?slot=INDEX (default 0)&follow=1&tail=N|all
+                            the output of that replica's container
+                            (text/plain, streamed; with follow until the
+                            container stops or the client goes).  Asked
+                            anywhere: the agent finds the node holding the
+                            slot's winning claim and forwards to its API (the
+                            `api` tag), streaming the answer through; 404 no
+                            such job/slot or no container yet, 409 not placed
+                            or holder not reachable from here, 502 forward failed
+    GET  /v1/containers     this node's containers: {node, runtime,
+                            containers: [{slot, id, name, node, state, status,
+                            health, image, ballot, role, restarts, gave_up,
+                            done}]} (?job=NAME to filter); ?cluster=1 asks
+                            every alive member's API (in parallel, 5 s each)
+                            and answers {nodes: [{node, api, runtime,
+                            containers, error}]}
     POST /v1/agent/join     {"addresses": ["HOST[:PORT]", ...]} -> {"joined": n, "errors": {...}}
                             (502 when none could be joined)
     POST /v1/agent/leave    leave the cluster gracefully, then the agent exits
@@ -337,6 +353,196 @@ async def stop_job(request: Request) -> Response:
     return _indexed(result, result["index"])
 
 
+# ---- containers and logs ----------------------------------------------------------
+
+CONTAINERS_FANOUT_TIMEOUT_S = 5.0
+MAX_LOG_TAIL = 100_000
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes", "on", "")
+
+
+def _forward_headers(request: Request, agent: "Agent") -> dict[str, str]:
+    headers = {FORWARDED_HEADER: agent.name}
+    auth = request.headers.get("authorization")
+    if auth:
+        headers["Authorization"] = auth
+    elif agent.config.api_token:
+        headers["Authorization"] = f"Bearer {agent.config.api_token}"
+    return headers
+
+
+async def _local_containers(agent: "Agent", job: str | None) -> dict[str, Any]:
+    from node.runtime import EngineError, RuntimeProblem
+
+    runtime = agent.runtime
+    kind = getattr(runtime, "kind", agent.config.runtime)
+    ps = getattr(runtime, "ps", None)
+    if ps is None:
+        raise ApiError(501, f"the {kind} runtime cannot list containers")
+    try:
+        rows = await ps()
+    except (EngineError, RuntimeProblem) as e:
+        raise ApiError(503, f"{agent.name}: {e}") from None
+    for r in rows:
+        r["node"] = agent.name
+    if job is not None:
+        rows = [r for r in rows if str(r.get("slot", "")).rpartition("/")[0] == job]
+    return {"node": agent.name, "runtime": kind, "containers": rows}
+
+
+async def containers(request: Request) -> Response:
+    agent = _agent(request)
+    job = request.query_params.get("job") or None
+    if not _flag(request.query_params.get("cluster")) or request.headers.get(FORWARDED_HEADER):
+        return JSONResponse(await _local_containers(agent, job))
+
+    def targets(core, now):
+        out = []
+        for m in core.swim.members():
+            view = views.member_view(m, now)
+            if view["status"] == "alive" and m.name != agent.name:
+                out.append({"node": m.name, "status": "alive", "addr": m.addr.host, "api": view["tags"].get("api")})
+        return out
+
+    peers = await agent.call(targets)
+    results: dict[str, dict[str, Any]] = {}
+
+    async def local() -> None:
+        try:
+            results[agent.name] = {**await _local_containers(agent, job), "api": agent.api_url, "error": None}
+        except ApiError as e:
+            results[agent.name] = {"node": agent.name, "api": agent.api_url, "runtime": None,
+                                   "containers": [], "error": e.message}
+
+    async def remote(client: httpx.AsyncClient, peer: dict[str, Any]) -> None:
+        name = peer["node"]
+        entry = {"node": name, "api": peer["api"], "runtime": None, "containers": [], "error": None}
+        results[name] = entry
+        url = _peer_api_url(peer)
+        if url is None:
+            entry["error"] = (f"its API listens on {peer['api']}, not reachable from here" if peer["api"]
+                              else "it publishes no API address (not a shoal agent?)")
+            return
+        entry["api"] = url
+        try:
+            r = await client.get(f"{url}/v1/containers", params={"job": job} if job else None,
+                                 headers=_forward_headers(request, agent))
+            body = r.json()
+        except (httpx.HTTPError, ValueError) as e:
+            entry["error"] = f"asking {url} failed: {e or type(e).__name__}"
+            return
+        if r.status_code != 200 or not isinstance(body, dict):
+            entry["error"] = (body.get("error") if isinstance(body, dict) else None) or f"HTTP {r.status_code}"
+            return
+        entry.update(runtime=body.get("runtime"), containers=body.get("containers") or [])
+
+    async with httpx.AsyncClient(timeout=CONTAINERS_FANOUT_TIMEOUT_S) as client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(local)
+            for peer in peers:
+                nursery.start_soon(remote, client, peer)
+    return JSONResponse({"nodes": [results[n] for n in sorted(results)]})
+
+
+def _slot_holder(core, job: str, index: int) -> dict[str, Any]:
+    """Who holds slot job/index (raises ApiError when nobody can say)."""
+    from auction.claims import slot_key
+
+    entry = core.job(job)
+    if entry is None or entry.deleted:
+        raise ApiError(404, f"no job named {job!r}")
+    spec = core.placement.spec_of(entry)
+    if spec is not None and index >= spec.replicas:
+        raise ApiError(404, f"job {job} has {spec.replicas} replica(s): slots 0 to {spec.replicas - 1}")
+    key = slot_key(job, index)
+    claim = core.placement.winning_claim(key)
+    if claim is None or claim.released:
+        raise ApiError(409, f"{key} is not placed (see `shoal job status {job}`)")
+    target = _drain_target(core, claim.node) or {"status": "unknown", "addr": None, "api": None}
+    return {"slot": key, "node": claim.node, **target}
+
+
+async def job_logs(request: Request) -> Response:
+    agent = _agent(request)
+    job = request.path_params["name"]
+    q = request.query_params
+    try:
+        index = int(q.get("slot", "0"))
+        if index < 0:
+            raise ValueError
+    except ValueError:
+        raise ApiError(400, f"slot: expected a replica index (0, 1, ...), got {q.get('slot')!r}") from None
+    follow = _flag(q.get("follow"))
+    tail_text = q.get("tail", "all")
+    if tail_text == "all":
+        tail: int | str = "all"
+    elif tail_text.isdigit() and int(tail_text) <= MAX_LOG_TAIL:
+        tail = int(tail_text)
+    else:
+        raise ApiError(400, f"tail: expected a line count up to {MAX_LOG_TAIL} or 'all', got {tail_text!r}")
+    holder = await agent.call(lambda core, now: _slot_holder(core, job, index))
+    slot, node = holder["slot"], holder["node"]
+    headers = {"X-Shoal-Node": node, "Cache-Control": "no-store"}
+    if node == agent.name:
+        opener = getattr(agent.runtime, "open_logs", None)
+        if opener is None:
+            raise ApiError(501, f"the {getattr(agent.runtime, 'kind', '?')} runtime keeps no logs")
+        from node.runtime import EngineError, RuntimeProblem
+        try:
+            stream = await opener(slot, follow=follow, tail=tail)
+        except LookupError as e:
+            raise ApiError(404, f"{e} (yet?)") from None
+        except (EngineError, RuntimeProblem) as e:
+            raise ApiError(503, f"{agent.name}: {e}") from None
+        return StreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=headers)
+    if request.headers.get(FORWARDED_HEADER):
+        raise ApiError(409, f"{slot} is held by {node}, not by this agent ({agent.name}; forwarded by "
+                            f"{request.headers[FORWARDED_HEADER]!r}): the agents disagree for now, retry")
+    if holder["status"] != "alive":
+        raise ApiError(409, f"{slot} is held by {node}, which is {holder['status']}")
+    url = _peer_api_url(holder)
+    if url is None:
+        where = f" (its API listens on {holder['api']}, not reachable from here)" if holder["api"] else ""
+        raise ApiError(409, f"{slot} runs on {node}; ask {node}'s agent{where}", node=node, api=holder["api"])
+    client = httpx.AsyncClient(timeout=httpx.Timeout(FORWARD_TIMEOUT_S, read=None if follow else 60.0))
+    try:
+        req = client.build_request("GET", f"{url}/v1/jobs/{quote(job, safe='')}/logs",
+                                   params={"slot": str(index), "follow": "1" if follow else "0",
+                                           "tail": str(tail)},
+                                   headers=_forward_headers(request, agent))
+        resp = await client.send(req, stream=True)
+    except httpx.HTTPError as e:
+        await client.aclose()
+        raise ApiError(502, f"{slot} runs on {node}; forwarding to its agent at {url} failed: "
+                            f"{e or type(e).__name__}", node=node, api=url) from None
+    if resp.status_code != 200:
+        try:
+            body = json.loads(await resp.aread())
+        except (ValueError, httpx.HTTPError):
+            body = {"error": f"{node}'s agent answered HTTP {resp.status_code}"}
+        finally:
+            await resp.aclose()
+            await client.aclose()
+        if isinstance(body, dict):
+            body["forwarded_to"] = url
+        return JSONResponse(body, status_code=resp.status_code)
+
+    async def relay():
+        try:
+            async for chunk in resp.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as e:
+            yield f"\n[shoal: the stream from {node} broke: {e or type(e).__name__}]\n".encode()
+        finally:
+            await resp.aclose()
+            await client.aclose()
+
+    return StreamingResponse(relay(), media_type="text/plain; charset=utf-8",
+                             headers={**headers, "X-Shoal-Forwarded-To": url})
+
+
 async def join(request: Request) -> Response:
     body = await _json_body(request)
     addresses = body.get("addresses")
@@ -486,6 +692,8 @@ def build_app(agent: "Agent") -> Any:
         Route("/v1/jobs", submit_job, methods=["POST"]),
         Route("/v1/jobs/{name}", job, methods=["GET"]),
         Route("/v1/jobs/{name}", stop_job, methods=["DELETE"]),
+        Route("/v1/jobs/{name}/logs", job_logs, methods=["GET"]),
+        Route("/v1/containers", containers, methods=["GET"]),
         Route("/v1/agent/join", join, methods=["POST"]),
         Route("/v1/agent/leave", leave, methods=["POST"]),
         Route("/v1/keys", keys_list, methods=["GET"]),

@@ -29,6 +29,9 @@ exits 1; an error answer from the agent is printed and exits 1.
     shoal stack deploy FILE [--name STACK] [--prune] [--dry-run]
                                           a Compose file, one job per service
     shoal stack rm STACK [--file FILE] | stack ls
+    shoal ps [--json] [--local] [--job JOB]   containers by node
+    shoal logs JOB [SLOT] [--follow] [--tail N]   a replica's output, from any agent
+    shoal monitor [--json] [--no-history]     the agent's events as they happen
     shoal join ADDR...
     shoal leave
     shoal keys list | install KEY | use KEY | remove KEY   [--local]
@@ -565,6 +568,117 @@ def stack_ls(as_json: bool, address: str, token: str | None) -> None:
         rows += [(s["stack"], str(len(s["jobs"])), str(s["replicas"]), str(s["placed"]), str(s["pending"]))
                  for _, s in sorted(stacks.items())]
         click.echo(table(rows), nl=False)
+
+
+# ---- containers: ps and logs ---------------------------------------------------------
+
+
+def format_ps(nodes: list[dict[str, Any]]) -> str:
+    rows = [("Node", "Slot", "Container", "State", "Status", "Restarts", "Image")]
+    for n in nodes:
+        for c in n.get("containers") or []:
+            state = c.get("state") or "-"
+            if c.get("role") not in (None, "desired"):
+                state += f" ({c['role']})"
+            if c.get("gave_up"):
+                state += f", gave up: {c['gave_up']}"
+            rows.append((n.get("node") or "-", c.get("slot") or "-", c.get("name") or "-", state,
+                         c.get("status") or "-", str(c.get("restarts", 0)), c.get("image") or "-"))
+    return table(rows) if len(rows) > 1 else "no containers\n"
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@click.option("--local", is_flag=True, help="Only the containers of the agent asked, not every node's.")
+@click.option("--job", help="Only this job's containers.")
+@client_options
+def ps(as_json: bool, local: bool, job: str | None, address: str, token: str | None) -> None:
+    """List the replicas' containers by node.  The agent asked gathers every
+    alive node's list from that node's own agent (or, with --local, only its
+    own)."""
+    params = "?" + "&".join(p for p in ("cluster=0" if local else "cluster=1",
+                                          f"job={quote(job, safe='')}" if job else "") if p)
+    data = Client(address, token).request("GET", "/v1/containers" + params)
+    nodes = [data] if local else data.get("nodes", [])
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(format_ps(nodes), nl=False)
+    failed = False
+    for n in nodes:
+        if n.get("error"):
+            failed = True
+            click.echo(f"warning: {n['node']}: {n['error']}", err=True)
+    if failed and not any(n.get("containers") for n in nodes):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("job_name", metavar="JOB")
+@click.argument("slot", type=click.IntRange(min=0), default=0, required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming new output.")
+@click.option("--tail", default="all", show_default=True, help="Only the last N lines ('all' for everything).")
+@client_options
+def logs(job_name: str, slot: int, follow: bool, tail: str, address: str, token: str | None) -> None:
+    """Print the output of replica SLOT (an index, default 0) of JOB, from
+    whichever node runs it: the agent asked forwards to that node's agent."""
+    import httpx
+
+    client = Client(address, token)
+    url = f"{client.address}/v1/jobs/{quote(job_name, safe='')}/logs"
+    params = {"slot": str(slot), "follow": "1" if follow else "0", "tail": tail}
+    timeout = httpx.Timeout(CLIENT_TIMEOUT_S, read=None if follow else CLIENT_TIMEOUT_S)
+    out = sys.stdout.buffer
+    try:
+        with httpx.stream("GET", url, params=params, headers=client.headers, timeout=timeout) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                try:
+                    msg = resp.json().get("error")
+                except (ValueError, AttributeError):
+                    msg = None
+                fail(f"{msg or resp.reason_phrase} (HTTP {resp.status_code})")
+            for chunk in resp.iter_raw():
+                out.write(chunk)
+                out.flush()
+    except httpx.HTTPError as e:
+        fail(f"cannot reach shoal agent at {client.address}: {e or type(e).__name__}")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:  # `shoal logs web | head`
+        sys.stderr.close()
+        sys.exit(0)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the raw NDJSON records.")
+@click.option("--no-history", is_flag=True, help="Only new events, not the recent ones the agent kept.")
+@client_options
+def monitor(as_json: bool, no_history: bool, address: str, token: str | None) -> None:
+    """Stream the agent's events as they happen: members, node statuses, jobs,
+    auctions, placements, container states.  Ctrl-C stops."""
+    import httpx
+
+    from node.monitor import monitor as run_monitor
+
+    client = Client(address, token)
+    here = "" if as_json else client.request("GET", "/v1/agent/self").get("name", "this agent")
+    params = {"history": "0" if no_history else "1"}
+    try:
+        with httpx.stream("GET", f"{client.address}/v1/events", params=params, headers=client.headers,
+                          timeout=httpx.Timeout(CLIENT_TIMEOUT_S, read=None)) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                fail(f"{resp.text[:200] or resp.reason_phrase} (HTTP {resp.status_code})")
+            run_monitor(resp.iter_lines(), here, lambda line: click.echo(line), as_json)
+    except httpx.HTTPError as e:
+        fail(f"the event stream from {client.address} broke: {e or type(e).__name__}")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+    fail(f"the agent at {client.address} closed the event stream (it stopped, or this reader fell behind)")
 
 
 def main() -> None:

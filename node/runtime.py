@@ -151,6 +151,8 @@ class Runtime(Protocol):
 
     def logs(self, slot: str, follow: bool = False, tail: int | str = "all") -> AsyncIterator[bytes]: ...
 
+    async def open_logs(self, slot: str, follow: bool = False, tail: int | str = "all") -> AsyncIterator[bytes]: ...
+
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None: ...
 
 
@@ -952,9 +954,19 @@ class DockerRuntime:
         """The output (stdout and stderr) of the slot's container, as chunks.
         With follow, goes on until the container stops or the caller stops
         iterating.  Raises LookupError if the slot has no container here."""
+        async for chunk in await self.open_logs(slot, follow, tail):
+            yield chunk
+
+    async def open_logs(self, slot: str, follow: bool = False, tail: int | str = "all") -> AsyncIterator[bytes]:
+        """Find the slot's container now (LookupError if there is none here),
+        then return the stream of its output: the API can answer 404 before
+        it starts a streaming response."""
         c = await self._container_for(slot)
         if c is None:
             raise LookupError(f"no container for {slot} on {self.node}")
+        return self._stream_logs(c, slot, follow, tail)
+
+    async def _stream_logs(self, c: _Container, slot: str, follow: bool, tail: int | str) -> AsyncIterator[bytes]:
         send, recv = trio.open_memory_channel(LOG_QUEUE_DEPTH)
         token = trio.lowlevel.current_trio_token()
         # One stream thread per log reader, at most stream_concurrency of them;

@@ -41,9 +41,9 @@ Optional members, used when present:
         node's status record: node/status.py's RuntimeSummary).
     async ps() -> list[dict]
         This node's containers (`GET /v1/containers`, `shoal ps`).
-    logs(slot, follow, tail) -> async iterator of bytes
-        The slot's container output (`shoal logs`); LookupError if the
-        slot has no container here.
+    async open_logs(slot, follow, tail) -> async iterator of bytes
+        The slot's container output (`shoal logs`); raises LookupError at
+        once if the slot has no container here.
     desired_complete() -> None
         Called once the agent believes it has replayed every claim it holds
         (its claims digest matches its live peers', or it has been alone for
@@ -122,14 +122,21 @@ class FakeRuntime:
                 for slot, c in sorted(self.running.items())]
 
     async def logs(self, slot: str, follow: bool = False, tail: int | str = "all") -> AsyncIterator[bytes]:
+        async for chunk in await self.open_logs(slot, follow, tail):
+            yield chunk
+
+    async def open_logs(self, slot: str, follow: bool = False, tail: int | str = "all") -> AsyncIterator[bytes]:
         """No container, no output: the calls recorded for `slot` instead."""
         if slot not in self.running:
             raise LookupError(f"no replica of {slot} here")
-        for call in self.history:
-            if call.slot == slot:
-                yield f"fake runtime: {call.op} {call.slot} ({call.detail})\n".encode()
-        if follow:
-            await trio.sleep_forever()
+        lines = [f"fake runtime: {c.op} {c.slot} ({c.detail})\n".encode() for c in self.history if c.slot == slot]
+
+        async def stream() -> AsyncIterator[bytes]:
+            for line in lines:
+                yield line
+            if follow:
+                await trio.sleep_forever()
+        return stream()
 
     def stats(self) -> dict[str, Any]:
         return {
