@@ -9,6 +9,11 @@ timeouts never scans the whole table.
 
 Address bytes are kept exactly as the member advertised them (4 or 16 bytes):
 memberlist compares them with bytes.Equal, so the form is part of identity.
+
+Each member also caches its encoded pushNodeState: a push/pull carries the
+whole table, and re-encoding a thousand unchanged members for every exchange
+made joins O(N^2) in encoding work.  The cache is keyed by the fields it
+encodes, so any change to the member (by whatever path) invalidates it.
 """
 
 from __future__ import annotations
@@ -17,24 +22,52 @@ import ipaddress
 import random
 
 from .events import Address, MemberInfo, MemberState
+from .messages import NodeStateCode, PushNodeState
+from .wire import encode_node_state
+
+_STATE_TO_CODE = {
+    MemberState.ALIVE: NodeStateCode.ALIVE,
+    MemberState.SUSPECT: NodeStateCode.SUSPECT,
+    MemberState.DEAD: NodeStateCode.DEAD,
+    MemberState.LEFT: NodeStateCode.LEFT,
+}
 
 
 def addr_to_bytes(host: str) -> bytes:
     return ipaddress.ip_address(host).packed
 
 
+# bytes_to_host results: `ipaddress` costs microseconds per call and every
+# Alive for a new member and every ping's source address needs one, while a
+# cluster has only as many distinct addresses as members.  Bounded; cleared
+# when full (the next calls simply refill it).
+_HOSTS: dict[bytes, str] = {}
+_HOSTS_MAX = 65_536
+
+
 def bytes_to_host(raw: bytes) -> str:
     """Raw 4/16-byte IP to text; IPv4-mapped IPv6 (Go's default form) becomes
     plain IPv4 so our IPv4 sockets can reach it."""
-    ip = ipaddress.ip_address(raw)
+    cacheable = type(raw) is bytes
+    if cacheable:
+        host = _HOSTS.get(raw)
+        if host is not None:
+            return host
+    ip = ipaddress.ip_address(raw)  # ValueError for anything not 4 or 16 bytes
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+        host = str(ip.ipv4_mapped)
+    else:
+        host = str(ip)
+    if cacheable:
+        if len(_HOSTS) >= _HOSTS_MAX:
+            _HOSTS.clear()
+        _HOSTS[raw] = host
+    return host
 
 
 class Member:
     __slots__ = ("name", "addr_bytes", "address", "port", "meta", "vsn", "incarnation", "state",
-                 "state_change_at")
+                 "state_change_at", "_encoded")
 
     def __init__(self, name: str, addr_bytes: bytes, port: int, meta: bytes, vsn: tuple[int, ...],
                  incarnation: int, state: MemberState, now: float) -> None:
@@ -47,6 +80,19 @@ class Member:
         self.incarnation = incarnation
         self.state = state
         self.state_change_at = now
+        self._encoded: tuple[tuple, bytes] | None = None
+
+    def node_state_bytes(self) -> bytes:
+        """This member as an encoded pushNodeState (cached; see the module
+        docstring)."""
+        key = (self.incarnation, self.state, self.meta, self.vsn, self.addr_bytes, self.port)
+        cached = self._encoded
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        data = encode_node_state(PushNodeState(self.name, self.addr_bytes, self.port, self.meta,
+                                               self.incarnation, _STATE_TO_CODE[self.state], self.vsn))
+        self._encoded = (key, data)
+        return data
 
     def set_address(self, addr_bytes: bytes, port: int) -> None:
         self.addr_bytes = addr_bytes

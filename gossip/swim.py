@@ -83,15 +83,14 @@ from .messages import (
     NackResp,
     NodeStateCode,
     Ping,
-    PushNodeState,
     PushPull,
     Suspect,
     UserMsg,
 )
-from .packet import StreamDecoder, open_packet, seal_packet, seal_stream
+from .packet import StreamDecoder, open_packet_parts, seal_packet, seal_stream
 from .security import Keyring
 from .suspicion import Suspicion
-from .wire import DecodeError, encode, encode_stream_user, make_compound
+from .wire import DecodeError, encode, encode_alive, encode_push_pull, encode_stream_user, make_compound
 
 # Bytes reserved in each packet for the compound header, label and CRC.
 COMPOUND_HEADER_BYTES = 2
@@ -102,13 +101,6 @@ USER_BROADCAST_MAX_BYTES = 1024
 SEEN_BROADCASTS_MAX = 16_384
 ACK_HANDLERS_MAX = 65_536
 RECENT_USER_MAX = 4096
-
-_STATE_TO_CODE = {
-    MemberState.ALIVE: NodeStateCode.ALIVE,
-    MemberState.SUSPECT: NodeStateCode.SUSPECT,
-    MemberState.DEAD: NodeStateCode.DEAD,
-    MemberState.LEFT: NodeStateCode.LEFT,
-}
 
 # timer kinds
 _T_PROBE = 0
@@ -219,7 +211,7 @@ class Swim:
 
     def _alive_msg(self) -> bytes:
         me = self._me
-        return encode(Alive(me.incarnation, me.name, me.addr_bytes, me.port, me.meta, me.vsn))
+        return encode_alive(me.incarnation, me.name, me.addr_bytes, me.port, me.meta, me.vsn)
 
     # ------------------------------------------------------------ sending
     def _send(self, member: Member | None, addr: Address, msg: bytes) -> None:
@@ -269,37 +261,28 @@ class Swim:
         self._count("packets_received")
         self._count("bytes_received", len(data))
         try:
-            messages = open_packet(data, label=self.label, keyring=self.keyring)
+            parts = open_packet_parts(data, label=self.label, keyring=self.keyring)
         except DecodeError as exc:
             self._drop(exc.reason, src)
             return
-        for msg in messages:
-            self._handle(msg, src, now)
+        for msg, raw in parts:
+            self._handle(msg, src, now, raw)
 
     def _drop(self, reason: str, src: Address | None) -> None:
         self._count(f"dropped_{reason}")
         self._emit(PacketDropped(reason, src))
 
-    def _handle(self, msg: Message, src: Address, now: float) -> None:
-        match msg:
-            case Ping():
-                self._on_ping(msg, src)
-            case IndirectPingReq():
-                self._on_indirect_ping(msg, src, now)
-            case AckResp():
-                self._on_ack(msg.seq_no, now)
-            case NackResp():
-                self._on_nack(msg.seq_no)
-            case Alive():
-                self._on_alive(msg, now)
-            case Suspect():
-                self._on_suspect(msg, now)
-            case Dead():
-                self._on_dead(msg, now)
-            case UserMsg():
-                self._on_user(msg.payload, now, src)
-            case _:
-                self._drop("unexpected", src)
+    def _handle(self, msg: Message, src: Address, now: float, raw: bytes | None = None) -> None:
+        """One UDP message.  `raw` is its received encoding when it may be
+        re-gossiped verbatim (see gossip.wire.decode_parts)."""
+        # Dispatch on the exact type with a dict: a large cluster handles
+        # millions of messages, and a chain of class patterns costs one
+        # isinstance per case.  The decoder only produces these types.
+        handler = _HANDLERS.get(type(msg))
+        if handler is None:
+            self._drop("unexpected", src)
+        else:
+            handler(self, msg, src, now, raw)
 
     def stream_decoder(self, incoming: bool) -> StreamDecoder:
         return StreamDecoder(label=self.label, keyring=self.keyring, expect_label_header=incoming)
@@ -635,7 +618,7 @@ class Swim:
         self._awareness.apply_delta(1)
         self._count("refutations")
 
-    def _on_alive(self, a: Alive, now: float, bootstrap: bool = False) -> None:
+    def _on_alive(self, a: Alive, now: float, bootstrap: bool = False, raw: bytes | None = None) -> None:
         if self._leaving and a.node == self.name:
             return
         vsn = a.vsn
@@ -674,7 +657,9 @@ class Swim:
                 return  # our own alive coming back to us
             self._refute(a.incarnation)
             return
-        self._queue.add(encode(a), ("member", a.node))
+        # Rebroadcast the bytes we received when we have them (memberlist
+        # re-encodes; the result is the same message).
+        self._queue.add(raw if raw is not None else encode(a), ("member", a.node))
         old_state = member.state
         meta_changed = member.meta != a.meta
         if updates_addr:
@@ -688,14 +673,14 @@ class Swim:
         elif meta_changed or updates_addr or old_state is MemberState.SUSPECT:
             self._emit(MemberUpdated(member.info()))
 
-    def _on_suspect(self, s: Suspect, now: float) -> None:
+    def _on_suspect(self, s: Suspect, now: float, raw: bytes | None = None) -> None:
         member = self._members.get(s.node)
         if member is None or s.incarnation < member.incarnation:
             return
         susp = self._suspicions.get(s.node)
         if susp is not None:
             if susp.confirm(s.from_node):
-                self._queue.add(encode(s), ("member", s.node))
+                self._queue.add(raw if raw is not None else encode(s), ("member", s.node))
                 self._schedule(susp.deadline(), _T_SUSPICION, (s.node, susp.generation))
             return
         if member.state is not MemberState.ALIVE:
@@ -703,7 +688,7 @@ class Swim:
         if s.node == self.name:
             self._refute(s.incarnation)
             return
-        self._queue.add(encode(s), ("member", s.node))
+        self._queue.add(raw if raw is not None else encode(s), ("member", s.node))
         member.incarnation = s.incarnation
         self._members.set_state(member, MemberState.SUSPECT, now)
         n = self._members.live_count()
@@ -727,7 +712,7 @@ class Swim:
         self._count("suspicions_expired")
         self._on_dead(Dead(member.incarnation, name, self.name), now)
 
-    def _on_dead(self, d: Dead, now: float) -> None:
+    def _on_dead(self, d: Dead, now: float, raw: bytes | None = None) -> None:
         member = self._members.get(d.node)
         if member is None or d.incarnation < member.incarnation:
             return
@@ -738,7 +723,7 @@ class Swim:
             if not self._leaving:
                 self._refute(d.incarnation)
             return
-        self._queue.add(encode(d), ("member", d.node))
+        self._queue.add(raw if raw is not None else encode(d), ("member", d.node))
         member.incarnation = d.incarnation
         if d.from_node == d.node:
             self._members.set_state(member, MemberState.LEFT, now)
@@ -768,11 +753,12 @@ class Swim:
 
     # ------------------------------------------------------------ push/pull
     def _local_push_pull(self, join: bool) -> bytes:
-        nodes = tuple(
-            PushNodeState(m.name, m.addr_bytes, m.port, m.meta, m.incarnation, _STATE_TO_CODE[m.state], m.vsn)
-            for m in self._members.by_name.values())
+        # Each member's pushNodeState is encoded once and reused until it
+        # changes (Member.node_state_bytes): a push/pull carries the whole
+        # table, and a large cluster's joins exchange it thousands of times.
+        nodes = [m.node_state_bytes() for m in self._members.by_name.values()]
         user = userdata.encode_state(self._payloads, self._user_state)
-        return encode(PushPull(join, nodes, user))
+        return encode_push_pull(join, nodes, user)
 
     def _push_pull_random(self, now: float) -> None:
         peers = self._members.random_members(1, lambda m: m.state is MemberState.ALIVE)
@@ -886,6 +872,19 @@ class Swim:
         # Forget probe bookkeeping that no timer will clear (bounded maps).
         if len(self._probes) > ACK_HANDLERS_MAX:
             self._probes.clear()
+
+
+# UDP message handlers by exact message type (Swim._handle).
+_HANDLERS = {
+    Ping: lambda self, msg, src, now, raw: self._on_ping(msg, src),
+    IndirectPingReq: lambda self, msg, src, now, raw: self._on_indirect_ping(msg, src, now),
+    AckResp: lambda self, msg, src, now, raw: self._on_ack(msg.seq_no, now),
+    NackResp: lambda self, msg, src, now, raw: self._on_nack(msg.seq_no),
+    Alive: lambda self, msg, src, now, raw: self._on_alive(msg, now, raw=raw),
+    Suspect: lambda self, msg, src, now, raw: self._on_suspect(msg, now, raw),
+    Dead: lambda self, msg, src, now, raw: self._on_dead(msg, now, raw),
+    UserMsg: lambda self, msg, src, now, raw: self._on_user(msg.payload, now, src),
+}
 
 
 def userdata_msg(body: bytes) -> bytes:
