@@ -25,7 +25,7 @@ MAX_MISSES = 16
 
 
 class BroadcastQueue:
-    __slots__ = ("max_items", "_buckets", "_where", "_next_id", "_size")
+    __slots__ = ("max_items", "_buckets", "_where", "_next_id", "_size", "_min_len")
 
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
@@ -35,6 +35,10 @@ class BroadcastQueue:
         self._where: dict[object, tuple[int, int]] = {}  # key -> (transmits, entry_id)
         self._next_id = 0
         self._size = 0
+        # A lower bound on the length of every queued message (the shortest
+        # ever queued).  Once the room left in a packet is below it, nothing
+        # else can fit and `take` stops scanning.
+        self._min_len = 1 << 30
 
     def __len__(self) -> int:
         return self._size
@@ -47,10 +51,15 @@ class BroadcastQueue:
                 self._size -= 1
         entry_id = self._next_id
         self._next_id += 1
-        self._buckets.setdefault(0, {})[entry_id] = (key, data)
+        bucket = self._buckets.get(0)
+        if bucket is None:
+            bucket = self._buckets[0] = {}
+        bucket[entry_id] = (key, data)
         if key is not None:
             self._where[key] = (0, entry_id)
         self._size += 1
+        if len(data) < self._min_len:
+            self._min_len = len(data)
         if self._size > self.max_items:
             self._prune()
 
@@ -71,40 +80,54 @@ class BroadcastQueue:
         overhead_bytes), least-transmitted first; counts one transmission each."""
         if not self._size or budget_bytes <= overhead_bytes:
             return []
-        picked: list[tuple[int, int]] = []
+        # This runs for every packet a node sends, so the scan is kept tight:
+        # entries are read straight from the bucket items, and the scan ends
+        # as soon as the room left is below the shortest queued message
+        # (nothing more could fit; the result is the same as scanning on).
+        buckets = self._buckets
+        picked: list[tuple[int, int, object, bytes]] = []
         out: list[bytes] = []
+        full_at = overhead_bytes + 8
+        nothing_fits_below = self._min_len + overhead_bytes
         # Stop scanning after a run of entries that do not fit: the packet is
         # as full as it is going to get, and queues can hold thousands.
         misses = 0
-        for transmits in sorted(self._buckets):
-            bucket = self._buckets[transmits]
-            for entry_id in reversed(bucket):
-                data = bucket[entry_id][1]
+        for transmits in sorted(buckets):
+            for entry_id, (key, data) in reversed(buckets[transmits].items()):
                 cost = len(data) + overhead_bytes
                 if cost <= budget_bytes:
                     budget_bytes -= cost
                     out.append(data)
-                    picked.append((transmits, entry_id))
+                    picked.append((transmits, entry_id, key, data))
                     misses = 0
-                    if budget_bytes <= overhead_bytes + 8:
+                    if budget_bytes <= full_at or budget_bytes < nothing_fits_below:
                         break
                 else:
                     misses += 1
                     if misses >= MAX_MISSES:
                         break
-            if budget_bytes <= overhead_bytes + 8 or misses >= MAX_MISSES:
+            if budget_bytes <= full_at or misses >= MAX_MISSES or budget_bytes < nothing_fits_below:
                 break
-        for transmits, entry_id in picked:
-            key, data = self._buckets[transmits].pop(entry_id)
+        where = self._where
+        emptied = False
+        for transmits, entry_id, key, data in picked:
+            bucket = buckets[transmits]
+            del bucket[entry_id]
+            if not bucket:
+                emptied = True
             sent = transmits + 1
             if sent >= limit:
                 if key is not None:
-                    self._where.pop(key, None)
+                    where.pop(key, None)
                 self._size -= 1
             else:
-                self._buckets.setdefault(sent, {})[entry_id] = (key, data)
+                nxt = buckets.get(sent)
+                if nxt is None:
+                    nxt = buckets[sent] = {}
+                nxt[entry_id] = (key, data)
                 if key is not None:
-                    self._where[key] = (sent, entry_id)
-        for transmits in [t for t, b in self._buckets.items() if not b]:
-            del self._buckets[transmits]
+                    where[key] = (sent, entry_id)
+        if emptied:
+            for transmits in [t for t, b in buckets.items() if not b]:
+                del buckets[transmits]
         return out
