@@ -21,7 +21,9 @@ exits 1; an error answer from the agent is printed and exits 1.
                 [--docker-host URL]
                 [--config FILE] [--log-level LEVEL]
     shoal members [--json]
-    shoal job run FILE                    submit a TOML job spec; prints its name
+    shoal job run FILE [--detach] [--timeout S]
+                                          submit a TOML job spec; prints its name,
+                                          then its progress until every replica runs
     shoal job status [NAME] [--json]      all jobs, or one job's slots
     shoal job stop NAME
     shoal node status [NAME] [--json]     all nodes, or one node
@@ -291,12 +293,13 @@ def _ballot(b: dict[str, Any] | None) -> str:
 def format_jobs(jobs: list[dict[str, Any]]) -> str:
     if not jobs:
         return "no jobs\n"
-    rows = [("Name", "Replicas", "Placed", "Pending", "Image")]
+    rows = [("Name", "Replicas", "Placed", "Running", "Pending", "Image")]
     for j in jobs:
         if not j.get("valid", True):
-            rows.append((j["name"], "?", "?", "?", "(spec unreadable on this agent)"))
+            rows.append((j["name"], "?", "?", "?", "?", "(spec unreadable on this agent)"))
             continue
-        rows.append((j["name"], str(j["replicas"]), str(j["placed"]), str(j["pending"]), j["image"]))
+        rows.append((j["name"], str(j["replicas"]), str(j["placed"]), str(j.get("running", "?")),
+                     str(j["pending"]), j["image"]))
     return table(rows)
 
 
@@ -304,10 +307,12 @@ def format_job(j: dict[str, Any]) -> str:
     spec = j.get("spec") or {}
     head = (f"Job {j['name']}: image {spec.get('image', '?')}, cpu {spec.get('cpu', '?')}, "
             f"memory {spec.get('memory', '?')}; {j.get('replicas', '?')} replicas, "
-            f"{j.get('placed', 0)} placed, {j.get('pending', 0)} pending\n")
+            f"{j.get('placed', 0)} placed, {j.get('pending', 0)} pending, {j.get('running', '?')} running\n")
     rows = [("Index", "Node", "Ballot", "State")]
     for s in j.get("slots", []):
         state = s["state"] if not s.get("reason") else f"{s['state']}: {s['reason']}"
+        if s["state"] == "placed" and s.get("runtime"):  # what the holder's runtime says
+            state = s["runtime"] + (f": {s['runtime_reason']}" if s.get("runtime_reason") else "")
         rows.append((str(s["index"]), s.get("node") or "-", _ballot(s.get("ballot")), state))
     for s in j.get("extra", []):
         rows.append((str(s["index"]), s.get("node") or "-", _ballot(s.get("ballot")), s["state"]))
@@ -321,11 +326,16 @@ def job() -> None:
 
 @job.command("run")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the agent's answer as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the agent's answer as JSON (implies --detach).")
+@click.option("--detach", "-d", is_flag=True, help="Return once the job is stored; do not wait for it to run.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Seconds to wait for every replica to run.")
 @client_options
-def job_run(file: str, as_json: bool, address: str, token: str | None) -> None:
+def job_run(file: str, as_json: bool, detach: bool, timeout_s: float, address: str, token: str | None) -> None:
     """Submit the job spec in FILE (TOML; docs/jobspec.md).  Prints the job's
-    name once the agent has stored it durably."""
+    name once the agent has stored it durably, then (on stderr) each replica
+    going pending, placed, running or failed, until all run or --timeout.
+    Exit 0 when all run, 2 when some do not by then (with why), 1 on errors."""
     from auction.spec import MAX_SPEC_BYTES, SpecError, load_toml
 
     try:
@@ -343,8 +353,17 @@ def job_run(file: str, as_json: bool, address: str, token: str | None) -> None:
         lines = "".join(f"\n  {p}" for p in e.problems)
         n = len(e.problems)
         fail(f"{file}: invalid job spec ({n} problem{'s' if n != 1 else ''}):{lines}")
-    data = Client(address, token).request("POST", "/v1/jobs", spec.to_dict())
+    client = Client(address, token)
+    data = client.request("POST", "/v1/jobs", spec.to_dict())
     click.echo(json.dumps(data, indent=2) if as_json else data["name"])
+    if not (as_json or detach):
+        from node.progress import follow_progress
+
+        try:
+            sys.exit(follow_progress(client, [data["name"]], timeout_s))
+        except KeyboardInterrupt:
+            click.echo(f"stopped watching; {data['name']} goes on (shoal job status {data['name']})", err=True)
+            sys.exit(130)
 
 
 @job.command("status")

@@ -1,0 +1,190 @@
+"""Live progress of jobs until every replica runs (`shoal job run`, `shoal stack deploy`).
+
+How this works: `follow_progress(client, job_names, timeout_s)` reads each
+job's `GET /v1/jobs/NAME` (every slot: pending with a reason, or placed on a
+node, with what that node's runtime says of it: starting, running, failed,
+exited; node/views.py), prints one line per slot whenever its state changes
+and one summary line per job whenever its counts change, then waits for the
+next change with a blocking query on the jobs index (`GET
+/v1/jobs?index=N&wait=2s`: placements, claims, node statuses -- which carry
+the runtime summaries -- and this agent's own container states all bump it;
+the 2 s cap keeps the elapsed time honest).  It returns
+
+    0  every replica of every job runs;
+    2  the timeout passed with some replica not running: each one is
+       printed with why (the pending reason the agents give, or the
+       runtime's failure);
+    1  an error: the agent cannot be reached, or a job disappeared.
+
+Everything goes to `out` (default: stderr), so a command's stdout keeps
+only its result (`shoal job run` prints the job name there).  `client` is
+anything with `.address` (the agent's URL) and `.headers` (auth), such as
+node.cli.Client.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+from urllib.parse import quote
+
+import httpx
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_NOT_RUNNING = 2
+DEFAULT_TIMEOUT_S = 60.0
+WAIT_S = 2.0
+REQUEST_TIMEOUT_S = 10.0
+MAX_CONSECUTIVE_ERRORS = 3
+# Parts of a pending reason that change every auction round without saying
+# anything new (node/views.py): left out of the live lines, kept at the end.
+_CHURN = ("auction in progress", "waiting for its coordinator's next placement round")
+
+
+@dataclass(frozen=True)
+class SlotView:
+    slot: str
+    state: str            # pending | starting | running | failed | exited | placed (runtime unknown)
+    node: str | None
+    reason: str
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+def slot_views(detail: dict[str, Any]) -> list[SlotView]:
+    out = []
+    for s in detail.get("slots") or []:
+        if s.get("state") != "placed":
+            out.append(SlotView(s["slot"], "pending", s.get("node"), s.get("reason") or ""))
+        else:
+            out.append(SlotView(s["slot"], s.get("runtime") or "placed", s.get("node"),
+                                s.get("runtime_reason") or ""))
+    return out
+
+
+def quiet_reason(reason: str) -> str:
+    """A pending reason without the parts that churn every round."""
+    parts = [p for p in reason.split("; ") if p and p not in _CHURN]
+    return "; ".join(parts) or "auction in progress"
+
+
+def describe(v: SlotView, *, full: bool = False) -> str:
+    where = f" on {v.node}" if v.node else ""
+    if v.state == "pending":
+        return f"pending: {v.reason if full else quiet_reason(v.reason)}"
+    if v.state == "placed":
+        return f"placed{where} (its runtime does not say whether it runs)"
+    if v.state == "starting":
+        return f"placed{where}, starting"
+    return f"{v.state}{where}" + (f": {v.reason}" if v.reason else "")
+
+
+def counts(views: list[SlotView]) -> dict[str, int]:
+    c = {"running": 0, "placed": 0, "pending": 0, "failed": 0}
+    for v in views:
+        if v.state == "pending":
+            c["pending"] += 1
+        else:
+            c["placed"] += 1
+            if v.running:
+                c["running"] += 1
+            elif v.state in ("failed", "exited"):
+                c["failed"] += 1
+    return c
+
+
+def summary(job: str, views: list[SlotView]) -> str:
+    c = counts(views)
+    return (f"{job}: {c['running']}/{len(views)} running ({c['placed']} placed, {c['pending']} pending, "
+            f"{c['failed']} failed)")
+
+
+class _Error(Exception):
+    pass
+
+
+def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DEFAULT_TIMEOUT_S, *,
+                    out: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic) -> int:
+    """Show the jobs' progress until all their replicas run or timeout_s passes (see module doc)."""
+    names = list(dict.fromkeys(job_names))
+    say = out or (lambda line: print(line, file=sys.stderr, flush=True))
+    start = clock()
+    deadline = start + timeout_s
+    shown: dict[str, str] = {}        # slot -> last line shown
+    totals: dict[str, str] = {}       # job -> last summary shown
+    index = 0
+    errors = 0
+    say(f"waiting up to {timeout_s:g} s for {', '.join(names)} to run (Ctrl-C stops watching, "
+        "not the job; --detach skips this)")
+    with httpx.Client(base_url=client.address, headers=dict(client.headers), timeout=REQUEST_TIMEOUT_S) as http:
+        def get(path: str, params: dict[str, str] | None = None) -> httpx.Response:
+            nonlocal errors
+            try:
+                r = http.get(path, params=params)
+            except httpx.HTTPError as e:
+                errors += 1
+                if errors >= MAX_CONSECUTIVE_ERRORS:
+                    raise _Error(f"cannot reach shoal agent at {client.address}: {e or type(e).__name__}") from None
+                time.sleep(0.5)
+                return get(path, params)
+            errors = 0
+            return r
+
+        try:
+            while True:
+                details: dict[str, list[SlotView]] = {}
+                for name in names:
+                    r = get(f"/v1/jobs/{quote(name, safe='')}")
+                    if r.status_code == 404:
+                        raise _Error(f"job {name} no longer exists (stopped meanwhile?)")
+                    if r.status_code != 200:
+                        raise _Error(f"reading job {name}: {_error_text(r)}")
+                    details[name] = slot_views(r.json())
+                t = clock() - start
+                for name, views in details.items():
+                    for v in views:
+                        line = describe(v)
+                        if shown.get(v.slot) != line:
+                            shown[v.slot] = line
+                            say(f"{t:6.1f}s  {v.slot}  {line}")
+                    line = summary(name, views)
+                    if totals.get(name) != line:
+                        totals[name] = line
+                        say(f"{t:6.1f}s  {line}")
+                if all(v.running for views in details.values() for v in views):
+                    n = sum(len(v) for v in details.values())
+                    say(f"all {n} replica{'s' if n != 1 else ''} of {', '.join(names)} running after {t:.1f} s")
+                    return EXIT_OK
+                if clock() >= deadline:
+                    say(f"not all replicas run after {timeout_s:g} s:")
+                    for views in details.values():
+                        for v in views:
+                            if not v.running:
+                                say(f"  {v.slot}  {describe(v, full=True)}")
+                    say("(they may still start: see `shoal job status NAME`, `shoal ps`, `shoal logs NAME SLOT`)")
+                    return EXIT_NOT_RUNNING
+                wait = max(0.05, min(WAIT_S, deadline - clock()))
+                r = get("/v1/jobs", {"index": str(index), "wait": f"{int(wait * 1000)}ms"})
+                if r.status_code != 200:
+                    raise _Error(f"reading jobs: {_error_text(r)}")
+                try:
+                    index = int(r.headers.get("X-Shoal-Index", index))
+                except ValueError:
+                    pass
+        except _Error as e:
+            say(f"error: {e}")
+            return EXIT_ERROR
+
+
+def _error_text(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    msg = body.get("error") if isinstance(body, dict) else None
+    return f"{msg or r.reason_phrase} (HTTP {r.status_code})"
