@@ -116,6 +116,18 @@ def docker_ps(node: dict, *extra: str) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
+def started_at(node: dict) -> dict[str, str]:
+    """Running containers' id -> State.StartedAt."""
+    ids = [c["ID"] for c in docker_ps(node)]
+    if not ids:
+        return {}
+    docker = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+    out = subprocess.run([docker, "-H", node["docker_host"], "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", *ids],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return {cid[:12]: t for cid, t in (line.split() for line in out.stdout.splitlines())}
+
+
 def wait_for(pred, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while True:
@@ -216,14 +228,20 @@ def test_faults_and_agent_restart(tmp_path):
         bed.api(n1, "POST", "/v1/jobs", {"name": "db", "image": "shoal-demo:latest", "command": ["sleep", "600"],
                                          "cpu": 0.25, "memory": "16MiB", "replicas": 2}, token=token)
         wait_for(lambda: len(docker_ps(n1)) + len(docker_ps(n2)) == 2, 30, "2 containers")
-        before = {c["ID"]: c["Status"] for n in (n1, n2) for c in docker_ps(n)}
+        before = started_at(n1) | started_at(n2)
         holder = 1 if docker_ps(n1) else 2
+        mine = len(docker_ps((n1, n2)[holder - 1]))
         old_pid = bed.status()["nodes"][holder - 1]["agent_pid"]
         bed.run("restart-agent", str(holder))
         assert bed.status()["nodes"][holder - 1]["agent_pid"] not in (None, old_pid)
-        time.sleep(5)
-        after = {c["ID"] for n in (n1, n2) for c in docker_ps(n)}
-        assert after == set(before)
+        # Past the runtime's adoption grace (10 s, during which it removes
+        # nothing) and a reconcile pass after it, holding its claims again:
+        # had it not adopted them, its containers would be gone or restarted by now.
+        node = (n1, n2)[holder - 1]
+        wait_for(lambda: (me := bed.api(node, "GET", "/v1/agent/self", token=token))["uptime_s"] > 16
+                 and me["runtime"]["desired"] == mine, 60, "the restarted agent past its adoption grace")
+        after = started_at(n1) | started_at(n2)
+        assert after == before      # same containers, same StartedAt: adopted, not restarted
     finally:
         out = bed.run("down", check=False)
     assert out.returncode == 0, out.stderr
