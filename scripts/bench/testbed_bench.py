@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""Benchmark shoal on the 5-node testbed (scripts/testbed): real dockerds, real power cuts.
+
+    python scripts/bench/testbed_bench.py [--quick] [--replicas 10,50,100]
+        [--strategies binpack,spread] [--trials 3] [--kills 5]
+        [--kill-profiles lan,local] [--src REV|worktree] [--json OUT] [--keep-logs DIR]
+
+Root only.  Issue 5's benchmarks, on 5 nodes each with its own dockerd in its
+own network namespace (all on this one 2-core machine):
+
+(a) job run -> all running: `shoal job run FILE` (the real CLI, against node
+    1's API) for a job of R replicas of `sleep` (cpu 10m, memory 8MiB each);
+    t=0 just before the CLI is started.  "running" is read from the engines
+    themselves: all five dockerds are polled (~every 0.1 s) for containers
+    labelled shoal.job=JOB in state running, until R of them run.  The CLI's
+    own exit (it follows progress until every replica runs) is timed too.
+    The agents use the capacity they measure (about 1.9 cores each, which
+    holds 190 such replicas), so `binpack` puts every replica on one dockerd
+    and `spread` about R/5 on each; both are run.  Between trials the job is
+    stopped and we wait until no container of it is left.
+(b) agent cost: while the binpack job of the largest R runs (all on one
+    node), that node's agent process: RSS (VmRSS) and CPU% over a 30 s
+    window (utime+stime from /proc/PID/stat), with nothing else asked of it.
+(c) node kill -> replacements running: a job of 10 replicas, strategy
+    spread; the node holding the most replicas is power-cut (`scripts/testbed
+    kill`: agent, dockerd, containerd, shims and containers SIGKILLed); t=0
+    just before that command starts (it spends ~0.1-0.5 s finding the
+    processes before the SIGKILL, so the figure is a slight overestimate).
+    The time until the four other dockerds run every slot exactly once.
+    Then the node is started again and we wait until every agent sees all
+    five alive and each slot runs exactly once on the five, before the next
+    kill.  With each gossip preset in --kill-profiles (a fresh testbed each).
+
+(a) and (b) run on the `lan` preset's testbed.  Medians are printed, with the
+1-minute load average at the start of each measurement (this machine is
+shared and noisy; compare figures only with their load next to them).
+
+The agents run a `git archive` export of --src (default HEAD), so work in
+progress in the working tree is not what is measured; `--src worktree`
+runs the working tree as it is.  The testbed uses its own prefix (shbench),
+subnet (10.82.0) and state dir, and `down` runs in a finally (also on
+SIGINT/SIGTERM), after which nothing of it is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PREFIX = "shbench"
+SUBNET = "10.82.0"
+N = 5
+API_VERSION = "1.41"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load1() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                          timeout=60, check=True).stdout.strip()
+
+
+def export_source(rev: str, dest: Path) -> tuple[Path, str]:
+    commit = git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit],
+                             capture_output=True, timeout=120, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True, timeout=120)
+    return dest, f"commit {commit[:12]} ({git('log', '-1', '--format=%s', commit)[:60]})"
+
+
+class Testbed:
+    def __init__(self, src: Path, workdir: Path) -> None:
+        self.src = src
+        self.env = dict(os.environ, SHOAL_TESTBED_PREFIX=PREFIX, SHOAL_TESTBED_SUBNET=SUBNET,
+                        SHOAL_TESTBED_DIR=str(workdir / "testbed"), SHOAL_TESTBED_PYTHON=sys.executable)
+        self.nodes: dict[int, dict] = {}
+        self.docker: dict = {}
+        self.token = ""
+
+    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        out = subprocess.run([str(self.src / "scripts" / "testbed"), *args], env=self.env, capture_output=True,
+                             text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and out.returncode != 0:
+            raise RuntimeError(f"scripts/testbed {' '.join(args)} exited {out.returncode}:\n{out.stderr}")
+        return out
+
+    def status(self) -> dict:
+        return json.loads(self.run("status", "--json").stdout)
+
+    def up(self, profile: str) -> None:
+        import docker
+
+        self.run("up", str(N), "--profile", profile)
+        st = self.status()
+        self.token = st["token"]
+        self.nodes = {n["index"]: n for n in st["nodes"]}
+        self.docker = {i: docker.APIClient(base_url=n["docker_host"], version=API_VERSION, timeout=60)
+                       for i, n in self.nodes.items()}
+
+    def down(self) -> None:
+        for c in self.docker.values():
+            c.close()
+        self.docker = {}
+        out = self.run("down", check=False)
+        if out.returncode != 0:
+            log(f"testbed down: {out.stderr.strip()}")
+
+    def api(self, i: int, method: str, path: str, body=None, timeout: float = 10):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.nodes[i]["api"] + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def agent_pid(self, i: int) -> int | None:
+        return next(n["agent_pid"] for n in self.status()["nodes"] if n["index"] == i)
+
+    def shoal(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        env = dict(os.environ, SHOAL_ADDR=self.nodes[1]["api"], SHOAL_TOKEN=self.token)
+        return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=self.src, env=env,
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def running(self, job: str, nodes) -> collections.Counter:
+        """slot -> number of running containers of it on the given nodes."""
+        out: collections.Counter = collections.Counter()
+        for i in nodes:
+            for c in self.docker[i].containers(filters={"label": f"shoal.job={job}", "status": "running"}):
+                out[c["Labels"]["shoal.slot"]] += 1
+        return out
+
+    def any_left(self, job: str, nodes) -> int:
+        return sum(len(self.docker[i].containers(all=True, filters={"label": f"shoal.job={job}"})) for i in nodes)
+
+    def alive_everywhere(self) -> bool:
+        names = {n["name"] for n in self.nodes.values()}
+        try:
+            return all({m["name"] for m in self.api(i, "GET", "/v1/members") if m["status"] == "alive"} == names
+                       for i in self.nodes)
+        except OSError:
+            return False
+
+
+def wait(pred, timeout: float, what: str, every: float = 0.1) -> float:
+    """Poll pred until true; return the monotonic time it first held."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ok = pred()
+        except OSError:
+            ok = False
+        if ok:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+def write_spec(workdir: Path, name: str, replicas: int, strategy: str) -> Path:
+    p = workdir / f"{name}.toml"
+    p.write_text(f'name = "{name}"\nimage = "shoal-demo:latest"\ncommand = ["sleep", "3600"]\n'
+                 f'cpu = "10m"\nmemory = "8MiB"\nreplicas = {replicas}\nstrategy = "{strategy}"\n')
+    return p
+
+
+def stop_job(tb: Testbed, job: str, timeout: float = 180) -> None:
+    out = tb.shoal("job", "stop", job)
+    if out.returncode != 0:
+        log(f"shoal job stop {job}: {out.stderr.strip()}")
+    wait(lambda: tb.any_left(job, tb.nodes) == 0, timeout, f"every container of {job} removed", every=0.5)
+
+
+# ---- (a) + (b) ----------------------------------------------------------------------------------
+
+
+def bench_job_run(tb: Testbed, workdir: Path, replicas: list[int], strategies: list[str], trials: int,
+                  results: dict) -> None:
+    for strategy in strategies:
+        for r in replicas:
+            for t in range(trials):
+                job = f"r{r}{strategy[0]}{t}"
+                spec = write_spec(workdir, job, r, strategy)
+                la = load1()
+                cli_done = {}
+
+                def run_cli():
+                    t_start = time.monotonic()
+                    out = tb.shoal("job", "run", str(spec), "--timeout", "300")
+                    cli_done.update(t=time.monotonic() - t_start, rc=out.returncode, err=out.stderr[-400:])
+
+                t0 = time.monotonic()
+                th = threading.Thread(target=run_cli)
+                th.start()
+                t_run = wait(lambda: sum(tb.running(job, tb.nodes).values()) >= r, 300,
+                             f"{r} replicas running") - t0
+                th.join(timeout=300)
+                per_node = collections.Counter()
+                for i in tb.nodes:
+                    per_node[i] = len(tb.docker[i].containers(filters={"label": f"shoal.job={job}"}))
+                row = {"replicas": r, "strategy": strategy, "trial": t, "load1": la,
+                       "all_running_s": round(t_run, 2), "cli_exit_s": round(cli_done.get("t", -1), 2),
+                       "cli_rc": cli_done.get("rc"), "per_node": [per_node[i] for i in sorted(tb.nodes)]}
+                if cli_done.get("rc") != 0:
+                    row["cli_stderr_tail"] = cli_done.get("err")
+                log(f"R={r} {strategy} trial {t + 1}: all running after {t_run:.2f} s "
+                    f"(CLI exit {row['cli_exit_s']} s, rc {row['cli_rc']}), per node {row['per_node']}, load {la}")
+                results["job_run"].append(row)
+                if r == max(replicas) and strategy == "binpack" and t == 0:
+                    holder = max(per_node, key=per_node.get)
+                    if per_node[holder] == r:
+                        results["agent_cost"] = agent_cost(tb, holder, r)
+                stop_job(tb, job)
+
+
+def agent_cost(tb: Testbed, i: int, containers: int, settle_s: float = 5.0, window_s: float = 30.0) -> dict:
+    pid = tb.agent_pid(i)
+
+    def cpu_ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])     # utime, stime
+
+    def rss_mb() -> float:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    time.sleep(settle_s)
+    la = load1()
+    c0, t0 = cpu_ticks(), time.monotonic()
+    rss = [rss_mb()]
+    while time.monotonic() - t0 < window_s:
+        time.sleep(1.0)
+        rss.append(rss_mb())
+    cpu = (cpu_ticks() - c0) / CLK_TCK / (time.monotonic() - t0) * 100
+    row = {"node": tb.nodes[i]["name"], "containers": containers, "load1": la, "window_s": window_s,
+           "cpu_percent": round(cpu, 1), "rss_mb_max": round(max(rss), 1), "rss_mb_median": round(median(rss), 1)}
+    log(f"agent of {row['node']} with {containers} containers: CPU {row['cpu_percent']} % of a core over "
+        f"{window_s:g} s, RSS {row['rss_mb_median']} MB (max {row['rss_mb_max']}), load {la}")
+    return row
+
+
+# ---- (c) --------------------------------------------------------------------------------------------
+
+
+def bench_kills(tb: Testbed, workdir: Path, profile: str, kills: int, results: dict) -> None:
+    job = f"kill{profile}"
+    spec = write_spec(workdir, job, 10, "spread")
+    out = tb.shoal("job", "run", str(spec), "--timeout", "120")
+    if out.returncode != 0:
+        raise RuntimeError(f"shoal job run {job}: {out.stderr}")
+    want = collections.Counter({f"{job}/{k}": 1 for k in range(10)})
+    wait(lambda: tb.running(job, tb.nodes) == want, 120, "each slot once")
+    for k in range(kills):
+        per_node = {i: sum(tb.running(job, [i]).values()) for i in tb.nodes}
+        victim = max(per_node, key=lambda i: (per_node[i], -i))
+        others = [i for i in tb.nodes if i != victim]
+        la = load1()
+        t0 = time.monotonic()
+        tb.run("kill", str(victim))
+        t_killed = time.monotonic() - t0
+        t_back = wait(lambda: tb.running(job, others) == want, 120,
+                      f"{job}'s slots running once on the nodes other than {victim}") - t0
+        row = {"profile": profile, "kill": k, "victim": tb.nodes[victim]["name"], "replicas_lost": per_node[victim],
+               "load1": la, "kill_cmd_s": round(t_killed, 2), "replacements_running_s": round(t_back, 2)}
+        log(f"{profile} kill {k + 1}: {row['victim']} with {per_node[victim]} replicas; all 10 running "
+            f"on the others {t_back:.2f} s after the kill began (kill command {t_killed:.2f} s), load {la}")
+        results["kills"].append(row)
+        # bring it back and let everything settle before the next kill
+        tb.run("start", str(victim))
+        wait(tb.alive_everywhere, 120, "all 5 alive everywhere", every=0.5)
+        wait(lambda: tb.any_left(job, [victim]) == sum(tb.running(job, [victim]).values()), 120,
+             f"stale containers on node {victim} removed", every=0.5)
+        wait(lambda: tb.running(job, tb.nodes) == want, 120, "each slot once on all 5", every=0.5)
+    stop_job(tb, job)
+
+
+# ---- main -----------------------------------------------------------------------------------------
+
+
+def summarize(results: dict) -> None:
+    print(f"\n== shoal testbed benchmark: {N} nodes, each its own dockerd; {results['src']}")
+    print(f"   machine: {os.cpu_count()} cores, load average at start {results['load_start']}, "
+          f"{results['started']}")
+    rows = results["job_run"]
+    if rows:
+        print("\n(a) shoal job run -> all replicas running (median of trials; load = median 1-min load at start)")
+        print(f"{'R':>5} {'strategy':<8} {'trials':>6} {'running s':>10} {'worst s':>8} {'CLI exit s':>10} "
+              f"{'load':>5}  per node (first trial)")
+        keys = sorted({(r["replicas"], r["strategy"]) for r in rows}, key=lambda k: (k[1], k[0]))
+        for r, s in keys:
+            sel = [x for x in rows if x["replicas"] == r and x["strategy"] == s]
+            print(f"{r:>5} {s:<8} {len(sel):>6} {median([x['all_running_s'] for x in sel]):>10.2f} "
+                  f"{max(x['all_running_s'] for x in sel):>8.2f} {median([x['cli_exit_s'] for x in sel]):>10.2f} "
+                  f"{median([x['load1'] for x in sel]):>5.1f}  {sel[0]['per_node']}")
+    if results.get("agent_cost"):
+        a = results["agent_cost"]
+        print(f"\n(b) agent with {a['containers']} containers ({a['node']}): CPU {a['cpu_percent']} % of one core "
+              f"over {a['window_s']:g} s, RSS {a['rss_mb_median']} MB (max {a['rss_mb_max']}), load {a['load1']}")
+    kills = results["kills"]
+    if kills:
+        print("\n(c) node power cut -> its replicas running on the others (10 replicas, spread)")
+        print(f"{'profile':<8} {'kills':>5} {'median s':>9} {'min s':>6} {'max s':>6} {'load':>5}  each")
+        for p in sorted({k["profile"] for k in kills}):
+            sel = [k for k in kills if k["profile"] == p]
+            xs = [k["replacements_running_s"] for k in sel]
+            print(f"{p:<8} {len(sel):>5} {median(xs):>9.2f} {min(xs):>6.2f} {max(xs):>6.2f} "
+                  f"{median([k['load1'] for k in sel]):>5.1f}  {xs}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="R=10,100 binpack+spread, 1 trial, 3 kills, local only")
+    ap.add_argument("--replicas", default="10,50,100")
+    ap.add_argument("--strategies", default="binpack,spread")
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--kill-profiles", default="lan,local")
+    ap.add_argument("--skip-job-run", action="store_true", help="only (c)")
+    ap.add_argument("--src", default="HEAD", help="git revision to run (exported), or 'worktree'")
+    ap.add_argument("--json", help="write every raw figure here")
+    ap.add_argument("--keep-logs", help="copy the testbed's logs (agent.log, dockerd.log) here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("testbed_bench: needs root (scripts/testbed)", file=sys.stderr)
+        return 2
+    if args.quick:
+        args.replicas, args.trials, args.kills, args.kill_profiles = "10,100", 1, 3, "local"
+    replicas = [int(x) for x in args.replicas.split(",") if x]
+    strategies = [s for s in args.strategies.split(",") if s]
+    profiles = [p for p in args.kill_profiles.split(",") if p]
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+    workdir = Path(tempfile.mkdtemp(prefix="shoal-tbbench-"))
+    results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_start": Path("/proc/loadavg").read_text().split()[:3],
+               "job_run": [], "kills": [], "agent_cost": None}
+    tb = None
+    try:
+        if args.src == "worktree":
+            src, desc = REPO, "the working tree at " + git("rev-parse", "--short=12", "HEAD")
+        else:
+            src, desc = export_source(args.src, workdir / "src")
+        results["src"] = desc
+        log(f"running {desc}")
+        tb = Testbed(src, workdir)
+        plan = ([] if args.skip_job_run else ["lan"]) + profiles     # (a) and (b) on lan
+        for profile in dict.fromkeys(plan):
+            log(f"testbed up: {N} nodes, profile {profile}")
+            tb.up(profile)
+            wait(tb.alive_everywhere, 60, "all 5 alive everywhere", every=0.5)
+            if profile == "lan" and not args.skip_job_run:
+                bench_job_run(tb, workdir, replicas, strategies, args.trials, results)
+            if profile in profiles:
+                bench_kills(tb, workdir, profile, args.kills, results)
+            if args.keep_logs:
+                keep = Path(args.keep_logs) / profile
+                keep.mkdir(parents=True, exist_ok=True)
+                for n in tb.nodes.values():
+                    for f in ("agent.log", "dockerd.log"):
+                        p = Path(n["state_dir"]) / f
+                        if p.exists():
+                            shutil.copy(p, keep / f"{n['name']}-{f}")
+            tb.down()
+    except (KeyboardInterrupt, TimeoutError, RuntimeError) as e:
+        log(f"stopped: {e}")
+        summarize(results)
+        return 1
+    finally:
+        if tb is not None:
+            tb.down()
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        shutil.rmtree(workdir, ignore_errors=True)
+    summarize(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
