@@ -1,0 +1,186 @@
+"""scripts/quickstart end to end: up (twice), the demo job in real containers, down.
+
+Root only (skipped otherwise): quickstart may install Docker and start
+dockerd.  It runs from this repository with its state in a temp dir, node
+names of its own (qt<pid>-1..3, so the shoal.node labels, and the
+containers, are ours alone on a shared engine) and ports the kernel picks,
+so it does not meet a developer's own quickstart cluster.
+
+Teardown, pass or fail: `scripts/quickstart down` with the same settings,
+then SIGKILL for any agent still alive (by the PIDs in its pid files), then
+`docker rm -f` of any container with our node labels, and scripts/docker-down
+if this test itself started the engine to look after a `down` that stopped
+quickstart's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "scripts" / "quickstart"
+SOCK = "/var/run/docker.sock"
+
+pytestmark = [pytest.mark.real,
+              pytest.mark.skipif(os.geteuid() != 0, reason="quickstart may install and start Docker: needs root")]
+
+
+def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "-H", f"unix://{SOCK}", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def engine_answers() -> bool:
+    try:
+        return docker("info", timeout=15).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class Quickstart:
+    def __init__(self, tmp: Path) -> None:
+        self.dir = tmp / "qs"
+        self.prefix = f"qt{os.getpid()}"
+        self.nodes = [f"{self.prefix}-{i}" for i in (1, 2, 3)]
+        self.env = {**os.environ, "SHOAL_QUICKSTART_DIR": str(self.dir), "SHOAL_QUICKSTART_PREFIX": self.prefix,
+                    "SHOAL_QUICKSTART_ANY_PORTS": "1", "PYTHONUNBUFFERED": "1"}
+        self.env.pop("SHOAL_ADDR", None)
+        self.pids_seen: set[int] = set()
+        self.test_started_engine = False
+
+    def run(self, *args: str, timeout: float = 480) -> subprocess.CompletedProcess:
+        out = subprocess.run([str(QUICKSTART), *args], capture_output=True, text=True, env=self.env,
+                             timeout=timeout, stdin=subprocess.DEVNULL, cwd=REPO)
+        self.note_pids()
+        return out
+
+    def note_pids(self) -> None:
+        for n in self.nodes:
+            try:
+                self.pids_seen.add(int((self.dir / n / "agent.pid").read_text()))
+            except (OSError, ValueError):
+                pass
+
+    def alive_agents(self) -> list[int]:
+        out = []
+        for pid in sorted(self.pids_seen):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if str(self.dir) in cmdline:
+                out.append(pid)
+        return out
+
+    def containers(self) -> list[dict]:
+        rows = []
+        for n in self.nodes:
+            r = docker("ps", "-a", "--filter", f"label=shoal.node={n}", "--format", "{{json .}}")
+            assert r.returncode == 0, r.stderr
+            rows += [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        return rows
+
+    def api(self, i: int = 0) -> str:
+        ports = (self.dir / "ports").read_text().split()
+        return f"http://127.0.0.1:{ports[3 + i]}"
+
+    def cleanup(self) -> None:
+        try:
+            self.run("down", timeout=120)
+        except Exception as e:  # noqa: BLE001 -- the rest still runs
+            print(f"quickstart down in teardown failed: {e}")
+        for pid in self.alive_agents():
+            print(f"agent pid {pid} still alive after down: SIGKILL")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if engine_answers():
+            for c in self.containers():
+                docker("rm", "-f", c["ID"])
+        if self.test_started_engine:
+            subprocess.run([str(REPO / "scripts" / "docker-down")], capture_output=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+
+    def report(self) -> str:
+        out = []
+        for n in self.nodes:
+            try:
+                tail = (self.dir / n / "agent.log").read_text(errors="replace").splitlines()[-40:]
+            except OSError:
+                tail = ["(no log)"]
+            out.append(f"--- {n} ---\n" + "\n".join(tail))
+        return "\n".join(out)
+
+
+@pytest.fixture
+def qs(tmp_path):
+    q = Quickstart(tmp_path)
+    try:
+        yield q
+    finally:
+        print(q.report())
+        q.cleanup()
+
+
+@pytest.mark.timeout(900)
+def test_quickstart_runs_the_demo_job_in_real_containers_and_down_leaves_nothing(qs):
+    engine_before = engine_answers()
+    t0 = time.monotonic()
+    out = qs.run()
+    print(f"quickstart up took {time.monotonic() - t0:.1f} s\n--- stdout\n{out.stdout}\n--- stderr\n{out.stderr}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "all 3 replicas of web running" in out.stderr
+    assert "3 replicas, 3 placed, 0 pending, 3 running" in out.stdout      # shoal job status web
+    assert "scripts/quickstart down" in out.stdout
+    started_engine = (qs.dir / "docker-started").exists()
+    assert started_engine == (not engine_before), "quickstart owns the engine exactly when it started it"
+
+    # real containers, one per node (spread over racks a, b, c), with shoal's labels and the spec's limits
+    running = [c for c in qs.containers() if c["State"] == "running"]
+    assert len(running) == 3, running
+    labels = [dict(kv.split("=", 1) for kv in c["Labels"].split(",")) for c in running]
+    assert sorted(lb["shoal.node"] for lb in labels) == qs.nodes
+    assert sorted(lb["shoal.slot"] for lb in labels) == ["web/0", "web/1", "web/2"]
+    assert all(lb["shoal.job"] == "web" and lb["shoal.ballot"] and lb["shoal.spec_hash"] for lb in labels)
+    inspect = json.loads(docker("inspect", *[c["ID"] for c in running]).stdout)
+    assert all(i["HostConfig"]["NanoCpus"] == 250_000_000 and i["HostConfig"]["Memory"] == 32 << 20
+               for i in inspect)
+    ids = sorted(c["ID"] for c in running)
+    # and the output shows them: shoal ps lists each container under its node
+    ps_table = out.stdout.split("== containers: shoal ps", 1)[1]
+    for c, lb in zip(running, labels):
+        assert any(ln.split()[:3] == [lb["shoal.node"], lb["shoal.slot"], c["Names"]]
+                   for ln in ps_table.splitlines()), ps_table
+
+    # a second run reuses the cluster and leaves the containers alone
+    out = qs.run()
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "the quickstart cluster is already running" in out.stderr
+    assert "all 3 replicas of web running" in out.stderr
+    assert sorted(c["ID"] for c in qs.containers() if c["State"] == "running") == ids
+
+    agents = qs.alive_agents()
+    assert len(agents) == 3
+    out = qs.run("down", timeout=180)
+    print(out.stderr)
+    assert out.returncode == 0, out.stderr
+    assert qs.alive_agents() == []
+    assert not (qs.dir / "docker-started").exists()
+    if started_engine:
+        # quickstart stopped the dockerd it started; start one to see what is left on disk
+        assert not engine_answers()
+        r = subprocess.run([str(REPO / "scripts" / "docker-up")], capture_output=True, text=True, timeout=300,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr
+        qs.test_started_engine = True
+    else:
+        assert engine_answers(), "down stopped a dockerd quickstart did not start"
+    assert qs.containers() == []
