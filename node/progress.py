@@ -50,6 +50,7 @@ class SlotView:
     state: str            # pending | starting | running | failed | exited | placed (runtime unknown)
     node: str | None
     reason: str
+    coordinator: str | None = None
 
     @property
     def running(self) -> bool:
@@ -60,7 +61,7 @@ def slot_views(detail: dict[str, Any]) -> list[SlotView]:
     out = []
     for s in detail.get("slots") or []:
         if s.get("state") != "placed":
-            out.append(SlotView(s["slot"], "pending", s.get("node"), s.get("reason") or ""))
+            out.append(SlotView(s["slot"], "pending", s.get("node"), s.get("reason") or "", s.get("coordinator")))
         else:
             out.append(SlotView(s["slot"], s.get("runtime") or "placed", s.get("node"),
                                 s.get("runtime_reason") or ""))
@@ -162,10 +163,11 @@ def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DE
                     return EXIT_OK
                 if clock() >= deadline:
                     say(f"not all replicas run after {timeout_s:g} s:")
+                    better = _coordinators_reasons(http, details)
                     for views in details.values():
                         for v in views:
                             if not v.running:
-                                say(f"  {v.slot}  {describe(v, full=True)}")
+                                say(f"  {v.slot}  {describe(better.get(v.slot, v), full=True)}")
                     say("(they may still start: see `shoal job status NAME`, `shoal ps`, `shoal logs NAME SLOT`)")
                     return EXIT_NOT_RUNNING
                 wait = max(0.05, min(WAIT_S, deadline - clock()))
@@ -179,6 +181,49 @@ def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DE
         except _Error as e:
             say(f"error: {e}")
             return EXIT_ERROR
+
+
+def _coordinators_reasons(http: httpx.Client, details: dict[str, list[SlotView]]) -> dict[str, SlotView]:
+    """Pending slots as their coordinators see them.  Only a slot's
+    coordinator knows how its last auction went (who declined, and why: "image
+    X is not on n2"); the agent we ask says only what the gossiped statuses
+    show.  Best effort: ask each coordinator's agent (its `api` tag), and keep
+    the answer when it says more."""
+    wanted = {v.coordinator for views in details.values() for v in views
+              if v.state == "pending" and v.coordinator}
+    if not wanted:
+        return {}
+    try:
+        me = http.get("/v1/agent/self").json().get("name")
+        members = http.get("/v1/members").json()
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return {}
+    apis = {m.get("name"): (m.get("addr"), (m.get("tags") or {}).get("api")) for m in members
+            if isinstance(m, dict) and m.get("status") == "alive"}
+    out: dict[str, SlotView] = {}
+    for coordinator in sorted(wanted - {me}):
+        addr, api = apis.get(coordinator, (None, None))
+        if not api:
+            continue
+        host, _, port = api.rpartition(":")
+        if host in ("0.0.0.0", "[::]", "::"):
+            host = addr
+        elif host.startswith("127.") and not str(addr).startswith("127."):
+            continue  # its API is on its own loopback
+        for job, views in details.items():
+            if not any(v.coordinator == coordinator and v.state == "pending" for v in views):
+                continue
+            try:
+                r = http.get(f"http://{host}:{port}/v1/jobs/{quote(job, safe='')}", timeout=3.0)
+                theirs = {v.slot: v for v in slot_views(r.json())} if r.status_code == 200 else {}
+            except (httpx.HTTPError, ValueError):
+                continue
+            for v in views:
+                t = theirs.get(v.slot)
+                if (v.coordinator == coordinator and v.state == "pending" and t is not None
+                        and t.state == "pending" and len(quiet_reason(t.reason)) > len(quiet_reason(v.reason))):
+                    out[v.slot] = t
+    return out
 
 
 def _error_text(r: httpx.Response) -> str:
