@@ -68,7 +68,7 @@ class Auctioneer:
 
     def open_round(self, *, job: str, spec_hash: str, rounds: dict[int, int], candidates: list[str],
                    max_per_node: int | None, spread_counts: dict[str, int], ttl_s: float,
-                   now: float) -> list:
+                   now: float, spec_json: bytes = b"") -> list:
         if len(self._rounds) >= MAX_OPEN_ROUNDS:
             return []
         self._seq += 1
@@ -79,7 +79,7 @@ class Auctioneer:
             return [self._close_result(rnd)]
         self._rounds[auction_id] = rnd
         heapq.heappush(self._deadlines, (rnd.deadline, auction_id))
-        call = CallForBids(auction_id, self.name, job, spec_hash, tuple(sorted(rounds)), ttl_s)
+        call = CallForBids(auction_id, self.name, job, spec_hash, tuple(sorted(rounds)), ttl_s, spec_json)
         return [SendTo(node, call) for node in sorted(candidates)]
 
     def on_bid(self, bid: Bid, now: float) -> list:

@@ -26,6 +26,10 @@ class CallForBids:
     spec_hash: str
     slots: tuple[int, ...]
     ttl_s: float
+    # The spec itself (canonical JSON), so a bidder that has not yet heard of
+    # a job just submitted can still bid: otherwise the submitting agent is
+    # the only bidder of a fresh job's first round.
+    spec_json: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

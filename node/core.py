@@ -298,6 +298,8 @@ class NodeCore:
                     self._send_entries(origin, map_id, self._maps[map_id].entries_in(list(want)), [], now)
             case CallForBids():
                 spec = self.placement.spec_of(self.store.get(msg.job))
+                if spec is None or spec.container_hash() != msg.spec_hash:
+                    spec = self.placement.spec_from_call(msg) or spec
                 reply = self.placement.on_call(msg, spec=spec, status=self._status, now=now)
                 self._send(msg.coordinator, reply, now, reliable=False)
                 if isinstance(reply, Bid):
@@ -541,7 +543,9 @@ class NodeCore:
         if self.name not in alive:
             return  # leaving: no new work
         jobs = {e.name: e for e in self.store.live()}
-        outs, writes = self.placement.tick(jobs=jobs, statuses=self.live_statuses(), alive=alive, now=now)
+        deleted = {n for n, e in self.store.entries.items() if e.deleted}
+        outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(),
+                                           alive=alive, now=now)
         for out in outs:
             self._auction_output(out, now)
         if writes:
@@ -549,10 +553,7 @@ class NodeCore:
         self._reconcile(now)
 
     def _reconcile(self, now: float) -> None:
-        def spec_for(job: str):
-            return self.placement.spec_of(self.store.get(job))
-
-        for cmd in self.placement.reconcile(spec_for, now):
+        for cmd in self.placement.reconcile(self._spec_for, now):
             self._emit(cmd)
         self._update_allocated(now)
 
@@ -564,8 +565,18 @@ class NodeCore:
                 self._emit(ev)
             self._emit(out)
 
+    def _spec_for(self, job: str, spec_hash: str | None = None):
+        """The job's spec from the store, or the one a call for bids carried
+        when the store does not have this version yet."""
+        spec = self.placement.spec_of(self.store.get(job))
+        if spec is not None and (spec_hash is None or spec.container_hash() == spec_hash):
+            return spec
+        if spec_hash is not None:
+            return self.placement.call_specs.get((job, spec_hash), spec)
+        return spec
+
     def _on_award(self, award: Award, now: float) -> None:
-        spec = self.placement.spec_of(self.store.get(award.job))
+        spec = self._spec_for(award.job, award.spec_hash)
         claims = self.placement.on_award(award, spec=spec, now=now)
         if claims:
             accepted = self._write_claims(claims, now)

@@ -6,7 +6,8 @@ relevant changes) each agent walks the desired slots, (job, index) for index
 replicated claims map.  A slot needs placing when it has no claim, its claim
 was released, or the claiming node is no longer alive or is drained.  Its
 coordinator is the rendezvous-hash owner among the members this agent
-believes alive; if that is us, the slot goes into this tick's batch for its
+believes alive (of the slot, or of the whole job when it spreads over a
+label: see coordinator_key); if that is us, the slot goes into this tick's batch for its
 job, and one auction round (auction.auctioneer) places the whole batch.
 
 As a bidder (auction.bidder) the agent answers calls from its own ledger.  An
@@ -38,6 +39,9 @@ from auction.spec import JobSpec, SpecError, from_json
 
 from .jobstore import LwwMap
 from .status import NodeStatus
+
+
+CALL_SPECS_MAX = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +105,32 @@ class Placement:
         # Images present on this node (normalized "name:tag"), as the runtime
         # last reported them; None until it has (then nothing is declined).
         self.images: frozenset[str] | None = None
+        self.call_specs: dict[tuple[str, str], JobSpec] = {}  # (job, container hash) -> spec
         self._my_claims: dict[str, Claim] = {}
         self._my_claims_digest: bytes | None = None
         self._rv_members: tuple[str, ...] = ()
         self._rv: Rendezvous = Rendezvous([])
 
     # ---- helpers
+    def spec_from_call(self, call: CallForBids) -> JobSpec | None:
+        """The spec a call for bids carries, if it is valid and is the version
+        the call names (a forged or mismatched one is ignored)."""
+        if not call.spec_json:
+            return None
+        try:
+            import json
+            spec = from_json(json.loads(call.spec_json))
+        except (SpecError, ValueError, TypeError):
+            return None
+        if spec.name != call.job or spec.container_hash() != call.spec_hash:
+            return None
+        # Remember it for the award and the start, which may also come
+        # before the job store has the job.
+        self.call_specs[(spec.name, call.spec_hash)] = spec
+        if len(self.call_specs) > CALL_SPECS_MAX:
+            self.call_specs.pop(next(iter(self.call_specs)))
+        return spec
+
     def spec_of(self, entry) -> JobSpec | None:
         """Parse (and cache by stamp) the spec of a job-store entry."""
         if entry is None or entry.deleted:
@@ -148,8 +172,8 @@ class Placement:
         return max(current, self._last_round.get(key, 0)) + 1
 
     # ---- the tick
-    def tick(self, *, jobs: dict[str, object], statuses: dict[str, NodeStatus], alive: set[str],
-             now: float) -> tuple[list, list[Claim]]:
+    def tick(self, *, jobs: dict[str, object], deleted: set[str], statuses: dict[str, NodeStatus],
+             alive: set[str], now: float) -> tuple[list, list[Claim]]:
         """Returns (outputs, claims to write)."""
         out: list = []
         writes: list[Claim] = []
@@ -157,10 +181,12 @@ class Placement:
         self.ledger.expire(now)
 
         # 1. Holder duties: give back slots that should no longer run.
+        # A job we hold a claim for but do not have yet (its award came with
+        # the call's copy of the spec) is not "gone": only a delete is.
         for key, claim in self.my_claims().items():
             job, index = parse_slot_key(key)
             spec = specs.get(job)
-            if spec is None or index >= spec.replicas:
+            if (spec is None and job in deleted) or (spec is not None and index >= spec.replicas):
                 writes.append(self._release_claim(claim, now))
 
         # 2. Claims of dead holders for slots nobody wants any more: the
@@ -171,7 +197,8 @@ class Placement:
                 continue
             job, index = parse_slot_key(key)
             spec = specs.get(job)
-            if (spec is None or index >= spec.replicas) and rv.owner(key) == self.name:
+            gone = (spec is None and job in deleted) or (spec is not None and index >= spec.replicas)
+            if gone and rv.owner(key) == self.name:
                 writes.append(self._release_claim(claim, now))
 
         # 3. Coordinator duties.
@@ -207,7 +234,7 @@ class Placement:
                 if index not in busy:
                     self.pending_reasons.pop(key, None)
                 continue
-            if rv.owner(key) != self.name:
+            if rv.owner(coordinator_key(job, key, spec)) != self.name:
                 continue
             waiting = self._awaiting_claim.get(key)
             if waiting is not None and waiting > now:
@@ -224,7 +251,7 @@ class Placement:
         return self.auctioneer.open_round(
             job=job, spec_hash=spec.container_hash(), rounds=batch, candidates=candidates,
             max_per_node=spec.max_per_node, spread_counts=spread_counts,
-            ttl_s=self.cfg.auction_ttl_s, now=now)
+            ttl_s=self.cfg.auction_ttl_s, now=now, spec_json=spec.canonical_json())
 
     def _candidates(self, job: str, spec: JobSpec, statuses: dict[str, NodeStatus], alive: set[str],
                     slots: int) -> tuple[list[str], dict[str, int]]:
@@ -327,7 +354,7 @@ class Placement:
             out.append(StopReplica(key, why))
         for key in sorted(set(mine) - self.running):
             claim = mine[key]
-            spec = specs_by_job(claim.job)
+            spec = specs_by_job(claim.job, claim.spec_hash)
             if spec is None:
                 continue
             if not self.ledger.holds(key):
@@ -338,6 +365,18 @@ class Placement:
             if key not in mine:
                 self.ledger.release(key)
         return out
+
+
+def coordinator_key(job: str, slot: str, spec: JobSpec) -> str:
+    """What rendezvous hashing is keyed on to pick a slot's coordinator.
+
+    Per slot by default, so the work of placing a big job is shared by many
+    coordinators.  A job that spreads over a label is coordinated per *job*:
+    spreading is a property of the whole set of replicas, and coordinators
+    placing slots of one job concurrently would each count the spread from
+    claims that do not yet include the others' awards (a 3/1 split of 4
+    replicas over 2 racks, seen on real agents)."""
+    return f"job:{job}" if spec.spread else slot
 
 
 def normalize_image(image: str) -> str:

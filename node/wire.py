@@ -80,7 +80,7 @@ def encode(msg: NodeMessage) -> bytes:
             body = [KIND_SYNC_ENTRIES, map_id, [e.to_wire() for e in entries], list(want)]
         case CallForBids():
             body = [KIND_CALL, msg.auction_id, msg.coordinator, msg.job, msg.spec_hash,
-                    list(msg.slots), msg.ttl_s]
+                    list(msg.slots), msg.ttl_s, msg.spec_json]
         case Bid():
             body = [KIND_BID, msg.auction_id, msg.bidder, list(msg.scores), msg.spread_value,
                     msg.already]
@@ -130,14 +130,15 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
             else:
                 parsed = tuple(Claim.from_wire(e) for e in entries)
             return SyncEntries(map_id, parsed, tuple(want))
-        if kind == KIND_CALL and len(raw) == 7:
-            _, aid, coord, job, spec_hash, slots, ttl = raw
+        if kind == KIND_CALL and len(raw) == 8:
+            _, aid, coord, job, spec_hash, slots, ttl, spec_json = raw
             _texts(aid, coord, job, spec_hash)
             if (not isinstance(slots, list) or len(slots) > MAX_SLOTS_PER_MESSAGE
                     or not all(isinstance(i, int) and 0 <= i < 1_000_000 for i in slots)
-                    or not isinstance(ttl, (int, float)) or not 0 < ttl <= 60):
+                    or not isinstance(ttl, (int, float)) or not 0 < ttl <= 60
+                    or not isinstance(spec_json, bytes) or len(spec_json) > max_spec_bytes):
                 raise WireError("malformed call for bids")
-            return CallForBids(aid, coord, job, spec_hash, tuple(slots), float(ttl))
+            return CallForBids(aid, coord, job, spec_hash, tuple(slots), float(ttl), spec_json)
         if kind == KIND_BID and len(raw) == 6:
             _, aid, bidder, scores, spread_value, already = raw
             _texts(aid, bidder)
