@@ -18,9 +18,17 @@ own network namespace (all on this one 2-core machine):
     holds 190 such replicas), so `binpack` puts every replica on one dockerd
     and `spread` about R/5 on each; both are run.  Between trials the job is
     stopped and we wait until no container of it is left.
-(b) agent cost: while the binpack job of the largest R runs (all on one
-    node), that node's agent process: RSS (VmRSS) and CPU% over a 30 s
-    window (utime+stime from /proc/PID/stat), with nothing else asked of it.
+    (binpack does not always put everything on one dockerd: the slots of a
+    job are auctioned in several rounds, by several coordinators, and each
+    round sees the others' claims only as they gossip.)
+(b) agent cost: nodes 2-5 drained (`shoal node drain`), a binpack job of
+    the largest R, so all R run on node 1 (that run is timed too); then node
+    1's agent process: RSS (VmRSS) and CPU% over a 30 s window
+    (utime+stime from /proc/PID/stat), with nothing else asked of it.
+    The engine floor: the largest R containers like shoal's, created and
+    started straight through the Docker API (8 threads per engine, as the
+    runtime), on one dockerd and then R/5 on each of the five: what the
+    engines alone take on this machine at that moment.
 (c) node kill -> replacements running: a job of 10 replicas, strategy
     spread; the node holding the most replicas is power-cut (`scripts/testbed
     kill`: agent, dockerd, containerd, shims and containers SIGKILLed); t=0
@@ -230,11 +238,69 @@ def bench_job_run(tb: Testbed, workdir: Path, replicas: list[int], strategies: l
                 log(f"R={r} {strategy} trial {t + 1}: all running after {t_run:.2f} s "
                     f"(CLI exit {row['cli_exit_s']} s, rc {row['cli_rc']}), per node {row['per_node']}, load {la}")
                 results["job_run"].append(row)
-                if r == max(replicas) and strategy == "binpack" and t == 0:
-                    holder = max(per_node, key=per_node.get)
-                    if per_node[holder] == r:
-                        results["agent_cost"] = agent_cost(tb, holder, r)
                 stop_job(tb, job)
+
+
+def bench_engine_floor(tb: Testbed, r: int, results: dict) -> None:
+    """What the engines alone take: r containers like shoal's (same image,
+    command, limits, network none), created and started through the Docker
+    API with 8 threads per engine (shoal's runtime concurrency), on one
+    dockerd, then r/5 on each of the five at once.  No shoal involved."""
+    import concurrent.futures
+
+    def start_on(i: int, count: int, tag: str) -> None:
+        api = tb.docker[i]
+
+        def one(k: int) -> None:
+            hc = api.create_host_config(network_mode="none", nano_cpus=10_000_000, mem_limit=8 << 20)
+            c = api.create_container("shoal-demo:latest", command=["sleep", "3600"], host_config=hc,
+                                     labels={"shoal-bench": tag}, name=f"floor-{tag}-{i}-{k}")
+            api.start(c["Id"])
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, range(count)))
+
+    def clean(tag: str) -> None:
+        for i in tb.nodes:
+            api = tb.docker[i]
+            ids = [c["Id"] for c in api.containers(all=True, filters={"label": f"shoal-bench={tag}"})]
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda cid: api.remove_container(cid, force=True), ids))
+
+    rows = {}
+    for how, plan in (("one", {1: r}), ("five", {i: r // N for i in tb.nodes})):
+        tag = f"{how}{r}"
+        la = load1()
+        t0 = time.monotonic()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(N) as pool:
+                list(pool.map(lambda kv: start_on(kv[0], kv[1], tag), plan.items()))
+            rows[how] = {"replicas": r, "engines": len(plan), "seconds": round(time.monotonic() - t0, 2), "load1": la}
+            log(f"engine floor: {r} containers on {len(plan)} dockerd(s) directly: {rows[how]['seconds']} s, load {la}")
+        finally:
+            clean(tag)
+    results["engine_floor"] = rows
+
+
+def bench_agent_cost(tb: Testbed, workdir: Path, r: int, results: dict) -> None:
+    """Nodes 2..5 drained, so all r replicas run on node 1; then its agent is measured."""
+    others = [n["name"] for i, n in sorted(tb.nodes.items()) if i != 1]
+    for name in others:
+        out = tb.shoal("node", "drain", name)
+        if out.returncode != 0:
+            raise RuntimeError(f"shoal node drain {name}: {out.stderr}")
+    try:
+        job = f"cost{r}"
+        spec = write_spec(workdir, job, r, "binpack")
+        t0 = time.monotonic()
+        out = tb.shoal("job", "run", str(spec), "--timeout", "300")
+        t_run = wait(lambda: sum(tb.running(job, [1]).values()) >= r, 300, f"{r} replicas on node 1") - t0
+        log(f"{r} replicas on one node (the others drained): all running after {t_run:.2f} s (CLI rc {out.returncode})")
+        results["one_node_run"] = {"replicas": r, "all_running_s": round(t_run, 2), "cli_rc": out.returncode}
+        results["agent_cost"] = agent_cost(tb, 1, r)
+        stop_job(tb, job)
+    finally:
+        for name in others:
+            tb.shoal("node", "undrain", name)
 
 
 def agent_cost(tb: Testbed, i: int, containers: int, settle_s: float = 5.0, window_s: float = 30.0) -> dict:
@@ -268,6 +334,49 @@ def agent_cost(tb: Testbed, i: int, containers: int, settle_s: float = 5.0, wind
 # ---- (c) --------------------------------------------------------------------------------------------
 
 
+def watch_death(pid: int | None) -> dict:
+    """A thread noting (monotonic) when process pid stops existing or turns zombie."""
+    out: dict = {}
+    if pid is None:
+        return out
+
+    def gone() -> bool:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+    def watch():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if gone():
+                out["t"], out["wall"] = time.monotonic(), time.time()
+                return
+            time.sleep(0.005)
+    threading.Thread(target=watch, daemon=True).start()
+    return out
+
+
+def first_failed_event(tb: Testbed, nodes, victim: str, since_wall: float) -> float | None:
+    """Seconds from since_wall to the first member_failed event for victim on
+    any of nodes (each agent's own timestamp, from its /v1/events history)."""
+    first = None
+    for i in nodes:
+        req = urllib.request.Request(tb.nodes[i]["api"] + "/v1/events",
+                                     headers={"Authorization": f"Bearer {tb.token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=1.0) as r:
+                while line := r.readline():
+                    ev = json.loads(line)
+                    if (ev.get("event") == "member_failed" and (ev.get("member") or {}).get("name") == victim
+                            and ev["time"] >= since_wall):
+                        first = ev["time"] if first is None else min(first, ev["time"])
+        except (OSError, ValueError):
+            pass        # the stream timed out once its history was read
+    return None if first is None else first - since_wall
+
+
 def bench_kills(tb: Testbed, workdir: Path, profile: str, kills: int, results: dict) -> None:
     job = f"kill{profile}"
     spec = write_spec(workdir, job, 10, "spread")
@@ -281,15 +390,23 @@ def bench_kills(tb: Testbed, workdir: Path, profile: str, kills: int, results: d
         victim = max(per_node, key=lambda i: (per_node[i], -i))
         others = [i for i in tb.nodes if i != victim]
         la = load1()
+        died = watch_death(tb.agent_pid(victim))
         t0 = time.monotonic()
         tb.run("kill", str(victim))
         t_killed = time.monotonic() - t0
         t_back = wait(lambda: tb.running(job, others) == want, 120,
                       f"{job}'s slots running once on the nodes other than {victim}") - t0
+        t_died = died.get("t", t0) - t0
+        detected = first_failed_event(tb, others, tb.nodes[victim]["name"], died.get("wall", time.time()))
         row = {"profile": profile, "kill": k, "victim": tb.nodes[victim]["name"], "replicas_lost": per_node[victim],
-               "load1": la, "kill_cmd_s": round(t_killed, 2), "replacements_running_s": round(t_back, 2)}
+               "load1": la, "kill_cmd_s": round(t_killed, 2), "agent_dead_s": round(t_died, 2),
+               "replacements_running_s": round(t_back, 2),
+               "replacements_after_agent_death_s": round(t_back - t_died, 2),
+               "first_failed_after_agent_death_s": round(detected, 2) if detected is not None else None}
         log(f"{profile} kill {k + 1}: {row['victim']} with {per_node[victim]} replicas; all 10 running "
-            f"on the others {t_back:.2f} s after the kill began (kill command {t_killed:.2f} s), load {la}")
+            f"on the others {t_back:.2f} s after the kill began, {t_back - t_died:.2f} s after its agent died "
+            f"(the kill command took {t_killed:.2f} s, the agent was gone at {t_died:.2f} s; the first peer "
+            f"declared it failed {detected if detected is None else round(detected, 2)} s after that), load {la}")
         results["kills"].append(row)
         # bring it back and let everything settle before the next kill
         tb.run("start", str(victim))
@@ -318,18 +435,29 @@ def summarize(results: dict) -> None:
             print(f"{r:>5} {s:<8} {len(sel):>6} {median([x['all_running_s'] for x in sel]):>10.2f} "
                   f"{max(x['all_running_s'] for x in sel):>8.2f} {median([x['cli_exit_s'] for x in sel]):>10.2f} "
                   f"{median([x['load1'] for x in sel]):>5.1f}  {sel[0]['per_node']}")
+    if results.get("one_node_run"):
+        o = results["one_node_run"]
+        print(f"\n    R={o['replicas']} on one node (the other four drained): all running after {o['all_running_s']} s")
+    for how, f in (results.get("engine_floor") or {}).items():
+        print(f"    engine floor, no shoal: {f['replicas']} containers created+started through the Docker API on "
+              f"{f['engines']} dockerd(s): {f['seconds']} s (load {f['load1']})")
     if results.get("agent_cost"):
         a = results["agent_cost"]
         print(f"\n(b) agent with {a['containers']} containers ({a['node']}): CPU {a['cpu_percent']} % of one core "
               f"over {a['window_s']:g} s, RSS {a['rss_mb_median']} MB (max {a['rss_mb_max']}), load {a['load1']}")
     kills = results["kills"]
     if kills:
-        print("\n(c) node power cut -> its replicas running on the others (10 replicas, spread)")
-        print(f"{'profile':<8} {'kills':>5} {'median s':>9} {'min s':>6} {'max s':>6} {'load':>5}  each")
+        print("\n(c) node power cut -> its replicas running on the others (10 replicas, spread);"
+              "\n    from the start of `scripts/testbed kill`, and from the moment its agent process was gone;"
+              "\n    'detected': from that moment to the first peer's member_failed event")
+        print(f"{'profile':<8} {'kills':>5} {'median s':>9} {'min s':>6} {'max s':>6} {'from death s':>12} "
+              f"{'detected s':>10} {'load':>5}  each (from kill start)")
         for p in sorted({k["profile"] for k in kills}):
             sel = [k for k in kills if k["profile"] == p]
             xs = [k["replacements_running_s"] for k in sel]
             print(f"{p:<8} {len(sel):>5} {median(xs):>9.2f} {min(xs):>6.2f} {max(xs):>6.2f} "
+                  f"{median([k['replacements_after_agent_death_s'] for k in sel]):>12.2f} "
+                  f"{median([k['first_failed_after_agent_death_s'] for k in sel if k['first_failed_after_agent_death_s'] is not None] or [float('nan')]):>10.2f} "
                   f"{median([k['load1'] for k in sel]):>5.1f}  {xs}")
 
 
@@ -380,6 +508,8 @@ def main() -> int:
             wait(tb.alive_everywhere, 60, "all 5 alive everywhere", every=0.5)
             if profile == "lan" and not args.skip_job_run:
                 bench_job_run(tb, workdir, replicas, strategies, args.trials, results)
+                bench_agent_cost(tb, workdir, max(replicas), results)
+                bench_engine_floor(tb, max(replicas), results)
             if profile in profiles:
                 bench_kills(tb, workdir, profile, args.kills, results)
             if args.keep_logs:
