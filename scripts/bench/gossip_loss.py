@@ -302,6 +302,8 @@ def run_one(backend: Any, ns: Namespaces, pct: int, args: argparse.Namespace) ->
         watch.pump(0.5)
         res["after_loss"] = count(watch, t_clear, time.time() + 1, names)
         res["recovered_all_alive_s"] = rec["full_last_s"]
+        res["failed_records"] = [r for r in watch.records if r["event"] == "member_failed"]
+        res["poll_episodes"] = watch.poll_episodes
         res["stream_reconnects"] = watch.stream_drops
         res["poll_rounds"] = watch.polls
         res["poll_failures"] = watch.poll_failures
@@ -351,7 +353,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, help="minutes under loss per run (default 5)")
     ap.add_argument("--impl", help="comma list of shoal, serf (default both)")
     ap.add_argument("--settle-seconds", type=float, default=10.0)
-    ap.add_argument("--json", help="write all raw results (and every failed/suspected record) here")
+    ap.add_argument("--json", help="write all raw results (and every member_failed record) here")
     ap.add_argument("--keep-logs", help="keep agents' logs and state in this directory")
     ap.add_argument("--src", default="HEAD",
                     help="shoal code to run: a git revision (exported with git archive) or 'worktree'")
