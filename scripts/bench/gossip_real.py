@@ -2,7 +2,7 @@
 """Benchmark real gossip agents on loopback: shoal beside Serf.
 
     python scripts/bench/gossip_real.py [--quick] [--sizes 10,30,60] [--impl shoal,serf]
-        [--profile lan] [--join-trials 3] [--kills 5] [--rest-seconds 30]
+        [--profile lan] [--join-mode spawn|api] [--join-trials 3] [--kills 5] [--rest-seconds 30]
         [--json OUT] [--keep-logs DIR]
 
 For each implementation (shoal, and Debian's `serf` when installed) and each
@@ -15,6 +15,10 @@ cluster size N it starts N real agents on 127.0.0.1 and measures:
     Printed: when the last agent answered its API at all ("ready"), and when
     the median and the last agent saw all N ("full").  --join-trials repeats
     this with a fresh cluster; the last cluster is kept for (b)-(d).
+    --join-mode api instead starts all N agents without joining, waits until
+    every one answers, and only then tells the N-1 to join the seed at once
+    (shoal: POST /v1/agent/join; Serf: RPC join): t=0 is that moment, so the
+    figure leaves out process start-up (which dominates for Python agents).
 (c)+(d) at rest: after a settle time, two snapshots `--rest-seconds` apart with
     no API polling in between: gossip traffic from nftables counters on `lo`
     (a table of ours in the host namespace counting packets whose UDP source
@@ -412,6 +416,11 @@ class SerfRPC:
         if not isinstance(header, dict) or header.get("Error"):
             raise ConnectionError(f"serf RPC error: {header!r}")
 
+    def join(self, addr: str) -> int:
+        self._send({"Command": "join", "Seq": self._next()}, {"Existing": [addr], "Replay": False})
+        self._check(self._recv())
+        return int(self._recv().get("Num", 0))
+
     def send_members(self) -> None:
         self._send({"Command": "members", "Seq": self._next()})
 
@@ -583,6 +592,21 @@ class ShoalBackend:
         results = self.pool.map(self._members_one, agents)
         return {a.name: r for a, r in zip(agents, results) if r is not None}
 
+    def join_one(self, a: Agent, seed: str) -> bool:
+        """POST /v1/agent/join on a connection of its own (runs in a thread)."""
+        assert a.control is not None
+        conn = NSHTTPConnection(a.control[0], a.control[1], a.netns, timeout=30.0)
+        try:
+            conn.request("POST", "/v1/agent/join", body=json.dumps({"addresses": [seed]}),
+                         headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            return r.status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
     def metrics(self, a: Agent) -> dict[str, float] | None:
         body = self.get(a, "/v1/metrics")
         if body is None:
@@ -696,6 +720,20 @@ class SerfBackend:
 
     def poll_ready(self, a: Agent) -> bool:
         return self._rpc(a) is not None
+
+    def join_one(self, a: Agent, seed: str) -> bool:
+        """RPC join on a connection of its own (runs in a thread)."""
+        assert a.control is not None
+        try:
+            r = SerfRPC(a.control[0], a.control[1], a.netns, timeout=30.0)
+        except (OSError, ConnectionError):
+            return False
+        try:
+            return r.join(seed) > 0
+        except (OSError, ConnectionError, ValueError):
+            return False
+        finally:
+            r.close()
 
     def members_many(self, agents: list[Agent]) -> dict[str, Poll]:
         sent: list[tuple[Agent, SerfRPC, float]] = []
@@ -925,13 +963,33 @@ def rest_figures(s0: dict[str, Any], s1: dict[str, Any], n: int) -> dict[str, An
     return out
 
 
-def start_cluster(backend: Any, n: int, prefix: str, join_deadline_s: float) -> tuple[list[Agent], dict[str, Any]]:
+def start_cluster(backend: Any, n: int, prefix: str, join_deadline_s: float,
+                  join_mode: str = "spawn") -> tuple[list[Agent], dict[str, Any]]:
+    """spawn: t=0 when the N-1 agents are spawned with --join/-join.
+    api: all N are started without a seed and waited for; t=0 when all N-1
+    are told to join the seed at once (shoal POST /v1/agent/join, Serf RPC
+    join), so process start-up is not in the figure."""
     names = [f"{prefix}{i:02d}" for i in range(n)]
     seed = backend.spawn(names[0])
     wait_ready(backend, [seed], 60)
+    if join_mode == "spawn":
+        t0 = time.time()
+        agents = [seed] + [backend.spawn(nm, join=seed.gossip_addr) for nm in names[1:]]
+        return agents, wait_full_membership(backend, agents, t0, join_deadline_s)
+    agents = [seed] + [backend.spawn(nm) for nm in names[1:]]
+    wait_ready(backend, agents, 120 + n)
+    time.sleep(1.0)
     t0 = time.time()
-    agents = [seed] + [backend.spawn(nm, join=seed.gossip_addr) for nm in names[1:]]
-    fig = wait_full_membership(backend, agents, t0, join_deadline_s)
+    pool = ThreadPoolExecutor(max_workers=len(agents), thread_name_prefix="join")
+    try:
+        futures = [pool.submit(backend.join_one, a, seed.gossip_addr) for a in agents[1:]]
+        fig = wait_full_membership(backend, agents, t0, join_deadline_s)
+        failed = [a.name for a, f in zip(agents[1:], futures) if f.result() is not True]
+    finally:
+        pool.shutdown(wait=True)
+    if failed:
+        log(f"warning: join requests failed on {failed}")
+    fig["join_requests_failed"] = failed
     return agents, fig
 
 
@@ -944,7 +1002,7 @@ def stop_agents(backend: Any, agents: list[Agent]) -> None:
 
 def run_one(backend: Any, n: int, args: argparse.Namespace, nft: LoopbackCounters,
             rng: random.Random) -> dict[str, Any]:
-    res: dict[str, Any] = {"impl": backend.kind, "n": n, "profile": args.profile,
+    res: dict[str, Any] = {"impl": backend.kind, "n": n, "profile": args.profile, "join_mode": args.join_mode,
                            "loadavg_start": os.getloadavg()}
     join_deadline = max(60.0, 2.0 * n)
     trials = []
@@ -952,7 +1010,7 @@ def run_one(backend: Any, n: int, args: argparse.Namespace, nft: LoopbackCounter
     for trial in range(args.join_trials):
         for attempt in range(3):
             try:
-                agents, fig = start_cluster(backend, n, "a", join_deadline)
+                agents, fig = start_cluster(backend, n, "a", join_deadline, args.join_mode)
                 break
             except AgentDied as e:
                 # Another program took a port we picked before the agent bound it.
@@ -969,6 +1027,10 @@ def run_one(backend: Any, n: int, args: argparse.Namespace, nft: LoopbackCounter
             stop_agents(backend, agents)
     res["join"] = trials
     seed = agents[0]
+    if args.join_only:
+        res["rest"], res["kills"] = {}, []
+        stop_agents(backend, agents)
+        return res
 
     # (c)+(d): at rest.
     log(f"{backend.kind} N={n}: settling {args.settle_seconds:.0f}s, then {args.rest_seconds:.0f}s at rest")
@@ -1094,7 +1156,7 @@ def print_summary(results: list[dict[str, Any]], versions: dict[str, str]) -> No
     for n in sizes:
         by = {r["impl"]: summarize(r) for r in results if r["n"] == n}
         impls = [i for i in ("shoal", "serf") if i in by]
-        print(f"\nN={n} (profile {results[0]['profile']})")
+        print(f"\nN={n} (profile {results[0]['profile']}, join mode {results[0].get('join_mode', 'spawn')})")
         header = f"  {'':44s}" + "".join(f"{i:>10s}" for i in impls)
         if len(impls) == 2:
             header += f"{'shoal/serf':>12s}"
@@ -1116,7 +1178,7 @@ def print_summary(results: list[dict[str, Any]], versions: dict[str, str]) -> No
                 notes.append(f"{s['kills_incomplete']}/{s['kills']} kills not seen by every agent in time")
             if s["false_failed_during_kills"]:
                 notes.append(f"{s['false_failed_during_kills']} other members marked failed during kills")
-            if "wire_Bps" not in s:
+            if "wire_Bps" not in s and s["cpu_pct"] is not None:
                 notes.append("wire traffic not measured: " + next(
                     (r["rest"].get("wire_not_measured", "") for r in results if r["impl"] == i), ""))
             if notes:
@@ -1130,6 +1192,10 @@ def main() -> int:
     ap.add_argument("--impl", default="shoal,serf", help="comma list of shoal, serf")
     ap.add_argument("--profile", default="lan", choices=["lan", "local"])
     ap.add_argument("--join-trials", type=int, help="fresh-cluster starts per N (default 3)")
+    ap.add_argument("--join-mode", choices=["spawn", "api"], default="spawn",
+                    help="spawn: agents join as they start (t=0 at spawn); api: start all, then tell "
+                         "them all to join at once (t=0 at the join requests)")
+    ap.add_argument("--join-only", action="store_true", help="measure only the time to full membership")
     ap.add_argument("--kills", type=int, help="kill -9 rounds per N (default 5)")
     ap.add_argument("--rest-seconds", type=float, help="at-rest window (default 30)")
     ap.add_argument("--settle-seconds", type=float, default=10.0)
