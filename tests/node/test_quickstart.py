@@ -160,6 +160,27 @@ def test_quickstart_runs_the_demo_job_in_real_containers_and_down_leaves_nothing
         assert any(ln.split()[:3] == [lb["shoal.node"], lb["shoal.slot"], c["Names"]]
                    for ln in ps_table.splitlines()), ps_table
 
+    # logs from any agent (forwarded to the holder), and a job whose image no node has: declined, saying so
+    shoal = str(REPO / ".venv" / "bin" / "shoal")
+    for i in range(3):
+        deadline = time.monotonic() + 20   # (a replica moved by a late rebalance has a new container)
+        while True:
+            r = subprocess.run([shoal, "logs", "web", str(i), "--tail", "5", "--address", qs.api(0)],
+                               capture_output=True, text=True, timeout=60)
+            if (r.returncode == 0 and "hello from shoal: " in r.stdout) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.returncode == 0 and "hello from shoal: " in r.stdout, (i, r.stdout, r.stderr)
+    noimg = qs.dir / "noimg.toml"
+    noimg.write_text('name = "noimg"\nimage = "shoal-absent:1"\ncpu = 0.1\nmemory = "16MiB"\n')
+    r = subprocess.run([shoal, "job", "run", str(noimg), "--timeout", "6", "--address", qs.api(1)],
+                       capture_output=True, text=True, timeout=60)
+    print(r.stderr)
+    assert r.returncode == 2, r.stderr
+    assert "image shoal-absent:1 is not on" in r.stderr.split("not all replicas run", 1)[1]
+    assert subprocess.run([shoal, "job", "stop", "noimg", "--address", qs.api(2)], capture_output=True,
+                          timeout=60).returncode == 0
+
     # a second run reuses the cluster and leaves the containers alone
     out = qs.run()
     assert out.returncode == 0, out.stderr[-3000:]
