@@ -167,6 +167,7 @@ def test_swarm_safety_and_liveness(seed):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("seed,n", [(1001, 50), (1002, 100)])
 def test_swarm_at_50_and_100_nodes(seed, n):
     # The lan preset: a quarter of local's protocol traffic per virtual
