@@ -358,9 +358,11 @@ def watch_death(pid: int | None) -> dict:
     return out
 
 
-def first_failed_event(tb: Testbed, nodes, victim: str, since_wall: float) -> float | None:
-    """Seconds from since_wall to the first member_failed event for victim on
-    any of nodes (each agent's own timestamp, from its /v1/events history)."""
+def first_member_event(tb: Testbed, nodes, victim: str, since_wall: float,
+                       kind: str = "member_failed") -> float | None:
+    """Seconds from since_wall to the first `kind` event (member_failed,
+    member_suspected) for victim on any of nodes (each agent's own
+    timestamp, from its /v1/events history)."""
     first = None
     for i in nodes:
         req = urllib.request.Request(tb.nodes[i]["api"] + "/v1/events",
@@ -369,7 +371,7 @@ def first_failed_event(tb: Testbed, nodes, victim: str, since_wall: float) -> fl
             with urllib.request.urlopen(req, timeout=1.0) as r:
                 while line := r.readline():
                     ev = json.loads(line)
-                    if (ev.get("event") == "member_failed" and (ev.get("member") or {}).get("name") == victim
+                    if (ev.get("event") == kind and (ev.get("member") or {}).get("name") == victim
                             and ev["time"] >= since_wall):
                         first = ev["time"] if first is None else min(first, ev["time"])
         except (OSError, ValueError):
@@ -397,16 +399,20 @@ def bench_kills(tb: Testbed, workdir: Path, profile: str, kills: int, results: d
         t_back = wait(lambda: tb.running(job, others) == want, 120,
                       f"{job}'s slots running once on the nodes other than {victim}") - t0
         t_died = died.get("t", t0) - t0
-        detected = first_failed_event(tb, others, tb.nodes[victim]["name"], died.get("wall", time.time()))
+        since = died.get("wall", time.time())
+        detected = first_member_event(tb, others, tb.nodes[victim]["name"], since)
+        suspected = first_member_event(tb, others, tb.nodes[victim]["name"], since, "member_suspected")
         row = {"profile": profile, "kill": k, "victim": tb.nodes[victim]["name"], "replicas_lost": per_node[victim],
                "load1": la, "kill_cmd_s": round(t_killed, 2), "agent_dead_s": round(t_died, 2),
                "replacements_running_s": round(t_back, 2),
                "replacements_after_agent_death_s": round(t_back - t_died, 2),
-               "first_failed_after_agent_death_s": round(detected, 2) if detected is not None else None}
+               "first_failed_after_agent_death_s": round(detected, 2) if detected is not None else None,
+               "first_suspected_after_agent_death_s": round(suspected, 2) if suspected is not None else None}
         log(f"{profile} kill {k + 1}: {row['victim']} with {per_node[victim]} replicas; all 10 running "
             f"on the others {t_back:.2f} s after the kill began, {t_back - t_died:.2f} s after its agent died "
-            f"(the kill command took {t_killed:.2f} s, the agent was gone at {t_died:.2f} s; the first peer "
-            f"declared it failed {detected if detected is None else round(detected, 2)} s after that), load {la}")
+            f"(the kill command took {t_killed:.2f} s, the agent was gone at {t_died:.2f} s; after that the first "
+            f"peer suspected it at {row['first_suspected_after_agent_death_s']} s and declared it failed at "
+            f"{row['first_failed_after_agent_death_s']} s), load {la}")
         results["kills"].append(row)
         # bring it back and let everything settle before the next kill
         tb.run("start", str(victim))
@@ -418,6 +424,11 @@ def bench_kills(tb: Testbed, workdir: Path, profile: str, kills: int, results: d
 
 
 # ---- main -----------------------------------------------------------------------------------------
+
+
+def _med(rows: list[dict], key: str) -> float:
+    xs = [r[key] for r in rows if r.get(key) is not None]
+    return median(xs) if xs else float("nan")
 
 
 def summarize(results: dict) -> None:
@@ -449,15 +460,17 @@ def summarize(results: dict) -> None:
     if kills:
         print("\n(c) node power cut -> its replicas running on the others (10 replicas, spread);"
               "\n    from the start of `scripts/testbed kill`, and from the moment its agent process was gone;"
-              "\n    'detected': from that moment to the first peer's member_failed event")
+              "\n    'suspected', 'failed': from that moment to the first peer's member_suspected / member_failed"
+              "\n    event (placement treats a suspected node as gone)")
         print(f"{'profile':<8} {'kills':>5} {'median s':>9} {'min s':>6} {'max s':>6} {'from death s':>12} "
-              f"{'detected s':>10} {'load':>5}  each (from kill start)")
+              f"{'suspected s':>11} {'failed s':>8} {'load':>5}  each (from kill start)")
         for p in sorted({k["profile"] for k in kills}):
             sel = [k for k in kills if k["profile"] == p]
             xs = [k["replacements_running_s"] for k in sel]
             print(f"{p:<8} {len(sel):>5} {median(xs):>9.2f} {min(xs):>6.2f} {max(xs):>6.2f} "
                   f"{median([k['replacements_after_agent_death_s'] for k in sel]):>12.2f} "
-                  f"{median([k['first_failed_after_agent_death_s'] for k in sel if k['first_failed_after_agent_death_s'] is not None] or [float('nan')]):>10.2f} "
+                  f"{_med(sel, 'first_suspected_after_agent_death_s'):>11.2f} "
+                  f"{_med(sel, 'first_failed_after_agent_death_s'):>8.2f} "
                   f"{median([k['load1'] for k in sel]):>5.1f}  {xs}")
 
 
