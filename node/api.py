@@ -36,10 +36,12 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             413 for a body over 64 KiB + slack or a spec over
                             64 KiB; 409 at the job-count bound; 503 if the
                             write could not be made durable (not acknowledged)
-    GET  /v1/jobs/NAME      {name, spec, replicas, placed, pending, version,
-                             slots: [{index, slot, node, ballot {round,
-                             coordinator}, coordinator, state placed|pending,
-                             reason}], extra: [slots being retired]}      (blocking)
+    GET  /v1/jobs/NAME      {name, spec, replicas, placed, pending, running,
+                             failed, version, slots: [{index, slot, node,
+                             ballot {round, coordinator}, coordinator, state
+                             placed|pending, reason, runtime running|starting|
+                             failed|exited|null, runtime_reason}], extra:
+                             [slots being retired]}                      (blocking)
     DELETE /v1/jobs/NAME    stop the job (a tombstone); 200 {name, stopped,
                             index} once durable, 404 if no such job
     GET  /v1/jobs/NAME/logs ?slot=INDEX (default 0)&follow=1&tail=N|all

@@ -440,7 +440,10 @@ class DockerRuntime:
     def stats(self) -> dict[str, Any]:
         with self._lingering_lock:
             lingering = self._lingering
+        running = {slot: {"ballot": self._desired[slot].ballot} for slot, (state, _) in self.slot_states().items()
+                   if state == "running"}
         return {"kind": self.kind, "docker_host": self.cfg.docker_host, "healthy": self._healthy, "reason": self._health_reason, "desired": len(self._desired),
+                "running": running,
                 "containers": len(self._actual), "passes": self._passes,
                 "events_seen": self._events_seen, "events_dropped": self._events_dropped,
                 "lingering_threads": lingering, "engine_failures_in_row": self._failures_in_row}
