@@ -57,6 +57,45 @@ def test_rolling_goes_one_slot_at_a_time():
     assert rolling_allowed({"a/0": done, "a/1": done}) == set()
 
 
+def test_slot_states_and_images_from_the_last_pass():
+    """What the agent publishes (node/status.py) and hands to placement, without an engine."""
+    from node.runtime import _Container
+
+    rt = DockerRuntime("n1", DockerRuntimeConfig(docker_host="unix:///nonexistent"))
+    sp = spec(restart={"policy": "never"})
+    for i in range(6):
+        rt.start(claim("n1", sp, i), sp)
+    b, h = "1/c1", sp.container_hash()
+
+    def ctr(i, state, status, ballot=b, spec_hash=h):
+        return _Container(f"id{i}", f"c{i}", f"web/{i}", ballot, spec_hash, state, status, i, IMAGE)
+
+    rt._actual = {c.id: c for c in [
+        ctr(0, "running", "Up 3 seconds (healthy)"),
+        ctr(1, "exited", "Exited (1) 2 seconds ago"),
+        ctr(2, "running", "Up 1 minute", spec_hash="older"),       # being replaced: not running yet
+        ctr(3, "running", "Up 1 minute (unhealthy)"),
+        ctr(5, "running", "Up 1 minute", ballot="0/c9"),           # a stale ballot's container
+    ]}
+    rt._slots["web/1"].last_exit = "exited 1"
+    rt._slots["web/4"].gave_up = "image x is not on node n1"
+    assert rt.slot_states() == {
+        "web/0": ("running", ""), "web/1": ("failed", "exited 1"), "web/2": ("starting", ""),
+        "web/3": ("failed", "Up 1 minute (unhealthy)"), "web/4": ("failed", "gave up here: image x is not on node n1"),
+        "web/5": ("starting", "")}
+    rt._slots["web/1"].done = "exited 0 (policy never: not restarted)"
+    rt._actual["id1"] = ctr(1, "exited", "Exited (0) 2 seconds ago")
+    assert rt.slot_states()["web/1"] == ("exited", "exited 0 (policy never: not restarted)")
+    assert rt.stats()["running"] == {"web/0": {"ballot": b}}
+
+    assert rt.images() is None                                    # not listed yet: decline nothing
+    rt._images, rt._image_ids, rt._images_known = {"shoal-demo:latest"}, {"sha256:abc"}, True
+    assert rt.images() == frozenset({"shoal-demo:latest", "sha256:abc"})
+    pulling = DockerRuntime("n1", DockerRuntimeConfig(docker_host="unix:///nonexistent", pull_images=True))
+    pulling._images_known = True
+    assert pulling.images() is None                               # pulls what it lacks: decline nothing
+
+
 # ---- fixtures ------------------------------------------------------------------------------
 
 
