@@ -146,12 +146,14 @@ def _swarm_case(seed: int, n: int | None = None, fault_window_s: float = 25.0, c
     w.run_for(fault_window_s + 2)
     assert not sim.violations, f"seed {seed}\n{plan}\n" + "\n".join(sim.violations[:5])
     # Liveness: after heal, everything that fits runs exactly once.
-    total_cap = sum((c.cpu_millis for c in caps))
-    demand = sum(s.cpu_millis * s.replicas for s in specs)
+    # Comfortably fits when both CPU and memory demand stay under 60 % of
+    # the cluster's (below that, fragmentation cannot strand a replica).
+    cpu_ratio = sum(s.cpu_millis * s.replicas for s in specs) / sum(c.cpu_millis for c in caps)
+    mem_ratio = sum(s.memory_bytes * s.replicas for s in specs) / sum(c.memory_bytes for c in caps)
     def no_duplicates(_):
         return all(v == 1 for v in sim.replica_counts().values())
 
-    if demand <= total_cap * 0.6:  # comfortably fits: must all run, exactly once
+    if max(cpu_ratio, mem_ratio) <= 0.6:  # comfortably fits: must all run, exactly once
         took = w.run_until_converged(lambda _: not sim.placement_problems(specs), timeout=90)
         assert took is not None, f"seed {seed}\n{plan}\n{sim.placement_problems(specs)[:5]}"
     # Whatever fits: within the bound, no slot runs twice (right after the
