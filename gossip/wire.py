@@ -759,13 +759,33 @@ def decode_parts(buf: bytes) -> list[tuple[Message, bytes | None]]:
     return out
 
 
+# Gossiped membership news reaches every member many times over: each
+# alive/suspect/dead is retransmitted retransmit_limit(n) times (16 at 1,000
+# members) by every member that accepted it, so a member decodes the same
+# bytes a dozen times, and the simulator, with every member in one process,
+# thousands of times.  Decoding is a pure function of the bytes and its
+# result an immutable value, so recent results are remembered by their
+# bytes.  Only these types: pings and acks carry fresh sequence numbers and
+# would never hit.  Bounded; emptied when full.
+_GOSSIP_MEMO: dict[bytes, tuple[Message, bytes | None]] = {}
+_GOSSIP_MEMO_MAX = 16_384
+
+
 def _decode_one(buf: bytes, out: list) -> None:
     """One fixed-shape UDP message (type byte + body) into `out`."""
     t = buf[0]
-    obj = unpack_one(buf[1:])
-    msg = parse_body(t, obj)
     keys = _FORWARDABLE_KEYS.get(t)
-    out.append((msg, buf if keys is not None and obj.keys() == keys else None))
+    if keys is None:
+        out.append((parse_body(t, unpack_one(buf[1:])), None))
+        return
+    entry = _GOSSIP_MEMO.get(buf)
+    if entry is None:
+        obj = unpack_one(buf[1:])
+        entry = (parse_body(t, obj), buf if obj.keys() == keys else None)
+        if len(_GOSSIP_MEMO) >= _GOSSIP_MEMO_MAX:
+            _GOSSIP_MEMO.clear()
+        _GOSSIP_MEMO[buf] = entry
+    out.append(entry)
 
 
 def _decode(buf: bytes, depth: int, out: list) -> None:
@@ -799,18 +819,24 @@ def _decode_compound(buf: bytes, depth: int, out: list) -> None:
     before = len(out)
     end = len(buf)
     # A part is at depth + 1; past the nesting limit even a plain message is
-    # refused, so the shortcut below is only taken within it.
-    simple = _UDP_SIMPLE if depth < MAX_NESTING_DEPTH else frozenset()
-    for i in range(count):
-        n = (buf[2 + 2 * i] << 8) | buf[3 + 2 * i]
+    # refused, so the shortcuts below are only taken within it.
+    shortcuts = depth < MAX_NESTING_DEPTH
+    simple = _UDP_SIMPLE if shortcuts else frozenset()
+    memo = _GOSSIP_MEMO if shortcuts else {}
+    for n in struct.unpack_from(f">{count}H", buf, 2):
         if end - pos < n:
             break  # truncated: keep the complete leading parts
         part = buf[pos : pos + n]
         pos += n
         complete += 1
+        # The common parts without the general dispatcher: gossip we have
+        # decoded before (most of a gossip packet), then any plain message;
+        # wrappers go through `_decode`.
+        entry = memo.get(part)
+        if entry is not None:
+            out.append(entry)
+            continue
         try:
-            # The common part (one plain message) without the general
-            # dispatcher's checks; wrappers go through `_decode`.
             if part and part[0] in simple:
                 _decode_one(part, out)
             else:
