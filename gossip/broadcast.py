@@ -15,7 +15,11 @@ node, `("payload", name)` for its payload): queuing a new message with the same
 key invalidates the older one, because only the newest fact matters.
 The queue is bounded: past `max_items` the most-transmitted entries go first.
 
-Entries are kept in buckets by transmit count so `take` does not sort.
+Entries are kept in buckets by transmit count so `take` does not sort.  Each
+entry is one small mutable list [transmits, entry_id, key, data, length]
+shared by its bucket and the key index, so counting a transmission moves it
+to the next bucket without rebuilding anything: `take` runs for every packet
+a node sends and picks a dozen or more entries each time.
 """
 
 from __future__ import annotations
@@ -24,15 +28,19 @@ COMPOUND_ENTRY_OVERHEAD_BYTES = 2
 MAX_MISSES = 16
 
 
+# Fields of an entry (a list, so a transmission updates it in place).
+_TX, _ID, _KEY, _DATA, _LEN = range(5)
+
+
 class BroadcastQueue:
     __slots__ = ("max_items", "_buckets", "_where", "_next_id", "_size", "_min_len")
 
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
-        # transmits -> {entry_id: (key, data)}; dicts keep insertion order,
-        # so the last entry in a bucket is the newest.
-        self._buckets: dict[int, dict[int, tuple[object, bytes]]] = {}
-        self._where: dict[object, tuple[int, int]] = {}  # key -> (transmits, entry_id)
+        # transmits -> {entry_id: entry}; dicts keep insertion order, so the
+        # last entry in a bucket is the newest.
+        self._buckets: dict[int, dict[int, list]] = {}
+        self._where: dict[object, list] = {}  # key -> its entry
         self._next_id = 0
         self._size = 0
         # A lower bound on the length of every queued message (the shortest
@@ -47,19 +55,21 @@ class BroadcastQueue:
         if key is not None:
             old = self._where.pop(key, None)
             if old is not None:
-                del self._buckets[old[0]][old[1]]
+                del self._buckets[old[_TX]][old[_ID]]
                 self._size -= 1
         entry_id = self._next_id
         self._next_id += 1
+        n = len(data)
+        entry = [0, entry_id, key, data, n]
         bucket = self._buckets.get(0)
         if bucket is None:
             bucket = self._buckets[0] = {}
-        bucket[entry_id] = (key, data)
+        bucket[entry_id] = entry
         if key is not None:
-            self._where[key] = (0, entry_id)
+            self._where[key] = entry
         self._size += 1
-        if len(data) < self._min_len:
-            self._min_len = len(data)
+        if n < self._min_len:
+            self._min_len = n
         if self._size > self.max_items:
             self._prune()
 
@@ -68,7 +78,7 @@ class BroadcastQueue:
             bucket = self._buckets[transmits]
             while bucket and self._size > self.max_items:
                 entry_id = next(iter(bucket))  # oldest of the most-sent
-                key, _ = bucket.pop(entry_id)
+                key = bucket.pop(entry_id)[_KEY]
                 if key is not None:
                     self._where.pop(key, None)
                 self._size -= 1
@@ -80,54 +90,50 @@ class BroadcastQueue:
         overhead_bytes), least-transmitted first; counts one transmission each."""
         if not self._size or budget_bytes <= overhead_bytes:
             return []
-        # This runs for every packet a node sends, so the scan is kept tight:
-        # entries are read straight from the bucket items, and the scan ends
-        # as soon as the room left is below the shortest queued message
-        # (nothing more could fit; the result is the same as scanning on).
         buckets = self._buckets
-        picked: list[tuple[int, int, object, bytes]] = []
-        out: list[bytes] = []
-        full_at = overhead_bytes + 8
-        nothing_fits_below = self._min_len + overhead_bytes
+        picked: list[list] = []
+        # The packet is full once the room left is at most overhead + 8
+        # bytes, or below the shortest queued message (nothing more could
+        # fit, so stopping there gives the same result as scanning on).
+        stop_below = max(overhead_bytes + 9, self._min_len + overhead_bytes)
         # Stop scanning after a run of entries that do not fit: the packet is
         # as full as it is going to get, and queues can hold thousands.
         misses = 0
         for transmits in sorted(buckets):
-            for entry_id, (key, data) in reversed(buckets[transmits].items()):
-                cost = len(data) + overhead_bytes
+            for entry in reversed(buckets[transmits].values()):
+                cost = entry[_LEN] + overhead_bytes
                 if cost <= budget_bytes:
                     budget_bytes -= cost
-                    out.append(data)
-                    picked.append((transmits, entry_id, key, data))
+                    picked.append(entry)
                     misses = 0
-                    if budget_bytes <= full_at or budget_bytes < nothing_fits_below:
+                    if budget_bytes < stop_below:
                         break
                 else:
                     misses += 1
                     if misses >= MAX_MISSES:
                         break
-            if budget_bytes <= full_at or misses >= MAX_MISSES or budget_bytes < nothing_fits_below:
+            if budget_bytes < stop_below or misses >= MAX_MISSES:
                 break
-        where = self._where
         emptied = False
-        for transmits, entry_id, key, data in picked:
+        for entry in picked:
+            transmits = entry[_TX]
             bucket = buckets[transmits]
-            del bucket[entry_id]
+            del bucket[entry[_ID]]
             if not bucket:
                 emptied = True
             sent = transmits + 1
             if sent >= limit:
+                key = entry[_KEY]
                 if key is not None:
-                    where.pop(key, None)
+                    self._where.pop(key, None)
                 self._size -= 1
             else:
+                entry[_TX] = sent
                 nxt = buckets.get(sent)
                 if nxt is None:
                     nxt = buckets[sent] = {}
-                nxt[entry_id] = (key, data)
-                if key is not None:
-                    where[key] = (sent, entry_id)
+                nxt[entry[_ID]] = entry
         if emptied:
             for transmits in [t for t, b in buckets.items() if not b]:
                 del buckets[transmits]
-        return out
+        return [entry[_DATA] for entry in picked]
