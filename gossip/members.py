@@ -65,6 +65,9 @@ def bytes_to_host(raw: bytes) -> str:
     return host
 
 
+_LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+
+
 class Member:
     __slots__ = ("name", "addr_bytes", "address", "port", "meta", "vsn", "incarnation", "state",
                  "state_change_at", "_encoded")
@@ -119,6 +122,10 @@ class MemberTable:
         self.order: list[str] = []  # probe order, includes ourselves (skipped)
         self.probe_index = 0
         self.counts = {state: 0 for state in MemberState}
+        # counts[ALIVE] + counts[SUSPECT], kept up to date: live_count() is
+        # read for every packet sent, and hashing an Enum member runs Python
+        # code.
+        self._live = 0
 
     def __len__(self) -> int:
         return len(self.by_name)
@@ -129,6 +136,8 @@ class MemberTable:
     def add(self, member: Member) -> None:
         self.by_name[member.name] = member
         self.counts[member.state] += 1
+        if member.state in _LIVE:
+            self._live += 1
         # Insert at a random position: a new member is probed within one
         # round on average instead of always last (memberlist aliveNode).
         self.order.append(member.name)
@@ -140,6 +149,7 @@ class MemberTable:
         if member.state is not state:
             self.counts[member.state] -= 1
             self.counts[state] += 1
+            self._live += (state in _LIVE) - (member.state in _LIVE)
             member.state = state
             member.state_change_at = now
 
@@ -147,6 +157,8 @@ class MemberTable:
         for name in names:
             member = self.by_name.pop(name)
             self.counts[member.state] -= 1
+            if member.state in _LIVE:
+                self._live -= 1
         self.order = [n for n in self.order if n not in names]
         self.probe_index = 0
 
@@ -154,7 +166,7 @@ class MemberTable:
         """Members that count for timeouts: everyone not dead or left
         (memberlist's estNumNodes counts its node list; we exclude
         tombstones, which we keep much longer than memberlist does)."""
-        return self.counts[MemberState.ALIVE] + self.counts[MemberState.SUSPECT]
+        return self._live
 
     def next_probe_target(self) -> Member | None:
         """Advance the round-robin cursor to the next member worth probing;

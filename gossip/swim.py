@@ -266,7 +266,10 @@ class Swim:
             self._drop(exc.reason, src)
             return
         for msg, raw in parts:
-            self._handle(msg, src, now, raw)
+            if type(msg) is Alive:  # most of what gossip carries
+                self._on_alive(msg, now, False, raw)
+            else:
+                self._handle(msg, src, now, raw)
 
     def _drop(self, reason: str, src: Address | None) -> None:
         self._count(f"dropped_{reason}")
@@ -631,7 +634,13 @@ class Swim:
         if len(a.addr) not in (4, 16):
             self._count("alive_invalid")
             return
-        member = self._members.get(a.node)
+        member = self._members.by_name.get(a.node)
+        # Old news about a known member at its known address: by far the most
+        # common case (every Alive is gossiped many times), and a no-op.  The
+        # same early return as below, taken before any other work.
+        if (member is not None and a.incarnation <= member.incarnation and member.addr_bytes == a.addr
+                and member.port == (a.port or self.addr.port) and a.node != self.name):
+            return
         is_new = member is None
         updates_addr = False
         if member is None:
@@ -768,6 +777,11 @@ class Swim:
                               StreamPurpose.PUSH_PULL, None, True, self.config.tcp_timeout_s)
 
     def _reconnect(self, now: float) -> None:
+        if not self._members.counts[MemberState.DEAD]:
+            # Nobody to reconnect to.  Without this check random_members
+            # would spend its 3 * n random tries finding no one, every
+            # reconnect interval, on every node of a healthy cluster.
+            return
         peers = self._members.random_members(1, lambda m: m.state is MemberState.DEAD)
         if peers:
             self._count("reconnects_started")
