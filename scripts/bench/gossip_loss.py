@@ -2,7 +2,7 @@
 """False deaths under packet loss: N agents, each in its own network namespace.
 
     python scripts/bench/gossip_loss.py [--quick] [--n 30] [--loss 10,20] [--minutes 5]
-        [--impl shoal,serf] [--json OUT] [--keep-logs DIR]
+        [--impl shoal,serf] [--src REV|worktree] [--json OUT] [--keep-logs DIR]
 
 Needs root (network namespaces, nftables).  For each implementation and each
 loss rate:

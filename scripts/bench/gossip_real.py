@@ -3,7 +3,7 @@
 
     python scripts/bench/gossip_real.py [--quick] [--sizes 10,30,60] [--impl shoal,serf]
         [--profile lan] [--join-mode spawn|api] [--join-trials 3] [--kills 5] [--rest-seconds 30]
-        [--json OUT] [--keep-logs DIR]
+        [--join-only] [--src REV|worktree] [--json OUT] [--keep-logs DIR]
 
 For each implementation (shoal, and Debian's `serf` when installed) and each
 cluster size N it starts N real agents on 127.0.0.1 and measures:
@@ -35,6 +35,10 @@ cluster size N it starts N real agents on 127.0.0.1 and measures:
     RPC event stream is not used because the agent coalesces member events
     for up to a few seconds).  After each kill a replacement agent with a new
     name joins the seed, and the next kill waits until everyone sees it.
+
+The shoal agents run `git archive` of --src (default HEAD) unpacked in the
+temporary directory, so uncommitted work in the tree is not what is measured
+(--src worktree runs the tree as it is).
 
 Everything is printed as medians (first / median / last agent per kill, then
 the median over kills), with shoal/Serf ratios at the end.  --quick runs N=10
