@@ -622,6 +622,17 @@ class Swim:
         self._count("refutations")
 
     def _on_alive(self, a: Alive, now: float, bootstrap: bool = False, raw: bytes | None = None) -> None:
+        member = self._members.by_name.get(a.node)
+        # Old news about a known member, identical in address, meta and
+        # version to what we hold: by far the most common case (every Alive
+        # is gossiped many times over) and a no-op.  The checks below would
+        # pass (what we hold was validated) and end in the same early return
+        # ("not is_new and not is_local and incarnation <= ours"), so skip
+        # them.
+        if (member is not None and a.incarnation <= member.incarnation and a.addr == member.addr_bytes
+                and a.meta == member.meta and a.vsn == member.vsn
+                and (a.port or self.addr.port) == member.port and a.node != self.name):
+            return
         if self._leaving and a.node == self.name:
             return
         vsn = a.vsn
@@ -633,13 +644,6 @@ class Swim:
             return
         if len(a.addr) not in (4, 16):
             self._count("alive_invalid")
-            return
-        member = self._members.by_name.get(a.node)
-        # Old news about a known member at its known address: by far the most
-        # common case (every Alive is gossiped many times), and a no-op.  The
-        # same early return as below, taken before any other work.
-        if (member is not None and a.incarnation <= member.incarnation and member.addr_bytes == a.addr
-                and member.port == (a.port or self.addr.port) and a.node != self.name):
             return
         is_new = member is None
         updates_addr = False
