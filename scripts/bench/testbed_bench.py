@@ -327,7 +327,7 @@ def agent_cost(tb: Testbed, i: int, containers: int, settle_s: float = 5.0, wind
     row = {"node": tb.nodes[i]["name"], "containers": containers, "load1": la, "window_s": window_s,
            "cpu_percent": round(cpu, 1), "rss_mb_max": round(max(rss), 1), "rss_mb_median": round(median(rss), 1)}
     log(f"agent of {row['node']} with {containers} containers: CPU {row['cpu_percent']} % of a core over "
-        f"{window_s:g} s, RSS {row['rss_mb_median']} MB (max {row['rss_mb_max']}), load {la}")
+        f"{window_s:g} s, RSS {row['rss_mb_median']} MiB (max {row['rss_mb_max']}; VmRSS), load {la}")
     return row
 
 
@@ -455,7 +455,7 @@ def summarize(results: dict) -> None:
     if results.get("agent_cost"):
         a = results["agent_cost"]
         print(f"\n(b) agent with {a['containers']} containers ({a['node']}): CPU {a['cpu_percent']} % of one core "
-              f"over {a['window_s']:g} s, RSS {a['rss_mb_median']} MB (max {a['rss_mb_max']}), load {a['load1']}")
+              f"over {a['window_s']:g} s, RSS {a['rss_mb_median']} MiB (max {a['rss_mb_max']}; VmRSS), load {a['load1']}")
     kills = results["kills"]
     if kills:
         print("\n(c) node power cut -> its replicas running on the others (10 replicas, spread);"
