@@ -284,9 +284,11 @@ async def test_metrics_show_the_cluster_state(start_agent):
 
         async def settled():
             text = (await c.get("/v1/metrics")).text
-            return 'shoal_slots{state="placed"} 2.0' in text and 'shoal_slots{state="pending"} 2.0' in text
+            # (pending counts from the submission on; coordinated once huge's first round closed)
+            return ('shoal_slots{state="placed"} 2.0' in text and 'shoal_slots{state="pending"} 2.0' in text
+                    and "shoal_pending_slots_coordinated 2.0" in text)
 
-        await wait_for(settled, "2 slots placed and 2 pending in the metrics")
+        await wait_for(settled, "2 slots placed and 2 pending (their round closed) in the metrics")
         text = (await c.get("/v1/metrics")).text
         for series in ("shoal_jobs 2.0", 'shoal_claims{holder="here"} 2.0', "shoal_placements_total 2.0",
                        'shoal_state_problems_total{store="jobs"} 0.0', "shoal_awards_accepted_total 2.0",
