@@ -28,7 +28,7 @@ exits 1; an error answer from the agent is printed and exits 1.
     shoal job stop NAME
     shoal node status [NAME] [--json]     all nodes, or one node
     shoal node drain NAME | undrain NAME
-    shoal stack deploy FILE [--name STACK] [--prune] [--dry-run]
+    shoal stack deploy FILE [--name STACK] [--prune] [--dry-run] [--detach] [--timeout S]
                                           a Compose file, one job per service
     shoal stack rm STACK [--file FILE] | stack ls
     shoal ps [--json] [--local] [--job JOB]   containers by node
@@ -495,9 +495,12 @@ def _read_compose(file: str) -> Any:
                    "'name', else its directory's name).")
 @click.option("--prune", is_flag=True, help="Also stop the stack's jobs whose service is not in FILE.")
 @click.option("--dry-run", is_flag=True, help="Print the job specs as JSON and submit nothing.")
+@click.option("--detach", is_flag=True, help="Submit and return; do not follow progress.")
+@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True,
+              help="Follow progress this many seconds at most (exit 2 if some slots cannot be placed).")
 @client_options
-def stack_deploy(file: str, stack_name: str | None, prune: bool, dry_run: bool, address: str,
-                 token: str | None) -> None:
+def stack_deploy(file: str, stack_name: str | None, prune: bool, dry_run: bool, detach: bool,
+                 timeout_s: float, address: str, token: str | None) -> None:
     """Submit every service of the Compose FILE as a job.  Keys shoal does not
     support are listed as warnings; any error stops before anything is submitted."""
     from node import compose
@@ -528,6 +531,16 @@ def stack_deploy(file: str, stack_name: str | None, prune: bool, dry_run: bool, 
                 client.request("DELETE", f"/v1/jobs/{quote(job_name, safe='')}")
                 click.echo(f"{job_name}: stopped (no longer in {file})")
     click.echo(f"stack {name}: {len(st.jobs)} job(s) submitted; see `shoal stack ls`, `shoal job status`")
+    if not detach and st.jobs:
+        # The same live progress as `shoal job run`: exit 0 when every
+        # replica of every service runs, 2 when some cannot be placed.
+        from node.progress import follow_progress
+
+        try:
+            sys.exit(follow_progress(client, [j.name for j in st.jobs], timeout_s))
+        except KeyboardInterrupt:
+            click.echo(f"stopped watching; stack {name} goes on (shoal stack ls)", err=True)
+            sys.exit(130)
 
 
 @stack.command("rm")

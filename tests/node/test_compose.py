@@ -365,7 +365,7 @@ def test_stack_deploy_ls_rm_on_a_real_agent(agent_api, tmp_path):
     shop = tmp_path / "shop"
     shop.mkdir()
     (shop / "compose.yml").write_text(THREE_SERVICES)
-    r = shoal(agent_api, "stack", "deploy", str(shop / "compose.yml"))
+    r = shoal(agent_api, "stack", "deploy", str(shop / "compose.yml"), "--detach")
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
     assert "warning: services.web.ports: not supported by shoal, ignored" in "\n".join(warnings)
@@ -376,7 +376,8 @@ def test_stack_deploy_ls_rm_on_a_real_agent(agent_api, tmp_path):
     assert jobs["shop-web"]["replicas"] == 3
 
     # A job of another name stays out of the stack.
-    assert shoal(agent_api, "stack", "deploy", str(shop / "compose.yml"), "--name", "other").returncode == 0
+    assert shoal(agent_api, "stack", "deploy", str(shop / "compose.yml"), "--name", "other",
+                 "--detach").returncode == 0
     r = shoal(agent_api, "stack", "ls", "--json")
     assert r.returncode == 0, r.stderr
     listing = {s["stack"]: s for s in json.loads(r.stdout)}
@@ -384,7 +385,7 @@ def test_stack_deploy_ls_rm_on_a_real_agent(agent_api, tmp_path):
 
     # --prune stops what left the file; rm stops the rest of the stack only.
     (shop / "compose.yml").write_text("services:\n  web:\n    image: nginx:1.25\n")
-    r = shoal(agent_api, "stack", "deploy", str(shop / "compose.yml"), "--prune")
+    r = shoal(agent_api, "stack", "deploy", str(shop / "compose.yml"), "--prune", "--detach")
     assert r.returncode == 0, r.stderr
     assert "shop-db-main: stopped" in r.stdout and "shop-worker: stopped" in r.stdout
     r = shoal(agent_api, "stack", "rm", "shop")
