@@ -195,10 +195,18 @@ class MemberTable:
         if n == 0 or k <= 0:
             return out
         seen: set[str] = set()
+        # rng.randrange(n), inlined (it is two Python calls deep, and this
+        # runs for every gossip round): rejection sampling on getrandbits,
+        # the algorithm randrange itself uses, so the draws are the same.
+        getrandbits = self._rng.getrandbits
+        bits = n.bit_length()
         for _ in range(3 * n):
             if len(out) >= k:
                 break
-            name = order[self._rng.randrange(n)]
+            r = getrandbits(bits)
+            while r >= n:
+                r = getrandbits(bits)
+            name = order[r]
             if name in seen or name == self.local_name:
                 continue
             seen.add(name)

@@ -793,8 +793,18 @@ class Swim:
                               StreamPurpose.PUSH_PULL, None, True, self.config.tcp_timeout_s)
 
     def _merge_remote(self, pp: PushPull, now: float) -> None:
+        by_name = self._members.by_name
+        default_port = self.addr.port
         for st in pp.nodes:
             if st.state == NodeStateCode.ALIVE:
+                # A push/pull carries the whole table, mostly members we hold
+                # exactly as sent: the same old-news test as at the top of
+                # _on_alive, made before building an Alive for it.
+                m = by_name.get(st.name)
+                if (m is not None and st.incarnation <= m.incarnation and st.addr == m.addr_bytes
+                        and st.meta == m.meta and st.vsn == m.vsn and (st.port or default_port) == m.port
+                        and st.name != self.name):
+                    continue
                 self._on_alive(Alive(st.incarnation, st.name, st.addr, st.port, st.meta, st.vsn),
                                now, bootstrap=True)
             elif st.state == NodeStateCode.LEFT:
@@ -881,8 +891,14 @@ class Swim:
     # ------------------------------------------------------------ tombstones
     def _reap(self, now: float) -> None:
         keep = self.config.tombstone_keep_s
-        gone = {name for name, m in self._members.by_name.items()
-                if m.dead_or_left() and name != self.name and now - m.state_change_at > keep}
+        counts = self._members.counts
+        # Scan the table only when it holds tombstones: this runs every few
+        # seconds on every node, and a healthy cluster has none.
+        if counts[MemberState.DEAD] or counts[MemberState.LEFT]:
+            gone = {name for name, m in self._members.by_name.items()
+                    if m.dead_or_left() and name != self.name and now - m.state_change_at > keep}
+        else:
+            gone = set()
         if gone:
             self._members.remove(gone)
             for name in gone:
