@@ -43,7 +43,7 @@ from gossip.wire import (
     decompress_body,
     new_unpacker,
     parse_body,
-    parse_node_state,
+    parse_node_state_bytes,
     parse_push_pull_header,
     parse_user_msg_header,
 )
@@ -208,6 +208,11 @@ class _MessageParser:
         self._nodes: list = []
         self._raw_left = -1  # bytes of user state / user message still to read
         self._raw = bytearray()
+        # A push/pull's body as fed to the unpacker, so each node state can
+        # be cut out as bytes (see the "nodes" stage), and where the node
+        # state being read starts in it.
+        self._body = bytearray()
+        self._node_start = -1
         self._stage = "type"
 
     def feed(self, data: bytes) -> Message | None:
@@ -223,6 +228,8 @@ class _MessageParser:
                 self._unpacker.feed(data)
             except msgpack.BufferFull:
                 raise DecodeError("too_large", "stream buffer full") from None
+            if self._type == MessageType.PUSH_PULL:
+                self._body += data
         elif self._type is None:
             return None
         return self._advance()
@@ -274,11 +281,23 @@ class _MessageParser:
                 )
                 self._stage = "nodes"
         if self._stage == "nodes":
+            # Each node state is skipped over (no objects built) and cut out
+            # as bytes: members mostly send the same encodings again and
+            # again (they cache them), so parse_node_state_bytes finds most
+            # of them already decoded.
+            unpacker = self._unpacker
             while self._nodes_left:
-                obj = self._next_object()
-                if obj is _NEED_MORE:
+                if self._node_start < 0:
+                    self._node_start = unpacker.tell()
+                try:
+                    unpacker.skip()
+                except msgpack.OutOfData:
                     return None
-                self._nodes.append(parse_node_state(obj))
+                except Exception as e:  # FormatError, StackError, ...
+                    raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
+                raw = bytes(self._body[self._node_start : unpacker.tell()])
+                self._node_start = -1
+                self._nodes.append(parse_node_state_bytes(raw))
                 self._nodes_left -= 1
             self._stage = "raw"
         if self._stage == "raw":

@@ -706,6 +706,26 @@ def parse_node_state(obj: Any) -> PushNodeState:
     )
 
 
+# Decoded node states by their bytes: a push/pull carries every member, and
+# members send the same (cached) encodings exchange after exchange, so most
+# node states have been decoded before.  Pure and immutable, as with
+# _GOSSIP_MEMO below.  Bounded; emptied when full.
+_NODE_STATE_MEMO: dict[bytes, PushNodeState] = {}
+_NODE_STATE_MEMO_MAX = 16_384
+
+
+def parse_node_state_bytes(raw: bytes) -> PushNodeState:
+    """parse_node_state of one encoded pushNodeState (exactly one msgpack
+    object), remembered by its bytes."""
+    st = _NODE_STATE_MEMO.get(raw)
+    if st is None:
+        st = parse_node_state(unpack_one(raw))
+        if len(_NODE_STATE_MEMO) >= _NODE_STATE_MEMO_MAX:
+            _NODE_STATE_MEMO.clear()
+        _NODE_STATE_MEMO[raw] = st
+    return st
+
+
 def parse_user_msg_header(obj: Any, max_bytes: int) -> int:
     return _Fields(obj, "userMsgHeader").goint(b"UserMsgLen", max_bytes)
 
