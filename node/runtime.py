@@ -103,6 +103,8 @@ from node.placement import normalize_image  # noqa: F401 -- one rule for the run
 log = logging.getLogger("shoal.runtime")
 
 API_VERSION = "1.41"
+# After a die/oom event, list again this soon (the engine may lag its own event).
+DIE_RECHECK_S = 0.2
 LABEL_JOB = "shoal.job"
 LABEL_SLOT = "shoal.slot"
 LABEL_BALLOT = "shoal.ballot"
@@ -640,6 +642,10 @@ class DockerRuntime:
                 if action.startswith(("die", "health_status: unhealthy", "oom")):
                     extra = f" exit {attrs['exitCode']}" if "exitCode" in attrs else ""
                     self._note(f"event {slot}: {action}{extra}")
+                    # dockerd 20.10 may still list the container as running
+                    # when it sends `die`: look again shortly, or the restart
+                    # would wait for the next periodic pass.
+                    self._wakeups.add(trio.current_time() + DIE_RECHECK_S)
                 self.kick()
 
     # ---- reconcile ----
