@@ -22,14 +22,14 @@ import ipaddress
 import random
 
 from .events import Address, MemberInfo, MemberState
-from .messages import NodeStateCode, PushNodeState
-from .wire import encode_node_state
+from .messages import NodeStateCode
+from .wire import encode_node_state_fields
 
 _STATE_TO_CODE = {
-    MemberState.ALIVE: NodeStateCode.ALIVE,
-    MemberState.SUSPECT: NodeStateCode.SUSPECT,
-    MemberState.DEAD: NodeStateCode.DEAD,
-    MemberState.LEFT: NodeStateCode.LEFT,
+    MemberState.ALIVE: int(NodeStateCode.ALIVE),
+    MemberState.SUSPECT: int(NodeStateCode.SUSPECT),
+    MemberState.DEAD: int(NodeStateCode.DEAD),
+    MemberState.LEFT: int(NodeStateCode.LEFT),
 }
 
 
@@ -65,6 +65,26 @@ def bytes_to_host(raw: bytes) -> str:
     return host
 
 
+# Address values by (raw IP, port), for the same reason as _HOSTS: a member
+# record is made for every member every node learns of.  Address is frozen,
+# so sharing one is safe.
+_ADDRESSES: dict[tuple[bytes, int], Address] = {}
+
+
+def _address(addr_bytes: bytes, port: int) -> Address:
+    key = (addr_bytes, port)
+    try:
+        return _ADDRESSES[key]
+    except (KeyError, TypeError):  # not seen yet / not hashable (not bytes)
+        pass
+    address = Address(bytes_to_host(addr_bytes), port)
+    if type(addr_bytes) is bytes:
+        if len(_ADDRESSES) >= _HOSTS_MAX:
+            _ADDRESSES.clear()
+        _ADDRESSES[key] = address
+    return address
+
+
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 
 
@@ -77,30 +97,33 @@ class Member:
         self.name = name
         self.addr_bytes = addr_bytes
         self.port = port
-        self.address = Address(bytes_to_host(addr_bytes), port)
+        self.address = _address(addr_bytes, port)
         self.meta = meta
         self.vsn = vsn
         self.incarnation = incarnation
         self.state = state
         self.state_change_at = now
-        self._encoded: tuple[tuple, bytes] | None = None
+        # (incarnation, state, meta, vsn, addr_bytes, port, encoded bytes)
+        self._encoded: tuple | None = None
 
     def node_state_bytes(self) -> bytes:
         """This member as an encoded pushNodeState (cached; see the module
-        docstring)."""
-        key = (self.incarnation, self.state, self.meta, self.vsn, self.addr_bytes, self.port)
-        cached = self._encoded
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        data = encode_node_state(PushNodeState(self.name, self.addr_bytes, self.port, self.meta,
-                                               self.incarnation, _STATE_TO_CODE[self.state], self.vsn))
-        self._encoded = (key, data)
+        docstring).  The cache is checked field by field, by identity where
+        the field is an object: replacing it, even by an equal value, only
+        costs one re-encoding."""
+        c = self._encoded
+        if (c is not None and c[0] == self.incarnation and c[1] is self.state and c[2] is self.meta
+                and c[3] is self.vsn and c[4] is self.addr_bytes and c[5] == self.port):
+            return c[6]
+        data = encode_node_state_fields(self.name, self.addr_bytes, self.port, self.meta, self.incarnation,
+                                        _STATE_TO_CODE[self.state], self.vsn)
+        self._encoded = (self.incarnation, self.state, self.meta, self.vsn, self.addr_bytes, self.port, data)
         return data
 
     def set_address(self, addr_bytes: bytes, port: int) -> None:
         self.addr_bytes = addr_bytes
         self.port = port
-        self.address = Address(bytes_to_host(addr_bytes), port)
+        self.address = _address(addr_bytes, port)
 
     @property
     def protocol_max(self) -> int:
@@ -142,7 +165,13 @@ class MemberTable:
         # round on average instead of always last (memberlist aliveNode).
         self.order.append(member.name)
         last = len(self.order) - 1
-        j = self._rng.randint(0, last)
+        # rng.randint(0, last), inlined as in random_members.
+        getrandbits = self._rng.getrandbits
+        n = last + 1
+        bits = n.bit_length()
+        j = getrandbits(bits)
+        while j >= n:
+            j = getrandbits(bits)
         self.order[last], self.order[j] = self.order[j], self.order[last]
 
     def set_state(self, member: Member, state: MemberState, now: float) -> None:

@@ -265,8 +265,23 @@ class Swim:
         except DecodeError as exc:
             self._drop(exc.reason, src)
             return
+        by_name = self._members.by_name
+        default_port = self.addr.port
         for msg, raw in parts:
             if type(msg) is Alive:  # most of what gossip carries
+                # Old news, tested here before calling _on_alive: most
+                # Alives a member receives repeat what it holds (each one is
+                # retransmitted retransmit_limit(n) times by every member),
+                # and this loop runs for every one of them.  A known member
+                # (not us) with our incarnation or older and the same
+                # address, port, meta and version: _on_alive's checks would
+                # pass (what we hold was validated) and end in its early
+                # return for "not new, not local, incarnation <= ours".
+                m = by_name.get(msg.node)
+                if (m is not None and msg.incarnation <= m.incarnation and msg.addr == m.addr_bytes
+                        and msg.meta == m.meta and msg.vsn == m.vsn
+                        and (msg.port or default_port) == m.port and msg.node != self.name):
+                    continue
                 self._on_alive(msg, now, False, raw)
             else:
                 self._handle(msg, src, now, raw)
@@ -622,17 +637,6 @@ class Swim:
         self._count("refutations")
 
     def _on_alive(self, a: Alive, now: float, bootstrap: bool = False, raw: bytes | None = None) -> None:
-        member = self._members.by_name.get(a.node)
-        # Old news about a known member, identical in address, meta and
-        # version to what we hold: by far the most common case (every Alive
-        # is gossiped many times over) and a no-op.  The checks below would
-        # pass (what we hold was validated) and end in the same early return
-        # ("not is_new and not is_local and incarnation <= ours"), so skip
-        # them.
-        if (member is not None and a.incarnation <= member.incarnation and a.addr == member.addr_bytes
-                and a.meta == member.meta and a.vsn == member.vsn
-                and (a.port or self.addr.port) == member.port and a.node != self.name):
-            return
         if self._leaving and a.node == self.name:
             return
         vsn = a.vsn
@@ -645,6 +649,7 @@ class Swim:
         if len(a.addr) not in (4, 16):
             self._count("alive_invalid")
             return
+        member = self._members.by_name.get(a.node)
         is_new = member is None
         updates_addr = False
         if member is None:
@@ -798,8 +803,8 @@ class Swim:
         for st in pp.nodes:
             if st.state == NodeStateCode.ALIVE:
                 # A push/pull carries the whole table, mostly members we hold
-                # exactly as sent: the same old-news test as at the top of
-                # _on_alive, made before building an Alive for it.
+                # exactly as sent: the old-news test of receive_datagram,
+                # made before building an Alive for it.
                 m = by_name.get(st.name)
                 if (m is not None and st.incarnation <= m.incarnation and st.addr == m.addr_bytes
                         and st.meta == m.meta and st.vsn == m.vsn and (st.port or default_port) == m.port

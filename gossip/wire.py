@@ -286,19 +286,24 @@ def _enc_alive(msg: Alive) -> bytes:
 
 
 def encode_node_state(n: PushNodeState) -> bytes:
-    """One pushNodeState map as it appears in a push/pull stream.  Go's
+    """One pushNodeState map as it appears in a push/pull stream."""
+    return encode_node_state_fields(n.name, n.addr, n.port, n.meta, n.incarnation, int(n.state), n.vsn)
+
+
+def encode_node_state_fields(name: str, addr: bytes, port: int, meta: bytes, incarnation: int,
+                             state: int, vsn: tuple[int, ...]) -> bytes:
+    """encode_node_state without building the PushNodeState first.  Go's
     `State` is an int, but 0..3 is a positive fixint under both markers."""
-    state = int(n.state)
     if not 0 <= state < 128:
         raise ValueError(f"node state {state} out of range")
     return _fast_pack({
-        "Addr": n.addr or None,
-        "Incarnation": _u32(n.incarnation),
-        "Meta": n.meta or None,
-        "Name": n.name,
-        "Port": _u16(n.port),
+        "Addr": addr or None,
+        "Incarnation": _u32(incarnation),
+        "Meta": meta or None,
+        "Name": name,
+        "Port": _u16(port),
         "State": state,
-        "Vsn": bytes(n.vsn) if n.vsn else None,
+        "Vsn": bytes(vsn) if vsn else None,
     })
 
 
@@ -366,13 +371,13 @@ def make_compound(parts: list[bytes]) -> bytes:
         raise ValueError(f"compound of {n} parts; at most 255")
     # One struct.pack and one join: every gossip packet is a compound of a
     # dozen or more parts, and a Python loop per part showed in profiles.
-    lens = [len(p) for p in parts]
-    if lens and max(lens) >= 0x10000:
-        raise ValueError(f"compound part of {max(lens)} bytes; must be < 65536")
     header = _COMPOUND_HEADERS.get(n)
     if header is None:
         header = _COMPOUND_HEADERS[n] = struct.Struct(f">BB{n}H")
-    return header.pack(MessageType.COMPOUND, n, *lens) + b"".join(parts)
+    try:
+        return header.pack(MessageType.COMPOUND, n, *map(len, parts)) + b"".join(parts)
+    except struct.error:  # a part of 64 KiB or more does not fit its u16 length
+        raise ValueError(f"compound part of {max(map(len, parts))} bytes; must be < 65536") from None
 
 
 def compress_message(buf: bytes) -> bytes:
