@@ -15,11 +15,14 @@ node, `("payload", name)` for its payload): queuing a new message with the same
 key invalidates the older one, because only the newest fact matters.
 The queue is bounded: past `max_items` the most-transmitted entries go first.
 
-Entries are kept in buckets by transmit count so `take` does not sort.  Each
-entry is one small mutable list [transmits, entry_id, key, data, length]
-shared by its bucket and the key index, so counting a transmission moves it
-to the next bucket without rebuilding anything: `take` runs for every packet
-a node sends and picks a dozen or more entries each time.
+Entries are kept in buckets by transmit count so `take` does not sort.
+`take` runs for every packet a node sends and picks a dozen or more entries
+each time, so the layout is chosen to make that cheap: each bucket is a list,
+oldest to newest; the entries picked from a bucket are, almost always, a run
+at its end, which moves to the next bucket with one slice deletion and one
+extend.  An invalidated entry is only marked dead (its bucket is not
+searched); dead entries are dropped when `take` passes over them, and all at
+once when they come to outnumber the live ones.
 """
 
 from __future__ import annotations
@@ -28,21 +31,21 @@ COMPOUND_ENTRY_OVERHEAD_BYTES = 2
 MAX_MISSES = 16
 
 
-# Fields of an entry (a list, so a transmission updates it in place).
-_TX, _ID, _KEY, _DATA, _LEN = range(5)
+# Fields of an entry: a small list shared by its bucket and the key index.
+_KEY, _DATA, _LEN, _LIVE = range(4)
 
 
 class BroadcastQueue:
-    __slots__ = ("max_items", "_buckets", "_where", "_next_id", "_size", "_min_len")
+    __slots__ = ("max_items", "_buckets", "_where", "_size", "_dead", "_min_len")
 
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
-        # transmits -> {entry_id: entry}; dicts keep insertion order, so the
-        # last entry in a bucket is the newest.
-        self._buckets: dict[int, dict[int, list]] = {}
-        self._where: dict[object, list] = {}  # key -> its entry
-        self._next_id = 0
-        self._size = 0
+        # _buckets[transmits]: entries oldest to newest (so the last one is
+        # the newest), live and dead.
+        self._buckets: list[list[list]] = []
+        self._where: dict[object, list] = {}  # key -> its live entry
+        self._size = 0  # live entries
+        self._dead = 0  # dead entries still in some bucket
         # A lower bound on the length of every queued message (the shortest
         # ever queued).  Once the room left in a packet is below it, nothing
         # else can fit and `take` stops scanning.
@@ -55,16 +58,14 @@ class BroadcastQueue:
         if key is not None:
             old = self._where.pop(key, None)
             if old is not None:
-                del self._buckets[old[_TX]][old[_ID]]
+                old[_LIVE] = False
                 self._size -= 1
-        entry_id = self._next_id
-        self._next_id += 1
+                self._dead += 1
         n = len(data)
-        entry = [0, entry_id, key, data, n]
-        bucket = self._buckets.get(0)
-        if bucket is None:
-            bucket = self._buckets[0] = {}
-        bucket[entry_id] = entry
+        entry = [key, data, n, True]
+        if not self._buckets:
+            self._buckets.append([])
+        self._buckets[0].append(entry)
         if key is not None:
             self._where[key] = entry
         self._size += 1
@@ -72,16 +73,28 @@ class BroadcastQueue:
             self._min_len = n
         if self._size > self.max_items:
             self._prune()
+        elif self._dead > 256 and self._dead > self._size:
+            self._compact()
+
+    def _compact(self) -> None:
+        self._buckets = [[e for e in b if e[_LIVE]] for b in self._buckets]
+        self._dead = 0
 
     def _prune(self) -> None:
-        for transmits in sorted(self._buckets, reverse=True):
-            bucket = self._buckets[transmits]
-            while bucket and self._size > self.max_items:
-                entry_id = next(iter(bucket))  # oldest of the most-sent
-                key = bucket.pop(entry_id)[_KEY]
-                if key is not None:
-                    self._where.pop(key, None)
-                self._size -= 1
+        # The oldest entries of the most-sent bucket go first.
+        for bucket in reversed(self._buckets):
+            i = 0
+            while i < len(bucket) and self._size > self.max_items:
+                entry = bucket[i]
+                i += 1
+                if entry[_LIVE]:
+                    entry[_LIVE] = False
+                    if entry[_KEY] is not None:
+                        self._where.pop(entry[_KEY], None)
+                    self._size -= 1
+                else:
+                    self._dead -= 1
+            del bucket[:i]
             if self._size <= self.max_items:
                 return
 
@@ -91,7 +104,6 @@ class BroadcastQueue:
         if not self._size or budget_bytes <= overhead_bytes:
             return []
         buckets = self._buckets
-        picked: list[list] = []
         # The packet is full once the room left is at most overhead + 8
         # bytes, or below the shortest queued message (nothing more could
         # fit, so stopping there gives the same result as scanning on).
@@ -99,41 +111,61 @@ class BroadcastQueue:
         # Stop scanning after a run of entries that do not fit: the packet is
         # as full as it is going to get, and queues can hold thousands.
         misses = 0
-        for transmits in sorted(buckets):
-            for entry in reversed(buckets[transmits].values()):
+        moves: list[tuple[int, list[list]]] = []  # (transmits, entries picked, in order)
+        full = False
+        for transmits, bucket in enumerate(buckets):
+            if not bucket:
+                continue
+            picked: list[list] = []
+            skipped = 0  # dead or not fitting, in the part of the bucket scanned
+            for entry in reversed(bucket):
+                if not entry[_LIVE]:
+                    skipped += 1
+                    continue
                 cost = entry[_LEN] + overhead_bytes
                 if cost <= budget_bytes:
                     budget_bytes -= cost
                     picked.append(entry)
                     misses = 0
                     if budget_bytes < stop_below:
+                        full = True
                         break
                 else:
+                    skipped += 1
                     misses += 1
                     if misses >= MAX_MISSES:
+                        full = True
                         break
-            if budget_bytes < stop_below or misses >= MAX_MISSES:
+            if picked:
+                start = len(bucket) - len(picked) - skipped
+                if skipped:
+                    # Keep what was passed over (in order), dropping the
+                    # picked and dead entries.
+                    for entry in picked:
+                        entry[_LIVE] = None  # a mark, reset below
+                    kept = [e for e in bucket[start:] if e[_LIVE]]
+                    self._dead -= sum(1 for e in bucket[start:] if e[_LIVE] is False)
+                    for entry in picked:
+                        entry[_LIVE] = True
+                    bucket[start:] = kept
+                else:
+                    del bucket[start:]
+                moves.append((transmits, picked))
+            if full or budget_bytes < stop_below:
                 break
-        emptied = False
-        for entry in picked:
-            transmits = entry[_TX]
-            bucket = buckets[transmits]
-            del bucket[entry[_ID]]
-            if not bucket:
-                emptied = True
+        if not moves:
+            return []
+        out: list[bytes] = []
+        for transmits, picked in moves:
+            out += [entry[_DATA] for entry in picked]
             sent = transmits + 1
             if sent >= limit:
-                key = entry[_KEY]
-                if key is not None:
-                    self._where.pop(key, None)
-                self._size -= 1
+                for entry in picked:
+                    if entry[_KEY] is not None:
+                        self._where.pop(entry[_KEY], None)
+                self._size -= len(picked)
             else:
-                entry[_TX] = sent
-                nxt = buckets.get(sent)
-                if nxt is None:
-                    nxt = buckets[sent] = {}
-                nxt[entry[_ID]] = entry
-        if emptied:
-            for transmits in [t for t, b in buckets.items() if not b]:
-                del buckets[transmits]
-        return [entry[_DATA] for entry in picked]
+                while len(buckets) <= sent:
+                    buckets.append([])
+                buckets[sent] += picked
+        return out
