@@ -149,6 +149,15 @@ class MemberTable:
         # read for every packet sent, and hashing an Enum member runs Python
         # code.
         self._live = 0
+        # Encoded Alive messages that are old news: each is a valid Alive
+        # about a member in the table (not us) at that member's address and
+        # port, with an incarnation no higher than the member's, so handling
+        # it again changes nothing.  Incarnations never go down except when
+        # a member is re-addressed, so the set stays true until a member is
+        # removed or re-addressed, and both empty it.  Swim fills it and
+        # drops repeats of these bytes on arrival (gossip repeats every
+        # Alive many times over).
+        self.old_alive: set[bytes] = set()
 
     def __len__(self) -> int:
         return len(self.by_name)
@@ -182,7 +191,12 @@ class MemberTable:
             member.state = state
             member.state_change_at = now
 
+    def readdress(self, member: Member, addr_bytes: bytes, port: int) -> None:
+        member.set_address(addr_bytes, port)
+        self.old_alive.clear()
+
     def remove(self, names: set[str]) -> None:
+        self.old_alive.clear()
         for name in names:
             member = self.by_name.pop(name)
             self.counts[member.state] -= 1

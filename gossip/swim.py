@@ -101,6 +101,7 @@ USER_BROADCAST_MAX_BYTES = 1024
 SEEN_BROADCASTS_MAX = 16_384
 ACK_HANDLERS_MAX = 65_536
 RECENT_USER_MAX = 4096
+OLD_ALIVE_MAX = 65_536
 
 # timer kinds
 _T_PROBE = 0
@@ -266,8 +267,11 @@ class Swim:
             self._drop(exc.reason, src)
             return
         by_name = self._members.by_name
+        old_alive = self._members.old_alive
         default_port = self.addr.port
         for msg, raw in parts:
+            if raw in old_alive:  # bytes we know to be old news (MemberTable.old_alive)
+                continue
             if type(msg) is Alive:  # most of what gossip carries
                 # Old news, tested here before calling _on_alive: most
                 # Alives a member receives repeat what it holds (each one is
@@ -281,6 +285,7 @@ class Swim:
                 if (m is not None and msg.incarnation <= m.incarnation and msg.addr == m.addr_bytes
                         and msg.meta == m.meta and msg.vsn == m.vsn
                         and (msg.port or default_port) == m.port and msg.node != self.name):
+                    self._remember_old_alive(raw)
                     continue
                 self._on_alive(msg, now, False, raw)
             else:
@@ -681,15 +686,23 @@ class Swim:
         old_state = member.state
         meta_changed = member.meta != a.meta
         if updates_addr:
-            member.set_address(a.addr, a.port or self.addr.port)
+            self._members.readdress(member, a.addr, a.port or self.addr.port)
         member.incarnation = a.incarnation
         member.meta = a.meta
         member.vsn = tuple(a.vsn)
         self._members.set_state(member, MemberState.ALIVE, now)
+        self._remember_old_alive(raw)  # applied: from now on, old news
         if is_new or old_state is MemberState.DEAD or old_state is MemberState.LEFT:
             self._emit(MemberJoined(member.info()))
         elif meta_changed or updates_addr or old_state is MemberState.SUSPECT:
             self._emit(MemberUpdated(member.info()))
+
+    def _remember_old_alive(self, raw: bytes | None) -> None:
+        if raw is not None:
+            old = self._members.old_alive
+            if len(old) >= OLD_ALIVE_MAX:
+                old.clear()
+            old.add(raw)
 
     def _on_suspect(self, s: Suspect, now: float, raw: bytes | None = None) -> None:
         member = self._members.get(s.node)
