@@ -27,12 +27,15 @@ once when they come to outnumber the live ones.
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 COMPOUND_ENTRY_OVERHEAD_BYTES = 2
 MAX_MISSES = 16
 
 
 # Fields of an entry: a small list shared by its bucket and the key index.
 _KEY, _DATA, _LEN, _LIVE = range(4)
+_data_of = itemgetter(_DATA)
 
 
 class BroadcastQueue:
@@ -157,7 +160,7 @@ class BroadcastQueue:
             return []
         out: list[bytes] = []
         for transmits, picked in moves:
-            out += [entry[_DATA] for entry in picked]
+            out += map(_data_of, picked)
             sent = transmits + 1
             if sent >= limit:
                 for entry in picked:

@@ -86,6 +86,7 @@ def _address(addr_bytes: bytes, port: int) -> Address:
 
 
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+_GONE = (MemberState.DEAD, MemberState.LEFT)
 
 
 class Member:
@@ -130,7 +131,7 @@ class Member:
         return self.vsn[1] if len(self.vsn) > 1 else 0
 
     def dead_or_left(self) -> bool:
-        return self.state is MemberState.DEAD or self.state is MemberState.LEFT
+        return self.state in _GONE
 
     def info(self) -> MemberInfo:
         return MemberInfo(self.name, self.address, self.state, self.incarnation, self.meta,

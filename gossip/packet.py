@@ -23,6 +23,7 @@ driver counts; nothing here raises anything else on bad input.
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import msgpack
@@ -49,6 +50,10 @@ from gossip.wire import (
 )
 
 LABEL_HEADER = 0xF4
+# Plain ints for the per-packet paths (an Enum attribute lookup costs more
+# than the comparison it feeds).
+_HAS_CRC = int(MessageType.HAS_CRC)
+_CRC_HEADER = struct.Struct(">BI")
 CRC_HEADER_BYTES = 5  # type byte + crc32
 STREAM_ENCRYPT_HEADER_BYTES = 5  # 0x0a + u32 length
 
@@ -99,10 +104,10 @@ def seal_packet(
         if len(compressed) < len(buf):  # memberlist keeps it only if smaller
             buf = compressed
     if crc:
-        buf = bytes((MessageType.HAS_CRC,)) + zlib.crc32(buf).to_bytes(4, "big") + buf
+        buf = _CRC_HEADER.pack(_HAS_CRC, zlib.crc32(buf)) + buf
     if keyring is not None:
         buf = keyring.encrypt(buf, label)
-    return label_header(label) + buf
+    return label_header(label) + buf if label else buf
 
 
 def open_packet(
@@ -147,7 +152,7 @@ def _unwrap(data: bytes, label: bytes, keyring: Keyring | None, skip_inbound_lab
             # Not an encryption version byte: a plaintext message.
             raise DecodeError("unencrypted", "plaintext packet while encryption is on")
         buf = keyring.decrypt(buf, label)
-    if len(buf) >= 1 and buf[0] == MessageType.HAS_CRC:
+    if len(buf) >= 1 and buf[0] == _HAS_CRC:
         if len(buf) < CRC_HEADER_BYTES:
             raise DecodeError("crc", "truncated CRC header")
         want = int.from_bytes(buf[1:5], "big")

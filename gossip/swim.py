@@ -240,9 +240,10 @@ class Swim:
         except ValueError:  # an oversize message cannot be sent; count it
             self._count("send_failed")
             return
-        self._count("packets_sent")
-        self._count("bytes_sent", len(sealed))
-        self._emit(SendDatagram(addr, sealed))
+        counters = self.counters  # (inline _count: this runs for every packet)
+        counters["packets_sent"] = counters.get("packets_sent", 0) + 1
+        counters["bytes_sent"] = counters.get("bytes_sent", 0) + len(sealed)
+        self._outputs.append(SendDatagram(addr, sealed))
 
     def _open_stream(self, addr: Address, payload: bytes, purpose: StreamPurpose, context: object,
                      expect_reply: bool, timeout_s: float) -> None:
@@ -259,8 +260,9 @@ class Swim:
 
     # ------------------------------------------------------------ inputs
     def receive_datagram(self, data: bytes, src: Address, now: float) -> None:
-        self._count("packets_received")
-        self._count("bytes_received", len(data))
+        counters = self.counters  # (inline _count: this runs for every packet)
+        counters["packets_received"] = counters.get("packets_received", 0) + 1
+        counters["bytes_received"] = counters.get("bytes_received", 0) + len(data)
         try:
             parts = open_packet_parts(data, label=self.label, keyring=self.keyring)
         except DecodeError as exc:

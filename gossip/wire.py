@@ -375,7 +375,7 @@ def make_compound(parts: list[bytes]) -> bytes:
     if header is None:
         header = _COMPOUND_HEADERS[n] = struct.Struct(f">BB{n}H")
     try:
-        return header.pack(MessageType.COMPOUND, n, *map(len, parts)) + b"".join(parts)
+        return header.pack(7, n, *map(len, parts)) + b"".join(parts)  # 7: MessageType.COMPOUND
     except struct.error:  # a part of 64 KiB or more does not fit its u16 length
         raise ValueError(f"compound part of {max(map(len, parts))} bytes; must be < 65536") from None
 
