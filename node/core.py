@@ -41,6 +41,8 @@ from gossip.events import (
     MemberFailed,
     MemberJoined,
     MemberLeft,
+    MemberSuspected,
+    MemberUpdated,
     Output,
     PayloadUpdated,
     UserBroadcast,
@@ -252,7 +254,11 @@ class NodeCore:
             elif isinstance(out, UserMessage):
                 self._on_message(out.origin, out.data, now, broadcast=False)
             else:
-                if isinstance(out, (MemberFailed, MemberLeft, MemberJoined)):
+                # Placement counts only alive members: a suspicion (or its
+                # refutation) changes who coordinates and who can hold a
+                # slot, so re-place now rather than at the next periodic
+                # pass (up to placement_interval_s later).
+                if isinstance(out, (MemberFailed, MemberLeft, MemberJoined, MemberSuspected, MemberUpdated)):
                     self._kick(now)
                 self._emit(out)
 

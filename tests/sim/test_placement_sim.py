@@ -69,6 +69,41 @@ def test_killed_node_replicas_are_healed_elsewhere_once():
     assert not sim.violations
 
 
+def test_a_suspected_nodes_replicas_move_at_suspicion_not_at_the_next_periodic_pass():
+    # Placement treats a suspected node as gone.  The re-auction must start
+    # when the suspicion arrives, not at the next periodic placement pass:
+    # with the pass every 30 s here, only the suspicion can be the trigger,
+    # and the replicas must run again before anyone has declared the node
+    # dead (lan: suspicion ~1-2 s after the crash, failure ~4 s later).
+    from gossip.events import MemberFailed, MemberSuspected
+
+    sim = ClusterSim(4, 6, LAN.replace(enable_compression=False), cluster_config=CLUSTER,
+                     placement_config=PlacementConfig(placement_interval_s=30.0, auction_ttl_s=0.1,
+                                                      claim_wait_s=1.0, min_backoff_s=0.2))
+    sim.world.bootstrap(seeds="random")
+    sim.world.run_for(3)
+    spec = job("api", 12)
+    sim.submit(0, spec)
+    assert settle(sim, [spec], timeout=40) is not None, sim.placement_problems([spec])
+    victim = next(i for i in range(1, 6) if sim.running[i])
+    victim_name = f"node-{victim}"
+    first: dict[str, float] = {}
+
+    def watch(t, _i, ev):
+        if isinstance(ev, (MemberSuspected, MemberFailed)) and ev.member.name == victim_name:
+            first.setdefault(type(ev).__name__, t)
+
+    sim.world.subscribe(watch)
+    sim.world.crash(victim)
+    took = settle(sim, [spec], timeout=30)
+    assert took is not None, sim.placement_problems([spec])
+    assert not sim.violations
+    healed_at = sim.world.now
+    assert "MemberSuspected" in first
+    assert healed_at < first.get("MemberFailed", float("inf")), (first, healed_at)
+    assert healed_at - first["MemberSuspected"] < 2.0, (first, healed_at)
+
+
 def test_scale_down_retires_highest_indices_and_delete_stops_everything():
     sim = make(3, 4)
     sim.submit(0, job("w", 8))
