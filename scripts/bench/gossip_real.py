@@ -19,6 +19,10 @@ cluster size N it starts N real agents on 127.0.0.1 and measures:
     every one answers, and only then tells the N-1 to join the seed at once
     (shoal: POST /v1/agent/join; Serf: RPC join): t=0 is that moment, so the
     figure leaves out process start-up (which dominates for Python agents).
+    --join-watch events (with api) follows each shoal agent's /v1/events
+    instead of polling it, and takes the agent's own timestamp of the event
+    that completed its view: polling 60 Python agents ten times a second
+    loads the very agents being timed.
 (c)+(d) at rest: after a settle time, two snapshots `--rest-seconds` apart with
     no API polling in between: gossip traffic from nftables counters on `lo`
     (a table of ours in the host namespace counting packets whose UDP source
@@ -632,6 +636,55 @@ class ShoalBackend:
             c.close()
         self.conns.clear()
 
+    def watch_join(self, agents: list[Agent], start: Callable[[], float],
+                   deadline_s: float) -> dict[str, float]:
+        """Open every agent's /v1/events, call `start()` (it sends the join
+        requests and returns t0), then follow each agent's member events
+        until its own view holds all of `agents` alive.  Returns, per agent,
+        its own timestamp of that moment minus t0.  Nothing is polled, so
+        the watching costs the agents next to nothing (polling 60 Python
+        agents' /v1/members ten times a second costs them a lot of CPU)."""
+        import selectors
+
+        expected = {a.name for a in agents}
+        streams: dict[str, ShoalEvents] = {}
+        views: dict[str, set[str]] = {a.name: {a.name} for a in agents}
+        done: dict[str, float] = {}
+        sel = selectors.DefaultSelector()
+        try:
+            for a in agents:
+                assert a.control is not None
+                s = ShoalEvents(a.control[0], a.control[1], a.netns)
+                streams[a.name] = s
+                sel.register(s, selectors.EVENT_READ, a.name)
+            until = time.time() + 15
+            while time.time() < until and not all(s.ok or s.closed for s in streams.values()):
+                for key, _ in sel.select(0.2):
+                    streams[key.data].feed()
+            t0 = start()
+            while time.time() < t0 + deadline_s and len(done) < len(agents):
+                for key, _ in sel.select(0.2):
+                    s = streams[key.data]
+                    view = views[key.data]
+                    for rec in s.feed():
+                        who = (rec.get("member") or {}).get("name")
+                        ev = rec.get("event")
+                        if ev in ("member_joined", "member_updated"):
+                            view.add(who)
+                        elif ev in ("member_suspected", "member_failed", "member_left"):
+                            view.discard(who)
+                        if key.data not in done and expected <= view:
+                            done[key.data] = float(rec["time"]) - t0
+                    if s.closed:
+                        sel.unregister(s)
+                if not sel.get_map():
+                    break
+            return done
+        finally:
+            sel.close()
+            for s in streams.values():
+                s.close()
+
     def detect(self, observers: list[Agent], victim: str, kill: Callable[[], float],
                deadline_s: float, ignore: frozenset[str] = frozenset()) -> tuple[dict[str, float], list[tuple[str, str]]]:
         """Kill through `kill()` (returns the wall time of the kill) and read each
@@ -968,11 +1021,13 @@ def rest_figures(s0: dict[str, Any], s1: dict[str, Any], n: int) -> dict[str, An
 
 
 def start_cluster(backend: Any, n: int, prefix: str, join_deadline_s: float,
-                  join_mode: str = "spawn") -> tuple[list[Agent], dict[str, Any]]:
+                  join_mode: str = "spawn", watch: str = "poll") -> tuple[list[Agent], dict[str, Any]]:
     """spawn: t=0 when the N-1 agents are spawned with --join/-join.
     api: all N are started without a seed and waited for; t=0 when all N-1
     are told to join the seed at once (shoal POST /v1/agent/join, Serf RPC
-    join), so process start-up is not in the figure."""
+    join), so process start-up is not in the figure.  watch="events" (api
+    mode, shoal only) reads each agent's own member events instead of
+    polling its member list."""
     names = [f"{prefix}{i:02d}" for i in range(n)]
     seed = backend.spawn(names[0])
     wait_ready(backend, [seed], 60)
@@ -983,11 +1038,24 @@ def start_cluster(backend: Any, n: int, prefix: str, join_deadline_s: float,
     agents = [seed] + [backend.spawn(nm) for nm in names[1:]]
     wait_ready(backend, agents, 120 + n)
     time.sleep(1.0)
-    t0 = time.time()
     pool = ThreadPoolExecutor(max_workers=len(agents), thread_name_prefix="join")
+    futures: list[Any] = []
+
+    def start() -> float:
+        t0 = time.time()
+        futures.extend(pool.submit(backend.join_one, a, seed.gossip_addr) for a in agents[1:])
+        return t0
+
     try:
-        futures = [pool.submit(backend.join_one, a, seed.gossip_addr) for a in agents[1:]]
-        fig = wait_full_membership(backend, agents, t0, join_deadline_s)
+        if watch == "events" and hasattr(backend, "watch_join"):
+            done = backend.watch_join(agents, start, join_deadline_s)
+            complete = len(done) == len(agents)
+            fig = {"n": n, "ready_last_s": 0.0, "complete": len(done), "deadline_s": join_deadline_s,
+                   "full_median_s": med(list(done.values())) if complete else None,
+                   "full_last_s": max(done.values()) if complete else None, "watch": "events"}
+        else:
+            fig = wait_full_membership(backend, agents, start(), join_deadline_s)
+            fig["watch"] = "poll"
         failed = [a.name for a, f in zip(agents[1:], futures) if f.result() is not True]
     finally:
         pool.shutdown(wait=True)
@@ -1007,14 +1075,14 @@ def stop_agents(backend: Any, agents: list[Agent]) -> None:
 def run_one(backend: Any, n: int, args: argparse.Namespace, nft: LoopbackCounters,
             rng: random.Random) -> dict[str, Any]:
     res: dict[str, Any] = {"impl": backend.kind, "n": n, "profile": args.profile, "join_mode": args.join_mode,
-                           "loadavg_start": os.getloadavg()}
+                           "join_watch": args.join_watch, "loadavg_start": os.getloadavg()}
     join_deadline = max(60.0, 2.0 * n)
     trials = []
     agents: list[Agent] = []
     for trial in range(args.join_trials):
         for attempt in range(3):
             try:
-                agents, fig = start_cluster(backend, n, "a", join_deadline, args.join_mode)
+                agents, fig = start_cluster(backend, n, "a", join_deadline, args.join_mode, args.join_watch)
                 break
             except AgentDied as e:
                 # Another program took a port we picked before the agent bound it.
@@ -1160,7 +1228,8 @@ def print_summary(results: list[dict[str, Any]], versions: dict[str, str]) -> No
     for n in sizes:
         by = {r["impl"]: summarize(r) for r in results if r["n"] == n}
         impls = [i for i in ("shoal", "serf") if i in by]
-        print(f"\nN={n} (profile {results[0]['profile']}, join mode {results[0].get('join_mode', 'spawn')})")
+        print(f"\nN={n} (profile {results[0]['profile']}, join mode {results[0].get('join_mode', 'spawn')}, "
+              f"shoal watched by {results[0].get('join_watch', 'poll')})")
         header = f"  {'':44s}" + "".join(f"{i:>10s}" for i in impls)
         if len(impls) == 2:
             header += f"{'shoal/serf':>12s}"
@@ -1199,6 +1268,10 @@ def main() -> int:
     ap.add_argument("--join-mode", choices=["spawn", "api"], default="spawn",
                     help="spawn: agents join as they start (t=0 at spawn); api: start all, then tell "
                          "them all to join at once (t=0 at the join requests)")
+    ap.add_argument("--join-watch", choices=["poll", "events"], default="poll",
+                    help="with --join-mode api, how shoal agents are watched: poll /v1/members every "
+                         "~0.1 s (as Serf's RPC is), or follow each agent's /v1/events (no polling "
+                         "load; each agent's own timestamps). Serf is always polled")
     ap.add_argument("--join-only", action="store_true", help="measure only the time to full membership")
     ap.add_argument("--kills", type=int, help="kill -9 rounds per N (default 5)")
     ap.add_argument("--rest-seconds", type=float, help="at-rest window (default 30)")
