@@ -636,20 +636,15 @@ class ShoalBackend:
             c.close()
         self.conns.clear()
 
-    def watch_join(self, agents: list[Agent], start: Callable[[], float],
-                   deadline_s: float) -> dict[str, float]:
-        """Open every agent's /v1/events, call `start()` (it sends the join
-        requests and returns t0), then follow each agent's member events
-        until its own view holds all of `agents` alive.  Returns, per agent,
-        its own timestamp of that moment minus t0.  Nothing is polled, so
-        the watching costs the agents next to nothing (polling 60 Python
-        agents' /v1/members ten times a second costs them a lot of CPU)."""
+    def follow_events(self, agents: list[Agent], start: Callable[[], float], deadline_s: float,
+                      handle: Callable[[str, dict[str, Any], float], None],
+                      finished: Callable[[], bool]) -> None:
+        """Open every agent's /v1/events and wait until each is subscribed;
+        then call `start()` (it returns t0) and pass every record to
+        `handle(agent_name, record, t0)` until `finished()` or the deadline."""
         import selectors
 
-        expected = {a.name for a in agents}
         streams: dict[str, ShoalEvents] = {}
-        views: dict[str, set[str]] = {a.name: {a.name} for a in agents}
-        done: dict[str, float] = {}
         sel = selectors.DefaultSelector()
         try:
             for a in agents:
@@ -657,76 +652,69 @@ class ShoalBackend:
                 s = ShoalEvents(a.control[0], a.control[1], a.netns)
                 streams[a.name] = s
                 sel.register(s, selectors.EVENT_READ, a.name)
-            until = time.time() + 15
-            while time.time() < until and not all(s.ok or s.closed for s in streams.values()):
-                for key, _ in sel.select(0.2):
-                    streams[key.data].feed()
-            t0 = start()
-            while time.time() < t0 + deadline_s and len(done) < len(agents):
-                for key, _ in sel.select(0.2):
-                    s = streams[key.data]
-                    view = views[key.data]
-                    for rec in s.feed():
-                        who = (rec.get("member") or {}).get("name")
-                        ev = rec.get("event")
-                        if ev in ("member_joined", "member_updated"):
-                            view.add(who)
-                        elif ev in ("member_suspected", "member_failed", "member_left"):
-                            view.discard(who)
-                        if key.data not in done and expected <= view:
-                            done[key.data] = float(rec["time"]) - t0
-                    if s.closed:
-                        sel.unregister(s)
-                if not sel.get_map():
-                    break
-            return done
-        finally:
-            sel.close()
-            for s in streams.values():
-                s.close()
-
-    def detect(self, observers: list[Agent], victim: str, kill: Callable[[], float],
-               deadline_s: float, ignore: frozenset[str] = frozenset()) -> tuple[dict[str, float], list[tuple[str, str]]]:
-        """Kill through `kill()` (returns the wall time of the kill) and read each
-        observer's member_failed event for `victim` from its event stream."""
-        import selectors
-
-        streams: dict[str, ShoalEvents] = {}
-        sel = selectors.DefaultSelector()
-        try:
-            for o in observers:
-                assert o.control is not None
-                s = ShoalEvents(o.control[0], o.control[1], o.netns)
-                streams[o.name] = s
-                sel.register(s, selectors.EVENT_READ, o.name)
             # Wait for every 200 header: each stream is then subscribed.
             until = time.time() + 15
             while time.time() < until and not all(s.ok or s.closed for s in streams.values()):
                 for key, _ in sel.select(0.2):
                     streams[key.data].feed()
-            found: dict[str, float] = {}
-            others: list[tuple[str, str]] = []
-            t_kill = kill()
-            while time.time() < t_kill + deadline_s and len(found) < len(observers):
+            t0 = start()
+            while time.time() < t0 + deadline_s and not finished():
                 for key, _ in sel.select(0.2):
                     s = streams[key.data]
                     for rec in s.feed():
-                        if rec.get("event") != "member_failed":
-                            continue
-                        who = (rec.get("member") or {}).get("name")
-                        if who == victim:
-                            found.setdefault(key.data, float(rec["time"]) - t_kill)
-                        elif who not in ignore:
-                            others.append((key.data, str(who)))
+                        handle(key.data, rec, t0)
                     if s.closed:
                         sel.unregister(s)
                 if not sel.get_map():
                     break
-            return found, others
         finally:
             sel.close()
             for s in streams.values():
                 s.close()
+
+    def watch_join(self, agents: list[Agent], start: Callable[[], float],
+                   deadline_s: float) -> dict[str, float]:
+        """Call `start()` (it sends the join requests and returns t0) and
+        follow each agent's member events until its own view holds all of
+        `agents` alive.  Returns, per agent, its own timestamp of that moment
+        minus t0.  Nothing is polled, so the watching costs the agents next
+        to nothing (polling 60 Python agents' /v1/members ten times a second
+        costs them a lot of CPU)."""
+        expected = {a.name for a in agents}
+        views: dict[str, set[str]] = {a.name: {a.name} for a in agents}
+        done: dict[str, float] = {}
+
+        def handle(name: str, rec: dict[str, Any], t0: float) -> None:
+            who = (rec.get("member") or {}).get("name")
+            ev = rec.get("event")
+            if ev in ("member_joined", "member_updated"):
+                views[name].add(who)
+            elif ev in ("member_suspected", "member_failed", "member_left"):
+                views[name].discard(who)
+            if name not in done and expected <= views[name]:
+                done[name] = float(rec["time"]) - t0
+
+        self.follow_events(agents, start, deadline_s, handle, lambda: len(done) == len(agents))
+        return done
+
+    def detect(self, observers: list[Agent], victim: str, kill: Callable[[], float],
+               deadline_s: float, ignore: frozenset[str] = frozenset()) -> tuple[dict[str, float], list[tuple[str, str]]]:
+        """Kill through `kill()` (returns the wall time of the kill) and read each
+        observer's member_failed event for `victim` from its event stream."""
+        found: dict[str, float] = {}
+        others: list[tuple[str, str]] = []
+
+        def handle(name: str, rec: dict[str, Any], t_kill: float) -> None:
+            if rec.get("event") != "member_failed":
+                return
+            who = (rec.get("member") or {}).get("name")
+            if who == victim:
+                found.setdefault(name, float(rec["time"]) - t_kill)
+            elif who not in ignore:
+                others.append((name, str(who)))
+
+        self.follow_events(observers, kill, deadline_s, handle, lambda: len(found) == len(observers))
+        return found, others
 
 
 class SerfBackend:
