@@ -143,7 +143,7 @@ def _open(w, src, dst, data, expect_reply, timeout):
 
 
 def test_streams_reply_fail_and_timeout():
-    w = make(base_delay_s=0.01, jitter_s=0.0, loss=0.9)  # loss never applies to streams
+    w = make(base_delay_s=0.01, jitter_s=0.0)
     w.start_node(0)
     w.start_node(1)
     sid = _open(w, 0, 1, b"ask1", True, 5.0)
@@ -176,6 +176,26 @@ def test_streams_reply_fail_and_timeout():
     faults.restart(w, 0, seeds=[])
     w.run_until(30.0)
     assert w.core(0).stream_log == []
+
+
+def test_lost_stream_segments_are_resent_after_tcp_timeouts():
+    # Streams are reliable but pay for loss the way TCP does: a lost SYN or
+    # SYN-ACK costs 1 s, lost data 0.2 s, doubling on repeats; datagrams
+    # are simply dropped.  So at 50 % loss most streams arrive late, none
+    # is lost, and each delay is the handshake plus a sum of timeouts.
+    w = make(base_delay_s=0.01, jitter_s=0.0, loss=0.3)
+    w.start_node(0)
+    w.start_node(1)
+    for k in range(40):
+        _open(w, 0, 1, b"ask%d" % k, False, 600.0)
+    w.run_until(1200.0)
+    delays = sorted(round(t - 0.03, 6) for t, _, _ in w.core(1).incoming)
+    assert len(delays) == 40
+    late = [d for d in delays if d > 0]
+    assert len(late) >= 20
+    # every delay is a sum of the timeouts (1, 2, 4 ... for the two handshake
+    # segments; 0.2, 0.4 ... for the data): a multiple of 0.2 s
+    assert all(abs(d / 0.2 - round(d / 0.2)) < 1e-6 for d in delays), delays
 
 
 class StuckCore(EchoCore):
