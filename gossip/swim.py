@@ -24,6 +24,18 @@ Lifeguard (Dadgar et al., 2018):
   * buddy system: a probe of a suspect carries the Suspect message, so the
     suspect learns of it directly and refutes at once.
 
+Beyond memberlist (against false deaths under heavy loss): a refutation is
+a broadcast like any other, and at 20 % loss some member regularly misses
+every copy while it holds a suspicion, which then times out.  So
+  * an accusation older than the alive we hold is answered, to its sender,
+    with that alive (at most once per sender, subject and probe interval);
+  * while we suspect a member we send it the accusation with a ping once per
+    probe interval (not only when the round-robin reaches it), so a suspect
+    that has refuted tells us so directly.
+Both use plain memberlist messages; a memberlist peer just ignores the old
+accusation.  In the simulator (N=30, 20 % loss, 300 s) they took false
+deaths from 11 in 8 seeds to 0 in 12.
+
 Dissemination: membership news and user data ride in a transmit-limited
 broadcast queue, piggybacked on every UDP packet we send and pushed to
 `gossip_nodes` random members every gossip_interval_s.  Anti-entropy: a full
@@ -102,6 +114,7 @@ SEEN_BROADCASTS_MAX = 16_384
 ACK_HANDLERS_MAX = 65_536
 RECENT_USER_MAX = 4096
 OLD_ALIVE_MAX = 65_536
+CORRECTIONS_MAX = 4096
 
 # timer kinds
 _T_PROBE = 0
@@ -114,6 +127,7 @@ _T_PUSH_PULL = 6
 _T_RECONNECT = 7
 _T_POST_JOIN = 8
 _T_REAP = 9
+_T_REASK = 10
 
 
 class _Probe:
@@ -167,6 +181,8 @@ class Swim:
         self._relays: dict[int, _Relay] = {}
         self._suspicions: dict[str, Suspicion] = {}
         self._suspicion_gen = 0
+        # (sender, subject) -> when we last answered its stale accusation.
+        self._corrections: dict[tuple[Address, str], float] = {}
         self._streams: dict[int, tuple[StreamPurpose, object]] = {}
         self._stream_id = 0
         self._leaving = False
@@ -511,6 +527,12 @@ class Swim:
         elif kind == _T_REAP:
             self._reap(now)
             self._schedule(now + cfg.probe_interval_s * 5, _T_REAP, None)
+        elif kind == _T_REASK:
+            name, gen = key
+            susp = self._suspicions.get(name)
+            if susp is not None and susp.generation == gen:
+                self._reask_suspect(name, now)
+                self._schedule(now + cfg.probe_interval_s, _T_REASK, key)
 
     # ------------------------------------------------------------ probing
     def _probe(self, now: float) -> float:
@@ -706,9 +728,14 @@ class Swim:
                 old.clear()
             old.add(raw)
 
-    def _on_suspect(self, s: Suspect, now: float, raw: bytes | None = None) -> None:
+    def _on_suspect(self, s: Suspect, now: float, raw: bytes | None = None,
+                    src: Address | None = None) -> None:
         member = self._members.get(s.node)
-        if member is None or s.incarnation < member.incarnation:
+        if member is None:
+            return
+        if s.incarnation < member.incarnation:
+            if src is not None:
+                self._correct_stale_accusation(member, src, now)
             return
         susp = self._suspicions.get(s.node)
         if susp is not None:
@@ -735,7 +762,62 @@ class Swim:
                          now=now, generation=self._suspicion_gen)
         self._suspicions[s.node] = susp
         self._schedule(susp.deadline(), _T_SUSPICION, (s.node, susp.generation))
+        self._schedule(now + self.config.probe_interval_s, _T_REASK, (s.node, susp.generation))
         self._emit(MemberSuspected(member.info()))
+
+    def _correct_stale_accusation(self, member: Member, src: Address, now: float) -> None:
+        """`src` gossiped a suspect or dead message about `member` older than
+        the alive we hold: it has not heard the refutation, and may itself be
+        counting down to declaring a live node dead.  Tell it, directly.
+
+        Why: a refutation spreads like any broadcast, each member sending it
+        retransmit_limit times within a few gossip rounds, so under heavy
+        loss a member can miss every copy; nothing but the next push/pull
+        (30 s with lan) would then tell it, and its suspicion timer (6 s at
+        N=30) expires first.  A member still gossiping the old accusation is
+        exactly such a member, and every up-to-date member that hears it can
+        answer.  At most one answer per (sender, subject) per probe interval.
+        memberlist ignores the old message; the answer is a plain alive
+        message, so memberlist peers take it like any other."""
+        if member.state is not MemberState.ALIVE:
+            return
+        key = (src, member.name)
+        last = self._corrections.get(key)
+        if last is not None and now - last < self.config.probe_interval_s:
+            return
+        if len(self._corrections) >= CORRECTIONS_MAX:
+            self._corrections.clear()
+        self._corrections[key] = now
+        if member.name == self.name:
+            data = self._alive_msg()
+        else:
+            data = encode_alive(member.incarnation, member.name, member.addr_bytes, member.port,
+                                member.meta, member.vsn)
+        self._send(None, src, data)
+        self._count("stale_accusations_answered")
+
+    def _reask_suspect(self, name: str, now: float) -> None:
+        """Once per probe interval while we suspect `name`: send it a ping
+        carrying the accusation (the buddy system's message, outside the
+        probe round).
+
+        Why: our round-robin probes reach a given member only once per N
+        probe intervals, so the buddy system alone rarely tells a suspect
+        that *we* still suspect it.  If it has refuted already and we missed
+        every copy of the refutation (heavy loss can do that), it answers
+        our stale accusation with its current alive message
+        (_correct_stale_accusation) and our suspicion ends; if it has not
+        heard of the accusation, it refutes.  The ping's ack is not waited
+        for: only a newer incarnation clears a suspicion, as in SWIM.  A
+        dead member costs one small datagram per suspecting member per
+        probe interval until its timer runs out."""
+        member = self._members.get(name)
+        if member is None or member.state is not MemberState.SUSPECT:
+            return
+        ping = encode(Ping(self._next_seq(), name, self._addr_bytes, self.addr.port, self.name))
+        suspect = encode(Suspect(member.incarnation, name, self.name))
+        self._send_raw(member, member.address, make_compound([ping, suspect]))
+        self._count("suspects_reasked")
 
     def _suspicion_expired(self, name: str, now: float) -> None:
         member = self._members.get(name)
@@ -745,9 +827,14 @@ class Swim:
         self._count("suspicions_expired")
         self._on_dead(Dead(member.incarnation, name, self.name), now)
 
-    def _on_dead(self, d: Dead, now: float, raw: bytes | None = None) -> None:
+    def _on_dead(self, d: Dead, now: float, raw: bytes | None = None,
+                 src: Address | None = None) -> None:
         member = self._members.get(d.node)
-        if member is None or d.incarnation < member.incarnation:
+        if member is None:
+            return
+        if d.incarnation < member.incarnation:
+            if src is not None:
+                self._correct_stale_accusation(member, src, now)
             return
         self._suspicions.pop(d.node, None)
         if member.dead_or_left():
@@ -935,8 +1022,8 @@ _HANDLERS = {
     AckResp: lambda self, msg, src, now, raw: self._on_ack(msg.seq_no, now),
     NackResp: lambda self, msg, src, now, raw: self._on_nack(msg.seq_no),
     Alive: lambda self, msg, src, now, raw: self._on_alive(msg, now, raw=raw),
-    Suspect: lambda self, msg, src, now, raw: self._on_suspect(msg, now, raw),
-    Dead: lambda self, msg, src, now, raw: self._on_dead(msg, now, raw),
+    Suspect: lambda self, msg, src, now, raw: self._on_suspect(msg, now, raw, src),
+    Dead: lambda self, msg, src, now, raw: self._on_dead(msg, now, raw, src),
     UserMsg: lambda self, msg, src, now, raw: self._on_user(msg.payload, now, src),
 }
 

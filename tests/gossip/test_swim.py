@@ -44,6 +44,8 @@ class Link:
         self.down: set[str] = set()  # names whose packets and streams vanish both ways
         self.events: list[tuple[str, object]] = []
         self.sent: list[tuple[str, Address, bytes]] = []
+        # drop(sender_name, receiver_name, datagram) -> True to lose it
+        self.drop = lambda sender, receiver, data: False
 
     def add(self, name: str, config=None) -> Swim:
         addr = Address("127.0.0.1", 7000 + len(self.nodes))
@@ -67,6 +69,8 @@ class Link:
             self.sent.append((node.name, out.addr, out.data))
             dst = self.nodes.get(out.addr)
             if dst is None or node.name in self.down or dst.name in self.down:
+                return
+            if self.drop(node.name, dst.name, out.data):
                 return
             dst.receive_datagram(out.data, src, self.now)
         elif isinstance(out, OpenStream):
@@ -325,3 +329,105 @@ def test_our_own_payload_echoed_back_does_not_bump_its_version():
     # version must stay put (a bump would re-broadcast it forever).
     assert nodes[0].payloads()["n0"][0] == version
     assert all(n.payloads()["n0"] == (version, b"status") for n in nodes)
+
+
+# ---- members that missed a refutation ------------------------------------------------
+
+
+def _refuted_cluster(n: int, config=CFG, deaf: str | None = None):
+    """n members; n0 accused the last one, which refuted: everyone holds it
+    alive at the refuted incarnation, except `deaf`, which lost every
+    datagram carrying news of the target's incarnation (and so still
+    suspects it on the old accusation)."""
+    link, nodes = cluster(n, config=config)
+    target = nodes[-1]
+    old = target.incarnation
+    if deaf is not None:
+        link.drop = lambda sender, receiver, data: receiver == deaf and _carries_alive_of(data, target.name)
+    nodes[0]._on_suspect(Suspect(old, target.name, "n0"), link.now)
+    link.run_until(link.now + 2)
+    link.drop = lambda sender, receiver, data: False
+    assert target.incarnation == old + 1
+    assert all(v.member(target.name).incarnation == old + 1 for v in nodes if v.name != deaf)
+    return link, nodes, target, old
+
+
+def _carries_alive_of(data: bytes, name: str) -> bool:
+    from gossip.messages import Alive
+    return any(isinstance(m, Alive) and m.node == name for m in open_packet(data, label=b"", keyring=None))
+
+
+def _alives_sent(link, sender: str, to: Swim, about: str) -> list:
+    from gossip.messages import Alive
+    found = []
+    for who, addr, data in link.sent:
+        if who == sender and link.nodes.get(addr) is to:
+            found += [m for m in open_packet(data, label=b"", keyring=None)
+                      if isinstance(m, Alive) and m.node == about]
+    return found
+
+
+def test_a_stale_accusation_is_answered_with_the_newer_alive_once_per_probe_interval():
+    from gossip.packet import seal_packet
+    from gossip.wire import encode
+
+    link, nodes, target, old = _refuted_cluster(3)
+    n0, n1 = nodes[0], nodes[1]
+    # n1 gossips the accusation the refutation answered, as a member that
+    # missed every copy of the refutation would.
+    stale = seal_packet(encode(Suspect(old, target.name, "n1")), label=b"", keyring=None, crc=True,
+                        compress=False, compress_min_bytes=0)
+    link.sent.clear()
+    n0.receive_datagram(stale, n1.addr, link.now)
+    link.pump()
+    [answer] = _alives_sent(link, "n0", n1, target.name)
+    assert answer.incarnation == old + 1
+    # The same stale news again at once: no second answer (bounded traffic) ...
+    link.sent.clear()
+    n0.receive_datagram(stale, n1.addr, link.now)
+    link.pump()
+    assert _alives_sent(link, "n0", n1, target.name) == []
+    # ... but after a probe interval it is answered again.
+    link.run_until(link.now + 1.5 * CFG.probe_interval_s)
+    link.sent.clear()
+    n0.receive_datagram(stale, n1.addr, link.now)
+    link.pump()
+    assert len(_alives_sent(link, "n0", n1, target.name)) == 1
+    # The accused itself answers its stale accusers the same way.
+    link.sent.clear()
+    target.receive_datagram(stale, n1.addr, link.now)
+    link.pump()
+    assert [a.incarnation for a in _alives_sent(link, target.name, n1, target.name)] == [old + 1]
+
+
+def test_a_suspect_is_reasked_every_probe_interval_and_its_answer_ends_a_missed_refutation():
+    # lan timings: the watcher's suspicion lasts at least 3.6 s (8 members),
+    # its round-robin probe reaches a given member once in 7 intervals, and
+    # push/pull comes every 30 s.  Only the re-ask can end it in time.
+    lan = LAN.replace(enable_compression=False)
+    link, nodes, target, old = _refuted_cluster(8, config=lan, deaf="n1")
+    watcher = nodes[1]
+    assert watcher.member(target.name).state is MemberState.SUSPECT
+    assert watcher.member(target.name).incarnation == old
+    link.sent.clear()
+    link.run_until(link.now + 1.5 * lan.probe_interval_s)
+    member = watcher.member(target.name)
+    assert member.state is MemberState.ALIVE and member.incarnation == old + 1
+    asked = [data for who, addr, data in link.sent if who == watcher.name and link.nodes.get(addr) is target
+             and any(isinstance(m, Suspect) for m in open_packet(data, label=b"", keyring=None))]
+    assert asked, "the watcher never told the suspect it suspects it"
+    assert not [e for e in link.of_type(MemberFailed) if e.member.name == target.name]
+
+
+def test_reasking_a_dead_suspect_stops_when_its_suspicion_ends():
+    link, nodes = cluster(4)
+    link.down.add("n3")
+    link.sent.clear()
+    link.run_until(link.now + 30)
+    assert all(link.state_in(v, "n3") is MemberState.DEAD for v in nodes[:3])
+    after_death = len([1 for who, addr, _ in link.sent if link.nodes.get(addr) is nodes[3]])
+    link.sent.clear()
+    link.run_until(link.now + 30 * CFG.probe_interval_s)
+    pings_to_dead = [data for who, addr, data in link.sent if link.nodes.get(addr) is nodes[3]
+                     and any(isinstance(m, Ping) for m in open_packet(data, label=b"", keyring=None))]
+    assert after_death > 0 and pings_to_dead == []
