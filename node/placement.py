@@ -108,8 +108,7 @@ class Placement:
         self.call_specs: dict[tuple[str, str], JobSpec] = {}  # (job, container hash) -> spec
         self._my_claims: dict[str, Claim] = {}
         self._my_claims_digest: bytes | None = None
-        self._rv_members: tuple[str, ...] = ()
-        self._rv: Rendezvous = Rendezvous([])
+        self._rv: Rendezvous = Rendezvous()
 
     # ---- helpers
     def spec_from_call(self, call: CallForBids) -> JobSpec | None:
@@ -146,11 +145,10 @@ class Placement:
         self._spec_cache[entry.name] = (entry.stamp, spec)
         return spec
 
-    def _rendezvous(self, alive: list[str]) -> Rendezvous:
-        key = tuple(sorted(alive))
-        if key != self._rv_members:
-            self._rv_members = key
-            self._rv = Rendezvous(list(key))
+    def _rendezvous(self, alive: set[str]) -> Rendezvous:
+        # One Rendezvous for the life of the node, moved from view to view
+        # (it keeps the owners the change does not affect).
+        self._rv.update(alive)
         return self._rv
 
     def winning_claim(self, key: str) -> Claim | None:
@@ -191,7 +189,7 @@ class Placement:
 
         # 2. Claims of dead holders for slots nobody wants any more: the
         #    slot's coordinator releases them, so they do not linger.
-        rv = self._rendezvous(sorted(alive))
+        rv = self._rendezvous(alive)
         for key, claim in list(self.claims.entries.items()):
             if claim.released or claim.node in alive:
                 continue

@@ -161,7 +161,7 @@ class _Context:
         self.core = core
         self.alive = core.swim.alive_names()
         self.statuses = core.live_statuses()
-        self.rv = Rendezvous(sorted(self.alive))
+        self.rv = Rendezvous(self.alive)
         self._views: list[NodeView] | None = None
 
     def node_views(self) -> list[NodeView]:
