@@ -66,8 +66,12 @@ class GossipConfig:
     # A push/pull with one random member this long after joining, so a node
     # that joined while others were still joining learns of them without
     # waiting a whole push_pull_interval_s (Serf's N=60 joins can leave one
-    # member unseen until the next periodic push/pull).
+    # member unseen until the next periodic push/pull).  Repeated every
+    # post_join_sync_s, up to post_join_syncs times in all, for as long as
+    # the number of members we know keeps changing between two of them
+    # (joining into a settled cluster costs one).
     post_join_sync_s: float
+    post_join_syncs: int
     tcp_timeout_s: float
     # A failed member's name may be taken by a different address after this
     # long (memberlist's DeadNodeReclaimTime); a member that left may be
@@ -129,6 +133,7 @@ LAN = GossipConfig(
     gossip_to_the_dead_s=30.0,
     push_pull_interval_s=30.0,
     post_join_sync_s=1.0,
+    post_join_syncs=3,
     tcp_timeout_s=10.0,
     dead_node_reclaim_s=30.0,
     reconnect_interval_s=10.0,
@@ -150,6 +155,7 @@ WAN = GossipConfig(
     gossip_to_the_dead_s=60.0,
     push_pull_interval_s=60.0,
     post_join_sync_s=5.0,
+    post_join_syncs=3,
     tcp_timeout_s=30.0,
     dead_node_reclaim_s=60.0,
     reconnect_interval_s=30.0,
@@ -171,6 +177,7 @@ LOCAL = GossipConfig(
     gossip_to_the_dead_s=15.0,
     push_pull_interval_s=15.0,
     post_join_sync_s=0.3,
+    post_join_syncs=3,
     tcp_timeout_s=1.0,
     dead_node_reclaim_s=5.0,
     reconnect_interval_s=2.0,

@@ -187,6 +187,7 @@ class Swim:
         self._stream_id = 0
         self._leaving = False
         self._joined_once = False
+        self._post_join_known = 0  # member count at the last post-join sync
         # per-node payloads and user data
         self._payloads: dict[str, tuple[int, bytes]] = {}
         self._broadcast_id = 0
@@ -380,7 +381,7 @@ class Swim:
                               self.config.tcp_timeout_s)
         if not self._joined_once:
             self._joined_once = True
-            self._schedule(now + self.config.post_join_sync_s, _T_POST_JOIN, None)
+            self._schedule(now + self.config.post_join_sync_s, _T_POST_JOIN, 1)
 
     def leave(self, now: float) -> None:
         """Gossip our graceful departure.  The driver should keep running us
@@ -523,7 +524,19 @@ class Swim:
                 self._reconnect(now)
             self._schedule(now + cfg.reconnect_interval_s, _T_RECONNECT, None)
         elif kind == _T_POST_JOIN:
-            self._push_pull_random(now)
+            # Sync k (from 1): the first always; the next ones only while
+            # the member count still changes, i.e. while others are joining
+            # too.  In a join storm a member whose own alive spreads late
+            # can miss every copy of another's (each member sends it only
+            # retransmit_limit times, to members it knows by then), and
+            # only a push/pull tells it; otherwise that is the periodic one.
+            known = len(self._members.by_name)
+            if key == 1 or known != self._post_join_known:
+                self._push_pull_random(now)
+                self._count("post_join_syncs")
+                if key < cfg.post_join_syncs:
+                    self._schedule(now + cfg.post_join_sync_s, _T_POST_JOIN, key + 1)
+            self._post_join_known = known
         elif kind == _T_REAP:
             self._reap(now)
             self._schedule(now + cfg.probe_interval_s * 5, _T_REAP, None)

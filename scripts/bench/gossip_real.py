@@ -683,6 +683,7 @@ class ShoalBackend:
         expected = {a.name for a in agents}
         views: dict[str, set[str]] = {a.name: {a.name} for a in agents}
         done: dict[str, float] = {}
+        history: dict[str, list[tuple[float, str, str]]] = {a.name: [] for a in agents}
 
         def handle(name: str, rec: dict[str, Any], t0: float) -> None:
             who = (rec.get("member") or {}).get("name")
@@ -691,10 +692,20 @@ class ShoalBackend:
                 views[name].add(who)
             elif ev in ("member_suspected", "member_failed", "member_left"):
                 views[name].discard(who)
+            else:
+                return
+            history[name].append((round(float(rec["time"]) - t0, 3), str(ev), str(who)))
             if name not in done and expected <= views[name]:
                 done[name] = float(rec["time"]) - t0
 
         self.follow_events(agents, start, deadline_s, handle, lambda: len(done) == len(agents))
+        # For an agent that took long, what happened to the member(s) it
+        # saw last: were they missed, or suspected and failed on the way?
+        self.slow_joins = {}
+        for name, t in done.items():
+            if t > SLOW_JOIN_S:
+                late = {who for (tt, _, who) in history[name] if tt > SLOW_JOIN_S}
+                self.slow_joins[name] = [h for h in history[name] if h[2] in late]
         return done
 
     def detect(self, observers: list[Agent], victim: str, kill: Callable[[], float],
@@ -1008,6 +1019,9 @@ def rest_figures(s0: dict[str, Any], s1: dict[str, Any], n: int) -> dict[str, An
     return out
 
 
+SLOW_JOIN_S = 3.0  # the target: every agent sees all N within 3 s
+
+
 def start_cluster(backend: Any, n: int, prefix: str, join_deadline_s: float,
                   join_mode: str = "spawn", watch: str = "poll") -> tuple[list[Agent], dict[str, Any]]:
     """spawn: t=0 when the N-1 agents are spawned with --join/-join.
@@ -1040,7 +1054,11 @@ def start_cluster(backend: Any, n: int, prefix: str, join_deadline_s: float,
             complete = len(done) == len(agents)
             fig = {"n": n, "ready_last_s": 0.0, "complete": len(done), "deadline_s": join_deadline_s,
                    "full_median_s": med(list(done.values())) if complete else None,
-                   "full_last_s": max(done.values()) if complete else None, "watch": "events"}
+                   "full_last_s": max(done.values()) if complete else None, "watch": "events",
+                   "slow_agents": backend.slow_joins}
+            for name, hist in backend.slow_joins.items():
+                log(f"  {name} saw all {n} only after {done[name]:.2f}s; its events about the "
+                    f"member(s) it saw last: {hist}")
         else:
             fig = wait_full_membership(backend, agents, start(), join_deadline_s)
             fig["watch"] = "poll"

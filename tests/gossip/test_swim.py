@@ -431,3 +431,26 @@ def test_reasking_a_dead_suspect_stops_when_its_suspicion_ends():
     pings_to_dead = [data for who, addr, data in link.sent if link.nodes.get(addr) is nodes[3]
                      and any(isinstance(m, Ping) for m in open_packet(data, label=b"", keyring=None))]
     assert after_death > 0 and pings_to_dead == []
+
+
+# ---- post-join syncs -------------------------------------------------------------------
+
+
+def test_joining_a_settled_cluster_costs_one_post_join_sync_joining_a_storm_up_to_three():
+    assert CFG.post_join_syncs == 3 and CFG.push_pull_interval_s > 5 * CFG.post_join_sync_s
+    link, nodes = cluster(5)
+    late = link.add("late")
+    late.join([nodes[0].addr], link.now)
+    link.run_until(link.now + 5 * CFG.post_join_sync_s)
+    assert late.counters.get("post_join_syncs") == 1  # it knew everyone from its join
+
+    # A storm: while `early` is doing its post-join syncs, others keep joining.
+    link = Link()
+    seed = link.add("seed")
+    early = link.add("early")
+    early.join([seed.addr], link.now)
+    for k in range(8):
+        link.run_until(link.now + CFG.post_join_sync_s / 2)
+        link.add(f"j{k}").join([seed.addr], link.now)
+    link.run_until(link.now + 5 * CFG.post_join_sync_s)
+    assert early.counters.get("post_join_syncs") == CFG.post_join_syncs

@@ -106,3 +106,24 @@ def test_a_write_is_acknowledged_only_after_it_is_durable():
     w.run_for(0.5)
     assert token in sim.done_tokens
     assert "slow-disk" in sim.disks[1].entries
+
+
+@pytest.mark.parametrize("seed", [6, 27])
+def test_60_agents_joining_together_all_see_all_within_3_seconds(seed):
+    # Issue 2's target, with whole agents (gossip plus their status payloads,
+    # which share the broadcast queue with the join news) starting 20 ms
+    # apart, all joining node-0.  In these seeds one member missed another's
+    # join news entirely and only learned it at the periodic push/pull 30 s
+    # later (as Serf's N=60 joins sometimes do); the repeated post-join sync
+    # (gossip.config post_join_syncs) closes that gap.
+    from gossip.config import LAN
+    from node.sim import checkers
+    from node.sim.world import RUNNING
+
+    sim = ClusterSim(seed, 60, LAN)
+    w = sim.world
+    tracker = checkers.ViewTracker(w)
+    w.bootstrap(stagger_s=0.02)
+    took = w.run_until_converged(lambda _: all(nd.status is RUNNING for nd in w.nodes) and tracker.all_alive(),
+                                 timeout=3.0, check_every=0.05)
+    assert took is not None, f"seed={seed}: not everyone sees all 60 after 3 s: {checkers.disagreements(sim.world)}"
