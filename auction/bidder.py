@@ -5,9 +5,12 @@ slots.  The bidder checks what only it knows for sure (its spec version, its
 eligibility, hard constraints against its own labels, max_per_node against
 the replicas it already holds), then reserves as many of the slots as its
 ledger can fit for `reservation_ttl_s` and answers with the marginal score of
-each.  An Award commits the reserved slots (or, if the reservation expired
-meanwhile, commits them only if they still fit; otherwise they are refused
-and the coordinator will retry).  Everything is decided from the ledger, not
+each.  An Award commits the awarded slots against the auction's
+reservations (the coordinator picks which of the call's slots a winner gets,
+so a reservation stands for any slot of its auction; what the award leaves
+unused is freed at once).  If the reservations expired meanwhile, a slot is
+committed only if it still fits; otherwise it is refused and the
+coordinator will retry.  Everything is decided from the ledger, not
 from gossip, so concurrent auctions never overcommit the node.
 """
 
@@ -65,12 +68,25 @@ class Bidder:
         """Returns (accepted (index, round) pairs, refused indices)."""
         if spec is None:
             return [], [i for i, _ in award.slots]
+        ledger = self.ledger
+        awarded = [slot_key(award.job, index) for index, _ in award.slots]
+        # We reserved room for k of the call's slots, under the first k
+        # keys; the coordinator may award any k of them.  The reservations
+        # belong to the auction, not to particular slots: an awarded slot
+        # without one takes one of the auction's spare ones.
+        spare = [s for s in ledger.reserved_by(award.auction_id) if s not in set(awarded)]
         accepted, refused = [], []
-        for index, rnd in award.slots:
-            if self.ledger.commit(slot_key(award.job, index), spec.demand(), now):
+        for (index, rnd), key in zip(award.slots, awarded):
+            if key not in ledger.reservations and key not in ledger.committed and spare:
+                ledger.move_reservation(spare.pop(), key)
+            if ledger.commit(key, spec.demand(), now):
                 accepted.append((index, rnd))
             else:
                 refused.append(index)
+        # One award per winner per round: what is left of this auction's
+        # reservations will not be used; free it now rather than at its TTL.
+        for key in spare:
+            ledger.drop_reservation(key)
         return accepted, refused
 
     def on_release(self, rel: Release) -> None:

@@ -91,6 +91,18 @@ class Ledger:
         self.check(now)
         return out
 
+    def reserved_by(self, auction_id: str) -> list[str]:
+        return [s for s, r in self.reservations.items() if r.auction_id == auction_id]
+
+    def move_reservation(self, src: str, dst: str) -> None:
+        """Let the reservation made for slot `src` stand for slot `dst`
+        (same auction, same demand: only the coordinator's choice of slot
+        differs)."""
+        self.reservations[dst] = self.reservations.pop(src)
+
+    def drop_reservation(self, slot: str) -> None:
+        self.reservations.pop(slot, None)
+
     def commit(self, slot: str, demand: Resources, now: float) -> bool:
         """Accept an award: use the reservation if we hold one, else take the
         slot only if it still fits.  False means decline."""

@@ -1,0 +1,47 @@
+"""The bidder's side of an auction: reservations from the node's own ledger,
+and awards committed against them."""
+
+from __future__ import annotations
+
+from auction.bidder import Bidder
+from auction.ledger import Ledger
+from auction.messages import Award, Bid, CallForBids
+from auction.resources import Resources
+from auction.spec import validate
+
+GiB = 1 << 30
+SPEC = validate({"name": "web", "image": "busybox", "replicas": 8, "cpu": 1, "memory": "1GiB"})
+OTHER = validate({"name": "db", "image": "busybox", "replicas": 8, "cpu": 1, "memory": "1GiB"})
+
+
+def call(auction_id, spec, slots, ttl_s=0.5):
+    return CallForBids(auction_id, "coord", spec.name, spec.container_hash(), tuple(slots), ttl_s)
+
+
+def bid(bidder, c, spec, now):
+    return bidder.on_call(c, spec=spec, spec_hash=spec.container_hash(), labels={}, eligible=True,
+                          ineligible_reason="", already=0, now=now)
+
+
+def test_an_award_of_other_slots_than_those_reserved_uses_the_auctions_reservations():
+    # The coordinator chooses which of a call's slots each winner gets; a
+    # node that reserved room for two of them must be able to take any two,
+    # even when a concurrent auction has taken the rest of its capacity.
+    bidder = Bidder("n1", Ledger(Resources(3000, 8 * GiB, 0)))
+    b = bid(bidder, call("a1", SPEC, [0, 1, 2, 3]), SPEC, now=0.0)
+    assert isinstance(b, Bid) and len(b.scores) == 3  # room for three: reserved web/0..2
+    other = bid(bidder, call("b1", OTHER, [0]), OTHER, now=0.01)
+    assert not isinstance(other, Bid)  # full: the reservations hold every core
+    accepted, refused = bidder.on_award(Award("a1", "coord", "web", SPEC.container_hash(), ((3, 1), (1, 1))),
+                                        spec=SPEC, now=0.05)
+    assert accepted == [(3, 1), (1, 1)] and refused == []
+    assert set(bidder.ledger.committed) == {"web/3", "web/1"}
+
+
+def test_what_an_award_leaves_of_its_auctions_reservations_is_freed_at_once():
+    bidder = Bidder("n1", Ledger(Resources(3000, 8 * GiB, 0)))
+    assert isinstance(bid(bidder, call("a1", SPEC, [0, 1, 2]), SPEC, now=0.0), Bid)
+    bidder.on_award(Award("a1", "coord", "web", SPEC.container_hash(), ((2, 1),)), spec=SPEC, now=0.05)
+    # One core committed; the other two reservations of a1 are not needed.
+    assert bidder.ledger.reservations == {}
+    assert isinstance(bid(bidder, call("b1", OTHER, [0, 1]), OTHER, now=0.06), Bid)
