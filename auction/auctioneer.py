@@ -54,8 +54,13 @@ class _Round:
 
 
 class Auctioneer:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, ballot_id: str | None = None) -> None:
+        self.name = name  # where bids are sent back
+        # Who the ballots (and auction ids) say coordinated: the name plus
+        # something unique to this run of the node (see auction.claims), so
+        # that a coordinator that restarted, and lost count of the rounds and
+        # auction ids it used, never issues the same ones again.
+        self.ballot_id = ballot_id or name
         self._rounds: dict[str, _Round] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._seq = 0
@@ -72,7 +77,7 @@ class Auctioneer:
         if len(self._rounds) >= MAX_OPEN_ROUNDS:
             return []
         self._seq += 1
-        auction_id = f"{self.name}:{self._seq}"
+        auction_id = f"{self.ballot_id}:{self._seq}"
         rnd = _Round(auction_id, job, spec_hash, dict(rounds), set(candidates), max_per_node,
                      dict(spread_counts), now + ttl_s)
         if not candidates:
@@ -124,7 +129,7 @@ class Auctioneer:
             by_node.setdefault(node, []).append((index, rnd.rounds[index]))
         out: list = []
         for node in sorted(by_node):
-            out.append(SendTo(node, Award(rnd.auction_id, self.name, rnd.job, rnd.spec_hash,
+            out.append(SendTo(node, Award(rnd.auction_id, self.ballot_id, rnd.job, rnd.spec_hash,
                                           tuple(sorted(by_node[node])))))
         for node in sorted(rnd.offers):
             if node not in by_node:

@@ -6,8 +6,12 @@ Claims for one slot are ordered by (ballot round, ballot coordinator, node):
 a re-auction after a failure uses a higher round, so its claim supersedes the
 old one everywhere it spreads, and a node that sees a newer claim for a slot
 it runs stops its copy.  Two coordinators never award the same (slot, ballot),
-because the coordinator's name is part of the ballot; so after any partition
-merge each slot has exactly one winning claim.
+because the coordinator is part of the ballot; and one coordinator never
+twice, because it counts rounds up and the ballot names the coordinator's
+*run* (`name#<its start time>`, node.core): a coordinator that crashes after
+an award and restarts before hearing of the claim has lost count of its
+rounds, but not its new identity.  So after any partition merge each slot
+has exactly one winning claim.
 
 A holder gives a slot back (scale-down, job stopped, crash-looping) by
 writing a *released* claim with the next round, which beats its own claim.

@@ -58,6 +58,16 @@ from .placement import AwardAccepted, Placement, PlacementConfig, SlotPending, S
 from .status import NodeStatus, RuntimeSummary, StatusError
 
 BROADCAST_ENTRY_MAX_BYTES = 900  # larger writes spread by digest sync only
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
 PLACEMENT_KICK_S = 0.02  # coalesce bursts of changes into one placement pass
 SYNC_MESSAGE_MAX_BYTES = 1 << 20
 UDP_USER_MAX_BYTES = 1200  # auction messages larger than this go over TCP
@@ -153,7 +163,14 @@ class NodeCore:
         for entry in stored_entries or ():
             self.store.merge(entry)
             self.clock.observe(entry.stamp, self._wall_ms(now))
-        self.placement = Placement(name, capacity, rng, placement_config or PlacementConfig())
+        # Ballots name this run of the node, not just the node: name#<wall
+        # clock ms at start, base 36>.  A coordinator that crashed after
+        # sending an award, and restarted before hearing the winner's claim,
+        # would otherwise reuse that round for the slot and two nodes could
+        # accept the same ballot (found by the placement swarm, seed 65).
+        self.ballot_id = f"{name}#{_base36(self._wall_ms(now))}"
+        self.placement = Placement(name, capacity, rng, placement_config or PlacementConfig(),
+                                   ballot_id=self.ballot_id)
         for claim in stored_claims or ():
             self.placement.claims.merge(claim)
         self._maps = {wire.MAP_JOBS: self.store, wire.MAP_CLAIMS: self.placement.claims}

@@ -87,14 +87,16 @@ class SlotPending:
 
 
 class Placement:
-    def __init__(self, name: str, capacity, rng: random.Random, cfg: PlacementConfig) -> None:
+    def __init__(self, name: str, capacity, rng: random.Random, cfg: PlacementConfig,
+                 ballot_id: str | None = None) -> None:
         self.name = name
+        self.ballot_id = ballot_id or name  # see Auctioneer.ballot_id
         self.cfg = cfg
         self._rng = rng
         self.claims = LwwMap()
         self.ledger = Ledger(capacity)
         self.bidder = Bidder(name, self.ledger)
-        self.auctioneer = Auctioneer(name)
+        self.auctioneer = Auctioneer(name, self.ballot_id)
         self.running: set[str] = set()  # slots we told the runtime to run
         self.pending_reasons: dict[str, str] = {}
         self._backoff: dict[str, tuple[float, float]] = {}  # slot -> (retry_at, delay)
@@ -210,7 +212,7 @@ class Placement:
     def _release_claim(self, claim: Claim, now: float) -> Claim:
         rnd = self.next_round(claim.name)
         self._last_round[claim.name] = rnd
-        return Claim(claim.name, Ballot(rnd, self.name), claim.node, True, claim.spec_hash, claim.demand)
+        return Claim(claim.name, Ballot(rnd, self.ballot_id), claim.node, True, claim.spec_hash, claim.demand)
 
     def _slot_needs_placing(self, key: str, statuses: dict[str, NodeStatus], alive: set[str]) -> bool:
         claim = self.winning_claim(key)

@@ -151,7 +151,11 @@ def _stamp(entry: Entry) -> dict[str, Any]:
 def _ballot(claim: Claim | None) -> dict[str, Any] | None:
     if claim is None:
         return None
-    return {"round": claim.ballot.round, "coordinator": claim.ballot.coordinator}
+    # The ballot names the coordinator's run ("name#start", node.core);
+    # people want the node, and the run tells apart ballots of a restart.
+    node, _, run = claim.ballot.coordinator.rpartition("#")
+    return {"round": claim.ballot.round, "coordinator": node or run,
+            "coordinator_run": claim.ballot.coordinator}
 
 
 class _Context:

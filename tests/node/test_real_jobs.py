@@ -377,7 +377,7 @@ def test_fake_runtime_places_every_slot_moves_them_off_a_drained_node_and_explai
     # restarts the replicas it held, under the ballots it held them with
     final = wait_until(lambda: all_placed(a1), CONVERGE_DEADLINE_S, "web settled", cluster.report)
     keeper = next(n for n in ("a1", "a2", "a3") if any(x["node"] == n for x in final))
-    held = {x["slot"]: [x["ballot"]["round"], x["ballot"]["coordinator"]] for x in final if x["node"] == keeper}
+    held = {x["slot"]: [x["ballot"]["round"], x["ballot"]["coordinator_run"]] for x in final if x["node"] == keeper}
     for p in (a1, a2, a3):
         cluster.stop(p, signal.SIGKILL)
     alone = cluster.start(keeper)

@@ -252,3 +252,23 @@ def test_spread_is_exact_over_two_racks_whatever_the_seed(seed):
     for i in sim.live_indices():
         per_rack[labels[i]["rack"]] += len(sim.running[i])
     assert per_rack == {"a": 2, "b": 2}, (seed, per_rack)
+
+
+def test_a_restarted_coordinator_never_reuses_a_ballot():
+    # Swarm seed 65 found it: a coordinator crashed after sending an award,
+    # restarted before the winner's claim reached it, re-auctioned the slot
+    # under the same round, and two nodes accepted the same (slot, ballot).
+    # Ballots name the coordinator's run, so the restart's are new.
+    sim = make(3, 4)
+    before = sim.world.core(1).ballot_id
+    sim.world.crash(1)
+    sim.world.run_for(0.5)
+    sim.world.restart(1)
+    after = sim.world.core(1).ballot_id
+    assert before != after and before.startswith("node-1#") and after.startswith("node-1#")
+    spec = job("api", 8)
+    sim.submit(1, spec)
+    assert settle(sim, [spec], timeout=10) is not None, sim.placement_problems([spec])
+    ballots = {c.ballot.coordinator for c in sim.world.core(0).placement.claims.entries.values()}
+    assert ballots <= {sim.world.core(i).ballot_id for i in range(4)}, ballots
+    assert not sim.violations
