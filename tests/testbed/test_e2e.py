@@ -278,7 +278,7 @@ def test_ten_replicas_run_with_limits_and_labels(cluster):
                 status = by_slot[slot]
                 assert status["node"] == cl.name(i), (slot, status)
                 b = status["ballot"]
-                assert labels["shoal.ballot"] == f"{b['round']}/{b['coordinator']}", (slot, labels, b)
+                assert labels["shoal.ballot"] == f"{b['round']}/{b['coordinator_run']}", (slot, labels, b)
                 assert labels["shoal.spec_hash"]
     finally:
         cl.stop_job("web")
