@@ -62,6 +62,15 @@ def clusters():
     return get
 
 
+def converged_world(clusters, n: int):
+    """The shared world of n nodes and its config; skips if it never
+    converged (test_bootstrap_converges reports that)."""
+    w, _, took, _ = clusters(n)
+    if took is None:
+        pytest.skip("bootstrap did not converge (reported by test_bootstrap_converges)")
+    return w, config_for(n)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_bootstrap_converges(clusters, n):
@@ -80,9 +89,7 @@ def test_bootstrap_converges(clusters, n):
 @pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_crash_detected_everywhere(clusters, n):
-    w, _, took, _ = clusters(n)
-    if took is None:
-        pytest.skip("bootstrap did not converge (reported by test_bootstrap_converges)")
+    w, _ = converged_world(clusters, n)
     victim = n // 3
     name = w.nodes[victim].name
     detector = checkers.FalseDeathDetector(w)
@@ -107,10 +114,7 @@ def test_crash_detected_everywhere(clusters, n):
 @pytest.mark.slow
 @pytest.mark.parametrize("n", [1000])
 def test_a_short_pause_is_not_death(clusters, n):
-    w, _, took, _ = clusters(n)
-    if took is None:
-        pytest.skip("bootstrap did not converge (reported by test_bootstrap_converges)")
-    config = config_for(n)
+    w, config = converged_world(clusters, n)
     who = n // 5
     name = w.nodes[who].name
     failed: set[int] = set()
@@ -125,10 +129,7 @@ def test_a_short_pause_is_not_death(clusters, n):
 @pytest.mark.slow
 @pytest.mark.parametrize("n", [1000])
 def test_no_false_deaths_over_300_periods_at_10pct_loss(clusters, n):
-    w, _, took, _ = clusters(n)
-    if took is None:
-        pytest.skip("bootstrap did not converge (reported by test_bootstrap_converges)")
-    config = config_for(n)
+    w, config = converged_world(clusters, n)
     detector = checkers.FalseDeathDetector(w)
     t0 = time.process_time()
     w.network.set_loss(0.10)
