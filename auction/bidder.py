@@ -74,7 +74,8 @@ class Bidder:
         # keys; the coordinator may award any k of them.  The reservations
         # belong to the auction, not to particular slots: an awarded slot
         # without one takes one of the auction's spare ones.
-        spare = [s for s in ledger.reserved_by(award.auction_id) if s not in set(awarded)]
+        awarded_set = set(awarded)
+        spare = [s for s in ledger.reserved_by(award.auction_id) if s not in awarded_set]
         accepted, refused = [], []
         for (index, rnd), key in zip(award.slots, awarded):
             if key not in ledger.reservations and key not in ledger.committed and spare:
