@@ -560,13 +560,12 @@ class Swim:
         timeout = self._awareness.scale(self.config.probe_timeout_s)
         seq = self._next_seq()
         self._probes[seq] = _Probe(target.name)
-        ping = encode(Ping(seq, target.name, self._addr_bytes, self.addr.port, self.name))
         if target.state is MemberState.SUSPECT:
             # Buddy system: tell the suspect directly that it is suspected.
-            suspect = encode(Suspect(target.incarnation, target.name, self.name))
-            self._send_raw(target, target.address, make_compound([ping, suspect]))
+            self._send_ping_with_suspicion(target, seq)
         else:
-            self._send(target, target.address, ping)
+            self._send(target, target.address,
+                       encode(Ping(seq, target.name, self._addr_bytes, self.addr.port, self.name)))
         self._count("probes_sent")
         self._schedule(now + timeout, _T_PROBE_TIMEOUT, seq)
         self._schedule(now + interval, _T_PROBE_END, seq)
@@ -809,6 +808,12 @@ class Swim:
         self._send(None, src, data)
         self._count("stale_accusations_answered")
 
+    def _send_ping_with_suspicion(self, target: Member, seq: int) -> None:
+        """A ping to a member we suspect, carrying our Suspect message."""
+        ping = encode(Ping(seq, target.name, self._addr_bytes, self.addr.port, self.name))
+        suspect = encode(Suspect(target.incarnation, target.name, self.name))
+        self._send_raw(target, target.address, make_compound([ping, suspect]))
+
     def _reask_suspect(self, name: str, now: float) -> None:
         """Once per probe interval while we suspect `name`: send it a ping
         carrying the accusation (the buddy system's message, outside the
@@ -827,9 +832,7 @@ class Swim:
         member = self._members.get(name)
         if member is None or member.state is not MemberState.SUSPECT:
             return
-        ping = encode(Ping(self._next_seq(), name, self._addr_bytes, self.addr.port, self.name))
-        suspect = encode(Suspect(member.incarnation, name, self.name))
-        self._send_raw(member, member.address, make_compound([ping, suspect]))
+        self._send_ping_with_suspicion(member, self._next_seq())
         self._count("suspects_reasked")
 
     def _suspicion_expired(self, name: str, now: float) -> None:
