@@ -129,6 +129,10 @@ _T_POST_JOIN = 8
 _T_REAP = 9
 _T_REASK = 10
 
+# Suspects re-asked per probe interval (_reask_suspects): a few suspicions at
+# a time are the normal case under loss; a partition makes hundreds.
+REASK_MAX_PER_INTERVAL = 3
+
 
 class _Probe:
     __slots__ = ("target", "acked", "nacks", "expected_nacks", "indirect_started")
@@ -180,6 +184,7 @@ class Swim:
         self._probes: dict[int, _Probe] = {}
         self._relays: dict[int, _Relay] = {}
         self._suspicions: dict[str, Suspicion] = {}
+        self._reask_scheduled = False  # one _T_REASK timer while any suspicion is held
         self._suspicion_gen = 0
         # (sender, subject) -> when we last answered its stale accusation.
         self._corrections: dict[tuple[Address, str], float] = {}
@@ -541,11 +546,10 @@ class Swim:
             self._reap(now)
             self._schedule(now + cfg.probe_interval_s * 5, _T_REAP, None)
         elif kind == _T_REASK:
-            name, gen = key
-            susp = self._suspicions.get(name)
-            if susp is not None and susp.generation == gen:
-                self._reask_suspect(name, now)
-                self._schedule(now + cfg.probe_interval_s, _T_REASK, key)
+            self._reask_scheduled = False
+            if self._suspicions:
+                self._reask_suspects(now)
+                self._schedule_reask(now)
 
     # ------------------------------------------------------------ probing
     def _probe(self, now: float) -> float:
@@ -774,7 +778,8 @@ class Swim:
                          now=now, generation=self._suspicion_gen)
         self._suspicions[s.node] = susp
         self._schedule(susp.deadline(), _T_SUSPICION, (s.node, susp.generation))
-        self._schedule(now + self.config.probe_interval_s, _T_REASK, (s.node, susp.generation))
+        if not self._reask_scheduled:
+            self._schedule_reask(now)
         self._emit(MemberSuspected(member.info()))
 
     def _correct_stale_accusation(self, member: Member, src: Address, now: float) -> None:
@@ -814,8 +819,13 @@ class Swim:
         suspect = encode(Suspect(target.incarnation, target.name, self.name))
         self._send_raw(target, target.address, make_compound([ping, suspect]))
 
-    def _reask_suspect(self, name: str, now: float) -> None:
-        """Once per probe interval while we suspect `name`: send it a ping
+    def _schedule_reask(self, now: float) -> None:
+        self._reask_scheduled = True
+        self._schedule(now + self.config.probe_interval_s, _T_REASK, None)
+
+    def _reask_suspects(self, now: float) -> None:
+        """Once per probe interval while we suspect anyone: send up to
+        REASK_MAX_PER_INTERVAL of our suspects (picked at random) a ping
         carrying the accusation (the buddy system's message, outside the
         probe round).
 
@@ -826,14 +836,20 @@ class Swim:
         our stale accusation with its current alive message
         (_correct_stale_accusation) and our suspicion ends; if it has not
         heard of the accusation, it refutes.  The ping's ack is not waited
-        for: only a newer incarnation clears a suspicion, as in SWIM.  A
-        dead member costs one small datagram per suspecting member per
-        probe interval until its timer runs out."""
-        member = self._members.get(name)
-        if member is None or member.state is not MemberState.SUSPECT:
-            return
-        self._send_ping_with_suspicion(member, self._next_seq())
-        self._count("suspects_reasked")
+        for: only a newer incarnation clears a suspicion, as in SWIM.
+
+        Why a bound: a partition makes every node suspect the whole other
+        side at once; re-asking each of them every interval would send
+        hundreds of datagrams per node per second into the cut."""
+        names = list(self._suspicions)
+        if len(names) > REASK_MAX_PER_INTERVAL:
+            names = self._rng.sample(names, REASK_MAX_PER_INTERVAL)
+        for name in names:
+            member = self._members.get(name)
+            if member is None or member.state is not MemberState.SUSPECT:
+                continue
+            self._send_ping_with_suspicion(member, self._next_seq())
+            self._count("suspects_reasked")
 
     def _suspicion_expired(self, name: str, now: float) -> None:
         member = self._members.get(name)

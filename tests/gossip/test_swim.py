@@ -433,6 +433,36 @@ def test_reasking_a_dead_suspect_stops_when_its_suspicion_ends():
     assert after_death > 0 and pings_to_dead == []
 
 
+def test_a_node_suspecting_half_the_cluster_reasks_a_few_per_interval_not_all():
+    # A partition: n0 suspects the 8 members across the cut.  Re-asking each
+    # of them every probe interval would flood the cut; at most
+    # REASK_MAX_PER_INTERVAL are re-asked, plus the one the probe round
+    # itself pings.
+    from gossip.swim import REASK_MAX_PER_INTERVAL
+
+    lan = LAN.replace(enable_compression=False)
+    link, nodes = cluster(12, config=lan)
+    cut = {f"n{i}" for i in range(4, 12)}
+    link.down.update(cut)
+    watcher = nodes[0]
+    link.run_until(link.now + 6 * lan.probe_interval_s)
+    suspects = {m.name for m in watcher.members() if m.state is MemberState.SUSPECT}
+    assert len(suspects) > REASK_MAX_PER_INTERVAL, suspects
+    link.sent.clear()
+    intervals = 2
+    link.run_until(link.now + intervals * lan.probe_interval_s)
+
+    def asks_its_target(addr, data) -> bool:  # a ping carrying the accusation of its target
+        msgs = open_packet(data, label=b"", keyring=None)
+        target = link.nodes[addr].name
+        return any(isinstance(m, Ping) for m in msgs) and any(
+            isinstance(m, Suspect) and m.node == target for m in msgs)
+
+    asked = [addr for who, addr, data in link.sent
+             if who == watcher.name and link.nodes[addr].name in cut and asks_its_target(addr, data)]
+    assert 0 < len(asked) <= intervals * (REASK_MAX_PER_INTERVAL + 1), len(asked)
+
+
 # ---- post-join syncs -------------------------------------------------------------------
 
 
