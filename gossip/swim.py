@@ -19,7 +19,8 @@ Failure detection (SWIM §4, memberlist state.go):
   always out-vote a rumour about itself.
 
 Lifeguard (Dadgar et al., 2018):
-  * awareness: our own health score stretches our probe timeouts;
+  * awareness: our own health score stretches our probe interval (the time
+    indirect and TCP probes get), not the direct ping's timeout;
   * suspicion timeouts start long and shrink as independent members confirm;
   * buddy system: a probe of a suspect carries the Suspect message, so the
     suspect learns of it directly and refutes at once.
@@ -561,7 +562,11 @@ class Swim:
         if target is None:
             return self.config.probe_interval_s
         interval = self._awareness.scale(self.config.probe_interval_s)
-        timeout = self._awareness.scale(self.config.probe_timeout_s)
+        # The direct ping's timeout is not scaled by our health score (as in
+        # memberlist): waiting longer rarely gets a UDP ack through, while
+        # the longer probe interval leaves the indirect pings and the TCP
+        # fallback more time.
+        timeout = self.config.probe_timeout_s
         seq = self._next_seq()
         self._probes[seq] = _Probe(target.name)
         if target.state is MemberState.SUSPECT:
@@ -594,8 +599,7 @@ class Swim:
                                   self._addr_bytes, self.addr.port, self.name)
             self._send(helper, helper.address, encode(req))
         if not self.config.disable_tcp_pings and target.protocol_max >= 3:
-            remaining = self._awareness.scale(self.config.probe_interval_s) - \
-                self._awareness.scale(self.config.probe_timeout_s)
+            remaining = self._awareness.scale(self.config.probe_interval_s) - self.config.probe_timeout_s
             ping = encode(Ping(seq, target.name, self._addr_bytes, self.addr.port, self.name))
             self._open_stream(target.address, ping, StreamPurpose.PING, seq, True, max(remaining, 0.01))
 

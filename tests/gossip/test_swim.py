@@ -294,6 +294,38 @@ def test_lifeguard_awareness_slows_probes_of_an_unhealthy_node():
     assert nodes[0].health_score() == 0
 
 
+def test_an_unhealthy_node_asks_for_indirect_probes_after_the_unscaled_probe_timeout():
+    # memberlist scales the probe interval by the health score, not the
+    # direct ping's timeout: an unhealthy node still turns to indirect and
+    # TCP probes after probe_timeout_s, and they get the longer window.
+    from gossip.messages import IndirectPingReq
+
+    lan = LAN.replace(enable_compression=False)
+    link, nodes = cluster(3, config=lan)
+    n0 = nodes[0]
+    link.down.add("n0")
+    link.run_until(link.now + 3 * lan.probe_interval_s)
+    link.down.clear()
+    link.down.add("n2")
+    link.sent.clear()
+    pinged_at = score = None
+    step_s = 0.01
+    for _ in range(int(20 / step_s)):
+        link.run_until(link.now + step_s)
+        for who, addr, data in link.sent:
+            if who != "n0":
+                continue
+            msgs = open_packet(data, label=b"", keyring=None)
+            if pinged_at is None and link.nodes[addr].name == "n2" and any(isinstance(m, Ping) for m in msgs):
+                pinged_at, score = link.now, n0.health_score()
+            elif pinged_at is not None and any(isinstance(m, IndirectPingReq) for m in msgs):
+                assert score > 0, "n0 was healthy again before it probed n2"
+                assert link.now - pinged_at == pytest.approx(lan.probe_timeout_s, abs=2 * step_s)
+                return
+        link.sent.clear()
+    pytest.fail(f"n0 never asked for an indirect probe of n2 (pinged at {pinged_at})")
+
+
 def test_broadcast_queue_transmit_limit_and_invalidation():
     q = BroadcastQueue(max_items=10)
     q.add(b"a" * 10, key=("member", "x"))
