@@ -28,6 +28,7 @@ take from the configuration.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -51,20 +52,26 @@ DEAD = MemberState.DEAD
 # ---- bounds derived from the configuration ------------------------------------
 
 
-def failure_detection_bound(config: GossipConfig, n: int) -> float:
-    """Upper bound on the time from a crash to every live node having marked
-    it failed.
+def failure_detection_bound(config: GossipConfig, n: int, *, probers: int | None = None,
+                            subjects: int = 1) -> float:
+    """Upper bound on the time from a crash (or a cut) to every live node
+    having marked it failed.
 
     - someone probes the dead node: each of the n-1 live nodes probes it with
       probability ~1/n per probe interval, so ten intervals leave a chance of
-      about e^-10 that nobody has;
+      about e^-10 that nobody has.  When only `probers` nodes can reach for
+      `subjects` nodes (one side of a partition probing the other), each
+      subject is probed ~probers/n times per interval and the last of them
+      needs (ln(subjects) + 10) * n / probers intervals for the same odds;
     - that probe times out (probe_timeout_s) and its indirect probes fail by
       the end of the probe interval;
     - the suspicion timer runs at most suspicion_max_timeout_s(n);
     - the Dead message spreads: retransmit_limit(n) gossip intervals.
     """
+    probers = n if probers is None else probers
+    first_probe_intervals = (math.log(subjects) + 10) * n / max(1, probers)
     return (
-        10 * config.probe_interval_s
+        first_probe_intervals * config.probe_interval_s
         + config.probe_interval_s
         + config.suspicion_max_timeout_s(n)
         + config.retransmit_limit(n) * config.gossip_interval_s
@@ -199,6 +206,11 @@ class ViewTracker:
 
     def state(self, observer: int, subject: str) -> MemberState | None:
         return self.view[observer].get(subject)
+
+    def sees_dead(self, observers, subjects) -> bool:
+        """Every observer's events say every subject (indices) is DEAD."""
+        names = [self.world.nodes[s].name for s in subjects]
+        return all(self.view[o].get(nm) is DEAD for o in observers for nm in names)
 
 
 @dataclass(frozen=True)
