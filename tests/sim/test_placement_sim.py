@@ -134,6 +134,41 @@ def test_a_coordinator_hears_of_its_awards_claims_without_waiting_for_gossip():
     assert sorted(name for name, _ in accepted) == sorted(f"web/{i}" for i in range(8)), accepted
 
 
+def test_claims_churning_elsewhere_do_not_make_every_agent_republish_its_status():
+    # Every claim moves every agent's claims digest, which its status record
+    # carries.  Publishing each move cost one status broadcast per agent per
+    # status_min_interval_s while placement ran (at 500 simulated nodes ~450
+    # a second, more than gossip can carry: suspicions of crashed nodes then
+    # reached some agents 10+ s late).  A digest-only change now waits until
+    # the digests are still; it is published then, so peers still converge.
+    from gossip.events import PayloadUpdated
+
+    n = 12
+    labels = [{"pool": "busy" if i < 4 else "idle"} for i in range(n)]
+    sim = make(3, n, labels=labels)
+    published = [0] * n
+    sim.world.subscribe(lambda t, i, ev: published.__setitem__(i, published[i] + 1)
+                        if isinstance(ev, PayloadUpdated) and ev.node == f"node-{i}" else None)
+    # Claims keep changing for 6 s: a 2-replica job every 0.3 s, all held by
+    # the "busy" nodes, submitted through the idle ones.
+    specs = [job(f"j{k}", 2, cpu=0.1, memory="64MiB", constraints=["pool == busy"]) for k in range(20)]
+    for k, spec in enumerate(specs):
+        sim.world.at(sim.world.now + 0.3 * k, sim.submit, 4 + k % (n - 4), spec)
+    sim.world.run_for(6.5)
+    during = list(published)
+    assert settle(sim, specs, timeout=30) is not None, sim.placement_problems(specs)
+    sim.world.run_for(5)
+    assert not sim.violations
+    # Idle agents: nothing of their own changed (was 13 publications each).
+    assert max(during[4:]) <= 2, during
+    # ... and once the claims are still, everyone shows everyone's digests.
+    for i in range(n):
+        core = sim.world.core(i)
+        mine = core.placement.claims.digest()
+        assert all(s.claims_digest == mine for s in core.live_statuses().values()), i
+        assert all(s.store_digest == core.store.digest() for s in core.live_statuses().values()), i
+
+
 def test_scale_down_retires_highest_indices_and_delete_stops_everything():
     sim = make(3, 4)
     sim.submit(0, job("w", 8))
