@@ -12,15 +12,18 @@ Failure detection (SWIM §4, memberlist state.go):
   every probe_interval_s we ping the next member in a shuffled round-robin
   order.  No ack within probe_timeout_s -> ask `indirect_checks` random
   members to ping it for us (and, for peers that speak protocol >= 3, try a
-  TCP ping too).  No ack by the end of the probe interval -> we *suspect* it
+  TCP ping too).  No ack by the end of the probe interval (scaled by our
+  health score, below) -> we *suspect* it
   and gossip a Suspect message.  A suspect that does not refute (by gossiping
   Alive with a higher incarnation) before its suspicion timeout is declared
   Dead.  Only a node increments its own incarnation, so a live node can
   always out-vote a rumour about itself.
 
 Lifeguard (Dadgar et al., 2018):
-  * awareness: our own health score stretches our probe interval (the time
-    indirect and TCP probes get), not the direct ping's timeout;
+  * awareness: our own health score stretches the deadline of a probe that
+    gets no direct ack (the time indirect and TCP probes get), not the
+    direct ping's timeout; probes that are answered keep the probe tick's
+    pace, as memberlist's probe ticker does;
   * suspicion timeouts start long and shrink as independent members confirm;
   * buddy system: a probe of a suspect carries the Suspect message, so the
     suspect learns of it directly and refutes at once.
@@ -183,6 +186,13 @@ class Swim:
         self._timer_seq = 0
         self._seq_no = 0
         self._probes: dict[int, _Probe] = {}
+        # The probe round is a fixed tick, as memberlist's probe ticker: a
+        # probe that is answered leaves the next one to the next tick; one
+        # still running at a tick (it failed, and waits out its
+        # awareness-scaled deadline) delays that one tick until it ends, as
+        # a Go ticker buffers one tick for a busy receiver.
+        self._probe_in_flight: int | None = None
+        self._probe_tick_pending = False
         self._relays: dict[int, _Relay] = {}
         self._suspicions: dict[str, Suspicion] = {}
         self._reask_scheduled = False  # one _T_REASK timer while any suspicion is held
@@ -502,8 +512,11 @@ class Swim:
     def _fire(self, kind: int, key: object, now: float) -> None:
         cfg = self.config
         if kind == _T_PROBE:
-            delay = self._probe(now)
-            self._schedule(now + max(delay, cfg.probe_interval_s), _T_PROBE, None)
+            self._schedule(now + cfg.probe_interval_s, _T_PROBE, None)
+            if self._probe_in_flight is not None:
+                self._probe_tick_pending = True
+            else:
+                self._probe(now)
         elif kind == _T_PROBE_TIMEOUT:
             self._probe_timeout(key, now)
         elif kind == _T_PROBE_END:
@@ -553,14 +566,14 @@ class Swim:
                 self._schedule_reask(now)
 
     # ------------------------------------------------------------ probing
-    def _probe(self, now: float) -> float:
-        """Start probing the next member; returns how long this probe may
-        take (the awareness-scaled probe interval)."""
+    def _probe(self, now: float) -> None:
+        """Start probing the next member.  It ends at its first ack, or
+        failed at the awareness-scaled probe interval (_probe_done)."""
         if self._leaving:
-            return self.config.probe_interval_s
+            return
         target = self._members.next_probe_target()
         if target is None:
-            return self.config.probe_interval_s
+            return
         interval = self._awareness.scale(self.config.probe_interval_s)
         # The direct ping's timeout is not scaled by our health score (as in
         # memberlist): waiting longer rarely gets a UDP ack through, while
@@ -569,6 +582,7 @@ class Swim:
         timeout = self.config.probe_timeout_s
         seq = self._next_seq()
         self._probes[seq] = _Probe(target.name)
+        self._probe_in_flight = seq
         if target.state is MemberState.SUSPECT:
             # Buddy system: tell the suspect directly that it is suspected.
             self._send_ping_with_suspicion(target, seq)
@@ -578,7 +592,16 @@ class Swim:
         self._count("probes_sent")
         self._schedule(now + timeout, _T_PROBE_TIMEOUT, seq)
         self._schedule(now + interval, _T_PROBE_END, seq)
-        return interval
+
+    def _probe_done(self, seq: int, now: float) -> None:
+        """Probe `seq` ended (acked, or failed at its deadline): a tick that
+        came while it ran starts the next probe now."""
+        if seq != self._probe_in_flight:
+            return
+        self._probe_in_flight = None
+        if self._probe_tick_pending:
+            self._probe_tick_pending = False
+            self._probe(now)
 
     def _probe_timeout(self, seq: int, now: float) -> None:
         probe = self._probes.get(seq)
@@ -607,6 +630,10 @@ class Swim:
         probe = self._probes.pop(seq, None)
         if probe is None or probe.acked:
             return
+        self._probe_failed(probe, now)
+        self._probe_done(seq, now)
+
+    def _probe_failed(self, probe: _Probe, now: float) -> None:
         # Lifeguard: missing nacks mean *we* may be the problem.
         if probe.expected_nacks > 0:
             delta = max(0, probe.expected_nacks - probe.nacks)
@@ -666,6 +693,7 @@ class Swim:
                 # worked, which improves our own health (memberlist probeNode).
                 self._awareness.apply_delta(-1)
                 self._count("acks_received")
+                self._probe_done(seq, now)
             return
         relay = self._relays.get(seq)
         if relay is not None and not relay.acked:

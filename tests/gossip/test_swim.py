@@ -326,6 +326,29 @@ def test_an_unhealthy_node_asks_for_indirect_probes_after_the_unscaled_probe_tim
     pytest.fail(f"n0 never asked for an indirect probe of n2 (pinged at {pinged_at})")
 
 
+def test_an_unhealthy_node_whose_probes_are_answered_keeps_probing_every_interval():
+    # memberlist's probe ticker: the health score stretches a failing
+    # probe's deadline, but an answered probe leaves the next one to the
+    # next tick.  (We used to wait the scaled interval after every probe, so
+    # an agent that had just probed a dead node probed 3x slower for seconds,
+    # and the next failure was found later.)
+    lan = LAN.replace(enable_compression=False)
+    link, nodes = cluster(4, config=lan)
+    n0 = nodes[0]
+    link.down.add("n0")
+    link.run_until(link.now + 3 * lan.probe_interval_s)
+    link.down.clear()
+    assert n0.health_score() >= 2
+    sent_before = n0.counters.get("probes_sent", 0)
+    window_s = 3 * lan.probe_interval_s
+    link.run_until(link.now + window_s)
+    probes = n0.counters.get("probes_sent", 0)
+    # One probe per tick, give or take the tick in progress (at score 2 the
+    # old code sent one in these 3 s).
+    assert probes - sent_before >= window_s / lan.probe_interval_s - 1, probes - sent_before
+    assert n0.health_score() < 2  # each answered probe improved it
+
+
 def test_broadcast_queue_transmit_limit_and_invalidation():
     q = BroadcastQueue(max_items=10)
     q.add(b"a" * 10, key=("member", "x"))
