@@ -349,6 +349,39 @@ def test_an_unhealthy_node_whose_probes_are_answered_keeps_probing_every_interva
     assert n0.health_score() < 2  # each answered probe improved it
 
 
+def test_membership_news_goes_out_before_newer_user_broadcasts():
+    # A member's news that has gone out once, then a burst of fresh user
+    # broadcasts, more than a packet holds: the news still rides in the next
+    # packet (memberlist fills packets with its own queue first).  With one
+    # shared queue, least-sent-first put every fresh broadcast ahead of it.
+    from gossip.messages import Alive
+    from gossip.events import SendDatagram
+    from gossip.packet import seal_packet
+    from gossip.wire import encode
+
+    link, nodes = cluster(3)
+    n0, n1 = nodes[0], nodes[1]
+    link.run_until(link.now + 2)
+    seq = iter(range(1000, 2000))
+
+    def ack_to_a_ping() -> list:
+        """n0's answer to a ping from n1: the ack and what rode along."""
+        ping = encode(Ping(next(seq), "n0", b"\x7f\x00\x00\x01", n1.addr.port, "n1"))
+        n0.receive_datagram(seal_packet(ping, label=b"", keyring=None, crc=True, compress=False,
+                                        compress_min_bytes=0), n1.addr, link.now)
+        [sent] = [o for o in n0.drain() if isinstance(o, SendDatagram)]
+        return open_packet(sent.data, label=b"", keyring=None)
+
+    def news(msgs) -> bool:
+        return any(isinstance(m, Alive) and m.node == "n0" and m.meta == b"rack=b" for m in msgs)
+
+    n0.set_meta(b"rack=b", link.now)
+    assert news(ack_to_a_ping())  # out once
+    for i in range(30):
+        n0.broadcast(b"%02d" % i + b"x" * 98, link.now)
+    assert news(ack_to_a_ping())
+
+
 def test_broadcast_queue_transmit_limit_and_invalidation():
     q = BroadcastQueue(max_items=10)
     q.add(b"a" * 10, key=("member", "x"))
