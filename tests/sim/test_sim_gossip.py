@@ -151,7 +151,7 @@ def test_no_false_deaths_at_20pct_loss(seed):
 
 @pytest.mark.parametrize("seed", [6])
 def test_partition_both_sides_fail_then_heal_reconverges(seed):
-    n = 40
+    n = 50
     w = converged_world(seed, n)
     a, b = faults.halves(w)
     faults.partition(w, [a, b])
