@@ -60,7 +60,7 @@ import random
 
 from . import userdata
 from .awareness import Awareness
-from .broadcast import COMPOUND_ENTRY_OVERHEAD_BYTES, BroadcastQueue
+from .broadcast import USER_LANE, BroadcastQueue
 from .config import (
     COMPOUND_MAX_PARTS,
     LABEL_MAX_BYTES,
@@ -181,14 +181,9 @@ class Swim:
         self._outputs: list[Output] = []
         self._members = MemberTable(rng, name)
         self._awareness = Awareness(config.awareness_max_multiplier)
-        # Membership news (alive / suspect / dead) and everything else
-        # (per-node payloads, user broadcasts) queue apart: a packet is
-        # filled with membership news first and the rest after, as
-        # memberlist takes its own queue before its delegate's.  At scale
-        # the layers above keep the second queue full, and a fresh
-        # suspicion must not wait behind their newer broadcasts.
+        # One queue, two lanes: membership news goes ahead of payloads and
+        # user broadcasts sent as often (gossip/broadcast.py says why).
         self._queue = BroadcastQueue(config.broadcast_queue_max)
-        self._user_queue = BroadcastQueue(config.broadcast_queue_max)
         self._timers: list[tuple[float, int, int, object]] = []
         self._timer_seq = 0
         self._seq_no = 0
@@ -264,22 +259,12 @@ class Swim:
         if self.keyring is not None:
             budget -= ENCRYPTION_OVERHEAD_BYTES
         budget -= CRC_BYTES
-        extras = self._take_broadcasts(budget, self._retransmit_limit())
+        extras = self._queue.take(budget, self._retransmit_limit())
         if extras:
             packets = [make_compound([msg, *extras[: COMPOUND_MAX_PARTS - 1]])]
         else:
             packets = [msg]
         self._send_raw(member, addr, packets[0])
-
-    def _take_broadcasts(self, budget_bytes: int, limit: int) -> list[bytes]:
-        """Queued messages for a packet with budget_bytes of room:
-        membership news first, then payloads and user broadcasts."""
-        msgs = self._queue.take(budget_bytes, limit)
-        if len(self._user_queue):
-            if msgs:
-                budget_bytes -= sum(map(len, msgs)) + COMPOUND_ENTRY_OVERHEAD_BYTES * len(msgs)
-            msgs += self._user_queue.take(budget_bytes, limit)
-        return msgs
 
     def _send_raw(self, member: Member | None, addr: Address, data: bytes) -> None:
         crc = member is not None and member.protocol_max >= 5
@@ -430,7 +415,7 @@ class Swim:
         self._gossip(now)
 
     def pending_broadcasts(self) -> int:
-        return len(self._queue) + len(self._user_queue)
+        return len(self._queue)
 
     def set_meta(self, meta: bytes, now: float) -> None:
         if len(meta) > META_MAX_BYTES:
@@ -447,7 +432,8 @@ class Swim:
 
     def _store_payload(self, node: str, version: int, data: bytes) -> None:
         self._payloads[node] = (version, data)
-        self._user_queue.add(userdata_msg(userdata.encode_payload(node, version, data)), ("payload", node))
+        self._queue.add(userdata_msg(userdata.encode_payload(node, version, data)), ("payload", node),
+                        lane=USER_LANE)
         self._emit(PayloadUpdated(node, version, data))
 
     def broadcast(self, data: bytes, now: float) -> None:
@@ -455,7 +441,8 @@ class Swim:
             raise ValueError(f"broadcast is {len(data)} bytes; the limit is {USER_BROADCAST_MAX_BYTES}")
         self._broadcast_id += 1
         self._remember_broadcast((self.name, self._broadcast_id))
-        self._user_queue.add(userdata_msg(userdata.encode_broadcast(self.name, self._broadcast_id, data)))
+        self._queue.add(userdata_msg(userdata.encode_broadcast(self.name, self._broadcast_id, data)),
+                        lane=USER_LANE)
 
     def send_user_message(self, node: str, data: bytes, reliable: bool, now: float) -> bool:
         """Best effort over UDP, or reliable over TCP.  False if the node is
@@ -505,8 +492,7 @@ class Swim:
         for state, n in self._members.counts.items():
             out[f"members_{state.value}"] = n
         out["health_score"] = self._awareness.score
-        out["broadcast_queue"] = len(self._queue) + len(self._user_queue)
-        out["broadcast_queue_membership"] = len(self._queue)
+        out["broadcast_queue"] = len(self._queue)
         return out
 
     def drain(self) -> list[Output]:
@@ -936,7 +922,7 @@ class Swim:
 
     # ------------------------------------------------------------ gossip
     def _gossip(self, now: float) -> None:
-        if not len(self._queue) and not len(self._user_queue):
+        if not len(self._queue):
             return
         cutoff = now - self.config.gossip_to_the_dead_s
         targets = self._members.random_members(
@@ -946,7 +932,7 @@ class Swim:
             (ENCRYPTION_OVERHEAD_BYTES if self.keyring is not None else 0)
         limit = self._retransmit_limit()
         for target in targets:
-            msgs = self._take_broadcasts(self.config.packet_budget_bytes - overhead, limit)
+            msgs = self._queue.take(self.config.packet_budget_bytes - overhead, limit)
             if not msgs:
                 return
             data = msgs[0] if len(msgs) == 1 else make_compound(msgs[:COMPOUND_MAX_PARTS])
@@ -1069,7 +1055,7 @@ class Swim:
         elif kind is userdata.Kind.BROADCAST:
             origin, msg_id, data = value
             if len(data) <= USER_BROADCAST_MAX_BYTES and self._remember_broadcast((origin, msg_id)):
-                self._user_queue.add(userdata_msg(payload))
+                self._queue.add(userdata_msg(payload), lane=USER_LANE)
                 self._emit(UserBroadcast(origin, data))
         elif kind is userdata.Kind.DIRECT:
             origin, data = value

@@ -350,10 +350,10 @@ def test_an_unhealthy_node_whose_probes_are_answered_keeps_probing_every_interva
 
 
 def test_membership_news_goes_out_before_newer_user_broadcasts():
-    # A member's news that has gone out once, then a burst of fresh user
-    # broadcasts, more than a packet holds: the news still rides in the next
-    # packet (memberlist fills packets with its own queue first).  With one
-    # shared queue, least-sent-first put every fresh broadcast ahead of it.
+    # Fresh news about a member, then a burst of fresher user broadcasts,
+    # more than a packet holds: the news rides in the next packet.  (One
+    # queue sending the newest first among equals left it out, and at scale
+    # the layers above queue fresh broadcasts all the time.)
     from gossip.messages import Alive
     from gossip.events import SendDatagram
     from gossip.packet import seal_packet
@@ -376,10 +376,23 @@ def test_membership_news_goes_out_before_newer_user_broadcasts():
         return any(isinstance(m, Alive) and m.node == "n0" and m.meta == b"rack=b" for m in msgs)
 
     n0.set_meta(b"rack=b", link.now)
-    assert news(ack_to_a_ping())  # out once
     for i in range(30):
         n0.broadcast(b"%02d" % i + b"x" * 98, link.now)
     assert news(ack_to_a_ping())
+
+
+def test_broadcast_queue_lanes_order_equals_but_never_hold_back_fresher_messages():
+    from gossip.broadcast import MEMBERSHIP_LANE, USER_LANE
+
+    q = BroadcastQueue(max_items=100)
+    q.add(b"member-old", key=("member", "a"), lane=MEMBERSHIP_LANE)
+    assert q.take(100, limit=5) == [b"member-old"]  # sent once
+    q.add(b"user-new", lane=USER_LANE)
+    q.add(b"member-new", key=("member", "b"), lane=MEMBERSHIP_LANE)
+    q.add(b"user-newest", lane=USER_LANE)
+    # Least-sent first; among the unsent, membership before user, newest first.
+    assert q.take(1000, limit=5) == [b"member-new", b"user-newest", b"user-new", b"member-old"]
+    assert q.take(13, limit=5) == [b"member-new"]  # room for one: the membership news
 
 
 def test_broadcast_queue_transmit_limit_and_invalidation():
