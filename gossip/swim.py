@@ -139,10 +139,12 @@ REASK_MAX_PER_INTERVAL = 3
 
 
 class _Probe:
-    __slots__ = ("target", "acked", "nacks", "expected_nacks", "indirect_started")
+    __slots__ = ("target", "incarnation", "acked", "nacks", "expected_nacks", "indirect_started")
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, incarnation: int) -> None:
         self.target = target
+        # The incarnation we probed: a failed probe accuses only that one.
+        self.incarnation = incarnation
         self.acked = False
         self.nacks = 0
         self.expected_nacks = 0
@@ -585,7 +587,7 @@ class Swim:
         # fallback more time.
         timeout = self.config.probe_timeout_s
         seq = self._next_seq()
-        self._probes[seq] = _Probe(target.name)
+        self._probes[seq] = _Probe(target.name, target.incarnation)
         self._probe_in_flight = seq
         if target.state is MemberState.SUSPECT:
             # Buddy system: tell the suspect directly that it is suspected.
@@ -648,7 +650,11 @@ class Swim:
         target = self._members.get(probe.target)
         if target is None or target.dead_or_left():
             return
-        self._on_suspect(Suspect(target.incarnation, target.name, self.name), now)
+        # The incarnation we probed, not the one we hold now (memberlist
+        # probes a copy of the node's state): a member that restarted and
+        # rejoined, or refuted, while our ping to its old self went
+        # unanswered is not accused.
+        self._on_suspect(Suspect(probe.incarnation, target.name, self.name), now)
 
     def _on_ping(self, ping: Ping, src: Address) -> None:
         if ping.node and ping.node != self.name:

@@ -395,6 +395,36 @@ def test_broadcast_queue_lanes_order_equals_but_never_hold_back_fresher_messages
     assert q.take(13, limit=5) == [b"member-new"]  # room for one: the membership news
 
 
+def test_a_member_that_rejoined_during_a_failed_probe_is_not_suspected():
+    # n0 pings n1 just as n1's agent restarts: the ping is lost, and before
+    # the probe's deadline n1's new self announces a higher incarnation.  The
+    # failed probe accuses the incarnation it probed, which is old news.  (A
+    # testbed run saw a restarted agent suspected 2 s after it rejoined, and
+    # its replicas moved away.)
+    from gossip.messages import Alive
+    from gossip.packet import seal_packet
+    from gossip.wire import encode
+
+    lan = LAN.replace(enable_compression=False)
+    link, nodes = cluster(2, config=lan)
+    n0, n1 = nodes
+    link.run_until(link.now + 3)
+    link.down.add("n1")
+    link.sent.clear()
+    while not any(who == "n0" and any(isinstance(m, Ping) for m in open_packet(d, label=b"", keyring=None))
+                  for who, _, d in link.sent):
+        link.run_until(link.now + 0.01)
+    probe_started = link.now
+    old = n0.member("n1")
+    rejoined = encode(Alive(old.incarnation + 1, "n1", b"\x7f\x00\x00\x01", n1.addr.port, b"", (1, 5, 2, 2, 5, 4)))
+    n0.receive_datagram(seal_packet(rejoined, label=b"", keyring=None, crc=True, compress=False,
+                                    compress_min_bytes=0), n1.addr, link.now)
+    link.events.clear()
+    link.run_until(probe_started + 1.5 * lan.probe_interval_s)  # past the probe's deadline
+    assert not [e for who, e in link.events if who == "n0" and isinstance(e, MemberSuspected)]
+    assert n0.member("n1").state is MemberState.ALIVE
+
+
 def test_broadcast_queue_transmit_limit_and_invalidation():
     q = BroadcastQueue(max_items=10)
     q.add(b"a" * 10, key=("member", "x"))
