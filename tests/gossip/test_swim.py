@@ -294,18 +294,24 @@ def test_lifeguard_awareness_slows_probes_of_an_unhealthy_node():
     assert nodes[0].health_score() == 0
 
 
+def _cluster_with_an_unhealthy_n0(n: int):
+    """n lan members; n0 was cut off for 3 probe intervals (its probes
+    failed, raising its health score) and is reachable again."""
+    lan = LAN.replace(enable_compression=False)
+    link, nodes = cluster(n, config=lan)
+    link.down.add("n0")
+    link.run_until(link.now + 3 * lan.probe_interval_s)
+    link.down.clear()
+    return lan, link, nodes[0]
+
+
 def test_an_unhealthy_node_asks_for_indirect_probes_after_the_unscaled_probe_timeout():
     # memberlist scales the probe interval by the health score, not the
     # direct ping's timeout: an unhealthy node still turns to indirect and
     # TCP probes after probe_timeout_s, and they get the longer window.
     from gossip.messages import IndirectPingReq
 
-    lan = LAN.replace(enable_compression=False)
-    link, nodes = cluster(3, config=lan)
-    n0 = nodes[0]
-    link.down.add("n0")
-    link.run_until(link.now + 3 * lan.probe_interval_s)
-    link.down.clear()
+    lan, link, n0 = _cluster_with_an_unhealthy_n0(3)
     link.down.add("n2")
     link.sent.clear()
     pinged_at = score = None
@@ -332,12 +338,7 @@ def test_an_unhealthy_node_whose_probes_are_answered_keeps_probing_every_interva
     # next tick.  (We used to wait the scaled interval after every probe, so
     # an agent that had just probed a dead node probed 3x slower for seconds,
     # and the next failure was found later.)
-    lan = LAN.replace(enable_compression=False)
-    link, nodes = cluster(4, config=lan)
-    n0 = nodes[0]
-    link.down.add("n0")
-    link.run_until(link.now + 3 * lan.probe_interval_s)
-    link.down.clear()
+    lan, link, n0 = _cluster_with_an_unhealthy_n0(4)
     assert n0.health_score() >= 2
     sent_before = n0.counters.get("probes_sent", 0)
     window_s = 3 * lan.probe_interval_s
