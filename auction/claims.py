@@ -8,7 +8,7 @@ old one everywhere it spreads, and a node that sees a newer claim for a slot
 it runs stops its copy.  Two coordinators never award the same (slot, ballot),
 because the coordinator is part of the ballot; and one coordinator never
 twice, because it counts rounds up and the ballot names the coordinator's
-*run* (`name#<its start time>`, node.core): a coordinator that crashes after
+*run* (`name#<its start time>`, node.core.node_core): a coordinator that crashes after
 an award and restarts before hearing of the claim has lost count of its
 rounds, but not its new identity.  So after any partition merge each slot
 has exactly one winning claim.
@@ -16,7 +16,7 @@ has exactly one winning claim.
 A holder gives a slot back (scale-down, job stopped, crash-looping) by
 writing a *released* claim with the next round, which beats its own claim.
 
-Pure value type; the map machinery lives in the node (node.jobstore.LwwMap).
+Pure value type; the map machinery is gossip.lww.LwwMap, held by the node core.
 """
 
 from __future__ import annotations

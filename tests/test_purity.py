@@ -1,6 +1,7 @@
-"""The cores (gossip/, auction/) stay pure: no I/O, no clock, no global randomness.
+"""The pure cores (gossip/, auction/, node/core/) stay pure: no I/O, no clock,
+no global randomness.
 
-How this works: every module under gossip/ and auction/ is parsed with `ast`
+How this works: every module under gossip/, auction/ and node/core/ is parsed with `ast`
 (never imported) and its import statements and calls are checked:
 
 - no import of a module that does I/O, reads a clock, spawns concurrency or
@@ -10,7 +11,8 @@ How this works: every module under gossip/ and auction/ is parsed with `ast`
   `from random import choice`): randomness comes from a `random.Random` that the
   driver hands in, so importing `random` for that type is fine;
 - no builtins that do I/O or import dynamically (`open`, `input`, `__import__`);
-- gossip/ and auction/ import nothing from each other or from node/.
+- gossip/ and auction/ import nothing from each other or from node/; node/core/
+  imports only gossip/, auction/ and itself (CORE_MAY_IMPORT).
 
 The simulator replays a seed only if all of this holds (architecture.md).
 """
@@ -24,7 +26,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORES = ("gossip", "auction")
+# Each pure core, by dotted package name; its folder is the dots as slashes.
+CORES = ("gossip", "auction", "node.core")
 
 FORBIDDEN_MODULES = {
     # named in the architecture: I/O, clocks, OS entropy, concurrency
@@ -38,8 +41,11 @@ FORBIDDEN_MODULES = {
 # What a core may take from the `random` module: the type of the rng it is given.
 RANDOM_ALLOWED = {"Random"}
 FORBIDDEN_BUILTIN_CALLS = {"open", "input", "__import__", "breakpoint"}
-# Which top-level packages each core must not import.
-FORBIDDEN_SIBLINGS = {"gossip": {"auction", "node"}, "auction": {"gossip", "node"}}
+# The project's packages each core may import (anything else of the project's is
+# refused): the dependency direction is node -> node.core -> {gossip, auction}.
+PROJECT_PACKAGES = {"gossip", "auction", "node"}
+CORE_MAY_IMPORT = {"gossip": ("gossip",), "auction": ("auction",),
+                   "node.core": ("gossip", "auction", "node.core")}
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ class Module:
 def core_modules() -> list[Module]:
     mods = []
     for core in CORES:
-        for path in sorted((ROOT / core).rglob("*.py")):
+        for path in sorted((ROOT / core.replace(".", "/")).rglob("*.py")):
             parts = list(path.relative_to(ROOT).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts.pop()
@@ -113,8 +119,10 @@ def violations(mod: Module) -> list[str]:
     for line, name in imported_names(mod, tree):
         if top(name) in FORBIDDEN_MODULES:
             problems.append(f"{mod}:{line}: imports {name} (I/O, clock or OS entropy in a pure core)")
-        if top(name) in FORBIDDEN_SIBLINGS[mod.core]:
-            problems.append(f"{mod}:{line}: imports {name} ({mod.core}/ must not depend on {top(name)}/)")
+        if top(name) in PROJECT_PACKAGES and not any(
+                name == ok or name.startswith(ok + ".") for ok in CORE_MAY_IMPORT[mod.core]):
+            problems.append(f"{mod}:{line}: imports {name} ({mod.core} may import only "
+                            f"{', '.join(CORE_MAY_IMPORT[mod.core])})")
 
     # Names bound to the `random` module in this file (import random [as r]).
     random_aliases = set()
@@ -145,8 +153,8 @@ def violations(mod: Module) -> list[str]:
 def test_cores_exist():
     # Guard against this file silently checking nothing after a rename.
     for core in CORES:
-        assert (ROOT / core / "__init__.py").is_file(), f"{core}/__init__.py missing"
-    assert any(m.core == "gossip" and m.path.name != "__init__.py" for m in MODULES)
+        assert (ROOT / core.replace(".", "/") / "__init__.py").is_file(), f"{core}/__init__.py missing"
+        assert any(m.core == core and m.path.name != "__init__.py" for m in MODULES), core
 
 
 @pytest.mark.parametrize("mod", MODULES, ids=str)
@@ -158,8 +166,8 @@ def test_core_module_is_pure(mod: Module):
 # ---- the checker itself ------------------------------------------------------
 
 def check_source(tmp_path: Path, source: str, core: str = "gossip", name: str = "m.py") -> list[str]:
-    pkg = tmp_path / core
-    pkg.mkdir(exist_ok=True)
+    pkg = tmp_path / core.replace(".", "/")
+    pkg.mkdir(parents=True, exist_ok=True)
     path = pkg / name
     path.write_text(source)
     dotted = core if name == "__init__.py" else f"{core}.{name[:-3]}"
@@ -189,7 +197,7 @@ def check_source(tmp_path: Path, source: str, core: str = "gossip", name: str = 
     "import random\nrng = random.SystemRandom()",
     "def f():\n    import time\n    return time.time()",
     "from auction import spec",
-    "import node.agent",
+    "import node.agent.agent",
     "from node import agent",
     "from .. import node",
     "from ..auction import spec",
@@ -217,3 +225,12 @@ def test_checker_accepts(tmp_path, source):
 def test_checker_sees_auction_importing_gossip(tmp_path):
     assert check_source(tmp_path, "from gossip.events import Address", core="auction")
     assert check_source(tmp_path, "from ..gossip import events", core="auction")
+
+
+def test_checker_holds_node_core_to_its_own_imports(tmp_path):
+    assert check_source(tmp_path, "from node.agent import config", core="node.core")
+    assert check_source(tmp_path, "from node.state.persist import EntryStore", core="node.core")
+    assert check_source(tmp_path, "from .. import api", core="node.core")
+    assert check_source(tmp_path, "import time", core="node.core")
+    assert check_source(tmp_path, "from gossip.lww import LwwMap\nfrom auction.claims import Claim\n"
+                                  "from node.core import wire\nfrom . import hlc", core="node.core") == []

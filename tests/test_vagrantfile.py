@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from node.config import HostPort, _FIELD_NAMES, load_config
+from node.agent.config import HostPort, _FIELD_NAMES, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "3l2Zb6bMZbAVn8S2pS6r9cqRQyqGdbXx0zqj6b8fJq4="   # 32 bytes, base64

@@ -6,9 +6,9 @@
     w.run_until_converged(checkers.all_agree_alive, timeout=60)
 """
 
-from . import checkers, faults
-from .network import Network, NetworkConfig
-from .world import World, SimError, node_address, node_name
+from node.sim import checkers, faults
+from node.sim.network import Network, NetworkConfig
+from node.sim.world import World, SimError, node_address, node_name
 
 __all__ = ["World", "SimError", "Network", "NetworkConfig", "checkers", "faults",
            "node_address", "node_name"]

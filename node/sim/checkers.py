@@ -42,7 +42,7 @@ from gossip.events import (
     MemberUpdated,
 )
 
-from .world import CRASHED, NEW, PAUSED, RUNNING, NodeRestarted, World
+from node.sim.world import CRASHED, NEW, PAUSED, RUNNING, NodeRestarted, World
 
 _MEMBER_EVENTS = (MemberJoined, MemberUpdated, MemberSuspected, MemberFailed, MemberLeft)
 ALIVE = MemberState.ALIVE

@@ -2,7 +2,7 @@
 fake container runtime and fake durable storage, plus placement checkers.
 
 How this works: `ClusterSim` builds a `World` whose cores are
-`node.core.NodeCore`s, and subscribes to their outputs:
+`node.core.node_core.NodeCore`s, and subscribes to their outputs:
 
 - `PersistEntries` / `PersistClaims` / `Forget*`: written to a per-node dict
   standing in for the state dir (it survives crash and restart, as a disk
@@ -26,7 +26,7 @@ from auction.resources import Resources
 from auction.spec import JobSpec
 from gossip.config import GossipConfig
 
-from ..core import (
+from node.core.node_core import (
     ClusterConfig,
     ForgetClaims,
     ForgetEntries,
@@ -35,9 +35,9 @@ from ..core import (
     PersistClaims,
     PersistEntries,
 )
-from ..placement import AwardAccepted, PlacementConfig, StartReplica, StopReplica
-from .network import NetworkConfig
-from .world import CRASHED, RUNNING, World
+from auction.placement import AwardAccepted, PlacementConfig, StartReplica, StopReplica
+from node.sim.network import NetworkConfig
+from node.sim.world import CRASHED, RUNNING, World
 
 GiB = 1 << 30
 

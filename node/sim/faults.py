@@ -27,7 +27,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .world import CRASHED, PAUSED, RUNNING, World
+from node.sim.world import CRASHED, PAUSED, RUNNING, World
 
 
 def _when(world: World, at: float | None, fn, *args) -> None:

@@ -87,7 +87,7 @@ from gossip.events import (
     UserStateReceived,
 )
 
-from .network import Network, NetworkConfig
+from node.sim.network import Network, NetworkConfig
 
 # event kinds (third tuple field)
 K_DGRAM = 0  # a: src index, b: bytes

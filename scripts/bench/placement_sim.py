@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from auction.resources import Resources  # noqa: E402
 from auction.spec import validate  # noqa: E402
 from gossip.config import LAN  # noqa: E402
-from node.core import ClusterConfig  # noqa: E402
-from node.placement import PlacementConfig, StartReplica  # noqa: E402
+from node.core.node_core import ClusterConfig  # noqa: E402
+from auction.placement import PlacementConfig, StartReplica  # noqa: E402
 from node.sim.cluster import ClusterSim  # noqa: E402
 
 GiB = 1 << 30

@@ -74,7 +74,7 @@ def free_port() -> int:
 
 
 def shoal_command() -> list[str]:
-    """The `shoal` console script next to this interpreter, else `python -m node.cli`."""
+    """The `shoal` console script next to this interpreter, else `python -m node.cli.main`."""
     script = Path(sys.executable).parent / "shoal"
     if script.exists():
         return [str(script)]

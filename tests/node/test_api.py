@@ -18,9 +18,9 @@ import httpx
 import pytest
 import trio
 
-from node.agent import Agent
-from node.config import load_config
-from node.keys import encode_key
+from node.agent.agent import Agent
+from node.agent.config import load_config
+from node.agent.keys import encode_key
 
 DEADLINE_S = 10.0
 

@@ -15,9 +15,9 @@ import pytest
 import trio
 
 from auction.spec import MAX_SPEC_BYTES
-from node.agent import Agent
-from node.config import load_config
-from node.persist import PersistError
+from node.agent.agent import Agent
+from node.agent.config import load_config
+from node.state.persist import PersistError
 
 DEADLINE_S = 10.0
 SPEC = {"name": "web", "image": "busybox", "cpu": 0.5, "memory": "64MiB", "replicas": 2}

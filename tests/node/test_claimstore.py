@@ -7,9 +7,9 @@ import sqlite3
 
 from auction.claims import Ballot, Claim
 from auction.resources import Resources
-from node.claimstore import DB_NAME, ClaimStore
-from node.persist import DB_NAME as JOBS_DB
-from node.statedir import NODE_STATE_FILE, StateDir, StoreOp
+from node.state.claimstore import DB_NAME, ClaimStore
+from node.state.persist import DB_NAME as JOBS_DB
+from node.state.statedir import NODE_STATE_FILE, StateDir, StoreOp
 
 
 def claim(slot: str, rnd: int, node: str, released: bool = False, coord: str = "c1") -> Claim:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from auction.spec import MiB, RestartMode
-from node.compose import (
+from node.cli.compose import (
     NOT_SUPPORTED, ComposeError, check_stack_name, convert, default_stack_name, job_name, load,
     stack_jobs, stack_of,
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.config import (
+from node.agent.config import (
     AgentConfig,
     ConfigError,
     HostPort,
@@ -185,7 +185,7 @@ def test_new_settings_errors_name_the_field(flags, field, words):
 
 
 def test_the_agent_gives_docker_host_to_the_docker_runtime(monkeypatch):
-    from node.agent import Agent
+    from node.agent.agent import Agent
 
     monkeypatch.delenv("SHOAL_DOCKER_HOST", raising=False)
     rt = Agent(load_config(None, {"runtime": "docker", "docker_host": "unix:///run/other.sock"}))._make_runtime()

@@ -7,8 +7,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.hlc import HybridClock, Stamp
-from node.jobstore import BUCKETS, Entry, JobStore
+from node.core.hlc import HybridClock, Stamp
+from gossip.lww import BUCKETS
+from node.core.jobstore import Entry, JobStore
 
 names = st.sampled_from(["web", "db", "cache", "api", "worker"])
 stamps = st.builds(Stamp, st.integers(0, 5), st.integers(0, 3), st.sampled_from(["a", "b", "c"]))

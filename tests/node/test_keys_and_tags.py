@@ -8,8 +8,8 @@ import os
 import pytest
 
 from gossip.security import Keyring
-from node.config import AgentConfig, ConfigError
-from node.keys import (
+from node.agent.config import AgentConfig, ConfigError
+from node.agent.keys import (
     KeyManager,
     KeyOpError,
     decode_key_message,
@@ -19,7 +19,7 @@ from node.keys import (
     load_keyring_file,
     save_keyring_file,
 )
-from node.tags import TagsTooLarge, decode_tags, encode_tags
+from node.agent.tags import TagsTooLarge, decode_tags, encode_tags
 
 K1, K2, K3 = bytes(16), bytes(range(32)), bytes(range(1, 25))
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import node.persist as persist
-from node.hlc import Stamp
-from node.jobstore import Entry, wins
-from node.persist import (
+import node.state.persist as persist
+from node.core.hlc import Stamp
+from node.core.jobstore import Entry, wins
+from node.state.persist import (
     DB_NAME,
     KEEP_CORRUPT,
     MAX_SPEC_BYTES,

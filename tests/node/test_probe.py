@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from auction.resources import GiB, MiB, Resources, UnitError
-from node import probe
-from node.probe import arch, capacity, default_reserve, measure
+from node.agent import probe
+from node.agent.probe import arch, capacity, default_reserve, measure
 
 MACHINE = Resources(8000, 32 * GiB, 500 * GiB)
 

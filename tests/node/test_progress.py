@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from node.progress import SlotView, counts, describe, quiet_reason, slot_views
+from node.cli.progress import SlotView, counts, describe, quiet_reason, slot_views
 from test_real_jobs import REPO, cluster, shoal, three, wait_until  # noqa: F401 -- cluster is a fixture
 
 pytestmark = pytest.mark.real

@@ -1,6 +1,6 @@
 """Real `shoal agent` processes on loopback, driven through their HTTP API and the CLI.
 
-Each agent is `python -m node.cli agent` with `--bind 127.0.0.1:0 --api
+Each agent is `python -m node.cli.main agent` with `--bind 127.0.0.1:0 --api
 127.0.0.1:0 --profile local` and its own state dir; the ports it picked are
 read from `<state-dir>/agent.json`.  Every wait polls the API against a
 deadline.  The fixture kills every process it started, by PID, in teardown

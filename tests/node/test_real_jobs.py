@@ -1,6 +1,6 @@
 """Jobs and placement across real `shoal agent` processes on loopback.
 
-Each agent is `python -m node.cli agent --bind 127.0.0.1:0 --api 127.0.0.1:0
+Each agent is `python -m node.cli.main agent --bind 127.0.0.1:0 --api 127.0.0.1:0
 --profile local` with its own state dir (kept across restarts: a restarted
 agent reuses it and gets new ports, read from `<state-dir>/agent.json`),
 a declared capacity of 2 cpu and 2 GiB with no host reserve, and the fake

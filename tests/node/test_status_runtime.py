@@ -6,8 +6,8 @@ import msgpack
 
 from auction.resources import Resources
 from gossip.swim import PAYLOAD_MAX_BYTES
-from node.placement import normalize_image
-from node.status import NodeStatus, RuntimeSummary
+from auction.placement import normalize_image
+from node.core.status import NodeStatus, RuntimeSummary
 
 CAP = Resources(2000, 2 << 30, 0)
 

@@ -1,4 +1,4 @@
-"""node.transport on real loopback sockets, without a gossip core."""
+"""node.agent.transport on real loopback sockets, without a gossip core."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from gossip.events import Address, OpenStream, StreamPurpose
 from gossip.messages import AckResp, Ping
 from gossip.packet import StreamDecoder, seal_stream
 from gossip.wire import encode
-from node.config import HostPort
-from node.metrics import AgentMetrics
-from node.transport import Transport, fault_delay_from_env
+from node.agent.config import HostPort
+from node.telemetry.metrics import AgentMetrics
+from node.agent.transport import Transport, fault_delay_from_env
 
 
 def make_transport(drops: list | None = None, **kw) -> Transport:

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from node import ui
+from node.api import ui
 
 REPO = Path(__file__).resolve().parents[2]
 GiB = 1 << 30

@@ -23,7 +23,7 @@ import trio
 
 from auction.claims import Ballot, Claim
 from auction.spec import validate
-from node.runtime import (
+from node.runtime.docker import (
     DockerRuntime, DockerRuntimeConfig, RollingView, container_name, normalize_image, rolling_allowed,
 )
 
@@ -59,7 +59,7 @@ def test_rolling_goes_one_slot_at_a_time():
 
 def test_slot_states_and_images_from_the_last_pass():
     """What the agent publishes (node/status.py) and hands to placement, without an engine."""
-    from node.runtime import _Container
+    from node.runtime.docker import _Container
 
     rt = DockerRuntime("n1", DockerRuntimeConfig(docker_host="unix:///nonexistent"))
     sp = spec(restart={"policy": "never"})

@@ -10,7 +10,7 @@ import pytest
 
 from auction.spec import validate
 from gossip.config import LOCAL
-from node.core import ClusterConfig
+from node.core.node_core import ClusterConfig
 from node.sim.cluster import ClusterSim
 from node.sim.network import NetworkConfig
 

@@ -15,8 +15,8 @@ import pytest
 from auction.resources import Resources
 from auction.spec import validate
 from gossip.config import LAN, LOCAL
-from node.core import ClusterConfig
-from node.placement import PlacementConfig
+from node.core.node_core import ClusterConfig
+from auction.placement import PlacementConfig
 from node.sim import World, faults
 from node.sim.cluster import ClusterSim
 from node.sim.network import NetworkConfig

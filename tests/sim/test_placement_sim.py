@@ -16,8 +16,8 @@ import pytest
 from auction.resources import Resources
 from auction.spec import validate
 from gossip.config import LAN, LOCAL
-from node.core import ClusterConfig
-from node.placement import AwardAccepted, PlacementConfig
+from node.core.node_core import ClusterConfig
+from auction.placement import AwardAccepted, PlacementConfig
 from node.sim import faults
 from node.sim.cluster import ClusterSim
 from node.sim.network import NetworkConfig

@@ -32,9 +32,9 @@ import trio
 
 from auction.claims import Claim
 
-from .claimstore import ClaimStore
-from .jobstore import Entry
-from .persist import EntryStore
+from node.state.claimstore import ClaimStore
+from node.core.jobstore import Entry
+from node.state.persist import EntryStore
 
 NODE_STATE_FILE = "node.json"
 

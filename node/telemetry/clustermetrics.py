@@ -31,10 +31,10 @@ from prometheus_client import Counter, Gauge
 
 from auction.claims import slot_key
 
-from .metrics import AgentMetrics
+from node.telemetry.metrics import AgentMetrics
 
 if TYPE_CHECKING:
-    from .core import NodeCore
+    from node.core.node_core import NodeCore
 
 
 class ClusterMetrics:

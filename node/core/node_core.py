@@ -9,7 +9,7 @@ outputs pass through `drain()`, after the core has consumed the ones meant
 for it (payloads, user messages).
 
 Cluster-state traffic rides on Swim's user channels, inside a small envelope
-(`node.wire`):
+(`node.core.wire`):
   * a job write is broadcast (if small) the moment it is accepted;
   * every node publishes its store digest in its status record, and every
     `store_sync_interval_s` syncs with one random peer whose digest differs:
@@ -51,11 +51,12 @@ from gossip.events import (
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
 
-from . import wire
-from .hlc import HybridClock
-from .jobstore import MAX_JOBS, Entry, JobStore
-from .placement import AwardAccepted, Placement, PlacementConfig, SlotPending, StartReplica, StopReplica
-from .status import NodeStatus, RuntimeSummary, StatusError
+from node.core import wire
+from node.core.hlc import HybridClock
+from gossip.lww import LwwMap
+from node.core.jobstore import MAX_ENTRIES, MAX_JOBS, Entry, JobStore
+from auction.placement import AwardAccepted, Placement, PlacementConfig, SlotPending, StartReplica, StopReplica
+from node.core.status import NodeStatus, RuntimeSummary, StatusError
 
 BROADCAST_ENTRY_MAX_BYTES = 900  # larger writes spread by digest sync only
 def _base36(n: int) -> str:
@@ -179,7 +180,7 @@ class NodeCore:
         # accept the same ballot (found by the placement swarm, seed 65).
         self.ballot_id = f"{name}#{_base36(self._wall_ms(now))}"
         self.placement = Placement(name, capacity, rng, placement_config or PlacementConfig(),
-                                   ballot_id=self.ballot_id)
+                                   claims=LwwMap(MAX_ENTRIES), ballot_id=self.ballot_id)
         for claim in stored_claims or ():
             self.placement.claims.merge(claim)
         self._maps = {wire.MAP_JOBS: self.store, wire.MAP_CLAIMS: self.placement.claims}
@@ -483,8 +484,8 @@ class NodeCore:
 
     def set_runtime_slots(self, states: dict[str, tuple[str, str]] | None, now: float) -> None:
         """The runtime's view of the slots it runs here (slot -> (state,
-        reason), node.runtime's `slot_states()`), published in our status
-        record (node.status.RuntimeSummary; None: the runtime does not say)."""
+        reason), node.runtime.docker's `slot_states()`), published in our status
+        record (node.core.status.RuntimeSummary; None: the runtime does not say)."""
         summary = None if states is None else RuntimeSummary.from_states(states)
         if summary == self.runtime_summary:
             return

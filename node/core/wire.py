@@ -16,7 +16,8 @@ import msgpack
 from auction.claims import Claim
 from auction.messages import Award, Bid, CallForBids, Decline, Release
 
-from .jobstore import BUCKETS, DIGEST_BYTES, Entry
+from gossip.lww import BUCKETS, DIGEST_BYTES
+from node.core.jobstore import Entry
 
 KIND_ENTRY = 1
 KIND_SYNC_DIGEST = 2

@@ -46,7 +46,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from node.agent import Agent
+    from node.agent.agent import Agent
 
 REFRESH_S = 5
 MAX_JOBS = 200              # jobs rendered (each with its slots); the rest are counted
@@ -93,7 +93,7 @@ code{font-size:12px}
 
 async def gather(agent: "Agent") -> dict[str, Any]:
     """One snapshot of everything the page shows, read inside the agent's pump."""
-    from node import views
+    from node.api import views
 
     def snapshot(core, now: float) -> dict[str, Any]:
         entries = core.jobs()

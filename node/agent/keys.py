@@ -4,7 +4,7 @@ How this works: the gossip core holds a `gossip.security.Keyring` (primary
 key first; encrypt with the primary, try every key to decrypt).  This module
 owns everything around it that touches disk or spans the cluster:
 
-- `initial_keys(config)` decides the starting keys (see node.config's
+- `initial_keys(config)` decides the starting keys (see node.agent.config's
   docstring: a keyring file wins over `encrypt`; a missing file is created
   from `encrypt`).
 - `KeyManager.apply(action, key)` performs `install` / `use` / `remove` on the
@@ -34,7 +34,7 @@ from typing import Any
 
 import msgpack
 
-from node.config import AgentConfig, ConfigError, KEY_SIZES, decode_b64_key
+from node.agent.config import AgentConfig, ConfigError, KEY_SIZES, decode_b64_key
 
 log = logging.getLogger("shoal.keys")
 

@@ -2,14 +2,14 @@
 
 How this works
 --------------
-`Agent.run()` builds, in order: the keyring (node.keys), the sockets
-(node.transport, bound first so the core knows its real port), the node's
-capacity and labels (node.probe and the config), the durable stores in the
-state dir (node.persist for jobs, node.claimstore for claims: opened and
+`Agent.run()` builds, in order: the keyring (node.agent.keys), the sockets
+(node.agent.transport, bound first so the core knows its real port), the node's
+capacity and labels (node.agent.probe and the config), the durable stores in the
+state dir (node.state.persist for jobs, node.state.claimstore for claims: opened and
 read in a worker thread; every problem they report is logged at ERROR and
-counted in `shoal_state_problems_total`), the HTTP API (node.api, bound
+counted in `shoal_state_problems_total`), the HTTP API (node.api.server, bound
 before the core so its address can go into our tags), the core
-(`node.core.NodeCore`: gossip.swim.Swim + job store + node status +
+(`node.core.node_core.NodeCore`: gossip.swim.Swim + job store + node status +
 placement, given what the stores held), the container runtime
 (node/runtime_fake.py documents the interface), and then starts the tasks:
 
@@ -56,7 +56,7 @@ way without a waiter.  Without a state dir nothing is durable: writes are
 acknowledged as soon as they are in memory (logged as a warning at start).
 
 Blocking queries: every change the pump dispatches bumps the agent-local
-index of the resources it touches (node.blocking: members, nodes, jobs);
+index of the resources it touches (node.api.blocking: members, nodes, jobs);
 reads return the index with their answer and can wait for it to move.
 
 Joining: `--join` seeds are resolved and joined by push/pull; until at least
@@ -119,11 +119,12 @@ from gossip.events import (
 from gossip.messages import Message
 from gossip.security import Keyring
 from gossip.swim import Swim
-from node import probe, views
-from node.blocking import Indexes
-from node.clustermetrics import ClusterMetrics
-from node.config import AgentConfig, ConfigError, HostPort, advertise_address, check_status_size
-from node.core import (
+from node.agent import probe
+from node.api import views
+from node.api.blocking import Indexes
+from node.telemetry.clustermetrics import ClusterMetrics
+from node.agent.config import AgentConfig, ConfigError, HostPort, advertise_address, check_status_size
+from node.core.node_core import (
     ClaimChanged,
     ForgetClaims,
     ForgetEntries,
@@ -134,18 +135,18 @@ from node.core import (
     PersistClaims,
     PersistEntries,
 )
-from node.eventlog import EventLog
-from node.jobstore import Entry
-from node.keys import KeyManager, KeyOpError, decode_key_message, encode_key_message, initial_keys
-from node.metrics import AgentMetrics
-from node.persist import EntryRejected, PersistError
-from node.placement import AwardAccepted, SlotPending, StartReplica, StopReplica
-from node.runtime_fake import FakeRuntime
-from node.statedir import Loaded, StateDir, StoreOp
-from node.status import NodeStatus
-from node.tags import encode_tags
-from node.transport import Transport
-from node.views import member_view
+from node.telemetry.eventlog import EventLog
+from node.core.jobstore import Entry
+from node.agent.keys import KeyManager, KeyOpError, decode_key_message, encode_key_message, initial_keys
+from node.telemetry.metrics import AgentMetrics
+from node.state.persist import EntryRejected, PersistError
+from auction.placement import AwardAccepted, SlotPending, StartReplica, StopReplica
+from node.runtime.fake import FakeRuntime
+from node.state.statedir import Loaded, StateDir, StoreOp
+from node.core.status import NodeStatus
+from node.agent.tags import encode_tags
+from node.agent.transport import Transport
+from node.api.views import member_view
 
 log = logging.getLogger("shoal.agent")
 
@@ -299,7 +300,7 @@ class _DropLog:
 
 def node_capacity(cfg: AgentConfig) -> Resources:
     """What this node offers to jobs: declared or measured, minus the reserve
-    (declared, or node.probe's default for the machine)."""
+    (declared, or node.agent.probe's default for the machine)."""
     measured = probe.measure(cfg.state_dir)
     machine = Resources(
         cfg.cpu_millis if cfg.cpu_millis is not None else measured.cpu_millis,
@@ -373,7 +374,7 @@ class Agent:
     async def run(
         self, *, handle_signals: bool = False, task_status: trio.TaskStatus["Agent"] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        from node.api import serve_api  # api imports agent for types
+        from node.api.server import serve_api  # api imports agent for types
 
         cfg = self.config
         self.capacity = node_capacity(cfg)
@@ -467,7 +468,7 @@ class Agent:
         if self.config.runtime == "fake":
             return FakeRuntime()
         try:
-            from node.runtime import DockerRuntime, DockerRuntimeConfig
+            from node.runtime.docker import DockerRuntime, DockerRuntimeConfig
         except ImportError as e:
             raise ConfigError("runtime", f"the docker runtime cannot be loaded: {e}") from None
         rt_cfg = (DockerRuntimeConfig(docker_host=self.config.docker_host) if self.config.docker_host
@@ -678,7 +679,7 @@ class Agent:
         await self._in_send.send(_DialResult(cmd, reply, error))
 
     def _decoder(self, incoming: bool):
-        # A pure factory of the core (label + keyring); see node.transport.
+        # A pure factory of the core (label + keyring); see node.agent.transport.
         assert self.core is not None
         return self.core.stream_decoder(incoming)
 

@@ -35,8 +35,8 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
     cpus          cores offered to jobs, replacing the     default: measured
                   measurement ("2", 1.5, "500m")
     memory        memory offered to jobs ("4GiB")          default: measured
-    reserve_cpus  host reserve subtracted from cpus        default: node.probe
-    reserve_memory  host reserve subtracted from memory    default: node.probe
+    reserve_cpus  host reserve subtracted from cpus        default: node.agent.probe
+    reserve_memory  host reserve subtracted from memory    default: node.agent.probe
     runtime       container runtime: fake | docker         default: fake
                   (fake records start/stop only; see node/runtime_fake.py)
     docker_host   the Docker engine the docker runtime     default: $SHOAL_DOCKER_HOST,
@@ -84,8 +84,8 @@ from auction.resources import Resources, UnitError, parse_cpu, parse_memory
 from auction.spec import label_key_problem, label_value_problem
 from gossip.config import LABEL_MAX_BYTES, PRESETS
 from gossip.swim import PAYLOAD_MAX_BYTES
-from node.status import NodeStatus
-from node.tags import TagsTooLarge, encode_tags
+from node.core.status import NodeStatus
+from node.agent.tags import TagsTooLarge, encode_tags
 
 DEFAULT_GOSSIP_PORT = 7946
 DEFAULT_BIND = "0.0.0.0:7946"
@@ -95,7 +95,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 KEY_SIZES = (16, 24, 32)
 NAME_MAX_BYTES = 255
 RUNTIMES = ("fake", "docker")
-MAX_NODE_LABELS = 32  # as node.status.MAX_LABELS
+MAX_NODE_LABELS = 32  # as node.core.status.MAX_LABELS
 # A node's status record must fit one gossip payload (1 KiB); its labels get
 # what is left after the name, the numbers, the digests and an unhealthy
 # reason of up to this many bytes.
@@ -150,7 +150,7 @@ class AgentConfig:
     labels: tuple[tuple[str, str], ...] = ()  # node labels, sorted by key
     cpu_millis: int | None = None  # declared capacity (None: measure)
     memory_bytes: int | None = None
-    reserve_cpu_millis: int | None = None  # host reserve (None: node.probe's default)
+    reserve_cpu_millis: int | None = None  # host reserve (None: node.agent.probe's default)
     reserve_memory_bytes: int | None = None
     runtime: str = "fake"
     docker_host: str | None = None  # None: $SHOAL_DOCKER_HOST, else Docker's default socket

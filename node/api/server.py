@@ -109,17 +109,17 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from auction.spec import MAX_SPEC_BYTES, Problem, SpecError, validate
-from node import views
-from node.blocking import parse_index, parse_wait
-from node.config import ConfigError, DEFAULT_GOSSIP_PORT, HostPort, parse_host_port
-from node.core import JobLimitError
-from node.eventlog import TooManySubscribers
-from node.keys import ACTIONS, KeyOpError, parse_key
-from node.metrics import CONTENT_TYPE
-from node.tags import decode_tags
+from node.api import views
+from node.api.blocking import parse_index, parse_wait
+from node.agent.config import ConfigError, DEFAULT_GOSSIP_PORT, HostPort, parse_host_port
+from node.core.node_core import JobLimitError
+from node.telemetry.eventlog import TooManySubscribers
+from node.agent.keys import ACTIONS, KeyOpError, parse_key
+from node.telemetry.metrics import CONTENT_TYPE
+from node.agent.tags import decode_tags
 
 if TYPE_CHECKING:
-    from node.agent import Agent
+    from node.agent.agent import Agent
 
 log = logging.getLogger("shoal.api")
 
@@ -316,7 +316,7 @@ def _spec_error(e: SpecError) -> Response:
 
 
 async def submit_job(request: Request) -> Response:
-    from node.agent import StateWriteError
+    from node.agent.agent import StateWriteError
 
     body = await _read_body(request, MAX_JOB_BODY_BYTES)
     try:
@@ -343,7 +343,7 @@ async def submit_job(request: Request) -> Response:
 
 
 async def stop_job(request: Request) -> Response:
-    from node.agent import JobNotFound, StateWriteError
+    from node.agent.agent import JobNotFound, StateWriteError
 
     name = request.path_params["name"]
     try:
@@ -376,7 +376,7 @@ def _forward_headers(request: Request, agent: "Agent") -> dict[str, str]:
 
 
 async def _local_containers(agent: "Agent", job: str | None) -> dict[str, Any]:
-    from node.runtime import EngineError, RuntimeProblem
+    from node.runtime.docker import EngineError, RuntimeProblem
 
     runtime = agent.runtime
     kind = getattr(runtime, "kind", agent.config.runtime)
@@ -491,7 +491,7 @@ async def job_logs(request: Request) -> Response:
         opener = getattr(agent.runtime, "open_logs", None)
         if opener is None:
             raise ApiError(501, f"the {getattr(agent.runtime, 'kind', '?')} runtime keeps no logs")
-        from node.runtime import EngineError, RuntimeProblem
+        from node.runtime.docker import EngineError, RuntimeProblem
         try:
             stream = await opener(slot, follow=follow, tail=tail)
         except LookupError as e:
@@ -621,7 +621,7 @@ async def events(request: Request) -> Response:
 
 
 async def ui_page(request: Request) -> Response:
-    from node import ui
+    from node.api import ui
 
     page = ui.render(await ui.gather(_agent(request)))
     return Response(page, media_type="text/html; charset=utf-8",

@@ -80,7 +80,7 @@ from auction.resources import UnitError, json_kind, parse_cpu
 from auction.spec import (
     DEFAULT_MAX_BACKOFF_S, MAX_BACKOFF_S, MIN_BACKOFF_S, JobSpec, Problem, SpecError, validate,
 )
-from node import probe
+from node.agent import probe
 
 MAX_COMPOSE_BYTES = 1024 * 1024
 MAX_SERVICES = 200

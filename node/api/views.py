@@ -43,12 +43,12 @@ from auction.scoring import NodeView, explain_unplaceable
 from auction.spec import JobSpec
 from gossip.events import MemberInfo, MemberState
 
-from .jobstore import Entry
-from .status import NodeStatus
-from .tags import decode_tags
+from node.core.jobstore import Entry
+from node.core.status import NodeStatus
+from node.agent.tags import decode_tags
 
 if TYPE_CHECKING:
-    from .core import NodeCore
+    from node.core.node_core import NodeCore
 
 _STATUS = {
     MemberState.ALIVE: "alive",
@@ -151,7 +151,7 @@ def _stamp(entry: Entry) -> dict[str, Any]:
 def _ballot(claim: Claim | None) -> dict[str, Any] | None:
     if claim is None:
         return None
-    # The ballot names the coordinator's run ("name#start", node.core);
+    # The ballot names the coordinator's run ("name#start", node.core.node_core);
     # people want the node, and the run tells apart ballots of a restart.
     node, _, run = claim.ballot.coordinator.rpartition("#")
     return {"round": claim.ballot.round, "coordinator": node or run,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Protocol
 
 from auction.auctioneer import Auctioneer, RoundClosed, SendTo
 from auction.bidder import Bidder
@@ -36,9 +37,34 @@ from auction.messages import Award, Bid, CallForBids, Decline, Release
 from auction.rendezvous import Rendezvous
 from auction.scoring import NodeView, filter_reason, max_fit
 from auction.spec import JobSpec, SpecError, from_json
+from auction.resources import Resources
 
-from .jobstore import LwwMap
-from .status import NodeStatus
+
+class NodeStatus(Protocol):
+    """What placement reads of a node's published status (node.core.status.NodeStatus)."""
+
+    name: str
+    capacity: Resources
+    allocated: Resources
+    labels: dict[str, str]
+    drained: bool
+    unhealthy_reason: str
+
+    @property
+    def eligible(self) -> bool: ...
+
+
+class ClaimsMap(Protocol):
+    """The replicated claims map (a gossip.lww.LwwMap of Claim, held by the node core)."""
+
+    entries: dict[str, Claim]
+
+    def get(self, name: str) -> Claim | None: ...
+
+    def digest(self) -> bytes: ...
+
+    def merge(self, entry: Claim) -> bool: ...
+
 
 
 CALL_SPECS_MAX = 256
@@ -88,12 +114,12 @@ class SlotPending:
 
 class Placement:
     def __init__(self, name: str, capacity, rng: random.Random, cfg: PlacementConfig,
-                 ballot_id: str | None = None) -> None:
+                 claims: ClaimsMap, ballot_id: str | None = None) -> None:
         self.name = name
         self.ballot_id = ballot_id or name  # see Auctioneer.ballot_id
         self.cfg = cfg
         self._rng = rng
-        self.claims = LwwMap()
+        self.claims = claims
         self.ledger = Ledger(capacity)
         self.bidder = Bidder(name, self.ledger)
         self.auctioneer = Auctioneer(name, self.ballot_id)

@@ -98,7 +98,7 @@ import trio
 
 from auction.claims import Claim
 from auction.spec import JobSpec, RestartMode
-from node.placement import normalize_image  # noqa: F401 -- one rule for the runtime and the bidder
+from auction.placement import normalize_image  # noqa: F401 -- one rule for the runtime and the bidder
 
 log = logging.getLogger("shoal.runtime")
 

@@ -1,6 +1,6 @@
 """Durable storage of the slot claims: SQLite in WAL mode, `<state_dir>/claims.db`.
 
-How this works: the claims map (auction.claims.Claim in a node.jobstore.LwwMap)
+How this works: the claims map (auction.claims.Claim in a gossip.lww.LwwMap)
 lives in memory; the agent writes every `PersistClaims` batch here and
 removes collected released claims on `ForgetClaims`, so an agent that
 restarts while no peer is reachable still knows which replicas it holds and
@@ -18,7 +18,7 @@ never costs the other.  This module holds the claim store's own parts:
   blake2b checksum of both; a write replaces a row only if its claim beats
   the stored one (`Claim.beats`), so late or repeated batches never roll a
   slot back;
-* bounded by node.jobstore.MAX_ENTRIES rows (the in-memory map's own bound).
+* bounded by node.core.jobstore.MAX_ENTRIES rows (the in-memory map's own bound).
 
 From node/sqlitefile.py: on open the file is checked (SQLite header, our
 application_id and schema version, the table's columns, `PRAGMA
@@ -44,8 +44,8 @@ import msgpack
 
 from auction.claims import Claim
 
-from .jobstore import MAX_ENTRIES
-from .sqlitefile import (KEEP_CORRUPT, BadRow, FileLayout, LoadReport, PersistError,
+from node.core.jobstore import MAX_ENTRIES
+from node.state.sqlitefile import (KEEP_CORRUPT, BadRow, FileLayout, LoadReport, PersistError,
                          SqliteStore, open_file, scan_rows)
 
 DB_NAME = "claims.db"

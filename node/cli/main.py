@@ -2,7 +2,7 @@
 
 How this works: `shoal agent` turns its flags into an `AgentConfig` (flags
 win over `--config FILE`), sets up logging (one line per event on stderr) and
-runs `node.agent.run_agent` under `trio.run`; it exits 0 after a graceful
+runs `node.agent.agent.run_agent` under `trio.run`; it exits 0 after a graceful
 leave (SIGINT/SIGTERM or `shoal leave`), 2 on a configuration error, 1 if it
 cannot start (e.g. the port is taken).
 
@@ -52,7 +52,7 @@ from urllib.parse import quote
 
 import click
 
-from node.config import DEFAULT_API_PORT, ConfigError, load_config
+from node.agent.config import DEFAULT_API_PORT, ConfigError, load_config
 
 DEFAULT_ADDRESS = f"http://127.0.0.1:{DEFAULT_API_PORT}"
 CLIENT_TIMEOUT_S = 30.0
@@ -107,7 +107,7 @@ def agent(config_file: str | None, **flags: Any) -> None:
     """Run a shoal agent in the foreground."""
     import trio
 
-    from node.agent import run_agent
+    from node.agent.agent import run_agent
 
     try:
         cfg = load_config(config_file, flags)
@@ -115,7 +115,7 @@ def agent(config_file: str | None, **flags: Any) -> None:
         click.echo(f"shoal agent: {e}", err=True)
         sys.exit(2)
     setup_logging(cfg.log_level)
-    from node.persist import PersistError
+    from node.state.persist import PersistError
 
     try:
         trio.run(run_agent, cfg)
@@ -357,7 +357,7 @@ def job_run(file: str, as_json: bool, detach: bool, timeout_s: float, address: s
     data = client.request("POST", "/v1/jobs", spec.to_dict())
     click.echo(json.dumps(data, indent=2) if as_json else data["name"])
     if not (as_json or detach):
-        from node.progress import follow_progress
+        from node.cli.progress import follow_progress
 
         try:
             sys.exit(follow_progress(client, [data["name"]], timeout_s))
@@ -474,7 +474,7 @@ def stack() -> None:
 
 
 def _read_compose(file: str) -> Any:
-    from node.compose import MAX_COMPOSE_BYTES, ComposeError, parse
+    from node.cli.compose import MAX_COMPOSE_BYTES, ComposeError, parse
 
     try:
         with open(file, "rb") as f:
@@ -503,7 +503,7 @@ def stack_deploy(file: str, stack_name: str | None, prune: bool, dry_run: bool, 
                  timeout_s: float, address: str, token: str | None) -> None:
     """Submit every service of the Compose FILE as a job.  Keys shoal does not
     support are listed as warnings; any error stops before anything is submitted."""
-    from node import compose
+    from node.cli import compose
 
     doc = _read_compose(file)
     try:
@@ -534,7 +534,7 @@ def stack_deploy(file: str, stack_name: str | None, prune: bool, dry_run: bool, 
     if not detach and st.jobs:
         # The same live progress as `shoal job run`: exit 0 when every
         # replica of every service runs, 2 when some cannot be placed.
-        from node.progress import follow_progress
+        from node.cli.progress import follow_progress
 
         try:
             sys.exit(follow_progress(client, [j.name for j in st.jobs], timeout_s))
@@ -552,7 +552,7 @@ def stack_rm(name: str, file: str | None, address: str, token: str | None) -> No
     """Stop the jobs of stack NAME: every job whose name starts with NAME- (a
     stack name has no '-', so that prefix is the stack), or with --file exactly
     the jobs of that file's services."""
-    from node import compose
+    from node.cli import compose
 
     try:
         compose.check_stack_name(name)
@@ -580,7 +580,7 @@ def stack_rm(name: str, file: str | None, address: str, token: str | None) -> No
 @client_options
 def stack_ls(as_json: bool, address: str, token: str | None) -> None:
     """List stacks: jobs named STACK-SERVICE grouped by STACK, with their replicas."""
-    from node.compose import stack_of
+    from node.cli.compose import stack_of
 
     stacks: dict[str, dict[str, Any]] = {}
     for j in Client(address, token).request("GET", "/v1/jobs"):
@@ -691,7 +691,7 @@ def monitor(as_json: bool, no_history: bool, address: str, token: str | None) ->
     auctions, placements, container states.  Ctrl-C stops."""
     import httpx
 
-    from node.monitor import monitor as run_monitor
+    from node.cli.monitor import monitor as run_monitor
 
     client = Client(address, token)
     here = "" if as_json else client.request("GET", "/v1/agent/self").get("name", "this agent")

@@ -65,9 +65,9 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
-from .hlc import Stamp
-from .jobstore import MAX_ENTRIES, Entry, wins
-from .sqlitefile import (KEEP_CORRUPT, BadRow, FileLayout, LoadReport, PersistError,
+from node.core.hlc import Stamp
+from node.core.jobstore import MAX_ENTRIES, Entry, wins
+from node.state.sqlitefile import (KEEP_CORRUPT, BadRow, FileLayout, LoadReport, PersistError,
                          SqliteStore, is_corruption, open_file, scan_rows)
 
 DB_NAME = "jobs.db"

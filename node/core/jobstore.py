@@ -27,13 +27,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .hlc import Stamp
+from gossip.lww import DIGEST_BYTES, LwwMap
+from node.core.hlc import Stamp
 
-BUCKETS = 64
-DIGEST_BYTES = 16
 MAX_JOBS = 10_000  # live jobs accepted from local submissions
 MAX_ENTRIES = 2 * MAX_JOBS  # including tombstones and remote writes; beyond this, merges are refused
-ZERO_DIGEST = bytes(DIGEST_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,77 +79,11 @@ def wins(a: Entry, b: Entry) -> bool:
     return a.beats(b)
 
 
-def bucket_of(name: str) -> int:
-    return hashlib.blake2b(name.encode(), digest_size=2).digest()[0] % BUCKETS
+class JobStore(LwwMap[Entry]):
+    """The job store: an LwwMap of Entry with the rule for dropping deletes."""
 
-
-def _xor(a: bytes, b: bytes) -> bytes:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(DIGEST_BYTES, "big")
-
-
-class LwwMap:
-    """The map itself.  Works for any entry type with `name`, `deleted`,
-    `beats(other)` and `entry_hash()`: the job store and the slot claims
-    (auction.claims.Claim) are both LwwMaps."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, Entry] = {}
-        self._hashes: dict[str, bytes] = {}
-        self._buckets = [ZERO_DIGEST] * BUCKETS
-        self._digest = ZERO_DIGEST
-        self.live_count = 0
-
-    # ---- reads
-    def get(self, name: str):
-        return self.entries.get(name)
-
-    def live(self) -> list[Entry]:
-        return sorted((e for e in self.entries.values() if not e.deleted), key=lambda e: e.name)
-
-    def digest(self) -> bytes:
-        return self._digest
-
-    def bucket_digests(self) -> list[bytes]:
-        return list(self._buckets)
-
-    def differing_buckets(self, theirs: list[bytes]) -> list[int]:
-        if len(theirs) != BUCKETS:
-            return list(range(BUCKETS))
-        return [i for i in range(BUCKETS) if theirs[i] != self._buckets[i]]
-
-    def entries_in(self, buckets: list[int]) -> list[Entry]:
-        wanted = set(buckets)
-        return [e for e in self.entries.values() if bucket_of(e.name) in wanted]
-
-    # ---- writes
-    def merge(self, entry: Entry) -> bool:
-        """Fold in an entry; True if it changed our state."""
-        current = self.entries.get(entry.name)
-        if current is not None and not entry.beats(current):
-            return False
-        if current is None and len(self.entries) >= MAX_ENTRIES:
-            return False
-        self._replace(current, entry)
-        return True
-
-    def _replace(self, old: Entry | None, new: Entry | None) -> None:
-        name = (new or old).name
-        b = bucket_of(name)
-        if old is not None:
-            h = self._hashes.pop(name)
-            self._buckets[b] = _xor(self._buckets[b], h)
-            self._digest = _xor(self._digest, h)
-            del self.entries[name]
-            if not old.deleted:
-                self.live_count -= 1
-        if new is not None:
-            h = new.entry_hash()
-            self._hashes[name] = h
-            self._buckets[b] = _xor(self._buckets[b], h)
-            self._digest = _xor(self._digest, h)
-            self.entries[name] = new
-            if not new.deleted:
-                self.live_count += 1
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        super().__init__(max_entries)
 
     def collectable_tombstones(self, wall_ms: int, min_age_ms: int,
                                peer_digests: list[bytes]) -> list[str]:
@@ -161,12 +93,3 @@ class LwwMap:
             return []
         return [e.name for e in self.entries.values()
                 if e.deleted and wall_ms - e.stamp.wall_ms >= min_age_ms]
-
-    def forget(self, names: list[str]) -> None:
-        for name in names:
-            entry = self.entries.get(name)
-            if entry is not None and entry.deleted:
-                self._replace(entry, None)
-
-
-JobStore = LwwMap

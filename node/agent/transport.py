@@ -47,8 +47,8 @@ import trio
 
 from gossip.events import Address, OpenStream
 from gossip.messages import Message
-from node.config import HostPort
-from node.metrics import AgentMetrics
+from node.agent.config import HostPort
+from node.telemetry.metrics import AgentMetrics
 
 log = logging.getLogger("shoal.transport")
 

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus text) and the agent's event log."""
