@@ -14,6 +14,10 @@ How this works: every module under gossip/, auction/ and node/core/ is parsed wi
 - gossip/ and auction/ import nothing from each other or from node/; node/core/
   imports only gossip/, auction/ and itself (CORE_MAY_IMPORT).
 
+Single pure modules outside those packages (PURE_MODULES, e.g. the runtime's
+decision, node/runtime/decision.py) are held to the same rules, and import only
+what CORE_MAY_IMPORT allows them.
+
 The simulator replays a seed only if all of this holds (architecture.md).
 """
 
@@ -28,6 +32,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Each pure core, by dotted package name; its folder is the dots as slashes.
 CORES = ("gossip", "auction", "node.core")
+# Single pure modules, by dotted name; the file is the dots as slashes + ".py".
+PURE_MODULES = ("node.runtime.decision",)
 
 FORBIDDEN_MODULES = {
     # named in the architecture: I/O, clocks, OS entropy, concurrency
@@ -45,7 +51,8 @@ FORBIDDEN_BUILTIN_CALLS = {"open", "input", "__import__", "breakpoint"}
 # refused): the dependency direction is node -> node.core -> {gossip, auction}.
 PROJECT_PACKAGES = {"gossip", "auction", "node"}
 CORE_MAY_IMPORT = {"gossip": ("gossip",), "auction": ("auction",),
-                   "node.core": ("gossip", "auction", "node.core")}
+                   "node.core": ("gossip", "auction", "node.core"),
+                   "node.runtime.decision": ("auction", "node.runtime.decision")}
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ def core_modules() -> list[Module]:
             if parts[-1] == "__init__":
                 parts.pop()
             mods.append(Module(core, path, ".".join(parts)))
+    for dotted in PURE_MODULES:
+        mods.append(Module(dotted, ROOT / (dotted.replace(".", "/") + ".py"), dotted))
     return mods
 
 
@@ -155,6 +164,8 @@ def test_cores_exist():
     for core in CORES:
         assert (ROOT / core.replace(".", "/") / "__init__.py").is_file(), f"{core}/__init__.py missing"
         assert any(m.core == core and m.path.name != "__init__.py" for m in MODULES), core
+    for dotted in PURE_MODULES:
+        assert (ROOT / (dotted.replace(".", "/") + ".py")).is_file(), f"{dotted} missing"
 
 
 @pytest.mark.parametrize("mod", MODULES, ids=str)
@@ -234,3 +245,19 @@ def test_checker_holds_node_core_to_its_own_imports(tmp_path):
     assert check_source(tmp_path, "import time", core="node.core")
     assert check_source(tmp_path, "from gossip.lww import LwwMap\nfrom auction.claims import Claim\n"
                                   "from node.core import wire\nfrom . import hlc", core="node.core") == []
+
+
+def test_checker_holds_a_pure_module_to_auction_and_itself(tmp_path):
+    path = tmp_path / "node" / "runtime" / "decision.py"
+    path.parent.mkdir(parents=True)
+
+    def check(source: str) -> list[str]:
+        path.write_text(source)
+        return violations(Module("node.runtime.decision", path, "node.runtime.decision"))
+
+    assert check("from node.runtime.engine import Engine")
+    assert check("from . import docker")
+    assert check("from gossip.lww import LwwMap")
+    assert check("from node.core import wire")
+    assert check("import trio")
+    assert check("import re\nfrom auction.spec import RestartPolicy") == []
