@@ -6,7 +6,7 @@ each decision to a runtime object:
     StartReplica(claim, spec)  ->  runtime.start(claim, spec)
     StopReplica(slot, reason)  ->  runtime.stop(slot, reason)
 
-The interface (`node.runtime.docker.Runtime` spells out the Docker runtime's whole
+The interface (`node.runtime.interface.Runtime` spells out the Docker runtime's whole
 surface; this is the part the agent relies on):
 
     start(claim: auction.claims.Claim, spec: auction.spec.JobSpec) -> None

@@ -1,4 +1,4 @@
-"""node/runtime.DockerRuntime against a real dockerd.
+"""node/runtime/docker.py's DockerRuntime against a real dockerd.
 
 Root only (skipped otherwise): the session fixture runs scripts/docker-up and
 scripts/build-image.  Every test uses its own node name, so the containers it
@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ import trio
 
 from auction.claims import Ballot, Claim
 from auction.spec import validate
+from node.runtime.decision import ObservedContainer
 from node.runtime.docker import (
     DockerRuntime, DockerRuntimeConfig, RollingView, container_name, normalize_image, rolling_allowed,
 )
@@ -59,8 +61,6 @@ def test_rolling_goes_one_slot_at_a_time():
 
 def test_slot_states_and_images_from_the_last_pass():
     """What the agent publishes (node/status.py) and hands to placement, without an engine."""
-    from node.runtime.docker import _Container
-
     rt = DockerRuntime("n1", DockerRuntimeConfig(docker_host="unix:///nonexistent"))
     sp = spec(restart={"policy": "never"})
     for i in range(6):
@@ -68,7 +68,7 @@ def test_slot_states_and_images_from_the_last_pass():
     b, h = "1/c1", sp.container_hash()
 
     def ctr(i, state, status, ballot=b, spec_hash=h):
-        return _Container(f"id{i}", f"c{i}", f"web/{i}", ballot, spec_hash, state, status, i, IMAGE)
+        return ObservedContainer(f"id{i}", f"c{i}", f"web/{i}", ballot, spec_hash, state, status, i, IMAGE)
 
     rt._actual = {c.id: c for c in [
         ctr(0, "running", "Up 3 seconds (healthy)"),
@@ -77,13 +77,13 @@ def test_slot_states_and_images_from_the_last_pass():
         ctr(3, "running", "Up 1 minute (unhealthy)"),
         ctr(5, "running", "Up 1 minute", ballot="0/c9"),           # a stale ballot's container
     ]}
-    rt._slots["web/1"].last_exit = "exited 1"
-    rt._slots["web/4"].gave_up = "image x is not on node n1"
+    rt._slots["web/1"] = replace(rt._slots["web/1"], last_exit="exited 1")
+    rt._slots["web/4"] = replace(rt._slots["web/4"], gave_up="image x is not on node n1")
     assert rt.slot_states() == {
         "web/0": ("running", ""), "web/1": ("failed", "exited 1"), "web/2": ("starting", ""),
         "web/3": ("failed", "Up 1 minute (unhealthy)"), "web/4": ("failed", "gave up here: image x is not on node n1"),
         "web/5": ("starting", "")}
-    rt._slots["web/1"].done = "exited 0 (policy never: not restarted)"
+    rt._slots["web/1"] = replace(rt._slots["web/1"], done="exited 0 (policy never: not restarted)")
     rt._actual["id1"] = ctr(1, "exited", "Exited (0) 2 seconds ago")
     assert rt.slot_states()["web/1"] == ("exited", "exited 0 (policy never: not restarted)")
     assert rt.stats()["running"] == {"web/0": {"ballot": b}}

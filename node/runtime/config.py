@@ -1,0 +1,45 @@
+"""The Docker runtime's settings (`DockerRuntimeConfig`) and where the engine is."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from node.runtime.decision import Rules
+
+# The Engine API version we speak (1.41 = dockerd 20.10).
+API_VERSION = "1.41"
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+def default_docker_host() -> str:
+    """$SHOAL_DOCKER_HOST if set (the testbed gives each agent its own
+    dockerd this way), else Docker's default socket."""
+    return os.environ.get("SHOAL_DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
+@dataclass(frozen=True, slots=True)
+class DockerRuntimeConfig:
+    docker_host: str = field(default_factory=default_docker_host)
+    api_version: str = API_VERSION
+    call_timeout_s: float = 10.0        # each call, from the awaiting side
+    pull_timeout_s: float = 300.0
+    concurrency: int = 8                # worker threads for docker calls
+    stream_concurrency: int = 16        # worker threads for log streams
+    resync_interval_s: float = 5.0      # periodic full pass
+    kick_debounce_s: float = 0.02       # coalesce bursts of events into one pass
+    adopt_grace_s: float = 10.0         # never remove undesired containers this soon after start
+    stop_timeout_s: int = 5             # SIGTERM grace before Docker sends SIGKILL
+    failure_threshold: int = 3          # engine failures in a row -> unhealthy
+    crash_loop_failures: int = 5        # this many failures ...
+    crash_loop_window_s: float = 120.0  # ... within this window -> give up on this node
+    stable_after_s: float = 30.0        # up this long: backoff starts over
+    pull_images: bool = False           # only where a registry is reachable
+    network_mode: str = "none"
+    log_max_size: str = "10m"
+    log_max_files: int = 2
+
+    def rules(self) -> Rules:
+        """The thresholds the pure decision (node/runtime/decision.py) applies."""
+        return Rules(adopt_grace_s=self.adopt_grace_s, crash_loop_failures=self.crash_loop_failures,
+                     crash_loop_window_s=self.crash_loop_window_s, stable_after_s=self.stable_after_s)

@@ -1,0 +1,111 @@
+"""How a replica becomes a Docker container, and how a listing becomes observations.
+
+How this works
+--------------
+A replica's container is named `shoal-<job>-<index>-<round>` (a suffix is
+added if that name is taken, e.g. by a concurrent ballot of another node on a
+shared engine) and labelled `shoal.job`, `shoal.slot`, `shoal.ballot`
+("round/coordinator"), `shoal.node`, `shoal.spec_hash` (the spec's
+`container_hash()`): the labels are how a later pass, or an agent that
+restarted, tells whose container it is.  HostConfig: the configured network
+mode (`none`), `nano_cpus` and `mem_limit` from the spec, Docker's own
+restart policy `no` (the runtime restarts), the json-file log driver capped
+at `log_max_files` x `log_max_size`; the spec's health command becomes
+Docker's healthcheck, else the image's HEALTHCHECK applies.
+
+The engine's container and image listings are read back into
+`decision.ObservedContainer`s and sets of local image references.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from auction.claims import Claim
+from auction.placement import normalize_image
+from auction.spec import JobSpec
+from node.runtime.config import DockerRuntimeConfig
+from node.runtime.decision import ObservedContainer
+
+LABEL_JOB = "shoal.job"
+LABEL_SLOT = "shoal.slot"
+LABEL_BALLOT = "shoal.ballot"
+LABEL_NODE = "shoal.node"
+LABEL_SPEC = "shoal.spec_hash"
+NS_PER_S = 1_000_000_000
+
+
+def container_name(slot: str, round_: int) -> str:
+    job, _, index = slot.rpartition("/")
+    return f"shoal-{job}-{index}-{round_}"
+
+
+def ballot_label(claim: Claim) -> str:
+    return f"{claim.ballot.round}/{claim.ballot.coordinator}"
+
+
+def node_filter(node: str) -> dict[str, str]:
+    """The engine-side filter for this node's containers."""
+    return {"label": f"{LABEL_NODE}={node}"}
+
+
+def health_config(spec: JobSpec) -> dict[str, Any] | None:
+    """Docker's healthcheck for the spec's probe (None: keep the image's)."""
+    h = spec.health
+    if h is None:
+        return None
+    return {"test": ["CMD", *h.command], "interval": int(h.interval_s * NS_PER_S),
+            "timeout": int(h.timeout_s * NS_PER_S), "retries": int(h.retries),
+            "start_period": int(h.start_period_s * NS_PER_S)}
+
+
+def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: str,
+                  cfg: DockerRuntimeConfig, create_host_config: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword arguments of `APIClient.create_container` (after the image
+    and the name) for replica `slot`; `create_host_config` is the SDK's."""
+    labels = {LABEL_JOB: claim.job, LABEL_SLOT: slot, LABEL_BALLOT: ballot_label(claim),
+              LABEL_NODE: node, LABEL_SPEC: spec_hash}
+    host_config = create_host_config(
+        network_mode=cfg.network_mode,
+        nano_cpus=spec.cpu_millis * 1_000_000,
+        mem_limit=spec.memory_bytes,
+        restart_policy={"Name": "no"},
+        log_config={"Type": "json-file", "Config": {"max-size": cfg.log_max_size,
+                                                    "max-file": str(cfg.log_max_files)}},
+    )
+    return {"command": list(spec.command) if spec.command is not None else None,
+            "environment": spec.env_map, "labels": labels, "host_config": host_config,
+            "healthcheck": health_config(spec), "detach": True}
+
+
+def name_suffix(node: str, ballot: str, spec_hash: str) -> str:
+    """Told apart from a container of another node or ballot that took the name."""
+    return hashlib.blake2b(f"{node}|{ballot}|{spec_hash}".encode(), digest_size=4).hexdigest()
+
+
+def observed(raw: Iterable[dict[str, Any]]) -> list[ObservedContainer]:
+    """`APIClient.containers(all=True)` rows as observations."""
+    out = []
+    for c in raw:
+        labels = c.get("Labels") or {}
+        names = c.get("Names") or ["/?"]
+        out.append(ObservedContainer(
+            id=c["Id"], name=names[0].lstrip("/"), slot=labels.get(LABEL_SLOT, ""),
+            ballot=labels.get(LABEL_BALLOT, ""), spec_hash=labels.get(LABEL_SPEC, ""),
+            state=c.get("State", ""), status=c.get("Status", ""),
+            created=int(c.get("Created") or 0), image=c.get("Image", "")))
+    return out
+
+
+def local_images(raw: Iterable[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """`APIClient.images()` rows as (normalized tags and digests, image ids)."""
+    tags, ids = set(), set()
+    for img in raw:
+        ids.add(img.get("Id", ""))
+        for t in img.get("RepoTags") or ():
+            tags.add(normalize_image(t))
+        for d in img.get("RepoDigests") or ():
+            tags.add(d)
+    return tags, ids

@@ -1,0 +1,159 @@
+"""Calls to the Docker engine: bounded, timed out, never blocking trio.
+
+How this works: the `docker` SDK blocks, so `Engine.call` runs every call in
+a worker thread (`trio.to_thread.run_sync`) under a `CapacityLimiter`
+(`concurrency`), and the awaiting side gives up after `call_timeout_s`
+(`trio.fail_after`; the SDK's own HTTP timeout is bounded too, so an
+abandoned thread ends soon after).  Threads still running after their caller
+gave up are counted (`lingering`).  A call the engine did not answer
+(timeout, connection refused, broken stream) raises `EngineError` and counts
+towards the runtime's health (`decision.engine_failed`); one it answered with
+an error (404, 409, 500 from a container) raises `RuntimeProblem` and, like
+any answered call, counts as the engine being there (`engine_answered`).
+`on_change(healthy, reason)` is called when the health flips.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import docker  # type: ignore[import-untyped]
+import docker.errors  # type: ignore[import-untyped]
+import trio
+
+from node.runtime.config import DockerRuntimeConfig
+from node.runtime.decision import EngineHealth, engine_answered, engine_failed
+
+log = logging.getLogger("shoal.runtime")
+
+# The calls' HTTP timeout exceeds the awaiting side's by this much, so the
+# awaiting side always gives up first and the thread ends soon after.
+HTTP_TIMEOUT_MARGIN_S = 5.0
+
+
+class EngineError(Exception):
+    """A Docker call failed because the engine did not answer (timeout,
+    connection refused, broken stream)."""
+
+
+class RuntimeProblem(Exception):
+    """A Docker call was answered with an error (not an engine failure)."""
+
+
+def default_client(base_url: str, version: str, timeout: float | None) -> Any:
+    return docker.APIClient(base_url=base_url, version=version, timeout=timeout)
+
+
+class Engine:
+    """The two SDK clients (calls with a bounded HTTP timeout, long streams
+    without one) and the bounded, timed-out way to call them."""
+
+    def __init__(self, cfg: DockerRuntimeConfig, *, on_change: Callable[[bool, str], None],
+                 client_factory: Callable[..., Any] | None = None) -> None:
+        self.cfg = cfg
+        self.on_change = on_change
+        self._client_factory = client_factory or default_client
+        self.api: Any = None          # docker.APIClient for calls
+        self.stream_api: Any = None   # docker.APIClient for long streams (no read timeout)
+        self.health = EngineHealth()
+        self._limiter = trio.CapacityLimiter(cfg.concurrency)
+        self.stream_limiter = trio.CapacityLimiter(cfg.stream_concurrency)
+        self._lingering = 0
+        self._lingering_lock = threading.Lock()
+
+    def open(self) -> None:
+        self.api = self._client_factory(self.cfg.docker_host, self.cfg.api_version,
+                                        self.cfg.call_timeout_s + HTTP_TIMEOUT_MARGIN_S)
+        self.stream_api = self._client_factory(self.cfg.docker_host, self.cfg.api_version, None)
+
+    def close(self) -> None:
+        for api in (self.api, self.stream_api):
+            close_quietly(api)
+
+    @property
+    def lingering(self) -> int:
+        """Worker threads still running a call their caller gave up on."""
+        with self._lingering_lock:
+            return self._lingering
+
+    async def call(self, what: str, fn: Callable[..., Any], *args: Any, timeout_s: float | None = None,
+                   **kwargs: Any) -> Any:
+        """Run one blocking SDK call in a worker thread, bounded and timed out."""
+        timeout_s = self.cfg.call_timeout_s if timeout_s is None else timeout_s
+        box = {"done": False, "abandoned": False}
+
+        def work():
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lingering_lock:
+                    box["done"] = True
+                    if box["abandoned"]:
+                        self._lingering -= 1
+
+        try:
+            with trio.fail_after(timeout_s):
+                result = await trio.to_thread.run_sync(work, limiter=self._limiter, abandon_on_cancel=True)
+        except trio.TooSlowError:
+            with self._lingering_lock:
+                if not box["done"] and not box["abandoned"]:
+                    box["abandoned"] = True
+                    self._lingering += 1
+            self._failed(f"docker {what} timed out after {timeout_s:g} s")
+            raise EngineError(f"docker {what} timed out after {timeout_s:g} s") from None
+        except Exception as e:  # classified below
+            if answered(e):
+                self._answered()
+                raise RuntimeProblem(f"docker {what}: {explain(e)}") from e
+            self._failed(f"docker {what} failed: {explain(e)}")
+            raise EngineError(f"docker {what} failed: {explain(e)}") from e
+        self._answered()
+        return result
+
+    def _failed(self, reason: str) -> None:
+        self.health, flipped = engine_failed(self.health, reason, self.cfg.failure_threshold)
+        if flipped:
+            log.warning("runtime unhealthy: %s", self.health.reason)
+            self.on_change(False, self.health.reason)
+
+    def _answered(self) -> None:
+        self.health, flipped = engine_answered(self.health)
+        if flipped:
+            log.warning("runtime healthy again: the docker engine answers")
+            self.on_change(True, "")
+
+
+def answered(e: BaseException) -> bool:
+    """Did the engine answer (an HTTP error status), as opposed to not answering?"""
+    if isinstance(e, docker.errors.APIError):
+        return True
+    return isinstance(e, (ValueError, TypeError, docker.errors.InvalidArgument))
+
+
+def is_not_found(e: BaseException) -> bool:
+    cause = e.__cause__ if e.__cause__ is not None else e
+    if isinstance(cause, docker.errors.NotFound):
+        return True
+    return "404" in str(e) or "No such container" in str(e)
+
+
+def is_conflict(e: BaseException) -> bool:
+    """A create answered 409: the container name is taken."""
+    return "409" in str(e) or "Conflict" in str(e)
+
+
+def explain(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    text = text.replace("\n", " ")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def close_quietly(resource: Any) -> None:
+    """Close a stream or client on shutdown; it may already be broken."""
+    try:
+        resource.close()
+    except Exception:  # noqa: BLE001, S110 -- nothing to do about it
+        pass
