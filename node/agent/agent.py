@@ -123,7 +123,7 @@ from node.agent import probe
 from node.api import views
 from node.api.blocking import Indexes
 from node.telemetry.clustermetrics import ClusterMetrics
-from node.agent.config import AgentConfig, ConfigError, HostPort, advertise_address, check_status_size
+from node.agent.config import AgentConfig, ConfigError, HostPort, advertise_address, check_status_size, tuning_json
 from node.core.node_core import (
     ClaimChanged,
     ForgetClaims,
@@ -415,6 +415,7 @@ class Agent:
                     label=cfg.label.encode(),
                     stored_entries=loaded.entries,
                     stored_claims=loaded.claims,
+                    cluster_config=cfg.cluster, placement_config=cfg.placement,
                 )
                 if loaded.drained:
                     self.core.set_drained(True, now)
@@ -1055,6 +1056,7 @@ class Agent:
                 "bind": str(HostPort(self.config.bind.host, self.gossip_port or 0)),
                 "api": self.api_url,
                 "profile": self.gossip_config.profile,
+                "settings": tuning_json(core.cfg, core.placement.cfg),  # [cluster], [placement] in effect
                 "label": self.config.label,
                 "encrypted": self.keys.enabled,
                 "health_score": swim.health_score(),

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from auction.placement import PlacementConfig
 from node.agent.config import (
+    FIXED_SETTINGS,
     AgentConfig,
     ConfigError,
     HostPort,
     advertise_address,
+    cluster_config,
     load_config,
     parse_host_port,
+    placement_config,
+    settable,
 )
+from node.core.node_core import ClusterConfig
 
 KEY16 = base64.b64encode(bytes(range(16))).decode()
 KEY32 = base64.b64encode(bytes(range(32))).decode()
@@ -192,3 +206,155 @@ def test_the_agent_gives_docker_host_to_the_docker_runtime(monkeypatch):
     assert rt.cfg.docker_host == "unix:///run/other.sock"
     monkeypatch.setenv("SHOAL_DOCKER_HOST", "unix:///run/env.sock")
     assert Agent(load_config(None, {"runtime": "docker"}))._make_runtime().cfg.docker_host == "unix:///run/env.sock"
+
+
+# ---- [cluster] and [placement]: the core's tuning ----------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DOC = REPO / "docs" / "configuration.md"
+EXAMPLE = REPO / "deploy" / "agent.example.toml"
+
+
+def test_cluster_and_placement_tables_build_the_dataclasses(tmp_path):
+    path = write(tmp_path, """
+name = "n1"
+[cluster]
+store_sync_interval_s = 5
+status-min-interval-s = 0
+tombstone_min_age_s = 86400.0
+[placement]
+auction_ttl_s = 2.5
+claim_wait_s = 10
+max_backoff_s = 60.0
+sample_d = 3
+""")
+    cfg = load_config(path)
+    assert cfg.cluster == ClusterConfig(store_sync_interval_s=5.0, status_min_interval_s=0.0,
+                                        tombstone_min_age_s=86400.0)
+    assert cfg.placement == PlacementConfig(auction_ttl_s=2.5, claim_wait_s=10.0, max_backoff_s=60.0, sample_d=3)
+    assert isinstance(cfg.cluster.store_sync_interval_s, float)  # an integer in TOML is still seconds
+    assert cfg.name == "n1"
+
+
+def test_tuning_defaults_are_the_dataclass_defaults(tmp_path):
+    assert load_config().cluster == ClusterConfig()
+    assert load_config().placement == PlacementConfig()
+    cfg = load_config(write(tmp_path, "[cluster]\n[placement]\n"))
+    assert (cfg.cluster, cfg.placement) == (ClusterConfig(), PlacementConfig())
+    assert cluster_config() == ClusterConfig() and placement_config({}) == PlacementConfig()
+
+
+@pytest.mark.parametrize(
+    "toml, field, words",
+    [
+        ('[placement]\nauction_ttl_s = "x"', "placement.auction_ttl_s", 'must be a positive number, got "x"'),
+        ("[placement]\nauction_ttl_s = 0", "placement.auction_ttl_s", "positive"),
+        ("[placement]\nclaim_wait_s = -1.0", "placement.claim_wait_s", "positive"),
+        ("[placement]\nplacement_interval_s = inf", "placement.placement_interval_s", "got inf"),
+        ("[placement]\nmin_backoff_s = nan", "placement.min_backoff_s", "got nan"),
+        ("[placement]\nsample_d = 1.5", "placement.sample_d", "positive integer, got 1.5"),
+        ("[placement]\nsample_min = 0", "placement.sample_min", "positive integer"),
+        ("[placement]\nsample_min = true", "placement.sample_min", "got true"),
+        ("[placement]\nmin_backoff_s = 60", "placement.min_backoff_s", "must not exceed placement.max_backoff_s"),
+        ("[placement]\nmax_backoff_s = 0.1", "placement.max_backoff_s", "at least placement.min_backoff_s"),
+        ("[cluster]\nstore_sync_interval_s = [1]", "cluster.store_sync_interval_s", "an array"),
+        ("[cluster]\nstatus_min_interval_s = -0.5", "cluster.status_min_interval_s", "non-negative"),
+        ("[cluster]\ntombstone_min_age_s = 0", "cluster.tombstone_min_age_s", "positive"),
+        ("[cluster]\nstatus_digest_quiet_s = 40", "cluster.status_digest_quiet_s",
+         "must not exceed cluster.status_digest_max_delay_s"),
+        ("[cluster]\nmax_spec_bytes = 1024", "cluster.max_spec_bytes", "cannot be set"),
+        ("cluster = 5", "cluster", "expected a table"),
+        ('placement = "fast"', "placement", "expected a table"),
+    ],
+)
+def test_tuning_errors_name_the_field(tmp_path, toml, field, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, toml))
+    assert e.value.field == field
+    assert str(e.value).startswith(f"{field}: ") and words in str(e.value), str(e.value)
+
+
+def test_unknown_tuning_key_is_refused_with_its_path(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, "[placement]\nauction_ttl = 1.0\n"))
+    assert e.value.field == "placement.auction_ttl"
+    assert "unknown setting" in str(e.value) and "auction_ttl_s" in str(e.value)  # lists the real names
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, "[cluster]\n[cluster.sub]\nx = 1\n"))
+    assert e.value.field == "cluster.sub"
+
+
+def _documented_defaults() -> dict[str, str]:
+    """`### \\`table.field\\`` headings of docs/configuration.md and the
+    `Default: \\`value\\`` line under each."""
+    found: dict[str, str] = {}
+    heading = None
+    for line in CONFIG_DOC.read_text().splitlines():
+        if m := re.fullmatch(r"### `([a-z_]+\.[a-z_]+)`", line):
+            heading = m.group(1)
+        elif heading and (m := re.match(r"Default: `([^`]+)`", line)):
+            found[heading] = m.group(1)
+            heading = None
+    return found
+
+
+def test_every_setting_is_documented_with_its_default():
+    documented = _documented_defaults()
+    settings = {f"cluster.{n}": getattr(ClusterConfig(), n) for n in settable("cluster", ClusterConfig)}
+    settings |= {f"placement.{n}": getattr(PlacementConfig(), n) for n in settable("placement", PlacementConfig)}
+    assert set(documented) == set(settings)
+    for path, default in settings.items():
+        assert documented[path] == repr(default), path
+    # Every field is either a setting or fixed with a reason.
+    for table, cls in (("cluster", ClusterConfig), ("placement", PlacementConfig)):
+        for f in dataclasses.fields(cls):
+            assert f"{table}.{f.name}" in settings or f"{table}.{f.name}" in FIXED_SETTINGS
+
+
+def test_the_example_lists_every_setting_at_its_default(tmp_path):
+    text = EXAMPLE.read_text()
+    # Uncomment every "# key = value" line of the two tables: the defaults again.
+    tail = text[text.index("\n[cluster]\n"):]
+    uncommented = re.sub(r"^# ([a-z_]+ = .*)$", r"\1", tail, flags=re.M)
+    cfg = load_config(write(tmp_path, uncommented))
+    assert (cfg.cluster, cfg.placement) == (ClusterConfig(), PlacementConfig())
+    listed = set(re.findall(r"^([a-z_]+) = ", uncommented, re.M))
+    assert listed == set(settable("cluster", ClusterConfig)) | set(settable("placement", PlacementConfig))
+
+
+def test_the_cli_refuses_a_bad_setting_naming_it(tmp_path):
+    path = write(tmp_path, "[placement]\nauction_ttl_s = \"x\"\n")
+    r = subprocess.run([sys.executable, "-m", "node.cli", "agent", "--config", str(path)], capture_output=True,
+                       text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 2
+    assert 'placement.auction_ttl_s: must be a positive number, got "x"' in r.stderr
+
+
+def test_a_real_agent_runs_with_the_settings_of_its_file(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    path = write(tmp_path, "[cluster]\nstore_sync_interval_s = 7.5\n[placement]\nauction_ttl_s = 1.25\n")
+    argv = [sys.executable, "-m", "node.cli", "agent", "--config", str(path), "--name", "cfg1",
+            "--bind", "127.0.0.1:0", "--api", "127.0.0.1:0", "--profile", "local", "--state-dir", str(state)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        info = None
+        while info is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                info = json.loads((state / "agent.json").read_text())
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        assert info is not None, f"agent did not start (rc {proc.poll()})"
+        settings = httpx.get(f"{info['api']}/v1/agent/self", timeout=5).json()["settings"]
+        assert settings["cluster"]["store_sync_interval_s"] == 7.5
+        assert settings["placement"]["auction_ttl_s"] == 1.25
+        assert settings["placement"]["claim_wait_s"] == PlacementConfig().claim_wait_s  # untouched default
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
