@@ -19,7 +19,7 @@ the 2 s cap keeps the elapsed time honest).  It returns
 Everything goes to `out` (default: stderr), so a command's stdout keeps
 only its result (`shoal job run` prints the job name there).  `client` is
 anything with `.address` (the agent's URL) and `.headers` (auth), such as
-node.cli.main.Client.
+node.cli.client.Client.
 """
 
 from __future__ import annotations

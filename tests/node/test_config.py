@@ -358,3 +358,21 @@ def test_a_real_agent_runs_with_the_settings_of_its_file(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+# ---- the CLI starts without the agent ------------------------------------------------
+
+
+def test_the_cli_default_address_is_the_agent_default_api():
+    from node.agent.config import DEFAULT_API
+    from node.cli.client import DEFAULT_ADDRESS
+
+    assert DEFAULT_ADDRESS == f"http://{DEFAULT_API}"
+
+
+def test_shoal_help_imports_neither_the_agent_nor_its_libraries():
+    code = ("import sys, node.cli.main; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('trio', 'httpx', 'docker', 'yaml', 'gossip', 'auction') or m.startswith(('node.agent', 'node.core'))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

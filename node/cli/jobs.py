@@ -1,0 +1,122 @@
+"""`shoal job run | status | stop`: submit, inspect and stop jobs.
+
+How this works: `job run` validates the TOML spec locally (auction.spec),
+submits it, prints its name once stored, and follows its replicas with
+node.cli.progress until all run (exit 0), some cannot by --timeout (exit 2),
+or it is detached; `status` formats /v1/jobs as tables.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from node.cli.client import Client, client_options, fail, table
+
+
+def _ballot(b: dict[str, Any] | None) -> str:
+    return f"{b['round']}@{b['coordinator']}" if b else "-"
+
+
+def format_jobs(jobs: list[dict[str, Any]]) -> str:
+    if not jobs:
+        return "no jobs\n"
+    rows = [("Name", "Replicas", "Placed", "Running", "Pending", "Image")]
+    for j in jobs:
+        if not j.get("valid", True):
+            rows.append((j["name"], "?", "?", "?", "?", "(spec unreadable on this agent)"))
+            continue
+        rows.append((j["name"], str(j["replicas"]), str(j["placed"]), str(j.get("running", "?")),
+                     str(j["pending"]), j["image"]))
+    return table(rows)
+
+
+def format_job(j: dict[str, Any]) -> str:
+    spec = j.get("spec") or {}
+    head = (f"Job {j['name']}: image {spec.get('image', '?')}, cpu {spec.get('cpu', '?')}, "
+            f"memory {spec.get('memory', '?')}; {j.get('replicas', '?')} replicas, "
+            f"{j.get('placed', 0)} placed, {j.get('pending', 0)} pending, {j.get('running', '?')} running\n")
+    rows = [("Index", "Node", "Ballot", "State")]
+    for s in j.get("slots", []):
+        state = s["state"] if not s.get("reason") else f"{s['state']}: {s['reason']}"
+        if s["state"] == "placed" and s.get("runtime"):  # what the holder's runtime says
+            state = s["runtime"] + (f": {s['runtime_reason']}" if s.get("runtime_reason") else "")
+        rows.append((str(s["index"]), s.get("node") or "-", _ballot(s.get("ballot")), state))
+    for s in j.get("extra", []):
+        rows.append((str(s["index"]), s.get("node") or "-", _ballot(s.get("ballot")), s["state"]))
+    return head + table(rows)
+
+
+@click.group()
+def job() -> None:
+    """Submit, inspect and stop jobs."""
+
+
+@job.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the agent's answer as JSON (implies --detach).")
+@click.option("--detach", "-d", is_flag=True, help="Return once the job is stored; do not wait for it to run.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Seconds to wait for every replica to run.")
+@client_options
+def job_run(file: str, as_json: bool, detach: bool, timeout_s: float, address: str, token: str | None) -> None:
+    """Submit the job spec in FILE (TOML; docs/jobspec.md).  Prints the job's
+    name once the agent has stored it durably, then (on stderr) each replica
+    going pending, placed, running or failed, until all run or --timeout.
+    Exit 0 when all run, 2 when some do not by then (with why), 1 on errors."""
+    from auction.spec import MAX_SPEC_BYTES, SpecError, load_toml
+
+    try:
+        with open(file, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as e:
+        fail(f"cannot read {file}: {e.strerror or e}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        fail(f"{file}: not UTF-8 text")
+    try:
+        spec = load_toml(text)
+    except SpecError as e:
+        lines = "".join(f"\n  {p}" for p in e.problems)
+        n = len(e.problems)
+        fail(f"{file}: invalid job spec ({n} problem{'s' if n != 1 else ''}):{lines}")
+    client = Client(address, token)
+    data = client.request("POST", "/v1/jobs", spec.to_dict())
+    click.echo(json.dumps(data, indent=2) if as_json else data["name"])
+    if not (as_json or detach):
+        from node.cli.progress import follow_progress
+
+        try:
+            sys.exit(follow_progress(client, [data["name"]], timeout_s))
+        except KeyboardInterrupt:
+            click.echo(f"stopped watching; {data['name']} goes on (shoal job status {data['name']})", err=True)
+            sys.exit(130)
+
+
+@job.command("status")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the agent's answer as JSON.")
+@client_options
+def job_status(name: str | None, as_json: bool, address: str, token: str | None) -> None:
+    """List jobs, or show NAME's replica slots: node, ballot, state and why
+    a slot is pending."""
+    client = Client(address, token)
+    data = client.request("GET", f"/v1/jobs/{quote(name, safe='')}" if name else "/v1/jobs")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(format_job(data) if name else format_jobs(data), nl=False)
+
+
+@job.command("stop")
+@click.argument("name")
+@client_options
+def job_stop(name: str, address: str, token: str | None) -> None:
+    """Stop job NAME everywhere (its replicas are stopped, the job deleted)."""
+    Client(address, token).request("DELETE", f"/v1/jobs/{quote(name, safe='')}")
+    click.echo(f"{name} stopped")
