@@ -1,4 +1,4 @@
-"""node/compose.py: Compose files converted to job specs, warnings and errors."""
+"""node/cli/compose.py: Compose files converted to job specs, warnings and errors."""
 
 from __future__ import annotations
 
