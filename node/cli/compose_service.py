@@ -149,8 +149,8 @@ class ServiceConverter:
     def environment(self, value: Any, path: str) -> None:
         env: dict[str, Any] = {}
         self.origin["env"] = path
+        pairs: list[tuple[Any, Any, str]] = []  # (name, value or None, Compose path)
         if isinstance(value, list):
-            pairs = []
             for i, item in enumerate(value):
                 if not isinstance(item, str):
                     self.error(f"{path}[{i}]", f"must be a string KEY=VALUE, got {json_kind(item)}")
@@ -317,7 +317,7 @@ class ServiceConverter:
         constraints = placement.get("constraints")
         cpath = join_path(path, "constraints")
         if isinstance(constraints, list):
-            out = []
+            out: list[str] = []
             for i, item in enumerate(constraints):
                 if (c := self.constraint(item, f"{cpath}[{i}]")) is not None:
                     self.origin[f"constraints[{len(out)}]"] = f"{cpath}[{i}]"
