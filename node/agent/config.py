@@ -38,7 +38,7 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
     reserve_cpus  host reserve subtracted from cpus        default: node.agent.probe
     reserve_memory  host reserve subtracted from memory    default: node.agent.probe
     runtime       container runtime: fake | docker         default: fake
-                  (fake records start/stop only; see node/runtime_fake.py)
+                  (fake records start/stop only; see node/runtime/fake.py)
     docker_host   the Docker engine the docker runtime     default: $SHOAL_DOCKER_HOST,
                   talks to (unix:///path, tcp://H:P)         else unix:///var/run/docker.sock
     [cluster]     table: job-store sync, status publishing and tombstone timing
@@ -55,7 +55,7 @@ status_digest_max_delay_s`.  `cluster.max_spec_bytes` is not a setting: it is
 a protocol bound every node must share (see `FIXED_SETTINGS`).
 
 Capacity: what the agent publishes is (cpus, memory) minus the reserve, as
-node/probe.py computes it; `reserve_cpus = 0` and `reserve_memory = 0` with
+node/agent/probe.py computes it; `reserve_cpus = 0` and `reserve_memory = 0` with
 declared cpus/memory publish exactly the declared machine (several agents
 on one host acting as several machines).  Node labels follow the constraint
 syntax of job specs (auction/spec.py): keys of letters, digits, `. _ / -`,

@@ -1,7 +1,7 @@
 """`shoal monitor`: an agent's event stream (`GET /v1/events`, NDJSON) as readable lines.
 
 How this works: `format_event(record, here)` turns one event record (see
-node/api.py for the kinds; node/agent.py publishes them) into one line:
+node/api/server.py for the kinds; node/agent/agent.py publishes them) into one line:
 time, a short category, and what happened in words.  `here` is the name of
 the agent streaming, since events such as replica_start happen on it.
 Unknown kinds are printed as their JSON, so nothing is hidden.  `monitor()`

@@ -3,7 +3,7 @@
 How this works: `follow_progress(client, job_names, timeout_s)` reads each
 job's `GET /v1/jobs/NAME` (every slot: pending with a reason, or placed on a
 node, with what that node's runtime says of it: starting, running, failed,
-exited; node/views.py), prints one line per slot whenever its state changes
+exited; node/api/views.py), prints one line per slot whenever its state changes
 and one summary line per job whenever its counts change, then waits for the
 next change with a blocking query on the jobs index (`GET
 /v1/jobs?index=N&wait=2s`: placements, claims, node statuses -- which carry
@@ -40,7 +40,7 @@ WAIT_S = 2.0
 REQUEST_TIMEOUT_S = 10.0
 MAX_CONSECUTIVE_ERRORS = 3
 # Parts of a pending reason that change every auction round without saying
-# anything new (node/views.py): left out of the live lines, kept at the end.
+# anything new (node/api/views.py): left out of the live lines, kept at the end.
 _CHURN = ("auction in progress", "waiting for its coordinator's next placement round")
 
 
