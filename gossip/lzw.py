@@ -18,7 +18,7 @@ full at 12 bits, no longer adding entries until a CLEAR arrives.
 
 from __future__ import annotations
 
-from gossip.wire import DecodeError
+from gossip.errors import DecodeError
 
 _CLEAR = 256
 _EOF = 257

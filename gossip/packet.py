@@ -26,23 +26,20 @@ from __future__ import annotations
 import struct
 import zlib
 
-import msgpack
-
+from gossip.compound import decode_messages, decode_parts
 from gossip.config import (
     LABEL_MAX_BYTES,
     MAX_PUSH_STATE_BYTES,
     MAX_PUSH_STATE_NODES,
     MAX_USER_MSG_BYTES,
 )
-from gossip.messages import Message, MessageType, PushPull, UserMsg
+from gossip.errors import DecodeError
+from gossip.gopack import BufferFull, OutOfData, new_unpacker
+from gossip.messages import Message, MessageType, PushNodeState, PushPull, UserMsg
 from gossip.security import Keyring
 from gossip.wire import (
-    DecodeError,
     compress_message,
-    decode_messages,
-    decode_parts,
     decompress_body,
-    new_unpacker,
     parse_body,
     parse_node_state_bytes,
     parse_push_pull_header,
@@ -129,7 +126,7 @@ def open_packet_parts(
     skip_inbound_label_check: bool = False,
 ) -> list[tuple[Message, bytes | None]]:
     """Like `open_packet`, each message paired with its encoded bytes when
-    it can be rebroadcast verbatim (`gossip.wire.decode_parts`)."""
+    it can be rebroadcast verbatim (`gossip.compound.decode_parts`)."""
     return decode_parts(_unwrap(data, label, keyring, skip_inbound_label_check))
 
 
@@ -210,7 +207,7 @@ class _MessageParser:
         # push/pull progress
         self._join = False
         self._nodes_left = 0
-        self._nodes: list = []
+        self._nodes: list[PushNodeState] = []
         self._raw_left = -1  # bytes of user state / user message still to read
         self._raw = bytearray()
         # A push/pull's body as fed to the unpacker, so each node state can
@@ -231,7 +228,7 @@ class _MessageParser:
                 self._start()
             try:
                 self._unpacker.feed(data)
-            except msgpack.BufferFull:
+            except BufferFull:
                 raise DecodeError("too_large", "stream buffer full") from None
             if self._type == MessageType.PUSH_PULL:
                 self._body += data
@@ -248,10 +245,10 @@ class _MessageParser:
         else:
             raise DecodeError("unknown_type", f"type {t} on a stream")
 
-    def _next_object(self):
+    def _next_object(self) -> object:
         try:
             return self._unpacker.unpack()
-        except msgpack.OutOfData:
+        except OutOfData:
             return _NEED_MORE
         except Exception as e:  # FormatError, StackError, ValueError, ...
             raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
@@ -296,7 +293,7 @@ class _MessageParser:
                     self._node_start = unpacker.tell()
                 try:
                     unpacker.skip()
-                except msgpack.OutOfData:
+                except OutOfData:
                     return None
                 except Exception as e:  # FormatError, StackError, ...
                     raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None

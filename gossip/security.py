@@ -22,7 +22,7 @@ from typing import Callable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gossip.wire import DecodeError
+from gossip.errors import DecodeError
 
 NONCE_BYTES = 12
 TAG_BYTES = 16

@@ -5,40 +5,35 @@ map whose keys are the Go struct field names.  Byte-identical output with
 go-msgpack needs three things: keys in alphabetical order (we build the dict
 in that order), legacy "raw" strings for both text and bytes (never
 str8/bin), and Go `int` fields written with the *signed* markers (d0..d3)
-while Go `uint*` fields use the unsigned ones.  msgpack-python's C packer
-with use_bin_type=False gets the first two right and writes every
-non-negative int with the unsigned markers, so it is byte-identical for the
-messages whose Go fields are all uint/string/[]byte/bool (ping, indirect
-ping, ack, nack, errResp, suspect, alive, dead, and pushNodeState, whose one
-Go-int field `State` is 0..3, a fixint either way).  It is used for those
-because they are the hot path (a large cluster encodes millions of them);
-only the push/pull header and the TCP userMsgHeader, which carry Go `int`
-counts that can exceed 127, go through our own tiny packer (`pack_go`,
-with `GoInt` for the signed fields).  The golden vectors in
+while Go `uint*` fields use the unsigned ones (`gossip.gopack` says how).
+The hot messages, whose Go fields are all uint/string/[]byte/bool (ping,
+indirect ping, ack, nack, errResp, suspect, alive, dead, and pushNodeState,
+whose one Go-int field `State` is 0..3, a fixint either way), go through
+msgpack's C packer (`fast_pack`); only the push/pull header, the TCP
+userMsgHeader and the compress wrapper, which carry Go `int` counts that can
+exceed 127, go through `pack_go`.  The golden vectors in
 tests/gossip/test_wire_golden.py pin both.
 
-Reading goes through msgpack-python with raw=True (any of bin/str/raw is
-accepted, as Go does) and every field is then type-checked by hand: a value
-of the wrong type, an out-of-range integer or invalid UTF-8 becomes
-`DecodeError`, never anything else.  Unknown keys are ignored and missing
-keys take Go's zero value, like go-msgpack.  A UDP body is one
-`msgpack.unpackb` call with container limits, then per-type field checks.
+Reading: the body is decoded by `gossip.gopack` (raw=True: any of
+bin/str/raw is accepted, as Go does) and every field is then type-checked by
+hand: a value of the wrong type, an out-of-range integer or invalid UTF-8
+becomes `DecodeError`, never anything else.  Unknown keys are ignored and
+missing keys take Go's zero value, like go-msgpack.  The hot types have fast
+parsers for the shape peers actually send, falling back to the checked one.
 
-UDP dispatch (`decode_messages`) mirrors memberlist's handleCommand: compound
-(7) and compress (9) wrappers recurse, bounded in depth and decompressed size.
-Stream-only forms (push/pull, the TCP user message, errResp) are produced by
-`encode` / `encode_stream_user` and parsed by `gossip.packet.StreamDecoder`,
-which uses the `parse_*` helpers exported here.
+This module knows single messages.  Unwrapping a UDP packet's compound (7)
+and compress (9) wrappers is `gossip.compound`; label, CRC and encryption
+framing and the TCP stream reader are `gossip.packet`.
 """
 
 from __future__ import annotations
 
-import struct
+from collections.abc import Callable
 from typing import Any
 
-import msgpack
-
-from gossip.config import MAX_DECOMPRESSED_BYTES
+from gossip import lzw
+from gossip.errors import DecodeError
+from gossip.gopack import GoInt, fast_pack, pack_go, pack_go_into, unpack_one
 from gossip.messages import (
     AckResp,
     Alive,
@@ -56,138 +51,7 @@ from gossip.messages import (
     UserMsg,
 )
 
-# Compound/compress wrappers may nest; Go does not bound this, we do so a
-# crafted packet cannot recurse us into a RecursionError.
-MAX_NESTING_DEPTH = 4
 LZW_ALGO = 0
-
-# Container limits handed to msgpack so a forged length prefix cannot make
-# the C unpacker preallocate a huge list/dict before the bytes exist.
-_MAX_ARRAY_LEN = 256
-_MAX_MAP_LEN = 256
-_MAX_EXT_LEN = 64
-
-
-class DecodeError(ValueError):
-    """Bytes from the network that we refuse.  `reason` is a short token for
-    metrics ("malformed", "label", "decrypt", "crc", "too_large",
-    "unencrypted", "unknown_type"); `detail` is for logs."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
-# ---------------------------------------------------------------------------
-# Packing (go-msgpack compatible)
-# ---------------------------------------------------------------------------
-
-
-class GoInt(int):
-    """An int that go-msgpack would write from a Go `int`/`int64` field:
-    signed markers (d0..d3) above 127 instead of the unsigned cc..cf."""
-
-    __slots__ = ()
-
-
-def _pack_raw(b: bytes, out: bytearray) -> None:
-    n = len(b)
-    if n < 32:
-        out.append(0xA0 | n)
-    elif n < 0x10000:
-        out += b"\xda" + n.to_bytes(2, "big")
-    elif n < 0x100000000:
-        out += b"\xdb" + n.to_bytes(4, "big")
-    else:
-        raise ValueError("string too long for msgpack")
-    out += b
-
-
-def _pack_int(v: int, signed: bool, out: bytearray) -> None:
-    if 0 <= v < 128:
-        out.append(v)
-    elif -32 <= v < 0:
-        out.append(v & 0xFF)
-    elif signed or v < 0:
-        if -0x80 <= v < 0x80:
-            out += b"\xd0" + struct.pack(">b", v)
-        elif -0x8000 <= v < 0x8000:
-            out += b"\xd1" + struct.pack(">h", v)
-        elif -0x80000000 <= v < 0x80000000:
-            out += b"\xd2" + struct.pack(">i", v)
-        elif -(1 << 63) <= v < (1 << 63):
-            out += b"\xd3" + struct.pack(">q", v)
-        else:
-            raise ValueError(f"integer {v} out of int64 range")
-    elif v < 0x100:
-        out += b"\xcc" + bytes((v,))
-    elif v < 0x10000:
-        out += b"\xcd" + v.to_bytes(2, "big")
-    elif v < 0x100000000:
-        out += b"\xce" + v.to_bytes(4, "big")
-    elif v < 0x10000000000000000:
-        out += b"\xcf" + v.to_bytes(8, "big")
-    else:
-        raise ValueError(f"integer {v} out of uint64 range")
-
-
-def _pack(obj: Any, out: bytearray) -> None:
-    if obj is None:
-        out.append(0xC0)
-    elif obj is True:
-        out.append(0xC3)
-    elif obj is False:
-        out.append(0xC2)
-    elif isinstance(obj, int):
-        _pack_int(int(obj), isinstance(obj, GoInt), out)
-    elif isinstance(obj, (bytes, bytearray, memoryview)):
-        _pack_raw(bytes(obj), out)
-    elif isinstance(obj, str):
-        _pack_raw(obj.encode("utf-8"), out)
-    elif isinstance(obj, float):
-        out += b"\xcb" + struct.pack(">d", obj)
-    elif isinstance(obj, dict):
-        n = len(obj)
-        if n < 16:
-            out.append(0x80 | n)
-        elif n < 0x10000:
-            out += b"\xde" + n.to_bytes(2, "big")
-        else:
-            out += b"\xdf" + n.to_bytes(4, "big")
-        for k, v in obj.items():
-            _pack(k, out)
-            _pack(v, out)
-    elif isinstance(obj, (list, tuple)):
-        n = len(obj)
-        if n < 16:
-            out.append(0x90 | n)
-        elif n < 0x10000:
-            out += b"\xdc" + n.to_bytes(2, "big")
-        else:
-            out += b"\xdd" + n.to_bytes(4, "big")
-        for v in obj:
-            _pack(v, out)
-    else:
-        raise TypeError(f"cannot pack {type(obj).__name__}")
-
-
-def pack_go(obj: Any) -> bytes:
-    """msgpack exactly as go-msgpack's zero MsgpackHandle writes it.  Dict
-    keys are written in insertion order: pass them sorted to match Go's
-    struct encoding.  Use `GoInt` for Go `int` fields."""
-    out = bytearray()
-    _pack(obj, out)
-    return bytes(out)
-
-
-# The C packer, for the messages whose Go fields are all unsigned, string,
-# []byte or bool: with use_bin_type=False it writes exactly what go-msgpack
-# writes for them (see the module docstring), at a tenth of pack_go's cost.
-# One shared instance: creating a Packer per call costs more than packing a
-# small map.  The cores run on one thread, and pack() of builtin types runs
-# entirely in C under the GIL, so sharing it is safe.
-_fast_pack = msgpack.Packer(use_bin_type=False, autoreset=True).pack
 
 _U32 = 0xFFFFFFFF
 _U16 = 0xFFFF
@@ -216,7 +80,7 @@ def _vsn_bytes(vsn: tuple[int, ...]) -> bytes | None:
 
 
 def _enc_ping(msg: Ping) -> bytes:
-    d: dict = {"Node": msg.node, "SeqNo": _u32(msg.seq_no)}
+    d: dict[str, object] = {"Node": msg.node, "SeqNo": _u32(msg.seq_no)}
     # omitempty: only these three fields, only on ping / indirect ping.
     if msg.source_addr:
         d["SourceAddr"] = msg.source_addr
@@ -224,7 +88,7 @@ def _enc_ping(msg: Ping) -> bytes:
         d["SourceNode"] = msg.source_node
     if msg.source_port:
         d["SourcePort"] = _u16(msg.source_port)
-    return b"\x00" + _fast_pack(d)
+    return b"\x00" + fast_pack(d)
 
 
 def _enc_indirect_ping(msg: IndirectPingReq) -> bytes:
@@ -241,27 +105,27 @@ def _enc_indirect_ping(msg: IndirectPingReq) -> bytes:
     if msg.source_port:
         d["SourcePort"] = _u16(msg.source_port)
     d["Target"] = _nil_if_empty(msg.target)
-    return b"\x01" + _fast_pack(d)
+    return b"\x01" + fast_pack(d)
 
 
 def _enc_ack(msg: AckResp) -> bytes:
-    return b"\x02" + _fast_pack({"Payload": msg.payload or None, "SeqNo": _u32(msg.seq_no)})
+    return b"\x02" + fast_pack({"Payload": msg.payload or None, "SeqNo": _u32(msg.seq_no)})
 
 
 def _enc_nack(msg: NackResp) -> bytes:
-    return b"\x0b" + _fast_pack({"SeqNo": _u32(msg.seq_no)})
+    return b"\x0b" + fast_pack({"SeqNo": _u32(msg.seq_no)})
 
 
 def _enc_err(msg: ErrResp) -> bytes:
-    return b"\x0d" + _fast_pack({"Error": msg.error})
+    return b"\x0d" + fast_pack({"Error": msg.error})
 
 
 def _enc_suspect(msg: Suspect) -> bytes:
-    return b"\x03" + _fast_pack({"From": msg.from_node, "Incarnation": _u32(msg.incarnation), "Node": msg.node})
+    return b"\x03" + fast_pack({"From": msg.from_node, "Incarnation": _u32(msg.incarnation), "Node": msg.node})
 
 
 def _enc_dead(msg: Dead) -> bytes:
-    return b"\x05" + _fast_pack({"From": msg.from_node, "Incarnation": _u32(msg.incarnation), "Node": msg.node})
+    return b"\x05" + fast_pack({"From": msg.from_node, "Incarnation": _u32(msg.incarnation), "Node": msg.node})
 
 
 def encode_alive(incarnation: int, node: str, addr: bytes, port: int, meta: bytes,
@@ -271,7 +135,7 @@ def encode_alive(incarnation: int, node: str, addr: bytes, port: int, meta: byte
         raise ValueError(f"{incarnation} does not fit uint32")
     if not 0 <= port <= _U16:
         raise ValueError(f"{port} does not fit uint16")
-    return b"\x04" + _fast_pack({
+    return b"\x04" + fast_pack({
         "Addr": addr or None,
         "Incarnation": incarnation,
         "Meta": meta or None,
@@ -296,7 +160,7 @@ def encode_node_state_fields(name: str, addr: bytes, port: int, meta: bytes, inc
     `State` is an int, but 0..3 is a positive fixint under both markers."""
     if not 0 <= state < 128:
         raise ValueError(f"node state {state} out of range")
-    return _fast_pack({
+    return fast_pack({
         "Addr": addr or None,
         "Incarnation": _u32(incarnation),
         "Meta": meta or None,
@@ -312,7 +176,7 @@ def encode_push_pull(join: bool, node_states: list[bytes], user_state: bytes) ->
     (`encode_node_state`), so a caller can reuse them between exchanges.
     The header's Nodes/UserStateLen are Go ints: signed markers (pack_go)."""
     out = bytearray((MessageType.PUSH_PULL,))
-    _pack(
+    pack_go_into(
         {
             "Join": bool(join),
             "Nodes": GoInt(len(node_states)),
@@ -325,7 +189,9 @@ def encode_push_pull(join: bool, node_states: list[bytes], user_state: bytes) ->
     return bytes(out)
 
 
-_ENCODERS = {
+# Each type's encoder takes that type: a relation a dict type cannot state,
+# hence Any for the argument.
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {
     Ping: _enc_ping,
     IndirectPingReq: _enc_indirect_ping,
     AckResp: _enc_ack,
@@ -356,77 +222,13 @@ def encode(msg: Message) -> bytes:
 def encode_stream_user(msg: UserMsg) -> bytes:
     """The TCP (SendReliable) form: 0x08 | userMsgHeader{UserMsgLen} | bytes."""
     out = bytearray((MessageType.USER,))
-    _pack({"UserMsgLen": GoInt(len(msg.payload))}, out)
+    pack_go_into({"UserMsgLen": GoInt(len(msg.payload))}, out)
     out += msg.payload
     return bytes(out)
 
-
-_COMPOUND_HEADERS: dict[int, struct.Struct] = {}
-
-
-def make_compound(parts: list[bytes]) -> bytes:
-    """0x07 | count u8 | len u16be ... | parts.  Callers split at 255 parts."""
-    n = len(parts)
-    if n > 255:
-        raise ValueError(f"compound of {n} parts; at most 255")
-    # One struct.pack and one join: every gossip packet is a compound of a
-    # dozen or more parts, and a Python loop per part showed in profiles.
-    header = _COMPOUND_HEADERS.get(n)
-    if header is None:
-        header = _COMPOUND_HEADERS[n] = struct.Struct(f">BB{n}H")
-    try:
-        return header.pack(7, n, *map(len, parts)) + b"".join(parts)  # 7: MessageType.COMPOUND
-    except struct.error:  # a part of 64 KiB or more does not fit its u16 length
-        raise ValueError(f"compound part of {max(map(len, parts))} bytes; must be < 65536") from None
-
-
 def compress_message(buf: bytes) -> bytes:
     """0x09 | compress{Algo: 0 (LZW), Buf: lzw(buf)}."""
-    from gossip import lzw
-
     return b"\x09" + pack_go({"Algo": LZW_ALGO, "Buf": lzw.compress(buf)})
-
-
-# ---------------------------------------------------------------------------
-# Unpacking
-# ---------------------------------------------------------------------------
-
-
-def new_unpacker(max_buffer_bytes: int) -> msgpack.Unpacker:
-    """A raw=True Unpacker with container limits small enough that forged
-    headers cannot force big preallocations (streams read incrementally)."""
-    return msgpack.Unpacker(
-        raw=True,
-        strict_map_key=False,
-        max_buffer_size=max(1, max_buffer_bytes),
-        max_str_len=max(1, max_buffer_bytes),
-        max_bin_len=max(1, max_buffer_bytes),
-        max_array_len=_MAX_ARRAY_LEN,
-        max_map_len=_MAX_MAP_LEN,
-        max_ext_len=_MAX_EXT_LEN,
-    )
-
-
-def unpack_one(body: bytes) -> Any:
-    """The first msgpack object of `body` (Go's decoder ignores trailing
-    bytes, so do we).  Anything wrong -> DecodeError("malformed").
-
-    One `msgpack.unpackb` call rather than a streaming Unpacker: building an
-    Unpacker (and its read buffer) per UDP message cost more than decoding
-    the message.  unpackb bounds strings by len(body) itself; the container
-    limits are the same as `new_unpacker`'s."""
-    if not body:
-        raise DecodeError("malformed", "empty body")
-    try:
-        return _unpackb(body, raw=True, strict_map_key=False, max_array_len=_MAX_ARRAY_LEN,
-                        max_map_len=_MAX_MAP_LEN, max_ext_len=_MAX_EXT_LEN)
-    except msgpack.ExtraData as e:
-        return e.unpacked  # trailing bytes after the first object: ignored
-    except Exception as e:  # ValueError (incl. truncated input)/FormatError/StackError/...
-        raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
-
-
-_unpackb = msgpack.unpackb
 
 
 class _Fields:
@@ -435,13 +237,13 @@ class _Fields:
 
     __slots__ = ("d", "what")
 
-    def __init__(self, obj: Any, what: str):
+    def __init__(self, obj: object, what: str):
         if not isinstance(obj, dict):
             raise DecodeError("malformed", f"{what}: body is not a map")
         self.d = obj
         self.what = what
 
-    def _get(self, key: bytes) -> Any:
+    def _get(self, key: bytes) -> object:
         return self.d.get(key)
 
     def _bad(self, key: bytes, why: str) -> DecodeError:
@@ -505,7 +307,7 @@ class _Fields:
         raise self._bad(key, "expected bytes or array of uint8")
 
 
-def _parse_checked(msg_type: int, obj: Any) -> Message:
+def _parse_checked(msg_type: int, obj: object) -> Message:
     """The reference parser: every field through `_Fields`, which handles
     nil/missing fields, Go's lenient forms and produces the DecodeError for
     anything wrong.  The fast parsers below fall back to it."""
@@ -573,7 +375,7 @@ def _parse_checked(msg_type: int, obj: Any) -> Message:
 # which produces the same value or the same DecodeError as always.
 
 
-def _parse_alive(d: Any) -> Message:
+def _parse_alive(d: object) -> Message:
     if type(d) is dict:
         inc = d.get(b"Incarnation")
         node = d.get(b"Node")
@@ -593,7 +395,7 @@ def _parse_alive(d: Any) -> Message:
     return _parse_checked(MessageType.ALIVE, d)
 
 
-def _parse_ping(d: Any) -> Message:
+def _parse_ping(d: object) -> Message:
     if type(d) is dict:
         seq = d.get(b"SeqNo")
         node = d.get(b"Node")
@@ -609,7 +411,7 @@ def _parse_ping(d: Any) -> Message:
     return _parse_checked(MessageType.PING, d)
 
 
-def _parse_ack(d: Any) -> Message:
+def _parse_ack(d: object) -> Message:
     if type(d) is dict:
         seq = d.get(b"SeqNo")
         payload = d.get(b"Payload")
@@ -618,7 +420,7 @@ def _parse_ack(d: Any) -> Message:
     return _parse_checked(MessageType.ACK, d)
 
 
-def _parse_suspect(d: Any) -> Message:
+def _parse_suspect(d: object) -> Message:
     if type(d) is dict:
         inc = d.get(b"Incarnation")
         node = d.get(b"Node")
@@ -631,7 +433,7 @@ def _parse_suspect(d: Any) -> Message:
     return _parse_checked(MessageType.SUSPECT, d)
 
 
-def _parse_dead(d: Any) -> Message:
+def _parse_dead(d: object) -> Message:
     if type(d) is dict:
         inc = d.get(b"Incarnation")
         node = d.get(b"Node")
@@ -644,7 +446,7 @@ def _parse_dead(d: Any) -> Message:
     return _parse_checked(MessageType.DEAD, d)
 
 
-_PARSERS = {
+_PARSERS: dict[int, Callable[[object], Message]] = {
     MessageType.ALIVE: _parse_alive,
     MessageType.PING: _parse_ping,
     MessageType.ACK: _parse_ack,
@@ -653,7 +455,7 @@ _PARSERS = {
 }
 
 
-def parse_body(msg_type: int, obj: Any) -> Message:
+def parse_body(msg_type: int, obj: object) -> Message:
     """Build the message for a fixed-shape type from its decoded map."""
     fast = _PARSERS.get(msg_type)
     if fast is not None:
@@ -661,7 +463,7 @@ def parse_body(msg_type: int, obj: Any) -> Message:
     return _parse_checked(msg_type, obj)
 
 
-def parse_push_pull_header(obj: Any, max_nodes: int, max_user_state_bytes: int) -> tuple[bool, int, int]:
+def parse_push_pull_header(obj: object, max_nodes: int, max_user_state_bytes: int) -> tuple[bool, int, int]:
     """(join, nodes, user_state_len) with memberlist's receive limits."""
     f = _Fields(obj, "pushPullHeader")
     return (
@@ -674,7 +476,7 @@ def parse_push_pull_header(obj: Any, max_nodes: int, max_user_state_bytes: int) 
 _NODE_STATES = tuple(NodeStateCode)  # indexed by the wire value 0..3
 
 
-def parse_node_state(obj: Any) -> PushNodeState:
+def parse_node_state(obj: object) -> PushNodeState:
     # Fast path (a push/pull carries one of these per member; see the fast
     # parsers above): the usual shape, plain checks; anything else below.
     if type(obj) is dict:
@@ -731,151 +533,15 @@ def parse_node_state_bytes(raw: bytes) -> PushNodeState:
     return st
 
 
-def parse_user_msg_header(obj: Any, max_bytes: int) -> int:
+def parse_user_msg_header(obj: object, max_bytes: int) -> int:
     return _Fields(obj, "userMsgHeader").goint(b"UserMsgLen", max_bytes)
 
 
-def decompress_body(obj: Any, max_output_bytes: int) -> bytes:
+def decompress_body(obj: object, max_output_bytes: int) -> bytes:
     """The payload of a compress{Algo, Buf} map."""
-    from gossip import lzw
-
     f = _Fields(obj, "compress")
     algo = f.uint(b"Algo", 8)
     if algo != LZW_ALGO:
         raise DecodeError("malformed", f"unknown compression algorithm {algo}")
     return lzw.decompress(f.raw(b"Buf"), max_output_bytes)
 
-
-# UDP types handled by memberlist's handleCommand; anything else is
-# "unknown message type" there, and so here.
-_UDP_SIMPLE = frozenset(
-    (
-        MessageType.PING,
-        MessageType.INDIRECT_PING,
-        MessageType.ACK,
-        MessageType.NACK,
-        MessageType.SUSPECT,
-        MessageType.ALIVE,
-        MessageType.DEAD,
-    )
-)
-
-# Membership messages a receiver re-gossips.  memberlist re-encodes them; we
-# hand the received bytes back with the message instead (`decode_parts`), so
-# rebroadcasting costs nothing, but only when the map holds exactly the Go
-# struct's fields, so nothing unknown rides along into our queue.
-_FORWARDABLE_KEYS = {
-    MessageType.ALIVE: frozenset((b"Addr", b"Incarnation", b"Meta", b"Node", b"Port", b"Vsn")),
-    MessageType.SUSPECT: frozenset((b"From", b"Incarnation", b"Node")),
-    MessageType.DEAD: frozenset((b"From", b"Incarnation", b"Node")),
-}
-
-
-def decode_messages(buf: bytes) -> list[Message]:
-    """Every message in one UDP message (label/encryption/CRC already
-    removed).  A compound whose tail is truncated yields its complete
-    leading parts.  Inside a compound a bad part is skipped, as memberlist
-    logs it and handles the others; if no part at all decodes the first
-    error is raised so the packet counts as dropped."""
-    return [m for m, _ in decode_parts(buf)]
-
-
-def decode_parts(buf: bytes) -> list[tuple[Message, bytes | None]]:
-    """Like `decode_messages`, each message paired with its own encoded
-    bytes (type byte + body) when it is an Alive/Suspect/Dead in canonical
-    form, ready to be queued for rebroadcast as is; None otherwise."""
-    out: list[tuple[Message, bytes | None]] = []
-    _decode(bytes(buf), 0, out)
-    return out
-
-
-# Gossiped membership news reaches every member many times over: each
-# alive/suspect/dead is retransmitted retransmit_limit(n) times (16 at 1,000
-# members) by every member that accepted it, so a member decodes the same
-# bytes a dozen times, and the simulator, with every member in one process,
-# thousands of times.  Decoding is a pure function of the bytes and its
-# result an immutable value, so recent results are remembered by their
-# bytes.  Only these types: pings and acks carry fresh sequence numbers and
-# would never hit.  Bounded; emptied when full.
-_GOSSIP_MEMO: dict[bytes, tuple[Message, bytes | None]] = {}
-_GOSSIP_MEMO_MAX = 16_384
-
-
-def _decode_one(buf: bytes, out: list) -> None:
-    """One fixed-shape UDP message (type byte + body) into `out`."""
-    t = buf[0]
-    keys = _FORWARDABLE_KEYS.get(t)
-    if keys is None:
-        out.append((parse_body(t, unpack_one(buf[1:])), None))
-        return
-    entry = _GOSSIP_MEMO.get(buf)
-    if entry is None:
-        obj = unpack_one(buf[1:])
-        entry = (parse_body(t, obj), buf if obj.keys() == keys else None)
-        if len(_GOSSIP_MEMO) >= _GOSSIP_MEMO_MAX:
-            _GOSSIP_MEMO.clear()
-        _GOSSIP_MEMO[buf] = entry
-    out.append(entry)
-
-
-def _decode(buf: bytes, depth: int, out: list) -> None:
-    if not buf:
-        raise DecodeError("malformed", "empty message")
-    if depth > MAX_NESTING_DEPTH:
-        raise DecodeError("malformed", "wrappers nested too deep")
-    t = buf[0]
-    if t in _UDP_SIMPLE:
-        _decode_one(buf, out)
-    elif t == MessageType.USER:
-        out.append((UserMsg(payload=buf[1:]), None))
-    elif t == MessageType.COMPOUND:
-        _decode_compound(buf, depth, out)
-    elif t == MessageType.COMPRESS:
-        inner = decompress_body(unpack_one(buf[1:]), MAX_DECOMPRESSED_BYTES)
-        _decode(inner, depth + 1, out)
-    else:
-        raise DecodeError("unknown_type", f"type {t} over UDP")
-
-
-def _decode_compound(buf: bytes, depth: int, out: list) -> None:
-    if len(buf) < 2:
-        raise DecodeError("malformed", "compound: missing count")
-    count = buf[1]
-    pos = 2 + 2 * count
-    if len(buf) < pos:
-        raise DecodeError("malformed", "compound: truncated length table")
-    first_error: DecodeError | None = None
-    complete = 0
-    before = len(out)
-    end = len(buf)
-    # A part is at depth + 1; past the nesting limit even a plain message is
-    # refused, so the shortcuts below are only taken within it.
-    shortcuts = depth < MAX_NESTING_DEPTH
-    simple = _UDP_SIMPLE if shortcuts else frozenset()
-    memo = _GOSSIP_MEMO if shortcuts else {}
-    for n in struct.unpack_from(f">{count}H", buf, 2):
-        if end - pos < n:
-            break  # truncated: keep the complete leading parts
-        part = buf[pos : pos + n]
-        pos += n
-        complete += 1
-        # The common parts without the general dispatcher: gossip we have
-        # decoded before (most of a gossip packet), then any plain message;
-        # wrappers go through `_decode`.
-        entry = memo.get(part)
-        if entry is not None:
-            out.append(entry)
-            continue
-        try:
-            if part and part[0] in simple:
-                _decode_one(part, out)
-            else:
-                _decode(part, depth + 1, out)
-        except DecodeError as e:
-            if first_error is None:
-                first_error = e
-    if len(out) == before:
-        if first_error is not None:
-            raise first_error
-        if complete < count:
-            raise DecodeError("malformed", "compound: truncated before first part")

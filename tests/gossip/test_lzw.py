@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossip import lzw
-from gossip.wire import DecodeError
+from gossip.errors import DecodeError
 
 # Buf of "compressMsg (LZW) wrapping the compound" (§13): compresses COMPOUND.
 COMPOUND = bytes.fromhex(

@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from gossip.broadcast import BroadcastQueue
 from gossip.config import LAN, LOCAL
 from gossip.events import (
     Address,
@@ -30,7 +31,6 @@ from gossip.messages import Ping, Suspect
 from gossip.packet import open_packet
 from gossip.suspicion import Suspicion, suspicion_timeout_s
 from gossip.swim import Swim
-from gossip.broadcast import BroadcastQueue
 
 CFG = LOCAL.replace(enable_compression=False)
 
@@ -184,8 +184,8 @@ def test_probe_of_a_suspect_carries_the_suspicion_buddy_system():
 def test_ping_for_another_name_gets_no_ack():
     link = Link()
     a = link.add("a")
-    from gossip.wire import encode
     from gossip.packet import seal_packet
+    from gossip.wire import encode
     a.receive_datagram(seal_packet(encode(Ping(9, "someone-else")), label=b"", keyring=None,
                                    crc=False, compress=False), Address("127.0.0.1", 9), 0.0)
     assert not [o for o in a.drain() if isinstance(o, SendDatagram)]
@@ -355,8 +355,8 @@ def test_membership_news_goes_out_before_newer_user_broadcasts():
     # more than a packet holds: the news rides in the next packet.  (One
     # queue sending the newest first among equals left it out, and at scale
     # the layers above queue fresh broadcasts all the time.)
-    from gossip.messages import Alive
     from gossip.events import SendDatagram
+    from gossip.messages import Alive
     from gossip.packet import seal_packet
     from gossip.wire import encode
 

@@ -16,12 +16,19 @@ from __future__ import annotations
 import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from gossip import wire
-from gossip.messages import Alive, Dead, MessageType, NodeStateCode, Ping, PushNodeState, Suspect
-from gossip.wire import DecodeError
-
 from test_wire_fuzz import node_states, udp_messages
+
+from gossip import compound, gopack, wire
+from gossip.errors import DecodeError
+from gossip.messages import (
+    Alive,
+    Dead,
+    MessageType,
+    NodeStateCode,
+    Ping,
+    PushNodeState,
+    Suspect,
+)
 
 FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -59,14 +66,14 @@ def test_c_packer_matches_pack_go(msg):
     data = wire.encode(msg)
     if type(msg).__name__ == "UserMsg":
         return
-    assert data[1:] == wire.pack_go(_go_map(msg))
+    assert data[1:] == gopack.pack_go(_go_map(msg))
 
 
 @FUZZ
 @given(node_states)
 def test_node_state_matches_pack_go(n: PushNodeState):
-    ref = wire.pack_go({"Addr": n.addr or None, "Incarnation": n.incarnation, "Meta": n.meta or None,
-                        "Name": n.name, "Port": n.port, "State": wire.GoInt(int(n.state)),
+    ref = gopack.pack_go({"Addr": n.addr or None, "Incarnation": n.incarnation, "Meta": n.meta or None,
+                        "Name": n.name, "Port": n.port, "State": gopack.GoInt(int(n.state)),
                         "Vsn": bytes(n.vsn) or None})
     assert wire.encode_node_state(n) == ref
     assert wire.parse_node_state(msgpack.unpackb(ref, raw=True)) == n
@@ -76,7 +83,7 @@ def test_long_strings_and_big_ints_use_go_markers():
     # raw16 for a 40-byte name (never str8), cd/ce for uint16/uint32.
     a = Alive(incarnation=70_000, node="n" * 40, addr=b"\x0a\x00\x00\x01", port=7946, meta=b"m" * 300,
               vsn=(1, 5, 2, 2, 5, 4))
-    assert wire.encode(a)[1:] == wire.pack_go(_go_map(a))
+    assert wire.encode(a)[1:] == gopack.pack_go(_go_map(a))
     assert b"\xda\x00\x28" + b"n" * 40 in wire.encode(a)
     assert b"\xce\x00\x01\x11\x70" in wire.encode(a)
 
@@ -130,11 +137,11 @@ def test_decode_parts_returns_forwardable_bytes():
     suspect = wire.encode(Suspect(3, "node-a", "node-b"))
     dead = wire.encode(Dead(3, "node-a", "node-b"))
     ping = wire.encode(Ping(1, "node-a"))
-    parts = wire.decode_parts(wire.make_compound([alive, suspect, dead, ping]))
+    parts = compound.decode_parts(compound.make_compound([alive, suspect, dead, ping]))
     assert [raw for _, raw in parts] == [alive, suspect, dead, None]
     # An extra (unknown) key or a missing one: the message still decodes,
     # but is re-encoded rather than forwarded as received.
     extra = b"\x03" + msgpack.packb({"From": "b", "Incarnation": 1, "Node": "a", "X": 1})
     missing = b"\x03" + msgpack.packb({"From": "b", "Node": "a"})
-    assert wire.decode_parts(extra) == [(Suspect(1, "a", "b"), None)]
-    assert wire.decode_parts(missing) == [(Suspect(0, "a", "b"), None)]
+    assert compound.decode_parts(extra) == [(Suspect(1, "a", "b"), None)]
+    assert compound.decode_parts(missing) == [(Suspect(0, "a", "b"), None)]

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gossip import packet, wire
+from gossip import compound, gopack, packet, wire
+from gossip.errors import DecodeError
 from gossip.messages import (
     AckResp,
     Alive,
@@ -34,7 +35,6 @@ from gossip.messages import (
     UserMsg,
 )
 from gossip.security import Keyring
-from gossip.wire import DecodeError
 
 KEY = bytes(range(16))
 LABEL = b"prod"
@@ -146,7 +146,7 @@ def stream_all_ways(data: bytes, cuts: list[int]) -> None:
 @given(st.binary(max_size=400))
 def test_arbitrary_bytes_into_packets(data):
     open_all_ways(data)
-    only_decode_errors(wire.decode_messages, data)
+    only_decode_errors(compound.decode_messages, data)
 
 
 @FUZZ
@@ -171,7 +171,7 @@ def test_arbitrary_bodies_into_streams(t, body, cuts):
 def sealed_packets(draw):
     msgs = draw(st.lists(udp_messages, min_size=1, max_size=4))
     parts = [wire.encode(m) for m in msgs]
-    msg = parts[0] if len(parts) == 1 else wire.make_compound(parts)
+    msg = parts[0] if len(parts) == 1 else compound.make_compound(parts)
     label, enc, crc, comp = draw(packet_configs)
     return packet.seal_packet(msg, label=label, keyring=keyring() if enc else None, crc=crc, compress=comp, compress_min_bytes=0)
 
@@ -250,19 +250,19 @@ def nested_compress(depth: int) -> bytes:
 def nested_compound(depth: int) -> bytes:
     msg = wire.encode(NackResp(1))
     for _ in range(depth):
-        msg = wire.make_compound([msg])
+        msg = compound.make_compound([msg])
     return msg
 
 
 STREAM_OVERSIZED = [
     # push/pull claiming 2^31 nodes / 2^40 user bytes / negative counts
-    b"\x06" + wire.pack_go({"Join": False, "Nodes": wire.GoInt(2**31), "UserStateLen": 0}),
-    b"\x06" + wire.pack_go({"Join": False, "Nodes": 0, "UserStateLen": wire.GoInt(2**40)}),
-    b"\x06" + wire.pack_go({"Join": False, "Nodes": wire.GoInt(-1), "UserStateLen": 0}),
-    b"\x06" + wire.pack_go({"Join": 1, "Nodes": 0, "UserStateLen": 0}),
-    b"\x06" + wire.pack_go({"Join": False, "Nodes": 1, "UserStateLen": 0}) + b"\x81\xa5State\x07",
+    b"\x06" + gopack.pack_go({"Join": False, "Nodes": gopack.GoInt(2**31), "UserStateLen": 0}),
+    b"\x06" + gopack.pack_go({"Join": False, "Nodes": 0, "UserStateLen": gopack.GoInt(2**40)}),
+    b"\x06" + gopack.pack_go({"Join": False, "Nodes": gopack.GoInt(-1), "UserStateLen": 0}),
+    b"\x06" + gopack.pack_go({"Join": 1, "Nodes": 0, "UserStateLen": 0}),
+    b"\x06" + gopack.pack_go({"Join": False, "Nodes": 1, "UserStateLen": 0}) + b"\x81\xa5State\x07",
     # user message claiming 4 GiB
-    b"\x08" + wire.pack_go({"UserMsgLen": wire.GoInt(2**32)}),
+    b"\x08" + gopack.pack_go({"UserMsgLen": gopack.GoInt(2**32)}),
     # encryption envelope claiming 4 GiB, and one claiming 0 bytes
     b"\x0a\xff\xff\xff\xff" + bytes(40),
     b"\x0a\x00\x00\x00\x00",
@@ -277,7 +277,7 @@ STREAM_OVERSIZED = [
 def test_oversized_declared_lengths_in_packets(data):
     open_all_ways(data)
     with pytest.raises(DecodeError):
-        wire.decode_messages(data)
+        compound.decode_messages(data)
 
 
 @pytest.mark.parametrize("data", STREAM_OVERSIZED)
@@ -303,42 +303,42 @@ def test_stream_max_bytes_enforced():
 
 def test_truncated_compound_yields_leading_parts():
     parts = [wire.encode(NackResp(i)) for i in range(3)]
-    data = wire.make_compound(parts)
-    assert wire.decode_messages(data[:-1]) == [NackResp(0), NackResp(1)]
-    assert wire.decode_messages(data[: 2 + 6 + len(parts[0])]) == [NackResp(0)]
+    data = compound.make_compound(parts)
+    assert compound.decode_messages(data[:-1]) == [NackResp(0), NackResp(1)]
+    assert compound.decode_messages(data[: 2 + 6 + len(parts[0])]) == [NackResp(0)]
     with pytest.raises(DecodeError):
-        wire.decode_messages(data[: 2 + 6 + 1])
+        compound.decode_messages(data[: 2 + 6 + 1])
 
 
 def test_bad_part_in_compound_does_not_hide_good_parts():
     good = wire.encode(NackResp(5))
-    assert wire.decode_messages(wire.make_compound([b"\x63junk", good])) == [NackResp(5)]
+    assert compound.decode_messages(compound.make_compound([b"\x63junk", good])) == [NackResp(5)]
     with pytest.raises(DecodeError):
-        wire.decode_messages(wire.make_compound([b"\x63junk", b"\x00\xc1"]))
+        compound.decode_messages(compound.make_compound([b"\x63junk", b"\x00\xc1"]))
 
 
 def test_wrong_field_types_are_decode_errors():
     cases = [
-        b"\x00" + wire.pack_go({"Node": 5, "SeqNo": 1}),  # int where string expected
-        b"\x00" + wire.pack_go({"Node": "x", "SeqNo": "1"}),  # string where int expected
-        b"\x00" + wire.pack_go({"Node": b"\xff\xfe", "SeqNo": 1}),  # invalid UTF-8
-        b"\x00" + wire.pack_go({"Node": "x", "SeqNo": 2**32}),  # uint32 overflow
-        b"\x00" + wire.pack_go({"Node": "x", "SeqNo": -1}),
-        b"\x01" + wire.pack_go({"Nack": 1}),  # int where bool expected
-        b"\x02" + wire.pack_go({"SeqNo": True}),  # bool where int expected
-        b"\x02" + wire.pack_go({"SeqNo": 1.5}),
-        b"\x04" + wire.pack_go({"Addr": 7}),
-        b"\x04" + wire.pack_go({"Vsn": [1, 2, 300]}),
-        b"\x04" + wire.pack_go({"Vsn": ["a"]}),
-        b"\x04" + wire.pack_go({"Port": 70000}),
-        b"\x0b" + wire.pack_go([1]),  # array instead of map
+        b"\x00" + gopack.pack_go({"Node": 5, "SeqNo": 1}),  # int where string expected
+        b"\x00" + gopack.pack_go({"Node": "x", "SeqNo": "1"}),  # string where int expected
+        b"\x00" + gopack.pack_go({"Node": b"\xff\xfe", "SeqNo": 1}),  # invalid UTF-8
+        b"\x00" + gopack.pack_go({"Node": "x", "SeqNo": 2**32}),  # uint32 overflow
+        b"\x00" + gopack.pack_go({"Node": "x", "SeqNo": -1}),
+        b"\x01" + gopack.pack_go({"Nack": 1}),  # int where bool expected
+        b"\x02" + gopack.pack_go({"SeqNo": True}),  # bool where int expected
+        b"\x02" + gopack.pack_go({"SeqNo": 1.5}),
+        b"\x04" + gopack.pack_go({"Addr": 7}),
+        b"\x04" + gopack.pack_go({"Vsn": [1, 2, 300]}),
+        b"\x04" + gopack.pack_go({"Vsn": ["a"]}),
+        b"\x04" + gopack.pack_go({"Port": 70000}),
+        b"\x0b" + gopack.pack_go([1]),  # array instead of map
         b"\x0b\xd4\x01\x00",  # ext type
         b"\x0b\xd6\xff\x00\x00\x00\x00",  # timestamp ext
         b"\x0b",  # no body at all
     ]
     for data in cases:
         with pytest.raises(DecodeError):
-            wire.decode_messages(data)
+            compound.decode_messages(data)
 
 
 def test_lenient_where_go_is_lenient():
@@ -346,9 +346,9 @@ def test_lenient_where_go_is_lenient():
     import msgpack
 
     body = msgpack.packb({"SeqNo": 9, "Node": "n", "Extra": [1, 2, {"x": 1}]}, use_bin_type=True)
-    assert wire.decode_messages(b"\x00" + body) == [Ping(seq_no=9, node="n")]
+    assert compound.decode_messages(b"\x00" + body) == [Ping(seq_no=9, node="n")]
     alive = msgpack.packb({"Node": "a" * 40, "Vsn": [1, 5, 2, 0, 0, 0], "Meta": b"m"}, use_bin_type=True)
-    assert wire.decode_messages(b"\x04" + alive) == [
+    assert compound.decode_messages(b"\x04" + alive) == [
         Alive(incarnation=0, node="a" * 40, addr=b"", port=0, meta=b"m", vsn=(1, 5, 2, 0, 0, 0))
     ]
 
@@ -359,7 +359,7 @@ def test_lenient_where_go_is_lenient():
 @FUZZ
 @given(udp_messages)
 def test_udp_message_roundtrip(msg):
-    assert wire.decode_messages(wire.encode(msg)) == [msg]
+    assert compound.decode_messages(wire.encode(msg)) == [msg]
 
 
 @FUZZ
@@ -368,7 +368,7 @@ def test_packet_pipeline_roundtrip(msgs, config):
     label, enc, crc, comp = config
     ring = keyring() if enc else None
     parts = [wire.encode(m) for m in msgs]
-    msg = wire.make_compound(parts)
+    msg = compound.make_compound(parts)
     data = packet.seal_packet(msg, label=label, keyring=ring, crc=crc, compress=comp, compress_min_bytes=0)
     assert packet.open_packet(data, label=label, keyring=ring) == msgs
 
@@ -397,8 +397,8 @@ def test_stream_pipeline_roundtrip(msg, config, cuts):
 def test_pack_go_ints_agree_with_msgpack(values, go_int):
     import msgpack
 
-    assert msgpack.unpackb(wire.pack_go(values)) == values
-    assert msgpack.unpackb(wire.pack_go(wire.GoInt(go_int))) == go_int
+    assert msgpack.unpackb(gopack.pack_go(values)) == values
+    assert msgpack.unpackb(gopack.pack_go(gopack.GoInt(go_int))) == go_int
     # Go int above 127 uses signed markers; below, the fixint byte.
-    packed = wire.pack_go(wire.GoInt(go_int))
+    packed = gopack.pack_go(gopack.GoInt(go_int))
     assert packed[0] in range(0x80) or packed[0] >= 0xE0 or packed[0] in (0xD0, 0xD1, 0xD2, 0xD3)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from gossip import packet, wire
+from gossip import compound, gopack, packet, wire
 from gossip.messages import (
     AckResp,
     Alive,
@@ -204,7 +204,7 @@ def fixed_keyring() -> Keyring:
 
 
 def roundtrip_one(vector: bytes, expected):
-    (msg,) = wire.decode_messages(vector)
+    (msg,) = compound.decode_messages(vector)
     assert msg == expected
     assert wire.encode(msg) == vector
 
@@ -261,16 +261,16 @@ def test_alive():
 
 def test_tags_meta_is_legacy_msgpack():
     assert TAGS_META == b"\xff" + msgpack.packb({"role": "web"}, use_bin_type=False)
-    assert TAGS_META == b"\xff" + wire.pack_go({"role": "web"})
+    assert TAGS_META == b"\xff" + gopack.pack_go({"role": "web"})
 
 
 def test_compound():
-    assert wire.decode_messages(COMPOUND) == [PING_MSG, ALIVE_MSG]
-    assert wire.make_compound([wire.encode(PING_MSG), wire.encode(ALIVE_MSG)]) == COMPOUND
+    assert compound.decode_messages(COMPOUND) == [PING_MSG, ALIVE_MSG]
+    assert compound.make_compound([wire.encode(PING_MSG), wire.encode(ALIVE_MSG)]) == COMPOUND
 
 
 def test_compressed_compound():
-    assert wire.decode_messages(COMPRESSED_COMPOUND) == [PING_MSG, ALIVE_MSG]
+    assert compound.decode_messages(COMPRESSED_COMPOUND) == [PING_MSG, ALIVE_MSG]
     assert wire.compress_message(COMPOUND) == COMPRESSED_COMPOUND
 
 
@@ -301,11 +301,11 @@ def test_push_pull_header_uses_signed_markers_for_go_ints():
 
 
 def test_go_int_packing():
-    assert wire.pack_go(wire.GoInt(200)) == bytes.fromhex("d100c8")
-    assert wire.pack_go(wire.GoInt(70000)) == bytes.fromhex("d200011170")
-    assert wire.pack_go(wire.GoInt(5_000_000_000)) == bytes.fromhex("d3000000012a05f200")
-    assert wire.pack_go(200) == bytes.fromhex("ccc8")
-    assert wire.pack_go("x" * 40)[:3] == bytes.fromhex("da0028")
+    assert gopack.pack_go(gopack.GoInt(200)) == bytes.fromhex("d100c8")
+    assert gopack.pack_go(gopack.GoInt(70000)) == bytes.fromhex("d200011170")
+    assert gopack.pack_go(gopack.GoInt(5_000_000_000)) == bytes.fromhex("d3000000012a05f200")
+    assert gopack.pack_go(200) == bytes.fromhex("ccc8")
+    assert gopack.pack_go("x" * 40)[:3] == bytes.fromhex("da0028")
 
 
 # ---- Serf payloads: opaque to memberlist, checked at the msgpack level ----
@@ -314,23 +314,23 @@ def test_go_int_packing():
 def test_serf_payloads_repack_identically():
     join = msgpack.unpackb(SERF_JOIN[1:], raw=True)
     assert join == {b"LTime": 7, b"Node": b"node-a"}
-    assert SERF_JOIN[:1] + wire.pack_go(join) == SERF_JOIN
+    assert SERF_JOIN[:1] + gopack.pack_go(join) == SERF_JOIN
     leave = msgpack.unpackb(SERF_LEAVE[1:], raw=True)
     assert leave == {b"LTime": 8, b"Node": b"node-a", b"Prune": False}
-    assert SERF_LEAVE[:1] + wire.pack_go(leave) == SERF_LEAVE
+    assert SERF_LEAVE[:1] + gopack.pack_go(leave) == SERF_LEAVE
     event = msgpack.unpackb(SERF_USER_EVENT[1:], raw=True)
     assert event[b"Name"] == b"deploy" and event[b"CC"] is True
-    assert SERF_USER_EVENT[:1] + wire.pack_go(event) == SERF_USER_EVENT
+    assert SERF_USER_EVENT[:1] + gopack.pack_go(event) == SERF_USER_EVENT
     query = msgpack.unpackb(SERF_QUERY[1:], raw=True)
     assert query[b"Timeout"] == 5_000_000_000 and query[b"Name"] == b"_serf_ping"
-    query[b"Timeout"] = wire.GoInt(query[b"Timeout"])  # Go time.Duration is int64
-    assert SERF_QUERY[:1] + wire.pack_go(query) == SERF_QUERY
+    query[b"Timeout"] = gopack.GoInt(query[b"Timeout"])  # Go time.Duration is int64
+    assert SERF_QUERY[:1] + gopack.pack_go(query) == SERF_QUERY
     coord = msgpack.unpackb(SERF_ACK_PAYLOAD[1:], raw=True)
     assert coord[b"Error"] == 1.5 and coord[b"Height"] == 1e-5 and coord[b"Vec"] == [0.0] * 8
-    assert SERF_ACK_PAYLOAD[:1] + wire.pack_go(coord) == SERF_ACK_PAYLOAD
+    assert SERF_ACK_PAYLOAD[:1] + gopack.pack_go(coord) == SERF_ACK_PAYLOAD
     state = msgpack.unpackb(SERF_USER_STATE[1:], raw=True)
     assert state[b"StatusLTimes"] == {b"node-a": 7} and state[b"Events"] is None
-    assert SERF_USER_STATE[:1] + wire.pack_go(state) == SERF_USER_STATE
+    assert SERF_USER_STATE[:1] + gopack.pack_go(state) == SERF_USER_STATE
 
 
 # ---- packet envelopes: CRC, label, encryption ----------------------------
