@@ -25,7 +25,8 @@ import pytest
 
 from gossip.messages import Alive, Dead, IndirectPingReq, Ping, PushNodeState, PushPull, Suspect, NodeStateCode
 from gossip.packet import seal_packet
-from gossip.wire import encode, make_compound
+from gossip.compound import make_compound
+from gossip.wire import encode
 
 pytestmark = pytest.mark.real
 
