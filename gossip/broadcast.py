@@ -38,6 +38,7 @@ once when they come to outnumber the live ones.
 from __future__ import annotations
 
 from operator import itemgetter
+from typing import Any
 
 COMPOUND_ENTRY_OVERHEAD_BYTES = 2
 LANES = 2
@@ -47,7 +48,11 @@ MAX_MISSES = 16
 
 
 # Fields of an entry: a small list shared by its bucket and the key index.
+# [key: object, data: bytes, len: int, live: bool | None]; a list rather
+# than an object because `take` reads these fields for every packet sent, so
+# its element type is Any.
 _KEY, _DATA, _LEN, _LIVE = range(4)
+_Entry = list[Any]
 _data_of = itemgetter(_DATA)
 
 
@@ -58,8 +63,8 @@ class BroadcastQueue:
         self.max_items = max_items
         # _buckets[transmits * LANES + lane]: entries oldest to newest (so the last one is
         # the newest), live and dead.
-        self._buckets: list[list[list]] = []
-        self._where: dict[object, list] = {}  # key -> its live entry
+        self._buckets: list[list[_Entry]] = []
+        self._where: dict[object, _Entry] = {}  # key -> its live entry
         self._size = 0  # live entries
         self._dead = 0  # dead entries still in some bucket
         # A lower bound on the length of every queued message (the shortest
@@ -78,7 +83,7 @@ class BroadcastQueue:
                 self._size -= 1
                 self._dead += 1
         n = len(data)
-        entry = [key, data, n, True]
+        entry: _Entry = [key, data, n, True]
         while len(self._buckets) <= lane:
             self._buckets.append([])
         self._buckets[lane].append(entry)
@@ -127,12 +132,12 @@ class BroadcastQueue:
         # Stop scanning after a run of entries that do not fit: the packet is
         # as full as it is going to get, and queues can hold thousands.
         misses = 0
-        moves: list[tuple[int, list[list]]] = []  # (bucket index, entries picked, in order)
+        moves: list[tuple[int, list[_Entry]]] = []  # (bucket index, entries picked, in order)
         full = False
         for index, bucket in enumerate(buckets):
             if not bucket:
                 continue
-            picked: list[list] = []
+            picked: list[_Entry] = []
             skipped = 0  # dead or not fitting, in the part of the bucket scanned
             for entry in reversed(bucket):
                 if not entry[_LIVE]:

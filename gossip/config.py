@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 PUSH_PULL_SCALE_THRESHOLD = 32
 
@@ -114,7 +115,7 @@ class GossipConfig:
         mult = math.ceil(math.log2(n) - math.log2(PUSH_PULL_SCALE_THRESHOLD)) + 1
         return self.push_pull_interval_s * mult
 
-    def replace(self, **changes) -> "GossipConfig":
+    def replace(self, **changes: Any) -> GossipConfig:
         return dataclasses.replace(self, **changes)
 
 

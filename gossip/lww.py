@@ -35,7 +35,7 @@ class Mergeable(Protocol):
     @property
     def deleted(self) -> bool: ...
 
-    def beats(self, other: "Mergeable", /) -> bool: ...
+    def beats(self, other: Mergeable, /) -> bool: ...
 
     def entry_hash(self) -> bytes: ...
 
@@ -97,7 +97,9 @@ class LwwMap(Generic[E]):
         return True
 
     def _replace(self, old: E | None, new: E | None) -> None:
-        name = (new or old).name
+        either = new if new is not None else old
+        assert either is not None, "_replace needs an old or a new entry"
+        name = either.name
         b = bucket_of(name)
         if old is not None:
             h = self._hashes.pop(name)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections.abc import Callable
 
 from .events import Address, MemberInfo, MemberState
 from .messages import NodeStateCode
@@ -105,7 +106,7 @@ class Member:
         self.state = state
         self.state_change_at = now
         # (incarnation, state, meta, vsn, addr_bytes, port, encoded bytes)
-        self._encoded: tuple | None = None
+        self._encoded: tuple[int, MemberState, bytes, tuple[int, ...], bytes, int, bytes] | None = None
 
     def node_state_bytes(self) -> bytes:
         """This member as an encoded pushNodeState (cached; see the module
@@ -230,7 +231,7 @@ class MemberTable:
             return member
         return None
 
-    def random_members(self, k: int, accept) -> list[Member]:
+    def random_members(self, k: int, accept: Callable[[Member], bool]) -> list[Member]:
         """Up to k distinct random members for which accept(member) is true;
         3*len tries at most, like memberlist kRandomNodes."""
         out: list[Member] = []
