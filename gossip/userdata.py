@@ -6,7 +6,7 @@ type byte first (0..9); shoal puts MAGIC (0x53, 'S', outside Serf's range) and
 a kind byte, then a msgpack body.  A Serf peer logs our messages as unknown
 and ignores them; we ignore Serf's the same way, so both can share a cluster.
 
-kinds:
+kinds (`decode` returns the named tuple of the same name):
   PAYLOAD    [node, version, data]    per-node payload, latest version wins
   BROADCAST  [origin, msg_id, data]   user broadcast, de-duplicated by (origin, msg_id)
   DIRECT     [origin, data]           point-to-point user message
@@ -16,8 +16,10 @@ kinds:
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from typing import NamedTuple
 
-import msgpack
+import msgpack  # type: ignore[import-untyped, unused-ignore]  # msgpack ships no type hints
 
 MAGIC = 0x53
 
@@ -33,8 +35,36 @@ class UserDataError(ValueError):
     pass
 
 
-def _pack(kind: Kind, body) -> bytes:
-    return bytes((MAGIC, kind)) + msgpack.packb(body, use_bin_type=True)
+class Payload(NamedTuple):
+    node: str
+    version: int
+    data: bytes
+
+
+class Broadcast(NamedTuple):
+    origin: str
+    msg_id: int
+    data: bytes
+
+
+class Direct(NamedTuple):
+    origin: str
+    data: bytes
+
+
+class State(NamedTuple):
+    payloads: dict[str, tuple[int, bytes]]
+    user: bytes
+
+
+Decoded = Payload | Broadcast | Direct | State
+
+_packb: Callable[..., bytes] = msgpack.packb
+_unpackb: Callable[..., object] = msgpack.unpackb
+
+
+def _pack(kind: Kind, body: object) -> bytes:
+    return bytes((MAGIC, kind)) + _packb(body, use_bin_type=True)
 
 
 def encode_payload(node: str, version: int, data: bytes) -> bytes:
@@ -62,38 +92,42 @@ def _want(cond: bool, what: str) -> None:
         raise UserDataError(what)
 
 
-def decode(buf: bytes, max_bytes: int) -> tuple[Kind, object]:
-    """Returns (kind, value) with value shaped as in the module docstring.
-    Raises UserDataError on anything malformed."""
+def decode(buf: bytes, max_bytes: int) -> Decoded:
+    """The message, as the named tuple of its kind.  Raises UserDataError on
+    anything malformed."""
     _want(is_ours(buf), "not a shoal message")
     _want(len(buf) <= max_bytes, "too large")
     try:
         kind = Kind(buf[1])
-        body = msgpack.unpackb(buf[2:], raw=False, strict_map_key=True,
-                               max_bin_len=max_bytes, max_str_len=max_bytes,
-                               max_array_len=1_048_576, max_map_len=1_048_576)
+        body = _unpackb(buf[2:], raw=False, strict_map_key=True,
+                        max_bin_len=max_bytes, max_str_len=max_bytes,
+                        max_array_len=1_048_576, max_map_len=1_048_576)
     except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData) as exc:
         raise UserDataError(f"undecodable: {exc}") from None
     except Exception as exc:  # msgpack raises a few odd types on garbage
         raise UserDataError(f"undecodable: {exc!r}") from None
     if kind is Kind.PAYLOAD:
-        _want(isinstance(body, list) and len(body) == 3, "payload shape")
+        if not (isinstance(body, list) and len(body) == 3):
+            raise UserDataError("payload shape")
         node, version, data = body
         _want(isinstance(node, str) and isinstance(version, int) and version >= 0
               and isinstance(data, bytes), "payload fields")
-        return kind, (node, version, data)
+        return Payload(node, version, data)
     if kind is Kind.BROADCAST:
-        _want(isinstance(body, list) and len(body) == 3, "broadcast shape")
+        if not (isinstance(body, list) and len(body) == 3):
+            raise UserDataError("broadcast shape")
         origin, msg_id, data = body
         _want(isinstance(origin, str) and isinstance(msg_id, int) and isinstance(data, bytes),
               "broadcast fields")
-        return kind, (origin, msg_id, data)
+        return Broadcast(origin, msg_id, data)
     if kind is Kind.DIRECT:
-        _want(isinstance(body, list) and len(body) == 2, "direct shape")
+        if not (isinstance(body, list) and len(body) == 2):
+            raise UserDataError("direct shape")
         origin, data = body
         _want(isinstance(origin, str) and isinstance(data, bytes), "direct fields")
-        return kind, (origin, data)
-    _want(isinstance(body, dict), "state shape")
+        return Direct(origin, data)
+    if not isinstance(body, dict):
+        raise UserDataError("state shape")
     payloads_raw = body.get("p", {})
     user = body.get("u", b"")
     _want(isinstance(payloads_raw, dict) and isinstance(user, bytes), "state fields")
@@ -103,4 +137,4 @@ def decode(buf: bytes, max_bytes: int) -> tuple[Kind, object]:
         version, data = entry
         _want(isinstance(version, int) and version >= 0 and isinstance(data, bytes), "state entry fields")
         payloads[node] = (version, data)
-    return kind, (payloads, user)
+    return State(payloads, user)

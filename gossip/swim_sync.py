@@ -1,0 +1,118 @@
+"""Push/pull anti-entropy: a part of `gossip.swim.Swim`.
+
+How this works: gossip can miss a member, so every push_pull_interval_s
+(scaled up with the cluster's size) we swap our whole state (every member
+as a pushNodeState, plus the per-node payloads and the user state) with one
+random live member over TCP; also right after joining (`post_join_sync_s`)
+and, every reconnect_interval_s, with a failed member, so healed partitions
+merge.  Joining is the same exchange with the seeds.
+
+Rules for remote state (memberlist mergeState): Alive is handled as an Alive
+message, Left as a graceful leave, and remote Dead or Suspect only ever
+makes us *suspect* a node: we never accept a death we did not time out
+ourselves.  Payloads merge by version (`swim_user`).
+"""
+
+from __future__ import annotations
+
+from . import userdata
+from .config import MAX_USER_MSG_BYTES
+from .events import Address, MemberState, StreamPurpose, UserStateReceived
+from .messages import Alive, Dead, NodeStateCode, PushPull, Suspect
+from .swim_base import T_POST_JOIN
+from .swim_membership import Membership
+from .swim_user import UserData
+from .wire import encode_push_pull
+
+
+class StateSync(Membership, UserData):
+    """Push/pull with a random member, a failed one, or the join seeds."""
+
+    def join(self, seeds: list[Address], now: float) -> None:
+        payload = self._local_push_pull(join=True)
+        for seed in seeds:
+            self._open_stream(seed, payload, StreamPurpose.PUSH_PULL, seed, True,
+                              self.config.tcp_timeout_s)
+        if not self._joined_once:
+            self._joined_once = True
+            self._schedule(now + self.config.post_join_sync_s, T_POST_JOIN, 1)
+
+    def _post_join_sync(self, k: int, now: float) -> None:
+        """Sync k (from 1) after joining: the first always; the next ones
+        only while the member count still changes, i.e. while others are
+        joining too.  In a join storm a member whose own alive spreads late
+        can miss every copy of another's (each member sends it only
+        retransmit_limit times, to members it knows by then), and only a
+        push/pull tells it; otherwise that is the periodic one."""
+        cfg = self.config
+        known = len(self._members.by_name)
+        if k == 1 or known != self._post_join_known:
+            self._push_pull_random(now)
+            self._count("post_join_syncs")
+            if k < cfg.post_join_syncs:
+                self._schedule(now + cfg.post_join_sync_s, T_POST_JOIN, k + 1)
+        self._post_join_known = known
+
+    def _local_push_pull(self, join: bool) -> bytes:
+        # Each member's pushNodeState is encoded once and reused until it
+        # changes (Member.node_state_bytes): a push/pull carries the whole
+        # table, and a large cluster's joins exchange it thousands of times.
+        nodes = [m.node_state_bytes() for m in self._members.by_name.values()]
+        user = userdata.encode_state(self._payloads, self._user_state)
+        return encode_push_pull(join, nodes, user)
+
+    def _push_pull_random(self, now: float) -> None:
+        peers = self._members.random_members(1, lambda m: m.state is MemberState.ALIVE)
+        if peers:
+            self._count("push_pulls_started")
+            self._open_stream(peers[0].address, self._local_push_pull(join=False),
+                              StreamPurpose.PUSH_PULL, None, True, self.config.tcp_timeout_s)
+
+    def _reconnect(self, now: float) -> None:
+        if not self._members.counts[MemberState.DEAD]:
+            # Nobody to reconnect to.  Without this check random_members
+            # would spend its 3 * n random tries finding no one, every
+            # reconnect interval, on every node of a healthy cluster.
+            return
+        peers = self._members.random_members(1, lambda m: m.state is MemberState.DEAD)
+        if peers:
+            self._count("reconnects_started")
+            self._open_stream(peers[0].address, self._local_push_pull(join=False),
+                              StreamPurpose.PUSH_PULL, None, True, self.config.tcp_timeout_s)
+
+    def _merge_remote(self, pp: PushPull, now: float) -> None:
+        by_name = self._members.by_name
+        default_port = self.addr.port
+        for st in pp.nodes:
+            if st.state == NodeStateCode.ALIVE:
+                # A push/pull carries the whole table, mostly members we hold
+                # exactly as sent: the old-news test of receive_datagram,
+                # made before building an Alive for it.
+                m = by_name.get(st.name)
+                if (m is not None and st.incarnation <= m.incarnation and st.addr == m.addr_bytes
+                        and st.meta == m.meta and st.vsn == m.vsn and (st.port or default_port) == m.port
+                        and st.name != self.name):
+                    continue
+                self._on_alive(Alive(st.incarnation, st.name, st.addr, st.port, st.meta, st.vsn),
+                               now, bootstrap=True)
+            elif st.state == NodeStateCode.LEFT:
+                self._on_dead(Dead(st.incarnation, st.name, st.name), now)
+            else:
+                # Never accept a remote death: at most suspect it ourselves.
+                self._on_suspect(Suspect(st.incarnation, st.name, self.name), now)
+        if pp.user_state and userdata.is_ours(pp.user_state):
+            try:
+                value = userdata.decode(pp.user_state, MAX_USER_MSG_BYTES)
+            except userdata.UserDataError:
+                self._count("user_state_invalid")
+                return
+            if not isinstance(value, userdata.State):
+                self._count("user_state_invalid")
+                return
+            payloads, user = value
+            for node, (version, data) in payloads.items():
+                self._merge_payload(node, version, data)
+            if user:
+                origin = pp.nodes[0].name if pp.nodes else ""
+                self._emit(UserStateReceived(origin, user, pp.join))
+

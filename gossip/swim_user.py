@@ -1,0 +1,135 @@
+"""Per-node payloads, user broadcasts and user messages: a part of `gossip.swim.Swim`.
+
+How this works: everything shoal sends through memberlist's opaque user
+channel is encoded by `gossip.userdata`.  A per-node payload is a
+(version, bytes) pair that only its node writes; merging keeps the highest
+version, and a node that finds a payload of its own with a higher version
+(from before a restart) jumps past it, as refuting does for incarnations.
+A user broadcast is gossiped once per (origin, id) through the broadcast
+queue's user lane; a direct message goes to one member over UDP or, when
+reliable, over TCP.  Gossip repeats itself, so repeats of gossiped kinds
+are recognised by their bytes before decoding.
+"""
+
+from __future__ import annotations
+
+from . import userdata
+from .broadcast import USER_LANE
+from .config import MAX_USER_MSG_BYTES
+from .events import Address, PayloadUpdated, StreamPurpose, UserBroadcast, UserMessage
+from .messages import UserMsg
+from .swim_base import SwimBase
+from .wire import encode, encode_stream_user
+
+PAYLOAD_MAX_BYTES = 1024  # one per-node payload must fit a single packet
+USER_BROADCAST_MAX_BYTES = 1024
+# Bounds on the de-duplication memories (oldest forgotten first).
+SEEN_BROADCASTS_MAX = 16_384
+RECENT_USER_MAX = 4096
+
+
+class UserData(SwimBase):
+    """Payloads, broadcasts and direct user messages."""
+
+    def set_payload(self, data: bytes, now: float) -> None:
+        if len(data) > PAYLOAD_MAX_BYTES:
+            raise ValueError(f"payload is {len(data)} bytes; the limit is {PAYLOAD_MAX_BYTES}")
+        version = self._payloads.get(self.name, (0, b""))[0] + 1
+        self._store_payload(self.name, version, data)
+
+    def _store_payload(self, node: str, version: int, data: bytes) -> None:
+        self._payloads[node] = (version, data)
+        self._queue.add(userdata_msg(userdata.encode_payload(node, version, data)), ("payload", node),
+                        lane=USER_LANE)
+        self._emit(PayloadUpdated(node, version, data))
+
+    def broadcast(self, data: bytes, now: float) -> None:
+        if len(data) > USER_BROADCAST_MAX_BYTES:
+            raise ValueError(f"broadcast is {len(data)} bytes; the limit is {USER_BROADCAST_MAX_BYTES}")
+        self._broadcast_id += 1
+        self._remember_broadcast((self.name, self._broadcast_id))
+        self._queue.add(userdata_msg(userdata.encode_broadcast(self.name, self._broadcast_id, data)),
+                        lane=USER_LANE)
+
+    def send_user_message(self, node: str, data: bytes, reliable: bool, now: float) -> bool:
+        """Best effort over UDP, or reliable over TCP.  False if the node is
+        unknown or not alive."""
+        member = self._members.get(node)
+        if member is None or member.dead_or_left():
+            return False
+        body = userdata.encode_direct(self.name, data)
+        if reliable:
+            if len(body) > MAX_USER_MSG_BYTES:
+                raise ValueError("user message too large")
+            self._open_stream(member.address, encode_stream_user(UserMsg(body)), StreamPurpose.USER,
+                              None, False, self.config.tcp_timeout_s)
+        else:
+            if len(body) + 1 > self.config.packet_budget_bytes - 64:
+                raise ValueError("user message too large for one datagram; send it reliably")
+            self._send(member, member.address, userdata_msg(body))
+        return True
+
+    def set_user_state(self, data: bytes) -> None:
+        self._user_state = data
+
+    def _merge_payload(self, node: str, version: int, data: bytes) -> None:
+        current = self._payloads.get(node)
+        if node == self.name:
+            # Someone holds a payload of ours from before a restart: jump
+            # past it so our current payload wins everywhere (the same move
+            # as refuting with a higher incarnation).
+            # An equal version with equal bytes is just our own payload
+            # gossiped back to us: bumping on it would loop forever.
+            if current is not None and (version > current[0] or
+                                        (version == current[0] and data != current[1])):
+                self._store_payload(self.name, version + 1, current[1])
+            return
+        if len(data) > PAYLOAD_MAX_BYTES:
+            self._count("payload_invalid")
+            return
+        if current is None or version > current[0]:
+            self._store_payload(node, version, data)
+
+    def _remember_broadcast(self, key: tuple[str, int]) -> bool:
+        if key in self._seen_broadcasts:
+            return False
+        self._seen_broadcasts[key] = None
+        if len(self._seen_broadcasts) > SEEN_BROADCASTS_MAX:
+            self._seen_broadcasts.pop(next(iter(self._seen_broadcasts)))
+        return True
+
+    def _on_user(self, payload: bytes, now: float, src: Address) -> None:
+        if not userdata.is_ours(payload):
+            self._count("user_foreign")  # e.g. a Serf event; not for us
+            return
+        # Infection-style gossip delivers the same payload or broadcast
+        # several times; recognise repeats by their bytes before decoding.
+        # Only gossiped kinds are idempotent, so direct messages skip this.
+        if len(payload) > 1 and payload[1] != userdata.Kind.DIRECT:
+            if payload in self._recent_user:
+                self._count("user_repeats")
+                return
+            self._recent_user[payload] = None
+            if len(self._recent_user) > RECENT_USER_MAX:
+                self._recent_user.pop(next(iter(self._recent_user)))
+        try:
+            value = userdata.decode(payload, MAX_USER_MSG_BYTES)
+        except userdata.UserDataError:
+            self._drop("user_invalid", src)
+            return
+        if isinstance(value, userdata.Payload):
+            self._merge_payload(value.node, value.version, value.data)
+        elif isinstance(value, userdata.Broadcast):
+            origin, msg_id, data = value
+            if len(data) <= USER_BROADCAST_MAX_BYTES and self._remember_broadcast((origin, msg_id)):
+                self._queue.add(userdata_msg(payload), lane=USER_LANE)
+                self._emit(UserBroadcast(origin, data))
+        elif isinstance(value, userdata.Direct):
+            self._emit(UserMessage(value.origin, value.data))
+        else:
+            self._count("user_unexpected")
+
+
+def userdata_msg(body: bytes) -> bytes:
+    """A memberlist user message (UDP form) carrying `body`."""
+    return encode(UserMsg(body))
