@@ -52,7 +52,6 @@ def make_compound(parts: list[bytes]) -> bytes:
         raise ValueError(f"compound part of {max(map(len, parts))} bytes; must be < 65536") from None
 
 
-
 # UDP types handled by memberlist's handleCommand; anything else is
 # "unknown message type" there, and so here.
 _UDP_SIMPLE: frozenset[int] = frozenset(

@@ -35,7 +35,6 @@ _MAX_MAP_LEN = 256
 _MAX_EXT_LEN = 64
 
 
-
 class GoInt(int):
     """An int that go-msgpack would write from a Go `int`/`int64` field:
     signed markers (d0..d3) above 127 instead of the unsigned cc..cf."""
@@ -129,7 +128,6 @@ def pack_go(obj: object) -> bytes:
     """msgpack exactly as go-msgpack's zero MsgpackHandle writes it.  Dict
     keys are written in insertion order: pass them sorted to match Go's
     struct encoding.  Use `GoInt` for Go `int` fields."""
-    out = bytearray()
     out = bytearray()
     pack_go_into(obj, out)
     return bytes(out)

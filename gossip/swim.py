@@ -318,5 +318,3 @@ _HANDLERS: dict[type, Callable[[Swim, Any, Address, float, bytes | None], None]]
     Dead: lambda self, msg, src, now, raw: self._on_dead(msg, now, raw, src),
     UserMsg: lambda self, msg, src, now, raw: self._on_user(msg.payload, now, src),
 }
-
-

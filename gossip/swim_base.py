@@ -268,4 +268,3 @@ class SwimBase:
             data = msgs[0] if len(msgs) == 1 else make_compound(msgs[:COMPOUND_MAX_PARTS])
             self._send_raw(target, target.address, data)
             self._count("gossip_sent")
-

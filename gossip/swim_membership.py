@@ -262,4 +262,3 @@ class Membership(SwimBase):
         else:
             self._members.set_state(member, MemberState.DEAD, now)
             self._emit(MemberFailed(member.info()))
-

@@ -198,4 +198,3 @@ class Probing(Membership):
         probe = self._probes.get(seq)
         if probe is not None:
             probe.nacks += 1
-

@@ -115,4 +115,3 @@ class StateSync(Membership, UserData):
             if user:
                 origin = pp.nodes[0].name if pp.nodes else ""
                 self._emit(UserStateReceived(origin, user, pp.join))
-

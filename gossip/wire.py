@@ -226,6 +226,7 @@ def encode_stream_user(msg: UserMsg) -> bytes:
     out += msg.payload
     return bytes(out)
 
+
 def compress_message(buf: bytes) -> bytes:
     """0x09 | compress{Algo: 0 (LZW), Buf: lzw(buf)}."""
     return b"\x09" + pack_go({"Algo": LZW_ALGO, "Buf": lzw.compress(buf)})
@@ -544,4 +545,3 @@ def decompress_body(obj: object, max_output_bytes: int) -> bytes:
     if algo != LZW_ALGO:
         raise DecodeError("malformed", f"unknown compression algorithm {algo}")
     return lzw.decompress(f.raw(b"Buf"), max_output_bytes)
-
