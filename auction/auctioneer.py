@@ -25,7 +25,7 @@ MAX_OPEN_ROUNDS = 1024
 @dataclass(frozen=True, slots=True)
 class SendTo:
     node: str
-    msg: object
+    msg: CallForBids | Award | Release
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,11 @@ class RoundClosed:
     unplaced: tuple[int, ...]
     declines: dict[str, str]  # bidder -> reason
     silent: tuple[str, ...]  # candidates that never answered
+
+
+# What the auctioneer asks its caller to do: send a message, or take note
+# that a round closed.
+AuctionOutput = SendTo | RoundClosed
 
 
 @dataclass(slots=True)
@@ -73,7 +78,7 @@ class Auctioneer:
 
     def open_round(self, *, job: str, spec_hash: str, rounds: dict[int, int], candidates: list[str],
                    max_per_node: int | None, spread_counts: dict[str, int], ttl_s: float,
-                   now: float, spec_json: bytes = b"") -> list:
+                   now: float, spec_json: bytes = b"") -> list[AuctionOutput]:
         if len(self._rounds) >= MAX_OPEN_ROUNDS:
             return []
         self._seq += 1
@@ -87,21 +92,21 @@ class Auctioneer:
         call = CallForBids(auction_id, self.name, job, spec_hash, tuple(sorted(rounds)), ttl_s, spec_json)
         return [SendTo(node, call) for node in sorted(candidates)]
 
-    def on_bid(self, bid: Bid, now: float) -> list:
+    def on_bid(self, bid: Bid, now: float) -> list[AuctionOutput]:
         rnd = self._rounds.get(bid.auction_id)
         if rnd is None or bid.bidder not in rnd.candidates:
             return []
         rnd.offers[bid.bidder] = Offer(bid.bidder, tuple(bid.scores), bid.spread_value, bid.already)
         return self._maybe_close(rnd)
 
-    def on_decline(self, dec: Decline, now: float) -> list:
+    def on_decline(self, dec: Decline, now: float) -> list[AuctionOutput]:
         rnd = self._rounds.get(dec.auction_id)
         if rnd is None or dec.bidder not in rnd.candidates:
             return []
         rnd.declines[dec.bidder] = dec.reason
         return self._maybe_close(rnd)
 
-    def _maybe_close(self, rnd: _Round) -> list:
+    def _maybe_close(self, rnd: _Round) -> list[AuctionOutput]:
         if len(rnd.offers) + len(rnd.declines) >= len(rnd.candidates):
             return self._close(rnd)
         return []
@@ -111,8 +116,8 @@ class Auctioneer:
             heapq.heappop(self._deadlines)
         return self._deadlines[0][0] if self._deadlines else None
 
-    def handle_timers(self, now: float) -> list:
-        out = []
+    def handle_timers(self, now: float) -> list[AuctionOutput]:
+        out: list[AuctionOutput] = []
         while self._deadlines and self._deadlines[0][0] <= now:
             _, auction_id = heapq.heappop(self._deadlines)
             rnd = self._rounds.get(auction_id)
@@ -120,14 +125,14 @@ class Auctioneer:
                 out.extend(self._close(rnd))
         return out
 
-    def _close(self, rnd: _Round) -> list:
+    def _close(self, rnd: _Round) -> list[AuctionOutput]:
         del self._rounds[rnd.auction_id]
         winners = choose_winners(sorted(rnd.rounds), list(rnd.offers.values()),
                                  max_per_node=rnd.max_per_node, spread_counts=rnd.spread_counts)
         by_node: dict[str, list[tuple[int, int]]] = {}
         for index, node in winners.items():
             by_node.setdefault(node, []).append((index, rnd.rounds[index]))
-        out: list = []
+        out: list[AuctionOutput] = []
         for node in sorted(by_node):
             out.append(SendTo(node, Award(rnd.auction_id, self.ballot_id, rnd.job, rnd.spec_hash,
                                           tuple(sorted(by_node[node])))))

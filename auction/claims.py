@@ -1,28 +1,45 @@
-"""Slot claims: who runs replica (job, index), under which ballot.
+"""Slot claims: who runs replica (job, index), and which claim wins a conflict.
 
-How this works: when a node accepts an award it records a `Claim` in the
-replicated state (an LWW map shared by every agent, like the job store).
-Claims for one slot are ordered by (ballot round, ballot coordinator, node):
-a re-auction after a failure uses a higher round, so its claim supersedes the
-old one everywhere it spreads, and a node that sees a newer claim for a slot
-it runs stops its copy.  Two coordinators never award the same (slot, ballot),
-because the coordinator is part of the ballot; and one coordinator never
-twice, because it counts rounds up and the ballot names the coordinator's
-*run* (`name#<its start time>`, node.core.node_core): a coordinator that crashes after
-an award and restarts before hearing of the claim has lost count of its
-rounds, but not its new identity.  So after any partition merge each slot
-has exactly one winning claim.
+The rule, in full (everything else calls the functions here):
 
-A holder gives a slot back (scale-down, job stopped, crash-looping) by
-writing a *released* claim with the next round, which beats its own claim.
+1. Which claim wins.  When a node accepts an award it writes a `Claim`
+   (slot, ballot, node) into the replicated claims map (a gossip.lww.LwwMap
+   held by the node core, merged like the job store).  Two claims for one
+   slot are ordered by `Claim.beats`, a total order:
+   (ballot round, ballot coordinator, node, released), and for claims equal
+   in all of those (only forged or corrupted ones) the entry hash.  The
+   greater wins everywhere it spreads, so after any partition merge every
+   agent agrees on one winning claim per slot.
+2. Ballots never repeat.  A re-auction uses the next round (`next_round`:
+   one above both the slot's current claim and the last round this agent
+   used), so its claim supersedes the old one.  Two coordinators never award
+   the same (slot, ballot), because the coordinator is part of the ballot;
+   and one coordinator never twice, because the ballot names the
+   coordinator's *run* (`name#<its start time>`, node.core.node_core): a
+   coordinator that crashes after an award and restarts before hearing of
+   the claim has lost count of its rounds, but not its new identity.
+3. Giving a slot back.  A holder (scale-down, job stopped, crash-looping),
+   or the coordinator of a slot no longer desired whose holder is gone,
+   writes a *released* copy of the claim under the next round
+   (`release_of`), which beats the claim it releases.  A released claim
+   holds nothing (`live` is None).
+4. Who stops which copy after a merge.  A node runs a slot exactly while the
+   winning claim is live and names it (`holds`).  Whenever the winner names
+   someone else (a newer ballot won the merge) or was released, the node
+   stops its copy (`stop_reason` says why), whatever it was told before;
+   the winner's node keeps or starts its copy.  On one node, a container
+   whose ballot (`ballot_label`) differs from the winning claim's is a stale
+   copy and is replaced.  So at most one copy per slot survives once the
+   merge has spread.
 
-Pure value type; the map machinery is gossip.lww.LwwMap, held by the node core.
+Pure value types and functions; the map machinery is gossip.lww.LwwMap.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from .resources import Resources
 
@@ -71,10 +88,11 @@ class Claim:
     def index(self) -> int:
         return parse_slot_key(self.name)[1]
 
-    def order_key(self) -> tuple:
+    def order_key(self) -> tuple[int, str, str, bool]:
         return (self.ballot.round, self.ballot.coordinator, self.node, self.released)
 
     def beats(self, other: "Claim") -> bool:
+        """Does this claim win over `other` for the same slot (rule 1)?"""
         if self.order_key() != other.order_key():
             return self.order_key() > other.order_key()
         return self.entry_hash() > other.entry_hash()
@@ -84,13 +102,13 @@ class Claim:
         h.update(repr(self.to_wire()).encode())
         return h.digest()
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Any]:
         d = self.demand
         return [self.name, self.ballot.round, self.ballot.coordinator, self.node, self.released,
                 self.spec_hash, d.cpu_millis, d.memory_bytes, d.disk_bytes]
 
     @classmethod
-    def from_wire(cls, raw) -> "Claim":
+    def from_wire(cls, raw: object) -> "Claim":
         if not isinstance(raw, (list, tuple)) or len(raw) != 9:
             raise ValueError("malformed claim")
         name, rnd, coord, node, released, spec_hash, cpu, mem, disk = raw
@@ -105,3 +123,39 @@ class Claim:
         except ValueError:
             raise ValueError("malformed slot key") from None
         return cls(name, Ballot(rnd, coord), node, released, spec_hash, Resources(cpu, mem, disk))
+
+
+def live(claim: Claim | None) -> Claim | None:
+    """The slot's winning claim if it holds the slot (not released), else None."""
+    return None if claim is None or claim.released else claim
+
+
+def holds(claim: Claim | None, node: str) -> bool:
+    """Does `node` run the slot whose winning claim is `claim` (rule 4)?"""
+    return claim is not None and not claim.released and claim.node == node
+
+
+def next_round(current: Claim | None, last_used: int) -> int:
+    """The round of the next ballot for a slot (rule 2): above the slot's
+    winning claim and above every round this agent has used for it."""
+    return max(current.ballot.round if current is not None else 0, last_used) + 1
+
+
+def release_of(claim: Claim, round: int, coordinator: str) -> Claim:
+    """The released copy of `claim` under ballot (round, coordinator) (rule 3)."""
+    return Claim(claim.name, Ballot(round, coordinator), claim.node, True, claim.spec_hash,
+                 claim.demand)
+
+
+def stop_reason(winner: Claim | None) -> str:
+    """Why a node stops its copy of a slot it no longer holds (rule 4)."""
+    live_winner = live(winner)
+    if live_winner is None:
+        return "released"
+    return f"superseded by {live_winner.node} (ballot {live_winner.ballot.round})"
+
+
+def ballot_label(claim: Claim) -> str:
+    """The ballot as a container records it ("round/coordinator"): a copy
+    whose label differs from the winning claim's is stale (rule 4)."""
+    return f"{claim.ballot.round}/{claim.ballot.coordinator}"

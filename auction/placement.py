@@ -3,21 +3,22 @@
 How this works: every `placement_interval_s` (and right after anything
 relevant changes) each agent walks the desired slots, (job, index) for index
 < replicas of every live job, and looks up the slot's winning claim in the
-replicated claims map.  A slot needs placing when it has no claim, its claim
-was released, or the claiming node is no longer alive or is drained.  Its
-coordinator is the rendezvous-hash owner among the members this agent
-believes alive (of the slot, or of the whole job when it spreads over a
-label: see coordinator_key); if that is us, the slot goes into this tick's batch for its
-job, and one auction round (auction.auctioneer) places the whole batch.
+replicated claims map.  A slot needs placing when it has no live claim or
+its holder no longer keeps it (auction.membership: not alive, or drained).
+If this agent is the slot's coordinator (auction.coordination), the slot
+goes into this tick's batch for its job, and one auction round
+(auction.auctioneer) places the whole batch; bids are scored by
+auction.scoring and answered by auction.bidder.
 
-As a bidder (auction.bidder) the agent answers calls from its own ledger.  An
-award it can honour becomes a Claim (slot, ballot, us) written to the claims
-map, which spreads like the job store, and a `StartReplica` command.  Claims
-are authoritative: whenever the winning claim for a slot we run names
-someone else (a newer ballot after a partition merge or a heal), we emit
-`StopReplica` and free the ledger.  A holder releases slots of deleted jobs
-and indices beyond `replicas` (retire the highest first: they are exactly
-the ones >= replicas), by writing a released claim under the next round.
+As a bidder the agent answers calls from its own ledger.  An award it can
+honour becomes a Claim (slot, ballot, us) written to the claims map, and a
+`StartReplica` command.  Claims are authoritative (auction.claims says which
+wins and who stops which copy): `reconcile` emits `StopReplica` for every
+slot we run that the winning claim no longer gives us, and frees the
+ledger.  A holder releases slots of deleted jobs and indices beyond
+`replicas` (retire the highest first: they are exactly the ones >=
+replicas); the coordinator of such a slot releases it for a holder that is
+not alive.
 
 Failed rounds back off per slot (doubling up to `max_backoff_s`) and keep
 their reasons so `shoal job status` can say why a slot is pending.
@@ -25,33 +26,25 @@ their reasons so `shoal job status` can say why a slot is pending.
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from auction.auctioneer import Auctioneer, RoundClosed, SendTo
+from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed
 from auction.bidder import Bidder
-from auction.claims import Ballot, Claim, parse_slot_key, slot_key
+from auction.claims import Ballot, Claim, holds, live, next_round, parse_slot_key, release_of, slot_key, stop_reason
+from auction.coordination import Coordination
 from auction.ledger import Ledger
-from auction.messages import Award, Bid, CallForBids, Decline, Release
-from auction.rendezvous import Rendezvous
+from auction.membership import NodeStatus, is_alive, keeps_slot, may_win
+from auction.messages import Award, Bid, CallForBids, Decline
+from auction.resources import Resources
 from auction.scoring import NodeView, filter_reason, max_fit
 from auction.spec import JobSpec, SpecError, from_json
-from auction.resources import Resources
 
-
-class NodeStatus(Protocol):
-    """What placement reads of a node's published status (node.core.status.NodeStatus)."""
-
-    name: str
-    capacity: Resources
-    allocated: Resources
-    labels: dict[str, str]
-    drained: bool
-    unhealthy_reason: str
-
-    @property
-    def eligible(self) -> bool: ...
+__all__ = ["AwardAccepted", "ClaimsMap", "JobEntry", "NodeStatus", "Placement", "PlacementConfig",
+           "SlotPending", "StartReplica", "StopReplica", "normalize_image"]
 
 
 class ClaimsMap(Protocol):
@@ -65,6 +58,21 @@ class ClaimsMap(Protocol):
 
     def merge(self, entry: Claim) -> bool: ...
 
+
+class JobEntry(Protocol):
+    """What placement reads of a job-store entry (node.core.jobstore.Entry)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stamp(self) -> object: ...
+
+    @property
+    def spec(self) -> bytes | None: ...
+
+    @property
+    def deleted(self) -> bool: ...
 
 
 CALL_SPECS_MAX = 256
@@ -112,8 +120,13 @@ class SlotPending:
     reason: str
 
 
+RuntimeCommand = StartReplica | StopReplica
+# (job, spec hash) -> that version of the job's spec, if known here.
+SpecLookup = Callable[[str, str], JobSpec | None]
+
+
 class Placement:
-    def __init__(self, name: str, capacity, rng: random.Random, cfg: PlacementConfig,
+    def __init__(self, name: str, capacity: Resources, rng: random.Random, cfg: PlacementConfig,
                  claims: ClaimsMap, ballot_id: str | None = None) -> None:
         self.name = name
         self.ballot_id = ballot_id or name  # see Auctioneer.ballot_id
@@ -136,7 +149,9 @@ class Placement:
         self.call_specs: dict[tuple[str, str], JobSpec] = {}  # (job, container hash) -> spec
         self._my_claims: dict[str, Claim] = {}
         self._my_claims_digest: bytes | None = None
-        self._rv: Rendezvous = Rendezvous()
+        # One for the life of the node, moved from view to view (it keeps the
+        # coordinators the change does not affect).
+        self._coordination = Coordination()
 
     # ---- helpers
     def spec_from_call(self, call: CallForBids) -> JobSpec | None:
@@ -145,7 +160,6 @@ class Placement:
         if not call.spec_json:
             return None
         try:
-            import json
             spec = from_json(json.loads(call.spec_json))
         except (SpecError, ValueError, TypeError):
             return None
@@ -158,50 +172,42 @@ class Placement:
             self.call_specs.pop(next(iter(self.call_specs)))
         return spec
 
-    def spec_of(self, entry) -> JobSpec | None:
+    def spec_of(self, entry: JobEntry | None) -> JobSpec | None:
         """Parse (and cache by stamp) the spec of a job-store entry."""
-        if entry is None or entry.deleted:
+        if entry is None or entry.deleted or entry.spec is None:
             return None
         cached = self._spec_cache.get(entry.name)
         if cached is not None and cached[0] == entry.stamp:
             return cached[1]
+        spec: JobSpec | None
         try:
-            import json
             spec = from_json(json.loads(entry.spec))
         except (SpecError, ValueError, TypeError):
             spec = None  # a forged or corrupted spec; validation happened at submit
         self._spec_cache[entry.name] = (entry.stamp, spec)
         return spec
 
-    def _rendezvous(self, alive: set[str]) -> Rendezvous:
-        # One Rendezvous for the life of the node, moved from view to view
-        # (it keeps the owners the change does not affect).
-        self._rv.update(alive)
-        return self._rv
-
     def winning_claim(self, key: str) -> Claim | None:
-        c = self.claims.get(key)
-        return None if c is None or c.released else c
+        """The slot's winning claim, None if it has none or it was released."""
+        return live(self.claims.get(key))
 
     def my_claims(self) -> dict[str, Claim]:
         # Cached per claims-map digest: asked on every call for bids and tick.
         digest = self.claims.digest()
         if self._my_claims_digest != digest:
-            self._my_claims = {k: c for k, c in self.claims.entries.items()
-                               if c.node == self.name and not c.released}
+            self._my_claims = {k: c for k, c in self.claims.entries.items() if holds(c, self.name)}
             self._my_claims_digest = digest
         return self._my_claims
 
     def next_round(self, key: str) -> int:
-        c = self.claims.get(key)
-        current = c.ballot.round if c is not None else 0
-        return max(current, self._last_round.get(key, 0)) + 1
+        return next_round(self.claims.get(key), self._last_round.get(key, 0))
 
     # ---- the tick
-    def tick(self, *, jobs: dict[str, object], deleted: set[str], statuses: dict[str, NodeStatus],
-             alive: set[str], now: float) -> tuple[list, list[Claim]]:
+    def tick(self, *, jobs: Mapping[str, JobEntry], deleted: set[str],
+             statuses: Mapping[str, NodeStatus], alive: set[str],
+             now: float) -> tuple[list[AuctionOutput], list[Claim]]:
         """Returns (outputs, claims to write)."""
-        out: list = []
+        out: list[AuctionOutput] = []
         writes: list[Claim] = []
         specs = {name: self.spec_of(entry) for name, entry in jobs.items()}
         self.ledger.expire(now)
@@ -213,44 +219,39 @@ class Placement:
             job, index = parse_slot_key(key)
             spec = specs.get(job)
             if (spec is None and job in deleted) or (spec is not None and index >= spec.replicas):
-                writes.append(self._release_claim(claim, now))
+                writes.append(self._release_claim(claim))
 
         # 2. Claims of dead holders for slots nobody wants any more: the
         #    slot's coordinator releases them, so they do not linger.
-        rv = self._rendezvous(alive)
+        self._coordination.update(alive)
         for key, claim in list(self.claims.entries.items()):
-            if claim.released or claim.node in alive:
+            if claim.released or is_alive(claim.node, alive):
                 continue
             job, index = parse_slot_key(key)
             spec = specs.get(job)
             gone = (spec is None and job in deleted) or (spec is not None and index >= spec.replicas)
-            if gone and rv.owner(key) == self.name:
-                writes.append(self._release_claim(claim, now))
+            if gone and self._coordination.coordinator_of(job, index, spec) == self.name:
+                writes.append(self._release_claim(claim))
 
         # 3. Coordinator duties.
         for job in sorted(specs):
-            spec = specs[job]
-            if spec is None:
+            desired = specs[job]
+            if desired is None:
                 continue
-            out.extend(self._coordinate(job, spec, statuses, alive, rv, now))
+            out.extend(self._coordinate(job, desired, statuses, alive, now))
         return out, writes
 
-    def _release_claim(self, claim: Claim, now: float) -> Claim:
+    def _release_claim(self, claim: Claim) -> Claim:
         rnd = self.next_round(claim.name)
         self._last_round[claim.name] = rnd
-        return Claim(claim.name, Ballot(rnd, self.ballot_id), claim.node, True, claim.spec_hash, claim.demand)
+        return release_of(claim, rnd, self.ballot_id)
 
-    def _slot_needs_placing(self, key: str, statuses: dict[str, NodeStatus], alive: set[str]) -> bool:
+    def _slot_needs_placing(self, key: str, statuses: Mapping[str, NodeStatus], alive: set[str]) -> bool:
         claim = self.winning_claim(key)
-        if claim is None:
-            return True
-        if claim.node not in alive:
-            return True
-        status = statuses.get(claim.node)
-        return status is not None and status.drained
+        return claim is None or not keeps_slot(claim.node, alive, statuses)
 
-    def _coordinate(self, job: str, spec: JobSpec, statuses: dict[str, NodeStatus], alive: set[str],
-                    rv: Rendezvous, now: float) -> list:
+    def _coordinate(self, job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str],
+                    now: float) -> list[AuctionOutput]:
         busy = self.auctioneer.busy_slots(job)
         batch: dict[int, int] = {}
         for index in range(spec.replicas):
@@ -260,7 +261,7 @@ class Placement:
                 if index not in busy:
                     self.pending_reasons.pop(key, None)
                 continue
-            if rv.owner(coordinator_key(job, key, spec)) != self.name:
+            if self._coordination.coordinator_of(job, index, spec) != self.name:
                 continue
             waiting = self._awaiting_claim.get(key)
             if waiting is not None and waiting > now:
@@ -279,13 +280,13 @@ class Placement:
             max_per_node=spec.max_per_node, spread_counts=spread_counts,
             ttl_s=self.cfg.auction_ttl_s, now=now, spec_json=spec.canonical_json())
 
-    def _candidates(self, job: str, spec: JobSpec, statuses: dict[str, NodeStatus], alive: set[str],
+    def _candidates(self, job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str],
                     slots: int) -> tuple[list[str], dict[str, int]]:
         feasible = []
         for name in sorted(alive):
-            status = statuses.get(name)
-            if status is None or not status.eligible:
+            if not may_win(name, alive, statuses):
                 continue
+            status = statuses[name]
             view = NodeView(name, status.capacity, status.allocated, status.labels, status.eligible)
             if filter_reason(spec, view) is None and max_fit(spec, view) >= 1:
                 feasible.append(name)
@@ -294,15 +295,18 @@ class Placement:
             feasible = sorted(self._rng.sample(feasible, limit))
         spread_counts: dict[str, int] = {}
         if spec.spread:
+            # Replicas on every alive holder count, drained ones included:
+            # they run until they have moved.
             for index in range(spec.replicas):
                 claim = self.winning_claim(slot_key(job, index))
-                if claim is not None and claim.node in alive:
-                    value = statuses.get(claim.node).labels.get(spec.spread, "") if claim.node in statuses else ""
+                if claim is not None and is_alive(claim.node, alive):
+                    holder = statuses.get(claim.node)
+                    value = holder.labels.get(spec.spread, "") if holder is not None else ""
                     spread_counts[value] = spread_counts.get(value, 0) + 1
         return feasible, spread_counts
 
     # ---- coordinator results
-    def on_round_closed(self, rc: RoundClosed, now: float) -> list:
+    def on_round_closed(self, rc: RoundClosed, now: float) -> list[SlotPending]:
         out = []
         for index in rc.awarded:
             key = slot_key(rc.job, index)
@@ -327,10 +331,10 @@ class Placement:
         elsewhere.  Returns the release claim to write, if we hold the slot."""
         job, _ = parse_slot_key(key)
         self._penalties[job] = (now + penalty_s, reason)
-        claim = self.winning_claim(key)
-        if claim is None or claim.node != self.name:
+        claim = self.claims.get(key)
+        if claim is None or not holds(claim, self.name):
             return None
-        return self._release_claim(claim, now)
+        return self._release_claim(claim)
 
     def penalty(self, job: str, now: float) -> str | None:
         entry = self._penalties.get(job)
@@ -342,7 +346,8 @@ class Placement:
         return entry[1]
 
     # ---- bidder side
-    def on_call(self, call: CallForBids, *, spec: JobSpec | None, status: NodeStatus, now: float):
+    def on_call(self, call: CallForBids, *, spec: JobSpec | None, status: NodeStatus,
+                now: float) -> Bid | Decline:
         penalty = self.penalty(call.job, now)
         if penalty is not None:
             return Decline(call.auction_id, self.name, f"recently failed here: {penalty}")
@@ -359,25 +364,22 @@ class Placement:
         if spec is not None and spec.container_hash() != award.spec_hash:
             spec = None
         accepted, _refused = self.bidder.on_award(award, spec=spec, now=now)
-        claims = []
-        for index, rnd in accepted:
-            key = slot_key(award.job, index)
-            claims.append(Claim(key, Ballot(rnd, award.coordinator), self.name, False,
-                                award.spec_hash, spec.demand()))
-        return claims
+        if spec is None:
+            return []  # the bidder accepts nothing without the spec
+        return [Claim(slot_key(award.job, index), Ballot(rnd, award.coordinator), self.name, False,
+                      award.spec_hash, spec.demand())
+                for index, rnd in accepted]
 
     # ---- keeping the runtime in line with the claims
-    def reconcile(self, specs_by_job, now: float) -> list:
+    def reconcile(self, specs_by_job: SpecLookup, now: float) -> list[RuntimeCommand]:
         """Start what our winning claims say we run, stop what they no longer
-        say.  Returns runtime commands."""
-        out = []
+        say (auction.claims, rule 4).  Returns runtime commands."""
+        out: list[RuntimeCommand] = []
         mine = self.my_claims()
         for key in sorted(self.running - set(mine)):
             self.running.discard(key)
             self.ledger.release(key)
-            winner = self.winning_claim(key)
-            why = f"superseded by {winner.node} (ballot {winner.ballot.round})" if winner else "released"
-            out.append(StopReplica(key, why))
+            out.append(StopReplica(key, stop_reason(self.claims.get(key))))
         for key in sorted(set(mine) - self.running):
             claim = mine[key]
             spec = specs_by_job(claim.job, claim.spec_hash)
@@ -391,18 +393,6 @@ class Placement:
             if key not in mine:
                 self.ledger.release(key)
         return out
-
-
-def coordinator_key(job: str, slot: str, spec: JobSpec) -> str:
-    """What rendezvous hashing is keyed on to pick a slot's coordinator.
-
-    Per slot by default, so the work of placing a big job is shared by many
-    coordinators.  A job that spreads over a label is coordinated per *job*:
-    spreading is a property of the whole set of replicas, and coordinators
-    placing slots of one job concurrently would each count the spread from
-    claims that do not yet include the others' awards (a 3/1 split of 4
-    replicas over 2 racks, seen on real agents)."""
-    return f"job:{job}" if spec.spread else slot
 
 
 def normalize_image(image: str) -> str:

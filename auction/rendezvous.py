@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Any
 
 _MASK = (1 << 64) - 1
 
@@ -45,13 +46,14 @@ def score(member: str, key: str) -> int:
 def _argmax(key_hash: int, members: Iterable[tuple[str, int]], best_score: int,
             best: str | None) -> tuple[int, str | None]:
     """The best of (best_score, best) and `members` ((name, hash) pairs) for
-    the key; the mixer is inlined because this is the hot loop."""
+    the key; the mixer is inlined because this is the hot loop.  `best` is
+    None only with best_score -1, which every member beats."""
     for m, h in members:
         x = h ^ key_hash
         x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
         x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK
         x ^= x >> 31
-        if x > best_score or (x == best_score and m < best):
+        if x > best_score or (x == best_score and best is not None and m < best):
             best_score, best = x, m
     return best_score, best
 
@@ -62,8 +64,8 @@ class Rendezvous:
     def __init__(self, members: Iterable[str] = ()) -> None:
         self._hashes: dict[str, int] = {m: _h64(m) for m in members}
         self._view = frozenset(self._hashes)
-        # key -> [key hash, best score, owner]
-        self._cache: dict[str, list] = {}
+        # key -> [key hash, best score, owner]; a list, updated in place.
+        self._cache: dict[str, list[Any]] = {}
 
     @property
     def members(self) -> list[str]:
@@ -98,7 +100,8 @@ class Rendezvous:
     def owner(self, key: str) -> str | None:
         entry = self._cache.get(key)
         if entry is not None:
-            return entry[2]
+            owner: str | None = entry[2]
+            return owner
         if not self._hashes:
             return None
         k = _h64(key)

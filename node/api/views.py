@@ -37,6 +37,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from auction.claims import Claim, parse_slot_key, slot_key
+from auction.coordination import coordination_key
 from auction.rendezvous import Rendezvous
 from auction.resources import Resources
 from auction.scoring import NodeView, explain_unplaceable
@@ -187,7 +188,7 @@ def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str,
     core = ctx.core
     key = slot_key(spec.name, index)
     claim = core.placement.winning_claim(key)
-    coordinator = ctx.coordinator(key)
+    coordinator = ctx.coordinator(coordination_key(spec.name, index, spec))
     slot: dict[str, Any] = {"index": index, "slot": key, "node": claim.node if claim else None,
                             "ballot": _ballot(claim), "coordinator": coordinator}
     problem = None

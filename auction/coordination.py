@@ -1,0 +1,59 @@
+"""Which node coordinates a slot: the one rule, one key, one function.
+
+The rule: the coordinator of slot (job, index) is the rendezvous-hash owner
+(auction.rendezvous) of `coordination_key(job, index, spec)` among the
+members this agent believes alive (see auction.membership.may_coordinate:
+drained and unhealthy members coordinate too; suspect, failed and left ones
+do not).  The key is
+
+  - `job:<job>` for a slot of a job that spreads over a label, while the
+    slot is desired (index < replicas): spreading is a property of the whole
+    set of replicas, and coordinators placing slots of one job concurrently
+    would each count the spread from claims that do not yet include the
+    others' awards (a 3/1 split of 4 replicas over 2 racks, seen on real
+    agents);
+  - the slot key `<job>/<index>` otherwise (plain jobs, so the work of
+    placing a big job is shared by many coordinators; and any slot no longer
+    desired, of a deleted job or at index >= replicas, whose claim a
+    coordinator may have to release for a dead holder).
+
+Agents with the same view of who is alive pick the same coordinator without
+a vote.  Everything that asks (placement's tick, the API's job view) goes
+through `coordination_key`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .claims import slot_key
+from .rendezvous import Rendezvous
+from .spec import JobSpec
+
+
+def coordination_key(job: str, index: int, spec: JobSpec | None) -> str:
+    """What rendezvous hashing is keyed on to pick the coordinator of slot
+    (job, index); `spec` is the job's current spec, None if it is deleted."""
+    if spec is not None and spec.spread and index < spec.replicas:
+        return f"job:{job}"
+    return slot_key(job, index)
+
+
+class Coordination:
+    """Coordinators under one view of the alive members.  Long-lived: moving
+    to a new view keeps what the change does not affect (see Rendezvous)."""
+
+    def __init__(self, alive: Iterable[str] = ()) -> None:
+        self._rv = Rendezvous(alive)
+
+    def update(self, alive: Iterable[str]) -> None:
+        self._rv.update(alive)
+
+    def coordinator_of(self, job: str, index: int, spec: JobSpec | None) -> str | None:
+        """The coordinator of slot (job, index); None when nobody is alive."""
+        return self._rv.owner(coordination_key(job, index, spec))
+
+
+def coordinator_of(job: str, index: int, spec: JobSpec | None, alive: Iterable[str]) -> str | None:
+    """One-off form of `Coordination.coordinator_of` for a given view."""
+    return Coordination(alive).coordinator_of(job, index, spec)
