@@ -16,9 +16,9 @@ from gossip, so concurrent auctions never overcommit the node.
 
 from __future__ import annotations
 
+from .claims import slot_key
 from .ledger import Ledger
 from .messages import Award, Bid, CallForBids, Decline, Release
-from .claims import slot_key
 from .scoring import NodeView, filter_reason, marginal_scores
 from .spec import JobSpec
 

@@ -60,7 +60,7 @@ class Ballot:
     round: int
     coordinator: str
 
-    def next_for(self, coordinator: str) -> "Ballot":
+    def next_for(self, coordinator: str) -> Ballot:
         return Ballot(self.round + 1, coordinator)
 
 
@@ -91,7 +91,7 @@ class Claim:
     def order_key(self) -> tuple[int, str, str, bool]:
         return (self.ballot.round, self.ballot.coordinator, self.node, self.released)
 
-    def beats(self, other: "Claim") -> bool:
+    def beats(self, other: Claim) -> bool:
         """Does this claim win over `other` for the same slot (rule 1)?"""
         if self.order_key() != other.order_key():
             return self.order_key() > other.order_key()
@@ -108,7 +108,7 @@ class Claim:
                 self.spec_hash, d.cpu_millis, d.memory_bytes, d.disk_bytes]
 
     @classmethod
-    def from_wire(cls, raw: object) -> "Claim":
+    def from_wire(cls, raw: object) -> Claim:
         if not isinstance(raw, (list, tuple)) or len(raw) != 9:
             raise ValueError("malformed claim")
         name, rnd, coord, node, released, spec_hash, cpu, mem, disk = raw

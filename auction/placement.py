@@ -34,7 +34,17 @@ from typing import Protocol
 
 from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed
 from auction.bidder import Bidder
-from auction.claims import Ballot, Claim, holds, live, next_round, parse_slot_key, release_of, slot_key, stop_reason
+from auction.claims import (
+    Ballot,
+    Claim,
+    holds,
+    live,
+    next_round,
+    parse_slot_key,
+    release_of,
+    slot_key,
+    stop_reason,
+)
 from auction.coordination import Coordination
 from auction.ledger import Ledger
 from auction.membership import NodeStatus, is_alive, keeps_slot, may_win

@@ -139,7 +139,7 @@ def parse_memory(value: int | str) -> int:
     return math.floor(number * MEMORY_UNITS[unit])
 
 
-def parse_cpu(value: int | float | str) -> int:
+def parse_cpu(value: float | str) -> int:
     """Millicores from cores (1.5, 2, "1.5") or millicores as a string ("500m")."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise UnitError("must be a number of cores (0.5) or a string (\"0.5\", \"500m\"), "
@@ -149,11 +149,11 @@ def parse_cpu(value: int | float | str) -> int:
             raise UnitError(f"{value} is not a finite number")
         if abs(value) > MAX_PARSED_CORES:
             raise UnitError(f"{value} is far too large")
-        millis = round(value * MILLIS_PER_CORE)
+        rounded = round(value * MILLIS_PER_CORE)
         # 0.1 * 1000 is 100.00000000000001: accept float noise, not real fractions.
-        if abs(value * MILLIS_PER_CORE - millis) > 1e-6 * max(1.0, abs(millis)):
+        if abs(value * MILLIS_PER_CORE - rounded) > 1e-6 * max(1.0, abs(rounded)):
             raise UnitError(f"{value} is finer than one millicore (0.001)")
-        number = Fraction(millis, MILLIS_PER_CORE)
+        number = Fraction(rounded, MILLIS_PER_CORE)
     elif isinstance(value, int):
         number = Fraction(value)
     else:

@@ -1,0 +1,332 @@
+"""The job spec type: a validated job, its canonical form and its hashes.
+
+How this works: a `JobSpec` holds exact, typed values (`cpu_millis`,
+`memory_bytes`, parsed `Constraint`s, a `RestartPolicy`, a `HealthCheck`);
+only auction.spec's `validate` (and `load_toml`, `from_json`) builds one from
+user input.  `to_dict()` is its canonical form (defaults filled in, units
+normalised, absent optional fields omitted) and `validate(to_dict())` gives
+back an equal `JobSpec`.  `spec_hash()` is the SHA-256 of that form as
+compact, key-sorted JSON, so every agent computes the same hash for the same
+job; `container_hash()` covers only what shapes a container (image, command,
+env, limits, health), so scaling or moving a job does not change it.
+
+Also here: the bounds every input is held to (`MAX_*`), the field names of
+the schema, and `Problem`/`SpecError`, the errors validation reports.
+Import these from auction.spec, the public face of job specs.  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .resources import KiB, MiB, Resources, TiB, canonical_memory
+
+# ---- bounds --------------------------------------------------------------------
+
+MAX_SPEC_BYTES = 64 * KiB           # the spec as compact JSON (and a TOML file's text)
+MAX_NAME_CHARS = 63                 # a DNS label
+MAX_IMAGE_CHARS = 255
+MAX_COMMAND_ARGS = 256
+MAX_ARG_CHARS = 4096
+MAX_ENV_ENTRIES = 256
+MAX_ENV_NAME_CHARS = 256
+MAX_ENV_VALUE_CHARS = 8192
+DEFAULT_CPU_MILLIS = 100            # 0.1 core
+MAX_CPU_MILLIS = 1024 * 1000        # 1024 cores
+DEFAULT_MEMORY_BYTES = 64 * MiB
+# Docker refuses a memory limit under 6 MiB ("Minimum memory limit allowed is
+# 6MB", dockerd 20.10 on this machine), so a smaller spec could never start.
+MIN_MEMORY_BYTES = 6 * MiB
+MAX_MEMORY_BYTES = 64 * TiB
+MAX_REPLICAS = 1000
+MAX_CONSTRAINTS = 64
+MAX_CONSTRAINT_CHARS = 1024
+MAX_CONSTRAINT_VALUES = 64
+MAX_LABEL_KEY_CHARS = 63           # as node labels (node/status.py)
+MAX_LABEL_VALUE_CHARS = 63
+MAX_RESTART_ATTEMPTS = 10_000
+DEFAULT_BACKOFF_S = 1.0
+DEFAULT_MAX_BACKOFF_S = 60.0
+MIN_BACKOFF_S = 0.1
+MAX_BACKOFF_S = 3600.0
+DEFAULT_HEALTH_INTERVAL_S = 10.0
+DEFAULT_HEALTH_TIMEOUT_S = 5.0
+DEFAULT_HEALTH_RETRIES = 3
+DEFAULT_HEALTH_START_PERIOD_S = 0.0
+MIN_HEALTH_INTERVAL_S = 1.0
+MIN_HEALTH_TIMEOUT_S = 0.1
+MAX_HEALTH_DURATION_S = 3600.0
+MAX_HEALTH_RETRIES = 100
+MAX_PROBLEMS = 100                  # reported at once; the rest are counted
+SHOW_CHARS = 64                    # user text quoted in a message is cut to this
+
+NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", re.ASCII)
+# Registry host, path, tag and digest characters; Docker checks the rest.
+IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", re.ASCII)
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+# Node labels (`--label k=v`) and constraints share these.
+LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?", re.ASCII)
+LABEL_VALUE_RE = re.compile(r"[A-Za-z0-9._:/@+-]+", re.ASCII)
+
+FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "constraints",
+          "spread", "max_per_node", "restart", "health", "strategy")
+RESTART_FIELDS = ("policy", "max_attempts", "backoff_s", "max_backoff_s")
+HEALTH_FIELDS = ("command", "interval_s", "timeout_s", "retries", "start_period_s", "image")
+# Refused until implemented (issue 3), with a message saying so.
+PLANNED_FIELDS = ("update", "priority")
+
+
+# ---- errors --------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str       # "" for the spec as a whole
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+class SpecError(ValueError):
+    """Every problem found in a spec, each with its field path."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        lines = "".join(f"\n  {p}" for p in self.problems)
+        super().__init__(f"invalid job spec ({n} problem{'s' if n != 1 else ''}):{lines}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The body of an HTTP 400 answer."""
+        return {"error": "invalid job spec", "problems": [p.to_dict() for p in self.problems]}
+
+
+# ---- value types ---------------------------------------------------------------
+
+class Op(enum.Enum):
+    EQ = "=="
+    NE = "!="
+    IN = "in"
+
+
+class Strategy(enum.Enum):
+    BINPACK = "binpack"     # fill the busiest node that fits
+    SPREAD = "spread"       # prefer the emptiest node
+
+
+class RestartMode(enum.Enum):
+    ALWAYS = "always"
+    ON_FAILURE = "on-failure"
+    NEVER = "never"
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """A hard placement rule on one node label: `rack == a`, `zone != b`, `arch in [x, y]`."""
+
+    label: str
+    op: Op
+    values: tuple[str, ...]
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        """Does a node with these labels satisfy the rule?  A node without the label
+        satisfies only `!=` (it is not equal to anything), as in Nomad."""
+        value = labels.get(self.label)
+        if self.op is Op.EQ:
+            return value == self.values[0]
+        if self.op is Op.NE:
+            return value != self.values[0]
+        return value in self.values
+
+    def __str__(self) -> str:
+        if self.op is Op.IN:
+            return f"{self.label} in [{', '.join(self.values)}]"
+        return f"{self.label} {self.op.value} {self.values[0]}"
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        """Parse "LABEL == VALUE", "LABEL != VALUE", "LABEL in [a, b]" or "LABEL in a,b";
+        raise ValueError saying what is wrong."""
+        if len(text) > MAX_CONSTRAINT_CHARS:
+            raise ValueError(f"longer than {MAX_CONSTRAINT_CHARS} characters")
+        text = text.strip()
+        values: tuple[str, ...]
+        if m := re.fullmatch(r"(\S+?)\s*(==|!=)\s*(.*)", text, re.DOTALL):
+            label, op, values = m.group(1), Op(m.group(2)), (m.group(3).strip(),)
+        elif m := re.fullmatch(r"(\S+)\s+in(?:\s+|(?=\[))(.*)", text, re.DOTALL):
+            label, op, rest = m.group(1), Op.IN, m.group(2).strip()
+            if rest.startswith("["):
+                if not rest.endswith("]"):
+                    raise ValueError("a list opened with '[' must end with ']'")
+                rest = rest[1:-1]
+            values = tuple(v.strip() for v in rest.split(","))
+            if values == ("",):
+                raise ValueError("'in' needs at least one value")
+            if len(values) > MAX_CONSTRAINT_VALUES:
+                raise ValueError(f"'in' takes at most {MAX_CONSTRAINT_VALUES} values")
+        elif re.fullmatch(r"[A-Za-z0-9._/-]+\s*=\s*[^=\s].*", text, re.DOTALL):
+            raise ValueError(f"{quote_short(text)} uses '='; write '==' for equality")
+        else:
+            raise ValueError(f"{quote_short(text)} is not 'LABEL == VALUE', 'LABEL != VALUE' "
+                             "or 'LABEL in [A, B]'")
+        if problem := label_key_problem(label):
+            raise ValueError(f"label {problem}")
+        for value in values:
+            if problem := label_value_problem(value):
+                raise ValueError(f"value {problem}")
+        return cls(label, op, values)
+
+
+def label_key_problem(key: str) -> str | None:
+    """Why `key` is not a valid node label name, or None."""
+    if len(key) > MAX_LABEL_KEY_CHARS:
+        return f"{quote_short(key)} is longer than {MAX_LABEL_KEY_CHARS} characters"
+    if not LABEL_KEY_RE.fullmatch(key):
+        return (f"{quote_short(key)} must be letters, digits, '.', '_', '/' and '-', "
+                "starting and ending with a letter or digit")
+    return None
+
+
+def label_value_problem(value: str) -> str | None:
+    """Why `value` is not a valid node label value, or None."""
+    if value == "":
+        return "is empty"
+    if len(value) > MAX_LABEL_VALUE_CHARS:
+        return f"{quote_short(value)} is longer than {MAX_LABEL_VALUE_CHARS} characters"
+    if not LABEL_VALUE_RE.fullmatch(value):
+        return f"{quote_short(value)} may contain only letters, digits and . _ : / @ + -"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """When the agent restarts a slot's container that stopped (or turned unhealthy)."""
+
+    policy: RestartMode = RestartMode.ALWAYS
+    max_attempts: int | None = None     # on-failure only; None = no limit
+    backoff_s: float = DEFAULT_BACKOFF_S
+    max_backoff_s: float = DEFAULT_MAX_BACKOFF_S
+
+    def should_restart(self, *, failed: bool, restarts: int) -> bool:
+        """After the container stopped (`failed`: non-zero exit or unhealthy), having
+        already been restarted `restarts` times on this node, start it again?"""
+        if self.policy is RestartMode.ALWAYS:
+            return True
+        if self.policy is RestartMode.NEVER or not failed:
+            return False
+        return self.max_attempts is None or restarts < self.max_attempts
+
+    def backoff_delay_s(self, restarts: int) -> float:
+        """Wait before restart number `restarts + 1`: backoff_s doubling, capped."""
+        return min(self.backoff_s * 2.0 ** min(max(restarts, 0), 64), self.max_backoff_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"policy": self.policy.value}
+        if self.max_attempts is not None:
+            d["max_attempts"] = self.max_attempts
+        d["backoff_s"] = self.backoff_s
+        d["max_backoff_s"] = self.max_backoff_s
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """An exec probe run inside the container (Docker HEALTHCHECK CMD semantics).
+    A spec without one (`health` absent, or `{image = true}`) keeps whatever
+    HEALTHCHECK the image defines."""
+
+    command: tuple[str, ...]
+    interval_s: float = DEFAULT_HEALTH_INTERVAL_S
+    timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
+    retries: int = DEFAULT_HEALTH_RETRIES
+    start_period_s: float = DEFAULT_HEALTH_START_PERIOD_S
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"command": list(self.command), "interval_s": self.interval_s,
+                "timeout_s": self.timeout_s, "retries": self.retries,
+                "start_period_s": self.start_period_s}
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A validated job.  Build it with `validate`, `load_toml` or `from_json`."""
+
+    name: str
+    image: str
+    command: tuple[str, ...] | None = None      # None: the image's CMD
+    env: tuple[tuple[str, str], ...] = ()       # sorted by name
+    cpu_millis: int = DEFAULT_CPU_MILLIS
+    memory_bytes: int = DEFAULT_MEMORY_BYTES
+    replicas: int = 1
+    constraints: tuple[Constraint, ...] = ()
+    spread: str | None = None                   # a label whose values replicas spread over
+    max_per_node: int | None = None
+    restart: RestartPolicy = RestartPolicy()
+    health: HealthCheck | None = None           # None: the image's HEALTHCHECK, if any
+    strategy: Strategy = Strategy.BINPACK
+
+    @property
+    def env_map(self) -> dict[str, str]:
+        return dict(self.env)
+
+    def demand(self) -> Resources:
+        """What one replica reserves on a node."""
+        return Resources(self.cpu_millis, self.memory_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical form: JSON- and TOML-able; `validate` turns it back into self."""
+        d: dict[str, Any] = {"name": self.name, "image": self.image}
+        if self.command is not None:
+            d["command"] = list(self.command)
+        if self.env:
+            d["env"] = dict(self.env)
+        d["cpu"] = self.cpu_millis / 1000
+        d["memory"] = canonical_memory(self.memory_bytes)
+        d["replicas"] = self.replicas
+        if self.constraints:
+            d["constraints"] = [str(c) for c in self.constraints]
+        if self.spread is not None:
+            d["spread"] = self.spread
+        if self.max_per_node is not None:
+            d["max_per_node"] = self.max_per_node
+        d["restart"] = self.restart.to_dict()
+        if self.health is not None:
+            d["health"] = self.health.to_dict()
+        d["strategy"] = self.strategy.value
+        return d
+
+    def canonical_json(self) -> bytes:
+        """`to_dict()` as compact, key-sorted UTF-8 JSON: the bytes to store and gossip."""
+        return _canonical_json(self.to_dict())
+
+    def spec_hash(self) -> str:
+        """SHA-256 (hex) of `canonical_json()`: equal specs hash equal on every agent."""
+        return hashlib.sha256(self.canonical_json()).hexdigest()
+
+    def container_hash(self) -> str:
+        """SHA-256 (hex) of the fields that shape a container: a change here means
+        replacing running containers; a change elsewhere (replicas, placement,
+        restart policy) does not."""
+        d = self.to_dict()
+        shape = {k: d[k] for k in ("image", "command", "env", "cpu", "memory", "health") if k in d}
+        return hashlib.sha256(_canonical_json(shape)).hexdigest()
+
+
+def _canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def quote_short(text: str) -> str:
+    """repr() of user text, cut short so messages stay bounded."""
+    if len(text) > SHOW_CHARS:
+        return repr(text[:SHOW_CHARS]) + "..."
+    return repr(text)
