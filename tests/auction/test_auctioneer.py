@@ -1,0 +1,156 @@
+"""The coordinator's side of a round (auction.auctioneer): calls go to the
+candidates, bids and declines come back, the round closes when all have
+answered or at its deadline, winners get one Award each, losers a Release,
+and the RoundClosed says what was placed and why the rest was not.  Then
+placement's backoff for slots a round could not place."""
+
+from __future__ import annotations
+
+import random
+
+from auction.auctioneer import MAX_OPEN_ROUNDS, Auctioneer, RoundClosed, SendTo
+from auction.messages import Award, Bid, CallForBids, Decline, Release
+from auction.placement import Placement, PlacementConfig, SlotPending
+from auction.resources import Resources
+from auction.spec import validate
+from gossip.lww import LwwMap
+from node.core.hlc import Stamp
+from node.core.jobstore import Entry
+from node.core.status import NodeStatus
+
+GiB = 1 << 30
+
+
+def open_web(a: Auctioneer, candidates: list[str], rounds: dict[int, int] | None = None,
+             now: float = 0.0, max_per_node: int | None = None) -> list[object]:
+    return list(a.open_round(job="web", spec_hash="h", rounds=rounds or {0: 1, 1: 1},
+                             candidates=candidates, max_per_node=max_per_node, spread_counts={},
+                             ttl_s=0.5, now=now, spec_json=b"{}"))
+
+
+def sent(outs: list[object], kind: type) -> dict[str, object]:
+    return {o.node: o.msg for o in outs if isinstance(o, SendTo) and isinstance(o.msg, kind)}
+
+
+def closed(outs: list[object]) -> RoundClosed:
+    [rc] = [o for o in outs if isinstance(o, RoundClosed)]
+    return rc
+
+
+def test_opening_a_round_calls_every_candidate_for_the_batch():
+    a = Auctioneer("c", ballot_id="c#7")
+    outs = open_web(a, ["n2", "n1"], rounds={3: 2, 1: 5})
+    calls = sent(outs, CallForBids)
+    assert list(calls) == ["n1", "n2"]
+    call = calls["n1"]
+    assert call == CallForBids("c#7:1", "c", "web", "h", (1, 3), 0.5, b"{}")
+    assert a.busy_slots("web") == {1, 3} and a.busy_slots("db") == set()
+    assert a.next_deadline() == 0.5
+
+
+def test_the_round_closes_when_everyone_has_answered_and_awards_the_best_bids():
+    a = Auctioneer("c", ballot_id="c#7")
+    open_web(a, ["n1", "n2", "n3"], rounds={0: 4, 1: 6})
+    assert a.on_bid(Bid("c#7:1", "n1", (0.2, 0.1), None, 0), now=0.1) == []
+    assert a.on_bid(Bid("c#7:1", "n2", (0.9,), None, 0), now=0.1) == []
+    outs = a.on_bid(Bid("c#7:1", "n3", (0.1,), None, 0), now=0.2)
+    # n2's 0.9 takes slot 0; slot 1 goes to n1 (0.2 beats n3's 0.1).
+    assert sent(outs, Award) == {
+        "n2": Award("c#7:1", "c#7", "web", "h", ((0, 4),)),
+        "n1": Award("c#7:1", "c#7", "web", "h", ((1, 6),)),
+    }
+    assert sent(outs, Release) == {"n3": Release("c#7:1", "c")}
+    rc = closed(outs)
+    assert rc.awarded == {0: ("n2", 4), 1: ("n1", 6)} and rc.unplaced == ()
+    assert rc.silent == () and rc.declines == {}
+    assert a.open_rounds() == 0 and a.busy_slots("web") == set()
+
+
+def test_max_per_node_limits_what_one_bidder_wins():
+    a = Auctioneer("c")
+    open_web(a, ["n1"], max_per_node=1)
+    rc = closed(a.on_bid(Bid("c:1", "n1", (0.5, 0.4), None, 0), now=0.1))
+    assert rc.awarded == {0: ("n1", 1)} and rc.unplaced == (1,)
+
+
+def test_declines_close_the_round_with_their_reasons_and_nothing_awarded():
+    a = Auctioneer("c")
+    open_web(a, ["n1", "n2"])
+    a.on_decline(Decline("c:1", "n1", "drained"), now=0.1)
+    outs = a.on_decline(Decline("c:1", "n2", "needs 1 cpu; free 0"), now=0.1)
+    assert sent(outs, Award) == {} and sent(outs, Release) == {}
+    rc = closed(outs)
+    assert rc.awarded == {} and rc.unplaced == (0, 1)
+    assert rc.declines == {"n1": "drained", "n2": "needs 1 cpu; free 0"}
+
+
+def test_at_the_deadline_the_round_closes_with_whoever_answered_and_names_the_silent():
+    a = Auctioneer("c")
+    open_web(a, ["n1", "n2", "n3"], now=10.0)
+    a.on_bid(Bid("c:1", "n1", (0.5,), None, 0), now=10.1)
+    a.on_decline(Decline("c:1", "n2", "filtered by rack == b"), now=10.1)
+    assert a.handle_timers(now=10.4) == []
+    outs = a.handle_timers(now=10.5)
+    rc = closed(outs)
+    assert rc.awarded == {0: ("n1", 1)} and rc.unplaced == (1,)
+    assert rc.declines == {"n2": "filtered by rack == b"} and rc.silent == ("n3",)
+    assert a.next_deadline() is None
+    # A bid that arrives after the round closed is ignored.
+    assert a.on_bid(Bid("c:1", "n3", (0.9,), None, 0), now=10.6) == []
+
+
+def test_answers_from_outside_the_round_are_ignored():
+    a = Auctioneer("c")
+    open_web(a, ["n1"])
+    assert a.on_bid(Bid("c:1", "intruder", (1.0,), None, 0), now=0.1) == []
+    assert a.on_decline(Decline("c:2", "n1", "no such round"), now=0.1) == []
+    assert a.open_rounds() == 1
+
+
+def test_a_round_without_candidates_closes_at_once_with_every_slot_unplaced():
+    a = Auctioneer("c")
+    rc = closed(open_web(a, []))
+    assert rc.unplaced == (0, 1) and rc.declines == {} and rc.silent == ()
+    assert a.open_rounds() == 0
+
+
+def test_auction_ids_are_unique_per_run_and_open_rounds_are_bounded():
+    a = Auctioneer("c", ballot_id="c#1")
+    ids = set()
+    for i in range(MAX_OPEN_ROUNDS):
+        [call] = sent(open_web(a, ["n1"], rounds={i: 1}), CallForBids).values()
+        ids.add(call.auction_id)
+    assert len(ids) == MAX_OPEN_ROUNDS
+    assert open_web(a, ["n1"], rounds={MAX_OPEN_ROUNDS: 1}) == []
+
+
+# ---- backoff of slots a round could not place (auction.placement) -----------------
+
+SPEC_JSON = validate({"name": "web", "image": "busybox", "cpu": 1, "memory": "1GiB"}).canonical_json()
+
+
+def test_an_unplaced_slot_is_retried_after_a_backoff_that_doubles_up_to_the_cap():
+    cfg = PlacementConfig(min_backoff_s=0.5, max_backoff_s=1.5)
+    p = Placement("a", Resources(4000, 8 * GiB), random.Random(0), cfg, claims=LwwMap(100))
+    jobs = {"web": Entry("web", Stamp(1, 0, "a"), SPEC_JSON)}
+    statuses = {"a": NodeStatus("a", Resources(4000, 8 * GiB), Resources(0, 0))}
+    reason = "1 declined: needs 1 cpu; free 0"
+
+    def tick(now: float) -> list[object]:
+        outs, _ = p.tick(jobs=jobs, deleted=set(), statuses=statuses, alive={"a"}, now=now)
+        return list(outs)
+
+    now = 0.0
+    outs = tick(now)
+    delays = []
+    for _ in range(4):
+        [call] = sent(outs, CallForBids).values()
+        rc = closed(p.auctioneer.on_decline(Decline(call.auction_id, "a", "needs 1 cpu; free 0"), now=now))
+        assert p.on_round_closed(rc, now) == [SlotPending("web/0", reason)]
+        assert p.pending_reasons == {"web/0": reason}  # what `shoal job status` shows
+        t = now
+        while not sent(outs := tick(t := t + 0.25), CallForBids):
+            pass
+        delays.append(t - now)
+        now = t
+    assert delays == [0.5, 1.0, 1.5, 1.5]

@@ -1,0 +1,260 @@
+"""Placement (auction.placement) on given jobs, statuses and claims: which
+slots need placing, that only a slot's coordinator auctions it, that a
+gone or drained holder's slot is placed again, that indices >= replicas are
+retired, that reconcile turns claims into StartReplica/StopReplica, and
+that give_up hands a slot back.  One full round at the end."""
+
+from __future__ import annotations
+
+import random
+
+from auction.auctioneer import SendTo
+from auction.claims import Ballot, Claim, slot_key
+from auction.coordination import coordination_key, coordinator_of
+from auction.messages import Award, Bid, CallForBids, Decline
+from auction.placement import Placement, PlacementConfig, StartReplica, StopReplica
+from auction.resources import Resources
+from auction.spec import JobSpec, validate
+from gossip.lww import LwwMap
+from node.core.hlc import Stamp
+from node.core.jobstore import Entry
+from node.core.status import NodeStatus
+
+GiB = 1 << 30
+CAPACITY = Resources(8000, 16 * GiB)
+NODES = ["a", "b", "c", "d", "e"]
+
+
+def web(replicas: int, **more: object) -> JobSpec:
+    return validate({"name": "web", "image": "busybox", "replicas": replicas, "cpu": 1,
+                     "memory": "1GiB", **more})
+
+
+def entry(spec: JobSpec) -> Entry:
+    return Entry(spec.name, Stamp(1, 0, "a"), spec.canonical_json())
+
+
+def status(name: str, **more: object) -> NodeStatus:
+    return NodeStatus(name, CAPACITY, Resources(0, 0), **more)
+
+
+def placement(name: str, claims: LwwMap[Claim] | None = None) -> Placement:
+    return Placement(name, CAPACITY, random.Random(0), PlacementConfig(),
+                     claims=claims if claims is not None else LwwMap(1000), ballot_id=f"{name}#1")
+
+
+def held(spec: JobSpec, index: int, node: str, rnd: int = 1, released: bool = False) -> Claim:
+    return Claim(slot_key(spec.name, index), Ballot(rnd, "x#1"), node, released,
+                 spec.container_hash(), spec.demand())
+
+
+def tick(p: Placement, specs: list[JobSpec], *, alive: set[str] | None = None,
+         statuses: dict[str, NodeStatus] | None = None, deleted: frozenset[str] = frozenset(),
+         now: float = 0.0) -> tuple[dict[str, CallForBids], list[Claim]]:
+    alive = set(NODES) if alive is None else alive
+    statuses = {n: status(n) for n in alive} if statuses is None else statuses
+    outs, writes = p.tick(jobs={s.name: entry(s) for s in specs}, deleted=set(deleted),
+                          statuses=statuses, alive=alive, now=now)
+    calls = {o.node: o.msg for o in outs if isinstance(o, SendTo) and isinstance(o.msg, CallForBids)}
+    return calls, writes
+
+
+def coordinator(spec: JobSpec, index: int, alive: set[str], *claims: Claim) -> Placement:
+    """The placement of the slot's coordinator, with these claims merged."""
+    name = coordinator_of(spec.name, index, spec, alive)
+    assert name is not None
+    p = placement(name)
+    for c in claims:
+        p.claims.merge(c)
+    return p
+
+
+def auctioned(calls: dict[str, CallForBids]) -> set[int]:
+    slots = {call.slots for call in calls.values()}
+    assert len(slots) <= 1  # one call, sent to every candidate
+    return set(next(iter(slots))) if slots else set()
+
+
+# ---- who auctions what -------------------------------------------------------------
+
+def test_each_unclaimed_slot_is_auctioned_by_its_coordinator_only():
+    spec = web(12)
+    by_node = {n: auctioned(tick(placement(n), [spec])[0]) for n in NODES}
+    for index in range(12):
+        owners = [n for n, slots in by_node.items() if index in slots]
+        assert owners == [coordinator_of("web", index, spec, NODES)]
+    assert len({n for n, slots in by_node.items() if slots}) > 1  # shared, not one master
+
+
+def test_a_job_that_spreads_is_coordinated_whole_by_one_node():
+    spec = web(6, spread="rack")
+    by_node = {n: auctioned(tick(placement(n), [spec])[0]) for n in NODES}
+    assert max(by_node.values(), key=len) == set(range(6))
+    assert sum(len(s) for s in by_node.values()) == 6
+    assert coordination_key("web", 0, spec) == coordination_key("web", 5, spec) == "job:web"
+    # A slot no longer desired is coordinated per slot again.
+    assert coordination_key("web", 6, spec) == "web/6"
+    assert coordination_key("web", 0, None) == "web/0"
+
+
+def test_calls_go_to_alive_eligible_nodes_only():
+    statuses = {"a": status("a"), "b": status("b", drained=True),
+                "c": status("c", healthy=False, unhealthy_reason="docker down"), "d": status("d")}
+    # e is alive but its status has not arrived; d is not alive.
+    alive = {"a", "b", "c", "e"}
+    calls, _ = tick(coordinator(web(1), 0, alive), [web(1)], alive=alive, statuses=statuses)
+    assert set(calls) == {"a"}
+
+
+def test_a_slot_held_by_a_healthy_alive_node_is_left_alone():
+    spec = web(1)
+    alive = {"a", "b"}
+    calls, writes = tick(coordinator(spec, 0, alive, held(spec, 0, "b")), [spec], alive=alive)
+    assert calls == {} and writes == []
+
+
+def test_a_slot_whose_holder_is_gone_or_drained_is_placed_again_but_not_for_an_unhealthy_one():
+    spec = web(1)
+    cases = {
+        "not alive": ({"a", "c"}, {"a": status("a"), "c": status("c")}),
+        "drained": ({"a", "b", "c"}, {"a": status("a"), "b": status("b", drained=True), "c": status("c")}),
+        "unhealthy": ({"a", "b", "c"}, {"a": status("a"), "b": status("b", healthy=False), "c": status("c")}),
+    }
+    replaced = {}
+    for case, (alive, statuses) in cases.items():
+        p = coordinator(spec, 0, alive, held(spec, 0, "b"))
+        calls, _ = tick(p, [spec], alive=alive, statuses=statuses)
+        replaced[case] = auctioned(calls)
+    assert replaced == {"not alive": {0}, "drained": {0}, "unhealthy": set()}
+
+
+def test_a_released_claim_leaves_the_slot_to_be_placed_again():
+    spec = web(1)
+    p = placement("a")
+    p.claims.merge(held(spec, 0, "b", rnd=2, released=True))
+    calls, _ = tick(p, [spec], alive={"a"})
+    assert auctioned(calls) == {0}
+    # The new ballot is above the released one.
+    assert p.next_round("web/0") == 4  # round 3 went to the call just sent
+
+
+# ---- retiring what should no longer run --------------------------------------------
+
+def test_a_holder_releases_indices_at_or_above_replicas_under_the_next_round():
+    big, small = web(4), web(2)
+    p = placement("a")
+    for i in range(4):
+        p.claims.merge(held(big, i, "a", rnd=3))
+    _, writes = tick(p, [small], alive={"a"})
+    assert sorted((w.name, w.ballot, w.node, w.released) for w in writes) == [
+        ("web/2", Ballot(4, "a#1"), "a", True), ("web/3", Ballot(4, "a#1"), "a", True)]
+
+
+def test_a_deleted_job_is_released_but_one_not_heard_of_yet_is_kept():
+    spec = web(1)
+    p = placement("a")
+    p.claims.merge(held(spec, 0, "a"))
+    _, writes = tick(p, [], alive={"a"})
+    assert writes == []  # the award came with the call's copy of the spec: keep it
+    _, writes = tick(p, [], alive={"a"}, deleted=frozenset({"web"}))
+    assert [(w.name, w.released) for w in writes] == [("web/0", True)]
+
+
+def test_the_coordinator_releases_a_dead_holders_claim_for_a_slot_nobody_wants():
+    spec = web(1)
+    alive = {"a", "b", "c"}
+    releaser = coordinator_of("web", 0, None, alive)
+    for name in sorted(alive):
+        p = placement(name)
+        p.claims.merge(held(spec, 0, "dead"))
+        _, writes = tick(p, [], alive=alive, deleted=frozenset({"web"}))
+        expect = [("web/0", "dead", True)] if name == releaser else []
+        assert [(w.name, w.node, w.released) for w in writes] == expect
+
+
+# ---- reconcile: claims become runtime commands -------------------------------------
+
+def specs_of(*specs: JobSpec):
+    return lambda job, spec_hash: next((s for s in specs if s.name == job), None)
+
+
+def test_reconcile_starts_what_our_claims_say_and_stops_what_they_no_longer_say():
+    spec = web(3)
+    p = placement("a")
+    for i in range(2):
+        p.claims.merge(held(spec, i, "a"))
+    p.claims.merge(held(spec, 2, "b"))
+    out = p.reconcile(specs_of(spec), now=0.0)
+    assert [(type(c), c.claim.name) for c in out if isinstance(c, StartReplica)] == [
+        (StartReplica, "web/0"), (StartReplica, "web/1")]
+    assert p.ledger.committed == {"web/0": spec.demand(), "web/1": spec.demand()}
+    assert p.reconcile(specs_of(spec), now=0.0) == []  # nothing changed, nothing to do
+    p.claims.merge(held(spec, 0, "c", rnd=2))
+    p.claims.merge(held(spec, 1, "a", rnd=2, released=True))
+    assert p.reconcile(specs_of(spec), now=0.0) == [
+        StopReplica("web/0", "superseded by c (ballot 2)"), StopReplica("web/1", "released")]
+    assert p.ledger.committed == {} and p.running == set()
+
+
+def test_reconcile_waits_for_a_spec_it_does_not_have():
+    spec = web(1)
+    p = placement("a")
+    p.claims.merge(held(spec, 0, "a"))
+    assert p.reconcile(specs_of(), now=0.0) == []
+    assert [type(c) for c in p.reconcile(specs_of(spec), now=0.0)] == [StartReplica]
+
+
+# ---- giving a failing slot back ----------------------------------------------------
+
+def test_give_up_releases_our_slot_and_keeps_the_job_away_for_a_while():
+    spec = web(1)
+    p = placement("a")
+    p.claims.merge(held(spec, 0, "a", rnd=5))
+    release = p.give_up("web/0", "crash loop", penalty_s=60.0, now=100.0)
+    assert release is not None and release.released and release.ballot == Ballot(6, "a#1")
+    call = CallForBids("x:1", "x", "web", spec.container_hash(), (0,), 0.5)
+    answer = p.on_call(call, spec=spec, status=status("a"), now=130.0)
+    assert answer == Decline("x:1", "a", "recently failed here: crash loop")
+    assert isinstance(p.on_call(call, spec=spec, status=status("a"), now=160.0), Bid)
+
+
+def test_give_up_of_a_slot_we_do_not_hold_writes_nothing():
+    spec = web(1)
+    p = placement("a")
+    p.claims.merge(held(spec, 0, "b"))
+    assert p.give_up("web/0", "crash loop", penalty_s=60.0, now=0.0) is None
+
+
+# ---- one round, end to end ---------------------------------------------------------
+
+def test_a_full_round_places_every_slot_and_the_winner_starts_its_replicas():
+    # Spread over racks: one coordinator places both slots, one per rack.
+    spec = web(2, spread="rack")
+    claims: LwwMap[Claim] = LwwMap(1000)
+    nodes = {n: placement(n, claims) for n in ("a", "b")}  # one shared view of the claims
+    statuses = {n: status(n, labels={"rack": n}) for n in nodes}
+    alive = set(nodes)
+    name = coordinator_of("web", 0, spec, alive)
+    assert name is not None
+    coord = nodes[name]
+    calls, _ = tick(coord, [spec], alive=alive, statuses=statuses)
+    assert set(calls) == {"a", "b"} and auctioned(calls) == {0, 1}
+    outs = []
+    for name, call in sorted(calls.items()):
+        answer = nodes[name].on_call(call, spec=nodes[name].spec_from_call(call), status=statuses[name], now=0.1)
+        assert isinstance(answer, Bid)
+        outs = coord.auctioneer.on_bid(answer, now=0.1)
+    awards = [(o.node, o.msg) for o in outs if isinstance(o, SendTo) and isinstance(o.msg, Award)]
+    assert awards  # every candidate answered: the round closed
+    started = []
+    for node, award in awards:
+        winner = nodes[node]
+        for c in winner.on_award(award, spec=spec, now=0.2):
+            assert claims.merge(c)
+        started += [(node, c.claim.name) for c in winner.reconcile(specs_of(spec), now=0.2)
+                    if isinstance(c, StartReplica)]
+    assert sorted(s for _, s in started) == ["web/0", "web/1"]
+    assert len({node for node, _ in started}) == 2  # one per rack
+    # Placed: the next tick auctions nothing.
+    for p in nodes.values():
+        assert tick(p, [spec], alive=alive, statuses=statuses, now=1.0)[0] == {}
