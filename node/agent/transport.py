@@ -355,7 +355,8 @@ class Transport:
                 except EOFError:
                     msg = None
                 if msg is None:
-                    return None, f"{addr} closed the connection without a reply (different encryption key or cluster label?)"
+                    return None, (f"{addr} closed the connection without a reply "
+                                  "(different encryption key or cluster label?)")
                 return msg, None
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 return None, f"{addr}: connection error: {oserror_text(e) if isinstance(e, OSError) else e}"

@@ -416,7 +416,7 @@ class SerfRPC:
             except StopIteration:
                 data = self.sock.recv(262144)
                 if not data:
-                    raise ConnectionError("serf RPC closed")
+                    raise ConnectionError("serf RPC closed") from None
                 self.unpacker.feed(data)
 
     @staticmethod
@@ -708,8 +708,8 @@ class ShoalBackend:
                 self.slow_joins[name] = [h for h in history[name] if h[2] in late]
         return done
 
-    def detect(self, observers: list[Agent], victim: str, kill: Callable[[], float],
-               deadline_s: float, ignore: frozenset[str] = frozenset()) -> tuple[dict[str, float], list[tuple[str, str]]]:
+    def detect(self, observers: list[Agent], victim: str, kill: Callable[[], float], deadline_s: float,
+               ignore: frozenset[str] = frozenset()) -> tuple[dict[str, float], list[tuple[str, str]]]:
         """Kill through `kill()` (returns the wall time of the kill) and read each
         observer's member_failed event for `victim` from its event stream."""
         found: dict[str, float] = {}

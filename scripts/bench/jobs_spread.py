@@ -118,7 +118,6 @@ def simulated(n: int) -> None:
     w.bootstrap(seeds="random")
     w.run_for(30)
     s = validate(spec("sim-spread"))
-    t0 = w.now
     sim.submit(0, s)
     took = w.run_until_converged(lambda _: all("sim-spread" in v for v in sim.job_views()),
                                  timeout=60, check_every=0.05)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
 import time
 
@@ -68,7 +67,7 @@ def run(n: int, replicas: int, seed: int) -> None:
     stats0 = dict(w.stats)
     cpu0 = time.process_time()
     t0 = w.now
-    for k, spec in enumerate(jobs):
+    for spec in jobs:
         sim.submit(rng.randrange(n), spec)
     took = w.run_until_converged(lambda _: not sim.placement_problems(jobs), timeout=300, check_every=0.5)
     cpu = time.process_time() - cpu0

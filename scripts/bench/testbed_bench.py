@@ -448,14 +448,16 @@ def summarize(results: dict) -> None:
                   f"{median([x['load1'] for x in sel]):>5.1f}  {sel[0]['per_node']}")
     if results.get("one_node_run"):
         o = results["one_node_run"]
-        print(f"\n    R={o['replicas']} on one node (the other four drained): all running after {o['all_running_s']} s")
-    for how, f in (results.get("engine_floor") or {}).items():
+        print(f"\n    R={o['replicas']} on one node (the other four drained): "
+              f"all running after {o['all_running_s']} s")
+    for f in (results.get("engine_floor") or {}).values():
         print(f"    engine floor, no shoal: {f['replicas']} containers created+started through the Docker API on "
               f"{f['engines']} dockerd(s): {f['seconds']} s (load {f['load1']})")
     if results.get("agent_cost"):
         a = results["agent_cost"]
         print(f"\n(b) agent with {a['containers']} containers ({a['node']}): CPU {a['cpu_percent']} % of one core "
-              f"over {a['window_s']:g} s, RSS {a['rss_mb_median']} MiB (max {a['rss_mb_max']}; VmRSS), load {a['load1']}")
+              f"over {a['window_s']:g} s, RSS {a['rss_mb_median']} MiB (max {a['rss_mb_max']}; VmRSS), "
+              f"load {a['load1']}")
     kills = results["kills"]
     if kills:
         print("\n(c) node power cut -> its replicas running on the others (10 replicas, spread);"
@@ -503,7 +505,8 @@ def main() -> int:
         signal.signal(s, on_signal)
 
     workdir = Path(tempfile.mkdtemp(prefix="shoal-tbbench-"))
-    results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_start": Path("/proc/loadavg").read_text().split()[:3],
+    results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "load_start": Path("/proc/loadavg").read_text().split()[:3],
                "job_run": [], "kills": [], "agent_cost": None}
     tb = None
     try:

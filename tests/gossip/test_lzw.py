@@ -42,7 +42,7 @@ def lzw_buf(wrapper: bytes) -> bytes:
 
 def read_codes(data: bytes) -> list[int]:
     """Decode the code stream only (Go's width rules), for structural checks."""
-    codes, bits, nbits, width, hi, overflow, last_valid = [], 0, 0, 9, 257, 512, False
+    codes, bits, nbits, width, hi, overflow = [], 0, 0, 9, 257, 512
     pos = 0
     while True:
         while nbits < width:
@@ -54,11 +54,11 @@ def read_codes(data: bytes) -> list[int]:
         nbits -= width
         codes.append(code)
         if code == 256:
-            width, hi, overflow, last_valid = 9, 257, 512, False
+            width, hi, overflow = 9, 257, 512
             continue
         if code == 257:
             return codes
-        last_valid, hi = True, hi + 1
+        hi += 1
         if hi >= overflow:
             if width == 12:
                 hi -= 1

@@ -161,7 +161,8 @@ def test_stream_label_header_checked():
 
 
 def test_unencrypted_refused_when_keyring_set():
-    alive = wire.encode(Alive(incarnation=1, node="x", addr=b"\x01\x02\x03\x04", port=1, meta=b"", vsn=(1, 5, 2, 0, 0, 0)))
+    alive = wire.encode(Alive(incarnation=1, node="x", addr=b"\x01\x02\x03\x04", port=1, meta=b"",
+                              vsn=(1, 5, 2, 0, 0, 0)))
     for plain in (seal(alive, None), seal(PING, None), PING, alive):
         with pytest.raises(DecodeError) as e:
             packet.open_packet(plain, label=b"", keyring=ring(K1))

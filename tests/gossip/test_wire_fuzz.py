@@ -162,7 +162,8 @@ def test_arbitrary_bytes_into_streams(data, cuts):
 
 
 @FUZZ
-@given(st.sampled_from([0, 2, 6, 8, 9, 10, 13, 0xF4]), st.binary(max_size=300), st.lists(st.integers(0, 400), max_size=4))
+@given(st.sampled_from([0, 2, 6, 8, 9, 10, 13, 0xF4]), st.binary(max_size=300),
+       st.lists(st.integers(0, 400), max_size=4))
 def test_arbitrary_bodies_into_streams(t, body, cuts):
     stream_all_ways(bytes((t,)) + body, cuts)
 
@@ -173,7 +174,8 @@ def sealed_packets(draw):
     parts = [wire.encode(m) for m in msgs]
     msg = parts[0] if len(parts) == 1 else compound.make_compound(parts)
     label, enc, crc, comp = draw(packet_configs)
-    return packet.seal_packet(msg, label=label, keyring=keyring() if enc else None, crc=crc, compress=comp, compress_min_bytes=0)
+    return packet.seal_packet(msg, label=label, keyring=keyring() if enc else None, crc=crc, compress=comp,
+                              compress_min_bytes=0)
 
 
 @st.composite
@@ -207,7 +209,8 @@ def test_truncated_streams(data, cut, cuts):
 
 
 @FUZZ
-@given(sealed_streams(), st.lists(st.integers(0, 10**6), min_size=1, max_size=4), st.lists(st.integers(0, 5000), max_size=4))
+@given(sealed_streams(), st.lists(st.integers(0, 10**6), min_size=1, max_size=4),
+       st.lists(st.integers(0, 5000), max_size=4))
 def test_bit_flipped_streams(data, flips, cuts):
     buf = bytearray(data)
     for f in flips:

@@ -127,7 +127,8 @@ SERF_ACK_PAYLOAD = bytes.fromhex(
     "b588e368f1a356656398cb0000000000000000cb0000000000000000cb0000000000000000cb0000000000000000cb00"
     "00000000000000cb0000000000000000cb0000000000000000cb0000000000000000"
 )
-# Serf push/pull user state {LTime:9, StatusLTimes:{node-a:7}, LeftMembers:[], EventLTime:1, Events:nil, QueryLTime:1}  (76 B)
+# Serf push/pull user state (76 B):
+# {LTime:9, StatusLTimes:{node-a:7}, LeftMembers:[], EventLTime:1, Events:nil, QueryLTime:1}
 SERF_USER_STATE = bytes.fromhex(
     "0286aa4576656e744c54696d6501a64576656e7473c0a54c54696d6509ab4c6566744d656d6265727390aa5175657279"
     "4c54696d6501ac5374617475734c54696d657381a66e6f64652d6107"

@@ -7,12 +7,10 @@ so routing, auth, JSON errors, streaming and the pump are all exercised.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
 import socket
-from functools import partial
 
 import httpx
 import pytest

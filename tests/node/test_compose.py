@@ -297,7 +297,7 @@ def test_alias_bombs_and_odd_types_are_refused_quickly():
     """YAML aliases make a small file a huge nested structure: nothing may walk it."""
     bomb = "x-a: &a [x, x, x, x, x, x, x, x, x, x]\n"
     for prev, cur in zip("abcdefgh", "bcdefghi"):
-        bomb += f"x-{cur}: &{cur} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        bomb += f"x-{cur}: &{cur} [{', '.join([f'*{prev}'] * 10)}]\n"
     bomb += """services:
   web:
     image: *i

@@ -20,7 +20,6 @@ from node.core.node_core import ClusterConfig
 from auction.placement import AwardAccepted, PlacementConfig
 from node.sim import faults
 from node.sim.cluster import ClusterSim
-from node.sim.network import NetworkConfig
 
 CFG = LOCAL.replace(enable_compression=False)
 GiB = 1 << 30

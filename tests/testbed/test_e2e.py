@@ -195,7 +195,7 @@ class Cluster:
                                  f"slot={c['Labels'].get('shoal.slot')} ballot={c['Labels'].get('shoal.ballot')}")
             except Exception as e:  # noqa: BLE001
                 lines.append(f"   (dockerd not answering: {type(e).__name__})")
-        for i, n in self.nodes.items():
+        for n in self.nodes.values():
             log = Path(n["state_dir"]) / "agent.log"
             try:
                 tail = log.read_text(errors="replace").splitlines()[-25:]
