@@ -11,13 +11,32 @@ kinds of tasks in its nursery:
   memberlist drops past its handoff queue);
 - the UDP sender: drains a bounded outgoing channel filled by
   `send_datagram()` (non-blocking; a full queue drops and counts);
-- the TCP acceptor: one task per accepted connection, at most
-  `MAX_INBOUND_STREAMS` (128, memberlist's limit) at a time; extra
-  connections are closed at once.  A connection task reads bytes into a
-  decoder from `decoder_factory(incoming=True)` until it yields one message,
-  all within `tcp_timeout_s`, awaits `on_stream(message, src)` (the agent
-  passes it to the pump and returns the core's reply bytes), writes the reply
-  and closes.
+- the TCP acceptor: one task per accepted connection.  A connection task
+  reads bytes into a decoder from `decoder_factory(incoming=True)` until it
+  yields one message, all within `tcp_timeout_s`, awaits `on_stream(message,
+  src)` (the agent passes it to the pump and returns the core's reply bytes),
+  writes the reply and closes.
+
+Inbound bounds (finding: 140 idle connections once starved every gossip
+stream, because each held one of 128 shared slots for up to 10 s before a
+byte was read).  A connection is *pending* until its message type has been
+read (the first byte, or the byte after a label header), then *active*:
+
+- a pending connection must deliver its message type within
+  `FIRST_BYTE_TIMEOUT_S` (2 s, or `tcp_timeout_s` if shorter), else it is
+  closed; at most `MAX_PENDING_STREAMS` (256) are pending at once, and a new
+  one past that closes the oldest pending one (so a flood of silent
+  connections delays a real dialer by at most one round trip's worth of
+  churn, instead of locking it out);
+- only active connections take one of the `MAX_INBOUND_STREAMS` (128,
+  memberlist's limit) shared slots; a connection that speaks when they are
+  all taken is closed;
+- one source address holds at most `MAX_STREAMS_PER_SOURCE` (32) inbound
+  connections, pending and active together; more are closed at accept.
+
+Every refusal is counted (`shoal_streams_refused_total{reason}`, also in
+`shoal_packets_dropped_total` and `shoal_streams_in_total{outcome}`) and
+ends only that connection.
 
 `start_dial()` carries out an `OpenStream` command in a new task: connect,
 write, and if a reply is expected read one framed message with a
@@ -41,12 +60,15 @@ import errno
 import logging
 import os
 import socket
-from typing import Awaitable, Callable, Protocol
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import trio
 
 from gossip.events import Address, OpenStream
 from gossip.messages import Message
+from gossip.packet import LABEL_HEADER
 from node.agent.config import HostPort
 from node.telemetry.metrics import AgentMetrics
 
@@ -55,7 +77,22 @@ log = logging.getLogger("shoal.transport")
 UDP_RECV_BYTES = 65_536
 UDP_RCVBUF_BYTES = 2 * 1024 * 1024
 TCP_READ_BYTES = 65_536
+# Active inbound streams (message type read) at once: memberlist's limit.
 MAX_INBOUND_STREAMS = 128
+# A dialer writes its request right after connect, so its first byte follows
+# the handshake by one round trip plus the dialer's own scheduling delay.  2 s
+# covers a 1 s round trip (a congested WAN, a satellite hop) with as much again
+# to spare, and is a fifth of the lan profile's 10 s stream timeout.
+FIRST_BYTE_TIMEOUT_S = 2.0
+# Connections from one address at once, pending and active: a quarter of the
+# active slots, so it takes at least four addresses to fill them.  A real peer
+# has a push/pull and a few reliable messages in flight to us at most; even
+# the 30 loopback agents of a test cluster, all one address, stay far below.
+MAX_STREAMS_PER_SOURCE = 32
+# Pending (silent) connections kept at once; each is a socket and a task.
+# Well under the common 1024 open-files limit, so a flood cannot exhaust the
+# descriptors the agent needs for its own dials and state files.
+MAX_PENDING_STREAMS = 256
 SEND_QUEUE_DEPTH = 4096
 MAX_DELAYED = 4096
 PORT_TRIES = 32
@@ -103,6 +140,17 @@ def _is_decode_error(exc: BaseException) -> bool:
     return type(exc).__name__ == "DecodeError"
 
 
+def type_byte_read(head: bytes | bytearray) -> bool:
+    """True once `head` (the first bytes of an inbound stream) holds the
+    message type: the first byte, or the byte after a label header
+    (0xF4, length, label).  Whether the type is valid is the decoder's call."""
+    if not head:
+        return False
+    if head[0] != LABEL_HEADER:
+        return True
+    return len(head) >= 2 and len(head) > 2 + head[1]
+
+
 class Transport:
     def __init__(
         self,
@@ -114,6 +162,9 @@ class Transport:
         on_drop: OnDrop,
         fault_delay_s: float | None = None,
         max_inbound_streams: int = MAX_INBOUND_STREAMS,
+        max_streams_per_source: int = MAX_STREAMS_PER_SOURCE,
+        max_pending_streams: int = MAX_PENDING_STREAMS,
+        first_byte_timeout_s: float = FIRST_BYTE_TIMEOUT_S,
     ) -> None:
         self.bind_addr = bind
         self.metrics = metrics
@@ -122,8 +173,14 @@ class Transport:
         self.on_drop = on_drop
         self.fault_delay_s = fault_delay_from_env() if fault_delay_s is None else fault_delay_s
         self.max_inbound_streams = max_inbound_streams
+        self.max_streams_per_source = max_streams_per_source
+        self.max_pending_streams = max_pending_streams
+        self.first_byte_timeout_s = min(first_byte_timeout_s, tcp_timeout_s)
         self.port: int | None = None
-        self.inbound_streams = 0
+        self.inbound_streams = 0  # active: message type read, holding a slot
+        # Pending connections, oldest first: the scope that closes one early.
+        self._pending: OrderedDict[int, trio.CancelScope] = OrderedDict()
+        self._per_source: Counter[str] = Counter()
         self._family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
         self._udp: trio.socket.SocketType | None = None
         self._tcp: trio.socket.SocketType | None = None
@@ -194,6 +251,7 @@ class Transport:
         return {
             "port": self.port or 0,
             "inbound_streams": self.inbound_streams,
+            "pending_streams": len(self._pending),
             "send_queue": self._out_send.statistics().current_buffer_used,
             "delayed_in_flight": self._delayed,
             "fault_delay_ms": self.fault_delay_s * 1000.0,
@@ -253,6 +311,14 @@ class Transport:
 
     # ---- TCP, inbound -------------------------------------------------------
 
+    def _refuse(self, reason: str) -> None:
+        self.metrics.refuse_stream(reason)
+        self.metrics.streams_in.labels(outcome=reason).inc()
+
+    def _gauge(self) -> None:
+        self.metrics.inbound_streams_open.labels(phase="pending").set(len(self._pending))
+        self.metrics.inbound_streams_open.labels(phase="active").set(self.inbound_streams)
+
     async def _tcp_acceptor(self, on_stream: OnStream) -> None:
         assert self._tcp is not None and self._nursery is not None
         listener = trio.SocketListener(self._tcp)
@@ -263,30 +329,71 @@ class Transport:
                 log.warning("tcp accept failed: %s", e)
                 await trio.sleep(0.1)
                 continue
-            if self.inbound_streams >= self.max_inbound_streams:
-                self.metrics.drop("too_many_streams")
+            try:
+                peer = stream.socket.getpeername()
+                src: Address | None = Address(peer[0], peer[1])
+            except OSError:
+                src = None
+            host = src.host if src is not None else ""
+            if self._per_source[host] >= self.max_streams_per_source:
+                self._refuse("source_cap")
                 await stream.aclose()
                 continue
-            self.inbound_streams += 1
-            self._nursery.start_soon(self._serve_connection, stream, on_stream)
+            if len(self._pending) >= self.max_pending_streams:
+                # Close the oldest silent connection rather than refuse the
+                # new one: a real dialer speaks within a round trip, so it
+                # survives unless the pool turns over faster than that.
+                _, oldest = self._pending.popitem(last=False)
+                oldest.cancel()
+            self._per_source[host] += 1
+            evict = trio.CancelScope()
+            self._pending[id(evict)] = evict
+            self._gauge()
+            self._nursery.start_soon(self._serve_connection, stream, src, evict, on_stream)
 
-    async def _serve_connection(self, stream: trio.SocketStream, on_stream: OnStream) -> None:
-        try:
-            peer = stream.socket.getpeername()
-            src = Address(peer[0], peer[1])
-        except OSError:
-            src = None
+    async def _serve_connection(
+        self, stream: trio.SocketStream, src: Address | None, evict: trio.CancelScope, on_stream: OnStream
+    ) -> None:
         outcome = "ok"
+        active = False
         try:
             with trio.move_on_after(self.tcp_timeout_s) as scope:
-                msg = await self._read_message(stream, self.decoder_factory(True))
-                if msg is None:
-                    outcome = "closed"
+                head = bytearray()
+                eof = False
+                with evict:
+                    with trio.move_on_after(self.first_byte_timeout_s):
+                        while not type_byte_read(head):
+                            data = await stream.receive_some(TCP_READ_BYTES)
+                            if not data:
+                                eof = True
+                                break
+                            head += data
+                self._pending.pop(id(evict), None)
+                self.metrics.bytes_in.inc(len(head))
+                if evict.cancelled_caught:
+                    outcome = "evicted"
+                elif not type_byte_read(head):
+                    if not eof:
+                        outcome = "first_byte_timeout"
+                    elif head:
+                        outcome = "truncated"
+                        self.on_drop("truncated", src)
+                    else:
+                        outcome = "closed"
+                elif self.inbound_streams >= self.max_inbound_streams:
+                    outcome = "global_cap"
                 else:
-                    reply = await on_stream(msg, src or Address("0.0.0.0", 0))
-                    if reply:
-                        await stream.send_all(reply)
-                        self.metrics.bytes_out.inc(len(reply))
+                    active = True
+                    self.inbound_streams += 1
+                    self._gauge()
+                    msg = await self._read_message(stream, self.decoder_factory(True), bytes(head))
+                    if msg is None:
+                        outcome = "closed"
+                    else:
+                        reply = await on_stream(msg, src or Address("0.0.0.0", 0))
+                        if reply:
+                            await stream.send_all(reply)
+                            self.metrics.bytes_out.inc(len(reply))
             if scope.cancelled_caught:
                 outcome = "timeout"
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -300,15 +407,30 @@ class Transport:
             outcome = "decode_error"
             self.on_drop(_decode_error_reason(e), src)
         finally:
-            self.inbound_streams -= 1
-            self.metrics.streams_in.labels(outcome=outcome).inc()
+            self._pending.pop(id(evict), None)
+            if active:
+                self.inbound_streams -= 1
+            host = src.host if src is not None else ""
+            self._per_source[host] -= 1
+            if self._per_source[host] <= 0:
+                del self._per_source[host]
+            self._gauge()
+            if outcome in ("evicted", "first_byte_timeout", "global_cap"):
+                self._refuse(outcome)
+            else:
+                self.metrics.streams_in.labels(outcome=outcome).inc()
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(1):
                     await stream.aclose()
 
-    async def _read_message(self, stream: trio.SocketStream, decoder: Decoder) -> Message | None:
-        """Feed bytes until the decoder yields a message; None on a clean EOF with nothing read."""
-        got_any = False
+    async def _read_message(self, stream: trio.SocketStream, decoder: Decoder, head: bytes = b"") -> Message | None:
+        """Feed `head` (bytes already read), then more until the decoder yields
+        a message; None on a clean EOF with nothing read."""
+        got_any = bool(head)
+        if head:
+            msg = decoder.feed(head)
+            if msg is not None:
+                return msg
         while True:
             data = await stream.receive_some(TCP_READ_BYTES)
             if not data:

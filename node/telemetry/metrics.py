@@ -9,6 +9,11 @@ served at `GET /v1/metrics`.
 
 Names: shoal_packets_{in,out}_total, shoal_bytes_{in,out}_total,
 shoal_packets_dropped_total{reason}, shoal_streams_{in,out}_total{outcome},
+shoal_streams_refused_total{reason} (inbound streams closed by a bound:
+source_cap, global_cap, first_byte_timeout, evicted; see
+node/agent/transport.py), shoal_inbound_streams{phase} (pending | active),
+shoal_key_messages_total{outcome} (cluster key-rotation messages: applied,
+unchanged, stale, future, refused; see node/agent/keys.py),
 shoal_member_events_total{event}, shoal_members{state}, shoal_health_score.
 """
 
@@ -16,7 +21,13 @@ from __future__ import annotations
 
 from collections import Counter as _Counter
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gossip.events import MemberState
@@ -39,6 +50,16 @@ class AgentMetrics:
         )
         self.streams_in = Counter("shoal_streams_in", "Inbound TCP streams, by outcome", ["outcome"], registry=r)
         self.streams_out = Counter("shoal_streams_out", "Dialed TCP streams, by outcome", ["outcome"], registry=r)
+        self.streams_refused = Counter(
+            "shoal_streams_refused", "Inbound TCP streams closed by a bound, by reason", ["reason"], registry=r
+        )
+        self.inbound_streams_open = Gauge(
+            "shoal_inbound_streams", "Inbound TCP streams open: pending (no message type yet) or active",
+            ["phase"], registry=r,
+        )
+        self.key_messages = Counter(
+            "shoal_key_messages", "Cluster key-rotation messages received, by outcome", ["outcome"], registry=r
+        )
         self.member_events = Counter(
             "shoal_member_events", "Membership events seen, by kind", ["event"], registry=r
         )
@@ -50,6 +71,11 @@ class AgentMetrics:
     def drop(self, reason: str) -> None:
         self.dropped.labels(reason=reason).inc()
         self.drop_counts[reason] += 1
+
+    def refuse_stream(self, reason: str) -> None:
+        """An inbound stream closed by a bound; also counted as a drop."""
+        self.streams_refused.labels(reason=reason).inc()
+        self.drop(f"stream_{reason}")
 
     def observe_members(self, states: list[MemberState], health_score: int) -> None:
         counts = _Counter(s.value for s in states)
