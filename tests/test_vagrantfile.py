@@ -174,8 +174,8 @@ def test_vagrantfile_machines(ruby, tmp_path):
     assert [m["provision"][0]["args"][2] for m in out["machines"]] == ["r1", "r2", "r3", "r1", "r2"]
 
 
-def provision_config(tmp: Path, *args: str, key: str | None = KEY):
-    env = {k: v for k, v in os.environ.items() if k != "SHOAL_GOSSIP_KEY"}
+def provision_config(tmp: Path, *args: str, key: str | None = KEY, **extra_env: str):
+    env = {k: v for k, v in os.environ.items() if k != "SHOAL_GOSSIP_KEY"} | extra_env
     if key:
         env["SHOAL_GOSSIP_KEY"] = key
     r = subprocess.run(["bash", str(REPO / "scripts" / "provision-vagrant"), "--print-config", *args],
@@ -197,9 +197,18 @@ def test_provisioned_agent_config(tmp_path):
     assert dict(cfg.labels) == {"rack": "r2"}
     assert cfg.encrypt is not None and len(cfg.encrypt) == 32
     assert cfg.state_dir == Path("/var/lib/shoal") and cfg.keyring_file == Path("/var/lib/shoal/keyring.json")
-    # One VM alone: no seeds; no key: no encryption.
-    cfg, _ = provision_config(tmp_path, "shoal1", "192.168.56.11", "r1", key=None)
-    assert cfg.join == () and cfg.encrypt is None
+    # One VM alone: no seeds.
+    cfg, _ = provision_config(tmp_path, "shoal1", "192.168.56.11", "r1")
+    assert cfg.join == () and cfg.encrypt is not None
+    # No key: refused (the agent would refuse to gossip on the private network),
+    # unless unencrypted gossip is asked for explicitly.
+    r = subprocess.run(["bash", str(REPO / "scripts" / "provision-vagrant"), "--print-config", "shoal1",
+                        "192.168.56.11", "r1"], capture_output=True, text=True, timeout=30,
+                       env={k: v for k, v in os.environ.items() if k != "SHOAL_GOSSIP_KEY"})
+    assert r.returncode == 2 and "shoal keygen" in r.stderr
+    cfg, _ = provision_config(tmp_path, "shoal1", "192.168.56.11", "r1", key=None,
+                              SHOAL_INSECURE_NO_ENCRYPTION="1")
+    assert cfg.encrypt is None and cfg.insecure_no_encryption
     # Values that would break the TOML are refused.
     r = subprocess.run(["bash", str(REPO / "scripts" / "provision-vagrant"), "--print-config", 'a"b', "1.2.3.4",
                         "r1"], capture_output=True, text=True, timeout=30)
@@ -208,7 +217,11 @@ def test_provisioned_agent_config(tmp_path):
 
 def test_example_config_names_every_setting(tmp_path):
     example = REPO / "deploy" / "agent.example.toml"
-    cfg = load_config(example)
+    # The example's gossip key is a placeholder for `shoal keygen`'s output.
+    assert '\nencrypt = "base64key..."\n' in example.read_text()
+    filled = tmp_path / "filled.toml"
+    filled.write_text(example.read_text().replace('"base64key..."', f'"{KEY}"'))
+    cfg = load_config(filled)
     assert cfg.runtime == "docker" and cfg.advertise is not None
     text = example.read_text()
     named = set(re.findall(r"^(?:# )?([a-z_]+) = ", text, re.M)) | set(re.findall(r"^(?:# )?\[([a-z_]+)\]",

@@ -17,6 +17,9 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
     join          seeds, list of HOST[:PORT] (port 7946)   default: []
     profile       gossip preset: lan | wan | local         default: lan
     encrypt       base64 AES key (16, 24 or 32 bytes)      default: none
+    insecure_no_encryption  gossip without a key on a    default: false
+                  non-loopback address (flag
+                  --insecure-no-encryption); see below
     keyring_file  JSON list of base64 keys, primary first  default: <state_dir>/keyring.json
                   when state_dir and encryption are set, else none
     state_dir     directory for keyring.json and agent.json (addresses of a
@@ -73,6 +76,15 @@ truth: if it exists it is loaded and `encrypt`, if also given, is ignored with
 a warning (as Serf does); if it does not exist, `encrypt` is required and the
 file is created holding that key.  Rotations (`shoal keys ...`) are written
 back atomically (temp file, fsync, rename, fsync of the directory).
+
+Safe default: without a key (`encrypt` or `keyring_file`) anyone who can
+send a datagram to the gossip port can join the cluster and rewrite its jobs,
+so a config that would gossip unencrypted on a non-loopback address (bind,
+or advertise; the default bind 0.0.0.0 is one) is refused with a ConfigError
+on `encrypt` that says how to fix it: a key from `shoal keygen`, a loopback
+address, or, knowingly, `insecure_no_encryption = true`
+(`--insecure-no-encryption`), which the agent then announces with a WARNING
+at start (`insecure_warning`).  On loopback no key is needed.
 
 The API port defaults to 7980 (gossip uses 7946 like Serf; 7980 is not used by
 Serf, Consul or Nomad).  The API refuses to bind a non-loopback address unless
@@ -168,6 +180,8 @@ class AgentConfig:
     memory_bytes: int | None = None
     reserve_cpu_millis: int | None = None  # host reserve (None: node.agent.probe's default)
     reserve_memory_bytes: int | None = None
+    # Gossip unencrypted on a non-loopback address anyway (see the docstring).
+    insecure_no_encryption: bool = False
     runtime: str = "fake"
     docker_host: str | None = None  # None: $SHOAL_DOCKER_HOST, else Docker's default socket
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # the [cluster] table
@@ -383,10 +397,49 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
         kw["cluster"] = cluster_config(values["cluster"])
     if "placement" in values:
         kw["placement"] = placement_config(values["placement"])
+    insecure = values.get("insecure_no_encryption")
+    if insecure is not None:
+        if not isinstance(insecure, bool):
+            raise ConfigError("insecure_no_encryption", f"must be true or false, got {_toml_value(insecure)}")
+        kw["insecure_no_encryption"] = insecure
     cfg = AgentConfig(**kw)
     if not cfg.api.is_loopback and cfg.api_token is None:
         raise ConfigError("api", f"refusing to serve the API on non-loopback {cfg.api} without api_token")
+    exposed = unencrypted_exposure(cfg)
+    if exposed is not None and not cfg.insecure_no_encryption:
+        raise ConfigError(
+            "encrypt",
+            f"refusing to gossip without encryption on non-loopback {exposed}: anyone who can reach that "
+            "port could join the cluster and rewrite its jobs.  Make a key with `shoal keygen` and give "
+            "every agent the same one (--encrypt KEY, or encrypt = \"KEY\" in the config file); or bind "
+            "to 127.0.0.1 for a cluster on one machine; or, to run unencrypted on a network you trust, "
+            "start with --insecure-no-encryption (config: insecure_no_encryption = true)",
+        )
     return cfg
+
+
+def unencrypted_exposure(cfg: AgentConfig) -> str | None:
+    """The non-loopback gossip address (`bind 0.0.0.0:7946`, `advertise
+    10.0.0.1:7946`) this config would use without a key; None if it has a
+    key or stays on loopback."""
+    if cfg.encrypted:
+        return None
+    if not cfg.bind.is_loopback:
+        return f"bind {cfg.bind}"
+    if cfg.advertise is not None and not cfg.advertise.is_loopback:
+        return f"advertise {cfg.advertise}"
+    return None
+
+
+def insecure_warning(cfg: AgentConfig) -> str | None:
+    """The warning to log at start when gossip is knowingly unencrypted off
+    loopback (`insecure_no_encryption`); None otherwise."""
+    exposed = unencrypted_exposure(cfg)
+    if exposed is None:
+        return None
+    return (f"INSECURE: gossip on {exposed} is NOT ENCRYPTED (insecure_no_encryption is set): anyone "
+            "who can reach this port can join the cluster, read its gossip and rewrite its jobs.  "
+            "Make a key with `shoal keygen` and start every agent with --encrypt KEY.")
 
 
 def parse_labels(labels: Any, node_name: str = "") -> tuple[tuple[str, str], ...]:

@@ -37,6 +37,9 @@ def setup_logging(level: str) -> None:
 @click.option("--join", "join", multiple=True, help="Seed HOST[:PORT] to join; repeatable, retried with backoff.")
 @click.option("--profile", type=click.Choice(["lan", "wan", "local"]), help="Gossip timing preset (default lan).")
 @click.option("--encrypt", help="Base64 AES key (16/24/32 bytes), as Serf's -encrypt.")
+@click.option("--insecure-no-encryption", "insecure_no_encryption", is_flag=True,
+              help="Gossip without a key on a non-loopback address, which is refused otherwise: anyone who "
+                   "can reach the port can then join the cluster and rewrite its jobs (logged as a WARNING).")
 @click.option("--keyring-file", help="JSON list of base64 keys, primary first; rotations are saved here.")
 @click.option("--state-dir", help="Directory for keyring.json and agent.json.")
 @click.option("--api", help="HTTP API address HOST:PORT (default 127.0.0.1:7980).")
@@ -62,14 +65,18 @@ def agent(config_file: str | None, **flags: Any) -> None:
     import trio
 
     from node.agent.agent import run_agent
-    from node.agent.config import ConfigError, load_config
+    from node.agent.config import ConfigError, insecure_warning, load_config
 
+    if not flags.get("insecure_no_encryption"):
+        flags["insecure_no_encryption"] = None  # not given: the config file decides
     try:
         cfg = load_config(config_file, flags)
     except ConfigError as e:
         click.echo(f"shoal agent: {e}", err=True)
         sys.exit(2)
     setup_logging(cfg.log_level)
+    if (warning := insecure_warning(cfg)) is not None:
+        logging.getLogger("shoal.agent").warning(warning)
     from node.state.persist import PersistError
 
     try:

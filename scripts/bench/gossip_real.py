@@ -538,6 +538,14 @@ class ShoalBackend:
     def version(self) -> str:
         return f"shoal {self.src_desc}"
 
+    def _refuses_plain_gossip(self) -> bool:
+        """Whether the shoal under test has --insecure-no-encryption (older
+        ones gossip unencrypted anywhere and do not know the flag)."""
+        try:
+            return "--insecure-no-encryption" in (self.src_dir / "node/cli/agent_command.py").read_text()
+        except OSError:
+            return False
+
     def spawn(self, name: str, join: str | None = None, *, bind: str = "127.0.0.1:0",
               api: str = "127.0.0.1:0", netns: str | None = None) -> Agent:
         state = self.workdir / f"shoal-{name}"
@@ -548,6 +556,9 @@ class ShoalBackend:
                 "--log-level", self.log_level]
         if join:
             argv += ["--join", join]
+        if not bind.startswith("127.") and self._refuses_plain_gossip():
+            # Like Serf here, unencrypted; off loopback that must be asked for.
+            argv.append("--insecure-no-encryption")
         if netns:
             argv = ["nsenter", f"--net={netns}", "--"] + argv
         log_path = self.workdir / f"shoal-{name}.log"

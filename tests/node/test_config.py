@@ -23,6 +23,7 @@ from node.agent.config import (
     HostPort,
     advertise_address,
     cluster_config,
+    insecure_warning,
     load_config,
     parse_host_port,
     placement_config,
@@ -32,6 +33,9 @@ from node.core.node_core import ClusterConfig
 
 KEY16 = base64.b64encode(bytes(range(16))).decode()
 KEY32 = base64.b64encode(bytes(range(32))).decode()
+# Gossip on loopback needs no key; the default bind (0.0.0.0) does.
+LOOPBACK = {"bind": "127.0.0.1:7946"}
+BIND_LINE = 'bind = "127.0.0.1:7946"\n'
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -41,7 +45,8 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_defaults():
-    cfg = load_config()
+    cfg = load_config(None, {"insecure_no_encryption": True})
+    assert cfg.insecure_no_encryption is True and AgentConfig().insecure_no_encryption is False
     assert cfg.bind == HostPort("0.0.0.0", 7946)
     assert cfg.api == HostPort("127.0.0.1", 7980)
     assert cfg.profile == "lan"
@@ -76,7 +81,7 @@ dc = "one"
 
 
 def test_file_join_default_port(tmp_path):
-    cfg = load_config(write(tmp_path, 'join = ["a.example", "[::1]:7000", "::2"]'))
+    cfg = load_config(write(tmp_path, BIND_LINE + 'join = ["a.example", "[::1]:7000", "::2"]'))
     assert cfg.join == (HostPort("a.example", 7946), HostPort("::1", 7000), HostPort("::2", 7946))
 
 
@@ -122,15 +127,98 @@ def test_file_errors_name_the_field(tmp_path):
 
 
 def test_api_non_loopback_needs_token():
-    cfg = load_config(None, {"api": "0.0.0.0:7980", "api_token": "s3cret"})
+    cfg = load_config(None, {**LOOPBACK, "api": "0.0.0.0:7980", "api_token": "s3cret"})
     assert cfg.api == HostPort("0.0.0.0", 7980) and cfg.api_token == "s3cret"
-    assert load_config(None, {"api": "[::1]:1"}).api == HostPort("::1", 1)
+    assert load_config(None, {**LOOPBACK, "api": "[::1]:1"}).api == HostPort("::1", 1)
+
+
+@pytest.mark.parametrize(
+    "flags, exposed",
+    [
+        ({}, "bind 0.0.0.0:7946"),  # the default bind
+        ({"bind": "10.1.2.3:7946"}, "bind 10.1.2.3:7946"),
+        ({"bind": "::"}, "bind [::]:7946"),
+        ({"bind": "127.0.0.1:7946", "advertise": "192.0.2.7:7946"}, "advertise 192.0.2.7:7946"),
+        ({"bind": "127.0.0.1:7946", "advertise": "node1.example:7946"}, "advertise node1.example:7946"),
+    ],
+)
+def test_unencrypted_gossip_off_loopback_is_refused(flags, exposed):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, flags)
+    text = str(e.value)
+    assert e.value.field == "encrypt" and exposed in text
+    # the message says how to fix it: a key, loopback, or the explicit flag
+    assert "shoal keygen" in text and "--encrypt" in text
+    assert "--insecure-no-encryption" in text and "insecure_no_encryption = true" in text
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"bind": "127.0.0.1:7946"},
+        {"bind": "[::1]:0"},
+        {"bind": "127.0.0.1:0", "advertise": "localhost:7946"},
+        {"encrypt": KEY16},
+        {"bind": "10.1.2.3:7946", "keyring_file": "/var/lib/shoal/keyring.json"},
+    ],
+)
+def test_a_key_or_loopback_needs_no_flag(flags):
+    cfg = load_config(None, flags)
+    assert not cfg.insecure_no_encryption and insecure_warning(cfg) is None
+
+
+def test_the_insecure_flag_allows_it_with_a_warning(tmp_path):
+    cfg = load_config(None, {"bind": "10.1.2.3:7946", "insecure_no_encryption": True})
+    assert cfg.insecure_no_encryption and cfg.bind == HostPort("10.1.2.3", 7946)
+    warning = insecure_warning(cfg)
+    assert warning and "NOT ENCRYPTED" in warning and "10.1.2.3:7946" in warning
+    # the same from the file, dash or underscore; a non-boolean is refused
+    cfg = load_config(write(tmp_path, 'bind = "10.1.2.3:7946"\ninsecure-no-encryption = true\n'))
+    assert cfg.insecure_no_encryption
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, 'bind = "10.1.2.3:7946"\ninsecure_no_encryption = "yes"\n'))
+    assert e.value.field == "insecure_no_encryption"
+    # with a key the flag changes nothing and there is nothing to warn about
+    cfg = load_config(None, {"bind": "10.1.2.3:7946", "encrypt": KEY16, "insecure_no_encryption": True})
+    assert insecure_warning(cfg) is None
+
+
+def test_the_cli_refuses_unencrypted_gossip_and_names_the_flag(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "node.cli", "agent", "--bind", "0.0.0.0:0", "--api", "127.0.0.1:0"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2
+    assert r.stderr.startswith("shoal agent: encrypt: refusing to gossip without encryption")
+    assert "--insecure-no-encryption" in r.stderr and "shoal keygen" in r.stderr
+
+
+def test_the_cli_with_the_flag_starts_and_warns_loudly(tmp_path):
+    # Bound on loopback, advertising a documentation address (192.0.2.0/24):
+    # off loopback as far as the check goes, and with no seed nothing is sent.
+    argv = [sys.executable, "-m", "node.cli", "agent", "--name", "open1", "--bind", "127.0.0.1:0",
+            "--advertise", "192.0.2.7:0", "--api", "127.0.0.1:0", "--profile", "local",
+            "--state-dir", str(tmp_path / "s"), "--insecure-no-encryption"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "s" / "agent.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the agent did not start"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate(timeout=5)
+    warnings = [line for line in err.splitlines() if " WARNING " in line and "NOT ENCRYPTED" in line]
+    assert len(warnings) == 1 and "advertise 192.0.2.7:0" in warnings[0], err
 
 
 def test_keyring_file_defaults_into_state_dir(tmp_path):
     cfg = load_config(None, {"state_dir": str(tmp_path), "encrypt": KEY32})
     assert cfg.keyring_file == tmp_path / "keyring.json"
-    assert load_config(None, {"state_dir": str(tmp_path)}).keyring_file is None
+    assert load_config(None, {**LOOPBACK, "state_dir": str(tmp_path)}).keyring_file is None
 
 
 def test_parse_host_port_forms():
@@ -154,24 +242,24 @@ def test_advertise_address():
 
 
 def test_node_labels_capacity_and_runtime(tmp_path):
-    cfg = load_config(None, {"labels": ("rack=r1", "zone=z-2"), "cpus": "1.5", "memory": "2GiB",
+    cfg = load_config(None, {**LOOPBACK, "labels": ("rack=r1", "zone=z-2"), "cpus": "1.5", "memory": "2GiB",
                              "reserve_cpus": "0", "reserve_memory": "0", "runtime": "fake"})
     assert cfg.labels == (("rack", "r1"), ("zone", "z-2"))
     assert (cfg.cpu_millis, cfg.memory_bytes) == (1500, 2 << 30)
     assert (cfg.reserve_cpu_millis, cfg.reserve_memory_bytes) == (0, 0)
     assert cfg.runtime == "fake"
     # the file: labels as a table, amounts with units; the cluster label stays `label`
-    path = write(tmp_path, 'label = "prod"\ncpus = 4\nmemory = "8GiB"\nruntime = "docker"\n'
+    path = write(tmp_path, BIND_LINE + 'label = "prod"\ncpus = 4\nmemory = "8GiB"\nruntime = "docker"\n'
                            '[labels]\nrack = "a"\n')
     cfg = load_config(path)
     assert cfg.label == "prod" and cfg.labels == (("rack", "a"),)
     assert (cfg.cpu_millis, cfg.memory_bytes, cfg.runtime) == (4000, 8 << 30, "docker")
-    defaults = load_config()
+    defaults = load_config(None, LOOPBACK)
     assert defaults.labels == () and defaults.cpu_millis is None and defaults.runtime == "fake"
     assert defaults.docker_host is None
     # the engine: a flag, or docker-host / docker_host in the file
-    assert load_config(None, {"docker_host": "tcp://10.0.0.5:2375"}).docker_host == "tcp://10.0.0.5:2375"
-    path = write(tmp_path, 'runtime = "docker"\ndocker-host = "unix:///run/d1.sock"\n')
+    assert load_config(None, {**LOOPBACK, "docker_host": "tcp://10.0.0.5:2375"}).docker_host == "tcp://10.0.0.5:2375"
+    path = write(tmp_path, BIND_LINE + 'runtime = "docker"\ndocker-host = "unix:///run/d1.sock"\n')
     assert load_config(path).docker_host == "unix:///run/d1.sock"
 
 
@@ -201,10 +289,10 @@ def test_the_agent_gives_docker_host_to_the_docker_runtime(monkeypatch):
     from node.agent.agent import Agent
 
     monkeypatch.delenv("SHOAL_DOCKER_HOST", raising=False)
-    rt = Agent(load_config(None, {"runtime": "docker", "docker_host": "unix:///run/other.sock"}))._make_runtime()
+    rt = Agent(load_config(None, {**LOOPBACK, "runtime": "docker", "docker_host": "unix:///run/other.sock"}))._make_runtime()
     assert rt.cfg.docker_host == "unix:///run/other.sock"
     monkeypatch.setenv("SHOAL_DOCKER_HOST", "unix:///run/env.sock")
-    assert Agent(load_config(None, {"runtime": "docker"}))._make_runtime().cfg.docker_host == "unix:///run/env.sock"
+    assert Agent(load_config(None, {**LOOPBACK, "runtime": "docker"}))._make_runtime().cfg.docker_host == "unix:///run/env.sock"
 
 
 # ---- [cluster] and [placement]: the core's tuning ----------------------------------
@@ -215,7 +303,7 @@ EXAMPLE = REPO / "deploy" / "agent.example.toml"
 
 
 def test_cluster_and_placement_tables_build_the_dataclasses(tmp_path):
-    path = write(tmp_path, """
+    path = write(tmp_path, BIND_LINE + """
 name = "n1"
 [cluster]
 store_sync_interval_s = 5
@@ -236,9 +324,9 @@ sample_d = 3
 
 
 def test_tuning_defaults_are_the_dataclass_defaults(tmp_path):
-    assert load_config().cluster == ClusterConfig()
-    assert load_config().placement == PlacementConfig()
-    cfg = load_config(write(tmp_path, "[cluster]\n[placement]\n"))
+    assert load_config(None, LOOPBACK).cluster == ClusterConfig()
+    assert load_config(None, LOOPBACK).placement == PlacementConfig()
+    cfg = load_config(write(tmp_path, BIND_LINE + "[cluster]\n[placement]\n"))
     assert (cfg.cluster, cfg.placement) == (ClusterConfig(), PlacementConfig())
     assert cluster_config() == ClusterConfig() and placement_config({}) == PlacementConfig()
 
@@ -315,7 +403,7 @@ def test_the_example_lists_every_setting_at_its_default(tmp_path):
     # Uncomment every "# key = value" line of the two tables: the defaults again.
     tail = text[text.index("\n[cluster]\n"):]
     uncommented = re.sub(r"^# ([a-z_]+ = .*)$", r"\1", tail, flags=re.M)
-    cfg = load_config(write(tmp_path, uncommented))
+    cfg = load_config(write(tmp_path, BIND_LINE + uncommented))
     assert (cfg.cluster, cfg.placement) == (ClusterConfig(), PlacementConfig())
     listed = set(re.findall(r"^([a-z_]+) = ", uncommented, re.M))
     assert listed == set(settable("cluster", ClusterConfig)) | set(settable("placement", PlacementConfig))
