@@ -77,14 +77,10 @@ a warning (as Serf does); if it does not exist, `encrypt` is required and the
 file is created holding that key.  Rotations (`shoal keys ...`) are written
 back atomically (temp file, fsync, rename, fsync of the directory).
 
-Safe default: without a key (`encrypt` or `keyring_file`) anyone who can
-send a datagram to the gossip port can join the cluster and rewrite its jobs,
-so a config that would gossip unencrypted on a non-loopback address (bind,
-or advertise; the default bind 0.0.0.0 is one) is refused with a ConfigError
-on `encrypt` that says how to fix it: a key from `shoal keygen`, a loopback
-address, or, knowingly, `insecure_no_encryption = true`
-(`--insecure-no-encryption`), which the agent then announces with a WARNING
-at start (`insecure_warning`).  On loopback no key is needed.
+Safe default: a config that would gossip without a key on a non-loopback
+bind or advertise address (the default bind 0.0.0.0 is one) is refused with a
+ConfigError on `encrypt` saying how to fix it, unless `insecure_no_encryption`
+is set (node.agent.safe_defaults has the rule and the texts).
 
 The API port defaults to 7980 (gossip uses 7946 like Serf; 7980 is not used by
 Serf, Consul or Nomad).  The API refuses to bind a non-loopback address unless
@@ -111,6 +107,7 @@ from auction.resources import Resources, UnitError, parse_cpu, parse_memory
 from auction.spec import label_key_problem, label_value_problem
 from gossip.config import LABEL_MAX_BYTES, PRESETS
 from gossip.swim import PAYLOAD_MAX_BYTES
+from node.agent.safe_defaults import unencrypted_refusal
 from node.agent.tags import TagsTooLarge, encode_tags
 from node.core.node_core import ClusterConfig
 from node.core.status import NodeStatus
@@ -405,41 +402,9 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
     cfg = AgentConfig(**kw)
     if not cfg.api.is_loopback and cfg.api_token is None:
         raise ConfigError("api", f"refusing to serve the API on non-loopback {cfg.api} without api_token")
-    exposed = unencrypted_exposure(cfg)
-    if exposed is not None and not cfg.insecure_no_encryption:
-        raise ConfigError(
-            "encrypt",
-            f"refusing to gossip without encryption on non-loopback {exposed}: anyone who can reach that "
-            "port could join the cluster and rewrite its jobs.  Make a key with `shoal keygen` and give "
-            "every agent the same one (--encrypt KEY, or encrypt = \"KEY\" in the config file); or bind "
-            "to 127.0.0.1 for a cluster on one machine; or, to run unencrypted on a network you trust, "
-            "start with --insecure-no-encryption (config: insecure_no_encryption = true)",
-        )
+    if (refusal := unencrypted_refusal(cfg)) is not None:
+        raise ConfigError("encrypt", refusal)
     return cfg
-
-
-def unencrypted_exposure(cfg: AgentConfig) -> str | None:
-    """The non-loopback gossip address (`bind 0.0.0.0:7946`, `advertise
-    10.0.0.1:7946`) this config would use without a key; None if it has a
-    key or stays on loopback."""
-    if cfg.encrypted:
-        return None
-    if not cfg.bind.is_loopback:
-        return f"bind {cfg.bind}"
-    if cfg.advertise is not None and not cfg.advertise.is_loopback:
-        return f"advertise {cfg.advertise}"
-    return None
-
-
-def insecure_warning(cfg: AgentConfig) -> str | None:
-    """The warning to log at start when gossip is knowingly unencrypted off
-    loopback (`insecure_no_encryption`); None otherwise."""
-    exposed = unencrypted_exposure(cfg)
-    if exposed is None:
-        return None
-    return (f"INSECURE: gossip on {exposed} is NOT ENCRYPTED (insecure_no_encryption is set): anyone "
-            "who can reach this port can join the cluster, read its gossip and rewrite its jobs.  "
-            "Make a key with `shoal keygen` and start every agent with --encrypt KEY.")
 
 
 def parse_labels(labels: Any, node_name: str = "") -> tuple[tuple[str, str], ...]:

@@ -65,7 +65,8 @@ def agent(config_file: str | None, **flags: Any) -> None:
     import trio
 
     from node.agent.agent import run_agent
-    from node.agent.config import ConfigError, insecure_warning, load_config
+    from node.agent.config import ConfigError, load_config
+    from node.agent.safe_defaults import insecure_warning
 
     if not flags.get("insecure_no_encryption"):
         flags["insecure_no_encryption"] = None  # not given: the config file decides

@@ -23,12 +23,12 @@ from node.agent.config import (
     HostPort,
     advertise_address,
     cluster_config,
-    insecure_warning,
     load_config,
     parse_host_port,
     placement_config,
     settable,
 )
+from node.agent.safe_defaults import insecure_warning
 from node.core.node_core import ClusterConfig
 
 KEY16 = base64.b64encode(bytes(range(16))).decode()
