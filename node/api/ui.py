@@ -1,8 +1,8 @@
 """The status page every agent serves at `GET /ui`: one server-rendered HTML page.
 
-How this works: `gather(agent)` reads one snapshot of the node core through
-`Agent.call` (members, node statuses, jobs with their slots, as the JSON API
-shows them: node/views.py) and adds the agent's recent events and what its
+How this works: `gather(agent)` reads one snapshot of the node core's
+read-only view, with no `await` in between (members, node statuses, jobs with
+their slots, as the JSON API shows them: node.api.views) and adds the agent's recent events and what its
 local runtime reports; `render(state)` turns that plain dict into the page.
 `render` is pure (no I/O, no clock: the time shown is `state["now"]`), so
 tests call it with a hand-made state.
@@ -44,6 +44,10 @@ import json
 import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
+
+import trio
+
+from node.api import views
 
 if TYPE_CHECKING:
     from node.agent.agent import Agent
@@ -91,25 +95,22 @@ code{font-size:12px}
 # ---- gathering (the agent side) ------------------------------------------------------
 
 
-async def gather(agent: "Agent") -> dict[str, Any]:
-    """One snapshot of everything the page shows, read inside the agent's pump."""
-    from node.api import views
-
-    def snapshot(core, now: float) -> dict[str, Any]:
-        entries = core.jobs()
-        jobs = []
-        for entry in entries[:MAX_JOBS]:
-            detail = views.job_detail(core, entry.name)
-            if detail is not None:
-                jobs.append(detail)
-        return {
-            "members": [views.member_view(m, now) for m in core.swim.members()],
-            "nodes": views.nodes_view(core, now),
-            "jobs": jobs,
-            "jobs_omitted": max(0, len(entries) - MAX_JOBS),
-        }
-
-    state = await agent.call(snapshot)
+def gather(agent: Agent) -> dict[str, Any]:
+    """One snapshot of everything the page shows (no await: one pump state)."""
+    view = agent.view
+    now = trio.current_time()
+    entries = view.jobs()
+    jobs = []
+    for entry in entries[:MAX_JOBS]:
+        detail = views.job_detail(view, entry.name)
+        if detail is not None:
+            jobs.append(detail)
+    state: dict[str, Any] = {
+        "members": [views.member_view(m, now) for m in view.members()],
+        "nodes": views.nodes_view(view, now),
+        "jobs": jobs,
+        "jobs_omitted": max(0, len(entries) - MAX_JOBS),
+    }
     stats = getattr(agent.runtime, "stats", None)
     runtime = stats() if callable(stats) else {"kind": agent.config.runtime}
     running = runtime.get("running") if isinstance(runtime, dict) else None

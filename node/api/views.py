@@ -1,8 +1,9 @@
 """JSON views of the cluster state, as the API serves them.
 
-How this works: plain functions from a `NodeCore` (and `now`) to JSON-able
-dicts.  The agent runs them inside the pump (`Agent.call`), so each answer is
-one consistent snapshot of the core; they read and never change anything.
+How this works: plain functions from the core's read-only view
+(`node.core.view.CoreView`, and `now`) to JSON-able dicts.  Each runs with no
+`await` inside, between pump turns, so each answer is one consistent snapshot
+of the core; they read and never change anything.
 
 - `member_view`: a gossip member (Serf's words: alive/failed/left).
 - `node_view`: a member joined with its published status record: capacity,
@@ -15,7 +16,7 @@ one consistent snapshot of the core; they read and never change anything.
     placed   the winning claim names a node that is alive and not drained;
     pending  otherwise, with a reason: when this agent coordinates the slot
              (rendezvous owner among the members it believes alive), the
-             outcome of its last auction round (`placement.pending_reasons`),
+             outcome of its last auction round (`view.pending_reasons()`),
              or "auction in progress"; in every case followed by what the
              gossiped statuses say (`auction.scoring.explain_unplaceable`:
              "needs 4.0 cpu, 128.0 MiB; largest free is 2.0 cpu on a1").
@@ -43,13 +44,12 @@ from auction.resources import Resources
 from auction.scoring import NodeView, explain_unplaceable
 from auction.spec import JobSpec
 from gossip.events import MemberInfo, MemberState
-
+from node.agent.tags import decode_tags
 from node.core.jobstore import Entry
 from node.core.status import NodeStatus
-from node.agent.tags import decode_tags
 
 if TYPE_CHECKING:
-    from node.core.node_core import NodeCore
+    from node.core.view import CoreView
 
 _STATUS = {
     MemberState.ALIVE: "alive",
@@ -128,15 +128,15 @@ def node_view(name: str, member: MemberInfo | None, status: NodeStatus | None, n
     return view
 
 
-def nodes_view(core: "NodeCore", now: float) -> list[dict[str, Any]]:
-    members = {m.name: m for m in core.swim.members()}
-    names = sorted(set(members) | set(core.statuses))
-    return [node_view(n, members.get(n), core.statuses.get(n), now) for n in names]
+def nodes_view(view: CoreView, now: float) -> list[dict[str, Any]]:
+    members = {m.name: m for m in view.members()}
+    names = sorted(set(members) | set(view.statuses))
+    return [node_view(n, members.get(n), view.statuses.get(n), now) for n in names]
 
 
-def one_node_view(core: "NodeCore", name: str, now: float) -> dict[str, Any] | None:
-    member = core.swim.member(name)
-    status = core.statuses.get(name)
+def one_node_view(view: CoreView, name: str, now: float) -> dict[str, Any] | None:
+    member = view.member(name)
+    status = view.statuses.get(name)
     if member is None and status is None:
         return None
     return node_view(name, member, status, now)
@@ -162,10 +162,10 @@ def _ballot(claim: Claim | None) -> dict[str, Any] | None:
 class _Context:
     """What every slot of one request is judged against (computed once)."""
 
-    def __init__(self, core: "NodeCore") -> None:
-        self.core = core
-        self.alive = core.swim.alive_names()
-        self.statuses = core.live_statuses()
+    def __init__(self, view: CoreView) -> None:
+        self.view = view
+        self.alive = view.alive_names()
+        self.statuses = view.live_statuses()
         self.rv = Rendezvous(self.alive)
         self._views: list[NodeView] | None = None
 
@@ -179,15 +179,15 @@ class _Context:
         return self.rv.owner(key) if self.alive else None
 
     def runtime_state(self, node: str, job: str, index: int) -> tuple[str, str] | None:
-        summary = (self.core.runtime_summary if node == self.core.name
+        summary = (self.view.runtime_summary if node == self.view.name
                    else getattr(self.statuses.get(node), "runtime", None))
         return summary.state_of(job, index) if summary is not None else None
 
 
 def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str, Any]:
-    core = ctx.core
+    view = ctx.view
     key = slot_key(spec.name, index)
-    claim = core.placement.winning_claim(key)
+    claim = view.winning_claim(key)
     coordinator = ctx.coordinator(coordination_key(spec.name, index, spec))
     slot: dict[str, Any] = {"index": index, "slot": key, "node": claim.node if claim else None,
                             "ballot": _ballot(claim), "coordinator": coordinator}
@@ -204,10 +204,10 @@ def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str,
                         runtime_reason=(rt[1] or None) if rt else None)
             return slot
     reasons = [problem] if problem else []
-    if coordinator == core.name:
+    if coordinator == view.name:
         if index in busy:
             reasons.append(IN_PROGRESS)
-        elif (r := core.placement.pending_reasons.get(key)) is not None:
+        elif (r := view.pending_reasons().get(key)) is not None:
             reasons.append(r)
         else:
             reasons.append(WAITING)
@@ -217,15 +217,15 @@ def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str,
 
 
 def _slots(ctx: _Context, spec: JobSpec) -> list[dict[str, Any]]:
-    busy = set(ctx.core.placement.auctioneer.busy_slots(spec.name))
+    busy = ctx.view.busy_slots(spec.name)
     return [_slot(ctx, spec, i, busy) for i in range(spec.replicas)]
 
 
-def _extra(core: "NodeCore", spec: JobSpec) -> list[dict[str, Any]]:
+def _extra(view: CoreView, spec: JobSpec) -> list[dict[str, Any]]:
     """Claims still held for indices >= replicas (being retired)."""
     out = []
     prefix = spec.name + "/"
-    for key, claim in sorted(core.placement.claims.entries.items()):
+    for key, claim in sorted(view.claims().items()):
         if claim.released or not key.startswith(prefix):
             continue
         job, index = parse_slot_key(key)
@@ -236,7 +236,7 @@ def _extra(core: "NodeCore", spec: JobSpec) -> list[dict[str, Any]]:
 
 
 def job_summary(ctx: _Context, entry: Entry) -> dict[str, Any]:
-    spec = ctx.core.placement.spec_of(entry)
+    spec = ctx.view.spec_of(entry)
     if spec is None:
         return {"name": entry.name, "valid": False, "version": _stamp(entry)}
     slots = _slots(ctx, spec)
@@ -249,18 +249,18 @@ def job_summary(ctx: _Context, entry: Entry) -> dict[str, Any]:
             "memory": spec.to_dict()["memory"], "version": _stamp(entry)}
 
 
-def jobs_view(core: "NodeCore") -> list[dict[str, Any]]:
-    ctx = _Context(core)
-    return [job_summary(ctx, e) for e in core.jobs()]
+def jobs_view(view: CoreView) -> list[dict[str, Any]]:
+    ctx = _Context(view)
+    return [job_summary(ctx, e) for e in view.jobs()]
 
 
-def job_detail(core: "NodeCore", name: str) -> dict[str, Any] | None:
-    entry = core.job(name)
+def job_detail(view: CoreView, name: str) -> dict[str, Any] | None:
+    entry = view.job(name)
     if entry is None or entry.deleted:
         return None
-    ctx = _Context(core)
+    ctx = _Context(view)
     summary = job_summary(ctx, entry)
-    spec = core.placement.spec_of(entry)
+    spec = view.spec_of(entry)
     if spec is None:
         return {**summary, "spec": None, "slots": [], "extra": []}
-    return {**summary, "spec": spec.to_dict(), "slots": _slots(ctx, spec), "extra": _extra(core, spec)}
+    return {**summary, "spec": spec.to_dict(), "slots": _slots(ctx, spec), "extra": _extra(view, spec)}

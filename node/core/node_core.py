@@ -3,10 +3,15 @@
 How this works: `NodeCore` wraps a `gossip.swim.Swim` and adds what an agent
 must know about the cluster: every node's published status (capacity, free
 resources, labels) and the replicated job store.  It has the same driving
-shape as Swim (inputs with `now`, `next_deadline` / `handle_timers`,
-`drain()`), so the trio agent and the simulator pump it the same way; Swim's
-outputs pass through `drain()`, after the core has consumed the ones meant
-for it (payloads, user messages).
+shape as Swim: one entry point `feed(input, now)` for every input
+(`node.core.inputs`: datagrams, streams, joins, job writes and their acks,
+drain / health / runtime reports, ...), `next_deadline()` / `handle_timers(now)`
+for time, and `drain()` for the typed outputs (`node.core.outputs`), so the
+trio agent and the simulator pump it the same way, with the same input
+values.  Swim's outputs pass through `drain()`, after the core has consumed
+the ones meant for it (payloads, user messages).  Readers (API, metrics,
+checkers) use `view` (`node.core.view.CoreView`), a read-only facade over
+the live core; `swim`, `placement` and `store` are the core's own parts.
 
 Cluster-state traffic rides on Swim's user channels, inside a small envelope
 (`node.core.wire`):
@@ -29,11 +34,14 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, overload
 
 from auction.auctioneer import RoundClosed, SendTo
 from auction.claims import Claim
 from auction.messages import Award, Bid, CallForBids, Decline, Release
+from auction.placement import AwardAccepted, Placement, PlacementConfig
 from auction.resources import Resources
 from gossip.config import GossipConfig
 from gossip.events import (
@@ -41,6 +49,7 @@ from gossip.events import (
     MemberFailed,
     MemberJoined,
     MemberLeft,
+    MemberState,
     MemberSuspected,
     MemberUpdated,
     Output,
@@ -48,15 +57,46 @@ from gossip.events import (
     UserBroadcast,
     UserMessage,
 )
+from gossip.lww import LwwMap
+from gossip.messages import Message
+from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
-
 from node.core import wire
 from node.core.hlc import HybridClock
-from gossip.lww import LwwMap
+from node.core.inputs import (
+    AbandonWrite,
+    Broadcast,
+    Datagram,
+    ImageInventory,
+    Input,
+    Join,
+    Leave,
+    Persisted,
+    PlainInput,
+    ReplicaGaveUp,
+    RuntimeSlots,
+    SendToMembers,
+    SetDrained,
+    SetHealth,
+    StreamIn,
+    StreamReply,
+    WriteJob,
+)
 from node.core.jobstore import MAX_ENTRIES, MAX_JOBS, Entry, JobStore
-from auction.placement import AwardAccepted, Placement, PlacementConfig, SlotPending, StartReplica, StopReplica
+from node.core.outputs import (
+    ClaimChanged,
+    CoreOutput,
+    ForgetClaims,
+    ForgetEntries,
+    JobChanged,
+    JobWriteDone,
+    NodeStatusChanged,
+    PersistClaims,
+    PersistEntries,
+)
 from node.core.status import NodeStatus, RuntimeSummary, StatusError
+from node.core.view import CoreView
 
 BROADCAST_ENTRY_MAX_BYTES = 900  # larger writes spread by digest sync only
 def _base36(n: int) -> str:
@@ -91,62 +131,6 @@ class ClusterConfig:
     status_digest_max_delay_s: float = 30.0
     tombstone_min_age_s: float = 3600.0
     max_spec_bytes: int = 64 * 1024
-
-
-# ---- commands and events of the node core ---------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PersistEntries:
-    """Write these entries durably, then call `persisted(token)` if token is
-    not None."""
-
-    entries: tuple[Entry, ...]
-    token: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class ForgetEntries:
-    """Tombstones collected: delete them from durable storage (no ack)."""
-
-    names: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class JobWriteDone:
-    token: int
-    entry: Entry
-
-
-@dataclass(frozen=True, slots=True)
-class JobChanged:
-    """The desired state changed (local write or learned from a peer)."""
-
-    entry: Entry
-    local: bool
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStatusChanged:
-    status: NodeStatus
-
-
-@dataclass(frozen=True, slots=True)
-class PersistClaims:
-    """Write our view of the claims durably (no ack): after a reboot with no
-    peer reachable, an agent restarts the replicas it holds claims for."""
-
-    claims: tuple[Claim, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ForgetClaims:
-    names: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimChanged:
-    claim: Claim
 
 
 class JobLimitError(ValueError):
@@ -199,6 +183,7 @@ class NodeCore:
         self._digests_due: float | None = None  # digest-only changes wait until then
         self._digests_moved_since: float | None = None  # first unpublished digest change
         self.runtime_summary: RuntimeSummary | None = None  # as reported, before fitting the record
+        self._view = CoreView(self)
         self._publish_status(now)
         self._schedule(now + self.cfg.store_sync_interval_s * rng.uniform(0.5, 1.0), "sync")
         self._schedule(now + self.placement.cfg.placement_interval_s * rng.uniform(0.5, 1.0), "place")
@@ -214,21 +199,88 @@ class NodeCore:
         self._timer_seq += 1
         heapq.heappush(self._timers, (at, self._timer_seq, kind))
 
-    def receive_datagram(self, data: bytes, src: Address, now: float) -> None:
+    # ---- the one entry point
+    @overload
+    def feed(self, inp: WriteJob, now: float) -> Entry: ...
+    @overload
+    def feed(self, inp: StreamIn, now: float) -> bytes | None: ...
+    @overload
+    def feed(self, inp: SendToMembers, now: float) -> tuple[str, ...]: ...
+    @overload
+    def feed(self, inp: PlainInput, now: float) -> None: ...
+
+    def feed(self, inp: Input, now: float) -> Entry | bytes | tuple[str, ...] | None:
+        """Apply one input (node.core.inputs) at local time `now`; collect
+        what it caused with `drain()`.  Returns the Entry of a WriteJob, the
+        reply bytes of a StreamIn, the members a SendToMembers went to, and
+        None for every other input.  Raises TypeError for anything that is
+        not an input, and what WriteJob raises for a refused write."""
+        match inp:
+            case Datagram(data, src):
+                self._receive_datagram(data, src, now)
+            case StreamIn(msg, src):
+                return self._receive_stream(msg, src, now)
+            case StreamReply(stream_id, reply):
+                self._stream_reply(stream_id, reply, now)
+            case Persisted(token):
+                self._persisted(token, now)
+            case WriteJob(name, spec, token):
+                return self._write_job(name, spec, token, now)
+            case AbandonWrite(token):
+                self._abandon_write(token)
+            case Join(seeds):
+                self._join(list(seeds), now)
+            case Leave():
+                self._leave(now)
+            case Broadcast(data):
+                self.swim.broadcast(data, now)
+                self._absorb(now)
+            case SendToMembers(data):
+                return self._send_to_members(data, now)
+            case SetDrained(drained):
+                self._update_status(now, drained=drained)
+            case SetHealth(healthy, reason):
+                self._update_status(now, healthy=healthy, unhealthy_reason=reason)
+            case ImageInventory(images):
+                self._set_image_inventory(images, now)
+            case RuntimeSlots(states):
+                self._set_runtime_slots(states, now)
+            case ReplicaGaveUp(slot, reason, penalty_s):
+                self._replica_gave_up(slot, reason, now, penalty_s)
+            case _:
+                raise TypeError(f"not a node core input: {inp!r}")
+        return None
+
+    @property
+    def view(self) -> CoreView:
+        """A read-only view of this core (node.core.view), built once."""
+        return self._view
+
+    def stream_decoder(self, incoming: bool) -> StreamDecoder:
+        """A decoder for one TCP stream (pure: our label and keyring); the
+        driver decodes a stream with it and feeds the message as StreamIn."""
+        return self.swim.stream_decoder(incoming)
+
+    def _receive_datagram(self, data: bytes, src: Address, now: float) -> None:
         self.swim.receive_datagram(data, src, now)
         self._absorb(now)
 
-    def stream_decoder(self, incoming: bool):
-        return self.swim.stream_decoder(incoming)
-
-    def receive_stream(self, msg, src: Address, now: float) -> bytes | None:
+    def _receive_stream(self, msg: Message, src: Address, now: float) -> bytes | None:
         reply = self.swim.receive_stream(msg, src, now)
         self._absorb(now)
         return reply
 
-    def stream_reply(self, stream_id: int, reply, now: float) -> None:
+    def _stream_reply(self, stream_id: int, reply: Message | None, now: float) -> None:
         self.swim.stream_reply(stream_id, reply, now)
         self._absorb(now)
+
+    def _send_to_members(self, data: bytes, now: float) -> tuple[str, ...]:
+        alive = (MemberState.ALIVE, MemberState.SUSPECT)
+        sent = tuple(m.name for m in self.swim.members()
+                     if m.name != self.name and m.state in alive
+                     and self.swim.send_user_message(m.name, data, reliable=True, now=now))
+        self._absorb(now)
+        return sent
 
     def next_deadline(self) -> float | None:
         candidates = [t for t in (self._timers[0][0] if self._timers else None,
@@ -260,19 +312,20 @@ class NodeCore:
             self._auction_output(out, now)
         self._absorb(now)
 
-    def join(self, seeds: list[Address], now: float) -> None:
+    def _join(self, seeds: list[Address], now: float) -> None:
         self.swim.join(seeds, now)
         self._absorb(now)
 
-    def leave(self, now: float) -> None:
+    def _leave(self, now: float) -> None:
         self.swim.leave(now)
         self._absorb(now)
 
-    def drain(self) -> list[Output]:
+    def drain(self) -> list[CoreOutput]:
+        """Every output since the last drain, in the order produced."""
         out, self._outputs = self._outputs, []
         return out
 
-    def _emit(self, out) -> None:
+    def _emit(self, out: CoreOutput) -> None:
         self._outputs.append(out)
 
     # ---- consuming Swim's outputs
@@ -407,12 +460,6 @@ class NodeCore:
         # set_payload emits PayloadUpdated for ourselves; pass it through.
         self._absorb(now)
 
-    def set_drained(self, drained: bool, now: float) -> None:
-        self._update_status(now, drained=drained)
-
-    def set_health(self, healthy: bool, reason: str, now: float) -> None:
-        self._update_status(now, healthy=healthy, unhealthy_reason=reason)
-
     def _update_allocated(self, now: float) -> None:
         # Publish commitments only: reservations live for a fraction of a
         # second, and gossiping each one would flood the cluster for nothing
@@ -421,8 +468,7 @@ class NodeCore:
         if used != self._status.allocated:
             self._update_status(now, allocated=used)
 
-    def _update_status(self, now: float, **changes) -> None:
-        from dataclasses import replace
+    def _update_status(self, now: float, **changes: Any) -> None:
         new = replace(self._status, **changes)
         if new != self._status:
             self._status = new
@@ -434,9 +480,9 @@ class NodeCore:
         return {n: s for n, s in self.statuses.items() if n in alive}
 
     # ---- jobs
-    def write_job(self, name: str, spec: bytes | None, token: int, now: float) -> Entry:
+    def _write_job(self, name: str, spec: bytes | None, token: int, now: float) -> Entry:
         """Submit (spec bytes) or delete (None) a job.  The driver persists the
-        entry and calls persisted(token); JobWriteDone(token) follows."""
+        entry and feeds Persisted(token); JobWriteDone(token) follows."""
         if spec is not None and self.store.get(name) in (None,) and self.store.live_count >= MAX_JOBS:
             raise JobLimitError(f"the cluster holds {MAX_JOBS} jobs already")
         if spec is not None and len(spec) > self.cfg.max_spec_bytes:
@@ -449,11 +495,11 @@ class NodeCore:
         self._emit(PersistEntries((entry,), token))
         return entry
 
-    def abandon_write(self, token: int, now: float) -> None:
+    def _abandon_write(self, token: int) -> None:
         """The driver could not make the write durable: forget it."""
         self._pending_writes.pop(token, None)
 
-    def persisted(self, token: int, now: float) -> None:
+    def _persisted(self, token: int, now: float) -> None:
         entry = self._pending_writes.pop(token, None)
         if entry is None:
             return
@@ -471,7 +517,7 @@ class NodeCore:
         self._publish_status(now, digests_only=True)
         self._kick(now)
 
-    def set_image_inventory(self, images: frozenset[str] | None, now: float) -> None:
+    def _set_image_inventory(self, images: frozenset[str] | None, now: float) -> None:
         """The runtime's list of local images (normalized name:tag), or None
         if unknown.  Calls for bids for an image not here are declined with
         that reason, so the slot goes where the image is."""
@@ -482,17 +528,17 @@ class NodeCore:
         if gained:
             self._kick(now)  # pending slots may fit here now
 
-    def set_runtime_slots(self, states: dict[str, tuple[str, str]] | None, now: float) -> None:
+    def _set_runtime_slots(self, states: Mapping[str, tuple[str, str]] | None, now: float) -> None:
         """The runtime's view of the slots it runs here (slot -> (state,
         reason), node.runtime.docker's `slot_states()`), published in our status
         record (node.core.status.RuntimeSummary; None: the runtime does not say)."""
-        summary = None if states is None else RuntimeSummary.from_states(states)
+        summary = None if states is None else RuntimeSummary.from_states(dict(states))
         if summary == self.runtime_summary:
             return
         self.runtime_summary = summary
         self._update_status(now, runtime=summary)
 
-    def replica_gave_up(self, slot: str, reason: str, now: float, penalty_s: float = 60.0) -> None:
+    def _replica_gave_up(self, slot: str, reason: str, now: float, penalty_s: float) -> None:
         """The runtime reports our replica of `slot` keeps failing here (restart
         policy exhausted, crash loop): hand the slot back to the auction and
         keep this job off this node for penalty_s."""
@@ -501,12 +547,6 @@ class NodeCore:
             self._write_claims([release], now)
             self._reconcile(now)
             self._kick(now)
-
-    def jobs(self) -> list[Entry]:
-        return self.store.live()
-
-    def job(self, name: str) -> Entry | None:
-        return self.store.get(name)
 
     def _merge_remote(self, entries: list[Entry], now: float) -> None:
         changed = []

@@ -2,7 +2,8 @@
 
 How this works: two kinds of helpers.
 
-Snapshot checks read the cores directly (`core.members()` / `core.member()`):
+Snapshot checks read each core's membership (`members()` / `member()`: a
+gossip core's own methods, or a node core's read-only `view`, see `membership`):
 `views`, `all_agree_alive`, `dead_everywhere`.  They are exact but cost
 O(N^2) member records per call, fine for tens of nodes.
 
@@ -29,8 +30,9 @@ take from the configuration.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from gossip.config import GossipConfig
 from gossip.events import (
@@ -41,7 +43,6 @@ from gossip.events import (
     MemberSuspected,
     MemberUpdated,
 )
-
 from node.sim.world import CRASHED, NEW, PAUSED, RUNNING, NodeRestarted, World
 
 _MEMBER_EVENTS = (MemberJoined, MemberUpdated, MemberSuspected, MemberFailed, MemberLeft)
@@ -81,27 +82,34 @@ def failure_detection_bound(config: GossipConfig, n: int, *, probers: int | None
 # ---- snapshot checks ---------------------------------------------------------------
 
 
+def membership(core: Any) -> Any:
+    """What answers members() / member() / alive_names() for a core: a node
+    core's read-only view, or a gossip core itself."""
+    view = getattr(core, "view", None)
+    return view if view is not None else core
+
+
 def views(world: World, *, include_paused: bool = True) -> dict[str, dict[str, MemberState]]:
     """Each live node's member states, from its core (crashed nodes excluded)."""
     out = {}
     for nd in world.nodes:
         if nd.status is RUNNING or (include_paused and nd.status is PAUSED):
-            out[nd.name] = {m.name: m.state for m in nd.core.members()}
+            out[nd.name] = {m.name: m.state for m in membership(nd.core).members()}
     return out
 
 
 def all_agree_alive(world: World) -> bool:
     """Every live node sees every other live node ALIVE."""
     live = [nd for nd in world.nodes if nd.status is RUNNING or nd.status is PAUSED]
-    if live and hasattr(live[0].core, "alive_names"):
+    if live and hasattr(membership(live[0].core), "alive_names"):
         # Fast path: one set per node instead of a MemberInfo per pair.
         names = {nd.name for nd in live}
         for nd in live:
-            if not names.issubset(nd.core.alive_names() | {nd.name}):
+            if not names.issubset(membership(nd.core).alive_names() | {nd.name}):
                 return False
         return True
     for nd in live:
-        core = nd.core
+        core = membership(nd.core)
         for other in live:
             if other is nd:
                 continue
@@ -119,7 +127,7 @@ def disagreements(world: World, limit: int = 10) -> list[str]:
         for other in live:
             if other is nd:
                 continue
-            m = nd.core.member(other.name)
+            m = membership(nd.core).member(other.name)
             if m is None or m.state is not ALIVE:
                 out.append(f"{nd.name} sees {other.name} as {None if m is None else m.state.value}")
                 if len(out) >= limit:
@@ -133,7 +141,7 @@ def dead_everywhere(world: World, name: str, *, allow_forgotten: bool = True) ->
     for nd in world.nodes:
         if nd.name == name or not (nd.status is RUNNING or nd.status is PAUSED):
             continue
-        m = nd.core.member(name)
+        m = membership(nd.core).member(name)
         if m is None:
             if not allow_forgotten:
                 return False
@@ -145,7 +153,7 @@ def dead_everywhere(world: World, name: str, *, allow_forgotten: bool = True) ->
 def sees_dead(world: World, observers, subjects) -> bool:
     """Every observer (indices) has every subject (indices) as DEAD."""
     for o in observers:
-        core = world.nodes[o].core
+        core = membership(world.nodes[o].core)
         for s in subjects:
             m = core.member(world.nodes[s].name)
             if m is None or m.state is not DEAD:

@@ -6,7 +6,7 @@ How this works: `ClusterSim` builds a `World` whose cores are
 
 - `PersistEntries` / `PersistClaims` / `Forget*`: written to a per-node dict
   standing in for the state dir (it survives crash and restart, as a disk
-  does), and `persisted(token)` is fed back after `disk_delay_s`;
+  does), and `Persisted(token)` is fed back after `disk_delay_s`;
 - `StartReplica` / `StopReplica`: a per-node set of running replicas
   standing in for Docker; a crash empties it (the machine lost power);
 - `AwardAccepted`: recorded, so the checkers can verify that every start
@@ -18,26 +18,28 @@ Safety is checked at every output (`violations`), liveness on demand
 
 from __future__ import annotations
 
-import random
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from auction.placement import PlacementConfig
 from auction.resources import Resources
 from auction.spec import JobSpec
 from gossip.config import GossipConfig
-
-from node.core.node_core import (
-    ClusterConfig,
+from node.core.inputs import Persisted, WriteJob
+from node.core.node_core import ClusterConfig, NodeCore
+from node.core.outputs import (
+    AwardAccepted,
     ForgetClaims,
     ForgetEntries,
     JobWriteDone,
-    NodeCore,
     PersistClaims,
     PersistEntries,
+    StartReplica,
+    StopReplica,
 )
-from auction.placement import AwardAccepted, PlacementConfig, StartReplica, StopReplica
 from node.sim.network import NetworkConfig
-from node.sim.world import CRASHED, RUNNING, World
+from node.sim.world import RUNNING, World
 
 GiB = 1 << 30
 
@@ -131,26 +133,23 @@ class ClusterSim:
 
     def _persisted(self, i: int, token: int) -> None:
         if self.world.nodes[i].status is RUNNING:
-            self.world.call(i, "persisted", token)
+            self.world.feed(i, Persisted(token))
 
     def _check_capacity(self, i: int, t: float) -> None:
-        core = self.world.nodes[i].core
-        ledger = core.placement.ledger
-        used = ledger.used(self.world.nodes[i].local(t))
-        if not used.fits_in(ledger.capacity) and not ledger._adopted_overflow:
-            self.violations.append(f"t={t:.3f}: node-{i} over capacity: {used} > {ledger.capacity}")
+        problem = self.world.core(i).view.overcommit(self.world.nodes[i].local(t))
+        if problem is not None:
+            self.violations.append(f"t={t:.3f}: node-{i} {problem}")
 
     # ---- driving
     def submit(self, node: int, spec: JobSpec) -> int:
         self._token += 1
-        import json
-        self.world.call(node, "write_job", spec.name, json.dumps(spec.to_dict(), sort_keys=True).encode(),
-                        self._token)
+        self.world.feed(node, WriteJob(spec.name, json.dumps(spec.to_dict(), sort_keys=True).encode(),
+                                       self._token))
         return self._token
 
     def stop_job(self, node: int, name: str) -> int:
         self._token += 1
-        self.world.call(node, "write_job", name, None, self._token)
+        self.world.feed(node, WriteJob(name, None, self._token))
         return self._token
 
     def live_indices(self) -> list[int]:
@@ -177,4 +176,4 @@ class ClusterSim:
         return problems
 
     def job_views(self) -> list[set[str]]:
-        return [{e.name for e in self.world.core(i).jobs()} for i in self.live_indices()]
+        return [{e.name for e in self.world.core(i).view.jobs()} for i in self.live_indices()]

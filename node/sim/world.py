@@ -14,11 +14,14 @@ There is no trio, no socket and no real clock here.  A `World` owns:
 - one `SimNode` per node: its core (`gossip.swim.Swim` unless a
   `core_factory` is given), status, clock and bookkeeping.
 
-Each step pops the earliest event and feeds one core: a datagram arrives
-(`receive_datagram`), a stream arrives (`stream_decoder(incoming=True)`,
-`receive_stream`), a stream's reply or failure comes back (`stream_reply`), a
-node's timer fires (`handle_timers`), or a scheduled action runs (faults,
-joins, broadcasts; anything given to `world.at`).  After feeding, the world
+Each step pops the earliest event and feeds one core an input value from
+`node.core.inputs` (the same values the trio agent feeds; gossip-only cores
+are fed through `node.sim.driver`): a datagram arrives (`Datagram`), a stream
+arrives (decoded with `stream_decoder(incoming=True)`, fed as `StreamIn`), a
+stream's reply or failure comes back (`StreamReply`), a node's timer fires
+(`handle_timers`), or a scheduled action runs (faults, joins, broadcasts;
+anything given to `world.at`).  Tests and `node.sim.cluster` feed inputs of
+their own with `world.feed(node, input)` (a job write, its `Persisted`, ...).  After feeding, the world
 `drain()`s that core and routes its outputs in order:
 
 - `SendDatagram` -> the network draws a delay (or drops it) and a datagram
@@ -29,9 +32,9 @@ joins, broadcasts; anything given to `world.at`).  After feeding, the world
   A stream timeout event is always scheduled at `now + timeout_s`; whichever of
   reply and timeout comes first settles the stream, so partitions, dead
   targets, a target that returns no reply and slow paused targets all end as
-  `stream_reply(stream_id, None, now + timeout_s)`.  A stream that expects no
-  reply is settled when its data is delivered (`stream_reply(id, None)` is not
-  called for it: nothing is read back).
+  `StreamReply(stream_id, None)` at `now + timeout_s`.  A stream that expects no
+  reply is settled when its data is delivered (no `StreamReply` is fed for
+  it: nothing is read back).
 - events (`Member*`, `User*`, ...) -> appended to the trace and passed to
   listeners (checkers subscribe here).
 
@@ -67,8 +70,9 @@ import heapq
 import itertools
 import math
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from gossip.config import GossipConfig, preset
 from gossip.events import (
@@ -86,7 +90,8 @@ from gossip.events import (
     UserMessage,
     UserStateReceived,
 )
-
+from node.core.inputs import Broadcast, Datagram, Join, Leave, StreamIn, StreamReply
+from node.sim.driver import feeder
 from node.sim.network import Network, NetworkConfig
 
 # event kinds (third tuple field)
@@ -174,6 +179,10 @@ def _subject(ev: Any) -> tuple[str, int]:
     return str(getattr(ev, "name", "?")), -1
 
 
+def _not_started(inp: Any, now: float) -> Any:
+    raise SimError("the node has no core yet")
+
+
 def node_address(i: int) -> Address:
     """Node i's purely virtual address (nothing is ever sent to it)."""
     return Address(f"10.99.{i // 250}.{i % 250 + 1}", PORT)
@@ -192,9 +201,27 @@ def default_core_factory(*, name: str, addr: Address, config: GossipConfig,
 
 class SimNode:
     __slots__ = (
-        "idx", "name", "addr", "core", "rng", "status", "epoch", "gen", "deadline",
-        "pending", "inbox", "inbox_bytes", "clock", "paused_since", "spin_t", "spins",
-        "crashed_at", "restarted_at", "last_pause", "core_kwargs",
+        "addr",
+        "clock",
+        "core",
+        "core_kwargs",
+        "crashed_at",
+        "deadline",
+        "epoch",
+        "feed",
+        "gen",
+        "idx",
+        "inbox",
+        "inbox_bytes",
+        "last_pause",
+        "name",
+        "paused_since",
+        "pending",
+        "restarted_at",
+        "rng",
+        "spin_t",
+        "spins",
+        "status",
     )
 
     def __init__(self, idx: int, name: str, addr: Address) -> None:
@@ -202,6 +229,7 @@ class SimNode:
         self.name = name
         self.addr = addr
         self.core: Any = None
+        self.feed: Callable[[Any, float], Any] = _not_started
         self.rng: random.Random | None = None
         self.status = NEW
         self.epoch = 0  # bumped at every crash/restart
@@ -311,6 +339,7 @@ class World:
             name=nd.name, addr=nd.addr, config=self.config, rng=nd.rng,
             now=nd.local(self.now), **kwargs,
         )
+        nd.feed = feeder(nd.core)
 
     def start_node(self, node: int | str, seeds: Iterable[int | str] = ()) -> None:
         """Create node's core now and join it to seeds (indices or names)."""
@@ -324,7 +353,7 @@ class World:
 
     def _join(self, nd: SimNode, seeds: Iterable[int | str]) -> None:
         addrs = [self.nodes[self.idx(s)].addr for s in seeds if self.idx(s) != nd.idx]
-        nd.core.join(addrs, nd.local(self.now))
+        nd.feed(Join(tuple(addrs)), nd.local(self.now))
         self._settle(nd)
 
     def join(self, node: int | str, seeds: Iterable[int | str]) -> None:
@@ -411,20 +440,21 @@ class World:
             self._settle(nd)
 
     # ---- core control helpers ----------------------------------------------
-    def call(self, node: int | str, method: str, *args: Any) -> Any:
-        """Call core.method(*args, now) on a running node and route its outputs."""
+    def feed(self, node: int | str, inp: Any) -> Any:
+        """Feed one input (node.core.inputs) to a running node at its local
+        now and route its outputs; returns what the core's feed returned."""
         nd = self.nodes[self.idx(node)]
         if nd.status is not RUNNING:
             raise SimError(f"{nd.name} is {nd.status}")
-        result = getattr(nd.core, method)(*args, nd.local(self.now))
+        result = nd.feed(inp, nd.local(self.now))
         self._settle(nd)
         return result
 
     def broadcast(self, node: int | str, data: bytes) -> None:
-        self.call(node, "broadcast", data)
+        self.feed(node, Broadcast(data))
 
     def leave(self, node: int | str) -> None:
-        self.call(node, "leave")
+        self.feed(node, Leave())
 
     # ---- running -----------------------------------------------------------
     def run_until(self, t_end: float) -> None:
@@ -465,13 +495,12 @@ class World:
                     stats["datagrams_to_down_node"] += 1
         finally:
             stats["events"] += n_events
-        if t_end > self.now:
-            self.now = t_end
+        self.now = max(self.now, t_end)
 
     def run_for(self, dt: float) -> None:
         self.run_until(self.now + dt)
 
-    def run_until_converged(self, predicate: Callable[["World"], bool], timeout: float,
+    def run_until_converged(self, predicate: Callable[[World], bool], timeout: float,
                             check_every: float = 0.1) -> float | None:
         """Run until predicate(world) holds, checking every `check_every` virtual
         seconds; returns the virtual time it took, or None on timeout."""
@@ -512,7 +541,7 @@ class World:
         now = t if c is None else c[1] + (t - c[0]) * c[2]
         if kind == K_DGRAM:
             self.stats["datagrams_delivered"] += 1
-            core.receive_datagram(b, self.nodes[a].addr, now)
+            nd.feed(Datagram(b, self.nodes[a].addr), now)
         elif kind == K_TIMER:
             self.stats["timers"] += 1
             core.handle_timers(now)
@@ -532,7 +561,7 @@ class World:
             if msg is None:
                 msg = dec.feed_eof()
             src = self.nodes[a]
-            reply = core.receive_stream(msg, src.addr, now)
+            reply = nd.feed(StreamIn(msg, src.addr), now)
             if expect_reply and reply is not None and src.epoch == src_epoch:
                 d = self.network.reply_delay(nd.idx, a)
                 if d is not None:
@@ -548,12 +577,12 @@ class World:
             msg = dec.feed(data)
             if msg is None:
                 msg = dec.feed_eof()
-            core.stream_reply(stream_id, msg, now)
+            nd.feed(StreamReply(stream_id, msg), now)
         elif kind == K_STREAM_TIMEOUT:
             if a != nd.epoch or nd.pending.pop(b, None) is None:
                 return
             self.stats["streams_failed"] += 1
-            core.stream_reply(b, None, now)
+            nd.feed(StreamReply(b, None), now)
         self._settle(nd)
 
     def _settle(self, nd: SimNode) -> None:
@@ -581,8 +610,7 @@ class World:
         c = nd.clock
         if c is not None:
             d = self._to_world(nd, d)
-        if d < self.now:
-            d = self.now
+        d = max(d, self.now)
         if d != nd.deadline:
             nd.gen += 1
             nd.deadline = d

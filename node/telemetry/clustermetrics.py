@@ -3,8 +3,8 @@
 How this works: `ClusterMetrics` registers its series in an `AgentMetrics`'
 registry (node/metrics.py), so one scrape of `/v1/metrics` shows both.  The
 counters move as the pump dispatches the node core's outputs; the gauges are
-set from a snapshot of the core just before each scrape (`observe`, run
-inside the pump).
+set from the core's read-only view just before each scrape (`observe`, with
+no `await` inside, so between pump turns: node.core.view).
 
     shoal_jobs                              live jobs in the replicated store
     shoal_claims{holder=here|others}        winning (unreleased) slot claims
@@ -30,11 +30,10 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge
 
 from auction.claims import slot_key
-
 from node.telemetry.metrics import AgentMetrics
 
 if TYPE_CHECKING:
-    from node.core.node_core import NodeCore
+    from node.core.view import CoreView
 
 
 class ClusterMetrics:
@@ -68,30 +67,30 @@ class ClusterMetrics:
         for outcome in ("placed", "partial", "unplaced"):
             self.rounds.labels(outcome=outcome)
 
-    def observe(self, core: "NodeCore") -> None:
-        self.jobs.set(core.store.live_count)
+    def observe(self, view: CoreView) -> None:
+        self.jobs.set(view.live_job_count)
         here = others = 0
-        for claim in core.placement.claims.entries.values():
+        for claim in view.claims().values():
             if not claim.released:
-                if claim.node == core.name:
+                if claim.node == view.name:
                     here += 1
                 else:
                     others += 1
         self.claims.labels(holder="here").set(here)
         self.claims.labels(holder="others").set(others)
-        alive = core.swim.alive_names()
+        alive = view.alive_names()
         placed = pending = 0
-        for entry in core.jobs():
-            spec = core.placement.spec_of(entry)
+        for entry in view.jobs():
+            spec = view.spec_of(entry)
             if spec is None:
                 continue
             for index in range(spec.replicas):
-                claim = core.placement.winning_claim(slot_key(spec.name, index))
-                status = core.statuses.get(claim.node) if claim is not None else None
+                claim = view.winning_claim(slot_key(spec.name, index))
+                status = view.statuses.get(claim.node) if claim is not None else None
                 if claim is not None and claim.node in alive and not (status is not None and status.drained):
                     placed += 1
                 else:
                     pending += 1
         self.slots.labels(state="placed").set(placed)
         self.slots.labels(state="pending").set(pending)
-        self.pending_coordinated.set(len(core.placement.pending_reasons))
+        self.pending_coordinated.set(len(view.pending_reasons()))

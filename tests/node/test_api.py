@@ -19,6 +19,7 @@ import trio
 from node.agent.agent import Agent
 from node.agent.config import load_config
 from node.agent.keys import encode_key
+from node.core.inputs import SetHealth, WriteJob
 
 DEADLINE_S = 10.0
 
@@ -272,13 +273,14 @@ async def _status_is(agent: Agent, name: str, status: str) -> bool:
     return (await statuses(agent)).get(name) == status
 
 
-async def test_call_runs_in_the_pump_and_propagates_errors(start_agent):
+async def test_feed_runs_in_the_pump_and_propagates_errors(start_agent):
     a = await start_agent("a")
-    assert await a.call(lambda core, now: core.name) == "a"
+    assert await a.pump.feed(SetHealth(False, "disk full")) is None
+    assert a.view.status.healthy is False and a.view.status.unhealthy_reason == "disk full"
 
-    def boom(swim, now):
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError, match="boom"):
-        await a.call(boom)
-    assert await a.call(lambda core, now: len(core.swim.members())) == 1  # pump survived
+    with pytest.raises(TypeError, match="not a node core input"):
+        await a.pump.feed("boom")
+    with pytest.raises(ValueError, match="the limit is"):
+        await a.pump.feed(WriteJob("big", b"x" * (1 << 20), 999))
+    assert await a.pump.feed(SetHealth(True, "")) is None  # pump survived
+    assert a.view.status.healthy is True and len(a.view.members()) == 1

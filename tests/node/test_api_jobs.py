@@ -86,7 +86,7 @@ async def test_submit_read_and_stop_a_job(start_agent, tmp_path):
         me = (await c.get("/v1/agent/self")).json()
         assert me["capacity"]["cpu_millis"] == 2000 and me["labels"]["rack"] == "r1" and "arch" in me["labels"]
         assert me["drained"] is False and me["runtime"]["kind"] == "fake"
-        await wait_for(lambda: _true(a.core.status().allocated.cpu_millis == 1000), "allocation published")
+        await wait_for(lambda: _true(a.view.status.allocated.cpu_millis == 1000), "allocation published")
         me = (await c.get("/v1/agent/self")).json()
         assert me["allocated"]["cpu_millis"] == 1000 and me["free"]["cpu_millis"] == 1000
 
@@ -148,7 +148,7 @@ async def test_a_write_that_is_not_durable_is_not_acknowledged(start_agent):
     def broken(items):
         raise PersistError("disk on fire")
 
-    a.state.jobs.write = broken
+    a.persistence.state.jobs.write = broken
     async with client(a) as c:
         r = await c.post("/v1/jobs", json=SPEC)
         assert r.status_code == 503 and "disk on fire" in r.json()["error"]

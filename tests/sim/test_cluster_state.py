@@ -85,7 +85,7 @@ def test_the_last_survivor_holds_every_job_and_a_full_restart_keeps_them():
     for i in range(1, 5):
         w.crash(i)
     w.run_for(5)
-    assert {e.name for e in w.core(0).jobs()} == {f"app-{i}" for i in range(10)}
+    assert {e.name for e in w.core(0).view.jobs()} == {f"app-{i}" for i in range(10)}
     # Whole cluster restarts from disk.
     w.crash(0)
     for i in range(5):
@@ -102,7 +102,7 @@ def test_a_write_is_acknowledged_only_after_it_is_durable():
     token = sim.submit(1, spec("slow-disk"))
     w.run_for(0.3)
     assert token not in sim.done_tokens
-    assert "slow-disk" not in {e.name for e in w.core(2).jobs()}  # not spread before durable
+    assert "slow-disk" not in {e.name for e in w.core(2).view.jobs()}  # not spread before durable
     w.run_for(0.5)
     assert token in sim.done_tokens
     assert "slow-disk" in sim.disks[1].entries

@@ -16,6 +16,7 @@ import pytest
 from auction.resources import Resources
 from auction.spec import validate
 from gossip.config import LAN, LOCAL
+from node.core.inputs import ImageInventory, ReplicaGaveUp
 from node.core.node_core import ClusterConfig
 from auction.placement import AwardAccepted, PlacementConfig
 from node.sim import faults
@@ -162,10 +163,10 @@ def test_claims_churning_elsewhere_do_not_make_every_agent_republish_its_status(
     assert max(during[4:]) <= 2, during
     # ... and once the claims are still, everyone shows everyone's digests.
     for i in range(n):
-        core = sim.world.core(i)
-        mine = core.placement.claims.digest()
-        assert all(s.claims_digest == mine for s in core.live_statuses().values()), i
-        assert all(s.store_digest == core.store.digest() for s in core.live_statuses().values()), i
+        view = sim.world.core(i).view
+        mine = view.claims_digest()
+        assert all(s.claims_digest == mine for s in view.live_statuses().values()), i
+        assert all(s.store_digest == view.store_digest() for s in view.live_statuses().values()), i
 
 
 def test_scale_down_retires_highest_indices_and_delete_stops_everything():
@@ -186,7 +187,7 @@ def test_a_slot_that_fits_nowhere_stays_pending_with_a_reason():
     sim.submit(0, big)
     sim.world.run_for(5)
     assert sim.replica_counts() == {}
-    reasons = [sim.world.core(i).placement.pending_reasons.get("big/0") for i in range(3)]
+    reasons = [sim.world.core(i).view.pending_reasons().get("big/0") for i in range(3)]
     assert any(r for r in reasons), reasons
     assert not sim.violations
 
@@ -287,7 +288,7 @@ def test_a_crash_looping_replica_moves_to_another_node():
     sim.submit(0, spec)
     assert settle(sim, [spec], timeout=10) is not None
     first = next(i for i in range(3) if sim.running[i])
-    sim.world.call(first, "replica_gave_up", "flaky/0", "exited 1 five times")
+    sim.world.feed(first, ReplicaGaveUp("flaky/0", "exited 1 five times"))
     took = sim.world.run_until_converged(
         lambda _: not sim.placement_problems([spec]) and not sim.running[first], timeout=20)
     assert took is not None, (sim.replica_counts(), [len(r) for r in sim.running])
@@ -297,16 +298,16 @@ def test_a_crash_looping_replica_moves_to_another_node():
 def test_nodes_without_the_image_decline_and_say_why():
     sim = make(9, 3)
     for i in range(3):
-        sim.world.call(i, "set_image_inventory", frozenset({"other:latest"} if i != 2 else {"busybox:latest"}))
+        sim.world.feed(i, ImageInventory(frozenset({"other:latest"} if i != 2 else {"busybox:latest"})))
     spec = job("img", 2)
     sim.submit(0, spec)
     assert settle(sim, [spec], timeout=10) is not None
     assert set(sim.running[2]) == {"img/0", "img/1"}
     for i in range(3):
-        sim.world.call(i, "set_image_inventory", frozenset({"other:latest"}))
+        sim.world.feed(i, ImageInventory(frozenset({"other:latest"})))
     sim.submit(1, job("img2", 1, memory="128MiB"))
     sim.world.run_for(3)
-    reasons = [sim.world.core(i).placement.pending_reasons.get("img2/0") for i in range(3)]
+    reasons = [sim.world.core(i).view.pending_reasons().get("img2/0") for i in range(3)]
     assert any(r and "image busybox is not on" in r for r in reasons), reasons
 
 
@@ -329,15 +330,15 @@ def test_a_restarted_coordinator_never_reuses_a_ballot():
     # under the same round, and two nodes accepted the same (slot, ballot).
     # Ballots name the coordinator's run, so the restart's are new.
     sim = make(3, 4)
-    before = sim.world.core(1).ballot_id
+    before = sim.world.core(1).view.ballot_id
     sim.world.crash(1)
     sim.world.run_for(0.5)
     sim.world.restart(1)
-    after = sim.world.core(1).ballot_id
+    after = sim.world.core(1).view.ballot_id
     assert before != after and before.startswith("node-1#") and after.startswith("node-1#")
     spec = job("api", 8)
     sim.submit(1, spec)
     assert settle(sim, [spec], timeout=10) is not None, sim.placement_problems([spec])
-    ballots = {c.ballot.coordinator for c in sim.world.core(0).placement.claims.entries.values()}
-    assert ballots <= {sim.world.core(i).ballot_id for i in range(4)}, ballots
+    ballots = {c.ballot.coordinator for c in sim.world.core(0).view.claims().values()}
+    assert ballots <= {sim.world.core(i).view.ballot_id for i in range(4)}, ballots
     assert not sim.violations

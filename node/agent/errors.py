@@ -1,0 +1,20 @@
+"""Errors the agent's operations raise and the HTTP API maps to statuses.
+
+How this works: a small module of exception types only, so that both the
+agent (which raises them) and node.api (which turns them into 404 / 503)
+import it at top level without importing each other.
+"""
+
+from __future__ import annotations
+
+
+class StateWriteError(Exception):
+    """A job write was not made durable (HTTP 503): nothing acknowledged."""
+
+
+class JobNotFound(LookupError):
+    """No live job of that name (HTTP 404)."""
+
+
+class AgentStarting(RuntimeError):
+    """The agent has no node core yet (HTTP 503): ask again in a moment."""

@@ -1,0 +1,156 @@
+"""The agent's durable state: the state dir's stores and the persistence task.
+
+How this works
+--------------
+`open()` opens the state dir (node.state.statedir: jobs in node.state.persist,
+claims in node.state.claimstore, read in a worker thread) and logs every
+problem it reports at ERROR, counted in `shoal_state_problems_total`.
+
+The pump hands every durable write the core asks for (`PersistEntries`,
+`ForgetEntries`, `PersistClaims`, `ForgetClaims`) to `store()`, which puts it
+on a bounded channel without blocking.  The persistence task (`run()`)
+applies them one at a time, in order.
+
+Durability of a submission (`POST /v1/jobs`, `DELETE /v1/jobs/NAME`):
+`write_job` registers a waiter under a fresh token and feeds
+`WriteJob(..., token)`; the core emits `PersistEntries(token)`; the
+persistence task writes it (SQLite, WAL, synchronous=FULL: fsynced on
+commit) and only then posts `Persisted(token)` to the pump; the core answers
+`JobWriteDone(token)` (and starts gossiping the entry), which wakes the
+waiter (`write_done`).  A failed write, or a persistence queue that is full,
+fails the waiter instead and feeds `AbandonWrite(token)`: the API answers 503
+with the reason and nothing is acknowledged.  Without a state dir nothing is
+durable: writes are acknowledged as soon as they are in memory (logged as a
+warning at start).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from node.agent.errors import StateWriteError
+from node.agent.pump import Pump
+from node.core.inputs import AbandonWrite, Persisted, WriteJob
+from node.core.jobstore import Entry
+from node.core.node_core import NodeCore
+from node.state.persist import EntryRejected, PersistError
+from node.state.statedir import Loaded, StateDir, StoreOp
+from node.telemetry.clustermetrics import ClusterMetrics
+
+log = logging.getLogger("shoal.agent")
+
+PERSIST_QUEUE_DEPTH = 256
+WRITE_TIMEOUT_S = 10.0  # a submission not durable by then is answered 503
+
+
+@dataclass
+class _WriteWaiter:
+    done: trio.Event = field(default_factory=trio.Event)
+    entry: Entry | None = None
+    error: str | None = None
+
+    def succeed(self, entry: Entry) -> None:
+        if not self.done.is_set():
+            self.entry = entry
+            self.done.set()
+
+    def fail(self, error: str) -> None:
+        if not self.done.is_set():
+            self.error = error
+            self.done.set()
+
+
+class Persistence:
+    def __init__(self, state_dir: Path | None, cluster_metrics: ClusterMetrics, pump: Pump) -> None:
+        self.state_dir = state_dir
+        self.state = StateDir(state_dir)
+        self.problems: list[str] = []
+        self._metrics = cluster_metrics
+        self._pump = pump
+        self._send, self._recv = trio.open_memory_channel[StoreOp](PERSIST_QUEUE_DEPTH)
+        self._tokens = itertools.count(1)
+        self._writes: dict[int, _WriteWaiter] = {}
+
+    async def open(self) -> Loaded:
+        """Open the state dir; log every problem it reports at ERROR and count it."""
+        if not self.state.durable:
+            log.warning("no --state-dir: jobs and claims are kept in memory only; submissions are "
+                        "acknowledged without a durable copy and lost when this agent stops")
+        try:
+            loaded = await self.state.open()
+        except PersistError as e:
+            raise OSError(f"state dir {self.state_dir}: {e}") from e
+        for store, problem in loaded.problems:
+            log.error("state dir problem (%s): %s", store, problem)
+            self.problems.append(problem)
+            self._metrics.problems.labels(store=store).inc()
+        return loaded
+
+    def close(self) -> None:
+        try:
+            self.state.close()
+        except Exception:  # best effort: what was acknowledged is committed
+            log.exception("closing the state stores failed")
+
+    async def run(self) -> None:
+        """The persistence task: one store operation at a time, in order; a
+        local job write is fed back to the core only once it is durable."""
+        async for op in self._recv:
+            try:
+                await self.state.apply(op)
+            except (PersistError, EntryRejected, OSError) as e:
+                self._metrics.writes.labels(store=op.store, outcome="error").inc()
+                log.error("state dir write failed (%s, %s): %s", op.store, op.kind, e)
+                if op.token is not None:
+                    self._fail(op.token, f"the write to this agent's state dir failed: {e}")
+                    await self._pump.feed(AbandonWrite(op.token))
+                continue
+            self._metrics.writes.labels(store=op.store, outcome="ok").inc()
+            if op.token is not None:
+                await self._pump.post(Persisted(op.token))
+
+    def store(self, op: StoreOp, core: NodeCore) -> None:
+        """Hand a write to the persistence task without blocking the pump
+        (called from inside the pump's dispatch, hence the core at hand)."""
+        try:
+            self._send.send_nowait(op)
+        except trio.WouldBlock:
+            self._metrics.queue_full.inc()
+            log.error("persistence queue full: %s of %d item(s) not written", op.kind, len(op.items))
+            if op.token is not None:
+                self._fail(op.token, "this agent's state dir is not keeping up (persistence queue full); retry")
+                # Inside the pump (no await between feed and drain): forget
+                # the write directly.
+                core.feed(AbandonWrite(op.token), trio.current_time())
+
+    def _fail(self, token: int, error: str) -> None:
+        if (waiter := self._writes.get(token)) is not None:
+            waiter.fail(error)
+
+    def write_done(self, token: int, entry: Entry) -> None:
+        """The core acknowledged the write with this token (JobWriteDone)."""
+        if (waiter := self._writes.get(token)) is not None:
+            waiter.succeed(entry)
+
+    async def write_job(self, name: str, spec: bytes | None) -> Entry:
+        """Submit (canonical spec bytes) or stop (None) a job; returns once the
+        write is durable here.  Raises StateWriteError (not durable, not
+        acknowledged), node_core.JobLimitError, ValueError."""
+        token = next(self._tokens)
+        waiter = self._writes[token] = _WriteWaiter()
+        try:
+            await self._pump.feed(WriteJob(name, spec, token))
+            with trio.move_on_after(WRITE_TIMEOUT_S):
+                await waiter.done.wait()
+            if waiter.error is not None:
+                raise StateWriteError(waiter.error)
+            if waiter.entry is None:
+                raise StateWriteError(f"the state dir did not confirm the write within {WRITE_TIMEOUT_S:g} s")
+            return waiter.entry
+        finally:
+            del self._writes[token]

@@ -1,0 +1,194 @@
+"""The pump: the one task that touches the node core.
+
+How this works
+--------------
+Everyone talks to the core through one bounded input channel, and the pump
+task alone takes from it.  Each turn it waits for the next item or the core's
+next deadline (`core.next_deadline()`, on trio's clock), feeds the item (an
+input value from node.core.inputs: `core.feed(input, now)`) or fires the
+timers (`core.handle_timers(now)`), drains the outputs and hands them to the
+dispatcher, with no `await` between feeding and dispatching.  Dispatch never
+blocks (see node.agent.dispatch).
+
+What goes into the channel:
+  * datagrams, with `offer_datagram` (`send_nowait`): dropped and counted as
+    `input_queue_full` when the pump is behind, as memberlist drops past its
+    handoff queue;
+  * fire-and-forget inputs with `post` (the persistence task's `Persisted`);
+  * requests with `feed(input)`: the pump feeds it and sends back what
+    `core.feed` returned or raised (`StreamIn` for an inbound TCP stream,
+    `WriteJob`, `Join`, `SetDrained`, ...).  `feed_tracked` also returns a
+    `StreamTracker` for the TCP streams that input opened, so a caller can
+    wait for e.g. the outcome of a cluster-wide key change;
+  * the results of our own dials (`dial_result`), fed as `StreamReply`.
+
+Reads do not go through the pump: they use the core's read-only view
+(node.core.view) between pump turns; see there why that is consistent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from gossip.events import Address, OpenStream
+from gossip.messages import Message
+from node.core.inputs import Datagram, Input, StreamIn, StreamReply
+from node.core.node_core import NodeCore
+from node.core.outputs import CoreOutput
+from node.telemetry.metrics import AgentMetrics
+
+log = logging.getLogger("shoal.agent")
+
+INPUT_QUEUE_DEPTH = 1024
+
+
+@dataclass
+class StreamTracker:
+    """Outcomes of the TCP streams one fed input opened: stream id -> (addr, error or None)."""
+
+    pending: set[int] = field(default_factory=set)
+    outcomes: dict[int, tuple[Address, str | None]] = field(default_factory=dict)
+    done: trio.Event = field(default_factory=trio.Event)
+
+    def _opened(self, stream_id: int) -> None:
+        self.pending.add(stream_id)
+
+    def _closed(self, stream_id: int, addr: Address, error: str | None) -> None:
+        self.pending.discard(stream_id)
+        self.outcomes[stream_id] = (addr, error)
+        if not self.pending:
+            self.done.set()
+
+    def _sealed(self) -> None:
+        if not self.pending:
+            self.done.set()
+
+    async def wait(self, timeout_s: float) -> None:
+        with trio.move_on_after(timeout_s):
+            await self.done.wait()
+
+
+@dataclass(slots=True)
+class _Request:
+    inp: Input
+    reply: trio.MemorySendChannel[tuple[bool, Any]]
+    tracker: StreamTracker | None
+
+
+@dataclass(slots=True)
+class _DialResult:
+    cmd: OpenStream
+    reply: Message | None
+    error: str | None
+
+
+Dispatch = Callable[[list[CoreOutput], float], None]
+
+
+class Pump:
+    def __init__(self, metrics: AgentMetrics, dispatch: Dispatch,
+                 on_dial_result: Callable[[OpenStream, str | None], None]) -> None:
+        self._metrics = metrics
+        self._dispatch = dispatch
+        self._on_dial_result = on_dial_result
+        self._send, self._recv = trio.open_memory_channel[object](INPUT_QUEUE_DEPTH)
+        self._trackers: dict[int, StreamTracker] = {}
+
+    # ---- putting things in
+    async def feed(self, inp: Input) -> Any:
+        """Feed inp inside the pump; return what core.feed returned, or raise what it raised."""
+        result, _ = await self._request(inp, None)
+        return result
+
+    async def feed_tracked(self, inp: Input) -> tuple[Any, StreamTracker]:
+        tracker = StreamTracker()
+        return await self._request(inp, tracker)
+
+    async def _request(self, inp: Input, tracker: StreamTracker | None) -> tuple[Any, StreamTracker]:
+        send, recv = trio.open_memory_channel[tuple[bool, Any]](1)
+        await self._send.send(_Request(inp, send, tracker))
+        async with recv:
+            ok, value = await recv.receive()
+        if not ok:
+            raise value
+        return value, tracker  # type: ignore[return-value]  # None only when not tracked
+
+    async def post(self, inp: Input) -> None:
+        """Queue inp for the pump; nobody waits for its result."""
+        await self._send.send(inp)
+
+    def offer_datagram(self, data: bytes, src: Address) -> None:
+        try:
+            self._send.send_nowait(Datagram(data, src))
+        except trio.WouldBlock:
+            self._metrics.drop("input_queue_full")
+
+    async def stream(self, msg: Message, src: Address) -> bytes | None:
+        """An inbound TCP stream's message: the reply bytes the core produced."""
+        try:
+            reply: bytes | None = await self.feed(StreamIn(msg, src))
+        except Exception:  # a core bug must not take the agent down
+            log.exception("core failed on a stream from %s", src)
+            self._metrics.drop("core_error")
+            return None
+        return reply
+
+    async def dial_result(self, cmd: OpenStream, reply: Message | None, error: str | None) -> None:
+        await self._send.send(_DialResult(cmd, reply, error))
+
+    # ---- the task
+    async def run(self, core: NodeCore) -> None:
+        recv = self._recv
+        self._dispatch(core.drain(), trio.current_time())  # our first status
+        while True:
+            deadline = core.next_deadline()
+            item = None
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                item = await recv.receive()
+            now = trio.current_time()
+            # --- no await from here to the end of the loop body ---
+            if item is not None:
+                tracker = self._feed(core, item, now)
+                self._hand_out(core.drain(), now, tracker)
+                if tracker is not None:
+                    tracker._sealed()
+            deadline = core.next_deadline()
+            if deadline is not None and deadline <= now:
+                core.handle_timers(now)
+                self._hand_out(core.drain(), now, None)
+
+    def _feed(self, core: NodeCore, item: object, now: float) -> StreamTracker | None:
+        match item:
+            case _Request(inp, reply, tracker):
+                try:
+                    reply.send_nowait((True, core.feed(inp, now)))
+                except Exception as e:  # noqa: BLE001 -- the caller gets it, the pump goes on
+                    reply.send_nowait((False, e))
+                return tracker
+            case _DialResult(cmd, reply, error):
+                self._on_dial_result(cmd, error)
+                tracker = self._trackers.pop(cmd.stream_id, None)
+                if tracker is not None:
+                    tracker._closed(cmd.stream_id, cmd.addr, error)
+                core.feed(StreamReply(cmd.stream_id, reply), now)
+            case _:
+                try:
+                    core.feed(item, now)  # type: ignore[call-overload]  # a posted Input
+                except Exception:  # a core bug must not take the agent down
+                    log.exception("core failed on %s", type(item).__name__)
+                    self._metrics.drop("core_error")
+        return None
+
+    def _hand_out(self, outputs: list[CoreOutput], now: float, tracker: StreamTracker | None) -> None:
+        if tracker is not None:
+            for out in outputs:
+                if isinstance(out, OpenStream):
+                    tracker._opened(out.stream_id)
+                    self._trackers[out.stream_id] = tracker
+        self._dispatch(outputs, now)

@@ -1,0 +1,113 @@
+"""Between the container runtime and the node core.
+
+How this works: `make_runtime` builds the runtime the config names (the fake
+one, or Docker with callbacks that feed `ReplicaGaveUp` / `SetHealth` to the
+core).  `watch_runtime` polls the runtime's non-blocking snapshots every
+`RUNTIME_POLL_S` and feeds the core what changed: the local images
+(`ImageInventory`: calls for bids for a missing image are declined) and each
+slot's state (`RuntimeSlots`: published in our status record, so any agent
+can say whether a placed replica runs), publishing each slot's change as a
+`container_state` event.  `watch_claims_replayed` tells the runtime once our
+claims agree with our live peers', after which it may remove containers
+nobody wants.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from node.agent.config import ConfigError
+from node.core.inputs import ImageInventory, ReplicaGaveUp, RuntimeSlots, SetHealth
+from node.runtime.fake import FakeRuntime
+
+if TYPE_CHECKING:
+    from node.agent.agent import Agent
+
+log = logging.getLogger("shoal.agent")
+
+CLAIMS_REPLAYED_POLL_S = 0.5
+RUNTIME_POLL_S = 0.5
+
+
+def make_runtime(agent: Agent) -> Any:
+    cfg = agent.config
+    if cfg.runtime == "fake":
+        return FakeRuntime()
+    try:
+        # Optional: the docker client library may not be installed.
+        from node.runtime.docker import DockerRuntime, DockerRuntimeConfig
+    except ImportError as e:
+        raise ConfigError("runtime", f"the docker runtime cannot be loaded: {e}") from None
+    rt_cfg = DockerRuntimeConfig(docker_host=cfg.docker_host) if cfg.docker_host else DockerRuntimeConfig()
+
+    def gave_up(slot: str, reason: str) -> Awaitable[Any]:
+        log.warning("runtime gave up on %s here: %s", slot, reason)
+        return agent.pump.feed(ReplicaGaveUp(slot, reason))
+
+    def health(healthy: bool, reason: str) -> Awaitable[Any]:
+        return agent.pump.feed(SetHealth(healthy, reason))
+
+    return DockerRuntime(agent.name, rt_cfg, on_give_up=gave_up, on_health=health)
+
+
+async def watch_claims_replayed(agent: Agent) -> None:
+    """Tell the runtime once our claims match our live peers' (after the
+    first placement pass replayed our own): containers it finds and that
+    nobody wants may go from then on."""
+    await trio.sleep(agent.view.placement_interval_s * 1.5)
+    while not agent.view.claims_replayed():
+        await trio.sleep(CLAIMS_REPLAYED_POLL_S)
+    log.info("claims replayed and in agreement with peers: runtime may remove undesired containers")
+    agent.runtime.desired_complete()
+
+
+async def watch_runtime(agent: Agent) -> None:
+    """Every RUNTIME_POLL_S, feed the core what the runtime reports when it
+    changed.  Both reads are non-blocking snapshots the runtime keeps up to
+    date in its own passes."""
+    images_fn = getattr(agent.runtime, "images", None)
+    slots_fn = getattr(agent.runtime, "slot_states", None)
+    last_images: object = ()  # never equal to a report: the first one goes through
+    last_slots: dict[str, tuple[str, str]] | None = None
+    while True:
+        if callable(images_fn):
+            try:
+                images = images_fn()
+            except Exception:  # a runtime bug must not stop the reports
+                log.exception("runtime images() failed")
+                images = None
+            if images != last_images:
+                await agent.pump.feed(ImageInventory(images))
+                log.info("runtime images: %s", "unknown (nothing declined)" if images is None else
+                         ", ".join(sorted(i for i in images if not i.startswith("sha256:"))) or "none")
+                last_images = images
+        if callable(slots_fn):
+            try:
+                slots = dict(slots_fn())
+            except Exception:
+                log.exception("runtime slot_states() failed")
+                slots = last_slots or {}
+            if slots != last_slots:
+                _container_events(agent, last_slots or {}, slots)
+                await agent.pump.feed(RuntimeSlots(slots))
+                last_slots = slots
+        await trio.sleep(RUNTIME_POLL_S)
+
+
+def _container_events(agent: Agent, old: dict[str, tuple[str, str]], new: dict[str, tuple[str, str]]) -> None:
+    changed = False
+    for slot, (state, reason) in sorted(new.items()):
+        if old.get(slot) != (state, reason):
+            changed = True
+            agent.events.publish("container_state", node=agent.name, slot=slot, state=state, reason=reason)
+            log.log(logging.WARNING if state == "failed" else logging.INFO, "slot %s here: %s%s",
+                    slot, state, f" ({reason})" if reason else "")
+    for slot in sorted(set(old) - set(new)):
+        changed = True
+        agent.events.publish("container_state", node=agent.name, slot=slot, state="gone", reason="")
+    if changed:
+        agent.indexes.bump("jobs")

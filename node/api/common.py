@@ -1,0 +1,134 @@
+"""What every route of the agent's HTTP API shares.
+
+How this works: `ApiError` is raised by handlers and turned into
+{"error": ...} with its status by the app (node.api.server); bodies are read
+with a size bound (`read_body`, `json_body`); blocking reads wait as
+`?index=&wait=` ask and then read the core's view (`blocking_read`, see
+node.api.blocking); requests for another node are forwarded to the API
+address it publishes in its `api` tag (`peer_api_url`, `forward_headers`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from node.agent.config import ConfigError, HostPort, parse_host_port
+from node.agent.tags import decode_tags
+from node.api import views
+from node.api.blocking import parse_index, parse_wait
+from node.core.view import CoreView
+
+if TYPE_CHECKING:
+    from node.agent.agent import Agent
+
+MAX_BODY_BYTES = 64 * 1024
+FORWARD_TIMEOUT_S = 10.0
+FORWARDED_HEADER = "X-Shoal-Forwarded-By"
+INDEX_HEADER = "X-Shoal-Index"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, reading no more than limit + 1 bytes (413 beyond)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body is {declared} bytes; the limit is {limit}", limit_bytes=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body larger than {limit} bytes", limit_bytes=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    body = await read_body(request, MAX_BODY_BYTES)
+    if not body:
+        return {}
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        raise ApiError(400, "request body is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return obj
+
+
+def agent_of(request: Request) -> Agent:
+    agent: Agent = request.app.state.agent
+    return agent
+
+
+async def blocking_read(request: Request, resource: str,
+                        fn: Callable[[CoreView, float], Any]) -> tuple[int, Any]:
+    """Wait as a blocking query asks (?index=&wait=), then read (index, fn(view, now))."""
+    try:
+        index = parse_index(request.query_params.get("index"))
+        wait_s = parse_wait(request.query_params.get("wait"))
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+    agent = agent_of(request)
+    if index is not None:
+        await agent.indexes.wait_past(resource, index, wait_s)
+    return agent.ops.read(resource, fn)
+
+
+def indexed(body: Any, index: int, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status_code, headers={INDEX_HEADER: str(index)})
+
+
+def peer_target(view: CoreView, name: str) -> dict[str, Any] | None:
+    """How to reach member name: {status, addr, api} (None: not a member)."""
+    m = view.member(name)
+    if m is None:
+        return None
+    return {"status": views.member_view(m, 0.0)["status"], "addr": m.addr.host,
+            "api": decode_tags(m.meta).get("api")}
+
+
+def peer_api_url(target: dict[str, Any]) -> str | None:
+    """http://HOST:PORT of a peer's API from its `api` tag, or None when it
+    cannot be reached from here (no tag, or loopback on another host)."""
+    if not target["api"]:
+        return None
+    try:
+        hp = parse_host_port(target["api"], "api")
+    except ConfigError:
+        return None
+    if hp.is_wildcard:
+        hp = HostPort(target["addr"], hp.port)
+    elif hp.is_loopback and not HostPort(target["addr"], 0).is_loopback:
+        return None
+    return f"http://{hp}"
+
+
+def flag(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes", "on", "")
+
+
+def forward_headers(request: Request, agent: Agent) -> dict[str, str]:
+    headers = {FORWARDED_HEADER: agent.name}
+    auth = request.headers.get("authorization")
+    if auth:
+        headers["Authorization"] = auth
+    elif agent.config.api_token:
+        headers["Authorization"] = f"Bearer {agent.config.api_token}"
+    return headers

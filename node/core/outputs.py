@@ -1,0 +1,104 @@
+"""What the node core asks of its driver: the typed outputs of `NodeCore.drain()`.
+
+How this works: every output is a frozen value; `NodeCore.drain()` returns
+them in the order the core produced them, and the driver (the trio agent, the
+simulator) acts on each in that order.  Three families come out of one list:
+
+  * the core's own commands and events, defined here (durable writes with or
+    without an ack token, job / claim / status changes);
+  * placement's, defined next to their producer in `auction.placement` and
+    `auction.auctioneer` and re-exported here so a driver imports every output
+    type from one place (StartReplica, StopReplica, AwardAccepted, SlotPending,
+    RoundClosed);
+  * gossip's (`gossip.events.Output`: SendDatagram, OpenStream, Member*,
+    PayloadUpdated, PacketDropped, JoinCompleted, User*), passed through after
+    the core consumed the ones meant for it.
+
+Durability contract: `PersistEntries(token=t)` with a token is a local job
+write; the driver writes it durably and then feeds `inputs.Persisted(t)` (or
+`inputs.AbandonWrite(t)` if it could not), and only then does the core emit
+`JobWriteDone(t)` and gossip the entry.  Every other durable write (token
+None, claims, forgets) needs no ack: a peer holds the data too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from auction.auctioneer import RoundClosed
+from auction.claims import Claim
+from auction.placement import AwardAccepted, SlotPending, StartReplica, StopReplica
+from gossip.events import Output as GossipOutput
+from node.core.jobstore import Entry
+from node.core.status import NodeStatus
+
+__all__ = [
+    "AwardAccepted", "ClaimChanged", "CoreOutput", "ForgetClaims", "ForgetEntries", "JobChanged",
+    "JobWriteDone", "NodeStatusChanged", "PersistClaims", "PersistEntries", "RoundClosed", "SlotPending",
+    "StartReplica", "StopReplica",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PersistEntries:
+    """Write these entries durably; if token is not None, then feed
+    `Persisted(token)` (or `AbandonWrite(token)` if the write failed)."""
+
+    entries: tuple[Entry, ...]
+    token: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetEntries:
+    """Tombstones collected: delete them from durable storage (no ack)."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobWriteDone:
+    """The local write fed with this token is durable and acknowledged."""
+
+    token: int
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class JobChanged:
+    """The desired state changed (local write or learned from a peer)."""
+
+    entry: Entry
+    local: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatusChanged:
+    """Another node's published status record changed (ours comes as
+    gossip's PayloadUpdated for our own name)."""
+
+    status: NodeStatus
+
+
+@dataclass(frozen=True, slots=True)
+class PersistClaims:
+    """Write our view of the claims durably (no ack): after a reboot with no
+    peer reachable, an agent restarts the replicas it holds claims for."""
+
+    claims: tuple[Claim, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetClaims:
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimChanged:
+    claim: Claim
+
+
+CoreOutput = (
+    PersistEntries | ForgetEntries | JobWriteDone | JobChanged | NodeStatusChanged | PersistClaims
+    | ForgetClaims | ClaimChanged | StartReplica | StopReplica | AwardAccepted | SlotPending | RoundClosed
+    | GossipOutput
+)

@@ -1,0 +1,151 @@
+"""A read-only view of a live node core, for the API, the metrics and tests.
+
+How this works: `CoreView` wraps one `NodeCore` and answers questions about
+it (members, statuses, jobs, claims, pending reasons, counters) without
+exposing the core's parts (`core.swim`, `core.placement`) or any method that
+changes them.  It copies nothing: every read looks at the live core, and
+mappings come back as read-only proxies over the core's own dicts.
+
+That is safe because the core has one driver at a time and is never changed
+while a read runs: the trio agent reads only between pump turns (its tasks
+share one thread, and a read has no `await` in it), the simulator between
+events.  A read that must be consistent across several calls (one API
+answer) does all of them with no `await` in between.  Do not keep what a read
+returned across an `await`: proxies change as the core does.
+
+One read is not pure: `overcommit(now)` asks the ledger, which first expires
+reservations whose time is up (as the core's own next ledger read would).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from auction.claims import Claim
+from auction.ledger import OvercommitError
+from auction.placement import PlacementConfig
+from auction.spec import JobSpec
+from gossip.events import MemberInfo
+from node.core.jobstore import Entry
+from node.core.status import NodeStatus, RuntimeSummary
+
+if TYPE_CHECKING:
+    from node.core.node_core import ClusterConfig, NodeCore
+
+
+class CoreView:
+    __slots__ = ("_core", "ballot_id", "counters", "name", "statuses")
+
+    def __init__(self, core: NodeCore) -> None:
+        self._core = core
+        self.name: str = core.name
+        self.ballot_id: str = core.ballot_id
+        self.statuses: Mapping[str, NodeStatus] = MappingProxyType(core.statuses)
+        """Every node's last published status record we know (ours included)."""
+        self.counters: Mapping[str, int] = MappingProxyType(core.counters)
+
+    # ---- membership (gossip)
+    def members(self) -> list[MemberInfo]:
+        return self._core.swim.members()
+
+    def member(self, name: str) -> MemberInfo | None:
+        return self._core.swim.member(name)
+
+    def alive_names(self) -> set[str]:
+        return self._core.swim.alive_names()
+
+    def health_score(self) -> int:
+        """Lifeguard's local health multiplier (0 is healthy)."""
+        return self._core.swim.health_score()
+
+    def gossip_stats(self) -> dict[str, int]:
+        return self._core.swim.stats()
+
+    def pending_broadcasts(self) -> int:
+        return self._core.swim.pending_broadcasts()
+
+    # ---- node statuses
+    @property
+    def status(self) -> NodeStatus:
+        """Our own status record, as last built (published or about to be)."""
+        return self._core.status()
+
+    def live_statuses(self) -> dict[str, NodeStatus]:
+        """Statuses of members currently believed alive (and ourselves)."""
+        return self._core.live_statuses()
+
+    @property
+    def runtime_summary(self) -> RuntimeSummary | None:
+        """Our runtime's latest report, before fitting it into the record."""
+        return self._core.runtime_summary
+
+    # ---- jobs
+    def jobs(self) -> list[Entry]:
+        """Live (not deleted) jobs, durable here."""
+        return self._core.store.live()
+
+    def job(self, name: str) -> Entry | None:
+        """The entry for name, tombstone included (None if never seen)."""
+        return self._core.store.get(name)
+
+    @property
+    def live_job_count(self) -> int:
+        return self._core.store.live_count
+
+    def store_digest(self) -> bytes:
+        return self._core.store.digest()
+
+    def spec_of(self, entry: Entry | None) -> JobSpec | None:
+        """The parsed spec of an entry (None: deleted or unreadable)."""
+        return self._core.placement.spec_of(entry)
+
+    # ---- claims and placement
+    def claims(self) -> Mapping[str, Claim]:
+        """Every claim we know, slot key -> claim (released ones included)."""
+        return MappingProxyType(self._core.placement.claims.entries)
+
+    def claims_digest(self) -> bytes:
+        return self._core.placement.claims.digest()
+
+    def winning_claim(self, slot: str) -> Claim | None:
+        return self._core.placement.winning_claim(slot)
+
+    def pending_reasons(self) -> Mapping[str, str]:
+        """Slots this node coordinates whose last auction left them pending,
+        slot -> why."""
+        return MappingProxyType(self._core.placement.pending_reasons)
+
+    def busy_slots(self, job: str) -> set[int]:
+        """Indices of job's slots in an auction this node runs right now."""
+        return self._core.placement.auctioneer.busy_slots(job)
+
+    @property
+    def placement_interval_s(self) -> float:
+        return self._core.placement.cfg.placement_interval_s
+
+    @property
+    def cluster_config(self) -> ClusterConfig:
+        """The [cluster] settings this core runs with."""
+        return self._core.cfg
+
+    @property
+    def placement_config(self) -> PlacementConfig:
+        """The [placement] settings this core runs with."""
+        return self._core.placement.cfg
+
+    def claims_replayed(self) -> bool:
+        """Our claims digest matches every live peer's (and there is one)."""
+        mine = self.claims_digest()
+        peers = [s.claims_digest for n, s in self.live_statuses().items() if n != self.name]
+        return bool(peers) and all(d == mine for d in peers)
+
+    def overcommit(self, now: float) -> str | None:
+        """Why our ledger holds more than our capacity (None if it does not,
+        or only because replicas we found running were adopted)."""
+        try:
+            self._core.placement.ledger.check(now)
+        except OvercommitError as e:
+            return str(e)
+        return None
