@@ -1,0 +1,247 @@
+"""The node core's contract: what a driver feeds in, and what comes out.
+
+Two (or three) `NodeCore`s are joined by a fake link that delivers every
+datagram and stream at once, on a clock the test moves; each test feeds
+inputs from node.core.inputs and asserts on the outputs (node.core.outputs)
+and on the read-only view, as a driver would see them.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from auction.claims import slot_key
+from auction.placement import PlacementConfig
+from auction.resources import Resources
+from auction.spec import validate
+from gossip.config import LOCAL
+from gossip.events import Address, MemberJoined, OpenStream, SendDatagram
+from node.core.inputs import (
+    AbandonWrite,
+    Datagram,
+    Join,
+    Persisted,
+    ReplicaGaveUp,
+    RuntimeSlots,
+    SendToMembers,
+    SetDrained,
+    SetHealth,
+    StreamIn,
+    StreamReply,
+    WriteJob,
+)
+from node.core.node_core import ClusterConfig, NodeCore
+from node.core.outputs import (
+    ClaimChanged,
+    JobChanged,
+    JobWriteDone,
+    NodeStatusChanged,
+    PersistEntries,
+    StartReplica,
+    StopReplica,
+)
+
+GiB = 1 << 30
+FAST = PlacementConfig(placement_interval_s=0.25, auction_ttl_s=0.1, claim_wait_s=1.0,
+                       min_backoff_s=0.2, max_backoff_s=2.0)
+CLUSTER = ClusterConfig(store_sync_interval_s=0.5, status_min_interval_s=0.2, status_digest_quiet_s=0.2)
+STEP_S = 0.01
+
+
+class Link:
+    """n node cores on a lossless, zero-delay link; outputs other than
+    datagrams and streams are kept per node in `seen` (and `fresh` since the
+    last `take`)."""
+
+    def __init__(self, n: int = 2, seed: int = 1) -> None:
+        rng = random.Random(seed)
+        self.now = 0.0
+        self.addrs = [Address("10.0.0.1", 7000 + i) for i in range(n)]
+        self.cores = [NodeCore(name=f"n{i}", addr=self.addrs[i],
+                               gossip_config=LOCAL, rng=random.Random(rng.getrandbits(64)), now=0.0,
+                               capacity=Resources(2000, 4 * GiB, 0), cluster_config=CLUSTER,
+                               placement_config=FAST) for i in range(n)]
+        self.by_port = {a.port: i for i, a in enumerate(self.addrs)}
+        self.seen: list[list[Any]] = [[] for _ in range(n)]
+        self.fresh: list[list[Any]] = [[] for _ in range(n)]
+        self._route()
+
+    def feed(self, i: int, inp: Any) -> Any:
+        result = self.cores[i].feed(inp, self.now)
+        self._route()
+        return result
+
+    def take(self, i: int) -> list[Any]:
+        out, self.fresh[i] = self.fresh[i], []
+        return out
+
+    def join_all(self) -> None:
+        for i in range(1, len(self.cores)):
+            self.feed(i, Join((self.addrs[0],)))
+        self.run(1.0)
+
+    def run(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.now = round(self.now + STEP_S, 6)
+            for core in self.cores:
+                deadline = core.next_deadline()
+                if deadline is not None and deadline <= self.now:
+                    core.handle_timers(self.now)
+            self._route()
+
+    def _route(self) -> None:
+        busy = True
+        while busy:
+            busy = False
+            for i, core in enumerate(self.cores):
+                for out in core.drain():
+                    busy = True
+                    if isinstance(out, SendDatagram):
+                        dst = self.cores[self.by_port[out.addr.port]]
+                        dst.feed(Datagram(out.data, self.addrs[i]), self.now)
+                    elif isinstance(out, OpenStream):
+                        self._stream(i, out)
+                    else:
+                        self.seen[i].append(out)
+                        self.fresh[i].append(out)
+
+    def _stream(self, i: int, cmd: OpenStream) -> None:
+        src, dst = self.cores[i], self.cores[self.by_port[cmd.addr.port]]
+        msg = _decode(dst.stream_decoder(True), cmd.data)
+        reply = dst.feed(StreamIn(msg, self.addrs[i]), self.now)
+        if cmd.expect_reply:
+            answer = _decode(src.stream_decoder(False), reply) if reply is not None else None
+            src.feed(StreamReply(cmd.stream_id, answer), self.now)
+
+
+def _decode(decoder: Any, data: bytes) -> Any:
+    msg = decoder.feed(data)
+    return msg if msg is not None else decoder.feed_eof()
+
+
+def _spec(name: str, replicas: int = 1) -> bytes:
+    return validate({"name": name, "image": "busybox", "replicas": replicas, "cpu": 0.5,
+                     "memory": "256MiB"}).canonical_json()
+
+
+def _of(outputs: list[Any], cls: type) -> list[Any]:
+    return [o for o in outputs if isinstance(o, cls)]
+
+
+def test_a_write_is_invisible_until_persisted_then_acknowledged_and_gossiped():
+    link = Link()
+    link.join_all()
+    link.take(0), link.take(1)
+    entry = link.feed(0, WriteJob("web", _spec("web"), token=7))
+    assert entry.name == "web" and entry.spec == _spec("web")
+    assert _of(link.take(0), PersistEntries) == [PersistEntries((entry,), 7)]
+    link.run(1.0)
+    assert link.cores[0].view.job("web") is None  # not readable before durable
+    assert link.cores[1].view.job("web") is None  # nor spread
+    assert not _of(link.take(0), JobWriteDone)
+
+    link.feed(0, Persisted(7))
+    out = link.take(0)
+    assert JobWriteDone(7, entry) in out and JobChanged(entry, True) in out
+    assert link.cores[0].view.job("web") == entry
+    link.run(1.0)
+    assert link.cores[1].view.job("web") == entry
+    peer = link.take(1)
+    assert JobChanged(entry, False) in peer
+    assert PersistEntries((entry,), None) in peer  # the peer writes it, nobody waits
+
+
+def test_an_abandoned_write_leaves_no_trace():
+    link = Link()
+    link.join_all()
+    link.feed(0, WriteJob("web", _spec("web"), token=3))
+    link.take(0)
+    link.feed(0, AbandonWrite(3))
+    link.feed(0, Persisted(3))  # a late ack for a forgotten write does nothing
+    link.run(2.0)
+    assert not _of(link.take(0), JobWriteDone)
+    assert [c.view.job("web") for c in link.cores] == [None, None]
+    assert [c.view.live_job_count for c in link.cores] == [0, 0]
+
+
+def test_a_refused_write_raises_and_emits_nothing():
+    link = Link(1)
+    link.take(0)
+    with pytest.raises(ValueError, match="the limit is"):
+        link.feed(0, WriteJob("huge", b"x" * (1 << 20), token=1))
+    assert link.take(0) == []
+
+
+def test_the_drain_flag_and_health_are_published_in_the_status():
+    link = Link()
+    link.join_all()
+    link.feed(0, SetDrained(True))
+    link.feed(0, SetHealth(False, "disk full"))
+    assert link.cores[0].view.status.drained
+    link.run(1.0)
+    seen = link.cores[1].view.statuses["n0"]
+    assert seen.drained and not seen.healthy and seen.unhealthy_reason == "disk full"
+    assert not seen.eligible
+    assert any(s.status.name == "n0" and s.status.drained for s in _of(link.take(1), NodeStatusChanged))
+
+
+def test_runtime_slots_reach_peers_through_the_status():
+    link = Link()
+    link.join_all()
+    link.feed(0, RuntimeSlots({"web/0": ("running", ""), "web/1": ("failed", "exit 1")}))
+    link.run(1.0)
+    summary = link.cores[1].view.statuses["n0"].runtime
+    assert summary is not None
+    assert summary.state_of("web", 0) == ("running", "")
+    assert summary.state_of("web", 1) == ("failed", "exit 1")
+
+
+def test_a_replica_given_up_releases_its_claim_and_stops_here():
+    link = Link(3)
+    link.join_all()
+    link.feed(0, WriteJob("web", _spec("web"), token=1))
+    link.feed(0, Persisted(1))
+    link.run(3.0)
+    holders = [i for i in range(3) if _of(link.seen[i], StartReplica)]
+    assert len(holders) == 1, holders
+    holder = holders[0]
+    slot = slot_key("web", 0)
+    assert link.cores[holder].view.winning_claim(slot).node == f"n{holder}"
+    link.take(holder)
+
+    link.feed(holder, ReplicaGaveUp(slot, "exited 1 five times"))
+    out = link.take(holder)
+    released = [c.claim for c in _of(out, ClaimChanged) if c.claim.name == slot]
+    assert released and released[0].released and released[0].node == f"n{holder}"
+    assert _of(out, StopReplica) and _of(out, StopReplica)[0].slot == slot
+    link.run(3.0)
+    claim = link.cores[holder].view.winning_claim(slot)
+    assert claim is not None and not claim.released and claim.node != f"n{holder}"  # moved elsewhere
+
+
+def test_send_to_members_opens_a_stream_to_each_other_member_and_returns_their_names():
+    link = Link(3)
+    link.join_all()
+    sent = link.cores[0].feed(SendToMembers(b"hello"), link.now)
+    assert sorted(sent) == ["n1", "n2"]
+    streams = _of(link.cores[0].drain(), OpenStream)
+    assert sorted(s.addr.port for s in streams) == [7001, 7002]
+
+
+def test_a_join_answers_the_stream_and_both_sides_learn_each_other():
+    link = Link()
+    link.feed(1, Join((link.addrs[0],)))
+    assert {m.member.name for m in _of(link.seen[1], MemberJoined)} >= {"n0"}
+    assert {m.member.name for m in _of(link.seen[0], MemberJoined)} >= {"n1"}
+    assert link.cores[0].view.alive_names() == {"n0", "n1"}
+
+
+@pytest.mark.parametrize("bad", ["write web", ("WriteJob", "web"), None, Persisted])
+def test_anything_that_is_not_an_input_is_refused(bad):
+    core = Link(1).cores[0]
+    with pytest.raises(TypeError, match="not a node core input"):
+        core.feed(bad, 0.0)
