@@ -28,11 +28,11 @@ class Stamp:
     counter: int
     node: str
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[object]:
         return [self.wall_ms, self.counter, self.node]
 
     @classmethod
-    def from_wire(cls, raw) -> "Stamp":
+    def from_wire(cls, raw: object) -> "Stamp":
         if (not isinstance(raw, (list, tuple)) or len(raw) != 3 or not isinstance(raw[0], int)
                 or not isinstance(raw[1], int) or not isinstance(raw[2], str)
                 or raw[0] < 0 or raw[1] < 0 or len(raw[2]) > 512):

@@ -59,11 +59,11 @@ class Entry:
             return self.stamp > other.stamp
         return self.entry_hash() > other.entry_hash()
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[object]:
         return [self.name, self.stamp.to_wire(), self.spec]
 
     @classmethod
-    def from_wire(cls, raw, max_spec_bytes: int) -> "Entry":
+    def from_wire(cls, raw: object, max_spec_bytes: int) -> "Entry":
         if not isinstance(raw, (list, tuple)) or len(raw) != 3:
             raise ValueError("malformed entry")
         name, stamp, spec = raw

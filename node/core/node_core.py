@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, overload
 
@@ -43,6 +43,7 @@ from auction.claims import Claim
 from auction.messages import Award, Bid, CallForBids, Decline, Release
 from auction.placement import AwardAccepted, Placement, PlacementConfig
 from auction.resources import Resources
+from auction.spec import JobSpec
 from gossip.config import GossipConfig
 from gossip.events import (
     Address,
@@ -52,7 +53,6 @@ from gossip.events import (
     MemberState,
     MemberSuspected,
     MemberUpdated,
-    Output,
     PayloadUpdated,
     UserBroadcast,
     UserMessage,
@@ -163,15 +163,19 @@ class NodeCore:
         # would otherwise reuse that round for the slot and two nodes could
         # accept the same ballot (found by the placement swarm, seed 65).
         self.ballot_id = f"{name}#{_base36(self._wall_ms(now))}"
+        # The claims map is placement's (`placement.claims`); the core keeps a
+        # typed handle on it for anti-entropy, which needs more than
+        # placement's view of it.
+        self._claims: LwwMap[Claim] = LwwMap(MAX_ENTRIES)
         self.placement = Placement(name, capacity, rng, placement_config or PlacementConfig(),
-                                   claims=LwwMap(MAX_ENTRIES), ballot_id=self.ballot_id)
+                                   claims=self._claims, ballot_id=self.ballot_id)
         for claim in stored_claims or ():
-            self.placement.claims.merge(claim)
-        self._maps = {wire.MAP_JOBS: self.store, wire.MAP_CLAIMS: self.placement.claims}
+            self._claims.merge(claim)
+        self._maps: dict[int, LwwMap[Any]] = {wire.MAP_JOBS: self.store, wire.MAP_CLAIMS: self._claims}
         self.statuses: dict[str, NodeStatus] = {}
         self._status = NodeStatus(name, capacity, Resources(0, 0, 0), dict(labels or {}),
                                   agent_version=agent_version)
-        self._outputs: list[Output] = []
+        self._outputs: list[CoreOutput] = []
         self._pending_writes: dict[int, Entry] = {}
         self._timers: list[tuple[float, int, str]] = []
         self._timer_seq = 0
@@ -395,10 +399,11 @@ class NodeCore:
                 self._send(msg.coordinator, reply, now, reliable=False)
                 if isinstance(reply, Bid):
                     self._update_allocated(now)
-            case Bid() | Decline():
-                handler = (self.placement.auctioneer.on_bid if isinstance(msg, Bid)
-                           else self.placement.auctioneer.on_decline)
-                for out in handler(msg, now):
+            case Bid():
+                for out in self.placement.auctioneer.on_bid(msg, now):
+                    self._auction_output(out, now)
+            case Decline():
+                for out in self.placement.auctioneer.on_decline(msg, now):
                     self._auction_output(out, now)
             case Award():
                 self._on_award(msg, origin, now)
@@ -450,7 +455,7 @@ class NodeCore:
         s = self._status
         self._status = NodeStatus(s.name, s.capacity, s.allocated, s.labels, s.drained, s.healthy,
                                   s.unhealthy_reason, s.agent_version, self.store.digest(),
-                                  self.store.live_count, self.placement.claims.digest(),
+                                  self.store.live_count, self._claims.digest(),
                                   self.runtime_summary).fit(PAYLOAD_MAX_BYTES)
         self.statuses[self.name] = self._status
         self.swim.set_payload(self._status.encode(), now)
@@ -565,8 +570,10 @@ class NodeCore:
     # ---- anti-entropy
     def _sync_tick(self, now: float) -> None:
         statuses = self.live_statuses()
-        for map_id, lww, digest_of in ((wire.MAP_JOBS, self.store, lambda s: s.store_digest),
-                                       (wire.MAP_CLAIMS, self.placement.claims, lambda s: s.claims_digest)):
+        maps: tuple[tuple[int, LwwMap[Any], Callable[[NodeStatus], bytes]], ...] = (
+            (wire.MAP_JOBS, self.store, lambda s: s.store_digest),
+            (wire.MAP_CLAIMS, self._claims, lambda s: s.claims_digest))
+        for map_id, lww, digest_of in maps:
             mine = lww.digest()
             differing = [n for n, s in statuses.items() if n != self.name and digest_of(s) != mine]
             if differing:
@@ -582,7 +589,7 @@ class NodeCore:
             self._publish_status(now, digests_only=True)
         # Released claims: same rule, but their age is counted from when we
         # first saw them released (ballots are not timestamps).
-        claims = self.placement.claims
+        claims = self._claims
         others = [s.claims_digest for n, s in statuses.items() if n != self.name]
         if all(d == claims.digest() for d in others):
             min_age = self.cfg.tombstone_min_age_s
@@ -604,9 +611,9 @@ class NodeCore:
         if diff:
             self._send_entries(origin, map_id, lww.entries_in(diff), diff, now)
 
-    def _send_entries(self, peer: str, map_id: int, entries: list, want: list[int], now: float) -> None:
+    def _send_entries(self, peer: str, map_id: int, entries: list[Any], want: list[int], now: float) -> None:
         # Split so no single message exceeds SYNC_MESSAGE_MAX_BYTES.
-        batch: list = []
+        batch: list[Any] = []
         size = 0
         for entry in entries:
             cost = len(getattr(entry, "spec", None) or b"") + 128
@@ -617,7 +624,7 @@ class NodeCore:
             size += cost
         self._send(peer, wire.SyncEntries(map_id, tuple(batch), tuple(want)), now)
 
-    def _send(self, peer: str, msg, now: float, reliable: bool = True) -> None:
+    def _send(self, peer: str, msg: wire.NodeMessage, now: float, reliable: bool = True) -> None:
         data = wire.encode(msg)
         if not reliable and len(data) > UDP_USER_MAX_BYTES:
             reliable = True
@@ -643,7 +650,7 @@ class NodeCore:
         alive = self._alive_names()
         if self.name not in alive:
             return  # leaving: no new work
-        jobs = {e.name: e for e in self.store.live()}
+        jobs: dict[str, object] = {e.name: e for e in self.store.live()}
         deleted = {n for n, e in self.store.entries.items() if e.deleted}
         outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(),
                                            alive=alive, now=now)
@@ -658,7 +665,7 @@ class NodeCore:
             self._emit(cmd)
         self._update_allocated(now)
 
-    def _auction_output(self, out, now: float) -> None:
+    def _auction_output(self, out: object, now: float) -> None:
         if isinstance(out, SendTo):
             self._send(out.node, out.msg, now, reliable=False)
         elif isinstance(out, RoundClosed):
@@ -666,7 +673,7 @@ class NodeCore:
                 self._emit(ev)
             self._emit(out)
 
-    def _spec_for(self, job: str, spec_hash: str | None = None):
+    def _spec_for(self, job: str, spec_hash: str | None = None) -> JobSpec | None:
         """The job's spec from the store, or the one a call for bids carried
         when the store does not have this version yet."""
         spec = self.placement.spec_of(self.store.get(job))
@@ -692,14 +699,14 @@ class NodeCore:
             # heard of the newer claim.  For a claim that lost the merge
             # here, send the one that beat it.
             if origin != self.name:
-                current = [self.placement.claims.get(c.name) for c in claims]
+                current = [self._claims.get(c.name) for c in claims]
                 self._send(origin, wire.ClaimBroadcast(tuple(c for c in current if c is not None)),
                            now, reliable=False)
             self._reconcile(now)
 
     def _write_claims(self, claims: list[Claim], now: float) -> list[Claim]:
         """Merge our own claim writes and spread them; returns those that won."""
-        won = [c for c in claims if self.placement.claims.merge(c)]
+        won = [c for c in claims if self._claims.merge(c)]
         # Batch one award's claims into as few broadcasts as fit a packet.
         batch: list[Claim] = []
         for claim in won:
@@ -719,7 +726,7 @@ class NodeCore:
         return won
 
     def _merge_claims(self, claims: list[Claim], now: float) -> None:
-        changed = [c for c in claims if self.placement.claims.merge(c)]
+        changed = [c for c in claims if self._claims.merge(c)]
         if changed:
             for claim in changed:
                 self._emit(ClaimChanged(claim))

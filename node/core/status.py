@@ -25,6 +25,7 @@ Older agents publish no summary (`runtime` None) and ignore it in ours.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
@@ -79,11 +80,11 @@ class RuntimeSummary:
                 return state, reason
         return "starting", ""
 
-    def encode_raw(self) -> list:
+    def encode_raw(self) -> list[object]:
         return [self.truncated, {job: [list(r), [list(o) for o in other]] for job, (r, other) in self.jobs.items()}]
 
     @classmethod
-    def decode_raw(cls, raw) -> "RuntimeSummary | None":
+    def decode_raw(cls, raw: Any) -> "RuntimeSummary | None":  # lenient: any shape
         """Lenient: a summary we cannot read is treated as absent."""
         try:
             truncated, jobs = raw
@@ -127,7 +128,7 @@ class NodeStatus:
         return self.healthy and not self.drained
 
     def encode(self) -> bytes:
-        return msgpack.packb([
+        data: bytes = msgpack.packb([
             STATUS_VERSION, self.name,
             [self.capacity.cpu_millis, self.capacity.memory_bytes, self.capacity.disk_bytes],
             [self.allocated.cpu_millis, self.allocated.memory_bytes, self.allocated.disk_bytes],
@@ -135,6 +136,7 @@ class NodeStatus:
             self.store_digest, self.jobs, self.claims_digest,
             self.runtime.encode_raw() if self.runtime is not None else None,
         ], use_bin_type=True)
+        return data
 
     def fit(self, limit: int) -> "NodeStatus":
         """This record, with runtime summary jobs dropped (last names first)
@@ -171,7 +173,7 @@ class NodeStatus:
                    digest, jobs, claims, runtime)
 
 
-def _triple(v) -> bool:
+def _triple(v: object) -> bool:
     return isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) and x >= 0 for x in v)
 
 

@@ -10,6 +10,7 @@ when they arrive.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
@@ -61,7 +62,7 @@ class SyncDigest:
 @dataclass(frozen=True, slots=True)
 class SyncEntries:
     map_id: int
-    entries: tuple  # Entry for MAP_JOBS, Claim for MAP_CLAIMS
+    entries: tuple[Any, ...]  # Entry for MAP_JOBS, Claim for MAP_CLAIMS
     want: tuple[int, ...]  # buckets the sender wants back
 
 
@@ -94,7 +95,8 @@ def encode(msg: NodeMessage) -> bytes:
             body = [KIND_RELEASE, msg.auction_id, msg.coordinator]
         case _:
             raise TypeError(f"not a node message: {msg!r}")
-    return msgpack.packb(body, use_bin_type=True)
+    data: bytes = msgpack.packb(body, use_bin_type=True)
+    return data
 
 
 def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
@@ -126,6 +128,7 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
                 raise WireError("malformed entries")
             if not isinstance(want, list) or not all(isinstance(b, int) and 0 <= b < BUCKETS for b in want):
                 raise WireError("malformed want list")
+            parsed: tuple[Entry, ...] | tuple[Claim, ...]
             if map_id == MAP_JOBS:
                 parsed = tuple(Entry.from_wire(e, max_spec_bytes) for e in entries)
             else:
@@ -168,6 +171,6 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
     raise WireError(f"unknown message kind {kind}")
 
 
-def _texts(*values) -> None:
+def _texts(*values: object) -> None:
     if not all(isinstance(v, str) and len(v) <= MAX_TEXT_CHARS for v in values):
         raise WireError("malformed text field")
