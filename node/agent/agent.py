@@ -172,10 +172,6 @@ class Agent:
             raise AgentStarting("this agent is still starting")
         return self.core.view
 
-    @property
-    def state_problems(self) -> list[str]:
-        return self.persistence.problems
-
     # ---- lifecycle ------------------------------------------------------------
 
     async def run(

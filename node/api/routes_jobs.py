@@ -129,15 +129,12 @@ async def containers(request: Request) -> Response:
     if not flag(request.query_params.get("cluster")) or request.headers.get(FORWARDED_HEADER):
         return JSONResponse(await _local_containers(agent, job))
 
-    def targets(view: CoreView, now: float) -> list[dict[str, Any]]:
-        out = []
-        for m in view.members():
-            view = views.member_view(m, now)
-            if view["status"] == "alive" and m.name != agent.name:
-                out.append({"node": m.name, "status": "alive", "addr": m.addr.host, "api": view["tags"].get("api")})
-        return out
-
-    peers = targets(agent.view, trio.current_time())
+    now = trio.current_time()
+    peers = []
+    for m in agent.view.members():
+        member = views.member_view(m, now)
+        if member["status"] == "alive" and m.name != agent.name:
+            peers.append({"node": m.name, "status": "alive", "addr": m.addr.host, "api": member["tags"].get("api")})
     results: dict[str, dict[str, Any]] = {}
 
     async def local() -> None:

@@ -287,12 +287,13 @@ def test_new_settings_errors_name_the_field(flags, field, words):
 
 def test_the_agent_gives_docker_host_to_the_docker_runtime(monkeypatch):
     from node.agent.agent import Agent
+    from node.agent.runtime_link import make_runtime
 
     monkeypatch.delenv("SHOAL_DOCKER_HOST", raising=False)
-    rt = Agent(load_config(None, {**LOOPBACK, "runtime": "docker", "docker_host": "unix:///run/other.sock"}))._make_runtime()
+    rt = make_runtime(Agent(load_config(None, {**LOOPBACK, "runtime": "docker", "docker_host": "unix:///run/other.sock"})))
     assert rt.cfg.docker_host == "unix:///run/other.sock"
     monkeypatch.setenv("SHOAL_DOCKER_HOST", "unix:///run/env.sock")
-    assert Agent(load_config(None, {**LOOPBACK, "runtime": "docker"}))._make_runtime().cfg.docker_host == "unix:///run/env.sock"
+    assert make_runtime(Agent(load_config(None, {**LOOPBACK, "runtime": "docker"}))).cfg.docker_host == "unix:///run/env.sock"
 
 
 # ---- [cluster] and [placement]: the core's tuning ----------------------------------
