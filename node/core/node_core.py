@@ -12,6 +12,8 @@ values.  Swim's outputs pass through `drain()`, after the core has consumed
 the ones meant for it (payloads, user messages).  Readers (API, metrics,
 checkers) use `view` (`node.core.view.CoreView`), a read-only facade over
 the live core; `swim`, `placement` and `store` are the core's own parts.
+The private helpers behind `feed` keep the names the inputs had when each
+was a method of its own (`_write_job` for WriteJob, `_persisted`, ...).
 
 Cluster-state traffic rides on Swim's user channels, inside a small envelope
 (`node.core.wire`):
@@ -19,11 +21,13 @@ Cluster-state traffic rides on Swim's user channels, inside a small envelope
   * every node publishes its store digest in its status record, and every
     `store_sync_interval_s` syncs with one random peer whose digest differs:
     bucket digests one way, the differing buckets' entries back and forth;
-  * tombstones are collected once old and every live member shows our digest.
+  * tombstones are collected once old and every live member shows our digest
+(node.core.antientropy); our status record goes out at most once per
+interval (node.core.publish).
 
 Durability: a local write is not acknowledged until the driver has made it
 durable: the core emits `PersistEntries(token=...)` and reports
-`JobWriteDone(token)` only after `persisted(token)`.  Remote entries are
+`JobWriteDone(token)` only after the driver feeds `Persisted(token)`.  Remote entries are
 persisted too (token None), but nobody waits on them: a peer holds them.
 
 Wall-clock time (for HLC stamps) is `now + wall_offset_s`; the driver sets the
@@ -34,8 +38,8 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, overload
 
 from auction.auctioneer import RoundClosed, SendTo
@@ -63,6 +67,13 @@ from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
 from node.core import wire
+from node.core.antientropy import AntiEntropy
+from node.core.config import (
+    BROADCAST_ENTRY_MAX_BYTES,
+    PLACEMENT_KICK_S,
+    UDP_USER_MAX_BYTES,
+    ClusterConfig,
+)
 from node.core.hlc import HybridClock
 from node.core.inputs import (
     AbandonWrite,
@@ -87,18 +98,20 @@ from node.core.jobstore import MAX_ENTRIES, MAX_JOBS, Entry, JobStore
 from node.core.outputs import (
     ClaimChanged,
     CoreOutput,
-    ForgetClaims,
-    ForgetEntries,
     JobChanged,
     JobWriteDone,
     NodeStatusChanged,
     PersistClaims,
     PersistEntries,
 )
+from node.core.publish import PublishSchedule
 from node.core.status import NodeStatus, RuntimeSummary, StatusError
 from node.core.view import CoreView
 
-BROADCAST_ENTRY_MAX_BYTES = 900  # larger writes spread by digest sync only
+# ClusterConfig lives in node.core.config; drivers take it from here, with the core.
+__all__ = ["ClusterConfig", "JobLimitError", "NodeCore"]
+
+
 def _base36(n: int) -> str:
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
@@ -107,30 +120,6 @@ def _base36(n: int) -> str:
         out = digits[r] + out
         if n == 0:
             return out
-
-
-PLACEMENT_KICK_S = 0.02  # coalesce bursts of changes into one placement pass
-SYNC_MESSAGE_MAX_BYTES = 1 << 20
-UDP_USER_MAX_BYTES = 1200  # auction messages larger than this go over TCP
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterConfig:
-    store_sync_interval_s: float = 2.0
-    # Every status change is a cluster-wide broadcast; coalesce changes
-    # within this window (allocation lags by at most this much).
-    status_min_interval_s: float = 1.0
-    # A change of the job-store or claims digest alone (we merged a job or a
-    # claim) is published once the digests have not moved for this long, and
-    # at the latest status_digest_max_delay_s after the first such change.
-    # While placement churns, every claim moves every agent's claims digest:
-    # publishing each move would be one broadcast per agent per
-    # status_min_interval_s, which at hundreds of agents is far more than
-    # gossip can carry (see _publish_status).
-    status_digest_quiet_s: float = 2.0
-    status_digest_max_delay_s: float = 30.0
-    tombstone_min_age_s: float = 3600.0
-    max_spec_bytes: int = 64 * 1024
 
 
 class JobLimitError(ValueError):
@@ -171,7 +160,6 @@ class NodeCore:
                                    claims=self._claims, ballot_id=self.ballot_id)
         for claim in stored_claims or ():
             self._claims.merge(claim)
-        self._maps: dict[int, LwwMap[Any]] = {wire.MAP_JOBS: self.store, wire.MAP_CLAIMS: self._claims}
         self.statuses: dict[str, NodeStatus] = {}
         self._status = NodeStatus(name, capacity, Resources(0, 0, 0), dict(labels or {}),
                                   agent_version=agent_version)
@@ -181,11 +169,9 @@ class NodeCore:
         self._timer_seq = 0
         self.counters: dict[str, int] = {}
         self._place_at: float | None = None
-        self._released_seen: dict[str, float] = {}
-        self._status_published_at: float | None = None
-        self._status_due: float | None = None
-        self._digests_due: float | None = None  # digest-only changes wait until then
-        self._digests_moved_since: float | None = None  # first unpublished digest change
+        self._publish_when = PublishSchedule(self.cfg)
+        self._sync = AntiEntropy(name, self.store, self._claims, rng, self.cfg, send=self._send, emit=self._emit,
+                                 digests_moved=self._digests_moved, count=self._count)
         self.runtime_summary: RuntimeSummary | None = None  # as reported, before fitting the record
         self._view = CoreView(self)
         self._publish_status(now)
@@ -290,7 +276,8 @@ class NodeCore:
         candidates = [t for t in (self._timers[0][0] if self._timers else None,
                                   self.swim.next_deadline(),
                                   self.placement.auctioneer.next_deadline(),
-                                  self._place_at, self._status_due, self._digests_due) if t is not None]
+                                  self._place_at, self._publish_when.status_due,
+                                  self._publish_when.digests_due) if t is not None]
         return min(candidates) if candidates else None
 
     def handle_timers(self, now: float) -> None:
@@ -298,7 +285,7 @@ class NodeCore:
         while self._timers and self._timers[0][0] <= now:
             _, _, kind = heapq.heappop(self._timers)
             if kind == "sync":
-                self._sync_tick(now)
+                self._sync.tick(self.live_statuses(), self._wall_ms(now), now)
                 self._schedule(now + self.cfg.store_sync_interval_s * self._rng.uniform(0.8, 1.2), "sync")
             elif kind == "place":
                 self._place(now)
@@ -306,11 +293,12 @@ class NodeCore:
                                "place")
         if self._place_at is not None and self._place_at <= now:
             self._place(now)
-        if self._status_due is not None and self._status_due <= now:
-            self._status_due = None
+        when = self._publish_when
+        if when.status_due is not None and when.status_due <= now:
+            when.status_due = None
             self._publish_status(now)
-        if self._digests_due is not None and self._digests_due <= now:
-            self._digests_due = None
+        if when.digests_due is not None and when.digests_due <= now:
+            when.digests_due = None
             self._publish_status(now)
         for out in self.placement.auctioneer.handle_timers(now):
             self._auction_output(out, now)
@@ -383,14 +371,14 @@ class NodeCore:
             case wire.ClaimBroadcast(claims):
                 self._merge_claims(list(claims), now)
             case wire.SyncDigest(map_id, buckets):
-                self._on_sync_digest(origin, map_id, buckets, now)
+                self._sync.on_digest(origin, map_id, buckets, now)
             case wire.SyncEntries(map_id, entries, want):
                 if map_id == wire.MAP_JOBS:
                     self._merge_remote(list(entries), now)
                 else:
                     self._merge_claims(list(entries), now)
                 if want:
-                    self._send_entries(origin, map_id, self._maps[map_id].entries_in(list(want)), [], now)
+                    self._sync.send_entries(origin, map_id, self._sync.maps[map_id].entries_in(list(want)), [], now)
             case CallForBids():
                 spec = self.placement.spec_of(self.store.get(msg.job))
                 if spec is None or spec.container_hash() != msg.spec_hash:
@@ -418,40 +406,10 @@ class NodeCore:
         return self._status
 
     def _publish_status(self, now: float, digests_only: bool = False) -> None:
-        """Publish our status, at most once per status_min_interval_s: every
-        change costs a broadcast to the whole cluster, so bursts (a batch of
-        claims, a stream of job writes) are coalesced into one.
-
-        `digests_only`: all that changed is the job-store or claims digest.
-        Those only steer anti-entropy (whom to sync with) and tombstone
-        collection, and while placement churns they move on every agent with
-        every claim anywhere, so publishing them at once cost one broadcast
-        per agent per status_min_interval_s: in placement_sim at 500 nodes,
-        about 450 status broadcasts a second, each relayed ~12 times by every
-        node, on a gossip layer whose queues then held ~1,600 messages per
-        node and delivered suspicions of crashed nodes seconds late.  Such
-        changes now wait until the digests are still for
-        status_digest_quiet_s (at most status_digest_max_delay_s), and ride
-        along for free with any other change published meanwhile.  A stale
-        digest in a peer's view only makes a sync less targeted."""
-        cfg = self.cfg
-        earliest = now if self._status_published_at is None else \
-            self._status_published_at + cfg.status_min_interval_s
-        if digests_only:
-            if self._digests_moved_since is None:
-                self._digests_moved_since = now
-            self._digests_due = max(earliest, min(now + cfg.status_digest_quiet_s,
-                                                  self._digests_moved_since + cfg.status_digest_max_delay_s))
-            if self._digests_due > now:
-                return
-        elif now < earliest:
-            if self._status_due is None:
-                self._status_due = earliest
+        """Publish our status record, when node.core.publish's schedule lets
+        it go (coalescing bursts; digest-only changes wait longer)."""
+        if not self._publish_when.ask(now, digests_only):
             return
-        self._status_published_at = now
-        self._status_due = None
-        self._digests_due = None
-        self._digests_moved_since = None
         s = self._status
         self._status = NodeStatus(s.name, s.capacity, s.allocated, s.labels, s.drained, s.healthy,
                                   s.unhealthy_reason, s.agent_version, self.store.digest(),
@@ -460,6 +418,9 @@ class NodeCore:
         self.statuses[self.name] = self._status
         self.swim.set_payload(self._status.encode(), now)
         self._absorb_own_payload(now)
+
+    def _digests_moved(self, now: float) -> None:
+        self._publish_status(now, digests_only=True)
 
     def _absorb_own_payload(self, now: float) -> None:
         # set_payload emits PayloadUpdated for ourselves; pass it through.
@@ -567,63 +528,7 @@ class NodeCore:
             self._publish_status(now, digests_only=True)
             self._kick(now)
 
-    # ---- anti-entropy
-    def _sync_tick(self, now: float) -> None:
-        statuses = self.live_statuses()
-        maps: tuple[tuple[int, LwwMap[Any], Callable[[NodeStatus], bytes]], ...] = (
-            (wire.MAP_JOBS, self.store, lambda s: s.store_digest),
-            (wire.MAP_CLAIMS, self._claims, lambda s: s.claims_digest))
-        for map_id, lww, digest_of in maps:
-            mine = lww.digest()
-            differing = [n for n, s in statuses.items() if n != self.name and digest_of(s) != mine]
-            if differing:
-                peer = self._rng.choice(sorted(differing))
-                self._send(peer, wire.SyncDigest(map_id, lww.bucket_digests()), now)
-                self._count("state_syncs")
-        others = [s.store_digest for n, s in statuses.items() if n != self.name]
-        gone = self.store.collectable_tombstones(self._wall_ms(now),
-                                                 int(self.cfg.tombstone_min_age_s * 1000), others)
-        if gone:
-            self.store.forget(gone)
-            self._emit(ForgetEntries(tuple(gone)))
-            self._publish_status(now, digests_only=True)
-        # Released claims: same rule, but their age is counted from when we
-        # first saw them released (ballots are not timestamps).
-        claims = self._claims
-        others = [s.claims_digest for n, s in statuses.items() if n != self.name]
-        if all(d == claims.digest() for d in others):
-            min_age = self.cfg.tombstone_min_age_s
-            for key, claim in claims.entries.items():
-                if claim.released:
-                    self._released_seen.setdefault(key, now)
-            old = [k for k, t in self._released_seen.items()
-                   if now - t >= min_age and (c := claims.get(k)) is not None and c.released]
-            if old:
-                claims.forget(old)
-                for k in old:
-                    del self._released_seen[k]
-                self._emit(ForgetClaims(tuple(old)))
-                self._publish_status(now, digests_only=True)
-
-    def _on_sync_digest(self, origin: str, map_id: int, buckets: list[bytes], now: float) -> None:
-        lww = self._maps[map_id]
-        diff = lww.differing_buckets(buckets)
-        if diff:
-            self._send_entries(origin, map_id, lww.entries_in(diff), diff, now)
-
-    def _send_entries(self, peer: str, map_id: int, entries: list[Any], want: list[int], now: float) -> None:
-        # Split so no single message exceeds SYNC_MESSAGE_MAX_BYTES.
-        batch: list[Any] = []
-        size = 0
-        for entry in entries:
-            cost = len(getattr(entry, "spec", None) or b"") + 128
-            if batch and size + cost > SYNC_MESSAGE_MAX_BYTES:
-                self._send(peer, wire.SyncEntries(map_id, tuple(batch), ()), now)
-                batch, size = [], 0
-            batch.append(entry)
-            size += cost
-        self._send(peer, wire.SyncEntries(map_id, tuple(batch), tuple(want)), now)
-
+    # ---- messages to peers (anti-entropy is node.core.antientropy)
     def _send(self, peer: str, msg: wire.NodeMessage, now: float, reliable: bool = True) -> None:
         data = wire.encode(msg)
         if not reliable and len(data) > UDP_USER_MAX_BYTES:

@@ -1,0 +1,34 @@
+"""The node core's settings (the agent's `[cluster]` table) and fixed bounds.
+
+How this works: `ClusterConfig` is a frozen dataclass handed to `NodeCore`;
+the agent builds it from its config file, the simulator and tests directly.
+The module constants are bounds no deployment needs to tune.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BROADCAST_ENTRY_MAX_BYTES = 900  # larger writes spread by digest sync only
+PLACEMENT_KICK_S = 0.02  # coalesce bursts of changes into one placement pass
+SYNC_MESSAGE_MAX_BYTES = 1 << 20
+UDP_USER_MAX_BYTES = 1200  # auction messages larger than this go over TCP
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    store_sync_interval_s: float = 2.0
+    # Every status change is a cluster-wide broadcast; coalesce changes
+    # within this window (allocation lags by at most this much).
+    status_min_interval_s: float = 1.0
+    # A change of the job-store or claims digest alone (we merged a job or a
+    # claim) is published once the digests have not moved for this long, and
+    # at the latest status_digest_max_delay_s after the first such change.
+    # While placement churns, every claim moves every agent's claims digest:
+    # publishing each move would be one broadcast per agent per
+    # status_min_interval_s, which at hundreds of agents is far more than
+    # gossip can carry (see node.core.publish).
+    status_digest_quiet_s: float = 2.0
+    status_digest_max_delay_s: float = 30.0
+    tombstone_min_age_s: float = 3600.0
+    max_spec_bytes: int = 64 * 1024
