@@ -555,7 +555,7 @@ class NodeCore:
         alive = self._alive_names()
         if self.name not in alive:
             return  # leaving: no new work
-        jobs: dict[str, object] = {e.name: e for e in self.store.live()}
+        jobs = {e.name: e for e in self.store.live()}
         deleted = {n for n, e in self.store.entries.items() if e.deleted}
         outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(),
                                            alive=alive, now=now)
