@@ -339,7 +339,8 @@ def render(state: dict[str, Any]) -> str:
 <style>{_CSS}</style></head>
 <body>
 <header><h1>shoal</h1><span class="sub">as seen by agent <b>{_e(agent.get("name"))}</b>
-· runtime {_e(agent.get("runtime"))} · {_e(_clock(state.get("now")))} UTC · refreshes every {REFRESH_S} s</span></header>
+· runtime {_e(agent.get("runtime"))} · {_e(_clock(state.get("now")))} UTC
+· refreshes every {REFRESH_S} s</span></header>
 <main>
 <section class="wide"><div class="cards">{cards}</div></section>
 <section id="members"><h2>Members</h2>{_members(state)}</section>

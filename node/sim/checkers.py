@@ -43,7 +43,8 @@ from gossip.events import (
     MemberSuspected,
     MemberUpdated,
 )
-from node.sim.world import CRASHED, NEW, PAUSED, RUNNING, NodeRestarted, World
+from node.sim.trace import NodeRestarted
+from node.sim.world import CRASHED, NEW, PAUSED, RUNNING, World
 
 _MEMBER_EVENTS = (MemberJoined, MemberUpdated, MemberSuspected, MemberFailed, MemberLeft)
 ALIVE = MemberState.ALIVE

@@ -124,9 +124,9 @@ def swarm(world: World, start: float, end: float, *, max_down: int | None = None
     n = world.n
     net = world.network
 
-    def set_net(l: float, d: float) -> None:
-        net.set_loss(l)
-        net.set_duplicate(d)
+    def set_net(loss_p: float, dup_p: float) -> None:
+        net.set_loss(loss_p)
+        net.set_duplicate(dup_p)
 
     if loss or dup:
         world.at(start, set_net, loss, dup)

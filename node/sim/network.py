@@ -120,7 +120,7 @@ class Network:
 
     def cut_since(self, a: int, b: int, t: float) -> bool:
         """Whether a and b were on different sides of a partition at any time >= t."""
-        for group, start, end in reversed(self.partition_log):
+        for group, _start, end in reversed(self.partition_log):
             if end is not None and end < t:
                 break
             if group[a] != group[b]:

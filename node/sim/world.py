@@ -57,7 +57,8 @@ Clocks: each node may run at its own rate (drift) and offset.  A node sees
 local time, and its local deadlines are mapped back to world time (rounded up
 so a timer never fires a hair early).
 
-Trace: each event becomes `(time, node index, kind, subject, incarnation)`.
+Trace: each event becomes `(time, node index, kind, subject, incarnation)`
+(node.sim.trace names the kinds and defines the simulator-level events).
 Entries are hashed in chunks into a running sha256 (`trace_digest()`), and
 kept in `world.trace` unless `keep_trace=False` (the default above 200 nodes,
 where the list would take hundreds of MB).
@@ -71,28 +72,27 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from gossip.config import GossipConfig, preset
 from gossip.events import (
     Address,
-    MemberFailed,
-    MemberJoined,
-    MemberLeft,
-    MemberSuspected,
-    MemberUpdated,
     OpenStream,
-    PacketDropped,
-    PayloadUpdated,
     SendDatagram,
-    UserBroadcast,
-    UserMessage,
-    UserStateReceived,
 )
 from node.core.inputs import Broadcast, Datagram, Join, Leave, StreamIn, StreamReply
 from node.sim.driver import feeder
 from node.sim.network import Network, NetworkConfig
+from node.sim.trace import (
+    KIND,
+    MEMBER_KIND,
+    NodeCrashed,
+    NodePaused,
+    NodeRestarted,
+    NodeResumed,
+    NodeStarted,
+    trace_subject,
+)
 
 # event kinds (third tuple field)
 K_DGRAM = 0  # a: src index, b: bytes
@@ -112,71 +112,6 @@ PORT = 7946
 
 class SimError(RuntimeError):
     """The simulation (or a core inside it) did something impossible."""
-
-
-# ---- simulator-level events, seen by listeners and in the trace ------------
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStarted:
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class NodeCrashed:
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class NodeRestarted:
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class NodePaused:
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class NodeResumed:
-    name: str
-
-
-_KIND = {
-    MemberJoined: "joined",
-    MemberUpdated: "updated",
-    MemberSuspected: "suspected",
-    MemberFailed: "failed",
-    MemberLeft: "left",
-    PayloadUpdated: "payload",
-    UserBroadcast: "broadcast",
-    UserMessage: "usermsg",
-    UserStateReceived: "userstate",
-    PacketDropped: "dropped",
-    NodeStarted: "start",
-    NodeCrashed: "crash",
-    NodeRestarted: "restart",
-    NodePaused: "pause",
-    NodeResumed: "resume",
-}
-_MEMBER_EVENTS = (MemberJoined, MemberUpdated, MemberSuspected, MemberFailed, MemberLeft)
-_MEMBER_KIND = {cls: _KIND[cls] for cls in _MEMBER_EVENTS}
-
-
-def _subject(ev: Any) -> tuple[str, int]:
-    cls = ev.__class__
-    if cls in _MEMBER_EVENTS:
-        m = ev.member
-        return m.name, m.incarnation
-    if cls is PayloadUpdated:
-        return ev.node, ev.version
-    if cls is UserBroadcast or cls is UserMessage or cls is UserStateReceived:
-        return ev.origin, len(ev.data)
-    if cls is PacketDropped:
-        return ev.reason, -1
-    if cls.__name__ == "JoinCompleted":
-        return str(ev.seed), int(ev.ok)
-    return str(getattr(ev, "name", "?")), -1
 
 
 def _not_started(inp: Any, now: float) -> Any:
@@ -670,13 +605,13 @@ class World:
     # ---- trace ---------------------------------------------------------------
     def _emit(self, i: int, ev: Any) -> None:
         cls = ev.__class__
-        kind = _MEMBER_KIND.get(cls)
+        kind = MEMBER_KIND.get(cls)
         if kind is not None:
             m = ev.member
             entry = (self.now, i, kind, m.name, m.incarnation)
         else:
-            subject, num = _subject(ev)
-            entry = (self.now, i, _KIND.get(cls) or cls.__name__, subject, num)
+            subject, num = trace_subject(ev)
+            entry = (self.now, i, KIND.get(cls) or cls.__name__, subject, num)
         buf = self._trace_buf
         buf.append(entry)
         if len(buf) >= 4096:
