@@ -21,7 +21,7 @@ claims (auction.claims.Claim) in LwwMaps.  The entry type needs `name`,
 from __future__ import annotations
 
 import hashlib
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, Self, TypeVar
 
 BUCKETS = 64
 DIGEST_BYTES = 16
@@ -35,7 +35,7 @@ class Mergeable(Protocol):
     @property
     def deleted(self) -> bool: ...
 
-    def beats(self, other: Mergeable, /) -> bool: ...
+    def beats(self, other: Self, /) -> bool: ...  # against an entry of its own type
 
     def entry_hash(self) -> bytes: ...
 
