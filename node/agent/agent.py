@@ -183,7 +183,7 @@ class Agent:
         self.runtime = self.runtime if self.runtime is not None else make_runtime(self)
         keys = initial_keys(cfg)
         keyring = Keyring(keys, os.urandom) if keys else None
-        self.keys = KeyManager(keyring, cfg.keyring_file)
+        self.keys = KeyManager(keyring, cfg.keyring_file, metrics=self.metrics)
         self.transport = Transport(
             cfg.bind,
             self.metrics,

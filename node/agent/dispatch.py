@@ -34,7 +34,7 @@ from gossip.events import (
     UserMessage,
     UserStateReceived,
 )
-from node.agent.keys import KeyOpError, decode_key_message
+from node.agent.keys import read_key_message
 from node.api.views import member_view
 from node.core.jobstore import Entry
 from node.core.outputs import (
@@ -204,20 +204,14 @@ class Dispatcher:
         log.log(level, "member %s: %s (%s)", kind, m.name, m.addr)
 
     def _user_message(self, origin: str, data: bytes) -> None:
-        """Other agents' cluster-wide key changes arrive as user messages."""
+        """Other agents' cluster-wide key changes arrive as user messages
+        (node.agent.keys checks their epoch, applies, counts and logs)."""
         a = self.agent
-        op = decode_key_message(data)
-        if op is None:
+        outcome = a.keys.receive(data, origin)
+        if outcome is None:
             a.events.publish("user_message", origin=origin, size=len(data))
             return
-        action, key = op
-        if not a.keys.enabled:
-            log.warning("ignoring key %s from %s: this agent does not use encryption", action, origin)
-            return
-        try:
-            changed = a.keys.apply(action, key)
-        except (KeyOpError, OSError) as e:
-            log.warning("key %s from %s refused: %s", action, origin, e)
-            return
-        log.info("key %s from %s: %s", action, origin, "applied" if changed else "already so")
-        a.events.publish("key", origin=origin, action=action, changed=changed)
+        if outcome in ("applied", "unchanged"):
+            msg = read_key_message(data)  # it parsed a moment ago
+            a.events.publish("key", origin=origin, action=msg.action if msg else None,
+                             changed=outcome == "applied")

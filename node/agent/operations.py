@@ -23,7 +23,6 @@ import trio
 from auction.spec import JobSpec
 from node.agent.config import HostPort, tuning_json
 from node.agent.errors import JobNotFound
-from node.agent.keys import encode_key_message
 from node.api import views
 from node.core.inputs import SendToMembers, SetDrained
 from node.core.view import CoreView
@@ -124,11 +123,13 @@ class Operations:
     async def key_operation(self, action: str, key: bytes, *, cluster: bool = True) -> dict[str, Any]:
         """Apply locally, then (cluster) send to every alive member over TCP."""
         a = self.agent
-        a.keys.apply(action, key)  # raises KeyOpError
         sent: tuple[str, ...] = ()
         outcomes: dict[int, tuple[Any, str | None]] = {}
-        if cluster:
-            sent, tracker = await a.pump.feed_tracked(SendToMembers(encode_key_message(action, key)))
+        if not cluster:
+            a.keys.apply(action, key)  # raises KeyOpError
+        else:
+            message = a.keys.issue(action, key)  # applied here under a new epoch; raises KeyOpError
+            sent, tracker = await a.pump.feed_tracked(SendToMembers(message))
             if sent:
                 await tracker.wait(a.gossip_config.tcp_timeout_s + 1.0)
             outcomes = tracker.outcomes
