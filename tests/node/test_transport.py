@@ -269,10 +269,10 @@ async def test_140_idle_connections_do_not_starve_a_join(nursery, tmp_path):
             while len(a.transport._pending) < 140:
                 await trio.sleep(0.01)
         with trio.fail_after(3):
-            result = await b.join([HostPort(a.advertise.host, a.advertise.port)], timeout_s=3.0)
+            result = await b.membership.join([HostPort(a.advertise.host, a.advertise.port)], timeout_s=3.0)
         assert list(result.values()) == [None]
         with trio.fail_after(3):
-            while not {"a", "b"} <= a.swim.alive_names():
+            while not {"a", "b"} <= a.view.alive_names():
                 await trio.sleep(0.05)
     finally:
         for s in idle:
