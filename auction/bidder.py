@@ -2,8 +2,10 @@
 
 How this works: a CallForBids names a job, its spec version and a batch of
 slots.  The bidder checks what only it knows for sure (its spec version, its
-eligibility, hard constraints against its own labels, max_per_node against
-the replicas it already holds), then reserves as many of the slots as its
+eligibility, its operator's container policy (auction.container_policy: a
+job asking for a capability, user, device or pids limit the node does not
+allow is declined with that reason), hard constraints against its own
+labels, max_per_node against the replicas it already holds), then reserves as many of the slots as its
 ledger can fit for `reservation_ttl_s` and answers with the marginal score of
 each.  An Award commits the awarded slots against the auction's
 reservations (the coordinator picks which of the call's slots a winner gets,
@@ -17,6 +19,7 @@ from gossip, so concurrent auctions never overcommit the node.
 from __future__ import annotations
 
 from .claims import slot_key
+from .container_policy import SAFE_POLICY, ContainerPolicy
 from .ledger import Ledger
 from .messages import Award, Bid, CallForBids, Decline, Release
 from .scoring import NodeView, filter_reason, marginal_scores
@@ -29,9 +32,10 @@ RESERVATION_TTL_EXTRA_S = 0.5
 
 
 class Bidder:
-    def __init__(self, name: str, ledger: Ledger) -> None:
+    def __init__(self, name: str, ledger: Ledger, policy: ContainerPolicy = SAFE_POLICY) -> None:
         self.name = name
         self.ledger = ledger
+        self.policy = policy
 
     def on_call(self, call: CallForBids, *, spec: JobSpec | None, spec_hash: str | None,
                 labels: dict[str, str], eligible: bool, ineligible_reason: str, already: int,
@@ -45,6 +49,9 @@ class Bidder:
             return decline("spec version differs here")
         if not eligible:
             return decline(ineligible_reason or "not eligible")
+        refused = self.policy.refusal(spec, self.name)
+        if refused is not None:
+            return decline(refused)
         view = NodeView(self.name, self.ledger.capacity, self.ledger.used(now), labels, True)
         reason = filter_reason(spec, view)
         if reason is not None:

@@ -8,7 +8,14 @@ normalised, absent optional fields omitted) and `validate(to_dict())` gives
 back an equal `JobSpec`.  `spec_hash()` is the SHA-256 of that form as
 compact, key-sorted JSON, so every agent computes the same hash for the same
 job; `container_hash()` covers only what shapes a container (image, command,
-env, limits, health), so scaling or moving a job does not change it.
+env, limits, health, the container-security fields), so scaling or moving a
+job does not change it.
+
+The container-security fields (`cap_add`, `cap_drop`, `user`, `read_only`,
+`devices`, `pids_limit`) are left out of the canonical form while they hold
+their defaults, so a spec that does not use them has the canonical form, and
+the hashes, it had before they existed: agents of both versions agree on its
+hash during a rolling upgrade, and running containers are not replaced.
 
 Also here: the bounds every input is held to (`MAX_*`), the field names of
 the schema, and `Problem`/`SpecError`, the errors validation reports.
@@ -62,6 +69,19 @@ MIN_HEALTH_INTERVAL_S = 1.0
 MIN_HEALTH_TIMEOUT_S = 0.1
 MAX_HEALTH_DURATION_S = 3600.0
 MAX_HEALTH_RETRIES = 100
+# Container security (docs/jobspec.md, "Container security").  Every replica
+# gets a pids limit: a fork bomb (or a thread leak) then stops at this many
+# processes and threads inside its own container instead of exhausting the
+# host's PID space, which would take the agent and dockerd down with it.
+# 1024 is far above what a service typically runs (threads count: a JVM with
+# a few hundred threads fits); Docker, Nomad and Kubernetes default to no
+# limit, so a job that needs more says so, up to what its node allows.
+DEFAULT_PIDS_LIMIT = 1024
+MAX_PIDS_LIMIT = 4_194_304          # the kernel's PID_MAX_LIMIT on 64-bit
+MAX_USER_CHARS = 64
+MAX_DEVICES = 64
+MAX_DEVICE_PATH_CHARS = 255
+DEVICE_PERMISSIONS = "rwm"          # read, write, mknod (cgroup device rules)
 MAX_PROBLEMS = 100                  # reported at once; the rest are counted
 SHOW_CHARS = 64                    # user text quoted in a message is cut to this
 
@@ -72,9 +92,16 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 # Node labels (`--label k=v`) and constraints share these.
 LABEL_KEY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?", re.ASCII)
 LABEL_VALUE_RE = re.compile(r"[A-Za-z0-9._:/@+-]+", re.ASCII)
+# Docker's `--user`: a name or uid, optionally with `:group` or `:gid`.
+USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?", re.ASCII)
+# A device path: absolute, plain path characters (':' separates the parts).
+DEVICE_PATH_RE = re.compile(r"(/[A-Za-z0-9_.+-]+)+", re.ASCII)
 
 FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "constraints",
-          "spread", "max_per_node", "restart", "health", "strategy")
+          "spread", "max_per_node", "restart", "health", "strategy",
+          "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit")
+# Shape the container; in the canonical form only when not at their defaults.
+SECURITY_FIELDS = ("cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit")
 RESTART_FIELDS = ("policy", "max_attempts", "backoff_s", "max_backoff_s")
 HEALTH_FIELDS = ("command", "interval_s", "timeout_s", "retries", "start_period_s", "image")
 # Refused until implemented (issue 3), with a message saying so.
@@ -272,6 +299,14 @@ class JobSpec:
     restart: RestartPolicy = RestartPolicy()
     health: HealthCheck | None = None           # None: the image's HEALTHCHECK, if any
     strategy: Strategy = Strategy.BINPACK
+    # Container security: what the job asks beyond the hardened default; each
+    # node's operator policy (auction.container_policy) decides if it may.
+    cap_add: tuple[str, ...] = ()               # capability names ("NET_ADMIN"), sorted
+    cap_drop: tuple[str, ...] = ()              # names, or ("ALL",); sorted
+    user: str | None = None                     # None: the image's USER
+    read_only: bool = False                     # read-only root filesystem
+    devices: tuple[str, ...] = ()               # "HOST:CONTAINER:PERMS", sorted
+    pids_limit: int = DEFAULT_PIDS_LIMIT
 
     @property
     def env_map(self) -> dict[str, str]:
@@ -301,6 +336,18 @@ class JobSpec:
         if self.health is not None:
             d["health"] = self.health.to_dict()
         d["strategy"] = self.strategy.value
+        if self.cap_add:
+            d["cap_add"] = list(self.cap_add)
+        if self.cap_drop:
+            d["cap_drop"] = list(self.cap_drop)
+        if self.user is not None:
+            d["user"] = self.user
+        if self.read_only:
+            d["read_only"] = True
+        if self.devices:
+            d["devices"] = list(self.devices)
+        if self.pids_limit != DEFAULT_PIDS_LIMIT:
+            d["pids_limit"] = self.pids_limit
         return d
 
     def canonical_json(self) -> bytes:
@@ -316,7 +363,8 @@ class JobSpec:
         replacing running containers; a change elsewhere (replicas, placement,
         restart policy) does not."""
         d = self.to_dict()
-        shape = {k: d[k] for k in ("image", "command", "env", "cpu", "memory", "health") if k in d}
+        shape = {k: d[k] for k in ("image", "command", "env", "cpu", "memory", "health", *SECURITY_FIELDS)
+                 if k in d}
         return hashlib.sha256(_canonical_json(shape)).hexdigest()
 
 

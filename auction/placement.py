@@ -45,6 +45,7 @@ from auction.claims import (
     slot_key,
     stop_reason,
 )
+from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.coordination import Coordination
 from auction.ledger import Ledger
 from auction.membership import NodeStatus, is_alive, keeps_slot, may_win
@@ -137,14 +138,17 @@ SpecLookup = Callable[[str, str], JobSpec | None]
 
 class Placement:
     def __init__(self, name: str, capacity: Resources, rng: random.Random, cfg: PlacementConfig,
-                 claims: ClaimsMap, ballot_id: str | None = None) -> None:
+                 claims: ClaimsMap, ballot_id: str | None = None,
+                 container_policy: ContainerPolicy = SAFE_POLICY) -> None:
         self.name = name
         self.ballot_id = ballot_id or name  # see Auctioneer.ballot_id
         self.cfg = cfg
         self._rng = rng
         self.claims = claims
         self.ledger = Ledger(capacity)
-        self.bidder = Bidder(name, self.ledger)
+        # What jobs may ask of this node's containers (the agent's [containers]
+        # table); a call for a job asking more is declined with the reason.
+        self.bidder = Bidder(name, self.ledger, container_policy)
         self.auctioneer = Auctioneer(name, self.ballot_id)
         self.running: set[str] = set()  # slots we told the runtime to run
         self.pending_reasons: dict[str, str] = {}

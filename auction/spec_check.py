@@ -21,6 +21,13 @@ import re
 import shlex
 from typing import Any, overload
 
+from .container_policy import (
+    ALL,
+    LINUX_CAPS,
+    cap_name,
+    device_path_problem,
+    user_problem,
+)
 from .jobspec import (
     DEFAULT_BACKOFF_S,
     DEFAULT_CPU_MILLIS,
@@ -30,6 +37,8 @@ from .jobspec import (
     DEFAULT_HEALTH_TIMEOUT_S,
     DEFAULT_MAX_BACKOFF_S,
     DEFAULT_MEMORY_BYTES,
+    DEFAULT_PIDS_LIMIT,
+    DEVICE_PERMISSIONS,
     ENV_NAME_RE,
     HEALTH_FIELDS,
     IMAGE_RE,
@@ -38,6 +47,7 @@ from .jobspec import (
     MAX_COMMAND_ARGS,
     MAX_CONSTRAINTS,
     MAX_CPU_MILLIS,
+    MAX_DEVICES,
     MAX_ENV_ENTRIES,
     MAX_ENV_NAME_CHARS,
     MAX_ENV_VALUE_CHARS,
@@ -46,8 +56,10 @@ from .jobspec import (
     MAX_IMAGE_CHARS,
     MAX_MEMORY_BYTES,
     MAX_NAME_CHARS,
+    MAX_PIDS_LIMIT,
     MAX_PROBLEMS,
     MAX_RESTART_ATTEMPTS,
+    MAX_USER_CHARS,
     MIN_BACKOFF_S,
     MIN_HEALTH_INTERVAL_S,
     MIN_HEALTH_TIMEOUT_S,
@@ -398,3 +410,103 @@ class Checker:
                                         DEFAULT_HEALTH_START_PERIOD_S),
         )
 
+
+    # -- container security (auction.container_policy says what a node allows) --
+
+    def boolean(self, value: Any, path: str, default: bool) -> bool:
+        if value is MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.add(path, f"must be true or false, got {json_kind(value)}")
+            return default
+        return value
+
+    def caps(self, value: Any, path: str, *, allow_all: bool) -> tuple[str, ...]:
+        """Capability names, canonical (`NET_ADMIN`) and sorted; `ALL` only if allowed
+        (then alone: it says everything)."""
+        if value is MISSING:
+            return ()
+        if not isinstance(value, list):
+            self.add(path, f"must be a list of capability names like [\"NET_ADMIN\"], got {json_kind(value)}")
+            return ()
+        if len(value) > len(LINUX_CAPS) + 1:
+            self.add(path, f"must have at most {len(LINUX_CAPS) + 1} entries (got {len(value)})")
+            return ()
+        out = set()
+        for i, item in enumerate(value):
+            where = f"{path}[{i}]"
+            if not isinstance(item, str):
+                self.add(where, f"must be a capability name like \"NET_ADMIN\", got {json_kind(item)}")
+            elif (name := cap_name(item[:SHOW_CHARS])) is None or len(item) > SHOW_CHARS:
+                guess = _closest(item.strip().upper().removeprefix("CAP_"), tuple(sorted(LINUX_CAPS)))
+                hint = f" (did you mean {guess!r}?)" if guess else " (see capabilities(7))"
+                self.add(where, f"{quote_short(item)} is not a Linux capability{hint}")
+            elif name == ALL and not allow_all:
+                self.add(where, "ALL is not accepted: list the capabilities the job needs")
+            else:
+                out.add(name)
+        return (ALL,) if ALL in out else tuple(sorted(out))
+
+    def cap_conflicts(self, cap_add: tuple[str, ...], cap_drop: tuple[str, ...]) -> None:
+        both = sorted(set(cap_add) & set(cap_drop))
+        if both:
+            self.add("cap_add", f"{', '.join(both)} also in cap_drop: a capability is added or dropped, "
+                                "not both")
+
+    def user(self, value: Any) -> str | None:
+        if value is MISSING:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            self.add("user", f"must be a string, got {json_kind(value)} (quote it: \"{value}\")")
+        elif (v := self.string(value, "user", MAX_USER_CHARS)) is not None:
+            if (problem := user_problem(v)) is None:
+                return v
+            self.add("user", problem)
+        return None
+
+    def devices(self, value: Any) -> tuple[str, ...]:
+        """Docker's `HOST[:CONTAINER][:PERMISSIONS]`, as `HOST:CONTAINER:PERMS`, sorted."""
+        if value is MISSING:
+            return ()
+        if not isinstance(value, list):
+            self.add("devices", f"must be a list of device paths like \"/dev/fuse\", got {json_kind(value)}")
+            return ()
+        if len(value) > MAX_DEVICES:
+            self.add("devices", f"must have at most {MAX_DEVICES} entries (got {len(value)})")
+            return ()
+        out: dict[str, str] = {}       # container path -> entry
+        for i, item in enumerate(value):
+            where = f"devices[{i}]"
+            if not isinstance(item, str):
+                self.add(where, f"must be a string like \"/dev/fuse\", got {json_kind(item)}")
+                continue
+            entry = self.device(item, where)
+            if entry is None:
+                continue
+            inside = entry.split(":")[1]
+            if out.get(inside, entry) != entry:
+                self.add(where, f"{quote_short(inside)} is already the container path of another device")
+            out[inside] = entry
+        return tuple(sorted(out.values()))
+
+    def device(self, text: str, path: str) -> str | None:
+        parts = text.split(":")
+        if len(parts) == 2 and parts[1] and set(parts[1]) <= set(DEVICE_PERMISSIONS):
+            parts = [parts[0], parts[0], parts[1]]     # HOST:PERMS, as Docker reads it
+        if len(parts) > 3:
+            self.add(path, f"{quote_short(text)} is not HOST[:CONTAINER[:PERMISSIONS]]")
+            return None
+        host = parts[0]
+        inside = parts[1] if len(parts) > 1 and parts[1] else host
+        perms = parts[2] if len(parts) > 2 else DEVICE_PERMISSIONS
+        for side, p, is_host in (("host", host, True), ("container", inside, False)):
+            if (problem := device_path_problem(p, host=is_host)) is not None:
+                self.add(path, f"{side} path {problem}")
+                return None
+        if not perms or not set(perms) <= set(DEVICE_PERMISSIONS) or len(set(perms)) != len(perms):
+            self.add(path, f"permissions {quote_short(perms)} must be some of r, w, m (like rw or rwm)")
+            return None
+        return f"{host}:{inside}:{''.join(c for c in DEVICE_PERMISSIONS if c in perms)}"
+
+    def pids_limit(self, value: Any) -> int:
+        return self.integer(value, "pids_limit", 1, MAX_PIDS_LIMIT, DEFAULT_PIDS_LIMIT)
