@@ -13,6 +13,14 @@ restart policy `no` (the runtime restarts), the json-file log driver capped
 at `log_max_files` x `log_max_size`; the spec's health command becomes
 Docker's healthcheck, else the image's HEALTHCHECK applies.
 
+Hardening (auction/container_policy.py has the rule): every container gets
+`no-new-privileges`, the spec's `pids_limit`, and its capabilities made from
+scratch: `cap_drop ALL` plus `cap_add` of exactly the set the node's policy
+gives this spec (`ContainerPolicy.capabilities`); the spec's `user`,
+`read_only` and `devices` are passed as asked.  `create_kwargs` refuses
+(`PolicyRefused`) a spec the node's policy does not allow: the runtime's
+second line of defence after the bidder's decline.
+
 The engine's container and image listings are read back into
 `decision.ObservedContainer`s and sets of local image references.
 """
@@ -24,6 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from auction.claims import Claim
+from auction.container_policy import NO_NEW_PRIVILEGES, ContainerPolicy
 from auction.placement import normalize_image
 from auction.spec import JobSpec
 from node.runtime.config import DockerRuntimeConfig
@@ -61,10 +70,26 @@ def health_config(spec: JobSpec) -> dict[str, Any] | None:
             "start_period": int(h.start_period_s * NS_PER_S)}
 
 
+class PolicyRefused(ValueError):
+    """The node's container policy does not allow the spec; str() says why."""
+
+
+def security_options(spec: JobSpec, policy: ContainerPolicy) -> dict[str, Any]:
+    """The hardening part of `create_host_config`'s arguments for `spec`."""
+    return {"cap_drop": ["ALL"], "cap_add": list(policy.capabilities(spec)),
+            "security_opt": [NO_NEW_PRIVILEGES], "pids_limit": spec.pids_limit,
+            "read_only": spec.read_only, "devices": list(spec.devices) or None}
+
+
 def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: str,
-                  cfg: DockerRuntimeConfig, create_host_config: Callable[..., Any]) -> dict[str, Any]:
+                  cfg: DockerRuntimeConfig, create_host_config: Callable[..., Any],
+                  policy: ContainerPolicy) -> dict[str, Any]:
     """The keyword arguments of `APIClient.create_container` (after the image
-    and the name) for replica `slot`; `create_host_config` is the SDK's."""
+    and the name) for replica `slot`; `create_host_config` is the SDK's.
+    Raises PolicyRefused if `policy` does not allow what `spec` asks."""
+    refused = policy.refusal(spec, node)
+    if refused is not None:
+        raise PolicyRefused(refused)
     labels = {LABEL_JOB: claim.job, LABEL_SLOT: slot, LABEL_BALLOT: ballot_label(claim),
               LABEL_NODE: node, LABEL_SPEC: spec_hash}
     host_config = create_host_config(
@@ -74,10 +99,11 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
         restart_policy={"Name": "no"},
         log_config={"Type": "json-file", "Config": {"max-size": cfg.log_max_size,
                                                     "max-file": str(cfg.log_max_files)}},
+        **security_options(spec, policy),
     )
     return {"command": list(spec.command) if spec.command is not None else None,
             "environment": spec.env_map, "labels": labels, "host_config": host_config,
-            "healthcheck": health_config(spec), "detach": True}
+            "healthcheck": health_config(spec), "user": spec.user, "detach": True}
 
 
 def name_suffix(node: str, ballot: str, spec_hash: str) -> str:

@@ -22,7 +22,10 @@ actions it returns: engine calls run as background tasks, so one slow
 with a call in flight is `busy` for the next passes until the call ended.
 `GiveUp` calls `on_give_up(slot, reason)` once (the agent connects it to
 `NodeCore.replica_gave_up`); a start also gives up when the image is not
-here.  The bookkeeping is reset when `start()` brings a new ballot or spec.
+here, or when the node's container policy (`policy`, the agent's
+`[containers]` table) does not allow what the spec asks: the bidder
+declines such jobs, this is the second line of defence.  The bookkeeping is
+reset when `start()` brings a new ballot or spec.
 
 The rest is split by concern: containers.py (names, labels, HostConfig,
 reading listings back), engine.py (bounded, timed-out calls; engine
@@ -42,25 +45,53 @@ import collections
 import inspect
 import logging
 import time
-from dataclasses import dataclass
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from auction.claims import Claim
+from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.placement import normalize_image
 from auction.spec import JobSpec
 from node.runtime.config import DockerRuntimeConfig
 from node.runtime.containers import (
-    LABEL_SLOT, ballot_label, container_name, create_kwargs, local_images, name_suffix, node_filter,
+    LABEL_SLOT,
+    PolicyRefused,
+    ballot_label,
+    container_name,
+    create_kwargs,
+    local_images,
+    name_suffix,
+    node_filter,
     observed,
 )
 from node.runtime.decision import (
-    Adopt, DesiredReplica, GiveUp, ObservedContainer, Remove, Replace, Restart, RollingView, SlotBook,
-    Start, Stop, count_restart, decide, give_up, rolling_allowed, slot_sort_key,
+    Adopt,
+    DesiredReplica,
+    GiveUp,
+    ObservedContainer,
+    Remove,
+    Replace,
+    Restart,
+    RollingView,
+    SlotBook,
+    Start,
+    Stop,
+    count_restart,
+    decide,
+    give_up,
+    rolling_allowed,
+    slot_sort_key,
 )
-from node.runtime.engine import Engine, EngineError, RuntimeProblem, is_conflict, is_not_found
+from node.runtime.engine import (
+    Engine,
+    EngineError,
+    RuntimeProblem,
+    is_conflict,
+    is_not_found,
+)
 from node.runtime.events import EventPump
 from node.runtime.interface import Runtime
 from node.runtime.logs import stream_logs
@@ -103,9 +134,11 @@ class DockerRuntime:
     def __init__(self, node: str, cfg: DockerRuntimeConfig | None = None, *,
                  on_give_up: Callable[[str, str], Any] | None = None,
                  on_health: Callable[[bool, str], Any] | None = None,
-                 client_factory: Callable[..., Any] | None = None) -> None:
+                 client_factory: Callable[..., Any] | None = None,
+                 policy: ContainerPolicy = SAFE_POLICY) -> None:
         self.node = node
         self.cfg = cfg or DockerRuntimeConfig()
+        self.policy = policy        # what jobs may ask of this node's containers
         self.on_give_up = on_give_up
         self.on_health = on_health
         self.engine = Engine(self.cfg, on_change=self._health_changed, client_factory=client_factory)
@@ -439,6 +472,11 @@ class DockerRuntime:
     async def _start(self, slot: str, want: _Desired, book: SlotBook) -> None:
         if self._desired.get(slot) is not want:
             return
+        refused = self.policy.refusal(want.spec, self.node)
+        if refused is not None:
+            self._update_book(slot, book, give_up(book, refused))
+            self._tell_give_up(slot, refused)
+            return
         image = want.spec.image
         if not self.image_present(image):
             await self._refresh_images()    # loaded since the last refresh?
@@ -461,8 +499,11 @@ class DockerRuntime:
 
     async def _create(self, slot: str, want: _Desired) -> str:
         api = self.engine.api
-        kwargs = create_kwargs(self.node, slot, want.claim, want.spec, want.spec_hash, self.cfg,
-                               api.create_host_config)
+        try:
+            kwargs = create_kwargs(self.node, slot, want.claim, want.spec, want.spec_hash, self.cfg,
+                                   api.create_host_config, self.policy)
+        except PolicyRefused as e:   # checked in _start; never create what the policy refuses
+            raise RuntimeProblem(str(e)) from None
         name = container_name(slot, want.claim.ballot.round)
         try:
             made = await self.engine.call("create", api.create_container, want.spec.image, name=name, **kwargs)

@@ -10,6 +10,7 @@ proxy to the real engine, to show recovery).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -23,10 +24,16 @@ import pytest
 import trio
 
 from auction.claims import Ballot, Claim
+from auction.container_policy import DEFAULT_CAPS, ContainerPolicy
 from auction.spec import validate
 from node.runtime.decision import ObservedContainer
 from node.runtime.docker import (
-    DockerRuntime, DockerRuntimeConfig, RollingView, container_name, normalize_image, rolling_allowed,
+    DockerRuntime,
+    DockerRuntimeConfig,
+    RollingView,
+    container_name,
+    normalize_image,
+    rolling_allowed,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +112,7 @@ def engine():
         pytest.skip("starts dockerd: needs root")
     already = _answers(SOCK)
     for script in ("docker-up", "build-image"):
-        out = subprocess.run([str(ROOT / "scripts" / script)], capture_output=True, text=True,
+        out = subprocess.run([str(ROOT / "scripts" / script)], check=False, capture_output=True, text=True,
                              timeout=600, stdin=subprocess.DEVNULL)
         assert out.returncode == 0, f"scripts/{script} failed:\n{out.stderr}"
     import docker
@@ -113,7 +120,7 @@ def engine():
     yield client
     client.close()
     if not already:    # we started it: leave nothing running
-        subprocess.run([str(ROOT / "scripts" / "docker-down")], capture_output=True, timeout=120,
+        subprocess.run([str(ROOT / "scripts" / "docker-down")], check=False, capture_output=True, timeout=120,
                        stdin=subprocess.DEVNULL)
 
 
@@ -134,10 +141,8 @@ def node(engine):
     name = f"rt{os.getpid()}-{next(_ids)}"
     yield name
     for c in engine.containers.list(all=True, filters={"label": f"shoal.node={name}"}):
-        try:
+        with contextlib.suppress(Exception):    # gone already, or the engine is down
             c.remove(force=True)
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def spec(**kw):
@@ -177,7 +182,7 @@ async def until(pred, timeout=30.0, step=0.1):
 
 
 def fast(**kw):
-    base = dict(resync_interval_s=0.5, adopt_grace_s=0.0, stop_timeout_s=1, call_timeout_s=20.0)
+    base = {"resync_interval_s": 0.5, "adopt_grace_s": 0.0, "stop_timeout_s": 1, "call_timeout_s": 20.0}
     base.update(kw)
     return DockerRuntimeConfig(**base)
 
@@ -215,6 +220,76 @@ async def test_start_applies_labels_limits_and_network(engine, node):
         out = ctr.exec_run(["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).output
         assert int(out) == 48 * 1024 * 1024
         assert rt.health() == (True, "")
+        n.cancel_scope.cancel()
+
+
+def caps(names):
+    """Capability names as dockerd reports them (it may add the CAP_ prefix)."""
+    return sorted(n.removeprefix("CAP_") for n in names or ())
+
+
+def in_container(ctr, script):
+    result = ctr.exec_run(["sh", "-c", script])
+    return result.exit_code, result.output.decode().strip()
+
+
+@needs_root
+async def test_every_replica_is_hardened_by_default(engine, node):
+    rt = DockerRuntime(node, fast())
+    sp = spec()
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(claim(node, sp), sp)
+        await until(lambda: running(rt, "web/0"))
+        [ctr] = ours(engine, node)
+        hc = ctr.attrs["HostConfig"]
+        assert hc["PidsLimit"] == 1024
+        assert any(o.startswith("no-new-privileges") for o in hc["SecurityOpt"])
+        assert caps(hc["CapDrop"]) == ["ALL"] and caps(hc["CapAdd"]) == sorted(DEFAULT_CAPS)
+        assert not hc["ReadonlyRootfs"] and not hc["Devices"]
+        assert ctr.attrs["Config"]["User"] == ""
+        # ... and the kernel enforces it.
+        assert in_container(ctr, "grep NoNewPrivs /proc/self/status") == (0, "NoNewPrivs:\t1")
+        assert in_container(ctr, "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || "
+                                 "cat /sys/fs/cgroup/pids.max") == (0, "1024")
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_what_a_job_asks_and_its_node_allows_is_applied(engine, node):
+    policy = ContainerPolicy(allow_caps=DEFAULT_CAPS | {"NET_ADMIN"}, allow_devices=frozenset({"/dev/zero"}),
+                             max_pids_limit=10_000)
+    rt = DockerRuntime(node, fast(), policy=policy)
+    sp = spec(cap_drop=["ALL"], cap_add=["NET_ADMIN"], user="1000:1000", read_only=True,
+              devices=["/dev/zero:/dev/shoal-zero:r"], pids_limit=64)
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(claim(node, sp), sp)
+        await until(lambda: running(rt, "web/0"))
+        [ctr] = ours(engine, node)
+        hc = ctr.attrs["HostConfig"]
+        assert hc["PidsLimit"] == 64 and hc["ReadonlyRootfs"] is True
+        assert caps(hc["CapDrop"]) == ["ALL"] and caps(hc["CapAdd"]) == ["NET_ADMIN"]
+        assert ctr.attrs["Config"]["User"] == "1000:1000"
+        assert [(d["PathOnHost"], d["PathInContainer"], d["CgroupPermissions"]) for d in hc["Devices"]] == [
+            ("/dev/zero", "/dev/shoal-zero", "r")]
+        assert in_container(ctr, "id -u; id -g") == (0, "1000\n1000")
+        assert in_container(ctr, "touch /written")[0] != 0          # read-only root filesystem
+        assert in_container(ctr, "test -c /dev/shoal-zero && head -c 4 /dev/shoal-zero >/dev/null")[0] == 0
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_a_replica_its_node_does_not_allow_is_refused_with_the_reason(engine, node):
+    gave_up = []
+    rt = DockerRuntime(node, fast(), on_give_up=lambda s, r: gave_up.append((s, r)))   # the safe policy
+    sp = spec(cap_add=["SYS_ADMIN"])
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(claim(node, sp), sp)
+        await until(lambda: gave_up)
+        assert gave_up == [("web/0", f"cap SYS_ADMIN is not allowed on {node}")]
+        assert not ours(engine, node)       # nothing was created, let alone weakened
         n.cancel_scope.cancel()
 
 
@@ -313,7 +388,7 @@ async def test_on_failure_restarts_with_backoff_then_gives_up(engine, node):
         assert "exited 3" in gave_up[0][1] and "exhausted" in gave_up[0][1]
         # backoff 0.3, 0.6, 1.2 s: each gap at least as long as its delay
         times = [t0] + st["restart_times"]
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert gaps[1] >= 0.6 and gaps[2] >= 1.2, gaps
         # the slot stays given up (no more restarts) until the core stops it
         await trio.sleep(1.5)
