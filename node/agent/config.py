@@ -48,6 +48,10 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
                   (node.core.node_core.ClusterConfig)       default: its defaults
     [placement]   table: auction and placement timing and sampling
                   (auction.placement.PlacementConfig)       default: its defaults
+    [containers]  table: what jobs may ask of this node's   default: the safe
+                  containers (auction.container_policy:      policy
+                  allow_caps, allow_users, allow_devices,
+                  max_pids_limit)
 
 The `[cluster]` and `[placement]` tables take the dataclasses' field names
 (units in the names: `auction_ttl_s`); docs/configuration.md documents every
@@ -102,6 +106,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from auction.container_policy import ContainerPolicy, PolicyError
 from auction.placement import PlacementConfig
 from auction.resources import Resources, UnitError, parse_cpu, parse_memory
 from auction.spec import label_key_problem, label_value_problem
@@ -183,6 +188,7 @@ class AgentConfig:
     docker_host: str | None = None  # None: $SHOAL_DOCKER_HOST, else Docker's default socket
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # the [cluster] table
     placement: PlacementConfig = field(default_factory=PlacementConfig)  # the [placement] table
+    containers: ContainerPolicy = field(default_factory=ContainerPolicy)  # the [containers] table
 
     @property
     def encrypted(self) -> bool:
@@ -399,6 +405,8 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
         if not isinstance(insecure, bool):
             raise ConfigError("insecure_no_encryption", f"must be true or false, got {_toml_value(insecure)}")
         kw["insecure_no_encryption"] = insecure
+    if "containers" in values:
+        kw["containers"] = container_policy(values["containers"])
     cfg = AgentConfig(**kw)
     if not cfg.api.is_loopback and cfg.api_token is None:
         raise ConfigError("api", f"refusing to serve the API on non-loopback {cfg.api} without api_token")
@@ -540,6 +548,15 @@ def placement_config(raw: Any = None) -> PlacementConfig:
     """The `[placement]` table (as parsed from TOML) as a PlacementConfig;
     ConfigError naming `placement.FIELD` if a value is wrong."""
     return _tuning("placement", PlacementConfig, raw)
+
+
+def container_policy(raw: Any = None) -> ContainerPolicy:
+    """The `[containers]` table (as parsed from TOML) as the node's
+    ContainerPolicy; ConfigError naming `containers.FIELD` if a value is wrong."""
+    try:
+        return ContainerPolicy.from_table(raw)
+    except PolicyError as e:
+        raise ConfigError(e.field, e.message) from None
 
 
 def tuning_json(cluster: ClusterConfig, placement: PlacementConfig) -> dict[str, dict[str, Any]]:
