@@ -56,6 +56,12 @@ What is read (everything else is a warning, see below):
     deploy.restart_policy.delay         backoff_s (shoal doubles it on each
                                         further restart, up to max_backoff_s,
                                         which is raised to the delay if larger)
+    cap_add, cap_drop, user, read_only, the job fields of the same name
+      devices                           (docs/jobspec.md, "Container security";
+                                        `user: 1000` becomes "1000")
+    pids_limit, deploy.resources.       pids_limit (both given: they must
+      limits.pids                       agree; -1 or 0, unlimited, is a
+                                        warning: the job default applies)
 
 Memory sizes are Docker's (`512m`, `1g`, `1gb`: all powers of 1024, as
 `docker run -m`); durations are Go's (`1m30s`, `500ms`).  Keys at the top

@@ -2,10 +2,13 @@
 
 How this works: `ServiceConverter.convert(body)` reads the keys the module
 docstring of node.cli.compose lists (image, command, environment,
-healthcheck, restart, deploy.*) into a job spec dict, recording for every
-spec field the Compose path it came from; `auction.spec.validate` then
-checks the dict like any submitted job, and each of its problems is reported
-at the Compose path of the field (`env.FOO` -> `services.web.environment.FOO`).
+healthcheck, restart, deploy.*, and the container-security keys cap_add,
+cap_drop, user, read_only, devices, pids_limit) into a job spec dict,
+recording for every spec field the Compose path it came from;
+`auction.spec.validate` then checks the dict like any submitted job, and
+each of its problems is reported at the Compose path of the field (`env.FOO`
+-> `services.web.environment.FOO`).  What a node allows of the security
+keys is its operator's policy, checked at placement, not here.
 Keys it does not read become warnings and values it cannot use become
 errors, both in the shared `Report`.
 """
@@ -32,10 +35,12 @@ DOCKER_HEALTH_INTERVAL_S = 30.0
 DOCKER_HEALTH_TIMEOUT_S = 30.0
 DOCKER_HEALTH_RETRIES = 3
 
-SERVICE_KEYS = ("image", "command", "environment", "healthcheck", "restart", "deploy")
+SERVICE_KEYS = ("image", "command", "environment", "healthcheck", "restart", "deploy",
+                "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit")
 DEPLOY_KEYS = ("mode", "replicas", "resources", "placement", "restart_policy")
 RESOURCES_KEYS = ("limits", "reservations")
 AMOUNT_KEYS = ("cpus", "memory")
+LIMIT_KEYS = AMOUNT_KEYS + ("pids",)
 PLACEMENT_KEYS = ("constraints", "preferences", "max_replicas_per_node")
 RESTART_POLICY_KEYS = ("condition", "max_attempts", "delay")
 HEALTH_KEYS = ("test", "interval", "timeout", "retries", "start_period")
@@ -44,7 +49,7 @@ CONDITIONS = {"any": "always", "on-failure": "on-failure", "none": "never"}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", re.ASCII | re.IGNORECASE)
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _MEMORY_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*", re.ASCII | re.IGNORECASE)
-_CONSTRAINT_RE = re.compile(r"\s*([A-Za-z0-9_.\-/]+)\s*(==|!=)\s*(.*?)\s*", re.S)
+_CONSTRAINT_RE = re.compile(r"\s*([A-Za-z0-9_.\-/]+)\s*(==|!=)\s*(.*?)\s*", re.DOTALL)
 
 
 class ServiceConverter:
@@ -84,6 +89,18 @@ class ServiceConverter:
             self.environment(body["environment"], join_path(self.path, "environment"))
         if "healthcheck" in body:
             self.healthcheck(body["healthcheck"], join_path(self.path, "healthcheck"))
+        for key in ("cap_add", "cap_drop", "devices"):
+            if key in body:
+                self.strings(key, body[key], join_path(self.path, key))
+        if "user" in body:
+            # YAML reads `user: 1000` as a number; Docker means the uid.
+            user = body["user"]
+            is_number = isinstance(user, int) and not isinstance(user, bool)
+            self.put("user", str(user) if is_number else user, join_path(self.path, "user"))
+        if "read_only" in body:
+            self.put("read_only", body["read_only"], join_path(self.path, "read_only"))
+        if "pids_limit" in body:
+            self.pids(body["pids_limit"], join_path(self.path, "pids_limit"))
         deploy = self.table(body.get("deploy"), join_path(self.path, "deploy")) or {}
         self.deploy(deploy, join_path(self.path, "deploy"))
         if "restart" in body:
@@ -132,6 +149,29 @@ class ServiceConverter:
         else:
             self.spec[key] = value
             self.origin[key] = path
+
+    def strings(self, key: str, value: Any, path: str) -> None:
+        """A list of strings the job validator checks item by item (`cap_add`, `devices`)."""
+        if not isinstance(value, list):
+            self.error(path, f"must be a list of strings, got {json_kind(value)}")
+            return
+        for i, v in enumerate(value):
+            if isinstance(v, (list, dict)):
+                self.error(f"{path}[{i}]", f"must be a string, got {json_kind(v)}")
+                return
+        self.spec[key] = value
+        self.origin[key] = path
+
+    def pids(self, value: Any, path: str) -> None:
+        """`pids_limit` or `deploy.resources.limits.pids`: the job's pids_limit."""
+        if value in (0, -1) and not isinstance(value, bool):
+            self.r.warn(path, "unlimited is not supported: shoal always limits pids; the job "
+                              "default (1024) applies (set a number to raise it)")
+            return
+        if "pids_limit" in self.spec and self.spec["pids_limit"] != value:
+            self.error(path, f"conflicts with {self.origin['pids_limit']} ({got(self.spec['pids_limit'])})")
+            return
+        self.put("pids_limit", value, path)
 
     def command(self, value: Any, path: str, key: str = "command") -> None:
         self.origin[key] = path
@@ -273,13 +313,13 @@ class ServiceConverter:
             table = self.table(res.get(part), where)
             if table is None:
                 continue
-            self.r.unknown_keys(table, AMOUNT_KEYS, where)
-            if "cpus" in table:
-                if (millis := self.cpus(table["cpus"], join_path(where, "cpus"))) is not None:
-                    found["cpus"].append((millis, join_path(where, "cpus")))
-            if "memory" in table:
-                if (size := self.memory(table["memory"], join_path(where, "memory"))) is not None:
-                    found["memory"].append((size, join_path(where, "memory")))
+            self.r.unknown_keys(table, LIMIT_KEYS if part == "limits" else AMOUNT_KEYS, where)
+            if part == "limits" and "pids" in table:
+                self.pids(table["pids"], join_path(where, "pids"))
+            if "cpus" in table and (millis := self.cpus(table["cpus"], join_path(where, "cpus"))) is not None:
+                found["cpus"].append((millis, join_path(where, "cpus")))
+            if "memory" in table and (size := self.memory(table["memory"], join_path(where, "memory"))) is not None:
+                found["memory"].append((size, join_path(where, "memory")))
         if found["cpus"]:
             millis, where = max(found["cpus"])
             self.spec["cpu"] = f"{millis}m"

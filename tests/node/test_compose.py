@@ -15,8 +15,15 @@ import pytest
 
 from auction.spec import MiB, RestartMode
 from node.cli.compose import (
-    NOT_SUPPORTED, ComposeError, check_stack_name, convert, default_stack_name, job_name, load,
-    stack_jobs, stack_of,
+    NOT_SUPPORTED,
+    ComposeError,
+    check_stack_name,
+    convert,
+    default_stack_name,
+    job_name,
+    load,
+    stack_jobs,
+    stack_of,
 )
 
 THREE_SERVICES = """
@@ -138,7 +145,7 @@ services:
       endpoint_mode: vip
       labels: {a: b}
       resources:
-        limits: {cpus: "1", pids: 100}
+        limits: {cpus: "1", pids: 100, gpus: 1}
         reservations: {devices: [{capabilities: [gpu]}]}
       placement:
         constraints: ["node.role == manager", "engine.labels.ssd == true"]
@@ -148,9 +155,9 @@ services:
     st = convert_text(text)
     assert sorted(paths(st.warnings)) == sorted([
         "services.app.container_name", "services.app.entrypoint", "services.app.env_file",
-        "services.app.depends_on", "services.app.labels", "services.app.cap_add",
+        "services.app.depends_on", "services.app.labels",
         "services.app.deploy.endpoint_mode", "services.app.deploy.labels",
-        "services.app.deploy.resources.limits.pids", "services.app.deploy.resources.reservations.devices",
+        "services.app.deploy.resources.limits.gpus", "services.app.deploy.resources.reservations.devices",
         "services.app.deploy.placement.constraints[0]", "services.app.deploy.placement.constraints[1]",
         "services.app.deploy.placement.preferences[1]",
         "services.app.deploy.restart_policy.max_attempts",
@@ -356,7 +363,7 @@ def agent_api(tmp_path):
 
 
 def shoal(api: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], check=False, capture_output=True, text=True,
                           cwd=REPO, env={**os.environ, "SHOAL_ADDR": api}, timeout=60)
 
 
@@ -400,3 +407,66 @@ def test_stack_deploy_ls_rm_on_a_real_agent(agent_api, tmp_path):
     assert r.returncode == 1
     assert "services.api.image: required" in r.stderr and "services.api.deploy.replicas" in r.stderr
     assert not any(n.startswith("bad-") for n in (j["name"] for j in httpx.get(f"{agent_api}/v1/jobs").json()))
+
+
+# ---- container security --------------------------------------------------------------
+
+def test_container_security_keys_become_the_job_fields_without_warnings():
+    text = """
+services:
+  app:
+    image: busybox
+    cap_add: [NET_ADMIN, sys_ptrace]
+    cap_drop: [ALL]
+    user: 1000
+    read_only: true
+    devices: ["/dev/fuse", "/dev/sda:/dev/xvda:r"]
+    deploy:
+      resources:
+        limits: {pids: 200}
+  other:
+    image: busybox
+    user: "app:app"
+    pids_limit: 50
+"""
+    st = convert_text(text)
+    assert st.warnings == ()
+    app, other = st.jobs
+    assert app.cap_add == ("NET_ADMIN", "SYS_PTRACE") and app.cap_drop == ("ALL",)
+    assert app.user == "1000" and app.read_only is True and app.pids_limit == 200
+    assert app.devices == ("/dev/fuse:/dev/fuse:rwm", "/dev/sda:/dev/xvda:r")
+    assert (other.user, other.pids_limit, other.read_only, other.cap_add) == ("app:app", 50, False, ())
+
+
+def test_unlimited_pids_is_a_warning_and_the_job_default_applies():
+    st = convert_text("services:\n  app:\n    image: busybox\n    pids_limit: -1\n")
+    assert paths(st.warnings) == ["services.app.pids_limit"]
+    assert "always limits pids" in st.warnings[0].message
+    assert st.jobs[0].pids_limit == 1024
+
+
+def test_bad_container_security_values_are_errors_at_their_compose_path():
+    text = """
+services:
+  app:
+    image: busybox
+    cap_add: [NET_ADMIN, SYS_ADMN]
+    cap_drop: CHOWN
+    user: [root]
+    read_only: "yes"
+    devices: ["/etc/passwd", {source: /dev/fuse}]
+    pids_limit: 100
+    deploy:
+      resources:
+        limits: {pids: 200}
+"""
+    with pytest.raises(ComposeError) as ei:
+        convert_text(text)
+    got = {p.path: p.message for p in ei.value.problems}
+    assert set(got) == {
+        "services.app.cap_add[1]", "services.app.cap_drop", "services.app.user",
+        "services.app.read_only", "services.app.devices[1]",
+        "services.app.deploy.resources.limits.pids",
+    }, got
+    assert "did you mean 'SYS_ADMIN'?" in got["services.app.cap_add[1]"]
+    assert "conflicts with services.app.pids_limit" in got["services.app.deploy.resources.limits.pids"]
