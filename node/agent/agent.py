@@ -270,6 +270,7 @@ class Agent:
             stored_claims=loaded.claims,
             cluster_config=cfg.cluster,
             placement_config=cfg.placement,
+            container_policy=cfg.containers,
         )
         if loaded.drained:
             # Before the pump runs: its first drain dispatches what this caused.

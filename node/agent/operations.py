@@ -90,6 +90,7 @@ class Operations:
             "api": a.api_url,
             "profile": a.gossip_config.profile,
             "settings": tuning_json(view.cluster_config, view.placement_config),  # [cluster], [placement] in effect
+            "containers": a.config.containers.to_dict(),  # [containers]: what jobs may ask here
             "label": a.config.label,
             "encrypted": a.keys.enabled,
             "health_score": view.health_score(),

@@ -51,7 +51,8 @@ def make_runtime(agent: Agent) -> Any:
     def health(healthy: bool, reason: str) -> Awaitable[Any]:
         return agent.pump.feed(SetHealth(healthy, reason))
 
-    return DockerRuntime(agent.name, rt_cfg, on_give_up=gave_up, on_health=health)
+    return DockerRuntime(agent.name, rt_cfg, on_give_up=gave_up, on_health=health,
+                         policy=agent.config.containers)
 
 
 async def watch_claims_replayed(agent: Agent) -> None:

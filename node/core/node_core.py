@@ -44,6 +44,7 @@ from typing import Any, overload
 
 from auction.auctioneer import RoundClosed, SendTo
 from auction.claims import Claim
+from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.messages import Award, Bid, CallForBids, Decline, Release
 from auction.placement import AwardAccepted, Placement, PlacementConfig
 from auction.resources import Resources
@@ -134,7 +135,8 @@ class NodeCore:
                  cluster_config: ClusterConfig | None = None,
                  placement_config: PlacementConfig | None = None,
                  stored_entries: list[Entry] | None = None,
-                 stored_claims: list[Claim] | None = None) -> None:
+                 stored_claims: list[Claim] | None = None,
+                 container_policy: ContainerPolicy = SAFE_POLICY) -> None:
         self.name = name
         self.cfg = cluster_config or ClusterConfig()
         self.swim = Swim(name=name, addr=addr, config=gossip_config, rng=rng, now=now, meta=meta,
@@ -157,7 +159,8 @@ class NodeCore:
         # placement's view of it.
         self._claims: LwwMap[Claim] = LwwMap(MAX_ENTRIES)
         self.placement = Placement(name, capacity, rng, placement_config or PlacementConfig(),
-                                   claims=self._claims, ballot_id=self.ballot_id)
+                                   claims=self._claims, ballot_id=self.ballot_id,
+                                   container_policy=container_policy)
         for claim in stored_claims or ():
             self._claims.merge(claim)
         self.statuses: dict[str, NodeStatus] = {}

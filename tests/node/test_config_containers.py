@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from auction.container_policy import DEFAULT_CAPS, POLICY_FIELDS, ContainerPolicy
@@ -93,3 +96,58 @@ def test_the_cli_refuses_a_bad_setting_naming_it(tmp_path):
                        text=True, cwd=REPO, timeout=60, check=False)
     assert r.returncode == 2
     assert "containers.allow_caps[0]: 'SYS_ADMN' is not a Linux capability" in r.stderr
+
+
+# ---- the policy reaches the bidder of a real agent ------------------------------------
+
+
+def _run_job_on_one_agent(tmp_path: Path, name: str, config_text: str, job: dict) -> list[dict]:
+    """Start one agent (fake runtime) with config_text, submit job, and return
+    its slots once each is placed or pending with a reason."""
+    state = tmp_path / name
+    state.mkdir()
+    path = tmp_path / f"{name}.toml"
+    path.write_text(config_text)
+    argv = [sys.executable, "-m", "node.cli", "agent", "--config", str(path), "--name", name,
+            "--bind", "127.0.0.1:0", "--api", "127.0.0.1:0", "--profile", "local", "--state-dir", str(state),
+            "--cpus", "2", "--memory", "2GiB"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        info = None
+        while info is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                info = json.loads((state / "agent.json").read_text())
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        assert info is not None, f"agent did not start (rc {proc.poll()})"
+        r = httpx.post(f"{info['api']}/v1/jobs", json=job, timeout=10)
+        assert r.status_code == 201, r.text
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            slots = httpx.get(f"{info['api']}/v1/jobs/{job['name']}", timeout=5).json()["slots"]
+            if slots and all(s["state"] != "pending" or s.get("reason") for s in slots) \
+                    and any(s["state"] == "pending" or s.get("node") for s in slots):
+                if all(s.get("node") for s in slots) or all(s["state"] == "pending" for s in slots):
+                    return slots
+            time.sleep(0.1)
+        raise AssertionError(f"slots neither placed nor pending with a reason: {slots}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def test_an_agents_containers_table_decides_what_its_jobs_may_ask(tmp_path):
+    job = {"name": "netadmin", "image": "busybox", "replicas": 1, "cpu": 0.1, "memory": "16MiB",
+           "cap_add": ["NET_ADMIN"]}
+    refused = _run_job_on_one_agent(tmp_path, "strict", "", job)
+    assert refused[0]["state"] == "pending"
+    assert "cap NET_ADMIN is not allowed on strict" in refused[0]["reason"], refused
+    caps = ", ".join(f'"{c}"' for c in sorted(DEFAULT_CAPS | {"NET_ADMIN"}))
+    allowed = _run_job_on_one_agent(tmp_path, "lenient", f"[containers]\nallow_caps = [{caps}]\n", job)
+    assert allowed[0].get("node") == "lenient", allowed
