@@ -28,6 +28,11 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
     label         cluster label (<= 255 bytes; flag        default: "" (none)
                   --cluster-label)
     api_token     bearer token the API requires            default: none
+    api_tls_cert, api_tls_key, api_tls_ca   PEM files: the   default: none (HTTP)
+                  agent's certificate and key and the cluster CA; all three
+                  or none.  With them the API is HTTPS, clients and peers are
+                  verified against the CA (node.api.tls; `shoal tls`)
+    enable_fault_hook  serve PUT /v1/agent/fault (testbed) default: false
     log_level     DEBUG | INFO | WARNING | ERROR           default: INFO
     tags          table of extra string tags (Serf-style)  default: {}
                   (with role=shoal and api=<api address>, which the agent
@@ -175,6 +180,10 @@ class AgentConfig:
     api: HostPort = HostPort("127.0.0.1", DEFAULT_API_PORT)
     label: str = ""
     api_token: str | None = None
+    api_tls_cert: Path | None = None  # all three or none (see the docstring)
+    api_tls_key: Path | None = None
+    api_tls_ca: Path | None = None
+    enable_fault_hook: bool = False
     log_level: str = "INFO"
     tags: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()  # node labels, sorted by key
@@ -353,6 +362,11 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
         if not v:
             raise ConfigError("api_token", "must not be empty")
         kw["api_token"] = v
+    kw.update(_tls_files(text))
+    if (hook := values.get("enable_fault_hook")) is not None:
+        if not isinstance(hook, bool):
+            raise ConfigError("enable_fault_hook", f"must be true or false, got {_toml_value(hook)}")
+        kw["enable_fault_hook"] = hook
     if (v := text("log_level")) is not None:
         if v.upper() not in LOG_LEVELS:
             raise ConfigError("log_level", f"unknown level {v!r}; choose one of {', '.join(LOG_LEVELS)}")
@@ -413,6 +427,19 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
     if (refusal := unencrypted_refusal(cfg)) is not None:
         raise ConfigError("encrypt", refusal)
     return cfg
+
+
+def _tls_files(text: Any) -> dict[str, Path]:
+    """The API's TLS files (all three or none), each an existing file."""
+    names = ("api_tls_cert", "api_tls_key", "api_tls_ca")
+    given = {n: v for n in names if (v := text(n)) is not None}
+    if given and len(given) < len(names):
+        missing = [n for n in names if n not in given]
+        raise ConfigError(missing[0], f"TLS for the API needs {', '.join(names)}; {' and '.join(missing)} not set")
+    for n, v in given.items():
+        if not Path(v).is_file():
+            raise ConfigError(n, f"{v!r} is not a readable file")
+    return {n: Path(v) for n, v in given.items()}
 
 
 def parse_labels(labels: Any, node_name: str = "") -> tuple[tuple[str, str], ...]:

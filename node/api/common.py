@@ -4,8 +4,8 @@ How this works: `ApiError` is raised by handlers and turned into
 {"error": ...} with its status by the app (node.api.server); bodies are read
 with a size bound (`read_body`, `json_body`); blocking reads wait as
 `?index=&wait=` ask and then read the core's view (`blocking_read`, see
-node.api.blocking); requests for another node are forwarded to the API
-address it publishes in its `api` tag (`peer_api_url`, `forward_headers`).
+node.api.blocking); `peer_target` says how to reach another member, and
+node.api.forward how requests are forwarded to it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from node.agent.config import ConfigError, HostPort, parse_host_port
 from node.agent.tags import decode_tags
 from node.api import views
 from node.api.blocking import parse_index, parse_wait
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 
 MAX_BODY_BYTES = 64 * 1024
 FORWARD_TIMEOUT_S = 10.0
-FORWARDED_HEADER = "X-Shoal-Forwarded-By"
 INDEX_HEADER = "X-Shoal-Index"
 
 
@@ -65,8 +63,10 @@ async def json_body(request: Request) -> dict[str, Any]:
         return {}
     try:
         obj = json.loads(body)
-    except ValueError:
+    except ValueError:  # also bad UTF-8 and integers too long to convert
         raise ApiError(400, "request body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ApiError(400, "request body must be a JSON object")
     return obj
@@ -104,31 +104,5 @@ def peer_target(view: CoreView, name: str) -> dict[str, Any] | None:
             "api": decode_tags(m.meta).get("api")}
 
 
-def peer_api_url(target: dict[str, Any]) -> str | None:
-    """http://HOST:PORT of a peer's API from its `api` tag, or None when it
-    cannot be reached from here (no tag, or loopback on another host)."""
-    if not target["api"]:
-        return None
-    try:
-        hp = parse_host_port(target["api"], "api")
-    except ConfigError:
-        return None
-    if hp.is_wildcard:
-        hp = HostPort(target["addr"], hp.port)
-    elif hp.is_loopback and not HostPort(target["addr"], 0).is_loopback:
-        return None
-    return f"http://{hp}"
-
-
 def flag(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes", "on", "")
-
-
-def forward_headers(request: Request, agent: Agent) -> dict[str, str]:
-    headers = {FORWARDED_HEADER: agent.name}
-    auth = request.headers.get("authorization")
-    if auth:
-        headers["Authorization"] = auth
-    elif agent.config.api_token:
-        headers["Authorization"] = f"Bearer {agent.config.api_token}"
-    return headers

@@ -23,16 +23,14 @@ from node.agent.keys import ACTIONS, KeyOpError, parse_key
 from node.api import ui, views
 from node.api.common import (
     FORWARD_TIMEOUT_S,
-    FORWARDED_HEADER,
     ApiError,
     agent_of,
     blocking_read,
-    forward_headers,
     indexed,
     json_body,
-    peer_api_url,
     peer_target,
 )
+from node.api.forward import FORWARDED_HEADER, ForwardRefused, forward_client, forward_headers, peer_api_url
 from node.telemetry.eventlog import TooManySubscribers
 from node.telemetry.metrics import CONTENT_TYPE
 
@@ -90,15 +88,18 @@ async def _set_drained(request: Request, drained: bool) -> Response:
     how = f"only {name}'s own agent can {action} it"
     if target["status"] != "alive":
         raise ApiError(409, f"{name} is {target['status']}; {how}")
-    url = peer_api_url(target)
+    try:
+        url = peer_api_url(agent, name, target)
+    except ForwardRefused as e:
+        raise ApiError(409, f"{how}; {e}", node=name, api=target["api"]) from None
     if url is None:
         where = f" (its API listens on {target['api']}, not reachable from here)" if target["api"] else ""
         raise ApiError(409, f"{how}; run the command against {name}'s agent{where}", node=name,
                        api=target["api"])
     try:
-        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as client:
-            r = await client.post(f"{url}/v1/nodes/{quote(name, safe='')}/{action}",
-                                  headers=forward_headers(request, agent))
+        path = f"/v1/nodes/{quote(name, safe='')}/{action}"
+        async with forward_client(agent, FORWARD_TIMEOUT_S) as client:
+            r = await client.post(f"{url}{path}", headers=forward_headers(agent, "POST", path))
     except httpx.HTTPError as e:
         raise ApiError(502, f"{how}; forwarding to its agent at {url} failed: {e or type(e).__name__}",
                        node=name, api=url) from None

@@ -26,16 +26,21 @@ from node.agent.errors import JobNotFound, StateWriteError
 from node.api import views
 from node.api.common import (
     FORWARD_TIMEOUT_S,
-    FORWARDED_HEADER,
     ApiError,
     agent_of,
     blocking_read,
     flag,
-    forward_headers,
     indexed,
-    peer_api_url,
     peer_target,
     read_body,
+)
+from node.api.forward import (
+    FORWARDED_HEADER,
+    ForwardRefused,
+    forward_client,
+    forward_headers,
+    peer_api_url,
+    target_of,
 )
 from node.core.node_core import JobLimitError
 from node.core.view import CoreView
@@ -148,15 +153,19 @@ async def containers(request: Request) -> Response:
         name = peer["node"]
         entry = {"node": name, "api": peer["api"], "runtime": None, "containers": [], "error": None}
         results[name] = entry
-        url = peer_api_url(peer)
+        try:
+            url = peer_api_url(agent, name, peer)
+        except ForwardRefused as e:
+            entry["error"] = str(e)
+            return
         if url is None:
             entry["error"] = (f"its API listens on {peer['api']}, not reachable from here" if peer["api"]
                               else "it publishes no API address (not a shoal agent?)")
             return
         entry["api"] = url
+        target = target_of("/v1/containers", {"job": job} if job else None)
         try:
-            r = await client.get(f"{url}/v1/containers", params={"job": job} if job else None,
-                                 headers=forward_headers(request, agent))
+            r = await client.get(f"{url}{target}", headers=forward_headers(agent, "GET", target))
             body = r.json()
         except (httpx.HTTPError, ValueError) as e:
             entry["error"] = f"asking {url} failed: {e or type(e).__name__}"
@@ -166,7 +175,7 @@ async def containers(request: Request) -> Response:
             return
         entry.update(runtime=body.get("runtime"), containers=body.get("containers") or [])
 
-    async with httpx.AsyncClient(timeout=CONTAINERS_FANOUT_TIMEOUT_S) as client:
+    async with forward_client(agent, CONTAINERS_FANOUT_TIMEOUT_S) as client:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(local)
             for peer in peers:
@@ -227,16 +236,18 @@ async def job_logs(request: Request) -> Response:
                             f"{request.headers[FORWARDED_HEADER]!r}): the agents disagree for now, retry")
     if holder["status"] != "alive":
         raise ApiError(409, f"{slot} is held by {node}, which is {holder['status']}")
-    url = peer_api_url(holder)
+    try:
+        url = peer_api_url(agent, node, holder)
+    except ForwardRefused as e:
+        raise ApiError(409, f"{slot} runs on {node}; {e}", node=node, api=holder["api"]) from None
     if url is None:
         where = f" (its API listens on {holder['api']}, not reachable from here)" if holder["api"] else ""
         raise ApiError(409, f"{slot} runs on {node}; ask {node}'s agent{where}", node=node, api=holder["api"])
-    client = httpx.AsyncClient(timeout=httpx.Timeout(FORWARD_TIMEOUT_S, read=None if follow else 60.0))
+    client = forward_client(agent, httpx.Timeout(FORWARD_TIMEOUT_S, read=None if follow else 60.0))
+    target = target_of(f"/v1/jobs/{quote(job, safe='')}/logs",
+                       {"slot": str(index), "follow": "1" if follow else "0", "tail": str(tail)})
     try:
-        req = client.build_request("GET", f"{url}/v1/jobs/{quote(job, safe='')}/logs",
-                                   params={"slot": str(index), "follow": "1" if follow else "0",
-                                           "tail": str(tail)},
-                                   headers=forward_headers(request, agent))
+        req = client.build_request("GET", f"{url}{target}", headers=forward_headers(agent, "GET", target))
         resp = await client.send(req, stream=True)
     except httpx.HTTPError as e:
         await client.aclose()

@@ -79,7 +79,8 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             capacity, jobs, placements, recent events; no
                             scripts, a Content-Security-Policy that forbids them
     PUT  /v1/agent/fault    {"delay_ms": N}: testbed fault hook, adds N ms
-                            before every outgoing UDP datagram (0 turns it off)
+                            before every outgoing UDP datagram (0 turns it off);
+                            only when the agent runs with --enable-fault-hook
 
 Blocking queries (marked above): the answer carries `X-Shoal-Index`, the
 agent-local index of that resource (node/blocking.py).  With `?index=N` the
@@ -88,7 +89,17 @@ request answers at once if the index is past N, else waits until it is or
 
 Auth: when the agent has an `api_token`, every request must carry
 `Authorization: Bearer <token>` or `X-Shoal-Token: <token>` (compared in
-constant time), else 401.
+constant time), else 401.  The routes agents forward to one another
+(`PEER_ROUTES`: GET /v1/containers, GET /v1/jobs/NAME/logs, POST
+/v1/nodes/NAME/drain|undrain) also take another agent's proof instead: a
+client certificate from the cluster CA (TLS, node.api.tls) or a credential
+derived from the gossip key (node.agent.peer_auth).  Agents never forward
+the caller's token (node.api.forward).
+
+TLS: with `api_tls_cert`, `api_tls_key` and `api_tls_ca` the API is served
+over HTTPS (node.api.tls).  Errors never echo an exception's text: a body
+that is not a JSON object is a 400 saying so, a failure in a handler a 500
+"internal error" (the traceback goes to the agent's log).
 """
 
 from __future__ import annotations
@@ -96,10 +107,11 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import re
+import time
 from typing import TYPE_CHECKING, Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -108,6 +120,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from node.agent.errors import AgentStarting
+from node.agent.peer_auth import PeerAuthError, verify
 from node.api.common import ApiError, error_response
 from node.api.routes_cluster import (
     agent_self,
@@ -126,6 +139,7 @@ from node.api.routes_cluster import (
     undrain,
 )
 from node.api.routes_jobs import containers, job, job_logs, jobs, stop_job, submit_job
+from node.api.tls import PEER_CERT, hypercorn_config
 
 if TYPE_CHECKING:
     from node.agent.agent import Agent
@@ -149,15 +163,29 @@ async def _starting(request: Request, exc: Exception) -> Response:
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.exception("API handler failed: %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+    return error_response(500, "internal error (the agent's log has the details)")
+
+
+# (method, path) of the requests agents forward to one another (node.api.forward).
+PEER_ROUTES = (
+    ("GET", re.compile(r"/v1/containers")),
+    ("GET", re.compile(r"/v1/jobs/[^/]+/logs")),
+    ("POST", re.compile(r"/v1/nodes/[^/]+/(?:un)?drain")),
+)
+
+
+def is_peer_route(method: str, path: str) -> bool:
+    return any(method == m and rx.fullmatch(path) for m, rx in PEER_ROUTES)
 
 
 class TokenAuth:
-    """Pure ASGI middleware (streams keep working): 401 without the token."""
+    """Pure ASGI middleware (streams keep working): 401 without the token,
+    except for another agent's proof on the routes agents forward to."""
 
-    def __init__(self, app: Any, token: str) -> None:
+    def __init__(self, app: Any, token: str, agent: Agent) -> None:
         self.app = app
         self.token = token.encode()
+        self.agent = agent
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -168,11 +196,34 @@ class TokenAuth:
         auth = headers.get(b"authorization", b"")
         if given is None and auth[:7].lower() == b"bearer ":
             given = auth[7:].strip()
-        if given is None or not hmac.compare_digest(given, self.token):
-            resp = error_response(401, "missing or wrong API token (send Authorization: Bearer <token>)")
-            await resp(scope, receive, send)
+        if given is not None and hmac.compare_digest(given, self.token):
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        problem = "missing or wrong API token (send Authorization: Bearer <token>)"
+        if given is None and is_peer_route(scope["method"], scope["path"]):
+            peer = self.peer_problem(scope, headers)
+            if peer is None:
+                await self.app(scope, receive, send)
+                return
+            problem += f"; {peer}"
+        await error_response(401, problem)(scope, receive, send)
+
+    def peer_problem(self, scope: dict[str, Any], headers: dict[bytes, bytes]) -> str | None:
+        """None if the request carries another agent's proof, else why not."""
+        if PEER_CERT.get() is not None:
+            return None  # a client certificate the cluster CA issued (checked in the handshake)
+        keyring = self.agent.keys.keyring
+        if keyring is None:
+            return "peer credential: this agent has no gossip key"
+        target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        if scope.get("query_string"):
+            target += "?" + scope["query_string"].decode("latin-1")
+        text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
+        try:
+            verify(keyring.keys, text_headers, scope["method"], target, time.time_ns() // 1_000_000)
+        except PeerAuthError as e:
+            return str(e)
+        return None
 
 
 def build_app(agent: Agent) -> Any:
@@ -195,9 +246,10 @@ def build_app(agent: Agent) -> Any:
         Route("/v1/keys", keys_change, methods=["POST"]),
         Route("/v1/metrics", metrics, methods=["GET"]),
         Route("/v1/events", events, methods=["GET"]),
-        Route("/v1/agent/fault", fault, methods=["PUT"]),
         Route("/ui", ui_page, methods=["GET"]),
     ]
+    if agent.config.enable_fault_hook:
+        routes.append(Route("/v1/agent/fault", fault, methods=["PUT"]))
     app = Starlette(
         routes=routes,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, AgentStarting: _starting,
@@ -205,7 +257,7 @@ def build_app(agent: Agent) -> Any:
     )
     app.state.agent = agent
     if agent.config.api_token:
-        return TokenAuth(app, agent.config.api_token)
+        return TokenAuth(app, agent.config.api_token, agent)
     return app
 
 
@@ -217,7 +269,7 @@ async def serve_api(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `shutdown` is set; set `done` when fully stopped."""
-    cfg = HypercornConfig()
+    cfg = hypercorn_config(agent.config)  # HTTPS when the TLS settings are set
     cfg.bind = [str(agent.config.api)]
     cfg.accesslog = None
     cfg.errorlog = logging.getLogger("shoal.api.server")

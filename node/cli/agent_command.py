@@ -44,6 +44,11 @@ def setup_logging(level: str) -> None:
 @click.option("--state-dir", help="Directory for keyring.json and agent.json.")
 @click.option("--api", help="HTTP API address HOST:PORT (default 127.0.0.1:7980).")
 @click.option("--api-token", envvar="SHOAL_API_TOKEN", help="Require this bearer token on the API.")
+@click.option("--api-tls-cert", help="PEM certificate of this agent's API (HTTPS); see `shoal tls`.")
+@click.option("--api-tls-key", help="PEM private key of --api-tls-cert.")
+@click.option("--api-tls-ca", help="PEM cluster CA: verifies other agents and client certificates.")
+@click.option("--enable-fault-hook", "enable_fault_hook", is_flag=True,
+              help="Serve PUT /v1/agent/fault (the testbed's delay injection); off by default.")
 @click.option("--cluster-label", "label",
               help="Cluster label; agents with different cluster labels ignore each other.")
 @click.option("--tag", "tags", multiple=True, help="Extra node tag KEY=VALUE; repeatable.")
@@ -70,6 +75,8 @@ def agent(config_file: str | None, **flags: Any) -> None:
 
     if not flags.get("insecure_no_encryption"):
         flags["insecure_no_encryption"] = None  # not given: the config file decides
+    if not flags.get("enable_fault_hook"):
+        flags["enable_fault_hook"] = None
     try:
         cfg = load_config(config_file, flags)
     except ConfigError as e:

@@ -183,8 +183,12 @@ async def test_event_stream(start_agent):
     assert ev["seq"] >= 1 and ev["time"] > 0
 
 
-async def test_fault_hook(start_agent):
-    a = await start_agent("a")
+async def test_fault_hook_only_with_its_flag(start_agent):
+    plain = await start_agent("plain")
+    async with client(plain) as c:
+        r = await c.put("/v1/agent/fault", json={"delay_ms": 25})
+        assert r.status_code == 404 and plain.transport.fault_delay_s == 0
+    a = await start_agent("a", enable_fault_hook=True)
     async with client(a) as c:
         r = await c.put("/v1/agent/fault", json={"delay_ms": 25})
         assert r.status_code == 200 and a.transport.fault_delay_s == pytest.approx(0.025)
