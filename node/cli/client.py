@@ -5,12 +5,15 @@ How this works: `Client.request` sends one JSON request to the agent found by
 `--address` (or SHOAL_ADDR) with the bearer token of `--token` (or
 SHOAL_TOKEN); it returns the decoded answer, and on an unreachable agent or an
 error answer prints the reason (with the agent's per-field problems) and exits
-1 through `fail`.  httpx is imported when a request is made, so `shoal --help`
-stays fast.
+1 through `fail`.  An https:// agent is verified against the cluster CA of
+`--ca FILE` (or SHOAL_CA; `shoal tls ca`), else against the system's CAs; a
+certificate that does not verify is refused, saying so.  httpx is imported
+when a request is made, so `shoal --help` stays fast.
 """
 
 from __future__ import annotations
 
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,19 +27,43 @@ DEFAULT_ADDRESS = "http://127.0.0.1:7980"
 CLIENT_TIMEOUT_S = 30.0
 
 
+CA_META = "shoal.ca"  # where --ca leaves its value in click's context
+
+
 class Client:
-    def __init__(self, address: str, token: str | None) -> None:
+    def __init__(self, address: str, token: str | None, ca: str | None = None) -> None:
         self.address = address.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        ctx = click.get_current_context(silent=True)
+        self.ca = ca if ca is not None else ctx.meta.get(CA_META) if ctx is not None else None
+        # What httpx verifies the agent's certificate with (`verify=`).
+        self.verify: ssl.SSLContext | bool = True
+        if self.ca is not None:
+            try:
+                self.verify = ssl.create_default_context(cafile=self.ca)
+            except (OSError, ssl.SSLError) as e:
+                fail(f"--ca {self.ca}: cannot load it as a PEM CA certificate: {e}")
+
+    def unreachable(self, e: Exception) -> str:
+        """Why the agent could not be reached, for `fail`."""
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            against = f"the CA in {self.ca}" if self.ca else "the system's CAs (give the cluster CA with --ca)"
+            return (f"refusing to talk to the agent at {self.address}: its certificate does not verify "
+                    f"against {against}: {cause.verify_message or cause.reason}")
+        return f"cannot reach shoal agent at {self.address}: {e or type(e).__name__}"
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         import httpx
 
         url = self.address + path
         try:
-            resp = httpx.request(method, url, json=body, headers=self.headers, timeout=CLIENT_TIMEOUT_S)
+            resp = httpx.request(method, url, json=body, headers=self.headers, timeout=CLIENT_TIMEOUT_S,
+                                 verify=self.verify)
         except httpx.HTTPError as e:
-            fail(f"cannot reach shoal agent at {self.address}: {e or type(e).__name__}")
+            fail(self.unreachable(e))
         try:
             data = resp.json()
         except ValueError:
@@ -62,7 +89,17 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
+def _remember_ca(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.meta[CA_META] = value
+
+
 def client_options(f):
+    f = click.option(
+        "--ca", envvar="SHOAL_CA", expose_value=False, callback=_remember_ca,
+        type=click.Path(dir_okay=False),
+        help="Cluster CA (PEM) to verify an https:// agent with (env SHOAL_CA).",
+    )(f)
     f = click.option(
         "--token", envvar="SHOAL_TOKEN", help="API token (env SHOAL_TOKEN)."
     )(f)

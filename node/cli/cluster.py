@@ -128,7 +128,7 @@ def monitor(as_json: bool, no_history: bool, address: str, token: str | None) ->
     params = {"history": "0" if no_history else "1"}
     try:
         with httpx.stream("GET", f"{client.address}/v1/events", params=params, headers=client.headers,
-                          timeout=httpx.Timeout(CLIENT_TIMEOUT_S, read=None)) as resp:
+                          timeout=httpx.Timeout(CLIENT_TIMEOUT_S, read=None), verify=client.verify) as resp:
             if resp.status_code >= 400:
                 resp.read()
                 fail(f"{resp.text[:200] or resp.reason_phrase} (HTTP {resp.status_code})")

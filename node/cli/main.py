@@ -8,7 +8,8 @@ cannot start (e.g. the port is taken).
 
 Every other command is a small HTTP client (httpx) of a running agent, found
 through `--address URL` or `SHOAL_ADDR` (default http://127.0.0.1:7980), with
-`--token` / `SHOAL_TOKEN` when the agent requires an API token.  If the agent
+`--token` / `SHOAL_TOKEN` when the agent requires an API token, and
+`--ca FILE` / `SHOAL_CA` to verify an https:// agent against the cluster CA.  If the agent
 cannot be reached the command says "cannot reach shoal agent at URL: ..." and
 exits 1; an error answer from the agent is printed and exits 1.
 
@@ -24,8 +25,8 @@ so `shoal --help` stays fast.
                 [--api HOST:PORT] [--api-token T] [--cluster-label L]
                 [--tag K=V ...] [--label K=V ...] [--cpus N] [--memory M]
                 [--reserve-cpus N] [--reserve-memory M] [--runtime fake|docker]
-                [--docker-host URL]
-                [--config FILE] [--log-level LEVEL]
+                [--docker-host URL] [--api-tls-cert F --api-tls-key F --api-tls-ca F]
+                [--enable-fault-hook] [--config FILE] [--log-level LEVEL]
     shoal members [--json]
     shoal job run FILE [--detach] [--timeout S]
                                           submit a TOML job spec; prints its name,
@@ -44,13 +45,16 @@ so `shoal --help` stays fast.
     shoal leave
     shoal keys list | install KEY | use KEY | remove KEY   [--local]
     shoal keygen [--size 16|24|32]
+    shoal tls ca --out DIR                a cluster CA for the API's TLS
+    shoal tls cert NAME --ca DIR --ip ADDR [--dns HOST] --out DIR
+                                          an agent's certificate, signed by it
 """
 
 from __future__ import annotations
 
 import click
 
-from node.cli import agent_command, cluster, jobs, nodes, stacks
+from node.cli import agent_command, cluster, jobs, nodes, stacks, tls_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,7 +65,7 @@ def cli() -> None:
 # One module per concern; click lists the commands sorted by name.
 for command in (agent_command.agent, cluster.members, cluster.join, cluster.leave, cluster.monitor,
                 cluster.keys, cluster.keygen, jobs.job, nodes.node_group, nodes.ps, nodes.logs,
-                stacks.stack):
+                stacks.stack, tls_command.tls):
     cli.add_command(command)
 
 

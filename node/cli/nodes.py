@@ -148,7 +148,8 @@ def logs(job_name: str, slot: int, follow: bool, tail: str, address: str, token:
     timeout = httpx.Timeout(CLIENT_TIMEOUT_S, read=None if follow else CLIENT_TIMEOUT_S)
     out = sys.stdout.buffer
     try:
-        with httpx.stream("GET", url, params=params, headers=client.headers, timeout=timeout) as resp:
+        with httpx.stream("GET", url, params=params, headers=client.headers, timeout=timeout,
+                          verify=client.verify) as resp:
             if resp.status_code >= 400:
                 resp.read()
                 try:
@@ -160,7 +161,7 @@ def logs(job_name: str, slot: int, follow: bool, tail: str, address: str, token:
                 out.write(chunk)
                 out.flush()
     except httpx.HTTPError as e:
-        fail(f"cannot reach shoal agent at {client.address}: {e or type(e).__name__}")
+        fail(client.unreachable(e))
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:  # `shoal logs web | head`

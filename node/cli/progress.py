@@ -122,7 +122,8 @@ def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DE
     errors = 0
     say(f"waiting up to {timeout_s:g} s for {', '.join(names)} to run (Ctrl-C stops watching, "
         "not the job; --detach skips this)")
-    with httpx.Client(base_url=client.address, headers=dict(client.headers), timeout=REQUEST_TIMEOUT_S) as http:
+    with httpx.Client(base_url=client.address, headers=dict(client.headers), timeout=REQUEST_TIMEOUT_S,
+                      verify=getattr(client, "verify", True)) as http:
         def get(path: str, params: dict[str, str] | None = None) -> httpx.Response:
             nonlocal errors
             try:
@@ -163,7 +164,7 @@ def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DE
                     return EXIT_OK
                 if clock() >= deadline:
                     say(f"not all replicas run after {timeout_s:g} s:")
-                    better = _coordinators_reasons(http, details)
+                    better = _coordinators_reasons(http, client, details)
                     for views in details.values():
                         for v in views:
                             if not v.running:
@@ -183,12 +184,14 @@ def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DE
             return EXIT_ERROR
 
 
-def _coordinators_reasons(http: httpx.Client, details: dict[str, list[SlotView]]) -> dict[str, SlotView]:
+def _coordinators_reasons(http: httpx.Client, client: Any,
+                          details: dict[str, list[SlotView]]) -> dict[str, SlotView]:
     """Pending slots as their coordinators see them.  Only a slot's
     coordinator knows how its last auction went (who declined, and why: "image
     X is not on n2"); the agent we ask says only what the gossiped statuses
-    show.  Best effort: ask each coordinator's agent (its `api` tag), and keep
-    the answer when it says more."""
+    show.  Best effort: ask each coordinator's agent (its `api` tag, only at
+    the address it gossips from, and without our token: a member must not
+    collect it), and keep the answer when it says more."""
     wanted = {v.coordinator for views in details.values() for v in views
               if v.state == "pending" and v.coordinator}
     if not wanted:
@@ -201,6 +204,7 @@ def _coordinators_reasons(http: httpx.Client, details: dict[str, list[SlotView]]
     apis = {m.get("name"): (m.get("addr"), (m.get("tags") or {}).get("api")) for m in members
             if isinstance(m, dict) and m.get("status") == "alive"}
     out: dict[str, SlotView] = {}
+    scheme, verify = client.address.partition("://")[0], getattr(client, "verify", True)
     for coordinator in sorted(wanted - {me}):
         addr, api = apis.get(coordinator, (None, None))
         if not api:
@@ -208,13 +212,14 @@ def _coordinators_reasons(http: httpx.Client, details: dict[str, list[SlotView]]
         host, _, port = api.rpartition(":")
         if host in ("0.0.0.0", "[::]", "::"):
             host = addr
-        elif host.startswith("127.") and not str(addr).startswith("127."):
-            continue  # its API is on its own loopback
+        elif host.strip("[]") != addr:
+            continue  # its API is on its own loopback, or it names another host
         for job, views in details.items():
             if not any(v.coordinator == coordinator and v.state == "pending" for v in views):
                 continue
             try:
-                r = http.get(f"http://{host}:{port}/v1/jobs/{quote(job, safe='')}", timeout=3.0)
+                r = httpx.get(f"{scheme}://{host}:{port}/v1/jobs/{quote(job, safe='')}", timeout=3.0,
+                              verify=verify)
                 theirs = {v.slot: v for v in slot_views(r.json())} if r.status_code == 200 else {}
             except (httpx.HTTPError, ValueError):
                 continue
