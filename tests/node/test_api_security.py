@@ -23,7 +23,7 @@ import trio
 from click.testing import CliRunner
 
 from node.agent.agent import Agent
-from node.agent.config import load_config
+from node.agent.config import ConfigError, load_config
 from node.agent.peer_auth import PEER_AUTH_WINDOW_S, PeerAuthError, sign, verify
 from node.api.forward import REFUSED_REASON, forward_headers
 from node.cli.certs import make_ca, make_cert
@@ -226,6 +226,8 @@ async def test_api_over_tls_end_to_end(start_agent, pki):
     async with httpx.AsyncClient(base_url=b.api_url, timeout=10.0, verify=tls_context(pki, "a")) as c:
         assert (await c.get("/v1/containers")).status_code == 200
         assert (await c.get("/v1/members")).status_code == 401  # not a forwarded route
+    async with httpx.AsyncClient(base_url=b.api_url, timeout=10.0, verify=tls_context(pki)) as c:
+        assert (await c.get("/v1/containers")).status_code == 401  # the proof is per connection
     with pytest.raises(httpx.HTTPError):
         async with httpx.AsyncClient(base_url=b.api_url, timeout=10.0, verify=tls_context(pki, "intruder")) as c:
             await c.get("/v1/containers")
@@ -236,6 +238,18 @@ def tls_context(pki, cert: str | None = None) -> ssl.SSLContext:
     if cert is not None:
         context.load_cert_chain(*map(str, pki[cert]))
     return context
+
+
+def test_tls_settings_all_or_none(pki, tmp_path):
+    base = {"name": "a", "bind": "127.0.0.1:0"}
+    cfg = load_config(None, {**base, **tls_flags(pki, "a")})
+    assert cfg.api_tls_ca == pki["ca"] and cfg.enable_fault_hook is False
+    with pytest.raises(ConfigError, match="^api_tls_ca: .*not set"):
+        load_config(None, {**base, **tls_flags(pki, "a"), "api_tls_ca": None})
+    with pytest.raises(ConfigError, match="^api_tls_key: .*not a readable file"):
+        load_config(None, {**base, **tls_flags(pki, "a"), "api_tls_key": str(tmp_path / "missing.pem")})
+    with pytest.raises(ConfigError, match="^enable_fault_hook: must be true or false"):
+        load_config(None, {**base, "enable_fault_hook": "yes"})
 
 
 def test_tls_commands_write_keys_private(tmp_path):
