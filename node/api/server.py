@@ -215,7 +215,7 @@ class TokenAuth:
         keyring = self.agent.keys.keyring
         if keyring is None:
             return "peer credential: this agent has no gossip key"
-        target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        target = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
         text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
