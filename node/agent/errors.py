@@ -18,3 +18,11 @@ class JobNotFound(LookupError):
 
 class AgentStarting(RuntimeError):
     """The agent has no node core yet (HTTP 503): ask again in a moment."""
+
+
+class ConfigError(ValueError):
+    """A setting is invalid.  `field` names it; str() starts with it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from auction.spec import JobSpec
-from node.agent.config import HostPort, tuning_json
+from node.agent.config import HostPort
+from node.agent.tuning import tuning_json
 from node.agent.errors import JobNotFound
 from node.api import views
 from node.core.inputs import SendToMembers, SetDrained

@@ -17,18 +17,15 @@ import pytest
 
 from auction.placement import PlacementConfig
 from node.agent.config import (
-    FIXED_SETTINGS,
     AgentConfig,
     ConfigError,
     HostPort,
     advertise_address,
-    cluster_config,
     load_config,
     parse_host_port,
-    placement_config,
-    settable,
 )
 from node.agent.safe_defaults import insecure_warning
+from node.agent.tuning import FIXED_SETTINGS, cluster_config, placement_config, settable
 from node.core.node_core import ClusterConfig
 
 KEY16 = base64.b64encode(bytes(range(16))).decode()

@@ -16,7 +16,8 @@ import pytest
 
 from auction.container_policy import DEFAULT_CAPS, POLICY_FIELDS, ContainerPolicy
 from auction.spec import validate
-from node.agent.config import ConfigError, container_policy, load_config
+from node.agent.config import ConfigError, load_config
+from node.agent.tuning import container_policy
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DOC = REPO / "docs" / "configuration.md"
