@@ -5,30 +5,28 @@ How this works: one UDP packet (label, encryption and CRC already removed by
 length-prefixed parts (`make_compound`), or a compress wrapper around either.
 `decode_parts` mirrors memberlist's handleCommand: wrappers recurse, bounded
 in depth (Go does not bound it; a crafted packet must not recurse us into a
-RecursionError) and in decompressed size; the plain messages go to the codec
-(`gossip.wire`).  A compound whose tail is truncated yields its complete
-leading parts; inside a compound a bad part is skipped, as memberlist logs it
-and handles the others.
+RecursionError) and in decompressed size, counted over all the compress
+wrappers of one datagram together (`gossip.limits` says why); the plain
+messages go to the codec (`gossip.wire`).  A compound whose tail is
+truncated yields its complete leading parts; inside a compound a bad part is
+skipped, as memberlist logs it and handles the others.
 
 Gossiped membership news (alive/suspect/dead) is handed back with its own
 received bytes so the receiver can re-gossip it verbatim, and recent
 decodings are remembered by their bytes, since every member receives the
-same news many times over.
+same news many times over (`gossip.memo`: only canonical, small messages).
 """
 
 from __future__ import annotations
 
 import struct
 
-from gossip.config import MAX_DECOMPRESSED_BYTES
 from gossip.errors import DecodeError
 from gossip.gopack import unpack_one
+from gossip.limits import MAX_NESTING_DEPTH, PACKET_DECOMPRESSED_MAX_BYTES
+from gossip.memo import Memo
 from gossip.messages import Message, MessageType, UserMsg
 from gossip.wire import decompress_body, parse_body
-
-# Compound/compress wrappers may nest; Go does not bound this, we do so a
-# crafted packet cannot recurse us into a RecursionError.
-MAX_NESTING_DEPTH = 4
 
 # A decoded UDP message and, for canonical gossip, its own bytes.
 Part = tuple[Message, bytes | None]
@@ -91,7 +89,7 @@ def decode_parts(buf: bytes) -> list[Part]:
     bytes (type byte + body) when it is an Alive/Suspect/Dead in canonical
     form, ready to be queued for rebroadcast as is; None otherwise."""
     out: list[Part] = []
-    _decode(bytes(buf), 0, out)
+    _decode(bytes(buf), 0, out, [PACKET_DECOMPRESSED_MAX_BYTES])
     return out
 
 
@@ -102,9 +100,9 @@ def decode_parts(buf: bytes) -> list[Part]:
 # thousands of times.  Decoding is a pure function of the bytes and its
 # result an immutable value, so recent results are remembered by their
 # bytes.  Only these types: pings and acks carry fresh sequence numbers and
-# would never hit.  Bounded; emptied when full.
-_GOSSIP_MEMO: dict[bytes, Part] = {}
-_GOSSIP_MEMO_MAX = 16_384
+# would never hit.  Only canonical ones are remembered (the same ones that
+# may be re-gossiped verbatim), and the memo is bounded in bytes too.
+_GOSSIP_MEMO: Memo[Part] = Memo()
 
 
 def _decode_one(buf: bytes, out: list[Part]) -> None:
@@ -118,14 +116,21 @@ def _decode_one(buf: bytes, out: list[Part]) -> None:
     if entry is None:
         obj = unpack_one(buf[1:])
         # (parse_body raises first for a body that is not a map.)
-        entry = (parse_body(t, obj), buf if isinstance(obj, dict) and obj.keys() == keys else None)
-        if len(_GOSSIP_MEMO) >= _GOSSIP_MEMO_MAX:
-            _GOSSIP_MEMO.clear()
-        _GOSSIP_MEMO[buf] = entry
+        msg = parse_body(t, obj)
+        if isinstance(obj, dict) and obj.keys() == keys:
+            entry = (msg, buf)
+            _GOSSIP_MEMO.put(buf, entry)
+        else:
+            entry = (msg, None)
     out.append(entry)
 
 
-def _decode(buf: bytes, depth: int, out: list[Part]) -> None:
+def _no_memo(key: bytes) -> Part | None:
+    return None
+
+
+def _decode(buf: bytes, depth: int, out: list[Part], budget: list[int]) -> None:
+    """`budget[0]`: decompressed bytes this datagram may still produce."""
     if not buf:
         raise DecodeError("malformed", "empty message")
     if depth > MAX_NESTING_DEPTH:
@@ -136,15 +141,16 @@ def _decode(buf: bytes, depth: int, out: list[Part]) -> None:
     elif t == MessageType.USER:
         out.append((UserMsg(payload=buf[1:]), None))
     elif t == MessageType.COMPOUND:
-        _decode_compound(buf, depth, out)
+        _decode_compound(buf, depth, out, budget)
     elif t == MessageType.COMPRESS:
-        inner = decompress_body(unpack_one(buf[1:]), MAX_DECOMPRESSED_BYTES)
-        _decode(inner, depth + 1, out)
+        inner = decompress_body(unpack_one(buf[1:]), budget[0])
+        budget[0] -= len(inner)
+        _decode(inner, depth + 1, out, budget)
     else:
         raise DecodeError("unknown_type", f"type {t} over UDP")
 
 
-def _decode_compound(buf: bytes, depth: int, out: list[Part]) -> None:
+def _decode_compound(buf: bytes, depth: int, out: list[Part], budget: list[int]) -> None:
     if len(buf) < 2:
         raise DecodeError("malformed", "compound: missing count")
     count = buf[1]
@@ -159,7 +165,7 @@ def _decode_compound(buf: bytes, depth: int, out: list[Part]) -> None:
     # refused, so the shortcuts below are only taken within it.
     shortcuts = depth < MAX_NESTING_DEPTH
     simple: frozenset[int] = _UDP_SIMPLE if shortcuts else frozenset()
-    memo: dict[bytes, Part] = _GOSSIP_MEMO if shortcuts else {}
+    memo_get = _GOSSIP_MEMO.get if shortcuts else _no_memo
     for n in struct.unpack_from(f">{count}H", buf, 2):
         if end - pos < n:
             break  # truncated: keep the complete leading parts
@@ -169,7 +175,7 @@ def _decode_compound(buf: bytes, depth: int, out: list[Part]) -> None:
         # The common parts without the general dispatcher: gossip we have
         # decoded before (most of a gossip packet), then any plain message;
         # wrappers go through `_decode`.
-        entry = memo.get(part)
+        entry = memo_get(part)
         if entry is not None:
             out.append(entry)
             continue
@@ -177,7 +183,7 @@ def _decode_compound(buf: bytes, depth: int, out: list[Part]) -> None:
             if part and part[0] in simple:
                 _decode_one(part, out)
             else:
-                _decode(part, depth + 1, out)
+                _decode(part, depth + 1, out, budget)
         except DecodeError as e:
             if first_error is None:
                 first_error = e

@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from . import limits
+
 PUSH_PULL_SCALE_THRESHOLD = 32
 
 # Protocol versions we advertise: memberlist pmin/pmax/pcur and Serf's delegate
@@ -35,14 +37,11 @@ DELEGATE_MAX = 5
 DELEGATE_CUR = 4
 VSN = (PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_CUR, DELEGATE_MIN, DELEGATE_MAX, DELEGATE_CUR)
 
-META_MAX_BYTES = 512
-LABEL_MAX_BYTES = 255
-UDP_PACKET_BUDGET_BYTES = 1400
-COMPOUND_MAX_PARTS = 255
-MAX_PUSH_STATE_BYTES = 20 * 1024 * 1024
-MAX_PUSH_STATE_NODES = 1_048_576
-MAX_USER_MSG_BYTES = 20 * 1024 * 1024
-MAX_DECOMPRESSED_BYTES = 40 * 1024 * 1024
+# The size bounds live in gossip.limits, with their reasons; these two are
+# also read from here (by the agent's config and tags).
+META_MAX_BYTES = limits.META_MAX_BYTES
+LABEL_MAX_BYTES = limits.LABEL_MAX_BYTES
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +85,7 @@ class GossipConfig:
     # be reconnected to and their death spreads by push/pull), then forgotten.
     tombstone_keep_s: float
     # Bounds
-    packet_budget_bytes: int = UDP_PACKET_BUDGET_BYTES
+    packet_budget_bytes: int = limits.UDP_PACKET_BUDGET_BYTES
     broadcast_queue_max: int = 4096
     # UDP compression: memberlist compresses when it makes the packet
     # smaller; we only try for packets at least this big because LZW in pure

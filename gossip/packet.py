@@ -27,14 +27,14 @@ import struct
 import zlib
 
 from gossip.compound import decode_messages, decode_parts
-from gossip.config import (
+from gossip.errors import DecodeError
+from gossip.gopack import BufferFull, OutOfData, new_unpacker
+from gossip.limits import (
     LABEL_MAX_BYTES,
     MAX_PUSH_STATE_BYTES,
     MAX_PUSH_STATE_NODES,
     MAX_USER_MSG_BYTES,
 )
-from gossip.errors import DecodeError
-from gossip.gopack import BufferFull, OutOfData, new_unpacker
 from gossip.messages import Message, MessageType, PushNodeState, PushPull, UserMsg
 from gossip.security import Keyring
 from gossip.wire import (
@@ -238,9 +238,8 @@ class _MessageParser:
 
     def _start(self) -> None:
         t = self._type
-        if t in _STREAM_SIMPLE or t in (MessageType.PUSH_PULL, MessageType.USER):
-            self._stage = "header"
-        elif t == MessageType.COMPRESS and self._allow_compress:
+        if (t in _STREAM_SIMPLE or t in (MessageType.PUSH_PULL, MessageType.USER)
+                or (t == MessageType.COMPRESS and self._allow_compress)):
             self._stage = "header"
         else:
             raise DecodeError("unknown_type", f"type {t} on a stream")
@@ -250,7 +249,7 @@ class _MessageParser:
             return self._unpacker.unpack()
         except OutOfData:
             return _NEED_MORE
-        except Exception as e:  # FormatError, StackError, ValueError, ...
+        except Exception as e:  # noqa: BLE001  # msgpack raises many types on garbage; all are refusals
             raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
 
     def _advance(self) -> Message | None:
@@ -295,7 +294,7 @@ class _MessageParser:
                     unpacker.skip()
                 except OutOfData:
                     return None
-                except Exception as e:  # FormatError, StackError, ...
+                except Exception as e:  # noqa: BLE001  # FormatError, StackError, ...: all refusals
                     raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
                 raw = bytes(self._body[self._node_start : unpacker.tell()])
                 self._node_start = -1
@@ -325,7 +324,12 @@ class StreamDecoder:
     expect_label_header: True on an accepted connection (the dialer may have
     written a label header first); False when reading the reply on a
     connection we dialed.  The label still authenticates encrypted data in
-    both directions."""
+    both directions.
+
+    max_unauthenticated_bytes bounds an encrypted frame, which is buffered
+    whole before AES-GCM can authenticate it: a frame declaring more is
+    refused from its 5-byte header, before any of it is buffered (the
+    caller sizes it, `Swim.stream_decoder`; by default max_bytes)."""
 
     def __init__(
         self,
@@ -334,10 +338,13 @@ class StreamDecoder:
         keyring: Keyring | None,
         expect_label_header: bool,
         max_bytes: int = MAX_PUSH_STATE_BYTES,
+        max_unauthenticated_bytes: int | None = None,
     ):
         self._label = bytes(label)
         self._keyring = keyring
         self._max_bytes = max_bytes
+        self._max_sealed_bytes = max_bytes if max_unauthenticated_bytes is None else \
+            min(max_bytes, max_unauthenticated_bytes)
         self._stage = "label" if expect_label_header else "type"
         self._pending = bytearray()
         self._parser: _MessageParser | None = None
@@ -410,7 +417,7 @@ class StreamDecoder:
             if len(buf) < STREAM_ENCRYPT_HEADER_BYTES:
                 return None
             length = int.from_bytes(buf[1:5], "big")
-            if length > self._max_bytes:
+            if length > self._max_sealed_bytes:
                 raise DecodeError("too_large", f"encrypted stream of {length} bytes")
             if len(buf) < STREAM_ENCRYPT_HEADER_BYTES + length:
                 return None

@@ -27,7 +27,6 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
-from .config import META_MAX_BYTES
 from .errors import DecodeError
 from .events import (
     Address,
@@ -36,6 +35,15 @@ from .events import (
     MemberState,
     Output,
     StreamPurpose,
+)
+from .limits import (
+    ACK_HANDLERS_MAX,
+    INCARNATION_MAX,
+    MAX_PUSH_STATE_BYTES,
+    MEMBER_SYNC_MAX_BYTES,
+    META_MAX_BYTES,
+    STRANGER_PAYLOAD_KEEP_S,
+    STREAM_PREAUTH_MIN_BYTES,
 )
 from .messages import (
     AckResp,
@@ -51,7 +59,6 @@ from .messages import (
 )
 from .packet import StreamDecoder, open_packet_parts, seal_stream
 from .swim_base import (
-    ACK_HANDLERS_MAX,
     T_GOSSIP,
     T_POST_JOIN,
     T_PROBE,
@@ -125,7 +132,20 @@ class Swim(Probing, StateSync):
             handler(self, msg, src, now, raw)
 
     def stream_decoder(self, incoming: bool) -> StreamDecoder:
-        return StreamDecoder(label=self.label, keyring=self.keyring, expect_label_header=incoming)
+        if not incoming or self.keyring is None:
+            # A reply comes from the peer we dialed; a plain stream is never
+            # authenticated at all.  memberlist's cap either way.
+            return StreamDecoder(label=self.label, keyring=self.keyring, expect_label_header=incoming)
+        return StreamDecoder(label=self.label, keyring=self.keyring, expect_label_header=True,
+                             max_unauthenticated_bytes=self.unauthenticated_stream_max_bytes())
+
+    def unauthenticated_stream_max_bytes(self) -> int:
+        """The largest encrypted frame an accepted connection may declare:
+        what a member of our cluster can honestly send us (gossip.limits,
+        STREAM_PREAUTH_MIN_BYTES says why), so a sender without the key
+        cannot make us buffer 20 MiB per connection."""
+        known = len(self._members.by_name)
+        return min(MAX_PUSH_STATE_BYTES, STREAM_PREAUTH_MIN_BYTES + known * MEMBER_SYNC_MAX_BYTES)
 
     def receive_stream(self, msg: Message, src: Address, now: float) -> bytes | None:
         """An accepted TCP connection delivered `msg`; returns the bytes to
@@ -133,7 +153,7 @@ class Swim(Probing, StateSync):
         self._count("streams_received")
         match msg:
             case PushPull():
-                self._merge_remote(msg, now)
+                self._merge_remote(msg, now, src)
                 reply = self._local_push_pull(join=msg.join)
                 return seal_stream(reply, label=self.label, keyring=self.keyring,
                                    compress=self.config.enable_compression, write_label=False)
@@ -168,9 +188,8 @@ class Swim(Probing, StateSync):
                     why = "no reply (connection failed or timed out)" if reply is None else \
                         f"unexpected reply {type(reply).__name__}"
                     self._emit(JoinCompleted(join_seed, False, why, 0))
-        elif purpose is StreamPurpose.PING:
-            if isinstance(reply, AckResp) and reply.seq_no == context:
-                self._on_ack(reply.seq_no, now)
+        elif purpose is StreamPurpose.PING and isinstance(reply, AckResp) and reply.seq_no == context:
+            self._on_ack(reply.seq_no, now)
 
     # ------------------------------------------------------------ controls
     def leave(self, now: float) -> None:
@@ -193,6 +212,11 @@ class Swim(Probing, StateSync):
         if len(meta) > META_MAX_BYTES:
             raise ValueError(f"meta is {len(meta)} bytes; the limit is {META_MAX_BYTES}")
         self._me.meta = meta
+        if self._me.incarnation >= INCARNATION_MAX:
+            # Pushed to the top by an accusation we refuted: the new meta
+            # stays ours but cannot be announced (gossip.limits).
+            self._count("incarnation_exhausted")
+            return
         self._me.incarnation += 1
         self._queue.add(self._alive_msg(), ("member", self.name))
 
@@ -301,9 +325,21 @@ class Swim(Probing, StateSync):
             self._members.remove(gone)
             for name in gone:
                 self._payloads.pop(name, None)
+        if self._payload_strangers:
+            self._reap_stranger_payloads(now)
         # Forget probe bookkeeping that no timer will clear (bounded maps).
         if len(self._probes) > ACK_HANDLERS_MAX:
             self._probes.clear()
+
+    def _reap_stranger_payloads(self, now: float) -> None:
+        """Forget payloads of names that did not become members in time."""
+        by_name = self._members.by_name
+        for name, since in list(self._payload_strangers.items()):
+            if name in by_name:
+                del self._payload_strangers[name]
+            elif now - since > STRANGER_PAYLOAD_KEEP_S:
+                del self._payload_strangers[name]
+                self._payloads.pop(name, None)
 
 
 # UDP message handlers by exact message type (Swim._handle).  Each takes its

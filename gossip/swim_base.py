@@ -26,13 +26,7 @@ import random
 from .awareness import Awareness
 from .broadcast import BroadcastQueue
 from .compound import make_compound
-from .config import (
-    COMPOUND_MAX_PARTS,
-    LABEL_MAX_BYTES,
-    META_MAX_BYTES,
-    VSN,
-    GossipConfig,
-)
+from .config import VSN, GossipConfig
 from .events import (
     Address,
     MemberState,
@@ -41,6 +35,12 @@ from .events import (
     PacketDropped,
     SendDatagram,
     StreamPurpose,
+)
+from .limits import (
+    COMPOUND_MAX_PARTS,
+    LABEL_MAX_BYTES,
+    META_MAX_BYTES,
+    OLD_ALIVE_MAX,
 )
 from .members import Member, MemberTable, addr_to_bytes
 from .packet import seal_packet, seal_stream
@@ -52,9 +52,6 @@ from .wire import encode_alive
 COMPOUND_HEADER_BYTES = 2
 CRC_BYTES = 5
 ENCRYPTION_OVERHEAD_BYTES = 29
-# Bounds on bookkeeping maps that a flood of messages could grow.
-ACK_HANDLERS_MAX = 65_536
-OLD_ALIVE_MAX = 65_536
 
 # timer kinds
 T_PROBE = 0
@@ -81,7 +78,7 @@ StreamContext = Address | int | None
 class Probe:
     """A probe we run: its target, and what has come back so far."""
 
-    __slots__ = ("target", "incarnation", "acked", "nacks", "expected_nacks", "indirect_started")
+    __slots__ = ("acked", "expected_nacks", "incarnation", "indirect_started", "nacks", "target")
 
     def __init__(self, target: str, incarnation: int) -> None:
         self.target = target
@@ -96,7 +93,7 @@ class Probe:
 class Relay:
     """An indirect probe we run for someone else."""
 
-    __slots__ = ("requester_seq", "reply_to", "want_nack", "acked")
+    __slots__ = ("acked", "reply_to", "requester_seq", "want_nack")
 
     def __init__(self, requester_seq: int, reply_to: Address, want_nack: bool) -> None:
         self.requester_seq = requester_seq
@@ -154,6 +151,8 @@ class SwimBase:
         self._post_join_known = 0  # member count at the last post-join sync
         # per-node payloads and user data
         self._payloads: dict[str, tuple[int, bytes]] = {}
+        # Names in _payloads that were not members when stored -> when.
+        self._payload_strangers: dict[str, float] = {}
         self._broadcast_id = 0
         self._seen_broadcasts: dict[tuple[str, int], None] = {}
         self._user_state = b""

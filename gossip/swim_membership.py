@@ -26,7 +26,6 @@ deaths from 11 in 8 seeds to 0 in 12.
 from __future__ import annotations
 
 from .compound import make_compound
-from .config import META_MAX_BYTES
 from .events import (
     Address,
     MemberFailed,
@@ -36,14 +35,18 @@ from .events import (
     MemberSuspected,
     MemberUpdated,
 )
+from .limits import (
+    CORRECTIONS_MAX,
+    INCARNATION_MAX,
+    META_MAX_BYTES,
+    NODE_NAME_MAX_CHARS,
+    VSN_MAX_BYTES,
+)
 from .members import Member
 from .messages import Alive, Dead, Ping, Suspect
 from .suspicion import Suspicion
 from .swim_base import T_REASK, T_SUSPICION, SwimBase
 from .wire import encode, encode_alive
-
-# Answers to stale accusations remembered, by (sender, subject).
-CORRECTIONS_MAX = 4096
 
 # Suspects re-asked per probe interval (_reask_suspects): a few suspicions at
 # a time are the normal case under loss; a partition makes hundreds.
@@ -53,9 +56,16 @@ REASK_MAX_PER_INTERVAL = 3
 class Membership(SwimBase):
     """Alive / suspect / dead rules, refutation and suspicion timeouts."""
 
-    def _refute(self, accused_incarnation: int) -> None:
+    def _refute(self, accused_incarnation: int, src: Address | None = None) -> None:
         me = self._me
-        me.incarnation = max(me.incarnation, accused_incarnation) + 1
+        incarnation = max(me.incarnation, accused_incarnation) + 1
+        if incarnation > INCARNATION_MAX:
+            # Accused at the top of uint32: no higher incarnation exists
+            # (memberlist would wrap to 0, which peers ignore just the
+            # same).  Storing 2^32 would make our alive unencodable.
+            self._drop("incarnation_overflow", src)
+            return
+        me.incarnation = incarnation
         self._queue.add(self._alive_msg(), ("member", self.name))
         self._awareness.apply_delta(1)
         self._count("refutations")
@@ -67,7 +77,10 @@ class Membership(SwimBase):
         if len(vsn) < 3 or vsn[0] == 0 or vsn[1] == 0 or vsn[0] > vsn[1]:
             self._count("alive_bad_version")
             return
-        if len(a.meta) > META_MAX_BYTES or not a.node or len(a.node) > 512:
+        if len(vsn) > VSN_MAX_BYTES:
+            self._count("alive_invalid")
+            return
+        if len(a.meta) > META_MAX_BYTES or not a.node or len(a.node) > NODE_NAME_MAX_CHARS:
             self._count("alive_invalid")
             return
         if len(a.addr) not in (4, 16):
@@ -134,7 +147,7 @@ class Membership(SwimBase):
         if member.state is not MemberState.ALIVE:
             return
         if s.node == self.name:
-            self._refute(s.incarnation)
+            self._refute(s.incarnation, src)
             return
         self._queue.add(raw if raw is not None else encode(s), ("member", s.node))
         member.incarnation = s.incarnation
@@ -252,7 +265,7 @@ class Membership(SwimBase):
             return
         if d.node == self.name:
             if not self._leaving:
-                self._refute(d.incarnation)
+                self._refute(d.incarnation, src)
             return
         self._queue.add(raw if raw is not None else encode(d), ("member", d.node))
         member.incarnation = d.incarnation

@@ -22,10 +22,10 @@ Lifeguard (Dadgar et al., 2018):
 from __future__ import annotations
 
 from .events import Address, MemberState, StreamPurpose
+from .limits import ACK_HANDLERS_MAX
 from .members import bytes_to_host as _host_of
 from .messages import AckResp, IndirectPingReq, NackResp, Ping, Suspect
 from .swim_base import (
-    ACK_HANDLERS_MAX,
     T_PROBE,
     T_PROBE_END,
     T_PROBE_TIMEOUT,

@@ -16,8 +16,8 @@ ourselves.  Payloads merge by version (`swim_user`).
 from __future__ import annotations
 
 from . import userdata
-from .config import MAX_USER_MSG_BYTES
 from .events import Address, MemberState, StreamPurpose, UserStateReceived
+from .limits import MAX_USER_MSG_BYTES
 from .messages import Alive, Dead, NodeStateCode, PushPull, Suspect
 from .swim_base import T_POST_JOIN
 from .swim_membership import Membership
@@ -80,7 +80,7 @@ class StateSync(Membership, UserData):
             self._open_stream(peers[0].address, self._local_push_pull(join=False),
                               StreamPurpose.PUSH_PULL, None, True, self.config.tcp_timeout_s)
 
-    def _merge_remote(self, pp: PushPull, now: float) -> None:
+    def _merge_remote(self, pp: PushPull, now: float, src: Address | None = None) -> None:
         by_name = self._members.by_name
         default_port = self.addr.port
         for st in pp.nodes:
@@ -104,14 +104,14 @@ class StateSync(Membership, UserData):
             try:
                 value = userdata.decode(pp.user_state, MAX_USER_MSG_BYTES)
             except userdata.UserDataError:
-                self._count("user_state_invalid")
+                self._drop("user_state_invalid", src)
                 return
             if not isinstance(value, userdata.State):
-                self._count("user_state_invalid")
+                self._drop("user_state_invalid", src)
                 return
             payloads, user = value
             for node, (version, data) in payloads.items():
-                self._merge_payload(node, version, data)
+                self._merge_payload(node, version, data, now, src)
             if user:
                 origin = pp.nodes[0].name if pp.nodes else ""
                 self._emit(UserStateReceived(origin, user, pp.join))

@@ -5,6 +5,11 @@ channel is encoded by `gossip.userdata`.  A per-node payload is a
 (version, bytes) pair that only its node writes; merging keeps the highest
 version, and a node that finds a payload of its own with a higher version
 (from before a restart) jumps past it, as refuting does for incarnations.
+Payloads are kept only for members (and, briefly, a few names not yet
+known: gossip may bring a payload before its alive), at most PAYLOADS_MAX
+of them, and a version of ours too close to the top to jump past is
+refused, so nothing we store grows without bound or stops being encodable
+(`gossip.limits`).
 A user broadcast is gossiped once per (origin, id) through the broadcast
 queue's user lane; a direct message goes to one member over UDP or, when
 reliable, over TCP.  Gossip repeats itself, so repeats of gossiped kinds
@@ -15,17 +20,23 @@ from __future__ import annotations
 
 from . import userdata
 from .broadcast import USER_LANE
-from .config import MAX_USER_MSG_BYTES
 from .events import Address, PayloadUpdated, StreamPurpose, UserBroadcast, UserMessage
+from .limits import (
+    MAX_USER_MSG_BYTES,
+    PAYLOAD_MAX_BYTES,
+    PAYLOAD_VERSION_HEADROOM,
+    PAYLOAD_VERSION_MAX,
+    PAYLOADS_MAX,
+    RECENT_USER_MAX,
+    SEEN_BROADCASTS_MAX,
+    STRANGER_PAYLOADS_MAX,
+    USER_BROADCAST_MAX_BYTES,
+)
 from .messages import UserMsg
 from .swim_base import SwimBase
 from .wire import encode, encode_stream_user
 
-PAYLOAD_MAX_BYTES = 1024  # one per-node payload must fit a single packet
-USER_BROADCAST_MAX_BYTES = 1024
-# Bounds on the de-duplication memories (oldest forgotten first).
-SEEN_BROADCASTS_MAX = 16_384
-RECENT_USER_MAX = 4096
+__all__ = ["PAYLOAD_MAX_BYTES", "UserData", "userdata_msg"]
 
 
 class UserData(SwimBase):
@@ -35,6 +46,12 @@ class UserData(SwimBase):
         if len(data) > PAYLOAD_MAX_BYTES:
             raise ValueError(f"payload is {len(data)} bytes; the limit is {PAYLOAD_MAX_BYTES}")
         version = self._payloads.get(self.name, (0, b""))[0] + 1
+        if version > PAYLOAD_VERSION_MAX:
+            # Unreachable but by 2^32 updates after a jump to the limit
+            # (_merge_payload): keep the data, which no peer will take.
+            self._count("payload_version_exhausted")
+            self._payloads[self.name] = (PAYLOAD_VERSION_MAX, data)
+            return
         self._store_payload(self.name, version, data)
 
     def _store_payload(self, node: str, version: int, data: bytes) -> None:
@@ -72,7 +89,9 @@ class UserData(SwimBase):
     def set_user_state(self, data: bytes) -> None:
         self._user_state = data
 
-    def _merge_payload(self, node: str, version: int, data: bytes) -> None:
+    def _merge_payload(self, node: str, version: int, data: bytes, now: float, src: Address | None) -> None:
+        """A payload from the network (versions already range-checked by
+        userdata.decode)."""
         current = self._payloads.get(node)
         if node == self.name:
             # Someone holds a payload of ours from before a restart: jump
@@ -82,11 +101,26 @@ class UserData(SwimBase):
             # gossiped back to us: bumping on it would loop forever.
             if current is not None and (version > current[0] or
                                         (version == current[0] and data != current[1])):
+                if version > PAYLOAD_VERSION_MAX - PAYLOAD_VERSION_HEADROOM:
+                    self._drop("payload_version_overflow", src)
+                    return
                 self._store_payload(self.name, version + 1, current[1])
             return
         if len(data) > PAYLOAD_MAX_BYTES:
             self._count("payload_invalid")
             return
+        if current is None:
+            if len(self._payloads) >= PAYLOADS_MAX:
+                self._drop("payloads_full", src)
+                return
+            if node not in self._members.by_name:
+                # Gossip can bring a member's payload before its alive: a
+                # few such strangers are kept, for STRANGER_PAYLOAD_KEEP_S
+                # unless the name becomes a member (Swim._reap).
+                if len(self._payload_strangers) >= STRANGER_PAYLOADS_MAX:
+                    self._drop("payload_not_member", src)
+                    return
+                self._payload_strangers[node] = now
         if current is None or version > current[0]:
             self._store_payload(node, version, data)
 
@@ -118,7 +152,7 @@ class UserData(SwimBase):
             self._drop("user_invalid", src)
             return
         if isinstance(value, userdata.Payload):
-            self._merge_payload(value.node, value.version, value.data)
+            self._merge_payload(value.node, value.version, value.data, now, src)
         elif isinstance(value, userdata.Broadcast):
             origin, msg_id, data = value
             if len(data) <= USER_BROADCAST_MAX_BYTES and self._remember_broadcast((origin, msg_id)):

@@ -11,6 +11,9 @@ kinds (`decode` returns the named tuple of the same name):
   BROADCAST  [origin, msg_id, data]   user broadcast, de-duplicated by (origin, msg_id)
   DIRECT     [origin, data]           point-to-point user message
   STATE      {"p": {node: [version, data]}, "u": bytes}   push/pull user state
+
+Versions and ids are range-checked here (0..2^63-1, `gossip.limits`); a
+value outside is a UserDataError like any malformed field.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import msgpack  # type: ignore[import-untyped, unused-ignore]  # msgpack ships no type hints
+
+from .limits import BROADCAST_ID_MAX, PAYLOAD_VERSION_MAX
 
 MAGIC = 0x53
 
@@ -92,6 +97,11 @@ def _want(cond: bool, what: str) -> None:
         raise UserDataError(what)
 
 
+def _in_range(v: object, top: int) -> bool:
+    # (a bool is an int to isinstance; not a number here)
+    return type(v) is int and 0 <= v <= top
+
+
 def decode(buf: bytes, max_bytes: int) -> Decoded:
     """The message, as the named tuple of its kind.  Raises UserDataError on
     anything malformed."""
@@ -104,20 +114,20 @@ def decode(buf: bytes, max_bytes: int) -> Decoded:
                         max_array_len=1_048_576, max_map_len=1_048_576)
     except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData) as exc:
         raise UserDataError(f"undecodable: {exc}") from None
-    except Exception as exc:  # msgpack raises a few odd types on garbage
+    except Exception as exc:  # noqa: BLE001  # msgpack raises a few odd types on garbage
         raise UserDataError(f"undecodable: {exc!r}") from None
     if kind is Kind.PAYLOAD:
         if not (isinstance(body, list) and len(body) == 3):
             raise UserDataError("payload shape")
         node, version, data = body
-        _want(isinstance(node, str) and isinstance(version, int) and version >= 0
+        _want(isinstance(node, str) and _in_range(version, PAYLOAD_VERSION_MAX)
               and isinstance(data, bytes), "payload fields")
         return Payload(node, version, data)
     if kind is Kind.BROADCAST:
         if not (isinstance(body, list) and len(body) == 3):
             raise UserDataError("broadcast shape")
         origin, msg_id, data = body
-        _want(isinstance(origin, str) and isinstance(msg_id, int) and isinstance(data, bytes),
+        _want(isinstance(origin, str) and _in_range(msg_id, BROADCAST_ID_MAX) and isinstance(data, bytes),
               "broadcast fields")
         return Broadcast(origin, msg_id, data)
     if kind is Kind.DIRECT:
@@ -135,6 +145,6 @@ def decode(buf: bytes, max_bytes: int) -> Decoded:
     for node, entry in payloads_raw.items():
         _want(isinstance(node, str) and isinstance(entry, list) and len(entry) == 2, "state entry")
         version, data = entry
-        _want(isinstance(version, int) and version >= 0 and isinstance(data, bytes), "state entry fields")
+        _want(_in_range(version, PAYLOAD_VERSION_MAX) and isinstance(data, bytes), "state entry fields")
         payloads[node] = (version, data)
     return State(payloads, user)

@@ -34,6 +34,7 @@ from typing import Any
 from gossip import lzw
 from gossip.errors import DecodeError
 from gossip.gopack import GoInt, fast_pack, pack_go, pack_go_into, unpack_one
+from gossip.memo import Memo
 from gossip.messages import (
     AckResp,
     Alive,
@@ -517,9 +518,10 @@ def parse_node_state(obj: object) -> PushNodeState:
 # Decoded node states by their bytes: a push/pull carries every member, and
 # members send the same (cached) encodings exchange after exchange, so most
 # node states have been decoded before.  Pure and immutable, as with
-# _GOSSIP_MEMO below.  Bounded; emptied when full.
-_NODE_STATE_MEMO: dict[bytes, PushNodeState] = {}
-_NODE_STATE_MEMO_MAX = 16_384
+# gossip.compound's memo.  Only canonical encodings (the Go struct's seven
+# fields) are remembered, and the memo is bounded in count and bytes.
+_NODE_STATE_MEMO: Memo[PushNodeState] = Memo()
+_NODE_STATE_KEYS = frozenset((b"Addr", b"Incarnation", b"Meta", b"Name", b"Port", b"State", b"Vsn"))
 
 
 def parse_node_state_bytes(raw: bytes) -> PushNodeState:
@@ -527,10 +529,10 @@ def parse_node_state_bytes(raw: bytes) -> PushNodeState:
     object), remembered by its bytes."""
     st = _NODE_STATE_MEMO.get(raw)
     if st is None:
-        st = parse_node_state(unpack_one(raw))
-        if len(_NODE_STATE_MEMO) >= _NODE_STATE_MEMO_MAX:
-            _NODE_STATE_MEMO.clear()
-        _NODE_STATE_MEMO[raw] = st
+        obj = unpack_one(raw)
+        st = parse_node_state(obj)
+        if type(obj) is dict and obj.keys() == _NODE_STATE_KEYS:
+            _NODE_STATE_MEMO.put(raw, st)
     return st
 
 
