@@ -99,9 +99,17 @@ STRANGER_PAYLOAD_KEEP_S = 60.0
 # De-duplication memories (oldest forgotten first).
 SEEN_BROADCASTS_MAX = 16_384
 RECENT_USER_MAX = 4096
+# A gossiped user message (a payload or a broadcast) carries at most 1 KiB
+# of data, a node name (at most 2 KiB as UTF-8) and a few bytes of framing.
+# Bigger ones are refused before they are remembered by their bytes (4,096
+# of them; a reliable user message may be 20 MiB).
+USER_GOSSIP_MAX_BYTES = 4096
 # Probe and relay bookkeeping that a flood of messages could grow.
 ACK_HANDLERS_MAX = 65_536
+# Alive messages known to be old news, remembered by their bytes: 65,536
+# honest ones of ~120 bytes are 8 MiB; a canonical alive can reach ~3 KB.
 OLD_ALIVE_MAX = 65_536
+OLD_ALIVE_MAX_BYTES = 8 * 1024 * 1024
 # Answers to stale accusations remembered, by (sender, subject).
 CORRECTIONS_MAX = 4096
 

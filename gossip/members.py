@@ -23,6 +23,7 @@ import random
 from collections.abc import Callable
 
 from .events import Address, MemberInfo, MemberState
+from .limits import OLD_ALIVE_MAX, OLD_ALIVE_MAX_BYTES
 from .messages import NodeStateCode
 from .wire import encode_node_state_fields
 
@@ -91,8 +92,18 @@ _GONE = (MemberState.DEAD, MemberState.LEFT)
 
 
 class Member:
-    __slots__ = ("name", "addr_bytes", "address", "port", "meta", "vsn", "incarnation", "state",
-                 "state_change_at", "_encoded")
+    __slots__ = (
+        "_encoded",
+        "addr_bytes",
+        "address",
+        "incarnation",
+        "meta",
+        "name",
+        "port",
+        "state",
+        "state_change_at",
+        "vsn",
+    )
 
     def __init__(self, name: str, addr_bytes: bytes, port: int, meta: bytes, vsn: tuple[int, ...],
                  incarnation: int, state: MemberState, now: float) -> None:
@@ -158,8 +169,10 @@ class MemberTable:
         # a member is re-addressed, so the set stays true until a member is
         # removed or re-addressed, and both empty it.  Swim fills it and
         # drops repeats of these bytes on arrival (gossip repeats every
-        # Alive many times over).
+        # Alive many times over).  Bounded in count and bytes; emptied when
+        # full (repeats are then simply handled again, to the same effect).
         self.old_alive: set[bytes] = set()
+        self._old_alive_bytes = 0
 
     def __len__(self) -> int:
         return len(self.by_name)
@@ -193,12 +206,25 @@ class MemberTable:
             member.state = state
             member.state_change_at = now
 
+    def remember_old_alive(self, raw: bytes) -> None:
+        old = self.old_alive
+        if len(old) >= OLD_ALIVE_MAX or self._old_alive_bytes + len(raw) > OLD_ALIVE_MAX_BYTES:
+            old.clear()
+            self._old_alive_bytes = 0
+        if raw not in old:
+            old.add(raw)
+            self._old_alive_bytes += len(raw)
+
+    def _forget_old_alive(self) -> None:
+        self.old_alive.clear()
+        self._old_alive_bytes = 0
+
     def readdress(self, member: Member, addr_bytes: bytes, port: int) -> None:
         member.set_address(addr_bytes, port)
-        self.old_alive.clear()
+        self._forget_old_alive()
 
     def remove(self, names: set[str]) -> None:
-        self.old_alive.clear()
+        self._forget_old_alive()
         for name in names:
             member = self.by_name.pop(name)
             self.counts[member.state] -= 1

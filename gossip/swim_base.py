@@ -40,7 +40,6 @@ from .limits import (
     COMPOUND_MAX_PARTS,
     LABEL_MAX_BYTES,
     META_MAX_BYTES,
-    OLD_ALIVE_MAX,
 )
 from .members import Member, MemberTable, addr_to_bytes
 from .packet import seal_packet, seal_stream
@@ -244,10 +243,7 @@ class SwimBase:
 
     def _remember_old_alive(self, raw: bytes | None) -> None:
         if raw is not None:
-            old = self._members.old_alive
-            if len(old) >= OLD_ALIVE_MAX:
-                old.clear()
-            old.add(raw)
+            self._members.remember_old_alive(raw)
 
     # ------------------------------------------------------------ gossip
     def _gossip(self, now: float) -> None:

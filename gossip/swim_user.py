@@ -31,6 +31,7 @@ from .limits import (
     SEEN_BROADCASTS_MAX,
     STRANGER_PAYLOADS_MAX,
     USER_BROADCAST_MAX_BYTES,
+    USER_GOSSIP_MAX_BYTES,
 )
 from .messages import UserMsg
 from .swim_base import SwimBase
@@ -140,6 +141,9 @@ class UserData(SwimBase):
         # several times; recognise repeats by their bytes before decoding.
         # Only gossiped kinds are idempotent, so direct messages skip this.
         if len(payload) > 1 and payload[1] != userdata.Kind.DIRECT:
+            if len(payload) > USER_GOSSIP_MAX_BYTES:
+                self._drop("user_too_large", src)
+                return
             if payload in self._recent_user:
                 self._count("user_repeats")
                 return

@@ -263,6 +263,28 @@ def test_node_states_with_unknown_fields_do_not_fill_the_decode_cache():
     assert a.member("b").incarnation == 301
 
 
+def test_old_alive_memory_is_bounded_in_bytes():
+    a = core()
+    name, meta = "n" * 500, b"m" * 512
+    a.receive_datagram(datagram(a, wire.encode(Alive(100_000, name, IP, 7002, meta, VSN))), SRC, 0.5)
+    for inc in range(20_000):  # each a distinct, valid, old alive of ~1.1 KB
+        a.receive_datagram(datagram(a, wire.encode(Alive(inc, name, IP, 7002, meta, VSN))), SRC, 0.6)
+    assert sum(map(len, a._members.old_alive)) <= limits.OLD_ALIVE_MAX_BYTES  # was 22 MB
+    assert a.member(name).incarnation == 100_000
+
+
+def test_big_user_messages_of_gossiped_kinds_are_not_remembered():
+    a = core()
+
+    def flood():
+        for i in range(300):
+            body = userdata.encode_broadcast("b", i, i.to_bytes(4, "big") * 15_000)
+            a.receive_datagram(datagram(a, b"\x08" + body), SRC, 0.5)
+
+    assert retained_after(flood) < 2 * 1024 * 1024  # was 18 MB
+    assert dropped(a, "user_too_large") == 300
+
+
 # ---- finding 5c: decompression of one datagram is capped far below streams ---
 
 
