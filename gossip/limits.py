@@ -19,8 +19,9 @@ with encryption off, anyone): accuse us at the top incarnation, which we
 cannot refute (memberlist would wrap around and be ignored just the same);
 gossip a forged payload for another member at a high version, which then
 wins over that member's own until it is reaped; and add made-up members
-with alive messages (memberlist bounds the member table no more than we
-do).  None of it crashes a member or makes its state unencodable.
+with alive messages up to MEMBERS_MAX, which then keeps real newcomers out
+until the made-up ones fail their probes and are reaped.  None of it
+crashes a member or makes its state unencodable.
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ STREAM_PREAUTH_MIN_BYTES = 2 * 1024 * 1024
 MEMBER_SYNC_MAX_BYTES = 4096
 
 # ---- the core's own state ------------------------------------------------------
+# Members we keep (tombstones included, until reaped).  Made-up names in
+# alive messages or a push/pull grew the table without bound (memberlist's
+# too), and with it our push/pull state, which peers refuse past 20 MiB:
+# 16,384 honest node states (~150 bytes with shoal's tags) plus PAYLOADS_MAX
+# payloads stay well under it.  A new name beyond it is refused until
+# tombstones are reaped.
+MEMBERS_MAX = 16_384
 PAYLOAD_MAX_BYTES = 1024  # one per-node payload must fit a single packet
 USER_BROADCAST_MAX_BYTES = 1024
 # Payloads are kept only for members (tombstones included, reaped with

@@ -38,6 +38,7 @@ from .events import (
 from .limits import (
     CORRECTIONS_MAX,
     INCARNATION_MAX,
+    MEMBERS_MAX,
     META_MAX_BYTES,
     NODE_NAME_MAX_CHARS,
     VSN_MAX_BYTES,
@@ -90,6 +91,9 @@ class Membership(SwimBase):
         is_new = member is None
         updates_addr = False
         if member is None:
+            if len(self._members) >= MEMBERS_MAX:
+                self._drop("members_full", None)
+                return
             member = Member(a.node, a.addr, a.port or self.addr.port, a.meta, a.vsn, a.incarnation,
                             MemberState.DEAD, now)
             self._members.add(member)

@@ -221,6 +221,19 @@ def test_payloads_are_capped_even_for_members():
     assert dropped(a, "payloads_full") == n + 1 - limits.PAYLOADS_MAX
 
 
+def test_made_up_members_are_capped():
+    a = core()
+    n = limits.MEMBERS_MAX + 100
+    nodes = tuple(PushNodeState(f"m{i}", IP, 8000 + i % 1000, b"", 1, NodeStateCode.ALIVE, VSN)
+                  for i in range(n))
+    stream_in(a, wire.encode(PushPull(False, nodes, b"")))
+    assert len(a.members()) == limits.MEMBERS_MAX
+    assert dropped(a, "members_full") == n + 2 - limits.MEMBERS_MAX
+    a.receive_datagram(datagram(a, wire.encode(Alive(1, "one-more", IP, 7002, b"", VSN))), SRC, 0.5)
+    assert a.member("one-more") is None
+    assert dropped(a, "members_full") == n + 3 - limits.MEMBERS_MAX
+
+
 # ---- finding 5b: the decode caches take only small canonical messages -------
 
 
