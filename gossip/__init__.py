@@ -10,9 +10,10 @@ the driver's monotonic clock; nothing here does I/O or reads a clock):
     swim.stream_decoder(incoming: bool) -> gossip.packet.StreamDecoder
         # incoming=True for an accepted TCP connection (may start with a label header),
         # incoming=False for reading the reply on a connection we dialed.
-        # Its feed()/feed_eof() raise DecodeError for bytes we refuse (an
-        # encrypted frame bigger than swim.unauthenticated_stream_max_bytes()
-        # among them); the driver counts it by its `reason` and closes.
+        # Its feed()/feed_eof() raise DecodeError for bytes we refuse (on an
+        # accepted connection, a message or encrypted frame over
+        # swim.inbound_stream_max_bytes() among them); the driver counts it
+        # by its `reason` and closes.
     swim.receive_stream(msg: Message, src: Address, now) -> bytes | None   # reply to write, if any
     swim.stream_reply(stream_id: int, reply: Message | None, now)           # outcome of an OpenStream
     swim.handle_timers(now); swim.next_deadline() -> float | None

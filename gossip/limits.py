@@ -70,17 +70,21 @@ MAX_NESTING_DEPTH = 4
 
 # ---- TCP streams ----------------------------------------------------------------
 # An encrypted stream is one AES-GCM frame, authenticated only once all of
-# it is read, so an inbound frame is bounded by what a member of our cluster
-# can honestly send us: the largest reliable user message shoal's node layer
-# sends (a 1 MiB store-sync batch plus one 64 KiB job spec), or a push/pull
-# state, which is about as big as ours.  STREAM_PREAUTH_MIN_BYTES covers the
-# former with room for framing; MEMBER_SYNC_MAX_BYTES per member we know is
-# an upper bound on one member's share of a push/pull (its node state, at
-# most ~2.7 KB with a 512-character name and 512 bytes of meta, plus its
-# payload entry, at most ~1.1 KB), so a peer knowing up to ~3x as many
-# typical members as we do still gets through.  Streams we dial read the
-# reply with the memberlist cap: we chose that peer.
-STREAM_PREAUTH_MIN_BYTES = 2 * 1024 * 1024
+# it is read (a plain one never is), so what an accepted connection may send
+# is bounded by what a member of our cluster can honestly send us: the
+# largest reliable user message shoal's node layer sends (a 1 MiB
+# store-sync batch plus one 64 KiB job spec), or a push/pull state, which is
+# about as big as ours.  INBOUND_STREAM_MIN_BYTES covers the former with room
+# for framing; MEMBER_SYNC_MAX_BYTES per member we know is an upper bound on
+# one member's share of a push/pull (its node state, at most ~2.7 KB with a
+# 512-character name and 512 bytes of meta, plus its payload entry, at most
+# ~1.1 KB), so a peer knowing up to ~3x as many typical members as we do
+# still gets through.  Decompressed output may be twice that, as memberlist
+# allows.  It was 20 MiB buffered before authentication and 40 MiB
+# decompressed, per connection.  Streams we dial read the reply with
+# memberlist's caps: we chose that peer, and a joiner's seed knows far more
+# members than the joiner.
+INBOUND_STREAM_MIN_BYTES = 2 * 1024 * 1024
 MEMBER_SYNC_MAX_BYTES = 4096
 
 # ---- the core's own state ------------------------------------------------------

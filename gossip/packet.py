@@ -326,10 +326,10 @@ class StreamDecoder:
     connection we dialed.  The label still authenticates encrypted data in
     both directions.
 
-    max_unauthenticated_bytes bounds an encrypted frame, which is buffered
-    whole before AES-GCM can authenticate it: a frame declaring more is
-    refused from its 5-byte header, before any of it is buffered (the
-    caller sizes it, `Swim.stream_decoder`; by default max_bytes)."""
+    max_bytes bounds the message and also an encrypted frame, which is
+    buffered whole before AES-GCM can authenticate it: a frame declaring
+    more is refused from its 5-byte header, before any of it is buffered.
+    Decompressed output is bounded at twice max_bytes, as memberlist does."""
 
     def __init__(
         self,
@@ -338,13 +338,10 @@ class StreamDecoder:
         keyring: Keyring | None,
         expect_label_header: bool,
         max_bytes: int = MAX_PUSH_STATE_BYTES,
-        max_unauthenticated_bytes: int | None = None,
     ):
         self._label = bytes(label)
         self._keyring = keyring
         self._max_bytes = max_bytes
-        self._max_sealed_bytes = max_bytes if max_unauthenticated_bytes is None else \
-            min(max_bytes, max_unauthenticated_bytes)
         self._stage = "label" if expect_label_header else "type"
         self._pending = bytearray()
         self._parser: _MessageParser | None = None
@@ -417,7 +414,7 @@ class StreamDecoder:
             if len(buf) < STREAM_ENCRYPT_HEADER_BYTES:
                 return None
             length = int.from_bytes(buf[1:5], "big")
-            if length > self._max_sealed_bytes:
+            if length > self._max_bytes:
                 raise DecodeError("too_large", f"encrypted stream of {length} bytes")
             if len(buf) < STREAM_ENCRYPT_HEADER_BYTES + length:
                 return None

@@ -38,12 +38,12 @@ from .events import (
 )
 from .limits import (
     ACK_HANDLERS_MAX,
+    INBOUND_STREAM_MIN_BYTES,
     INCARNATION_MAX,
     MAX_PUSH_STATE_BYTES,
     MEMBER_SYNC_MAX_BYTES,
     META_MAX_BYTES,
     STRANGER_PAYLOAD_KEEP_S,
-    STREAM_PREAUTH_MIN_BYTES,
 )
 from .messages import (
     AckResp,
@@ -132,20 +132,20 @@ class Swim(Probing, StateSync):
             handler(self, msg, src, now, raw)
 
     def stream_decoder(self, incoming: bool) -> StreamDecoder:
-        if not incoming or self.keyring is None:
-            # A reply comes from the peer we dialed; a plain stream is never
-            # authenticated at all.  memberlist's cap either way.
-            return StreamDecoder(label=self.label, keyring=self.keyring, expect_label_header=incoming)
+        if not incoming:
+            # The reply of the peer we dialed: memberlist's cap.
+            return StreamDecoder(label=self.label, keyring=self.keyring, expect_label_header=False)
         return StreamDecoder(label=self.label, keyring=self.keyring, expect_label_header=True,
-                             max_unauthenticated_bytes=self.unauthenticated_stream_max_bytes())
+                             max_bytes=self.inbound_stream_max_bytes())
 
-    def unauthenticated_stream_max_bytes(self) -> int:
-        """The largest encrypted frame an accepted connection may declare:
-        what a member of our cluster can honestly send us (gossip.limits,
-        STREAM_PREAUTH_MIN_BYTES says why), so a sender without the key
-        cannot make us buffer 20 MiB per connection."""
+    def inbound_stream_max_bytes(self) -> int:
+        """The largest message (and encrypted frame) an accepted connection
+        may send us: what a member of our cluster can honestly send
+        (gossip.limits, INBOUND_STREAM_MIN_BYTES says why), so a sender
+        without the key cannot make us buffer 20 MiB per connection before
+        authenticating it, nor anyone inflate a small stream to 40 MiB."""
         known = len(self._members.by_name)
-        return min(MAX_PUSH_STATE_BYTES, STREAM_PREAUTH_MIN_BYTES + known * MEMBER_SYNC_MAX_BYTES)
+        return min(MAX_PUSH_STATE_BYTES, INBOUND_STREAM_MIN_BYTES + known * MEMBER_SYNC_MAX_BYTES)
 
     def receive_stream(self, msg: Message, src: Address, now: float) -> bytes | None:
         """An accepted TCP connection delivered `msg`; returns the bytes to

@@ -22,7 +22,7 @@ from gossip import compound, limits, userdata, wire
 from gossip.config import LOCAL, VSN
 from gossip.errors import DecodeError
 from gossip.events import Address, OpenStream, PacketDropped, StreamPurpose
-from gossip.gopack import pack_go
+from gossip.gopack import GoInt, pack_go
 from gossip.messages import Alive, NodeStateCode, PushNodeState, PushPull, Suspect
 from gossip.packet import StreamDecoder, seal_packet, seal_stream
 from gossip.security import Keyring
@@ -204,7 +204,9 @@ def test_payloads_for_names_that_are_not_members_are_not_kept():
 
 def test_a_push_pull_of_25000_fake_payloads_does_not_grow_our_state():
     a = core()
-    fake = {f"fake-{i}": (1, b"p" * 100) for i in range(25_000)}
+    # (with the report's 1 KB payloads the stream itself is refused: it is
+    # far more than a member of a two-member cluster can honestly send)
+    fake = {f"fake-{i}": (1, b"p" * 8) for i in range(25_000)}
     stream_in(a, wire.encode(PushPull(False, (), userdata.encode_state(fake, b""))))
     assert len(a.payloads()) <= 2 + limits.STRANGER_PAYLOADS_MAX
     assert dropped(a, "payload_not_member") == 25_000 - limits.STRANGER_PAYLOADS_MAX
@@ -326,17 +328,36 @@ def test_decompression_is_capped_per_datagram_not_per_wrapper():
 # ---- finding 5d: encrypted streams are bounded before authentication --------
 
 
-def test_an_unauthenticated_encrypted_frame_is_refused_from_its_header():
+def test_an_encrypted_frame_over_the_inbound_bound_is_refused_from_its_header():
     a = core(keyring=keyring())
     dec = a.stream_decoder(incoming=True)
     header = b"\x0a" + (limits.MAX_PUSH_STATE_BYTES - 1).to_bytes(4, "big")
     with pytest.raises(DecodeError) as e:
         dec.feed(header)  # before: buffered up to 20 MiB waiting for the rest
     assert e.value.reason == "too_large"
-    assert a.unauthenticated_stream_max_bytes() < 3 * 1024 * 1024
+    assert a.inbound_stream_max_bytes() < 3 * 1024 * 1024
 
 
-def test_the_unauthenticated_bound_admits_an_honest_push_pull_of_a_large_cluster():
+def test_a_small_plain_stream_cannot_inflate_to_40_mib():
+    a = core()
+    inner = b"\x08" + pack_go({"UserMsgLen": GoInt(8 << 20)}) + bytes(8 << 20)
+    bomb = wire.compress_message(inner)
+    assert len(bomb) < 16_000
+    dec = a.stream_decoder(incoming=True)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError) as e:
+            dec.feed(bomb)  # before: an 8 MiB user message
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert e.value.reason == "too_large"
+    # Output stops at twice the inbound bound (~4 MiB here); the LZW table
+    # holds about as much again.
+    assert peak < 12 << 20
+
+
+def test_the_inbound_bound_admits_an_honest_push_pull_of_a_large_cluster():
     ring = keyring()
     a = core(keyring=ring)
     n = 2_000
@@ -347,10 +368,10 @@ def test_the_unauthenticated_bound_admits_an_honest_push_pull_of_a_large_cluster
     # sends its state with their payloads: more than the minimum bound.
     assert stream_in(a, wire.encode(PushPull(False, nodes, b""))) is not None
     big = wire.encode(PushPull(False, nodes, userdata.encode_state(payloads, b"")))
-    assert len(big) > limits.STREAM_PREAUTH_MIN_BYTES
+    assert len(big) > limits.INBOUND_STREAM_MIN_BYTES
     assert stream_in(a, big) is not None
     assert len(a.payloads()) == n + 1
-    assert a.unauthenticated_stream_max_bytes() > len(big)
+    assert a.inbound_stream_max_bytes() > len(big)
     # A dialed stream's reply is read with memberlist's cap.
     reply = seal_stream(big, label=b"", keyring=ring, compress=False, write_label=False)
     fresh = core(keyring=ring)
