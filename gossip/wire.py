@@ -34,6 +34,7 @@ from typing import Any
 from gossip import lzw
 from gossip.errors import DecodeError
 from gossip.gopack import GoInt, fast_pack, pack_go, pack_go_into, unpack_one
+from gossip.limits import U16_MAX, U32_MAX
 from gossip.memo import Memo
 from gossip.messages import (
     AckResp,
@@ -54,8 +55,8 @@ from gossip.messages import (
 
 LZW_ALGO = 0
 
-_U32 = 0xFFFFFFFF
-_U16 = 0xFFFF
+_U32 = U32_MAX
+_U16 = U16_MAX
 
 
 def _nil_if_empty(b: bytes) -> bytes | None:
