@@ -249,7 +249,7 @@ class _MessageParser:
             return self._unpacker.unpack()
         except OutOfData:
             return _NEED_MORE
-        except Exception as e:  # noqa: BLE001  # msgpack raises many types on garbage; all are refusals
+        except Exception as e:  # FormatError, StackError, ValueError, ...
             raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
 
     def _advance(self) -> Message | None:
@@ -294,7 +294,7 @@ class _MessageParser:
                     unpacker.skip()
                 except OutOfData:
                     return None
-                except Exception as e:  # noqa: BLE001  # FormatError, StackError, ...: all refusals
+                except Exception as e:  # FormatError, StackError, ...
                     raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
                 raw = bytes(self._body[self._node_start : unpacker.tell()])
                 self._node_start = -1

@@ -114,7 +114,7 @@ def decode(buf: bytes, max_bytes: int) -> Decoded:
                         max_array_len=1_048_576, max_map_len=1_048_576)
     except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData) as exc:
         raise UserDataError(f"undecodable: {exc}") from None
-    except Exception as exc:  # noqa: BLE001  # msgpack raises a few odd types on garbage
+    except Exception as exc:  # msgpack raises a few odd types on garbage
         raise UserDataError(f"undecodable: {exc!r}") from None
     if kind is Kind.PAYLOAD:
         if not (isinstance(body, list) and len(body) == 3):
