@@ -72,10 +72,12 @@ MAX_NESTING_DEPTH = 4
 # An encrypted stream is one AES-GCM frame, authenticated only once all of
 # it is read (a plain one never is), so what an accepted connection may send
 # is bounded by what a member of our cluster can honestly send us: the
-# largest reliable user message shoal's node layer sends (a 1 MiB
-# store-sync batch plus one 64 KiB job spec), or a push/pull state, which is
-# about as big as ours.  INBOUND_STREAM_MIN_BYTES covers the former with room
-# for framing; MEMBER_SYNC_MAX_BYTES per member we know is an upper bound on
+# largest reliable user message shoal's node layer sends, or a push/pull
+# state, which is about as big as ours.  The node layer's store-sync batches
+# are 1 MiB by an estimate of 128 bytes per entry plus its job spec (at most
+# 64 KiB); INBOUND_STREAM_MIN_BYTES leaves room for entries four times as big
+# as estimated (a claim with long names is ~300 bytes).  MEMBER_SYNC_MAX_BYTES
+# per member we know is an upper bound on
 # one member's share of a push/pull (its node state, at most ~2.7 KB with a
 # 512-character name and 512 bytes of meta, plus its payload entry, at most
 # ~1.1 KB), so a peer knowing up to ~3x as many typical members as we do
@@ -84,7 +86,7 @@ MAX_NESTING_DEPTH = 4
 # decompressed, per connection.  Streams we dial read the reply with
 # memberlist's caps: we chose that peer, and a joiner's seed knows far more
 # members than the joiner.
-INBOUND_STREAM_MIN_BYTES = 2 * 1024 * 1024
+INBOUND_STREAM_MIN_BYTES = 4 * 1024 * 1024
 MEMBER_SYNC_MAX_BYTES = 4096
 
 # ---- the core's own state ------------------------------------------------------
