@@ -8,6 +8,12 @@ the runtime's non-blocking `start`/`stop`, events to the event log (whose
 subscribers are bounded too).  Every change also bumps the agent-local index
 of the resources it touches (node.api.blocking: members, nodes, jobs), so
 blocking reads wake up, and moves the counters in /v1/metrics.
+
+One output that raises while being handled is dropped, counted
+(shoal_input_failures_total{kind="dispatch"}) and logged with its traceback
+(rate-limited, node.agent.droplog); the outputs after it still go out.
+State the core refused to merge (`StateRefused`) is counted in
+shoal_state_refused_total{reason} and logged, rate-limited.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from node.core.outputs import (
     PersistEntries,
     SlotPending,
     StartReplica,
+    StateRefused,
     StopReplica,
 )
 from node.core.status import NodeStatus
@@ -69,77 +76,87 @@ class Dispatcher:
         self._status_seen: dict[str, tuple[object, ...]] = {}
 
     def dispatch(self, outputs: list[CoreOutput], now: float) -> None:
+        for out in outputs:
+            try:
+                self._one(out, now)
+            except Exception:  # noqa: BLE001 -- one output's failure must not lose the rest
+                self.agent.metrics.input_failed("dispatch")
+                self.agent.drop_log.failure("dispatch", f"output {type(out).__name__}")
+
+    def _one(self, out: CoreOutput, now: float) -> None:
         a = self.agent
         transport = a.transport
         core = a.core
         assert transport is not None and core is not None
-        for out in outputs:
-            match out:
-                case SendDatagram(addr, data):
-                    transport.send_datagram(addr, data)
-                case OpenStream():
-                    transport.start_dial(out)
-                case PersistEntries(entries, token):
-                    a.persistence.store(StoreOp("entries", entries, token), core)
-                case ForgetEntries(names):
-                    a.persistence.store(StoreOp("forget_entries", names), core)
-                    a.indexes.bump("jobs")
-                case PersistClaims(claims):
-                    a.persistence.store(StoreOp("claims", claims), core)
-                case ForgetClaims(names):
-                    a.persistence.store(StoreOp("forget_claims", names), core)
-                case JobWriteDone(token, entry):
-                    a.persistence.write_done(token, entry)
-                case JobChanged(entry, local):
-                    self._job_changed(entry, local)
-                case ClaimChanged(claim):
-                    a.indexes.bump("jobs")
-                    a.events.publish("claim", slot=claim.name, node=claim.node, released=claim.released,
-                                     ballot=[claim.ballot.round, claim.ballot.coordinator])
-                case NodeStatusChanged(status):
-                    self._node_status(status)
-                case StartReplica(claim, spec):
-                    self._start_replica(claim, spec)
-                case StopReplica(slot, reason):
-                    self._stop_replica(slot, reason)
-                case AwardAccepted(claim):
-                    a.cluster_metrics.awards.inc()
-                    a.events.publish("award_accepted", slot=claim.name,
-                                     ballot=[claim.ballot.round, claim.ballot.coordinator])
-                case SlotPending(slot, reason):
-                    a.indexes.bump("jobs")
-                    log.debug("slot %s pending: %s", slot, reason)
-                    a.events.publish("slot_pending", slot=slot, reason=reason)
-                case RoundClosed():
-                    self._round_closed(out)
-                case PacketDropped(reason, source):
-                    a.metrics.drop(reason)
-                    a.drop_log.report(reason, source)
-                case MemberJoined(m):
-                    self._member_event("joined", m, now, logging.INFO)
-                case MemberUpdated(m):
-                    self._member_event("updated", m, now, logging.DEBUG)
-                case MemberSuspected(m):
-                    self._member_event("suspected", m, now, logging.INFO)
-                case MemberFailed(m):
-                    self._member_event("failed", m, now, logging.INFO)
-                case MemberLeft(m):
-                    self._member_event("left", m, now, logging.INFO)
-                case JoinCompleted():
-                    a.membership.join_completed(out)
-                case UserMessage(origin, data):
-                    self._user_message(origin, data)
-                case UserBroadcast(origin, data):
-                    a.events.publish("user_broadcast", origin=origin, size=len(data))
-                case PayloadUpdated(node=node):
-                    # Our own status (others' come as NodeStatusChanged too).
-                    a.indexes.bump("nodes", "jobs")
-                    if node == a.name:
-                        self._node_status(core.view.status)
-                case UserStateReceived(origin, data, join):
-                    log.debug("user state from %s (%d bytes, join=%s)", origin, len(data), join)
-                case _:
-                    log.debug("unhandled core output %r", out)
+        match out:
+            case SendDatagram(addr, data):
+                transport.send_datagram(addr, data)
+            case OpenStream():
+                transport.start_dial(out)
+            case PersistEntries(entries, token):
+                a.persistence.store(StoreOp("entries", entries, token), core)
+            case ForgetEntries(names):
+                a.persistence.store(StoreOp("forget_entries", names), core)
+                a.indexes.bump("jobs")
+            case PersistClaims(claims):
+                a.persistence.store(StoreOp("claims", claims), core)
+            case ForgetClaims(names):
+                a.persistence.store(StoreOp("forget_claims", names), core)
+            case JobWriteDone(token, entry, superseded_by):
+                a.persistence.write_done(token, entry, superseded_by)
+            case StateRefused(kind, name, origin, reason):
+                a.metrics.refuse_state(reason)
+                a.drop_log.refused(kind, name, origin, reason)
+            case JobChanged(entry, local):
+                self._job_changed(entry, local)
+            case ClaimChanged(claim):
+                a.indexes.bump("jobs")
+                a.events.publish("claim", slot=claim.name, node=claim.node, released=claim.released,
+                                 ballot=[claim.ballot.round, claim.ballot.coordinator])
+            case NodeStatusChanged(status):
+                self._node_status(status)
+            case StartReplica(claim, spec):
+                self._start_replica(claim, spec)
+            case StopReplica(slot, reason):
+                self._stop_replica(slot, reason)
+            case AwardAccepted(claim):
+                a.cluster_metrics.awards.inc()
+                a.events.publish("award_accepted", slot=claim.name,
+                                 ballot=[claim.ballot.round, claim.ballot.coordinator])
+            case SlotPending(slot, reason):
+                a.indexes.bump("jobs")
+                log.debug("slot %s pending: %s", slot, reason)
+                a.events.publish("slot_pending", slot=slot, reason=reason)
+            case RoundClosed():
+                self._round_closed(out)
+            case PacketDropped(reason, source):
+                a.metrics.drop(reason)
+                a.drop_log.report(reason, source)
+            case MemberJoined(m):
+                self._member_event("joined", m, now, logging.INFO)
+            case MemberUpdated(m):
+                self._member_event("updated", m, now, logging.DEBUG)
+            case MemberSuspected(m):
+                self._member_event("suspected", m, now, logging.INFO)
+            case MemberFailed(m):
+                self._member_event("failed", m, now, logging.INFO)
+            case MemberLeft(m):
+                self._member_event("left", m, now, logging.INFO)
+            case JoinCompleted():
+                a.membership.join_completed(out)
+            case UserMessage(origin, data):
+                self._user_message(origin, data)
+            case UserBroadcast(origin, data):
+                a.events.publish("user_broadcast", origin=origin, size=len(data))
+            case PayloadUpdated(node=node):
+                # Our own status (others' come as NodeStatusChanged too).
+                a.indexes.bump("nodes", "jobs")
+                if node == a.name:
+                    self._node_status(core.view.status)
+            case UserStateReceived(origin, data, join):
+                log.debug("user state from %s (%d bytes, join=%s)", origin, len(data), join)
+            case _:
+                log.debug("unhandled core output %r", out)
 
     def _job_changed(self, entry: Entry, local: bool) -> None:
         a = self.agent

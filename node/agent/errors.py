@@ -1,7 +1,7 @@
 """Errors the agent's operations raise and the HTTP API maps to statuses.
 
 How this works: a small module of exception types only, so that both the
-agent (which raises them) and node.api (which turns them into 404 / 503)
+agent (which raises them) and node.api (which turns them into 404 / 409 / 503)
 import it at top level without importing each other.
 """
 
@@ -10,6 +10,11 @@ from __future__ import annotations
 
 class StateWriteError(Exception):
     """A job write was not made durable (HTTP 503): nothing acknowledged."""
+
+
+class WriteSuperseded(Exception):
+    """A job write lost to a newer entry for the same name (HTTP 409): it is
+    durable here but did not take effect; the message names the winner."""
 
 
 class JobNotFound(LookupError):

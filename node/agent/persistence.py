@@ -17,7 +17,11 @@ Durability of a submission (`POST /v1/jobs`, `DELETE /v1/jobs/NAME`):
 persistence task writes it (SQLite, WAL, synchronous=FULL: fsynced on
 commit) and only then posts `Persisted(token)` to the pump; the core answers
 `JobWriteDone(token)` (and starts gossiping the entry), which wakes the
-waiter (`write_done`).  A failed write, or a persistence queue that is full,
+waiter (`write_done`).  A write that lost to a newer entry for the same
+name before it could be merged (`JobWriteDone.superseded_by`) is durable but
+did not take effect: `write_job` raises WriteSuperseded naming the winner
+(the API answers 409), never "done" (unless the winner asks for the same:
+two stops, or the same spec).  A failed write, or a persistence queue that is full,
 fails the waiter instead and feeds `AbandonWrite(token)`: the API answers 503
 with the reason and nothing is acknowledged.  Without a state dir nothing is
 durable: writes are acknowledged as soon as they are in memory (logged as a
@@ -33,7 +37,7 @@ from pathlib import Path
 
 import trio
 
-from node.agent.errors import StateWriteError
+from node.agent.errors import StateWriteError, WriteSuperseded
 from node.agent.pump import Pump
 from node.core.inputs import AbandonWrite, Persisted, WriteJob
 from node.core.jobstore import Entry
@@ -53,10 +57,12 @@ class _WriteWaiter:
     done: trio.Event = field(default_factory=trio.Event)
     entry: Entry | None = None
     error: str | None = None
+    superseded_by: Entry | None = None
 
-    def succeed(self, entry: Entry) -> None:
+    def succeed(self, entry: Entry, superseded_by: Entry | None) -> None:
         if not self.done.is_set():
             self.entry = entry
+            self.superseded_by = superseded_by
             self.done.set()
 
     def fail(self, error: str) -> None:
@@ -132,15 +138,16 @@ class Persistence:
         if (waiter := self._writes.get(token)) is not None:
             waiter.fail(error)
 
-    def write_done(self, token: int, entry: Entry) -> None:
-        """The core acknowledged the write with this token (JobWriteDone)."""
+    def write_done(self, token: int, entry: Entry, superseded_by: Entry | None = None) -> None:
+        """The core finished the write with this token (JobWriteDone)."""
         if (waiter := self._writes.get(token)) is not None:
-            waiter.succeed(entry)
+            waiter.succeed(entry, superseded_by)
 
     async def write_job(self, name: str, spec: bytes | None) -> Entry:
         """Submit (canonical spec bytes) or stop (None) a job; returns once the
         write is durable here.  Raises StateWriteError (not durable, not
-        acknowledged), node_core.JobLimitError, ValueError."""
+        acknowledged), WriteSuperseded (lost to a newer write),
+        node_core.JobLimitError, ValueError."""
         token = next(self._tokens)
         waiter = self._writes[token] = _WriteWaiter()
         try:
@@ -151,6 +158,13 @@ class Persistence:
                 raise StateWriteError(waiter.error)
             if waiter.entry is None:
                 raise StateWriteError(f"the state dir did not confirm the write within {WRITE_TIMEOUT_S:g} s")
+            # Lost to a newer write with the same effect (two stops, the same
+            # spec twice): what the caller asked for holds, so it is done.
+            if (newer := waiter.superseded_by) is not None and newer.spec != spec:
+                what = "a stop" if newer.deleted else "a submission"
+                raise WriteSuperseded(
+                    f"job {name!r}: this write lost to {what} written by {newer.stamp.node or '?'} with a "
+                    f"newer version [{newer.stamp.wall_ms}, {newer.stamp.counter}]; read the job and retry")
             return waiter.entry
         finally:
             del self._writes[token]

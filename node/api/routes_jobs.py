@@ -2,7 +2,8 @@
 
 How this works: reads render from the core's view (node.api.views) as
 blocking queries; writes go through the agent's operations and answer once
-durable here (201 / 200), or 503 if they could not be made durable.  Logs and
+durable here (201 / 200), 409 if a newer write for the job won over this one
+(the answer says whose), or 503 if they could not be made durable.  Logs and
 `?cluster=1` container listings are asked of the node that holds the slot
 (or of every alive member), through its published API address
 (node.api.common).  The endpoints are listed in node.api.server.
@@ -22,7 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from auction.claims import slot_key
 from auction.spec import MAX_SPEC_BYTES, Problem, SpecError, validate
-from node.agent.errors import JobNotFound, StateWriteError
+from node.agent.errors import JobNotFound, StateWriteError, WriteSuperseded
 from node.api import views
 from node.api.common import (
     FORWARD_TIMEOUT_S,
@@ -91,7 +92,7 @@ async def submit_job(request: Request) -> Response:
         return _spec_error(e)
     try:
         result = await agent_of(request).ops.submit_job(spec)
-    except JobLimitError as e:
+    except (JobLimitError, WriteSuperseded) as e:
         raise ApiError(409, str(e)) from None
     except ValueError as e:  # the spec size bound, as the core checks it
         raise ApiError(413, str(e)) from None
@@ -106,6 +107,8 @@ async def stop_job(request: Request) -> Response:
         result = await agent_of(request).ops.stop_job(name)
     except JobNotFound:
         raise ApiError(404, f"no job named {name!r}") from None
+    except WriteSuperseded as e:
+        raise ApiError(409, str(e)) from None
     except StateWriteError as e:
         raise ApiError(503, str(e)) from None
     return indexed(result, result["index"])

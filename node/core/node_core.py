@@ -67,7 +67,7 @@ from gossip.messages import Message
 from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
-from node.core import wire
+from node.core import admission, wire
 from node.core.antientropy import AntiEntropy
 from node.core.config import (
     BROADCAST_ENTRY_MAX_BYTES,
@@ -75,7 +75,7 @@ from node.core.config import (
     UDP_USER_MAX_BYTES,
     ClusterConfig,
 )
-from node.core.hlc import HybridClock
+from node.core.hlc import HybridClock, base36
 from node.core.inputs import (
     AbandonWrite,
     Broadcast,
@@ -104,6 +104,7 @@ from node.core.outputs import (
     NodeStatusChanged,
     PersistClaims,
     PersistEntries,
+    StateRefused,
 )
 from node.core.publish import PublishSchedule
 from node.core.status import NodeStatus, RuntimeSummary, StatusError
@@ -111,16 +112,6 @@ from node.core.view import CoreView
 
 # ClusterConfig lives in node.core.config; drivers take it from here, with the core.
 __all__ = ["ClusterConfig", "JobLimitError", "NodeCore"]
-
-
-def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if n == 0:
-            return out
 
 
 class JobLimitError(ValueError):
@@ -145,7 +136,10 @@ class NodeCore:
         self.wall_offset_s = wall_offset_s
         self.clock = HybridClock(name)
         self.store = JobStore()
-        for entry in stored_entries or ():
+        # Our state dir's entries pass the same admission as a peer's.
+        stored, claims, self._outputs = admission.admit_stored(
+            list(stored_entries or ()), list(stored_claims or ()), self._wall_ms(now), self.clock.max_skew_ms)
+        for entry in stored:
             self.store.merge(entry)
             self.clock.observe(entry.stamp, self._wall_ms(now))
         # Ballots name this run of the node, not just the node: name#<wall
@@ -153,7 +147,7 @@ class NodeCore:
         # sending an award, and restarted before hearing the winner's claim,
         # would otherwise reuse that round for the slot and two nodes could
         # accept the same ballot (found by the placement swarm, seed 65).
-        self.ballot_id = f"{name}#{_base36(self._wall_ms(now))}"
+        self.ballot_id = f"{name}#{base36(self._wall_ms(now))}"
         # The claims map is placement's (`placement.claims`); the core keeps a
         # typed handle on it for anti-entropy, which needs more than
         # placement's view of it.
@@ -161,12 +155,11 @@ class NodeCore:
         self.placement = Placement(name, capacity, rng, placement_config or PlacementConfig(),
                                    claims=self._claims, ballot_id=self.ballot_id,
                                    container_policy=container_policy)
-        for claim in stored_claims or ():
+        for claim in claims:
             self._claims.merge(claim)
         self.statuses: dict[str, NodeStatus] = {}
         self._status = NodeStatus(name, capacity, Resources(0, 0, 0), dict(labels or {}),
                                   agent_version=agent_version)
-        self._outputs: list[CoreOutput] = []
         self._pending_writes: dict[int, Entry] = {}
         self._timers: list[tuple[float, int, str]] = []
         self._timer_seq = 0
@@ -349,9 +342,11 @@ class NodeCore:
             status = NodeStatus.decode(out.data)
         except StatusError:
             self._count("status_invalid")
+            self._emit(StateRefused("status", out.node, out.node, "status_malformed"))
             return
         if status.name != out.node:
             self._count("status_invalid")
+            self._emit(StateRefused("status", out.node, out.node, "status_name_mismatch"))
             return
         old = self.statuses.get(out.node)
         self.statuses[out.node] = status
@@ -370,16 +365,16 @@ class NodeCore:
             return
         match msg:
             case wire.EntryBroadcast(entry):
-                self._merge_remote([entry], now)
+                self._merge_remote([entry], now, origin)
             case wire.ClaimBroadcast(claims):
-                self._merge_claims(list(claims), now)
+                self._merge_claims(list(claims), now, origin)
             case wire.SyncDigest(map_id, buckets):
                 self._sync.on_digest(origin, map_id, buckets, now)
             case wire.SyncEntries(map_id, entries, want):
                 if map_id == wire.MAP_JOBS:
-                    self._merge_remote(list(entries), now)
+                    self._merge_remote(list(entries), now, origin)
                 else:
-                    self._merge_claims(list(entries), now)
+                    self._merge_claims(list(entries), now, origin)
                 if want:
                     self._sync.send_entries(origin, map_id, self._sync.maps[map_id].entries_in(list(want)), [], now)
             case CallForBids():
@@ -474,8 +469,9 @@ class NodeCore:
             return
         if not self.store.merge(entry):
             # A newer write for this name arrived meanwhile: ours is durable
-            # and acknowledged, but last-writer-wins already superseded it.
-            self._emit(JobWriteDone(token, entry))
+            # but lost to it under last-writer-wins; say so, so the caller
+            # is not told its write took effect (the API answers 409).
+            self._emit(JobWriteDone(token, entry, superseded_by=self.store.get(entry.name)))
             return
         # Spread only what is durable here: the ack and the gossip go together.
         self._emit(JobWriteDone(token, entry))
@@ -517,9 +513,11 @@ class NodeCore:
             self._reconcile(now)
             self._kick(now)
 
-    def _merge_remote(self, entries: list[Entry], now: float) -> None:
+    def _merge_remote(self, entries: list[Entry], now: float, origin: str) -> None:
         changed = []
         wall = self._wall_ms(now)
+        entries, refused = admission.admit_entries(entries, wall, self.clock.max_skew_ms, origin)
+        self._outputs.extend(refused)
         for entry in entries:
             self.clock.observe(entry.stamp, wall)
             if self.store.merge(entry):
@@ -592,6 +590,10 @@ class NodeCore:
         return spec
 
     def _on_award(self, award: Award, origin: str, now: float) -> None:
+        refusal = admission.award_refusal(award, self._claims.get)
+        if refusal is not None:
+            self._emit(StateRefused("award", award.job, origin, refusal))
+            return
         spec = self._spec_for(award.job, award.spec_hash)
         claims = self.placement.on_award(award, spec=spec, now=now)
         if claims:
@@ -633,7 +635,9 @@ class NodeCore:
             self._publish_status(now, digests_only=True)
         return won
 
-    def _merge_claims(self, claims: list[Claim], now: float) -> None:
+    def _merge_claims(self, claims: list[Claim], now: float, origin: str) -> None:
+        claims, refused = admission.admit_claims(claims, self._claims.get, origin)
+        self._outputs.extend(refused)
         changed = [c for c in claims if self._claims.merge(c)]
         if changed:
             for claim in changed:

@@ -35,7 +35,7 @@ from node.core.status import NodeStatus
 __all__ = [
     "AwardAccepted", "ClaimChanged", "CoreOutput", "ForgetClaims", "ForgetEntries", "JobChanged",
     "JobWriteDone", "NodeStatusChanged", "PersistClaims", "PersistEntries", "RoundClosed", "SlotPending",
-    "StartReplica", "StopReplica",
+    "StartReplica", "StateRefused", "StopReplica",
 ]
 
 
@@ -57,10 +57,27 @@ class ForgetEntries:
 
 @dataclass(frozen=True, slots=True)
 class JobWriteDone:
-    """The local write fed with this token is durable and acknowledged."""
+    """The local write fed with this token is durable here.  If
+    `superseded_by` is set, a newer entry for the name won before ours could
+    be merged: the write lost and must not be acknowledged as done (the API
+    answers 409 with that entry's stamp)."""
 
     token: int
     entry: Entry
+    superseded_by: Entry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateRefused:
+    """Replicated state from a peer (or our state dir) that the core refused
+    to merge (node.core.admission): `kind` is job | claim | award | status,
+    `name` the job, slot or node it was for, `origin` who sent it ("" when
+    loaded from disk), `reason` why (a short code, counted per reason)."""
+
+    kind: str
+    name: str
+    origin: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +116,6 @@ class ClaimChanged:
 
 CoreOutput = (
     PersistEntries | ForgetEntries | JobWriteDone | JobChanged | NodeStatusChanged | PersistClaims
-    | ForgetClaims | ClaimChanged | StartReplica | StopReplica | AwardAccepted | SlotPending | RoundClosed
-    | GossipOutput
+    | ForgetClaims | ClaimChanged | StateRefused | StartReplica | StopReplica | AwardAccepted | SlotPending
+    | RoundClosed    | GossipOutput
 )

@@ -8,7 +8,10 @@ record also carries the agent's job-store digest, so agents can see who
 disagrees with them about the desired state and sync with exactly those.
 
 Encoded as a compact msgpack array; it must fit one gossip payload (1 KiB),
-so labels are bounded.
+so labels are bounded.  Decoding refuses (StatusError) any integer outside
+its range (resources and the job count up to MAX_INT, slot indices up to
+MAX_SLOT_INDEX) and over-long text, so a forged record cannot make us do
+arithmetic on, or re-encode, a value that overflows.
 
 The record also says what this node's runtime does with the slots it holds
 (`runtime`, a `RuntimeSummary`): per job, the indices whose container runs
@@ -36,6 +39,9 @@ MAX_LABEL_CHARS = 63
 STATUS_VERSION = 1
 MAX_RUNTIME_REASON_CHARS = 60
 RUNTIME_STATES = ("failed", "exited")  # listed with a reason; "running" listed bare; others starting
+MAX_INT = (1 << 63) - 1  # msgpack's signed range
+MAX_SLOT_INDEX = 999_999  # as node.core.wire
+MAX_TEXT_CHARS = 1024
 
 
 class StatusError(ValueError):
@@ -90,9 +96,11 @@ class RuntimeSummary:
             truncated, jobs = raw
             out = {}
             for job, (r, other) in jobs.items():
-                if not isinstance(job, str) or not all(isinstance(i, int) for i in r):
+                if not isinstance(job, str) or not all(_index(i) for i in r):
                     return None
                 others = tuple((int(i), str(st), str(why)) for i, st, why in other)
+                if not all(_index(i) for i, _, _ in others):
+                    return None
                 out[job] = (tuple(r), others)
             return cls(out, bool(truncated))
         except (TypeError, ValueError, AttributeError):
@@ -164,8 +172,10 @@ class NodeStatus:
         if not (isinstance(name, str) and _triple(cap) and _triple(alloc) and isinstance(labels, dict)
                 and len(labels) <= MAX_LABELS
                 and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+                and all(len(k) <= MAX_LABEL_CHARS and len(v) <= MAX_LABEL_CHARS for k, v in labels.items())
                 and isinstance(drained, bool) and isinstance(healthy, bool) and isinstance(reason, str)
-                and isinstance(version, str) and isinstance(digest, bytes) and isinstance(jobs, int)
+                and len(reason) <= MAX_TEXT_CHARS and isinstance(version, str) and len(version) <= MAX_TEXT_CHARS
+                and isinstance(digest, bytes) and isinstance(jobs, int) and 0 <= jobs <= MAX_INT
                 and isinstance(claims, bytes)):
             raise StatusError("malformed status fields")
         runtime = RuntimeSummary.decode_raw(raw[12]) if len(raw) > 12 and raw[12] is not None else None
@@ -174,7 +184,11 @@ class NodeStatus:
 
 
 def _triple(v: object) -> bool:
-    return isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) and x >= 0 for x in v)
+    return isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) and 0 <= x <= MAX_INT for x in v)
+
+
+def _index(i: object) -> bool:
+    return isinstance(i, int) and 0 <= i <= MAX_SLOT_INDEX
 
 
 def validate_labels(labels: dict[str, str]) -> None:

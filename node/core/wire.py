@@ -3,6 +3,10 @@
 How this works: one msgpack array `[kind, ...fields]` per message.  Decoding
 checks every field's type and bound and raises `WireError` for anything
 else, so a forged or corrupted message is counted and dropped, never trusted.
+Every integer is range-checked: nothing we decode can overflow when we
+re-encode it or count up from it (MAX_INT, MAX_SLOT_INDEX, ballot rounds
+up to admission.MAX_BALLOT_ROUND, stamps as node.core.hlc bounds them);
+scores must be finite.
 Kinds are append-only numbers.  The auction's messages get kinds here too
 when they arrive.
 """
@@ -12,12 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import math
+
 import msgpack
 
 from auction.claims import Claim
 from auction.messages import Award, Bid, CallForBids, Decline, Release
 
 from gossip.lww import BUCKETS, DIGEST_BYTES
+from node.core.admission import MAX_BALLOT_ROUND
 from node.core.jobstore import Entry
 
 KIND_ENTRY = 1
@@ -32,6 +39,8 @@ KIND_RELEASE = 14
 MAX_ENTRIES_PER_MESSAGE = 20_000
 MAX_SLOTS_PER_MESSAGE = 1000
 MAX_TEXT_CHARS = 1024
+MAX_SLOT_INDEX = 999_999  # replicas are far fewer (auction.spec); this only bounds the integer
+MAX_INT = (1 << 63) - 1  # resources in claims: msgpack's signed range
 
 # The replicated maps that digest sync covers.
 MAP_JOBS = 0
@@ -113,7 +122,7 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
         if kind == KIND_CLAIM and len(raw) == 2:
             if not isinstance(raw[1], list) or len(raw[1]) > MAX_SLOTS_PER_MESSAGE:
                 raise WireError("malformed claims")
-            return ClaimBroadcast(tuple(Claim.from_wire(c) for c in raw[1]))
+            return ClaimBroadcast(tuple(_claim(c) for c in raw[1]))
         if kind == KIND_SYNC_DIGEST and len(raw) == 3:
             map_id, buckets = raw[1], raw[2]
             if (map_id not in MAPS or not isinstance(buckets, list) or len(buckets) != BUCKETS
@@ -132,13 +141,13 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
             if map_id == MAP_JOBS:
                 parsed = tuple(Entry.from_wire(e, max_spec_bytes) for e in entries)
             else:
-                parsed = tuple(Claim.from_wire(e) for e in entries)
+                parsed = tuple(_claim(e) for e in entries)
             return SyncEntries(map_id, parsed, tuple(want))
         if kind == KIND_CALL and len(raw) == 8:
             _, aid, coord, job, spec_hash, slots, ttl, spec_json = raw
             _texts(aid, coord, job, spec_hash)
             if (not isinstance(slots, list) or len(slots) > MAX_SLOTS_PER_MESSAGE
-                    or not all(isinstance(i, int) and 0 <= i < 1_000_000 for i in slots)
+                    or not all(isinstance(i, int) and 0 <= i <= MAX_SLOT_INDEX for i in slots)
                     or not isinstance(ttl, (int, float)) or not 0 < ttl <= 60
                     or not isinstance(spec_json, bytes) or len(spec_json) > max_spec_bytes):
                 raise WireError("malformed call for bids")
@@ -147,9 +156,9 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
             _, aid, bidder, scores, spread_value, already = raw
             _texts(aid, bidder)
             if (not isinstance(scores, list) or len(scores) > MAX_SLOTS_PER_MESSAGE
-                    or not all(isinstance(x, (int, float)) for x in scores)
+                    or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in scores)
                     or not (spread_value is None or isinstance(spread_value, str))
-                    or not isinstance(already, int) or already < 0):
+                    or not isinstance(already, int) or not 0 <= already <= MAX_SLOT_INDEX):
                 raise WireError("malformed bid")
             return Bid(aid, bidder, tuple(float(x) for x in scores), spread_value, already)
         if kind == KIND_DECLINE and len(raw) == 4:
@@ -159,8 +168,9 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
             _, aid, coord, job, spec_hash, slots = raw
             _texts(aid, coord, job, spec_hash)
             if (not isinstance(slots, list) or len(slots) > MAX_SLOTS_PER_MESSAGE
-                    or not all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) and x >= 0 for x in p)
-                               for p in slots)):
+                    or not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], int)
+                               and isinstance(p[1], int) and 0 <= p[0] <= MAX_SLOT_INDEX
+                               and 0 <= p[1] <= MAX_BALLOT_ROUND for p in slots)):
                 raise WireError("malformed award")
             return Award(aid, coord, job, spec_hash, tuple((p[0], p[1]) for p in slots))
         if kind == KIND_RELEASE and len(raw) == 3:
@@ -169,6 +179,15 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
     except ValueError as exc:
         raise WireError(str(exc)) from None
     raise WireError(f"unknown message kind {kind}")
+
+
+def _claim(raw: object) -> Claim:
+    claim = Claim.from_wire(raw)
+    d = claim.demand
+    if (claim.ballot.round > MAX_BALLOT_ROUND or not 0 <= claim.index <= MAX_SLOT_INDEX
+            or max(d.cpu_millis, d.memory_bytes, d.disk_bytes) > MAX_INT):
+        raise WireError("claim field out of range")
+    return claim
 
 
 def _texts(*values: object) -> None:

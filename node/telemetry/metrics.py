@@ -14,7 +14,13 @@ source_cap, global_cap, first_byte_timeout, evicted; see
 node/agent/transport.py), shoal_inbound_streams{phase} (pending | active),
 shoal_key_messages_total{outcome} (cluster key-rotation messages: applied,
 unchanged, stale, future, refused; see node/agent/keys.py),
-shoal_member_events_total{event}, shoal_members{state}, shoal_health_score.
+shoal_member_events_total{event}, shoal_members{state}, shoal_health_score,
+shoal_input_failures_total{kind} (an input whose handling raised: dropped,
+logged with its traceback, and the pump went on; kind: datagram, stream,
+stream_reply, request, posted, timers, dispatch; see node/agent/pump.py),
+shoal_state_refused_total{reason} (replicated state the core refused to
+merge: stamp_ahead, counter_absurd, ballot_jump, ballot_overflow,
+status_malformed, status_name_mismatch; see node/core/admission.py).
 """
 
 from __future__ import annotations
@@ -63,6 +69,12 @@ class AgentMetrics:
         self.member_events = Counter(
             "shoal_member_events", "Membership events seen, by kind", ["event"], registry=r
         )
+        self.input_failures = Counter(
+            "shoal_input_failures", "Inputs dropped because handling them raised, by kind", ["kind"], registry=r
+        )
+        self.state_refused = Counter(
+            "shoal_state_refused", "Replicated state refused instead of merged, by reason", ["reason"], registry=r
+        )
         self.members = Gauge("shoal_members", "Known members, by state", ["state"], registry=r)
         self.health = Gauge("shoal_health_score", "Lifeguard local health score (0 is healthy)", registry=r)
         # A plain mirror of the drop counter, for logs and the API without parsing text.
@@ -71,6 +83,12 @@ class AgentMetrics:
     def drop(self, reason: str) -> None:
         self.dropped.labels(reason=reason).inc()
         self.drop_counts[reason] += 1
+
+    def input_failed(self, kind: str) -> None:
+        self.input_failures.labels(kind=kind).inc()
+
+    def refuse_state(self, reason: str) -> None:
+        self.state_refused.labels(reason=reason).inc()
 
     def refuse_stream(self, reason: str) -> None:
         """An inbound stream closed by a bound; also counted as a drop."""

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import httpx
 import pytest
 import trio
 
-from auction.spec import MAX_SPEC_BYTES
+from auction.spec import MAX_SPEC_BYTES, validate
+from gossip import userdata
+from gossip.events import Address
+from gossip.swim_user import userdata_msg
 from node.agent.agent import Agent
 from node.agent.config import load_config
+from node.core import wire
+from node.core.hlc import Stamp
+from node.core.inputs import Datagram
+from node.core.jobstore import Entry
 from node.state.persist import PersistError
 
 DEADLINE_S = 10.0
@@ -298,3 +306,25 @@ async def test_metrics_show_the_cluster_state(start_agent):
         huge = (await c.get("/v1/jobs/huge")).json()
         assert [s["state"] for s in huge["slots"]] == ["pending", "pending"]
         assert all("needs 64.0 cpu" in s["reason"] and "largest free is" in s["reason"] for s in huge["slots"])
+
+
+async def test_a_write_that_loses_to_a_newer_one_answers_409_saying_why(start_agent):
+    """A member's newer write for the same job lands while ours is being made
+    durable: ours lost, so the API must not answer 201."""
+    a = await start_agent("a")
+    newer_spec = validate({**SPEC, "replicas": 1}).canonical_json()
+    newer = Entry("web", Stamp(int(time.time() * 1000) + 20_000, 0, "b"), newer_spec)
+    forged = userdata_msg(userdata.encode_direct("b", wire.encode(wire.EntryBroadcast(newer))))
+    apply = a.persistence.state.apply
+
+    async def apply_after_a_peer_wrote(op):
+        if op.token is not None:
+            await a.pump.post(Datagram(forged, Address("127.0.0.1", 9)))
+        await apply(op)
+
+    a.persistence.state.apply = apply_after_a_peer_wrote
+    async with client(a) as c:
+        r = await c.post("/v1/jobs", json=SPEC)
+        assert r.status_code == 409, r.text
+        assert "lost to a submission written by b" in r.json()["error"]
+        assert (await c.get("/v1/jobs/web")).json()["replicas"] == 1

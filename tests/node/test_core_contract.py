@@ -9,16 +9,22 @@ and on the read-only view, as a driver would see them.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
+import msgpack
 import pytest
 
-from auction.claims import slot_key
+from auction.claims import Ballot, slot_key
 from auction.placement import PlacementConfig
 from auction.resources import Resources
 from auction.spec import validate
 from gossip.config import LOCAL
+from gossip import userdata
 from gossip.events import Address, MemberJoined, OpenStream, SendDatagram
+from gossip.swim_user import userdata_msg
+from node.core import admission, wire
+from node.core.hlc import Stamp
 from node.core.inputs import (
     AbandonWrite,
     Datagram,
@@ -33,6 +39,7 @@ from node.core.inputs import (
     StreamReply,
     WriteJob,
 )
+from node.core.jobstore import Entry
 from node.core.node_core import ClusterConfig, NodeCore
 from node.core.outputs import (
     ClaimChanged,
@@ -41,8 +48,10 @@ from node.core.outputs import (
     NodeStatusChanged,
     PersistEntries,
     StartReplica,
+    StateRefused,
     StopReplica,
 )
+from node.core.status import NodeStatus, StatusError
 
 GiB = 1 << 30
 FAST = PlacementConfig(placement_interval_s=0.25, auction_ttl_s=0.1, claim_wait_s=1.0,
@@ -245,3 +254,116 @@ def test_anything_that_is_not_an_input_is_refused(bad):
     core = Link(1).cores[0]
     with pytest.raises(TypeError, match="not a node core input"):
         core.feed(bad, 0.0)
+
+
+# ---- forged or absurd state is refused, not merged (node.core.admission)
+
+FORGER = Address("10.6.6.6", 666)  # never joined
+
+
+def _forged(entry: Entry, broadcast: bool = True) -> bytes:
+    """The shape of the datagram that injected job `injected`: one memberlist
+    user message (UDP), carrying a node-core EntryBroadcast."""
+    body = wire.encode(wire.EntryBroadcast(entry))
+    return userdata_msg(userdata.encode_broadcast("evil", 1, body) if broadcast
+                        else userdata.encode_direct("evil", body))
+
+
+def _write(link: Link, i: int, name: str, spec: bytes | None, token: int) -> list[Any]:
+    link.feed(i, WriteJob(name, spec, token))
+    link.feed(i, Persisted(token))
+    return _of(link.take(i), JobWriteDone)
+
+
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_an_injected_job_with_a_far_future_stamp_is_refused_and_counted(broadcast):
+    link = Link(2)
+    link.join_all()
+    link.take(0)
+    digest = link.cores[0].view.store_digest()
+    link.feed(0, Datagram(_forged(Entry("injected", Stamp(1 << 62, 0, "evil"), _spec("injected", 3)),
+                                  broadcast), FORGER))
+    out = link.take(0)
+    assert StateRefused("job", "injected", "evil", "stamp_ahead") in out
+    assert not _of(out, PersistEntries) and not _of(out, JobChanged)
+    assert link.cores[0].view.job("injected") is None
+    assert link.cores[0].view.store_digest() == digest
+    link.run(2.0)
+    assert all(c.view.job("injected") is None for c in link.cores)
+    assert not any(_of(seen, StartReplica) for seen in link.seen)
+
+    # a later legitimate write and delete work, and the delete really stops it
+    (done,) = _write(link, 0, "injected", _spec("injected"), 1)
+    assert done.superseded_by is None
+    link.run(3.0)
+    assert sum(len(_of(seen, StartReplica)) for seen in link.seen) == 1
+    (done,) = _write(link, 1, "injected", None, 2)
+    assert done.superseded_by is None
+    link.run(3.0)
+    assert sum(len(_of(seen, StopReplica)) for seen in link.seen) == 1
+    assert all(c.view.job("injected").deleted for c in link.cores)
+
+
+def test_a_forged_far_future_tombstone_is_refused_and_the_job_keeps_running():
+    link = Link(2)
+    link.join_all()
+    _write(link, 0, "web", _spec("web"), 1)
+    link.run(3.0)
+    assert sum(len(_of(seen, StartReplica)) for seen in link.seen) == 1
+    ten_minutes_ahead_ms = int(link.now * 1000) + 600_000
+    tombstone = Entry("web", Stamp(ten_minutes_ahead_ms, 0, "evil"), None)
+    for i in range(2):
+        link.take(i)
+        link.feed(i, Datagram(_forged(tombstone), FORGER))
+        assert StateRefused("job", "web", "evil", "stamp_ahead") in link.take(i)
+    link.run(3.0)
+    assert not any(_of(seen, StopReplica) for seen in link.seen)
+    assert all(not c.view.job("web").deleted for c in link.cores)
+
+
+def test_a_local_write_that_loses_to_a_newer_entry_says_so():
+    link = Link(1)
+    link.take(0)
+    link.feed(0, WriteJob("web", _spec("web"), token=5))
+    # a newer write by a member, within the clock-skew bound, lands before ours is durable
+    newer = Entry("web", Stamp(int(link.now * 1000) + 30_000, 0, "n9"), _spec("web", 2))
+    link.feed(0, Datagram(_forged(newer), FORGER))
+    link.feed(0, Persisted(5))
+    (done,) = _of(link.take(0), JobWriteDone)
+    assert done.superseded_by == newer
+    assert link.cores[0].view.job("web") == newer
+
+
+def test_absurd_ballot_rounds_are_refused():
+    link = Link(2)
+    link.join_all()
+    _write(link, 0, "web", _spec("web"), 1)
+    link.run(3.0)
+    slot = slot_key("web", 0)
+    current = link.cores[0].view.winning_claim(slot)
+    assert current is not None
+    jump = replace(current, ballot=Ballot(current.ballot.round + admission.MAX_ROUND_JUMP + 1, "evil"),
+                   node="evil")
+    body = wire.encode(wire.ClaimBroadcast((jump,)))
+    link.take(0)
+    link.feed(0, Datagram(userdata_msg(userdata.encode_direct("evil", body)), FORGER))
+    assert StateRefused("claim", slot, "evil", "ballot_jump") in link.take(0)
+    assert link.cores[0].view.winning_claim(slot) == current
+    # a round that would overflow msgpack is refused at decode (not ours: passed on, never merged)
+    overflow = replace(current, ballot=Ballot((1 << 64) - 1, "evil"))
+    with pytest.raises(wire.WireError):
+        wire.decode(msgpack.packb([wire.KIND_CLAIM, [overflow.to_wire()]]), 1 << 16)
+
+
+@pytest.mark.parametrize("raw", [[1 << 64, 0, "n"], [0, 1 << 32, "n"], [-1, 0, "n"]])
+def test_stamps_that_would_overflow_are_refused_at_decode(raw):
+    with pytest.raises(ValueError):
+        Stamp.from_wire(raw)
+
+
+def test_a_status_with_an_overflowing_integer_is_refused():
+    status = NodeStatus("n1", Resources(1000, 1, 0), Resources(0, 0, 0))
+    raw = msgpack.unpackb(status.encode())
+    raw[10] = (1 << 64) - 1  # the job count
+    with pytest.raises(StatusError):
+        NodeStatus.decode(msgpack.packb(raw))
