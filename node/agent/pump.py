@@ -24,11 +24,23 @@ What goes into the channel:
 
 Reads do not go through the pump: they use the core's read-only view
 (node.core.view) between pump turns; see there why that is consistent.
+
+Failures: nothing an input does may end the pump (the pump ending ends the
+agent).  Whatever raises while handling one input, a datagram, a stream's
+message, a dial's result, a posted input, the timers, or the dispatch of
+one output, is caught (`Exception`, never trio's Cancelled), counted in
+shoal_input_failures_total{kind}, logged with its traceback at most once
+per interval per kind (node.agent.droplog), and that input is dropped; the
+pump goes on with the next.  Timers that raise are not fired again for
+TIMER_RETRY_S, so a core that fails on every timer stays responsive
+instead of spinning.  A request's caller may be gone by the time its reply
+is ready (a TCP stream cancelled by the transport's deadline while the pump
+was starved of CPU): that reply is dropped and counted
+(`stream_reply_gone` in shoal_packets_dropped_total), never raised.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,14 +50,14 @@ import trio
 
 from gossip.events import Address, OpenStream
 from gossip.messages import Message
+from node.agent.droplog import DropLog
 from node.core.inputs import Datagram, Input, StreamIn, StreamReply
 from node.core.node_core import NodeCore
 from node.core.outputs import CoreOutput
 from node.telemetry.metrics import AgentMetrics
 
-log = logging.getLogger("shoal.agent")
-
 INPUT_QUEUE_DEPTH = 1024
+TIMER_RETRY_S = 0.1  # after the timers raised, fire them again no sooner than this
 
 
 @dataclass
@@ -93,8 +105,10 @@ Dispatch = Callable[[list[CoreOutput], float], None]
 
 class Pump:
     def __init__(self, metrics: AgentMetrics, dispatch: Dispatch,
-                 on_dial_result: Callable[[OpenStream, str | None], None]) -> None:
+                 on_dial_result: Callable[[OpenStream, str | None], None],
+                 drop_log: DropLog | None = None) -> None:
         self._metrics = metrics
+        self._log = drop_log or DropLog()
         self._dispatch = dispatch
         self._on_dial_result = on_dial_result
         self._send, self._recv = trio.open_memory_channel[object](INPUT_QUEUE_DEPTH)
@@ -133,9 +147,7 @@ class Pump:
         """An inbound TCP stream's message: the reply bytes the core produced."""
         try:
             reply: bytes | None = await self.feed(StreamIn(msg, src))
-        except Exception:  # a core bug must not take the agent down
-            log.exception("core failed on a stream from %s", src)
-            self._metrics.drop("core_error")
+        except Exception:  # noqa: BLE001 -- counted and logged inside the pump (_failed)
             return None
         return reply
 
@@ -145,9 +157,12 @@ class Pump:
     # ---- the task
     async def run(self, core: NodeCore) -> None:
         recv = self._recv
-        self._dispatch(core.drain(), trio.current_time())  # our first status
+        self._hand_out(core.drain(), trio.current_time(), None)  # our first status
+        timers_after = -math.inf  # no sooner than this, after the timers raised
         while True:
             deadline = core.next_deadline()
+            if deadline is not None:
+                deadline = max(deadline, timers_after)
             item = None
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 item = await recv.receive()
@@ -159,30 +174,62 @@ class Pump:
                 if tracker is not None:
                     tracker._sealed()
             deadline = core.next_deadline()
-            if deadline is not None and deadline <= now:
-                core.handle_timers(now)
+            if deadline is not None and deadline <= now and timers_after <= now:
+                try:
+                    core.handle_timers(now)
+                except Exception:  # noqa: BLE001 -- counted and logged; the agent goes on
+                    self._failed("timers", "the core's timers")
+                    timers_after = now + TIMER_RETRY_S
+                # What the timers produced before failing still goes out.
                 self._hand_out(core.drain(), now, None)
+
+    def _failed(self, kind: str, what: str) -> None:
+        """Call inside `except`: count the dropped input, log it (rate-limited, with traceback)."""
+        self._metrics.input_failed(kind)
+        self._log.failure(kind, what)
+
+    def _reply(self, channel: trio.MemorySendChannel[tuple[bool, Any]], value: tuple[bool, Any]) -> None:
+        """Answer a request; its caller may have gone (cancelled): then drop the answer."""
+        try:
+            channel.send_nowait(value)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._metrics.drop("stream_reply_gone")
 
     def _feed(self, core: NodeCore, item: object, now: float) -> StreamTracker | None:
         match item:
             case _Request(inp, reply, tracker):
                 try:
-                    reply.send_nowait((True, core.feed(inp, now)))
+                    result: tuple[bool, Any] = (True, core.feed(inp, now))
                 except Exception as e:  # noqa: BLE001 -- the caller gets it, the pump goes on
-                    reply.send_nowait((False, e))
+                    result = (False, e)
+                    # A refused write (ValueError: bad spec, job limit) is the
+                    # caller's answer; anything else, or any failure on a
+                    # peer's stream, is ours to count and show.
+                    if isinstance(inp, StreamIn):
+                        self._failed("stream", f"a stream from {inp.src}")
+                    elif not isinstance(e, ValueError):
+                        self._failed("request", type(inp).__name__)
+                self._reply(reply, result)
                 return tracker
             case _DialResult(cmd, reply, error):
-                self._on_dial_result(cmd, error)
-                tracker = self._trackers.pop(cmd.stream_id, None)
-                if tracker is not None:
-                    tracker._closed(cmd.stream_id, cmd.addr, error)
-                core.feed(StreamReply(cmd.stream_id, reply), now)
+                try:
+                    self._on_dial_result(cmd, error)
+                    tracker = self._trackers.pop(cmd.stream_id, None)
+                    if tracker is not None:
+                        tracker._closed(cmd.stream_id, cmd.addr, error)
+                    core.feed(StreamReply(cmd.stream_id, reply), now)
+                except Exception:  # noqa: BLE001 -- counted and logged; the agent goes on
+                    self._failed("stream_reply", f"the reply of a stream to {cmd.addr}")
+            case Datagram(_, src):
+                try:
+                    core.feed(item, now)
+                except Exception:  # noqa: BLE001 -- counted and logged; the agent goes on
+                    self._failed("datagram", f"a datagram from {src}")
             case _:
                 try:
                     core.feed(item, now)  # type: ignore[call-overload]  # a posted Input
-                except Exception:  # a core bug must not take the agent down
-                    log.exception("core failed on %s", type(item).__name__)
-                    self._metrics.drop("core_error")
+                except Exception:  # noqa: BLE001 -- counted and logged; the agent goes on
+                    self._failed("posted", type(item).__name__)
         return None
 
     def _hand_out(self, outputs: list[CoreOutput], now: float, tracker: StreamTracker | None) -> None:
@@ -191,4 +238,7 @@ class Pump:
                 if isinstance(out, OpenStream):
                     tracker._opened(out.stream_id)
                     self._trackers[out.stream_id] = tracker
-        self._dispatch(outputs, now)
+        try:
+            self._dispatch(outputs, now)
+        except Exception:  # noqa: BLE001 -- the dispatcher guards each output; this is the last net
+            self._failed("dispatch", "the core's outputs")
