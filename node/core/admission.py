@@ -10,6 +10,12 @@ and the entry is not merged, not persisted and not passed on.
 
 The rules, and why each is safe for honest traffic:
 
+  * origin: a node-core message (job or claim state, auction traffic) whose
+    origin is not a name we know as a member, in any state, is refused
+    whole (`not_a_member`; checked in NodeCore._on_message).  State from a
+    member we have not heard of yet comes again by anti-entropy once we
+    have.  Without encryption the origin is only a claim, so this stops
+    blind forgeries, not a forger who names a member: the rules below do.
   * job entries: a stamp more than `max_skew_ms` ahead of our wall clock
     is refused (`stamp_ahead`).  Last-writer-wins would otherwise let one
     forged far-future stamp win over every later write, for ever (a

@@ -363,6 +363,9 @@ class NodeCore:
             self._count("node_message_invalid")
             self._emit(UserBroadcast(origin, data) if broadcast else UserMessage(origin, data))
             return
+        if origin != self.name and self.swim.member(origin) is None:  # node.core.admission
+            self._emit(StateRefused("message", origin, origin, "not_a_member"))
+            return
         match msg:
             case wire.EntryBroadcast(entry):
                 self._merge_remote([entry], now, origin)

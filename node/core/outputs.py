@@ -70,7 +70,8 @@ class JobWriteDone:
 @dataclass(frozen=True, slots=True)
 class StateRefused:
     """Replicated state from a peer (or our state dir) that the core refused
-    to merge (node.core.admission): `kind` is job | claim | award | status,
+    to merge (node.core.admission): `kind` is job | claim | award | status
+    | message (a whole message from a name that is not a member),
     `name` the job, slot or node it was for, `origin` who sent it ("" when
     loaded from disk), `reason` why (a short code, counted per reason)."""
 

@@ -19,8 +19,9 @@ shoal_input_failures_total{kind} (an input whose handling raised: dropped,
 logged with its traceback, and the pump went on; kind: datagram, stream,
 stream_reply, request, posted, timers, dispatch; see node/agent/pump.py),
 shoal_state_refused_total{reason} (replicated state the core refused to
-merge: stamp_ahead, counter_absurd, ballot_jump, ballot_overflow,
-status_malformed, status_name_mismatch; see node/core/admission.py).
+merge: not_a_member, stamp_ahead, counter_absurd, ballot_jump,
+ballot_overflow, status_malformed, status_name_mismatch; see
+node/core/admission.py).
 """
 
 from __future__ import annotations

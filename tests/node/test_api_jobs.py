@@ -312,6 +312,10 @@ async def test_a_write_that_loses_to_a_newer_one_answers_409_saying_why(start_ag
     """A member's newer write for the same job lands while ours is being made
     durable: ours lost, so the API must not answer 201."""
     a = await start_agent("a")
+    await start_agent("b", join=[str(a.advertise)])
+    with trio.fail_after(DEADLINE_S):
+        while a.view.member("b") is None:
+            await trio.sleep(0.05)
     newer_spec = validate({**SPEC, "replicas": 1}).canonical_json()
     newer = Entry("web", Stamp(int(time.time() * 1000) + 20_000, 0, "b"), newer_spec)
     forged = userdata_msg(userdata.encode_direct("b", wire.encode(wire.EntryBroadcast(newer))))

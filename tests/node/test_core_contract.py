@@ -261,12 +261,14 @@ def test_anything_that_is_not_an_input_is_refused(bad):
 FORGER = Address("10.6.6.6", 666)  # never joined
 
 
-def _forged(entry: Entry, broadcast: bool = True) -> bytes:
+def _forged(entry: Entry, broadcast: bool = True, origin: str = "n1") -> bytes:
     """The shape of the datagram that injected job `injected`: one memberlist
-    user message (UDP), carrying a node-core EntryBroadcast."""
+    user message (UDP), carrying a node-core EntryBroadcast; it claims to come
+    from `origin` (a member's name unless told otherwise: nothing checks it
+    without encryption)."""
     body = wire.encode(wire.EntryBroadcast(entry))
-    return userdata_msg(userdata.encode_broadcast("evil", 1, body) if broadcast
-                        else userdata.encode_direct("evil", body))
+    return userdata_msg(userdata.encode_broadcast(origin, 1, body) if broadcast
+                        else userdata.encode_direct(origin, body))
 
 
 def _write(link: Link, i: int, name: str, spec: bytes | None, token: int) -> list[Any]:
@@ -275,16 +277,20 @@ def _write(link: Link, i: int, name: str, spec: bytes | None, token: int) -> lis
     return _of(link.take(i), JobWriteDone)
 
 
-@pytest.mark.parametrize("broadcast", [True, False])
-def test_an_injected_job_with_a_far_future_stamp_is_refused_and_counted(broadcast):
+@pytest.mark.parametrize("broadcast,origin,refusal", [
+    (True, "n1", StateRefused("job", "injected", "n1", "stamp_ahead")),
+    (False, "n1", StateRefused("job", "injected", "n1", "stamp_ahead")),
+    (True, "evil", StateRefused("message", "evil", "evil", "not_a_member")),
+])
+def test_an_injected_job_with_a_far_future_stamp_is_refused_and_counted(broadcast, origin, refusal):
     link = Link(2)
     link.join_all()
     link.take(0)
     digest = link.cores[0].view.store_digest()
     link.feed(0, Datagram(_forged(Entry("injected", Stamp(1 << 62, 0, "evil"), _spec("injected", 3)),
-                                  broadcast), FORGER))
+                                  broadcast, origin), FORGER))
     out = link.take(0)
-    assert StateRefused("job", "injected", "evil", "stamp_ahead") in out
+    assert refusal in out
     assert not _of(out, PersistEntries) and not _of(out, JobChanged)
     assert link.cores[0].view.job("injected") is None
     assert link.cores[0].view.store_digest() == digest
@@ -315,14 +321,15 @@ def test_a_forged_far_future_tombstone_is_refused_and_the_job_keeps_running():
     for i in range(2):
         link.take(i)
         link.feed(i, Datagram(_forged(tombstone), FORGER))
-        assert StateRefused("job", "web", "evil", "stamp_ahead") in link.take(i)
+        assert StateRefused("job", "web", "n1", "stamp_ahead") in link.take(i)
     link.run(3.0)
     assert not any(_of(seen, StopReplica) for seen in link.seen)
     assert all(not c.view.job("web").deleted for c in link.cores)
 
 
 def test_a_local_write_that_loses_to_a_newer_entry_says_so():
-    link = Link(1)
+    link = Link(2)
+    link.join_all()
     link.take(0)
     link.feed(0, WriteJob("web", _spec("web"), token=5))
     # a newer write by a member, within the clock-skew bound, lands before ours is durable
@@ -346,8 +353,8 @@ def test_absurd_ballot_rounds_are_refused():
                    node="evil")
     body = wire.encode(wire.ClaimBroadcast((jump,)))
     link.take(0)
-    link.feed(0, Datagram(userdata_msg(userdata.encode_direct("evil", body)), FORGER))
-    assert StateRefused("claim", slot, "evil", "ballot_jump") in link.take(0)
+    link.feed(0, Datagram(userdata_msg(userdata.encode_direct("n1", body)), FORGER))
+    assert StateRefused("claim", slot, "n1", "ballot_jump") in link.take(0)
     assert link.cores[0].view.winning_claim(slot) == current
     # a round that would overflow msgpack is refused at decode (not ours: passed on, never merged)
     overflow = replace(current, ballot=Ballot((1 << 64) - 1, "evil"))

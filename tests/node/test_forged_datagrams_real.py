@@ -7,7 +7,9 @@ findings 1 and 2), gossip encryption off (the default on loopback).
     it to 2^64 and died of msgpack's OverflowError (and again after every
     restart, re-poisoned by `b`).
   * the injected job: one datagram from a host that never joined, a user
-    broadcast carrying a job entry `injected` (3 replicas) stamped 2^62 ms.
+    broadcast carrying a job entry `injected` (3 replicas) stamped 2^62 ms,
+    as from "evil" (not a member), and again naming member `c` as its origin
+    (without encryption nothing proves who sent it).
 
 Both are sent; the agents must stay up (still running 20 s later), keep
 placing jobs, and never show job `injected` (refused, and counted in
@@ -29,11 +31,21 @@ from gossip.swim_user import userdata_msg
 from node.core import wire
 from node.core.hlc import Stamp
 from node.core.jobstore import Entry
-from test_real_jobs import CONVERGE_DEADLINE_S, cluster, spec, wait_until  # noqa: F401  (fixture)
+from test_real_jobs import CONVERGE_DEADLINE_S, Cluster, spec, wait_until
 
 pytestmark = pytest.mark.real
 
 STAY_UP_S = 20.0
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.kill_all()
+        print(c.report())  # shown only when the test failed
 
 
 def crash_datagram(victim: str) -> bytes:
@@ -41,11 +53,11 @@ def crash_datagram(victim: str) -> bytes:
     return userdata_msg(userdata.encode_payload(victim, (1 << 64) - 1, b"x"))
 
 
-def injected_job_datagram() -> bytes:
-    """Finding 2: a job entry from nobody, stamped 2^62 ms."""
+def injected_job_datagram(origin: str) -> bytes:
+    """Finding 2: a job entry from a host that never joined, stamped 2^62 ms."""
     body = validate(spec("injected", replicas=3)).canonical_json()
     entry = Entry("injected", Stamp(1 << 62, 0, "evil"), body)
-    return userdata_msg(userdata.encode_broadcast("evil", 1, wire.encode(wire.EntryBroadcast(entry))))
+    return userdata_msg(userdata.encode_broadcast(origin, 1, wire.encode(wire.EntryBroadcast(entry))))
 
 
 def send(datagram: bytes, gossip: str) -> None:
@@ -80,9 +92,11 @@ def test_the_crash_and_injection_datagrams_neither_kill_agents_nor_add_a_job(clu
     t0 = time.monotonic()
     send(crash_datagram("a"), b.gossip)
     for p in (a, b):
-        send(injected_job_datagram(), p.gossip)
-    wait_until(lambda: refused(cluster, b, "stamp_ahead") >= 1, 10, "b to refuse the injected job",
-               cluster.report)
+        for origin in ("evil", "c"):
+            send(injected_job_datagram(origin), p.gossip)
+    for reason in ("not_a_member", "stamp_ahead"):
+        wait_until(lambda reason=reason: refused(cluster, b, reason) >= 1, 10,
+                   f"b to refuse the injected job ({reason})", cluster.report)
 
     # the cluster still places a job
     r = httpx.post(f"{c.api}/v1/jobs", json=spec("web", replicas=2), timeout=10.0)
