@@ -136,7 +136,6 @@ class NodeCore:
         self.wall_offset_s = wall_offset_s
         self.clock = HybridClock(name)
         self.store = JobStore()
-        # Our state dir's entries pass the same admission as a peer's.
         stored, claims, self._outputs = admission.admit_stored(
             list(stored_entries or ()), list(stored_claims or ()), self._wall_ms(now), self.clock.max_skew_ms)
         for entry in stored:
@@ -339,14 +338,13 @@ class NodeCore:
         if out.node == self.name:
             return
         try:
-            status = NodeStatus.decode(out.data)
+            status: NodeStatus | None = NodeStatus.decode(out.data)
         except StatusError:
+            status = None
+        if status is None or status.name != out.node:
             self._count("status_invalid")
-            self._emit(StateRefused("status", out.node, out.node, "status_malformed"))
-            return
-        if status.name != out.node:
-            self._count("status_invalid")
-            self._emit(StateRefused("status", out.node, out.node, "status_name_mismatch"))
+            why = "status_malformed" if status is None else "status_name_mismatch"
+            self._emit(StateRefused("status", out.node, out.node, why))
             return
         old = self.statuses.get(out.node)
         self.statuses[out.node] = status
@@ -471,9 +469,8 @@ class NodeCore:
         if entry is None:
             return
         if not self.store.merge(entry):
-            # A newer write for this name arrived meanwhile: ours is durable
-            # but lost to it under last-writer-wins; say so, so the caller
-            # is not told its write took effect (the API answers 409).
+            # A newer write for this name arrived meanwhile: ours is durable but
+            # lost under last-writer-wins; say so (the API answers 409, not done).
             self._emit(JobWriteDone(token, entry, superseded_by=self.store.get(entry.name)))
             return
         # Spread only what is durable here: the ack and the gossip go together.
