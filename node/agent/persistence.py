@@ -109,9 +109,11 @@ class Persistence:
         async for op in self._recv:
             try:
                 await self.state.apply(op)
-            except (PersistError, EntryRejected, OSError) as e:
+            except Exception as e:  # noqa: BLE001 -- no write may end this task (and with it the agent)
                 self._metrics.writes.labels(store=op.store, outcome="error").inc()
-                log.error("state dir write failed (%s, %s): %s", op.store, op.kind, e)
+                # An unexpected error is a bug of ours: show its traceback.
+                log.error("state dir write failed (%s, %s): %s", op.store, op.kind, e,
+                          exc_info=not isinstance(e, (PersistError, EntryRejected, OSError)))
                 if op.token is not None:
                     self._fail(op.token, f"the write to this agent's state dir failed: {e}")
                     await self._pump.feed(AbandonWrite(op.token))

@@ -49,6 +49,9 @@ from node.core.outputs import CoreOutput, StateRefused
 # ballot shown by the API or bumped by `next_round` never overflows.
 MAX_BALLOT_ROUND = (1 << 53) - 1
 MAX_ROUND_JUMP = 1_000_000
+# Every reason a StateRefused may carry (the metric shows each from the start).
+REFUSAL_REASONS = ("not_a_member", "stamp_ahead", "counter_absurd", "ballot_jump", "ballot_overflow",
+                   "status_malformed", "status_name_mismatch")
 
 
 def entry_refusal(entry: Entry, wall_ms: int, max_skew_ms: int) -> str | None:

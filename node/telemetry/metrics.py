@@ -38,8 +38,11 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gossip.events import MemberState
+from node.core.admission import REFUSAL_REASONS
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The kinds of input the pump counts failures of (node/agent/pump.py, dispatch.py).
+INPUT_FAILURE_KINDS = ("datagram", "stream", "stream_reply", "request", "posted", "timers", "dispatch")
 
 # The *_created timestamp series only add noise to a scrape of one agent.
 disable_created_metrics()
@@ -76,6 +79,11 @@ class AgentMetrics:
         self.state_refused = Counter(
             "shoal_state_refused", "Replicated state refused instead of merged, by reason", ["reason"], registry=r
         )
+        # Every labelled series of the trust boundary shows from the first scrape, at 0.
+        for kind in INPUT_FAILURE_KINDS:
+            self.input_failures.labels(kind=kind)
+        for reason in REFUSAL_REASONS:
+            self.state_refused.labels(reason=reason)
         self.members = Gauge("shoal_members", "Known members, by state", ["state"], registry=r)
         self.health = Gauge("shoal_health_score", "Lifeguard local health score (0 is healthy)", registry=r)
         # A plain mirror of the drop counter, for logs and the API without parsing text.
