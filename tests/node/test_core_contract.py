@@ -374,3 +374,13 @@ def test_a_status_with_an_overflowing_integer_is_refused():
     raw[10] = (1 << 64) - 1  # the job count
     with pytest.raises(StatusError):
         NodeStatus.decode(msgpack.packb(raw))
+
+
+def test_a_forged_entry_already_in_the_state_dir_stays_out_after_a_restart():
+    forged = Entry("injected", Stamp(1 << 62, 0, "evil"), _spec("injected", 3))
+    honest = Entry("web", Stamp(1_000, 0, "n0"), _spec("web"))
+    core = NodeCore(name="n0", addr=Address("10.0.0.1", 7000), gossip_config=LOCAL, rng=random.Random(1),
+                    now=10.0, capacity=Resources(2000, 4 * GiB, 0), cluster_config=CLUSTER,
+                    stored_entries=[forged, honest])
+    assert StateRefused("job", "injected", "", "stamp_ahead") in core.drain()
+    assert core.view.job("injected") is None and core.view.job("web") == honest
