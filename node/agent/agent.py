@@ -27,6 +27,7 @@ turns.  The parts, one module each:
     node.agent.pump         the input channel and the pump task
     node.agent.dispatch     what each output of the core turns into
     node.agent.persistence  the state dir and the durability of job writes
+    node.agent.health       this node's health from the runtime and the state dir
     node.agent.membership   join (with retry) and leave
     node.agent.operations   what the HTTP API asks (writes, reads, keys)
     node.agent.runtime_link runtime reports in, runtime built
@@ -65,6 +66,7 @@ from node.agent.config import (
 from node.agent.dispatch import Dispatcher
 from node.agent.droplog import DropLog
 from node.agent.errors import AgentStarting
+from node.agent.health import Health
 from node.agent.keys import KeyManager, initial_keys
 from node.agent.membership import Membership
 from node.agent.operations import Operations
@@ -149,7 +151,8 @@ class Agent:
         # The parts (one module each); the pump calls back into the
         # dispatcher and the membership through the two methods below.
         self.pump = Pump(self.metrics, self._dispatch, self._dial_result)
-        self.persistence = Persistence(config.state_dir, self.cluster_metrics, self.pump)
+        self.health = Health(self.pump)
+        self.persistence = Persistence(config.state_dir, self.cluster_metrics, self.pump, self.health)
         self.membership = Membership(self.pump, self.gossip_config, self.events,
                                      lambda: self.view, lambda: self.advertise)
         self.dispatcher = Dispatcher(self)

@@ -24,6 +24,7 @@ from auction.spec import JobSpec
 from node.agent.config import HostPort
 from node.agent.tuning import tuning_json
 from node.agent.errors import JobNotFound
+from node.agent.safe_defaults import insecure_warning
 from node.api import views
 from node.core.inputs import SendToMembers, SetDrained
 from node.core.view import CoreView
@@ -102,6 +103,9 @@ class Operations:
             "labels": dict(sorted(status.labels.items())),
             "drained": status.drained,
             "healthy": status.healthy,
+            "unhealthy_reason": status.unhealthy_reason or None,
+            # gossip knowingly unencrypted off loopback (node.agent.safe_defaults)
+            "insecure_no_encryption": insecure_warning(a.config) is not None,
             "agent_version": status.agent_version,
             "jobs": view.live_job_count,
             "state_dir": str(a.config.state_dir) if a.config.state_dir else None,

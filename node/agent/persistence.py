@@ -26,6 +26,12 @@ fails the waiter instead and feeds `AbandonWrite(token)`: the API answers 503
 with the reason and nothing is acknowledged.  Without a state dir nothing is
 durable: writes are acknowledged as soon as they are in memory (logged as a
 warning at start).
+
+A store whose write failed (PersistError, OSError: disk full, I/O error)
+makes this node unhealthy (node.agent.health): it cannot keep the claims it
+would make, so it takes no new work until a later write to that store
+succeeds.  The failure shows in `problems` (`state_problems` of
+/v1/agent/self) while it lasts.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from pathlib import Path
 import trio
 
 from node.agent.errors import StateWriteError, WriteSuperseded
+from node.agent.health import STATE_DIR, Health
 from node.agent.pump import Pump
 from node.core.inputs import AbandonWrite, Persisted, WriteJob
 from node.core.jobstore import Entry
@@ -72,10 +79,13 @@ class _WriteWaiter:
 
 
 class Persistence:
-    def __init__(self, state_dir: Path | None, cluster_metrics: ClusterMetrics, pump: Pump) -> None:
+    def __init__(self, state_dir: Path | None, cluster_metrics: ClusterMetrics, pump: Pump,
+                 health: Health | None = None) -> None:
         self.state_dir = state_dir
         self.state = StateDir(state_dir)
-        self.problems: list[str] = []
+        self._open_problems: list[str] = []  # found when the state dir was opened
+        self._failing: dict[str, str] = {}  # store -> its last write's error, until one succeeds
+        self._health = health
         self._metrics = cluster_metrics
         self._pump = pump
         self._send, self._recv = trio.open_memory_channel[StoreOp](PERSIST_QUEUE_DEPTH)
@@ -93,9 +103,28 @@ class Persistence:
             raise OSError(f"state dir {self.state_dir}: {e}") from e
         for store, problem in loaded.problems:
             log.error("state dir problem (%s): %s", store, problem)
-            self.problems.append(problem)
+            self._open_problems.append(problem)
             self._metrics.problems.labels(store=store).inc()
         return loaded
+
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong with the state dir: problems found at open, and the
+        stores whose last write failed."""
+        return [*self._open_problems,
+                *(f"writes to the {store} store fail: {error}" for store, error in sorted(self._failing.items()))]
+
+    async def _write_outcome(self, store: str, error: str | None) -> None:
+        """Track which stores fail writes; this node is unhealthy while any does."""
+        if error is None:
+            if self._failing.pop(store, None) is None:
+                return
+            log.warning("state dir writes to the %s store succeed again", store)
+        else:
+            self._failing[store] = error
+        if self._health is not None:
+            problem = "; ".join(f"{s} writes fail ({e})" for s, e in sorted(self._failing.items()))
+            await self._health.report(STATE_DIR, problem or None)
 
     def close(self) -> None:
         try:
@@ -117,8 +146,11 @@ class Persistence:
                 if op.token is not None:
                     self._fail(op.token, f"the write to this agent's state dir failed: {e}")
                     await self._pump.feed(AbandonWrite(op.token))
+                if not isinstance(e, EntryRejected):  # a refused entry is not a failing disk
+                    await self._write_outcome(op.store, str(e))
                 continue
             self._metrics.writes.labels(store=op.store, outcome="ok").inc()
+            await self._write_outcome(op.store, None)
             if op.token is not None:
                 await self._pump.post(Persisted(op.token))
 

@@ -1,15 +1,15 @@
 """Between the container runtime and the node core.
 
 How this works: `make_runtime` builds the runtime the config names (the fake
-one, or Docker with callbacks that feed `ReplicaGaveUp` / `SetHealth` to the
-core).  `watch_runtime` polls the runtime's non-blocking snapshots every
-`RUNTIME_POLL_S` and feeds the core what changed: the local images
-(`ImageInventory`: calls for bids for a missing image are declined) and each
-slot's state (`RuntimeSlots`: published in our status record, so any agent
-can say whether a placed replica runs), publishing each slot's change as a
-`container_state` event.  `watch_claims_replayed` tells the runtime once our
-claims agree with our live peers', after which it may remove containers
-nobody wants.
+one, or Docker with callbacks that feed `ReplicaGaveUp` to the core and report
+the engine's health to node.agent.health).  `watch_runtime` polls the
+runtime's non-blocking snapshots every `RUNTIME_POLL_S` and feeds the core
+what changed: the local images (`ImageInventory`: calls for bids for a missing
+image are declined) and each slot's state (`RuntimeSlots`: published in our
+status record, so any agent can say whether a placed replica runs), publishing
+each slot's change as a `container_state` event.  `watch_claims_replayed`
+tells the runtime once our claims agree with our live peers', after which it
+may remove containers nobody wants.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from node.agent.config import ConfigError
-from node.core.inputs import ImageInventory, ReplicaGaveUp, RuntimeSlots, SetHealth
+from node.agent.health import RUNTIME
+from node.core.inputs import ImageInventory, ReplicaGaveUp, RuntimeSlots
 from node.runtime.fake import FakeRuntime
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def make_runtime(agent: Agent) -> Any:
         return agent.pump.feed(ReplicaGaveUp(slot, reason))
 
     def health(healthy: bool, reason: str) -> Awaitable[Any]:
-        return agent.pump.feed(SetHealth(healthy, reason))
+        return agent.health.report(RUNTIME, None if healthy else reason or "unhealthy")
 
     return DockerRuntime(agent.name, rt_cfg, on_give_up=gave_up, on_health=health,
                          policy=agent.config.containers)
