@@ -527,8 +527,9 @@ class ShoalBackend:
     kind = "shoal"
 
     def __init__(self, workdir: Path, profile: str, log_level: str = "INFO",
-                 src: tuple[Path, str] | None = None) -> None:
+                 src: tuple[Path, str] | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
+        self.extra_args = extra_args  # added to every agent's command line (e.g. --encrypt KEY)
         self.profile = profile
         self.log_level = log_level
         self.src_dir, self.src_desc = src or (REPO, describe_worktree())
@@ -556,6 +557,7 @@ class ShoalBackend:
                 "--log-level", self.log_level]
         if join:
             argv += ["--join", join]
+        argv += self.extra_args
         if not bind.startswith("127.") and self._refuses_plain_gossip():
             # Like Serf here, unencrypted; off loopback that must be asked for.
             argv.append("--insecure-no-encryption")
