@@ -336,7 +336,9 @@ def test_a_hostile_peer_cannot_crash_bloat_or_rewrite_an_agent(family, targets, 
                 time.sleep(0.02)  # do not just overrun the agent's input queue
                 if not all(x.alive() for x in targets):
                     break
-        time.sleep(1.0)  # what is queued gets handled
+        # what is queued gets handled, and the timers that follow run (the
+        # local profile reconnects to failed members every 2 s)
+        time.sleep(3.0)
         print(f"{replay_hint()}; family {family}: sent {dict(sender.sent)}, "
               f"{sender.safety.refused} not sent (they would name another address)")
         problems = []
