@@ -94,9 +94,13 @@ class Forge:
                          [1, "two", None], {"k": [1, 2]}, {1: 2}, [[[[[]]]]], self.text(udp), self.blob(udp)))
 
     def name(self, pool: str) -> str:
+        """A node name from the pool, or the target's own, or an absurd one.
+        Never the target's for "stranger": a message naming a member as its
+        origin is that member's as far as the core can tell (without a key,
+        the origin is only a claim), so it may write."""
         r = self.rng
         roll = r.random()
-        if roll < 0.15:
+        if roll < 0.15 and pool != "stranger":
             return self.target_name
         if roll < 0.25:
             return ""
@@ -259,16 +263,18 @@ class Forge:
         return pack(self.mutate_fields(status, udp))
 
     def user(self, udp: bool = True) -> bytes:
-        """A gossip user message (UDP form) carrying shoal's user data."""
+        """A gossip user message (UDP form) carrying shoal's user data; its
+        node messages write no job or claim (those are the node_messages
+        family's, so each finding shows in one family)."""
         r = self.rng
         kind = r.randrange(4)
         if kind == 0:
             body = userdata.encode_payload(self.name("stranger") if r.random() < 0.7 else self.target_name,
                                            self.version(), self.status_or_blob(udp))
         elif kind == 1:
-            body = userdata.encode_broadcast(self.name("stranger"), self.version(), self.node_message(udp))
+            body = userdata.encode_broadcast(self.name("stranger"), self.version(), self.node_message(udp, False))
         elif kind == 2:
-            body = userdata.encode_direct(self.name("stranger"), self.node_message(udp))
+            body = userdata.encode_direct(self.name("stranger"), self.node_message(udp, False))
         else:
             body = self.user_state(udp)
         if r.random() < 0.5:
@@ -288,9 +294,11 @@ class Forge:
         return Entry(name, self.stamp(), None if r.random() < 0.3 else json.dumps(spec).encode())
 
 
-    def node_message(self, udp: bool = True) -> bytes:
+    def node_message(self, udp: bool = True, writes: bool = True) -> bytes:
+        """A node-core message (node.core.wire); `writes`: job entries and
+        claims among them."""
         r = self.rng
-        kind = r.randrange(8)
+        kind = r.randrange(8) if writes else r.choice((2, 3, 4, 5))
         msg: Any
         if kind == 0:
             msg = core_wire.EntryBroadcast(self.entry(udp))
@@ -461,6 +469,7 @@ def _envelopes(f: Forge) -> Shot:
     makers = (f.ping, f.ack, f.alive, f.suspect, f.dead, f.nack, f.user)
     parts = [r.choice(makers)() for _ in range(r.choice((1, 2, 5, 30)))]
     parts = [f.remix(p) if p[0] != 8 and r.random() < 0.3 else p for p in parts]
+    parts = [p for p in parts if len(p) < 65_536] or [f.ping()]  # a compound part's length is a u16
     roll = r.random()
     if roll < 0.3:
         return Shot("compound", make_compound(parts[:255]))
