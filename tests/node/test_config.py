@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import re
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agentproc import running_agent
 from auction.placement import PlacementConfig
 from node.agent.config import (
     AgentConfig,
@@ -417,33 +417,12 @@ def test_the_cli_refuses_a_bad_setting_naming_it(tmp_path):
 
 
 def test_a_real_agent_runs_with_the_settings_of_its_file(tmp_path):
-    state = tmp_path / "state"
-    state.mkdir()
-    path = write(tmp_path, "[cluster]\nstore_sync_interval_s = 7.5\n[placement]\nauction_ttl_s = 1.25\n")
-    argv = [sys.executable, "-m", "node.cli", "agent", "--config", str(path), "--name", "cfg1",
-            "--bind", "127.0.0.1:0", "--api", "127.0.0.1:0", "--profile", "local", "--state-dir", str(state)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
-                            stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        info = None
-        while info is None and time.monotonic() < deadline and proc.poll() is None:
-            try:
-                info = json.loads((state / "agent.json").read_text())
-            except (OSError, ValueError):
-                time.sleep(0.05)
-        assert info is not None, f"agent did not start (rc {proc.poll()})"
+    text = "[cluster]\nstore_sync_interval_s = 7.5\n[placement]\nauction_ttl_s = 1.25\n"
+    with running_agent(tmp_path, "cfg1", text) as info:
         settings = httpx.get(f"{info['api']}/v1/agent/self", timeout=5).json()["settings"]
-        assert settings["cluster"]["store_sync_interval_s"] == 7.5
-        assert settings["placement"]["auction_ttl_s"] == 1.25
-        assert settings["placement"]["claim_wait_s"] == PlacementConfig().claim_wait_s  # untouched default
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    assert settings["cluster"]["store_sync_interval_s"] == 7.5
+    assert settings["placement"]["auction_ttl_s"] == 1.25
+    assert settings["placement"]["claim_wait_s"] == PlacementConfig().claim_wait_s  # untouched default
 
 
 # ---- the CLI starts without the agent ------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -14,10 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agentproc import running_agent
 from auction.container_policy import DEFAULT_CAPS, POLICY_FIELDS, ContainerPolicy
 from auction.spec import validate
 from node.agent.config import ConfigError, load_config
 from node.agent.tuning import container_policy
+
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DOC = REPO / "docs" / "configuration.md"
@@ -104,43 +105,19 @@ def test_the_cli_refuses_a_bad_setting_naming_it(tmp_path):
 
 def _run_job_on_one_agent(tmp_path: Path, name: str, config_text: str, job: dict) -> list[dict]:
     """Start one agent (fake runtime) with config_text, submit job, and return
-    its slots once each is placed or pending with a reason."""
-    state = tmp_path / name
-    state.mkdir()
-    path = tmp_path / f"{name}.toml"
-    path.write_text(config_text)
-    argv = [sys.executable, "-m", "node.cli", "agent", "--config", str(path), "--name", name,
-            "--bind", "127.0.0.1:0", "--api", "127.0.0.1:0", "--profile", "local", "--state-dir", str(state),
-            "--cpus", "2", "--memory", "2GiB"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
-                            stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        info = None
-        while info is None and time.monotonic() < deadline and proc.poll() is None:
-            try:
-                info = json.loads((state / "agent.json").read_text())
-            except (OSError, ValueError):
-                time.sleep(0.05)
-        assert info is not None, f"agent did not start (rc {proc.poll()})"
+    its slots once each is placed or all are pending with a reason."""
+    with running_agent(tmp_path, name, config_text, "--cpus", "2", "--memory", "2GiB") as info:
         r = httpx.post(f"{info['api']}/v1/jobs", json=job, timeout=10)
         assert r.status_code == 201, r.text
         deadline = time.monotonic() + 30
+        slots: list[dict] = []
         while time.monotonic() < deadline:
             slots = httpx.get(f"{info['api']}/v1/jobs/{job['name']}", timeout=5).json()["slots"]
-            if slots and all(s["state"] != "pending" or s.get("reason") for s in slots) \
-                    and any(s["state"] == "pending" or s.get("node") for s in slots):
-                if all(s.get("node") for s in slots) or all(s["state"] == "pending" for s in slots):
-                    return slots
+            if slots and (all(s.get("node") for s in slots)
+                          or all(s["state"] == "pending" and s.get("reason") for s in slots)):
+                return slots
             time.sleep(0.1)
         raise AssertionError(f"slots neither placed nor pending with a reason: {slots}")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def test_an_agents_containers_table_decides_what_its_jobs_may_ask(tmp_path):
