@@ -52,7 +52,7 @@ The rules, in the order a pass applies them:
      A restart is counted (`count_restart`) only when the engine call
      worked: a failed call is retried as the same restart.
   9. `GiveUp` is said once per slot: the driver tells the agent
-     (`NodeCore.replica_gave_up`), which releases the slot here.
+     (the node core's `ReplicaGaveUp` input), which releases the slot here.
 
 The engine itself: `EngineHealth` counts calls the engine did not answer
 (timeouts, refused connections); `failure_threshold` of them in a row make
@@ -232,7 +232,7 @@ class Adopt:
 
 @dataclass(frozen=True, slots=True)
 class GiveUp:
-    """This node gives up on the slot (tell the core: `replica_gave_up`)."""
+    """This node gives up on the slot (tell the core: `ReplicaGaveUp`)."""
 
     slot: str
     reason: str

@@ -21,7 +21,7 @@ actions it returns: engine calls run as background tasks, so one slow
 `docker start` does not hold back the next slot, and a slot or container
 with a call in flight is `busy` for the next passes until the call ended.
 `GiveUp` calls `on_give_up(slot, reason)` once (the agent connects it to
-`NodeCore.replica_gave_up`); a start also gives up when the image is not
+the node core's `ReplicaGaveUp` input); a start also gives up when the image is not
 here, or when the node's container policy (`policy`, the agent's
 `[containers]` table) does not allow what the spec asks: the bidder
 declines such jobs, this is the second line of defence.  The bookkeeping is

@@ -49,10 +49,10 @@ Optional members, used when present:
         (its claims digest matches its live peers', or it has been alone for
         a few seconds): containers not desired may be removed from then on.
 
-Results come back to the core through `Agent.call`: the agent builds the
-Docker runtime as `DockerRuntime(name, on_give_up=..., on_health=...)` with
-callbacks that run `core.replica_gave_up(slot, reason, now)` and
-`core.set_health(ok, reason, now)` in the pump.
+Results come back to the core as inputs: the agent builds the Docker
+runtime as `DockerRuntime(name, on_give_up=..., on_health=...)` with
+callbacks that feed `ReplicaGaveUp(slot, reason)` and `SetHealth(ok, reason)`
+(node.core.inputs) through the pump (node/agent/runtime_link.py).
 
 `FakeRuntime` keeps what it was told (`running`: slot -> claim, `history`:
 every call in order, bounded), so the agent runs end to end, placements
