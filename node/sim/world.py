@@ -545,7 +545,8 @@ class World:
         c = nd.clock
         if c is not None:
             d = self._to_world(nd, d)
-        d = max(d, self.now)
+        if d < self.now:  # not max(): this runs once per event
+            d = self.now
         if d != nd.deadline:
             nd.gen += 1
             nd.deadline = d
