@@ -200,11 +200,6 @@ class NodeCore:
         reply bytes of a StreamIn, the members a SendToMembers went to, and
         None for every other input.  Raises TypeError for anything that is
         not an input, and what WriteJob raises for a refused write."""
-        if inp.__class__ is Datagram:
-            # The hot path (most inputs are datagrams): a class check is a
-            # few times cheaper than the match below.
-            self._receive_datagram(inp.data, inp.src, now)
-            return None
         match inp:
             case Datagram(data, src):
                 self._receive_datagram(data, src, now)
