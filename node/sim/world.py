@@ -81,7 +81,7 @@ from gossip.events import (
     SendDatagram,
 )
 from node.core.inputs import Broadcast, Datagram, Join, Leave, StreamIn, StreamReply
-from node.sim.driver import feeder
+from node.sim.driver import datagram_receiver, feeder
 from node.sim.network import Network, NetworkConfig
 from node.sim.trace import (
     KIND,
@@ -152,6 +152,7 @@ class SimNode:
         "name",
         "paused_since",
         "pending",
+        "receive_datagram",
         "restarted_at",
         "rng",
         "spin_t",
@@ -165,6 +166,7 @@ class SimNode:
         self.addr = addr
         self.core: Any = None
         self.feed: Callable[[Any, float], Any] = _not_started
+        self.receive_datagram: Callable[[bytes, Address, float], None] | None = None
         self.rng: random.Random | None = None
         self.status = NEW
         self.epoch = 0  # bumped at every crash/restart
@@ -275,6 +277,7 @@ class World:
             now=nd.local(self.now), **kwargs,
         )
         nd.feed = feeder(nd.core)
+        nd.receive_datagram = datagram_receiver(nd.core)
 
     def start_node(self, node: int | str, seeds: Iterable[int | str] = ()) -> None:
         """Create node's core now and join it to seeds (indices or names)."""
@@ -476,7 +479,11 @@ class World:
         now = t if c is None else c[1] + (t - c[0]) * c[2]
         if kind == K_DGRAM:
             self.stats["datagrams_delivered"] += 1
-            nd.feed(Datagram(b, self.nodes[a].addr), now)
+            receive = nd.receive_datagram
+            if receive is not None:  # a gossip-only core (node.sim.driver)
+                receive(b, self.nodes[a].addr, now)
+            else:
+                nd.feed(Datagram(b, self.nodes[a].addr), now)
         elif kind == K_TIMER:
             self.stats["timers"] += 1
             core.handle_timers(now)
