@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from auction.claims import Claim, parse_slot_key, slot_key
 from auction.coordination import coordination_key
+from auction.membership import holder_gone_reason
 from auction.rendezvous import Rendezvous
 from auction.resources import Resources
 from auction.scoring import NodeView, explain_unplaceable
@@ -193,12 +194,8 @@ def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str,
                             "ballot": _ballot(claim), "coordinator": coordinator}
     problem = None
     if claim is not None:
-        status = ctx.statuses.get(claim.node)
-        if claim.node not in ctx.alive:
-            problem = f"{claim.node} is not alive; re-placing"
-        elif status is not None and status.drained:
-            problem = f"{claim.node} is drained; moving"
-        else:
+        problem = holder_gone_reason(claim.node, ctx.alive, ctx.statuses)
+        if problem is None:
             rt = ctx.runtime_state(claim.node, spec.name, index)
             slot.update(state="placed", reason=None, runtime=rt[0] if rt else None,
                         runtime_reason=(rt[1] or None) if rt else None)

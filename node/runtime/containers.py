@@ -31,7 +31,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from auction.claims import Claim
+from auction.claims import Claim, ballot_label
 from auction.container_policy import NO_NEW_PRIVILEGES, ContainerPolicy
 from auction.placement import normalize_image
 from auction.spec import JobSpec
@@ -49,10 +49,6 @@ NS_PER_S = 1_000_000_000
 def container_name(slot: str, round_: int) -> str:
     job, _, index = slot.rpartition("/")
     return f"shoal-{job}-{index}-{round_}"
-
-
-def ballot_label(claim: Claim) -> str:
-    return f"{claim.ballot.round}/{claim.ballot.coordinator}"
 
 
 def node_filter(node: str) -> dict[str, str]:

@@ -51,7 +51,7 @@ from typing import Any
 
 import trio
 
-from auction.claims import Claim
+from auction.claims import Claim, ballot_label
 from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.placement import normalize_image
 from auction.spec import JobSpec
@@ -59,7 +59,6 @@ from node.runtime.config import DockerRuntimeConfig
 from node.runtime.containers import (
     LABEL_SLOT,
     PolicyRefused,
-    ballot_label,
     container_name,
     create_kwargs,
     local_images,
