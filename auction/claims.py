@@ -41,6 +41,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from .ports import MAX_PORT, MAX_PORTS, MIN_PORT, label_problem
 from .resources import Resources
 
 MAX_NAME_CHARS = 300
@@ -75,6 +76,10 @@ class Claim:
     released: bool
     spec_hash: str  # the job spec version this claim was awarded for
     demand: Resources
+    # The host ports the holder gave this replica, (label, port) sorted by
+    # label (auction.ports); () for a job without ports, and on the wire
+    # only when non-empty, so such claims encode as they did before ports.
+    ports: tuple[tuple[str, int], ...] = ()
 
     @property
     def deleted(self) -> bool:
@@ -104,14 +109,18 @@ class Claim:
 
     def to_wire(self) -> list[Any]:
         d = self.demand
-        return [self.name, self.ballot.round, self.ballot.coordinator, self.node, self.released,
-                self.spec_hash, d.cpu_millis, d.memory_bytes, d.disk_bytes]
+        wire: list[Any] = [self.name, self.ballot.round, self.ballot.coordinator, self.node, self.released,
+                           self.spec_hash, d.cpu_millis, d.memory_bytes, d.disk_bytes]
+        if self.ports:
+            wire.append([[label, port] for label, port in self.ports])
+        return wire
 
     @classmethod
     def from_wire(cls, raw: object) -> Claim:
-        if not isinstance(raw, (list, tuple)) or len(raw) != 9:
+        if not isinstance(raw, (list, tuple)) or len(raw) not in (9, 10):
             raise ValueError("malformed claim")
-        name, rnd, coord, node, released, spec_hash, cpu, mem, disk = raw
+        name, rnd, coord, node, released, spec_hash, cpu, mem, disk = raw[:9]
+        ports = _ports(raw[9]) if len(raw) == 10 else ()
         if not (isinstance(name, str) and 0 < len(name) <= MAX_NAME_CHARS and "/" in name
                 and isinstance(rnd, int) and rnd >= 0 and isinstance(coord, str) and len(coord) <= 512
                 and isinstance(node, str) and len(node) <= 512 and isinstance(released, bool)
@@ -122,7 +131,23 @@ class Claim:
             parse_slot_key(name)
         except ValueError:
             raise ValueError("malformed slot key") from None
-        return cls(name, Ballot(rnd, coord), node, released, spec_hash, Resources(cpu, mem, disk))
+        return cls(name, Ballot(rnd, coord), node, released, spec_hash, Resources(cpu, mem, disk), ports)
+
+
+def _ports(raw: object) -> tuple[tuple[str, int], ...]:
+    """A claim's (label, host port) pairs from the wire; ValueError if malformed."""
+    if not isinstance(raw, (list, tuple)) or not 0 < len(raw) <= MAX_PORTS:
+        raise ValueError("malformed claim ports")
+    out = []
+    for pair in raw:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)
+                and label_problem(pair[0]) is None and isinstance(pair[1], int)
+                and not isinstance(pair[1], bool) and MIN_PORT <= pair[1] <= MAX_PORT):
+            raise ValueError("malformed claim port")
+        out.append((pair[0], pair[1]))
+    if len({label for label, _ in out}) != len(out):
+        raise ValueError("duplicate claim port label")
+    return tuple(sorted(out))
 
 
 def live(claim: Claim | None) -> Claim | None:
@@ -142,7 +167,8 @@ def next_round(current: Claim | None, last_used: int) -> int:
 
 
 def release_of(claim: Claim, round: int, coordinator: str) -> Claim:
-    """The released copy of `claim` under ballot (round, coordinator) (rule 3)."""
+    """The released copy of `claim` under ballot (round, coordinator) (rule 3).
+    It holds nothing, so it keeps no ports."""
     return Claim(claim.name, Ballot(round, coordinator), claim.node, True, claim.spec_hash,
                  claim.demand)
 

@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .ports import DEFAULT_NETWORK, PortSpec
 from .resources import KiB, MiB, Resources, TiB, canonical_memory
 
 # ---- bounds --------------------------------------------------------------------
@@ -99,7 +100,8 @@ DEVICE_PATH_RE = re.compile(r"(/[A-Za-z0-9_.+-]+)+", re.ASCII)
 
 FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "constraints",
           "spread", "max_per_node", "restart", "health", "strategy",
-          "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit")
+          "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
+          "network", "ports")
 # Shape the container; in the canonical form only when not at their defaults.
 SECURITY_FIELDS = ("cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit")
 RESTART_FIELDS = ("policy", "max_attempts", "backoff_s", "max_backoff_s")
@@ -307,6 +309,9 @@ class JobSpec:
     read_only: bool = False                     # read-only root filesystem
     devices: tuple[str, ...] = ()               # "HOST:CONTAINER:PERMS", sorted
     pids_limit: int = DEFAULT_PIDS_LIMIT
+    # Networking (auction.ports): Docker's network mode and the named ports.
+    network: str = DEFAULT_NETWORK              # "bridge" | "host" | "none"
+    ports: tuple[PortSpec, ...] = ()            # sorted by label
 
     @property
     def env_map(self) -> dict[str, str]:
@@ -348,6 +353,12 @@ class JobSpec:
             d["devices"] = list(self.devices)
         if self.pids_limit != DEFAULT_PIDS_LIMIT:
             d["pids_limit"] = self.pids_limit
+        # Left out at their defaults, as the security fields: a spec without
+        # them keeps the hashes it had before they existed.
+        if self.network != DEFAULT_NETWORK:
+            d["network"] = self.network
+        if self.ports:
+            d["ports"] = {p.label: p.to_dict() for p in self.ports}
         return d
 
     def canonical_json(self) -> bytes:
@@ -363,7 +374,8 @@ class JobSpec:
         replacing running containers; a change elsewhere (replicas, placement,
         restart policy) does not."""
         d = self.to_dict()
-        shape = {k: d[k] for k in ("image", "command", "env", "cpu", "memory", "health", *SECURITY_FIELDS)
+        shape = {k: d[k] for k in ("image", "command", "env", "cpu", "memory", "health", *SECURITY_FIELDS,
+                                   "network", "ports")
                  if k in d}
         return hashlib.sha256(_canonical_json(shape)).hexdigest()
 

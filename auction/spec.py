@@ -232,6 +232,8 @@ def validate(raw: Any) -> JobSpec:
         read_only=c.boolean(raw.get("read_only", MISSING), "read_only", False),
         devices=c.devices(raw.get("devices", MISSING)),
         pids_limit=c.pids_limit(raw.get("pids_limit", MISSING)),
+        network=(network := c.network(raw.get("network", MISSING))),
+        ports=c.ports(raw.get("ports", MISSING), network),
     )
     c.cap_conflicts(spec.cap_add, spec.cap_drop)
     if c.problems:

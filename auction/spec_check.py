@@ -76,6 +76,15 @@ from .jobspec import (
     label_key_problem,
     quote_short,
 )
+from .ports import (
+    DEFAULT_NETWORK,
+    MAX_PORT,
+    MAX_PORTS,
+    MIN_PORT,
+    NETWORK_MODES,
+    PortSpec,
+    label_problem,
+)
 from .resources import (
     UnitError,
     canonical_memory,
@@ -86,6 +95,7 @@ from .resources import (
     parse_memory,
 )
 
+PORT_FIELDS = ("to", "static")
 _PLAIN_KEY_RE = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)   # written bare in a problem path
 
 
@@ -510,3 +520,53 @@ class Checker:
 
     def pids_limit(self, value: Any) -> int:
         return self.integer(value, "pids_limit", 1, MAX_PIDS_LIMIT, DEFAULT_PIDS_LIMIT)
+
+    # -- networking (auction.ports has the rules) --
+
+    def network(self, value: Any) -> str:
+        if value is MISSING:
+            return DEFAULT_NETWORK
+        if isinstance(value, str) and value in NETWORK_MODES:
+            return value
+        got = quote_short(value) if isinstance(value, str) else json_kind(value)
+        self.add("network", f"must be one of {', '.join(NETWORK_MODES)} (got {got})")
+        return DEFAULT_NETWORK
+
+    def ports(self, value: Any, network: str) -> tuple[PortSpec, ...]:
+        if value is MISSING:
+            return ()
+        table = self.table(value, "ports")
+        if table is None:
+            return ()
+        if len(table) > MAX_PORTS:
+            self.add("ports", f"at most {MAX_PORTS} ports (got {len(table)})")
+            return ()
+        if table and network == "none":
+            self.add("ports", 'a job with network = "none" cannot have ports')
+        out: list[PortSpec] = []
+        statics: dict[int, str] = {}
+        for label, raw in table.items():
+            path = _key_path("ports", str(label))
+            if not isinstance(label, str):
+                self.add(path, "port names must be strings")
+                continue
+            if (problem := label_problem(label)) is not None:
+                self.add(path, problem)
+                continue
+            port = self.table(raw, path)
+            if port is None:
+                continue
+            self.unknown_fields(port, PORT_FIELDS, path)
+            to = self.integer(port.get("to", MISSING), f"{path}.to", MIN_PORT, MAX_PORT, None)
+            static = self.integer(port.get("static", MISSING), f"{path}.static", MIN_PORT, MAX_PORT, None)
+            if network == "bridge" and to is None and "to" not in port:
+                self.add(f"{path}.to", "required with bridge networking (the port the container listens on)")
+            if network == "host" and to is not None and to != static:
+                self.add(f"{path}.to", "with host networking the replica listens on its host port: "
+                                       "leave 'to' out (or equal to 'static')")
+            if static is not None:
+                if static in statics:
+                    self.add(f"{path}.static", f"port {static} is also asked for by ports.{statics[static]}")
+                statics[static] = label
+            out.append(PortSpec(label, to, static))
+        return tuple(sorted(out))
