@@ -14,6 +14,12 @@ unused is freed at once).  If the reservations expired meanwhile, a slot is
 committed only if it still fits; otherwise it is refused and the
 coordinator will retry.  Everything is decided from the ledger, not
 from gossip, so concurrent auctions never overcommit the node.
+
+Host ports are part of what must fit (auction.portbook): a slot is
+reserved only with its ports, and a call none of whose slots can have them
+is declined saying which port is taken and by which slot, or which range
+is used up (`port 80 is taken on node-2 by web/1`).  The ports an award
+leaves the slot holding are what its claim carries (`Ledger.ports_of`).
 """
 
 from __future__ import annotations
@@ -63,9 +69,13 @@ class Bidder:
                 return decline(f"max_per_node={spec.max_per_node} reached")
         keys = [slot_key(call.job, i) for i in call.slots[:room]]
         ttl = call.ttl_s * RESERVATION_TTL_FACTOR + RESERVATION_TTL_EXTRA_S
-        reserved = self.ledger.reserve(call.auction_id, keys, spec.demand(), ttl, now)
+        reserved = self.ledger.reserve(call.auction_id, keys, spec.demand(), ttl, now, spec.ports)
         if not reserved:
             free = self.ledger.free(now)
+            if spec.ports and spec.demand().fits_in(free):
+                refusal = self.ledger.port_refusal(keys[0], spec.ports)
+                if refusal is not None:
+                    return decline(refusal.text(self.name))
             return decline(f"needs {spec.demand()}; free {free}")
         scores = marginal_scores(spec.strategy, view, spec.demand(), len(reserved))
         spread_value = labels.get(spec.spread, "") if spec.spread else None
@@ -87,7 +97,7 @@ class Bidder:
         for (index, rnd), key in zip(award.slots, awarded):
             if key not in ledger.reservations and key not in ledger.committed and spare:
                 ledger.move_reservation(spare.pop(), key)
-            if ledger.commit(key, spec.demand(), now):
+            if ledger.commit(key, spec.demand(), now, spec.ports):
                 accepted.append((index, rnd))
             else:
                 refused.append(index)
@@ -98,6 +108,5 @@ class Bidder:
         return accepted, refused
 
     def on_release(self, rel: Release) -> None:
-        for slot, r in list(self.ledger.reservations.items()):
-            if r.auction_id == rel.auction_id:
-                del self.ledger.reservations[slot]
+        for slot in self.ledger.reserved_by(rel.auction_id):
+            self.ledger.drop_reservation(slot)

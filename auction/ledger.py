@@ -13,12 +13,23 @@ with one exception: `adopt` records slots that are already running (an agent
 restarting with its containers up, or a partition merge); those are facts, so
 they are admitted even over capacity, and the node then bids for nothing
 until it is back under.
+
+Host ports are held the same way, per slot, in the ledger's port book
+(auction.portbook has the rule): a reservation holds the ports its slot
+would get, a commitment the ports its claim carries, and whatever frees the
+slot's resources (expiry, drop, release) frees its ports.  A slot whose
+ports cannot be had is not reserved, as one that does not fit.  `adopt`
+takes a running replica's ports back from its claim, as facts; a
+reservation that held one of them is dropped (its award, if any comes,
+picks ports again).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .portbook import Assigned, PortBook, PortRefusal
+from .ports import DEFAULT_PORT_RANGE, PortSpec
 from .resources import ZERO, Resources
 
 
@@ -34,8 +45,9 @@ class Reservation:
 
 
 class Ledger:
-    def __init__(self, capacity: Resources) -> None:
+    def __init__(self, capacity: Resources, port_range: tuple[int, int] = DEFAULT_PORT_RANGE) -> None:
         self.capacity = capacity
+        self.ports = PortBook(port_range)
         self.committed: dict[str, Resources] = {}
         self.reservations: dict[str, Reservation] = {}
         # Set when adopt() took us over capacity; cleared once back under.
@@ -63,16 +75,27 @@ class Ledger:
     def holds(self, slot: str) -> bool:
         return slot in self.committed
 
+    def ports_of(self, slot: str) -> Assigned:
+        """The host ports `slot` holds here, (label, port) sorted by label."""
+        return self.ports.of(slot)
+
+    def port_refusal(self, slot: str, wanted: tuple[PortSpec, ...]) -> PortRefusal | None:
+        """Why `slot` cannot have the ports `wanted` here now, or None."""
+        picked = self.ports.pick(slot, wanted)
+        return picked if isinstance(picked, PortRefusal) else None
+
     # ---- writes
     def expire(self, now: float) -> list[str]:
         gone = [s for s, r in self.reservations.items() if r.expires_at <= now]
         for s in gone:
             del self.reservations[s]
+            self.ports.free(s)
         return gone
 
     def reserve(self, auction_id: str, slots: list[str], demand: Resources, ttl_s: float,
-                now: float) -> list[str]:
-        """Reserve as many of `slots` as fit, in order; returns those reserved."""
+                now: float, ports: tuple[PortSpec, ...] = ()) -> list[str]:
+        """Reserve as many of `slots` as fit (resources and `ports`), in
+        order; returns those reserved."""
         free = self.free(now)
         out = []
         for slot in slots:
@@ -83,9 +106,13 @@ class Ledger:
                 # Re-bidding for the same slot (a retry): refresh, not double.
                 free = free + current.demand
                 del self.reservations[slot]
-            if not demand.fits_in(free):
+            assigned = self.ports.pick(slot, ports) if ports else ()
+            if not demand.fits_in(free) or isinstance(assigned, PortRefusal):
+                self.ports.free(slot)  # a refreshed reservation's ports go with it
                 break
             self.reservations[slot] = Reservation(auction_id, demand, now + ttl_s)
+            if assigned:
+                self.ports.hold(slot, assigned)
             free = free - demand
             out.append(slot)
         self.check(now)
@@ -99,25 +126,37 @@ class Ledger:
         (same auction, same demand: only the coordinator's choice of slot
         differs)."""
         self.reservations[dst] = self.reservations.pop(src)
+        self.ports.move(src, dst)
 
     def drop_reservation(self, slot: str) -> None:
-        self.reservations.pop(slot, None)
+        if self.reservations.pop(slot, None) is not None:
+            self.ports.free(slot)
 
-    def commit(self, slot: str, demand: Resources, now: float) -> bool:
+    def commit(self, slot: str, demand: Resources, now: float, ports: tuple[PortSpec, ...] = ()) -> bool:
         """Accept an award: use the reservation if we hold one, else take the
-        slot only if it still fits.  False means decline."""
+        slot only if it still fits (resources and `ports`; the ports a
+        reservation or an earlier commitment of the slot holds are kept).
+        False means decline."""
         if slot in self.committed:
+            if ports or self.ports.of(slot):
+                again = self.ports.pick(slot, ports)
+                if isinstance(again, PortRefusal):
+                    return False
+                self.ports.hold(slot, again)
             self.committed[slot] = demand
             return True
         reservation = self.reservations.pop(slot, None)
         free = self.free(now)
         if reservation is not None:
             free = free + reservation.demand
-        if not demand.fits_in(free):
+        assigned = self.ports.pick(slot, ports) if ports else ()
+        if not demand.fits_in(free) or isinstance(assigned, PortRefusal):
             if reservation is not None:
                 self.reservations[slot] = reservation
             return False
         self.committed[slot] = demand
+        if assigned or self.ports.of(slot):
+            self.ports.hold(slot, assigned)
         self.check(now)
         return True
 
@@ -127,15 +166,20 @@ class Ledger:
             total = total + r.demand
         return total
 
-    def adopt(self, slot: str, demand: Resources) -> None:
+    def adopt(self, slot: str, demand: Resources, ports: Assigned = ()) -> None:
         self.reservations.pop(slot, None)
         self.committed[slot] = demand
+        if ports:
+            for other in self.ports.holders_of(ports) - {slot}:
+                self.drop_reservation(other)  # a running replica's ports are facts
+        self.ports.hold(slot, ports)
         if not self._total_ignoring_expiry().fits_in(self.capacity):
             self._adopted_overflow = True
 
     def release(self, slot: str) -> None:
         self.committed.pop(slot, None)
         self.reservations.pop(slot, None)
+        self.ports.free(slot)
         if self._adopted_overflow and self._total_ignoring_expiry().fits_in(self.capacity):
             self._adopted_overflow = False
 

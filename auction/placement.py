@@ -11,8 +11,9 @@ goes into this tick's batch for its job, and one auction round
 auction.scoring and answered by auction.bidder.
 
 As a bidder the agent answers calls from its own ledger.  An award it can
-honour becomes a Claim (slot, ballot, us) written to the claims map, and a
-`StartReplica` command.  Claims are authoritative (auction.claims says which
+honour becomes a Claim (slot, ballot, us, and the host ports our ledger
+gave it: auction.portbook) written to the claims map, and a `StartReplica`
+command.  Claims are authoritative (auction.claims says which
 wins and who stops which copy): `reconcile` emits `StopReplica` for every
 slot we run that the winning claim no longer gives us, and frees the
 ledger.  A holder releases slots of deleted jobs and indices beyond
@@ -50,6 +51,7 @@ from auction.coordination import Coordination
 from auction.ledger import Ledger
 from auction.membership import NodeStatus, is_alive, keeps_slot, may_win
 from auction.messages import Award, Bid, CallForBids, Decline
+from auction.ports import DEFAULT_PORT_RANGE
 from auction.resources import Resources
 from auction.scoring import NodeView, filter_reason, max_fit
 from auction.spec import JobSpec, SpecError, from_json
@@ -139,13 +141,16 @@ SpecLookup = Callable[[str, str], JobSpec | None]
 class Placement:
     def __init__(self, name: str, capacity: Resources, rng: random.Random, cfg: PlacementConfig,
                  claims: ClaimsMap, ballot_id: str | None = None,
-                 container_policy: ContainerPolicy = SAFE_POLICY) -> None:
+                 container_policy: ContainerPolicy = SAFE_POLICY,
+                 port_range: tuple[int, int] = DEFAULT_PORT_RANGE) -> None:
         self.name = name
         self.ballot_id = ballot_id or name  # see Auctioneer.ballot_id
         self.cfg = cfg
         self._rng = rng
         self.claims = claims
-        self.ledger = Ledger(capacity)
+        # Host ports are a node resource as cpu and memory (auction.portbook):
+        # dynamic ones come from this inclusive range (the agent's --port-range).
+        self.ledger = Ledger(capacity, port_range)
         # What jobs may ask of this node's containers (the agent's [containers]
         # table); a call for a job asking more is declined with the reason.
         self.bidder = Bidder(name, self.ledger, container_policy)
@@ -380,8 +385,10 @@ class Placement:
         accepted, _refused = self.bidder.on_award(award, spec=spec, now=now)
         if spec is None:
             return []  # the bidder accepts nothing without the spec
+        # The claim carries the host ports the ledger gave the slot
+        # (auction.portbook), so every agent knows where the replica listens.
         return [Claim(slot_key(award.job, index), Ballot(rnd, award.coordinator), self.name, False,
-                      award.spec_hash, spec.demand())
+                      award.spec_hash, spec.demand(), self.ledger.ports_of(slot_key(award.job, index)))
                 for index, rnd in accepted]
 
     # ---- keeping the runtime in line with the claims
@@ -396,6 +403,10 @@ class Placement:
             out.append(StopReplica(key, stop_reason(self.claims.get(key))))
         for key in sorted(set(mine) - self.running):
             claim = mine[key]
+            if claim.ports and not self.ledger.holds(key):
+                # Its host ports are ours from the claim on, spec known or not
+                # (after a restart, calls must not hand them to other slots).
+                self.ledger.adopt(key, claim.demand, claim.ports)
             spec = specs_by_job(claim.job, claim.spec_hash)
             if spec is None:
                 continue
