@@ -142,15 +142,16 @@ class Placement:
     def __init__(self, name: str, capacity: Resources, rng: random.Random, cfg: PlacementConfig,
                  claims: ClaimsMap, ballot_id: str | None = None,
                  container_policy: ContainerPolicy = SAFE_POLICY,
-                 port_range: tuple[int, int] = DEFAULT_PORT_RANGE) -> None:
+                 port_range: tuple[int, int] | None = None) -> None:
         self.name = name
         self.ballot_id = ballot_id or name  # see Auctioneer.ballot_id
         self.cfg = cfg
         self._rng = rng
         self.claims = claims
         # Host ports are a node resource as cpu and memory (auction.portbook):
-        # dynamic ones come from this inclusive range (the agent's --port-range).
-        self.ledger = Ledger(capacity, port_range)
+        # dynamic ones come from this inclusive range (the agent's --port-range;
+        # None: auction.ports.DEFAULT_PORT_RANGE).
+        self.ledger = Ledger(capacity, port_range or DEFAULT_PORT_RANGE)
         # What jobs may ask of this node's containers (the agent's [containers]
         # table); a call for a job asking more is declined with the reason.
         self.bidder = Bidder(name, self.ledger, container_policy)

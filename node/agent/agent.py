@@ -274,6 +274,7 @@ class Agent:
             cluster_config=cfg.cluster,
             placement_config=cfg.placement,
             container_policy=cfg.containers,
+            port_range=cfg.port_range,
         )
         if loaded.drained:
             # Before the pump runs: its first drain dispatches what this caused.

@@ -49,6 +49,11 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
                   (fake records start/stop only; see node/runtime/fake.py)
     docker_host   the Docker engine the docker runtime     default: $SHOAL_DOCKER_HOST,
                   talks to (unix:///path, tcp://H:P)         else unix:///var/run/docker.sock
+    port_range    "LO-HI", inclusive: the host ports jobs'  default: "20000-32000"
+                  dynamic ports come from (1-65535, LO <= HI; auction.portbook)
+    publish_address  the IP replicas' ports are published  default: the advertise
+                  on; "0.0.0.0" (or "::") only if given     address's host
+                  explicitly: then every interface
     [cluster]     table: job-store sync, status publishing and tombstone timing
                   (node.core.node_core.ClusterConfig)       default: its defaults
     [placement]   table: auction and placement timing and sampling
@@ -111,6 +116,7 @@ from typing import Any
 
 from auction.container_policy import ContainerPolicy
 from auction.placement import PlacementConfig
+from auction.ports import DEFAULT_PORT_RANGE, MAX_PORT, MIN_PORT
 from auction.resources import Resources, UnitError, parse_cpu, parse_memory
 from auction.spec import label_key_problem, label_value_problem
 from gossip.config import LABEL_MAX_BYTES, PRESETS
@@ -187,6 +193,11 @@ class AgentConfig:
     insecure_no_encryption: bool = False
     runtime: str = "fake"
     docker_host: str | None = None  # None: $SHOAL_DOCKER_HOST, else Docker's default socket
+    # Host ports for jobs' dynamic ports, inclusive (auction.portbook).
+    port_range: tuple[int, int] = DEFAULT_PORT_RANGE
+    # The IP replicas' ports are published on; None: the advertise address's
+    # host (see `publish_address()`).  A wildcard only when set explicitly.
+    publish_address: str | None = None
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # the [cluster] table
     placement: PlacementConfig = field(default_factory=PlacementConfig)  # the [placement] table
     containers: ContainerPolicy = field(default_factory=ContainerPolicy)  # the [containers] table
@@ -402,6 +413,10 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
             raise ConfigError("docker_host", f"expected a URL such as unix:///var/run/docker.sock or "
                                              f"tcp://HOST:PORT, got {v!r}")
         kw["docker_host"] = v
+    if (v := values.get("port_range")) is not None:
+        kw["port_range"] = parse_port_range(v)
+    if (v := text("publish_address")) is not None:
+        kw["publish_address"] = parse_publish_address(v)
     if "cluster" in values:
         kw["cluster"] = cluster_config(values["cluster"])
     if "placement" in values:
@@ -419,6 +434,33 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
     if (refusal := unencrypted_refusal(cfg)) is not None:
         raise ConfigError("encrypt", refusal)
     return cfg
+
+
+def parse_port_range(value: Any) -> tuple[int, int]:
+    """`"LO-HI"` (inclusive) into (LO, HI); ConfigError on `port_range`."""
+    if not isinstance(value, str):
+        raise ConfigError("port_range", f'expected a string "LO-HI", got {toml_value(value)}')
+    m = re.fullmatch(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*", value)
+    if m is None:
+        raise ConfigError("port_range", f'expected "LO-HI" such as "20000-32000", got {toml_value(value)}')
+    lo, hi = int(m.group(1)), int(m.group(2))
+    for port in (lo, hi):
+        if not MIN_PORT <= port <= MAX_PORT:
+            raise ConfigError("port_range", f"port {port} out of range {MIN_PORT}-{MAX_PORT}")
+    if lo > hi:
+        raise ConfigError("port_range", f"low end {lo} is above high end {hi}")
+    return lo, hi
+
+
+def parse_publish_address(value: str) -> str:
+    """An IP address (Docker publishes on an IP, not a name)."""
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ConfigError("publish_address", f"expected an IP address such as 192.0.2.11, got {value!r}") from None
 
 
 def _tls_files(text: Any) -> dict[str, Path]:
@@ -506,6 +548,15 @@ def resolve_host(host: str, field_name: str) -> str:
     except socket.gaierror as e:
         raise ConfigError(field_name, f"cannot resolve {host!r}: {e.strerror}") from None
     return infos[0][4][0]
+
+
+def publish_address(cfg: AgentConfig, advertise: HostPort) -> str:
+    """The IP replicas' host ports are published on: the configured one,
+    else the advertise address's host, the address other nodes (and the
+    service catalog) already reach this node at.  Never every interface
+    unless the operator set publish_address = "0.0.0.0" (advertise never
+    is a wildcard: `advertise_address`)."""
+    return cfg.publish_address if cfg.publish_address is not None else advertise.host
 
 
 def advertise_address(cfg: AgentConfig, bound_port: int) -> HostPort:

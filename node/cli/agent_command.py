@@ -63,6 +63,9 @@ def setup_logging(level: str) -> None:
               help="Container runtime (default fake: records starts and stops only).")
 @click.option("--docker-host", help="Docker engine URL for --runtime docker (default $SHOAL_DOCKER_HOST, "
                                     "else unix:///var/run/docker.sock).")
+@click.option("--port-range", help="Host ports for jobs' dynamic ports, LO-HI inclusive (default 20000-32000).")
+@click.option("--publish-address", help="IP replicas' ports are published on (default: the advertise address's "
+                                        "host; 0.0.0.0 publishes on every interface).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file; flags win.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def agent(config_file: str | None, **flags: Any) -> None:

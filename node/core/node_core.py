@@ -127,7 +127,7 @@ class NodeCore:
                  placement_config: PlacementConfig | None = None,
                  stored_entries: list[Entry] | None = None,
                  stored_claims: list[Claim] | None = None,
-                 container_policy: ContainerPolicy = SAFE_POLICY) -> None:
+                 container_policy: ContainerPolicy = SAFE_POLICY, port_range: tuple[int, int] | None = None) -> None:
         self.name = name
         self.cfg = cluster_config or ClusterConfig()
         self.swim = Swim(name=name, addr=addr, config=gossip_config, rng=rng, now=now, meta=meta,
@@ -153,7 +153,7 @@ class NodeCore:
         self._claims: LwwMap[Claim] = LwwMap(MAX_ENTRIES)
         self.placement = Placement(name, capacity, rng, placement_config or PlacementConfig(),
                                    claims=self._claims, ballot_id=self.ballot_id,
-                                   container_policy=container_policy)
+                                   container_policy=container_policy, port_range=port_range)
         for claim in claims:
             self._claims.merge(claim)
         self.statuses: dict[str, NodeStatus] = {}
