@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auction.placement import PlacementConfig
+from auction.ports import DEFAULT_PORT_RANGE
 from auction.resources import Resources
 from auction.spec import JobSpec
 from gossip.config import GossipConfig
@@ -57,9 +58,12 @@ class ClusterSim:
                  labels: list[dict[str, str]] | None = None,
                  cluster_config: ClusterConfig | None = None,
                  placement_config: PlacementConfig | None = None,
+                 port_ranges: list[tuple[int, int]] | None = None,
                  disk_delay_s: float = 0.002) -> None:
         self.capacities = capacities or [Resources(4000, 8 * GiB, 0)] * n_nodes
         self.labels = labels or [{} for _ in range(n_nodes)]
+        # Each node's host port range for dynamic ports (None: the default).
+        self.port_ranges = port_ranges or [DEFAULT_PORT_RANGE] * n_nodes
         self.disks = [Disk() for _ in range(n_nodes)]
         self.running: list[dict[str, tuple]] = [dict() for _ in range(n_nodes)]  # slot -> (round, coord)
         self.accepted: dict[tuple[str, int, str], str] = {}  # (slot, round, coord) -> node
@@ -76,6 +80,7 @@ class ClusterSim:
             disk = self.disks[i]
             return NodeCore(name=name, addr=addr, gossip_config=config, rng=rng, now=now,
                             capacity=self.capacities[i], labels=self.labels[i],
+                            port_range=self.port_ranges[i],
                             cluster_config=cluster_config, placement_config=placement_config,
                             stored_entries=list(disk.entries.values()),
                             stored_claims=list(disk.claims.values()))
