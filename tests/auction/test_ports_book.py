@@ -8,11 +8,13 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auction.bidder import Bidder
 from auction.claims import Ballot, Claim
 from auction.ledger import Ledger
-from auction.messages import Award, Bid, CallForBids, Decline
+from auction.messages import Award, Bid, CallForBids, Decline, Release
 from auction.placement import Placement, PlacementConfig, StartReplica, StopReplica
 from auction.portbook import PortBook, PortRefusal
 from auction.ports import PortSpec
@@ -252,3 +254,52 @@ def test_adopting_a_port_drops_a_reservation_that_held_it():
     # Its award, if it comes, picks a free port.
     assert ledger.commit("web/5", Resources(100, 0), 0.1, wanted)
     assert ledger.ports_of("web/5") == (("http", 30001),)
+
+
+# ---- any interleaving: no port is ever held by two slots -------------------------------
+
+JOBS = (job("web", 6, http={"to": 8080, "static": 30001}, admin={"to": 9000}),
+        job("api", 6, http={"to": 8080}),
+        job("dns", 6, dns={"to": 53, "static": 53}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["call", "award", "release", "stop", "adopt"]),
+                          st.integers(0, 2), st.lists(st.integers(0, 5), min_size=1, max_size=3),
+                          st.floats(0, 1.0)), max_size=40))
+def test_no_interleaving_gives_one_port_to_two_slots(ops: list[tuple[str, int, list[int], float]]) -> None:
+    bidder = Bidder("n", Ledger(CAPACITY, (30000, 30004)))
+    ledger = bidder.ledger
+    now, auctions = 0.0, []  # (auction id, its job's spec): an award is for its auction's job
+    for op, j, slots, dt in ops:
+        spec, now = JOBS[j], now + dt
+        if op == "call":
+            auctions.append((f"a{len(auctions)}", spec))
+            bid(bidder, call(auctions[-1][0], spec, slots), spec, now=now)
+        elif op == "award" and auctions:
+            auction_id, of = auctions[j % len(auctions)]
+            award(bidder, auction_id, of, *sorted(set(slots)), now=now)
+        elif op == "release" and auctions:
+            bidder.on_release(Release(auctions[j % len(auctions)][0], "coord"))
+        elif op == "stop":
+            ledger.release(f"{spec.name}/{slots[0]}")
+        elif op == "adopt":
+            # A claim of ours from before a restart: its ports are facts, and
+            # may be ports a reservation holds now (never a commitment's: we
+            # gave them out once).
+            key = f"{spec.name}/{slots[0]}"
+            facts = tuple((p.label, p.static if p.static is not None else 30000 + slots[-1 - k])
+                          for k, p in enumerate(spec.ports))
+            clash = any(ledger.ports.holder(port) in set(ledger.committed) - {key} for _, port in facts)
+            if not clash and len({port for _, port in facts}) == len(facts):
+                ledger.adopt(key, spec.demand(), facts)
+        ledger.expire(now)
+        owners: dict[int, str] = {}
+        for key in (*ledger.committed, *ledger.reservations):
+            for _, port in ledger.ports_of(key):
+                assert owners.setdefault(port, key) == key, (port, owners[port], key)
+                assert ledger.ports.holder(port) == key
+            of = next(s for s in JOBS if s.name == key.split("/")[0])
+            assert {label for label, _ in ledger.ports_of(key)} == {p.label for p in of.ports}
+        # Nothing held for a slot that is neither reserved nor committed.
+        assert set(ledger.ports.held().values()) <= set(ledger.committed) | set(ledger.reservations)
