@@ -265,6 +265,7 @@ class Agent:
             capacity=self.capacity,
             labels=self.labels,
             agent_version=agent_version(),
+            address=self.advertise.host,  # where replicas' ports are published (the service catalog's address)
             wall_offset_s=time.time() - now,
             meta=encode_tags(tags),
             keyring=keyring,

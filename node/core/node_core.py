@@ -121,7 +121,7 @@ class JobLimitError(ValueError):
 class NodeCore:
     def __init__(self, *, name: str, addr: Address, gossip_config: GossipConfig, rng: random.Random,
                  now: float, capacity: Resources, labels: dict[str, str] | None = None,
-                 agent_version: str = "", wall_offset_s: float = 0.0, meta: bytes = b"",
+                 agent_version: str = "", wall_offset_s: float = 0.0, meta: bytes = b"", address: str = "",
                  keyring: Keyring | None = None, label: bytes = b"",
                  cluster_config: ClusterConfig | None = None,
                  placement_config: PlacementConfig | None = None,
@@ -158,7 +158,7 @@ class NodeCore:
             self._claims.merge(claim)
         self.statuses: dict[str, NodeStatus] = {}
         self._status = NodeStatus(name, capacity, Resources(0, 0, 0), dict(labels or {}),
-                                  agent_version=agent_version)
+                                  agent_version=agent_version, address=address)  # address: publish address
         self._pending_writes: dict[int, Entry] = {}
         self._timers: list[tuple[float, int, str]] = []
         self._timer_seq = 0
@@ -409,11 +409,9 @@ class NodeCore:
         it go (coalescing bursts; digest-only changes wait longer)."""
         if not self._publish_when.ask(now, digests_only):
             return
-        s = self._status
-        self._status = NodeStatus(s.name, s.capacity, s.allocated, s.labels, s.drained, s.healthy,
-                                  s.unhealthy_reason, s.agent_version, self.store.digest(),
-                                  self.store.live_count, self._claims.digest(),
-                                  self.runtime_summary).fit(PAYLOAD_MAX_BYTES)
+        self._status = replace(self._status, store_digest=self.store.digest(), jobs=self.store.live_count,
+                               claims_digest=self._claims.digest(),
+                               runtime=self.runtime_summary).fit(PAYLOAD_MAX_BYTES)
         self.statuses[self.name] = self._status
         self.swim.set_payload(self._status.encode(), now)
         self._absorb_own_payload(now)

@@ -23,6 +23,11 @@ loopback only.  It gets whatever room the record has left: `fit()` drops
 whole jobs (last names first) until the record fits and marks the summary
 `truncated`; a viewer then says "unknown" for those jobs, never "starting".
 Older agents publish no summary (`runtime` None) and ignore it in ours.
+
+`address` is the node's publish address (where its replicas' ports are
+published; node.core.catalog lists instances at it).  It goes on the wire
+as a trailing element only when set, so a record without one encodes
+exactly as before; "" means "use the member's gossip address".
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ RUNTIME_STATES = ("failed", "exited")  # listed with a reason; "running" listed 
 MAX_INT = (1 << 63) - 1  # msgpack's signed range
 MAX_SLOT_INDEX = 999_999  # as node.core.wire
 MAX_TEXT_CHARS = 1024
+MAX_ADDRESS_CHARS = 253  # a DNS name's limit; an IP literal is far shorter
 
 
 class StatusError(ValueError):
@@ -126,6 +132,7 @@ class NodeStatus:
     jobs: int = 0
     claims_digest: bytes = b""
     runtime: RuntimeSummary | None = None
+    address: str = ""  # publish address; "" = the member's gossip address
 
     @property
     def free(self) -> Resources:
@@ -136,14 +143,17 @@ class NodeStatus:
         return self.healthy and not self.drained
 
     def encode(self) -> bytes:
-        data: bytes = msgpack.packb([
+        fields: list[object] = [
             STATUS_VERSION, self.name,
             [self.capacity.cpu_millis, self.capacity.memory_bytes, self.capacity.disk_bytes],
             [self.allocated.cpu_millis, self.allocated.memory_bytes, self.allocated.disk_bytes],
             self.labels, self.drained, self.healthy, self.unhealthy_reason, self.agent_version,
             self.store_digest, self.jobs, self.claims_digest,
             self.runtime.encode_raw() if self.runtime is not None else None,
-        ], use_bin_type=True)
+        ]
+        if self.address:  # only when set: records without one encode as before
+            fields.append(self.address)
+        data: bytes = msgpack.packb(fields, use_bin_type=True)
         return data
 
     def fit(self, limit: int) -> "NodeStatus":
@@ -179,8 +189,11 @@ class NodeStatus:
                 and isinstance(claims, bytes)):
             raise StatusError("malformed status fields")
         runtime = RuntimeSummary.decode_raw(raw[12]) if len(raw) > 12 and raw[12] is not None else None
+        address = raw[13] if len(raw) > 13 else ""
+        if not (isinstance(address, str) and len(address) <= MAX_ADDRESS_CHARS):
+            raise StatusError("malformed status address")
         return cls(name, Resources(*cap), Resources(*alloc), labels, drained, healthy, reason, version,
-                   digest, jobs, claims, runtime)
+                   digest, jobs, claims, runtime, address)
 
 
 def _triple(v: object) -> bool:

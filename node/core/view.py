@@ -13,6 +13,13 @@ events.  A read that must be consistent across several calls (one API
 answer) does all of them with no `await` in between.  Do not keep what a read
 returned across an `await`: proxies change as the core does.
 
+`catalog()` derives the service catalog (node.core.catalog) and keeps it
+until one of its inputs moves: claims or job-store digest, the alive set,
+any status record, our runtime's latest report or our own record.  The key
+is compared, not hashed, and it holds the records themselves, so a check
+costs one identity comparison per node: cheap enough for the DNS server to
+call per query.
+
 One read is not pure: `overcommit(now)` asks the ledger, which first expires
 reservations whose time is up (as the core's own next ledger read would).
 """
@@ -28,6 +35,7 @@ from auction.ledger import OvercommitError
 from auction.placement import PlacementConfig
 from auction.spec import JobSpec
 from gossip.events import MemberInfo
+from node.core.catalog import Catalog, build_catalog
 from node.core.jobstore import Entry
 from node.core.status import NodeStatus, RuntimeSummary
 
@@ -36,7 +44,7 @@ if TYPE_CHECKING:
 
 
 class CoreView:
-    __slots__ = ("_core", "ballot_id", "counters", "name", "statuses")
+    __slots__ = ("_catalog", "_catalog_key", "_core", "ballot_id", "counters", "name", "statuses")
 
     def __init__(self, core: NodeCore) -> None:
         self._core = core
@@ -45,6 +53,8 @@ class CoreView:
         self.statuses: Mapping[str, NodeStatus] = MappingProxyType(core.statuses)
         """Every node's last published status record we know (ours included)."""
         self.counters: Mapping[str, int] = MappingProxyType(core.counters)
+        self._catalog_key: tuple[object, ...] | None = None
+        self._catalog = Catalog()
 
     # ---- membership (gossip)
     def members(self) -> list[MemberInfo]:
@@ -149,3 +159,20 @@ class CoreView:
         except OvercommitError as e:
             return str(e)
         return None
+
+    # ---- service catalog
+    def catalog(self) -> Catalog:
+        """The cluster's serving replicas as this agent sees them
+        (node.core.catalog), our own from our runtime's latest report."""
+        core = self._core
+        alive = core.swim.alive_names()
+        key = (core.placement.claims.digest(), core.store.digest(), alive, tuple(core.statuses.items()),
+               core.runtime_summary, core.status())
+        if key != self._catalog_key:
+            hosts = {m.name: m.addr.host for m in core.swim.members() if m.name in alive}
+            self._catalog = build_catalog(
+                core.placement.claims.entries.values(), core.statuses, alive, hosts,
+                spec_of=lambda job: core.placement.spec_of(core.store.get(job)),
+                me=core.name, my_runtime=core.runtime_summary, my_status=core.status())
+            self._catalog_key = key
+        return self._catalog
