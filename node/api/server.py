@@ -1,8 +1,8 @@
 """The agent's HTTP API: Starlette routes served by hypercorn on trio.
 
 How this works: `build_app(agent)` returns a Starlette app whose handlers
-(node.api.routes_jobs, node.api.routes_cluster; shared helpers in
-node.api.common) never change the node core themselves: changes go through
+(node.api.routes_jobs, node.api.routes_cluster, node.api.routes_services;
+shared helpers in node.api.common) never change the node core themselves: changes go through
 the agent's operations (node.agent.operations), which feed inputs to the
 pump task; reads render a whole answer from the core's read-only view with
 no `await` in between (node.api.views).
@@ -55,6 +55,12 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             `api` tag), streaming the answer through; 404 no
                             such job/slot or no container yet, 409 not placed
                             or holder not reachable from here, 502 forward failed
+    GET  /v1/services       the service catalog: [{name, count, instances:
+                            [{job, slot, node, address, ports {label:
+                            host port}, health}]}] (blocking, node.api.
+                            routes_services: its index moves with the catalog)
+    GET  /v1/services/NAME  {name, count, instances}; 404 if no such job and
+                            none listed                                  (blocking)
     GET  /v1/containers     this node's containers: {node, runtime,
                             containers: [{slot, id, name, node, state, status,
                             health, image, ballot, role, restarts, gave_up,
@@ -139,6 +145,7 @@ from node.api.routes_cluster import (
     undrain,
 )
 from node.api.routes_jobs import containers, job, job_logs, jobs, stop_job, submit_job
+from node.api.routes_services import service, services
 from node.api.tls import PEER_CERT, hypercorn_config
 
 if TYPE_CHECKING:
@@ -239,6 +246,8 @@ def build_app(agent: Agent) -> Any:
         Route("/v1/jobs/{name}", job, methods=["GET"]),
         Route("/v1/jobs/{name}", stop_job, methods=["DELETE"]),
         Route("/v1/jobs/{name}/logs", job_logs, methods=["GET"]),
+        Route("/v1/services", services, methods=["GET"]),
+        Route("/v1/services/{name}", service, methods=["GET"]),
         Route("/v1/containers", containers, methods=["GET"]),
         Route("/v1/agent/join", join, methods=["POST"]),
         Route("/v1/agent/leave", leave, methods=["POST"]),

@@ -11,6 +11,9 @@ no `await` inside, so between pump turns: node.core.view).
     shoal_slots{state=placed|pending}       desired slots, as this agent sees them
     shoal_pending_slots_coordinated         slots this agent coordinates whose
                                             last auction left them pending
+    shoal_catalog_instances                 replicas in this agent's service catalog
+                                            (node.core.catalog: running, alive node)
+    shoal_catalog_services                  jobs with at least one listed replica
     shoal_placements_total                  replicas started here (StartReplica)
     shoal_replica_stops_total               replicas stopped here (StopReplica)
     shoal_awards_accepted_total             awards this node accepted
@@ -46,6 +49,11 @@ class ClusterMetrics:
         self.pending_coordinated = Gauge("shoal_pending_slots_coordinated",
                                          "Slots this agent coordinates whose last auction left them pending",
                                          registry=r)
+        self.catalog_instances = Gauge("shoal_catalog_instances",
+                                       "Replicas listed in this agent's service catalog", registry=r)
+        self.catalog_services = Gauge("shoal_catalog_services",
+                                      "Jobs with at least one replica in this agent's service catalog",
+                                      registry=r)
         self.placements = Counter("shoal_placements", "Replicas started on this node (StartReplica)", registry=r)
         self.stops = Counter("shoal_replica_stops", "Replicas stopped on this node (StopReplica)", registry=r)
         self.awards = Counter("shoal_awards_accepted", "Awards this node accepted", registry=r)
@@ -94,3 +102,6 @@ class ClusterMetrics:
         self.slots.labels(state="placed").set(placed)
         self.slots.labels(state="pending").set(pending)
         self.pending_coordinated.set(len(view.pending_reasons()))
+        catalog = view.catalog()  # cached by the view: no cost while nothing moved
+        self.catalog_instances.set(len(catalog.instances))
+        self.catalog_services.set(len(catalog.names()))

@@ -332,3 +332,59 @@ async def test_a_write_that_loses_to_a_newer_one_answers_409_saying_why(start_ag
         assert r.status_code == 409, r.text
         assert "lost to a submission written by b" in r.json()["error"]
         assert (await c.get("/v1/jobs/web")).json()["replicas"] == 1
+
+
+async def test_the_service_catalog_lists_running_replicas_and_blocks_until_it_changes(start_agent):
+    a = await start_agent("a")
+    async with client(a) as c:
+        r = await c.get("/v1/services")
+        assert r.status_code == 200 and r.json() == []
+        index = int(r.headers["X-Shoal-Index"])
+        got = {}
+
+        async def watch():
+            i = index
+            while True:  # a replica at a time may show up: watch until both run
+                got["r"] = await c.get("/v1/services", params={"index": i, "wait": "20s"})
+                i = int(got["r"].headers["X-Shoal-Index"])
+                if got["r"].json() and got["r"].json()[0]["count"] == 2:
+                    return
+
+        with trio.fail_after(DEADLINE_S):
+            async with trio.open_nursery() as n:
+                n.start_soon(watch)
+                await trio.sleep(0.2)
+                assert (await c.post("/v1/jobs", json=SPEC)).status_code == 201
+        [web] = got["r"].json()
+        assert web["name"] == "web" and web["count"] == 2
+        assert web["instances"] == [
+            {"job": "web", "slot": i, "node": "a", "address": "127.0.0.1", "ports": {}, "health": "no check"}
+            for i in range(2)]
+        index = int(got["r"].headers["X-Shoal-Index"])
+        one = await c.get("/v1/services/web")
+        assert one.json() == web and int(one.headers["X-Shoal-Index"]) == index
+        missing = await c.get("/v1/services/nope")
+        assert missing.status_code == 404 and "no service named 'nope'" in missing.json()["error"]
+        # a change that leaves the catalog as it is (a job that fits nowhere)
+        # moves the jobs index but does not wake a catalog watcher
+        jobs_index = int((await c.get("/v1/jobs")).headers["X-Shoal-Index"])
+        t0 = trio.current_time()
+        async with trio.open_nursery() as n:
+            n.start_soon(lambda: _store(got, c, "/v1/services", {"index": index, "wait": "1s"}))
+            await trio.sleep(0.1)
+            huge = {**SPEC, "name": "huge", "cpu": 64}
+            assert (await c.post("/v1/jobs", json=huge)).status_code == 201
+        assert trio.current_time() - t0 >= 0.9
+        assert int(got["x"].headers["X-Shoal-Index"]) == index and got["x"].json() == [web]
+        assert int((await c.get("/v1/jobs")).headers["X-Shoal-Index"]) > jobs_index
+        # stopping the job empties the catalog
+        assert (await c.delete("/v1/jobs/web")).status_code == 200
+        r = await c.get("/v1/services", params={"index": index, "wait": "10s"})
+        assert r.json() in ([], [{**web, "count": 1, "instances": web["instances"][1:]}],
+                            [{**web, "count": 1, "instances": web["instances"][:1]}])
+        metrics = (await c.get("/v1/metrics")).text
+        assert "shoal_catalog_instances" in metrics
+
+
+async def _store(got, c, path, params):
+    got["x"] = await c.get(path, params=params)
