@@ -15,7 +15,7 @@ exits 1; an error answer from the agent is printed and exits 1.
 
 The commands live in one module each by concern, all registered below:
 agent_command (`shoal agent`), cluster (members, join, leave, monitor, keys,
-keygen), jobs, nodes (node, ps, logs) and stacks; client holds what the
+keygen), jobs, nodes (node, ps, logs), services and stacks; client holds what the
 client commands share.  None imports trio, docker or the agent at the top,
 so `shoal --help` stays fast.
 
@@ -39,6 +39,9 @@ so `shoal --help` stays fast.
     shoal stack deploy FILE [--name STACK] [--prune] [--dry-run] [--detach] [--timeout S]
                                           a Compose file, one job per service
     shoal stack rm STACK [--file FILE] | stack ls
+    shoal service ls [--json]             services: instances and their addresses
+    shoal service show NAME [--json]      one service's instances: node, address,
+                                          ports, health
     shoal ps [--json] [--local] [--job JOB]   containers by node
     shoal logs JOB [SLOT] [--follow] [--tail N]   a replica's output, from any agent
     shoal monitor [--json] [--no-history]     the agent's events as they happen
@@ -55,7 +58,7 @@ from __future__ import annotations
 
 import click
 
-from node.cli import agent_command, cluster, jobs, nodes, stacks, tls_command
+from node.cli import agent_command, cluster, jobs, nodes, services, stacks, tls_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,7 +69,7 @@ def cli() -> None:
 # One module per concern; click lists the commands sorted by name.
 for command in (agent_command.agent, cluster.members, cluster.join, cluster.leave, cluster.monitor,
                 cluster.keys, cluster.keygen, jobs.job, nodes.node_group, nodes.ps, nodes.logs,
-                stacks.stack, tls_command.tls):
+                services.service, stacks.stack, tls_command.tls):
     cli.add_command(command)
 
 
