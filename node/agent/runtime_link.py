@@ -94,8 +94,10 @@ async def watch_runtime(agent: Agent) -> None:
                 log.exception("runtime slot_states() failed")
                 slots = last_slots or {}
             if slots != last_slots:
-                _container_events(agent, last_slots or {}, slots)
                 await agent.pump.feed(RuntimeSlots(slots))
+                # After the core has them: a blocking query woken by this
+                # bump (the service catalog's) reads the new states.
+                _container_events(agent, last_slots or {}, slots)
                 last_slots = slots
         await trio.sleep(RUNTIME_POLL_S)
 
