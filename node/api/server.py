@@ -20,7 +20,7 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                               left), api, capacity, allocated, free (each
                               {cpu_millis, memory_bytes, disk_bytes, text}),
                               labels, drained, healthy, eligible, health,
-                              agent_version, jobs}]                       (blocking)
+                              agent_version, jobs, publish_address}]      (blocking)
     GET  /v1/nodes/NAME     one of those, 404 if unknown                  (blocking)
     POST /v1/nodes/NAME/drain, /v1/nodes/NAME/undrain
                             set NAME's drain flag.  Only a node sets its own:

@@ -104,7 +104,7 @@ def node_view(name: str, member: MemberInfo | None, status: NodeStatus | None, n
     }
     if status is None:
         view.update(capacity=None, allocated=None, free=None, labels={}, drained=None, healthy=None,
-                    unhealthy_reason=None, eligible=False, agent_version=None, jobs=None,
+                    unhealthy_reason=None, eligible=False, agent_version=None, jobs=None, publish_address=None,
                     health=_HEALTH[state] if state is not None else "critical")
         return view
     if state is None or state in (MemberState.DEAD, MemberState.LEFT):
@@ -124,6 +124,7 @@ def node_view(name: str, member: MemberInfo | None, status: NodeStatus | None, n
         eligible=alive and status.eligible,
         agent_version=status.agent_version,
         jobs=status.jobs,
+        publish_address=status.address or None,  # where its replicas are reached (the service catalog)
         health=health,
     )
     return view

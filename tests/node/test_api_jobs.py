@@ -363,6 +363,7 @@ async def test_the_service_catalog_lists_running_replicas_and_blocks_until_it_ch
         index = int(got["r"].headers["X-Shoal-Index"])
         one = await c.get("/v1/services/web")
         assert one.json() == web and int(one.headers["X-Shoal-Index"]) == index
+        assert (await c.get("/v1/nodes/a")).json()["publish_address"] == "127.0.0.1"
         missing = await c.get("/v1/services/nope")
         assert missing.status_code == 404 and "no service named 'nope'" in missing.json()["error"]
         # a change that leaves the catalog as it is (a job that fits nowhere)
