@@ -7,6 +7,8 @@ a runtime summary and the catalog (node.core.catalog) would stay empty.
 
 - `StartReplica` -> the slot's container is "starting"; `start_delay_s`
   later it is "running" (if it was not stopped or replaced meanwhile);
+- `set_health(i, slot, False)` -> the container turns unhealthy (reported
+  "failed"), `True` -> it passes again;
 - `StopReplica` -> the container is gone; a crash (`NodeCrashed`) takes
   every container of the node with it; a restarted node starts with none;
 - every change is reported to the node's core as `RuntimeSlots` (the input
@@ -96,6 +98,18 @@ class SimRuntime:
             self.containers[i] = {}
             self.reported[i] = None
             self._schedule_report(i)
+
+    def set_health(self, i: int, slot: str, healthy: bool) -> None:
+        """A running container's health check starts failing ("failed", as
+        the Docker runtime reports an unhealthy container) or passes again."""
+        box = self.containers[i][slot]
+        if healthy:
+            box[0] = UP
+            self.stopped_at.pop((i, slot), None)
+        else:
+            box[0] = "failed"
+            self.stopped_at[(i, slot)] = (self.world.now, False)
+        self._schedule_report(i)
 
     def _up(self, i: int, slot: str, box: list[Any]) -> None:
         if self.containers[i].get(slot) is box:  # not stopped or replaced meanwhile

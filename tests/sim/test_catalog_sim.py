@@ -124,3 +124,28 @@ def test_the_checker_catches_a_catalog_listing_a_dead_container():
     runtime.stopped_at[(holder, slot)] = (sim.world.now, False)
     sim.world.run_for(2.0)
     assert any(f"lists {slot} on node-{holder}" in v for v in checker.violations), checker.violations[:3]
+
+
+def test_an_unhealthy_replica_leaves_every_catalog_and_returns_when_it_passes_again():
+    sim, runtime, checker = make(6)
+    api = job("api", 6)
+    sim.submit(0, api)
+    converge(sim, runtime, [api])
+    holder = next(i for i in sim.live_indices() if runtime.containers[i])
+    slot = sorted(runtime.containers[holder])[0]
+    name = sim.world.nodes[holder].name
+
+    def listed_by():
+        return {sim.world.nodes[i].name for i in sim.live_indices()
+                if any(f"{x.job}/{x.index}" == slot for x in sim.world.core(i).view.catalog().instances)}
+
+    runtime.set_health(holder, slot, False)
+    sim.world.run_for(runtime.report_delay_s)
+    assert name not in listed_by() and listed_by()            # gone from its own node first
+    took = sim.world.run_until_converged(lambda _: not listed_by(), STALE_S, 0.01)
+    assert took is not None
+    runtime.set_health(holder, slot, True)
+    took = sim.world.run_until_converged(lambda _: len(listed_by()) == N, STALE_S, 0.01)
+    assert took is not None
+    assert not catalog_problems(sim, runtime)
+    assert not checker.violations, checker.violations[:10]
