@@ -62,6 +62,7 @@ from node.agent.config import (
     HostPort,
     advertise_address,
     check_status_size,
+    publish_address,
 )
 from node.agent.dispatch import Dispatcher
 from node.agent.droplog import DropLog
@@ -265,7 +266,7 @@ class Agent:
             capacity=self.capacity,
             labels=self.labels,
             agent_version=agent_version(),
-            address=self.advertise.host,  # where replicas' ports are published (the service catalog's address)
+            address=publish_address(cfg, self.advertise),  # where replicas' ports are published (the catalog's)
             wall_offset_s=time.time() - now,
             meta=encode_tags(tags),
             keyring=keyring,

@@ -511,7 +511,8 @@ def check_status_size(node_name: str, labels: dict[str, str]) -> None:
     one gossip payload."""
     big = Resources(1 << 62, 1 << 62, 1 << 62)
     probe = NodeStatus(node_name, big, big, dict(labels), True, False, "", "0.0.0-dev+" + "x" * 16,
-                       bytes(16), 1 << 31, bytes(16))
+                       bytes(16), 1 << 31, bytes(16),
+                       address="ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")  # the longest IP text
     size = len(probe.encode()) + STATUS_REASON_ROOM_BYTES
     if size > PAYLOAD_MAX_BYTES:
         raise ConfigError("labels", f"the node status record would be {size} bytes with these labels "

@@ -34,8 +34,10 @@ The details `build_catalog` settles:
     means the check passes), else "no check" (the image's own HEALTHCHECK,
     if any, still gates running).
   * The address is the node's published `address` when it is an IP
-    literal, else the host of its gossip address, so the catalog only ever
-    holds IP addresses (DNS A/AAAA records are made from them).
+    literal other than a wildcard (0.0.0.0, ::: published on every
+    interface), else the host of its gossip address, so the catalog only
+    ever holds IP addresses one can connect to (DNS A/AAAA records are made
+    from them).
 """
 
 from __future__ import annotations
@@ -88,11 +90,14 @@ class Catalog:
 
 
 def _ip(text: str) -> str | None:
-    """text as a canonical IP literal, or None if it is not one."""
+    """text as a canonical IP literal, or None if it is not one or is a
+    wildcard (ports published on every interface: reach it at its gossip
+    address)."""
     try:
-        return str(ipaddress.ip_address(text))
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return None
+    return None if ip.is_unspecified else str(ip)
 
 
 def node_address(status: NodeStatus | None, gossip_host: str | None) -> str | None:

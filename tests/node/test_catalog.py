@@ -65,7 +65,7 @@ def test_a_running_replica_of_an_alive_node_is_listed_with_its_address_and_ports
               claim("db/0", "n3")]
     statuses = {"n1": status("n1", {"web/0": ("running", "")}, address="192.0.2.1"),
                 "n2": status("n2", {"web/1": ("running", "")}, address="not-an-ip"),
-                "n3": status("n3", {"db/0": ("running", "")})}
+                "n3": status("n3", {"db/0": ("running", "")}, address="0.0.0.0")}   # every interface
     cat = build_catalog(claims, statuses, {"n1", "n2", "n3"}, HOSTS,
                         spec_of=lambda j: spec(j, health={"command": ["true"]}) if j == "db" else None)
     assert cat.instances == (
