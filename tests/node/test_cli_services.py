@@ -24,15 +24,22 @@ async def test_service_ls_and_show_against_an_agent(start_agent):  # noqa: F811 
     assert r.exit_code == 0 and "no services" in r.output
     async with client(a) as c:
         assert (await c.post("/v1/jobs", json=SPEC)).status_code == 201
+        api = {**SPEC, "name": "api", "replicas": 1,
+               "ports": {"http": {"to": 8080}, "admin": {"to": 9901, "static": 9901}}}
+        assert (await c.post("/v1/jobs", json=api)).status_code == 201
 
-        async def both_listed():
-            body = (await c.get("/v1/services/web")).json()
-            return body.get("count") == 2
+        async def all_listed():
+            return [s["count"] for s in (await c.get("/v1/services")).json()] == [1, 2]
 
-        await wait_for(both_listed, "both replicas of web listed")
+        await wait_for(all_listed, "every replica of api and web listed")
     r = await shoal("service", "ls", "--address", a.api_url)
     assert r.exit_code == 0, r.output
-    assert r.output.splitlines() == ["NAME  INSTANCES  ADDRESSES", "web   2          127.0.0.1 127.0.0.1"]
+    head, api_line, web_line = r.output.splitlines()
+    assert head.split() == ["NAME", "INSTANCES", "ADDRESSES"]
+    assert web_line.split() == ["web", "2", "127.0.0.1", "127.0.0.1"]          # no ports: the address alone
+    name, count, admin, http = api_line.split()
+    assert (name, count, admin) == ("api", "1", "127.0.0.1:9901")                # labels sorted: admin, http
+    assert http.startswith("127.0.0.1:") and 20000 <= int(http.split(":")[1]) <= 32000
     r = await shoal("service", "show", "web", "--address", a.api_url)
     assert r.exit_code == 0, r.output
     assert r.output.splitlines() == ["Service web: 2 instances", "SLOT  NODE  ADDRESS    PORTS  HEALTH",

@@ -74,6 +74,10 @@ def run(seed):
     catalogs = [sim.world.core(i).view.catalog() for i in sim.live_indices()]
     assert all(c == catalogs[0] for c in catalogs)
     assert {i.address for i in catalogs[0].instances} <= {sim.world.nodes[i].addr.host for i in range(N)}
+    webs = catalogs[0].service("web")                          # each replica at its node's address and own port
+    assert all(i.port("http") is not None for i in webs)
+    assert len({(i.address, i.port("http")) for i in webs}) == len(webs) == 6
+    assert all(not i.ports for i in catalogs[0].service("api"))
 
     victim = max(range(1, N), key=lambda i: (len(runtime.containers[i]), -i))
     lost = {slot for slot, node in listed if node == sim.world.nodes[victim].name}
