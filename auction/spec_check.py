@@ -96,6 +96,9 @@ from .resources import (
 )
 
 PORT_FIELDS = ("to", "static")
+# The runtime sets SHOAL_PORT_HTTP, SHOAL_NODE, ... in every replica; a spec
+# may not set or shadow them.
+RESERVED_ENV_PREFIX = "SHOAL_"
 _PLAIN_KEY_RE = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)   # written bare in a problem path
 
 
@@ -296,6 +299,9 @@ class Checker:
             elif not ENV_NAME_RE.fullmatch(key):
                 self.add(path, f"{quote_short(key)} is not a variable name (letters, digits and '_', "
                                "not starting with a digit)")
+            elif key.startswith(RESERVED_ENV_PREFIX):
+                self.add(path, f"{RESERVED_ENV_PREFIX}* variables are set by shoal in every replica "
+                               "(its node, slot and ports: see docs/jobspec.md, Networking)")
             if isinstance(val, (int, float)) and not isinstance(val, bool):
                 self.add(path, f"must be a string, got {json_kind(val)} (quote it: \"{val}\")")
             elif (v := self.string(val, path, MAX_ENV_VALUE_CHARS)) is not None:

@@ -35,7 +35,13 @@ class DockerRuntimeConfig:
     crash_loop_window_s: float = 120.0  # ... within this window -> give up on this node
     stable_after_s: float = 30.0        # up this long: backoff starts over
     pull_images: bool = False           # only where a registry is reachable
-    network_mode: str = "none"
+    # Where bridge replicas' ports are published (the node's advertise host,
+    # as the agent sets it); 0.0.0.0 only if the operator says so.
+    publish_address: str = "127.0.0.1"
+    # The containers' resolvers and search domains (bridge replicas only);
+    # empty: Docker's default (the host's resolv.conf).
+    dns_servers: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
     log_max_size: str = "10m"
     log_max_files: int = 2
 

@@ -7,11 +7,13 @@ added if that name is taken, e.g. by a concurrent ballot of another node on a
 shared engine) and labelled `shoal.job`, `shoal.slot`, `shoal.ballot`
 ("round/coordinator"), `shoal.node`, `shoal.spec_hash` (the spec's
 `container_hash()`): the labels are how a later pass, or an agent that
-restarted, tells whose container it is.  HostConfig: the configured network
-mode (`none`), `nano_cpus` and `mem_limit` from the spec, Docker's own
-restart policy `no` (the runtime restarts), the json-file log driver capped
-at `log_max_files` x `log_max_size`; the spec's health command becomes
-Docker's healthcheck, else the image's HEALTHCHECK applies.
+restarted, tells whose container it is.  HostConfig: the spec's network
+mode with its published ports and DNS settings (node/runtime/network.py),
+`nano_cpus` and `mem_limit` from the spec, Docker's own restart policy `no`
+(the runtime restarts), the json-file log driver capped at `log_max_files` x
+`log_max_size`; the spec's health command becomes Docker's healthcheck, else
+the image's HEALTHCHECK applies.  The environment is the spec's `env` plus
+the `SHOAL_*` variables that tell the replica its job, slot, node and ports.
 
 Hardening (auction/container_policy.py has the rule): every container gets
 `no-new-privileges`, the spec's `pids_limit`, and its capabilities made from
@@ -37,6 +39,7 @@ from auction.placement import normalize_image
 from auction.spec import JobSpec
 from node.runtime.config import DockerRuntimeConfig
 from node.runtime.decision import ObservedContainer
+from node.runtime.network import environment, exposed_ports, host_config_network
 
 LABEL_JOB = "shoal.job"
 LABEL_SLOT = "shoal.slot"
@@ -89,7 +92,7 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
     labels = {LABEL_JOB: claim.job, LABEL_SLOT: slot, LABEL_BALLOT: ballot_label(claim),
               LABEL_NODE: node, LABEL_SPEC: spec_hash}
     host_config = create_host_config(
-        network_mode=cfg.network_mode,
+        **host_config_network(spec, claim, cfg.publish_address, cfg.dns_servers, cfg.dns_search),
         nano_cpus=spec.cpu_millis * 1_000_000,
         mem_limit=spec.memory_bytes,
         restart_policy={"Name": "no"},
@@ -98,8 +101,9 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
         **security_options(spec, policy),
     )
     return {"command": list(spec.command) if spec.command is not None else None,
-            "environment": spec.env_map, "labels": labels, "host_config": host_config,
-            "healthcheck": health_config(spec), "user": spec.user, "detach": True}
+            "environment": environment(node, slot, claim, spec, cfg.publish_address), "labels": labels,
+            "host_config": host_config, "ports": exposed_ports(spec), "healthcheck": health_config(spec),
+            "user": spec.user, "detach": True}
 
 
 def name_suffix(node: str, ballot: str, spec_hash: str) -> str:

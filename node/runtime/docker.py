@@ -22,13 +22,16 @@ actions it returns: engine calls run as background tasks, so one slow
 with a call in flight is `busy` for the next passes until the call ended.
 `GiveUp` calls `on_give_up(slot, reason)` once (the agent connects it to
 the node core's `ReplicaGaveUp` input); a start also gives up when the image is not
-here, or when the node's container policy (`policy`, the agent's
-`[containers]` table) does not allow what the spec asks: the bidder
-declines such jobs, this is the second line of defence.  The bookkeeping is
-reset when `start()` brings a new ballot or spec.
+here, when the node's container policy (`policy`, the agent's
+`[containers]` table) does not allow what the spec asks (the bidder
+declines such jobs, this is the second line of defence), when the claim
+gives a port of the job no host port, or when Docker cannot publish a host
+port because something else holds it (node/runtime/network.py: `port_clash`).
+The bookkeeping is reset when `start()` brings a new ballot or spec.
 
 The rest is split by concern: containers.py (names, labels, HostConfig,
-reading listings back), engine.py (bounded, timed-out calls; engine
+reading listings back), network.py (network mode, ports, DNS, the
+replica's `SHOAL_*` variables), engine.py (bounded, timed-out calls; engine
 health: `on_health` is called when it flips), events.py (`docker events`),
 logs.py (log streams).
 
@@ -94,6 +97,7 @@ from node.runtime.engine import (
 from node.runtime.events import EventPump
 from node.runtime.interface import Runtime
 from node.runtime.logs import stream_logs
+from node.runtime.network import gateway_of, missing_ports, port_clash
 
 # Names other modules and tests import from here.
 __all__ = ["DockerRuntime", "DockerRuntimeConfig", "EngineError", "RollingView", "Runtime", "RuntimeProblem",
@@ -419,6 +423,18 @@ class DockerRuntime:
             self._key_done.add(key)
             self.kick()
 
+    async def bridge_gateway(self) -> str | None:
+        """The address of the engine's bridge network on this host (its
+        gateway: where the node's bridge containers reach the host, e.g. the
+        agent's DNS), or None if the engine has no bridge network."""
+        try:
+            network = await self.engine.call("network inspect", self.engine.api.inspect_network, "bridge")
+        except RuntimeProblem as e:
+            if is_not_found(e) or "not found" in str(e):
+                return None
+            raise
+        return gateway_of(network)
+
     def _tell_give_up(self, slot: str, reason: str) -> None:
         self._note(f"{slot}: giving up here: {reason}")
         log.warning("slot %s gives up on %s: %s", slot, self.node, reason)
@@ -457,11 +473,16 @@ class DockerRuntime:
                        counts: bool) -> None:
         if self._desired.get(slot) is not want:
             return
-        if c.state == "running":    # unhealthy
-            await self.engine.call("restart", self.engine.api.restart, c.id, timeout=self.cfg.stop_timeout_s,
-                                   timeout_s=self.cfg.call_timeout_s + self.cfg.stop_timeout_s)
-        else:
-            await self.engine.call("start", self.engine.api.start, c.id)
+        try:
+            if c.state == "running":    # unhealthy
+                await self.engine.call("restart", self.engine.api.restart, c.id, timeout=self.cfg.stop_timeout_s,
+                                       timeout_s=self.cfg.call_timeout_s + self.cfg.stop_timeout_s)
+            else:
+                await self.engine.call("start", self.engine.api.start, c.id)
+        except RuntimeProblem as e:
+            if not self._gave_up_on_clash(slot, want, book, e):
+                raise
+            return
         if counts:
             # Counted only once it worked: a failed call is retried as the same restart.
             counted = count_restart(book, trio.current_time())
@@ -471,7 +492,7 @@ class DockerRuntime:
     async def _start(self, slot: str, want: _Desired, book: SlotBook) -> None:
         if self._desired.get(slot) is not want:
             return
-        refused = self.policy.refusal(want.spec, self.node)
+        refused = self.policy.refusal(want.spec, self.node) or missing_ports(want.spec, want.claim)
         if refused is not None:
             self._update_book(slot, book, give_up(book, refused))
             self._tell_give_up(slot, refused)
@@ -494,7 +515,30 @@ class DockerRuntime:
                 return
         cid = await self._create(slot, want)
         self._note(f"started {slot} ({cid[:12]})")
-        await self.engine.call("start", self.engine.api.start, cid)
+        try:
+            await self.engine.call("start", self.engine.api.start, cid)
+        except RuntimeProblem as e:
+            if not self._gave_up_on_clash(slot, want, book, e):
+                raise
+            # Never started: it holds nothing, and its ports may be had later.
+            await self._remove_quietly(cid)
+
+    def _gave_up_on_clash(self, slot: str, want: _Desired, book: SlotBook, e: RuntimeProblem) -> bool:
+        """If Docker refused a start because a host port is held by something
+        else, give up on the slot here (placement moves it) and say True."""
+        reason = port_clash(engine_message(e), self.node, want.spec, want.claim, self.cfg.publish_address)
+        if reason is None:
+            return False
+        if self._desired.get(slot) is want:
+            self._update_book(slot, book, give_up(book, reason))
+            self._tell_give_up(slot, reason)
+        return True
+
+    async def _remove_quietly(self, cid: str) -> None:
+        try:
+            await self.engine.call("rm", self.engine.api.remove_container, cid, v=True, force=True)
+        except RuntimeProblem as e:
+            log.debug("%s", e)
 
     async def _create(self, slot: str, want: _Desired) -> str:
         api = self.engine.api
@@ -563,3 +607,10 @@ class DockerRuntime:
         if c is None:
             raise LookupError(f"no container for {slot} on {self.node}")
         return stream_logs(self.engine, c.id, slot, follow, tail)
+
+
+def engine_message(e: RuntimeProblem) -> str:
+    """The engine's whole answer to a failed call (the RuntimeProblem's text
+    is cut short for logs, and may lose the part that says what went wrong)."""
+    cause = e.__cause__
+    return str(getattr(cause, "explanation", None) or cause or e)

@@ -170,6 +170,7 @@ def test_env_is_sorted_and_exact():
     ({"X": ["a"]}, "env.X", "must be a string, got an array"),
     ({"X": "nul\x00"}, "env.X", "NUL"),
     ({"X": "v" * 9000}, "env.X", "at most 8192"),
+    ({"SHOAL_PORT_HTTP": "80"}, "env.SHOAL_PORT_HTTP", "SHOAL_* variables are set by shoal"),
     (["A=1"], "env", "must be a table, got an array"),
     ("A=1", "env", "must be a table, got a string"),
 ])

@@ -1,6 +1,7 @@
-"""node/runtime/containers.py: a replica's spec and its node's container policy
-as the Engine API's container config (no dockerd: the SDK's own HostConfig
-builder turns the arguments into the JSON dockerd receives)."""
+"""node/runtime/containers.py and network.py: a replica's spec, its claim and
+its node's container policy as the Engine API's container config (no dockerd:
+the SDK's own HostConfig builder turns the arguments into the JSON dockerd
+receives)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from auction.container_policy import DEFAULT_CAPS, SAFE_POLICY, ContainerPolicy
 from auction.spec import validate
 from node.runtime.config import API_VERSION, DockerRuntimeConfig
 from node.runtime.containers import PolicyRefused, create_kwargs
+from node.runtime.network import gateway_of, missing_ports, port_clash
 
 host_config = functools.partial(HostConfig, API_VERSION)
 
@@ -22,10 +24,13 @@ def spec(**more):
     return validate({"name": "web", "image": "busybox", "command": ["sleep", "9"], **more})
 
 
-def created(sp, policy=SAFE_POLICY, node="n1"):
-    claim = Claim("web/0", Ballot(3, "c"), node, False, sp.container_hash(), sp.demand())
-    return create_kwargs(node, "web/0", claim, sp, sp.container_hash(), DockerRuntimeConfig(),
-                         host_config, policy)
+def claim_of(sp, node="n1", ports=(), slot="web/0"):
+    return Claim(slot, Ballot(3, "c"), node, False, sp.container_hash(), sp.demand(), tuple(sorted(ports)))
+
+
+def created(sp, policy=SAFE_POLICY, node="n1", ports=(), cfg=None, slot="web/0"):
+    return create_kwargs(node, slot, claim_of(sp, node, ports, slot), sp, sp.container_hash(),
+                         cfg or DockerRuntimeConfig(), host_config, policy)
 
 
 def test_every_container_is_hardened_by_default():
@@ -38,7 +43,7 @@ def test_every_container_is_hardened_by_default():
     assert not hc.get("ReadonlyRootfs") and not hc.get("Devices")
     assert kw["user"] is None            # the image's USER
     # What was there before stays.
-    assert hc["NetworkMode"] == "none" and hc["Memory"] == 64 << 20 and hc["RestartPolicy"] == {"Name": "no"}
+    assert hc["NetworkMode"] == "bridge" and hc["Memory"] == 64 << 20 and hc["RestartPolicy"] == {"Name": "no"}
 
 
 def test_what_the_spec_asks_and_the_policy_allows_is_what_docker_is_told():
@@ -69,3 +74,102 @@ def test_a_spec_the_policy_does_not_allow_is_refused_not_weakened(more, reason):
     with pytest.raises(PolicyRefused) as info:
         created(spec(**more))
     assert str(info.value) == reason
+
+
+# ---- networking (node/runtime/network.py) -------------------------------------------------------
+
+WEB_PORTS = {"http": {"to": 8080}, "admin-ui": {"to": 9000, "static": 9000}}
+
+
+def env_of(kw):
+    return dict(kw["environment"])
+
+
+def test_bridge_publishes_each_port_on_the_publish_address_only_tcp_and_udp():
+    sp = spec(ports=WEB_PORTS)
+    kw = created(sp, ports=[("http", 20001), ("admin-ui", 9000)])
+    hc = kw["host_config"]
+    assert hc["NetworkMode"] == "bridge"
+    assert hc["PortBindings"] == {
+        "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "20001"}],
+        "8080/udp": [{"HostIp": "127.0.0.1", "HostPort": "20001"}],
+        "9000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}],
+        "9000/udp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}]}
+    assert sorted(kw["ports"]) == [(8080, "tcp"), (8080, "udp"), (9000, "tcp"), (9000, "udp")]
+    assert "Dns" not in hc and "DnsSearch" not in hc          # Docker's default resolvers
+    # The operator's publish address is the only one used.
+    hc = created(sp, ports=[("http", 20001), ("admin-ui", 9000)],
+                 cfg=DockerRuntimeConfig(publish_address="10.78.0.2"))["host_config"]
+    assert {b["HostIp"] for binds in hc["PortBindings"].values() for b in binds} == {"10.78.0.2"}
+
+
+def test_the_replica_learns_its_ports_addresses_node_and_slot():
+    sp = spec(ports=WEB_PORTS, env={"GREETING": "hi"})
+    kw = created(sp, node="node-2", slot="web/4", ports=[("http", 20001), ("admin-ui", 9000)],
+                 cfg=DockerRuntimeConfig(publish_address="10.78.0.3"))
+    assert env_of(kw) == {
+        "GREETING": "hi", "SHOAL_JOB": "web", "SHOAL_SLOT": "4", "SHOAL_NODE": "node-2",
+        "SHOAL_PORT_HTTP": "8080", "SHOAL_HOST_PORT_HTTP": "20001", "SHOAL_ADDR_HTTP": "10.78.0.3:20001",
+        "SHOAL_PORT_ADMIN_UI": "9000", "SHOAL_HOST_PORT_ADMIN_UI": "9000", "SHOAL_ADDR_ADMIN_UI": "10.78.0.3:9000"}
+    # IPv6 addresses are bracketed, as in a URL.
+    kw = created(sp, ports=[("http", 20001), ("admin-ui", 9000)], cfg=DockerRuntimeConfig(publish_address="fd00::2"))
+    assert env_of(kw)["SHOAL_ADDR_HTTP"] == "[fd00::2]:20001"
+
+
+def test_host_networking_has_no_bindings_and_the_replica_listens_on_its_host_port():
+    sp = spec(network="host", ports={"http": {}, "metrics": {"static": 9100}})
+    kw = created(sp, ports=[("http", 20007), ("metrics", 9100)])
+    hc = kw["host_config"]
+    assert hc["NetworkMode"] == "host" and not hc.get("PortBindings") and kw["ports"] is None
+    env = env_of(kw)
+    assert env["SHOAL_PORT_HTTP"] == env["SHOAL_HOST_PORT_HTTP"] == "20007"
+    assert env["SHOAL_ADDR_METRICS"] == "127.0.0.1:9100"
+    # DNS settings are for bridge replicas (host ones use the host's resolvers).
+    hc = created(sp, ports=[("http", 20007), ("metrics", 9100)],
+                 cfg=DockerRuntimeConfig(dns_servers=("172.17.0.1",), dns_search=("service.shoal",)))["host_config"]
+    assert "Dns" not in hc and "DnsSearch" not in hc
+
+
+def test_no_network_is_none_and_a_job_without_ports_still_learns_who_it_is():
+    kw = created(spec(network="none"), slot="web/0")
+    assert kw["host_config"]["NetworkMode"] == "none" and kw["ports"] is None
+    assert env_of(kw) == {"SHOAL_JOB": "web", "SHOAL_SLOT": "0", "SHOAL_NODE": "n1"}
+    hc = created(spec())["host_config"]
+    assert hc["NetworkMode"] == "bridge" and not hc.get("PortBindings")
+
+
+def test_bridge_containers_get_the_configured_resolvers():
+    cfg = DockerRuntimeConfig(dns_servers=("172.17.0.1",), dns_search=("service.shoal",))
+    hc = created(spec(), cfg=cfg)["host_config"]
+    assert hc["Dns"] == ["172.17.0.1"] and hc["DnsSearch"] == ["service.shoal"]
+
+
+def test_a_port_the_claim_gives_no_host_port_is_a_reason_to_give_up():
+    sp = spec(ports=WEB_PORTS)
+    assert missing_ports(sp, claim_of(sp, ports=[("http", 20001)])) == "no host port was assigned to port admin-ui"
+    assert missing_ports(sp, claim_of(sp)) == "no host port was assigned to ports admin-ui, http"
+    assert missing_ports(sp, claim_of(sp, ports=[("http", 20001), ("admin-ui", 9000)])) is None
+    assert missing_ports(spec(), claim_of(spec())) is None
+
+
+@pytest.mark.parametrize("message", [
+    # dockerd 20.10's answers (its userland proxy, its port allocator)
+    "driver failed programming external connectivity on endpoint shoal-web-0-3 (0123abcd): Error starting "
+    "userland proxy: listen tcp4 127.0.0.1:20001: bind: address already in use",
+    "driver failed programming external connectivity on endpoint shoal-web-0-3 (0123abcd): Bind for "
+    "127.0.0.1:20001 failed: port is already allocated",
+])
+def test_a_host_port_held_by_something_else_is_named_in_the_reason(message):
+    sp = spec(ports=WEB_PORTS)
+    c = claim_of(sp, ports=[("http", 20001), ("admin-ui", 9000)])
+    assert port_clash(message, "n1", sp, c, "127.0.0.1") == (
+        "host port 127.0.0.1:20001 (http) is already in use on node n1")
+    assert port_clash("No such image: busybox", "n1", sp, c, "127.0.0.1") is None
+
+
+def test_the_bridge_gateway_from_the_engine_network_inspection():
+    assert gateway_of({"IPAM": {"Config": [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]}}) == "172.18.0.1"
+    # dockerd leaves Gateway out for the default bridge it made: the subnet's first address.
+    assert gateway_of({"IPAM": {"Config": [{"Subnet": "172.17.0.0/16"}]}}) == "172.17.0.1"
+    assert gateway_of({"IPAM": {"Config": [{"Subnet": "fd00::/64"}]}}) is None
+    assert gateway_of({"IPAM": {"Config": None}}) is None and gateway_of({}) is None

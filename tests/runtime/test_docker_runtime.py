@@ -1,24 +1,21 @@
 """node/runtime/docker.py's DockerRuntime against a real dockerd.
 
-Root only (skipped otherwise): the session fixture runs scripts/docker-up and
-scripts/build-image.  Every test uses its own node name, so the containers it
-makes carry their own `shoal.node` label, and a fixture force-removes them
-all afterwards, pass or fail.  A stalled engine is simulated by a Unix
+Root only (skipped otherwise): the session fixture (conftest.py) runs
+scripts/docker-up and scripts/build-image.  Every test uses its own node
+name, so the containers it makes carry their own `shoal.node` label, and a
+fixture force-removes them all afterwards, pass or fail.  A stalled engine is simulated by a Unix
 socket that accepts connections and never answers (switchable to a plain
 proxy to the real engine, to show recovery).
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import socket
-import subprocess
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import trio
@@ -36,12 +33,10 @@ from node.runtime.docker import (
     rolling_allowed,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 SOCK = "/var/run/docker.sock"
 IMAGE = "shoal-demo:latest"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="starts dockerd: needs root")
-_ids = itertools.count()
 
 
 # ---- pure helpers (no docker) -----------------------------------------------------------
@@ -104,45 +99,6 @@ def test_slot_states_and_images_from_the_last_pass():
 
 
 # ---- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def engine():
-    if os.geteuid() != 0:
-        pytest.skip("starts dockerd: needs root")
-    already = _answers(SOCK)
-    for script in ("docker-up", "build-image"):
-        out = subprocess.run([str(ROOT / "scripts" / script)], check=False, capture_output=True, text=True,
-                             timeout=600, stdin=subprocess.DEVNULL)
-        assert out.returncode == 0, f"scripts/{script} failed:\n{out.stderr}"
-    import docker
-    client = docker.DockerClient(base_url=f"unix://{SOCK}", version="1.41", timeout=60)
-    yield client
-    client.close()
-    if not already:    # we started it: leave nothing running
-        subprocess.run([str(ROOT / "scripts" / "docker-down")], check=False, capture_output=True, timeout=120,
-                       stdin=subprocess.DEVNULL)
-
-
-def _answers(path: str) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(3)
-            s.connect(path)
-            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            return b" 200 " in s.recv(64)
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def node(engine):
-    """A node name of our own; every container labelled with it is removed afterwards."""
-    name = f"rt{os.getpid()}-{next(_ids)}"
-    yield name
-    for c in engine.containers.list(all=True, filters={"label": f"shoal.node={name}"}):
-        with contextlib.suppress(Exception):    # gone already, or the engine is down
-            c.remove(force=True)
 
 
 def spec(**kw):
@@ -212,10 +168,11 @@ async def test_start_applies_labels_limits_and_network(engine, node):
         hc = attrs["HostConfig"]
         assert hc["NanoCpus"] == 500_000_000
         assert hc["Memory"] == 48 * 1024 * 1024
-        assert hc["NetworkMode"] == "none"
+        assert hc["NetworkMode"] == "bridge"       # the spec's default network
         assert hc["RestartPolicy"]["Name"] in ("no", "")
         assert attrs["Config"]["Cmd"] == ["sleep", "600"]
         assert "GREETING=hi" in attrs["Config"]["Env"]
+        assert {"SHOAL_JOB=web", "SHOAL_SLOT=2", f"SHOAL_NODE={node}"} <= set(attrs["Config"]["Env"])
         # the limits are real: the container's own cgroup says so
         out = ctr.exec_run(["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).output
         assert int(out) == 48 * 1024 * 1024
