@@ -27,7 +27,9 @@ The rules, in the order a pass applies them:
      pass that sees it so emits `Adopt` (a container found after an agent
      restart, or one we just (re)started) and starts its stable-run clock;
      once it stayed up `Rules.stable_after_s` the backoff starts over.  Old-
-     spec containers of the slot are removed now that the new one runs.
+     spec containers of the slot are removed once the new one is `ready`
+     (its health check, if it has one, passed), so a replacement never
+     leaves the slot with nothing that serves.
   5. A slot that gave up here, or whose container exited for good as its
      policy says (`done`), is left alone until the core stops it or starts it
      under a new ballot or spec (the driver then starts a fresh `SlotBook`).
@@ -118,7 +120,13 @@ class ObservedContainer:
 
     @property
     def ok(self) -> bool:
+        """Up and not unhealthy: left alone (its health check may still be starting)."""
         return self.state == "running" and self.health != "unhealthy"
+
+    @property
+    def ready(self) -> bool:
+        """Up, and healthy if it has a health check: it serves."""
+        return self.ok and self.health != "starting"
 
     def exit_code(self) -> int | None:
         m = _STATUS_EXIT_RE.search(self.status)
@@ -272,7 +280,7 @@ class RollingView:
 
     has_old: bool            # a container of the right ballot but an older spec exists
     has_new: bool            # a container of the current spec exists (or is being made)
-    new_running: bool        # ... and it runs (not unhealthy)
+    new_running: bool        # ... and it is ready (up, healthy if it has a check)
 
 
 def rolling_allowed(slots: Mapping[str, RollingView]) -> set[str]:
@@ -348,7 +356,7 @@ def decide(desired: Mapping[str, DesiredReplica], observed: Iterable[ObservedCon
         old[slot] = [c for c in cs if c.spec_hash != want.spec_hash]
         views[want.job][slot] = RollingView(
             has_old=bool(old[slot]), has_new=bool(current[slot]) or slot_key(slot) in busy,
-            new_running=any(c.ok for c in current[slot]))
+            new_running=any(c.ready for c in current[slot]))
     allowed: set[str] = set()
     for job_views in views.values():
         allowed |= rolling_allowed(job_views)
@@ -384,7 +392,7 @@ class _Pass:
                 self.act(Remove(extra, "duplicate"))
         mine = cur[0] if cur else None
         if mine is not None and mine.ok:    # rule 4
-            for o in old:
+            for o in old if mine.ready else ():
                 if container_key(o.id) not in busy:
                     self.act(Remove(o, "replaced by the new spec"))
             if st.running_since is None:

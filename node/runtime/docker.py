@@ -29,6 +29,10 @@ gives a port of the job no host port, or when Docker cannot publish a host
 port because something else holds it (node/runtime/network.py: `port_clash`).
 The bookkeeping is reset when `start()` brings a new ballot or spec.
 
+A slot is "running" (`slot_states`, what the agent publishes and the service
+catalog lists) only once its container is up and, if it has a health check,
+Docker says it is healthy; until then it is "starting".
+
 The rest is split by concern: containers.py (names, labels, HostConfig,
 reading listings back), network.py (network mode, ports, DNS, the
 replica's `SHOAL_*` variables), engine.py (bounded, timed-out calls; engine
@@ -109,6 +113,7 @@ log = logging.getLogger("shoal.runtime")
 DIE_RECHECK_S = 0.2
 MAX_EVENT_HISTORY = 256
 MAX_PENDING_CALLBACKS = 1024
+HEALTH_PENDING = "health check not passed yet"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -223,9 +228,10 @@ class DockerRuntime:
 
     def slot_states(self) -> dict[str, tuple[str, str]]:
         """Every desired slot -> (state, reason), from the last pass:
-        running (its current container is up and not unhealthy), starting
-        (no container yet, being created, or an older-spec container still
-        being replaced), failed (exited non-zero or unhealthy and waiting
+        running (its current container is up and, if it has a health check,
+        healthy), starting (no container yet, being created, an older-spec
+        container still being replaced, or up but its health check has not
+        passed yet: reason "health check not passed yet"), failed (exited non-zero or unhealthy and waiting
         for its restart, or given up here), exited (stopped for good, as its
         restart policy says)."""
         by_slot: dict[str, list[ObservedContainer]] = collections.defaultdict(list)
@@ -237,8 +243,10 @@ class DockerRuntime:
             current = [c for c in by_slot.get(slot, ()) if c.ballot == want.ballot and c.spec_hash == want.spec_hash]
             if st is not None and st.gave_up:
                 out[slot] = ("failed", f"gave up here: {st.gave_up}")
-            elif any(c.ok for c in current):
+            elif any(c.ready for c in current):
                 out[slot] = ("running", "")
+            elif any(c.ok for c in current):
+                out[slot] = ("starting", HEALTH_PENDING)
             elif st is not None and st.done:
                 out[slot] = ("exited", st.done)
             elif any(c.state in ("exited", "dead") or (c.state == "running" and not c.ok) for c in current):

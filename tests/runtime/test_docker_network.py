@@ -5,7 +5,8 @@ its published port (dynamic or static), on the publish address only; a host-
 network replica listening on the port shoal gave it; the SHOAL_* variables
 inside; a host port something else holds failing the slot here with a reason
 naming the port; a stopped replica's port free for the next one; containers
-using the resolvers the runtime is given.
+using the resolvers the runtime is given; a replica whose health check has
+not passed yet reported as starting, not running.
 """
 
 from __future__ import annotations
@@ -185,4 +186,20 @@ async def test_bridge_gateway_and_the_containers_resolvers(engine, node):
         resolv = ctr.exec_run(["cat", "/etc/resolv.conf"]).output.decode()
         assert f"nameserver {gateway}" in resolv.splitlines()
         assert "search service.shoal" in resolv.splitlines()
+        n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_a_replica_is_running_only_once_its_health_check_passed(engine, node):
+    rt = DockerRuntime(node, fast())
+    # shoal-demo:healthy: healthy while /tmp/healthy exists (checked every second).
+    sp = spec(image="shoal-demo:healthy", command=["sh", "-c", "sleep 3; touch /tmp/healthy; sleep 600"])
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(claim(node, sp), sp)
+        # The container is up, its check has not passed yet: starting, with the reason ...
+        await until(lambda: rt.slot_states()["web/0"] == ("starting", "health check not passed yet"))
+        assert await running(rt, "web/0") and rt.stats()["running"] == {}
+        # ... running once Docker says healthy.
+        await until(lambda: rt.slot_states()["web/0"] == ("running", ""), timeout=20)
         n.cancel_scope.cancel()

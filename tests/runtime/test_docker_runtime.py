@@ -65,7 +65,7 @@ def test_slot_states_and_images_from_the_last_pass():
     """What the agent publishes (node/status.py) and hands to placement, without an engine."""
     rt = DockerRuntime("n1", DockerRuntimeConfig(docker_host="unix:///nonexistent"))
     sp = spec(restart={"policy": "never"})
-    for i in range(6):
+    for i in range(8):
         rt.start(claim("n1", sp, i), sp)
     b, h = "1/c1", sp.container_hash()
 
@@ -78,17 +78,20 @@ def test_slot_states_and_images_from_the_last_pass():
         ctr(2, "running", "Up 1 minute", spec_hash="older"),       # being replaced: not running yet
         ctr(3, "running", "Up 1 minute (unhealthy)"),
         ctr(5, "running", "Up 1 minute", ballot="0/c9"),           # a stale ballot's container
+        ctr(6, "running", "Up 2 seconds (health: starting)"),       # up, not serving yet
+        ctr(7, "running", "Up 1 minute"),                           # up, no health check
     ]}
     rt._slots["web/1"] = replace(rt._slots["web/1"], last_exit="exited 1")
     rt._slots["web/4"] = replace(rt._slots["web/4"], gave_up="image x is not on node n1")
     assert rt.slot_states() == {
         "web/0": ("running", ""), "web/1": ("failed", "exited 1"), "web/2": ("starting", ""),
         "web/3": ("failed", "Up 1 minute (unhealthy)"), "web/4": ("failed", "gave up here: image x is not on node n1"),
-        "web/5": ("starting", "")}
+        "web/5": ("starting", ""), "web/6": ("starting", "health check not passed yet"),
+        "web/7": ("running", "")}
     rt._slots["web/1"] = replace(rt._slots["web/1"], done="exited 0 (policy never: not restarted)")
     rt._actual["id1"] = ctr(1, "exited", "Exited (0) 2 seconds ago")
     assert rt.slot_states()["web/1"] == ("exited", "exited 0 (policy never: not restarted)")
-    assert rt.stats()["running"] == {"web/0": {"ballot": b}}
+    assert rt.stats()["running"] == {"web/0": {"ballot": b}, "web/7": {"ballot": b}}
 
     assert rt.images() is None                                    # not listed yet: decline nothing
     rt._images, rt._image_ids, rt._images_known = {"shoal-demo:latest"}, {"sha256:abc"}, True
