@@ -26,7 +26,8 @@ here, when the node's container policy (`policy`, the agent's
 `[containers]` table) does not allow what the spec asks (the bidder
 declines such jobs, this is the second line of defence), when the claim
 gives a port of the job no host port, or when Docker cannot publish a host
-port because something else holds it (node/runtime/network.py: `port_clash`).
+port because something else holds it, or when the engine lacks the job's
+network (node/runtime/network.py: `start_refusal`).
 The bookkeeping is reset when `start()` brings a new ballot or spec.
 
 A slot is "running" (`slot_states`, what the agent publishes and the service
@@ -101,7 +102,7 @@ from node.runtime.engine import (
 from node.runtime.events import EventPump
 from node.runtime.interface import Runtime
 from node.runtime.logs import stream_logs
-from node.runtime.network import gateway_of, missing_ports, port_clash
+from node.runtime.network import gateway_of, missing_ports, start_refusal
 
 # Names other modules and tests import from here.
 __all__ = ["DockerRuntime", "DockerRuntimeConfig", "EngineError", "RollingView", "Runtime", "RuntimeProblem",
@@ -488,7 +489,7 @@ class DockerRuntime:
             else:
                 await self.engine.call("start", self.engine.api.start, c.id)
         except RuntimeProblem as e:
-            if not self._gave_up_on_clash(slot, want, book, e):
+            if not self._gave_up_on_refusal(slot, want, book, e):
                 raise
             return
         if counts:
@@ -526,15 +527,16 @@ class DockerRuntime:
         try:
             await self.engine.call("start", self.engine.api.start, cid)
         except RuntimeProblem as e:
-            if not self._gave_up_on_clash(slot, want, book, e):
+            if not self._gave_up_on_refusal(slot, want, book, e):
                 raise
             # Never started: it holds nothing, and its ports may be had later.
             await self._remove_quietly(cid)
 
-    def _gave_up_on_clash(self, slot: str, want: _Desired, book: SlotBook, e: RuntimeProblem) -> bool:
-        """If Docker refused a start because a host port is held by something
-        else, give up on the slot here (placement moves it) and say True."""
-        reason = port_clash(engine_message(e), self.node, want.spec, want.claim, self.cfg.publish_address)
+    def _gave_up_on_refusal(self, slot: str, want: _Desired, book: SlotBook, e: RuntimeProblem) -> bool:
+        """If Docker refused a start for a reason this node cannot mend (a host
+        port held by something else, no such network), give up on the slot
+        here (placement moves it) and say True."""
+        reason = start_refusal(engine_message(e), self.node, want.spec, want.claim, self.cfg.publish_address)
         if reason is None:
             return False
         if self._desired.get(slot) is want:

@@ -30,8 +30,10 @@ Every replica gets, set after the spec's own `env` so that they always hold
 
 A host port something else holds makes Docker refuse to start the container
 ("address already in use" from its port proxy, "port is already allocated"
-from its own allocator): `port_clash` turns that answer into the reason the
-slot gives up on this node with, so placement puts it elsewhere.
+from its own allocator), and so does an engine without the network the job
+asks for (a dockerd started with --bridge=none has no `bridge`):
+`start_refusal` turns such an answer into the reason the slot gives up on
+this node with, so placement puts it elsewhere.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ ENV_ADDR = "SHOAL_ADDR_"
 # could not bind it, or its allocator knows another container holds it.
 _CLASH_RE = re.compile(r"address already in use|port is already allocated", re.IGNORECASE)
 _HOST_PORT_RE = re.compile(r":(\d{1,5})\b")
+_NO_NETWORK_RE = re.compile(r"network (\S+) not found")
 
 
 def host_ports(spec: JobSpec, claim: Claim) -> dict[str, int]:
@@ -142,6 +145,21 @@ def port_clash(message: str, node: str, spec: JobSpec, claim: Claim, publish_add
     hit = [(label, port) for label, port in ports.items() if port in named] or list(ports.items())
     what = ", ".join(f"{address(publish_address, port)} ({label})" for label, port in hit) or "a published port"
     return f"host port {what} is already in use on node {node}"
+
+
+def missing_network(message: str, node: str) -> str | None:
+    """If `message` (dockerd's answer to a start) says the container's network
+    does not exist on this engine, the reason this node gives up on the slot."""
+    m = _NO_NETWORK_RE.search(message)
+    if m is None:
+        return None
+    return f"the Docker engine of node {node} has no {m.group(1)} network"
+
+
+def start_refusal(message: str, node: str, spec: JobSpec, claim: Claim, publish_address: str) -> str | None:
+    """Why dockerd's answer to a start means this node cannot run the replica
+    (so it gives up on the slot here), or None for any other failure."""
+    return port_clash(message, node, spec, claim, publish_address) or missing_network(message, node)
 
 
 def gateway_of(network: dict[str, Any]) -> str | None:

@@ -15,7 +15,7 @@ from auction.container_policy import DEFAULT_CAPS, SAFE_POLICY, ContainerPolicy
 from auction.spec import validate
 from node.runtime.config import API_VERSION, DockerRuntimeConfig
 from node.runtime.containers import PolicyRefused, create_kwargs
-from node.runtime.network import gateway_of, missing_ports, port_clash
+from node.runtime.network import gateway_of, missing_ports, port_clash, start_refusal
 
 host_config = functools.partial(HostConfig, API_VERSION)
 
@@ -165,6 +165,14 @@ def test_a_host_port_held_by_something_else_is_named_in_the_reason(message):
     assert port_clash(message, "n1", sp, c, "127.0.0.1") == (
         "host port 127.0.0.1:20001 (http) is already in use on node n1")
     assert port_clash("No such image: busybox", "n1", sp, c, "127.0.0.1") is None
+
+
+def test_an_engine_without_the_jobs_network_is_a_reason_to_give_up():
+    sp = spec()
+    # dockerd 20.10's answer to starting a bridge container when it runs with --bridge=none
+    assert start_refusal("network bridge not found", "n1", sp, claim_of(sp), "127.0.0.1") == (
+        "the Docker engine of node n1 has no bridge network")
+    assert start_refusal("container exited with code 1", "n1", sp, claim_of(sp), "127.0.0.1") is None
 
 
 def test_the_bridge_gateway_from_the_engine_network_inspection():
