@@ -2,7 +2,8 @@
 
 How this works: `make_runtime` builds the runtime the config names (the fake
 one, or Docker with callbacks that feed `ReplicaGaveUp` to the core and report
-the engine's health to node.agent.health).  `watch_runtime` polls the
+the engine's health to node.agent.health; bridge replicas' ports are published
+on the node's advertise host, see `docker_settings`).  `watch_runtime` polls the
 runtime's non-blocking snapshots every `RUNTIME_POLL_S` and feeds the core
 what changed: the local images (`ImageInventory`: calls for bids for a missing
 image are declined) and each slot's state (`RuntimeSlots`: published in our
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from node.agent.config import ConfigError
+from node.agent.config import AgentConfig, ConfigError, advertise_address
 from node.agent.health import RUNTIME
 from node.core.inputs import ImageInventory, ReplicaGaveUp, RuntimeSlots
 from node.runtime.fake import FakeRuntime
@@ -43,7 +44,7 @@ def make_runtime(agent: Agent) -> Any:
         from node.runtime.docker import DockerRuntime, DockerRuntimeConfig
     except ImportError as e:
         raise ConfigError("runtime", f"the docker runtime cannot be loaded: {e}") from None
-    rt_cfg = DockerRuntimeConfig(docker_host=cfg.docker_host) if cfg.docker_host else DockerRuntimeConfig()
+    rt_cfg = DockerRuntimeConfig(**docker_settings(cfg))
 
     def gave_up(slot: str, reason: str) -> Awaitable[Any]:
         log.warning("runtime gave up on %s here: %s", slot, reason)
@@ -54,6 +55,20 @@ def make_runtime(agent: Agent) -> Any:
 
     return DockerRuntime(agent.name, rt_cfg, on_give_up=gave_up, on_health=health,
                          policy=agent.config.containers)
+
+
+def docker_settings(cfg: AgentConfig) -> dict[str, Any]:
+    """The agent's settings for the Docker runtime (DockerRuntimeConfig's
+    keyword arguments).  Ports are published on the host the node advertises
+    (where other nodes, and the catalog's users, reach it), never on every
+    interface.  The containers' DNS settings stay Docker's default here."""
+    # TODO(networking): take node.agent.config's publish_address(cfg, advertise)
+    # (the --publish-address setting, defaulting to the advertise host) once
+    # it exists; the advertise host is its default.
+    kw: dict[str, Any] = {"publish_address": advertise_address(cfg, 0).host}
+    if cfg.docker_host:
+        kw["docker_host"] = cfg.docker_host
+    return kw
 
 
 async def watch_claims_replayed(agent: Agent) -> None:

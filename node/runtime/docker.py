@@ -54,7 +54,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import trio
@@ -443,6 +443,13 @@ class DockerRuntime:
                 return None
             raise
         return gateway_of(network)
+
+    def use_dns(self, servers: tuple[str, ...], search: tuple[str, ...]) -> None:
+        """Bridge containers created from now on resolve with `servers` and
+        `search` (e.g. the agent's DNS on `bridge_gateway()`, `service.shoal`);
+        running ones keep what they were created with."""
+        self.cfg = replace(self.cfg, dns_servers=tuple(servers), dns_search=tuple(search))
+        self._note(f"dns: servers {', '.join(servers) or 'default'}, search {', '.join(search) or 'default'}")
 
     def _tell_give_up(self, slot: str, reason: str) -> None:
         self._note(f"{slot}: giving up here: {reason}")

@@ -165,27 +165,23 @@ async def test_a_port_the_claim_gives_no_host_port_fails_the_slot_with_the_reaso
 
 @needs_root
 async def test_bridge_gateway_and_the_containers_resolvers(engine, node):
-    probe = DockerRuntime(node, fast())
-    async with trio.open_nursery() as n:
-        await n.start(probe.run)
-        gateway = await probe.bridge_gateway()
-        n.cancel_scope.cancel()
-    # The engine's bridge interface carries that address on this host.
-    bridge = engine.networks.get("bridge").attrs["Options"]["com.docker.network.bridge.name"]
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge], capture_output=True, text=True,
-                         check=True).stdout
-    assert gateway is not None and f"inet {gateway}/" in out, out
-
-    rt = DockerRuntime(node, fast(dns_servers=(gateway,), dns_search=("service.shoal",)))
+    rt = DockerRuntime(node, fast())
     sp = spec()
     async with trio.open_nursery() as n:
         await n.start(rt.run)
+        gateway = await rt.bridge_gateway()
+        # The engine's bridge interface carries that address on this host.
+        bridge = engine.networks.get("bridge").attrs["Options"]["com.docker.network.bridge.name"]
+        out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge], capture_output=True, text=True,
+                             check=True).stdout
+        assert gateway is not None and f"inet {gateway}/" in out, out
+        # As the agent does once its DNS listens there: containers created from now on use it.
+        rt.use_dns((gateway,), ("service.shoal",))
         rt.start(claim(node, sp), sp)
         await until(lambda: running(rt, "web/0"))
         [ctr] = ours(engine, node)
-        resolv = ctr.exec_run(["cat", "/etc/resolv.conf"]).output.decode()
-        assert f"nameserver {gateway}" in resolv.splitlines()
-        assert "search service.shoal" in resolv.splitlines()
+        resolv = ctr.exec_run(["cat", "/etc/resolv.conf"]).output.decode().splitlines()
+        assert f"nameserver {gateway}" in resolv and "search service.shoal" in resolv, resolv
         n.cancel_scope.cancel()
 
 
