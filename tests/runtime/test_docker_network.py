@@ -21,7 +21,7 @@ from dataclasses import replace
 import trio
 
 from node.runtime.docker import DockerRuntime
-from test_docker_runtime import claim, fast, needs_root, ours, running, spec, until  # same directory
+from test_docker_runtime import IMAGE, claim, fast, needs_root, ours, running, spec, until  # same directory
 
 # Writes a page naming the replica, then serves it (busybox httpd, foreground).
 SERVE = ('echo "node=$SHOAL_NODE slot=$SHOAL_SLOT port=$SHOAL_PORT_HTTP addr=$SHOAL_ADDR_HTTP" '
@@ -147,6 +147,27 @@ async def test_a_host_port_held_by_something_else_fails_the_slot_here_with_the_r
             assert len(gave_up) == 1
             await until(lambda: not ours(engine, node), timeout=20)
             n.cancel_scope.cancel()
+
+
+@needs_root
+async def test_a_host_port_another_container_publishes_fails_the_slot_here_with_the_reason(engine, node):
+    """Docker's own allocator answers this one ("port is already allocated"):
+    e.g. an agent sharing its engine with another one that gave out the same port."""
+    port = free_port()
+    other = engine.containers.run(IMAGE, ["sleep", "600"], detach=True, ports={"80/tcp": ("127.0.0.1", port)},
+                                  labels={"shoal.node": f"{node}-someone-else"})
+    try:
+        gave_up = []
+        rt = DockerRuntime(node, fast(), on_give_up=lambda s, r: gave_up.append((s, r)))
+        sp = web(ports={"http": {"to": 8080}})
+        async with trio.open_nursery() as n:
+            await n.start(rt.run)
+            rt.start(with_ports(claim(node, sp), http=port), sp)
+            await until(lambda: gave_up, timeout=30)
+            assert gave_up == [("web/0", f"host port 127.0.0.1:{port} (http) is already in use on node {node}")]
+            n.cancel_scope.cancel()
+    finally:
+        other.remove(force=True)
 
 
 @needs_root
