@@ -25,10 +25,10 @@ the node core's `ReplicaGaveUp` input); a start also gives up when the image is 
 here, when the node's container policy (`policy`, the agent's
 `[containers]` table) does not allow what the spec asks (the bidder
 declines such jobs, this is the second line of defence), when the claim
-gives a port of the job no host port, or when Docker cannot publish a host
-port because something else holds it, or when the engine lacks the job's
-network (node/runtime/network.py: `start_refusal`).
-The bookkeeping is reset when `start()` brings a new ballot or spec.
+gives one of the job's ports no host port, and when Docker refuses the start
+for a reason the node cannot mend: a host port something else holds, no such
+network (node/runtime/network.py: `start_refusal`).  The bookkeeping is
+reset when `start()` brings a new ballot or spec.
 
 A slot is "running" (`slot_states`, what the agent publishes and the service
 catalog lists) only once its container is up and, if it has a health check,
@@ -96,6 +96,7 @@ from node.runtime.engine import (
     Engine,
     EngineError,
     RuntimeProblem,
+    engine_message,
     is_conflict,
     is_not_found,
 )
@@ -232,9 +233,9 @@ class DockerRuntime:
         running (its current container is up and, if it has a health check,
         healthy), starting (no container yet, being created, an older-spec
         container still being replaced, or up but its health check has not
-        passed yet: reason "health check not passed yet"), failed (exited non-zero or unhealthy and waiting
-        for its restart, or given up here), exited (stopped for good, as its
-        restart policy says)."""
+        passed yet: reason HEALTH_PENDING), failed (exited non-zero or
+        unhealthy and waiting for its restart, or given up here), exited
+        (stopped for good, as its restart policy says)."""
         by_slot: dict[str, list[ObservedContainer]] = collections.defaultdict(list)
         for c in self._actual.values():
             by_slot[c.slot].append(c)
@@ -624,10 +625,3 @@ class DockerRuntime:
         if c is None:
             raise LookupError(f"no container for {slot} on {self.node}")
         return stream_logs(self.engine, c.id, slot, follow, tail)
-
-
-def engine_message(e: RuntimeProblem) -> str:
-    """The engine's whole answer to a failed call (the RuntimeProblem's text
-    is cut short for logs, and may lose the part that says what went wrong)."""
-    cause = e.__cause__
-    return str(getattr(cause, "explanation", None) or cause or e)

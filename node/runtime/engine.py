@@ -145,6 +145,13 @@ def is_conflict(e: BaseException) -> bool:
     return "409" in str(e) or "Conflict" in str(e)
 
 
+def engine_message(e: RuntimeProblem) -> str:
+    """The engine's whole answer to a failed call (the RuntimeProblem's text
+    is cut short for logs, and may lose the part that says what went wrong)."""
+    cause = e.__cause__
+    return str(getattr(cause, "explanation", None) or cause or e)
+
+
 def explain(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     text = text.replace("\n", " ")
