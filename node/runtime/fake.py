@@ -35,8 +35,9 @@ Optional members, used when present:
         to `NodeCore.set_image_inventory`, so the node declines calls for
         bids for a job whose image it lacks, saying so.
     slot_states() -> dict[slot, (state, reason)]
-        running / starting / failed / exited per slot it was told to run;
-        the agent polls it, publishes changes as `container_state` events
+        running / starting / failed / exited per slot it was told to run
+        (running: up, and healthy if it has a health check: what the
+        service catalog lists); the agent polls it, publishes changes as `container_state` events
         and hands them to `NodeCore.set_runtime_slots` (gossiped in the
         node's status record: node/status.py's RuntimeSummary).
     async ps() -> list[dict]
@@ -48,6 +49,12 @@ Optional members, used when present:
         Called once the agent believes it has replayed every claim it holds
         (its claims digest matches its live peers', or it has been alone for
         a few seconds): containers not desired may be removed from then on.
+    async bridge_gateway() -> str | None
+        The host's address on the engine's bridge network (where the node's
+        bridge containers reach the agent, e.g. its DNS), None without one.
+    use_dns(servers, search) -> None
+        The resolvers and search domains of bridge containers created from
+        then on.
 
 Results come back to the core as inputs: the agent builds the Docker
 runtime as `DockerRuntime(name, on_give_up=..., on_health=...)` with
