@@ -579,7 +579,8 @@ class DockerRuntime:
     # ---- listing and logs ----
 
     async def ps(self) -> list[dict[str, Any]]:
-        """Our containers as the engine lists them now, with the slot's restart state."""
+        """Our containers as the engine lists them now, with the slot's restart
+        state and (for the slot's current container) its host ports by label."""
         containers = await self._list()
         out = []
         for c in sorted(containers, key=lambda c: (slot_sort_key(c.slot), c.created)):
@@ -590,6 +591,7 @@ class DockerRuntime:
             out.append({"slot": c.slot, "id": c.id[:12], "name": c.name, "node": self.node,
                         "state": c.state, "status": c.status, "health": c.health, "image": c.image,
                         "ballot": c.ballot, "spec_hash": c.spec_hash[:12], "role": role,
+                        "ports": dict(want.claim.ports) if want and role == "desired" else {},
                         "restarts": st.restarts if st else 0,
                         "gave_up": st.gave_up if st else None, "done": st.done if st else None})
         return out

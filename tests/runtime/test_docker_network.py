@@ -74,6 +74,8 @@ async def test_bridge_replica_is_reachable_on_its_dynamic_port_and_knows_its_env
         assert {k: v for k, v in env.items() if k.startswith("SHOAL_")} == {
             "SHOAL_JOB": "web", "SHOAL_SLOT": "3", "SHOAL_NODE": node, "SHOAL_PORT_HTTP": "8080",
             "SHOAL_HOST_PORT_HTTP": str(port), "SHOAL_ADDR_HTTP": f"127.0.0.1:{port}"}
+        [row] = await rt.ps()
+        assert row["ports"] == {"http": port}
         bindings = ctr.attrs["HostConfig"]["PortBindings"]
         assert bindings["8080/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
         assert bindings["8080/udp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
