@@ -3,7 +3,7 @@
 How this works: `make_runtime` builds the runtime the config names (the fake
 one, or Docker with callbacks that feed `ReplicaGaveUp` to the core and report
 the engine's health to node.agent.health; bridge replicas' ports are published
-on the node's advertise host, see `docker_settings`).  `watch_runtime` polls the
+on the node's publish address, see `docker_settings`).  `watch_runtime` polls the
 runtime's non-blocking snapshots every `RUNTIME_POLL_S` and feeds the core
 what changed: the local images (`ImageInventory`: calls for bids for a missing
 image are declined) and each slot's state (`RuntimeSlots`: published in our
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from node.agent.config import AgentConfig, ConfigError, advertise_address
+from node.agent.config import AgentConfig, ConfigError, advertise_address, publish_address
 from node.agent.health import RUNTIME
 from node.core.inputs import ImageInventory, ReplicaGaveUp, RuntimeSlots
 from node.runtime.fake import FakeRuntime
@@ -59,13 +59,12 @@ def make_runtime(agent: Agent) -> Any:
 
 def docker_settings(cfg: AgentConfig) -> dict[str, Any]:
     """The agent's settings for the Docker runtime (DockerRuntimeConfig's
-    keyword arguments).  Ports are published on the host the node advertises
-    (where other nodes, and the catalog's users, reach it), never on every
-    interface.  The containers' DNS settings stay Docker's default here."""
-    # TODO(networking): take node.agent.config's publish_address(cfg, advertise)
-    # (the --publish-address setting, defaulting to the advertise host) once
-    # it exists; the advertise host is its default.
-    kw: dict[str, Any] = {"publish_address": advertise_address(cfg, 0).host}
+    keyword arguments).  Ports are published on the node's publish address
+    (`--publish-address`, default the host the node advertises), never on
+    every interface unless the operator says so.  The containers' DNS
+    settings stay Docker's default here.  The runtime is made before the
+    gossip socket is bound; the advertise host does not depend on its port."""
+    kw: dict[str, Any] = {"publish_address": publish_address(cfg, advertise_address(cfg, 0))}
     if cfg.docker_host:
         kw["docker_host"] = cfg.docker_host
     return kw
