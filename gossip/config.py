@@ -13,6 +13,9 @@ computed here, in one place, so the core, the simulator and the docs agree:
                           ceil(log2(n) - log2(32)) + 1 once n > 32 (memberlist's
                           pushPullScale), so anti-entropy cost stays flat per node
 - probe timeout / interval under Lifeguard awareness = base * (1 + health score)
+- time to declare a dead member dead, nobody confirming (gossip.awareness):
+  detection_bound_s(n, h) = 2 (n - 1) (h + 1) probe_interval_s
+                            + suspicion max timeout, h <= awareness_max_multiplier - 1
 """
 
 from __future__ import annotations
@@ -103,6 +106,13 @@ class GossipConfig:
 
     def suspicion_max_timeout_s(self, n: int) -> float:
         return self.suspicion_max_timeout_mult * self.suspicion_min_timeout_s(n)
+
+    def detection_bound_s(self, n: int, health_score: int | None = None) -> float:
+        """Upper bound on the time from a member's death to our declaring it
+        dead, with nobody left to confirm (gossip.awareness derives it), at
+        a health score of at most `health_score` (default: the cap)."""
+        h = self.awareness_max_multiplier - 1 if health_score is None else health_score
+        return 2 * (max(1, n) - 1) * (h + 1) * self.probe_interval_s + self.suspicion_max_timeout_s(n)
 
     def suspicion_confirmations_wanted(self) -> int:
         # memberlist: k = SuspicionMult - 2, at least 0.

@@ -126,6 +126,9 @@ OLD_ALIVE_MAX = 65_536
 OLD_ALIVE_MAX_BYTES = 8 * 1024 * 1024
 # Answers to stale accusations remembered, by (sender, subject).
 CORRECTIONS_MAX = 4096
+# Health-score charges for silent indirect-probe helpers, remembered by
+# helper until it is found alive or suspected (gossip.awareness).
+SILENCE_CHARGES_MAX = 1024
 
 # ---- decode caches (gossip.memo) ------------------------------------------------
 # Recent decodings remembered by their bytes.  Only canonical messages (the

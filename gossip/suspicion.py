@@ -11,6 +11,13 @@ so a node many peers agree is down is declared dead quickly, while a lone
 suspicion (maybe our own link is bad) waits long enough for the suspect to
 refute.  With k = 0 the timeout is min at once.  (Lifeguard paper §IV-B;
 memberlist suspicion.go.)  Pure: the caller owns the clock and the timer.
+
+The upper bound holds whatever happens: `max` is where the timer starts,
+confirmations only shorten it, and neither bound depends on our own health
+score (gossip.awareness), so a node whose score is at its cap still declares
+an unconfirmed suspect dead suspicion_max_timeout_s(n) after suspecting it.
+That is what bounds detection when most members die at once and nobody is
+left to confirm (GossipConfig.detection_bound_s).
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ from .swim_base import (
     T_POST_JOIN,
     T_PROBE,
     T_PROBE_END,
+    T_PROBE_JUDGE,
     T_PROBE_TIMEOUT,
     T_PUSH_PULL,
     T_REAP,
@@ -280,6 +281,9 @@ class Swim(Probing, StateSync):
         elif kind == T_PROBE_END:
             assert isinstance(key, int)
             self._probe_end(key, now)
+        elif kind == T_PROBE_JUDGE:
+            assert isinstance(key, int)
+            self._probe_judged(key)
         elif kind == T_RELAY_TIMEOUT:
             assert isinstance(key, int)
             self._relay_timeout(key)

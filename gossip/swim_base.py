@@ -64,6 +64,7 @@ T_RECONNECT = 7
 T_POST_JOIN = 8
 T_REAP = 9
 T_REASK = 10
+T_PROBE_JUDGE = 11
 
 # A timer's key: a probe or relay sequence number, (name, generation) of a
 # suspicion, the number of a post-join sync, or nothing.
@@ -77,15 +78,22 @@ StreamContext = Address | int | None
 class Probe:
     """A probe we run: its target, and what has come back so far."""
 
-    __slots__ = ("acked", "expected_nacks", "incarnation", "indirect_started", "nacks", "target")
+    __slots__ = ("acked", "ended", "helpers", "incarnation", "indirect_started", "nack_helpers", "nacks",
+                 "target")
 
     def __init__(self, target: str, incarnation: int) -> None:
         self.target = target
         # The incarnation we probed: a failed probe accuses only that one.
         self.incarnation = incarnation
         self.acked = False
+        # Failed at its deadline; kept a little longer only to count late
+        # nacks for our health score (Probing._probe_judged).
+        self.ended = False
         self.nacks = 0
-        self.expected_nacks = 0
+        # Who we asked for an indirect probe, and which of them owe us a
+        # nack if the target stays silent (Lifeguard; protocol >= 4).
+        self.helpers = 0
+        self.nack_helpers: list[str] = []
         self.indirect_started = False
 
 
@@ -141,6 +149,8 @@ class SwimBase:
         self._suspicions: dict[str, Suspicion] = {}
         self._reask_scheduled = False  # one T_REASK timer while any suspicion is held
         self._suspicion_gen = 0
+        # Helper -> health-score points its silence cost us (gossip.awareness).
+        self._silence_charges: dict[str, int] = {}
         # (sender, subject) -> when we last answered its stale accusation.
         self._corrections: dict[tuple[Address, str], float] = {}
         self._streams: dict[int, tuple[StreamPurpose, StreamContext]] = {}
@@ -240,6 +250,15 @@ class SwimBase:
     def _drop(self, reason: str, src: Address | None) -> None:
         self._count(f"dropped_{reason}")
         self._emit(PacketDropped(reason, src))
+
+    def _settle_silence(self, name: str, refund: bool) -> None:
+        """`name`, an indirect-probe helper whose silence raised our health
+        score, is now known to be down (refund: give the points back) or up
+        (they stand)."""
+        charged = self._silence_charges.pop(name, 0)
+        if charged and refund:
+            self._awareness.apply_delta(-charged)
+            self._count("health_refunds")
 
     def _remember_old_alive(self, raw: bytes | None) -> None:
         if raw is not None:

@@ -111,6 +111,8 @@ class Membership(SwimBase):
         if is_local and a.incarnation < member.incarnation:
             return
         self._suspicions.pop(a.node, None)
+        if self._silence_charges:
+            self._settle_silence(a.node, refund=False)
         if is_local:
             if a.incarnation == member.incarnation and a.meta == member.meta and tuple(a.vsn) == member.vsn:
                 return  # our own alive coming back to us
@@ -142,6 +144,9 @@ class Membership(SwimBase):
             if src is not None:
                 self._correct_stale_accusation(member, src, now)
             return
+        if s.from_node != self.name and self._silence_charges:
+            # Another member finds it silent too: its silence was not ours.
+            self._settle_silence(s.node, refund=True)
         susp = self._suspicions.get(s.node)
         if susp is not None:
             if susp.confirm(s.from_node):
@@ -272,6 +277,8 @@ class Membership(SwimBase):
                 self._refute(d.incarnation, src)
             return
         self._queue.add(raw if raw is not None else encode(d), ("member", d.node))
+        if self._silence_charges:
+            self._settle_silence(d.node, refund=True)
         member.incarnation = d.incarnation
         if d.from_node == d.node:
             self._members.set_state(member, MemberState.LEFT, now)

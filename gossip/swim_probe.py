@@ -22,12 +22,13 @@ Lifeguard (Dadgar et al., 2018):
 from __future__ import annotations
 
 from .events import Address, MemberState, StreamPurpose
-from .limits import ACK_HANDLERS_MAX
+from .limits import ACK_HANDLERS_MAX, SILENCE_CHARGES_MAX
 from .members import bytes_to_host as _host_of
 from .messages import AckResp, IndirectPingReq, NackResp, Ping, Suspect
 from .swim_base import (
     T_PROBE,
     T_PROBE_END,
+    T_PROBE_JUDGE,
     T_PROBE_TIMEOUT,
     T_RELAY_TIMEOUT,
     Probe,
@@ -97,10 +98,11 @@ class Probing(Membership):
         helpers = self._members.random_members(
             self.config.indirect_checks,
             lambda m: m.state is MemberState.ALIVE and m.name != target.name)
+        probe.helpers = len(helpers)
         for helper in helpers:
             want_nack = helper.protocol_max >= 4
             if want_nack:
-                probe.expected_nacks += 1
+                probe.nack_helpers.append(helper.name)
             req = IndirectPingReq(seq, target.addr_bytes, target.port, target.name, want_nack,
                                   self._addr_bytes, self.addr.port, self.name)
             self._send(helper, helper.address, encode(req))
@@ -110,20 +112,21 @@ class Probing(Membership):
             self._open_stream(target.address, ping, StreamPurpose.PING, seq, True, max(remaining, 0.01))
 
     def _probe_end(self, seq: int, now: float) -> None:
-        probe = self._probes.pop(seq, None)
-        if probe is None or probe.acked:
+        probe = self._probes.get(seq)
+        if probe is None or probe.ended:
             return
-        self._probe_failed(probe, now)
+        if probe.acked:
+            del self._probes[seq]
+            return
+        probe.ended = True
+        self._count("probes_failed")
+        # Our health is judged a little later (_probe_judged), the
+        # suspicion now, as memberlist does at the probe's deadline.
+        self._schedule(now + self.config.probe_timeout_s, T_PROBE_JUDGE, seq)
+        self._suspect_unanswered(probe, now)
         self._probe_done(seq, now)
 
-    def _probe_failed(self, probe: Probe, now: float) -> None:
-        # Lifeguard: missing nacks mean *we* may be the problem.
-        if probe.expected_nacks > 0:
-            delta = max(0, probe.expected_nacks - probe.nacks)
-        else:
-            delta = 1
-        self._awareness.apply_delta(delta)
-        self._count("probes_failed")
+    def _suspect_unanswered(self, probe: Probe, now: float) -> None:
         target = self._members.get(probe.target)
         if target is None or target.dead_or_left():
             return
@@ -132,6 +135,38 @@ class Probing(Membership):
         # rejoined, or refuted, while our ping to its old self went
         # unanswered is not accused.
         self._on_suspect(Suspect(probe.incarnation, target.name, self.name), now)
+
+    def _probe_judged(self, seq: int) -> None:
+        """probe_timeout_s after a probe failed: what it says about our own
+        health, counting the nacks that came late.  A helper starts its
+        nack timer (probe_timeout_s, as memberlist's) only when our request
+        reaches it, probe_timeout_s into the probe, so at health 0 its nack
+        lands at or just after the probe's deadline (lan: 0.5 s + 0.5 s of
+        a 1 s interval); read at the deadline, as memberlist does, a healthy
+        node misses the nack of every live helper (Lifeguard paper, note 5)."""
+        probe = self._probes.pop(seq, None)
+        if probe is not None:
+            self._awareness.apply_delta(self._failed_probe_penalty(probe))
+
+    def _failed_probe_penalty(self, probe: Probe) -> int:
+        """What a failed probe adds to our health score (gossip.awareness
+        states the rule and where it departs from memberlist's)."""
+        if probe.helpers == 0 or probe.nacks:
+            return 0
+        if not probe.nack_helpers:
+            return 1  # helpers too old to nack: memberlist's +1
+        # One per silent helper (memberlist), but only those we still
+        # believe alive.
+        members = self._members.by_name
+        charges = self._silence_charges
+        owed = 0
+        for name in probe.nack_helpers:
+            helper = members.get(name)
+            if helper is not None and helper.state is MemberState.ALIVE:
+                owed += 1
+                if name in charges or len(charges) < SILENCE_CHARGES_MAX:
+                    charges[name] = charges.get(name, 0) + 1
+        return owed
 
     def _on_ping(self, ping: Ping, src: Address) -> None:
         if ping.node and ping.node != self.name:
@@ -181,8 +216,10 @@ class Probing(Membership):
     def _on_ack(self, seq: int, now: float) -> None:
         probe = self._probes.get(seq)
         if probe is not None:
-            if not probe.acked:
+            if not probe.acked and not probe.ended:
                 probe.acked = True
+                if self._silence_charges:
+                    self._settle_silence(probe.target, refund=False)
                 # Any ack, direct, relayed or over TCP, means the probe
                 # worked, which improves our own health (memberlist probeNode).
                 self._awareness.apply_delta(-1)
