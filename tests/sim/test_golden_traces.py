@@ -70,10 +70,10 @@ CASES = {
 }
 
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
-    ('gossip', 11): ('aba82ce3b5d2c9e537af913a5e9a23d70aabb946ce063d10166dd50c60a95bd6', 1041),
-    ('gossip', 12): ('22f7b1f64ba9213240409e5b394c201ac8d640b9edc31d6daa8ed7d3cae8d361', 1115),
+    ('gossip', 11): ('569da303662e40601548544b64e382bb7126117121b47a08151e0732e9a71db1', 1153),
+    ('gossip', 12): ('a98d0bca37fdb420eeb16cc124e8a2b3287557b96f1bc2114e0e6ac436f2670c', 1235),
     ('placement', 2): ('638172f33286a4706d8b84e8dfc13d0ca041afe21d552cee76951279c40598ef', 679),
-    ('placement', 5): ('e8399cd281f8461eb084fdfc2efa6fd7e62a2862b69682471ccb1ae06018a206', 690),
+    ('placement', 5): ('5bbc1ab6ca02e474b12e4e3b0d17e7b4b2a5e97ac654d5cee7495645f59f6489', 693),
 }
 
 
