@@ -110,6 +110,12 @@ PAYLOADS_MAX = 8192
 # LAN) carries both anyway.
 STRANGER_PAYLOADS_MAX = 256
 STRANGER_PAYLOAD_KEEP_S = 60.0
+# Members a push/pull named as dead that we did not know: remembered (their
+# address) so that a later suspicion of a newer incarnation can add them
+# (gossip.swim_membership, _learn_suspect).  A live member's alive or a
+# push/pull follows within seconds; the memory is only a shortcut.
+HEARD_DEAD_MAX = 256
+HEARD_DEAD_KEEP_S = 60.0
 # De-duplication memories (oldest forgotten first).
 SEEN_BROADCASTS_MAX = 16_384
 RECENT_USER_MAX = 4096

@@ -331,6 +331,8 @@ class Swim(Probing, StateSync):
                 self._payloads.pop(name, None)
         if self._payload_strangers:
             self._reap_stranger_payloads(now)
+        if self._heard_dead:
+            self._forget_heard_dead(now)
         # Forget probe bookkeeping that no timer will clear (bounded maps).
         if len(self._probes) > ACK_HANDLERS_MAX:
             self._probes.clear()

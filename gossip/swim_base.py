@@ -42,6 +42,7 @@ from .limits import (
     META_MAX_BYTES,
 )
 from .members import Member, MemberTable, addr_to_bytes
+from .messages import PushNodeState
 from .packet import seal_packet, seal_stream
 from .security import Keyring
 from .suspicion import Suspicion
@@ -151,6 +152,8 @@ class SwimBase:
         self._suspicion_gen = 0
         # Helper -> health-score points its silence cost us (gossip.awareness).
         self._silence_charges: dict[str, int] = {}
+        # Unknown members a push/pull named as dead -> (their state, when).
+        self._heard_dead: dict[str, tuple[PushNodeState, float]] = {}
         # (sender, subject) -> when we last answered its stale accusation.
         self._corrections: dict[tuple[Address, str], float] = {}
         self._streams: dict[int, tuple[StreamPurpose, StreamContext]] = {}

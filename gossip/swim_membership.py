@@ -21,6 +21,29 @@ every copy while it holds a suspicion, which then times out.  So
 Both use plain memberlist messages; a memberlist peer just ignores the old
 accusation.  In the simulator (N=30, 20 % loss, 300 s) they took false
 deaths from 11 in 8 seeds to 0 in 12.
+
+First heard of as suspect (also beyond memberlist).  memberlist ignores a
+suspicion about a member it does not know, in a push/pull and in gossip.  A
+node that joins while its seed suspects member X then does not learn X at
+all; X's refutation is gossiped mostly to members that do not know the
+joiner yet, so the two can stay strangers until the next push/pull (25-27 s
+at N=60 on lan).  So a member we do not know that a push/pull holds as
+suspect is added as suspect, with the address, meta and incarnation the
+push/pull gives, under our own suspicion timer (`_learn_suspect`).  Why
+suspect and not alive: it is what the sender believes, and it keeps SWIM's
+rule that only the member itself clears an accusation, by refuting with a
+higher incarnation.  Being suspect, it is probed like any member, and the
+buddy system's ping carries the accusation, so a live X refutes to us
+directly (its ack carries the new alive) within a probe round; a dead X is
+declared dead when our timer runs out, within suspicion_max_timeout_s(n) of
+learning it, like any suspect.  We do not gossip our own Suspect for it: we
+have no evidence of our own, and the sender already gossips its.  An unknown
+member a push/pull names as dead is not added (a remote death is never
+taken as ours), but its address is kept (bounded, for HEARD_DEAD_KEEP_S) so
+that a Suspect message about a newer incarnation of it, which carries no
+address, can add it the same way.  On the wire nothing changes: memberlist
+peers see only our usual pings, and our push/pull lists the member as
+suspect, as the seed's did.
 """
 
 from __future__ import annotations
@@ -37,6 +60,8 @@ from .events import (
 )
 from .limits import (
     CORRECTIONS_MAX,
+    HEARD_DEAD_KEEP_S,
+    HEARD_DEAD_MAX,
     INCARNATION_MAX,
     MEMBERS_MAX,
     META_MAX_BYTES,
@@ -44,7 +69,7 @@ from .limits import (
     VSN_MAX_BYTES,
 )
 from .members import Member
-from .messages import Alive, Dead, Ping, Suspect
+from .messages import Alive, Dead, NodeStateCode, Ping, PushNodeState, Suspect
 from .suspicion import Suspicion
 from .swim_base import T_REASK, T_SUSPICION, SwimBase
 from .wire import encode, encode_alive
@@ -71,21 +96,22 @@ class Membership(SwimBase):
         self._awareness.apply_delta(1)
         self._count("refutations")
 
+    def _member_fields_ok(self, node: str, addr: bytes, meta: bytes, vsn: tuple[int, ...]) -> bool:
+        """Whether what an alive (or a node state) says about a member may be
+        stored; counts the refusal otherwise."""
+        if len(vsn) < 3 or vsn[0] == 0 or vsn[1] == 0 or vsn[0] > vsn[1]:
+            self._count("alive_bad_version")
+            return False
+        if len(vsn) > VSN_MAX_BYTES or len(meta) > META_MAX_BYTES or not node or \
+                len(node) > NODE_NAME_MAX_CHARS or len(addr) not in (4, 16):
+            self._count("alive_invalid")
+            return False
+        return True
+
     def _on_alive(self, a: Alive, now: float, bootstrap: bool = False, raw: bytes | None = None) -> None:
         if self._leaving and a.node == self.name:
             return
-        vsn = a.vsn
-        if len(vsn) < 3 or vsn[0] == 0 or vsn[1] == 0 or vsn[0] > vsn[1]:
-            self._count("alive_bad_version")
-            return
-        if len(vsn) > VSN_MAX_BYTES:
-            self._count("alive_invalid")
-            return
-        if len(a.meta) > META_MAX_BYTES or not a.node or len(a.node) > NODE_NAME_MAX_CHARS:
-            self._count("alive_invalid")
-            return
-        if len(a.addr) not in (4, 16):
-            self._count("alive_invalid")
+        if not self._member_fields_ok(a.node, a.addr, a.meta, a.vsn):
             return
         member = self._members.by_name.get(a.node)
         is_new = member is None
@@ -139,6 +165,13 @@ class Membership(SwimBase):
                     src: Address | None = None) -> None:
         member = self._members.get(s.node)
         if member is None:
+            heard = self._heard_dead.get(s.node)
+            # Dead at incarnation i where we heard of it, suspected at a
+            # newer one now: it came back, and someone probes it.
+            if heard is not None and s.incarnation > heard[0].incarnation:
+                st = heard[0]
+                self._learn_suspect(PushNodeState(st.name, st.addr, st.port, st.meta, s.incarnation,
+                                                  NodeStateCode.SUSPECT, st.vsn), s.from_node, now)
             return
         if s.incarnation < member.incarnation:
             if src is not None:
@@ -161,20 +194,60 @@ class Membership(SwimBase):
         self._queue.add(raw if raw is not None else encode(s), ("member", s.node))
         member.incarnation = s.incarnation
         self._members.set_state(member, MemberState.SUSPECT, now)
+        self._start_suspicion(member, s.from_node, now)
+        self._emit(MemberSuspected(member.info()))
+
+    def _start_suspicion(self, member: Member, from_node: str, now: float) -> None:
+        """Our suspicion timer for `member` (gossip.suspicion)."""
         n = self._members.live_count()
         k = self.config.suspicion_confirmations_wanted()
         if n - 2 < k:
             k = 0
         self._suspicion_gen += 1
-        susp = Suspicion(from_node=s.from_node, k=k,
+        susp = Suspicion(from_node=from_node, k=k,
                          min_timeout_s=self.config.suspicion_min_timeout_s(n),
                          max_timeout_s=self.config.suspicion_max_timeout_s(n),
                          now=now, generation=self._suspicion_gen)
-        self._suspicions[s.node] = susp
-        self._schedule(susp.deadline(), T_SUSPICION, (s.node, susp.generation))
+        self._suspicions[member.name] = susp
+        self._schedule(susp.deadline(), T_SUSPICION, (member.name, susp.generation))
         if not self._reask_scheduled:
             self._schedule_reask(now)
-        self._emit(MemberSuspected(member.info()))
+
+    def _learn_suspect(self, st: PushNodeState, from_node: str, now: float) -> None:
+        """A member we did not know, first heard of as suspect (module
+        docstring: "First heard of as suspect"): added as suspect, under our
+        own suspicion timer, so that we probe it."""
+        if st.name == self.name or st.name in self._members.by_name:
+            return
+        if not self._member_fields_ok(st.name, st.addr, st.meta, st.vsn):
+            return
+        if len(self._members) >= MEMBERS_MAX:
+            self._drop("members_full", None)
+            return
+        member = Member(st.name, st.addr, st.port or self.addr.port, st.meta, tuple(st.vsn), st.incarnation,
+                        MemberState.SUSPECT, now)
+        self._members.add(member)
+        self._heard_dead.pop(st.name, None)
+        self._start_suspicion(member, from_node, now)
+        self._count("learned_as_suspect")
+        self._emit(MemberJoined(member.info()))
+
+    def _hear_of_dead(self, st: PushNodeState, now: float) -> None:
+        """A push/pull named a member we do not know as dead: not added (a
+        remote death is never taken as ours), but its address is kept for a
+        while in case it is suspected at a newer incarnation (_on_suspect)."""
+        if st.name == self.name or st.name in self._members.by_name:
+            return
+        heard = self._heard_dead
+        if len(heard) >= HEARD_DEAD_MAX and st.name not in heard:
+            del heard[next(iter(heard))]  # the oldest
+        heard[st.name] = (st, now)
+
+    def _forget_heard_dead(self, now: float) -> None:
+        heard = self._heard_dead
+        for name in [name for name, (_, at) in heard.items()
+                     if now - at > HEARD_DEAD_KEEP_S or name in self._members.by_name]:
+            del heard[name]
 
     def _correct_stale_accusation(self, member: Member, src: Address, now: float) -> None:
         """`src` gossiped a suspect or dead message about `member` older than

@@ -97,6 +97,14 @@ class StateSync(Membership, UserData):
                                now, bootstrap=True)
             elif st.state == NodeStateCode.LEFT:
                 self._on_dead(Dead(st.incarnation, st.name, st.name), now)
+            elif st.name not in by_name:
+                # A member we never heard of, held as suspect or dead there:
+                # memberlist ignores both; see swim_membership ("First heard
+                # of as suspect").
+                if st.state == NodeStateCode.SUSPECT:
+                    self._learn_suspect(st, self.name, now)
+                else:
+                    self._hear_of_dead(st, now)
             else:
                 # Never accept a remote death: at most suspect it ourselves.
                 self._on_suspect(Suspect(st.incarnation, st.name, self.name), now)

@@ -624,6 +624,69 @@ def test_joining_a_settled_cluster_costs_one_post_join_sync_joining_a_storm_up_t
     assert early.counters.get("post_join_syncs") == CFG.post_join_syncs
 
 
+# ---- members first heard of as suspect ---------------------------------------------------
+
+
+def _state(name: str, incarnation: int, state, port: int = 7900):
+    from gossip.config import VSN
+    from gossip.messages import PushNodeState
+
+    return PushNodeState(name, bytes([127, 0, 0, 1]), port, b"", incarnation, state, VSN)
+
+
+def test_an_unknown_member_suspect_in_a_push_pull_is_added_as_suspect_and_probed():
+    from gossip.events import MemberJoined
+    from gossip.messages import NodeStateCode, PushPull
+
+    link, nodes = cluster(2)
+    n0 = nodes[0]
+    n0.receive_stream(PushPull(False, (_state("x", 5, NodeStateCode.SUSPECT),)), Address("127.0.0.1", 7001),
+                      link.now)
+    link.pump()
+    x = n0.member("x")
+    assert x is not None and x.state is MemberState.SUSPECT and x.incarnation == 5
+    joined = [e for e in link.of_type(MemberJoined, "n0") if e.member.name == "x"]
+    assert joined and joined[0].member.state is MemberState.SUSPECT
+    # Nobody answers at x's address: our own timer declares it dead, within
+    # the suspicion timeout for the members we know.
+    link.run_until(link.now + CFG.suspicion_max_timeout_s(3) + CFG.probe_interval_s)
+    assert n0.member("x").state is MemberState.DEAD
+    sent_to_x = [data for who, addr, data in link.sent if who == "n0" and addr == Address("127.0.0.1", 7900)]
+    assert sent_to_x, "x was never probed"
+
+
+def test_a_suspect_learned_from_a_push_pull_that_is_alive_refutes_to_us():
+    from gossip.messages import NodeStateCode, PushPull
+
+    link, nodes = cluster(2)
+    n0 = nodes[0]
+    x = link.add("x")  # alive, but n0 has never heard of it
+    n0.receive_stream(PushPull(False, (_state("x", x.incarnation, NodeStateCode.SUSPECT, x.addr.port),)),
+                      Address("127.0.0.1", 7001), link.now)
+    link.pump()
+    assert link.state_in(n0, "x") is MemberState.SUSPECT
+    link.run_until(link.now + 3 * CFG.probe_interval_s * 3)
+    assert link.state_in(n0, "x") is MemberState.ALIVE
+    assert x.incarnation > 1, "x did not refute"
+
+
+def test_a_suspicion_of_a_newer_incarnation_adds_a_member_a_push_pull_called_dead():
+    from gossip.messages import NodeStateCode, PushPull
+    from gossip.wire import encode
+
+    link, nodes = cluster(2)
+    n0 = nodes[0]
+    src = Address("127.0.0.1", 7001)
+    n0.receive_stream(PushPull(False, (_state("x", 5, NodeStateCode.DEAD),)), src, link.now)
+    assert n0.member("x") is None  # a remote death is not ours to take
+    n0.receive_datagram(encode(Suspect(5, "x", "n1")), src, link.now)  # the same incarnation: old news
+    assert n0.member("x") is None
+    n0.receive_datagram(encode(Suspect(6, "x", "n1")), src, link.now)
+    x = n0.member("x")
+    assert x is not None and x.state is MemberState.SUSPECT and x.incarnation == 6
+    assert x.addr == Address("127.0.0.1", 7900)
+
+
 # ---- Lifeguard: the silence of dead helpers (gossip.awareness) ---------------------------
 
 
