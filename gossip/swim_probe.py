@@ -14,7 +14,9 @@ Lifeguard (Dadgar et al., 2018):
     direct ping's timeout; probes that are answered keep the probe tick's
     pace, as memberlist's probe ticker does;
   * missing nacks from helpers mean we ourselves may be the problem, and
-    lower our health score;
+    raise our health score (gossip.awareness has the rules: nacks count
+    until probe_timeout_s after the deadline, and a helper found down
+    gives back what its silence cost us);
   * buddy system: a probe of a suspect carries the Suspect message, so the
     suspect learns of it directly and refutes at once.
 """
@@ -145,28 +147,33 @@ class Probing(Membership):
         a 1 s interval); read at the deadline, as memberlist does, a healthy
         node misses the nack of every live helper (Lifeguard paper, note 5)."""
         probe = self._probes.pop(seq, None)
-        if probe is not None:
-            self._awareness.apply_delta(self._failed_probe_penalty(probe))
+        if probe is None:
+            return
+        penalty, silent = self._failed_probe_penalty(probe)
+        awareness = self._awareness
+        before = awareness.score
+        awareness.apply_delta(penalty)
+        # Remember what each silent helper cost us (as far as the score
+        # rose: not past its cap), to give it back if the helper is down.
+        charges = self._silence_charges
+        for name in silent[: awareness.score - before]:
+            if name in charges or len(charges) < SILENCE_CHARGES_MAX:
+                charges[name] = charges.get(name, 0) + 1
 
-    def _failed_probe_penalty(self, probe: Probe) -> int:
-        """What a failed probe adds to our health score (gossip.awareness
-        states the rule and where it departs from memberlist's)."""
+    def _failed_probe_penalty(self, probe: Probe) -> tuple[int, list[str]]:
+        """What a failed probe adds to our health score, and the silent
+        helpers we still believe alive (gossip.awareness states the rule
+        and where it departs from memberlist's)."""
         if probe.helpers == 0 or probe.nacks:
-            return 0
+            return 0, []
         if not probe.nack_helpers:
-            return 1  # helpers too old to nack: memberlist's +1
+            return 1, []  # helpers too old to nack: memberlist's +1
         # One per silent helper (memberlist), but only those we still
         # believe alive.
         members = self._members.by_name
-        charges = self._silence_charges
-        owed = 0
-        for name in probe.nack_helpers:
-            helper = members.get(name)
-            if helper is not None and helper.state is MemberState.ALIVE:
-                owed += 1
-                if name in charges or len(charges) < SILENCE_CHARGES_MAX:
-                    charges[name] = charges.get(name, 0) + 1
-        return owed
+        silent = [name for name in probe.nack_helpers
+                  if (helper := members.get(name)) is not None and helper.state is MemberState.ALIVE]
+        return len(silent), silent
 
     def _on_ping(self, ping: Ping, src: Address) -> None:
         if ping.node and ping.node != self.name:
