@@ -101,7 +101,7 @@ DEVICE_PATH_RE = re.compile(r"(/[A-Za-z0-9_.+-]+)+", re.ASCII)
 FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "constraints",
           "spread", "max_per_node", "restart", "health", "strategy",
           "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
-          "network", "ports")
+          "network", "ports", "pull")
 # Shape the container; in the canonical form only when not at their defaults.
 SECURITY_FIELDS = ("cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit")
 RESTART_FIELDS = ("policy", "max_attempts", "backoff_s", "max_backoff_s")
@@ -149,6 +149,13 @@ class Op(enum.Enum):
 class Strategy(enum.Enum):
     BINPACK = "binpack"     # fill the busiest node that fits
     SPREAD = "spread"       # prefer the emptiest node
+
+
+class PullPolicy(enum.Enum):
+    """When a node pulls the job's image from its registry (docs/jobspec.md)."""
+    MISSING = "missing"     # only when the node lacks it (a node that has it is preferred)
+    ALWAYS = "always"       # before every container is created (a moved tag runs the new image)
+    NEVER = "never"         # never: only nodes that have it bid
 
 
 class RestartMode(enum.Enum):
@@ -312,6 +319,9 @@ class JobSpec:
     # Networking (auction.ports): Docker's network mode and the named ports.
     network: str = DEFAULT_NETWORK              # "bridge" | "host" | "none"
     ports: tuple[PortSpec, ...] = ()            # sorted by label
+    # Where the image comes from; not in container_hash (changing it does not
+    # replace running containers), left out of the canonical form at its default.
+    pull: PullPolicy = PullPolicy.MISSING
 
     @property
     def env_map(self) -> dict[str, str]:
@@ -359,6 +369,8 @@ class JobSpec:
             d["network"] = self.network
         if self.ports:
             d["ports"] = {p.label: p.to_dict() for p in self.ports}
+        if self.pull is not PullPolicy.MISSING:
+            d["pull"] = self.pull.value
         return d
 
     def canonical_json(self) -> bytes:

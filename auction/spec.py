@@ -79,6 +79,7 @@ from .jobspec import (
     JobSpec,
     Op,
     Problem,
+    PullPolicy,
     RestartMode,
     RestartPolicy,
     SpecError,
@@ -145,6 +146,7 @@ __all__ = [
     "MiB",
     "Op",
     "Problem",
+    "PullPolicy",
     "RestartMode",
     "RestartPolicy",
     "SpecError",
@@ -234,6 +236,7 @@ def validate(raw: Any) -> JobSpec:
         pids_limit=c.pids_limit(raw.get("pids_limit", MISSING)),
         network=(network := c.network(raw.get("network", MISSING))),
         ports=c.ports(raw.get("ports", MISSING), network),
+        pull=c.choice(raw.get("pull", MISSING), "pull", PullPolicy, PullPolicy.MISSING) or PullPolicy.MISSING,
     )
     c.cap_conflicts(spec.cap_add, spec.cap_drop)
     if c.problems:

@@ -825,3 +825,33 @@ def toml_value(value) -> str:
             for c in value)
         return f'"{escaped}"'
     return "[" + ", ".join(toml_value(v) for v in value) + "]"
+
+
+# ---- pull policy -----------------------------------------------------------------
+
+def test_pull_defaults_to_missing_and_stays_out_of_the_canonical_form():
+    from auction.spec import PullPolicy
+    s = validate(spec())
+    assert s.pull is PullPolicy.MISSING
+    assert "pull" not in s.to_dict()
+    # Spelling the default out changes neither hash: agents agree with older ones.
+    spelled = validate(spec(pull="missing"))
+    assert (spelled.spec_hash(), spelled.container_hash()) == (s.spec_hash(), s.container_hash())
+
+
+@pytest.mark.parametrize("value", ["always", "never"])
+def test_pull_round_trips_and_does_not_replace_containers(value):
+    s = validate(spec(pull=value))
+    assert s.to_dict()["pull"] == value
+    assert validate(s.to_dict()) == s
+    base = validate(spec())
+    # A different spec version (gossiped, stored), but the same containers.
+    assert s.spec_hash() != base.spec_hash()
+    assert s.container_hash() == base.container_hash()
+
+
+def test_pull_rejects_unknown_values_with_a_guess():
+    [p] = problems(spec(pull="alway"))
+    assert p.path == "pull" and "missing, always, never" in p.message and "did you mean 'always'" in p.message
+    [p] = problems(spec(pull=True))
+    assert p.path == "pull" and "boolean" in p.message
