@@ -28,8 +28,8 @@ from .claims import slot_key
 from .container_policy import SAFE_POLICY, ContainerPolicy
 from .ledger import Ledger
 from .messages import Award, Bid, CallForBids, Decline, Release
-from .scoring import NodeView, filter_reason, marginal_scores
-from .spec import JobSpec
+from .scoring import NodeView, filter_reason, marginal_scores, with_pull_cost
+from .spec import JobSpec, PullPolicy
 
 # An award travels back after the round closes: keep the reservation a little
 # longer than the round itself.
@@ -45,7 +45,9 @@ class Bidder:
 
     def on_call(self, call: CallForBids, *, spec: JobSpec | None, spec_hash: str | None,
                 labels: dict[str, str], eligible: bool, ineligible_reason: str, already: int,
-                now: float) -> Bid | Decline:
+                now: float, has_image: bool | None = None) -> Bid | Decline:
+        """has_image: is the job's image in this node's engine (None: not
+        known, e.g. the fake runtime; counted as present)."""
         def decline(reason: str) -> Decline:
             return Decline(call.auction_id, self.name, reason)
 
@@ -55,6 +57,8 @@ class Bidder:
             return decline("spec version differs here")
         if not eligible:
             return decline(ineligible_reason or "not eligible")
+        if has_image is False and spec.pull is PullPolicy.NEVER:
+            return decline(f"image {spec.image} is not on {self.name} (pull = never)")
         refused = self.policy.refusal(spec, self.name)
         if refused is not None:
             return decline(refused)
@@ -77,7 +81,8 @@ class Bidder:
                 if refusal is not None:
                     return decline(refusal.text(self.name))
             return decline(f"needs {spec.demand()}; free {free}")
-        scores = marginal_scores(spec.strategy, view, spec.demand(), len(reserved))
+        scores = with_pull_cost(marginal_scores(spec.strategy, view, spec.demand(), len(reserved)),
+                                has_image is False)
         spread_value = labels.get(spec.spread, "") if spec.spread else None
         return Bid(call.auction_id, self.name, tuple(scores), spread_value, already)
 

@@ -164,7 +164,8 @@ class Placement:
         self._spec_cache: dict[str, tuple[object, JobSpec | None]] = {}
         self._penalties: dict[str, tuple[float, str]] = {}  # job -> (until, reason)
         # Images present on this node (normalized "name:tag"), as the runtime
-        # last reported them; None until it has (then nothing is declined).
+        # last reported them; None until it has (then every image counts as
+        # present).  A bid for a missing one carries a pull cost.
         self.images: frozenset[str] | None = None
         self.call_specs: dict[tuple[str, str], JobSpec] = {}  # (job, container hash) -> spec
         self._my_claims: dict[str, Claim] = {}
@@ -371,14 +372,15 @@ class Placement:
         penalty = self.penalty(call.job, now)
         if penalty is not None:
             return Decline(call.auction_id, self.name, f"recently failed here: {penalty}")
-        if spec is not None and self.images is not None and normalize_image(spec.image) not in self.images:
-            return Decline(call.auction_id, self.name, f"image {spec.image} is not on {self.name}")
         already = sum(1 for c in self.my_claims().values() if c.job == call.job)
         ineligible = "drained" if status.drained else status.unhealthy_reason or "unhealthy"
         spec_hash = spec.container_hash() if spec is not None else None
+        # A node without the image bids with a pull cost, or declines for
+        # pull = "never" (auction.bidder).
+        has_image = None if spec is None or self.images is None else normalize_image(spec.image) in self.images
         return self.bidder.on_call(call, spec=spec, spec_hash=spec_hash, labels=status.labels,
                                    eligible=status.eligible, ineligible_reason=ineligible,
-                                   already=already, now=now)
+                                   already=already, now=now, has_image=has_image)
 
     def on_award(self, award: Award, *, spec: JobSpec | None, now: float) -> list[Claim]:
         if spec is not None and spec.container_hash() != award.spec_hash:

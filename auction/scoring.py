@@ -22,6 +22,14 @@ what is committed or reserved there (`used`), its labels and whether it is
   emptiest node wins.  Scores are plain floats computed the same way on
   every agent (integer amounts, one division per resource), so every
   coordinator ranks the same bids the same way.
+- `with_pull_cost`: a node that would have to pull the job's image first
+  (pull = "missing" or "always" and the image is not in its engine) bids its
+  first replica's score minus `PULL_COST`; its later replicas pay nothing
+  (the image is pulled once per node).  The cost is a tie-break with a small
+  margin, on purpose far smaller than the share of a node one replica
+  usually takes (0.1 % utilization): a node that has the image wins a tie,
+  yet with `spread` replicas still go to idle nodes that must pull instead
+  of piling onto the one node that has the image.
 - `explain_unplaceable` is the status line of a slot that fits nowhere:
   "needs 2.0 cpu, 512.0 MiB; largest free is 1.5 cpu on node-3; 3 nodes
   filtered by rack == b; 1 drained".
@@ -117,6 +125,19 @@ def marginal_scores(strategy: Strategy | str, node: NodeView, demand: Resources,
         u = utilization(node.capacity, node.used + demand * i)
         scores.append(u if strategy is Strategy.BINPACK else 1.0 - u)
     return scores
+
+
+# What pulling the image costs a bid (see the module docstring), in units of
+# utilization: less than one replica's share of any realistic node.
+PULL_COST = 0.001
+
+
+def with_pull_cost(scores: list[float], must_pull: bool) -> list[float]:
+    """A bid's marginal scores, its first one lowered by PULL_COST when the
+    node must pull the image first."""
+    if not must_pull or not scores:
+        return scores
+    return [scores[0] - PULL_COST, *scores[1:]]
 
 
 # ---- why a replica fits nowhere ---------------------------------------------------

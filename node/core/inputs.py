@@ -141,7 +141,7 @@ class SetHealth:
 @dataclass(frozen=True, slots=True)
 class ImageInventory:
     """The runtime's local images (normalized name:tag), or None if unknown:
-    calls for bids for an image not here are declined with that reason."""
+    bids for an image not here carry a pull cost (declined for pull = "never")."""
 
     images: frozenset[str] | None
 

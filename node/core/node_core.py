@@ -482,8 +482,8 @@ class NodeCore:
 
     def _set_image_inventory(self, images: frozenset[str] | None, now: float) -> None:
         """The runtime's list of local images (normalized name:tag), or None
-        if unknown.  Calls for bids for an image not here are declined with
-        that reason, so the slot goes where the image is."""
+        if unknown.  A bid for an image not here carries a pull cost, and a
+        job with pull = "never" is declined (auction.bidder)."""
         if images == self.placement.images:
             return
         gained = images is None or self.placement.images is None or not images <= self.placement.images

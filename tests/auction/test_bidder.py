@@ -45,3 +45,25 @@ def test_what_an_award_leaves_of_its_auctions_reservations_is_freed_at_once():
     # One core committed; the other two reservations of a1 are not needed.
     assert bidder.ledger.reservations == {}
     assert isinstance(bid(bidder, call("b1", OTHER, [0, 1]), OTHER, now=0.06), Bid)
+
+
+def _bid_with_image(spec, has_image):
+    bidder = Bidder("n1", Ledger(Resources(4000, 8 * GiB, 0)))
+    return bidder.on_call(call("a1", spec, [0, 1]), spec=spec, spec_hash=spec.container_hash(), labels={},
+                          eligible=True, ineligible_reason="", already=0, now=0.0, has_image=has_image)
+
+
+def test_a_node_without_the_image_bids_with_a_pull_cost_on_its_first_replica_only():
+    from auction.scoring import PULL_COST
+    have, lack, unknown = (_bid_with_image(SPEC, h) for h in (True, False, None))
+    assert isinstance(have, Bid) and isinstance(lack, Bid) and isinstance(unknown, Bid)
+    assert have.scores == unknown.scores        # an unknown inventory counts as present
+    assert lack.scores[0] == have.scores[0] - PULL_COST
+    assert lack.scores[1:] == have.scores[1:]   # pulled once per node
+
+
+def test_a_node_without_the_image_declines_a_pull_never_job_saying_so():
+    never = validate({"name": "web", "image": "app:1", "cpu": 1, "memory": "1GiB", "pull": "never"})
+    d = _bid_with_image(never, False)
+    assert not isinstance(d, Bid) and d.reason == "image app:1 is not on n1 (pull = never)"
+    assert isinstance(_bid_with_image(never, True), Bid)

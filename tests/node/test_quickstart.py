@@ -172,7 +172,7 @@ def test_quickstart_runs_the_demo_job_in_real_containers_and_down_leaves_nothing
             time.sleep(0.5)
         assert r.returncode == 0 and "hello from shoal: " in r.stdout, (i, r.stdout, r.stderr)
     noimg = qs.dir / "noimg.toml"
-    noimg.write_text('name = "noimg"\nimage = "shoal-absent:1"\ncpu = 0.1\nmemory = "16MiB"\n')
+    noimg.write_text('name = "noimg"\nimage = "shoal-absent:1"\npull = "never"\ncpu = 0.1\nmemory = "16MiB"\n')
     r = subprocess.run([shoal, "job", "run", str(noimg), "--timeout", "6", "--address", qs.api(1)],
                        capture_output=True, text=True, timeout=60)
     print(r.stderr)

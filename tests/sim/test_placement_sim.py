@@ -295,20 +295,42 @@ def test_a_crash_looping_replica_moves_to_another_node():
     assert not sim.violations
 
 
-def test_nodes_without_the_image_decline_and_say_why():
+def test_with_pull_never_nodes_without_the_image_decline_and_say_why():
     sim = make(9, 3)
     for i in range(3):
         sim.world.feed(i, ImageInventory(frozenset({"other:latest"} if i != 2 else {"busybox:latest"})))
-    spec = job("img", 2)
+    spec = job("img", 2, pull="never")
     sim.submit(0, spec)
     assert settle(sim, [spec], timeout=10) is not None
     assert set(sim.running[2]) == {"img/0", "img/1"}
     for i in range(3):
         sim.world.feed(i, ImageInventory(frozenset({"other:latest"})))
-    sim.submit(1, job("img2", 1, memory="128MiB"))
+    sim.submit(1, job("img2", 1, memory="128MiB", pull="never"))
     sim.world.run_for(3)
     reasons = [sim.world.core(i).view.pending_reasons().get("img2/0") for i in range(3)]
-    assert any(r and "image busybox is not on" in r for r in reasons), reasons
+    assert any(r and "image busybox is not on" in r and "pull = never" in r for r in reasons), reasons
+
+
+def test_the_node_that_has_the_image_wins_a_tie():
+    sim = make(9, 3)
+    for i in range(3):
+        sim.world.feed(i, ImageInventory(frozenset({"other:latest"} if i != 1 else {"busybox:latest"})))
+    spec = job("tie", 1, strategy="spread")
+    sim.submit(0, spec)
+    assert settle(sim, [spec], timeout=10) is not None
+    assert set(sim.running[1]) == {"tie/0"}
+
+
+@pytest.mark.parametrize("cpu,memory", [(0.5, "256MiB"), (0.1, "64MiB")])
+def test_spread_replicas_go_to_idle_nodes_that_must_pull_not_onto_the_one_that_has_it(cpu, memory):
+    sim = make(10, 4)
+    for i in range(4):
+        sim.world.feed(i, ImageInventory(frozenset({"other:latest"} if i != 2 else {"busybox:latest"})))
+    spec = job("wide", 4, cpu=cpu, memory=memory, strategy="spread")
+    sim.submit(0, spec)
+    assert settle(sim, [spec], timeout=10) is not None
+    assert [len(sim.running[i]) for i in range(4)] == [1, 1, 1, 1], sim.replica_counts()
+    assert not sim.violations
 
 
 @pytest.mark.parametrize("seed", range(10))
