@@ -62,6 +62,11 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
                   containers (auction.container_policy:      policy
                   allow_caps, allow_users, allow_devices,
                   max_pids_limit)
+    [images]      table: image pulls and registry           default: 2 pulls at
+                  credentials (node.agent.registries:        once, 600 s each,
+                  max_concurrent_pulls, pull_timeout_s,      Docker's config.json
+                  docker_config, registries.HOST.username /
+                  password_file; never a password inline)
 
 The `[cluster]` and `[placement]` tables take the dataclasses' field names
 (units in the names: `auction_ttl_s`); docs/configuration.md documents every
@@ -122,6 +127,7 @@ from auction.spec import label_key_problem, label_value_problem
 from gossip.config import LABEL_MAX_BYTES, PRESETS
 from gossip.swim import PAYLOAD_MAX_BYTES
 from node.agent.errors import ConfigError
+from node.agent.registries import ImagesConfig, images_config
 from node.agent.safe_defaults import unencrypted_refusal
 from node.agent.tags import TagsTooLarge, encode_tags
 from node.agent.tuning import cluster_config, container_policy, placement_config, toml_value
@@ -201,6 +207,8 @@ class AgentConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # the [cluster] table
     placement: PlacementConfig = field(default_factory=PlacementConfig)  # the [placement] table
     containers: ContainerPolicy = field(default_factory=ContainerPolicy)  # the [containers] table
+    # Image pulls and registry credentials: the [images] table (node.agent.registries).
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     @property
     def encrypted(self) -> bool:
@@ -428,6 +436,8 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
         kw["insecure_no_encryption"] = insecure
     if "containers" in values:
         kw["containers"] = container_policy(values["containers"])
+    if "images" in values:
+        kw["images"] = images_config(values["images"])
     cfg = AgentConfig(**kw)
     if not cfg.api.is_loopback and cfg.api_token is None:
         raise ConfigError("api", f"refusing to serve the API on non-loopback {cfg.api} without api_token")

@@ -5,10 +5,11 @@ one, or Docker with callbacks that feed `ReplicaGaveUp` to the core and report
 the engine's health to node.agent.health; bridge replicas' ports are published
 on the node's publish address, see `docker_settings`).  `watch_runtime` polls the
 runtime's non-blocking snapshots every `RUNTIME_POLL_S` and feeds the core
-what changed: the local images (`ImageInventory`: calls for bids for a missing
-image are declined) and each slot's state (`RuntimeSlots`: published in our
-status record, so any agent can say whether a placed replica runs), publishing
-each slot's change as a `container_state` event.  `watch_claims_replayed`
+what changed: the local images (`ImageInventory`: a bid for a missing
+image carries a pull cost; pulls are published as `image_pull` events)
+and each slot's state (`RuntimeSlots`: published in our status record,
+so any agent can say whether a placed replica runs), publishing each
+slot's change as a `container_state` event.  `watch_claims_replayed`
 tells the runtime once our claims agree with our live peers', after which it
 may remove containers nobody wants.
 """
@@ -53,8 +54,12 @@ def make_runtime(agent: Agent) -> Any:
     def health(healthy: bool, reason: str) -> Awaitable[Any]:
         return agent.health.report(RUNTIME, None if healthy else reason or "unhealthy")
 
+    def pulled(event: dict[str, Any]) -> None:
+        # Progress of an image pull (node/runtime/pulls.py): no credentials in it.
+        agent.events.publish("image_pull", node=agent.name, **event)
+
     return DockerRuntime(agent.name, rt_cfg, on_give_up=gave_up, on_health=health,
-                         policy=agent.config.containers)
+                         policy=agent.config.containers, auth_for=cfg.images.auth_for, on_pull=pulled)
 
 
 def docker_settings(cfg: AgentConfig) -> dict[str, Any]:
@@ -64,7 +69,10 @@ def docker_settings(cfg: AgentConfig) -> dict[str, Any]:
     every interface unless the operator says so.  The containers' DNS
     settings stay Docker's default here.  The runtime is made before the
     gossip socket is bound; the advertise host does not depend on its port."""
-    kw: dict[str, Any] = {"publish_address": publish_address(cfg, advertise_address(cfg, 0))}
+    kw: dict[str, Any] = {"publish_address": publish_address(cfg, advertise_address(cfg, 0)),
+                          # Missing images are pulled as each job's `pull` says ([images] table).
+                          "pull_images": True, "max_concurrent_pulls": cfg.images.max_concurrent_pulls,
+                          "pull_timeout_s": cfg.images.pull_timeout_s}
     if cfg.docker_host:
         kw["docker_host"] = cfg.docker_host
     return kw

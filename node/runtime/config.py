@@ -23,7 +23,8 @@ class DockerRuntimeConfig:
     docker_host: str = field(default_factory=default_docker_host)
     api_version: str = API_VERSION
     call_timeout_s: float = 10.0        # each call, from the awaiting side
-    pull_timeout_s: float = 300.0
+    pull_timeout_s: float = 600.0       # one pull, whatever its size (node/runtime/pulls.py)
+    max_concurrent_pulls: int = 2       # per node; more wait their turn
     concurrency: int = 8                # worker threads for docker calls
     stream_concurrency: int = 16        # worker threads for log streams
     resync_interval_s: float = 5.0      # periodic full pass
@@ -34,7 +35,7 @@ class DockerRuntimeConfig:
     crash_loop_failures: int = 5        # this many failures ...
     crash_loop_window_s: float = 120.0  # ... within this window -> give up on this node
     stable_after_s: float = 30.0        # up this long: backoff starts over
-    pull_images: bool = False           # only where a registry is reachable
+    pull_images: bool = False           # the agent sets it; tests that must not reach a registry do not
     # Where bridge replicas' ports are published (the node's advertise host,
     # as the agent sets it); 0.0.0.0 only if the operator says so.
     publish_address: str = "127.0.0.1"

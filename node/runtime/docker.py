@@ -42,9 +42,10 @@ logs.py (log streams).
 
 Images: `image_present(image)` answers from a set of the engine's local
 image tags, refreshed at most every `resync_interval_s` and before a start
-gives up on a missing image (so it never blocks the caller); an image
-not there is pulled only if `pull_images` is set (no registry here: off by
-default).
+gives up on a missing image (so it never blocks the caller).  With
+`pull_images` (the agent sets it) a start pulls the image as the job's
+`pull` says (node/runtime/pulls.py: bounded, deduplicated, progress to
+`on_pull`); a failed pull gives the slot up here with the registry's message.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ import trio
 from auction.claims import Claim, ballot_label
 from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.placement import normalize_image
-from auction.spec import JobSpec
+from auction.spec import JobSpec, PullPolicy
 from node.runtime.config import DockerRuntimeConfig
 from node.runtime.containers import (
     LABEL_SLOT,
@@ -104,6 +105,7 @@ from node.runtime.events import EventPump
 from node.runtime.interface import Runtime
 from node.runtime.logs import stream_logs
 from node.runtime.network import gateway_of, missing_ports, start_refusal
+from node.runtime.pulls import Puller
 
 # Names other modules and tests import from here.
 __all__ = ["DockerRuntime", "DockerRuntimeConfig", "EngineError", "RollingView", "Runtime", "RuntimeProblem",
@@ -145,7 +147,9 @@ class DockerRuntime:
                  on_give_up: Callable[[str, str], Any] | None = None,
                  on_health: Callable[[bool, str], Any] | None = None,
                  client_factory: Callable[..., Any] | None = None,
-                 policy: ContainerPolicy = SAFE_POLICY) -> None:
+                 policy: ContainerPolicy = SAFE_POLICY,
+                 auth_for: Callable[[str], dict[str, str] | None] | None = None,
+                 on_pull: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.node = node
         self.cfg = cfg or DockerRuntimeConfig()
         self.policy = policy        # what jobs may ask of this node's containers
@@ -153,6 +157,9 @@ class DockerRuntime:
         self.on_health = on_health
         self.engine = Engine(self.cfg, on_change=self._health_changed, client_factory=client_factory)
         self._rules = self.cfg.rules()
+        self.puller = Puller(self.engine, node, max_concurrent=self.cfg.max_concurrent_pulls,
+                             timeout_s=self.cfg.pull_timeout_s, auth_for=auth_for, note=self._note,
+                             on_progress=None if on_pull is None else lambda ev: self._callback(on_pull, ev))
         self._desired: dict[str, _Desired] = {}
         self._slots: dict[str, SlotBook] = {}
         self._actual: dict[str, ObservedContainer] = {}    # id -> container, from the last pass
@@ -222,9 +229,9 @@ class DockerRuntime:
 
     def images(self) -> frozenset[str] | None:
         """The engine's local images (normalized tags, digests and ids) as of
-        the last refresh, for the core's bid declines; None while unknown or
-        when missing images are pulled (then nothing is declined for it)."""
-        if not self._images_known or self.cfg.pull_images:
+        the last refresh, for the core's bids (a missing one costs a pull, or
+        is declined for pull = never); None while unknown."""
+        if not self._images_known:
             return None
         return frozenset(self._images | self._image_ids)
 
@@ -514,22 +521,13 @@ class DockerRuntime:
             self._update_book(slot, book, give_up(book, refused))
             self._tell_give_up(slot, refused)
             return
-        image = want.spec.image
-        if not self.image_present(image):
-            await self._refresh_images()    # loaded since the last refresh?
-        if not self.image_present(image):
-            reason = f"image {image} is not on node {self.node}"
-            if self.cfg.pull_images:
-                self._note(f"pull {image}")
-                try:
-                    await self.engine.call("pull", self.engine.api.pull, image, timeout_s=self.cfg.pull_timeout_s)
-                    await self._refresh_images()
-                except RuntimeProblem as e:
-                    reason = f"image {image} could not be pulled: {e}"
-            if not self.image_present(image):
-                self._update_book(slot, book, give_up(book, reason))
-                self._tell_give_up(slot, reason)
-                return
+        problem = await self._image_ready(want.spec)
+        if self._desired.get(slot) is not want:
+            return      # stopped or replaced while the image was pulled
+        if problem is not None:
+            self._update_book(slot, book, give_up(book, problem))
+            self._tell_give_up(slot, problem)
+            return
         cid = await self._create(slot, want)
         self._note(f"started {slot} ({cid[:12]})")
         try:
@@ -539,6 +537,25 @@ class DockerRuntime:
                 raise
             # Never started: it holds nothing, and its ports may be had later.
             await self._remove_quietly(cid)
+
+    async def _image_ready(self, spec: JobSpec) -> str | None:
+        """Have the spec's image here, pulling it as its `pull` says; None
+        when it is here, else why not."""
+        image, pulls = spec.image, self.cfg.pull_images and spec.pull is not PullPolicy.NEVER
+        always = pulls and spec.pull is PullPolicy.ALWAYS
+        if not always:
+            if not self.image_present(image):
+                await self._refresh_images()    # loaded since the last refresh?
+            if self.image_present(image):
+                return None
+            if not pulls:
+                never = " (pull = never)" if spec.pull is PullPolicy.NEVER else ""
+                return f"image {image} is not on node {self.node}{never}"
+        problem = await self.puller.ensure(image, always=always)
+        await self._refresh_images()
+        if problem is None and not self.image_present(image):
+            problem = f"image {image} is not on node {self.node} after its pull"
+        return problem
 
     def _gave_up_on_refusal(self, slot: str, want: _Desired, book: SlotBook, e: RuntimeProblem) -> bool:
         """If Docker refused a start for a reason this node cannot mend (a host

@@ -96,9 +96,10 @@ def test_slot_states_and_images_from_the_last_pass():
     assert rt.images() is None                                    # not listed yet: decline nothing
     rt._images, rt._image_ids, rt._images_known = {"shoal-demo:latest"}, {"sha256:abc"}, True
     assert rt.images() == frozenset({"shoal-demo:latest", "sha256:abc"})
+    # A node that pulls still reports what it has: a bid for a missing image costs a pull.
     pulling = DockerRuntime("n1", DockerRuntimeConfig(docker_host="unix:///nonexistent", pull_images=True))
-    pulling._images_known = True
-    assert pulling.images() is None                               # pulls what it lacks: decline nothing
+    pulling._images, pulling._images_known = {"shoal-demo:latest"}, True
+    assert pulling.images() == frozenset({"shoal-demo:latest"})
 
 
 # ---- fixtures ------------------------------------------------------------------------------
