@@ -384,8 +384,9 @@ def _documented_defaults() -> dict[str, str]:
 
 
 def test_every_setting_is_documented_with_its_default():
-    # ([containers] is a policy, not tuning: tests/node/test_config_containers.py.)
-    documented = {k: v for k, v in _documented_defaults().items() if not k.startswith("containers.")}
+    # ([containers] is a policy, not tuning: tests/node/test_config_containers.py;
+    # [images]: tests/node/test_registries.py.)
+    documented = {k: v for k, v in _documented_defaults().items() if not k.startswith(("containers.", "images."))}
     settings = {f"cluster.{n}": getattr(ClusterConfig(), n) for n in settable("cluster", ClusterConfig)}
     settings |= {f"placement.{n}": getattr(PlacementConfig(), n) for n in settable("placement", PlacementConfig)}
     assert set(documented) == set(settings)

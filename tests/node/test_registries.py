@@ -79,3 +79,20 @@ def test_docker_config_defaults_to_dockers_usual_path(monkeypatch, tmp_path):
     monkeypatch.delenv("DOCKER_CONFIG")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert ImagesConfig().docker_config_path() == tmp_path / "home" / ".docker" / "config.json"
+
+
+def test_the_docs_and_the_example_give_the_defaults():
+    import re
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    doc = (repo / "docs" / "configuration.md").read_text()
+    documented = dict(re.findall(r"### `images\.([a-z_]+)`\n\nDefault: `([^`]+)`", doc))
+    assert documented == {"max_concurrent_pulls": "2", "pull_timeout_s": "600.0"}
+    for name, value in documented.items():
+        assert repr(getattr(ImagesConfig(), name)) == value
+    example = (repo / "deploy" / "agent.example.toml").read_text()
+    block = example[example.index("\n[images]\n"):example.index("\n[containers]\n")]
+    uncommented = re.sub(r"^# ([a-z_]+ = .*)$", r"\1", block, flags=re.M)
+    cfg = build_config({"bind": "127.0.0.1:0", **__import__("tomllib").loads(uncommented)})
+    assert (cfg.images.max_concurrent_pulls, cfg.images.pull_timeout_s) == (2, 600.0)
+    assert str(cfg.images.docker_config) == "/root/.docker/config.json"
