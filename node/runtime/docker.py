@@ -262,8 +262,8 @@ class DockerRuntime:
                 what = st.last_exit if st is not None and st.last_exit else current[0].status or "failed"
                 restarts = f", {st.restarts} restart{'s' if st.restarts != 1 else ''}" if st and st.restarts else ""
                 out[slot] = ("failed", f"{what}{restarts}")
-            else:
-                out[slot] = ("starting", "")
+            else:   # no container yet: its image may be on its way
+                out[slot] = ("starting", self.puller.describe(want.spec.image) or "")
         return out
 
     def desired(self) -> dict[str, Claim]:

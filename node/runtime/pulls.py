@@ -115,6 +115,7 @@ class _Pull:
     finished: trio.Event = field(default_factory=trio.Event)
     failure: str | None = "the pull did not finish"
     ended_at: float = 0.0
+    progress: _Progress | None = None       # set once the pull has its turn
 
 
 class Puller:
@@ -137,6 +138,19 @@ class Puller:
         """The images being pulled now."""
         return sorted(k for k, p in self._pulls.items() if not p.finished.is_set())
 
+    def describe(self, image: str) -> str | None:
+        """What a start waiting for `image` waits for, as a slot's reason
+        ("pulling reg:5000/app:1: 2/5 layers"), or None if it is not being
+        pulled.  Layers only, not bytes: the reason is published in the
+        node's status record, which should not change every second."""
+        pull = self._pulls.get(normalize_image(image))
+        if pull is None or pull.finished.is_set():
+            return None
+        if pull.progress is None:
+            return f"waiting to pull {image} (other pulls run)"
+        snap = pull.progress.snapshot()
+        return f"pulling {image}: {snap['layers_done']}/{snap['layers']} layers"
+
     async def ensure(self, image: str, *, always: bool = False) -> str | None:
         """Pull `image` (see the module docstring); None when it is ready,
         else why not."""
@@ -153,17 +167,18 @@ class Puller:
         pull = _Pull()
         self._pulls[key] = pull
         try:
-            pull.failure = await self._pull(image)
+            pull.failure = await self._pull(image, pull)
         finally:
             pull.ended_at = trio.current_time()
             pull.finished.set()
         return pull.failure
 
-    async def _pull(self, image: str) -> str | None:
+    async def _pull(self, image: str, pull: _Pull) -> str | None:
         repo, tag = split_reference(image)
         host = registry_host(image)
         progress = _Progress()
         async with self._slots:
+            pull.progress = progress
             self.pulls_started += 1
             self.note(f"pull {image}")
             self._tell(image, "started", progress)

@@ -160,3 +160,18 @@ async def test_unreadable_credentials_fail_the_pull_saying_so():
     puller, _ = make(ScriptedApi(), auth_for=auth_for)
     reason = await puller.ensure("reg:5000/app:1")
     assert reason is not None and "credentials for reg:5000" in reason and "/etc/shoal/reg.pass" in reason
+
+
+async def test_a_start_waiting_for_its_image_says_so_in_its_reason():
+    api = ScriptedApi(delay_s=0.5)
+    puller, _ = make(api, max_concurrent=1)
+    assert puller.describe("reg:5000/a:1") is None
+    async with trio.open_nursery() as n:
+        n.start_soon(puller.ensure, "reg:5000/a:1")
+        n.start_soon(puller.ensure, "reg:5000/b:1")
+        with trio.fail_after(5):
+            while puller.describe("reg:5000/a:1") != "pulling reg:5000/a:1: 0/2 layers":
+                await trio.sleep(0.01)
+        assert puller.describe("reg:5000/b:1") == "waiting to pull reg:5000/b:1 (other pulls run)"
+        assert puller.pulling() == ["reg:5000/a:1", "reg:5000/b:1"]
+    assert puller.describe("reg:5000/a:1") is None and puller.pulling() == []
