@@ -24,6 +24,7 @@ import trio
 
 from node.agent.config import AgentConfig, ConfigError, advertise_address, publish_address
 from node.agent.health import RUNTIME
+from node.agent.image_share import ImageShare
 from node.core.inputs import ImageInventory, ReplicaGaveUp, RuntimeSlots
 from node.runtime.fake import FakeRuntime
 
@@ -58,8 +59,13 @@ def make_runtime(agent: Agent) -> Any:
         # Progress of an image pull (node/runtime/pulls.py): no credentials in it.
         agent.events.publish("image_pull", node=agent.name, **event)
 
-    return DockerRuntime(agent.name, rt_cfg, on_give_up=gave_up, on_health=health,
-                         policy=agent.config.containers, auth_for=cfg.images.auth_for, on_pull=pulled)
+    rt = DockerRuntime(agent.name, rt_cfg, on_give_up=gave_up, on_health=health,
+                       policy=agent.config.containers, auth_for=cfg.images.auth_for, on_pull=pulled)
+    # Images this node cannot pull come from peers that have them, and this
+    # node serves its own (node/agent/image_share.py).
+    rt.image_share = ImageShare(agent, rt, timeout_s=cfg.images.pull_timeout_s)
+    rt.puller.fallback = rt.image_share.fetch
+    return rt
 
 
 def docker_settings(cfg: AgentConfig) -> dict[str, Any]:

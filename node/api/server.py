@@ -68,6 +68,11 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             every alive member's API (in parallel, 5 s each)
                             and answers {nodes: [{node, api, runtime,
                             containers, error}]}
+    GET  /v1/images         this node's images {node, images: [{ref, id, size}],
+                            pulling, fetching} (?ref=REF; ?cluster=1: every
+                            alive member's); GET /v1/images/archive?ref=REF:
+                            `docker save` of that tag, for other agents
+                            (node.api.routes_images)
     POST /v1/agent/join     {"addresses": ["HOST[:PORT]", ...]} -> {"joined": n, "errors": {...}}
                             (502 when none could be joined)
     POST /v1/agent/leave    leave the cluster gracefully, then the agent exits
@@ -97,7 +102,7 @@ Auth: when the agent has an `api_token`, every request must carry
 `Authorization: Bearer <token>` or `X-Shoal-Token: <token>` (compared in
 constant time), else 401.  The routes agents forward to one another
 (`PEER_ROUTES`: GET /v1/containers, GET /v1/jobs/NAME/logs, POST
-/v1/nodes/NAME/drain|undrain) also take another agent's proof instead: a
+/v1/nodes/NAME/drain|undrain, GET /v1/images and /v1/images/archive) also take another agent's proof instead: a
 client certificate from the cluster CA (TLS, node.api.tls) or a credential
 derived from the gossip key (node.agent.peer_auth).  Agents never forward
 the caller's token (node.api.forward).
@@ -144,6 +149,7 @@ from node.api.routes_cluster import (
     ui_page,
     undrain,
 )
+from node.api.routes_images import archive, images
 from node.api.routes_jobs import containers, job, job_logs, jobs, stop_job, submit_job
 from node.api.routes_services import service, services
 from node.api.tls import PEER_CERT, hypercorn_config
@@ -178,6 +184,7 @@ PEER_ROUTES = (
     ("GET", re.compile(r"/v1/containers")),
     ("GET", re.compile(r"/v1/jobs/[^/]+/logs")),
     ("POST", re.compile(r"/v1/nodes/[^/]+/(?:un)?drain")),
+    ("GET", re.compile(r"/v1/images(?:/archive)?")),
 )
 
 
@@ -249,6 +256,8 @@ def build_app(agent: Agent) -> Any:
         Route("/v1/services", services, methods=["GET"]),
         Route("/v1/services/{name}", service, methods=["GET"]),
         Route("/v1/containers", containers, methods=["GET"]),
+        Route("/v1/images", images, methods=["GET"]),
+        Route("/v1/images/archive", archive, methods=["GET"]),
         Route("/v1/agent/join", join, methods=["POST"]),
         Route("/v1/agent/leave", leave, methods=["POST"]),
         Route("/v1/keys", keys_list, methods=["GET"]),

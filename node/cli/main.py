@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import click
 
-from node.cli import agent_command, cluster, jobs, nodes, services, stacks, tls_command
+from node.cli import agent_command, cluster, images, jobs, nodes, services, stacks, tls_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,7 +68,7 @@ def cli() -> None:
 
 # One module per concern; click lists the commands sorted by name.
 for command in (agent_command.agent, cluster.members, cluster.join, cluster.leave, cluster.monitor,
-                cluster.keys, cluster.keygen, jobs.job, nodes.node_group, nodes.ps, nodes.logs,
+                cluster.keys, cluster.keygen, images.image, jobs.job, nodes.node_group, nodes.ps, nodes.logs,
                 services.service, stacks.stack, tls_command.tls):
     cli.add_command(command)
 

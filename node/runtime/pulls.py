@@ -19,6 +19,10 @@ up here (placement then moves it and says why).
   node/agent/registries.py) is asked for the registry host's credentials at
   each pull; they go to the engine and nowhere else (never logged, noted,
   or put in an event).
+- Peers: when a pull fails and `fallback` is set (node/agent/image_share.py:
+  fetch the image from a peer that has it), the fallback is tried before
+  the start gives up; not for `always`, which asks for the registry's
+  current image, not whatever a peer has under that tag.
 - Progress: `on_progress(event)` gets a dict per change worth telling, at
   most every `PROGRESS_EVERY_S` per pull plus its start and end: the image,
   layers seen / done, bytes downloaded of the bytes known so far.
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +120,7 @@ class _Pull:
     failure: str | None = "the pull did not finish"
     ended_at: float = 0.0
     progress: _Progress | None = None       # set once the pull has its turn
+    from_peer: bool = False                 # the pull failed; a peer is asked
 
 
 class Puller:
@@ -123,13 +128,15 @@ class Puller:
                  timeout_s: float = DEFAULT_PULL_TIMEOUT_S,
                  auth_for: Callable[[str], dict[str, str] | None] | None = None,
                  on_progress: Callable[[dict[str, Any]], None] | None = None,
-                 note: Callable[[str], None] | None = None) -> None:
+                 note: Callable[[str], None] | None = None,
+                 fallback: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self.engine = engine
         self.node = node
         self.timeout_s = timeout_s
         self.auth_for = auth_for
         self.on_progress = on_progress
         self.note = note or (lambda _text: None)
+        self.fallback = fallback
         self._slots = trio.Semaphore(max(1, max_concurrent))
         self._pulls: dict[str, _Pull] = {}      # normalized image -> the current or last pull
         self.pulls_started = 0
@@ -146,6 +153,8 @@ class Puller:
         pull = self._pulls.get(normalize_image(image))
         if pull is None or pull.finished.is_set():
             return None
+        if pull.from_peer:
+            return f"fetching {image} from a peer"
         if pull.progress is None:
             return f"waiting to pull {image} (other pulls run)"
         snap = pull.progress.snapshot()
@@ -168,6 +177,12 @@ class Puller:
         self._pulls[key] = pull
         try:
             pull.failure = await self._pull(image, pull)
+            if pull.failure is not None and self.fallback is not None and not always:
+                self.note(f"fetch {image} from a peer")
+                pull.from_peer = True
+                from_peers = await self.fallback(image)
+                pull.failure = None if from_peers is None else f"{pull.failure}; nor from a peer: {from_peers}"
+                self.note(f"fetched {image} from a peer" if from_peers is None else pull.failure)
         finally:
             pull.ended_at = trio.current_time()
             pull.finished.set()

@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 WRONG = "wrong-Kk41-password"
 
 
-def start_agent(tmp: Path, name: str, config: str, join: str | None) -> tuple[subprocess.Popen, Path, dict]:
+def start_agent(tmp: Path, name: str, config: str, join: str | None,
+                *extra: str) -> tuple[subprocess.Popen, Path, dict]:
     state = tmp / name
     state.mkdir()
     (tmp / f"{name}.toml").write_text(config)
@@ -42,6 +43,7 @@ def start_agent(tmp: Path, name: str, config: str, join: str | None) -> tuple[su
             "--reserve-memory", "0", "--log-level", "DEBUG"]
     if join:
         argv += ["--join", join]
+    argv += extra
     log = tmp / f"{name}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,

@@ -168,10 +168,27 @@ async def test_a_start_waiting_for_its_image_says_so_in_its_reason():
     assert puller.describe("reg:5000/a:1") is None
     async with trio.open_nursery() as n:
         n.start_soon(puller.ensure, "reg:5000/a:1")
-        n.start_soon(puller.ensure, "reg:5000/b:1")
         with trio.fail_after(5):
             while puller.describe("reg:5000/a:1") != "pulling reg:5000/a:1: 0/2 layers":
                 await trio.sleep(0.01)
+        n.start_soon(puller.ensure, "reg:5000/b:1")
+        await trio.sleep(0.05)
+        assert puller.describe("reg:5000/a:1") == "pulling reg:5000/a:1: 0/2 layers"
         assert puller.describe("reg:5000/b:1") == "waiting to pull reg:5000/b:1 (other pulls run)"
         assert puller.pulling() == ["reg:5000/a:1", "reg:5000/b:1"]
     assert puller.describe("reg:5000/a:1") is None and puller.pulling() == []
+
+
+async def test_a_failed_pull_asks_the_fallback_but_always_does_not():
+    asked = []
+
+    async def from_peer(image):
+        asked.append(image)
+        return None if image == "app:1" else "no peer has it"
+
+    puller, _ = make(ScriptedApi(stream_error="dial tcp: connection refused"), fallback=from_peer)
+    assert await puller.ensure("app:1") is None                 # got it from a peer
+    reason = await puller.ensure("app:2")
+    assert "connection refused" in reason and reason.endswith("; nor from a peer: no peer has it")
+    assert "connection refused" in await puller.ensure("app:3", always=True)
+    assert asked == ["app:1", "app:2"]

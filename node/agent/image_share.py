@@ -1,0 +1,275 @@
+"""Peer-to-peer images: a node that cannot pull an image gets it from a peer.
+
+Design
+------
+When a start needs an image the node lacks and the registry pull fails (no
+registry reachable, the site's uplink down, an image that was only ever
+built or loaded on one machine), the runtime's puller (node/runtime/pulls.py)
+asks `ImageShare.fetch(image)` before it gives the slot up:
+
+1. Who has it: the agent asks every alive member's API,
+   `GET /v1/images?ref=REF`, for its copy (image ID and size).  Image lists
+   are not gossiped (they are unbounded; the status record is not), so the
+   question goes out only when an image is missing here.
+2. Transfer: from one holder, chosen at random among all that have it, the
+   agent streams `GET /v1/images/archive?ref=REF`: the holder streams its
+   engine's `docker save` of that one tag.  Both routes are agent-to-agent
+   routes (node/api/server.py's PEER_ROUTES): with an API token they take the
+   peer credential derived from the cluster's gossip key
+   (node/agent/peer_auth.py) or the cluster CA's client certificate, so only
+   members can read images.
+3. Integrity (node/runtime/image_archive.py): the archive is written to a
+   file as it arrives, its config blob must hash to the image ID the holder
+   listed, the engine checks each layer against the config while loading,
+   and the loaded tag must name that ID.  A corrupted or truncated transfer
+   is refused and the next holder (or the same one again) is tried, at most
+   `MAX_ATTEMPTS` transfers per fetch.
+4. Bounds: one fetch at a time per node (`max_fetches`; the puller also
+   shares one fetch among all starts of the image), at most `max_serves`
+   archives served at once (a busy holder answers 503 and the receiver tries
+   another), at most the holder's stated size plus tar overhead received,
+   and only if the disk has room for the archive and its unpacked layers
+   (twice the size) plus `DISK_RESERVE_BYTES`.
+5. Spreading: a node that loaded an image lists it like any other, so it
+   serves the next ones; with the holder picked at random, N nodes that need
+   an image fetch from a growing set of holders instead of N times from one.
+
+Events: `image_fetch` (started, done, failed; node, peer, bytes) on the
+receiving agent.  `shoal image ls` reads `GET /v1/images?cluster=1`: which
+node has which image, and what each one is pulling or fetching now.
+
+Test hook: with `enable_fault_hook`, `SHOAL_FAULT_CORRUPT_SERVES=N` makes
+this agent flip one byte in the first N archives it serves (tests only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import shutil
+import tempfile
+from urllib.parse import urlencode
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import trio
+
+from auction.placement import normalize_image
+from node.agent.tags import decode_tags
+from node.api.forward import ForwardRefused, forward_client, forward_headers, peer_api_url
+from node.runtime.engine import EngineError, RuntimeProblem, engine_message
+from node.runtime.image_archive import CHUNK_BYTES, check_archive, local_image
+
+if TYPE_CHECKING:
+    from node.agent.agent import Agent
+
+log = logging.getLogger("shoal.images")
+
+MAX_ATTEMPTS = 3
+ASK_TIMEOUT_S = 5.0
+DISK_RESERVE_BYTES = 512 << 20
+TAR_SLACK_BYTES = 16 << 20      # tar headers and manifest beyond the image's size
+
+
+class ServeBusy(Exception):
+    """This agent serves max_serves archives already."""
+
+
+def archive_target(ref: str) -> str:
+    return "/v1/images/archive?" + urlencode({"ref": ref})
+
+
+def listing_target(ref: str) -> str:
+    return "/v1/images?" + urlencode({"ref": ref})
+
+
+class ImageShare:
+    def __init__(self, agent: Agent, runtime: Any, *, max_fetches: int = 1, max_serves: int = 2,
+                 timeout_s: float = 600.0) -> None:
+        self.agent = agent
+        self.runtime = runtime
+        self.timeout_s = timeout_s
+        self._fetches = trio.Semaphore(max_fetches)
+        self._serves = trio.Semaphore(max_serves)
+        self.fetching: set[str] = set()
+        corrupt = os.environ.get("SHOAL_FAULT_CORRUPT_SERVES", "0") if agent.config.enable_fault_hook else "0"
+        self.corrupt_serves = int(corrupt) if corrupt.isdigit() else 0
+
+    # ---- what this node has ----
+
+    async def local_images(self) -> list[dict[str, Any]]:
+        engine = self.runtime.engine
+        rows = await engine.call("images", engine.api.images)
+        out = []
+        for row in rows:
+            for tag in sorted({normalize_image(t) for t in row.get("RepoTags") or [] if t != "<none>:<none>"}):
+                out.append({"ref": tag, "id": row.get("Id", ""), "size": int(row.get("Size") or 0)})
+        return out
+
+    async def local(self, ref: str) -> dict[str, Any] | None:
+        engine = self.runtime.engine
+        return local_image(await engine.call("images", engine.api.images), normalize_image(ref))
+
+    # ---- serving ----
+
+    async def serve(self, ref: str, size: int) -> AsyncIterator[bytes]:
+        """The engine's `docker save` of `ref`, in chunks; ServeBusy when
+        max_serves archives are being served (acquired before the first chunk)."""
+        try:
+            self._serves.acquire_nowait()
+        except trio.WouldBlock:
+            raise ServeBusy(f"{self.agent.name} serves {self._serves.max_value} images already") from None
+        corrupt = self.corrupt_serves > 0
+        if corrupt:
+            self.corrupt_serves -= 1
+        # The test hook flips the byte halfway through the image's size: inside
+        # a layer's data, which the receiving engine checks against the config.
+        return self._stream(ref, size // 2 if corrupt else -1)
+
+    async def _stream(self, ref: str, flip_at: int) -> AsyncIterator[bytes]:
+        # One chunk per thread hop (no task spans the generator's yields).
+        chunks = self.runtime.engine.stream_api.get_image(ref, chunk_size=CHUNK_BYTES)
+        try:
+            pos = 0
+            while (chunk := await trio.to_thread.run_sync(next, chunks, None, abandon_on_cancel=True)) is not None:
+                if pos <= flip_at < pos + len(chunk):
+                    i = flip_at - pos
+                    chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1:]
+                pos += len(chunk)
+                yield chunk
+        finally:
+            self._serves.release()
+            with contextlib.suppress(Exception):
+                chunks.close()
+
+    # ---- fetching ----
+
+    async def holders(self, ref: str) -> list[dict[str, Any]]:
+        """The alive peers that have `ref`: {node, url, id, size}."""
+        view = self.agent.view
+        alive = view.alive_names()
+        found: list[dict[str, Any]] = []
+        target = listing_target(ref)
+
+        async def ask(client: httpx.AsyncClient, member: Any) -> None:
+            peer = {"addr": member.addr.host, "api": decode_tags(member.meta).get("api")}
+            try:
+                url = peer_api_url(self.agent, member.name, peer)
+            except ForwardRefused:
+                return
+            if url is None:
+                return
+            try:
+                r = await client.get(url + target, headers=forward_headers(self.agent, "GET", target))
+                body = r.json() if r.status_code == 200 else None
+            except (httpx.HTTPError, ValueError):
+                return
+            images = body.get("images") if isinstance(body, dict) else None
+            for img in images or []:
+                if isinstance(img, dict) and img.get("ref") == ref and str(img.get("id", "")).startswith("sha256:"):
+                    found.append({"node": member.name, "url": url, "id": img["id"], "size": int(img.get("size") or 0)})
+
+        async with forward_client(self.agent, ASK_TIMEOUT_S) as client:
+            async with trio.open_nursery() as nursery:
+                for m in view.members():
+                    if m.name != self.agent.name and m.name in alive:
+                        nursery.start_soon(ask, client, m)
+        return sorted(found, key=lambda h: h["node"])
+
+    async def fetch(self, image: str) -> str | None:
+        """Get `image` from a peer (see the module docstring); None when it
+        is here, else why not."""
+        ref = normalize_image(image)
+        async with self._fetches:
+            self.fetching.add(ref)
+            try:
+                return await self._fetch(image, ref)
+            finally:
+                self.fetching.discard(ref)
+
+    async def _fetch(self, image: str, ref: str) -> str | None:
+        holders = await self.holders(ref)
+        if not holders:
+            return "no peer has it"
+        random.shuffle(holders)
+        problems = []
+        for attempt in range(MAX_ATTEMPTS):
+            holder = holders[attempt % len(holders)]
+            problem = await self._fetch_from(image, ref, holder)
+            if problem is None:
+                return None
+            problems.append(f"{holder['node']}: {problem}")
+            log.warning("fetching %s from %s failed: %s", image, holder["node"], problem)
+        return "; ".join(problems)
+
+    def _event(self, **fields: Any) -> None:
+        self.agent.events.publish("image_fetch", node=self.agent.name, **fields)
+
+    async def _fetch_from(self, image: str, ref: str, holder: dict[str, Any]) -> str | None:
+        size, limit = holder["size"], holder["size"] + TAR_SLACK_BYTES
+        spool = Path(self.agent.config.state_dir or tempfile.gettempdir())
+        free = shutil.disk_usage(spool).free
+        if free < 2 * size + DISK_RESERVE_BYTES:
+            return f"not enough disk here for {size} bytes ({free} free in {spool})"
+        self._event(image=image, peer=holder["node"], state="started", bytes_total=size)
+        fd, name = tempfile.mkstemp(prefix="shoal-image-", suffix=".tar", dir=spool)
+        path = Path(name)
+        got = 0
+        try:
+            target = archive_target(ref)
+            with trio.move_on_after(self.timeout_s) as deadline, open(fd, "wb") as out:
+                async with forward_client(self.agent, httpx.Timeout(30.0)) as client:
+                    async with client.stream("GET", holder["url"] + target,
+                                             headers=forward_headers(self.agent, "GET", target)) as r:
+                        if r.status_code != 200:
+                            body = (await r.aread())[:300].decode(errors="replace")
+                            return self._failed(image, holder, f"HTTP {r.status_code}: {body}", got)
+                        async for chunk in r.aiter_bytes(CHUNK_BYTES):
+                            got += len(chunk)
+                            if got > limit:
+                                return self._failed(image, holder, f"more than the {size} bytes it said", got)
+                            await trio.to_thread.run_sync(out.write, chunk)
+            if deadline.cancelled_caught:
+                return self._failed(image, holder, f"timed out after {self.timeout_s:g} s", got)
+            problem = await trio.to_thread.run_sync(check_archive, path, holder["id"], ref)
+            if problem is not None:
+                return self._failed(image, holder, f"refused: {problem}", got)
+            problem = await self._load(path, ref, holder["id"])
+            if problem is not None:
+                return self._failed(image, holder, problem, got)
+        except httpx.HTTPError as e:
+            return self._failed(image, holder, f"transfer failed: {e or type(e).__name__}", got)
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        self._event(image=image, peer=holder["node"], state="done", bytes=got)
+        log.info("fetched %s from %s (%d bytes)", image, holder["node"], got)
+        return None
+
+    def _failed(self, image: str, holder: dict[str, Any], problem: str, got: int) -> str:
+        self._event(image=image, peer=holder["node"], state="failed", bytes=got, reason=problem)
+        return problem
+
+    async def _load(self, path: Path, ref: str, image_id: str) -> str | None:
+        engine = self.runtime.engine
+
+        def load() -> None:
+            with open(path, "rb") as f:
+                for msg in engine.stream_api.load_image(f):
+                    if isinstance(msg, dict) and msg.get("error"):
+                        raise ValueError(str(msg["error"]))     # the engine's answer (node.runtime.engine)
+
+        try:
+            await engine.call("load", load, timeout_s=self.timeout_s)
+            loaded = await engine.call("inspect", engine.api.inspect_image, ref)
+        except RuntimeProblem as e:
+            return f"docker load refused it: {engine_message(e)}"
+        except EngineError as e:
+            return str(e)
+        if loaded.get("Id") != image_id:
+            return f"loaded {ref} is {loaded.get('Id', '?')[:19]}..., not {image_id[:19]}..."
+        return None

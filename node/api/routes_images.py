@@ -1,0 +1,119 @@
+"""The HTTP API's image routes: which images a node has, and its archives
+for other agents (node/agent/image_share.py has the design).
+
+    GET /v1/images            ?ref=REF (only that tag) &cluster=1 (every alive
+                              member's answer, for `shoal image ls`):
+                              {node, images: [{ref, id, size}], pulling: [REF],
+                              fetching: [REF]}; with cluster=1
+                              {nodes: [that, or {node, error}]}
+    GET /v1/images/archive    ?ref=REF: the `docker save` tar of that tag
+                              (application/x-tar, streamed); 404 if it is not
+                              here, 503 if this agent serves its limit already
+
+Both are agent-to-agent routes (node.api.server's PEER_ROUTES): with an API
+token they also take another agent's credential.  A runtime that keeps no
+images (the fake one) answers 404 "no image store".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import trio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from auction.placement import normalize_image
+from node.agent.image_share import ServeBusy
+from node.api.common import ApiError, agent_of, flag, peer_target
+from node.api.forward import FORWARDED_HEADER, ForwardRefused, forward_client, forward_headers, peer_api_url
+from node.runtime.engine import EngineError, RuntimeProblem
+
+FANOUT_TIMEOUT_S = 5.0
+
+
+def _share(request: Request) -> Any:
+    share = getattr(agent_of(request).runtime, "image_share", None)
+    if share is None:
+        raise ApiError(404, f"{agent_of(request).name} has no image store (runtime "
+                            f"{getattr(agent_of(request).runtime, 'kind', '?')})")
+    return share
+
+
+async def _local(request: Request, ref: str | None) -> dict[str, Any]:
+    agent = agent_of(request)
+    share = _share(request)
+    try:
+        images = await share.local_images()
+    except (EngineError, RuntimeProblem) as e:
+        raise ApiError(503, f"the engine on {agent.name} did not list its images: {e}") from None
+    if ref is not None:
+        images = [i for i in images if i["ref"] == normalize_image(ref)]
+    return {"node": agent.name, "images": images, "pulling": share.runtime.puller.pulling(),
+            "fetching": sorted(share.fetching)}
+
+
+async def images(request: Request) -> Response:
+    ref = request.query_params.get("ref") or None
+    if not flag(request.query_params.get("cluster")) or request.headers.get(FORWARDED_HEADER):
+        return JSONResponse(await _local(request, ref))
+    agent = agent_of(request)
+    names = sorted(agent.view.alive_names() - {agent.name})
+    results: dict[str, dict[str, Any]] = {}
+
+    async def local() -> None:
+        try:
+            results[agent.name] = await _local(request, ref)
+        except ApiError as e:
+            results[agent.name] = {"node": agent.name, "error": e.message}
+
+    async def remote(client: httpx.AsyncClient, name: str) -> None:
+        target = "/v1/images" + (f"?ref={ref}" if ref else "")
+        peer = peer_target(agent.view, name)
+        try:
+            url = None if peer is None else peer_api_url(agent, name, peer)
+        except ForwardRefused as e:
+            results[name] = {"node": name, "error": str(e)}
+            return
+        if url is None:
+            results[name] = {"node": name, "error": "its API is not reachable from here"}
+            return
+        try:
+            r = await client.get(url + target, headers=forward_headers(agent, "GET", target))
+            body = r.json()
+        except (httpx.HTTPError, ValueError) as e:
+            results[name] = {"node": name, "error": f"asking {url} failed: {e or type(e).__name__}"}
+            return
+        if r.status_code != 200 or not isinstance(body, dict):
+            error = body.get("error") if isinstance(body, dict) else None
+            results[name] = {"node": name, "error": error or f"HTTP {r.status_code}"}
+            return
+        results[name] = {**body, "node": name}
+
+    async with forward_client(agent, FANOUT_TIMEOUT_S) as client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(local)
+            for name in names:
+                nursery.start_soon(remote, client, name)
+    return JSONResponse({"nodes": [results[n] for n in sorted(results)]})
+
+
+async def archive(request: Request) -> Response:
+    ref = request.query_params.get("ref")
+    if not ref:
+        raise ApiError(400, "ref: required (an image tag, like reg:5000/app:1)")
+    share = _share(request)
+    ref = normalize_image(ref)
+    try:
+        here = await share.local(ref)
+    except (EngineError, RuntimeProblem) as e:
+        raise ApiError(503, f"the engine did not list its images: {e}") from None
+    if here is None:
+        raise ApiError(404, f"image {ref} is not on {agent_of(request).name}")
+    try:
+        stream = await share.serve(ref, here["size"])
+    except ServeBusy as e:
+        raise ApiError(503, str(e)) from None
+    return StreamingResponse(stream, media_type="application/x-tar",
+                             headers={"X-Shoal-Image-Id": here["id"], "X-Shoal-Image-Size": str(here["size"])})
