@@ -2,8 +2,9 @@
 two real dockerds (root only).
 
 Agent `a-has` runs on the shared test dockerd, which has the job's image;
-agent `b-lacks` runs on a dockerd of this module's own (no bridge, no
-iptables rules, its own data root), which has no image at all.  The image
+agent `b-lacks` runs on a dockerd of this module's own (its own network
+namespace and data root, no bridge, no iptables rules), which has no image
+at all.  The image
 names a registry on a closed loopback port, so every pull is refused at
 once and no traffic leaves the machine.  A 2-replica job (max_per_node = 1)
 must then run on both nodes: b-lacks's pull fails, it fetches the image from
@@ -32,15 +33,22 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starts dockerds: need
 
 @pytest.fixture(scope="module")
 def second_engine():
-    """A dockerd of our own: its own socket, data and exec roots, no bridge."""
+    """A dockerd of our own: its own socket, data and exec roots, no bridge,
+    in a network namespace of its own.  (A dockerd started with --bridge=none
+    deletes any interface named docker0 it sees: in the host's namespace
+    that would be the shared test dockerd's bridge.)"""
     tag = f"shoal-share-{os.getpid()}"
     run, data = Path(f"/run/{tag}"), Path(f"/var/lib/{tag}")
     run.mkdir(parents=True)
+    subprocess.run(["ip", "netns", "add", tag], check=True, timeout=30)
+    subprocess.run(["ip", "netns", "exec", tag, "ip", "link", "set", "lo", "up"], check=True, timeout=30)
     sock = run / "docker.sock"
     log = open(run / "dockerd.log", "wb")
-    proc = subprocess.Popen(["dockerd", "--data-root", str(data), "--exec-root", str(run / "exec"),
-                             "--pidfile", str(run / "dockerd.pid"), "-H", f"unix://{sock}", "--bridge=none",
-                             "--iptables=false", "--ip-masq=false"],
+    # nsenter changes the network namespace only (ip netns exec would also
+    # remount /sys, hiding the cgroups dockerd needs).
+    proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{tag}", "dockerd", "--data-root", str(data),
+                             "--exec-root", str(run / "exec"), "--pidfile", str(run / "dockerd.pid"),
+                             "-H", f"unix://{sock}", "--bridge=none", "--iptables=false", "--ip-masq=false"],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     client = docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=60)
     try:
@@ -55,6 +63,7 @@ def second_engine():
             proc.kill()
             proc.wait(timeout=10)
         log.close()
+        subprocess.run(["ip", "netns", "delete", tag], check=False, timeout=30)
         shutil.rmtree(run, ignore_errors=True)
         shutil.rmtree(data, ignore_errors=True)
 
