@@ -22,20 +22,21 @@ asks `ImageShare.fetch(image)` before it gives the slot up:
    file as it arrives, its config blob must hash to the image ID the holder
    listed, the engine checks each layer against the config while loading,
    and the loaded tag must name that ID.  A corrupted or truncated transfer
-   is refused and the next holder (or the same one again) is tried, at most
-   `MAX_ATTEMPTS` transfers per fetch.
+   is refused and another transfer is made (from a holder picked anew), at
+   most `MAX_ATTEMPTS` failed transfers per fetch.
 4. Bounds: one fetch at a time per node (`max_fetches`; the puller also
    shares one fetch among all starts of the image), at most `max_serves`
-   archives served at once (a busy holder answers 503 and the receiver tries
-   another), at most the holder's stated size plus tar overhead received,
-   and only if the disk has room for the archive and its unpacked layers
-   (twice the size) plus `DISK_RESERVE_BYTES`.
+   archives served at once (a busy holder answers 503; the receiver waits a
+   moment, asks who has the image again and picks again, without counting
+   it as a failed attempt), at most the holder's stated size plus tar
+   overhead received, and only if the disk has room for the archive and
+   its unpacked layers (twice the size) plus `DISK_RESERVE_BYTES`.
 5. Spreading: a node that loaded an image lists it like any other, so it
    serves the next ones; with the holder picked at random, N nodes that need
    an image fetch from a growing set of holders instead of N times from one.
 
-Events: `image_fetch` (started, done, failed; node, peer, bytes) on the
-receiving agent.  `shoal image ls` reads `GET /v1/images?cluster=1`: which
+Events: `image_fetch` (started, then done, failed or busy; node, peer,
+bytes) on the receiving agent.  `shoal image ls` reads `GET /v1/images?cluster=1`: which
 node has which image, and what each one is pulling or fetching now.
 
 Test hook: with `enable_fault_hook`, `SHOAL_FAULT_CORRUPT_SERVES=N` makes
@@ -73,6 +74,8 @@ MAX_ATTEMPTS = 3
 ASK_TIMEOUT_S = 5.0
 DISK_RESERVE_BYTES = 512 << 20
 TAR_SLACK_BYTES = 16 << 20      # tar headers and manifest beyond the image's size
+BUSY = "busy"                   # a holder at its max_serves (HTTP 503)
+BUSY_WAIT_S = 1.0
 
 
 class ServeBusy(Exception):
@@ -192,16 +195,23 @@ class ImageShare:
                 self.fetching.discard(ref)
 
     async def _fetch(self, image: str, ref: str) -> str | None:
-        holders = await self.holders(ref)
-        if not holders:
-            return "no peer has it"
-        random.shuffle(holders)
-        problems = []
-        for attempt in range(MAX_ATTEMPTS):
-            holder = holders[attempt % len(holders)]
+        # Holders are asked again before each transfer: nodes that got the
+        # image meanwhile serve it too.  A busy holder (503) costs no
+        # attempt: wait a moment and ask again, until timeout_s has passed.
+        deadline = trio.current_time() + self.timeout_s
+        problems: list[str] = []
+        while len(problems) < MAX_ATTEMPTS:
+            holders = await self.holders(ref)
+            if not holders:
+                problems.append("no peer has it")
+                break
+            holder = random.choice(holders)
             problem = await self._fetch_from(image, ref, holder)
             if problem is None:
                 return None
+            if problem.startswith(BUSY) and trio.current_time() < deadline:
+                await trio.sleep(BUSY_WAIT_S * (1 + random.random()))
+                continue
             problems.append(f"{holder['node']}: {problem}")
             log.warning("fetching %s from %s failed: %s", image, holder["node"], problem)
         return "; ".join(problems)
@@ -225,6 +235,9 @@ class ImageShare:
                 async with forward_client(self.agent, httpx.Timeout(30.0)) as client:
                     async with client.stream("GET", holder["url"] + target,
                                              headers=forward_headers(self.agent, "GET", target)) as r:
+                        if r.status_code == 503:
+                            self._event(image=image, peer=holder["node"], state="busy")
+                            return f"{BUSY}: {(await r.aread())[:300].decode(errors='replace')}"
                         if r.status_code != 200:
                             body = (await r.aread())[:300].decode(errors="replace")
                             return self._failed(image, holder, f"HTTP {r.status_code}: {body}", got)
