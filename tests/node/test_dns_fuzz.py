@@ -3,12 +3,22 @@ is always a well-formed reply to that query within the client's limit."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import dns.flags
 import dns.message
+import dns.query
 import dns.rdatatype
+import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.dns.answer import HEADER_BYTES, Drop, Forward, Reply, answer
+from node.dns.server import DnsServer
 from node.dns.settings import DnsSettings
 from node.dns.zone import build_zone
 from dns_fixtures import CATALOG, big_catalog
@@ -85,3 +95,81 @@ def test_valid_queries_of_any_type(name: str, rdtype: str, edns: int | None, pay
     except Exception:   # dnspython refuses to build some (meta types)
         return
     check(wire, tcp)
+
+
+# ---- against a running server -------------------------------------------------------
+
+class ServerThread:
+    """A DnsServer on 127.0.0.1 in its own thread and trio run."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.server: DnsServer | None = None
+        self._ready = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._cancel: trio.CancelScope | None = None
+        self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    async def _main(self) -> None:
+        settings = DnsSettings(source_qps=0, global_qps=0, tcp_idle_s=0.5)
+        with trio.CancelScope() as self._cancel:
+            async with trio.open_nursery() as nursery:
+                self.server = await nursery.start(DnsServer(settings, lambda: big_catalog(80)).run)
+                self.port = await self.server.listen("127.0.0.1", 0)
+                self._token = trio.lowlevel.current_trio_token()
+                self._ready.set()
+
+    def stop(self) -> None:
+        assert self._token is not None and self._cancel is not None
+        trio.from_thread.run_sync(self._cancel.cancel, trio_token=self._token)
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[ServerThread]:
+    thread = ServerThread()
+    yield thread
+    thread.stop()
+
+
+def still_answers(port: int) -> None:
+    q = dns.message.make_query("big.service.shoal", "A")
+    msg = dns.query.udp(q, "127.0.0.1", port=port, timeout=5)
+    assert msg.flags & dns.flags.TC
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=600), mutated()), st.booleans())
+def test_running_server_survives_fuzz(running: ServerThread, wire: bytes, tcp: bool) -> None:
+    if tcp:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=5) as conn:
+            conn.sendall(len(wire).to_bytes(2, "big") + wire if len(wire) < 65536 else wire)
+            conn.shutdown(socket.SHUT_WR)
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+    else:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(wire, ("127.0.0.1", running.port))
+    still_answers(running.port)
+
+
+def test_running_server_counts_bad_input_by_reason(running: ServerThread) -> None:
+    assert running.server is not None
+    stats = running.server.stats
+    before = dict(stats.bad)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"\x00" * 5, ("127.0.0.1", running.port))
+        sock.sendto(b"\x00\x01\x80" + bytes(30), ("127.0.0.1", running.port))   # QR set
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (stats.bad["short"] > before.get("short", 0)
+                                               and stats.bad["response"] > before.get("response", 0)):
+        time.sleep(0.01)
+    assert stats.bad["short"] > before.get("short", 0) and stats.bad["response"] > before.get("response", 0)
+    still_answers(running.port)
+    assert stats.bad["internal_error"] == 0     # nothing the fuzz sent raised inside
