@@ -33,6 +33,7 @@ turns.  The parts, one module each:
     node.agent.runtime_link runtime reports in, runtime built
     node.agent.statefile    agent.json, where scripts find the agent
     node.agent.droplog      rate-limited warnings for misconfigured peers
+    node.agent.dns_link     the DNS server (node.dns) on the core's catalog
 
 Leaving: SIGINT/SIGTERM (or `POST /v1/agent/leave`) leaves the cluster
 (node.agent.membership) and then exits cleanly.  A second signal exits at once.
@@ -65,6 +66,7 @@ from node.agent.config import (
     publish_address,
 )
 from node.agent.dispatch import Dispatcher
+from node.agent.dns_link import dns_address, start_dns
 from node.agent.droplog import DropLog
 from node.agent.errors import AgentStarting
 from node.agent.health import Health
@@ -162,6 +164,7 @@ class Agent:
         self._api_shutdown = trio.Event()
         self._api_done = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self.dns: Any = None  # node.dns.server.DnsServer, once started (node.agent.dns_link)
 
     def _dispatch(self, outputs: list[CoreOutput], now: float) -> None:
         self.dispatcher.dispatch(outputs, now)
@@ -203,6 +206,7 @@ class Agent:
                 self._nursery = nursery
                 self.api_url = await nursery.start(serve_api, self, self._api_shutdown, self._api_done)
                 self.core = self._build_core(loaded, keyring, trio.current_time())
+                self.dns = await start_dns(self, nursery)
                 nursery.start_soon(self.persistence.run)
                 if hasattr(self.runtime, "run"):
                     await nursery.start(self.runtime.run)
@@ -220,6 +224,7 @@ class Agent:
                     "gossip": str(self.advertise),
                     "bind": str(HostPort(cfg.bind.host, self.gossip_port or 0)),
                     "api": self.api_url,
+                    "dns": dns_address(self.dns),
                 })
                 log.info(
                     "agent %s running: gossip on %s (advertised %s), api %s, profile %s, encryption %s%s; "

@@ -54,6 +54,14 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
     publish_address  the IP replicas' ports are published  default: the advertise
                   on; "0.0.0.0" (or "::") only if given     address's host
                   explicitly: then every interface
+    dns_bind      IP:PORT of the DNS server (UDP and TCP)  default: 127.0.0.1:8600
+                  for the zone below; "off" disables it
+    dns_zone      the zone served (node.dns)               default: shoal
+    dns_ttl_s     TTL of every answer, whole seconds       default: 5 (0 allowed)
+    dns_forward   resolvers for other zones, ["IP:PORT"]   default: [] (REFUSED)
+    dns_on_bridge also serve on the Docker bridge's gateway  default: true
+                  (port 53) and make it containers' resolver
+    dns_source_qps  queries a second per client address    default: 2000 (0: no limit)
     [cluster]     table: job-store sync, status publishing and tombstone timing
                   (node.core.node_core.ClusterConfig)       default: its defaults
     [placement]   table: auction and placement timing and sampling
@@ -133,6 +141,13 @@ from node.agent.tags import TagsTooLarge, encode_tags
 from node.agent.tuning import cluster_config, container_policy, placement_config, toml_value
 from node.core.config import ClusterConfig
 from node.core.status import NodeStatus
+from node.dns.settings import (
+    DEFAULT_DNS_BIND,
+    DEFAULT_SOURCE_QPS,
+    DEFAULT_TTL_S,
+    DEFAULT_ZONE,
+    dns_config_values,
+)
 
 DEFAULT_GOSSIP_PORT = 7946
 DEFAULT_BIND = "0.0.0.0:7946"
@@ -209,6 +224,13 @@ class AgentConfig:
     containers: ContainerPolicy = field(default_factory=ContainerPolicy)  # the [containers] table
     # Image pulls and registry credentials: the [images] table (node.agent.registries).
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    # DNS (node.dns; docs/configuration.md): where, for which zone, what for other zones.
+    dns_bind: tuple[str, int] | None = DEFAULT_DNS_BIND   # None: no DNS server
+    dns_zone: str = DEFAULT_ZONE
+    dns_ttl_s: int = DEFAULT_TTL_S
+    dns_forward: tuple[tuple[str, int], ...] = ()
+    dns_on_bridge: bool = True
+    dns_source_qps: float = DEFAULT_SOURCE_QPS
 
     @property
     def encrypted(self) -> bool:
@@ -438,6 +460,7 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
         kw["containers"] = container_policy(values["containers"])
     if "images" in values:
         kw["images"] = images_config(values["images"])
+    kw.update(dns_config_values(values))
     cfg = AgentConfig(**kw)
     if not cfg.api.is_loopback and cfg.api_token is None:
         raise ConfigError("api", f"refusing to serve the API on non-loopback {cfg.api} without api_token")

@@ -22,6 +22,7 @@ DEFAULT_ZONE = "shoal"
 DEFAULT_TTL_S = 5
 MAX_TTL_S = 86400
 MAX_FORWARDERS = 8
+DEFAULT_SOURCE_QPS = 2000.0
 ZONE_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*", re.ASCII)
 
 
@@ -38,7 +39,7 @@ class DnsSettings:
     query_max_bytes: int = 4096
     # Flood bounds.  Per source address, a token bucket (qps 0 = no limit);
     # the table of sources is bounded, the least recently seen go first.
-    source_qps: float = 2000.0
+    source_qps: float = DEFAULT_SOURCE_QPS
     source_burst: int = 2000
     max_sources: int = 4096
     # All sources together: keeps a flood from spoofed addresses from taking
@@ -127,3 +128,30 @@ def _ip_port(text: str, field_name: str, default_port: int) -> tuple[str, int]:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ConfigError(field_name, f"port {port_text!r} out of range 0-65535 in {text!r}")
     return host, int(port_text)
+
+
+def dns_config_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The agent config's `dns_*` fields from raw settings (TOML values or
+    flags): only those given, validated."""
+    out: dict[str, Any] = {}
+    if (v := values.get("dns_bind")) is not None:
+        out["dns_bind"] = parse_bind(v)
+    if (v := values.get("dns_zone")) is not None:
+        out["dns_zone"] = parse_zone(v)
+    if (v := values.get("dns_ttl_s")) is not None:
+        out["dns_ttl_s"] = parse_ttl(v)
+    if (v := values.get("dns_forward")) is not None:
+        out["dns_forward"] = parse_forward(v)
+    if (v := values.get("dns_on_bridge")) is not None:
+        if not isinstance(v, bool):
+            raise ConfigError("dns_on_bridge", f"must be true or false, got {v!r}")
+        out["dns_on_bridge"] = v
+    if (v := values.get("dns_source_qps")) is not None:
+        out["dns_source_qps"] = parse_rate(v)
+    return out
+
+
+def settings_of(config: Any) -> DnsSettings:
+    """The server's settings from the agent's config (node.agent.config.AgentConfig)."""
+    return DnsSettings(zone=config.dns_zone, ttl_s=config.dns_ttl_s, forward=config.dns_forward,
+                       source_qps=config.dns_source_qps)

@@ -21,7 +21,12 @@ stream_reply, request, posted, timers, dispatch; see node/agent/pump.py),
 shoal_state_refused_total{reason} (replicated state the core refused to
 merge: not_a_member, stamp_ahead, counter_absurd, ballot_jump,
 ballot_overflow, status_malformed, status_name_mismatch; see
-node/core/admission.py).
+node/core/admission.py), shoal_dns_queries_total{transport,outcome} (DNS
+queries by transport, udp | tcp, and what was sent back: answer, nodata,
+nxdomain, refused, forwarded, servfail, formerr, notimp, badvers, dropped;
+`truncated` counts the answers cut with TC set) and
+shoal_dns_bad_input_total{reason} (DNS queries dropped or refused as bad
+input or over a bound; reasons in node/dns/answer.py and node/dns/server.py).
 """
 
 from __future__ import annotations
@@ -84,6 +89,13 @@ class AgentMetrics:
             self.input_failures.labels(kind=kind)
         for reason in REFUSAL_REASONS:
             self.state_refused.labels(reason=reason)
+        self.dns_queries = Counter(
+            "shoal_dns_queries", "DNS queries, by transport and outcome", ["transport", "outcome"], registry=r
+        )
+        self.dns_bad_input = Counter(
+            "shoal_dns_bad_input", "DNS queries dropped or refused as bad input or over a bound, by reason",
+            ["reason"], registry=r,
+        )
         self.members = Gauge("shoal_members", "Known members, by state", ["state"], registry=r)
         self.health = Gauge("shoal_health_score", "Lifeguard local health score (0 is healthy)", registry=r)
         # A plain mirror of the drop counter, for logs and the API without parsing text.
@@ -103,6 +115,12 @@ class AgentMetrics:
         """An inbound stream closed by a bound; also counted as a drop."""
         self.streams_refused.labels(reason=reason).inc()
         self.drop(f"stream_{reason}")
+
+    def dns_query(self, transport: str, outcome: str) -> None:
+        self.dns_queries.labels(transport=transport, outcome=outcome).inc()
+
+    def dns_bad(self, reason: str) -> None:
+        self.dns_bad_input.labels(reason=reason).inc()
 
     def observe_members(self, states: list[MemberState], health_score: int) -> None:
         counts = _Counter(s.value for s in states)
