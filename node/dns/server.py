@@ -9,6 +9,7 @@ and serves both until the server stops.  Every query goes through, in order:
     `rate_source`);
   * the answerer (node.dns.answer) against the zone, which is rebuilt from
     the catalog at most every `refresh_s` and only when the catalog changed;
+    its answers are cached (with the id patched in) until the zone changes;
   * a forward (node.dns.forward) for other zones, in its own task for UDP
     so the receive loop never waits on a resolver.
 
@@ -46,6 +47,14 @@ from node.dns.zone import Zone, build_zone
 
 log = logging.getLogger("shoal.dns")
 
+# Answers are cached per query (all but its id), per transport and per id
+# modulo CACHE_ROTATIONS (the answerer rotates equal records by the id, so
+# cached answers still spread clients over the instances), until the zone
+# changes; the cache is emptied when it holds CACHE_MAX_ENTRIES.
+CACHE_ROTATIONS = 8
+CACHE_MAX_ENTRIES = 4096
+CACHE_MAX_QUERY_BYTES = 512
+CACHEABLE = frozenset({"answer", "nodata", "nxdomain", "refused"})
 BIND_ATTEMPTS = 8            # port 0: tries to find one port free for both UDP and TCP
 ERROR_LOG_INTERVAL_S = 10.0  # at most one logged internal error per interval
 
@@ -68,6 +77,7 @@ class DnsServer:
         self._nursery: trio.Nursery | None = None
         self._sockets: list[trio.socket.SocketType] = []
         self._last_error_log = -math.inf
+        self._cache: dict[bytes, Reply] = {}
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -106,6 +116,7 @@ class DnsServer:
             if self._zone is None or catalog != self._catalog:
                 self._zone = build_zone(catalog, self.settings.zone, self.settings.ttl_s)
                 self._catalog = catalog
+                self._cache.clear()
         return self._zone
 
     def admit(self, source: str, now: float) -> bool:
@@ -118,11 +129,23 @@ class DnsServer:
         return True
 
     def decide(self, wire: bytes, tcp: bool, now: float) -> Reply | Drop | Forward:
+        zone = self.zone(now)   # first: a new zone empties the cache
+        key = None
+        if 12 <= len(wire) <= CACHE_MAX_QUERY_BYTES:
+            key = wire[2:] + bytes((tcp, wire[1] % CACHE_ROTATIONS))
+            hit = self._cache.get(key)
+            if hit is not None:
+                return Reply(wire[:2] + hit.wire[2:], hit.outcome, hit.bad, hit.truncated)
         try:
-            return answer(wire, self.zone(now), self.settings, tcp=tcp)
+            decision = answer(wire, zone, self.settings, tcp=tcp)
         except Exception:  # a bug must cost one query, never the agent
             self._log_error("answering a query failed")
             return Drop("internal_error")
+        if key is not None and isinstance(decision, Reply) and decision.outcome in CACHEABLE:
+            if len(self._cache) >= CACHE_MAX_ENTRIES:
+                self._cache.clear()
+            self._cache[key] = decision
+        return decision
 
     def _count(self, transport: str, decision: Reply) -> None:
         self.stats.query(transport, decision.outcome)
