@@ -66,7 +66,7 @@ from node.agent.config import (
     publish_address,
 )
 from node.agent.dispatch import Dispatcher
-from node.agent.dns_link import dns_address, start_dns
+from node.agent.dns_link import dns_address, listen_on_bridge, start_dns
 from node.agent.droplog import DropLog
 from node.agent.errors import AgentStarting
 from node.agent.health import Health
@@ -210,6 +210,7 @@ class Agent:
                 nursery.start_soon(self.persistence.run)
                 if hasattr(self.runtime, "run"):
                     await nursery.start(self.runtime.run)
+                await listen_on_bridge(self)   # before the pump places anything
                 await nursery.start(self._run_transport)
                 nursery.start_soon(self.pump.run, self.core)
                 if hasattr(self.runtime, "desired_complete"):

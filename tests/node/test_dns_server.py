@@ -211,3 +211,17 @@ async def test_a_catalog_that_raises_leaves_the_server_answering() -> None:
         await server.listen("127.0.0.1", 0)
         assert (await udp(server, "api.service.shoal")).rcode() == dns.rcode.NXDOMAIN
         nursery.cancel_scope.cancel()
+
+
+async def test_reuse_port_lets_two_servers_share_one_address() -> None:
+    # As agents sharing one dockerd share its bridge gateway's port 53.
+    async with trio.open_nursery() as nursery:
+        first = await nursery.start(DnsServer(DnsSettings(), lambda: CATALOG).run)
+        second = await nursery.start(DnsServer(DnsSettings(), lambda: CATALOG).run)
+        port = await first.listen("127.0.9.2", 0, reuse_port=True)
+        assert await second.listen("127.0.9.2", port, reuse_port=True) == port
+        q = dns.message.make_query("api.service.shoal", "A")
+        for _ in range(4):
+            msg = await dns.asyncquery.udp(q, "127.0.9.2", timeout=TIMEOUT_S, port=port, backend=BACKEND)
+            assert len(msg.answer[0]) == 2
+        nursery.cancel_scope.cancel()
