@@ -7,7 +7,7 @@
 Starts one shoal agent (fake runtime, `--profile local`, DNS on a free
 loopback port), submits three jobs with named ports (api: 3 replicas with
 http and grpc, web: 2 with http, db: 1 with pg) and waits until the agent's
-DNS lists api's 3 addresses -- or, after 30 s, goes on with whatever the zone
+DNS lists api's 3 replicas (SRV) -- or, after 30 s, goes on with whatever the zone
 holds (an agent without the service catalog answers NXDOMAIN, which is
 timed too; the table says which).  Then, for each concurrency C, a closed
 loop of C UDP sockets, each with one query outstanding at a time (a mix:
@@ -101,11 +101,11 @@ def wait_for_catalog(api: str, port: int) -> str:
             r = httpx.post(f"{api}/v1/jobs", json={k: v for k, v in job.items() if k != "ports"}, timeout=10)
             r.raise_for_status()
     deadline = time.monotonic() + 30
-    q = dns.message.make_query("api.service.shoal", "A")
+    q = dns.message.make_query("_http._tcp.api.service.shoal", "SRV")
     while time.monotonic() < deadline:
         reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=2)
         if reply.answer and len(reply.answer[0]) == 3:
-            return "api.service.shoal lists 3 addresses"
+            return "_http._tcp.api.service.shoal lists api's 3 replicas"
         time.sleep(0.2)
     return "the zone does not list api's replicas (no catalog?): answers are NXDOMAIN"
 
