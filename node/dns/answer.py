@@ -176,7 +176,7 @@ def _zone_answer(query: dns.message.Message, zone: Zone,
         if rdtype == dns.rdatatype.SRV:
             targets += [r.target for r in rdatas if r.target not in targets]
     for target in targets:
-        at = zone.records.get(target, {})
+        at = zone.at(target)
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
             if rdtype in at:
                 response.additional.append(dns.rrset.from_rdata_list(target, zone.ttl_s, at[rdtype]))

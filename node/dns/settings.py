@@ -148,6 +148,9 @@ def dns_config_values(values: dict[str, Any]) -> dict[str, Any]:
         out["dns_on_bridge"] = v
     if (v := values.get("dns_source_qps")) is not None:
         out["dns_source_qps"] = parse_rate(v)
+    bind = out.get("dns_bind", DEFAULT_DNS_BIND)
+    if bind is not None and bind in out.get("dns_forward", ()):
+        raise ConfigError("dns_forward", f"{bind[0]}:{bind[1]} is this agent's own dns_bind: queries would loop")
     return out
 
 

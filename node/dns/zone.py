@@ -17,7 +17,7 @@ its own catalog; nothing here is stored.  For the zone `shoal`:
 
 A node whose name is not a DNS name gets no NODE.node name and its SRV
 targets are the replica's SLOT.NAME name instead.  Names compare
-case-insensitively (dnspython's Name).  Pure: no I/O.
+case-insensitively (keys are lowercase labels).  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
-from node.core.catalog import Catalog, ServiceInstance
+from node.core.catalog import Catalog
 
 # Host names as RFC 1123 has them (plus '_', which Docker-ish names use), per label.
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -48,95 +48,114 @@ SRV_WEIGHT = 1
 SOA_REFRESH_S, SOA_RETRY_S, SOA_EXPIRE_S = 3600, 600, 86400
 
 Records = dict[int, tuple[dns.rdata.Rdata, ...]]   # rdtype -> rdatas
+# A name as the zone keys it: its labels, lowercase, root label included.
+# (Hashing a tuple of bytes is done in C; hashing a dnspython Name is not.)
+Labels = tuple[bytes, ...]
+MAX_NAME_BYTES = 255
+
+
+def labels_of(name: dns.name.Name) -> Labels:
+    return tuple(label.lower() for label in name.labels)
 
 
 @dataclass(frozen=True, slots=True)
 class Zone:
     origin: dns.name.Name
     ttl_s: int
-    records: dict[dns.name.Name, Records]
-    names: frozenset[dns.name.Name]        # every name that exists (owners and their ancestors in the zone)
+    records: dict[Labels, Records]
+    names: frozenset[Labels]        # every name that exists (owners and their ancestors in the zone)
     soa: dns.rdata.Rdata
 
     def lookup(self, name: dns.name.Name) -> Records | None:
         """The records at `name` (empty if it exists without any), or None if
         the name does not exist in the zone."""
-        if name not in self.names:
+        key = labels_of(name)
+        if key not in self.names:
             return None
-        return self.records.get(name, {})
+        return self.records.get(key, {})
+
+    def at(self, name: dns.name.Name) -> Records:
+        return self.records.get(labels_of(name), {})
 
 
 def build_zone(catalog: Catalog, zone: str, ttl_s: int) -> Zone:
     origin = dns.name.from_text(zone)
-    service = dns.name.Name((b"service",) + origin.labels)
-    nodes = dns.name.Name((b"node",) + origin.labels)
-    records: dict[dns.name.Name, dict[int, list[dns.rdata.Rdata]]] = {}
+    apex = labels_of(origin)
+    service = (b"service",) + apex
+    nodes = (b"node",) + apex
+    # owner -> type -> sort key -> rdata: records deduplicated and ordered on
+    # plain keys (comparing dnspython rdatas renders them to wire format).
+    records: dict[Labels, dict[int, dict[tuple, dns.rdata.Rdata]]] = {}
+    addresses: dict[str, dns.rdata.Rdata | None] = {}
+    srvs: dict[tuple[int, Labels], dns.rdata.Rdata] = {}
 
-    def add(owner: dns.name.Name, rdata: dns.rdata.Rdata) -> None:
-        bucket = records.setdefault(owner, {}).setdefault(rdata.rdtype, [])
-        if rdata not in bucket:
-            bucket.append(rdata)
+    def add(owner: Labels, key: tuple, rdata: dns.rdata.Rdata) -> None:
+        records.setdefault(owner, {}).setdefault(rdata.rdtype, {}).setdefault(key, rdata)
 
-    node_names: dict[str, dns.name.Name] = {}
+    def address(text: str) -> dns.rdata.Rdata | None:
+        if text not in addresses:
+            addresses[text] = _address(text)
+        return addresses[text]
+
+    node_names: dict[str, Labels] = {}
     node_addresses = dict(catalog.nodes)
     for inst in catalog.instances:
         node_addresses.setdefault(inst.node, inst.address)
-    for node, address in sorted(node_addresses.items()):
+    for node, text in sorted(node_addresses.items()):
         name = _child(node, nodes)
-        rdata = _address(address)
+        rdata = address(text)
         if name is None or rdata is None:
             continue
         node_names[node] = name
-        add(name, rdata)
+        add(name, (text,), rdata)
+    jobs: dict[str, Labels | None] = {}
     for inst in catalog.instances:
-        job = _child(inst.job, service)
-        rdata = _address(inst.address)
+        if inst.job not in jobs:
+            jobs[inst.job] = _child(inst.job, service)
+        job = jobs[inst.job]
+        rdata = address(inst.address)
         if job is None or rdata is None:
             continue
-        slot = dns.name.Name((str(inst.index).encode(),) + job.labels)
-        add(job, rdata)
-        add(slot, rdata)
-        target = _srv_target(inst, node_names, slot)
+        slot = (str(inst.index).encode(),) + job
+        add(job, (inst.address,), rdata)
+        add(slot, (inst.address,), rdata)
+        # The node's name has the A record of the node's address; if the
+        # node's name is no DNS name, the replica's own name has the same one.
+        target = node_names.get(inst.node, slot)
         for label, port in inst.ports:
-            srv = dns.rdtypes.IN.SRV.SRV(dns.rdataclass.IN, dns.rdatatype.SRV, SRV_PRIORITY, SRV_WEIGHT, port,
-                                         target)
+            srv = srvs.get((port, target))
+            if srv is None:
+                srv = srvs[(port, target)] = dns.rdtypes.IN.SRV.SRV(
+                    dns.rdataclass.IN, dns.rdatatype.SRV, SRV_PRIORITY, SRV_WEIGHT, port, dns.name.Name(target))
             for base in (job, slot):
                 owner = _child(f"_{label}._tcp", base)
                 if owner is not None:
-                    add(owner, srv)
+                    add(owner, (port, target), srv)
     serial = zlib.crc32(repr((catalog.instances, sorted(catalog.nodes.items()))).encode())
     soa = dns.rdtypes.ANY.SOA.SOA(dns.rdataclass.IN, dns.rdatatype.SOA,
                                   dns.name.Name((b"ns",) + origin.labels),
                                   dns.name.Name((b"hostmaster",) + origin.labels),
                                   serial, SOA_REFRESH_S, SOA_RETRY_S, SOA_EXPIRE_S, ttl_s)
-    add(origin, soa)
-    names = set()
+    add(apex, (), soa)
+    names = {apex}
     for owner in records:
-        name = owner
-        while name != origin and len(name) > len(origin):
-            names.add(name)
-            name = name.parent()
-    names.add(origin)
-    frozen = {owner: {t: tuple(sorted(rs, key=_order)) for t, rs in types.items()} for owner, types in records.items()}
+        while owner not in names:
+            names.add(owner)
+            owner = owner[1:]
+    frozen = {owner: {t: tuple(rs[k] for k in sorted(rs)) for t, rs in types.items()}
+              for owner, types in records.items()}
     return Zone(origin, ttl_s, frozen, frozenset(names), soa)
 
 
-def _srv_target(inst: ServiceInstance, node_names: dict[str, dns.name.Name],
-                slot: dns.name.Name) -> dns.name.Name:
-    # The node's name has the A record of the node's address; if the node's
-    # name is no DNS name, the replica's own name has the same address.
-    name = node_names.get(inst.node)
-    return name if name is not None else slot
-
-
-def _child(text: str, parent: dns.name.Name) -> dns.name.Name | None:
-    """`text` (one or more labels) under `parent`, lowercase; None if it is not a host name."""
+def _child(text: str, parent: Labels) -> Labels | None:
+    """`text` (one or more labels) under `parent`, lowercase; None if it is
+    not a host name or the name would be too long."""
     if not HOST_RE.fullmatch(text):
         return None
-    try:
-        return dns.name.Name(tuple(p.lower().encode() for p in text.split(".")) + parent.labels)
-    except dns.name.NameTooLong:
+    name = tuple(p.lower().encode() for p in text.split(".")) + parent
+    if sum(len(label) + 1 for label in name) > MAX_NAME_BYTES:
         return None
+    return name
 
 
 def _address(text: str) -> dns.rdata.Rdata | None:
@@ -147,7 +166,3 @@ def _address(text: str) -> dns.rdata.Rdata | None:
     if ip.version == 4:
         return dns.rdtypes.IN.A.A(dns.rdataclass.IN, dns.rdatatype.A, str(ip))
     return dns.rdtypes.IN.AAAA.AAAA(dns.rdataclass.IN, dns.rdatatype.AAAA, str(ip))
-
-
-def _order(rdata: dns.rdata.Rdata) -> str:
-    return rdata.to_text()

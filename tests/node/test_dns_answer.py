@@ -5,8 +5,11 @@ from __future__ import annotations
 import dns.flags
 import dns.message
 import dns.rcode
+import pytest
 
-from node.core.catalog import Catalog
+from node.agent.config import build_config
+from node.agent.errors import ConfigError
+from node.core.catalog import Catalog, ServiceInstance
 from node.dns.answer import Drop, Forward, Reply, answer
 from node.dns.settings import DnsSettings
 from node.dns.zone import build_zone
@@ -119,6 +122,14 @@ def test_srv_additional_that_does_not_fit_is_left_out_without_tc() -> None:
     assert len(msg.additional) == 12
 
 
+def test_a_node_name_that_is_no_dns_name_gives_slot_targets() -> None:
+    catalog = Catalog((ServiceInstance("db", 0, "rack 1/box", "10.0.0.9", (("pg", 25432),)),),
+                      {"rack 1/box": "10.0.0.9"})
+    _, msg = ask("_pg._tcp.db.service.shoal", "SRV", catalog=catalog)
+    assert section(msg.answer) == ["_pg._tcp.db.service.shoal. 5 IN SRV 1 1 25432 0.db.service.shoal."]
+    assert section(msg.additional) == ["0.db.service.shoal. 5 IN A 10.0.0.9"]
+
+
 def test_empty_catalog_still_answers_for_the_zone() -> None:
     reply, msg = ask("api.service.shoal", "A", catalog=Catalog())
     assert msg.rcode() == dns.rcode.NXDOMAIN
@@ -179,3 +190,31 @@ def test_edns_version_1_gets_badvers() -> None:
     decision = _decide(_query(use_edns=1))
     assert isinstance(decision, Reply) and decision.outcome == "badvers"
     assert dns.message.from_wire(decision.wire).rcode() == dns.rcode.BADVERS
+
+
+# ---- settings --------------------------------------------------------------------
+
+@pytest.mark.parametrize("values, field, words", [
+    ({"dns_bind": "dns.example:53"}, "dns_bind", "expected an IP address"),
+    ({"dns_bind": 8600}, "dns_bind", "or \"off\""),
+    ({"dns_ttl_s": 1.5}, "dns_ttl_s", "whole number"),
+    ({"dns_ttl_s": -1}, "dns_ttl_s", "whole number"),
+    ({"dns_zone": "a..b"}, "dns_zone", "not a DNS name"),
+    ({"dns_forward": ["resolver.example"]}, "dns_forward", "expected an IP address"),
+    ({"dns_forward": ["127.0.0.1:8600"]}, "dns_forward", "queries would loop"),
+    ({"dns_on_bridge": "yes"}, "dns_on_bridge", "true or false"),
+    ({"dns_source_qps": -5}, "dns_source_qps", ">= 0"),
+])
+def test_bad_dns_settings_name_the_setting(values: dict, field: str, words: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        build_config({"bind": "127.0.0.1:7946", **values})
+    assert e.value.field == field and words in str(e.value), str(e.value)
+
+
+def test_dns_settings_parse() -> None:
+    cfg = build_config({"bind": "127.0.0.1:7946", "dns_bind": "off", "dns_zone": "Cluster.Internal.",
+                        "dns_ttl_s": 0, "dns_forward": ["192.0.2.53", "[2001:db8::53]:5353"]})
+    assert cfg.dns_bind is None and cfg.dns_zone == "cluster.internal" and cfg.dns_ttl_s == 0
+    assert cfg.dns_forward == (("192.0.2.53", 53), ("2001:db8::53", 5353))
+    default = build_config({"bind": "127.0.0.1:7946"})
+    assert default.dns_bind == ("127.0.0.1", 8600) and default.dns_on_bridge and default.dns_ttl_s == 5
