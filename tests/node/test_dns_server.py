@@ -225,3 +225,19 @@ async def test_reuse_port_lets_two_servers_share_one_address() -> None:
             msg = await dns.asyncquery.udp(q, "127.0.9.2", timeout=TIMEOUT_S, port=port, backend=BACKEND)
             assert len(msg.answer[0]) == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_forwards_in_flight_are_bounded_and_the_rest_get_servfail_at_once() -> None:
+    async with fake_upstream(None) as (up_port, seen):
+        settings = DnsSettings(forward=(("127.0.0.1", up_port),), forward_timeout_s=3.0, forward_max_pending=1)
+        async with serving(settings) as server:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(udp, server, "slow.example.com")     # holds the one forward slot
+                with trio.fail_after(TIMEOUT_S):
+                    while not seen:
+                        await trio.sleep(0.01)
+                start = trio.current_time()
+                msg = await udp(server, "other.example.com")
+                assert msg.rcode() == dns.rcode.SERVFAIL and trio.current_time() - start < 1.0
+                assert server.stats.bad["forward_busy"] == 1 and len(seen) == 1
+                nursery.cancel_scope.cancel()
