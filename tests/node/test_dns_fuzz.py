@@ -3,6 +3,7 @@ is always a well-formed reply to that query within the client's limit."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -18,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.dns.answer import HEADER_BYTES, Drop, Forward, Reply, answer
+from node.core.catalog import Catalog, ServiceInstance
 from node.dns.server import DnsServer
 from node.dns.settings import DnsSettings
-from node.dns.zone import build_zone
+from node.dns.zone import HOST_RE, build_zone
 from dns_fixtures import CATALOG, big_catalog
 
 ZONE = build_zone(CATALOG, "shoal", 5)
@@ -173,3 +175,41 @@ def test_running_server_counts_bad_input_by_reason(running: ServerThread) -> Non
     assert stats.bad["short"] > before.get("short", 0) and stats.bad["response"] > before.get("response", 0)
     still_answers(running.port)
     assert stats.bad["internal_error"] == 0     # nothing the fuzz sent raised inside
+
+
+# ---- random catalogs ---------------------------------------------------------------
+
+@st.composite
+def catalogs(draw: st.DrawFn) -> Catalog:
+    names = st.one_of(st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z0-9]", fullmatch=True), st.text(max_size=70))
+    addresses = st.one_of(st.ip_addresses().map(str), st.text(max_size=20))
+    instances = draw(st.lists(st.builds(
+        ServiceInstance, names, st.integers(0, 50), names, addresses,
+        st.lists(st.tuples(st.from_regex(r"[a-z][a-z0-9-]{0,13}", fullmatch=True), st.integers(1, 65535)),
+                 max_size=3).map(lambda p: tuple(sorted(p)))), max_size=12))
+    nodes = draw(st.dictionaries(names, addresses, max_size=6))
+    return Catalog(tuple(sorted(instances)), nodes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(catalogs())
+def test_any_catalog_builds_a_zone_whose_answers_match_it(catalog: Catalog) -> None:
+    zone = build_zone(catalog, "shoal", 5)
+    for inst in catalog.instances:
+        if not HOST_RE.fullmatch(inst.job) or not _is_ip(inst.address) or len(inst.job) > 63:
+            continue
+        rdtype = "A" if ":" not in inst.address else "AAAA"
+        decision = answer(dns.message.make_query(f"{inst.index}.{inst.job}.service.shoal", rdtype).to_wire(),
+                          zone, SETTINGS, tcp=True)
+        assert isinstance(decision, Reply)
+        msg = dns.message.from_wire(decision.wire)
+        served = {ipaddress.ip_address(r.address) for rrset in msg.answer for r in rrset}
+        assert ipaddress.ip_address(inst.address) in served
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
