@@ -71,3 +71,42 @@ def test_agent_survives_garbage_and_counts_it(tmp_path):
 def test_dns_off_serves_nothing(tmp_path):
     with running_agent(tmp_path, "dns3", 'dns_bind = "off"\n') as info:
         assert info.get("dns") is None
+
+
+def _wait_for(what: str, check, timeout_s: float = 30.0):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout_s} s; last: {last}")
+
+
+def test_agent_answers_for_a_running_job_and_forgets_it_when_stopped(tmp_path):
+    job = {"name": "api", "image": "busybox", "replicas": 2, "cpu": 0.1, "memory": "16MiB",
+           "ports": {"http": {"to": 8080}}}
+    with running_agent(tmp_path, "dnsjob", CONFIG, "--cpus", "2", "--memory", "2GiB") as info:
+        port = dns_port(info)
+        assert httpx.post(f"{info['api']}/v1/jobs", json=job, timeout=10).status_code == 201
+
+        def ask(name: str, rdtype: str, tcp: bool = False) -> dns.message.Message:
+            query = dns.query.tcp if tcp else dns.query.udp
+            return query(dns.message.make_query(name, rdtype), "127.0.0.1", port=port, timeout=5)
+
+        srv = _wait_for("SRV lists both replicas", lambda: (m := ask("_http._tcp.api.service.shoal", "SRV"))
+                        .answer and len(m.answer[0]) == 2 and m)
+        ports = sorted(r.port for r in srv.answer[0])
+        assert all(20000 <= p <= 32000 for p in ports) and len(set(ports)) == 2   # dynamic host ports
+        assert {r.target.to_text() for r in srv.answer[0]} == {"dnsjob.node.shoal."}
+        assert [r.address for rrset in srv.additional for r in rrset] == ["127.0.0.1"]
+        for tcp in (False, True):
+            a = ask("API.service.shoal", "A", tcp)
+            assert [r.address for r in a.answer[0]] == ["127.0.0.1"] and a.answer[0].ttl == 5
+            assert [r.address for r in ask("1.api.service.shoal", "A", tcp).answer[0]] == ["127.0.0.1"]
+            assert [r.address for r in ask("dnsjob.node.shoal", "A", tcp).answer[0]] == ["127.0.0.1"]
+        assert ask("2.api.service.shoal", "A").rcode() == dns.rcode.NXDOMAIN
+        assert httpx.delete(f"{info['api']}/v1/jobs/api", timeout=10).status_code in (200, 202, 204)
+        _wait_for("the stopped job leaves DNS",
+                  lambda: ask("api.service.shoal", "A").rcode() == dns.rcode.NXDOMAIN)
