@@ -88,7 +88,19 @@ class Bed:
         for d in (f"/run/{p}", f"/var/lib/{p}"):
             if Path(d).exists():
                 left.append(f"directory {d}")
+        # dockerd's NAT and filter rules lived in the nodes' namespaces: none
+        # ever reached the host's tables, none is left there
+        host_rules = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+        left += [f"host nftables rule {line.strip()}" for line in host_rules.splitlines()
+                 if self.subnet + "." in line]
         return left
+
+
+def netns_has(node: dict, *cmd: str) -> str:
+    """cmd's output, run in node's network namespace ('' if it failed)."""
+    out = subprocess.run(["nsenter", f"--net=/run/netns/{node['ns']}", "--", *cmd], capture_output=True,
+                         text=True, timeout=30)
+    return out.stdout if out.returncode == 0 else ""
 
 
 def container_ids(node: dict) -> list[str]:
@@ -167,10 +179,20 @@ def test_up_two_nodes_run_a_job_kill_one_and_down_leaves_nothing(tmp_path):
         wait_for(lambda: len(docker_ps(n1)) + len(docker_ps(n2)) == 3, 30, "3 containers")
         ids = {1: container_ids(n1), 2: container_ids(n2)}
 
+        # Docker's bridge and NAT are in the node's namespace, on its own 172.17.0.1
+        for n in (n1, n2):
+            assert "172.17.0.1/16" in netns_has(n, "ip", "-4", "addr", "show", "docker0")
+            assert "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE" in \
+                netns_has(n, "iptables", "-t", "nat", "-S")
+
         # a power cut on node 1: its processes are gone at once, its slots run on node 2
         bed.run("kill", "1")
         after = bed.status()["nodes"][0]
         assert after["agent_pid"] is None and after["dockerd_pid"] is None
+        # and what a reboot clears in its namespace is gone: docker0, the veths, Docker's rules
+        links = [line.split(": ")[1].split("@")[0] for line in netns_has(n1, "ip", "-o", "link").splitlines()]
+        assert sorted(links) == ["eth0", "lo"], links
+        assert "table ip nat" not in netns_has(n1, "nft", "list", "tables")
         assert not docker_ping(n1)
         wait_for(lambda: len(docker_ps(n2)) == 3, 40, "every slot running on node 2")
         slots = sorted(c["Labels"].split("shoal.slot=")[1].split(",")[0] for c in docker_ps(n2))
