@@ -192,9 +192,9 @@ class Bed:
     def pid_of(self, i: int, key: str) -> int | None:
         return next(n[key] for n in self.status()["nodes"] if n["index"] == i)
 
-    def kill(self, i: int, pid: int | None) -> tuple[float, float, float]:
-        """Power-cut node i; (monotonic start of the command, moment pid died, command's end)."""
-        died: dict[str, float] = {}
+    def kill(self, i: int, pid: int | None, died: dict[str, float]) -> tuple[float, float, float]:
+        """Power-cut node i; (monotonic start of the command, moment pid died,
+        command's end).  died["t"] is set the moment pid is seen gone."""
         stop = threading.Event()
 
         def watch() -> None:
@@ -211,7 +211,8 @@ class Bed:
         t_end = time.monotonic()
         th.join(timeout=5)
         stop.set()
-        return t0, died.get("t", t_end), t_end
+        died.setdefault("t", t_end)
+        return t0, died["t"], t_end
 
 
 def proc_state(pid: int) -> str:
@@ -329,10 +330,17 @@ def shoal_dns_view(bed: Bed, i: int, dead_addr: str) -> tuple[bool, int] | None:
     return dead_addr in a, len(srv)
 
 
-def watch_answers(view, survivors: list[int], replicas: int, t_death: float, timeout: float) -> dict:
-    """Poll view(i) -> (stale, count) on every survivor until all are healed;
-    per survivor, seconds after t_death when stale first went and when it
-    first answered with all replicas and nothing stale."""
+def cut_and_watch(bed: Bed, victim: int, pid: int | None, view, survivors: list[int], replicas: int,
+                  timeout: float) -> dict:
+    """Power-cut `victim` (the kill command runs in a thread, so watching
+    starts at once, not when the command returns) and poll view(i) ->
+    (stale, count) on every survivor until all are healed: per survivor, the
+    seconds after pid died when its answers first had nothing stale, and when
+    they first had all replicas and nothing stale."""
+    died: dict[str, float] = {}
+    cut: dict[str, tuple[float, float, float]] = {}
+    killer = threading.Thread(target=lambda: cut.update(times=bed.kill(victim, pid, died)), daemon=True)
+    killer.start()
     gone: dict[int, float] = {}
     healed: dict[int, float] = {}
     deadline = time.monotonic() + timeout
@@ -341,18 +349,23 @@ def watch_answers(view, survivors: list[int], replicas: int, t_death: float, tim
             if i in healed:
                 continue
             v = view(i)
-            if v is None:
+            if v is None or "t" not in died:
                 continue
             stale, count = v
-            now = time.monotonic() - t_death
+            now = time.monotonic() - died["t"]
             if not stale:
                 gone.setdefault(i, now)
                 if count >= replicas:
                     healed[i] = now
         time.sleep(POLL_S)
+    killer.join(timeout=300)
+    if "times" not in cut:
+        raise RuntimeError(f"scripts/testbed kill {victim} did not finish")
+    t0, t_death, t_end = cut["times"]
     return {"stale_gone_s": max(gone.values()) if len(gone) == len(survivors) else None,
             "healed_s": max(healed.values()) if len(healed) == len(survivors) else None,
-            "per_node_gone_s": {str(k): round(v, 3) for k, v in sorted(gone.items())}}
+            "per_node_gone_s": {str(k): round(v, 3) for k, v in sorted(gone.items())},
+            "kill_cmd_s": round(t_end - t0, 3), "death_after_start_s": round(t_death - t0, 3)}
 
 
 def shoal_api_view(bed: Bed, i: int, dead_addr: str) -> tuple[bool, int] | None:
@@ -377,11 +390,9 @@ def bench_shoal_kills(bed: Bed, replicas: int, kills: int, via: str, results: di
             victim = next(i for i, n in bed.nodes.items() if n["name"] == victim_name)
             survivors = [i for i in bed.nodes if i != victim]
             la = load1()
-            t0, t_death, t_end = bed.kill(victim, bed.pid_of(victim, "agent_pid"))
-            row = watch_answers(lambda i: view(bed, i, bed.nodes[victim]["addr"]), survivors, replicas,
-                                t_death, 120)
-            row.update(via=via, kill=k, victim=victim_name, lost=lost, load1=la, kill_cmd_s=round(t_end - t0, 3),
-                       death_after_start_s=round(t_death - t0, 3))
+            row = cut_and_watch(bed, victim, bed.pid_of(victim, "agent_pid"),
+                                lambda i: view(bed, i, bed.nodes[victim]["addr"]), survivors, replicas, 120)
+            row.update(via=via, kill=k, victim=victim_name, lost=lost, load1=la)
             log(f"shoal kill {k + 1}: {victim_name} ({lost} instances): stale gone {fmt(row['stale_gone_s'])}, "
                 f"healed {fmt(row['healed_s'])} after the agent died; load {la}")
             results["shoal_kills"].append(row)
@@ -461,15 +472,13 @@ def bench_swarm_kills(bed: Bed, replicas: int, kills: int, results: dict) -> Non
         dead = {a for a, n in tasks.items() if ids[n] == victim}
         survivors = [i for i in bed.nodes if i != victim]
         la = load1()
-        t0, t_death, t_end = bed.kill(victim, bed.pid_of(victim, "dockerd_pid"))
 
         def view(i: int):
             got = swarm_dns(bed, nss[i])
             return None if got is None else (bool(dead & set(got)), len(set(got) - dead))
 
-        row = watch_answers(view, survivors, replicas, t_death, 180)
-        row.update(kill=k, victim=bed.nodes[victim]["name"], lost=lost, load1=la, kill_cmd_s=round(t_end - t0, 3),
-                   death_after_start_s=round(t_death - t0, 3))
+        row = cut_and_watch(bed, victim, bed.pid_of(victim, "dockerd_pid"), view, survivors, replicas, 180)
+        row.update(kill=k, victim=bed.nodes[victim]["name"], lost=lost, load1=la)
         log(f"swarm kill {k + 1}: {row['victim']} ({lost} tasks): stale gone {fmt(row['stale_gone_s'])}, "
             f"healed {fmt(row['healed_s'])} after its dockerd died; load {la}")
         results["swarm_kills"].append(row)
