@@ -98,11 +98,17 @@ class SendToMembers:
 @dataclass(frozen=True, slots=True)
 class WriteJob:
     """Submit (spec: canonical JSON bytes) or stop (spec None) a job.  Raises
-    JobLimitError / ValueError if the store or spec bound refuses it."""
+    JobLimitError / ValueError if the store or spec bound refuses it.  The
+    core numbers the version; why / by / ref / promoted go into its
+    history record as given (node.core.history.Meta; a stop is "delete")."""
 
     name: str
     spec: bytes | None
     token: int
+    why: str = "submit"
+    by: str = ""
+    ref: str = ""
+    promoted: str = ""
 
 
 @dataclass(frozen=True, slots=True)

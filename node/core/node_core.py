@@ -75,6 +75,7 @@ from node.core.config import (
     UDP_USER_MAX_BYTES,
     ClusterConfig,
 )
+from node.core.history import Meta
 from node.core.hlc import HybridClock, base36
 from node.core.inputs import (
     AbandonWrite,
@@ -138,9 +139,10 @@ class NodeCore:
         self.store = JobStore()
         stored, claims, self._outputs = admission.admit_stored(
             list(stored_entries or ()), list(stored_claims or ()), self._wall_ms(now), self.clock.max_skew_ms)
-        for entry in stored:
+        for entry in stored:  # the current entries and the older versions of each job
             self.store.merge(entry)
             self.clock.observe(entry.stamp, self._wall_ms(now))
+        self.store.take_history()  # read from disk: persisted already
         # Ballots name this run of the node, not just the node: name#<wall
         # clock ms at start, base 36>.  A coordinator that crashed after
         # sending an award, and restarted before hearing the winner's claim,
@@ -209,8 +211,8 @@ class NodeCore:
                 self._stream_reply(stream_id, reply, now)
             case Persisted(token):
                 self._persisted(token, now)
-            case WriteJob(name, spec, token):
-                return self._write_job(name, spec, token, now)
+            case WriteJob():
+                return self._write_job(inp, now)
             case AbandonWrite(token):
                 self._abandon_write(token)
             case Join(seeds):
@@ -414,14 +416,10 @@ class NodeCore:
                                runtime=self.runtime_summary).fit(PAYLOAD_MAX_BYTES)
         self.statuses[self.name] = self._status
         self.swim.set_payload(self._status.encode(), now)
-        self._absorb_own_payload(now)
+        self._absorb(now)  # set_payload emits PayloadUpdated for ourselves: pass it through
 
     def _digests_moved(self, now: float) -> None:
         self._publish_status(now, digests_only=True)
-
-    def _absorb_own_payload(self, now: float) -> None:
-        # set_payload emits PayloadUpdated for ourselves; pass it through.
-        self._absorb(now)
 
     def _update_allocated(self, now: float) -> None:
         # Publish commitments only: reservations live for a fraction of a
@@ -443,14 +441,17 @@ class NodeCore:
         return {n: s for n, s in self.statuses.items() if n in alive}
 
     # ---- jobs
-    def _write_job(self, name: str, spec: bytes | None, token: int, now: float) -> Entry:
-        """Submit (spec bytes) or delete (None) a job.  The driver persists the
-        entry and feeds Persisted(token); JobWriteDone(token) follows."""
+    def _write_job(self, w: WriteJob, now: float) -> Entry:
+        """Submit (spec bytes) or delete (None) a job as its next version (node.core.history).  The
+        driver persists the entry and feeds Persisted(token); JobWriteDone(token) follows."""
+        name, spec, token = w.name, w.spec, w.token
         if spec is not None and self.store.get(name) in (None,) and self.store.live_count >= MAX_JOBS:
             raise JobLimitError(f"the cluster holds {MAX_JOBS} jobs already")
         if spec is not None and len(spec) > self.cfg.max_spec_bytes:
             raise ValueError(f"spec is {len(spec)} bytes; the limit is {self.cfg.max_spec_bytes}")
-        entry = Entry(name, self.clock.tick(self._wall_ms(now)), spec)
+        version = self.store.next_version(name, self._pending_writes.values())
+        meta = Meta(version, "delete" if spec is None else w.why, w.by, w.ref, w.promoted)
+        entry = Entry(name, self.clock.tick(self._wall_ms(now)), spec, meta)
         # Not merged yet: nothing is visible, readable or synced to peers
         # until it is durable here (persisted), and a failed write leaves no
         # trace (abandon_write).
@@ -520,12 +521,13 @@ class NodeCore:
             self.clock.observe(entry.stamp, wall)
             if self.store.merge(entry):
                 changed.append(entry)
-        if changed:
-            self._emit(PersistEntries(tuple(changed), None))
+        if changed or self.store.history_pending:  # older versions filed: persist them too
+            self._emit(PersistEntries(tuple(changed), None, self.store.take_history()))
             for entry in changed:
                 self._emit(JobChanged(entry, False))
             self._publish_status(now, digests_only=True)
-            self._kick(now)
+            if changed:
+                self._kick(now)
 
     # ---- messages to peers (anti-entropy is node.core.antientropy)
     def _send(self, peer: str, msg: wire.NodeMessage, now: float, reliable: bool = True) -> None:

@@ -42,10 +42,13 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class PersistEntries:
     """Write these entries durably; if token is not None, then feed
-    `Persisted(token)` (or `AbandonWrite(token)` if the write failed)."""
+    `Persisted(token)` (or `AbandonWrite(token)` if the write failed).
+    Every entry is also a version of its job's history; `history` holds
+    older versions that did not change the current entry (history only)."""
 
     entries: tuple[Entry, ...]
     token: int | None
+    history: tuple[Entry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

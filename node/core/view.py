@@ -100,6 +100,14 @@ class CoreView:
         """The entry for name, tombstone included (None if never seen)."""
         return self._core.store.get(name)
 
+    def history(self, name: str) -> list[Entry]:
+        """The job's last versions, oldest first (node.core.history)."""
+        return self._core.store.history.of(name)
+
+    @property
+    def history_bytes(self) -> int:
+        return self._core.store.history.bytes
+
     @property
     def live_job_count(self) -> int:
         return self._core.store.live_count
