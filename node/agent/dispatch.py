@@ -93,8 +93,8 @@ class Dispatcher:
                 transport.send_datagram(addr, data)
             case OpenStream():
                 transport.start_dial(out)
-            case PersistEntries(entries, token):
-                a.persistence.store(StoreOp("entries", entries, token), core)
+            case PersistEntries(entries, token, history):
+                a.persistence.store(StoreOp("entries", entries, token, history), core)
             case ForgetEntries(names):
                 a.persistence.store(StoreOp("forget_entries", names), core)
                 a.indexes.bump("jobs")

@@ -1,10 +1,12 @@
 """The agent's state dir: both durable stores and this node's own settings.
 
 How this works: `StateDir.open()` opens, in a worker thread, the job store
-(node/persist.py, `jobs.db`) and the claim store (node/claimstore.py,
-`claims.db`), and reads `node.json` (settings of this node changed at run
+(node/persist.py, `jobs.db`), the claim store (node/claimstore.py,
+`claims.db`) and the version store (node/state/versionstore.py,
+`versions.db`: job history), and reads `node.json` (settings of this node changed at run
 time: the drain flag).  It returns what they hold, for `NodeCore(
-stored_entries=..., stored_claims=...)`, and every problem they reported,
+stored_entries=..., stored_claims=...)` (stored entries: the current ones
+and every stored version), and every problem they reported,
 for the agent to log at ERROR and count; a damaged file never stops the
 agent (the stores move it aside and start empty, peers refill them), only a
 state dir that cannot be used at all does (PersistError).
@@ -35,6 +37,7 @@ from auction.claims import Claim
 from node.state.claimstore import ClaimStore
 from node.core.jobstore import Entry
 from node.state.persist import EntryStore
+from node.state.versionstore import VersionStore
 
 NODE_STATE_FILE = "node.json"
 
@@ -44,6 +47,7 @@ class StoreOp:
     kind: str  # "entries" | "forget_entries" | "claims" | "forget_claims"
     items: tuple
     token: int | None = None  # a local job write waiting for this one
+    history: tuple = ()  # "entries": older versions to file in the version store only
 
     @property
     def store(self) -> str:
@@ -77,6 +81,7 @@ class StateDir:
         self.limiter = trio.CapacityLimiter(1)
         self.jobs: Any = _MemoryStore()
         self.claims: Any = _MemoryStore()
+        self.versions: Any = _MemoryStore()
 
     @property
     def durable(self) -> bool:
@@ -95,7 +100,9 @@ class StateDir:
         loaded.entries = await self._run(self.jobs.load)
         self.claims, claims_report = await self._run(ClaimStore.open, self.path)
         loaded.claims = list(self.claims.loaded)
-        for store, report in (("jobs", jobs_report), ("claims", claims_report)):
+        self.versions, versions_report = await self._run(VersionStore.open, self.path)
+        loaded.entries.extend(self.versions.loaded)
+        for store, report in (("jobs", jobs_report), ("claims", claims_report), ("versions", versions_report)):
             loaded.problems.extend((store, p) for p in report.problems)
         try:
             text = await self._run((self.path / NODE_STATE_FILE).read_text)
@@ -109,7 +116,12 @@ class StateDir:
     async def apply(self, op: StoreOp) -> None:
         store = self.jobs if op.store == "jobs" else self.claims
         fn = store.forget if op.kind.startswith("forget") else store.write
-        await self._run(fn, op.items)
+        if op.items:
+            await self._run(fn, op.items)
+        if op.kind == "entries":  # every entry is a version too (node.state.versionstore)
+            await self._run(self.versions.write, op.items + op.history)
+        elif op.kind == "forget_entries":
+            await self._run(self.versions.forget, op.items)
 
     async def write_node_state(self, *, drained: bool) -> None:
         """Atomically replace node.json (temp file, fsync, rename)."""
@@ -131,5 +143,5 @@ class StateDir:
     def close(self) -> None:
         """Close both stores (a worker thread still writing has finished:
         to_thread.run_sync is not cancellable)."""
-        for store in (self.jobs, self.claims):
+        for store in (self.jobs, self.claims, self.versions):
             store.close()

@@ -158,3 +158,30 @@ def test_versions_written_on_both_sides_of_a_partition_reach_every_agent(seed):
     assert all(h == histories[0] for h in histories), histories
     assert [v for v, _ in histories[0]] == ["1", "2@node-1", "2@node-4"]
     assert len({sim.world.core(i).view.store_digest() for i in range(6)}) == 1
+
+
+def test_versions_survive_a_restart_with_their_meta(tmp_path):
+    from node.state.persist import EntryStore
+    from node.state.versionstore import VersionStore
+
+    jobs, _ = EntryStore.open(tmp_path)
+    versions, _ = VersionStore.open(tmp_path)
+    written = [write("web", 1000 * v, v, spec=b'{"v":%d}' % v) for v in range(1, 13)]
+    for e in written:  # as the agent does for each PersistEntries
+        jobs.write([e])
+        versions.write([e])
+    versions.write([written[0]])  # a late copy of a pruned version is pruned again
+    jobs.close()
+    versions.close()
+    jobs, _ = EntryStore.open(tmp_path)
+    versions, report = VersionStore.open(tmp_path)
+    assert report.problems == [] and len(versions.loaded) == HISTORY_VERSIONS
+    store = JobStore()
+    for e in jobs.load() + versions.loaded:  # what NodeCore(stored_entries=...) merges
+        store.merge(e)
+    assert store.get("web") == written[-1]  # the current entry, Meta included
+    assert store.history.of("web") == written[2:]
+    versions.forget(["web"])
+    assert len(versions) == 0
+    jobs.close()
+    versions.close()
