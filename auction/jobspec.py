@@ -101,7 +101,11 @@ DEVICE_PATH_RE = re.compile(r"(/[A-Za-z0-9_.+-]+)+", re.ASCII)
 FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "constraints",
           "spread", "max_per_node", "restart", "health", "strategy",
           "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
-          "network", "ports", "pull")
+          "network", "ports", "pull", "restart_nonce")
+# `shoal job restart` sets a new restart_nonce: in the canonical form and the
+# container hash only when set, so it replaces every replica (paced as any
+# container change) and a spec without one keeps its hashes.
+MAX_RESTART_NONCE_CHARS = 64
 # Shape the container; in the canonical form only when not at their defaults.
 SECURITY_FIELDS = ("cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit")
 RESTART_FIELDS = ("policy", "max_attempts", "backoff_s", "max_backoff_s")
@@ -322,6 +326,7 @@ class JobSpec:
     # Where the image comes from; not in container_hash (changing it does not
     # replace running containers), left out of the canonical form at its default.
     pull: PullPolicy = PullPolicy.MISSING
+    restart_nonce: str | None = None            # set by `shoal job restart` (see FIELDS)
 
     @property
     def env_map(self) -> dict[str, str]:
@@ -371,6 +376,8 @@ class JobSpec:
             d["ports"] = {p.label: p.to_dict() for p in self.ports}
         if self.pull is not PullPolicy.MISSING:
             d["pull"] = self.pull.value
+        if self.restart_nonce is not None:
+            d["restart_nonce"] = self.restart_nonce
         return d
 
     def canonical_json(self) -> bytes:
@@ -387,7 +394,7 @@ class JobSpec:
         restart policy) does not."""
         d = self.to_dict()
         shape = {k: d[k] for k in ("image", "command", "env", "cpu", "memory", "health", *SECURITY_FIELDS,
-                                   "network", "ports")
+                                   "network", "ports", "restart_nonce")
                  if k in d}
         return hashlib.sha256(_canonical_json(shape)).hexdigest()
 

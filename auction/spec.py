@@ -63,6 +63,7 @@ from .jobspec import (
     MAX_PIDS_LIMIT,
     MAX_PROBLEMS,
     MAX_REPLICAS,
+    MAX_RESTART_NONCE_CHARS,
     MAX_RESTART_ATTEMPTS,
     MAX_SPEC_BYTES,
     MAX_USER_CHARS,
@@ -128,6 +129,7 @@ __all__ = [
     "MAX_PIDS_LIMIT",
     "MAX_PROBLEMS",
     "MAX_REPLICAS",
+    "MAX_RESTART_NONCE_CHARS",
     "MAX_RESTART_ATTEMPTS",
     "MAX_SPEC_BYTES",
     "MAX_USER_CHARS",
@@ -237,6 +239,8 @@ def validate(raw: Any) -> JobSpec:
         network=(network := c.network(raw.get("network", MISSING))),
         ports=c.ports(raw.get("ports", MISSING), network),
         pull=c.choice(raw.get("pull", MISSING), "pull", PullPolicy, PullPolicy.MISSING) or PullPolicy.MISSING,
+        restart_nonce=None if (nonce := raw.get("restart_nonce", MISSING)) is MISSING
+        else c.string(nonce, "restart_nonce", MAX_RESTART_NONCE_CHARS),
     )
     c.cap_conflicts(spec.cap_add, spec.cap_drop)
     if c.problems:

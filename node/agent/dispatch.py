@@ -162,10 +162,14 @@ class Dispatcher:
         a = self.agent
         a.indexes.bump("jobs")
         kind = "job_deleted" if entry.deleted else "job_updated"
+        meta = entry.meta  # the version's number and why (node.core.history)
         a.events.publish(kind, name=entry.name, local=local,
-                         version=[entry.stamp.wall_ms, entry.stamp.counter, entry.stamp.node])
-        log.log(logging.INFO if local else logging.DEBUG, "job %s %s%s", entry.name,
-                "stopped" if entry.deleted else "written", " here" if local else f" by {entry.stamp.node}")
+                         version=[entry.stamp.wall_ms, entry.stamp.counter, entry.stamp.node],
+                         job_version=meta.version if meta else None, why=meta.why if meta else None,
+                         by=meta.by if meta else None, ref=meta.ref if meta else None)
+        log.log(logging.INFO if local else logging.DEBUG, "job %s %s%s%s", entry.name,
+                "stopped" if entry.deleted else "written", " here" if local else f" by {entry.stamp.node}",
+                f" (version {meta.version}, {meta.why}{' ' + meta.ref if meta.ref else ''})" if meta else "")
 
     def _node_status(self, status: NodeStatus) -> None:
         a = self.agent

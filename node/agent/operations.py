@@ -12,6 +12,7 @@ resource (node.api.blocking).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -26,7 +27,9 @@ from node.agent.tuning import tuning_json
 from node.agent.errors import JobNotFound
 from node.agent.safe_defaults import insecure_warning
 from node.api import views
+from node.core.history import version_id, version_of
 from node.core.inputs import SendToMembers, SetDrained
+from node.core.jobstore import Entry
 from node.core.view import CoreView
 
 if TYPE_CHECKING:
@@ -40,11 +43,47 @@ class Operations:
         self.agent = agent
 
     # ---- jobs
-    async def submit_job(self, spec: JobSpec) -> dict[str, Any]:
+    async def submit_job(self, spec: JobSpec, *, why: str = "submit", by: str = "", ref: str = "",
+                         promote: bool = False) -> dict[str, Any]:
+        """Write spec as the job's next version (node.core.history).  The
+        canary promotion (`promoted`, a container hash) carries over to a
+        version with the same container hash, and `promote` sets it."""
         a = self.agent
-        entry = await a.persistence.write_job(spec.name, spec.canonical_json())
-        return {"name": spec.name, "index": a.indexes.get("jobs"), "durable": a.config.state_dir is not None,
-                "version": [entry.stamp.wall_ms, entry.stamp.counter, entry.stamp.node]}
+        current = a.view.job(spec.name)
+        old = a.view.spec_of(current)
+        if why == "submit" and spec.restart_nonce is None and old is not None and old.restart_nonce is not None:
+            # A file never holds the nonce `shoal job restart` set: keep it,
+            # or submitting the same file again would replace every replica.
+            spec = dataclasses.replace(spec, restart_nonce=old.restart_nonce)
+        if why == "submit" and current is not None and current.spec == spec.canonical_json():
+            # The spec that runs already: no new version, so deploying the
+            # same file again and again does not push real versions out of
+            # the job's history.
+            return self._written(current, why, changed=False)
+        promoted = ""
+        if promote:
+            promoted = spec.container_hash()
+        elif current is not None and current.meta is not None and old is not None \
+                and old.container_hash() == spec.container_hash():
+            promoted = current.meta.promoted
+        entry = await a.persistence.write_job(spec.name, spec.canonical_json(), why=why, by=by, ref=ref,
+                                              promoted=promoted)
+        return self._written(entry, why, changed=spec != old)
+
+    def _written(self, entry: Entry, why: str, *, changed: bool) -> dict[str, Any]:
+        a = self.agent
+        records = a.view.history(entry.name)
+        return {"name": entry.name, "index": a.indexes.get("jobs"), "durable": a.config.state_dir is not None,
+                "version": [entry.stamp.wall_ms, entry.stamp.counter, entry.stamp.node],
+                "job_version": version_id(entry, records) if entry in records else str(version_of(entry)),
+                "why": why, "changed": changed}
+
+    def current_spec(self, name: str) -> JobSpec:
+        """The job's spec now; raises JobNotFound."""
+        spec = self.agent.view.spec_of(self.agent.view.job(name))
+        if spec is None:
+            raise JobNotFound(name)
+        return spec
 
     async def stop_job(self, name: str) -> dict[str, Any]:
         a = self.agent

@@ -177,15 +177,17 @@ class Persistence:
         if (waiter := self._writes.get(token)) is not None:
             waiter.succeed(entry, superseded_by)
 
-    async def write_job(self, name: str, spec: bytes | None) -> Entry:
+    async def write_job(self, name: str, spec: bytes | None, *, why: str = "submit", by: str = "",
+                        ref: str = "", promoted: str = "") -> Entry:
         """Submit (canonical spec bytes) or stop (None) a job; returns once the
-        write is durable here.  Raises StateWriteError (not durable, not
-        acknowledged), WriteSuperseded (lost to a newer write),
-        node_core.JobLimitError, ValueError."""
+        write is durable here.  why / by / ref / promoted go into the
+        version's history record (node.core.history).  Raises StateWriteError
+        (not durable, not acknowledged), WriteSuperseded (lost to a newer
+        write), node_core.JobLimitError, ValueError."""
         token = next(self._tokens)
         waiter = self._writes[token] = _WriteWaiter()
         try:
-            await self._pump.feed(WriteJob(name, spec, token))
+            await self._pump.feed(WriteJob(name, spec, token, why, by, ref, promoted))
             with trio.move_on_after(WRITE_TIMEOUT_S):
                 await waiter.done.wait()
             if waiter.error is not None:

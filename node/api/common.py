@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from node.agent.tags import decode_tags
 from node.api import views
 from node.api.blocking import parse_index, parse_wait
+from node.core.history import MAX_BY_CHARS
 from node.core.view import CoreView
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 MAX_BODY_BYTES = 64 * 1024
 FORWARD_TIMEOUT_S = 10.0
 INDEX_HEADER = "X-Shoal-Index"
+CLIENT_HEADER = "x-shoal-client"
 
 
 class ApiError(Exception):
@@ -70,6 +72,14 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ApiError(400, "request body must be a JSON object")
     return obj
+
+
+def client_of(request: Request) -> str:
+    """Who the client says it is (`X-Shoal-Client: user@host`, sent by the CLI;
+    informational, not authenticated), printable and bounded; "" if unsaid.
+    It goes into job history as who wrote a version (node.core.history)."""
+    raw = request.headers.get(CLIENT_HEADER, "")
+    return "".join(ch for ch in raw if ch.isprintable())[:MAX_BY_CHARS]
 
 
 def agent_of(request: Request) -> Agent:

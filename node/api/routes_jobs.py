@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from auction.claims import slot_key
-from auction.spec import MAX_SPEC_BYTES, Problem, SpecError, validate
+from auction.spec import MAX_SPEC_BYTES, JobSpec, Problem, SpecError, validate
 from node.agent.errors import JobNotFound, StateWriteError, WriteSuperseded
 from node.api import views
 from node.api.common import (
@@ -30,6 +30,7 @@ from node.api.common import (
     ApiError,
     agent_of,
     blocking_read,
+    client_of,
     flag,
     indexed,
     peer_target,
@@ -76,22 +77,27 @@ def _spec_error(e: SpecError) -> Response:
     return JSONResponse(e.to_json(), status_code=413 if too_big else 400)
 
 
-async def submit_job(request: Request) -> Response:
+async def spec_of_body(request: Request) -> JobSpec:
+    """The job spec in the request body (JSON); raises SpecError listing its problems."""
     body = await read_body(request, MAX_JOB_BODY_BYTES)
     try:
-        try:
-            raw = json.loads(body)
-        except UnicodeDecodeError:
-            raise SpecError([Problem("", "body is not valid UTF-8")]) from None
-        except ValueError as e:
-            raise SpecError([Problem("", f"JSON syntax error: {e}")]) from None
-        except RecursionError:
-            raise SpecError([Problem("", "JSON is nested too deeply")]) from None
-        spec = validate(raw)
+        raw = json.loads(body)
+    except UnicodeDecodeError:
+        raise SpecError([Problem("", "body is not valid UTF-8")]) from None
+    except ValueError as e:
+        raise SpecError([Problem("", f"JSON syntax error: {e}")]) from None
+    except RecursionError:
+        raise SpecError([Problem("", "JSON is nested too deeply")]) from None
+    return validate(raw)
+
+
+async def submit_job(request: Request) -> Response:
+    try:
+        spec = await spec_of_body(request)
     except SpecError as e:
         return _spec_error(e)
     try:
-        result = await agent_of(request).ops.submit_job(spec)
+        result = await agent_of(request).ops.submit_job(spec, by=client_of(request))
     except (JobLimitError, WriteSuperseded) as e:
         raise ApiError(409, str(e)) from None
     except ValueError as e:  # the spec size bound, as the core checks it

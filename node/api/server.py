@@ -33,7 +33,8 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                               memory, version}]                          (blocking)
     POST /v1/jobs           body: the job spec as JSON (docs/jobspec.md);
                             201 {name, index, durable, version} once the write
-                            is durable here; 400 {error, problems: [{path,
+                            is durable here (and job_version, its number in
+                            the job's history); 400 {error, problems: [{path,
                             message}]} for an invalid spec (every problem);
                             413 for a body over 64 KiB + slack or a spec over
                             64 KiB; 409 at the job-count bound; 503 if the
@@ -55,6 +56,19 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             `api` tag), streaming the answer through; 404 no
                             such job/slot or no container yet, 409 not placed
                             or holder not reachable from here, 502 forward failed
+    GET  /v1/jobs/NAME/history  the job's last 10 versions, oldest first: {name,
+                            current, versions: [{version, number, current,
+                            time, agent, by, why, ref, image, changes,
+                            summary, replaces, spec}]}                   (blocking)
+    POST /v1/jobs/NAME/rollback {"version": "3"} (default: the previous
+                            version): writes it as a new version, why
+                            rollback; POST /v1/jobs/NAME/scale {"replicas":
+                            N}; POST .../restart, .../promote: the same
+                            answers as POST /v1/jobs, or {changed: false}
+                            (node.api.routes_versions)
+    POST /v1/jobs/plan      body: a job spec; what writing it would do
+                            (changes, replaced, moved, started, stopped,
+                            unplaceable), writing nothing
     GET  /v1/services       the service catalog: [{name, count, instances:
                             [{job, slot, node, address, ports {label:
                             host port}, health}]}] (blocking, node.api.
@@ -152,6 +166,7 @@ from node.api.routes_cluster import (
 )
 from node.api.routes_images import archive, images
 from node.api.routes_jobs import containers, job, job_logs, jobs, stop_job, submit_job
+from node.api.routes_versions import history, plan, promote, restart, rollback, scale
 from node.api.routes_services import service, services
 from node.api.tls import PEER_CERT, hypercorn_config
 
@@ -254,6 +269,12 @@ def build_app(agent: Agent) -> Any:
         Route("/v1/jobs/{name}", job, methods=["GET"]),
         Route("/v1/jobs/{name}", stop_job, methods=["DELETE"]),
         Route("/v1/jobs/{name}/logs", job_logs, methods=["GET"]),
+        Route("/v1/jobs/plan", plan, methods=["POST"]),
+        Route("/v1/jobs/{name}/history", history, methods=["GET"]),
+        Route("/v1/jobs/{name}/rollback", rollback, methods=["POST"]),
+        Route("/v1/jobs/{name}/scale", scale, methods=["POST"]),
+        Route("/v1/jobs/{name}/restart", restart, methods=["POST"]),
+        Route("/v1/jobs/{name}/promote", promote, methods=["POST"]),
         Route("/v1/services", services, methods=["GET"]),
         Route("/v1/services/{name}", service, methods=["GET"]),
         Route("/v1/containers", containers, methods=["GET"]),
