@@ -68,7 +68,7 @@ class Operations:
             promoted = current.meta.promoted
         entry = await a.persistence.write_job(spec.name, spec.canonical_json(), why=why, by=by, ref=ref,
                                               promoted=promoted)
-        return self._written(entry, why, changed=spec != old)
+        return self._written(entry, why, changed=True)
 
     def _written(self, entry: Entry, why: str, *, changed: bool) -> dict[str, Any]:
         a = self.agent

@@ -7,7 +7,9 @@ SHOAL_TOKEN); it returns the decoded answer, and on an unreachable agent or an
 error answer prints the reason (with the agent's per-field problems) and exits
 1 through `fail`.  An https:// agent is verified against the cluster CA of
 `--ca FILE` (or SHOAL_CA; `shoal tls ca`), else against the system's CAs; a
-certificate that does not verify is refused, saying so.  httpx is imported
+certificate that does not verify is refused, saying so.  Every request says
+who sends it (`X-Shoal-Client`: SHOAL_CLIENT, else user@host), which job
+history records as who wrote a version.  httpx is imported
 when a request is made, so `shoal --help` stays fast.
 """
 
@@ -28,12 +30,30 @@ CLIENT_TIMEOUT_S = 30.0
 
 
 CA_META = "shoal.ca"  # where --ca leaves its value in click's context
+# Who wrote a job version, as job history shows it (node.core.history):
+# SHOAL_CLIENT, else user@host.  Informational; the API token authenticates.
+CLIENT_HEADER = "X-Shoal-Client"
+
+
+def who_am_i() -> str:
+    import getpass
+    import os
+    import socket
+
+    if os.environ.get("SHOAL_CLIENT"):
+        return os.environ["SHOAL_CLIENT"]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "?"
+    return f"{user}@{socket.gethostname()}"
 
 
 class Client:
     def __init__(self, address: str, token: str | None, ca: str | None = None) -> None:
         self.address = address.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.headers[CLIENT_HEADER] = who_am_i()
         ctx = click.get_current_context(silent=True)
         self.ca = ca if ca is not None else ctx.meta.get(CA_META) if ctx is not None else None
         # What httpx verifies the agent's certificate with (`verify=`).
@@ -54,6 +74,17 @@ class Client:
             return (f"refusing to talk to the agent at {self.address}: its certificate does not verify "
                     f"against {against}: {cause.verify_message or cause.reason}")
         return f"cannot reach shoal agent at {self.address}: {e or type(e).__name__}"
+
+    def try_request(self, method: str, path: str, body: Any = None) -> Any:
+        """As `request`, but None instead of failing (for extras an older agent may lack)."""
+        import httpx
+
+        try:
+            resp = httpx.request(method, self.address + path, json=body, headers=self.headers,
+                                 timeout=CLIENT_TIMEOUT_S, verify=self.verify)
+            return resp.json() if resp.status_code < 400 else None
+        except (httpx.HTTPError, ValueError):
+            return None
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         import httpx

@@ -1,4 +1,5 @@
-"""`shoal job run | status | stop`: submit, inspect and stop jobs.
+"""`shoal job run | status | stop`: submit, inspect and stop jobs (versions:
+history, rollback, scale, restart, promote, plan are node.cli.versions).
 
 How this works: `job run` validates the TOML spec locally (auction.spec),
 submits it, prints its name once stored, and follows its replicas with
@@ -67,7 +68,30 @@ def job_run(file: str, as_json: bool, detach: bool, timeout_s: float, address: s
     """Submit the job spec in FILE (TOML; docs/jobspec.md).  Prints the job's
     name once the agent has stored it durably, then (on stderr) each replica
     going pending, placed, running or failed, until all run or --timeout.
+    A changed spec first shows (on stderr) what changes, as `shoal job plan`.
     Exit 0 when all run, 2 when some do not by then (with why), 1 on errors."""
+    spec = load_spec_file(file)
+    client = Client(address, token)
+    if not as_json:
+        from node.cli.versions import format_changes
+
+        plan = client.try_request("POST", "/v1/jobs/plan", spec.to_dict())  # None from an older agent
+        if plan is not None and plan.get("exists"):
+            click.echo(format_changes(plan), err=True, nl=False)
+    data = client.request("POST", "/v1/jobs", spec.to_dict())
+    click.echo(json.dumps(data, indent=2) if as_json else data["name"])
+    if not (as_json or detach):
+        from node.cli.progress import follow_progress
+
+        try:
+            sys.exit(follow_progress(client, [data["name"]], timeout_s))
+        except KeyboardInterrupt:
+            click.echo(f"stopped watching; {data['name']} goes on (shoal job status {data['name']})", err=True)
+            sys.exit(130)
+
+
+def load_spec_file(file: str) -> Any:
+    """The validated JobSpec in TOML FILE, or fail saying every problem."""
     from auction.spec import MAX_SPEC_BYTES, SpecError, load_toml
 
     try:
@@ -85,17 +109,7 @@ def job_run(file: str, as_json: bool, detach: bool, timeout_s: float, address: s
         lines = "".join(f"\n  {p}" for p in e.problems)
         n = len(e.problems)
         fail(f"{file}: invalid job spec ({n} problem{'s' if n != 1 else ''}):{lines}")
-    client = Client(address, token)
-    data = client.request("POST", "/v1/jobs", spec.to_dict())
-    click.echo(json.dumps(data, indent=2) if as_json else data["name"])
-    if not (as_json or detach):
-        from node.cli.progress import follow_progress
-
-        try:
-            sys.exit(follow_progress(client, [data["name"]], timeout_s))
-        except KeyboardInterrupt:
-            click.echo(f"stopped watching; {data['name']} goes on (shoal job status {data['name']})", err=True)
-            sys.exit(130)
+    return spec
 
 
 @job.command("status")

@@ -34,6 +34,10 @@ so `shoal --help` stays fast.
                                           then its progress until every replica runs
     shoal job status [NAME] [--json]      all jobs, or one job's slots
     shoal job stop NAME
+    shoal job history NAME [--json]       the last 10 versions: when, by, why, changes
+    shoal job rollback NAME [VERSION]     write an earlier version again (default: the previous)
+    shoal job scale NAME N | restart NAME | promote NAME
+    shoal job plan FILE [--json]          what submitting FILE would do; changes nothing
     shoal node status [NAME] [--json]     all nodes, or one node
     shoal node drain NAME | undrain NAME
     shoal stack deploy FILE [--name STACK] [--prune] [--dry-run] [--detach] [--timeout S]
@@ -58,7 +62,7 @@ from __future__ import annotations
 
 import click
 
-from node.cli import agent_command, cluster, images, jobs, nodes, services, stacks, tls_command
+from node.cli import agent_command, cluster, images, jobs, nodes, services, stacks, tls_command, versions
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,6 +75,10 @@ for command in (agent_command.agent, cluster.members, cluster.join, cluster.leav
                 cluster.keys, cluster.keygen, images.image, jobs.job, nodes.node_group, nodes.ps, nodes.logs,
                 services.service, stacks.stack, tls_command.tls):
     cli.add_command(command)
+
+
+for command in versions.COMMANDS:
+    jobs.job.add_command(command)
 
 
 def main() -> None:
