@@ -147,6 +147,7 @@ class Operations:
             "insecure_no_encryption": insecure_warning(a.config) is not None,
             "agent_version": status.agent_version,
             "jobs": view.live_job_count,
+            "history_bytes": view.history_bytes,  # spec bytes of the job versions kept (node.core.history)
             "state_dir": str(a.config.state_dir) if a.config.state_dir else None,
             "state_problems": list(a.persistence.problems),
             "runtime": runtime_stats() if callable(runtime_stats) else {"kind": a.config.runtime},

@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 import click
 
-from node.cli.client import Client, client_options, fail, table
+from node.cli.client import Client, client_options, table
+from node.cli.specfile import load_spec_file
 
 
 def _ballot(b: dict[str, Any] | None) -> str:
@@ -88,28 +89,6 @@ def job_run(file: str, as_json: bool, detach: bool, timeout_s: float, address: s
         except KeyboardInterrupt:
             click.echo(f"stopped watching; {data['name']} goes on (shoal job status {data['name']})", err=True)
             sys.exit(130)
-
-
-def load_spec_file(file: str) -> Any:
-    """The validated JobSpec in TOML FILE, or fail saying every problem."""
-    from auction.spec import MAX_SPEC_BYTES, SpecError, load_toml
-
-    try:
-        with open(file, "rb") as f:
-            raw = f.read(MAX_SPEC_BYTES + 1)
-    except OSError as e:
-        fail(f"cannot read {file}: {e.strerror or e}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        fail(f"{file}: not UTF-8 text")
-    try:
-        spec = load_toml(text)
-    except SpecError as e:
-        lines = "".join(f"\n  {p}" for p in e.problems)
-        n = len(e.problems)
-        fail(f"{file}: invalid job spec ({n} problem{'s' if n != 1 else ''}):{lines}")
-    return spec
 
 
 @job.command("status")

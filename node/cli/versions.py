@@ -150,7 +150,7 @@ def job_plan(file: str, as_json: bool, address: str, token: str | None) -> None:
     """What submitting FILE would do: the changes field by field, which
     replicas are replaced, started or stopped, and which new ones cannot be
     placed now and why.  Changes nothing."""
-    from node.cli.jobs import load_spec_file
+    from node.cli.specfile import load_spec_file
 
     spec = load_spec_file(file)
     data = Client(address, token).request("POST", "/v1/jobs/plan", spec.to_dict())

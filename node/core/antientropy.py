@@ -6,7 +6,8 @@ which, per map, picks one random live peer whose digest differs from ours
 and sends it our bucket digests (`SyncDigest`); the peer answers with its
 entries in the buckets that differ and asks for ours (`SyncEntries` with
 `want`, `on_digest`), and we send those back (`send_entries`), split so no
-message exceeds SYNC_MESSAGE_MAX_BYTES.
+message exceeds SYNC_MESSAGE_MAX_BYTES.  The job map's buckets carry the
+jobs' older versions too (node.core.history): they travel as entries.
 
 Tombstones are collected in the same tick, once every live peer shows our
 digest: deleted jobs at least `tombstone_min_age_s` old (by their stamp),
@@ -28,9 +29,14 @@ from auction.claims import Claim
 from gossip.lww import LwwMap
 from node.core import wire
 from node.core.config import SYNC_MESSAGE_MAX_BYTES, ClusterConfig
+from node.core.history import MAX_BY_CHARS, MAX_PROMOTED_CHARS, MAX_REF_CHARS, WHYS
 from node.core.jobstore import JobStore
 from node.core.outputs import CoreOutput, ForgetClaims, ForgetEntries
 from node.core.status import NodeStatus
+
+
+# A version's Meta on the wire at most: its bounded texts (node.core.history).
+META_COST_BYTES = 32 + MAX_BY_CHARS + MAX_REF_CHARS + MAX_PROMOTED_CHARS + max(len(w) for w in WHYS)
 
 
 class AntiEntropy:
@@ -99,6 +105,8 @@ class AntiEntropy:
         size = 0
         for entry in entries:
             cost = len(getattr(entry, "spec", None) or b"") + 128
+            if getattr(entry, "meta", None) is not None:
+                cost += META_COST_BYTES
             if batch and size + cost > SYNC_MESSAGE_MAX_BYTES:
                 self._send(peer, wire.SyncEntries(map_id, tuple(batch), ()), now)
                 batch, size = [], 0
