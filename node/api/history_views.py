@@ -79,17 +79,18 @@ def history_view(view: CoreView, name: str) -> dict[str, Any] | None:
 
 def rollback_target(view: CoreView, name: str, wanted: str | None) -> Entry:
     """The version to roll back to: `wanted`, or else the newest earlier version
-    whose spec differs from the current one.  Raises LookupError saying why."""
+    whose spec differs from the current one (for a stopped job: its last
+    spec, so a rollback undoes a stop).  Raises LookupError saying why."""
     records = view.history(name)
     current = view.job(name)
-    if current is None or current.deleted:
+    if current is None:
         raise LookupError(f"no job named {name!r}")
     if wanted is not None:
         target = find_version(records, wanted)
         if target.spec is None:
             raise LookupError(f"version {wanted} of {name} is a stop; roll back to a version with a spec")
         return target
-    for entry in reversed(records):
+    for entry in reversed(records):  # a stopped job: its last spec comes back
         if entry.stamp < current.stamp and entry.spec is not None and parse(entry) != parse(current):
             return entry
     raise LookupError(f"{name} has no earlier version to roll back to (see `shoal job history {name}`)")

@@ -46,6 +46,7 @@ from auction.scoring import NodeView, explain_unplaceable
 from auction.spec import JobSpec
 from gossip.events import MemberInfo, MemberState
 from node.agent.tags import decode_tags
+from node.core.history import version_id
 from node.core.jobstore import Entry
 from node.core.status import NodeStatus
 
@@ -244,7 +245,8 @@ def job_summary(ctx: _Context, entry: Entry) -> dict[str, Any]:
     return {"name": spec.name, "valid": True, "image": spec.image, "replicas": spec.replicas,
             "placed": placed, "pending": len(slots) - placed, "running": running, "failed": failed,
             "cpu": spec.cpu_millis / 1000,
-            "memory": spec.to_dict()["memory"], "version": _stamp(entry)}
+            "memory": spec.to_dict()["memory"], "version": _stamp(entry),
+            "job_version": version_id(entry, ctx.view.history(entry.name))}  # node.core.history
 
 
 def jobs_view(view: CoreView) -> list[dict[str, Any]]:

@@ -39,7 +39,8 @@ def format_jobs(jobs: list[dict[str, Any]]) -> str:
 
 def format_job(j: dict[str, Any]) -> str:
     spec = j.get("spec") or {}
-    head = (f"Job {j['name']}: image {spec.get('image', '?')}, cpu {spec.get('cpu', '?')}, "
+    version = f" (version {j['job_version']})" if j.get("job_version") else ""
+    head = (f"Job {j['name']}{version}: image {spec.get('image', '?')}, cpu {spec.get('cpu', '?')}, "
             f"memory {spec.get('memory', '?')}; {j.get('replicas', '?')} replicas, "
             f"{j.get('placed', 0)} placed, {j.get('pending', 0)} pending, {j.get('running', '?')} running\n")
     rows = [("Index", "Node", "Ballot", "State")]

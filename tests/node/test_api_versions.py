@@ -94,6 +94,10 @@ async def test_history_rollback_scale_restart_promote(start_agent):
         assert (await c.delete("/v1/jobs/web")).status_code == 200
         body = (await c.get("/v1/jobs/web/history")).json()
         assert body["deleted"] is True and body["versions"][-1]["why"] == "delete"
+        # A rollback undoes a stop: the last spec comes back.
+        assert (await c.post("/v1/jobs/web/rollback", json={})).status_code == 200
+        job = (await c.get("/v1/jobs/web")).json()
+        assert job["replicas"] == 7 and job["job_version"] == "16"
         assert (await c.get("/v1/jobs/nope/history")).status_code == 404
 
 
