@@ -44,7 +44,13 @@ def describe(ev: dict[str, Any], here: str) -> tuple[str, str]:
     if kind in ("job_updated", "job_deleted"):
         version = ev.get("version") or [None, None, "?"]
         verb = "stopped" if kind == "job_deleted" else "submitted/updated"
-        return "job", f"{ev.get('name')} {verb} (by {version[-1]})"
+        text = f"{ev.get('name')} {verb} (by {version[-1]})"
+        if ev.get("job_version") is not None:  # node.core.history: number, why, by whom
+            why = ev.get("why") or "submit"
+            ref = f" {'to' if why == 'rollback' else 'from'} {ev['ref']}" if ev.get("ref") else ""
+            who = f", {ev['by']}" if ev.get("by") else ""
+            text += f": version {ev['job_version']}, {why}{ref}{who}"
+        return "job", text
     if kind == "claim":
         if ev.get("released"):
             return "claim", f"{ev.get('slot')} released by {ev.get('node')} (ballot {_ballot(ev.get('ballot'))})"

@@ -117,3 +117,13 @@ def test_plan_text_names_what_cannot_be_placed_and_moves():
         "Cannot be placed now:\n"
         "  db/1: needs 4.0 cpu, 1.0 GiB; largest free is 2.0 cpu on n1\n"
         "Nothing was changed (plan only).\n")
+
+
+def test_monitor_says_which_version_a_job_event_wrote_and_why():
+    from node.cli.monitor import describe
+
+    ev = {"event": "job_updated", "name": "web", "version": [1, 0, "a"], "job_version": 4, "why": "rollback",
+          "ref": "1", "by": "alice@laptop"}
+    assert describe(ev, "a") == ("job", "web submitted/updated (by a): version 4, rollback to 1, alice@laptop")
+    old = {"event": "job_updated", "name": "web", "version": [1, 0, "a"]}  # from an older agent
+    assert describe(old, "a") == ("job", "web submitted/updated (by a)")
