@@ -20,7 +20,15 @@ def start_agent(nursery, tmp_path):
                                  "state_dir": str(tmp_path / name), "cpus": "2", "memory": "2GiB",
                                  "reserve_cpus": "0", "reserve_memory": "0", **flags})
         agent = Agent(cfg)
-        await nursery.start(lambda task_status: agent.run(handle_signals=False, task_status=task_status))
+        agent.finished = trio.Event()
+
+        async def run(task_status=trio.TASK_STATUS_IGNORED):
+            try:
+                await agent.run(handle_signals=False, task_status=task_status)
+            finally:
+                agent.finished.set()
+
+        await nursery.start(run)
         return agent
 
     return start
@@ -120,3 +128,19 @@ async def test_plan_says_what_would_change_and_writes_nothing(start_agent):
         assert len(a.view.history("web")) == 1  # nothing written
         bad = await c.post("/v1/jobs/plan", json={**SPEC, "replicas": "x"})
         assert bad.status_code == 400
+
+
+async def test_history_survives_a_restart_of_the_agent(start_agent, tmp_path):
+    a = await start_agent("a")
+    async with client(a) as c:
+        assert (await c.post("/v1/jobs", json=SPEC)).status_code == 201
+        assert (await c.post("/v1/jobs/web/scale", json={"replicas": 1})).status_code == 200
+        before = await history(c)
+        assert (await c.post("/v1/agent/leave")).status_code == 200
+    with trio.fail_after(10):
+        await a.finished.wait()
+    again = await start_agent("a")  # the same state dir
+    async with client(again) as c:
+        after = await history(c)
+    assert [(v["version"], v["why"], v["by"], v["spec"]) for v in after] == \
+        [(v["version"], v["why"], v["by"], v["spec"]) for v in before]
