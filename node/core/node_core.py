@@ -211,8 +211,9 @@ class NodeCore:
                 self._stream_reply(stream_id, reply, now)
             case Persisted(token):
                 self._persisted(token, now)
-            case WriteJob():
-                return self._write_job(inp, now)
+            case WriteJob(name, spec, token):
+                return self._write_job(name, spec, token, now, why=inp.why, by=inp.by, ref=inp.ref,
+                                       promoted=inp.promoted)
             case AbandonWrite(token):
                 self._abandon_write(token)
             case Join(seeds):
@@ -441,16 +442,16 @@ class NodeCore:
         return {n: s for n, s in self.statuses.items() if n in alive}
 
     # ---- jobs
-    def _write_job(self, w: WriteJob, now: float) -> Entry:
+    def _write_job(self, name: str, spec: bytes | None, token: int, now: float, *, why: str = "submit",
+                   by: str = "", ref: str = "", promoted: str = "") -> Entry:
         """Submit (spec bytes) or delete (None) a job as its next version (node.core.history).  The
         driver persists the entry and feeds Persisted(token); JobWriteDone(token) follows."""
-        name, spec, token = w.name, w.spec, w.token
         if spec is not None and self.store.get(name) in (None,) and self.store.live_count >= MAX_JOBS:
             raise JobLimitError(f"the cluster holds {MAX_JOBS} jobs already")
         if spec is not None and len(spec) > self.cfg.max_spec_bytes:
             raise ValueError(f"spec is {len(spec)} bytes; the limit is {self.cfg.max_spec_bytes}")
         version = self.store.next_version(name, self._pending_writes.values())
-        meta = Meta(version, "delete" if spec is None else w.why, w.by, w.ref, w.promoted)
+        meta = Meta(version, "delete" if spec is None else why, by, ref, promoted)
         entry = Entry(name, self.clock.tick(self._wall_ms(now)), spec, meta)
         # Not merged yet: nothing is visible, readable or synced to peers
         # until it is durable here (persisted), and a failed write leaves no
