@@ -139,12 +139,21 @@ def plan(old: JobSpec | None, new: JobSpec, holders: dict[int, str], nodes: list
     for index in result.started:
         best = _fit(new, views, per_node)
         if best is None:
-            result.unplaceable[index] = explain_unplaceable(new, sorted(views.values(), key=lambda v: v.name))
+            result.unplaceable[index] = _why_not(new, views, per_node)
             continue
         result.fits_on[index] = best
         per_node[best] = per_node.get(best, 0) + 1
         views[best] = replace(views[best], used=views[best].used + new.demand())
     return result
+
+
+def _why_not(spec: JobSpec, views: dict[str, NodeView], per_node: dict[str, int]) -> str:
+    """Placement's reason, or max_per_node when that is what is left."""
+    nodes = sorted(views.values(), key=lambda v: v.name)
+    if spec.max_per_node is not None and any(filter_reason(spec, v) is None and fits(spec, v) for v in nodes):
+        return (f"every node it fits on has max_per_node = {spec.max_per_node} "
+                f"replica{'s' if spec.max_per_node != 1 else ''} of {spec.name} already")
+    return explain_unplaceable(spec, nodes)
 
 
 def _fit(spec: JobSpec, views: dict[str, NodeView], per_node: dict[str, int]) -> str | None:
