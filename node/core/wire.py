@@ -7,6 +7,9 @@ Every integer is range-checked: nothing we decode can overflow when we
 re-encode it or count up from it (MAX_INT, MAX_SLOT_INDEX, ballot rounds
 up to admission.MAX_BALLOT_ROUND, stamps as node.core.hlc bounds them);
 scores must be finite.
+A job entry carries its version's Meta (node.core.history) as an optional
+4th element; one without it decodes as before, and a sync of the job map may
+carry several entries of one job (its older versions).
 Kinds are append-only numbers.  The auction's messages get kinds here too
 when they arrive.
 """
