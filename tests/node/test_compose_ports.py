@@ -142,3 +142,14 @@ def test_errors_name_the_service_and_entry(body, path, message):
 def test_numbers_are_read_as_compose_reads_them():
     doc = parse("a: [22:22, 1:30.5, 8080, 0x10, 1.5, '7', no]\n")
     assert doc == {"a": ["22:22", "1:30.5", 8080, 16, 1.5, "7", False]}
+
+
+def test_the_example_compose_file_is_the_demo_web_service():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "examples" / "compose.yml").read_text()
+    st = load(text, "demo")
+    (web,) = st.jobs
+    assert st.warnings == () and web.name == "demo-web"
+    assert web.to_dict()["ports"] == {"http": {"to": 8080}} and web.network == "bridge"
+    assert web.command is not None and "hello from $SHOAL_JOB slot $SHOAL_SLOT on $SHOAL_NODE" in web.command[2]
