@@ -418,7 +418,6 @@ services:
     ports:
       - "8080"
       - target: 9090
-        published: 19090
         name: metrics
       - "53:53/udp"
     deploy:
@@ -443,11 +442,25 @@ def test_stack_with_ports_deploys_on_a_real_agent(agent_api, tmp_path):
     assert warnings == ["warning: services.web.ports[2]: udp (53:53/udp) is not supported by shoal, ignored "
                         "(shoal publishes tcp ports only; this port is not published)"], r.stderr
     web = httpx.get(f"{agent_api}/v1/jobs/shop-web", timeout=5).json()
-    assert web["spec"]["ports"] == {"port8080": {"to": 8080}, "metrics": {"to": 9090, "static": 19090}}
+    assert web["spec"]["ports"] == {"port8080": {"to": 8080}, "metrics": {"to": 9090}}
     assert "network" not in web["spec"]          # bridge, the default
     tool = httpx.get(f"{agent_api}/v1/jobs/shop-tool", timeout=5).json()
     assert tool["spec"]["network"] == "host" and tool["spec"]["ports"] == {"port7000": {"static": 7000}}
     assert [s["runtime"] for s in web["slots"]] == ["running", "running"], web["slots"]
+    # the service catalog lists each replica with the host ports its node gave it
+    deadline = time.monotonic() + 15
+    while True:
+        r = shoal(agent_api, "service", "show", "shop-web", "--json")
+        instances = json.loads(r.stdout)["instances"] if r.returncode == 0 else []
+        if len(instances) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [(i["slot"], i["node"], sorted(i["ports"])) for i in instances] == [
+        (0, "a1", ["metrics", "port8080"]), (1, "a1", ["metrics", "port8080"])], r
+    host_ports = [p for i in instances for p in i["ports"].values()]
+    assert len(set(host_ports)) == 4 and all(20000 <= p <= 32000 for p in host_ports), instances
+    r = shoal(agent_api, "service", "show", "shop-tool", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["instances"][0]["ports"] == {"port7000": 7000}, r
 
 
 # ---- container security --------------------------------------------------------------
