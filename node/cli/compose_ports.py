@@ -23,8 +23,11 @@ Every `ports:` entry becomes one named port, in short syntax
 What cannot be honoured as written:
 - a port range (`"8000-8010:80"`, `target: 8000-8010`) is an error naming the
   service: name each port (a range of one, `"80-80"`, is that port);
-- `udp` (or `sctp`) is a warning and the entry is left out: shoal publishes tcp
-  only (and DNS SRV names say `_tcp`), so the port would not be reachable;
+- the protocol: shoal publishes every port for tcp and udp alike (the runtime,
+  node.runtime.network), so `"53:53/tcp"` and `"53:53/udp"` are one port; an
+  entry that is udp only becomes a port too, with a warning that tcp is
+  published as well and that DNS names it `_LABEL._tcp` (there are no `_udp`
+  records); `sctp` is a warning and the entry is left out;
 - `host_ip` is a warning and ignored: every node publishes on its own publish
   address (an agent setting); a Compose file cannot name one address for all
   nodes;
@@ -71,6 +74,9 @@ class PortsConverter:
         self.network = "bridge"
         self.labels: dict[str, str] = {}          # label -> the Compose path that took it
         self.published: dict[int, str] = {}       # host port -> the Compose path that asked for it
+        # (to, static) -> the label and protocols of the port made for it: a
+        # second entry differing only in protocol is the same port.
+        self.made: dict[tuple[int | None, int | None], tuple[str, set[str]]] = {}
 
     def error(self, path: str, message: str) -> None:
         self.failed.add(path)
@@ -120,14 +126,19 @@ class PortsConverter:
                 continue
             if entry is None:
                 continue
-            name, target, published = entry
+            name, target, published, protocol = entry
             port = self.port(target, published, where)
+            key = (port.get("to"), port.get("static"))
+            if key in self.made and protocol not in self.made[key][1]:
+                self.made[key][1].add(protocol)
+                continue
             if (static := port.get("static")) is not None:
                 if static in self.published:
                     self.error(where, f"host port {static} is also published by {self.published[static]}")
                     continue
                 self.published[static] = where
             label = self.label(name, target, where)
+            self.made[key] = (label, {protocol})
             ports[label] = port
             self.origin[f"ports.{label}"] = where
             long = isinstance(item, dict)
@@ -135,13 +146,17 @@ class PortsConverter:
             # With host networking the static port is the target (see `port`).
             published_key = "target" if self.network == "host" else "published"
             self.origin[f"ports.{label}.static"] = join_path(where, published_key) if long else where
+        for label, protocols in self.made.values():
+            if protocols == {"udp"}:
+                self.r.warn(self.origin[f"ports.{label}"], f"udp: shoal publishes the port for tcp and udp alike, "
+                            f"and DNS names it _{label}._tcp (there are no _udp records)")
         if ports:
             self.spec["ports"] = ports
             self.origin["ports"] = path
 
-    # -- one entry: (name or None, target, published or None), or None when left out --
+    # -- one entry: (name or None, target, published or None, protocol), or None when left out --
 
-    def short(self, text: str, path: str) -> tuple[str | None, int, int | None] | None:
+    def short(self, text: str, path: str) -> tuple[str | None, int, int | None, str] | None:
         """`[[HOST_IP:]PUBLISHED:]TARGET[/PROTOCOL]`, as `docker run -p`."""
         body, slash, protocol = text.partition("/")
         if slash and not self.protocol(protocol, path, text):
@@ -155,14 +170,15 @@ class PortsConverter:
         published = self.number(published_text, path, text) if published_text else None
         if target is None or (published_text and published is None):
             return None
-        return None, target, published or None
+        return None, target, published or None, protocol if slash else "tcp"
 
-    def long(self, item: dict, path: str) -> tuple[str | None, int, int | None] | None:
+    def long(self, item: dict, path: str) -> tuple[str | None, int, int | None, str] | None:
         self.r.unknown_keys(item, PORT_KEYS, path)
         if "app_protocol" in item:
             self.r.unsupported(join_path(path, "app_protocol"), "app_protocol",
                                "the port's DNS SRV name is _<label>._tcp")
-        if "protocol" in item and not self.protocol(item["protocol"], join_path(path, "protocol"), None):
+        protocol = item.get("protocol", "tcp")
+        if "protocol" in item and not self.protocol(protocol, join_path(path, "protocol"), None):
             return None
         if "host_ip" in item:
             self.host_ip(item["host_ip"], join_path(path, "host_ip"))
@@ -189,18 +205,18 @@ class PortsConverter:
         if name is not None and not isinstance(name, str):
             self.error(join_path(path, "name"), f"must be a string, got {json_kind(name)}")
             return None
-        return name, target, published or None
+        return name, target, published or None, protocol
 
     def protocol(self, value: Any, path: str, text: str | None) -> bool:
-        """True if the entry is tcp; udp and sctp are left out with a warning."""
-        if value == "tcp":
+        """True for tcp and udp; sctp is left out with a warning."""
+        if value in ("tcp", "udp"):
             return True
-        if value in ("udp", "sctp"):
+        if value == "sctp":
             what = f" ({text})" if text else ""
-            self.r.warn(path, f"{value}{what} is {NOT_SUPPORTED} (shoal publishes tcp ports only; "
-                              "this port is not published)")
+            self.r.warn(path, f"sctp{what} is {NOT_SUPPORTED} (shoal publishes tcp and udp; this port is "
+                              "not published)")
             return False
-        self.error(path, "must be tcp, udp or sctp, got " + got(value))
+        self.error(path, "must be tcp or udp, got " + got(value))
         return False
 
     def host_ip(self, value: Any, path: str) -> None:

@@ -419,7 +419,7 @@ services:
       - "8080"
       - target: 9090
         name: metrics
-      - "53:53/udp"
+      - "5353/udp"
     deploy:
       replicas: 2
       resources: {limits: {cpus: "0.25", memory: 32m}}
@@ -439,10 +439,10 @@ def test_stack_with_ports_deploys_on_a_real_agent(agent_api, tmp_path):
     r = shoal(agent_api, "stack", "deploy", str(tmp_path / "compose.yml"), "--name", "shop", "--timeout", "30")
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
-    assert warnings == ["warning: services.web.ports[2]: udp (53:53/udp) is not supported by shoal, ignored "
-                        "(shoal publishes tcp ports only; this port is not published)"], r.stderr
+    assert warnings == ["warning: services.web.ports[2]: udp: shoal publishes the port for tcp and udp alike, "
+                        "and DNS names it _port5353._tcp (there are no _udp records)"], r.stderr
     web = httpx.get(f"{agent_api}/v1/jobs/shop-web", timeout=5).json()
-    assert web["spec"]["ports"] == {"port8080": {"to": 8080}, "metrics": {"to": 9090}}
+    assert web["spec"]["ports"] == {"port8080": {"to": 8080}, "metrics": {"to": 9090}, "port5353": {"to": 5353}}
     assert "network" not in web["spec"]          # bridge, the default
     tool = httpx.get(f"{agent_api}/v1/jobs/shop-tool", timeout=5).json()
     assert tool["spec"]["network"] == "host" and tool["spec"]["ports"] == {"port7000": {"static": 7000}}
@@ -456,9 +456,9 @@ def test_stack_with_ports_deploys_on_a_real_agent(agent_api, tmp_path):
             break
         time.sleep(0.2)
     assert [(i["slot"], i["node"], sorted(i["ports"])) for i in instances] == [
-        (0, "a1", ["metrics", "port8080"]), (1, "a1", ["metrics", "port8080"])], r
+        (0, "a1", ["metrics", "port5353", "port8080"]), (1, "a1", ["metrics", "port5353", "port8080"])], r
     host_ports = [p for i in instances for p in i["ports"].values()]
-    assert len(set(host_ports)) == 4 and all(20000 <= p <= 32000 for p in host_ports), instances
+    assert len(set(host_ports)) == 6 and all(20000 <= p <= 32000 for p in host_ports), instances
     r = shoal(agent_api, "service", "show", "shop-tool", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["instances"][0]["ports"] == {"port7000": 7000}, r
 

@@ -54,10 +54,15 @@ GOLDEN = [
     ("    ports:\n      - {target: 8080, mode: ingress, host_ip: 0.0.0.0, app_protocol: http, x-note: hi}\n",
      {"ports": {"port8080": {"to": 8080}}},
      ["services.web.ports[0].mode", "services.web.ports[0].host_ip", "services.web.ports[0].app_protocol"]),
-    # udp is not published: a warning, the entry left out
-    ("    ports: ['53:53/udp', '53:53/tcp', {target: 123, protocol: udp}]\n",
-     {"ports": {"port53": {"to": 53, "static": 53}}},
-     ["services.web.ports[0]", "services.web.ports[2].protocol"]),
+    # every port is published for tcp and udp alike: entries differing only in protocol are one
+    # port; a udp-only entry is a port with a warning; sctp is left out
+    ("    ports: ['53:53/udp', '53:53/tcp', '5353/tcp', {target: 5353, protocol: udp}]\n",
+     {"ports": {"port53": {"to": 53, "static": 53}, "port5353": {"to": 5353}}}, []),
+    ("    ports: ['53:53/udp', {target: 123, protocol: udp}, '9:9/sctp']\n",
+     {"ports": {"port53": {"to": 53, "static": 53}, "port123": {"to": 123}}},
+     ["services.web.ports[0]", "services.web.ports[1]", "services.web.ports[2]"]),
+    ("    network_mode: host\n    ports: ['53:53/udp', '53/tcp']\n",
+     {"network": "host", "ports": {"port53": {"static": 53}}}, []),
     ("    network_mode: host\n", {"network": "host"}, []),
     ("    network_mode: host\n    ports: ['8080', '9090:9090', {target: 7000, published: 7001}]\n",
      {"network": "host", "ports": {"port8080": {"static": 8080}, "port9090": {"static": 9090},
@@ -80,8 +85,10 @@ def test_golden_specs(body, expected, warned):
 
 def test_warnings_say_what_happens_instead():
     _, w = one_service("    ports:\n      - '53:53/udp'\n      - {target: 80, mode: ingress, host_ip: 10.0.0.1}\n"
-                       "      - {target: 81, name: Web_UI}\n")
-    assert w["services.web.ports[0]"] == (f"udp (53:53/udp) is {NOT_SUPPORTED} (shoal publishes tcp ports only; "
+                       "      - {target: 81, name: Web_UI}\n      - 9:9/sctp\n")
+    assert w["services.web.ports[0]"] == ("udp: shoal publishes the port for tcp and udp alike, and DNS names it "
+                                          "_port53._tcp (there are no _udp records)")
+    assert w["services.web.ports[3]"] == (f"sctp (9:9/sctp) is {NOT_SUPPORTED} (shoal publishes tcp and udp; "
                                           "this port is not published)")
     assert "only on the node that runs each replica" in w["services.web.ports[1].mode"]
     assert w["services.web.ports[1].host_ip"].startswith("'10.0.0.1' is ignored: each node publishes ports on "
@@ -115,7 +122,7 @@ ERRORS = [
     ("    ports: '80'\n", "services.web.ports", "must be a list of ports, got a string"),
     ("    ports: [abc]\n", "services.web.ports[0]", "must be a port number, got 'abc'"),
     ("    ports: [1.5]\n", "services.web.ports[0]", None),
-    ("    ports: ['80/xyz']\n", "services.web.ports[0]", "must be tcp, udp or sctp, got 'xyz'"),
+    ("    ports: ['80/xyz']\n", "services.web.ports[0]", "must be tcp or udp, got 'xyz'"),
     ("    ports: [{published: 80}]\n", "services.web.ports[0].target", "required: the container's port"),
     ("    ports: [{target: 80, mode: vip}]\n", "services.web.ports[0].mode", "must be host or ingress, got 'vip'"),
     ("    ports: ['8080:80', '8080:81']\n", "services.web.ports[1]",
