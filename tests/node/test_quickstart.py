@@ -10,7 +10,8 @@ developer's own quickstart cluster.
 What a user sees is asserted: the demo web service answers through each
 replica's published port with the page naming its slot and node, both in the
 quickstart's output and when fetched here, and the agents' DNS answers the
-SRV query with those ports.
+SRV query with those ports; the same service deployed from
+examples/compose.yml answers through its ports too.
 
 Teardown, pass or fail: `scripts/quickstart down` with the same settings,
 then SIGKILL for any agent still alive (by the PIDs in its pid files), then
@@ -218,8 +219,29 @@ def test_quickstart_runs_the_demo_job_in_real_containers_and_down_leaves_nothing
             time.sleep(0.3)
         assert got == srv_ports, (k, answer.to_text())
 
-    # logs from any agent (forwarded to the holder), and a job whose image no node has: declined, saying so
+    # the same service as a Compose file (examples/compose.yml, ports in the long syntax) deploys and answers
     shoal = str(REPO / ".venv" / "bin" / "shoal")
+    r = subprocess.run([shoal, "stack", "deploy", str(REPO / "examples" / "compose.yml"), "--timeout", "60",
+                        "--address", qs.api(1)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    deadline = time.monotonic() + 30
+    while True:
+        r = subprocess.run([shoal, "service", "show", "demo-web", "--json", "--address", qs.api(2)],
+                           capture_output=True, text=True, timeout=60)
+        instances = json.loads(r.stdout)["instances"] if r.returncode == 0 else []
+        if len(instances) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert len(instances) == 2, r
+    for inst in instances:
+        assert inst["ports"]["http"] in qs.port_range(inst["node"]), inst
+        with urllib.request.urlopen(f"http://{inst['address']}:{inst['ports']['http']}/", timeout=10) as page:
+            assert page.read().decode().strip() == f"hello from demo-web slot {inst['slot']} on {inst['node']}"
+    r = subprocess.run([shoal, "stack", "rm", "demo", "--address", qs.api(0)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+
+    # logs from any agent (forwarded to the holder), and a job whose image no node has: declined, saying so
     for i in range(3):
         deadline = time.monotonic() + 20   # (a replica moved by a late rebalance has a new container)
         while True:
