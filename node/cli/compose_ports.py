@@ -1,13 +1,14 @@
 """A Compose service's `ports:` and `network_mode:` as a job's named ports and network.
 
-How this works: `service_network(...)` reads both keys of one service into the
-job spec dict's `network` and `ports` (auction.ports has the rules those obey).
+How this works: `PortsConverter(...).convert(body)` reads both keys of one
+service into the job spec dict's `network` and `ports` (auction.ports has the
+rules those obey; the job validator checks the numbers' bounds).
 
     network_mode: bridge | absent  ->  network "bridge" (Docker's bridge on each node)
     network_mode: host | none      ->  network "host" | "none"
     network_mode: service:X, container:X, a network's name  ->  error naming the service
 
-Every `ports:` entry becomes one named port, in short syntax
+Every `ports:` entry becomes one named port (but see the protocol below), in short syntax
 (`"8080"`, `"8080:80"`, `"127.0.0.1:8080:80"`, `"127.0.0.1::80"`, `"80/tcp"`,
 `"[::1]:8080:80"`, a bare number) or long syntax (`target`, `published`,
 `protocol`, `mode`, `name`, `host_ip`):
@@ -49,12 +50,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from auction.ports import MAX_PORTS, label_problem
+from auction.ports import MAX_PORTS, NETWORK_MODES, label_problem
 from auction.resources import json_kind
 from node.cli.compose_report import NOT_SUPPORTED, Report, got, join_path
 
 PORT_KEYS = ("target", "published", "protocol", "mode", "name", "host_ip", "app_protocol")
-NETWORK_MODES = ("bridge", "host", "none")
 _NUMBER_RE = re.compile(r"\d{1,5}", re.ASCII)
 _RANGE_RE = re.compile(r"(\d{1,5})-(\d{1,5})", re.ASCII)
 
