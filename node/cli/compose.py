@@ -62,6 +62,14 @@ What is read (everything else is a warning, see below):
     pids_limit, deploy.resources.       pids_limit (both given: they must
       limits.pids                       agree; -1 or 0, unlimited, is a
                                         warning: the job default applies)
+    network_mode                        network: bridge (also when absent),
+                                        host, none; service:X and container:X
+                                        are errors
+    ports (short and long syntax)       ports: one named port per entry, label
+                                        `name` or port<target>, target -> to,
+                                        published -> static (none: dynamic);
+                                        ranges are errors, udp and host_ip
+                                        warnings (node.cli.compose_ports)
 
 Memory sizes are Docker's (`512m`, `1g`, `1gb`: all powers of 1024, as
 `docker run -m`); durations are Go's (`1m30s`, `500ms`).  Keys at the top
@@ -78,6 +86,7 @@ collected all at once and raised as one `ComposeError`.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,15 +160,35 @@ def stack_jobs(stack: str, job_names: list[str]) -> list[str]:
 # ---- entry points --------------------------------------------------------------------
 
 
+@functools.cache
+def _loader() -> type:
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does (as Docker Compose
+    does): YAML 1.1 reads `22:22` as 1342 (base 60), which would turn a port
+    mapping into a port number; here it stays the text "22:22"."""
+    import yaml
+
+    class ComposeLoader(yaml.SafeLoader):
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+            tag = super().resolve(kind, value, implicit)
+            if kind is yaml.ScalarNode and implicit[0] and ":" in value and tag in _BASE60_TAGS:
+                return "tag:yaml.org,2002:str"
+            return tag
+
+    return ComposeLoader
+
+
+_BASE60_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
 def parse(text: str) -> Any:
-    """The YAML document in `text` (PyYAML's safe loader: plain data only);
-    ComposeError if it is too large or not YAML."""
+    """The YAML document in `text` (PyYAML's safe loader: plain data only, numbers
+    as YAML 1.2 reads them); ComposeError if it is too large or not YAML."""
     import yaml
 
     if len(text) > MAX_COMPOSE_BYTES or len(text.encode("utf-8", "replace")) > MAX_COMPOSE_BYTES:
         raise ComposeError([Problem("", f"the file is larger than {MAX_COMPOSE_BYTES} bytes")])
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_loader())  # noqa: S506 -- a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ComposeError([Problem("", f"YAML syntax error: {e}")]) from None
     except RecursionError:

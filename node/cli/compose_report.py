@@ -25,10 +25,13 @@ NOT_SUPPORTED = "not supported by shoal, ignored"
 
 # Why some keys cannot be honoured, added to the warning.
 HINTS = {
-    "ports": "replicas run with network mode none; nothing is published",
-    "expose": "replicas run with network mode none",
-    "networks": "replicas run with network mode none",
-    "network_mode": "replicas run with network mode none",
+    "expose": "only the ports under 'ports' are published; replicas reach each other by DNS name and "
+              "published port",
+    "networks": "replicas use Docker's bridge network on each node (network_mode: host or none changes that)",
+    "endpoint_mode": "shoal has no virtual IP: its DNS answers with the address of every serving replica, "
+                     "as dnsrr does",
+    "dns": "replicas resolve names through their node's shoal agent (NAME.service.shoal), which forwards "
+           "other names to the resolvers its operator configures",
     "volumes": "replicas get no volumes or bind mounts",
     "build": "shoal builds nothing; the image must be on the nodes",
     "depends_on": "services start independently",

@@ -2,8 +2,9 @@
 
 How this works: `ServiceConverter.convert(body)` reads the keys the module
 docstring of node.cli.compose lists (image, command, environment,
-healthcheck, restart, deploy.*, and the container-security keys cap_add,
-cap_drop, user, read_only, devices, pids_limit) into a job spec dict,
+healthcheck, restart, deploy.*, the container-security keys cap_add,
+cap_drop, user, read_only, devices, pids_limit, and network_mode and ports
+through node.cli.compose_ports) into a job spec dict,
 recording for every spec field the Compose path it came from;
 `auction.spec.validate` then checks the dict like any submitted job, and
 each of its problems is reported at the Compose path of the field (`env.FOO`
@@ -28,6 +29,7 @@ from auction.spec import (
     validate,
 )
 from node.agent import probe
+from node.cli.compose_ports import PortsConverter
 from node.cli.compose_report import NOT_SUPPORTED, Report, got, join_path
 
 # Docker's HEALTHCHECK defaults, used when a Compose healthcheck leaves them out.
@@ -36,7 +38,7 @@ DOCKER_HEALTH_TIMEOUT_S = 30.0
 DOCKER_HEALTH_RETRIES = 3
 
 SERVICE_KEYS = ("image", "command", "environment", "healthcheck", "restart", "deploy",
-                "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit")
+                "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit", "network_mode", "ports")
 DEPLOY_KEYS = ("mode", "replicas", "resources", "placement", "restart_policy")
 RESOURCES_KEYS = ("limits", "reservations")
 AMOUNT_KEYS = ("cpus", "memory")
@@ -101,6 +103,7 @@ class ServiceConverter:
             self.put("read_only", body["read_only"], join_path(self.path, "read_only"))
         if "pids_limit" in body:
             self.pids(body["pids_limit"], join_path(self.path, "pids_limit"))
+        PortsConverter(self.r, self.path, self.spec, self.origin, self.failed).convert(body)
         deploy = self.table(body.get("deploy"), join_path(self.path, "deploy")) or {}
         self.deploy(deploy, join_path(self.path, "deploy"))
         if "restart" in body:

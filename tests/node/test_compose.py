@@ -101,6 +101,7 @@ def test_three_services_convert():
     assert web.health.command == ("wget", "-q", "-O-", "http://127.0.0.1/")
     assert web.health.interval_s == 10.0
     assert web.health.timeout_s == 30.0 and web.health.retries == 3   # Docker's defaults
+    assert web.network == "bridge" and [(p.label, p.to, p.static) for p in web.ports] == [("port80", 80, 8080)]
 
     assert db.env_map == {"POSTGRES_DB": "shop", "POSTGRES_PASSWORD": "secret"}
     assert db.replicas == 1 and db.command is None
@@ -116,7 +117,7 @@ def test_unsupported_keys_are_warnings_with_their_paths():
     st = convert_text(THREE_SERVICES)
     by_path = {p.path: p.message for p in st.warnings}
     for path in ("version", "volumes", "networks",
-                 "services.web.ports", "services.web.healthcheck.start_interval",
+                 "services.web.healthcheck.start_interval",
                  "services.web.deploy.update_config", "services.web.deploy.restart_policy.window",
                  "services.web.deploy.placement.constraints[2]",
                  "services.db_main.volumes", "services.worker.networks"):
@@ -127,7 +128,7 @@ def test_unsupported_keys_are_warnings_with_their_paths():
     assert "hostname" in by_path["services.web.deploy.placement.constraints[2]"]
     # Extension fields are ignored by every Compose implementation, by the spec.
     assert not any(p.startswith("x-") for p in by_path)
-    assert len(st.warnings) == 10
+    assert len(st.warnings) == 9
 
 
 def test_every_unknown_service_key_is_listed():
@@ -375,8 +376,8 @@ def test_stack_deploy_ls_rm_on_a_real_agent(agent_api, tmp_path):
     r = shoal(agent_api, "stack", "deploy", str(shop / "compose.yml"), "--detach")
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
-    assert "warning: services.web.ports: not supported by shoal, ignored" in "\n".join(warnings)
-    assert len(warnings) == 10, r.stderr
+    assert "warning: services.worker.networks: not supported by shoal, ignored" in "\n".join(warnings)
+    assert len(warnings) == 9, r.stderr
     assert "web: job shop-web (3 replicas)" in r.stdout
     jobs = {j["name"]: j for j in httpx.get(f"{agent_api}/v1/jobs", timeout=5).json()}
     assert {"shop-web", "shop-db-main", "shop-worker"} <= set(jobs)
@@ -407,6 +408,59 @@ def test_stack_deploy_ls_rm_on_a_real_agent(agent_api, tmp_path):
     assert r.returncode == 1
     assert "services.api.image: required" in r.stderr and "services.api.deploy.replicas" in r.stderr
     assert not any(n.startswith("bad-") for n in (j["name"] for j in httpx.get(f"{agent_api}/v1/jobs").json()))
+
+
+WEB_WITH_PORTS = """
+services:
+  web:
+    image: shoal-demo:latest
+    command: ["sh", "-c", "exec httpd -f -p 8080 -h /www"]
+    ports:
+      - "8080"
+      - target: 9090
+        name: metrics
+      - "5353/udp"
+    deploy:
+      replicas: 2
+      resources: {limits: {cpus: "0.25", memory: 32m}}
+  tool:
+    image: shoal-demo:latest
+    network_mode: host
+    ports: ["7000"]
+"""
+
+
+@pytest.mark.real
+def test_stack_with_ports_deploys_on_a_real_agent(agent_api, tmp_path):
+    """A Compose file with `ports:` and `network_mode:` deploys: the jobs carry the
+    named ports and network, and every replica runs (reachability through the
+    published ports is the quickstart's and the testbed's test, on real Docker)."""
+    (tmp_path / "compose.yml").write_text(WEB_WITH_PORTS)
+    r = shoal(agent_api, "stack", "deploy", str(tmp_path / "compose.yml"), "--name", "shop", "--timeout", "30")
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: services.web.ports[2]: udp: shoal publishes the port for tcp and udp alike, "
+                        "and DNS names it _port5353._tcp (there are no _udp records)"], r.stderr
+    web = httpx.get(f"{agent_api}/v1/jobs/shop-web", timeout=5).json()
+    assert web["spec"]["ports"] == {"port8080": {"to": 8080}, "metrics": {"to": 9090}, "port5353": {"to": 5353}}
+    assert "network" not in web["spec"]          # bridge, the default
+    tool = httpx.get(f"{agent_api}/v1/jobs/shop-tool", timeout=5).json()
+    assert tool["spec"]["network"] == "host" and tool["spec"]["ports"] == {"port7000": {"static": 7000}}
+    assert [s["runtime"] for s in web["slots"]] == ["running", "running"], web["slots"]
+    # the service catalog lists each replica with the host ports its node gave it
+    deadline = time.monotonic() + 15
+    while True:
+        r = shoal(agent_api, "service", "show", "shop-web", "--json")
+        instances = json.loads(r.stdout)["instances"] if r.returncode == 0 else []
+        if len(instances) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [(i["slot"], i["node"], sorted(i["ports"])) for i in instances] == [
+        (0, "a1", ["metrics", "port5353", "port8080"]), (1, "a1", ["metrics", "port5353", "port8080"])], r
+    host_ports = [p for i in instances for p in i["ports"].values()]
+    assert len(set(host_ports)) == 6 and all(20000 <= p <= 32000 for p in host_ports), instances
+    r = shoal(agent_api, "service", "show", "shop-tool", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["instances"][0]["ports"] == {"port7000": 7000}, r
 
 
 # ---- container security --------------------------------------------------------------

@@ -3,8 +3,15 @@
 Root only (skipped otherwise): quickstart may install Docker and start
 dockerd.  It runs from this repository with its state in a temp dir, node
 names of its own (qt<pid>-1..3, so the shoal.node labels, and the
-containers, are ours alone on a shared engine) and ports the kernel picks,
-so it does not meet a developer's own quickstart cluster.
+containers, are ours alone on a shared engine), ports the kernel picks and
+host port ranges of its own (from PORT_BASE), so it does not meet a
+developer's own quickstart cluster.
+
+What a user sees is asserted: the demo web service answers through each
+replica's published port with the page naming its slot and node, both in the
+quickstart's output and when fetched here, and the agents' DNS answers the
+SRV query with those ports; the same service deployed from
+examples/compose.yml answers through its ports too.
 
 Teardown, pass or fail: `scripts/quickstart down` with the same settings,
 then SIGKILL for any agent still alive (by the PIDs in its pid files), then
@@ -17,16 +24,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
+import dns.message
+import dns.query
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "scripts" / "quickstart"
 SOCK = "/var/run/docker.sock"
+PORT_BASE = 26000          # the three agents' host port ranges: 26000-26999, 27000-27999, 28000-28999
 
 pytestmark = [pytest.mark.real,
               pytest.mark.skipif(os.geteuid() != 0, reason="quickstart may install and start Docker: needs root")]
@@ -50,7 +62,8 @@ class Quickstart:
         self.prefix = f"qt{os.getpid()}"
         self.nodes = [f"{self.prefix}-{i}" for i in (1, 2, 3)]
         self.env = {**os.environ, "SHOAL_QUICKSTART_DIR": str(self.dir), "SHOAL_QUICKSTART_PREFIX": self.prefix,
-                    "SHOAL_QUICKSTART_ANY_PORTS": "1", "PYTHONUNBUFFERED": "1"}
+                    "SHOAL_QUICKSTART_ANY_PORTS": "1", "SHOAL_QUICKSTART_PORT_BASE": str(PORT_BASE),
+                    "PYTHONUNBUFFERED": "1"}
         self.env.pop("SHOAL_ADDR", None)
         self.pids_seen: set[int] = set()
         self.test_started_engine = False
@@ -90,6 +103,13 @@ class Quickstart:
     def api(self, i: int = 0) -> str:
         ports = (self.dir / "ports").read_text().split()
         return f"http://127.0.0.1:{ports[3 + i]}"
+
+    def dns_port(self, i: int = 0) -> int:
+        return int((self.dir / "ports").read_text().split()[6 + i])
+
+    def port_range(self, node: str) -> range:
+        lo = PORT_BASE + 1000 * self.nodes.index(node)
+        return range(lo, lo + 1000)
 
     def cleanup(self) -> None:
         try:
@@ -160,17 +180,77 @@ def test_quickstart_runs_the_demo_job_in_real_containers_and_down_leaves_nothing
         assert any(ln.split()[:3] == [lb["shoal.node"], lb["shoal.slot"], c["Names"]]
                    for ln in ps_table.splitlines()), ps_table
 
-    # logs from any agent (forwarded to the holder), and a job whose image no node has: declined, saying so
+    # the web service: each replica publishes its port 8080 on 127.0.0.1, in its node's own range
+    published = {}                                            # slot index -> (node, host port)
+    for c in inspect:
+        lb = c["Config"]["Labels"]
+        (binding,) = c["NetworkSettings"]["Ports"]["8080/tcp"]
+        assert binding["HostIp"] == "127.0.0.1", binding
+        assert int(binding["HostPort"]) in qs.port_range(lb["shoal.node"]), (binding, lb)
+        published[int(lb["shoal.slot"].split("/")[1])] = (lb["shoal.node"], int(binding["HostPort"]))
+    assert sorted(published) == [0, 1, 2]
+    # ... the quickstart fetched each page through it and printed what answered
+    pages = out.stdout.split("== each replica's page, through its published port", 1)[1].split("\n== ", 1)[0]
+    for slot, (node, port) in published.items():
+        url, page = f"http://127.0.0.1:{port}/", f"hello from web slot {slot} on {node}"
+        assert any(ln.split()[:3] == [f"web/{slot}", node, url] and ln.endswith(page)
+                   for ln in pages.splitlines()), (slot, node, url, pages)
+        # ... and so does a user, with curl or anything else
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.read().decode().strip() == page
+    # ... the catalog lists every replica with that port, and the DNS answer the quickstart printed lists the ports
+    catalog = out.stdout.split("== the service catalog: shoal service show web", 1)[1].split("\n== ", 1)[0]
+    assert all(f"http={port}" in catalog for _, port in published.values()), catalog
+    srv = out.stdout.split("== DNS: _http._tcp.web.service.shoal SRV", 1)[1]
+    srv_ports = {int(m.group(1)) for m in re.finditer(r"_http\._tcp\.web\.service\.shoal\. \d+ IN SRV \d+ \d+ (\d+) ",
+                                                       srv)}
+    assert srv_ports == {port for _, port in published.values()}, srv
+    assert f"dig @127.0.0.1 -p {qs.dns_port(0)} _http._tcp.web.service.shoal SRV" in out.stdout
+    assert "curl http://127.0.0.1:" in out.stdout
+    # ... and every agent's DNS answers the same, for the whole cluster
+    for k in range(3):
+        deadline = time.monotonic() + 10     # (another agent's catalog may be a gossip round behind)
+        while True:
+            q = dns.message.make_query("_http._tcp.web.service.shoal.", "SRV")
+            answer = dns.query.udp(q, "127.0.0.1", port=qs.dns_port(k), timeout=5)
+            got = {rd.port for rrset in answer.answer for rd in rrset}
+            if got == srv_ports or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert got == srv_ports, (k, answer.to_text())
+
+    # the same service as a Compose file (examples/compose.yml, ports in the long syntax) deploys and answers
     shoal = str(REPO / ".venv" / "bin" / "shoal")
+    r = subprocess.run([shoal, "stack", "deploy", str(REPO / "examples" / "compose.yml"), "--timeout", "60",
+                        "--address", qs.api(1)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    deadline = time.monotonic() + 30
+    while True:
+        r = subprocess.run([shoal, "service", "show", "demo-web", "--json", "--address", qs.api(2)],
+                           capture_output=True, text=True, timeout=60)
+        instances = json.loads(r.stdout)["instances"] if r.returncode == 0 else []
+        if len(instances) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert len(instances) == 2, r
+    for inst in instances:
+        assert inst["ports"]["http"] in qs.port_range(inst["node"]), inst
+        with urllib.request.urlopen(f"http://{inst['address']}:{inst['ports']['http']}/", timeout=10) as page:
+            assert page.read().decode().strip() == f"hello from demo-web slot {inst['slot']} on {inst['node']}"
+    r = subprocess.run([shoal, "stack", "rm", "demo", "--address", qs.api(0)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+
+    # logs from any agent (forwarded to the holder), and a job whose image no node has: declined, saying so
     for i in range(3):
         deadline = time.monotonic() + 20   # (a replica moved by a late rebalance has a new container)
         while True:
             r = subprocess.run([shoal, "logs", "web", str(i), "--tail", "5", "--address", qs.api(0)],
                                capture_output=True, text=True, timeout=60)
-            if (r.returncode == 0 and "hello from shoal: " in r.stdout) or time.monotonic() > deadline:
+            if (r.returncode == 0 and f"hello from web slot {i} on " in r.stdout) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert r.returncode == 0 and "hello from shoal: " in r.stdout, (i, r.stdout, r.stderr)
+        assert r.returncode == 0 and f"hello from web slot {i} on " in r.stdout, (i, r.stdout, r.stderr)
     noimg = qs.dir / "noimg.toml"
     noimg.write_text('name = "noimg"\nimage = "shoal-absent:1"\npull = "never"\ncpu = 0.1\nmemory = "16MiB"\n')
     r = subprocess.run([shoal, "job", "run", str(noimg), "--timeout", "6", "--address", qs.api(1)],
