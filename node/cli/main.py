@@ -13,11 +13,15 @@ through `--address URL` or `SHOAL_ADDR` (default http://127.0.0.1:7980), with
 cannot be reached the command says "cannot reach shoal agent at URL: ..." and
 exits 1; an error answer from the agent is printed and exits 1.
 
-The commands live in one module each by concern, all registered below:
-agent_command (`shoal agent`), cluster (members, join, leave, monitor, keys,
-keygen), jobs, nodes (node, ps, logs), services and stacks; client holds what the
-client commands share.  None imports trio, docker or the agent at the top,
-so `shoal --help` stays fast.
+The commands live in one module each by concern: agent_command (`shoal
+agent`), cluster (members, join, leave, monitor, keys, keygen), jobs, nodes
+(node, ps, logs), images, services and stacks; client holds what the client commands
+share.  `COMMANDS` below names each command's module and attribute, and a
+module is imported only when its command runs or a help page lists it
+(`LazyGroup`), so `shoal agent` does not load the client commands and `shoal
+--help` loads no agent.  None of the command modules imports trio, httpx,
+docker or the agent at the top; tests/node/test_cli_lazy.py checks that.
+A new command is one line in `COMMANDS`.
 
     shoal agent [--name N] [--bind HOST:PORT] [--advertise HOST:PORT]
                 [--join HOST:PORT ...] [--profile lan|wan|local]
@@ -60,25 +64,68 @@ so `shoal --help` stays fast.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping
+
 import click
 
-from node.cli import agent_command, cluster, images, jobs, nodes, services, stacks, tls_command, versions
+# Command name -> "module:attribute" of its click command, or of a function
+# that assembles one (job_group); imported on use.
+COMMANDS: Mapping[str, str] = {
+    "agent": "node.cli.agent_command:agent",
+    "members": "node.cli.cluster:members",
+    "join": "node.cli.cluster:join",
+    "leave": "node.cli.cluster:leave",
+    "monitor": "node.cli.cluster:monitor",
+    "keys": "node.cli.cluster:keys",
+    "keygen": "node.cli.cluster:keygen",
+    "image": "node.cli.images:image",
+    "job": "node.cli.main:job_group",
+    "node": "node.cli.nodes:node_group",
+    "ps": "node.cli.nodes:ps",
+    "logs": "node.cli.nodes:logs",
+    "service": "node.cli.services:service",
+    "stack": "node.cli.stacks:stack",
+    "tls": "node.cli.tls_command:tls",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported when first asked for (the
+    pattern from click's documentation, "Lazily Loading Subcommands")."""
+
+    def __init__(self, *args: object, lazy_commands: Mapping[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy_commands = dict(lazy_commands)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands and cmd_name not in self.commands:
+            module_name, attr = self.lazy_commands[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            if not isinstance(command, click.Command) and callable(command):
+                command = command()  # a function that assembles the command
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self.lazy_commands[cmd_name]} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def job_group() -> click.Group:
+    """`shoal job`, with the version commands of node.cli.versions (history,
+    plan, rollback) added to it."""
+    from node.cli import jobs, versions
+
+    for command in versions.COMMANDS:
+        jobs.job.add_command(command)
+    return jobs.job
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """shoal: a peer-to-peer container scheduler."""
-
-
-# One module per concern; click lists the commands sorted by name.
-for command in (agent_command.agent, cluster.members, cluster.join, cluster.leave, cluster.monitor,
-                cluster.keys, cluster.keygen, images.image, jobs.job, nodes.node_group, nodes.ps, nodes.logs,
-                services.service, stacks.stack, tls_command.tls):
-    cli.add_command(command)
-
-
-for command in versions.COMMANDS:
-    jobs.job.add_command(command)
 
 
 def main() -> None:
