@@ -5,11 +5,14 @@ How this works
 `Agent.run()` builds, in order: the keyring (node.agent.keys), the sockets
 (node.agent.transport, bound first so the core knows its real port), the node's
 capacity and labels (node.agent.probe and the config), the durable stores in the
-state dir (node.agent.persistence), the HTTP API (node.api.server, bound
-before the core so its address can go into our tags), the core
+state dir (node.agent.persistence), the HTTP API's socket (node.api.listen,
+opened before the core so its address can go into our tags), the core
 (`node.core.node_core.NodeCore`, built in `_build_core` from what the stores
 held), the container runtime (node.agent.runtime_link), and then starts the
-tasks:
+tasks; the agent gossips (and joins) before the HTTP API's stack
+(node.api.server: hypercorn, starlette, httpx) is even imported, and
+`agent.json` is written, and `run`'s task_status reported, only once the API
+serves:
 
     UDP receiver ─┐                                 ┌──> UDP sender queue
     TCP conns  ───┤                                 ├──> dial tasks (OpenStream)
@@ -41,16 +44,18 @@ Leaving: SIGINT/SIGTERM (or `POST /v1/agent/leave`) leaves the cluster
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import random
 import signal
+import socket
 import time
-from importlib import metadata
 from typing import Any
 
 import trio
 
+import node
 from auction.resources import Resources
 from gossip.config import GossipConfig, preset
 from gossip.events import Address, OpenStream
@@ -80,7 +85,7 @@ from node.agent.statefile import remove_state_file, state_file, write_state_file
 from node.agent.tags import encode_tags
 from node.agent.transport import Transport
 from node.api.blocking import Indexes
-from node.api.server import serve_api
+from node.api.listen import open_api_socket
 from node.core.inputs import SetDrained
 from node.core.node_core import NodeCore
 from node.core.outputs import CoreOutput
@@ -96,10 +101,7 @@ API_SHUTDOWN_WAIT_S = 1.5
 
 
 def agent_version() -> str:
-    try:
-        return metadata.version("shoal")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        return "0.0.0-dev"
+    return node.__version__
 
 
 def node_capacity(cfg: AgentConfig) -> Resources:
@@ -198,13 +200,16 @@ class Agent:
             decoder_factory=self._decoder,
             on_drop=self._stream_dropped,
         )
+        api_sock: socket.socket | None = None
         try:
             loaded = await self.persistence.open()
             self.gossip_port = await self.transport.bind()
             self.advertise = advertise_address(cfg, self.gossip_port)
+            # The API's address goes into our tags, so its socket is opened
+            # before the core is built; the HTTP stack itself comes later.
+            api_sock, self.api_url = open_api_socket(cfg.api, tls=cfg.api_tls_cert is not None)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                self.api_url = await nursery.start(serve_api, self, self._api_shutdown, self._api_done)
                 self.core = self._build_core(loaded, keyring, trio.current_time())
                 self.dns = await start_dns(self, nursery)
                 nursery.start_soon(self.persistence.run)
@@ -220,6 +225,11 @@ class Agent:
                     nursery.start_soon(self._watch_signals)
                 if cfg.join:
                     nursery.start_soon(self.membership.join_with_retry, list(cfg.join))
+                # Gossiping from here on.  The HTTP stack is most of an
+                # agent's start-up: it is imported in a thread, so the pump
+                # answers peers meanwhile, and served on the socket above.
+                server = await trio.to_thread.run_sync(importlib.import_module, "node.api.server")
+                await nursery.start(server.serve_api, self, api_sock, self._api_shutdown, self._api_done)
                 write_state_file(state_file(cfg.state_dir), {
                     "name": self.name,
                     "gossip": str(self.advertise),
@@ -251,6 +261,8 @@ class Agent:
                 nursery.cancel_scope.cancel()
         finally:
             self._nursery = None
+            if api_sock is not None:
+                api_sock.close()  # a no-op once the API server took it over
             self.transport.close()
             self.persistence.close()
             remove_state_file(state_file(cfg.state_dir))

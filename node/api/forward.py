@@ -26,13 +26,13 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import httpx
-
 from node.agent.config import ConfigError, HostPort, parse_host_port
 from node.agent.peer_auth import sign
 from node.api.tls import peer_client_context
 
 if TYPE_CHECKING:
+    import httpx
+
     from node.agent.agent import Agent
 
 log = logging.getLogger("shoal.api")
@@ -96,6 +96,8 @@ def forward_headers(agent: Agent, method: str, target: str) -> dict[str, str]:
 
 def forward_client(agent: Agent, timeout: float | httpx.Timeout) -> httpx.AsyncClient:
     """An HTTP client for requests to other agents (mutual TLS when the API has TLS)."""
+    import httpx  # loaded by the first forward, not by every agent at start
+
     cfg = agent.config
     verify: Any = peer_client_context(cfg) if cfg.api_tls_cert is not None else True
     return httpx.AsyncClient(timeout=timeout, verify=verify)

@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -96,6 +95,8 @@ async def _set_drained(request: Request, drained: bool) -> Response:
         where = f" (its API listens on {target['api']}, not reachable from here)" if target["api"] else ""
         raise ApiError(409, f"{how}; run the command against {name}'s agent{where}", node=name,
                        api=target["api"])
+    import httpx  # only to ask other agents (node.api.forward)
+
     try:
         path = f"/v1/nodes/{quote(name, safe='')}/{action}"
         async with forward_client(agent, FORWARD_TIMEOUT_S) as client:

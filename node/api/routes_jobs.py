@@ -12,11 +12,11 @@ durable here (201 / 200), 409 if a newer write for the job won over this one
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
 import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -46,9 +46,10 @@ from node.api.forward import (
 )
 from node.core.node_core import JobLimitError
 from node.core.view import CoreView
-from node.runtime.docker import EngineError, RuntimeProblem
 
 if TYPE_CHECKING:
+    import httpx
+
     from node.agent.agent import Agent
 
 # A job spec is bounded at 64 KiB as compact JSON; the body may be
@@ -120,6 +121,13 @@ async def stop_job(request: Request) -> Response:
     return indexed(result, result["index"])
 
 
+def _runtime_errors() -> tuple[type[Exception], ...]:
+    """The docker runtime's errors, once it is loaded (the docker SDK is
+    imported only by an agent that runs the docker runtime; no other raises them)."""
+    engine = sys.modules.get("node.runtime.engine")
+    return (engine.EngineError, engine.RuntimeProblem) if engine is not None else ()
+
+
 async def _local_containers(agent: Agent, job: str | None) -> dict[str, Any]:
     runtime = agent.runtime
     kind = getattr(runtime, "kind", agent.config.runtime)
@@ -128,7 +136,7 @@ async def _local_containers(agent: Agent, job: str | None) -> dict[str, Any]:
         raise ApiError(501, f"the {kind} runtime cannot list containers")
     try:
         rows = await ps()
-    except (EngineError, RuntimeProblem) as e:
+    except _runtime_errors() as e:
         raise ApiError(503, f"{agent.name}: {e}") from None
     for r in rows:
         r["node"] = agent.name
@@ -142,6 +150,8 @@ async def containers(request: Request) -> Response:
     job = request.query_params.get("job") or None
     if not flag(request.query_params.get("cluster")) or request.headers.get(FORWARDED_HEADER):
         return JSONResponse(await _local_containers(agent, job))
+
+    import httpx  # only to ask other agents (node.api.forward)
 
     now = trio.current_time()
     peers = []
@@ -237,7 +247,7 @@ async def job_logs(request: Request) -> Response:
             stream = await opener(slot, follow=follow, tail=tail)
         except LookupError as e:
             raise ApiError(404, f"{e} (yet?)") from None
-        except (EngineError, RuntimeProblem) as e:
+        except _runtime_errors() as e:
             raise ApiError(503, f"{agent.name}: {e}") from None
         return StreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=headers)
     if request.headers.get(FORWARDED_HEADER):
@@ -252,6 +262,8 @@ async def job_logs(request: Request) -> Response:
     if url is None:
         where = f" (its API listens on {holder['api']}, not reachable from here)" if holder["api"] else ""
         raise ApiError(409, f"{slot} runs on {node}; ask {node}'s agent{where}", node=node, api=holder["api"])
+    import httpx  # only to ask other agents (node.api.forward)
+
     client = forward_client(agent, httpx.Timeout(FORWARD_TIMEOUT_S, read=None if follow else 60.0))
     target = target_of(f"/v1/jobs/{quote(job, safe='')}/logs",
                        {"slot": str(index), "follow": "1" if follow else "0", "tail": str(tail)})

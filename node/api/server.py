@@ -6,9 +6,10 @@ shared helpers in node.api.common) never change the node core themselves: change
 the agent's operations (node.agent.operations), which feed inputs to the
 pump task; reads render a whole answer from the core's read-only view with
 no `await` in between (node.api.views).
-`serve_api()` runs it with `hypercorn.trio.serve` until the agent sets its
-shutdown event (a graceful stop of at most ~1 s), and reports the bound URL
-through `task_status` (so `--api 127.0.0.1:0` works).
+`serve_api()` runs it with `hypercorn.trio.serve`, on the socket the agent
+opened before it loaded this module (node.api.listen), until the agent sets
+its shutdown event (a graceful stop of at most ~1 s), and reports the URL
+through `task_status`.
 
 Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
 
@@ -134,6 +135,7 @@ import functools
 import hmac
 import logging
 import re
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -303,14 +305,16 @@ def build_app(agent: Agent) -> Any:
 
 async def serve_api(
     agent: Agent,
+    sock: socket.socket,
     shutdown: trio.Event,
     done: trio.Event,
     *,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until `shutdown` is set; set `done` when fully stopped."""
+    """Serve on `sock` (opened by node.api.listen, which this takes over)
+    until `shutdown` is set; set `done` when fully stopped."""
     cfg = hypercorn_config(agent.config)  # HTTPS when the TLS settings are set
-    cfg.bind = [str(agent.config.api)]
+    cfg.bind = [f"fd://{sock.detach()}"]
     cfg.accesslog = None
     cfg.errorlog = logging.getLogger("shoal.api.server")
     cfg.graceful_timeout = 1.0
