@@ -5,3 +5,8 @@ Modules, one concern each: `config` (settings), `transport` (UDP/TCP),
 cluster-wide rotation), `tags` (Serf-style node metadata), `metrics`,
 `eventlog`, `api` (HTTP), `cli` (the `shoal` command).
 """
+
+# The package version (pyproject.toml reads it from here); gossiped in each
+# node's status.  A constant, so that an agent need not import
+# importlib.metadata (zipfile, email, ...) to know it.
+__version__ = "0.1.0"
