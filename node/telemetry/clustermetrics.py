@@ -1,7 +1,7 @@
 """Prometheus series of the cluster state: jobs, claims, slots, auctions, state dir.
 
-How this works: `ClusterMetrics` registers its series in an `AgentMetrics`'
-registry (node/metrics.py), so one scrape of `/v1/metrics` shows both.  The
+How this works: `ClusterMetrics` adds its series to an `AgentMetrics`
+(node/telemetry/metrics.py), so one scrape of `/v1/metrics` shows both.  The
 counters move as the pump dispatches the node core's outputs; the gauges are
 set from the core's read-only view just before each scrape (`observe`, with
 no `await` inside, so between pump turns: node.core.view).
@@ -30,8 +30,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Gauge
-
 from auction.claims import slot_key
 from node.telemetry.metrics import AgentMetrics
 
@@ -41,31 +39,27 @@ if TYPE_CHECKING:
 
 class ClusterMetrics:
     def __init__(self, metrics: AgentMetrics) -> None:
-        r = metrics.registry
-        self.jobs = Gauge("shoal_jobs", "Live jobs in this agent's replicated job store", registry=r)
-        self.claims = Gauge("shoal_claims", "Winning (unreleased) slot claims, by holder", ["holder"], registry=r)
-        self.slots = Gauge("shoal_slots", "Desired replica slots by placement state (this agent's view)",
-                           ["state"], registry=r)
-        self.pending_coordinated = Gauge("shoal_pending_slots_coordinated",
-                                         "Slots this agent coordinates whose last auction left them pending",
-                                         registry=r)
-        self.catalog_instances = Gauge("shoal_catalog_instances",
-                                       "Replicas listed in this agent's service catalog", registry=r)
-        self.catalog_services = Gauge("shoal_catalog_services",
-                                      "Jobs with at least one replica in this agent's service catalog",
-                                      registry=r)
-        self.placements = Counter("shoal_placements", "Replicas started on this node (StartReplica)", registry=r)
-        self.stops = Counter("shoal_replica_stops", "Replicas stopped on this node (StopReplica)", registry=r)
-        self.awards = Counter("shoal_awards_accepted", "Awards this node accepted", registry=r)
-        self.rounds = Counter("shoal_auction_rounds", "Auction rounds this agent coordinated, by outcome",
-                              ["outcome"], registry=r)
-        self.problems = Counter("shoal_state_problems",
-                                "Problems found in the state dir (corrupt file, bad rows), by store",
-                                ["store"], registry=r)
-        self.writes = Counter("shoal_state_writes", "Durable writes to the state dir, by store and outcome",
-                              ["store", "outcome"], registry=r)
-        self.queue_full = Counter("shoal_state_queue_full",
-                                  "Writes refused because the persistence queue was full", registry=r)
+        self.jobs = metrics.gauge("shoal_jobs", "Live jobs in this agent's replicated job store")
+        self.claims = metrics.gauge("shoal_claims", "Winning (unreleased) slot claims, by holder", "holder")
+        self.slots = metrics.gauge("shoal_slots", "Desired replica slots by placement state (this agent's view)",
+                                   "state")
+        self.pending_coordinated = metrics.gauge(
+            "shoal_pending_slots_coordinated", "Slots this agent coordinates whose last auction left them pending")
+        self.catalog_instances = metrics.gauge("shoal_catalog_instances",
+                                               "Replicas listed in this agent's service catalog")
+        self.catalog_services = metrics.gauge("shoal_catalog_services",
+                                              "Jobs with at least one replica in this agent's service catalog")
+        self.placements = metrics.counter("shoal_placements", "Replicas started on this node (StartReplica)")
+        self.stops = metrics.counter("shoal_replica_stops", "Replicas stopped on this node (StopReplica)")
+        self.awards = metrics.counter("shoal_awards_accepted", "Awards this node accepted")
+        self.rounds = metrics.counter("shoal_auction_rounds", "Auction rounds this agent coordinated, by outcome",
+                                      "outcome")
+        self.problems = metrics.counter("shoal_state_problems",
+                                        "Problems found in the state dir (corrupt file, bad rows), by store", "store")
+        self.writes = metrics.counter("shoal_state_writes", "Durable writes to the state dir, by store and outcome",
+                                      "store", "outcome")
+        self.queue_full = metrics.counter("shoal_state_queue_full",
+                                          "Writes refused because the persistence queue was full")
         # Every labelled series shows from the first scrape, at 0.
         for store in ("jobs", "claims", "node"):
             self.problems.labels(store=store)
