@@ -31,7 +31,7 @@ from node.api.common import (
 )
 from node.api.forward import FORWARDED_HEADER, ForwardRefused, forward_client, forward_headers, peer_api_url
 from node.telemetry.eventlog import TooManySubscribers
-from node.telemetry.metrics import CONTENT_TYPE
+from node.telemetry import metrics as agent_metrics
 
 log = logging.getLogger("shoal.api")
 
@@ -170,7 +170,8 @@ async def keys_change(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(agent_of(request).ops.render_metrics(), media_type=CONTENT_TYPE)
+    body = agent_of(request).ops.render_metrics()
+    return Response(body, media_type=agent_metrics.CONTENT_TYPE)  # prometheus_client's, loaded by the first scrape
 
 
 async def events(request: Request) -> Response:
