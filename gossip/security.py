@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Callable
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Callable
 
 from gossip.errors import DecodeError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -49,6 +49,13 @@ class Keyring:
     def __init__(self, keys: list[bytes], nonce_fn: Callable[[int], bytes]):
         if not keys:
             raise ValueError("a keyring needs at least one key")
+        # cryptography (its own OpenSSL: ~7 MiB resident) is imported only
+        # by a node that has keys, not by every importer of this module.
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aesgcm = AESGCM
+        self._invalid_tag = InvalidTag
         self._nonce_fn = nonce_fn
         self._keys: list[bytes] = []
         self._ciphers: dict[bytes, AESGCM] = {}
@@ -72,7 +79,7 @@ class Keyring:
         key = validate_key(key)
         if key not in self._ciphers:
             self._keys.append(key)
-            self._ciphers[key] = AESGCM(key)
+            self._ciphers[key] = self._aesgcm(key)
 
     def use(self, key: bytes) -> None:
         """Make an installed key the primary (used to encrypt)."""
@@ -122,7 +129,7 @@ class Keyring:
         for key in self._keys:
             try:
                 plain = self._ciphers[key].decrypt(nonce, ct, aad_or_none)
-            except InvalidTag:
+            except self._invalid_tag:
                 continue
             if version == 0:
                 return _strip_pkcs7(plain)

@@ -31,9 +31,6 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 PEER_HEADER = "X-Shoal-Peer"
 PEER_TIME_HEADER = "X-Shoal-Peer-Time"
 PEER_AUTH_HEADER = "X-Shoal-Peer-Auth"
@@ -48,6 +45,10 @@ class PeerAuthError(ValueError):
 
 def derive_peer_key(gossip_key: bytes) -> bytes:
     """The credential key for one gossip key (HKDF-SHA256, 32 bytes)."""
+    # Imported here: only an agent with a gossip key gets this far.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=PEER_KEY_INFO).derive(gossip_key)
 
 
