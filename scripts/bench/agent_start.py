@@ -4,7 +4,7 @@
     python scripts/bench/agent_start.py [--runs 7] [--at-once 60] [--skip-at-once]
         [--src REV|worktree] [--json OUT]
 
-(a) ready to gossip: one agent (`python -m node.cli agent`, fake runtime,
+(a) ready to gossip: one agent (`python -m node.cli agent`, --runtime (fake),
     profile local, 127.0.0.1) is started `--runs` times, one at a time, on a
     UDP port of ours; from its spawn the script sends it a SWIM ping every
     ~2 ms and, at the first ack, reads the CPU time the process has used so
@@ -77,12 +77,13 @@ def ping_packet(seq: int) -> bytes:
     return seal_packet(encode(Ping(seq, "")), label=b"", keyring=None, crc=False, compress=False)
 
 
-def one_start(src: Path, workdir: Path, i: int, env: dict[str, str]) -> dict[str, float]:
+def one_start(src: Path, workdir: Path, i: int, env: dict[str, str], extra: tuple[str, ...] = ()) -> dict[str, float]:
     port = gr.free_port()
     state = workdir / f"start-{i}"
     state.mkdir()
     argv = [sys.executable, "-m", "node.cli", "agent", "--name", f"start{i}", "--bind", f"127.0.0.1:{port}",
-            "--api", "127.0.0.1:0", "--profile", "local", "--state-dir", str(state), "--log-level", "WARNING"]
+            "--api", "127.0.0.1:0", "--profile", "local", "--state-dir", str(state), "--log-level", "WARNING",
+            *extra]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.002)
@@ -197,6 +198,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=7, help="starts (and --help runs) to take the median of")
     ap.add_argument("--at-once", type=int, default=60, help="agents started at once (default 60)")
     ap.add_argument("--skip-at-once", action="store_true")
+    ap.add_argument("--runtime", choices=["fake", "docker"], default="fake",
+                    help="the runtime of the agents of (a) (docker: a dockerd must answer)")
     ap.add_argument("--watch", choices=["events", "poll"], default="events",
                     help="how the agents started at once are watched (see (c))")
     ap.add_argument("--deadline", type=float, default=120.0, help="seconds to wait for full membership")
@@ -219,10 +222,11 @@ def main() -> int:
     gr.log(f"shoal {desc}; {os.cpu_count()} cores, loadavg {os.getloadavg()}")
     res: dict[str, Any] = {"version": desc, "loadavg_before": os.getloadavg()}
     try:
-        one_start(src, workdir, 0, env)  # warm-up: fills the bytecode cache
+        extra = ("--runtime", args.runtime)
+        one_start(src, workdir, 0, env, extra)  # warm-up: fills the bytecode cache
         command_cpu_s(src, env, "--help")
         command_cpu_s(src, env, "job", "--help")
-        starts = [one_start(src, workdir, i, env) for i in range(1, args.runs + 1)]
+        starts = [one_start(src, workdir, i, env, extra) for i in range(1, args.runs + 1)]
         res["starts"] = starts
         res["start"] = {k: med([s[k] for s in starts]) for k in starts[0]}
         res["help_cpu_s"] = med([command_cpu_s(src, env, "--help") for _ in range(args.runs)])
@@ -236,7 +240,7 @@ def main() -> int:
         gr.REAPER.cleanup()
     res["loadavg_after"] = os.getloadavg()
     s = res["start"]
-    print(f"shoal {desc}, {os.cpu_count()} cores, loadavg {res['loadavg_before'][0]:.1f} -> "
+    print(f"shoal {desc}, runtime {args.runtime}, {os.cpu_count()} cores, loadavg {res['loadavg_before'][0]:.1f} -> "
           f"{res['loadavg_after'][0]:.1f}; medians of {args.runs}")
     print(f"  bare interpreter (python -c pass):    {base:.3f} s CPU")
     print(f"  ready to gossip (first ack):          {s['gossip_cpu_s']:.3f} s CPU, {s['gossip_wall_s']:.3f} s wall")
