@@ -167,7 +167,9 @@ def watch_spawned(backend: gr.ShoalBackend, agents: list[gr.Agent], t0: float,
         for st in streams.values():
             st.close()
     complete = len(done) == len(agents)
-    return {"n": len(agents), "watch": "events", "deadline_s": deadline_s, "complete": len(done),
+    cpu = [task_cpu_s(a.pid) for a in agents]
+    return {"n": len(agents), "watch": "events",
+            "agents_cpu_s": sum(c for c in cpu if c is not None), "deadline_s": deadline_s, "complete": len(done),
             "ready_last_s": max(ready.values()) if len(ready) == len(agents) else None,
             "full_median_s": statistics.median(done.values()) if complete else None,
             "full_last_s": max(done.values()) if complete else None}
@@ -252,6 +254,9 @@ def main() -> int:
         print(f"  {f['n']} agents at once ({f['watch']}): last was up at {gr.fmt(f['ready_last_s'], ' s')}, "
               f"last saw all {f['n']} at {gr.fmt(f['full_last_s'], ' s')} (median {gr.fmt(f['full_median_s'], ' s')}; "
               f"{f['complete']}/{f['n']} complete within {f['deadline_s']:.0f} s)")
+        if "agents_cpu_s" in f:
+            print(f"      CPU used by the {f['n']} agents by then: {f['agents_cpu_s']:.1f} s "
+                  f"(start-up to the API serving: {f['n']} x {s['api_cpu_s']:.2f} = {f['n'] * s['api_cpu_s']:.1f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
     return 0
