@@ -1,0 +1,58 @@
+"""A running agent loads only what its configuration uses.
+
+An agent with the fake runtime and no gossip key, its API serving, must not
+have imported the docker SDK, httpx (only to forward to another agent),
+prometheus_client (only at the first scrape), cryptography (only with a key)
+or importlib.metadata: each costs start-up CPU and resident memory (see
+docs/benchmarks.md, agent start and footprint).  Checked in a fresh
+interpreter, since this test process has loaded them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+NOT_AT_IDLE = ("docker", "requests", "httpx", "prometheus_client", "cryptography", "importlib.metadata",
+               "node.runtime.docker")
+
+PROBE = """
+import json, sys, tempfile
+import trio
+from node.agent.agent import Agent
+from node.agent.config import load_config
+
+async def main():
+    cfg = load_config(None, {"bind": "127.0.0.1:0", "api": "127.0.0.1:0", "profile": "local",
+                             "state_dir": tempfile.mkdtemp()})
+    async with trio.open_nursery() as nursery:
+        agent = await nursery.start(Agent(cfg).run)
+        before = sorted(sys.modules)
+        # A scrape loads prometheus_client, and only then.
+        agent.ops.render_metrics()
+        print(json.dumps({"api": agent.api_url, "before": before, "after": sorted(sys.modules)}))
+        nursery.cancel_scope.cancel()
+
+trio.run(main)
+"""
+
+
+def loaded(names: list[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in names if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+def test_idle_agent_loads_no_docker_httpx_metrics_or_crypto() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["api"].startswith("http://127.0.0.1:")
+    assert "node.api.server" in out["before"]  # the API serves...
+    assert loaded(out["before"], NOT_AT_IDLE) == []  # ...without these
+    assert "prometheus_client" in out["after"]
