@@ -44,14 +44,12 @@ Leaving: SIGINT/SIGTERM (or `POST /v1/agent/leave`) leaves the cluster
 
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 import os
 import random
 import signal
 import socket
-import sys
 import time
 from typing import Any
 
@@ -104,21 +102,6 @@ API_SHUTDOWN_WAIT_S = 1.5
 
 def agent_version() -> str:
     return node.__version__
-
-
-def _import_for_good(module: str) -> Any:
-    """Import a module that stays for the process's life, without collecting
-    garbage meanwhile (its objects all live) and freezing what it built, so
-    that later full collections skip it (as `shoal agent` does at start).
-    Only the first import does this (a test process runs many agents)."""
-    if module in sys.modules:
-        return sys.modules[module]
-    gc.disable()
-    try:
-        return importlib.import_module(module)
-    finally:
-        gc.freeze()
-        gc.enable()
 
 
 def node_capacity(cfg: AgentConfig) -> Resources:
@@ -245,7 +228,7 @@ class Agent:
                 # Gossiping from here on.  The HTTP stack is most of an
                 # agent's start-up: it is imported in a thread, so the pump
                 # answers peers meanwhile, and served on the socket above.
-                server = await trio.to_thread.run_sync(_import_for_good, "node.api.server")
+                server = await trio.to_thread.run_sync(importlib.import_module, "node.api.server")
                 await nursery.start(server.serve_api, self, api_sock, self._api_shutdown, self._api_done)
                 write_state_file(state_file(cfg.state_dir), {
                     "name": self.name,

@@ -12,7 +12,6 @@ runs, so that `shoal --help` and the client commands start fast.
 
 from __future__ import annotations
 
-import gc
 import logging
 import sys
 from typing import Any
@@ -71,19 +70,11 @@ def setup_logging(level: str) -> None:
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def agent(config_file: str | None, **flags: Any) -> None:
     """Run a shoal agent in the foreground."""
-    # The agent's modules allocate some 100,000 objects that all live as long
-    # as the process: collecting garbage while importing them is wasted work
-    # (~5 % of the start); freezing them keeps later full collections short.
-    gc.disable()
-    try:
-        import trio
+    import trio
 
-        from node.agent.agent import run_agent
-        from node.agent.config import ConfigError, load_config
-        from node.agent.safe_defaults import insecure_warning
-    finally:
-        gc.freeze()
-        gc.enable()
+    from node.agent.agent import run_agent
+    from node.agent.config import ConfigError, load_config
+    from node.agent.safe_defaults import insecure_warning
 
     if not flags.get("insecure_no_encryption"):
         flags["insecure_no_encryption"] = None  # not given: the config file decides
