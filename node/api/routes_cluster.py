@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from node.agent.config import DEFAULT_GOSSIP_PORT, ConfigError, parse_host_port
 from node.agent.keys import ACTIONS, KeyOpError, parse_key
-from node.api import ui, views
+from node.api import views
 from node.api.common import (
     FORWARD_TIMEOUT_S,
     ApiError,
@@ -190,6 +190,8 @@ async def events(request: Request) -> Response:
 
 
 async def ui_page(request: Request) -> Response:
+    from node.api import ui  # the status page's code (~0.6 MiB) loads when it is first asked for
+
     page = ui.render(ui.gather(agent_of(request)))
     return Response(page, media_type="text/html; charset=utf-8",
                     headers={"Content-Security-Policy": ui.CSP + "; frame-ancestors 'none'",

@@ -3,7 +3,7 @@
 An agent with the fake runtime and no gossip key, its API serving, must not
 have imported the docker SDK, httpx (only to forward to another agent),
 prometheus_client (only at the first scrape), cryptography (only with a key)
-or importlib.metadata: each costs start-up CPU and resident memory (see
+importlib.metadata or the status page (node.api.ui): each costs start-up CPU and resident memory (see
 docs/benchmarks.md, agent start and footprint).  Checked in a fresh
 interpreter, since this test process has loaded them all.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 NOT_AT_IDLE = ("docker", "requests", "httpx", "prometheus_client", "cryptography", "importlib.metadata",
-               "node.runtime.docker")
+               "node.runtime.docker", "node.api.ui")
 
 PROBE = """
 import json, sys, tempfile
