@@ -85,7 +85,7 @@ from node.agent.statefile import remove_state_file, state_file, write_state_file
 from node.agent.tags import encode_tags
 from node.agent.transport import Transport
 from node.api.blocking import Indexes
-from node.api.listen import open_api_socket
+from node.api.listen import check_tls, open_api_socket
 from node.core.inputs import SetDrained
 from node.core.node_core import NodeCore
 from node.core.outputs import CoreOutput
@@ -207,6 +207,8 @@ class Agent:
             self.advertise = advertise_address(cfg, self.gossip_port)
             # The API's address goes into our tags, so its socket is opened
             # before the core is built; the HTTP stack itself comes later.
+            if cfg.api_tls_cert is not None:
+                check_tls(cfg.api_tls_cert, cfg.api_tls_key, cfg.api_tls_ca)
             api_sock, self.api_url = open_api_socket(cfg.api, tls=cfg.api_tls_cert is not None)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery

@@ -7,11 +7,15 @@ into our gossiped tags) and before the HTTP stack (hypercorn, starlette,
 httpx: most of an agent's start-up) is imported.  node.api.server later
 serves on this very socket (hypercorn's `fd://` bind).  Connections that
 arrive in between wait in the listen backlog instead of being refused.
+`check_tls` loads the API's TLS files once, so that bad ones stop the agent
+before it gossips, as they did when the API was started first.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
+from pathlib import Path
 
 from node.agent.config import HostPort
 
@@ -35,3 +39,10 @@ def open_api_socket(api: HostPort, *, tls: bool) -> tuple[socket.socket, str]:
     host, port = sock.getsockname()[:2]
     where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
     return sock, f"{'https' if tls else 'http'}://{where}"
+
+
+def check_tls(cert: Path, key: Path, ca: Path) -> None:
+    """Load the API's certificate, key and CA as the server will (ssl.SSLError,
+    an OSError, if they do not load or do not match)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca))
+    context.load_cert_chain(str(cert), str(key))

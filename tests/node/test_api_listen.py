@@ -40,3 +40,12 @@ def test_a_taken_port_is_an_oserror() -> None:
     taken.listen()
     with taken, pytest.raises(OSError):
         open_api_socket(HostPort("127.0.0.1", taken.getsockname()[1]), tls=False)
+
+
+def test_tls_files_that_do_not_load_fail_before_anything_serves(tmp_path) -> None:
+    from node.api.listen import check_tls
+
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        (tmp_path / name).write_text("not a PEM file\n")
+    with pytest.raises(OSError):  # ssl.SSLError: the agent exits "cannot start"
+        check_tls(tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem")
