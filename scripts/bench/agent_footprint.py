@@ -17,9 +17,13 @@ and the largest over the agents.
 --runtime docker runs shoal with the Docker runtime (a dockerd must answer at
 --docker-host or $SHOAL_DOCKER_HOST, e.g. one from scripts/docker-up).
 --encrypt gives every agent (shoal and Serf) the same gossip key.
---containers N then submits a job of N replicas per agent (fake runtime:
-nothing runs, each agent records its containers) and measures the agents'
-memory again once every replica is placed: the footprint of N containers.
+--containers N then submits a job of N replicas per agent and measures the
+agents' memory again once every replica is placed (fake runtime: nothing
+runs, each agent records its containers) or running (docker runtime:
+`sleep` in --image, network none): the footprint of N containers.  With
+docker the job is stopped afterwards and the script waits until the agents
+have removed its containers; any still there are removed by their
+`shoal.node` label (only the agents of this run).
 
 Bytecode is cached in a private directory (as installed packages have it),
 see scripts/bench/agent_start.py.  Every process is started by this script
@@ -34,6 +38,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,11 +78,12 @@ def idle_figures(backend: Any, agents: list[gr.Agent], settle_s: float, window_s
             "uss_mib_median": statistics.median(uss)}
 
 
-def place_containers(backend: gr.ShoalBackend, agents: list[gr.Agent], replicas: int,
-                     deadline_s: float = 300.0) -> float:
-    """Submit one job of `replicas` replicas; seconds until all are placed."""
+def place_containers(backend: gr.ShoalBackend, agents: list[gr.Agent], replicas: int, image: str,
+                     until: str, deadline_s: float = 300.0) -> float:
+    """Submit one job of `replicas` replicas; seconds until all are `until`
+    (placed, or running)."""
     seed = agents[0]
-    spec = {"name": "footprint", "image": "busybox:latest", "command": ["sleep", "3600"],
+    spec = {"name": "footprint", "image": image, "command": ["sleep", "3600"], "network": "none",
             "cpu": "1m", "memory": "6MiB", "replicas": replicas}
     assert seed.control is not None
     conn = gr.NSHTTPConnection(seed.control[0], seed.control[1], timeout=30.0)
@@ -91,10 +97,39 @@ def place_containers(backend: gr.ShoalBackend, agents: list[gr.Agent], replicas:
     backend.forget(seed)  # its kept-alive connection may have timed out
     while time.monotonic() - t0 < deadline_s:
         got = backend.get(seed, "/v1/jobs/footprint")
-        if got is not None and json.loads(got).get("placed") == replicas:
+        if got is not None and json.loads(got).get(until) == replicas:
             return time.monotonic() - t0
         time.sleep(0.5)
-    raise RuntimeError(f"not all {replicas} replicas placed within {deadline_s:.0f} s")
+    raise RuntimeError(f"not all {replicas} replicas {until} within {deadline_s:.0f} s")
+
+
+def remove_containers(backend: gr.ShoalBackend, agents: list[gr.Agent], deadline_s: float = 120.0) -> None:
+    """Stop the job, wait until no agent lists a container, then remove by
+    label whatever is left of these agents' containers."""
+    seed = agents[0]
+    assert seed.control is not None
+    try:
+        conn = gr.NSHTTPConnection(seed.control[0], seed.control[1], timeout=30.0)
+        conn.request("DELETE", "/v1/jobs/footprint")
+        conn.getresponse().read()
+        conn.close()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < deadline_s:
+            rows = []
+            for a in agents:
+                backend.forget(a)
+                got = backend.get(a, "/v1/containers")
+                rows += json.loads(got).get("containers", []) if got else [None]
+            if not rows:
+                break
+            time.sleep(1.0)
+    finally:
+        for a in agents:
+            ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=shoal.node={a.name}"],
+                                 capture_output=True, text=True, timeout=60).stdout.split()
+            if ids:
+                gr.log(f"removing {len(ids)} containers left by {a.name}")
+                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=300)
 
 
 def warm_up(backend: gr.ShoalBackend) -> None:
@@ -117,6 +152,8 @@ def main() -> int:
     ap.add_argument("--docker-host", help="Docker engine URL for --runtime docker")
     ap.add_argument("--encrypt", action="store_true", help="gossip with a key (both implementations)")
     ap.add_argument("--containers", type=int, default=0, help="then place N replicas per agent and measure again")
+    ap.add_argument("--image", default="shoal-demo:latest",
+                    help="image of those replicas (docker: must be local; it runs `sleep 3600`)")
     ap.add_argument("--impl", default="shoal,serf")
     ap.add_argument("--src", default="HEAD", help="git revision to export, or 'worktree'")
     ap.add_argument("--json", help="write the raw figures here")
@@ -153,15 +190,21 @@ def main() -> int:
             gr.log(f"{impl}: {backend.version()}; {args.agents} agents")
             if impl == "shoal":
                 warm_up(backend)
-            agents, join = gr.start_cluster(backend, args.agents, f"{impl[:2]}", 120.0)
+            agents, join = gr.start_cluster(backend, args.agents, f"{impl[:2]}{os.getpid()}-", 120.0)
             if join.get("full_last_s") is None:
                 raise RuntimeError(f"{impl}: the agents did not all see each other: {join}")
             fig = idle_figures(backend, agents, args.settle, args.window)
             fig["version"] = backend.version()
             if impl == "shoal" and args.containers:
-                fig["placed_in_s"] = place_containers(backend, agents, args.containers * len(agents))
-                time.sleep(args.settle)
-                with_c = sample(agents)
+                until = "running" if args.runtime == "docker" else "placed"
+                try:
+                    fig[f"{until}_in_s"] = place_containers(backend, agents, args.containers * len(agents),
+                                                            args.image, until)
+                    time.sleep(args.settle)
+                    with_c = sample(agents)
+                finally:
+                    if args.runtime == "docker":
+                        remove_containers(backend, agents)
                 fig["containers_per_agent"] = args.containers
                 fig["rss_mib_with_containers_median"] = statistics.median(v["rss_mib"] for v in with_c.values())
                 fig["rss_mib_with_containers_max"] = max(v["rss_mib"] for v in with_c.values())
