@@ -24,7 +24,6 @@ import trio
 
 from node.agent.config import AgentConfig, ConfigError, advertise_address, publish_address
 from node.agent.health import RUNTIME
-from node.agent.image_share import ImageShare
 from node.core.inputs import ImageInventory, ReplicaGaveUp, RuntimeSlots
 from node.runtime.fake import FakeRuntime
 
@@ -43,6 +42,7 @@ def make_runtime(agent: Agent) -> Any:
         return FakeRuntime()
     try:
         # Optional: the docker client library may not be installed.
+        from node.agent.image_share import ImageShare  # with the docker SDK and httpx: docker agents only
         from node.runtime.docker import DockerRuntime, DockerRuntimeConfig
     except ImportError as e:
         raise ConfigError("runtime", f"the docker runtime cannot be loaded: {e}") from None

@@ -17,20 +17,26 @@ images (the fake one) answers 404 "no image store".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from auction.placement import normalize_image
-from node.agent.image_share import ServeBusy
 from node.api.common import ApiError, agent_of, flag, peer_target
 from node.api.forward import FORWARDED_HEADER, ForwardRefused, forward_client, forward_headers, peer_api_url
-from node.runtime.engine import EngineError, RuntimeProblem
 
 FANOUT_TIMEOUT_S = 5.0
+
+
+if TYPE_CHECKING:
+    import httpx
+
+
+# Only an agent with the docker runtime has an image share (node.agent.
+# image_share); the engine's and the share's modules (the docker SDK, httpx)
+# are imported where a share was found, so other agents never load them.
 
 
 def _share(request: Request) -> Any:
@@ -44,6 +50,8 @@ def _share(request: Request) -> Any:
 async def _local(request: Request, ref: str | None) -> dict[str, Any]:
     agent = agent_of(request)
     share = _share(request)
+    from node.runtime.engine import EngineError, RuntimeProblem
+
     try:
         images = await share.local_images()
     except (EngineError, RuntimeProblem) as e:
@@ -58,6 +66,8 @@ async def images(request: Request) -> Response:
     ref = request.query_params.get("ref") or None
     if not flag(request.query_params.get("cluster")) or request.headers.get(FORWARDED_HEADER):
         return JSONResponse(await _local(request, ref))
+    import httpx  # only to ask other agents (node.api.forward)
+
     agent = agent_of(request)
     names = sorted(agent.view.alive_names() - {agent.name})
     results: dict[str, dict[str, Any]] = {}
@@ -104,6 +114,9 @@ async def archive(request: Request) -> Response:
     if not ref:
         raise ApiError(400, "ref: required (an image tag, like reg:5000/app:1)")
     share = _share(request)
+    from node.agent.image_share import ServeBusy
+    from node.runtime.engine import EngineError, RuntimeProblem
+
     ref = normalize_image(ref)
     try:
         here = await share.local(ref)

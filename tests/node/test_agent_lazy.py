@@ -2,8 +2,9 @@
 
 An agent with the fake runtime and no gossip key, its API serving, must not
 have imported the docker SDK, httpx (only to forward to another agent),
-prometheus_client (only at the first scrape), cryptography (only with a key)
-importlib.metadata or the status page (node.api.ui): each costs start-up CPU and resident memory (see
+prometheus_client (only at the first scrape), cryptography (only with a key),
+the image share (only with the docker runtime) or the status page
+(node.api.ui): each costs start-up CPU and resident memory (see
 docs/benchmarks.md, agent start and footprint).  Checked in a fresh
 interpreter, since this test process has loaded them all.
 """
@@ -18,8 +19,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-NOT_AT_IDLE = ("docker", "requests", "httpx", "prometheus_client", "cryptography", "importlib.metadata",
-               "node.runtime.docker", "node.api.ui")
+# importlib.metadata is not here: dnspython (the agent's DNS, on by default) imports it.
+NOT_AT_IDLE = ("docker", "requests", "httpx", "prometheus_client", "cryptography", "node.runtime.docker",
+               "node.runtime.engine", "node.agent.image_share", "node.api.ui")
 
 PROBE = """
 import json, sys, tempfile
