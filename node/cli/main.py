@@ -15,7 +15,7 @@ exits 1; an error answer from the agent is printed and exits 1.
 
 The commands live in one module each by concern, all registered below:
 agent_command (`shoal agent`), cluster (members, join, leave, monitor, keys,
-keygen), jobs, nodes (node, ps, logs), services and stacks; client holds what the
+keygen), jobs, nodes (node, ps, logs), services, stacks and chaos; client holds what the
 client commands share.  None imports trio, docker or the agent at the top,
 so `shoal --help` stays fast.
 
@@ -56,13 +56,18 @@ so `shoal --help` stays fast.
     shoal tls ca --out DIR                a cluster CA for the API's TLS
     shoal tls cert NAME --ca DIR --ip ADDR [--dns HOST] --out DIR
                                           an agent's certificate, signed by it
+    shoal chaos sim [--nodes N] [--seeds K] [--from S] [--faults KINDS] [--jobs FILE...]
+                    [--duration S] [--workers W] [--json FILE]
+                                          seeded fault campaigns on the simulator
+    shoal chaos check                     audit a live cluster: lost, doubled,
+                                          unexplained replicas; nodes over capacity
 """
 
 from __future__ import annotations
 
 import click
 
-from node.cli import agent_command, cluster, images, jobs, nodes, services, stacks, tls_command, versions
+from node.cli import agent_command, chaos, cluster, images, jobs, nodes, services, stacks, tls_command, versions
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,7 +78,7 @@ def cli() -> None:
 # One module per concern; click lists the commands sorted by name.
 for command in (agent_command.agent, cluster.members, cluster.join, cluster.leave, cluster.monitor,
                 cluster.keys, cluster.keygen, images.image, jobs.job, nodes.node_group, nodes.ps, nodes.logs,
-                services.service, stacks.stack, tls_command.tls):
+                services.service, stacks.stack, tls_command.tls, chaos.chaos):
     cli.add_command(command)
 
 
