@@ -204,6 +204,7 @@ def _run(seed: int, opts: SimOptions, result: dict[str, Any]) -> None:
     _apply(sim, plan)
     w.at(end, _heal_all, sim)
     watch.heal_s = end
+    result["heal_s"] = end
     if opts.plant:
         _plant(sim, watch, opts.plant, end + 1.0)
     while w.now < end:

@@ -205,6 +205,9 @@ class Watch:
         out["over_heal"] = len(after)
         out["gone_after_heal_max_s"] = round(max(after, default=0.0), 3)
         out["open"] = sorted(self.doubled)
+        # The first ones, for a single seed's report: (slot, start, end or None, cause).
+        out["list"] = [(d.slot, round(d.start_s, 2), None if d.end_s is None else round(d.end_s, 2), d.cause)
+                       for d in sorted(eps, key=lambda d: d.start_s)[:100]]
         return out
 
 

@@ -8,15 +8,15 @@ is pure Python, so threads would share one core), in seed order, and
 returns every seed's result.  `summarize` folds them into per-invariant
 verdicts, per-fault-kind figures (time to detect, re-place, converge: the
 median, 90th percentile and maximum in virtual seconds) and doubled-copy
-figures; `render` writes that as text, with each failing seed, its first
+figures; `render` puts that in text, with each failing seed, its first
 violations and the exact command that replays it.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -110,12 +110,17 @@ def replay_command(seed: int, opts: SimOptions, job_files: Sequence[str]) -> str
     return shlex.join(parts)
 
 
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}s"
+
+
 def _fmt(st: dict[str, float] | None) -> str:
     return "-" if st is None else f"{st['p50']:.2f}/{st['p90']:.2f}/{st['max']:.2f}"
 
 
 def render(summary: dict[str, Any], results: list[dict[str, Any]], opts: SimOptions, job_files: Sequence[str],
-           elapsed_s: float, workers: int, out: Any = sys.stdout) -> None:
+           elapsed_s: float, workers: int) -> str:
+    out = io.StringIO()
     w = out.write
     w(f"{summary['seeds']} seeds, {opts.nodes} nodes, faults {','.join(opts.faults)}, "
       f"{opts.duration_s:g} s of faults each; {elapsed_s:.1f} s on {workers} worker(s)\n\n")
@@ -156,5 +161,12 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]], opts: SimOpti
         w("job writes:\n" + "".join(f"  {p}\n" for p in r.get("workload", [])))
         w("per fault:\n")
         for f in r.get("faults", []):
-            w(f"  {f['fault']}  detect {f['detect_s']}  re-place {f['replace_s']}  converge {f['converge_s']}\n")
+            w(f"  {f['fault']}  detect {_s(f['detect_s'])}  re-place {_s(f['replace_s'])}  "
+              f"converge {_s(f['converge_s'])}\n")
+        heal = r.get("heal_s")
+        w(f"doubled copies (the heal at t={heal:.2f}):\n" if heal is not None else "doubled copies:\n")
+        for slot, start, end, cause in r.get("doubled", {}).get("list", []):
+            gone = "still running" if end is None else f"gone at t={end:.2f}"
+            w(f"  {slot:<12} from t={start:.2f} ({cause}), {gone}\n")
     w("\n" + ("0 violations\n" if not failing else f"VIOLATIONS in {len(failing)} of {len(results)} seeds\n"))
+    return out.getvalue()

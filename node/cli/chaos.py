@@ -90,7 +90,7 @@ def sim(nodes: int, seeds: int, first: int, faults: str, job_files: tuple[str, .
     results = sweep(first, seeds, opts, workers, progress)
     elapsed = time.monotonic() - t0
     summary = summarize(results)
-    render(summary, results, opts, job_files, elapsed, min(workers, seeds))
+    click.echo(render(summary, results, opts, job_files, elapsed, min(workers, seeds)), nl=False)
     if json_out:
         with open(json_out, "w", encoding="utf-8") as fh:
             json.dump({"summary": summary, "results": results}, fh, indent=1, default=str)
