@@ -21,7 +21,7 @@ import time
 
 import click
 
-from node.cli.client import fail
+from node.cli.client import client_options, fail
 
 ALL_FAULTS = "kill,restart,partition,loss,delay,pause,clock-skew"
 
@@ -95,3 +95,50 @@ def sim(nodes: int, seeds: int, first: int, faults: str, job_files: tuple[str, .
         with open(json_out, "w", encoding="utf-8") as fh:
             json.dump({"summary": summary, "results": results}, fh, indent=1, default=str)
     sys.exit(1 if summary["failed"] else 0)
+
+
+@chaos.command("check")
+@client_options
+@click.option("--wait", "wait_s", type=click.FloatRange(0, 3600), default=0.0, show_default=True,
+              help="Repeat the audit every second until it is clean or this many seconds have passed.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+def check(address: str, token: str | None, wait_s: float, as_json: bool) -> None:
+    """Audit a live cluster: lost, doubled and unexplained replicas, nodes over capacity.
+
+    Asks the agent at --address for the nodes, jobs and claims, and (through
+    it) every live agent for the containers its runtime runs; compares the
+    two.  Exit 0 when clean, 1 on a problem or when some live agent could
+    not be audited.
+    """
+    import httpx
+
+    from node.chaos.audit import collect, judge, render
+    from node.cli.client import CLIENT_TIMEOUT_S, Client
+
+    client = Client(address, token)
+
+    def get(url: str | None, path: str):
+        base = client.address if url is None else url.rstrip("/")
+        try:
+            r = httpx.get(base + path, headers=client.headers, verify=client.verify, timeout=CLIENT_TIMEOUT_S)
+        except httpx.HTTPError as e:
+            if url is None:
+                fail(client.unreachable(e))
+            raise OSError(str(e)) from None
+        if r.status_code != 200:
+            if url is None:
+                fail(f"{path}: HTTP {r.status_code} from {base}: {r.text[:200]}")
+            raise OSError(f"HTTP {r.status_code}")
+        return r.json()
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        report = judge(collect(get))
+        if report.clean or time.monotonic() >= deadline:
+            break
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(render(report), nl=False)
+    sys.exit(0 if report.clean else 1)
