@@ -59,7 +59,7 @@ so `shoal --help` stays fast.
     shoal chaos sim [--nodes N] [--seeds K] [--from S] [--faults KINDS] [--jobs FILE...]
                     [--duration S] [--workers W] [--json FILE]
                                           seeded fault campaigns on the simulator
-    shoal chaos check                     audit a live cluster: lost, doubled,
+    shoal chaos check [--wait S] [--json] audit a live cluster: lost, doubled,
                                           unexplained replicas; nodes over capacity
 """
 
