@@ -142,3 +142,78 @@ def check(address: str, token: str | None, wait_s: float, as_json: bool) -> None
     else:
         click.echo(render(report), nl=False)
     sys.exit(0 if report.clean else 1)
+
+
+def _seconds(text: str) -> float:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*", text)
+    if not m:
+        raise click.BadParameter(f"expected a duration like 90s, 10m or 1h, got {text!r}", param_hint="--duration")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
+@chaos.command("run")
+@click.option("--nodes", type=click.IntRange(2, 50), default=5, show_default=True, help="Testbed nodes.")
+@click.option("--duration", default="10m", show_default=True, help="Wall time of faults (90s, 10m, 1h).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the fault schedule.")
+@click.option("--faults", default="kill,restart,partition,loss,delay,pause", show_default=True,
+              help="Fault kinds to draw from (clock-skew has no testbed command and is dropped).")
+@click.option("--jobs", "job_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="TOML job spec(s) to run instead of the default mix (repeatable).")
+@click.option("--mean-gap", type=click.FloatRange(1.0), default=20.0, show_default=True,
+              help="Mean seconds between faults.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Where report.json and report.html go (default chaos-run-SEED).")
+@click.option("--prefix", default="shoal-cx", show_default=True,
+              help="Testbed instance (namespaces, dirs) of this run: another testbed is never touched.")
+@click.option("--subnet", default="10.79.0", show_default=True, help="The instance's /24 (first three octets).")
+@click.option("--keep", is_flag=True, help="Leave the testbed up afterwards.")
+def run(nodes: int, duration: str, seed: int, faults: str, job_files: tuple[str, ...], mean_gap: float,
+        out_dir: str | None, prefix: str, subnet: str, keep: bool) -> None:
+    """A seeded fault campaign on the namespace testbed (root only).
+
+    Brings up a testbed of NODES machines with their own dockerds, deploys
+    the job mix, injects a seeded schedule of faults while scaling,
+    updating, stopping and resubmitting jobs, heals and waits for
+    convergence; judges from every node's dockerd.  Writes report.json and
+    report.html (with a timeline) and prints the replay command.  Exit 1 on
+    a violation.
+    """
+    import os
+    from pathlib import Path
+
+    from node.chaos.faultplan import parse_kinds
+
+    if os.geteuid() != 0:
+        fail("shoal chaos run needs root (the testbed's namespaces and dockerds)")
+    try:
+        kinds = parse_kinds(faults)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--faults") from None
+    job_dicts = []
+    if job_files:
+        from auction.spec import SpecError, load_toml
+
+        for path in job_files:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    job_dicts.append(load_toml(fh.read()).to_dict())
+            except (OSError, SpecError) as e:
+                fail(f"{path}: {e}")
+    from node.chaos.liverun import RunOptions, replay_command, run_campaign, write_report
+    from node.chaos.testbed import TestbedError
+
+    opts = RunOptions(nodes=nodes, duration_s=_seconds(duration), seed=seed, faults=kinds,
+                      job_dicts=tuple(job_dicts), mean_gap_s=mean_gap, prefix=prefix, subnet=subnet, keep=keep)
+    try:
+        result = run_campaign(opts, lambda msg: click.echo(f"chaos run: {msg}", err=True))
+    except TestbedError as e:
+        fail(str(e))
+    result["replay"] = replay_command(opts, list(job_files))
+    js, html = write_report(result, Path(out_dir or f"chaos-run-{seed}"))
+    for name, msgs in result["violations"].items():
+        click.echo(f"  {name:<14} {'PASS' if not msgs else 'FAIL  ' + msgs[0]}")
+    click.echo(f"converged {result['converged_after_heal_s']} s after the heal; report: {html} and {js}")
+    click.echo(f"replay: {result['replay']}")
+    sys.exit(0 if result["ok"] else 1)
