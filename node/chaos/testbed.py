@@ -3,7 +3,7 @@ its agents' API, and the ground truth of every node's dockerd.
 
 How this works: every call runs the repository's `scripts/testbed` with
 SHOAL_TESTBED_PREFIX / _SUBNET / _DIR set to this run's own instance (by
-default prefix `shoal-cx`, subnet 10.79.0, state under .shoal/chaos-testbed),
+default prefix `shoal-cx`, subnet 10.79.0, state under .shoal/chaos-PREFIX),
 so a testbed someone else has up (the default `shoal-tb`) is never touched,
 and with SHOAL_TESTBED_PYTHON set to this interpreter, so the agents run the
 same code as the command.  `ps(i)` asks node i's dockerd (the Docker CLI with
@@ -41,7 +41,7 @@ class Testbed:
             raise TestbedError(f"{SCRIPT} not found: `shoal chaos run` needs a source checkout of shoal")
         self.prefix = prefix
         self.env = dict(os.environ, SHOAL_TESTBED_PREFIX=prefix, SHOAL_TESTBED_SUBNET=subnet,
-                        SHOAL_TESTBED_DIR=str(state_dir or ROOT / ".shoal" / "chaos-testbed"),
+                        SHOAL_TESTBED_DIR=str(state_dir or ROOT / ".shoal" / f"chaos-{prefix}"),
                         SHOAL_TESTBED_PYTHON=sys.executable)
         self.docker = shutil.which("docker") or "docker"
         self.info: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""`shoal chaos sim | check`: fault campaigns with a verdict, for chaos testers.
+"""`shoal chaos sim | check | run`: fault campaigns with a verdict, for chaos testers.
 
 How this works: each command parses its flags here and imports its engine
 (node.chaos.*, which pulls in the simulator and the cores) only when it
@@ -11,6 +11,9 @@ runs, so `shoal --help` stays fast.
   any invariant was violated (2 on bad flags).
 - `chaos check` audits a live cluster through its agents' API
   (node.chaos.audit) and exits 1 if it finds a problem.
+- `chaos run` plays a seeded campaign on a testbed instance of its own
+  (node.chaos.liverun), writes report.json and report.html, prints the
+  replay command, and exits 1 on a violation.
 """
 
 from __future__ import annotations

@@ -61,6 +61,9 @@ so `shoal --help` stays fast.
                                           seeded fault campaigns on the simulator
     shoal chaos check [--wait S] [--json] audit a live cluster: lost, doubled,
                                           unexplained replicas; nodes over capacity
+    shoal chaos run [--nodes N] [--duration 10m] [--seed S] [--faults KINDS] [--jobs FILE...]
+                                          a seeded fault campaign on the namespace
+                                          testbed (root), with an HTML report
 """
 
 from __future__ import annotations
