@@ -328,6 +328,8 @@ class Campaign:
         last = self.samples[-1]["problems"] if self.samples else None
         self.violate(inv.CONVERGES, f"not converged {self.opts.converge_timeout_s:g} s after the heal: "
                                     + "; ".join((last or ["no answer from the agents"])[:5]))
+        for p in (last or [])[:20]:
+            self.violate(inv.EXACTLY_ONCE, f"{self.opts.converge_timeout_s:g} s after the heal: {p}")
         return None
 
     def final_checks(self, converged: float | None) -> None:

@@ -35,7 +35,7 @@ from node.chaos.faultplan import NODE_KINDS, Fault
 from node.core.outputs import JobWriteDone
 from node.sim.cluster import ClusterSim
 from node.sim.trace import NodeCrashed
-from node.sim.world import CRASHED, PAUSED, RUNNING
+from node.sim.world import PAUSED, RUNNING
 
 
 @dataclass
@@ -210,5 +210,3 @@ class Watch:
                        for d in sorted(eps, key=lambda d: d.start_s)[:100]]
         return out
 
-
-__all__ = ["Watch", "FaultFigures", "Doubled", "CRASHED"]

@@ -43,7 +43,7 @@ def test_200_seeds_of_faults_leave_no_violation():
 
 
 @pytest.mark.parametrize("plant,invariant,words", [
-    ("doubled", inv.CONVERGES, "web/0 doubled"),
+    ("doubled", inv.EXACTLY_ONCE, "web/0 doubled"),
     ("overcommit", inv.OVERCOMMIT, "over its capacity"),
     ("lost-write", inv.ACKED_WRITES, "lost the acknowledged write of web"),
 ])
