@@ -15,6 +15,7 @@ violations and the exact command that replays it.
 from __future__ import annotations
 
 import io
+import math
 import os
 import shlex
 from collections.abc import Callable, Sequence
@@ -51,8 +52,9 @@ def sweep(first: int, count: int, opts: SimOptions, workers: int | None = None,
 
 
 def _pct(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile: the smallest value at or above a share q of them."""
     s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
+    return s[max(0, math.ceil(q * len(s)) - 1)]
 
 
 def _stats(values: list[float]) -> dict[str, float] | None:
