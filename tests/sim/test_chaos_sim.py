@@ -93,3 +93,21 @@ def test_an_unknown_fault_kind_is_refused():
 def test_a_restarted_agent_keeps_within_its_capacity():
     r = run_seed(18, SimOptions(nodes=5, duration_s=20))
     assert not r["violations"][inv.OVERCOMMIT], r["violations"][inv.OVERCOMMIT]
+
+
+def test_a_fault_plan_keeps_a_majority_up_and_spares_node_0():
+    import random
+
+    from node.chaos.faultplan import KINDS, draw_plan
+
+    for seed in range(50):
+        plan = draw_plan(random.Random(seed), 9, KINDS, 0.0, 120.0, mean_gap_s=2.0)
+        assert plan == draw_plan(random.Random(seed), 9, KINDS, 0.0, 120.0, mean_gap_s=2.0)
+        downs = [f for f in plan if f.kind in ("kill", "restart", "pause")]
+        assert all(0 not in f.nodes for f in downs)
+        for t in [f.start_s for f in plan]:
+            assert sum(1 for f in downs if f.start_s <= t < f.end_s) <= 3, (seed, t)
+        for kind in ("partition", "loss", "delay"):  # one window of each at a time
+            spans = sorted((f.start_s, f.end_s) for f in plan if f.kind == kind)
+            assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), (seed, kind)
+        assert all(0.0 <= f.start_s <= f.end_s <= 120.0 for f in plan)
