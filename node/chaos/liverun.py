@@ -264,6 +264,15 @@ class Campaign:
         return out
 
     def run(self) -> dict[str, Any]:
+        """The campaign; the testbed comes down afterwards whatever happened (unless keep)."""
+        try:
+            return self._run()
+        finally:
+            if not self.opts.keep:
+                self.say(f"testbed {self.opts.prefix}: down")
+                self.tb.run("down", check=False, timeout=600)
+
+    def _run(self) -> dict[str, Any]:
         o = self.opts
         kinds = tuple(k for k in o.faults if k in LIVE_KINDS)
         dropped = [k for k in o.faults if k not in LIVE_KINDS]
@@ -307,10 +316,7 @@ class Campaign:
         self.tb.status()
         converged = self.converge()
         self.final_checks(converged)
-        result = self.result(deployed, converged, dropped)
-        if not o.keep:
-            self.tb.run("down", check=False, timeout=600)
-        return result
+        return self.result(deployed, converged, dropped)
 
     def converge(self) -> float | None:
         assert self.heal_t is not None
