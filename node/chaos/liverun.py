@@ -90,6 +90,7 @@ class Campaign:
         self.plan: list[Fault] = []
         self.figures: list[dict[str, Any]] = []
         self.heal_t: float | None = None
+        self.audit: dict[str, Any] | None = None
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -316,6 +317,7 @@ class Campaign:
         self.tb.status()
         converged = self.converge()
         self.final_checks(converged)
+        self.audit = self.live_audit()
         return self.result(deployed, converged, dropped)
 
     def converge(self) -> float | None:
@@ -371,6 +373,30 @@ class Campaign:
                     self.violate(inv.NO_CRASH, f"{nd['name']}: a traceback in its log")
                     break
 
+    def live_audit(self) -> dict[str, Any] | None:
+        """`shoal chaos check`'s verdict on the healed cluster, through node 1's API: it
+        should agree with the dockerds' ground truth (shown in the report, not a verdict)."""
+        import httpx
+
+        from node.chaos.audit import collect, judge
+
+        token = self.tb.info.get("token") or ""
+
+        def get(url: str | None, path: str) -> Any:
+            base = self.tb.node(1)["api"] if url is None else url.rstrip("/")
+            try:
+                r = httpx.get(base + path, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+            except httpx.HTTPError as e:
+                raise OSError(str(e)) from None
+            if r.status_code != 200:
+                raise OSError(f"HTTP {r.status_code}")
+            return r.json()
+
+        try:
+            return judge(collect(get)).to_dict()
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return {"clean": False, "error": str(e) or type(e).__name__}
+
     def doubled(self) -> list[dict[str, Any]]:
         open_: dict[str, dict[str, Any]] = {}
         done: list[dict[str, Any]] = []
@@ -403,6 +429,7 @@ class Campaign:
             "doubled": self.doubled(),
             "actions": self.actions,
             "acked_writes": len(self.acked),
+            "audit": self.audit,
             "samples": [{k: v for k, v in s.items() if k != "running"} for s in self.samples],
         }
 

@@ -102,6 +102,18 @@ def _s(v: object) -> str:
     return "-" if v is None else f"{v} s"
 
 
+def _audit(audit: dict[str, Any] | None) -> str:
+    if not audit:
+        return ""
+    if audit.get("error"):
+        return f"<code>shoal chaos check</code> after the heal could not run: {_e(audit['error'])}"
+    if audit.get("clean"):
+        return "<code>shoal chaos check</code> after the heal (the agents' word): clean."
+    items = [p["message"] for p in audit.get("problems", [])] + list(audit.get("warnings", []))
+    return ("<code>shoal chaos check</code> after the heal (the agents' word) found:<ul>"
+            + "".join(f"<li>{_e(m)}</li>" for m in items[:20]) + "</ul>")
+
+
 def render_html(result: dict[str, Any]) -> str:
     o = result.get("options", {})
     verdict = "PASS" if result.get("ok") else "FAIL"
@@ -136,6 +148,7 @@ job mix running {_s(result.get('deployed_s'))} after deploying; converged {_s(re
 after the heal; {_e(result.get('acked_writes'))} acknowledged job writes.</p>
 <p>Replay: <code>{_e(result.get('replay', ''))}</code></p>
 <h2>Invariants</h2><table>{''.join(rows)}</table>
+<p>{_audit(result.get('audit'))}</p>
 <h2>Timeline</h2>
 <p>Bands: faults. Per job: desired replicas (dashed), slots running on the dockerds (solid). Red: violations.</p>
 {timeline_svg(result)}

@@ -77,3 +77,10 @@ def test_the_report_shows_verdicts_replay_and_a_timeline_with_bands_jobs_and_vio
 def test_a_passing_report_says_so():
     page = render_html(result(ok=True, violations={k: [] for k in ("no-overcommit", "exactly-once")}))
     assert "<h1>shoal chaos run: PASS</h1>" in page and 'fill="red"' not in page
+
+
+def test_the_report_shows_what_the_live_audit_said():
+    page = render_html(result(audit={"clean": False, "problems": [{"message": "web/1 runs 2 times"}],
+                                     "warnings": []}))
+    assert "found:<ul><li>web/1 runs 2 times</li>" in page
+    assert "clean." in render_html(result(audit={"clean": True, "problems": [], "warnings": []}))
