@@ -165,6 +165,9 @@ class Workload:
                 w.at(t, self.write, node, None, name, "stop")
                 w.at(min(end_s, t + rng.uniform(2, 10)), self.write, rng.randrange(n), base, name, "resubmit")
 
+    def recent_write(self, job: str, t: float, within_s: float) -> bool:
+        return any(t - within_s < wt <= t and detail.split(" ")[0] == job for wt, _, detail in self.log)
+
     def is_desired(self, slot: str) -> bool:
         name, _, index = slot.rpartition("/")
         spec = self.latest.get(name)
@@ -198,7 +201,7 @@ def _run(seed: int, opts: SimOptions, result: dict[str, Any]) -> None:
     result["plan"] = [f.describe() for f in plan]
     workload = Workload(sim, specs, rng)
     workload.schedule(start, end, n, opts.mean_gap_s)
-    watch = Watch(sim, plan, is_desired=workload.is_desired)
+    watch = Watch(sim, plan, is_desired=workload.is_desired, recent_write=workload.recent_write)
     result["violations"] = watch.violations
     _apply(sim, plan)
     w.at(end, _heal_all, sim)

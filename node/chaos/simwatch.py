@@ -57,14 +57,16 @@ class Doubled:
     slot: str
     start_s: float
     end_s: float | None = None
-    cause: str = "other"  # "partition", "pause" or "other": what was in force when it began
+    cause: str = "other"  # what was in force when it began (Watch._cause)
 
 
 class Watch:
-    def __init__(self, sim: ClusterSim, plan: list[Fault], *, is_desired: Callable[[str], bool]) -> None:
+    def __init__(self, sim: ClusterSim, plan: list[Fault], *, is_desired: Callable[[str], bool],
+                 recent_write: Callable[[str, float, float], bool] = lambda job, t, within_s: False) -> None:
         self.sim = sim
         self.world = sim.world
         self.is_desired = is_desired  # slot -> still wanted (latest write issued)
+        self.recent_write = recent_write  # (job, t, within_s) -> a write to job in (t - within_s, t]
         self.demand: list[dict[str, Resources]] = [{} for _ in range(self.world.n)]
         self.violations: dict[str, list[str]] = {name: [] for name in inv.INVARIANTS}
         self.acked: list[Any] = []  # job-store entries whose write was acknowledged
@@ -170,16 +172,29 @@ class Watch:
                 self.doubled_done.append(self.doubled.pop(slot))
         for slot, h in holders.items():
             if len(h) > 1 and slot not in self.doubled:
-                cause = "other"
-                if self.world.network.partitioned:
-                    cause = "partition"
-                elif any(nd.status is PAUSED for nd in self.world.nodes):
-                    cause = "pause"
-                elif any(f.fault.kind in ("partition", "pause") and f.fault.end_s <= t <= f.fault.end_s + 30
-                         for f in self.figures):
-                    cause = "after-" + next(f.fault.kind for f in reversed(self.figures)
-                                            if f.fault.kind in ("partition", "pause") and f.fault.end_s <= t)
-                self.doubled[slot] = Doubled(slot, t, cause=cause)
+                self.doubled[slot] = Doubled(slot, t, cause=self._cause(slot, t))
+
+    def _cause(self, slot: str, t: float) -> str:
+        """What most likely doubled slot at t: the partition or pause in force (a
+        side that cannot see the holder re-places its slots), a recent write to
+        the job (an update starts the new replica before stopping the old), loss
+        or delay in force (a holder suspected through them), one of those that
+        ended in the last 30 s (the echo), or other."""
+        if self.world.network.partitioned:
+            return "partition"
+        if any(nd.status is PAUSED for nd in self.world.nodes):
+            return "pause"
+        if self.recent_write(slot.rpartition("/")[0], t, 5.0):
+            return "job-write"
+        in_force = [f.fault.kind for f in self.figures if f.fault.start_s <= t < f.fault.end_s]
+        for kind in ("loss", "delay"):
+            if kind in in_force:
+                return kind
+        ended = [f.fault for f in self.figures if f.fault.kind in ("partition", "pause", "loss", "delay")
+                 and f.fault.end_s <= t <= f.fault.end_s + 30]
+        if ended:
+            return "after-" + max(ended, key=lambda f: f.end_s).kind
+        return "other"
 
     # ---- verdicts after convergence
     def check_writes(self) -> None:
