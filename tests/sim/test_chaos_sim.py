@@ -111,3 +111,15 @@ def test_a_fault_plan_keeps_a_majority_up_and_spares_node_0():
             spans = sorted((f.start_s, f.end_s) for f in plan if f.kind == kind)
             assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), (seed, kind)
         assert all(0.0 <= f.start_s <= f.end_s <= 120.0 for f in plan)
+
+
+def test_jobs_files_replace_the_mix_and_too_big_a_mix_skips_exactly_once(tmp_path):
+    small = tmp_path / "small.toml"
+    small.write_text('name = "api"\nimage = "busybox"\ncpu = 0.1\nmemory = "64MiB"\nreplicas = 3\n')
+    res = chaos_sim("--nodes", "4", "--seeds", "2", "--duration", "5", "--faults", "loss", "--jobs", str(small))
+    assert res.exit_code == 0, res.output
+    assert "skipped" not in res.output
+    big = tmp_path / "big.toml"
+    big.write_text('name = "hog"\nimage = "busybox"\ncpu = 1\nmemory = "64MiB"\nreplicas = 40\n')
+    res = chaos_sim("--nodes", "4", "--seeds", "1", "--duration", "5", "--faults", "loss", "--jobs", str(big))
+    assert "exactly-once   PASS  (1 seed(s) skipped: jobs over a comfortable fit)" in res.output, res.output
