@@ -172,10 +172,14 @@ def judge(snap: Snapshot) -> Report:
     return Report(problems, warnings, tally)
 
 
+def _n(k: int, what: str) -> str:
+    return f"{k} {what}" + ("" if k == 1 else "s")
+
+
 def render(report: Report) -> str:
     c = report.counts
-    lines = [f"{c['nodes']} nodes ({c['audited']} audited), {c['jobs']} jobs, {c['desired_slots']} desired slots, "
-             f"{c['running_containers']} running containers of ours"]
+    lines = [f"{_n(c['nodes'], 'node')} ({c['audited']} audited), {_n(c['jobs'], 'job')}, "
+             f"{_n(c['desired_slots'], 'desired slot')}, {_n(c['running_containers'], 'running container')} of ours"]
     for kind in ("lost", "doubled", "unexplained", "over-capacity"):
         found = [f for f in report.problems if f.kind == kind]
         lines.append(f"  {kind:<14} {'none' if not found else len(found)}")
