@@ -15,7 +15,7 @@ exits 1; an error answer from the agent is printed and exits 1.
 
 The commands live in one module each by concern: agent_command (`shoal
 agent`), cluster (members, join, leave, monitor, keys, keygen), jobs, nodes
-(node, ps, logs), images, services and stacks; client holds what the client commands
+(node, ps, logs), images, services, stacks and chaos; client holds what the client commands
 share.  `COMMANDS` below names each command's module and attribute, and a
 module is imported only when its command runs or a help page lists it
 (`LazyGroup`), so `shoal agent` does not load the client commands and `shoal
@@ -60,6 +60,14 @@ A new command is one line in `COMMANDS`.
     shoal tls ca --out DIR                a cluster CA for the API's TLS
     shoal tls cert NAME --ca DIR --ip ADDR [--dns HOST] --out DIR
                                           an agent's certificate, signed by it
+    shoal chaos sim [--nodes N] [--seeds K] [--from S] [--faults KINDS] [--jobs FILE...]
+                    [--duration S] [--workers W] [--json FILE]
+                                          seeded fault campaigns on the simulator
+    shoal chaos check [--wait S] [--json] audit a live cluster: lost, doubled,
+                                          unexplained replicas; nodes over capacity
+    shoal chaos run [--nodes N] [--duration 10m] [--seed S] [--faults KINDS] [--jobs FILE...]
+                                          a seeded fault campaign on the namespace
+                                          testbed (root), with an HTML report
 """
 
 from __future__ import annotations
@@ -73,6 +81,7 @@ import click
 # that assembles one (job_group); imported on use.
 COMMANDS: Mapping[str, str] = {
     "agent": "node.cli.agent_command:agent",
+    "chaos": "node.cli.chaos:chaos",
     "members": "node.cli.cluster:members",
     "join": "node.cli.cluster:join",
     "leave": "node.cli.cluster:leave",

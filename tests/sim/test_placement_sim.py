@@ -14,24 +14,15 @@ import random
 import pytest
 
 from auction.resources import Resources
-from auction.spec import validate
 from gossip.config import LAN, LOCAL
 from node.core.inputs import ImageInventory, ReplicaGaveUp
 from node.core.node_core import ClusterConfig
 from auction.placement import AwardAccepted, PlacementConfig
 from node.sim import faults
 from node.sim.cluster import ClusterSim
+from node.sim.swarm import CLUSTER, COMFORTABLE_FIT, FAST, GiB, draw_capacities, fit_ratio, job
 
 CFG = LOCAL.replace(enable_compression=False)
-GiB = 1 << 30
-FAST = PlacementConfig(placement_interval_s=0.25, auction_ttl_s=0.1, claim_wait_s=1.0,
-                       min_backoff_s=0.2, max_backoff_s=2.0)
-CLUSTER = ClusterConfig(store_sync_interval_s=0.5, status_min_interval_s=0.5)
-
-
-def job(name, replicas, cpu=0.5, memory="256MiB", **extra):
-    return validate({"name": name, "image": "busybox", "replicas": replicas, "cpu": cpu,
-                     "memory": memory, **extra})
 
 
 def make(seed, n, **kw):
@@ -231,7 +222,7 @@ def test_partition_both_sides_keep_placing_and_merge_to_exactly_once():
 def _swarm_case(seed: int, n: int | None = None, fault_window_s: float = 25.0, config=CFG) -> None:
     rng = random.Random(seed)
     n = n or rng.choice([5, 5, 6, 8, 10, 12])
-    caps = [Resources(rng.choice([1000, 2000, 4000]), rng.choice([2, 4, 8]) * GiB, 0) for _ in range(n)]
+    caps = draw_capacities(rng, n)
     sim = ClusterSim(seed, n, config, placement_config=FAST, cluster_config=CLUSTER, capacities=caps)
     w = sim.world
     w.bootstrap(seeds="random")
@@ -245,15 +236,12 @@ def _swarm_case(seed: int, n: int | None = None, fault_window_s: float = 25.0, c
     plan = faults.swarm(w, w.now + 1, w.now + 1 + fault_window_s, mean_gap_s=3.0)
     w.run_for(fault_window_s + 2)
     assert not sim.violations, f"seed {seed}\n{plan}\n" + "\n".join(sim.violations[:5])
-    # Liveness: after heal, everything that fits runs exactly once.
-    # Comfortably fits when both CPU and memory demand stay under 60 % of
-    # the cluster's (below that, fragmentation cannot strand a replica).
-    cpu_ratio = sum(s.cpu_millis * s.replicas for s in specs) / sum(c.cpu_millis for c in caps)
-    mem_ratio = sum(s.memory_bytes * s.replicas for s in specs) / sum(c.memory_bytes for c in caps)
+    # Liveness: after heal, everything that fits runs exactly once
+    # (node.sim.swarm: comfortably fits, fragmentation cannot strand a replica).
     def no_duplicates(_):
         return all(v == 1 for v in sim.replica_counts().values())
 
-    if max(cpu_ratio, mem_ratio) <= 0.6:  # comfortably fits: must all run, exactly once
+    if fit_ratio(specs, caps) <= COMFORTABLE_FIT:  # comfortably fits: must all run, exactly once
         took = w.run_until_converged(lambda _: not sim.placement_problems(specs), timeout=90)
         assert took is not None, f"seed {seed}\n{plan}\n{sim.placement_problems(specs)[:5]}"
     # Whatever fits: within the bound, no slot runs twice (right after the
