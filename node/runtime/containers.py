@@ -30,6 +30,7 @@ The engine's container and image listings are read back into
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -103,7 +104,15 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
     return {"command": list(spec.command) if spec.command is not None else None,
             "environment": environment(node, slot, claim, spec, cfg.publish_address), "labels": labels,
             "host_config": host_config, "ports": exposed_ports(spec), "healthcheck": health_config(spec),
-            "user": spec.user, "detach": True}
+            "user": spec.user, "detach": True,
+            # The job's stop settings (`docker stop` without a timeout, and a
+            # stop by the engine itself, use these).
+            "stop_signal": spec.stop_signal, "stop_timeout": stop_grace_s(spec)}
+
+
+def stop_grace_s(spec: JobSpec) -> int:
+    """The job's stop grace in whole seconds (Docker's unit), never shorter."""
+    return math.ceil(spec.stop_grace_s)
 
 
 def name_suffix(node: str, ballot: str, spec_hash: str) -> str:

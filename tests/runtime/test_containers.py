@@ -181,3 +181,10 @@ def test_the_bridge_gateway_from_the_engine_network_inspection():
     assert gateway_of({"IPAM": {"Config": [{"Subnet": "172.17.0.0/16"}]}}) == "172.17.0.1"
     assert gateway_of({"IPAM": {"Config": [{"Subnet": "fd00::/64"}]}}) is None
     assert gateway_of({"IPAM": {"Config": None}}) is None and gateway_of({}) is None
+
+
+def test_the_jobs_stop_signal_and_grace_are_the_containers():
+    kw = created(spec(stop_signal="SIGQUIT", stop_grace_s=2.5))
+    assert (kw["stop_signal"], kw["stop_timeout"]) == ("SIGQUIT", 3)    # whole seconds, never shorter
+    kw = created(spec())
+    assert (kw["stop_signal"], kw["stop_timeout"]) == ("SIGTERM", 5)
