@@ -67,7 +67,7 @@ from gossip.messages import Message
 from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
-from node.core import admission, wire
+from node.core import admission, rollout_link, wire
 from node.core.antientropy import AntiEntropy
 from node.core.config import (
     BROADCAST_ENTRY_MAX_BYTES,
@@ -414,7 +414,8 @@ class NodeCore:
             return
         self._status = replace(self._status, store_digest=self.store.digest(), jobs=self.store.live_count,
                                claims_digest=self._claims.digest(),
-                               runtime=self.runtime_summary).fit(PAYLOAD_MAX_BYTES)
+                               runtime=rollout_link.stamped(self.runtime_summary, self.name, self._claims.get),
+                               ).fit(PAYLOAD_MAX_BYTES)
         self.statuses[self.name] = self._status
         self.swim.set_payload(self._status.encode(), now)
         self._absorb(now)  # set_payload emits PayloadUpdated for ourselves: pass it through
@@ -559,12 +560,12 @@ class NodeCore:
             return  # leaving: no new work
         jobs = {e.name: e for e in self.store.live()}
         deleted = {n for n, e in self.store.entries.items() if e.deleted}
-        outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(),
-                                           alive=alive, now=now)
+        outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(), alive=alive,
+                                           now=now, running=rollout_link.running_lookup(self.statuses, self._status,
+                                                                                        self._claims.get))
         for out in outs:
             self._auction_output(out, now)
-        if writes:
-            self._write_claims(writes, now)
+        rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)
         self._reconcile(now)
 
     def _reconcile(self, now: float) -> None:

@@ -1,0 +1,97 @@
+"""The node core's side of rolling updates (auction.rollout holds the rule).
+
+How this works: placement's tick asks, for the slots of a job being rolled
+out, whether each holder reports the slot running; `running_lookup` answers
+from the holders' published runtime summaries (node.core.status), trusting
+a "running" only when the record's fingerprint of the claims behind it
+(`stamped` adds ours at every publish) matches the claims held here.  After the
+tick, `after_place` turns what placement decided into the core's outputs:
+an `AwardAccepted` for each claim we wrote for our own slot (a holder
+moving its slot to a new version accepts its own ballot, so every started
+replica still traces to an accepted claim), the rollout events, and the
+revert writes (a job write of the version to go back to, made durable like
+any other: `PersistEntries` with a core-owned negative token, which no
+driver waits on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from dataclasses import replace
+
+from auction.claims import Claim, holds, slot_key
+from auction.placement import AwardAccepted
+from auction.rollout import running_fingerprint
+from node.core.status import NodeStatus, RuntimeSummary
+
+if TYPE_CHECKING:
+    from node.core.node_core import NodeCore
+
+
+def running_lookup(statuses: Mapping[str, NodeStatus], own: NodeStatus,
+                   claim_of: Callable[[str], Claim | None]) -> Callable[[str, str, int], str]:
+    """(holder, job, index) -> what the holder reports of the slot (running,
+    starting, failed, exited; "unknown").  A holder whose runtime publishes
+    no summary (the fake runtime, an older agent) counts as running it; a
+    summary cut short for room says "unknown" (not running), and so does a
+    record whose running slots run under other claims than the ones
+    `claim_of` gives here (auction.rollout.running_fingerprint)."""
+    agrees: dict[tuple[str, str], bool] = {}
+
+    def running(node: str, job: str, index: int) -> str:
+        status = own if node == own.name else statuses.get(node)
+        if status is None:
+            return "unknown"
+        if status.runtime is None:
+            return "running"
+        state = status.runtime.state_of(job, index)
+        if state is None:
+            return "unknown"
+        # (Our own summary is our runtime's word on the claims we hold now.)
+        if state[0] == "running" and node != own.name and job in status.runtime.ballots:
+            key = (node, job)
+            if key not in agrees:
+                mine = fingerprint(job, status.runtime.jobs[job][0], node, claim_of)
+                agrees[key] = mine == status.runtime.ballots[job]
+            if not agrees[key]:
+                return "unknown"
+        return state[0]
+    return running
+
+
+def fingerprint(job: str, indices: tuple[int, ...], node: str, claim_of: Callable[[str], Claim | None]) -> int:
+    """The fingerprint of the claims `node` holds (as claim_of says) for these indices of `job`."""
+    pairs = []
+    for index in indices:
+        claim = claim_of(slot_key(job, index))
+        if claim is not None and holds(claim, node):
+            pairs.append((index, claim.ballot.round))
+    return running_fingerprint(pairs)
+
+
+def stamped(summary: RuntimeSummary | None, name: str,
+            claim_of: Callable[[str], Claim | None]) -> RuntimeSummary | None:
+    """Our runtime summary with the fingerprint of the claims its running
+    slots run under, as we hold them now (published in our record)."""
+    if summary is None or not summary.jobs:
+        return summary
+    ballots = {job: fingerprint(job, running, name, claim_of) for job, (running, _) in summary.jobs.items()}
+    return replace(summary, ballots=ballots)
+
+
+def after_place(core: NodeCore, won: list[Claim], now: float) -> None:
+    """Emit what placement's tick decided about rollouts (see the module doc)."""
+    for claim in won:
+        if not claim.released and claim.node == core.name:
+            core._emit(AwardAccepted(claim))
+    events, reverts = core.placement.drain_rollout()
+    for event in events:
+        core._emit(event)
+    for spec in reverts:
+        core.placement.revert_writes += 1
+        try:
+            core._write_job(spec.name, spec.canonical_json(), -core.placement.revert_writes, now)
+        except ValueError:  # the cluster's job limit or spec size: counted, not fatal
+            core._count("rollout_revert_refused")
