@@ -1,0 +1,182 @@
+"""Rolling updates in the simulator (auction.rollout, node.sim.checkers_rollout).
+
+What a user would notice, seeded and small (6 nodes, one job):
+  * a rollout always ends with every slot on one version (the new one, or
+    the one it reverted to), one running copy each;
+  * outside partitions, at most max_parallel slots are being replaced at
+    once; during a partition in two, at most 2 * max_parallel (each side
+    paces itself: the bound in auction.rollout's docstring);
+  * with start-first and room, no slot is ever left without a running copy;
+  * a version whose health check fails stops after the first batch and,
+    with auto_revert, the job goes back to the version that ran;
+  * the same with a node crashing, and with a partition, mid-rollout.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from auction.placement import PlacementConfig
+from auction.resources import Resources
+from auction.spec import validate
+from gossip.config import LOCAL
+from node.core.node_core import ClusterConfig
+from node.sim import faults
+from node.sim.checkers_catalog import SimRuntime
+from node.sim.checkers_rollout import RolloutChecker
+from node.sim.cluster import ClusterSim
+
+CFG = LOCAL.replace(enable_compression=False)
+GiB = 1 << 30
+N = 6
+FAST = PlacementConfig(placement_interval_s=0.25, auction_ttl_s=0.1, claim_wait_s=1.0,
+                       min_backoff_s=0.2, max_backoff_s=2.0)
+CLUSTER = ClusterConfig(store_sync_interval_s=0.5, status_min_interval_s=0.5)
+MIN_HEALTHY_S = 2.0
+SETTLE_S = 6.0      # after a crash or a heal: failure detection and re-placement
+
+
+def version(image, replicas=8, fields=None, **update):
+    update = {"max_parallel": 2, "min_healthy_s": MIN_HEALTHY_S, "healthy_deadline_s": 8,
+              "progress_deadline_s": 20, **update}
+    return validate({"name": "web", "image": image, "replicas": replicas, "cpu": 0.25, "memory": "128MiB",
+                     **(fields or {}), "update": update})
+
+
+def make(seed, replicas=8):
+    sim = ClusterSim(seed, N, CFG, placement_config=FAST, cluster_config=CLUSTER,
+                     capacities=[Resources(4000, 8 * GiB, 0)] * N)
+    runtime = SimRuntime(sim)
+    checker = RolloutChecker(sim, runtime, "web", replicas, min_healthy_s=MIN_HEALTHY_S, settle_s=SETTLE_S)
+    sim.world.bootstrap(seeds="random")
+    sim.world.run_for(3)
+    return sim, runtime, checker
+
+
+def settle(sim, checker, spec, timeout_s=90.0):
+    """Run until every slot runs `spec`'s version once and every agent saw the rollout end."""
+    def done(_):
+        return (not checker.versions_problems(spec.container_hash())
+                and not any(sim.world.core(i).placement.rollouts.jobs for i in sim.live_indices()))
+
+    took = sim.world.run_until_converged(done, timeout_s, 0.25)
+    assert took is not None, (checker.versions_problems(spec.container_hash()),
+                              [sim.world.core(i).placement.rollouts.jobs for i in sim.live_indices()])
+    assert not sim.violations, sim.violations[:5]
+    return took
+
+
+def job_spec_everywhere(sim):
+    return {sim.world.core(i).placement.spec_of(sim.world.core(i).store.get("web")).container_hash()
+            for i in sim.live_indices()}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_new_version_reaches_every_replica_paced_and_start_first(seed):
+    sim, runtime, checker = make(seed)
+    v1, v2 = version("app:1"), version("app:2")
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    assert checker.kinds() == []                      # a new job is no rollout
+    sim.submit(seed % N, v2)
+    took = settle(sim, checker, v2)
+    assert checker.kinds().count("replacing") == 8
+    assert "done" in checker.kinds() and "failed" not in checker.kinds()
+    assert 1 <= checker.max_replacing <= 2            # max_parallel
+    assert checker.max_down == 0                      # start-first with room: never a slot without a copy
+    print(f"seed {seed}: 8 replicas v1 -> v2 in {took:.1f} s, at most {checker.max_replacing} at once")
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_stop_first_never_takes_more_than_max_parallel_down(seed):
+    sim, runtime, checker = make(seed)
+    v1, v2 = version("app:1", order="stop-first"), version("app:2", order="stop-first")
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    sim.submit(1, v2)
+    settle(sim, checker, v2)
+    assert 1 <= checker.max_down <= 2
+    assert checker.max_replacing <= 2
+
+
+def test_changes_that_shape_no_container_replace_nothing():
+    sim, runtime, checker = make(6)
+    v1 = version("app:1")
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    starts = sim.starts
+    sim.submit(2, version("app:1", max_parallel=3, replicas=10))
+    sim.world.run_for(10)
+    assert checker.kinds() == [] and sim.starts == starts + 2       # only the two new slots start
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_a_failing_version_stops_after_the_first_batch_and_reverts(seed):
+    sim, runtime, checker = make(seed)
+    v2, v3 = version("app:2", auto_revert=True), version("app:3", auto_revert=True)
+    runtime.failing.add(v3.container_hash())            # v3's health check never passes
+    sim.submit(0, v2)
+    settle(sim, checker, v2)
+    sim.submit(3, v3)
+    sim.world.run_for(2)
+    assert "replacing" in checker.kinds()
+    settle(sim, checker, v2, timeout_s=120.0)            # back on v2 everywhere
+    kinds = checker.kinds()
+    assert "failed" in kinds and "reverting" in kinds
+    # Only the first batch tried v3 (max_parallel 2); the revert was written once.
+    tried = {slot for _, _, kind, slot in checker.events[:kinds.index("reverting")] if kind == "replacing"}
+    assert len(tried) <= 2
+    assert kinds.count("reverting") == 1
+    assert job_spec_everywhere(sim) == {v2.container_hash()}
+
+
+def test_a_failing_version_without_auto_revert_stops_and_stays():
+    sim, runtime, checker = make(9)
+    v2, v3 = version("app:2"), version("app:3")
+    runtime.failing.add(v3.container_hash())
+    sim.submit(0, v2)
+    settle(sim, checker, v2)
+    sim.submit(3, v3)
+    sim.world.run_for(40)
+    kinds = checker.kinds()
+    assert "failed" in kinds and "reverting" not in kinds
+    assert checker.kinds().count("replacing") <= 2          # nothing after the first batch
+    on_v3 = [i for i in range(8) if sim.world.core(0).placement.winning_claim(f"web/{i}").spec_hash
+             == v3.container_hash()]
+    assert len(on_v3) <= 2
+
+
+@pytest.mark.parametrize("seed", [10, 11])
+def test_a_node_crashing_mid_rollout(seed):
+    sim, runtime, checker = make(seed)
+    v1, v2 = version("app:1"), version("app:2")
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    sim.submit(0, v2)
+    sim.world.run_for(3)
+    victim = max(range(1, N), key=lambda i: (len(runtime.containers[i]), -i))
+    sim.world.crash(victim)
+    sim.world.run_for(10)
+    sim.world.restart(victim)
+    settle(sim, checker, v2)
+    assert checker.max_replacing_calm <= 2
+
+
+@pytest.mark.parametrize("seed", [12, 13])
+def test_a_partition_mid_rollout_each_side_paces_itself(seed):
+    sim, runtime, checker = make(seed)
+    spread = {"strategy": "spread", "max_per_node": 3}       # both sides hold slots
+    v1, v2 = version("app:1", 8, spread, max_parallel=1), version("app:2", 8, spread, max_parallel=1)
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    sim.submit(0, v2)
+    sim.world.run_for(1)
+    split_at = sim.world.now
+    faults.partition(sim.world, faults.halves(sim.world), heal_after=20.0)
+    sim.world.run_for(21)
+    assert checker.max_replacing <= 2                    # max_parallel per side
+    sides = {name < "node-3" for t, name, kind, _ in checker.events if kind == "replacing" and t > split_at + 1}
+    assert sides == {True, False}                        # both sides went on replacing while split
+    settle(sim, checker, v2, timeout_s=120.0)
+    assert checker.max_replacing <= 2
+    assert checker.max_replacing_calm <= 1
