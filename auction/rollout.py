@@ -38,8 +38,12 @@ The rule (`permitted`):
   canary      = while the rollout is not promoted, only indices < canary
                 may be permitted; auto_promote promotes once every canary
                 slot is NEW_HEALTHY.  A promote written by an operator is the
-                same spec with `update.canary = 0` (not in container_hash:
-                it replaces nothing and lets the rest follow).
+                same spec with `update.canary = 0` (`promoted_spec`; not in
+                container_hash: it replaces nothing and lets the rest follow).
+
+A slot that cannot be placed at all (EMPTY for want of room) uses up the
+budget like any unavailable slot: a rollout waits for it rather than take
+more replicas down, and fails after progress_deadline_s.
 
 The holder of a permitted slot (auction.placement) re-claims it for the
 target under a new ballot of its own (auction.claims rules 1 and 2: a
@@ -48,8 +52,11 @@ never repeats) when the new cpu/memory/ports fit its ledger, and its runtime
 replaces the container: start-first (the new container runs before the old
 one stops) when `update.order` says so, the job publishes no host ports (two
 copies could not bind them) and the node has room for both; stop-first
-otherwise.  When the new version does not fit there, it releases the slot
-and the slot moves through an auction.  Lowest indices first and
+otherwise.  (During a start-first hand-over the old copy's resources are
+not in the ledger: start-first is chosen only when the node's free
+resources also hold the new copy, and the old copy stops once the new one
+runs.)  When the new version does not fit there, it releases the slot and
+the slot moves through an auction.  Lowest indices first and
 observation that lags the truth make the rule safe under stale gossip: a
 holder of slot k is permitted only once it has *seen* the slots before k
 replaced and healthy.
@@ -84,7 +91,7 @@ import enum
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .claims import Claim
 from .jobspec import JobSpec, UpdateOrder, UpdatePolicy
@@ -139,6 +146,12 @@ def running_fingerprint(pairs: Iterable[tuple[int, int]]) -> int:
     other claims than the ones it holds: older or newer)."""
     digest = hashlib.blake2b(repr(sorted(pairs)).encode(), digest_size=3).digest()
     return int.from_bytes(digest, "big")
+
+
+def promoted_spec(spec: JobSpec) -> JobSpec:
+    """`spec` with its canaries promoted: the same container hash (nothing is
+    replaced by the write itself), no canary gate, so the rest follow."""
+    return replace(spec, update=replace(spec.update, canary=0))
 
 
 def classify(view: SlotView, target: str, healthy: bool) -> SlotState:

@@ -4,7 +4,7 @@ import pytest
 
 from auction.claims import Ballot, Claim
 from auction.resources import Resources
-from auction.rollout import Rollouts, SlotState, SlotView, permitted, revert_target
+from auction.rollout import Rollouts, SlotState, SlotView, permitted, promoted_spec, revert_target
 from auction.spec import UpdatePolicy, validate
 
 S = SlotState
@@ -122,3 +122,10 @@ def test_canaries_wait_for_a_promote_without_failing_for_lack_of_progress():
     r2.step("web", auto, views, 0.0, may_revert=False)
     promoted = r2.step("web", auto, views, 10.0, may_revert=False)
     assert promoted.permitted == (1, 2) and "promoted" in [e.kind for e in promoted.events]
+
+
+def test_a_promote_is_the_same_container_without_the_canary_gate():
+    s = spec(canary=2)
+    p = promoted_spec(s)
+    assert p.container_hash() == s.container_hash() and p.spec_hash() != s.spec_hash()
+    assert p.update.canary == 0 and validate(p.to_dict()) == p

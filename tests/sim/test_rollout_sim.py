@@ -180,3 +180,22 @@ def test_a_partition_mid_rollout_each_side_paces_itself(seed):
     settle(sim, checker, v2, timeout_s=120.0)
     assert checker.max_replacing <= 2
     assert checker.max_replacing_calm <= 1
+
+
+def test_a_version_that_no_longer_fits_its_node_moves_through_an_auction():
+    sim = ClusterSim(14, N, CFG, placement_config=FAST, cluster_config=CLUSTER,
+                     capacities=[Resources(4000, 1 * GiB, 0)] * N)
+    runtime = SimRuntime(sim)
+    checker = RolloutChecker(sim, runtime, "web", 8, min_healthy_s=MIN_HEALTHY_S, settle_s=SETTLE_S)
+    sim.world.bootstrap(seeds="random")
+    sim.world.run_for(3)
+    v1 = version("app:1", fields={"memory": "256MiB"})
+    v2 = version("app:2", fields={"memory": "512MiB"})    # binpacked nodes are full: no room in place
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    sim.submit(0, v2)
+    settle(sim, checker, v2, timeout_s=120.0)
+    assert "moving" in checker.kinds()
+    assert checker.max_down <= 2                           # a moving slot is down; still paced
+    assert not any(sim.world.core(i).view.overcommit(sim.world.nodes[i].local(sim.world.now))
+                   for i in sim.live_indices())
