@@ -25,6 +25,7 @@ from node.sim import faults
 from node.sim.checkers_catalog import SimRuntime
 from node.sim.checkers_rollout import RolloutChecker
 from node.sim.cluster import ClusterSim
+from auction.rollout import promoted_spec
 
 CFG = LOCAL.replace(enable_compression=False)
 GiB = 1 << 30
@@ -160,6 +161,7 @@ def test_a_node_crashing_mid_rollout(seed):
     sim.world.restart(victim)
     settle(sim, checker, v2)
     assert checker.max_replacing_calm <= 2
+    assert checker.max_down == 0                         # outside the crash's own window, no slot lost its copy
 
 
 @pytest.mark.parametrize("seed", [12, 13])
@@ -199,3 +201,34 @@ def test_a_version_that_no_longer_fits_its_node_moves_through_an_auction():
     assert checker.max_down <= 2                           # a moving slot is down; still paced
     assert not any(sim.world.core(i).view.overcommit(sim.world.nodes[i].local(sim.world.now))
                    for i in sim.live_indices())
+
+
+@pytest.mark.parametrize("seed", [15, 16])
+def test_canaries_first_then_the_rest_after_a_promote(seed):
+    sim, runtime, checker = make(seed)
+    v1, v2 = version("app:1", canary=2, max_parallel=3), version("app:2", canary=2, max_parallel=3)
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    sim.submit(1, v2)
+    waiting = sim.world.run_until_converged(lambda _: "waiting_promotion" in checker.kinds(), 30.0, 0.25)
+    assert waiting is not None
+    sim.world.run_for(25)                                # longer than progress_deadline_s: waiting is no failure
+    new = v2.container_hash()
+    on_new = {i for i in range(8) if sim.world.core(2).placement.winning_claim(f"web/{i}").spec_hash == new}
+    assert on_new == {0, 1} and "failed" not in checker.kinds()
+    sim.submit(4, promoted_spec(v2))                     # shoal job promote
+    settle(sim, checker, promoted_spec(v2))
+    assert checker.kinds().count("replacing") == 8 and checker.max_replacing <= 3
+
+
+def test_auto_promote_lets_the_rest_follow_once_the_canaries_are_healthy():
+    sim, runtime, checker = make(17)
+    v1 = version("app:1", canary=1, auto_promote=True)
+    v2 = version("app:2", canary=1, auto_promote=True)
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    sim.submit(1, v2)
+    settle(sim, checker, v2)
+    kinds = checker.kinds()
+    first_promote = kinds.index("promoted")
+    assert [k for k in kinds[:first_promote] if k == "replacing"] == ["replacing"]   # the canary alone first
