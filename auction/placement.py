@@ -205,6 +205,7 @@ class Placement:
         self._start_first: dict[str, str] = {}      # slot -> ballot label to hand over from
         self.rollout_events: list[RolloutEvent] = []
         self.reverts: list[JobSpec] = []
+        self._targets: dict[str, tuple[JobSpec, str]] = {}   # job -> (spec, its container hash)
         self.revert_writes = 0      # the core's tokens for them (negative: no driver waits on them)
 
     # ---- helpers
@@ -307,11 +308,13 @@ class Placement:
               running: RunningLookup, now: float) -> list[Claim]:
         writes: list[Claim] = []
         self.rollouts.forget_others(set(specs))
+        for gone in set(self._targets) - set(specs):
+            del self._targets[gone]
         for job in sorted(specs):
             spec = specs[job]
             if spec is None:
                 continue
-            target = spec.container_hash()
+            target = self._target_of(spec)
             claims = [self.winning_claim(slot_key(job, i)) for i in range(spec.replicas)]
             if job not in self.rollouts.jobs and all(c is None or c.spec_hash == target for c in claims):
                 continue  # the common case: nothing runs another version
@@ -337,6 +340,13 @@ class Placement:
                 if claim is not None and claim.node == self.name:
                     writes.append(self._move_to(claim, spec, now))
         return writes
+
+    def _target_of(self, spec: JobSpec) -> str:
+        """spec.container_hash(), computed once per spec object (asked every tick for every job)."""
+        cached = self._targets.get(spec.name)
+        if cached is None or cached[0] is not spec:
+            cached = self._targets[spec.name] = (spec, spec.container_hash())
+        return cached[1]
 
     def _move_to(self, claim: Claim, spec: JobSpec, now: float) -> Claim:
         """Our slot `claim` takes `spec`'s version: a new claim of ours for it
