@@ -122,13 +122,15 @@ class PlacementConfig:
 class StartReplica:
     """Run replica `claim.name` of `spec` here (the award was accepted, or
     we moved our own slot to a new version: auction.rollout).  `replaces`:
-    the ballot label (auction.claims.ballot_label) of our running copy to
-    hand over from start-first (stopped once the new one runs); None: any
-    copy of another ballot is stale and stops first."""
+    the ballot labels (auction.claims.ballot_label) of our copies that keep
+    serving until the new one runs (start-first; the slot's previous ballot,
+    and the one before it when that copy may still serve because the
+    previous hand-over never finished, as in a revert); empty: any copy of
+    another ballot is stale and stops first."""
 
     claim: Claim
     spec: JobSpec
-    replaces: str | None = None
+    replaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +204,8 @@ class Placement:
         self.rollouts = Rollouts()
         self.versions = Versions()
         self._started: dict[str, Claim] = {}        # slot -> the claim we last told the runtime
-        self._start_first: dict[str, str] = {}      # slot -> ballot label to hand over from
+        self._start_first: dict[str, tuple[str, ...]] = {}  # slot -> ballot labels to hand over from
+        self._handed: dict[str, tuple[str, ...]] = {}       # slot -> the last hand-over we asked for
         self.rollout_events: list[RolloutEvent] = []
         self.reverts: list[JobSpec] = []
         self._targets: dict[str, tuple[JobSpec, str]] = {}   # job -> (spec, its container hash)
@@ -361,7 +364,9 @@ class Placement:
             rnd = self.next_round(key)
             self._last_round[key] = rnd
             if first:
-                self._start_first[key] = ballot_label(claim)
+                # The copy of the claim we replace, and the copy it was itself
+                # replacing if that hand-over may not have finished.
+                self._start_first[key] = (ballot_label(claim), *self._handed.get(key, ())[:1])
             self.rollout_events.append(RolloutEvent(claim.job, "replacing", target, slot=key,
                                                     detail="start-first" if first else "stop-first"))
             return Claim(key, Ballot(rnd, self.ballot_id), self.name, False, target, demand,
@@ -518,6 +523,7 @@ class Placement:
             self.running.discard(key)
             self._started.pop(key, None)
             self._start_first.pop(key, None)
+            self._handed.pop(key, None)
             self.ledger.release(key)
             out.append(StopReplica(key, stop_reason(self.claims.get(key))))
         out.extend(self._new_versions(mine, specs_by_job))
@@ -554,7 +560,8 @@ class Placement:
             if spec is None:
                 continue
             self._started[key] = claim
-            out.append(StartReplica(claim, spec, self._start_first.pop(key, None)))
+            replaces = self._handed[key] = self._start_first.pop(key, ())
+            out.append(StartReplica(claim, spec, replaces))
         return out
 
 

@@ -190,7 +190,7 @@ class Dispatcher:
         a.events.publish("node_status", node=status.name, drained=status.drained, healthy=status.healthy,
                          eligible=status.eligible, capacity=str(status.capacity), labels=status.labels)
 
-    def _start_replica(self, claim: Claim, spec: JobSpec, replaces: str | None = None) -> None:
+    def _start_replica(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None:
         a = self.agent
         a.cluster_metrics.placements.inc()
         log.info("start %s here (ballot %d by %s)", claim.name, claim.ballot.round, claim.ballot.coordinator)

@@ -187,9 +187,9 @@ class DockerRuntime:
 
     # ---- the interface the agent calls (non-blocking) ----
 
-    def start(self, claim: Claim, spec: JobSpec, replaces: str | None = None) -> None:
+    def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None:
         """Run replica `claim.name` of `spec` here (replacing an older ballot or
-        spec; `replaces`: the ballot whose container keeps running until the
+        spec; `replaces`: the ballots whose containers keep running until the
         new one does, start-first, decision rule 2)."""
         slot = claim.name
         new = _Desired(claim, spec, DesiredReplica(claim.job, ballot_label(claim), spec.container_hash(),

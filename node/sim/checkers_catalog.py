@@ -83,10 +83,11 @@ class SimRuntime:
         cls = ev.__class__
         if cls is StartReplica:
             c = ev.claim
-            old = self.containers[i].get(c.name)
-            self.handover[i].pop(c.name, None)
-            if old is not None and old[0] == UP:
-                if ev.replaces is not None and ev.replaces == f"{old[1][0]}/{old[1][1]}":
+            olds = [b for b in (self.containers[i].get(c.name), self.handover[i].pop(c.name, None)) if b is not None]
+            for old in olds:
+                if old[0] != UP:
+                    continue
+                if f"{old[1][0]}/{old[1][1]}" in ev.replaces and c.name not in self.handover[i]:
                     self.handover[i][c.name] = old      # start-first: it serves until the new one runs
                 else:
                     self.stopped_at[(i, c.name)] = (t, False)  # replaced: the old container stops

@@ -277,7 +277,7 @@ def test_while_unhealthy_the_reason_follows_the_latest_failure():
 # ---- a rolling update on this node (the holder re-claimed its slot: a new ballot) ----
 
 def test_start_first_keeps_the_handed_over_container_until_the_new_one_runs():
-    new = DesiredReplica("web", "2/me", "h2", ALWAYS, replaces="1/c1")
+    new = DesiredReplica("web", "2/me", "h2", ALWAYS, replaces=("1/c1",))
     old = ctr("a", ballot="1/c1", spec_hash="h1")
     first = decide({"web/0": new}, [old], {}, NOW)
     assert [type(a) for a in first.actions] == [Replace]
@@ -290,7 +290,7 @@ def test_start_first_keeps_the_handed_over_container_until_the_new_one_runs():
 
 
 def test_start_first_while_the_new_container_fails_keeps_the_old_one_serving():
-    new = DesiredReplica("web", "2/me", "h2", ALWAYS, replaces="1/c1")
+    new = DesiredReplica("web", "2/me", "h2", ALWAYS, replaces=("1/c1",))
     old = ctr("a", ballot="1/c1", spec_hash="h1")
     failing = ctr("b", ballot="2/me", spec_hash="h2", status="Up 1 minute (unhealthy)", created=2)
     d = decide({"web/0": new}, [old, failing], {}, NOW)
@@ -302,3 +302,16 @@ def test_stop_first_removes_the_older_ballot_at_once():
     old = ctr("a", ballot="1/c1", spec_hash="h1")
     d = decide({"web/0": new}, [old], {}, NOW)
     assert [type(a) for a in d.actions] == [Remove, Start]
+
+
+def test_a_revert_keeps_the_copy_that_still_serves_until_the_reverted_one_runs():
+    # v2 (ballot 1) was being handed over to v3 (ballot 3), whose check fails;
+    # the revert (ballot 4, v2 again) hands over from both.
+    back = DesiredReplica("web", "4/me", "h2", ALWAYS, replaces=("3/me", "1/c1"))
+    serving = ctr("a", ballot="1/c1", spec_hash="h2")
+    failing = ctr("b", ballot="3/me", spec_hash="h3", status="Up 1 minute (unhealthy)", created=2)
+    d = decide({"web/0": back}, [serving, failing], {}, NOW)
+    assert [type(a) for a in d.actions] == [Replace] and set(d.actions[0].old) == {"a", "b"}
+    up = ctr("c", ballot="4/me", spec_hash="h2", created=3)
+    d = decide({"web/0": back}, [serving, failing, up], d.books, NOW + 1)
+    assert {a.container.id for a in d.actions if isinstance(a, Remove)} == {"a", "b"}

@@ -129,6 +129,8 @@ def test_a_failing_version_stops_after_the_first_batch_and_reverts(seed):
     assert len(tried) <= 2
     assert kinds.count("reverting") == 1
     assert job_spec_everywhere(sim) == {v2.container_hash()}
+    # The v2 copies kept serving while v3 failed its checks, and through the revert.
+    assert checker.max_down == 0
 
 
 def test_a_failing_version_without_auto_revert_stops_and_stays():
