@@ -214,6 +214,7 @@ class JobRollout:
     healthy: set[int] = field(default_factory=set)
     failing: set[int] = field(default_factory=set)     # target slots their holders report failed
     failed: str | None = None
+    states: tuple[SlotState, ...] = ()                 # as of the last pass
     promoted: bool = False
     waiting: bool = False
     reverted: bool = False
@@ -256,7 +257,7 @@ class Rollouts:
                 return Step((), (), ())
             r = self.jobs[job] = JobRollout(target, now, now)
             events.append(RolloutEvent(job, "started", target, detail=f"max_parallel {policy.max_parallel}"))
-        states = tuple(self._observe(r, view, target, policy, now, events, job) for view in views)
+        states = r.states = tuple(self._observe(r, view, target, policy, now, events, job) for view in views)
         if all(s is SlotState.NEW_HEALTHY for s in states):
             del self.jobs[job]
             events.append(RolloutEvent(job, "done", target, detail=f"{len(states)} slots"))
@@ -329,6 +330,15 @@ class Rollouts:
         if now - r.last_progress_at > policy.progress_deadline_s:
             return f"no progress within {policy.progress_deadline_s:g} s"
         return None
+
+
+def describe(r: JobRollout) -> dict[str, object]:
+    """A rollout in progress as this agent sees it, for the API and the CLI."""
+    counts: dict[str, int] = {}
+    for state in r.states:
+        counts[state.value] = counts.get(state.value, 0) + 1
+    return {"target": r.target, "slots": [state.value for state in r.states], "counts": counts,
+            "failed": r.failed, "waiting_promotion": r.waiting and not r.promoted, "promoted": r.promoted}
 
 
 class Versions:

@@ -234,3 +234,18 @@ def test_auto_promote_lets_the_rest_follow_once_the_canaries_are_healthy():
     kinds = checker.kinds()
     first_promote = kinds.index("promoted")
     assert [k for k in kinds[:first_promote] if k == "replacing"] == ["replacing"]   # the canary alone first
+
+
+def test_every_agent_can_say_how_far_a_rollout_is():
+    sim, runtime, checker = make(18)
+    v1, v2 = version("app:1", max_parallel=1), version("app:2", max_parallel=1)
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    assert sim.world.core(3).view.rollout("web") is None
+    sim.submit(0, v2)
+    sim.world.run_for(3)
+    seen = sim.world.core(3).view.rollout("web")
+    assert seen["target"] == v2.container_hash() and len(seen["slots"]) == 8 and seen["failed"] is None
+    assert seen["counts"].get("old-serving", 0) >= 6 and seen["counts"].get("new-healthy", 0) <= 1
+    settle(sim, checker, v2)
+    assert all(sim.world.core(i).view.rollout("web") is None for i in sim.live_indices())
