@@ -297,6 +297,7 @@ class Rollouts:
             r.running_since.pop(i, None)
             r.claim_seen.pop(i, None)
             r.healthy.discard(i)
+            r.failing.discard(i)
             return classify(view, target, False)
         ballot = (claim.ballot.round, claim.ballot.coordinator)
         seen = r.claim_seen.get(i)

@@ -560,9 +560,9 @@ class NodeCore:
             return  # leaving: no new work
         jobs = {e.name: e for e in self.store.live()}
         deleted = {n for n, e in self.store.entries.items() if e.deleted}
+        running = rollout_link.running_lookup(self.statuses, self.name, self.runtime_summary, self._claims.get)
         outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(), alive=alive,
-                                           now=now, running=rollout_link.running_lookup(self.statuses, self._status,
-                                                                                        self._claims.get))
+                                           now=now, running=running)
         for out in outs:
             self._auction_output(out, now)
         rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from node.core.node_core import NodeCore
 
 
-def running_lookup(statuses: Mapping[str, NodeStatus], own: NodeStatus,
+def running_lookup(statuses: Mapping[str, NodeStatus], me: str, my_runtime: RuntimeSummary | None,
                    claim_of: Callable[[str], Claim | None]) -> Callable[[str, str, int], str]:
     """(holder, job, index) -> what the holder reports of the slot (running,
     starting, failed, exited; "unknown").  A holder whose runtime publishes
@@ -41,7 +41,14 @@ def running_lookup(statuses: Mapping[str, NodeStatus], own: NodeStatus,
     agrees: dict[tuple[str, str], bool] = {}
 
     def running(node: str, job: str, index: int) -> str:
-        status = own if node == own.name else statuses.get(node)
+        if node == me:
+            # Our runtime's own word (not the record cut to fit 1 KiB), on the
+            # claims we hold now.
+            if my_runtime is None:
+                return "running"
+            own = my_runtime.state_of(job, index)
+            return own[0] if own is not None else "unknown"
+        status = statuses.get(node)
         if status is None:
             return "unknown"
         if status.runtime is None:
@@ -49,8 +56,7 @@ def running_lookup(statuses: Mapping[str, NodeStatus], own: NodeStatus,
         state = status.runtime.state_of(job, index)
         if state is None:
             return "unknown"
-        # (Our own summary is our runtime's word on the claims we hold now.)
-        if state[0] == "running" and node != own.name and job in status.runtime.ballots:
+        if state[0] == "running" and job in status.runtime.ballots:
             key = (node, job)
             if key not in agrees:
                 mine = fingerprint(job, status.runtime.jobs[job][0], node, claim_of)

@@ -45,14 +45,19 @@ def test_the_fingerprint_travels_with_the_summary_and_older_records_stay_the_sam
 def test_a_record_about_other_claims_is_not_taken_for_running():
     at_holder = {"web/0": claim(0, 1), "web/1": claim(1, 1)}
     published = record(stamped(SUMMARY, "n1", at_holder.get))
-    me = NodeStatus("me", CAP, Resources(0, 0, 0))
     # We already hold the holder's newer claim for web/1 (it moved it to a new
     # version); its record is from before: not evidence that the new one runs.
     here = {"web/0": claim(0, 1), "web/1": claim(1, 2)}
-    lookup = running_lookup({"n1": published}, me, here.get)
+    lookup = running_lookup({"n1": published}, "me", None, here.get)
     assert lookup("n1", "web", 1) == "unknown"
-    same = running_lookup({"n1": published}, me, at_holder.get)
+    same = running_lookup({"n1": published}, "me", None, at_holder.get)
     assert (same("n1", "web", 1), same("n1", "web", 2), same("n1", "web", 3)) == ("running", "failed", "starting")
     # A record with no summary (the fake runtime) counts as running; no record as unknown.
-    bare = running_lookup({"n1": record(None)}, me, here.get)
+    bare = running_lookup({"n1": record(None)}, "me", None, here.get)
     assert (bare("n1", "web", 1), bare("n2", "web", 1)) == ("running", "unknown")
+
+
+def test_our_own_slots_are_what_our_runtime_says_not_the_record_cut_to_fit():
+    lookup = running_lookup({}, "n1", SUMMARY, {}.get)
+    assert (lookup("n1", "web", 0), lookup("n1", "web", 2), lookup("n1", "db", 0)) == ("running", "failed", "starting")
+    assert running_lookup({}, "n1", None, {}.get)("n1", "web", 0) == "running"      # the fake runtime
