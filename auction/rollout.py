@@ -26,7 +26,10 @@ their ballot rounds, `running_fingerprint`; a record about other claims
 than the ones this agent holds does not count): it is never
 earlier than the truth, so an agent never counts a slot healthy too soon,
 and it needs no timestamps in the 1 KiB status record.  A node whose runtime
-publishes no summary at all (the fake runtime) counts its slots as running.
+publishes no summary at all (the fake runtime) counts its slots as running;
+a record cut to fit drops the jobs being rolled out last, and a job it did
+drop counts as not running there (a rollout then waits, and may run into
+its progress deadline).
 
 The rule (`permitted`):
 

@@ -415,7 +415,7 @@ class NodeCore:
         self._status = replace(self._status, store_digest=self.store.digest(), jobs=self.store.live_count,
                                claims_digest=self._claims.digest(),
                                runtime=rollout_link.stamped(self.runtime_summary, self.name, self._claims.get),
-                               ).fit(PAYLOAD_MAX_BYTES)
+                               ).fit(PAYLOAD_MAX_BYTES, keep=self.placement.rollouts.jobs)
         self.statuses[self.name] = self._status
         self.swim.set_payload(self._status.encode(), now)
         self._absorb(now)  # set_payload emits PayloadUpdated for ourselves: pass it through

@@ -32,6 +32,7 @@ exactly as before; "" means "use the member's gossip address".
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,16 +167,18 @@ class NodeStatus:
         data: bytes = msgpack.packb(fields, use_bin_type=True)
         return data
 
-    def fit(self, limit: int) -> "NodeStatus":
-        """This record, with runtime summary jobs dropped (last names first)
-        until it encodes to at most `limit` bytes (marked truncated)."""
+    def fit(self, limit: int, keep: Collection[str] = ()) -> "NodeStatus":
+        """This record, with runtime summary jobs dropped (last names first,
+        jobs in `keep` last: the ones being rolled out, which every agent
+        paces by these records) until it encodes to at most `limit` bytes
+        (marked truncated)."""
         if self.runtime is None or len(self.encode()) <= limit:
             return self
         from dataclasses import replace
         jobs = dict(self.runtime.jobs)
         while True:
             if jobs:
-                jobs.pop(max(jobs))
+                jobs.pop(max(jobs, key=lambda job: (job not in keep, job)))
             ballots = {job: fp for job, fp in self.runtime.ballots.items() if job in jobs}
             candidate = replace(self, runtime=RuntimeSummary(dict(jobs), True, ballots))
             if not jobs or len(candidate.encode()) <= limit:

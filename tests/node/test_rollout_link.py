@@ -61,3 +61,13 @@ def test_our_own_slots_are_what_our_runtime_says_not_the_record_cut_to_fit():
     lookup = running_lookup({}, "n1", SUMMARY, {}.get)
     assert (lookup("n1", "web", 0), lookup("n1", "web", 2), lookup("n1", "db", 0)) == ("running", "failed", "starting")
     assert running_lookup({}, "n1", None, {}.get)("n1", "web", 0) == "running"      # the fake runtime
+
+
+def test_a_record_cut_to_fit_keeps_the_jobs_being_rolled_out():
+    states = {f"job-with-a-longish-name-{j:03d}/{i}": ("failed", "exited 137 after an OOM kill, 4 restarts")
+              for j in range(40) for i in range(3)}
+    big = record(RuntimeSummary.from_states(states))
+    rolling = "job-with-a-longish-name-039"                 # the last name: dropped first without `keep`
+    assert rolling not in big.fit(PAYLOAD_MAX_BYTES).runtime.jobs
+    fitted = big.fit(PAYLOAD_MAX_BYTES, keep={rolling})
+    assert rolling in fitted.runtime.jobs and len(fitted.encode()) <= PAYLOAD_MAX_BYTES
