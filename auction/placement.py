@@ -325,7 +325,8 @@ class Placement:
             for index, claim in enumerate(claims):
                 kept = claim if claim is not None and keeps_slot(claim.node, alive, statuses) else None
                 state = running(kept.node, job, index) if kept is not None else "unknown"
-                views.append(SlotView(index, kept, state == "running", state in ("failed", "exited")))
+                views.append(SlotView(index, kept, state == "running", state in ("failed", "exited"),
+                                      state != "unknown"))
             writer = self._coordination.coordinator_of(job, 0, spec) == self.name
             step = self.rollouts.step(job, spec, views, now, may_revert=writer)
             self.rollout_events.extend(step.events)

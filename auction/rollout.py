@@ -67,7 +67,8 @@ replaced and healthy.
 Failure: a slot NEW_PENDING for `healthy_deadline_s` (since this agent first
 saw its target claim) that its holder reports failed (exited, unhealthy:
 evidence, not just a status record slow to arrive here), or no slot turning healthy for `progress_deadline_s`
-(the clock pauses while canaries wait for a promote), fails the rollout
+(the clock pauses while canaries wait for a promote; and no verdict while
+some slot's holder record says nothing of it here), fails the rollout
 here: nothing more is permitted for that target.  With `auto_revert`, the
 job's coordinator (auction.coordination, slot 0's) writes the last version
 that ran healthy (the hash the OLD_SERVING slots carry, if this agent knows
@@ -117,12 +118,14 @@ UNAVAILABLE = (SlotState.NEW_PENDING, SlotState.OLD_DOWN, SlotState.EMPTY)
 class SlotView:
     """One desired slot as gossip shows it: its live claim (None: none, or a
     holder that does not keep it) and whether its holder reports it running,
-    or failed (exited, unhealthy, gave up)."""
+    or failed (exited, unhealthy, gave up); `known`: False when its holder's
+    record says nothing of it here (cut to fit, or about other claims)."""
 
     index: int
     claim: Claim | None
     running: bool
     failed: bool = False
+    known: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +281,10 @@ class Rollouts:
                     events.append(RolloutEvent(job, "waiting_promotion", target,
                                                detail=f"{policy.canary} canaries healthy"))
         if r.failed is None:
-            r.failed = self._deadline(r, policy, now)
+            # No verdict on lack of progress while this agent cannot see some
+            # slot: the progress may be there, in a record it lacks.
+            complete = all(v.known for v in views if v.claim is not None)
+            r.failed = self._deadline(r, policy, now, complete)
             if r.failed is not None:
                 events.append(RolloutEvent(job, "failed", target, detail=r.failed))
         if r.failed is not None:
@@ -325,13 +331,13 @@ class Rollouts:
         return classify(view, target, healthy)
 
     @staticmethod
-    def _deadline(r: JobRollout, policy: UpdatePolicy, now: float) -> str | None:
+    def _deadline(r: JobRollout, policy: UpdatePolicy, now: float, complete: bool) -> str | None:
         for i, (_, seen_at) in sorted(r.claim_seen.items()):
             # Only on evidence (its holder says it failed): a record that is
             # slow to arrive here must not fail a rollout that goes well.
             if i not in r.healthy and i in r.failing and now - seen_at > policy.healthy_deadline_s:
                 return f"slot {i} not healthy within {policy.healthy_deadline_s:g} s"
-        if now - r.last_progress_at > policy.progress_deadline_s:
+        if complete and now - r.last_progress_at > policy.progress_deadline_s:
             return f"no progress within {policy.progress_deadline_s:g} s"
         return None
 

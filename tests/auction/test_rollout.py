@@ -129,3 +129,15 @@ def test_a_promote_is_the_same_container_without_the_canary_gate():
     p = promoted_spec(s)
     assert p.container_hash() == s.container_hash() and p.spec_hash() != s.spec_hash()
     assert p.update.canary == 0 and validate(p.to_dict()) == p
+
+
+def test_no_progress_verdict_while_some_slot_is_unknown_here():
+    s = spec()
+    new = s.container_hash()
+    r = Rollouts()
+    blind = [SlotView(0, claim(0, new, rnd=2), False, known=False), SlotView(1, claim(1, OLD), True),
+             SlotView(2, claim(2, OLD), True)]
+    r.step("web", s, blind, 0.0, may_revert=True)
+    assert r.step("web", s, blind, 61.0, may_revert=True).events == ()
+    seen = [SlotView(0, claim(0, new, rnd=2), False), *blind[1:]]
+    assert [e.kind for e in r.step("web", s, seen, 62.0, may_revert=True).events] == ["failed"]
