@@ -15,7 +15,10 @@ sees it:
                has seen that continuously for `update.min_healthy_s`;
   NEW_PENDING  its claim has the target hash, not (yet) healthy;
   OLD_SERVING  its claim has an older hash and its holder reports it running;
-  OLD_DOWN     its claim has an older hash and it does not run;
+  OLD_FAILED   its claim has an older hash and its holder reports it failed
+               (exited, unhealthy, gave up);
+  OLD_DOWN     its claim has an older hash and it does not run otherwise
+               (starting, or nothing known of it here);
   EMPTY        no live claim, or a holder that does not keep it (being
                re-placed: the coordinator's auction gives it the target).
 
@@ -33,11 +36,13 @@ its progress deadline).
 
 The rule (`permitted`):
 
-  unavailable = NEW_PENDING + OLD_DOWN + EMPTY slots;
+  unavailable = NEW_PENDING + OLD_FAILED + OLD_DOWN + EMPTY slots;
   budget      = update.max_parallel - unavailable;
-  permitted   = every OLD_DOWN slot (replacing what does not run costs no
-                availability: a failed version is not stuck behind itself),
-                plus the lowest-index OLD_SERVING slots, `budget` of them;
+  permitted   = every OLD_FAILED slot (replacing what fails costs no
+                availability: a failed version, as in a revert, is not
+                stuck behind itself), plus the lowest-index OLD_SERVING
+                slots, `budget` of them.  An OLD_DOWN slot waits until it
+                runs or fails (it may only be starting, or be seen late);
   canary      = while the rollout is not promoted, only indices < canary
                 may be permitted; auto_promote promotes once every canary
                 slot is NEW_HEALTHY.  A promote written by an operator is the
@@ -107,11 +112,12 @@ class SlotState(enum.Enum):
     NEW_HEALTHY = "new-healthy"
     NEW_PENDING = "new-pending"
     OLD_SERVING = "old-serving"
+    OLD_FAILED = "old-failed"
     OLD_DOWN = "old-down"
     EMPTY = "empty"
 
 
-UNAVAILABLE = (SlotState.NEW_PENDING, SlotState.OLD_DOWN, SlotState.EMPTY)
+UNAVAILABLE = (SlotState.NEW_PENDING, SlotState.OLD_FAILED, SlotState.OLD_DOWN, SlotState.EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +174,9 @@ def classify(view: SlotView, target: str, healthy: bool) -> SlotState:
         return SlotState.EMPTY
     if claim.spec_hash == target:
         return SlotState.NEW_HEALTHY if healthy and view.running else SlotState.NEW_PENDING
-    return SlotState.OLD_SERVING if view.running else SlotState.OLD_DOWN
+    if view.running:
+        return SlotState.OLD_SERVING
+    return SlotState.OLD_FAILED if view.failed else SlotState.OLD_DOWN
 
 
 def permitted(states: Sequence[SlotState], policy: UpdatePolicy, promoted: bool) -> list[int]:
@@ -179,7 +187,7 @@ def permitted(states: Sequence[SlotState], policy: UpdatePolicy, promoted: bool)
     for index, state in enumerate(states):
         if index >= gate:
             break
-        if state is SlotState.OLD_DOWN:
+        if state is SlotState.OLD_FAILED:
             out.append(index)
         elif state is SlotState.OLD_SERVING and budget > 0:
             out.append(index)

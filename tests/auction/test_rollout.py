@@ -23,8 +23,10 @@ def claim(index, spec_hash, node="n1", rnd=1):
     ([S.EMPTY, S.OLD_SERVING], UpdatePolicy(), False, []),               # a lost slot uses the budget
     ([S.NEW_HEALTHY, S.NEW_PENDING, S.OLD_SERVING, S.OLD_SERVING, S.OLD_SERVING],
      UpdatePolicy(max_parallel=3), False, [2, 3]),
-    # A slot whose old copy does not run is replaced without waiting its turn.
-    ([S.NEW_PENDING, S.OLD_DOWN, S.OLD_SERVING], UpdatePolicy(), False, [1]),
+    # A slot whose old copy fails is replaced without waiting its turn; one
+    # that is only starting (or not known here) waits until it runs or fails.
+    ([S.NEW_PENDING, S.OLD_FAILED, S.OLD_SERVING], UpdatePolicy(), False, [1]),
+    ([S.OLD_DOWN, S.OLD_SERVING, S.OLD_SERVING], UpdatePolicy(max_parallel=2), False, [1]),
     # Canaries: only the first `canary` slots until promoted.
     ([S.OLD_SERVING] * 4, UpdatePolicy(max_parallel=4, canary=1), False, [0]),
     ([S.NEW_HEALTHY] + [S.OLD_SERVING] * 3, UpdatePolicy(max_parallel=4, canary=1), False, []),

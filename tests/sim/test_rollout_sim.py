@@ -249,3 +249,20 @@ def test_every_agent_can_say_how_far_a_rollout_is():
     assert seen["counts"].get("old-serving", 0) >= 6 and seen["counts"].get("new-healthy", 0) <= 1
     settle(sim, checker, v2)
     assert all(sim.world.core(i).view.rollout("web") is None for i in sim.live_indices())
+
+
+@pytest.mark.parametrize("seed", range(30, 36))
+def test_a_rollout_under_random_faults_ends_on_one_version(seed):
+    """Crashes, pauses, partitions, clock drift, loss and duplication (node.sim.faults.swarm)
+    for 40 s from the moment v2 is submitted; after the heal every slot runs v2, once."""
+    sim, runtime, checker = make(seed)
+    slow = {"progress_deadline_s": 600, "healthy_deadline_s": 300}      # faults are not a failed version
+    v1, v2 = version("app:1", **slow), version("app:2", **slow)
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    sim.submit(0, v2)
+    plan = faults.swarm(sim.world, sim.world.now, sim.world.now + 40.0)
+    sim.world.run_for(40.0)
+    settle(sim, checker, v2, timeout_s=180.0)
+    assert "failed" not in checker.kinds(), plan
+    assert checker.max_replacing_calm <= 2, plan
