@@ -53,8 +53,13 @@ def test_a_new_image_reaches_every_replica_one_at_a_time(agents):
     r = httpx.post(f"{a2.api}/v1/jobs", json=web("busybox:2"), timeout=10)
     assert r.status_code in (200, 201), r.text
     want_v2 = {f"web/{i}": "busybox:2" for i in range(4)}
+    rolling = wait_until(lambda: (cluster.get(a1, "/v1/jobs/web") or {}).get("rollout"), CONVERGE_DEADLINE_S,
+                         "the rollout in the job view", cluster.report, interval_s=0.01)
+    assert len(rolling["slots"]) == 4 and rolling["failed"] is None
     wait_until(lambda: images(cluster, procs) == want_v2, CONVERGE_DEADLINE_S, "v2 everywhere", cluster.report)
     after = {slot: tuple(b) for p in procs for slot, b in running(cluster, p).items()}
+    detail = cluster.get(a3, "/v1/jobs/web")
+    assert {x["container_hash"] for x in detail["slots"]} == {detail["container_hash"]}
     # Each slot got a newer ballot of its own holder's (it moved itself), on the same node.
     assert all(after[s][0] > before[s][0] for s in before), (before, after)
 
