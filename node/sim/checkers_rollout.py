@@ -41,6 +41,7 @@ class RolloutChecker:
         self.replacing: dict[tuple[int, str], float | None] = {}   # (node, slot) -> up since
         self.ever_ran: set[str] = set()
         self.events: list[tuple[float, str, str, str]] = []        # (t, node, kind, slot)
+        self.event_details: list[str] = []
         self.max_replacing = self.max_replacing_calm = self.max_down = 0
         self.calm_after = 0.0
         self.world.subscribe(self._on_event)
@@ -50,6 +51,7 @@ class RolloutChecker:
         cls = ev.__class__
         if cls is RolloutEvent and ev.job == self.job:
             self.events.append((t, self.world.nodes[i].name, ev.kind, ev.slot))
+            self.event_details.append(ev.detail)
             if ev.kind == "replacing":
                 self.replacing[(i, ev.slot)] = None
         elif cls is NodeCrashed:
@@ -89,6 +91,9 @@ class RolloutChecker:
 
     def kinds(self) -> list[str]:
         return [kind for _, _, kind, _ in self.events]
+
+    def details(self, kind: str) -> list[str]:
+        return [d for (_, _, k, _), d in zip(self.events, self.event_details) if k == kind]
 
     def versions_problems(self, target: str) -> list[str]:
         """Why the job has not ended on one version (`target`, a container hash)."""

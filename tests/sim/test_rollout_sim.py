@@ -8,8 +8,14 @@ What a user would notice, seeded and small (6 nodes, one job):
     paces itself: the bound in auction.rollout's docstring);
   * with start-first and room, no slot is ever left without a running copy;
   * a version whose health check fails stops after the first batch and,
-    with auto_revert, the job goes back to the version that ran;
-  * the same with a node crashing, and with a partition, mid-rollout.
+    with auto_revert, the job goes back to the version that ran (the old
+    copies serving throughout);
+  * the same with a node crashing, a partition, and random faults
+    (node.sim.faults.swarm) mid-rollout;
+  * canaries wait for a promote (or auto_promote); a version that no
+    longer fits its node moves through an auction; a job with host ports
+    goes stop-first and keeps its ports; changing only replicas or update
+    settings replaces nothing.
 """
 
 from __future__ import annotations
@@ -266,3 +272,19 @@ def test_a_rollout_under_random_faults_ends_on_one_version(seed):
     settle(sim, checker, v2, timeout_s=180.0)
     assert "failed" not in checker.kinds(), plan
     assert checker.max_replacing_calm <= 2, plan
+
+
+def test_a_job_with_host_ports_rolls_stop_first_and_keeps_its_ports():
+    sim, runtime, checker = make(19)
+    ports = {"ports": {"http": {"to": 8080}}}
+    v1, v2 = version("app:1", 8, ports), version("app:2", 8, ports)
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    before = {f"web/{i}": sim.world.core(0).placement.winning_claim(f"web/{i}") for i in range(8)}
+    sim.submit(0, v2)
+    settle(sim, checker, v2)
+    after = {slot: sim.world.core(0).placement.winning_claim(slot) for slot in before}
+    # Two copies could not both bind the port: stop-first, paced.
+    assert all(detail == "stop-first" for detail in checker.details("replacing"))
+    assert 1 <= checker.max_down <= 2
+    assert all((after[s].node, after[s].ports) == (before[s].node, before[s].ports) for s in before)
