@@ -356,7 +356,7 @@ class Placement:
         """Our slot `claim` takes `spec`'s version: a new claim of ours for it
         when it fits here (the runtime replaces the container), else the
         slot's release (it moves through an auction)."""
-        key, target = claim.name, spec.container_hash()
+        key, target = claim.name, self._target_of(spec)
         demand = spec.demand()
         free = self.ledger.free(now)
         held = self.ledger.committed.get(key, claim.demand)
@@ -546,7 +546,6 @@ class Placement:
             if key not in mine:
                 self.ledger.release(key)
         return out
-
 
     def _new_versions(self, mine: dict[str, Claim], specs_by_job: SpecLookup) -> list[RuntimeCommand]:
         """Slots we run whose winning claim is now for another version (we
