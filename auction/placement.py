@@ -231,6 +231,12 @@ class Placement:
             self.call_specs.pop(next(iter(self.call_specs)))
         return spec
 
+    def known_spec(self, job: str, spec_hash: str) -> JobSpec | None:
+        """A version of the job seen here: carried by a call for bids (the
+        store may not have it yet), or an older one (a slot a rollout has
+        not reached yet, after a restart)."""
+        return self.call_specs.get((job, spec_hash)) or self.versions.get(job, spec_hash)
+
     def spec_of(self, entry: JobEntry | None) -> JobSpec | None:
         """Parse (and cache by stamp) the spec of a job-store entry."""
         if entry is None or entry.deleted or entry.spec is None:

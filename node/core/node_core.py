@@ -582,15 +582,13 @@ class NodeCore:
             self._emit(out)
 
     def _spec_for(self, job: str, spec_hash: str | None = None) -> JobSpec | None:
-        """The job's spec from the store, or the one a call for bids carried
-        when the store does not have this version yet, or an older version
-        seen here (a slot a rollout has not reached yet)."""
+        """The job's spec from the store, or another version seen here
+        (placement.known_spec: a call for bids, an older version)."""
         spec = self.placement.spec_of(self.store.get(job))
         if spec is not None and (spec_hash is None or spec.container_hash() == spec_hash):
             return spec
         if spec_hash is not None:
-            p = self.placement
-            return p.call_specs.get((job, spec_hash)) or p.versions.get(job, spec_hash) or spec
+            return self.placement.known_spec(job, spec_hash) or spec
         return spec
 
     def _on_award(self, award: Award, origin: str, now: float) -> None:
