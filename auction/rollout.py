@@ -28,11 +28,12 @@ record says which claims its running slots run under, by a fingerprint of
 their ballot rounds, `running_fingerprint`; a record about other claims
 than the ones this agent holds does not count): it is never
 earlier than the truth, so an agent never counts a slot healthy too soon,
-and it needs no timestamps in the 1 KiB status record.  A node whose runtime
-publishes no summary at all (the fake runtime) counts its slots as running;
-a record cut to fit drops the jobs being rolled out last, and a job it did
-drop counts as not running there (a rollout then waits, and may run into
-its progress deadline).
+and it needs no timestamps in the 1 KiB status record.  A record with no
+runtime summary (an older agent's, or one from before its runtime first
+reported) is no word that anything runs there; a record cut to fit drops
+the jobs being rolled out last, and a job it did drop counts as not running
+there either (a rollout then waits; no progress verdict is given on such a
+partial view).
 
 The rule (`permitted`):
 

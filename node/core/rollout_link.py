@@ -33,11 +33,14 @@ if TYPE_CHECKING:
 def running_lookup(statuses: Mapping[str, NodeStatus], me: str, my_runtime: RuntimeSummary | None,
                    claim_of: Callable[[str], Claim | None]) -> Callable[[str, str, int], str]:
     """(holder, job, index) -> what the holder reports of the slot (running,
-    starting, failed, exited; "unknown").  A holder whose runtime publishes
-    no summary (the fake runtime, an older agent) counts as running it; a
-    summary cut short for room says "unknown" (not running), and so does a
-    record whose running slots run under other claims than the ones
-    `claim_of` gives here (auction.rollout.running_fingerprint)."""
+    starting, failed, exited; "unknown").  A record with no runtime summary
+    (an older agent's, or one from before its runtime first reported) says
+    "unknown", as does a summary cut short for room and a record whose
+    running slots run under other claims than the ones `claim_of` gives here
+    (auction.rollout.running_fingerprint): what is not known to run does not
+    count as running.  Our own slots are our runtime's word (`my_runtime`;
+    None: a runtime that does not report, as the simulator's plain fake,
+    whose slots count as running)."""
     agrees: dict[tuple[str, str], bool] = {}
 
     def running(node: str, job: str, index: int) -> str:
@@ -49,10 +52,8 @@ def running_lookup(statuses: Mapping[str, NodeStatus], me: str, my_runtime: Runt
             own = my_runtime.state_of(job, index)
             return own[0] if own is not None else "unknown"
         status = statuses.get(node)
-        if status is None:
+        if status is None or status.runtime is None:
             return "unknown"
-        if status.runtime is None:
-            return "running"
         state = status.runtime.state_of(job, index)
         if state is None:
             return "unknown"

@@ -52,9 +52,10 @@ def test_a_record_about_other_claims_is_not_taken_for_running():
     assert lookup("n1", "web", 1) == "unknown"
     same = running_lookup({"n1": published}, "me", None, at_holder.get)
     assert (same("n1", "web", 1), same("n1", "web", 2), same("n1", "web", 3)) == ("running", "failed", "starting")
-    # A record with no summary (the fake runtime) counts as running; no record as unknown.
+    # A record with no summary (an older agent, or from before its runtime
+    # first reported) is no word that anything runs; nor is no record.
     bare = running_lookup({"n1": record(None)}, "me", None, here.get)
-    assert (bare("n1", "web", 1), bare("n2", "web", 1)) == ("running", "unknown")
+    assert (bare("n1", "web", 1), bare("n2", "web", 1)) == ("unknown", "unknown")
 
 
 def test_our_own_slots_are_what_our_runtime_says_not_the_record_cut_to_fit():
