@@ -101,6 +101,9 @@ class JobEntry(Protocol):
 
 
 CALL_SPECS_MAX = 256
+# A drained node keeps its copy of a slot that moved until the new holder
+# reports it running, but never longer than this (start before stop).
+DRAIN_HANDOFF_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +212,7 @@ class Placement:
         self.rollout_events: list[RolloutEvent] = []
         self.reverts: list[JobSpec] = []
         self._targets: dict[str, tuple[JobSpec, str]] = {}   # job -> (spec, its container hash)
+        self._handoff_until: dict[str, float] = {}  # drained: slot -> stop our copy by then at the latest
         self.revert_writes = 0      # the core's tokens for them (negative: no driver waits on them)
 
     # ---- helpers
@@ -521,12 +525,20 @@ class Placement:
                 for index, rnd in accepted]
 
     # ---- keeping the runtime in line with the claims
-    def reconcile(self, specs_by_job: SpecLookup, now: float) -> list[RuntimeCommand]:
+    def reconcile(self, specs_by_job: SpecLookup, now: float,
+                  drained: RunningLookup | None = None) -> list[RuntimeCommand]:
         """Start what our winning claims say we run, stop what they no longer
-        say (auction.claims, rule 4).  Returns runtime commands."""
+        say (auction.claims, rule 4).  Returns runtime commands.  `drained`
+        (given while this node is drained: what holders report of their
+        slots): a slot that moved off us keeps our copy until its new holder
+        runs it, at most DRAIN_HANDOFF_S (a drain starts each replacement
+        before it stops the old copy)."""
         out: list[RuntimeCommand] = []
         mine = self.my_claims()
         for key in sorted(self.running - set(mine)):
+            if drained is not None and self._handing_off(key, drained, now):
+                continue
+            self._handoff_until.pop(key, None)
             self.running.discard(key)
             self._started.pop(key, None)
             self._start_first.pop(key, None)
@@ -549,9 +561,17 @@ class Placement:
             self._started[key] = claim
             out.append(StartReplica(claim, spec))
         for key in list(self.ledger.committed):
-            if key not in mine:
+            if key not in mine and key not in self._handoff_until:
                 self.ledger.release(key)
         return out
+
+    def _handing_off(self, key: str, running: RunningLookup, now: float) -> bool:
+        """Keep our copy of `key` (we are drained and it moved) for now?"""
+        winner = live(self.claims.get(key))
+        if winner is None or winner.node == self.name:
+            return False    # released (job stopped, scaled down) or ours again: as before
+        until = self._handoff_until.setdefault(key, now + DRAIN_HANDOFF_S)
+        return now < until and running(winner.node, winner.job, winner.index) != "running"
 
     def _new_versions(self, mine: dict[str, Claim], specs_by_job: SpecLookup) -> list[RuntimeCommand]:
         """Slots we run whose winning claim is now for another version (we

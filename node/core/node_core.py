@@ -569,7 +569,8 @@ class NodeCore:
         self._reconcile(now)
 
     def _reconcile(self, now: float) -> None:
-        for cmd in self.placement.reconcile(self._spec_for, now):
+        drained = rollout_link.running_lookup(self.statuses, self.name, None, self._claims.get)
+        for cmd in self.placement.reconcile(self._spec_for, now, drained if self._status.drained else None):
             self._emit(cmd)
         self._update_allocated(now)
 

@@ -26,6 +26,7 @@ from auction.placement import PlacementConfig
 from auction.resources import Resources
 from auction.spec import validate
 from gossip.config import LOCAL
+from node.core.inputs import SetDrained
 from node.core.node_core import ClusterConfig
 from node.sim import faults
 from node.sim.checkers_catalog import SimRuntime
@@ -288,3 +289,20 @@ def test_a_job_with_host_ports_rolls_stop_first_and_keeps_its_ports():
     assert all(detail == "stop-first" for detail in checker.details("replacing"))
     assert 1 <= checker.max_down <= 2
     assert all((after[s].node, after[s].ports) == (before[s].node, before[s].ports) for s in before)
+
+
+@pytest.mark.parametrize("seed", [20, 21, 22])
+def test_a_drain_starts_each_replacement_before_it_stops_the_old_copy(seed):
+    sim, runtime, checker = make(seed)
+    v1 = version("app:1", 8, {"strategy": "spread"})
+    sim.submit(0, v1)
+    settle(sim, checker, v1)
+    victim = max(range(1, N), key=lambda i: (len(runtime.containers[i]), -i))
+    assert runtime.containers[victim]
+    sim.world.feed(victim, SetDrained(True))
+
+    def moved(_):
+        return not runtime.containers[victim] and not checker.versions_problems(v1.container_hash())
+
+    assert sim.world.run_until_converged(moved, 60.0, 0.25) is not None
+    assert checker.max_down == 0                          # every moved slot ran somewhere all along
