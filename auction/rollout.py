@@ -67,15 +67,16 @@ resources also hold the new copy, and the old copy stops once the new one
 runs.)  When the new version does not fit there, it releases the slot and
 the slot moves through an auction.  Lowest indices first and
 observation that lags the truth make the rule safe under stale gossip: a
-holder of slot k is permitted only once it has *seen* the slots before k
-replaced and healthy.
+holder of slot k is permitted only once it has *seen* enough of the slots
+before k replaced and healthy (any it sees in flight use up the budget; any
+it has not seen move are still ahead of k).
 
 Failure: a slot NEW_PENDING for `healthy_deadline_s` (since this agent first
 saw its target claim) that its holder reports failed (exited, unhealthy:
-evidence, not just a status record slow to arrive here), or no slot turning healthy for `progress_deadline_s`
-(the clock pauses while canaries wait for a promote; and no verdict while
-some slot's holder record says nothing of it here), fails the rollout
-here: nothing more is permitted for that target.  With `auto_revert`, the
+evidence, not just a status record slow to arrive here), or no slot turning
+healthy for `progress_deadline_s` (the clock pauses while canaries wait for
+a promote; and no verdict while some slot's holder record says nothing of
+it here), fails the rollout here: nothing more is permitted for that target.  With `auto_revert`, the
 job's coordinator (auction.coordination, slot 0's) writes the last version
 that ran healthy (the hash the OLD_SERVING slots carry, if this agent knows
 that spec: `Versions`) as a new job version; every agent decides failure on
@@ -88,7 +89,11 @@ replacing only once it runs every slot itself; the whole cluster then has at
 most `max_parallel` slots being replaced per side, i.e. k * max_parallel for
 k sides (tests/sim/test_rollout_sim.py checks 2 * max_parallel for a split
 in two).  When the sides merge, auction.claims settles each slot to one
-copy, and the rollout carries on from the merged view.
+copy, and the rollout carries on from the merged view.  A side paces on
+the status records it has: while split, a record can take a while to reach
+the other members of its own side (gossip spends retransmissions on members
+it cannot reach, and push/pull repairs), and that side's rollout waits
+meanwhile.
 
 Pure: `now` is an argument; the per-job memory (`JobRollout`) is this
 agent's own and is lost on restart (a restarted agent waits min_healthy_s
