@@ -64,7 +64,7 @@ from auction.membership import NodeStatus, is_alive, keeps_slot, may_win
 from auction.messages import Award, Bid, CallForBids, Decline
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.resources import Resources
-from auction.rollout import Rollouts, RolloutEvent, SlotView, Versions, start_first
+from auction.rollout import Rollouts, RolloutEvent, SlotView, Versions, promoted_of, start_first
 from auction.scoring import NodeView, filter_reason, max_fit
 from auction.spec import JobSpec, SpecError, from_json
 
@@ -307,7 +307,7 @@ class Placement:
 
         # 2b. Rollouts: the holder of a slot permitted to take its job's new
         #     version moves it (auction.rollout).
-        writes.extend(self._roll(specs, statuses, alive, running, now))
+        writes.extend(self._roll(jobs, specs, statuses, alive, running, now))
 
         # 3. Coordinator duties.
         for job in sorted(specs):
@@ -317,8 +317,9 @@ class Placement:
             out.extend(self._coordinate(job, desired, statuses, alive, now))
         return out, writes
 
-    def _roll(self, specs: Mapping[str, JobSpec | None], statuses: Mapping[str, NodeStatus], alive: set[str],
-              running: RunningLookup, now: float) -> list[Claim]:
+    def _roll(self, jobs: Mapping[str, JobEntry], specs: Mapping[str, JobSpec | None],
+              statuses: Mapping[str, NodeStatus], alive: set[str], running: RunningLookup,
+              now: float) -> list[Claim]:
         writes: list[Claim] = []
         self.rollouts.forget_others(set(specs))
         for gone in set(self._targets) - set(specs):
@@ -338,7 +339,8 @@ class Placement:
                 views.append(SlotView(index, kept, state == "running", state in ("failed", "exited"),
                                       state != "unknown"))
             writer = self._coordination.coordinator_of(job, 0, spec) == self.name
-            step = self.rollouts.step(job, spec, views, now, may_revert=writer)
+            step = self.rollouts.step(job, spec, views, now, may_revert=writer,
+                                      promoted=promoted_of(jobs.get(job)) == target)
             self.rollout_events.extend(step.events)
             if step.revert_to is not None:
                 old = self.versions.get(job, step.revert_to)

@@ -48,7 +48,10 @@ The rule (`permitted`):
                 may be permitted; auto_promote promotes once every canary
                 slot is NEW_HEALTHY.  A promote written by an operator is the
                 same spec with `update.canary = 0` (`promoted_spec`; not in
-                container_hash: it replaces nothing and lets the rest follow).
+                container_hash: it replaces nothing and lets the rest follow),
+                or a job-store entry that names the target as promoted
+                (`promoted_of`: its version meta's `promoted`, where the job
+                store records one).
 
 A slot that cannot be placed at all (EMPTY for want of room) uses up the
 budget like any unavailable slot: a rollout waits for it rather than take
@@ -166,6 +169,13 @@ def running_fingerprint(pairs: Iterable[tuple[int, int]]) -> int:
     return int.from_bytes(digest, "big")
 
 
+def promoted_of(entry: object) -> str:
+    """The container hash a job-store entry says is promoted ("" if none, or
+    if the store keeps no such record): its version meta's `promoted`."""
+    promoted = getattr(getattr(entry, "meta", None), "promoted", "")
+    return promoted if isinstance(promoted, str) else ""
+
+
 def promoted_spec(spec: JobSpec) -> JobSpec:
     """`spec` with its canaries promoted: the same container hash (nothing is
     replaced by the write itself), no canary gate, so the rest follow."""
@@ -262,9 +272,10 @@ class Rollouts:
                 del self.jobs[job]
 
     def step(self, job: str, spec: JobSpec, views: Sequence[SlotView], now: float, *,
-             may_revert: bool) -> Step:
+             may_revert: bool, promoted: bool = False) -> Step:
         """Observe one job's slots at `now` and say what may happen.
-        `may_revert`: this agent is the one that writes a revert."""
+        `may_revert`: this agent is the one that writes a revert; `promoted`:
+        the job store says an operator promoted this target's canaries."""
         target = spec.container_hash()
         policy = spec.update
         r = self.jobs.get(job)
@@ -284,7 +295,10 @@ class Rollouts:
             return Step((), tuple(events), states)
         canaries = states[:policy.canary]
         if policy.canary and not r.promoted:
-            if policy.auto_promote and all(s is SlotState.NEW_HEALTHY for s in canaries):
+            if promoted:
+                r.promoted = True
+                events.append(RolloutEvent(job, "promoted", target, detail="by an operator"))
+            elif policy.auto_promote and all(s is SlotState.NEW_HEALTHY for s in canaries):
                 r.promoted = True
                 events.append(RolloutEvent(job, "promoted", target, detail="canaries healthy (auto_promote)"))
             elif all(s is SlotState.NEW_HEALTHY for s in canaries) and len(states) > policy.canary:

@@ -4,7 +4,7 @@ import pytest
 
 from auction.claims import Ballot, Claim
 from auction.resources import Resources
-from auction.rollout import Rollouts, SlotState, SlotView, permitted, promoted_spec, revert_target
+from auction.rollout import Rollouts, SlotState, SlotView, permitted, promoted_of, promoted_spec, revert_target
 from auction.spec import UpdatePolicy, validate
 
 S = SlotState
@@ -143,3 +143,26 @@ def test_no_progress_verdict_while_some_slot_is_unknown_here():
     assert r.step("web", s, blind, 61.0, may_revert=True).events == ()
     seen = [SlotView(0, claim(0, new, rnd=2), False), *blind[1:]]
     assert [e.kind for e in r.step("web", s, seen, 62.0, may_revert=True).events] == ["failed"]
+
+
+def test_a_promote_recorded_in_the_job_store_lets_the_rest_follow():
+    s = spec(canary=1, max_parallel=2)
+    new = s.container_hash()
+    views = [SlotView(0, claim(0, new, rnd=2), True), SlotView(1, claim(1, OLD), True),
+             SlotView(2, claim(2, OLD), True)]
+    r = Rollouts()
+    r.step("web", s, views, 0.0, may_revert=False)
+    assert r.step("web", s, views, 10.0, may_revert=False).permitted == ()
+    step = r.step("web", s, views, 11.0, may_revert=False, promoted=True)
+    assert step.permitted == (1, 2) and [e.kind for e in step.events] == ["promoted"]
+
+
+def test_promoted_of_reads_the_entry_meta_where_there_is_one():
+    class Meta:
+        promoted = "abc"
+
+    class Entry:
+        meta = Meta()
+
+    assert promoted_of(Entry()) == "abc"
+    assert promoted_of(object()) == "" and promoted_of(None) == ""
