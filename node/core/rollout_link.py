@@ -99,6 +99,8 @@ def after_place(core: NodeCore, won: list[Claim], now: float) -> None:
     for spec in reverts:
         core.placement.revert_writes += 1
         try:
+            # Where the job store records why a version was written (job
+            # history), this write is a "revert" naming the version it leaves.
             core._write_job(spec.name, spec.canonical_json(), -core.placement.revert_writes, now)
         except ValueError:  # the cluster's job limit or spec size: counted, not fatal
             core._count("rollout_revert_refused")
