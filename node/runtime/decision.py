@@ -110,6 +110,7 @@ class ObservedContainer:
     status: str             # Docker's human text: "Up 3 seconds (healthy)"
     created: int
     image: str
+    stop_grace_s: int | None = None     # the job's, from the container's label (None: not said)
 
     @property
     def health(self) -> str:

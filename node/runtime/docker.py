@@ -74,7 +74,6 @@ from node.runtime.containers import (
     name_suffix,
     node_filter,
     observed,
-    stop_grace_s,
 )
 from node.runtime.decision import (
     Adopt,
@@ -119,7 +118,6 @@ DIE_RECHECK_S = 0.2
 MAX_EVENT_HISTORY = 256
 MAX_PENDING_CALLBACKS = 1024
 HEALTH_PENDING = "health check not passed yet"
-MAX_GRACES = 4096   # stop graces remembered per (slot, ballot)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -172,7 +170,6 @@ class DockerRuntime:
         self._started_at: float | None = None
         self._synced = False
         self._kick = trio.Event()
-        self._graces: dict[tuple[str, str], int] = {}  # (slot, ballot) -> the job's stop grace, s
         self._wakeups: set[float] = set()           # backoff deadlines (trio clock)
         self._events = EventPump(self.engine, node, self.kick)
         self._events_seen = 0
@@ -188,17 +185,12 @@ class DockerRuntime:
     # ---- the interface the agent calls (non-blocking) ----
 
     def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None:
-        """Run replica `claim.name` of `spec` here (replacing an older ballot or
-        spec; `replaces`: the ballots whose containers keep running until the
-        new one does, start-first, decision rule 2)."""
+        """Run replica `claim.name` of `spec` here (replacing an older ballot or spec; `replaces`: rule 2)."""
         slot = claim.name
         new = _Desired(claim, spec, DesiredReplica(claim.job, ballot_label(claim), spec.container_hash(),
                                                    spec.restart, replaces))
         old = self._desired.get(slot)
         self._desired[slot] = new
-        self._graces[(slot, new.ballot)] = stop_grace_s(spec)
-        while len(self._graces) > MAX_GRACES:   # bounded: the oldest go first
-            self._graces.pop(next(iter(self._graces)))
         if old is None or old.ballot != new.ballot or old.spec_hash != new.spec_hash:
             self._slots[slot] = SlotBook()
         self._note(f"start {slot} ballot {new.ballot} spec {new.spec_hash[:12]}")
@@ -479,14 +471,8 @@ class DockerRuntime:
 
     # ---- actions ----
 
-    def _grace_s(self, c: ObservedContainer) -> int:
-        """The stop grace of the job that made `c` (its spec's stop_grace_s,
-        remembered per slot and ballot from start()); the runtime's own
-        stop_timeout_s for a container we were never told about."""
-        return self._graces.get((c.slot, c.ballot), self.cfg.stop_timeout_s)
-
     async def _stop_call(self, c: ObservedContainer) -> None:
-        grace = self._grace_s(c)
+        grace = self.cfg.stop_timeout_s if c.stop_grace_s is None else c.stop_grace_s  # the job's (its label)
         await self.engine.call("stop", self.engine.api.stop, c.id, timeout=grace,
                                timeout_s=self.cfg.call_timeout_s + grace)
 
@@ -514,7 +500,7 @@ class DockerRuntime:
             return
         try:
             if c.state == "running":    # unhealthy
-                grace = self._grace_s(c)
+                grace = self.cfg.stop_timeout_s if c.stop_grace_s is None else c.stop_grace_s
                 await self.engine.call("restart", self.engine.api.restart, c.id, timeout=grace,
                                        timeout_s=self.cfg.call_timeout_s + grace)
             else:
