@@ -560,17 +560,15 @@ class NodeCore:
             return  # leaving: no new work
         jobs = {e.name: e for e in self.store.live()}
         deleted = {n for n, e in self.store.entries.items() if e.deleted}
-        running = rollout_link.running_lookup(self.statuses, self.name, self.runtime_summary, self._claims.get)
         outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(), alive=alive,
-                                           now=now, running=running)
+                                           now=now, running=rollout_link.lookup(self))
         for out in outs:
             self._auction_output(out, now)
         rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)
         self._reconcile(now)
 
     def _reconcile(self, now: float) -> None:
-        drained = rollout_link.running_lookup(self.statuses, self.name, None, self._claims.get)
-        for cmd in self.placement.reconcile(self._spec_for, now, drained if self._status.drained else None):
+        for cmd in self.placement.reconcile(self._spec_for, now, rollout_link.drained_lookup(self)):
             self._emit(cmd)
         self._update_allocated(now)
 

@@ -24,6 +24,7 @@ from dataclasses import replace
 from auction.claims import Claim, holds, slot_key
 from auction.placement import AwardAccepted
 from auction.rollout import running_fingerprint
+from node.core.history import Versioned, version_id
 from node.core.status import NodeStatus, RuntimeSummary
 
 if TYPE_CHECKING:
@@ -68,6 +69,19 @@ def running_lookup(statuses: Mapping[str, NodeStatus], me: str, my_runtime: Runt
     return running
 
 
+def lookup(core: NodeCore) -> Callable[[str, str, int], str]:
+    """`running_lookup` for the core's placement tick."""
+    return running_lookup(core.statuses, core.name, core.runtime_summary, core._claims.get)
+
+
+def drained_lookup(core: NodeCore) -> Callable[[str, str, int], str] | None:
+    """What a drained node waits on before it stops a copy that moved
+    (auction.placement's reconcile); None while the node is not drained."""
+    if not core.status().drained:
+        return None
+    return running_lookup(core.statuses, core.name, None, core._claims.get)
+
+
 def fingerprint(job: str, indices: tuple[int, ...], node: str, claim_of: Callable[[str], Claim | None]) -> int:
     """The fingerprint of the claims `node` holds (as claim_of says) for these indices of `job`."""
     pairs = []
@@ -98,9 +112,12 @@ def after_place(core: NodeCore, won: list[Claim], now: float) -> None:
         core._emit(event)
     for spec in reverts:
         core.placement.revert_writes += 1
+        current = core.store.get(spec.name)
+        # Job history records it as a "revert" naming the version it leaves.
+        records: list[Versioned] = [*core.store.history.of(spec.name)]
+        ref = version_id(current, records) if current is not None else ""
         try:
-            # Where the job store records why a version was written (job
-            # history), this write is a "revert" naming the version it leaves.
-            core._write_job(spec.name, spec.canonical_json(), -core.placement.revert_writes, now)
+            core._write_job(spec.name, spec.canonical_json(), -core.placement.revert_writes, now, why="revert",
+                            ref=ref)
         except ValueError:  # the cluster's job limit or spec size: counted, not fatal
             core._count("rollout_revert_refused")

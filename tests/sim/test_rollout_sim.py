@@ -138,6 +138,9 @@ def test_a_failing_version_stops_after_the_first_batch_and_reverts(seed):
     assert job_spec_everywhere(sim) == {v2.container_hash()}
     # The v2 copies kept serving while v3 failed its checks, and through the revert.
     assert checker.max_down == 0
+    # The job's history: v2, v3, then the revert naming the version it left.
+    history = sim.world.core(1).view.history("web")
+    assert [(e.meta.why, e.meta.ref) for e in history[-3:]] == [("submit", ""), ("submit", ""), ("revert", "2")]
 
 
 def test_a_failing_version_without_auto_revert_stops_and_stays():
