@@ -9,13 +9,16 @@ back an equal `JobSpec`.  `spec_hash()` is the SHA-256 of that form as
 compact, key-sorted JSON, so every agent computes the same hash for the same
 job; `container_hash()` covers only what shapes a container (image, command,
 env, limits, health, the container-security fields), so scaling or moving a
-job does not change it.
+job does not change it.  Nor do the rollout settings (`update`) and the
+stop settings (`stop_signal`, `stop_grace_s`): changing them replaces no
+container (the stop settings apply to containers started afterwards).
 
 The container-security fields (`cap_add`, `cap_drop`, `user`, `read_only`,
 `devices`, `pids_limit`) are left out of the canonical form while they hold
 their defaults, so a spec that does not use them has the canonical form, and
 the hashes, it had before they existed: agents of both versions agree on its
 hash during a rolling upgrade, and running containers are not replaced.
+`update`, `stop_signal` and `stop_grace_s` follow the same rule.
 
 Also here: the bounds every input is held to (`MAX_*`), the field names of
 the schema, and `Problem`/`SpecError`, the errors validation reports.
@@ -83,6 +86,18 @@ MAX_USER_CHARS = 64
 MAX_DEVICES = 64
 MAX_DEVICE_PATH_CHARS = 255
 DEVICE_PERMISSIONS = "rwm"          # read, write, mknod (cgroup device rules)
+# Rolling updates (`[update]`, auction.rollout); defaults as Nomad's update stanza.
+DEFAULT_MAX_PARALLEL = 1
+DEFAULT_MIN_HEALTHY_S = 10.0
+DEFAULT_HEALTHY_DEADLINE_S = 300.0
+DEFAULT_PROGRESS_DEADLINE_S = 600.0
+MAX_UPDATE_DURATION_S = 86400.0     # a day: any longer is a mistake, not a plan
+# Stopping a replica: the signal first, SIGKILL after the grace (Docker's stop).
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+DEFAULT_STOP_GRACE_S = 5.0
+MAX_STOP_GRACE_S = 600.0
+# The signals a container may be asked to stop with (Docker accepts these names).
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGKILL")
 MAX_PROBLEMS = 100                  # reported at once; the rest are counted
 SHOW_CHARS = 64                    # user text quoted in a message is cut to this
 
@@ -101,7 +116,8 @@ DEVICE_PATH_RE = re.compile(r"(/[A-Za-z0-9_.+-]+)+", re.ASCII)
 FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "constraints",
           "spread", "max_per_node", "restart", "health", "strategy",
           "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
-          "network", "ports", "pull", "restart_nonce")
+          "network", "ports", "pull", "restart_nonce", "update", "stop_signal",
+          "stop_grace_s")
 # `shoal job restart` sets a new restart_nonce: in the canonical form and the
 # container hash only when set, so it replaces every replica (paced as any
 # container change) and a spec without one keeps its hashes.
@@ -110,8 +126,10 @@ MAX_RESTART_NONCE_CHARS = 64
 SECURITY_FIELDS = ("cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit")
 RESTART_FIELDS = ("policy", "max_attempts", "backoff_s", "max_backoff_s")
 HEALTH_FIELDS = ("command", "interval_s", "timeout_s", "retries", "start_period_s", "image")
+UPDATE_FIELDS = ("max_parallel", "min_healthy_s", "healthy_deadline_s", "progress_deadline_s", "order",
+                 "canary", "auto_promote", "auto_revert")
 # Refused until implemented (issue 3), with a message saying so.
-PLANNED_FIELDS = ("update", "priority")
+PLANNED_FIELDS = ("priority",)
 
 
 # ---- errors --------------------------------------------------------------------
@@ -160,6 +178,11 @@ class PullPolicy(enum.Enum):
     MISSING = "missing"     # only when the node lacks it (a node that has it is preferred)
     ALWAYS = "always"       # before every container is created (a moved tag runs the new image)
     NEVER = "never"         # never: only nodes that have it bid
+
+
+class UpdateOrder(enum.Enum):
+    START_FIRST = "start-first"     # the new container runs before the old one stops (when there is room)
+    STOP_FIRST = "stop-first"
 
 
 class RestartMode(enum.Enum):
@@ -296,6 +319,27 @@ class HealthCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdatePolicy:
+    """How a changed container spec reaches running replicas (auction.rollout
+    applies it).  Not part of `container_hash`: changing it replaces nothing."""
+
+    max_parallel: int = DEFAULT_MAX_PARALLEL        # slots replaced at once (not yet healthy on the new version)
+    min_healthy_s: float = DEFAULT_MIN_HEALTHY_S    # running this long on the new version = healthy
+    healthy_deadline_s: float = DEFAULT_HEALTHY_DEADLINE_S  # a new replica not healthy by then fails the rollout
+    progress_deadline_s: float = DEFAULT_PROGRESS_DEADLINE_S  # no slot turned healthy for this long: failed
+    order: UpdateOrder = UpdateOrder.START_FIRST
+    canary: int = 0                                  # this many slots first; the rest wait for a promote
+    auto_promote: bool = False                       # promote once the canaries are healthy
+    auto_revert: bool = False                        # a failed rollout goes back to the last healthy version
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_parallel": self.max_parallel, "min_healthy_s": self.min_healthy_s,
+                "healthy_deadline_s": self.healthy_deadline_s, "progress_deadline_s": self.progress_deadline_s,
+                "order": self.order.value, "canary": self.canary, "auto_promote": self.auto_promote,
+                "auto_revert": self.auto_revert}
+
+
+@dataclass(frozen=True, slots=True)
 class JobSpec:
     """A validated job.  Build it with `validate`, `load_toml` or `from_json`."""
 
@@ -327,6 +371,10 @@ class JobSpec:
     # replace running containers), left out of the canonical form at its default.
     pull: PullPolicy = PullPolicy.MISSING
     restart_nonce: str | None = None            # set by `shoal job restart` (see FIELDS)
+    # Rolling updates and stopping (auction.rollout, the runtime).
+    update: UpdatePolicy = UpdatePolicy()
+    stop_signal: str = DEFAULT_STOP_SIGNAL
+    stop_grace_s: float = DEFAULT_STOP_GRACE_S
 
     @property
     def env_map(self) -> dict[str, str]:
@@ -378,6 +426,14 @@ class JobSpec:
             d["pull"] = self.pull.value
         if self.restart_nonce is not None:
             d["restart_nonce"] = self.restart_nonce
+        # Also left out at their defaults (same reason); none of the three is
+        # in container_hash: a change of them replaces no running container.
+        if self.update != UpdatePolicy():
+            d["update"] = self.update.to_dict()
+        if self.stop_signal != DEFAULT_STOP_SIGNAL:
+            d["stop_signal"] = self.stop_signal
+        if self.stop_grace_s != DEFAULT_STOP_GRACE_S:
+            d["stop_grace_s"] = self.stop_grace_s
         return d
 
     def canonical_json(self) -> bytes:

@@ -21,6 +21,16 @@ ledger.  A holder releases slots of deleted jobs and indices beyond
 replicas); the coordinator of such a slot releases it for a holder that is
 not alive.
 
+A changed job reaches its running replicas through auction.rollout (the
+pacing rule): each tick, for every job some of whose slots run another
+version, the holder of a slot that rule permits moves it itself
+(`_move_to`): a new claim of its own for the new version when the new
+demand fits its ledger (the runtime replaces the container, start-first
+when `StartReplica.replaces` says so), else the slot's release (it moves
+through an auction).  `reconcile` starts the new version of a slot whose
+winning claim of ours changed version; a new ballot for the same version
+changes nothing, as before.
+
 Failed rounds back off per slot (doubling up to `max_backoff_s`) and keep
 their reasons so `shoal job status` can say why a slot is pending.
 """
@@ -38,6 +48,7 @@ from auction.bidder import Bidder
 from auction.claims import (
     Ballot,
     Claim,
+    ballot_label,
     holds,
     live,
     next_round,
@@ -53,6 +64,7 @@ from auction.membership import NodeStatus, is_alive, keeps_slot, may_win
 from auction.messages import Award, Bid, CallForBids, Decline
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.resources import Resources
+from auction.rollout import Rollouts, RolloutEvent, SlotView, Versions, promoted_of, start_first
 from auction.scoring import NodeView, filter_reason, max_fit
 from auction.spec import JobSpec, SpecError, from_json
 
@@ -89,6 +101,9 @@ class JobEntry(Protocol):
 
 
 CALL_SPECS_MAX = 256
+# A drained node keeps its copy of a slot that moved until the new holder
+# reports it running, but never longer than this (start before stop).
+DRAIN_HANDOFF_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +123,17 @@ class PlacementConfig:
 
 @dataclass(frozen=True, slots=True)
 class StartReplica:
-    """Run replica `claim.name` of `spec` here (the award was accepted)."""
+    """Run replica `claim.name` of `spec` here (the award was accepted, or
+    we moved our own slot to a new version: auction.rollout).  `replaces`:
+    the ballot labels (auction.claims.ballot_label) of our copies that keep
+    serving until the new one runs (start-first; the slot's previous ballot,
+    and the one before it when that copy may still serve because the
+    previous hand-over never finished, as in a revert); empty: any copy of
+    another ballot is stale and stops first."""
 
     claim: Claim
     spec: JobSpec
+    replaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +158,13 @@ class SlotPending:
 RuntimeCommand = StartReplica | StopReplica
 # (job, spec hash) -> that version of the job's spec, if known here.
 SpecLookup = Callable[[str, str], JobSpec | None]
+# (holder, job, index) -> what the holder reports of that slot: "running",
+# "failed", "exited", "starting" or "unknown" (node.core.status.RuntimeSummary).
+RunningLookup = Callable[[str, str, int], str]
+
+
+def _all_running(node: str, job: str, index: int) -> str:
+    return "running"
 
 
 class Placement:
@@ -173,6 +202,18 @@ class Placement:
         # One for the life of the node, moved from view to view (it keeps the
         # coordinators the change does not affect).
         self._coordination = Coordination()
+        # Rolling updates (auction.rollout): this agent's observations, the
+        # versions it has seen, and what the core drains after each tick.
+        self.rollouts = Rollouts()
+        self.versions = Versions()
+        self._started: dict[str, Claim] = {}        # slot -> the claim we last told the runtime
+        self._start_first: dict[str, tuple[str, ...]] = {}  # slot -> ballot labels to hand over from
+        self._handed: dict[str, tuple[str, ...]] = {}       # slot -> the last hand-over we asked for
+        self.rollout_events: list[RolloutEvent] = []
+        self.reverts: list[JobSpec] = []
+        self._targets: dict[str, tuple[JobSpec, str]] = {}   # job -> (spec, its container hash)
+        self._handoff_until: dict[str, float] = {}  # drained: slot -> stop our copy by then at the latest
+        self.revert_writes = 0      # the core's tokens for them (negative: no driver waits on them)
 
     # ---- helpers
     def spec_from_call(self, call: CallForBids) -> JobSpec | None:
@@ -189,9 +230,16 @@ class Placement:
         # Remember it for the award and the start, which may also come
         # before the job store has the job.
         self.call_specs[(spec.name, call.spec_hash)] = spec
+        self.versions.remember(spec)
         if len(self.call_specs) > CALL_SPECS_MAX:
             self.call_specs.pop(next(iter(self.call_specs)))
         return spec
+
+    def known_spec(self, job: str, spec_hash: str) -> JobSpec | None:
+        """A version of the job seen here: carried by a call for bids (the
+        store may not have it yet), or an older one (a slot a rollout has
+        not reached yet, after a restart)."""
+        return self.call_specs.get((job, spec_hash)) or self.versions.get(job, spec_hash)
 
     def spec_of(self, entry: JobEntry | None) -> JobSpec | None:
         """Parse (and cache by stamp) the spec of a job-store entry."""
@@ -205,6 +253,8 @@ class Placement:
             spec = from_json(json.loads(entry.spec))
         except (SpecError, ValueError, TypeError):
             spec = None  # a forged or corrupted spec; validation happened at submit
+        if spec is not None:
+            self.versions.remember(spec)
         self._spec_cache[entry.name] = (entry.stamp, spec)
         return spec
 
@@ -226,8 +276,9 @@ class Placement:
     # ---- the tick
     def tick(self, *, jobs: Mapping[str, JobEntry], deleted: set[str],
              statuses: Mapping[str, NodeStatus], alive: set[str],
-             now: float) -> tuple[list[AuctionOutput], list[Claim]]:
-        """Returns (outputs, claims to write)."""
+             now: float, running: RunningLookup = _all_running) -> tuple[list[AuctionOutput], list[Claim]]:
+        """Returns (outputs, claims to write).  `running`: what holders report
+        of their slots (for rollouts; default: every slot runs)."""
         out: list[AuctionOutput] = []
         writes: list[Claim] = []
         specs = {name: self.spec_of(entry) for name, entry in jobs.items()}
@@ -254,6 +305,10 @@ class Placement:
             if gone and self._coordination.coordinator_of(job, index, spec) == self.name:
                 writes.append(self._release_claim(claim))
 
+        # 2b. Rollouts: the holder of a slot permitted to take its job's new
+        #     version moves it (auction.rollout).
+        writes.extend(self._roll(jobs, specs, statuses, alive, running, now))
+
         # 3. Coordinator duties.
         for job in sorted(specs):
             desired = specs[job]
@@ -261,6 +316,83 @@ class Placement:
                 continue
             out.extend(self._coordinate(job, desired, statuses, alive, now))
         return out, writes
+
+    def _roll(self, jobs: Mapping[str, JobEntry], specs: Mapping[str, JobSpec | None],
+              statuses: Mapping[str, NodeStatus], alive: set[str], running: RunningLookup,
+              now: float) -> list[Claim]:
+        writes: list[Claim] = []
+        self.rollouts.forget_others(set(specs))
+        for gone in set(self._targets) - set(specs):
+            del self._targets[gone]
+        for job in sorted(specs):
+            spec = specs[job]
+            if spec is None:
+                continue
+            target = self._target_of(spec)
+            claims = [self.winning_claim(slot_key(job, i)) for i in range(spec.replicas)]
+            if job not in self.rollouts.jobs and all(c is None or c.spec_hash == target for c in claims):
+                continue  # the common case: nothing runs another version
+            views = []
+            for index, claim in enumerate(claims):
+                kept = claim if claim is not None and keeps_slot(claim.node, alive, statuses) else None
+                state = running(kept.node, job, index) if kept is not None else "unknown"
+                views.append(SlotView(index, kept, state == "running", state in ("failed", "exited"),
+                                      state != "unknown"))
+            writer = self._coordination.coordinator_of(job, 0, spec) == self.name
+            step = self.rollouts.step(job, spec, views, now, may_revert=writer,
+                                      promoted=promoted_of(jobs.get(job)) == target)
+            self.rollout_events.extend(step.events)
+            if step.revert_to is not None:
+                old = self.versions.get(job, step.revert_to)
+                if old is None:
+                    self.rollout_events.append(RolloutEvent(job, "revert_impossible", target,
+                                                            detail=f"version {step.revert_to[:12]} not known here"))
+                else:
+                    self.reverts.append(old)
+                    self.rollout_events.append(RolloutEvent(job, "reverting", target,
+                                                            detail=f"back to {step.revert_to[:12]}"))
+            for index in step.permitted:
+                claim = views[index].claim
+                if claim is not None and claim.node == self.name:
+                    writes.append(self._move_to(claim, spec, now))
+        return writes
+
+    def _target_of(self, spec: JobSpec) -> str:
+        """spec.container_hash(), computed once per spec object (asked every tick for every job)."""
+        cached = self._targets.get(spec.name)
+        if cached is None or cached[0] is not spec:
+            cached = self._targets[spec.name] = (spec, spec.container_hash())
+        return cached[1]
+
+    def _move_to(self, claim: Claim, spec: JobSpec, now: float) -> Claim:
+        """Our slot `claim` takes `spec`'s version: a new claim of ours for it
+        when it fits here (the runtime replaces the container), else the
+        slot's release (it moves through an auction)."""
+        key, target = claim.name, self._target_of(spec)
+        demand = spec.demand()
+        free = self.ledger.free(now)
+        held = self.ledger.committed.get(key, claim.demand)
+        if demand.fits_in(free + held) and self.ledger.commit(key, demand, now, spec.ports):
+            first = start_first(spec.update, spec, room_for_both=demand.fits_in(free))
+            rnd = self.next_round(key)
+            self._last_round[key] = rnd
+            if first:
+                # The copy of the claim we replace, and the copy it was itself
+                # replacing if that hand-over may not have finished.
+                self._start_first[key] = (ballot_label(claim), *self._handed.get(key, ())[:1])
+            self.rollout_events.append(RolloutEvent(claim.job, "replacing", target, slot=key,
+                                                    detail="start-first" if first else "stop-first"))
+            return Claim(key, Ballot(rnd, self.ballot_id), self.name, False, target, demand,
+                         self.ledger.ports_of(key))
+        self.rollout_events.append(RolloutEvent(claim.job, "moving", target, slot=key,
+                                                detail=f"the new version does not fit on {self.name}"))
+        return self._release_claim(claim)
+
+    def drain_rollout(self) -> tuple[list[RolloutEvent], list[JobSpec]]:
+        """Rollout events and revert writes since the last drain (the core emits them)."""
+        out = (self.rollout_events, self.reverts)
+        self.rollout_events, self.reverts = [], []
+        return out
 
     def _release_claim(self, claim: Claim) -> Claim:
         rnd = self.next_round(claim.name)
@@ -395,15 +527,27 @@ class Placement:
                 for index, rnd in accepted]
 
     # ---- keeping the runtime in line with the claims
-    def reconcile(self, specs_by_job: SpecLookup, now: float) -> list[RuntimeCommand]:
+    def reconcile(self, specs_by_job: SpecLookup, now: float,
+                  drained: RunningLookup | None = None) -> list[RuntimeCommand]:
         """Start what our winning claims say we run, stop what they no longer
-        say (auction.claims, rule 4).  Returns runtime commands."""
+        say (auction.claims, rule 4).  Returns runtime commands.  `drained`
+        (given while this node is drained: what holders report of their
+        slots): a slot that moved off us keeps our copy until its new holder
+        runs it, at most DRAIN_HANDOFF_S (a drain starts each replacement
+        before it stops the old copy)."""
         out: list[RuntimeCommand] = []
         mine = self.my_claims()
         for key in sorted(self.running - set(mine)):
+            if drained is not None and self._handing_off(key, drained, now):
+                continue
+            self._handoff_until.pop(key, None)
             self.running.discard(key)
+            self._started.pop(key, None)
+            self._start_first.pop(key, None)
+            self._handed.pop(key, None)
             self.ledger.release(key)
             out.append(StopReplica(key, stop_reason(self.claims.get(key))))
+        out.extend(self._new_versions(mine, specs_by_job))
         for key in sorted(set(mine) - self.running):
             claim = mine[key]
             if claim.ports and not self.ledger.holds(key):
@@ -416,10 +560,36 @@ class Placement:
             if not self.ledger.holds(key):
                 self.ledger.adopt(key, claim.demand)
             self.running.add(key)
+            self._started[key] = claim
             out.append(StartReplica(claim, spec))
         for key in list(self.ledger.committed):
-            if key not in mine:
+            if key not in mine and key not in self._handoff_until:
                 self.ledger.release(key)
+        return out
+
+    def _handing_off(self, key: str, running: RunningLookup, now: float) -> bool:
+        """Keep our copy of `key` (we are drained and it moved) for now?"""
+        winner = live(self.claims.get(key))
+        if winner is None or winner.node == self.name:
+            return False    # released (job stopped, scaled down) or ours again: as before
+        until = self._handoff_until.setdefault(key, now + DRAIN_HANDOFF_S)
+        return now < until and running(winner.node, winner.job, winner.index) != "running"
+
+    def _new_versions(self, mine: dict[str, Claim], specs_by_job: SpecLookup) -> list[RuntimeCommand]:
+        """Slots we run whose winning claim is now for another version (we
+        moved it: auction.rollout): the runtime replaces the container.  A
+        new ballot for the same version changes nothing, as before."""
+        out: list[RuntimeCommand] = []
+        for key in sorted(set(mine) & self.running):
+            claim, started = mine[key], self._started.get(key)
+            if started is None or started.spec_hash == claim.spec_hash:
+                continue
+            spec = specs_by_job(claim.job, claim.spec_hash)
+            if spec is None:
+                continue
+            self._started[key] = claim
+            replaces = self._handed[key] = self._start_first.pop(key, ())
+            out.append(StartReplica(claim, spec, replaces))
         return out
 
 

@@ -8,7 +8,7 @@ every field, records each problem with its path (`replicas`, `env.FOO`,
 listing all of them (the API returns them as HTTP 400, the CLI prints them).
 Unknown fields are errors, with the closest known name suggested ("unknown
 field 'replica' (did you mean 'replicas'?)"); fields planned for later
-(`update`, `priority`) are refused the same way until they exist.
+(`priority`) are refused the same way until they exist.
 
 A valid spec becomes a frozen `JobSpec` (auction.jobspec: the type, its
 canonical form `to_dict()`, `spec_hash()` and `container_hash()`); the
@@ -36,6 +36,8 @@ from .jobspec import (
     DEFAULT_MAX_BACKOFF_S,
     DEFAULT_MEMORY_BYTES,
     DEFAULT_PIDS_LIMIT,
+    DEFAULT_STOP_GRACE_S,
+    DEFAULT_STOP_SIGNAL,
     ENV_NAME_RE,
     FIELDS,
     HEALTH_FIELDS,
@@ -66,6 +68,7 @@ from .jobspec import (
     MAX_RESTART_NONCE_CHARS,
     MAX_RESTART_ATTEMPTS,
     MAX_SPEC_BYTES,
+    MAX_STOP_GRACE_S,
     MAX_USER_CHARS,
     MIN_BACKOFF_S,
     MIN_HEALTH_INTERVAL_S,
@@ -75,6 +78,8 @@ from .jobspec import (
     PLANNED_FIELDS,
     RESTART_FIELDS,
     SECURITY_FIELDS,
+    STOP_SIGNALS,
+    UPDATE_FIELDS,
     Constraint,
     HealthCheck,
     JobSpec,
@@ -85,6 +90,8 @@ from .jobspec import (
     RestartPolicy,
     SpecError,
     Strategy,
+    UpdateOrder,
+    UpdatePolicy,
     label_key_problem,
     label_value_problem,
     quote_short,
@@ -102,6 +109,8 @@ __all__ = [
     "DEFAULT_MAX_BACKOFF_S",
     "DEFAULT_MEMORY_BYTES",
     "DEFAULT_PIDS_LIMIT",
+    "DEFAULT_STOP_GRACE_S",
+    "DEFAULT_STOP_SIGNAL",
     "ENV_NAME_RE",
     "FIELDS",
     "HEALTH_FIELDS",
@@ -132,6 +141,7 @@ __all__ = [
     "MAX_RESTART_NONCE_CHARS",
     "MAX_RESTART_ATTEMPTS",
     "MAX_SPEC_BYTES",
+    "MAX_STOP_GRACE_S",
     "MAX_USER_CHARS",
     "MIN_BACKOFF_S",
     "MIN_HEALTH_INTERVAL_S",
@@ -141,6 +151,8 @@ __all__ = [
     "PLANNED_FIELDS",
     "RESTART_FIELDS",
     "SECURITY_FIELDS",
+    "STOP_SIGNALS",
+    "UPDATE_FIELDS",
     "Constraint",
     "HealthCheck",
     "JobSpec",
@@ -154,6 +166,8 @@ __all__ = [
     "SpecError",
     "Strategy",
     "TiB",
+    "UpdateOrder",
+    "UpdatePolicy",
     "from_json",
     "label_key_problem",
     "label_value_problem",
@@ -241,6 +255,10 @@ def validate(raw: Any) -> JobSpec:
         pull=c.choice(raw.get("pull", MISSING), "pull", PullPolicy, PullPolicy.MISSING) or PullPolicy.MISSING,
         restart_nonce=None if (nonce := raw.get("restart_nonce", MISSING)) is MISSING
         else c.string(nonce, "restart_nonce", MAX_RESTART_NONCE_CHARS),
+        update=c.update(raw.get("update", MISSING)),
+        stop_signal=c.stop_signal(raw.get("stop_signal", MISSING)),
+        stop_grace_s=c.seconds(raw.get("stop_grace_s", MISSING), "stop_grace_s", 0.0, MAX_STOP_GRACE_S,
+                               DEFAULT_STOP_GRACE_S),
     )
     c.cap_conflicts(spec.cap_add, spec.cap_drop)
     if c.problems:

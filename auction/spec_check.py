@@ -37,7 +37,12 @@ from .jobspec import (
     DEFAULT_HEALTH_TIMEOUT_S,
     DEFAULT_MAX_BACKOFF_S,
     DEFAULT_MEMORY_BYTES,
+    DEFAULT_HEALTHY_DEADLINE_S,
+    DEFAULT_MAX_PARALLEL,
+    DEFAULT_MIN_HEALTHY_S,
     DEFAULT_PIDS_LIMIT,
+    DEFAULT_PROGRESS_DEADLINE_S,
+    DEFAULT_STOP_SIGNAL,
     DEVICE_PERMISSIONS,
     ENV_NAME_RE,
     HEALTH_FIELDS,
@@ -58,7 +63,9 @@ from .jobspec import (
     MAX_NAME_CHARS,
     MAX_PIDS_LIMIT,
     MAX_PROBLEMS,
+    MAX_REPLICAS,
     MAX_RESTART_ATTEMPTS,
+    MAX_UPDATE_DURATION_S,
     MAX_USER_CHARS,
     MIN_BACKOFF_S,
     MIN_HEALTH_INTERVAL_S,
@@ -68,11 +75,15 @@ from .jobspec import (
     PLANNED_FIELDS,
     RESTART_FIELDS,
     SHOW_CHARS,
+    STOP_SIGNALS,
+    UPDATE_FIELDS,
     Constraint,
     HealthCheck,
     Problem,
     RestartMode,
     RestartPolicy,
+    UpdateOrder,
+    UpdatePolicy,
     label_key_problem,
     quote_short,
 )
@@ -426,6 +437,51 @@ class Checker:
                                         DEFAULT_HEALTH_START_PERIOD_S),
         )
 
+
+    # -- rolling updates and stopping (auction.rollout; docs/jobspec.md "Updates") --
+
+    def update(self, value: Any) -> UpdatePolicy:
+        if value is MISSING or (table := self.table(value, "update")) is None:
+            return UpdatePolicy()
+        self.unknown_fields(table, UPDATE_FIELDS, "update")
+        get = table.get
+        max_parallel = self.integer(get("max_parallel", MISSING), "update.max_parallel", 1, MAX_REPLICAS,
+                                    DEFAULT_MAX_PARALLEL)
+        min_healthy_s = self.seconds(get("min_healthy_s", MISSING), "update.min_healthy_s", 0.0,
+                                     MAX_UPDATE_DURATION_S, DEFAULT_MIN_HEALTHY_S)
+        healthy_deadline_s = self.seconds(get("healthy_deadline_s", MISSING), "update.healthy_deadline_s", 1.0,
+                                          MAX_UPDATE_DURATION_S, DEFAULT_HEALTHY_DEADLINE_S)
+        progress_deadline_s = self.seconds(get("progress_deadline_s", MISSING), "update.progress_deadline_s",
+                                           1.0, MAX_UPDATE_DURATION_S, DEFAULT_PROGRESS_DEADLINE_S)
+        # As Nomad: a replica must have time to turn healthy before its deadline,
+        # and the rollout as a whole at least as long as one replica.
+        if healthy_deadline_s <= min_healthy_s:
+            self.add("update.healthy_deadline_s", f"must be more than min_healthy_s ({healthy_deadline_s:g} <= "
+                                                  f"{min_healthy_s:g})")
+        if progress_deadline_s < healthy_deadline_s:
+            self.add("update.progress_deadline_s", f"must be at least healthy_deadline_s "
+                                                   f"({progress_deadline_s:g} < {healthy_deadline_s:g})")
+        order = self.choice(get("order", MISSING), "update.order", UpdateOrder, UpdateOrder.START_FIRST)
+        return UpdatePolicy(
+            max_parallel=max_parallel, min_healthy_s=min_healthy_s, healthy_deadline_s=healthy_deadline_s,
+            progress_deadline_s=progress_deadline_s, order=order or UpdateOrder.START_FIRST,
+            canary=self.integer(get("canary", MISSING), "update.canary", 0, MAX_REPLICAS, 0),
+            auto_promote=self.boolean(get("auto_promote", MISSING), "update.auto_promote", False),
+            auto_revert=self.boolean(get("auto_revert", MISSING), "update.auto_revert", False))
+
+    def stop_signal(self, value: Any) -> str:
+        """A signal name ("SIGTERM", or "TERM"; any case), kept as "SIGTERM"."""
+        if value is MISSING:
+            return DEFAULT_STOP_SIGNAL
+        if not isinstance(value, str):
+            self.add("stop_signal", f"must be a signal name, got {json_kind(value)}")
+            return DEFAULT_STOP_SIGNAL
+        name = value.strip().upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if name not in STOP_SIGNALS:
+            self.add("stop_signal", f"must be one of {', '.join(STOP_SIGNALS)} (got {quote_short(value)})")
+            return DEFAULT_STOP_SIGNAL
+        return name
 
     # -- container security (auction.container_policy says what a node allows) --
 

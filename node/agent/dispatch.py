@@ -54,6 +54,7 @@ from node.core.outputs import (
     NodeStatusChanged,
     PersistClaims,
     PersistEntries,
+    RolloutEvent,
     SlotPending,
     StartReplica,
     StateRefused,
@@ -115,14 +116,18 @@ class Dispatcher:
                                  ballot=[claim.ballot.round, claim.ballot.coordinator])
             case NodeStatusChanged(status):
                 self._node_status(status)
-            case StartReplica(claim, spec):
-                self._start_replica(claim, spec)
+            case StartReplica(claim, spec, replaces):
+                self._start_replica(claim, spec, replaces)
             case StopReplica(slot, reason):
                 self._stop_replica(slot, reason)
             case AwardAccepted(claim):
                 a.cluster_metrics.awards.inc()
                 a.events.publish("award_accepted", slot=claim.name,
                                  ballot=[claim.ballot.round, claim.ballot.coordinator])
+            case RolloutEvent(job, kind, target, slot, detail):
+                a.indexes.bump("jobs")
+                log.info("rollout of %s: %s %s %s", job, kind, slot, detail)
+                a.events.publish("rollout_" + kind, job=job, target=target[:12], slot=slot, detail=detail)
             case SlotPending(slot, reason):
                 a.indexes.bump("jobs")
                 log.debug("slot %s pending: %s", slot, reason)
@@ -185,14 +190,14 @@ class Dispatcher:
         a.events.publish("node_status", node=status.name, drained=status.drained, healthy=status.healthy,
                          eligible=status.eligible, capacity=str(status.capacity), labels=status.labels)
 
-    def _start_replica(self, claim: Claim, spec: JobSpec) -> None:
+    def _start_replica(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None:
         a = self.agent
         a.cluster_metrics.placements.inc()
         log.info("start %s here (ballot %d by %s)", claim.name, claim.ballot.round, claim.ballot.coordinator)
         a.events.publish("replica_start", slot=claim.name, image=spec.image,
                          ballot=[claim.ballot.round, claim.ballot.coordinator])
         try:
-            a.runtime.start(claim, spec)
+            a.runtime.start(claim, spec, replaces)
         except Exception:
             log.exception("runtime failed to take start of %s", claim.name)
 

@@ -193,7 +193,9 @@ def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str,
     claim = view.winning_claim(key)
     coordinator = ctx.coordinator(coordination_key(spec.name, index, spec))
     slot: dict[str, Any] = {"index": index, "slot": key, "node": claim.node if claim else None,
-                            "ballot": _ballot(claim), "coordinator": coordinator}
+                            "ballot": _ballot(claim), "coordinator": coordinator,
+                            # The container hash the slot's claim is for (a rollout moves it).
+                            "container_hash": claim.spec_hash[:12] if claim else None}
     problem = None
     if claim is not None:
         problem = holder_gone_reason(claim.node, ctx.alive, ctx.statuses)
@@ -263,4 +265,5 @@ def job_detail(view: CoreView, name: str) -> dict[str, Any] | None:
     spec = view.spec_of(entry)
     if spec is None:
         return {**summary, "spec": None, "slots": [], "extra": []}
-    return {**summary, "spec": spec.to_dict(), "slots": _slots(ctx, spec), "extra": _extra(view, spec)}
+    return {**summary, "spec": spec.to_dict(), "container_hash": spec.container_hash()[:12],
+            "slots": _slots(ctx, spec), "extra": _extra(view, spec), "rollout": view.rollout(name)}

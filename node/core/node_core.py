@@ -67,7 +67,7 @@ from gossip.messages import Message
 from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
-from node.core import admission, wire
+from node.core import admission, rollout_link, wire
 from node.core.antientropy import AntiEntropy
 from node.core.config import (
     BROADCAST_ENTRY_MAX_BYTES,
@@ -414,7 +414,8 @@ class NodeCore:
             return
         self._status = replace(self._status, store_digest=self.store.digest(), jobs=self.store.live_count,
                                claims_digest=self._claims.digest(),
-                               runtime=self.runtime_summary).fit(PAYLOAD_MAX_BYTES)
+                               runtime=rollout_link.stamped(self.runtime_summary, self.name, self._claims.get),
+                               ).fit(PAYLOAD_MAX_BYTES, keep=self.placement.rollouts.jobs)
         self.statuses[self.name] = self._status
         self.swim.set_payload(self._status.encode(), now)
         self._absorb(now)  # set_payload emits PayloadUpdated for ourselves: pass it through
@@ -559,16 +560,15 @@ class NodeCore:
             return  # leaving: no new work
         jobs = {e.name: e for e in self.store.live()}
         deleted = {n for n, e in self.store.entries.items() if e.deleted}
-        outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(),
-                                           alive=alive, now=now)
+        outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(), alive=alive,
+                                           now=now, running=rollout_link.lookup(self))
         for out in outs:
             self._auction_output(out, now)
-        if writes:
-            self._write_claims(writes, now)
+        rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)
         self._reconcile(now)
 
     def _reconcile(self, now: float) -> None:
-        for cmd in self.placement.reconcile(self._spec_for, now):
+        for cmd in self.placement.reconcile(self._spec_for, now, rollout_link.drained_lookup(self)):
             self._emit(cmd)
         self._update_allocated(now)
 
@@ -581,13 +581,13 @@ class NodeCore:
             self._emit(out)
 
     def _spec_for(self, job: str, spec_hash: str | None = None) -> JobSpec | None:
-        """The job's spec from the store, or the one a call for bids carried
-        when the store does not have this version yet."""
+        """The job's spec from the store, or another version seen here
+        (placement.known_spec: a call for bids, an older version)."""
         spec = self.placement.spec_of(self.store.get(job))
         if spec is not None and (spec_hash is None or spec.container_hash() == spec_hash):
             return spec
         if spec_hash is not None:
-            return self.placement.call_specs.get((job, spec_hash), spec)
+            return self.placement.known_spec(job, spec_hash) or spec
         return spec
 
     def _on_award(self, award: Award, origin: str, now: float) -> None:

@@ -9,7 +9,8 @@ simulator) acts on each in that order.  Three families come out of one list:
   * placement's, defined next to their producer in `auction.placement` and
     `auction.auctioneer` and re-exported here so a driver imports every output
     type from one place (StartReplica, StopReplica, AwardAccepted, SlotPending,
-    RoundClosed);
+    RoundClosed; RolloutEvent, the steps of a rolling update, from
+    `auction.rollout`);
   * gossip's (`gossip.events.Output`: SendDatagram, OpenStream, Member*,
     PayloadUpdated, PacketDropped, JoinCompleted, User*), passed through after
     the core consumed the ones meant for it.
@@ -28,13 +29,15 @@ from dataclasses import dataclass
 from auction.auctioneer import RoundClosed
 from auction.claims import Claim
 from auction.placement import AwardAccepted, SlotPending, StartReplica, StopReplica
+from auction.rollout import RolloutEvent
 from gossip.events import Output as GossipOutput
 from node.core.jobstore import Entry
 from node.core.status import NodeStatus
 
 __all__ = [
     "AwardAccepted", "ClaimChanged", "CoreOutput", "ForgetClaims", "ForgetEntries", "JobChanged",
-    "JobWriteDone", "NodeStatusChanged", "PersistClaims", "PersistEntries", "RoundClosed", "SlotPending",
+    "JobWriteDone", "NodeStatusChanged", "PersistClaims", "PersistEntries", "RolloutEvent", "RoundClosed",
+    "SlotPending",
     "StartReplica", "StateRefused", "StopReplica",
 ]
 
@@ -121,5 +124,5 @@ class ClaimChanged:
 CoreOutput = (
     PersistEntries | ForgetEntries | JobWriteDone | JobChanged | NodeStatusChanged | PersistClaims
     | ForgetClaims | ClaimChanged | StateRefused | StartReplica | StopReplica | AwardAccepted | SlotPending
-    | RoundClosed    | GossipOutput
+    | RoundClosed | RolloutEvent | GossipOutput
 )

@@ -32,6 +32,7 @@ exactly as before; "" means "use the member's gossip address".
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ RUNTIME_STATES = ("failed", "exited")  # listed with a reason; "running" listed 
 MAX_INT = (1 << 63) - 1  # msgpack's signed range
 MAX_SLOT_INDEX = 999_999  # as node.core.wire
 MAX_TEXT_CHARS = 1024
+MAX_FINGERPRINT = (1 << 24) - 1  # auction.rollout.running_fingerprint
 MAX_ADDRESS_CHARS = 253  # a DNS name's limit; an IP literal is far shorter
 
 
@@ -61,6 +63,12 @@ class RuntimeSummary:
 
     jobs: dict[str, tuple[tuple[int, ...], tuple[tuple[int, str, str], ...]]] = field(default_factory=dict)
     truncated: bool = False
+    # job -> which claims the running indices run under, as a fingerprint of
+    # their (index, ballot round) (auction.rollout.running_fingerprint): an
+    # agent whose claims differ knows the record is older or newer than the
+    # claims it holds, so it does not count a replica on a new version as
+    # running on the word of a record about the old one.  Set at publish.
+    ballots: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_states(cls, states: dict[str, tuple[str, str]]) -> "RuntimeSummary":
@@ -151,22 +159,28 @@ class NodeStatus:
             self.store_digest, self.jobs, self.claims_digest,
             self.runtime.encode_raw() if self.runtime is not None else None,
         ]
-        if self.address:  # only when set: records without one encode as before
+        ballots = self.runtime.ballots if self.runtime is not None else {}
+        if self.address or ballots:  # only when set: records without them encode as before
             fields.append(self.address)
+        if ballots and self.runtime is not None:  # aligned with the summary's jobs
+            fields.append([ballots.get(job, -1) for job in self.runtime.jobs])
         data: bytes = msgpack.packb(fields, use_bin_type=True)
         return data
 
-    def fit(self, limit: int) -> "NodeStatus":
-        """This record, with runtime summary jobs dropped (last names first)
-        until it encodes to at most `limit` bytes (marked truncated)."""
+    def fit(self, limit: int, keep: Collection[str] = ()) -> "NodeStatus":
+        """This record, with runtime summary jobs dropped (last names first,
+        jobs in `keep` last: the ones being rolled out, which every agent
+        paces by these records) until it encodes to at most `limit` bytes
+        (marked truncated)."""
         if self.runtime is None or len(self.encode()) <= limit:
             return self
         from dataclasses import replace
         jobs = dict(self.runtime.jobs)
         while True:
             if jobs:
-                jobs.pop(max(jobs))
-            candidate = replace(self, runtime=RuntimeSummary(dict(jobs), True))
+                jobs.pop(max(jobs, key=lambda job: (job not in keep, job)))
+            ballots = {job: fp for job, fp in self.runtime.ballots.items() if job in jobs}
+            candidate = replace(self, runtime=RuntimeSummary(dict(jobs), True, ballots))
             if not jobs or len(candidate.encode()) <= limit:
                 return candidate
 
@@ -192,8 +206,19 @@ class NodeStatus:
         address = raw[13] if len(raw) > 13 else ""
         if not (isinstance(address, str) and len(address) <= MAX_ADDRESS_CHARS):
             raise StatusError("malformed status address")
+        if runtime is not None and len(raw) > 14:
+            runtime = _with_ballots(runtime, raw[14])
         return cls(name, Resources(*cap), Resources(*alloc), labels, drained, healthy, reason, version,
                    digest, jobs, claims, runtime, address)
+
+
+def _with_ballots(runtime: RuntimeSummary, raw: object) -> RuntimeSummary:
+    """The summary with its ballot fingerprints (lenient: unreadable ones are dropped)."""
+    if not isinstance(raw, list) or len(raw) != len(runtime.jobs):
+        return runtime
+    ballots = {job: fp for job, fp in zip(runtime.jobs, raw, strict=True)
+               if isinstance(fp, int) and not isinstance(fp, bool) and 0 <= fp <= MAX_FINGERPRINT}
+    return RuntimeSummary(runtime.jobs, runtime.truncated, ballots)
 
 
 def _triple(v: object) -> bool:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from auction.claims import Claim
 from auction.ledger import OvercommitError
 from auction.placement import PlacementConfig
+from auction.rollout import describe
 from auction.spec import JobSpec
 from gossip.events import MemberInfo
 from node.core.catalog import Catalog, build_catalog
@@ -167,6 +168,13 @@ class CoreView:
         except OvercommitError as e:
             return str(e)
         return None
+
+    def rollout(self, job: str) -> dict[str, object] | None:
+        """The job's rollout in progress as this agent sees it (auction.rollout:
+        target container hash, each slot's state, failed / waiting for a
+        promote); None when every slot runs the job's current version."""
+        r = self._core.placement.rollouts.jobs.get(job)
+        return None if r is None else describe(r)
 
     # ---- service catalog
     def catalog(self) -> Catalog:

@@ -30,13 +30,14 @@ The engine's container and image listings are read back into
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from auction.claims import Claim, ballot_label
 from auction.container_policy import NO_NEW_PRIVILEGES, ContainerPolicy
 from auction.placement import normalize_image
-from auction.spec import JobSpec
+from auction.spec import MAX_STOP_GRACE_S, JobSpec
 from node.runtime.config import DockerRuntimeConfig
 from node.runtime.decision import ObservedContainer
 from node.runtime.network import environment, exposed_ports, host_config_network
@@ -46,6 +47,7 @@ LABEL_SLOT = "shoal.slot"
 LABEL_BALLOT = "shoal.ballot"
 LABEL_NODE = "shoal.node"
 LABEL_SPEC = "shoal.spec_hash"
+LABEL_STOP_GRACE = "shoal.stop_grace_s"     # the job's stop grace, so a stop honours it after any restart
 NS_PER_S = 1_000_000_000
 
 
@@ -90,7 +92,7 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
     if refused is not None:
         raise PolicyRefused(refused)
     labels = {LABEL_JOB: claim.job, LABEL_SLOT: slot, LABEL_BALLOT: ballot_label(claim),
-              LABEL_NODE: node, LABEL_SPEC: spec_hash}
+              LABEL_NODE: node, LABEL_SPEC: spec_hash, LABEL_STOP_GRACE: str(stop_grace_s(spec))}
     host_config = create_host_config(
         **host_config_network(spec, claim, cfg.publish_address, cfg.dns_servers, cfg.dns_search),
         nano_cpus=spec.cpu_millis * 1_000_000,
@@ -103,7 +105,15 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
     return {"command": list(spec.command) if spec.command is not None else None,
             "environment": environment(node, slot, claim, spec, cfg.publish_address), "labels": labels,
             "host_config": host_config, "ports": exposed_ports(spec), "healthcheck": health_config(spec),
-            "user": spec.user, "detach": True}
+            "user": spec.user, "detach": True,
+            # The job's stop settings (`docker stop` without a timeout, and a
+            # stop by the engine itself, use these).
+            "stop_signal": spec.stop_signal, "stop_timeout": stop_grace_s(spec)}
+
+
+def stop_grace_s(spec: JobSpec) -> int:
+    """The job's stop grace in whole seconds (Docker's unit), never shorter."""
+    return math.ceil(spec.stop_grace_s)
 
 
 def name_suffix(node: str, ballot: str, spec_hash: str) -> str:
@@ -121,8 +131,16 @@ def observed(raw: Iterable[dict[str, Any]]) -> list[ObservedContainer]:
             id=c["Id"], name=names[0].lstrip("/"), slot=labels.get(LABEL_SLOT, ""),
             ballot=labels.get(LABEL_BALLOT, ""), spec_hash=labels.get(LABEL_SPEC, ""),
             state=c.get("State", ""), status=c.get("Status", ""),
-            created=int(c.get("Created") or 0), image=c.get("Image", "")))
+            created=int(c.get("Created") or 0), image=c.get("Image", ""),
+            stop_grace_s=_grace_label(labels.get(LABEL_STOP_GRACE))))
     return out
+
+
+def _grace_label(text: object) -> int | None:
+    """The stop grace a container's label says (None: absent or not a sane number)."""
+    if isinstance(text, str) and text.isdigit() and int(text) <= MAX_STOP_GRACE_S:
+        return int(text)
+    return None
 
 
 def local_images(raw: Iterable[dict[str, Any]]) -> tuple[set[str], set[str]]:

@@ -19,7 +19,10 @@ The rules, in the order a pass applies them:
      says it replayed every claim it holds): an agent that restarted gets
      its claims back within seconds and must not kill what it still owns.
   2. A container whose ballot differs from the desired one is stale (the
-     slot was re-awarded) and is removed at once.
+     slot was re-awarded) and is removed at once -- unless it has one of the
+     ballots the desired replica `replaces` (a rolling update start-first,
+     auction.rollout): that one counts as an older-spec container of the
+     slot, running until the new one runs (rules 4 and 6).
   3. Of the containers with the desired ballot and spec hash, the one
      running (else the newest) is *the* container of the slot; any other is
      a duplicate and removed.
@@ -91,6 +94,7 @@ class DesiredReplica:
     ballot: str             # "round/coordinator", as in the `shoal.ballot` label
     spec_hash: str          # JobSpec.container_hash(), as in the `shoal.spec_hash` label
     restart: RestartPolicy = field(default_factory=RestartPolicy)
+    replaces: tuple[str, ...] = ()  # start-first: ballots whose containers run until ours does
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,7 @@ class ObservedContainer:
     status: str             # Docker's human text: "Up 3 seconds (healthy)"
     created: int
     image: str
+    stop_grace_s: int | None = None     # the job's, from the container's label (None: not said)
 
     @property
     def health(self) -> str:
@@ -343,7 +348,7 @@ def decide(desired: Mapping[str, DesiredReplica], observed: Iterable[ObservedCon
             if want is None:
                 if not grace:
                     pass_.act(Remove(c, "not desired here"))
-            elif c.ballot != want.ballot:
+            elif c.ballot != want.ballot and c.ballot not in want.replaces:
                 pass_.act(Remove(c, f"stale ballot {c.ballot} (now {want.ballot})"))
 
     # Rule 6's rolling views, per job.
@@ -351,9 +356,9 @@ def decide(desired: Mapping[str, DesiredReplica], observed: Iterable[ObservedCon
     current: dict[str, list[ObservedContainer]] = {}
     old: dict[str, list[ObservedContainer]] = {}
     for slot, want in desired.items():
-        cs = [c for c in by_slot.get(slot, ()) if c.ballot == want.ballot]
-        current[slot] = [c for c in cs if c.spec_hash == want.spec_hash]
-        old[slot] = [c for c in cs if c.spec_hash != want.spec_hash]
+        cs = [c for c in by_slot.get(slot, ()) if c.ballot == want.ballot or c.ballot in want.replaces]
+        current[slot] = [c for c in cs if c.ballot == want.ballot and c.spec_hash == want.spec_hash]
+        old[slot] = [c for c in cs if c.ballot != want.ballot or c.spec_hash != want.spec_hash]
         views[want.job][slot] = RollingView(
             has_old=bool(old[slot]), has_new=bool(current[slot]) or slot_key(slot) in busy,
             new_running=any(c.ready for c in current[slot]))

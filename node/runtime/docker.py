@@ -184,11 +184,11 @@ class DockerRuntime:
 
     # ---- the interface the agent calls (non-blocking) ----
 
-    def start(self, claim: Claim, spec: JobSpec) -> None:
-        """Run replica `claim.name` of `spec` here (replacing an older ballot or spec)."""
+    def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None:
+        """Run replica `claim.name` of `spec` here (replacing an older ballot or spec; `replaces`: rule 2)."""
         slot = claim.name
         new = _Desired(claim, spec, DesiredReplica(claim.job, ballot_label(claim), spec.container_hash(),
-                                                   spec.restart))
+                                                   spec.restart, replaces))
         old = self._desired.get(slot)
         self._desired[slot] = new
         if old is None or old.ballot != new.ballot or old.spec_hash != new.spec_hash:
@@ -472,8 +472,9 @@ class DockerRuntime:
     # ---- actions ----
 
     async def _stop_call(self, c: ObservedContainer) -> None:
-        await self.engine.call("stop", self.engine.api.stop, c.id, timeout=self.cfg.stop_timeout_s,
-                               timeout_s=self.cfg.call_timeout_s + self.cfg.stop_timeout_s)
+        grace = self.cfg.stop_timeout_s if c.stop_grace_s is None else c.stop_grace_s  # the job's (its label)
+        await self.engine.call("stop", self.engine.api.stop, c.id, timeout=grace,
+                               timeout_s=self.cfg.call_timeout_s + grace)
 
     async def _remove(self, c: ObservedContainer, why: str) -> None:
         self._note(f"remove {c.name} ({c.slot}): {why}")
@@ -499,8 +500,9 @@ class DockerRuntime:
             return
         try:
             if c.state == "running":    # unhealthy
-                await self.engine.call("restart", self.engine.api.restart, c.id, timeout=self.cfg.stop_timeout_s,
-                                       timeout_s=self.cfg.call_timeout_s + self.cfg.stop_timeout_s)
+                grace = self.cfg.stop_timeout_s if c.stop_grace_s is None else c.stop_grace_s
+                await self.engine.call("restart", self.engine.api.restart, c.id, timeout=grace,
+                                       timeout_s=self.cfg.call_timeout_s + grace)
             else:
                 await self.engine.call("start", self.engine.api.start, c.id)
         except RuntimeProblem as e:

@@ -98,7 +98,7 @@ class FakeRuntime:
         self.starts = 0
         self.stops = 0
 
-    def start(self, claim: Claim, spec: JobSpec) -> None:
+    def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None:
         self.running[claim.name] = claim
         self.specs[claim.name] = spec
         self.starts += 1

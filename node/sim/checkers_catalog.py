@@ -8,7 +8,12 @@ a runtime summary and the catalog (node.core.catalog) would stay empty.
 - `StartReplica` -> the slot's container is "starting"; `start_delay_s`
   later it is "running" (if it was not stopped or replaced meanwhile);
 - `set_health(i, slot, False)` -> the container turns unhealthy (reported
-  "failed"), `True` -> it passes again;
+  "failed"), `True` -> it passes again; a container of a spec whose
+  container hash is in `failing` never passes (a version whose health
+  check fails, for rollouts);
+- `StartReplica` with `replaces` (a rolling update, start-first): the
+  slot's running container of that ballot keeps serving (`handover`) until
+  the new one runs, as the Docker runtime's hand-over does;
 - `StopReplica` -> the container is gone; a crash (`NodeCrashed`) takes
   every container of the node with it; a restarted node starts with none;
 - every change is reported to the node's core as `RuntimeSlots` (the input
@@ -61,7 +66,9 @@ class SimRuntime:
         self.start_delay_s = start_delay_s
         self.report_delay_s = report_delay_s
         n = self.world.n
-        self.containers: list[dict[str, list[Any]]] = [{} for _ in range(n)]  # slot -> [state, ballot]
+        self.containers: list[dict[str, list[Any]]] = [{} for _ in range(n)]  # slot -> [state, ballot, hash]
+        self.handover: list[dict[str, list[Any]]] = [{} for _ in range(n)]    # slot -> old box still serving
+        self.failing: set[str] = set()      # container hashes whose health check fails
         # A container that ran and stopped: when, and whether its machine crashed.
         self.stopped_at: dict[tuple[int, str], tuple[float, bool]] = {}
         self.reported: list[dict[str, tuple[str, str]] | None] = [None] * n
@@ -76,14 +83,20 @@ class SimRuntime:
         cls = ev.__class__
         if cls is StartReplica:
             c = ev.claim
-            old = self.containers[i].get(c.name)
-            if old is not None and old[0] == UP:
-                self.stopped_at[(i, c.name)] = (t, False)  # replaced: the old container stops
-            box = [STARTING, (c.ballot.round, c.ballot.coordinator)]
+            olds = [b for b in (self.containers[i].get(c.name), self.handover[i].pop(c.name, None)) if b is not None]
+            for old in olds:
+                if old[0] != UP:
+                    continue
+                if f"{old[1][0]}/{old[1][1]}" in ev.replaces and c.name not in self.handover[i]:
+                    self.handover[i][c.name] = old      # start-first: it serves until the new one runs
+                else:
+                    self.stopped_at[(i, c.name)] = (t, False)  # replaced: the old container stops
+            box = [STARTING, (c.ballot.round, c.ballot.coordinator), ev.spec.container_hash()]
             self.containers[i][c.name] = box
             self.world.after(self.start_delay_s, self._up, i, c.name, box)
             self._schedule_report(i)
         elif cls is StopReplica:
+            self.handover[i].pop(ev.slot, None)
             old = self.containers[i].pop(ev.slot, None)
             if old is not None and old[0] == UP:
                 self.stopped_at[(i, ev.slot)] = (t, False)
@@ -93,9 +106,11 @@ class SimRuntime:
                 if box[0] == UP:
                     self.stopped_at[(i, slot)] = (t, True)
             self.containers[i] = {}
+            self.handover[i] = {}
             self.reported[i] = None
         elif cls is NodeRestarted:
             self.containers[i] = {}
+            self.handover[i] = {}
             self.reported[i] = None
             self._schedule_report(i)
 
@@ -111,8 +126,18 @@ class SimRuntime:
             self.stopped_at[(i, slot)] = (self.world.now, False)
         self._schedule_report(i)
 
+    def copies(self, i: int, slot: str) -> int:
+        """Running containers of `slot` on node i (2 during a start-first hand-over)."""
+        boxes = (self.containers[i].get(slot), self.handover[i].get(slot))
+        return sum(1 for box in boxes if box is not None and box[0] == UP)
+
     def _up(self, i: int, slot: str, box: list[Any]) -> None:
+        if self.containers[i].get(slot) is box and box[2] in self.failing:
+            box[0] = "failed"       # it starts, but its health check never passes
+            self._schedule_report(i)
+            return
         if self.containers[i].get(slot) is box:  # not stopped or replaced meanwhile
+            self.handover[i].pop(slot, None)    # the hand-over is done: the old copy stops
             box[0] = UP
             self.stopped_at.pop((i, slot), None)
             self._schedule_report(i)

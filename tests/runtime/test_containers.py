@@ -14,7 +14,7 @@ from auction.claims import Ballot, Claim
 from auction.container_policy import DEFAULT_CAPS, SAFE_POLICY, ContainerPolicy
 from auction.spec import validate
 from node.runtime.config import API_VERSION, DockerRuntimeConfig
-from node.runtime.containers import PolicyRefused, create_kwargs
+from node.runtime.containers import PolicyRefused, create_kwargs, observed
 from node.runtime.network import gateway_of, missing_ports, port_clash, start_refusal
 
 host_config = functools.partial(HostConfig, API_VERSION)
@@ -181,3 +181,21 @@ def test_the_bridge_gateway_from_the_engine_network_inspection():
     assert gateway_of({"IPAM": {"Config": [{"Subnet": "172.17.0.0/16"}]}}) == "172.17.0.1"
     assert gateway_of({"IPAM": {"Config": [{"Subnet": "fd00::/64"}]}}) is None
     assert gateway_of({"IPAM": {"Config": None}}) is None and gateway_of({}) is None
+
+
+def test_the_jobs_stop_signal_and_grace_are_the_containers():
+    kw = created(spec(stop_signal="SIGQUIT", stop_grace_s=2.5))
+    assert (kw["stop_signal"], kw["stop_timeout"]) == ("SIGQUIT", 3)    # whole seconds, never shorter
+    kw = created(spec())
+    assert (kw["stop_signal"], kw["stop_timeout"]) == ("SIGTERM", 5)
+
+
+def test_the_stop_grace_is_read_back_from_the_containers_label():
+    # The runtime stops a container with the grace of the job that made it,
+    # also one it finds after a restart; an older container's has none.
+    labels = created(spec(stop_grace_s=30))["labels"]
+    row = {"Id": "abc", "Names": ["/shoal-web-0-3"], "Labels": labels, "State": "running", "Status": "Up"}
+    assert observed([row])[0].stop_grace_s == 30
+    for bad in ({}, {"shoal.stop_grace_s": "x"}, {"shoal.stop_grace_s": "9999"}):
+        assert observed([{**row, "Labels": {**labels, **bad} if bad else {
+            k: v for k, v in labels.items() if k != "shoal.stop_grace_s"}}])[0].stop_grace_s is None

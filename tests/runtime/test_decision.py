@@ -272,3 +272,46 @@ def test_while_unhealthy_the_reason_follows_the_latest_failure():
     for n in range(4):
         h, _ = engine_failed(h, f"stall {n}", threshold=3)
     assert h == EngineHealth(False, "docker engine not answering: stall 3", 4)
+
+
+# ---- a rolling update on this node (the holder re-claimed its slot: a new ballot) ----
+
+def test_start_first_keeps_the_handed_over_container_until_the_new_one_runs():
+    new = DesiredReplica("web", "2/me", "h2", ALWAYS, replaces=("1/c1",))
+    old = ctr("a", ballot="1/c1", spec_hash="h1")
+    first = decide({"web/0": new}, [old], {}, NOW)
+    assert [type(a) for a in first.actions] == [Replace]
+    assert first.actions[0].old == ("a",)
+    # The new container runs: now the old one goes.
+    up = ctr("b", ballot="2/me", spec_hash="h2", created=2)
+    second = decide({"web/0": new}, [old, up], first.books, NOW + 1)
+    assert [(type(a), getattr(a, "container", None) and a.container.id) for a in second.actions] == [
+        (Remove, "a"), (Adopt, "b")]
+
+
+def test_start_first_while_the_new_container_fails_keeps_the_old_one_serving():
+    new = DesiredReplica("web", "2/me", "h2", ALWAYS, replaces=("1/c1",))
+    old = ctr("a", ballot="1/c1", spec_hash="h1")
+    failing = ctr("b", ballot="2/me", spec_hash="h2", status="Up 1 minute (unhealthy)", created=2)
+    d = decide({"web/0": new}, [old, failing], {}, NOW)
+    assert not any(isinstance(a, Remove) and a.container.id == "a" for a in d.actions)
+
+
+def test_stop_first_removes_the_older_ballot_at_once():
+    new = DesiredReplica("web", "2/me", "h2", ALWAYS)
+    old = ctr("a", ballot="1/c1", spec_hash="h1")
+    d = decide({"web/0": new}, [old], {}, NOW)
+    assert [type(a) for a in d.actions] == [Remove, Start]
+
+
+def test_a_revert_keeps_the_copy_that_still_serves_until_the_reverted_one_runs():
+    # v2 (ballot 1) was being handed over to v3 (ballot 3), whose check fails;
+    # the revert (ballot 4, v2 again) hands over from both.
+    back = DesiredReplica("web", "4/me", "h2", ALWAYS, replaces=("3/me", "1/c1"))
+    serving = ctr("a", ballot="1/c1", spec_hash="h2")
+    failing = ctr("b", ballot="3/me", spec_hash="h3", status="Up 1 minute (unhealthy)", created=2)
+    d = decide({"web/0": back}, [serving, failing], {}, NOW)
+    assert [type(a) for a in d.actions] == [Replace] and set(d.actions[0].old) == {"a", "b"}
+    up = ctr("c", ballot="4/me", spec_hash="h2", created=3)
+    d = decide({"web/0": back}, [serving, failing, up], d.books, NOW + 1)
+    assert {a.container.id for a in d.actions if isinstance(a, Remove)} == {"a", "b"}

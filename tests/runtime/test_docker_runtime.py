@@ -168,7 +168,7 @@ async def test_start_applies_labels_limits_and_network(engine, node):
         assert ctr.name == "shoal-web-2-7"
         assert attrs["Config"]["Labels"] == {
             "shoal.job": "web", "shoal.slot": "web/2", "shoal.ballot": "7/coord-a",
-            "shoal.node": node, "shoal.spec_hash": sp.container_hash()}
+            "shoal.node": node, "shoal.spec_hash": sp.container_hash(), "shoal.stop_grace_s": "5"}
         hc = attrs["HostConfig"]
         assert hc["NanoCpus"] == 500_000_000
         assert hc["Memory"] == 48 * 1024 * 1024

@@ -1,0 +1,123 @@
+"""The node core's side of rolling updates (auction.rollout holds the rule).
+
+How this works: placement's tick asks, for the slots of a job being rolled
+out, whether each holder reports the slot running; `running_lookup` answers
+from the holders' published runtime summaries (node.core.status), trusting
+a "running" only when the record's fingerprint of the claims behind it
+(`stamped` adds ours at every publish) matches the claims held here.  After the
+tick, `after_place` turns what placement decided into the core's outputs:
+an `AwardAccepted` for each claim we wrote for our own slot (a holder
+moving its slot to a new version accepts its own ballot, so every started
+replica still traces to an accepted claim), the rollout events, and the
+revert writes (a job write of the version to go back to, made durable like
+any other: `PersistEntries` with a core-owned negative token, which no
+driver waits on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from dataclasses import replace
+
+from auction.claims import Claim, holds, slot_key
+from auction.placement import AwardAccepted
+from auction.rollout import running_fingerprint
+from node.core.history import Versioned, version_id
+from node.core.status import NodeStatus, RuntimeSummary
+
+if TYPE_CHECKING:
+    from node.core.node_core import NodeCore
+
+
+def running_lookup(statuses: Mapping[str, NodeStatus], me: str, my_runtime: RuntimeSummary | None,
+                   claim_of: Callable[[str], Claim | None]) -> Callable[[str, str, int], str]:
+    """(holder, job, index) -> what the holder reports of the slot (running,
+    starting, failed, exited; "unknown").  A record with no runtime summary
+    (an older agent's, or one from before its runtime first reported) says
+    "unknown", as does a summary cut short for room and a record whose
+    running slots run under other claims than the ones `claim_of` gives here
+    (auction.rollout.running_fingerprint): what is not known to run does not
+    count as running.  Our own slots are our runtime's word (`my_runtime`;
+    None: a runtime that does not report, as the simulator's plain fake,
+    whose slots count as running)."""
+    agrees: dict[tuple[str, str], bool] = {}
+
+    def running(node: str, job: str, index: int) -> str:
+        if node == me:
+            # Our runtime's own word (not the record cut to fit 1 KiB), on the
+            # claims we hold now.
+            if my_runtime is None:
+                return "running"
+            own = my_runtime.state_of(job, index)
+            return own[0] if own is not None else "unknown"
+        status = statuses.get(node)
+        if status is None or status.runtime is None:
+            return "unknown"
+        state = status.runtime.state_of(job, index)
+        if state is None:
+            return "unknown"
+        if state[0] == "running" and job in status.runtime.ballots:
+            key = (node, job)
+            if key not in agrees:
+                mine = fingerprint(job, status.runtime.jobs[job][0], node, claim_of)
+                agrees[key] = mine == status.runtime.ballots[job]
+            if not agrees[key]:
+                return "unknown"
+        return state[0]
+    return running
+
+
+def lookup(core: NodeCore) -> Callable[[str, str, int], str]:
+    """`running_lookup` for the core's placement tick."""
+    return running_lookup(core.statuses, core.name, core.runtime_summary, core._claims.get)
+
+
+def drained_lookup(core: NodeCore) -> Callable[[str, str, int], str] | None:
+    """What a drained node waits on before it stops a copy that moved
+    (auction.placement's reconcile); None while the node is not drained."""
+    if not core.status().drained:
+        return None
+    return running_lookup(core.statuses, core.name, None, core._claims.get)
+
+
+def fingerprint(job: str, indices: tuple[int, ...], node: str, claim_of: Callable[[str], Claim | None]) -> int:
+    """The fingerprint of the claims `node` holds (as claim_of says) for these indices of `job`."""
+    pairs = []
+    for index in indices:
+        claim = claim_of(slot_key(job, index))
+        if claim is not None and holds(claim, node):
+            pairs.append((index, claim.ballot.round))
+    return running_fingerprint(pairs)
+
+
+def stamped(summary: RuntimeSummary | None, name: str,
+            claim_of: Callable[[str], Claim | None]) -> RuntimeSummary | None:
+    """Our runtime summary with the fingerprint of the claims its running
+    slots run under, as we hold them now (published in our record)."""
+    if summary is None or not summary.jobs:
+        return summary
+    ballots = {job: fingerprint(job, running, name, claim_of) for job, (running, _) in summary.jobs.items()}
+    return replace(summary, ballots=ballots)
+
+
+def after_place(core: NodeCore, won: list[Claim], now: float) -> None:
+    """Emit what placement's tick decided about rollouts (see the module doc)."""
+    for claim in won:
+        if not claim.released and claim.node == core.name:
+            core._emit(AwardAccepted(claim))
+    events, reverts = core.placement.drain_rollout()
+    for event in events:
+        core._emit(event)
+    for spec in reverts:
+        core.placement.revert_writes += 1
+        current = core.store.get(spec.name)
+        # Job history records it as a "revert" naming the version it leaves.
+        records: list[Versioned] = [*core.store.history.of(spec.name)]
+        ref = version_id(current, records) if current is not None else ""
+        try:
+            core._write_job(spec.name, spec.canonical_json(), -core.placement.revert_writes, now, why="revert",
+                            ref=ref)
+        except ValueError:  # the cluster's job limit or spec size: counted, not fatal
+            core._count("rollout_revert_refused")

@@ -1,0 +1,168 @@
+"""The pacing rule of rolling updates (auction.rollout), on plain values."""
+
+import pytest
+
+from auction.claims import Ballot, Claim
+from auction.resources import Resources
+from auction.rollout import Rollouts, SlotState, SlotView, permitted, promoted_of, promoted_spec, revert_target
+from auction.spec import UpdatePolicy, validate
+
+S = SlotState
+OLD, NEW = "old-hash", "new-hash"
+
+
+def claim(index, spec_hash, node="n1", rnd=1):
+    return Claim(f"web/{index}", Ballot(rnd, "c#1"), node, False, spec_hash, Resources(100, 1 << 26))
+
+
+@pytest.mark.parametrize(("states", "policy", "promoted", "want"), [
+    # max_parallel 1: the lowest old slot, and only while nothing else is down.
+    ([S.OLD_SERVING] * 4, UpdatePolicy(), False, [0]),
+    ([S.NEW_PENDING, S.OLD_SERVING, S.OLD_SERVING], UpdatePolicy(), False, []),
+    ([S.NEW_HEALTHY, S.OLD_SERVING, S.OLD_SERVING], UpdatePolicy(), False, [1]),
+    ([S.EMPTY, S.OLD_SERVING], UpdatePolicy(), False, []),               # a lost slot uses the budget
+    ([S.NEW_HEALTHY, S.NEW_PENDING, S.OLD_SERVING, S.OLD_SERVING, S.OLD_SERVING],
+     UpdatePolicy(max_parallel=3), False, [2, 3]),
+    # A slot whose old copy fails is replaced without waiting its turn; one
+    # that is only starting (or not known here) waits until it runs or fails.
+    ([S.NEW_PENDING, S.OLD_FAILED, S.OLD_SERVING], UpdatePolicy(), False, [1]),
+    ([S.OLD_DOWN, S.OLD_SERVING, S.OLD_SERVING], UpdatePolicy(max_parallel=2), False, [1]),
+    # Canaries: only the first `canary` slots until promoted.
+    ([S.OLD_SERVING] * 4, UpdatePolicy(max_parallel=4, canary=1), False, [0]),
+    ([S.NEW_HEALTHY] + [S.OLD_SERVING] * 3, UpdatePolicy(max_parallel=4, canary=1), False, []),
+    ([S.NEW_HEALTHY] + [S.OLD_SERVING] * 3, UpdatePolicy(max_parallel=4, canary=1), True, [1, 2, 3]),
+])
+def test_permitted(states, policy, promoted, want):
+    assert permitted(states, policy, promoted) == want
+
+
+def test_revert_goes_to_the_version_most_old_slots_serve():
+    views = [SlotView(0, claim(0, NEW), False), SlotView(1, claim(1, "v1"), True),
+             SlotView(2, claim(2, "v0"), True), SlotView(3, claim(3, "v1"), True)]
+    states = [S.NEW_PENDING, S.OLD_SERVING, S.OLD_SERVING, S.OLD_SERVING]
+    assert revert_target(views, NEW, states) == "v1"
+    assert revert_target(views[:1], NEW, states[:1]) is None
+
+
+def spec(**update):
+    return validate({"name": "web", "image": "busybox:2", "replicas": 3,
+                     "update": {"min_healthy_s": 10, "healthy_deadline_s": 30, "progress_deadline_s": 60, **update}})
+
+
+def test_a_job_that_never_changes_has_no_rollout():
+    s = spec()
+    views = [SlotView(i, claim(i, s.container_hash()), True) for i in range(3)]
+    r = Rollouts()
+    assert r.step("web", s, views, 0.0, may_revert=True).events == ()
+    assert r.jobs == {}
+
+
+def test_a_rollout_paces_by_observed_health_and_ends_done():
+    s = spec()
+    new = s.container_hash()
+    r = Rollouts()
+    slots = {i: claim(i, OLD) for i in range(3)}
+
+    def step(now, running=True):
+        views = [SlotView(i, c, running) for i, c in sorted(slots.items())]
+        return r.step("web", s, views, now, may_revert=False)
+
+    first = step(0.0)
+    assert first.permitted == (0,) and [e.kind for e in first.events] == ["started"]
+    slots[0] = claim(0, new, rnd=2)
+    assert step(1.0).permitted == ()            # slot 0 runs the new version, not yet for 10 s
+    assert step(10.9).permitted == ()
+    healthy = step(11.0)
+    assert healthy.permitted == (1,) and [e.kind for e in healthy.events] == ["healthy"]
+    slots[1] = claim(1, new, rnd=2)
+    step(12.0)
+    slots[2] = claim(2, new, rnd=2)
+    assert step(22.0).permitted == ()
+    done = step(32.0)
+    assert [e.kind for e in done.events] == ["healthy", "done"] and r.jobs == {}
+
+
+def test_a_replica_not_healthy_in_time_fails_the_rollout_and_the_writer_reverts():
+    s = spec(auto_revert=True)
+    new = s.container_hash()
+    r = Rollouts()
+    starting = [SlotView(0, claim(0, new, rnd=2), False), SlotView(1, claim(1, OLD), True),
+                SlotView(2, claim(2, OLD), True)]
+    assert r.step("web", s, starting, 0.0, may_revert=True).permitted == ()
+    # Late, but not known to fail (its holder's record may be slow to come): no verdict.
+    assert r.step("web", s, starting, 31.0, may_revert=True).events == ()
+    views = [SlotView(0, claim(0, new, rnd=2), False, failed=True), *starting[1:]]
+    assert r.step("web", s, views, 30.0, may_revert=True).revert_to is None
+    failed = r.step("web", s, views, 30.5, may_revert=True)
+    assert [e.kind for e in failed.events] == ["failed"] and failed.revert_to == OLD
+    # Written once; nothing more is permitted for this version.
+    again = r.step("web", s, views, 31.0, may_revert=True)
+    assert again.revert_to is None and again.permitted == ()
+
+
+def test_only_the_designated_writer_reverts():
+    s = spec(auto_revert=True)
+    r = Rollouts()
+    views = [SlotView(0, claim(0, s.container_hash(), rnd=2), False, True), SlotView(1, claim(1, OLD), True)]
+    r.step("web", s, views, 0.0, may_revert=False)
+    assert r.step("web", s, views, 31.0, may_revert=False).revert_to is None
+
+
+def test_canaries_wait_for_a_promote_without_failing_for_lack_of_progress():
+    s = spec(canary=1, max_parallel=2)
+    new = s.container_hash()
+    r = Rollouts()
+    views = [SlotView(0, claim(0, new, rnd=2), True), SlotView(1, claim(1, OLD), True),
+             SlotView(2, claim(2, OLD), True)]
+    r.step("web", s, views, 0.0, may_revert=False)
+    waiting = r.step("web", s, views, 10.0, may_revert=False)
+    assert waiting.permitted == () and "waiting_promotion" in [e.kind for e in waiting.events]
+    late = r.step("web", s, views, 500.0, may_revert=False)
+    assert "failed" not in [e.kind for e in late.events]
+    auto = spec(canary=1, max_parallel=2, auto_promote=True)
+    r2 = Rollouts()
+    r2.step("web", auto, views, 0.0, may_revert=False)
+    promoted = r2.step("web", auto, views, 10.0, may_revert=False)
+    assert promoted.permitted == (1, 2) and "promoted" in [e.kind for e in promoted.events]
+
+
+def test_a_promote_is_the_same_container_without_the_canary_gate():
+    s = spec(canary=2)
+    p = promoted_spec(s)
+    assert p.container_hash() == s.container_hash() and p.spec_hash() != s.spec_hash()
+    assert p.update.canary == 0 and validate(p.to_dict()) == p
+
+
+def test_no_progress_verdict_while_some_slot_is_unknown_here():
+    s = spec()
+    new = s.container_hash()
+    r = Rollouts()
+    blind = [SlotView(0, claim(0, new, rnd=2), False, known=False), SlotView(1, claim(1, OLD), True),
+             SlotView(2, claim(2, OLD), True)]
+    r.step("web", s, blind, 0.0, may_revert=True)
+    assert r.step("web", s, blind, 61.0, may_revert=True).events == ()
+    seen = [SlotView(0, claim(0, new, rnd=2), False), *blind[1:]]
+    assert [e.kind for e in r.step("web", s, seen, 62.0, may_revert=True).events] == ["failed"]
+
+
+def test_a_promote_recorded_in_the_job_store_lets_the_rest_follow():
+    s = spec(canary=1, max_parallel=2)
+    new = s.container_hash()
+    views = [SlotView(0, claim(0, new, rnd=2), True), SlotView(1, claim(1, OLD), True),
+             SlotView(2, claim(2, OLD), True)]
+    r = Rollouts()
+    r.step("web", s, views, 0.0, may_revert=False)
+    assert r.step("web", s, views, 10.0, may_revert=False).permitted == ()
+    step = r.step("web", s, views, 11.0, may_revert=False, promoted=True)
+    assert step.permitted == (1, 2) and [e.kind for e in step.events] == ["promoted"]
+
+
+def test_promoted_of_reads_the_entry_meta_where_there_is_one():
+    class Meta:
+        promoted = "abc"
+
+    class Entry:
+        meta = Meta()
+
+    assert promoted_of(Entry()) == "abc"
+    assert promoted_of(object()) == "" and promoted_of(None) == ""
