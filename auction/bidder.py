@@ -100,8 +100,13 @@ class Bidder:
         spare = [s for s in ledger.reserved_by(award.auction_id) if s not in awarded_set]
         accepted, refused = [], []
         for (index, rnd), key in zip(award.slots, awarded):
-            if key not in ledger.reservations and key not in ledger.committed and spare:
-                ledger.move_reservation(spare.pop(), key)
+            if key not in ledger.reservations and key not in ledger.committed:
+                # A spare may have expired meanwhile (commit() expires
+                # reservations as it goes): take one that still stands.
+                while spare and spare[-1] not in ledger.reservations:
+                    spare.pop()
+                if spare:
+                    ledger.move_reservation(spare.pop(), key)
             if ledger.commit(key, spec.demand(), now, spec.ports):
                 accepted.append((index, rnd))
             else:
