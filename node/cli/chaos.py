@@ -22,6 +22,8 @@ import json
 import sys
 import time
 
+from typing import Any
+
 import click
 
 from node.cli.client import client_options, fail
@@ -62,22 +64,7 @@ def sim(nodes: int, seeds: int, first: int, faults: str, job_files: tuple[str, .
     """
     import os
 
-    from node.chaos.faultplan import parse_kinds
-
-    try:
-        kinds = parse_kinds(faults)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--faults") from None
-    job_dicts = []
-    if job_files:
-        from auction.spec import SpecError, load_toml
-
-        for path in job_files:
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    job_dicts.append(load_toml(fh.read()).to_dict())
-            except (OSError, SpecError) as e:
-                fail(f"{path}: {e}")
+    kinds, job_dicts = _faults_and_jobs(faults, job_files)
     from node.chaos.simrun import SimOptions
     from node.chaos.sweep import render, summarize, sweep
 
@@ -147,6 +134,26 @@ def check(address: str, token: str | None, wait_s: float, as_json: bool) -> None
     sys.exit(0 if report.clean else 1)
 
 
+def _faults_and_jobs(faults: str, job_files: tuple[str, ...]) -> tuple[Any, list[dict[str, Any]]]:
+    """The --faults kinds and the --jobs files as spec dicts, shared by sim and run;
+    a bad value is a usage error naming it."""
+    from auction.spec import SpecError, load_toml
+    from node.chaos.faultplan import parse_kinds
+
+    try:
+        kinds = parse_kinds(faults)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--faults") from None
+    job_dicts = []
+    for path in job_files:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                job_dicts.append(load_toml(fh.read()).to_dict())
+        except (OSError, SpecError) as e:
+            fail(f"{path}: {e}")
+    return kinds, job_dicts
+
+
 def _seconds(text: str) -> float:
     import re
 
@@ -186,24 +193,9 @@ def run(nodes: int, duration: str, seed: int, faults: str, job_files: tuple[str,
     import os
     from pathlib import Path
 
-    from node.chaos.faultplan import parse_kinds
-
     if os.geteuid() != 0:
         fail("shoal chaos run needs root (the testbed's namespaces and dockerds)")
-    try:
-        kinds = parse_kinds(faults)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--faults") from None
-    job_dicts = []
-    if job_files:
-        from auction.spec import SpecError, load_toml
-
-        for path in job_files:
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    job_dicts.append(load_toml(fh.read()).to_dict())
-            except (OSError, SpecError) as e:
-                fail(f"{path}: {e}")
+    kinds, job_dicts = _faults_and_jobs(faults, job_files)
     from node.chaos.liverun import RunOptions, replay_command, run_campaign, write_report
     from node.chaos.testbed import TestbedError
 
