@@ -42,11 +42,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, overload
 
-from auction.auctioneer import RoundClosed, SendTo
 from auction.claims import Claim
 from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.messages import Award, Bid, CallForBids, Decline, Release
-from auction.placement import AwardAccepted, Placement, PlacementConfig
+from auction.placement import Placement, PlacementConfig
 from auction.resources import Resources
 from auction.spec import JobSpec
 from gossip.config import GossipConfig
@@ -67,7 +66,7 @@ from gossip.messages import Message
 from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
-from node.core import admission, rollout_link, wire
+from node.core import admission, auction_link, rollout_link, wire
 from node.core.antientropy import AntiEntropy
 from node.core.config import (
     BROADCAST_ENTRY_MAX_BYTES,
@@ -381,25 +380,8 @@ class NodeCore:
                     self._merge_claims(list(entries), now, origin)
                 if want:
                     self._sync.send_entries(origin, map_id, self._sync.maps[map_id].entries_in(list(want)), [], now)
-            case CallForBids():
-                spec = self.placement.spec_of(self.store.get(msg.job))
-                if spec is None or spec.container_hash() != msg.spec_hash:
-                    spec = self.placement.spec_from_call(msg) or spec
-                reply = self.placement.on_call(msg, spec=spec, status=self._status, now=now)
-                self._send(msg.coordinator, reply, now, reliable=False)
-                if isinstance(reply, Bid):
-                    self._update_allocated(now)
-            case Bid():
-                for out in self.placement.auctioneer.on_bid(msg, now):
-                    self._auction_output(out, now)
-            case Decline():
-                for out in self.placement.auctioneer.on_decline(msg, now):
-                    self._auction_output(out, now)
-            case Award():
-                self._on_award(msg, origin, now)
-            case Release():
-                self.placement.bidder.on_release(msg)
-                self._update_allocated(now)
+            case CallForBids() | Bid() | Decline() | Award() | Release():
+                auction_link.on_auction_message(self, msg, origin, now)
             case _:
                 self._count("node_message_unexpected")
 
@@ -567,18 +549,13 @@ class NodeCore:
         rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)
         self._reconcile(now)
 
+    def _auction_output(self, out: object, now: float) -> None:
+        auction_link.auction_output(self, out, now)
+
     def _reconcile(self, now: float) -> None:
         for cmd in self.placement.reconcile(self._spec_for, now, rollout_link.drained_lookup(self)):
             self._emit(cmd)
         self._update_allocated(now)
-
-    def _auction_output(self, out: object, now: float) -> None:
-        if isinstance(out, SendTo):
-            self._send(out.node, out.msg, now, reliable=False)
-        elif isinstance(out, RoundClosed):
-            for ev in self.placement.on_round_closed(out, now):
-                self._emit(ev)
-            self._emit(out)
 
     def _spec_for(self, job: str, spec_hash: str | None = None) -> JobSpec | None:
         """The job's spec from the store, or another version seen here
@@ -589,31 +566,6 @@ class NodeCore:
         if spec_hash is not None:
             return self.placement.known_spec(job, spec_hash) or spec
         return spec
-
-    def _on_award(self, award: Award, origin: str, now: float) -> None:
-        refusal = admission.award_refusal(award, self._claims.get)
-        if refusal is not None:
-            self._emit(StateRefused("award", award.job, origin, refusal))
-            return
-        spec = self._spec_for(award.job, award.spec_hash)
-        claims = self.placement.on_award(award, spec=spec, now=now)
-        if claims:
-            accepted = self._write_claims(claims, now)
-            for claim in accepted:
-                self._emit(AwardAccepted(claim))
-            # Tell the coordinator directly, not only by gossip: it waits
-            # claim_wait_s for these claims and then re-auctions the slots.
-            # Under load a broadcast takes seconds to reach a given node (at
-            # 500 simulated nodes, p90 3.9 s from award to coordinator), so
-            # coordinators re-auctioned slots that already ran, and every
-            # such award started a second copy that ran until its holder
-            # heard of the newer claim.  For a claim that lost the merge
-            # here, send the one that beat it.
-            if origin != self.name:
-                current = [self._claims.get(c.name) for c in claims]
-                self._send(origin, wire.ClaimBroadcast(tuple(c for c in current if c is not None)),
-                           now, reliable=False)
-            self._reconcile(now)
 
     def _write_claims(self, claims: list[Claim], now: float) -> list[Claim]:
         """Merge our own claim writes and spread them; returns those that won."""
