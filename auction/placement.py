@@ -273,6 +273,13 @@ class Placement:
     def next_round(self, key: str) -> int:
         return next_round(self.claims.get(key), self._last_round.get(key, 0))
 
+    def adopt_stored(self) -> None:
+        """Our claims read back from disk (a restart) hold their resources
+        and ports from the start, as facts: the first reconcile may be a
+        pass away, and a bid in between must not offer their room again."""
+        for key, claim in sorted(self.my_claims().items()):
+            self.ledger.adopt(key, claim.demand, claim.ports)
+
     # ---- the tick
     def tick(self, *, jobs: Mapping[str, JobEntry], deleted: set[str],
              statuses: Mapping[str, NodeStatus], alive: set[str],

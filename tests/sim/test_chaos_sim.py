@@ -88,8 +88,6 @@ def test_an_unknown_fault_kind_is_refused():
     assert "unknown fault kind(s) meteor" in res.output
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: an agent restarted with claims on disk bids before it "
-                                       "reserves them, then starts both (placement; seeds 18 75 83 84 120 181)")
 def test_a_restarted_agent_keeps_within_its_capacity():
     r = run_seed(18, SimOptions(nodes=5, duration_s=20))
     assert not r["violations"][inv.OVERCOMMIT], r["violations"][inv.OVERCOMMIT]
