@@ -57,7 +57,7 @@ def tick(p: Placement, specs: Mapping[str, JobSpec | None], statuses: Mapping[st
         holders = tuple(c.node if c is not None and keeps_slot(c.node, alive, statuses) else None
                         for c in claims)
         rb.observe_job(job, holders, now)
-        target = spec.container_hash()
+        target = p._target_of(spec)  # cached per spec object
         if any(h is None for h in holders) or any(c is not None and c.spec_hash != target for c in claims):
             continue  # failure handling, or a rollout, goes first
         slots = [SlotState(i, h, _domain(key, h, statuses), running(h, job, i) == "running")
