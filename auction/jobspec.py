@@ -18,7 +18,8 @@ The container-security fields (`cap_add`, `cap_drop`, `user`, `read_only`,
 their defaults, so a spec that does not use them has the canonical form, and
 the hashes, it had before they existed: agents of both versions agree on its
 hash during a rolling upgrade, and running containers are not replaced.
-`update`, `stop_signal` and `stop_grace_s` follow the same rule.
+`update`, `stop_signal`, `stop_grace_s`, `rebalance` and `max_disruption`
+follow the same rule.
 
 Also here: the bounds every input is held to (`MAX_*`), the field names of
 the schema, and `Problem`/`SpecError`, the errors validation reports.
@@ -117,7 +118,7 @@ FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "const
           "spread", "max_per_node", "restart", "health", "strategy",
           "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
           "network", "ports", "pull", "restart_nonce", "update", "stop_signal",
-          "stop_grace_s")
+          "stop_grace_s", "rebalance", "max_disruption")
 # `shoal job restart` sets a new restart_nonce: in the canonical form and the
 # container hash only when set, so it replaces every replica (paced as any
 # container change) and a spec without one keeps its hashes.
@@ -375,6 +376,10 @@ class JobSpec:
     update: UpdatePolicy = UpdatePolicy()
     stop_signal: str = DEFAULT_STOP_SIGNAL
     stop_grace_s: float = DEFAULT_STOP_GRACE_S
+    # Rebalancing (auction.rebalance): whether running replicas move back to a
+    # better placement, and at most how many of the job's slots at once.
+    rebalance: bool = True
+    max_disruption: int = 1
 
     @property
     def env_map(self) -> dict[str, str]:
@@ -434,6 +439,11 @@ class JobSpec:
             d["stop_signal"] = self.stop_signal
         if self.stop_grace_s != DEFAULT_STOP_GRACE_S:
             d["stop_grace_s"] = self.stop_grace_s
+        # Placement only, out at their defaults too (the hashes stay as they were).
+        if not self.rebalance:
+            d["rebalance"] = False
+        if self.max_disruption != 1:
+            d["max_disruption"] = self.max_disruption
         return d
 
     def canonical_json(self) -> bytes:

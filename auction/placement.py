@@ -31,6 +31,9 @@ through an auction).  `reconcile` starts the new version of a slot whose
 winning claim of ours changed version; a new ballot for the same version
 changes nothing, as before.
 
+A job whose spread drifted moves slots back start-first (auction.rebalance
+has the rule; auction.rebalance_act opens the moves' auctions).
+
 Failed rounds back off per slot (doubling up to `max_backoff_s`) and keep
 their reasons so `shoal job status` can say why a slot is pending.
 """
@@ -43,6 +46,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from auction import rebalance_act
 from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed
 from auction.bidder import Bidder
 from auction.claims import (
@@ -63,6 +67,7 @@ from auction.ledger import Ledger
 from auction.membership import NodeStatus, is_alive, keeps_slot, may_win
 from auction.messages import Award, Bid, CallForBids, Decline
 from auction.ports import DEFAULT_PORT_RANGE
+from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
 from auction.resources import Resources
 from auction.rollout import Rollouts, RolloutEvent, SlotView, Versions, promoted_of, start_first
 from auction.scoring import NodeView, filter_reason, max_fit
@@ -119,6 +124,7 @@ class PlacementConfig:
     # candidates (power-of-d choices), not every node.
     sample_d: int = 2
     sample_min: int = 16
+    rebalance_settle_s: float = DEFAULT_SETTLE_S  # auction.rebalance
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +220,7 @@ class Placement:
         self._targets: dict[str, tuple[JobSpec, str]] = {}   # job -> (spec, its container hash)
         self._handoff_until: dict[str, float] = {}  # drained: slot -> stop our copy by then at the latest
         self.revert_writes = 0      # the core's tokens for them (negative: no driver waits on them)
+        self.rebalancer = Rebalancer(cfg.rebalance_settle_s)  # auction.rebalance; acts in rebalance_act
 
     # ---- helpers
     def spec_from_call(self, call: CallForBids) -> JobSpec | None:
@@ -273,6 +280,13 @@ class Placement:
     def next_round(self, key: str) -> int:
         return next_round(self.claims.get(key), self._last_round.get(key, 0))
 
+    def adopt_stored(self) -> None:
+        """Our claims read back from disk (a restart) hold their resources
+        and ports from the start, as facts: the first reconcile may be a
+        pass away, and a bid in between must not offer their room again."""
+        for key, claim in sorted(self.my_claims().items()):
+            self.ledger.adopt(key, claim.demand, claim.ports)
+
     # ---- the tick
     def tick(self, *, jobs: Mapping[str, JobEntry], deleted: set[str],
              statuses: Mapping[str, NodeStatus], alive: set[str],
@@ -315,6 +329,8 @@ class Placement:
             if desired is None:
                 continue
             out.extend(self._coordinate(job, desired, statuses, alive, now))
+        # 4. Rebalancing: moves the rule (auction.rebalance) picks, by their slots' coordinators.
+        out.extend(rebalance_act.tick(self, specs, statuses, alive, running, now))
         return out, writes
 
     def _roll(self, jobs: Mapping[str, JobEntry], specs: Mapping[str, JobSpec | None],
@@ -460,6 +476,8 @@ class Placement:
 
     # ---- coordinator results
     def on_round_closed(self, rc: RoundClosed, now: float) -> list[SlotPending]:
+        if rebalance_act.closed(self, rc, now):
+            return []  # a move's round: the slot still runs where it was
         out = []
         for index in rc.awarded:
             key = slot_key(rc.job, index)
@@ -538,7 +556,9 @@ class Placement:
         out: list[RuntimeCommand] = []
         mine = self.my_claims()
         for key in sorted(self.running - set(mine)):
-            if drained is not None and self._handing_off(key, drained, now):
+            # Start-first: drained, or the slot moved by rebalancing (auction.rebalance).
+            lookup = drained or (self.rebalancer.running if self.rebalancer.picked(key, now) else None)
+            if lookup is not None and self._handing_off(key, lookup, now):
                 continue
             self._handoff_until.pop(key, None)
             self.running.discard(key)

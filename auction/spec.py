@@ -259,6 +259,8 @@ def validate(raw: Any) -> JobSpec:
         stop_signal=c.stop_signal(raw.get("stop_signal", MISSING)),
         stop_grace_s=c.seconds(raw.get("stop_grace_s", MISSING), "stop_grace_s", 0.0, MAX_STOP_GRACE_S,
                                DEFAULT_STOP_GRACE_S),
+        rebalance=c.boolean(raw.get("rebalance", MISSING), "rebalance", True),
+        max_disruption=c.integer(raw.get("max_disruption", MISSING), "max_disruption", 1, MAX_REPLICAS, 1),
     )
     c.cap_conflicts(spec.cap_add, spec.cap_drop)
     if c.problems:

@@ -54,6 +54,7 @@ from node.core.outputs import (
     NodeStatusChanged,
     PersistClaims,
     PersistEntries,
+    RebalanceEvent,
     RolloutEvent,
     SlotPending,
     StartReplica,
@@ -128,6 +129,10 @@ class Dispatcher:
                 a.indexes.bump("jobs")
                 log.info("rollout of %s: %s %s %s", job, kind, slot, detail)
                 a.events.publish("rollout_" + kind, job=job, target=target[:12], slot=slot, detail=detail)
+            case RebalanceEvent(job, kind, slot, detail):
+                a.indexes.bump("jobs")
+                log.info("rebalancing %s: %s %s %s", job, kind, slot, detail)
+                a.events.publish("rebalance_" + kind, job=job, slot=slot, detail=detail)
             case SlotPending(slot, reason):
                 a.indexes.bump("jobs")
                 log.debug("slot %s pending: %s", slot, reason)

@@ -100,7 +100,8 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             recent ones already buffered): member_*, node_status,
                             job_updated/job_deleted, claim, auction_closed,
                             award_accepted, replica_start/replica_stop,
-                            slot_pending, image_pull, image_fetch, join, key,
+                            slot_pending, rollout_*, rebalance_moving/moved/failed,
+                            image_pull, image_fetch, join, key,
                             user_*
     GET  /ui                the status page (text/html; node/ui.py): members,
                             capacity, jobs, placements, recent events; no

@@ -157,6 +157,7 @@ class NodeCore:
                                    container_policy=container_policy, port_range=port_range)
         for claim in claims:
             self._claims.merge(claim)
+        self.placement.adopt_stored()  # before any call for bids is answered
         self.statuses: dict[str, NodeStatus] = {}
         self._status = NodeStatus(name, capacity, Resources(0, 0, 0), dict(labels or {}),
                                   agent_version=agent_version, address=address)  # address: publish address

@@ -10,7 +10,8 @@ simulator) acts on each in that order.  Three families come out of one list:
     `auction.auctioneer` and re-exported here so a driver imports every output
     type from one place (StartReplica, StopReplica, AwardAccepted, SlotPending,
     RoundClosed; RolloutEvent, the steps of a rolling update, from
-    `auction.rollout`);
+    `auction.rollout`; RebalanceEvent, each rebalancing move, from
+    `auction.rebalance`);
   * gossip's (`gossip.events.Output`: SendDatagram, OpenStream, Member*,
     PayloadUpdated, PacketDropped, JoinCompleted, User*), passed through after
     the core consumed the ones meant for it.
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from auction.auctioneer import RoundClosed
 from auction.claims import Claim
 from auction.placement import AwardAccepted, SlotPending, StartReplica, StopReplica
+from auction.rebalance import RebalanceEvent
 from auction.rollout import RolloutEvent
 from gossip.events import Output as GossipOutput
 from node.core.jobstore import Entry
@@ -36,8 +38,8 @@ from node.core.status import NodeStatus
 
 __all__ = [
     "AwardAccepted", "ClaimChanged", "CoreOutput", "ForgetClaims", "ForgetEntries", "JobChanged",
-    "JobWriteDone", "NodeStatusChanged", "PersistClaims", "PersistEntries", "RolloutEvent", "RoundClosed",
-    "SlotPending",
+    "JobWriteDone", "NodeStatusChanged", "PersistClaims", "PersistEntries", "RebalanceEvent", "RolloutEvent",
+    "RoundClosed", "SlotPending",
     "StartReplica", "StateRefused", "StopReplica",
 ]
 
@@ -124,5 +126,5 @@ class ClaimChanged:
 CoreOutput = (
     PersistEntries | ForgetEntries | JobWriteDone | JobChanged | NodeStatusChanged | PersistClaims
     | ForgetClaims | ClaimChanged | StateRefused | StartReplica | StopReplica | AwardAccepted | SlotPending
-    | RoundClosed | RolloutEvent | GossipOutput
+    | RoundClosed | RolloutEvent | RebalanceEvent | GossipOutput
 )

@@ -5,7 +5,8 @@ out, whether each holder reports the slot running; `running_lookup` answers
 from the holders' published runtime summaries (node.core.status), trusting
 a "running" only when the record's fingerprint of the claims behind it
 (`stamped` adds ours at every publish) matches the claims held here.  After the
-tick, `after_place` turns what placement decided into the core's outputs:
+tick, `after_place` turns what placement decided into the core's outputs
+(rebalancing moves' events included):
 an `AwardAccepted` for each claim we wrote for our own slot (a holder
 moving its slot to a new version accepts its own ballot, so every started
 replica still traces to an accepted claim), the rollout events, and the
@@ -110,6 +111,8 @@ def after_place(core: NodeCore, won: list[Claim], now: float) -> None:
     events, reverts = core.placement.drain_rollout()
     for event in events:
         core._emit(event)
+    for moved in core.placement.rebalancer.drain_events():  # auction.rebalance's moves
+        core._emit(moved)
     for spec in reverts:
         core.placement.revert_writes += 1
         current = core.store.get(spec.name)

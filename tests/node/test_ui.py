@@ -307,3 +307,11 @@ def test_status_page_in_chromium(agents):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("SHOAL_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, REPO / "docs" / "ui.png")
+
+
+def test_a_rebalancing_move_shows_with_its_reason():
+    ev = {"seq": 9, "time": 1_700_000_100.0, "event": "rebalance_moving", "job": "web", "slot": "web/2",
+          "detail": "from node-1 to c (rack: a 2, b 1, c 0)"}
+    page = ui.render({**STATE, "events": [*STATE["events"], ev]})
+    assert "rebalance_moving" in page
+    assert "from node-1 to c (rack: a 2, b 1, c 0)" in page

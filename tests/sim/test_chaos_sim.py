@@ -1,12 +1,11 @@
 """`shoal chaos sim`: seeded fault campaigns on the simulator, and that their
 checkers see what they must.
 
-The CI campaign runs 200 seeds of 4-node clusters with every fault kind that
-keeps each agent's process: partitions, loss, delay, pauses and clock skew.
-Process deaths (kill, restart) are left out of it until a restarted agent
-stops overcommitting its node: `test_a_restarted_agent_keeps_within_its_capacity`
-pins that bug (strict xfail: when it is fixed, the marker goes and kill,restart
-join CI_FAULTS).
+The CI campaign runs 200 seeds of 4-node clusters with every fault kind:
+process deaths (kill, restart), partitions, loss, delay, pauses and clock
+skew.  `test_a_restarted_agent_keeps_within_its_capacity` pins a bug that
+kept kill and restart out of it until fixed: an agent restarted with claims
+on disk bid with their room before it reserved them.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from node.chaos import invariants as inv
 from node.chaos.simrun import SimOptions, run_seed
 from node.cli.main import cli
 
-CI_FAULTS = "partition,loss,delay,pause,clock-skew"
+CI_FAULTS = "kill,restart,partition,loss,delay,pause,clock-skew"
 
 
 def chaos_sim(*args: str):
@@ -88,8 +87,6 @@ def test_an_unknown_fault_kind_is_refused():
     assert "unknown fault kind(s) meteor" in res.output
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: an agent restarted with claims on disk bids before it "
-                                       "reserves them, then starts both (placement; seeds 18 75 83 84 120 181)")
 def test_a_restarted_agent_keeps_within_its_capacity():
     r = run_seed(18, SimOptions(nodes=5, duration_s=20))
     assert not r["violations"][inv.OVERCOMMIT], r["violations"][inv.OVERCOMMIT]
