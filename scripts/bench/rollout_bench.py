@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Benchmark a rolling update on the 5-node testbed, side by side with Docker Swarm.
+
+    python scripts/bench/rollout_bench.py [--replicas 10,100] [--parallel 2]
+        [--monitor-s 1] [--trials 3] [--profile lan] [--no-swarm] [--no-shoal]
+        [--src REV|worktree] [--json OUT]
+
+Root only.  Issue 13's benchmark, on 5 nodes of scripts/testbed (each its own
+network namespace and dockerd, all on this one machine), in one run:
+
+The job: R replicas of busybox `httpd` (cpu 0.05, 16 MiB, spread over the
+five nodes) with a health check that passes at once, probed every second.
+Version 1 runs image tag `shoal-bench:v1`, version 2 `shoal-bench:v2` (the
+same image under two tags, tagged in every dockerd, so no pull is timed).
+Once all R run v1, version 2 is written and the clock starts; it stops when
+every dockerd together runs exactly R containers of the job, all on v2 (read
+from the engines, polled every 0.2 s, not from the schedulers' word).  The
+fewest containers running during the rollout are reported too.
+
+* shoal: `[update] max_parallel = P, min_healthy_s = M, order = "start-first"`,
+  written with `POST /v1/jobs` to node 1.
+* Swarm (node 1 manager, 2-5 workers, on a fresh testbed of the same five
+  dockerds with no agents): `update_config` parallelism P, delay 0,
+  monitor M s, order start-first, failure action pause; the same health
+  check.  Swarm waits for a new task to run (and be healthy) before the next
+  batch, then monitors it for M s: the same pacing as shoal's min_healthy_s.
+
+Medians and ranges are printed with the 1-minute load average (the machine
+is shared; compare figures only with their load next to them).  The agents
+run a `git archive` export of --src (default HEAD); `--src worktree` runs
+the working tree.  The testbed has its own prefix (shcat, shared with
+catalog_bench: never run both at once), subnet and state dir; `down` runs
+in a finally, also on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from catalog_bench import HTTPD, JOB, N, Bed, live_nodes  # noqa: E402  (same directory)
+from testbed_bench import export_source, git, load1, log, wait  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "shoal-bench"
+POLL_S = 0.2
+
+
+def tag_everywhere(bed: Bed) -> None:
+    for i in bed.nodes:
+        for tag in ("v1", "v2"):
+            bed.docker[i].tag("shoal-demo:latest", IMAGE, tag)
+
+
+def running_by_image(bed: Bed) -> dict[str, int]:
+    """Image -> containers of the job running, over every live dockerd."""
+    out: dict[str, int] = {}
+    for i in live_nodes(bed):
+        for c in bed.docker[i].containers(filters={"label": f"com.docker.swarm.service.name={JOB}"}) + \
+                bed.docker[i].containers(filters={"label": f"shoal.job={JOB}"}):
+            image = c["Image"].split("@")[0]
+            out[image] = out.get(image, 0) + 1
+    return out
+
+
+def watch_rollout(bed: Bed, replicas: int, timeout_s: float) -> tuple[float, int]:
+    """Seconds until R run v2 and nothing else; the fewest running seen meanwhile."""
+    t0 = time.monotonic()
+    fewest = replicas
+    want = {f"{IMAGE}:v2": replicas}
+    while True:
+        seen = running_by_image(bed)
+        fewest = min(fewest, sum(seen.values()))
+        if seen == want:
+            return time.monotonic() - t0, fewest
+        if time.monotonic() - t0 > timeout_s:
+            raise TimeoutError(f"rollout of {replicas} not done after {timeout_s:g} s: {seen}")
+        time.sleep(POLL_S)
+
+
+# ---- shoal -----------------------------------------------------------------------------------------
+
+
+def shoal_spec(replicas: int, version: str, parallel: int, monitor_s: float) -> dict:
+    return {"name": JOB, "image": f"{IMAGE}:{version}", "command": ["sh", "-c", HTTPD], "cpu": 0.05,
+            "memory": "16MiB", "replicas": replicas, "strategy": "spread",
+            "health": {"command": ["test", "-e", "/www/index.html"], "interval_s": 1, "retries": 1},
+            "update": {"max_parallel": parallel, "min_healthy_s": monitor_s, "order": "start-first"}}
+
+
+def stop_shoal_job(bed: Bed) -> None:
+    try:
+        bed.api(1, "DELETE", f"/v1/jobs/{JOB}")
+    except urllib.error.HTTPError:
+        pass
+    wait(lambda: not any(bed.docker[i].containers(all=True, filters={"label": f"shoal.job={JOB}"})
+                         for i in live_nodes(bed)), 300, f"every container of {JOB} removed", every=0.5)
+
+
+def bench_shoal(bed: Bed, replicas: int, parallel: int, monitor_s: float, trials: int, results: dict) -> None:
+    for t in range(trials):
+        bed.api(1, "POST", "/v1/jobs", shoal_spec(replicas, "v1", parallel, monitor_s))
+        wait(lambda: running_by_image(bed) == {f"{IMAGE}:v1": replicas}, 300, f"{replicas} on v1", every=0.5)
+        # Let v1 pass min_healthy_s everywhere, so the rollout starts from a healthy job.
+        time.sleep(monitor_s + 1)
+        la = load1()
+        bed.api(1, "POST", "/v1/jobs", shoal_spec(replicas, "v2", parallel, monitor_s))
+        took, fewest = watch_rollout(bed, replicas, 60 + replicas * (monitor_s + 10))
+        log(f"shoal R={replicas} trial {t + 1}: rolled in {took:.1f} s, fewest running {fewest}, load {la}")
+        results["shoal"].append({"replicas": replicas, "trial": t, "load1": la, "took_s": round(took, 2),
+                                 "fewest_running": fewest})
+        stop_shoal_job(bed)
+
+
+# ---- Docker Swarm ----------------------------------------------------------------------------------
+
+
+def swarm_init(bed: Bed) -> None:
+    d1 = bed.docker[1]
+    d1.init_swarm(advertise_addr=bed.nodes[1]["addr"], listen_addr=f"{bed.nodes[1]['addr']}:2377")
+    token = d1.inspect_swarm()["JoinTokens"]["Worker"]
+    for i in bed.nodes:
+        if i != 1:
+            bed.docker[i].join_swarm([f"{bed.nodes[1]['addr']}:2377"], token,
+                                     advertise_addr=bed.nodes[i]["addr"], listen_addr=f"{bed.nodes[i]['addr']}:2377")
+    wait(lambda: sum(n["Status"]["State"] == "ready" for n in d1.nodes()) == N, 60, "5 swarm nodes ready")
+
+
+def swarm_template(version: str):
+    import docker.types
+
+    health = docker.types.Healthcheck(test=["CMD", "test", "-e", "/www/index.html"], interval=1_000_000_000,
+                                      retries=1, start_period=0)
+    return docker.types.TaskTemplate(
+        container_spec=docker.types.ContainerSpec(f"{IMAGE}:{version}", command=["sh", "-c", HTTPD],
+                                                  healthcheck=health),
+        resources=docker.types.Resources(cpu_limit=50_000_000, mem_limit=16 << 20))
+
+
+def bench_swarm(bed: Bed, replicas: int, parallel: int, monitor_s: float, trials: int, results: dict) -> None:
+    import docker.types
+
+    d1 = bed.docker[1]
+    update = docker.types.UpdateConfig(parallelism=parallel, delay=0, failure_action="pause",
+                                       monitor=int(monitor_s * 1e9), order="start-first")
+    for t in range(trials):
+        d1.create_service(swarm_template("v1"), name=JOB, update_config=update,
+                          mode=docker.types.ServiceMode("replicated", replicas=replicas))
+        wait(lambda: running_by_image(bed) == {f"{IMAGE}:v1": replicas}, 300, f"{replicas} tasks on v1", every=0.5)
+        time.sleep(monitor_s + 1)
+        la = load1()
+        svc = d1.inspect_service(JOB)
+        d1.update_service(svc["ID"], svc["Version"]["Index"], task_template=swarm_template("v2"), name=JOB,
+                          update_config=update, mode=docker.types.ServiceMode("replicated", replicas=replicas))
+        took, fewest = watch_rollout(bed, replicas, 60 + replicas * (monitor_s + 10))
+        log(f"swarm R={replicas} trial {t + 1}: rolled in {took:.1f} s, fewest running {fewest}, load {la}")
+        results["swarm"].append({"replicas": replicas, "trial": t, "load1": la, "took_s": round(took, 2),
+                                 "fewest_running": fewest})
+        d1.remove_service(svc["ID"])
+        wait(lambda: not any(bed.docker[i].containers(
+            all=True, filters={"label": f"com.docker.swarm.service.name={JOB}"}) for i in bed.nodes),
+            300, "every task of the service removed", every=0.5)
+
+
+def report(results: dict) -> None:
+    print(f"rolling update, {N} nodes, max_parallel {results['parallel']}, "
+          f"health delay {results['monitor_s']} s ({results.get('src', '?')})")
+    for who in ("shoal", "swarm"):
+        for r in sorted({row["replicas"] for row in results[who]}):
+            rows = [row for row in results[who] if row["replicas"] == r]
+            took = [row["took_s"] for row in rows]
+            print(f"  {who:5} R={r:<4} rolled in {statistics.median(took):6.1f} s median "
+                  f"({min(took):.1f}-{max(took):.1f}, {len(took)} trials); fewest running "
+                  f"{min(row['fewest_running'] for row in rows)}; load {rows[0]['load1']}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--replicas", default="10,100", help="comma-separated job sizes")
+    ap.add_argument("--parallel", type=int, default=2, help="slots replaced at once, both schedulers")
+    ap.add_argument("--monitor-s", type=float, default=1.0,
+                    help="shoal's min_healthy_s and Swarm's update monitor")
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--profile", default="lan", help="the agents' gossip preset")
+    ap.add_argument("--no-swarm", action="store_true")
+    ap.add_argument("--no-shoal", action="store_true")
+    ap.add_argument("--src", default="HEAD", help="git revision to run (exported), or 'worktree'")
+    ap.add_argument("--json", help="write every raw figure here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("rollout_bench: needs root (scripts/testbed)", file=sys.stderr)
+        return 2
+    sizes = [int(x) for x in args.replicas.split(",") if x.strip()]
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+    workdir = Path(tempfile.mkdtemp(prefix="shoal-rollbench-"))
+    results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "parallel": args.parallel,
+                     "monitor_s": args.monitor_s, "profile": args.profile, "shoal": [], "swarm": []}
+    bed = None
+    rc = 0
+    try:
+        if args.src == "worktree":
+            src, desc = REPO, "the working tree at " + git("rev-parse", "--short=12", "HEAD")
+        else:
+            src, desc = export_source(args.src, workdir / "src")
+        results["src"] = desc
+        log(f"running {desc}")
+        bed = Bed(src, workdir)
+        if not args.no_shoal:
+            log(f"testbed up: {N} nodes with agents, profile {args.profile}")
+            bed.up("--profile", args.profile)
+            tag_everywhere(bed)
+            for r in sizes:
+                bench_shoal(bed, r, args.parallel, args.monitor_s, args.trials, results)
+            bed.down()
+        if not args.no_swarm:
+            log(f"testbed up: {N} nodes, dockerds only, for Docker Swarm")
+            bed.up("--no-agents")
+            tag_everywhere(bed)
+            swarm_init(bed)
+            for r in sizes:
+                bench_swarm(bed, r, args.parallel, args.monitor_s, args.trials, results)
+            bed.down()
+    except (KeyboardInterrupt, TimeoutError, RuntimeError) as e:
+        log(f"stopped: {e}")
+        rc = 1
+    finally:
+        if bed is not None:
+            bed.down()
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+    report(results)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
