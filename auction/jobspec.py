@@ -117,7 +117,7 @@ DEVICE_PATH_RE = re.compile(r"(/[A-Za-z0-9_.+-]+)+", re.ASCII)
 FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "constraints",
           "spread", "max_per_node", "restart", "health", "strategy",
           "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
-          "network", "ports", "pull", "restart_nonce", "update", "stop_signal",
+          "network", "ports", "pull", "source", "restart_nonce", "update", "stop_signal",
           "stop_grace_s", "rebalance", "max_disruption")
 # `shoal job restart` sets a new restart_nonce: in the canonical form and the
 # container hash only when set, so it replaces every replica (paced as any
@@ -179,6 +179,12 @@ class PullPolicy(enum.Enum):
     MISSING = "missing"     # only when the node lacks it (a node that has it is preferred)
     ALWAYS = "always"       # before every container is created (a moved tag runs the new image)
     NEVER = "never"         # never: only nodes that have it bid
+
+
+class ImageSource(enum.Enum):
+    """Where a node that lacks the job's image asks first (docs/jobspec.md)."""
+    REGISTRY = "registry"   # pull from the registry; a peer that has it if the pull fails
+    PEERS = "peers"         # a peer that has it; the registry if no peer can give it
 
 
 class UpdateOrder(enum.Enum):
@@ -371,6 +377,7 @@ class JobSpec:
     # Where the image comes from; not in container_hash (changing it does not
     # replace running containers), left out of the canonical form at its default.
     pull: PullPolicy = PullPolicy.MISSING
+    source: ImageSource = ImageSource.REGISTRY  # as pull: not in container_hash, left out at its default
     restart_nonce: str | None = None            # set by `shoal job restart` (see FIELDS)
     # Rolling updates and stopping (auction.rollout, the runtime).
     update: UpdatePolicy = UpdatePolicy()
@@ -429,6 +436,8 @@ class JobSpec:
             d["ports"] = {p.label: p.to_dict() for p in self.ports}
         if self.pull is not PullPolicy.MISSING:
             d["pull"] = self.pull.value
+        if self.source is not ImageSource.REGISTRY:
+            d["source"] = self.source.value
         if self.restart_nonce is not None:
             d["restart_nonce"] = self.restart_nonce
         # Also left out at their defaults (same reason); none of the three is

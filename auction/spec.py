@@ -83,6 +83,7 @@ from .jobspec import (
     Constraint,
     HealthCheck,
     JobSpec,
+    ImageSource,
     Op,
     Problem,
     PullPolicy,
@@ -158,6 +159,7 @@ __all__ = [
     "JobSpec",
     "KiB",
     "MiB",
+    "ImageSource",
     "Op",
     "Problem",
     "PullPolicy",
@@ -253,6 +255,8 @@ def validate(raw: Any) -> JobSpec:
         network=(network := c.network(raw.get("network", MISSING))),
         ports=c.ports(raw.get("ports", MISSING), network),
         pull=c.choice(raw.get("pull", MISSING), "pull", PullPolicy, PullPolicy.MISSING) or PullPolicy.MISSING,
+        source=c.choice(raw.get("source", MISSING), "source", ImageSource, ImageSource.REGISTRY)
+        or ImageSource.REGISTRY,
         restart_nonce=None if (nonce := raw.get("restart_nonce", MISSING)) is MISSING
         else c.string(nonce, "restart_nonce", MAX_RESTART_NONCE_CHARS),
         update=c.update(raw.get("update", MISSING)),
@@ -263,6 +267,10 @@ def validate(raw: Any) -> JobSpec:
         max_disruption=c.integer(raw.get("max_disruption", MISSING), "max_disruption", 1, MAX_REPLICAS, 1),
     )
     c.cap_conflicts(spec.cap_add, spec.cap_drop)
+    if spec.source is ImageSource.PEERS and spec.pull is not PullPolicy.MISSING:
+        # always asks the registry for the tag's current image; never fetches nothing.
+        c.add("source", f'"peers" needs pull = "missing" (pull = "{spec.pull.value}" '
+                        f'{"asks the registry every time" if spec.pull is PullPolicy.ALWAYS else "fetches nothing"})')
     if c.problems:
         raise SpecError(c.report())
     size = len(spec.canonical_json())

@@ -63,7 +63,7 @@ import trio
 from auction.claims import Claim, ballot_label
 from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.placement import normalize_image
-from auction.spec import JobSpec, PullPolicy
+from auction.spec import ImageSource, JobSpec, PullPolicy
 from node.runtime.config import DockerRuntimeConfig
 from node.runtime.containers import (
     LABEL_SLOT,
@@ -523,7 +523,7 @@ class DockerRuntime:
             self._update_book(slot, book, give_up(book, refused))
             self._tell_give_up(slot, refused)
             return
-        problem = await self._image_ready(want.spec)
+        problem = await self.image_ready(want.spec)
         if self._desired.get(slot) is not want:
             return      # stopped or replaced while the image was pulled
         if problem is not None:
@@ -540,7 +540,7 @@ class DockerRuntime:
             # Never started: it holds nothing, and its ports may be had later.
             await self._remove_quietly(cid)
 
-    async def _image_ready(self, spec: JobSpec) -> str | None:
+    async def image_ready(self, spec: JobSpec) -> str | None:
         """Have the spec's image here, pulling it as its `pull` says; None
         when it is here, else why not."""
         image, pulls = spec.image, self.cfg.pull_images and spec.pull is not PullPolicy.NEVER
@@ -553,7 +553,7 @@ class DockerRuntime:
             if not pulls:
                 never = " (pull = never)" if spec.pull is PullPolicy.NEVER else ""
                 return f"image {image} is not on node {self.node}{never}"
-        problem = await self.puller.ensure(image, always=always)
+        problem = await self.puller.ensure(image, always=always, prefer_peers=spec.source is ImageSource.PEERS)
         await self._refresh_images()
         if problem is None and not self.image_present(image):
             problem = f"image {image} is not on node {self.node} after its pull"

@@ -22,7 +22,9 @@ up here (placement then moves it and says why).
 - Peers: when a pull fails and `fallback` is set (node/agent/image_share.py:
   fetch the image from a peer that has it), the fallback is tried before
   the start gives up; not for `always`, which asks for the registry's
-  current image, not whatever a peer has under that tag.
+  current image, not whatever a peer has under that tag.  With
+  `prefer_peers` (the job's `source = "peers"`) the order is reversed:
+  peers first, the registry only when no peer could give it.
 - Progress: `on_progress(event)` gets a dict per change worth telling, at
   most every `PROGRESS_EVERY_S` per pull plus its start and end: the image,
   layers seen / done, bytes downloaded of the bytes known so far.
@@ -160,9 +162,10 @@ class Puller:
         snap = pull.progress.snapshot()
         return f"pulling {image}: {snap['layers_done']}/{snap['layers']} layers"
 
-    async def ensure(self, image: str, *, always: bool = False) -> str | None:
+    async def ensure(self, image: str, *, always: bool = False, prefer_peers: bool = False) -> str | None:
         """Pull `image` (see the module docstring); None when it is ready,
-        else why not."""
+        else why not.  A start that finds a pull of its image under way
+        shares it, whichever source that pull asks first."""
         key = normalize_image(image)
         now = trio.current_time()
         for k in [k for k, p in self._pulls.items() if p.finished.is_set() and now - p.ended_at >= ALWAYS_FRESH_S]:
@@ -176,17 +179,31 @@ class Puller:
         pull = _Pull()
         self._pulls[key] = pull
         try:
-            pull.failure = await self._pull(image, pull)
-            if pull.failure is not None and self.fallback is not None and not always:
-                self.note(f"fetch {image} from a peer")
-                pull.from_peer = True
-                from_peers = await self.fallback(image)
-                pull.failure = None if from_peers is None else f"{pull.failure}; nor from a peer: {from_peers}"
-                self.note(f"fetched {image} from a peer" if from_peers is None else pull.failure)
+            if prefer_peers and self.fallback is not None and not always:
+                from_peers = await self._from_peers(image, pull)
+                if from_peers is None:
+                    pull.failure = None
+                else:
+                    pull.from_peer = False
+                    pulled = await self._pull(image, pull)
+                    pull.failure = None if pulled is None else f"no peer could give {image} ({from_peers}); {pulled}"
+            else:
+                pull.failure = await self._pull(image, pull)
+                if pull.failure is not None and self.fallback is not None and not always:
+                    from_peers = await self._from_peers(image, pull)
+                    pull.failure = None if from_peers is None else f"{pull.failure}; nor from a peer: {from_peers}"
         finally:
             pull.ended_at = trio.current_time()
             pull.finished.set()
         return pull.failure
+
+    async def _from_peers(self, image: str, pull: _Pull) -> str | None:
+        assert self.fallback is not None
+        self.note(f"fetch {image} from a peer")
+        pull.from_peer = True
+        problem = await self.fallback(image)
+        self.note(f"fetched {image} from a peer" if problem is None else f"{image} from a peer: {problem}")
+        return problem
 
     async def _pull(self, image: str, pull: _Pull) -> str | None:
         repo, tag = split_reference(image)

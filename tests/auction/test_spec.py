@@ -865,3 +865,24 @@ def test_pull_rejects_unknown_values_with_a_guess():
     assert p.path == "pull" and "missing, always, never" in p.message and "did you mean 'always'" in p.message
     [p] = problems(spec(pull=True))
     assert p.path == "pull" and "boolean" in p.message
+
+
+# ---- image source ------------------------------------------------------------------
+
+def test_source_defaults_to_the_registry_and_peers_round_trips_without_replacing_containers():
+    from auction.spec import ImageSource
+    base = validate(spec())
+    assert base.source is ImageSource.REGISTRY and "source" not in base.to_dict()
+    spelled = validate(spec(source="registry"))
+    assert spelled.spec_hash() == base.spec_hash()
+    peers = validate(spec(source="peers"))
+    assert peers.to_dict()["source"] == "peers" and validate(peers.to_dict()) == peers
+    assert peers.container_hash() == base.container_hash() and peers.spec_hash() != base.spec_hash()
+
+
+@pytest.mark.parametrize("pull", ["always", "never"])
+def test_source_peers_needs_pull_missing(pull):
+    [p] = problems(spec(source="peers", pull=pull))
+    assert p.path == "source" and 'pull = "missing"' in p.message
+    [p] = problems(spec(source="peer"))
+    assert p.path == "source" and "registry, peers" in p.message

@@ -192,3 +192,24 @@ async def test_a_failed_pull_asks_the_fallback_but_always_does_not():
     assert "connection refused" in reason and reason.endswith("; nor from a peer: no peer has it")
     assert "connection refused" in await puller.ensure("app:3", always=True)
     assert asked == ["app:1", "app:2"]
+
+
+async def test_source_peers_asks_peers_first_and_the_registry_only_when_no_peer_can_give_it():
+    asked = []
+
+    async def from_peer(image):
+        asked.append(image)
+        return None if image == "app:1" else "no peer has it"
+
+    api = ScriptedApi()
+    puller, _ = make(api, fallback=from_peer)
+    assert await puller.ensure("app:1", prefer_peers=True) is None
+    assert api.calls == []                                      # a peer had it: the registry was not asked
+    assert await puller.ensure("app:2", prefer_peers=True) is None
+    assert [repo for repo, _ in api.calls] == ["app"]           # no peer had it: pulled
+    assert asked == ["app:1", "app:2"]
+
+    failing, _ = make(ScriptedApi(stream_error="dial tcp: connection refused"), fallback=from_peer)
+    reason = await failing.ensure("app:3", prefer_peers=True)
+    assert reason.startswith("no peer could give app:3 (no peer has it); image app:3 could not be pulled"), reason
+    assert "connection refused" in reason
