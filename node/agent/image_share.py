@@ -11,8 +11,9 @@ asks `ImageShare.fetch(image)` before it gives the slot up:
    `GET /v1/images?ref=REF`, for its copy (image ID and size).  Image lists
    are not gossiped (they are unbounded; the status record is not), so the
    question goes out only when an image is missing here.
-2. Transfer: from one holder, chosen at random among all that have it, the
-   agent streams `GET /v1/images/archive?ref=REF`: the holder streams its
+2. Transfer: from one holder, the one serving the fewest archives right now
+   (each listing says how many; at random among equals, `choose_holder`),
+   the agent streams `GET /v1/images/archive?ref=REF`: the holder streams its
    engine's `docker save` of that one tag.  Both routes are agent-to-agent
    routes (node/api/server.py's PEER_ROUTES): with an API token they take the
    peer credential derived from the cluster's gossip key
@@ -26,18 +27,24 @@ asks `ImageShare.fetch(image)` before it gives the slot up:
    most `MAX_ATTEMPTS` failed transfers per fetch.
 4. Bounds: one fetch at a time per node (`max_fetches`; the puller also
    shares one fetch among all starts of the image), at most `max_serves`
-   archives served at once (a busy holder answers 503; the receiver waits a
+   archives served at once (`[images] max_peer_serves`; 0: this node serves
+   none and is not listed as a holder; a busy holder answers 503; the receiver waits a
    moment, asks who has the image again and picks again, without counting
    it as a failed attempt), at most the holder's stated size plus tar
    overhead received, and only if the disk has room for the archive and
    its unpacked layers (twice the size) plus `DISK_RESERVE_BYTES`.
 5. Spreading: a node that loaded an image lists it like any other, so it
-   serves the next ones; with the holder picked at random, N nodes that need
-   an image fetch from a growing set of holders instead of N times from one.
+   serves the next ones; with the least busy holder picked, N nodes that
+   need an image fetch from a growing set of holders (a tree whose width
+   doubles about every transfer time) instead of N times from one: the
+   first holder sends about `max_serves` copies plus those asked of it
+   while others are busier.
 
 Events: `image_fetch` (started, then done, failed or busy; node, peer,
-bytes) on the receiving agent.  `shoal image ls` reads `GET /v1/images?cluster=1`: which
-node has which image, and what each one is pulling or fetching now.
+bytes) on the receiving agent; `image_serve` (done or failed; node, peer,
+bytes) on the holder.  `served_bytes` counts what this node sent.
+`shoal image ls` reads `GET /v1/images?cluster=1`: which node has which
+image, and what each one is pulling or fetching now.
 
 Test hook: with `enable_fault_hook`, `SHOAL_FAULT_CORRUPT_SERVES=N` makes
 this agent flip one byte in the first N archives it serves (tests only).
@@ -82,6 +89,14 @@ class ServeBusy(Exception):
     """This agent serves max_serves archives already."""
 
 
+def choose_holder(holders: list[dict[str, Any]], rng: random.Random | None = None) -> dict[str, Any]:
+    """The holder to fetch from: one serving the fewest archives now (its
+    listing's `serving`), at random among equals, so receivers spread over
+    every node that has the image instead of queueing at the first one."""
+    least = min(int(h.get("serving") or 0) for h in holders)
+    return (rng or random).choice([h for h in holders if int(h.get("serving") or 0) == least])
+
+
 def archive_target(ref: str) -> str:
     return "/v1/images/archive?" + urlencode({"ref": ref})
 
@@ -97,7 +112,9 @@ class ImageShare:
         self.runtime = runtime
         self.timeout_s = timeout_s
         self._fetches = trio.Semaphore(max_fetches)
-        self._serves = trio.Semaphore(max_serves)
+        self.max_serves = max_serves
+        self.serving = 0
+        self.served_bytes = 0
         self.fetching: set[str] = set()
         corrupt = os.environ.get("SHOAL_FAULT_CORRUPT_SERVES", "0") if agent.config.enable_fault_hook else "0"
         self.corrupt_serves = int(corrupt) if corrupt.isdigit() else 0
@@ -119,35 +136,43 @@ class ImageShare:
 
     # ---- serving ----
 
-    async def serve(self, ref: str, size: int) -> AsyncIterator[bytes]:
+    async def serve(self, ref: str, size: int, peer: str = "") -> AsyncIterator[bytes]:
         """The engine's `docker save` of `ref`, in chunks; ServeBusy when
-        max_serves archives are being served (acquired before the first chunk)."""
-        try:
-            self._serves.acquire_nowait()
-        except trio.WouldBlock:
-            raise ServeBusy(f"{self.agent.name} serves {self._serves.max_value} images already") from None
+        max_serves archives are being served (counted before the first chunk)."""
+        if self.max_serves <= 0:
+            raise ServeBusy(f"{self.agent.name} serves no images to peers ([images] max_peer_serves = 0)")
+        if self.serving >= self.max_serves:
+            raise ServeBusy(f"{self.agent.name} serves {self.max_serves} images already")
+        self.serving += 1
         corrupt = self.corrupt_serves > 0
         if corrupt:
             self.corrupt_serves -= 1
         # The test hook flips the byte halfway through the image's size: inside
         # a layer's data, which the receiving engine checks against the config.
-        return self._stream(ref, size // 2 if corrupt else -1)
+        return self._stream(ref, size // 2 if corrupt else -1, peer)
 
-    async def _stream(self, ref: str, flip_at: int) -> AsyncIterator[bytes]:
+    async def _stream(self, ref: str, flip_at: int, peer: str) -> AsyncIterator[bytes]:
         # One chunk per thread hop (no task spans the generator's yields).
-        chunks = self.runtime.engine.stream_api.get_image(ref, chunk_size=CHUNK_BYTES)
+        pos = 0
+        state = "failed"
         try:
-            pos = 0
-            while (chunk := await trio.to_thread.run_sync(next, chunks, None, abandon_on_cancel=True)) is not None:
-                if pos <= flip_at < pos + len(chunk):
-                    i = flip_at - pos
-                    chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1:]
-                pos += len(chunk)
-                yield chunk
+            chunks = self.runtime.engine.stream_api.get_image(ref, chunk_size=CHUNK_BYTES)
+            try:
+                while (chunk := await trio.to_thread.run_sync(next, chunks, None, abandon_on_cancel=True)) is not None:
+                    if pos <= flip_at < pos + len(chunk):
+                        i = flip_at - pos
+                        chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1:]
+                    pos += len(chunk)
+                    self.served_bytes += len(chunk)
+                    yield chunk
+                state = "done"
+            finally:
+                with contextlib.suppress(Exception):
+                    chunks.close()
         finally:
-            self._serves.release()
-            with contextlib.suppress(Exception):
-                chunks.close()
+            self.serving -= 1
+            self.agent.events.publish("image_serve", node=self.agent.name, image=ref, peer=peer, state=state,
+                                      bytes=pos)
 
     # ---- fetching ----
 
@@ -172,9 +197,13 @@ class ImageShare:
             except (httpx.HTTPError, ValueError):
                 return
             images = body.get("images") if isinstance(body, dict) else None
+            if not isinstance(body, dict) or body.get("max_serves") == 0:
+                return      # this node serves no images to peers
+            serving = body.get("serving")
             for img in images or []:
                 if isinstance(img, dict) and img.get("ref") == ref and str(img.get("id", "")).startswith("sha256:"):
-                    found.append({"node": member.name, "url": url, "id": img["id"], "size": int(img.get("size") or 0)})
+                    found.append({"node": member.name, "url": url, "id": img["id"], "size": int(img.get("size") or 0),
+                                  "serving": serving if isinstance(serving, int) else 0})
 
         async with forward_client(self.agent, ASK_TIMEOUT_S) as client:
             async with trio.open_nursery() as nursery:
@@ -205,7 +234,7 @@ class ImageShare:
             if not holders:
                 problems.append("no peer has it")
                 break
-            holder = random.choice(holders)
+            holder = choose_holder(holders)
             problem = await self._fetch_from(image, ref, holder)
             if problem is None:
                 return None

@@ -7,6 +7,7 @@ asks for at each pull (node/runtime/pulls.py).
     [images]
     max_concurrent_pulls = 2          # per node; more wait their turn
     pull_timeout_s = 600              # one pull, whatever its size
+    max_peer_serves = 2               # images sent to peers at once (0: none)
     docker_config = "/root/.docker/config.json"   # default: Docker's usual path
     [images.registries."registry.example:5000"]
     username = "deploy"
@@ -61,6 +62,7 @@ class RegistryLogin:
 class ImagesConfig:
     max_concurrent_pulls: int = 2
     pull_timeout_s: float = 600.0
+    max_peer_serves: int = 2                # node/agent/image_share.py; 0: serve no peer
     docker_config: Path | None = None       # None: Docker's usual path
     registries: tuple[tuple[str, RegistryLogin], ...] = ()   # sorted by host
 
@@ -124,7 +126,7 @@ def images_config(table: Any) -> ImagesConfig:
     """The `[images]` table, validated; ConfigError names `images.FIELD`."""
     if not isinstance(table, dict):
         raise ConfigError("images", f"expected a table, got {toml_value(table)}")
-    known = ("max_concurrent_pulls", "pull_timeout_s", "docker_config", "registries")
+    known = ("max_concurrent_pulls", "pull_timeout_s", "max_peer_serves", "docker_config", "registries")
     for key in table:
         if key not in known:
             raise ConfigError(f"images.{key}", f"unknown setting; known: {', '.join(known)}")
@@ -133,6 +135,10 @@ def images_config(table: Any) -> ImagesConfig:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
             raise ConfigError("images.max_concurrent_pulls", f"must be an integer 1..64, got {toml_value(n)}")
         kw["max_concurrent_pulls"] = n
+    if (n := table.get("max_peer_serves")) is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 64:
+            raise ConfigError("images.max_peer_serves", f"must be an integer 0..64, got {toml_value(n)}")
+        kw["max_peer_serves"] = n
     if (t := table.get("pull_timeout_s")) is not None:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 86400:
             raise ConfigError("images.pull_timeout_s", f"must be seconds in (0, 86400], got {toml_value(t)}")

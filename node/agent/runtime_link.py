@@ -63,7 +63,8 @@ def make_runtime(agent: Agent) -> Any:
                        policy=agent.config.containers, auth_for=cfg.images.auth_for, on_pull=pulled)
     # Images this node cannot pull come from peers that have them, and this
     # node serves its own (node/agent/image_share.py).
-    rt.image_share = ImageShare(agent, rt, timeout_s=cfg.images.pull_timeout_s)
+    rt.image_share = ImageShare(agent, rt, timeout_s=cfg.images.pull_timeout_s,
+                                max_serves=cfg.images.max_peer_serves)
     rt.puller.fallback = rt.image_share.fetch
     return rt
 

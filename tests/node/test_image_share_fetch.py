@@ -52,3 +52,75 @@ async def test_a_holder_busy_past_the_timeout_fails_the_fetch(autojump_clock):
 async def test_no_holder_says_so(autojump_clock):
     share, _, tried = share_with([], holders=())
     assert await share.fetch("app:1") == "no peer has it" and tried == []
+
+
+def test_the_least_busy_holder_is_chosen_at_random_among_equals():
+    import random
+
+    from node.agent.image_share import choose_holder
+    holders = [{"node": "h0", "serving": 2}, {"node": "h1", "serving": 0}, {"node": "h2", "serving": 0},
+               {"node": "h3", "serving": 1}]
+    rng = random.Random(7)
+    picked = {choose_holder(holders, rng)["node"] for _ in range(50)}
+    assert picked == {"h1", "h2"}
+
+
+class Swarm:
+    """N nodes that need one image held by h0; each transfer takes
+    TRANSFER_S and a holder serves at most MAX_SERVES at once (busy beyond),
+    as ImageShare.serve does.  Who sent how many copies, and when each
+    node had the image."""
+
+    TRANSFER_S = 10.0
+    MAX_SERVES = 2
+
+    def __init__(self, receivers: int) -> None:
+        self.has = {"h0"}
+        self.serving: dict[str, int] = {"h0": 0}
+        self.sent: dict[str, int] = {}
+        self.got_at: dict[str, float] = {}
+        self.names = [f"n{i}" for i in range(1, receivers + 1)]
+
+    def share(self, me: str):
+        import trio
+        share, _, _ = share_with([])
+
+        async def holders_of(ref):
+            return [{"node": h, "url": "http://x", "id": "sha256:1", "size": 1, "serving": self.serving[h]}
+                    for h in sorted(self.has)]
+
+        async def fetch_from(image, ref, holder):
+            h = holder["node"]
+            if self.serving[h] >= self.MAX_SERVES:
+                return "busy: serves 2 already"
+            self.serving[h] += 1
+            await trio.sleep(self.TRANSFER_S)
+            self.serving[h] -= 1
+            self.sent[h] = self.sent.get(h, 0) + 1
+            self.has.add(me)
+            self.serving[me] = 0
+            self.got_at[me] = trio.current_time()
+            return None
+
+        share.holders = holders_of
+        share._fetch_from = fetch_from
+        return share
+
+
+async def test_nodes_that_got_the_image_serve_it_next_so_spreading_is_a_tree_not_a_queue(autojump_clock):
+    import random
+
+    import trio
+    random.seed(3)
+    swarm = Swarm(receivers=12)
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for name in swarm.names:
+            nursery.start_soon(swarm.share(name).fetch, "app:1")
+    assert set(swarm.got_at) == set(swarm.names)
+    # From h0 alone (2 at a time) 12 copies take 6 transfer times; the
+    # holders double about every transfer time: 1, 3, 9 (2 per holder), 12.
+    took = max(swarm.got_at.values()) - start
+    assert took <= 4 * Swarm.TRANSFER_S + 5, (took, swarm.sent)
+    assert swarm.sent["h0"] <= 5 and sum(swarm.sent.values()) == 12, swarm.sent
+    assert len(swarm.sent) >= 4, swarm.sent      # copies came from several nodes

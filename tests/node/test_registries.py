@@ -19,11 +19,14 @@ def test_defaults_and_limits_reach_the_docker_runtime():
     kw = docker_settings(cfg)
     assert (kw["pull_images"], kw["max_concurrent_pulls"], kw["pull_timeout_s"]) == (True, 3, 120.0)
     assert build_config({"bind": "127.0.0.1:0"}).images == ImagesConfig()
+    assert images_config({"max_peer_serves": 0}).max_peer_serves == 0     # serves no peer
 
 
 @pytest.mark.parametrize("table,field", [
     ({"max_concurrent_pulls": 0}, "images.max_concurrent_pulls"),
     ({"pull_timeout_s": -1}, "images.pull_timeout_s"),
+    ({"max_peer_serves": -1}, "images.max_peer_serves"),
+    ({"max_peer_serves": True}, "images.max_peer_serves"),
     ({"pulls": 1}, "images.pulls"),
     ({"registries": {"reg:5000": {"username": "u", "password": "p"}}}, "images.registries.reg:5000.password"),
     ({"registries": {"reg:5000": {"username": "u"}}}, "images.registries.reg:5000.password_file"),
@@ -87,12 +90,12 @@ def test_the_docs_and_the_example_give_the_defaults():
     repo = Path(__file__).resolve().parents[2]
     doc = (repo / "docs" / "configuration.md").read_text()
     documented = dict(re.findall(r"### `images\.([a-z_]+)`\n\nDefault: `([^`]+)`", doc))
-    assert documented == {"max_concurrent_pulls": "2", "pull_timeout_s": "600.0"}
+    assert documented == {"max_concurrent_pulls": "2", "pull_timeout_s": "600.0", "max_peer_serves": "2"}
     for name, value in documented.items():
         assert repr(getattr(ImagesConfig(), name)) == value
     example = (repo / "deploy" / "agent.example.toml").read_text()
     block = example[example.index("\n[images]\n"):example.index("\n[containers]\n")]
     uncommented = re.sub(r"^# ([a-z_]+ = .*)$", r"\1", block, flags=re.M)
     cfg = build_config({"bind": "127.0.0.1:0", **__import__("tomllib").loads(uncommented)})
-    assert (cfg.images.max_concurrent_pulls, cfg.images.pull_timeout_s) == (2, 600.0)
+    assert (cfg.images.max_concurrent_pulls, cfg.images.pull_timeout_s, cfg.images.max_peer_serves) == (2, 600.0, 2)
     assert str(cfg.images.docker_config) == "/root/.docker/config.json"
