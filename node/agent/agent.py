@@ -223,6 +223,8 @@ class Agent:
                 if hasattr(self.runtime, "desired_complete"):
                     nursery.start_soon(watch_claims_replayed, self)
                 nursery.start_soon(watch_runtime, self)
+                if (share := getattr(self.runtime, "image_share", None)) is not None:
+                    nursery.start_soon(share.preloads.run)     # `shoal image preload` (node.agent.image_preload)
                 if handle_signals:
                     nursery.start_soon(self._watch_signals)
                 if cfg.join:

@@ -67,6 +67,7 @@ import httpx
 import trio
 
 from auction.placement import normalize_image
+from node.agent.image_preload import Preloads
 from node.agent.tags import decode_tags
 from node.api.forward import ForwardRefused, forward_client, forward_headers, peer_api_url
 from node.runtime.engine import EngineError, RuntimeProblem, engine_message
@@ -116,6 +117,7 @@ class ImageShare:
         self.serving = 0
         self.served_bytes = 0
         self.fetching: set[str] = set()
+        self.preloads = Preloads(agent, runtime)
         corrupt = os.environ.get("SHOAL_FAULT_CORRUPT_SERVES", "0") if agent.config.enable_fault_hook else "0"
         self.corrupt_serves = int(corrupt) if corrupt.isdigit() else 0
 

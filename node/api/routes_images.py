@@ -10,9 +10,18 @@ for other agents (node/agent/image_share.py has the design).
                               (application/x-tar, streamed); 404 if it is not
                               here, 503 if this agent serves its limit already
 
-Both are agent-to-agent routes (node.api.server's PEER_ROUTES): with an API
-token they also take another agent's credential.  A runtime that keeps no
-images (the fake one) answers 404 "no image store".
+    POST /v1/images/preload   {image, constraints?: ["zone == a"], source?:
+                              "registry" | "peers"}: every alive member whose
+                              labels satisfy the constraints is asked to get
+                              the image now (node/agent/image_preload.py):
+                              {image, nodes: [{node, state: present | started
+                              | running} or {node, error}]}; progress is in
+                              each node's GET /v1/images (preloads, progress)
+    POST /v1/images/preload/local   the same body, for this node only
+
+The GET routes and preload/local are agent-to-agent routes (node.api.server's
+PEER_ROUTES): with an API token they also take another agent's credential.
+A runtime that keeps no images (the fake one) answers 404 "no image store".
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from auction.placement import normalize_image
-from node.api.common import ApiError, agent_of, flag, peer_target
+from node.api.common import ApiError, agent_of, flag, json_body, peer_target
 from node.api.forward import FORWARDED_HEADER, ForwardRefused, forward_client, forward_headers, peer_api_url
 
 FANOUT_TIMEOUT_S = 5.0
@@ -56,10 +65,18 @@ async def _local(request: Request, ref: str | None) -> dict[str, Any]:
         images = await share.local_images()
     except (EngineError, RuntimeProblem) as e:
         raise ApiError(503, f"the engine on {agent.name} did not list its images: {e}") from None
+    puller = share.runtime.puller
+    busy = sorted(set(puller.pulling()) | share.fetching)
+    progress = {r: puller.describe(r) or "" for r in busy}
+    preloads = share.preloads.snapshot()
     if ref is not None:
-        images = [i for i in images if i["ref"] == normalize_image(ref)]
-    return {"node": agent.name, "images": images, "pulling": share.runtime.puller.pulling(),
-            "fetching": sorted(share.fetching)}
+        ref = normalize_image(ref)
+        images = [i for i in images if i["ref"] == ref]
+        progress = {r: p for r, p in progress.items() if r == ref}
+        preloads = {r: p for r, p in preloads.items() if r == ref}
+    return {"node": agent.name, "images": images, "pulling": puller.pulling(),
+            "fetching": sorted(share.fetching), "progress": progress, "preloads": preloads,
+            "serving": share.serving, "max_serves": share.max_serves, "served_bytes": share.served_bytes}
 
 
 async def images(request: Request) -> Response:
@@ -125,8 +142,94 @@ async def archive(request: Request) -> Response:
     if here is None:
         raise ApiError(404, f"image {ref} is not on {agent_of(request).name}")
     try:
-        stream = await share.serve(ref, here["size"])
+        stream = await share.serve(ref, here["size"], request.headers.get(FORWARDED_HEADER, ""))
     except ServeBusy as e:
         raise ApiError(503, str(e)) from None
     return StreamingResponse(stream, media_type="application/x-tar",
                              headers={"X-Shoal-Image-Id": here["id"], "X-Shoal-Image-Size": str(here["size"])})
+
+
+def _preload_spec(body: dict[str, Any]) -> Any:
+    """The request as a job spec (the image, constraints and source checked
+    as a job's are); ApiError 400 with the problems."""
+    from auction.spec import SpecError, validate
+
+    unknown = sorted(set(body) - {"image", "constraints", "source"})
+    if unknown:
+        raise ApiError(400, f"unknown field {unknown[0]}; known: image, constraints, source")
+    try:
+        return validate({"name": "preload", **body})
+    except SpecError as e:
+        raise ApiError(400, "invalid preload request", problems=[p.to_dict() for p in e.problems]) from None
+
+
+async def preload_local(request: Request) -> Response:
+    from auction.spec import ImageSource
+    from node.agent.image_preload import PreloadBusy
+
+    spec = _preload_spec(await json_body(request))
+    share = _share(request)
+    try:
+        state = share.preloads.request(spec.image, spec.source is ImageSource.PEERS)
+    except PreloadBusy as e:
+        raise ApiError(503, str(e)) from None
+    return JSONResponse({"node": agent_of(request).name, "state": state})
+
+
+async def preload(request: Request) -> Response:
+    import httpx  # only to ask other agents (node.api.forward)
+
+    body = await json_body(request)
+    spec = _preload_spec(body)
+    agent = agent_of(request)
+    alive = agent.view.alive_names()
+    targets = sorted(name for name, st in agent.view.live_statuses().items()
+                     if name in alive and all(c.matches(st.labels) for c in spec.constraints))
+    if not targets:
+        raise ApiError(409, "no alive node matches " + (" and ".join(str(c) for c in spec.constraints) or "(none)"))
+    forwarded = {"image": spec.image, "source": spec.source.value}
+    results: dict[str, dict[str, Any]] = {}
+
+    async def local() -> None:
+        from node.agent.image_preload import PreloadBusy
+
+        try:
+            state = _share(request).preloads.request(spec.image, forwarded["source"] == "peers")
+            results[agent.name] = {"node": agent.name, "state": state}
+        except PreloadBusy as e:
+            results[agent.name] = {"node": agent.name, "error": str(e)}
+        except ApiError as e:
+            results[agent.name] = {"node": agent.name, "error": e.message}
+
+    async def remote(client: httpx.AsyncClient, name: str) -> None:
+        target = "/v1/images/preload/local"
+        peer = peer_target(agent.view, name)
+        try:
+            url = None if peer is None else peer_api_url(agent, name, peer)
+        except ForwardRefused as e:
+            results[name] = {"node": name, "error": str(e)}
+            return
+        if url is None:
+            results[name] = {"node": name, "error": "its API is not reachable from here"}
+            return
+        try:
+            r = await client.post(url + target, json=forwarded, headers=forward_headers(agent, "POST", target))
+            answer = r.json()
+        except (httpx.HTTPError, ValueError) as e:
+            results[name] = {"node": name, "error": f"asking {url} failed: {e or type(e).__name__}"}
+            return
+        if r.status_code != 200 or not isinstance(answer, dict):
+            error = answer.get("error") if isinstance(answer, dict) else None
+            results[name] = {"node": name, "error": error or f"HTTP {r.status_code}"}
+            return
+        results[name] = {"node": name, "state": str(answer.get("state", "?"))}
+
+    async with forward_client(agent, FANOUT_TIMEOUT_S) as client:
+        async with trio.open_nursery() as nursery:
+            for name in targets:
+                if name == agent.name:
+                    nursery.start_soon(local)
+                else:
+                    nursery.start_soon(remote, client, name)
+    return JSONResponse({"image": spec.image, "source": spec.source.value,
+                         "nodes": [results[n] for n in sorted(results)]})

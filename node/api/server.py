@@ -88,6 +88,9 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             alive member's); GET /v1/images/archive?ref=REF:
                             `docker save` of that tag, for other agents
                             (node.api.routes_images)
+    POST /v1/images/preload {image, constraints?, source?}: the matching alive
+                            nodes get the image now (`shoal image preload`);
+                            POST /v1/images/preload/local: this node only
     POST /v1/agent/join     {"addresses": ["HOST[:PORT]", ...]} -> {"joined": n, "errors": {...}}
                             (502 when none could be joined)
     POST /v1/agent/leave    leave the cluster gracefully, then the agent exits
@@ -101,7 +104,8 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             job_updated/job_deleted, claim, auction_closed,
                             award_accepted, replica_start/replica_stop,
                             slot_pending, rollout_*, rebalance_moving/moved/failed,
-                            image_pull, image_fetch, join, key,
+                            image_pull, image_fetch, image_serve, image_preload,
+                            join, key,
                             user_*
     GET  /ui                the status page (text/html; node/ui.py): members,
                             capacity, jobs, placements, recent events; no
@@ -119,7 +123,8 @@ Auth: when the agent has an `api_token`, every request must carry
 `Authorization: Bearer <token>` or `X-Shoal-Token: <token>` (compared in
 constant time), else 401.  The routes agents forward to one another
 (`PEER_ROUTES`: GET /v1/containers, GET /v1/jobs/NAME/logs, POST
-/v1/nodes/NAME/drain|undrain, GET /v1/images and /v1/images/archive) also take another agent's proof instead: a
+/v1/nodes/NAME/drain|undrain, GET /v1/images and /v1/images/archive, POST
+/v1/images/preload/local) also take another agent's proof instead: a
 client certificate from the cluster CA (TLS, node.api.tls) or a credential
 derived from the gossip key (node.agent.peer_auth).  Agents never forward
 the caller's token (node.api.forward).
@@ -167,7 +172,7 @@ from node.api.routes_cluster import (
     ui_page,
     undrain,
 )
-from node.api.routes_images import archive, images
+from node.api.routes_images import archive, images, preload, preload_local
 from node.api.routes_jobs import containers, job, job_logs, jobs, stop_job, submit_job
 from node.api.routes_versions import history, plan, promote, restart, rollback, scale
 from node.api.routes_services import service, services
@@ -204,6 +209,7 @@ PEER_ROUTES = (
     ("GET", re.compile(r"/v1/jobs/[^/]+/logs")),
     ("POST", re.compile(r"/v1/nodes/[^/]+/(?:un)?drain")),
     ("GET", re.compile(r"/v1/images(?:/archive)?")),
+    ("POST", re.compile(r"/v1/images/preload/local")),
 )
 
 
@@ -283,6 +289,8 @@ def build_app(agent: Agent) -> Any:
         Route("/v1/containers", containers, methods=["GET"]),
         Route("/v1/images", images, methods=["GET"]),
         Route("/v1/images/archive", archive, methods=["GET"]),
+        Route("/v1/images/preload", preload, methods=["POST"]),
+        Route("/v1/images/preload/local", preload_local, methods=["POST"]),
         Route("/v1/agent/join", join, methods=["POST"]),
         Route("/v1/agent/leave", leave, methods=["POST"]),
         Route("/v1/keys", keys_list, methods=["GET"]),
