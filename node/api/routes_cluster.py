@@ -201,10 +201,21 @@ async def ui_page(request: Request) -> Response:
 async def fault(request: Request) -> Response:
     agent = agent_of(request)
     body = await json_body(request)
+    # {"corrupt_serves": N}: flip a byte in each of the next N image archives
+    # this agent serves to a peer (node.agent.image_share), alone or with delay_ms.
+    corrupt = body.get("corrupt_serves")
+    share = getattr(agent.runtime, "image_share", None)
+    if corrupt is not None:
+        if isinstance(corrupt, bool) or not isinstance(corrupt, int) or not 0 <= corrupt <= 100 or share is None:
+            raise ApiError(400, "corrupt_serves: expected 0 to 100, with the docker runtime")
+        share.corrupt_serves = corrupt
+        log.warning("fault injection: the next %d image archives served are corrupted", corrupt)
+        if "delay_ms" not in body:
+            return JSONResponse({"corrupt_serves": corrupt})
     delay = body.get("delay_ms")
     if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= MAX_FAULT_DELAY_MS:
         raise ApiError(400, f"delay_ms: expected a number from 0 to {MAX_FAULT_DELAY_MS}")
     assert agent.transport is not None
     agent.transport.fault_delay_s = float(delay) / 1000.0
     log.warning("fault injection: %g ms added to every outgoing datagram", delay)
-    return JSONResponse({"delay_ms": delay})
+    return JSONResponse({"delay_ms": delay, **({"corrupt_serves": corrupt} if corrupt is not None else {})})

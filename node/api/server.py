@@ -112,6 +112,8 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             scripts, a Content-Security-Policy that forbids them
     PUT  /v1/agent/fault    {"delay_ms": N}: testbed fault hook, adds N ms
                             before every outgoing UDP datagram (0 turns it off);
+                            {"corrupt_serves": N}: a byte flipped in each of the
+                            next N image archives served to peers;
                             only when the agent runs with --enable-fault-hook
 
 Blocking queries (marked above): the answer carries `X-Shoal-Index`, the
