@@ -13,8 +13,9 @@ world event (every core output, every runtime report) it counts the slots of
 - `gap_s`: the longest any one of them went without a running copy;
 - `starts`: replicas started after the heal (a merge whose winners run
   needs none);
-- `met_s`: when the sides first met again (a member of the other side
-  came back in some node's view), after the heal;
+- `met_s`: when the sides met again, after the heal: the first moment
+  when, on each side, some node has seen a member of the other side come
+  back (a one-way contact does not merge anything yet);
 - `agreed_s` (set by `agreed()` when it first holds): every live node holds
   the same claims (equal digests), and every desired slot runs exactly one
   container, on the node its winning claim names.
@@ -29,7 +30,7 @@ from typing import Any
 from auction.placement import PlacementConfig
 from auction.spec import validate
 from gossip.config import LOCAL, GossipConfig
-from gossip.events import MemberJoined, MemberUpdated
+from gossip.events import MemberJoined
 from node.core.config import ClusterConfig
 from node.core.outputs import StartReplica
 from node.sim import faults
@@ -52,6 +53,7 @@ class MergeChecker:
         self.agreed_s: float | None = None
         self.checks = 0
         self._gap_since: dict[str, float] = {}
+        self._seen_other: set[int] = set()   # sides on which a node saw the other side come back
         self._side_of = {self.world.nodes[i].name: k for k, side in enumerate(sides) for i in side}
         self.world.subscribe(self._on_event)
         runtime.on_report.append(lambda i: self._check())
@@ -74,11 +76,13 @@ class MergeChecker:
         cls = ev.__class__
         if cls is StartReplica and ev.claim.job == self.job:
             self.starts += 1
-        elif self.met_s is None and cls in (MemberJoined, MemberUpdated):
+        elif self.met_s is None and cls is MemberJoined:
             mine = self._side_of.get(self.world.nodes[i].name)
             theirs = self._side_of.get(ev.member.name)
             if mine is not None and theirs is not None and mine != theirs:
-                self.met_s = t - self.healed_at
+                self._seen_other.add(mine)
+                if len(self._seen_other) == 2:
+                    self.met_s = t - self.healed_at
         self._check()
 
     def _check(self) -> None:
