@@ -27,10 +27,9 @@ the same three:
    last hold_off_s (it is coming back: the other side of a heal).  The
    winner's holder is most likely alive and only not yet seen so (the merge
    is under way); a new ballot would supersede both copies and start a
-   third.  It waits at most
-   `hold_off_s` (HOLD_OFF_S) per winning ballot, then re-auctions as
-   before; the copy that runs keeps serving (rule 2) until the new winner
-   runs.
+   third.  It waits at most `hold_off_s` (HOLD_OFF_S) per winning ballot,
+   then re-auctions as before; the copy that runs keeps serving (rule 2)
+   until the new winner runs.
 
 So at no moment after a heal does a slot that ran on both sides have no
 running copy (unless every node running one crashes), and the merge starts
@@ -41,9 +40,13 @@ has the winning claim (one gossip spread or claims sync) and then the
 winner's runtime record showing the slot running under that claim (the
 winner republishes at most status_min_interval_s after the merge moves its
 claims: node.core.merge_link), and never longer than KEEP_LOSING_COPY_S
-after the losing holder learned of the winning claim.  A node whose runtime
-does not report (the simulator's plain fake, an older agent) stops a losing
-copy at once, as before this rule.
+after the losing holder learned of the winning claim (counted again if the
+slot gets yet another winner).  In the simulator (scripts/bench/merge_gap.py)
+every duplicate is gone 0.5-2.8 s after the sides meet again.  A node whose
+own runtime does not report (the simulator's plain fake) stops a losing
+copy at once, as before this rule; a winner on an older agent, which
+publishes no runtime summary, is never known to run, so the loser keeps its
+copy the full KEEP_LOSING_COPY_S.
 
 Pure: the caller passes `now` and the lookups; this module keeps only the
 per-slot deadlines.
