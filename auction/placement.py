@@ -491,7 +491,7 @@ class Placement:
             self._backoff.pop(key, None)
             self.pending_reasons.pop(key, None)
         if rc.unplaced:
-            reason = _summarize(rc)
+            reason = rc.pending_reason()
             for index in rc.unplaced:
                 key = slot_key(rc.job, index)
                 _, delay = self._backoff.get(key, (0.0, self.cfg.min_backoff_s / 2))
@@ -634,19 +634,3 @@ def normalize_image(image: str) -> str:
         if image.startswith(prefix):
             return image[len(prefix):]
     return image
-
-
-def _summarize(rc: RoundClosed) -> str:
-    if not rc.declines and not rc.silent and not rc.awarded:
-        return "no node can fit it (by gossiped free resources and constraints)"
-    parts = []
-    reasons: dict[str, int] = {}
-    for r in rc.declines.values():
-        reasons[r] = reasons.get(r, 0) + 1
-    for r, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0]))[:3]:
-        parts.append(f"{n} declined: {r}")
-    if rc.silent:
-        parts.append(f"{len(rc.silent)} did not answer")
-    if rc.awarded:
-        parts.append(f"{len(rc.awarded)} placed, {len(rc.unplaced)} left over")
-    return "; ".join(parts)
