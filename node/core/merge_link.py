@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 from gossip.events import MemberState
 from node.core import rollout_link
-from node.core.status import NodeStatus
 
 if TYPE_CHECKING:
     from node.core.node_core import NodeCore
@@ -47,23 +46,23 @@ def winner_state(core: NodeCore) -> Callable[[str, str, int], str] | None:
 def copies(core: NodeCore, now: float) -> Callable[[str, int, str], str | None]:
     """(job, index, besides) -> a live member (auction.merge_rule rule 3), not
     `besides`, whose runtime reports the slot running (the first by name), or None."""
-    seen: list[tuple[str, NodeStatus]] = []
+    built: list[dict[tuple[str, int], list[str]]] = []
     core.placement.merges.prune(now)  # once per placement pass
 
     def lookup(job: str, index: int, besides: str) -> str | None:
-        if not seen:  # built at the first question: most ticks ask none
+        if not built:  # indexed at the first question (most passes ask none): one walk of the records
             merges = core.placement.merges
             up = {m.name for m in core.swim.members()
                   if m.state in (MemberState.ALIVE, MemberState.SUSPECT) or merges.coming_back(m.name, now)}
-            seen.extend(sorted((name, s) for name, s in core.statuses.items() if name in up or name == core.name))
-        for name, status in seen:
-            runtime = core.runtime_summary if name == core.name else status.runtime
-            if name == besides or runtime is None:
-                continue
-            entry = runtime.jobs.get(job)
-            if entry is not None and index in entry[0]:
-                return name
-        return None
+            runs: dict[tuple[str, int], list[str]] = {}
+            for name in sorted({n for n in core.statuses if n in up} | {core.name}):
+                status = core.statuses.get(name)
+                runtime = core.runtime_summary if name == core.name else status.runtime if status else None
+                for j, (running, _) in (runtime.jobs.items() if runtime is not None else ()):
+                    for i in running:
+                        runs.setdefault((j, i), []).append(name)
+            built.append(runs)
+        return next((name for name in built[0].get((job, index), ()) if name != besides), None)
     return lookup
 
 
