@@ -38,6 +38,22 @@ class RoundClosed:
     declines: dict[str, str]  # bidder -> reason
     silent: tuple[str, ...]  # candidates that never answered
 
+    def pending_reason(self) -> str:
+        """Why this round left slots pending, for `shoal job status`."""
+        if not self.declines and not self.silent and not self.awarded:
+            return "no node can fit it (by gossiped free resources and constraints)"
+        parts = []
+        reasons: dict[str, int] = {}
+        for r in self.declines.values():
+            reasons[r] = reasons.get(r, 0) + 1
+        for r, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0]))[:3]:
+            parts.append(f"{n} declined: {r}")
+        if self.silent:
+            parts.append(f"{len(self.silent)} did not answer")
+        if self.awarded:
+            parts.append(f"{len(self.awarded)} placed, {len(self.unplaced)} left over")
+        return "; ".join(parts)
+
 
 # What the auctioneer asks its caller to do: send a message, or take note
 # that a round closed.

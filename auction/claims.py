@@ -23,14 +23,16 @@ The rule, in full (everything else calls the functions here):
    writes a *released* copy of the claim under the next round
    (`release_of`), which beats the claim it releases.  A released claim
    holds nothing (`live` is None).
-4. Who stops which copy after a merge.  A node runs a slot exactly while the
-   winning claim is live and names it (`holds`).  Whenever the winner names
-   someone else (a newer ballot won the merge) or was released, the node
-   stops its copy (`stop_reason` says why), whatever it was told before;
-   the winner's node keeps or starts its copy.  On one node, a container
-   whose ballot (`ballot_label`) differs from the winning claim's is a stale
-   copy and is replaced.  So at most one copy per slot survives once the
-   merge has spread.
+4. Who stops which copy after a merge.  A node holds a slot exactly while
+   the winning claim is live and names it (`holds`).  Whenever the winner
+   names someone else (a newer ballot won the merge) or was released, the
+   node stops its copy (`stop_reason` says why), whatever it was told
+   before: a released slot at once, one that went to another node once that
+   node is known to run it (auction.merge_rule, which bounds the wait); the
+   winner's node keeps or starts its copy.  On one node, a container whose
+   ballot (`ballot_label`) differs from the winning claim's is a stale copy
+   and is replaced.  So at most one copy per slot survives once the merge
+   has spread and the winners run.
 
 Pure value types and functions; the map machinery is gossip.lww.LwwMap.
 """

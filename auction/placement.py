@@ -65,6 +65,7 @@ from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.coordination import Coordination
 from auction.ledger import Ledger
 from auction.membership import NodeStatus, is_alive, keeps_slot, may_win
+from auction.merge_rule import CopyLookup, MergeRule
 from auction.messages import Award, Bid, CallForBids, Decline
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
@@ -219,6 +220,7 @@ class Placement:
         self.reverts: list[JobSpec] = []
         self._targets: dict[str, tuple[JobSpec, str]] = {}   # job -> (spec, its container hash)
         self._handoff_until: dict[str, float] = {}  # drained: slot -> stop our copy by then at the latest
+        self.merges = MergeRule()  # two copies of a slot after a merge (auction.merge_rule)
         self.revert_writes = 0      # the core's tokens for them (negative: no driver waits on them)
         self.rebalancer = Rebalancer(cfg.rebalance_settle_s)  # auction.rebalance; acts in rebalance_act
 
@@ -290,9 +292,10 @@ class Placement:
     # ---- the tick
     def tick(self, *, jobs: Mapping[str, JobEntry], deleted: set[str],
              statuses: Mapping[str, NodeStatus], alive: set[str],
-             now: float, running: RunningLookup = _all_running) -> tuple[list[AuctionOutput], list[Claim]]:
+             now: float, running: RunningLookup = _all_running,
+             copies: CopyLookup | None = None) -> tuple[list[AuctionOutput], list[Claim]]:
         """Returns (outputs, claims to write).  `running`: what holders report
-        of their slots (for rollouts; default: every slot runs)."""
+        of their slots (for rollouts; default: every slot runs).  `copies`: auction.merge_rule rule 3."""
         out: list[AuctionOutput] = []
         writes: list[Claim] = []
         specs = {name: self.spec_of(entry) for name, entry in jobs.items()}
@@ -328,7 +331,7 @@ class Placement:
             desired = specs[job]
             if desired is None:
                 continue
-            out.extend(self._coordinate(job, desired, statuses, alive, now))
+            out.extend(self._coordinate(job, desired, statuses, alive, now, copies))
         # 4. Rebalancing: moves the rule (auction.rebalance) picks, by their slots' coordinators.
         out.extend(rebalance_act.tick(self, specs, statuses, alive, running, now))
         return out, writes
@@ -420,7 +423,7 @@ class Placement:
         return claim is None or not keeps_slot(claim.node, alive, statuses)
 
     def _coordinate(self, job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str],
-                    now: float) -> list[AuctionOutput]:
+                    now: float, copies: CopyLookup | None = None) -> list[AuctionOutput]:
         busy = self.auctioneer.busy_slots(job)
         batch: dict[int, int] = {}
         for index in range(spec.replicas):
@@ -431,6 +434,9 @@ class Placement:
                     self.pending_reasons.pop(key, None)
                 continue
             if self._coordination.coordinator_of(job, index, spec) != self.name:
+                continue
+            if (held := self.merges.holds_off(self.claims.get(key), alive, copies, now)) is not None:
+                self.pending_reasons[key] = held    # a copy runs elsewhere (auction.merge_rule rule 3)
                 continue
             waiting = self._awaiting_claim.get(key)
             if waiting is not None and waiting > now:
@@ -485,7 +491,7 @@ class Placement:
             self._backoff.pop(key, None)
             self.pending_reasons.pop(key, None)
         if rc.unplaced:
-            reason = _summarize(rc)
+            reason = rc.pending_reason()
             for index in rc.unplaced:
                 key = slot_key(rc.job, index)
                 _, delay = self._backoff.get(key, (0.0, self.cfg.min_backoff_s / 2))
@@ -546,19 +552,21 @@ class Placement:
 
     # ---- keeping the runtime in line with the claims
     def reconcile(self, specs_by_job: SpecLookup, now: float,
-                  drained: RunningLookup | None = None) -> list[RuntimeCommand]:
+                  drained: RunningLookup | None = None, merging: RunningLookup | None = None) -> list[RuntimeCommand]:
         """Start what our winning claims say we run, stop what they no longer
         say (auction.claims, rule 4).  Returns runtime commands.  `drained`
         (given while this node is drained: what holders report of their
         slots): a slot that moved off us keeps our copy until its new holder
         runs it, at most DRAIN_HANDOFF_S (a drain starts each replacement
-        before it stops the old copy)."""
+        before it stops the old copy).  `merging`: auction.merge_rule rule 2."""
         out: list[RuntimeCommand] = []
         mine = self.my_claims()
         for key in sorted(self.running - set(mine)):
             # Start-first: drained, or the slot moved by rebalancing (auction.rebalance).
             lookup = drained or (self.rebalancer.running if self.rebalancer.picked(key, now) else None)
             if lookup is not None and self._handing_off(key, lookup, now):
+                continue
+            if self.merges.keeps_copy(self.claims.get(key), self.name, None if drained else merging, now):
                 continue
             self._handoff_until.pop(key, None)
             self.running.discard(key)
@@ -583,7 +591,7 @@ class Placement:
             self._started[key] = claim
             out.append(StartReplica(claim, spec))
         for key in list(self.ledger.committed):
-            if key not in mine and key not in self._handoff_until:
+            if key not in mine and key not in self._handoff_until and not self.merges.keeping(key):
                 self.ledger.release(key)
         return out
 
@@ -626,19 +634,3 @@ def normalize_image(image: str) -> str:
         if image.startswith(prefix):
             return image[len(prefix):]
     return image
-
-
-def _summarize(rc: RoundClosed) -> str:
-    if not rc.declines and not rc.silent and not rc.awarded:
-        return "no node can fit it (by gossiped free resources and constraints)"
-    parts = []
-    reasons: dict[str, int] = {}
-    for r in rc.declines.values():
-        reasons[r] = reasons.get(r, 0) + 1
-    for r, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0]))[:3]:
-        parts.append(f"{n} declined: {r}")
-    if rc.silent:
-        parts.append(f"{len(rc.silent)} did not answer")
-    if rc.awarded:
-        parts.append(f"{len(rc.awarded)} placed, {len(rc.unplaced)} left over")
-    return "; ".join(parts)

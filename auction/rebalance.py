@@ -54,8 +54,9 @@ Start-first: the move is an auction among the open target domains' nodes
 pick (`Rebalancer.picked`, remembered for PICK_MEMORY_S), keeps its copy
 until the new holder reports the slot running (as a drain does, at most
 auction.placement.DRAIN_HANDOFF_S).  An old holder whose view lagged and did
-not see the pick stops at once, as for any slot that moved: one replica
-fewer for a moment, never more than max_disruption of the job.  Holders
+not see the pick keeps its copy too, as for any slot that moved to another
+node, until the new holder runs it (auction.merge_rule rule 2; at once when
+its runtime does not report).  Holders
 pick without waiting for the settle delay (a pick only lets them hand over
 start-first); coordinators act only once settled.
 

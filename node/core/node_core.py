@@ -66,7 +66,7 @@ from gossip.messages import Message
 from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
-from node.core import admission, auction_link, rollout_link, wire
+from node.core import admission, auction_link, merge_link, rollout_link, wire
 from node.core.antientropy import AntiEntropy
 from node.core.config import (
     BROADCAST_ENTRY_MAX_BYTES,
@@ -351,6 +351,7 @@ class NodeCore:
             return
         old = self.statuses.get(out.node)
         self.statuses[out.node] = status
+        merge_link.on_record(self, out.node, now)
         if old is None or old.drained != status.drained or old.healthy != status.healthy:
             self._kick(now)
         self._emit(NodeStatusChanged(status))
@@ -544,7 +545,8 @@ class NodeCore:
         jobs = {e.name: e for e in self.store.live()}
         deleted = {n for n, e in self.store.entries.items() if e.deleted}
         outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(), alive=alive,
-                                           now=now, running=rollout_link.lookup(self))
+                                           now=now, running=rollout_link.lookup(self),
+                                           copies=merge_link.copies(self, now))
         for out in outs:
             self._auction_output(out, now)
         rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)
@@ -554,7 +556,8 @@ class NodeCore:
         auction_link.auction_output(self, out, now)
 
     def _reconcile(self, now: float) -> None:
-        for cmd in self.placement.reconcile(self._spec_for, now, rollout_link.drained_lookup(self)):
+        for cmd in self.placement.reconcile(self._spec_for, now, rollout_link.drained_lookup(self),
+                                            merge_link.winner_state(self)):
             self._emit(cmd)
         self._update_allocated(now)
 
@@ -597,6 +600,6 @@ class NodeCore:
             for claim in changed:
                 self._emit(ClaimChanged(claim))
             self._emit(PersistClaims(tuple(changed)))
-            self._publish_status(now, digests_only=True)
+            self._publish_status(now, digests_only=not merge_link.record_moved(self))
             self._reconcile(now)
             self._kick(now)

@@ -5,7 +5,8 @@ What issue 5 says must be shown, on real Docker:
   * a power cut on a node: its replicas run again on the others, each slot once;
   * a 2|3 partition: both sides run every slot (each side has room for all
     of them); after the heal each slot runs exactly once and the extra
-    copies were stopped;
+    copies were stopped, and at no moment (every dockerd swept over and
+    over) did a slot run nowhere;
   * a container that exits is restarted in place per its policy; one that
     crash-loops moves to another node, and the node it failed on declines it.
 (An agent restart adopting its containers -- same IDs, same StartedAt -- is in
@@ -30,7 +31,8 @@ import time
 
 import pytest
 
-from testbed_cluster import job    # same directory (pytest's default prepend import mode)
+from dockerd_sampler import Sampler    # same directory (pytest's default prepend import mode)
+from testbed_cluster import job
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="scripts/testbed needs root"),
               pytest.mark.slow]
@@ -108,6 +110,7 @@ def test_partition_both_sides_run_every_slot_then_heal_keeps_one(cluster):
     cl.ensure_all_up()
     cl.submit(job("split", 10))
     a, b = [1, 2], [3, 4, 5]
+    sampler = None
     try:
         cl.wait(lambda: cl.each_slot_once("split", 10), 60, "10 containers, each slot once")
         cl.bed.run("partition", "1,2|3,4,5")
@@ -117,6 +120,7 @@ def test_partition_both_sides_run_every_slot_then_heal_keeps_one(cluster):
                     "both sides of the partition to run every slot once")
             side = {tuple(a): {c["Labels"]["shoal.slot"]: (c["node"], c["Id"]) for c in cl.containers("split", a)},
                     tuple(b): {c["Labels"]["shoal.slot"]: (c["node"], c["Id"]) for c in cl.containers("split", b)}}
+            sampler = Sampler(cl, "split", sorted(side[tuple(a)]))
         finally:
             cl.bed.run("heal")
         t0 = time.monotonic()
@@ -124,6 +128,9 @@ def test_partition_both_sides_run_every_slot_then_heal_keeps_one(cluster):
         time.sleep(2)
         cl.wait(lambda: cl.each_slot_once("split", 10), 30, "each slot exactly once, still")
         print(f"healed: one copy of each slot {time.monotonic() - t0:.1f} s after the heal")
+        sampler.stop()
+        print(f"merge: {sampler.sweeps} sweeps of every dockerd, most slots running nowhere: {sampler.max_gap}")
+        assert sampler.sweeps >= 10 and sampler.max_gap == 0, sampler.explain()
         with cl.explained():
             running = {c["Labels"]["shoal.slot"]: (c["node"], c["Id"]) for c in cl.containers("split")}
             fresh = []
@@ -141,6 +148,8 @@ def test_partition_both_sides_run_every_slot_then_heal_keeps_one(cluster):
             for slot in fresh:
                 print(cl.log_lines(slot))
     finally:
+        if sampler is not None:
+            sampler.stop()
         cl.bed.run("heal")
         cl.stop_job("split")
 
