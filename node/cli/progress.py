@@ -3,18 +3,26 @@
 How this works: `follow_progress(client, job_names, timeout_s)` reads each
 job's `GET /v1/jobs/NAME` (every slot: pending with a reason, or placed on a
 node, with what that node's runtime says of it: starting, running, failed,
-exited; node/api/views.py), prints one line per slot whenever its state changes
-and one summary line per job whenever its counts change, then waits for the
+exited, and the container hash of its claim; node/api/views.py), prints one
+line per slot whenever its state changes and one summary line per job
+whenever its counts change (during a rollout: slots on the new version,
+healthy, failed, out of all; node.cli.rollout_progress), then waits for the
 next change with a blocking query on the jobs index (`GET
 /v1/jobs?index=N&wait=2s`: placements, claims, node statuses -- which carry
 the runtime summaries -- and this agent's own container states all bump it;
 the 2 s cap keeps the elapsed time honest).  It returns
 
-    0  every replica of every job runs;
+    0  every replica of every job runs the version first seen after the
+       submission (a rollout has ended: every slot healthy on it), or its
+       canaries do and the rest wait for `shoal job promote`;
     2  the timeout passed with some replica not running: each one is
        printed with why (the pending reason the agents give, or the
-       runtime's failure);
-    1  an error: the agent cannot be reached, or a job disappeared.
+       runtime's failure).  During a rollout the timeout counts from the
+       last slot that turned healthy on the new version (a rollout of many
+       replicas takes longer than one wait);
+    1  an error: the agent cannot be reached, or a job disappeared; or a
+       rollout failed (and, with auto_revert, was reverted: the revert is
+       awaited and named), or another write replaced the version watched.
 
 Everything goes to `out` (default: stderr), so a command's stdout keeps
 only its result (`shoal job run` prints the job name there).  `client` is
@@ -31,6 +39,8 @@ from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
 import httpx
+
+from node.cli import rollout_progress as rollouts
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -51,20 +61,30 @@ class SlotView:
     node: str | None
     reason: str
     coordinator: str | None = None
+    note: str = ""            # what a rollout adds: old version, new version (not yet) healthy
+    current: bool = True      # its claim is for the version being watched
 
     @property
     def running(self) -> bool:
         return self.state == "running"
 
+    @property
+    def done(self) -> bool:
+        return self.running and self.current
 
-def slot_views(detail: dict[str, Any]) -> list[SlotView]:
+
+def slot_views(detail: dict[str, Any], target: str | None = None) -> list[SlotView]:
+    """The job's slots; with `target` (the container hash being watched),
+    each also says whether it runs that version (node.cli.rollout_progress)."""
     out = []
-    for s in detail.get("slots") or []:
+    for i, s in enumerate(detail.get("slots") or []):
+        note = rollouts.slot_note(detail, i, target) if target else ""
+        current = rollouts.on_target(s, target) if target else True
         if s.get("state") != "placed":
             out.append(SlotView(s["slot"], "pending", s.get("node"), s.get("reason") or "", s.get("coordinator")))
         else:
             out.append(SlotView(s["slot"], s.get("runtime") or "placed", s.get("node"),
-                                s.get("runtime_reason") or ""))
+                                s.get("runtime_reason") or "", note=note, current=current))
     return out
 
 
@@ -79,10 +99,10 @@ def describe(v: SlotView, *, full: bool = False) -> str:
     if v.state == "pending":
         return f"pending: {v.reason if full else quiet_reason(v.reason)}"
     if v.state == "placed":
-        return f"placed{where} (its runtime does not say whether it runs)"
+        return f"placed{where} (its runtime does not say whether it runs){v.note}"
     if v.state == "starting":
-        return f"placed{where}, starting"
-    return f"{v.state}{where}" + (f": {v.reason}" if v.reason else "")
+        return f"placed{where}, starting{v.note}"
+    return f"{v.state}{where}" + (f": {v.reason}" if v.reason else "") + v.note
 
 
 def counts(views: list[SlotView]) -> dict[str, int]:
@@ -110,20 +130,27 @@ class _Error(Exception):
 
 
 def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DEFAULT_TIMEOUT_S, *,
-                    out: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic) -> int:
-    """Show the jobs' progress until all their replicas run or timeout_s passes (see module doc)."""
+                    out: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic,
+                    transport: httpx.BaseTransport | None = None) -> int:
+    """Show the jobs' progress until all their replicas run the submitted
+    version (a rollout included) or timeout_s passes (see module doc)."""
     names = list(dict.fromkeys(job_names))
     say = out or (lambda line: print(line, file=sys.stderr, flush=True))
     start = clock()
     deadline = start + timeout_s
     shown: dict[str, str] = {}        # slot -> last line shown
     totals: dict[str, str] = {}       # job -> last summary shown
+    targets: dict[str, str] = {}      # job -> the container hash we watch it reach
+    best: dict[str, int] = {}         # job -> most slots seen healthy on the target (progress)
+    ended: dict[str, str] = {}        # job -> its final phase (node.cli.rollout_progress)
+    failing: set[str] = set()         # jobs whose rollout failed, waiting for their revert
+    sizes: dict[str, int] = {}        # job -> replicas
     index = 0
     errors = 0
     say(f"waiting up to {timeout_s:g} s for {', '.join(names)} to run (Ctrl-C stops watching, "
         "not the job; --detach skips this)")
     with httpx.Client(base_url=client.address, headers=dict(client.headers), timeout=REQUEST_TIMEOUT_S,
-                      verify=getattr(client, "verify", True)) as http:
+                      verify=getattr(client, "verify", True), transport=transport) as http:
         def get(path: str, params: dict[str, str] | None = None) -> httpx.Response:
             nonlocal errors
             try:
@@ -141,33 +168,60 @@ def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DE
             while True:
                 details: dict[str, list[SlotView]] = {}
                 for name in names:
+                    if name in ended:
+                        continue
                     r = get(f"/v1/jobs/{quote(name, safe='')}")
                     if r.status_code == 404:
                         raise _Error(f"job {name} no longer exists (stopped meanwhile?)")
                     if r.status_code != 200:
                         raise _Error(f"reading job {name}: {_error_text(r)}")
-                    details[name] = slot_views(r.json())
-                t = clock() - start
-                for name, views in details.items():
+                    detail = r.json()
+                    target = targets.setdefault(name, detail.get("container_hash") or "")
+                    details[name] = views = slot_views(detail, target)
+                    sizes[name] = len(views)
+                    t = clock() - start
                     for v in views:
                         line = describe(v)
                         if shown.get(v.slot) != line:
                             shown[v.slot] = line
                             say(f"{t:6.1f}s  {v.slot}  {line}")
-                    line = summary(name, views)
+                    line = rollouts.rollout_line(name, detail) or summary(name, views)
                     if totals.get(name) != line:
                         totals[name] = line
                         say(f"{t:6.1f}s  {line}")
-                if all(v.running for views in details.values() for v in views):
-                    n = sum(len(v) for v in details.values())
-                    say(f"all {n} replica{'s' if n != 1 else ''} of {', '.join(names)} running after {t:.1f} s")
+                    healthy = rollouts.healthy_count(detail, target)
+                    if healthy > best.get(name, 0):
+                        # A rollout may take longer than --timeout as a whole:
+                        # the wait counts from the last slot that got there.
+                        best[name] = healthy
+                        deadline = max(deadline, clock() + timeout_s)
+                    p = rollouts.phase(detail, target)
+                    if p == rollouts.FAILING and name not in failing:
+                        failing.add(name)
+                        say(f"{t:6.1f}s  {name}: the rollout failed; waiting for its automatic revert")
+                    if p in rollouts.FINAL:
+                        ended[name] = p
+                        _say_end(say, t, name, p, len(views), detail, target, get)
+                t = clock() - start
+                if len(ended) == len(names):
+                    if any(p in (rollouts.FAILED, rollouts.CHANGED) for p in ended.values()):
+                        return EXIT_ERROR
+                    if all(p == rollouts.DONE for p in ended.values()):
+                        n = sum(sizes.values())
+                        say(f"all {n} replica{'s' if n != 1 else ''} of {', '.join(names)} running after {t:.1f} s")
                     return EXIT_OK
                 if clock() >= deadline:
+                    stuck = [n for n in names if n in failing and n not in ended]
+                    if stuck or any(p in (rollouts.FAILED, rollouts.CHANGED) for p in ended.values()):
+                        if stuck:
+                            say(f"{', '.join(stuck)}: the rollout failed and no revert came within {timeout_s:g} s "
+                                "(see `shoal job history`, `shoal job rollback`)")
+                        return EXIT_ERROR
                     say(f"not all replicas run after {timeout_s:g} s:")
                     better = _coordinators_reasons(http, client, details)
                     for views in details.values():
                         for v in views:
-                            if not v.running:
+                            if not v.done:
                                 say(f"  {v.slot}  {describe(better.get(v.slot, v), full=True)}")
                     say("(they may still start: see `shoal job status NAME`, `shoal ps`, `shoal logs NAME SLOT`)")
                     return EXIT_NOT_RUNNING
@@ -182,6 +236,22 @@ def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DE
         except _Error as e:
             say(f"error: {e}")
             return EXIT_ERROR
+
+
+def _say_end(say: Callable[[str], None], t: float, name: str, p: str, n: int, detail: dict[str, Any],
+             target: str, get: Callable[[str], httpx.Response]) -> None:
+    if p == rollouts.DONE:
+        pass  # the closing line says it
+    elif p == rollouts.WAITING:
+        say(f"{t:6.1f}s  {name}: the canaries run the new version; the rest wait for `shoal job promote {name}` "
+            "(or `shoal job rollback`)")
+    elif p == rollouts.FAILED:
+        reason = (detail.get("rollout") or {}).get("failed") or "?"
+        say(f"{t:6.1f}s  {name}: the rollout to {rollouts.short(target)} failed ({reason}) and stopped; "
+            f"the job has no auto_revert: `shoal job rollback {name}` goes back")
+    elif p == rollouts.CHANGED:
+        r = get(f"/v1/jobs/{quote(name, safe='')}/history")
+        say(f"{t:6.1f}s  " + rollouts.changed_line(name, r.json() if r.status_code == 200 else None, target))
 
 
 def _coordinators_reasons(http: httpx.Client, client: Any,

@@ -78,3 +78,42 @@ def test_a_new_image_reaches_every_replica_one_at_a_time(agents):
         return None
     events = wait_until(rollout_events, CONVERGE_DEADLINE_S, "rollout_done on a3", cluster.report)
     assert events[0]["event"] == "rollout_started" and events[0]["job"] == "web"
+
+
+def toml(image: str, **update) -> str:
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in update.items())
+    return (f'name = "web"\nimage = "{image}"\ncpu = 0.25\nmemory = "64MiB"\nreplicas = 4\n'
+            f'[update]\nmax_parallel = 2\nmin_healthy_s = 0.5\nhealthy_deadline_s = 10\n{extra}')
+
+
+def test_job_run_shows_the_diff_then_follows_the_rollout_and_a_canary_waits_for_promote(agents, tmp_path):
+    from test_real_jobs import shoal
+
+    cluster = agents
+    procs = three(cluster)
+    a1, a2, a3 = procs
+    spec = tmp_path / "web.toml"
+    spec.write_text(toml("busybox:1"))
+    out = shoal("job", "run", str(spec), "--timeout", "30", "--address", a1.api)
+    assert out.returncode == 0, out.stderr
+
+    spec.write_text(toml("busybox:2"))
+    out = shoal("job", "run", str(spec), "--timeout", "30", "--address", a2.api)
+    print(out.stderr)
+    assert out.returncode == 0, out.stderr
+    assert "image  busybox:1  ->  busybox:2" in out.stderr           # the plan's diff first
+    assert "(old version " in out.stderr                              # slots seen on v1 while it rolled
+    assert "web: rollout to " in out.stderr and "4/4 on the new version" in out.stderr
+    assert "all 4 replicas of web running" in out.stderr.splitlines()[-1]
+    assert images(cluster, procs) == {f"web/{i}": "busybox:2" for i in range(4)}
+
+    # A canary: the watch ends (0) once it is healthy, saying the rest wait; a promote lets them follow.
+    spec.write_text(toml("busybox:3", canary=1))
+    out = shoal("job", "run", str(spec), "--timeout", "30", "--address", a3.api)
+    print(out.stderr)
+    assert out.returncode == 0, out.stderr
+    assert "the rest wait for `shoal job promote web`" in out.stderr
+    assert sorted(images(cluster, procs).values()) == ["busybox:2"] * 3 + ["busybox:3"]
+    assert shoal("job", "promote", "web", "--address", a1.api).returncode == 0
+    want = {f"web/{i}": "busybox:3" for i in range(4)}
+    wait_until(lambda: images(cluster, procs) == want, CONVERGE_DEADLINE_S, "v3 everywhere", cluster.report)
