@@ -21,8 +21,12 @@ see otherwise while gossip converges):
   * capacity per node: CPU and memory allocated against capacity, as bars;
   * jobs: replicas desired against placed (a slot is placed when its winning
     claim names an alive, undrained node), pending slots with the first
-    reason, and the replicas this agent's runtime reports running here;
-  * placements by node and by `rack` label (nodes without one are "-");
+    reason, the job's current version and how many replicas run each
+    version, a rollout in progress (new / healthy / all, failed, canaries
+    waiting for a promote: auction.rollout.describe), and the replicas this
+    agent's runtime reports running here;
+  * placements by node (each replica with the version its claim is for) and
+    by `rack` label (nodes without one are "-");
   * the most recent events of this agent's event log, newest first.
 
 The state dict (`gather` builds it; every key optional except where noted):
@@ -31,7 +35,8 @@ The state dict (`gather` builds it; every key optional except where noted):
      "now": unix seconds,                       # when the snapshot was taken
      "members": [member_view, ...],             # node/views.py
      "nodes": [node_view, ...],
-     "jobs": [job_detail, ...],                 # with "slots"
+     "jobs": [job_detail, ...],                 # with "slots", "rollout" and
+                                                # "version_of": {container hash[:12]: version id}
      "jobs_omitted": int,                       # jobs not shown (over MAX_JOBS)
      "running_here": {job: count} or None,      # None: the runtime does not say
      "events": [event record, ...]}             # oldest first, as the log keeps them
@@ -48,6 +53,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from node.api import views
+from node.api.history_views import parse
+from node.core.history import version_id
 
 if TYPE_CHECKING:
     from node.agent.agent import Agent
@@ -104,6 +111,7 @@ def gather(agent: Agent) -> dict[str, Any]:
     for entry in entries[:MAX_JOBS]:
         detail = views.job_detail(view, entry.name)
         if detail is not None:
+            detail["version_of"] = _versions_of(view, detail)
             jobs.append(detail)
     state: dict[str, Any] = {
         "members": [views.member_view(m, now) for m in view.members()],
@@ -127,6 +135,23 @@ def gather(agent: Agent) -> dict[str, Any]:
         events=agent.events.recent()[-MAX_EVENTS:],
     )
     return state
+
+
+def _versions_of(view: Any, detail: dict[str, Any]) -> dict[str, str]:
+    """{container hash[:12]: version id} for the hashes the job's slots carry.
+    The job's own hash is its current version; older ones are looked up in
+    the job's history (parsed only while some slot runs another version)."""
+    mine = detail.get("container_hash")
+    out = {mine: str(detail.get("job_version") or "")} if mine else {}
+    wanted = {s.get("container_hash") for s in detail.get("slots") or []} - {None, mine}
+    if wanted:
+        records = view.history(detail["name"])
+        for entry in reversed(records):            # newest first: a hash written twice is its newest version
+            spec = parse(entry)
+            h = spec.container_hash()[:12] if spec is not None else None
+            if h in wanted and h not in out:
+                out[h] = version_id(entry, records)
+    return out
 
 
 # ---- rendering (pure) -------------------------------------------------------------------
@@ -253,16 +278,56 @@ def _jobs(state: dict[str, Any]) -> str:
         reason = next((s.get("reason") for s in j.get("slots") or [] if s.get("state") == "pending"
                        and s.get("reason")), None)
         here = "-" if running is None else str(running.get(name, 0))
+        rollout = _rollout(j)
         rows.append(f'<tr data-job="{_e(name)}"><td>{_e(name)}</td>'
                     f'<td><code>{_e(j.get("image"))}</code></td>'
+                    f'<td data-field="version">{_e(_version_counts(j))}</td>'
                     f'<td class="num" data-field="placed">{placed}/{desired}</td>'
-                    f'<td>{state_pill}'
+                    f'<td>{state_pill}{rollout}'
                     + (f'<div class="reason">{_e(reason)}</div>' if reason else "")
                     + f'</td><td class="num">{_e(here)}</td></tr>')
     omitted = int(state.get("jobs_omitted") or 0)
     more = f'<p class="muted">{omitted} more jobs not shown</p>' if omitted else ""
-    return _table(["Job", "Image", "Placed / desired", "State", "Running here"], rows, "no jobs",
-                  (2, 4)) + more
+    return _table(["Job", "Image", "Version (replicas)", "Placed / desired", "State", "Running here"], rows,
+                  "no jobs", (3, 5)) + more
+
+
+def _version_label(j: dict[str, Any], h: Any) -> str:
+    """v3 (a version id from the job's history), or the hash when it is not known here."""
+    v = (j.get("version_of") or {}).get(h)
+    return f"v{v}" if v else (f"#{str(h)[:8]}" if h else "?")
+
+
+def _version_counts(j: dict[str, Any]) -> str:
+    """The current version first, then how many placed replicas run each version."""
+    current = j.get("container_hash")
+    counts: dict[Any, int] = {}
+    for s in j.get("slots") or []:
+        if s.get("state") == "placed":
+            counts[s.get("container_hash")] = counts.get(s.get("container_hash"), 0) + 1
+    if not counts:
+        return _version_label(j, current) if current else "-"
+    order = sorted(counts, key=lambda h: (h != current, _version_label(j, h)))
+    return ", ".join(f"{_version_label(j, h)} × {counts[h]}" for h in order)
+
+
+def _rollout(j: dict[str, Any]) -> str:
+    """A rollout in progress: a pill with new / healthy / all, and why it stopped or waits."""
+    r = j.get("rollout")
+    if not isinstance(r, dict):
+        return ""
+    states = [str(x) for x in r.get("slots") or []]
+    new = sum(1 for x in states if x in ("new-healthy", "new-pending"))
+    healthy = sum(1 for x in states if x == "new-healthy")
+    to = _version_label(j, str(r.get("target") or "")[:12])
+    text = f"rolling out {to}: {new}/{len(states)} new, {healthy} healthy"
+    if r.get("failed"):
+        return f' <span data-field="rollout">{_pill(f"rollout to {to} failed", "bad")}' \
+               f'<div class="reason">{_e(r["failed"])}</div></span>'
+    if r.get("waiting_promotion"):
+        return f' <span data-field="rollout">{_pill(text, "warn")}' \
+               f'<div class="reason">canaries healthy: waiting for shoal job promote {_e(j.get("name"))}</div></span>'
+    return f' <span data-field="rollout">{_pill(text, "warn")}</span>'
 
 
 def placements(state: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, dict[str, int]]]:
@@ -276,7 +341,10 @@ def placements(state: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, d
         for s in j.get("slots") or []:
             if s.get("state") != "placed" or not s.get("node"):
                 continue
-            by_node.setdefault(s["node"], []).append(f"{j.get('name')}/{s.get('index')}")
+            label = f"{j.get('name')}/{s.get('index')}"
+            if s.get("container_hash"):
+                label += f" {_version_label(j, s['container_hash'])}"
+            by_node.setdefault(s["node"], []).append(label)
             rack = by_rack.setdefault(racks_of.get(s["node"], "-"), {})
             rack[j.get("name")] = rack.get(j.get("name"), 0) + 1
     return by_node, by_rack

@@ -153,6 +153,35 @@ def test_render_is_self_contained_and_escapes_everything():
     assert "<script>" not in page
 
 
+def _vslot(index: int, node: str, h: str) -> dict:
+    return {**_slot(index, node), "container_hash": h}
+
+
+def test_render_shows_the_version_each_replica_runs_and_the_rollout():
+    new, old = "b" * 12, "a" * 12
+    job = {"name": "api", "valid": True, "image": "app:3", "replicas": 3, "placed": 3, "pending": 0,
+           "container_hash": new, "job_version": "3", "version_of": {new: "3", old: "2"},
+           "slots": [_vslot(0, "a1", new), _vslot(1, "a2", old), _vslot(2, "a1", old)],
+           "rollout": {"target": new + "c" * 52, "slots": ["new-healthy", "old-serving", "old-serving"],
+                       "failed": None, "waiting_promotion": True, "promoted": False}}
+    state = {**STATE, "jobs": [job]}
+    p = parse(ui.render(state))
+    assert p.by_id["api:version"] == "v3 × 1, v2 × 2"
+    assert "rolling out v3: 1/3 new, 1 healthy" in p.by_id["api:rollout"]
+    assert "waiting for shoal job promote api" in p.by_id["api:rollout"]
+    by_node, _ = ui.placements(state)
+    assert by_node["a1"] == ["api/0 v3", "api/2 v2"] and by_node["a2"] == ["api/1 v2"]
+    # A failed rollout says why; a hash not in the history shows as itself.
+    job = {**job, "version_of": {new: "3"},
+           "rollout": {**job["rollout"], "failed": "slot 0 not healthy within 8 s", "waiting_promotion": False}}
+    p = parse(ui.render({**STATE, "jobs": [job]}))
+    assert p.by_id["api:version"] == "v3 × 1, #aaaaaaaa × 2"
+    assert "rollout to v3 failed" in p.by_id["api:rollout"] and "not healthy within 8 s" in p.by_id["api:rollout"]
+    # No rollout: no rollout pill.
+    p = parse(ui.render({**STATE, "jobs": [{**job, "rollout": None}]}))
+    assert "api:rollout" not in p.by_id
+
+
 def test_render_empty_state():
     page = ui.render({})
     p = parse(page)
@@ -297,6 +326,20 @@ def test_status_page_in_chromium(agents):
     assert set(p.rows["data-rack"]) <= {"r1", "r2"}
     rack_total = sum(int(p.by_id[f"rack:{r}"]) for r in p.rows["data-rack"])
     assert rack_total == 4, out.stdout[:3000]
+    assert p.by_id.get("web:version") == "v1 × 4" and "web:rollout" not in p.by_id
+
+    # A new version with one canary: it stops, waiting for a promote (a state
+    # that holds still), and the page shows who runs what.
+    v2 = {**job, "image": "busybox:1.37", "update": {"canary": 1, "min_healthy_s": 0.2}}
+    assert httpx.post(f"{api}/v1/jobs", json=v2, timeout=10).status_code == 201
+    wait_for(lambda: (httpx.get(f"{api}/v1/jobs/web", timeout=2).json().get("rollout") or {})
+             .get("waiting_promotion"), 30, "the canary to wait for a promote", agents.report)
+    out = run_chromium(binary, "--dump-dom", f"{api}/ui")
+    p = parse(out.stdout)
+    assert p.by_id.get("web:version") == "v2 × 1, v1 × 3", out.stdout[:3000]
+    assert "rolling out v2: 1/4 new, 1 healthy" in p.by_id.get("web:rollout", ""), out.stdout[:3000]
+    assert "waiting for shoal job promote web" in p.by_id["web:rollout"]
+    assert "web/0 v2" in out.stdout and "web/1 v1" in out.stdout    # placements by node, each with its version
 
     # The screenshot goes to the test's directory; SHOAL_UPDATE_SCREENSHOT=1 also
     # copies it to docs/ui.png (committed), so a test run leaves the tree clean.
