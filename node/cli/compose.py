@@ -65,6 +65,11 @@ What is read (everything else is a warning, see below):
     network_mode                        network: bridge (also when absent),
                                         host, none; service:X and container:X
                                         are errors
+    deploy.update_config,               update (max_parallel, min_healthy_s =
+      deploy.rollback_config,           monitor + delay, order, auto_revert =
+      stop_grace_period, stop_signal    failure_action rollback), stop_grace_s,
+                                        stop_signal; rollback_config must match
+                                        (node.cli.compose_update)
     ports (short and long syntax)       ports: one named port per entry, label
                                         `name` or port<target>, target -> to,
                                         published -> static (none: dynamic);

@@ -38,7 +38,6 @@ HINTS = {
     "entrypoint": "the image's ENTRYPOINT is kept; put the whole command in 'command'",
     "env_file": "write the variables under 'environment'",
     "container_name": "shoal names containers shoal-<job>-<index>-<round>",
-    "update_config": "a changed image or command replaces replicas one at a time",
     "labels": "shoal sets its own container labels",
 }
 

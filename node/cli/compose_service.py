@@ -3,8 +3,10 @@
 How this works: `ServiceConverter.convert(body)` reads the keys the module
 docstring of node.cli.compose lists (image, command, environment,
 healthcheck, restart, deploy.*, the container-security keys cap_add,
-cap_drop, user, read_only, devices, pids_limit, and network_mode and ports
-through node.cli.compose_ports) into a job spec dict,
+cap_drop, user, read_only, devices, pids_limit, network_mode and ports
+through node.cli.compose_ports, and deploy.update_config,
+deploy.rollback_config, stop_grace_period and stop_signal through
+node.cli.compose_update) into a job spec dict,
 recording for every spec field the Compose path it came from;
 `auction.spec.validate` then checks the dict like any submitted job, and
 each of its problems is reported at the Compose path of the field (`env.FOO`
@@ -31,6 +33,7 @@ from auction.spec import (
 from node.agent import probe
 from node.cli.compose_ports import PortsConverter
 from node.cli.compose_report import NOT_SUPPORTED, Report, got, join_path
+from node.cli.compose_update import UpdateConverter
 
 # Docker's HEALTHCHECK defaults, used when a Compose healthcheck leaves them out.
 DOCKER_HEALTH_INTERVAL_S = 30.0
@@ -38,8 +41,9 @@ DOCKER_HEALTH_TIMEOUT_S = 30.0
 DOCKER_HEALTH_RETRIES = 3
 
 SERVICE_KEYS = ("image", "command", "environment", "healthcheck", "restart", "deploy",
-                "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit", "network_mode", "ports")
-DEPLOY_KEYS = ("mode", "replicas", "resources", "placement", "restart_policy")
+                "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit", "network_mode", "ports",
+                "stop_grace_period", "stop_signal")
+DEPLOY_KEYS = ("mode", "replicas", "resources", "placement", "restart_policy", "update_config", "rollback_config")
 RESOURCES_KEYS = ("limits", "reservations")
 AMOUNT_KEYS = ("cpus", "memory")
 LIMIT_KEYS = AMOUNT_KEYS + ("pids",)
@@ -106,6 +110,7 @@ class ServiceConverter:
         PortsConverter(self.r, self.path, self.spec, self.origin, self.failed).convert(body)
         deploy = self.table(body.get("deploy"), join_path(self.path, "deploy")) or {}
         self.deploy(deploy, join_path(self.path, "deploy"))
+        UpdateConverter(self.r, self.path, self.spec, self.origin, self.failed, self.duration).convert(body, deploy)
         if "restart" in body:
             if "restart_policy" in deploy:
                 self.r.warn(join_path(self.path, "restart"),

@@ -102,6 +102,8 @@ def test_three_services_convert():
     assert web.health.interval_s == 10.0
     assert web.health.timeout_s == 30.0 and web.health.retries == 3   # Docker's defaults
     assert web.network == "bridge" and [(p.label, p.to, p.static) for p in web.ports] == [("port80", 80, 8080)]
+    # update_config: Swarm's defaults for what it leaves out (node.cli.compose_update)
+    assert (web.update.max_parallel, web.update.min_healthy_s, web.update.order.value) == (1, 5.0, "stop-first")
 
     assert db.env_map == {"POSTGRES_DB": "shop", "POSTGRES_PASSWORD": "secret"}
     assert db.replicas == 1 and db.command is None
@@ -118,7 +120,7 @@ def test_unsupported_keys_are_warnings_with_their_paths():
     by_path = {p.path: p.message for p in st.warnings}
     for path in ("version", "volumes", "networks",
                  "services.web.healthcheck.start_interval",
-                 "services.web.deploy.update_config", "services.web.deploy.restart_policy.window",
+                 "services.web.deploy.restart_policy.window",
                  "services.web.deploy.placement.constraints[2]",
                  "services.db_main.volumes", "services.worker.networks"):
         assert path in by_path, (path, by_path)
@@ -128,7 +130,7 @@ def test_unsupported_keys_are_warnings_with_their_paths():
     assert "hostname" in by_path["services.web.deploy.placement.constraints[2]"]
     # Extension fields are ignored by every Compose implementation, by the spec.
     assert not any(p.startswith("x-") for p in by_path)
-    assert len(st.warnings) == 9
+    assert len(st.warnings) == 8
 
 
 def test_every_unknown_service_key_is_listed():
@@ -377,7 +379,7 @@ def test_stack_deploy_ls_rm_on_a_real_agent(agent_api, tmp_path):
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
     assert "warning: services.worker.networks: not supported by shoal, ignored" in "\n".join(warnings)
-    assert len(warnings) == 9, r.stderr
+    assert len(warnings) == 8, r.stderr
     assert "web: job shop-web (3 replicas)" in r.stdout
     jobs = {j["name"]: j for j in httpx.get(f"{agent_api}/v1/jobs", timeout=5).json()}
     assert {"shop-web", "shop-db-main", "shop-worker"} <= set(jobs)
