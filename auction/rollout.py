@@ -81,8 +81,15 @@ healthy for `progress_deadline_s` (the clock pauses while canaries wait for
 a promote; and no verdict while some slot's holder record says nothing of
 it here), fails the rollout here: nothing more is permitted for that target.  With `auto_revert`, the
 job's coordinator (auction.coordination, slot 0's) writes the last version
-that ran healthy (the hash the OLD_SERVING slots carry, if this agent knows
-that spec: `Versions`) as a new job version; every agent decides failure on
+that ran healthy as a new job version (and, if the job is still on the
+failing version `healthy_deadline_s` after an agent saw the rollout fail,
+that agent writes it: the coordinator may have started after every slot had
+moved, and then sees no rollout at all): the hash the OLD_SERVING slots
+carry, its spec found in `Versions` or else in the job's history (which the
+job store replicates and persists: a writer that restarted mid-rollout has
+forgotten what it saw, not the history); when no slot serves an older
+version any more, the newest version in the history before the failing one
+(auction.placement, `older_versions`).  Every agent decides failure on
 its own clock, but only that one writes, and a second writer would write
 the same spec.
 
@@ -244,6 +251,7 @@ class JobRollout:
     healthy: set[int] = field(default_factory=set)
     failing: set[int] = field(default_factory=set)     # target slots their holders report failed
     failed: str | None = None
+    failed_at: float = 0.0
     states: tuple[SlotState, ...] = ()                 # as of the last pass
     promoted: bool = False
     waiting: bool = False
@@ -257,7 +265,8 @@ class Step:
     permitted: tuple[int, ...]
     events: tuple[RolloutEvent, ...]
     states: tuple[SlotState, ...]
-    revert_to: str | None = None     # write this version back (we are the designated writer)
+    revert_to: str | None = None     # the version the old slots serve (None: none serves)
+    reverting: bool = False          # a revert is due now, and we are its designated writer
 
 
 class Rollouts:
@@ -314,16 +323,19 @@ class Rollouts:
             complete = all(v.known for v in views if v.claim is not None)
             r.failed = self._deadline(r, policy, now, complete)
             if r.failed is not None:
+                r.failed_at = now
                 events.append(RolloutEvent(job, "failed", target, detail=r.failed))
         if r.failed is not None:
-            revert = None
-            if policy.auto_revert and may_revert and not r.reverted:
+            # The designated writer reverts at once.  Should it not (it may
+            # have started after every slot had moved to the failing version,
+            # so it never saw a rollout), any agent that saw this one fail
+            # writes it a deadline later: the same spec, so a second write
+            # changes nothing that matters.
+            late = now - r.failed_at > policy.healthy_deadline_s
+            if policy.auto_revert and (may_revert or late) and not r.reverted:
                 r.reverted = True
-                revert = revert_target(views, target, states)
-                if revert is None:
-                    events.append(RolloutEvent(job, "revert_impossible", target,
-                                               detail="no slot runs an older version"))
-            return Step((), tuple(events), states, revert)
+                return Step((), tuple(events), states, revert_target(views, target, states), reverting=True)
+            return Step((), tuple(events), states)
         return Step(tuple(permitted(states, policy, r.promoted)), tuple(events), states)
 
     def _observe(self, r: JobRollout, view: SlotView, target: str, policy: UpdatePolicy, now: float,

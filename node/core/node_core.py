@@ -158,6 +158,9 @@ class NodeCore:
         for claim in claims:
             self._claims.merge(claim)
         self.placement.adopt_stored()  # before any call for bids is answered
+        # A revert (and a slot still on an older version) finds that version's
+        # spec in the job history, which outlives this agent's memory.
+        self.placement.older_versions = rollout_link.older_versions(self)
         self.statuses: dict[str, NodeStatus] = {}
         self._status = NodeStatus(name, capacity, Resources(0, 0, 0), dict(labels or {}),
                                   agent_version=agent_version, address=address)  # address: publish address

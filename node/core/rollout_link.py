@@ -12,19 +12,22 @@ moving its slot to a new version accepts its own ballot, so every started
 replica still traces to an accepted claim), the rollout events, and the
 revert writes (a job write of the version to go back to, made durable like
 any other: `PersistEntries` with a core-owned negative token, which no
-driver waits on).
+driver waits on).  `older_versions` lets placement find an earlier version's
+spec in the job history (replicated and persisted with the job), so a revert
+does not depend on what this agent happened to see since it started.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
-
+import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from auction.claims import Claim, holds, slot_key
 from auction.placement import AwardAccepted
 from auction.rollout import running_fingerprint
+from auction.spec import JobSpec, SpecError, from_json
 from node.core.history import Versioned, version_id
 from node.core.status import NodeStatus, RuntimeSummary
 
@@ -101,6 +104,23 @@ def stamped(summary: RuntimeSummary | None, name: str,
         return summary
     ballots = {job: fingerprint(job, running, name, claim_of) for job, (running, _) in summary.jobs.items()}
     return replace(summary, ballots=ballots)
+
+
+def older_versions(core: NodeCore) -> Callable[[str], Iterator[JobSpec]]:
+    """job -> the specs of its job-history versions before the current one,
+    newest first (placement's `older_versions`: where a revert finds the
+    version to go back to after this agent restarted).  Parsed lazily, one
+    at a time; a record that does not parse is skipped."""
+    def specs(job: str) -> Iterator[JobSpec]:
+        current = core.store.get(job)
+        for entry in reversed(core.store.history.of(job)):
+            if entry.spec is None or (current is not None and entry.stamp == current.stamp):
+                continue
+            try:
+                yield from_json(json.loads(entry.spec))
+            except (SpecError, ValueError, TypeError):
+                continue
+    return specs
 
 
 def after_place(core: NodeCore, won: list[Claim], now: float) -> None:

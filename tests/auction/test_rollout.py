@@ -94,10 +94,10 @@ def test_a_replica_not_healthy_in_time_fails_the_rollout_and_the_writer_reverts(
     views = [SlotView(0, claim(0, new, rnd=2), False, failed=True), *starting[1:]]
     assert r.step("web", s, views, 30.0, may_revert=True).revert_to is None
     failed = r.step("web", s, views, 30.5, may_revert=True)
-    assert [e.kind for e in failed.events] == ["failed"] and failed.revert_to == OLD
+    assert [e.kind for e in failed.events] == ["failed"] and failed.revert_to == OLD and failed.reverting
     # Written once; nothing more is permitted for this version.
     again = r.step("web", s, views, 31.0, may_revert=True)
-    assert again.revert_to is None and again.permitted == ()
+    assert again.revert_to is None and not again.reverting and again.permitted == ()
 
 
 def test_only_the_designated_writer_reverts():
@@ -105,7 +105,16 @@ def test_only_the_designated_writer_reverts():
     r = Rollouts()
     views = [SlotView(0, claim(0, s.container_hash(), rnd=2), False, True), SlotView(1, claim(1, OLD), True)]
     r.step("web", s, views, 0.0, may_revert=False)
-    assert r.step("web", s, views, 31.0, may_revert=False).revert_to is None
+    failed = r.step("web", s, views, 31.0, may_revert=False)
+    assert [e.kind for e in failed.events] == ["failed"] and not failed.reverting
+    # ... unless the job is still on the failing version a healthy deadline
+    # later: the writer may never have seen a rollout (it started after every
+    # slot had moved); then an agent that saw it fail writes the revert.
+    deadline = s.update.healthy_deadline_s
+    assert not r.step("web", s, views, 31.0 + deadline, may_revert=False).reverting
+    late = r.step("web", s, views, 31.5 + deadline, may_revert=False)
+    assert late.reverting and late.revert_to == OLD
+    assert not r.step("web", s, views, 32.0 + deadline, may_revert=False).reverting   # once
 
 
 def test_canaries_wait_for_a_promote_without_failing_for_lack_of_progress():

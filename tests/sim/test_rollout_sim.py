@@ -143,6 +143,56 @@ def test_a_failing_version_stops_after_the_first_batch_and_reverts(seed):
     assert [(e.meta.why, e.meta.ref) for e in history[-3:]] == [("submit", ""), ("submit", ""), ("revert", "2")]
 
 
+def writer_of(sim, spec):
+    """The node that writes the job's revert: the coordinator of its slot 0 (auction.rollout)."""
+    name = sim.world.core(0).placement._coordination.coordinator_of(spec.name, 0, spec)
+    return sim.world.idx(name)
+
+
+@pytest.mark.parametrize("seed", [17, 18])
+def test_the_revert_comes_even_when_its_writer_restarted_mid_rollout(seed):
+    """The writer forgets everything it saw of the rollout and of the older
+    versions when it restarts: the version to go back to comes from the job
+    history (replicated like the job), not from its memory."""
+    sim, runtime, checker = make(seed)
+    v2, v3 = version("app:2", auto_revert=True), version("app:3", auto_revert=True)
+    runtime.failing.add(v3.container_hash())
+    sim.submit(0, v2)
+    settle(sim, checker, v2)
+    writer = writer_of(sim, v3)
+    sim.submit((writer + 1) % N, v3)
+    sim.world.run_for(2)
+    assert "replacing" in checker.kinds() and "failed" not in checker.kinds()
+    sim.world.restart(writer)
+    settle(sim, checker, v2, timeout_s=120.0)            # back on v2 everywhere
+    kinds = checker.kinds()
+    assert kinds.count("reverting") == 1 and "revert_impossible" not in kinds, checker.events
+    reverted_by = [name for _, name, kind, _ in checker.events if kind == "reverting"]
+    assert reverted_by == [sim.world.nodes[writer].name]   # the restarted writer itself
+    assert job_spec_everywhere(sim) == {v2.container_hash()}
+    history = sim.world.core((writer + 2) % N).view.history("web")
+    assert [e.meta.why for e in history[-3:]] == ["submit", "submit", "revert"]
+
+
+def test_a_failing_version_that_reached_every_slot_reverts_to_the_version_before_it():
+    """max_parallel = replicas: every slot's claim moves to v3 at once, so no
+    slot serves an older version to name the way back; the job history does."""
+    sim, runtime, checker = make(19)
+    v2, v3 = version("app:2", auto_revert=True), version("app:3", auto_revert=True, max_parallel=8)
+    runtime.failing.add(v3.container_hash())
+    sim.submit(0, v2)
+    settle(sim, checker, v2)
+    sim.submit(1, v3)
+    sim.world.run_for(2)
+    assert checker.kinds().count("replacing") == 8
+    settle(sim, checker, v2, timeout_s=120.0)
+    kinds = checker.kinds()
+    assert kinds.count("reverting") >= 1 and "revert_impossible" not in kinds, checker.events
+    assert job_spec_everywhere(sim) == {v2.container_hash()}
+    history = sim.world.core(2).view.history("web")
+    assert history[-1].meta.why == "revert" and history[-2].meta.why in ("submit", "revert")
+
+
 def test_a_failing_version_without_auto_revert_stops_and_stays():
     sim, runtime, checker = make(9)
     v2, v3 = version("app:2"), version("app:3")
