@@ -44,6 +44,7 @@ class RolloutChecker:
         self.event_details: list[str] = []
         self.max_replacing = self.max_replacing_calm = self.max_down = 0
         self.calm_after = 0.0
+        self.was_split = False
         self.world.subscribe(self._on_event)
         runtime.on_report.append(lambda i: self._check())
 
@@ -60,8 +61,12 @@ class RolloutChecker:
 
     def _check(self) -> None:
         t = self.world.now
-        if self.world.network.partitioned:
-            self.calm_after = t + self.settle_s
+        # A heal is seen at the first check after it (checks come with events,
+        # which may be sparse while split): calm settle_s after that.
+        split = bool(self.world.network.partitioned)
+        if split or self.was_split:
+            self.calm_after = max(self.calm_after, t + self.settle_s)
+        self.was_split = split
         live = set(self.sim.live_indices())
         for (i, slot), since in list(self.replacing.items()):
             box = self.runtime.containers[i].get(slot)
