@@ -70,7 +70,7 @@ from auction.messages import Award, Bid, CallForBids, Decline
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
 from auction.resources import Resources
-from auction.rollout import Rollouts, RolloutEvent, SlotView, Versions, promoted_of, start_first
+from auction.rollout import UNVERIFIED, Rollouts, RolloutEvent, SlotView, Versions, promoted_of, start_first
 from auction.scoring import NodeView, filter_reason, max_fit
 from auction.spec import JobSpec, SpecError, from_json
 
@@ -366,7 +366,7 @@ class Placement:
                 kept = claim if claim is not None and keeps_slot(claim.node, alive, statuses) else None
                 state = running(kept.node, job, index) if kept is not None else "unknown"
                 views.append(SlotView(index, kept, state == "running", state in ("failed", "exited"),
-                                      state != "unknown"))
+                                      state not in ("unknown", UNVERIFIED), state == UNVERIFIED))
             writer = self._coordination.coordinator_of(job, 0, spec) == self.name
             step = self.rollouts.step(job, spec, views, now, may_revert=writer,
                                       promoted=promoted_of(jobs.get(job)) == target)

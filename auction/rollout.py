@@ -134,6 +134,11 @@ class SlotState(enum.Enum):
 
 
 UNAVAILABLE = (SlotState.NEW_PENDING, SlotState.OLD_FAILED, SlotState.OLD_DOWN, SlotState.EMPTY)
+# A holder's "running" in a record about other claims than the ones held here
+# (node.core.rollout_link): no proof that this claim's container runs, but no
+# word that it stopped either.  A slot already seen running under the same
+# claim stays running (`_observe`); anything else reads it as unknown.
+UNVERIFIED = "running-unverified"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +146,15 @@ class SlotView:
     """One desired slot as gossip shows it: its live claim (None: none, or a
     holder that does not keep it) and whether its holder reports it running,
     or failed (exited, unhealthy, gave up); `known`: False when its holder's
-    record says nothing of it here (cut to fit, or about other claims)."""
+    record says nothing of it here (cut to fit, or about other claims);
+    `unverified`: the record lists it running but is about other claims."""
 
     index: int
     claim: Claim | None
     running: bool
     failed: bool = False
     known: bool = True
+    unverified: bool = False     # its holder lists it running, in a record about other claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,18 +364,24 @@ class Rollouts:
         else:
             r.failing.discard(i)
         since = r.running_since.get(i)
-        if not view.running:
+        # A slot seen running under this very claim stays so while its holder
+        # still lists it running in a record about other claims: its claim for
+        # another slot moved, and the record and the claim travel apart.
+        # (Resetting would take it for not healthy, use up the budget and
+        # stall the rollout at every move of the holder's other slots.)
+        running = view.running or (view.unverified and since is not None and since[0] == ballot)
+        if not running:
             r.running_since.pop(i, None)
             r.healthy.discard(i)
         elif since is None or since[0] != ballot:
             r.running_since[i] = (ballot, now)
             r.healthy.discard(i)
-        healthy = view.running and now - r.running_since[i][1] >= policy.min_healthy_s
+        healthy = running and now - r.running_since[i][1] >= policy.min_healthy_s
         if healthy and i not in r.healthy:
             r.healthy.add(i)
             r.last_progress_at = now
             events.append(RolloutEvent(job, "healthy", target, slot=f"{job}/{i}", detail=claim.node))
-        return classify(view, target, healthy)
+        return classify(replace(view, running=running), target, healthy)
 
     @staticmethod
     def _deadline(r: JobRollout, policy: UpdatePolicy, now: float, complete: bool) -> str | None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from auction.claims import Claim, holds, slot_key
 from auction.placement import AwardAccepted
-from auction.rollout import running_fingerprint
+from auction.rollout import UNVERIFIED, running_fingerprint
 from auction.spec import JobSpec, SpecError, from_json
 from node.core.history import Versioned, version_id
 from node.core.status import NodeStatus, RuntimeSummary
@@ -40,12 +40,14 @@ def running_lookup(statuses: Mapping[str, NodeStatus], me: str, my_runtime: Runt
     """(holder, job, index) -> what the holder reports of the slot (running,
     starting, failed, exited; "unknown").  A record with no runtime summary
     (an older agent's, or one from before its runtime first reported) says
-    "unknown", as does a summary cut short for room and a record whose
-    running slots run under other claims than the ones `claim_of` gives here
-    (auction.rollout.running_fingerprint): what is not known to run does not
-    count as running.  Our own slots are our runtime's word (`my_runtime`;
-    None: a runtime that does not report, as the simulator's plain fake,
-    whose slots count as running)."""
+    "unknown", as does a summary cut short for room; a record whose running
+    slots run under other claims than the ones `claim_of` gives here
+    (auction.rollout.running_fingerprint) says UNVERIFIED for a slot it lists
+    running.  What is not known to run does not count as running
+    (auction.rollout says what UNVERIFIED is worth).
+    Our own slots are our runtime's word (`my_runtime`; None: a runtime that
+    does not report, as the simulator's plain fake, whose slots count as
+    running)."""
     agrees: dict[tuple[str, str], bool] = {}
 
     def running(node: str, job: str, index: int) -> str:
@@ -68,7 +70,7 @@ def running_lookup(statuses: Mapping[str, NodeStatus], me: str, my_runtime: Runt
                 mine = fingerprint(job, status.runtime.jobs[job][0], node, claim_of)
                 agrees[key] = mine == status.runtime.ballots[job]
             if not agrees[key]:
-                return "unknown"
+                return UNVERIFIED
         return state[0]
     return running
 

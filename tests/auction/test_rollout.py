@@ -175,3 +175,30 @@ def test_promoted_of_reads_the_entry_meta_where_there_is_one():
 
     assert promoted_of(Entry()) == "abc"
     assert promoted_of(object()) == "" and promoted_of(None) == ""
+
+
+def test_a_healthy_slot_stays_healthy_while_its_holders_record_is_about_other_claims():
+    """The holder of slots 0 and 1 moves slot 1: its record (stamped with the
+    new claim) may arrive before the claim does, so it reads as about other
+    claims for both.  Slot 0, healthy under the same claim, stays healthy
+    (it does not use up the budget again); slot 1, not seen running under
+    its new claim, does not become healthy on such a record."""
+    s = spec(max_parallel=1, min_healthy_s=1)
+    new = s.container_hash()
+    r = Rollouts()
+    c0 = claim(0, new, rnd=2)
+    views = [SlotView(0, c0, True), SlotView(1, claim(1, OLD), True), SlotView(2, claim(2, OLD), True)]
+    r.step("web", s, views, 0.0, may_revert=False)
+    step = r.step("web", s, views, 2.0, may_revert=False)
+    assert step.states[0] is S.NEW_HEALTHY and step.permitted == (1,)
+    c1 = claim(1, new, rnd=2)
+    blurred = [SlotView(0, c0, False, known=False, unverified=True),
+               SlotView(1, c1, False, known=False, unverified=True), views[2]]
+    step = r.step("web", s, blurred, 2.5, may_revert=False)
+    assert step.states[:2] == (S.NEW_HEALTHY, S.NEW_PENDING)
+    assert [e.kind for e in step.events] == []               # no second "healthy" for slot 0
+    step = r.step("web", s, blurred, 9.0, may_revert=False)
+    assert step.states[1] is S.NEW_PENDING                    # never proven running: not healthy
+    # A record that does not list it running at all (no word) resets it.
+    gone = [SlotView(0, c0, False, known=False), *blurred[1:]]
+    assert r.step("web", s, gone, 9.5, may_revert=False).states[0] is S.NEW_PENDING

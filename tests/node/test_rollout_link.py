@@ -49,7 +49,7 @@ def test_a_record_about_other_claims_is_not_taken_for_running():
     # version); its record is from before: not evidence that the new one runs.
     here = {"web/0": claim(0, 1), "web/1": claim(1, 2)}
     lookup = running_lookup({"n1": published}, "me", None, here.get)
-    assert lookup("n1", "web", 1) == "unknown"
+    assert lookup("n1", "web", 1) == "running-unverified"     # not proof; auction.rollout decides
     same = running_lookup({"n1": published}, "me", None, at_holder.get)
     assert (same("n1", "web", 1), same("n1", "web", 2), same("n1", "web", 3)) == ("running", "failed", "starting")
     # A record with no summary (an older agent, or from before its runtime
