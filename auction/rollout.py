@@ -26,7 +26,8 @@ sees it:
 the holder report the slot running under this very claim: the holder's
 record says which claims its running slots run under, by a fingerprint of
 their ballot rounds, `running_fingerprint`; a record about other claims
-than the ones this agent holds does not count): it is never
+than the ones this agent holds does not start it, though it does not end it
+for a slot it lists running either: `UNVERIFIED`): it is never
 earlier than the truth, so an agent never counts a slot healthy too soon,
 and it needs no timestamps in the 1 KiB status record.  A record with no
 runtime summary (an older agent's, or one from before its runtime first
