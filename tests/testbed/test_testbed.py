@@ -33,6 +33,12 @@ class Bed:
         pid = os.getpid()
         self.prefix = f"tb{pid % 100000}{tag}"
         self.subnet = f"10.79.{(pid + ord(tag)) % 200 + 20}"
+        # Pinned from outside (several testbeds on one machine): the prefix
+        # still gets the tag, so two beds of one run keep apart by name.
+        if os.environ.get("SHOAL_TESTBED_PREFIX"):
+            self.prefix = os.environ["SHOAL_TESTBED_PREFIX"] + tag
+        if os.environ.get("SHOAL_TESTBED_SUBNET"):
+            self.subnet = os.environ["SHOAL_TESTBED_SUBNET"]
         self.env = dict(os.environ, SHOAL_TESTBED_PREFIX=self.prefix, SHOAL_TESTBED_SUBNET=self.subnet,
                         SHOAL_TESTBED_DIR=str(tmp / "testbed"))
 
