@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -223,9 +223,6 @@ class Placement:
         self.merges = MergeRule()  # two copies of a slot after a merge (auction.merge_rule)
         self.revert_writes = 0      # the core's tokens for them (negative: no driver waits on them)
         self.rebalancer = Rebalancer(cfg.rebalance_settle_s)  # auction.rebalance; acts in rebalance_act
-        # The job's earlier versions, newest first (the node core sets this to
-        # read its job history; default: none known beyond `versions`).
-        self.older_versions: Callable[[str], Iterable[JobSpec]] = lambda job: ()
 
     # ---- helpers
     def spec_from_call(self, call: CallForBids) -> JobSpec | None:
@@ -251,14 +248,7 @@ class Placement:
         """A version of the job seen here: carried by a call for bids (the
         store may not have it yet), or an older one (a slot a rollout has
         not reached yet, after a restart)."""
-        spec = self.call_specs.get((job, spec_hash)) or self.versions.get(job, spec_hash)
-        if spec is None:
-            # Not seen since this agent started: the job history may have it
-            # (parsed once, then remembered).
-            spec = next((s for s in self.older_versions(job) if s.container_hash() == spec_hash), None)
-            if spec is not None:
-                self.versions.remember(spec)
-        return spec
+        return self.call_specs.get((job, spec_hash)) or self.versions.get(job, spec_hash)
 
     def spec_of(self, entry: JobEntry | None) -> JobSpec | None:
         """Parse (and cache by stamp) the spec of a job-store entry."""
@@ -371,30 +361,16 @@ class Placement:
             step = self.rollouts.step(job, spec, views, now, may_revert=writer,
                                       promoted=promoted_of(jobs.get(job)) == target)
             self.rollout_events.extend(step.events)
-            if step.reverting:
-                self._revert(job, target, step.revert_to)
+            if step.reverting:   # back to what the old slots serve, else the version before (auction.rollout)
+                old, why = self.versions.revert_to(job, target, step.revert_to)
+                self.reverts.extend([old] if old is not None else [])
+                kind = "reverting" if old is not None else "revert_impossible"
+                self.rollout_events.append(RolloutEvent(job, kind, target, detail=why))
             for index in step.permitted:
                 claim = views[index].claim
                 if claim is not None and claim.node == self.name:
                     writes.append(self._move_to(claim, spec, now))
         return writes
-
-    def _revert(self, job: str, target: str, serving: str | None) -> None:
-        """Write back the version the old slots serve (`serving`), or, when
-        none serves any more, the newest older version in the job's history
-        (auction.rollout's rule): queued for the core as a revert."""
-        if serving is not None:
-            old = self.known_spec(job, serving)
-            why = f"version {serving[:12]} not known here"
-        else:
-            old = next((s for s in self.older_versions(job) if s.container_hash() != target), None)
-            why = "no slot runs an older version, and the job history has none"
-        if old is None:
-            self.rollout_events.append(RolloutEvent(job, "revert_impossible", target, detail=why))
-            return
-        self.reverts.append(old)
-        self.rollout_events.append(RolloutEvent(job, "reverting", target,
-                                                detail=f"back to {old.container_hash()[:12]}"))
 
     def _target_of(self, spec: JobSpec) -> str:
         """spec.container_hash(), computed once per spec object (asked every tick for every job)."""

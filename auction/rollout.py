@@ -90,7 +90,7 @@ carry, its spec found in `Versions` or else in the job's history (which the
 job store replicates and persists: a writer that restarted mid-rollout has
 forgotten what it saw, not the history); when no slot serves an older
 version any more, the newest version in the history before the failing one
-(auction.placement, `older_versions`).  Every agent decides failure on
+(`Versions.revert_to`).  Every agent decides failure on
 its own clock, but only that one writes, and a second writer would write
 the same spec.
 
@@ -116,7 +116,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from .claims import Claim
@@ -406,13 +406,15 @@ def describe(r: JobRollout) -> dict[str, object]:
 
 
 class Versions:
-    """Specs this agent has seen, by (job, container hash), bounded: where a
-    revert finds the version it goes back to (the job store keeps only the
-    latest)."""
+    """Specs this agent has seen, by (job, container hash), bounded, and
+    behind them the job's history (`older`, set by the node core: the job's
+    earlier versions, newest first; node.core.rollout_link): where a revert
+    finds the version it goes back to, even after this agent restarted."""
 
     def __init__(self, limit: int = MAX_VERSIONS) -> None:
         self.limit = limit
         self._specs: OrderedDict[tuple[str, str], JobSpec] = OrderedDict()
+        self.older: Callable[[str], Iterable[JobSpec]] = lambda job: ()
 
     def remember(self, spec: JobSpec) -> None:
         key = (spec.name, spec.container_hash())
@@ -422,4 +424,23 @@ class Versions:
             self._specs.popitem(last=False)
 
     def get(self, job: str, container_hash: str) -> JobSpec | None:
-        return self._specs.get((job, container_hash))
+        spec = self._specs.get((job, container_hash))
+        if spec is None:
+            # Not seen since this agent started: the history may have it
+            # (parsed once, then remembered).
+            spec = next((s for s in self.older(job) if s.container_hash() == container_hash), None)
+            if spec is not None:
+                self.remember(spec)
+        return spec
+
+    def revert_to(self, job: str, target: str, serving: str | None) -> tuple[JobSpec | None, str]:
+        """The spec a failed rollout to `target` goes back to: the version the
+        old slots serve (`serving`), or when none does any more, the newest
+        earlier version in the history; and what to say of it."""
+        if serving is not None:
+            old = self.get(job, serving)
+            missing = f"version {serving[:12]} not known here"
+        else:
+            old = next((s for s in self.older(job) if s.container_hash() != target), None)
+            missing = "no slot runs an older version, and the job history has none"
+        return old, (f"back to {old.container_hash()[:12]}" if old is not None else missing)

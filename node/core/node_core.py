@@ -160,7 +160,7 @@ class NodeCore:
         self.placement.adopt_stored()  # before any call for bids is answered
         # A revert (and a slot still on an older version) finds that version's
         # spec in the job history, which outlives this agent's memory.
-        self.placement.older_versions = rollout_link.older_versions(self)
+        self.placement.versions.older = rollout_link.older_versions(self)
         self.statuses: dict[str, NodeStatus] = {}
         self._status = NodeStatus(name, capacity, Resources(0, 0, 0), dict(labels or {}),
                                   agent_version=agent_version, address=address)  # address: publish address

@@ -12,7 +12,7 @@ moving its slot to a new version accepts its own ballot, so every started
 replica still traces to an accepted claim), the rollout events, and the
 revert writes (a job write of the version to go back to, made durable like
 any other: `PersistEntries` with a core-owned negative token, which no
-driver waits on).  `older_versions` lets placement find an earlier version's
+driver waits on).  `older_versions` lets placement's `Versions` find an earlier version's
 spec in the job history (replicated and persisted with the job), so a revert
 does not depend on what this agent happened to see since it started.
 """
@@ -110,7 +110,7 @@ def stamped(summary: RuntimeSummary | None, name: str,
 
 def older_versions(core: NodeCore) -> Callable[[str], Iterator[JobSpec]]:
     """job -> the specs of its job-history versions before the current one,
-    newest first (placement's `older_versions`: where a revert finds the
+    newest first (auction.rollout.Versions' `older`: where a revert finds the
     version to go back to after this agent restarted).  Parsed lazily, one
     at a time; a record that does not parse is skipped."""
     def specs(job: str) -> Iterator[JobSpec]:
