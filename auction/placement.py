@@ -70,7 +70,7 @@ from auction.messages import Award, Bid, CallForBids, Decline
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
 from auction.resources import Resources
-from auction.rollout import UNVERIFIED, Rollouts, RolloutEvent, SlotView, Versions, promoted_of, start_first
+from auction.rollout import UNVERIFIED, Rollouts, RolloutEvent, SlotView, Versions, is_revert, promoted_of, start_first
 from auction.scoring import NodeView, filter_reason, max_fit
 from auction.spec import JobSpec, SpecError, from_json
 
@@ -359,7 +359,8 @@ class Placement:
                                       state not in ("unknown", UNVERIFIED), state == UNVERIFIED))
             writer = self._coordination.coordinator_of(job, 0, spec) == self.name
             step = self.rollouts.step(job, spec, views, now, may_revert=writer,
-                                      promoted=promoted_of(jobs.get(job)) == target)
+                                      promoted=promoted_of(jobs.get(job)) == target,
+                                      revertible=not is_revert(jobs.get(job)))
             self.rollout_events.extend(step.events)
             if step.reverting:   # back to what the old slots serve, else the version before (auction.rollout)
                 old, why = self.versions.revert_to(job, target, step.revert_to)

@@ -85,7 +85,9 @@ job's coordinator (auction.coordination, slot 0's) writes the last version
 that ran healthy as a new job version (and, if the job is still on the
 failing version `healthy_deadline_s` after an agent saw the rollout fail,
 that agent writes it: the coordinator may have started after every slot had
-moved, and then sees no rollout at all): the hash the OLD_SERVING slots
+moved, and then sees no rollout at all; a rollout that was itself written by
+a revert is not reverted again, `is_revert`: it would go back to the version
+that failed): the hash the OLD_SERVING slots
 carry, its spec found in `Versions` or else in the job's history (which the
 job store replicates and persists: a writer that restarted mid-rollout has
 forgotten what it saw, not the history); when no slot serves an older
@@ -191,6 +193,13 @@ def promoted_of(entry: object) -> str:
     return promoted if isinstance(promoted, str) else ""
 
 
+def is_revert(entry: object) -> bool:
+    """Was this job-store entry written by an automatic revert (its version
+    meta's `why`)?  A revert that fails in turn is not reverted again: going
+    back to the version it left would go back to the one that failed."""
+    return getattr(getattr(entry, "meta", None), "why", "") == "revert"
+
+
 def promoted_spec(spec: JobSpec) -> JobSpec:
     """`spec` with its canaries promoted: the same container hash (nothing is
     replaced by the write itself), no canary gate, so the rest follow."""
@@ -289,10 +298,12 @@ class Rollouts:
                 del self.jobs[job]
 
     def step(self, job: str, spec: JobSpec, views: Sequence[SlotView], now: float, *,
-             may_revert: bool, promoted: bool = False) -> Step:
+             may_revert: bool, promoted: bool = False, revertible: bool = True) -> Step:
         """Observe one job's slots at `now` and say what may happen.
         `may_revert`: this agent is the one that writes a revert; `promoted`:
-        the job store says an operator promoted this target's canaries."""
+        the job store says an operator promoted this target's canaries;
+        `revertible`: False when the target was itself written by a revert
+        (`is_revert`): a failed revert stops there, for an operator."""
         target = spec.container_hash()
         policy = spec.update
         r = self.jobs.get(job)
@@ -340,7 +351,7 @@ class Rollouts:
             # writes it a deadline later: the same spec, so a second write
             # changes nothing that matters.
             late = now - r.failed_at > policy.healthy_deadline_s
-            if policy.auto_revert and (may_revert or late) and not r.reverted:
+            if policy.auto_revert and revertible and (may_revert or late) and not r.reverted:
                 r.reverted = True
                 return Step((), tuple(events), states, revert_target(views, target, states), reverting=True)
             return Step((), tuple(events), states)

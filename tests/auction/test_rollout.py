@@ -4,7 +4,16 @@ import pytest
 
 from auction.claims import Ballot, Claim
 from auction.resources import Resources
-from auction.rollout import Rollouts, SlotState, SlotView, permitted, promoted_of, promoted_spec, revert_target
+from auction.rollout import (
+    Rollouts,
+    SlotState,
+    SlotView,
+    is_revert,
+    permitted,
+    promoted_of,
+    promoted_spec,
+    revert_target,
+)
 from auction.spec import UpdatePolicy, validate
 
 S = SlotState
@@ -202,3 +211,24 @@ def test_a_healthy_slot_stays_healthy_while_its_holders_record_is_about_other_cl
     # A record that does not list it running at all (no word) resets it.
     gone = [SlotView(0, c0, False, known=False), *blurred[1:]]
     assert r.step("web", s, gone, 9.5, may_revert=False).states[0] is S.NEW_PENDING
+
+
+def test_a_failed_revert_is_not_reverted_again():
+    """Its way back would be the version that failed: it stops, for an operator."""
+    s = spec(auto_revert=True)
+    r = Rollouts()
+    views = [SlotView(0, claim(0, s.container_hash(), rnd=2), False, True), SlotView(1, claim(1, OLD), True)]
+    r.step("web", s, views, 0.0, may_revert=True, revertible=False)
+    failed = r.step("web", s, views, 31.0, may_revert=True, revertible=False)
+    assert [e.kind for e in failed.events] == ["failed"] and not failed.reverting
+    assert not r.step("web", s, views, 500.0, may_revert=True, revertible=False).reverting
+
+    class Meta:
+        def __init__(self, why):
+            self.why = why
+
+    class Entry:
+        def __init__(self, why):
+            self.meta = Meta(why)
+
+    assert is_revert(Entry("revert")) and not is_revert(Entry("submit")) and not is_revert(None)

@@ -199,6 +199,23 @@ def test_a_failing_version_that_reached_every_slot_reverts_to_the_version_before
     assert history[-1].meta.why == "revert" and history[-2].meta.why in ("submit", "revert")
 
 
+def test_a_revert_that_fails_in_turn_is_not_reverted_again():
+    """v3 fails and goes back to v2; v2 now fails too (say, what it needs is
+    gone): the revert stops there, for an operator, rather than go back to v3."""
+    sim, runtime, checker = make(23)
+    v2, v3 = version("app:2", auto_revert=True), version("app:3", auto_revert=True, max_parallel=8)
+    runtime.failing.add(v3.container_hash())
+    sim.submit(0, v2)
+    settle(sim, checker, v2)
+    sim.submit(1, v3)
+    sim.world.run_until_converged(lambda _: "reverting" in checker.kinds(), 60.0, 0.25)
+    runtime.failing.add(v2.container_hash())
+    sim.world.run_for(60.0)
+    kinds = checker.kinds()
+    assert kinds.count("reverting") == 1 and kinds[kinds.index("reverting") + 1:].count("failed") >= 1, kinds
+    assert job_spec_everywhere(sim) == {v2.container_hash()}
+
+
 def test_a_failing_version_without_auto_revert_stops_and_stays():
     sim, runtime, checker = make(9)
     v2, v3 = version("app:2"), version("app:3")
