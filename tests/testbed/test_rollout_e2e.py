@@ -24,9 +24,12 @@ slots, and the revert scene passed once; but the canary scene then found
 slot 1 still holding its v3 container (the v3 ballot's claim, restarting
 under Docker's restart policy beside its old v2 copy) after the revert had
 passed the checks above it.  The revert's check now also asks the job view
-that every claim is on v2 and that no other container is left.  Whether a
-slot whose failing container flaps (restarting, unhealthy) can miss the
-revert is the open question.  Run it on an idle machine:
+that every claim is on v2 and that no other container is left.  The likely
+cause: the revert's own rollout missed its 5 s healthy deadline on that
+engine (docker starts were timing out) and a failed rollout stops where it
+is (the simulator, with failing containers that restart, reverts every
+slot).  Open: whether it passes with deadlines that fit the machine.  Run
+it on an idle machine:
 
     SHOAL_TESTBED_PREFIX=rlx SHOAL_TESTBED_SUBNET=10.79.10 \
         scripts/test tests/testbed/test_rollout_e2e.py
