@@ -18,6 +18,11 @@ score (gossip.awareness), so a node whose score is at its cap still declares
 an unconfirmed suspect dead suspicion_max_timeout_s(n) after suspecting it.
 That is what bounds detection when most members die at once and nobody is
 left to confirm (GossipConfig.detection_bound_s).
+
+A suspicion can also start from a Dead message about a member we held alive
+(`hearsay`, gossip.swim_membership says why): further Dead messages then
+only confirm it, like Suspect messages; it ends in our own timeout or in
+the member's refutation.
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ def suspicion_timeout_s(n: int, k: int, min_timeout_s: float, max_timeout_s: flo
 
 
 class Suspicion:
-    __slots__ = ("k", "n", "min_timeout_s", "max_timeout_s", "started_at", "confirmers", "generation")
+    __slots__ = ("k", "n", "min_timeout_s", "max_timeout_s", "started_at", "confirmers", "generation",
+                 "hearsay")
 
     def __init__(self, *, from_node: str, k: int, min_timeout_s: float, max_timeout_s: float,
-                 now: float, generation: int) -> None:
+                 now: float, generation: int, hearsay: bool = False) -> None:
         self.k = k
         self.n = 0
         self.min_timeout_s = min_timeout_s
@@ -46,6 +52,9 @@ class Suspicion:
         # The first accuser does not count as a confirmation of itself.
         self.confirmers = {from_node}
         self.generation = generation
+        # Started by somebody else's verdict (a Dead), not by a suspicion:
+        # no other verdict ends it early.
+        self.hearsay = hearsay
 
     def deadline(self) -> float:
         return self.started_at + suspicion_timeout_s(self.n, self.k, self.min_timeout_s, self.max_timeout_s)

@@ -44,6 +44,27 @@ that a Suspect message about a newer incarnation of it, which carries no
 address, can add it the same way.  On the wire nothing changes: memberlist
 peers see only our usual pings, and our push/pull lists the member as
 suspect, as the seed's did.
+
+A death we never suspected (also beyond memberlist, which accepts any Dead
+at or above the incarnation it holds).  SWIM lets a live member refute
+because the suspicion is gossiped before anyone declares it dead.  Across a
+partition that fails: one side suspects and declares the other side dead
+where the accused never hears of it, and when the cut heals, the Dead
+messages still in that side's broadcast queues reach the accused's own side,
+which held it alive all along.  Accepted there, they declared a live member
+dead on 94 of its 98 peers (simulator, 200 nodes cut into halves and healed
+as the last death was declared) before its refutation, within 2 s, made it
+rejoin.  So a Dead message about a member we hold alive makes us suspect
+it (as memberlist already does with a dead member in a push/pull), under our
+own suspicion timer, with its sender as the first accuser; we gossip the
+Dead on, so the accused hears of it and refutes.  Further Dead messages
+about it only confirm that suspicion (shortening the timer, down to
+suspicion_min_timeout_s(n)); it ends in the refutation or in our own
+timeout.  A Dead about a member we suspect on other grounds (a Suspect
+message, our probe) is accepted, as in memberlist: that suspicion was
+gossiped where we are, so the accused had its chance.  A crash costs no
+time where the Suspect spread first, which is nearly everywhere; a member
+that missed every copy of it declares the death on its own timer instead.
 """
 
 from __future__ import annotations
@@ -162,7 +183,7 @@ class Membership(SwimBase):
             self._emit(MemberUpdated(member.info()))
 
     def _on_suspect(self, s: Suspect, now: float, raw: bytes | None = None,
-                    src: Address | None = None) -> None:
+                    src: Address | None = None, hearsay: bool = False) -> None:
         member = self._members.get(s.node)
         if member is None:
             heard = self._heard_dead.get(s.node)
@@ -194,10 +215,10 @@ class Membership(SwimBase):
         self._queue.add(raw if raw is not None else encode(s), ("member", s.node))
         member.incarnation = s.incarnation
         self._members.set_state(member, MemberState.SUSPECT, now)
-        self._start_suspicion(member, s.from_node, now)
+        self._start_suspicion(member, s.from_node, now, hearsay)
         self._emit(MemberSuspected(member.info()))
 
-    def _start_suspicion(self, member: Member, from_node: str, now: float) -> None:
+    def _start_suspicion(self, member: Member, from_node: str, now: float, hearsay: bool = False) -> None:
         """Our suspicion timer for `member` (gossip.suspicion)."""
         n = self._members.live_count()
         k = self.config.suspicion_confirmations_wanted()
@@ -207,7 +228,7 @@ class Membership(SwimBase):
         susp = Suspicion(from_node=from_node, k=k,
                          min_timeout_s=self.config.suspicion_min_timeout_s(n),
                          max_timeout_s=self.config.suspicion_max_timeout_s(n),
-                         now=now, generation=self._suspicion_gen)
+                         now=now, generation=self._suspicion_gen, hearsay=hearsay)
         self._suspicions[member.name] = susp
         self._schedule(susp.deadline(), T_SUSPICION, (member.name, susp.generation))
         if not self._reask_scheduled:
@@ -333,6 +354,30 @@ class Membership(SwimBase):
         self._count("suspicions_expired")
         self._on_dead(Dead(member.incarnation, name, self.name), now)
 
+    def _death_taken_as_suspicion(self, member: Member, d: Dead, now: float, raw: bytes | None) -> bool:
+        """Somebody else's verdict that `member` is dead, about a member we
+        hold alive or suspect only on such verdicts: we suspect it instead
+        (module docstring: "A death we never suspected").  True if handled
+        so; False if the death is to be accepted (memberlist's rule)."""
+        if member.state is MemberState.ALIVE:
+            self._queue.add(raw if raw is not None else encode(d), ("member", d.node))
+            if self._silence_charges:
+                self._settle_silence(d.node, refund=True)
+            member.incarnation = d.incarnation
+            self._members.set_state(member, MemberState.SUSPECT, now)
+            self._start_suspicion(member, d.from_node, now, hearsay=True)
+            self._count("deaths_taken_as_suspicion")
+            self._emit(MemberSuspected(member.info()))
+            return True
+        susp = self._suspicions.get(d.node)
+        if susp is None or not susp.hearsay:
+            return False
+        # Another member's verdict on the same suspect: a confirmation.
+        if susp.confirm(d.from_node):
+            self._queue.add(raw if raw is not None else encode(d), ("member", d.node))
+            self._schedule(susp.deadline(), T_SUSPICION, (d.node, susp.generation))
+        return True
+
     def _on_dead(self, d: Dead, now: float, raw: bytes | None = None,
                  src: Address | None = None) -> None:
         member = self._members.get(d.node)
@@ -341,6 +386,9 @@ class Membership(SwimBase):
         if d.incarnation < member.incarnation:
             if src is not None:
                 self._correct_stale_accusation(member, src, now)
+            return
+        if d.node != self.name and d.from_node != d.node and d.from_node != self.name and \
+                not member.dead_or_left() and self._death_taken_as_suspicion(member, d, now, raw):
             return
         self._suspicions.pop(d.node, None)
         if member.dead_or_left():

@@ -106,8 +106,12 @@ class StateSync(Membership, UserData):
                 else:
                     self._hear_of_dead(st, now)
             else:
-                # Never accept a remote death: at most suspect it ourselves.
-                self._on_suspect(Suspect(st.incarnation, st.name, self.name), now)
+                # Never accept a remote death: at most suspect it ourselves,
+                # and a death told by the sender is only hearsay: no other
+                # Dead message ends that suspicion early (swim_membership,
+                # "A death we never suspected").
+                self._on_suspect(Suspect(st.incarnation, st.name, self.name), now,
+                                 hearsay=st.state == NodeStateCode.DEAD)
         if pp.user_state and userdata.is_ours(pp.user_state):
             try:
                 value = userdata.decode(pp.user_state, MAX_USER_MSG_BYTES)

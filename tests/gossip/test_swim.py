@@ -715,3 +715,79 @@ def test_no_helper_to_ask_costs_no_health():
     link.run_until(link.now + 10 * lan.probe_interval_s)
     assert link.state_in(nodes[0], "n1") in (MemberState.SUSPECT, MemberState.DEAD)
     assert nodes[0].health_score() == 0
+
+
+# ---- a death we never suspected (gossip.swim_membership) ----------------------
+
+
+def _dead_from(sender: Swim, subject: Swim, incarnation: int | None = None) -> bytes:
+    """A Dead message as `sender` gossips it after its suspicion of `subject`
+    timed out (say, on the other side of a partition that just healed)."""
+    from gossip.messages import Dead
+    from gossip.packet import seal_packet
+    from gossip.wire import encode
+
+    inc = subject.incarnation if incarnation is None else incarnation
+    return seal_packet(encode(Dead(inc, subject.name, sender.name)), label=b"", keyring=None, crc=True,
+                       compress=False, compress_min_bytes=0)
+
+
+def test_a_death_we_never_suspected_is_a_suspicion_and_the_live_member_refutes_it():
+    link, nodes = cluster(4)
+    n0, n1, n2 = nodes[0], nodes[1], nodes[2]
+    before = n1.incarnation
+    # n2's verdict reaches n0, which held n1 alive (memberlist would declare
+    # n1 dead here and then, once n1 refuted, take it back).
+    n0.receive_datagram(_dead_from(n2, n1), n2.addr, link.now)
+    assert link.state_in(n0, "n1") is MemberState.SUSPECT
+    assert n0.counters["deaths_taken_as_suspicion"] == 1
+    link.run_until(link.now + CFG.suspicion_max_timeout_s(4) + 2)
+    assert n1.incarnation > before
+    for viewer in nodes:
+        assert link.state_in(viewer, "n1") is MemberState.ALIVE, viewer.name
+    assert not link.of_type(MemberFailed)
+
+
+def test_more_verdicts_only_confirm_a_suspicion_that_came_from_one():
+    link, nodes = cluster(5)
+    n0, n1 = nodes[0], nodes[1]
+    link.down.add("n1")  # really gone: n0 declares it dead, on its own timer
+    start = link.now
+    n0.receive_datagram(_dead_from(nodes[2], n1), nodes[2].addr, link.now)
+    n0.receive_datagram(_dead_from(nodes[3], n1), nodes[3].addr, link.now)
+    n0.receive_datagram(_dead_from(nodes[4], n1), nodes[4].addr, link.now)
+    assert link.state_in(n0, "n1") is MemberState.SUSPECT
+    # Confirmed by the other two: the shortest suspicion, not the longest.
+    link.run_until(start + CFG.suspicion_min_timeout_s(5) * 0.9)
+    assert link.state_in(n0, "n1") is MemberState.SUSPECT
+    link.run_until(start + CFG.suspicion_min_timeout_s(5) + 0.1)
+    assert link.state_in(n0, "n1") is MemberState.DEAD
+    assert [e.member.name for e in link.of_type(MemberFailed, "n0")] == ["n1"]
+
+
+def test_a_death_is_accepted_at_once_where_the_suspicion_spread_first():
+    link, nodes = cluster(4)
+    n0, n1, n2, n3 = nodes
+    link.down.add("n1")
+    n0._on_suspect(Suspect(n1.incarnation, "n1", "n3"), link.now)
+    assert link.state_in(n0, "n1") is MemberState.SUSPECT
+    n0.receive_datagram(_dead_from(n2, n1), n2.addr, link.now)
+    assert link.state_in(n0, "n1") is MemberState.DEAD
+
+
+def test_a_death_a_push_pull_told_is_not_made_final_by_the_same_news_gossiped():
+    from gossip.messages import NodeStateCode, PushNodeState, PushPull
+
+    link, nodes = cluster(4)
+    n0, n1, n2 = nodes[0], nodes[1], nodes[2]
+    m = n0.member("n1")
+    assert m is not None
+    dead = PushNodeState("n1", bytes([127, 0, 0, 1]), m.addr.port, m.meta, n1.incarnation, NodeStateCode.DEAD,
+                         tuple(m.vsn))
+    n0._merge_remote(PushPull(False, (dead,)), link.now)
+    assert link.state_in(n0, "n1") is MemberState.SUSPECT
+    n0.receive_datagram(_dead_from(n2, n1), n2.addr, link.now)
+    assert link.state_in(n0, "n1") is MemberState.SUSPECT
+    link.run_until(link.now + CFG.suspicion_max_timeout_s(4) + 2)
+    assert link.state_in(n0, "n1") is MemberState.ALIVE
+    assert not link.of_type(MemberFailed)
