@@ -20,13 +20,16 @@ before.  Coordination and new awards are unchanged: a suspect coordinates
 nothing and wins nothing new (auction.membership); only the slots it already
 holds wait.
 
-The bound on extra starts.  A false suspicion refuted within its grace
-costs no container start.  One that outlives its grace costs at most one
-start per slot its member held (each slot is re-placed once; the refuting
-member then stops its copy), which is what a real death of that member
-costs anyway, so per false suspicion:
+The bound on extra starts.  A false suspicion (one episode: the member
+suspected, by one peer or several at once, until it refutes) refuted within
+its grace costs no container start.  One that outlives its grace costs at
+most one start per slot its member held (each slot is re-placed once; the
+refuting member then stops its copy), which is what a real death of that
+member costs anyway, so per false suspicion:
 
     extra starts <= slots held by the suspect, and 0 if refuted within grace_s.
+
+(node/sim/churn.py measures both; tests/sim/test_sim_churn.py checks them.)
 
 The price is heal time after a real death: a dead holder's slots are
 re-placed `grace_s` after this agent first suspected it instead of at once.

@@ -37,10 +37,14 @@ class SceneResult:
     heal_s: float | None     # real kill: crash -> all slots run again (None: did not)
     heal_after_suspicion_s: float | None  # real kill: first suspicion -> all slots run again
     victim_slots: int        # slots the faulted node held when the scene began
-    # Suspicions of the faulted node, one per observer and episode, that
-    # lasted at least the grace (auction.suspicion_rule) before they ended or
-    # the scene did: the only ones that may cost starts.
+    # Episodes of suspicion of the faulted node (one observer's suspicion,
+    # or several overlapping) in which one lasted at least the grace
+    # (auction.suspicion_rule) before it ended or the scene did: the only
+    # ones that may cost starts.
     outlived_grace: int = 0
+    # The rule's bound on this scene's starts: over every slow node, the
+    # most slots it held times its suspicions that outlived their grace.
+    bound: int = 0
 
 
 def config_of(profile: str) -> GossipConfig:
@@ -67,14 +71,16 @@ def _busiest(sim: ClusterSim) -> int:
 
 
 class _Watch:
-    """MemberSuspected of the victim, and how long each observer's lasted."""
+    """MemberSuspected of one node, and its episodes: overlapping suspicions
+    (one per observer) merged; an episode "outlived its grace" when one of
+    its suspicions lasted at least the grace."""
 
     def __init__(self, sim: ClusterSim, victim: int, grace_s: float) -> None:
         self.name = sim.world.nodes[victim].name
         self.grace_s = grace_s
         self.suspected: list[float] = []
         self.open: dict[int, float] = {}   # observer -> its suspicion began
-        self.outlived = 0
+        self.spans: list[tuple[float, float]] = []
         sim.world.subscribe(self.on)
 
     def on(self, t: float, i: int, ev: object) -> None:
@@ -85,16 +91,20 @@ class _Watch:
             self.suspected.append(t)
             self.open[i] = t
         elif isinstance(ev, (MemberUpdated, MemberJoined, MemberFailed)) and i in self.open:
-            self._close(i, t)
-
-    def _close(self, i: int, t: float) -> None:
-        if t - self.open.pop(i) >= self.grace_s:
-            self.outlived += 1
+            self.spans.append((self.open.pop(i), t))
 
     def finish(self, t: float) -> int:
-        for i in list(self.open):
-            self._close(i, t)
-        return self.outlived
+        """Episodes that outlived their grace."""
+        spans = sorted(self.spans + [(began, t) for began in self.open.values()])
+        self.open.clear()
+        count, end, long = 0, float("-inf"), False
+        for began, ended in spans:
+            if began > end:             # a new episode
+                count += long
+                end, long = ended, False
+            end = max(end, ended)
+            long = long or ended - began >= self.grace_s
+        return count + long
 
 
 def grace_s(profile: str, nodes: int) -> float:
@@ -108,16 +118,26 @@ def false_suspicions(seed: int, *, profile: str = "local", stall_s: float = 0.25
     sim, specs = build(seed, profile=profile, replicas=replicas)
     victim = _busiest(sim)
     held = len(sim.running[victim])
-    watch = _Watch(sim, victim, grace_s(profile, sim.world.n))
     before = sim.starts
     others = sorted(range(1, sim.world.n), key=lambda i: (-len(sim.running[i]), i))[:slow_nodes]
+    # Slots can move onto a slow node and off again: bound with the most it held.
+    peak = {i: len(sim.running[i]) for i in others}
+
+    def track(_t: float, i: int, _ev: object) -> None:
+        if i in peak:
+            peak[i] = max(peak[i], len(sim.running[i]))
+
+    sim.world.subscribe(track)
+    watches = {i: _Watch(sim, i, grace_s(profile, sim.world.n)) for i in others}
+    watch = watches[victim]
     for k, i in enumerate(others):
         phase = (stall_s + run_s) * k / max(1, len(others))
         faults.slow(sim.world, i, duration_s, stall_s=stall_s, run_s=run_s, at=sim.world.now + phase)
     sim.world.run_for(duration_s)
     sim.world.run_until_converged(lambda _: not sim.placement_problems(specs), 30.0)
+    outlived = {i: w.finish(sim.world.now) for i, w in watches.items()}
     return SceneResult(sim.starts - before, len(watch.suspected), not sim.placement_problems(specs),
-                       None, None, held, watch.finish(sim.world.now))
+                       None, None, held, outlived[victim], sum(peak[i] * n for i, n in outlived.items()))
 
 
 def real_kill(seed: int, *, profile: str = "local", replicas: int = 50, timeout_s: float = 60.0) -> SceneResult:
