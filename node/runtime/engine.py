@@ -30,7 +30,15 @@ import docker.errors  # type: ignore[import-untyped]
 import trio
 
 from node.runtime.config import DockerRuntimeConfig
-from node.runtime.stall import EngineHealth, StallRules, call_timeout_s, engine_answered, engine_failed, ewma
+from node.runtime.stall import (
+    MAX_SCALE,
+    EngineHealth,
+    StallRules,
+    call_timeout_s,
+    engine_answered,
+    engine_failed,
+    ewma,
+)
 
 log = logging.getLogger("shoal.runtime")
 
@@ -74,8 +82,9 @@ class Engine:
         self.stall_rules = StallRules(cfg.failure_threshold, cfg.stall_unhealthy_after_s, cfg.healthy_after_s)
 
     def open(self) -> None:
+        # Beyond the longest timeout a call may be given (stall.MAX_SCALE x the base).
         self.api = self._client_factory(self.cfg.docker_host, self.cfg.api_version,
-                                        self.cfg.call_timeout_s + HTTP_TIMEOUT_MARGIN_S)
+                                        MAX_SCALE * self.cfg.call_timeout_s + HTTP_TIMEOUT_MARGIN_S)
         self.stream_api = self._client_factory(self.cfg.docker_host, self.cfg.api_version, None)
 
     def close(self) -> None:
