@@ -10,12 +10,15 @@ From those:
     ALIVE, unhealthy          yes                 yes                    no
     ALIVE, drained            yes           no (slot is moved)           no
     ALIVE, no status yet      yes                 yes                    no
+    suspect, in its grace     no                  yes                    no
     suspect/failed/left       no            no (slot is re-placed)       no
 
 Why: coordinating costs a member nothing, so only SWIM liveness matters.  A
-suspicion already moves coordination and re-places the member's slots (a
-refutation moves them back at the next pass; a replica placed twice meanwhile
-is settled by the claim rule, auction.claims).  Draining is the operator's
+suspicion moves coordination at once, but the slots a suspect holds are
+re-placed only once its suspicion has outlived a grace (auction.suspicion_rule,
+where the bound on starts per false suspicion is stated; the core hands
+placement the members that keep their slots).  A replica placed twice
+meanwhile is settled by the claim rule, auction.claims.  Draining is the operator's
 "move everything off", so a drained holder loses its slots; an unhealthy
 one (its runtime is in trouble) keeps what it runs but is offered nothing
 new, as is a member whose status has not arrived (nothing is known of its

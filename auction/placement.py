@@ -4,7 +4,7 @@ How this works: every `placement_interval_s` (and right after anything
 relevant changes) each agent walks the desired slots, (job, index) for index
 < replicas of every live job, and looks up the slot's winning claim in the
 replicated claims map.  A slot needs placing when it has no live claim or
-its holder no longer keeps it (auction.membership: not alive, or drained).
+its holder no longer keeps it (auction.membership; a suspect: auction.suspicion_rule).
 If this agent is the slot's coordinator (auction.coordination), the slot
 goes into this tick's batch for its job, and one auction round
 (auction.auctioneer) places the whole batch; bids are scored by
@@ -223,6 +223,7 @@ class Placement:
         self.merges = MergeRule()  # two copies of a slot after a merge (auction.merge_rule)
         self.revert_writes = 0      # the core's tokens for them (negative: no driver waits on them)
         self.rebalancer = Rebalancer(cfg.rebalance_settle_s)  # auction.rebalance; acts in rebalance_act
+        self._keeping: set[str] = set()  # this tick's members that keep their slots (see tick)
 
     # ---- helpers
     def spec_from_call(self, call: CallForBids) -> JobSpec | None:
@@ -293,9 +294,12 @@ class Placement:
     def tick(self, *, jobs: Mapping[str, JobEntry], deleted: set[str],
              statuses: Mapping[str, NodeStatus], alive: set[str],
              now: float, running: RunningLookup = _all_running,
-             copies: CopyLookup | None = None) -> tuple[list[AuctionOutput], list[Claim]]:
+             copies: CopyLookup | None = None,
+             keeping: set[str] | None = None) -> tuple[list[AuctionOutput], list[Claim]]:
         """Returns (outputs, claims to write).  `running`: what holders report
-        of their slots (for rollouts; default: every slot runs).  `copies`: auction.merge_rule rule 3."""
+        of their slots (for rollouts; default: every slot runs).  `copies`: auction.merge_rule rule 3.
+        `keeping`: who keeps the slots it holds (default `alive`: auction.suspicion_rule)."""
+        self._keeping = alive if keeping is None else keeping
         out: list[AuctionOutput] = []
         writes: list[Claim] = []
         specs = {name: self.spec_of(entry) for name, entry in jobs.items()}
@@ -353,7 +357,7 @@ class Placement:
                 continue  # the common case: nothing runs another version
             views = []
             for index, claim in enumerate(claims):
-                kept = claim if claim is not None and keeps_slot(claim.node, alive, statuses) else None
+                kept = claim if claim is not None and keeps_slot(claim.node, self._keeping, statuses) else None
                 state = running(kept.node, job, index) if kept is not None else "unknown"
                 views.append(SlotView(index, kept, state == "running", state in ("failed", "exited"),
                                       state not in ("unknown", UNVERIFIED), state == UNVERIFIED))
@@ -417,7 +421,7 @@ class Placement:
 
     def _slot_needs_placing(self, key: str, statuses: Mapping[str, NodeStatus], alive: set[str]) -> bool:
         claim = self.winning_claim(key)
-        return claim is None or not keeps_slot(claim.node, alive, statuses)
+        return claim is None or not keeps_slot(claim.node, self._keeping, statuses)
 
     def _coordinate(self, job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str],
                     now: float, copies: CopyLookup | None = None) -> list[AuctionOutput]:

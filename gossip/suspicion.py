@@ -28,6 +28,7 @@ the member's refutation.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 def suspicion_timeout_s(n: int, k: int, min_timeout_s: float, max_timeout_s: float) -> float:
@@ -36,6 +37,20 @@ def suspicion_timeout_s(n: int, k: int, min_timeout_s: float, max_timeout_s: flo
     frac = math.log(n + 1.0) / math.log(k + 1.0)
     raw = max_timeout_s - frac * (max_timeout_s - min_timeout_s)
     return max(raw, min_timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class SuspicionInfo:
+    """A read-only copy of one suspicion, for readers outside gossip (the
+    node core's placement: auction.suspicion_rule).  `min_timeout_s`: the
+    shortest this suspicion can last before its member is declared dead
+    (every confirmation counted); `confirmations`: independent accusers
+    beyond the first."""
+
+    started_at: float
+    min_timeout_s: float
+    deadline: float
+    confirmations: int
 
 
 class Suspicion:
@@ -58,6 +73,9 @@ class Suspicion:
 
     def deadline(self) -> float:
         return self.started_at + suspicion_timeout_s(self.n, self.k, self.min_timeout_s, self.max_timeout_s)
+
+    def info(self) -> SuspicionInfo:
+        return SuspicionInfo(self.started_at, self.min_timeout_s, self.deadline(), self.n)
 
     def confirm(self, from_node: str) -> bool:
         """Record an independent accusation; True if it was new and counted."""

@@ -58,6 +58,7 @@ from .messages import (
     UserMsg,
 )
 from .packet import StreamDecoder, open_packet_parts, seal_stream
+from .suspicion import SuspicionInfo
 from .swim_base import (
     T_GOSSIP,
     T_POST_JOIN,
@@ -228,6 +229,11 @@ class Swim(Probing, StateSync):
     def alive_names(self) -> set[str]:
         """Names of members we believe alive (cheap: no MemberInfo built)."""
         return {n for n, m in self._members.by_name.items() if m.state is MemberState.ALIVE}
+
+    def suspicions(self) -> dict[str, SuspicionInfo]:
+        """Our running suspicions, by member name (read-only copies): when
+        each started, how soon it could end in death, its confirmations."""
+        return {name: s.info() for name, s in self._suspicions.items()}
 
     def member(self, name: str) -> MemberInfo | None:
         m = self._members.get(name)

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each pure core, by dotted package name; its folder is the dots as slashes.
 CORES = ("gossip", "auction", "node.core")
 # Single pure modules, by dotted name; the file is the dots as slashes + ".py".
-PURE_MODULES = ("node.runtime.decision",)
+PURE_MODULES = ("node.runtime.decision", "node.runtime.stall")
 
 FORBIDDEN_MODULES = {
     # named in the architecture: I/O, clocks, OS entropy, concurrency
@@ -52,7 +52,8 @@ FORBIDDEN_BUILTIN_CALLS = {"open", "input", "__import__", "breakpoint"}
 PROJECT_PACKAGES = {"gossip", "auction", "node"}
 CORE_MAY_IMPORT = {"gossip": ("gossip",), "auction": ("auction",),
                    "node.core": ("gossip", "auction", "node.core"),
-                   "node.runtime.decision": ("auction", "node.runtime.decision")}
+                   "node.runtime.decision": ("auction", "node.runtime.decision"),
+                   "node.runtime.stall": ("node.runtime.stall",)}
 
 
 @dataclass(frozen=True)

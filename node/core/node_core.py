@@ -45,6 +45,7 @@ from typing import Any, overload
 from auction.claims import Claim
 from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.messages import Award, Bid, CallForBids, Decline, Release
+from auction import suspicion_rule
 from auction.placement import Placement, PlacementConfig
 from auction.resources import Resources
 from auction.spec import JobSpec
@@ -333,9 +334,10 @@ class NodeCore:
                 self._on_message(out.origin, out.data, now, broadcast=False)
             else:
                 # Placement counts only alive members: a suspicion (or its
-                # refutation) changes who coordinates and who can hold a
+                # refutation) changes who coordinates and who can win a
                 # slot, so re-place now rather than at the next periodic
-                # pass (up to placement_interval_s later).
+                # pass (up to placement_interval_s later).  A suspect's own
+                # slots wait out their grace (_place looks again then).
                 if isinstance(out, (MemberFailed, MemberLeft, MemberJoined, MemberSuspected, MemberUpdated)):
                     self._kick(now)
                 self._emit(out)
@@ -547,13 +549,20 @@ class NodeCore:
             return  # leaving: no new work
         jobs = {e.name: e for e in self.store.live()}
         deleted = {n for n, e in self.store.entries.items() if e.deleted}
+        # A suspect keeps its slots through a grace (auction.suspicion_rule);
+        # look again when the next one ends.
+        suspicions = self.swim.suspicions()
+        keeping = suspicion_rule.keeping(alive, suspicions, now)
         outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(), alive=alive,
                                            now=now, running=rollout_link.lookup(self),
-                                           copies=merge_link.copies(self, now))
+                                           copies=merge_link.copies(self, now), keeping=keeping)
         for out in outs:
             self._auction_output(out, now)
         rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)
         self._reconcile(now)
+        grace_ends = suspicion_rule.next_expiry(suspicions, now)
+        if grace_ends is not None and (self._place_at is None or grace_ends < self._place_at):
+            self._place_at = grace_ends
 
     def _auction_output(self, out: object, now: float) -> None:
         auction_link.auction_output(self, out, now)

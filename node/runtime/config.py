@@ -22,7 +22,9 @@ def default_docker_host() -> str:
 class DockerRuntimeConfig:
     docker_host: str = field(default_factory=default_docker_host)
     api_version: str = API_VERSION
-    call_timeout_s: float = 10.0        # each call, from the awaiting side
+    # Each call, from the awaiting side: the base, which grows with the kind
+    # of call and the engine's load (node/runtime/stall.py).
+    call_timeout_s: float = 10.0
     pull_timeout_s: float = 600.0       # one pull, whatever its size (node/runtime/pulls.py)
     max_concurrent_pulls: int = 2       # per node; more wait their turn
     concurrency: int = 8                # worker threads for docker calls
@@ -31,7 +33,11 @@ class DockerRuntimeConfig:
     kick_debounce_s: float = 0.02       # coalesce bursts of events into one pass
     adopt_grace_s: float = 10.0         # never remove undesired containers this soon after start
     stop_timeout_s: int = 5             # SIGTERM grace before Docker sends SIGKILL
-    failure_threshold: int = 3          # engine failures in a row -> unhealthy
+    failure_threshold: int = 3          # engine failures in a row ...
+    stall_unhealthy_after_s: float = 30.0   # ... spanning this long with no answer -> unhealthy
+    healthy_after_s: float = 5.0        # answering steadily this long -> healthy again
+    start_backoff_min_s: float = 0.5    # a failed start waits this before the next, doubling ...
+    start_backoff_max_s: float = 30.0   # ... up to this
     crash_loop_failures: int = 5        # this many failures ...
     crash_loop_window_s: float = 120.0  # ... within this window -> give up on this node
     stable_after_s: float = 30.0        # up this long: backoff starts over
@@ -49,4 +55,5 @@ class DockerRuntimeConfig:
     def rules(self) -> Rules:
         """The thresholds the pure decision (node/runtime/decision.py) applies."""
         return Rules(adopt_grace_s=self.adopt_grace_s, crash_loop_failures=self.crash_loop_failures,
-                     crash_loop_window_s=self.crash_loop_window_s, stable_after_s=self.stable_after_s)
+                     crash_loop_window_s=self.crash_loop_window_s, stable_after_s=self.stable_after_s,
+                     start_backoff_min_s=self.start_backoff_min_s, start_backoff_max_s=self.start_backoff_max_s)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from auction.claims import Claim, ballot_label
@@ -39,7 +40,7 @@ from auction.container_policy import NO_NEW_PRIVILEGES, ContainerPolicy
 from auction.placement import normalize_image
 from auction.spec import MAX_STOP_GRACE_S, JobSpec
 from node.runtime.config import DockerRuntimeConfig
-from node.runtime.decision import ObservedContainer
+from node.runtime.decision import DesiredReplica, ObservedContainer
 from node.runtime.network import environment, exposed_ports, host_config_network
 
 LABEL_JOB = "shoal.job"
@@ -49,6 +50,25 @@ LABEL_NODE = "shoal.node"
 LABEL_SPEC = "shoal.spec_hash"
 LABEL_STOP_GRACE = "shoal.stop_grace_s"     # the job's stop grace, so a stop honours it after any restart
 NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Desired:
+    """What the runtime's start() was told for a slot; compared by identity,
+    so an action launched for one start() is dropped once a later start() or
+    stop() came."""
+
+    claim: Claim
+    spec: JobSpec
+    replica: DesiredReplica
+
+    @property
+    def ballot(self) -> str:
+        return self.replica.ballot
+
+    @property
+    def spec_hash(self) -> str:
+        return self.replica.spec_hash
 
 
 def container_name(slot: str, round_: int) -> str:

@@ -59,9 +59,14 @@ The rules, in the order a pass applies them:
   9. `GiveUp` is said once per slot: the driver tells the agent
      (the node core's `ReplicaGaveUp` input), which releases the slot here.
 
-The engine itself: `EngineHealth` counts calls the engine did not answer
-(timeouts, refused connections); `failure_threshold` of them in a row make
-the runtime unhealthy, and the first answered call makes it healthy again.
+A start that fails at the engine (the driver reports it: `start_failed`)
+backs off per slot, doubling from `Rules.start_backoff_min_s` up to
+`Rules.start_backoff_max_s`: rules 6-8 wait for `not_before`, so a node
+whose engine refuses every start (no bridge network, say) retries each slot
+a few times a minute, not every pass.  The count starts over once the
+slot's container is seen running (rule 4).
+
+The engine itself (timeouts, stalls, health): node/runtime/stall.py.
 """
 
 from __future__ import annotations
@@ -152,6 +157,7 @@ class SlotBook:
     last_exit: str = ""
     handled: str | None = None          # which failure was last counted
     restart_times: tuple[float, ...] = ()
+    start_failures: int = 0             # engine calls to (re)start it that failed in a row
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +168,8 @@ class Rules:
     crash_loop_failures: int = 5
     crash_loop_window_s: float = 120.0
     stable_after_s: float = 30.0
+    start_backoff_min_s: float = 0.5    # a failed start waits this, doubling ...
+    start_backoff_max_s: float = 30.0   # ... up to this
 
 
 # ---- actions ------------------------------------------------------------------------
@@ -401,7 +409,7 @@ class _Pass:
                 if container_key(o.id) not in busy:
                     self.act(Remove(o, "replaced by the new spec"))
             if st.running_since is None:
-                self.books[slot] = replace(st, running_since=now)
+                self.books[slot] = replace(st, running_since=now, start_failures=0)
                 self.act(Adopt(slot, mine))
             elif now - st.running_since >= self.rules.stable_after_s:
                 self.books[slot] = replace(st, consecutive=0)
@@ -417,6 +425,9 @@ class _Pass:
             self.act(Replace(slot, tuple(o.id for o in old)) if old else Start(slot))
             return
         if mine.state == "created":         # rule 7
+            if st.not_before > now:
+                self.wakeups.append(st.not_before)
+                return
             self.act(Restart(slot, mine, counts=False))
             return
         if mine.state in ("restarting", "removing", "paused"):
@@ -477,30 +488,14 @@ def give_up(st: SlotBook, reason: str) -> SlotBook:
     return replace(st, gave_up=reason)
 
 
-# ---- the engine's health ---------------------------------------------------------------
+def start_backoff_s(failures: int, rules: Rules) -> float:
+    """The wait after the `failures`-th failed start in a row (1, 2, ...)."""
+    doublings = min(max(0, failures - 1), 30)
+    return min(rules.start_backoff_min_s * float(2 ** doublings), rules.start_backoff_max_s)
 
 
-@dataclass(frozen=True, slots=True)
-class EngineHealth:
-    healthy: bool = True
-    reason: str = ""
-    failures_in_row: int = 0
-
-
-def engine_failed(h: EngineHealth, reason: str, threshold: int) -> tuple[EngineHealth, bool]:
-    """A call the engine did not answer.  Returns the new health and whether
-    the runtime just turned unhealthy."""
-    n = h.failures_in_row + 1
-    if n >= threshold and h.healthy:
-        return EngineHealth(False, f"docker engine not answering: {reason}", n), True
-    if not h.healthy:
-        return EngineHealth(False, f"docker engine not answering: {reason}", n), False
-    return replace(h, failures_in_row=n), False
-
-
-def engine_answered(h: EngineHealth) -> tuple[EngineHealth, bool]:
-    """A call the engine answered (even with an error).  Returns the new
-    health and whether the runtime just turned healthy again."""
-    if not h.healthy:
-        return EngineHealth(), True
-    return (h if h.failures_in_row == 0 else EngineHealth()), False
+def start_failed(st: SlotBook, now: float, rules: Rules) -> SlotBook:
+    """An engine call to create or (re)start the slot's container failed:
+    no new try before the backoff ends."""
+    n = st.start_failures + 1
+    return replace(st, start_failures=n, not_before=max(st.not_before, now + start_backoff_s(n, rules)))

@@ -55,7 +55,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -67,6 +67,7 @@ from auction.spec import ImageSource, JobSpec, PullPolicy
 from node.runtime.config import DockerRuntimeConfig
 from node.runtime.containers import (
     LABEL_SLOT,
+    Desired,
     PolicyRefused,
     container_name,
     create_kwargs,
@@ -92,12 +93,14 @@ from node.runtime.decision import (
     give_up,
     rolling_allowed,
     slot_sort_key,
+    start_failed,
 )
 from node.runtime.engine import (
     Engine,
     EngineError,
     RuntimeProblem,
     engine_message,
+    is_benign_race,
     is_conflict,
     is_not_found,
 )
@@ -118,24 +121,6 @@ DIE_RECHECK_S = 0.2
 MAX_EVENT_HISTORY = 256
 MAX_PENDING_CALLBACKS = 1024
 HEALTH_PENDING = "health check not passed yet"
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _Desired:
-    """What start() was told for a slot; compared by identity, so an action
-    launched for one start() is dropped once a later start() or stop() came."""
-
-    claim: Claim
-    spec: JobSpec
-    replica: DesiredReplica
-
-    @property
-    def ballot(self) -> str:
-        return self.replica.ballot
-
-    @property
-    def spec_hash(self) -> str:
-        return self.replica.spec_hash
 
 
 class DockerRuntime:
@@ -160,7 +145,7 @@ class DockerRuntime:
         self.puller = Puller(self.engine, node, max_concurrent=self.cfg.max_concurrent_pulls,
                              timeout_s=self.cfg.pull_timeout_s, auth_for=auth_for, note=self._note,
                              on_progress=None if on_pull is None else lambda ev: self._callback(on_pull, ev))
-        self._desired: dict[str, _Desired] = {}
+        self._desired: dict[str, Desired] = {}
         self._slots: dict[str, SlotBook] = {}
         self._actual: dict[str, ObservedContainer] = {}    # id -> container, from the last pass
         self._images: set[str] = set()
@@ -187,7 +172,7 @@ class DockerRuntime:
     def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None:
         """Run replica `claim.name` of `spec` here (replacing an older ballot or spec; `replaces`: rule 2)."""
         slot = claim.name
-        new = _Desired(claim, spec, DesiredReplica(claim.job, ballot_label(claim), spec.container_hash(),
+        new = Desired(claim, spec, DesiredReplica(claim.job, ballot_label(claim), spec.container_hash(),
                                                    spec.restart, replaces))
         old = self._desired.get(slot)
         self._desired[slot] = new
@@ -423,10 +408,22 @@ class DockerRuntime:
             return lambda: self._stop(action.container, action.why)
         # Slot actions act for the start() and bookkeeping of this pass; both
         # may be replaced (start(), stop()) while the engine call runs.
-        want, book = self._desired[action.slot], self._slots[action.slot]
+        slot, want, book = action.slot, self._desired[action.slot], self._slots[action.slot]
         if isinstance(action, Restart):
-            return lambda: self._restart(action.slot, want, book, action.container, action.counts)
-        return lambda: self._start(action.slot, want, book)
+            return lambda: self._backing_off(slot, want, book, self._restart(slot, want, book, action.container,
+                                                                             action.counts))
+        return lambda: self._backing_off(slot, want, book, self._start(slot, want, book))
+
+    async def _backing_off(self, slot: str, want: Desired, book: SlotBook, act: Awaitable[None]) -> None:
+        """A (re)start the engine failed waits its backoff (decision.start_failed)."""
+        try:
+            await act
+        except (EngineError, RuntimeProblem):
+            if self._desired.get(slot) is want:
+                failed = start_failed(book, trio.current_time(), self._rules)
+                self._update_book(slot, book, failed)
+                self._wakeups.add(failed.not_before)
+            raise
 
     async def _guarded(self, key: str, act: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -434,7 +431,8 @@ class DockerRuntime:
         except EngineError as e:
             log.debug("%s", e)
         except RuntimeProblem as e:
-            log.warning("%s", e)
+            # Another call got to the container first (removed, gone, stopped): expected.
+            log.log(logging.DEBUG if is_benign_race(e) else logging.WARNING, "%s", e)
         finally:
             self._inflight.discard(key)
             self._key_done.add(key)
@@ -494,7 +492,7 @@ class DockerRuntime:
         self._note(f"stop {c.name}: {why}")
         await self._stop_call(c)
 
-    async def _restart(self, slot: str, want: _Desired, book: SlotBook, c: ObservedContainer,
+    async def _restart(self, slot: str, want: Desired, book: SlotBook, c: ObservedContainer,
                        counts: bool) -> None:
         if self._desired.get(slot) is not want:
             return
@@ -515,7 +513,7 @@ class DockerRuntime:
             self._update_book(slot, book, counted)
             self._note(f"restarted {c.name} (restart {counted.restarts})")
 
-    async def _start(self, slot: str, want: _Desired, book: SlotBook) -> None:
+    async def _start(self, slot: str, want: Desired, book: SlotBook) -> None:
         if self._desired.get(slot) is not want:
             return
         refused = self.policy.refusal(want.spec, self.node) or missing_ports(want.spec, want.claim)
@@ -559,7 +557,7 @@ class DockerRuntime:
             problem = f"image {image} is not on node {self.node} after its pull"
         return problem
 
-    def _gave_up_on_refusal(self, slot: str, want: _Desired, book: SlotBook, e: RuntimeProblem) -> bool:
+    def _gave_up_on_refusal(self, slot: str, want: Desired, book: SlotBook, e: RuntimeProblem) -> bool:
         """If Docker refused a start for a reason this node cannot mend (a host
         port held by something else, no such network), give up on the slot
         here (placement moves it) and say True."""
@@ -577,7 +575,7 @@ class DockerRuntime:
         except RuntimeProblem as e:
             log.debug("%s", e)
 
-    async def _create(self, slot: str, want: _Desired) -> str:
+    async def _create(self, slot: str, want: Desired) -> str:
         api = self.engine.api
         try:
             kwargs = create_kwargs(self.node, slot, want.claim, want.spec, want.spec_hash, self.cfg,

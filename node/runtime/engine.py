@@ -2,21 +2,26 @@
 
 How this works: the `docker` SDK blocks, so `Engine.call` runs every call in
 a worker thread (`trio.to_thread.run_sync`) under a `CapacityLimiter`
-(`concurrency`), and the awaiting side gives up after `call_timeout_s`
-(`trio.fail_after`; the SDK's own HTTP timeout is bounded too, so an
+(`concurrency`), and the awaiting side gives up after a timeout that scales
+with the kind of call, the calls in flight and the engine's recent latency
+(node/runtime/stall.py: `call_timeout_s`, from `call_timeout_s` of the
+config; `trio.fail_after`; the SDK's own HTTP timeout is bounded too, so an
 abandoned thread ends soon after).  Threads still running after their caller
-gave up are counted (`lingering`).  A call the engine did not answer
-(timeout, connection refused, broken stream) raises `EngineError` and counts
-towards the runtime's health (`decision.engine_failed`); one it answered with
-an error (404, 409, 500 from a container) raises `RuntimeProblem` and, like
-any answered call, counts as the engine being there (`engine_answered`).
-`on_change(healthy, reason)` is called when the health flips.
+gave up are counted (`lingering`); when one ends, the engine did answer,
+late: that counts as an answer and its latency as a sample.  A call the
+engine did not answer (timeout, connection refused, broken stream) raises
+`EngineError` and counts towards a stall (`stall.engine_failed`); one it
+answered with an error (404, 409, 500 from a container) raises
+`RuntimeProblem` and, like any answered call, counts as the engine being
+there (`stall.engine_answered`).  `on_change(healthy, reason)` is called
+when the health flips (only after a sustained stall, with hysteresis).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +30,15 @@ import docker.errors  # type: ignore[import-untyped]
 import trio
 
 from node.runtime.config import DockerRuntimeConfig
-from node.runtime.decision import EngineHealth, engine_answered, engine_failed
+from node.runtime.stall import (
+    MAX_SCALE,
+    EngineHealth,
+    StallRules,
+    call_timeout_s,
+    engine_answered,
+    engine_failed,
+    ewma,
+)
 
 log = logging.getLogger("shoal.runtime")
 
@@ -63,10 +76,15 @@ class Engine:
         self.stream_limiter = trio.CapacityLimiter(cfg.stream_concurrency)
         self._lingering = 0
         self._lingering_lock = threading.Lock()
+        self._in_flight = 0
+        self._recent_s: dict[str, float] = {}          # kind of call -> recent latency
+        self._late: list[tuple[str, float]] = []        # abandoned calls that ended: (kind, latency)
+        self.stall_rules = StallRules(cfg.failure_threshold, cfg.stall_unhealthy_after_s, cfg.healthy_after_s)
 
     def open(self) -> None:
+        # Beyond the longest timeout a call may be given (stall.MAX_SCALE x the base).
         self.api = self._client_factory(self.cfg.docker_host, self.cfg.api_version,
-                                        self.cfg.call_timeout_s + HTTP_TIMEOUT_MARGIN_S)
+                                        MAX_SCALE * self.cfg.call_timeout_s + HTTP_TIMEOUT_MARGIN_S)
         self.stream_api = self._client_factory(self.cfg.docker_host, self.cfg.api_version, None)
 
     def close(self) -> None:
@@ -81,9 +99,17 @@ class Engine:
 
     async def call(self, what: str, fn: Callable[..., Any], *args: Any, timeout_s: float | None = None,
                    **kwargs: Any) -> Any:
-        """Run one blocking SDK call in a worker thread, bounded and timed out."""
-        timeout_s = self.cfg.call_timeout_s if timeout_s is None else timeout_s
+        """Run one blocking SDK call in a worker thread, bounded and timed out.
+        `timeout_s`: the base timeout for this call (default the config's);
+        it grows with load (stall.call_timeout_s)."""
+        self._take_late()
+        self._in_flight += 1
+        timeout_s = call_timeout_s(what, self.cfg.call_timeout_s if timeout_s is None else timeout_s,
+                                   in_flight=self._in_flight, concurrency=self.cfg.concurrency,
+                                   recent_s=self._recent_s.get(what))
         box = {"done": False, "abandoned": False}
+        issued_at = trio.current_time()
+        began = time.monotonic()
 
         def work():
             try:
@@ -93,6 +119,7 @@ class Engine:
                     box["done"] = True
                     if box["abandoned"]:
                         self._lingering -= 1
+                        self._late.append((what, time.monotonic() - began))
 
         try:
             with trio.fail_after(timeout_s):
@@ -102,27 +129,43 @@ class Engine:
                 if not box["done"] and not box["abandoned"]:
                     box["abandoned"] = True
                     self._lingering += 1
-            self._failed(f"docker {what} timed out after {timeout_s:g} s")
-            raise EngineError(f"docker {what} timed out after {timeout_s:g} s") from None
+            self._failed(f"docker {what} timed out after {timeout_s:.3g} s", issued_at)
+            raise EngineError(f"docker {what} timed out after {timeout_s:.3g} s") from None
         except Exception as e:  # classified below
             if answered(e):
-                self._answered()
+                self._answered(what, issued_at)
                 raise RuntimeProblem(f"docker {what}: {explain(e)}") from e
-            self._failed(f"docker {what} failed: {explain(e)}")
+            self._failed(f"docker {what} failed: {explain(e)}", issued_at)
             raise EngineError(f"docker {what} failed: {explain(e)}") from e
-        self._answered()
+        finally:
+            self._in_flight -= 1
+        self._answered(what, issued_at)
         return result
 
-    def _failed(self, reason: str) -> None:
-        self.health, flipped = engine_failed(self.health, reason, self.cfg.failure_threshold)
-        if flipped:
-            log.warning("runtime unhealthy: %s", self.health.reason)
-            self.on_change(False, self.health.reason)
+    def _take_late(self) -> None:
+        """Abandoned calls that have ended since: the engine answered them, late."""
+        with self._lingering_lock:
+            late, self._late = self._late, []
+        for what, latency_s in late:
+            self._recent_s[what] = ewma(self._recent_s.get(what), latency_s)
+            self._flip(*engine_answered(self.health, now=trio.current_time(), rules=self.stall_rules))
 
-    def _answered(self) -> None:
-        self.health, flipped = engine_answered(self.health)
-        if flipped:
-            log.warning("runtime healthy again: the docker engine answers")
+    def _failed(self, reason: str, issued_at: float) -> None:
+        self._flip(*engine_failed(self.health, reason, now=trio.current_time(), issued_at=issued_at,
+                                  rules=self.stall_rules))
+
+    def _answered(self, what: str, issued_at: float) -> None:
+        now = trio.current_time()
+        self._recent_s[what] = ewma(self._recent_s.get(what), now - issued_at)
+        self._flip(*engine_answered(self.health, now=now, rules=self.stall_rules))
+
+    def _flip(self, health: EngineHealth, flipped: bool) -> None:
+        self.health = health
+        if flipped and not health.healthy:
+            log.warning("runtime unhealthy: %s", health.reason)
+            self.on_change(False, health.reason)
+        elif flipped:
+            log.warning("runtime healthy again: the docker engine answers steadily")
             self.on_change(True, "")
 
 
@@ -143,6 +186,18 @@ def is_not_found(e: BaseException) -> bool:
 def is_conflict(e: BaseException) -> bool:
     """A create answered 409: the container name is taken."""
     return "409" in str(e) or "Conflict" in str(e)
+
+
+# What the engine says when another call got to the container first: it is
+# being removed, already gone, already stopped or started.  Expected when a
+# pass and an event race (a stale copy is removed while a start is retried).
+BENIGN_RACES = ("marked for removal", "removal of container", "is already in progress", "no such container",
+                "is not running", "already stopped", "already started", "304 client error")
+
+
+def is_benign_race(e: BaseException) -> bool:
+    text = (engine_message(e) if isinstance(e, RuntimeProblem) else str(e)).lower()
+    return any(phrase in text for phrase in BENIGN_RACES)
 
 
 def engine_message(e: RuntimeProblem) -> str:

@@ -13,6 +13,11 @@ so it interleaves deterministically with packets and timers):
 - `pause`: SIGSTOP for `duration` seconds.  Inputs queue (datagrams up to the
   world's inbox bound, like a socket buffer) and are fed in arrival order on
   resume, then the overdue timers fire, late.
+- `slow`: a loaded node, for `duration` seconds: it stalls for `stall_s`
+  (paused, as above), runs for `run_s`, stalls again, and so on.  Probes
+  that land in a stall go unanswered, so its peers suspect it although it
+  lives; it refutes once it runs again (the false suspicions of a busy
+  machine).
 - `drift`: the node's clock runs at `rate` (= 1 + drift) from now on; its core
   only ever sees its own local time.
 - `partition` / `heal`: split the network into groups (see `network.py`).
@@ -52,6 +57,22 @@ def pause(world: World, node: int | str, duration: float, *, at: float | None = 
     def start() -> None:
         world.pause(i)
         world.after(duration, world.resume, i)
+
+    _when(world, at, start)
+
+
+def slow(world: World, node: int | str, duration: float, *, stall_s: float, run_s: float,
+         at: float | None = None) -> None:
+    i = world.idx(node)
+
+    def start() -> None:
+        end = world.now + duration
+        t = world.now
+        while t < end:
+            stop = min(t + stall_s, end)
+            world.at(t, world.pause, i)
+            world.at(stop, world.resume, i)
+            t = stop + run_s
 
     _when(world, at, start)
 
@@ -186,6 +207,6 @@ def swarm(world: World, start: float, end: float, *, max_down: int | None = None
 
 
 __all__ = [
-    "crash", "restart", "pause", "resume", "drift", "partition", "heal", "halves", "swarm",
+    "crash", "restart", "pause", "resume", "slow", "drift", "partition", "heal", "halves", "swarm",
     "SwarmPlan", "RUNNING",
 ]

@@ -15,9 +15,8 @@ import pytest
 
 from auction.spec import RestartMode, RestartPolicy
 from node.runtime.decision import (
-    FAILURE_MEMORY, RESTART_MEMORY, Adopt, DesiredReplica, EngineHealth, GiveUp, ObservedContainer,
-    Remove, Replace, Restart, Rules, SlotBook, Start, Stop, count_restart, decide, engine_answered,
-    engine_failed,
+    FAILURE_MEMORY, RESTART_MEMORY, Adopt, DesiredReplica, GiveUp, ObservedContainer,
+    Remove, Replace, Restart, Rules, SlotBook, Start, Stop, count_restart, decide, start_backoff_s, start_failed,
 )
 
 NOW = 1000.0
@@ -243,35 +242,38 @@ def test_bounded_memories():
     assert len(d.books["web/0"].failures) == FAILURE_MEMORY and d.books["web/0"].failures[-1] == NOW
 
 
-# ---- the engine's health ------------------------------------------------------------------
+# ---- a start the engine failed backs off -------------------------------------------------
 
 
-@pytest.mark.parametrize("calls, healthy, flips, failures_in_row", [
-    ("ff", True, [], 2),                            # below the threshold: still healthy
-    ("fff", False, [(False, "docker engine not answering: stall 3")], 3),
-    ("ffff", False, [(False, "docker engine not answering: stall 3")], 4),   # said once
-    ("ffok", True, [], 0),                          # an answer resets the count
-    ("fffok", True, [(False, "docker engine not answering: stall 3"), (True, "")], 0),
-    ("fffokff", True, [(False, "docker engine not answering: stall 3"), (True, "")], 2),
-])
-def test_engine_stalls_mark_the_runtime_unhealthy_until_it_answers(calls, healthy, flips, failures_in_row):
-    h, seen, n = EngineHealth(), [], 0
-    for step in calls.replace("ok", "o"):
-        if step == "f":
-            n += 1
-            h, flipped = engine_failed(h, f"stall {n}", threshold=3)
+def test_a_start_the_engine_keeps_failing_is_retried_with_bounded_exponential_backoff():
+    # Seen: with docker0 missing every start failed and was retried every
+    # pass (~60 ms).  Each failure now waits 0.5, 1, 2, ... s, at most 30 s.
+    rules = Rules()
+    st, now, tries = SlotBook(), NOW, []
+    for _ in range(20):
+        d = decide({"web/0": want()}, [], {"web/0": st}, now, rules=rules)
+        if d.actions:
+            assert d.actions == (Start("web/0"),)
+            tries.append(now)
+            st = start_failed(d.books["web/0"], now, rules)      # the driver reports the failure
         else:
-            h, flipped = engine_answered(h)
-        if flipped:
-            seen.append((h.healthy, h.reason))
-    assert (h.healthy, seen, h.failures_in_row) == (healthy, flips, failures_in_row)
+            assert d.wakeups == (st.not_before,)                 # it looks again when the wait ends
+            now = st.not_before
+    gaps = [b - a for a, b in zip(tries, tries[1:], strict=False)]
+    assert gaps == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
 
 
-def test_while_unhealthy_the_reason_follows_the_latest_failure():
-    h = EngineHealth()
-    for n in range(4):
-        h, _ = engine_failed(h, f"stall {n}", threshold=3)
-    assert h == EngineHealth(False, "docker engine not answering: stall 3", 4)
+def test_a_created_container_whose_start_failed_waits_too_and_the_count_ends_once_it_runs():
+    rules = Rules()
+    st = start_failed(start_failed(SlotBook(), NOW, rules), NOW, rules)
+    created = ctr("a", state="created", status="Created")
+    d = decide({"web/0": want()}, [created], {"web/0": st}, NOW + 0.5, rules=rules)
+    assert d.actions == () and d.wakeups == (NOW + 1.0,)
+    d = decide({"web/0": want()}, [created], {"web/0": st}, NOW + 1.0, rules=rules)
+    assert d.actions == (Restart("web/0", created, counts=False),)
+    d = decide({"web/0": want()}, [UP], {"web/0": st}, NOW + 2.0, rules=rules)
+    assert d.books["web/0"].start_failures == 0
+    assert start_backoff_s(1, rules) == 0.5 and start_backoff_s(100, rules) == 30.0
 
 
 # ---- a rolling update on this node (the holder re-claimed its slot: a new ballot) ----

@@ -541,7 +541,7 @@ async def test_a_stalled_engine_marks_the_runtime_unhealthy_and_it_recovers(engi
     fake = StallingEngine(str(tmp_path / "stalled.sock"))
     changes = []
     cfg = fast(docker_host=f"unix://{fake.path}", call_timeout_s=0.5, failure_threshold=2,
-               resync_interval_s=0.3)
+               stall_unhealthy_after_s=1.0, healthy_after_s=1.0, resync_interval_s=0.3)
     rt = DockerRuntime(node, cfg, on_health=lambda ok, why: changes.append((ok, why)))
     try:
         async with trio.open_nursery() as n:

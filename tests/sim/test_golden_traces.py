@@ -72,8 +72,8 @@ CASES = {
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
     ('gossip', 11): ('569da303662e40601548544b64e382bb7126117121b47a08151e0732e9a71db1', 1153),
     ('gossip', 12): ('a98d0bca37fdb420eeb16cc124e8a2b3287557b96f1bc2114e0e6ac436f2670c', 1235),
-    ('placement', 2): ('638172f33286a4706d8b84e8dfc13d0ca041afe21d552cee76951279c40598ef', 679),
-    ('placement', 5): ('5bbc1ab6ca02e474b12e4e3b0d17e7b4b2a5e97ac654d5cee7495645f59f6489', 693),
+    ('placement', 2): ('f4db6985cd6f0c36b7c4a764443170281971078dd317719686f3c3a4ea46e01b', 684),
+    ('placement', 5): ('41382f74deabdb6f1746d60405afecd500e2528f11a9df0f331cd7302254656c', 694),
 }
 
 
