@@ -40,6 +40,7 @@ from gossip.events import (
     UserMessage,
     UserStateReceived,
 )
+from node.telemetry import slot_trace
 from node.agent.keys import read_key_message
 from node.api.views import member_view
 from node.core.jobstore import Entry
@@ -76,6 +77,9 @@ class Dispatcher:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._status_seen: dict[str, tuple[object, ...]] = {}
+        # Slot traces (node.agent.slot_trace): our record, and others'.
+        self._published = slot_trace.RunningSeen("published", agent.name)
+        self._seen = slot_trace.RunningSeen("seen", agent.name)
 
     def dispatch(self, outputs: list[CoreOutput], now: float) -> None:
         for out in outputs:
@@ -123,6 +127,7 @@ class Dispatcher:
                 self._stop_replica(slot, reason)
             case AwardAccepted(claim):
                 a.cluster_metrics.awards.inc()
+                slot_trace.step(claim.name, "claimed", a.name)
                 a.events.publish("award_accepted", slot=claim.name,
                                  ballot=[claim.ballot.round, claim.ballot.coordinator])
             case RolloutEvent(job, kind, target, slot, detail):
@@ -183,6 +188,8 @@ class Dispatcher:
 
     def _node_status(self, status: NodeStatus) -> None:
         a = self.agent
+        runtime = status.runtime.jobs if status.runtime is not None else None
+        (self._published if status.name == a.name else self._seen).update(status.name, runtime)
         a.indexes.bump("nodes", "jobs")
         # Events only for what people watch (not every allocation or digest).
         key = (status.capacity, tuple(sorted(status.labels.items())), status.drained, status.healthy,
@@ -198,6 +205,7 @@ class Dispatcher:
     def _start_replica(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None:
         a = self.agent
         a.cluster_metrics.placements.inc()
+        slot_trace.step(claim.name, "desired", a.name)
         log.info("start %s here (ballot %d by %s)", claim.name, claim.ballot.round, claim.ballot.coordinator)
         a.events.publish("replica_start", slot=claim.name, image=spec.image,
                          ballot=[claim.ballot.round, claim.ballot.coordinator])
@@ -221,6 +229,7 @@ class Dispatcher:
         a.indexes.bump("jobs")
         outcome = "unplaced" if not rc.awarded else "partial" if rc.unplaced else "placed"
         a.cluster_metrics.rounds.labels(outcome=outcome).inc()
+        slot_trace.awarded(rc.job, rc.awarded, a.name)
         log.debug("auction %s for %s closed: awarded %s, unplaced %s", rc.auction_id, rc.job,
                   rc.awarded, rc.unplaced)
         a.events.publish("auction_closed", job=rc.job, auction=rc.auction_id,

@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
@@ -476,6 +476,28 @@ class _Pass:
 
 
 # ---- bookkeeping the driver updates once an engine call is done -------------------------
+
+
+HEALTH_PENDING = "health check not passed yet"
+
+
+def slot_state(book: SlotBook | None, current: Sequence[ObservedContainer], waiting: str) -> tuple[str, str]:
+    """A desired slot's (state, reason) from its bookkeeping and its
+    containers on the current ballot and spec (`waiting`: why there is no
+    container yet, e.g. a pull's progress).  See DockerRuntime.slot_states."""
+    if book is not None and book.gave_up:
+        return "failed", f"gave up here: {book.gave_up}"
+    if any(c.ready for c in current):
+        return "running", ""
+    if any(c.ok for c in current):
+        return "starting", HEALTH_PENDING
+    if book is not None and book.done:
+        return "exited", book.done
+    if any(c.state in ("exited", "dead") or (c.state == "running" and not c.ok) for c in current):
+        what = book.last_exit if book is not None and book.last_exit else current[0].status or "failed"
+        restarts = f", {book.restarts} restart{'s' if book.restarts != 1 else ''}" if book and book.restarts else ""
+        return "failed", f"{what}{restarts}"
+    return "starting", waiting
 
 
 def count_restart(st: SlotBook, now: float) -> SlotBook:

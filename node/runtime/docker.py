@@ -93,6 +93,7 @@ from node.runtime.decision import (
     give_up,
     rolling_allowed,
     slot_sort_key,
+    slot_state,
     start_failed,
 )
 from node.runtime.engine import (
@@ -109,6 +110,7 @@ from node.runtime.interface import Runtime
 from node.runtime.logs import stream_logs
 from node.runtime.network import gateway_of, missing_ports, start_refusal
 from node.runtime.pulls import Puller
+from node.telemetry import slot_trace
 
 # Names other modules and tests import from here.
 __all__ = ["DockerRuntime", "DockerRuntimeConfig", "EngineError", "RollingView", "Runtime", "RuntimeProblem",
@@ -120,7 +122,6 @@ log = logging.getLogger("shoal.runtime")
 DIE_RECHECK_S = 0.2
 MAX_EVENT_HISTORY = 256
 MAX_PENDING_CALLBACKS = 1024
-HEALTH_PENDING = "health check not passed yet"
 
 
 class DockerRuntime:
@@ -155,6 +156,8 @@ class DockerRuntime:
         self._started_at: float | None = None
         self._synced = False
         self._kick = trio.Event()
+        self.states_changed = trio.Event()         # set (and replaced) when slot_states() moved
+        self._last_states: dict[str, tuple[str, str]] = {}
         self._wakeups: set[float] = set()           # backoff deadlines (trio clock)
         self._events = EventPump(self.engine, node, self.kick)
         self._events_seen = 0
@@ -231,25 +234,20 @@ class DockerRuntime:
         by_slot: dict[str, list[ObservedContainer]] = collections.defaultdict(list)
         for c in self._actual.values():
             by_slot[c.slot].append(c)
-        out: dict[str, tuple[str, str]] = {}
-        for slot, want in self._desired.items():
-            st = self._slots.get(slot)
-            current = [c for c in by_slot.get(slot, ()) if c.ballot == want.ballot and c.spec_hash == want.spec_hash]
-            if st is not None and st.gave_up:
-                out[slot] = ("failed", f"gave up here: {st.gave_up}")
-            elif any(c.ready for c in current):
-                out[slot] = ("running", "")
-            elif any(c.ok for c in current):
-                out[slot] = ("starting", HEALTH_PENDING)
-            elif st is not None and st.done:
-                out[slot] = ("exited", st.done)
-            elif any(c.state in ("exited", "dead") or (c.state == "running" and not c.ok) for c in current):
-                what = st.last_exit if st is not None and st.last_exit else current[0].status or "failed"
-                restarts = f", {st.restarts} restart{'s' if st.restarts != 1 else ''}" if st and st.restarts else ""
-                out[slot] = ("failed", f"{what}{restarts}")
-            else:   # no container yet: its image may be on its way
-                out[slot] = ("starting", self.puller.describe(want.spec.image) or "")
-        return out
+        return {slot: slot_state(self._slots.get(slot), [c for c in by_slot.get(slot, ()) if c.ballot == want.ballot
+                                                          and c.spec_hash == want.spec_hash],
+                                 self.puller.describe(want.spec.image) or "")
+                for slot, want in self._desired.items()}
+
+    def _states_moved(self) -> None:
+        """After a listing: wake `states_changed` if slot_states() moved."""
+        states, was = self.slot_states(), self._last_states
+        if states != was:
+            for slot in sorted(s for s, (st, _) in states.items() if st == "running" != was.get(s, ("",))[0]):
+                slot_trace.step(slot, "running", self.node)
+            self._last_states = states
+            self.states_changed.set()
+            self.states_changed = trio.Event()
 
     def desired(self) -> dict[str, Claim]:
         return {slot: d.claim for slot, d in self._desired.items()}
@@ -376,6 +374,7 @@ class DockerRuntime:
             await self._refresh_images()
         containers = await self._list()
         self._actual = {c.id: c for c in containers}
+        self._states_moved()
         decision = decide({slot: d.replica for slot, d in self._desired.items()}, containers, self._slots,
                           trio.current_time(), rules=self._rules, busy=self._inflight | self._key_done,
                           started_at=self._started_at, synced=self._synced)
@@ -529,6 +528,7 @@ class DockerRuntime:
             self._tell_give_up(slot, problem)
             return
         cid = await self._create(slot, want)
+        slot_trace.step(slot, "created", self.node)
         self._note(f"started {slot} ({cid[:12]})")
         try:
             await self.engine.call("start", self.engine.api.start, cid)
@@ -537,6 +537,8 @@ class DockerRuntime:
                 raise
             # Never started: it holds nothing, and its ports may be had later.
             await self._remove_quietly(cid)
+            return
+        slot_trace.step(slot, "started", self.node)
 
     async def image_ready(self, spec: JobSpec) -> str | None:
         """Have the spec's image here, pulling it as its `pull` says; None
