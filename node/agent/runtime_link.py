@@ -4,8 +4,10 @@ How this works: `make_runtime` builds the runtime the config names (the fake
 one, or Docker with callbacks that feed `ReplicaGaveUp` to the core and report
 the engine's health to node.agent.health; bridge replicas' ports are published
 on the node's publish address, see `docker_settings`).  `watch_runtime` polls the
-runtime's non-blocking snapshots every `RUNTIME_POLL_S` and feeds the core
-what changed: the local images (`ImageInventory`: a bid for a missing
+runtime's non-blocking snapshots every `RUNTIME_POLL_S`, and at once when the
+runtime says its slot states moved (its `states_changed` event, if it has
+one: a slot that just turned running is not left waiting for the next
+poll), and feeds the core what changed: the local images (`ImageInventory`: a bid for a missing
 image carries a pull cost; pulls are published as `image_pull` events)
 and each slot's state (`RuntimeSlots`: published in our status record,
 so any agent can say whether a placed replica runs), publishing each
@@ -97,14 +99,17 @@ async def watch_claims_replayed(agent: Agent) -> None:
 
 
 async def watch_runtime(agent: Agent) -> None:
-    """Every RUNTIME_POLL_S, feed the core what the runtime reports when it
-    changed.  Both reads are non-blocking snapshots the runtime keeps up to
-    date in its own passes."""
+    """Every RUNTIME_POLL_S, or as soon as the runtime's `states_changed`
+    is set, feed the core what the runtime reports when it changed.  Both
+    reads are non-blocking snapshots the runtime keeps up to date in its
+    own passes."""
     images_fn = getattr(agent.runtime, "images", None)
     slots_fn = getattr(agent.runtime, "slot_states", None)
     last_images: object = ()  # never equal to a report: the first one goes through
     last_slots: dict[str, tuple[str, str]] | None = None
     while True:
+        # Taken before the reads: a move while they run still wakes the wait.
+        moved = getattr(agent.runtime, "states_changed", None)
         if callable(images_fn):
             try:
                 images = images_fn()
@@ -128,7 +133,8 @@ async def watch_runtime(agent: Agent) -> None:
                 # bump (the service catalog's) reads the new states.
                 _container_events(agent, last_slots or {}, slots)
                 last_slots = slots
-        await trio.sleep(RUNTIME_POLL_S)
+        with trio.move_on_after(RUNTIME_POLL_S):
+            await (moved.wait() if moved is not None else trio.sleep_forever())
 
 
 def _container_events(agent: Agent, old: dict[str, tuple[str, str]], new: dict[str, tuple[str, str]]) -> None:
