@@ -31,7 +31,8 @@ FIXED_SETTINGS = {
 }
 # Settings for which zero is a meaningful value (see docs/configuration.md);
 # every other one must be positive.
-ZERO_ALLOWED = frozenset({"cluster.status_min_interval_s", "cluster.status_digest_quiet_s"})
+ZERO_ALLOWED = frozenset({"cluster.status_min_interval_s", "cluster.status_slot_min_interval_s",
+                          "cluster.status_digest_quiet_s"})
 # (smaller, larger): the first must not exceed the second.
 ORDERED_PAIRS = (("cluster.status_digest_quiet_s", "cluster.status_digest_max_delay_s"),
                  ("placement.min_backoff_s", "placement.max_backoff_s"))

@@ -21,6 +21,9 @@ class ClusterConfig:
     # Every status change is a cluster-wide broadcast; coalesce changes
     # within this window (allocation lags by at most this much).
     status_min_interval_s: float = 1.0
+    # ... but a change in which of our slots run or failed, which others
+    # wait on (rollout pacing, re-placement), waits only this long.
+    status_slot_min_interval_s: float = 0.2
     # A change of the job-store or claims digest alone (we merged a job or a
     # claim) is published once the digests have not moved for this long, and
     # at the latest status_digest_max_delay_s after the first such change.

@@ -108,7 +108,7 @@ from node.core.outputs import (
     StateRefused,
 )
 from node.core.publish import PublishSchedule
-from node.core.status import NodeStatus, RuntimeSummary, StatusError
+from node.core.status import NodeStatus, RuntimeSummary, StatusError, slots_moved
 from node.core.view import CoreView
 
 # ClusterConfig lives in node.core.config; drivers take it from here, with the core.
@@ -396,10 +396,11 @@ class NodeCore:
     def status(self) -> NodeStatus:
         return self._status
 
-    def _publish_status(self, now: float, digests_only: bool = False) -> None:
+    def _publish_status(self, now: float, digests_only: bool = False, urgent: bool = False) -> None:
         """Publish our status record, when node.core.publish's schedule lets
-        it go (coalescing bursts; digest-only changes wait longer)."""
-        if not self._publish_when.ask(now, digests_only):
+        it go (coalescing bursts; digest-only changes wait longer, a slot
+        that turned running or failed less)."""
+        if not self._publish_when.ask(now, digests_only, urgent):
             return
         self._status = replace(self._status, store_digest=self.store.digest(), jobs=self.store.live_count,
                                claims_digest=self._claims.digest(),
@@ -420,11 +421,11 @@ class NodeCore:
         if used != self._status.allocated:
             self._update_status(now, allocated=used)
 
-    def _update_status(self, now: float, **changes: Any) -> None:
+    def _update_status(self, now: float, urgent: bool = False, **changes: Any) -> None:
         new = replace(self._status, **changes)
         if new != self._status:
             self._status = new
-            self._publish_status(now)
+            self._publish_status(now, urgent=urgent)
 
     def live_statuses(self) -> dict[str, NodeStatus]:
         """Statuses of members currently believed alive (and ourselves)."""
@@ -490,8 +491,8 @@ class NodeCore:
         summary = None if states is None else RuntimeSummary.from_states(dict(states))
         if summary == self.runtime_summary:
             return
-        self.runtime_summary = summary
-        self._update_status(now, runtime=summary)
+        old, self.runtime_summary = self.runtime_summary, summary
+        self._update_status(now, urgent=slots_moved(old, summary), runtime=summary)
 
     def _replica_gave_up(self, slot: str, reason: str, now: float, penalty_s: float) -> None:
         """The runtime reports our replica of `slot` keeps failing here (restart

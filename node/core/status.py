@@ -235,3 +235,16 @@ def validate_labels(labels: dict[str, str]) -> None:
     for k, v in labels.items():
         if not k or len(k) > MAX_LABEL_CHARS or len(v) > MAX_LABEL_CHARS:
             raise ValueError(f"label {k!r}: keys and values are 1..{MAX_LABEL_CHARS} characters")
+
+
+def slots_moved(old: RuntimeSummary | None, new: RuntimeSummary | None) -> bool:
+    """Does `new` say a slot runs, or failed or exited, that `old` did not?
+    (What other agents wait on: node.core.publish's `urgent`.)"""
+    if new is None:
+        return False
+    before = old.jobs if old is not None else {}
+    for job, (running, other) in new.jobs.items():
+        was_running, was_other = before.get(job, ((), ()))
+        if not set(running) <= set(was_running) or not {i for i, _, _ in other} <= {i for i, _, _ in was_other}:
+            return True
+    return False
