@@ -273,6 +273,7 @@ class JobRollout:
     promoted: bool = False
     waiting: bool = False
     reverted: bool = False
+    min_healthy_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +298,14 @@ class Rollouts:
             if job not in jobs:
                 del self.jobs[job]
 
+    def next_healthy_at(self) -> float | None:
+        """When the first slot seen running but not yet healthy will have
+        run for its min_healthy_s (a pass then counts it healthy, and the
+        next slots may go at once, not at the next periodic pass)."""
+        times = [since + r.min_healthy_s for r in self.jobs.values()
+                 for i, (_, since) in r.running_since.items() if i not in r.healthy]
+        return min(times) if times else None
+
     def step(self, job: str, spec: JobSpec, views: Sequence[SlotView], now: float, *,
              may_revert: bool, promoted: bool = False, revertible: bool = True) -> Step:
         """Observe one job's slots at `now` and say what may happen.
@@ -314,7 +323,7 @@ class Rollouts:
                 # that never changed).  Jobs that never change stay here.
                 self.jobs.pop(job, None)
                 return Step((), (), ())
-            r = self.jobs[job] = JobRollout(target, now, now)
+            r = self.jobs[job] = JobRollout(target, now, now, min_healthy_s=policy.min_healthy_s)
             events.append(RolloutEvent(job, "started", target, detail=f"max_parallel {policy.max_parallel}"))
         states = r.states = tuple(self._observe(r, view, target, policy, now, events, job) for view in views)
         if all(s is SlotState.NEW_HEALTHY for s in states):

@@ -170,6 +170,7 @@ class NodeCore:
         self._timer_seq = 0
         self.counters: dict[str, int] = {}
         self._place_at: float | None = None
+        self._placed_at: float | None = None  # the last placement pass
         self._publish_when = PublishSchedule(self.cfg)
         self._sync = AntiEntropy(name, self.store, self._claims, rng, self.cfg, send=self._send, emit=self._emit,
                                  digests_moved=self._digests_moved, count=self._count)
@@ -279,7 +280,7 @@ class NodeCore:
                                   self.swim.next_deadline(),
                                   self.placement.auctioneer.next_deadline(),
                                   self._place_at, self._publish_when.status_due,
-                                  self._publish_when.digests_due) if t is not None]
+                                  self._publish_when.digests_due, self._healthy_due()) if t is not None]
         return min(candidates) if candidates else None
 
     def handle_timers(self, now: float) -> None:
@@ -295,6 +296,8 @@ class NodeCore:
                                "place")
         if self._place_at is not None and self._place_at <= now:
             self._place(now)
+        if (due := self._healthy_due()) is not None and due <= now:
+            self._place(now)  # a rolled-out slot has run min_healthy_s: the next ones may go
         when = self._publish_when
         if when.status_due is not None and when.status_due <= now:
             when.status_due = None
@@ -357,7 +360,8 @@ class NodeCore:
         old = self.statuses.get(out.node)
         self.statuses[out.node] = status
         merge_link.on_record(self, out.node, now)
-        if old is None or old.drained != status.drained or old.healthy != status.healthy:
+        if old is None or old.drained != status.drained or old.healthy != status.healthy or \
+                rollout_link.moved_in_rollout(self, old.runtime, status.runtime):
             self._kick(now)
         self._emit(NodeStatusChanged(status))
 
@@ -493,6 +497,8 @@ class NodeCore:
             return
         old, self.runtime_summary = self.runtime_summary, summary
         self._update_status(now, urgent=slots_moved(old, summary), runtime=summary)
+        if rollout_link.moved_in_rollout(self, old, summary):
+            self._kick(now)
 
     def _replica_gave_up(self, slot: str, reason: str, now: float, penalty_s: float) -> None:
         """The runtime reports our replica of `slot` keeps failing here (restart
@@ -543,8 +549,14 @@ class NodeCore:
     def _alive_names(self) -> set[str]:
         return self.swim.alive_names()
 
+    def _healthy_due(self) -> float | None:
+        """When a rollout's running slot turns healthy, if no pass since saw it (auction.rollout)."""
+        due = self.placement.rollouts.next_healthy_at()
+        return due if due is not None and (self._placed_at is None or due > self._placed_at) else None
+
     def _place(self, now: float) -> None:
         self._place_at = None
+        self._placed_at = now
         alive = self._alive_names()
         if self.name not in alive:
             return  # leaving: no new work

@@ -75,6 +75,18 @@ def running_lookup(statuses: Mapping[str, NodeStatus], me: str, my_runtime: Runt
     return running
 
 
+def moved_in_rollout(core: NodeCore, old: RuntimeSummary | None, new: RuntimeSummary | None) -> bool:
+    """Did a runtime summary change for a job being rolled out here?  Then a
+    placement pass should look now (rollout pacing counts from when it sees
+    a slot run), not at the next periodic pass."""
+    jobs = core.placement.rollouts.jobs
+    if not jobs or old == new:
+        return False
+    before = old.jobs if old is not None else {}
+    after = new.jobs if new is not None else {}
+    return any(before.get(job) != after.get(job) for job in jobs)
+
+
 def lookup(core: NodeCore) -> Callable[[str, str, int], str]:
     """`running_lookup` for the core's placement tick."""
     return running_lookup(core.statuses, core.name, core.runtime_summary, core._claims.get)
