@@ -301,12 +301,14 @@ def rolling_allowed(slots: Mapping[str, RollingView]) -> set[str]:
 
     Fresh slots (no old container) are never held back.  Slots being
     replaced go one at a time: while some slot has both an old container and
-    a new one (the new one not running yet, or the old one not removed yet),
-    no other replacement starts; otherwise the lowest-numbered slot that still
-    has only an old container may start its new one.
+    a new one that is not ready yet, no other replacement starts; otherwise
+    the lowest-numbered slot that still has only an old container may start
+    its new one.  A slot whose new container is ready serves: the old one
+    being stopped (up to its stop grace, e.g. 5 s for a process that ignores
+    SIGTERM) holds nothing back.  (The cluster-wide pace is auction.rollout's.)
     """
     allowed = {s for s, v in slots.items() if not v.has_old and not v.has_new}
-    if any(v.has_old and v.has_new for v in slots.values()):
+    if any(v.has_old and v.has_new and not v.new_running for v in slots.values()):
         return allowed
     waiting = sorted((s for s, v in slots.items() if v.has_old and not v.has_new), key=slot_sort_key)
     if waiting:
