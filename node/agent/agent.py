@@ -9,8 +9,10 @@ state dir (node.agent.persistence), the HTTP API's socket (node.api.listen,
 opened before the core so its address can go into our tags), the core
 (`node.core.node_core.NodeCore`, built in `_build_core` from what the stores
 held), the container runtime (node.agent.runtime_link), and then starts the
-tasks; the agent gossips (and joins) before the HTTP API's stack
-(node.api.server: hypercorn, starlette, httpx) is even imported, and
+tasks; the agent gossips (and joins) before the DNS server (node.dns and
+dnspython; first only when the runtime's bridge must get its resolver before
+any placement) and the HTTP API's stack (node.api.server: hypercorn,
+starlette, httpx) are even imported, and
 `agent.json` is written, and `run`'s task_status reported, only once the API
 serves:
 
@@ -71,7 +73,6 @@ from node.agent.config import (
     publish_address,
 )
 from node.agent.dispatch import Dispatcher
-from node.agent.dns_link import dns_address, listen_on_bridge, start_dns
 from node.agent.droplog import DropLog
 from node.agent.errors import AgentStarting
 from node.agent.health import Health
@@ -167,6 +168,7 @@ class Agent:
         self._api_done = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.dns: Any = None  # node.dns.server.DnsServer, once started (node.agent.dns_link)
+        self._dns_link: Any = None  # that module, imported once the agent gossips (most agents)
 
     def _dispatch(self, outputs: list[CoreOutput], now: float) -> None:
         self.dispatcher.dispatch(outputs, now)
@@ -182,6 +184,12 @@ class Agent:
         return self.core.view
 
     # ---- lifecycle ------------------------------------------------------------
+
+    async def _start_dns(self, nursery: trio.Nursery) -> None:
+        """Start the DNS server (node.agent.dns_link), its module imported in a thread."""
+        self._dns_link = await trio.to_thread.run_sync(importlib.import_module, "node.agent.dns_link")
+        self.dns = await self._dns_link.start_dns(self, nursery)
+        await self._dns_link.listen_on_bridge(self)
 
     async def run(
         self, *, handle_signals: bool = False, task_status: trio.TaskStatus[Agent] = trio.TASK_STATUS_IGNORED
@@ -213,11 +221,15 @@ class Agent:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.core = self._build_core(loaded, keyring, trio.current_time())
-                self.dns = await start_dns(self, nursery)
                 nursery.start_soon(self.persistence.run)
                 if hasattr(self.runtime, "run"):
                     await nursery.start(self.runtime.run)
-                await listen_on_bridge(self)   # before the pump places anything
+                # Containers get the bridge DNS only if it serves before the
+                # pump places anything; without a bridge, DNS (dnspython, a
+                # fair part of start-up) waits until we gossip.
+                dns_first = cfg.dns_on_bridge and callable(getattr(self.runtime, "use_dns", None))
+                if dns_first:
+                    await self._start_dns(nursery)
                 await nursery.start(self._run_transport)
                 nursery.start_soon(self.pump.run, self.core)
                 if hasattr(self.runtime, "desired_complete"):
@@ -232,6 +244,8 @@ class Agent:
                 # Gossiping from here on.  The HTTP stack is most of an
                 # agent's start-up: it is imported in a thread, so the pump
                 # answers peers meanwhile, and served on the socket above.
+                if not dns_first:
+                    await self._start_dns(nursery)
                 server = await trio.to_thread.run_sync(importlib.import_module, "node.api.server")
                 await nursery.start(server.serve_api, self, api_sock, self._api_shutdown, self._api_done)
                 write_state_file(state_file(cfg.state_dir), {
@@ -239,7 +253,7 @@ class Agent:
                     "gossip": str(self.advertise),
                     "bind": str(HostPort(cfg.bind.host, self.gossip_port or 0)),
                     "api": self.api_url,
-                    "dns": dns_address(self.dns),
+                    "dns": self._dns_link.dns_address(self.dns),
                 })
                 log.info(
                     "agent %s running: gossip on %s (advertised %s), api %s, profile %s, encryption %s%s; "

@@ -58,3 +58,18 @@ def test_idle_agent_loads_no_docker_httpx_metrics_or_crypto() -> None:
     assert "node.api.server" in out["before"]  # the API serves...
     assert loaded(out["before"], NOT_AT_IDLE) == []  # ...without these
     assert "prometheus_client" in out["after"]
+
+
+# What the agent needs before it gossips is loaded by `node.agent.agent`; the
+# DNS server (dnspython: a fair part of start-up) is imported only once the
+# agent gossips, unless the runtime's bridge must get it before any placement.
+BEFORE_GOSSIP_NOT = ("dns", "node.dns.server", "node.agent.dns_link", "node.api.server", "starlette", "hypercorn")
+
+
+def test_the_agent_module_loads_no_dns_or_http_stack() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    probe = "import json, sys\nimport node.agent.agent\nprint(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert loaded(json.loads(proc.stdout.strip().splitlines()[-1]), BEFORE_GOSSIP_NOT) == []
