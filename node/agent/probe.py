@@ -1,8 +1,9 @@
 """What this machine offers to jobs: measured capacity, declared overrides, host reserve.
 
-How this works: `measure` asks psutil for the machine's CPU cores (as
-millicores), total memory and the size of the filesystem holding the state
-dir.  `capacity` builds what the agent publishes in its status record:
+How this works: `measure` asks the OS (Python's `os` and `shutil`: psutil
+was a tenth of an agent's import time for three numbers) for the machine's
+CPU cores (as millicores), total memory and the size of the filesystem
+holding the state dir.  `capacity` builds what the agent publishes in its status record:
 
     capacity = (declared amount if given, else measured) - host reserve
 
@@ -21,7 +22,7 @@ it is computed from the machine as the agent sees it (declared or measured):
 
 Pass `reserve=Resources.ZERO` to publish a declared capacity exactly.
 
-Limits of the measurement: psutil reports the host, not a container's cgroup
+Limits of the measurement: the OS reports the host, not a container's cgroup
 limits.  CPU counts only the cores this process may run on (its affinity,
 which follows cpusets and `taskset`), but a CPU quota or a memory limit is
 invisible; inside a limited container, declare the capacity instead.
@@ -33,10 +34,10 @@ people already write.
 
 from __future__ import annotations
 
+import os
 import platform
+import shutil
 from pathlib import Path
-
-import psutil
 
 from auction.resources import GiB, MILLIS_PER_CORE, MiB, Resources, parse_cpu, parse_memory
 
@@ -60,12 +61,16 @@ _ARCH_ALIASES = {
 
 
 def _cores() -> int:
-    cores = psutil.cpu_count(logical=True) or 1  # None when it cannot be told
+    cores = os.cpu_count() or 1  # None when it cannot be told
     try:
-        usable = len(psutil.Process().cpu_affinity())
-    except (AttributeError, psutil.Error, OSError):  # no affinity API (macOS)
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity API (macOS)
         usable = 0
     return min(cores, usable) if usable else cores
+
+
+def _memory_total() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _disk_total(state_dir: Path) -> int:
@@ -73,14 +78,14 @@ def _disk_total(state_dir: Path) -> int:
     path = Path(state_dir).absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
-    return psutil.disk_usage(str(path)).total
+    return shutil.disk_usage(str(path)).total
 
 
 def measure(state_dir: Path | None = None) -> Resources:
-    """The machine as psutil sees it.  Disk is that of the filesystem
+    """The machine as the OS reports it.  Disk is that of the filesystem
     holding state_dir, or 0 without a state dir (nothing to measure)."""
     disk = _disk_total(state_dir) if state_dir is not None else 0
-    return Resources(_cores() * MILLIS_PER_CORE, psutil.virtual_memory().total, disk)
+    return Resources(_cores() * MILLIS_PER_CORE, _memory_total(), disk)
 
 
 def default_reserve(machine: Resources) -> Resources:
@@ -99,7 +104,7 @@ def capacity(state_dir: Path | None = None, *, cpus: int | float | str | None = 
     `cpus` is in cores as `--cpus` takes it (2, 1.5, "1.5", "500m");
     `memory_bytes` and `disk_bytes` are byte counts or strings with units
     ("8GiB"); each replaces the measurement when given.  `reserve` defaults
-    to `default_reserve` of the resulting machine.  `measured` skips psutil
+    to `default_reserve` of the resulting machine.  `measured` skips measuring
     (the caller measured already).  Raises auction.resources.UnitError on a
     malformed amount."""
     declared_cpu = parse_cpu(cpus) if cpus is not None else None

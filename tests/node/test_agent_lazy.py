@@ -62,8 +62,10 @@ def test_idle_agent_loads_no_docker_httpx_metrics_or_crypto() -> None:
 
 # What the agent needs before it gossips is loaded by `node.agent.agent`; the
 # DNS server (dnspython: a fair part of start-up) is imported only once the
-# agent gossips, unless the runtime's bridge must get it before any placement.
-BEFORE_GOSSIP_NOT = ("dns", "node.dns.server", "node.agent.dns_link", "node.api.server", "starlette", "hypercorn")
+# agent gossips, unless the runtime's bridge must get it before any placement;
+# the capacity probe asks the OS, not psutil.
+BEFORE_GOSSIP_NOT = ("dns", "node.dns.server", "node.agent.dns_link", "node.api.server", "starlette", "hypercorn",
+                     "psutil")
 
 
 def test_the_agent_module_loads_no_dns_or_http_stack() -> None:
