@@ -232,3 +232,23 @@ def test_a_failed_revert_is_not_reverted_again():
             self.meta = Meta(why)
 
     assert is_revert(Entry("revert")) and not is_revert(Entry("submit")) and not is_revert(None)
+
+
+def test_the_moment_a_running_slot_turns_healthy_is_a_deadline():
+    """A pass at that moment counts it healthy (and lets the next slot go),
+    not the next periodic pass."""
+    s = spec()
+    new = s.container_hash()
+    r = Rollouts()
+    slots = {i: claim(i, OLD) for i in range(3)}
+
+    def step(now):
+        return r.step("web", s, [SlotView(i, c, True) for i, c in sorted(slots.items())], now, may_revert=False)
+
+    step(0.0)
+    assert r.next_healthy_at() is None          # nothing new runs yet
+    slots[0] = claim(0, new, rnd=2)
+    step(1.5)                                   # first seen running at 1.5
+    assert r.next_healthy_at() == 11.5          # + min_healthy_s 10
+    assert step(11.5).permitted == (1,)         # a pass at that moment moves on
+    assert r.next_healthy_at() is None
