@@ -20,6 +20,7 @@ same news many times over (`gossip.memo`: only canonical, small messages).
 from __future__ import annotations
 
 import struct
+from collections.abc import Collection
 
 from gossip.errors import DecodeError
 from gossip.gopack import unpack_one
@@ -84,12 +85,19 @@ def decode_messages(buf: bytes) -> list[Message]:
     return [m for m, _ in decode_parts(buf)]
 
 
-def decode_parts(buf: bytes) -> list[Part]:
+def decode_parts(buf: bytes, skip: Collection[bytes] = ()) -> list[Part]:
     """Like `decode_messages`, each message paired with its own encoded
     bytes (type byte + body) when it is an Alive/Suspect/Dead in canonical
-    form, ready to be queued for rebroadcast as is; None otherwise."""
+    form, ready to be queued for rebroadcast as is; None otherwise.
+
+    A compound's part whose bytes are in `skip` is left out, as if the
+    receiver had dropped it on arrival: the receiver passes the messages it
+    knows to be old news (gossip.members.MemberTable.old_alive), which are
+    most of a gossip packet in a large cluster, so they are neither decoded
+    nor looked up nor handed back.  Such a part still counts as decoded
+    (a compound of nothing but old news is not malformed)."""
     out: list[Part] = []
-    _decode(bytes(buf), 0, out, [PACKET_DECOMPRESSED_MAX_BYTES])
+    _decode(bytes(buf), 0, out, [PACKET_DECOMPRESSED_MAX_BYTES], skip)
     return out
 
 
@@ -129,7 +137,7 @@ def _no_memo(key: bytes) -> Part | None:
     return None
 
 
-def _decode(buf: bytes, depth: int, out: list[Part], budget: list[int]) -> None:
+def _decode(buf: bytes, depth: int, out: list[Part], budget: list[int], skip: Collection[bytes] = ()) -> None:
     """`budget[0]`: decompressed bytes this datagram may still produce."""
     if not buf:
         raise DecodeError("malformed", "empty message")
@@ -141,16 +149,17 @@ def _decode(buf: bytes, depth: int, out: list[Part], budget: list[int]) -> None:
     elif t == MessageType.USER:
         out.append((UserMsg(payload=buf[1:]), None))
     elif t == MessageType.COMPOUND:
-        _decode_compound(buf, depth, out, budget)
+        _decode_compound(buf, depth, out, budget, skip)
     elif t == MessageType.COMPRESS:
         inner = decompress_body(unpack_one(buf[1:]), budget[0])
         budget[0] -= len(inner)
-        _decode(inner, depth + 1, out, budget)
+        _decode(inner, depth + 1, out, budget, skip)
     else:
         raise DecodeError("unknown_type", f"type {t} over UDP")
 
 
-def _decode_compound(buf: bytes, depth: int, out: list[Part], budget: list[int]) -> None:
+def _decode_compound(buf: bytes, depth: int, out: list[Part], budget: list[int],
+                     skip: Collection[bytes] = ()) -> None:
     if len(buf) < 2:
         raise DecodeError("malformed", "compound: missing count")
     count = buf[1]
@@ -159,6 +168,7 @@ def _decode_compound(buf: bytes, depth: int, out: list[Part], budget: list[int])
         raise DecodeError("malformed", "compound: truncated length table")
     first_error: DecodeError | None = None
     complete = 0
+    skipped = 0
     before = len(out)
     end = len(buf)
     # A part is at depth + 1; past the nesting limit even a plain message is
@@ -166,12 +176,17 @@ def _decode_compound(buf: bytes, depth: int, out: list[Part], budget: list[int])
     shortcuts = depth < MAX_NESTING_DEPTH
     simple: frozenset[int] = _UDP_SIMPLE if shortcuts else frozenset()
     memo_get = _GOSSIP_MEMO.get if shortcuts else _no_memo
+    if not shortcuts:
+        skip = ()  # (such a part is refused below, as before)
     for n in struct.unpack_from(f">{count}H", buf, 2):
         if end - pos < n:
             break  # truncated: keep the complete leading parts
         part = buf[pos : pos + n]
         pos += n
         complete += 1
+        if part in skip:  # old news to the receiver (decode_parts)
+            skipped += 1
+            continue
         # The common parts without the general dispatcher: gossip we have
         # decoded before (most of a gossip packet), then any plain message;
         # wrappers go through `_decode`.
@@ -183,11 +198,11 @@ def _decode_compound(buf: bytes, depth: int, out: list[Part], budget: list[int])
             if part and part[0] in simple:
                 _decode_one(part, out)
             else:
-                _decode(part, depth + 1, out, budget)
+                _decode(part, depth + 1, out, budget, skip)
         except DecodeError as e:
             if first_error is None:
                 first_error = e
-    if len(out) == before:
+    if len(out) == before and not skipped:
         if first_error is not None:
             raise first_error
         if complete < count:

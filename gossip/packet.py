@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Collection
 
 from gossip.compound import decode_messages, decode_parts
 from gossip.errors import DecodeError
@@ -124,10 +125,12 @@ def open_packet_parts(
     label: bytes,
     keyring: Keyring | None,
     skip_inbound_label_check: bool = False,
+    skip: Collection[bytes] = (),
 ) -> list[tuple[Message, bytes | None]]:
     """Like `open_packet`, each message paired with its encoded bytes when
-    it can be rebroadcast verbatim (`gossip.compound.decode_parts`)."""
-    return decode_parts(_unwrap(data, label, keyring, skip_inbound_label_check))
+    it can be rebroadcast verbatim (`gossip.compound.decode_parts`, which
+    also says what `skip` leaves out)."""
+    return decode_parts(_unwrap(data, label, keyring, skip_inbound_label_check), skip)
 
 
 def _unwrap(data: bytes, label: bytes, keyring: Keyring | None, skip_inbound_label_check: bool) -> bytes:

@@ -91,13 +91,16 @@ class Swim(Probing, StateSync):
         counters = self.counters  # (inline _count: this runs for every packet)
         counters["packets_received"] = counters.get("packets_received", 0) + 1
         counters["bytes_received"] = counters.get("bytes_received", 0) + len(data)
+        old_alive = self._members.old_alive
         try:
-            parts = open_packet_parts(data, label=self.label, keyring=self.keyring)
+            # Parts already in old_alive are left out by the decoder (the
+            # check below would drop them); the check stays for parts that
+            # become old news while this packet is handled.
+            parts = open_packet_parts(data, label=self.label, keyring=self.keyring, skip=old_alive)
         except DecodeError as exc:
             self._drop(exc.reason, src)
             return
         by_name = self._members.by_name
-        old_alive = self._members.old_alive
         default_port = self.addr.port
         for msg, raw in parts:
             if raw in old_alive:  # bytes we know to be old news (MemberTable.old_alive)

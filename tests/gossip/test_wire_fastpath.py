@@ -14,6 +14,7 @@ test_wire_golden.py pin the bytes against Go itself.
 from __future__ import annotations
 
 import msgpack
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_wire_fuzz import node_states, udp_messages
@@ -145,3 +146,16 @@ def test_decode_parts_returns_forwardable_bytes():
     missing = b"\x03" + msgpack.packb({"From": "b", "Node": "a"})
     assert compound.decode_parts(extra) == [(Suspect(1, "a", "b"), None)]
     assert compound.decode_parts(missing) == [(Suspect(0, "a", "b"), None)]
+
+
+def test_decode_parts_leaves_out_the_parts_the_receiver_holds_as_old_news():
+    old = wire.encode(Alive(3, "node-a", b"\x0a\x00\x00\x01", 7946, b"", (1, 5, 2, 2, 5, 4)))
+    new = wire.encode(Alive(4, "node-a", b"\x0a\x00\x00\x01", 7946, b"", (1, 5, 2, 2, 5, 4)))
+    packet = compound.make_compound([old, new, old])
+    assert [raw for _, raw in compound.decode_parts(packet, skip={old})] == [new]
+    # Nothing but old news is an ordinary packet with nothing to handle,
+    # not a malformed one.
+    assert compound.decode_parts(compound.make_compound([old, old]), skip={old}) == []
+    # A truncated or broken compound is refused as before.
+    with pytest.raises(DecodeError):
+        compound.decode_parts(compound.make_compound([b"\x03\xc1"]), skip={old})
