@@ -5,14 +5,16 @@ slots.  The bidder checks what only it knows for sure (its spec version, its
 eligibility, its operator's container policy (auction.container_policy: a
 job asking for a capability, user, device or pids limit the node does not
 allow is declined with that reason), hard constraints against its own
-labels, max_per_node against the replicas it already holds), then reserves as many of the slots as its
-ledger can fit for `reservation_ttl_s` and answers with the marginal score of
+labels, max_per_node against the replicas it already holds or has reserved
+for other auctions of the job: auction.node_limit has that rule), then
+reserves as many of the slots as its ledger can fit for `reservation_ttl_s` and answers with the marginal score of
 each.  An Award commits the awarded slots against the auction's
 reservations (the coordinator picks which of the call's slots a winner gets,
 so a reservation stands for any slot of its auction; what the award leaves
 unused is freed at once).  If the reservations expired meanwhile, a slot is
 committed only if it still fits; otherwise it is refused and the
-coordinator will retry.  Everything is decided from the ledger, not
+coordinator will retry; so is a slot that would take the node over the
+job's max_per_node.  Everything is decided from the ledger, not
 from gossip, so concurrent auctions never overcommit the node.
 
 Host ports are part of what must fit (auction.portbook): a slot is
@@ -24,9 +26,12 @@ leaves the slot holding are what its claim carries (`Ledger.ports_of`).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from .claims import slot_key
 from .container_policy import SAFE_POLICY, ContainerPolicy
 from .ledger import Ledger
+from .node_limit import committed_here, replicas_here
 from .messages import Award, Bid, CallForBids, Decline, Release
 from .scoring import NodeView, filter_reason, marginal_scores, with_pull_cost
 from .spec import JobSpec, PullPolicy
@@ -45,9 +50,11 @@ class Bidder:
 
     def on_call(self, call: CallForBids, *, spec: JobSpec | None, spec_hash: str | None,
                 labels: dict[str, str], eligible: bool, ineligible_reason: str, already: int,
-                now: float, has_image: bool | None = None) -> Bid | Decline:
+                now: float, has_image: bool | None = None, claimed: Collection[str] = ()) -> Bid | Decline:
         """has_image: is the job's image in this node's engine (None: not
-        known, e.g. the fake runtime; counted as present)."""
+        known, e.g. the fake runtime; counted as present).  `already`: how
+        many of the job's slots our claims name; `claimed`: those slot keys
+        (counted with our ledger's for max_per_node: auction.node_limit)."""
         def decline(reason: str) -> Decline:
             return Decline(call.auction_id, self.name, reason)
 
@@ -68,6 +75,7 @@ class Bidder:
             return decline(f"filtered by {reason}")
         room = len(call.slots)
         if spec.max_per_node is not None:
+            already = max(already, replicas_here(call.job, claimed, self.ledger, auction_id=call.auction_id))
             room = min(room, spec.max_per_node - already)
             if room <= 0:
                 return decline(f"max_per_node={spec.max_per_node} reached")
@@ -86,8 +94,10 @@ class Bidder:
         spread_value = labels.get(spec.spread, "") if spec.spread else None
         return Bid(call.auction_id, self.name, tuple(scores), spread_value, already)
 
-    def on_award(self, award: Award, *, spec: JobSpec | None, now: float) -> tuple[list[tuple[int, int]], list[int]]:
-        """Returns (accepted (index, round) pairs, refused indices)."""
+    def on_award(self, award: Award, *, spec: JobSpec | None, now: float,
+                 claimed: Collection[str] = ()) -> tuple[list[tuple[int, int]], list[int]]:
+        """Returns (accepted (index, round) pairs, refused indices).
+        `claimed`: the job's slots our claims name (for max_per_node)."""
         if spec is None:
             return [], [i for i, _ in award.slots]
         ledger = self.ledger
@@ -99,7 +109,13 @@ class Bidder:
         awarded_set = set(awarded)
         spare = [s for s in ledger.reserved_by(award.auction_id) if s not in awarded_set]
         accepted, refused = [], []
+        held = committed_here(award.job, claimed, ledger)
         for (index, rnd), key in zip(award.slots, awarded):
+            if spec.max_per_node is not None and key not in held and len(held) >= spec.max_per_node:
+                refused.append(index)  # auction.node_limit rule 2
+                if key in ledger.reservations and ledger.reservations[key].auction_id == award.auction_id:
+                    ledger.drop_reservation(key)
+                continue
             if key not in ledger.reservations and key not in ledger.committed:
                 # A spare may have expired meanwhile (commit() expires
                 # reservations as it goes): take one that still stands.
@@ -109,6 +125,7 @@ class Bidder:
                     ledger.move_reservation(spare.pop(), key)
             if ledger.commit(key, spec.demand(), now, spec.ports):
                 accepted.append((index, rnd))
+                held.add(key)
             else:
                 refused.append(index)
         # One award per winner per round: what is left of this auction's

@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from auction import rebalance_act
+from auction import node_limit, rebalance_act
 from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed
 from auction.bidder import Bidder
 from auction.claims import (
@@ -313,6 +313,8 @@ class Placement:
             spec = specs.get(job)
             if (spec is None and job in deleted) or (spec is not None and index >= spec.replicas):
                 writes.append(self._release_claim(claim))
+        # ... and slots beyond a job's max_per_node here (auction.node_limit rule 3).
+        writes.extend(self._release_claim(c) for c in node_limit.to_give_up(self.my_claims(), specs))
 
         # 2. Claims of dead holders for slots nobody wants any more: the
         #    slot's coordinator releases them, so they do not linger.
@@ -529,7 +531,7 @@ class Placement:
         penalty = self.penalty(call.job, now)
         if penalty is not None:
             return Decline(call.auction_id, self.name, f"recently failed here: {penalty}")
-        already = sum(1 for c in self.my_claims().values() if c.job == call.job)
+        claimed = [k for k, c in self.my_claims().items() if c.job == call.job]
         ineligible = "drained" if status.drained else status.unhealthy_reason or "unhealthy"
         spec_hash = spec.container_hash() if spec is not None else None
         # A node without the image bids with a pull cost, or declines for
@@ -537,12 +539,13 @@ class Placement:
         has_image = None if spec is None or self.images is None else normalize_image(spec.image) in self.images
         return self.bidder.on_call(call, spec=spec, spec_hash=spec_hash, labels=status.labels,
                                    eligible=status.eligible, ineligible_reason=ineligible,
-                                   already=already, now=now, has_image=has_image)
+                                   already=len(claimed), now=now, has_image=has_image, claimed=claimed)
 
     def on_award(self, award: Award, *, spec: JobSpec | None, now: float) -> list[Claim]:
         if spec is not None and spec.container_hash() != award.spec_hash:
             spec = None
-        accepted, _refused = self.bidder.on_award(award, spec=spec, now=now)
+        claimed = [k for k, c in self.my_claims().items() if c.job == award.job]
+        accepted, _refused = self.bidder.on_award(award, spec=spec, now=now, claimed=claimed)
         if spec is None:
             return []  # the bidder accepts nothing without the spec
         # The claim carries the host ports the ledger gave the slot
