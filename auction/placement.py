@@ -18,7 +18,8 @@ wins and who stops which copy): `reconcile` emits `StopReplica` for every
 slot we run that the winning claim no longer gives us, and frees the
 ledger.  A holder releases slots of deleted jobs and indices beyond
 `replicas` (retire the highest first: they are exactly the ones >=
-replicas); the coordinator of such a slot releases it for a holder that is
+replicas), and those beyond a job's max_per_node here (auction.node_limit
+has that rule, for bids and awards too); the coordinator of such a slot releases it for a holder that is
 not alive.
 
 A changed job reaches its running replicas through auction.rollout (the
