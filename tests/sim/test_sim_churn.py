@@ -17,7 +17,10 @@ from node.sim import churn
 SEEDS = (1, 2, 3)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+# Seed 1's scene brings no suspicion of the busiest node since placement
+# counts a node's reservations against max_per_node (its replicas sit
+# elsewhere): it would show nothing, so seed 4 stands in for it.
+@pytest.mark.parametrize("seed", (2, 3, 4))
 def test_slow_nodes_suspected_again_and_again_lose_no_replica(seed):
     # Four of five nodes stall 0.25 s in every 0.75 s, in turns (local
     # profile: probes time out in 0.1 s, so stalls bring suspicions; the
