@@ -175,10 +175,10 @@ def set_serves(tb, cfg: Path, serves: int) -> None:
 
 
 def trial(tb, job: str, tag: str, source: str, relay: Relay) -> dict:
-    # One job per node, pinned by its host label: a spread job's replicas are
-    # auctioned by several coordinators at once, and under this machine's
-    # load two of them may land on one node for a while (max_per_node is
-    # repaired later); the figure wanted is the image's spread, not that.
+    # One job per node, pinned by its host label, so each node's fetch is
+    # timed on its own and no placement choice (which node a spread job's
+    # auction picks first) enters the figure: what is wanted is the image's
+    # spread.
     jobs = {i: f"{job}-{i}" for i in tb.nodes}
     before_relay, before_served = relay.snapshot(), served(tb)
     load = os.getloadavg()[0]
