@@ -126,3 +126,16 @@ def test_clock_skew_restarts_the_agent_ahead_unless_the_victim_is_down(monkeypat
     c.plan = [Fault("pause", 0.0, 1e9, (1,)), skew]  # node 2's agent is frozen now
     c.skew(skew)
     assert len(calls) == 1 and "skipped" in c.actions[-1]["detail"]
+
+
+def test_a_node_left_by_a_bigger_earlier_run_is_not_a_crash(monkeypatch, tmp_path):
+    c, _ = _campaign(monkeypatch)  # 4 nodes
+    c.tb.info = {"nodes": [{"index": i, "name": f"cxt-{i}", "agent_pid": 100 + i if i <= 4 else None,
+                            "state_dir": str(tmp_path)} for i in range(1, 6)]}
+    monkeypatch.setattr(c.tb, "api", lambda *a, **k: (200, []))
+    monkeypatch.setattr(c.tb, "status", lambda: c.tb.info)
+    c.final_checks(1.0)
+    assert c.violations["no-crash"] == []
+    c.tb.info["nodes"][3]["agent_pid"] = None  # node 4 of this run: its agent is gone
+    c.final_checks(1.0)
+    assert c.violations["no-crash"] == ["cxt-4: its agent is not running after the heal"]
