@@ -133,6 +133,20 @@ def node_labels(cfg: AgentConfig) -> dict[str, str]:
 # ---- the agent ------------------------------------------------------------------
 
 
+
+def fault_clock_offset_s(cfg: AgentConfig) -> float:
+    """Chaos testing only: with --enable-fault-hook, SHOAL_FAULT_CLOCK_OFFSET_S
+    (seconds, >= 0) puts this agent's wall clock (its HLC stamps) that far
+    ahead of the machine's, as a node whose clock runs ahead would.  Read once
+    at start (`scripts/testbed restart-agent NODE --clock-offset S`)."""
+    if not cfg.enable_fault_hook:
+        return 0.0
+    try:
+        offset_s = float(os.environ.get("SHOAL_FAULT_CLOCK_OFFSET_S", "0") or 0)
+    except ValueError:
+        return 0.0
+    return offset_s if 0.0 <= offset_s <= 3600.0 else 0.0
+
 class Agent:
     def __init__(self, config: AgentConfig, *, gossip_config: GossipConfig | None = None,
                  runtime: Any = None) -> None:
@@ -303,7 +317,7 @@ class Agent:
             labels=self.labels,
             agent_version=agent_version(),
             address=publish_address(cfg, self.advertise),  # where replicas' ports are published (the catalog's)
-            wall_offset_s=time.time() - now,
+            wall_offset_s=time.time() - now + fault_clock_offset_s(cfg),
             meta=encode_tags(tags),
             keyring=keyring,
             label=cfg.label.encode(),

@@ -13,6 +13,9 @@ The kinds:
 - `kill`: the node's process dies and stays down until the heal;
 - `restart`: the process dies and is started again 0.5-5 s later;
 - `pause`: SIGSTOP for 0.5-20 s (the process keeps its state; its containers run);
+- `engine-stall`: the node's container engine (dockerd and containerd) is
+  frozen for 1-8 s: the agent runs and gossips, its containers run, but the
+  engine answers nothing (no start, no stop, no report) until it resumes;
 - `partition`: 1..n/2 nodes are cut off from the rest for 1-20 s;
 - `loss`: every datagram is lost with probability 5-30 % for 2-15 s;
 - `delay`: every packet takes 5-200 ms longer for 2-15 s;
@@ -20,7 +23,7 @@ The kinds:
   slow until the heal (no backward jump: agents time with monotonic clocks).
 
 At most `max_down` nodes (default a third, at least one) are killed,
-restarting or paused at once, and node 0 never is, so a working majority
+restarting, paused or engine-stalled at once, and node 0 never is, so a working majority
 stays to observe the others; one partition, one loss and one delay window
 are in force at a time (each replaces the network's setting).
 """
@@ -31,7 +34,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-KINDS = ("kill", "restart", "partition", "loss", "delay", "pause", "clock-skew")
+KINDS = ("kill", "restart", "partition", "loss", "delay", "pause", "engine-stall", "clock-skew")
 # Kinds that take nodes away (victims whose replicas must be re-placed).
 NODE_KINDS = ("kill", "restart", "pause", "partition")
 
@@ -80,12 +83,13 @@ def draw_plan(rng: random.Random, n: int, kinds: Sequence[str], start_s: float, 
             break
         kind = rng.choice(list(kinds))
         down = {j: back for j, back in down.items() if back > t}
-        if kind in ("kill", "restart", "pause"):
+        if kind in ("kill", "restart", "pause", "engine-stall"):
             candidates = [j for j in range(1, n) if j not in down]
             if len(down) >= max_down or not candidates:
                 continue
             j = rng.choice(candidates)
-            dur = {"kill": end_s - t, "restart": rng.uniform(0.5, 5.0), "pause": rng.uniform(0.5, 20.0)}[kind]
+            dur = {"kill": end_s - t, "restart": rng.uniform(0.5, 5.0), "pause": rng.uniform(0.5, 20.0),
+                   "engine-stall": rng.uniform(1.0, 8.0)}[kind]
             back = min(t + dur, end_s)
             down[j] = back
             plan.append(Fault(kind, t, back, (j,)))

@@ -22,8 +22,17 @@ acknowledged stop); no agent exited or logged a traceback.  Doubled copies
 are timed from the samples, with the faults in force when each began and
 how long after the heal the last went away.  Per fault: time to detect (an
 agent outside the victims sees one suspect or failed), to re-place, to
-converge after it ends.  `clock-skew` has no testbed command and is dropped
-(said so in the report).
+converge after it ends.
+
+Two kinds are played differently from the simulator.  `engine-stall` is
+`scripts/testbed stall` / `unstall` (SIGSTOP / SIGCONT to the node's dockerd
+and containerd); while it lasts that node's ground truth is not sampled (its
+engine does not answer; a sample shows it as None).  `clock-skew` restarts
+the victim's agent with its wall clock `offset_s` ahead (`scripts/testbed
+restart-agent NODE --clock-offset S`, an agent fault hook for chaos testing
+only): a forward jump that stays, without the simulator's drift (a running
+process's clock rate cannot be changed from outside); a victim whose agent
+or engine is down or frozen at that moment is skipped (said in the actions).
 """
 
 from __future__ import annotations
@@ -40,7 +49,16 @@ from node.chaos import invariants as inv
 from node.chaos.faultplan import NODE_KINDS, Fault, draw_plan
 from node.chaos.testbed import DEFAULT_PREFIX, DEFAULT_SUBNET, Testbed
 
-LIVE_KINDS = ("kill", "restart", "partition", "loss", "delay", "pause")
+LIVE_KINDS = ("kill", "restart", "partition", "loss", "delay", "pause", "engine-stall", "clock-skew")
+# How the testbed plays a kind differently from the simulator (said in the report).
+LIVE_NOTES = {
+    "clock-skew": "clock-skew on the testbed: the victim's agent is restarted with its wall clock 0-2 s ahead "
+                  "(a forward jump that stays, no drift); a victim down or frozen at that moment is skipped",
+    "engine-stall": "engine-stall on the testbed: SIGSTOP to the node's dockerd and containerd, SIGCONT at its end; "
+                    "the node's containers are not sampled meanwhile",
+}
+# Kinds during which a victim's agent or engine does not answer.
+DOWN_KINDS = ("kill", "restart", "pause", "engine-stall")
 DEPLOY_TIMEOUT_S = 180.0
 
 
@@ -136,6 +154,11 @@ class Campaign:
         if f.kind == "pause":
             return [(f.start_s, lambda: self.act(f"pause node {nodes[0]}", "pause", nodes[0])),
                     (f.end_s, lambda: self.act(f"resume node {nodes[0]}", "resume", nodes[0]))]
+        if f.kind == "engine-stall":
+            return [(f.start_s, lambda: self.act(f"stall engine of node {nodes[0]}", "stall", nodes[0])),
+                    (f.end_s, lambda: self.act(f"unstall engine of node {nodes[0]}", "unstall", nodes[0]))]
+        if f.kind == "clock-skew":
+            return [(f.start_s, lambda: self.skew(f))]
         if f.kind == "partition":
             rest = [x for x in every if x not in nodes]
             spec = f"{','.join(nodes)}|{','.join(rest)}"
@@ -149,9 +172,25 @@ class Campaign:
         return [(f.start_s, lambda: [self.act(f"delay node {x} {ms}", "delay", x, ms) for x in every]),
                 (f.end_s, lambda: [self.act(f"delay node {x} 0ms", "delay", x, "0ms") for x in every])]
 
+    def skew(self, f: Fault) -> None:
+        j, t = f.nodes[0], self.now()
+        node = str(j + 1)
+        if any(g.kind in DOWN_KINDS and j in g.nodes and g.start_s <= t < g.end_s for g in self.plan):
+            self.actions.append({"t": round(t, 2), "what": f"clock +{f.offset_s:.2f}s on node {node}",
+                                 "ok": False, "detail": "skipped: its agent or engine is down or frozen"})
+            return
+        self.act(f"clock +{f.offset_s:.2f}s on node {node} (agent restarted)", "restart-agent", node,
+                 "--clock-offset", f"{f.offset_s:.3f}")
+
+    def stalled(self, t: float) -> set[int]:
+        """Nodes (1-based) whose engine is frozen at t: not sampled (`docker ps` would hang)."""
+        return {j + 1 for f in self.plan if f.kind == "engine-stall" and f.start_s <= t < f.end_s + 0.5
+                for j in f.nodes}
+
     def heal_all(self) -> None:
         self.act("heal", "heal")
         for i in range(1, self.n + 1):
+            self.act(f"unstall engine of node {i}", "unstall", str(i))
             self.act(f"start node {i}", "start", str(i))
             self.act(f"resume node {i}", "resume", str(i))
             self.act(f"loss node {i} 0%", "loss", str(i), "0%")
@@ -167,7 +206,8 @@ class Campaign:
 
     def sample(self, faults_now: list[Fault]) -> dict[str, Any]:
         t = self.now()
-        running = {i: self.tb.ps(i) for i in range(1, self.n + 1)}
+        frozen = self.stalled(t)
+        running = {i: None if i in frozen else self.tb.ps(i) for i in range(1, self.n + 1)}
         code, jobs = self.tb.api(self.observer(), "GET", "/v1/jobs")
         desired: dict[str, int] | None = None
         if code == 200 and isinstance(jobs, list):
@@ -362,6 +402,8 @@ class Campaign:
                     self.violate(inv.ACKED_WRITES, f"node {i} lost {job}, acknowledged at {last['version']}")
         self.tb.status()
         for nd in self.tb.info.get("nodes", []):
+            if nd["index"] > self.n:  # a node a bigger earlier run of this prefix left in the state dir
+                continue
             if not nd.get("agent_pid"):
                 self.violate(inv.NO_CRASH, f"{nd['name']}: its agent is not running after the heal")
             try:
@@ -416,6 +458,7 @@ class Campaign:
             "options": {"nodes": o.nodes, "duration_s": o.duration_s, "seed": o.seed, "faults": list(o.faults),
                         "profile": o.profile},
             "dropped_faults": dropped,
+            "live_notes": [note for kind, note in LIVE_NOTES.items() if kind in o.faults],
             "ok": not any(self.violations.values()),
             "violations": self.violations,
             "deployed_s": None if deployed is None else round(deployed, 2),

@@ -20,7 +20,8 @@ from node.chaos import invariants as inv
 W, LEFT, RIGHT = 1100, 120, 20
 LANE_H, JOB_H = 18, 70
 COLOURS = {"kill": "#d62728", "restart": "#ff7f0e", "partition": "#9467bd", "loss": "#8c564b",
-           "delay": "#17becf", "pause": "#bcbd22", "clock-skew": "#7f7f7f"}
+           "delay": "#17becf", "pause": "#bcbd22", "engine-stall": "#e377c2",
+           "clock-skew": "#7f7f7f"}
 
 
 def _e(x: object) -> str:
@@ -136,6 +137,8 @@ def render_html(result: dict[str, Any]) -> str:
                    f"</td></tr>" for a in result.get("actions") or [])
     dropped = result.get("dropped_faults") or []
     not_here = f" (not on the testbed: {_e(', '.join(dropped))})" if dropped else ""
+    notes = "".join(f"<li>{_e(n)}</li>" for n in result.get("live_notes") or [])
+    notes = f"<ul>{notes}</ul>" if notes else ""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>shoal chaos run: {verdict}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse;margin:.5em 0}}
@@ -146,7 +149,7 @@ td,th{{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}
 faults {_e(','.join(o.get('faults') or []))}{not_here};
 job mix running {_s(result.get('deployed_s'))} after deploying; converged {_s(result.get('converged_after_heal_s'))}
 after the heal; {_e(result.get('acked_writes'))} acknowledged job writes.</p>
-<p>Replay: <code>{_e(result.get('replay', ''))}</code></p>
+{notes}<p>Replay: <code>{_e(result.get('replay', ''))}</code></p>
 <h2>Invariants</h2><table>{''.join(rows)}</table>
 <p>{_audit(result.get('audit'))}</p>
 <h2>Timeline</h2>

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auction.placement import StartReplica, StopReplica
+from auction.rebalance import RebalanceEvent
 from auction.resources import Resources
 from gossip.events import MemberFailed, MemberSuspected
 from node.chaos import invariants as inv
@@ -75,6 +76,9 @@ class Watch:
         self.doubled: dict[str, Doubled] = {}
         self.doubled_done: list[Doubled] = []
         self.heal_s: float | None = None
+        self.rebalance: dict[str, int] = {}  # rebalancing events by kind (moving, moved, failed)
+        self.moves_started = 0
+        self.last_moves: dict[str, float] = {}  # slot -> when its last move began
         self.world.subscribe(self._on_event)
 
     def violate(self, invariant: str, message: str) -> None:
@@ -99,6 +103,11 @@ class Watch:
                 self.acked.append(ev.entry)
         elif cls is MemberSuspected or cls is MemberFailed:
             self._detected(t, i, ev.member.name)
+        elif cls is RebalanceEvent:
+            self.rebalance[ev.kind] = self.rebalance.get(ev.kind, 0) + 1
+            if ev.kind == "moving":
+                self.moves_started += 1
+                self.last_moves[ev.slot] = t
 
     def _detected(self, t: float, observer: int, name: str) -> None:
         victim = self.world.by_name.get(name)
@@ -177,7 +186,8 @@ class Watch:
     def _cause(self, slot: str, t: float) -> str:
         """What most likely doubled slot at t: the partition or pause in force (a
         side that cannot see the holder re-places its slots), a recent write to
-        the job (an update starts the new replica before stopping the old), loss
+        the job (an update starts the new replica before stopping the old), a
+        rebalancing move of the slot (start-first as well), loss
         or delay in force (a holder suspected through them), one of those that
         ended in the last 30 s (the echo), or other."""
         if self.world.network.partitioned:
@@ -186,6 +196,8 @@ class Watch:
             return "pause"
         if self.recent_write(slot.rpartition("/")[0], t, 5.0):
             return "job-write"
+        if t - self.last_moves.get(slot, -1e9) <= 10.0:
+            return "rebalance"  # start-first: the new copy runs before the old one stops
         in_force = [f.fault.kind for f in self.figures if f.fault.start_s <= t < f.fault.end_s]
         for kind in ("loss", "delay"):
             if kind in in_force:

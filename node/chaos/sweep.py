@@ -101,6 +101,10 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
             "gone_after_heal_max_s": max((d["gone_after_heal_max_s"] for d in doubled), default=0.0),
         },
         "writes": {"acknowledged": sum(r.get("writes", {}).get("acknowledged", 0) for r in results)},
+        # rebalancing moves (auction.rebalance) the campaigns' engines let happen, by outcome
+        "rebalance": {kind: sum(r.get("rebalance", {}).get(kind, 0) for r in results)
+                      for kind in ("moving", "moved", "failed")},
+        "rebalance_seeds": sum(1 for r in results if r.get("rebalance", {}).get("moved")),
     }
 
 
@@ -148,6 +152,9 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]], opts: SimOpti
     w(f"\ndoubled copies: {d['episodes']} episodes ({causes}), {d['total_s']:.1f} slot-seconds in all, "
       f"longest {d['longest_s']:.2f} s; {d['over_heal']} outlived the heal, "
       f"the last gone {d['gone_after_heal_max_s']:.2f} s after it\n")
+    rb = summary["rebalance"]
+    w(f"rebalancing: {rb['moving']} moves begun, {rb['moved']} awarded, {rb['failed']} found no taker, "
+      f"in {summary['rebalance_seeds']} seed(s)\n")
     failing = [r for r in results if not r["ok"]]
     if failing:
         w(f"\n{len(failing)} failing seed(s):\n")

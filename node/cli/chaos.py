@@ -28,7 +28,7 @@ import click
 
 from node.cli.client import client_options, fail
 
-ALL_FAULTS = "kill,restart,partition,loss,delay,pause,clock-skew"
+ALL_FAULTS = "kill,restart,partition,loss,delay,pause,engine-stall,clock-skew"
 
 
 @click.group()
@@ -167,8 +167,8 @@ def _seconds(text: str) -> float:
 @click.option("--nodes", type=click.IntRange(2, 50), default=5, show_default=True, help="Testbed nodes.")
 @click.option("--duration", default="10m", show_default=True, help="Wall time of faults (90s, 10m, 1h).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the fault schedule.")
-@click.option("--faults", default="kill,restart,partition,loss,delay,pause", show_default=True,
-              help="Fault kinds to draw from (clock-skew has no testbed command and is dropped).")
+@click.option("--faults", default=ALL_FAULTS, show_default=True,
+              help="Fault kinds to draw from (on the testbed clock-skew is a forward jump without drift).")
 @click.option("--jobs", "job_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="TOML job spec(s) to run instead of the default mix (repeatable).")
 @click.option("--mean-gap", type=click.FloatRange(1.0), default=20.0, show_default=True,

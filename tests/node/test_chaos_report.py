@@ -84,3 +84,58 @@ def test_the_report_shows_what_the_live_audit_said():
                                      "warnings": []}))
     assert "found:<ul><li>web/1 runs 2 times</li>" in page
     assert "clean." in render_html(result(audit={"clean": True, "problems": [], "warnings": []}))
+
+
+def test_the_report_says_how_the_testbed_played_a_kind():
+    page = render_html(result(live_notes=["clock-skew on the testbed: a forward jump that stays, no drift"]))
+    assert "<li>clock-skew on the testbed: a forward jump that stays, no drift</li>" in page
+
+
+def _campaign(monkeypatch):
+    from node.chaos.liverun import Campaign
+
+    c = Campaign(RunOptions(nodes=4, duration_s=60, seed=1, prefix="cxt", subnet="10.80.250"), lambda m: None)
+    calls = []
+
+    class Done:
+        returncode, stderr = 0, ""
+
+    monkeypatch.setattr(c.tb, "run", lambda *a, **k: calls.append(a) or Done())
+    return c, calls
+
+
+def test_an_engine_stall_freezes_and_thaws_the_victims_engine(monkeypatch):
+    from node.chaos.faultplan import Fault
+
+    c, calls = _campaign(monkeypatch)
+    c.plan = [Fault("engine-stall", 5.0, 9.0, (2,))]
+    for _, act in c.fault_actions(c.plan[0]):
+        act()
+    assert calls == [("stall", "3"), ("unstall", "3")]
+    assert c.stalled(6.0) == {3} and c.stalled(20.0) == set()  # not sampled while frozen
+
+
+def test_clock_skew_restarts_the_agent_ahead_unless_the_victim_is_down(monkeypatch):
+    from node.chaos.faultplan import Fault
+
+    c, calls = _campaign(monkeypatch)
+    skew = Fault("clock-skew", 0.0, 60.0, (1,), 1.02, 1.25)
+    c.plan = [skew]
+    c.fault_actions(skew)[0][1]()
+    assert calls == [("restart-agent", "2", "--clock-offset", "1.250")]
+    c.plan = [Fault("pause", 0.0, 1e9, (1,)), skew]  # node 2's agent is frozen now
+    c.skew(skew)
+    assert len(calls) == 1 and "skipped" in c.actions[-1]["detail"]
+
+
+def test_a_node_left_by_a_bigger_earlier_run_is_not_a_crash(monkeypatch, tmp_path):
+    c, _ = _campaign(monkeypatch)  # 4 nodes
+    c.tb.info = {"nodes": [{"index": i, "name": f"cxt-{i}", "agent_pid": 100 + i if i <= 4 else None,
+                            "state_dir": str(tmp_path)} for i in range(1, 6)]}
+    monkeypatch.setattr(c.tb, "api", lambda *a, **k: (200, []))
+    monkeypatch.setattr(c.tb, "status", lambda: c.tb.info)
+    c.final_checks(1.0)
+    assert c.violations["no-crash"] == []
+    c.tb.info["nodes"][3]["agent_pid"] = None  # node 4 of this run: its agent is gone
+    c.final_checks(1.0)
+    assert c.violations["no-crash"] == ["cxt-4: its agent is not running after the heal"]

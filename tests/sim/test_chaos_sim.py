@@ -20,7 +20,7 @@ from node.chaos import invariants as inv
 from node.chaos.simrun import SimOptions, run_seed
 from node.cli.main import cli
 
-CI_FAULTS = "kill,restart,partition,loss,delay,pause,clock-skew"
+CI_FAULTS = "kill,restart,partition,loss,delay,pause,engine-stall,clock-skew"
 
 
 def chaos_sim(*args: str):
@@ -100,7 +100,7 @@ def test_a_fault_plan_keeps_a_majority_up_and_spares_node_0():
     for seed in range(50):
         plan = draw_plan(random.Random(seed), 9, KINDS, 0.0, 120.0, mean_gap_s=2.0)
         assert plan == draw_plan(random.Random(seed), 9, KINDS, 0.0, 120.0, mean_gap_s=2.0)
-        downs = [f for f in plan if f.kind in ("kill", "restart", "pause")]
+        downs = [f for f in plan if f.kind in ("kill", "restart", "pause", "engine-stall")]
         assert all(0 not in f.nodes for f in downs)
         for t in [f.start_s for f in plan]:
             assert sum(1 for f in downs if f.start_s <= t < f.end_s) <= 3, (seed, t)
