@@ -137,11 +137,14 @@ class StartReplica:
     serving until the new one runs (start-first; the slot's previous ballot,
     and the one before it when that copy may still serve because the
     previous hand-over never finished, as in a revert); empty: any copy of
-    another ballot is stale and stops first."""
+    another ballot is stale and stops first.  `adopt_only`: a claim read
+    from disk that peers have not confirmed yet (node.core.replay): keep a
+    copy of it that still runs, start none; a full start follows."""
 
     claim: Claim
     spec: JobSpec
     replaces: tuple[str, ...] = ()
+    adopt_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

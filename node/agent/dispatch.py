@@ -121,8 +121,8 @@ class Dispatcher:
                                  ballot=[claim.ballot.round, claim.ballot.coordinator])
             case NodeStatusChanged(status):
                 self._node_status(status)
-            case StartReplica(claim, spec, replaces):
-                self._start_replica(claim, spec, replaces)
+            case StartReplica(claim, spec, replaces, adopt_only):
+                self._start_replica(claim, spec, replaces, adopt_only)
             case StopReplica(slot, reason):
                 self._stop_replica(slot, reason)
             case AwardAccepted(claim):
@@ -202,8 +202,18 @@ class Dispatcher:
         a.events.publish("node_status", node=status.name, drained=status.drained, healthy=status.healthy,
                          eligible=status.eligible, capacity=str(status.capacity), labels=status.labels)
 
-    def _start_replica(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None:
+    def _start_replica(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = (),
+                       adopt_only: bool = False) -> None:
         a = self.agent
+        if adopt_only:
+            # A claim read from disk (node.core.replay): the full start follows once peers confirm it.
+            log.info("keep %s here if it still runs (ballot %d by %s, from before the restart); start it "
+                     "once peers confirm the claim", claim.name, claim.ballot.round, claim.ballot.coordinator)
+            try:
+                a.runtime.start(claim, spec, replaces, adopt_only=True)
+            except Exception:
+                log.exception("runtime failed to take start of %s", claim.name)
+            return
         a.cluster_metrics.placements.inc()
         slot_trace.step(claim.name, "desired", a.name)
         log.info("start %s here (ballot %d by %s)", claim.name, claim.ballot.round, claim.ballot.coordinator)

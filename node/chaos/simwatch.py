@@ -89,7 +89,7 @@ class Watch:
     # ---- the event stream
     def _on_event(self, t: float, i: int, ev: Any) -> None:
         cls = ev.__class__
-        if cls is StartReplica:
+        if cls is StartReplica and not ev.adopt_only:   # adopt-only: nothing starts (node.core.replay)
             self.demand[i][ev.claim.name] = ev.claim.demand
             problem = inv.overcommit(f"node-{i}", inv.total(self.demand[i].values()), self.sim.capacities[i])
             if problem is not None:

@@ -34,4 +34,8 @@ class ClusterConfig:
     status_digest_quiet_s: float = 2.0
     status_digest_max_delay_s: float = 30.0
     tombstone_min_age_s: float = 3600.0
+    # After a restart, the claims read from disk start nothing until our
+    # claims digest matches every live peer's, or this long at the latest
+    # (node.core.replay: a slot may have moved while we were down).
+    replay_confirm_s: float = 10.0
     max_spec_bytes: int = 64 * 1024

@@ -67,7 +67,7 @@ from gossip.messages import Message
 from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
-from node.core import admission, auction_link, merge_link, rollout_link, wire
+from node.core import admission, auction_link, merge_link, replay, rollout_link, wire
 from node.core.antientropy import AntiEntropy
 from node.core.config import (
     BROADCAST_ENTRY_MAX_BYTES,
@@ -159,6 +159,7 @@ class NodeCore:
         for claim in claims:
             self._claims.merge(claim)
         self.placement.adopt_stored()  # before any call for bids is answered
+        self._replay = replay.ReplayHold(name, self._claims.entries.values(), now + self.cfg.replay_confirm_s)
         # A revert (and a slot still on an older version) finds that version's
         # spec in the job history, which outlives this agent's memory.
         self.placement.versions.older = rollout_link.older_versions(self)
@@ -581,8 +582,9 @@ class NodeCore:
         auction_link.auction_output(self, out, now)
 
     def _reconcile(self, now: float) -> None:
-        for cmd in self.placement.reconcile(self._spec_for, now, rollout_link.drained_lookup(self),
-                                            merge_link.winner_state(self)):
+        cmds = self.placement.reconcile(self._spec_for, now, rollout_link.drained_lookup(self),
+                                        merge_link.winner_state(self))
+        for cmd in self._replay.filter(cmds, now, self._view.claims_replayed, self._claims.get):
             self._emit(cmd)
         self._update_allocated(now)
 

@@ -36,6 +36,11 @@ The rules, in the order a pass applies them:
   5. A slot that gave up here, or whose container exited for good as its
      policy says (`done`), is left alone until the core stops it or starts it
      under a new ballot or spec (the driver then starts a fresh `SlotBook`).
+     So is an `adopt_only` slot (a claim the agent read from disk and its
+     peers have not confirmed yet, node.core.replay): its container is kept
+     if it runs (rule 4), but nothing is started, restarted or counted as
+     failed -- the slot may have moved to another node while this one was
+     down -- until the full start follows.
   6. A slot with no container of its ballot and spec gets one (`Start`, or
      `Replace` when an older-spec container of the same ballot still runs),
      once its backoff (`not_before`) has passed.  Replacements are rolling:
@@ -100,6 +105,7 @@ class DesiredReplica:
     spec_hash: str          # JobSpec.container_hash(), as in the `shoal.spec_hash` label
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     replaces: tuple[str, ...] = ()  # start-first: ballots whose containers run until ours does
+    adopt_only: bool = False        # keep a running container of it, start nothing (rule 5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,7 +422,7 @@ class _Pass:
             elif now - st.running_since >= self.rules.stable_after_s:
                 self.books[slot] = replace(st, consecutive=0)
             return
-        if st.gave_up or st.done:           # rule 5
+        if st.gave_up or st.done or want.adopt_only:    # rule 5
             return
         if mine is None:                    # rule 6
             if not allowed:
@@ -483,16 +489,20 @@ class _Pass:
 HEALTH_PENDING = "health check not passed yet"
 
 
-def slot_state(book: SlotBook | None, current: Sequence[ObservedContainer], waiting: str) -> tuple[str, str]:
+def slot_state(book: SlotBook | None, current: Sequence[ObservedContainer], waiting: str,
+               adopt_only: bool = False) -> tuple[str, str]:
     """A desired slot's (state, reason) from its bookkeeping and its
     containers on the current ballot and spec (`waiting`: why there is no
-    container yet, e.g. a pull's progress).  See DockerRuntime.slot_states."""
+    container yet, e.g. a pull's progress; `adopt_only`: rule 5, nothing is
+    started yet).  See DockerRuntime.slot_states."""
     if book is not None and book.gave_up:
         return "failed", f"gave up here: {book.gave_up}"
     if any(c.ready for c in current):
         return "running", ""
     if any(c.ok for c in current):
         return "starting", HEALTH_PENDING
+    if adopt_only:
+        return "starting", "its claim is from before the agent restarted: waiting for peers"
     if book is not None and book.done:
         return "exited", book.done
     if any(c.state in ("exited", "dead") or (c.state == "running" and not c.ok) for c in current):

@@ -172,16 +172,16 @@ class DockerRuntime:
 
     # ---- the interface the agent calls (non-blocking) ----
 
-    def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None:
-        """Run replica `claim.name` of `spec` here (replacing an older ballot or spec; `replaces`: rule 2)."""
+    def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = (), adopt_only: bool = False) -> None:
+        """Run replica `claim.name` of `spec` here (replacing an older ballot or spec; rules 2 and 5)."""
         slot = claim.name
         new = Desired(claim, spec, DesiredReplica(claim.job, ballot_label(claim), spec.container_hash(),
-                                                   spec.restart, replaces))
+                                                  spec.restart, replaces, adopt_only))
         old = self._desired.get(slot)
         self._desired[slot] = new
         if old is None or old.ballot != new.ballot or old.spec_hash != new.spec_hash:
             self._slots[slot] = SlotBook()
-        self._note(f"start {slot} ballot {new.ballot} spec {new.spec_hash[:12]}")
+        self._note(f"{'adopt' if adopt_only else 'start'} {slot} ballot {new.ballot} spec {new.spec_hash[:12]}")
         self.kick()
 
     def stop(self, slot: str, reason: str) -> None:
@@ -236,7 +236,7 @@ class DockerRuntime:
             by_slot[c.slot].append(c)
         return {slot: slot_state(self._slots.get(slot), [c for c in by_slot.get(slot, ()) if c.ballot == want.ballot
                                                           and c.spec_hash == want.spec_hash],
-                                 self.puller.describe(want.spec.image) or "")
+                                 self.puller.describe(want.spec.image) or "", want.replica.adopt_only)
                 for slot, want in self._desired.items()}
 
     def _states_moved(self) -> None:

@@ -3,7 +3,7 @@
 How this works: the node core decides what runs here; the agent's pump hands
 each decision to a runtime object:
 
-    StartReplica(claim, spec)  ->  runtime.start(claim, spec)
+    StartReplica(claim, spec, replaces, adopt_only)  ->  runtime.start(claim, spec, replaces, adopt_only)
     StopReplica(slot, reason)  ->  runtime.stop(slot, reason)
 
 The interface (`node.runtime.interface.Runtime` spells out the Docker runtime's whole
@@ -14,6 +14,9 @@ surface; this is the part the agent relies on):
         claim carries the slot, its ballot (round, coordinator) and the
         demand the ledger reserved for it.  Idempotent for a slot already
         running the same claim; a newer claim replaces the old container.
+        `adopt_only` (a claim read from disk that peers have not confirmed
+        yet, node.core.replay): keep a replica of that claim that still
+        runs, start none; the full start follows.
     stop(slot: str, reason: str) -> None
         Stop the replica of `slot` (superseded by a newer claim elsewhere,
         released, job stopped); `reason` is for logs and events.
@@ -98,7 +101,9 @@ class FakeRuntime:
         self.starts = 0
         self.stops = 0
 
-    def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None:
+    def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = (), adopt_only: bool = False) -> None:
+        if adopt_only and self.running.get(claim.name) != claim:
+            return  # nothing of that claim runs here: nothing to keep, nothing started
         self.running[claim.name] = claim
         self.specs[claim.name] = spec
         self.starts += 1

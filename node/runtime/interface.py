@@ -23,7 +23,8 @@ class Runtime(Protocol):
     (`await nursery.start(runtime.run)`).
     """
 
-    def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = ()) -> None: ...
+    def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = (),
+              adopt_only: bool = False) -> None: ...
 
     def stop(self, slot: str, reason: str) -> None: ...
 

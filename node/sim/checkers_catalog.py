@@ -81,7 +81,9 @@ class SimRuntime:
 
     def _on_event(self, t: float, i: int, ev: Any) -> None:
         cls = ev.__class__
-        if cls is StartReplica:
+        if cls is StartReplica and ev.adopt_only:
+            pass    # a claim read from disk (node.core.replay): after a crash nothing runs to keep
+        elif cls is StartReplica:
             c = ev.claim
             olds = [b for b in (self.containers[i].get(c.name), self.handover[i].pop(c.name, None)) if b is not None]
             for old in olds:

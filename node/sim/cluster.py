@@ -8,7 +8,9 @@ How this works: `ClusterSim` builds a `World` whose cores are
   standing in for the state dir (it survives crash and restart, as a disk
   does), and `Persisted(token)` is fed back after `disk_delay_s`;
 - `StartReplica` / `StopReplica`: a per-node set of running replicas
-  standing in for Docker; a crash empties it (the machine lost power);
+  standing in for Docker; a crash empties it (the machine lost power), so
+  an `adopt_only` start (a claim read from disk, node.core.replay) has
+  nothing to keep and starts nothing;
 - `AwardAccepted`: recorded, so the checkers can verify that every start
   traces to an accepted award and that no (slot, ballot) was accepted twice.
 
@@ -125,6 +127,11 @@ class ClusterSim:
             holder = self.accepted.setdefault(key, c.node)
             if holder != c.node:
                 self.violations.append(f"t={t:.3f}: {key} accepted by {holder} and {c.node}")
+        elif cls is StartReplica and ev.adopt_only:
+            # A claim read from disk, unconfirmed (node.core.replay): a copy
+            # that still runs is kept, nothing is started (after a crash,
+            # nothing runs).
+            pass
         elif cls is StartReplica:
             c = ev.claim
             key = (c.name, c.ballot.round, c.ballot.coordinator)

@@ -16,7 +16,8 @@ import pytest
 from auction.spec import RestartMode, RestartPolicy
 from node.runtime.decision import (
     FAILURE_MEMORY, RESTART_MEMORY, Adopt, DesiredReplica, GiveUp, ObservedContainer,
-    Remove, Replace, Restart, Rules, SlotBook, Start, Stop, count_restart, decide, start_backoff_s, start_failed,
+    Remove, Replace, Restart, Rules, SlotBook, Start, Stop, count_restart, decide, slot_state, start_backoff_s,
+    start_failed,
 )
 
 NOW = 1000.0
@@ -36,6 +37,7 @@ def ctr(cid: str, slot: str = "web/0", *, ballot: str = "1/c1", spec_hash: str =
 
 
 UP = ctr("a")
+ADOPT_ONLY = DesiredReplica("web", "1/c1", "h1", ALWAYS, adopt_only=True)
 UNHEALTHY = ctr("a", status="Up 1 minute (unhealthy)")
 EXITED_1 = ctr("a", state="exited", status="Exited (1) 2 seconds ago")
 EXITED_0 = ctr("a", state="exited", status="Exited (0) 2 seconds ago")
@@ -186,6 +188,18 @@ ROWS = [
         {"web/0": want()}, [], (), books={"web/0": SlotBook(gave_up="crash loop")}),
     Row("done: left alone", {"web/0": want(policy=NEVER)}, [EXITED_1], (),
         books={"web/0": SlotBook(done="exited 1 (policy never: not restarted)")}),
+
+    # -- adopt-only: a claim read from disk that peers have not confirmed (node.core.replay) ----
+    Row("adopt-only: a container of the claim that still runs is kept (an agent restart, no reboot)",
+        {"web/0": ADOPT_ONLY}, [UP], (Adopt("web/0", UP),), book={"running_since": NOW}),
+    Row("adopt-only: the container that died with the machine is not restarted, its exit not counted",
+        {"web/0": ADOPT_ONLY}, [EXITED_1], (), book={"failures": (), "handled": None, "not_before": 0.0},
+        wakeups=()),
+    Row("adopt-only: no container, none started", {"web/0": ADOPT_ONLY}, [], ()),
+    Row("adopt-only: a container of another ballot is stale as ever",
+        {"web/0": ADOPT_ONLY}, [ctr("o", ballot="0/c0", state="exited", status="Exited (255) 1 minute ago")],
+        (Remove(ctr("o", ballot="0/c0", state="exited", status="Exited (255) 1 minute ago"),
+                "stale ballot 0/c0 (now 1/c1)"),)),
 ]
 
 
@@ -317,3 +331,10 @@ def test_a_revert_keeps_the_copy_that_still_serves_until_the_reverted_one_runs()
     up = ctr("c", ballot="4/me", spec_hash="h2", created=3)
     d = decide({"web/0": back}, [serving, failing, up], d.books, NOW + 1)
     assert {a.container.id for a in d.actions if isinstance(a, Remove)} == {"a", "b"}
+
+
+def test_an_adopt_only_slot_that_runs_nothing_reports_starting_and_why():
+    for current in ([], [EXITED_1]):
+        state, reason = slot_state(None, current, "", adopt_only=True)
+        assert state == "starting" and "before the agent restarted" in reason
+    assert slot_state(None, [UP], "", adopt_only=True) == ("running", "")

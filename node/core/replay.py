@@ -1,0 +1,77 @@
+"""Claims read from disk: a restarted agent starts none of them until its peers confirm them.
+
+How this works: an agent that restarts reads the claims it held from its
+state dir, and placement hands them to the runtime as it would fresh ones.
+But while the agent was down its peers may have given those slots to other
+nodes (a power cut longer than failure detection): the claim on disk is
+then superseded, and the agent learns so only when the claims sync brings
+the newer claim, a second or more later.  Starting such a slot meanwhile, or
+restarting its container that died with the machine, runs it twice -- here
+and on its new holder -- until the sync says stop.
+
+The rule: for a slot whose winning claim is still the one read from disk,
+the first `StartReplica` goes out with `adopt_only`: the runtime keeps a
+container of that claim that still runs (an agent restart without a reboot:
+no interruption, nothing removed) and starts nothing.  The full start of
+every slot still held follows once the claims are confirmed: our claims
+digest matches every live peer's (the sync is done: a slot given away
+meanwhile has been stopped here, in the same pass that merged the newer
+claim), or `ClusterConfig.replay_confirm_s` after the core started, at the
+latest (no peer to ask, or digests that never settle) -- each only if that
+claim still wins its slot: a slot given away meanwhile may not be stopped
+yet (auction.merge_rule keeps a losing copy until the winner runs), and
+must not be started either.  A stop of the slot, or a start under another
+claim (a new award, a new version), ends its hold.
+Claims that reach us from peers, and every claim once confirmed, pass as
+they always did.
+
+Pure: the caller passes `now`, how to ask whether the claims agree, and
+each slot's winning claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from auction.claims import Ballot, Claim, holds
+from auction.placement import StartReplica, StopReplica
+
+RuntimeCommand = StartReplica | StopReplica
+
+
+class ReplayHold:
+    def __init__(self, name: str, claims: Iterable[Claim], until: float) -> None:
+        # slot -> the ballot of our claim read from disk, while unconfirmed
+        self._replayed: dict[str, Ballot] = {c.name: c.ballot for c in claims if holds(c, name)}
+        self._until = until
+        self._held: dict[str, StartReplica] = {}
+
+    def filter(self, commands: Iterable[RuntimeCommand], now: float, agreed: Callable[[], bool],
+               winning: Callable[[str], Claim | None]) -> list[RuntimeCommand]:
+        """Placement's runtime commands, with the starts of unconfirmed
+        claims read from disk made adopt-only; once confirmed, the held full
+        starts of those that still win (after this pass's own commands)."""
+        if not self._replayed:
+            return list(commands)
+        out: list[RuntimeCommand] = []
+        for cmd in commands:
+            if isinstance(cmd, StartReplica):
+                key = cmd.claim.name
+                if self._replayed.get(key) == cmd.claim.ballot:
+                    self._held[key] = cmd
+                    cmd = replace(cmd, adopt_only=True)
+                else:
+                    self._forget(key)
+            else:
+                self._forget(cmd.slot)
+            out.append(cmd)
+        if now >= self._until or agreed():
+            out.extend(self._held[key] for key in sorted(self._held) if winning(key) == self._held[key].claim)
+            self._replayed.clear()
+            self._held.clear()
+        return out
+
+    def _forget(self, key: str) -> None:
+        self._replayed.pop(key, None)
+        self._held.pop(key, None)
