@@ -18,10 +18,13 @@ digest matches every live peer's (the sync is done: a slot given away
 meanwhile has been stopped here, in the same pass that merged the newer
 claim), or `ClusterConfig.replay_confirm_s` after the core started, at the
 latest (no peer to ask, or digests that never settle) -- each only if that
-claim still wins its slot: a slot given away meanwhile may not be stopped
-yet (auction.merge_rule keeps a losing copy until the winner runs), and
-must not be started either.  A stop of the slot, or a start under another
-claim (a new award, a new version), ends its hold.
+claim still wins its slot.  A slot given away meanwhile may not be stopped
+yet (auction.merge_rule keeps a losing copy until the winner runs): it
+stays held, starts nothing, and if it comes back to us before placement
+stops it (a new ballot of ours for the same version, which placement does
+not pass on for a slot it believes running) the full start goes out under
+that claim.  A stop of the slot, or a start under another claim (a new
+award, a new version), ends its hold.
 Claims that reach us from peers, and every claim once confirmed, pass as
 they always did.
 
@@ -42,17 +45,19 @@ RuntimeCommand = StartReplica | StopReplica
 
 class ReplayHold:
     def __init__(self, name: str, claims: Iterable[Claim], until: float) -> None:
+        self._name = name
         # slot -> the ballot of our claim read from disk, while unconfirmed
         self._replayed: dict[str, Ballot] = {c.name: c.ballot for c in claims if holds(c, name)}
         self._until = until
-        self._held: dict[str, StartReplica] = {}
+        self._confirmed = not self._replayed
+        self._held: dict[str, StartReplica] = {}     # full starts not given yet
 
     def filter(self, commands: Iterable[RuntimeCommand], now: float, agreed: Callable[[], bool],
                winning: Callable[[str], Claim | None]) -> list[RuntimeCommand]:
         """Placement's runtime commands, with the starts of unconfirmed
         claims read from disk made adopt-only; once confirmed, the held full
         starts of those that still win (after this pass's own commands)."""
-        if not self._replayed:
+        if not self._replayed and not self._held:
             return list(commands)
         out: list[RuntimeCommand] = []
         for cmd in commands:
@@ -66,10 +71,16 @@ class ReplayHold:
             else:
                 self._forget(cmd.slot)
             out.append(cmd)
-        if now >= self._until or agreed():
-            out.extend(self._held[key] for key in sorted(self._held) if winning(key) == self._held[key].claim)
+        if not self._confirmed and (now >= self._until or agreed()):
+            self._confirmed = True
             self._replayed.clear()
-            self._held.clear()
+        if self._confirmed:
+            for key in sorted(self._held):
+                held, claim = self._held[key], winning(key)
+                if claim == held.claim or (holds(claim, self._name) and claim is not None
+                                           and claim.spec_hash == held.claim.spec_hash):
+                    out.append(replace(held, claim=claim))
+                    del self._held[key]
         return out
 
     def _forget(self, key: str) -> None:

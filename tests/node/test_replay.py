@@ -94,3 +94,27 @@ def test_a_slot_given_away_but_not_stopped_yet_is_not_started_at_confirmation():
     hold.filter([start(claim(0)), start(claim(1))], 1.0, no, winning)
     WINNING["web/0"] = claim(0, node="n2", rnd=2)
     assert hold.filter([], 2.0, yes, winning) == [start(claim(1))]
+
+
+def test_a_slot_given_away_and_back_to_us_before_it_was_stopped_starts_under_our_new_claim():
+    # Placement believes it still runs web/0 (the merge rule kept the copy),
+    # so a new ballot of ours for the same version reaches nobody but us.
+    hold = disk()
+    hold.filter([start(claim(0))], 1.0, no, winning)
+    WINNING["web/0"] = claim(0, node="n2", rnd=2)
+    assert hold.filter([], 2.0, yes, winning) == []
+    assert hold.filter([], 3.0, no, winning) == []
+    WINNING["web/0"] = claim(0, rnd=3)
+    assert hold.filter([], 4.0, no, winning) == [start(claim(0, rnd=3))]
+    assert hold.filter([], 5.0, no, winning) == []
+
+
+def test_a_slot_given_away_and_then_stopped_is_forgotten():
+    hold = disk()
+    hold.filter([start(claim(0))], 1.0, no, winning)
+    WINNING["web/0"] = claim(0, node="n2", rnd=2)
+    hold.filter([], 2.0, yes, winning)
+    stop = StopReplica("web/0", "superseded by n2 (ballot 2)")
+    assert hold.filter([stop], 3.0, no, winning) == [stop]
+    WINNING["web/0"] = claim(0, rnd=3)
+    assert hold.filter([start(claim(0, rnd=3))], 4.0, no, winning) == [start(claim(0, rnd=3))]
