@@ -6,22 +6,25 @@ runs, minutes of CPU each) are skipped unless the run asks for them with
 suite checks the same properties at a size that fits CI's 15 minutes.
 
 Running on several workers (pytest-xdist, `scripts/test` passes `-n` and
-`--dist loadgroup`): about half of the suite's wall time is spent waiting on
-real processes (dockerds, agents, a three-minute chaos run) while the rest is
-pure simulation burning one core, so the two overlap.  What may share a worker
-is decided here, in one place:
-  * tests that start agents, dockerds, registries, namespaces or Serf, or use
-    the host's shared dockerd (`PROCESS_DIRS`, `PROCESS_FILES`, the `real`
-    marker) form ONE group and so run one at a time, in file order, exactly
-    as in a serial run: they share the host dockerd and loopback ports, and
-    their timing assumptions were made for an otherwise quiet set of agents;
-  * the seeded chaos run has a group of its own: its own testbed prefix and
-    subnet isolate it, and it is three minutes of mostly waiting;
+`--dist loadgroup`): most of the suite's wall time is spent waiting on real
+processes (dockerds, agents, a three-minute chaos run) while the rest is pure
+simulation burning one core, so they overlap.  What may share a worker is
+decided here, in one place:
+  * tests that start agents, dockerds, registries or Serf on the host, or use
+    the host's shared dockerd (`HOST_PROCESS_DIRS`, `HOST_PROCESS_FILES`, the
+    `real` marker), form one group and so run one at a time, in file order,
+    as in a serial run: they share the host dockerd and loopback, and their
+    timing assumptions were made for an otherwise quiet set of agents;
+  * the testbed tests (tests/testbed: nodes in network namespaces of their
+    own, each with its own dockerd) form a second group, one at a time too:
+    several of them pick fixed or pid-derived subnets that must never be up
+    twice at once;
+  * the seeded chaos run is a group of its own: its own testbed prefix and
+    subnet (10.80.x) isolate it, and it is three minutes of mostly waiting;
   * every other file is a group of its own, so a module-scoped fixture (the
     shared 200-node world of tests/sim/test_sim_large.py) sees its tests in
     file order on one worker, as in a serial run.
-Groups are ordered longest first, so the worker that takes the process group
-is not left waiting for a long simulation at the end.
+The long groups go first, so no worker is left alone with one at the end.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from pathlib import PurePosixPath
 
 import pytest
 
-PROCESS_GROUP = "processes"
-PROCESS_DIRS = ("tests/runtime", "tests/testbed", "tests/interop")
-PROCESS_FILES = ("tests/test_netns_script.py",)
-# Isolated (own testbed prefix and subnet) and long: may overlap the process group.
+HOST_PROCESS_GROUP = "host-processes"
+HOST_PROCESS_DIRS = ("tests/runtime", "tests/interop")
+HOST_PROCESS_FILES = ("tests/test_netns_script.py",)
+TESTBED_GROUP = "testbed"
+TESTBED_DIR = "tests/testbed"
+# Isolated (own testbed prefix and subnet) and long: may overlap the other groups.
 OWN_GROUP_FILES = ("tests/testbed/test_chaos_run.py",)
 
 
@@ -52,15 +57,21 @@ def worker_group(item: pytest.Item) -> str:
     path = PurePosixPath(item.nodeid.split("::")[0])
     if str(path) in OWN_GROUP_FILES:
         return str(path)
-    if (item.get_closest_marker("real") is not None or str(path) in PROCESS_FILES
-            or any(path.is_relative_to(d) for d in PROCESS_DIRS)):
-        return PROCESS_GROUP
+    if path.is_relative_to(TESTBED_DIR):
+        return TESTBED_GROUP
+    if (item.get_closest_marker("real") is not None or str(path) in HOST_PROCESS_FILES
+            or any(path.is_relative_to(d) for d in HOST_PROCESS_DIRS)):
+        return HOST_PROCESS_GROUP
     return str(path)
 
 
+# tryfirst: pytest-xdist's worker reads the xdist_group marks in its own
+# collection hook (turning them into the "@group" suffix its scheduler
+# groups by); ours must have added them by then.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     groups = {item.nodeid: worker_group(item) for item in items}
-    rank = {PROCESS_GROUP: 0, **{f: 1 for f in OWN_GROUP_FILES}}
+    rank = {HOST_PROCESS_GROUP: 0, TESTBED_GROUP: 0, **{f: 1 for f in OWN_GROUP_FILES}}
     # A stable sort: inside a group (and a file) the order stays as collected.
     items.sort(key=lambda item: rank.get(groups[item.nodeid], 2))
     for item in items:
