@@ -12,7 +12,9 @@ dockerd (a killed node runs none), the desired replicas as an unfaulted
 agent states them, and that agent's member list.  At the end it heals
 everything (partition healed, loss and delay removed, paused agents
 resumed, killed nodes started) and waits up to `converge_timeout_s` for the
-containers to match the jobs exactly, then `stable_s` more.
+containers to match the jobs exactly and still match `stable_s` later (a
+change in between, such as a rebalancing move that starts once its settle
+delay after the heal ends, restarts the wait).
 
 Verdicts (node.chaos.invariants): no node's running containers reserve more
 than its capacity at any sample; after convergence every desired slot runs
@@ -369,9 +371,14 @@ class Campaign:
                 took = self.now() - self.heal_t
                 time.sleep(self.opts.stable_s)
                 s = self.sample([])
-                for p in (s["problems"] or [])[:20]:
-                    self.violate(inv.EXACTLY_ONCE, f"{self.opts.stable_s:g} s after converging: {p}")
-                return took
+                if s["problems"] == []:
+                    return took
+                # It changed after looking converged: a rebalancing move
+                # starts (start-first, two copies for a moment) once its
+                # settle delay after the heal ends.  Converged means clean
+                # twice, stable_s apart; a copy that stays doubled is still
+                # reported below when the deadline passes.
+                continue
             time.sleep(self.opts.sample_s)
         last = self.samples[-1]["problems"] if self.samples else None
         self.violate(inv.CONVERGES, f"not converged {self.opts.converge_timeout_s:g} s after the heal: "
