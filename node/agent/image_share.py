@@ -150,7 +150,8 @@ class ImageShare:
         if corrupt:
             self.corrupt_serves -= 1
         # The test hook flips the byte halfway through the image's size: inside
-        # a layer's data, which the receiving engine checks against the config.
+        # a layer's data, which the receiving engine checks against the config
+        # (when it lacks that layer; one it holds already is not read again).
         return self._stream(ref, size // 2 if corrupt else -1, peer)
 
     async def _stream(self, ref: str, flip_at: int, peer: str) -> AsyncIterator[bytes]:

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from testbed_cluster import N, job    # same directory (pytest's default prepend import mode)
@@ -26,10 +27,22 @@ from testbed_cluster import N, job    # same directory (pytest's default prepend
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def build_on(cl, i: int, tag: str, label: str) -> str:
-    """An image that differs from shoal-demo by a label, built in node i's dockerd only; its ID."""
-    dockerfile = f"FROM shoal-demo:latest\nLABEL shoal.test.spread={label}\n".encode()
-    out = list(cl.docker[i].build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True, decode=True))
+def build_on(cl, i: int, tag: str, label: str, blob_bytes: int = 0) -> str:
+    """An image that differs from shoal-demo by a label (and, with blob_bytes,
+    a layer of its own holding that many random bytes), built in node i's
+    dockerd only; its ID."""
+    dockerfile = f"FROM shoal-demo:latest\nLABEL shoal.test.spread={label}\n"
+    if blob_bytes:
+        dockerfile += "COPY blob /blob\n"
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in (("Dockerfile", dockerfile.encode()), ("blob", os.urandom(blob_bytes))):
+            if data or name == "Dockerfile":
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    out = list(cl.docker[i].build(fileobj=context, custom_context=True, tag=tag, rm=True, decode=True))
     assert not [m for m in out if "error" in m], out
     return cl.docker[i].inspect_image(tag)["Id"]
 
@@ -54,7 +67,11 @@ def test_an_image_on_one_node_reaches_all_five_and_a_corrupted_copy_is_refused(c
     tag = f"127.0.0.1:1/spread{os.getpid()}:1"
     name = "spread"
     try:
-        want = build_on(cl, 1, tag, f"a{os.getpid()}")
+        # A layer no other node has, large enough that the byte the fault hook
+        # flips halfway through the archive falls inside it: an engine does
+        # not read again a layer it already holds (shoal-demo's, on every
+        # node), so a flip there would go unnoticed, rightly.
+        want = build_on(cl, 1, tag, f"a{os.getpid()}", blob_bytes=8 << 20)
         assert [image_id(cl, i, tag) for i in range(2, N + 1)] == [None] * (N - 1)
         cl.api("PUT", "/v1/agent/fault", {"corrupt_serves": 1}, node=1)
         cl.submit(job(name, N, image=tag, strategy="spread", max_per_node=1, network="none", source="peers"))
