@@ -56,6 +56,15 @@ def _share(request: Request) -> Any:
     return share
 
 
+def peer_url(agent: Any, name: str) -> tuple[str | None, str]:
+    """Node `name`'s API base URL for a forwarded call, or why it cannot be asked."""
+    peer = peer_target(agent.view, name)
+    try:
+        url = None if peer is None else peer_api_url(agent, name, peer)
+    except ForwardRefused as e:
+        return None, str(e)
+    return url, "" if url is not None else "its API is not reachable from here"
+
 async def _local(request: Request, ref: str | None) -> dict[str, Any]:
     agent = agent_of(request)
     share = _share(request)
@@ -97,14 +106,9 @@ async def images(request: Request) -> Response:
 
     async def remote(client: httpx.AsyncClient, name: str) -> None:
         target = "/v1/images" + (f"?ref={ref}" if ref else "")
-        peer = peer_target(agent.view, name)
-        try:
-            url = None if peer is None else peer_api_url(agent, name, peer)
-        except ForwardRefused as e:
-            results[name] = {"node": name, "error": str(e)}
-            return
+        url, why = peer_url(agent, name)
         if url is None:
-            results[name] = {"node": name, "error": "its API is not reachable from here"}
+            results[name] = {"node": name, "error": why}
             return
         try:
             r = await client.get(url + target, headers=forward_headers(agent, "GET", target))
@@ -203,14 +207,9 @@ async def preload(request: Request) -> Response:
 
     async def remote(client: httpx.AsyncClient, name: str) -> None:
         target = "/v1/images/preload/local"
-        peer = peer_target(agent.view, name)
-        try:
-            url = None if peer is None else peer_api_url(agent, name, peer)
-        except ForwardRefused as e:
-            results[name] = {"node": name, "error": str(e)}
-            return
+        url, why = peer_url(agent, name)
         if url is None:
-            results[name] = {"node": name, "error": "its API is not reachable from here"}
+            results[name] = {"node": name, "error": why}
             return
         try:
             r = await client.post(url + target, json=forwarded, headers=forward_headers(agent, "POST", target))
