@@ -567,6 +567,9 @@ class NodeCore:
         # look again when the next one ends.
         suspicions = self.swim.suspicions()
         keeping = suspicion_rule.keeping(alive, suspicions, now)
+        # ... and so does every holder our disk names, until our claims are
+        # confirmed (node.core.replay): a restarted agent has not heard from them yet.
+        keeping |= self._replay.keeping(now, self._view.claims_replayed)
         outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(), alive=alive,
                                            now=now, running=rollout_link.lookup(self),
                                            copies=merge_link.copies(self, now), keeping=keeping)

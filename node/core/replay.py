@@ -28,6 +28,16 @@ award, a new version), ends its hold.
 Claims that reach us from peers, and every claim once confirmed, pass as
 they always did.
 
+The same wait covers the other nodes' claims on disk (`keeping`): until
+confirmed, every node a claim read from disk names keeps its slots, alive
+to us or not.  A restarted agent's first placement passes run before its
+join has found anyone: every peer looks gone, and it would coordinate their
+slots onto itself under new ballots -- stealing running replicas from live
+nodes (seen on the testbed: a node back from a power cut took two of its
+peers' three slots, then rebalancing moved one back).  Once confirmed, the
+holders that really are gone are re-placed as usual, by then with the
+cluster's view; a lone survivor waits `replay_confirm_s` at most.
+
 Pure: the caller passes `now`, how to ask whether the claims agree, and
 each slot's winning claim.
 """
@@ -47,9 +57,12 @@ class ReplayHold:
     def __init__(self, name: str, claims: Iterable[Claim], until: float) -> None:
         self._name = name
         # slot -> the ballot of our claim read from disk, while unconfirmed
+        claims = list(claims)
         self._replayed: dict[str, Ballot] = {c.name: c.ballot for c in claims if holds(c, name)}
+        # other nodes holding slots by our disk, kept until confirmed
+        self._others: frozenset[str] = frozenset(c.node for c in claims if holds(c, c.node) and c.node != name)
         self._until = until
-        self._confirmed = not self._replayed
+        self._confirmed = not self._replayed and not self._others
         self._held: dict[str, StartReplica] = {}     # full starts not given yet
 
     def filter(self, commands: Iterable[RuntimeCommand], now: float, agreed: Callable[[], bool],
@@ -71,10 +84,7 @@ class ReplayHold:
             else:
                 self._forget(cmd.slot)
             out.append(cmd)
-        if not self._confirmed and (now >= self._until or agreed()):
-            self._confirmed = True
-            self._replayed.clear()
-        if self._confirmed:
+        if self._confirm(now, agreed):
             for key in sorted(self._held):
                 held, claim = self._held[key], winning(key)
                 if claim == held.claim or (holds(claim, self._name) and claim is not None
@@ -82,6 +92,18 @@ class ReplayHold:
                     out.append(replace(held, claim=claim))
                     del self._held[key]
         return out
+
+    def keeping(self, now: float, agreed: Callable[[], bool]) -> frozenset[str]:
+        """The nodes that keep their slots because our disk names them as
+        holders and our claims are not confirmed yet (empty once they are)."""
+        return frozenset() if self._confirm(now, agreed) else self._others
+
+    def _confirm(self, now: float, agreed: Callable[[], bool]) -> bool:
+        if not self._confirmed and (now >= self._until or agreed()):
+            self._confirmed = True
+            self._replayed.clear()
+            self._others = frozenset()
+        return self._confirmed
 
     def _forget(self, key: str) -> None:
         self._replayed.pop(key, None)

@@ -118,3 +118,20 @@ def test_a_slot_given_away_and_then_stopped_is_forgotten():
     assert hold.filter([stop], 3.0, no, winning) == [stop]
     WINNING["web/0"] = claim(0, rnd=3)
     assert hold.filter([start(claim(0, rnd=3))], 4.0, no, winning) == [start(claim(0, rnd=3))]
+
+
+def test_the_holders_our_disk_names_keep_their_slots_until_our_claims_are_confirmed():
+    hold = disk()
+    assert hold.keeping(1.0, no) == {"n2"}        # web/2's holder, not heard from yet
+    assert hold.keeping(2.0, yes) == frozenset()  # the peers agree: the usual rules again
+    assert hold.keeping(3.0, no) == frozenset()
+    lone = disk()
+    assert lone.keeping(9.9, no) == {"n2"}
+    assert lone.keeping(10.0, no) == frozenset()  # nobody to ask: the bound
+
+
+def test_a_disk_with_only_other_nodes_claims_still_waits_for_them():
+    hold = ReplayHold("n1", [claim(2, node="n2"), claim(4, node="n3", released=True)], until=10.0)
+    assert hold.keeping(1.0, no) == {"n2"}
+    assert hold.filter([start(claim(0, rnd=2))], 1.0, no, winning) == [start(claim(0, rnd=2))]
+    assert ReplayHold("n1", [], until=10.0).keeping(0.0, no) == frozenset()

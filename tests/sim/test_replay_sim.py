@@ -110,3 +110,39 @@ def test_a_lone_node_restarts_its_slots_after_replay_confirm_s():
     took = sim.world.run_until_converged(lambda _: set(sim.running[0]) == SLOTS, 10, check_every=0.05)
     assert took is not None and took <= 6.0, (took, sim.running)   # replay_confirm_s: 10 s after the restart
     assert not sim.violations
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_restarted_node_takes_no_slot_from_live_peers_before_it_has_heard_from_them(seed):
+    # The testbed scene that caught it: 3 nodes, a job spread over them; a
+    # power cut on one, its slot moves to a survivor; the machine comes back
+    # and its agent's first placement passes run before its join is answered
+    # (here: the join goes out 1 s after the restart).  Every peer then looks
+    # gone to it; before the fix it coordinated their slots onto itself under
+    # new ballots, stopping replicas that ran fine on live nodes.
+    spread = job("web", 3, cpu=0.25, memory="16MiB", strategy="spread")
+    sim = ClusterSim(seed, 3, LOCAL.replace(enable_compression=False), capacities=[Resources(900, GiB, 0)] * 3)
+    sim.world.bootstrap()
+    sim.world.run_for(3)
+    sim.submit(0, spread)
+    sim.world.run_for(3)
+    assert not sim.placement_problems([spread])
+    victim = 2
+    sim.world.crash(victim)
+    took = sim.world.run_until_converged(
+        lambda _: sum(len(sim.running[i]) for i in (0, 1)) == 3, 10, check_every=0.05)
+    assert took is not None, sim.running
+    before = {i: set(sim.running[i]) for i in (0, 1)}
+    stops: list[tuple[float, int, str]] = []
+    sim.world.subscribe(lambda t, i, ev: stops.append((t, i, ev.slot))
+                        if i != victim and ev.__class__.__name__ == "StopReplica" else None)
+
+    sim.world.restart(victim, seeds=[])
+    sim.world.run_for(1.0)
+    sim.world.join(victim, [0, 1])
+    sim.world.run_for(4.0)   # well inside the rebalancing settle delay (10 s)
+
+    assert stops == [], f"seed {seed}: live nodes stopped replicas for the restarted one: {stops}"
+    assert {i: set(sim.running[i]) for i in (0, 1)} == before
+    assert sim.running[victim] == {}
+    assert not sim.violations
