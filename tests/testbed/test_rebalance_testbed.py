@@ -5,7 +5,9 @@ spread over the node label `host` (one value per node, as racks a, b, c in
 the quickstart).  Power-cut node 3: its replica is re-placed on node 1 or 2.
 Start node 3 again: within the settle delay and a few seconds the job runs
 on all three nodes again, one container per slot, and at no sample were
-fewer than R - 1 slots running.  Root only (skipped otherwise); its own
+fewer than R - 1 slots running.  Exactly one rebalancing move, to node 3,
+unless the machine's load made an agent doubt node 1 or 2 (then failure
+handling moves replicas too, and the move count is only reported).  Root only (skipped otherwise); its own
 testbed prefix and subnet, taken down at the end.
 """
 
@@ -60,9 +62,22 @@ def test_a_returning_node_gets_its_replica_back(tmp_path):
         took = time.monotonic() - t0
         print(f"back on nodes 1, 2, 3 {took:.1f} s after node 3 was started; fewest running slots {lowest}")
         assert lowest >= 2, "never below R - 1 running"
-        moves = [e for i in (1, 2, 3) for e in cl.events(i) if e.get("event") == "rebalance_moving"]
-        assert len(moves) == 1, moves
-        assert "to " + cl.name(3) in moves[0]["detail"], moves
+        events = {i: cl.events(i) for i in (1, 2, 3)}
+        story = "\n".join(f"{cl.name(i)}: {e}" for i in (1, 2, 3) for e in events[i])
+        moves = [e for i in (1, 2, 3) for e in events[i] if e.get("event") == "rebalance_moving"]
+        # A live node doubted by a loaded machine (its agent starved past the
+        # suspicion grace) rightly has its replicas re-placed, and rebalancing
+        # then evens the job out from there: more moves, other directions.
+        # Only a run where nodes 1 and 2 were never doubted pins the one move.
+        doubted = sorted({e["member"]["name"] for i in (1, 2, 3) for e in events[i]
+                          if e.get("event") in ("member_suspected", "member_failed")
+                          and e["member"]["name"] in (cl.name(1), cl.name(2))})
+        assert moves, story
+        if doubted:
+            print(f"live nodes doubted under load: {doubted}; {len(moves)} rebalancing move(s)")
+        else:
+            assert len(moves) == 1, story
+            assert "to " + cl.name(3) in moves[0]["detail"], story
     finally:
         if cl is not None:
             ids = {i: sorted(cl.seen_ids[i]) for i in cl.nodes}
