@@ -36,6 +36,7 @@ class ClusterConfig:
     tombstone_min_age_s: float = 3600.0
     # After a restart, the claims read from disk start nothing until our
     # claims digest matches every live peer's, or this long at the latest
-    # (node.core.replay: a slot may have moved while we were down).
+    # (node.core.replay: a slot may have moved while we were down); nor
+    # do we re-place the slots our disk says other nodes hold.
     replay_confirm_s: float = 10.0
     max_spec_bytes: int = 64 * 1024
