@@ -13,9 +13,9 @@ The file is handled by node/sqlitefile.py, as the job store's
 (node/persist.py) is, but it is a file of its own so that damage to one
 never costs the other.  This module holds the claim store's own parts:
 
-* one row per slot: the claim's wire form (msgpack of `Claim.to_wire()`), a
-  `released` flag (so collection can delete only released claims) and a
-  blake2b checksum of both; a write replaces a row only if its claim beats
+* one row per slot: the claim's wire form (msgpack of `Claim.to_wire()`,
+  checksummed as node/state/rowbody.py says) and a `released` flag (so
+  collection can delete only released claims); a write replaces a row only if its claim beats
   the stored one (`Claim.beats`), so late or repeated batches never roll a
   slot back;
 * bounded by node.core.jobstore.MAX_ENTRIES rows (the in-memory map's own bound).
@@ -35,23 +35,20 @@ each method holds a lock (`sqlitefile.SqliteStore`), as in node/persist.py.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-
-import msgpack
 
 from auction.claims import Claim
 
 from node.core.jobstore import MAX_ENTRIES
 from node.state.sqlitefile import (KEEP_CORRUPT, BadRow, FileLayout, LoadReport, PersistError,
                          SqliteStore, open_file, scan_rows)
+from node.state.rowbody import RowBody
 
 DB_NAME = "claims.db"
 APPLICATION_ID = 0x73686F63  # "shoc"
 SCHEMA_VERSION = 1
-CHECKSUM_BYTES = 16
 MAX_ROW_BYTES = 4096  # a claim's wire form is a few hundred bytes at most
 BUSY_TIMEOUT_S = 5.0
 # Room per row beyond its body, for the file size cap: name, cells, index.
@@ -62,7 +59,7 @@ CREATE TABLE claims (
     name     TEXT PRIMARY KEY NOT NULL,   -- slot key "job/index"
     body     BLOB NOT NULL,               -- msgpack of Claim.to_wire()
     released INTEGER NOT NULL,
-    checksum BLOB NOT NULL                -- claim_checksum(body)
+    checksum BLOB NOT NULL                -- BODY.checksum(body)
 )
 """
 _SELECT = "SELECT rowid, name, body, released, checksum FROM claims"
@@ -78,24 +75,12 @@ _LAYOUT = FileLayout(
     table="claims", columns=_COLUMNS, schema_sql=_SCHEMA, reports_stray_wal=False)
 
 
-def claim_checksum(body: bytes) -> bytes:
-    return hashlib.blake2b(body, digest_size=CHECKSUM_BYTES, person=b"shoal-claims-v1").digest()
-
-
-def _encode(claim: Claim) -> bytes:
-    return msgpack.packb(claim.to_wire(), use_bin_type=True)
+BODY = RowBody(b"shoal-claims-v1", MAX_ROW_BYTES, "claim")
 
 
 def _decode_row(row) -> Claim:
     _, name, body, released, checksum = row
-    if not isinstance(body, bytes) or not 0 < len(body) <= MAX_ROW_BYTES:
-        raise BadRow("body missing or too large")
-    if not isinstance(checksum, bytes) or claim_checksum(body) != checksum:
-        raise BadRow("checksum mismatch")
-    try:
-        claim = Claim.from_wire(msgpack.unpackb(body, raw=False))
-    except Exception as exc:  # msgpack raises several types; from_wire ValueError
-        raise BadRow(f"undecodable claim ({exc})") from None
+    claim = BODY.decode(body, checksum, Claim.from_wire)
     if not isinstance(name, bytes) or name.decode(errors="replace") != claim.name:
         raise BadRow("row name does not match its claim")
     if released != int(claim.released):
@@ -153,21 +138,12 @@ class ClaimStore(SqliteStore):
                         raise PersistError(f"the claim store holds {MAX_ENTRIES} claims already")
                     else:
                         added += 1
-                    body = _encode(claim)
-                    conn.execute(_UPSERT, (claim.name, body, int(claim.released), claim_checksum(body)))
+                    body, checksum = BODY.encode(claim.to_wire())
+                    conn.execute(_UPSERT, (claim.name, body, int(claim.released), checksum))
                     written += 1
             self._rows += added
             return written
 
     def forget(self, names: Iterable[str]) -> int:
         """Delete these slots' claims if they are released (collected)."""
-        names = list(names)
-        with self._lock:
-            conn = self._connection()
-            gone = 0
-            with self.write_transaction(conn):
-                for name in names:
-                    gone += conn.execute("DELETE FROM claims WHERE name = ? AND released = 1",
-                                         (name,)).rowcount
-            self._rows -= gone
-            return gone
+        return self.delete_each("DELETE FROM claims WHERE name = ? AND released = 1", names)

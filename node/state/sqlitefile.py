@@ -38,7 +38,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,6 +369,19 @@ class SqliteStore:
                 yield
         except sqlite3.Error as exc:
             raise PersistError(f"cannot write to {self.path}: {exc}", is_corruption(exc)) from exc
+
+    def delete_each(self, sql: str, names: Iterable[str]) -> int:
+        """Run a one-parameter DELETE for each name in one transaction; the
+        rows gone leave the count.  Returns how many."""
+        names = list(names)
+        with self._lock:
+            conn = self._connection()
+            gone = 0
+            with self.write_transaction(conn):
+                for name in names:
+                    gone += conn.execute(sql, (name,)).rowcount
+            self._rows -= gone
+            return gone
 
     def __len__(self) -> int:
         return self._rows

@@ -12,8 +12,8 @@ with Meta wins (node.core.jobstore.Entry.beats), so the Meta comes back too.
 A crash between the two writes loses at most that version's Meta here;
 peers hold it and anti-entropy brings it back.
 
-One row per version: the entry's wire form (msgpack of `Entry.to_wire()`)
-and a blake2b checksum of it, keyed by job name and HLC stamp.  A job keeps
+One row per version: the entry's wire form (msgpack of `Entry.to_wire()`,
+checksummed as node/state/rowbody.py says), keyed by job name and HLC stamp.  A job keeps
 HISTORY_VERSIONS rows, newest by stamp (the in-memory rule); a write prunes
 the rest.  `forget` (a collected tombstone) deletes a job's rows.  The file
 is handled by node/sqlitefile.py like the other two stores (checked on
@@ -25,22 +25,20 @@ Threading: as the other stores, every method blocks and holds the lock.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
-
-import msgpack
 
 from node.core.history import HISTORY_VERSIONS
 from node.core.jobstore import MAX_ENTRIES, Entry
 from node.state.sqlitefile import (KEEP_CORRUPT, BadRow, FileLayout, LoadReport, PersistError,
                                    SqliteStore, open_file, scan_rows)
+from node.state.rowbody import RowBody
 
 DB_NAME = "versions.db"
 APPLICATION_ID = 0x73686F76  # "shov"
 SCHEMA_VERSION = 1
-CHECKSUM_BYTES = 16
 MAX_SPEC_BYTES = 64 * 1024
 MAX_ROW_BYTES = MAX_SPEC_BYTES + 4096  # the spec and a bounded Meta
 MAX_ROWS = MAX_ENTRIES * HISTORY_VERSIONS
@@ -54,7 +52,7 @@ CREATE TABLE versions (
     counter  INTEGER NOT NULL,
     node     TEXT NOT NULL,
     body     BLOB NOT NULL,        -- msgpack of Entry.to_wire()
-    checksum BLOB NOT NULL,        -- version_checksum(body)
+    checksum BLOB NOT NULL,        -- BODY.checksum(body)
     PRIMARY KEY (name, wall_ms, counter, node)
 )
 """
@@ -74,25 +72,12 @@ _LAYOUT = FileLayout(
     table="versions", columns=_COLUMNS, schema_sql=_SCHEMA, reports_stray_wal=False)
 
 
-def version_checksum(body: bytes) -> bytes:
-    return hashlib.blake2b(body, digest_size=CHECKSUM_BYTES, person=b"shoal-versions1").digest()
-
-
-def _encode(entry: Entry) -> bytes:
-    body: bytes = msgpack.packb(entry.to_wire(), use_bin_type=True)
-    return body
+BODY = RowBody(b"shoal-versions1", MAX_ROW_BYTES, "version")
 
 
 def _decode_row(row: tuple) -> Entry:
     _, name, body, checksum = row
-    if not isinstance(body, bytes) or not 0 < len(body) <= MAX_ROW_BYTES:
-        raise BadRow("body missing or too large")
-    if not isinstance(checksum, bytes) or version_checksum(body) != checksum:
-        raise BadRow("checksum mismatch")
-    try:
-        entry = Entry.from_wire(msgpack.unpackb(body, raw=False), MAX_SPEC_BYTES)
-    except Exception as exc:  # msgpack raises several types; from_wire ValueError
-        raise BadRow(f"undecodable version ({exc})") from None
+    entry = BODY.decode(body, checksum, partial(Entry.from_wire, max_spec_bytes=MAX_SPEC_BYTES))
     if not isinstance(name, bytes) or name.decode(errors="replace") != entry.name:
         raise BadRow("row name does not match its version")
     return entry
@@ -145,8 +130,8 @@ class VersionStore(SqliteStore):
                             pass  # a damaged row loses to anything
                     elif self._rows >= MAX_ROWS:
                         raise PersistError(f"the version store holds {MAX_ROWS} versions already")
-                    body = _encode(entry)
-                    conn.execute(_UPSERT, (entry.name, s.wall_ms, s.counter, s.node, body, version_checksum(body)))
+                    body, checksum = BODY.encode(entry.to_wire())
+                    conn.execute(_UPSERT, (entry.name, s.wall_ms, s.counter, s.node, body, checksum))
                     written += 1
                     self._rows += row is None
                 for name in {e.name for e in batch}:
@@ -155,12 +140,4 @@ class VersionStore(SqliteStore):
 
     def forget(self, names: Iterable[str]) -> int:
         """Delete these jobs' versions (their tombstones were collected)."""
-        names = list(names)
-        with self._lock:
-            conn = self._connection()
-            gone = 0
-            with self.write_transaction(conn):
-                for name in names:
-                    gone += conn.execute("DELETE FROM versions WHERE name = ?", (name,)).rowcount
-            self._rows -= gone
-            return gone
+        return self.delete_each("DELETE FROM versions WHERE name = ?", names)
