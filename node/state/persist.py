@@ -298,18 +298,9 @@ class EntryStore(SqliteStore):
     def forget(self, names: Iterable[str]) -> int:
         """Delete the tombstones of these names (collected tombstones); a name
         whose stored entry is live is left alone.  Returns how many went."""
-        names = list(names)
-        with self._lock:
-            conn = self._connection()
-            gone = 0
-            with self.write_transaction(conn):
-                for name in names:
-                    cur = conn.execute("DELETE FROM entries WHERE name = ? AND spec IS NULL",
-                                       (name,))
-                    gone += cur.rowcount
-            self._rows -= gone
-            self._loaded = None
-            return gone
+        gone = self.delete_each("DELETE FROM entries WHERE name = ? AND spec IS NULL", names)
+        self._loaded = None
+        return gone
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL).  Idempotent."""
