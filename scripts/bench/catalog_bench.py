@@ -50,14 +50,10 @@ import argparse
 import collections
 import ctypes
 import datetime
-import json
 import os
 import queue
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -65,13 +61,12 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from testbed_bench import export_source, git, load1, log, wait  # noqa: E402  (same directory)
+import benchbed  # noqa: E402  (same directory)
+from benchbed import N, load1, log, wait  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "shcat"
 SUBNET = "10.83.0"
-N = 5
-API_VERSION = "1.41"
 ZONE = "shoal"
 DNS_PORT = 8600
 POLL_S = 0.05
@@ -138,56 +133,14 @@ def summary(xs: list[float]) -> str:
     return f"{statistics.median(xs):.2f} s ({min(xs):.2f}-{max(xs):.2f}, n={len(xs)})"
 
 
-class Bed:
+class Bed(benchbed.Bed):
+    """The catalog benchmark's testbed (prefix shcat, shared with rollout_bench)."""
+
     def __init__(self, src: Path, workdir: Path) -> None:
-        self.src = src
-        self.env = dict(os.environ, SHOAL_TESTBED_PREFIX=PREFIX, SHOAL_TESTBED_SUBNET=SUBNET,
-                        SHOAL_TESTBED_DIR=str(workdir / "testbed"), SHOAL_TESTBED_PYTHON=sys.executable)
-        self.nodes: dict[int, dict] = {}
-        self.docker: dict = {}
-        self.token = ""
-
-    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        out = subprocess.run([str(self.src / "scripts" / "testbed"), *args], env=self.env, capture_output=True,
-                             text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        if check and out.returncode != 0:
-            raise RuntimeError(f"scripts/testbed {' '.join(args)} exited {out.returncode}:\n{out.stderr}")
-        return out
-
-    def status(self) -> dict:
-        return json.loads(self.run("status", "--json").stdout)
-
-    def up(self, *args: str) -> None:
-        import docker
-
-        self.run("up", str(N), *args)
-        st = self.status()
-        self.token = st["token"] or ""
-        self.nodes = {n["index"]: n for n in st["nodes"]}
-        self.docker = {i: docker.APIClient(base_url=n["docker_host"], version=API_VERSION, timeout=60)
-                       for i, n in self.nodes.items()}
-
-    def down(self) -> None:
-        for c in self.docker.values():
-            c.close()
-        self.docker = {}
-        out = self.run("down", check=False)
-        if out.returncode != 0:
-            log(f"testbed down: {out.stderr.strip()}")
+        super().__init__(src, workdir, PREFIX, SUBNET)
 
     def ns_path(self, i: int) -> str:
         return f"/run/netns/{self.nodes[i]['ns']}"
-
-    def api(self, i: int, method: str, path: str, body=None, timeout: float = 10, headers_out: dict | None = None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.nodes[i]["api"] + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            if headers_out is not None:
-                headers_out.update(r.headers)
-            raw = r.read()
-            return json.loads(raw) if raw else None
 
     def pid_of(self, i: int, key: str) -> int | None:
         return next(n[key] for n in self.status()["nodes"] if n["index"] == i)
@@ -526,24 +479,10 @@ def main() -> int:
         print("catalog_bench: needs root (scripts/testbed)", file=sys.stderr)
         return 2
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-
-    workdir = Path(tempfile.mkdtemp(prefix="shoal-catbench-"))
     results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "replicas": args.replicas,
                      "profile": args.profile, "listing": [], "shoal_kills": [], "swarm_kills": []}
-    bed = None
-    rc = 0
-    try:
-        if args.src == "worktree":
-            src, desc = REPO, "the working tree at " + git("rev-parse", "--short=12", "HEAD")
-        else:
-            src, desc = export_source(args.src, workdir / "src")
-        results["src"] = desc
-        log(f"running {desc}")
-        bed = Bed(src, workdir)
+    with benchbed.bench_run("catbench", results, args.src, args.json) as run:
+        bed = run.track(Bed(run.src, run.workdir))
         if not args.no_shoal:
             log(f"testbed up: {N} nodes with agents, profile {args.profile}")
             bed.up("--profile", args.profile)
@@ -555,17 +494,8 @@ def main() -> int:
             bed.up("--no-agents")
             bench_swarm_kills(bed, args.replicas, args.kills, results)
             bed.down()
-    except (KeyboardInterrupt, TimeoutError, RuntimeError) as e:
-        log(f"stopped: {e}")
-        rc = 1
-    finally:
-        if bed is not None:
-            bed.down()
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2))
-        subprocess.run(["rm", "-rf", str(workdir)], check=False)
     report(results)
-    return rc
+    return run.rc
 
 
 if __name__ == "__main__":

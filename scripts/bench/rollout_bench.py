@@ -36,20 +36,16 @@ in a finally, also on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from catalog_bench import HTTPD, JOB, N, Bed, live_nodes  # noqa: E402  (same directory)
-from testbed_bench import export_source, git, load1, log, wait  # noqa: E402
+from benchbed import bench_run, load1, log, wait  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "shoal-bench"
@@ -203,24 +199,10 @@ def main() -> int:
         return 2
     sizes = [int(x) for x in args.replicas.split(",") if x.strip()]
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-
-    workdir = Path(tempfile.mkdtemp(prefix="shoal-rollbench-"))
     results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "parallel": args.parallel,
                      "monitor_s": args.monitor_s, "profile": args.profile, "shoal": [], "swarm": []}
-    bed = None
-    rc = 0
-    try:
-        if args.src == "worktree":
-            src, desc = REPO, "the working tree at " + git("rev-parse", "--short=12", "HEAD")
-        else:
-            src, desc = export_source(args.src, workdir / "src")
-        results["src"] = desc
-        log(f"running {desc}")
-        bed = Bed(src, workdir)
+    with bench_run("rollbench", results, args.src, args.json) as run:
+        bed = run.track(Bed(run.src, run.workdir))
         if not args.no_shoal:
             log(f"testbed up: {N} nodes with agents, profile {args.profile}")
             bed.up("--profile", args.profile)
@@ -236,17 +218,8 @@ def main() -> int:
             for r in sizes:
                 bench_swarm(bed, r, args.parallel, args.monitor_s, args.trials, results)
             bed.down()
-    except (KeyboardInterrupt, TimeoutError, RuntimeError) as e:
-        log(f"stopped: {e}")
-        rc = 1
-    finally:
-        if bed is not None:
-            bed.down()
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2))
-        subprocess.run(["rm", "-rf", str(workdir)], check=False)
     report(results)
-    return rc
+    return run.rc
 
 
 if __name__ == "__main__":

@@ -57,94 +57,30 @@ import collections
 import json
 import os
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchbed  # noqa: E402  (same directory)
+from benchbed import API_VERSION, N, REPO, git, load1, log, median, wait  # noqa: E402,F401  (image_spread uses them)
+
 PREFIX = "shbench"
 SUBNET = "10.82.0"
-N = 5
-API_VERSION = "1.41"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+class Testbed(benchbed.Bed):
+    """This benchmark's testbed (prefix shbench), up with one gossip profile."""
 
-
-def load1() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def median(xs):
-    return statistics.median(xs) if xs else None
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
-                          timeout=60, check=True).stdout.strip()
-
-
-def export_source(rev: str, dest: Path) -> tuple[Path, str]:
-    commit = git("rev-parse", "--verify", f"{rev}^{{commit}}")
-    dest.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit],
-                             capture_output=True, timeout=120, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True, timeout=120)
-    return dest, f"commit {commit[:12]} ({git('log', '-1', '--format=%s', commit)[:60]})"
-
-
-class Testbed:
     def __init__(self, src: Path, workdir: Path) -> None:
-        self.src = src
-        self.env = dict(os.environ, SHOAL_TESTBED_PREFIX=PREFIX, SHOAL_TESTBED_SUBNET=SUBNET,
-                        SHOAL_TESTBED_DIR=str(workdir / "testbed"), SHOAL_TESTBED_PYTHON=sys.executable)
-        self.nodes: dict[int, dict] = {}
-        self.docker: dict = {}
-        self.token = ""
+        super().__init__(src, workdir, PREFIX, SUBNET)
 
-    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        out = subprocess.run([str(self.src / "scripts" / "testbed"), *args], env=self.env, capture_output=True,
-                             text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        if check and out.returncode != 0:
-            raise RuntimeError(f"scripts/testbed {' '.join(args)} exited {out.returncode}:\n{out.stderr}")
-        return out
-
-    def status(self) -> dict:
-        return json.loads(self.run("status", "--json").stdout)
-
-    def up(self, profile: str) -> None:
-        import docker
-
-        self.run("up", str(N), "--profile", profile)
-        st = self.status()
-        self.token = st["token"]
-        self.nodes = {n["index"]: n for n in st["nodes"]}
-        self.docker = {i: docker.APIClient(base_url=n["docker_host"], version=API_VERSION, timeout=60)
-                       for i, n in self.nodes.items()}
-
-    def down(self) -> None:
-        for c in self.docker.values():
-            c.close()
-        self.docker = {}
-        out = self.run("down", check=False)
-        if out.returncode != 0:
-            log(f"testbed down: {out.stderr.strip()}")
-
-    def api(self, i: int, method: str, path: str, body=None, timeout: float = 10):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.nodes[i]["api"] + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read())
+    def up(self, profile: str) -> None:  # type: ignore[override]
+        super().up("--profile", profile)
 
     def agent_pid(self, i: int) -> int | None:
         return next(n["agent_pid"] for n in self.status()["nodes"] if n["index"] == i)
@@ -172,21 +108,6 @@ class Testbed:
                        for i in self.nodes)
         except OSError:
             return False
-
-
-def wait(pred, timeout: float, what: str, every: float = 0.1) -> float:
-    """Poll pred until true; return the monotonic time it first held."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            ok = pred()
-        except OSError:
-            ok = False
-        if ok:
-            return time.monotonic()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
 
 
 def write_spec(workdir: Path, name: str, replicas: int, strategy: str) -> Path:
@@ -499,24 +420,12 @@ def main() -> int:
     strategies = [s for s in args.strategies.split(",") if s]
     profiles = [p for p in args.kill_profiles.split(",") if p]
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-
-    workdir = Path(tempfile.mkdtemp(prefix="shoal-tbbench-"))
     results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"),
                "load_start": Path("/proc/loadavg").read_text().split()[:3],
                "job_run": [], "kills": [], "agent_cost": None}
-    tb = None
-    try:
-        if args.src == "worktree":
-            src, desc = REPO, "the working tree at " + git("rev-parse", "--short=12", "HEAD")
-        else:
-            src, desc = export_source(args.src, workdir / "src")
-        results["src"] = desc
-        log(f"running {desc}")
-        tb = Testbed(src, workdir)
+    with benchbed.bench_run("tbbench", results, args.src, args.json) as run:
+        tb = run.track(Testbed(run.src, run.workdir))
+        workdir = run.workdir
         plan = ([] if args.skip_job_run else ["lan"]) + profiles     # (a) and (b) on lan
         for profile in dict.fromkeys(plan):
             log(f"testbed up: {N} nodes, profile {profile}")
@@ -537,18 +446,8 @@ def main() -> int:
                         if p.exists():
                             shutil.copy(p, keep / f"{n['name']}-{f}")
             tb.down()
-    except (KeyboardInterrupt, TimeoutError, RuntimeError) as e:
-        log(f"stopped: {e}")
-        summarize(results)
-        return 1
-    finally:
-        if tb is not None:
-            tb.down()
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2))
-        shutil.rmtree(workdir, ignore_errors=True)
     summarize(results)
-    return 0
+    return run.rc
 
 
 if __name__ == "__main__":
