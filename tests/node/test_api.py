@@ -17,34 +17,16 @@ import pytest
 import trio
 
 from node.agent.agent import Agent
-from node.agent.config import load_config
 from node.agent.keys import encode_key
 from node.core.inputs import SetHealth, WriteJob
+from inproc_agent import agent_starter  # same directory
 
 DEADLINE_S = 10.0
 
 
 @pytest.fixture
 def start_agent(nursery, tmp_path):
-    async def start(name: str, **flags) -> Agent:
-        cfg = load_config(
-            None,
-            {"name": name, "bind": "127.0.0.1:0", "api": "127.0.0.1:0", "profile": "local",
-             "state_dir": str(tmp_path / name), **flags},
-        )
-        agent = Agent(cfg)
-        agent.finished = trio.Event()
-
-        async def run(task_status=trio.TASK_STATUS_IGNORED):
-            try:
-                await agent.run(handle_signals=False, task_status=task_status)
-            finally:
-                agent.finished.set()
-
-        await nursery.start(run)
-        return agent
-
-    return start
+    return agent_starter(nursery, tmp_path)
 
 
 def client(agent: Agent, **kw) -> httpx.AsyncClient:

@@ -28,6 +28,7 @@ from node.agent.peer_auth import PEER_AUTH_WINDOW_S, PeerAuthError, sign, verify
 from node.api.forward import REFUSED_REASON, forward_headers
 from node.cli.certs import make_ca, make_cert
 from node.cli.main import cli
+from inproc_agent import agent_starter  # same directory
 
 DEADLINE_S = 10.0
 TOKEN = "s3cret-token-123"
@@ -50,14 +51,7 @@ class RogueAgent(Agent):
 
 @pytest.fixture
 def start_agent(nursery, tmp_path):
-    async def start(name: str, cls: type[Agent] = Agent, **flags) -> Agent:
-        cfg = load_config(None, {"name": name, "bind": "127.0.0.1:0", "api": "127.0.0.1:0", "profile": "local",
-                                 "state_dir": str(tmp_path / name), **flags})
-        agent = cls(cfg)
-        await nursery.start(lambda task_status: agent.run(handle_signals=False, task_status=task_status))
-        return agent
-
-    return start
+    return agent_starter(nursery, tmp_path)
 
 
 class FakeApi:

@@ -8,30 +8,14 @@ import pytest
 import trio
 
 from node.agent.agent import Agent
-from node.agent.config import load_config
+from inproc_agent import CAPACITY_2CPU_2GIB, agent_starter  # same directory
 
 SPEC = {"name": "web", "image": "busybox:1", "cpu": 0.5, "memory": "64MiB", "replicas": 2}
 
 
 @pytest.fixture
 def start_agent(nursery, tmp_path):
-    async def start(name: str, **flags) -> Agent:
-        cfg = load_config(None, {"name": name, "bind": "127.0.0.1:0", "api": "127.0.0.1:0", "profile": "local",
-                                 "state_dir": str(tmp_path / name), "cpus": "2", "memory": "2GiB",
-                                 "reserve_cpus": "0", "reserve_memory": "0", **flags})
-        agent = Agent(cfg)
-        agent.finished = trio.Event()
-
-        async def run(task_status=trio.TASK_STATUS_IGNORED):
-            try:
-                await agent.run(handle_signals=False, task_status=task_status)
-            finally:
-                agent.finished.set()
-
-        await nursery.start(run)
-        return agent
-
-    return start
+    return agent_starter(nursery, tmp_path, **CAPACITY_2CPU_2GIB)
 
 
 def client(agent: Agent) -> httpx.AsyncClient:

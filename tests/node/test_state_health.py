@@ -28,8 +28,8 @@ import httpx
 import pytest
 
 from node.agent.agent import Agent
-from node.agent.config import load_config
 from node.agent.health import RUNTIME, STATE_DIR
+from inproc_agent import agent_starter  # same directory
 
 REPO = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 15.0
@@ -163,14 +163,7 @@ def test_a_state_dir_that_fails_writes_makes_the_node_unhealthy_until_a_write_su
 
 @pytest.fixture
 def start_agent(nursery, tmp_path):
-    async def start(name: str, **flags) -> Agent:
-        cfg = load_config(None, {"name": name, "bind": "127.0.0.1:0", "api": "127.0.0.1:0", "profile": "local",
-                                 "state_dir": str(tmp_path / name), **flags})
-        agent = Agent(cfg)
-        await nursery.start(agent.run)
-        return agent
-
-    return start
+    return agent_starter(nursery, tmp_path)
 
 
 async def self_info(agent: Agent) -> dict:
