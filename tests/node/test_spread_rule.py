@@ -40,7 +40,7 @@ def spread(receivers: int, transfer_s: float, load_s: float, poll_s: float = 1.0
     rng = random.Random(4)
     while len(holds) < receivers + 1:
         assert t < 1000, holds
-        for h, jobs in sending.items():
+        for jobs in sending.values():
             for r, done in [j for j in jobs if j[1] <= t]:
                 jobs.remove((r, done))
                 loading[r] = t + load_s
