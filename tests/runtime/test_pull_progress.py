@@ -90,3 +90,13 @@ def test_the_status_record_carries_pulls_and_drops_them_first_when_full():
                      pulls=pulls)
     fitted = big.fit(len(big.encode()) - 1)
     assert fitted.pulls == () and fitted.runtime == big.runtime
+
+
+def test_shoal_monitor_shows_progress_events_in_words():
+    from node.cli.monitor import describe
+    pull = {"event": "image_pull", "node": "node-3", "image": "busybox:2", "state": "progress", "layers": 5,
+            "layers_done": 3, "bytes": int(12.1 * MIB), "bytes_total": 48 * MIB}
+    assert describe(pull, "x") == ("image", "pulling busybox:2 on node-3: 3/5 layers, 12.1/48.0 MiB")
+    fetch = {"event": "image_fetch", "node": "node-2", "image": "app:1", "peer": "node-1", "state": "progress",
+             "bytes": 3 * MIB, "bytes_total": 12 * MIB}
+    assert describe(fetch, "x") == ("image", "fetching app:1 on node-2 from node-1: 3.0/12.0 MiB")
