@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each pure core, by dotted package name; its folder is the dots as slashes.
 CORES = ("gossip", "auction", "node.core")
 # Single pure modules, by dotted name; the file is the dots as slashes + ".py".
-PURE_MODULES = ("node.runtime.decision", "node.runtime.stall")
+PURE_MODULES = ("node.runtime.decision", "node.runtime.stall", "node.runtime.pull_progress",
+                "node.runtime.spread_rule")
 
 FORBIDDEN_MODULES = {
     # named in the architecture: I/O, clocks, OS entropy, concurrency
@@ -53,7 +54,9 @@ PROJECT_PACKAGES = {"gossip", "auction", "node"}
 CORE_MAY_IMPORT = {"gossip": ("gossip",), "auction": ("auction",),
                    "node.core": ("gossip", "auction", "node.core"),
                    "node.runtime.decision": ("auction", "node.runtime.decision"),
-                   "node.runtime.stall": ("node.runtime.stall",)}
+                   "node.runtime.stall": ("node.runtime.stall",),
+                   "node.runtime.pull_progress": ("node.core", "node.runtime.pull_progress"),
+                   "node.runtime.spread_rule": ("node.runtime.spread_rule",)}
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,14 @@ asks `ImageShare.fetch(image)` before it gives the slot up:
    `GET /v1/images?ref=REF`, for its copy (image ID and size).  Image lists
    are not gossiped (they are unbounded; the status record is not), so the
    question goes out only when an image is missing here.
-2. Transfer: from one holder, the one serving the fewest archives right now
-   (each listing says how many; at random among equals, `choose_holder`),
-   the agent streams `GET /v1/images/archive?ref=REF`: the holder streams its
-   engine's `docker save` of that one tag.  Both routes are agent-to-agent
+2. Transfer: from the holder node/runtime/spread_rule.py picks (a free
+   one that has sent the fewest copies; each listing says how many it sends
+   and has sent, and which images the node is loading), the agent streams
+   `GET /v1/images/archive?ref=REF`: the holder streams its engine's
+   `docker save` of that one tag.  The bytes received so far, of the
+   holder's size, are reported as the pull's progress (node/runtime/pulls.py's
+   `pace`: in the node's status record and `image_fetch` progress events, at
+   most once a second).  Both routes are agent-to-agent
    routes (node/api/server.py's PEER_ROUTES): with an API token they take the
    peer credential derived from the cluster's gossip key
    (node/agent/peer_auth.py) or the cluster CA's client certificate, so only
@@ -28,17 +32,19 @@ asks `ImageShare.fetch(image)` before it gives the slot up:
 4. Bounds: one fetch at a time per node (`max_fetches`; the puller also
    shares one fetch among all starts of the image), at most `max_serves`
    archives served at once (`[images] max_peer_serves`; 0: this node serves
-   none and is not listed as a holder; a busy holder answers 503; the receiver waits a
-   moment, asks who has the image again and picks again, without counting
-   it as a failed attempt), at most the holder's stated size plus tar
+   none and is not listed as a holder) and one copy of each image at a time
+   (spread_rule.PER_IMAGE_SERVES); a busy holder answers 503; the receiver
+   waits a moment, asks who has the image again and picks again, without
+   counting it as a failed attempt, at most the holder's stated size plus tar
    overhead received, and only if the disk has room for the archive and
    its unpacked layers (twice the size) plus `DISK_RESERVE_BYTES`.
 5. Spreading: a node that loaded an image lists it like any other, so it
-   serves the next ones; with the least busy holder picked, N nodes that
-   need an image fetch from a growing set of holders (a tree whose width
-   doubles about every transfer time) instead of N times from one: the
-   first holder sends about `max_serves` copies plus those asked of it
-   while others are busier.
+   serves the next ones.  With one copy per image at a time per holder, the
+   holder that has sent the fewest copies picked, and receivers waiting for
+   a node that is loading its copy rather than taking the source's next one
+   (spread_rule.py), N nodes that need an image fetch from a growing set of
+   holders (a tree whose width doubles about every transfer time) and the
+   first holder sends about log2(N+1) copies, not N.
 
 Events: `image_fetch` (started, then done, failed or busy; node, peer,
 bytes) on the receiving agent; `image_serve` (done or failed; node, peer,
@@ -71,7 +77,9 @@ from node.agent.image_preload import Preloads
 from node.agent.tags import decode_tags
 from node.api.forward import ForwardRefused, forward_client, forward_headers, peer_api_url
 from node.runtime.engine import EngineError, RuntimeProblem, engine_message
+from node.core.image_progress import ImageProgress
 from node.runtime.image_archive import CHUNK_BYTES, check_archive, local_image
+from node.runtime.spread_rule import PeerState, choose, may_serve
 
 if TYPE_CHECKING:
     from node.agent.agent import Agent
@@ -84,18 +92,21 @@ DISK_RESERVE_BYTES = 512 << 20
 TAR_SLACK_BYTES = 16 << 20      # tar headers and manifest beyond the image's size
 BUSY = "busy"                   # a holder at its max_serves (HTTP 503)
 BUSY_WAIT_S = 1.0
+MAX_TRACKED_IMAGES = 64         # images whose copies served are counted (the oldest is forgotten)
 
 
 class ServeBusy(Exception):
     """This agent serves max_serves archives already."""
 
 
-def choose_holder(holders: list[dict[str, Any]], rng: random.Random | None = None) -> dict[str, Any]:
-    """The holder to fetch from: one serving the fewest archives now (its
-    listing's `serving`), at random among equals, so receivers spread over
-    every node that has the image instead of queueing at the first one."""
-    least = min(int(h.get("serving") or 0) for h in holders)
-    return (rng or random).choice([h for h in holders if int(h.get("serving") or 0) == least])
+def choose_holder(peers: list[dict[str, Any]], rng: random.Random | None = None,
+                  waited_for_loader_s: float = 0.0) -> dict[str, Any] | None:
+    """The peer to fetch from (spread_rule.choose on the listings), or None:
+    wait and ask again."""
+    states = [PeerState(p["node"], bool(p.get("holds", True)), int(p.get("serving") or 0),
+                        int(p.get("served") or 0), bool(p.get("busy_total"))) for p in peers]
+    pick = choose(states, waited_for_loader_s, rng or random.Random())
+    return None if pick is None else next(p for p in peers if p["node"] == pick.node)
 
 
 def archive_target(ref: str) -> str:
@@ -116,7 +127,10 @@ class ImageShare:
         self.max_serves = max_serves
         self.serving = 0
         self.served_bytes = 0
+        self.serving_image: dict[str, int] = {}     # ref -> copies being sent now
+        self.served: dict[str, int] = {}            # ref -> copies sent or begun (spread_rule), oldest first
         self.fetching: set[str] = set()
+        self.loading: set[str] = set()              # received, being checked and loaded
         self.preloads = Preloads(agent, runtime)
         corrupt = os.environ.get("SHOAL_FAULT_CORRUPT_SERVES", "0") if agent.config.enable_fault_hook else "0"
         self.corrupt_serves = int(corrupt) if corrupt.isdigit() else 0
@@ -143,9 +157,14 @@ class ImageShare:
         max_serves archives are being served (counted before the first chunk)."""
         if self.max_serves <= 0:
             raise ServeBusy(f"{self.agent.name} serves no images to peers ([images] max_peer_serves = 0)")
-        if self.serving >= self.max_serves:
-            raise ServeBusy(f"{self.agent.name} serves {self.max_serves} images already")
+        if not may_serve(self.serving_image.get(ref, 0), self.serving, self.max_serves):
+            raise ServeBusy(f"{self.agent.name} serves {self.serving} images already ({self.max_serves} at most,"
+                            f" one copy of each at a time)")
         self.serving += 1
+        self.serving_image[ref] = self.serving_image.get(ref, 0) + 1
+        self.served[ref] = self.served.pop(ref, 0) + 1
+        while len(self.served) > MAX_TRACKED_IMAGES:
+            del self.served[next(iter(self.served))]
         corrupt = self.corrupt_serves > 0
         if corrupt:
             self.corrupt_serves -= 1
@@ -174,13 +193,22 @@ class ImageShare:
                     chunks.close()
         finally:
             self.serving -= 1
+            if self.serving_image.get(ref, 0) <= 1:
+                self.serving_image.pop(ref, None)
+            else:
+                self.serving_image[ref] -= 1
             self.agent.events.publish("image_serve", node=self.agent.name, image=ref, peer=peer, state=state,
                                       bytes=pos)
 
     # ---- fetching ----
 
+    def listing(self, ref: str) -> dict[str, int]:
+        """What this node's listing says of `ref` for spread_rule: copies being sent and sent."""
+        return {"serving": self.serving_image.get(ref, 0), "served": self.served.get(ref, 0)}
+
     async def holders(self, ref: str) -> list[dict[str, Any]]:
-        """The alive peers that have `ref`: {node, url, id, size}."""
+        """The alive peers that have `ref` ({node, url, id, size, serving,
+        served, busy_total}) or are loading it ({node, holds: False})."""
         view = self.agent.view
         alive = view.alive_names()
         found: list[dict[str, Any]] = []
@@ -202,11 +230,16 @@ class ImageShare:
             images = body.get("images") if isinstance(body, dict) else None
             if not isinstance(body, dict) or body.get("max_serves") == 0:
                 return      # this node serves no images to peers
-            serving = body.get("serving")
+            serving, most = body.get("serving"), body.get("max_serves")
+            busy = isinstance(serving, int) and isinstance(most, int) and serving >= most
             for img in images or []:
                 if isinstance(img, dict) and img.get("ref") == ref and str(img.get("id", "")).startswith("sha256:"):
-                    found.append({"node": member.name, "url": url, "id": img["id"], "size": int(img.get("size") or 0),
-                                  "serving": serving if isinstance(serving, int) else 0})
+                    found.append({"node": member.name, "url": url, "id": img["id"], "size": _count(img.get("size")),
+                                  "serving": _count(img.get("serving")), "served": _count(img.get("served")),
+                                  "busy_total": busy, "holds": True})
+                    return
+            if ref in (body.get("loading") or ()):
+                found.append({"node": member.name, "holds": False})
 
         async with forward_client(self.agent, ASK_TIMEOUT_S) as client:
             async with trio.open_nursery() as nursery:
@@ -225,6 +258,9 @@ class ImageShare:
                 return await self._fetch(image, ref)
             finally:
                 self.fetching.discard(ref)
+                pace = getattr(getattr(self.runtime, "puller", None), "pace", None)
+                if pace is not None:
+                    pace.end(ref)
 
     async def _fetch(self, image: str, ref: str) -> str | None:
         # Holders are asked again before each transfer: nodes that got the
@@ -232,12 +268,22 @@ class ImageShare:
         # attempt: wait a moment and ask again, until timeout_s has passed.
         deadline = trio.current_time() + self.timeout_s
         problems: list[str] = []
+        waited_for_loader_s = 0.0
         while len(problems) < MAX_ATTEMPTS:
             holders = await self.holders(ref)
             if not holders:
                 problems.append("no peer has it")
                 break
-            holder = choose_holder(holders)
+            holder = choose_holder(holders, waited_for_loader_s=waited_for_loader_s)
+            if holder is None:      # all busy, or one is about to hold it (spread_rule)
+                if trio.current_time() >= deadline:
+                    problems.append(f"every peer that has it stayed busy for {self.timeout_s:g} s")
+                    break
+                pause = BUSY_WAIT_S * (1 + random.random())
+                await trio.sleep(pause)
+                if any(not h.get("holds", True) for h in holders):
+                    waited_for_loader_s += pause
+                continue
             problem = await self._fetch_from(image, ref, holder)
             if problem is None:
                 return None
@@ -278,8 +324,10 @@ class ImageShare:
                             if got > limit:
                                 return self._failed(image, holder, f"more than the {size} bytes it said", got)
                             await trio.to_thread.run_sync(out.write, chunk)
+                            self._progress(image, ref, holder["node"], got, size)
             if deadline.cancelled_caught:
                 return self._failed(image, holder, f"timed out after {self.timeout_s:g} s", got)
+            self.loading.add(ref)       # peers wait for us rather than ask the source again (spread_rule)
             problem = await trio.to_thread.run_sync(check_archive, path, holder["id"], ref)
             if problem is not None:
                 return self._failed(image, holder, f"refused: {problem}", got)
@@ -289,11 +337,19 @@ class ImageShare:
         except httpx.HTTPError as e:
             return self._failed(image, holder, f"transfer failed: {e or type(e).__name__}", got)
         finally:
+            self.loading.discard(ref)
             with contextlib.suppress(OSError):
                 path.unlink()
         self._event(image=image, peer=holder["node"], state="done", bytes=got)
         log.info("fetched %s from %s (%d bytes)", image, holder["node"], got)
         return None
+
+    def _progress(self, image: str, ref: str, peer: str, got: int, size: int) -> None:
+        """Bytes received so far: into the puller's paced progress (the status
+        record) and, when it lets them through (at most 1/s), an event."""
+        pace = getattr(getattr(self.runtime, "puller", None), "pace", None)
+        if pace is not None and pace.offer(ImageProgress(ref, peer, 0, 0, got, max(size, got)), trio.current_time()):
+            self._event(image=image, peer=peer, state="progress", bytes=got, bytes_total=size)
 
     def _failed(self, image: str, holder: dict[str, Any], problem: str, got: int) -> str:
         self._event(image=image, peer=holder["node"], state="failed", bytes=got, reason=problem)
@@ -318,3 +374,7 @@ class ImageShare:
         if loaded.get("Id") != image_id:
             return f"loaded {ref} is {loaded.get('Id', '?')[:19]}..., not {image_id[:19]}..."
         return None
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

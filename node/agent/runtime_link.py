@@ -11,7 +11,10 @@ poll), and feeds the core what changed: the local images (`ImageInventory`: a bi
 image carries a pull cost; pulls are published as `image_pull` events)
 and each slot's state (`RuntimeSlots`: published in our status record,
 so any agent can say whether a placed replica runs), publishing each
-slot's change as a `container_state` event.  `watch_claims_replayed`
+slot's change as a `container_state` event, and how far the image pulls
+and peer fetches under way are (`ImagePulls`, from the puller's paced
+progress: at most one change per image a second; also in our status record,
+for `shoal job run` and `/ui`).  `watch_claims_replayed`
 tells the runtime once our claims agree with our live peers', after which it
 may remove containers nobody wants.
 """
@@ -26,7 +29,7 @@ import trio
 
 from node.agent.config import AgentConfig, ConfigError, advertise_address, publish_address
 from node.agent.health import RUNTIME
-from node.core.inputs import ImageInventory, ReplicaGaveUp, RuntimeSlots
+from node.core.inputs import ImageInventory, ImagePulls, ReplicaGaveUp, RuntimeSlots
 from node.runtime.fake import FakeRuntime
 
 if TYPE_CHECKING:
@@ -105,8 +108,10 @@ async def watch_runtime(agent: Agent) -> None:
     own passes."""
     images_fn = getattr(agent.runtime, "images", None)
     slots_fn = getattr(agent.runtime, "slot_states", None)
+    pulls_fn = getattr(getattr(agent.runtime, "puller", None), "progress", None)
     last_images: object = ()  # never equal to a report: the first one goes through
     last_slots: dict[str, tuple[str, str]] | None = None
+    last_pulls: tuple[Any, ...] = ()
     while True:
         # Taken before the reads: a move while they run still wakes the wait.
         moved = getattr(agent.runtime, "states_changed", None)
@@ -133,6 +138,15 @@ async def watch_runtime(agent: Agent) -> None:
                 # bump (the service catalog's) reads the new states.
                 _container_events(agent, last_slots or {}, slots)
                 last_slots = slots
+        if callable(pulls_fn):
+            try:
+                pulls = tuple(pulls_fn())
+            except Exception:
+                log.exception("runtime pull progress failed")
+                pulls = last_pulls
+            if pulls != last_pulls:
+                await agent.pump.feed(ImagePulls(pulls))
+                last_pulls = pulls
         with trio.move_on_after(RUNTIME_POLL_S):
             await (moved.wait() if moved is not None else trio.sleep_forever())
 

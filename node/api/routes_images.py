@@ -3,8 +3,10 @@ for other agents (node/agent/image_share.py has the design).
 
     GET /v1/images            ?ref=REF (only that tag) &cluster=1 (every alive
                               member's answer, for `shoal image ls`):
-                              {node, images: [{ref, id, size}], pulling: [REF],
-                              fetching: [REF]}; with cluster=1
+                              {node, images: [{ref, id, size, serving, served}],
+                              pulling: [REF], fetching: [REF], loading: [REF],
+                              progress: {REF: "pulling ...: 3/5 layers, 1.2/4.0
+                              MiB"}}; with cluster=1
                               {nodes: [that, or {node, error}]}
     GET /v1/images/archive    ?ref=REF: the `docker save` tar of that tag
                               (application/x-tar, streamed); 404 if it is not
@@ -76,15 +78,18 @@ async def _local(request: Request, ref: str | None) -> dict[str, Any]:
         raise ApiError(503, f"the engine on {agent.name} did not list its images: {e}") from None
     puller = share.runtime.puller
     busy = sorted(set(puller.pulling()) | share.fetching)
-    progress = {r: puller.describe(r) or "" for r in busy}
+    paced = {p.image: p.text(agent.name) for p in puller.progress()}
+    progress = {r: paced.get(r) or puller.describe(r) or "" for r in busy}
     preloads = share.preloads.snapshot()
+    images = [{**i, **share.listing(i["ref"])} for i in images]     # copies sent (node.runtime.spread_rule)
     if ref is not None:
         ref = normalize_image(ref)
         images = [i for i in images if i["ref"] == ref]
         progress = {r: p for r, p in progress.items() if r == ref}
         preloads = {r: p for r, p in preloads.items() if r == ref}
     return {"node": agent.name, "images": images, "pulling": puller.pulling(),
-            "fetching": sorted(share.fetching), "progress": progress, "preloads": preloads,
+            "fetching": sorted(share.fetching), "loading": sorted(share.loading), "progress": progress,
+            "preloads": preloads,
             "serving": share.serving, "max_serves": share.max_serves, "served_bytes": share.served_bytes}
 
 

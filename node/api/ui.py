@@ -18,10 +18,12 @@ see otherwise while gossip converges):
 
   * members: name, address, status (alive / suspect / failed / left), health
     (passing / warning / critical) and for how long;
-  * capacity per node: CPU and memory allocated against capacity, as bars;
+  * capacity per node: CPU and memory allocated against capacity, as bars,
+    and the images it is pulling or fetching with how far it is;
   * jobs: replicas desired against placed (a slot is placed when its winning
     claim names an alive, undrained node), pending slots with the first
-    reason, the job's current version and how many replicas run each
+    reason (or, while a replica waits for its image, the pull's progress),
+    the job's current version and how many replicas run each
     version, a rollout in progress (new / healthy / all, failed, canaries
     waiting for a promote: auction.rollout.describe), and the replicas this
     agent's runtime reports running here;
@@ -256,9 +258,11 @@ def _capacity(state: dict[str, Any]) -> str:
                        f"{_mem(alloc['memory_bytes'])} / {_mem(cap['memory_bytes'])}")
         else:
             cpu = mem = '<span class="muted">no status published</span>'
+        pulls = "".join(f'<div class="reason" data-field="pull">{_e(p.get("text"))}</div>'
+                        for p in n.get("pulls") or [] if isinstance(p, dict))
         rows.append(f'<tr data-node="{_e(name)}"><td>{_e(name)} '
                     f'{_pill(status, _STATUS_CLASS.get(status, "off"))} {" ".join(flags)}'
-                    f'<div class="muted">{_e(labels)}</div></td><td>{cpu}</td><td>{mem}</td></tr>')
+                    f'<div class="muted">{_e(labels)}</div>{pulls}</td><td>{cpu}</td><td>{mem}</td></tr>')
     return _table(["Node", "CPU allocated / capacity", "Memory allocated / capacity"], rows, "no nodes known")
 
 
@@ -276,7 +280,8 @@ def _jobs(state: dict[str, Any]) -> str:
         state_pill = (_pill("placed", "ok") if placed == desired and pending == 0 else
                       _pill(f"{pending} pending", "warn" if placed else "bad"))
         reason = next((s.get("reason") for s in j.get("slots") or [] if s.get("state") == "pending"
-                       and s.get("reason")), None)
+                       and s.get("reason")), None) or next((p.get("text") for p in j.get("pulls") or []
+                                                            if isinstance(p, dict)), None)
         here = "-" if running is None else str(running.get(name, 0))
         rollout = _rollout(j)
         rows.append(f'<tr data-job="{_e(name)}"><td>{_e(name)}</td>'

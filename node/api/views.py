@@ -31,6 +31,12 @@ of the core; they read and never change anything.
   exited (with `runtime_reason`), or null when the holder does not say (an
   older agent, or a summary too large for its record).  The summaries
   count `running` and `failed` (failed or exited) slots.
+
+  A slot starting on a node that is pulling or fetching the job's image
+  has that pull's progress as its `runtime_reason` ("pulling busybox:2 on
+  node-3: 3/5 layers, 12.1/48.0 MiB", from the holder's status record:
+  node.core.image_progress), and a job's detail lists each such pull once
+  (`pulls`, for `shoal job run`'s live lines); a node's view lists its own.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from auction.claims import Claim, parse_slot_key, slot_key
 from auction.coordination import coordination_key
 from auction.membership import holder_gone_reason
+from auction.placement import normalize_image
 from auction.rendezvous import Rendezvous
 from auction.resources import Resources
 from auction.scoring import NodeView, explain_unplaceable
@@ -47,6 +54,7 @@ from auction.spec import JobSpec
 from gossip.events import MemberInfo, MemberState
 from node.agent.tags import decode_tags
 from node.core.history import version_id
+from node.core.image_progress import of_image
 from node.core.jobstore import Entry
 from node.core.status import NodeStatus
 
@@ -106,7 +114,7 @@ def node_view(name: str, member: MemberInfo | None, status: NodeStatus | None, n
     if status is None:
         view.update(capacity=None, allocated=None, free=None, labels={}, drained=None, healthy=None,
                     unhealthy_reason=None, eligible=False, agent_version=None, jobs=None, publish_address=None,
-                    health=_HEALTH[state] if state is not None else "critical")
+                    pulls=[], health=_HEALTH[state] if state is not None else "critical")
         return view
     if state is None or state in (MemberState.DEAD, MemberState.LEFT):
         health = "critical"
@@ -127,6 +135,7 @@ def node_view(name: str, member: MemberInfo | None, status: NodeStatus | None, n
         jobs=status.jobs,
         publish_address=status.address or None,  # where its replicas are reached (the service catalog)
         health=health,
+        pulls=[p.to_json(name) for p in status.pulls],      # images it is pulling or fetching now
     )
     return view
 
@@ -186,6 +195,12 @@ class _Context:
                    else getattr(self.statuses.get(node), "runtime", None))
         return summary.state_of(job, index) if summary is not None else None
 
+    def pull_of(self, node: str, image: str) -> dict[str, Any] | None:
+        """How far `node` is in getting `image`, from its record; None if it is not at it."""
+        status = self.statuses.get(node)
+        p = of_image(status.pulls, normalize_image(image)) if status is not None else None
+        return None if p is None else p.to_json(node)
+
 
 def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str, Any]:
     view = ctx.view
@@ -201,8 +216,10 @@ def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str,
         problem = holder_gone_reason(claim.node, ctx.alive, ctx.statuses)
         if problem is None:
             rt = ctx.runtime_state(claim.node, spec.name, index)
-            slot.update(state="placed", reason=None, runtime=rt[0] if rt else None,
-                        runtime_reason=(rt[1] or None) if rt else None)
+            why = (rt[1] or None) if rt else None
+            if rt is not None and rt[0] == "starting" and (pull := ctx.pull_of(claim.node, spec.image)):
+                why = pull["text"]
+            slot.update(state="placed", reason=None, runtime=rt[0] if rt else None, runtime_reason=why)
             return slot
     reasons = [problem] if problem else []
     if coordinator == view.name:
@@ -265,5 +282,8 @@ def job_detail(view: CoreView, name: str) -> dict[str, Any] | None:
     spec = view.spec_of(entry)
     if spec is None:
         return {**summary, "spec": None, "slots": [], "extra": []}
+    slots = _slots(ctx, spec)
+    pulls = [p for node in sorted({s["node"] for s in slots if s.get("runtime") == "starting"})
+             if (p := ctx.pull_of(node, spec.image)) is not None]
     return {**summary, "spec": spec.to_dict(), "container_hash": spec.container_hash()[:12],
-            "slots": _slots(ctx, spec), "extra": _extra(view, spec), "rollout": view.rollout(name)}
+            "slots": slots, "extra": _extra(view, spec), "rollout": view.rollout(name), "pulls": pulls}

@@ -14,6 +14,8 @@ import json
 import time
 from typing import Any, Callable
 
+from node.core.image_progress import ImageProgress
+
 
 def _ballot(b: Any) -> str:
     return f"{b[0]}@{b[1]}" if isinstance(b, list) and len(b) == 2 else "?"
@@ -78,6 +80,10 @@ def describe(ev: dict[str, Any], here: str) -> tuple[str, str]:
     if kind == "container_state":
         reason = f": {ev['reason']}" if ev.get("reason") else ""
         return "container", f"{ev.get('slot')} on {ev.get('node', here)}: {ev.get('state')}{reason}"
+    if kind in ("image_pull", "image_fetch") and ev.get("state") == "progress":
+        p = ImageProgress(str(ev.get("image")), str(ev.get("peer") or "") if kind == "image_fetch" else "",
+                          *(_count(ev.get(k)) for k in ("layers_done", "layers", "bytes", "bytes_total")))
+        return "image", p.text(str(ev.get("node") or here))
     if kind == "slot_pending":
         return "pending", f"{ev.get('slot')}: {ev.get('reason')}"
     if kind == "join":
@@ -107,3 +113,7 @@ def monitor(lines, here: str, echo: Callable[[str], None], as_json: bool = False
             echo(line)
             continue
         echo(format_event(ev, here) if isinstance(ev, dict) else line)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -6,7 +6,10 @@ node, with what that node's runtime says of it: starting, running, failed,
 exited, and the container hash of its claim; node/api/views.py), prints one
 line per slot whenever its state changes and one summary line per job
 whenever its counts change (during a rollout: slots on the new version,
-healthy, failed, out of all; node.cli.rollout_progress), then waits for the
+healthy, failed, out of all; node.cli.rollout_progress) and one line per
+image pull or peer fetch a node does for a starting slot whenever its
+progress moves ("pulling busybox:2 on node-3: 3/5 layers, 12.1/48.0 MiB":
+the job's `pulls`, at most one change a second per node), then waits for the
 next change with a blocking query on the jobs index (`GET
 /v1/jobs?index=N&wait=2s`: placements, claims, node statuses -- which carry
 the runtime summaries -- and this agent's own container states all bump it;
@@ -100,8 +103,8 @@ def describe(v: SlotView, *, full: bool = False) -> str:
         return f"pending: {v.reason if full else quiet_reason(v.reason)}"
     if v.state == "placed":
         return f"placed{where} (its runtime does not say whether it runs){v.note}"
-    if v.state == "starting":
-        return f"placed{where}, starting{v.note}"
+    if v.state == "starting":      # its reason (a pull's progress) has lines of its own while live
+        return f"placed{where}, starting" + (f" ({v.reason})" if full and v.reason else "") + v.note
     return f"{v.state}{where}" + (f": {v.reason}" if v.reason else "") + v.note
 
 
@@ -187,6 +190,11 @@ def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DE
                         if shown.get(v.slot) != line:
                             shown[v.slot] = line
                             say(f"{t:6.1f}s  {v.slot}  {line}")
+                    for pull in detail.get("pulls") or []:
+                        line, key = str(pull.get("text") or ""), f"pull {pull.get('node')} {pull.get('image')}"
+                        if line and shown.get(key) != line:
+                            shown[key] = line
+                            say(f"{t:6.1f}s  {name}  {line}")
                     if any(not v.current for v in views):
                         rolled.add(name)
                     line = rollouts.rollout_line(name, detail)

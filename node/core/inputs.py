@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from gossip.events import Address
 from gossip.messages import Message
+from node.core.image_progress import ImageProgress
 
 # ---- transport (what the sockets received) ----------------------------------
 
@@ -163,6 +164,15 @@ class RuntimeSlots:
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePulls:
+    """The images the runtime is pulling or fetching now, with how far each
+    is (node.core.image_progress; the runtime refreshes each at most once a
+    second): published in our status record."""
+
+    pulls: tuple[ImageProgress, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ReplicaGaveUp:
     """Our replica of `slot` keeps failing here (restart policy exhausted,
     crash loop): release the claim and keep the job off this node for
@@ -176,6 +186,6 @@ class ReplicaGaveUp:
 # Inputs whose feed returns None; Input is every one.
 PlainInput = (
     Datagram | StreamReply | Join | Leave | Broadcast | Persisted | AbandonWrite | SetDrained | SetHealth
-    | ImageInventory | RuntimeSlots | ReplicaGaveUp
+    | ImageInventory | RuntimeSlots | ImagePulls | ReplicaGaveUp
 )
 Input = PlainInput | StreamIn | WriteJob | SendToMembers

@@ -82,6 +82,7 @@ from node.core.inputs import (
     Broadcast,
     Datagram,
     ImageInventory,
+    ImagePulls,
     Input,
     Join,
     Leave,
@@ -108,6 +109,7 @@ from node.core.outputs import (
     StateRefused,
 )
 from node.core.publish import PublishSchedule
+from node.core.image_progress import bounded
 from node.core.status import NodeStatus, RuntimeSummary, StatusError, slots_moved
 from node.core.view import CoreView
 
@@ -239,6 +241,8 @@ class NodeCore:
                 self._set_image_inventory(images, now)
             case RuntimeSlots(states):
                 self._set_runtime_slots(states, now)
+            case ImagePulls(pulls):  # progress, never urgent: the publish interval paces it
+                self._update_status(now, pulls=bounded(pulls))
             case ReplicaGaveUp(slot, reason, penalty_s):
                 self._replica_gave_up(slot, reason, now, penalty_s)
             case _:

@@ -28,6 +28,10 @@ Older agents publish no summary (`runtime` None) and ignore it in ours.
 published; node.core.catalog lists instances at it).  It goes on the wire
 as a trailing element only when set, so a record without one encodes
 exactly as before; "" means "use the member's gossip address".
+
+`pulls` says which images the node is pulling or fetching and how far it
+is (node.core.image_progress: bounded, dropped first when the record does
+not fit); it follows `address` and the ballots, only when there are any.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 import msgpack
 
 from auction.resources import Resources
+from node.core.image_progress import ImageProgress, decode_all
 
 MAX_LABELS = 32
 MAX_LABEL_CHARS = 63
@@ -141,6 +146,7 @@ class NodeStatus:
     claims_digest: bytes = b""
     runtime: RuntimeSummary | None = None
     address: str = ""  # publish address; "" = the member's gossip address
+    pulls: tuple[ImageProgress, ...] = ()  # images being pulled or fetched here (node.core.image_progress)
 
     @property
     def free(self) -> Resources:
@@ -160,10 +166,14 @@ class NodeStatus:
             self.runtime.encode_raw() if self.runtime is not None else None,
         ]
         ballots = self.runtime.ballots if self.runtime is not None else {}
-        if self.address or ballots:  # only when set: records without them encode as before
+        if self.address or ballots or self.pulls:  # only when set: records without them encode as before
             fields.append(self.address)
-        if ballots and self.runtime is not None:  # aligned with the summary's jobs
+        if (ballots or self.pulls) and self.runtime is not None:  # aligned with the summary's jobs (-1: none)
             fields.append([ballots.get(job, -1) for job in self.runtime.jobs])
+        elif self.pulls:
+            fields.append(None)
+        if self.pulls:
+            fields.append([p.encode_raw() for p in self.pulls])
         data: bytes = msgpack.packb(fields, use_bin_type=True)
         return data
 
@@ -171,10 +181,13 @@ class NodeStatus:
         """This record, with runtime summary jobs dropped (last names first,
         jobs in `keep` last: the ones being rolled out, which every agent
         paces by these records) until it encodes to at most `limit` bytes
-        (marked truncated)."""
+        (marked truncated).  Pull progress goes first: it is a courtesy,
+        the summary paces rollouts."""
+        from dataclasses import replace
+        if self.pulls and len(self.encode()) > limit:
+            return replace(self, pulls=()).fit(limit, keep)
         if self.runtime is None or len(self.encode()) <= limit:
             return self
-        from dataclasses import replace
         jobs = dict(self.runtime.jobs)
         while True:
             if jobs:
@@ -208,8 +221,9 @@ class NodeStatus:
             raise StatusError("malformed status address")
         if runtime is not None and len(raw) > 14:
             runtime = _with_ballots(runtime, raw[14])
+        pulls = decode_all(raw[15]) if len(raw) > 15 else ()
         return cls(name, Resources(*cap), Resources(*alloc), labels, drained, healthy, reason, version,
-                   digest, jobs, claims, runtime, address)
+                   digest, jobs, claims, runtime, address, pulls)
 
 
 def _with_ballots(runtime: RuntimeSummary, raw: object) -> RuntimeSummary:

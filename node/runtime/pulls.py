@@ -25,9 +25,13 @@ up here (placement then moves it and says why).
   current image, not whatever a peer has under that tag.  With
   `prefer_peers` (the job's `source = "peers"`) the order is reversed:
   peers first, the registry only when no peer could give it.
-- Progress: `on_progress(event)` gets a dict per change worth telling, at
-  most every `PROGRESS_EVERY_S` per pull plus its start and end: the image,
-  layers seen / done, bytes downloaded of the bytes known so far.
+- Progress: the worker thread feeds Docker's progress stream to a
+  reducer (node/runtime/pull_progress.py: layers seen / done, bytes
+  downloaded of the bytes known so far), and `pace` passes a changed value
+  on at most once a second per image: to `on_progress(event)` (the
+  `image_pull` events; also its start and end) and to `progress()`, what
+  the agent puts in the node's status record (a peer fetch reports its
+  bytes there too, node/agent/image_share.py).
 
 The pull itself runs in an engine worker thread (node/runtime/engine.py:
 bounded, timed out) reading Docker's JSON progress stream; the thread keeps
@@ -45,14 +49,16 @@ from typing import Any
 import trio
 
 from auction.placement import normalize_image
+from node.core.image_progress import ImageProgress
 from node.runtime.engine import Engine, EngineError, RuntimeProblem, engine_message
+from node.runtime.pull_progress import LayerTally, Pace
 
 log = logging.getLogger("shoal.runtime")
 
 DEFAULT_MAX_CONCURRENT_PULLS = 2
 DEFAULT_PULL_TIMEOUT_S = 600.0
 ALWAYS_FRESH_S = 10.0
-PROGRESS_EVERY_S = 1.0
+PROGRESS_SAMPLE_S = 0.25     # how often a pull's totals are looked at (Pace reports at most 1/s)
 MAX_MESSAGE_CHARS = 400
 DOCKER_HUB = "docker.io"
 
@@ -82,38 +88,29 @@ def split_reference(image: str) -> tuple[str, str | None]:
 
 @dataclass
 class _Progress:
-    """Running totals of one pull, written by its worker thread."""
+    """Running totals of one pull (node.runtime.pull_progress's reducer),
+    written by its worker thread, read by the trio side."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    layers: dict[str, tuple[int, int]] = field(default_factory=dict)  # layer -> (current, total)
-    done: set[str] = field(default_factory=set)
-    error: str | None = None
+    tally: LayerTally = field(default_factory=LayerTally)
     stop: bool = False      # the awaiting side gave up: stop reading
+
+    @property
+    def error(self) -> str | None:
+        return self.tally.error
 
     def feed(self, msg: dict[str, Any]) -> None:
         with self.lock:
-            if msg.get("error"):
-                self.error = str(msg.get("error"))
-                return
-            layer = msg.get("id")
-            status = str(msg.get("status") or "")
-            if not layer or not isinstance(layer, str):
-                return
-            detail = msg.get("progressDetail") or {}
-            if status == "Downloading" and isinstance(detail, dict):
-                self.layers[layer] = (int(detail.get("current") or 0), int(detail.get("total") or 0))
-            elif status in ("Download complete", "Pull complete", "Already exists"):
-                cur, total = self.layers.get(layer, (0, 0))
-                self.layers[layer] = (max(cur, total), total)
-                self.done.add(layer)
-            elif layer not in self.layers and status in ("Pulling fs layer", "Waiting"):
-                self.layers[layer] = (0, 0)
+            self.tally.feed(msg)
+
+    def of(self, image: str) -> ImageProgress:
+        with self.lock:
+            return self.tally.progress(image)
 
     def snapshot(self) -> dict[str, int]:
         with self.lock:
-            return {"layers": len(self.layers), "layers_done": len(self.done),
-                    "bytes": sum(c for c, _ in self.layers.values()),
-                    "bytes_total": sum(t for _, t in self.layers.values())}
+            done, layers, got, total = self.tally.counts()
+        return {"layers": layers, "layers_done": done, "bytes": got, "bytes_total": total}
 
 
 @dataclass
@@ -142,6 +139,11 @@ class Puller:
         self._slots = trio.Semaphore(max(1, max_concurrent))
         self._pulls: dict[str, _Pull] = {}      # normalized image -> the current or last pull
         self.pulls_started = 0
+        self.pace = Pace()      # what was last reported of each image under way (at most 1/s)
+
+    def progress(self) -> tuple[ImageProgress, ...]:
+        """How far each pull or peer fetch under way is, as last reported."""
+        return self.pace.current()
 
     def pulling(self) -> list[str]:
         """The images being pulled now."""
@@ -195,6 +197,7 @@ class Puller:
         finally:
             pull.ended_at = trio.current_time()
             pull.finished.set()
+            self.pace.end(key)
         return pull.failure
 
     async def _from_peers(self, image: str, pull: _Pull) -> str | None:
@@ -213,6 +216,7 @@ class Puller:
             pull.progress = progress
             self.pulls_started += 1
             self.note(f"pull {image}")
+            self.pace.offer(progress.of(normalize_image(image)), trio.current_time())
             self._tell(image, "started", progress)
             kwargs: dict[str, Any] = {"tag": tag, "stream": True, "decode": True}
             try:
@@ -231,8 +235,9 @@ class Puller:
 
             async def report() -> None:
                 while True:
-                    await trio.sleep(PROGRESS_EVERY_S)
-                    self._tell(image, "progress", progress)
+                    await trio.sleep(PROGRESS_SAMPLE_S)
+                    if self.pace.offer(progress.of(normalize_image(image)), trio.current_time()):
+                        self._tell(image, "progress", progress)
 
             problem: str | None = None
             async with trio.open_nursery() as nursery:
@@ -248,6 +253,7 @@ class Puller:
                         problem = engine_message(e)
                 progress.stop = True        # the worker thread stops at its next message
                 nursery.cancel_scope.cancel()
+            self.pace.end(normalize_image(image))
             if deadline.cancelled_caught:
                 problem = f"timed out after {self.timeout_s:g} s"
             problem = problem or progress.error

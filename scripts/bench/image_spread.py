@@ -14,12 +14,13 @@ dockerds run their replica.  Scenarios:
               scripts/registry, in the host's namespace); each node reaches it
               on its own 127.0.0.1:PORT through a relay of this script, which
               counts the bytes it carries to each node
-  peers-1src  source = "peers", the image on node 1 only, max_peer_serves = 4:
-              all four receivers ask at once and node 1 is the only holder, so
-              it sends all four copies
-  peers-tree  the same with the default max_peer_serves = 2: node 1 sends two,
-              the first receivers send the rest
-  peers-chain max_peer_serves = 1: each holder sends one copy at a time
+  peers-1src  source = "peers", the image on node 1 only, max_peer_serves = 4
+  peers-tree  the same with the default max_peer_serves = 2
+  peers-chain max_peer_serves = 1
+              (a holder sends one copy of an image at a time whatever its
+              max_peer_serves, and receivers wait for a node loading its copy
+              rather than ask node 1 again: node/runtime/spread_rule.py; so
+              the three differ only when several images spread at once)
 
 With --link-mbit M every node's uplink (its eth0's egress, a tc tbf) and the
 registry's (the relay, one token bucket for all five nodes) carry M Mbit/s:
@@ -56,7 +57,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import testbed_bench as tbb  # noqa: E402 -- the testbed wrapper next to us
 
 REPO = Path(__file__).resolve().parents[2]
-PREFIX, SUBNET = "shoal-img", "10.79.11"
+PREFIX = os.environ.get("SHOAL_TESTBED_PREFIX", "shoal-img")     # another testbed's may be up
+SUBNET = os.environ.get("SHOAL_TESTBED_SUBNET", "10.79.11")
 N = 5
 JOB = "bigimg"
 CLONE_NEWNET = 0x40000000

@@ -118,8 +118,9 @@ async def test_nodes_that_got_the_image_serve_it_next_so_spreading_is_a_tree_not
         for name in swarm.names:
             nursery.start_soon(swarm.share(name).fetch, "app:1")
     assert set(swarm.got_at) == set(swarm.names)
-    # From h0 alone (2 at a time) 12 copies take 6 transfer times; the
-    # holders double about every transfer time: 1, 3, 9 (2 per holder), 12.
+    # From h0 alone 12 copies take 6 transfer times or more; with one copy
+    # of the image per holder at a time the holders double about every
+    # transfer time: 1, 2, 4, 8, 13 (node/runtime/spread_rule.py).
     took = max(swarm.got_at.values()) - start
     assert took <= 4 * Swarm.TRANSFER_S + 5, (took, swarm.sent)
     assert swarm.sent["h0"] <= 5 and sum(swarm.sent.values()) == 12, swarm.sent
