@@ -44,7 +44,13 @@ The rule (`permitted`):
                 availability: a failed version, as in a revert, is not
                 stuck behind itself), plus the lowest-index OLD_SERVING
                 slots, `budget` of them.  An OLD_DOWN slot waits until it
-                runs or fails (it may only be starting, or be seen late);
+                runs or fails (it may only be starting, or be seen late) --
+                except in a revert (a target written by one, `is_revert`):
+                there every slot on another version runs the version that
+                failed, or an older one the revert leaves behind, and one
+                that does not run serves nothing to wait for (a failing
+                container the engine keeps restarting is "starting" most
+                of the time, and a revert must not wait on it);
   canary      = while the rollout is not promoted, only indices < canary
                 may be permitted; auto_promote promotes once every canary
                 slot is NEW_HEALTHY.  A promote written by an operator is the
@@ -80,7 +86,15 @@ saw its target claim) that its holder reports failed (exited, unhealthy:
 evidence, not just a status record slow to arrive here), or no slot turning
 healthy for `progress_deadline_s` (the clock pauses while canaries wait for
 a promote; and no verdict while some slot's holder record says nothing of
-it here), fails the rollout here: nothing more is permitted for that target.  With `auto_revert`, the
+it here), fails the rollout here: nothing more is permitted for that target
+-- unless the target was written by a revert.  A revert that misses a
+deadline (a slow engine; the version it goes back to failing in turn) says
+so, and is not reverted again, but goes on, paced as ever: stopping would
+leave the job split between the version that failed and the one that ran,
+with nothing to bring the rest back (slots on the failed version are
+replaced out of turn; a serving one still waits for the budget, which
+failing new copies use up, so a revert to a version that fails too takes
+down no more than max_parallel).  With `auto_revert`, the
 job's coordinator (auction.coordination, slot 0's) writes the last version
 that ran healthy as a new job version (and, if the job is still on the
 failing version `healthy_deadline_s` after an agent saw the rollout fail,
@@ -219,15 +233,17 @@ def classify(view: SlotView, target: str, healthy: bool) -> SlotState:
     return SlotState.OLD_FAILED if view.failed else SlotState.OLD_DOWN
 
 
-def permitted(states: Sequence[SlotState], policy: UpdatePolicy, promoted: bool) -> list[int]:
-    """Indices whose holders may replace them now (the rule of the module doc)."""
+def permitted(states: Sequence[SlotState], policy: UpdatePolicy, promoted: bool, revert: bool = False) -> list[int]:
+    """Indices whose holders may replace them now (the rule of the module doc;
+    `revert`: the target was written by a revert)."""
     budget = policy.max_parallel - sum(1 for s in states if s in UNAVAILABLE)
     gate = len(states) if promoted or policy.canary == 0 else policy.canary
+    out_of_turn = (SlotState.OLD_FAILED, SlotState.OLD_DOWN) if revert else (SlotState.OLD_FAILED,)
     out = []
     for index, state in enumerate(states):
         if index >= gate:
             break
-        if state is SlotState.OLD_FAILED:
+        if state in out_of_turn:
             out.append(index)
         elif state is SlotState.OLD_SERVING and budget > 0:
             out.append(index)
@@ -312,7 +328,8 @@ class Rollouts:
         `may_revert`: this agent is the one that writes a revert; `promoted`:
         the job store says an operator promoted this target's canaries;
         `revertible`: False when the target was itself written by a revert
-        (`is_revert`): a failed revert stops there, for an operator."""
+        (`is_revert`): a failed revert is not reverted again (it says so, for
+        an operator), and goes on, since it is a revert (module doc)."""
         target = spec.container_hash()
         policy = spec.update
         r = self.jobs.get(job)
@@ -363,8 +380,11 @@ class Rollouts:
             if policy.auto_revert and revertible and (may_revert or late) and not r.reverted:
                 r.reverted = True
                 return Step((), tuple(events), states, revert_target(views, target, states), reverting=True)
-            return Step((), tuple(events), states)
-        return Step(tuple(permitted(states, policy, r.promoted)), tuple(events), states)
+            if revertible:
+                return Step((), tuple(events), states)
+            # A revert goes on past its verdict (module doc): stopping would
+            # leave slots on the version that failed, for good.
+        return Step(tuple(permitted(states, policy, r.promoted, revert=not revertible)), tuple(events), states)
 
     def _observe(self, r: JobRollout, view: SlotView, target: str, policy: UpdatePolicy, now: float,
                  events: list[RolloutEvent], job: str) -> SlotState:

@@ -60,8 +60,10 @@ UP = "running"
 class SimRuntime:
     """Per node: slot -> container state, reported to the core as RuntimeSlots."""
 
-    def __init__(self, sim: ClusterSim, *, start_delay_s: float = 0.3, report_delay_s: float = 0.05) -> None:
+    def __init__(self, sim: ClusterSim, *, start_delay_s: float = 0.3, report_delay_s: float = 0.05,
+                 restart_failing: tuple[float, float] | None = None) -> None:
         self.sim = sim
+        self.restart_failing = restart_failing
         self.world = sim.world
         self.start_delay_s = start_delay_s
         self.report_delay_s = report_delay_s
@@ -137,12 +139,21 @@ class SimRuntime:
         if self.containers[i].get(slot) is box and box[2] in self.failing:
             box[0] = "failed"       # it starts, but its health check never passes
             self._schedule_report(i)
+            if self.restart_failing is not None:
+                self.world.after(self.restart_failing[0], self._restart, i, slot, box)
             return
         if self.containers[i].get(slot) is box:  # not stopped or replaced meanwhile
             self.handover[i].pop(slot, None)    # the hand-over is done: the old copy stops
             box[0] = UP
             self.stopped_at.pop((i, slot), None)
             self._schedule_report(i)
+
+    def _restart(self, i: int, slot: str, box: list[Any]) -> None:
+        """A failing container restarted: "starting" for restart_s, then `_up` again."""
+        if self.containers[i].get(slot) is box and box[0] == "failed" and self.restart_failing is not None:
+            box[0] = STARTING
+            self._schedule_report(i)
+            self.world.after(self.restart_failing[1], self._up, i, slot, box)
 
     def _schedule_report(self, i: int) -> None:
         self.world.after(self.report_delay_s, self._report, i)

@@ -45,6 +45,17 @@ def test_permitted(states, policy, promoted, want):
     assert permitted(states, policy, promoted) == want
 
 
+def test_a_revert_replaces_a_slot_on_the_failed_version_that_only_starts_out_of_turn():
+    """In a revert every slot on another version runs the one that failed: a
+    container the engine keeps restarting is "starting" most of the time,
+    and the revert does not wait on it (a plain rollout does)."""
+    states = [S.NEW_PENDING, S.NEW_PENDING, S.OLD_DOWN, S.OLD_SERVING]
+    assert permitted(states, UpdatePolicy(max_parallel=2), False) == []
+    assert permitted(states, UpdatePolicy(max_parallel=2), False, revert=True) == [2]
+    # A serving slot still waits for the budget.
+    assert permitted([S.OLD_DOWN, S.OLD_SERVING], UpdatePolicy(), False, revert=True) == [0]
+
+
 def test_revert_goes_to_the_version_most_old_slots_serve():
     views = [SlotView(0, claim(0, NEW), False), SlotView(1, claim(1, "v1"), True),
              SlotView(2, claim(2, "v0"), True), SlotView(3, claim(3, "v1"), True)]
@@ -222,6 +233,13 @@ def test_a_failed_revert_is_not_reverted_again():
     failed = r.step("web", s, views, 31.0, may_revert=True, revertible=False)
     assert [e.kind for e in failed.events] == ["failed"] and not failed.reverting
     assert not r.step("web", s, views, 500.0, may_revert=True, revertible=False).reverting
+    # ... but it does not stop halfway: a slot still on the version it left
+    # is replaced once it fails (a plain rollout's verdict stops it there).
+    views[1] = SlotView(1, claim(1, OLD), False, True)
+    assert r.step("web", s, views, 501.0, may_revert=True, revertible=False).permitted == (1,)
+    plain = Rollouts()
+    plain.step("web", s, views[:1] + [SlotView(1, claim(1, OLD), True)], 0.0, may_revert=False)
+    assert plain.step("web", s, views, 31.0, may_revert=False).permitted == ()
 
     class Meta:
         def __init__(self, why):

@@ -16,6 +16,9 @@ What a user would notice, seeded and small (6 nodes, one job):
     (a healthy one, and a failing one that reverts);
   * an automatic revert comes even when its writer restarted mid-rollout
     (the version to go back to is in the job history, not in its memory);
+  * a revert ends with every slot on the old version even when the slots
+    on the failed version are mostly "starting" (a slow engine restarting
+    them) and the revert's own rollout misses a deadline;
   * canaries wait for a promote (or auto_promote); a version that no
     longer fits its node moves through an auction; a job with host ports
     goes stop-first and keeps its ports; changing only replicas or update
@@ -57,10 +60,10 @@ def version(image, replicas=8, fields=None, **update):
                      **(fields or {}), "update": update})
 
 
-def make(seed, replicas=8):
+def make(seed, replicas=8, **runtime_kw):
     sim = ClusterSim(seed, N, CFG, placement_config=FAST, cluster_config=CLUSTER,
                      capacities=[Resources(4000, 8 * GiB, 0)] * N)
-    runtime = SimRuntime(sim)
+    runtime = SimRuntime(sim, **runtime_kw)
     checker = RolloutChecker(sim, runtime, "web", replicas, min_healthy_s=MIN_HEALTHY_S, settle_s=SETTLE_S)
     sim.world.bootstrap(seeds="random")
     sim.world.run_for(3)
@@ -214,6 +217,31 @@ def test_a_revert_that_fails_in_turn_is_not_reverted_again():
     kinds = checker.kinds()
     assert kinds.count("reverting") == 1 and kinds[kinds.index("reverting") + 1:].count("failed") >= 1, kinds
     assert job_spec_everywhere(sim) == {v2.container_hash()}
+
+
+@pytest.mark.parametrize("seed", [24, 25, 26])
+def test_a_revert_whose_own_rollout_misses_a_deadline_still_ends_on_the_old_version(seed):
+    """As on a loaded Docker engine: each v3 container fails its health check,
+    and the runtime's restart of it then takes long (its starts time out and
+    back off: "starting" for 50 s, `restart_failing`).  The v3 rollout fails
+    for want of progress and reverts; the revert's own rollout has its slots
+    on v2 healthy at once, then waits on the v3 slots, which are only
+    "starting" (a slot replaced out of turn is one its holder reports
+    failed), past v2's progress_deadline_s: the revert is judged failed.  It
+    must not stop there with slots left on v3: the version it leaves is the
+    one that failed, and nothing else would bring them back (a revert is not
+    reverted again)."""
+    sim, runtime, checker = make(seed, restart_failing=(0.5, 50.0))
+    v2, v3 = version("app:2", auto_revert=True), version("app:3", auto_revert=True)
+    runtime.failing.add(v3.container_hash())
+    sim.submit(0, v2)
+    settle(sim, checker, v2)
+    sim.submit(3, v3)
+    assert sim.world.run_until_converged(lambda _: "reverting" in checker.kinds(), 60.0, 0.25) is not None
+    settle(sim, checker, v2, timeout_s=120.0)            # back on v2 everywhere, once each
+    assert checker.kinds().count("reverting") == 1
+    assert job_spec_everywhere(sim) == {v2.container_hash()}
+    assert checker.max_down == 0                         # the v2 copies served throughout
 
 
 def test_a_failing_version_without_auto_revert_stops_and_stays():
