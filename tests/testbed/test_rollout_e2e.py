@@ -31,9 +31,9 @@ run of these scenes, on a machine so loaded that docker starts timed out,
 left a slot on v3 after the revert's rollout failed and stopped halfway
 (tests/sim/test_rollout_sim.py reproduces that, seeded).
 
-Time, on a 2-core machine loaded by other work (load average 10-11):
-155-185 s for the file: bring-up, stops and teardown ~30 s, the three
-rollouts 70-80 s, rack b 55-60 s (half of it its two nodes starting again).
+Time on a 2-core machine shared with other work: 118 s for the file at a
+load average falling from 40 to 4 (the three rollouts 60 s, rack b 30 s,
+bring-up, stops and teardown the rest); 135-185 s at a load average of 10-11.
 """
 
 from __future__ import annotations
@@ -63,13 +63,20 @@ SAMPLE_S = 0.2
 
 
 def spec(tag: str, *, failing: bool = False, job: str = JOB, extra: dict | None = None, **update) -> dict:
-    # A failing version fails fast (its first batch turns unhealthy within
-    # seconds); the others never fail for a slow engine.
-    deadlines = ({"healthy_deadline_s": 5, "progress_deadline_s": 20} if failing else
-                 {"healthy_deadline_s": 120, "progress_deadline_s": 240})
+    # A failing version fails fast: its first batch turns unhealthy at its
+    # first check, and the rollout fails 5 s after it started.  The others
+    # must not fail for a slow machine: their deadlines are long, and their
+    # check (`true`, which cannot fail but can time out when the machine is
+    # overloaded) turns a container unhealthy only after three misses in a
+    # row (each a 5 s timeout); the first pass still counts it healthy.
+    if failing:
+        health = {"command": ["false"], "interval_s": 1, "retries": 1}
+        deadlines = {"healthy_deadline_s": 5, "progress_deadline_s": 20}
+    else:
+        health = {"command": ["true"], "interval_s": 1, "timeout_s": 5, "retries": 3}
+        deadlines = {"healthy_deadline_s": 120, "progress_deadline_s": 240}
     return {"name": job, "image": f"shoal-demo:{tag}", "command": ["sleep", "600"], "cpu": 0.1,
-            "memory": "16MiB", "replicas": REPLICAS, **(extra or {}),
-            "health": {"command": ["false" if failing else "true"], "interval_s": 1, "retries": 1},
+            "memory": "16MiB", "replicas": REPLICAS, **(extra or {}), "health": health,
             "update": {"max_parallel": 2, "min_healthy_s": 1, **deadlines, "order": "start-first",
                        "auto_revert": True, **update}}
 
