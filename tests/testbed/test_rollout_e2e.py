@@ -31,9 +31,9 @@ run of these scenes, on a machine so loaded that docker starts timed out,
 left a slot on v3 after the revert's rollout failed and stopped halfway
 (tests/sim/test_rollout_sim.py reproduces that, seeded).
 
-Time on a 2-core machine shared with other work: 118 s for the file at a
-load average falling from 40 to 4 (the three rollouts 60 s, rack b 30 s,
-bring-up, stops and teardown the rest); 135-185 s at a load average of 10-11.
+Time on a 2-core machine shared with other work: 115-125 s for the file at
+a load average of 4-8 (the three rollouts ~62 s, rack b ~30 s, bring-up,
+stops and teardown ~23 s); 135-185 s at a load average of 10-11.
 """
 
 from __future__ import annotations
