@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark a rolling update on the 5-node testbed, side by side with Docker Swarm.
 
-    python scripts/bench/rollout_bench.py [--replicas 10,100] [--parallel 2]
+    python scripts/bench/rollout_bench.py [--replicas 10,100] [--parallel P]
         [--monitor-s 1] [--trials 3] [--profile lan] [--no-swarm] [--no-shoal]
         [--src REV|worktree] [--json OUT]
 
@@ -9,7 +9,9 @@ Root only.  Issue 13's benchmark, on 5 nodes of scripts/testbed (each its own
 network namespace and dockerd, all on this one machine), in one run:
 
 The job: R replicas of busybox `httpd` (cpu 0.05, 16 MiB, spread over the
-five nodes) with a health check that passes at once, probed every second.
+five nodes) with a health check that passes at once, probed every second
+(every R/10 s for R over 10: each check is a `docker exec`).  Both replace
+max_parallel P slots at once: --parallel, or R/10 (at least 2).
 Version 1 runs image tag `shoal-bench:v1`, version 2 `shoal-bench:v2` (the
 same image under two tags, tagged in every dockerd, so no pull is timed).
 Once all R run v1, version 2 is written and the clock starts; it stops when
@@ -50,6 +52,21 @@ from benchbed import bench_run, load1, log, wait  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "shoal-bench"
 POLL_S = 0.2
+# Every replica's health check is a `docker exec`: R of them each interval.
+# 100 execs a second (R=100 at 1 s) is more than two cores can run beside
+# five dockerds (the machine's load went past 100), so the interval grows
+# with R to keep the whole job at about 10 checks a second, on both sides.
+MAX_CHECKS_PER_S = 10
+
+
+def health_interval_s(replicas: int) -> int:
+    return max(1, -(-replicas // MAX_CHECKS_PER_S))
+
+
+def parallel_for(replicas: int, asked: int) -> int:
+    """Slots replaced at once: as asked, or R/10 (at least 2), so that a
+    large job's rollout is not 50 batches each waiting a health interval."""
+    return asked or max(2, replicas // 10)
 
 
 def tag_everywhere(bed: Bed) -> None:
@@ -90,7 +107,8 @@ def watch_rollout(bed: Bed, replicas: int, timeout_s: float) -> tuple[float, int
 def shoal_spec(replicas: int, version: str, parallel: int, monitor_s: float) -> dict:
     return {"name": JOB, "image": f"{IMAGE}:{version}", "command": ["sh", "-c", HTTPD], "cpu": 0.05,
             "memory": "16MiB", "replicas": replicas, "strategy": "spread",
-            "health": {"command": ["test", "-e", "/www/index.html"], "interval_s": 1, "retries": 1},
+            "health": {"command": ["test", "-e", "/www/index.html"], "interval_s": health_interval_s(replicas),
+                       "retries": 1},
             "update": {"max_parallel": parallel, "min_healthy_s": monitor_s, "order": "start-first"}}
 
 
@@ -132,11 +150,11 @@ def swarm_init(bed: Bed) -> None:
     wait(lambda: sum(n["Status"]["State"] == "ready" for n in d1.nodes()) == N, 60, "5 swarm nodes ready")
 
 
-def swarm_template(version: str):
+def swarm_template(version: str, replicas: int):
     import docker.types
 
-    health = docker.types.Healthcheck(test=["CMD", "test", "-e", "/www/index.html"], interval=1_000_000_000,
-                                      retries=1, start_period=0)
+    health = docker.types.Healthcheck(test=["CMD", "test", "-e", "/www/index.html"],
+                                      interval=health_interval_s(replicas) * 1_000_000_000, retries=1, start_period=0)
     return docker.types.TaskTemplate(
         container_spec=docker.types.ContainerSpec(f"{IMAGE}:{version}", command=["sh", "-c", HTTPD],
                                                   healthcheck=health),
@@ -150,13 +168,13 @@ def bench_swarm(bed: Bed, replicas: int, parallel: int, monitor_s: float, trials
     update = docker.types.UpdateConfig(parallelism=parallel, delay=0, failure_action="pause",
                                        monitor=int(monitor_s * 1e9), order="start-first")
     for t in range(trials):
-        d1.create_service(swarm_template("v1"), name=JOB, update_config=update,
+        d1.create_service(swarm_template("v1", replicas), name=JOB, update_config=update,
                           mode=docker.types.ServiceMode("replicated", replicas=replicas))
         wait(lambda: running_by_image(bed) == {f"{IMAGE}:v1": replicas}, 300, f"{replicas} tasks on v1", every=0.5)
         time.sleep(monitor_s + 1)
         la = load1()
         svc = d1.inspect_service(JOB)
-        d1.update_service(svc["ID"], svc["Version"]["Index"], task_template=swarm_template("v2"), name=JOB,
+        d1.update_service(svc["ID"], svc["Version"]["Index"], task_template=swarm_template("v2", replicas), name=JOB,
                           update_config=update, mode=docker.types.ServiceMode("replicated", replicas=replicas))
         took, fewest = watch_rollout(bed, replicas, 60 + replicas * (monitor_s + 10))
         log(f"swarm R={replicas} trial {t + 1}: rolled in {took:.1f} s, fewest running {fewest}, load {la}")
@@ -169,13 +187,13 @@ def bench_swarm(bed: Bed, replicas: int, parallel: int, monitor_s: float, trials
 
 
 def report(results: dict) -> None:
-    print(f"rolling update, {N} nodes, max_parallel {results['parallel']}, "
-          f"health delay {results['monitor_s']} s ({results.get('src', '?')})")
+    print(f"rolling update, {N} nodes, health delay {results['monitor_s']} s ({results.get('src', '?')})")
     for who in ("shoal", "swarm"):
         for r in sorted({row["replicas"] for row in results[who]}):
             rows = [row for row in results[who] if row["replicas"] == r]
             took = [row["took_s"] for row in rows]
-            print(f"  {who:5} R={r:<4} rolled in {statistics.median(took):6.1f} s median "
+            print(f"  {who:5} R={r:<4} max_parallel {parallel_for(r, results['parallel']):<3} "
+                  f"health every {health_interval_s(r)} s; rolled in {statistics.median(took):6.1f} s median "
                   f"({min(took):.1f}-{max(took):.1f}, {len(took)} trials); fewest running "
                   f"{min(row['fewest_running'] for row in rows)}; load {rows[0]['load1']}")
 
@@ -184,7 +202,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replicas", default="10,100", help="comma-separated job sizes")
-    ap.add_argument("--parallel", type=int, default=2, help="slots replaced at once, both schedulers")
+    ap.add_argument("--parallel", type=int, default=0,
+                    help="slots replaced at once, both schedulers (default: R/10, at least 2)")
     ap.add_argument("--monitor-s", type=float, default=1.0,
                     help="shoal's min_healthy_s and Swarm's update monitor")
     ap.add_argument("--trials", type=int, default=3)
@@ -208,7 +227,7 @@ def main() -> int:
             bed.up("--profile", args.profile)
             tag_everywhere(bed)
             for r in sizes:
-                bench_shoal(bed, r, args.parallel, args.monitor_s, args.trials, results)
+                bench_shoal(bed, r, parallel_for(r, args.parallel), args.monitor_s, args.trials, results)
             bed.down()
         if not args.no_swarm:
             log(f"testbed up: {N} nodes, dockerds only, for Docker Swarm")
@@ -216,7 +235,7 @@ def main() -> int:
             tag_everywhere(bed)
             swarm_init(bed)
             for r in sizes:
-                bench_swarm(bed, r, args.parallel, args.monitor_s, args.trials, results)
+                bench_swarm(bed, r, parallel_for(r, args.parallel), args.monitor_s, args.trials, results)
             bed.down()
     report(results)
     return run.rc
