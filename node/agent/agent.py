@@ -14,7 +14,8 @@ dnspython; first only when the runtime's bridge must get its resolver before
 any placement) and the HTTP API's stack (node.api.server: hypercorn,
 starlette, httpx) are even imported, and
 `agent.json` is written, and `run`'s task_status reported, only once the API
-serves:
+serves (and, under `shoal agent`, once the code its dataclasses generated is
+saved for the next start: node.agent.codecache):
 
     UDP receiver ─┐                                 ┌──> UDP sender queue
     TCP conns  ───┤                                 ├──> dial tasks (OpenStream)
@@ -64,7 +65,7 @@ from gossip.events import Address, OpenStream
 from gossip.messages import Message
 from gossip.packet import StreamDecoder
 from gossip.security import Keyring
-from node.agent import probe
+from node.agent import codecache, probe
 from node.agent.config import (
     AgentConfig,
     HostPort,
@@ -262,6 +263,7 @@ class Agent:
                     await self._start_dns(nursery)
                 server = await trio.to_thread.run_sync(importlib.import_module, "node.api.server")
                 await nursery.start(server.serve_api, self, api_sock, self._api_shutdown, self._api_done)
+                codecache.save()  # what this start compiled, for the next (node.agent.codecache)
                 write_state_file(state_file(cfg.state_dir), {
                     "name": self.name,
                     "gossip": str(self.advertise),

@@ -7,7 +7,9 @@ a graceful leave (SIGINT/SIGTERM or `shoal leave`), 2 on a configuration
 error (the message names the setting), 1 if the agent cannot start (a port is
 taken, the state directory is unusable).  The configuration (which imports
 the core's modules), trio and the agent are imported only when the command
-runs, so that `shoal --help` and the client commands start fast.
+runs, so that `shoal --help` and the client commands start fast; before
+them, node.agent.codecache is installed, so that the methods their
+dataclasses generate come compiled from the previous start.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def setup_logging(level: str) -> None:
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def agent(config_file: str | None, **flags: Any) -> None:
     """Run a shoal agent in the foreground."""
+    from node.agent import codecache
+
+    codecache.install()  # before the imports below: their dataclasses' code, compiled once (node.agent.codecache)
     import trio
 
     from node.agent.agent import run_agent

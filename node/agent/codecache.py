@@ -1,0 +1,192 @@
+"""The code `dataclasses` generates, compiled once and kept beside our bytecode.
+
+How this works: `@dataclass` writes each class's __init__, __repr__, __eq__,
+__hash__, __setattr__... as Python source and exec()s it; the compiler run
+that way is about 30 % of the instructions of `import node.agent.agent`
+(~115 dataclasses in gossip, auction and node.core; callgrind,
+docs/benchmarks.md, agent start).  The source depends only on the fields
+and the options, so it compiles to the same code at every start.
+`install()` (by `shoal agent`, before its imports) replaces the name `exec`
+in the dataclasses module (a module global, which shadows the builtin there
+and nowhere else) with a lookup in a table of compiled code: a file in
+this package's bytecode directory (`__pycache__`, or under
+PYTHONPYCACHEPREFIX) holding, sorted by a digest of each source, the code
+in marshal form; a hit unmarshals that one entry, a miss compiles as exec
+would (no `from __future__` flags: dataclasses has none).  `save()` (once
+the agent serves) writes the file again, atomically, if this start compiled
+anything, then frees the table and gives dataclasses the builtin back.
+
+Memory: the file is read as one buffer and searched in place, and nothing
+per entry is kept between lookups, so start-up holds no table of Python
+objects that would leave the heap fragmented once freed (resident memory
+is as without the cache).  A missing, unreadable, corrupt or other-version
+file is only a miss; nothing is written when bytecode is not
+(PYTHONDONTWRITEBYTECODE) or the directory is read-only.  Bounded:
+MAX_ENTRIES entries (those this start did not use go first), MAX_FILE_BYTES.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import hashlib
+import importlib.util
+import marshal
+import os
+import struct
+import sys
+from pathlib import Path
+from types import CodeType
+from typing import Any
+
+MAX_ENTRIES = 4096  # distinct sources; an agent's start uses about 770
+MAX_FILE_BYTES = 16 << 20
+FORMAT = b"dcc1"
+DIGEST_BYTES = 16
+RECORD = struct.Struct(f"<{DIGEST_BYTES}sII")  # digest, offset of the marshalled code, its length
+HEADER = struct.Struct("<4s4sI")  # the interpreter's bytecode magic, FORMAT, entry count
+
+
+class _State:
+    def __init__(self, buf: bytes, count: int) -> None:
+        self.buf = buf
+        self.count = count
+        self.used = bytearray(count)  # 1: looked up by this start
+        self.compiled: dict[bytes, CodeType] = {}  # misses: written by save()
+
+
+_state: _State | None = None
+
+
+def cache_path() -> Path | None:
+    """Where the file lives: next to this module's bytecode, tagged with the
+    interpreter's bytecode version (its code objects are only valid there)."""
+    try:
+        pyc = importlib.util.cache_from_source(__file__)
+    except (NotImplementedError, ValueError):  # no bytecode caching in this interpreter
+        return None
+    return Path(pyc).with_name(f"dataclass-code.{sys.implementation.cache_tag}.bin")
+
+
+def digest(source: str) -> bytes:
+    return hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest()
+
+
+def _find(st: _State, key: bytes) -> int:
+    """Index of `key` in the sorted records, or -1 (a binary search in the buffer)."""
+    lo, hi = 0, st.count
+    while lo < hi:
+        mid = (lo + hi) // 2
+        at = HEADER.size + mid * RECORD.size
+        probe = st.buf[at:at + DIGEST_BYTES]
+        if probe < key:
+            lo = mid + 1
+        elif probe > key:
+            hi = mid
+        else:
+            return mid
+    return -1
+
+
+def _record(st: _State, i: int) -> tuple[bytes, memoryview]:
+    key, offset, length = RECORD.unpack_from(st.buf, HEADER.size + i * RECORD.size)
+    return key, memoryview(st.buf)[offset:offset + length]
+
+
+def _code(st: _State, source: str) -> CodeType:
+    key = digest(source)
+    i = _find(st, key)
+    if i >= 0:
+        try:
+            code = marshal.loads(_record(st, i)[1])
+        except (ValueError, EOFError, TypeError):
+            code = None
+        if isinstance(code, CodeType):
+            st.used[i] = 1
+            return code
+    code = st.compiled.get(key)
+    if code is None:
+        code = builtins.compile(source, "<string>", "exec", 0, dont_inherit=True)
+        if len(st.compiled) < MAX_ENTRIES:
+            st.compiled[key] = code
+    return code
+
+
+def _exec(source: Any, globals: Any = None, locals: Any = None, /) -> None:
+    st = _state
+    if st is not None and isinstance(source, str):
+        source = _code(st, source)
+    builtins.exec(source, globals, locals)
+
+
+def _read(path: Path) -> tuple[bytes, int]:
+    try:
+        with open(path, "rb") as f:
+            buf = f.read(MAX_FILE_BYTES + 1)
+        magic, fmt, count = HEADER.unpack_from(buf)
+    except (OSError, struct.error):
+        return b"", 0
+    if (len(buf) > MAX_FILE_BYTES or magic != importlib.util.MAGIC_NUMBER or fmt != FORMAT
+            or HEADER.size + count * RECORD.size > len(buf)):
+        return b"", 0
+    return buf, count
+
+
+def install() -> None:
+    """Read the file and route dataclasses' exec through it."""
+    global _state
+    if _state is not None:
+        return
+    path = cache_path()
+    buf, count = _read(path) if path is not None else (b"", 0)
+    _state = _State(buf, count)
+    dataclasses.exec = _exec  # type: ignore[attr-defined]
+
+
+def save() -> None:
+    """Write the file if this start compiled something, then free the buffer
+    and give dataclasses the builtin exec back: what is imported later (at
+    a first scrape, say) compiles as without this module."""
+    global _state
+    st = _state
+    if st is None:
+        return
+    _state = None
+    if vars(dataclasses).get("exec") is _exec:
+        del dataclasses.exec  # type: ignore[attr-defined]
+    path = cache_path()
+    if path is None or not st.compiled or sys.dont_write_bytecode:
+        return
+    entries: dict[bytes, bytes | memoryview] = {k: marshal.dumps(c) for k, c in st.compiled.items()}
+    for used in (1, 0):  # what this start used first, then the rest while there is room
+        for i in range(st.count):
+            if st.used[i] == used and len(entries) < MAX_ENTRIES:
+                key, blob = _record(st, i)
+                entries.setdefault(key, blob)
+    _write(path, entries)
+
+
+def _write(path: Path, entries: dict[bytes, bytes | memoryview]) -> None:
+    keys = sorted(entries)
+    offset = HEADER.size + len(keys) * RECORD.size
+    index, blobs = [], []
+    for key in keys:
+        blob = entries[key]
+        index.append(RECORD.pack(key, offset, len(blob)))
+        blobs.append(blob)
+        offset += len(blob)
+    if offset > MAX_FILE_BYTES:
+        return
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(HEADER.pack(importlib.util.MAGIC_NUMBER, FORMAT, len(keys)))
+            f.writelines(index)
+            f.writelines(blobs)
+        os.replace(tmp, path)
+    except OSError:  # a read-only install: every start compiles, as without this module
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
