@@ -22,11 +22,18 @@ an over-bound connection is closed at once; a connection idle for
 a length under a header or over query_max_bytes closes it.  Nothing a
 client sends can raise out of a handler: an exception inside is counted
 (`internal_error`), logged and the query dropped.
+
+dnspython (node.dns.answer, .zone and .forward) is imported at the first
+query, not with the server: about 4 MiB resident and 0.05 s of CPU that an
+agent whose DNS nobody asks never pays (docs/benchmarks.md, agent start).
+The receive loops import it in a thread (`_ready`), so the agent's pump
+keeps running meanwhile; that first query waits for it.
 """
 
 from __future__ import annotations
 
 import errno
+import importlib
 import ipaddress
 import logging
 import math
@@ -34,18 +41,31 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import trio
 
 from node.core.catalog import Catalog
-from node.dns.answer import Drop, Forward, Reply, answer
-from node.dns.forward import Forwarder, servfail
 from node.dns.limits import Bucket, SourceBuckets
 from node.dns.settings import DnsSettings
 from node.dns.stats import DnsStats
-from node.dns.zone import Zone, build_zone
+
+if TYPE_CHECKING:
+    from node.dns.answer import Drop, Forward, Reply
+    from node.dns.forward import Forwarder
+    from node.dns.zone import Zone
 
 log = logging.getLogger("shoal.dns")
+
+# The modules on dnspython, imported at the first query (see the docstring).
+DNSPYTHON_MODULES = ("node.dns.answer", "node.dns.zone", "node.dns.forward")
+
+
+def _dnspython() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """node.dns.answer, .zone and .forward (imported on the first call)."""
+    answer, zone, forward = (importlib.import_module(name) for name in DNSPYTHON_MODULES)
+    return answer, zone, forward
 
 # Answers are cached per query (all but its id), per transport and per id
 # modulo CACHE_ROTATIONS (the answerer rotates equal records by the id, so
@@ -65,7 +85,10 @@ class DnsServer:
         self.settings = settings
         self.catalog_fn = catalog_fn
         self.stats = stats or DnsStats()
-        self.forwarder = Forwarder(settings) if settings.forward else None
+        self.forwarder: Forwarder | None = None  # made with dnspython, at the first query
+        self._answer: ModuleType | None = None  # node.dns.answer, once imported
+        self._zone_mod: ModuleType | None = None
+        self._servfail: Callable[..., bytes] | None = None
         self.sources = SourceBuckets(settings.source_qps, settings.source_burst, settings.max_sources)
         self.global_bucket = Bucket(settings.global_qps, settings.global_burst, 0.0)
         self.addresses: list[tuple[str, int]] = []
@@ -105,6 +128,22 @@ class DnsServer:
 
     # ---- the shared path --------------------------------------------------------
 
+    def _load(self) -> ModuleType:
+        """node.dns.answer, importing dnspython's modules on the first call."""
+        if self._answer is None:
+            answer, zone, forward = _dnspython()
+            if self.settings.forward:
+                self.forwarder = forward.Forwarder(self.settings)
+            self._zone_mod, self._servfail = zone, forward.servfail
+            self._answer = answer
+        return self._answer
+
+    async def _ready(self) -> None:
+        """Import dnspython's modules in a thread before the first query."""
+        if self._answer is None:
+            await trio.to_thread.run_sync(_dnspython)
+            self._load()
+
     def zone(self, now: float) -> Zone:
         if self._zone is None or now - self._zone_at >= self.settings.refresh_s:
             self._zone_at = now
@@ -114,7 +153,9 @@ class DnsServer:
                 self._log_error("the catalog could not be read")
                 catalog = self._catalog or Catalog()
             if self._zone is None or catalog != self._catalog:
-                self._zone = build_zone(catalog, self.settings.zone, self.settings.ttl_s)
+                self._load()
+                assert self._zone_mod is not None
+                self._zone = self._zone_mod.build_zone(catalog, self.settings.zone, self.settings.ttl_s)
                 self._catalog = catalog
                 self._cache.clear()
         return self._zone
@@ -129,19 +170,20 @@ class DnsServer:
         return True
 
     def decide(self, wire: bytes, tcp: bool, now: float) -> Reply | Drop | Forward:
+        ans = self._load()
         zone = self.zone(now)   # first: a new zone empties the cache
         key = None
         if 12 <= len(wire) <= CACHE_MAX_QUERY_BYTES:
             key = wire[2:] + bytes((tcp, wire[1] % CACHE_ROTATIONS))
             hit = self._cache.get(key)
             if hit is not None:
-                return Reply(wire[:2] + hit.wire[2:], hit.outcome, hit.bad, hit.truncated)
+                return ans.Reply(wire[:2] + hit.wire[2:], hit.outcome, hit.bad, hit.truncated)
         try:
-            decision = answer(wire, zone, self.settings, tcp=tcp)
+            decision: Reply | Drop | Forward = ans.answer(wire, zone, self.settings, tcp=tcp)
         except Exception:  # a bug must cost one query, never the agent
             self._log_error("answering a query failed")
-            return Drop("internal_error")
-        if key is not None and isinstance(decision, Reply) and decision.outcome in CACHEABLE:
+            return ans.Drop("internal_error")
+        if key is not None and isinstance(decision, ans.Reply) and decision.outcome in CACHEABLE:
             if len(self._cache) >= CACHE_MAX_ENTRIES:
                 self._cache.clear()
             self._cache[key] = decision
@@ -176,20 +218,23 @@ class DnsServer:
                 except OSError:  # e.g. an ICMP error reported on the socket: nothing to do with the next query
                     await trio.lowlevel.checkpoint()
                     continue
+                await self._ready()
                 now = trio.current_time()
                 if not self.admit(addr[0], now):
                     continue
                 decision = self.decide(wire, False, now)
-                if isinstance(decision, Drop):
+                ans = self._load()
+                if isinstance(decision, ans.Drop):
                     self._dropped(decision.reason)
-                elif isinstance(decision, Forward):
-                    assert self.forwarder is not None
+                elif isinstance(decision, ans.Forward):
+                    assert self.forwarder is not None and self._servfail is not None
                     if self.forwarder.try_acquire():
                         forwards.start_soon(self._forward_udp, sock, decision, addr)
                     else:
                         self.stats.bad_input("forward_busy")
                         self.stats.query("udp", "servfail")
-                        await _sendto(sock, servfail(decision.query, self.settings, decision.limit_bytes), addr)
+                        await _sendto(sock, self._servfail(decision.query, self.settings, decision.limit_bytes),
+                                      addr)
                 else:
                     self._count("udp", decision)
                     await _sendto(sock, decision.wire, addr)
@@ -251,19 +296,21 @@ class DnsServer:
             if wire is None:
                 self._dropped("truncated", "tcp")
                 return
+            await self._ready()
             now = trio.current_time()
             if not self.admit(source, now):
                 return
             decision = self.decide(wire, True, now)
-            if isinstance(decision, Drop):
+            ans = self._load()
+            if isinstance(decision, ans.Drop):
                 self._dropped(decision.reason, "tcp")
                 return
-            if isinstance(decision, Forward):
-                assert self.forwarder is not None
+            if isinstance(decision, ans.Forward):
+                assert self.forwarder is not None and self._servfail is not None
                 if not self.forwarder.try_acquire():
                     self.stats.bad_input("forward_busy")
                     self.stats.query("tcp", "servfail")
-                    reply = servfail(decision.query, self.settings, decision.limit_bytes)
+                    reply = self._servfail(decision.query, self.settings, decision.limit_bytes)
                 else:
                     try:
                         reply, outcome = await self.forwarder.forward(decision.query, decision.limit_bytes, tcp=True)

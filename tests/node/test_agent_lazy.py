@@ -3,8 +3,9 @@
 An agent with the fake runtime and no gossip key, its API serving, must not
 have imported the docker SDK, httpx (only to forward to another agent),
 prometheus_client (only at the first scrape), cryptography (only with a key),
-the image share (only with the docker runtime) or the status page
-(node.api.ui): each costs start-up CPU and resident memory (see
+the image share (only with the docker runtime), the status page
+(node.api.ui) or dnspython (only at its DNS server's first query, which is
+then answered): each costs start-up CPU and resident memory (see
 docs/benchmarks.md, agent start and footprint).  Checked in a fresh
 interpreter, since this test process has loaded them all.
 """
@@ -19,9 +20,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-# importlib.metadata is not here: dnspython (the agent's DNS, on by default) imports it.
+# importlib.metadata: dnspython imports it.
 NOT_AT_IDLE = ("docker", "requests", "httpx", "prometheus_client", "cryptography", "node.runtime.docker",
-               "node.runtime.engine", "node.agent.image_share", "node.api.ui")
+               "node.runtime.engine", "node.agent.image_share", "node.api.ui", "dns", "node.dns.answer",
+               "node.dns.zone", "node.dns.forward", "importlib.metadata")
 
 PROBE = """
 import json, sys, tempfile
@@ -29,15 +31,25 @@ import trio
 from node.agent.agent import Agent
 from node.agent.config import load_config
 
+# A DNS query for the zone's SOA (id 0x5e1f, one question: shoal. SOA IN).
+SOA_QUERY = bytes.fromhex("5e1f01000001000000000000") + b"\\x05shoal\\x00" + bytes.fromhex("00060001")
+
 async def main():
     cfg = load_config(None, {"bind": "127.0.0.1:0", "api": "127.0.0.1:0", "profile": "local",
-                             "state_dir": tempfile.mkdtemp()})
+                             "dns_bind": "127.0.0.1:0", "state_dir": tempfile.mkdtemp()})
     async with trio.open_nursery() as nursery:
         agent = await nursery.start(Agent(cfg).run)
         before = sorted(sys.modules)
         # A scrape loads prometheus_client, and only then.
         agent.ops.render_metrics()
-        print(json.dumps({"api": agent.api_url, "before": before, "after": sorted(sys.modules)}))
+        after = sorted(sys.modules)
+        # The first DNS query loads dnspython, and is answered.
+        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        await sock.sendto(SOA_QUERY, tuple(agent.dns.addresses[0]))
+        with trio.fail_after(30):
+            reply = await sock.recv(4096)
+        print(json.dumps({"api": agent.api_url, "before": before, "after": after, "dns_reply": reply.hex(),
+                          "after_dns": sorted(sys.modules)}))
         nursery.cancel_scope.cancel()
 
 trio.run(main)
@@ -58,6 +70,9 @@ def test_idle_agent_loads_no_docker_httpx_metrics_or_crypto() -> None:
     assert "node.api.server" in out["before"]  # the API serves...
     assert loaded(out["before"], NOT_AT_IDLE) == []  # ...without these
     assert "prometheus_client" in out["after"]
+    reply = bytes.fromhex(out["dns_reply"])
+    assert reply[:2] == bytes.fromhex("5e1f") and reply[3] & 0x0F == 0 and int.from_bytes(reply[6:8], "big") == 1
+    assert "dns" in out["after_dns"]
 
 
 # What the agent needs before it gossips is loaded by `node.agent.agent`; the
