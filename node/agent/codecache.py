@@ -23,6 +23,8 @@ is as without the cache).  A missing, unreadable, corrupt or other-version
 file is only a miss; nothing is written when bytecode is not
 (PYTHONDONTWRITEBYTECODE) or the directory is read-only.  Bounded:
 MAX_ENTRIES entries (those this start did not use go first), MAX_FILE_BYTES.
+The file is trusted as the bytecode beside it is: whoever may write one may
+write the other.
 """
 
 from __future__ import annotations
