@@ -57,6 +57,10 @@ POLL_S = 0.2
 # five dockerds (the machine's load went past 100), so the interval grows
 # with R to keep the whole job at about 10 checks a second, on both sides.
 MAX_CHECKS_PER_S = 10
+# A check that cannot fail can still time out on a busy machine: with one
+# retry, a slow exec marked replicas unhealthy and restarted them (on both
+# schedulers), which measures the machine's load, not the rollout.
+HEALTH_RETRIES = 3
 
 
 def health_interval_s(replicas: int) -> int:
@@ -108,7 +112,7 @@ def shoal_spec(replicas: int, version: str, parallel: int, monitor_s: float) -> 
     return {"name": JOB, "image": f"{IMAGE}:{version}", "command": ["sh", "-c", HTTPD], "cpu": 0.05,
             "memory": "16MiB", "replicas": replicas, "strategy": "spread",
             "health": {"command": ["test", "-e", "/www/index.html"], "interval_s": health_interval_s(replicas),
-                       "retries": 1},
+                       "retries": HEALTH_RETRIES, "timeout_s": 5},
             "update": {"max_parallel": parallel, "min_healthy_s": monitor_s, "order": "start-first"}}
 
 
@@ -154,7 +158,8 @@ def swarm_template(version: str, replicas: int):
     import docker.types
 
     health = docker.types.Healthcheck(test=["CMD", "test", "-e", "/www/index.html"],
-                                      interval=health_interval_s(replicas) * 1_000_000_000, retries=1, start_period=0)
+                                      interval=health_interval_s(replicas) * 1_000_000_000, retries=HEALTH_RETRIES,
+                                      timeout=5_000_000_000, start_period=0)
     return docker.types.TaskTemplate(
         container_spec=docker.types.ContainerSpec(f"{IMAGE}:{version}", command=["sh", "-c", HTTPD],
                                                   healthcheck=health),
