@@ -143,6 +143,8 @@ class Run:
 def bench_run(tag: str, results: dict, src_rev: str, json_path: str | None) -> Iterator[Run]:
     """One benchmark run: see the module's docstring."""
     def on_signal(signum, _frame):
+        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(s, signal.SIG_IGN)  # one stop is enough: let the clean-up finish
         raise KeyboardInterrupt(f"signal {signum}")
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
