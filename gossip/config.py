@@ -16,6 +16,10 @@ computed here, in one place, so the core, the simulator and the docs agree:
 - time to declare a dead member dead, nobody confirming (gossip.awareness):
   detection_bound_s(n, h) = 2 (n - 1) (h + 1) probe_interval_s
                             + suspicion max timeout, h <= awareness_max_multiplier - 1
+- dead ping interval    = probe_interval_s * max(1, n / DEAD_PING_FANIN)
+                          (gossip.swim_heal), so the whole cluster sends about
+                          DEAD_PING_FANIN pings to failed members per probe
+                          interval, however large it is
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ from typing import Any
 from . import limits
 
 PUSH_PULL_SCALE_THRESHOLD = 32
+# Dead pings (gossip.swim_heal): up to this many nodes each ping a failed
+# member every probe interval; a larger cluster stretches each node's interval
+# so the cluster as a whole sends no more.  After a heal the first ping
+# across takes about probe_interval_s / min(n, DEAD_PING_FANIN).
+DEAD_PING_FANIN = 8
 
 # Protocol versions we advertise: memberlist pmin/pmax/pcur and Serf's delegate
 # versions, so a stock Serf agent accepts our push/pull (its verifyProtocol
@@ -123,6 +132,9 @@ class GossipConfig:
             return self.push_pull_interval_s
         mult = math.ceil(math.log2(n) - math.log2(PUSH_PULL_SCALE_THRESHOLD)) + 1
         return self.push_pull_interval_s * mult
+
+    def dead_ping_interval_for(self, n: int) -> float:
+        return self.probe_interval_s * max(1.0, n / DEAD_PING_FANIN)
 
     def replace(self, **changes: Any) -> GossipConfig:
         return dataclasses.replace(self, **changes)

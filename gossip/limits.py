@@ -135,6 +135,10 @@ CORRECTIONS_MAX = 4096
 # Health-score charges for silent indirect-probe helpers, remembered by
 # helper until it is found alive or suspected (gossip.awareness).
 SILENCE_CHARGES_MAX = 1024
+# Failed members we pushed/pulled with lately because they answered
+# (gossip.swim_heal), remembered by name: past this, the oldest are forgotten
+# and a flood of pings naming failed members starts no more syncs.
+HEAL_SYNCS_MAX = 1024
 
 # ---- decode caches (gossip.memo) ------------------------------------------------
 # Recent decodings remembered by their bytes.  Only canonical messages (the

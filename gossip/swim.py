@@ -60,6 +60,7 @@ from .messages import (
 from .packet import StreamDecoder, open_packet_parts, seal_stream
 from .suspicion import SuspicionInfo
 from .swim_base import (
+    T_DEAD_PING,
     T_GOSSIP,
     T_POST_JOIN,
     T_PROBE,
@@ -74,16 +75,16 @@ from .swim_base import (
     T_SUSPICION,
     TimerKey,
 )
+from .swim_heal import HealDetection
 from .swim_membership import REASK_MAX_PER_INTERVAL
 from .swim_probe import Probing
-from .swim_sync import StateSync
 from .swim_user import PAYLOAD_MAX_BYTES
 from .wire import encode
 
 __all__ = ["PAYLOAD_MAX_BYTES", "REASK_MAX_PER_INTERVAL", "Swim"]
 
 
-class Swim(Probing, StateSync):
+class Swim(Probing, HealDetection):
     """One member: see the module docstring and gossip/__init__.py for the API."""
 
     # ------------------------------------------------------------ inputs
@@ -195,6 +196,15 @@ class Swim(Probing, StateSync):
                     self._emit(JoinCompleted(join_seed, False, why, 0))
         elif purpose is StreamPurpose.PING and isinstance(reply, AckResp) and reply.seq_no == context:
             self._on_ack(reply.seq_no, now)
+
+    def _ping_in(self, ping: Ping, src: Address, now: float) -> None:
+        self._on_ping(ping, src)
+        if ping.source_node and ping.source_node != self.name and (not ping.node or ping.node == self.name):
+            self._pinged_by(ping.source_node, now)
+
+    def _ack_in(self, seq: int, now: float) -> None:
+        if not (self._dead_pings and self._dead_ping_acked(seq, now)):
+            self._on_ack(seq, now)
 
     # ------------------------------------------------------------ controls
     def leave(self, now: float) -> None:
@@ -311,6 +321,8 @@ class Swim(Probing, StateSync):
             if not self._leaving:
                 self._reconnect(now)
             self._schedule(now + cfg.reconnect_interval_s, T_RECONNECT, None)
+        elif kind == T_DEAD_PING:
+            self._dead_ping_tick(now)
         elif kind == T_POST_JOIN:
             assert isinstance(key, int)
             self._post_join_sync(key, now)
@@ -342,6 +354,8 @@ class Swim(Probing, StateSync):
             self._reap_stranger_payloads(now)
         if self._heard_dead:
             self._forget_heard_dead(now)
+        if self._heal_synced:
+            self._forget_heal_syncs(now)
         # Forget probe bookkeeping that no timer will clear (bounded maps).
         if len(self._probes) > ACK_HANDLERS_MAX:
             self._probes.clear()
@@ -360,9 +374,9 @@ class Swim(Probing, StateSync):
 # UDP message handlers by exact message type (Swim._handle).  Each takes its
 # own message type, which a dict's value type cannot state: hence Any.
 _HANDLERS: dict[type, Callable[[Swim, Any, Address, float, bytes | None], None]] = {
-    Ping: lambda self, msg, src, now, raw: self._on_ping(msg, src),
+    Ping: lambda self, msg, src, now, raw: self._ping_in(msg, src, now),
     IndirectPingReq: lambda self, msg, src, now, raw: self._on_indirect_ping(msg, src, now),
-    AckResp: lambda self, msg, src, now, raw: self._on_ack(msg.seq_no, now),
+    AckResp: lambda self, msg, src, now, raw: self._ack_in(msg.seq_no, now),
     NackResp: lambda self, msg, src, now, raw: self._on_nack(msg.seq_no),
     Alive: lambda self, msg, src, now, raw: self._on_alive(msg, now, raw=raw),
     Suspect: lambda self, msg, src, now, raw: self._on_suspect(msg, now, raw, src),

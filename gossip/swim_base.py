@@ -66,6 +66,7 @@ T_POST_JOIN = 8
 T_REAP = 9
 T_REASK = 10
 T_PROBE_JUDGE = 11
+T_DEAD_PING = 12
 
 # A timer's key: a probe or relay sequence number, (name, generation) of a
 # suspicion, the number of a post-join sync, or nothing.
@@ -157,6 +158,11 @@ class SwimBase:
         # (sender, subject) -> when we last answered its stale accusation.
         self._corrections: dict[tuple[Address, str], float] = {}
         self._streams: dict[int, tuple[StreamPurpose, StreamContext]] = {}
+        # Dead pings in flight (seq -> member) and the failed members we
+        # pushed/pulled with because they answered (name -> when): swim_heal.
+        self._dead_pings: dict[int, str] = {}
+        self._heal_synced: dict[str, float] = {}
+        self._dead_ping_armed = False   # a T_DEAD_PING timer is pending
         self._stream_id = 0
         self._leaving = False
         self._joined_once = False
@@ -189,6 +195,14 @@ class SwimBase:
     def _schedule(self, at: float, kind: int, key: TimerKey) -> None:
         self._timer_seq += 1
         heapq.heappush(self._timers, (at, self._timer_seq, kind, key))
+
+    def _arm_dead_pings(self, now: float) -> None:
+        """A member just failed: dead pings (gossip.swim_heal) run from now
+        until no failed member is left, and never in a cluster without one."""
+        if not self._dead_ping_armed:
+            self._dead_ping_armed = True
+            interval = self.config.dead_ping_interval_for(max(1, self._members.live_count()))
+            self._schedule(now + interval * self._rng.uniform(0.5, 1.5), T_DEAD_PING, None)
 
     def _next_seq(self) -> int:
         self._seq_no = (self._seq_no + 1) & 0xFFFFFFFF

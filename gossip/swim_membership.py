@@ -406,4 +406,5 @@ class Membership(SwimBase):
             self._emit(MemberLeft(member.info()))
         else:
             self._members.set_state(member, MemberState.DEAD, now)
+            self._arm_dead_pings(now)
             self._emit(MemberFailed(member.info()))

@@ -5,7 +5,8 @@ How this works: gossip can miss a member, so every push_pull_interval_s
 as a pushNodeState, plus the per-node payloads and the user state) with one
 random live member over TCP; also right after joining (`post_join_sync_s`)
 and, every reconnect_interval_s, with a failed member, so healed partitions
-merge.  Joining is the same exchange with the seeds.
+merge (gossip.swim_heal finds most heals sooner).  Joining is the same
+exchange with the seeds.
 
 Rules for remote state (memberlist mergeState): Alive is handled as an Alive
 message, Left as a graceful leave, and remote Dead or Suspect only ever
@@ -61,12 +62,15 @@ class StateSync(Membership, UserData):
         user = userdata.encode_state(self._payloads, self._user_state)
         return encode_push_pull(join, nodes, user)
 
+    def _push_pull_with(self, address: Address) -> None:
+        self._open_stream(address, self._local_push_pull(join=False), StreamPurpose.PUSH_PULL, None, True,
+                          self.config.tcp_timeout_s)
+
     def _push_pull_random(self, now: float) -> None:
         peers = self._members.random_members(1, lambda m: m.state is MemberState.ALIVE)
         if peers:
             self._count("push_pulls_started")
-            self._open_stream(peers[0].address, self._local_push_pull(join=False),
-                              StreamPurpose.PUSH_PULL, None, True, self.config.tcp_timeout_s)
+            self._push_pull_with(peers[0].address)
 
     def _reconnect(self, now: float) -> None:
         if not self._members.counts[MemberState.DEAD]:
@@ -77,8 +81,7 @@ class StateSync(Membership, UserData):
         peers = self._members.random_members(1, lambda m: m.state is MemberState.DEAD)
         if peers:
             self._count("reconnects_started")
-            self._open_stream(peers[0].address, self._local_push_pull(join=False),
-                              StreamPurpose.PUSH_PULL, None, True, self.config.tcp_timeout_s)
+            self._push_pull_with(peers[0].address)
 
     def _merge_remote(self, pp: PushPull, now: float, src: Address | None = None) -> None:
         by_name = self._members.by_name

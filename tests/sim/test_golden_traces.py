@@ -70,10 +70,10 @@ CASES = {
 }
 
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
-    ('gossip', 11): ('569da303662e40601548544b64e382bb7126117121b47a08151e0732e9a71db1', 1153),
-    ('gossip', 12): ('a98d0bca37fdb420eeb16cc124e8a2b3287557b96f1bc2114e0e6ac436f2670c', 1235),
-    ('placement', 2): ('f4db6985cd6f0c36b7c4a764443170281971078dd317719686f3c3a4ea46e01b', 684),
-    ('placement', 5): ('41382f74deabdb6f1746d60405afecd500e2528f11a9df0f331cd7302254656c', 694),
+    ('gossip', 11): ('589a59412797a28fd04b633f9dc2bf71893bd082effc1d5cd5fe221b15bab1b4', 1231),
+    ('gossip', 12): ('29c1a5b44c77cbcc81a5b4b0fcbccef300a6ae4ba43d6724bda1b987b4497d48', 1198),
+    ('placement', 2): ('30c3ac01d200870f22f4557d479aae336b2dedf6d93a76e99b770e3130466ab9', 706),
+    ('placement', 5): ('02583c304058a27a4b1cc8e86beef2dfe8c9cab6ffe8eb39932e0c0eae30569e', 681),
 }
 
 
