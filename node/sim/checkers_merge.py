@@ -12,7 +12,7 @@ world event (every core output, every runtime report) it counts the slots of
   auction.merge_rule);
 - `gap_s`: the longest any one of them went without a running copy;
 - `starts`: replicas started after the heal (a merge whose winners run
-  needs none);
+  needs none), and `start_times`: when each came, in seconds after the heal;
 - `met_s`: when the sides met again, after the heal: the first moment
   when, on each side, some node has seen a member of the other side come
   back (a one-way contact does not merge anything yet);
@@ -49,6 +49,7 @@ class MergeChecker:
         self.max_gap = 0
         self.gap_s = 0.0
         self.starts = 0
+        self.start_times: list[float] = []
         self.met_s: float | None = None
         self.agreed_s: float | None = None
         self.checks = 0
@@ -76,6 +77,7 @@ class MergeChecker:
         cls = ev.__class__
         if cls is StartReplica and ev.claim.job == self.job:
             self.starts += 1
+            self.start_times.append(t - self.healed_at)
         elif self.met_s is None and cls is MemberJoined:
             mine = self._side_of.get(self.world.nodes[i].name)
             theirs = self._side_of.get(ev.member.name)
