@@ -162,6 +162,7 @@ class SwimBase:
         # pushed/pulled with because they answered (name -> when): swim_heal.
         self._dead_pings: dict[int, str] = {}
         self._heal_synced: dict[str, float] = {}
+        self._heal_sync_at: float | None = None   # our last heal sync (gossip.swim_heal: one a probe interval)
         self._dead_ping_armed = False   # a T_DEAD_PING timer is pending
         self._stream_id = 0
         self._leaving = False

@@ -15,7 +15,13 @@ Two cheap rules shorten that to about a probe interval:
   * heal syncs: a sign that a member we hold as failed is reachable -- its
     ack to a dead ping, or a ping from it (its own dead ping, or its probe
     of us: it never held us failed) -- and we push/pull with it at once, at
-    most once per member per HEAL_SYNC_GAP_PROBES probe intervals.  The
+    most once per member per HEAL_SYNC_GAP_PROBES probe intervals, and at
+    most one heal sync of ours per probe interval.  The second bound is
+    what keeps a large heal calm: once the first refutations spread, every
+    member of one side probes the other side, each probe is such a sign,
+    and a push/pull per sign (200 nodes: a hundred full-state exchanges per
+    node at once) flooded members until their own side declared them dead.
+    One exchange already brings us the whole other side's state.  The
     push/pull tells it that we held it failed, so it refutes in its reply,
     and tells us how it holds us, so we refute too; gossip carries both
     refutations to each side (as after a reconnect).
@@ -91,12 +97,16 @@ class HealDetection(StateSync):
         last = synced.get(name)
         if last is not None and now - last < HEAL_SYNC_GAP_PROBES * self.config.probe_interval_s:
             return
+        if self._heal_sync_at is not None and now - self._heal_sync_at < self.config.probe_interval_s:
+            self._count("heal_syncs_paced")
+            return
         if last is None and len(synced) >= HEAL_SYNCS_MAX:
             self._forget_heal_syncs(now)
             if len(synced) >= HEAL_SYNCS_MAX:
                 self._count("heal_syncs_dropped")
                 return
         synced[name] = now
+        self._heal_sync_at = now
         self._count("heal_syncs_started")
         self._push_pull_with(member.address)
 

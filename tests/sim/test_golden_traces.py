@@ -70,8 +70,8 @@ CASES = {
 }
 
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
-    ('gossip', 11): ('589a59412797a28fd04b633f9dc2bf71893bd082effc1d5cd5fe221b15bab1b4', 1231),
-    ('gossip', 12): ('29c1a5b44c77cbcc81a5b4b0fcbccef300a6ae4ba43d6724bda1b987b4497d48', 1198),
+    ('gossip', 11): ('111114887f87493c5acc50c607352782c49bd37541391df27004c4f035596673', 1218),
+    ('gossip', 12): ('e37a58513a79bef4a1e835b20f3d22d04f4739e013e593bfe660adec24ada049', 1228),
     ('placement', 2): ('30c3ac01d200870f22f4557d479aae336b2dedf6d93a76e99b770e3130466ab9', 706),
     ('placement', 5): ('02583c304058a27a4b1cc8e86beef2dfe8c9cab6ffe8eb39932e0c0eae30569e', 681),
 }
