@@ -61,10 +61,19 @@ Dead on, so the accused hears of it and refutes.  Further Dead messages
 about it only confirm that suspicion (shortening the timer, down to
 suspicion_min_timeout_s(n)); it ends in the refutation or in our own
 timeout.  A Dead about a member we suspect on other grounds (a Suspect
-message, our probe) is accepted, as in memberlist: that suspicion was
-gossiped where we are, so the accused had its chance.  A crash costs no
-time where the Suspect spread first, which is nearly everywhere; a member
-that missed every copy of it declares the death on its own timer instead.
+message, our probe) is accepted, as in memberlist, once that suspicion is
+at least half its shortest timeout old: it was gossiped where we are long
+enough for the accused to have had its chance.  A younger one takes the
+Dead as a confirmation only.  The heal shows why: the other side's stale
+Suspect and Dead messages arrive within a few hundred ms of each other, so
+a suspicion started by the first was ended by the second before the
+accused could answer (simulator, 200 nodes, 4 of 4 seeds: a live member
+declared dead on up to 20 peers of its own side in the first second after
+the heal).  A crash costs no time where the Suspect spread first, which is
+nearly everywhere: the declarer waited at least the shortest timeout, and
+the Suspect reached the others within a few gossip rounds of its start; a
+member that missed every copy of it declares the death on its own timer
+instead.
 """
 
 from __future__ import annotations
@@ -98,6 +107,10 @@ from .wire import encode, encode_alive
 # Suspects re-asked per probe interval (_reask_suspects): a few suspicions at
 # a time are the normal case under loss; a partition makes hundreds.
 REASK_MAX_PER_INTERVAL = 3
+
+# A Dead ends a suspicion of ours (not hearsay) only once it is this share of
+# its shortest timeout old (module docstring, "A death we never suspected").
+REFUTE_SHARE = 0.5
 
 
 class Membership(SwimBase):
@@ -370,7 +383,9 @@ class Membership(SwimBase):
             self._emit(MemberSuspected(member.info()))
             return True
         susp = self._suspicions.get(d.node)
-        if susp is None or not susp.hearsay:
+        if susp is None:
+            return False
+        if not susp.hearsay and now - susp.started_at >= susp.min_timeout_s * REFUTE_SHARE:
             return False
         # Another member's verdict on the same suspect: a confirmation.
         if susp.confirm(d.from_node):

@@ -780,8 +780,26 @@ def test_a_death_is_accepted_at_once_where_the_suspicion_spread_first():
     link.down.add("n1")
     n0._on_suspect(Suspect(n1.incarnation, "n1", "n3"), link.now)
     assert link.state_in(n0, "n1") is MemberState.SUSPECT
+    # The suspicion has stood half its shortest timeout: the accused had its chance.
+    link.run_until(link.now + CFG.suspicion_min_timeout_s(4) * 0.6)
+    assert link.state_in(n0, "n1") is MemberState.SUSPECT
     n0.receive_datagram(_dead_from(n2, n1), n2.addr, link.now)
     assert link.state_in(n0, "n1") is MemberState.DEAD
+
+
+def test_a_death_right_behind_the_suspicion_only_confirms_it():
+    # A healed partition delivers the other side's stale Suspect and Dead
+    # about a live member within moments of each other: the Dead must not end
+    # a suspicion the accused has had no time to answer.
+    link, nodes = cluster(4)
+    n0, n1, n2, n3 = nodes
+    t0 = link.now
+    n0._on_suspect(Suspect(n1.incarnation, "n1", "n3"), link.now)
+    n0.receive_datagram(_dead_from(n2, n1), n2.addr, link.now)
+    assert link.state_in(n0, "n1") is MemberState.SUSPECT
+    link.run_until(t0 + CFG.suspicion_max_timeout_s(4) + 2)
+    assert link.state_in(n0, "n1") is MemberState.ALIVE   # n1 heard of it and refuted
+    assert not link.of_type(MemberFailed)
 
 
 def test_a_death_a_push_pull_told_is_not_made_final_by_the_same_news_gossiped():
