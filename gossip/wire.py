@@ -175,18 +175,24 @@ def encode_node_state_fields(name: str, addr: bytes, port: int, meta: bytes, inc
 
 def encode_push_pull(join: bool, node_states: list[bytes], user_state: bytes) -> bytes:
     """The push/pull stream form from already-encoded node states
-    (`encode_node_state`), so a caller can reuse them between exchanges.
-    The header's Nodes/UserStateLen are Go ints: signed markers (pack_go)."""
+    (`encode_node_state`), so a caller can reuse them between exchanges."""
+    return encode_push_pull_joined(join, len(node_states), b"".join(node_states), user_state)
+
+
+def encode_push_pull_joined(join: bool, count: int, node_states: bytes, user_state: bytes) -> bytes:
+    """encode_push_pull from `count` encoded node states already joined
+    into one bytes (gossip.members.MemberTable.node_states).  The header's
+    Nodes/UserStateLen are Go ints: signed markers (pack_go)."""
     out = bytearray((MessageType.PUSH_PULL,))
     pack_go_into(
         {
             "Join": bool(join),
-            "Nodes": GoInt(len(node_states)),
+            "Nodes": GoInt(count),
             "UserStateLen": GoInt(len(user_state)),
         },
         out,
     )
-    out += b"".join(node_states)
+    out += node_states
     out += user_state
     return bytes(out)
 
