@@ -528,6 +528,10 @@ def parse_node_state(obj: object) -> PushNodeState:
 # gossip.compound's memo.  Only canonical encodings (the Go struct's seven
 # fields) are remembered, and the memo is bounded in count and bytes.
 _NODE_STATE_MEMO: Memo[PushNodeState] = Memo()
+# parse_node_state_bytes' lookup alone (None when not remembered), for the
+# stream parser's loop over a push/pull's node states.  Memo.get is its
+# dict's own get, which stays valid across clear().
+remembered_node_state = _NODE_STATE_MEMO.get
 _NODE_STATE_KEYS = frozenset((b"Addr", b"Incarnation", b"Meta", b"Name", b"Port", b"State", b"Vsn"))
 
 
