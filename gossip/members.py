@@ -164,7 +164,11 @@ class MemberTable:
         self.by_name: dict[str, Member] = {}
         self.order: list[str] = []  # probe order, includes ourselves (skipped)
         self.probe_index = 0
-        self.counts = {state: 0 for state in MemberState}
+        # Members per state, keyed by the state's value: hashing an Enum
+        # member runs Python code (Enum.__hash__), and these counts move for
+        # every member learned and every state change.  `counts` gives them
+        # by MemberState.
+        self._count_of: dict[str, int] = {state._value_: 0 for state in MemberState}
         # counts[ALIVE] + counts[SUSPECT], kept up to date: live_count() is
         # read for every packet sent, and hashing an Enum member runs Python
         # code.
@@ -189,6 +193,12 @@ class MemberTable:
     def __len__(self) -> int:
         return len(self.by_name)
 
+    @property
+    def counts(self) -> dict[MemberState, int]:
+        """Members per state (a fresh dict)."""
+        count_of = self._count_of
+        return {state: count_of[state._value_] for state in MemberState}
+
     def get(self, name: str) -> Member | None:
         return self.by_name.get(name)
 
@@ -210,7 +220,7 @@ class MemberTable:
     def add(self, member: Member) -> None:
         self.version += 1
         self.by_name[member.name] = member
-        self.counts[member.state] += 1
+        self._count_of[member.state._value_] += 1
         if member.state in _LIVE:
             self._live += 1
         # Insert at a random position: a new member is probed within one
@@ -229,8 +239,9 @@ class MemberTable:
     def set_state(self, member: Member, state: MemberState, now: float) -> None:
         if member.state is not state:
             self.version += 1
-            self.counts[member.state] -= 1
-            self.counts[state] += 1
+            count_of = self._count_of
+            count_of[member.state._value_] -= 1
+            count_of[state._value_] += 1
             self._live += (state in _LIVE) - (member.state in _LIVE)
             member.state = state
             member.state_change_at = now
@@ -258,7 +269,7 @@ class MemberTable:
         self._forget_old_alive()
         for name in names:
             member = self.by_name.pop(name)
-            self.counts[member.state] -= 1
+            self._count_of[member.state._value_] -= 1
             if member.state in _LIVE:
                 self._live -= 1
         self.order = [n for n in self.order if n not in names]
