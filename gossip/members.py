@@ -14,6 +14,13 @@ Each member also caches its encoded pushNodeState: a push/pull carries the
 whole table, and re-encoding a thousand unchanged members for every exchange
 made joins O(N^2) in encoding work.  The cache is keyed by the fields it
 encodes, so any change to the member (by whatever path) invalidates it.
+
+On top of that the table keeps the whole list joined (`node_states`), rebuilt
+only when its `version` moved: every change to the table or to a member's
+encoded fields bumps it (`add`, `set_state`, `readdress`, `remove`, and
+`changed()`, which Swim calls after setting a member's incarnation, meta or
+vsn).  Without it each push/pull still walked every member to check its
+cache, which at 1,000 members was most of the cost of building one.
 """
 
 from __future__ import annotations
@@ -157,7 +164,11 @@ class MemberTable:
         self.by_name: dict[str, Member] = {}
         self.order: list[str] = []  # probe order, includes ourselves (skipped)
         self.probe_index = 0
-        self.counts = {state: 0 for state in MemberState}
+        # Members per state, keyed by the state's value: hashing an Enum
+        # member runs Python code (Enum.__hash__), and these counts move for
+        # every member learned and every state change.  `counts` gives them
+        # by MemberState.
+        self._count_of: dict[str, int] = {state._value_: 0 for state in MemberState}
         # counts[ALIVE] + counts[SUSPECT], kept up to date: live_count() is
         # read for every packet sent, and hashing an Enum member runs Python
         # code.
@@ -173,16 +184,43 @@ class MemberTable:
         # full (repeats are then simply handled again, to the same effect).
         self.old_alive: set[bytes] = set()
         self._old_alive_bytes = 0
+        # Bumped on every change that can alter a member's pushNodeState or
+        # the table's order (module docstring); node_states() is rebuilt
+        # when it moved.
+        self.version = 0
+        self._node_states: tuple[int, int, bytes] = (-1, 0, b"")  # (version, count, joined)
 
     def __len__(self) -> int:
         return len(self.by_name)
 
+    @property
+    def counts(self) -> dict[MemberState, int]:
+        """Members per state (a fresh dict)."""
+        count_of = self._count_of
+        return {state: count_of[state._value_] for state in MemberState}
+
     def get(self, name: str) -> Member | None:
         return self.by_name.get(name)
 
+    def changed(self) -> None:
+        """A member's incarnation, meta or vsn was set (see `version`)."""
+        self.version += 1
+
+    def node_states(self) -> tuple[int, bytes]:
+        """(count, every member's encoded pushNodeState joined), in table
+        order: the node list of a push/pull."""
+        cached = self._node_states
+        if cached[0] == self.version:
+            return cached[1], cached[2]
+        members = self.by_name.values()
+        joined = b"".join([m.node_state_bytes() for m in members])
+        self._node_states = (self.version, len(members), joined)
+        return len(members), joined
+
     def add(self, member: Member) -> None:
+        self.version += 1
         self.by_name[member.name] = member
-        self.counts[member.state] += 1
+        self._count_of[member.state._value_] += 1
         if member.state in _LIVE:
             self._live += 1
         # Insert at a random position: a new member is probed within one
@@ -200,8 +238,10 @@ class MemberTable:
 
     def set_state(self, member: Member, state: MemberState, now: float) -> None:
         if member.state is not state:
-            self.counts[member.state] -= 1
-            self.counts[state] += 1
+            self.version += 1
+            count_of = self._count_of
+            count_of[member.state._value_] -= 1
+            count_of[state._value_] += 1
             self._live += (state in _LIVE) - (member.state in _LIVE)
             member.state = state
             member.state_change_at = now
@@ -220,14 +260,16 @@ class MemberTable:
         self._old_alive_bytes = 0
 
     def readdress(self, member: Member, addr_bytes: bytes, port: int) -> None:
+        self.version += 1
         member.set_address(addr_bytes, port)
         self._forget_old_alive()
 
     def remove(self, names: set[str]) -> None:
+        self.version += 1
         self._forget_old_alive()
         for name in names:
             member = self.by_name.pop(name)
-            self.counts[member.state] -= 1
+            self._count_of[member.state._value_] -= 1
             if member.state in _LIVE:
                 self._live -= 1
         self.order = [n for n in self.order if n not in names]

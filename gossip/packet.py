@@ -45,6 +45,7 @@ from gossip.wire import (
     parse_node_state_bytes,
     parse_push_pull_header,
     parse_user_msg_header,
+    remembered_node_state,
 )
 
 LABEL_HEADER = 0xF4
@@ -289,20 +290,35 @@ class _MessageParser:
             # as bytes: members mostly send the same encodings again and
             # again (they cache them), so parse_node_state_bytes finds most
             # of them already decoded.
+            # (Locals, and one copy per state through a memoryview: this loop
+            # runs for every member of every push/pull.)
             unpacker = self._unpacker
-            while self._nodes_left:
-                if self._node_start < 0:
-                    self._node_start = unpacker.tell()
-                try:
-                    unpacker.skip()
-                except OutOfData:
-                    return None
-                except Exception as e:  # FormatError, StackError, ...
-                    raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
-                raw = bytes(self._body[self._node_start : unpacker.tell()])
-                self._node_start = -1
-                self._nodes.append(parse_node_state_bytes(raw))
-                self._nodes_left -= 1
+            tell = unpacker.tell
+            skip = unpacker.skip
+            append = self._nodes.append
+            memo_get = remembered_node_state
+            left = self._nodes_left
+            start = self._node_start
+            body = memoryview(self._body)  # released below: _body grows on the next feed
+            try:
+                while left:
+                    if start < 0:
+                        start = tell()
+                    try:
+                        skip()
+                    except OutOfData:
+                        return None
+                    except Exception as e:  # FormatError, StackError, ...
+                        raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
+                    raw = bytes(body[start : tell()])
+                    start = -1
+                    st = memo_get(raw)
+                    append(st if st is not None else parse_node_state_bytes(raw))
+                    left -= 1
+            finally:
+                body.release()
+                self._nodes_left = left
+                self._node_start = start
             self._stage = "raw"
         if self._stage == "raw":
             while self._raw_left:

@@ -23,7 +23,7 @@ from .messages import Alive, Dead, NodeStateCode, PushPull, Suspect
 from .swim_base import T_POST_JOIN
 from .swim_membership import Membership
 from .swim_user import UserData
-from .wire import encode_push_pull
+from .wire import encode_push_pull_joined
 
 
 class StateSync(Membership, UserData):
@@ -55,12 +55,12 @@ class StateSync(Membership, UserData):
         self._post_join_known = known
 
     def _local_push_pull(self, join: bool) -> bytes:
-        # Each member's pushNodeState is encoded once and reused until it
-        # changes (Member.node_state_bytes): a push/pull carries the whole
+        # The node list is encoded once per change of the member table and
+        # reused (MemberTable.node_states): a push/pull carries the whole
         # table, and a large cluster's joins exchange it thousands of times.
-        nodes = [m.node_state_bytes() for m in self._members.by_name.values()]
+        count, nodes = self._members.node_states()
         user = userdata.encode_state(self._payloads, self._user_state)
-        return encode_push_pull(join, nodes, user)
+        return encode_push_pull_joined(join, count, nodes, user)
 
     def _push_pull_with(self, address: Address) -> None:
         self._open_stream(address, self._local_push_pull(join=False), StreamPurpose.PUSH_PULL, None, True,

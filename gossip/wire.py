@@ -130,21 +130,53 @@ def _enc_dead(msg: Dead) -> bytes:
     return b"\x05" + fast_pack({"From": msg.from_node, "Incarnation": _u32(msg.incarnation), "Node": msg.node})
 
 
+# Encodings of alives and node states by their fields.  In a cluster every
+# member encodes the same alive and the same pushNodeState about each member
+# (when it learns of it, when it builds a push/pull): with the simulator's
+# members in one process that was a million encodings of a thousand
+# distinct messages at 1,000 nodes.  A pure function of its fields, so
+# shared; bounded, emptied when full (the next calls simply encode again).
+# Only fields of the exact types members hold are remembered (a bytearray
+# or list is not hashable, and a bool or float merely equals an int).
+_ENCODED: dict[tuple[object, ...], bytes] = {}
+_ENCODED_MAX = 65_536
+_KEY_TYPES = frozenset((bytes, str, int, tuple))
+
+
+def _encoded(key: tuple[object, ...]) -> bytes | None:
+    try:
+        return _ENCODED.get(key)
+    except TypeError:  # an unhashable field
+        return None
+
+
+def _remember_encoding(key: tuple[object, ...], data: bytes) -> bytes:
+    if all(type(f) in _KEY_TYPES for f in key) and all(type(v) is int for v in key[-1]):  # type: ignore[attr-defined]
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[key] = data
+    return data
+
+
 def encode_alive(incarnation: int, node: str, addr: bytes, port: int, meta: bytes,
                  vsn: tuple[int, ...]) -> bytes:
     """encode(Alive(...)) without building the message first."""
+    key = (b"\x04", incarnation, node, addr, port, meta, vsn)
+    data = _encoded(key)
+    if data is not None:
+        return data
     if not 0 <= incarnation <= _U32:
         raise ValueError(f"{incarnation} does not fit uint32")
     if not 0 <= port <= _U16:
         raise ValueError(f"{port} does not fit uint16")
-    return b"\x04" + fast_pack({
+    return _remember_encoding(key, b"\x04" + fast_pack({
         "Addr": addr or None,
         "Incarnation": incarnation,
         "Meta": meta or None,
         "Node": node,
         "Port": port,
         "Vsn": bytes(vsn) if vsn else None,
-    })
+    }))
 
 
 def _enc_alive(msg: Alive) -> bytes:
@@ -160,9 +192,13 @@ def encode_node_state_fields(name: str, addr: bytes, port: int, meta: bytes, inc
                              state: int, vsn: tuple[int, ...]) -> bytes:
     """encode_node_state without building the PushNodeState first.  Go's
     `State` is an int, but 0..3 is a positive fixint under both markers."""
+    key = (name, addr, port, meta, incarnation, state, vsn)
+    data = _encoded(key)
+    if data is not None:
+        return data
     if not 0 <= state < 128:
         raise ValueError(f"node state {state} out of range")
-    return fast_pack({
+    return _remember_encoding(key, fast_pack({
         "Addr": addr or None,
         "Incarnation": _u32(incarnation),
         "Meta": meta or None,
@@ -170,23 +206,29 @@ def encode_node_state_fields(name: str, addr: bytes, port: int, meta: bytes, inc
         "Port": _u16(port),
         "State": state,
         "Vsn": bytes(vsn) if vsn else None,
-    })
+    }))
 
 
 def encode_push_pull(join: bool, node_states: list[bytes], user_state: bytes) -> bytes:
     """The push/pull stream form from already-encoded node states
-    (`encode_node_state`), so a caller can reuse them between exchanges.
-    The header's Nodes/UserStateLen are Go ints: signed markers (pack_go)."""
+    (`encode_node_state`), so a caller can reuse them between exchanges."""
+    return encode_push_pull_joined(join, len(node_states), b"".join(node_states), user_state)
+
+
+def encode_push_pull_joined(join: bool, count: int, node_states: bytes, user_state: bytes) -> bytes:
+    """encode_push_pull from `count` encoded node states already joined
+    into one bytes (gossip.members.MemberTable.node_states).  The header's
+    Nodes/UserStateLen are Go ints: signed markers (pack_go)."""
     out = bytearray((MessageType.PUSH_PULL,))
     pack_go_into(
         {
             "Join": bool(join),
-            "Nodes": GoInt(len(node_states)),
+            "Nodes": GoInt(count),
             "UserStateLen": GoInt(len(user_state)),
         },
         out,
     )
-    out += b"".join(node_states)
+    out += node_states
     out += user_state
     return bytes(out)
 
@@ -522,6 +564,10 @@ def parse_node_state(obj: object) -> PushNodeState:
 # gossip.compound's memo.  Only canonical encodings (the Go struct's seven
 # fields) are remembered, and the memo is bounded in count and bytes.
 _NODE_STATE_MEMO: Memo[PushNodeState] = Memo()
+# parse_node_state_bytes' lookup alone (None when not remembered), for the
+# stream parser's loop over a push/pull's node states.  Memo.get is its
+# dict's own get, which stays valid across clear().
+remembered_node_state = _NODE_STATE_MEMO.get
 _NODE_STATE_KEYS = frozenset((b"Addr", b"Incarnation", b"Meta", b"Name", b"Port", b"State", b"Vsn"))
 
 

@@ -82,6 +82,7 @@ from gossip.events import (
 )
 from node.core.inputs import Broadcast, Datagram, Join, Leave, StreamIn, StreamReply
 from node.sim.driver import datagram_receiver, feeder
+from node.sim.gc_policy import fewer_collections
 from node.sim.network import Network, NetworkConfig
 from node.sim.trace import (
     KIND,
@@ -396,6 +397,10 @@ class World:
 
     # ---- running -----------------------------------------------------------
     def run_until(self, t_end: float) -> None:
+        with fewer_collections():  # node.sim.gc_policy says why
+            self._run_until(t_end)
+
+    def _run_until(self, t_end: float) -> None:
         heap = self._heap
         pop = heapq.heappop
         nodes = self.nodes
