@@ -15,34 +15,19 @@ import pytest
 
 from gossip.config import preset
 from gossip.events import MemberFailed
-from node.sim import World, checkers, faults
+from node.sim import World, checkers
+from node.sim.most_dead import kill_most
 
 SAMPLE_S = 0.05
 SLOW_S = 1.2
 
 
 def _kill_most(seed: int, profile: str, n: int, kill: int):
-    config = preset(profile)
-    w = World(seed, n, config)
-    w.bootstrap()
-    assert w.run_until_converged(checkers.all_agree_alive, 30.0) is not None, f"seed={seed}: no convergence"
-    detector = checkers.FalseDeathDetector(w)
-    victims = list(range(n - kill, n))
-    survivors = [i for i in range(n) if i not in victims]
-    for v in victims:
-        faults.crash(w, v)
-    bound = config.detection_bound_s(n)
-    health = 0
-    start = w.now
-    deadline = start + bound
-    while not checkers.sees_dead(w, survivors, victims):
-        assert w.now < deadline, (
-            f"seed={seed}: {profile} {kill} of {n} killed, not all declared dead within {bound:.1f}s: "
-            f"{checkers.disagreements(w)}")
-        w.run_for(SAMPLE_S)
-        health = max(health, *(w.core(i).health_score() for i in survivors))
-    took = w.now - start
-    return w, config, detector, survivors, took, health
+    r = kill_most(seed, profile, n, kill, SAMPLE_S)
+    assert r.took_s is not None, (
+        f"seed={seed}: {profile} {kill} of {n} killed, not all declared dead within "
+        f"{r.config.detection_bound_s(n):.1f}s: {checkers.disagreements(r.world)}")
+    return r.world, r.config, r.detector, r.survivors, r.took_s, r.health
 
 
 @pytest.mark.parametrize("profile,n,kill,seed", [
