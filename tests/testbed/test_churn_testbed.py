@@ -23,7 +23,6 @@ import time
 
 import pytest
 
-import test_testbed as tb    # same directory (pytest's default prepend import mode)
 import testbed_cluster as tc
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="scripts/testbed needs root"), pytest.mark.slow]
@@ -34,21 +33,9 @@ STALL_S = float(os.environ.get("SHOAL_CHURN_STALL_S", "0.35"))
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    bed = tb.Bed(tmp_path_factory.mktemp("churn"), "c")
-    bed.prefix, bed.subnet = "churn", "10.79.9"
-    bed.env.update(SHOAL_TESTBED_PREFIX=bed.prefix, SHOAL_TESTBED_SUBNET=bed.subnet)
-    cl = None
-    try:
-        bed.run("up", str(tc.N), "--profile", "local", *tc.CAPACITY)
-        cl = tc.Cluster(bed)
+    with tc.own_testbed(tmp_path_factory.mktemp("churn"), "c", prefix="churn", subnet="10.79.9") as cl:
         cl.wait_all_up(90)
         yield cl
-    finally:
-        if cl is not None:
-            for client in cl.docker.values():
-                client.close()
-        out = bed.run("down", check=False)
-    assert out.returncode == 0, out.stderr
 
 
 def _created(cl: tc.Cluster, nodes: list[int]) -> set[str]:

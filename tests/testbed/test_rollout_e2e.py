@@ -46,7 +46,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import test_testbed as tb    # same directory (pytest's default prepend import mode)
 import testbed_cluster as tc
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="scripts/testbed needs root"), pytest.mark.slow]
@@ -129,24 +128,9 @@ class Sampler:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Five nodes of our own (prefix PREFIX, subnet SUBNET), down at the end."""
-    bed = tb.Bed(tmp_path_factory.mktemp("rollout"), "o")
-    bed.prefix, bed.subnet = PREFIX, SUBNET
-    bed.env.update(SHOAL_TESTBED_PREFIX=bed.prefix, SHOAL_TESTBED_SUBNET=bed.subnet)
-    cl = None
-    ids: dict[int, list[str]] = {}
-    try:
-        bed.run("up", str(tc.N), "--profile", "local", *tc.CAPACITY)
-        cl = tc.Cluster(bed)
+    with tc.own_testbed(tmp_path_factory.mktemp("rollout"), "o", prefix=PREFIX, subnet=SUBNET) as cl:
         cl.wait_all_up(90)
         yield cl
-    finally:
-        if cl is not None:
-            ids = {i: sorted(set(tb.container_ids(n)) | cl.seen_ids[i]) for i, n in cl.nodes.items()}
-            for client in cl.docker.values():
-                client.close()
-        out = bed.run("down", check=False)
-    assert out.returncode == 0, out.stderr
-    assert bed.leftovers(ids) == []
 
 
 @pytest.mark.timeout(600)

@@ -41,7 +41,6 @@ from pathlib import Path
 
 import pytest
 
-import test_testbed as tb    # same directory (pytest's default prepend import mode)
 import testbed_cluster as tc
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="scripts/testbed needs root"), pytest.mark.slow]
@@ -56,22 +55,10 @@ SAMPLE_S = 0.25
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    bed = tb.Bed(tmp_path_factory.mktemp("calm"), "s")
-    bed.prefix, bed.subnet = "ca17", "10.79.33"
-    bed.env.update(SHOAL_TESTBED_PREFIX=bed.prefix, SHOAL_TESTBED_SUBNET=bed.subnet)
-    cl = None
-    try:
-        bed.run("up", str(len(NODES)), "--profile", "local", *tc.CAPACITY)
-        cl = tc.Cluster(bed)
+    with tc.own_testbed(tmp_path_factory.mktemp("calm"), "s", nodes=len(NODES), prefix="ca17", subnet="10.79.33") as cl:
         everyone = {cl.name(i) for i in NODES}
         cl.wait(lambda: all(cl.alive_members(i) == everyone for i in NODES), 60, "every node sees all alive")
         yield cl
-    finally:
-        if cl is not None:
-            for client in cl.docker.values():
-                client.close()
-        out = bed.run("down", check=False)
-    assert out.returncode == 0, out.stderr
 
 
 class Sampler:

@@ -255,3 +255,30 @@ class Cluster:
         except AssertionError:
             print(self.diagnostics())
             raise
+
+
+@contextlib.contextmanager
+def own_testbed(workdir: Path, tag: str, nodes: int = N, prefix: str | None = None, subnet: str | None = None,
+                profile: str = "local"):
+    """A testbed of `nodes` nodes (its own prefix and subnet when given, so it
+    may run beside the session's), up with CAPACITY, as a Cluster; at the end
+    taken down, and nothing of ours may be left (namespaces, processes, the
+    containers any dockerd was seen holding)."""
+    bed = tb.Bed(workdir, tag)
+    if prefix is not None and subnet is not None:
+        bed.prefix, bed.subnet = prefix, subnet
+        bed.env.update(SHOAL_TESTBED_PREFIX=prefix, SHOAL_TESTBED_SUBNET=subnet)
+    cl = None
+    ids: dict[int, list[str]] = {}
+    try:
+        bed.run("up", str(nodes), "--profile", profile, *CAPACITY)
+        cl = Cluster(bed)
+        yield cl
+    finally:
+        if cl is not None:
+            ids = {i: sorted(set(tb.container_ids(n)) | cl.seen_ids[i]) for i, n in cl.nodes.items()}
+            for client in cl.docker.values():
+                client.close()
+        out = bed.run("down", check=False)
+    assert out.returncode == 0, out.stderr
+    assert bed.leftovers(ids) == []
