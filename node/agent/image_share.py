@@ -227,19 +227,10 @@ class ImageShare:
                 body = r.json() if r.status_code == 200 else None
             except (httpx.HTTPError, ValueError):
                 return
-            images = body.get("images") if isinstance(body, dict) else None
-            if not isinstance(body, dict) or body.get("max_serves") == 0:
-                return      # this node serves no images to peers
-            serving, most = body.get("serving"), body.get("max_serves")
-            busy = isinstance(serving, int) and isinstance(most, int) and serving >= most
-            for img in images or []:
-                if isinstance(img, dict) and img.get("ref") == ref and str(img.get("id", "")).startswith("sha256:"):
-                    found.append({"node": member.name, "url": url, "id": img["id"], "size": _count(img.get("size")),
-                                  "serving": _count(img.get("serving")), "served": _count(img.get("served")),
-                                  "busy_total": busy, "holds": True})
-                    return
-            if ref in (body.get("loading") or ()):
-                found.append({"node": member.name, "holds": False})
+            entry = listing_entry(body, ref)
+            if entry is not None:
+                found.append({"node": member.name, "url": url, **entry} if entry["holds"]
+                             else {"node": member.name, "holds": False})
 
         async with forward_client(self.agent, ASK_TIMEOUT_S) as client:
             async with trio.open_nursery() as nursery:
@@ -374,6 +365,25 @@ class ImageShare:
         if loaded.get("Id") != image_id:
             return f"loaded {ref} is {loaded.get('Id', '?')[:19]}..., not {image_id[:19]}..."
         return None
+
+
+def listing_entry(body: Any, ref: str) -> dict[str, Any] | None:
+    """What a peer's image listing (GET /v1/images, as peers ask it) says of
+    `ref`: {holds: True, id, size, serving, served, busy_total} if it has
+    it, {holds: False} if it is loading it, None otherwise -- and None for a
+    listing that is not one: a peer's answer is checked field by field."""
+    if not isinstance(body, dict) or body.get("max_serves") == 0:
+        return None     # not a listing, or a node that serves no images to peers
+    images, loading = body.get("images"), body.get("loading")
+    serving, most = body.get("serving"), body.get("max_serves")
+    busy = isinstance(serving, int) and isinstance(most, int) and serving >= most
+    for img in images if isinstance(images, list) else ():
+        if isinstance(img, dict) and img.get("ref") == ref and str(img.get("id", "")).startswith("sha256:"):
+            return {"id": img["id"], "size": _count(img.get("size")), "serving": _count(img.get("serving")),
+                    "served": _count(img.get("served")), "busy_total": busy, "holds": True}
+    if isinstance(loading, list) and ref in loading:
+        return {"holds": False}
+    return None
 
 
 def _count(value: Any) -> int:

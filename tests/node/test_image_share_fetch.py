@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from node.agent.image_share import MAX_ATTEMPTS, ImageShare
+from node.agent.image_share import MAX_ATTEMPTS, ImageShare, listing_entry
 
 
 def share_with(answers: list[str | None], holders=({"node": "h1"},), timeout_s: float = 60.0):
@@ -125,3 +125,19 @@ async def test_nodes_that_got_the_image_serve_it_next_so_spreading_is_a_tree_not
     assert took <= 4 * Swarm.TRANSFER_S + 5, (took, swarm.sent)
     assert swarm.sent["h0"] <= 5 and sum(swarm.sent.values()) == 12, swarm.sent
     assert len(swarm.sent) >= 4, swarm.sent      # copies came from several nodes
+
+
+def test_a_peers_listing_is_read_field_by_field_and_a_malformed_one_holds_nothing():
+    ref = "busybox:2"
+    good = {"max_serves": 2, "serving": 2, "images": [{"ref": ref, "id": "sha256:ab", "size": 10, "served": 1}],
+            "loading": []}
+    assert listing_entry(good, ref) == {"id": "sha256:ab", "size": 10, "serving": 0, "served": 1,
+                                        "busy_total": True, "holds": True}
+    assert listing_entry({"max_serves": 2, "images": [], "loading": [ref]}, ref) == {"holds": False}
+    assert listing_entry({**good, "max_serves": 0}, ref) is None     # serves no images to peers
+    for bad in (None, [], "x", {"images": 5, "loading": 7}, {"images": "busybox:2", "loading": {"busybox:2": 1}},
+                {"images": [{"ref": ref, "id": "md5:1"}]}, {"images": [{"ref": ref, "id": "sha256:1", "size": -4,
+                                                                        "served": True}]}):
+        entry = listing_entry(bad, ref)
+        assert entry is None or entry == {"id": "sha256:1", "size": 0, "serving": 0, "served": 0,
+                                          "busy_total": False, "holds": True}, (bad, entry)
