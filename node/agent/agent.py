@@ -65,7 +65,7 @@ from gossip.events import Address, OpenStream
 from gossip.messages import Message
 from gossip.packet import StreamDecoder
 from gossip.security import Keyring
-from node.agent import codecache, probe
+from node.agent import codecache, fault_clock, probe
 from node.agent.config import (
     AgentConfig,
     HostPort,
@@ -134,20 +134,6 @@ def node_labels(cfg: AgentConfig) -> dict[str, str]:
 # ---- the agent ------------------------------------------------------------------
 
 
-
-def fault_clock_offset_s(cfg: AgentConfig) -> float:
-    """Chaos testing only: with --enable-fault-hook, SHOAL_FAULT_CLOCK_OFFSET_S
-    (seconds, >= 0) puts this agent's wall clock (its HLC stamps) that far
-    ahead of the machine's, as a node whose clock runs ahead would.  Read once
-    at start (`scripts/testbed restart-agent NODE --clock-offset S`)."""
-    if not cfg.enable_fault_hook:
-        return 0.0
-    try:
-        offset_s = float(os.environ.get("SHOAL_FAULT_CLOCK_OFFSET_S", "0") or 0)
-    except ValueError:
-        return 0.0
-    return offset_s if 0.0 <= offset_s <= 3600.0 else 0.0
-
 class Agent:
     def __init__(self, config: AgentConfig, *, gossip_config: GossipConfig | None = None,
                  runtime: Any = None) -> None:
@@ -215,7 +201,7 @@ class Agent:
         self.runtime = self.runtime if self.runtime is not None else make_runtime(self)
         keys = initial_keys(cfg)
         keyring = Keyring(keys, os.urandom) if keys else None
-        self.keys = KeyManager(keyring, cfg.keyring_file, metrics=self.metrics)
+        self.keys = KeyManager(keyring, cfg.keyring_file, metrics=self.metrics, wall_ms=fault_clock.wall_ms)
         self.transport = Transport(
             cfg.bind,
             self.metrics,
@@ -319,7 +305,8 @@ class Agent:
             labels=self.labels,
             agent_version=agent_version(),
             address=publish_address(cfg, self.advertise),  # where replicas' ports are published (the catalog's)
-            wall_offset_s=time.time() - now + fault_clock_offset_s(cfg),
+            # the wall clock of the HLC: ahead and drifting under a fault clock (node.agent.fault_clock)
+            wall_offset_s=time.time() - now + fault_clock.skew_s(),
             meta=encode_tags(tags),
             keyring=keyring,
             label=cfg.label.encode(),

@@ -24,6 +24,7 @@ import trio
 from auction.spec import JobSpec
 from node.agent.config import HostPort
 from node.agent.tuning import tuning_json
+from node.agent import fault_clock
 from node.agent.errors import JobNotFound
 from node.agent.safe_defaults import insecure_warning
 from node.api import views
@@ -156,6 +157,8 @@ class Operations:
             "transport": a.transport.statistics() if a.transport else {},
             "pid": os.getpid(),
             "uptime_s": round(time.time() - a.started_at, 3),
+            # its wall clock (what stamps its writes), and how far a fault hook set it off
+            "clock": fault_clock.clock_json(),
         }
 
     def render_metrics(self) -> bytes:

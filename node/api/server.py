@@ -144,7 +144,6 @@ import hmac
 import logging
 import re
 import socket
-import time
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -156,6 +155,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from node.agent.errors import AgentStarting
+from node.agent.fault_clock import wall_ms
 from node.agent.peer_auth import PeerAuthError, verify
 from node.api.common import ApiError, error_response
 from node.api.routes_cluster import (
@@ -261,7 +261,7 @@ class TokenAuth:
             target += "?" + scope["query_string"].decode("latin-1")
         text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
         try:
-            verify(keyring.keys, text_headers, scope["method"], target, time.time_ns() // 1_000_000)
+            verify(keyring.keys, text_headers, scope["method"], target, wall_ms())
         except PeerAuthError as e:
             return str(e)
         return None

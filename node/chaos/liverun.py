@@ -30,10 +30,13 @@ Two kinds are played differently from the simulator.  `engine-stall` is
 `scripts/testbed stall` / `unstall` (SIGSTOP / SIGCONT to the node's dockerd
 and containerd); while it lasts that node's ground truth is not sampled (its
 engine does not answer; a sample shows it as None).  `clock-skew` restarts
-the victim's agent with its wall clock `offset_s` ahead (`scripts/testbed
-restart-agent NODE --clock-offset S`, an agent fault hook for chaos testing
-only): a forward jump that stays, without the simulator's drift (a running
-process's clock rate cannot be changed from outside); a victim whose agent
+the victim's agent with its clock `offset_s` ahead and running at the plan's
+rate (`scripts/testbed restart-agent NODE --clock-offset S --clock-rate R`,
+an agent fault hook for chaos testing only, node.agent.fault_clock): its
+timers and its wall clock drift 1-5 % fast or slow from then on, as in the
+simulator, and a later restart of that agent keeps the same clock.  At the
+heal the drift stops (`--clock-rate 1`, the agent restarted once more) and
+the offset it reached stays, as the simulator's does.  A victim whose agent
 or engine is down or frozen at that moment is skipped (said in the actions).
 """
 
@@ -54,8 +57,10 @@ from node.chaos.testbed import DEFAULT_PREFIX, DEFAULT_SUBNET, Testbed
 LIVE_KINDS = ("kill", "restart", "partition", "loss", "delay", "pause", "engine-stall", "clock-skew")
 # How the testbed plays a kind differently from the simulator (said in the report).
 LIVE_NOTES = {
-    "clock-skew": "clock-skew on the testbed: the victim's agent is restarted with its wall clock 0-2 s ahead "
-                  "(a forward jump that stays, no drift); a victim down or frozen at that moment is skipped",
+    "clock-skew": "clock-skew on the testbed: the victim's agent is restarted with its clock 0-2 s ahead and "
+                  "running 1-5 % fast or slow (timers and wall clock) until the heal, where it is restarted "
+                  "once more at the normal rate keeping the offset reached; a victim down or frozen at that "
+                  "moment is skipped",
     "engine-stall": "engine-stall on the testbed: SIGSTOP to the node's dockerd and containerd, SIGCONT at its end; "
                     "the node's containers are not sampled meanwhile",
 }
@@ -108,6 +113,7 @@ class Campaign:
         self.capacity: dict[int, Resources] = {}
         self.demand: dict[str, Resources] = {}  # job -> per replica
         self.plan: list[Fault] = []
+        self.drifting: set[int] = set()  # nodes (1-based) whose clock-skew runs until the heal
         self.figures: list[dict[str, Any]] = []
         self.heal_t: float | None = None
         self.audit: dict[str, Any] | None = None
@@ -181,8 +187,9 @@ class Campaign:
             self.actions.append({"t": round(t, 2), "what": f"clock +{f.offset_s:.2f}s on node {node}",
                                  "ok": False, "detail": "skipped: its agent or engine is down or frozen"})
             return
-        self.act(f"clock +{f.offset_s:.2f}s on node {node} (agent restarted)", "restart-agent", node,
-                 "--clock-offset", f"{f.offset_s:.3f}")
+        self.act(f"clock +{f.offset_s:.2f}s at rate {f.value:.4f} on node {node} (agent restarted)",
+                 "restart-agent", node, "--clock-offset", f"{f.offset_s:.3f}", "--clock-rate", f"{f.value:.4f}")
+        self.drifting.add(j + 1)
 
     def stalled(self, t: float) -> set[int]:
         """Nodes (1-based) whose engine is frozen at t: not sampled (`docker ps` would hang)."""
@@ -197,6 +204,10 @@ class Campaign:
             self.act(f"resume node {i}", "resume", str(i))
             self.act(f"loss node {i} 0%", "loss", str(i), "0%")
             self.act(f"delay node {i} 0ms", "delay", str(i), "0ms")
+        for i in sorted(self.drifting):  # the plan's clock-skew ends at the heal; the offset reached stays
+            self.act(f"clock of node {i} back to the normal rate (agent restarted)",
+                     "restart-agent", str(i), "--clock-rate", "1")
+        self.drifting.clear()
 
     # ---- ground truth
     def observer(self, avoid: tuple[int, ...] = ()) -> int:

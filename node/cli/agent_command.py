@@ -79,6 +79,7 @@ def agent(config_file: str | None, **flags: Any) -> None:
 
     from node.agent.agent import run_agent
     from node.agent.config import ConfigError, load_config
+    from node.agent.fault_clock import fault_clock
     from node.agent.safe_defaults import insecure_warning
 
     if not flags.get("insecure_no_encryption"):
@@ -96,7 +97,8 @@ def agent(config_file: str | None, **flags: Any) -> None:
     from node.state.persist import PersistError
 
     try:
-        trio.run(run_agent, cfg)
+        # trio's own clock, or with --enable-fault-hook one that is off (chaos testing)
+        trio.run(run_agent, cfg, clock=fault_clock(cfg))
     except ConfigError as e:
         click.echo(f"shoal agent: {e}", err=True)
         sys.exit(2)

@@ -168,7 +168,8 @@ def _seconds(text: str) -> float:
 @click.option("--duration", default="10m", show_default=True, help="Wall time of faults (90s, 10m, 1h).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the fault schedule.")
 @click.option("--faults", default=ALL_FAULTS, show_default=True,
-              help="Fault kinds to draw from (on the testbed clock-skew is a forward jump without drift).")
+              help="Fault kinds to draw from (clock-skew: the victim's agent restarted with its clock ahead, "
+                   "its timers and wall clock 1-5 % fast or slow until the heal).")
 @click.option("--jobs", "job_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="TOML job spec(s) to run instead of the default mix (repeatable).")
 @click.option("--mean-gap", type=click.FloatRange(1.0), default=20.0, show_default=True,

@@ -8,6 +8,7 @@ killing it only if it does not leave in time.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,7 +24,8 @@ STOP_TIMEOUT_S = 15
 
 
 @contextmanager
-def running_agent(tmp_path: Path, name: str, config_text: str, *extra: str) -> Iterator[dict[str, Any]]:
+def running_agent(tmp_path: Path, name: str, config_text: str, *extra: str,
+                  env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
     state = tmp_path / name
     state.mkdir()
     config = tmp_path / f"{name}.toml"
@@ -32,7 +34,7 @@ def running_agent(tmp_path: Path, name: str, config_text: str, *extra: str) -> I
             "--bind", "127.0.0.1:0", "--api", "127.0.0.1:0", "--profile", "local", "--state-dir", str(state),
             *extra]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         info = None

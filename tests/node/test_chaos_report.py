@@ -115,17 +115,23 @@ def test_an_engine_stall_freezes_and_thaws_the_victims_engine(monkeypatch):
     assert c.stalled(6.0) == {3} and c.stalled(20.0) == set()  # not sampled while frozen
 
 
-def test_clock_skew_restarts_the_agent_ahead_unless_the_victim_is_down(monkeypatch):
+def test_clock_skew_restarts_the_agent_ahead_and_drifting_until_the_heal_unless_the_victim_is_down(monkeypatch):
     from node.chaos.faultplan import Fault
 
     c, calls = _campaign(monkeypatch)
     skew = Fault("clock-skew", 0.0, 60.0, (1,), 1.02, 1.25)
     c.plan = [skew]
     c.fault_actions(skew)[0][1]()
-    assert calls == [("restart-agent", "2", "--clock-offset", "1.250")]
+    assert calls == [("restart-agent", "2", "--clock-offset", "1.250", "--clock-rate", "1.0200")]
+    c.heal_all()  # the drift ends at the heal; the offset it reached stays
+    assert calls[-1] == ("restart-agent", "2", "--clock-rate", "1")
+    assert sum(1 for call in calls if call[0] == "restart-agent") == 2
+    calls.clear()
     c.plan = [Fault("pause", 0.0, 1e9, (1,)), skew]  # node 2's agent is frozen now
     c.skew(skew)
-    assert len(calls) == 1 and "skipped" in c.actions[-1]["detail"]
+    assert calls == [] and "skipped" in c.actions[-1]["detail"]
+    c.heal_all()
+    assert not any(call[0] == "restart-agent" for call in calls)
 
 
 def test_a_node_left_by_a_bigger_earlier_run_is_not_a_crash(monkeypatch, tmp_path):
