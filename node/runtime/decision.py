@@ -43,8 +43,11 @@ The rules, in the order a pass applies them:
      down -- until the full start follows.
   6. A slot with no container of its ballot and spec gets one (`Start`, or
      `Replace` when an older-spec container of the same ballot still runs),
-     once its backoff (`not_before`) has passed.  Replacements are rolling:
-     per job, one slot at a time (`rolling_allowed`).
+     once its backoff (`not_before`) has passed.  A spec change under the
+     same ballot is rolled here, per job one slot at a time
+     (`rolling_allowed`); a start-first hand-over from a replaced ballot (a
+     rolling update's) is not held back: auction.rollout already paces
+     those cluster-wide, max_parallel at once.
   7. A container that was created but never started is started (`Restart`
      with `counts=False`); one restarting, being removed or paused is waited
      for.
@@ -300,23 +303,34 @@ class RollingView:
     has_old: bool            # a container of the right ballot but an older spec exists
     has_new: bool            # a container of the current spec exists (or is being made)
     new_running: bool        # ... and it is ready (up, healthy if it has a check)
+    # The old containers are of ballots the desired replica `replaces` (a
+    # rolling update's start-first hand-over, which auction.rollout paces
+    # cluster-wide), not a spec change under the same ballot.
+    handover: bool = False
 
 
 def rolling_allowed(slots: Mapping[str, RollingView]) -> set[str]:
     """Slots of ONE job whose new-spec container may be created now.
 
-    Fresh slots (no old container) are never held back.  Slots being
-    replaced go one at a time: while some slot has both an old container and
-    a new one that is not ready yet, no other replacement starts; otherwise
-    the lowest-numbered slot that still has only an old container may start
-    its new one.  A slot whose new container is ready serves: the old one
-    being stopped (up to its stop grace, e.g. 5 s for a process that ignores
-    SIGTERM) holds nothing back.  (The cluster-wide pace is auction.rollout's.)
+    Fresh slots (no old container) are never held back, nor are hand-overs
+    (`handover`): a rolling update's holder moves its slot only when
+    auction.rollout permits it, and that rule already keeps at most
+    max_parallel slots of the job in flight cluster-wide; holding them back
+    here too made a node with two slots in one batch replace them one after
+    the other, each waiting for its new container's first health check,
+    and a batch took twice its time.  Other slots being replaced (a new
+    spec under the same ballot, which nothing else paces) go one at a time:
+    while some such slot has both an old container and a new one that is
+    not ready yet, no other starts; otherwise the lowest-numbered slot that
+    still has only an old container may start its new one.  A slot whose new
+    container is ready serves: the old one being stopped (up to its stop
+    grace, e.g. 5 s for a process that ignores SIGTERM) holds nothing back.
     """
-    allowed = {s for s, v in slots.items() if not v.has_old and not v.has_new}
-    if any(v.has_old and v.has_new and not v.new_running for v in slots.values()):
+    allowed = {s for s, v in slots.items() if v.handover or (not v.has_old and not v.has_new)}
+    if any(v.has_old and v.has_new and not v.new_running and not v.handover for v in slots.values()):
         return allowed
-    waiting = sorted((s for s, v in slots.items() if v.has_old and not v.has_new), key=slot_sort_key)
+    waiting = sorted((s for s, v in slots.items() if v.has_old and not v.has_new and not v.handover),
+                     key=slot_sort_key)
     if waiting:
         allowed.add(waiting[0])
     return allowed
@@ -377,7 +391,8 @@ def decide(desired: Mapping[str, DesiredReplica], observed: Iterable[ObservedCon
         old[slot] = [c for c in cs if c.ballot != want.ballot or c.spec_hash != want.spec_hash]
         views[want.job][slot] = RollingView(
             has_old=bool(old[slot]), has_new=bool(current[slot]) or slot_key(slot) in busy,
-            new_running=any(c.ready for c in current[slot]))
+            new_running=any(c.ready for c in current[slot]),
+            handover=bool(old[slot]) and all(c.ballot in want.replaces for c in old[slot]))
     allowed: set[str] = set()
     for job_views in views.values():
         allowed |= rolling_allowed(job_views)

@@ -313,6 +313,21 @@ def test_start_first_while_the_new_container_fails_keeps_the_old_one_serving():
     assert not any(isinstance(a, Remove) and a.container.id == "a" for a in d.actions)
 
 
+def test_hand_overs_of_one_job_start_together_a_same_ballot_spec_change_one_at_a_time():
+    # A rolling update moved two slots of one job held here (new ballots that
+    # replace the old): auction.rollout paces those cluster-wide, so both new
+    # containers start in this pass (holding the second back until the
+    # first one's health check passed doubled the batch's time).
+    moved = {f"web/{i}": DesiredReplica("web", f"2/me{i}", "h2", ALWAYS, replaces=(f"1/c{i}",)) for i in (0, 1)}
+    olds = [ctr(f"o{i}", f"web/{i}", ballot=f"1/c{i}", spec_hash="h1") for i in (0, 1)]
+    d = decide(moved, olds, {}, NOW)
+    assert sorted(a.slot for a in d.actions if isinstance(a, Replace)) == ["web/0", "web/1"]
+    # A new spec under the same ballots (nothing else paces it): one slot at a time.
+    same = {f"web/{i}": DesiredReplica("web", f"1/c{i}", "h2", ALWAYS) for i in (0, 1)}
+    d = decide(same, olds, {}, NOW)
+    assert [a.slot for a in d.actions if isinstance(a, Replace)] == ["web/0"]
+
+
 def test_stop_first_removes_the_older_ballot_at_once():
     new = DesiredReplica("web", "2/me", "h2", ALWAYS)
     old = ctr("a", ballot="1/c1", spec_hash="h1")
