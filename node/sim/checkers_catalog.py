@@ -13,7 +13,10 @@ a runtime summary and the catalog (node.core.catalog) would stay empty.
   check fails, for rollouts);
 - `StartReplica` with `replaces` (a rolling update, start-first): the
   slot's running container of that ballot keeps serving (`handover`) until
-  the new one runs, as the Docker runtime's hand-over does;
+  the new one runs, as the Docker runtime's hand-over does; and a new
+  container waits (`queued`, reported "starting") while the Docker
+  runtime's per-node rule (node.runtime.decision.rolling_allowed, the same
+  pure function) holds it back for another slot of its job;
 - `StopReplica` -> the container is gone; a crash (`NodeCrashed`) takes
   every container of the node with it; a restarted node starts with none;
 - every change is reported to the node's core as `RuntimeSlots` (the input
@@ -49,6 +52,7 @@ from auction.claims import slot_key
 from gossip.events import MemberState
 from node.core.inputs import RuntimeSlots
 from node.core.outputs import StartReplica, StopReplica
+from node.runtime.decision import RollingView, rolling_allowed
 from node.sim.cluster import ClusterSim
 from node.sim.trace import NodeCrashed, NodeRestarted
 from node.sim.world import PAUSED, RUNNING
@@ -70,6 +74,7 @@ class SimRuntime:
         n = self.world.n
         self.containers: list[dict[str, list[Any]]] = [{} for _ in range(n)]  # slot -> [state, ballot, hash]
         self.handover: list[dict[str, list[Any]]] = [{} for _ in range(n)]    # slot -> old box still serving
+        self.queued: list[set[str]] = [set() for _ in range(n)]      # new containers the runtime holds back
         self.failing: set[str] = set()      # container hashes whose health check fails
         # A container that ran and stopped: when, and whether its machine crashed.
         self.stopped_at: dict[tuple[int, str], tuple[float, bool]] = {}
@@ -97,13 +102,16 @@ class SimRuntime:
                     self.stopped_at[(i, c.name)] = (t, False)  # replaced: the old container stops
             box = [STARTING, (c.ballot.round, c.ballot.coordinator), ev.spec.container_hash()]
             self.containers[i][c.name] = box
-            self.world.after(self.start_delay_s, self._up, i, c.name, box)
+            self.queued[i].add(c.name)
+            self._launch(i, c.job)
             self._schedule_report(i)
         elif cls is StopReplica:
             self.handover[i].pop(ev.slot, None)
+            self.queued[i].discard(ev.slot)
             old = self.containers[i].pop(ev.slot, None)
             if old is not None and old[0] == UP:
                 self.stopped_at[(i, ev.slot)] = (t, False)
+            self._launch(i, ev.slot.rpartition("/")[0])
             self._schedule_report(i)
         elif cls is NodeCrashed:
             for slot, box in self.containers[i].items():
@@ -111,12 +119,27 @@ class SimRuntime:
                     self.stopped_at[(i, slot)] = (t, True)
             self.containers[i] = {}
             self.handover[i] = {}
+            self.queued[i] = set()
             self.reported[i] = None
         elif cls is NodeRestarted:
             self.containers[i] = {}
             self.handover[i] = {}
+            self.queued[i] = set()
             self.reported[i] = None
             self._schedule_report(i)
+
+    def _launch(self, i: int, job: str) -> None:
+        """Start the queued new containers of `job` on node i that the Docker
+        runtime's per-node rule lets go now (the rest wait for a hand-over
+        of the job here to finish)."""
+        if not self.queued[i]:
+            return
+        views = {slot: RollingView(has_old=slot in self.handover[i], has_new=slot not in self.queued[i],
+                                   new_running=box[0] == UP, handover=slot in self.handover[i])
+                 for slot, box in self.containers[i].items() if slot.rpartition("/")[0] == job}
+        for slot in sorted(rolling_allowed(views) & self.queued[i]):
+            self.queued[i].discard(slot)
+            self.world.after(self.start_delay_s, self._up, i, slot, self.containers[i][slot])
 
     def set_health(self, i: int, slot: str, healthy: bool) -> None:
         """A running container's health check starts failing ("failed", as
@@ -146,6 +169,7 @@ class SimRuntime:
             self.handover[i].pop(slot, None)    # the hand-over is done: the old copy stops
             box[0] = UP
             self.stopped_at.pop((i, slot), None)
+            self._launch(i, slot.rpartition("/")[0])
             self._schedule_report(i)
 
     def _restart(self, i: int, slot: str, box: list[Any]) -> None:
