@@ -71,7 +71,8 @@ from auction.messages import Award, Bid, CallForBids, Decline
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
 from auction.resources import Resources
-from auction.rollout import UNVERIFIED, Rollouts, RolloutEvent, SlotView, Versions, is_revert, promoted_of, start_first
+from auction.rollout import (UNVERIFIED, HandOvers, Rollouts, RolloutEvent, SlotView, Versions, is_revert, promoted_of,
+                             start_first)
 from auction.scoring import NodeView, filter_reason, max_fit
 from auction.spec import JobSpec, SpecError, from_json
 
@@ -220,6 +221,7 @@ class Placement:
         self._started: dict[str, Claim] = {}        # slot -> the claim we last told the runtime
         self._start_first: dict[str, tuple[str, ...]] = {}  # slot -> ballot labels to hand over from
         self._handed: dict[str, tuple[str, ...]] = {}       # slot -> the last hand-over we asked for
+        self.handovers = HandOvers()                # old copies still serving beside their start-first replacement
         self.rollout_events: list[RolloutEvent] = []
         self.reverts: list[JobSpec] = []
         self._targets: dict[str, tuple[JobSpec, str]] = {}   # job -> (spec, its container hash)
@@ -351,6 +353,7 @@ class Placement:
               now: float) -> list[Claim]:
         writes: list[Claim] = []
         self.rollouts.forget_others(set(specs))
+        self.handovers.end_running(lambda key: running(self.name, *parse_slot_key(key)) == "running")
         for gone in set(self._targets) - set(specs):
             del self._targets[gone]
         for job in sorted(specs):
@@ -399,10 +402,11 @@ class Placement:
         free = self.ledger.free(now)
         held = self.ledger.committed.get(key, claim.demand)
         if demand.fits_in(free + held) and self.ledger.commit(key, demand, now, spec.ports):
-            first = start_first(spec.update, spec, room_for_both=demand.fits_in(free))
+            first = start_first(spec.update, spec, room_for_both=demand.fits_in(self.handovers.room(free, key)))
             rnd = self.next_round(key)
             self._last_round[key] = rnd
             if first:
+                self.handovers.old[key] = held
                 # The copy of the claim we replace, and the copy it was itself
                 # replacing if that hand-over may not have finished.
                 self._start_first[key] = (ballot_label(claim), *self._handed.get(key, ())[:1])
@@ -581,6 +585,7 @@ class Placement:
             self._started.pop(key, None)
             self._start_first.pop(key, None)
             self._handed.pop(key, None)
+            self.handovers.old.pop(key, None)
             self.ledger.release(key)
             out.append(StopReplica(key, stop_reason(self.claims.get(key))))
         out.extend(self._new_versions(mine, specs_by_job))

@@ -73,8 +73,11 @@ one stops) when `update.order` says so, the job publishes no host ports (two
 copies could not bind them) and the node has room for both; stop-first
 otherwise.  (During a start-first hand-over the old copy's resources are
 not in the ledger: start-first is chosen only when the node's free
-resources also hold the new copy, and the old copy stops once the new one
-runs.)  When the new version does not fit there, it releases the slot and
+resources also hold the new copy beside the old copies of every hand-over
+of this node that has not finished (`HandOvers`: a node may hand over
+several slots of a batch at once, and its runtime starts them together),
+and the old copy stops once the new one runs.)  When the new version does
+not fit there, it releases the slot and
 the slot moves through an auction.  Lowest indices first and
 observation that lags the truth make the rule safe under stale gossip: a
 holder of slot k is permitted only once it has *seen* enough of the slots
@@ -137,6 +140,7 @@ from dataclasses import dataclass, field, replace
 
 from .claims import Claim
 from .jobspec import JobSpec, UpdateOrder, UpdatePolicy
+from .resources import ZERO, Resources
 
 MAX_VERSIONS = 256      # specs remembered by (job, container hash), for reverts
 
@@ -255,6 +259,30 @@ def start_first(policy: UpdatePolicy, spec: JobSpec, room_for_both: bool) -> boo
     """Replace a slot's container start-first (else stop-first)?  Only with
     room for both copies and no host ports (the two could not both bind)."""
     return policy.order is UpdateOrder.START_FIRST and room_for_both and not spec.ports
+
+
+class HandOvers:
+    """The old copies of this node's slots still serving beside their
+    replacements (start-first), by slot, with the resources they hold: the
+    new claim took the slot's place in the ledger, but the node still runs
+    the old copy.  A node may hand several slots of a batch over at once (the
+    runtime starts them together), so the room for one more start-first
+    must leave every unfinished one its room.  A hand-over ends when this
+    node's runtime reports the new copy running (the old one is then
+    removed), or when the slot stops here."""
+
+    def __init__(self) -> None:
+        self.old: dict[str, Resources] = {}
+
+    def room(self, free: Resources, slot: str) -> Resources:
+        """`free` less what the other slots' unfinished hand-overs run."""
+        held = sum((d for s, d in self.old.items() if s != slot), ZERO)
+        return free - held
+
+    def end_running(self, running: Callable[[str], bool]) -> None:
+        """Forget the hand-overs whose new copy runs (`running(slot)`)."""
+        for slot in [s for s in self.old if running(s)]:
+            del self.old[slot]
 
 
 def revert_target(views: Sequence[SlotView], target: str, states: Sequence[SlotState]) -> str | None:

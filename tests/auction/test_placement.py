@@ -258,3 +258,20 @@ def test_a_full_round_places_every_slot_and_the_winner_starts_its_replicas():
     # Placed: the next tick auctions nothing.
     for p in nodes.values():
         assert tick(p, [spec], alive=alive, statuses=statuses, now=1.0)[0] == {}
+
+
+def test_slots_handed_over_at_once_start_first_only_while_the_node_has_room_for_every_old_copy():
+    """A rollout may move several of a node's slots in one pass (max_parallel);
+    each start-first runs its old copy beside the new one until it runs, so
+    a node with room for one more copy hands one slot over start-first and
+    replaces the other stop-first (never running more than its capacity)."""
+    v1 = web(2, update={"max_parallel": 2, "order": "start-first"})
+    v2 = web(2, image="busybox:2", update={"max_parallel": 2, "order": "start-first"})
+    p = Placement("a", Resources(3000, 3 * GiB), random.Random(0), PlacementConfig(), claims=LwwMap(1000),
+                  ballot_id="a#1")
+    for i in range(2):
+        p.claims.merge(held(v1, i, "a"))
+    p.reconcile(lambda job, spec_hash=None: v1, 0.0)          # both run here, in the ledger
+    _, writes = tick(p, [v2], now=1.0)
+    assert sorted(c.name for c in writes) == ["web/0", "web/1"]
+    assert sorted(e.detail for e in p.drain_rollout()[0] if e.kind == "replacing") == ["start-first", "stop-first"]
