@@ -136,8 +136,8 @@ def summary(xs: list[float]) -> str:
 class Bed(benchbed.Bed):
     """The catalog benchmark's testbed (prefix shcat, shared with rollout_bench)."""
 
-    def __init__(self, src: Path, workdir: Path) -> None:
-        super().__init__(src, workdir, PREFIX, SUBNET)
+    def __init__(self, src: Path, workdir: Path, prefix: str = PREFIX, subnet: str = SUBNET) -> None:
+        super().__init__(src, workdir, prefix, subnet)
 
     def ns_path(self, i: int) -> str:
         return f"/run/netns/{self.nodes[i]['ns']}"

@@ -31,8 +31,9 @@ Medians and ranges are printed with the 1-minute load average (the machine
 is shared; compare figures only with their load next to them).  The agents
 run a `git archive` export of --src (default HEAD); `--src worktree` runs
 the working tree.  The testbed has its own prefix (shcat, shared with
-catalog_bench: never run both at once), subnet and state dir; `down` runs
-in a finally, also on SIGINT/SIGTERM.
+catalog_bench: never run both at once; `--prefix P --subnet A.B.C` give it
+another), subnet and state dir; `down` runs in a finally, also on
+SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import urllib.error
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from catalog_bench import HTTPD, JOB, N, Bed, live_nodes  # noqa: E402  (same directory)
+from catalog_bench import HTTPD, JOB, N, PREFIX, SUBNET, Bed, live_nodes  # noqa: E402  (same directory)
 from benchbed import bench_run, load1, log, wait  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -217,6 +218,8 @@ def main() -> int:
     ap.add_argument("--no-shoal", action="store_true")
     ap.add_argument("--src", default="HEAD", help="git revision to run (exported), or 'worktree'")
     ap.add_argument("--json", help="write every raw figure here")
+    ap.add_argument("--prefix", default=PREFIX, help="the testbed's name prefix (default catalog_bench's)")
+    ap.add_argument("--subnet", default=SUBNET, help="the testbed's /24, as A.B.C")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("rollout_bench: needs root (scripts/testbed)", file=sys.stderr)
@@ -226,7 +229,7 @@ def main() -> int:
     results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "parallel": args.parallel,
                      "monitor_s": args.monitor_s, "profile": args.profile, "shoal": [], "swarm": []}
     with bench_run("rollbench", results, args.src, args.json) as run:
-        bed = run.track(Bed(run.src, run.workdir))
+        bed = run.track(Bed(run.src, run.workdir, args.prefix, args.subnet))
         if not args.no_shoal:
             log(f"testbed up: {N} nodes with agents, profile {args.profile}")
             bed.up("--profile", args.profile)
