@@ -24,6 +24,9 @@ class ClusterConfig:
     # ... but a change in which of our slots run or failed, which others
     # wait on (rollout pacing, re-placement), waits only this long.
     status_slot_min_interval_s: float = 0.2
+    # ... and, for a job being rolled out, again this long after it went
+    # (gossip may miss a member now and then; the rollout waits on it).
+    status_repeat_s: float = 0.5
     # A change of the job-store or claims digest alone (we merged a job or a
     # claim) is published once the digests have not moved for this long, and
     # at the latest status_digest_max_delay_s after the first such change.

@@ -405,11 +405,12 @@ class NodeCore:
     def status(self) -> NodeStatus:
         return self._status
 
-    def _publish_status(self, now: float, digests_only: bool = False, urgent: bool = False) -> None:
+    def _publish_status(self, now: float, digests_only: bool = False, urgent: bool = False,
+                        repeat: bool = False) -> None:
         """Publish our status record, when node.core.publish's schedule lets
         it go (coalescing bursts; digest-only changes wait longer, a slot
         that turned running or failed less)."""
-        if not self._publish_when.ask(now, digests_only, urgent):
+        if not self._publish_when.ask(now, digests_only, urgent, repeat):
             return
         self._status = replace(self._status, store_digest=self.store.digest(), jobs=self.store.live_count,
                                claims_digest=self._claims.digest(),
@@ -430,11 +431,11 @@ class NodeCore:
         if used != self._status.allocated:
             self._update_status(now, allocated=used)
 
-    def _update_status(self, now: float, urgent: bool = False, **changes: Any) -> None:
+    def _update_status(self, now: float, urgent: bool = False, repeat: bool = False, **changes: Any) -> None:
         new = replace(self._status, **changes)
         if new != self._status:
             self._status = new
-            self._publish_status(now, urgent=urgent)
+            self._publish_status(now, urgent=urgent, repeat=repeat)
 
     def live_statuses(self) -> dict[str, NodeStatus]:
         """Statuses of members currently believed alive (and ourselves)."""
@@ -501,8 +502,9 @@ class NodeCore:
         if summary == self.runtime_summary:
             return
         old, self.runtime_summary = self.runtime_summary, summary
-        self._update_status(now, urgent=slots_moved(old, summary), runtime=summary)
-        if rollout_link.moved_in_rollout(self, old, summary):
+        rolling, urgent = rollout_link.moved_in_rollout(self, old, summary), slots_moved(old, summary)
+        self._update_status(now, urgent=urgent, repeat=rolling and urgent, runtime=summary)
+        if rolling:
             self._kick(now)
 
     def _replica_gave_up(self, slot: str, reason: str, now: float, penalty_s: float) -> None:

@@ -14,6 +14,16 @@ publication (on the testbed the 1 s interval was half of the time from a
 container running to the cluster knowing it).  A node whose slots come up
 one by one still publishes at most once per that shorter interval.
 
+`repeat`: that change is about a job being rolled out here.  It goes out
+again `status_repeat_s` later, as a fresh version with whatever is current:
+the gossip layer's epidemic has a small chance of missing a member (about
+1 record in 30 on 5 simulated nodes, whose limit of 4 transmissions per
+holder can all go to members that have it), and that member's rollout then
+waits for this node's next publication, which may come only with the
+digests, seconds later (3.2 s in tests/sim/test_rollout_pace_sim.py's
+scene, seed 1, with the whole cluster waiting on it).  Rollouts move at most
+max_parallel slots at once, so this costs a few broadcasts.
+
 `digests_only`: all that changed is the job-store or claims digest.  Those
 only steer anti-entropy (whom to sync with) and tombstone collection, and
 while placement churns they move on every agent with every claim anywhere,
@@ -38,7 +48,8 @@ from node.core.config import ClusterConfig
 
 
 class PublishSchedule:
-    __slots__ = ("cfg", "digests_due", "digests_moved_since", "published_at", "status_due", "urgent_waiting")
+    __slots__ = ("cfg", "digests_due", "digests_moved_since", "published_at", "repeat_waiting", "status_due",
+                 "urgent_waiting")
 
     def __init__(self, cfg: ClusterConfig) -> None:
         self.cfg = cfg
@@ -47,11 +58,13 @@ class PublishSchedule:
         self.digests_due: float | None = None  # digest-only changes wait until then
         self.digests_moved_since: float | None = None  # first unpublished digest change
         self.urgent_waiting = False  # an urgent change waits for status_due
+        self.repeat_waiting = False  # ... and is published again status_repeat_s after it went
 
-    def ask(self, now: float, digests_only: bool, urgent: bool = False) -> bool:
+    def ask(self, now: float, digests_only: bool, urgent: bool = False, repeat: bool = False) -> bool:
         """True: publish now (recorded as done).  False: not yet; a deadline
         says when to ask again."""
         cfg = self.cfg
+        self.repeat_waiting = self.repeat_waiting or repeat
         interval = cfg.status_min_interval_s
         if urgent or self.urgent_waiting:
             interval = min(interval, cfg.status_slot_min_interval_s)
@@ -72,4 +85,7 @@ class PublishSchedule:
         self.status_due = None
         self.digests_due = None
         self.digests_moved_since = None
+        if self.repeat_waiting:
+            self.repeat_waiting = False
+            self.status_due, self.urgent_waiting = now + cfg.status_repeat_s, True
         return True

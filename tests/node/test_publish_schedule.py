@@ -42,3 +42,19 @@ def test_which_runtime_changes_are_urgent():
     assert not slots_moved(running, starting)   # running -> starting: nobody waits on it
     assert not slots_moved(running, running)
     assert slots_moved(None, running) and not slots_moved(running, None)
+
+
+def test_a_change_for_a_rollout_goes_out_again_status_repeat_s_later():
+    """Gossip can miss a member with one record; a rollout waits on it, so
+    such a change is published a second time (a fresh version), once."""
+    when = PublishSchedule(CFG)
+    assert when.ask(0.0, False)
+    assert not when.ask(0.1, False, urgent=True, repeat=True) and when.status_due == 0.2
+    when.status_due = None
+    assert when.ask(0.2, False)                 # the change goes out ...
+    assert when.status_due == 0.2 + CFG.status_repeat_s
+    when.status_due = None
+    assert when.ask(0.7, False)                 # ... and again
+    assert when.status_due is None              # once
+    # A change for no rollout is published once.
+    assert when.ask(1.0, False, urgent=True) and when.status_due is None

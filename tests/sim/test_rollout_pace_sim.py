@@ -14,7 +14,10 @@ the next batch go sooner.  What a user would notice:
     of the same batch on the same node: that doubled a batch's time);
   * the whole rollout ends within its floor (4 batches of START_S +
     min_healthy_s, then the last one's START_S) plus a few tenths of a
-    second of gossip and reporting.
+    second of gossip and reporting per batch -- also when gossip missed
+    one member with a holder's status record (seed 1: node-2 never got
+    node-0's record saying web/6 ran, and waited 3.2 s for node-0's next
+    publication, until node.core.publish repeated such records).
 """
 
 from __future__ import annotations
@@ -46,14 +49,14 @@ def version(image: str):
                                                       "order": "start-first"}})
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_a_rollout_takes_its_floor_per_batch(seed):
-    sim = ClusterSim(seed, N, LAN.replace(enable_compression=False), capacities=[Resources(4000, 8 * GiB, 0)] * N)
+    sim = ClusterSim(seed, N, LAN.replace(enable_compression=False), capacities=[Resources(8000, 16 * GiB, 0)] * N)
     runtime = SimRuntime(sim, start_delay_s=START_S)
     sim.world.bootstrap(seeds="random")
     sim.world.run_for(5)
     sim.submit(0, version("app:1"))
-    sim.world.run_for(20)
+    sim.world.run_for(30)
     v2 = version("app:2")
     target = v2.container_hash()
     moved: dict[str, float] = {}     # slot -> when its holder moved it (the rollout permitted it)
