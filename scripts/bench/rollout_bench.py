@@ -24,8 +24,15 @@ fewest containers running during the rollout are reported too.
 * Swarm (node 1 manager, 2-5 workers, on a fresh testbed of the same five
   dockerds with no agents): `update_config` parallelism P, delay 0,
   monitor M s, order start-first, failure action pause; the same health
-  check.  Swarm waits for a new task to run (and be healthy) before the next
-  batch, then monitors it for M s: the same pacing as shoal's min_healthy_s.
+  check.  Swarm waits for a new task to run (and be healthy) before it
+  takes the next slot; its monitor only counts failures within M s of a
+  task running and holds nothing back (swarmkit's updater), while shoal's
+  min_healthy_s does: with M > 0 shoal waits M s more per batch.
+* Stopping: shoal sends the job's `stop_signal` (default SIGTERM, whatever
+  the image says); Swarm, like `docker stop`, the image's STOPSIGNAL, which
+  for shoal-demo is SIGKILL.  busybox httpd as PID 1 ignores SIGTERM, so
+  shoal's old copies take their whole stop grace (5 s) to go, and the last
+  batch's count towards the end of the clock.
 
 Medians and ranges are printed with the 1-minute load average (the machine
 is shared; compare figures only with their load next to them).  The agents
