@@ -94,7 +94,9 @@ DEFAULT_HEALTHY_DEADLINE_S = 300.0
 DEFAULT_PROGRESS_DEADLINE_S = 600.0
 MAX_UPDATE_DURATION_S = 86400.0     # a day: any longer is a mistake, not a plan
 # Stopping a replica: the signal first, SIGKILL after the grace (Docker's stop).
-DEFAULT_STOP_SIGNAL = "SIGTERM"
+# No signal named ("") is Docker's own rule: the image's STOPSIGNAL, else
+# SIGTERM; naming one here would override an image that needs another.
+DEFAULT_STOP_SIGNAL = ""
 DEFAULT_STOP_GRACE_S = 5.0
 MAX_STOP_GRACE_S = 600.0
 # The signals a container may be asked to stop with (Docker accepts these names).
@@ -444,7 +446,7 @@ class JobSpec:
         # in container_hash: a change of them replaces no running container.
         if self.update != UpdatePolicy():
             d["update"] = self.update.to_dict()
-        if self.stop_signal != DEFAULT_STOP_SIGNAL:
+        if self.stop_signal != DEFAULT_STOP_SIGNAL:  # also one that names SIGTERM
             d["stop_signal"] = self.stop_signal
         if self.stop_grace_s != DEFAULT_STOP_GRACE_S:
             d["stop_grace_s"] = self.stop_grace_s

@@ -122,13 +122,16 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
                                                     "max-file": str(cfg.log_max_files)}},
         **security_options(spec, policy),
     )
-    return {"command": list(spec.command) if spec.command is not None else None,
-            "environment": environment(node, slot, claim, spec, cfg.publish_address), "labels": labels,
-            "host_config": host_config, "ports": exposed_ports(spec), "healthcheck": health_config(spec),
-            "user": spec.user, "detach": True,
-            # The job's stop settings (`docker stop` without a timeout, and a
-            # stop by the engine itself, use these).
-            "stop_signal": spec.stop_signal, "stop_timeout": stop_grace_s(spec)}
+    kw = {"command": list(spec.command) if spec.command is not None else None,
+          "environment": environment(node, slot, claim, spec, cfg.publish_address), "labels": labels,
+          "host_config": host_config, "ports": exposed_ports(spec), "healthcheck": health_config(spec),
+          "user": spec.user, "detach": True,
+          # The job's stop settings (`docker stop` without a timeout, and a
+          # stop by the engine itself, use these).
+          "stop_timeout": stop_grace_s(spec)}
+    if spec.stop_signal:  # else the engine takes the image's STOPSIGNAL, as `docker run` does
+        kw["stop_signal"] = spec.stop_signal
+    return kw
 
 
 def stop_grace_s(spec: JobSpec) -> int:

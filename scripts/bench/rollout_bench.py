@@ -2,7 +2,7 @@
 """Benchmark a rolling update on the 5-node testbed, side by side with Docker Swarm.
 
     python scripts/bench/rollout_bench.py [--replicas 10,100] [--parallel P]
-        [--monitor-s 1] [--trials 3] [--profile lan] [--no-swarm] [--no-shoal]
+        [--monitor-s 1] [--min-healthy-s 0] [--trials 3] [--profile lan] [--no-swarm] [--no-shoal]
         [--src REV|worktree] [--json OUT]
 
 Root only.  Issue 13's benchmark, on 5 nodes of scripts/testbed (each its own
@@ -19,20 +19,18 @@ every dockerd together runs exactly R containers of the job, all on v2 (read
 from the engines, polled every 0.2 s, not from the schedulers' word).  The
 fewest containers running during the rollout are reported too.
 
-* shoal: `[update] max_parallel = P, min_healthy_s = M, order = "start-first"`,
-  written with `POST /v1/jobs` to node 1.
+* shoal: `[update] max_parallel = P, min_healthy_s = H, order = "start-first"`
+  (H: --min-healthy-s, default 0), written with `POST /v1/jobs` to node 1.
 * Swarm (node 1 manager, 2-5 workers, on a fresh testbed of the same five
   dockerds with no agents): `update_config` parallelism P, delay 0,
   monitor M s, order start-first, failure action pause; the same health
   check.  Swarm waits for a new task to run (and be healthy) before it
   takes the next slot; its monitor only counts failures within M s of a
   task running and holds nothing back (swarmkit's updater), while shoal's
-  min_healthy_s does: with M > 0 shoal waits M s more per batch.
-* Stopping: shoal sends the job's `stop_signal` (default SIGTERM, whatever
-  the image says); Swarm, like `docker stop`, the image's STOPSIGNAL, which
-  for shoal-demo is SIGKILL.  busybox httpd as PID 1 ignores SIGTERM, so
-  shoal's old copies take their whole stop grace (5 s) to go, and the last
-  batch's count towards the end of the clock.
+  min_healthy_s does: with H > 0 shoal waits H s more per batch, so the
+  like-for-like default is H = 0 with Swarm's monitor M.
+* Stopping: both stop with the image's STOPSIGNAL (the job names no
+  `stop_signal`; Swarm, like `docker stop`), which for shoal-demo is SIGKILL.
 
 Medians and ranges are printed with the 1-minute load average (the machine
 is shared; compare figures only with their load next to them).  The agents
@@ -116,12 +114,12 @@ def watch_rollout(bed: Bed, replicas: int, timeout_s: float) -> tuple[float, int
 # ---- shoal -----------------------------------------------------------------------------------------
 
 
-def shoal_spec(replicas: int, version: str, parallel: int, monitor_s: float) -> dict:
+def shoal_spec(replicas: int, version: str, parallel: int, min_healthy_s: float) -> dict:
     return {"name": JOB, "image": f"{IMAGE}:{version}", "command": ["sh", "-c", HTTPD], "cpu": 0.05,
             "memory": "16MiB", "replicas": replicas, "strategy": "spread",
             "health": {"command": ["test", "-e", "/www/index.html"], "interval_s": health_interval_s(replicas),
                        "retries": HEALTH_RETRIES, "timeout_s": 5},
-            "update": {"max_parallel": parallel, "min_healthy_s": monitor_s, "order": "start-first"}}
+            "update": {"max_parallel": parallel, "min_healthy_s": min_healthy_s, "order": "start-first"}}
 
 
 def stop_shoal_job(bed: Bed) -> None:
@@ -133,15 +131,15 @@ def stop_shoal_job(bed: Bed) -> None:
                          for i in live_nodes(bed)), 300, f"every container of {JOB} removed", every=0.5)
 
 
-def bench_shoal(bed: Bed, replicas: int, parallel: int, monitor_s: float, trials: int, results: dict) -> None:
+def bench_shoal(bed: Bed, replicas: int, parallel: int, min_healthy_s: float, trials: int, results: dict) -> None:
     for t in range(trials):
-        bed.api(1, "POST", "/v1/jobs", shoal_spec(replicas, "v1", parallel, monitor_s))
+        bed.api(1, "POST", "/v1/jobs", shoal_spec(replicas, "v1", parallel, min_healthy_s))
         wait(lambda: running_by_image(bed) == {f"{IMAGE}:v1": replicas}, 300, f"{replicas} on v1", every=0.5)
         # Let v1 pass min_healthy_s everywhere, so the rollout starts from a healthy job.
-        time.sleep(monitor_s + 1)
+        time.sleep(min_healthy_s + 1)
         la = load1()
-        bed.api(1, "POST", "/v1/jobs", shoal_spec(replicas, "v2", parallel, monitor_s))
-        took, fewest = watch_rollout(bed, replicas, 60 + replicas * (monitor_s + 10))
+        bed.api(1, "POST", "/v1/jobs", shoal_spec(replicas, "v2", parallel, min_healthy_s))
+        took, fewest = watch_rollout(bed, replicas, 60 + replicas * (min_healthy_s + 10))
         log(f"shoal R={replicas} trial {t + 1}: rolled in {took:.1f} s, fewest running {fewest}, load {la}")
         results["shoal"].append({"replicas": replicas, "trial": t, "load1": la, "took_s": round(took, 2),
                                  "fewest_running": fewest})
@@ -200,7 +198,8 @@ def bench_swarm(bed: Bed, replicas: int, parallel: int, monitor_s: float, trials
 
 
 def report(results: dict) -> None:
-    print(f"rolling update, {N} nodes, health delay {results['monitor_s']} s ({results.get('src', '?')})")
+    print(f"rolling update, {N} nodes, Swarm monitor {results['monitor_s']} s, shoal min_healthy_s "
+          f"{results.get('min_healthy_s', results['monitor_s'])} s ({results.get('src', '?')})")
     for who in ("shoal", "swarm"):
         for r in sorted({row["replicas"] for row in results[who]}):
             rows = [row for row in results[who] if row["replicas"] == r]
@@ -218,7 +217,9 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=0,
                     help="slots replaced at once, both schedulers (default: R/10, at least 2)")
     ap.add_argument("--monitor-s", type=float, default=1.0,
-                    help="shoal's min_healthy_s and Swarm's update monitor")
+                    help="Swarm's update monitor (it holds no batch back)")
+    ap.add_argument("--min-healthy-s", type=float, default=0.0,
+                    help="shoal's min_healthy_s (it holds each batch back that long)")
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--profile", default="lan", help="the agents' gossip preset")
     ap.add_argument("--no-swarm", action="store_true")
@@ -234,7 +235,8 @@ def main() -> int:
     sizes = [int(x) for x in args.replicas.split(",") if x.strip()]
 
     results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "parallel": args.parallel,
-                     "monitor_s": args.monitor_s, "profile": args.profile, "shoal": [], "swarm": []}
+                     "monitor_s": args.monitor_s, "min_healthy_s": args.min_healthy_s, "profile": args.profile,
+                     "shoal": [], "swarm": []}
     with bench_run("rollbench", results, args.src, args.json) as run:
         bed = run.track(Bed(run.src, run.workdir, args.prefix, args.subnet))
         if not args.no_shoal:
@@ -242,7 +244,7 @@ def main() -> int:
             bed.up("--profile", args.profile)
             tag_everywhere(bed)
             for r in sizes:
-                bench_shoal(bed, r, parallel_for(r, args.parallel), args.monitor_s, args.trials, results)
+                bench_shoal(bed, r, parallel_for(r, args.parallel), args.min_healthy_s, args.trials, results)
             bed.down()
         if not args.no_swarm:
             log(f"testbed up: {N} nodes, dockerds only, for Docker Swarm")

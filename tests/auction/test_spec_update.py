@@ -21,16 +21,19 @@ def test_defaults_are_swarm_and_nomad_like():
     assert spec.update == UpdatePolicy(max_parallel=1, min_healthy_s=10.0, healthy_deadline_s=300.0,
                                        progress_deadline_s=600.0, order=UpdateOrder.START_FIRST, canary=0,
                                        auto_promote=False, auto_revert=False)
-    assert (spec.stop_signal, spec.stop_grace_s) == ("SIGTERM", 5.0)
+    assert (spec.stop_signal, spec.stop_grace_s) == ("", 5.0)   # "": the image's STOPSIGNAL
 
 
 def test_defaults_stay_out_of_the_canonical_form_so_hashes_do_not_move():
     plain = validate(BASE)
-    explicit = validate({**BASE, "update": {"max_parallel": 1, "order": "start-first"},
-                         "stop_signal": "TERM", "stop_grace_s": 5})
+    explicit = validate({**BASE, "update": {"max_parallel": 1, "order": "start-first"}, "stop_grace_s": 5})
     assert explicit.to_dict() == plain.to_dict() == {**BASE, "cpu": 0.1, "memory": "64MiB", "replicas": 1,
                                                     "restart": plain.restart.to_dict(), "strategy": "binpack"}
     assert explicit.spec_hash() == plain.spec_hash()
+    # Naming SIGTERM is not the default (that is the image's STOPSIGNAL), so it
+    # is kept; like every stop setting it replaces no running container.
+    term = validate({**BASE, "stop_signal": "TERM"})
+    assert term.to_dict()["stop_signal"] == "SIGTERM" and term.container_hash() == plain.container_hash()
 
 
 def test_update_and_stop_settings_replace_no_container():

@@ -221,6 +221,29 @@ async def test_every_replica_is_hardened_by_default(engine, node):
 
 
 @needs_root
+async def test_a_job_naming_no_stop_signal_stops_with_the_images(engine, node):
+    # shoal-demo says STOPSIGNAL SIGKILL (scripts/build-image): as with
+    # `docker run` and Swarm, a job that names no signal is stopped with it at
+    # once, not after its grace (busybox sleep as PID 1 ignores SIGTERM).
+    rt = DockerRuntime(node, fast())
+    plain = spec(stop_grace_s=60)
+    named = spec(name="named", stop_signal="SIGTERM")
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(claim(node, plain), plain)
+        rt.start(claim(node, named), named)
+        await until(lambda: running(rt, "web/0"))
+        await until(lambda: running(rt, "named/0"))
+        signals = {c.labels["shoal.slot"]: c.attrs["Config"].get("StopSignal") for c in ours(engine, node)}
+        assert signals == {"web/0": "SIGKILL", "named/0": "SIGTERM"}
+        t0 = time.monotonic()
+        rt.stop("web/0", "test")
+        await until(lambda: "web/0" not in {c.labels["shoal.slot"] for c in ours(engine, node)}, timeout=40)
+        assert time.monotonic() - t0 < 40       # its 60 s grace was not waited for
+        n.cancel_scope.cancel()
+
+
+@needs_root
 async def test_what_a_job_asks_and_its_node_allows_is_applied(engine, node):
     policy = ContainerPolicy(allow_caps=DEFAULT_CAPS | {"NET_ADMIN"}, allow_devices=frozenset({"/dev/zero"}),
                              max_pids_limit=10_000)
