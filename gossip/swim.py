@@ -24,6 +24,7 @@ timer loop.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -279,6 +280,47 @@ class Swim(Probing, HealDetection):
     # ------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
         return self._timers[0][0] if self._timers else None
+
+    def next_wake(self, now: float) -> float | None:
+        """When a timer next has work: `next_deadline()`, passing over what
+        would do nothing if it fired now, so that a driver paying for each
+        wake-up (the agent's pump) sleeps through it: the gossip tick while
+        nothing is queued, and the timeout of a probe already acked.  Both
+        stay in the heap and fire, as the no-ops they are, in the next
+        `handle_timers`.  Once something is queued, an overdue gossip tick
+        counts again at the first point of its grid (its deadline plus whole
+        gossip intervals) not before `now`: a broadcast waits for the tick as
+        it always did, and rounds stay at least gossip_interval_s apart.
+        Timing of everything else is next_deadline()'s; the simulator keeps
+        using that (its traces fire every timer where it is due)."""
+        timers = self._timers
+        best: float | None = None  # an overdue gossip tick's next grid point
+        # Best-first walk down the heap: only passed-over entries (at most a
+        # gossip tick and a few acked probes) have their children looked at.
+        walk = [(timers[0], 0)] if timers else []
+        while walk:
+            entry, i = heapq.heappop(walk)
+            at, _, kind, key = entry
+            if best is not None and at >= best:
+                return best
+            if kind == T_GOSSIP:
+                if len(self._queue):
+                    interval = self.config.gossip_interval_s
+                    if at < now and interval > 0:
+                        at += math.ceil((now - at) / interval) * interval
+                    best = at if best is None else min(best, at)
+            elif kind == T_PROBE_TIMEOUT and isinstance(key, int) and self._probe_acked(key):
+                pass
+            else:
+                return at if best is None else min(at, best)
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < len(timers):
+                    heapq.heappush(walk, (timers[child], child))
+        return best
+
+    def _probe_acked(self, seq: int) -> bool:
+        probe = self._probes.get(seq)
+        return probe is None or probe.acked
 
     def handle_timers(self, now: float) -> None:
         timers = self._timers

@@ -4,7 +4,9 @@ How this works
 --------------
 Everyone talks to the core through one bounded input channel, and the pump
 task alone takes from it.  Each turn it waits for the next item or the core's
-next deadline (`core.next_deadline()`, on trio's clock), feeds the item (an
+next deadline (`core.next_wake(now)`, on trio's clock: the core's timers
+but those that would do nothing, such as an idle gossip tick, which then
+fire at the next wake-up instead), feeds the item (an
 input value from node.core.inputs: `core.feed(input, now)`) or fires the
 timers (`core.handle_timers(now)`), drains the outputs and hands them to the
 dispatcher, with no `await` between feeding and dispatching.  Dispatch never
@@ -160,7 +162,7 @@ class Pump:
         self._hand_out(core.drain(), trio.current_time(), None)  # our first status
         timers_after = -math.inf  # no sooner than this, after the timers raised
         while True:
-            deadline = core.next_deadline()
+            deadline = core.next_wake(trio.current_time())
             if deadline is not None:
                 deadline = max(deadline, timers_after)
             item = None
@@ -173,7 +175,7 @@ class Pump:
                 self._hand_out(core.drain(), now, tracker)
                 if tracker is not None:
                     tracker._sealed()
-            deadline = core.next_deadline()
+            deadline = core.next_wake(now)
             if deadline is not None and deadline <= now and timers_after <= now:
                 try:
                     core.handle_timers(now)

@@ -281,8 +281,15 @@ class NodeCore:
         return sent
 
     def next_deadline(self) -> float | None:
-        candidates = [t for t in (self._timers[0][0] if self._timers else None,
-                                  self.swim.next_deadline(),
+        return self._next(self.swim.next_deadline())
+
+    def next_wake(self, now: float) -> float | None:
+        """As next_deadline(), with the gossip's timers that would do nothing
+        passed over (Swim.next_wake): what the agent's pump sleeps until."""
+        return self._next(self.swim.next_wake(now))
+
+    def _next(self, swim_at: float | None) -> float | None:
+        candidates = [t for t in (self._timers[0][0] if self._timers else None, swim_at,
                                   self.placement.auctioneer.next_deadline(),
                                   self._place_at, self._publish_when.status_due,
                                   self._publish_when.digests_due, self._healthy_due()) if t is not None]
