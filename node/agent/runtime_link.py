@@ -4,10 +4,11 @@ How this works: `make_runtime` builds the runtime the config names (the fake
 one, or Docker with callbacks that feed `ReplicaGaveUp` to the core and report
 the engine's health to node.agent.health; bridge replicas' ports are published
 on the node's publish address, see `docker_settings`).  `watch_runtime` polls the
-runtime's non-blocking snapshots every `RUNTIME_POLL_S`, and at once when the
-runtime says its slot states moved (its `states_changed` event, if it has
-one: a slot that just turned running is not left waiting for the next
-poll), and feeds the core what changed: the local images (`ImageInventory`: a bid for a missing
+runtime's non-blocking snapshots every `RUNTIME_POLL_S` (or the runtime's own
+`poll_s`; None: never, FakeRuntime's reports move only with its event), and at
+once when the runtime says its slot states moved (its `states_changed` event,
+if it has one: a slot that just turned running is not left waiting for the
+next poll), and feeds the core what changed: the local images (`ImageInventory`: a bid for a missing
 image carries a pull cost; pulls are published as `image_pull` events)
 and each slot's state (`RuntimeSlots`: published in our status record,
 so any agent can say whether a placed replica runs), publishing each
@@ -22,6 +23,7 @@ may remove containers nobody wants.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +111,7 @@ async def watch_runtime(agent: Agent) -> None:
     images_fn = getattr(agent.runtime, "images", None)
     slots_fn = getattr(agent.runtime, "slot_states", None)
     pulls_fn = getattr(getattr(agent.runtime, "puller", None), "progress", None)
+    poll_s = getattr(agent.runtime, "poll_s", RUNTIME_POLL_S)
     last_images: object = ()  # never equal to a report: the first one goes through
     last_slots: dict[str, tuple[str, str]] | None = None
     last_pulls: tuple[Any, ...] = ()
@@ -147,7 +150,7 @@ async def watch_runtime(agent: Agent) -> None:
             if pulls != last_pulls:
                 await agent.pump.feed(ImagePulls(pulls))
                 last_pulls = pulls
-        with trio.move_on_after(RUNTIME_POLL_S):
+        with trio.move_on_after(math.inf if poll_s is None and moved is not None else poll_s or RUNTIME_POLL_S):
             await (moved.wait() if moved is not None else trio.sleep_forever())
 
 

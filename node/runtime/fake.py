@@ -43,6 +43,14 @@ Optional members, used when present:
         service catalog lists); the agent polls it, publishes changes as `container_state` events
         and hands them to `NodeCore.set_runtime_slots` (gossiped in the
         node's status record: node/status.py's RuntimeSummary).
+    states_changed: trio.Event
+        Set (and replaced) when slot_states() moved, so the agent reports
+        the change at once instead of at its next poll.
+    poll_s: float | None
+        How often the agent polls images(), slot_states() and the pulls
+        (default node.agent.runtime_link.RUNTIME_POLL_S); None when they
+        move only with states_changed (FakeRuntime): an idle agent is then
+        not woken for them.
     async ps() -> list[dict]
         This node's containers (`GET /v1/containers`, `shoal ps`).
     async open_logs(slot, follow, tail) -> async iterator of bytes
@@ -93,8 +101,10 @@ class RuntimeCall:
 
 class FakeRuntime:
     kind = "fake"
+    poll_s = None  # what it reports moves only in start() and stop(), which set states_changed
 
     def __init__(self) -> None:
+        self.states_changed = trio.Event()
         self.running: dict[str, Claim] = {}
         self.specs: dict[str, JobSpec] = {}
         self.history: deque[RuntimeCall] = deque(maxlen=HISTORY_MAX)
@@ -109,12 +119,18 @@ class FakeRuntime:
         self.starts += 1
         self.history.append(RuntimeCall("start", claim.name,
                                         f"{claim.ballot.round}@{claim.ballot.coordinator}"))
+        self._moved()
 
     def stop(self, slot: str, reason: str) -> None:
         self.running.pop(slot, None)
         self.specs.pop(slot, None)
         self.stops += 1
         self.history.append(RuntimeCall("stop", slot, reason))
+        self._moved()
+
+    def _moved(self) -> None:
+        self.states_changed.set()
+        self.states_changed = trio.Event()
 
     def health(self) -> tuple[bool, str]:
         return True, ""

@@ -22,6 +22,8 @@ LINE = "pulling busybox:2 on a: 3/5 layers, 12.1/48.0 MiB"
 class PullingRuntime(FakeRuntime):
     """Every replica waits for its image, which is being pulled."""
 
+    poll_s = 0.5  # its pulls move outside start() and stop(): the agent polls them
+
     def __init__(self) -> None:
         super().__init__()
         self.pulls: tuple[ImageProgress, ...] = ()
