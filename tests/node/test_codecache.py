@@ -2,7 +2,7 @@
 
 What a user would notice if it broke: classes that behave differently
 when their methods come from the cache (the code must be exactly what
-dataclasses compiles), an agent that fails to start on a damaged cache
+dataclasses and attrs compile), an agent that fails to start on a damaged cache
 file, or a cache that is never used (no faster start).  Each check runs in
 a fresh interpreter with its own bytecode directory (PYTHONPYCACHEPREFIX).
 """
@@ -44,25 +44,30 @@ if use:
     st = codecache._state
     stats = {"entries": st.count, "hits": sum(st.used), "compiled": len(st.compiled)}
     codecache.save()
-    stats["exec_restored"] = "exec" not in vars(dataclasses)
+    stats["exec_restored"] = "exec" not in vars(dataclasses) and "compile" not in vars(sys.modules["attr._make"])
 methods = {}
 for name, mod in sorted(sys.modules.items()):
-    if not name.split(".")[0] in ("gossip", "auction", "node"):
+    if not name.split(".")[0] in ("gossip", "auction", "node", "trio", "outcome"):
         continue
     for cls in list(vars(mod).values()):
-        if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == name:
+        if not isinstance(cls, type) or cls.__module__ != name:
+            continue
+        if dataclasses.is_dataclass(cls) or hasattr(cls, "__attrs_attrs__"):
             for attr, fn in sorted(vars(cls).items()):
                 code = getattr(fn, "__code__", None)
-                if code is not None and code.co_filename == "<string>":
+                if code is not None and code.co_filename.startswith(("<string>", "<attrs generated")):
                     blob = (canon(code) + repr(getattr(fn, "__annotations__", None))).encode()
-                    methods[f"{cls.__qualname__}.{attr}"] = hashlib.sha256(blob).hexdigest()
+                    methods[f"{name}.{cls.__qualname__}.{attr}"] = hashlib.sha256(blob).hexdigest()
 print(json.dumps({"stats": stats, "methods": methods}))
 """
 
 
 def probe(tmp_path: Path, mode: str, **env: str) -> dict[str, Any]:
     full_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    full_env.update({"PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache"), **env})
+    # One hash seed unless a test says otherwise: attrs' __hash__ code
+    # depends on it (see the first test).
+    full_env.update({"PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache"),
+                     "PYTHONHASHSEED": "0", **env})
     proc = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=REPO, env=full_env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -74,16 +79,25 @@ def cache_files(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "pycache").rglob("dataclass-code.*.bin"))
 
 
-def test_cached_classes_have_exactly_the_code_dataclasses_compiles(tmp_path: Path) -> None:
-    plain = probe(tmp_path, "plain")
-    first = probe(tmp_path, "cache")   # compiles everything, writes the file
-    second = probe(tmp_path, "cache")  # everything from the file
-    assert len(plain["methods"]) > 300
+def test_cached_classes_have_exactly_the_code_dataclasses_and_attrs_compile(tmp_path: Path) -> None:
+    plain = probe(tmp_path, "plain", PYTHONHASHSEED="1")
+    first = probe(tmp_path, "cache", PYTHONHASHSEED="1")   # compiles everything, writes the file
+    second = probe(tmp_path, "cache", PYTHONHASHSEED="1")  # everything from the file
+    hashed = sum(".__hash__" in m and m.startswith("trio.") for m in plain["methods"])
+    assert len(plain["methods"]) > 400 and hashed > 10
     assert first["stats"]["entries"] == 0 and first["stats"]["compiled"] > 300
-    assert second["stats"]["compiled"] == 0 and second["stats"]["hits"] == first["stats"]["compiled"]
+    # Everything from the file (which also holds attrs' __hash__ for other seeds, below).
+    assert second["stats"]["compiled"] == 0 and 300 < second["stats"]["hits"] < first["stats"]["compiled"]
     assert first["methods"] == plain["methods"]
     assert second["methods"] == plain["methods"]
     assert second["stats"]["exec_restored"]
+    # attrs' __hash__ hashes hash(a string), which changes with the hash
+    # seed: under another seed the code from the file must be that seed's,
+    # none compiled again but a literal under 17 digits (1 in 1,000).
+    other = probe(tmp_path, "cache", PYTHONHASHSEED="2")
+    assert other["methods"] == probe(tmp_path, "plain", PYTHONHASHSEED="2")["methods"] != plain["methods"]
+    assert other["stats"]["compiled"] <= 1
+    assert other["stats"]["hits"] + other["stats"]["compiled"] == second["stats"]["hits"]
 
 
 def test_a_damaged_file_is_only_a_miss_and_is_rewritten(tmp_path: Path) -> None:
