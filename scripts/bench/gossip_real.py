@@ -542,10 +542,13 @@ class ShoalBackend:
     def _refuses_plain_gossip(self) -> bool:
         """Whether the shoal under test has --insecure-no-encryption (older
         ones gossip unencrypted anywhere and do not know the flag)."""
-        try:
-            return "--insecure-no-encryption" in (self.src_dir / "node/cli/agent_command.py").read_text()
-        except OSError:
-            return False
+        for path in ("node/cli/agent_options.py", "node/cli/agent_command.py"):  # where the flags are declared
+            try:
+                if "--insecure-no-encryption" in (self.src_dir / path).read_text():
+                    return True
+            except OSError:
+                pass
+        return False
 
     def spawn(self, name: str, join: str | None = None, *, bind: str = "127.0.0.1:0",
               api: str = "127.0.0.1:0", netns: str | None = None) -> Agent:

@@ -1,0 +1,70 @@
+"""`shoal agent`: run an agent in the foreground, once its flags are parsed.
+
+How this works: the flags (node.cli.agent_options, parsed by click in
+node.cli.agent_command or by argparse there) become an `AgentConfig` (flags
+win over `--config FILE`; node.agent.config), logging is set up (one line
+per event on stderr), and `node.agent.agent.run_agent` runs under
+`trio.run`.  Exit status: 0 after a graceful leave (SIGINT/SIGTERM or
+`shoal leave`), 2 on a configuration error (the message names the
+setting), 1 if the agent cannot start (a port is taken, the state directory
+is unusable).  The configuration (which imports the core's modules), trio
+and the agent are imported only here, so that `shoal --help` and the client
+commands start fast; before them, node.agent.codecache is installed, so
+that the methods their dataclasses (and trio's attrs classes) generate
+come compiled from the previous start.  Nothing here imports click.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # hypercorn repeats our own startup line; keep it to warnings.
+    logging.getLogger("shoal.api.server").setLevel(max(logging.WARNING, root.level))
+
+
+def run(config_file: str | None, flags: dict[str, Any]) -> None:
+    """Run the agent the flags describe, until it leaves; exits 1, 2 or 130 on failure."""
+    from node.agent import codecache
+
+    codecache.install()  # before the imports below: their generated code, compiled once (node.agent.codecache)
+    import trio
+
+    from node.agent.agent import run_agent
+    from node.agent.config import ConfigError, load_config
+    from node.agent.fault_clock import fault_clock
+    from node.agent.safe_defaults import insecure_warning
+
+    if not flags.get("insecure_no_encryption"):
+        flags["insecure_no_encryption"] = None  # not given: the config file decides
+    if not flags.get("enable_fault_hook"):
+        flags["enable_fault_hook"] = None
+    try:
+        cfg = load_config(config_file, flags)
+    except ConfigError as e:
+        print(f"shoal agent: {e}", file=sys.stderr)
+        sys.exit(2)
+    setup_logging(cfg.log_level)
+    if (warning := insecure_warning(cfg)) is not None:
+        logging.getLogger("shoal.agent").warning(warning)
+    from node.state.persist import PersistError
+
+    try:
+        # trio's own clock, or with --enable-fault-hook one that is off (chaos testing)
+        trio.run(run_agent, cfg, clock=fault_clock(cfg))
+    except ConfigError as e:
+        print(f"shoal agent: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (OSError, PersistError) as e:
+        logging.getLogger("shoal.agent").error("cannot start: %s", e)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
