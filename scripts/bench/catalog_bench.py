@@ -63,6 +63,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchbed  # noqa: E402  (same directory)
 from benchbed import N, load1, log, wait  # noqa: E402
+import swarm  # noqa: E402  (the shared Swarm driver)
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "shcat"
@@ -360,15 +361,8 @@ def bench_shoal_kills(bed: Bed, replicas: int, kills: int, via: str, results: di
 def swarm_up(bed: Bed, replicas: int) -> dict[str, int]:
     """Manager on node 1, workers 2..5; an overlay network, the service, a probe
     per node.  Returns swarm node ID -> testbed index."""
+    ids = swarm.init(bed)
     d1 = bed.docker[1]
-    d1.init_swarm(advertise_addr=bed.nodes[1]["addr"], listen_addr=f"{bed.nodes[1]['addr']}:2377")
-    token = d1.inspect_swarm()["JoinTokens"]["Worker"]
-    for i in bed.nodes:
-        if i != 1:
-            bed.docker[i].join_swarm([f"{bed.nodes[1]['addr']}:2377"], token,
-                                     advertise_addr=bed.nodes[i]["addr"], listen_addr=f"{bed.nodes[i]['addr']}:2377")
-    ids = {bed.docker[i].info()["Swarm"]["NodeID"]: i for i in bed.nodes}
-    wait(lambda: sum(n["Status"]["State"] == "ready" for n in d1.nodes()) == N, 60, "5 swarm nodes ready")
     d1.create_network("benchnet", driver="overlay", attachable=True)
     import docker.types
 
@@ -436,8 +430,7 @@ def bench_swarm_kills(bed: Bed, replicas: int, kills: int, results: dict) -> Non
             f"healed {fmt(row['healed_s'])} after its dockerd died; load {la}")
         results["swarm_kills"].append(row)
         bed.run("start", str(victim))      # dockerd comes back with its swarm state and rejoins
-        wait(lambda: sum(n["Status"]["State"] == "ready" for n in bed.docker[1].nodes()) == N, 120,
-             "the node back in the swarm", every=0.5)
+        wait(lambda: swarm.ready_nodes(bed) == N, 120, "the node back in the swarm", every=0.5)
         start_probe(bed, victim)
 
 

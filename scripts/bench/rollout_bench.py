@@ -54,6 +54,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from catalog_bench import HTTPD, JOB, N, PREFIX, SUBNET, Bed, live_nodes  # noqa: E402  (same directory)
 from benchbed import bench_run, load1, log, wait  # noqa: E402
+import swarm  # noqa: E402  (the shared Swarm driver)
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "shoal-bench"
@@ -149,17 +150,6 @@ def bench_shoal(bed: Bed, replicas: int, parallel: int, min_healthy_s: float, tr
 # ---- Docker Swarm ----------------------------------------------------------------------------------
 
 
-def swarm_init(bed: Bed) -> None:
-    d1 = bed.docker[1]
-    d1.init_swarm(advertise_addr=bed.nodes[1]["addr"], listen_addr=f"{bed.nodes[1]['addr']}:2377")
-    token = d1.inspect_swarm()["JoinTokens"]["Worker"]
-    for i in bed.nodes:
-        if i != 1:
-            bed.docker[i].join_swarm([f"{bed.nodes[1]['addr']}:2377"], token,
-                                     advertise_addr=bed.nodes[i]["addr"], listen_addr=f"{bed.nodes[i]['addr']}:2377")
-    wait(lambda: sum(n["Status"]["State"] == "ready" for n in d1.nodes()) == N, 60, "5 swarm nodes ready")
-
-
 def swarm_template(version: str, replicas: int):
     import docker.types
 
@@ -191,10 +181,7 @@ def bench_swarm(bed: Bed, replicas: int, parallel: int, monitor_s: float, trials
         log(f"swarm R={replicas} trial {t + 1}: rolled in {took:.1f} s, fewest running {fewest}, load {la}")
         results["swarm"].append({"replicas": replicas, "trial": t, "load1": la, "took_s": round(took, 2),
                                  "fewest_running": fewest})
-        d1.remove_service(svc["ID"])
-        wait(lambda: not any(bed.docker[i].containers(
-            all=True, filters={"label": f"com.docker.swarm.service.name={JOB}"}) for i in bed.nodes),
-            300, "every task of the service removed", every=0.5)
+        swarm.remove(bed, JOB, bed.nodes)
 
 
 def report(results: dict) -> None:
@@ -250,7 +237,7 @@ def main() -> int:
             log(f"testbed up: {N} nodes, dockerds only, for Docker Swarm")
             bed.up("--no-agents")
             tag_everywhere(bed)
-            swarm_init(bed)
+            swarm.init(bed)
             for r in sizes:
                 bench_swarm(bed, r, parallel_for(r, args.parallel), args.monitor_s, args.trials, results)
             bed.down()
