@@ -27,7 +27,8 @@ class DockerRuntimeConfig:
     call_timeout_s: float = 10.0
     pull_timeout_s: float = 600.0       # one pull, whatever its size (node/runtime/pulls.py)
     max_concurrent_pulls: int = 2       # per node; more wait their turn
-    concurrency: int = 8                # worker threads for docker calls
+    concurrency: int = 8                # worker threads for docker calls ...
+    listing_concurrency: int = 2        # ... and for listings (ps, images), apart (node/runtime/engine.py)
     stream_concurrency: int = 16        # worker threads for log streams
     resync_interval_s: float = 5.0      # periodic full pass
     kick_debounce_s: float = 0.02       # coalesce bursts of events into one pass

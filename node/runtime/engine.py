@@ -2,10 +2,14 @@
 
 How this works: the `docker` SDK blocks, so `Engine.call` runs every call in
 a worker thread (`trio.to_thread.run_sync`) under a `CapacityLimiter`
-(`concurrency`), and the awaiting side gives up after a timeout that scales
-with the kind of call, the calls in flight and the engine's recent latency
-(node/runtime/stall.py: `call_timeout_s`, from `call_timeout_s` of the
-config; `trio.fail_after`; the SDK's own HTTP timeout is bounded too, so an
+(`concurrency`; listings -- `ps`, `images` -- have their own,
+`listing_concurrency`, so a reconcile pass's listing never queues behind a
+burst of creates and starts: with 15 replicas awarded to one node at once,
+a started container was reported running up to 4 s late, the pass that
+would see it waiting for a worker), and the awaiting side gives up after a
+timeout that scales with the kind of call, the calls in flight in its lane
+and the engine's recent latency (node/runtime/stall.py: `call_timeout_s`,
+from `call_timeout_s` of the config; `trio.fail_after`; the SDK's own HTTP timeout is bounded too, so an
 abandoned thread ends soon after).  Threads still running after their caller
 gave up are counted (`lingering`); when one ends, the engine did answer,
 late: that counts as an answer and its latency as a sample.  A call the
@@ -42,6 +46,9 @@ from node.runtime.stall import (
 
 log = logging.getLogger("shoal.runtime")
 
+# Read-only listings, run under their own limiter (see the module doc).
+LISTING_CALLS = frozenset({"ps", "images"})
+
 # The calls' HTTP timeout exceeds the awaiting side's by this much, so the
 # awaiting side always gives up first and the thread ends soon after.
 HTTP_TIMEOUT_MARGIN_S = 5.0
@@ -73,10 +80,11 @@ class Engine:
         self.stream_api: Any = None   # docker.APIClient for long streams (no read timeout)
         self.health = EngineHealth()
         self._limiter = trio.CapacityLimiter(cfg.concurrency)
+        self._listing_limiter = trio.CapacityLimiter(cfg.listing_concurrency)
         self.stream_limiter = trio.CapacityLimiter(cfg.stream_concurrency)
         self._lingering = 0
         self._lingering_lock = threading.Lock()
-        self._in_flight = 0
+        self._in_flight = {False: 0, True: 0}   # calls in progress or waiting, by lane (listing or not)
         self._recent_s: dict[str, float] = {}          # kind of call -> recent latency
         self._late: list[tuple[str, float]] = []        # abandoned calls that ended: (kind, latency)
         self.stall_rules = StallRules(cfg.failure_threshold, cfg.stall_unhealthy_after_s, cfg.healthy_after_s)
@@ -103,9 +111,12 @@ class Engine:
         `timeout_s`: the base timeout for this call (default the config's);
         it grows with load (stall.call_timeout_s)."""
         self._take_late()
-        self._in_flight += 1
+        listing = what in LISTING_CALLS
+        limiter = self._listing_limiter if listing else self._limiter
+        self._in_flight[listing] += 1
+        # A call waits its turn in its own lane only.
         timeout_s = call_timeout_s(what, self.cfg.call_timeout_s if timeout_s is None else timeout_s,
-                                   in_flight=self._in_flight, concurrency=self.cfg.concurrency,
+                                   in_flight=self._in_flight[listing], concurrency=int(limiter.total_tokens),
                                    recent_s=self._recent_s.get(what))
         box = {"done": False, "abandoned": False}
         issued_at = trio.current_time()
@@ -123,7 +134,7 @@ class Engine:
 
         try:
             with trio.fail_after(timeout_s):
-                result = await trio.to_thread.run_sync(work, limiter=self._limiter, abandon_on_cancel=True)
+                result = await trio.to_thread.run_sync(work, limiter=limiter, abandon_on_cancel=True)
         except trio.TooSlowError:
             with self._lingering_lock:
                 if not box["done"] and not box["abandoned"]:
@@ -138,7 +149,7 @@ class Engine:
             self._failed(f"docker {what} failed: {explain(e)}", issued_at)
             raise EngineError(f"docker {what} failed: {explain(e)}") from e
         finally:
-            self._in_flight -= 1
+            self._in_flight[listing] -= 1
         self._answered(what, issued_at)
         return result
 

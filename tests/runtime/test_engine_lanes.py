@@ -1,0 +1,82 @@
+"""A burst of slow starts does not hold back the listing that reports the
+containers already running (no Docker: a scripted API client).
+
+Seen on the testbed: 15 replicas awarded to one node at once; the pass that
+would list the first started container waited behind the other starts for a
+worker thread, and that replica was reported running 4 s after it ran.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import trio
+
+from auction.claims import Ballot, Claim
+from auction.spec import validate
+from node.runtime.containers import LABEL_SLOT
+from node.runtime.docker import DockerRuntime, DockerRuntimeConfig
+
+SLOTS = 12      # more than the runtime's worker threads for engine calls
+
+
+class SlowStartsApi:
+    """Creates at once; starts web/0 at once and holds every other start
+    until `release` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.made: dict[str, dict] = {}
+
+    def containers(self, **_):
+        with self.lock:
+            return [dict(c) for c in self.made.values()]
+
+    def images(self, **_):
+        return [{"Id": "sha256:1", "RepoTags": ["busybox:latest"]}]
+
+    def create_host_config(self, **kw):
+        return kw
+
+    def create_container(self, image, name, labels, **_):
+        with self.lock:
+            cid = f"c{len(self.made)}"
+            self.made[cid] = {"Id": cid, "Names": [f"/{name}"], "Labels": labels, "State": "created",
+                              "Status": "Created", "Created": 1, "Image": image}
+        return {"Id": cid}
+
+    def start(self, cid):
+        if self.made[cid]["Labels"][LABEL_SLOT] != "web/0":
+            self.release.wait(30)
+        with self.lock:
+            self.made[cid]["State"] = "running"
+
+    def events(self, **_):
+        self.release.wait(30)
+        return iter(())
+
+    def close(self):
+        self.release.set()
+
+
+async def test_a_started_replica_is_running_while_other_starts_hang():
+    api = SlowStartsApi()
+    rt = DockerRuntime("n1", DockerRuntimeConfig(docker_host="unix:///nonexistent", concurrency=8),
+                       client_factory=lambda *_: api)
+    sp = validate({"name": "web", "image": "busybox", "command": ["sleep", "600"], "cpu": 0.01, "memory": "8MiB",
+                   "replicas": SLOTS})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rt.run)
+        for i in range(SLOTS):
+            rt.start(Claim(f"web/{i}", Ballot(1, "c1"), "n1", False, sp.container_hash(), sp.demand()), sp)
+        try:
+            with trio.fail_after(10):
+                while rt.slot_states().get("web/0", ("",))[0] != "running":
+                    await trio.sleep(0.05)
+            states = rt.slot_states()
+            assert sum(st == "running" for st, _ in states.values()) == 1     # the others still hang
+            assert len(api.containers()) == SLOTS
+        finally:
+            api.release.set()
+            nursery.cancel_scope.cancel()
