@@ -67,3 +67,23 @@ def test_a_node_without_the_image_declines_a_pull_never_job_saying_so():
     d = _bid_with_image(never, False)
     assert not isinstance(d, Bid) and d.reason == "image app:1 is not on n1 (pull = never)"
     assert isinstance(_bid_with_image(never, True), Bid)
+
+
+def test_reservations_for_other_open_auctions_do_not_lower_the_score():
+    # Five coordinators auction their shares of one spread job at once; a
+    # node that already bid in four of them must score the fifth as an
+    # untouched node does, or each coordinator (which bids in its own round
+    # first) finds itself emptiest and keeps its whole share.
+    spread = validate({"name": "web", "image": "busybox", "replicas": 100, "cpu": "10m", "memory": "8MiB",
+                       "strategy": "spread"})
+    busy, fresh = (Bidder(n, Ledger(Resources(1900, 4 * GiB, 0))) for n in ("n1", "n2"))
+    for k in range(4):
+        assert isinstance(bid(busy, call(f"a{k}", spread, range(20 * k, 20 * k + 20)), spread, now=0.0), Bid)
+    mine, theirs = (bid(b, call("a4", spread, range(80, 100)), spread, now=0.01) for b in (busy, fresh))
+    assert isinstance(mine, Bid) and isinstance(theirs, Bid)
+    assert mine.scores == theirs.scores
+    # What it committed does count: a node running replicas is fuller.
+    busy.on_award(Award("a0", "coord", "web", spread.container_hash(), tuple((i, 1) for i in range(20))),
+                  spec=spread, now=0.02)
+    again = bid(busy, call("a5", spread, [100]), spread, now=0.03)
+    assert isinstance(again, Bid) and again.scores[0] < theirs.scores[0]
