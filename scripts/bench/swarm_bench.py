@@ -30,14 +30,18 @@ one after the other:
     heartbeat 5 s, restart delay 5 s); `fast` -- shoal's `local` preset,
     Swarm with a 1 s heartbeat and no restart delay.
 
-shoal runs (a) and the `default` cuts on a `lan` testbed and the `fast`
-cuts on a `local` one; Swarm gets a testbed with no agents (its gossip port
-is the agents').  Medians and ranges are printed with the 1-minute load
+The order: each size's placement on shoal, then on Swarm; then each
+setting's cuts on shoal, then on Swarm, so the two sides of a row run
+minutes apart, at much the same load.  Each of these phases gets a fresh
+testbed: shoal's with agents (`lan` for placement and the default cuts,
+`local` for the fast ones), Swarm's with none (its gossip port is the
+agents').  Medians and ranges are printed with the 1-minute load
 average at each measurement (the machine is shared; compare figures only
 with their load beside them).  With --trace DIR the agents log at DEBUG and
 their logs are kept in DIR; each placement trial's per-slot steps (award,
 claim, create, start, running, published, seen: node/telemetry/
-slot_trace.py) are summarised by scripts/bench/slot_trace.py.  The agents
+slot_trace.py, read with scripts/bench/slot_trace.py's reader) are printed
+as times from the submission (DEBUG costs the agents some CPU).  The agents
 run a `git archive` export of --src (default HEAD); `--src worktree` runs
 the working tree.  The testbed's prefix and subnet are --prefix/--subnet;
 `down` runs in a finally, also on SIGINT/SIGTERM.
@@ -231,14 +235,12 @@ def keep_logs(bed: Bed, dest: Path) -> list[str]:
     return out
 
 
-def trace_summaries(logs: list[str], results: dict) -> None:
+def trace_summaries(logs: list[str], rows: list[dict]) -> None:
     """Per shoal placement trial: each slot step's time from the submission
     (median / max over the job's slots), from the agents' trace lines."""
     from slot_trace import ORDER, read
 
-    for row in results["placement"]:
-        if row["sched"] != "shoal":
-            continue
+    for row in rows:
         slots = read(logs, row["job"], row["t0_wall"] - 1.0)
         steps = {}
         for step in ORDER:
@@ -249,6 +251,16 @@ def trace_summaries(logs: list[str], results: dict) -> None:
         print(f"-- slot steps from the submission, shoal R={row['replicas']} trial {row['trial'] + 1} "
               f"(all running {row['all_running_s']} s, load {row['load1']}): " +
               ", ".join(f"{k} {v['median_s']:.2f}/{v['max_s']:.2f}" for k, v in steps.items()))
+
+
+def phases(sizes: list[int], settings: list[str], shoal: bool, swarm_too: bool):
+    """(scheduler, setting, sizes) in the order run: each size's placement
+    on shoal then on Swarm, then each setting's cuts on shoal then on Swarm,
+    so both sides of a row run minutes apart, at much the same load (the
+    machine is shared).  Each phase gets a fresh testbed."""
+    who = [w for w, on in (("shoal", shoal), ("swarm", swarm_too)) if on]
+    out = [(w, "default", [r]) for r in sizes for w in who]
+    return out + [(w, s, []) for s in settings for w in who]
 
 
 # ---- report ----------------------------------------------------------------------------------------
@@ -312,34 +324,30 @@ def main() -> int:
     results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "placement": [], "cuts": []}
     with benchbed.bench_run("swarmbench", results, args.src, args.json) as run:
         bed = run.track(Bed(run.src, run.workdir, args.prefix, args.subnet))
-        if not args.no_shoal:
-            debug = ["--agent-arg=--log-level=DEBUG"] if args.trace else []
-            for setting in dict.fromkeys(["default", *settings]):
-                if setting != "default" and setting not in settings:
-                    continue
+        debug = ["--agent-arg=--log-level=DEBUG"] if args.trace else []
+        for who, setting, sizes_here in phases(sizes, settings, not args.no_shoal, not args.no_swarm):
+            if who == "shoal":
                 profile = SHOAL_PROFILE[setting]
                 log(f"testbed up: {N} nodes with agents, profile {profile}")
                 bed.up("--profile", profile, *debug)
-                Shoal(bed).back(0)
-                if setting == "default" and sizes:
-                    bench_placement(Shoal(bed), sizes, args.trials, results)
-                if setting in settings:
-                    bench_cuts(Shoal(bed), setting, args.kills, results, "agent_pid")
-                if args.trace:
-                    logs = keep_logs(bed, Path(args.trace) / profile)
-                    if setting == "default":
-                        trace_summaries(logs, results)
-                bed.down()
-        if not args.no_swarm:
-            log(f"testbed up: {N} nodes, dockerds only, for Docker Swarm ({MANAGERS} managers)")
-            bed.up("--no-agents")
-            swarm.init(bed, managers=MANAGERS)
-            sw = Swarm(bed)
-            bench_placement(sw, sizes, args.trials, results)
-            for setting in settings:
-                if SWARM_HEARTBEAT_S[setting] is not None:
-                    swarm.set_heartbeat(bed, SWARM_HEARTBEAT_S[setting])
-                bench_cuts(sw, setting, args.kills, results, "dockerd_pid")
+                sched = Shoal(bed)
+                sched.back(0)
+            else:
+                log(f"testbed up: {N} nodes, dockerds only, for Docker Swarm ({MANAGERS} managers, "
+                    f"heartbeat {SWARM_HEARTBEAT_S[setting] or swarm.DEFAULT_HEARTBEAT_S:g} s)")
+                bed.up("--no-agents")
+                swarm.init(bed, managers=MANAGERS, heartbeat_s=SWARM_HEARTBEAT_S[setting])
+                sched = Swarm(bed)
+            if sizes_here:
+                bench_placement(sched, sizes_here, args.trials, results)
+            else:
+                bench_cuts(sched, setting, args.kills, results, "agent_pid" if who == "shoal" else "dockerd_pid")
+            if args.trace and who == "shoal":
+                tag = f"place{sizes_here[0]}" if sizes_here else f"cut{setting}"
+                logs = keep_logs(bed, Path(args.trace) / tag)
+                if sizes_here:
+                    trace_summaries(logs, [r for r in results["placement"] if r["sched"] == "shoal"
+                                           and r["replicas"] == sizes_here[0]])
             bed.down()
     report(results)
     return run.rc
