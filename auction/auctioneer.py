@@ -70,6 +70,7 @@ class _Round:
     max_per_node: int | None
     spread_counts: dict[str, int]
     deadline: float
+    ties_from: str = ""         # choose_winners' `first`
     offers: dict[str, Offer] = field(default_factory=dict)
     declines: dict[str, str] = field(default_factory=dict)
 
@@ -94,13 +95,13 @@ class Auctioneer:
 
     def open_round(self, *, job: str, spec_hash: str, rounds: dict[int, int], candidates: list[str],
                    max_per_node: int | None, spread_counts: dict[str, int], ttl_s: float,
-                   now: float, spec_json: bytes = b"") -> list[AuctionOutput]:
+                   now: float, spec_json: bytes = b"", ties_from: str = "") -> list[AuctionOutput]:
         if len(self._rounds) >= MAX_OPEN_ROUNDS:
             return []
         self._seq += 1
         auction_id = f"{self.ballot_id}:{self._seq}"
         rnd = _Round(auction_id, job, spec_hash, dict(rounds), set(candidates), max_per_node,
-                     dict(spread_counts), now + ttl_s)
+                     dict(spread_counts), now + ttl_s, ties_from)
         if not candidates:
             return [self._close_result(rnd)]
         self._rounds[auction_id] = rnd
@@ -144,7 +145,8 @@ class Auctioneer:
     def _close(self, rnd: _Round) -> list[AuctionOutput]:
         del self._rounds[rnd.auction_id]
         winners = choose_winners(sorted(rnd.rounds), list(rnd.offers.values()),
-                                 max_per_node=rnd.max_per_node, spread_counts=rnd.spread_counts)
+                                 max_per_node=rnd.max_per_node, spread_counts=rnd.spread_counts,
+                                 first=rnd.ties_from)
         by_node: dict[str, list[tuple[int, int]]] = {}
         for index, node in winners.items():
             by_node.setdefault(node, []).append((index, rnd.rounds[index]))

@@ -74,7 +74,7 @@ from auction.resources import Resources
 from auction.rollout import (UNVERIFIED, HandOvers, Rollouts, RolloutEvent, SlotView, Versions, is_revert, promoted_of,
                              start_first)
 from auction.scoring import NodeView, filter_reason, max_fit
-from auction.spec import JobSpec, SpecError, from_json
+from auction.spec import JobSpec, SpecError, Strategy, from_json
 
 __all__ = ["AwardAccepted", "ClaimsMap", "JobEntry", "NodeStatus", "Placement", "PlacementConfig",
            "SlotPending", "StartReplica", "StopReplica", "normalize_image"]
@@ -464,7 +464,8 @@ class Placement:
         return self.auctioneer.open_round(
             job=job, spec_hash=spec.container_hash(), rounds=batch, candidates=candidates,
             max_per_node=spec.max_per_node, spread_counts=spread_counts,
-            ttl_s=self.cfg.auction_ttl_s, now=now, spec_json=spec.canonical_json())
+            ttl_s=self.cfg.auction_ttl_s, now=now, spec_json=spec.canonical_json(),
+            ties_from=self.name if spec.strategy is Strategy.SPREAD else "")    # winner.py: why
 
     def _candidates(self, job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str],
                     slots: int) -> tuple[list[str], dict[str, int]]:

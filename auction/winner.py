@@ -13,14 +13,20 @@ capacity (`taken < len(scores)`) and are under `max_per_node`
 (`already + taken < max_per_node`), and the winner is the candidate with the
 smallest key
 
-    (replicas in the offer's spread value, -scores[taken], node name)
+    (replicas in the offer's spread value, -scores[taken], (node name < first, node name))
 
 where "replicas in the spread value" is `spread_counts.get(value, 0)` (what
 the cluster already runs there) plus the slots assigned to that value so far
 in this call.  So spreading comes first (the least-loaded rack or zone),
 then the score (the node's own strategy: binpack or spread), then the name
-as a tie-break every agent computes the same way.  The result does not
-depend on the order of `offers`.
+as a tie-break every agent computes the same way: in name order starting at
+`first` and wrapping around.  For a `spread` job the coordinator passes its
+own name: the rounds several coordinators open for one job at once, between
+nodes that score the same, then start on different nodes (with one fixed
+order every round of a 10-replica job put its first slot on the same node:
+5 of 10 on it).  `first=""` is plain name order (binpack: every round
+fills the same node).  The result does not depend on the
+order of `offers`.
 
 Spreading is on when any offer has a `spread_value` that is not None.  An
 offer whose node lacks the label (`spread_value=None`) then counts as the
@@ -92,23 +98,28 @@ def check_inputs(slots: list[int], offers: list[Offer]) -> None:
         raise ValueError(f"more than one offer from node(s) {dup}")
 
 
+def tie_key(name: str, first: str) -> tuple[bool, str]:
+    """Name order starting at `first` and wrapping around (see the module doc)."""
+    return name < first, name
+
+
 def choose_winners(slots: list[int], offers: list[Offer], *, max_per_node: int | None,
-                   spread_counts: dict[str, int]) -> dict[int, str]:
+                   spread_counts: dict[str, int], first: str = "") -> dict[int, str]:
     """Map each slot that has a candidate to its winning node (see module docstring)."""
     check_inputs(slots, offers)
     spreading = any(o.spread_value is not None for o in offers)
 
-    # Per group: a heap of (-score of next slot, node name, offer index).
-    groups: dict[str, list[tuple[float, str, int]]] = {}
+    # Per group: a heap of (-score of next slot, tie key of the node, offer index).
+    groups: dict[str, list[tuple[float, tuple[bool, str], int]]] = {}
     taken = [0] * len(offers)
     capacity = [offer_capacity(o, max_per_node) for o in offers]
     for i, offer in enumerate(offers):
         if capacity[i] == 0:
             continue
         key = spread_key(offer) if spreading else UNLABELLED
-        groups.setdefault(key, []).append((_neg_score(offer, 0), offer.node, i))
+        groups.setdefault(key, []).append((_neg_score(offer, 0), tie_key(offer.node, first), i))
     count = {}
-    outer: list[tuple[int, float, str, str]] = []   # (group count, -score, name, group)
+    outer: list[tuple[int, float, tuple[bool, str], str]] = []   # (group count, -score, tie key, group)
     for key, heap in groups.items():
         heapq.heapify(heap)
         count[key] = spread_counts.get(key, 0) if spreading else 0
@@ -119,20 +130,20 @@ def choose_winners(slots: list[int], offers: list[Offer], *, max_per_node: int |
     for slot in sorted(slots):
         # Drop outer entries that no longer describe their group's state.
         while outer:
-            n, neg, name, key = outer[0]
+            n, neg, tie, key = outer[0]
             heap = groups[key]
-            if heap and n == count[key] and heap[0][1] == name and heap[0][0] == neg:
+            if heap and n == count[key] and heap[0][1] == tie and heap[0][0] == neg:
                 break
             heapq.heappop(outer)
         if not outer:
             break                       # no capacity left anywhere: the rest stay pending
-        _, _, name, key = heapq.heappop(outer)
+        _, _, (_, name), key = heapq.heappop(outer)
         heap = groups[key]
         _, _, i = heap[0]
         result[slot] = name
         taken[i] += 1
         if taken[i] < capacity[i]:
-            heapq.heapreplace(heap, (_neg_score(offers[i], taken[i]), name, i))
+            heapq.heapreplace(heap, (_neg_score(offers[i], taken[i]), tie_key(name, first), i))
         else:
             heapq.heappop(heap)
         if spreading:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from auction.winner import Offer, choose_winners
 
 
-def choose_winners_naive(slots, offers, *, max_per_node, spread_counts):
+def choose_winners_naive(slots, offers, *, max_per_node, spread_counts, first=""):
     spreading = any(o.spread_value is not None for o in offers)
     taken = {o.node: 0 for o in offers}
     assigned_in: Counter[str] = Counter()
@@ -38,7 +38,7 @@ def choose_winners_naive(slots, offers, *, max_per_node, spread_counts):
                 continue
             value = "" if o.spread_value is None else o.spread_value
             load = spread_counts.get(value, 0) + assigned_in[value] if spreading else 0
-            key = (load, -o.scores[t], o.node)
+            key = (load, -o.scores[t], (o.node < first, o.node))
             if best_key is None or key < best_key:
                 best_key, best = key, o
         if best is None:
@@ -77,12 +77,12 @@ def auctions(draw, max_offers=12, max_slots=30):
 
 
 @settings(max_examples=2000, deadline=None)
-@given(auctions())
-def test_matches_naive(case):
+@given(auctions(), st.text("abcdef", max_size=3))
+def test_matches_naive(case, first):
     slots, offers, max_per_node, spread_counts = case
-    fast = choose_winners(slots, offers, max_per_node=max_per_node, spread_counts=spread_counts)
+    fast = choose_winners(slots, offers, max_per_node=max_per_node, spread_counts=spread_counts, first=first)
     naive = choose_winners_naive(slots, offers, max_per_node=max_per_node,
-                                 spread_counts=spread_counts)
+                                 spread_counts=spread_counts, first=first)
     assert fast == naive
 
 
@@ -202,3 +202,16 @@ def test_large_batch_matches_naive_and_is_fast_enough():
     naive = choose_winners_naive(slots, offers, max_per_node=3, spread_counts={"r1": 10})
     assert fast == naive
     assert len(fast) > 900
+
+
+def test_rounds_of_different_coordinators_start_ties_on_different_nodes():
+    # Five coordinators each auction two slots of one 10-replica job at once,
+    # between five nodes that score the same: two per node, not five on "n1".
+    offers = [Offer(f"n{k}", (0.9, 0.8), None, 0) for k in range(1, 6)]
+    placed = Counter()
+    for k in range(1, 6):
+        placed.update(choose_winners([2 * k, 2 * k + 1], offers, max_per_node=None, spread_counts={},
+                                     first=f"n{k}").values())
+    assert sorted(placed.values()) == [2, 2, 2, 2, 2]
+    assert choose_winners([0, 1], offers, max_per_node=None, spread_counts={}, first="n4") == {0: "n4", 1: "n5"}
+    assert choose_winners([0, 1], offers, max_per_node=None, spread_counts={}, first="n5") == {0: "n5", 1: "n1"}
