@@ -72,8 +72,8 @@ CASES = {
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
     ('gossip', 11): ('05f19e50d92df9d2abfdb8906a13754b3594f238c8c089b4fa215474bb4cdf0b', 1226),
     ('gossip', 12): ('bf2828dcb9cf235be1ab77de04279aba5688892de07e20540841d934f7a6e56e', 1196),
-    ('placement', 2): ('6c6f761e8258c1d72af313092e12e32f29d6ebb75e6de51854ff5e9e035f2634', 688),
-    ('placement', 5): ('9c5ce4df047df781596763720956b33c23fd742aa9fd90bd1c964d268ea6633e', 696),
+    ('placement', 2): ('30c3ac01d200870f22f4557d479aae336b2dedf6d93a76e99b770e3130466ab9', 706),
+    ('placement', 5): ('02583c304058a27a4b1cc8e86beef2dfe8c9cab6ffe8eb39932e0c0eae30569e', 681),
 }
 
 
