@@ -19,12 +19,15 @@ core reads the wall clock.
     Peers of older versions send no state: they simply give no sample.
   * estimate: the median of the fresh (MAX_SAMPLE_AGE_S: a few push/pull
     intervals, short enough that our own drift moves no sample far)
-    samples of live peers, plus ourselves at 0, so fewer than half of them,
-    lying or broken, cannot move it.  Of an even count's two middle values
-    it takes the one nearer our own clock: we move only as far as more than
-    half of the clocks we know say, so an honest node that has heard only
-    from a broken one stays put, and in a two-node cluster (nobody can tell
-    which clock is wrong) nobody moves.  With no sample it is 0.
+    samples of live peers, plus ourselves at 0 (of an even count, the mean
+    of the middle two), so fewer than half of them, lying or broken, cannot
+    move it.  It is a function of the clocks alone, not of which one is
+    ours, so every node that has heard from the same members arrives at the
+    same cluster time, however the clocks are spread (two nodes meet
+    halfway).  It is taken only from a quorum, samples of more than half of
+    the live peers: an honest node that has heard only from a broken one
+    would move halfway to it.  Without a quorum the last estimate holds
+    (0 until the first).
   * correction: the estimate, applied only when it is at least
     CORRECT_FROM_MS (honest clocks under NTP are milliseconds apart and see
     no change at all) and at most MAX_CORRECTION_MS either way.  A slow
@@ -95,16 +98,23 @@ class ClusterClock:
         self._samples[peer] = (peer_wall_ms - our_wall_ms, now)
 
     def update(self, live: Collection[str], now: float) -> None:
-        """Recompute from the fresh samples of `live` peers; forget the rest
-        (so the samples are bounded by the membership)."""
+        """Recompute from the fresh samples of the `live` peers (ourselves
+        not included); forget the rest (so the samples are bounded by the
+        membership)."""
         # A sample from the future: our local clock stepped back (the
         # simulator's clock jumps), so the offset it holds is wrong too.
         self._samples = {p: s for p, s in self._samples.items()
                          if p in live and 0 <= now - s[1] <= MAX_SAMPLE_AGE_S}
+        live_peers = len(live)
+        if 2 * len(self._samples) <= live_peers:
+            return  # no quorum: the last estimate holds
         offsets = sorted([0, *(offset for offset, _ in self._samples.values())])
         self.peers = len(offsets) - 1
-        low, high = offsets[(len(offsets) - 1) // 2], offsets[len(offsets) // 2]
-        self.estimate_ms = low if abs(low) <= abs(high) else high
+        middle = len(offsets) // 2
+        if len(offsets) % 2:
+            self.estimate_ms = offsets[middle]
+        else:
+            self.estimate_ms = (offsets[middle - 1] + offsets[middle]) // 2
         if abs(self.estimate_ms) < CORRECT_FROM_MS:
             self.correction_ms = 0
         else:

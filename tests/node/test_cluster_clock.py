@@ -8,6 +8,8 @@ peers refuse nor refuses theirs.
 
 from __future__ import annotations
 
+import random
+
 import msgpack
 import pytest
 
@@ -71,22 +73,46 @@ def test_gossip_delays_change_nothing():
     assert clock.write_refusal(60_000) is None
 
 
-def test_of_two_middle_values_the_one_nearer_our_clock_is_taken():
-    assert _clock({"a": 120_000}).correction_ms == 0  # two clocks: who is wrong?
-    assert _clock({"a": -120_000, "b": -121_000, "c": -119_000}).estimate_ms == -119_000
-    assert _clock({"a": -120_000, "b": -121_000, "c": 30}).estimate_ms == 0  # two against two
-    assert _clock({"a": 120_000, "b": -120_000, "c": 30}).estimate_ms == 0
+@pytest.mark.parametrize("seed", range(20))
+def test_every_node_that_heard_the_same_clocks_reaches_the_same_cluster_time(seed):
+    # Clocks spread as a long chaos run leaves them (each up to 2 minutes
+    # off): every node's corrected clock is the same, so a stamp one admits,
+    # all admit.  Taking of two middle values the one nearer our own clock
+    # instead split a 4-node cluster into +51 s and -30 s.
+    rng = random.Random(seed)
+    raw_ms = {f"n{i}": rng.randrange(-120_000, 120_000) for i in range(rng.choice((2, 3, 4, 5, 8)))}
+    corrected = set()
+    for me, mine in raw_ms.items():
+        clock = ClusterClock()
+        for peer, theirs in raw_ms.items():
+            if peer != me:
+                clock.sample(peer, theirs, mine, 0.0)
+        clock.update(set(raw_ms) - {me}, 0.0)
+        corrected.add(mine + clock.estimate_ms)
+    assert max(corrected) - min(corrected) <= 1  # integer halves
+
+
+def test_an_estimate_needs_samples_of_more_than_half_of_the_live_peers():
+    assert _clock({"a": 120_000}).estimate_ms == 0  # one of four: it may be the broken one
+    assert _clock({"a": 120_000, "b": 120_000}).estimate_ms == 0  # two of four
+    assert _clock({"a": 120_000, "b": 120_000, "c": 120_000}).estimate_ms == 120_000
+    assert _clock({"a": 120_000}, live=("a",)).estimate_ms == 60_000  # two nodes meet halfway
+    clock = _clock({p: 90_000 for p in PEERS})
+    clock.update(("a", "b", "c", "d", "e", "f", "g", "h", "i"), 101.0)  # four of nine: it holds
+    assert clock.estimate_ms == 90_000 and clock.correction_ms == 90_000
+    assert _clock({"a": 120_000, "b": -120_000, "c": 30}).estimate_ms == 15  # one fast, one slow: stays
 
 
 def test_only_fresh_samples_of_live_peers_count():
     clock = ClusterClock()
-    clock.sample("a", 200_000, 100_000, now=0.0)  # 100 s ahead, long ago
-    clock.sample("b", 200_000, 100_000, now=500.0)  # from our future: our clock stepped back
+    clock.sample("a", -400_000, 100_000, now=0.0)  # 500 s behind, long ago
+    clock.sample("b", -400_000, 100_000, now=500.0)  # from our future: our clock stepped back
     clock.sample("gone", 200_000, 100_000, now=90.0)
     clock.sample("c", 200_000, 100_000, now=90.0)
     clock.sample("d", 200_000, 100_000, now=91.0)
-    clock.update({"a", "b", "c", "d"}, now=MAX_SAMPLE_AGE_S + 1)
-    assert clock.peers == 2  # c and d only
+    clock.sample("e", 200_000, 100_000, now=92.0)
+    clock.update({"a", "b", "c", "d", "e"}, now=MAX_SAMPLE_AGE_S + 1)
+    assert clock.peers == 3  # c, d and e only (gone is no member): a quorum of five
     assert clock.estimate_ms == 100_000
 
 

@@ -27,19 +27,22 @@ def _job(name: str, image: str = "busybox"):
     return validate({"name": name, "image": image, "replicas": 1, "cpu": 0.1, "memory": "64MiB"})
 
 
-def _skewed_cluster(seed: int, jump_s: float) -> tuple[ClusterSim, list[StateRefused]]:
+def _skewed_cluster(seed: int, jump_s: float, clocks: dict[int, tuple[float, float]] | None = None,
+                    ) -> tuple[ClusterSim, list[StateRefused]]:
+    """Five nodes; FAST jumps jump_s ahead and runs 5 % fast, SLOW the
+    opposite (or `clocks`: node -> (rate, jump_s))."""
     sim = ClusterSim(seed, 5, LOCAL.replace(enable_compression=False),
-                     cluster_config=ClusterConfig(store_sync_interval_s=1.0))
+                     cluster_config=ClusterConfig(store_sync_interval_s=1.0),
+                     wall_offset_s=EPOCH_S)  # a wall clock of today: 150 s behind it is still a valid time
     refused: list[StateRefused] = []
     sim.world.subscribe(lambda t, i, ev: refused.append(ev) if isinstance(ev, StateRefused) else None)
     sim.world.bootstrap(seeds="random")
-    for i in range(5):  # a wall clock of today: 150 s behind it is still a valid time
-        sim.world.core(i).wall_offset_s = EPOCH_S
     sim.world.run_for(3)
-    sim.world.set_clock(FAST, rate=1.05, offset_s=jump_s)
-    sim.world.set_clock(SLOW, rate=0.95, offset_s=-jump_s)
-    # Long enough for a few push/pulls (15 s apart here) to carry the new clocks.
-    sim.world.run_for(90)
+    for node, (rate, jump) in (clocks or {FAST: (1.05, jump_s), SLOW: (0.95, -jump_s)}).items():
+        sim.world.set_clock(node, rate=rate, offset_s=jump)
+    # Long enough for push/pulls (15 s apart here) to carry the new clocks of
+    # more than half of each node's peers (the jump voids what came before).
+    sim.world.run_for(150)
     return sim, refused
 
 
@@ -76,3 +79,19 @@ def test_a_clock_beyond_what_is_corrected_refuses_writes_with_a_clear_error():
     # Nothing acknowledged, nothing spread: the cluster holds no such job.
     sim.world.run_for(5)
     assert all(sim.world.core(i).view.job("late") is None for i in range(5))
+
+
+@pytest.mark.parametrize("seed", range(1, 5))
+def test_clocks_spread_as_a_long_campaign_leaves_them_agree_on_cluster_time(seed):
+    # Where seed 0 of a 30-minute clock-skew,kill,partition campaign leaves
+    # four drifting clocks (+90, +51, -30 and -79 s) and one that is right.
+    clocks = {0: (1.03, 51.0), 1: (0.95, -79.0), 2: (0.98, -30.0), 4: (1.05, 90.0)}
+    sim, refused = _skewed_cluster(seed, 0.0, clocks)
+    tokens = {sim.submit(i, _job(f"via-{i}")): i for i in range(5)}
+    sim.world.run_for(20)
+    assert set(tokens) <= sim.done_tokens
+    for i in range(5):
+        stamps = {sim.world.core(j).view.job(f"via-{i}").stamp if sim.world.core(j).view.job(f"via-{i}") else None
+                  for j in range(5)}
+        assert len(stamps) == 1 and None not in stamps, f"via-{i}: {stamps}"
+    assert not [r for r in refused if r.reason == "stamp_ahead"]
