@@ -19,7 +19,13 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from gossip.events import UserStateReceived
-from node.core.cluster_clock import ClockAheadError, decode_state, encode_state
+from node.core.cluster_clock import (
+    MAX_SAMPLE_AGE_PULLS,
+    MAX_SAMPLE_AGE_S,
+    ClockAheadError,
+    decode_state,
+    encode_state,
+)
 
 if TYPE_CHECKING:
     from node.core.node_core import NodeCore
@@ -56,7 +62,9 @@ def took(core: NodeCore, out: UserStateReceived, now: float) -> bool:
 
 
 def refresh(core: NodeCore, now: float) -> None:
-    core.cluster_clock.update(core.swim.alive_names() - {core.name}, now)
+    live = core.swim.alive_names() - {core.name}
+    pull_s = core.swim.config.push_pull_interval_for(len(live) + 1)  # as the gossip layer spaces them
+    core.cluster_clock.update(live, now, max(MAX_SAMPLE_AGE_S, MAX_SAMPLE_AGE_PULLS * pull_s))
 
 
 def write_wall_ms(core: NodeCore, now: float) -> int:

@@ -26,8 +26,13 @@ core reads the wall clock.
     same cluster time, however the clocks are spread (two nodes meet
     halfway).  It is taken only from a quorum, samples of more than half of
     the live peers: an honest node that has heard only from a broken one
-    would move halfway to it.  Without a quorum the last estimate holds
-    (0 until the first).
+    would move halfway to it.  In a large cluster, where push/pulls reach
+    few of the peers in a while, a random QUORUM_MAX of them is quorum
+    enough (a broken clock is a minority of them too), and samples live
+    for MAX_SAMPLE_AGE_PULLS push/pull intervals (the gossip layer spaces
+    them out with the cluster's size) if that is longer than
+    MAX_SAMPLE_AGE_S.  Without a quorum the last estimate holds (0 until
+    the first).
   * correction: the estimate, applied only when it is at least
     CORRECT_FROM_MS (honest clocks under NTP are milliseconds apart and see
     no change at all) and at most MAX_CORRECTION_MS either way.  A slow
@@ -58,6 +63,8 @@ from node.core.hlc import MAX_WALL_MS
 CORRECT_FROM_MS = 5_000
 MAX_CORRECTION_MS = 3_600_000  # one hour
 MAX_SAMPLE_AGE_S = 180.0  # six LAN push/pull intervals; a clock 5 % off moves a sample 9 s in it
+MAX_SAMPLE_AGE_PULLS = 6
+QUORUM_MAX = 5
 STATE_MAX_BYTES = 256  # our push/pull user state is ~15 bytes; more is not ours
 
 
@@ -97,16 +104,15 @@ class ClusterClock:
     def sample(self, peer: str, peer_wall_ms: int, our_wall_ms: int, now: float) -> None:
         self._samples[peer] = (peer_wall_ms - our_wall_ms, now)
 
-    def update(self, live: Collection[str], now: float) -> None:
+    def update(self, live: Collection[str], now: float, max_age_s: float = MAX_SAMPLE_AGE_S) -> None:
         """Recompute from the fresh samples of the `live` peers (ourselves
         not included); forget the rest (so the samples are bounded by the
         membership)."""
         # A sample from the future: our local clock stepped back (the
         # simulator's clock jumps), so the offset it holds is wrong too.
         self._samples = {p: s for p, s in self._samples.items()
-                         if p in live and 0 <= now - s[1] <= MAX_SAMPLE_AGE_S}
-        live_peers = len(live)
-        if 2 * len(self._samples) <= live_peers:
+                         if p in live and 0 <= now - s[1] <= max_age_s}
+        if len(self._samples) < min(len(live) // 2 + 1, QUORUM_MAX):
             return  # no quorum: the last estimate holds
         offsets = sorted([0, *(offset for offset, _ in self._samples.values())])
         self.peers = len(offsets) - 1

@@ -17,6 +17,7 @@ from node.core.cluster_clock import (
     CORRECT_FROM_MS,
     MAX_CORRECTION_MS,
     MAX_SAMPLE_AGE_S,
+    QUORUM_MAX,
     ClockAheadError,
     ClusterClock,
     decode_state,
@@ -100,6 +101,8 @@ def test_an_estimate_needs_samples_of_more_than_half_of_the_live_peers():
     clock = _clock({p: 90_000 for p in PEERS})
     clock.update(("a", "b", "c", "d", "e", "f", "g", "h", "i"), 101.0)  # four of nine: it holds
     assert clock.estimate_ms == 90_000 and clock.correction_ms == 90_000
+    many = [f"p{i}" for i in range(999)]
+    assert _clock({p: 90_000 for p in many[:QUORUM_MAX]}, live=many).estimate_ms == 90_000  # a large cluster
     assert _clock({"a": 120_000, "b": -120_000, "c": 30}).estimate_ms == 15  # one fast, one slow: stays
 
 
