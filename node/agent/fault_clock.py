@@ -22,8 +22,9 @@ the hook both variables are ignored.
 What long drift does is what it would do to a real machine: peers refuse
 this node's peer credentials once its wall clock is more than
 PEER_AUTH_WINDOW_S (30 s) from theirs (2 s ahead at 5 % fast: after about
-9 minutes), and its job writes once their stamps are more than the HLC's
-max skew (60 s) ahead (about 19 minutes).
+9 minutes).  Its job writes are not refused: once its clock is 5 s off its
+peers', the core stamps them in cluster time (node.core.cluster_clock), and
+a node running slow admits its peers' writes the same way.
 """
 
 from __future__ import annotations

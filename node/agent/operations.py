@@ -159,6 +159,8 @@ class Operations:
             "uptime_s": round(time.time() - a.started_at, 3),
             # its wall clock (what stamps its writes), and how far a fault hook set it off
             "clock": fault_clock.clock_json(),
+            # how far that clock is from its peers', and the problem when far off (node.core.cluster_clock)
+            "cluster_clock": view.cluster_clock(),
         }
 
     def render_metrics(self) -> bytes:

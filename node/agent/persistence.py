@@ -183,7 +183,7 @@ class Persistence:
         write is durable here.  why / by / ref / promoted go into the
         version's history record (node.core.history).  Raises StateWriteError
         (not durable, not acknowledged), WriteSuperseded (lost to a newer
-        write), node_core.JobLimitError, ValueError."""
+        write), node_core.JobLimitError, ValueError, cluster_clock.ClockAheadError."""
         token = next(self._tokens)
         waiter = self._writes[token] = _WriteWaiter()
         try:

@@ -44,6 +44,7 @@ from node.api.forward import (
     peer_api_url,
     target_of,
 )
+from node.core.cluster_clock import ClockAheadError
 from node.core.node_core import JobLimitError
 from node.core.view import CoreView
 
@@ -99,6 +100,8 @@ async def submit_job(request: Request) -> Response:
         return _spec_error(e)
     try:
         result = await agent_of(request).ops.submit_job(spec, by=client_of(request))
+    except ClockAheadError as e:  # this agent cannot write now; another can
+        raise ApiError(503, str(e)) from None
     except (JobLimitError, WriteSuperseded) as e:
         raise ApiError(409, str(e)) from None
     except ValueError as e:  # the spec size bound, as the core checks it
@@ -116,7 +119,7 @@ async def stop_job(request: Request) -> Response:
         raise ApiError(404, f"no job named {name!r}") from None
     except WriteSuperseded as e:
         raise ApiError(409, str(e)) from None
-    except StateWriteError as e:
+    except (StateWriteError, ClockAheadError) as e:
         raise ApiError(503, str(e)) from None
     return indexed(result, result["index"])
 

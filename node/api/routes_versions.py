@@ -28,6 +28,7 @@ from node.agent.errors import JobNotFound, StateWriteError, WriteSuperseded
 from node.api import history_views
 from node.api.common import ApiError, agent_of, blocking_read, client_of, indexed, json_body
 from node.api.routes_jobs import _spec_error, spec_of_body
+from node.core.cluster_clock import ClockAheadError
 from node.core.node_core import JobLimitError
 
 async def _write(request: Request, spec: JobSpec, why: str, *, ref: str = "", promote: bool = False,
@@ -39,7 +40,7 @@ async def _write(request: Request, spec: JobSpec, why: str, *, ref: str = "", pr
         raise ApiError(409, str(e)) from None
     except ValueError as e:
         raise ApiError(413, str(e)) from None
-    except StateWriteError as e:
+    except (StateWriteError, ClockAheadError) as e:
         raise ApiError(503, str(e)) from None
     return indexed(result, result["index"], status)
 

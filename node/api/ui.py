@@ -33,7 +33,8 @@ see otherwise while gossip converges):
 
 The state dict (`gather` builds it; every key optional except where noted):
 
-    {"agent": {"name", "api", "runtime"},       # runtime: the runtime's kind
+    {"agent": {"name", "api", "runtime",       # runtime: the runtime's kind
+               "problem"},                      # this agent's clock is off, or None
      "now": unix seconds,                       # when the snapshot was taken
      "members": [member_view, ...],             # node/views.py
      "nodes": [node_view, ...],
@@ -131,7 +132,8 @@ def gather(agent: Agent) -> dict[str, Any]:
             running_here[str(slot).rsplit("/", 1)[0]] += 1
         running_here = dict(running_here)
     state.update(
-        agent={"name": agent.name, "api": agent.api_url, "runtime": runtime.get("kind", agent.config.runtime)},
+        agent={"name": agent.name, "api": agent.api_url, "runtime": runtime.get("kind", agent.config.runtime),
+               "problem": agent.view.cluster_clock().get("problem")},
         now=time.time(),
         running_here=running_here,
         events=agent.events.recent()[-MAX_EVENTS:],
@@ -161,6 +163,11 @@ def _versions_of(view: Any, detail: dict[str, Any]) -> dict[str, str]:
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def _problem(text: Any) -> str:
+    """This agent's own problem (its clock is off), in the header."""
+    return f" · {_pill(str(text), 'bad')}" if text else ""
 
 
 def _pill(text: str, cls: str) -> str:
@@ -413,7 +420,7 @@ def render(state: dict[str, Any]) -> str:
 <body>
 <header><h1>shoal</h1><span class="sub">as seen by agent <b>{_e(agent.get("name"))}</b>
 · runtime {_e(agent.get("runtime"))} · {_e(_clock(state.get("now")))} UTC
-· refreshes every {REFRESH_S} s</span></header>
+· refreshes every {REFRESH_S} s{_problem(agent.get("problem"))}</span></header>
 <main>
 <section class="wide"><div class="cards">{cards}</div></section>
 <section id="members"><h2>Members</h2>{_members(state)}</section>

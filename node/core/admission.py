@@ -16,14 +16,22 @@ The rules, and why each is safe for honest traffic:
     member we have not heard of yet comes again by anti-entropy once we
     have.  Without encryption the origin is only a claim, so this stops
     blind forgeries, not a forger who names a member: the rules below do.
-  * job entries: a stamp more than `max_skew_ms` ahead of our wall clock
+  * job entries: a stamp more than `max_skew_ms` ahead of cluster time
     is refused (`stamp_ahead`).  Last-writer-wins would otherwise let one
     forged far-future stamp win over every later write, for ever (a
-    delete would be acknowledged and lose).  An honest entry is refused at
-    most while clocks differ by more than the bound, and anti-entropy
-    brings it again every sync interval, so it lands once our clock has
-    caught up.  A counter of MAX_ADOPTED_COUNTER or more (`counter_absurd`)
-    is never honest (one tick per write in one millisecond).
+    delete would be acknowledged and lose).  Cluster time is the core's
+    wall clock (`NodeCore._wall_ms`): our own, corrected towards the median
+    of our live peers' clocks once it is seconds off (node.core.cluster_clock),
+    so a node whose clock runs behind still admits honest writes, and a
+    node whose clock runs ahead stamps its own in cluster time, which peers
+    admit.  A minority of members cannot move the median, and the
+    correction is capped (MAX_CORRECTION_MS), so a forged stamp still
+    cannot win for long.  An honest entry is refused at most while its
+    writer's corrected clock and ours differ by more than the bound (their
+    estimates disagree), and anti-entropy brings it again every sync
+    interval, so it lands once they agree.  A counter of
+    MAX_ADOPTED_COUNTER or more (`counter_absurd`) is never honest (one
+    tick per write in one millisecond).
   * claims: a ballot round more than MAX_ROUND_JUMP above the slot's
     current winning round (or above 0 for a slot we hold no claim for) is
     refused (`ballot_jump`).  Rounds grow by one per re-auction of the slot,
@@ -32,7 +40,7 @@ The rules, and why each is safe for honest traffic:
     honest coordinator could re-auction it.  An award from a coordinator
     is held to the same bound before we claim anything from it.
 
-Pure: the caller passes the wall clock and the current entries in.
+Pure: the caller passes cluster time and the current entries in.
 """
 
 from __future__ import annotations
@@ -55,7 +63,8 @@ REFUSAL_REASONS = ("not_a_member", "stamp_ahead", "counter_absurd", "ballot_jump
 
 
 def entry_refusal(entry: Entry, wall_ms: int, max_skew_ms: int) -> str | None:
-    """Why a job entry from a peer is refused, or None to merge it."""
+    """Why a job entry from a peer is refused, or None to merge it; wall_ms
+    is cluster time as this node sees it (the core's corrected wall clock)."""
     if entry.stamp.wall_ms - wall_ms > max_skew_ms:
         return "stamp_ahead"
     if entry.stamp.counter >= MAX_ADOPTED_COUNTER:

@@ -13,10 +13,17 @@ A peer whose clock runs far ahead would make its writes win for as long as
 it is ahead, and a forged stamp far in the future would win for ever (a
 stamp of 2^62 ms beats every honest write until the year 146 million).  So
 `max_skew_ms` (DEFAULT_MAX_SKEW_MS, one minute) bounds what we accept: a
-stamp more than that ahead of our own wall clock is refused where state is
-merged (node.core.admission), and never adopted by `observe`.  Honest agents
-run NTP and are milliseconds apart; one minute leaves room for a clock that
-stepped, and is how far ahead a member holding the key can push its writes.
+stamp more than that ahead of our wall clock is refused where state is
+merged (node.core.admission), and never adopted by `observe`.  The wall
+clock the core passes to `tick` and `observe` is cluster time: its own,
+corrected towards the median of its peers' clocks once it is seconds off
+(node.core.cluster_clock), so a node whose clock drifted or booted wrong
+neither stamps writes its peers refuse nor refuses theirs.  Honest agents
+run NTP and are milliseconds apart, and see no correction; one minute
+leaves room for estimates that differ, and is how far ahead a member
+holding the key can push its writes (plus what it can shift our cluster
+time by, at most cluster_clock.MAX_CORRECTION_MS, and only by speaking
+for most members).
 
 Decoding (`Stamp.from_wire`) refuses what could not be re-encoded or would
 overflow as it grows: wall_ms must fit 63 bits, and the counter, which

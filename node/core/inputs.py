@@ -99,8 +99,9 @@ class SendToMembers:
 @dataclass(frozen=True, slots=True)
 class WriteJob:
     """Submit (spec: canonical JSON bytes) or stop (spec None) a job.  Raises
-    JobLimitError / ValueError if the store or spec bound refuses it.  The
-    core numbers the version; why / by / ref / promoted go into its
+    JobLimitError / ValueError if the store or spec bound refuses it, and
+    ClockAheadError (node.core.cluster_clock) if our clock is so far ahead
+    that peers would refuse its stamp.  The core numbers the version; why / by / ref / promoted go into its
     history record as given (node.core.history.Meta; a stop is "delete")."""
 
     name: str

@@ -25,13 +25,12 @@ Cluster-state traffic rides on Swim's user channels, inside a small envelope
 (node.core.antientropy); our status record goes out at most once per
 interval (node.core.publish).
 
-Durability: a local write is not acknowledged until the driver has made it
-durable: the core emits `PersistEntries(token=...)` and reports
-`JobWriteDone(token)` only after the driver feeds `Persisted(token)`.  Remote entries are
-persisted too (token None), but nobody waits on them: a peer holds them.
+Durability: a local write is not acknowledged until the driver has made it durable: the core emits
+`PersistEntries(token=...)` and reports `JobWriteDone(token)` only after the driver feeds `Persisted(token)`.
+Remote entries are persisted too (token None), but nobody waits on them: a peer holds them.
 
-Wall-clock time (for HLC stamps) is `now + wall_offset_s`; the driver sets the
-offset, the simulator gives each node its own (clock drift).
+Wall-clock time (for HLC stamps) is `now + wall_offset_s` (set by the driver; the simulator
+gives each node its own), corrected towards cluster time when far off (node.core.cluster_clock).
 """
 
 from __future__ import annotations
@@ -67,7 +66,7 @@ from gossip.messages import Message
 from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
-from node.core import admission, auction_link, merge_link, replay, rollout_link, wire
+from node.core import admission, auction_link, clock_link, cluster_clock, merge_link, replay, rollout_link, wire
 from node.core.antientropy import AntiEntropy
 from node.core.config import (
     BROADCAST_ENTRY_MAX_BYTES,
@@ -138,6 +137,7 @@ class NodeCore:
         self._rng = rng
         self.wall_offset_s = wall_offset_s
         self.clock = HybridClock(name)
+        self.cluster_clock = cluster_clock.ClusterClock()  # no samples yet: our raw wall clock
         self.store = JobStore()
         stored, claims, self._outputs = admission.admit_stored(
             list(stored_entries or ()), list(stored_claims or ()), self._wall_ms(now), self.clock.max_skew_ms)
@@ -185,7 +185,7 @@ class NodeCore:
 
     # ---- plumbing shared with Swim's shape
     def _wall_ms(self, now: float) -> int:
-        return int((now + self.wall_offset_s) * 1000)
+        return clock_link.raw_wall_ms(self, now) + self.cluster_clock.correction_ms
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -264,6 +264,7 @@ class NodeCore:
         self._absorb(now)
 
     def _receive_stream(self, msg: Message, src: Address, now: float) -> bytes | None:
+        clock_link.offer(self, now)
         reply = self.swim.receive_stream(msg, src, now)
         self._absorb(now)
         return reply
@@ -296,6 +297,7 @@ class NodeCore:
         return min(candidates) if candidates else None
 
     def handle_timers(self, now: float) -> None:
+        clock_link.offer(self, now)  # before every call that may send a push/pull
         self.swim.handle_timers(now)
         while self._timers and self._timers[0][0] <= now:
             _, _, kind = heapq.heappop(self._timers)
@@ -339,7 +341,7 @@ class NodeCore:
 
     # ---- consuming Swim's outputs
     def _absorb(self, now: float) -> None:
-        for out in self.swim.drain():
+        for out in clock_link.unread(self, self.swim.drain(), now):  # peers' clocks taken out
             if isinstance(out, PayloadUpdated):
                 self._on_payload(out, now)
                 self._emit(out)
@@ -460,7 +462,7 @@ class NodeCore:
             raise ValueError(f"spec is {len(spec)} bytes; the limit is {self.cfg.max_spec_bytes}")
         version = self.store.next_version(name, self._pending_writes.values())
         meta = Meta(version, "delete" if spec is None else why, by, ref, promoted)
-        entry = Entry(name, self.clock.tick(self._wall_ms(now)), spec, meta)
+        entry = Entry(name, self.clock.tick(clock_link.write_wall_ms(self, now)), spec, meta)
         # Not merged yet: nothing is visible, readable or synced to peers
         # until it is durable here (persisted), and a failed write leaves no
         # trace (abandon_write).

@@ -149,6 +149,11 @@ class CoreView:
         """The [cluster] settings this core runs with."""
         return self._core.cfg
 
+    def cluster_clock(self) -> dict[str, object]:
+        """How far our clock is from the cluster's, and the problem if it is
+        off (node.core.cluster_clock)."""
+        return self._core.cluster_clock.to_json(self._core.clock.max_skew_ms)
+
     @property
     def placement_config(self) -> PlacementConfig:
         """The [placement] settings this core runs with."""

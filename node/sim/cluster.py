@@ -61,7 +61,7 @@ class ClusterSim:
                  cluster_config: ClusterConfig | None = None,
                  placement_config: PlacementConfig | None = None,
                  port_ranges: list[tuple[int, int]] | None = None,
-                 disk_delay_s: float = 0.002) -> None:
+                 disk_delay_s: float = 0.002, wall_offset_s: float = 0.0) -> None:
         self.capacities = capacities or [Resources(4000, 8 * GiB, 0)] * n_nodes
         self.labels = labels or [{} for _ in range(n_nodes)]
         # Each node's host port range for dynamic ports (None: the default).
@@ -82,7 +82,7 @@ class ClusterSim:
             disk = self.disks[i]
             return NodeCore(name=name, addr=addr, gossip_config=config, rng=rng, now=now,
                             capacity=self.capacities[i], labels=self.labels[i],
-                            port_range=self.port_ranges[i],
+                            port_range=self.port_ranges[i], wall_offset_s=wall_offset_s,
                             cluster_config=cluster_config, placement_config=placement_config,
                             stored_entries=list(disk.entries.values()),
                             stored_claims=list(disk.claims.values()))

@@ -24,6 +24,9 @@ no `await` inside, so between pump turns: node.core.view).
                                             claims | node
     shoal_state_writes_total{store,outcome} durable writes: ok | error
     shoal_state_queue_full_total            writes refused: persistence queue full
+    shoal_clock_offset_seconds              this node's wall clock minus cluster time
+                                            (the median of its peers': node.core.cluster_clock);
+                                            > 0 ahead, 0 while no peer has told its clock
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class ClusterMetrics:
                                       "store", "outcome")
         self.queue_full = metrics.counter("shoal_state_queue_full",
                                           "Writes refused because the persistence queue was full")
+        self.clock_offset = metrics.gauge(
+            "shoal_clock_offset_seconds", "This node's wall clock minus the median of its peers' (> 0: ahead)")
         # Every labelled series shows from the first scrape, at 0.
         for store in ("jobs", "claims", "node"):
             self.problems.labels(store=store)
@@ -71,6 +76,8 @@ class ClusterMetrics:
 
     def observe(self, view: CoreView) -> None:
         self.jobs.set(view.live_job_count)
+        offset_s = view.cluster_clock()["offset_s"]
+        self.clock_offset.set(offset_s if isinstance(offset_s, float) else 0.0)
         here = others = 0
         for claim in view.claims().values():
             if not claim.released:

@@ -21,6 +21,7 @@ from gossip.events import Address
 from gossip.swim_user import userdata_msg
 from node.agent.agent import Agent
 from node.core import wire
+from node.core.cluster_clock import MAX_CORRECTION_MS, ClusterClock
 from node.core.hlc import Stamp
 from node.core.inputs import Datagram
 from node.core.jobstore import Entry
@@ -373,3 +374,27 @@ async def test_the_service_catalog_lists_running_replicas_and_blocks_until_it_ch
 
 async def _store(got, c, path, params):
     got["x"] = await c.get(path, params=params)
+
+
+class _HeldClock(ClusterClock):
+    """A cluster clock that keeps what the test set (no peer here to sample)."""
+
+    def update(self, live, now):
+        pass
+
+
+async def test_an_agent_whose_clock_is_too_far_ahead_refuses_writes_and_says_so(start_agent):
+    # As its peers' clocks would have it (node.core.cluster_clock): two hours ahead
+    # of the cluster, one of which it corrects; its stamps would still be refused.
+    a = await start_agent("a")
+    clock = a.core.cluster_clock = _HeldClock()
+    clock.estimate_ms, clock.correction_ms, clock.peers = -7_200_000, -MAX_CORRECTION_MS, 4
+    async with client(a) as c:
+        r = await c.post("/v1/jobs", json=SPEC)
+        assert r.status_code == 503, r.text
+        assert "3600 s ahead of the cluster's" in r.json()["error"] and "NTP" in r.json()["error"]
+        assert (await c.get(f"/v1/jobs/{SPEC['name']}")).status_code == 404  # nothing acknowledged
+        me = (await c.get("/v1/agent/self")).json()
+        assert me["cluster_clock"]["offset_s"] == 7200.0 and "ahead" in me["cluster_clock"]["problem"]
+        assert "shoal_clock_offset_seconds 7200.0" in (await c.get("/v1/metrics")).text
+        assert "3600 s ahead of the cluster" in (await c.get("/ui")).text
