@@ -44,6 +44,9 @@ class FlakyCore:
     def next_deadline(self) -> float | None:
         return 0.0 if self.failing_timers else None
 
+    def next_wake(self, now: float) -> float | None:  # what the pump sleeps until
+        return self.next_deadline()
+
     def handle_timers(self, now: float) -> None:
         self.timer_calls += 1
         raise OverflowError("Integer value out of range")
