@@ -7,8 +7,8 @@ a worker thread (`trio.to_thread.run_sync`) under a `CapacityLimiter`
 burst of creates and starts: with 15 replicas awarded to one node at once,
 a started container was reported running up to 4 s late, the pass that
 would see it waiting for a worker), and the awaiting side gives up after a
-timeout that scales with the kind of call, the calls in flight in its lane
-and the engine's recent latency (node/runtime/stall.py: `call_timeout_s`,
+timeout that scales with the kind of call, the calls in flight (over all
+the workers) and the engine's recent latency (node/runtime/stall.py: `call_timeout_s`,
 from `call_timeout_s` of the config; `trio.fail_after`; the SDK's own HTTP timeout is bounded too, so an
 abandoned thread ends soon after).  Threads still running after their caller
 gave up are counted (`lingering`); when one ends, the engine did answer,
@@ -114,9 +114,13 @@ class Engine:
         listing = what in LISTING_CALLS
         limiter = self._listing_limiter if listing else self._limiter
         self._in_flight[listing] += 1
-        # A call waits its turn in its own lane only.
+        # The timeout grows with every call in flight over every worker, not
+        # with its own lane's: a listing lane of 2 workers with 4 listings
+        # hung on a stalled engine would triple it, and a stall would be
+        # noticed that much later (the stall rule counts unanswered calls).
         timeout_s = call_timeout_s(what, self.cfg.call_timeout_s if timeout_s is None else timeout_s,
-                                   in_flight=self._in_flight[listing], concurrency=int(limiter.total_tokens),
+                                   in_flight=sum(self._in_flight.values()),
+                                   concurrency=self.cfg.concurrency + self.cfg.listing_concurrency,
                                    recent_s=self._recent_s.get(what))
         box = {"done": False, "abandoned": False}
         issued_at = trio.current_time()
