@@ -177,6 +177,14 @@ class Agent:
     def _dial_result(self, cmd: OpenStream, error: str | None) -> None:
         self.membership.dial_result(cmd, error)
 
+    def cluster_wall_ms(self) -> int:
+        """This agent's wall clock in cluster time: its own (node.agent.fault_clock)
+        plus the core's correction when it is seconds off its peers'.  Peer
+        credentials are stamped and checked with it, so a node whose clock
+        drifted still talks to its peers, as its job writes do."""
+        correction_ms = self.core.view.clock_correction_ms if self.core is not None else 0
+        return fault_clock.wall_ms() + correction_ms
+
     @property
     def view(self) -> CoreView:
         """The core's read-only view (node.core.view): read between pump turns."""

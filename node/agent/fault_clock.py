@@ -19,12 +19,11 @@ ahead: both drift together, as on a machine whose oscillator runs fast or
 slow.  A value out of bounds or not a number is ignored (logged); without
 the hook both variables are ignored.
 
-What long drift does is what it would do to a real machine: peers refuse
-this node's peer credentials once its wall clock is more than
-PEER_AUTH_WINDOW_S (30 s) from theirs (2 s ahead at 5 % fast: after about
-9 minutes).  Its job writes are not refused: once its clock is 5 s off its
-peers', the core stamps them in cluster time (node.core.cluster_clock), and
-a node running slow admits its peers' writes the same way.
+Long drift does not cut the node off: once its clock is 5 s off its
+peers', the core keeps cluster time (node.core.cluster_clock): job writes
+are stamped with it, and so are peer credentials (Agent.cluster_wall_ms,
+checked the same way within PEER_AUTH_WINDOW_S); a node running slow admits
+its peers' writes the same way.  Key epochs still use this clock as is.
 """
 
 from __future__ import annotations

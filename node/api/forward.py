@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from node.agent.config import ConfigError, HostPort, parse_host_port
-from node.agent.fault_clock import wall_ms
 from node.agent.peer_auth import sign
 from node.api.tls import peer_client_context
 
@@ -90,7 +89,7 @@ def forward_headers(agent: Agent, method: str, target: str) -> dict[str, str]:
     headers = {FORWARDED_HEADER: agent.name}
     keyring = agent.keys.keyring
     if keyring is not None:
-        headers.update(sign(keyring.primary, method, target, agent.name, wall_ms()))
+        headers.update(sign(keyring.primary, method, target, agent.name, agent.cluster_wall_ms()))
     return headers
 
 

@@ -155,7 +155,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from node.agent.errors import AgentStarting
-from node.agent.fault_clock import wall_ms
 from node.agent.peer_auth import PeerAuthError, verify
 from node.api.common import ApiError, error_response
 from node.api.routes_cluster import (
@@ -261,7 +260,7 @@ class TokenAuth:
             target += "?" + scope["query_string"].decode("latin-1")
         text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
         try:
-            verify(keyring.keys, text_headers, scope["method"], target, wall_ms())
+            verify(keyring.keys, text_headers, scope["method"], target, self.agent.cluster_wall_ms())
         except PeerAuthError as e:
             return str(e)
         return None

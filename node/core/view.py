@@ -149,6 +149,12 @@ class CoreView:
         """The [cluster] settings this core runs with."""
         return self._core.cfg
 
+    @property
+    def clock_correction_ms(self) -> int:
+        """What this node adds to its own wall clock to keep cluster time
+        (0 unless it is seconds off; node.core.cluster_clock)."""
+        return self._core.cluster_clock.correction_ms
+
     def cluster_clock(self) -> dict[str, object]:
         """How far our clock is from the cluster's, and the problem if it is
         off (node.core.cluster_clock)."""

@@ -173,6 +173,25 @@ async def test_agents_accept_the_credential_on_forwarded_routes_only(start_agent
         assert nodes["b"]["error"] is None and nodes["b"]["runtime"] == "fake"
 
 
+async def test_peer_credentials_are_stamped_and_checked_in_cluster_time(start_agent, monkeypatch):
+    # A node whose clock is off corrects it by the cluster's (node.core.cluster_clock);
+    # its credentials must use the corrected clock too, or a peer a minute
+    # away refuses every forward (seen after a 30-minute chaos run: 94 s off).
+    a = await start_agent("a", api_token=TOKEN, encrypt=KEY)
+    b = await start_agent("b", api_token=TOKEN, encrypt=KEY, join=[str(a.advertise)])
+    await wait_alive(a, {"a", "b"})
+    assert abs(a.cluster_wall_ms() - b.cluster_wall_ms()) < 1000      # in step: no correction
+    from node.core.cluster_clock import ClusterClock
+    monkeypatch.setattr(ClusterClock, "update", lambda *args, **kw: None)  # keep the corrections set below
+    async with httpx.AsyncClient(base_url=b.api_url, timeout=10.0) as c:
+        b.core.cluster_clock.correction_ms = -100_000  # b keeps cluster time 100 s behind its own clock
+        late = forward_headers(a, "GET", "/v1/containers")
+        r = await c.get("/v1/containers", headers=late)
+        assert r.status_code == 401 and "100 s from this agent's clock" in r.json()["error"]
+        a.core.cluster_clock.correction_ms = -100_000  # a keeps the same cluster time
+        assert (await c.get("/v1/containers", headers=forward_headers(a, "GET", "/v1/containers"))).status_code == 200
+
+
 # ---- TLS ----------------------------------------------------------------------------
 
 
