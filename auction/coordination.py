@@ -53,6 +53,10 @@ class Coordination:
         """The coordinator of slot (job, index); None when nobody is alive."""
         return self._rv.owner(coordination_key(job, index, spec))
 
+    def is_coordinator(self, job: str, index: int, spec: JobSpec | None, me: str) -> bool:
+        """coordinator_of(...) == me, cheaply when it is not (Rendezvous.is_owner)."""
+        return self._rv.is_owner(coordination_key(job, index, spec), me)
+
 
 def coordinator_of(job: str, index: int, spec: JobSpec | None, alive: Iterable[str]) -> str | None:
     """One-off form of `Coordination.coordinator_of` for a given view."""

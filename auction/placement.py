@@ -331,7 +331,7 @@ class Placement:
             job, index = parse_slot_key(key)
             spec = specs.get(job)
             gone = (spec is None and job in deleted) or (spec is not None and index >= spec.replicas)
-            if gone and self._coordination.coordinator_of(job, index, spec) == self.name:
+            if gone and self._coordination.is_coordinator(job, index, spec, self.name):
                 writes.append(self._release_claim(claim))
 
         # 2b. Rollouts: the holder of a slot permitted to take its job's new
@@ -444,7 +444,7 @@ class Placement:
                 if index not in busy:
                     self.pending_reasons.pop(key, None)
                 continue
-            if self._coordination.coordinator_of(job, index, spec) != self.name:
+            if not self._coordination.is_coordinator(job, index, spec, self.name):
                 continue
             if (held := self.merges.holds_off(self.claims.get(key), alive, copies, now)) is not None:
                 self.pending_reasons[key] = held    # a copy runs elsewhere (auction.merge_rule rule 3)

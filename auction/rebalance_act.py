@@ -76,7 +76,7 @@ def tick(p: Placement, specs: Mapping[str, JobSpec | None], statuses: Mapping[st
             continue
         busy = p.auctioneer.busy_slots(job)
         for move in moves:
-            if move.index in busy or p._coordination.coordinator_of(job, move.index, spec) != p.name:
+            if move.index in busy or not p._coordination.is_coordinator(job, move.index, spec, p.name):
                 continue
             candidates = [n for n, d in room.items() if d in move.to_domains]
             counts: dict[str, int] = {}

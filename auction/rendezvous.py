@@ -15,6 +15,16 @@ voids only the keys it owned.  In a 1,000-node cluster where members are
 suspected or die one at a time, each change then costs one score per cached
 key rather than a full recomputation of every pending slot (1,000 scores
 each) on every agent.
+
+Most questions are "do *I* own this key?" (every agent asks it for every
+pending slot), and the answer is almost always no.  `is_owner` answers it
+without finding the owner: it scores us, then the other members until one
+beats us.  Our rank among n members is uniform, so that scan takes O(log n)
+scores on average rather than n (placing 1,000 fresh slots on 1,000 agents:
+10^9 scores before, about 10^7 now).  The member that beat us is remembered
+for the key: while it stays in the view we cannot own the key (a score
+never changes), so the next question costs a lookup.  The answer is the
+same as `owner(key) == me`.
 """
 
 from __future__ import annotations
@@ -66,6 +76,8 @@ class Rendezvous:
         self._view = frozenset(self._hashes)
         # key -> [key hash, best score, owner]; a list, updated in place.
         self._cache: dict[str, list[Any]] = {}
+        # (key, me) -> a member that outscores `me` for key (see is_owner).
+        self._beaten: dict[tuple[str, str], str] = {}
 
     @property
     def members(self) -> list[str]:
@@ -96,6 +108,31 @@ class Rendezvous:
         self._hashes.update(new)
         for entry in cache.values():
             entry[1], entry[2] = _argmax(entry[0], new, entry[1], entry[2])
+
+    def is_owner(self, key: str, me: str) -> bool:
+        """owner(key) == me, usually without scoring every member."""
+        entry = self._cache.get(key)
+        if entry is not None:
+            return bool(entry[2] == me)
+        mine = self._hashes.get(me)
+        if mine is None:
+            return self.owner(key) == me
+        beater = self._beaten.get((key, me))
+        if beater is not None and beater in self._hashes:
+            return False
+        k = _h64(key)
+        my_score, _ = _argmax(k, ((me, mine),), -1, None)
+        for m, h in self._hashes.items():
+            x = h ^ k
+            x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
+            x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK
+            x ^= x >> 31
+            if x > my_score or (x == my_score and m < me):
+                if len(self._beaten) >= self.CACHE_MAX:
+                    self._beaten.clear()
+                self._beaten[(key, me)] = m
+                return False
+        return self.owner(key) == me  # we beat everyone: cache the owner as owner() does
 
     def owner(self, key: str) -> str | None:
         entry = self._cache.get(key)

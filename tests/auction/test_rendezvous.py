@@ -51,3 +51,20 @@ def test_an_empty_view_has_no_owner():
     rv = Rendezvous(["a"])
     rv.update([])
     assert rv.owner("job/0") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sets(st.sampled_from(NAMES)), st.lists(st.sampled_from(KEYS), max_size=10),
+                          st.sampled_from(NAMES)), min_size=1, max_size=8))
+def test_is_owner_answers_as_the_naive_argmax_through_any_sequence_of_views(steps):
+    # Asked before and after owner() for the same keys, by members in and
+    # out of the view: the cached "beaten by" answers must never go stale.
+    rv = Rendezvous()
+    for view, asked, me in steps:
+        rv.update(view)
+        for key in asked + KEYS[:4]:
+            assert rv.is_owner(key, me) == (naive(view, key) == me), (view, key, me)
+        for key in asked:
+            rv.owner(key)
+            for member in view:
+                assert rv.is_owner(key, member) == (naive(view, key) == member)
