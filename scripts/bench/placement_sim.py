@@ -10,6 +10,10 @@ Prints, for N simulated agents (NodeCore: gossip + job store + auctions):
     every slot that still fits runs again.
 
 Usage: python scripts/bench/placement_sim.py [--nodes 100] [--replicas 1000] [--seed 1]
+       [--kills 0.1 0.5] [--trace]
+--kills with no fraction measures placement alone; --trace prints each
+slot's phases (job reaching its coordinator, rounds, award, start), the
+decline reasons and the gossip broadcast queues' depth.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from auction.resources import Resources  # noqa: E402
 from auction.spec import validate  # noqa: E402
 from gossip.config import LAN  # noqa: E402
 from node.core.node_core import ClusterConfig  # noqa: E402
-from auction.placement import PlacementConfig, StartReplica  # noqa: E402
+from auction.auctioneer import RoundClosed  # noqa: E402
+from auction.claims import slot_key  # noqa: E402
+from auction.placement import AwardAccepted, PlacementConfig, StartReplica  # noqa: E402
+from node.core.outputs import JobChanged  # noqa: E402
 from node.sim.cluster import ClusterSim  # noqa: E402
 
 GiB = 1 << 30
@@ -37,7 +44,87 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
-def run(n: int, replicas: int, seed: int) -> None:
+class SlotTrace:
+    """Per-slot phases (--trace): when the job reached the node whose round
+    placed the slot, when that round closed, how many rounds the slot took,
+    when the winner accepted and started it."""
+
+    def __init__(self, sim: ClusterSim) -> None:
+        self.sim = sim
+        self.job_at: dict[tuple[int, str], float] = {}      # (node, job) -> first heard
+        self.rounds: dict[str, int] = {}                    # slot -> rounds it was in
+        self.coords: dict[str, set[int]] = {}               # slot -> nodes that auctioned it
+        self.declines: dict[str, int] = {}                  # slot -> declines in its rounds
+        self.first_round: dict[str, float] = {}
+        self.awarded: dict[str, tuple[float, int]] = {}     # slot -> (round closed, coordinator)
+        self.accepted: dict[str, float] = {}
+        self.queue_samples: list[tuple[float, float, int]] = []  # (t, mean, max)
+        self.decline_reasons: dict[str, int] = {}
+
+    def on_output(self, t: float, i: int, ev: object) -> None:
+        if isinstance(ev, JobChanged):
+            self.job_at.setdefault((i, ev.entry.name), t)
+        elif isinstance(ev, RoundClosed):
+            for index in (*ev.awarded, *ev.unplaced):
+                key = slot_key(ev.job, index)
+                self.rounds[key] = self.rounds.get(key, 0) + 1
+                self.coords.setdefault(key, set()).add(i)
+                self.first_round.setdefault(key, t)
+                self.declines[key] = self.declines.get(key, 0) + len(ev.declines)
+            for reason in ev.declines.values():
+                reason = reason.split(";")[0].split(" free")[0]
+                self.decline_reasons[reason] = self.decline_reasons.get(reason, 0) + 1
+            for index in ev.awarded:
+                self.awarded[slot_key(ev.job, index)] = (t, i)
+        elif isinstance(ev, AwardAccepted):
+            self.accepted.setdefault(ev.claim.name, t)
+
+    def sample_queues(self) -> None:
+        w = self.sim.world
+        qs = [nd.core.swim.pending_broadcasts() for nd in w.running()]
+        if qs:
+            self.queue_samples.append((w.now, sum(qs) / len(qs), max(qs)))
+
+    def report(self, t0: float, started_at: dict[str, float]) -> None:
+        def show(label: str, vals: list[float]) -> None:
+            if vals:
+                print(f"    {label:<38} p50 {pct(vals, 50):6.3f}  p90 {pct(vals, 90):6.3f}  "
+                      f"p99 {pct(vals, 99):6.3f}  max {max(vals):6.3f}")
+        known, first, closed_, acc, start, rounds = [], [], [], [], [], []
+        for key, st in started_at.items():
+            job = key.split("/")[0]
+            if key in self.awarded:
+                tc, coord = self.awarded[key]
+                tk = self.job_at.get((coord, job), t0)
+                known.append(tk - t0)
+                first.append(self.first_round.get(key, tc) - tk)
+                closed_.append(tc - self.first_round.get(key, tc))
+                if key in self.accepted:
+                    acc.append(self.accepted[key] - tc)
+                    start.append(st - self.accepted[key])
+            rounds.append(float(self.rounds.get(key, 0)))
+        print("  per-slot phases (virtual s):")
+        show("submit -> job at its coordinator", known)
+        show("job at coordinator -> first round closed", first)
+        show("first round closed -> awarding round", closed_)
+        show("awarding round closed -> accepted", acc)
+        show("accepted -> started", start)
+        show("rounds per slot", rounds)
+        multi = sum(1 for c in self.coords.values() if len(c) > 1)
+        print(f"    slots auctioned by more than one node: {multi}; declines per slot mean "
+              f"{sum(self.declines.values()) / max(1, len(self.declines)):.1f}")
+        top = sorted(self.decline_reasons.items(), key=lambda kv: -kv[1])[:4]
+        print("    declines: " + "; ".join(f"{n} {r}" for r, n in top))
+        jobs = {j for _, j in self.job_at}
+        everywhere = [max(t for (_, j2), t in self.job_at.items() if j2 == j) - t0 for j in jobs]
+        show("submit -> job at every node", everywhere)
+        show("latency of the slot (start)", [t - t0 for t in started_at.values()])
+        if self.queue_samples:
+            peak = max(self.queue_samples, key=lambda s: s[1])
+            print(f"    broadcast queue: peak mean {peak[1]:.0f} (max {peak[2]}) at +{peak[0] - t0:.1f} s")
+
+
+def run(n: int, replicas: int, seed: int, *, kills: tuple[float, ...] = (0.10, 0.50), trace: bool = False) -> None:
     rng = random.Random(seed)
     caps = [Resources(rng.choice([4000, 8000, 16000]), rng.choice([8, 16, 32]) * GiB, 0) for _ in range(n)]
     sim = ClusterSim(seed, n, LAN.replace(enable_compression=False), capacities=caps,
@@ -56,6 +143,9 @@ def run(n: int, replicas: int, seed: int) -> None:
             started_at[ev.claim.name] = t
 
     w.subscribe(on_output)
+    tracer = SlotTrace(sim) if trace else None
+    if tracer is not None:
+        w.subscribe(tracer.on_output)
     # Size replicas so the workload takes about half the cluster's CPU: after
     # a 10 % kill everything still fits; after a 50 % kill it cannot.
     per_job = 50
@@ -69,7 +159,12 @@ def run(n: int, replicas: int, seed: int) -> None:
     t0 = w.now
     for spec in jobs:
         sim.submit(rng.randrange(n), spec)
-    took = w.run_until_converged(lambda _: not sim.placement_problems(jobs), timeout=300, check_every=0.5)
+
+    def placed_all(_: object) -> bool:
+        if tracer is not None:
+            tracer.sample_queues()
+        return not sim.placement_problems(jobs)
+    took = w.run_until_converged(placed_all, timeout=300, check_every=0.1)
     cpu = time.process_time() - cpu0
     placed = len(started_at)
     lat = [t - t0 for t in started_at.values()]
@@ -84,7 +179,11 @@ def run(n: int, replicas: int, seed: int) -> None:
           f"{placed / max(cpu, 1e-9):.0f} per CPU s")
     print(f"  {dgrams / max(placed, 1):.1f} datagrams and {dbytes / max(placed, 1) / 1024:.1f} KiB per placement "
           f"(all gossip traffic in the window)")
-    for frac in (0.10, 0.50):
+    if took:
+        print(f"  {dbytes / n / max(took, 1e-9) / 1024:.1f} KiB sent per node per virtual s during placement")
+    if tracer is not None:
+        tracer.report(t0, started_at)
+    for frac in kills:
         # Victims are drawn from the nodes that run replicas (with binpack,
         # half the nodes run nothing, and killing those would measure nothing).
         live = sim.live_indices()
@@ -126,9 +225,12 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, nargs="+", default=[100])
     ap.add_argument("--replicas", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--kills", type=float, nargs="*", default=[0.10, 0.50],
+                    help="fractions of the nodes killed in turn after placement (none: placement only)")
+    ap.add_argument("--trace", action="store_true", help="per-slot phases and gossip queue depth")
     args = ap.parse_args()
     for n in args.nodes:
-        run(n, args.replicas, args.seed)
+        run(n, args.replicas, args.seed, kills=tuple(args.kills), trace=args.trace)
 
 
 if __name__ == "__main__":
