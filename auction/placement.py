@@ -35,8 +35,8 @@ changes nothing, as before.
 A job whose spread drifted moves slots back start-first (auction.rebalance
 has the rule; auction.rebalance_act opens the moves' auctions).
 
-Failed rounds back off per slot (doubling up to `max_backoff_s`) and keep
-their reasons so `shoal job status` can say why a slot is pending.
+Failed rounds back off per slot (auction.retry; whom a round calls:
+auction.candidates) and keep their reasons so `shoal job status` can say why a slot is pending.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from auction import node_limit, rebalance_act
-from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed
+from auction import candidates, node_limit, rebalance_act
+from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed, SendTo
 from auction.bidder import Bidder
 from auction.claims import (
     Ballot,
@@ -65,15 +65,15 @@ from auction.claims import (
 from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.coordination import Coordination
 from auction.ledger import Ledger
-from auction.membership import NodeStatus, is_alive, keeps_slot, may_win
+from auction.membership import NodeStatus, is_alive, keeps_slot
 from auction.merge_rule import CopyLookup, MergeRule
 from auction.messages import Award, Bid, CallForBids, Decline
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
+from auction.retry import Retries
 from auction.resources import Resources
 from auction.rollout import (UNVERIFIED, HandOvers, Rollouts, RolloutEvent, SlotView, Versions, is_revert, promoted_of,
                              start_first)
-from auction.scoring import NodeView, filter_reason, max_fit
 from auction.spec import JobSpec, SpecError, Strategy, from_json
 
 __all__ = ["AwardAccepted", "ClaimsMap", "JobEntry", "NodeStatus", "Placement", "PlacementConfig",
@@ -199,7 +199,7 @@ class Placement:
         self.auctioneer = Auctioneer(name, self.ballot_id)
         self.running: set[str] = set()  # slots we told the runtime to run
         self.pending_reasons: dict[str, str] = {}
-        self._backoff: dict[str, tuple[float, float]] = {}  # slot -> (retry_at, delay)
+        self.retries = Retries(cfg.min_backoff_s, cfg.max_backoff_s)  # auction.retry
         self._awaiting_claim: dict[str, float] = {}  # slot -> give up waiting at
         self._last_round: dict[str, int] = {}
         self._spec_cache: dict[str, tuple[object, JobSpec | None]] = {}
@@ -452,63 +452,39 @@ class Placement:
             waiting = self._awaiting_claim.get(key)
             if waiting is not None and waiting > now:
                 continue
-            retry = self._backoff.get(key)
-            if retry is not None and retry[0] > now:
+            if self.retries.waiting(key, now):
                 continue
             rnd = self.next_round(key)
             self._last_round[key] = rnd
             batch[index] = rnd
         if not batch:
             return []
-        candidates, spread_counts = self._candidates(job, spec, statuses, alive, len(batch))
-        return self.auctioneer.open_round(
-            job=job, spec_hash=spec.container_hash(), rounds=batch, candidates=candidates,
-            max_per_node=spec.max_per_node, spread_counts=spread_counts,
+        chosen = candidates.choose(job, spec, statuses, alive, len(batch), sample_min=self.cfg.sample_min,
+                                   sample_d=self.cfg.sample_d, rng=self._rng, winning_claim=self.winning_claim)
+        outs = self.auctioneer.open_round(
+            job=job, spec_hash=spec.container_hash(), rounds=batch, candidates=chosen.names,
+            max_per_node=spec.max_per_node, spread_counts=chosen.spread_counts,
             ttl_s=self.cfg.auction_ttl_s, now=now, spec_json=spec.canonical_json(),
             ties_from=self.name if spec.strategy is Strategy.SPREAD else "")    # winner.py: why
-
-    def _candidates(self, job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str],
-                    slots: int) -> tuple[list[str], dict[str, int]]:
-        feasible = []
-        for name in sorted(alive):
-            if not may_win(name, alive, statuses):
-                continue
-            status = statuses[name]
-            view = NodeView(name, status.capacity, status.allocated, status.labels, status.eligible)
-            if filter_reason(spec, view) is None and max_fit(spec, view) >= 1:
-                feasible.append(name)
-        limit = max(self.cfg.sample_min, self.cfg.sample_d * slots)
-        if len(feasible) > limit:
-            feasible = sorted(self._rng.sample(feasible, limit))
-        spread_counts: dict[str, int] = {}
-        if spec.spread:
-            # Replicas on every alive holder count, drained ones included:
-            # they run until they have moved.
-            for index in range(spec.replicas):
-                claim = self.winning_claim(slot_key(job, index))
-                if claim is not None and is_alive(claim.node, alive):
-                    holder = statuses.get(claim.node)
-                    value = holder.labels.get(spec.spread, "") if holder is not None else ""
-                    spread_counts[value] = spread_counts.get(value, 0) + 1
-        return feasible, spread_counts
+        if chosen.sampled:  # auction.retry: a round failed by its draw alone is retried at once
+            self.retries.opened(o.msg.auction_id for o in outs[:1] if isinstance(o, SendTo))
+        return outs
 
     # ---- coordinator results
     def on_round_closed(self, rc: RoundClosed, now: float) -> list[SlotPending]:
         if rebalance_act.closed(self, rc, now):
             return []  # a move's round: the slot still runs where it was
-        out = []
+        out, sampled = [], self.retries.closed(rc.auction_id)
         for index in rc.awarded:
             key = slot_key(rc.job, index)
             self._awaiting_claim[key] = now + self.cfg.claim_wait_s
-            self._backoff.pop(key, None)
+            self.retries.placed(key)
             self.pending_reasons.pop(key, None)
         if rc.unplaced:
             reason = rc.pending_reason()
             for index in rc.unplaced:
                 key = slot_key(rc.job, index)
-                _, delay = self._backoff.get(key, (0.0, self.cfg.min_backoff_s / 2))
-                delay = min(delay * 2, self.cfg.max_backoff_s)
-                self._backoff[key] = (now + delay, delay)
+                self.retries.failed(key, now, sampled)
                 self.pending_reasons[key] = reason
                 out.append(SlotPending(key, reason))
         return out

@@ -55,6 +55,9 @@ def auction_output(core: NodeCore, out: object, now: float) -> None:
         for ev in core.placement.on_round_closed(out, now):
             core._emit(ev)
         core._emit(out)
+        if core.placement.retries.resample_due:  # a round failed by its draw: again now (auction.retry)
+            core.placement.retries.resample_due = False
+            core._kick(now)
 
 
 def on_award(core: NodeCore, award: Award, origin: str, now: float) -> None:

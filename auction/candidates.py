@@ -1,0 +1,58 @@
+"""Whom a coordinator calls for bids: the feasible members, or a sample.
+
+How this works: a member is feasible for a job when it may win (alive, its
+status heard, eligible: auction.membership) and, by its gossiped status,
+passes the job's filters with room for at least one replica
+(auction.scoring).  A large cluster calls at most
+max(sample_min, sample_d * slots) of them, drawn at random (power-of-d
+choices); `Candidates.sampled` says the draw left feasible members out, which
+is what lets a round that failed only for its draw be retried at once with
+another (auction.retry).  A job spreading over a label also gets the count
+of its replicas per label value, from the winning claims.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .claims import Claim, slot_key
+from .membership import NodeStatus, is_alive, may_win
+from .scoring import NodeView, filter_reason, max_fit
+from .spec import JobSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    names: list[str]
+    spread_counts: dict[str, int]
+    sampled: bool  # feasible members were left out of `names`
+
+
+def choose(job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str], slots: int, *,
+           sample_min: int, sample_d: int, rng: random.Random,
+           winning_claim: Callable[[str], Claim | None]) -> Candidates:
+    feasible = []
+    for name in sorted(alive):
+        if not may_win(name, alive, statuses):
+            continue
+        status = statuses[name]
+        view = NodeView(name, status.capacity, status.allocated, status.labels, status.eligible)
+        if filter_reason(spec, view) is None and max_fit(spec, view) >= 1:
+            feasible.append(name)
+    limit = max(sample_min, sample_d * slots)
+    sampled = len(feasible) > limit
+    if sampled:
+        feasible = sorted(rng.sample(feasible, limit))
+    spread_counts: dict[str, int] = {}
+    if spec.spread:
+        # Replicas on every alive holder count, drained ones included:
+        # they run until they have moved.
+        for index in range(spec.replicas):
+            claim = winning_claim(slot_key(job, index))
+            if claim is not None and is_alive(claim.node, alive):
+                holder = statuses.get(claim.node)
+                value = holder.labels.get(spec.spread, "") if holder is not None else ""
+                spread_counts[value] = spread_counts.get(value, 0) + 1
+    return Candidates(feasible, spread_counts, sampled)

@@ -1,0 +1,68 @@
+"""When a coordinator tries a slot again after a round that did not place it.
+
+How this works: a failed round backs off per slot, the delay doubling from
+`min_backoff_s` up to `max_backoff_s`; an award clears it.
+
+One exception.  A round that called only a random sample of the feasible
+members (auction.candidates) and placed nothing for a slot may have failed
+for its draw alone: in a large cluster placing many slots at once, every
+member is called by many concurrent rounds and reserves room for the first
+ones only (auction.bidder), so it declines the others even though it will
+end up winning one of them at most.  With 16 candidates a round found none
+with room about one time in eight (placement_sim, 300 nodes, 1,000 fresh
+replicas), and each such slot then waited out the whole first back-off
+(0.5 s by default).  Such a slot is retried at once, with a fresh draw, up
+to RESAMPLES times before the back-off applies; `resample_due` tells the
+owner to run a placement pass soon.  Small clusters (every feasible member
+called) back off exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+RESAMPLES = 2
+SAMPLED_MAX = 1024  # rounds remembered as sampled (bounded like open rounds)
+
+
+class Retries:
+    def __init__(self, min_backoff_s: float, max_backoff_s: float) -> None:
+        self.min_backoff_s = min_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._backoff: dict[str, tuple[float, float]] = {}  # slot -> (retry_at, delay)
+        self._resamples: dict[str, int] = {}                # slot -> immediate retries used
+        self._sampled: set[str] = set()                     # auction ids of sampled rounds
+        self.resample_due = False
+
+    def waiting(self, key: str, now: float) -> bool:
+        """Is the slot still backing off?"""
+        retry = self._backoff.get(key)
+        return retry is not None and retry[0] > now
+
+    def opened(self, auction_ids: Iterable[str]) -> None:
+        """These rounds called a sample of the feasible members."""
+        if len(self._sampled) >= SAMPLED_MAX:
+            self._sampled.clear()  # only costs those rounds their quick retry
+        self._sampled.update(auction_ids)
+
+    def closed(self, auction_id: str) -> bool:
+        """Forget the round; was it a sampled one?"""
+        if auction_id in self._sampled:
+            self._sampled.discard(auction_id)
+            return True
+        return False
+
+    def placed(self, key: str) -> None:
+        self._backoff.pop(key, None)
+        self._resamples.pop(key, None)
+
+    def failed(self, key: str, now: float, sampled: bool) -> None:
+        used = self._resamples.get(key, 0)
+        if sampled and used < RESAMPLES:
+            self._resamples[key] = used + 1
+            self._backoff.pop(key, None)
+            self.resample_due = True
+            return
+        _, delay = self._backoff.get(key, (0.0, self.min_backoff_s / 2))
+        delay = min(delay * 2, self.max_backoff_s)
+        self._backoff[key] = (now + delay, delay)
