@@ -67,6 +67,7 @@ from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
 from node.core import admission, auction_link, clock_link, cluster_clock, merge_link, replay, rollout_link, wire
+from node.core.job_push import JobPush
 from node.core.antientropy import AntiEntropy
 from node.core.config import (
     BROADCAST_ENTRY_MAX_BYTES,
@@ -179,6 +180,7 @@ class NodeCore:
                                  digests_moved=self._digests_moved, count=self._count)
         self.runtime_summary: RuntimeSummary | None = None  # as reported, before fitting the record
         self._view = CoreView(self)
+        self._job_push = JobPush()  # a fresh job straight to its coordinators (large clusters)
         self._publish_status(now)
         self._schedule(now + self.cfg.store_sync_interval_s * rng.uniform(0.5, 1.0), "sync")
         self._schedule(now + self.placement.cfg.placement_interval_s * rng.uniform(0.5, 1.0), "place")
@@ -222,8 +224,8 @@ class NodeCore:
             case WriteJob(name, spec, token):
                 return self._write_job(name, spec, token, now, why=inp.why, by=inp.by, ref=inp.ref,
                                        promoted=inp.promoted)
-            case AbandonWrite(token):
-                self._abandon_write(token)
+            case AbandonWrite(token):  # the driver could not make the write durable: forget it
+                self._pending_writes.pop(token, None)
             case Join(seeds):
                 self._join(list(seeds), now)
             case Leave():
@@ -350,11 +352,9 @@ class NodeCore:
             elif isinstance(out, UserMessage):
                 self._on_message(out.origin, out.data, now, broadcast=False)
             else:
-                # Placement counts only alive members: a suspicion (or its
-                # refutation) changes who coordinates and who can win a
-                # slot, so re-place now rather than at the next periodic
-                # pass (up to placement_interval_s later).  A suspect's own
-                # slots wait out their grace (_place looks again then).
+                # A suspicion (or its refutation) changes who coordinates and who can win a slot:
+                # re-place now, not up to placement_interval_s later.  A suspect's own slots wait
+                # out their grace (_place looks again then).
                 if isinstance(out, (MemberFailed, MemberLeft, MemberJoined, MemberSuspected, MemberUpdated)):
                     self._kick(now)
                 self._emit(out)
@@ -470,10 +470,6 @@ class NodeCore:
         self._emit(PersistEntries((entry,), token))
         return entry
 
-    def _abandon_write(self, token: int) -> None:
-        """The driver could not make the write durable: forget it."""
-        self._pending_writes.pop(token, None)
-
     def _persisted(self, token: int, now: float) -> None:
         entry = self._pending_writes.pop(token, None)
         if entry is None:
@@ -489,6 +485,7 @@ class NodeCore:
         encoded = wire.encode(wire.EntryBroadcast(entry))
         if len(encoded) <= BROADCAST_ENTRY_MAX_BYTES:
             self.swim.broadcast(encoded, now)
+        self._job_push.push(self, entry, now)
         self._publish_status(now, digests_only=True)
         self._kick(now)
 
@@ -562,9 +559,6 @@ class NodeCore:
         if self._place_at is None:
             self._place_at = now + PLACEMENT_KICK_S
 
-    def _alive_names(self) -> set[str]:
-        return self.swim.alive_names()
-
     def _healthy_due(self) -> float | None:
         """When a rollout's running slot turns healthy, if no pass since saw it (auction.rollout)."""
         due = self.placement.rollouts.next_healthy_at()
@@ -573,7 +567,7 @@ class NodeCore:
     def _place(self, now: float) -> None:
         self._place_at = None
         self._placed_at = now
-        alive = self._alive_names()
+        alive = self.swim.alive_names()
         if self.name not in alive:
             return  # leaving: no new work
         jobs = {e.name: e for e in self.store.live()}
