@@ -286,6 +286,22 @@ class Placement:
             self._my_claims_digest = digest
         return self._my_claims
 
+    def claims_merged(self, merged: list[Claim], digest_before: bytes) -> None:
+        """The core merged these claims into the map, whose digest was
+        `digest_before`: bring the my_claims cache along without rescanning
+        the map (every claim anywhere moves the digest; at 1,000 agents a
+        rescan per merge was 10^9 steps per placement of 1,000 slots).  A
+        cache that was already stale is left to my_claims' rescan."""
+        if self._my_claims_digest != digest_before:
+            return
+        mine = dict(self._my_claims)  # a new dict: callers may hold the old one
+        for claim in merged:
+            if holds(claim, self.name):
+                mine[claim.name] = claim
+            else:
+                mine.pop(claim.name, None)
+        self._my_claims, self._my_claims_digest = mine, self.claims.digest()
+
     def next_round(self, key: str) -> int:
         return next_round(self.claims.get(key), self._last_round.get(key, 0))
 

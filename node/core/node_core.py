@@ -612,7 +612,9 @@ class NodeCore:
 
     def _write_claims(self, claims: list[Claim], now: float) -> list[Claim]:
         """Merge our own claim writes and spread them; returns those that won."""
+        before = self._claims.digest()
         won = [c for c in claims if self._claims.merge(c)]
+        self.placement.claims_merged(won, before)
         # Batch one award's claims into as few broadcasts as fit a packet.
         batch: list[Claim] = []
         for claim in won:
@@ -634,7 +636,9 @@ class NodeCore:
     def _merge_claims(self, claims: list[Claim], now: float, origin: str) -> None:
         claims, refused = admission.admit_claims(claims, self._claims.get, origin)
         self._outputs.extend(refused)
+        before = self._claims.digest()
         changed = [c for c in claims if self._claims.merge(c)]
+        self.placement.claims_merged(changed, before)
         if changed:
             for claim in changed:
                 self._emit(ClaimChanged(claim))
