@@ -7,14 +7,18 @@ passes the job's filters with room for at least one replica
 max(sample_min, sample_d * slots) of them, drawn at random (power-of-d
 choices); `Candidates.sampled` says the draw left feasible members out, which
 is what lets a round that failed only for its draw be retried at once with
-another (auction.retry).  A job spreading over a label also gets the count
+another (auction.retry).  A draw passes over the members in `avoid` (they
+declined the job for room a moment ago: auction.retry keeps that list) as
+long as enough others remain to draw from: gossiped allocations lag by a
+second or more, and while a large cluster fills up, the members that are
+already full by their own ledgers still look free in their statuses.  A job spreading over a label also gets the count
 of its replicas per label value, from the winning claims.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from .claims import Claim, slot_key
@@ -32,7 +36,7 @@ class Candidates:
 
 def choose(job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str], slots: int, *,
            sample_min: int, sample_d: int, rng: random.Random,
-           winning_claim: Callable[[str], Claim | None]) -> Candidates:
+           winning_claim: Callable[[str], Claim | None], avoid: Collection[str] = ()) -> Candidates:
     feasible = []
     for name in sorted(alive):
         if not may_win(name, alive, statuses):
@@ -44,6 +48,9 @@ def choose(job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: s
     limit = max(sample_min, sample_d * slots)
     sampled = len(feasible) > limit
     if sampled:
+        if avoid:
+            fresh = [n for n in feasible if n not in avoid]
+            feasible = fresh if len(fresh) > limit else feasible
         feasible = sorted(rng.sample(feasible, limit))
     spread_counts: dict[str, int] = {}
     if spec.spread:

@@ -13,7 +13,12 @@ with room about one time in eight (placement_sim, 300 nodes, 1,000 fresh
 replicas), and each such slot then waited out the whole first back-off
 (0.5 s by default).  Such a slot is retried at once, with a fresh draw, up
 to RESAMPLES times before the back-off applies; `resample_due` tells the
-owner to run a placement pass soon.  Small clusters (every feasible member
+owner to run a placement pass soon.  The members that declined a sampled
+round of a job for room are passed over by that job's draws for
+AVOID_S (`avoid`; auction.candidates): at 1,000 nodes, where the job's
+replicas fit 1,333 slots' worth of room in all, the draws kept finding
+members already full by their own ledgers whose statuses did not say so
+yet, and a tenth of the slots needed three rounds.  Small clusters (every feasible member
 called) back off exactly as before.
 """
 
@@ -21,7 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-RESAMPLES = 2
+RESAMPLES = 3
+AVOID_S = 1.0  # about how long a member's status takes to show what it committed
 SAMPLED_MAX = 1024  # rounds remembered as sampled (bounded like open rounds)
 
 
@@ -32,6 +38,7 @@ class Retries:
         self._backoff: dict[str, tuple[float, float]] = {}  # slot -> (retry_at, delay)
         self._resamples: dict[str, int] = {}                # slot -> immediate retries used
         self._sampled: set[str] = set()                     # auction ids of sampled rounds
+        self._avoid: dict[str, dict[str, float]] = {}       # job -> member -> pass over it until
         self.resample_due = False
 
     def waiting(self, key: str, now: float) -> bool:
@@ -51,6 +58,24 @@ class Retries:
             self._sampled.discard(auction_id)
             return True
         return False
+
+    def declined(self, job: str, members: Iterable[str], now: float) -> None:
+        """Members that declined a sampled round of `job` for room."""
+        avoid = self._avoid.setdefault(job, {})
+        for member in members:
+            avoid[member] = now + AVOID_S
+        if len(self._avoid) > SAMPLED_MAX:
+            self._avoid.pop(next(iter(self._avoid)))
+
+    def avoid(self, job: str, now: float) -> set[str]:
+        avoid = self._avoid.get(job)
+        if not avoid:
+            return set()
+        for member in [m for m, until in avoid.items() if until <= now]:
+            del avoid[member]
+        if not avoid:
+            del self._avoid[job]
+        return set(avoid)
 
     def placed(self, key: str) -> None:
         self._backoff.pop(key, None)
