@@ -274,6 +274,11 @@ class Placement:
         self._spec_cache[entry.name] = (entry.stamp, spec)
         return spec
 
+    @property
+    def coordination(self) -> Coordination:
+        """Who coordinates which slot, under the view of the last tick."""
+        return self._coordination
+
     def winning_claim(self, key: str) -> Claim | None:
         """The slot's winning claim, None if it has none or it was released."""
         return live(self.claims.get(key))
@@ -476,7 +481,8 @@ class Placement:
         if not batch:
             return []
         chosen = candidates.choose(job, spec, statuses, alive, len(batch), sample_min=self.cfg.sample_min,
-                                   sample_d=self.cfg.sample_d, rng=self._rng, winning_claim=self.winning_claim)
+                                   sample_d=self.cfg.sample_d, rng=self._rng, winning_claim=self.winning_claim,
+                                   avoid=self.retries.avoid(job, now))
         outs = self.auctioneer.open_round(
             job=job, spec_hash=spec.container_hash(), rounds=batch, candidates=chosen.names,
             max_per_node=spec.max_per_node, spread_counts=chosen.spread_counts,
@@ -491,6 +497,8 @@ class Placement:
         if rebalance_act.closed(self, rc, now):
             return []  # a move's round: the slot still runs where it was
         out, sampled = [], self.retries.closed(rc.auction_id)
+        if sampled:  # who declined for room is passed over by the job's next draws (auction.retry)
+            self.retries.declined(rc.job, (n for n, why in rc.declines.items() if why.startswith("needs ")), now)
         for index in rc.awarded:
             key = slot_key(rc.job, index)
             self._awaiting_claim[key] = now + self.cfg.claim_wait_s

@@ -67,6 +67,7 @@ from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
 from node.core import admission, auction_link, clock_link, cluster_clock, merge_link, replay, rollout_link, wire
+from node.core import claim_relay
 from node.core.job_push import JobPush
 from node.core.antientropy import AntiEntropy
 from node.core.config import (
@@ -636,9 +637,10 @@ class NodeCore:
     def _merge_claims(self, claims: list[Claim], now: float, origin: str) -> None:
         claims, refused = admission.admit_claims(claims, self._claims.get, origin)
         self._outputs.extend(refused)
-        before = self._claims.digest()
+        before, had = self._claims.digest(), {c.name: self._claims.get(c.name) for c in claims}
         changed = [c for c in claims if self._claims.merge(c)]
         self.placement.claims_merged(changed, before)
+        claim_relay.merged(self, had, changed, now)  # two copies of a slot, large clusters
         if changed:
             for claim in changed:
                 self._emit(ClaimChanged(claim))
