@@ -9,7 +9,8 @@ state dir that holds none of their files (a node's first start: nothing to
 load) is only checked to be writable there: creating the three SQLite files
 costs ~10 ms of CPU and, with their fsyncs, ~0.15 s, so the persistence
 task does it once the agent gossips, before its first write (and again
-before each write while it fails: the node is unhealthy meanwhile).
+before each write while it fails: the node is unhealthy meanwhile); the
+agent says it serves (agent.json) once `stores_ready` is set.
 
 The pump hands every durable write the core asks for (`PersistEntries`,
 `ForgetEntries`, `PersistClaims`, `ForgetClaims`) to `store()`, which puts it
@@ -102,6 +103,7 @@ class Persistence:
         self._tokens = itertools.count(1)
         self._writes: dict[int, _WriteWaiter] = {}
         self._open_later = False  # a fresh state dir: its stores are created by run()
+        self.stores_ready = trio.Event()  # the stores are open (or their creation failed: see run())
 
     async def open(self) -> Loaded:
         """Open the state dir; log every problem it reports at ERROR and count it."""
@@ -117,6 +119,7 @@ class Persistence:
         except PersistError as e:
             raise OSError(f"state dir {self.state_dir}: {e}") from e
         self._report_problems(loaded)
+        self.stores_ready.set()
         return loaded
 
     def _report_problems(self, loaded: Loaded) -> None:
@@ -170,6 +173,7 @@ class Persistence:
             except PersistError as e:  # tried again before each write, which fails meanwhile
                 log.error("state dir %s: %s", self.state_dir, e)
                 await self._write_outcome("jobs", str(e))
+        self.stores_ready.set()
         async for op in self._recv:
             try:
                 if self._open_later:

@@ -1,7 +1,8 @@
 """A node's first start: its state dir's stores are created once it gossips.
 
 What a user would notice: a fresh node that loses a job it acknowledged
-(the stores must exist before the first write is answered), a restart that
+(the stores must exist before the first write is answered, and once the
+agent says it serves), a restart that
 forgets what the first run stored, or an agent that starts on a state dir it
 cannot write to (it must refuse, exit status 1, as when the stores could
 not be opened).  node.agent.persistence.
@@ -27,10 +28,8 @@ def start_agent(nursery, tmp_path):
 async def test_a_fresh_state_dir_gets_its_stores_and_keeps_the_first_job(start_agent, tmp_path):
     state = tmp_path / "a"
     assert not state.exists()
-    a = await start_agent("a")
-    with trio.fail_after(10):
-        while not all((state / db).exists() for db in ("jobs.db", "claims.db", "versions.db")):
-            await trio.sleep(0.01)
+    a = await start_agent("a")  # returns once the agent serves, as agent.json says
+    assert all((state / db).exists() for db in ("jobs.db", "claims.db", "versions.db"))
     async with httpx.AsyncClient(base_url=a.api_url, timeout=10.0) as c:
         r = await c.post("/v1/jobs", json=JOB)
         assert r.status_code == 201 and r.json()["durable"] is True, r.text
