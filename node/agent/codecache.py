@@ -240,10 +240,12 @@ class _AttrsOnLoad:
         run_body = loader.exec_module
 
         def exec_module(module: Any) -> None:
-            module.compile = _attrs_compiler(module)
+            if module.__name__ == fullname:  # a loader may serve more modules (a zip's)
+                del loader.exec_module  # once: the loader's own method again
+                module.compile = _attrs_compiler(module)
             run_body(module)
 
-        loader.exec_module = exec_module  # this module's own loader object
+        loader.exec_module = exec_module
         return spec
 
 
