@@ -257,6 +257,7 @@ class Agent:
                     await self._start_dns(nursery)
                 server = await trio.to_thread.run_sync(importlib.import_module, "node.api.server")
                 await nursery.start(server.serve_api, self, api_sock, self._api_shutdown, self._api_done)
+                await self.persistence.stores_ready.wait()  # a first start creates them meanwhile
                 codecache.save()  # what this start compiled, for the next (node.agent.codecache)
                 write_state_file(state_file(cfg.state_dir), {
                     "name": self.name,

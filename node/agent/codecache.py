@@ -16,9 +16,11 @@ would (no `from __future__` flags: dataclasses has none).  `save()` (once
 the agent serves) writes the file again, atomically, if this start compiled
 anything, then frees the table and gives dataclasses the builtin back.
 
-attrs (trio's classes) does the same with `compile(script, filename,
-"exec")` in attr._make, about 8 % of the CPU of that import (51 classes):
-its `compile` name is routed through the same table, keyed by the filename
+attrs (trio's classes, and its own) does the same with `compile(script, filename,
+"exec")` in attr._make, about 8 % of the CPU of that import (51 classes,
+and 31 more while `import attr` runs): its `compile` name is routed through
+the same table (put into attr._make's namespace before its body runs, by a
+meta path finder that `install()` puts first and the import removes), keyed by the filename
 (it names the class) and the source.  One part of that source changes at
 every start: the `__hash__` attrs writes hashes a constant,
 hash(a string), which differs per process (PYTHONHASHSEED).  So that
@@ -43,6 +45,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import hashlib
+import importlib.machinery
 import importlib.util
 import marshal
 import __future__
@@ -146,13 +149,15 @@ def _exec(source: Any, globals: Any = None, locals: Any = None, /) -> None:
 def _attrs_compiler(module: Any) -> Any:
     """A `compile` for attr._make's globals: its exec-mode compiles of a
     source string go through the table, anything else to the builtin."""
-    future = getattr(module, "annotations", None)
-    flags = future.compiler_flag if future is __future__.annotations else 0  # the flags attrs compiles with
 
     def compile(source: Any, filename: Any, mode: str, *args: Any, **kw: Any) -> Any:
         st = _state
         if st is None or args or kw or mode != "exec" or not isinstance(source, str) or not isinstance(filename, str):
             return builtins.compile(source, filename, mode, *args, **kw)
+        # The flags attrs compiles with (its module's `from __future__`),
+        # read at the call: this may be installed before that line runs.
+        future = vars(module).get("annotations")
+        flags = future.compiler_flag if future is __future__.annotations else 0
         m = ATTRS_HASH_LITERAL.search(source) if "def __hash__" in source else None
         if m is None:
             return _code(st, source, filename, flags)
@@ -170,17 +175,22 @@ def _attrs_compiler(module: Any) -> Any:
 
 
 def _with_const(code: CodeType, old: int, new: int) -> CodeType:
-    """`code` with the int constant `old` replaced by `new`, in nested code too."""
-    consts, changed = [], False
-    for c in code.co_consts:
-        if type(c) is int and c == old:
-            c, changed = new, True
-        elif isinstance(c, CodeType):
-            inner = _with_const(c, old, new)
-            changed |= inner is not c
-            c = inner
-        consts.append(c)
-    return code.replace(co_consts=tuple(consts)) if changed else code
+    """`code` with the int constant `old` replaced by `new`, in nested code
+    and in constant tuples too (a class without fields hashes `(literal,)`,
+    which the compiler folds into one constant)."""
+    consts = tuple(_swapped(c, old, new) for c in code.co_consts)
+    return code.replace(co_consts=consts) if any(a is not b for a, b in zip(consts, code.co_consts)) else code
+
+
+def _swapped(c: Any, old: int, new: int) -> Any:
+    if type(c) is int and c == old:
+        return new
+    if isinstance(c, CodeType):
+        return _with_const(c, old, new)
+    if type(c) is tuple:
+        items = tuple(_swapped(i, old, new) for i in c)
+        return items if any(a is not b for a, b in zip(items, c)) else c
+    return c
 
 
 def _read(path: Path) -> tuple[bytes, int]:
@@ -205,11 +215,38 @@ def install() -> None:
     buf, count = _read(path) if path is not None else (b"", 0)
     _state = _State(buf, count)
     dataclasses.exec = _exec  # type: ignore[attr-defined]
-    try:
-        import attr._make  # trio's classes, imported next by `shoal agent` anyway
-    except ImportError:
-        return
-    attr._make.compile = _attrs_compiler(attr._make)  # type: ignore[attr-defined]
+    attrs_make = sys.modules.get("attr._make")
+    if attrs_make is not None:
+        attrs_make.compile = _attrs_compiler(attrs_make)  # type: ignore[attr-defined]
+    elif _AttrsOnLoad not in sys.meta_path:
+        sys.meta_path.insert(0, _AttrsOnLoad)  # type: ignore[arg-type]
+
+
+class _AttrsOnLoad:
+    """A meta path finder for attr._make only, until it is imported: the
+    module gets our `compile` in its namespace before its body runs, so the
+    ~30 classes attrs itself defines while `import attr` runs (trio imports
+    it) come from the table too, not only trio's."""
+
+    @staticmethod
+    def find_spec(fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "attr._make":
+            return None
+        sys.meta_path.remove(_AttrsOnLoad)  # type: ignore[arg-type]
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run_body = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            if module.__name__ == fullname:  # a loader may serve more modules (a zip's)
+                del loader.exec_module  # once: the loader's own method again
+                module.compile = _attrs_compiler(module)
+            run_body(module)
+
+        loader.exec_module = exec_module
+        return spec
 
 
 def save() -> None:
@@ -221,6 +258,8 @@ def save() -> None:
     if st is None:
         return
     _state = None
+    if _AttrsOnLoad in sys.meta_path:
+        sys.meta_path.remove(_AttrsOnLoad)  # type: ignore[arg-type]
     if vars(dataclasses).get("exec") is _exec:
         del dataclasses.exec  # type: ignore[attr-defined]
     attrs_make = sys.modules.get("attr._make")

@@ -5,7 +5,10 @@ one, or Docker with callbacks that feed `ReplicaGaveUp` to the core and report
 the engine's health to node.agent.health; bridge replicas' ports are published
 on the node's publish address, see `docker_settings`).  `watch_runtime` polls the
 runtime's non-blocking snapshots every `RUNTIME_POLL_S` (or the runtime's own
-`poll_s`; None: never, FakeRuntime's reports move only with its event), and at
+`poll_s`; None: never, FakeRuntime's reports move only with its event; at
+rest, every slot running and no pull under way, its `idle_poll_s`: the
+Docker runtime's 5 s, since its passes set the event when they move what it
+reports, and an idle agent then wakes for it 0.2 times a second, not 2), and at
 once when the runtime says its slot states moved (its `states_changed` event,
 if it has one: a slot that just turned running is not left waiting for the
 next poll), and feeds the core what changed: the local images (`ImageInventory`: a bid for a missing
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shoal.agent")
 
 CLAIMS_REPLAYED_POLL_S = 0.5
+CLAIMS_REPLAYED_MAX_POLL_S = 5.0
 RUNTIME_POLL_S = 0.5
 
 
@@ -97,8 +101,10 @@ async def watch_claims_replayed(agent: Agent) -> None:
     first placement pass replayed our own): containers it finds and that
     nobody wants may go from then on."""
     await trio.sleep(agent.view.placement_interval_s * 1.5)
-    while not agent.view.claims_replayed():
-        await trio.sleep(CLAIMS_REPLAYED_POLL_S)
+    poll_s = CLAIMS_REPLAYED_POLL_S
+    while not agent.view.claims_replayed():  # never, while this node is alone: ask less and less often
+        await trio.sleep(poll_s)
+        poll_s = min(poll_s * 2, CLAIMS_REPLAYED_MAX_POLL_S)
     log.info("claims replayed and in agreement with peers: runtime may remove undesired containers")
     agent.runtime.desired_complete()
 
@@ -112,6 +118,10 @@ async def watch_runtime(agent: Agent) -> None:
     slots_fn = getattr(agent.runtime, "slot_states", None)
     pulls_fn = getattr(getattr(agent.runtime, "puller", None), "progress", None)
     poll_s = getattr(agent.runtime, "poll_s", RUNTIME_POLL_S)
+    # At rest (every slot running, no pull under way) a runtime that sets
+    # states_changed whenever its reports move may be read less often.
+    idle_poll_s = getattr(agent.runtime, "idle_poll_s", poll_s)
+    wait_s = poll_s
     last_images: object = ()  # never equal to a report: the first one goes through
     last_slots: dict[str, tuple[str, str]] | None = None
     last_pulls: tuple[Any, ...] = ()
@@ -150,7 +160,10 @@ async def watch_runtime(agent: Agent) -> None:
             if pulls != last_pulls:
                 await agent.pump.feed(ImagePulls(pulls))
                 last_pulls = pulls
-        with trio.move_on_after(math.inf if poll_s is None and moved is not None else poll_s or RUNTIME_POLL_S):
+        if moved is not None and poll_s is not None:
+            at_rest = not last_pulls and all(state == "running" for state, _ in (last_slots or {}).values())
+            wait_s = idle_poll_s if at_rest else poll_s
+        with trio.move_on_after(math.inf if poll_s is None and moved is not None else wait_s or RUNTIME_POLL_S):
             await (moved.wait() if moved is not None else trio.sleep_forever())
 
 

@@ -41,7 +41,7 @@ health: `on_health` is called when it flips), events.py (`docker events`),
 logs.py (log streams).
 
 Images: `image_present(image)` answers from a set of the engine's local
-image tags, refreshed at most every `resync_interval_s` and before a start
+image tags, refreshed at most every `images_resync_interval_s` and before a start
 gives up on a missing image (so it never blocks the caller).  With
 `pull_images` (the agent sets it) a start pulls the image as the job's
 `pull` says (node/runtime/pulls.py: bounded, deduplicated, progress to
@@ -149,8 +149,7 @@ class DockerRuntime:
         self._desired: dict[str, Desired] = {}
         self._slots: dict[str, SlotBook] = {}
         self._actual: dict[str, ObservedContainer] = {}    # id -> container, from the last pass
-        self._images: set[str] = set()
-        self._image_ids: set[str] = set()
+        self._images, self._image_ids = set[str](), set[str]()  # local tags, ids
         self._images_known = False
         self._images_at: float | None = None        # when the image list was last refreshed
         self._started_at: float | None = None
@@ -160,8 +159,7 @@ class DockerRuntime:
         self._last_states: dict[str, tuple[str, str]] = {}
         self._wakeups: set[float] = set()           # backoff deadlines (trio clock)
         self._events = EventPump(self.engine, node, self.kick)
-        self._events_seen = 0
-        self._passes = 0
+        self._events_seen = self._passes = 0
         self._history: collections.deque = collections.deque(maxlen=MAX_EVENT_HISTORY)
         self._pending_callbacks: collections.deque = collections.deque(maxlen=MAX_PENDING_CALLBACKS)
         self._callback_wake = trio.Event()
@@ -223,6 +221,7 @@ class DockerRuntime:
             return None
         return frozenset(self._images | self._image_ids)
 
+    idle_poll_s = 5.0  # all slots running, no pull: how often the agent reads our snapshots unwoken
     def slot_states(self) -> dict[str, tuple[str, str]]:
         """Every desired slot -> (state, reason), from the last pass:
         running (its current container is up and, if it has a health check,
@@ -360,6 +359,9 @@ class DockerRuntime:
 
     async def _refresh_images(self) -> None:
         tags, ids = local_images(await self.engine.call("images", self.engine.api.images))
+        if (tags, ids) != (self._images, self._image_ids) or not self._images_known:
+            self.states_changed.set()  # images() moved
+            self.states_changed = trio.Event()
         self._images, self._image_ids, self._images_known = tags, ids, True
         self._images_at = trio.current_time()
 
@@ -370,7 +372,7 @@ class DockerRuntime:
         one that finished after this pass's listing -- is left for the next pass."""
         self._passes += 1
         self._key_done.clear()
-        if self._images_at is None or trio.current_time() - self._images_at >= self.cfg.resync_interval_s:
+        if self._images_at is None or trio.current_time() - self._images_at >= self.cfg.images_interval_s():
             await self._refresh_images()
         containers = await self._list()
         self._actual = {c.id: c for c in containers}

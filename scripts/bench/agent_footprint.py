@@ -18,7 +18,7 @@ and the largest over the agents.
 --docker-host or $SHOAL_DOCKER_HOST, e.g. one from scripts/docker-up).
 --encrypt gives every agent (shoal and Serf) the same gossip key.
 --containers N then submits a job of N replicas per agent and measures the
-agents' memory again once every replica is placed (fake runtime: nothing
+agents' memory and CPU again (the same window) once every replica is placed (fake runtime: nothing
 runs, each agent records its containers) or running (docker runtime:
 `sleep` in --image, network none): the footprint of N containers.  With
 docker the job is stopped afterwards and the script waits until the agents
@@ -83,8 +83,10 @@ def place_containers(backend: gr.ShoalBackend, agents: list[gr.Agent], replicas:
     """Submit one job of `replicas` replicas; seconds until all are `until`
     (placed, or running)."""
     seed = agents[0]
+    # 10m: the smallest CPU limit the kernel takes as a CFS quota (1 ms per 100 ms);
+    # with 1m every `docker start` failed ("cpu.cfs_quota_us: invalid argument").
     spec = {"name": "footprint", "image": image, "command": ["sleep", "3600"], "network": "none",
-            "cpu": "1m", "memory": "6MiB", "replicas": replicas}
+            "cpu": "10m", "memory": "6MiB", "replicas": replicas}
     assert seed.control is not None
     conn = gr.NSHTTPConnection(seed.control[0], seed.control[1], timeout=30.0)
     conn.request("POST", "/v1/jobs", body=json.dumps(spec), headers={"Content-Type": "application/json"})
@@ -200,14 +202,14 @@ def main() -> int:
                 try:
                     fig[f"{until}_in_s"] = place_containers(backend, agents, args.containers * len(agents),
                                                             args.image, until)
-                    time.sleep(args.settle)
-                    with_c = sample(agents)
+                    with_c = idle_figures(backend, agents, args.settle, args.window)
                 finally:
                     if args.runtime == "docker":
                         remove_containers(backend, agents)
                 fig["containers_per_agent"] = args.containers
-                fig["rss_mib_with_containers_median"] = statistics.median(v["rss_mib"] for v in with_c.values())
-                fig["rss_mib_with_containers_max"] = max(v["rss_mib"] for v in with_c.values())
+                fig["rss_mib_with_containers_median"] = with_c["rss_mib_median"]
+                fig["rss_mib_with_containers_max"] = with_c["rss_mib_max"]
+                fig["cpu_pct_with_containers_median"] = with_c["cpu_pct_median"]
             results[impl] = fig
             gr.stop_agents(backend, agents)
             backend.reset()
@@ -227,7 +229,8 @@ def main() -> int:
                 f"{f['uss_mib_median']:.1f}), CPU {f['cpu_pct_median']:.2f} % of a core (max {f['cpu_pct_max']:.2f})")
         if "rss_mib_with_containers_median" in f:
             line += (f"; with {f['containers_per_agent']} containers each: RSS "
-                     f"{f['rss_mib_with_containers_median']:.1f} MiB (max {f['rss_mib_with_containers_max']:.1f})")
+                     f"{f['rss_mib_with_containers_median']:.1f} MiB (max {f['rss_mib_with_containers_max']:.1f}), "
+                     f"CPU {f['cpu_pct_with_containers_median']:.2f} %")
         print(line)
         print(f"        {f['version']}")
     return 0
