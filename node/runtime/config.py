@@ -31,9 +31,9 @@ class DockerRuntimeConfig:
     listing_concurrency: int = 2        # ... and for listings (ps, images), apart (node/runtime/engine.py)
     stream_concurrency: int = 16        # worker threads for log streams
     resync_interval_s: float = 5.0      # periodic full pass
-    # The image list at most this often in those passes (None: every pass).
-    # Not slower by default: an image loaded by hand (`docker load`) is only
-    # seen, and bid with, once listed, and a `pull = "never"` job waits for it.
+    # The image list at most this often in those passes (None: 6 x the
+    # above): image events (node/runtime/events.py) list it again at once,
+    # for our pulls and for images loaded or removed by hand.
     images_resync_interval_s: float | None = None
     kick_debounce_s: float = 0.02       # coalesce bursts of events into one pass
     adopt_grace_s: float = 10.0         # never remove undesired containers this soon after start
@@ -59,7 +59,7 @@ class DockerRuntimeConfig:
 
     def images_interval_s(self) -> float:
         return self.images_resync_interval_s if self.images_resync_interval_s is not None \
-            else self.resync_interval_s
+            else 6 * self.resync_interval_s
 
     def rules(self) -> Rules:
         """The thresholds the pure decision (node/runtime/decision.py) applies."""

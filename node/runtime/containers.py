@@ -40,7 +40,7 @@ from auction.container_policy import NO_NEW_PRIVILEGES, ContainerPolicy
 from auction.placement import normalize_image
 from auction.spec import MAX_STOP_GRACE_S, JobSpec
 from node.runtime.config import DockerRuntimeConfig
-from node.runtime.decision import DesiredReplica, ObservedContainer
+from node.runtime.decision import DesiredReplica, ObservedContainer, SlotBook
 from node.runtime.network import environment, exposed_ports, host_config_network
 
 LABEL_JOB = "shoal.job"
@@ -176,3 +176,16 @@ def local_images(raw: Iterable[dict[str, Any]]) -> tuple[set[str], set[str]]:
         for d in img.get("RepoDigests") or ():
             tags.add(d)
     return tags, ids
+
+
+def ps_row(node: str, c: ObservedContainer, want: Desired | None, book: SlotBook | None) -> dict[str, Any]:
+    """One container as `shoal ps` and the API list it: its role says whether
+    it is the slot's current replica, an older spec of it, or stale."""
+    role = ("desired" if want and want.ballot == c.ballot and want.spec_hash == c.spec_hash
+            else "old-spec" if want and want.ballot == c.ballot else "stale")
+    return {"slot": c.slot, "id": c.id[:12], "name": c.name, "node": node,
+            "state": c.state, "status": c.status, "health": c.health, "image": c.image,
+            "ballot": c.ballot, "spec_hash": c.spec_hash[:12], "role": role,
+            "ports": dict(want.claim.ports) if want and role == "desired" else {},
+            "restarts": book.restarts if book else 0,
+            "gave_up": book.gave_up if book else None, "done": book.done if book else None}

@@ -41,8 +41,9 @@ health: `on_health` is called when it flips), events.py (`docker events`),
 logs.py (log streams).
 
 Images: `image_present(image)` answers from a set of the engine's local
-image tags, refreshed at most every `images_resync_interval_s` and before a start
-gives up on a missing image (so it never blocks the caller).  With
+image tags, listed again after every image event (ours or by hand), every
+`images_resync_interval_s` (30 s) otherwise, and before a start gives up on
+a missing image (so it never blocks the caller).  With
 `pull_images` (the agent sets it) a start pulls the image as the job's
 `pull` says (node/runtime/pulls.py: bounded, deduplicated, progress to
 `on_pull`); a failed pull gives the slot up here with the registry's message.
@@ -75,6 +76,7 @@ from node.runtime.containers import (
     name_suffix,
     node_filter,
     observed,
+    ps_row,
 )
 from node.runtime.decision import (
     Adopt,
@@ -105,7 +107,7 @@ from node.runtime.engine import (
     is_conflict,
     is_not_found,
 )
-from node.runtime.events import EventPump
+from node.runtime.events import EventPump, ImageWatch
 from node.runtime.interface import Runtime
 from node.runtime.logs import stream_logs
 from node.runtime.network import gateway_of, missing_ports, start_refusal
@@ -159,6 +161,7 @@ class DockerRuntime:
         self._last_states: dict[str, tuple[str, str]] = {}
         self._wakeups: set[float] = set()           # backoff deadlines (trio clock)
         self._events = EventPump(self.engine, node, self.kick)
+        self._image_watch = ImageWatch(self.engine, node, self._images_stale)
         self._events_seen = self._passes = 0
         self._history: collections.deque = collections.deque(maxlen=MAX_EVENT_HISTORY)
         self._pending_callbacks: collections.deque = collections.deque(maxlen=MAX_PENDING_CALLBACKS)
@@ -197,6 +200,10 @@ class DockerRuntime:
 
     def kick(self) -> None:
         self._kick.set()
+
+    def _images_stale(self) -> None:
+        self._images_at = None  # an image event: list them in the next pass
+        self.kick()
 
     def health(self) -> tuple[bool, str]:
         return self.engine.health.healthy, self.engine.health.reason
@@ -303,6 +310,7 @@ class DockerRuntime:
                 self._actions = nursery
                 nursery.start_soon(self._run_callbacks)
                 nursery.start_soon(self._consume_events)
+                nursery.start_soon(self._image_watch.run)
                 self._events.start(trio.lowlevel.current_trio_token())
                 nursery.start_soon(self._reconcile_loop)
                 task_status.started()
@@ -602,20 +610,8 @@ class DockerRuntime:
     async def ps(self) -> list[dict[str, Any]]:
         """Our containers as the engine lists them now, with the slot's restart
         state and (for the slot's current container) its host ports by label."""
-        containers = await self._list()
-        out = []
-        for c in sorted(containers, key=lambda c: (slot_sort_key(c.slot), c.created)):
-            want = self._desired.get(c.slot)
-            st = self._slots.get(c.slot)
-            role = ("desired" if want and want.ballot == c.ballot and want.spec_hash == c.spec_hash
-                    else "old-spec" if want and want.ballot == c.ballot else "stale")
-            out.append({"slot": c.slot, "id": c.id[:12], "name": c.name, "node": self.node,
-                        "state": c.state, "status": c.status, "health": c.health, "image": c.image,
-                        "ballot": c.ballot, "spec_hash": c.spec_hash[:12], "role": role,
-                        "ports": dict(want.claim.ports) if want and role == "desired" else {},
-                        "restarts": st.restarts if st else 0,
-                        "gave_up": st.gave_up if st else None, "done": st.done if st else None})
-        return out
+        containers = sorted(await self._list(), key=lambda c: (slot_sort_key(c.slot), c.created))
+        return [ps_row(self.node, c, self._desired.get(c.slot), self._slots.get(c.slot)) for c in containers]
 
     def slot_status(self, slot: str) -> dict[str, Any] | None:
         st = self._slots.get(slot)

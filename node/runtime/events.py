@@ -1,4 +1,7 @@
-"""The engine's container events for this node, fed to the reconcile loop.
+"""The engine's events, fed to the reconcile loop: container events for this
+node (`EventPump`), and image events (`ImageWatch`: an image pulled, loaded,
+tagged or removed on this engine, by us or by hand, makes the runtime list
+its images again at once, so its periodic image listing can be rare).
 
 How this works: `docker events` (filtered to our node label) blocks, so it
 runs in its own thread that reconnects with backoff (0.5 s doubling to 5 s)
@@ -28,8 +31,10 @@ RECONNECT_MAX_S = 5.0
 
 
 class EventPump:
-    def __init__(self, engine: Engine, node: str, kick: Callable[[], None]) -> None:
+    def __init__(self, engine: Engine, node: str, kick: Callable[[], None],
+                 filters: dict[str, Any] | None = None) -> None:
         self.engine, self.node, self.kick = engine, node, kick
+        self.filters = filters if filters is not None else {"type": "container", **node_filter(node)}
         self.send, self.recv = trio.open_memory_channel(EVENT_QUEUE_DEPTH)
         self.dropped = 0
         self._stream: Any = None
@@ -48,7 +53,7 @@ class EventPump:
 
         def pump():
             backoff = RECONNECT_FIRST_S
-            filters = {"type": "container", **node_filter(self.node)}
+            filters = self.filters
             while not self._closing.is_set():
                 try:
                     stream = self.engine.stream_api.events(decode=True, filters=filters)
@@ -81,3 +86,21 @@ class EventPump:
         stream = self._stream
         if stream is not None:
             close_quietly(stream)
+
+
+class ImageWatch:
+    """Calls `stale` after every image event (and after every reconnect, as
+    events may have been missed).  Image events carry no node label: the
+    engine is this node's own."""
+
+    def __init__(self, engine: Engine, node: str, stale: Callable[[], None]) -> None:
+        self.stale = stale
+        self.pump = EventPump(engine, f"{node}-images", stale, filters={"type": "image"})
+
+    async def run(self) -> None:
+        self.pump.start(trio.lowlevel.current_trio_token())
+        try:
+            async for _ in self.pump.recv:
+                self.stale()
+        finally:
+            self.pump.close()

@@ -461,6 +461,24 @@ async def test_image_healthcheck_is_used_when_the_spec_has_none(engine, node):
 
 
 @needs_root
+async def test_an_image_tagged_or_removed_by_hand_is_seen_at_once(engine, node):
+    # The periodic listing is a minute away: only the engine's image events
+    # can tell the runtime (and so the node's bids) in time.
+    tag = f"shoal-by-hand/{node}:1"
+    rt = DockerRuntime(node, fast(resync_interval_s=60.0, images_resync_interval_s=60.0))
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        await rt.wait_ready()
+        assert not rt.image_present(tag)
+        try:
+            engine.images.get(IMAGE).tag(tag)
+            await until(lambda: rt.image_present(tag), timeout=10)
+        finally:
+            engine.images.remove(tag)
+        await until(lambda: not rt.image_present(tag), timeout=10)
+        n.cancel_scope.cancel()
+
+
 async def test_missing_image_is_declined_and_given_up(engine, node):
     gave_up = []
     rt = DockerRuntime(node, fast(), on_give_up=lambda s, r: gave_up.append((s, r)))
