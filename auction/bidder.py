@@ -47,6 +47,15 @@ RESERVATION_TTL_FACTOR = 2.0
 RESERVATION_TTL_EXTRA_S = 0.5
 
 
+# A decline for room starts with this (reasons cross the wire as text):
+# auction.retry passes such members over in a job's next sampled draws.
+ROOM_DECLINE = "needs "
+
+
+def is_room_decline(reason: str) -> bool:
+    return reason.startswith(ROOM_DECLINE)
+
+
 class Bidder:
     def __init__(self, name: str, ledger: Ledger, policy: ContainerPolicy = SAFE_POLICY) -> None:
         self.name = name
@@ -93,7 +102,7 @@ class Bidder:
                 refusal = self.ledger.port_refusal(keys[0], spec.ports)
                 if refusal is not None:
                     return decline(refusal.text(self.name))
-            return decline(f"needs {spec.demand()}; free {free}")
+            return decline(f"{ROOM_DECLINE}{spec.demand()}; free {free}")
         # Spread is scored on what the node has committed, not on what it
         # reserved for other auctions still open: a reservation may lose.
         # Counting them, each coordinator of a job's concurrent rounds found

@@ -49,7 +49,7 @@ from typing import Protocol
 
 from auction import candidates, node_limit, rebalance_act
 from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed, SendTo
-from auction.bidder import Bidder
+from auction.bidder import Bidder, is_room_decline
 from auction.claims import (
     Ballot,
     Claim,
@@ -498,7 +498,7 @@ class Placement:
             return []  # a move's round: the slot still runs where it was
         out, sampled = [], self.retries.closed(rc.auction_id)
         if sampled:  # who declined for room is passed over by the job's next draws (auction.retry)
-            self.retries.declined(rc.job, (n for n, why in rc.declines.items() if why.startswith("needs ")), now)
+            self.retries.declined(rc.job, (n for n, why in rc.declines.items() if is_room_decline(why)), now)
         for index in rc.awarded:
             key = slot_key(rc.job, index)
             self._awaiting_claim[key] = now + self.cfg.claim_wait_s

@@ -121,12 +121,9 @@ class Rendezvous:
         if beater is not None and beater in self._hashes:
             return False
         k = _h64(key)
-        my_score, _ = _argmax(k, ((me, mine),), -1, None)
-        for m, h in self._hashes.items():
-            x = h ^ k
-            x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
-            x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK
-            x ^= x >> 31
+        my_score = _mix(mine ^ k)
+        for m, h in self._hashes.items():  # the scan ends at the first member that beats us
+            x = _mix(h ^ k)
             if x > my_score or (x == my_score and m < me):
                 if len(self._beaten) >= self.CACHE_MAX:
                     self._beaten.clear()

@@ -242,6 +242,10 @@ class Swim(Probing, HealDetection):
     def members(self) -> list[MemberInfo]:
         return sorted((m.info() for m in self._members.by_name.values()), key=lambda i: i.name)
 
+    def live_count(self) -> int:
+        """Members alive or suspect, us included (kept up to date: O(1))."""
+        return self._members.live_count()
+
     def alive_names(self) -> set[str]:
         """Names of members we believe alive (cheap: no MemberInfo built)."""
         return {n for n, m in self._members.by_name.items() if m.state is MemberState.ALIVE}

@@ -9,7 +9,7 @@ its copy), but each holder learns of the other claim only by gossip, which
 at 1,000 simulated agents took seconds while placement churned: the last
 slots of placement_sim ran twice until 4.5 virtual s, long after every slot
 had started (1.7 s).  So, when the cluster has more than
-job_push.PUSH_MIN_MEMBERS members:
+job_push.PUSH_MIN_MEMBERS members (job_push.large_cluster):
 
   * a holder that accepts an award sends its claims to the slot's
     coordinator under its own view too, when that is not the agent that
@@ -28,19 +28,15 @@ from typing import TYPE_CHECKING
 
 from auction.claims import Claim
 from node.core import wire
-from node.core.job_push import PUSH_MIN_MEMBERS
+from node.core.job_push import large_cluster
 
 if TYPE_CHECKING:
     from node.core.node_core import NodeCore
 
 
-def _large(core: NodeCore) -> bool:
-    return len(core.statuses) > PUSH_MIN_MEMBERS
-
-
 def accepted(core: NodeCore, claims: list[Claim], origin: str, now: float) -> None:
     """We hold these new claims, awarded by `origin`."""
-    if not _large(core):
+    if not large_cluster(core):
         return
     to: dict[str, list[Claim]] = {}
     for claim in claims:
@@ -54,7 +50,7 @@ def accepted(core: NodeCore, claims: list[Claim], origin: str, now: float) -> No
 
 def merged(core: NodeCore, before: Mapping[str, Claim | None], changed: list[Claim], now: float) -> None:
     """`changed` won the merge here; `before` has what each slot had."""
-    if not _large(core):
+    if not large_cluster(core):
         return
     for claim in changed:
         old = before.get(claim.name)

@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 PUSH_MIN_MEMBERS = 32
 
 
+def large_cluster(core: NodeCore) -> bool:
+    """Where direct messages beat gossip's epidemic (here, and
+    node.core.claim_relay): more than PUSH_MIN_MEMBERS members alive or
+    suspect."""
+    return core.swim.live_count() > PUSH_MIN_MEMBERS
+
+
 class JobPush:
     """Per core: the coordinators under the last view we pushed with (kept
     from push to push, so a write does not rehash every member)."""
@@ -41,9 +48,9 @@ class JobPush:
 
     def targets(self, core: NodeCore, entry: Entry) -> list[str]:
         """The members other than us that coordinate a slot of `entry`'s job."""
-        alive = core.swim.alive_names()
-        if len(alive) <= PUSH_MIN_MEMBERS or entry.deleted:
+        if not large_cluster(core) or entry.deleted:
             return []
+        alive = core.swim.alive_names()
         spec = core.placement.spec_of(entry)
         if spec is None:
             return []
