@@ -24,8 +24,9 @@ class ClusterConfig:
     # ... but a change in which of our slots run or failed, which others
     # wait on (rollout pacing, re-placement), waits only this long.
     status_slot_min_interval_s: float = 0.2
-    # ... and, for a job being rolled out, again this long after it went
-    # (gossip may miss a member now and then; the rollout waits on it).
+    # ... and, for a job being rolled out or a slot that started or stopped
+    # running, again this long after it went (gossip may miss a member now
+    # and then; the rollout and every service catalog wait on it).
     status_repeat_s: float = 0.5
     # A change of the job-store or claims digest alone (we merged a job or a
     # claim) is published once the digests have not moved for this long, and

@@ -111,7 +111,7 @@ from node.core.outputs import (
 )
 from node.core.publish import PublishSchedule
 from node.core.image_progress import bounded
-from node.core.status import NodeStatus, RuntimeSummary, StatusError, slots_moved
+from node.core.status import NodeStatus, RuntimeSummary, StatusError, listing_moved, slots_moved
 from node.core.view import CoreView
 
 # ClusterConfig lives in node.core.config; drivers take it from here, with the core.
@@ -510,7 +510,7 @@ class NodeCore:
             return
         old, self.runtime_summary = self.runtime_summary, summary
         rolling, urgent = rollout_link.moved_in_rollout(self, old, summary), slots_moved(old, summary)
-        self._update_status(now, urgent=urgent, repeat=rolling and urgent, runtime=summary)
+        self._update_status(now, urgent, (rolling and urgent) or listing_moved(old, summary), runtime=summary)
         if rolling:
             self._kick(now)
 

@@ -23,6 +23,15 @@ waits for this node's next publication, which may come only with the
 digests, seconds later (3.2 s in tests/sim/test_rollout_pace_sim.py's
 scene, seed 1, with the whole cluster waiting on it).  Rollouts move at most
 max_parallel slots at once, so this costs a few broadcasts.
+The same goes for a change in which of our slots run (one came up, stopped,
+or turned unhealthy or healthy again: `status.listing_moved`): every
+agent's service catalog lists exactly the running slots, and a member that
+missed the record listed a replica that passed its health check again, or
+kept listing one that failed, until push/pull (~9 s later in
+tests/sim/test_catalog_sim.py's scene, seeds 39 and 268 of 16 nodes; about
+1 change in 60 missed some member there).  A node whose slots move one
+after the other repeats only its last publication: each one re-arms the
+same deadline.
 
 `digests_only`: all that changed is the job-store or claims digest.  Those
 only steer anti-entropy (whom to sync with) and tombstone collection, and

@@ -262,3 +262,16 @@ def slots_moved(old: RuntimeSummary | None, new: RuntimeSummary | None) -> bool:
         if not set(running) <= set(was_running) or not {i for i, _, _ in other} <= {i for i, _, _ in was_other}:
             return True
     return False
+
+
+def listing_moved(old: RuntimeSummary | None, new: RuntimeSummary | None) -> bool:
+    """Does `new` say another set of slots runs than `old` (one started or
+    stopped running, or turned unhealthy or healthy again)?  Every agent's
+    service catalog lists exactly the running slots (node.core.catalog), so
+    such a record is published twice (node.core.publish's `repeat`): a
+    member that gossip missed would list or keep listing the replica until
+    push/pull, seconds later."""
+    def running(summary: RuntimeSummary | None) -> set[tuple[str, int]]:
+        jobs = summary.jobs if summary is not None else {}
+        return {(job, i) for job, (indices, _) in jobs.items() for i in indices}
+    return running(old) != running(new)

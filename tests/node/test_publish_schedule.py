@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from node.core.config import ClusterConfig
 from node.core.publish import PublishSchedule
-from node.core.status import RuntimeSummary, slots_moved
+from node.core.status import RuntimeSummary, listing_moved, slots_moved
 
 CFG = ClusterConfig(status_min_interval_s=1.0, status_slot_min_interval_s=0.2)
 
@@ -42,6 +42,20 @@ def test_which_runtime_changes_are_urgent():
     assert not slots_moved(running, starting)   # running -> starting: nobody waits on it
     assert not slots_moved(running, running)
     assert slots_moved(None, running) and not slots_moved(running, None)
+
+
+
+def test_which_runtime_changes_move_the_catalogs():
+    # Every catalog lists exactly the running slots: a change there is
+    # published twice (repeat), whichever way it goes.
+    starting = RuntimeSummary.from_states({"web/0": ("starting", ""), "web/1": ("running", "")})
+    running = RuntimeSummary.from_states({"web/0": ("running", ""), "web/1": ("running", "")})
+    failed = RuntimeSummary.from_states({"web/0": ("failed", "unhealthy"), "web/1": ("running", "")})
+    exited = RuntimeSummary.from_states({"web/0": ("exited", "exit 1"), "web/1": ("running", "")})
+    assert listing_moved(starting, running) and listing_moved(running, failed)   # up, unhealthy
+    assert listing_moved(failed, running) and listing_moved(running, starting)   # healthy again, restarting
+    assert not listing_moved(starting, failed) and not listing_moved(failed, exited)  # web/0 never listed
+    assert listing_moved(None, running) and listing_moved(running, None) and not listing_moved(None, RuntimeSummary())
 
 
 def test_a_change_for_a_rollout_goes_out_again_status_repeat_s_later():
