@@ -78,6 +78,7 @@ instead.
 
 from __future__ import annotations
 
+from .broadcast import FAILURE_LANE, MEMBERSHIP_LANE
 from .compound import make_compound
 from .events import (
     Address,
@@ -127,7 +128,7 @@ class Membership(SwimBase):
             return
         me.incarnation = incarnation
         self._members.changed()
-        self._queue.add(self._alive_msg(), ("member", self.name))
+        self._queue.add(self._alive_msg(), ("member", self.name), lane=FAILURE_LANE)
         self._awareness.apply_delta(1)
         self._count("refutations")
 
@@ -181,7 +182,9 @@ class Membership(SwimBase):
             return
         # Rebroadcast the bytes we received when we have them (memberlist
         # re-encodes; the result is the same message).
-        self._queue.add(raw if raw is not None else encode(a), ("member", a.node))
+        # An alive that ends a suspicion is failure news (gossip.broadcast).
+        self._queue.add(raw if raw is not None else encode(a), ("member", a.node),
+                        lane=FAILURE_LANE if member.state is MemberState.SUSPECT else MEMBERSHIP_LANE)
         old_state = member.state
         meta_changed = member.meta != a.meta
         if updates_addr:
@@ -219,7 +222,7 @@ class Membership(SwimBase):
         susp = self._suspicions.get(s.node)
         if susp is not None:
             if susp.confirm(s.from_node):
-                self._queue.add(raw if raw is not None else encode(s), ("member", s.node))
+                self._queue.add(raw if raw is not None else encode(s), ("member", s.node), lane=FAILURE_LANE)
                 self._schedule(susp.deadline(), T_SUSPICION, (s.node, susp.generation))
             return
         if member.state is not MemberState.ALIVE:
@@ -227,7 +230,7 @@ class Membership(SwimBase):
         if s.node == self.name:
             self._refute(s.incarnation, src)
             return
-        self._queue.add(raw if raw is not None else encode(s), ("member", s.node))
+        self._queue.add(raw if raw is not None else encode(s), ("member", s.node), lane=FAILURE_LANE)
         member.incarnation = s.incarnation
         self._members.changed()
         self._members.set_state(member, MemberState.SUSPECT, now)
@@ -376,7 +379,7 @@ class Membership(SwimBase):
         (module docstring: "A death we never suspected").  True if handled
         so; False if the death is to be accepted (memberlist's rule)."""
         if member.state is MemberState.ALIVE:
-            self._queue.add(raw if raw is not None else encode(d), ("member", d.node))
+            self._queue.add(raw if raw is not None else encode(d), ("member", d.node), lane=FAILURE_LANE)
             if self._silence_charges:
                 self._settle_silence(d.node, refund=True)
             member.incarnation = d.incarnation
@@ -393,7 +396,7 @@ class Membership(SwimBase):
             return False
         # Another member's verdict on the same suspect: a confirmation.
         if susp.confirm(d.from_node):
-            self._queue.add(raw if raw is not None else encode(d), ("member", d.node))
+            self._queue.add(raw if raw is not None else encode(d), ("member", d.node), lane=FAILURE_LANE)
             self._schedule(susp.deadline(), T_SUSPICION, (d.node, susp.generation))
         return True
 
@@ -416,7 +419,7 @@ class Membership(SwimBase):
             if not self._leaving:
                 self._refute(d.incarnation, src)
             return
-        self._queue.add(raw if raw is not None else encode(d), ("member", d.node))
+        self._queue.add(raw if raw is not None else encode(d), ("member", d.node), lane=FAILURE_LANE)
         if self._silence_charges:
             self._settle_silence(d.node, refund=True)
         member.incarnation = d.incarnation

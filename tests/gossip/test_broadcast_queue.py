@@ -1,39 +1,42 @@
 """BroadcastQueue picks exactly what the plain algorithm picks.
 
 How this works: `ReferenceQueue` below is the queue's contract written
-plainly (buckets by transmit count, newest first within a bucket, greedy
-fill with a miss limit, keyed invalidation, eviction of the oldest
-most-sent entries).  Random sequences of add/take with varied sizes,
+plainly (buckets by transmit count and lane, failure news in the first half
+of its sends before everything, newest first within a bucket, greedy fill
+with a miss limit, keyed invalidation, eviction of the oldest most-sent
+entries).  Random sequences of add/take with varied sizes,
 budgets, limits and overheads run through both; every take must return the
 same messages in the same order, and the lengths must agree throughout.
 """
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 
-from gossip.broadcast import MAX_MISSES, BroadcastQueue
+from gossip.broadcast import FAILURE_FIRST_SHARE, FAILURE_LANE, LANES, MAX_MISSES, MEMBERSHIP_LANE, BroadcastQueue
 
 
 class ReferenceQueue:
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
-        self.buckets: dict[int, dict[int, tuple[object, bytes]]] = {}
-        self.where: dict[object, tuple[int, int]] = {}
+        # (transmits, lane) -> {id: (key, data)}, oldest id first
+        self.buckets: dict[tuple[int, int], dict[int, tuple[object, bytes]]] = {}
+        self.where: dict[object, tuple[tuple[int, int], int]] = {}
         self.next_id = 0
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.buckets.values())
 
-    def add(self, data: bytes, key: object = None) -> None:
+    def add(self, data: bytes, key: object = None, lane: int = MEMBERSHIP_LANE) -> None:
         if key is not None and key in self.where:
             t, i = self.where.pop(key)
             del self.buckets[t][i]
-        self.buckets.setdefault(0, {})[self.next_id] = (key, data)
+        self.buckets.setdefault((0, lane), {})[self.next_id] = (key, data)
         if key is not None:
-            self.where[key] = (0, self.next_id)
+            self.where[key] = ((0, lane), self.next_id)
         self.next_id += 1
         while len(self) > self.max_items:
             t = max(t for t, b in self.buckets.items() if b)
@@ -47,7 +50,13 @@ class ReferenceQueue:
             return []
         picked = []
         misses = 0
-        for t in sorted(t for t, b in self.buckets.items() if b):  # an empty bucket is no bucket
+        first_sends = math.ceil(limit * FAILURE_FIRST_SHARE)
+
+        def order(b: tuple[int, int]) -> tuple[bool, int, int]:
+            sent, lane = b
+            return (not (lane == FAILURE_LANE and sent < first_sends), sent, lane)
+
+        for t in sorted((t for t, b in self.buckets.items() if b), key=order):  # an empty bucket is no bucket
             for i in reversed(list(self.buckets[t])):
                 data = self.buckets[t][i][1]
                 if len(data) + overhead <= budget:
@@ -66,13 +75,13 @@ class ReferenceQueue:
         for t, i in picked:
             key, data = self.buckets[t].pop(i)
             out.append(data)
-            if t + 1 >= limit:
+            if t[0] + 1 >= limit:
                 if key is not None:
                     del self.where[key]
             else:
-                self.buckets.setdefault(t + 1, {})[i] = (key, data)
+                self.buckets.setdefault((t[0] + 1, t[1]), {})[i] = (key, data)
                 if key is not None:
-                    self.where[key] = (t + 1, i)
+                    self.where[key] = ((t[0] + 1, t[1]), i)
         return out
 
 
@@ -86,8 +95,9 @@ def test_same_picks_as_reference(seed):
             size = rng.choice([rng.randint(1, 200), rng.randint(60, 90), rng.randint(30, 40)])
             data = bytes([rng.randrange(256)]) * size
             key = ("member", rng.randrange(30)) if rng.random() < 0.8 else None
-            ref.add(data, key)
-            q.add(data, key)
+            lane = rng.randrange(LANES)
+            ref.add(data, key, lane)
+            q.add(data, key, lane)
         else:
             budget = rng.choice([rng.randint(0, 1500), 1300, 1360])
             limit = rng.randint(1, 20)

@@ -404,6 +404,21 @@ def test_broadcast_queue_lanes_order_equals_but_never_hold_back_fresher_messages
     assert q.take(13, limit=5) == [b"member-new"]  # room for one: the membership news
 
 
+def test_failure_news_goes_first_for_half_its_sends_then_waits_its_turn():
+    from gossip.broadcast import FAILURE_LANE, MEMBERSHIP_LANE, USER_LANE
+
+    q = BroadcastQueue(max_items=100)
+    q.add(b"suspect-a", key=("member", "a"), lane=FAILURE_LANE)
+    q.add(b"alive-b", key=("member", "b"), lane=MEMBERSHIP_LANE)
+    assert q.take(100, limit=4) == [b"suspect-a", b"alive-b"]  # equals: failure news first
+    for k in range(3):
+        q.add(b"user-%d" % k, lane=USER_LANE)
+    # Sent once, still in the first half of its 4 sends: ahead of fresher messages.
+    assert q.take(12, limit=4) == [b"suspect-a"]
+    # Sent twice now (half of 4): fresher messages go first again.
+    assert q.take(1000, limit=4) == [b"user-2", b"user-1", b"user-0", b"alive-b", b"suspect-a"]
+
+
 def test_a_member_that_rejoined_during_a_failed_probe_is_not_suspected():
     # n0 pings n1 just as n1's agent restarts: the ping is lost, and before
     # the probe's deadline n1's new self announces a higher incarnation.  The

@@ -70,8 +70,8 @@ CASES = {
 }
 
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
-    ('gossip', 11): ('05f19e50d92df9d2abfdb8906a13754b3594f238c8c089b4fa215474bb4cdf0b', 1226),
-    ('gossip', 12): ('bf2828dcb9cf235be1ab77de04279aba5688892de07e20540841d934f7a6e56e', 1196),
+    ('gossip', 11): ('0e2054184b4c9cf5182a1fae2bf91dc5d904931667398c610744f3cd24523849', 1230),
+    ('gossip', 12): ('f015ba423f8f9f1821036884caac4ed84710f7b73890a21ae391559a16576044', 1192),
     ('placement', 2): ('30c3ac01d200870f22f4557d479aae336b2dedf6d93a76e99b770e3130466ab9', 706),
     ('placement', 5): ('02583c304058a27a4b1cc8e86beef2dfe8c9cab6ffe8eb39932e0c0eae30569e', 681),
 }

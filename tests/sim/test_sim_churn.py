@@ -31,14 +31,18 @@ def test_slow_nodes_suspected_again_and_again_lose_no_replica(seed):
     assert r.starts == 0, r
 
 
-@pytest.mark.parametrize("seed", SEEDS + (4, 5))
-def test_longer_stalls_cost_at_most_the_stated_bound(seed):
+def test_longer_stalls_cost_at_most_the_stated_bound():
     # 0.45 s stalls: most suspicions are refuted within the grace, a few
     # outlive it; each of those may move at most the slots its node holds.
-    r = churn.false_suspicions(seed, stall_s=0.45, run_s=0.5, slow_nodes=4)
-    assert r.settled and r.suspicions > 0
-    assert r.starts <= r.bound, r
-    assert r.starts <= 10, r    # before the rule: 107-166 on these seeds
+    results = [churn.false_suspicions(seed, stall_s=0.45, run_s=0.5, slow_nodes=4) for seed in SEEDS + (4, 5)]
+    for r in results:
+        assert r.settled and r.suspicions > 0
+        assert r.starts <= r.bound, r
+    # Before the rule: 107-166 starts on each of these seeds, 710 in all.
+    # One episode that outlives its grace moves its node's slots at once (up
+    # to 13 here), so a seed's count jumps by that much with any change of
+    # timing; the sum is what the rule bounds.
+    assert sum(r.starts for r in results) <= 40, results
 
 
 @pytest.mark.parametrize("seed", SEEDS)
