@@ -12,9 +12,20 @@ later, stopped its own copies because the newer claim won (auction.claims).
 The rule: a suspected holder keeps the slots it holds (placement does not
 re-place them) while its suspicion is younger than its grace,
 
-    grace_s = GRACE_SHARE * min_timeout_s
+    grace_s = GRACE_SHARE * base_min_timeout_s
 
-measured on this agent's own suspicion timer.  Once the suspicion is that
+measured on this agent's own suspicion timer.  `base_min_timeout_s` is the
+shortest suspicion timeout without its cluster-size factor: the same at 5
+members and at 1,000.  SWIM scales the timeout itself with log10(n) so that
+news of the suspicion can reach the suspect, and its refutation come back,
+in a big cluster too.  The grace has a different job: to outlast a short
+stall of the suspect (a busy or paused process).  How long a stall lasts
+does not grow with the cluster, and the round trip of the news grows only
+a little, since failure news goes ahead of other gossip (gossip.broadcast):
+the first survivor's suspicion to the last one's is about 1 s at 1,000
+simulated nodes against 0.2-0.4 s at 5.  Scaled like the timeout, the grace
+was 6 s at 1,000 nodes, and a 10 % kill there healed in 12.75 s, 6 of
+them waiting for it (8.75 s with this grace of 2 s).  Once the suspicion is that
 old, or the member is declared dead or has left, its slots are re-placed as
 before.  Coordination and new awards are unchanged: a suspect coordinates
 nothing and wins nothing new (auction.membership); only the slots it already
@@ -33,9 +44,10 @@ member costs anyway, so per false suspicion:
 
 The price is heal time after a real death: a dead holder's slots are
 re-placed `grace_s` after this agent first suspected it instead of at once.
-Since no suspicion ends in death before `min_timeout_s`, with GRACE_SHARE
-= 0.5 that is at most half the earliest possible declaration of death
-(`local` profile, 5 nodes: 0.3 s; `lan`: 2 s), still ahead of it.
+Since no suspicion ends in death before `min_timeout_s` (at least
+`base_min_timeout_s`), with GRACE_SHARE = 0.5 that is at most half the
+earliest possible declaration of death (`local` profile: 0.3 s; `lan`:
+2 s, at any cluster size), still ahead of it.
 
 Pure: the caller hands in the alive set, its suspicions and `now`.
 """
@@ -56,11 +68,11 @@ class SuspicionView(Protocol):
     def started_at(self) -> float: ...
 
     @property
-    def min_timeout_s(self) -> float: ...
+    def base_min_timeout_s(self) -> float: ...
 
 
 def grace_s(suspicion: SuspicionView) -> float:
-    return GRACE_SHARE * suspicion.min_timeout_s
+    return GRACE_SHARE * suspicion.base_min_timeout_s
 
 
 def in_grace(suspicion: SuspicionView, now: float) -> bool:

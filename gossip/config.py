@@ -109,9 +109,14 @@ class GossipConfig:
     def retransmit_limit(self, n: int) -> int:
         return self.retransmit_mult * math.ceil(math.log10(n + 1))
 
+    def suspicion_base_min_timeout_s(self) -> float:
+        """The shortest suspicion timeout before its cluster-size factor
+        (what a cluster of 10 members or fewer uses)."""
+        return self.suspicion_mult * self.probe_interval_s
+
     def suspicion_min_timeout_s(self, n: int) -> float:
         node_scale = max(1.0, math.log10(max(1, n)))
-        return self.suspicion_mult * node_scale * self.probe_interval_s
+        return node_scale * self.suspicion_base_min_timeout_s()
 
     def suspicion_max_timeout_s(self, n: int) -> float:
         return self.suspicion_max_timeout_mult * self.suspicion_min_timeout_s(n)

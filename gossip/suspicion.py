@@ -51,17 +51,20 @@ class SuspicionInfo:
     min_timeout_s: float
     deadline: float
     confirmations: int
+    # min_timeout_s without its cluster-size factor (GossipConfig.suspicion_base_min_timeout_s)
+    base_min_timeout_s: float
 
 
 class Suspicion:
-    __slots__ = ("k", "n", "min_timeout_s", "max_timeout_s", "started_at", "confirmers", "generation",
-                 "hearsay")
+    __slots__ = ("k", "n", "min_timeout_s", "base_min_timeout_s", "max_timeout_s", "started_at", "confirmers",
+                 "generation", "hearsay")
 
     def __init__(self, *, from_node: str, k: int, min_timeout_s: float, max_timeout_s: float,
-                 now: float, generation: int, hearsay: bool = False) -> None:
+                 now: float, generation: int, hearsay: bool = False, base_min_timeout_s: float | None = None) -> None:
         self.k = k
         self.n = 0
         self.min_timeout_s = min_timeout_s
+        self.base_min_timeout_s = min_timeout_s if base_min_timeout_s is None else base_min_timeout_s
         self.max_timeout_s = max_timeout_s if k > 0 else min_timeout_s
         self.started_at = now
         # The first accuser does not count as a confirmation of itself.
@@ -75,7 +78,7 @@ class Suspicion:
         return self.started_at + suspicion_timeout_s(self.n, self.k, self.min_timeout_s, self.max_timeout_s)
 
     def info(self) -> SuspicionInfo:
-        return SuspicionInfo(self.started_at, self.min_timeout_s, self.deadline(), self.n)
+        return SuspicionInfo(self.started_at, self.min_timeout_s, self.deadline(), self.n, self.base_min_timeout_s)
 
     def confirm(self, from_node: str) -> bool:
         """Record an independent accusation; True if it was new and counted."""

@@ -247,6 +247,7 @@ class Membership(SwimBase):
         susp = Suspicion(from_node=from_node, k=k,
                          min_timeout_s=self.config.suspicion_min_timeout_s(n),
                          max_timeout_s=self.config.suspicion_max_timeout_s(n),
+                         base_min_timeout_s=self.config.suspicion_base_min_timeout_s(),
                          now=now, generation=self._suspicion_gen, hearsay=hearsay)
         self._suspicions[member.name] = susp
         self._schedule(susp.deadline(), T_SUSPICION, (member.name, susp.generation))

@@ -107,8 +107,8 @@ class _Watch:
         return count + long
 
 
-def grace_s(profile: str, nodes: int) -> float:
-    return suspicion_rule.GRACE_SHARE * config_of(profile).suspicion_min_timeout_s(nodes)
+def grace_s(profile: str) -> float:
+    return suspicion_rule.GRACE_SHARE * config_of(profile).suspicion_base_min_timeout_s()
 
 
 def false_suspicions(seed: int, *, profile: str = "local", stall_s: float = 0.25, run_s: float = 0.5,
@@ -128,7 +128,7 @@ def false_suspicions(seed: int, *, profile: str = "local", stall_s: float = 0.25
             peak[i] = max(peak[i], len(sim.running[i]))
 
     sim.world.subscribe(track)
-    watches = {i: _Watch(sim, i, grace_s(profile, sim.world.n)) for i in others}
+    watches = {i: _Watch(sim, i, grace_s(profile)) for i in others}
     watch = watches[victim]
     for k, i in enumerate(others):
         phase = (stall_s + run_s) * k / max(1, len(others))
@@ -144,7 +144,7 @@ def real_kill(seed: int, *, profile: str = "local", replicas: int = 50, timeout_
     sim, specs = build(seed, profile=profile, replicas=replicas)
     victim = _busiest(sim)
     held = len(sim.running[victim])
-    watch = _Watch(sim, victim, grace_s(profile, sim.world.n))
+    watch = _Watch(sim, victim, grace_s(profile))
     suspected = watch.suspected
     before = sim.starts
     t0 = sim.world.now

@@ -50,7 +50,7 @@ def row(profile: str, seeds: list[int], share: float) -> dict[str, object]:
     heals = [k.heal_s for k in kills if k.heal_s is not None]
     after = [k.heal_after_suspicion_s for k in kills if k.heal_after_suspicion_s is not None]
     return {
-        "profile": profile, "grace": f"{share:g} x min timeout",
+        "profile": profile, "grace": f"{share:g} x base min timeout",
         "false: starts per seed": [f.starts for f in false],
         "false: suspicions of the busiest": [f.suspicions for f in false],
         "kill: starts / slots lost": [f"{k.starts}/{k.victim_slots}" for k in kills],

@@ -43,3 +43,20 @@ def test_confirmations_do_not_shorten_the_grace():
     after = s.info()
     assert after.confirmations == 1 and after.deadline < before.deadline
     assert suspicion_rule.grace_s(after) == suspicion_rule.grace_s(before)
+
+
+def test_the_grace_does_not_grow_with_the_cluster():
+    # lan at 1,000 members: the suspicion can end in death no sooner than
+    # 12 s, but the suspect keeps its slots only the 2 s it keeps them at 5
+    # members (the grace outlasts a stall, whose length does not grow with n).
+    from gossip.config import LAN
+
+    def at(n):
+        return Suspicion(from_node="x", k=2, min_timeout_s=LAN.suspicion_min_timeout_s(n),
+                         max_timeout_s=LAN.suspicion_max_timeout_s(n), now=0.0, generation=1,
+                         base_min_timeout_s=LAN.suspicion_base_min_timeout_s()).info()
+
+    assert at(1000).min_timeout_s == 3 * at(5).min_timeout_s == 12.0
+    assert suspicion_rule.grace_s(at(1000)) == suspicion_rule.grace_s(at(5)) == 2.0
+    assert keeping(set(), {"b": at(1000)}, 1.99) == {"b"}
+    assert keeping(set(), {"b": at(1000)}, 2.0) == set()

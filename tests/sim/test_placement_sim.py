@@ -71,7 +71,7 @@ def test_a_suspected_nodes_replicas_move_when_its_grace_ends_not_at_the_next_per
     from gossip.events import MemberFailed, MemberSuspected
 
     cfg = LAN.replace(enable_compression=False)
-    grace_s = GRACE_SHARE * cfg.suspicion_min_timeout_s(6)
+    grace_s = GRACE_SHARE * cfg.suspicion_base_min_timeout_s()
     sim = ClusterSim(4, 6, cfg, cluster_config=CLUSTER,
                      placement_config=PlacementConfig(placement_interval_s=30.0, auction_ttl_s=0.1,
                                                       claim_wait_s=1.0, min_backoff_s=0.2))

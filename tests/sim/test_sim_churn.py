@@ -61,6 +61,6 @@ def test_a_real_death_is_healed_once_per_slot_within_the_grace_and_a_little(seed
     r = churn.real_kill(seed, profile=profile)
     assert r.settled and r.victim_slots > 0
     assert r.starts == r.victim_slots, r          # one start per lost slot, no churn
-    grace_s = churn.grace_s(profile, 5)
+    grace_s = churn.grace_s(profile)
     assert r.heal_after_suspicion_s is not None
     assert grace_s <= r.heal_after_suspicion_s < grace_s + 0.5, r
