@@ -13,7 +13,9 @@ Usage: python scripts/bench/placement_sim.py [--nodes 100] [--replicas 1000] [--
        [--kills 0.1 0.5] [--trace]
 --kills with no fraction measures placement alone; --trace prints each
 slot's phases (job reaching its coordinator, rounds, award, start), the
-decline reasons and the gossip broadcast queues' depth.
+decline reasons and the gossip broadcast queues' depth, and after each kill
+where the heal's time went (the victims' suspicion reaching the survivors
+and the slots' coordinators, the grace, the new award).
 """
 
 from __future__ import annotations
@@ -124,6 +126,61 @@ class SlotTrace:
             print(f"    broadcast queue: peak mean {peak[1]:.0f} (max {peak[2]}) at +{peak[0] - t0:.1f} s")
 
 
+class HealTrace:
+    """After a kill (--trace): when each victim was first suspected by any
+    survivor, when the last survivor held it suspect or dead (sampled every
+    0.5 s: a suspicion's own start, else the sample's time), and for each
+    lost slot when its coordinator began suspecting the victim and when the
+    slot was awarded again (virtual s from the kill)."""
+
+    def __init__(self, sim: ClusterSim, victims: list[int], lost: dict[str, int]) -> None:
+        self.sim, self.t0 = sim, sim.world.now
+        self.names = {v: sim.world.nodes[v].name for v in victims}
+        self.lost = lost                                    # slot -> victim
+        self.known: dict[tuple[int, int], float] = {}       # (survivor, victim) -> first seen not alive
+        self.awarded: dict[str, float] = {}
+        self.coord_suspected: dict[str, float] = {}
+
+    def on_output(self, t: float, i: int, ev: object) -> None:
+        if not isinstance(ev, RoundClosed):
+            return
+        for index in ev.awarded:
+            key = slot_key(ev.job, index)
+            if key in self.lost and key not in self.awarded:
+                self.awarded[key] = t - self.t0
+                s = self.sim.world.core(i).swim.suspicions().get(self.names[self.lost[key]])
+                if s is not None:
+                    self.coord_suspected[key] = s.started_at - self.t0
+
+    def sample(self) -> None:
+        w = self.sim.world
+        for nd in w.running():
+            suspicions = nd.core.swim.suspicions()
+            for v, name in self.names.items():
+                if (nd.idx, v) not in self.known:
+                    if name in suspicions:  # exact: when its suspicion began
+                        self.known[(nd.idx, v)] = suspicions[name].started_at - self.t0
+                    else:
+                        info = nd.core.swim.member(name)
+                        if info is None or info.state.value != "alive":
+                            self.known[(nd.idx, v)] = w.now - self.t0
+
+    def report(self) -> None:
+        def show(label: str, vals: list[float]) -> None:
+            if vals:
+                print(f"    {label:<44} p50 {pct(vals, 50):6.2f}  p90 {pct(vals, 90):6.2f}  max {max(vals):6.2f}")
+        first = {v: min(t for (_, x), t in self.known.items() if x == v) for v in self.names
+                 if any(x == v for _, x in self.known)}
+        last = {v: max(t for (_, x), t in self.known.items() if x == v) for v in first}
+        print("  heal phases (virtual s from the kill):")
+        show("victim first suspected by a survivor", list(first.values()))
+        show("first -> last survivor holding it not alive", [last[v] - first[v] for v in first])
+        show("slot's coordinator suspects its victim", list(self.coord_suspected.values()))
+        show("coordinator's suspicion -> slot awarded",
+             [self.awarded[k] - self.coord_suspected[k] for k in self.coord_suspected])
+        show("slot awarded again", list(self.awarded.values()))
+
+
 def run(n: int, replicas: int, seed: int, *, kills: tuple[float, ...] = (0.10, 0.50), trace: bool = False) -> None:
     rng = random.Random(seed)
     caps = [Resources(rng.choice([4000, 8000, 16000]), rng.choice([8, 16, 32]) * GiB, 0) for _ in range(n)]
@@ -193,15 +250,26 @@ def run(n: int, replicas: int, seed: int, *, kills: tuple[float, ...] = (0.10, 0
         victims = rng.sample(busy, min(k, len(busy)))
         victims += rng.sample(idle, k - len(victims))
         lost = sum(len(sim.running[v]) for v in victims)
+        heal = HealTrace(sim, victims, {slot: v for v in victims for slot in sim.running[v]}) if trace else None
         for v in victims:
             w.crash(v)
+        if heal is not None:
+            w.subscribe(heal.on_output)
         cpu0 = time.process_time()
-        healed = w.run_until_converged(lambda _: _settled(sim, jobs), timeout=300, check_every=0.5)
+
+        def settled(_: object) -> bool:
+            if heal is not None:
+                heal.sample()
+            return _settled(sim, jobs)
+        healed = w.run_until_converged(settled, timeout=300, check_every=0.5)
         missing = len(sim.placement_problems(jobs))
         print(f"  kill {int(frac * 100)}% ({len(victims)} nodes, {lost} replicas): settled in "
               f"{healed if healed is not None else float('nan'):.2f} virtual s "
               f"(CPU {time.process_time() - cpu0:.1f} s); slots not running (no room left): {missing}; "
               f"safety violations: {len(sim.violations)}")
+        if heal is not None:
+            w.listeners.remove(heal.on_output)
+            heal.report()
 
 
 def _settled(sim: ClusterSim, jobs) -> bool:
