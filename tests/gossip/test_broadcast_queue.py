@@ -1,22 +1,21 @@
 """BroadcastQueue picks exactly what the plain algorithm picks.
 
 How this works: `ReferenceQueue` below is the queue's contract written
-plainly (buckets by transmit count and lane, failure news in the first half
-of its sends before everything, newest first within a bucket, greedy fill
-with a miss limit, keyed invalidation, eviction of the oldest most-sent
-entries).  Random sequences of add/take with varied sizes,
+plainly (buckets by transmit count and lane, failure news first in up to
+half of the room and again in the room the other lanes leave, newest first
+within a bucket, greedy fill with a miss
+limit, keyed invalidation, eviction of the oldest most-sent entries).  Random sequences of add/take with varied sizes,
 budgets, limits and overheads run through both; every take must return the
 same messages in the same order, and the lengths must agree throughout.
 """
 
 from __future__ import annotations
 
-import math
 import random
 
 import pytest
 
-from gossip.broadcast import FAILURE_FIRST_SHARE, FAILURE_LANE, LANES, MAX_MISSES, MEMBERSHIP_LANE, BroadcastQueue
+from gossip.broadcast import FAILURE_LANE, FAILURE_PACKET_SHARE, LANES, MAX_MISSES, MEMBERSHIP_LANE, BroadcastQueue
 
 
 class ReferenceQueue:
@@ -48,29 +47,42 @@ class ReferenceQueue:
     def take(self, budget: int, limit: int, overhead: int = 2) -> list[bytes]:
         if not len(self) or budget <= overhead:
             return []
-        picked = []
-        misses = 0
-        first_sends = math.ceil(limit * FAILURE_FIRST_SHARE)
+        picked: list[tuple[tuple[int, int], int]] = []
 
-        def order(b: tuple[int, int]) -> tuple[bool, int, int]:
-            sent, lane = b
-            return (not (lane == FAILURE_LANE and sent < first_sends), sent, lane)
+        def fill(bucket_keys: list[tuple[int, int]], budget: int) -> tuple[int, bool]:
+            misses = 0
+            for t in bucket_keys:
+                for i in reversed(list(self.buckets[t])):
+                    if (t, i) in picked:
+                        continue
+                    data = self.buckets[t][i][1]
+                    if len(data) + overhead <= budget:
+                        budget -= len(data) + overhead
+                        picked.append((t, i))
+                        misses = 0
+                        if budget <= overhead + 8:
+                            break
+                    else:
+                        misses += 1
+                        if misses >= MAX_MISSES:
+                            break
+                if budget <= overhead + 8 or misses >= MAX_MISSES:
+                    return budget, True
+            return budget, False
 
-        for t in sorted((t for t, b in self.buckets.items() if b), key=order):  # an empty bucket is no bucket
-            for i in reversed(list(self.buckets[t])):
-                data = self.buckets[t][i][1]
-                if len(data) + overhead <= budget:
-                    budget -= len(data) + overhead
-                    picked.append((t, i))
-                    misses = 0
-                    if budget <= overhead + 8:
-                        break
-                else:
-                    misses += 1
-                    if misses >= MAX_MISSES:
-                        break
-            if budget <= overhead + 8 or misses >= MAX_MISSES:
-                break
+        # Failure news first, in up to its share of the room; then the other
+        # lanes, least-sent first, lower lane first among equals; then more
+        # failure news in the room left.
+        def lane(failure: bool) -> list[tuple[int, int]]:
+            return sorted(t for t, b in self.buckets.items() if b and (t[1] == FAILURE_LANE) == failure)
+
+        room = int(budget * FAILURE_PACKET_SHARE)
+        if room > overhead:
+            budget -= room - fill(lane(True), room)[0]
+        if budget > overhead:
+            budget, full = fill(lane(False), budget)  # an empty bucket is no bucket
+            if not full and budget > overhead:
+                fill(lane(True), budget)
         out = []
         for t, i in picked:
             key, data = self.buckets[t].pop(i)

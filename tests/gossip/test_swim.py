@@ -404,19 +404,29 @@ def test_broadcast_queue_lanes_order_equals_but_never_hold_back_fresher_messages
     assert q.take(13, limit=5) == [b"member-new"]  # room for one: the membership news
 
 
-def test_failure_news_goes_first_for_half_its_sends_then_waits_its_turn():
+def test_failure_news_goes_first_in_up_to_half_of_each_packet():
     from gossip.broadcast import FAILURE_LANE, MEMBERSHIP_LANE, USER_LANE
 
     q = BroadcastQueue(max_items=100)
     q.add(b"suspect-a", key=("member", "a"), lane=FAILURE_LANE)
     q.add(b"alive-b", key=("member", "b"), lane=MEMBERSHIP_LANE)
-    assert q.take(100, limit=4) == [b"suspect-a", b"alive-b"]  # equals: failure news first
+    assert q.take(100, limit=6) == [b"suspect-a", b"alive-b"]
     for k in range(3):
         q.add(b"user-%d" % k, lane=USER_LANE)
-    # Sent once, still in the first half of its 4 sends: ahead of fresher messages.
-    assert q.take(12, limit=4) == [b"suspect-a"]
-    # Sent twice now (half of 4): fresher messages go first again.
-    assert q.take(1000, limit=4) == [b"user-2", b"user-1", b"user-0", b"alive-b", b"suspect-a"]
+    # Sent before, it still goes ahead of fresher messages, whatever its count.
+    assert q.take(24, limit=6) == [b"suspect-a", b"user-2"]
+    assert q.take(1000, limit=6) == [b"suspect-a", b"user-1", b"user-0", b"alive-b", b"user-2"]
+    # But in at most half of the room: the other lanes keep the rest.
+    q = BroadcastQueue(max_items=100)
+    for k in range(4):
+        q.add(b"dead-%d" % k, key=("member", k), lane=FAILURE_LANE)
+    q.add(b"claim-0", lane=USER_LANE)
+    assert q.take(40, limit=6) == [b"dead-3", b"dead-2", b"claim-0", b"dead-1"]
+    # With no other news, failure news fills the whole packet.
+    q = BroadcastQueue(max_items=100)
+    for k in range(5):
+        q.add(b"dead-%d" % k, key=("member", k), lane=FAILURE_LANE)
+    assert q.take(40, limit=6) == [b"dead-4", b"dead-3", b"dead-2", b"dead-1"]
 
 
 def test_a_member_that_rejoined_during_a_failed_probe_is_not_suspected():

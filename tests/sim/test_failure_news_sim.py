@@ -4,9 +4,9 @@ Scene: 40 simulated agents (`lan`), every one broadcasting a fresh 120-byte
 message every 0.2 s, as claims and statuses do while a cluster places; then
 4 of them crash at once.  For each victim, the last survivor to hold it
 suspect (or dead) must do so within 2 s of the first.  Before failure news
-had its own lane with its first sends ahead of everything
-(gossip.broadcast), a suspicion waited behind every fresher user message at
-each relay: 2-7 s in these seeds, and up to 12 s at 100 agents.
+had its own lane and went first in each packet (gossip.broadcast), a
+suspicion waited behind every fresher user message at each relay: 2-9 s in
+these seeds, and up to 12 s at 100 agents.
 """
 
 from __future__ import annotations

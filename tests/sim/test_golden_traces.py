@@ -70,8 +70,8 @@ CASES = {
 }
 
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
-    ('gossip', 11): ('0e2054184b4c9cf5182a1fae2bf91dc5d904931667398c610744f3cd24523849', 1230),
-    ('gossip', 12): ('f015ba423f8f9f1821036884caac4ed84710f7b73890a21ae391559a16576044', 1192),
+    ('gossip', 11): ('d4d9cffd1dc700967aee6795ec4eebf9ea97e0723095d9d264aa3ac6d893ae2a', 1230),
+    ('gossip', 12): ('66acb010a20e111d0a406a11f3a783caaf040dcaba13a023c041fed144af660a', 1193),
     ('placement', 2): ('30c3ac01d200870f22f4557d479aae336b2dedf6d93a76e99b770e3130466ab9', 706),
     ('placement', 5): ('02583c304058a27a4b1cc8e86beef2dfe8c9cab6ffe8eb39932e0c0eae30569e', 681),
 }
