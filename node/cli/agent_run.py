@@ -55,7 +55,7 @@ def run(config_file: str | None, flags: dict[str, Any]) -> None:
     setup_logging(cfg.log_level)
     if (warning := insecure_warning(cfg)) is not None:
         logging.getLogger("shoal.agent").warning(warning)
-    from node.state.persist import PersistError
+    from node.state.layout import PersistError
 
     try:
         # trio's own clock, or with --enable-fault-hook one that is off (chaos testing)
