@@ -5,7 +5,7 @@ it opens them (is the state dir fresh? which error means it cannot start?)
 lives here, apart from the stores (node.state.persist, claimstore,
 versionstore) and sqlite3, which node.state.statedir imports only when it
 opens them, in its worker thread: a fresh agent does that once it gossips,
-and sqlite3 with the stores is about 4 ms of CPU.  The stores import these
+and sqlite3 with the stores is about 3 ms of CPU.  The stores import these
 names from here, so `node.state.persist.PersistError` is the same class.
 """
 

@@ -75,7 +75,7 @@ class _MemoryStore:
 
 def _store_classes() -> tuple[Any, Any, Any]:
     """The three stores' classes.  Imported on first open, in the worker
-    thread, not with this module: sqlite3 and the stores are about 4 ms of
+    thread, not with this module: sqlite3 and the stores are about 3 ms of
     CPU, which an agent on a fresh state dir spends once it gossips
     (node.state.layout holds what is needed before)."""
     from node.state.claimstore import ClaimStore
