@@ -24,6 +24,10 @@ Parsing (job specs, `--cpus`, `--memory`):
   because that is what people paste from `docker run`.  A fractional amount
   (`"1.5GiB"`) is exact; a fraction of a byte left over is dropped.
 
+The arithmetic is on integers (a decimal amount is a numerator over a power
+of ten), exact as `fractions.Fraction` would be: that module (and decimal,
+which it imports) is not imported at every agent start for one `--cpus`.
+
 Formatting is for people, not for parsing back: `format_cpu(1500)` is
 `"1.5 cpu"`, `format_memory(3 << 29)` is `"1.5 GiB"`.  `canonical_memory` is
 the exact string form used in canonical job specs (`"64MiB"`).
@@ -34,7 +38,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import ClassVar
 
 MILLIS_PER_CORE = 1000
@@ -46,7 +49,7 @@ TiB = 1 << 40
 # Floats beyond this many cores are rejected before multiplying (no overflow).
 MAX_PARSED_CORES = 1e12
 # Longest unit string we try to parse: no legitimate amount needs more, and it
-# keeps Fraction arithmetic on hostile input small.
+# keeps the arithmetic on hostile input small.
 MAX_UNIT_TEXT_CHARS = 64
 
 MEMORY_UNITS: dict[str, int] = {
@@ -113,14 +116,16 @@ ZERO = Resources(0, 0, 0)
 Resources.ZERO = ZERO
 
 
-def _amount(text: str) -> tuple[Fraction, str]:
-    """Split "1.5GiB" into (Fraction(3, 2), "gib"); raise UnitError if malformed."""
+def _amount(text: str) -> tuple[int, int, str]:
+    """Split "1.5GiB" into (15, 10, "gib"): the number is numerator/denominator
+    (a power of ten, not reduced); raise UnitError if malformed."""
     if len(text) > MAX_UNIT_TEXT_CHARS:
         raise UnitError(f"{text[:MAX_UNIT_TEXT_CHARS]!r}... is too long")
     m = _AMOUNT_RE.fullmatch(text.strip())
     if m is None:
         raise UnitError(f"{text!r} is not a number with an optional unit")
-    return Fraction(m.group(1)), m.group(2).lower()
+    whole, _, decimals = m.group(1).partition(".")
+    return int(whole + decimals or "0"), 10 ** len(decimals), m.group(2).lower()
 
 
 def parse_memory(value: int | str) -> int:
@@ -132,11 +137,11 @@ def parse_memory(value: int | str) -> int:
     if not isinstance(value, str):
         raise UnitError("must be a string with a unit (\"512MiB\") or an integer "
                         f"number of bytes, got {json_kind(value)}")
-    number, unit = _amount(value)
+    numerator, denominator, unit = _amount(value)
     if unit not in MEMORY_UNITS:
         raise UnitError(f"{value!r} has an unknown unit {unit!r} "
                         "(use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB or k, m, g, t)")
-    return math.floor(number * MEMORY_UNITS[unit])
+    return numerator * MEMORY_UNITS[unit] // denominator  # floor: both are non-negative
 
 
 def parse_cpu(value: float | str) -> int:
@@ -153,21 +158,20 @@ def parse_cpu(value: float | str) -> int:
         # 0.1 * 1000 is 100.00000000000001: accept float noise, not real fractions.
         if abs(value * MILLIS_PER_CORE - rounded) > 1e-6 * max(1.0, abs(rounded)):
             raise UnitError(f"{value} is finer than one millicore (0.001)")
-        number = Fraction(rounded, MILLIS_PER_CORE)
+        millis, denominator = rounded, 1  # millicores: numerator/denominator
     elif isinstance(value, int):
-        number = Fraction(value)
+        millis, denominator = value * MILLIS_PER_CORE, 1
     else:
-        number, unit = _amount(value)
-        if unit == "m":
-            number /= MILLIS_PER_CORE
-        elif unit != "":
+        millis, denominator, unit = _amount(value)
+        if unit == "":
+            millis *= MILLIS_PER_CORE
+        elif unit != "m":
             raise UnitError(f"{value!r} has an unknown unit {unit!r} (write cores, or 'm' for millicores)")
-    if number < 0:
+    if millis < 0:
         raise UnitError(f"{value!r} is negative")
-    millis = number * MILLIS_PER_CORE
-    if millis.denominator != 1:
+    if millis % denominator:
         raise UnitError(f"{value!r} is finer than one millicore (0.001)")
-    return int(millis)
+    return millis // denominator
 
 
 def json_kind(value: object) -> str:
@@ -189,10 +193,18 @@ def json_kind(value: object) -> str:
     return type(value).__name__
 
 
+def _round(numerator: int, denominator: int) -> int:
+    """numerator/denominator (both non-negative) rounded half to even, as round() does."""
+    quotient, remainder = divmod(numerator, denominator)
+    if 2 * remainder > denominator or 2 * remainder == denominator and quotient % 2:
+        quotient += 1
+    return quotient
+
+
 def _decimal(numerator: int, denominator: int, max_places: int) -> str:
     """numerator/denominator rounded to max_places, trailing zeros dropped but one kept."""
     sign = "-" if numerator < 0 else ""
-    scaled = round(Fraction(abs(numerator) * 10**max_places, denominator))
+    scaled = _round(abs(numerator) * 10**max_places, denominator)
     whole, frac = divmod(scaled, 10**max_places)
     digits = str(frac).rjust(max_places, "0").rstrip("0") or "0"
     return f"{sign}{whole}.{digits}"
@@ -212,7 +224,7 @@ def format_memory(memory_bytes: int) -> str:
     for i, (name, unit) in enumerate(_HUMAN_UNITS):
         if size >= unit:
             # 1023.999 MiB would round to "1024.0 MiB": say "1.0 GiB" instead.
-            if i > 0 and round(Fraction(size * 100, unit)) >= 1024 * 100:
+            if i > 0 and _round(size * 100, unit) >= 1024 * 100:
                 name, unit = _HUMAN_UNITS[i - 1]
             return f"{_decimal(memory_bytes, unit, 2)} {name}"
     return f"{memory_bytes} B"

@@ -23,7 +23,6 @@ rules of each field are in docs/jobspec.md.  Pure: no I/O, no clock.
 from __future__ import annotations
 
 import json
-import tomllib
 from typing import Any
 
 from .jobspec import (
@@ -183,6 +182,8 @@ __all__ = [
 def load_toml(text: str) -> JobSpec:
     """Parse and validate a TOML job file; a syntax error is a SpecError at path ""."""
     _check_text_size(text)
+    import tomllib  # here, not atop: an agent imports this module at every start and parses TOML rarely
+
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -13,12 +13,10 @@ rest are counted.  Pure: no I/O.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import json
 import math
 import re
-import shlex
 from typing import Any, overload
 
 from .container_policy import (
@@ -130,6 +128,8 @@ def _key_path(prefix: str, key: str) -> str:
 
 
 def _closest(word: str, known: tuple[str, ...]) -> str | None:
+    import difflib  # only for a misspelt field: not imported at every agent start
+
     close = difflib.get_close_matches(word[:SHOW_CHARS], known, n=1, cutoff=0.6)
     return close[0] if close else None
 
@@ -260,6 +260,8 @@ class Checker:
             if len(value) > MAX_ARG_CHARS * 4:
                 self.add(path, f"must be at most {MAX_ARG_CHARS * 4} characters")
                 return None
+            import shlex  # only for a command given as one string: not imported at every agent start
+
             try:
                 value = shlex.split(value)
             except ValueError as e:

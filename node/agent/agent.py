@@ -54,6 +54,7 @@ import random
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -201,8 +202,12 @@ class Agent:
         await self._dns_link.listen_on_bridge(self)
 
     async def run(
-        self, *, handle_signals: bool = False, task_status: trio.TaskStatus[Agent] = trio.TASK_STATUS_IGNORED
+        self, *, handle_signals: bool = False, on_started: Callable[[], None] | None = None,
+        task_status: trio.TaskStatus[Agent] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Run until asked to exit; `on_started` is called once the agent
+        serves, as task_status is reported (`shoal agent` turns the cyclic
+        GC back on there: node.cli.agent_run)."""
         cfg = self.config
         self.capacity = node_capacity(cfg)
         self.labels = node_labels(cfg)  # ConfigError if they do not fit the status record
@@ -282,6 +287,8 @@ class Agent:
                     sum(1 for e in loaded.entries if not e.deleted),
                     sum(1 for c in loaded.claims if not c.released),
                 )
+                if on_started is not None:
+                    on_started()
                 task_status.started(self)
                 await self._exit.wait()
                 self._api_shutdown.set()
@@ -378,8 +385,9 @@ async def run_agent(
     config: AgentConfig,
     *,
     handle_signals: bool = True,
+    on_started: Callable[[], None] | None = None,
     task_status: trio.TaskStatus[Agent] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run an agent until it leaves (signal or API) or is cancelled."""
     agent = Agent(config)
-    await agent.run(handle_signals=handle_signals, task_status=task_status)
+    await agent.run(handle_signals=handle_signals, on_started=on_started, task_status=task_status)

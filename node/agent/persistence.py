@@ -56,8 +56,7 @@ from node.agent.pump import Pump
 from node.core.inputs import AbandonWrite, Persisted, WriteJob
 from node.core.jobstore import Entry
 from node.core.node_core import NodeCore
-from node.state import claimstore, persist, versionstore
-from node.state.persist import EntryRejected, PersistError
+from node.state.layout import CLAIMS_DB, JOBS_DB, VERSIONS_DB, EntryRejected, PersistError
 from node.state.statedir import NODE_STATE_FILE, Loaded, StateDir, StoreOp
 from node.telemetry.clustermetrics import ClusterMetrics
 
@@ -65,7 +64,7 @@ log = logging.getLogger("shoal.agent")
 
 PERSIST_QUEUE_DEPTH = 256
 # What a state dir that has been used holds (a WAL alone too: the store's open reports it).
-STATE_FILES = tuple(f"{db}{suffix}" for db in (persist.DB_NAME, claimstore.DB_NAME, versionstore.DB_NAME)
+STATE_FILES = tuple(f"{db}{suffix}" for db in (JOBS_DB, CLAIMS_DB, VERSIONS_DB)
                     for suffix in ("", "-wal")) + (NODE_STATE_FILE,)
 WRITE_TIMEOUT_S = 10.0  # a submission not durable by then is answered 503
 

@@ -3,14 +3,16 @@
 How this works: `OPTIONS` lists each option (its flag, the parameter it
 fills, its kind, help).  node.cli.agent_command builds the click command
 from it: its help page and its error messages are click's.  `parse_fast`
-reads the same options with the standard library's argparse, so that
-`python -m node.cli agent ...` / `shoal agent ...` starts without importing
-click (about 10 ms of CPU, 7 % of a start, and 1 MiB of resident memory:
-docs/benchmarks.md).  It gives click's values (None when not given, a tuple
+reads the same options, so that `python -m node.cli agent ...` / `shoal
+agent ...` starts without importing click (about 10 ms of CPU, 7 % of a
+start, and 1 MiB of resident memory: docs/benchmarks.md), nor argparse
+(about 2.5 ms with gettext): it takes only the plain forms, `--opt VALUE`,
+`--opt=VALUE` and `--flag`, so it needs no parser.  It gives click's values (None when not given, a tuple
 for a repeatable option, a bool for a flag, the canonical spelling of a
 choice, the last value of an option given twice) and returns None for
-anything it is not sure of (--help, an unknown or malformed option, an
-argument, a value that is not one of the choices, a --config that is a
+anything it is not sure of (--help, an unknown, abbreviated or short
+option, an argument, a missing value or one that starts with "-", a flag
+given a value, a value that is not one of the choices, a --config that is a
 directory), and then click parses the
 command line as before; tests/node/test_cli_agent_fast.py checks that both
 give the same values.
@@ -76,45 +78,38 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
-class _Unsure(Exception):
-    """argparse met something click should answer (it would print and exit)."""
+BY_FLAG = {opt.flag: opt for opt in OPTIONS}
 
 
 def parse_fast(argv: list[str]) -> dict[str, Any] | None:
     """The agent's parameters from `argv` (after `agent`), as click would
     pass them, or None when click should parse them (see the module doc)."""
-    if any(arg in ("-h", "--help", "--") for arg in argv):
-        return None
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> Any:  # noqa: D102 -- click reports it instead
-            raise _Unsure(message)
-
-    parser = Parser(add_help=False, allow_abbrev=False)
-    for opt in OPTIONS:
+    given: dict[str, list[str]] = {opt.dest: [] for opt in OPTIONS}  # every value, in order
+    args = iter(argv)
+    for arg in args:
+        flag, eq, inline = arg.partition("=")
+        opt = BY_FLAG.get(flag)
+        if opt is None:  # an argument, --help, --, a short or abbreviated or unknown option
+            return None
         if opt.kind == "flag":
-            parser.add_argument(opt.flag, dest=opt.dest, action="store_true")
-        elif opt.kind == "multiple":
-            parser.add_argument(opt.flag, dest=opt.dest, action="append", default=[])
-        else:
-            parser.add_argument(opt.flag, dest=opt.dest, action="append")
-    try:
-        ns, rest = parser.parse_known_args(argv)
-    except _Unsure:
-        return None
-    if rest:
-        return None
+            if eq:
+                return None
+            given[opt.dest].append("")
+            continue
+        value = inline if eq else next(args, None)
+        if value is None or not eq and value.startswith("-"):  # missing, or click may read it otherwise
+            return None
+        given[opt.dest].append(value)
     out: dict[str, Any] = {}
     for opt in OPTIONS:
-        value = getattr(ns, opt.dest)
+        values = given[opt.dest]
         if opt.kind == "flag":
-            out[opt.dest] = bool(value)
+            out[opt.dest] = bool(values)
             continue
         if opt.kind == "multiple":
-            out[opt.dest] = tuple(value)
+            out[opt.dest] = tuple(values)
             continue
-        value = value[-1] if value else None  # given twice: the last, as click does
+        value = values[-1] if values else None  # given twice: the last, as click does
         if value is None and opt.envvar is not None:
             value = os.environ.get(opt.envvar) or None
         if value is not None and opt.choices:

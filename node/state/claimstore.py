@@ -42,11 +42,12 @@ from pathlib import Path
 from auction.claims import Claim
 
 from node.core.jobstore import MAX_ENTRIES
+from node.state.layout import CLAIMS_DB
 from node.state.sqlitefile import (KEEP_CORRUPT, BadRow, FileLayout, LoadReport, PersistError,
                          SqliteStore, open_file, scan_rows)
 from node.state.rowbody import RowBody
 
-DB_NAME = "claims.db"
+DB_NAME = CLAIMS_DB
 APPLICATION_ID = 0x73686F63  # "shoc"
 SCHEMA_VERSION = 1
 MAX_ROW_BYTES = 4096  # a claim's wire form is a few hundred bytes at most

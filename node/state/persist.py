@@ -67,10 +67,11 @@ from pathlib import Path
 
 from node.core.hlc import Stamp
 from node.core.jobstore import MAX_ENTRIES, Entry, wins
+from node.state.layout import JOBS_DB, EntryRejected
 from node.state.sqlitefile import (KEEP_CORRUPT, BadRow, FileLayout, LoadReport, PersistError,
                          SqliteStore, is_corruption, open_file, scan_rows)
 
-DB_NAME = "jobs.db"
+DB_NAME = JOBS_DB
 MAX_SPEC_BYTES = 64 * 1024
 MAX_NAME_CHARS = 255  # as Entry.from_wire
 MAX_NODE_CHARS = 512  # as Stamp.from_wire
@@ -110,11 +111,6 @@ _LAYOUT = FileLayout(
     file_name=DB_NAME, store_name="job store", contents="jobs", row_noun="job",
     application_id=APPLICATION_ID, schema_version=SCHEMA_VERSION,
     table="entries", columns=_COLUMNS, schema_sql=_SCHEMA)
-
-
-class EntryRejected(ValueError):
-    """An entry this store will not hold (too large, malformed, store full).
-    Raised before anything of the batch is written."""
 
 
 def row_checksum(name: str, wall_ms: int, counter: int, node: str, spec: bytes | None) -> bytes:

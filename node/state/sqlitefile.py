@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self, TypeVar
 
+from node.state.layout import PersistError
+
 KEEP_CORRUPT = 3  # moved-aside copies kept for a post-mortem
 
 # SQLite primary result codes that mean "this file is damaged"; anything else
@@ -54,16 +56,6 @@ _SQLITE_NOTADB = 26
 _SPARE_PAGES = 64
 
 T = TypeVar("T")
-
-
-class PersistError(Exception):
-    """A store cannot be read or written (not a corrupt file: those are
-    moved aside at open).  `corruption` is true if SQLite found damage while
-    running; the next open will move the file aside."""
-
-    def __init__(self, message: str, corruption: bool = False) -> None:
-        super().__init__(message)
-        self.corruption = corruption
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The agent's state dir: both durable stores and this node's own settings.
 
-How this works: `StateDir.open()` opens, in a worker thread, the job store
+How this works: `StateDir.open()` opens, in a worker thread (which imports
+them: sqlite3 is not imported before), the job store
 (node/persist.py, `jobs.db`), the claim store (node/claimstore.py,
 `claims.db`) and the version store (node/state/versionstore.py,
 `versions.db`: job history), and reads `node.json` (settings of this node changed at run
@@ -34,10 +35,7 @@ import trio
 
 from auction.claims import Claim
 
-from node.state.claimstore import ClaimStore
 from node.core.jobstore import Entry
-from node.state.persist import EntryStore
-from node.state.versionstore import VersionStore
 
 NODE_STATE_FILE = "node.json"
 
@@ -75,6 +73,18 @@ class _MemoryStore:
         pass
 
 
+def _store_classes() -> tuple[Any, Any, Any]:
+    """The three stores' classes.  Imported on first open, in the worker
+    thread, not with this module: sqlite3 and the stores are about 3 ms of
+    CPU, which an agent on a fresh state dir spends once it gossips
+    (node.state.layout holds what is needed before)."""
+    from node.state.claimstore import ClaimStore
+    from node.state.persist import EntryStore
+    from node.state.versionstore import VersionStore
+
+    return EntryStore, ClaimStore, VersionStore
+
+
 class StateDir:
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -96,11 +106,12 @@ class StateDir:
         loaded = Loaded()
         if self.path is None:
             return loaded
-        self.jobs, jobs_report = await self._run(EntryStore.open, self.path)
+        entry_store, claim_store, version_store = await self._run(_store_classes)
+        self.jobs, jobs_report = await self._run(entry_store.open, self.path)
         loaded.entries = await self._run(self.jobs.load)
-        self.claims, claims_report = await self._run(ClaimStore.open, self.path)
+        self.claims, claims_report = await self._run(claim_store.open, self.path)
         loaded.claims = list(self.claims.loaded)
-        self.versions, versions_report = await self._run(VersionStore.open, self.path)
+        self.versions, versions_report = await self._run(version_store.open, self.path)
         loaded.entries.extend(self.versions.loaded)
         for store, report in (("jobs", jobs_report), ("claims", claims_report), ("versions", versions_report)):
             loaded.problems.extend((store, p) for p in report.problems)

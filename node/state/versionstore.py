@@ -32,11 +32,12 @@ from pathlib import Path
 
 from node.core.history import HISTORY_VERSIONS
 from node.core.jobstore import MAX_ENTRIES, Entry
+from node.state.layout import VERSIONS_DB
 from node.state.sqlitefile import (KEEP_CORRUPT, BadRow, FileLayout, LoadReport, PersistError,
                                    SqliteStore, open_file, scan_rows)
 from node.state.rowbody import RowBody
 
-DB_NAME = "versions.db"
+DB_NAME = VERSIONS_DB
 APPLICATION_ID = 0x73686F76  # "shov"
 SCHEMA_VERSION = 1
 MAX_SPEC_BYTES = 64 * 1024

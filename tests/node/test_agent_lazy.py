@@ -78,15 +78,23 @@ def test_idle_agent_loads_no_docker_httpx_metrics_or_crypto() -> None:
 # What the agent needs before it gossips is loaded by `node.agent.agent`; the
 # DNS server (dnspython: a fair part of start-up) is imported only once the
 # agent gossips, unless the runtime's bridge must get it before any placement;
-# the capacity probe asks the OS, not psutil.
+# the capacity probe asks the OS, not psutil.  SQLite and the stores come with
+# the first open of the state dir (a fresh one: once the agent gossips),
+# tomllib with a TOML file, difflib and shlex with a job spec that needs them;
+# amounts are parsed without fractions (and decimal).
 BEFORE_GOSSIP_NOT = ("dns", "node.dns.server", "node.agent.dns_link", "node.api.server", "starlette", "hypercorn",
-                     "psutil")
+                     "psutil", "sqlite3", "node.state.persist", "node.state.claimstore", "node.state.versionstore",
+                     "tomllib", "difflib", "shlex", "fractions", "decimal")
 
 
 def test_the_agent_module_loads_no_dns_or_http_stack() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    probe = "import json, sys\nimport node.agent.agent\nprint(json.dumps(sorted(sys.modules)))"
+    probe = ("import json, sys\nimport node.agent.agent, node.agent.config\n"
+             "from node.agent.config import load_config\n"
+             "cfg = load_config(None, {'bind': '127.0.0.1:0', 'api': '127.0.0.1:0', 'profile': 'local'})\n"
+             "node.agent.agent.node_capacity(cfg)\nprint(json.dumps(sorted(sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert loaded(json.loads(proc.stdout.strip().splitlines()[-1]), BEFORE_GOSSIP_NOT) == []
+

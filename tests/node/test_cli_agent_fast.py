@@ -45,6 +45,7 @@ def click_values(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     ["--runtime", "docker", "--docker-host", "unix:///run/d.sock", "--cpus", "1.5", "--memory", "2GiB",
      "--reserve-cpus", "100m", "--reserve-memory", "64MiB", "--port-range", "20000-20100"],
     ["--name", "first", "--name", "second", "--config", "shoal.toml", "--state-dir", "/var/lib/shoal"],
+    ["--name=", "--tag=a=b", "--cpus=2", "--join", "", "--log-level=Info"],
     ["--api-tls-cert", "c.pem", "--api-tls-key", "k.pem", "--api-tls-ca", "ca.pem", "--publish-address", "0.0.0.0",
      "--advertise", "10.0.0.5:7946", "--encrypt", "a2V5", "--keyring-file", "k.json"],
 ])
@@ -58,7 +59,8 @@ def test_the_fast_path_reads_what_click_reads(argv: list[str], monkeypatch: pyte
 
 @pytest.mark.parametrize("argv", [
     ["--help"], ["-h"], ["--nmae", "a"], ["--profile", "fast"], ["extra"], ["--name"], ["--bind", "x", "--", "y"],
-    ["--config", "."], ["--insecure-no-encryption=yes"], ["--bin", "127.0.0.1:1"],
+    ["--config", "."], ["--insecure-no-encryption=yes"], ["--bin", "127.0.0.1:1"], ["--name", "-x"],
+    ["-n", "a"], ["--help=x"], ["--name", "a", "--join"],
 ])
 def test_what_the_fast_path_is_unsure_of_is_left_to_click(argv: list[str]) -> None:
     assert parse_fast(argv) is None
@@ -75,4 +77,4 @@ def test_shoal_agent_runs_without_loading_click_and_still_reports_a_bad_setting_
     assert proc.returncode == 2, proc.stderr
     assert "shoal agent:" in proc.stderr and "port" in proc.stderr.lower()
     modules = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert "click" not in modules and "node.agent.config" in modules
+    assert "click" not in modules and "argparse" not in modules and "node.agent.config" in modules
