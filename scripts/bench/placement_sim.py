@@ -160,9 +160,9 @@ class HealTrace:
                 if (nd.idx, v) not in self.known:
                     if name in suspicions:  # exact: when its suspicion began
                         self.known[(nd.idx, v)] = suspicions[name].started_at - self.t0
-                    else:
+                    else:  # dead already (a member it never knew is no news of the failure)
                         info = nd.core.swim.member(name)
-                        if info is None or info.state.value != "alive":
+                        if info is not None and info.state.value != "alive":
                             self.known[(nd.idx, v)] = w.now - self.t0
 
     def report(self) -> None:
