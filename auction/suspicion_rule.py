@@ -22,10 +22,10 @@ in a big cluster too.  The grace has a different job: to outlast a short
 stall of the suspect (a busy or paused process).  How long a stall lasts
 does not grow with the cluster, and the round trip of the news grows only
 a little, since failure news goes ahead of other gossip (gossip.broadcast):
-the first survivor's suspicion to the last one's is about 1 s at 1,000
-simulated nodes against 0.2-0.4 s at 5.  Scaled like the timeout, the grace
-was 6 s at 1,000 nodes, and a 10 % kill there healed in 12.75 s, 6 of
-them waiting for it (8.75 s with this grace of 2 s).  Once the suspicion is that
+from the first survivor's suspicion to the last one's about 1 s at 300
+simulated nodes, against 0.2-0.4 s at 5.  Scaled like the timeout, the
+grace was 6 s at 1,000 nodes, and a 10 % kill there healed in 12.75 s, 6
+of them waiting for it (9.0 s with this grace of 2 s).  Once the suspicion is that
 old, or the member is declared dead or has left, its slots are re-placed as
 before.  Coordination and new awards are unchanged: a suspect coordinates
 nothing and wins nothing new (auction.membership); only the slots it already

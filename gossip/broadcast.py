@@ -21,15 +21,17 @@ news drained).
 
 Failure news goes first, in up to half of each packet's room
 (FAILURE_PACKET_SHARE); the other lanes fill the rest of the room as above,
-and failure news that did not fit takes whatever room they leave.  The layers above queue fresh
-broadcasts all the time (claims, statuses), so with ordering by count alone
-a suspicion, once sent, waited behind every newer user message at every
-node that relayed it: after killing 30 of 300 simulated nodes right after a
-placement burst, the last survivor heard of a victim up to 10 s after the
-first (90 % of them within 2.5-4.7 s), and each survivor's placement waited
-that long before its grace (auction.suspicion_rule) even began.  Now the
-last survivor hears of each victim within 0.7-1.3 s of the first.  Only
-half the room: a mass failure's news (hundreds of suspects and deaths, each
+and failure news that did not fit takes whatever room they leave.  The
+layers above queue fresh broadcasts all the time (claims, statuses), so
+with ordering by count alone a suspicion, once sent, waited behind every
+newer user message at every node that relayed it: after killing 30 of 300
+simulated nodes right after a placement burst, the last survivor heard of
+a victim up to 10 s after the first (90 % of them within 2.5-4.7 s), and
+each survivor's placement waited that long before its grace
+(auction.suspicion_rule) even began.  Now the last survivor hears of each
+victim within 0.7-1.5 s of the first (one victim of the 30: 2.8 s); when
+100 of 1,000 die at once their news competes with itself for that half
+(median 3.7 s, docs/benchmarks.md).  Only half the room: a mass failure's news (hundreds of suspects and deaths, each
 sent `limit` times by every relay) must not starve the lane that re-places
 their replicas.  (Giving failure news the whole packet only for the first
 half of its sends left stragglers: some survivors heard 3-9 s late.)
@@ -75,7 +77,7 @@ _data_of = itemgetter(_DATA)
 
 
 class BroadcastQueue:
-    __slots__ = ("max_items", "_buckets", "_where", "_size", "_dead", "_min_len")
+    __slots__ = ("max_items", "_buckets", "_where", "_size", "_dead", "_min_len", "_others")
 
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
@@ -89,6 +91,7 @@ class BroadcastQueue:
         # ever queued).  Once the room left in a packet is below it, nothing
         # else can fit and `take` stops scanning.
         self._min_len = 1 << 30
+        self._others: list[int] = []  # indices of the buckets not of the failure lane (take)
 
     def __len__(self) -> int:
         return self._size
@@ -211,8 +214,9 @@ class BroadcastQueue:
             left, _ = self._fill(failure, failure_room, stop_below, overhead_bytes, moves)
             budget_bytes -= failure_room - left
         if budget_bytes > overhead_bytes:
-            others = [i for i in range(n) if i % LANES != FAILURE_LANE]
-            budget_bytes, full = self._fill(others, budget_bytes, stop_below, overhead_bytes, moves)
+            if len(self._others) != n - len(failure):
+                self._others = [i for i in range(n) if i % LANES != FAILURE_LANE]
+            budget_bytes, full = self._fill(self._others, budget_bytes, stop_below, overhead_bytes, moves)
             if not full and budget_bytes > overhead_bytes:
                 self._fill(failure, budget_bytes, stop_below, overhead_bytes, moves)
         if not moves:
