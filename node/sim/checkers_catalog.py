@@ -199,10 +199,12 @@ class SimRuntime:
 
 
 class CatalogChecker:
-    """Safety of every live node's catalog, checked at every step."""
+    """Safety of every live node's catalog, checked at every step of that
+    node and every `sample_every_s` besides: a node that sends nothing keeps
+    its catalog as it was, and a stale listing there must be seen too."""
 
     def __init__(self, sim: ClusterSim, runtime: SimRuntime, *, stale_s: float, detect_s: float,
-                 max_violations: int = 50) -> None:
+                 max_violations: int = 50, sample_every_s: float = 0.25) -> None:
         self.sim = sim
         self.detect_s = detect_s
         self.world = sim.world
@@ -214,6 +216,13 @@ class CatalogChecker:
         self.max_stale_s = 0.0  # the longest a stopped container stayed listed on another node
         self.world.subscribe(self._on_event)
         runtime.on_report.append(self.check_node)
+        self.sample_every_s = sample_every_s
+        self.world.after(sample_every_s, self._sample)
+
+    def _sample(self) -> None:
+        for nd in self.world.running():
+            self.check_node(nd.idx)
+        self.world.after(self.sample_every_s, self._sample)
 
     def _on_event(self, t: float, i: int, ev: Any) -> None:
         if self.world.nodes[i].status is RUNNING:

@@ -130,6 +130,26 @@ def test_the_checker_catches_a_catalog_listing_a_dead_container():
     assert any(f"lists {slot} on node-{holder}" in v for v in checker.violations), checker.violations[:3]
 
 
+def test_the_checker_catches_a_stale_listing_on_a_node_that_sends_nothing(monkeypatch):
+    # Seed 268 without the repeated publication: one node misses the record
+    # that drops an unhealthy replica and, having nothing to send, keeps
+    # listing it for ~8 s.  The checker must see it between that node's own
+    # steps (it samples every live node), not only when the node acts.
+    import node.core.node_core
+
+    monkeypatch.setattr(node.core.node_core, "listing_moved", lambda old, new: False)
+    sim, runtime, checker = make(268)
+    api = job("api", 6)
+    sim.submit(0, api)
+    converge(sim, runtime, [api])
+    holder = next(i for i in sim.live_indices() if runtime.containers[i])
+    slot = sorted(runtime.containers[holder])[0]
+    runtime.set_health(holder, slot, False)
+    sim.world.run_for(12.0)
+    assert any(f"lists {slot} on node-{holder}; its container stopped" in v for v in checker.violations), \
+        checker.violations[:3]
+
+
 # Seed 39: one of the 16 nodes got none of the ~90 gossiped copies of the
 # holder's record that lists the replica again (each node relays a record 6
 # times), and listed it 8.9 s late, when push/pull brought it; seed 268 the
