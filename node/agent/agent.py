@@ -87,6 +87,7 @@ from node.agent.runtime_link import make_runtime, watch_claims_replayed, watch_r
 from node.agent.statefile import remove_state_file, state_file, write_state_file
 from node.agent.tags import encode_tags
 from node.agent.transport import Transport
+from node.api import lean_imports
 from node.api.blocking import Indexes
 from node.api.listen import check_tls, open_api_socket
 from node.core.inputs import SetDrained
@@ -260,7 +261,9 @@ class Agent:
                 # answers peers meanwhile, and served on the socket above.
                 if not dns_first:
                     await self._start_dns(nursery)
-                server = await trio.to_thread.run_sync(importlib.import_module, "node.api.server")
+                # (without the standard-library modules it never runs: node.api.lean_imports)
+                server = await trio.to_thread.run_sync(lean_imports.import_module, "node.api.server",
+                                                        lean_imports.HTTP_STACK)
                 await nursery.start(server.serve_api, self, api_sock, self._api_shutdown, self._api_done)
                 await self.persistence.stores_ready.wait()  # a first start creates them meanwhile
                 codecache.save()  # what this start compiled, for the next (node.agent.codecache)

@@ -34,6 +34,7 @@ import trio
 
 from node.agent.config import AgentConfig, ConfigError, advertise_address, publish_address
 from node.agent.health import RUNTIME
+from node.api import lean_imports
 from node.core.inputs import ImageInventory, ImagePulls, ReplicaGaveUp, RuntimeSlots
 from node.runtime.fake import FakeRuntime
 
@@ -53,6 +54,7 @@ def make_runtime(agent: Agent) -> Any:
         return FakeRuntime()
     try:
         # Optional: the docker client library may not be installed.
+        lean_imports.import_module("httpx", lean_imports.HTTPX)  # without its command line (click, pygments)
         from node.agent.image_share import ImageShare  # with the docker SDK and httpx: docker agents only
         from node.runtime.docker import DockerRuntime, DockerRuntimeConfig
     except ImportError as e:

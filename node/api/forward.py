@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 
 from node.agent.config import ConfigError, HostPort, parse_host_port
 from node.agent.peer_auth import sign
+from node.api import lean_imports
 from node.api.tls import peer_client_context
 
 if TYPE_CHECKING:
@@ -95,7 +96,10 @@ def forward_headers(agent: Agent, method: str, target: str) -> dict[str, str]:
 
 def forward_client(agent: Agent, timeout: float | httpx.Timeout) -> httpx.AsyncClient:
     """An HTTP client for requests to other agents (mutual TLS when the API has TLS)."""
-    import httpx  # loaded by the first forward, not by every agent at start
+    # loaded by the first forward, not by every agent at start (and without
+    # its command line: node.api.lean_imports)
+    lean_imports.import_module("httpx", lean_imports.HTTPX)
+    import httpx
 
     cfg = agent.config
     verify: Any = peer_client_context(cfg) if cfg.api_tls_cert is not None else True

@@ -1,0 +1,144 @@
+"""Third-party stacks imported without the standard-library modules an agent never runs.
+
+How this works: hypercorn and starlette import, at their top, modules that
+an agent (a trio program serving its API with them) never calls: asyncio
+(starlette before Python 3.13 takes `iscoroutinefunction` from it),
+http.client with the email parser (starlette, for a status code's phrase in
+an HTTPException without a detail), logging.config (hypercorn, for a log
+configuration file), multiprocessing (hypercorn: the type of a multi-worker
+shutdown event, in annotations), html (starlette's debug page), tomllib
+(hypercorn's configuration file), http.cookies and email.utils (starlette,
+for cookies and file responses): HTTP_STACK.  httpx imports its command
+line, with click and pygments: HTTPX.  Together about 4 MiB of an idle
+agent's 43, and 2 MiB more where httpx is loaded (docs/benchmarks.md,
+"Idle memory").
+
+`import_module(name, stand_ins)` imports `name` (node.api.server, httpx)
+with a meta path finder first in sys.meta_path that answers, for the
+modules of `stand_ins` not loaded yet and in the calling thread only, with
+a stand-in: a module holding only the names its importers take with
+`from ... import` (the values below), made without running the real
+module's code.  When the import is done the finder is removed and the
+stand-ins leave sys.modules, so any later `import asyncio` (anywhere) loads
+the real module.  An importer that keeps the module itself (starlette's
+`http.client`, `html`, `http.cookies`; hypercorn's `tomllib`) keeps the
+stand-in: the first name it asks of it imports the real module and answers
+from it, so a 404's phrase or a cookie still work, only the first one
+later.  Another thread that imports one of them during that import (about
+0.1 s, once per agent) gets a stand-in too, which waits for the import to
+finish and answers the same way.
+
+The values given: starlette gets `inspect.iscoroutinefunction` for
+asyncio's (what starlette uses from Python 3.13; the two differ only for
+functions marked by asyncio's removed @coroutine decorator, and for
+unittest.mock's AsyncMock); the other functions (and multiprocessing's
+Event) import the real module when called.  A name of these modules asked
+during the import that is not given here raises AttributeError, so the
+import fails at once (a newer hypercorn or starlette that needs one:
+tests/node/test_lean_imports.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+import threading
+import types
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+
+
+def _imported_when_called(module: str, name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"{module}.{name}, its module imported at the first call"
+    return call
+
+
+# module -> the names its importers take at import, and what they get.  For
+# node.api.server (hypercorn, starlette):
+HTTP_STACK: dict[str, dict[str, Any]] = {
+    "asyncio": {"iscoroutinefunction": inspect.iscoroutinefunction},   # starlette._utils
+    "http.client": {},                                                 # starlette.exceptions (`http.client.responses`)
+    "logging.config": {"dictConfig": _imported_when_called("logging.config", "dictConfig"),
+                       "fileConfig": _imported_when_called("logging.config", "fileConfig")},  # hypercorn.logging
+    "multiprocessing": {},                                             # the package of the next one
+    "multiprocessing.synchronize": {"Event": _imported_when_called("multiprocessing.synchronize", "Event")},
+    "html": {},                                                        # starlette.middleware.errors
+    "tomllib": {},                                                     # hypercorn.config, hypercorn.logging
+    "http.cookies": {},                                                # starlette.requests, .responses
+    "email.utils": {"format_datetime": _imported_when_called("email.utils", "format_datetime"),
+                    "formatdate": _imported_when_called("email.utils", "formatdate")},  # starlette.responses
+}
+# For httpx (node.api.forward, node.agent.image_share): its command line, with click and pygments.
+HTTPX: dict[str, dict[str, Any]] = {"httpx._main": {"main": _imported_when_called("httpx._main", "main")}}
+
+_window = threading.Lock()  # held while stand-ins are in sys.modules
+_importing_thread: int | None = None  # the thread whose imports get stand-ins, during the import
+_given: dict[str, dict[str, Any]] = {}  # the stand-ins of that import
+
+
+class StandIn(types.ModuleType):
+    """A module's stand-in: the names given, the rest from the real module,
+    imported at the first use once the stand-ins are gone."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if threading.get_ident() == _importing_thread:
+            # The import machinery asks for __path__ (absent: not a package,
+            # so `from m import n` takes n as given); anything else is a name
+            # this module does not give.
+            raise AttributeError(f"{self.__name__}.{attr}: not given during the import "
+                                 "(node.api.lean_imports)")
+        with _window:  # another thread during that import: wait for its end
+            pass
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+# The loader and the finder are duck-typed (importlib.abc would bring importlib.resources).
+class _StandInLoader:
+    def create_module(self, spec: ModuleSpec) -> types.ModuleType:
+        module = StandIn(spec.name)
+        module.__dict__.update(_given[spec.name])
+        if any(other.startswith(spec.name + ".") for other in _given):
+            module.__path__ = []  # its stand-in submodules are found by the finder below
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        pass  # nothing runs: that is the point
+
+
+class _Finder:
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: types.ModuleType | None = None) -> ModuleSpec | None:
+        if fullname in _given and threading.get_ident() == _importing_thread:
+            return importlib.util.spec_from_loader(fullname, _StandInLoader())
+        return None
+
+
+def import_module(name: str, stand_ins: dict[str, dict[str, Any]]) -> types.ModuleType:
+    """Import `name` with `stand_ins` (HTTP_STACK, HTTPX) for those of their
+    modules that are not loaded yet (see the module docstring)."""
+    global _importing_thread
+    if name in sys.modules:
+        return sys.modules[name]
+    finder = _Finder()
+    with _window:
+        _importing_thread = threading.get_ident()
+        _given.update(stand_ins)
+        sys.meta_path.insert(0, finder)
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.meta_path.remove(finder)
+            _importing_thread = None
+            for stand_in in _given:
+                if isinstance(sys.modules.get(stand_in), StandIn):
+                    del sys.modules[stand_in]
+            _given.clear()

@@ -1,0 +1,142 @@
+"""The HTTP stack imported without asyncio, http.client, logging.config,
+multiprocessing, html and tomllib (node.api.lean_imports), and still working.
+
+What a user would notice if it broke: an idle agent about 4 MiB larger
+(docs/benchmarks.md, "Idle memory"), or, worse, an API that fails where the
+deferred modules are needed after all (a 404's phrase, another thread's
+asyncio).  Checked in fresh interpreters, since this test process has
+loaded them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEFERRED = ("asyncio", "http.client", "email.parser", "logging.config", "multiprocessing", "html", "tomllib")
+
+
+def run_probe(code: str) -> dict[str, object]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def test_the_api_serves_without_the_deferred_modules_and_loads_them_when_used() -> None:
+    out = run_probe("""
+import json, sys, tempfile
+import trio
+from node.agent.agent import Agent
+from node.agent.config import load_config
+
+DEFERRED = %r
+
+async def get(url, path):
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    await stream.send_all(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n".encode())
+    data = b""
+    while chunk := await stream.receive_some():
+        data += chunk
+    return data.split(b" ", 2)[1].decode()
+
+async def main():
+    cfg = load_config(None, {"bind": "127.0.0.1:0", "api": "127.0.0.1:0", "profile": "local",
+                             "dns_bind": "127.0.0.1:0", "state_dir": tempfile.mkdtemp()})
+    async with trio.open_nursery() as nursery:
+        agent = await nursery.start(Agent(cfg).run)
+        with trio.fail_after(30):
+            statuses = [await get(agent.api_url, "/v1/members")]
+            served = [m for m in DEFERRED if m in sys.modules]
+            # starlette's 404 (an HTTPException without a detail) asks http.client for its phrase
+            statuses.append(await get(agent.api_url, "/v1/no-such-thing"))
+        from starlette.exceptions import HTTPException
+        phrase = HTTPException(status_code=418).detail
+        # logging.config's function as hypercorn holds it: the real one, once called
+        import hypercorn.logging
+        hypercorn.logging.dictConfig({"version": 1, "incremental": True})
+        import asyncio  # the real asyncio, for anyone who imports it afterwards
+        ran = asyncio.run(asyncio.sleep(0, result="ran"))
+        print(json.dumps({"statuses": statuses, "served": served, "phrase": phrase, "asyncio": ran,
+                          "after": [m for m in DEFERRED if m in sys.modules]}))
+        nursery.cancel_scope.cancel()
+
+trio.run(main)
+""" % (DEFERRED,))
+    assert out["statuses"] == ["200", "404"]
+    assert out["served"] == []  # the API served without them
+    assert out["phrase"] == "I'm a Teapot"
+    assert out["asyncio"] == "ran"
+    # each loaded where it was used (multiprocessing, html, tomllib: never here)
+    assert out["after"] == ["asyncio", "http.client", "email.parser", "logging.config"]
+
+
+def test_a_name_not_given_fails_the_import_and_leaves_no_stand_in(tmp_path: Path) -> None:
+    # a newer starlette or hypercorn that takes another name at import: the
+    # import fails at once (not a half-made module later)
+    (tmp_path / "takes_a_name.py").write_text("from tomllib import loads\n")
+    out = run_probe(f"""
+import json, sys
+sys.path.insert(0, {str(tmp_path)!r})
+from node.api import lean_imports
+try:
+    lean_imports.import_module("takes_a_name", lean_imports.HTTP_STACK)
+    result = "imported"
+except ImportError as e:
+    result = str(e)
+print(json.dumps({{"result": result, "tomllib": "tomllib" in sys.modules, "meta_path": len(sys.meta_path),
+                  "stand_ins": [m for m, v in sys.modules.items() if isinstance(v, lean_imports.StandIn)]}}))
+""")
+    assert "cannot import name 'loads' from 'tomllib'" in out["result"]  # type: ignore[operator]
+    assert out["tomllib"] is False and out["stand_ins"] == []
+
+
+def test_another_thread_importing_a_deferred_module_meanwhile_gets_the_real_one(tmp_path: Path) -> None:
+    # the HTTP stack's import holds stand-ins in sys.modules for a moment;
+    # a thread that imports asyncio then waits for it and runs real asyncio
+    (tmp_path / "slow_stack.py").write_text(
+        "import builtins\nfrom asyncio import iscoroutinefunction\n"
+        "inside, go_on = builtins.slow_stack_events\ninside.set()\nassert go_on.wait(30)\n")
+    out = run_probe(f"""
+import builtins, json, sys, threading
+sys.path.insert(0, {str(tmp_path)!r})
+from node.api import lean_imports
+done = {{}}
+def stack():
+    done["stack"] = lean_imports.import_module("slow_stack", lean_imports.HTTP_STACK)
+inside, go_on = builtins.slow_stack_events = threading.Event(), threading.Event()
+t = threading.Thread(target=stack)
+t.start()
+assert inside.wait(30)
+import asyncio  # the stand-in: the import above is not done
+stand_in = type(asyncio).__name__
+def other():
+    done["ran"] = asyncio.run(asyncio.sleep(0, result="ran"))
+u = threading.Thread(target=other)
+u.start()
+go_on.set()
+t.join(30); u.join(30)
+print(json.dumps({{"stand_in": stand_in, "ran": done.get("ran"), "real": type(sys.modules["asyncio"]).__name__}}))
+""")
+    assert out == {"stand_in": "StandIn", "ran": "ran", "real": "module"}
+
+
+def test_httpx_without_its_command_line() -> None:
+    # an agent that forwards (or shares images) loads httpx, not click and pygments with it
+    out = run_probe("""
+import json, sys
+from node.api import lean_imports
+httpx = lean_imports.import_module("httpx", lean_imports.HTTPX)
+client = httpx.Client()
+client.close()
+loaded = [m for m in ("click", "pygments", "httpx._main") if m in sys.modules]
+print(json.dumps({"loaded": loaded, "main": httpx.main.__name__}))
+""")
+    assert out == {"loaded": [], "main": "main"}
