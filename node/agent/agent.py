@@ -87,7 +87,6 @@ from node.agent.runtime_link import make_runtime, watch_claims_replayed, watch_r
 from node.agent.statefile import remove_state_file, state_file, write_state_file
 from node.agent.tags import encode_tags
 from node.agent.transport import Transport
-from node.api import lean_imports
 from node.api.blocking import Indexes
 from node.api.listen import check_tls, open_api_socket
 from node.core.inputs import SetDrained
@@ -102,6 +101,15 @@ from node.telemetry.metrics import AgentMetrics
 log = logging.getLogger("shoal.agent")
 
 API_SHUTDOWN_WAIT_S = 1.5
+
+
+def import_api_server() -> Any:
+    """node.api.server, with hypercorn and starlette but without the
+    standard-library modules they import and an agent never runs
+    (node.api.lean_imports; in a thread, once the agent gossips)."""
+    from node.api import lean_imports
+
+    return lean_imports.import_module("node.api.server", lean_imports.HTTP_STACK)
 
 
 def agent_version() -> str:
@@ -261,9 +269,7 @@ class Agent:
                 # answers peers meanwhile, and served on the socket above.
                 if not dns_first:
                     await self._start_dns(nursery)
-                # (without the standard-library modules it never runs: node.api.lean_imports)
-                server = await trio.to_thread.run_sync(lean_imports.import_module, "node.api.server",
-                                                        lean_imports.HTTP_STACK)
+                server = await trio.to_thread.run_sync(import_api_server)
                 await nursery.start(server.serve_api, self, api_sock, self._api_shutdown, self._api_done)
                 await self.persistence.stores_ready.wait()  # a first start creates them meanwhile
                 codecache.save()  # what this start compiled, for the next (node.agent.codecache)

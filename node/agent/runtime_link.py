@@ -34,7 +34,6 @@ import trio
 
 from node.agent.config import AgentConfig, ConfigError, advertise_address, publish_address
 from node.agent.health import RUNTIME
-from node.api import lean_imports
 from node.core.inputs import ImageInventory, ImagePulls, ReplicaGaveUp, RuntimeSlots
 from node.runtime.fake import FakeRuntime
 
@@ -52,6 +51,8 @@ def make_runtime(agent: Agent) -> Any:
     cfg = agent.config
     if cfg.runtime == "fake":
         return FakeRuntime()
+    from node.api import lean_imports
+
     try:
         # Optional: the docker client library may not be installed.
         lean_imports.import_module("httpx", lean_imports.HTTPX)  # without its command line (click, pygments)
