@@ -28,7 +28,6 @@ from urllib.parse import urlencode
 from node.agent.config import ConfigError, HostPort, parse_host_port
 from node.agent.peer_auth import sign
 from node.api import lean_imports
-from node.api.tls import peer_client_context
 
 if TYPE_CHECKING:
     import httpx
@@ -100,6 +99,10 @@ def forward_client(agent: Agent, timeout: float | httpx.Timeout) -> httpx.AsyncC
     # its command line: node.api.lean_imports)
     lean_imports.import_module("httpx", lean_imports.HTTPX)
     import httpx
+
+    # node.api.tls brings hypercorn's config: with the HTTP stack (node.api.lean_imports),
+    # not before it with the image share, which imports this module
+    from node.api.tls import peer_client_context
 
     cfg = agent.config
     verify: Any = peer_client_context(cfg) if cfg.api_tls_cert is not None else True

@@ -140,3 +140,17 @@ loaded = [m for m in ("click", "pygments", "httpx._main") if m in sys.modules]
 print(json.dumps({"loaded": loaded, "main": httpx.main.__name__}))
 """)
     assert out == {"loaded": [], "main": "main"}
+
+
+def test_the_image_share_loads_neither_the_command_line_nor_the_http_stack() -> None:
+    # docker agents import it before they gossip (node.agent.runtime_link):
+    # hypercorn's config comes later, with the HTTP stack and its stand-ins
+    out = run_probe("""
+import json, sys
+from node.api import lean_imports
+lean_imports.import_module("httpx", lean_imports.HTTPX)
+import node.agent.image_share
+print(json.dumps({"loaded": [m for m in ("click", "pygments", "hypercorn", "logging.config", "tomllib")
+                             if m in sys.modules]}))
+""")
+    assert out == {"loaded": []}
