@@ -8,10 +8,12 @@ an HTTPException without a detail), logging.config (hypercorn, for a log
 configuration file), multiprocessing (hypercorn: the type of a multi-worker
 shutdown event, in annotations), html (starlette's debug page), tomllib
 (hypercorn's configuration file), http.cookies and email.utils (starlette,
-for cookies and file responses): HTTP_STACK.  httpx imports its command
-line, with click and pygments: HTTPX.  Together about 4 MiB of an idle
-agent's 43, and 2 MiB more where httpx is loaded (docs/benchmarks.md,
-"Idle memory").
+for cookies and file responses); and HTTP/2 (h2, with hpack, hyperframe
+and priority), which hypercorn serves to a client that asks for it (TLS
+with ALPN h2, or h2c), rarely if ever an agent's: HTTP_STACK.  httpx
+imports its command line, with click and pygments: HTTPX.  Together about
+5.5 MiB of an idle agent's 43, and 2 MiB more where httpx is loaded
+(docs/benchmarks.md, "Idle memory").
 
 `import_module(name, stand_ins)` imports `name` (node.api.server, httpx)
 with a meta path finder first in sys.meta_path that answers, for the
@@ -21,10 +23,11 @@ a stand-in: a module holding only the names its importers take with
 module's code.  When the import is done the finder is removed and the
 stand-ins leave sys.modules, so any later `import asyncio` (anywhere) loads
 the real module.  An importer that keeps the module itself (starlette's
-`http.client`, `html`, `http.cookies`; hypercorn's `tomllib`) keeps the
-stand-in: the first name it asks of it imports the real module and answers
-from it, so a 404's phrase or a cookie still work, only the first one
-later.  Another thread that imports one of them during that import (about
+`http.client`, `html`, `http.cookies`; hypercorn's `tomllib`, `h2`) keeps
+the stand-in: the first name it asks of it imports the real module and
+answers from it (or the package's submodule of that name), so a 404's
+phrase, a cookie or an HTTP/2 connection still work, the first one a
+little later (importing h2 then takes about 20 ms of the agent's thread).  Another thread that imports one of them during that import (about
 0.1 s, once per agent) gets a stand-in too, which waits for the import to
 finish and answers the same way.
 
@@ -76,6 +79,9 @@ HTTP_STACK: dict[str, dict[str, Any]] = {
     "http.cookies": {},                                                # starlette.requests, .responses
     "email.utils": {"format_datetime": _imported_when_called("email.utils", "format_datetime"),
                     "formatdate": _imported_when_called("email.utils", "formatdate")},  # starlette.responses
+    # HTTP/2 (h2 with hpack and hyperframe, priority): hypercorn.protocol.h2, hypercorn.typing;
+    # used by a client that asks for HTTP/2 (TLS with ALPN h2, or h2c), loaded at its first connection
+    "h2": {}, "h2.connection": {}, "h2.events": {}, "h2.exceptions": {}, "priority": {},
 }
 # For httpx (node.api.forward, node.agent.image_share): its command line, with click and pygments.
 HTTPX: dict[str, dict[str, Any]] = {"httpx._main": {"main": _imported_when_called("httpx._main", "main")}}
@@ -98,7 +104,14 @@ class StandIn(types.ModuleType):
                                  "(node.api.lean_imports)")
         with _window:  # another thread during that import: wait for its end
             pass
-        return getattr(importlib.import_module(self.__name__), attr)
+        real = importlib.import_module(self.__name__)
+        try:
+            return getattr(real, attr)
+        except AttributeError:
+            if not hasattr(real, "__path__"):
+                raise
+            # a submodule the importer reached through the package (hypercorn's `h2.settings`)
+            return importlib.import_module(f"{self.__name__}.{attr}")
 
 
 # The loader and the finder are duck-typed (importlib.abc would bring importlib.resources).

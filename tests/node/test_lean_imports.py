@@ -154,3 +154,35 @@ print(json.dumps({"loaded": [m for m in ("click", "pygments", "hypercorn", "logg
                              if m in sys.modules]}))
 """)
     assert out == {"loaded": []}
+
+
+def test_an_http2_client_is_served_once_h2_is_loaded_at_its_first_connection() -> None:
+    out = run_probe("""
+import json, subprocess, sys, tempfile
+import trio
+from node.agent.agent import Agent
+from node.agent.config import load_config
+
+CLIENT = '''
+import httpx, sys
+with httpx.Client(http1=False, http2=True, timeout=20) as c:  # h2c, prior knowledge
+    r = c.get(sys.argv[1] + "/v1/members")
+print(r.http_version, r.status_code)
+'''
+
+async def main():
+    cfg = load_config(None, {"bind": "127.0.0.1:0", "api": "127.0.0.1:0", "profile": "local",
+                             "dns_bind": "127.0.0.1:0", "state_dir": tempfile.mkdtemp()})
+    async with trio.open_nursery() as nursery:
+        agent = await nursery.start(Agent(cfg).run)
+        before = [m for m in ("h2", "hpack", "priority") if m in sys.modules]
+        with trio.fail_after(60):
+            client = await trio.to_thread.run_sync(lambda: subprocess.run(
+                [sys.executable, "-c", CLIENT, agent.api_url], capture_output=True, text=True, timeout=50))
+        print(json.dumps({"before": before, "client": client.stdout.strip() or client.stderr[-2000:],
+                          "after": [m for m in ("h2", "hpack", "priority") if m in sys.modules]}))
+        nursery.cancel_scope.cancel()
+
+trio.run(main)
+""")
+    assert out == {"before": [], "client": "HTTP/2 200", "after": ["h2", "hpack", "priority"]}
