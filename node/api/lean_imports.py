@@ -27,9 +27,10 @@ the real module.  An importer that keeps the module itself (starlette's
 the stand-in: the first name it asks of it imports the real module and
 answers from it (or the package's submodule of that name), so a 404's
 phrase, a cookie or an HTTP/2 connection still work, the first one a
-little later (importing h2 then takes about 20 ms of the agent's thread).  Another thread that imports one of them during that import (about
-0.1 s, once per agent) gets a stand-in too, which waits for the import to
-finish and answers the same way.
+little later (importing h2 then takes about 20 ms of the agent's thread).
+Another thread that imports one of them during that import (about 0.1 s,
+once per agent) gets a stand-in too, which waits for the import to finish
+(at most WINDOW_WAIT_S) and answers the same way.
 
 The values given: starlette gets `inspect.iscoroutinefunction` for
 asyncio's (what starlette uses from Python 3.13; the two differ only for
@@ -87,6 +88,7 @@ HTTP_STACK: dict[str, dict[str, Any]] = {
 HTTPX: dict[str, dict[str, Any]] = {"httpx._main": {"main": _imported_when_called("httpx._main", "main")}}
 
 _window = threading.Lock()  # held while stand-ins are in sys.modules
+WINDOW_WAIT_S = 10.0
 _importing_thread: int | None = None  # the thread whose imports get stand-ins, during the import
 _given: dict[str, dict[str, Any]] = {}  # the stand-ins of that import
 
@@ -96,14 +98,18 @@ class StandIn(types.ModuleType):
     imported at the first use once the stand-ins are gone."""
 
     def __getattr__(self, attr: str) -> Any:
-        if threading.get_ident() == _importing_thread:
+        importing = _importing_thread
+        if importing is not None and (threading.get_ident() == importing or attr.startswith("__")):
             # The import machinery asks for __path__ (absent: not a package,
-            # so `from m import n` takes n as given); anything else is a name
-            # this module does not give.
+            # so `from m import n` takes n as given), in any thread; anything
+            # else, in the importing thread, is a name this module does not give.
             raise AttributeError(f"{self.__name__}.{attr}: not given during the import "
                                  "(node.api.lean_imports)")
-        with _window:  # another thread during that import: wait for its end
-            pass
+        # Another thread during that import: wait for its end (bounded: were
+        # that import to wait for this thread, this fails instead of hanging).
+        if not _window.acquire(timeout=WINDOW_WAIT_S):
+            raise AttributeError(f"{self.__name__}.{attr}: still importing with stand-ins (node.api.lean_imports)")
+        _window.release()
         real = importlib.import_module(self.__name__)
         try:
             return getattr(real, attr)
