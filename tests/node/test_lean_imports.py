@@ -186,3 +186,31 @@ async def main():
 trio.run(main)
 """)
     assert out == {"before": [], "client": "HTTP/2 200", "after": ["h2", "hpack", "priority"]}
+
+
+def test_a_thread_the_import_waits_for_fails_instead_of_hanging(tmp_path: Path) -> None:
+    # the import waits for a thread that meanwhile asks the stand-in for a
+    # real name: that thread's wait ends (here after 0.2 s) with AttributeError
+    (tmp_path / "waits_for_other.py").write_text(
+        "import builtins\nfrom asyncio import iscoroutinefunction\n"
+        "inside, other_done = builtins.waits_events\ninside.set()\nassert other_done.wait(30)\n")
+    out = run_probe(f"""
+import builtins, json, sys, threading
+sys.path.insert(0, {str(tmp_path)!r})
+from node.api import lean_imports
+lean_imports.WINDOW_WAIT_S = 0.2
+inside, other_done = builtins.waits_events = threading.Event(), threading.Event()
+t = threading.Thread(target=lambda: lean_imports.import_module("waits_for_other", lean_imports.HTTP_STACK))
+t.start()
+assert inside.wait(30)
+import asyncio
+try:
+    asyncio.run
+    result = "no error"
+except AttributeError as e:
+    result = str(e)
+other_done.set()
+t.join(30)
+print(json.dumps({{"result": result, "joined": not t.is_alive()}}))
+""")
+    assert out == {"result": "asyncio.run: still importing with stand-ins (node.api.lean_imports)", "joined": True}
