@@ -90,6 +90,14 @@ class UserData(SwimBase):
     def set_user_state(self, data: bytes) -> None:
         self._user_state = data
 
+    def merge_payload(self, node: str, version: int, data: bytes, now: float) -> None:
+        """A payload the consumer fetched itself (not by gossip): merged as
+        gossip's own, the highest version wins."""
+        if not 0 <= version <= PAYLOAD_VERSION_MAX:
+            self._count("payload_invalid")
+            return
+        self._merge_payload(node, version, data, now, None)
+
     def _merge_payload(self, node: str, version: int, data: bytes, now: float, src: Address | None) -> None:
         """A payload from the network (versions already range-checked by
         userdata.decode)."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from auction.auctioneer import RoundClosed, SendTo
 from auction.messages import Award, Bid, CallForBids, Decline, Release
 from auction.placement import AwardAccepted
+from auction.spec import JobSpec
 from node.core import admission, claim_relay, wire
 from node.core.outputs import StateRefused
 
@@ -60,12 +61,23 @@ def auction_output(core: NodeCore, out: object, now: float) -> None:
             core._kick(now)
 
 
+def spec_for(core: NodeCore, job: str, spec_hash: str | None = None) -> JobSpec | None:
+    """The job's spec from the store, or another version seen here
+    (placement.known_spec: a call for bids, an older version)."""
+    spec = core.placement.spec_of(core.store.get(job))
+    if spec is not None and (spec_hash is None or spec.container_hash() == spec_hash):
+        return spec
+    if spec_hash is not None:
+        return core.placement.known_spec(job, spec_hash) or spec
+    return spec
+
+
 def on_award(core: NodeCore, award: Award, origin: str, now: float) -> None:
     refusal = admission.award_refusal(award, core._claims.get)
     if refusal is not None:
         core._emit(StateRefused("award", award.job, origin, refusal))
         return
-    spec = core._spec_for(award.job, award.spec_hash)
+    spec = spec_for(core, award.job, award.spec_hash)
     claims = core.placement.on_award(award, spec=spec, now=now)
     if not claims:
         return

@@ -37,6 +37,11 @@ class ClusterConfig:
     # gossip can carry (see node.core.publish).
     status_digest_quiet_s: float = 2.0
     status_digest_max_delay_s: float = 30.0
+    # Status records are also pulled from a random peer every
+    # store_sync_interval_s for this long after another node's record last
+    # reached us (node.core.status_sync): gossip leaves a few members
+    # without some record for seconds while a large deploy fills its queues.
+    status_sync_active_s: float = 20.0
     tombstone_min_age_s: float = 3600.0
     # After a restart, the claims read from disk start nothing until our
     # claims digest matches every live peer's, or this long at the latest

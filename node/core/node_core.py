@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from functools import partial
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, overload
@@ -47,7 +48,6 @@ from auction.messages import Award, Bid, CallForBids, Decline, Release
 from auction import suspicion_rule
 from auction.placement import Placement, PlacementConfig
 from auction.resources import Resources
-from auction.spec import JobSpec
 from gossip.config import GossipConfig
 from gossip.events import (
     Address,
@@ -70,6 +70,7 @@ from node.core import admission, auction_link, clock_link, cluster_clock, merge_
 from node.core import claim_relay
 from node.core.job_push import JobPush
 from node.core.antientropy import AntiEntropy
+from node.core.status_sync import StatusSync
 from node.core.config import (
     BROADCAST_ENTRY_MAX_BYTES,
     PLACEMENT_KICK_S,
@@ -179,6 +180,7 @@ class NodeCore:
         self._publish_when = PublishSchedule(self.cfg)
         self._sync = AntiEntropy(name, self.store, self._claims, rng, self.cfg, send=self._send, emit=self._emit,
                                  digests_moved=self._digests_moved, count=self._count)
+        self._status_sync = StatusSync(name, random.Random(name), self.cfg, send=self._send, count=self._count)
         self.runtime_summary: RuntimeSummary | None = None  # as reported, before fitting the record
         self._view = CoreView(self)
         self._job_push = JobPush()  # a fresh job straight to its coordinators (large clusters)
@@ -306,6 +308,7 @@ class NodeCore:
             _, _, kind = heapq.heappop(self._timers)
             if kind == "sync":
                 self._sync.tick(self.live_statuses(), self._wall_ms(now), now)
+                self._status_sync.tick(self.swim.payloads(), self.live_statuses(), now)
                 self._schedule(now + self.cfg.store_sync_interval_s * self._rng.uniform(0.8, 1.2), "sync")
             elif kind == "place":
                 self._place(now)
@@ -374,6 +377,7 @@ class NodeCore:
             return
         old = self.statuses.get(out.node)
         self.statuses[out.node] = status
+        self._status_sync.moved(now)
         merge_link.on_record(self, out.node, now)
         if old is None or old.drained != status.drained or old.healthy != status.healthy or \
                 rollout_link.moved_in_rollout(self, old.runtime, status.runtime):
@@ -406,6 +410,11 @@ class NodeCore:
                     self._merge_claims(list(entries), now, origin)
                 if want:
                     self._sync.send_entries(origin, map_id, self._sync.maps[map_id].entries_in(list(want)), [], now)
+            case wire.StatusVersions(versions):
+                self._status_sync.on_versions(origin, versions, self.swim.payloads(), now)
+            case wire.StatusRecords(records, want):
+                self._status_sync.on_records(origin, records, want, self.swim.payloads(), self.swim.merge_payload, now)
+                self._absorb(now)  # the records merged: their PayloadUpdated events
             case CallForBids() | Bid() | Decline() | Award() | Release():
                 auction_link.on_auction_message(self, msg, origin, now)
             case _:
@@ -595,21 +604,11 @@ class NodeCore:
         auction_link.auction_output(self, out, now)
 
     def _reconcile(self, now: float) -> None:
-        cmds = self.placement.reconcile(self._spec_for, now, rollout_link.drained_lookup(self),
+        cmds = self.placement.reconcile(partial(auction_link.spec_for, self), now, rollout_link.drained_lookup(self),
                                         merge_link.winner_state(self))
         for cmd in self._replay.filter(cmds, now, self._view.claims_replayed, self._claims.get):
             self._emit(cmd)
         self._update_allocated(now)
-
-    def _spec_for(self, job: str, spec_hash: str | None = None) -> JobSpec | None:
-        """The job's spec from the store, or another version seen here
-        (placement.known_spec: a call for bids, an older version)."""
-        spec = self.placement.spec_of(self.store.get(job))
-        if spec is not None and (spec_hash is None or spec.container_hash() == spec_hash):
-            return spec
-        if spec_hash is not None:
-            return self.placement.known_spec(job, spec_hash) or spec
-        return spec
 
     def _write_claims(self, claims: list[Claim], now: float) -> list[Claim]:
         """Merge our own claim writes and spread them; returns those that won."""

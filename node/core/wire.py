@@ -26,6 +26,7 @@ import msgpack
 from auction.claims import Claim
 from auction.messages import Award, Bid, CallForBids, Decline, Release
 
+from gossip.limits import PAYLOAD_MAX_BYTES, PAYLOAD_VERSION_MAX, PAYLOADS_MAX
 from gossip.lww import BUCKETS, DIGEST_BYTES
 from node.core.admission import MAX_BALLOT_ROUND
 from node.core.jobstore import Entry
@@ -34,6 +35,8 @@ KIND_ENTRY = 1
 KIND_SYNC_DIGEST = 2
 KIND_SYNC_ENTRIES = 3
 KIND_CLAIM = 4
+KIND_STATUS_VERSIONS = 5
+KIND_STATUS_RECORDS = 6
 KIND_CALL = 10
 KIND_BID = 11
 KIND_DECLINE = 12
@@ -78,8 +81,19 @@ class SyncEntries:
     want: tuple[int, ...]  # buckets the sender wants back
 
 
-NodeMessage = (EntryBroadcast | ClaimBroadcast | SyncDigest | SyncEntries | CallForBids | Bid
-               | Decline | Award | Release)
+@dataclass(frozen=True, slots=True)
+class StatusVersions:
+    versions: tuple[tuple[str, int], ...]  # (node, version of its status record held here)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRecords:
+    records: tuple[tuple[str, int, bytes], ...]  # (node, version, encoded NodeStatus)
+    want: tuple[str, ...]  # nodes whose records the sender holds older or not at all
+
+
+NodeMessage = (EntryBroadcast | ClaimBroadcast | SyncDigest | SyncEntries | StatusVersions | StatusRecords
+               | CallForBids | Bid | Decline | Award | Release)
 
 
 def encode(msg: NodeMessage) -> bytes:
@@ -92,6 +106,10 @@ def encode(msg: NodeMessage) -> bytes:
             body = [KIND_SYNC_DIGEST, map_id, list(buckets)]
         case SyncEntries(map_id, entries, want):
             body = [KIND_SYNC_ENTRIES, map_id, [e.to_wire() for e in entries], list(want)]
+        case StatusVersions(versions):
+            body = [KIND_STATUS_VERSIONS, [list(v) for v in versions]]
+        case StatusRecords(records, want):
+            body = [KIND_STATUS_RECORDS, [list(r) for r in records], list(want)]
         case CallForBids():
             body = [KIND_CALL, msg.auction_id, msg.coordinator, msg.job, msg.spec_hash,
                     list(msg.slots), msg.ttl_s, msg.spec_json]
@@ -146,6 +164,14 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
             else:
                 parsed = tuple(_claim(e) for e in entries)
             return SyncEntries(map_id, parsed, tuple(want))
+        if kind == KIND_STATUS_VERSIONS and len(raw) == 2:
+            return StatusVersions(tuple(_status_rows(raw[1], 2)))
+        if kind == KIND_STATUS_RECORDS and len(raw) == 3:
+            want = raw[2]
+            if not isinstance(want, list) or len(want) > PAYLOADS_MAX:
+                raise WireError("malformed want list")
+            _texts(*want)
+            return StatusRecords(tuple(_status_rows(raw[1], 3)), tuple(want))
         if kind == KIND_CALL and len(raw) == 8:
             _, aid, coord, job, spec_hash, slots, ttl, spec_json = raw
             _texts(aid, coord, job, spec_hash)
@@ -191,6 +217,22 @@ def _claim(raw: object) -> Claim:
             or max(d.cpu_millis, d.memory_bytes, d.disk_bytes) > MAX_INT):
         raise WireError("claim field out of range")
     return claim
+
+
+def _status_rows(rows: object, width: int) -> list[tuple[Any, ...]]:
+    """[node, version] or [node, version, record] rows, each field bounded
+    as gossip bounds a payload (gossip.limits)."""
+    if not isinstance(rows, list) or len(rows) > PAYLOADS_MAX:
+        raise WireError("malformed status rows")
+    out = []
+    for row in rows:
+        if (not isinstance(row, list) or len(row) != width or not isinstance(row[1], int)
+                or not 0 <= row[1] <= PAYLOAD_VERSION_MAX
+                or (width == 3 and not (isinstance(row[2], bytes) and len(row[2]) <= PAYLOAD_MAX_BYTES))):
+            raise WireError("malformed status row")
+        _texts(row[0])
+        out.append(tuple(row))
+    return out
 
 
 def _texts(*values: object) -> None:

@@ -14,6 +14,7 @@ import pytest
 from gossip.broadcast import BroadcastQueue
 from gossip.config import LAN, LOCAL
 from gossip.events import (
+    PayloadUpdated,
     Address,
     JoinCompleted,
     MemberFailed,
@@ -481,6 +482,21 @@ def test_lan_suspicion_formulas_match_memberlist():
     assert LAN.retransmit_limit(30) == 4 * 2
     assert LAN.push_pull_interval_for(30) == 30.0
     assert LAN.push_pull_interval_for(1000) == 30.0 * 6
+
+
+def test_a_payload_fetched_by_the_consumer_merges_like_gossiped_ones():
+    link, nodes = cluster(3)
+    link.run_until(link.now + 5)
+    viewer = nodes[0]
+    viewer.merge_payload("n2", 5, b"five", link.now)
+    assert viewer.payloads()["n2"] == (5, b"five")
+    link.pump()
+    assert any(isinstance(e, PayloadUpdated) and e.node == "n2" and e.version == 5 for who, e in link.events
+               if who == "n0")
+    viewer.merge_payload("n2", 4, b"older", link.now)  # an older version changes nothing
+    viewer.merge_payload("n2", -1, b"forged", link.now)  # nor does one no gossip could carry
+    assert viewer.payloads()["n2"] == (5, b"five")
+    assert viewer.counters.get("payload_invalid") == 1
 
 
 def test_our_own_payload_echoed_back_does_not_bump_its_version():

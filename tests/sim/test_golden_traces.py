@@ -72,8 +72,8 @@ CASES = {
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
     ('gossip', 11): ('d4d9cffd1dc700967aee6795ec4eebf9ea97e0723095d9d264aa3ac6d893ae2a', 1230),
     ('gossip', 12): ('66acb010a20e111d0a406a11f3a783caaf040dcaba13a023c041fed144af660a', 1193),
-    ('placement', 2): ('30c3ac01d200870f22f4557d479aae336b2dedf6d93a76e99b770e3130466ab9', 706),
-    ('placement', 5): ('02583c304058a27a4b1cc8e86beef2dfe8c9cab6ffe8eb39932e0c0eae30569e', 681),
+    ('placement', 2): ('66aea4af9997c0cb5eb9d7f4c0a425367e7660f52bd29d47e924935c7121641e', 702),
+    ('placement', 5): ('c2bd1144c1024ab6428f5cc6388e0de30b7ba8833805afbc50df21d8151893ee', 697),
 }
 
 

@@ -215,7 +215,13 @@ def test_a_revert_that_fails_in_turn_is_not_reverted_again():
     runtime.failing.add(v2.container_hash())
     sim.world.run_for(60.0)
     kinds = checker.kinds()
-    assert kinds.count("reverting") == 1 and kinds[kinds.index("reverting") + 1:].count("failed") >= 1, kinds
+    assert kinds[kinds.index("reverting") + 1:].count("failed") >= 1, kinds
+    # Never back to v3.  Every revert goes to v2: when the designated writer
+    # missed the rollout (here it learned v3 only once every slot ran it),
+    # any agent that saw v3 fail writes the revert a deadline later, and two
+    # may do so within the same instant (auction.rollout: the same spec).
+    back_to_v2 = f"back to {v2.container_hash()[:12]}"
+    assert all(d == back_to_v2 for d in checker.details("reverting")), checker.details("reverting")
     assert job_spec_everywhere(sim) == {v2.container_hash()}
 
 
