@@ -228,14 +228,14 @@ class Swim(Probing, HealDetection):
         if len(meta) > META_MAX_BYTES:
             raise ValueError(f"meta is {len(meta)} bytes; the limit is {META_MAX_BYTES}")
         self._me.meta = meta
-        self._members.changed()
+        self._members.changed(self._me)
         if self._me.incarnation >= INCARNATION_MAX:
             # Pushed to the top by an accusation we refuted: the new meta
             # stays ours but cannot be announced (gossip.limits).
             self._count("incarnation_exhausted")
             return
         self._me.incarnation += 1
-        self._members.changed()
+        self._members.changed(self._me)
         self._queue.add(self._alive_msg(), ("member", self.name))
 
     # ------------------------------------------------------------ reads

@@ -127,7 +127,7 @@ class Membership(SwimBase):
             self._drop("incarnation_overflow", src)
             return
         me.incarnation = incarnation
-        self._members.changed()
+        self._members.changed(me)
         self._queue.add(self._alive_msg(), ("member", self.name), lane=FAILURE_LANE)
         self._awareness.apply_delta(1)
         self._count("refutations")
@@ -192,7 +192,7 @@ class Membership(SwimBase):
         member.incarnation = a.incarnation
         member.meta = a.meta
         member.vsn = tuple(a.vsn)
-        self._members.changed()
+        self._members.changed(member)
         self._members.set_state(member, MemberState.ALIVE, now)
         self._remember_old_alive(raw)  # applied: from now on, old news
         if is_new or old_state is MemberState.DEAD or old_state is MemberState.LEFT:
@@ -232,7 +232,7 @@ class Membership(SwimBase):
             return
         self._queue.add(raw if raw is not None else encode(s), ("member", s.node), lane=FAILURE_LANE)
         member.incarnation = s.incarnation
-        self._members.changed()
+        self._members.changed(member)
         self._members.set_state(member, MemberState.SUSPECT, now)
         self._start_suspicion(member, s.from_node, now, hearsay)
         self._emit(MemberSuspected(member.info()))
@@ -384,7 +384,7 @@ class Membership(SwimBase):
             if self._silence_charges:
                 self._settle_silence(d.node, refund=True)
             member.incarnation = d.incarnation
-            self._members.changed()
+            self._members.changed(member)
             self._members.set_state(member, MemberState.SUSPECT, now)
             self._start_suspicion(member, d.from_node, now, hearsay=True)
             self._count("deaths_taken_as_suspicion")
@@ -424,7 +424,7 @@ class Membership(SwimBase):
         if self._silence_charges:
             self._settle_silence(d.node, refund=True)
         member.incarnation = d.incarnation
-        self._members.changed()
+        self._members.changed(member)
         if d.from_node == d.node:
             self._members.set_state(member, MemberState.LEFT, now)
             self._emit(MemberLeft(member.info()))

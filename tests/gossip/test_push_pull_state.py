@@ -3,9 +3,9 @@
 The node list of a push/pull is encoded once per change of the table and
 reused (gossip.members.MemberTable.node_states); these tests change members
 by every path the protocol has (a new member, a refuted and a confirmed
-suspicion, a death, a leave, new meta, a re-addressed name) and check that
-the next push/pull says what a freshly built one would, as a peer reading it
-would see.
+suspicion, a death, a leave, new meta, a re-addressed name, a reaped one) and
+check that the next push/pull says what a freshly built one would, in table
+order, as a peer reading it would see.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def test_every_change_to_a_member_is_in_the_next_push_pull():
         lambda: core._on_suspect(Suspect(1, "b", "c"), now),
         lambda: core._on_alive(Alive(2, "b", bytes([10, 0, 0, 2]), 7946, b"", VSN), now),  # refuted
         lambda: core._on_alive(Alive(3, "c", bytes([10, 0, 0, 3]), 7946, b"m2", VSN), now),  # new meta
-        lambda: core._on_suspect(Suspect(3, "c", "b"), now),
+        lambda: core._members.remove({"c"}),  # reaped
+        lambda: core._on_alive(Alive(4, "c", bytes([10, 0, 0, 3]), 7946, b"m3", VSN), now),  # and back
+        lambda: core._on_suspect(Suspect(4, "c", "b"), now),
         lambda: core._suspicion_expired("c", now),  # declared dead
         lambda: core._on_dead(Dead(2, "b", "b"), now),  # b left
         lambda: core._on_alive(Alive(1, "b", bytes([10, 0, 0, 9]), 7946, b"", VSN), now),  # b's name, new address
@@ -57,6 +59,7 @@ def test_every_change_to_a_member_is_in_the_next_push_pull():
         now += 1.0
         got = _node_states(core)
         assert got == _fresh(core)
+        assert list(got) == list(_fresh(core))  # in table order too
         seen.append(got)
     # The steps did change what a peer is told, every time.
     assert all(x != y for x, y in zip(seen, seen[1:]))
