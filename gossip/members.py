@@ -110,6 +110,7 @@ class Member:
         "incarnation",
         "meta",
         "name",
+        "old_news",
         "port",
         "state",
         "state_change_at",
@@ -129,6 +130,12 @@ class Member:
         self.state_change_at = now
         # (incarnation, state, meta, vsn, addr_bytes, port, encoded bytes)
         self._encoded: tuple[int, MemberState, bytes, tuple[int, ...], bytes, int, bytes] | None = None
+        # A decoded node state (gossip.messages.PushNodeState) found to be
+        # old news about this member by the push/pull merge, which skips the
+        # same object again by identity (node states are shared decodings,
+        # gossip.wire's memo).  Valid while the member's address, meta and
+        # vsn stay as they were; `set_address` and MemberTable.changed reset it.
+        self.old_news: object = None
 
     def node_state_bytes(self) -> bytes:
         """This member as an encoded pushNodeState (cached; see the module
@@ -148,6 +155,7 @@ class Member:
         self.addr_bytes = addr_bytes
         self.port = port
         self.address = _address(addr_bytes, port)
+        self.old_news = None
 
     @property
     def protocol_max(self) -> int:
@@ -215,6 +223,7 @@ class MemberTable:
         """member's incarnation, meta or vsn was set (see `version`)."""
         self.version += 1
         self._touched.add(member.name)
+        member.old_news = None
 
     def node_states(self) -> tuple[int, bytes]:
         """(count, every member's encoded pushNodeState joined), in table

@@ -86,16 +86,24 @@ class StateSync(Membership, UserData):
     def _merge_remote(self, pp: PushPull, now: float, src: Address | None = None) -> None:
         by_name = self._members.by_name
         default_port = self.addr.port
+        alive = NodeStateCode.ALIVE
         for st in pp.nodes:
-            if st.state == NodeStateCode.ALIVE:
+            if st.state == alive:
                 # A push/pull carries the whole table, mostly members we hold
                 # exactly as sent: the old-news test of receive_datagram,
-                # made before building an Alive for it.
+                # made before building an Alive for it.  The same decoded
+                # state comes again and again (every sender encodes a member
+                # alike, and decodings are shared): once found old news it
+                # is skipped by identity (Member.old_news).
                 m = by_name.get(st.name)
-                if (m is not None and st.incarnation <= m.incarnation and st.addr == m.addr_bytes
-                        and st.meta == m.meta and st.vsn == m.vsn and (st.port or default_port) == m.port
-                        and st.name != self.name):
-                    continue
+                if m is not None:
+                    if m.old_news is st:
+                        continue
+                    if (st.incarnation <= m.incarnation and st.addr == m.addr_bytes and st.meta == m.meta
+                            and st.vsn == m.vsn and (st.port or default_port) == m.port
+                            and st.name != self.name):
+                        m.old_news = st
+                        continue
                 self._on_alive(Alive(st.incarnation, st.name, st.addr, st.port, st.meta, st.vsn),
                                now, bootstrap=True)
             elif st.state == NodeStateCode.LEFT:
