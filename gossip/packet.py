@@ -26,6 +26,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Collection
+from typing import Any
 
 from gossip.compound import decode_messages, decode_parts
 from gossip.errors import DecodeError
@@ -216,8 +217,10 @@ class _MessageParser:
         self._raw = bytearray()
         # A push/pull's body as fed to the unpacker, so each node state can
         # be cut out as bytes (see the "nodes" stage), and where the node
-        # state being read starts in it.
-        self._body = bytearray()
+        # state being read starts in it.  bytes while it came in one piece
+        # (the usual case: slices of it are bytes, with no extra copy), a
+        # bytearray once a second piece is appended.
+        self._body: bytes | bytearray = b""
         self._node_start = -1
         self._stage = "type"
 
@@ -235,7 +238,12 @@ class _MessageParser:
             except BufferFull:
                 raise DecodeError("too_large", "stream buffer full") from None
             if self._type == MessageType.PUSH_PULL:
-                self._body += data
+                if not self._body:
+                    self._body = bytes(data)  # (a copy only if the caller's buffer is mutable)
+                else:
+                    if type(self._body) is bytes:
+                        self._body = bytearray(self._body)
+                    self._body += data
         elif self._type is None:
             return None
         return self._advance()
@@ -290,8 +298,8 @@ class _MessageParser:
             # as bytes: members mostly send the same encodings again and
             # again (they cache them), so parse_node_state_bytes finds most
             # of them already decoded.
-            # (Locals, and one copy per state through a memoryview: this loop
-            # runs for every member of every push/pull.)
+            # (Locals, one tell() per state, and one copy per state: this
+            # loop runs for every member of every push/pull.)
             unpacker = self._unpacker
             tell = unpacker.tell
             skip = unpacker.skip
@@ -299,24 +307,33 @@ class _MessageParser:
             memo_get = remembered_node_state
             left = self._nodes_left
             start = self._node_start
-            body = memoryview(self._body)  # released below: _body grows on the next feed
+            whole = self._body
+            # A bytearray is read through a memoryview (released below: it
+            # grows on the next feed), whose slices are copied out as bytes.
+            # (Any: bytes, or a memoryview whose slices become bytes below.)
+            body: Any = whole if type(whole) is bytes else memoryview(whole)
+            view = type(body) is memoryview
+            if start < 0:
+                start = tell()
             try:
                 while left:
-                    if start < 0:
-                        start = tell()
                     try:
                         skip()
                     except OutOfData:
                         return None
                     except Exception as e:  # FormatError, StackError, ...
                         raise DecodeError("malformed", f"msgpack: {type(e).__name__}") from None
-                    raw = bytes(body[start : tell()])
-                    start = -1
+                    end = tell()  # where this state ends and the next begins
+                    raw: bytes = body[start:end]
+                    if view:
+                        raw = bytes(raw)
+                    start = end
                     st = memo_get(raw)
                     append(st if st is not None else parse_node_state_bytes(raw))
                     left -= 1
             finally:
-                body.release()
+                if isinstance(body, memoryview):
+                    body.release()
                 self._nodes_left = left
                 self._node_start = start
             self._stage = "raw"
