@@ -96,6 +96,15 @@ class BroadcastQueue:
     def __len__(self) -> int:
         return self._size
 
+    def forget(self, key: object) -> None:
+        """Drop the queued message with this key, if any (superseded by a
+        fact we will not gossip ourselves)."""
+        old = self._where.pop(key, None)
+        if old is not None:
+            old[_LIVE] = False
+            self._size -= 1
+            self._dead += 1
+
     def add(self, data: bytes, key: object = None, lane: int = MEMBERSHIP_LANE) -> None:
         if key is not None:
             old = self._where.pop(key, None)

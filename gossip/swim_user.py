@@ -55,10 +55,13 @@ class UserData(SwimBase):
             return
         self._store_payload(self.name, version, data)
 
-    def _store_payload(self, node: str, version: int, data: bytes) -> None:
+    def _store_payload(self, node: str, version: int, data: bytes, relay: bool = True) -> None:
         self._payloads[node] = (version, data)
-        self._queue.add(userdata_msg(userdata.encode_payload(node, version, data)), ("payload", node),
-                        lane=USER_LANE)
+        if relay:
+            self._queue.add(userdata_msg(userdata.encode_payload(node, version, data)), ("payload", node),
+                            lane=USER_LANE)
+        else:
+            self._queue.forget(("payload", node))  # an older version we were still gossiping
         self._emit(PayloadUpdated(node, version, data))
 
     def broadcast(self, data: bytes, now: float) -> None:
@@ -92,13 +95,18 @@ class UserData(SwimBase):
 
     def merge_payload(self, node: str, version: int, data: bytes, now: float) -> None:
         """A payload the consumer fetched itself (not by gossip): merged as
-        gossip's own, the highest version wins."""
+        gossip's own, the highest version wins, but not gossiped on from
+        here.  The consumer pulls what gossip missed; gossiping each pulled
+        payload afresh from every puller would refill the very queues whose
+        backlog made it miss (1,000 simulated nodes: placing 1,000 replicas
+        took 5.6 s instead of 2.7 s)."""
         if not 0 <= version <= PAYLOAD_VERSION_MAX:
             self._count("payload_invalid")
             return
-        self._merge_payload(node, version, data, now, None)
+        self._merge_payload(node, version, data, now, None, relay=False)
 
-    def _merge_payload(self, node: str, version: int, data: bytes, now: float, src: Address | None) -> None:
+    def _merge_payload(self, node: str, version: int, data: bytes, now: float, src: Address | None,
+                       relay: bool = True) -> None:
         """A payload from the network (versions already range-checked by
         userdata.decode)."""
         current = self._payloads.get(node)
@@ -131,7 +139,7 @@ class UserData(SwimBase):
                     return
                 self._payload_strangers[node] = now
         if current is None or version > current[0]:
-            self._store_payload(node, version, data)
+            self._store_payload(node, version, data, relay)
 
     def _remember_broadcast(self, key: tuple[str, int]) -> bool:
         if key in self._seen_broadcasts:

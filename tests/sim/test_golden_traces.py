@@ -72,8 +72,8 @@ CASES = {
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
     ('gossip', 11): ('d4d9cffd1dc700967aee6795ec4eebf9ea97e0723095d9d264aa3ac6d893ae2a', 1230),
     ('gossip', 12): ('66acb010a20e111d0a406a11f3a783caaf040dcaba13a023c041fed144af660a', 1193),
-    ('placement', 2): ('66aea4af9997c0cb5eb9d7f4c0a425367e7660f52bd29d47e924935c7121641e', 702),
-    ('placement', 5): ('c2bd1144c1024ab6428f5cc6388e0de30b7ba8833805afbc50df21d8151893ee', 697),
+    ('placement', 2): ('ff31fad73e891e75494f8cbd1420075f01778a722b564cd1715326eae0e549ca', 684),
+    ('placement', 5): ('1e6d79979e5116bc8c632258ca31ea1ec25a69477f71f2ca4682388195cedb7e', 697),
 }
 
 
