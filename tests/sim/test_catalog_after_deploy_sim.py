@@ -14,15 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from auction.placement import PlacementConfig
-from auction.resources import Resources
-from auction.spec import validate
-from gossip.config import LAN
-from node.core.node_core import ClusterConfig
-from node.sim.checkers_catalog import SimRuntime, running_containers
-from node.sim.cluster import ClusterSim
+from node.sim.deploy_catalog import deploy_catalog
 
-GiB = 1 << 30
 N = 40
 JOBS, REPLICAS = 8, 50
 CATALOG_BOUND_S = 6.0
@@ -30,29 +23,9 @@ CATALOG_BOUND_S = 6.0
 
 @pytest.mark.parametrize("seed", [1, 4])
 def test_every_catalog_lists_a_large_deploy_soon_after_it_runs(seed):
-    sim = ClusterSim(seed, N, LAN.replace(enable_compression=False),
-                     capacities=[Resources(16000, 32 * GiB, 0)] * N, cluster_config=ClusterConfig(),
-                     placement_config=PlacementConfig(placement_interval_s=1.0, auction_ttl_s=0.2))
-    runtime = SimRuntime(sim)
-    w = sim.world
-    w.bootstrap(seeds="random")
-    w.run_for(15)
-    jobs = [validate({"name": f"job-{k}", "image": "busybox", "replicas": REPLICAS, "cpu": 0.5,
-                      "memory": "128MiB"}) for k in range(JOBS)]
-    t0 = w.now
-    for k, spec in enumerate(jobs):
-        sim.submit(k % N, spec)
-    desired = {f"{j.name}/{i}" for j in jobs for i in range(j.replicas)}
-    assert w.run_until_converged(lambda _: {s for s, _ in running_containers(sim, runtime)} == desired,
-                                 30, 0.1) is not None
-    ran_at = w.now - t0
-
-    def every_catalog_full(_):
-        return all(len(w.core(i).view.catalog().instances) == len(desired) for i in sim.live_indices())
-
-    took = w.run_until_converged(every_catalog_full, 30, 0.25)
-    assert took is not None
-    listed_at = w.now - t0
-    print(f"seed {seed}: all {len(desired)} running at {ran_at:.2f} s, listed by all {N} at {listed_at:.2f} s")
-    assert listed_at <= CATALOG_BOUND_S, (
-        f"the last agent's catalog listed all {len(desired)} replicas {listed_at:.2f} s after the deploy")
+    r = deploy_catalog(seed, N, JOBS, REPLICAS, timeout_s=30.0)
+    assert r.running_s is not None, "the replicas did not all run"
+    assert r.listed_s is not None, "some catalog still lacked replicas 30 virtual s later"
+    print(f"seed {seed}: all {r.replicas} running at {r.running_s:.2f} s, listed by all {N} at {r.listed_s:.2f} s")
+    assert r.listed_s <= CATALOG_BOUND_S, (
+        f"the last agent's catalog listed all {r.replicas} replicas {r.listed_s:.2f} s after the deploy")
