@@ -180,6 +180,7 @@ class NodeCore:
         self._publish_when = PublishSchedule(self.cfg)
         self._sync = AntiEntropy(name, self.store, self._claims, rng, self.cfg, send=self._send, emit=self._emit,
                                  digests_moved=self._digests_moved, count=self._count)
+        # Its own random stream (seeded from our name): its draws leave the core's other choices as they were.
         self._status_sync = StatusSync(name, random.Random(name), self.cfg, send=self._send, count=self._count)
         self.runtime_summary: RuntimeSummary | None = None  # as reported, before fitting the record
         self._view = CoreView(self)
