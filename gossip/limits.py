@@ -110,6 +110,9 @@ PAYLOADS_MAX = 8192
 # LAN) carries both anyway.
 STRANGER_PAYLOADS_MAX = 256
 STRANGER_PAYLOAD_KEEP_S = 60.0
+# Alives sent in one answer to a peer that names members it lacks
+# (Swim.tell_members): a few datagrams at most.
+TELL_MEMBERS_MAX = 64
 # Members a push/pull named as dead that we did not know: remembered (their
 # address) so that a later suspicion of a newer incarnation can add them
 # (gossip.swim_membership, _learn_suspect).  A live member's alive or a

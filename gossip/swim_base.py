@@ -282,6 +282,11 @@ class SwimBase:
         if raw is not None:
             self._members.remember_old_alive(raw)
 
+    def _packet_overhead_bytes(self) -> int:
+        """What a compound datagram adds to its parts: header, label, encryption, CRC."""
+        return COMPOUND_HEADER_BYTES + CRC_BYTES + (2 + len(self.label) if self.label else 0) + \
+            (ENCRYPTION_OVERHEAD_BYTES if self.keyring is not None else 0)
+
     # ------------------------------------------------------------ gossip
     def _gossip(self, now: float) -> None:
         if not len(self._queue):
@@ -290,8 +295,7 @@ class SwimBase:
         targets = self._members.random_members(
             self.config.gossip_nodes,
             lambda m: not m.dead_or_left() or m.state_change_at > cutoff)
-        overhead = COMPOUND_HEADER_BYTES + CRC_BYTES + (2 + len(self.label) if self.label else 0) + \
-            (ENCRYPTION_OVERHEAD_BYTES if self.keyring is not None else 0)
+        overhead = self._packet_overhead_bytes()
         limit = self._retransmit_limit()
         for target in targets:
             msgs = self._queue.take(self.config.packet_budget_bytes - overhead, limit)

@@ -10,6 +10,9 @@ known: gossip may bring a payload before its alive), at most PAYLOADS_MAX
 of them, and a version of ours too close to the top to jump past is
 refused, so nothing we store grows without bound or stops being encodable
 (`gossip.limits`).
+A payload held for a name that is not a member (a "stranger") is how a
+consumer learns that gossip missed that member's alive; `tell_members` is
+how a peer then sends it (node.core.status_sync asks for them).
 A user broadcast is gossiped once per (origin, id) through the broadcast
 queue's user lane; a direct message goes to one member over UDP or, when
 reliable, over TCP.  Gossip repeats itself, so repeats of gossiped kinds
@@ -18,9 +21,12 @@ are recognised by their bytes before decoding.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from . import userdata
 from .broadcast import USER_LANE
-from .events import Address, PayloadUpdated, StreamPurpose, UserBroadcast, UserMessage
+from .compound import make_compound
+from .events import Address, MemberState, PayloadUpdated, StreamPurpose, UserBroadcast, UserMessage
 from .limits import (
     MAX_USER_MSG_BYTES,
     PAYLOAD_MAX_BYTES,
@@ -30,12 +36,13 @@ from .limits import (
     RECENT_USER_MAX,
     SEEN_BROADCASTS_MAX,
     STRANGER_PAYLOADS_MAX,
+    TELL_MEMBERS_MAX,
     USER_BROADCAST_MAX_BYTES,
     USER_GOSSIP_MAX_BYTES,
 )
 from .messages import UserMsg
 from .swim_base import SwimBase
-from .wire import encode, encode_stream_user
+from .wire import encode, encode_alive, encode_stream_user
 
 __all__ = ["PAYLOAD_MAX_BYTES", "UserData", "userdata_msg"]
 
@@ -140,6 +147,47 @@ class UserData(SwimBase):
                 self._payload_strangers[node] = now
         if current is None or version > current[0]:
             self._store_payload(node, version, data, relay)
+
+    # ---- members a payload names but gossip has not brought
+    def strangers(self, held_for_s: float, now: float) -> list[str]:
+        """Names whose payload we have held for at least `held_for_s`
+        without holding them as members: gossip brought the payload but not
+        (yet) the alive, which the consumer can ask a peer for
+        (`tell_members`)."""
+        by_name = self._members.by_name
+        return sorted(n for n, since in self._payload_strangers.items()
+                      if now - since >= held_for_s and n not in by_name)
+
+    def tell_members(self, to: str, names: Iterable[str], now: float) -> int:
+        """Send member `to` the alive of each named member we hold alive, in
+        as few datagrams as they fit: plain memberlist Alive messages, taken
+        as gossip's own (a memberlist peer would take them too).  The answer
+        to a peer that holds a payload of a member it lacks: one infection-
+        style alive can miss a member for good after a join storm, and only
+        push/pull (`lan`: every 30 s and more) would mend it.  At most
+        TELL_MEMBERS_MAX; returns how many were sent."""
+        peer = self._members.get(to)
+        if peer is None or peer.dead_or_left():
+            return 0
+        alives: list[bytes] = []
+        for name in sorted(set(names)):
+            m = self._members.get(name)
+            if m is None or m.state is not MemberState.ALIVE or name == to:
+                continue  # a suspect refutes to its accusers itself; a stranger we cannot vouch for
+            alives.append(self._alive_msg() if name == self.name else
+                          encode_alive(m.incarnation, m.name, m.addr_bytes, m.port, m.meta, m.vsn))
+            if len(alives) == TELL_MEMBERS_MAX:
+                break
+        budget = self.config.packet_budget_bytes - self._packet_overhead_bytes()
+        start, used = 0, 0
+        for i, msg in enumerate(alives + [b""]):  # b"": the end, flushing the last datagram
+            if i > start and (i == len(alives) or used + 2 + len(msg) > budget):
+                parts = alives[start:i]
+                self._send_raw(peer, peer.address, parts[0] if len(parts) == 1 else make_compound(parts))
+                start, used = i, 0
+            used += 2 + len(msg)
+        self._count("members_told", len(alives))
+        return len(alives)
 
     def _remember_broadcast(self, key: tuple[str, int]) -> bool:
         if key in self._seen_broadcasts:

@@ -181,7 +181,8 @@ class NodeCore:
         self._sync = AntiEntropy(name, self.store, self._claims, rng, self.cfg, send=self._send, emit=self._emit,
                                  digests_moved=self._digests_moved, count=self._count)
         # Its own random stream (seeded from our name): its draws leave the core's other choices as they were.
-        self._status_sync = StatusSync(name, random.Random(name), self.cfg, send=self._send, count=self._count)
+        self._status_sync = StatusSync(name, random.Random(name), self.cfg, self.swim, send=self._send,
+                                       count=self._count)
         self.runtime_summary: RuntimeSummary | None = None  # as reported, before fitting the record
         self._view = CoreView(self)
         self._job_push = JobPush()  # a fresh job straight to its coordinators (large clusters)
@@ -309,7 +310,7 @@ class NodeCore:
             _, _, kind = heapq.heappop(self._timers)
             if kind == "sync":
                 self._sync.tick(self.live_statuses(), self._wall_ms(now), now)
-                self._status_sync.tick(self.swim.payloads(), self.live_statuses(), now)
+                self._status_sync.tick(self.live_statuses(), now)
                 self._schedule(now + self.cfg.store_sync_interval_s * self._rng.uniform(0.8, 1.2), "sync")
             elif kind == "place":
                 self._place(now)
@@ -411,11 +412,9 @@ class NodeCore:
                     self._merge_claims(list(entries), now, origin)
                 if want:
                     self._sync.send_entries(origin, map_id, self._sync.maps[map_id].entries_in(list(want)), [], now)
-            case wire.StatusVersions(versions):
-                self._status_sync.on_versions(origin, versions, self.swim.payloads(), now)
-            case wire.StatusRecords(records, want):
-                self._status_sync.on_records(origin, records, want, self.swim.payloads(), self.swim.merge_payload, now)
-                self._absorb(now)  # the records merged: their PayloadUpdated events
+            case wire.StatusVersions() | wire.StatusRecords() | wire.MembersWanted():
+                self._status_sync.on_message(origin, msg, now)
+                self._absorb(now)  # merged records' PayloadUpdated events, the alives told
             case CallForBids() | Bid() | Decline() | Award() | Release():
                 auction_link.on_auction_message(self, msg, origin, now)
             case _:

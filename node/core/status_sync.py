@@ -20,18 +20,33 @@ older or not at all (`StatusRecords` with `want`); we send those back.
 gossip's own payloads (Swim.merge_payload, the highest version wins), so a
 peer can tell us nothing by this path that it could not tell us by gossip.
 
-The core hands in how to send a message and count an event, and the
-payloads gossip holds; nothing here touches the network.
+Members gossip missed.  The same infection-style epidemic carries each
+member's alive: after 60 agents started at once, a few pairs of them stayed
+strangers, one holding the other alive while the other did not know it,
+until a periodic push/pull 18-30 s later (the joiner had pulled its seed's
+state before the other had joined).  A status record names its member, so
+this exchange finds them: a record pulled for a name we do not hold as a
+member, and a record gossip brought more than a probe interval ago whose
+member has still not arrived (Swim.strangers), are named to the peer
+(`MembersWanted`, at the next round for the latter), and the peer answers
+with their alive messages (Swim.tell_members), which merge as gossip's own.
+
+The core hands in its gossip (Swim: the payloads, merging them, strangers
+and alives) and how to send a message and count an event; nothing here
+touches the network.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.core import wire
 from node.core.config import ClusterConfig
+
+if TYPE_CHECKING:
+    from gossip.swim import Swim
 
 # Records sent, and asked for, per exchange: gossip brings most records; this
 # path mends the few it missed, so a bounded, random share of what differs is
@@ -45,9 +60,10 @@ Payloads = Mapping[str, tuple[int, bytes]]
 
 
 class StatusSync:
-    def __init__(self, name: str, rng: random.Random, cfg: ClusterConfig, *,
+    def __init__(self, name: str, rng: random.Random, cfg: ClusterConfig, swim: Swim, *,
                  send: Callable[[str, wire.NodeMessage, float], None], count: Callable[[str], None]) -> None:
         self.name = name
+        self._swim = swim
         self._rng = rng
         self._cfg = cfg
         self._send = send
@@ -57,7 +73,7 @@ class StatusSync:
     def moved(self, now: float) -> None:
         self.moved_at = now
 
-    def tick(self, payloads: Payloads, peers: Iterable[str], now: float) -> None:
+    def tick(self, peers: Iterable[str], now: float) -> None:
         """One round: offer our versions to one random live peer, if records moved lately."""
         if self.moved_at is None or now - self.moved_at > self._cfg.status_sync_active_s:
             return
@@ -65,12 +81,26 @@ class StatusSync:
         if not others:
             return
         peer = self._rng.choice(others)
+        payloads = self._swim.payloads()
         self._send(peer, wire.StatusVersions(tuple((n, v) for n, (v, _) in sorted(payloads.items()))), now)
         self._count("status_syncs")
+        strangers = self._swim.strangers(self._swim.config.probe_interval_s, now)
+        if strangers:
+            self._send(peer, wire.MembersWanted(tuple(self._some(strangers))), now)
 
-    def on_versions(self, origin: str, versions: tuple[tuple[str, int], ...], payloads: Payloads,
-                    now: float) -> None:
+    def on_message(self, origin: str, msg: wire.StatusVersions | wire.StatusRecords | wire.MembersWanted,
+                   now: float) -> None:
+        match msg:
+            case wire.StatusVersions(versions):
+                self.on_versions(origin, versions, now)
+            case wire.StatusRecords(records, want):
+                self.on_records(origin, records, want, now)
+            case wire.MembersWanted(names):
+                self._swim.tell_members(origin, names, now)
+
+    def on_versions(self, origin: str, versions: tuple[tuple[str, int], ...], now: float) -> None:
         """A peer's versions: send it what we hold newer, ask for what it holds newer."""
+        payloads = self._swim.payloads()
         theirs = dict(versions)
         newer = [(n, v, data) for n, (v, data) in sorted(payloads.items()) if v > theirs.get(n, -1)]
         want = [n for n, v in sorted(theirs.items()) if v > payloads.get(n, (-1, b""))[0]]
@@ -78,14 +108,21 @@ class StatusSync:
             self._send(origin, wire.StatusRecords(tuple(self._some(newer)), tuple(self._some(want))), now)
 
     def on_records(self, origin: str, records: tuple[tuple[str, int, bytes], ...], want: tuple[str, ...],
-                   payloads: Payloads, merge: Callable[[str, int, bytes, float], None], now: float) -> None:
-        """Records a peer sent us: merge them; send back those it asked for."""
+                   now: float) -> None:
+        """Records a peer sent us: merge them; send back those it asked for;
+        name the members we lack to the peer that held their records."""
+        swim = self._swim
         for node, version, data in records:
-            merge(node, version, data, now)
+            swim.merge_payload(node, version, data, now)
             self._count("status_records_pulled")
+        payloads = swim.payloads()
         mine = [(n, *payloads[n]) for n in want[:RECORDS_PER_EXCHANGE] if n in payloads]
         if mine:
             self._send(origin, wire.StatusRecords(tuple(mine), ()), now)
+        lacking = [n for n, _, _ in records if n != self.name and swim.member(n) is None]
+        if lacking:
+            self._send(origin, wire.MembersWanted(tuple(self._some(lacking))), now)
+            self._count("members_wanted")
 
     def _some(self, items: list[Any]) -> list[Any]:
         return items if len(items) <= RECORDS_PER_EXCHANGE else self._rng.sample(items, RECORDS_PER_EXCHANGE)

@@ -26,7 +26,7 @@ import msgpack
 from auction.claims import Claim
 from auction.messages import Award, Bid, CallForBids, Decline, Release
 
-from gossip.limits import PAYLOAD_MAX_BYTES, PAYLOAD_VERSION_MAX, PAYLOADS_MAX
+from gossip.limits import PAYLOAD_MAX_BYTES, PAYLOAD_VERSION_MAX, PAYLOADS_MAX, TELL_MEMBERS_MAX
 from gossip.lww import BUCKETS, DIGEST_BYTES
 from node.core.admission import MAX_BALLOT_ROUND
 from node.core.jobstore import Entry
@@ -37,6 +37,7 @@ KIND_SYNC_ENTRIES = 3
 KIND_CLAIM = 4
 KIND_STATUS_VERSIONS = 5
 KIND_STATUS_RECORDS = 6
+KIND_MEMBERS_WANTED = 7
 KIND_CALL = 10
 KIND_BID = 11
 KIND_DECLINE = 12
@@ -92,8 +93,13 @@ class StatusRecords:
     want: tuple[str, ...]  # nodes whose records the sender holds older or not at all
 
 
+@dataclass(frozen=True, slots=True)
+class MembersWanted:
+    names: tuple[str, ...]  # members whose status records the sender holds, but not their alive
+
+
 NodeMessage = (EntryBroadcast | ClaimBroadcast | SyncDigest | SyncEntries | StatusVersions | StatusRecords
-               | CallForBids | Bid | Decline | Award | Release)
+               | MembersWanted | CallForBids | Bid | Decline | Award | Release)
 
 
 def encode(msg: NodeMessage) -> bytes:
@@ -110,6 +116,8 @@ def encode(msg: NodeMessage) -> bytes:
             body = [KIND_STATUS_VERSIONS, [list(v) for v in versions]]
         case StatusRecords(records, want):
             body = [KIND_STATUS_RECORDS, [list(r) for r in records], list(want)]
+        case MembersWanted(names):
+            body = [KIND_MEMBERS_WANTED, list(names)]
         case CallForBids():
             body = [KIND_CALL, msg.auction_id, msg.coordinator, msg.job, msg.spec_hash,
                     list(msg.slots), msg.ttl_s, msg.spec_json]
@@ -172,6 +180,11 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
                 raise WireError("malformed want list")
             _texts(*want)
             return StatusRecords(tuple(_status_rows(raw[1], 3)), tuple(want))
+        if kind == KIND_MEMBERS_WANTED and len(raw) == 2:
+            if not isinstance(raw[1], list) or len(raw[1]) > TELL_MEMBERS_MAX:
+                raise WireError("malformed member names")
+            _texts(*raw[1])
+            return MembersWanted(tuple(raw[1]))
         if kind == KIND_CALL and len(raw) == 8:
             _, aid, coord, job, spec_hash, slots, ttl, spec_json = raw
             _texts(aid, coord, job, spec_hash)

@@ -26,7 +26,8 @@ from gossip.events import (
     UserBroadcast,
     UserMessage,
 )
-from gossip.messages import Ping, Suspect
+from gossip.limits import TELL_MEMBERS_MAX
+from gossip.messages import Alive, Ping, Suspect
 from gossip.packet import open_packet
 from gossip.suspicion import Suspicion, suspicion_timeout_s
 from gossip.swim import Swim
@@ -861,3 +862,55 @@ def test_a_death_a_push_pull_told_is_not_made_final_by_the_same_news_gossiped():
     link.run_until(link.now + CFG.suspicion_max_timeout_s(4) + 2)
     assert link.state_in(n0, "n1") is MemberState.ALIVE
     assert not link.of_type(MemberFailed)
+
+
+# ---- a member whose alive gossip missed (Swim.strangers, Swim.tell_members) -------------
+
+
+def test_a_member_gossip_missed_is_a_stranger_until_a_peer_tells_us_its_alive():
+    link, nodes = cluster(4)
+    late = link.add("n4")
+    deaf = nodes[1]
+    # n1 loses every datagram carrying n4's alive; its payload still arrives.
+    link.drop = lambda sender, receiver, data: receiver == "n1" and _carries_alive_of(data, "n4")
+    late.join([nodes[0].addr], link.now)
+    late.set_payload(b"status of n4", link.now)
+    link.run_until(link.now + 2.0)  # push/pull is 30 s away
+    assert deaf.member("n4") is None and deaf.payloads()["n4"][1] == b"status of n4"
+    probe_s = CFG.probe_interval_s
+    assert deaf.strangers(probe_s, link.now) == ["n4"]
+    assert deaf.strangers(probe_s, link.now) == deaf.strangers(0.0, link.now)
+    assert nodes[2].strangers(0.0, link.now) == []  # n2 heard of n4 the normal way
+
+    link.drop = lambda sender, receiver, data: False
+    assert nodes[0].tell_members("n1", ["n4", "n2", "n1", "nobody"], link.now) == 2  # not n1 itself, not strangers
+    link.pump()
+    info = deaf.member("n4")
+    assert info is not None and info.state is MemberState.ALIVE
+    assert deaf.strangers(0.0, link.now) == []
+    assert nodes[0].counters["members_told"] == 2
+
+
+def test_members_are_told_only_to_a_live_member_and_only_while_we_hold_them_alive():
+    link, nodes = cluster(4)
+    assert nodes[0].tell_members("stranger", ["n2"], link.now) == 0
+    nodes[0]._on_suspect(Suspect(nodes[3].incarnation, "n3", "n0"), link.now)
+    assert nodes[0].tell_members("n1", ["n3"], link.now) == 0  # we doubt it: n1 hears n3's refutation itself
+
+
+def test_many_members_told_at_once_go_in_as_few_datagrams_as_fit():
+    link, nodes = cluster(1)
+    teller = nodes[0]
+    for i in range(1, 120):
+        teller._on_alive(Alive(1, f"m{i:03d}", bytes([10, 0, i // 250, i % 250]), 7946, b"m" * 40,
+                               (1, 5, 2, 2, 5, 4)), link.now)
+    link.pump()
+    link.sent.clear()
+    told = teller.tell_members("m001", [f"m{i:03d}" for i in range(1, 120)], link.now)
+    assert told == TELL_MEMBERS_MAX
+    link.pump()
+    datagrams = [data for who, _, data in link.sent if who == "n0"]
+    assert 1 < len(datagrams) <= TELL_MEMBERS_MAX // 10  # ten or more alives a datagram
+    assert all(len(d) <= CFG.packet_budget_bytes for d in datagrams)
+    alives = [m.node for d in datagrams for m in open_packet(d, label=b"", keyring=None) if isinstance(m, Alive)]
+    assert len(alives) == TELL_MEMBERS_MAX and "m001" not in alives

@@ -140,7 +140,7 @@ def test_the_checker_catches_a_stale_listing_on_a_node_that_sends_nothing(monkey
     import node.core.status_sync
 
     monkeypatch.setattr(node.core.node_core, "listing_moved", lambda old, new: False)
-    monkeypatch.setattr(node.core.status_sync.StatusSync, "tick", lambda self, payloads, peers, now: None)
+    monkeypatch.setattr(node.core.status_sync.StatusSync, "tick", lambda self, peers, now: None)
     sim, runtime, checker = make(268)
     api = job("api", 6)
     sim.submit(0, api)
