@@ -13,7 +13,14 @@ and priority), which hypercorn serves to a client that asks for it (TLS
 with ALPN h2, or h2c), rarely if ever an agent's: HTTP_STACK.  httpx
 imports its command line, with click and pygments: HTTPX.  Together about
 5.5 MiB of an idle agent's 43, and 2 MiB more where httpx is loaded
-(docs/benchmarks.md, "Idle memory").
+(docs/benchmarks.md, "Idle memory").  The docker SDK (node.runtime.engine:
+`docker.APIClient` and `docker.errors`) imports its high-level client
+(docker.client with docker.models, docker.context), requests' character
+detection (charset_normalizer or chardet: only for a body without a
+charset, which the engine does not send), importlib.metadata (urllib3's
+HTTP/2, for h2's version), zipfile (requests, importlib.resources: CA
+bundles in zip archives), tarfile (build contexts) and, where installed,
+paramiko (ssh:// hosts): docker_sdk(), about 3.5 MiB.
 
 `import_module(name, stand_ins)` imports `name` (node.api.server, httpx)
 with a meta path finder first in sys.meta_path that answers, for the
@@ -30,16 +37,22 @@ phrase, a cookie or an HTTP/2 connection still work, the first one a
 little later (importing h2 then takes about 20 ms of the agent's thread).
 Another thread that imports one of them during that import (about 0.1 s,
 once per agent) gets a stand-in too, which waits for the import to finish
-(at most WINDOW_WAIT_S) and answers the same way.
+(at most WINDOW_WAIT_S) and answers the same way.  A name given as
+`Deferred` is one its importer only re-exports (the docker package's
+DockerClient, from_env, Context, ...): when the import is done it leaves
+the importer's namespace, and the importer's module `__getattr__` brings
+the real one at first use (`docker.DockerClient` is the class itself).
 
 The values given: starlette gets `inspect.iscoroutinefunction` for
 asyncio's (what starlette uses from Python 3.13; the two differ only for
 functions marked by asyncio's removed @coroutine decorator, and for
 unittest.mock's AsyncMock); the other functions (and multiprocessing's
-Event) import the real module when called.  A name of these modules asked
-during the import that is not given here raises AttributeError, so the
-import fails at once (a newer hypercorn or starlette that needs one:
-tests/node/test_lean_imports.py).
+Event) import the real module when called; requests gets the version of
+the installed charset_normalizer (or chardet) from its version file, for
+its compatibility check.  A name of these modules asked during the import
+that is not given here raises AttributeError, so the import fails at once
+(a newer hypercorn, starlette or docker SDK that needs one:
+tests/node/test_lean_imports.py, tests/node/test_lean_docker.py).
 """
 
 from __future__ import annotations
@@ -47,6 +60,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 import threading
 import types
@@ -86,6 +100,56 @@ HTTP_STACK: dict[str, dict[str, Any]] = {
 }
 # For httpx (node.api.forward, node.agent.image_share): its command line, with click and pygments.
 HTTPX: dict[str, dict[str, Any]] = {"httpx._main": {"main": _imported_when_called("httpx._main", "main")}}
+
+
+class Deferred:
+    """A name its importer only re-exports: the real one at first use (see the module docstring)."""
+
+    __slots__ = ("module", "name")
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def __repr__(self) -> str:
+        return f"Deferred({self.module}.{self.name})"
+
+
+def docker_sdk() -> dict[str, dict[str, Any]]:
+    """For the docker SDK (node.runtime.engine): a function, as it looks up
+    what is installed (chardet, charset_normalizer, paramiko)."""
+    table: dict[str, dict[str, Any]] = {
+        # docker/__init__ re-exports the high-level client (with docker.models) and contexts
+        "docker.client": {name: Deferred("docker.client", name) for name in ("DockerClient", "from_context",
+                                                                             "from_env")},
+        "docker.context": {name: Deferred("docker.context", name) for name in ("Context", "ContextAPI")},
+        # urllib3.http2 (h2's version when HTTP/2 is injected, which the SDK never does)
+        "importlib.metadata": {"version": _imported_when_called("importlib.metadata", "version")},
+        "zipfile": {},  # requests.utils, importlib.resources.readers: CA bundles inside zip archives
+        "tarfile": {},  # docker.utils.build: build contexts
+    }
+    # requests takes the first of these it can import, and checks its version
+    for detector in ("chardet", "charset_normalizer"):
+        if (version := _package_version(detector)) is not None:
+            table[detector] = {"__version__": version}
+    if importlib.util.find_spec("paramiko") is not None:
+        table["paramiko"] = {}  # docker.transport.sshconn: ssh:// hosts, loaded at the first connection
+    return table
+
+
+def _package_version(package: str) -> str | None:
+    """`package.__version__` as its version.py says, without importing the
+    package (None: not installed, or no such file: import it as it is)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(spec.submodule_search_locations[0], "version.py")
+    file_spec = importlib.util.spec_from_file_location(f"{package}.version", path)
+    if file_spec is None or file_spec.loader is None or not os.path.exists(path):
+        return None
+    module = importlib.util.module_from_spec(file_spec)  # not in sys.modules
+    file_spec.loader.exec_module(module)
+    version = getattr(module, "__version__", None)
+    return version if isinstance(version, str) else None
 
 _window = threading.Lock()  # held while stand-ins are in sys.modules
 WINDOW_WAIT_S = 10.0
@@ -142,13 +206,15 @@ class _Finder:
 
 
 def import_module(name: str, stand_ins: dict[str, dict[str, Any]]) -> types.ModuleType:
-    """Import `name` with `stand_ins` (HTTP_STACK, HTTPX) for those of their
-    modules that are not loaded yet (see the module docstring)."""
+    """Import `name` with `stand_ins` (HTTP_STACK, HTTPX, docker_sdk()) for
+    those of their modules that are not loaded yet (see the module docstring)."""
     global _importing_thread
     if name in sys.modules:
         return sys.modules[name]
     finder = _Finder()
+    defers = any(isinstance(v, Deferred) for given in stand_ins.values() for v in given.values())
     with _window:
+        before = set(sys.modules) if defers else set()
         _importing_thread = threading.get_ident()
         _given.update(stand_ins)
         sys.meta_path.insert(0, finder)
@@ -156,8 +222,36 @@ def import_module(name: str, stand_ins: dict[str, dict[str, Any]]) -> types.Modu
             return importlib.import_module(name)
         finally:
             sys.meta_path.remove(finder)
+            if defers:
+                for loaded in [m for n, m in sys.modules.items() if n not in before]:
+                    _undefer(loaded)
             _importing_thread = None
             for stand_in in _given:
                 if isinstance(sys.modules.get(stand_in), StandIn):
                     del sys.modules[stand_in]
             _given.clear()
+
+
+def _undefer(module: types.ModuleType) -> None:
+    """Take the Deferred names out of a module the import loaded: a stand-in
+    then answers them from the real module, any other module from its
+    `__getattr__` (PEP 562), which imports it at the first access."""
+    deferred = {attr: v for attr, v in vars(module).items() if isinstance(v, Deferred)}
+    if not deferred:
+        return
+    for attr in deferred:
+        delattr(module, attr)
+    if isinstance(module, StandIn):
+        return
+    previous = vars(module).get("__getattr__")
+
+    def __getattr__(attr: str) -> Any:
+        if attr not in deferred:
+            if previous is not None:
+                return previous(attr)
+            raise AttributeError(f"module {module.__name__!r} has no attribute {attr!r}")
+        value = getattr(importlib.import_module(deferred[attr].module), deferred[attr].name)
+        setattr(module, attr, value)  # a plain attribute from now on
+        return value
+
+    vars(module)["__getattr__"] = __getattr__

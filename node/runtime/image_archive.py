@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tarfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auction.placement import normalize_image
+
+if TYPE_CHECKING:
+    import tarfile
 
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_CONFIG_BYTES = 16 << 20
@@ -35,6 +37,8 @@ CHUNK_BYTES = 1 << 20
 def check_archive(path: Path, image_id: str, ref: str) -> str | None:
     """None if the archive at `path` holds `ref` whose config hashes to
     `image_id` ("sha256:<hex>"); else what is wrong with it."""
+    import tarfile  # here: an idle agent never loads it (node.api.lean_imports, docker_sdk)
+
     try:
         with tarfile.open(path, "r:") as tar:
             manifest = _read_member(tar, "manifest.json", MAX_MANIFEST_BYTES)
