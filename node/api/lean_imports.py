@@ -20,7 +20,7 @@ detection (charset_normalizer or chardet: only for a body without a
 charset, which the engine does not send), importlib.metadata (urllib3's
 HTTP/2, for h2's version), zipfile (requests, importlib.resources: CA
 bundles in zip archives), tarfile (build contexts) and, where installed,
-paramiko (ssh:// hosts): docker_sdk(), about 3.5 MiB.
+paramiko (ssh:// hosts): docker_sdk(), about 4 MiB.
 
 `import_module(name, stand_ins)` imports `name` (node.api.server, httpx)
 with a meta path finder first in sys.meta_path that answers, for the

@@ -45,7 +45,7 @@ from node.runtime.stall import (
 
 # The SDK (docker.APIClient, docker.errors) without its high-level client,
 # requests' character detection and the rest the runtime never runs
-# (node.api.lean_imports: about 3.5 MiB of an idle agent).
+# (node.api.lean_imports: about 4 MiB of an idle agent).
 docker = lean_imports.import_module("docker", lean_imports.docker_sdk())
 
 log = logging.getLogger("shoal.runtime")
