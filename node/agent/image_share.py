@@ -69,13 +69,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import trio
 
 from auction.placement import normalize_image
 from node.agent.image_preload import Preloads
 from node.agent.tags import decode_tags
-from node.api.forward import ForwardRefused, forward_client, forward_headers, peer_api_url
+from node.api.forward import ForwardRefused, forward_client, forward_headers, httpx_module, peer_api_url
 from node.runtime.engine import EngineError, RuntimeProblem, engine_message
 from node.core.image_progress import ImageProgress
 from node.runtime.image_archive import CHUNK_BYTES, check_archive, local_image
@@ -213,6 +212,7 @@ class ImageShare:
         alive = view.alive_names()
         found: list[dict[str, Any]] = []
         target = listing_target(ref)
+        httpx = httpx_module()
 
         async def ask(client: httpx.AsyncClient, member: Any) -> None:
             peer = {"addr": member.addr.host, "api": decode_tags(member.meta).get("api")}
@@ -298,6 +298,7 @@ class ImageShare:
         fd, name = tempfile.mkstemp(prefix="shoal-image-", suffix=".tar", dir=spool)
         path = Path(name)
         got = 0
+        httpx = httpx_module()
         try:
             target = archive_target(ref)
             with trio.move_on_after(self.timeout_s) as deadline, open(fd, "wb") as out:

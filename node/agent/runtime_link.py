@@ -51,12 +51,9 @@ def make_runtime(agent: Agent) -> Any:
     cfg = agent.config
     if cfg.runtime == "fake":
         return FakeRuntime()
-    from node.api import lean_imports
-
     try:
         # Optional: the docker client library may not be installed.
-        lean_imports.import_module("httpx", lean_imports.HTTPX)  # without its command line (click, pygments)
-        from node.agent.image_share import ImageShare  # with the docker SDK and httpx: docker agents only
+        from node.agent.image_share import ImageShare  # with the docker SDK (httpx at its first fetch)
         from node.runtime.docker import DockerRuntime, DockerRuntimeConfig
     except ImportError as e:
         raise ConfigError("runtime", f"the docker runtime cannot be loaded: {e}") from None

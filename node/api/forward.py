@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import types
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -93,12 +94,16 @@ def forward_headers(agent: Agent, method: str, target: str) -> dict[str, str]:
     return headers
 
 
+def httpx_module() -> types.ModuleType:
+    """httpx, loaded by the first request to another agent, not by every
+    agent at start (about 0.8 MiB), and without its command line
+    (node.api.lean_imports)."""
+    return lean_imports.import_module("httpx", lean_imports.HTTPX)
+
+
 def forward_client(agent: Agent, timeout: float | httpx.Timeout) -> httpx.AsyncClient:
     """An HTTP client for requests to other agents (mutual TLS when the API has TLS)."""
-    # loaded by the first forward, not by every agent at start (and without
-    # its command line: node.api.lean_imports)
-    lean_imports.import_module("httpx", lean_imports.HTTPX)
-    import httpx
+    httpx = httpx_module()
 
     # node.api.tls brings hypercorn's config: with the HTTP stack (node.api.lean_imports),
     # not before it with the image share, which imports this module

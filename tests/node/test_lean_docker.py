@@ -193,3 +193,17 @@ print(json.dumps({{"result": result, "stand_ins": [m for m, v in sys.modules.ite
 """)
     assert "cannot import name 'PackageNotFoundError' from 'importlib.metadata'" in out["result"]  # type: ignore[operator]
     assert out["stand_ins"] == []
+
+
+def test_a_docker_agents_image_share_loads_httpx_only_at_its_first_request_to_a_peer() -> None:
+    # About 0.8 MiB of an idle Docker agent: httpx is for fetching images from
+    # peers (and forwarding API calls), which an idle agent never does.
+    out = run_probe("""
+import json, sys
+import node.agent.image_share
+idle = "httpx" in sys.modules
+from node.api.forward import httpx_module
+httpx = httpx_module()
+print(json.dumps({"idle": idle, "client": httpx.AsyncClient.__name__, "cli": "httpx._main" in sys.modules}))
+""")
+    assert out == {"idle": False, "client": "AsyncClient", "cli": False}
