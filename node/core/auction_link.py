@@ -18,7 +18,7 @@ from auction.auctioneer import RoundClosed, SendTo
 from auction.messages import Award, Bid, CallForBids, Decline, Release
 from auction.placement import AwardAccepted
 from auction.spec import JobSpec
-from node.core import admission, claim_relay, wire
+from node.core import admission, wire
 from node.core.outputs import StateRefused
 
 if TYPE_CHECKING:
@@ -96,5 +96,5 @@ def on_award(core: NodeCore, award: Award, origin: str, now: float) -> None:
         current = [core._claims.get(c.name) for c in claims]
         core._send(origin, wire.ClaimBroadcast(tuple(c for c in current if c is not None)),
                    now, reliable=False)
-    claim_relay.accepted(core, accepted, origin, now)  # and to the coordinator by our view (large clusters)
+    core._relay.accepted(core, accepted, origin, now)  # and to the coordinator by our view (large clusters)
     core._reconcile(now)

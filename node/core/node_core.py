@@ -185,7 +185,7 @@ class NodeCore:
                                        count=self._count)
         self.runtime_summary: RuntimeSummary | None = None  # as reported, before fitting the record
         self._view = CoreView(self)
-        self._job_push = JobPush()  # a fresh job straight to its coordinators (large clusters)
+        self._job_push, self._relay = JobPush(), claim_relay.ClaimRelay()  # direct, not gossip (large clusters)
         self._publish_status(now)
         self._schedule(now + self.cfg.store_sync_interval_s * rng.uniform(0.5, 1.0), "sync")
         self._schedule(now + self.placement.cfg.placement_interval_s * rng.uniform(0.5, 1.0), "place")
@@ -402,7 +402,7 @@ class NodeCore:
             case wire.EntryBroadcast(entry):
                 self._merge_remote([entry], now, origin)
             case wire.ClaimBroadcast(claims):
-                self._merge_claims(list(claims), now, origin)
+                self._merge_claims(list(claims), now, origin, direct=not broadcast)
             case wire.SyncDigest(map_id, buckets):
                 self._sync.on_digest(origin, map_id, buckets, now)
             case wire.SyncEntries(map_id, entries, want):
@@ -633,13 +633,13 @@ class NodeCore:
             self._publish_status(now, digests_only=True)
         return won
 
-    def _merge_claims(self, claims: list[Claim], now: float, origin: str) -> None:
+    def _merge_claims(self, claims: list[Claim], now: float, origin: str, direct: bool = False) -> None:
         claims, refused = admission.admit_claims(claims, self._claims.get, origin)
         self._outputs.extend(refused)
         before, had = self._claims.digest(), {c.name: self._claims.get(c.name) for c in claims}
         changed = [c for c in claims if self._claims.merge(c)]
         self.placement.claims_merged(changed, before)
-        claim_relay.merged(self, had, changed, now)  # two copies of a slot, large clusters
+        self._relay.merged(self, had, claims, changed, now, direct)  # two copies of a slot, large clusters
         if changed:
             for claim in changed:
                 self._emit(ClaimChanged(claim))

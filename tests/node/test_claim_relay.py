@@ -1,0 +1,105 @@
+"""node.core.claim_relay's conflict rule, on a stand-in core: who tells the
+losing holder of a slot the winning claim, and how often."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auction.claims import Ballot, Claim
+from auction.resources import Resources
+from node.core import wire
+from node.core.claim_relay import ClaimRelay
+from node.core.job_push import PUSH_MIN_MEMBERS
+
+
+def claim(rnd: int, coordinator: str, node: str, slot: str = "web/0") -> Claim:
+    return Claim(slot, Ballot(rnd, coordinator), node, False, "h", Resources(100, 1 << 20, 0))
+
+
+class Coordination:
+    def __init__(self, coordinator: str) -> None:
+        self.coordinator = coordinator
+
+    def is_coordinator(self, job: str, index: int, spec: Any, me: str) -> bool:
+        return me == self.coordinator
+
+
+class Core:
+    """What ClaimRelay.merged reads of a NodeCore, and what it sends."""
+
+    def __init__(self, name: str, members: int = PUSH_MIN_MEMBERS + 1, coordinator: str = "c") -> None:
+        self.name, self.ballot_id = name, f"{name}#1"
+        self.claims: dict[str, Claim] = {}
+        self.sent: list[tuple[str, tuple[Claim, ...]]] = []
+        self.counters: dict[str, int] = {}
+        self.swim = type("Swim", (), {"live_count": lambda _self: members})()
+        self.store = type("Store", (), {"get": lambda _self, job: None})()
+        self.placement = type("Placement", (), {"spec_of": lambda _self, entry: None,
+                                                "coordination": Coordination(coordinator)})()
+        self._claims = type("Map", (), {"get": lambda _self, key: self.claims.get(key)})()
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def _send(self, peer: str, msg: wire.ClaimBroadcast, now: float, reliable: bool = True) -> None:
+        self.sent.append((peer, msg.claims))
+
+
+def arrive(relay: ClaimRelay, core: Core, incoming: Claim, direct: bool) -> None:
+    """`incoming` is merged into the stand-in's map as the core would, then handed to the relay."""
+    before = {incoming.name: core.claims.get(incoming.name)}
+    old = before[incoming.name]
+    changed = [incoming] if old is None or incoming.beats(old) else []
+    if changed:
+        core.claims[incoming.name] = incoming
+    relay.merged(core, before, [incoming], changed, 0.0, direct)  # type: ignore[arg-type]
+
+
+def test_a_claim_addressed_to_us_that_loses_here_brings_its_holder_the_winner() -> None:
+    core, relay = Core("c1"), ClaimRelay()
+    winner = claim(2, "c1#1", "h1")
+    core.claims[winner.name] = winner
+    arrive(relay, core, claim(1, "c2#1", "h2"), direct=True)  # h2's relay: we coordinate by its view
+    assert core.sent == [("h2", (winner,))]
+
+
+def test_a_gossiped_losing_claim_is_told_by_the_winners_holder_once() -> None:
+    core, relay = Core("h1"), ClaimRelay()
+    winner = claim(2, "c1#1", "h1")
+    core.claims[winner.name] = winner
+    for _ in range(3):  # gossip brings one claim several times
+        arrive(relay, core, claim(1, "c2#1", "h2"), direct=False)
+    assert core.sent == [("h2", (winner,))]
+
+
+def test_a_claim_that_beats_another_holders_claim_here_is_told_to_that_holder() -> None:
+    core, relay = Core("c2"), ClaimRelay()
+    core.claims["web/0"] = claim(1, "c1#1", "h1")
+    newer = claim(2, "c2#1", "h2")  # our run awarded it
+    arrive(relay, core, newer, direct=False)
+    assert core.sent == [("h1", (newer,))]
+
+
+def test_bystanders_leave_it_to_gossip() -> None:
+    core, relay = Core("x", coordinator="c1"), ClaimRelay()
+    core.claims["web/0"] = claim(2, "c1#1", "h1")
+    arrive(relay, core, claim(1, "c2#1", "h2"), direct=False)
+    arrive(relay, core, claim(3, "c3#1", "h3"), direct=False)
+    assert core.sent == []
+
+
+def test_nothing_to_tell_for_the_same_holder_a_copy_of_the_winner_or_ourselves() -> None:
+    core, relay = Core("c1"), ClaimRelay()
+    winner = claim(2, "c1#1", "h1")
+    core.claims[winner.name] = winner
+    arrive(relay, core, winner, direct=True)                  # the holder's acknowledgement
+    arrive(relay, core, claim(1, "c2#1", "h1"), direct=True)  # an older ballot of the same holder
+    arrive(relay, core, claim(1, "c2#1", "c1"), direct=True)  # we lost: our reconcile stops our copy
+    assert core.sent == []
+
+
+def test_small_clusters_keep_to_gossip() -> None:
+    core, relay = Core("c1", members=PUSH_MIN_MEMBERS), ClaimRelay()
+    core.claims["web/0"] = claim(2, "c1#1", "h1")
+    arrive(relay, core, claim(1, "c2#1", "h2"), direct=True)
+    assert core.sent == []
