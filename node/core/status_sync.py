@@ -39,7 +39,7 @@ touches the network.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from node.core import wire
@@ -55,8 +55,6 @@ if TYPE_CHECKING:
 # record is at most PAYLOAD_MAX_BYTES (1 KiB): a message stays far below
 # SYNC_MESSAGE_MAX_BYTES.
 RECORDS_PER_EXCHANGE = 64
-
-Payloads = Mapping[str, tuple[int, bytes]]
 
 
 class StatusSync:
@@ -87,6 +85,7 @@ class StatusSync:
         strangers = self._swim.strangers(self._swim.config.probe_interval_s, now)
         if strangers:
             self._send(peer, wire.MembersWanted(tuple(self._some(strangers))), now)
+            self._count("members_wanted")
 
     def on_message(self, origin: str, msg: wire.StatusVersions | wire.StatusRecords | wire.MembersWanted,
                    now: float) -> None:
