@@ -179,13 +179,16 @@ class UserData(SwimBase):
             if len(alives) == TELL_MEMBERS_MAX:
                 break
         budget = self.config.packet_budget_bytes - self._packet_overhead_bytes()
-        start, used = 0, 0
-        for i, msg in enumerate(alives + [b""]):  # b"": the end, flushing the last datagram
-            if i > start and (i == len(alives) or used + 2 + len(msg) > budget):
-                parts = alives[start:i]
-                self._send_raw(peer, peer.address, parts[0] if len(parts) == 1 else make_compound(parts))
-                start, used = i, 0
-            used += 2 + len(msg)
+        datagrams: list[list[bytes]] = []
+        used = budget  # nothing open yet
+        for msg in alives:
+            if used + 2 + len(msg) > budget:
+                datagrams.append([])
+                used = 0
+            datagrams[-1].append(msg)
+            used += 2 + len(msg)  # each part's length prefix in the compound
+        for parts in datagrams:
+            self._send_raw(peer, peer.address, parts[0] if len(parts) == 1 else make_compound(parts))
         self._count("members_told", len(alives))
         return len(alives)
 

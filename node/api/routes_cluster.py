@@ -29,7 +29,14 @@ from node.api.common import (
     json_body,
     peer_target,
 )
-from node.api.forward import FORWARDED_HEADER, ForwardRefused, forward_client, forward_headers, peer_api_url
+from node.api.forward import (
+    FORWARDED_HEADER,
+    ForwardRefused,
+    forward_client,
+    forward_headers,
+    httpx_module,
+    peer_api_url,
+)
 from node.telemetry.eventlog import TooManySubscribers
 from node.telemetry import metrics as agent_metrics
 
@@ -95,7 +102,7 @@ async def _set_drained(request: Request, drained: bool) -> Response:
         where = f" (its API listens on {target['api']}, not reachable from here)" if target["api"] else ""
         raise ApiError(409, f"{how}; run the command against {name}'s agent{where}", node=name,
                        api=target["api"])
-    import httpx  # only to ask other agents (node.api.forward)
+    httpx = httpx_module()  # only to ask other agents, without its command line
 
     try:
         path = f"/v1/nodes/{quote(name, safe='')}/{action}"

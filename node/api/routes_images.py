@@ -36,7 +36,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from auction.placement import normalize_image
 from node.api.common import ApiError, agent_of, flag, json_body, peer_target
-from node.api.forward import FORWARDED_HEADER, ForwardRefused, forward_client, forward_headers, peer_api_url
+from node.api.forward import (
+    FORWARDED_HEADER,
+    ForwardRefused,
+    forward_client,
+    forward_headers,
+    httpx_module,
+    peer_api_url,
+)
 
 FANOUT_TIMEOUT_S = 5.0
 
@@ -97,7 +104,7 @@ async def images(request: Request) -> Response:
     ref = request.query_params.get("ref") or None
     if not flag(request.query_params.get("cluster")) or request.headers.get(FORWARDED_HEADER):
         return JSONResponse(await _local(request, ref))
-    import httpx  # only to ask other agents (node.api.forward)
+    httpx = httpx_module()  # only to ask other agents, without its command line
 
     agent = agent_of(request)
     names = sorted(agent.view.alive_names() - {agent.name})
@@ -186,7 +193,7 @@ async def preload_local(request: Request) -> Response:
 
 
 async def preload(request: Request) -> Response:
-    import httpx  # only to ask other agents (node.api.forward)
+    httpx = httpx_module()  # only to ask other agents, without its command line
 
     body = await json_body(request)
     spec = _preload_spec(body)

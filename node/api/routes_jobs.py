@@ -41,6 +41,7 @@ from node.api.forward import (
     ForwardRefused,
     forward_client,
     forward_headers,
+    httpx_module,
     peer_api_url,
     target_of,
 )
@@ -154,7 +155,7 @@ async def containers(request: Request) -> Response:
     if not flag(request.query_params.get("cluster")) or request.headers.get(FORWARDED_HEADER):
         return JSONResponse(await _local_containers(agent, job))
 
-    import httpx  # only to ask other agents (node.api.forward)
+    httpx = httpx_module()  # only to ask other agents, without its command line
 
     now = trio.current_time()
     peers = []
@@ -265,7 +266,7 @@ async def job_logs(request: Request) -> Response:
     if url is None:
         where = f" (its API listens on {holder['api']}, not reachable from here)" if holder["api"] else ""
         raise ApiError(409, f"{slot} runs on {node}; ask {node}'s agent{where}", node=node, api=holder["api"])
-    import httpx  # only to ask other agents (node.api.forward)
+    httpx = httpx_module()  # only to ask other agents, without its command line
 
     client = forward_client(agent, httpx.Timeout(FORWARD_TIMEOUT_S, read=None if follow else 60.0))
     target = target_of(f"/v1/jobs/{quote(job, safe='')}/logs",
