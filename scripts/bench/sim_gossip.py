@@ -11,6 +11,14 @@ has emitted the UserBroadcast (and the median node).  Prints per-seed lines
 and medians over the seeds.  CPU time is the figure to compare: this machine
 is shared, and wall time moves with the load.
 
+--formed first forms the cluster (the join storm: until every node holds
+every other alive and no node has gossip left to send, at most
+--form-timeout virtual s), reports what that took, and only then times
+`duration` virtual seconds: the cost of simulating a formed cluster, which
+is what a run that studies placement, failures or partitions at that size
+pays once the cluster exists.  Peak RSS is printed too (the simulator
+holds every node's member table: N^2 member records).
+
 --no-compression runs the cores with `enable_compression=False` (a
 GossipConfig knob; memberlist has the same switch).  With compression on,
 LZW in pure Python dominates a large run; the 1,000-node simulator tests run
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import resource
 import statistics
 import sys
 import time
@@ -46,15 +55,34 @@ def run_seed(seed: int, args: argparse.Namespace, profile: cProfile.Profile | No
     tracker = checkers.ViewTracker(w)
     converged_at: list[float] = []
 
+    form: dict = {}
+    if args.formed:
+        # The join storm first, untimed by the figure below: every node
+        # learns the other N-1 and gossips each of them retransmit_limit(N)
+        # times (memberlist's dissemination), which is most of a 60 s run
+        # that starts from nothing.
+        c_form = time.process_time()
+        w.bootstrap(stagger_s=args.stagger)
+        while w.now < args.form_timeout and not (
+                tracker.all_alive() and all(nd.core.pending_broadcasts() == 0 for nd in w.running())):
+            w.run_until(w.now + 1.0)
+        form = {"form_cpu_s": time.process_time() - c_form, "formed_at": w.now,
+                "form_datagrams": w.stats["datagrams_sent"]}
+        converged_at.append(w.now)
+    start = w.now
+    end = start + args.duration
+    d0 = w.stats["datagrams_sent"]
+    e0 = w.stats["events"]
     t0 = time.perf_counter()
     c0 = time.process_time()
     if profile:
         profile.enable()
-    w.bootstrap(stagger_s=args.stagger)
+    if not args.formed:
+        w.bootstrap(stagger_s=args.stagger)
     step = max(0.1, args.duration / 100)
     next_report = time.perf_counter() + 10
-    while w.now < args.duration:
-        w.run_until(min(args.duration, w.now + step))
+    while w.now < end:
+        w.run_until(min(end, w.now + step))
         if not converged_at and tracker.all_alive():
             converged_at.append(w.now)
         if args.verbose and time.perf_counter() >= next_report:
@@ -81,8 +109,10 @@ def run_seed(seed: int, args: argparse.Namespace, profile: cProfile.Profile | No
         "wall_s": wall,
         "cpu_s": cpu,
         "converged_at": converged_at[0] if converged_at else None,
-        "events": w.stats["events"],
-        "datagrams": w.stats["datagrams_sent"],
+        "events": w.stats["events"] - e0,
+        "datagrams": w.stats["datagrams_sent"] - d0,
+        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **form,
         "reached": len(lat),
         "want": want,
         "all_s": lat[-1] if len(lat) >= want else None,
@@ -101,13 +131,17 @@ def main() -> int:
     p.add_argument("--stagger", type=float, default=0.0, help="seconds between node starts")
     p.add_argument("--no-compression", action="store_true", help="disable LZW (to see its cost)")
     p.add_argument("--broadcast-timeout", type=float, default=60.0)
+    p.add_argument("--formed", action="store_true",
+                   help="form the cluster first (untimed), then time `duration` virtual s of it")
+    p.add_argument("--form-timeout", type=float, default=300.0, help="virtual s allowed to form (--formed)")
     p.add_argument("--profile-out", help="write a cProfile of the first seed here")
     p.add_argument("-v", "--verbose", action="store_true", help="progress every 10 s of wall time")
     args = p.parse_args()
 
     print(f"sim_gossip: {args.nodes} nodes, {args.duration:g} virtual s, profile={args.profile}, "
           f"compression {'off (enable_compression=False)' if args.no_compression else 'on (LZW)'}, seeds "
-          f"{args.first_seed}..{args.first_seed + args.seeds - 1}", flush=True)
+          f"{args.first_seed}..{args.first_seed + args.seeds - 1}"
+          f"{', formed first (--formed)' if args.formed else ''}", flush=True)
     results = []
     for k in range(args.seeds):
         prof = cProfile.Profile() if (args.profile_out and k == 0) else None
@@ -122,7 +156,10 @@ def main() -> int:
         print(f"seed {r['seed']}: CPU {r['cpu_s']:.1f}s, wall {r['wall_s']:.1f}s for {args.duration:g} virtual s "
               f"({r['events']} events, {r['datagrams']} datagrams), all-alive at {conv}; "
               f"broadcast reached {reach} (median node {med}; "
-              f"avg queued broadcasts when sent {r['queue_avg']:.0f})", flush=True)
+              f"avg queued broadcasts when sent {r['queue_avg']:.0f}); peak RSS {r['rss_mib']:.0f} MiB", flush=True)
+        if args.formed:
+            print(f"  forming it first: CPU {r['form_cpu_s']:.1f}s, formed (all alive, no gossip queued) at "
+                  f"{r['formed_at']:.1f} virtual s, {r['form_datagrams']} datagrams", flush=True)
     walls = [r["wall_s"] for r in results]
     cpus = [r["cpu_s"] for r in results]
     alls = [r["all_s"] for r in results if r["all_s"] is not None]
