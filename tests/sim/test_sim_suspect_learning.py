@@ -77,4 +77,12 @@ def test_a_dead_member_learned_as_suspect_is_declared_dead_within_the_suspicion_
     took = w.run_until_converged(lambda w: w.core(J).member(x).state is MemberState.DEAD, bound,
                                  check_every=0.05)
     assert took is not None, f"seed={seed}: {x} not dead at the joiner {bound:.1f}s after it joined"
-    assert checkers.dead_everywhere(w, x), f"seed={seed}: {checkers.disagreements(w)}"
+    # The rest of the cluster: S's timer started first, and the others
+    # learn the death from S's Dead or their own timers, so some may hold
+    # it a moment longer than J (0-0.3 s in seeds 1-40).  Checked at the
+    # very instant J declared it, this failed in 22 of seeds 1-60.
+    settle_s = 1.0
+    took = w.run_until_converged(lambda w: checkers.dead_everywhere(w, x), settle_s, check_every=0.05)
+    assert took is not None, (
+        f"seed={seed}: {x} not dead everywhere {settle_s}s after the joiner declared it: "
+        f"{[(nd.name, getattr(checkers.membership(nd.core).member(x), 'state', None)) for nd in w.live()]}")
