@@ -186,7 +186,7 @@ class Swim(Probing, HealDetection):
             # The seed of a join (an Address), or None for a periodic push/pull.
             join_seed = context if isinstance(context, Address) else None
             if isinstance(reply, PushPull):
-                self._merge_remote(reply, now)
+                self._merge_remote(reply, now, join_reply=join_seed is not None)
                 if join_seed is not None:
                     self._emit(JoinCompleted(join_seed, True, "", len(reply.nodes)))
             else:
@@ -195,6 +195,8 @@ class Swim(Probing, HealDetection):
                     why = "no reply (connection failed or timed out)" if reply is None else \
                         f"unexpected reply {type(reply).__name__}"
                     self._emit(JoinCompleted(join_seed, False, why, 0))
+            if join_seed is not None:
+                self._join_reply_settled()
         elif purpose is StreamPurpose.PING and isinstance(reply, AckResp) and reply.seq_no == context:
             self._on_ack(reply.seq_no, now)
 

@@ -168,6 +168,11 @@ class SwimBase:
         self._leaving = False
         self._joined_once = False
         self._post_join_known = 0  # member count at the last post-join sync
+        # Members learned from a join reply while we knew no one, and not
+        # gossiped (gossip.swim_sync, "A fresh joiner"); kept while join
+        # replies are still awaited, None otherwise.
+        self._quiet_learned: set[str] | None = None
+        self._join_replies_awaited = 0
         # per-node payloads and user data
         self._payloads: dict[str, tuple[int, bytes]] = {}
         # Names in _payloads that were not members when stored -> when.

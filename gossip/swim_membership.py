@@ -144,7 +144,8 @@ class Membership(SwimBase):
             return False
         return True
 
-    def _on_alive(self, a: Alive, now: float, bootstrap: bool = False, raw: bytes | None = None) -> None:
+    def _on_alive(self, a: Alive, now: float, bootstrap: bool = False, raw: bytes | None = None,
+                  regossip: bool = True) -> None:
         if self._leaving and a.node == self.name:
             return
         if not self._member_fields_ok(a.node, a.addr, a.meta, a.vsn):
@@ -183,8 +184,11 @@ class Membership(SwimBase):
         # Rebroadcast the bytes we received when we have them (memberlist
         # re-encodes; the result is the same message).
         # An alive that ends a suspicion is failure news (gossip.broadcast).
-        self._queue.add(raw if raw is not None else encode(a), ("member", a.node),
-                        lane=FAILURE_LANE if member.state is MemberState.SUSPECT else MEMBERSHIP_LANE)
+        # Not gossiped when `regossip` is false: a fresh joiner's first
+        # join reply (gossip.swim_sync says why).
+        if regossip:
+            self._queue.add(raw if raw is not None else encode(a), ("member", a.node),
+                            lane=FAILURE_LANE if member.state is MemberState.SUSPECT else MEMBERSHIP_LANE)
         old_state = member.state
         meta_changed = member.meta != a.meta
         if updates_addr:

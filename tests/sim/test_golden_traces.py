@@ -70,9 +70,9 @@ CASES = {
 }
 
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
-    ('gossip', 11): ('d4d9cffd1dc700967aee6795ec4eebf9ea97e0723095d9d264aa3ac6d893ae2a', 1230),
-    ('gossip', 12): ('66acb010a20e111d0a406a11f3a783caaf040dcaba13a023c041fed144af660a', 1193),
-    ('placement', 2): ('ff31fad73e891e75494f8cbd1420075f01778a722b564cd1715326eae0e549ca', 684),
+    ('gossip', 11): ('7d4e6d4020085f02813f103fb9923434386ff7c2435375a1f03fe903694efdb9', 1211),
+    ('gossip', 12): ('ed41c03d0f7678e5f2b831b1bbd042eb42bcda685300c205dd7a3323373b8fa9', 1236),
+    ('placement', 2): ('5bce5d4eabcbdbf1cf64aa78914f87c0128885161b9e905f67beda482cd523a4', 684),
     ('placement', 5): ('1e6d79979e5116bc8c632258ca31ea1ec25a69477f71f2ca4682388195cedb7e', 697),
 }
 
