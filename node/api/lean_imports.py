@@ -8,7 +8,8 @@ an HTTPException without a detail), logging.config (hypercorn, for a log
 configuration file), multiprocessing (hypercorn: the type of a multi-worker
 shutdown event, in annotations), html (starlette's debug page), tomllib
 (hypercorn's configuration file), http.cookies and email.utils (starlette,
-for cookies and file responses); and HTTP/2 (h2, with hpack, hyperframe
+for cookies and file responses), mimetypes (starlette, a file response's
+type); and HTTP/2 (h2, with hpack, hyperframe
 and priority), which hypercorn serves to a client that asks for it (TLS
 with ALPN h2, or h2c), rarely if ever an agent's: HTTP_STACK.  httpx
 imports its command line, with click and pygments: HTTPX.  Together about
@@ -19,8 +20,13 @@ imports its command line, with click and pygments: HTTPX.  Together about
 detection (charset_normalizer or chardet: only for a body without a
 charset, which the engine does not send), importlib.metadata (urllib3's
 HTTP/2, for h2's version), zipfile (requests, importlib.resources: CA
-bundles in zip archives), tarfile (build contexts) and, where installed,
-paramiko (ssh:// hosts): docker_sdk(), about 4 MiB.  trio itself
+bundles in zip archives), tarfile (build contexts), calendar, stringprep
+and mimetypes (dates of cookies and mail headers, host names that are not
+ASCII, files in multipart forms) and, where installed, paramiko (ssh://
+hosts): docker_sdk(), about 4.5 MiB (and, with trio_parts(), a Docker
+agent starts with its table of interned strings at 32,768 slots, not
+65,536, until the names msgpack interns as it decodes gossip fill the last
+~180: 0.46 MiB for the first tens of minutes, docs/benchmarks.md).  trio itself
 (node.cli.agent_run) imports DTLS, child processes, async files and paths
 and TLS streams, and, through ctypes.util (for naming its threads), bz2,
 lzma and locale, which an agent never runs: trio_parts(), about 0.9 MiB
@@ -103,6 +109,7 @@ HTTP_STACK: dict[str, dict[str, Any]] = {
     "http.cookies": {},                                                # starlette.requests, .responses
     "email.utils": {"format_datetime": _imported_when_called("email.utils", "format_datetime"),
                     "formatdate": _imported_when_called("email.utils", "formatdate")},  # starlette.responses
+    "mimetypes": {"guess_type": _imported_when_called("mimetypes", "guess_type")},  # starlette.responses (files)
     # HTTP/2 (h2 with hpack and hyperframe, priority): hypercorn.protocol.h2, hypercorn.typing;
     # used by a client that asks for HTTP/2 (TLS with ALPN h2, or h2c), loaded at its first connection
     "h2": {}, "h2.connection": {}, "h2.events": {}, "h2.exceptions": {}, "priority": {},
@@ -178,6 +185,11 @@ def docker_sdk() -> dict[str, dict[str, Any]]:
         "importlib.metadata": {"version": _imported_when_called("importlib.metadata", "version")},
         "zipfile": {},  # requests.utils, importlib.resources.readers: CA bundles inside zip archives
         "tarfile": {},  # docker.utils.build: build contexts
+        # http.cookiejar, requests.cookies, email._parseaddr: expiry dates of
+        # cookies and dates in mail headers, which the engine sends neither
+        "calendar": {"timegm": _imported_when_called("calendar", "timegm")},
+        "stringprep": {},  # encodings.idna (requests.models): nameprep of a host name that is not ASCII
+        "mimetypes": {},   # urllib3.fields: the type of a file in a multipart form
     }
     # requests takes the first of these it can import, and checks its version
     for detector in ("chardet", "charset_normalizer"):

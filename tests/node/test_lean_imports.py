@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEFERRED = ("asyncio", "http.client", "email.parser", "logging.config", "multiprocessing", "html", "tomllib")
+DEFERRED = ("asyncio", "http.client", "email.parser", "logging.config", "multiprocessing", "html", "tomllib",
+            "mimetypes")
 
 
 def run_probe(code: str) -> dict[str, object]:
@@ -64,8 +65,12 @@ async def main():
         hypercorn.logging.dictConfig({"version": 1, "incremental": True})
         import asyncio  # the real asyncio, for anyone who imports it afterwards
         ran = asyncio.run(asyncio.sleep(0, result="ran"))
+        after = [m for m in DEFERRED if m in sys.modules]
+        # a file's type, as starlette's FileResponse asks it
+        import starlette.responses
+        file_type = starlette.responses.guess_type("page.html")[0]
         print(json.dumps({"statuses": statuses, "served": served, "phrase": phrase, "asyncio": ran,
-                          "after": [m for m in DEFERRED if m in sys.modules]}))
+                          "after": after, "file_type": file_type}))
         nursery.cancel_scope.cancel()
 
 trio.run(main)
@@ -74,8 +79,9 @@ trio.run(main)
     assert out["served"] == []  # the API served without them
     assert out["phrase"] == "I'm a Teapot"
     assert out["asyncio"] == "ran"
-    # each loaded where it was used (multiprocessing, html, tomllib: never here)
+    # each loaded where it was used (multiprocessing, html, tomllib, mimetypes: never here)
     assert out["after"] == ["asyncio", "http.client", "email.parser", "logging.config"]
+    assert out["file_type"] == "text/html"
 
 
 def test_a_name_not_given_fails_the_import_and_leaves_no_stand_in(tmp_path: Path) -> None:
