@@ -26,7 +26,8 @@ ASCII, files in multipart forms) and, where installed, paramiko (ssh://
 hosts): docker_sdk(), about 4.5 MiB (and, with trio_parts(), a Docker
 agent starts with its table of interned strings at 32,768 slots, not
 65,536, until the names msgpack interns as it decodes gossip fill the last
-~180: 0.46 MiB for the first tens of minutes, docs/benchmarks.md).  trio itself
+~180: 0.46 MiB for its first minutes, 9-20 in an idle 3-agent cluster,
+docs/benchmarks.md).  trio itself
 (node.cli.agent_run) imports DTLS, child processes, async files and paths
 and TLS streams, and, through ctypes.util (for naming its threads), bz2,
 lzma and locale, which an agent never runs: trio_parts(), about 0.9 MiB
