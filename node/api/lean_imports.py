@@ -8,7 +8,8 @@ an HTTPException without a detail), logging.config (hypercorn, for a log
 configuration file), multiprocessing (hypercorn: the type of a multi-worker
 shutdown event, in annotations), html (starlette's debug page), tomllib
 (hypercorn's configuration file), http.cookies and email.utils (starlette,
-for cookies and file responses); and HTTP/2 (h2, with hpack, hyperframe
+for cookies and file responses), mimetypes (starlette, a file response's
+type); and HTTP/2 (h2, with hpack, hyperframe
 and priority), which hypercorn serves to a client that asks for it (TLS
 with ALPN h2, or h2c), rarely if ever an agent's: HTTP_STACK.  httpx
 imports its command line, with click and pygments: HTTPX.  Together about
@@ -19,10 +20,20 @@ imports its command line, with click and pygments: HTTPX.  Together about
 detection (charset_normalizer or chardet: only for a body without a
 charset, which the engine does not send), importlib.metadata (urllib3's
 HTTP/2, for h2's version), zipfile (requests, importlib.resources: CA
-bundles in zip archives), tarfile (build contexts) and, where installed,
-paramiko (ssh:// hosts): docker_sdk(), about 4 MiB.
+bundles in zip archives), tarfile (build contexts), calendar, stringprep
+and mimetypes (dates of cookies and mail headers, host names that are not
+ASCII, files in multipart forms) and, where installed, paramiko (ssh://
+hosts): docker_sdk(), about 4.5 MiB (and, with trio_parts(), a Docker
+agent starts with its table of interned strings at 32,768 slots, not
+65,536, until the names msgpack interns as it decodes gossip fill the last
+~180: 0.46 MiB for its first minutes, 9-20 in an idle 3-agent cluster,
+docs/benchmarks.md).  trio itself
+(node.cli.agent_run) imports DTLS, child processes, async files and paths
+and TLS streams, and, through ctypes.util (for naming its threads), bz2,
+lzma and locale, which an agent never runs: trio_parts(), about 0.9 MiB
+(docs/benchmarks.md, "Idle memory: trio's unused parts").
 
-`import_module(name, stand_ins)` imports `name` (node.api.server, httpx)
+`import_module(name, stand_ins)` imports `name` (node.api.server, httpx, trio)
 with a meta path finder first in sys.meta_path that answers, for the
 modules of `stand_ins` not loaded yet and in the calling thread only, with
 a stand-in: a module holding only the names its importers take with
@@ -39,9 +50,14 @@ Another thread that imports one of them during that import (about 0.1 s,
 once per agent) gets a stand-in too, which waits for the import to finish
 (at most WINDOW_WAIT_S) and answers the same way.  A name given as
 `Deferred` is one its importer only re-exports (the docker package's
-DockerClient, from_env, Context, ...): when the import is done it leaves
-the importer's namespace, and the importer's module `__getattr__` brings
-the real one at first use (`docker.DockerClient` is the class itself).
+DockerClient, from_env, Context, ...; trio's Process, Path, SSLStream,
+...): when the import is done it leaves the importer's namespace, and the
+importer's module `__getattr__` brings the real one at first use
+(`docker.DockerClient` is the class itself; `trio.Process` too, renamed
+as trio's import renames what it re-exports).  Such a name is not in the
+importer's `dir()` before its first use, and only a name the importer does
+not use itself can be deferred (a module-level function's global lookup
+does not go through `__getattr__`).
 
 The values given: starlette gets `inspect.iscoroutinefunction` for
 asyncio's (what starlette uses from Python 3.13; the two differ only for
@@ -94,6 +110,7 @@ HTTP_STACK: dict[str, dict[str, Any]] = {
     "http.cookies": {},                                                # starlette.requests, .responses
     "email.utils": {"format_datetime": _imported_when_called("email.utils", "format_datetime"),
                     "formatdate": _imported_when_called("email.utils", "formatdate")},  # starlette.responses
+    "mimetypes": {"guess_type": _imported_when_called("mimetypes", "guess_type")},  # starlette.responses (files)
     # HTTP/2 (h2 with hpack and hyperframe, priority): hypercorn.protocol.h2, hypercorn.typing;
     # used by a client that asks for HTTP/2 (TLS with ALPN h2, or h2c), loaded at its first connection
     "h2": {}, "h2.connection": {}, "h2.events": {}, "h2.exceptions": {}, "priority": {},
@@ -103,15 +120,58 @@ HTTPX: dict[str, dict[str, Any]] = {"httpx._main": {"main": _imported_when_calle
 
 
 class Deferred:
-    """A name its importer only re-exports: the real one at first use (see the module docstring)."""
+    """A name its importer only re-exports: the real one at first use (see the
+    module docstring).  `fixup(importer, name, value)`, if given, is called
+    then, for what the importer's own import would have done to the value
+    (trio renames what it re-exports: `_trio_metadata`)."""
 
-    __slots__ = ("module", "name")
+    __slots__ = ("fixup", "module", "name")
 
-    def __init__(self, module: str, name: str) -> None:
-        self.module, self.name = module, name
+    def __init__(self, module: str, name: str,
+                 fixup: Callable[[str, str, Any], None] | None = None) -> None:
+        self.module, self.name, self.fixup = module, name, fixup
 
     def __repr__(self) -> str:
         return f"Deferred({self.module}.{self.name})"
+
+
+def _trio_metadata(importer: str, name: str, value: Any) -> None:
+    """What trio's import does to the names it re-exports (`trio.Process`,
+    not `trio._subprocess.Process`, in reprs and tracebacks)."""
+    from trio._util import fixup_module_metadata
+
+    fixup_module_metadata(importer, {name: value})
+
+
+def trio_parts() -> dict[str, dict[str, Any]]:
+    """For trio (`shoal agent`, node.cli.agent_run): a function, as it looks
+    up which compression modules the interpreter has."""
+    def deferred(module: str, *names: str) -> dict[str, Any]:
+        return {name: Deferred(module, name, _trio_metadata) for name in names}
+
+    table: dict[str, dict[str, Any]] = {
+        # re-exported by trio (and trio.lowlevel), never used by an agent:
+        # DTLS, child processes, async files and paths, TLS streams (an agent
+        # serving its API over TLS loads trio._ssl at its first connection)
+        "trio._dtls": deferred("trio._dtls", "DTLSChannel", "DTLSChannelStatistics", "DTLSEndpoint"),
+        "trio._subprocess": deferred("trio._subprocess", "Process", "run_process", "open_process"),
+        "trio._file_io": deferred("trio._file_io", "open_file", "wrap_file"),
+        "trio._path": deferred("trio._path", "Path", "PosixPath", "WindowsPath"),
+        "trio._ssl": deferred("trio._ssl", "NeedHandshakeError", "SSLListener", "SSLStream"),
+        "trio._highlevel_ssl_helpers": deferred("trio._highlevel_ssl_helpers", "open_ssl_over_tcp_listeners",
+                                                "open_ssl_over_tcp_stream", "serve_ssl_over_tcp"),
+    }
+    # trio names its threads through ctypes, and ctypes.util imports shutil
+    # and subprocess.  shutil imports bz2 and lzma only to see whether they
+    # exist (`del bz2`): where their C parts do, say yes without loading them
+    # (with libbz2, liblzma); tarfile and zipfile load them at use.
+    for module in ("bz2", "lzma"):
+        if importlib.util.find_spec(f"_{module}") is not None:
+            table[module] = {}
+    # subprocess asks locale (its table of ~1,000 locale aliases) for the
+    # encoding of a child's text output only
+    table["locale"] = {}
+    return table
 
 
 def docker_sdk() -> dict[str, dict[str, Any]]:
@@ -126,6 +186,11 @@ def docker_sdk() -> dict[str, dict[str, Any]]:
         "importlib.metadata": {"version": _imported_when_called("importlib.metadata", "version")},
         "zipfile": {},  # requests.utils, importlib.resources.readers: CA bundles inside zip archives
         "tarfile": {},  # docker.utils.build: build contexts
+        # http.cookiejar, requests.cookies, email._parseaddr: expiry dates of
+        # cookies and dates in mail headers, which the engine sends neither
+        "calendar": {"timegm": _imported_when_called("calendar", "timegm")},
+        "stringprep": {},  # encodings.idna (requests.models): nameprep of a host name that is not ASCII
+        "mimetypes": {},   # urllib3.fields: the type of a file in a multipart form
     }
     # requests takes the first of these it can import, and checks its version
     for detector in ("chardet", "charset_normalizer"):
@@ -250,7 +315,10 @@ def _undefer(module: types.ModuleType) -> None:
             if previous is not None:
                 return previous(attr)
             raise AttributeError(f"module {module.__name__!r} has no attribute {attr!r}")
-        value = getattr(importlib.import_module(deferred[attr].module), deferred[attr].name)
+        d = deferred[attr]
+        value = getattr(importlib.import_module(d.module), d.name)
+        if d.fixup is not None:
+            d.fixup(module.__name__, attr, value)
         setattr(module, attr, value)  # a plain attribute from now on
         return value
 

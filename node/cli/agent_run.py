@@ -51,7 +51,11 @@ def run(config_file: str | None, flags: dict[str, Any]) -> None:
     from node.agent import codecache
 
     codecache.install()  # before the imports below: their generated code, compiled once (node.agent.codecache)
-    import trio
+    from node.api import lean_imports
+
+    # trio without the parts an agent never runs (DTLS, subprocesses, async
+    # files, TLS streams): loaded at their first use (node.api.lean_imports)
+    trio = lean_imports.import_module("trio", lean_imports.trio_parts())
 
     from node.agent.agent import run_agent
     from node.agent.config import ConfigError, load_config

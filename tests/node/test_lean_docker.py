@@ -207,3 +207,32 @@ httpx = httpx_module()
 print(json.dumps({"idle": idle, "client": httpx.AsyncClient.__name__, "cli": "httpx._main" in sys.modules}))
 """)
     assert out == {"idle": False, "client": "AsyncClient", "cli": False}
+
+
+def test_dates_non_ascii_hosts_and_file_types_load_their_modules_where_used() -> None:
+    # calendar (cookie expiry dates, dates in mail headers), stringprep (a
+    # host name that is not ASCII) and mimetypes (a file in a multipart form)
+    # are imported by requests, urllib3, http.cookiejar and email, never used
+    # by the runtime's calls (the test above): loaded where used.
+    out = run_probe("""
+import json, sys
+import node.runtime.engine as engine
+at_import = [m for m in ("calendar", "stringprep", "mimetypes") if m in sys.modules]
+import requests, requests.cookies, urllib3.fields, http.cookiejar, email.utils
+cookie = requests.cookies.create_cookie("c", "v", expires=None)
+morsel = __import__("http.cookies").cookies.Morsel()
+morsel.set("m", "v", "v")
+morsel["expires"] = "Wed, 01-Jan-2031 00:00:00 GMT"
+expires = requests.cookies.morsel_to_cookie(morsel).expires
+url = requests.Request("GET", "http://bücher.example/x").prepare().url
+codec = "bücher.example".encode("idna").decode()  # as the socket module encodes a host name
+print(json.dumps({"at_import": at_import, "expires": expires, "url": url, "codec": codec,
+                  "http2time": http.cookiejar.http2time("Wed, 01 Jan 2031 00:00:00 GMT"),
+                  "mail_date": email.utils.mktime_tz(email.utils.parsedate_tz("Mon, 20 Nov 1995 19:12:08 -0500")),
+                  "type": urllib3.fields.guess_content_type("a.json"),
+                  "loaded": [m for m in ("calendar", "stringprep", "mimetypes") if m in sys.modules]}))
+""")
+    assert out == {"at_import": [], "expires": 1924992000, "url": "http://xn--bcher-kva.example/x",
+                   "codec": "xn--bcher-kva.example",
+                   "http2time": 1924992000, "mail_date": 816912728, "type": "application/json",
+                   "loaded": ["calendar", "stringprep", "mimetypes"]}

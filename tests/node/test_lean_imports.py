@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEFERRED = ("asyncio", "http.client", "email.parser", "logging.config", "multiprocessing", "html", "tomllib")
+DEFERRED = ("asyncio", "http.client", "email.parser", "logging.config", "multiprocessing", "html", "tomllib",
+            "mimetypes")
 
 
 def run_probe(code: str) -> dict[str, object]:
@@ -64,8 +65,12 @@ async def main():
         hypercorn.logging.dictConfig({"version": 1, "incremental": True})
         import asyncio  # the real asyncio, for anyone who imports it afterwards
         ran = asyncio.run(asyncio.sleep(0, result="ran"))
+        after = [m for m in DEFERRED if m in sys.modules]
+        # a file's type, as starlette's FileResponse asks it
+        import starlette.responses
+        file_type = starlette.responses.guess_type("page.html")[0]
         print(json.dumps({"statuses": statuses, "served": served, "phrase": phrase, "asyncio": ran,
-                          "after": [m for m in DEFERRED if m in sys.modules]}))
+                          "after": after, "file_type": file_type}))
         nursery.cancel_scope.cancel()
 
 trio.run(main)
@@ -74,8 +79,9 @@ trio.run(main)
     assert out["served"] == []  # the API served without them
     assert out["phrase"] == "I'm a Teapot"
     assert out["asyncio"] == "ran"
-    # each loaded where it was used (multiprocessing, html, tomllib: never here)
+    # each loaded where it was used (multiprocessing, html, tomllib, mimetypes: never here)
     assert out["after"] == ["asyncio", "http.client", "email.parser", "logging.config"]
+    assert out["file_type"] == "text/html"
 
 
 def test_a_name_not_given_fails_the_import_and_leaves_no_stand_in(tmp_path: Path) -> None:
@@ -214,3 +220,51 @@ t.join(30)
 print(json.dumps({{"result": result, "joined": not t.is_alive()}}))
 """)
     assert out == {"result": "asyncio.run: still importing with stand-ins (node.api.lean_imports)", "joined": True}
+
+
+TRIO_DEFERRED = ("trio._dtls", "trio._subprocess", "trio._file_io", "trio._path", "trio._ssl",
+                 "trio._highlevel_ssl_helpers", "ssl", "bz2", "lzma", "locale")
+
+
+def test_trio_as_the_agent_imports_it_loads_its_unused_parts_where_used(tmp_path: Path) -> None:
+    # `shoal agent` (node.cli.agent_run) imports trio without DTLS, child
+    # processes, async files and TLS streams, and shutil's bz2 and lzma check
+    # and subprocess's locale without the modules themselves (about 1 MiB of
+    # an idle agent): each still works, and is the object a plain
+    # `import trio` gives, once used.
+    out = run_probe("""
+import json, sys
+from node.api import lean_imports
+trio = lean_imports.import_module("trio", lean_imports.trio_parts())
+DEFERRED = %r
+at_import = [m for m in DEFERRED if m in sys.modules]
+import shutil, subprocess
+
+async def main(tmp):
+    path = trio.Path(tmp) / "f.txt"
+    await path.write_text("written by trio.Path")
+    async with await trio.open_file(str(path)) as f:
+        text = await f.read()
+    done = await trio.run_process([sys.executable, "-c", "print('child')"], capture_stdout=True)
+    return text, done.stdout.decode().strip()
+
+text, child = trio.run(main, %r)
+names = {o.__name__: o.__module__ for o in (trio.Process, trio.run_process, trio.Path, trio.open_file,
+                                             trio.SSLStream, trio.NeedHandshakeError, trio.DTLSEndpoint,
+                                             trio.serve_ssl_over_tcp, trio.lowlevel.open_process)}
+archive = shutil.make_archive(%r, "xztar", %r)  # lzma, loaded here
+print(json.dumps({"at_import": at_import, "text": text, "child": child, "names": names,
+                  "formats": sorted(f for f, _ in shutil.get_archive_formats()), "archive": archive[-7:],
+                  "text_mode": subprocess.run([sys.executable, "-c", "print('é')"], capture_output=True,
+                                              text=True).stdout.strip(),
+                  "ssl_stream": issubclass(trio.SSLStream, trio.abc.Stream),
+                  "dtls": trio.DTLSEndpoint is sys.modules["trio._dtls"].DTLSEndpoint}))
+""" % (TRIO_DEFERRED, str(tmp_path), str(tmp_path / "a"), str(tmp_path)))
+    assert out["at_import"] == []
+    assert out["text"] == "written by trio.Path" and out["child"] == "child" and out["text_mode"] == "é"
+    # as trio's own import names them
+    assert out["names"] == {"Process": "trio", "run_process": "trio", "Path": "trio", "open_file": "trio",
+                            "SSLStream": "trio", "NeedHandshakeError": "trio", "DTLSEndpoint": "trio",
+                            "serve_ssl_over_tcp": "trio", "open_process": "trio.lowlevel"}
+    assert out["formats"] == ["bztar", "gztar", "tar", "xztar", "zip"] and out["archive"] == ".tar.xz"
+    assert out["ssl_stream"] is True and out["dtls"] is True
