@@ -223,8 +223,12 @@ class SwimBase:
         self._outputs.append(out)
 
     def _alive_msg(self) -> bytes:
-        me = self._me
-        return encode_alive(me.incarnation, me.name, me.addr_bytes, me.port, me.meta, me.vsn)
+        return self._alive_of(self._me)
+
+    @staticmethod
+    def _alive_of(m: Member) -> bytes:
+        """An encoded Alive saying what we hold of member m."""
+        return encode_alive(m.incarnation, m.name, m.addr_bytes, m.port, m.meta, m.vsn)
 
     # ------------------------------------------------------------ sending
     def _send(self, member: Member | None, addr: Address, msg: bytes) -> None:

@@ -103,7 +103,7 @@ from .members import Member
 from .messages import Alive, Dead, NodeStateCode, Ping, PushNodeState, Suspect
 from .suspicion import Suspicion
 from .swim_base import T_REASK, T_SUSPICION, SwimBase
-from .wire import encode, encode_alive
+from .wire import encode
 
 # Suspects re-asked per probe interval (_reask_suspects): a few suspicions at
 # a time are the normal case under loss; a partition makes hundreds.
@@ -317,12 +317,7 @@ class Membership(SwimBase):
         if len(self._corrections) >= CORRECTIONS_MAX:
             self._corrections.clear()
         self._corrections[key] = now
-        if member.name == self.name:
-            data = self._alive_msg()
-        else:
-            data = encode_alive(member.incarnation, member.name, member.addr_bytes, member.port,
-                                member.meta, member.vsn)
-        self._send(None, src, data)
+        self._send(None, src, self._alive_of(member))
         self._count("stale_accusations_answered")
 
     def _send_ping_with_suspicion(self, target: Member, seq: int) -> None:

@@ -37,7 +37,7 @@ from .messages import Alive, Dead, NodeStateCode, PushPull, Suspect
 from .swim_base import T_POST_JOIN
 from .swim_membership import Membership
 from .swim_user import UserData
-from .wire import encode, encode_push_pull_joined
+from .wire import encode_push_pull_joined
 
 
 class StateSync(Membership, UserData):
@@ -87,8 +87,7 @@ class StateSync(Membership, UserData):
         for name in sorted(learned - known_there):
             m = by_name.get(name)
             if m is not None and m.state is MemberState.ALIVE:
-                self._queue.add(encode(Alive(m.incarnation, m.name, m.addr_bytes, m.port, m.meta, m.vsn)),
-                                ("member", name), lane=MEMBERSHIP_LANE)
+                self._queue.add(self._alive_of(m), ("member", name), lane=MEMBERSHIP_LANE)
                 self._count("join_bridge_alives")
             learned.discard(name)
 

@@ -42,7 +42,7 @@ from .limits import (
 )
 from .messages import UserMsg
 from .swim_base import SwimBase
-from .wire import encode, encode_alive, encode_stream_user
+from .wire import encode, encode_stream_user
 
 __all__ = ["PAYLOAD_MAX_BYTES", "UserData", "userdata_msg"]
 
@@ -174,8 +174,7 @@ class UserData(SwimBase):
             m = self._members.get(name)
             if m is None or m.state is not MemberState.ALIVE or name == to:
                 continue  # a suspect refutes to its accusers itself; a stranger we cannot vouch for
-            alives.append(self._alive_msg() if name == self.name else
-                          encode_alive(m.incarnation, m.name, m.addr_bytes, m.port, m.meta, m.vsn))
+            alives.append(self._alive_of(m))
             if len(alives) == TELL_MEMBERS_MAX:
                 break
         budget = self.config.packet_budget_bytes - self._packet_overhead_bytes()
