@@ -35,8 +35,11 @@ suspects them): it slows down as with memberlist (simulator, a node taking
 
 The bound on declaring a dead member dead, with nobody left to confirm
 (GossipConfig.detection_bound_s): every probe slot lasts at most
-(h + 1) * probe_interval_s at health score h, and our shuffled round reaches
-any member within 2 (n - 1) slots; our suspicion timer then runs at most
+(h + 1) * probe_interval_s at health score h, and our walk of the probe
+ring (gossip.members) reaches any member within 2 (n - 1) slots of the
+last change of the membership (n - 1 while each slot keeps pace with the
+clock; one pass more when a slot number is skipped, or a stretched slot
+returns us to the clock's); our suspicion timer then runs at most
 suspicion_max_timeout_s(n), which does not depend on our health score at
 all (gossip.suspicion).  So, for a cluster of n members,
 

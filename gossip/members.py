@@ -2,10 +2,35 @@
 
 How this works: one `Member` record per known name (including ourselves),
 holding what memberlist's nodeState holds.  The table also keeps the
-randomized round-robin probe order (SWIM §4.3: every member is probed once per
-round, in an order reshuffled each round, new members inserted at a random
-position) and per-state counts, so picking random gossip targets and sizing
-timeouts never scans the whole table.
+probe ring (below), a list of names for random picks, and per-state counts,
+so picking probe and gossip targets and sizing timeouts never scans the
+whole table.
+
+The probe ring.  SWIM (§4.3) and memberlist probe in a round-robin order
+that each node shuffles for itself: every member is probed once per round
+by each node, but at any moment the probers of one member are independent,
+so a member is probed about once per probe interval *on average*, at
+random.  When a tenth of 1,000 nodes lose power at once, the last of the
+100 victims is first probed about 5 s later (P(not yet) ~ e^-0.9t each),
+which was half of the time to re-place their work.  Here every node walks
+one shared ring instead: the live members and ourselves sorted by a hash of
+the name (so that a rack of consecutively named machines is scattered over
+the ring), and in probe slot k (the probe interval's count on the cluster's
+wall clock, `gossip.swim_probe`) the node at ring position i probes
+position i + 1 + k mod (n - 1).  With the same view everywhere, each member
+then has exactly one prober per interval, and a victim waits a further
+interval only while its prober of the moment is dead too: with 10 % dead,
+P(a victim unprobed after j intervals) ~ 0.1^j.  (Simulated, 20 of 200
+nodes crashed at once, seeds 1-6: the last victim first suspected 2.3-3.5 s
+after the crash, median 2.6, against 3.6-7.1 s, median 4.9, with shuffled
+rounds.)
+Each node still reaches every member
+once in n - 1 slots, as a round-robin does.  A node whose health score
+stretches its probe slots (gossip.awareness) steps to the next position
+instead of following the clock, which would skip members it must reach by
+itself when few are left to probe (GossipConfig.detection_bound_s); views
+that differ, or clocks further apart than an interval, only make the
+probers of a member less regular, as shuffled rounds are.
 
 Address bytes are kept exactly as the member advertised them (4 or 16 bytes):
 memberlist compares them with bytes.Equal, so the form is part of identity.
@@ -29,8 +54,10 @@ simulation.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import random
+import zlib
 from collections.abc import Callable
 
 from .events import Address, MemberInfo, MemberState
@@ -100,6 +127,12 @@ def _address(addr_bytes: bytes, port: int) -> Address:
 
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 _GONE = (MemberState.DEAD, MemberState.LEFT)
+
+
+def ring_key(name: str) -> tuple[int, str]:
+    """A member's place in the probe ring: a hash of its name (CRC-32: the
+    same on every node and in every run), then the name, for ties."""
+    return (zlib.crc32(name.encode()), name)
 
 
 class Member:
@@ -174,8 +207,13 @@ class MemberTable:
         self._rng = rng
         self.local_name = local_name
         self.by_name: dict[str, Member] = {}
-        self.order: list[str] = []  # probe order, includes ourselves (skipped)
-        self.probe_index = 0
+        self.order: list[str] = []  # every name, ourselves included, for random picks
+        # The probe ring (module docstring): ring keys of the live members
+        # and ourselves, sorted; the key puts the name after a hash of it.
+        self._ring: list[tuple[int, str]] = []
+        self._local_key = ring_key(local_name)
+        self._last_slot: int | None = None
+        self._last_offset = 0
         # Members per state, keyed by the state's value: hashing an Enum
         # member runs Python code (Enum.__hash__), and these counts move for
         # every member learned and every state change.  `counts` gives them
@@ -249,20 +287,10 @@ class MemberTable:
         self._encodings[member.name] = b""
         self._touched.add(member.name)
         self._count_of[member.state._value_] += 1
-        if member.state in _LIVE:
-            self._live += 1
-        # Insert at a random position: a new member is probed within one
-        # round on average instead of always last (memberlist aliveNode).
+        if member.state in _LIVE or member.name == self.local_name:
+            self._live += member.state in _LIVE
+            bisect.insort(self._ring, ring_key(member.name))
         self.order.append(member.name)
-        last = len(self.order) - 1
-        # rng.randint(0, last), inlined as in random_members.
-        getrandbits = self._rng.getrandbits
-        n = last + 1
-        bits = n.bit_length()
-        j = getrandbits(bits)
-        while j >= n:
-            j = getrandbits(bits)
-        self.order[last], self.order[j] = self.order[j], self.order[last]
 
     def set_state(self, member: Member, state: MemberState, now: float) -> None:
         if member.state is not state:
@@ -271,7 +299,15 @@ class MemberTable:
             count_of = self._count_of
             count_of[member.state._value_] -= 1
             count_of[state._value_] += 1
-            self._live += (state in _LIVE) - (member.state in _LIVE)
+            was_live = member.state in _LIVE
+            is_live = state in _LIVE
+            self._live += is_live - was_live
+            if was_live != is_live and member.name != self.local_name:
+                key = ring_key(member.name)
+                if is_live:
+                    bisect.insort(self._ring, key)
+                else:
+                    self._ring_remove(key)
             member.state = state
             member.state_change_at = now
 
@@ -303,8 +339,15 @@ class MemberTable:
             self._count_of[member.state._value_] -= 1
             if member.state in _LIVE:
                 self._live -= 1
+            if member.state in _LIVE or name == self.local_name:
+                self._ring_remove(ring_key(name))
         self.order = [n for n in self.order if n not in names]
-        self.probe_index = 0
+
+    def _ring_remove(self, key: tuple[int, str]) -> None:
+        ring = self._ring
+        i = bisect.bisect_left(ring, key)
+        if i < len(ring) and ring[i] == key:
+            del ring[i]
 
     def live_count(self) -> int:
         """Members that count for timeouts: everyone not dead or left
@@ -312,23 +355,28 @@ class MemberTable:
         tombstones, which we keep much longer than memberlist does)."""
         return self._live
 
-    def next_probe_target(self) -> Member | None:
-        """Advance the round-robin cursor to the next member worth probing;
-        reshuffle at the end of each round."""
-        checked = 0
-        total = len(self.order)
-        while checked < total:
-            if self.probe_index >= len(self.order):
-                self._rng.shuffle(self.order)
-                self.probe_index = 0
-            name = self.order[self.probe_index]
-            self.probe_index += 1
-            checked += 1
-            member = self.by_name[name]
-            if name == self.local_name or member.dead_or_left():
-                continue
-            return member
-        return None
+    def next_probe_target(self, slot: int | None) -> Member | None:
+        """The member to probe in probe slot `slot` (the cluster-wide count
+        of probe intervals), or, with None, the one after the last we
+        probed; None when we know no live member (module docstring)."""
+        ring = self._ring
+        n = len(ring)
+        local = self._local_key
+        i = bisect.bisect_left(ring, local)
+        here = i < n and ring[i] == local
+        others = n - 1 if here else n
+        if others <= 0:
+            return None
+        if slot is None or slot == self._last_slot:
+            offset = self._last_offset % others + 1
+        else:
+            offset = slot % others + 1
+        self._last_slot = slot
+        self._last_offset = offset
+        # Position i + offset, counting only the others (we are at i when
+        # `here`; otherwise i is where we would be, and the walk starts there).
+        j = i + offset if here else i + offset - 1
+        return self.by_name[ring[j % n][1]]
 
     def random_members(self, k: int, accept: Callable[[Member], bool]) -> list[Member]:
         """Up to k distinct random members for which accept(member) is true;

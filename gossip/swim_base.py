@@ -147,6 +147,10 @@ class SwimBase:
         # a Go ticker buffers one tick for a busy receiver.
         self._probe_in_flight: int | None = None
         self._probe_tick_pending = False
+        # Our `now` plus this is the cluster's wall clock in seconds, which
+        # numbers the probe slots (gossip.swim_probe).  The simulator's
+        # nodes share one `now`; an agent's driver sets it (node.core).
+        self.probe_clock_offset_s = 0.0
         self._relays: dict[int, Relay] = {}
         self._suspicions: dict[str, Suspicion] = {}
         self._reask_scheduled = False  # one T_REASK timer while any suspicion is held

@@ -1,7 +1,10 @@
 """Failure detection by probing: a part of `gossip.swim.Swim`.
 
 How this works (SWIM §4, memberlist state.go): every probe_interval_s we
-ping the next member in a shuffled round-robin order.  No ack within
+ping the next member on the probe ring (gossip.members: in probe slot k,
+the node at ring position i probes position i + 1 + k mod (n - 1), where k
+counts probe intervals on the cluster's wall clock, `probe_clock_offset_s`
+after our `now`).  No ack within
 probe_timeout_s -> ask `indirect_checks` random members to ping it for us
 (and, for peers that speak protocol >= 3, try a TCP ping too).  No ack by
 the end of the probe interval (scaled by our health score, below) -> we
@@ -57,10 +60,13 @@ class Probing(Membership):
         failed at the awareness-scaled probe interval (_probe_done)."""
         if self._leaving:
             return
-        target = self._members.next_probe_target()
+        interval = self._awareness.scale(self.config.probe_interval_s)
+        # A stretched slot steps to the next member instead (gossip.members).
+        slot = (int((now + self.probe_clock_offset_s) // self.config.probe_interval_s)
+                if self._awareness.score == 0 else None)
+        target = self._members.next_probe_target(slot)
         if target is None:
             return
-        interval = self._awareness.scale(self.config.probe_interval_s)
         # The direct ping's timeout is not scaled by our health score (as in
         # memberlist): waiting longer rarely gets a UDP ack through, while
         # the longer probe interval leaves the indirect pings and the TCP

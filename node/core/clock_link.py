@@ -8,7 +8,8 @@ an incoming stream; a push/pull a datagram starts carries the state of
 the last timer, at most a probe interval old), `unread` takes the peers'
 user states out of the gossip layer's outputs as samples, and `refresh`
 recomputes the estimate (at each sample, over the members alive then:
-samples come every push/pull interval or so).  `write_wall_ms` is the
+samples come every push/pull interval or so).  `offer` also gives the
+gossip layer the corrected clock its probe slots are numbered on.  `write_wall_ms` is the
 wall clock a job write is stamped with, and refuses the write while our
 clock is still too far ahead after the correction.
 """
@@ -40,6 +41,9 @@ def raw_wall_ms(core: NodeCore, now: float) -> int:
 
 def offer(core: NodeCore, now: float) -> None:
     core.swim.set_user_state(encode_state(raw_wall_ms(core, now)))
+    # The gossip layer numbers its probe slots on the cluster's wall clock
+    # (gossip.members, "The probe ring"): ours, corrected.
+    core.swim.probe_clock_offset_s = core.wall_offset_s + core.cluster_clock.correction_ms / 1000
 
 
 def unread(core: NodeCore, outputs: Iterable[Out], now: float) -> Iterator[Out]:

@@ -291,7 +291,10 @@ def test_suspicion_timeout_formula_and_confirmations():
 
 
 def test_lifeguard_awareness_slows_probes_of_an_unhealthy_node():
-    link, nodes = cluster(3, config=CFG)
+    # Five members: n0's first failed probe asks a helper it still holds
+    # alive.  (Of three, n0 walking the probe ring suspects each of the two
+    # others in turn, and a suspect helper's silence costs nothing.)
+    link, nodes = cluster(5, config=CFG)
     # n0's link goes down: its probes fail and its own health score rises,
     # which stretches its probe timeouts.
     link.down.add("n0")
@@ -777,15 +780,17 @@ def test_no_helper_to_ask_costs_no_health():
 # ---- a death we never suspected (gossip.swim_membership) ----------------------
 
 
-def _dead_from(sender: Swim, subject: Swim, incarnation: int | None = None) -> bytes:
-    """A Dead message as `sender` gossips it after its suspicion of `subject`
-    timed out (say, on the other side of a partition that just healed)."""
+def _dead_from(sender: Swim | str, subject: Swim, incarnation: int | None = None) -> bytes:
+    """A Dead message as `sender` (a node, or the name of one on the other
+    side of a partition that just healed) gossips it after its suspicion of
+    `subject` timed out."""
     from gossip.messages import Dead
     from gossip.packet import seal_packet
     from gossip.wire import encode
 
     inc = subject.incarnation if incarnation is None else incarnation
-    return seal_packet(encode(Dead(inc, subject.name, sender.name)), label=b"", keyring=None, crc=True,
+    name = sender if isinstance(sender, str) else sender.name
+    return seal_packet(encode(Dead(inc, subject.name, name)), label=b"", keyring=None, crc=True,
                        compress=False, compress_min_bytes=0)
 
 
@@ -793,9 +798,11 @@ def test_a_death_we_never_suspected_is_a_suspicion_and_the_live_member_refutes_i
     link, nodes = cluster(4)
     n0, n1, n2 = nodes[0], nodes[1], nodes[2]
     before = n1.incarnation
-    # n2's verdict reaches n0, which held n1 alive (memberlist would declare
-    # n1 dead here and then, once n1 refuted, take it back).
-    n0.receive_datagram(_dead_from(n2, n1), n2.addr, link.now)
+    # p0's verdict (p0: a member across a partition that just healed) reaches
+    # n0 through n2, while n0 held n1 alive (memberlist would declare n1 dead
+    # here and then, once n1 refuted, take it back).  Not n2's own name: n0's
+    # gossip may hand the verdict to n2, which would take it as its own.
+    n0.receive_datagram(_dead_from("p0", n1), n2.addr, link.now)
     assert link.state_in(n0, "n1") is MemberState.SUSPECT
     assert n0.counters["deaths_taken_as_suspicion"] == 1
     link.run_until(link.now + CFG.suspicion_max_timeout_s(4) + 2)
@@ -843,7 +850,7 @@ def test_a_death_right_behind_the_suspicion_only_confirms_it():
     n0, n1, n2, n3 = nodes
     t0 = link.now
     n0._on_suspect(Suspect(n1.incarnation, "n1", "n3"), link.now)
-    n0.receive_datagram(_dead_from(n2, n1), n2.addr, link.now)
+    n0.receive_datagram(_dead_from("p0", n1), n2.addr, link.now)  # p0: across the healed cut
     assert link.state_in(n0, "n1") is MemberState.SUSPECT
     link.run_until(t0 + CFG.suspicion_max_timeout_s(4) + 2)
     assert link.state_in(n0, "n1") is MemberState.ALIVE   # n1 heard of it and refuted
@@ -861,7 +868,7 @@ def test_a_death_a_push_pull_told_is_not_made_final_by_the_same_news_gossiped():
                          tuple(m.vsn))
     n0._merge_remote(PushPull(False, (dead,)), link.now)
     assert link.state_in(n0, "n1") is MemberState.SUSPECT
-    n0.receive_datagram(_dead_from(n2, n1), n2.addr, link.now)
+    n0.receive_datagram(_dead_from("p0", n1), n2.addr, link.now)  # p0: across the healed cut
     assert link.state_in(n0, "n1") is MemberState.SUSPECT
     link.run_until(link.now + CFG.suspicion_max_timeout_s(4) + 2)
     assert link.state_in(n0, "n1") is MemberState.ALIVE
@@ -873,7 +880,9 @@ def test_a_death_a_push_pull_told_is_not_made_final_by_the_same_news_gossiped():
 
 def test_a_member_gossip_missed_is_a_stranger_until_a_peer_tells_us_its_alive():
     link, nodes = cluster(4)
-    late = link.add("n4")
+    # n4's push/pull after joining comes later than this test looks: a random
+    # member, n1 in some seeds, would learn n4 from it.
+    late = link.add("n4", config=CFG.replace(post_join_sync_s=60.0))
     deaf = nodes[1]
     # n1 loses every datagram carrying n4's alive; its payload still arrives.
     link.drop = lambda sender, receiver, data: receiver == "n1" and _carries_alive_of(data, "n4")
@@ -965,9 +974,19 @@ def test_a_join_that_bridges_two_clusters_tells_each_cluster_the_other():
     link.run_until(link.now + 3)
     assert not any(link.state_in(a[0], n.name) for n in b)
     bridge = link.add("x")
+    link.sent.clear()
     bridge.join([addr["a0"], addr["b0"]], link.now)
     link.run_until(link.now + 1.0)
+    assert bridge.counters.get("join_bridge_alives") == 3  # the first seed's cluster, told to the second
+    # The bridge gossips every member of both clusters: those of the first
+    # reply (which alone would have stayed quiet) and those of the second.
+    gossiped = {m.node for who, _, data in link.sent if who == "x"
+                for m in open_packet(data, label=b"", keyring=None) if isinstance(m, Alive)}
+    assert gossiped >= {n.name for n in a + b}
+    # Where gossip reaches is chance at this size (each alive goes to
+    # retransmit_limit(7) = 3 members, some of which knew it): the rest
+    # learn it at their next push/pull, as memberlist's members do.
+    link.run_until(link.now + CFG.push_pull_interval_for(7) + 1.0)
     everyone = {n.name for n in a + b} | {"x"}
     for viewer in a + b + [bridge]:
         assert {m.name for m in viewer.members() if m.state is MemberState.ALIVE} == everyone, viewer.name
-    assert bridge.counters.get("join_bridge_alives") == 3  # the first seed's cluster, told to the second

@@ -70,10 +70,10 @@ CASES = {
 }
 
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
-    ('gossip', 11): ('7d4e6d4020085f02813f103fb9923434386ff7c2435375a1f03fe903694efdb9', 1211),
-    ('gossip', 12): ('ed41c03d0f7678e5f2b831b1bbd042eb42bcda685300c205dd7a3323373b8fa9', 1236),
-    ('placement', 2): ('5bce5d4eabcbdbf1cf64aa78914f87c0128885161b9e905f67beda482cd523a4', 684),
-    ('placement', 5): ('1e6d79979e5116bc8c632258ca31ea1ec25a69477f71f2ca4682388195cedb7e', 697),
+    ('gossip', 11): ('3669fc1173dc821ff3cf2b920d6ab9a19e33aaf6d6fa2204a1c5b0280e55005c', 1222),
+    ('gossip', 12): ('8da738be151d44cd04f619a43ed0a8c1f5cffe1bd3f89b2af59d9076e3f10fa7', 1264),
+    ('placement', 2): ('f25c09389eccae1a0310944dfbeb97d78a9ed21d58c02858aac72f5900f72eb3', 682),
+    ('placement', 5): ('fda29f6d113acfa7329f7b7cc96a85ce37327e1a55f94c0dc8c681f41a3d5a19', 643),
 }
 
 
