@@ -23,7 +23,7 @@ interval only while its prober of the moment is dead too: with 10 % dead,
 P(a victim unprobed after j intervals) ~ 0.1^j.  (Simulated, 20 of 200
 nodes crashed at once, seeds 1-6: the last victim first suspected 2.3-3.5 s
 after the crash, median 2.6, against 3.6-7.1 s, median 4.9, with shuffled
-rounds.)
+rounds; scripts/bench/mass_failure.py.)
 Each node still reaches every member
 once in n - 1 slots, as a round-robin does.  A node whose health score
 stretches its probe slots (gossip.awareness) steps to the next position
