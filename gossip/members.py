@@ -210,8 +210,10 @@ class MemberTable:
         self.order: list[str] = []  # every name, ourselves included, for random picks
         # The probe ring (module docstring): ring keys of the live members
         # and ourselves, sorted; the key puts the name after a hash of it.
-        self._ring: list[tuple[int, str]] = []
+        # We are on it from the start and never leave it: our position is
+        # where each walk starts.
         self._local_key = ring_key(local_name)
+        self._ring: list[tuple[int, str]] = [self._local_key]
         self._last_slot: int | None = None
         self._last_offset = 0
         # Members per state, keyed by the state's value: hashing an Enum
@@ -287,9 +289,10 @@ class MemberTable:
         self._encodings[member.name] = b""
         self._touched.add(member.name)
         self._count_of[member.state._value_] += 1
-        if member.state in _LIVE or member.name == self.local_name:
-            self._live += member.state in _LIVE
-            bisect.insort(self._ring, ring_key(member.name))
+        if member.state in _LIVE:
+            self._live += 1
+            if member.name != self.local_name:
+                bisect.insort(self._ring, ring_key(member.name))
         self.order.append(member.name)
 
     def set_state(self, member: Member, state: MemberState, now: float) -> None:
@@ -339,8 +342,8 @@ class MemberTable:
             self._count_of[member.state._value_] -= 1
             if member.state in _LIVE:
                 self._live -= 1
-            if member.state in _LIVE or name == self.local_name:
-                self._ring_remove(ring_key(name))
+                if name != self.local_name:
+                    self._ring_remove(ring_key(name))
         self.order = [n for n in self.order if n not in names]
 
     def _ring_remove(self, key: tuple[int, str]) -> None:
@@ -360,11 +363,7 @@ class MemberTable:
         of probe intervals), or, with None, the one after the last we
         probed; None when we know no live member (module docstring)."""
         ring = self._ring
-        n = len(ring)
-        local = self._local_key
-        i = bisect.bisect_left(ring, local)
-        here = i < n and ring[i] == local
-        others = n - 1 if here else n
+        others = len(ring) - 1
         if others <= 0:
             return None
         if slot is None or slot == self._last_slot:
@@ -373,10 +372,8 @@ class MemberTable:
             offset = slot % others + 1
         self._last_slot = slot
         self._last_offset = offset
-        # Position i + offset, counting only the others (we are at i when
-        # `here`; otherwise i is where we would be, and the walk starts there).
-        j = i + offset if here else i + offset - 1
-        return self.by_name[ring[j % n][1]]
+        i = bisect.bisect_left(ring, self._local_key)  # our own position
+        return self.by_name[ring[(i + offset) % len(ring)][1]]
 
     def random_members(self, k: int, accept: Callable[[Member], bool]) -> list[Member]:
         """Up to k distinct random members for which accept(member) is true;

@@ -9,9 +9,9 @@ the last timer, at most a probe interval old), `unread` takes the peers'
 user states out of the gossip layer's outputs as samples, and `refresh`
 recomputes the estimate (at each sample, over the members alive then:
 samples come every push/pull interval or so).  `offer` also gives the
-gossip layer the corrected clock its probe slots are numbered on.  `write_wall_ms` is the
-wall clock a job write is stamped with, and refuses the write while our
-clock is still too far ahead after the correction.
+gossip layer the corrected clock its probe slots are numbered on.
+`write_wall_ms` is the wall clock a job write is stamped with, and refuses
+the write while our clock is still too far ahead after the correction.
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ def crash_a_fraction(seed: int, n: int, fraction: float = 0.1, *, profile: str =
     if w.run_until_converged(checkers.all_agree_alive, 60.0) is None:
         raise AssertionError(f"seed={seed}: no convergence")
     w.run_for(5.0)
-    victims = random.Random(seed).sample(range(1, n), max(1, int(n * fraction)))
-    survivors = [i for i in range(n) if i not in set(victims)]
+    victims = set(random.Random(seed).sample(range(1, n), max(1, int(n * fraction))))
+    survivors = [i for i in range(n) if i not in victims]
     names = {w.nodes[v].name for v in victims}
     for v in victims:
         faults.crash(w, v)
