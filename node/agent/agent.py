@@ -103,13 +103,15 @@ log = logging.getLogger("shoal.agent")
 API_SHUTDOWN_WAIT_S = 1.5
 
 
-def import_api_server() -> Any:
+def import_api_server(tls: bool) -> Any:
     """node.api.server, with hypercorn and starlette but without the
-    standard-library modules they import and an agent never runs
-    (node.api.lean_imports; in a thread, once the agent gossips)."""
+    standard-library modules they import and an agent never runs, nor ssl
+    when the API serves plain HTTP (node.api.lean_imports; in a thread, once
+    the agent gossips)."""
     from node.api import lean_imports
 
-    return lean_imports.import_module("node.api.server", lean_imports.HTTP_STACK)
+    stand_ins = lean_imports.HTTP_STACK if tls else lean_imports.HTTP_STACK | lean_imports.HYPERCORN_SSL
+    return lean_imports.import_module("node.api.server", stand_ins)
 
 
 def agent_version() -> str:
@@ -269,7 +271,7 @@ class Agent:
                 # answers peers meanwhile, and served on the socket above.
                 if not dns_first:
                     await self._start_dns(nursery)
-                server = await trio.to_thread.run_sync(import_api_server)
+                server = await trio.to_thread.run_sync(import_api_server, cfg.api_tls_cert is not None)
                 await nursery.start(server.serve_api, self, api_sock, self._api_shutdown, self._api_done)
                 await self.persistence.stores_ready.wait()  # a first start creates them meanwhile
                 codecache.save()  # what this start compiled, for the next (node.agent.codecache)

@@ -51,13 +51,20 @@ def make_runtime(agent: Agent) -> Any:
     cfg = agent.config
     if cfg.runtime == "fake":
         return FakeRuntime()
+    from node.runtime.config import DockerRuntimeConfig, reached_without_tls
+
+    rt_cfg = DockerRuntimeConfig(**docker_settings(cfg))
     try:
         # Optional: the docker client library may not be installed.
+        if reached_without_tls(rt_cfg.docker_host):
+            # The SDK without ssl (node.api.lean_imports.docker_sdk; the runtime's own import finds it loaded).
+            from node.api import lean_imports
+
+            lean_imports.import_module("docker", lean_imports.docker_sdk(tls=False))
         from node.agent.image_share import ImageShare  # with the docker SDK (httpx at its first fetch)
-        from node.runtime.docker import DockerRuntime, DockerRuntimeConfig
+        from node.runtime.docker import DockerRuntime
     except ImportError as e:
         raise ConfigError("runtime", f"the docker runtime cannot be loaded: {e}") from None
-    rt_cfg = DockerRuntimeConfig(**docker_settings(cfg))
 
     def gave_up(slot: str, reason: str) -> Awaitable[Any]:
         log.warning("runtime gave up on %s here: %s", slot, reason)

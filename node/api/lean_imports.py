@@ -33,6 +33,21 @@ and TLS streams, and, through ctypes.util (for naming its threads), bz2,
 lzma and locale, which an agent never runs: trio_parts(), about 0.9 MiB
 (docs/benchmarks.md, "Idle memory: trio's unused parts").
 
+OpenSSL (libcrypto and libssl, with the ssl module some 4.6 MiB of an idle
+Docker agent) is loaded only by an agent that uses TLS: one serving its API
+over plain HTTP and reaching its engine without TLS never maps it.
+hypercorn.config takes ssl's names for a TLS context such an API never
+makes: HYPERCORN_SSL gives them as `_UsedLater`, the real ones at their
+first use (node.agent.agent asks for it only without TLS; an agent serving
+TLS has loaded ssl before, node.api.listen).  The docker SDK's requests,
+urllib3, http.client and urllib.request each have a branch for a Python
+built without ssl: `docker_sdk(tls=False)` (node.agent.runtime_link, for a
+unix://, tcp:// or http:// engine) makes ssl ABSENT for their import, so
+they take it for the life of the process.  hashlib and hmac load OpenSSL's
+hashes at their own import: `import_hashes_without_openssl()` (`shoal
+agent`, first thing) gives them CPython's own, the same digests
+(docs/benchmarks.md, "Idle memory: no OpenSSL without TLS").
+
 `import_module(name, stand_ins)` imports `name` (node.api.server, httpx, trio)
 with a meta path finder first in sys.meta_path that answers, for the
 modules of `stand_ins` not loaded yet and in the calling thread only, with
@@ -81,6 +96,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -96,11 +112,40 @@ def _imported_when_called(module: str, name: str) -> Callable[..., Any]:
     return call
 
 
+class _UsedLater:
+    """A name its importer uses only on a path this agent does not run (a
+    TLS context, when the API serves plain HTTP): the real one at its first
+    use, attribute or call (`Purpose.CLIENT_AUTH`, `VerifyMode(2)`)."""
+
+    __slots__ = ("_module", "_name")
+
+    def __init__(self, module: str, name: str) -> None:
+        self._module, self._name = module, name
+
+    def _real(self) -> Any:
+        return getattr(importlib.import_module(self._module), self._name)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._real(), attr)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._real()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{self._module}.{self._name}, its module imported at the first use"
+
+
+# A module its importers are told is not there during the import (the
+# import raises ModuleNotFoundError, in the importing thread only), so they
+# take the branch they have for a Python built without it.
+ABSENT: dict[str, Any] = {}
+
 # module -> the names its importers take at import, and what they get.  For
 # node.api.server (hypercorn, starlette):
 HTTP_STACK: dict[str, dict[str, Any]] = {
     "asyncio": {"iscoroutinefunction": inspect.iscoroutinefunction},   # starlette._utils
-    "http.client": {},                                                 # starlette.exceptions (`http.client.responses`)
+    # starlette.exceptions: a status code's phrase, made as http.client makes it (which would load ssl)
+    "http.client": {"responses": {v: v.phrase for v in HTTPStatus.__members__.values()}},
     "logging.config": {"dictConfig": _imported_when_called("logging.config", "dictConfig"),
                        "fileConfig": _imported_when_called("logging.config", "fileConfig")},  # hypercorn.logging
     "multiprocessing": {},                                             # the package of the next one
@@ -114,6 +159,14 @@ HTTP_STACK: dict[str, dict[str, Any]] = {
     # HTTP/2 (h2 with hpack and hyperframe, priority): hypercorn.protocol.h2, hypercorn.typing;
     # used by a client that asks for HTTP/2 (TLS with ALPN h2, or h2c), loaded at its first connection
     "h2": {}, "h2.connection": {}, "h2.events": {}, "h2.exceptions": {}, "priority": {},
+}
+# hypercorn.config takes these from ssl for its TLS context, which an API
+# serving plain HTTP never makes: node.api.server imports with them only
+# then (an agent serving TLS has loaded ssl before, node.api.listen).
+HYPERCORN_SSL: dict[str, dict[str, Any]] = {
+    "ssl": {name: _UsedLater("ssl", name) for name in (
+        "create_default_context", "OP_NO_COMPRESSION", "Purpose", "SSLContext", "TLSVersion", "VerifyFlags",
+        "VerifyMode")},
 }
 # For httpx (node.api.forward, node.agent.image_share): its command line, with click and pygments.
 HTTPX: dict[str, dict[str, Any]] = {"httpx._main": {"main": _imported_when_called("httpx._main", "main")}}
@@ -174,9 +227,13 @@ def trio_parts() -> dict[str, dict[str, Any]]:
     return table
 
 
-def docker_sdk() -> dict[str, dict[str, Any]]:
+def docker_sdk(*, tls: bool = True) -> dict[str, dict[str, Any]]:
     """For the docker SDK (node.runtime.engine): a function, as it looks up
-    what is installed (chardet, charset_normalizer, paramiko)."""
+    what is installed (chardet, charset_normalizer, paramiko).  With
+    `tls=False` (an agent whose engine is not reached over TLS,
+    node.agent.runtime_link) ssl is absent for the SDK's import: requests,
+    urllib3, http.client and urllib.request then take the branches they have
+    for a Python without ssl, for the life of the process."""
     table: dict[str, dict[str, Any]] = {
         # docker/__init__ re-exports the high-level client (with docker.models) and contexts
         "docker.client": {name: Deferred("docker.client", name) for name in ("DockerClient", "from_context",
@@ -198,7 +255,22 @@ def docker_sdk() -> dict[str, dict[str, Any]]:
             table[detector] = {"__version__": version}
     if importlib.util.find_spec("paramiko") is not None:
         table["paramiko"] = {}  # docker.transport.sshconn: ssh:// hosts, loaded at the first connection
+    if not tls:
+        table["ssl"] = ABSENT
+        # requests, finding no ssl, would put pyOpenSSL (with cryptography) under urllib3 where installed
+        table["urllib3.contrib.pyopenssl"] = ABSENT
     return table
+
+
+def import_hashes_without_openssl() -> None:
+    """hashlib and hmac with CPython's own hashes (`shoal agent`, before
+    anything imports them): hashlib imports OpenSSL's (_hashlib, with
+    libcrypto: some 3.4 MiB resident) at its own import, even to give out
+    blake2b, which is CPython's either way; md5, sha1, sha256 and sha512 are
+    CPython's too then, the same digests.  An agent that serves TLS, or
+    reaches its engine over TLS, maps libcrypto for ssl anyway."""
+    for module in ("hashlib", "hmac"):
+        import_module(module, {"_hashlib": ABSENT})
 
 
 def _package_version(package: str) -> str | None:
@@ -266,6 +338,8 @@ class _Finder:
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: types.ModuleType | None = None) -> ModuleSpec | None:
         if fullname in _given and threading.get_ident() == _importing_thread:
+            if _given[fullname] is ABSENT:
+                raise ModuleNotFoundError(f"No module named {fullname!r} (node.api.lean_imports)", name=fullname)
             return importlib.util.spec_from_loader(fullname, _StandInLoader())
         return None
 

@@ -14,7 +14,6 @@ before it gossips, as they did when the API was started first.
 from __future__ import annotations
 
 import socket
-import ssl
 from pathlib import Path
 
 from node.agent.config import HostPort
@@ -43,6 +42,9 @@ def open_api_socket(api: HostPort, *, tls: bool) -> tuple[socket.socket, str]:
 
 def check_tls(cert: Path, key: Path, ca: Path) -> None:
     """Load the API's certificate, key and CA as the server will (ssl.SSLError,
-    an OSError, if they do not load or do not match)."""
+    an OSError, if they do not load or do not match).  ssl is imported
+    here: an agent serving plain HTTP never loads it (node.api.lean_imports)."""
+    import ssl
+
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca))
     context.load_cert_chain(str(cert), str(key))

@@ -19,13 +19,15 @@ certificate must carry its advertised address as a SAN (`shoal tls cert`).
 
 from __future__ import annotations
 
-import ssl
 from contextvars import ContextVar
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from hypercorn.config import Config as HypercornConfig
 
 if TYPE_CHECKING:
+    import ssl
+
     from node.agent.config import AgentConfig
 
 # The verified client certificate of the current request's connection
@@ -33,29 +35,37 @@ if TYPE_CHECKING:
 PEER_CERT: ContextVar[dict[str, Any] | None] = ContextVar("shoal_api_peer_cert", default=None)
 
 
-class _RecordingSSLObject(ssl.SSLObject):
-    """Records the verified client certificate when the handshake completes."""
+@cache
+def _tls_hypercorn_config() -> type[HypercornConfig]:
+    """Hypercorn's config, whose SSL context records client certificates.
+    Made at the first use: ssl is imported only by an agent serving TLS
+    (one serving plain HTTP never loads it, node.api.lean_imports)."""
+    import ssl
 
-    def do_handshake(self) -> None:
-        super().do_handshake()
-        PEER_CERT.set(self.getpeercert() or None)
+    class RecordingSSLObject(ssl.SSLObject):
+        """Records the verified client certificate when the handshake completes."""
 
+        def do_handshake(self) -> None:
+            super().do_handshake()
+            PEER_CERT.set(self.getpeercert() or None)
 
-class TLSHypercornConfig(HypercornConfig):
-    """Hypercorn's config, whose SSL context records client certificates."""
+    class TLSHypercornConfig(HypercornConfig):
+        def create_ssl_context(self) -> ssl.SSLContext | None:
+            context = super().create_ssl_context()
+            if context is not None:
+                context.sslobject_class = RecordingSSLObject
+            return context
 
-    def create_ssl_context(self) -> ssl.SSLContext | None:
-        context = super().create_ssl_context()
-        if context is not None:
-            context.sslobject_class = _RecordingSSLObject
-        return context
+    return TLSHypercornConfig
 
 
 def hypercorn_config(cfg: AgentConfig) -> HypercornConfig:
     """A hypercorn config serving HTTPS when the agent's TLS settings are set."""
     if cfg.api_tls_cert is None:
         return HypercornConfig()
-    hc = TLSHypercornConfig()
+    import ssl
+
+    hc = _tls_hypercorn_config()()
     hc.certfile = str(cfg.api_tls_cert)
     hc.keyfile = str(cfg.api_tls_key)
     hc.ca_certs = str(cfg.api_tls_ca)
@@ -66,6 +76,8 @@ def hypercorn_config(cfg: AgentConfig) -> HypercornConfig:
 def peer_client_context(cfg: AgentConfig) -> ssl.SSLContext:
     """The context for this agent's requests to another agent: verify it
     against the cluster CA, present our own certificate."""
+    import ssl
+
     context = ssl.create_default_context(cafile=str(cfg.api_tls_ca))
     context.load_cert_chain(str(cfg.api_tls_cert), str(cfg.api_tls_key))
     return context

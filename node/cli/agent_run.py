@@ -48,10 +48,12 @@ def run(config_file: str | None, flags: dict[str, Any]) -> None:
     # engine that does not answer yet) still collects what it leaves behind.
     usual_thresholds = gc.get_threshold()
     gc.set_threshold(STARTUP_GC_THRESHOLD, *usual_thresholds[1:])
+    from node.api import lean_imports
+
+    lean_imports.import_hashes_without_openssl()  # before codecache's: no libcrypto for them
     from node.agent import codecache
 
     codecache.install()  # before the imports below: their generated code, compiled once (node.agent.codecache)
-    from node.api import lean_imports
 
     # trio without the parts an agent never runs (DTLS, subprocesses, async
     # files, TLS streams): loaded at their first use (node.api.lean_imports)

@@ -18,6 +18,14 @@ def default_docker_host() -> str:
     return os.environ.get("SHOAL_DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
+def reached_without_tls(docker_host: str) -> bool:
+    """Whether the runtime reaches this engine without TLS: a unix socket,
+    or tcp:// and http:// (its client is made without `tls`, so tcp:// is
+    plain HTTP).  https:// is TLS; ssh:// and anything else are counted as
+    TLS too, so the SDK keeps ssl for them."""
+    return docker_host.partition("://")[0] in ("unix", "tcp", "http")
+
+
 @dataclass(frozen=True, slots=True)
 class DockerRuntimeConfig:
     docker_host: str = field(default_factory=default_docker_host)

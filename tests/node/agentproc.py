@@ -1,7 +1,7 @@
 """One real agent process for a test: started with a config file, stopped with SIGTERM.
 
 `running_agent(...)` yields the agent's `agent.json` (its addresses, from its
-state dir) once the agent has written it; on exit it sends SIGTERM and waits,
+state dir) and its process id ("pid") once the agent has written it; on exit it sends SIGTERM and waits,
 killing it only if it does not leave in time.
 """
 
@@ -44,7 +44,7 @@ def running_agent(tmp_path: Path, name: str, config_text: str, *extra: str,
             except (OSError, ValueError):
                 time.sleep(0.05)
         assert info is not None, f"agent {name} did not start (rc {proc.poll()})"
-        yield info
+        yield {**info, "pid": proc.pid}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

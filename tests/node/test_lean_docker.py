@@ -6,7 +6,9 @@ still working.
 What a user would notice if it broke: a Docker agent about 4 MiB larger
 (docs/benchmarks.md, "Idle memory"), or, worse, an engine call that fails
 where a deferred module is needed after all (an error the engine sends as
-untyped text, an ssh:// or https:// docker host).  Checked in fresh
+untyped text, an ssh:// or https:// docker host), or, for an engine
+reached without TLS, where the SDK is imported without ssl (some 5 MiB
+with OpenSSL), a call that needed it.  Checked in fresh
 interpreters against tests/node/stub_engine.py (no dockerd needed; the
 runtime's tests run the same calls against a real one).
 """
@@ -46,7 +48,7 @@ url = stub_engine.serve(%(kind)r, Path(%(sock)r), %(tls)r)
 import node.runtime.engine as engine  # the SDK, lean
 import docker.errors
 DEFERRED = %(deferred)r
-out = {"at_import": [m for m in DEFERRED if m in sys.modules]}
+out = {"at_import": [m for m in DEFERRED if m in sys.modules], **globals().get("WITHOUT_TLS", {})}
 api = engine.docker.APIClient(base_url=url, version="1.41", timeout=20)
 out["ps"] = api.containers(all=True)
 out["images"] = [i["RepoTags"] for i in api.images()]
@@ -73,8 +75,22 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("kind", ["unix", "tcp", "https"])
-def test_the_runtimes_calls_work_and_load_only_what_they_need(kind: str, tmp_path: Path) -> None:
+# As an agent whose engine is reached without TLS imports the SDK (node.agent.runtime_link): with
+# ssl absent, so requests, urllib3 and http.client take their branches for a Python without ssl.
+WITHOUT_TLS = """
+import sys
+from node.api import lean_imports
+lean_imports.import_module("docker", lean_imports.docker_sdk(tls=False))
+import http.client, urllib3.util.ssl_, urllib3.connection
+WITHOUT_TLS = {"ssl_loaded": "ssl" in sys.modules, "urllib3_tls": urllib3.util.ssl_.SSLContext is not None,
+               "http_client_tls": hasattr(http.client, "HTTPSConnection"),
+               "pyopenssl_tried": "urllib3.contrib.pyopenssl" in sys.modules}
+"""
+
+
+@pytest.mark.parametrize(("kind", "sdk_tls"), [("unix", True), ("tcp", True), ("https", True),
+                                               ("unix", False), ("tcp", False)])
+def test_the_runtimes_calls_work_and_load_only_what_they_need(kind: str, sdk_tls: bool, tmp_path: Path) -> None:
     env = {}
     tls = None
     if kind == "https":
@@ -82,8 +98,13 @@ def test_the_runtimes_calls_work_and_load_only_what_they_need(kind: str, tmp_pat
         tls = make_cert("engine", tmp_path / "ca", tmp_path / "certs", ips=["127.0.0.1"])
         env["REQUESTS_CA_BUNDLE"] = str(ca)  # requests verifies the engine against our CA
         tls = (str(tls[0]), str(tls[1]))
-    out = run_probe(CALLS % {"kind": kind, "sock": str(tmp_path / "engine.sock"), "tls": tls,
-                             "deferred": DEFERRED}, **env)
+    out = run_probe(("" if sdk_tls else WITHOUT_TLS)
+                    + CALLS % {"kind": kind, "sock": str(tmp_path / "engine.sock"), "tls": tls, "deferred": DEFERRED},
+                    **env)
+    if not sdk_tls:
+        # no ssl, hence no OpenSSL, until the stub engine's own import; nothing tried in its place
+        assert (out["ssl_loaded"], out["urllib3_tls"], out["http_client_tls"], out["pyopenssl_tried"]) == \
+            (False, False, False, False)
     assert out["at_import"] == []
     assert out["ps"] == [] and out["images"] == [["busybox:latest"]] and out["inspect_image"] == "sha256:ab"
     assert out["not_found"] == ["No such container: nope", True]

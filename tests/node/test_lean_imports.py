@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DEFERRED = ("asyncio", "http.client", "email.parser", "logging.config", "multiprocessing", "html", "tomllib",
-            "mimetypes")
+            "mimetypes", "ssl")
 
 
 def run_probe(code: str) -> dict[str, object]:
@@ -33,7 +33,8 @@ def run_probe(code: str) -> dict[str, object]:
 def test_the_api_serves_without_the_deferred_modules_and_loads_them_when_used() -> None:
     out = run_probe("""
 import json, sys, tempfile
-import trio
+from node.api import lean_imports
+trio = lean_imports.import_module("trio", lean_imports.trio_parts())  # as `shoal agent` imports it
 from node.agent.agent import Agent
 from node.agent.config import load_config
 
@@ -60,6 +61,7 @@ async def main():
             statuses.append(await get(agent.api_url, "/v1/no-such-thing"))
         from starlette.exceptions import HTTPException
         phrase = HTTPException(status_code=418).detail
+        ssl_after_404 = "ssl" in sys.modules
         # logging.config's function as hypercorn holds it: the real one, once called
         import hypercorn.logging
         hypercorn.logging.dictConfig({"version": 1, "incremental": True})
@@ -70,6 +72,7 @@ async def main():
         import starlette.responses
         file_type = starlette.responses.guess_type("page.html")[0]
         print(json.dumps({"statuses": statuses, "served": served, "phrase": phrase, "asyncio": ran,
+                          "ssl_after_404": ssl_after_404,
                           "after": after, "file_type": file_type}))
         nursery.cancel_scope.cancel()
 
@@ -79,8 +82,11 @@ trio.run(main)
     assert out["served"] == []  # the API served without them
     assert out["phrase"] == "I'm a Teapot"
     assert out["asyncio"] == "ran"
-    # each loaded where it was used (multiprocessing, html, tomllib, mimetypes: never here)
-    assert out["after"] == ["asyncio", "http.client", "email.parser", "logging.config"]
+    # the 404's phrase came without http.client, which would have loaded ssl (some 5 MiB) with it
+    assert out["ssl_after_404"] is False
+    # each loaded where it was used (multiprocessing, html, tomllib, mimetypes: never here;
+    # ssl: by asyncio, which this test imports)
+    assert out["after"] == ["asyncio", "logging.config", "ssl"]
     assert out["file_type"] == "text/html"
 
 

@@ -1,0 +1,51 @@
+"""An agent that serves no TLS, and reaches its engine without TLS, never maps OpenSSL.
+
+What a user would notice if it broke: an idle agent some 5 MiB larger
+(libcrypto and libssl with the ssl module, docs/benchmarks.md, "Idle
+memory"), or, worse, an agent whose API or engine calls fail because ssl was
+kept away from a library that needed it.  A real `shoal agent` process (the
+fake runtime, and the docker runtime against tests/node/stub_engine.py on a
+unix socket): its memory map is read while it serves requests, a 404 among
+them (whose phrase starlette takes from http.client, which imports ssl).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.node import stub_engine
+from tests.node.agentproc import running_agent
+
+OPENSSL_FILES = ("libcrypto", "libssl", "/_ssl.", "/_hashlib.")
+
+
+def get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            json.load(r)
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def openssl_mapped(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/maps") as f:
+        paths = {line.split()[-1] for line in f if "/" in line}
+    return sorted(p for p in paths if any(name in p for name in OPENSSL_FILES))
+
+
+@pytest.mark.parametrize("runtime", ["fake", "docker"])
+def test_an_agent_without_tls_serves_without_loading_openssl(runtime: str, tmp_path: Path) -> None:
+    config = 'dns_bind = "off"\n'
+    if runtime == "docker":
+        config += f'runtime = "docker"\ndocker_host = "{stub_engine.serve("unix", tmp_path / "engine.sock")}"\n'
+    with running_agent(tmp_path, "lean", config) as info:
+        statuses = [get_status(info["api"] + "/v1/members"), get_status(info["api"] + "/v1/no-such-thing")]
+        mapped = openssl_mapped(info["pid"])
+    assert statuses == [200, 404]
+    assert mapped == []
