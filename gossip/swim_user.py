@@ -158,12 +158,6 @@ class UserData(SwimBase):
         return sorted(n for n, since in self._payload_strangers.items()
                       if now - since >= held_for_s and n not in by_name)
 
-    def strangers_since(self) -> dict[str, float]:
-        """When gossip brought each stranger's payload (see `strangers`), for
-        the names still not members."""
-        by_name = self._members.by_name
-        return {n: since for n, since in self._payload_strangers.items() if n not in by_name}
-
     def tell_members(self, to: str, names: Iterable[str], now: float) -> int:
         """Send member `to` the alive of each named member we hold alive, in
         as few datagrams as they fit: plain memberlist Alive messages, taken

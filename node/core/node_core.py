@@ -298,9 +298,9 @@ class NodeCore:
 
     def _next(self, swim_at: float | None) -> float | None:
         candidates = [t for t in (self._timers[0][0] if self._timers else None, swim_at,
-                                  self.placement.auctioneer.next_deadline(), self._place_at,
-                                  self._publish_when.status_due, self._publish_when.digests_due,
-                                  self._healthy_due(), self._status_sync.strangers_due()) if t is not None]
+                                  self.placement.auctioneer.next_deadline(),
+                                  self._place_at, self._publish_when.status_due,
+                                  self._publish_when.digests_due, self._healthy_due()) if t is not None]
         return min(candidates) if candidates else None
 
     def handle_timers(self, now: float) -> None:
@@ -316,7 +316,6 @@ class NodeCore:
                 self._place(now)
                 self._schedule(now + self.placement.cfg.placement_interval_s * self._rng.uniform(0.8, 1.2),
                                "place")
-        self._status_sync.name_due_strangers(self.live_statuses, now)
         if self._place_at is not None and self._place_at <= now:
             self._place(now)
         if (due := self._healthy_due()) is not None and due <= now:

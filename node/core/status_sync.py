@@ -28,13 +28,8 @@ state before the other had joined).  A status record names its member, so
 this exchange finds them: a record pulled for a name we do not hold as a
 member, and a record gossip brought more than a probe interval ago whose
 member has still not arrived (Swim.strangers), are named to the peer
-(`MembersWanted`), and the peer answers with their alive messages
-(Swim.tell_members), which merge as gossip's own.  A stranger gossip
-brought is named once as soon as it is due (`strangers_due`, a probe
-interval after its record), to a random live peer, and then at each round
-while it lasts: waiting for the round added up to store_sync_interval_s
-(2 s, under a start storm's load more) to each such pair's wait, and those
-pairs are what the last agents of 60 started at once wait for.
+(`MembersWanted`, at the next round for the latter), and the peer answers
+with their alive messages (Swim.tell_members), which merge as gossip's own.
 
 The core hands in its gossip (Swim: the payloads, merging them, strangers
 and alives) and how to send a message and count an event; nothing here
@@ -72,10 +67,6 @@ class StatusSync:
         self._send = send
         self._count = count
         self.moved_at: float | None = None  # another node's record last reached us
-        # Strangers named as soon as they were due (name -> when gossip
-        # brought the record), so each is named early once; bounded by the
-        # strangers Swim keeps (STRANGER_PAYLOADS_MAX).
-        self._named_early: dict[str, float] = {}
 
     def moved(self, now: float) -> None:
         self.moved_at = now
@@ -95,34 +86,6 @@ class StatusSync:
         if strangers:
             self._send(peer, wire.MembersWanted(tuple(self._some(strangers))), now)
             self._count("members_wanted")
-
-    def strangers_due(self) -> float | None:
-        """When the first stranger not yet named early is due (a probe interval
-        after gossip brought its record), or None."""
-        held_s = self._swim.config.probe_interval_s
-        due = [since + held_s for n, since in self._swim.strangers_since().items()
-               if self._named_early.get(n) != since]
-        return min(due) if due else None
-
-    def name_due_strangers(self, live_peers: Callable[[], Iterable[str]], now: float) -> None:
-        """Name the strangers now due to one random live peer, without waiting
-        for the round (`live_peers` is called only then: the core calls this
-        at every wake-up)."""
-        if (due := self.strangers_due()) is None or due > now:
-            return
-        held_s = self._swim.config.probe_interval_s
-        strangers = self._swim.strangers_since()
-        self._named_early = {n: since for n, since in self._named_early.items() if strangers.get(n) == since}
-        # due as strangers_due computes it (since + held <= now), or the pump would wake for nothing
-        names = self._some([n for n, since in sorted(strangers.items())
-                            if since + held_s <= now and self._named_early.get(n) != since])
-        for n in names:
-            self._named_early[n] = strangers[n]
-        others = sorted(p for p in live_peers() if p != self.name)
-        if not names or not others:
-            return
-        self._send(self._rng.choice(others), wire.MembersWanted(tuple(names)), now)
-        self._count("members_wanted")
 
     def on_message(self, origin: str, msg: wire.StatusVersions | wire.StatusRecords | wire.MembersWanted,
                    now: float) -> None:

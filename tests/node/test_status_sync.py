@@ -12,7 +12,6 @@ from node.core import wire
 from gossip.config import LAN
 from node.core.config import ClusterConfig
 from node.core.status_sync import RECORDS_PER_EXCHANGE, StatusSync
-from node.sim.cluster import ClusterSim
 
 CFG = ClusterConfig(status_sync_active_s=20.0)
 
@@ -20,11 +19,10 @@ CFG = ClusterConfig(status_sync_active_s=20.0)
 class FakeSwim:
     """The parts of gossip.swim.Swim the exchange uses: payloads held, members known."""
 
-    def __init__(self, payloads=None, members=(), strangers=(), strangers_since=None):
+    def __init__(self, payloads=None, members=(), strangers=()):
         self.held = dict(payloads or {})
         self.known = set(members)
         self.stranger_names = list(strangers)
-        self.stranger_times = dict(strangers_since or {})
         self.merged: list[tuple[str, int, bytes]] = []
         self.told: list[tuple[str, tuple[str, ...]]] = []
         self.config = LAN
@@ -42,9 +40,6 @@ class FakeSwim:
     def strangers(self, held_for_s, now):
         assert held_for_s == self.config.probe_interval_s
         return self.stranger_names
-
-    def strangers_since(self):
-        return dict(self.stranger_times)
 
     def tell_members(self, to, names, now):
         self.told.append((to, tuple(names)))
@@ -116,44 +111,6 @@ def test_a_payload_whose_member_never_came_is_named_at_the_next_round():
     sent.clear()
     sync.tick(["a", "b"], now=13.0)
     assert [type(m) for _, m in sent] == [wire.StatusVersions]  # nobody missing: no question
-
-
-def test_a_stranger_is_named_once_as_soon_as_it_is_due_without_waiting_for_the_round():
-    # Gossip brought e's record at 10 s but not its alive: a probe interval
-    # later (LAN: 1 s) e is named to a random live peer, once; the rounds
-    # (store_sync_interval_s apart) go on naming it as before.
-    swim = FakeSwim({"a": (1, b"A"), "e": (1, b"E")}, members={"a", "b", "c"}, strangers_since={"e": 10.0})
-    sync, sent, counts = make(swim=swim)
-    assert sync.strangers_due() == 11.0
-    sync.name_due_strangers(lambda: ["a", "b", "c"], now=10.9)
-    assert sent == []  # not due yet: its alive may still come by gossip
-    sync.name_due_strangers(lambda: ["a", "b", "c"], now=11.0)
-    [(peer, msg)] = sent
-    assert peer in ("b", "c") and msg == wire.MembersWanted(("e",)) and counts["members_wanted"] == 1
-    assert sync.strangers_due() is None  # named early once: the pump does not wake for it again
-    sent.clear()
-    sync.name_due_strangers(lambda: ["a", "b", "c"], now=12.0)
-    assert sent == []
-    swim.stranger_times = {"e": 40.0}  # forgotten, then brought again: due again
-    assert sync.strangers_due() == 41.0
-    swim.stranger_times = {}  # its alive came
-    assert sync.strangers_due() is None
-
-
-def test_a_node_names_a_stranger_a_probe_interval_after_its_record_whatever_the_round():
-    # The core wakes for it (next_wake) and names it to a peer long before
-    # its first round (30 s here).
-    sim = ClusterSim(1, 3, LAN.replace(enable_compression=False),
-                     cluster_config=ClusterConfig(store_sync_interval_s=30.0))
-    w = sim.world
-    w.bootstrap(seeds="first")
-    w.run_for(3.0)
-    core = w.core(0)
-    asked_before = core.counters.get("members_wanted", 0)
-    core.swim.merge_payload("node-9", 1, b"a record of a member gossip has not brought", w.now)
-    assert core.next_wake(w.now) <= w.now + LAN.probe_interval_s
-    w.run_for(LAN.probe_interval_s + 0.1)
-    assert core.counters.get("members_wanted", 0) == asked_before + 1
 
 
 def test_an_exchange_is_bounded_however_much_differs():

@@ -132,7 +132,7 @@ def test_the_checker_catches_a_catalog_listing_a_dead_container():
 
 def test_the_checker_catches_a_stale_listing_on_a_node_that_sends_nothing(monkeypatch):
     # Seed 58 without the repeated publication and without pulling records
-    # from peers or naming strangers to them (node.core.status_sync): one node misses the record that
+    # from peers (node.core.status_sync): one node misses the record that
     # drops an unhealthy replica and, having nothing to send, keeps listing
     # it for seconds.  (Seed 268 until a fresh joiner stopped gossiping its
     # seed's members, then 86 until probes followed the probe ring; each
@@ -144,7 +144,6 @@ def test_the_checker_catches_a_stale_listing_on_a_node_that_sends_nothing(monkey
 
     monkeypatch.setattr(node.core.node_core, "listing_moved", lambda old, new: False)
     monkeypatch.setattr(node.core.status_sync.StatusSync, "tick", lambda self, peers, now: None)
-    monkeypatch.setattr(node.core.status_sync.StatusSync, "strangers_due", lambda self: None)
     sim, runtime, checker = make(58)
     api = job("api", 6)
     sim.submit(0, api)
