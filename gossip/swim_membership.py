@@ -204,6 +204,30 @@ class Membership(SwimBase):
         elif meta_changed or updates_addr or old_state is MemberState.SUSPECT:
             self._emit(MemberUpdated(member.info()))
 
+    def _learn_alive_state(self, st: PushNodeState, now: float, regossip: bool) -> None:
+        """A push/pull's alive node state for a member we do not hold: what
+        `_on_alive` does with it, without the steps that cannot apply to a
+        new member (ours, re-addressed, old news, refuting).  A large
+        cluster's joins make every node learn every member this way (a
+        million times when 1,000 nodes join at once)."""
+        name = st.name
+        if not self._member_fields_ok(name, st.addr, st.meta, st.vsn):
+            return
+        members = self._members
+        if len(members) >= MEMBERS_MAX:
+            self._drop("members_full", None)
+            return
+        member = Member(name, st.addr, st.port or self.addr.port, st.meta, tuple(st.vsn), st.incarnation,
+                        MemberState.ALIVE, now)
+        members.add(member)
+        self._suspicions.pop(name, None)
+        if self._silence_charges:
+            self._settle_silence(name, refund=False)
+        if regossip:
+            self._queue.add(encode(Alive(st.incarnation, name, st.addr, st.port, st.meta, st.vsn)),
+                            ("member", name), lane=MEMBERSHIP_LANE)
+        self._emit(MemberJoined(member.info()))
+
     def _on_suspect(self, s: Suspect, now: float, raw: bytes | None = None,
                     src: Address | None = None, hearsay: bool = False) -> None:
         member = self._members.get(s.node)

@@ -144,14 +144,18 @@ class StateSync(Membership, UserData):
                 # alike, and decodings are shared): once found old news it
                 # is skipped by identity (Member.old_news).
                 m = by_name.get(st.name)
-                if m is not None:
-                    if m.old_news is st:
-                        continue
-                    if (st.incarnation <= m.incarnation and st.addr == m.addr_bytes and st.meta == m.meta
-                            and st.vsn == m.vsn and (st.port or default_port) == m.port
-                            and st.name != self.name):
-                        m.old_news = st
-                        continue
+                if m is None:
+                    self._learn_alive_state(st, now, regossip=not quiet)
+                    if quiet:
+                        learned.add(st.name)
+                    continue
+                if m.old_news is st:
+                    continue
+                if (st.incarnation <= m.incarnation and st.addr == m.addr_bytes and st.meta == m.meta
+                        and st.vsn == m.vsn and (st.port or default_port) == m.port
+                        and st.name != self.name):
+                    m.old_news = st
+                    continue
                 self._on_alive(Alive(st.incarnation, st.name, st.addr, st.port, st.meta, st.vsn),
                                now, bootstrap=True, regossip=not quiet)
                 if quiet and st.name != self.name:
