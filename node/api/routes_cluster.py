@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
+import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -39,6 +40,10 @@ from node.api.forward import (
 )
 from node.telemetry.eventlog import TooManySubscribers
 from node.telemetry import metrics as agent_metrics
+
+# At most this many event records per chunk of a /v1/events stream (each at
+# most a few hundred bytes).
+EVENTS_PER_CHUNK = 256
 
 log = logging.getLogger("shoal.api")
 
@@ -191,7 +196,18 @@ async def events(request: Request) -> Response:
     async def stream() -> AsyncIterator[str]:
         async with channel:
             async for record in channel:
-                yield json.dumps(record, separators=(",", ":")) + "\n"
+                # The records already waiting go out with this one, in one
+                # chunk: a history, or a push/pull that taught us thirty
+                # members, is one write through the HTTP stack, not one each
+                # (each chunk costs far more there than its JSON).
+                lines = [json.dumps(record, separators=(",", ":"))]
+                while len(lines) < EVENTS_PER_CHUNK:
+                    try:
+                        record = channel.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    lines.append(json.dumps(record, separators=(",", ":")))
+                yield "\n".join(lines) + "\n"
 
     return StreamingResponse(stream(), media_type="application/x-ndjson")
 

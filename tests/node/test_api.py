@@ -178,6 +178,38 @@ async def test_event_stream(start_agent):
     assert ev["seq"] >= 1 and ev["time"] > 0
 
 
+async def test_event_stream_sends_waiting_records_together_whole_and_in_order(start_agent):
+    """A history longer than a chunk, then a burst published in one go: every
+    record once, in order, as ndjson lines, in a few writes rather than one
+    per record (each write through the HTTP stack cost ~0.13 ms of CPU, its
+    JSON a few us)."""
+    a = await start_agent("a")
+    first = a.events.publish("test_burst", n=0)["seq"]
+    for n in range(1, 600):
+        a.events.publish("test_burst", n=n)
+    buf = b""
+    pieces = 0
+    got: list[dict] = []
+    async with client(a) as c:
+        with trio.fail_after(DEADLINE_S):
+            async with c.stream("GET", "/v1/events?history=1") as r:
+                async for piece in r.aiter_raw():
+                    pieces += 1
+                    buf += piece
+                    *lines, buf = buf.split(b"\n")
+                    got.extend(json.loads(line) for line in lines)
+                    burst = [g for g in got if g["event"] == "test_burst"]
+                    if len(burst) == 600:
+                        for n in range(600, 900):  # live, published while the stream is open
+                            a.events.publish("test_burst", n=n)
+                    if len(burst) == 900:
+                        break
+    burst = [g for g in got if g["event"] == "test_burst"]
+    assert [g["n"] for g in burst] == list(range(900))
+    assert [g["seq"] for g in burst] == list(range(first, first + 900))
+    assert pieces < 90, pieces
+
+
 async def test_fault_hook_only_with_its_flag(start_agent):
     plain = await start_agent("plain")
     async with client(plain) as c:
