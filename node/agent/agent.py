@@ -264,14 +264,23 @@ class Agent:
                     nursery.start_soon(share.preloads.run)     # `shoal image preload` (node.agent.image_preload)
                 if handle_signals:
                     nursery.start_soon(self._watch_signals)
-                if cfg.join:
-                    nursery.start_soon(self.membership.join_with_retry, list(cfg.join))
                 # Gossiping from here on.  The HTTP stack is most of an
                 # agent's start-up: it is imported in a thread, so the pump
                 # answers peers meanwhile, and served on the socket above.
                 if not dns_first:
                     await self._start_dns(nursery)
                 server = await trio.to_thread.run_sync(import_api_server, cfg.api_tls_cert is not None)
+                # We join once that import is done, not while it runs: the
+                # import holds the interpreter in turns with the pump, and on
+                # a loaded machine (60 agents started at once on 2 cores) a
+                # member that slow answers probes and syncs late, is
+                # suspected, and spreads its own alive late.  Joining after
+                # it, the last of the 60 saw all 60 at a median 10.5 s, not
+                # 12.0 s (docs/benchmarks.md).  The cost: on an idle machine
+                # the join starts some 50 ms later; pings are answered as
+                # early as before.
+                if cfg.join:
+                    nursery.start_soon(self.membership.join_with_retry, list(cfg.join))
                 await nursery.start(server.serve_api, self, api_sock, self._api_shutdown, self._api_done)
                 await self.persistence.stores_ready.wait()  # a first start creates them meanwhile
                 codecache.save()  # what this start compiled, for the next (node.agent.codecache)
