@@ -273,12 +273,12 @@ class Agent:
                 # We join once that import is done, not while it runs: the
                 # import holds the interpreter in turns with the pump, and on
                 # a loaded machine (60 agents started at once on 2 cores) a
-                # member that slow answers probes and syncs late, is
+                # member slowed that way answers probes and syncs late, is
                 # suspected, and spreads its own alive late.  Joining after
                 # it, the last of the 60 saw all 60 at a median 10.5 s, not
-                # 12.0 s (docs/benchmarks.md).  The cost: on an idle machine
-                # the join starts some 50 ms later; pings are answered as
-                # early as before.
+                # 11.4 s (ten interleaved runs each, docs/benchmarks.md).
+                # The cost: on an idle machine the join starts some 50 ms
+                # later; pings are answered as early as before.
                 if cfg.join:
                     nursery.start_soon(self.membership.join_with_retry, list(cfg.join))
                 await nursery.start(server.serve_api, self, api_sock, self._api_shutdown, self._api_done)
