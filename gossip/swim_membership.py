@@ -151,16 +151,13 @@ class Membership(SwimBase):
         if not self._member_fields_ok(a.node, a.addr, a.meta, a.vsn):
             return
         member = self._members.by_name.get(a.node)
-        is_new = member is None
-        updates_addr = False
         if member is None:
-            if len(self._members) >= MEMBERS_MAX:
-                self._drop("members_full", None)
-                return
-            member = Member(a.node, a.addr, a.port or self.addr.port, a.meta, a.vsn, a.incarnation,
-                            MemberState.DEAD, now)
-            self._members.add(member)
-        elif member.addr_bytes != a.addr or member.port != (a.port or self.addr.port):
+            if self._learn_member(a.node, a.addr, a.port, a.meta, a.vsn, a.incarnation, now,
+                                  (raw if raw is not None else encode(a)) if regossip else None):
+                self._remember_old_alive(raw)  # applied: from now on, old news
+            return
+        updates_addr = False
+        if member.addr_bytes != a.addr or member.port != (a.port or self.addr.port):
             reclaimable = member.state is MemberState.LEFT or (
                 member.state is MemberState.DEAD
                 and now - member.state_change_at > self.config.dead_node_reclaim_s)
@@ -169,7 +166,7 @@ class Membership(SwimBase):
                 return
             updates_addr = True
         is_local = a.node == self.name
-        if not is_new and not is_local and a.incarnation <= member.incarnation and not updates_addr:
+        if not is_local and a.incarnation <= member.incarnation and not updates_addr:
             return
         if is_local and a.incarnation < member.incarnation:
             return
@@ -199,34 +196,33 @@ class Membership(SwimBase):
         self._members.changed(member)
         self._members.set_state(member, MemberState.ALIVE, now)
         self._remember_old_alive(raw)  # applied: from now on, old news
-        if is_new or old_state is MemberState.DEAD or old_state is MemberState.LEFT:
+        if old_state is MemberState.DEAD or old_state is MemberState.LEFT:
             self._emit(MemberJoined(member.info()))
         elif meta_changed or updates_addr or old_state is MemberState.SUSPECT:
             self._emit(MemberUpdated(member.info()))
 
-    def _learn_alive_state(self, st: PushNodeState, now: float, regossip: bool) -> None:
-        """A push/pull's alive node state for a member we do not hold: what
-        `_on_alive` does with it, without the steps that cannot apply to a
-        new member (ours, re-addressed, old news, refuting).  A large
-        cluster's joins make every node learn every member this way (a
-        million times when 1,000 nodes join at once)."""
-        name = st.name
-        if not self._member_fields_ok(name, st.addr, st.meta, st.vsn):
-            return
+    def _learn_member(self, name: str, addr: bytes, port: int, meta: bytes, vsn: tuple[int, ...],
+                      incarnation: int, now: float, news: bytes | None) -> bool:
+        """A member we do not hold, alive, its fields already checked
+        (_member_fields_ok): added, unless the table is full; `news`, its
+        alive message, is gossiped on (None: learned quietly, gossip.swim_sync).
+        Every node learns every member once this way, from gossip or from a
+        push/pull (a million times when 1,000 nodes join at once), so none
+        of _on_alive's steps for a member we hold are taken.  False if the
+        table was full."""
         members = self._members
         if len(members) >= MEMBERS_MAX:
             self._drop("members_full", None)
-            return
-        member = Member(name, st.addr, st.port or self.addr.port, st.meta, tuple(st.vsn), st.incarnation,
-                        MemberState.ALIVE, now)
+            return False
+        member = Member(name, addr, port or self.addr.port, meta, tuple(vsn), incarnation, MemberState.ALIVE, now)
         members.add(member)
         self._suspicions.pop(name, None)
         if self._silence_charges:
             self._settle_silence(name, refund=False)
-        if regossip:
-            self._queue.add(encode(Alive(st.incarnation, name, st.addr, st.port, st.meta, st.vsn)),
-                            ("member", name), lane=MEMBERSHIP_LANE)
+        if news is not None:
+            self._queue.add(news, ("member", name), lane=MEMBERSHIP_LANE)
         self._emit(MemberJoined(member.info()))
+        return True
 
     def _on_suspect(self, s: Suspect, now: float, raw: bytes | None = None,
                     src: Address | None = None, hearsay: bool = False) -> None:

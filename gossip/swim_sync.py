@@ -37,7 +37,7 @@ from .messages import Alive, Dead, NodeStateCode, PushPull, Suspect
 from .swim_base import T_POST_JOIN
 from .swim_membership import Membership
 from .swim_user import UserData
-from .wire import encode_push_pull_joined
+from .wire import encode, encode_push_pull_joined
 
 
 class StateSync(Membership, UserData):
@@ -145,9 +145,12 @@ class StateSync(Membership, UserData):
                 # is skipped by identity (Member.old_news).
                 m = by_name.get(st.name)
                 if m is None:
-                    self._learn_alive_state(st, now, regossip=not quiet)
-                    if quiet:
-                        learned.add(st.name)
+                    if self._member_fields_ok(st.name, st.addr, st.meta, st.vsn):
+                        news = None if quiet else encode(
+                            Alive(st.incarnation, st.name, st.addr, st.port, st.meta, st.vsn))
+                        if self._learn_member(st.name, st.addr, st.port, st.meta, st.vsn, st.incarnation,
+                                              now, news) and quiet:
+                            learned.add(st.name)
                     continue
                 if m.old_news is st:
                     continue
