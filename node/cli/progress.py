@@ -149,7 +149,7 @@ def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DE
     failing: set[str] = set()         # jobs whose rollout failed, waiting for their revert
     sizes: dict[str, int] = {}        # job -> replicas
     rolled: set[str] = set()          # jobs with a slot seen on an older version
-    rollout_shown: set[str] = set()   # jobs whose rollout line was printed
+    rollout_shown: dict[str, str] = {}  # job -> the last rollout line printed
     index = 0
     errors = 0
     say(f"waiting up to {timeout_s:g} s for {', '.join(names)} to run (Ctrl-C stops watching, "
@@ -199,7 +199,7 @@ def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DE
                         rolled.add(name)
                     line = rollouts.rollout_line(name, detail)
                     if line is not None:
-                        rollout_shown.add(name)
+                        rollout_shown[name] = line
                     line = line or summary(name, views)
                     if totals.get(name) != line:
                         totals[name] = line
@@ -216,12 +216,14 @@ def follow_progress(client: Any, job_names: Iterable[str], timeout_s: float = DE
                         say(f"{t:6.1f}s  {name}: the rollout failed; waiting for its automatic revert")
                     if p in rollouts.FINAL:
                         ended[name] = p
-                        if p == rollouts.DONE and name in rolled and name not in rollout_shown:
-                            # The rollout went by between two reads (a fast one on a quiet
-                            # cluster): still say how it ended, as a watched one would.
-                            n = len(views)
-                            say(f"{t:6.1f}s  {name}: rollout to {rollouts.short(target)}: {n}/{n} on the new "
-                                f"version, {n}/{n} healthy, 0 failed")
+                        n = len(views)
+                        done = (f"{name}: rollout to {rollouts.short(target)}: {n}/{n} on the new version, "
+                                f"{n}/{n} healthy")
+                        if p == rollouts.DONE and name in rolled and not rollout_shown.get(name, "").startswith(done):
+                            # The rollout, or its last steps, went by between two reads (a
+                            # fast one on a quiet cluster): still say how it ended, as a
+                            # watched one would.
+                            say(f"{t:6.1f}s  {done}, 0 failed")
                         _say_end(say, t, name, p, len(views), detail, target, get)
                 t = clock() - start
                 if len(ended) == len(names):

@@ -83,6 +83,20 @@ def test_a_rollout_is_followed_until_every_slot_is_healthy_on_the_new_version():
         in text.splitlines()[-1]
 
 
+def test_a_rollout_whose_last_steps_go_by_between_two_reads_still_ends_with_its_full_line():
+    agent = Agent([
+        detail([NEW, OLD, OLD], [H, S, S]),
+        detail([NEW, NEW, NEW], None),                     # the rest rolled, and it ended, between reads
+    ])
+    code, text = watch(agent)
+    print(text)
+    assert code == EXIT_OK
+    assert f"web: rollout to {NEW}: 1/3 on the new version, 1/3 healthy, 0 failed" in text
+    assert f"web: rollout to {NEW}: 3/3 on the new version, 3/3 healthy, 0 failed" in text
+    assert text.count("3/3 on the new version") == 1
+    assert "all 3 replicas of web running" in text.splitlines()[-1]
+
+
 def test_a_failed_rollout_with_auto_revert_waits_for_the_revert_and_exits_1_naming_it():
     history = {"name": "web", "versions": [
         {"version": "2", "current": False, "why": "submit"},
