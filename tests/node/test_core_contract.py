@@ -21,7 +21,7 @@ from auction.resources import Resources
 from auction.spec import validate
 from gossip.config import LOCAL
 from gossip import userdata
-from gossip.events import Address, MemberJoined, OpenStream, SendDatagram
+from gossip.events import Address, MemberJoined, OpenStream, SendDatagram, StreamPurpose
 from gossip.swim_user import userdata_msg
 from node.core import admission, wire
 from node.core.hlc import Stamp
@@ -76,6 +76,7 @@ class Link:
         self.by_port = {a.port: i for i, a in enumerate(self.addrs)}
         self.seen: list[list[Any]] = [[] for _ in range(n)]
         self.fresh: list[list[Any]] = [[] for _ in range(n)]
+        self.streams: list[OpenStream] = []  # every stream opened, in order
         self._route()
 
     def feed(self, i: int, inp: Any) -> Any:
@@ -113,6 +114,7 @@ class Link:
                         dst = self.cores[self.by_port[out.addr.port]]
                         dst.feed(Datagram(out.data, self.addrs[i]), self.now)
                     elif isinstance(out, OpenStream):
+                        self.streams.append(out)
                         self._stream(i, out)
                     else:
                         self.seen[i].append(out)
@@ -239,6 +241,19 @@ def test_send_to_members_opens_a_stream_to_each_other_member_and_returns_their_n
     assert sorted(sent) == ["n1", "n2"]
     streams = _of(link.cores[0].drain(), OpenStream)
     assert sorted(s.addr.port for s in streams) == [7001, 7002]
+
+
+def test_status_exchanges_go_by_datagram_not_a_connection_each():
+    # node.core.status_sync: while records move, each member offers its
+    # versions to a peer every store_sync_interval_s; small enough for a
+    # datagram, none of it opens a TCP connection.
+    link = Link(3)
+    link.join_all()
+    link.streams.clear()
+    syncs_before = sum(core.counters.get("status_syncs", 0) for core in link.cores)
+    link.run(3.0)
+    assert sum(core.counters.get("status_syncs", 0) for core in link.cores) >= syncs_before + 3
+    assert [s.purpose for s in link.streams if s.purpose is StreamPurpose.USER] == []
 
 
 def test_a_join_answers_the_stream_and_both_sides_learn_each_other():

@@ -50,7 +50,12 @@ def make(name="a", swim=None):
     sent: list[tuple[str, wire.NodeMessage]] = []
     counts: dict[str, int] = {}
     swim = swim or FakeSwim()
-    sync = StatusSync(name, random.Random(1), CFG, swim, send=lambda peer, msg, now: sent.append((peer, msg)),
+
+    def send(peer, msg, now, *, reliable):
+        assert reliable is False  # best effort: a datagram when it fits (node.core.status_sync)
+        sent.append((peer, msg))
+
+    sync = StatusSync(name, random.Random(1), CFG, swim, send=send,
                       count=lambda what: counts.__setitem__(what, counts.get(what, 0) + 1))
     return sync, sent, counts
 
