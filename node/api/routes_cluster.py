@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import trio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from node.agent.config import DEFAULT_GOSSIP_PORT, ConfigError, parse_host_port
 from node.agent.keys import ACTIONS, KeyOpError, parse_key
@@ -38,6 +38,7 @@ from node.api.forward import (
     httpx_module,
     peer_api_url,
 )
+from node.api.streaming import TrioStreamingResponse
 from node.telemetry.eventlog import TooManySubscribers
 from node.telemetry import metrics as agent_metrics
 
@@ -209,7 +210,7 @@ async def events(request: Request) -> Response:
                     lines.append(json.dumps(record, separators=(",", ":")))
                 yield "\n".join(lines) + "\n"
 
-    return StreamingResponse(stream(), media_type="application/x-ndjson")
+    return TrioStreamingResponse(stream(), media_type="application/x-ndjson")
 
 
 async def ui_page(request: Request) -> Response:

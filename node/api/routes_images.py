@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from auction.placement import normalize_image
 from node.api.common import ApiError, agent_of, flag, json_body, peer_target
@@ -44,6 +44,7 @@ from node.api.forward import (
     httpx_module,
     peer_api_url,
 )
+from node.api.streaming import TrioStreamingResponse
 
 FANOUT_TIMEOUT_S = 5.0
 
@@ -161,7 +162,7 @@ async def archive(request: Request) -> Response:
         stream = await share.serve(ref, here["size"], request.headers.get(FORWARDED_HEADER, ""))
     except ServeBusy as e:
         raise ApiError(503, str(e)) from None
-    return StreamingResponse(stream, media_type="application/x-tar",
+    return TrioStreamingResponse(stream, media_type="application/x-tar",
                              headers={"X-Shoal-Image-Id": here["id"], "X-Shoal-Image-Size": str(here["size"])})
 
 

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import trio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from auction.claims import slot_key
 from auction.spec import MAX_SPEC_BYTES, JobSpec, Problem, SpecError, validate
@@ -45,6 +45,7 @@ from node.api.forward import (
     peer_api_url,
     target_of,
 )
+from node.api.streaming import TrioStreamingResponse
 from node.core.cluster_clock import ClockAheadError
 from node.core.node_core import JobLimitError
 from node.core.view import CoreView
@@ -253,7 +254,7 @@ async def job_logs(request: Request) -> Response:
             raise ApiError(404, f"{e} (yet?)") from None
         except _runtime_errors() as e:
             raise ApiError(503, f"{agent.name}: {e}") from None
-        return StreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=headers)
+        return TrioStreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=headers)
     if request.headers.get(FORWARDED_HEADER):
         raise ApiError(409, f"{slot} is held by {node}, not by this agent ({agent.name}; forwarded by "
                             f"{request.headers[FORWARDED_HEADER]!r}): the agents disagree for now, retry")
@@ -300,5 +301,5 @@ async def job_logs(request: Request) -> Response:
             await resp.aclose()
             await client.aclose()
 
-    return StreamingResponse(relay(), media_type="text/plain; charset=utf-8",
+    return TrioStreamingResponse(relay(), media_type="text/plain; charset=utf-8",
                              headers={**headers, "X-Shoal-Forwarded-To": url})

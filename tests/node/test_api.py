@@ -210,6 +210,43 @@ async def test_event_stream_sends_waiting_records_together_whole_and_in_order(st
     assert pieces < 90, pieces
 
 
+async def test_a_watcher_that_goes_away_frees_its_place_while_nothing_flows(start_agent):
+    # Event streams are bounded (node.telemetry.eventlog.MAX_SUBSCRIBERS): a
+    # client that disconnects must give its place back at once, not at the
+    # next record (a quiet agent may publish none for hours).
+    a = await start_agent("a")
+    async with client(a) as c:
+        with trio.fail_after(DEADLINE_S):
+            async with c.stream("GET", "/v1/events?history=0") as r:
+                assert r.status_code == 200
+                await wait_for(lambda: _true(a.events.subscriber_count == 1), "the watcher's subscription")
+    await wait_for(lambda: _true(a.events.subscriber_count == 0), "the subscription freed")
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_streamed_response_runs_without_anyio_task_groups(start_agent, monkeypatch):
+    """Streams run in a trio nursery (node.api.streaming): starlette's own
+    streamed response takes an anyio task group, whose first use imports
+    anyio's trio backend, ~23 ms of CPU per agent."""
+    import anyio
+
+    def refused(*args, **kwargs):
+        raise AssertionError("an anyio task group was asked for")
+
+    a = await start_agent("a")
+    a.events.publish("test_marker", n=1)
+    monkeypatch.setattr(anyio, "create_task_group", refused)
+    async with client(a) as c:
+        with trio.fail_after(DEADLINE_S):
+            async with c.stream("GET", "/v1/events?history=1") as r:
+                async for line in r.aiter_lines():
+                    if line and json.loads(line)["event"] == "test_marker":
+                        break
+
+
 async def test_fault_hook_only_with_its_flag(start_agent):
     plain = await start_agent("plain")
     async with client(plain) as c:
