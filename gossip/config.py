@@ -104,6 +104,17 @@ class GossipConfig:
     # Python costs CPU and a small ping never shrinks.
     enable_compression: bool = True
     compress_min_bytes: int = 512
+    # Push/pulls (TCP) are compressed from this size on; memberlist
+    # compresses every one.  LZW in pure Python costs about 0.1 ms per KB
+    # on each side, and a push/pull is swapped once per push/pull interval
+    # per node, plus at joins: a 60-member one (9 KB, 2 KB compressed) cost
+    # its two ends some 3 ms of CPU for 7 KB not sent, and 60 agents started
+    # at once on 2 cores swapped ~250 of them (their seed's joins waiting
+    # behind it).  A push/pull carries ~150 B per member with its payload,
+    # so this keeps compression from about 450 members up, where one
+    # exchange is large enough for its bytes to matter.  The wan preset
+    # compresses every one, as memberlist does: its links may be slow.
+    push_pull_compress_min_bytes: int = 64 * 1024
 
     # ---- derived values (formulas in the module docstring) -------------
     def retransmit_limit(self, n: int) -> int:
@@ -187,6 +198,7 @@ WAN = GossipConfig(
     dead_node_reclaim_s=60.0,
     reconnect_interval_s=30.0,
     tombstone_keep_s=3600.0,
+    push_pull_compress_min_bytes=0,
 )
 
 LOCAL = GossipConfig(

@@ -176,13 +176,16 @@ def seal_stream(
     keyring: Keyring | None,
     compress: bool,
     write_label: bool,
+    compress_min_bytes: int = 0,
 ) -> bytes:
     """Frame one encoded stream message (encode(PushPull), encode(Ping),
     encode_stream_user(...), encode(ErrResp), ...) for writing.
-    `write_label` is for the dialer, which sends the label header once."""
+    `write_label` is for the dialer, which sends the label header once.
+    With `compress`, a message of at least `compress_min_bytes` is
+    compressed (GossipConfig.push_pull_compress_min_bytes says why)."""
     buf = bytes(payload)
-    if compress:
-        buf = compress_message(buf)  # streams compress unconditionally
+    if compress and len(buf) >= compress_min_bytes:
+        buf = compress_message(buf)
     if keyring is not None:
         # L = version + nonce + ciphertext + tag, known before encrypting
         # because it is part of the AAD.

@@ -163,7 +163,8 @@ class Swim(Probing, HealDetection):
                 self._merge_remote(msg, now, src)
                 reply = self._local_push_pull(join=msg.join)
                 return seal_stream(reply, label=self.label, keyring=self.keyring,
-                                   compress=self.config.enable_compression, write_label=False)
+                                   compress=self.config.enable_compression, write_label=False,
+                                   compress_min_bytes=self.config.push_pull_compress_min_bytes)
             case Ping():
                 if msg.node and msg.node != self.name:
                     self._count("ping_wrong_node")

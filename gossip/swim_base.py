@@ -270,7 +270,7 @@ class SwimBase:
         self._stream_id += 1
         data = seal_stream(payload, label=self.label, keyring=self.keyring,
                            compress=self.config.enable_compression and purpose is StreamPurpose.PUSH_PULL,
-                           write_label=True)
+                           write_label=True, compress_min_bytes=self.config.push_pull_compress_min_bytes)
         if expect_reply:
             self._streams[self._stream_id] = (purpose, context)
         self._emit(OpenStream(self._stream_id, addr, data, expect_reply, timeout_s, purpose))

@@ -12,7 +12,7 @@ import random
 import pytest
 
 from gossip.broadcast import BroadcastQueue
-from gossip.config import LAN, LOCAL
+from gossip.config import LAN, LOCAL, WAN
 from gossip.events import (
     PayloadUpdated,
     Address,
@@ -27,7 +27,7 @@ from gossip.events import (
     UserMessage,
 )
 from gossip.limits import TELL_MEMBERS_MAX
-from gossip.messages import Alive, Ping, Suspect
+from gossip.messages import Alive, MessageType, Ping, Suspect
 from gossip.packet import open_packet
 from gossip.suspicion import Suspicion, suspicion_timeout_s
 from gossip.swim import Swim
@@ -990,3 +990,31 @@ def test_a_join_that_bridges_two_clusters_tells_each_cluster_the_other():
     everyone = {n.name for n in a + b} | {"x"}
     for viewer in a + b + [bridge]:
         assert {m.name for m in viewer.members() if m.state is MemberState.ALIVE} == everyone, viewer.name
+
+
+def _join_exchange(config) -> tuple[bytes, bytes]:
+    """A fresh node's join request to a seed, and the seed's reply, as sent."""
+    seed = Swim(name="seed", addr=Address("127.0.0.1", 7000), config=config, rng=random.Random(1), now=0.0)
+    joiner = Swim(name="joiner", addr=Address("127.0.0.1", 7001), config=config, rng=random.Random(2), now=0.0)
+    joiner.join([seed.addr], 0.0)
+    [dial] = [o for o in joiner.drain() if isinstance(o, OpenStream)]
+    dec = seed.stream_decoder(incoming=True)
+    reply = seed.receive_stream(dec.feed(dial.data) or dec.feed_eof(), joiner.addr, 0.0)
+    assert reply is not None
+    return dial.data, reply
+
+
+def test_push_pulls_are_compressed_from_their_configured_size_and_always_under_wan():
+    # GossipConfig.push_pull_compress_min_bytes: LZW in pure Python costs
+    # more CPU than the bytes of a small push/pull are worth on a LAN.
+    assert LAN.enable_compression and LAN.push_pull_compress_min_bytes == 64 * 1024
+    request, reply = _join_exchange(LAN)
+    assert request[0] == reply[0] == MessageType.PUSH_PULL  # a few hundred bytes: plain
+    assert len(request) < len(reply)  # the reply holds both members
+    between = LAN.replace(push_pull_compress_min_bytes=len(request) + 1)
+    request, reply = _join_exchange(between)
+    assert request[0] == MessageType.PUSH_PULL and reply[0] == MessageType.COMPRESS
+    request, reply = _join_exchange(WAN)
+    assert request[0] == reply[0] == MessageType.COMPRESS  # memberlist's way: every one
+    request, reply = _join_exchange(LAN.replace(enable_compression=False, push_pull_compress_min_bytes=0))
+    assert request[0] == reply[0] == MessageType.PUSH_PULL
