@@ -163,7 +163,7 @@ async def archive(request: Request) -> Response:
     except ServeBusy as e:
         raise ApiError(503, str(e)) from None
     return TrioStreamingResponse(stream, media_type="application/x-tar",
-                             headers={"X-Shoal-Image-Id": here["id"], "X-Shoal-Image-Size": str(here["size"])})
+                                 headers={"X-Shoal-Image-Id": here["id"], "X-Shoal-Image-Size": str(here["size"])})
 
 
 def _preload_spec(body: dict[str, Any]) -> Any:

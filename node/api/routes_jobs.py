@@ -302,4 +302,4 @@ async def job_logs(request: Request) -> Response:
             await client.aclose()
 
     return TrioStreamingResponse(relay(), media_type="text/plain; charset=utf-8",
-                             headers={**headers, "X-Shoal-Forwarded-To": url})
+                                 headers={**headers, "X-Shoal-Forwarded-To": url})
