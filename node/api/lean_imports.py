@@ -9,9 +9,11 @@ configuration file), multiprocessing (hypercorn: the type of a multi-worker
 shutdown event, in annotations), html (starlette's debug page), tomllib
 (hypercorn's configuration file), http.cookies and email.utils (starlette,
 for cookies and file responses), mimetypes (starlette, a file response's
-type); and HTTP/2 (h2, with hpack, hyperframe
+type); HTTP/2 (h2, with hpack, hyperframe
 and priority), which hypercorn serves to a client that asks for it (TLS
-with ALPN h2, or h2c), rarely if ever an agent's: HTTP_STACK.  httpx
+with ALPN h2, or h2c), rarely if ever an agent's; and WebSocket (wsproto,
+through hypercorn's WSStream), for an upgrade request the API has no route
+for: HTTP_STACK.  httpx
 imports its command line, with click and pygments: HTTPX.  Together about
 5.5 MiB of an idle agent's 43, and 2 MiB more where httpx is loaded
 (docs/benchmarks.md, "Idle memory").  The docker SDK (node.runtime.engine:
@@ -159,6 +161,10 @@ HTTP_STACK: dict[str, dict[str, Any]] = {
     # HTTP/2 (h2 with hpack and hyperframe, priority): hypercorn.protocol.h2, hypercorn.typing;
     # used by a client that asks for HTTP/2 (TLS with ALPN h2, or h2c), loaded at its first connection
     "h2": {}, "h2.connection": {}, "h2.events": {}, "h2.exceptions": {}, "priority": {},
+    # WebSocket (wsproto): hypercorn.protocol.h11 and .h2 make a WSStream for an upgrade request,
+    # which no client of the agent's API sends (it has no WebSocket route); loaded at the first one
+    "hypercorn.protocol.ws_stream": {"WSStream": _imported_when_called("hypercorn.protocol.ws_stream",
+                                                                       "WSStream")},
 }
 # hypercorn.config takes these from ssl for its TLS context, which an API
 # serving plain HTTP never makes: node.api.server imports with them only

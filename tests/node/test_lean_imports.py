@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DEFERRED = ("asyncio", "http.client", "email.parser", "logging.config", "multiprocessing", "html", "tomllib",
-            "mimetypes", "ssl")
+            "mimetypes", "ssl", "wsproto")
 
 
 def run_probe(code: str) -> dict[str, object]:
@@ -198,6 +198,41 @@ async def main():
 trio.run(main)
 """)
     assert out == {"before": [], "client": "HTTP/2 200", "after": ["h2", "hpack", "priority"]}
+
+
+def test_a_websocket_upgrade_is_answered_once_wsproto_is_loaded_at_the_first_one() -> None:
+    # The API has no WebSocket route: hypercorn runs the handshake with the
+    # app, which refuses it (403).  Without the real WSStream behind the
+    # stand-in the connection would fail instead.
+    out = run_probe("""
+import json, sys, tempfile
+import trio
+from node.agent.agent import Agent
+from node.agent.config import load_config
+
+UPGRADE = (b"GET /v1/members HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n")
+
+async def main():
+    cfg = load_config(None, {"bind": "127.0.0.1:0", "api": "127.0.0.1:0", "profile": "local",
+                             "dns_bind": "127.0.0.1:0", "state_dir": tempfile.mkdtemp()})
+    async with trio.open_nursery() as nursery:
+        agent = await nursery.start(Agent(cfg).run)
+        before = "wsproto" in sys.modules
+        host, port = agent.api_url.split("://", 1)[1].rsplit(":", 1)
+        with trio.fail_after(30):
+            stream = await trio.open_tcp_stream(host, int(port))
+            await stream.send_all(UPGRADE)
+            data = b""
+            while b"\\r\\n" not in data and (chunk := await stream.receive_some()):
+                data += chunk
+        print(json.dumps({"before": before, "status": data.split(b" ", 2)[1].decode(),
+                          "after": "wsproto" in sys.modules}))
+        nursery.cancel_scope.cancel()
+
+trio.run(main)
+""")
+    assert out == {"before": False, "status": "403", "after": True}
 
 
 def test_a_thread_the_import_waits_for_fails_instead_of_hanging(tmp_path: Path) -> None:
