@@ -23,9 +23,9 @@ has that rule, for bids and awards too); the coordinator of such a slot releases
 not alive.
 
 A changed job reaches its running replicas through auction.rollout (the
-pacing rule): each tick, for every job some of whose slots run another
-version, the holder of a slot that rule permits moves it itself
-(`_move_to`): a new claim of its own for the new version when the new
+pacing rule; auction.rollout_act applies it each tick): for every job some
+of whose slots run another version, the holder of a slot that rule permits
+moves it itself (`_move_to`): a new claim of its own for the new version when the new
 demand fits its ledger (the runtime replaces the container, start-first
 when `StartReplica.replaces` says so), else the slot's release (it moves
 through an auction).  `reconcile` starts the new version of a slot whose
@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from auction import candidates, node_limit, rebalance_act
+from auction import candidates, node_limit, rebalance_act, rollout_act
 from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed, SendTo
 from auction.bidder import Bidder, is_room_decline
 from auction.claims import (
@@ -72,8 +72,7 @@ from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
 from auction.retry import Retries
 from auction.resources import Resources
-from auction.rollout import (UNVERIFIED, HandOvers, Rollouts, RolloutEvent, SlotView, Versions, is_revert, promoted_of,
-                             start_first)
+from auction.rollout import (HandOvers, Rollouts, RolloutEvent, Versions, start_first)
 from auction.spec import JobSpec, SpecError, Strategy, from_json
 
 __all__ = ["AwardAccepted", "ClaimsMap", "JobEntry", "NodeStatus", "Placement", "PlacementConfig",
@@ -357,7 +356,7 @@ class Placement:
 
         # 2b. Rollouts: the holder of a slot permitted to take its job's new
         #     version moves it (auction.rollout).
-        writes.extend(self._roll(jobs, specs, statuses, alive, running, now))
+        writes.extend(rollout_act.tick(self, jobs, specs, statuses, running, now))
 
         # 3. Coordinator duties.
         for job in sorted(specs):
@@ -368,44 +367,6 @@ class Placement:
         # 4. Rebalancing: moves the rule (auction.rebalance) picks, by their slots' coordinators.
         out.extend(rebalance_act.tick(self, specs, statuses, alive, running, now))
         return out, writes
-
-    def _roll(self, jobs: Mapping[str, JobEntry], specs: Mapping[str, JobSpec | None],
-              statuses: Mapping[str, NodeStatus], alive: set[str], running: RunningLookup,
-              now: float) -> list[Claim]:
-        writes: list[Claim] = []
-        self.rollouts.forget_others(set(specs))
-        self.handovers.end_running(lambda key: running(self.name, *parse_slot_key(key)) == "running")
-        for gone in set(self._targets) - set(specs):
-            del self._targets[gone]
-        for job in sorted(specs):
-            spec = specs[job]
-            if spec is None:
-                continue
-            target = self._target_of(spec)
-            claims = [self.winning_claim(slot_key(job, i)) for i in range(spec.replicas)]
-            if job not in self.rollouts.jobs and all(c is None or c.spec_hash == target for c in claims):
-                continue  # the common case: nothing runs another version
-            views = []
-            for index, claim in enumerate(claims):
-                kept = claim if claim is not None and keeps_slot(claim.node, self._keeping, statuses) else None
-                state = running(kept.node, job, index) if kept is not None else "unknown"
-                views.append(SlotView(index, kept, state == "running", state in ("failed", "exited"),
-                                      state not in ("unknown", UNVERIFIED), state == UNVERIFIED))
-            writer = self._coordination.coordinator_of(job, 0, spec) == self.name
-            step = self.rollouts.step(job, spec, views, now, may_revert=writer,
-                                      promoted=promoted_of(jobs.get(job)) == target,
-                                      revertible=not is_revert(jobs.get(job)))
-            self.rollout_events.extend(step.events)
-            if step.reverting:   # back to what the old slots serve, else the version before (auction.rollout)
-                old, why = self.versions.revert_to(job, target, step.revert_to)
-                self.reverts.extend([old] if old is not None else [])
-                kind = "reverting" if old is not None else "revert_impossible"
-                self.rollout_events.append(RolloutEvent(job, kind, target, detail=why))
-            for index in step.permitted:
-                claim = views[index].claim
-                if claim is not None and claim.node == self.name:
-                    writes.append(self._move_to(claim, spec, now))
-        return writes
 
     def _target_of(self, spec: JobSpec) -> str:
         """spec.container_hash(), computed once per spec object (asked every tick for every job)."""

@@ -1,0 +1,66 @@
+"""Placement's side of rolling updates (auction.rollout holds the rule).
+
+How this works: at every placement tick, before the coordinator duties,
+`tick` looks at each job some of whose slots run another version than its
+spec's: for each slot the claim its holder keeps and what the holder
+reports of it (running, failed, not yet known), and asks the rule which
+slots may move now (`Rollouts.step`).  A slot we hold that it permits
+moves here: a new claim of ours for the new version when it fits our
+ledger, else its release (Placement._move_to).  The job's coordinator
+(slot 0's) may also revert a rollout whose new version fails; the revert's
+spec is queued for the core to write (`Placement.reverts`).  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from .claims import Claim, parse_slot_key, slot_key
+from .membership import NodeStatus, keeps_slot
+from .rollout import UNVERIFIED, RolloutEvent, SlotView, is_revert, promoted_of
+from .spec import JobSpec
+
+if TYPE_CHECKING:
+    from .placement import JobEntry, Placement, RunningLookup
+
+
+def tick(p: Placement, jobs: Mapping[str, JobEntry], specs: Mapping[str, JobSpec | None],
+         statuses: Mapping[str, NodeStatus], running: RunningLookup, now: float) -> list[Claim]:
+    """The rule's step for every job some of whose slots run another
+    version; returns the claims to write for the slots we hold that it
+    permits to move (Placement._move_to)."""
+    writes: list[Claim] = []
+    p.rollouts.forget_others(set(specs))
+    p.handovers.end_running(lambda key: running(p.name, *parse_slot_key(key)) == "running")
+    for gone in set(p._targets) - set(specs):
+        del p._targets[gone]
+    for job in sorted(specs):
+        spec = specs[job]
+        if spec is None:
+            continue
+        target = p._target_of(spec)
+        claims = [p.winning_claim(slot_key(job, i)) for i in range(spec.replicas)]
+        if job not in p.rollouts.jobs and all(c is None or c.spec_hash == target for c in claims):
+            continue  # the common case: nothing runs another version
+        views = []
+        for index, claim in enumerate(claims):
+            kept = claim if claim is not None and keeps_slot(claim.node, p._keeping, statuses) else None
+            state = running(kept.node, job, index) if kept is not None else "unknown"
+            views.append(SlotView(index, kept, state == "running", state in ("failed", "exited"),
+                                  state not in ("unknown", UNVERIFIED), state == UNVERIFIED))
+        writer = p._coordination.coordinator_of(job, 0, spec) == p.name
+        step = p.rollouts.step(job, spec, views, now, may_revert=writer,
+                               promoted=promoted_of(jobs.get(job)) == target,
+                               revertible=not is_revert(jobs.get(job)))
+        p.rollout_events.extend(step.events)
+        if step.reverting:   # back to what the old slots serve, else the version before (auction.rollout)
+            old, why = p.versions.revert_to(job, target, step.revert_to)
+            p.reverts.extend([old] if old is not None else [])
+            kind = "reverting" if old is not None else "revert_impossible"
+            p.rollout_events.append(RolloutEvent(job, kind, target, detail=why))
+        for index in step.permitted:
+            claim = views[index].claim
+            if claim is not None and claim.node == p.name:
+                writes.append(p._move_to(claim, spec, now))
+    return writes
