@@ -71,6 +71,7 @@ from auction.messages import Award, Bid, CallForBids, Decline
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
 from auction.retry import Retries
+from auction.settled import SettledJobs
 from auction.resources import Resources
 from auction.rollout import (HandOvers, Rollouts, RolloutEvent, Versions, start_first)
 from auction.spec import JobSpec, SpecError, Strategy, from_json
@@ -229,6 +230,7 @@ class Placement:
         self.revert_writes = 0      # the core's tokens for them (negative: no driver waits on them)
         self.rebalancer = Rebalancer(cfg.rebalance_settle_s)  # auction.rebalance; acts in rebalance_act
         self._keeping: set[str] = set()  # this tick's members that keep their slots (see tick)
+        self.settled = SettledJobs()  # jobs the walks below skip while nothing changes (auction.settled)
 
     # ---- helpers
     def spec_from_call(self, call: CallForBids) -> JobSpec | None:
@@ -296,6 +298,7 @@ class Placement:
         the map (every claim anywhere moves the digest; at 1,000 agents a
         rescan per merge was 10^9 steps per placement of 1,000 slots).  A
         cache that was already stale is left to my_claims' rescan."""
+        self.settled.claims_merged(merged, digest_before, self.claims.digest())
         if self._my_claims_digest != digest_before:
             return
         mine = dict(self._my_claims)  # a new dict: callers may hold the old one
@@ -330,6 +333,7 @@ class Placement:
         writes: list[Claim] = []
         specs = {name: self.spec_of(entry) for name, entry in jobs.items()}
         self.ledger.expire(now)
+        self.settled.start_tick(self._keeping, statuses, specs, self.claims.digest())
 
         # 1. Holder duties: give back slots that should no longer run.
         # A job we hold a claim for but do not have yet (its award came with
@@ -417,8 +421,12 @@ class Placement:
 
     def _coordinate(self, job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str],
                     now: float, copies: CopyLookup | None = None) -> list[AuctionOutput]:
+        inputs = self.settled.inputs(spec)
+        if self.settled.coordinated(job, inputs):
+            return []  # nothing new since the last tick (auction.settled)
         busy = self.auctioneer.busy_slots(job)
         batch: dict[int, int] = {}
+        all_kept = not busy
         for index in range(spec.replicas):
             key = slot_key(job, index)
             if index in busy or not self._slot_needs_placing(key, statuses, alive):
@@ -426,6 +434,7 @@ class Placement:
                 if index not in busy:
                     self.pending_reasons.pop(key, None)
                 continue
+            all_kept = False
             if not self._coordination.is_coordinator(job, index, spec, self.name):
                 continue
             if (held := self.merges.holds_off(self.claims.get(key), alive, copies, now)) is not None:
@@ -439,6 +448,7 @@ class Placement:
             rnd = self.next_round(key)
             self._last_round[key] = rnd
             batch[index] = rnd
+        self.settled.set_coordinated(job, inputs, all_kept)
         if not batch:
             return []
         chosen = candidates.choose(job, spec, statuses, alive, len(batch), sample_min=self.cfg.sample_min,

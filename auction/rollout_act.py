@@ -2,7 +2,8 @@
 
 How this works: at every placement tick, before the coordinator duties,
 `tick` looks at each job some of whose slots run another version than its
-spec's: for each slot the claim its holder keeps and what the holder
+spec's (skipping jobs auction.settled found with none, while nothing
+changes): for each slot the claim its holder keeps and what the holder
 reports of it (running, failed, not yet known), and asks the rule which
 slots may move now (`Rollouts.step`).  A slot we hold that it permits
 moves here: a new claim of ours for the new version when it fits our
@@ -39,9 +40,13 @@ def tick(p: Placement, jobs: Mapping[str, JobEntry], specs: Mapping[str, JobSpec
         spec = specs[job]
         if spec is None:
             continue
-        target = p._target_of(spec)
+        target, inputs = p._target_of(spec), p.settled.inputs(spec)
+        if job not in p.rollouts.jobs and p.settled.unrolled(job, inputs):
+            continue  # nothing new since the last tick (auction.settled)
         claims = [p.winning_claim(slot_key(job, i)) for i in range(spec.replicas)]
-        if job not in p.rollouts.jobs and all(c is None or c.spec_hash == target for c in claims):
+        unrolled = job not in p.rollouts.jobs and all(c is None or c.spec_hash == target for c in claims)
+        p.settled.set_unrolled(job, inputs, unrolled)
+        if unrolled:
             continue  # the common case: nothing runs another version
         views = []
         for index, claim in enumerate(claims):

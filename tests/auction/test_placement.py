@@ -2,7 +2,8 @@
 slots need placing, that only a slot's coordinator auctions it, that a
 gone or drained holder's slot is placed again, that indices >= replicas are
 retired, that reconcile turns claims into StartReplica/StopReplica, and
-that give_up hands a slot back.  One full round at the end."""
+that give_up hands a slot back, and that a settled job is skipped until
+something moves (auction.settled).  One full round at the end."""
 
 from __future__ import annotations
 
@@ -275,3 +276,102 @@ def test_slots_handed_over_at_once_start_first_only_while_the_node_has_room_for_
     _, writes = tick(p, [v2], now=1.0)
     assert sorted(c.name for c in writes) == ["web/0", "web/1"]
     assert sorted(e.detail for e in p.drain_rollout()[0] if e.kind == "replacing") == ["start-first", "stop-first"]
+
+
+# ---- settled jobs (auction.settled) ---------------------------------------------------
+# placement's tick skips a job it found with nothing to do and looks again as
+# soon as anything that could give it something to do moves.  Wrong, a slot
+# whose holder died, was drained or gave it up (or a job scaled up) would be
+# left unplaced; missing, a large cluster's agents re-read every slot's claim
+# every tick.
+
+ALIVE = {"a", "b", "c"}
+
+
+def settled_on_a(spec: JobSpec) -> tuple[Placement, list[Claim]]:
+    """Agent a, every slot of `spec` held by b, after a tick that found
+    nothing to do."""
+    p = placement("a")
+    claims = [held(spec, i, "b") for i in range(spec.replicas)]
+    for c in claims:
+        p.claims.merge(c)
+    assert tick(p, [spec], alive=ALIVE) == ({}, [])
+    return p, claims
+
+
+def coordinated_by_a(spec: JobSpec, alive: set[str], slots: range) -> set[int]:
+    mine = {i for i in slots if coordinator_of(spec.name, i, spec, alive) == "a"}
+    assert mine  # (the test needs some)
+    return mine
+
+
+def test_a_settled_job_is_placed_again_when_its_holder_dies():
+    spec = web(12)
+    p, _ = settled_on_a(spec)
+    assert tick(p, [spec], alive=ALIVE, now=1.0) == ({}, [])     # still nothing to do
+    alive = ALIVE - {"b"}
+    calls, _ = tick(p, [spec], alive=alive, now=2.0)
+    assert auctioned(calls) == coordinated_by_a(spec, alive, range(12))
+
+
+def test_a_settled_job_is_placed_again_when_its_holder_is_drained():
+    spec = web(12)
+    p, _ = settled_on_a(spec)
+    statuses = {"a": status("a"), "b": status("b", drained=True), "c": status("c")}
+    calls, _ = tick(p, [spec], alive=ALIVE, statuses=statuses, now=1.0)
+    assert auctioned(calls) == coordinated_by_a(spec, ALIVE, range(12))
+
+
+def test_a_settled_job_is_placed_again_when_a_claim_is_released_or_it_is_scaled_up():
+    spec = web(12)
+    p, claims = settled_on_a(spec)
+    first = min(coordinated_by_a(spec, ALIVE, range(12)))
+    c = claims[first]
+    p.claims.merge(Claim(c.name, Ballot(2, "b#1"), "b", True, c.spec_hash, c.demand))  # b gives it back
+    assert auctioned(tick(p, [spec], alive=ALIVE, now=1.0)[0]) == {first}
+
+    p, _ = settled_on_a(spec)
+    bigger = web(20)
+    outs, _ = p.tick(jobs={"web": Entry("web", Stamp(2, 0, "a"), bigger.canonical_json())}, deleted=set(),
+                     statuses={n: status(n) for n in ALIVE}, alive=ALIVE, now=1.0)
+    calls = {o.node: o.msg for o in outs if isinstance(o, SendTo) and isinstance(o.msg, CallForBids)}
+    assert auctioned(calls) == coordinated_by_a(bigger, ALIVE, range(12, 20))
+
+
+class CountingClaims(LwwMap[Claim]):
+    def __init__(self) -> None:
+        super().__init__(1000)
+        self.lookups = 0
+
+    def get(self, name: str) -> Claim | None:
+        self.lookups += 1
+        return super().get(name)
+
+
+def test_a_settled_job_costs_no_claim_look_ups_until_one_of_its_claims_changes():
+    spec = web(50)
+    claims = CountingClaims()
+    p = placement("a", claims)
+    for i in range(50):
+        claims.merge(held(spec, i, "b"))
+    tick(p, [spec], alive=ALIVE)
+    assert claims.lookups >= 2 * 50                        # both walks read every slot once
+
+    def merge_told(claim: Claim) -> None:                  # as the core merges: the placement is told
+        before = claims.digest()
+        assert claims.merge(claim)
+        p.claims_merged([claim], before)
+
+    claims.lookups = 0
+    tick(p, [spec], alive=ALIVE, now=1.0)
+    assert claims.lookups == 0
+    merge_told(held(web(1, name="api"), 0, "c"))          # another job's claim
+    tick(p, [spec], alive=ALIVE, now=2.0)
+    assert claims.lookups == 0
+    merge_told(held(spec, 7, "c", rnd=2))                  # one of web's
+    tick(p, [spec], alive=ALIVE, now=3.0)
+    assert claims.lookups >= 2 * 50
+    claims.lookups = 0
+    claims.merge(held(spec, 8, "c", rnd=2))                # a change it was not told of
+    tick(p, [spec], alive=ALIVE, now=4.0)
+    assert claims.lookups >= 2 * 50

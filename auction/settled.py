@@ -1,0 +1,97 @@
+"""Settled jobs: placement's per-tick walks skip a job with nothing to do.
+
+How this works: every tick, every agent walks every slot of every job twice
+(auction.rollout_act looks for slots running another version,
+Placement._coordinate for slots needing placing).  At 1,000 simulated
+agents with 1,000 replicas that was a million slot look-ups per
+agent-second, a quarter of the simulation's CPU, and almost all of it
+found nothing to do.  What either walk decides for a job depends only on
+its spec, its slots' claims, who keeps slots (the tick's keeping set:
+auction.suspicion_rule) and who is drained.  So a walk that finds a job
+with nothing to do records it, under its spec and the version of the
+keeping and drained sets, and later ticks skip the job until one of those
+moves or a claim of the job is merged (`claims_merged`, which the core
+calls with every merge; a change of the map it was not told of, seen by
+the map's digest, forgets every job).
+
+`_coordinate` records a job only when it has no round of its own open and
+every slot has a claim its holder keeps: its look-ups then change nothing
+(the claim waits and pending reasons it clears for such slots are clear).
+The only other writer of those is a round closing, and a job with a round
+open is never recorded; the claims its awards bring unsettle it.
+`rollout_act` records a job every claim of which names the spec's version
+and which has no rollout in progress (checked every tick).  Pure: no I/O,
+no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+
+from .claims import Claim
+from .membership import NodeStatus
+from .spec import JobSpec
+
+# What a walk's verdict on a job depended on besides its claims: (its spec,
+# the version of the keeping and drained sets).
+Inputs = tuple[JobSpec, int]
+
+
+class SettledJobs:
+    """The jobs each walk found with nothing to do, under which inputs."""
+
+    def __init__(self) -> None:
+        self._coordinated: dict[str, Inputs] = {}
+        self._unrolled: dict[str, Inputs] = {}
+        self._holders: tuple[set[str], frozenset[str]] = (set(), frozenset())  # (keeping, drained)
+        self._version = 0
+        self._claims_digest: bytes | None = None  # the claims map as last told of
+
+    def start_tick(self, keeping: Collection[str], statuses: Mapping[str, NodeStatus],
+                   jobs: Collection[str], claims_digest: bytes) -> None:
+        """Note this tick's keeping set, drained members and claims map; forget jobs gone."""
+        if claims_digest != self._claims_digest:
+            self._forget_all(claims_digest)
+        drained = frozenset(name for name, status in statuses.items() if status.drained)
+        if keeping != self._holders[0] or drained != self._holders[1]:
+            self._holders = (set(keeping), drained)
+            self._version += 1
+        for settled in (self._coordinated, self._unrolled):
+            for job in [j for j in settled if j not in jobs]:
+                del settled[job]
+
+    def claims_merged(self, merged: Iterable[Claim], digest_before: bytes, digest_after: bytes) -> None:
+        """These claims changed the map (from digest_before to digest_after)."""
+        if digest_before != self._claims_digest:
+            self._forget_all(digest_after)
+            return
+        for claim in merged:
+            self._coordinated.pop(claim.job, None)
+            self._unrolled.pop(claim.job, None)
+        self._claims_digest = digest_after
+
+    def _forget_all(self, claims_digest: bytes) -> None:
+        self._coordinated.clear()
+        self._unrolled.clear()
+        self._claims_digest = claims_digest
+
+    def inputs(self, spec: JobSpec) -> Inputs:
+        return (spec, self._version)
+
+    def coordinated(self, job: str, inputs: Inputs) -> bool:
+        return self._coordinated.get(job) == inputs
+
+    def set_coordinated(self, job: str, inputs: Inputs, settled: bool) -> None:
+        if settled:
+            self._coordinated[job] = inputs
+        else:
+            self._coordinated.pop(job, None)
+
+    def unrolled(self, job: str, inputs: Inputs) -> bool:
+        return self._unrolled.get(job) == inputs
+
+    def set_unrolled(self, job: str, inputs: Inputs, settled: bool) -> None:
+        if settled:
+            self._unrolled[job] = inputs
+        else:
+            self._unrolled.pop(job, None)
