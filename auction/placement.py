@@ -71,7 +71,7 @@ from auction.messages import Award, Bid, CallForBids, Decline
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
 from auction.retry import Retries
-from auction.settled import SettledJobs
+from auction.settled import COORDINATE, SettledJobs
 from auction.resources import Resources
 from auction.rollout import (HandOvers, Rollouts, RolloutEvent, Versions, start_first)
 from auction.spec import JobSpec, SpecError, Strategy, from_json
@@ -422,7 +422,7 @@ class Placement:
     def _coordinate(self, job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str],
                     now: float, copies: CopyLookup | None = None) -> list[AuctionOutput]:
         inputs = self.settled.inputs(spec)
-        if self.settled.coordinated(job, inputs):
+        if self.settled.is_settled(COORDINATE, job, inputs):
             return []  # nothing new since the last tick (auction.settled)
         busy = self.auctioneer.busy_slots(job)
         batch: dict[int, int] = {}
@@ -448,7 +448,7 @@ class Placement:
             rnd = self.next_round(key)
             self._last_round[key] = rnd
             batch[index] = rnd
-        self.settled.set_coordinated(job, inputs, all_kept)
+        self.settled.record(COORDINATE, job, inputs, all_kept)
         if not batch:
             return []
         chosen = candidates.choose(job, spec, statuses, alive, len(batch), sample_min=self.cfg.sample_min,

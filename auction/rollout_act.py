@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from .claims import Claim, parse_slot_key, slot_key
 from .membership import NodeStatus, keeps_slot
 from .rollout import UNVERIFIED, RolloutEvent, SlotView, is_revert, promoted_of
+from .settled import ROLL
 from .spec import JobSpec
 
 if TYPE_CHECKING:
@@ -41,11 +42,11 @@ def tick(p: Placement, jobs: Mapping[str, JobEntry], specs: Mapping[str, JobSpec
         if spec is None:
             continue
         target, inputs = p._target_of(spec), p.settled.inputs(spec)
-        if job not in p.rollouts.jobs and p.settled.unrolled(job, inputs):
+        if job not in p.rollouts.jobs and p.settled.is_settled(ROLL, job, inputs):
             continue  # nothing new since the last tick (auction.settled)
         claims = [p.winning_claim(slot_key(job, i)) for i in range(spec.replicas)]
         unrolled = job not in p.rollouts.jobs and all(c is None or c.spec_hash == target for c in claims)
-        p.settled.set_unrolled(job, inputs, unrolled)
+        p.settled.record(ROLL, job, inputs, unrolled)
         if unrolled:
             continue  # the common case: nothing runs another version
         views = []

@@ -37,12 +37,15 @@ from .spec import JobSpec
 Inputs = tuple[JobSpec, int]
 
 
+# The two walks (auction.rollout_act's, Placement._coordinate's).
+ROLL, COORDINATE = "roll", "coordinate"
+
+
 class SettledJobs:
     """The jobs each walk found with nothing to do, under which inputs."""
 
     def __init__(self) -> None:
-        self._coordinated: dict[str, Inputs] = {}
-        self._unrolled: dict[str, Inputs] = {}
+        self._settled: dict[str, dict[str, Inputs]] = {ROLL: {}, COORDINATE: {}}  # walk -> job -> inputs
         self._holders: tuple[set[str], frozenset[str]] = (set(), frozenset())  # (keeping, drained)
         self._version = 0
         self._claims_digest: bytes | None = None  # the claims map as last told of
@@ -56,7 +59,7 @@ class SettledJobs:
         if keeping != self._holders[0] or drained != self._holders[1]:
             self._holders = (set(keeping), drained)
             self._version += 1
-        for settled in (self._coordinated, self._unrolled):
+        for settled in self._settled.values():
             for job in [j for j in settled if j not in jobs]:
                 del settled[job]
 
@@ -66,32 +69,25 @@ class SettledJobs:
             self._forget_all(digest_after)
             return
         for claim in merged:
-            self._coordinated.pop(claim.job, None)
-            self._unrolled.pop(claim.job, None)
+            for settled in self._settled.values():
+                settled.pop(claim.job, None)
         self._claims_digest = digest_after
 
     def _forget_all(self, claims_digest: bytes) -> None:
-        self._coordinated.clear()
-        self._unrolled.clear()
+        for settled in self._settled.values():
+            settled.clear()
         self._claims_digest = claims_digest
 
     def inputs(self, spec: JobSpec) -> Inputs:
         return (spec, self._version)
 
-    def coordinated(self, job: str, inputs: Inputs) -> bool:
-        return self._coordinated.get(job) == inputs
+    def is_settled(self, walk: str, job: str, inputs: Inputs) -> bool:
+        """Whether `walk` found `job` with nothing to do under these inputs."""
+        return self._settled[walk].get(job) == inputs
 
-    def set_coordinated(self, job: str, inputs: Inputs, settled: bool) -> None:
+    def record(self, walk: str, job: str, inputs: Inputs, settled: bool) -> None:
+        """What `walk` found of `job` under these inputs."""
         if settled:
-            self._coordinated[job] = inputs
+            self._settled[walk][job] = inputs
         else:
-            self._coordinated.pop(job, None)
-
-    def unrolled(self, job: str, inputs: Inputs) -> bool:
-        return self._unrolled.get(job) == inputs
-
-    def set_unrolled(self, job: str, inputs: Inputs, settled: bool) -> None:
-        if settled:
-            self._unrolled[job] = inputs
-        else:
-            self._unrolled.pop(job, None)
+            self._settled[walk].pop(job, None)
