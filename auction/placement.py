@@ -8,7 +8,9 @@ its holder no longer keeps it (auction.membership; a suspect: auction.suspicion_
 If this agent is the slot's coordinator (auction.coordination), the slot
 goes into this tick's batch for its job, and one auction round
 (auction.auctioneer) places the whole batch; bids are scored by
-auction.scoring and answered by auction.bidder.
+auction.scoring and answered by auction.bidder.  A job found with nothing
+to do is skipped by later ticks until its spec, one of its claims, or who
+keeps or is drained changes (auction.settled).
 
 As a bidder the agent answers calls from its own ledger.  An award it can
 honour becomes a Claim (slot, ballot, us, and the host ports our ledger
@@ -25,8 +27,8 @@ not alive.
 A changed job reaches its running replicas through auction.rollout (the
 pacing rule; auction.rollout_act applies it each tick): for every job some
 of whose slots run another version, the holder of a slot that rule permits
-moves it itself (`_move_to`): a new claim of its own for the new version when the new
-demand fits its ledger (the runtime replaces the container, start-first
+moves it itself (`_move_to`): a new claim of its own for the new version
+when the new demand fits its ledger (the runtime replaces the container, start-first
 when `StartReplica.replaces` says so), else the slot's release (it moves
 through an auction).  `reconcile` starts the new version of a slot whose
 winning claim of ours changed version; a new ballot for the same version
@@ -71,9 +73,9 @@ from auction.messages import Award, Bid, CallForBids, Decline
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
 from auction.retry import Retries
-from auction.settled import COORDINATE, SettledJobs
 from auction.resources import Resources
-from auction.rollout import (HandOvers, Rollouts, RolloutEvent, Versions, start_first)
+from auction.rollout import HandOvers, Rollouts, RolloutEvent, Versions, start_first
+from auction.settled import COORDINATE, SettledJobs
 from auction.spec import JobSpec, SpecError, Strategy, from_json
 
 __all__ = ["AwardAccepted", "ClaimsMap", "JobEntry", "NodeStatus", "Placement", "PlacementConfig",
