@@ -2,17 +2,19 @@
 
 How this works: every tick, every agent walks every slot of every job twice
 (auction.rollout_act looks for slots running another version,
-Placement._coordinate for slots needing placing).  At 1,000 simulated
-agents with 1,000 replicas that was a million slot look-ups per
-agent-second, a quarter of the simulation's CPU, and almost all of it
-found nothing to do.  What either walk decides for a job depends only on
-its spec, its slots' claims, who keeps slots (the tick's keeping set:
-auction.suspicion_rule) and who is drained.  So a walk that finds a job
-with nothing to do records it, under its spec and the version of the
-keeping and drained sets, and later ticks skip the job until one of those
-moves or a claim of the job is merged (`claims_merged`, which the core
-calls with every merge; a change of the map it was not told of, seen by
-the map's digest, forgets every job).
+Placement._coordinate for slots needing placing), reading each slot's
+claim: per agent and second, work that grows with the cluster's replicas,
+and in a cluster at rest it finds nothing to do (1.1 ms per tick at 1,000
+replicas, 11.7 ms at 10,000: scripts/bench/placement_tick.py).  While jobs
+are placed or healed, some claim of nearly every job changes at every
+tick, and the skip below saves little.  What either walk decides for a
+job depends only on its spec, its slots' claims, who keeps slots (the
+tick's keeping set: auction.suspicion_rule) and who is drained.  So a walk
+that finds a job with nothing to do records it, under its spec and the
+version of the keeping and drained sets, and later ticks skip the job
+until one of those moves or a claim of the job is merged (`claims_merged`,
+which the core calls with every merge; a change of the map it was not
+told of, seen by the map's digest, forgets every job).
 
 `_coordinate` records a job only when it has no round of its own open and
 every slot has a claim its holder keeps: its look-ups then change nothing
