@@ -53,6 +53,11 @@ class Coordination:
         """The coordinator of slot (job, index); None when nobody is alive."""
         return self._rv.owner(coordination_key(job, index, spec))
 
+    def coordinators_of(self, job: str, index: int, spec: JobSpec | None, count: int = 2) -> list[str]:
+        """The slot's coordinator, then the member that takes the slot over
+        if it leaves, and so on (`count` of them, fewer if fewer are alive)."""
+        return self._rv.ranked(coordination_key(job, index, spec), count)
+
     def is_coordinator(self, job: str, index: int, spec: JobSpec | None, me: str) -> bool:
         """coordinator_of(...) == me, cheaply when it is not (Rendezvous.is_owner)."""
         return self._rv.is_owner(coordination_key(job, index, spec), me)

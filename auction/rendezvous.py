@@ -30,6 +30,7 @@ same as `owner(key) == me`.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Iterable
 from typing import Any
 
@@ -130,6 +131,13 @@ class Rendezvous:
                 self._beaten[(key, me)] = m
                 return False
         return self.owner(key) == me  # we beat everyone: cache the owner as owner() does
+
+    def ranked(self, key: str, count: int) -> list[str]:
+        """The `count` best-scoring members for `key`, best first: the owner,
+        then who owns the key if the owner leaves, and so on.  Scores every
+        member (not cached: asked once per accepted award, not per tick)."""
+        k = _h64(key)
+        return [m for _, m in heapq.nsmallest(count, ((-_mix(h ^ k), m) for m, h in self._hashes.items()))]
 
     def owner(self, key: str) -> str | None:
         entry = self._cache.get(key)

@@ -68,3 +68,15 @@ def test_is_owner_answers_as_the_naive_argmax_through_any_sequence_of_views(step
             rv.owner(key)
             for member in view:
                 assert rv.is_owner(key, member) == (naive(view, key) == member)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.sampled_from(NAMES)), st.sampled_from(KEYS))
+def test_ranked_names_the_owner_then_whoever_owns_the_key_once_the_owner_leaves(view, key):
+    rv = Rendezvous(view)
+    ranked = rv.ranked(key, 2)
+    assert len(ranked) == min(2, len(view))
+    if view:
+        assert ranked[0] == naive(view, key)
+    if len(view) > 1:
+        assert ranked[1] == naive(view - {ranked[0]}, key)
