@@ -1,5 +1,6 @@
-"""node.core.claim_relay's conflict rule, on a stand-in core: who tells the
-losing holder of a slot the winning claim, and how often."""
+"""node.core.claim_relay's rules, on a stand-in core: whom a holder tells of
+an award it accepted; who tells the losing holder of a slot the winning
+claim, and how often."""
 
 from __future__ import annotations
 
@@ -17,17 +18,21 @@ def claim(rnd: int, coordinator: str, node: str, slot: str = "web/0") -> Claim:
 
 
 class Coordination:
-    def __init__(self, coordinator: str) -> None:
-        self.coordinator = coordinator
+    def __init__(self, coordinator: str, successor: str = "next") -> None:
+        self.coordinator, self.successor = coordinator, successor
 
     def is_coordinator(self, job: str, index: int, spec: Any, me: str) -> bool:
         return me == self.coordinator
+
+    def coordinators_of(self, job: str, index: int, spec: Any, count: int) -> list[str]:
+        return [self.coordinator, self.successor][:count]
 
 
 class Core:
     """What ClaimRelay.merged reads of a NodeCore, and what it sends."""
 
-    def __init__(self, name: str, members: int = PUSH_MIN_MEMBERS + 1, coordinator: str = "c") -> None:
+    def __init__(self, name: str, members: int = PUSH_MIN_MEMBERS + 1, coordinator: str = "c",
+                 successor: str = "next") -> None:
         self.name, self.ballot_id = name, f"{name}#1"
         self.claims: dict[str, Claim] = {}
         self.sent: list[tuple[str, tuple[Claim, ...]]] = []
@@ -35,7 +40,9 @@ class Core:
         self.swim = type("Swim", (), {"live_count": lambda _self: members})()
         self.store = type("Store", (), {"get": lambda _self, job: None})()
         self.placement = type("Placement", (), {"spec_of": lambda _self, entry: None,
-                                                "coordination": Coordination(coordinator)})()
+                                                "my_claims": lambda _self: {k: c for k, c in self.claims.items()
+                                                                            if c.node == name and not c.released},
+                                                "coordination": Coordination(coordinator, successor)})()
         self._claims = type("Map", (), {"get": lambda _self, key: self.claims.get(key)})()
 
     def _count(self, key: str) -> None:
@@ -103,3 +110,51 @@ def test_small_clusters_keep_to_gossip() -> None:
     core.claims["web/0"] = claim(2, "c1#1", "h1")
     arrive(relay, core, claim(1, "c2#1", "h2"), direct=True)
     assert core.sent == []
+
+
+def hold(core: Core, relay: ClaimRelay, award: Claim, origin: str) -> None:
+    """`core` accepts `award` from `origin` (merged first, as the core does)."""
+    core.claims[award.name] = award
+    relay.accepted(core, [award], origin, 0.0)  # type: ignore[arg-type]
+
+
+def test_a_holder_tells_the_slots_next_coordinator_of_its_award_so_a_successor_does_not_award_it_again() -> None:
+    # The coordinator awarded web/0 to h1 and may die before gossip brings
+    # the claim to its successor c2, which would take the slot for unplaced.
+    core, relay = Core("h1", coordinator="c1", successor="c2"), ClaimRelay()
+    award = claim(1, "c1#1", "h1")
+    hold(core, relay, award, "c1")
+    assert core.sent == [("c2", (award,))]
+
+
+def test_when_a_told_coordinator_leaves_the_holders_view_the_next_in_line_is_told() -> None:
+    core, relay = Core("h1", coordinator="c1", successor="c2"), ClaimRelay()
+    relay.placed(core, {"h1", "c1", "c2", "c3", "c4"}, 0.0)  # type: ignore[arg-type]
+    award = claim(1, "c1#1", "h1")
+    hold(core, relay, award, "c1")
+    core.sent.clear()
+    relay.placed(core, {"h1", "c1", "c2", "c3", "c4"}, 1.0)  # type: ignore[arg-type]
+    assert core.sent == []                                    # nobody left
+    core.placement.coordination.coordinator, core.placement.coordination.successor = "c2", "c3"
+    relay.placed(core, {"h1", "c2", "c3", "c4"}, 2.0)  # type: ignore[arg-type]
+    assert core.sent == [("c3", (award,))]               # c1 died: c3 is next after c2
+    core.sent.clear()
+    core.placement.coordination.coordinator, core.placement.coordination.successor = "c2", "c4"
+    core.claims[award.name] = claim(2, "c2#1", "h2")          # the slot moved on: no longer ours
+    relay.placed(core, {"h1", "c2", "c4"}, 3.0)  # type: ignore[arg-type]
+    assert core.sent == []
+
+
+def test_an_award_from_a_lagging_coordinator_goes_to_both_coordinators_by_the_holders_view() -> None:
+    core, relay = Core("h1", coordinator="c1", successor="c2"), ClaimRelay()
+    award = claim(1, "c3#1", "h1")
+    hold(core, relay, award, "c3")
+    assert core.sent == [("c1", (award,)), ("c2", (award,))]
+
+
+def test_a_holder_that_is_itself_next_in_line_tells_no_one_but_the_coordinator() -> None:
+    core, relay = Core("h1", coordinator="c1", successor="h1"), ClaimRelay()
+    hold(core, relay, claim(1, "c1#1", "h1"), "c1")
+    small = Core("h1", members=PUSH_MIN_MEMBERS, coordinator="c1", successor="c2")
+    hold(small, relay, claim(1, "c1#1", "h1"), "c1")
+    assert (core.sent, small.sent) == ([], [])
