@@ -23,7 +23,7 @@ import pytest
 from auction.auctioneer import RoundClosed
 from auction.placement import PlacementConfig
 from auction.resources import Resources
-from auction.spec import validate
+from auction.spec import JobSpec, validate
 from gossip.config import LAN
 from node.core.node_core import ClusterConfig
 from node.sim.cluster import ClusterSim
@@ -35,19 +35,25 @@ N = 64
 DUPLICATE_MAX_S = 0.05
 
 
-@pytest.mark.parametrize("seed", [2, 4])
-def test_a_slot_awarded_twice_by_differing_views_runs_twice_only_for_a_round_trip(seed: int) -> None:
+def submitted(seed: int, after_s: float, jobs: int, replicas: int, cpu: float) -> tuple[ClusterSim, list[JobSpec]]:
+    """N agents, started together; `after_s` later, jobs submitted to random agents."""
     sim = ClusterSim(seed, N, LAN.replace(enable_compression=False), capacities=[Resources(8000, 16 * GiB, 0)] * N,
                      cluster_config=ClusterConfig(store_sync_interval_s=2.0),
                      placement_config=PlacementConfig(placement_interval_s=1.0, auction_ttl_s=0.2))
-    w = sim.world
-    w.bootstrap(seeds="random")
-    w.run_for(1.0)  # views still differ
-    specs = [validate({"name": f"job-{k}", "image": "busybox", "replicas": 40, "cpu": 0.5, "memory": "64MiB"})
-             for k in range(4)]
+    sim.world.bootstrap(seeds="random")
+    sim.world.run_for(after_s)
+    specs = [validate({"name": f"job-{k}", "image": "busybox", "replicas": replicas, "cpu": cpu, "memory": "64MiB"})
+             for k in range(jobs)]
     rng = random.Random(seed)
     for spec in specs:
         sim.submit(rng.randrange(N), spec)
+    return sim, specs
+
+
+@pytest.mark.parametrize("seed", [2, 4])
+def test_a_slot_awarded_twice_by_differing_views_runs_twice_only_for_a_round_trip(seed: int) -> None:
+    sim, specs = submitted(seed, 1.0, jobs=4, replicas=40, cpu=0.5)  # views still differ at 1 s
+    w = sim.world
 
     twice_since: dict[str, float] = {}
     longest: dict[str, float] = {}
@@ -79,17 +85,8 @@ def test_slots_placed_by_coordinators_killed_right_after_their_awards_are_not_aw
     # are still spreading; a successor lacking one took its slot for
     # unplaced and awarded it again: in these seeds 4 and 12 slots ran twice,
     # for up to 0.96 and 1.55 virtual s, until gossip brought the older claim.
-    sim = ClusterSim(seed, N, LAN.replace(enable_compression=False), capacities=[Resources(8000, 16 * GiB, 0)] * N,
-                     cluster_config=ClusterConfig(store_sync_interval_s=2.0),
-                     placement_config=PlacementConfig(placement_interval_s=1.0, auction_ttl_s=0.2))
+    sim, specs = submitted(seed, 10.0, jobs=5, replicas=100, cpu=0.1)  # views agree at 10 s
     w = sim.world
-    w.bootstrap(seeds="random")
-    w.run_for(10.0)  # views agree
-    specs = [validate({"name": f"job-{k}", "image": "busybox", "replicas": 100, "cpu": 0.1, "memory": "64MiB"})
-             for k in range(5)]
-    rng = random.Random(seed)
-    for spec in specs:
-        sim.submit(rng.randrange(N), spec)
     closed: list[int] = []
     w.subscribe(lambda t, i, ev: closed.append(i) if isinstance(ev, RoundClosed) and ev.awarded else None)
     killed: list[int] = []
