@@ -49,6 +49,11 @@ class Coordination:
     def update(self, alive: Iterable[str]) -> None:
         self._rv.update(alive)
 
+    @property
+    def view(self) -> frozenset[str]:
+        """The members coordinating (the same object until the view changes)."""
+        return self._rv.view
+
     def coordinator_of(self, job: str, index: int, spec: JobSpec | None) -> str | None:
         """The coordinator of slot (job, index); None when nobody is alive."""
         return self._rv.owner(coordination_key(job, index, spec))

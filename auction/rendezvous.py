@@ -84,6 +84,11 @@ class Rendezvous:
     def members(self) -> list[str]:
         return sorted(self._hashes)
 
+    @property
+    def view(self) -> frozenset[str]:
+        """The current view; the same object until a change of view."""
+        return self._view
+
     def update(self, members: Iterable[str]) -> None:
         """Move to a new view, keeping what the cache still knows."""
         view = members if isinstance(members, frozenset) else frozenset(members)

@@ -92,11 +92,13 @@ class ClaimRelay:
                 to.setdefault(peer, []).append(claim)
         self._send(core, to, now)
 
-    def placed(self, core: NodeCore, alive: set[str], now: float) -> None:
-        """After a placement pass under the view `alive`: a slot we hold
-        whose told coordinators have left the view is told to those now
-        first in line."""
-        gone, self._view = self._view - alive, frozenset(alive)
+    def placed(self, core: NodeCore, now: float) -> None:
+        """After a placement pass: if the view changed, a slot we hold whose
+        told coordinators have left it is told to those now first in line."""
+        view = core.placement.coordination.view
+        if view is self._view:
+            return
+        gone, self._view = self._view - view, view
         if not gone or not self._next_told:
             return
         if not large_cluster(core):

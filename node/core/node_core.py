@@ -594,7 +594,7 @@ class NodeCore:
                                            copies=merge_link.copies(self, now), keeping=keeping)
         for out in outs:
             self._auction_output(out, now)
-        self._relay.placed(self, alive, now)  # slots we hold: their next coordinators told (large clusters)
+        self._relay.placed(self, now)  # slots we hold: their next coordinators told (large clusters)
         rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)
         self._reconcile(now)
         grace_ends = suspicion_rule.next_expiry(suspicions, now)

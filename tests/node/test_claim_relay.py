@@ -20,6 +20,7 @@ def claim(rnd: int, coordinator: str, node: str, slot: str = "web/0") -> Claim:
 class Coordination:
     def __init__(self, coordinator: str, successor: str = "next") -> None:
         self.coordinator, self.successor = coordinator, successor
+        self.view: frozenset[str] = frozenset()
 
     def is_coordinator(self, job: str, index: int, spec: Any, me: str) -> bool:
         return me == self.coordinator
@@ -127,21 +128,27 @@ def test_a_holder_tells_the_slots_next_coordinator_of_its_award_so_a_successor_d
     assert core.sent == [("c2", (award,))]
 
 
+def placed(core: Core, relay: ClaimRelay, view: set[str], now: float) -> None:
+    """A placement pass of `core` under `view`."""
+    core.placement.coordination.view = frozenset(view)
+    relay.placed(core, now)  # type: ignore[arg-type]
+
+
 def test_when_a_told_coordinator_leaves_the_holders_view_the_next_in_line_is_told() -> None:
     core, relay = Core("h1", coordinator="c1", successor="c2"), ClaimRelay()
-    relay.placed(core, {"h1", "c1", "c2", "c3", "c4"}, 0.0)  # type: ignore[arg-type]
+    placed(core, relay, {"h1", "c1", "c2", "c3", "c4"}, 0.0)
     award = claim(1, "c1#1", "h1")
     hold(core, relay, award, "c1")
     core.sent.clear()
-    relay.placed(core, {"h1", "c1", "c2", "c3", "c4"}, 1.0)  # type: ignore[arg-type]
-    assert core.sent == []                                    # nobody left
+    placed(core, relay, {"h1", "c1", "c2", "c3", "c4"}, 1.0)
+    assert core.sent == []                      # nobody left
     core.placement.coordination.coordinator, core.placement.coordination.successor = "c2", "c3"
-    relay.placed(core, {"h1", "c2", "c3", "c4"}, 2.0)  # type: ignore[arg-type]
-    assert core.sent == [("c3", (award,))]               # c1 died: c3 is next after c2
+    placed(core, relay, {"h1", "c2", "c3", "c4"}, 2.0)
+    assert core.sent == [("c3", (award,))]      # c1 died: c3 is next after c2
     core.sent.clear()
     core.placement.coordination.coordinator, core.placement.coordination.successor = "c2", "c4"
-    core.claims[award.name] = claim(2, "c2#1", "h2")          # the slot moved on: no longer ours
-    relay.placed(core, {"h1", "c2", "c4"}, 3.0)  # type: ignore[arg-type]
+    core.claims[award.name] = claim(2, "c2#1", "h2")  # the slot moved on: no longer ours
+    placed(core, relay, {"h1", "c2", "c4"}, 3.0)
     assert core.sent == []
 
 
