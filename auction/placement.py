@@ -75,7 +75,7 @@ from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
 from auction.retry import Retries
 from auction.resources import Resources
 from auction.rollout import HandOvers, Rollouts, RolloutEvent, Versions, start_first
-from auction.settled import COORDINATE, SettledJobs
+from auction.settled import COORDINATE, SettledJobs, SettledSweep
 from auction.spec import JobSpec, SpecError, Strategy, from_json
 
 __all__ = ["AwardAccepted", "ClaimsMap", "JobEntry", "NodeStatus", "Placement", "PlacementConfig",
@@ -233,6 +233,7 @@ class Placement:
         self.rebalancer = Rebalancer(cfg.rebalance_settle_s)  # auction.rebalance; acts in rebalance_act
         self._keeping: set[str] = set()  # this tick's members that keep their slots (see tick)
         self.settled = SettledJobs()  # jobs the walks below skip while nothing changes (auction.settled)
+        self.sweep = SettledSweep()   # the same for the tick's walk over every claim
 
     # ---- helpers
     def spec_from_call(self, call: CallForBids) -> JobSpec | None:
@@ -350,15 +351,21 @@ class Placement:
 
         # 2. Claims of dead holders for slots nobody wants any more: the
         #    slot's coordinator releases them, so they do not linger.
+        #    Skipped while nothing it reads moved since it found nothing (auction.settled).
         self._coordination.update(alive)
-        for key, claim in list(self.claims.entries.items()):
-            if claim.released or is_alive(claim.node, alive):
-                continue
-            job, index = parse_slot_key(key)
-            spec = specs.get(job)
-            gone = (spec is None and job in deleted) or (spec is not None and index >= spec.replicas)
-            if gone and self._coordination.is_coordinator(job, index, spec, self.name):
-                writes.append(self._release_claim(claim))
+        sweep = (self.claims.digest(), self._coordination.view, specs, deleted)
+        if not self.sweep.is_settled(*sweep):
+            released = 0
+            for key, claim in list(self.claims.entries.items()):
+                if claim.released or is_alive(claim.node, alive):
+                    continue
+                job, index = parse_slot_key(key)
+                spec = specs.get(job)
+                gone = (spec is None and job in deleted) or (spec is not None and index >= spec.replicas)
+                if gone and self._coordination.is_coordinator(job, index, spec, self.name):
+                    writes.append(self._release_claim(claim))
+                    released += 1
+            self.sweep.record(*sweep, found_nothing=released == 0)
 
         # 2b. Rollouts: the holder of a slot permitted to take its job's new
         #     version moves it (auction.rollout).

@@ -22,8 +22,17 @@ every slot has a claim its holder keeps: its look-ups then change nothing
 The only other writer of those is a round closing, and a job with a round
 open is never recorded; the claims its awards bring unsettle it.
 `rollout_act` records a job every claim of which names the spec's version
-and which has no rollout in progress (checked every tick).  Pure: no I/O,
-no clock.
+and which has no rollout in progress (checked every tick).
+
+One more walk reads every claim, not every job: a slot's coordinator
+releases the claim of a dead holder for a slot nobody wants any more (a
+deleted job's, or one at an index past `replicas`).  What it finds depends
+only on the claims map, the view of who is alive (which also picks the
+coordinators), the specs and the deleted jobs, so `SettledSweep` skips it
+while none of those moved since a sweep that found nothing: at rest that
+walk was the whole tick (1.49 ms of 1.5 at 10 x 1,000 replicas).
+
+Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -93,3 +102,21 @@ class SettledJobs:
             self._settled[walk][job] = inputs
         else:
             self._settled[walk].pop(job, None)
+
+
+class SettledSweep:
+    """Whether the release sweep (above) found nothing under the inputs it
+    is asked with again."""
+
+    def __init__(self) -> None:
+        self._found_nothing_under: tuple[bytes, frozenset[str], dict[str, JobSpec | None], frozenset[str]] | None = None
+
+    def is_settled(self, claims_digest: bytes, view: frozenset[str], specs: Mapping[str, JobSpec | None],
+                   deleted: Collection[str]) -> bool:
+        last = self._found_nothing_under
+        return (last is not None and last[0] == claims_digest and last[1] is view and len(last[2]) == len(specs)
+                and all(last[2].get(job, False) is spec for job, spec in specs.items()) and last[3] == deleted)
+
+    def record(self, claims_digest: bytes, view: frozenset[str], specs: Mapping[str, JobSpec | None],
+               deleted: Collection[str], found_nothing: bool) -> None:
+        self._found_nothing_under = (claims_digest, view, dict(specs), frozenset(deleted)) if found_nothing else None

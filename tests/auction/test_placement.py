@@ -375,3 +375,41 @@ def test_a_settled_job_costs_no_claim_look_ups_until_one_of_its_claims_changes()
     claims.merge(held(spec, 8, "c", rnd=2))                # a change it was not told of
     tick(p, [spec], alive=ALIVE, now=4.0)
     assert claims.lookups >= 2 * 50
+
+
+# The release sweep (a coordinator releases a dead holder's claim of a slot
+# nobody wants) reads every claim; it is skipped while nothing it reads moved
+# since it found nothing.  Wrong, such a claim would linger; missing, every
+# tick of a large cluster's agents at rest reads every claim.
+
+def test_the_release_sweep_reads_no_claim_at_rest_and_runs_again_when_what_it_reads_moves(monkeypatch):
+    import auction.placement as placement_module
+    reads: list[str] = []
+    real_is_alive = placement_module.is_alive
+    monkeypatch.setattr(placement_module, "is_alive",
+                        lambda node, alive: (reads.append(node), real_is_alive(node, alive))[1])
+
+    def released_by(p: Placement, specs: list[JobSpec], alive: set[str], now: float,
+                    deleted: frozenset[str] = frozenset(), stamp: int = 1) -> list[tuple[str, bool]]:
+        reads.clear()
+        outs, writes = p.tick(jobs={s.name: Entry(s.name, Stamp(stamp, 0, "a"), s.canonical_json()) for s in specs},
+                              deleted=set(deleted), statuses={n: status(n) for n in alive}, alive=alive, now=now)
+        return [(w.name, w.released) for w in writes]
+
+    three = web(3)
+    # Who is alive: b holds web/5 (past replicas) and gives it up itself while alive.
+    p = coordinator(three, 5, ALIVE - {"b"}, *[held(three, i, "c") for i in range(3)], held(three, 5, "b"))
+    assert released_by(p, [three], ALIVE, 0.0) == [] and reads
+    assert released_by(p, [three], ALIVE, 1.0) == [] and reads == []      # at rest: no claim read
+    assert released_by(p, [three], ALIVE - {"b"}, 2.0) == [("web/5", True)]
+    # The spec: web/2 of a dead holder is wanted, then scaled away.
+    p = coordinator(web(2), 2, ALIVE, *[held(three, i, "c") for i in range(2)], held(three, 2, "dead"))
+    released_by(p, [three], ALIVE, 0.0)
+    assert released_by(p, [three], ALIVE, 1.0) == [] and reads == []
+    assert released_by(p, [web(2)], ALIVE, 2.0, stamp=2) == [("web/2", True)]
+    # The deleted jobs, and a claim merged: a dead holder's claim of a deleted job.
+    p = coordinator(web(1, name="api"), 0, ALIVE)
+    assert released_by(p, [], ALIVE, 0.0) == [] and released_by(p, [], ALIVE, 1.0) == []
+    p.claims.merge(held(web(1, name="api"), 0, "dead"))
+    assert released_by(p, [], ALIVE, 2.0) == [] and reads                  # read; not heard of as deleted yet
+    assert released_by(p, [], ALIVE, 3.0, deleted=frozenset({"api"})) == [("api/0", True)]
