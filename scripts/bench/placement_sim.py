@@ -7,7 +7,8 @@ Prints, for N simulated agents (NodeCore: gossip + job store + auctions):
   * placements per virtual second and per CPU second,
   * datagrams and bytes per placement,
   * after killing 10 % and then 50 % of the nodes at once: virtual time until
-    every slot that still fits runs again.
+    every slot that still fits runs again, and how many slots were seen
+    running twice meanwhile (checked every 0.5 virtual s).
 
 Usage: python scripts/bench/placement_sim.py [--nodes 100] [--replicas 1000] [--seed 1]
        [--kills 0.1 0.5] [--trace]
@@ -255,11 +256,13 @@ def run(n: int, replicas: int, seed: int, *, kills: tuple[float, ...] = (0.10, 0
             w.crash(v)
         if heal is not None:
             w.subscribe(heal.on_output)
-        cpu0 = time.process_time()
+        cpu0, killed_at = time.process_time(), w.now
+        twice: dict[str, float] = {}  # slot -> when a check last saw it run twice (from the kill)
 
         def settled(_: object) -> bool:
             if heal is not None:
                 heal.sample()
+            twice.update((slot, w.now - killed_at) for slot, count in sim.replica_counts().items() if count > 1)
             return _settled(sim, jobs)
         healed = w.run_until_converged(settled, timeout=300, check_every=0.5)
         missing = len(sim.placement_problems(jobs))
@@ -267,6 +270,8 @@ def run(n: int, replicas: int, seed: int, *, kills: tuple[float, ...] = (0.10, 0
               f"{healed if healed is not None else float('nan'):.2f} virtual s "
               f"(CPU {time.process_time() - cpu0:.1f} s); slots not running (no room left): {missing}; "
               f"safety violations: {len(sim.violations)}")
+        print(f"  slots seen running twice at the 0.5 s checks: {len(twice)}"
+              + (f", the last at +{max(twice.values()):.1f} s" if twice else ""))
         if heal is not None:
             w.listeners.remove(heal.on_output)
             heal.report()
