@@ -47,8 +47,10 @@ in line is told as soon as the holder sees either gone, and it can take
 the slot over only once it sees both gone.
 
 Each (slot, losing holder, winning ballot) is told once (a bounded memo):
-a gossiped claim reaches an agent several times.  So each rule costs at
-most one message per award or per conflict, and none while views agree.
+a gossiped claim reaches an agent several times.  So the rules cost one
+message per award while views agree (to the next coordinator), two when
+the awarder is not the holder's coordinator, one per slot held when a
+coordinator it told leaves, and one per conflict.
 """
 
 from __future__ import annotations
