@@ -5,7 +5,7 @@ within a round trip, not when gossip brings its holder the winning claim.
 A coordinator that dies right after its awards: its successors hold the
 claims already and award none of those slots again.
 
-The scene: 64 agents (above node.core.job_push.PUSH_MIN_MEMBERS) given jobs
+The first scene: 64 agents (above node.core.job_push.PUSH_MIN_MEMBERS) given jobs
 one virtual second after they start, while some have not yet seen every
 other member alive.  An agent that does not see a slot's first coordinator
 coordinates it too, and awards it again (under a lower round, since it has
@@ -16,43 +16,19 @@ loser, the second copy ran 0.17 and 0.59 virtual s in these seeds.
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from auction.auctioneer import RoundClosed
-from auction.placement import PlacementConfig
-from auction.resources import Resources
-from auction.spec import JobSpec, validate
-from gossip.config import LAN
-from node.core.node_core import ClusterConfig
-from node.sim.cluster import ClusterSim
+from node.sim.coordinator_kill import kill_after_awards, submitted
 
-GiB = 1 << 30
 N = 64
 # A round trip in the simulator is a few milliseconds; gossip across 64
 # agents takes tenths of a second.
 DUPLICATE_MAX_S = 0.05
 
 
-def submitted(seed: int, after_s: float, jobs: int, replicas: int, cpu: float) -> tuple[ClusterSim, list[JobSpec]]:
-    """N agents, started together; `after_s` later, jobs submitted to random agents."""
-    sim = ClusterSim(seed, N, LAN.replace(enable_compression=False), capacities=[Resources(8000, 16 * GiB, 0)] * N,
-                     cluster_config=ClusterConfig(store_sync_interval_s=2.0),
-                     placement_config=PlacementConfig(placement_interval_s=1.0, auction_ttl_s=0.2))
-    sim.world.bootstrap(seeds="random")
-    sim.world.run_for(after_s)
-    specs = [validate({"name": f"job-{k}", "image": "busybox", "replicas": replicas, "cpu": cpu, "memory": "64MiB"})
-             for k in range(jobs)]
-    rng = random.Random(seed)
-    for spec in specs:
-        sim.submit(rng.randrange(N), spec)
-    return sim, specs
-
-
 @pytest.mark.parametrize("seed", [2, 4])
 def test_a_slot_awarded_twice_by_differing_views_runs_twice_only_for_a_round_trip(seed: int) -> None:
-    sim, specs = submitted(seed, 1.0, jobs=4, replicas=40, cpu=0.5)  # views still differ at 1 s
+    sim, specs = submitted(seed, N, 1.0, jobs=4, replicas=40, cpu=0.5)  # views still differ at 1 s
     w = sim.world
 
     twice_since: dict[str, float] = {}
@@ -81,34 +57,12 @@ def test_a_slot_awarded_twice_by_differing_views_runs_twice_only_for_a_round_tri
 @pytest.mark.parametrize("seed", [4, 7])
 def test_slots_placed_by_coordinators_killed_right_after_their_awards_are_not_awarded_again(seed: int) -> None:
     # 500 replicas are placed on a formed cluster of 64, and the first three
-    # coordinators whose rounds close are killed 0.01 s later.  Their claims
-    # are still spreading; a successor lacking one took its slot for
-    # unplaced and awarded it again: in these seeds 4 and 12 slots ran twice,
-    # for up to 0.96 and 1.55 virtual s, until gossip brought the older claim.
-    sim, specs = submitted(seed, 10.0, jobs=5, replicas=100, cpu=0.1)  # views agree at 10 s
-    w = sim.world
-    closed: list[int] = []
-    w.subscribe(lambda t, i, ev: closed.append(i) if isinstance(ev, RoundClosed) and ev.awarded else None)
-    killed: list[int] = []
-    while len(killed) < 3:
-        w.run_for(0.01)
-        for i in dict.fromkeys(closed):
-            if i not in killed and len(killed) < 3:
-                w.crash(i)
-                killed.append(i)
-    dead = {f"node-{i}" for i in killed}
-
-    ran_twice: set[str] = set()
-
-    def placed(_: object) -> bool:
-        ran_twice.update(slot for slot, count in sim.replica_counts().items() if count > 1)
-        return not sim.placement_problems(specs)
-
-    assert w.run_until_converged(placed, 60, check_every=0.01) is not None, sim.placement_problems(specs)
-    assert sim.violations == []
-    by_dead = {slot for (slot, _round, coordinator), node in sim.accepted.items()
-               if coordinator.split("#")[0] in dead and node not in dead}
-    assert len(by_dead) > 10  # the scene: the dead coordinators' awards run on live nodes
-    awarded_again = {slot for (slot, _round, coordinator), node in sim.accepted.items()
-                     if slot in by_dead and coordinator.split("#")[0] not in dead}
-    assert (awarded_again, ran_twice) == (set(), set())
+    # coordinators whose rounds close are killed 0.01 s later
+    # (node.sim.coordinator_kill).  Their claims are still spreading; a
+    # successor lacking one took its slot for unplaced and awarded it again:
+    # in these seeds 4 and 12 slots ran twice, for up to 0.96 and 1.55
+    # virtual s, until gossip brought the older claim.
+    r = kill_after_awards(seed, nodes=N, jobs=5, replicas=100, kills=3)
+    assert r.heal_s is not None and r.violations == [], r
+    assert len(r.placed_by_dead) > 10  # the scene: the dead coordinators' awards run on live nodes
+    assert (r.awarded_again, r.ran_twice) == (set(), {})
