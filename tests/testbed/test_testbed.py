@@ -251,11 +251,24 @@ def test_faults_and_agent_restart(tmp_path):
         assert bed.status()["nodes"][1]["paused"]
         bed.run("resume", "2")
         assert not bed.status()["nodes"][1]["paused"]
+        # The pause leaves a suspicion behind for a while: until both agents
+        # see both alive, each may coordinate a slot by its own view, and a
+        # slot may run twice for a moment (seen once: the count below read 2
+        # while node 1 ran both slots and node 2's copy was starting).
+        for n in (n1, n2):
+            wait_for(lambda n=n: len([m for m in bed.api(n, "GET", "/v1/members", token=token)
+                                      if m["status"] == "alive"]) == 2, 30, "both alive again after the pause")
 
         # an agent restart (not its dockerd) adopts its containers: same ids, not restarted
         bed.api(n1, "POST", "/v1/jobs", {"name": "db", "image": "shoal-demo:latest", "command": ["sleep", "600"],
                                          "cpu": 0.25, "memory": "16MiB", "replicas": 2}, token=token)
-        wait_for(lambda: len(docker_ps(n1)) + len(docker_ps(n2)) == 2, 30, "2 containers")
+
+        def running_as_claimed() -> bool:
+            """Both slots placed, and each node runs exactly the slots its claims give it."""
+            slots = bed.api(n1, "GET", "/v1/jobs/db", token=token)["slots"]
+            claimed = [sum(1 for s in slots if s.get("node") == n["name"]) for n in (n1, n2)]
+            return sum(claimed) == 2 and [len(docker_ps(n)) for n in (n1, n2)] == claimed
+        wait_for(running_as_claimed, 30, "each slot running once, where its claim says")
         before = started_at(n1) | started_at(n2)
         holder = 1 if docker_ps(n1) else 2
         mine = len(docker_ps((n1, n2)[holder - 1]))
