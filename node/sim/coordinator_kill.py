@@ -1,6 +1,7 @@
 """A coordinator scene: coordinators killed right after their awards.
 
-How this works: `kill_after_awards` starts `nodes` agents (`lan`, no LZW),
+How this works: `kill_after_awards` starts `nodes` agents (`lan` unless
+`profile` says otherwise, no LZW),
 lets their views agree for 10 virtual s, submits `jobs` jobs of `replicas`
 replicas to random agents, and kills the first `kills` agents whose
 auction rounds close with awards, 0.01 virtual s after each closes: their
@@ -26,7 +27,7 @@ from auction.auctioneer import RoundClosed
 from auction.placement import PlacementConfig
 from auction.resources import Resources
 from auction.spec import JobSpec, validate
-from gossip.config import LAN
+from gossip.config import preset
 from node.core.node_core import ClusterConfig
 from node.sim.cluster import ClusterSim
 
@@ -44,9 +45,9 @@ class KillResult:
 
 
 def submitted(seed: int, nodes: int, after_s: float, jobs: int, replicas: int,
-              cpu: float) -> tuple[ClusterSim, list[JobSpec]]:
+              cpu: float, profile: str = "lan") -> tuple[ClusterSim, list[JobSpec]]:
     """`nodes` agents, started together; `after_s` later, jobs submitted to random agents."""
-    sim = ClusterSim(seed, nodes, LAN.replace(enable_compression=False),
+    sim = ClusterSim(seed, nodes, preset(profile).replace(enable_compression=False),
                      capacities=[Resources(8000, 16 * GiB, 0)] * nodes,
                      cluster_config=ClusterConfig(store_sync_interval_s=2.0),
                      placement_config=PlacementConfig(placement_interval_s=1.0, auction_ttl_s=0.2))
@@ -61,8 +62,8 @@ def submitted(seed: int, nodes: int, after_s: float, jobs: int, replicas: int,
 
 
 def kill_after_awards(seed: int, *, nodes: int = 64, jobs: int = 5, replicas: int = 100, kills: int = 3,
-                      timeout_s: float = 60.0) -> KillResult:
-    sim, specs = submitted(seed, nodes, 10.0, jobs, replicas, cpu=0.1)  # views agree at 10 s
+                      profile: str = "lan", timeout_s: float = 60.0) -> KillResult:
+    sim, specs = submitted(seed, nodes, 10.0, jobs, replicas, cpu=0.1, profile=profile)  # views agree at 10 s
     w = sim.world
     closed: list[int] = []
     w.subscribe(lambda t, i, ev: closed.append(i) if isinstance(ev, RoundClosed) and ev.awarded else None)

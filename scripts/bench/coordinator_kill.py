@@ -2,6 +2,7 @@
 """Second copies when coordinators die right after their awards (issue 16).
 
     python scripts/bench/coordinator_kill.py [--nodes 64] [--jobs 10] [--replicas 100] [--kills 3] [--seeds 1-9]
+                                             [--profile lan]
 
 In the deterministic simulator (node/sim/coordinator_kill.py): `--nodes`
 agents formed for 10 virtual s, `--jobs` jobs of `--replicas` replicas
@@ -41,14 +42,16 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=100, help="per job")
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--seeds", default="1-9", help="a range (1-9) or a list (4,7)")
+    ap.add_argument("--profile", default="lan", choices=["lan", "wan", "local"])
     args = ap.parse_args()
-    print(f"coordinator_kill: {args.nodes} agents, {args.jobs} x {args.replicas} replicas, "
+    print(f"coordinator_kill: {args.nodes} agents ({args.profile}), {args.jobs} x {args.replicas} replicas, "
           f"the first {args.kills} coordinators killed 0.01 s after their rounds close")
     with_copies = 0
     seeds = seeds_of(args.seeds)
     for seed in seeds:
         cpu = time.process_time()
-        r = kill_after_awards(seed, nodes=args.nodes, jobs=args.jobs, replicas=args.replicas, kills=args.kills)
+        r = kill_after_awards(seed, nodes=args.nodes, jobs=args.jobs, replicas=args.replicas, kills=args.kills,
+                              profile=args.profile)
         heal = f"{r.heal_s:.2f} s" if r.heal_s is not None else "NOT within the timeout"
         longest = max(r.ran_twice.values(), default=0.0)
         with_copies += bool(r.ran_twice)
