@@ -1,4 +1,4 @@
-"""Two copies of one slot, in a large cluster: ended within a round trip.
+"""Two copies of one slot: ended within a round trip, or never started.
 
 How this works: coordinators are picked by rendezvous hashing over each
 agent's own view of who is alive (auction.coordination).  While views
@@ -8,24 +8,26 @@ decide (auction.claims: the higher ballot wins and the other holder stops
 its copy), but each holder learns of the other claim only by gossip, which
 at 1,000 simulated agents took seconds while placement churned: the last
 slots of placement_sim ran twice until 4.5 virtual s, long after every slot
-had started (1.7 s).  So, when the cluster has more than
-job_push.PUSH_MIN_MEMBERS members (job_push.large_cluster):
+had started (1.7 s).  So:
 
-  * a holder that accepts an award sends its claims to the slot's
-    coordinator under its own view too, when that is not the agent that
-    awarded it (it already gets them: node.core.auction_link), and to the
-    slot's next coordinator, who takes the slot over if the coordinator
-    leaves; and while it holds the slot it keeps those two told: when one
-    of them leaves its view, it sends the claim to whoever is now among
-    the slot's first two (see below);
-  * an agent that merges a claim and so holds two live claims of one slot
-    naming two holders tells the losing holder, directly, the winning
-    claim, when it is placed to learn of the conflict first: the claim was
-    addressed to it (a holder's acknowledgement or the relay above), it
-    holds the winning claim, its run awarded it, or it coordinates the
-    slot under its own view.  Both ways round: an arriving claim that
-    beats a live one here (the old holder lost), and one that loses to a
-    live one here (its own holder lost).
+  * at any cluster size, a holder that accepts an award sends its claims
+    to the slot's coordinator under its own view too, when that is not
+    the agent that awarded it (it already gets them:
+    node.core.auction_link), and to the slot's next coordinator, who
+    takes the slot over if the coordinator leaves; and while it holds the
+    slot it keeps those two told: when one of them leaves its view, it
+    sends the claim to whoever is now among the slot's first two (see
+    below);
+  * when the cluster has more than job_push.PUSH_MIN_MEMBERS members
+    (job_push.large_cluster), an agent that merges a claim and so holds
+    two live claims of one slot naming two holders tells the losing
+    holder, directly, the winning claim, when it is placed to learn of
+    the conflict first: the claim was addressed to it (a holder's
+    acknowledgement or the relay above), it holds the winning claim, its
+    run awarded it, or it coordinates the slot under its own view.  Both
+    ways round: an arriving claim that beats a live one here (the old
+    holder lost), and one that loses to a live one here (its own holder
+    lost).
 
 The second way was missing at first, and it is the common one: a lagging
 coordinator (it did not see the first coordinator alive yet, nor its
@@ -44,7 +46,11 @@ successor holds the claim a round trip later, long before anyone can
 suspect its coordinator.  When the coordinator and its successor both die
 (three agents killed among 64, one slot in 1,000 in one seed), the third
 in line is told as soon as the holder sees either gone, and it can take
-the slot over only once it sees both gone.
+the slot over only once it sees both gone.  Small clusters need it too:
+16 simulated agents under the `local` profile, whose suspicions come
+within 0.6 s, ran one slot twice in 1 of 12 seeds the same way while it
+applied to large clusters only, none since (scripts/bench/coordinator_kill.py
+--nodes 16 --profile local --jobs 4 --replicas 20 --kills 1 --seeds 1-12).
 
 Each (slot, losing holder, winning ballot) is told once (a bounded memo):
 a gossiped claim reaches an agent several times.  So the rules cost one
@@ -82,8 +88,6 @@ class ClaimRelay:
     def accepted(self, core: NodeCore, claims: list[Claim], origin: str, now: float) -> None:
         """We hold these new claims, awarded by `origin`: tell the slot's
         coordinator and next coordinator by our view (but not `origin`)."""
-        if not large_cluster(core):
-            return
         if len(self._next_told) > 2 * len(core.placement.my_claims()) + len(claims) + 16:
             self._forget_released(core)
         to: dict[str, list[Claim]] = {}
@@ -102,9 +106,6 @@ class ClaimRelay:
             return
         gone, self._view = self._view - view, view
         if not gone or not self._next_told:
-            return
-        if not large_cluster(core):
-            self._next_told.clear()
             return
         mine = self._forget_released(core)
         to: dict[str, list[Claim]] = {}

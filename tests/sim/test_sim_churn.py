@@ -17,18 +17,20 @@ from node.sim import churn
 SEEDS = (1, 2, 3)
 
 
-# Seed 1's scene brings no suspicion of the busiest node since placement
-# counts a node's reservations against max_per_node (its replicas sit
-# elsewhere): it would show nothing, so seed 4 stands in for it.
-@pytest.mark.parametrize("seed", (2, 3, 4))
+# Seeds 2 and 5 bring no suspicion of the busiest node since holders tell
+# slots' next coordinators at every cluster size (which moved every trace;
+# before, seed 1 brought none and seed 4 stood in for it): a scene without
+# one shows nothing.
+@pytest.mark.parametrize("seed", (1, 3, 4))
 def test_slow_nodes_suspected_again_and_again_lose_no_replica(seed):
     # Four of five nodes stall 0.25 s in every 0.75 s, in turns (local
     # profile: probes time out in 0.1 s, so stalls bring suspicions; the
     # grace is 0.3 s): a suspicion refuted within its grace costs no start.
     # Now and then a refutation reaches some observer only after the grace
-    # (one episode in seeds 3 and 4 here; 2 in seeds 1-20, before and after
-    # the status records' pull changed the scenes' timing): that one may move
-    # the slots its node held, and no more.
+    # (of seeds 1-20: the busiest node's in seed 18; another slow node's in
+    # 13 and 19, whose 1-2 starts are within the bound below but which the
+    # last check here, on the busiest node's episodes only, would reject):
+    # that one may move the slots its node held, and no more.
     r = churn.false_suspicions(seed, stall_s=0.25, run_s=0.5, slow_nodes=4)
     assert r.suspicions > 0, "the scene must bring suspicions, or it shows nothing"
     assert r.settled
