@@ -96,5 +96,5 @@ def on_award(core: NodeCore, award: Award, origin: str, now: float) -> None:
         current = [core._claims.get(c.name) for c in claims]
         core._send(origin, wire.ClaimBroadcast(tuple(c for c in current if c is not None)),
                    now, reliable=False)
-    core._relay.accepted(core, accepted, origin, now)  # and to its coordinators by our view (large clusters)
+    core._relay.accepted(core, accepted, origin, now)  # and to its coordinators by our view (claim_relay)
     core._reconcile(now)

@@ -185,7 +185,7 @@ class NodeCore:
                                        count=self._count)
         self.runtime_summary: RuntimeSummary | None = None  # as reported, before fitting the record
         self._view = CoreView(self)
-        self._job_push, self._relay = JobPush(), claim_relay.ClaimRelay()  # direct, not gossip (large clusters)
+        self._job_push, self._relay = JobPush(), claim_relay.ClaimRelay()  # direct, not gossip (job_push, claim_relay)
         self._publish_status(now)
         self._schedule(now + self.cfg.store_sync_interval_s * rng.uniform(0.5, 1.0), "sync")
         self._schedule(now + self.placement.cfg.placement_interval_s * rng.uniform(0.5, 1.0), "place")
@@ -594,7 +594,7 @@ class NodeCore:
                                            copies=merge_link.copies(self, now), keeping=keeping)
         for out in outs:
             self._auction_output(out, now)
-        self._relay.placed(self, now)  # slots we hold: their next coordinators told (large clusters)
+        self._relay.placed(self, now)  # slots we hold: their next coordinators told
         rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)
         self._reconcile(now)
         grace_ends = suspicion_rule.next_expiry(suspicions, now)
