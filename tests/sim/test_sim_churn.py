@@ -21,23 +21,22 @@ SEEDS = (1, 2, 3)
 # slots' next coordinators at every cluster size (which moved every trace;
 # before, seed 1 brought none and seed 4 stood in for it): a scene without
 # one shows nothing.
-@pytest.mark.parametrize("seed", (1, 3, 4))
+@pytest.mark.parametrize("seed", (1, 3, 4, 13))
 def test_slow_nodes_suspected_again_and_again_lose_no_replica(seed):
     # Four of five nodes stall 0.25 s in every 0.75 s, in turns (local
     # profile: probes time out in 0.1 s, so stalls bring suspicions; the
     # grace is 0.3 s): a suspicion refuted within its grace costs no start.
     # Now and then a refutation reaches some observer only after the grace
     # (of seeds 1-20: the busiest node's in seed 18; another slow node's in
-    # 13 and 19, whose 1-2 starts are within the bound below but which the
-    # last check here, on the busiest node's episodes only, would reject):
-    # that one may move the slots its node held, and no more.
+    # 13 and 19): that one may move the slots its node held, and no more.
+    # The bound counts every slow node's such episodes, so with none of
+    # them it is 0 and so must the starts be; an episode of another slow
+    # node is no reason for starts to be 0 (seeds 13 and 19: 1-2 starts).
     r = churn.false_suspicions(seed, stall_s=0.25, run_s=0.5, slow_nodes=4)
     assert r.suspicions > 0, "the scene must bring suspicions, or it shows nothing"
     assert r.settled
     assert r.outlived_grace <= 1, r
     assert r.starts <= r.bound, r
-    if r.outlived_grace == 0:
-        assert r.starts == 0, r
 
 
 def test_longer_stalls_cost_at_most_the_stated_bound():
