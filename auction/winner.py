@@ -21,10 +21,12 @@ in this call.  So spreading comes first (the least-loaded rack or zone),
 then the score (the node's own strategy: binpack or spread), then the name
 as a tie-break every agent computes the same way: in name order starting at
 `first` and wrapping around.  For a `spread` job the coordinator passes its
-own name: the rounds several coordinators open for one job at once, between
-nodes that score the same, then start on different nodes (with one fixed
-order every round of a 10-replica job put its first slot on the same node:
-5 of 10 on it).  `first=""` is plain name order (binpack: every round
+own name: rounds that coordinators open at once, between nodes that score
+the same, then start on different nodes (with one fixed order, when each
+slot of a 10-replica job had its own coordinator, every round put its
+first slot on the same node: 5 of 10 on it; a spreading job now has one
+coordinator, auction.coordination, and different jobs have different
+ones).  `first=""` is plain name order (binpack: every round
 fills the same node).  The result does not depend on the
 order of `offers`.
 

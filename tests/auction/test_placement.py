@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from auction.auctioneer import SendTo
 from auction.claims import Ballot, Claim, slot_key
 from auction.coordination import coordination_key, coordinator_of
@@ -79,7 +81,7 @@ def auctioned(calls: dict[str, CallForBids]) -> set[int]:
 # ---- who auctions what -------------------------------------------------------------
 
 def test_each_unclaimed_slot_is_auctioned_by_its_coordinator_only():
-    spec = web(12)
+    spec = web(12)  # binpack
     by_node = {n: auctioned(tick(placement(n), [spec])[0]) for n in NODES}
     for index in range(12):
         owners = [n for n, slots in by_node.items() if index in slots]
@@ -87,8 +89,11 @@ def test_each_unclaimed_slot_is_auctioned_by_its_coordinator_only():
     assert len({n for n, slots in by_node.items() if slots}) > 1  # shared, not one master
 
 
-def test_a_job_that_spreads_is_coordinated_whole_by_one_node():
-    spec = web(6, spread="rack")
+@pytest.mark.parametrize("spreads", [{"spread": "rack"}, {"strategy": "spread"}])
+def test_a_job_that_spreads_is_coordinated_whole_by_one_node(spreads):
+    # Over a label or over nodes: concurrent coordinators of one job would
+    # each even out the same imbalance (auction.coordination).
+    spec = web(6, **spreads)
     by_node = {n: auctioned(tick(placement(n), [spec])[0]) for n in NODES}
     assert max(by_node.values(), key=len) == set(range(6))
     assert sum(len(s) for s in by_node.values()) == 6

@@ -358,19 +358,23 @@ def test_a_restarted_coordinator_never_reuses_a_ballot():
     assert not sim.violations
 
 
-@pytest.mark.parametrize("strategy", ["spread"])
-def test_one_large_job_auctioned_by_every_coordinator_at_once_keeps_its_strategy(strategy):
-    # Every agent coordinates a share of the job's slots and auctions it at
-    # the same moment; each bidder holds reservations for the other rounds.
-    # Seen on the 5-node testbed (spread, 100 replicas): 8 to 29 per node.
+@pytest.mark.parametrize("seed,replicas", [(3, 100), (1, 50), (5, 50), (9, 50)])
+def test_a_spread_job_is_placed_evenly_over_equal_idle_nodes(seed, replicas):
+    # Seen on the 5-node testbed (spread, 100 replicas): 8 to 29 per node,
+    # while Swarm puts 20 on each; and the fullest node sets the time.
+    # When every agent coordinated a share of the slots, each round
+    # corrected the imbalance an earlier round had left, all onto the same
+    # node: 14 of 50 on one node and 8 on another (seeds 5 and 9; 11 in
+    # seed 1; up to 25 of 100).  One coordinator per spread job
+    # (auction.coordination) places the batch in one round.
     from auction.spec import validate
 
-    sim = ClusterSim(3, 5, LAN.replace(enable_compression=False), capacities=[Resources(1900, 4 * GiB, 0)] * 5)
+    sim = ClusterSim(seed, 5, LAN.replace(enable_compression=False), capacities=[Resources(1900, 4 * GiB, 0)] * 5)
     sim.world.bootstrap(seeds="random")
     sim.world.run_for(5)
-    sim.submit(3, validate({"name": "p", "image": "busybox", "replicas": 100, "cpu": "10m", "memory": "8MiB",
-                            "strategy": strategy}))
+    sim.submit(3, validate({"name": "p", "image": "busybox", "replicas": replicas, "cpu": "10m", "memory": "8MiB",
+                            "strategy": "spread"}))
     sim.world.run_for(3)
-    counts = sorted(len(sim.running[i]) for i in range(5))
-    assert sum(counts) == 100 and not sim.violations
-    assert counts[-1] <= 25, counts         # before: 35 on one node, 12 on another
+    counts = [len(sim.running[i]) for i in range(5)]
+    assert counts == [replicas // 5] * 5, counts
+    assert not sim.violations
