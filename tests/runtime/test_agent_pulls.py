@@ -113,13 +113,15 @@ def test_a_refused_pull_moves_the_slot_and_says_where_and_no_password_leaks(engi
              30, "both agents to see each other")
         # Both lack the image and bid alike (once each knows its engine's
         # images; an unknown list counts as having them): the tie goes to
-        # the smaller name, a-wrong.
+        # the smaller name, a-wrong (binpack breaks ties in name order; a
+        # spread job's ties start from its coordinator's name, whichever
+        # agent that is).
         for log in (a_log, b_log):
             poll(lambda log=log: any(ln.split("runtime images: ")[-1] != "unknown (nothing declined)"
                                      for ln in log.read_text(errors="replace").splitlines()
                                      if "runtime images: " in ln), 30, f"{log.name} to list its images")
         job = {"name": "pulled", "image": ref, "command": ["sleep", "600"], "cpu": 0.1, "memory": "16MiB",
-               "replicas": 1, "max_per_node": 1, "strategy": "spread"}
+               "replicas": 1, "max_per_node": 1, "strategy": "binpack"}
         r = httpx.post(api_a + "/v1/jobs", json=job, timeout=10)
         assert r.status_code in (200, 201), r.text
 
