@@ -116,8 +116,7 @@ class Bidder:
         scored = NodeView(self.name, self.ledger.capacity, load, labels, True)
         scores = with_pull_cost(marginal_scores(spec.strategy, scored, spec.demand(), len(reserved)),
                                 has_image is False)
-        spread_value = labels.get(spec.spread, "") if spec.spread else None
-        return Bid(call.auction_id, self.name, tuple(scores), spread_value, already)
+        return Bid(call.auction_id, self.name, tuple(scores), spec.spread_domain(self.name, labels), already)
 
     def on_award(self, award: Award, *, spec: JobSpec | None, now: float,
                  claimed: Collection[str] = ()) -> tuple[list[tuple[int, int]], list[int]]:

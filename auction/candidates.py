@@ -11,8 +11,9 @@ another (auction.retry).  A draw passes over the members in `avoid` (they
 declined the job for room a moment ago: auction.retry keeps that list) as
 long as enough others remain to draw from: gossiped allocations lag by a
 second or more, and while a large cluster fills up, the members that are
-already full by their own ledgers still look free in their statuses.  A job spreading over a label also gets the count
-of its replicas per label value, from the winning claims.
+already full by their own ledgers still look free in their statuses.  A job that spreads also gets the count
+of its replicas per domain (a value of its spread label, or a node with
+`strategy = "spread"`: JobSpec.spread_domain), from the winning claims.
 """
 
 from __future__ import annotations
@@ -53,13 +54,14 @@ def choose(job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: s
             feasible = fresh if len(fresh) > limit else feasible
         feasible = sorted(rng.sample(feasible, limit))
     spread_counts: dict[str, int] = {}
-    if spec.spread:
+    if spec.spread_domain("", {}) is not None:
         # Replicas on every alive holder count, drained ones included:
         # they run until they have moved.
         for index in range(spec.replicas):
             claim = winning_claim(slot_key(job, index))
             if claim is not None and is_alive(claim.node, alive):
                 holder = statuses.get(claim.node)
-                value = holder.labels.get(spec.spread, "") if holder is not None else ""
-                spread_counts[value] = spread_counts.get(value, 0) + 1
+                value = spec.spread_domain(claim.node, holder.labels if holder is not None else {})
+                if value is not None:
+                    spread_counts[value] = spread_counts.get(value, 0) + 1
     return Candidates(feasible, spread_counts, sampled)

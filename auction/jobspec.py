@@ -32,6 +32,7 @@ import enum
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,7 +174,7 @@ class Op(enum.Enum):
 
 class Strategy(enum.Enum):
     BINPACK = "binpack"     # fill the busiest node that fits
-    SPREAD = "spread"       # prefer the emptiest node
+    SPREAD = "spread"       # fewest replicas of the job per node first, then the emptiest node
 
 
 class PullPolicy(enum.Enum):
@@ -397,6 +398,16 @@ class JobSpec:
     def demand(self) -> Resources:
         """What one replica reserves on a node."""
         return Resources(self.cpu_millis, self.memory_bytes)
+
+    def spread_domain(self, node: str, labels: Mapping[str, str]) -> str | None:
+        """The domain `node` is in for this job's spreading: its value of the
+        `spread` label ("" without it); with `strategy = "spread"` and no
+        label, the node itself; None: the job does not spread.  Placement
+        evens replicas out over these domains first (auction.winner), and
+        rebalancing balances over the same ones (auction.rebalance)."""
+        if self.spread:
+            return labels.get(self.spread, "")
+        return node if self.strategy is Strategy.SPREAD else None
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical form: JSON- and TOML-able; `validate` turns it back into self."""

@@ -19,7 +19,8 @@ what is committed or reserved there (`used`), its labels and whether it is
   a resource counts as full of it).  `binpack` scores that utilization, so
   the fullest node that fits wins (best fit) and a node's later replicas
   score higher than its first; `spread` scores 1 - utilization, so the
-  emptiest node wins.  Scores are plain floats computed the same way on
+  emptiest node wins among those holding the fewest of the job's replicas
+  (auction.winner counts those first).  Scores are plain floats computed the same way on
   every agent (integer amounts, one division per resource), so every
   coordinator ranks the same bids the same way.
 - `with_pull_cost`: a node that would have to pull the job's image first

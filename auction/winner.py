@@ -30,7 +30,11 @@ ones).  `first=""` is plain name order (binpack: every round
 fills the same node).  The result does not depend on the
 order of `offers`.
 
-Spreading is on when any offer has a `spread_value` that is not None.  An
+Spreading is on when any offer has a `spread_value` that is not None:
+the bidder's domain for the job (JobSpec.spread_domain: its value of the
+job's spread label, or, for `strategy = "spread"` without one, the node's
+own name, so that a job's replicas go onto as many nodes as there are
+before any gets a second, as auction.rebalance counts them).  An
 offer whose node lacks the label (`spread_value=None`) then counts as the
 value `""`: all unlabelled nodes form one more domain, and callers should
 count replicas on unlabelled nodes under `""` in `spread_counts`.  When no

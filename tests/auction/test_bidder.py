@@ -87,3 +87,19 @@ def test_reservations_for_other_open_auctions_do_not_lower_the_score():
                   spec=spread, now=0.02)
     again = bid(busy, call("a5", spread, [100]), spread, now=0.03)
     assert isinstance(again, Bid) and again.scores[0] < theirs.scores[0]
+
+
+def test_a_bid_names_the_domain_the_job_spreads_over():
+    # A spread job's replicas are evened out per domain first (auction.winner):
+    # its label's value, or with strategy = spread and no label the node
+    # itself (as auction.rebalance counts them); a binpack job has none.
+    rack = validate({"name": "r", "image": "busybox", "replicas": 4, "cpu": 1, "memory": "1GiB", "spread": "rack"})
+    spread = validate({"name": "s", "image": "busybox", "replicas": 4, "cpu": 1, "memory": "1GiB",
+                       "strategy": "spread"})
+    for spec, labels, domain in ((rack, {"rack": "a"}, "a"), (rack, {}, ""), (spread, {"rack": "a"}, "n1"),
+                                 (SPEC, {"rack": "a"}, None)):
+        b = Bidder("n1", Ledger(Resources(4000, 8 * GiB, 0))).on_call(
+            call("a1", spec, [0]), spec=spec, spec_hash=spec.container_hash(), labels=labels, eligible=True,
+            ineligible_reason="", already=0, now=0.0)
+        assert isinstance(b, Bid) and b.spread_value == domain, (spec.name, labels)
+        assert spec.spread_domain("n1", labels) == domain

@@ -418,3 +418,19 @@ def test_the_release_sweep_reads_no_claim_at_rest_and_runs_again_when_what_it_re
     p.claims.merge(held(web(1, name="api"), 0, "dead"))
     assert released_by(p, [], ALIVE, 2.0) == [] and reads                  # read; not heard of as deleted yet
     assert released_by(p, [], ALIVE, 3.0, deleted=frozenset({"api"})) == [("api/0", True)]
+
+
+@pytest.mark.parametrize("spreads,counts", [({"strategy": "spread"}, {"a": 2, "c": 1}),
+                                            ({"spread": "rack"}, {"x": 2, "y": 1}),
+                                            ({}, {})])
+def test_a_round_counts_the_replicas_each_domain_holds(spreads, counts):
+    # What auction.winner evens out first: per node with strategy = spread,
+    # per label value with `spread`; nothing for binpack.
+    from auction import candidates
+
+    spec = web(4, **spreads)
+    statuses = {n: status(n, labels={"rack": "x" if n in "ab" else "y"}) for n in NODES}
+    claims = {slot_key("web", i): held(spec, i, node) for i, node in enumerate(["a", "a", "c"])}
+    chosen = candidates.choose("web", spec, statuses, set(NODES), 1, sample_min=16, sample_d=2,
+                               rng=random.Random(0), winning_claim=claims.get)
+    assert chosen.spread_counts == counts

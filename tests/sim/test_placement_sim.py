@@ -378,3 +378,31 @@ def test_a_spread_job_is_placed_evenly_over_equal_idle_nodes(seed, replicas):
     counts = [len(sim.running[i]) for i in range(5)]
     assert counts == [replicas // 5] * 5, counts
     assert not sim.violations
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_spread_jobs_submitted_together_each_put_their_replicas_on_distinct_nodes(seed):
+    # Ten services of 3 replicas, `strategy = "spread"`, sent at once (a
+    # compose stack): each job's round scored nodes by what they had
+    # committed, and concurrent rounds saw the same emptiest node, so a
+    # job's replicas could all go there (11-14 of the 30 on one node, 2 on
+    # another) and rebalancing moved them again later.  A spread job now
+    # evens out its replicas per node first (JobSpec.spread_domain, as
+    # rebalancing counts them), then takes the emptiest.  (Four cores a
+    # node: every node can hold its reservations for all ten rounds at once,
+    # so every node bids in every round.)
+    from auction.spec import validate
+
+    sim = ClusterSim(seed, 5, LAN.replace(enable_compression=False), capacities=[Resources(4000, 4 * GiB, 0)] * 5)
+    sim.world.bootstrap(seeds="random")
+    sim.world.run_for(5)
+    specs = [validate({"name": f"s{j}", "image": "busybox", "replicas": 3, "cpu": "100m", "memory": "64MiB",
+                       "strategy": "spread"}) for j in range(10)]
+    for j, spec in enumerate(specs):
+        sim.submit(j % 5, spec)
+    sim.world.run_for(3)
+    assert not sim.placement_problems(specs)
+    for spec in specs:
+        nodes = [i for i in range(5) for key in sim.running[i] if key.startswith(spec.name + "/")]
+        assert len(nodes) == len(set(nodes)) == 3, (spec.name, nodes)
+    assert not sim.violations
