@@ -54,7 +54,7 @@ def choose(job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: s
             feasible = fresh if len(fresh) > limit else feasible
         feasible = sorted(rng.sample(feasible, limit))
     spread_counts: dict[str, int] = {}
-    if spec.spread_domain("", {}) is not None:
+    if spec.spreads:
         # Replicas on every alive holder count, drained ones included:
         # they run until they have moved.
         for index in range(spec.replicas):

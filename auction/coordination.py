@@ -32,13 +32,13 @@ from collections.abc import Iterable
 
 from .claims import slot_key
 from .rendezvous import Rendezvous
-from .spec import JobSpec, Strategy
+from .spec import JobSpec
 
 
 def coordination_key(job: str, index: int, spec: JobSpec | None) -> str:
     """What rendezvous hashing is keyed on to pick the coordinator of slot
     (job, index); `spec` is the job's current spec, None if it is deleted."""
-    if spec is not None and (spec.spread or spec.strategy is Strategy.SPREAD) and index < spec.replicas:
+    if spec is not None and spec.spreads and index < spec.replicas:
         return f"job:{job}"
     return slot_key(job, index)
 

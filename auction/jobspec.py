@@ -399,6 +399,13 @@ class JobSpec:
         """What one replica reserves on a node."""
         return Resources(self.cpu_millis, self.memory_bytes)
 
+    @property
+    def spreads(self) -> bool:
+        """Does the job spread its replicas: over a label's values (`spread`)
+        or over nodes (`strategy = "spread"`)?  Such a job has one
+        coordinator for all its slots (auction.coordination)."""
+        return bool(self.spread) or self.strategy is Strategy.SPREAD
+
     def spread_domain(self, node: str, labels: Mapping[str, str]) -> str | None:
         """The domain `node` is in for this job's spreading: its value of the
         `spread` label ("" without it); with `strategy = "spread"` and no
