@@ -68,7 +68,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .spec import JobSpec, Strategy
+from .spec import JobSpec
 
 IMBALANCE = 2
 DEFAULT_SETTLE_S = 10.0
@@ -115,15 +115,14 @@ class RebalanceEvent:
 def domain_key(spec: JobSpec) -> str | None:
     """What the job is balanced over: its spread label; "" for nodes
     (strategy spread); None: not rebalanced."""
-    if not spec.rebalance or spec.replicas < 2:
+    if not spec.rebalance or spec.replicas < 2 or not spec.spreads:
         return None
-    if spec.spread:
-        return spec.spread
-    return "" if spec.strategy is Strategy.SPREAD else None
+    return spec.spread or ""
 
 
 def domain_of(key: str, node: str, labels: Mapping[str, str]) -> str:
-    """The domain of `node` under `key` (see domain_key)."""
+    """The domain of `node` under `key` (see domain_key): the same domains
+    placement evens replicas out over (JobSpec.spread_domain)."""
     return labels.get(key, "") if key else node
 
 
