@@ -199,7 +199,8 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
             _texts(aid, bidder)
             if (not isinstance(scores, list) or len(scores) > MAX_SLOTS_PER_MESSAGE
                     or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in scores)
-                    or not (spread_value is None or isinstance(spread_value, str))
+                    or not (spread_value is None or (isinstance(spread_value, str)
+                                                     and len(spread_value) <= MAX_TEXT_CHARS))
                     or not isinstance(already, int) or not 0 <= already <= MAX_SLOT_INDEX):
                 raise WireError("malformed bid")
             return Bid(aid, bidder, tuple(float(x) for x in scores), spread_value, already)

@@ -377,6 +377,16 @@ def test_absurd_ballot_rounds_are_refused():
         wire.decode(msgpack.packb([wire.KIND_CLAIM, [overflow.to_wire()]]), 1 << 16)
 
 
+def test_a_bids_spread_domain_is_a_bounded_text():
+    # A spread job's bid names the bidder's domain (its label value, or the
+    # node itself with strategy = spread): bounded like every other text.
+    def bid(domain):
+        return wire.decode(msgpack.packb([wire.KIND_BID, "a#1", "n1", [0.5], domain, 0]), 1 << 16)
+    assert bid("n1").spread_value == "n1" and bid(None).spread_value is None
+    with pytest.raises(wire.WireError):
+        bid("x" * (wire.MAX_TEXT_CHARS + 1))
+
+
 @pytest.mark.parametrize("raw", [[1 << 64, 0, "n"], [0, 1 << 32, "n"], [-1, 0, "n"]])
 def test_stamps_that_would_overflow_are_refused_at_decode(raw):
     with pytest.raises(ValueError):
