@@ -95,7 +95,8 @@ class Auctioneer:
 
     def open_round(self, *, job: str, spec_hash: str, rounds: dict[int, int], candidates: list[str],
                    max_per_node: int | None, spread_counts: dict[str, int], ttl_s: float,
-                   now: float, spec_json: bytes = b"", ties_from: str = "") -> list[AuctionOutput]:
+                   now: float, spec_json: bytes = b"", ties_from: str = "",
+                   max_wins: int | None = None) -> list[AuctionOutput]:
         if len(self._rounds) >= MAX_OPEN_ROUNDS:
             return []
         self._seq += 1
@@ -106,7 +107,8 @@ class Auctioneer:
             return [self._close_result(rnd)]
         self._rounds[auction_id] = rnd
         heapq.heappush(self._deadlines, (rnd.deadline, auction_id))
-        call = CallForBids(auction_id, self.name, job, spec_hash, tuple(sorted(rounds)), ttl_s, spec_json)
+        call = CallForBids(auction_id, self.name, job, spec_hash, tuple(sorted(rounds)), ttl_s, spec_json,
+                           max_wins)
         return [SendTo(node, call) for node in sorted(candidates)]
 
     def on_bid(self, bid: Bid, now: float) -> list[AuctionOutput]:

@@ -8,7 +8,8 @@ allow is declined with that reason), hard constraints against its own
 labels, max_per_node against the replicas it already holds or has reserved
 for other auctions of the job: auction.node_limit has that rule), then
 reserves as many of the slots as its ledger can fit for
-`reservation_ttl_s` and answers with the marginal score of each.  A
+`reservation_ttl_s`, but no more than the call's `max_wins` (what one bidder
+can win at most), and answers with the marginal score of each.  A
 spread job is scored on what the node has committed (reservations for
 other open auctions count for what fits, not for the score: they may
 lose); binpack counts them (a node filling up for other rounds is the one
@@ -88,6 +89,8 @@ class Bidder:
         if reason is not None:
             return decline(f"filtered by {reason}")
         room = len(call.slots)
+        if call.max_wins is not None:
+            room = min(room, call.max_wins)  # no more than we can win (auction.winner)
         if spec.max_per_node is not None:
             already = max(already, replicas_here(call.job, claimed, self.ledger, auction_id=call.auction_id))
             room = min(room, spec.max_per_node - already)

@@ -13,7 +13,10 @@ long as enough others remain to draw from: gossiped allocations lag by a
 second or more, and while a large cluster fills up, the members that are
 already full by their own ledgers still look free in their statuses.  A job that spreads also gets the count
 of its replicas per domain (a value of its spread label, or a node with
-`strategy = "spread"`: JobSpec.spread_domain), from the winning claims.
+`strategy = "spread"`: JobSpec.spread_domain), from the winning claims; when
+every node is its own domain, also the most slots one candidate can win
+(auction.winner.most_won_by_one), which the call carries so that bidders
+reserve no more than that.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from .claims import Claim, slot_key
 from .membership import NodeStatus, is_alive, may_win
 from .scoring import NodeView, filter_reason, max_fit
 from .spec import JobSpec
+from .winner import most_won_by_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,7 @@ class Candidates:
     names: list[str]
     spread_counts: dict[str, int]
     sampled: bool  # feasible members were left out of `names`
+    max_wins: int | None = None  # the most slots one of `names` can win; None: all of them
 
 
 def choose(job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str], slots: int, *,
@@ -64,4 +69,7 @@ def choose(job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: s
                 value = spec.spread_domain(claim.node, holder.labels if holder is not None else {})
                 if value is not None:
                     spread_counts[value] = spread_counts.get(value, 0) + 1
-    return Candidates(feasible, spread_counts, sampled)
+    max_wins = None
+    if spec.spreads_over_nodes and feasible:
+        max_wins = most_won_by_one(slots, [spread_counts.get(n, 0) for n in feasible], spec.max_per_node)
+    return Candidates(feasible, spread_counts, sampled, max_wins)

@@ -406,6 +406,12 @@ class JobSpec:
         coordinator for all its slots (auction.coordination)."""
         return bool(self.spread) or self.strategy is Strategy.SPREAD
 
+    @property
+    def spreads_over_nodes(self) -> bool:
+        """Is every node its own spread domain (`strategy = "spread"` and no
+        `spread` label)?"""
+        return not self.spread and self.strategy is Strategy.SPREAD
+
     def spread_domain(self, node: str, labels: Mapping[str, str]) -> str | None:
         """The domain `node` is in for this job's spreading: its value of the
         `spread` label ("" without it); with `strategy = "spread"` and no
@@ -414,7 +420,7 @@ class JobSpec:
         rebalancing balances over the same ones (auction.rebalance)."""
         if self.spread:
             return labels.get(self.spread, "")
-        return node if self.strategy is Strategy.SPREAD else None
+        return node if self.spreads_over_nodes else None
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical form: JSON- and TOML-able; `validate` turns it back into self."""

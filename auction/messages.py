@@ -30,6 +30,10 @@ class CallForBids:
     # a job just submitted can still bid: otherwise the submitting agent is
     # the only bidder of a fresh job's first round.
     spec_json: bytes = b""
+    # The most of these slots one bidder can win (auction.winner's
+    # most_won_by_one, for a job whose every node is its own spread
+    # domain); a bidder reserves no more.  None: any number.
+    max_wins: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -467,8 +467,10 @@ class Placement:
             job=job, spec_hash=spec.container_hash(), rounds=batch, candidates=chosen.names,
             max_per_node=spec.max_per_node, spread_counts=chosen.spread_counts,
             ttl_s=self.cfg.auction_ttl_s, now=now, spec_json=spec.canonical_json(),
-            ties_from=self.name if spec.strategy is Strategy.SPREAD else "")    # winner.py: why
-        if chosen.sampled:  # auction.retry: a round failed by its draw alone is retried at once
+            ties_from=self.name if spec.strategy is Strategy.SPREAD else "",    # winner.py: why
+            max_wins=chosen.max_wins)
+        capped = chosen.max_wins is not None and chosen.max_wins < len(batch)
+        if chosen.sampled or capped:  # auction.retry: a round failed by its draw or cap alone is retried at once
             self.retries.opened(o.msg.auction_id for o in outs[:1] if isinstance(o, SendTo))
         return outs
 

@@ -20,6 +20,12 @@ replicas fit 1,333 slots' worth of room in all, the draws kept finding
 members already full by their own ledgers whose statuses did not say so
 yet, and a tenth of the slots needed three rounds.  Small clusters (every feasible member
 called) back off exactly as before.
+
+The same goes for a round whose call capped what each bidder may win
+(CallForBids.max_wins, a job spread over nodes): the cap assumes every
+candidate bids, so when some decline, slots are left over that the others
+would have taken with whole-batch reservations; the next round, with the
+counts the awards changed, gives them out at once.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ class Retries:
         return retry is not None and retry[0] > now
 
     def opened(self, auction_ids: Iterable[str]) -> None:
-        """These rounds called a sample of the feasible members."""
+        """These rounds called a sample of the feasible members, or capped
+        their bidders' wins."""
         if len(self._sampled) >= SAMPLED_MAX:
             self._sampled.clear()  # only costs those rounds their quick retry
         self._sampled.update(auction_ids)

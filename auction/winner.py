@@ -42,6 +42,14 @@ offer carries a value, the first key component is 0 for everyone.
 
 Slots with no candidate stay out of the result (they remain pending).
 
+`most_won_by_one` bounds what one bidder can win when every node is its own
+domain (`strategy = "spread"` without a label): the slots are dealt out
+fewest-first, so with c candidates and k slots nobody gets more than the
+water level they reach, minus what it held (k = 3 over 5 idle nodes: 1).
+The call carries the bound and a bidder reserves no more than that
+(auction.bidder): reserving the whole batch in every concurrent round ran
+small nodes out of room for rounds they would have won.
+
 Cost: O((slots + offers) log offers).  Offers are grouped by spread value;
 each group keeps a heap of its offers keyed by (-next score, name), and an
 outer heap holds one entry per group keyed by (group count, head of its
@@ -157,3 +165,34 @@ def choose_winners(slots: list[int], offers: list[Offer], *, max_per_node: int |
         if heap:
             heapq.heappush(outer, (count[key], heap[0][0], heap[0][1], key))
     return result
+
+
+def most_won_by_one(slot_count: int, counts: list[int], max_per_node: int | None) -> int:
+    """The most of `slot_count` slots any one candidate can win when each
+    candidate is its own spread domain and every one bids for them all:
+    `counts` are the job's replicas each candidate already holds.  The
+    slots fill the emptiest first, up to max_per_node, so the highest level
+    reached, less the smallest count, bounds any one's share whatever the
+    scores and the tie order (at least 1: the bidders' own checks decide the
+    rest)."""
+    ceiling = max_per_node if max_per_node is not None else None
+    levels = sorted(counts)
+    if slot_count <= 0 or not levels:
+        return 1
+    # Raise the water level one step at a time over the sorted counts: at
+    # level L the candidates below it take L - count each (capped).
+    left, level, below = slot_count, levels[0], 0
+    while left > 0:
+        while below < len(levels) and levels[below] <= level:
+            below += 1
+        if ceiling is not None and level >= ceiling:
+            break                       # every candidate is full: the rest stay pending
+        next_level = levels[below] if below < len(levels) else None
+        step = next_level - level if next_level is not None else -(-left // below)
+        if ceiling is not None:
+            step = min(step, ceiling - level)
+        take = min(left, step * below)
+        left -= take
+        level += -(-take // below)
+    top = level if ceiling is None else min(level, ceiling)
+    return max(1, min(slot_count, top - levels[0]))

@@ -121,6 +121,10 @@ def encode(msg: NodeMessage) -> bytes:
         case CallForBids():
             body = [KIND_CALL, msg.auction_id, msg.coordinator, msg.job, msg.spec_hash,
                     list(msg.slots), msg.ttl_s, msg.spec_json]
+            if msg.max_wins is not None:
+                # Last and only when set: a call without it is the one older
+                # agents read, so they still bid in rounds that do not cap.
+                body.append(msg.max_wins)
         case Bid():
             body = [KIND_BID, msg.auction_id, msg.bidder, list(msg.scores), msg.spread_value,
                     msg.already]
@@ -185,15 +189,18 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
                 raise WireError("malformed member names")
             _texts(*raw[1])
             return MembersWanted(tuple(raw[1]))
-        if kind == KIND_CALL and len(raw) == 8:
-            _, aid, coord, job, spec_hash, slots, ttl, spec_json = raw
+        if kind == KIND_CALL and len(raw) in (8, 9):
+            _, aid, coord, job, spec_hash, slots, ttl, spec_json = raw[:8]
+            max_wins = raw[8] if len(raw) == 9 else None
             _texts(aid, coord, job, spec_hash)
             if (not isinstance(slots, list) or len(slots) > MAX_SLOTS_PER_MESSAGE
                     or not all(isinstance(i, int) and 0 <= i <= MAX_SLOT_INDEX for i in slots)
                     or not isinstance(ttl, (int, float)) or not 0 < ttl <= 60
-                    or not isinstance(spec_json, bytes) or len(spec_json) > max_spec_bytes):
+                    or not isinstance(spec_json, bytes) or len(spec_json) > max_spec_bytes
+                    or not (max_wins is None or (type(max_wins) is int
+                                                 and 1 <= max_wins <= MAX_SLOTS_PER_MESSAGE))):
                 raise WireError("malformed call for bids")
-            return CallForBids(aid, coord, job, spec_hash, tuple(slots), float(ttl), spec_json)
+            return CallForBids(aid, coord, job, spec_hash, tuple(slots), float(ttl), spec_json, max_wins)
         if kind == KIND_BID and len(raw) == 6:
             _, aid, bidder, scores, spread_value, already = raw
             _texts(aid, bidder)

@@ -103,3 +103,23 @@ def test_a_bid_names_the_domain_the_job_spreads_over():
             ineligible_reason="", already=0, now=0.0)
         assert isinstance(b, Bid) and b.spread_value == domain, (spec.name, labels)
         assert spec.spread_domain("n1", labels) == domain
+
+
+def test_a_bidder_reserves_no_more_than_the_call_says_it_can_win():
+    # Ten 3-replica jobs spread over five idle nodes, in rounds open at
+    # once: each gives a node one replica at most (the call's max_wins).
+    # Reserving all three in every round ran a 1.9-core node out of room by
+    # its seventh round, and it declined rounds it would have won.
+    jobs = [validate({"name": f"s{k}", "image": "busybox", "replicas": 3, "cpu": "100m", "memory": "64MiB",
+                      "strategy": "spread"}) for k in range(10)]
+
+    def answers(max_wins):
+        bidder = Bidder("n1", Ledger(Resources(1900, 2 * GiB, 0)))
+        return [bid(bidder, CallForBids(f"a{k}", "coord", spec.name, spec.container_hash(), (0, 1, 2), 0.5, b"",
+                                        max_wins), spec, now=0.0) for k, spec in enumerate(jobs)]
+    capped = answers(1)
+    assert all(isinstance(a, Bid) and len(a.scores) == 1 for a in capped)
+    # Without a cap (as a binpack job needs: one node may win them all) the
+    # whole batch is reserved, and the last rounds find no room.
+    uncapped = answers(None)
+    assert [len(a.scores) if isinstance(a, Bid) else 0 for a in uncapped] == [3, 3, 3, 3, 3, 3, 1, 0, 0, 0]

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from auction.auctioneer import SendTo
+from auction.auctioneer import RoundClosed, SendTo
 from auction.claims import Ballot, Claim, slot_key
 from auction.coordination import coordination_key, coordinator_of
 from auction.messages import Award, Bid, CallForBids, Decline
@@ -101,6 +101,47 @@ def test_a_job_that_spreads_is_coordinated_whole_by_one_node(spreads):
     # A slot no longer desired is coordinated per slot again.
     assert coordination_key("web", 6, spec) == "web/6"
     assert coordination_key("web", 0, None) == "web/0"
+
+
+def test_a_call_of_a_job_spread_over_nodes_says_how_many_one_bidder_can_win():
+    # Bidders reserve no more than the call's max_wins (auction.bidder):
+    # six replicas over five idle nodes give at most 2 to one, three more
+    # of eight over five nodes running one each 1; a binpack or label-spread
+    # job's bidder may win the whole batch.
+    def call_of(spec: JobSpec, *claims: Claim) -> CallForBids:
+        calls, _ = tick(coordinator(spec, 0, set(NODES), *claims), [spec])
+        assert set(calls) == set(NODES)
+        return next(iter(calls.values()))
+    spread = web(6, strategy="spread")
+    assert call_of(spread).max_wins == 2
+    eight = web(8, strategy="spread")
+    assert call_of(eight, *(held(eight, i, n) for i, n in enumerate(NODES))).max_wins == 1
+    assert call_of(web(6)).max_wins is None
+    assert call_of(web(6, spread="rack")).max_wins is None
+
+
+def test_a_capped_round_left_short_by_declines_is_retried_at_once():
+    # Three slots over five nodes: one each at most.  Three nodes decline
+    # (their containers policy, say), so the two bidders take one each and
+    # one slot is left; they would have taken it with whole-batch
+    # reservations, so it goes out again at once, not after the back-off.
+    spread = web(3, strategy="spread")
+    coord = coordinator(spread, 0, set(NODES))
+    calls, _ = tick(coord, [spread])
+    call = next(iter(calls.values()))
+    assert call.max_wins == 1
+    outs = []
+    for name in NODES:
+        if name in ("a", "b"):
+            outs += coord.auctioneer.on_bid(Bid(call.auction_id, name, (0.5,), name, 0), now=0.1)
+        else:
+            outs += coord.auctioneer.on_decline(Decline(call.auction_id, name, "not allowed here"), now=0.1)
+    closed = [o for o in outs if isinstance(o, RoundClosed)]
+    assert len(closed) == 1 and len(closed[0].unplaced) == 1
+    coord.on_round_closed(closed[0], now=0.1)
+    assert coord.retries.resample_due
+    left = slot_key("web", closed[0].unplaced[0])
+    assert not coord.retries.waiting(left, now=0.11)
 
 
 def test_calls_go_to_alive_eligible_nodes_only():

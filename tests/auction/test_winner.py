@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auction.winner import Offer, choose_winners
+from auction.winner import Offer, choose_winners, most_won_by_one
 
 
 def choose_winners_naive(slots, offers, *, max_per_node, spread_counts, first=""):
@@ -215,3 +215,47 @@ def test_rounds_of_different_coordinators_start_ties_on_different_nodes():
     assert sorted(placed.values()) == [2, 2, 2, 2, 2]
     assert choose_winners([0, 1], offers, max_per_node=None, spread_counts={}, first="n4") == {0: "n4", 1: "n5"}
     assert choose_winners([0, 1], offers, max_per_node=None, spread_counts={}, first="n5") == {0: "n5", 1: "n1"}
+
+
+# ---- what one bidder can win when every node is its own domain -------------------
+
+@st.composite
+def node_domain_auctions(draw):
+    names = draw(st.lists(st.text("abcdef", min_size=1, max_size=2), unique=True, min_size=1, max_size=8))
+    slots = list(range(draw(st.integers(1, 25))))
+    max_per_node = draw(st.one_of(st.none(), st.integers(0, 6)))
+    counts = {name: draw(st.integers(0, 5)) for name in names}
+    # Room for every slot, scores with many ties, as a node's bid would be.
+    offers = [Offer(name, tuple(draw(st.lists(st.sampled_from([0.1, 0.5, 0.9]), min_size=len(slots),
+                                              max_size=len(slots)))), name, counts[name]) for name in names]
+    return slots, offers, max_per_node, counts
+
+
+@settings(max_examples=2000, deadline=None)
+@given(node_domain_auctions(), st.text("abcdef", max_size=2))
+def test_offers_cut_to_most_won_by_one_place_the_same(case, first):
+    # The call's bound lets a bidder reserve less without changing a
+    # round's outcome: nobody wins more than it, whatever the scores and
+    # the tie order, so offers cut to it give the same winners.
+    slots, offers, max_per_node, counts = case
+    bound = most_won_by_one(len(slots), list(counts.values()), max_per_node)
+    full = choose_winners(slots, offers, max_per_node=max_per_node, spread_counts=counts, first=first)
+    assert max(Counter(full.values()).values(), default=0) <= bound
+    cut = [Offer(o.node, o.scores[:bound], o.spread_value, o.already) for o in offers]
+    assert choose_winners(slots, cut, max_per_node=max_per_node, spread_counts=counts, first=first) == full
+
+
+def test_most_won_by_one_is_what_the_emptiest_can_take():
+    assert most_won_by_one(3, [0] * 5, None) == 1          # three slots over five idle nodes
+    assert most_won_by_one(10, [0] * 5, None) == 2
+    assert most_won_by_one(11, [0] * 5, None) == 3
+    assert most_won_by_one(3, [3, 0, 0], None) == 2         # the empty two catch up first
+    assert most_won_by_one(2, [0, 1], None) == 2            # the tie at 1 may go either way
+    assert most_won_by_one(2, [5, 0], None) == 2
+    assert most_won_by_one(10, [0] * 5, 1) == 1             # max_per_node caps it
+    assert most_won_by_one(4, [1, 1], 1) == 1               # everyone full: at least 1 (bidders decline)
+    assert most_won_by_one(4, [0], None) == 4
+    # The bound is reached: the emptiest node, first in the tie order.
+    offers = [Offer(n, (0.5,) * 3, n, c) for n, c in (("a", 0), ("b", 0), ("c", 3))]
+    assert Counter(choose_winners([0, 1, 2], offers, max_per_node=None, spread_counts={"c": 3},
+                                  first="a").values())["a"] == 2

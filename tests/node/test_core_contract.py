@@ -387,6 +387,21 @@ def test_a_bids_spread_domain_is_a_bounded_text():
         bid("x" * (wire.MAX_TEXT_CHARS + 1))
 
 
+def test_a_calls_win_cap_is_optional_and_bounded():
+    # A call that caps what a bidder can win carries it as a ninth field; a
+    # call without a cap keeps the eight fields older agents decode.
+    from auction.messages import CallForBids
+    plain = CallForBids("a#1", "n1", "web", "h", (0, 1, 2), 0.5, b"{}")
+    capped = CallForBids("a#1", "n1", "web", "h", (0, 1, 2), 0.5, b"{}", 1)
+    assert len(msgpack.unpackb(wire.encode(plain))) == 8
+    assert wire.decode(wire.encode(plain), 1 << 16) == plain
+    assert wire.decode(wire.encode(capped), 1 << 16) == capped
+    for bad in (0, -1, wire.MAX_SLOTS_PER_MESSAGE + 1, 1.5, True, "1"):
+        raw = [wire.KIND_CALL, "a#1", "n1", "web", "h", [0], 0.5, b"{}", bad]
+        with pytest.raises(wire.WireError):
+            wire.decode(msgpack.packb(raw, use_bin_type=True), 1 << 16)
+
+
 @pytest.mark.parametrize("raw", [[1 << 64, 0, "n"], [0, 1 << 32, "n"], [-1, 0, "n"]])
 def test_stamps_that_would_overflow_are_refused_at_decode(raw):
     with pytest.raises(ValueError):
