@@ -71,6 +71,7 @@ class _Round:
     spread_counts: dict[str, int]
     deadline: float
     ties_from: str = ""         # choose_winners' `first`
+    by_node: bool = False       # every node is its own spread domain
     offers: dict[str, Offer] = field(default_factory=dict)
     declines: dict[str, str] = field(default_factory=dict)
 
@@ -96,13 +97,13 @@ class Auctioneer:
     def open_round(self, *, job: str, spec_hash: str, rounds: dict[int, int], candidates: list[str],
                    max_per_node: int | None, spread_counts: dict[str, int], ttl_s: float,
                    now: float, spec_json: bytes = b"", ties_from: str = "",
-                   max_wins: int | None = None) -> list[AuctionOutput]:
+                   max_wins: int | None = None, by_node: bool = False) -> list[AuctionOutput]:
         if len(self._rounds) >= MAX_OPEN_ROUNDS:
             return []
         self._seq += 1
         auction_id = f"{self.ballot_id}:{self._seq}"
         rnd = _Round(auction_id, job, spec_hash, dict(rounds), set(candidates), max_per_node,
-                     dict(spread_counts), now + ttl_s, ties_from)
+                     dict(spread_counts), now + ttl_s, ties_from, by_node)
         if not candidates:
             return [self._close_result(rnd)]
         self._rounds[auction_id] = rnd
@@ -115,7 +116,10 @@ class Auctioneer:
         rnd = self._rounds.get(bid.auction_id)
         if rnd is None or bid.bidder not in rnd.candidates:
             return []
-        rnd.offers[bid.bidder] = Offer(bid.bidder, tuple(bid.scores), bid.spread_value, bid.already)
+        # A job spread over nodes: the bidder is its domain, whatever the bid
+        # says (an agent older than that rule sends none).
+        domain = bid.bidder if rnd.by_node else bid.spread_value
+        rnd.offers[bid.bidder] = Offer(bid.bidder, tuple(bid.scores), domain, bid.already)
         return self._maybe_close(rnd)
 
     def on_decline(self, dec: Decline, now: float) -> list[AuctionOutput]:

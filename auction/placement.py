@@ -468,7 +468,7 @@ class Placement:
             max_per_node=spec.max_per_node, spread_counts=chosen.spread_counts,
             ttl_s=self.cfg.auction_ttl_s, now=now, spec_json=spec.canonical_json(),
             ties_from=self.name if spec.strategy is Strategy.SPREAD else "",    # winner.py: why
-            max_wins=chosen.max_wins)
+            max_wins=chosen.max_wins, by_node=spec.spreads_over_nodes)
         capped = chosen.max_wins is not None and chosen.max_wins < len(batch)
         if chosen.sampled or capped:  # auction.retry: a round failed by its draw or cap alone is retried at once
             self.retries.opened(o.msg.auction_id for o in outs[:1] if isinstance(o, SendTo))

@@ -66,6 +66,21 @@ def test_the_round_closes_when_everyone_has_answered_and_awards_the_best_bids():
     assert a.open_rounds() == 0 and a.busy_slots("web") == set()
 
 
+def test_a_round_spread_over_nodes_counts_each_bidder_as_its_own_domain():
+    # An agent older than the per-node rule bids without a domain; its
+    # offers would all count as one domain "" and take replicas in turn
+    # with the others.  The coordinator knows each bidder is its own.
+    a = Auctioneer("c")
+    outs = a.open_round(job="web", spec_hash="h", rounds={0: 1, 1: 1, 2: 1}, candidates=["a", "b", "c"],
+                        max_per_node=None, spread_counts={"c": 2}, ttl_s=0.5, now=0.0, by_node=True)
+    aid = next(iter(sent(outs, CallForBids).values())).auction_id
+    a.on_bid(Bid(aid, "a", (0.9, 0.8), None, 0), now=0.1)
+    a.on_bid(Bid(aid, "b", (0.5, 0.4), None, 0), now=0.1)
+    outs = a.on_bid(Bid(aid, "c", (0.99, 0.98), "c", 2), now=0.1)
+    # a and b hold none, c two: a, b, then the better of a and b again.
+    assert closed(outs).awarded == {0: ("a", 1), 1: ("b", 1), 2: ("a", 1)}
+
+
 def test_max_per_node_limits_what_one_bidder_wins():
     a = Auctioneer("c")
     open_web(a, ["n1"], max_per_node=1)
