@@ -57,6 +57,11 @@ def is_room_decline(reason: str) -> bool:
     return reason.startswith(ROOM_DECLINE)
 
 
+def reservation_ttl_s(call: CallForBids) -> float:
+    """How long a bid's reservation lasts."""
+    return call.ttl_s * RESERVATION_TTL_FACTOR + RESERVATION_TTL_EXTRA_S
+
+
 class Bidder:
     def __init__(self, name: str, ledger: Ledger, policy: ContainerPolicy = SAFE_POLICY) -> None:
         self.name = name
@@ -97,8 +102,8 @@ class Bidder:
             if room <= 0:
                 return decline(f"max_per_node={spec.max_per_node} reached")
         keys = [slot_key(call.job, i) for i in call.slots[:room]]
-        ttl = call.ttl_s * RESERVATION_TTL_FACTOR + RESERVATION_TTL_EXTRA_S
-        reserved = self.ledger.reserve(call.auction_id, keys, spec.demand(), ttl, now, spec.ports)
+        reserved = self.ledger.reserve(call.auction_id, keys, spec.demand(), reservation_ttl_s(call), now,
+                                       spec.ports)
         if not reserved:
             free = self.ledger.free(now)
             if spec.ports and spec.demand().fits_in(free):

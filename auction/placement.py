@@ -51,7 +51,8 @@ from typing import Protocol
 
 from auction import candidates, node_limit, rebalance_act, rollout_act
 from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed, SendTo
-from auction.bidder import Bidder, is_room_decline
+from auction.bid_order import BidOrder
+from auction.bidder import Bidder, is_room_decline, reservation_ttl_s
 from auction.claims import (
     Ballot,
     Claim,
@@ -69,7 +70,7 @@ from auction.coordination import Coordination
 from auction.ledger import Ledger
 from auction.membership import NodeStatus, is_alive, keeps_slot
 from auction.merge_rule import CopyLookup, MergeRule
-from auction.messages import Award, Bid, CallForBids, Decline
+from auction.messages import Award, Bid, CallForBids, Decline, Release
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
 from auction.retry import Retries
@@ -198,6 +199,7 @@ class Placement:
         # What jobs may ask of this node's containers (the agent's [containers]
         # table); a call for a job asking more is declined with the reason.
         self.bidder = Bidder(name, self.ledger, container_policy)
+        self.bid_order = BidOrder()  # spread calls answered one round at a time (auction.bid_order)
         self.auctioneer = Auctioneer(name, self.ballot_id)
         self.running: set[str] = set()  # slots we told the runtime to run
         self.pending_reasons: dict[str, str] = {}
@@ -336,6 +338,7 @@ class Placement:
         writes: list[Claim] = []
         specs = {name: self.spec_of(entry) for name, entry in jobs.items()}
         self.ledger.expire(now)
+        self.bid_order.forget_gone(alive)   # the core then answers what that lets through
         self.settled.start_tick(self._keeping, statuses, specs, self.claims.digest())
 
         # 1. Holder duties: give back slots that should no longer run.
@@ -518,7 +521,21 @@ class Placement:
 
     # ---- bidder side
     def on_call(self, call: CallForBids, *, spec: JobSpec | None, status: NodeStatus,
-                now: float) -> Bid | Decline:
+                now: float, waited: bool = False) -> Bid | Decline | None:
+        """None: it waits (auction.bid_order); the core answers it later, waited=True."""
+        spread = spec is not None and spec.strategy is Strategy.SPREAD
+        if spread and not waited and self.bid_order.defer(call, now):
+            return None
+        answer = self._answer(call, spec, status, now)
+        if spread and isinstance(answer, Bid):
+            self.bid_order.bid_open(call, now + reservation_ttl_s(call))
+        return answer
+
+    def on_release(self, rel: Release) -> None:
+        self.bidder.on_release(rel)
+        self.bid_order.resolved(rel.auction_id)
+
+    def _answer(self, call: CallForBids, spec: JobSpec | None, status: NodeStatus, now: float) -> Bid | Decline:
         penalty = self.penalty(call.job, now)
         if penalty is not None:
             return Decline(call.auction_id, self.name, f"recently failed here: {penalty}")
@@ -537,6 +554,7 @@ class Placement:
             spec = None
         claimed = [k for k, c in self.my_claims().items() if c.job == award.job]
         accepted, _refused = self.bidder.on_award(award, spec=spec, now=now, claimed=claimed)
+        self.bid_order.resolved(award.auction_id)
         if spec is None:
             return []  # the bidder accepts nothing without the spec
         # The claim carries the host ports the ledger gave the slot

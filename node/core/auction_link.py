@@ -29,13 +29,7 @@ def on_auction_message(core: NodeCore, msg: CallForBids | Bid | Decline | Award 
                        origin: str, now: float) -> None:
     match msg:
         case CallForBids():
-            spec = core.placement.spec_of(core.store.get(msg.job))
-            if spec is None or spec.container_hash() != msg.spec_hash:
-                spec = core.placement.spec_from_call(msg) or spec
-            reply = core.placement.on_call(msg, spec=spec, status=core.status(), now=now)
-            core._send(msg.coordinator, reply, now, reliable=False)
-            if isinstance(reply, Bid):
-                core._update_allocated(now)
+            answer_call(core, msg, now)
         case Bid():
             for out in core.placement.auctioneer.on_bid(msg, now):
                 auction_output(core, out, now)
@@ -44,9 +38,37 @@ def on_auction_message(core: NodeCore, msg: CallForBids | Bid | Decline | Award 
                 auction_output(core, out, now)
         case Award():
             on_award(core, msg, origin, now)
+            answer_waiting_calls(core, now)
         case Release():
-            core.placement.bidder.on_release(msg)
+            core.placement.on_release(msg)
             core._update_allocated(now)
+            answer_waiting_calls(core, now)
+
+
+def answer_call(core: NodeCore, call: CallForBids, now: float, waited: bool = False) -> None:
+    spec = core.placement.spec_of(core.store.get(call.job))
+    if spec is None or spec.container_hash() != call.spec_hash:
+        spec = core.placement.spec_from_call(call) or spec
+    reply = core.placement.on_call(call, spec=spec, status=core.status(), now=now, waited=waited)
+    if reply is None:
+        return  # it waits for an earlier spread round (auction.bid_order)
+    core._send(call.coordinator, reply, now, reliable=False)
+    if isinstance(reply, Bid):
+        core._update_allocated(now)
+
+
+def answer_waiting_calls(core: NodeCore, now: float) -> None:
+    """The spread calls an award, a release or their wait's end let through,
+    in order (auction.bid_order)."""
+    while (call := core.placement.bid_order.next_ready(now)) is not None:
+        answer_call(core, call, now, waited=True)
+
+
+def handle_timers(core: NodeCore, now: float) -> None:
+    """Rounds past their deadline close; calls that waited long enough are answered."""
+    for out in core.placement.auctioneer.handle_timers(now):
+        auction_output(core, out, now)
+    answer_waiting_calls(core, now)
 
 
 def auction_output(core: NodeCore, out: object, now: float) -> None:

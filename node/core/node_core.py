@@ -298,7 +298,7 @@ class NodeCore:
 
     def _next(self, swim_at: float | None) -> float | None:
         candidates = [t for t in (self._timers[0][0] if self._timers else None, swim_at,
-                                  self.placement.auctioneer.next_deadline(),
+                                  self.placement.auctioneer.next_deadline(), self.placement.bid_order.due(),
                                   self._place_at, self._publish_when.status_due,
                                   self._publish_when.digests_due, self._healthy_due()) if t is not None]
         return min(candidates) if candidates else None
@@ -327,8 +327,7 @@ class NodeCore:
         if when.digests_due is not None and when.digests_due <= now:
             when.digests_due = None
             self._publish_status(now)
-        for out in self.placement.auctioneer.handle_timers(now):
-            self._auction_output(out, now)
+        auction_link.handle_timers(self, now)
         self._absorb(now)
 
     def _join(self, seeds: list[Address], now: float) -> None:
@@ -594,6 +593,7 @@ class NodeCore:
                                            copies=merge_link.copies(self, now), keeping=keeping)
         for out in outs:
             self._auction_output(out, now)
+        auction_link.answer_waiting_calls(self, now)  # spread calls a gone coordinator held up (auction.bid_order)
         self._relay.placed(self, now)  # slots we hold: their next coordinators told
         rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)
         self._reconcile(now)
