@@ -481,7 +481,7 @@ class Placement:
     def on_round_closed(self, rc: RoundClosed, now: float) -> list[SlotPending]:
         if rebalance_act.closed(self, rc, now):
             return []  # a move's round: the slot still runs where it was
-        out, sampled = [], self.retries.closed(rc.auction_id)
+        out, sampled = [], self.retries.closed(rc.auction_id, any(map(is_room_decline, rc.declines.values())))
         if sampled:  # who declined for room is passed over by the job's next draws (auction.retry)
             self.retries.declined(rc.job, (n for n, why in rc.declines.items() if is_room_decline(why)), now)
         for index in rc.awarded:

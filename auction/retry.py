@@ -18,8 +18,15 @@ round of a job for room are passed over by that job's draws for
 AVOID_S (`avoid`; auction.candidates): at 1,000 nodes, where the job's
 replicas fit 1,333 slots' worth of room in all, the draws kept finding
 members already full by their own ledgers whose statuses did not say so
-yet, and a tenth of the slots needed three rounds.  Small clusters (every feasible member
-called) back off exactly as before.
+yet, and a tenth of the slots needed three rounds.
+
+So does a round a bidder declined for room, at any cluster size: a
+node's room goes to reservations for every round open at once (it bids in
+each, for the whole batch, and binpack counts them), so ten 3-replica jobs
+sent together to 5 nodes found nodes "full" that were not, and their slots
+waited out the back-off: 0.6-1.4 s to place them all, 0.05 s when they go
+out again at once (the other rounds have closed by then).  A cluster that
+is really full backs off after RESAMPLES such rounds, as before.
 
 The same goes for a round whose call capped what each bidder may win
 (CallForBids.max_wins, a job spread over nodes): the cap assumes every
@@ -59,12 +66,13 @@ class Retries:
             self._sampled.clear()  # only costs those rounds their quick retry
         self._sampled.update(auction_ids)
 
-    def closed(self, auction_id: str) -> bool:
-        """Forget the round; was it a sampled one?"""
+    def closed(self, auction_id: str, room_declined: bool = False) -> bool:
+        """Forget the round; are the slots it left retried at once (it was
+        sampled or capped, or a bidder declined it for room)?"""
         if auction_id in self._sampled:
             self._sampled.discard(auction_id)
             return True
-        return False
+        return room_declined
 
     def declined(self, job: str, members: Iterable[str], now: float) -> None:
         """Members that declined a sampled round of `job` for room."""

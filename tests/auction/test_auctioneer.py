@@ -149,7 +149,8 @@ def test_an_unplaced_slot_is_retried_after_a_backoff_that_doubles_up_to_the_cap(
     p = Placement("a", Resources(4000, 8 * GiB), random.Random(0), cfg, claims=LwwMap(100))
     jobs = {"web": Entry("web", Stamp(1, 0, "a"), SPEC_JSON)}
     statuses = {"a": NodeStatus("a", Resources(4000, 8 * GiB), Resources(0, 0))}
-    reason = "1 declined: needs 1 cpu; free 0"
+    # (A decline for room is retried at once a few times first: auction.retry.)
+    reason = "1 declined: filtered by rack == b"
 
     def tick(now: float) -> list[object]:
         outs, _ = p.tick(jobs=jobs, deleted=set(), statuses=statuses, alive={"a"}, now=now)
@@ -160,7 +161,7 @@ def test_an_unplaced_slot_is_retried_after_a_backoff_that_doubles_up_to_the_cap(
     delays = []
     for _ in range(4):
         [call] = sent(outs, CallForBids).values()
-        rc = closed(p.auctioneer.on_decline(Decline(call.auction_id, "a", "needs 1 cpu; free 0"), now=now))
+        rc = closed(p.auctioneer.on_decline(Decline(call.auction_id, "a", "filtered by rack == b"), now=now))
         assert p.on_round_closed(rc, now) == [SlotPending("web/0", reason)]
         assert p.pending_reasons == {"web/0": reason}  # what `shoal job status` shows
         t = now

@@ -144,6 +144,27 @@ def test_a_capped_round_left_short_by_declines_is_retried_at_once():
     assert not coord.retries.waiting(left, now=0.11)
 
 
+def test_a_round_declined_for_room_is_retried_at_once_in_a_small_cluster():
+    # Every feasible member was called (no sample), but one declined for
+    # room its reservations for other open rounds held: the slot goes out
+    # again at once, not after the 0.5 s back-off.
+    spec = web(2)
+    coord = coordinator(spec, 0, set(NODES))
+    calls, _ = tick(coord, [spec])
+    rounds = {c.auction_id for c in calls.values()}
+    outs = []
+    for aid in rounds:
+        for name in NODES:
+            why = "needs 1.0 cpu, 1.0 GiB; free 0.0 cpu, 1.0 GiB" if name == "a" else "not allowed here"
+            outs += coord.auctioneer.on_decline(Decline(aid, name, why), now=0.1)
+    closed = [o for o in outs if isinstance(o, RoundClosed)]
+    assert closed and all(rc.unplaced for rc in closed)
+    for rc in closed:
+        coord.on_round_closed(rc, now=0.1)
+    assert coord.retries.resample_due
+    assert not any(coord.retries.waiting(slot_key("web", i), now=0.11) for rc in closed for i in rc.unplaced)
+
+
 def test_calls_go_to_alive_eligible_nodes_only():
     statuses = {"a": status("a"), "b": status("b", drained=True),
                 "c": status("c", healthy=False, unhealthy_reason="docker down"), "d": status("d")}

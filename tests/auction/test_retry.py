@@ -43,3 +43,11 @@ def test_only_rounds_opened_as_sampled_count_as_sampled_and_once():
     r.opened(["a:1"])
     assert not r.closed("a:2")
     assert r.closed("a:1") and not r.closed("a:1")
+
+
+def test_a_round_declined_for_room_is_retried_at_once_at_any_size():
+    # A node's room may be held by its reservations for other rounds open
+    # at once; they close within milliseconds (auction.retry).
+    r = Retries(0.5, 30.0)
+    assert r.closed("a:3", room_declined=True)
+    assert not r.closed("a:4", room_declined=False)
