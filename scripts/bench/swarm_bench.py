@@ -2,7 +2,7 @@
 """Placement and power cuts on the 5-node testbed: shoal and Docker Swarm, side by side in one run.
 
     python scripts/bench/swarm_bench.py [--replicas 10,50,100] [--trials 3]
-        [--kills 3] [--cuts default,fast] [--no-swarm] [--no-shoal]
+        [--kills 3] [--cuts default,fast] [--stack 10x3] [--no-swarm] [--no-shoal]
         [--prefix shsw --subnet 10.84.0] [--trace DIR] [--src REV|worktree] [--json OUT]
 
 Root only.  Issue 16's testbed target, on 5 nodes of scripts/testbed (each
@@ -29,6 +29,12 @@ one after the other:
     `default` -- shoal's `lan` preset, Swarm as installed (dispatcher
     heartbeat 5 s, restart delay 5 s); `fast` -- shoal's `local` preset,
     Swarm with a 1 s heartbeat and no restart delay.
+
+(c) a stack (--stack SxR, none by default): S services of R replicas each,
+    spread, all sent to node 1 at once, one call per service (as `docker
+    stack deploy` or shoal's Compose import send them).  The figures: until
+    all S*R run, the replicas on each node, and how many services have two
+    replicas on one node.  Removed before the next trial.
 
 The order: each size's placement on shoal, then on Swarm; then each
 setting's cuts on shoal, then on Swarm, so the two sides of a row run
@@ -187,6 +193,36 @@ def bench_placement(sched, replicas: list[int], trials: int, results: dict) -> N
             sched.remove(job)
 
 
+# ---- (c) a stack of services sent at once -------------------------------------------------------------
+
+
+def bench_stack(sched, services: int, replicas: int, trials: int, results: dict) -> None:
+    bed = sched.bed
+    for t in range(trials):
+        jobs = [f"st{t}s{k}" for k in range(services)]
+        la = load1()
+        t0 = time.monotonic()
+        for job in jobs:
+            sched.submit(job, replicas, "default")
+        total = services * replicas
+        took = wait(lambda: sum(len(bed.containers(sched.label(j), bed.nodes)) for j in jobs) >= total, 300,
+                    f"{total} replicas of {services} services running", every=POLL_S) - t0
+        per_node: collections.Counter[int] = collections.Counter()
+        doubled = 0
+        for job in jobs:
+            nodes = [i for i, _ in bed.containers(sched.label(job), bed.nodes)]
+            per_node.update(nodes)
+            doubled += len(nodes) != len(set(nodes))
+        row = {"sched": sched.name, "services": services, "replicas": replicas, "trial": t, "load1": la,
+               "all_running_s": round(took, 2), "per_node": [per_node[i] for i in sorted(bed.nodes)],
+               "services_doubled": doubled}
+        log(f"{sched.name} stack {services}x{replicas} trial {t + 1}: all running {took:.2f} s, per node "
+            f"{row['per_node']}, {doubled} services with two replicas on a node, load {la}")
+        results["stack"].append(row)
+        for job in jobs:
+            sched.remove(job)
+
+
 # ---- (b) power cuts ---------------------------------------------------------------------------------
 
 
@@ -253,13 +289,15 @@ def trace_summaries(logs: list[str], rows: list[dict]) -> None:
               ", ".join(f"{k} {v['median_s']:.2f}/{v['max_s']:.2f}" for k, v in steps.items()))
 
 
-def phases(sizes: list[int], settings: list[str], shoal: bool, swarm_too: bool):
+def phases(sizes: list[int], settings: list[str], shoal: bool, swarm_too: bool, stack: bool = False):
     """(scheduler, setting, sizes) in the order run: each size's placement
-    on shoal then on Swarm, then each setting's cuts on shoal then on Swarm,
-    so both sides of a row run minutes apart, at much the same load (the
-    machine is shared).  Each phase gets a fresh testbed."""
+    on shoal then on Swarm, the stack (setting "stack") on each, then each
+    setting's cuts on shoal then on Swarm, so both sides of a row run
+    minutes apart, at much the same load (the machine is shared).  Each
+    phase gets a fresh testbed."""
     who = [w for w, on in (("shoal", shoal), ("swarm", swarm_too)) if on]
     out = [(w, "default", [r]) for r in sizes for w in who]
+    out += [(w, "stack", []) for w in who] if stack else []
     return out + [(w, s, []) for s in settings for w in who]
 
 
@@ -289,8 +327,18 @@ def report(results: dict) -> None:
             cells[who] = (f"{spread([x['all_running_s'] for x in rows])}; last start "
                           f"{spread([x['last_started_s'] for x in rows])}; {loads(rows)}") if rows else "-"
         print(f"| R={r} all running (observed; containers' own last start) | {cells['swarm']} | {cells['shoal']} |")
+    for services, replicas in sorted({(x["services"], x["replicas"]) for x in results["stack"]}):
+        cells = {}
+        for who in ("swarm", "shoal"):
+            rows = [x for x in results["stack"] if x["sched"] == who and x["services"] == services]
+            cells[who] = (f"{spread([x['all_running_s'] for x in rows])}; per node "
+                          f"{' / '.join(str(x['per_node']) for x in rows)}; services with two on a node "
+                          f"{' / '.join(str(x['services_doubled']) for x in rows)}; {loads(rows)}") if rows else "-"
+        print(f"| a stack of {services} x {replicas} sent at once, all running | {cells['swarm']} | {cells['shoal']} |")
     cuts = results["cuts"]
     for setting in ("default", "fast"):
+        if not any(x["setting"] == setting for x in cuts):
+            continue
         cells = {}
         for who in ("swarm", "shoal"):
             rows = [x for x in cuts if x["sched"] == who and x["setting"] == setting]
@@ -308,6 +356,7 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=3, help="(a) runs per size and scheduler")
     ap.add_argument("--kills", type=int, default=3, help="(b) power cuts per setting and scheduler")
     ap.add_argument("--cuts", default="default,fast", help="(b) settings; empty for none")
+    ap.add_argument("--stack", default="", help="(c) SxR: S services of R replicas sent at once; empty for none")
     ap.add_argument("--no-swarm", action="store_true")
     ap.add_argument("--no-shoal", action="store_true")
     ap.add_argument("--prefix", default="shsw", help="the testbed's prefix (its own, not another run's)")
@@ -321,25 +370,28 @@ def main() -> int:
         return 2
     sizes = [int(x) for x in args.replicas.split(",") if x.strip()]
     settings = [s for s in args.cuts.split(",") if s]
-    results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "placement": [], "cuts": []}
+    stack = tuple(int(x) for x in args.stack.split("x")) if args.stack else None
+    results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "placement": [], "cuts": [], "stack": []}
     with benchbed.bench_run("swarmbench", results, args.src, args.json) as run:
         bed = run.track(Bed(run.src, run.workdir, args.prefix, args.subnet))
         debug = ["--agent-arg=--log-level=DEBUG"] if args.trace else []
-        for who, setting, sizes_here in phases(sizes, settings, not args.no_shoal, not args.no_swarm):
+        for who, setting, sizes_here in phases(sizes, settings, not args.no_shoal, not args.no_swarm, bool(stack)):
             if who == "shoal":
-                profile = SHOAL_PROFILE[setting]
+                profile = SHOAL_PROFILE.get(setting, "lan")
                 log(f"testbed up: {N} nodes with agents, profile {profile}")
                 bed.up("--profile", profile, *debug)
                 sched = Shoal(bed)
                 sched.back(0)
             else:
                 log(f"testbed up: {N} nodes, dockerds only, for Docker Swarm ({MANAGERS} managers, "
-                    f"heartbeat {SWARM_HEARTBEAT_S[setting] or swarm.DEFAULT_HEARTBEAT_S:g} s)")
+                    f"heartbeat {SWARM_HEARTBEAT_S.get(setting) or swarm.DEFAULT_HEARTBEAT_S:g} s)")
                 bed.up("--no-agents")
-                swarm.init(bed, managers=MANAGERS, heartbeat_s=SWARM_HEARTBEAT_S[setting])
+                swarm.init(bed, managers=MANAGERS, heartbeat_s=SWARM_HEARTBEAT_S.get(setting))
                 sched = Swarm(bed)
             if sizes_here:
                 bench_placement(sched, sizes_here, args.trials, results)
+            elif setting == "stack" and stack is not None:
+                bench_stack(sched, stack[0], stack[1], args.trials, results)
             else:
                 bench_cuts(sched, setting, args.kills, results, "agent_pid" if who == "shoal" else "dockerd_pid")
             if args.trace and who == "shoal":
