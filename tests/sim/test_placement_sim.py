@@ -380,22 +380,30 @@ def test_a_spread_job_is_placed_evenly_over_equal_idle_nodes(seed, replicas):
     assert not sim.violations
 
 
-@pytest.mark.parametrize("seed", [1, 3, 4, 8])
+def _stack_sent_at_once(seed: int, cores_millis: int, cpu: str, strategy: str) -> tuple[ClusterSim, list]:
+    """Five idle nodes, formed for 5 s; ten 3-replica jobs sent at once to
+    nodes j mod 5 (a stack of services)."""
+    from auction.spec import validate
+
+    sim = ClusterSim(seed, 5, LAN.replace(enable_compression=False),
+                     capacities=[Resources(cores_millis, 4 * GiB, 0)] * 5)
+    sim.world.bootstrap(seeds="random")
+    sim.world.run_for(5)
+    specs = [validate({"name": f"s{j}", "image": "busybox", "replicas": 3, "cpu": cpu, "memory": "64MiB",
+                       "strategy": strategy}) for j in range(10)]
+    for j, spec in enumerate(specs):
+        sim.submit(j % 5, spec)
+    return sim, specs
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5])
 def test_binpack_jobs_sent_together_are_placed_without_waiting_out_a_back_off(seed):
     # Ten 3-replica binpack jobs sent at once to 5 two-core nodes: every
     # node bids in every round, reserving for the whole batch, so its room
     # went to reservations and it declined rounds for room it had; those
-    # slots waited out the back-off (0.6-1.4 s in 17 of seeds 1-20).  A
-    # round declined for room is retried at once (auction.retry).
-    from auction.spec import validate
-
-    sim = ClusterSim(seed, 5, LAN.replace(enable_compression=False), capacities=[Resources(2000, 4 * GiB, 0)] * 5)
-    sim.world.bootstrap(seeds="random")
-    sim.world.run_for(5)
-    specs = [validate({"name": f"b{j}", "image": "busybox", "replicas": 3, "cpu": "250m", "memory": "64MiB"})
-             for j in range(10)]
-    for j, spec in enumerate(specs):
-        sim.submit(j % 5, spec)
+    # slots waited out the back-off (0.65-1.45 s in 14 of seeds 1-15; 0.05-
+    # 0.15 s now).  A round declined for room is retried at once (auction.retry).
+    sim, specs = _stack_sent_at_once(seed, 2000, "250m", "binpack")
     took = sim.world.run_until_converged(lambda _: not sim.placement_problems(specs), 10, check_every=0.05)
     assert took is not None and took <= 0.3, took
     assert not sim.violations
@@ -411,15 +419,8 @@ def test_spread_jobs_are_placed_at_once_when_a_coordinator_dies_with_its_rounds_
     # at most: the other jobs are placed as without the rule (0.6 s, the
     # dead node's silence included).
     from auction.coordination import coordinator_of
-    from auction.spec import validate
 
-    sim = ClusterSim(seed, 5, LAN.replace(enable_compression=False), capacities=[Resources(4000, 4 * GiB, 0)] * 5)
-    sim.world.bootstrap(seeds="random")
-    sim.world.run_for(5)
-    specs = [validate({"name": f"s{j}", "image": "busybox", "replicas": 3, "cpu": "100m", "memory": "64MiB",
-                       "strategy": "spread"}) for j in range(10)]
-    for j, spec in enumerate(specs):
-        sim.submit(j % 5, spec)
+    sim, specs = _stack_sent_at_once(seed, 4000, "100m", "spread")
     victim = sim.world.core("node-0")
     for _ in range(500):
         if victim.placement.auctioneer.open_rounds():
@@ -456,16 +457,7 @@ def test_spread_jobs_submitted_together_each_put_their_replicas_on_distinct_node
     # bid counts what is committed) and the coordinators' tie orders decided:
     # 8-9 of the 30 on two nodes, 2-3 on others; a node now answers spread
     # rounds one at a time (auction.bid_order): 6-7 on each.
-    from auction.spec import validate
-
-    sim = ClusterSim(seed, 5, LAN.replace(enable_compression=False),
-                     capacities=[Resources(cores * 1000, 4 * GiB, 0)] * 5)
-    sim.world.bootstrap(seeds="random")
-    sim.world.run_for(5)
-    specs = [validate({"name": f"s{j}", "image": "busybox", "replicas": 3, "cpu": "100m", "memory": "64MiB",
-                       "strategy": "spread"}) for j in range(10)]
-    for j, spec in enumerate(specs):
-        sim.submit(j % 5, spec)
+    sim, specs = _stack_sent_at_once(seed, cores * 1000, "100m", "spread")
     sim.world.run_for(3)
     assert not sim.placement_problems(specs)
     for spec in specs:
