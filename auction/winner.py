@@ -175,7 +175,7 @@ def most_won_by_one(slot_count: int, counts: list[int], max_per_node: int | None
     reached, less the smallest count, bounds any one's share whatever the
     scores and the tie order (at least 1: the bidders' own checks decide the
     rest)."""
-    ceiling = max_per_node if max_per_node is not None else None
+    ceiling = max_per_node
     levels = sorted(counts)
     if slot_count <= 0 or not levels:
         return 1
