@@ -87,6 +87,10 @@ class Auctioneer:
         self._rounds: dict[str, _Round] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._seq = 0
+        # The cluster's wall clock (ms) at this placement pass, if known: auction
+        # ids start with it, so they sort by when rounds opened across nodes
+        # (auction.bid_order answers spread rounds in that order).
+        self.order_ms: int | None = None
 
     def busy_slots(self, job: str) -> set[int]:
         return {i for r in self._rounds.values() if r.job == job for i in r.rounds}
@@ -101,7 +105,8 @@ class Auctioneer:
         if len(self._rounds) >= MAX_OPEN_ROUNDS:
             return []
         self._seq += 1
-        auction_id = f"{self.ballot_id}:{self._seq}"
+        opened = f"{self.order_ms:013d}." if self.order_ms is not None else ""
+        auction_id = f"{opened}{self.ballot_id}:{self._seq}"
         rnd = _Round(auction_id, job, spec_hash, dict(rounds), set(candidates), max_per_node,
                      dict(spread_counts), now + ttl_s, ties_from, by_node)
         if not candidates:

@@ -329,11 +329,11 @@ class Placement:
              statuses: Mapping[str, NodeStatus], alive: set[str],
              now: float, running: RunningLookup = _all_running,
              copies: CopyLookup | None = None,
-             keeping: set[str] | None = None) -> tuple[list[AuctionOutput], list[Claim]]:
-        """Returns (outputs, claims to write).  `running`: what holders report
-        of their slots (for rollouts; default: every slot runs).  `copies`: auction.merge_rule rule 3.
-        `keeping`: who keeps the slots it holds (default `alive`: auction.suspicion_rule)."""
-        self._keeping = alive if keeping is None else keeping
+             keeping: set[str] | None = None, wall_ms: int | None = None) -> tuple[list[AuctionOutput], list[Claim]]:
+        """Returns (outputs, claims to write).  `running`: what holders report of their slots (for rollouts;
+        default: every slot runs).  `copies`: auction.merge_rule rule 3.  `keeping`: who keeps the slots it
+        holds (default `alive`: auction.suspicion_rule).  `wall_ms`: the cluster clock (auction ids sort by it)."""
+        self._keeping, self.auctioneer.order_ms = (alive if keeping is None else keeping), wall_ms
         out: list[AuctionOutput] = []
         writes: list[Claim] = []
         specs = {name: self.spec_of(entry) for name, entry in jobs.items()}

@@ -589,7 +589,7 @@ class NodeCore:
         # confirmed (node.core.replay): a restarted agent has not heard from them yet.
         keeping |= self._replay.keeping(now, self._view.claims_replayed)
         outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(), alive=alive,
-                                           now=now, running=rollout_link.lookup(self),
+                                           now=now, running=rollout_link.lookup(self), wall_ms=self._wall_ms(now),
                                            copies=merge_link.copies(self, now), keeping=keeping)
         for out in outs:
             self._auction_output(out, now)

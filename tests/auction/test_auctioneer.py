@@ -170,3 +170,14 @@ def test_an_unplaced_slot_is_retried_after_a_backoff_that_doubles_up_to_the_cap(
         delays.append(t - now)
         now = t
     assert delays == [0.5, 1.0, 1.5, 1.5]
+
+
+def test_auction_ids_sort_by_when_their_rounds_opened_across_coordinators():
+    # auction.bid_order answers spread rounds in id order: a round opened
+    # later by "node-1" must not sort before one opened earlier by "node-9".
+    early, late = Auctioneer("node-9"), Auctioneer("node-1")
+    early.order_ms, late.order_ms = 1_765_000_000_000, 1_765_000_000_040
+    first = next(iter(sent(open_web(early, ["a"]), CallForBids).values())).auction_id
+    second = next(iter(sent(open_web(late, ["a"]), CallForBids).values())).auction_id
+    assert first < second
+    assert next(iter(sent(open_web(Auctioneer("n"), ["a"]), CallForBids).values())).auction_id == "n:1"

@@ -1,13 +1,13 @@
 """A bidder answers spread rounds one at a time, in auction-id order
 (auction.bid_order): a call waits only for open bids of rounds that sort
-before it, is answered once they close, or when a quarter of its time to
+before it, is answered once they close, or when its share of its time to
 live is up."""
 
 from __future__ import annotations
 
 import random
 
-from auction.bid_order import MAX_WAITING, BidOrder
+from auction.bid_order import MAX_WAITING, WAIT_SHARE, BidOrder
 from auction.messages import Award, Bid, CallForBids, Release
 from auction.placement import Placement, PlacementConfig
 from auction.resources import Resources
@@ -48,7 +48,7 @@ def test_waiting_calls_come_back_smallest_first_once_nothing_open_precedes_them(
     assert order.next_ready(now=0.03) is None
 
 
-def test_a_call_waits_a_quarter_of_its_ttl_at_most():
+def test_a_call_waits_a_share_of_its_ttl_at_most():
     # A coordinator that died after its call sends neither award nor
     # release: the calls behind its open bid are answered anyway, in time
     # for their own rounds.
@@ -56,11 +56,11 @@ def test_a_call_waits_a_quarter_of_its_ttl_at_most():
     order.bid_open(call("a:1"), until=1.5)
     order.wait(call("c:1", ttl_s=0.5), now=0.0)
     order.wait(call("b:1", ttl_s=0.5), now=0.01)
-    assert order.due() == 0.125
-    assert order.next_ready(now=0.1) is None
-    assert order.next_ready(now=0.125).auction_id == "c:1"
-    assert order.next_ready(now=0.13) is None          # b:1 is due at 0.135
-    assert order.next_ready(now=0.135).auction_id == "b:1"
+    assert order.due() == 0.5 * WAIT_SHARE < 0.5
+    assert order.next_ready(now=0.5 * WAIT_SHARE - 0.001) is None
+    assert order.next_ready(now=0.5 * WAIT_SHARE).auction_id == "c:1"
+    assert order.next_ready(now=0.5 * WAIT_SHARE + 0.005) is None      # b:1 is due 0.01 s later
+    assert order.next_ready(now=0.5 * WAIT_SHARE + 0.01).auction_id == "b:1"
     assert order.waiting() == 0 and order.due() is None
 
 
