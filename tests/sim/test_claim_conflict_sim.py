@@ -11,7 +11,9 @@ other member alive.  An agent that does not see a slot's first coordinator
 coordinates it too, and awards it again (under a lower round, since it has
 not seen the first claim either); its holder relays the claim to the first
 coordinator, which holds the winner.  Before that coordinator told the
-loser, the second copy ran 0.17 and 0.59 virtual s in these seeds.
+loser, the second copy ran 0.17 and 0.59 virtual s in these seeds (seed 4
+lost the scene when auction ids began to carry the clock, which changed
+message sizes and so every trace; seed 3 has it: 0.57 s without the rule).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ N = 64
 DUPLICATE_MAX_S = 0.05
 
 
-@pytest.mark.parametrize("seed", [2, 4])
+@pytest.mark.parametrize("seed", [2, 3])
 def test_a_slot_awarded_twice_by_differing_views_runs_twice_only_for_a_round_trip(seed: int) -> None:
     sim, specs = submitted(seed, N, 1.0, jobs=4, replicas=40, cpu=0.5)  # views still differ at 1 s
     w = sim.world
