@@ -123,6 +123,7 @@ async def watch_runtime(agent: Agent) -> None:
     own passes."""
     images_fn = getattr(agent.runtime, "images", None)
     slots_fn = getattr(agent.runtime, "slot_states", None)
+    rounds_fn = getattr(agent.runtime, "slot_rounds", None)
     pulls_fn = getattr(getattr(agent.runtime, "puller", None), "progress", None)
     poll_s = getattr(agent.runtime, "poll_s", RUNTIME_POLL_S)
     # At rest (every slot running, no pull under way) a runtime that sets
@@ -131,6 +132,7 @@ async def watch_runtime(agent: Agent) -> None:
     wait_s = poll_s
     last_images: object = ()  # never equal to a report: the first one goes through
     last_slots: dict[str, tuple[str, str]] | None = None
+    last_rounds: dict[str, int] | None = None
     last_pulls: tuple[Any, ...] = ()
     while True:
         # Taken before the reads: a move while they run still wakes the wait.
@@ -149,11 +151,14 @@ async def watch_runtime(agent: Agent) -> None:
         if callable(slots_fn):
             try:
                 slots = dict(slots_fn())
+                # Read with the states, no await between: about the same claims.
+                rounds = dict(rounds_fn()) if callable(rounds_fn) else None
             except Exception:
                 log.exception("runtime slot_states() failed")
-                slots = last_slots or {}
-            if slots != last_slots:
-                await agent.pump.feed(RuntimeSlots(slots))
+                slots, rounds = last_slots or {}, last_rounds
+            if slots != last_slots or rounds != last_rounds:
+                await agent.pump.feed(RuntimeSlots(slots, rounds))
+                last_rounds = rounds
                 # After the core has them: a blocking query woken by this
                 # bump (the service catalog's) reads the new states.
                 _container_events(agent, last_slots or {}, slots)

@@ -162,6 +162,9 @@ class RuntimeSlots:
     hands over a fresh one and keeps no reference to change."""
 
     states: Mapping[str, tuple[str, str]] | None
+    # slot -> the ballot round of the claim each state is about (the
+    # runtime's `slot_rounds()`); None: the runtime does not say.
+    rounds: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

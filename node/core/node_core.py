@@ -246,8 +246,8 @@ class NodeCore:
                 self._update_status(now, healthy=healthy, unhealthy_reason=reason)
             case ImageInventory(images):
                 self._set_image_inventory(images, now)
-            case RuntimeSlots(states):
-                self._set_runtime_slots(states, now)
+            case RuntimeSlots(states, rounds):
+                self._set_runtime_slots(states, now, rounds)
             case ImagePulls(pulls):  # progress, never urgent: the publish interval paces it
                 self._update_status(now, pulls=bounded(pulls))
             case ReplicaGaveUp(slot, reason, penalty_s):
@@ -509,11 +509,11 @@ class NodeCore:
         if gained:
             self._kick(now)  # pending slots may fit here now
 
-    def _set_runtime_slots(self, states: Mapping[str, tuple[str, str]] | None, now: float) -> None:
-        """The runtime's view of the slots it runs here (slot -> (state,
-        reason), node.runtime.docker's `slot_states()`), published in our status
-        record (node.core.status.RuntimeSummary; None: the runtime does not say)."""
-        summary = None if states is None else RuntimeSummary.from_states(dict(states))
+    def _set_runtime_slots(self, states: Mapping[str, tuple[str, str]] | None, now: float,
+                           rounds: Mapping[str, int] | None = None) -> None:
+        """The runtime's view of the slots it runs here (node.core.inputs.RuntimeSlots),
+        published in our status record (node.core.status.RuntimeSummary)."""
+        summary = None if states is None else RuntimeSummary.from_states(dict(states), rounds)
         if summary == self.runtime_summary:
             return
         old, self.runtime_summary = self.runtime_summary, summary

@@ -89,7 +89,35 @@ def moved_in_rollout(core: NodeCore, old: RuntimeSummary | None, new: RuntimeSum
 
 def lookup(core: NodeCore) -> Callable[[str, str, int], str]:
     """`running_lookup` for the core's placement tick."""
-    return running_lookup(core.statuses, core.name, core.runtime_summary, core._claims.get)
+    return running_lookup(core.statuses, core.name, current(core.runtime_summary, core.name, core._claims.get),
+                          core._claims.get)
+
+
+def current(summary: RuntimeSummary | None, name: str,
+            claim_of: Callable[[str], Claim | None]) -> RuntimeSummary | None:
+    """Our runtime summary as it stands for the claims we hold now: a slot
+    we hold under another ballot round than the one the runtime last
+    reported it running under (the summary's `rounds`: we took a new claim
+    for it, a rollout's, and the runtime has not reported since) reads as
+    starting, since what runs is the old claim's container.  Stamping the
+    new claim on that "running" would let every agent start the new
+    version's min_healthy_s clock before its container runs, and a rollout
+    would replace more than max_parallel at once.  A copy whose claim we no
+    longer hold still runs and is listed (auction.merge_rule counts any
+    running copy)."""
+    if summary is None or not summary.rounds:
+        return summary
+    jobs = summary.jobs
+    for (job, index), round_ in summary.rounds.items():
+        claim = claim_of(slot_key(job, index))
+        if claim is None or not holds(claim, name) or claim.ballot.round == round_:
+            continue
+        running, other = jobs[job]
+        if index in running:
+            if jobs is summary.jobs:
+                jobs = dict(jobs)
+            jobs[job] = (tuple(i for i in running if i != index), other)
+    return summary if jobs is summary.jobs else replace(summary, jobs=jobs)
 
 
 def drained_lookup(core: NodeCore) -> Callable[[str, str, int], str] | None:
@@ -114,6 +142,7 @@ def stamped(summary: RuntimeSummary | None, name: str,
             claim_of: Callable[[str], Claim | None]) -> RuntimeSummary | None:
     """Our runtime summary with the fingerprint of the claims its running
     slots run under, as we hold them now (published in our record)."""
+    summary = current(summary, name, claim_of)
     if summary is None or not summary.jobs:
         return summary
     ballots = {job: fingerprint(job, running, name, claim_of) for job, (running, _) in summary.jobs.items()}

@@ -36,7 +36,7 @@ not fit); it follows `address` and the ballots, only when there are any.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,12 +74,21 @@ class RuntimeSummary:
     # claims it holds, so it does not count a replica on a new version as
     # running on the word of a record about the old one.  Set at publish.
     ballots: dict[str, int] = field(default_factory=dict)
+    # Ours only, never published: (job, index) -> the ballot round of the
+    # claim the runtime's state of that slot is about (its `slot_rounds()`;
+    # empty when it does not say).  The runtime reports after it took a new
+    # claim, so until it does, "running" here is the old claim's container:
+    # node.core.rollout_link.current reads such a slot as starting.
+    rounds: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @classmethod
-    def from_states(cls, states: dict[str, tuple[str, str]]) -> "RuntimeSummary":
-        """From the runtime's `slot_states()`: slot key "job/index" -> (state, reason)."""
+    def from_states(cls, states: dict[str, tuple[str, str]],
+                    rounds: Mapping[str, int] | None = None) -> "RuntimeSummary":
+        """From the runtime's `slot_states()`: slot key "job/index" -> (state,
+        reason), and its `slot_rounds()` if it has one: slot key -> ballot round."""
         running: dict[str, list[int]] = {}
         other: dict[str, list[tuple[int, str, str]]] = {}
+        about: dict[tuple[str, int], int] = {}
         for slot, (state, reason) in states.items():
             job, _, idx = slot.rpartition("/")
             if not job or not idx.isdigit():
@@ -88,10 +97,12 @@ class RuntimeSummary:
             other.setdefault(job, [])
             if state == "running":
                 running[job].append(int(idx))
+                if rounds is not None and slot in rounds:
+                    about[(job, int(idx))] = rounds[slot]
             elif state in RUNTIME_STATES:
                 other[job].append((int(idx), state, _short(reason)))
         return cls({job: (tuple(sorted(running[job])), tuple(sorted(other[job])))
-                    for job in sorted(running)})
+                    for job in sorted(running)}, rounds=about)
 
     def state_of(self, job: str, index: int) -> tuple[str, str] | None:
         """(state, reason) of a slot this node holds; None when not published."""

@@ -245,6 +245,10 @@ class DockerRuntime:
                                  self.puller.describe(want.spec.image) or "", want.replica.adopt_only)
                 for slot, want in self._desired.items()}
 
+    def slot_rounds(self) -> dict[str, int]:
+        """Slot -> the ballot round of the claim its `slot_states()` entry is about."""
+        return {slot: want.claim.ballot.round for slot, want in self._desired.items()}
+
     def _states_moved(self) -> None:
         """After a listing: wake `states_changed` if slot_states() moved."""
         states, was = self.slot_states(), self._last_states

@@ -43,6 +43,12 @@ Optional members, used when present:
         service catalog lists); the agent polls it, publishes changes as `container_state` events
         and hands them to `NodeCore.set_runtime_slots` (gossiped in the
         node's status record: node/status.py's RuntimeSummary).
+    slot_rounds() -> dict[slot, int]   (optional)
+        The ballot round of the claim each slot_states() entry is about,
+        read with it: a slot the core has moved to a new claim and the
+        runtime still reports running under the old one counts as starting
+        (node.core.rollout_link.current).  Without it, a "running" is
+        taken to be about the claim the core holds.
     states_changed: trio.Event
         Set (and replaced) when slot_states() moved, so the agent reports
         the change at once instead of at its next poll.
@@ -140,6 +146,9 @@ class FakeRuntime:
 
     def slot_states(self) -> dict[str, tuple[str, str]]:
         return {slot: ("running", "") for slot in self.running}
+
+    def slot_rounds(self) -> dict[str, int]:
+        return {slot: c.ballot.round for slot, c in self.running.items()}
 
     async def ps(self) -> list[dict[str, Any]]:
         """What it was told to run, shaped like the Docker runtime's `ps()`."""

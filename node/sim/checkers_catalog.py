@@ -78,7 +78,7 @@ class SimRuntime:
         self.failing: set[str] = set()      # container hashes whose health check fails
         # A container that ran and stopped: when, and whether its machine crashed.
         self.stopped_at: dict[tuple[int, str], tuple[float, bool]] = {}
-        self.reported: list[dict[str, tuple[str, str]] | None] = [None] * n
+        self.reported: list[dict[str, tuple[str, str, int]] | None] = [None] * n
         self.on_report: list[Any] = []  # fn(i) after a report was fed
         self.world.subscribe(self._on_event)
 
@@ -189,11 +189,12 @@ class SimRuntime:
             return
         if nd.status is not RUNNING:
             return
-        states = {slot: (box[0], "") for slot, box in self.containers[i].items()}
+        states = {slot: (box[0], "", box[1][0]) for slot, box in self.containers[i].items()}
         if states == self.reported[i]:
             return
         self.reported[i] = states
-        self.world.feed(i, RuntimeSlots(states))
+        self.world.feed(i, RuntimeSlots({slot: st[:2] for slot, st in states.items()},
+                                        {slot: st[2] for slot, st in states.items()}))
         for fn in self.on_report:
             fn(i)
 

@@ -4,14 +4,21 @@ How this works: `RolloutChecker` listens to the world's events next to a
 `SimRuntime` (node.sim.checkers_catalog, the fake runtime that reports) and
 keeps, per slot of one job, the ground truth the runtime holds:
 
-- `replacing`: a holder moved its slot to the new version (its
-  `RolloutEvent("replacing")`), from then until that node's container of
-  the slot has run for `min_healthy_s` without a break, or is gone (stopped,
-  crashed).  `max_replacing` is the most slots replacing at once across
-  the cluster, `max_replacing_calm` the same outside a partition and the
-  `settle_s` after one heals or a node crashes (the pacing bound of
-  auction.rollout: max_parallel when calm, max_parallel per side of a
-  partition);
+- `replacing`: a holder moved a serving slot to the new version (its
+  `RolloutEvent("replacing")` for a slot whose container there last
+  reported running), from then until that node's container of the slot has
+  run for `min_healthy_s` without a break, or is gone (stopped, crashed).
+  `max_replacing` is the most slots replacing at once across the cluster,
+  `max_replacing_calm` the same outside a partition and the `settle_s`
+  after one heals or a node crashes (the pacing bound of auction.rollout:
+  max_parallel when calm, max_parallel per side of a partition).  A slot
+  whose copy there had failed or was not running is replaced out of turn by
+  the rule (it serves nothing; in a revert, slots a crash re-placed onto
+  the failing version are such): those are `out_of_turn`, not in the bound;
+- `early_healthy`: an agent's `RolloutEvent("healthy")` for a slot whose
+  new container had not been reported running for `min_healthy_s` (no
+  agent can know sooner: it counts from its own observation, never
+  earlier than the truth);
 - `down`: desired slots that ran a container and now run none anywhere,
   at a moment when no node has crashed for `settle_s` (`max_down`; with
   start-first and room that must stay 0: the rollout never leaves a slot
@@ -39,6 +46,12 @@ class RolloutChecker:
         self.job, self.replicas = job, replicas
         self.min_healthy_s, self.settle_s = min_healthy_s, settle_s
         self.replacing: dict[tuple[int, str], float | None] = {}   # (node, slot) -> up since
+        self.out_of_turn: list[tuple[float, str, str]] = []          # (t, node, slot)
+        # (node, slot) -> the states of that node's copies of the slot in its
+        # last report: what the holder's decision to replace it could rest on.
+        self.reported: dict[tuple[int, str], tuple[str, ...]] = {}
+        self.up_since: dict[tuple[int, str, str], float] = {}         # (node, slot, hash) -> reported running since
+        self.early_healthy: list[str] = []
         self.ever_ran: set[str] = set()
         self.events: list[tuple[float, str, str, str]] = []        # (t, node, kind, slot)
         self.event_details: list[str] = []
@@ -46,17 +59,45 @@ class RolloutChecker:
         self.calm_after = 0.0
         self.was_split = False
         self.world.subscribe(self._on_event)
-        runtime.on_report.append(lambda i: self._check())
+        runtime.on_report.append(self._on_report)
+
+    def _on_report(self, i: int) -> None:
+        prefix = self.job + "/"
+        for key in [k for k in self.reported if k[0] == i]:
+            del self.reported[key]
+        up = set()
+        for boxes in (self.runtime.containers[i], self.runtime.handover[i]):
+            for slot, box in boxes.items():
+                if slot.startswith(prefix):
+                    self.reported[(i, slot)] = (*self.reported.get((i, slot), ()), box[0])
+                    if box[0] == UP:
+                        up.add((i, slot, box[2]))
+                        self.up_since.setdefault((i, slot, box[2]), self.world.now)
+        for key in [k for k in self.up_since if k[0] == i and k not in up]:
+            del self.up_since[key]
+        self._check()
+
+    def _healthy_too_soon(self, t: float, node: str, slot: str, target: str) -> None:
+        ran = [since for (_, s, h), since in self.up_since.items() if s == slot and h == target]
+        if not ran or t - min(ran) < self.min_healthy_s - 1e-9:
+            self.early_healthy.append(f"{node} counted {slot} healthy at {t:.3f}, reported running since "
+                                      f"{min(ran) if ran else None}")
 
     def _on_event(self, t: float, i: int, ev: Any) -> None:
         cls = ev.__class__
         if cls is RolloutEvent and ev.job == self.job:
             self.events.append((t, self.world.nodes[i].name, ev.kind, ev.slot))
             self.event_details.append(ev.detail)
-            if ev.kind == "replacing":
+            if ev.kind == "replacing" and UP in self.reported.get((i, ev.slot), ()):
                 self.replacing[(i, ev.slot)] = None
+            elif ev.kind == "replacing":
+                self.out_of_turn.append((t, self.world.nodes[i].name, ev.slot))
+            elif ev.kind == "healthy":
+                self._healthy_too_soon(t, self.world.nodes[i].name, ev.slot, ev.target)
         elif cls is NodeCrashed:
             self.calm_after = t + self.settle_s
+            for key in [k for k in self.up_since if k[0] == i]:
+                del self.up_since[key]
         self._check()
 
     def _check(self) -> None:

@@ -8,7 +8,7 @@ import msgpack
 from auction.claims import Ballot, Claim
 from auction.resources import Resources
 from gossip.swim import PAYLOAD_MAX_BYTES
-from node.core.rollout_link import running_lookup, stamped
+from node.core.rollout_link import current, running_lookup, stamped
 from node.core.status import NodeStatus, RuntimeSummary
 
 CAP = Resources(2000, 2 << 30, 0)
@@ -72,3 +72,27 @@ def test_a_record_cut_to_fit_keeps_the_jobs_being_rolled_out():
     assert rolling not in big.fit(PAYLOAD_MAX_BYTES).runtime.jobs
     fitted = big.fit(PAYLOAD_MAX_BYTES, keep={rolling})
     assert rolling in fitted.runtime.jobs and len(fitted.encode()) <= PAYLOAD_MAX_BYTES
+
+
+def test_a_running_report_about_the_claim_before_a_move_is_read_as_starting():
+    # The holder moved web/1 to a new version (claim round 1 -> 2); its
+    # runtime's last report is from before it took the new claim: the
+    # container running there is the old one.
+    reported = RuntimeSummary.from_states({"web/0": ("running", ""), "web/1": ("running", "")},
+                                          {"web/0": 1, "web/1": 1})
+    holder = {"web/0": claim(0, 1), "web/1": claim(1, 2)}
+    published = stamped(reported, "n1", holder.get)
+    assert published.jobs["web"][0] == (0,)                    # web/1 is not listed running
+    # Every agent holding the new claim reads it as starting, not as running
+    # under the new claim (which would start its min_healthy_s clock).
+    lookup = running_lookup({"n1": record(published)}, "me", None, holder.get)
+    assert (lookup("n1", "web", 0), lookup("n1", "web", 1)) == ("running", "starting")
+    # So does the holder itself, on its runtime's own word.
+    own = running_lookup({}, "n1", current(reported, "n1", holder.get), holder.get)
+    assert (own("n1", "web", 0), own("n1", "web", 1)) == ("running", "starting")
+    # Once the runtime reports the new claim's container running, it is.
+    caught_up = RuntimeSummary.from_states({"web/0": ("running", ""), "web/1": ("running", "")},
+                                           {"web/0": 1, "web/1": 2})
+    assert stamped(caught_up, "n1", holder.get).jobs["web"][0] == (0, 1)
+    # A runtime that does not say which claims its states are about is taken at its word.
+    assert stamped(SUMMARY, "n1", holder.get).jobs == SUMMARY.jobs

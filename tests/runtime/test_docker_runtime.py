@@ -96,6 +96,11 @@ def test_slot_states_and_images_from_the_last_pass():
     rt._actual["id1"] = ctr(1, "exited", "Exited (0) 2 seconds ago")
     assert rt.slot_states()["web/1"] == ("exited", "exited 0 (policy never: not restarted)")
     assert rt.stats()["running"] == {"web/0": {"ballot": b}, "web/7": {"ballot": b}}
+    # Each state is about the claim start() last gave the slot: a new claim's
+    # round at once, before any pass (the core reads an old "running" as starting).
+    assert rt.slot_rounds() == {f"web/{i}": 1 for i in range(8)}
+    rt.start(claim("n1", sp, 0, rnd=2), sp)
+    assert rt.slot_rounds()["web/0"] == 2 and rt.slot_states()["web/0"] == ("starting", "")
 
     assert rt.images() is None                                    # not listed yet: decline nothing
     rt._images, rt._image_ids, rt._images_known = {"shoal-demo:latest"}, {"sha256:abc"}, True
