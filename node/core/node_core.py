@@ -22,8 +22,7 @@ Cluster-state traffic rides on Swim's user channels, inside a small envelope
     `store_sync_interval_s` syncs with one random peer whose digest differs:
     bucket digests one way, the differing buckets' entries back and forth;
   * tombstones are collected once old and every live member shows our digest
-(node.core.antientropy); our status record goes out at most once per
-interval (node.core.publish).
+(node.core.antientropy); our status record goes out as node.core.publish says.
 
 Durability: a local write is not acknowledged until the driver has made it durable: the core emits
 `PersistEntries(token=...)` and reports `JobWriteDone(token)` only after the driver feeds `Persisted(token)`.
@@ -631,7 +630,8 @@ class NodeCore:
             # else: a single oversized claim spreads by digest sync only
         if won:
             self._emit(PersistClaims(tuple(won)))
-            self._publish_status(now, digests_only=True)
+            moved = merge_link.record_moved(self)  # a rollout's move: the next slots wait on our record
+            self._publish_status(now, digests_only=not moved, urgent=moved)
         return won
 
     def _merge_claims(self, claims: list[Claim], now: float, origin: str, direct: bool = False) -> None:

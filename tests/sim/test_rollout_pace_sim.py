@@ -17,7 +17,10 @@ the next batch go sooner.  What a user would notice:
     second of gossip and reporting per batch -- also when gossip missed
     one member with a holder's status record (seed 1: node-2 never got
     node-0's record saying web/6 ran, and waited 3.2 s for node-0's next
-    publication, until node.core.publish repeated such records).
+    publication, until node.core.publish repeated such records), and
+    when a holder's record after it moved its slot waited out the 1 s
+    publication interval (seeds 1, 2, 6, 9 took 13.97-14.17 s against a
+    floor of 12.5 s; now such a record is urgent).
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ MIN_HEALTHY_S = 1.0
 START_S = 1.7       # docker create + start, then the first health probe one 1 s interval later
 # Per batch: the holder of the next slot learns from gossip that the last
 # one runs (a status record, 0.1-0.3 s here) and counts min_healthy_s from
-# then.  The per-node hold-back cost a whole START_S.
-SLACK_S = 0.35 * -(-REPLICAS // MAX_PARALLEL)
+# then.  The per-node hold-back cost a whole START_S; a holder's record
+# after it moved a slot, held back by the 1 s publication interval, up to
+# another 1 s (its other slots of the job read as unknown meanwhile).
+SLACK_S = 0.28 * -(-REPLICAS // MAX_PARALLEL)
 
 
 def version(image: str):
@@ -49,7 +54,7 @@ def version(image: str):
                                                       "order": "start-first"}})
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 6, 9])
 def test_a_rollout_takes_its_floor_per_batch(seed):
     sim = ClusterSim(seed, N, LAN.replace(enable_compression=False), capacities=[Resources(8000, 16 * GiB, 0)] * N)
     runtime = SimRuntime(sim, start_delay_s=START_S)
