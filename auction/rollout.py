@@ -308,6 +308,7 @@ class JobRollout:
     started_at: float
     last_progress_at: float
     running_since: dict[int, tuple[tuple[int, str], float]] = field(default_factory=dict)  # index -> (ballot, t)
+    serving_since: dict[int, tuple[tuple[int, str], float]] = field(default_factory=dict)  # the same, old version
     claim_seen: dict[int, tuple[tuple[int, str], float]] = field(default_factory=dict)      # target claims
     healthy: set[int] = field(default_factory=set)
     failing: set[int] = field(default_factory=set)     # target slots their holders report failed
@@ -423,7 +424,14 @@ class Rollouts:
             r.claim_seen.pop(i, None)
             r.healthy.discard(i)
             r.failing.discard(i)
-            return classify(view, target, False)
+            if claim is None:
+                r.serving_since.pop(i, None)
+                return classify(view, target, False)
+            # An old version's copy serves on the same terms (`_running`):
+            # taken for down, it would use up the budget.
+            serving = self._running(r.serving_since, view, claim, now)
+            return classify(replace(view, running=serving), target, False)
+        r.serving_since.pop(i, None)
         ballot = (claim.ballot.round, claim.ballot.coordinator)
         seen = r.claim_seen.get(i)
         if seen is None or seen[0] != ballot:
@@ -433,17 +441,8 @@ class Rollouts:
         else:
             r.failing.discard(i)
         since = r.running_since.get(i)
-        # A slot seen running under this very claim stays so while its holder
-        # still lists it running in a record about other claims: its claim for
-        # another slot moved, and the record and the claim travel apart.
-        # (Resetting would take it for not healthy, use up the budget and
-        # stall the rollout at every move of the holder's other slots.)
-        running = view.running or (view.unverified and since is not None and since[0] == ballot)
-        if not running:
-            r.running_since.pop(i, None)
-            r.healthy.discard(i)
-        elif since is None or since[0] != ballot:
-            r.running_since[i] = (ballot, now)
+        running = self._running(r.running_since, view, claim, now)
+        if not running or since is None or since[0] != ballot:
             r.healthy.discard(i)
         healthy = running and now - r.running_since[i][1] >= policy.min_healthy_s
         if healthy and i not in r.healthy:
@@ -451,6 +450,25 @@ class Rollouts:
             r.last_progress_at = now
             events.append(RolloutEvent(job, "healthy", target, slot=f"{job}/{i}", detail=claim.node))
         return classify(replace(view, running=running), target, healthy)
+
+    @staticmethod
+    def _running(since_by_index: dict[int, tuple[tuple[int, str], float]], view: SlotView, claim: Claim,
+                 now: float) -> bool:
+        """Is the slot running, as far as this agent knows, and since when
+        (`since_by_index`: under which ballot, from when)?  A slot seen running under
+        this very claim stays so while its holder still lists it running in
+        a record about other claims: its claim for another slot moved, and
+        the record and the claim travel apart.  (Resetting would take it for
+        down, or not healthy, use up the budget and stall the rollout at
+        every move of the holder's other slots.)"""
+        ballot = (claim.ballot.round, claim.ballot.coordinator)
+        since = since_by_index.get(view.index)
+        running = view.running or (view.unverified and since is not None and since[0] == ballot)
+        if not running:
+            since_by_index.pop(view.index, None)
+        elif since is None or since[0] != ballot:
+            since_by_index[view.index] = (ballot, now)
+        return running
 
     @staticmethod
     def _deadline(r: JobRollout, policy: UpdatePolicy, now: float, complete: bool) -> str | None:

@@ -224,6 +224,34 @@ def test_a_healthy_slot_stays_healthy_while_its_holders_record_is_about_other_cl
     assert r.step("web", s, gone, 9.5, may_revert=False).states[0] is S.NEW_PENDING
 
 
+def test_an_old_copy_stays_serving_while_its_holders_record_is_about_other_claims():
+    """The holder of slots 1 and 2 moves slot 1: agents that get the new
+    claim before the holder's new record read the record as about other
+    claims for slot 2 too.  Slot 2, seen serving under the same claim, still
+    serves (taken for down, it would use up the budget and stall the
+    rollout); one never seen running on a verified record is down."""
+    s = spec(max_parallel=1, min_healthy_s=1)
+    new = s.container_hash()
+    r = Rollouts()
+    views = [SlotView(0, claim(0, new, rnd=2), True), SlotView(1, claim(1, OLD), True),
+             SlotView(2, claim(2, OLD), True), SlotView(3, claim(3, OLD), True)]
+    r.step("web", s, views, 0.0, may_revert=False)
+    assert r.step("web", s, views, 2.0, may_revert=False).permitted == (1,)
+    blurred = [views[0], SlotView(1, claim(1, new, rnd=2), False, known=False, unverified=True),
+               SlotView(2, claim(2, OLD), False, known=False, unverified=True), views[3]]
+    step = r.step("web", s, blurred, 2.1, may_revert=False)
+    assert step.states[1:] == (S.NEW_PENDING, S.OLD_SERVING, S.OLD_SERVING)
+    assert step.permitted == ()                                 # slot 1 in flight uses the budget
+    # An agent that first sees the rollout through such a record has no
+    # word that slot 2 runs: down (it uses up the budget; safe).
+    fresh = Rollouts()
+    assert fresh.step("web", s, blurred, 2.1, may_revert=False).states[2] is S.OLD_DOWN
+    # A record that does not list it running ends it.
+    stopped = [*blurred[:2], SlotView(2, claim(2, OLD), False), views[3]]
+    assert r.step("web", s, stopped, 2.2, may_revert=False).states[2] is S.OLD_DOWN
+    assert r.step("web", s, blurred, 2.3, may_revert=False).states[2] is S.OLD_DOWN
+
+
 def test_a_failed_revert_is_not_reverted_again():
     """Its way back would be the version that failed: it stops, for an operator."""
     s = spec(auto_revert=True)
