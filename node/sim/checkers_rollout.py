@@ -18,7 +18,8 @@ keeps, per slot of one job, the ground truth the runtime holds:
 - `early_healthy`: an agent's `RolloutEvent("healthy")` for a slot whose
   new container had not been reported running for `min_healthy_s` (no
   agent can know sooner: it counts from its own observation, never
-  earlier than the truth);
+  earlier than the truth; a container whose node crashed counts for
+  `settle_s` after the crash, as the agents may not know yet);
 - `down`: desired slots that ran a container and now run none anywhere,
   at a moment when no node has crashed for `settle_s` (`max_down`; with
   start-first and room that must stay 0: the rollout never leaves a slot
@@ -51,6 +52,7 @@ class RolloutChecker:
         # last report: what the holder's decision to replace it could rest on.
         self.reported: dict[tuple[int, str], tuple[str, ...]] = {}
         self.up_since: dict[tuple[int, str, str], float] = {}         # (node, slot, hash) -> reported running since
+        self.crashed_up: dict[tuple[int, str, str], tuple[float, float]] = {}   # the same -> (since, crashed at)
         self.early_healthy: list[str] = []
         self.ever_ran: set[str] = set()
         self.events: list[tuple[float, str, str, str]] = []        # (t, node, kind, slot)
@@ -79,6 +81,8 @@ class RolloutChecker:
 
     def _healthy_too_soon(self, t: float, node: str, slot: str, target: str) -> None:
         ran = [since for (_, s, h), since in self.up_since.items() if s == slot and h == target]
+        ran += [since for (_, s, h), (since, crashed) in self.crashed_up.items()
+                if s == slot and h == target and t <= crashed + self.settle_s]
         if not ran or t - min(ran) < self.min_healthy_s - 1e-9:
             self.early_healthy.append(f"{node} counted {slot} healthy at {t:.3f}, reported running since "
                                       f"{min(ran) if ran else None}")
@@ -97,7 +101,7 @@ class RolloutChecker:
         elif cls is NodeCrashed:
             self.calm_after = t + self.settle_s
             for key in [k for k in self.up_since if k[0] == i]:
-                del self.up_since[key]
+                self.crashed_up[key] = (self.up_since.pop(key), t)
         self._check()
 
     def _check(self) -> None:
