@@ -18,8 +18,8 @@ had started (1.7 s).  So:
     slot it keeps those two told: when one of them leaves its view, it
     sends the claim to whoever is now among the slot's first two (see
     below);
-  * when the cluster has more than LARGE_CLUSTER_MEMBERS members
-    (`large_cluster`), an agent that merges a claim and so holds
+  * when the cluster has more than job_push.PUSH_MIN_MEMBERS members
+    (job_push.large_cluster), an agent that merges a claim and so holds
     two live claims of one slot naming two holders tells the losing
     holder, directly, the winning claim, when it is placed to learn of
     the conflict first: the claim was addressed to it (a holder's
@@ -66,20 +66,14 @@ from typing import TYPE_CHECKING
 
 from auction.claims import Claim, live
 from node.core import wire
+from node.core.job_push import large_cluster
 
 if TYPE_CHECKING:
     from node.core.node_core import NodeCore
 
-# Above this many members (alive or suspect) the conflict rule applies:
-# there gossip took seconds to bring a losing holder the winning claim.
-LARGE_CLUSTER_MEMBERS = 32
 # Conflicts told, remembered so that gossip's copies of one claim do not
 # repeat the message; oldest forgotten first.
 TOLD_MAX = 1024
-
-
-def large_cluster(core: NodeCore) -> bool:
-    return core.swim.live_count() > LARGE_CLUSTER_MEMBERS
 
 
 class ClaimRelay:

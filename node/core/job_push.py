@@ -2,19 +2,20 @@
 
 How this works: a job write spreads by broadcast (node.core.node_core) and
 digest sync, but a slot is placed only once its coordinator
-(auction.coordination) has the job.  The epidemic takes a gossip round or
-more to reach a given member: in a small cluster 0.2-0.4 s with `lan`
-(half of the time from a write to every replica placed in the simulator's
-5-node scenes), and in a large one seconds, while placement churns and the
-broadcast queues are full of fresh claims that go out first
-(gossip.broadcast sends the least-transmitted first: in placement_sim at
-1,000 nodes the last coordinators heard of a job seconds after it was
-written).  So the writer also sends the entry directly to every member that
-coordinates one of the job's slots under its own view (at most one message
-per coordinator; a deleted job's entry goes nowhere: its slots are
-released by their holders, which learn it by gossip).  A coordinator that
-gets it twice merges it once; one the push misses, or whose view differs,
-still learns it by gossip.
+(auction.coordination) has the job.  In a large cluster the epidemic takes
+several gossip rounds to reach a given member, and while placement churns the
+broadcast queues are full of fresh claims that go out first (gossip.broadcast
+sends the least-transmitted first): in placement_sim at 1,000 nodes the last
+coordinators heard of a job seconds after it was written.  So when the
+cluster has more than PUSH_MIN_MEMBERS members, the writer also sends the
+entry directly to every member that coordinates one of the job's slots under
+its own view (at most one message per coordinator; a deleted job's entry goes
+nowhere: its slots are released by their holders, which learn it by gossip).
+A coordinator that gets it twice merges it once; one the push misses, or whose
+view differs, still learns it by gossip.
+
+Small clusters keep the broadcast alone: there the epidemic reaches every
+member within a round or two, and a push would only add messages.
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ from node.core.jobstore import Entry
 if TYPE_CHECKING:
     from node.core.node_core import NodeCore
 
+PUSH_MIN_MEMBERS = 32
+
+
+def large_cluster(core: NodeCore) -> bool:
+    """Where direct messages beat gossip's epidemic (here, and
+    node.core.claim_relay): more than PUSH_MIN_MEMBERS members alive or
+    suspect."""
+    return core.swim.live_count() > PUSH_MIN_MEMBERS
+
+
 class JobPush:
     """Per core: the coordinators under the last view we pushed with (kept
     from push to push, so a write does not rehash every member)."""
@@ -37,7 +48,7 @@ class JobPush:
 
     def targets(self, core: NodeCore, entry: Entry) -> list[str]:
         """The members other than us that coordinate a slot of `entry`'s job."""
-        if entry.deleted:
+        if not large_cluster(core) or entry.deleted:
             return []
         alive = core.swim.alive_names()
         spec = core.placement.spec_of(entry)

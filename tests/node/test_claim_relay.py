@@ -9,7 +9,8 @@ from typing import Any
 from auction.claims import Ballot, Claim
 from auction.resources import Resources
 from node.core import wire
-from node.core.claim_relay import LARGE_CLUSTER_MEMBERS, ClaimRelay
+from node.core.claim_relay import ClaimRelay
+from node.core.job_push import PUSH_MIN_MEMBERS
 
 
 def claim(rnd: int, coordinator: str, node: str, slot: str = "web/0") -> Claim:
@@ -31,7 +32,7 @@ class Coordination:
 class Core:
     """What ClaimRelay.merged reads of a NodeCore, and what it sends."""
 
-    def __init__(self, name: str, members: int = LARGE_CLUSTER_MEMBERS + 1, coordinator: str = "c",
+    def __init__(self, name: str, members: int = PUSH_MIN_MEMBERS + 1, coordinator: str = "c",
                  successor: str = "next") -> None:
         self.name, self.ballot_id = name, f"{name}#1"
         self.claims: dict[str, Claim] = {}
@@ -106,7 +107,7 @@ def test_nothing_to_tell_for_the_same_holder_a_copy_of_the_winner_or_ourselves()
 
 
 def test_small_clusters_leave_conflicts_to_gossip() -> None:
-    core, relay = Core("c1", members=LARGE_CLUSTER_MEMBERS), ClaimRelay()
+    core, relay = Core("c1", members=PUSH_MIN_MEMBERS), ClaimRelay()
     core.claims["web/0"] = claim(2, "c1#1", "h1")
     arrive(relay, core, claim(1, "c2#1", "h2"), direct=True)
     assert core.sent == []

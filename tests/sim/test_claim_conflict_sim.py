@@ -5,7 +5,7 @@ within a round trip, not when gossip brings its holder the winning claim.
 A coordinator that dies right after its awards: its successors hold the
 claims already and award none of those slots again.
 
-The first scene: 64 agents (above node.core.claim_relay.LARGE_CLUSTER_MEMBERS) given jobs
+The first scene: 64 agents (above node.core.job_push.PUSH_MIN_MEMBERS) given jobs
 one virtual second after they start, while some have not yet seen every
 other member alive.  An agent that does not see a slot's first coordinator
 coordinates it too, and awards it again (under a lower round, since it has
