@@ -1,8 +1,13 @@
-"""Placement in a cluster larger than node.core.job_push.PUSH_MIN_MEMBERS:
-a fresh job reaches its slots' coordinators directly, and all of it is
-placed in a few auction rounds."""
+"""A fresh job reaches its slots' coordinators directly (node.core.job_push):
+in a cluster larger than PUSH_MIN_MEMBERS, and a spread job's one
+coordinator in a small one too; all of it is placed in a few auction
+rounds.  A binpack job in a small cluster is not pushed: it stays packed."""
 
 from __future__ import annotations
+
+import collections
+
+import pytest
 
 from auction.coordination import coordinator_of
 from auction.resources import Resources
@@ -17,9 +22,9 @@ GiB = 1 << 30
 N = PUSH_MIN_MEMBERS + 16
 
 
-def _sim(seed: int) -> ClusterSim:
-    sim = ClusterSim(seed, N, LAN.replace(enable_compression=False),
-                     capacities=[Resources(4000, 8 * GiB, 0)] * N,
+def _sim(seed: int, n: int = N) -> ClusterSim:
+    sim = ClusterSim(seed, n, LAN.replace(enable_compression=False),
+                     capacities=[Resources(4000, 8 * GiB, 0)] * n,
                      cluster_config=ClusterConfig(store_sync_interval_s=2.0),
                      placement_config=PlacementConfig(placement_interval_s=1.0, auction_ttl_s=0.2))
     sim.world.bootstrap(seeds="random")
@@ -27,16 +32,30 @@ def _sim(seed: int) -> ClusterSim:
     return sim
 
 
-def test_every_coordinator_of_a_fresh_job_has_it_within_milliseconds_of_the_write():
-    sim = _sim(3)
-    spec = validate({"name": "web", "image": "busybox", "replicas": 40, "cpu": 0.5, "memory": "64MiB"})
+@pytest.mark.parametrize("n,replicas,strategy", [(N, 40, "binpack"), (5, 10, "spread")])
+def test_every_coordinator_of_a_fresh_job_has_it_within_milliseconds_of_the_write(n, replicas, strategy):
+    sim = _sim(3, n)
+    spec = validate({"name": "web", "image": "busybox", "replicas": replicas, "cpu": 0.5, "memory": "64MiB",
+                     "strategy": strategy})
     names = [nd.name for nd in sim.world.nodes]
-    coordinators = {coordinator_of("web", i, spec, names) for i in range(spec.replicas)}
-    assert len(coordinators) > 10
+    coordinators = {coordinator_of("web", i, spec, names) for i in range(spec.replicas)} - {names[0]}
+    assert len(coordinators) >= (10 if strategy == "binpack" else 1)
     sim.submit(0, spec)
     sim.world.run_for(0.02)  # a gossip round is 0.2 s: only the push can have done it
-    missing = [c for c in coordinators if sim.world.core(c).store.get("web") is None]
+    missing = [c for c in coordinators if sim.world.core(names.index(c)).store.get("web") is None]
     assert missing == []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_binpack_job_in_a_small_cluster_lands_on_one_node(seed):
+    # Pushed to all its slots' coordinators at once, its rounds opened
+    # together and spread 8 replicas over 4 of 6 nodes at the median.
+    sim = _sim(seed, 6)
+    spec = validate({"name": "web", "image": "busybox", "replicas": 8, "cpu": 0.25, "memory": "128MiB"})
+    sim.submit(0, spec)
+    assert sim.world.run_until_converged(lambda _: not sim.placement_problems([spec]), 30, 0.05) is not None
+    nodes = collections.Counter(sim.world.core(0).placement.winning_claim(f"web/{i}").node for i in range(8))
+    assert len(nodes) == 1, nodes
 
 
 def test_many_replicas_are_placed_exactly_once_within_a_second():
