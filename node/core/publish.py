@@ -11,12 +11,13 @@ of our slots to a new claim (node.core.node_core's claim writes: the
 record's claims fingerprint moved, and until the new one is out, agents
 holding the new claim read our other slots of that job as unknown, so the
 next slots wait: 0.8 s in a batch of tests/sim/test_rollout_pace_sim.py's
-scene, seed 3).  Other agents wait on exactly that word (a rolling update's next step counts min_healthy_s from
-when it sees a replacement run; a coordinator re-places a failed slot), so
-such a change waits only `status_slot_min_interval_s` since the last
-publication (on the testbed the 1 s interval was half of the time from a
-container running to the cluster knowing it).  A node whose slots come up
-one by one still publishes at most once per that shorter interval.
+scene, seed 3).  Other agents wait on exactly that word (a rolling
+update's next step counts min_healthy_s from when it sees a replacement
+run; a coordinator re-places a failed slot), so such a change waits only
+`status_slot_min_interval_s` since the last publication (on the testbed the
+1 s interval was half of the time from a container running to the cluster
+knowing it).  A node whose slots come up one by one still publishes at most
+once per that shorter interval.
 
 `repeat`: that change is about a job being rolled out here.  It goes out
 again `status_repeat_s` later, as a fresh version with whatever is current:

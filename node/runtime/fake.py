@@ -43,7 +43,7 @@ Optional members, used when present:
         service catalog lists); the agent polls it, publishes changes as `container_state` events
         and hands them to `NodeCore.set_runtime_slots` (gossiped in the
         node's status record: node/status.py's RuntimeSummary).
-    slot_rounds() -> dict[slot, int]   (optional)
+    slot_rounds() -> dict[slot, int]
         The ballot round of the claim each slot_states() entry is about,
         read with it: a slot the core has moved to a new claim and the
         runtime still reports running under the old one counts as starting
