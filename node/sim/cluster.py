@@ -42,7 +42,7 @@ from node.core.outputs import (
     StopReplica,
 )
 from node.sim.network import NetworkConfig
-from node.sim.world import RUNNING, World
+from node.sim.world import PAUSED, RUNNING, World
 
 GiB = 1 << 30
 
@@ -144,7 +144,14 @@ class ClusterSim:
             self.running[i].pop(ev.slot, None)
 
     def _persisted(self, i: int, token: int) -> None:
-        if self.world.nodes[i].status is RUNNING:
+        status = self.world.nodes[i].status
+        if status is PAUSED:
+            # The write is on disk; a stopped process hears so once it runs
+            # again (the agent's writer thread hands the completion to the
+            # pump, which runs after SIGCONT).  A crash loses it: replay
+            # reads the entry back from disk.
+            self.world.after(self.disk_delay_s, self._persisted, i, token)
+        elif status is RUNNING:
             self.world.feed(i, Persisted(token))
 
     def _check_capacity(self, i: int, t: float) -> None:

@@ -11,6 +11,7 @@ import pytest
 from auction.spec import validate
 from gossip.config import LOCAL
 from node.core.node_core import ClusterConfig
+from node.sim import faults
 from node.sim.cluster import ClusterSim
 from node.sim.network import NetworkConfig
 
@@ -106,6 +107,25 @@ def test_a_write_is_acknowledged_only_after_it_is_durable():
     w.run_for(0.5)
     assert token in sim.done_tokens
     assert "slow-disk" in sim.disks[1].entries
+
+
+def test_a_write_whose_agent_is_stopped_before_its_disk_answers_completes_once_it_runs_again():
+    # A write's fsync finishes while the agent is stopped (SIGSTOP, or a
+    # long CPU stall): the agent hears of it when it runs again.  The
+    # simulator's disk dropped that answer for a stopped node, so the job
+    # was never acknowledged nor spread, and scenes with stalls lost jobs.
+    sim = ClusterSim(3, 3, CFG, disk_delay_s=0.01)
+    w = sim.world
+    w.bootstrap()
+    w.run_for(2)
+    token = sim.submit(1, spec("stopped-agent", replicas=1))
+    faults.pause(w, 1, 0.5, at=w.now + 0.001)
+    w.run_for(0.4)
+    assert token not in sim.done_tokens
+    w.run_for(0.2)
+    assert token in sim.done_tokens
+    took = w.run_until_converged(lambda _: not sim.placement_problems([spec("stopped-agent", replicas=1)]), 5)
+    assert took is not None
 
 
 @pytest.mark.parametrize("seed", [6, 27])
