@@ -461,20 +461,20 @@ class Placement:
             self._last_round[key] = rnd
             batch[index] = rnd
         self.settled.record(COORDINATE, job, inputs, all_kept)
-        if not batch:
-            return []
-        chosen = candidates.choose(job, spec, statuses, alive, len(batch), sample_min=self.cfg.sample_min,
-                                   sample_d=self.cfg.sample_d, rng=self._rng, winning_claim=self.winning_claim,
-                                   avoid=self.retries.avoid(job, now))
-        outs = self.auctioneer.open_round(
-            job=job, spec_hash=spec.container_hash(), rounds=batch, candidates=chosen.names,
-            max_per_node=spec.max_per_node, spread_counts=chosen.spread_counts,
-            ttl_s=self.cfg.auction_ttl_s, now=now, spec_json=spec.canonical_json(),
-            ties_from=self.name if spec.strategy is Strategy.SPREAD else "",    # winner.py: why
-            max_wins=chosen.max_wins, by_node=spec.spreads_over_nodes)
-        capped = chosen.max_wins is not None and chosen.max_wins < len(batch)
-        if chosen.sampled or capped:  # auction.retry: a round failed by its draw or cap alone is retried at once
-            self.retries.opened(o.msg.auction_id for o in outs[:1] if isinstance(o, SendTo))
+        outs: list[AuctionOutput] = []
+        for version, rounds in rollout_act.versions_to_place(self, spec, batch):   # a lost slot's version
+            chosen = candidates.choose(job, version, statuses, alive, len(rounds), sample_min=self.cfg.sample_min,
+                                       sample_d=self.cfg.sample_d, rng=self._rng,
+                                       winning_claim=self.winning_claim, avoid=self.retries.avoid(job, now))
+            opened = self.auctioneer.open_round(
+                job=job, spec_hash=version.container_hash(), rounds=rounds, candidates=chosen.names,
+                max_per_node=version.max_per_node, spread_counts=chosen.spread_counts,
+                ttl_s=self.cfg.auction_ttl_s, now=now, spec_json=version.canonical_json(),
+                ties_from=self.name if version.strategy is Strategy.SPREAD else "",    # winner.py: why
+                max_wins=chosen.max_wins, by_node=version.spreads_over_nodes)
+            if chosen.sampled or (chosen.max_wins is not None and chosen.max_wins < len(rounds)):  # auction.retry
+                self.retries.opened(o.msg.auction_id for o in opened[:1] if isinstance(o, SendTo))
+            outs.extend(opened)
         return outs
 
     # ---- coordinator results

@@ -20,7 +20,7 @@ sees it:
   OLD_DOWN     its claim has an older hash and it does not run otherwise
                (starting, or nothing known of it here);
   EMPTY        no live claim, or a holder that does not keep it (being
-               re-placed: the coordinator's auction gives it the target).
+               re-placed: "Lost slots" below says on which version).
 
 "Running since" is this agent's own observation (the first pass that saw
 the holder report the slot running under this very claim: the holder's
@@ -112,6 +112,20 @@ version any more, the newest version in the history before the failing one
 (`Versions.revert_to`).  Every agent decides failure on
 its own clock, but only that one writes, and a second writer would write
 the same spec.
+
+Lost slots.  A slot whose holder no longer keeps it (dead, drained) is
+placed again by its coordinator's auction.  When its claim was for an
+older version that this agent saw serving during the rollout, it goes
+back on that version (`Rollouts.way_back`): the rollout has not reached
+it, its turn comes as for any old slot, and a version not yet proven
+does not take it over -- nor, after the rollout failed, keep taking the
+job down one lost node at a time (a Deployment's old ReplicaSet keeps
+its count the same way; Swarm and Nomad place the new version).  A slot
+already on the target, one released by its holder (the new version did
+not fit there: it moves on the target), and every slot of a revert's
+rollout (the versions it leaves behind are the ones that failed) take the
+target.  Placed on an older version, a slot is OLD_DOWN until it runs:
+it uses up the budget as it did while EMPTY.
 
 Partitions: each side paces itself from its own view.  The other side's
 slots count as EMPTY until this side has re-placed them, so a side starts
@@ -319,6 +333,8 @@ class JobRollout:
     waiting: bool = False
     reverted: bool = False
     min_healthy_s: float = 0.0
+    revert: bool = False                               # the target was written by a revert
+    served: set[str] = field(default_factory=set)      # older versions seen serving in this rollout
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +388,9 @@ class Rollouts:
             r = self.jobs[job] = JobRollout(target, now, now, min_healthy_s=policy.min_healthy_s)
             events.append(RolloutEvent(job, "started", target, detail=f"max_parallel {policy.max_parallel}"))
         states = r.states = tuple(self._observe(r, view, target, policy, now, events, job) for view in views)
+        r.revert = not revertible
+        r.served.update(v.claim.spec_hash for v, s in zip(views, states)
+                        if s is SlotState.OLD_SERVING and v.claim is not None)
         if all(s is SlotState.NEW_HEALTHY for s in states):
             del self.jobs[job]
             events.append(RolloutEvent(job, "done", target, detail=f"{len(states)} slots"))
@@ -414,6 +433,16 @@ class Rollouts:
             # A revert goes on past its verdict (module doc): stopping would
             # leave slots on the version that failed, for good.
         return Step(tuple(permitted(states, policy, r.promoted, revert=not revertible)), tuple(events), states)
+
+    def way_back(self, job: str, lost: Claim | None) -> str | None:
+        """The version a slot whose holder no longer keeps it is placed
+        again on (None: the job's target): the one its claim `lost` was
+        for, when that version served during this rollout (module doc,
+        "Lost slots")."""
+        r = self.jobs.get(job)
+        if r is None or r.revert or lost is None or lost.spec_hash == r.target:
+            return None
+        return lost.spec_hash if lost.spec_hash in r.served else None
 
     def _observe(self, r: JobRollout, view: SlotView, target: str, policy: UpdatePolicy, now: float,
                  events: list[RolloutEvent], job: str) -> SlotState:

@@ -9,7 +9,9 @@ slots may move now (`Rollouts.step`).  A slot we hold that it permits
 moves here: a new claim of ours for the new version when it fits our
 ledger, else its release (Placement._move_to).  The job's coordinator
 (slot 0's) may also revert a rollout whose new version fails; the revert's
-spec is queued for the core to write (`Placement.reverts`).  Pure: no I/O.
+spec is queued for the core to write (`Placement.reverts`).  A coordinator
+asks `versions_to_place` which version each slot it places goes on (a slot
+lost during a rollout: the one it ran).  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from .claims import Claim, parse_slot_key, slot_key
+from .claims import Claim, live, parse_slot_key, slot_key
 from .membership import NodeStatus, keeps_slot
 from .rollout import UNVERIFIED, RolloutEvent, SlotView, is_revert, promoted_of
 from .settled import ROLL
@@ -70,3 +72,20 @@ def tick(p: Placement, jobs: Mapping[str, JobEntry], specs: Mapping[str, JobSpec
             if claim is not None and claim.node == p.name:
                 writes.append(p._move_to(claim, spec, now))
     return writes
+
+
+def versions_to_place(p: Placement, spec: JobSpec, batch: dict[int, int]) -> list[tuple[JobSpec, dict[int, int]]]:
+    """The coordinator's slots to place (index -> ballot round) by the
+    version each goes on: the job's spec, or for a slot lost during a
+    rollout, the older version it ran (auction.rollout, "Lost slots") when
+    its spec is known here."""
+    if spec.name not in p.rollouts.jobs:
+        return [(spec, batch)] if batch else []     # the common case
+    target = p._target_of(spec)
+    by_hash: dict[str, tuple[JobSpec, dict[int, int]]] = {}
+    for index, rnd in batch.items():
+        back = p.rollouts.way_back(spec.name, live(p.claims.get(slot_key(spec.name, index))))
+        old = p.known_spec(spec.name, back) if back is not None else None
+        version, h = (old, back) if old is not None and back is not None else (spec, target)
+        by_hash.setdefault(h, (version, {}))[1][index] = rnd
+    return [by_hash[h] for h in sorted(by_hash)]

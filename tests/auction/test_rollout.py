@@ -298,3 +298,31 @@ def test_the_moment_a_running_slot_turns_healthy_is_a_deadline():
     assert r.next_healthy_at() == 11.5          # + min_healthy_s 10
     assert step(11.5).permitted == (1,)         # a pass at that moment moves on
     assert r.next_healthy_at() is None
+
+
+def test_a_slot_lost_during_a_rollout_goes_back_on_the_version_it_served():
+    s = spec()
+    new = s.container_hash()
+    r = Rollouts()
+    assert r.way_back("web", claim(1, OLD)) is None              # no rollout: the job's spec
+    views = [SlotView(0, claim(0, new, rnd=2), False), SlotView(1, claim(1, OLD), True),
+             SlotView(2, claim(2, "older"), False)]
+    r.step("web", s, views, 0.0, may_revert=False)
+    assert r.way_back("web", claim(1, OLD, node="dead")) == OLD  # seen serving: back on it
+    assert r.way_back("web", claim(2, "older")) is None          # never seen serving here
+    assert r.way_back("web", claim(0, new)) is None              # already on the target
+    assert r.way_back("web", None) is None                       # released, or never placed
+    assert r.way_back("other", claim(1, OLD)) is None
+    # Still so once the slot is gone from the views (its holder died), and
+    # after the rollout failed: the old version keeps its count.
+    r.step("web", s, [views[0], SlotView(1, None, False), views[2]], 1.0, may_revert=False)
+    assert r.way_back("web", claim(1, OLD)) == OLD
+
+
+def test_a_revert_places_every_lost_slot_on_its_own_target():
+    """A revert's older versions are the one that failed: never brought back."""
+    s = spec()
+    r = Rollouts()
+    views = [SlotView(0, claim(0, s.container_hash(), rnd=2), True), SlotView(1, claim(1, OLD), True)]
+    r.step("web", s, views, 0.0, may_revert=False, revertible=False)
+    assert r.way_back("web", claim(1, OLD)) is None

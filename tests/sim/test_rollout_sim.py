@@ -274,6 +274,40 @@ def test_a_failing_version_without_auto_revert_stops_and_stays():
     assert len(on_v3) <= 2
 
 
+@pytest.mark.parametrize("seed", [14, 15, 16])
+def test_slots_lost_while_a_failing_version_rolls_out_come_back_on_the_version_they_ran(seed):
+    """v3 fails its health check and there is no auto_revert: the rollout
+    stops after its first batch, as an operator asked.  A node holding v2
+    slots then dies.  Its slots used to be placed again on v3, the job's
+    spec, and fail there too: every node lost took more of the job down, for
+    good.  As a Deployment's old ReplicaSet keeps its count, a slot lost
+    during a rollout comes back on the version it ran; the rollout moves it
+    when its turn comes."""
+    sim, runtime, checker = make(seed)
+    spread = {"strategy": "spread"}
+    v2, v3 = version("app:2", 8, spread), version("app:3", 8, spread)
+    runtime.failing.add(v3.container_hash())
+    sim.submit(0, v2)
+    settle(sim, checker, v2)
+    sim.submit(0, v3)
+    sim.world.run_for(1.0)
+    old = v2.container_hash()
+
+    def serving_old(i):
+        return {slot for slot, box in runtime.containers[i].items() if box[0] == "running" and box[2] == old}
+    victim = max(range(1, N), key=lambda i: (len(serving_old(i)), -i))
+    lost = serving_old(victim)
+    assert lost
+    sim.world.crash(victim)
+    sim.world.run_for(20)
+    live = [i for i in range(N) if i != victim]
+    back = {slot for i in live for slot in serving_old(i)}
+    assert lost <= back, (sorted(lost), sorted(back))
+    on_v3 = {slot for i in live for slot, box in runtime.containers[i].items() if box[2] == v3.container_hash()}
+    assert len(on_v3) <= 2, sorted(on_v3)                # the first batch alone
+    assert len(back) == 8 - len(on_v3)
+
+
 @pytest.mark.parametrize("seed", [10, 11])
 def test_a_node_crashing_mid_rollout(seed):
     sim, runtime, checker = make(seed)
