@@ -127,6 +127,18 @@ class Bed:
             return json.loads(raw) if raw else None
 
 
+def keep_logs(bed: Bed, dest: Path) -> list[str]:
+    """Copy each node's agent log into `dest` (before the testbed goes down)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for n in bed.nodes.values():
+        p = Path(n["state_dir"]) / "agent.log"
+        if p.exists():
+            shutil.copy(p, dest / f"{n['name']}-agent.log")
+            out.append(str(dest / f"{n['name']}-agent.log"))
+    return out
+
+
 @dataclass
 class Run:
     workdir: Path

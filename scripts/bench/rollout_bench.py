@@ -3,7 +3,7 @@
 
     python scripts/bench/rollout_bench.py [--replicas 10,100] [--parallel P]
         [--monitor-s 1] [--min-healthy-s 0] [--trials 3] [--profile lan] [--no-swarm] [--no-shoal]
-        [--src REV|worktree] [--json OUT]
+        [--src REV|worktree] [--json OUT] [--timeline] [--trace DIR]
 
 Root only.  Issue 13's benchmark, on 5 nodes of scripts/testbed (each its own
 network namespace and dockerd, all on this one machine), in one run:
@@ -14,10 +14,11 @@ five nodes) with a health check that passes at once, probed every second
 max_parallel P slots at once: --parallel, or R/10 (at least 2).
 Version 1 runs image tag `shoal-bench:v1`, version 2 `shoal-bench:v2` (the
 same image under two tags, tagged in every dockerd, so no pull is timed).
-Once all R run v1, version 2 is written and the clock starts; it stops when
-every dockerd together runs exactly R containers of the job, all on v2 (read
-from the engines, polled every 0.2 s, not from the schedulers' word).  The
-fewest containers running during the rollout are reported too.
+Once all R run v1 and pass their health check, version 2 is written and
+the clock starts; it stops when every dockerd together runs exactly R
+containers of the job, all on v2 (read from the engines, polled every 0.2 s,
+not from the schedulers' word).  The fewest containers running during the
+rollout are reported too.
 
 * shoal: `[update] max_parallel = P, min_healthy_s = H, order = "start-first"`
   (H: --min-healthy-s, default 0), written with `POST /v1/jobs` to node 1.
@@ -31,6 +32,14 @@ fewest containers running during the rollout are reported too.
   like-for-like default is H = 0 with Swarm's monitor M.
 * Stopping: both stop with the image's STOPSIGNAL (the job names no
   `stop_signal`; Swarm, like `docker stop`), which for shoal-demo is SIGKILL.
+
+With --timeline, every dockerd's container events for the job are streamed
+during each trial, and a line per trial says where the time went, from the
+engines' own clocks and the same for both schedulers: each new container's
+create -> start (the engine) and start -> healthy (the health interval), and
+the *reaction*: from a new container turning healthy (which frees a place
+in the batch) to the next new container's create (the scheduler's own
+work: noticing, deciding, telling the node), summed over the rollout.
 
 Medians and ranges are printed with the 1-minute load average (the machine
 is shared; compare figures only with their load next to them).  The agents
@@ -53,7 +62,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from catalog_bench import HTTPD, JOB, N, PREFIX, SUBNET, Bed, live_nodes  # noqa: E402  (same directory)
-from benchbed import bench_run, load1, log, wait  # noqa: E402
+from benchbed import bench_run, keep_logs, load1, log, wait  # noqa: E402
 import swarm  # noqa: E402  (the shared Swarm driver)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,15 +95,27 @@ def tag_everywhere(bed: Bed) -> None:
             bed.docker[i].tag("shoal-demo:latest", IMAGE, tag)
 
 
-def running_by_image(bed: Bed) -> dict[str, int]:
-    """Image -> containers of the job running, over every live dockerd."""
+def running_by_image(bed: Bed, healthy: bool = False) -> dict[str, int]:
+    """Image -> containers of the job running (`healthy`: and passing their
+    health check), over every live dockerd."""
     out: dict[str, int] = {}
     for i in live_nodes(bed):
         for c in bed.docker[i].containers(filters={"label": f"com.docker.swarm.service.name={JOB}"}) + \
                 bed.docker[i].containers(filters={"label": f"shoal.job={JOB}"}):
+            if healthy and "(healthy)" not in c.get("Status", ""):
+                continue
             image = c["Image"].split("@")[0]
             out[image] = out.get(image, 0) + 1
     return out
+
+
+def wait_v1_healthy(bed: Bed, replicas: int) -> None:
+    """Every v1 container passes its health check: a rollout starts from a
+    serving job.  (Waiting for them to run only, shoal's rollout held back
+    on replicas not yet healthy, as it must, for up to a health interval,
+    while Swarm replaced them at once: 8 s of the R=100 figure.)"""
+    wait(lambda: running_by_image(bed, healthy=True) == {f"{IMAGE}:v1": replicas}, 300,
+         f"{replicas} healthy on v1", every=0.5)
 
 
 def watch_rollout(bed: Bed, replicas: int, timeout_s: float) -> tuple[float, int]:
@@ -110,6 +131,89 @@ def watch_rollout(bed: Bed, replicas: int, timeout_s: float) -> tuple[float, int
         if time.monotonic() - t0 > timeout_s:
             raise TimeoutError(f"rollout of {replicas} not done after {timeout_s:g} s: {seen}")
         time.sleep(POLL_S)
+
+
+class EngineEvents:
+    """The job's container events on every live dockerd, streamed in threads
+    from now until close() (dockerd keeps only a short backlog, and the
+    health checks' exec events would push these out of it)."""
+
+    ACTIONS = ("create", "start", "health_status: healthy", "kill", "destroy")
+
+    def __init__(self, bed: Bed, label: str) -> None:
+        import threading
+
+        self.rows: list[tuple[float, int, str, str, str]] = []   # (t, node, container id, action, image)
+        self._streams = [bed.docker[i].events(decode=True, filters={"type": "container", "label": label})
+                         for i in live_nodes(bed)]
+        self._threads = [threading.Thread(target=self._read, args=(i, st), daemon=True)
+                         for i, st in zip(live_nodes(bed), self._streams)]
+        for th in self._threads:
+            th.start()
+
+    def _read(self, node: int, stream) -> None:
+        try:
+            for ev in stream:
+                action = str(ev.get("Action") or ev.get("status") or "")
+                if action in self.ACTIONS:
+                    image = ((ev.get("Actor") or {}).get("Attributes") or {}).get("image", "").split("@")[0]
+                    self.rows.append((ev["timeNano"] / 1e9, node, ev.get("id", ""), action, image))
+        except Exception:   # the stream closed under us: close() ends the reading
+            pass
+
+    def close(self) -> None:
+        for st in self._streams:
+            st.close()
+        for th in self._threads:
+            th.join(timeout=5)
+
+
+def timeline(rows: list[tuple[float, int, str, str, str]], t0: float) -> dict:
+    """Where a rollout's time went, from the engines' events (module doc)."""
+    by_id: dict[str, dict] = {}
+    for t, _node, cid, action, image in sorted(rows):
+        d = by_id.setdefault(cid, {"image": image})
+        key = {"health_status: healthy": "healthy", "kill": "gone", "destroy": "gone"}.get(action, action)
+        d.setdefault(key, t - t0)
+    new = [d for d in by_id.values() if d["image"].endswith(":v2") and "create" in d]
+    old_gone = [d["gone"] for d in by_id.values() if d["image"].endswith(":v1") and "gone" in d]
+    creates = sorted(d["create"] for d in new)
+    healthy = sorted(d["healthy"] for d in new if "healthy" in d)
+    # Each healthy frees a place in the batch: the next create after it is
+    # the scheduler's reaction (creates already waiting in flight excepted).
+    reactions = []
+    for h in healthy:
+        nxt = next((c for c in creates if c >= h), None)
+        if nxt is not None:
+            reactions.append(nxt - h)
+    med = statistics.median
+
+    def r2(x: float) -> float:
+        return round(x, 2)
+    return {"first_create_s": r2(creates[0]) if creates else None,
+            "create_to_start_s": r2(med([d["start"] - d["create"] for d in new if "start" in d])) if new else None,
+            "start_to_healthy_s": r2(med([d["healthy"] - d["start"] for d in new if "healthy" in d and "start" in d]))
+            if healthy else None,
+            "reaction_median_s": r2(med(reactions)) if reactions else None,
+            "reaction_sum_s": r2(sum(reactions)), "reactions": len(reactions),
+            "last_healthy_s": r2(healthy[-1]) if healthy else None,
+            "last_old_gone_s": r2(max(old_gone)) if old_gone else None}
+
+
+def traced(bed: Bed, label: str, enabled: bool):
+    """EngineEvents for the trial when --timeline is on, else None."""
+    return EngineEvents(bed, label) if enabled else None
+
+
+def finish_trace(events: EngineEvents | None, t0_wall: float, who: str, row: dict) -> None:
+    if events is None:
+        return
+    events.close()
+    row["timeline"] = tl = timeline(events.rows, t0_wall)
+    log(f"{who} timeline: first new container created +{tl['first_create_s']} s; create->start "
+        f"{tl['create_to_start_s']} s, start->healthy {tl['start_to_healthy_s']} s (medians); healthy->next "
+        f"create {tl['reaction_median_s']} s median, {tl['reaction_sum_s']} s in all over {tl['reactions']}; "
+        f"last new healthy +{tl['last_healthy_s']} s, last old gone +{tl['last_old_gone_s']} s")
 
 
 # ---- shoal -----------------------------------------------------------------------------------------
@@ -135,15 +239,18 @@ def stop_shoal_job(bed: Bed) -> None:
 def bench_shoal(bed: Bed, replicas: int, parallel: int, min_healthy_s: float, trials: int, results: dict) -> None:
     for t in range(trials):
         bed.api(1, "POST", "/v1/jobs", shoal_spec(replicas, "v1", parallel, min_healthy_s))
-        wait(lambda: running_by_image(bed) == {f"{IMAGE}:v1": replicas}, 300, f"{replicas} on v1", every=0.5)
+        wait_v1_healthy(bed, replicas)
         # Let v1 pass min_healthy_s everywhere, so the rollout starts from a healthy job.
         time.sleep(min_healthy_s + 1)
         la = load1()
+        events = traced(bed, f"shoal.job={JOB}", results["timeline"])
+        t0_wall = time.time()
         bed.api(1, "POST", "/v1/jobs", shoal_spec(replicas, "v2", parallel, min_healthy_s))
         took, fewest = watch_rollout(bed, replicas, 60 + replicas * (min_healthy_s + 10))
         log(f"shoal R={replicas} trial {t + 1}: rolled in {took:.1f} s, fewest running {fewest}, load {la}")
-        results["shoal"].append({"replicas": replicas, "trial": t, "load1": la, "took_s": round(took, 2),
-                                 "fewest_running": fewest})
+        row = {"replicas": replicas, "trial": t, "load1": la, "took_s": round(took, 2), "fewest_running": fewest}
+        finish_trace(events, t0_wall, "shoal", row)
+        results["shoal"].append(row)
         stop_shoal_job(bed)
 
 
@@ -171,16 +278,19 @@ def bench_swarm(bed: Bed, replicas: int, parallel: int, monitor_s: float, trials
     for t in range(trials):
         d1.create_service(swarm_template("v1", replicas), name=JOB, update_config=update,
                           mode=docker.types.ServiceMode("replicated", replicas=replicas))
-        wait(lambda: running_by_image(bed) == {f"{IMAGE}:v1": replicas}, 300, f"{replicas} tasks on v1", every=0.5)
+        wait_v1_healthy(bed, replicas)
         time.sleep(monitor_s + 1)
         la = load1()
         svc = d1.inspect_service(JOB)
+        events = traced(bed, f"com.docker.swarm.service.name={JOB}", results["timeline"])
+        t0_wall = time.time()
         d1.update_service(svc["ID"], svc["Version"]["Index"], task_template=swarm_template("v2", replicas), name=JOB,
                           update_config=update, mode=docker.types.ServiceMode("replicated", replicas=replicas))
         took, fewest = watch_rollout(bed, replicas, 60 + replicas * (monitor_s + 10))
         log(f"swarm R={replicas} trial {t + 1}: rolled in {took:.1f} s, fewest running {fewest}, load {la}")
-        results["swarm"].append({"replicas": replicas, "trial": t, "load1": la, "took_s": round(took, 2),
-                                 "fewest_running": fewest})
+        row = {"replicas": replicas, "trial": t, "load1": la, "took_s": round(took, 2), "fewest_running": fewest}
+        finish_trace(events, t0_wall, "swarm", row)
+        results["swarm"].append(row)
         swarm.remove(bed, JOB, bed.nodes)
 
 
@@ -213,6 +323,9 @@ def main() -> int:
     ap.add_argument("--no-shoal", action="store_true")
     ap.add_argument("--src", default="HEAD", help="git revision to run (exported), or 'worktree'")
     ap.add_argument("--json", help="write every raw figure here")
+    ap.add_argument("--trace", metavar="DIR", help="run the agents at DEBUG and keep their logs in DIR")
+    ap.add_argument("--timeline", action="store_true",
+                    help="stream the engines' container events and say where each trial's time went")
     ap.add_argument("--prefix", default=PREFIX, help="the testbed's name prefix (default catalog_bench's)")
     ap.add_argument("--subnet", default=SUBNET, help="the testbed's /24, as A.B.C")
     args = ap.parse_args()
@@ -223,15 +336,17 @@ def main() -> int:
 
     results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "parallel": args.parallel,
                      "monitor_s": args.monitor_s, "min_healthy_s": args.min_healthy_s, "profile": args.profile,
-                     "shoal": [], "swarm": []}
+                     "timeline": args.timeline, "shoal": [], "swarm": []}
     with bench_run("rollbench", results, args.src, args.json) as run:
         bed = run.track(Bed(run.src, run.workdir, args.prefix, args.subnet))
         if not args.no_shoal:
             log(f"testbed up: {N} nodes with agents, profile {args.profile}")
-            bed.up("--profile", args.profile)
+            bed.up("--profile", args.profile, *(["--agent-arg=--log-level=DEBUG"] if args.trace else []))
             tag_everywhere(bed)
             for r in sizes:
                 bench_shoal(bed, r, parallel_for(r, args.parallel), args.min_healthy_s, args.trials, results)
+            if args.trace:
+                log(f"agent logs: {', '.join(keep_logs(bed, Path(args.trace)))}")
             bed.down()
         if not args.no_swarm:
             log(f"testbed up: {N} nodes, dockerds only, for Docker Swarm")

@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import shutil
 import sys
 import time
 import urllib.error
@@ -260,17 +259,6 @@ def bench_cuts(sched, setting: str, kills: int, results: dict, pid_key: str) -> 
 # ---- traces ----------------------------------------------------------------------------------------
 
 
-def keep_logs(bed: Bed, dest: Path) -> list[str]:
-    dest.mkdir(parents=True, exist_ok=True)
-    out = []
-    for n in bed.nodes.values():
-        p = Path(n["state_dir"]) / "agent.log"
-        if p.exists():
-            shutil.copy(p, dest / f"{n['name']}-agent.log")
-            out.append(str(dest / f"{n['name']}-agent.log"))
-    return out
-
-
 def trace_summaries(logs: list[str], rows: list[dict]) -> None:
     """Per shoal placement trial: each slot step's time from the submission
     (median / max over the job's slots), from the agents' trace lines."""
@@ -396,7 +384,7 @@ def main() -> int:
                 bench_cuts(sched, setting, args.kills, results, "agent_pid" if who == "shoal" else "dockerd_pid")
             if args.trace and who == "shoal":
                 tag = f"place{sizes_here[0]}" if sizes_here else f"cut{setting}"
-                logs = keep_logs(bed, Path(args.trace) / tag)
+                logs = benchbed.keep_logs(bed, Path(args.trace) / tag)
                 if sizes_here:
                     trace_summaries(logs, [r for r in results["placement"] if r["sched"] == "shoal"
                                            and r["replicas"] == sizes_here[0]])
