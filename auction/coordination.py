@@ -15,10 +15,15 @@ do not).  The key is
     over 2 racks, seen on real agents; 50 replicas over 5 idle nodes put
     14 on one and 8 on another, in the simulator: each of four concurrent
     rounds gave one more to the node an earlier round had given one
-    fewer).  One round places the whole batch evenly;
-  - the slot key `<job>/<index>` otherwise (binpack jobs, so the work of
-    placing a big job is shared by many coordinators; and any slot no longer
-    desired, of a deleted job or at index >= replicas, whose claim a
+    fewer).  One round places the whole batch evenly; and for a binpack
+    job of at most ONE_ROUND_BINPACK_MAX replicas (JobSpec.one_round): in
+    a cluster larger than a round's draw (auction.candidates), rounds
+    opened at once for each slot packed only within their own draws (8
+    small replicas on 48 idle nodes went onto 5-7 of them), where one
+    round fills the fullest node of its draw first;
+  - the slot key `<job>/<index>` otherwise (bigger binpack jobs, so the
+    work of placing them is shared by many coordinators; and any slot no
+    longer desired, of a deleted job or at index >= replicas, whose claim a
     coordinator may have to release for a dead holder).
 
 Agents with the same view of who is alive pick the same coordinator without
@@ -38,7 +43,7 @@ from .spec import JobSpec
 def coordination_key(job: str, index: int, spec: JobSpec | None) -> str:
     """What rendezvous hashing is keyed on to pick the coordinator of slot
     (job, index); `spec` is the job's current spec, None if it is deleted."""
-    if spec is not None and spec.spreads and index < spec.replicas:
+    if spec is not None and spec.one_round and index < spec.replicas:
         return f"job:{job}"
     return slot_key(job, index)
 

@@ -50,6 +50,10 @@ MAX_ENV_ENTRIES = 256
 MAX_ENV_NAME_CHARS = 256
 MAX_ENV_VALUE_CHARS = 8192
 DEFAULT_CPU_MILLIS = 100            # 0.1 core
+# A binpack job this small is placed by one coordinator (auction.coordination):
+# per-slot coordinators' rounds, open at once, each packed within its own
+# draw of a large cluster's members.  Bigger ones share the work.
+ONE_ROUND_BINPACK_MAX = 32
 MAX_CPU_MILLIS = 1024 * 1000        # 1024 cores
 DEFAULT_MEMORY_BYTES = 64 * MiB
 # Docker refuses a memory limit under 6 MiB ("Minimum memory limit allowed is
@@ -405,6 +409,13 @@ class JobSpec:
         or over nodes (`strategy = "spread"`)?  Such a job has one
         coordinator for all its slots (auction.coordination)."""
         return bool(self.spread) or self.strategy is Strategy.SPREAD
+
+    @property
+    def one_round(self) -> bool:
+        """Is the job placed by one coordinator, in one round for all its
+        slots (auction.coordination)?  A job that spreads, and a binpack job
+        of at most ONE_ROUND_BINPACK_MAX replicas."""
+        return self.spreads or self.replicas <= ONE_ROUND_BINPACK_MAX
 
     @property
     def spreads_over_nodes(self) -> bool:

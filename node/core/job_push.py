@@ -16,13 +16,14 @@ view differs, still learns it by gossip.
 
 In a small cluster the epidemic reaches a member in a round or two (0.2-0.4
 s with `lan`), and a coordinator that misses the first copies holds its
-slots until a later one: a spread job's one coordinator (auction.coordination)
-is pushed to there too, one message per write.  A binpack job's slots have
-a coordinator each, and handed the job at once they would all open their
-rounds at the same moment and none would see the others' awards: 8
-replicas of 0.25 cpu on 6 four-core nodes landed on 4 nodes at the median
-(seeds 1-20), where the broadcast's stagger packs them on 1.  Such a job
-keeps the broadcast alone in a small cluster.
+slots until a later one: a job placed in one round (JobSpec.one_round:
+one that spreads, or a small binpack job) has one coordinator
+(auction.coordination), pushed to there too, one message per write.  A big
+binpack job's slots have a coordinator each, and handed the job at once
+they would all open their rounds at the same moment and none would see the
+others' awards (8 replicas of 0.25 cpu on 6 four-core nodes landed on 4
+nodes at the median, seeds 1-20, when such a job had a coordinator per
+slot); such a job keeps the broadcast alone in a small cluster.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class JobPush:
         if entry.deleted:
             return []
         spec = core.placement.spec_of(entry)
-        if spec is None or not (spec.spreads or large_cluster(core)):
+        if spec is None or not (spec.one_round or large_cluster(core)):
             return []
         alive = core.swim.alive_names()
         self._coordination.update(frozenset(alive))

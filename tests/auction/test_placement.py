@@ -14,6 +14,7 @@ import pytest
 from auction.auctioneer import RoundClosed, SendTo
 from auction.claims import Ballot, Claim, slot_key
 from auction.coordination import coordination_key, coordinator_of
+from auction.jobspec import ONE_ROUND_BINPACK_MAX
 from auction.messages import Award, Bid, CallForBids, Decline
 from auction.placement import Placement, PlacementConfig, StartReplica, StopReplica
 from auction.resources import Resources
@@ -81,12 +82,25 @@ def auctioned(calls: dict[str, CallForBids]) -> set[int]:
 # ---- who auctions what -------------------------------------------------------------
 
 def test_each_unclaimed_slot_is_auctioned_by_its_coordinator_only():
-    spec = web(12)  # binpack
+    replicas = ONE_ROUND_BINPACK_MAX + 8
+    spec = web(replicas, cpu=0.1, memory="64MiB")  # a big binpack job: a coordinator per slot
     by_node = {n: auctioned(tick(placement(n), [spec])[0]) for n in NODES}
-    for index in range(12):
+    for index in range(replicas):
         owners = [n for n, slots in by_node.items() if index in slots]
         assert owners == [coordinator_of("web", index, spec, NODES)]
     assert len({n for n, slots in by_node.items() if slots}) > 1  # shared, not one master
+
+
+def test_a_small_binpack_job_is_coordinated_whole_by_one_node():
+    # Rounds opened at once for each slot of a binpack job pack only within
+    # their own draws of a large cluster (auction.coordination): one round
+    # fills the fullest node of its draw first.
+    spec = web(12)
+    by_node = {n: auctioned(tick(placement(n), [spec])[0]) for n in NODES}
+    assert max(by_node.values(), key=len) == set(range(12))
+    assert sum(len(s) for s in by_node.values()) == 12
+    assert coordination_key("web", 0, spec) == "job:web"
+    assert coordination_key("web", 0, web(ONE_ROUND_BINPACK_MAX + 1)) == "web/0"
 
 
 @pytest.mark.parametrize("spreads", [{"spread": "rack"}, {"strategy": "spread"}])

@@ -131,13 +131,14 @@ def test_the_checker_catches_a_catalog_listing_a_dead_container():
 
 
 def test_the_checker_catches_a_stale_listing_on_a_node_that_sends_nothing(monkeypatch):
-    # Seed 20 without the repeated publication and without pulling records
+    # Seed 90 without the repeated publication and without pulling records
     # from peers (node.core.status_sync): one node misses the record that
     # drops an unhealthy replica and, having nothing to send, keeps listing
     # it for seconds.  (Seed 268 until a fresh joiner stopped gossiping its
     # seed's members, then 86 until probes followed the probe ring, then 58
-    # until holders told slots' next coordinators at every cluster size;
-    # each moved every trace.  3 of seeds 1-300 do it now: 20, 49, 138.)
+    # until holders told slots' next coordinators at every cluster size,
+    # then 20 until a small binpack job got one coordinator; each moved
+    # every trace.  4 of seeds 1-300 do it now: 90, 105, 265, 277.)
     # The checker must see it between that node's own steps (it samples
     # every live node), not only when the node acts.
     import node.core.node_core
@@ -145,7 +146,7 @@ def test_the_checker_catches_a_stale_listing_on_a_node_that_sends_nothing(monkey
 
     monkeypatch.setattr(node.core.node_core, "listing_moved", lambda old, new: False)
     monkeypatch.setattr(node.core.status_sync.StatusSync, "tick", lambda self, peers, now: None)
-    sim, runtime, checker = make(20)
+    sim, runtime, checker = make(90)
     api = job("api", 6)
     sim.submit(0, api)
     converge(sim, runtime, [api])

@@ -72,8 +72,8 @@ CASES = {
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
     ('gossip', 11): ('3669fc1173dc821ff3cf2b920d6ab9a19e33aaf6d6fa2204a1c5b0280e55005c', 1222),
     ('gossip', 12): ('8da738be151d44cd04f619a43ed0a8c1f5cffe1bd3f89b2af59d9076e3f10fa7', 1264),
-    ('placement', 2): ('55e6daa190a8ca59ba6e9f4c8a1261b94d0011cad3570abaa8c2dbe48f14ec4e', 654),
-    ('placement', 5): ('2afac6cc497d5cb9327c87546de3544c0ba596b1ff216cd127582d3b38dbe5f5', 712),
+    ('placement', 2): ('47d02e56b4ca72b573f7d520576a509b593cab955a24d69a75bf62d302d08312', 624),
+    ('placement', 5): ('a047622061ff5a196a197d21a578a21977c3968907383453caece56bae9489dc', 577),
 }
 
 

@@ -1,7 +1,8 @@
 """A fresh job reaches its slots' coordinators directly (node.core.job_push):
 in a cluster larger than PUSH_MIN_MEMBERS, and a spread job's one
-coordinator in a small one too; all of it is placed in a few auction
-rounds.  A binpack job in a small cluster is not pushed: it stays packed."""
+coordinator in a small one too (and a small binpack job's); all of it is
+placed in a few auction rounds.  A big binpack job in a small cluster is not
+pushed: pushed, its per-slot rounds would open together."""
 
 from __future__ import annotations
 
@@ -46,15 +47,20 @@ def test_every_coordinator_of_a_fresh_job_has_it_within_milliseconds_of_the_writ
     assert missing == []
 
 
+@pytest.mark.parametrize("n", [6, N])
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_a_binpack_job_in_a_small_cluster_lands_on_one_node(seed):
-    # Pushed to all its slots' coordinators at once, its rounds opened
-    # together and spread 8 replicas over 4 of 6 nodes at the median.
-    sim = _sim(seed, 6)
+def test_a_small_binpack_job_lands_on_one_node_at_any_size(seed, n):
+    # With a coordinator per slot, handed the job at once (the push), its
+    # rounds opened together and spread 8 replicas over 4 of 6 nodes at the
+    # median; above sample_min each round also drew its own members, and 48
+    # nodes put them on 5-7.  A small binpack job now has one coordinator
+    # and one round (auction.coordination), pushed to at any size.
+    sim = _sim(seed, n)
     spec = validate({"name": "web", "image": "busybox", "replicas": 8, "cpu": 0.25, "memory": "128MiB"})
-    sim.submit(0, spec)
-    assert sim.world.run_until_converged(lambda _: not sim.placement_problems([spec]), 30, 0.05) is not None
-    nodes = collections.Counter(sim.world.core(0).placement.winning_claim(f"web/{i}").node for i in range(8))
+    sim.submit(seed % n, spec)
+    took = sim.world.run_until_converged(lambda _: not sim.placement_problems([spec]), 30, 0.02)
+    assert took is not None and took <= 0.1, took
+    nodes = collections.Counter(i for i in range(n) for key in sim.running[i] if key.startswith("web/"))
     assert len(nodes) == 1, nodes
 
 
