@@ -258,13 +258,20 @@ def test_a_revert_whose_own_rollout_misses_a_deadline_still_ends_on_the_old_vers
     assert checker.max_down == 0                         # the v2 copies served throughout
 
 
+def roll_out_failing(seed, good, failing, writer=0):
+    """`good` running and settled, then `failing` (its health check never
+    passes) written at node `writer`."""
+    sim, runtime, checker = make(seed)
+    runtime.failing.add(failing.container_hash())
+    sim.submit(0, good)
+    settle(sim, checker, good)
+    sim.submit(writer, failing)
+    return sim, runtime, checker
+
+
 def test_a_failing_version_without_auto_revert_stops_and_stays():
-    sim, runtime, checker = make(9)
     v2, v3 = version("app:2"), version("app:3")
-    runtime.failing.add(v3.container_hash())
-    sim.submit(0, v2)
-    settle(sim, checker, v2)
-    sim.submit(3, v3)
+    sim, runtime, checker = roll_out_failing(9, v2, v3, writer=3)
     sim.world.run_for(40)
     kinds = checker.kinds()
     assert "failed" in kinds and "reverting" not in kinds
@@ -283,13 +290,9 @@ def test_slots_lost_while_a_failing_version_rolls_out_come_back_on_the_version_t
     good.  As a Deployment's old ReplicaSet keeps its count, a slot lost
     during a rollout comes back on the version it ran; the rollout moves it
     when its turn comes."""
-    sim, runtime, checker = make(seed)
     spread = {"strategy": "spread"}
     v2, v3 = version("app:2", 8, spread), version("app:3", 8, spread)
-    runtime.failing.add(v3.container_hash())
-    sim.submit(0, v2)
-    settle(sim, checker, v2)
-    sim.submit(0, v3)
+    sim, runtime, checker = roll_out_failing(seed, v2, v3)
     sim.world.run_for(1.0)
     old = v2.container_hash()
 
