@@ -255,19 +255,24 @@ def _swarm_case(seed: int, n: int | None = None, fault_window_s: float = 25.0, c
     assert not sim.violations, f"seed {seed}\n{plan}\n" + "\n".join(sim.violations[:5])
 
 
-# Seeds 0..99 run in every suite run (~0.6 s each); scripts/sim-sweep runs the
-# same case for as many seeds from 100 on as one cares to wait for.
-SWARM_SEEDS_IN_CI = 100
+# Seeds 0..49 run in every suite run (~0.6 s of CPU each), 50..99 in the
+# large tier (`scripts/test --large`); scripts/sim-sweep runs the same case
+# for as many seeds from 100 on as one cares to wait for.
+SWARM_SEEDS_IN_CI = 50
+SWARM_SEEDS_IN_LARGE = 100
+SWARM_SEEDS = [*range(SWARM_SEEDS_IN_CI),
+               *(pytest.param(s, marks=pytest.mark.large) for s in range(SWARM_SEEDS_IN_CI, SWARM_SEEDS_IN_LARGE))]
 
 
-@pytest.mark.parametrize("seed", range(SWARM_SEEDS_IN_CI))
+@pytest.mark.parametrize("seed", SWARM_SEEDS)
 def test_swarm_safety_and_liveness(seed):
     _swarm_case(seed)
 
 
+# 100 nodes is the large tier: ~27 s of CPU, a quarter of this file's.
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("seed,n", [(1001, 50), (1002, 100)])
+@pytest.mark.parametrize("seed,n", [(1001, 50), pytest.param(1002, 100, marks=pytest.mark.large)])
 def test_swarm_at_50_and_100_nodes(seed, n):
     # The lan preset: a quarter of local's protocol traffic per virtual
     # second, which is what keeps 100 simulated agents affordable in CI.
