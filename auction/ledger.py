@@ -27,10 +27,11 @@ picks ports again).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 from .portbook import Assigned, PortBook, PortRefusal
 from .ports import DEFAULT_PORT_RANGE, PortSpec
-from .resources import ZERO, Resources
+from .resources import Resources, total_of
 
 
 class OvercommitError(AssertionError):
@@ -56,18 +57,10 @@ class Ledger:
     # ---- reads
     def used(self, now: float) -> Resources:
         self.expire(now)
-        total = ZERO
-        for d in self.committed.values():
-            total = total + d
-        for r in self.reservations.values():
-            total = total + r.demand
-        return total
+        return self._total_ignoring_expiry()
 
     def committed_total(self) -> Resources:
-        total = ZERO
-        for d in self.committed.values():
-            total = total + d
-        return total
+        return total_of(self.committed.values())
 
     def free(self, now: float) -> Resources:
         return self.capacity - self.used(now)
@@ -161,10 +154,7 @@ class Ledger:
         return True
 
     def _total_ignoring_expiry(self) -> Resources:
-        total = self.committed_total()
-        for r in self.reservations.values():
-            total = total + r.demand
-        return total
+        return total_of(chain(self.committed.values(), (r.demand for r in self.reservations.values())))
 
     def adopt(self, slot: str, demand: Resources, ports: Assigned = ()) -> None:
         self.reservations.pop(slot, None)

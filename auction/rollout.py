@@ -154,7 +154,7 @@ from dataclasses import dataclass, field, replace
 
 from .claims import Claim
 from .jobspec import JobSpec, UpdateOrder, UpdatePolicy
-from .resources import ZERO, Resources
+from .resources import Resources, total_of
 
 MAX_VERSIONS = 256      # specs remembered by (job, container hash), for reverts
 
@@ -290,7 +290,7 @@ class HandOvers:
 
     def room(self, free: Resources, slot: str) -> Resources:
         """`free` less what the other slots' unfinished hand-overs run."""
-        held = sum((d for s, d in self.old.items() if s != slot), ZERO)
+        held = total_of(d for s, d in self.old.items() if s != slot)
         return free - held
 
     def end_running(self, running: Callable[[str], bool]) -> None:
