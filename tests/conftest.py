@@ -10,13 +10,18 @@ Running on several workers (pytest-xdist, `scripts/test` passes `-n` and
 processes (dockerds, agents, a three-minute chaos run) while the rest is pure
 simulation burning one core, so they overlap.  What may share a worker is
 decided here, in one place:
-  * tests that start agents, dockerds, registries or Serf on the host, or use
-    the host's shared dockerd (`HOST_PROCESS_DIRS`, `HOST_PROCESS_FILES`, the
-    `real` marker), form one group and so run one at a time, in file order,
-    as in a serial run: they share the host dockerd and loopback, and their
-    timing assumptions were made for an otherwise quiet set of agents;
+  * tests that use the host's dockerd (it is shared: scripts/docker-up
+    starts one for all of them, and the quickstart's agents take fixed
+    ports and the host's 127.0.0.1 port ranges) or its network set-up
+    (`HOST_DOCKER_DIRS`, `HOST_DOCKER_FILES`) form one group and so run one
+    at a time, in file order, as in a serial run;
+  * tests that start agents or Serf on the host's loopback without Docker
+    (the `real` marker, `HOST_AGENT_DIRS`) form a second such group: each
+    agent binds port 0, so they cannot collide with the first group, and
+    one at a time keeps at most two tests' agents sharing the cores (their
+    timing assumptions were made for a few agents, not dozens);
   * the testbed tests (tests/testbed: nodes in network namespaces of their
-    own, each with its own dockerd) form a second group, one at a time too:
+    own, each with its own dockerd) form a third group, one at a time too:
     several of them pick fixed or pid-derived subnets that must never be up
     twice at once;
   * the seeded chaos run is a group of its own: its own testbed prefix and
@@ -34,9 +39,11 @@ from pathlib import PurePosixPath
 
 import pytest
 
-HOST_PROCESS_GROUP = "host-processes"
-HOST_PROCESS_DIRS = ("tests/runtime", "tests/interop")
-HOST_PROCESS_FILES = ("tests/test_netns_script.py",)
+HOST_DOCKER_GROUP = "host-docker"
+HOST_DOCKER_DIRS = ("tests/runtime",)
+HOST_DOCKER_FILES = ("tests/node/test_quickstart.py", "tests/test_netns_script.py")
+HOST_AGENT_GROUP = "host-agents"
+HOST_AGENT_DIRS = ("tests/interop",)
 TESTBED_GROUP = "testbed"
 TESTBED_DIR = "tests/testbed"
 # Isolated (own testbed prefix and subnet) and long: may overlap the other groups.
@@ -59,9 +66,10 @@ def worker_group(item: pytest.Item) -> str:
         return str(path)
     if path.is_relative_to(TESTBED_DIR):
         return TESTBED_GROUP
-    if (item.get_closest_marker("real") is not None or str(path) in HOST_PROCESS_FILES
-            or any(path.is_relative_to(d) for d in HOST_PROCESS_DIRS)):
-        return HOST_PROCESS_GROUP
+    if str(path) in HOST_DOCKER_FILES or any(path.is_relative_to(d) for d in HOST_DOCKER_DIRS):
+        return HOST_DOCKER_GROUP
+    if item.get_closest_marker("real") is not None or any(path.is_relative_to(d) for d in HOST_AGENT_DIRS):
+        return HOST_AGENT_GROUP
     return str(path)
 
 
@@ -71,7 +79,7 @@ def worker_group(item: pytest.Item) -> str:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     groups = {item.nodeid: worker_group(item) for item in items}
-    rank = {HOST_PROCESS_GROUP: 0, TESTBED_GROUP: 0, **{f: 1 for f in OWN_GROUP_FILES}}
+    rank = {HOST_AGENT_GROUP: 0, TESTBED_GROUP: 0, **{f: 1 for f in OWN_GROUP_FILES}, HOST_DOCKER_GROUP: 1}
     # A stable sort: inside a group (and a file) the order stays as collected.
     items.sort(key=lambda item: rank.get(groups[item.nodeid], 2))
     for item in items:
