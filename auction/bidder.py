@@ -12,8 +12,10 @@ reserves as many of the slots as its ledger can fit for
 can win at most), and answers with the marginal score of each.  A
 spread job is scored on what the node has committed (reservations for
 other open auctions count for what fits, not for the score: they may
-lose); binpack counts them (a node filling up for other rounds is the one
-it wants).  An Award commits the
+lose), except the reservations of rounds that sort after this one but were
+answered first because this call came late (`answered_ahead`,
+auction.bid_order); binpack counts them all (a node filling up for other
+rounds is the one it wants).  An Award commits the
 awarded slots against the auction's reservations (the coordinator picks
 which of the call's slots a winner gets, so a reservation stands for any
 slot of its auction; what the award leaves
@@ -70,7 +72,8 @@ class Bidder:
 
     def on_call(self, call: CallForBids, *, spec: JobSpec | None, spec_hash: str | None,
                 labels: dict[str, str], eligible: bool, ineligible_reason: str, already: int,
-                now: float, has_image: bool | None = None, claimed: Collection[str] = ()) -> Bid | Decline:
+                now: float, has_image: bool | None = None, claimed: Collection[str] = (),
+                answered_ahead: Collection[str] = ()) -> Bid | Decline:
         """has_image: is the job's image in this node's engine (None: not
         known, e.g. the fake runtime; counted as present).  `already`: how
         many of the job's slots our claims name; `claimed`: those slot keys
@@ -120,7 +123,12 @@ class Bidder:
         # Binpack keeps counting them: scored on committed resources alone,
         # the re-placement after a node's death in tests/sim/test_sim_churn.py
         # healed 1.3 s later (a third of the slots waited for a retry).
-        load = self.ledger.committed_total() if spec.strategy is Strategy.SPREAD else view.used
+        # Reservations in rounds that sort after this one count for spread
+        # too: we answered them before this call arrived (auction.bid_order).
+        if spec.strategy is Strategy.SPREAD:
+            load = self.ledger.committed_total() + self.ledger.reserved_for(answered_ahead)
+        else:
+            load = view.used
         scored = NodeView(self.name, self.ledger.capacity, load, labels, True)
         scores = with_pull_cost(marginal_scores(spec.strategy, scored, spec.demand(), len(reserved)),
                                 has_image is False)

@@ -26,12 +26,13 @@ picks ports again).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import chain
 
 from .portbook import Assigned, PortBook, PortRefusal
 from .ports import DEFAULT_PORT_RANGE, PortSpec
-from .resources import Resources, total_of
+from .resources import ZERO, Resources, total_of
 
 
 class OvercommitError(AssertionError):
@@ -58,6 +59,12 @@ class Ledger:
     def used(self, now: float) -> Resources:
         self.expire(now)
         return self._total_ignoring_expiry()
+
+    def reserved_for(self, auction_ids: Collection[str]) -> Resources:
+        """What our reservations for those auctions hold."""
+        if not auction_ids:
+            return ZERO
+        return total_of(r.demand for r in self.reservations.values() if r.auction_id in auction_ids)
 
     def committed_total(self) -> Resources:
         return total_of(self.committed.values())

@@ -545,9 +545,9 @@ class Placement:
         # A node without the image bids with a pull cost, or declines for
         # pull = "never" (auction.bidder).
         has_image = None if spec is None or self.images is None else normalize_image(spec.image) in self.images
-        return self.bidder.on_call(call, spec=spec, spec_hash=spec_hash, labels=status.labels,
-                                   eligible=status.eligible, ineligible_reason=ineligible,
-                                   already=len(claimed), now=now, has_image=has_image, claimed=claimed)
+        return self.bidder.on_call(call, spec=spec, spec_hash=spec_hash, labels=status.labels, eligible=status.eligible,
+                                   ineligible_reason=ineligible, already=len(claimed), now=now, has_image=has_image,
+                                   claimed=claimed, answered_ahead=self.bid_order.answered_after(call))
 
     def on_award(self, award: Award, *, spec: JobSpec | None, now: float) -> list[Claim]:
         if spec is not None and spec.container_hash() != award.spec_hash:
