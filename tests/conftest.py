@@ -79,9 +79,13 @@ def worker_group(item: pytest.Item) -> str:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     groups = {item.nodeid: worker_group(item) for item in items}
-    rank = {HOST_AGENT_GROUP: 0, TESTBED_GROUP: 0, **{f: 1 for f in OWN_GROUP_FILES}, HOST_DOCKER_GROUP: 1}
+    # Each worker takes one group, and a second at once when its first has
+    # at most two tests left (pytest-xdist's loadscope): so the one-test
+    # chaos run goes fourth, and its worker starts on a simulation file
+    # when it ends, not on a second long group behind it.
+    rank = {HOST_AGENT_GROUP: 0, TESTBED_GROUP: 0, HOST_DOCKER_GROUP: 1, **{f: 2 for f in OWN_GROUP_FILES}}
     # A stable sort: inside a group (and a file) the order stays as collected.
-    items.sort(key=lambda item: rank.get(groups[item.nodeid], 2))
+    items.sort(key=lambda item: rank.get(groups[item.nodeid], 3))
     for item in items:
         item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
     if large_tier_enabled(config):
