@@ -56,7 +56,7 @@ def test_a_slot_awarded_twice_by_differing_views_runs_twice_only_for_a_round_tri
     assert max(longest.values(), default=0.0) <= DUPLICATE_MAX_S, longest
 
 
-@pytest.mark.parametrize("seed", [4, 7])
+@pytest.mark.parametrize("seed", [4, pytest.param(7, marks=pytest.mark.large)])  # ~13 s of CPU each
 def test_slots_placed_by_coordinators_killed_right_after_their_awards_are_not_awarded_again(seed: int) -> None:
     # 500 replicas are placed on a formed cluster of 64, and the first three
     # coordinators whose rounds close are killed 0.01 s later

@@ -23,7 +23,7 @@ NODES = 450
 BOUND_S = 1.6
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.large)])  # ~8 s of CPU each
 def test_a_broadcast_right_after_a_join_storm_reaches_every_node_quickly(seed):
     w = World(seed, NODES, LAN.replace(enable_compression=False), keep_trace=False)
     tracker = checkers.ViewTracker(w)

@@ -18,7 +18,7 @@ from node.sim.mass_failure import crash_a_fraction
 BOUND_S = 3.5  # probe interval 1 s (lan): the first probe, its interval, and two dead probers in a row
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.large)])  # ~11 s of CPU each
 def test_every_victim_of_a_mass_crash_is_suspected_within_a_few_probe_intervals(seed):
     result = crash_a_fraction(seed, 200, 0.1)
     assert result.victims == 20
