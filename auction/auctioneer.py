@@ -9,6 +9,11 @@ node, a Release to bidders that won nothing (so their reservations free up
 before their TTL), and reports a `RoundClosed` with what was placed and why
 the rest was not.  Nothing here waits on anything but its own deadline, so a
 lost message or a dead bidder ends the round on time instead of hanging it.
+
+A bid for a round that has closed (it came after the deadline) gets a
+Release, unless the bidder won in it: its reservation and its place in
+the bidder's answering order (auction.bid_order) free up at once, not at
+their TTL.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from .messages import Award, Bid, CallForBids, Decline, Release
 from .winner import Offer, choose_winners
 
 MAX_OPEN_ROUNDS = 1024
+CLOSED_REMEMBERED = 1024  # closed rounds whose late bids get a Release
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,7 @@ class Auctioneer:
         self._rounds: dict[str, _Round] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._seq = 0
+        self._closed: dict[str, frozenset[str]] = {}   # auction id -> winners, oldest first
         # The cluster's wall clock (ms) at this placement pass, if known: auction
         # ids start with it, so they sort by when rounds opened across nodes
         # (auction.bid_order answers spread rounds in that order).
@@ -119,7 +126,12 @@ class Auctioneer:
 
     def on_bid(self, bid: Bid, now: float) -> list[AuctionOutput]:
         rnd = self._rounds.get(bid.auction_id)
-        if rnd is None or bid.bidder not in rnd.candidates:
+        if rnd is None:
+            winners = self._closed.get(bid.auction_id)
+            if winners is None or bid.bidder in winners:
+                return []
+            return [SendTo(bid.bidder, Release(bid.auction_id, self.name))]   # late: see the module doc
+        if bid.bidder not in rnd.candidates:
             return []
         # A job spread over nodes: the bidder is its domain, whatever the bid
         # says (an agent older than that rule sends none).
@@ -158,6 +170,9 @@ class Auctioneer:
         winners = choose_winners(sorted(rnd.rounds), list(rnd.offers.values()),
                                  max_per_node=rnd.max_per_node, spread_counts=rnd.spread_counts,
                                  first=rnd.ties_from)
+        self._closed[rnd.auction_id] = frozenset(winners.values())
+        if len(self._closed) > CLOSED_REMEMBERED:
+            del self._closed[next(iter(self._closed))]
         by_node: dict[str, list[tuple[int, int]]] = {}
         for index, node in winners.items():
             by_node.setdefault(node, []).append((index, rnd.rounds[index]))

@@ -110,8 +110,12 @@ def test_at_the_deadline_the_round_closes_with_whoever_answered_and_names_the_si
     assert rc.awarded == {0: ("n1", 1)} and rc.unplaced == (1,)
     assert rc.declines == {"n2": "filtered by rack == b"} and rc.silent == ("n3",)
     assert a.next_deadline() is None
-    # A bid that arrives after the round closed is ignored.
-    assert a.on_bid(Bid("c:1", "n3", (0.9,), None, 0), now=10.6) == []
+    # A bid that arrives after the round closed places nothing; it gets a
+    # Release so that n3's reservation frees up at once.  A winner's copy
+    # of its bid (a duplicated datagram) gets nothing: its award stands.
+    assert a.on_bid(Bid("c:1", "n3", (0.9,), None, 0), now=10.6) == [SendTo("n3", Release("c:1", "c"))]
+    assert a.on_bid(Bid("c:1", "n1", (0.5,), None, 0), now=10.6) == []
+    assert a.on_bid(Bid("c:9", "n3", (0.9,), None, 0), now=10.6) == []   # never ours
 
 
 def test_answers_from_outside_the_round_are_ignored():
