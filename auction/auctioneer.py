@@ -10,6 +10,17 @@ before their TTL), and reports a `RoundClosed` with what was placed and why
 the rest was not.  Nothing here waits on anything but its own deadline, so a
 lost message or a dead bidder ends the round on time instead of hanging it.
 
+A round of a job spread over nodes that closes at its deadline with
+candidates still silent may hold slots back (`hold_for_silent`, which the
+caller sets only for a slot's first tries: auction.retry): no slot goes to
+a node that would then run more of the job than a silent candidate does
+(`choose_winners`' level_cap).  On a loaded testbed a stack's last rounds
+closed with 3-4 of 5 nodes still answering earlier rounds, and the
+coordinator, whose own call needs no network, took a slot of a job it
+already ran: a second replica on one node until rebalancing moved it.
+The caller retries held slots at once; the silent node is then usually
+done with its queue.
+
 A bid for a round that has closed (it came after the deadline) gets a
 Release, unless the bidder won in it: its reservation and its place in
 the bidder's answering order (auction.bid_order) free up at once, not at
@@ -43,6 +54,7 @@ class RoundClosed:
     unplaced: tuple[int, ...]
     declines: dict[str, str]  # bidder -> reason
     silent: tuple[str, ...]  # candidates that never answered
+    held: bool = False  # slots an answer could have taken wait for the silent (see the module doc)
 
     def pending_reason(self) -> str:
         """Why this round left slots pending, for `shoal job status`."""
@@ -56,6 +68,8 @@ class RoundClosed:
             parts.append(f"{n} declined: {r}")
         if self.silent:
             parts.append(f"{len(self.silent)} did not answer")
+        if self.held:
+            parts.append("held for them rather than doubled up on a node")
         if self.awarded:
             parts.append(f"{len(self.awarded)} placed, {len(self.unplaced)} left over")
         return "; ".join(parts)
@@ -78,6 +92,7 @@ class _Round:
     deadline: float
     ties_from: str = ""         # choose_winners' `first`
     by_node: bool = False       # every node is its own spread domain
+    hold_for_silent: bool = False
     offers: dict[str, Offer] = field(default_factory=dict)
     declines: dict[str, str] = field(default_factory=dict)
 
@@ -108,14 +123,15 @@ class Auctioneer:
     def open_round(self, *, job: str, spec_hash: str, rounds: dict[int, int], candidates: list[str],
                    max_per_node: int | None, spread_counts: dict[str, int], ttl_s: float,
                    now: float, spec_json: bytes = b"", ties_from: str = "",
-                   max_wins: int | None = None, by_node: bool = False) -> list[AuctionOutput]:
+                   max_wins: int | None = None, by_node: bool = False,
+                   hold_for_silent: bool = False) -> list[AuctionOutput]:
         if len(self._rounds) >= MAX_OPEN_ROUNDS:
             return []
         self._seq += 1
         opened = f"{self.order_ms:013d}." if self.order_ms is not None else ""
         auction_id = f"{opened}{self.ballot_id}:{self._seq}"
         rnd = _Round(auction_id, job, spec_hash, dict(rounds), set(candidates), max_per_node,
-                     dict(spread_counts), now + ttl_s, ties_from, by_node)
+                     dict(spread_counts), now + ttl_s, ties_from, by_node, hold_for_silent)
         if not candidates:
             return [self._close_result(rnd)]
         self._rounds[auction_id] = rnd
@@ -167,9 +183,14 @@ class Auctioneer:
 
     def _close(self, rnd: _Round) -> list[AuctionOutput]:
         del self._rounds[rnd.auction_id]
-        winners = choose_winners(sorted(rnd.rounds), list(rnd.offers.values()),
-                                 max_per_node=rnd.max_per_node, spread_counts=rnd.spread_counts,
-                                 first=rnd.ties_from)
+        counts, offers = self._counts(rnd), list(rnd.offers.values())
+        cap = self._level_cap(rnd, counts)
+
+        def choose(level_cap: int | None) -> dict[int, str]:
+            return choose_winners(sorted(rnd.rounds), offers, max_per_node=rnd.max_per_node, spread_counts=counts,
+                                  first=rnd.ties_from, level_cap=level_cap)
+        winners = choose(cap)
+        held = cap is not None and len(winners) < len(rnd.rounds) and len(choose(None)) > len(winners)
         self._closed[rnd.auction_id] = frozenset(winners.values())
         if len(self._closed) > CLOSED_REMEMBERED:
             del self._closed[next(iter(self._closed))]
@@ -183,14 +204,39 @@ class Auctioneer:
         for node in sorted(rnd.offers):
             if node not in by_node:
                 out.append(SendTo(node, Release(rnd.auction_id, self.name)))
-        out.append(self._close_result(rnd, winners))
+        out.append(self._close_result(rnd, winners, held))
         return out
 
-    def _close_result(self, rnd: _Round, winners: dict[int, str] | None = None) -> RoundClosed:
+    @staticmethod
+    def _counts(rnd: _Round) -> dict[str, int]:
+        """The job's replicas per spread domain.  When every node is its own
+        domain, a bidder's own count (`Bid.already`: the claims it holds)
+        counts if it is higher: the coordinator counted the claims it had
+        heard of when it opened the round, and an award of a round that
+        closed a moment earlier may not have reached it as a claim yet (on
+        slow links, a stack's second round gave a slot to the node that had
+        just won one of the job's replicas, as if it ran none)."""
+        if not rnd.by_node:
+            return rnd.spread_counts
+        counts = dict(rnd.spread_counts)
+        for offer in rnd.offers.values():
+            counts[offer.node] = max(counts.get(offer.node, 0), offer.already)
+        return counts
+
+    @staticmethod
+    def _level_cap(rnd: _Round, counts: dict[str, int]) -> int | None:
+        """The lowest count among the silent candidates, if this round holds
+        slots for them (see the module doc)."""
+        if not (rnd.by_node and rnd.hold_for_silent):
+            return None
+        silent = rnd.candidates - set(rnd.offers) - set(rnd.declines)
+        return min((counts.get(node, 0) for node in silent), default=None)
+
+    def _close_result(self, rnd: _Round, winners: dict[int, str] | None = None, held: bool = False) -> RoundClosed:
         winners = winners or {}
         answered = set(rnd.offers) | set(rnd.declines)
         return RoundClosed(
             rnd.auction_id, rnd.job, rnd.spec_hash,
             {i: (n, rnd.rounds[i]) for i, n in winners.items()},
             tuple(i for i in sorted(rnd.rounds) if i not in winners),
-            dict(rnd.declines), tuple(sorted(rnd.candidates - answered)))
+            dict(rnd.declines), tuple(sorted(rnd.candidates - answered)), held)

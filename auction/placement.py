@@ -457,9 +457,7 @@ class Placement:
                 continue
             if self.retries.waiting(key, now):
                 continue
-            rnd = self.next_round(key)
-            self._last_round[key] = rnd
-            batch[index] = rnd
+            batch[index] = self._last_round[key] = self.next_round(key)
         self.settled.record(COORDINATE, job, inputs, all_kept)
         outs: list[AuctionOutput] = []
         for version, rounds in rollout_act.versions_to_place(self, spec, batch):   # a lost slot's version
@@ -471,7 +469,8 @@ class Placement:
                 max_per_node=version.max_per_node, spread_counts=chosen.spread_counts,
                 ttl_s=self.cfg.auction_ttl_s, now=now, spec_json=version.canonical_json(),
                 ties_from=self.name if version.strategy is Strategy.SPREAD else "",    # winner.py: why
-                max_wins=chosen.max_wins, by_node=version.spreads_over_nodes)
+                max_wins=chosen.max_wins, by_node=version.spreads_over_nodes,
+                hold_for_silent=self.retries.may_hold(slot_key(job, i) for i in rounds))
             if chosen.sampled or (chosen.max_wins is not None and chosen.max_wins < len(rounds)):  # auction.retry
                 self.retries.opened(o.msg.auction_id for o in opened[:1] if isinstance(o, SendTo))
             outs.extend(opened)
@@ -481,7 +480,8 @@ class Placement:
     def on_round_closed(self, rc: RoundClosed, now: float) -> list[SlotPending]:
         if rebalance_act.closed(self, rc, now):
             return []  # a move's round: the slot still runs where it was
-        out, sampled = [], self.retries.closed(rc.auction_id, any(map(is_room_decline, rc.declines.values())))
+        room_declined = any(map(is_room_decline, rc.declines.values()))
+        out, sampled = [], self.retries.closed(rc.auction_id, room_declined or rc.held)
         if sampled:  # who declined for room is passed over by the job's next draws (auction.retry)
             self.retries.declined(rc.job, (n for n, why in rc.declines.items() if is_room_decline(why)), now)
         for index in rc.awarded:
@@ -493,7 +493,7 @@ class Placement:
             reason = rc.pending_reason()
             for index in rc.unplaced:
                 key = slot_key(rc.job, index)
-                self.retries.failed(key, now, sampled)
+                self.retries.failed(key, now, sampled, held=rc.held)
                 self.pending_reasons[key] = reason
                 out.append(SlotPending(key, reason))
         return out

@@ -33,6 +33,13 @@ The same goes for a round whose call capped what each bidder may win
 candidate bids, so when some decline, slots are left over that the others
 would have taken with whole-batch reservations; the next round, with the
 counts the awards changed, gives them out at once.
+
+And for a round that held slots for candidates that did not answer
+(auction.auctioneer: a second replica on a node that answered, or wait
+for one that has none yet): retried at once, the silent node usually
+done with its queue of earlier rounds by then.  A slot is held at most
+SILENT_HOLDS times (`may_hold`): a member that stays silent may be dead
+and not yet suspected, and its slot must not wait on it for long.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from collections.abc import Iterable
 RESAMPLES = 3
 AVOID_S = 1.0  # about how long a member's status takes to show what it committed
 SAMPLED_MAX = 1024  # rounds remembered as sampled (bounded like open rounds)
+SILENT_HOLDS = 2   # rounds a slot may wait for silent candidates (at most a round's ttl each)
 
 
 class Retries:
@@ -52,6 +60,7 @@ class Retries:
         self._resamples: dict[str, int] = {}                # slot -> immediate retries used
         self._sampled: set[str] = set()                     # auction ids of sampled rounds
         self._avoid: dict[str, dict[str, float]] = {}       # job -> member -> pass over it until
+        self._holds: dict[str, int] = {}                    # slot -> rounds held for silent candidates
         self.resample_due = False
 
     def waiting(self, key: str, now: float) -> bool:
@@ -92,11 +101,19 @@ class Retries:
             del self._avoid[job]
         return set(avoid)
 
+    def may_hold(self, keys: Iterable[str]) -> bool:
+        """May a round of these slots hold them for silent candidates?"""
+        return all(self._holds.get(key, 0) < SILENT_HOLDS for key in keys)
+
     def placed(self, key: str) -> None:
         self._backoff.pop(key, None)
         self._resamples.pop(key, None)
+        self._holds.pop(key, None)
 
-    def failed(self, key: str, now: float, sampled: bool) -> None:
+    def failed(self, key: str, now: float, sampled: bool, held: bool = False) -> None:
+        """A round left the slot unplaced; `held`: for silent candidates."""
+        if held:
+            self._holds[key] = self._holds.get(key, 0) + 1
         used = self._resamples.get(key, 0)
         if sampled and used < RESAMPLES:
             self._resamples[key] = used + 1

@@ -41,6 +41,11 @@ count replicas on unlabelled nodes under `""` in `spread_counts`.  When no
 offer carries a value, the first key component is 0 for everyone.
 
 Slots with no candidate stay out of the result (they remain pending).
+So do slots that would go to a spread domain already holding more than
+`level_cap` replicas: the coordinator passes the lowest count among the
+candidates that did not answer (auction.auctioneer), so that a round
+closed at its deadline does not put a second replica on a node while a
+node without one was merely slow to bid.
 
 `most_won_by_one` bounds what one bidder can win when every node is its own
 domain (`strategy = "spread"` without a label): the slots are dealt out
@@ -118,7 +123,8 @@ def tie_key(name: str, first: str) -> tuple[bool, str]:
 
 
 def choose_winners(slots: list[int], offers: list[Offer], *, max_per_node: int | None,
-                   spread_counts: dict[str, int], first: str = "") -> dict[int, str]:
+                   spread_counts: dict[str, int], first: str = "",
+                   level_cap: int | None = None) -> dict[int, str]:
     """Map each slot that has a candidate to its winning node (see module docstring)."""
     check_inputs(slots, offers)
     spreading = any(o.spread_value is not None for o in offers)
@@ -151,6 +157,8 @@ def choose_winners(slots: list[int], offers: list[Offer], *, max_per_node: int |
             heapq.heappop(outer)
         if not outer:
             break                       # no capacity left anywhere: the rest stay pending
+        if level_cap is not None and outer[0][0] > level_cap:
+            break                       # above a silent candidate's level: the rest wait for it
         _, _, (_, name), key = heapq.heappop(outer)
         heap = groups[key]
         _, _, i = heap[0]

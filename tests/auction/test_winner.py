@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from auction.winner import Offer, choose_winners, most_won_by_one
 
 
-def choose_winners_naive(slots, offers, *, max_per_node, spread_counts, first=""):
+def choose_winners_naive(slots, offers, *, max_per_node, spread_counts, first="", level_cap=None):
     spreading = any(o.spread_value is not None for o in offers)
     taken = {o.node: 0 for o in offers}
     assigned_in: Counter[str] = Counter()
@@ -41,7 +41,7 @@ def choose_winners_naive(slots, offers, *, max_per_node, spread_counts, first=""
             key = (load, -o.scores[t], (o.node < first, o.node))
             if best_key is None or key < best_key:
                 best_key, best = key, o
-        if best is None:
+        if best is None or (level_cap is not None and best_key[0] > level_cap):
             continue
         result[slot] = best.node
         taken[best.node] += 1
@@ -77,12 +77,13 @@ def auctions(draw, max_offers=12, max_slots=30):
 
 
 @settings(max_examples=2000, deadline=None)
-@given(auctions(), st.text("abcdef", max_size=3))
-def test_matches_naive(case, first):
+@given(auctions(), st.text("abcdef", max_size=3), st.one_of(st.none(), st.integers(0, 5)))
+def test_matches_naive(case, first, level_cap):
     slots, offers, max_per_node, spread_counts = case
-    fast = choose_winners(slots, offers, max_per_node=max_per_node, spread_counts=spread_counts, first=first)
+    fast = choose_winners(slots, offers, max_per_node=max_per_node, spread_counts=spread_counts, first=first,
+                          level_cap=level_cap)
     naive = choose_winners_naive(slots, offers, max_per_node=max_per_node,
-                                 spread_counts=spread_counts, first=first)
+                                 spread_counts=spread_counts, first=first, level_cap=level_cap)
     assert fast == naive
 
 
@@ -138,6 +139,20 @@ def test_spread_counts_existing_replicas():
     result = choose_winners([0, 1, 2, 3, 4], offers, max_per_node=None,
                             spread_counts={"r1": 3})
     assert result == {0: "b", 1: "b", 2: "b", 3: "a", 4: "b"}
+
+
+def test_no_slot_goes_above_the_level_cap():
+    # Every node its own domain; a holds one replica of the job, b none.  A
+    # silent candidate with none (cap 0) would have taken a slot without
+    # going above anyone: b takes one, the other two wait rather than give
+    # a or b a second.  A silent candidate with one (cap 1): a and b may go
+    # to two each.
+    offers = [Offer("a", (0.9,) * 3, "a", 1), Offer("b", (0.1,) * 3, "b", 0)]
+    counts = {"a": 1}
+    assert choose_winners([0, 1, 2], offers, max_per_node=None, spread_counts=counts, level_cap=0) == {0: "b"}
+    assert choose_winners([0, 1, 2], offers, max_per_node=None, spread_counts=counts,
+                          level_cap=1) == {0: "b", 1: "a", 2: "b"}
+    assert choose_winners([0, 1, 2], offers, max_per_node=None, spread_counts=counts) == {0: "b", 1: "a", 2: "b"}
 
 
 def test_unlabelled_nodes_form_their_own_domain():

@@ -475,6 +475,30 @@ def test_spread_jobs_submitted_together_each_put_their_replicas_on_distinct_node
     assert not sim.violations
 
 
+@pytest.mark.parametrize("seed", [1, 2, 6, 8, 15, 20])
+def test_spread_jobs_sent_together_over_slow_links_never_put_two_replicas_on_a_node(seed):
+    # The stack again, 50-150 ms between nodes (a loaded testbed's agents
+    # answer that late): nodes answer one round at a time (auction.bid_order),
+    # so the last rounds closed at their deadline with most nodes silent, and
+    # the retry of a slot left over went to the coordinator, whose own call
+    # needs no network, though it ran one of the job's replicas already: a
+    # service with two replicas on a node in 10 of seeds 1-24 until
+    # rebalancing moved it.  A round now holds such a slot for the silent
+    # nodes (auction.auctioneer), and a bidder's count of what it holds
+    # counts when the coordinator has not heard of its newest claim yet
+    # (without that, seeds 8, 20, 22 and 24 still doubled up).
+    sim, specs = _stack_sent_at_once(seed, 4000, "100m", "spread")
+    sim.world.network.set_delay(0.05, 0.05)
+    t0 = sim.world.now
+    while sim.placement_problems(specs):
+        assert sim.world.now - t0 < 3.0, sim.placement_problems(specs)
+        sim.world.run_for(0.05)
+        for spec in specs:
+            nodes = [i for i in range(5) for key in sim.running[i] if key.startswith(spec.name + "/")]
+            assert len(nodes) == len(set(nodes)), (round(sim.world.now - t0, 2), spec.name, nodes)
+    assert not sim.violations
+
+
 @pytest.mark.parametrize("seed", range(1, 7))
 def test_one_replica_spread_services_sent_together_are_dealt_evenly(seed):
     # Ten one-replica spread services at once over five idle nodes: each
