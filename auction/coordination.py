@@ -21,10 +21,15 @@ do not).  The key is
     opened at once for each slot packed only within their own draws (8
     small replicas on 48 idle nodes went onto 5-7 of them), where one
     round fills the fullest node of its draw first;
-  - the slot key `<job>/<index>` otherwise (bigger binpack jobs, so the
-    work of placing them is shared by many coordinators; and any slot no
-    longer desired, of a deleted job or at index >= replicas, whose claim a
-    coordinator may have to release for a dead holder).
+  - `job:<job>#<chunk>` for a slot of a bigger binpack job, chunk =
+    index // ONE_ROUND_BINPACK_MAX: the work of placing a big job is
+    shared by many coordinators, and each packs its chunk in one round (a
+    coordinator per slot, each round drawing its own candidates and seeing
+    no other round's awards, put 100 replicas of 0.25 cpu on 38-41 of 48
+    idle four-core nodes where 7 hold them);
+  - the slot key `<job>/<index>` otherwise (any slot no longer desired, of
+    a deleted job or at index >= replicas, whose claim a coordinator may
+    have to release for a dead holder).
 
 Agents with the same view of who is alive pick the same coordinator without
 a vote.  Everything that asks (placement's tick, the API's job view) goes
@@ -36,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .claims import slot_key
+from .jobspec import ONE_ROUND_BINPACK_MAX
 from .rendezvous import Rendezvous
 from .spec import JobSpec
 
@@ -43,9 +49,11 @@ from .spec import JobSpec
 def coordination_key(job: str, index: int, spec: JobSpec | None) -> str:
     """What rendezvous hashing is keyed on to pick the coordinator of slot
     (job, index); `spec` is the job's current spec, None if it is deleted."""
-    if spec is not None and spec.one_round and index < spec.replicas:
+    if spec is None or index >= spec.replicas:
+        return slot_key(job, index)
+    if spec.one_round:
         return f"job:{job}"
-    return slot_key(job, index)
+    return f"job:{job}#{index // ONE_ROUND_BINPACK_MAX}"   # a big binpack job, in chunks
 
 
 class Coordination:

@@ -52,7 +52,8 @@ MAX_ENV_VALUE_CHARS = 8192
 DEFAULT_CPU_MILLIS = 100            # 0.1 core
 # A binpack job this small is placed by one coordinator (auction.coordination):
 # per-slot coordinators' rounds, open at once, each packed within its own
-# draw of a large cluster's members.  Bigger ones share the work.
+# draw of a large cluster's members.  Bigger ones share the work: a
+# coordinator per chunk of this many slots.
 ONE_ROUND_BINPACK_MAX = 32
 MAX_CPU_MILLIS = 1024 * 1000        # 1024 cores
 DEFAULT_MEMORY_BYTES = 64 * MiB

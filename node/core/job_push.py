@@ -19,9 +19,9 @@ s with `lan`), and a coordinator that misses the first copies holds its
 slots until a later one: a job placed in one round (JobSpec.one_round:
 one that spreads, or a small binpack job) has one coordinator
 (auction.coordination), pushed to there too, one message per write.  A big
-binpack job's slots have a coordinator each, and handed the job at once
-they would all open their rounds at the same moment and none would see the
-others' awards (8 replicas of 0.25 cpu on 6 four-core nodes landed on 4
+binpack job has a coordinator per chunk of its slots, and handed the job at
+once they would all open their rounds at the same moment and none would see
+the others' awards (8 replicas of 0.25 cpu on 6 four-core nodes landed on 4
 nodes at the median, seeds 1-20, when such a job had a coordinator per
 slot); such a job keeps the broadcast alone in a small cluster.
 """

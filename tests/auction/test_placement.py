@@ -82,13 +82,16 @@ def auctioned(calls: dict[str, CallForBids]) -> set[int]:
 # ---- who auctions what -------------------------------------------------------------
 
 def test_each_unclaimed_slot_is_auctioned_by_its_coordinator_only():
-    replicas = ONE_ROUND_BINPACK_MAX + 8
-    spec = web(replicas, cpu=0.1, memory="64MiB")  # a big binpack job: a coordinator per slot
+    replicas = 4 * ONE_ROUND_BINPACK_MAX + 8
+    spec = web(replicas, cpu=0.01, memory="8MiB")  # a big binpack job: a coordinator per chunk of slots
     by_node = {n: auctioned(tick(placement(n), [spec])[0]) for n in NODES}
     for index in range(replicas):
         owners = [n for n, slots in by_node.items() if index in slots]
         assert owners == [coordinator_of("web", index, spec, NODES)]
     assert len({n for n, slots in by_node.items() if slots}) > 1  # shared, not one master
+    for chunk in range(5):                                        # each chunk whole by one
+        indices = range(chunk * ONE_ROUND_BINPACK_MAX, min(replicas, (chunk + 1) * ONE_ROUND_BINPACK_MAX))
+        assert len({coordinator_of("web", index, spec, NODES) for index in indices}) == 1
 
 
 def test_a_small_binpack_job_is_coordinated_whole_by_one_node():
@@ -100,7 +103,10 @@ def test_a_small_binpack_job_is_coordinated_whole_by_one_node():
     assert max(by_node.values(), key=len) == set(range(12))
     assert sum(len(s) for s in by_node.values()) == 12
     assert coordination_key("web", 0, spec) == "job:web"
-    assert coordination_key("web", 0, web(ONE_ROUND_BINPACK_MAX + 1)) == "web/0"
+    big = web(ONE_ROUND_BINPACK_MAX + 1)
+    assert coordination_key("web", 0, big) == "job:web#0"
+    assert coordination_key("web", ONE_ROUND_BINPACK_MAX, big) == "job:web#1"
+    assert coordination_key("web", ONE_ROUND_BINPACK_MAX + 1, big) == f"web/{ONE_ROUND_BINPACK_MAX + 1}"  # not desired
 
 
 @pytest.mark.parametrize("spreads", [{"spread": "rack"}, {"strategy": "spread"}])

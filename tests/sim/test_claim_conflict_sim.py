@@ -13,7 +13,9 @@ not seen the first claim either); its holder relays the claim to the first
 coordinator, which holds the winner.  Before that coordinator told the
 loser, the second copy ran 0.17 and 0.59 virtual s in these seeds (seed 4
 lost the scene when auction ids began to carry the clock, which changed
-message sizes and so every trace; seed 3 has it: 0.57 s without the rule).
+message sizes and so every trace; seed 3 has it: 0.57 s without the rule;
+seed 2 lost it when a big binpack job got a coordinator per chunk of its
+slots, which left fewer coordinators to disagree; seed 1 has it).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ N = 64
 DUPLICATE_MAX_S = 0.05
 
 
-@pytest.mark.parametrize("seed", [2, 3])
+@pytest.mark.parametrize("seed", [1, 3])
 def test_a_slot_awarded_twice_by_differing_views_runs_twice_only_for_a_round_trip(seed: int) -> None:
     sim, specs = submitted(seed, N, 1.0, jobs=4, replicas=40, cpu=0.5)  # views still differ at 1 s
     w = sim.world
