@@ -118,19 +118,20 @@ def test_at_the_deadline_the_round_closes_with_whoever_answered_and_names_the_si
     assert a.on_bid(Bid("c:9", "n3", (0.9,), None, 0), now=10.6) == []   # never ours
 
 
-def _spread_round(a: Auctioneer, hold: bool) -> None:
-    # A job spread over nodes; c already runs one of its replicas, n1 and n2 none.
+def _spread_round_at_its_deadline(hold: bool) -> RoundClosed:
+    # A job spread over nodes; c already runs one of its replicas, n1 and
+    # n2 none.  c and n1 bid for both slots; n2 says nothing.
+    a = Auctioneer("c")
     a.open_round(job="web", spec_hash="h", rounds={1: 1, 2: 1}, candidates=["c", "n1", "n2"],
                  max_per_node=None, spread_counts={"c": 1}, ttl_s=0.5, now=0.0, spec_json=b"{}",
                  by_node=True, hold_for_silent=hold)
+    a.on_bid(Bid("c:1", "c", (0.9, 0.8), "c", 1), now=0.01)
+    a.on_bid(Bid("c:1", "n1", (0.5, 0.4), "n1", 0), now=0.2)
+    return closed(a.handle_timers(now=0.5))
 
 
 def test_a_spread_round_holds_slots_for_silent_nodes_rather_than_double_up():
-    a = Auctioneer("c")
-    _spread_round(a, hold=True)
-    a.on_bid(Bid("c:1", "c", (0.9, 0.8), "c", 1), now=0.01)
-    a.on_bid(Bid("c:1", "n1", (0.5, 0.4), "n1", 0), now=0.2)
-    rc = closed(a.handle_timers(now=0.5))
+    rc = _spread_round_at_its_deadline(hold=True)
     # n1 (none yet) takes one; the other would be a second on c or n1 while
     # n2, which runs none, has not answered: it waits for the retry.
     assert rc.awarded == {1: ("n1", 1)} and rc.unplaced == (2,) and rc.silent == ("n2",)
@@ -138,11 +139,7 @@ def test_a_spread_round_holds_slots_for_silent_nodes_rather_than_double_up():
 
 
 def test_a_spread_round_without_the_hold_places_on_whoever_answered():
-    a = Auctioneer("c")
-    _spread_round(a, hold=False)
-    a.on_bid(Bid("c:1", "c", (0.9, 0.8), "c", 1), now=0.01)
-    a.on_bid(Bid("c:1", "n1", (0.5, 0.4), "n1", 0), now=0.2)
-    rc = closed(a.handle_timers(now=0.5))
+    rc = _spread_round_at_its_deadline(hold=False)
     assert rc.awarded == {1: ("n1", 1), 2: ("c", 1)} and not rc.held
 
 
