@@ -121,8 +121,11 @@ class ClaimRelay:
 
     @staticmethod
     def _next_coordinators(core: NodeCore, claim: Claim) -> frozenset[str]:
-        """The slot's coordinator and next coordinator by our view, not us."""
-        spec = core.placement.spec_of(core.store.get(claim.job))
+        """The slot's coordinator and next coordinator by our view, not us.
+        The spec decides the key (auction.coordination); an award may come
+        before the job store has the job, with the call's copy of it."""
+        spec = (core.placement.spec_of(core.store.get(claim.job))
+                or core.placement.known_spec(claim.job, claim.spec_hash))
         return frozenset(core.placement.coordination.coordinators_of(claim.job, claim.index, spec, 2)) - {core.name}
 
     def _forget_released(self, core: NodeCore) -> dict[str, Claim]:

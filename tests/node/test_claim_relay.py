@@ -41,6 +41,7 @@ class Core:
         self.swim = type("Swim", (), {"live_count": lambda _self: members})()
         self.store = type("Store", (), {"get": lambda _self, job: None})()
         self.placement = type("Placement", (), {"spec_of": lambda _self, entry: None,
+                                                "known_spec": lambda _self, job, spec_hash: None,
                                                 "my_claims": lambda _self: {k: c for k, c in self.claims.items()
                                                                             if c.node == name and not c.released},
                                                 "coordination": Coordination(coordinator, successor)})()
@@ -172,3 +173,26 @@ def test_a_small_clusters_holder_tells_the_next_coordinator_too() -> None:
     award = claim(1, "c1#1", "h1")
     hold(small, relay, award, "c1")
     assert small.sent == [("c2", (award,))]
+
+
+def test_a_holder_without_the_job_in_its_store_tells_the_coordinators_of_the_awards_spec() -> None:
+    # A big binpack job has a coordinator per chunk of its slots
+    # (auction.coordination), so whom to tell depends on the spec.  An award
+    # can come before the job store has the job (the call carried it): a
+    # holder that took the slot key instead told the slot's own first two by
+    # rendezvous, not the chunk's, and a dead coordinator's successor awarded
+    # 13 slots again (scripts/bench/coordinator_kill.py, seed 6).
+    from auction.coordination import Coordination as Real, coordination_key
+    from auction.spec import validate
+
+    spec = validate({"name": "web", "image": "busybox", "replicas": 100, "cpu": "10m", "memory": "8MiB"})
+    names = [f"n{i}" for i in range(40)]
+    core, relay = Core("h1"), ClaimRelay()
+    core.placement.coordination = Real(names)
+    core.placement.known_spec = lambda job, spec_hash: spec if (job, spec_hash) == ("web", "h") else None
+    award = claim(1, "n0#1", "h1", slot="web/5")
+    by_chunk = core.placement.coordination.coordinators_of("web", 5, spec, 2)
+    assert coordination_key("web", 5, spec) == "job:web#0"
+    assert by_chunk != core.placement.coordination.coordinators_of("web", 5, None, 2)   # the scene
+    hold(core, relay, award, "n0")
+    assert sorted(peer for peer, _ in core.sent) == sorted(set(by_chunk) - {"n0"})
