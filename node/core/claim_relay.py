@@ -65,6 +65,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from auction.claims import Claim, live
+from auction.spec import JobSpec
 from node.core import wire
 from node.core.job_push import large_cluster
 
@@ -121,11 +122,8 @@ class ClaimRelay:
 
     @staticmethod
     def _next_coordinators(core: NodeCore, claim: Claim) -> frozenset[str]:
-        """The slot's coordinator and next coordinator by our view, not us.
-        The spec decides the key (auction.coordination); an award may come
-        before the job store has the job, with the call's copy of it."""
-        spec = (core.placement.spec_of(core.store.get(claim.job))
-                or core.placement.known_spec(claim.job, claim.spec_hash))
+        """The slot's coordinator and next coordinator by our view, not us."""
+        spec = ClaimRelay._spec(core, claim)
         return frozenset(core.placement.coordination.coordinators_of(claim.job, claim.index, spec, 2)) - {core.name}
 
     def _forget_released(self, core: NodeCore) -> dict[str, Claim]:
@@ -163,8 +161,17 @@ class ClaimRelay:
         """Do we learn of this slot's claims before others do?"""
         if winner.node == core.name or winner.ballot.coordinator == core.ballot_id:
             return True
-        spec = core.placement.spec_of(core.store.get(winner.job))
+        spec = ClaimRelay._spec(core, winner)
         return core.placement.coordination.is_coordinator(winner.job, winner.index, spec, core.name)
+
+    @staticmethod
+    def _spec(core: NodeCore, claim: Claim) -> JobSpec | None:
+        """The job's spec, which decides who coordinates the slot
+        (auction.coordination): the store's, or the version the claim is for
+        when a call carried it (an award can come before the store has the
+        job)."""
+        return (core.placement.spec_of(core.store.get(claim.job))
+                or core.placement.known_spec(claim.job, claim.spec_hash))
 
     def _tell(self, core: NodeCore, holder: str, winner: Claim, now: float) -> None:
         key = (winner.name, holder, winner.order_key())
