@@ -72,8 +72,8 @@ CASES = {
 GOLDEN: dict[tuple[str, int], tuple[str, int]] = {
     ('gossip', 11): ('3669fc1173dc821ff3cf2b920d6ab9a19e33aaf6d6fa2204a1c5b0280e55005c', 1222),
     ('gossip', 12): ('8da738be151d44cd04f619a43ed0a8c1f5cffe1bd3f89b2af59d9076e3f10fa7', 1264),
-    ('placement', 2): ('47d02e56b4ca72b573f7d520576a509b593cab955a24d69a75bf62d302d08312', 624),
-    ('placement', 5): ('a047622061ff5a196a197d21a578a21977c3968907383453caece56bae9489dc', 577),
+    ('placement', 2): ('1edf0d0b68957bd87fc39e94236d7b35e991e290e91b4a43ac6d5c27f8c7e41c', 620),
+    ('placement', 5): ('a37a6a1a0931ee8676f2513e294b06ec215aac1722799775a484fdf993bd71e4', 573),
 }
 
 
