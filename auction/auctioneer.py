@@ -22,7 +22,8 @@ The caller retries held slots at once; the silent node is then usually
 done with its queue.
 
 A bid for a round that has closed (it came after the deadline) gets a
-Release, unless the bidder won in it: its reservation and its place in
+Release if the bidder was called and won nothing in it (a winner's copy
+of its bid changes nothing; anyone else was never in the round): its reservation and its place in
 the bidder's answering order (auction.bid_order) free up at once, not at
 their TTL.
 """
@@ -36,7 +37,7 @@ from .messages import Award, Bid, CallForBids, Decline, Release
 from .winner import Offer, choose_winners
 
 MAX_OPEN_ROUNDS = 1024
-CLOSED_REMEMBERED = 1024  # closed rounds whose late bids get a Release
+CLOSED_REMEMBERED = 1024  # closed rounds whose late bidders get a Release
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ class Auctioneer:
         self._rounds: dict[str, _Round] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._seq = 0
-        self._closed: dict[str, frozenset[str]] = {}   # auction id -> winners, oldest first
+        self._closed: dict[str, frozenset[str]] = {}   # auction id -> called, won nothing; oldest first
         # The cluster's wall clock (ms) at this placement pass, if known: auction
         # ids start with it, so they sort by when rounds opened across nodes
         # (auction.bid_order answers spread rounds in that order).
@@ -143,8 +144,7 @@ class Auctioneer:
     def on_bid(self, bid: Bid, now: float) -> list[AuctionOutput]:
         rnd = self._rounds.get(bid.auction_id)
         if rnd is None:
-            winners = self._closed.get(bid.auction_id)
-            if winners is None or bid.bidder in winners:
+            if bid.bidder not in self._closed.get(bid.auction_id, ()):
                 return []
             return [SendTo(bid.bidder, Release(bid.auction_id, self.name))]   # late: see the module doc
         if bid.bidder not in rnd.candidates:
@@ -191,7 +191,7 @@ class Auctioneer:
                                   first=rnd.ties_from, level_cap=level_cap)
         winners = choose(cap)
         held = cap is not None and len(winners) < len(rnd.rounds) and len(choose(None)) > len(winners)
-        self._closed[rnd.auction_id] = frozenset(winners.values())
+        self._closed[rnd.auction_id] = frozenset(rnd.candidates.difference(winners.values()))
         if len(self._closed) > CLOSED_REMEMBERED:
             del self._closed[next(iter(self._closed))]
         by_node: dict[str, list[tuple[int, int]]] = {}

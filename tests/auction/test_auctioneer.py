@@ -116,6 +116,7 @@ def test_at_the_deadline_the_round_closes_with_whoever_answered_and_names_the_si
     assert a.on_bid(Bid("c:1", "n3", (0.9,), None, 0), now=10.6) == [SendTo("n3", Release("c:1", "c"))]
     assert a.on_bid(Bid("c:1", "n1", (0.5,), None, 0), now=10.6) == []
     assert a.on_bid(Bid("c:9", "n3", (0.9,), None, 0), now=10.6) == []   # never ours
+    assert a.on_bid(Bid("c:1", "intruder", (0.9,), None, 0), now=10.6) == []   # never called
 
 
 def _spread_round_at_its_deadline(hold: bool) -> RoundClosed:
