@@ -49,7 +49,14 @@ and a rebuild re-encodes only the members noted since the last one, over a
 per-member list of encodings kept in table order: walking all 1,000 members
 to check their caches, for every push/pull built during a join storm (where
 nearly every exchange follows some change), was 5 % of a 1,000-node
-simulation.
+simulation.  That list is made at the first push/pull, not before: a
+simulated 10,000-node cluster holds 100 million member records, and in its
+first minute few of its nodes send a push/pull (the interval grows with
+the cluster's size).
+
+Memory per record matters for the same reason: ring keys are shared by
+every table in the process (`ring_key`), as addresses are; a record costs
+about 170 bytes with its table entries (16 GiB for 10,000 simulated nodes).
 """
 
 from __future__ import annotations
@@ -129,10 +136,23 @@ _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 _GONE = (MemberState.DEAD, MemberState.LEFT)
 
 
+# ring_key results, shared by every table in the process: each node's ring
+# holds a key per live member, and a simulator of N nodes holds N^2 of them
+# (88 bytes each when not shared: a quarter of a member's memory).  Keys
+# are immutable; bounded like _HOSTS.
+_RING_KEYS: dict[str, tuple[int, str]] = {}
+
+
 def ring_key(name: str) -> tuple[int, str]:
     """A member's place in the probe ring: a hash of its name (CRC-32: the
     same on every node and in every run), then the name, for ties."""
-    return (zlib.crc32(name.encode()), name)
+    key = _RING_KEYS.get(name)
+    if key is None:
+        key = (zlib.crc32(name.encode()), name)
+        if len(_RING_KEYS) >= _HOSTS_MAX:
+            _RING_KEYS.clear()
+        _RING_KEYS[name] = key
+    return key
 
 
 class Member:
@@ -243,8 +263,10 @@ class MemberTable:
         self._node_states: tuple[int, int, bytes] = (-1, 0, b"")  # (version, count, joined)
         # Each member's encoded pushNodeState, in table order (by_name's),
         # as of the last node_states(); and the names touched since, whose
-        # entries are stale.
-        self._encodings: dict[str, bytes] = {}
+        # entries are stale.  None until the first node_states(): a member
+        # that never sends a push/pull (most of a large simulation, whose
+        # push/pull interval grows with the cluster) keeps neither.
+        self._encodings: dict[str, bytes] | None = None
         self._touched: set[str] = set()
 
     def __len__(self) -> int:
@@ -259,10 +281,14 @@ class MemberTable:
     def get(self, name: str) -> Member | None:
         return self.by_name.get(name)
 
+    def _touch(self, name: str) -> None:
+        if self._encodings is not None:
+            self._touched.add(name)
+
     def changed(self, member: Member) -> None:
         """member's incarnation, meta or vsn was set (see `version`)."""
         self.version += 1
-        self._touched.add(member.name)
+        self._touch(member.name)
         member.old_news = None
 
     def node_states(self) -> tuple[int, bytes]:
@@ -271,34 +297,52 @@ class MemberTable:
         cached = self._node_states
         if cached[0] == self.version:
             return cached[1], cached[2]
-        encodings = self._encodings
         by_name = self.by_name
-        for name in self._touched:
-            member = by_name.get(name)
-            if member is not None:
-                encodings[name] = member.node_state_bytes()
+        encodings = self._encodings
+        if encodings is None:
+            self._encodings = encodings = {name: m.node_state_bytes() for name, m in by_name.items()}
+        else:
+            for name in self._touched:
+                member = by_name.get(name)
+                if member is not None:
+                    encodings[name] = member.node_state_bytes()
         self._touched.clear()
         joined = b"".join(encodings.values())
         self._node_states = (self.version, len(encodings), joined)
         return len(encodings), joined
 
     def add(self, member: Member) -> None:
+        if self._add(member):
+            bisect.insort(self._ring, ring_key(member.name))
+
+    def add_all(self, members: list[Member]) -> None:
+        """`add` each of members, with the ring sorted once: adding 10,000
+        one by one into a sorted list moves ~25 million entries per table."""
+        ring = self._ring
+        for member in members:
+            if self._add(member):
+                ring.append(ring_key(member.name))
+        ring.sort()
+
+    def _add(self, member: Member) -> bool:
+        """Everything of `add` but the ring; True if member goes on it."""
         self.version += 1
         self.by_name[member.name] = member
-        # (A placeholder keeps _encodings in by_name's order; filled by node_states.)
-        self._encodings[member.name] = b""
-        self._touched.add(member.name)
+        if self._encodings is not None:
+            # (A placeholder keeps _encodings in by_name's order; filled by node_states.)
+            self._encodings[member.name] = b""
+            self._touched.add(member.name)
         self._count_of[member.state._value_] += 1
+        self.order.append(member.name)
         if member.state in _LIVE:
             self._live += 1
-            if member.name != self.local_name:
-                bisect.insort(self._ring, ring_key(member.name))
-        self.order.append(member.name)
+            return member.name != self.local_name
+        return False
 
     def set_state(self, member: Member, state: MemberState, now: float) -> None:
         if member.state is not state:
             self.version += 1
-            self._touched.add(member.name)
+            self._touch(member.name)
             count_of = self._count_of
             count_of[member.state._value_] -= 1
             count_of[state._value_] += 1
@@ -329,7 +373,7 @@ class MemberTable:
 
     def readdress(self, member: Member, addr_bytes: bytes, port: int) -> None:
         self.version += 1
-        self._touched.add(member.name)
+        self._touch(member.name)
         member.set_address(addr_bytes, port)
         self._forget_old_alive()
 
@@ -338,7 +382,8 @@ class MemberTable:
         self._forget_old_alive()
         for name in names:
             member = self.by_name.pop(name)
-            self._encodings.pop(name, None)
+            if self._encodings is not None:
+                self._encodings.pop(name, None)
             self._count_of[member.state._value_] -= 1
             if member.state in _LIVE:
                 self._live -= 1

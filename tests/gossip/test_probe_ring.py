@@ -88,3 +88,22 @@ def _runs(positions: list[int]) -> list[list[int]]:
         else:
             runs.append([p])
     return runs
+
+
+def test_members_added_at_once_probe_as_members_added_one_by_one():
+    # MemberTable.add_all (a formed cluster's start) sorts the ring once.
+    def member(i: int, name: str, state: MemberState) -> Member:
+        return Member(name, bytes([10, 0, 0, i + 1]), 7946, b"", (1, 5, 2, 2, 5, 4), 1, state, 0.0)
+
+    states = [MemberState.DEAD if i % 7 == 3 else MemberState.ALIVE for i in range(len(NAMES))]
+    one_by_one = MemberTable(random.Random(1), NAMES[4])
+    at_once = MemberTable(random.Random(1), NAMES[4])
+    for i, name in enumerate(NAMES):
+        one_by_one.add(member(i, name, states[i]))
+    at_once.add(member(4, NAMES[4], MemberState.ALIVE))
+    at_once.add_all([member(i, name, states[i]) for i, name in enumerate(NAMES) if i != 4])
+    assert at_once.live_count() == one_by_one.live_count() == len(NAMES) - states.count(MemberState.DEAD)
+    assert at_once.counts == one_by_one.counts
+    assert [at_once.next_probe_target(slot).name for slot in range(80)] == \
+        [one_by_one.next_probe_target(slot).name for slot in range(80)]
+    assert at_once.node_states()[0] == len(NAMES)

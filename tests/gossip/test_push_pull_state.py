@@ -35,28 +35,32 @@ def _fresh(core: Swim) -> dict[str, tuple]:
             for m in core._members.by_name.values()}
 
 
+def _steps(core: Swim, clock: list[float]) -> list:
+    """Changes by every path, each at clock[0] when it runs."""
+    return [
+        lambda: core._on_alive(Alive(1, "b", bytes([10, 0, 0, 2]), 7946, b"", VSN), clock[0]),
+        lambda: core._on_alive(Alive(1, "c", bytes([10, 0, 0, 3]), 7946, b"m1", VSN), clock[0]),
+        lambda: core._on_suspect(Suspect(1, "b", "c"), clock[0]),
+        lambda: core._on_alive(Alive(2, "b", bytes([10, 0, 0, 2]), 7946, b"", VSN), clock[0]),  # refuted
+        lambda: core._on_alive(Alive(3, "c", bytes([10, 0, 0, 3]), 7946, b"m2", VSN), clock[0]),  # new meta
+        lambda: core._members.remove({"c"}),  # reaped
+        lambda: core._on_alive(Alive(4, "c", bytes([10, 0, 0, 3]), 7946, b"m3", VSN), clock[0]),  # and back
+        lambda: core._on_suspect(Suspect(4, "c", "b"), clock[0]),
+        lambda: core._suspicion_expired("c", clock[0]),  # declared dead
+        lambda: core._on_dead(Dead(2, "b", "b"), clock[0]),  # b left
+        lambda: core._on_alive(Alive(1, "b", bytes([10, 0, 0, 9]), 7946, b"", VSN), clock[0]),  # b's name, new address
+        lambda: core._on_suspect(Suspect(1, "a", "b"), clock[0]),  # we refute
+        lambda: core.set_meta(b"ours", clock[0]),
+    ]
+
+
 def test_every_change_to_a_member_is_in_the_next_push_pull():
     core = Swim(name="a", addr=Address("10.0.0.1", 7946), config=LAN, rng=random.Random(1), now=0.0)
-    now = 1.0
-    steps = [
-        lambda: core._on_alive(Alive(1, "b", bytes([10, 0, 0, 2]), 7946, b"", VSN), now),
-        lambda: core._on_alive(Alive(1, "c", bytes([10, 0, 0, 3]), 7946, b"m1", VSN), now),
-        lambda: core._on_suspect(Suspect(1, "b", "c"), now),
-        lambda: core._on_alive(Alive(2, "b", bytes([10, 0, 0, 2]), 7946, b"", VSN), now),  # refuted
-        lambda: core._on_alive(Alive(3, "c", bytes([10, 0, 0, 3]), 7946, b"m2", VSN), now),  # new meta
-        lambda: core._members.remove({"c"}),  # reaped
-        lambda: core._on_alive(Alive(4, "c", bytes([10, 0, 0, 3]), 7946, b"m3", VSN), now),  # and back
-        lambda: core._on_suspect(Suspect(4, "c", "b"), now),
-        lambda: core._suspicion_expired("c", now),  # declared dead
-        lambda: core._on_dead(Dead(2, "b", "b"), now),  # b left
-        lambda: core._on_alive(Alive(1, "b", bytes([10, 0, 0, 9]), 7946, b"", VSN), now),  # b's name, new address
-        lambda: core._on_suspect(Suspect(1, "a", "b"), now),  # we refute
-        lambda: core.set_meta(b"ours", now),
-    ]
+    clock = [1.0]
     seen = [_node_states(core)]
-    for step in steps:
+    for step in _steps(core, clock):
         step()
-        now += 1.0
+        clock[0] += 1.0
         got = _node_states(core)
         assert got == _fresh(core)
         assert list(got) == list(_fresh(core))  # in table order too
@@ -65,3 +69,16 @@ def test_every_change_to_a_member_is_in_the_next_push_pull():
     assert all(x != y for x, y in zip(seen, seen[1:]))
     assert got["b"][0] == bytes([10, 0, 0, 9]) and got["c"][4] == int(NodeStateCode.DEAD)
     assert got["a"][2] == b"ours" and got["a"][3] == 3
+
+
+def test_the_first_push_pull_after_many_changes_carries_them_all():
+    # The encodings are kept only from the first push/pull on
+    # (MemberTable.node_states): changes made before it are in it too.
+    core = Swim(name="a", addr=Address("10.0.0.1", 7946), config=LAN, rng=random.Random(1), now=0.0)
+    clock = [1.0]
+    for step in _steps(core, clock):
+        step()
+        clock[0] += 1.0
+    got = _node_states(core)
+    assert got == _fresh(core) and list(got) == list(_fresh(core))
+    assert got["b"][0] == bytes([10, 0, 0, 9]) and got["a"][2] == b"ours"
