@@ -11,7 +11,7 @@ There is no trio, no socket and no real clock here.  A `World` owns:
   `(time, seq, kind, node, a, b)`.  `seq` is a global counter, so events at
   the same instant run in the order they were scheduled and the tuple
   comparison never looks past it;
-- one `SimNode` per node: its core (`gossip.swim.Swim` unless a
+- one `SimNode` per node (node.sim.simnode): its core (`gossip.swim.Swim` unless a
   `core_factory` is given), status, clock and bookkeeping.
 
 Each step pops the earliest event and feeds one core an input value from
@@ -84,6 +84,7 @@ from node.core.inputs import Broadcast, Datagram, Join, Leave, StreamIn, StreamR
 from node.sim.driver import datagram_receiver, feeder
 from node.sim.gc_policy import fewer_collections
 from node.sim.network import Network, NetworkConfig
+from node.sim.simnode import CRASHED, NEW, PAUSED, RUNNING, SimError, SimNode, node_address, node_name
 from node.sim.trace import (
     KIND,
     MEMBER_KIND,
@@ -103,97 +104,12 @@ K_STREAM_REPLY = 3  # a: epoch of the receiving (source) node, b: (stream_id, by
 K_STREAM_TIMEOUT = 4  # a: epoch, b: stream_id
 K_ACTION = 5  # a: callable, b: args tuple (node is -1)
 
-NEW = "new"
-RUNNING = "running"
-PAUSED = "paused"
-CRASHED = "crashed"
-
-PORT = 7946
-
-
-class SimError(RuntimeError):
-    """The simulation (or a core inside it) did something impossible."""
-
-
-def _not_started(inp: Any, now: float) -> Any:
-    raise SimError("the node has no core yet")
-
-
-def node_address(i: int) -> Address:
-    """Node i's purely virtual address (nothing is ever sent to it)."""
-    return Address(f"10.99.{i // 250}.{i % 250 + 1}", PORT)
-
-
-def node_name(i: int) -> str:
-    return f"node-{i}"
-
 
 def default_core_factory(*, name: str, addr: Address, config: GossipConfig,
                          rng: random.Random, now: float, **kwargs: Any) -> Any:
     from gossip.swim import Swim  # imported late: the core may land after the simulator
 
     return Swim(name=name, addr=addr, config=config, rng=rng, now=now, **kwargs)
-
-
-class SimNode:
-    __slots__ = (
-        "addr",
-        "clock",
-        "core",
-        "core_kwargs",
-        "crashed_at",
-        "deadline",
-        "epoch",
-        "feed",
-        "gen",
-        "idx",
-        "inbox",
-        "inbox_bytes",
-        "last_pause",
-        "name",
-        "paused_since",
-        "pending",
-        "receive_datagram",
-        "restarted_at",
-        "rng",
-        "spin_t",
-        "spins",
-        "status",
-    )
-
-    def __init__(self, idx: int, name: str, addr: Address) -> None:
-        self.idx = idx
-        self.name = name
-        self.addr = addr
-        self.core: Any = None
-        self.feed: Callable[[Any, float], Any] = _not_started
-        self.receive_datagram: Callable[[bytes, Address, float], None] | None = None
-        self.rng: random.Random | None = None
-        self.status = NEW
-        self.epoch = 0  # bumped at every crash/restart
-        self.gen = 0  # timer generation
-        self.deadline: float | None = None  # world time of the live timer
-        self.pending: dict[int, tuple[int, bool]] = {}  # stream_id -> (dst, expect_reply)
-        self.inbox: list[tuple[int, Any, Any]] = []  # queued (kind, a, b) while paused
-        self.inbox_bytes = 0  # datagram bytes in inbox (the socket buffer)
-        self.clock: tuple[float, float, float] | None = None  # (tbase, lbase, rate)
-        self.paused_since: float | None = None
-        self.spin_t = -1.0
-        self.spins = 0
-        self.crashed_at: float | None = None
-        self.restarted_at: float | None = None
-        self.last_pause: tuple[float, float] | None = None  # (start, end) of last pause
-        self.core_kwargs: dict[str, Any] = {}
-
-    def local(self, t: float) -> float:
-        c = self.clock
-        if c is None:
-            return t
-        tb, lb, rate = c
-        return lb + (t - tb) * rate
-
-    def __repr__(self) -> str:
-        return f"<SimNode {self.name} {self.status}>"
 
 
 class World:
