@@ -4,7 +4,9 @@ Public API of the core (`gossip.swim.Swim`; all inputs take `now`, seconds on
 the driver's monotonic clock; nothing here does I/O or reads a clock):
 
     swim = Swim(name=..., addr=Address(host, port), config=preset("lan"),
-                rng=random.Random(seed), now=now, meta=b"", keyring=None, label=b"")
+                rng=random.Random(seed), now=now, meta=b"", keyring=None, label=b"",
+                formed=())   # formed: PushNodeStates to hold from the start, as after a
+                             # join storm (simulations; gossip.swim_sync._start_formed)
     # inputs
     swim.receive_datagram(data: bytes, src: Address, now)
     swim.stream_decoder(incoming: bool) -> gossip.packet.StreamDecoder

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from .config import GossipConfig
 from .errors import DecodeError
 from .events import (
     Address,
@@ -54,11 +56,13 @@ from .messages import (
     Message,
     NackResp,
     Ping,
+    PushNodeState,
     PushPull,
     Suspect,
     UserMsg,
 )
 from .packet import StreamDecoder, open_packet_parts, seal_stream
+from .security import Keyring
 from .suspicion import SuspicionInfo
 from .swim_base import (
     T_DEAD_PING,
@@ -87,6 +91,14 @@ __all__ = ["PAYLOAD_MAX_BYTES", "REASK_MAX_PER_INTERVAL", "Swim"]
 
 class Swim(Probing, HealDetection):
     """One member: see the module docstring and gossip/__init__.py for the API."""
+
+    def __init__(self, *, name: str, addr: Address, config: GossipConfig, rng: random.Random,
+                 now: float, meta: bytes = b"", keyring: Keyring | None = None,
+                 label: bytes = b"", formed: Sequence[PushNodeState] = ()) -> None:
+        super().__init__(name=name, addr=addr, config=config, rng=rng, now=now, meta=meta,
+                         keyring=keyring, label=label)
+        if formed:
+            self._start_formed(formed, now)
 
     # ------------------------------------------------------------ inputs
     def receive_datagram(self, data: bytes, src: Address, now: float) -> None:

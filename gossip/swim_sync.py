@@ -29,12 +29,16 @@ join reply lacks some of them, they are gossiped after all.
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Sequence
+
 from . import userdata
 from .broadcast import MEMBERSHIP_LANE
 from .events import Address, MemberState, StreamPurpose, UserStateReceived
-from .limits import MAX_USER_MSG_BYTES
-from .messages import Alive, Dead, NodeStateCode, PushPull, Suspect
-from .swim_base import T_POST_JOIN
+from .limits import MAX_USER_MSG_BYTES, MEMBERS_MAX
+from .members import Member
+from .messages import Alive, Dead, NodeStateCode, PushNodeState, PushPull, Suspect
+from .swim_base import T_POST_JOIN, T_PUSH_PULL
 from .swim_membership import Membership
 from .swim_user import UserData
 from .wire import encode, encode_push_pull_joined
@@ -59,6 +63,38 @@ class StateSync(Membership, UserData):
         if not self._joined_once:
             self._joined_once = True
             self._schedule(now + self.config.post_join_sync_s, T_POST_JOIN, 1)
+
+    def _start_formed(self, states: Sequence[PushNodeState], now: float) -> None:
+        """Start as a member of a formed cluster: hold each alive member of
+        `states` (a push/pull's node list) as a join storm would have left
+        us, learned quietly, with the push/pull timer set for the cluster's
+        size.  No MemberJoined for them: the driver gave the list (at
+        10,000 nodes the events alone would be 100 million).  For
+        simulations that study a large cluster without paying for its
+        forming (`node.sim.World.start_formed`): 1,000 nodes joining at
+        once cost ~30 s of CPU, 10,000 would cost hours, and what follows a
+        storm is what they study.  Entries that are not alive, repeat a
+        name, or fail the checks of any learned member are counted and
+        left out."""
+        by_name = self._members.by_name
+        default_port = self.addr.port
+        alive = NodeStateCode.ALIVE
+        room = MEMBERS_MAX - len(by_name)
+        fields_ok = self._member_fields_ok
+        learned: dict[str, Member] = {}
+        for st in states:
+            name = st.name
+            if name in by_name or name in learned or st.state != alive or len(learned) >= room:
+                self._count("formed_skipped")
+            elif fields_ok(name, st.addr, st.meta, st.vsn):
+                learned[name] = Member(name, st.addr, st.port or default_port, st.meta, tuple(st.vsn),
+                                       st.incarnation, MemberState.ALIVE, now)
+        self._members.add_all(list(learned.values()))
+        self._joined_once = True
+        # The push/pull timer was set for a cluster of one.
+        self._timers = [t for t in self._timers if t[2] != T_PUSH_PULL]
+        heapq.heapify(self._timers)
+        self._schedule(now + self._push_pull_interval(), T_PUSH_PULL, None)
 
     def _post_join_sync(self, k: int, now: float) -> None:
         """Sync k (from 1) after joining: the first always; the next ones

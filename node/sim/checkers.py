@@ -43,7 +43,7 @@ from gossip.events import (
     MemberSuspected,
     MemberUpdated,
 )
-from node.sim.trace import NodeRestarted
+from node.sim.trace import NodeFormed, NodeRestarted
 from node.sim.world import CRASHED, NEW, PAUSED, RUNNING, World
 
 _MEMBER_EVENTS = (MemberJoined, MemberUpdated, MemberSuspected, MemberFailed, MemberLeft)
@@ -192,6 +192,11 @@ class ViewTracker:
         elif cls is NodeRestarted:
             self.view[i] = {}
             self.alive_others[i] = 0
+        elif cls is NodeFormed:
+            # Started holding a formed cluster, with no member event each.
+            me = self.world.nodes[i].name
+            self.view[i] = {m.name: m.state for m in self.world.nodes[i].core.members() if m.name != me}
+            self.alive_others[i] = sum(1 for state in self.view[i].values() if state is ALIVE)
 
     def all_alive(self, world: World | None = None) -> bool:
         """Every live node's events say every other live node is ALIVE."""

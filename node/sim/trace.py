@@ -38,6 +38,15 @@ class NodeStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeFormed:
+    """Started as a member of a formed cluster (World.start_formed),
+    holding `members` others; no member event is emitted for them."""
+
+    name: str
+    members: int
+
+
+@dataclass(frozen=True, slots=True)
 class NodeCrashed:
     name: str
 
@@ -69,6 +78,7 @@ KIND = {
     UserStateReceived: "userstate",
     PacketDropped: "dropped",
     NodeStarted: "start",
+    NodeFormed: "formed",
     NodeCrashed: "crash",
     NodeRestarted: "restart",
     NodePaused: "pause",
@@ -89,6 +99,8 @@ def trace_subject(ev: Any) -> tuple[str, int]:
         return ev.origin, len(ev.data)
     if cls is PacketDropped:
         return ev.reason, -1
+    if cls is NodeFormed:
+        return ev.name, ev.members
     if cls.__name__ == "JoinCompleted":
         return str(ev.seed), int(ev.ok)
     return str(getattr(ev, "name", "?")), -1

@@ -19,6 +19,14 @@ is what a run that studies placement, failures or partitions at that size
 pays once the cluster exists.  Peak RSS is printed too (the simulator
 holds every node's member table: N^2 member records).
 
+--start-formed starts every node already holding every other alive
+(`World.start_formed`: the state a join storm leaves, with no storm), then
+times `duration` virtual seconds; the CPU of that start (a member record
+per pair of nodes) is reported beside it, and the total of both.  This is
+the start that reaches 10,000 nodes: a storm of 10,000 joining is O(N^2
+log N) alive messages, hours of CPU.  No view tracker runs (N^2 entries);
+every node holds all N from the start.
+
 --no-compression runs the cores with `enable_compression=False` (a
 GossipConfig knob; memberlist has the same switch).  With compression on,
 LZW in pure Python dominates a large run; the 1,000-node simulator tests run
@@ -52,10 +60,16 @@ def run_seed(seed: int, args: argparse.Namespace, profile: cProfile.Profile | No
     if args.no_compression:
         config = config.replace(enable_compression=False)
     w = World(seed, args.nodes, config, keep_trace=False)
-    tracker = checkers.ViewTracker(w)
     converged_at: list[float] = []
 
     form: dict = {}
+    if args.start_formed:
+        c_form = time.process_time()
+        w.start_formed()
+        form = {"start_cpu_s": time.process_time() - c_form}
+        converged_at.append(w.now)
+    else:
+        tracker = checkers.ViewTracker(w)
     if args.formed:
         # The join storm first, untimed by the figure below: every node
         # learns the other N-1 and gossips each of them retransmit_limit(N)
@@ -77,7 +91,7 @@ def run_seed(seed: int, args: argparse.Namespace, profile: cProfile.Profile | No
     c0 = time.process_time()
     if profile:
         profile.enable()
-    if not args.formed:
+    if not args.formed and not args.start_formed:
         w.bootstrap(stagger_s=args.stagger)
     step = max(0.1, args.duration / 100)
     next_report = time.perf_counter() + 10
@@ -133,15 +147,20 @@ def main() -> int:
     p.add_argument("--broadcast-timeout", type=float, default=60.0)
     p.add_argument("--formed", action="store_true",
                    help="form the cluster first (untimed), then time `duration` virtual s of it")
+    p.add_argument("--start-formed", action="store_true",
+                   help="start every node holding every other (World.start_formed), then time `duration`")
     p.add_argument("--form-timeout", type=float, default=300.0, help="virtual s allowed to form (--formed)")
     p.add_argument("--profile-out", help="write a cProfile of the first seed here")
     p.add_argument("-v", "--verbose", action="store_true", help="progress every 10 s of wall time")
     args = p.parse_args()
+    if args.formed and args.start_formed:
+        p.error("--formed (a join storm, untimed) and --start-formed (no storm) are two ways to start: pick one")
 
     print(f"sim_gossip: {args.nodes} nodes, {args.duration:g} virtual s, profile={args.profile}, "
           f"compression {'off (enable_compression=False)' if args.no_compression else 'on (LZW)'}, seeds "
           f"{args.first_seed}..{args.first_seed + args.seeds - 1}"
-          f"{', formed first (--formed)' if args.formed else ''}", flush=True)
+          f"{', formed first (--formed)' if args.formed else ''}"
+          f"{', started formed (--start-formed)' if args.start_formed else ''}", flush=True)
     results = []
     for k in range(args.seeds):
         prof = cProfile.Profile() if (args.profile_out and k == 0) else None
@@ -157,6 +176,9 @@ def main() -> int:
               f"({r['events']} events, {r['datagrams']} datagrams), all-alive at {conv}; "
               f"broadcast reached {reach} (median node {med}; "
               f"avg queued broadcasts when sent {r['queue_avg']:.0f}); peak RSS {r['rss_mib']:.0f} MiB", flush=True)
+        if args.start_formed:
+            print(f"  started formed: CPU {r['start_cpu_s']:.1f}s for {args.nodes} x {args.nodes - 1} member records; "
+                  f"with the {args.duration:g} virtual s, {r['start_cpu_s'] + r['cpu_s']:.1f}s in all", flush=True)
         if args.formed:
             print(f"  forming it first: CPU {r['form_cpu_s']:.1f}s, formed (all alive, no gossip queued) at "
                   f"{r['formed_at']:.1f} virtual s, {r['form_datagrams']} datagrams", flush=True)

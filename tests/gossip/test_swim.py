@@ -1018,3 +1018,30 @@ def test_push_pulls_are_compressed_from_their_configured_size_and_always_under_w
     assert request[0] == reply[0] == MessageType.COMPRESS  # memberlist's way: every one
     request, reply = _join_exchange(LAN.replace(enable_compression=False, push_pull_compress_min_bytes=0))
     assert request[0] == reply[0] == MessageType.PUSH_PULL
+
+
+def test_a_formed_start_holds_the_alive_members_and_counts_what_it_refused():
+    # Swim(formed=...) (node.sim.World.start_formed): a node starting as a
+    # member of a formed cluster takes each member as a push/pull's would
+    # be learned, and refuses what a push/pull's would not give it.
+    from gossip.messages import NodeStateCode, PushNodeState
+
+    vsn = (1, 5, 2, 2, 5, 4)
+
+    def state(name: str, last: int, code: NodeStateCode = NodeStateCode.ALIVE, v=vsn) -> PushNodeState:
+        return PushNodeState(name, bytes([10, 0, 0, last]), 0, b"m", 3, code, v)
+
+    formed = [state("a", 1), state("b", 2), state("c", 3), state("b", 9),
+              state("d", 4, NodeStateCode.SUSPECT), state("e", 5, NodeStateCode.DEAD),
+              state("f", 6, v=(0, 0, 0)), state("g", 7)]
+    core = Swim(name="a", addr=Address("10.0.0.1", 7946), config=CFG, rng=random.Random(1), now=5.0,
+                formed=formed)
+    members = {m.name: m for m in core.members()}
+    assert sorted(members) == ["a", "b", "c", "g"]
+    b = members["b"]
+    assert (b.addr, b.incarnation, b.state, b.meta) == (Address("10.0.0.2", 7946), 3, MemberState.ALIVE, b"m")
+    assert members["a"].incarnation == 1  # ourselves, as started
+    assert core.live_count() == 4
+    stats = core.stats()
+    assert stats["formed_skipped"] == 4 and stats["alive_bad_version"] == 1
+    assert [o for o in core.drain() if not isinstance(o, SendDatagram)] == []  # no member event each
