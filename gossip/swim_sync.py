@@ -25,6 +25,9 @@ every node saw all 1,000 alive at 15-21 virtual s, 3.6 s without it
 (seeds 1-3, docs/benchmarks.md).  A join with several seeds can bridge two clusters,
 and then the other seed's cluster does need those members: when a later
 join reply lacks some of them, they are gossiped after all.
+
+A formed start (`Swim(formed=...)`, simulations only) is a join whose
+reply the driver hands over at construction: learned quietly, as above.
 """
 
 from __future__ import annotations
