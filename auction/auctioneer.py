@@ -9,6 +9,11 @@ node, a Release to bidders that won nothing (so their reservations free up
 before their TTL), and reports a `RoundClosed` with what was placed and why
 the rest was not.  Nothing here waits on anything but its own deadline, so a
 lost message or a dead bidder ends the round on time instead of hanging it.
+A bidder answering earlier spread rounds first says so (`Deferred`): the
+deadline then moves to DEFER_EXTRA_TTLS more of the round's ttl after it
+opened, once and no further, and every bidder in the round hears of it
+(`RoundExtended`: their calls behind this round may wait as long;
+auction.bid_order says why).
 
 A round of a job spread over nodes that closes at its deadline with
 candidates still silent may hold slots back (`hold_for_silent`, which the
@@ -33,7 +38,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from .messages import Award, Bid, CallForBids, Decline, Release
+from .bid_order import DEFER_EXTRA_TTLS
+from .messages import Award, Bid, CallForBids, Decline, Deferred, Release, RoundExtended
 from .winner import Offer, choose_winners
 
 MAX_OPEN_ROUNDS = 1024
@@ -43,7 +49,7 @@ CLOSED_REMEMBERED = 1024  # closed rounds whose late bidders get a Release
 @dataclass(frozen=True, slots=True)
 class SendTo:
     node: str
-    msg: CallForBids | Award | Release
+    msg: CallForBids | Award | Release | RoundExtended
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,7 @@ class _Round:
     max_per_node: int | None
     spread_counts: dict[str, int]
     deadline: float
+    latest_s: float             # the deadline a deferral may move it to
     ties_from: str = ""         # choose_winners' `first`
     by_node: bool = False       # every node is its own spread domain
     hold_for_silent: bool = False
@@ -132,7 +139,8 @@ class Auctioneer:
         opened = f"{self.order_ms:013d}." if self.order_ms is not None else ""
         auction_id = f"{opened}{self.ballot_id}:{self._seq}"
         rnd = _Round(auction_id, job, spec_hash, dict(rounds), set(candidates), max_per_node,
-                     dict(spread_counts), now + ttl_s, ties_from, by_node, hold_for_silent)
+                     dict(spread_counts), now + ttl_s, now + ttl_s * (1 + DEFER_EXTRA_TTLS), ties_from, by_node,
+                     hold_for_silent)
         if not candidates:
             return [self._close_result(rnd)]
         self._rounds[auction_id] = rnd
@@ -153,7 +161,10 @@ class Auctioneer:
         # says (an agent older than that rule sends none).
         domain = bid.bidder if rnd.by_node else bid.spread_value
         rnd.offers[bid.bidder] = Offer(bid.bidder, tuple(bid.scores), domain, bid.already)
-        return self._maybe_close(rnd)
+        out = self._maybe_close(rnd)
+        if not out and rnd.deadline == rnd.latest_s:
+            out = [SendTo(bid.bidder, RoundExtended(rnd.auction_id, self.name))]
+        return out
 
     def on_decline(self, dec: Decline, now: float) -> list[AuctionOutput]:
         rnd = self._rounds.get(dec.auction_id)
@@ -162,23 +173,36 @@ class Auctioneer:
         rnd.declines[dec.bidder] = dec.reason
         return self._maybe_close(rnd)
 
+    def on_deferred(self, msg: Deferred, now: float) -> list[AuctionOutput]:
+        rnd = self._rounds.get(msg.auction_id)
+        if (rnd is None or msg.bidder not in rnd.candidates or msg.bidder in rnd.offers
+                or msg.bidder in rnd.declines or rnd.deadline >= rnd.latest_s):
+            return []
+        rnd.deadline = rnd.latest_s
+        heapq.heappush(self._deadlines, (rnd.deadline, rnd.auction_id))
+        return [SendTo(node, RoundExtended(rnd.auction_id, self.name)) for node in sorted(rnd.offers)]
+
     def _maybe_close(self, rnd: _Round) -> list[AuctionOutput]:
         if len(rnd.offers) + len(rnd.declines) >= len(rnd.candidates):
             return self._close(rnd)
         return []
 
     def next_deadline(self) -> float | None:
-        while self._deadlines and self._deadlines[0][1] not in self._rounds:
+        # Entries of closed rounds, and a deferred round's first deadline, are stale.
+        while self._deadlines and self._stale(*self._deadlines[0]):
             heapq.heappop(self._deadlines)
         return self._deadlines[0][0] if self._deadlines else None
+
+    def _stale(self, at: float, auction_id: str) -> bool:
+        rnd = self._rounds.get(auction_id)
+        return rnd is None or at < rnd.deadline
 
     def handle_timers(self, now: float) -> list[AuctionOutput]:
         out: list[AuctionOutput] = []
         while self._deadlines and self._deadlines[0][0] <= now:
-            _, auction_id = heapq.heappop(self._deadlines)
-            rnd = self._rounds.get(auction_id)
-            if rnd is not None:
-                out.extend(self._close(rnd))
+            at, auction_id = heapq.heappop(self._deadlines)
+            if not self._stale(at, auction_id):
+                out.extend(self._close(self._rounds[auction_id]))
         return out
 
     def _close(self, rnd: _Round) -> list[AuctionOutput]:

@@ -24,11 +24,30 @@ fullest of 5 nodes still got 7-8 of 30.)  Healthy rounds close within a few
 round trips (tens of milliseconds between loaded agents on the testbed,
 where 0.125 s of waiting ran out behind a queue of earlier rounds), but a
 coordinator that died or stalled after its call sends neither award nor
-release: so a call waits at most WAIT_SHARE of its round's time to live
-(`due`: the owner answers it then, scored as before this rule) and leaves
-the rest for the answer to arrive.  An open bid stops
+release: so a call waits a bounded time (`due`: the owner answers it
+then, scored as before this rule).  An open bid stops
 blocking when its coordinator leaves our view (`forget_gone`) or its
 reservation expires.
+
+How long a call may wait.  The rounds of a stack sent at once form a chain
+at every node: a round closes once every candidate has answered, and each
+answers it only after the round before it closed, one round trip later.
+With WAIT_SHARE of the round's ttl alone (0.3 s) the chain ran out at ten
+rounds and 10-50 ms between nodes (the loaded testbed's agents, or an edge
+site's links): the later calls were answered together without the earlier
+rounds' outcome, their rounds closed together, and the fullest of five
+nodes held 7-9 of 30 replicas instead of 6 (docs/benchmarks.md, "The
+stack on slow links").  So a bidder that defers a call says so
+(`Deferred`, the call's answer for now), and its coordinator keeps the
+round open up to DEFER_EXTRA_TTLS more of its ttl (auction.auctioneer)
+and tells the bidders that have bid in it (`RoundExtended`).  A call waits
+that much longer while every open bid of ours that it waits behind is in
+such a round (its coordinator is alive and the chain is moving) or was
+made less than WAIT_SHARE of a ttl ago (its word may still be on the
+way).  Behind a round whose coordinator died (no word) it waits
+WAIT_SHARE after the last of those bids, as before: other jobs are not
+held up by a dead coordinator's open bids.  A round nobody defers closes
+as before; one whose deferring bidder dies waits at most the extension.
 
 Calls do not arrive in id order: rounds opened at the same moment reach a
 node in network order, and its own round's call, which needs no network,
@@ -50,19 +69,21 @@ from dataclasses import dataclass
 from .messages import CallForBids
 
 MAX_WAITING = 256
-WAIT_SHARE = 0.6    # of a call's ttl_s: at most 0.3 s with the default 0.5 s
+WAIT_SHARE = 0.6    # of a call's ttl_s: at most 0.3 s with the default 0.5 s ...
+DEFER_EXTRA_TTLS = 2.0  # ... plus this many ttl_s for a deferred call (the coordinator waits as long)
 
 
 @dataclass(frozen=True, slots=True)
 class _Waiting:
     call: CallForBids
-    answer_at: float    # answered then even if an earlier round is still open
+    since: float        # when it came
 
 
 class BidOrder:
     def __init__(self) -> None:
-        self._open: dict[str, tuple[str, float]] = {}   # auction id -> (coordinator, reservation expiry)
+        self._open: dict[str, tuple[str, float, float]] = {}   # auction id -> (coordinator, reservation expiry, bid at)
         self._waiting: list[_Waiting] = []
+        self._extended: set[str] = set()   # open bids whose coordinators keep their rounds open longer
 
     def must_wait(self, call: CallForBids, now: float) -> bool:
         """Does an open spread bid of ours sort before this spread call?"""
@@ -79,25 +100,42 @@ class BidOrder:
         return True
 
     def wait(self, call: CallForBids, now: float) -> None:
-        self._waiting.append(_Waiting(call, now + call.ttl_s * WAIT_SHARE))
+        self._waiting.append(_Waiting(call, now))
+
+    def extended(self, auction_id: str) -> None:
+        """Its coordinator keeps the round open for deferred bidders."""
+        if auction_id in self._open:
+            self._extended.add(auction_id)
+
+    def _answer_at(self, w: _Waiting) -> float:
+        """When a waiting call is answered even if an earlier round is
+        still open (module docstring, "How long a call may wait")."""
+        ttl = w.call.ttl_s
+        latest = w.since + ttl * (WAIT_SHARE + DEFER_EXTRA_TTLS)
+        unconfirmed = [bid_at for auction_id, (_, _, bid_at) in self._open.items()
+                       if auction_id < w.call.auction_id and auction_id not in self._extended]
+        if not unconfirmed:
+            return latest if any(auction_id < w.call.auction_id for auction_id in self._open) else w.since
+        return min(latest, max(w.since, *unconfirmed) + ttl * WAIT_SHARE)
 
     def answered_after(self, call: CallForBids) -> set[str]:
         """Our open spread bids in rounds that sort after this call's: we
         answered them first because this call came late."""
         return {auction_id for auction_id in self._open if auction_id > call.auction_id}
 
-    def bid_open(self, call: CallForBids, until: float) -> None:
-        """We bid in this spread round; our reservation lasts until `until`."""
-        self._open[call.auction_id] = (call.coordinator, until)
+    def bid_open(self, call: CallForBids, until: float, now: float = float("-inf")) -> None:
+        """We bid in this spread round at `now`; our reservation lasts until `until`."""
+        self._open[call.auction_id] = (call.coordinator, until, now)
 
     def resolved(self, auction_id: str) -> None:
         """Its award or release arrived."""
         self._open.pop(auction_id, None)
+        self._extended.discard(auction_id)
 
     def forget_gone(self, alive: set[str]) -> None:
         """Open bids whose coordinators are gone block nothing any more."""
-        for auction_id in [a for a, (coordinator, _) in self._open.items() if coordinator not in alive]:
-            del self._open[auction_id]
+        for auction_id in [a for a, (coordinator, _, _) in self._open.items() if coordinator not in alive]:
+            self.resolved(auction_id)
 
     def next_ready(self, now: float) -> CallForBids | None:
         """The waiting call to answer now, if any: the one with the smallest
@@ -107,7 +145,7 @@ class BidOrder:
         if not self._waiting:
             return None
         self._expire(now)
-        overdue = [w for w in self._waiting if w.answer_at <= now]
+        overdue = [w for w in self._waiting if self._answer_at(w) <= now]
         if overdue:
             chosen = min(overdue, key=lambda w: w.call.auction_id)
         else:
@@ -119,11 +157,11 @@ class BidOrder:
 
     def due(self) -> float | None:
         """When the earliest waiting call must be answered regardless."""
-        return min((w.answer_at for w in self._waiting), default=None)
+        return min((self._answer_at(w) for w in self._waiting), default=None)
 
     def waiting(self) -> int:
         return len(self._waiting)
 
     def _expire(self, now: float) -> None:
-        for auction_id in [a for a, (_, until) in self._open.items() if until <= now]:
-            del self._open[auction_id]
+        for auction_id in [a for a, (_, until, _) in self._open.items() if until <= now]:
+            self.resolved(auction_id)

@@ -41,6 +41,7 @@ from .container_policy import SAFE_POLICY, ContainerPolicy
 from .ledger import Ledger
 from .node_limit import committed_here, replicas_here
 from .messages import Award, Bid, CallForBids, Decline, Release
+from .resources import ZERO
 from .scoring import NodeView, filter_reason, marginal_scores, with_pull_cost
 from .spec import JobSpec, PullPolicy, Strategy
 
@@ -49,6 +50,10 @@ from .spec import JobSpec, PullPolicy, Strategy
 RESERVATION_TTL_FACTOR = 2.0
 RESERVATION_TTL_EXTRA_S = 0.5
 
+
+# Added to a spread bid that counts reservations it answered ahead
+# (auction.bid_order): far less than one replica's share of a node.
+RESERVED_TIE_BONUS = 0.0001
 
 # A decline for room starts with this (reasons cross the wire as text):
 # auction.retry passes such members over in a job's next sampled draws.
@@ -125,13 +130,16 @@ class Bidder:
         # healed 1.3 s later (a third of the slots waited for a retry).
         # Reservations in rounds that sort after this one count for spread
         # too: we answered them before this call arrived (auction.bid_order).
-        if spec.strategy is Strategy.SPREAD:
-            load = self.ledger.committed_total() + self.ledger.reserved_for(answered_ahead)
-        else:
-            load = view.used
+        ahead = self.ledger.reserved_for(answered_ahead) if spec.strategy is Strategy.SPREAD else None
+        load = view.used if ahead is None else self.ledger.committed_total() + ahead
         scored = NodeView(self.name, self.ledger.capacity, load, labels, True)
         scores = with_pull_cost(marginal_scores(spec.strategy, scored, spec.demand(), len(reserved)),
                                 has_image is False)
+        if ahead is not None and ahead != ZERO:
+            # Those reservations may still lose: a hair above a node that has
+            # committed as much, which wins nothing more by a tie (its
+            # coordinator's name order) than it holds.
+            scores = [score + RESERVED_TIE_BONUS for score in scores]
         return Bid(call.auction_id, self.name, tuple(scores), spec.spread_domain(self.name, labels), already)
 
     def on_award(self, award: Award, *, spec: JobSpec | None, now: float,

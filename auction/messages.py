@@ -1,12 +1,16 @@
 """Auction messages between a coordinator and its bidders.
 
-How this works: four messages make one round.
+How this works: these messages make one round.
   CallForBids  coordinator -> candidates: "who can take these slots of job J
                (spec version H)?  answer within ttl_s"  (a TTL, never an
                absolute time: clocks differ between machines)
   Bid          bidder -> coordinator: marginal scores for the 1st..k-th slot
                it can take (it has reserved k slots' worth for a short TTL)
   Decline      bidder -> coordinator: why it cannot take any
+  Deferred     bidder -> coordinator: it answers after earlier spread rounds
+               it bid in have closed (auction.bid_order); the round stays
+               open for its answer, a bounded while longer
+  RoundExtended coordinator -> bidders: the round waits for deferred bidders
   Award        coordinator -> winner: these slots, under these ballots
   Release      coordinator -> bidders that won nothing: drop the reservation
 A lost message costs at most one TTL: the coordinator closes the round at its
@@ -53,6 +57,18 @@ class Decline:
 
 
 @dataclass(frozen=True, slots=True)
+class Deferred:
+    auction_id: str
+    bidder: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoundExtended:
+    auction_id: str
+    coordinator: str
+
+
+@dataclass(frozen=True, slots=True)
 class Award:
     auction_id: str
     coordinator: str
@@ -67,4 +83,4 @@ class Release:
     coordinator: str
 
 
-AuctionMessage = CallForBids | Bid | Decline | Award | Release
+AuctionMessage = CallForBids | Bid | Decline | Deferred | RoundExtended | Award | Release

@@ -70,7 +70,7 @@ from auction.coordination import Coordination
 from auction.ledger import Ledger
 from auction.membership import NodeStatus, is_alive, keeps_slot
 from auction.merge_rule import CopyLookup, MergeRule
-from auction.messages import Award, Bid, CallForBids, Decline, Release
+from auction.messages import Award, Bid, CallForBids, Decline, Deferred, Release
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
 from auction.retry import Retries
@@ -521,14 +521,14 @@ class Placement:
 
     # ---- bidder side
     def on_call(self, call: CallForBids, *, spec: JobSpec | None, status: NodeStatus,
-                now: float, waited: bool = False) -> Bid | Decline | None:
-        """None: it waits (auction.bid_order); the core answers it later, waited=True."""
+                now: float, waited: bool = False) -> Bid | Decline | Deferred:
+        """Deferred: it waits (auction.bid_order); the core answers it later, waited=True."""
         spread = spec is not None and spec.strategy is Strategy.SPREAD
         if spread and not waited and self.bid_order.defer(call, now):
-            return None
+            return Deferred(call.auction_id, self.name)
         answer = self._answer(call, spec, status, now)
         if spread and isinstance(answer, Bid):
-            self.bid_order.bid_open(call, now + reservation_ttl_s(call))
+            self.bid_order.bid_open(call, now + reservation_ttl_s(call), now)
         return answer
 
     def on_release(self, rel: Release) -> None:

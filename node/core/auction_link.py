@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from auction.auctioneer import RoundClosed, SendTo
-from auction.messages import Award, Bid, CallForBids, Decline, Release
+from auction.messages import AuctionMessage, Award, Bid, CallForBids, Decline, Deferred, Release, RoundExtended
 from auction.placement import AwardAccepted
 from auction.spec import JobSpec
 from node.core import admission, wire
@@ -25,8 +25,7 @@ if TYPE_CHECKING:
     from node.core.node_core import NodeCore
 
 
-def on_auction_message(core: NodeCore, msg: CallForBids | Bid | Decline | Award | Release,
-                       origin: str, now: float) -> None:
+def on_auction_message(core: NodeCore, msg: AuctionMessage, origin: str, now: float) -> None:
     match msg:
         case CallForBids():
             answer_call(core, msg, now)
@@ -36,6 +35,11 @@ def on_auction_message(core: NodeCore, msg: CallForBids | Bid | Decline | Award 
         case Decline():
             for out in core.placement.auctioneer.on_decline(msg, now):
                 auction_output(core, out, now)
+        case Deferred():
+            for out in core.placement.auctioneer.on_deferred(msg, now):
+                auction_output(core, out, now)
+        case RoundExtended():
+            core.placement.bid_order.extended(msg.auction_id)
         case Award():
             on_award(core, msg, origin, now)
             answer_waiting_calls(core, now)
@@ -49,9 +53,8 @@ def answer_call(core: NodeCore, call: CallForBids, now: float, waited: bool = Fa
     spec = core.placement.spec_of(core.store.get(call.job))
     if spec is None or spec.container_hash() != call.spec_hash:
         spec = core.placement.spec_from_call(call) or spec
+    # A Deferred reply: the call waits for an earlier spread round (auction.bid_order).
     reply = core.placement.on_call(call, spec=spec, status=core.status(), now=now, waited=waited)
-    if reply is None:
-        return  # it waits for an earlier spread round (auction.bid_order)
     core._send(call.coordinator, reply, now, reliable=False)
     if isinstance(reply, Bid):
         core._update_allocated(now)

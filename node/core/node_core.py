@@ -43,7 +43,7 @@ from typing import Any, overload
 
 from auction.claims import Claim
 from auction.container_policy import SAFE_POLICY, ContainerPolicy
-from auction.messages import Award, Bid, CallForBids, Decline, Release
+from auction.messages import Award, Bid, CallForBids, Decline, Deferred, Release, RoundExtended
 from auction import suspicion_rule
 from auction.placement import Placement, PlacementConfig
 from auction.resources import Resources
@@ -413,7 +413,7 @@ class NodeCore:
             case wire.StatusVersions() | wire.StatusRecords() | wire.MembersWanted():
                 self._status_sync.on_message(origin, msg, now)
                 self._absorb(now)  # merged records' PayloadUpdated events, the alives told
-            case CallForBids() | Bid() | Decline() | Award() | Release():
+            case CallForBids() | Bid() | Decline() | Deferred() | RoundExtended() | Award() | Release():
                 auction_link.on_auction_message(self, msg, origin, now)
             case _:
                 self._count("node_message_unexpected")

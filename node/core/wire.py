@@ -24,7 +24,7 @@ import math
 import msgpack
 
 from auction.claims import Claim
-from auction.messages import Award, Bid, CallForBids, Decline, Release
+from auction.messages import Award, Bid, CallForBids, Decline, Deferred, Release, RoundExtended
 
 from gossip.limits import PAYLOAD_MAX_BYTES, PAYLOAD_VERSION_MAX, PAYLOADS_MAX, TELL_MEMBERS_MAX
 from gossip.lww import BUCKETS, DIGEST_BYTES
@@ -43,6 +43,8 @@ KIND_BID = 11
 KIND_DECLINE = 12
 KIND_AWARD = 13
 KIND_RELEASE = 14
+KIND_DEFERRED = 15
+KIND_ROUND_EXTENDED = 16
 MAX_ENTRIES_PER_MESSAGE = 20_000
 MAX_SLOTS_PER_MESSAGE = 1000
 MAX_TEXT_CHARS = 1024
@@ -99,7 +101,7 @@ class MembersWanted:
 
 
 NodeMessage = (EntryBroadcast | ClaimBroadcast | SyncDigest | SyncEntries | StatusVersions | StatusRecords
-               | MembersWanted | CallForBids | Bid | Decline | Award | Release)
+               | MembersWanted | CallForBids | Bid | Decline | Deferred | RoundExtended | Award | Release)
 
 
 def encode(msg: NodeMessage) -> bytes:
@@ -130,6 +132,10 @@ def encode(msg: NodeMessage) -> bytes:
                     msg.already]
         case Decline():
             body = [KIND_DECLINE, msg.auction_id, msg.bidder, msg.reason]
+        case Deferred():
+            body = [KIND_DEFERRED, msg.auction_id, msg.bidder]
+        case RoundExtended():
+            body = [KIND_ROUND_EXTENDED, msg.auction_id, msg.coordinator]
         case Award():
             body = [KIND_AWARD, msg.auction_id, msg.coordinator, msg.job, msg.spec_hash,
                     [list(p) for p in msg.slots]]
@@ -226,6 +232,12 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
         if kind == KIND_RELEASE and len(raw) == 3:
             _texts(raw[1], raw[2])
             return Release(raw[1], raw[2])
+        if kind == KIND_DEFERRED and len(raw) == 3:
+            _texts(raw[1], raw[2])
+            return Deferred(raw[1], raw[2])
+        if kind == KIND_ROUND_EXTENDED and len(raw) == 3:
+            _texts(raw[1], raw[2])
+            return RoundExtended(raw[1], raw[2])
     except ValueError as exc:
         raise WireError(str(exc)) from None
     raise WireError(f"unknown message kind {kind}")

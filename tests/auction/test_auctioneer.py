@@ -9,7 +9,8 @@ from __future__ import annotations
 import random
 
 from auction.auctioneer import MAX_OPEN_ROUNDS, Auctioneer, RoundClosed, SendTo
-from auction.messages import Award, Bid, CallForBids, Decline, Release
+from auction.bid_order import DEFER_EXTRA_TTLS
+from auction.messages import Award, Bid, CallForBids, Decline, Deferred, Release, RoundExtended
 from auction.placement import Placement, PlacementConfig, SlotPending
 from auction.resources import Resources
 from auction.spec import validate
@@ -117,6 +118,41 @@ def test_at_the_deadline_the_round_closes_with_whoever_answered_and_names_the_si
     assert a.on_bid(Bid("c:1", "n1", (0.5,), None, 0), now=10.6) == []
     assert a.on_bid(Bid("c:9", "n3", (0.9,), None, 0), now=10.6) == []   # never ours
     assert a.on_bid(Bid("c:1", "intruder", (0.9,), None, 0), now=10.6) == []   # never called
+
+
+def test_a_deferred_bidder_keeps_the_round_open_for_a_bounded_while():
+    # A bidder answering earlier spread rounds first says so (auction.bid_order):
+    # the round waits for it up to DEFER_EXTRA_TTLS more of its ttl, once.
+    # Bidders in the round hear of it (RoundExtended): calls of theirs behind
+    # this round may wait as long.
+    a = Auctioneer("c")
+    open_web(a, ["n1", "n2", "n3"], now=10.0)
+    a.on_bid(Bid("c:1", "n1", (0.5,), None, 0), now=10.1)
+    assert a.on_deferred(Deferred("c:1", "n1"), now=10.1) == []       # answered already: changes nothing
+    assert a.on_deferred(Deferred("c:1", "intruder"), now=10.1) == []  # never called: ignored
+    assert a.next_deadline() == 10.5
+    assert a.on_deferred(Deferred("c:1", "n2"), now=10.1) == [SendTo("n1", RoundExtended("c:1", "c"))]
+    assert a.on_deferred(Deferred("c:1", "n3"), now=10.2) == []        # once: no further
+    latest = 10.0 + 0.5 * (1 + DEFER_EXTRA_TTLS)
+    assert a.next_deadline() == latest
+    assert a.handle_timers(now=10.5) == [] and a.open_rounds() == 1
+    # n2's bid comes after the first deadline, and it hears of the extension
+    # too; n3 (dead, say) never answers.
+    assert a.on_bid(Bid("c:1", "n2", (0.9,), None, 0), now=11.0) == [SendTo("n2", RoundExtended("c:1", "c"))]
+    outs = a.handle_timers(now=latest)
+    rc = closed(outs)
+    assert rc.awarded == {0: ("n2", 1), 1: ("n1", 1)} and rc.silent == ("n3",)
+    assert a.next_deadline() is None
+
+
+def test_a_round_whose_deferred_bidders_all_answer_closes_at_once():
+    a = Auctioneer("c")
+    open_web(a, ["n1", "n2"], now=0.0)
+    a.on_deferred(Deferred("c:1", "n2"), now=0.01)
+    a.on_bid(Bid("c:1", "n1", (0.5,), None, 0), now=0.02)
+    rc = closed(a.on_bid(Bid("c:1", "n2", (0.6,), None, 0), now=0.7))
+    assert rc.awarded == {0: ("n2", 1), 1: ("n1", 1)}
+    assert a.next_deadline() is None and a.handle_timers(now=5.0) == []
 
 
 def _spread_round_at_its_deadline(hold: bool) -> RoundClosed:

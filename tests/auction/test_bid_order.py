@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import random
 
-from auction.bid_order import MAX_WAITING, WAIT_SHARE, BidOrder
-from auction.messages import Award, Bid, CallForBids, Release
+from auction.bid_order import DEFER_EXTRA_TTLS, MAX_WAITING, WAIT_SHARE, BidOrder
+from auction.messages import Award, Bid, CallForBids, Deferred, Release
 from auction.placement import Placement, PlacementConfig
 from auction.resources import Resources
 from auction.spec import JobSpec, validate
@@ -48,7 +48,7 @@ def test_waiting_calls_come_back_smallest_first_once_nothing_open_precedes_them(
     assert order.next_ready(now=0.03) is None
 
 
-def test_a_call_waits_a_share_of_its_ttl_at_most():
+def test_a_call_waits_a_share_of_its_ttl_behind_a_round_not_known_alive():
     # A coordinator that died after its call sends neither award nor
     # release: the calls behind its open bid are answered anyway, in time
     # for their own rounds.
@@ -62,6 +62,30 @@ def test_a_call_waits_a_share_of_its_ttl_at_most():
     assert order.next_ready(now=0.5 * WAIT_SHARE + 0.005) is None      # b:1 is due 0.01 s later
     assert order.next_ready(now=0.5 * WAIT_SHARE + 0.01).auction_id == "b:1"
     assert order.waiting() == 0 and order.due() is None
+
+
+def test_behind_extended_rounds_a_call_waits_as_long_as_they_stay_open():
+    # The rounds of a stack form a chain (module docstring): a round whose
+    # coordinator says it waits for deferred bidders (RoundExtended) is alive
+    # and moving, and a call behind it waits up to DEFER_EXTRA_TTLS more.
+    order = BidOrder()
+    order.bid_open(call("a:1"), until=2.0, now=0.0)
+    order.wait(call("c:1", ttl_s=0.5), now=0.0)
+    assert order.due() == 0.5 * WAIT_SHARE
+    order.extended("a:1")
+    order.extended("z:9")                          # no open bid of ours: nothing
+    longest = 0.5 * (WAIT_SHARE + DEFER_EXTRA_TTLS)
+    assert order.due() == longest
+    assert order.next_ready(now=longest - 0.001) is None
+    # A fresh bid of ours behind it, not confirmed yet, gets WAIT_SHARE from
+    # when we made it (its coordinator's word may be on the way).
+    order.bid_open(call("b:1"), until=2.0, now=0.6)
+    assert order.due() == 0.6 + 0.5 * WAIT_SHARE
+    order.extended("b:1")
+    assert order.due() == longest
+    order.resolved("a:1")
+    order.resolved("b:1")
+    assert order.next_ready(now=0.9).auction_id == "c:1"      # both closed: at once
 
 
 def test_an_open_bid_stops_blocking_when_its_reservation_expires():
@@ -110,7 +134,7 @@ def test_a_spread_call_is_answered_after_the_earlier_rounds_award_and_scored_on_
     first, second = _spec("a", "spread"), _spec("b", "spread")
     bid1 = p.on_call(_call("c#1:1", first), spec=first, status=status, now=0.0)
     assert isinstance(bid1, Bid)
-    assert p.on_call(_call("c#1:2", second), spec=second, status=status, now=0.001) is None
+    assert p.on_call(_call("c#1:2", second), spec=second, status=status, now=0.001) == Deferred("c#1:2", "n1")
     assert p.bid_order.next_ready(now=0.002) is None
     p.on_award(Award("c#1:1", "c#1", "a", first.container_hash(), ((0, 1),)), spec=first, now=0.003)
     waited = p.bid_order.next_ready(now=0.003)
@@ -119,7 +143,7 @@ def test_a_spread_call_is_answered_after_the_earlier_rounds_award_and_scored_on_
     assert isinstance(bid2, Bid) and bid2.scores[0] < bid1.scores[0]   # a core committed to a/0
     # A release lets waiting calls through too.
     third = _spec("c", "spread")
-    assert p.on_call(_call("c#1:3", third), spec=third, status=status, now=0.004) is None
+    assert isinstance(p.on_call(_call("c#1:3", third), spec=third, status=status, now=0.004), Deferred)
     p.on_release(Release("c#1:2", "c"))
     assert p.bid_order.next_ready(now=0.005) is not None
 
@@ -163,5 +187,5 @@ def test_the_ledger_is_untouched_by_a_waiting_call():
     first, second = _spec("a", "spread"), _spec("b", "spread")
     p.on_call(_call("c#1:1", first), spec=first, status=status, now=0.0)
     before = dict(p.ledger.reservations)
-    assert p.on_call(_call("c#1:2", second), spec=second, status=status, now=0.0) is None
+    assert isinstance(p.on_call(_call("c#1:2", second), spec=second, status=status, now=0.0), Deferred)
     assert p.ledger.reservations == before

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgpack
 
-from auction.messages import Award, Bid, CallForBids, Decline, Release
+from auction.messages import Award, Bid, CallForBids, Decline, Deferred, Release, RoundExtended
 from gossip import userdata
 from gossip.compound import make_compound
 from gossip.messages import (
@@ -315,11 +315,13 @@ class Forge:
         elif kind == 5:
             msg = r.choice((Bid(f"a#{r.randrange(99)}", self.name("stranger"), (1.0,), 0.5, 0),
                             Decline(f"a#{r.randrange(99)}", self.name("stranger"), "no"),
+                            Deferred(f"a#{r.randrange(99)}", self.name("stranger")),
+                            RoundExtended(f"a#{r.randrange(99)}", self.name("stranger")),
                             Release(f"a#{r.randrange(99)}", self.name("stranger"))))
         elif kind == 6:
             msg = None
         else:
-            return pack([r.choice((1, 2, 3, 4, 10, 11, 12, 13, 14, 99)), *(self.wrong(udp) for _ in range(3))])
+            return pack([r.choice((1, 2, 3, 4, 10, 11, 12, 13, 14, 15, 16, 99)), *(self.wrong(udp) for _ in range(3))])
         try:
             data = core_wire.encode(msg) if msg is not None else pack([4, [self.claim_wire()]])
         except (TypeError, ValueError, AttributeError, OverflowError):

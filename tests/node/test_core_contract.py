@@ -387,6 +387,20 @@ def test_a_bids_spread_domain_is_a_bounded_text():
         bid("x" * (wire.MAX_TEXT_CHARS + 1))
 
 
+def test_a_deferral_and_its_extension_cross_the_wire_and_malformed_ones_are_refused():
+    # auction.bid_order: a bidder answering earlier spread rounds first tells
+    # the coordinator, which keeps the round open (an older agent refuses the
+    # unknown kind and closes the round on time, as before).
+    from auction.messages import Deferred, RoundExtended
+    for msg, kind in ((Deferred("1765000000000.n1#k2:7", "n2"), wire.KIND_DEFERRED),
+                      (RoundExtended("1765000000000.n1#k2:7", "n1"), wire.KIND_ROUND_EXTENDED)):
+        assert wire.decode(wire.encode(msg), 1 << 16) == msg
+        for bad in ([kind, "a#1"], [kind, "a#1", 7], [kind, "a#1", "x" * (wire.MAX_TEXT_CHARS + 1)],
+                    [kind, "a#1", "n2", 1]):
+            with pytest.raises(wire.WireError):
+                wire.decode(msgpack.packb(bad, use_bin_type=True), 1 << 16)
+
+
 def test_a_calls_win_cap_is_optional_and_bounded():
     # A call that caps what a bidder can win carries it as a ninth field; a
     # call without a cap keeps the eight fields older agents decode.

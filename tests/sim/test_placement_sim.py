@@ -421,9 +421,13 @@ def test_spread_jobs_are_placed_at_once_when_a_coordinator_dies_with_its_rounds_
     # coordinator that dies after its calls sends neither award nor release,
     # and the bids every node made in its round held up their answers to
     # the other jobs' rounds: until the reservations expired and through
-    # the retries' back-off, 2-7 s.  A call now waits a quarter of its ttl
-    # at most: the other jobs are placed as without the rule (0.6 s, the
-    # dead node's silence included).
+    # the retries' back-off, 2-7 s.  A call now waits WAIT_SHARE of its ttl
+    # behind an open bid its coordinator has not confirmed alive
+    # (auction.bid_order): the other jobs were placed in 0.6 s.  Rounds the
+    # dead node itself had deferred (it answers spread rounds in order too)
+    # now wait for its answer up to the extension a deferral buys
+    # (auction.auctioneer): 1.55 s in seeds 2, 3, 5 and 7.
+    from auction.bid_order import DEFER_EXTRA_TTLS
     from auction.coordination import coordinator_of
 
     sim, specs = _stack_sent_at_once(seed, 4000, "100m", "spread")
@@ -442,7 +446,8 @@ def test_spread_jobs_are_placed_at_once_when_a_coordinator_dies_with_its_rounds_
         running = [key for i in range(1, 5) for key in sim.running[i]]
         return all(f"{s.name}/{k}" in running for s in others for k in range(3))
     took = sim.world.run_until_converged(placed, 10, check_every=0.05)
-    assert took is not None and took <= 1.0, took
+    extended_round_s = PlacementConfig().auction_ttl_s * (1 + DEFER_EXTRA_TTLS)
+    assert took is not None and took <= extended_round_s + 0.1, took
 
 
 @pytest.mark.parametrize("cores", [4, 1])
@@ -496,6 +501,24 @@ def test_spread_jobs_sent_together_over_slow_links_never_put_two_replicas_on_a_n
         for spec in specs:
             nodes = [i for i in range(5) for key in sim.running[i] if key.startswith(spec.name + "/")]
             assert len(nodes) == len(set(nodes)), (round(sim.world.now - t0, 2), spec.name, nodes)
+    assert not sim.violations
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_stack_sent_at_once_over_20_ms_links_is_dealt_evenly(seed):
+    # Ten 3-replica spread services at once over five idle nodes, 20-40 ms
+    # apart (an edge site's links, or loaded agents): each node answers the
+    # rounds in order, one round trip each (auction.bid_order), and the
+    # chain outran the 0.3 s a call could wait; the later calls were
+    # answered together, blind to the earlier rounds, and the fullest node
+    # held 7-8 of the 30 in every one of seeds 1-12 (Swarm: 6 on each).  A
+    # bidder now tells a coordinator it deferred the call, and the round
+    # waits for it (auction.auctioneer, bounded): 6 on each in seeds 1-12.
+    sim, specs = _stack_sent_at_once(seed, 4000, "100m", "spread")
+    sim.world.network.set_delay(0.02, 0.02)
+    took = sim.world.run_until_converged(lambda _: not sim.placement_problems(specs), 10, check_every=0.05)
+    assert took is not None and took <= 2.0, took
+    assert [len(sim.running[i]) for i in range(5)] == [6] * 5
     assert not sim.violations
 
 
