@@ -98,6 +98,11 @@ def all_on(cl, image: str, job: str = JOB, nodes: list[int] | None = None) -> bo
             and all(c["Image"] == image and "(healthy)" in c["Status"] for c in cs))
 
 
+def per_node(cl, job: str) -> list[int]:
+    """How many of the job's containers each node's dockerd holds, by node."""
+    return [len(cl.containers(job, [i])) for i in sorted(cl.nodes)]
+
+
 class Sampler:
     """Counts healthy slots from every dockerd, as often as they answer, in a thread."""
 
@@ -237,9 +242,16 @@ def test_a_rollout_while_rack_b_is_powered_off(cluster):
     extra = {"spread": "host", "rebalance": False}
     took: dict[str, float] = {}
     t_start = time.monotonic()
-    cl.submit(spec("roll-b1", job=job, extra=extra))
+    # v1 rebalances: on a loaded machine an agent that stalls for a second
+    # is declared dead (the `local` profile: 0.6 s after its first
+    # suspicion) and its new slots are placed again elsewhere; once, in CI,
+    # v1 ended 0/3/2/3/2, which nothing evens out with rebalancing off.  The
+    # scene starts from two a node either way; v2 turns rebalancing off, so
+    # that the end state stays put.
+    cl.submit(spec("roll-b1", job=job, extra={"spread": "host"}))
     try:
-        cl.wait(lambda: all_on(cl, "shoal-demo:roll-b1", job), 90, "10 healthy v1 containers")
+        cl.wait(lambda: all_on(cl, "shoal-demo:roll-b1", job) and per_node(cl, job) == [2] * len(cl.nodes), 150,
+                "10 healthy v1 containers, two a node")
         with cl.explained():
             on_b = {c["Labels"]["shoal.slot"] for c in cl.containers(job, list(RACK_B))}
             assert len(on_b) == 4, on_b                  # spread: two a node
