@@ -450,8 +450,7 @@ def build_config(values: dict[str, Any]) -> AgentConfig:
         kw["publish_address"] = parse_publish_address(v)
     if "cluster" in values:
         kw["cluster"] = cluster_config(values["cluster"])
-    if "placement" in values:
-        kw["placement"] = placement_config(values["placement"])
+    kw["placement"] = placement_config(values.get("placement"), kw.get("profile", AgentConfig.profile))
     insecure = values.get("insecure_no_encryption")
     if insecure is not None:
         if not isinstance(insecure, bool):

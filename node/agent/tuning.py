@@ -29,6 +29,17 @@ FIXED_SETTINGS = {
                               "everywhere, and a node with a lower limit would drop its peers' valid "
                               "entries, so its job store would never converge",
 }
+# Placement settings whose default depends on the gossip profile (the rest
+# are the same on every profile).  `wan` is for links of tens to hundreds of
+# milliseconds: a round must outlast a few round trips, or bids arrive after
+# it closed and their nodes count as silent (the simulator's stack of ten
+# spread services over 50 ms links put 7-8 of 30 on the fullest of five
+# nodes with a 0.5 s round, 6 on each with 1-2 s: docs/configuration.md),
+# and a claim's broadcast takes seconds to come back.  An operator's own
+# value in [placement] still wins.
+PLACEMENT_BY_PROFILE: dict[str, dict[str, float]] = {
+    "wan": {"auction_ttl_s": 2.0, "claim_wait_s": 10.0},
+}
 # Settings for which zero is a meaningful value (see docs/configuration.md);
 # every other one must be positive.
 ZERO_ALLOWED = frozenset({"cluster.status_min_interval_s", "cluster.status_slot_min_interval_s",
@@ -75,9 +86,10 @@ def _tuning_value(path: str, value: Any, default: Any) -> Any:
     return number
 
 
-def _tuning(table: str, cls: type, raw: Any) -> Any:
-    """An instance of `cls` from the raw TOML table `[table]` (None: defaults)."""
-    defaults = cls()
+def _tuning(table: str, cls: type, raw: Any, defaults: Any = None) -> Any:
+    """An instance of `cls` from the raw TOML table `[table]` over `defaults`
+    (None: the dataclass's own)."""
+    defaults = cls() if defaults is None else defaults
     if raw is None:
         return defaults
     if not isinstance(raw, dict):
@@ -109,10 +121,16 @@ def cluster_config(raw: Any = None) -> ClusterConfig:
     return _tuning("cluster", ClusterConfig, raw)
 
 
-def placement_config(raw: Any = None) -> PlacementConfig:
-    """The `[placement]` table (as parsed from TOML) as a PlacementConfig;
-    ConfigError naming `placement.FIELD` if a value is wrong."""
-    return _tuning("placement", PlacementConfig, raw)
+def placement_defaults(profile: str = "lan") -> PlacementConfig:
+    """The placement settings a gossip profile starts from."""
+    return replace(PlacementConfig(), **PLACEMENT_BY_PROFILE.get(profile, {}))
+
+
+def placement_config(raw: Any = None, profile: str = "lan") -> PlacementConfig:
+    """The `[placement]` table (as parsed from TOML) as a PlacementConfig,
+    over the profile's defaults; ConfigError naming `placement.FIELD` if a
+    value is wrong."""
+    return _tuning("placement", PlacementConfig, raw, placement_defaults(profile))
 
 
 def container_policy(raw: Any = None) -> ContainerPolicy:

@@ -329,6 +329,20 @@ def test_tuning_defaults_are_the_dataclass_defaults(tmp_path):
     assert cluster_config() == ClusterConfig() and placement_config({}) == PlacementConfig()
 
 
+def test_the_wan_profile_gives_rounds_and_claims_time_for_its_links(tmp_path):
+    # On `wan` a 0.5 s round closed before the bids of nodes 50-100 ms away
+    # came back (docs/configuration.md, placement.auction_ttl_s): an operator
+    # had to remember to raise it.  The profile now does; a value of their
+    # own still wins, and lan and local keep the defaults.
+    wan = load_config(write(tmp_path, BIND_LINE + 'profile = "wan"\n'))
+    assert (wan.placement.auction_ttl_s, wan.placement.claim_wait_s) == (2.0, 10.0)
+    assert dataclasses.replace(wan.placement, auction_ttl_s=0.5, claim_wait_s=3.0) == PlacementConfig()
+    own = load_config(write(tmp_path, BIND_LINE + 'profile = "wan"\n[placement]\nauction_ttl_s = 1.0\n'))
+    assert (own.placement.auction_ttl_s, own.placement.claim_wait_s) == (1.0, 10.0)
+    for profile in ("lan", "local"):
+        assert load_config(write(tmp_path, BIND_LINE + f'profile = "{profile}"\n')).placement == PlacementConfig()
+
+
 @pytest.mark.parametrize(
     "toml, field, words",
     [
