@@ -37,7 +37,7 @@ from __future__ import annotations
 import heapq
 import random
 from functools import partial
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, overload
 
@@ -61,7 +61,7 @@ from gossip.events import (
     UserMessage,
 )
 from gossip.lww import LwwMap
-from gossip.messages import Message
+from gossip.messages import Message, PushNodeState
 from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
@@ -126,7 +126,7 @@ class NodeCore:
     def __init__(self, *, name: str, addr: Address, gossip_config: GossipConfig, rng: random.Random,
                  now: float, capacity: Resources, labels: dict[str, str] | None = None,
                  agent_version: str = "", wall_offset_s: float = 0.0, meta: bytes = b"", address: str = "",
-                 keyring: Keyring | None = None, label: bytes = b"",
+                 keyring: Keyring | None = None, label: bytes = b"", formed: Sequence[PushNodeState] = (),
                  cluster_config: ClusterConfig | None = None,
                  placement_config: PlacementConfig | None = None,
                  stored_entries: list[Entry] | None = None,
@@ -135,7 +135,7 @@ class NodeCore:
         self.name = name
         self.cfg = cluster_config or ClusterConfig()
         self.swim = Swim(name=name, addr=addr, config=gossip_config, rng=rng, now=now, meta=meta,
-                         keyring=keyring, label=label)
+                         keyring=keyring, label=label, formed=formed)  # formed: World.start_formed
         self._rng = rng
         self.wall_offset_s = wall_offset_s
         self.clock = HybridClock(name)

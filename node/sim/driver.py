@@ -58,6 +58,11 @@ def datagram_receiver(core: Any) -> Callable[[bytes, Any, float], None] | None:
     return None if callable(getattr(core, "feed", None)) else core.receive_datagram
 
 
+def gossip_of(core: Any) -> Any:
+    """The gossip layer of a core: a gossip-only core itself, or a NodeCore's Swim."""
+    return getattr(core, "swim", core)
+
+
 def feeder(core: Any) -> Callable[[Any, float], Any]:
     """The function that feeds inputs to core: its own `feed`, or SwimFeed's."""
     own = getattr(core, "feed", None)

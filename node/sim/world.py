@@ -83,7 +83,7 @@ from gossip.events import (
 from gossip.members import addr_to_bytes
 from gossip.messages import NodeStateCode, PushNodeState
 from node.core.inputs import Broadcast, Datagram, Join, Leave, StreamIn, StreamReply
-from node.sim.driver import datagram_receiver, feeder
+from node.sim.driver import datagram_receiver, feeder, gossip_of
 from node.sim.gc_policy import fewer_collections
 from node.sim.network import Network, NetworkConfig
 from node.sim.simnode import CRASHED, NEW, PAUSED, RUNNING, SimError, SimNode, node_address, node_name
@@ -309,6 +309,16 @@ class World:
         self._settle(nd)
         return result
 
+    def wake(self, node: int | str) -> None:
+        """Run a running node's timers now, as if one were due, and route
+        its outputs: for a driver that changed its core directly (a formed
+        start handing it records) and wants the core to act on it."""
+        nd = self.nodes[self.idx(node)]
+        if nd.status is not RUNNING:
+            raise SimError(f"{nd.name} is {nd.status}")
+        nd.core.handle_timers(nd.local(self.now))
+        self._settle(nd)
+
     def broadcast(self, node: int | str, data: bytes) -> None:
         self.feed(node, Broadcast(data))
 
@@ -416,7 +426,7 @@ class World:
         for nd in self.nodes:
             self._make_core(nd, formed=states)
             nd.status = RUNNING
-            self._emit(nd.idx, NodeFormed(nd.name, nd.core.live_count() - 1))
+            self._emit(nd.idx, NodeFormed(nd.name, gossip_of(nd.core).live_count() - 1))
             self._settle(nd)
 
     # ---- the step ----------------------------------------------------------

@@ -11,12 +11,15 @@ Prints, for N simulated agents (NodeCore: gossip + job store + auctions):
     running twice meanwhile (checked every 0.5 virtual s).
 
 Usage: python scripts/bench/placement_sim.py [--nodes 100] [--replicas 1000] [--seed 1]
-       [--kills 0.1 0.5] [--trace]
+       [--kills 0.1 0.5] [--trace] [--start-formed]
 --kills with no fraction measures placement alone; --trace prints each
 slot's phases (job reaching its coordinator, rounds, award, start), the
 decline reasons and the gossip broadcast queues' depth, and after each kill
 where the heal's time went (the victims' suspicion reaching the survivors
-and the slots' coordinators, the grace, the new award).
+and the slots' coordinators, the grace, the new award).  --start-formed
+starts the agents as a formed cluster (ClusterSim.start_formed: members and
+status records handed in) instead of a join storm, then runs 15 virtual s
+as the storm's start does.
 """
 
 from __future__ import annotations
@@ -182,7 +185,8 @@ class HealTrace:
         show("slot awarded again", list(self.awarded.values()))
 
 
-def run(n: int, replicas: int, seed: int, *, kills: tuple[float, ...] = (0.10, 0.50), trace: bool = False) -> None:
+def run(n: int, replicas: int, seed: int, *, kills: tuple[float, ...] = (0.10, 0.50), trace: bool = False,
+        start_formed: bool = False) -> None:
     rng = random.Random(seed)
     caps = [Resources(rng.choice([4000, 8000, 16000]), rng.choice([8, 16, 32]) * GiB, 0) for _ in range(n)]
     sim = ClusterSim(seed, n, LAN.replace(enable_compression=False), capacities=caps,
@@ -190,7 +194,10 @@ def run(n: int, replicas: int, seed: int, *, kills: tuple[float, ...] = (0.10, 0
                      placement_config=PlacementConfig(placement_interval_s=1.0, auction_ttl_s=0.2))
     w = sim.world
     cpu0 = time.process_time()
-    w.bootstrap(seeds="random")
+    if start_formed:
+        sim.start_formed()
+    else:
+        w.bootstrap(seeds="random")
     w.run_for(15)
     boot_cpu = time.process_time() - cpu0
 
@@ -228,7 +235,8 @@ def run(n: int, replicas: int, seed: int, *, kills: tuple[float, ...] = (0.10, 0
     lat = [t - t0 for t in started_at.values()]
     dgrams = w.stats["datagrams_sent"] - stats0["datagrams_sent"]
     dbytes = w.stats["datagram_bytes"] - stats0["datagram_bytes"]
-    print(f"N={n} replicas={replicas} seed={seed} (bootstrap CPU {boot_cpu:.1f} s)")
+    print(f"N={n} replicas={replicas} seed={seed} ({'formed start' if start_formed else 'bootstrap'} CPU "
+          f"{boot_cpu:.1f} s)")
     print(f"  all placed: {'yes' if took is not None else 'NO'} in {took if took is not None else float('nan'):.2f} "
           f"virtual s; {placed} starts")
     if lat:
@@ -301,9 +309,11 @@ def main() -> None:
     ap.add_argument("--kills", type=float, nargs="*", default=[0.10, 0.50],
                     help="fractions of the nodes killed in turn after placement (none: placement only)")
     ap.add_argument("--trace", action="store_true", help="per-slot phases and gossip queue depth")
+    ap.add_argument("--start-formed", action="store_true",
+                    help="start the agents formed (ClusterSim.start_formed), not by a join storm")
     args = ap.parse_args()
     for n in args.nodes:
-        run(n, args.replicas, args.seed, kills=tuple(args.kills), trace=args.trace)
+        run(n, args.replicas, args.seed, kills=tuple(args.kills), trace=args.trace, start_formed=args.start_formed)
 
 
 if __name__ == "__main__":

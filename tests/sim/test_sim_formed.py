@@ -71,3 +71,42 @@ def test_a_formed_start_replays_from_its_seed():
 
     assert digest(5) == digest(5)
     assert digest(5) != digest(6)
+
+
+def _formed_agents(seed: int, n: int = 30):
+    from gossip.config import LAN
+    from node.sim.cluster import ClusterSim
+
+    sim = ClusterSim(seed, n, LAN.replace(enable_compression=False))
+    sim.start_formed()
+    return sim
+
+
+def test_formed_agents_start_holding_every_status_and_place_at_once():
+    # Whole agents (ClusterSim) start formed too: besides the members, each
+    # holds every other's status record as published at its start, so it
+    # can place at once (a status arriving by gossip only later would leave
+    # the node out of every round until then: "no status yet", auction.membership).
+    from auction.spec import validate
+
+    n = 30
+    sim = _formed_agents(5, n)
+    w = sim.world
+    assert all(len(w.core(i).live_statuses()) == n for i in range(n))
+    assert sum(w.stats[k] for k in ("datagrams_sent", "streams_opened")) == 0
+    spec = validate({"name": "web", "image": "busybox", "replicas": 2 * n, "cpu": "100m", "memory": "64MiB",
+                     "strategy": "spread"})
+    sim.submit(7, spec)
+    took = w.run_until_converged(lambda _: not sim.placement_problems([spec]), 5, check_every=0.05)
+    assert took is not None and took <= 1.0, took
+    assert sorted(len(sim.running[i]) for i in range(n)) == [2] * n   # spread: every node was a candidate
+    assert not sim.violations
+
+
+def test_formed_agents_replay_from_their_seed():
+    digests = []
+    for _ in range(2):
+        sim = _formed_agents(6, 12)
+        sim.world.run_for(5)
+        digests.append(sim.world.trace_digest())
+    assert digests[0] == digests[1]
