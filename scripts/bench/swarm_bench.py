@@ -3,6 +3,7 @@
 
     python scripts/bench/swarm_bench.py [--replicas 10,50,100] [--trials 3]
         [--kills 3] [--cuts default,fast] [--stack 10x3] [--no-swarm] [--no-shoal]
+        [--stack-profile wan] [--stack-delay-ms 50] [--agent-arg=--config=FILE.toml]
         [--prefix shsw --subnet 10.84.0] [--trace DIR] [--src REV|worktree] [--json OUT]
 
 Root only.  Issue 16's testbed target, on 5 nodes of scripts/testbed (each
@@ -34,7 +35,11 @@ one after the other:
     spread, all sent to node 1 at once, one call per service (as `docker
     stack deploy` or shoal's Compose import send them).  The figures: until
     all S*R run, the replicas on each node, and how many services have two
-    replicas on one node.  Removed before the next trial.
+    replicas on one node.  Removed before the next trial.  shoal runs it on
+    the `lan` profile unless --stack-profile says otherwise; --stack-delay-ms
+    holds back every agent's outgoing UDP datagrams that long (the
+    transport's fault hook: links of an edge site; Swarm's traffic is not
+    delayed, so run it --no-swarm); --agent-arg passes a flag to every agent.
 
 The order: each size's placement on shoal, then on Swarm; then each
 setting's cuts on shoal, then on Swarm, so the two sides of a row run
@@ -345,6 +350,12 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=3, help="(b) power cuts per setting and scheduler")
     ap.add_argument("--cuts", default="default,fast", help="(b) settings; empty for none")
     ap.add_argument("--stack", default="", help="(c) SxR: S services of R replicas sent at once; empty for none")
+    ap.add_argument("--stack-profile", default="lan", help="(c) shoal's gossip profile")
+    ap.add_argument("--stack-delay-ms", type=int, default=0,
+                    help="(c) shoal only: ms added to every agent's outgoing UDP datagrams (the transport's "
+                         "fault hook; Swarm's traffic has none)")
+    ap.add_argument("--agent-arg", action="append", default=[],
+                    help="passed to every agent (repeatable), e.g. --agent-arg=--config=FILE.toml")
     ap.add_argument("--no-swarm", action="store_true")
     ap.add_argument("--no-shoal", action="store_true")
     ap.add_argument("--prefix", default="shsw", help="the testbed's prefix (its own, not another run's)")
@@ -365,11 +376,15 @@ def main() -> int:
         debug = ["--agent-arg=--log-level=DEBUG"] if args.trace else []
         for who, setting, sizes_here in phases(sizes, settings, not args.no_shoal, not args.no_swarm, bool(stack)):
             if who == "shoal":
-                profile = SHOAL_PROFILE.get(setting, "lan")
+                profile = args.stack_profile if setting == "stack" else SHOAL_PROFILE.get(setting, "lan")
                 log(f"testbed up: {N} nodes with agents, profile {profile}")
-                bed.up("--profile", profile, *debug)
+                bed.up("--profile", profile, *debug, *(f"--agent-arg={a}" for a in args.agent_arg))
                 sched = Shoal(bed)
                 sched.back(0)
+                if setting == "stack" and args.stack_delay_ms:
+                    log(f"every agent's UDP datagrams {args.stack_delay_ms} ms late from now on")
+                    for i in bed.nodes:
+                        bed.run("delay", str(i), f"{args.stack_delay_ms}ms")
             else:
                 log(f"testbed up: {N} nodes, dockerds only, for Docker Swarm ({MANAGERS} managers, "
                     f"heartbeat {SWARM_HEARTBEAT_S.get(setting) or swarm.DEFAULT_HEARTBEAT_S:g} s)")
