@@ -37,7 +37,7 @@ from __future__ import annotations
 import heapq
 import random
 from functools import partial
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, overload
 
@@ -66,7 +66,7 @@ from gossip.packet import StreamDecoder
 from gossip.security import Keyring
 from gossip.swim import PAYLOAD_MAX_BYTES, Swim
 from node.core import admission, auction_link, clock_link, cluster_clock, merge_link, replay, rollout_link, wire
-from node.core import claim_relay
+from node.core import claim_relay, runtime_reports
 from node.core.job_push import JobPush
 from node.core.antientropy import AntiEntropy
 from node.core.status_sync import StatusSync
@@ -111,7 +111,7 @@ from node.core.outputs import (
 )
 from node.core.publish import PublishSchedule
 from node.core.image_progress import bounded
-from node.core.status import NodeStatus, RuntimeSummary, StatusError, listing_moved, slots_moved
+from node.core.status import NodeStatus, RuntimeSummary, StatusError
 from node.core.view import CoreView
 
 # ClusterConfig lives in node.core.config; drivers take it from here, with the core.
@@ -244,13 +244,13 @@ class NodeCore:
             case SetHealth(healthy, reason):
                 self._update_status(now, healthy=healthy, unhealthy_reason=reason)
             case ImageInventory(images):
-                self._set_image_inventory(images, now)
+                runtime_reports.image_inventory(self, images, now)
             case RuntimeSlots(states, rounds):
-                self._set_runtime_slots(states, now, rounds)
+                runtime_reports.runtime_slots(self, states, now, rounds)
             case ImagePulls(pulls):  # progress, never urgent: the publish interval paces it
                 self._update_status(now, pulls=bounded(pulls))
             case ReplicaGaveUp(slot, reason, penalty_s):
-                self._replica_gave_up(slot, reason, now, penalty_s)
+                runtime_reports.replica_gave_up(self, slot, reason, now, penalty_s)
             case _:
                 raise TypeError(f"not a node core input: {inp!r}")
         return None
@@ -496,40 +496,6 @@ class NodeCore:
         self._job_push.push(self, entry, now)
         self._publish_status(now, digests_only=True)
         self._kick(now)
-
-    def _set_image_inventory(self, images: frozenset[str] | None, now: float) -> None:
-        """The runtime's list of local images (normalized name:tag), or None
-        if unknown.  A bid for an image not here carries a pull cost, and a
-        job with pull = "never" is declined (auction.bidder)."""
-        if images == self.placement.images:
-            return
-        gained = images is None or self.placement.images is None or not images <= self.placement.images
-        self.placement.images = images
-        if gained:
-            self._kick(now)  # pending slots may fit here now
-
-    def _set_runtime_slots(self, states: Mapping[str, tuple[str, str]] | None, now: float,
-                           rounds: Mapping[str, int] | None = None) -> None:
-        """The runtime's view of the slots it runs here (node.core.inputs.RuntimeSlots),
-        published in our status record (node.core.status.RuntimeSummary)."""
-        summary = None if states is None else RuntimeSummary.from_states(dict(states), rounds)
-        if summary == self.runtime_summary:
-            return
-        old, self.runtime_summary = self.runtime_summary, summary
-        rolling, urgent = rollout_link.moved_in_rollout(self, old, summary), slots_moved(old, summary)
-        self._update_status(now, urgent, (rolling and urgent) or listing_moved(old, summary), runtime=summary)
-        if rolling:
-            self._kick(now)
-
-    def _replica_gave_up(self, slot: str, reason: str, now: float, penalty_s: float) -> None:
-        """The runtime reports our replica of `slot` keeps failing here (restart
-        policy exhausted, crash loop): hand the slot back to the auction and
-        keep this job off this node for penalty_s."""
-        release = self.placement.give_up(slot, reason, penalty_s, now)
-        if release is not None:
-            self._write_claims([release], now)
-            self._reconcile(now)
-            self._kick(now)
 
     def _merge_remote(self, entries: list[Entry], now: float, origin: str) -> None:
         changed = []
