@@ -141,10 +141,10 @@ def test_the_checker_catches_a_stale_listing_on_a_node_that_sends_nothing(monkey
     # every trace.  4 of seeds 1-300 do it now: 90, 105, 265, 277.)
     # The checker must see it between that node's own steps (it samples
     # every live node), not only when the node acts.
-    import node.core.node_core
+    import node.core.runtime_reports
     import node.core.status_sync
 
-    monkeypatch.setattr(node.core.node_core, "listing_moved", lambda old, new: False)
+    monkeypatch.setattr(node.core.runtime_reports, "listing_moved", lambda old, new: False)
     monkeypatch.setattr(node.core.status_sync.StatusSync, "tick", lambda self, peers, now: None)
     sim, runtime, checker = make(90)
     api = job("api", 6)
