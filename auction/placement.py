@@ -16,7 +16,7 @@ As a bidder the agent answers calls from its own ledger.  An award it can
 honour becomes a Claim (slot, ballot, us, and the host ports our ledger
 gave it: auction.portbook) written to the claims map, and a `StartReplica`
 command.  Claims are authoritative (auction.claims says which
-wins and who stops which copy): `reconcile` emits `StopReplica` for every
+wins and who stops which copy): `reconcile` (auction.reconcile_act) emits `StopReplica` for every
 slot we run that the winning claim no longer gives us, and frees the
 ledger.  A holder releases slots of deleted jobs and indices beyond
 `replicas` (retire the highest first: they are exactly the ones >=
@@ -49,7 +49,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from auction import candidates, node_limit, rebalance_act, rollout_act
+from auction import candidates, node_limit, rebalance_act, reconcile_act, rollout_act
 from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed, SendTo
 from auction.bid_order import BidOrder
 from auction.bidder import Bidder, is_room_decline, reservation_ttl_s
@@ -63,13 +63,13 @@ from auction.claims import (
     parse_slot_key,
     release_of,
     slot_key,
-    stop_reason,
 )
 from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.coordination import Coordination
 from auction.ledger import Ledger
 from auction.membership import NodeStatus, is_alive, keeps_slot
 from auction.merge_rule import CopyLookup, MergeRule
+from auction.placement_outputs import AwardAccepted, RuntimeCommand, SlotPending, StartReplica, StopReplica
 from auction.messages import Award, Bid, CallForBids, Decline, Deferred, Release
 from auction.ports import DEFAULT_PORT_RANGE
 from auction.rebalance import DEFAULT_SETTLE_S, Rebalancer
@@ -112,9 +112,6 @@ class JobEntry(Protocol):
 
 
 CALL_SPECS_MAX = 256
-# A drained node keeps its copy of a slot that moved until the new holder
-# reports it running, but never longer than this (start before stop).
-DRAIN_HANDOFF_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,44 +130,6 @@ class PlacementConfig:
     rebalance_settle_s: float = DEFAULT_SETTLE_S  # auction.rebalance
 
 
-@dataclass(frozen=True, slots=True)
-class StartReplica:
-    """Run replica `claim.name` of `spec` here (the award was accepted, or
-    we moved our own slot to a new version: auction.rollout).  `replaces`:
-    the ballot labels (auction.claims.ballot_label) of our copies that keep
-    serving until the new one runs (start-first; the slot's previous ballot,
-    and the one before it when that copy may still serve because the
-    previous hand-over never finished, as in a revert); empty: any copy of
-    another ballot is stale and stops first.  `adopt_only`: a claim read
-    from disk that peers have not confirmed yet (node.core.replay): keep a
-    copy of it that still runs, start none; a full start follows."""
-
-    claim: Claim
-    spec: JobSpec
-    replaces: tuple[str, ...] = ()
-    adopt_only: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StopReplica:
-    slot: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AwardAccepted:
-    """For checkers and the event stream: we accepted (slot, ballot)."""
-
-    claim: Claim
-
-
-@dataclass(frozen=True, slots=True)
-class SlotPending:
-    slot: str
-    reason: str
-
-
-RuntimeCommand = StartReplica | StopReplica
 # (job, spec hash) -> that version of the job's spec, if known here.
 SpecLookup = Callable[[str, str], JobSpec | None]
 # (holder, job, index) -> what the holder reports of that slot: "running",
@@ -563,76 +522,10 @@ class Placement:
                       award.spec_hash, spec.demand(), self.ledger.ports_of(slot_key(award.job, index)))
                 for index, rnd in accepted]
 
-    # ---- keeping the runtime in line with the claims
+    # ---- keeping the runtime in line with the claims (auction.reconcile_act)
     def reconcile(self, specs_by_job: SpecLookup, now: float,
                   drained: RunningLookup | None = None, merging: RunningLookup | None = None) -> list[RuntimeCommand]:
-        """Start what our winning claims say we run, stop what they no longer
-        say (auction.claims, rule 4).  Returns runtime commands.  `drained`
-        (given while this node is drained: what holders report of their
-        slots): a slot that moved off us keeps our copy until its new holder
-        runs it, at most DRAIN_HANDOFF_S (a drain starts each replacement
-        before it stops the old copy).  `merging`: auction.merge_rule rule 2."""
-        out: list[RuntimeCommand] = []
-        mine = self.my_claims()
-        for key in sorted(self.running - set(mine)):
-            # Start-first: drained, or the slot moved by rebalancing (auction.rebalance).
-            lookup = drained or (self.rebalancer.running if self.rebalancer.picked(key, now) else None)
-            if lookup is not None and self._handing_off(key, lookup, now):
-                continue
-            if self.merges.keeps_copy(self.claims.get(key), self.name, None if drained else merging, now):
-                continue
-            self._handoff_until.pop(key, None)
-            self.running.discard(key)
-            self._started.pop(key, None)
-            self._start_first.pop(key, None)
-            self._handed.pop(key, None)
-            self.handovers.old.pop(key, None)
-            self.ledger.release(key)
-            out.append(StopReplica(key, stop_reason(self.claims.get(key))))
-        out.extend(self._new_versions(mine, specs_by_job))
-        for key in sorted(set(mine) - self.running):
-            claim = mine[key]
-            if claim.ports and not self.ledger.holds(key):
-                # Its host ports are ours from the claim on, spec known or not
-                # (after a restart, calls must not hand them to other slots).
-                self.ledger.adopt(key, claim.demand, claim.ports)
-            spec = specs_by_job(claim.job, claim.spec_hash)
-            if spec is None:
-                continue
-            if not self.ledger.holds(key):
-                self.ledger.adopt(key, claim.demand)
-            self.running.add(key)
-            self._started[key] = claim
-            out.append(StartReplica(claim, spec))
-        for key in list(self.ledger.committed):
-            if key not in mine and key not in self._handoff_until and not self.merges.keeping(key):
-                self.ledger.release(key)
-        return out
-
-    def _handing_off(self, key: str, running: RunningLookup, now: float) -> bool:
-        """Keep our copy of `key` (we are drained and it moved) for now?"""
-        winner = live(self.claims.get(key))
-        if winner is None or winner.node == self.name:
-            return False    # released (job stopped, scaled down) or ours again: as before
-        until = self._handoff_until.setdefault(key, now + DRAIN_HANDOFF_S)
-        return now < until and running(winner.node, winner.job, winner.index) != "running"
-
-    def _new_versions(self, mine: dict[str, Claim], specs_by_job: SpecLookup) -> list[RuntimeCommand]:
-        """Slots we run whose winning claim is now for another version (we
-        moved it: auction.rollout): the runtime replaces the container.  A
-        new ballot for the same version changes nothing, as before."""
-        out: list[RuntimeCommand] = []
-        for key in sorted(set(mine) & self.running):
-            claim, started = mine[key], self._started.get(key)
-            if started is None or started.spec_hash == claim.spec_hash:
-                continue
-            spec = specs_by_job(claim.job, claim.spec_hash)
-            if spec is None:
-                continue
-            self._started[key] = claim
-            replaces = self._handed[key] = self._start_first.pop(key, ())
-            out.append(StartReplica(claim, spec, replaces))
-        return out
+        return reconcile_act.reconcile(self, specs_by_job, now, drained, merging)
 
 
 def normalize_image(image: str) -> str:

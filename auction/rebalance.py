@@ -53,7 +53,7 @@ Start-first: the move is an auction among the open target domains' nodes
 (auction.claims) and starts its copy; the old holder, having seen the same
 pick (`Rebalancer.picked`, remembered for PICK_MEMORY_S), keeps its copy
 until the new holder reports the slot running (as a drain does, at most
-auction.placement.DRAIN_HANDOFF_S).  An old holder whose view lagged and did
+auction.reconcile_act.DRAIN_HANDOFF_S).  An old holder whose view lagged and did
 not see the pick keeps its copy too, as for any slot that moved to another
 node, until the new holder runs it (auction.merge_rule rule 2; at once when
 its runtime does not report).  Holders

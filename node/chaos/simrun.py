@@ -284,7 +284,7 @@ def _run(seed: int, opts: SimOptions, result: dict[str, Any]) -> None:
 
 def _plant(sim: ClusterSim, watch: Watch, what: str, t: float) -> None:
     """Break the ground truth on purpose (tests of the checkers)."""
-    from auction.placement import StartReplica
+    from auction.placement_outputs import StartReplica
 
     w = sim.world
 

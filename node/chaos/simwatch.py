@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from auction.placement import StartReplica, StopReplica
+from auction.placement_outputs import StartReplica, StopReplica
 from auction.rebalance import RebalanceEvent
 from auction.resources import Resources
 from gossip.events import MemberFailed, MemberSuspected

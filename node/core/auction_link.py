@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from auction.auctioneer import RoundClosed, SendTo
 from auction.messages import AuctionMessage, Award, Bid, CallForBids, Decline, Deferred, Release, RoundExtended
-from auction.placement import AwardAccepted
+from auction.placement_outputs import AwardAccepted
 from auction.spec import JobSpec
 from node.core import admission, wire
 from node.core.outputs import StateRefused

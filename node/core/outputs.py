@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from auction.auctioneer import RoundClosed
 from auction.claims import Claim
-from auction.placement import AwardAccepted, SlotPending, StartReplica, StopReplica
+from auction.placement_outputs import AwardAccepted, SlotPending, StartReplica, StopReplica
 from auction.rebalance import RebalanceEvent
 from auction.rollout import RolloutEvent
 from gossip.events import Output as GossipOutput

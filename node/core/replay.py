@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from auction.claims import Ballot, Claim, holds
-from auction.placement import StartReplica, StopReplica
+from auction.placement_outputs import StartReplica, StopReplica
 
 RuntimeCommand = StartReplica | StopReplica
 

@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from auction.claims import Claim, holds, slot_key
-from auction.placement import AwardAccepted
+from auction.placement_outputs import AwardAccepted
 from auction.rollout import UNVERIFIED, running_fingerprint
 from auction.spec import JobSpec, SpecError, from_json
 from node.core.history import Versioned, version_id

@@ -38,7 +38,8 @@ from gossip.config import LAN  # noqa: E402
 from node.core.node_core import ClusterConfig  # noqa: E402
 from auction.auctioneer import RoundClosed  # noqa: E402
 from auction.claims import slot_key  # noqa: E402
-from auction.placement import AwardAccepted, PlacementConfig, StartReplica  # noqa: E402
+from auction.placement import PlacementConfig  # noqa: E402
+from auction.placement_outputs import AwardAccepted, StartReplica
 from node.core.outputs import JobChanged  # noqa: E402
 from node.sim.cluster import ClusterSim  # noqa: E402
 

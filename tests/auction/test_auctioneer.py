@@ -11,7 +11,8 @@ import random
 from auction.auctioneer import MAX_OPEN_ROUNDS, Auctioneer, RoundClosed, SendTo
 from auction.bid_order import DEFER_EXTRA_TTLS
 from auction.messages import Award, Bid, CallForBids, Decline, Deferred, Release, RoundExtended
-from auction.placement import Placement, PlacementConfig, SlotPending
+from auction.placement import Placement, PlacementConfig
+from auction.placement_outputs import SlotPending
 from auction.resources import Resources
 from auction.spec import validate
 from gossip.lww import LwwMap

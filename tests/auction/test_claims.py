@@ -20,7 +20,8 @@ from auction.claims import (
     slot_key,
     stop_reason,
 )
-from auction.placement import Placement, PlacementConfig, StartReplica, StopReplica
+from auction.placement import Placement, PlacementConfig
+from auction.placement_outputs import StartReplica, StopReplica
 from auction.resources import Resources
 from auction.spec import JobSpec, validate
 from gossip.lww import LwwMap

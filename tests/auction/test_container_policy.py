@@ -17,7 +17,8 @@ from auction.container_policy import (
     PolicyError,
 )
 from auction.messages import Award, Bid, CallForBids, Decline
-from auction.placement import Placement, PlacementConfig, StartReplica
+from auction.placement import Placement, PlacementConfig
+from auction.placement_outputs import StartReplica
 from auction.resources import Resources
 from auction.spec import DEFAULT_PIDS_LIMIT, JobSpec, SpecError, validate
 from gossip.lww import LwwMap

@@ -16,7 +16,8 @@ from auction.claims import Ballot, Claim, slot_key
 from auction.coordination import coordination_key, coordinator_of
 from auction.jobspec import ONE_ROUND_BINPACK_MAX
 from auction.messages import Award, Bid, CallForBids, Decline
-from auction.placement import Placement, PlacementConfig, StartReplica, StopReplica
+from auction.placement import Placement, PlacementConfig
+from auction.placement_outputs import StartReplica, StopReplica
 from auction.resources import Resources
 from auction.spec import JobSpec, validate
 from gossip.lww import LwwMap

@@ -15,7 +15,8 @@ from auction.bidder import Bidder
 from auction.claims import Ballot, Claim
 from auction.ledger import Ledger
 from auction.messages import Award, Bid, CallForBids, Decline, Release
-from auction.placement import Placement, PlacementConfig, StartReplica, StopReplica
+from auction.placement import Placement, PlacementConfig
+from auction.placement_outputs import StartReplica, StopReplica
 from auction.portbook import PortBook, PortRefusal
 from auction.ports import PortSpec
 from auction.resources import Resources

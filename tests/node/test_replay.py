@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from auction.claims import Ballot, Claim
-from auction.placement import StartReplica, StopReplica
+from auction.placement_outputs import StartReplica, StopReplica
 from auction.spec import validate
 from node.core.replay import ReplayHold
 

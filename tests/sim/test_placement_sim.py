@@ -17,7 +17,8 @@ from auction.resources import Resources
 from gossip.config import LAN, LOCAL, WAN
 from node.core.inputs import ImageInventory, ReplicaGaveUp
 from node.core.node_core import ClusterConfig
-from auction.placement import AwardAccepted, PlacementConfig
+from auction.placement import PlacementConfig
+from auction.placement_outputs import AwardAccepted
 from node.sim import faults
 from node.sim.cluster import ClusterSim
 from node.sim.swarm import CLUSTER, COMFORTABLE_FIT, FAST, GiB, draw_capacities, fit_ratio, job
