@@ -16,6 +16,8 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
     advertise     HOST:PORT other nodes use to reach us    default: see below
     join          seeds, list of HOST[:PORT] (port 7946)   default: []
     profile       gossip preset: lan | wan | local         default: lan
+                  (wan also lengthens placement's rounds and
+                  claim wait: node.agent.tuning)
     encrypt       base64 AES key (16, 24 or 32 bytes)      default: none
     insecure_no_encryption  gossip without a key on a    default: false
                   non-loopback address (flag

@@ -44,7 +44,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--bind", "Gossip address HOST:PORT, UDP and TCP (default 0.0.0.0:7946)."),
     Option("--advertise", "Address other nodes use to reach us (default: see docs)."),
     Option("--join", "Seed HOST[:PORT] to join; repeatable, retried with backoff.", kind="multiple"),
-    Option("--profile", "Gossip timing preset (default lan).", choices=("lan", "wan", "local")),
+    Option("--profile", "Timing preset: gossip, and on wan longer auction rounds (default lan).",
+           choices=("lan", "wan", "local")),
     Option("--encrypt", "Base64 AES key (16/24/32 bytes), as Serf's -encrypt."),
     Option("--insecure-no-encryption",
            "Gossip without a key on a non-loopback address, which is refused otherwise: anyone who "
