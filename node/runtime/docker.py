@@ -65,15 +65,13 @@ from auction.claims import Claim, ballot_label
 from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.placement import normalize_image
 from auction.spec import ImageSource, JobSpec, PullPolicy
+from node.runtime import docker_actions
 from node.runtime.config import DockerRuntimeConfig
 from node.runtime.containers import (
     LABEL_SLOT,
     Desired,
-    PolicyRefused,
     container_name,
-    create_kwargs,
     local_images,
-    name_suffix,
     node_filter,
     observed,
     ps_row,
@@ -90,9 +88,7 @@ from node.runtime.decision import (
     SlotBook,
     Start,
     Stop,
-    count_restart,
     decide,
-    give_up,
     rolling_allowed,
     slot_sort_key,
     slot_state,
@@ -102,15 +98,13 @@ from node.runtime.engine import (
     Engine,
     EngineError,
     RuntimeProblem,
-    engine_message,
     is_benign_race,
-    is_conflict,
     is_not_found,
 )
 from node.runtime.events import EventPump, ImageWatch
 from node.runtime.interface import Runtime
 from node.runtime.logs import stream_logs
-from node.runtime.network import gateway_of, missing_ports, start_refusal
+from node.runtime.network import gateway_of
 from node.runtime.pulls import Puller
 from node.telemetry import slot_trace
 
@@ -416,16 +410,16 @@ class DockerRuntime:
     def _carry_out(self, action: Start | Replace | Restart | Remove | Stop) -> Callable[[], Awaitable[None]]:
         """The engine calls for one action, as a coroutine function."""
         if isinstance(action, Remove):
-            return lambda: self._remove(action.container, action.why)
+            return lambda: docker_actions.remove(self, action.container, action.why)
         if isinstance(action, Stop):
-            return lambda: self._stop(action.container, action.why)
+            return lambda: docker_actions.stop(self, action.container, action.why)
         # Slot actions act for the start() and bookkeeping of this pass; both
         # may be replaced (start(), stop()) while the engine call runs.
         slot, want, book = action.slot, self._desired[action.slot], self._slots[action.slot]
         if isinstance(action, Restart):
-            return lambda: self._backing_off(slot, want, book, self._restart(slot, want, book, action.container,
-                                                                             action.counts))
-        return lambda: self._backing_off(slot, want, book, self._start(slot, want, book))
+            return lambda: self._backing_off(slot, want, book, docker_actions.restart(
+                self, slot, want, book, action.container, action.counts))
+        return lambda: self._backing_off(slot, want, book, docker_actions.start(self, slot, want, book))
 
     async def _backing_off(self, slot: str, want: Desired, book: SlotBook, act: Awaitable[None]) -> None:
         """A (re)start the engine failed waits its backoff (decision.start_failed)."""
@@ -480,79 +474,7 @@ class DockerRuntime:
         if self._slots.get(slot) is was:
             self._slots[slot] = new
 
-    # ---- actions ----
-
-    async def _stop_call(self, c: ObservedContainer) -> None:
-        grace = self.cfg.stop_timeout_s if c.stop_grace_s is None else c.stop_grace_s  # the job's (its label)
-        await self.engine.call("stop", self.engine.api.stop, c.id, timeout=grace,
-                               timeout_s=self.cfg.call_timeout_s + grace)
-
-    async def _remove(self, c: ObservedContainer, why: str) -> None:
-        self._note(f"remove {c.name} ({c.slot}): {why}")
-        if c.running:
-            try:
-                await self._stop_call(c)
-            except RuntimeProblem as e:
-                if not is_not_found(e):
-                    log.debug("%s", e)
-        try:
-            await self.engine.call("rm", self.engine.api.remove_container, c.id, v=True, force=True)
-        except RuntimeProblem as e:
-            if not is_not_found(e):
-                raise
-
-    async def _stop(self, c: ObservedContainer, why: str) -> None:
-        self._note(f"stop {c.name}: {why}")
-        await self._stop_call(c)
-
-    async def _restart(self, slot: str, want: Desired, book: SlotBook, c: ObservedContainer,
-                       counts: bool) -> None:
-        if self._desired.get(slot) is not want:
-            return
-        try:
-            if c.state == "running":    # unhealthy
-                grace = self.cfg.stop_timeout_s if c.stop_grace_s is None else c.stop_grace_s
-                await self.engine.call("restart", self.engine.api.restart, c.id, timeout=grace,
-                                       timeout_s=self.cfg.call_timeout_s + grace)
-            else:
-                await self.engine.call("start", self.engine.api.start, c.id)
-        except RuntimeProblem as e:
-            if not self._gave_up_on_refusal(slot, want, book, e):
-                raise
-            return
-        if counts:
-            # Counted only once it worked: a failed call is retried as the same restart.
-            counted = count_restart(book, trio.current_time())
-            self._update_book(slot, book, counted)
-            self._note(f"restarted {c.name} (restart {counted.restarts})")
-
-    async def _start(self, slot: str, want: Desired, book: SlotBook) -> None:
-        if self._desired.get(slot) is not want:
-            return
-        refused = self.policy.refusal(want.spec, self.node) or missing_ports(want.spec, want.claim)
-        if refused is not None:
-            self._update_book(slot, book, give_up(book, refused))
-            self._tell_give_up(slot, refused)
-            return
-        problem = await self.image_ready(want.spec)
-        if self._desired.get(slot) is not want:
-            return      # stopped or replaced while the image was pulled
-        if problem is not None:
-            self._update_book(slot, book, give_up(book, problem))
-            self._tell_give_up(slot, problem)
-            return
-        cid = await self._create(slot, want)
-        slot_trace.step(slot, "created", self.node)
-        self._note(f"started {slot} ({cid[:12]})")
-        try:
-            await self.engine.call("start", self.engine.api.start, cid)
-        except RuntimeProblem as e:
-            if not self._gave_up_on_refusal(slot, want, book, e):
-                raise
-            # Never started: it holds nothing, and its ports may be had later.
-            await self._remove_quietly(cid)
-            return
-        slot_trace.step(slot, "started", self.node)
+    # ---- actions: node.runtime.docker_actions ----
 
     async def image_ready(self, spec: JobSpec) -> str | None:
         """Have the spec's image here, pulling it as its `pull` says; None
@@ -572,42 +494,6 @@ class DockerRuntime:
         if problem is None and not self.image_present(image):
             problem = f"image {image} is not on node {self.node} after its pull"
         return problem
-
-    def _gave_up_on_refusal(self, slot: str, want: Desired, book: SlotBook, e: RuntimeProblem) -> bool:
-        """If Docker refused a start for a reason this node cannot mend (a host
-        port held by something else, no such network), give up on the slot
-        here (placement moves it) and say True."""
-        reason = start_refusal(engine_message(e), self.node, want.spec, want.claim, self.cfg.publish_address)
-        if reason is None:
-            return False
-        if self._desired.get(slot) is want:
-            self._update_book(slot, book, give_up(book, reason))
-            self._tell_give_up(slot, reason)
-        return True
-
-    async def _remove_quietly(self, cid: str) -> None:
-        try:
-            await self.engine.call("rm", self.engine.api.remove_container, cid, v=True, force=True)
-        except RuntimeProblem as e:
-            log.debug("%s", e)
-
-    async def _create(self, slot: str, want: Desired) -> str:
-        api = self.engine.api
-        try:
-            kwargs = create_kwargs(self.node, slot, want.claim, want.spec, want.spec_hash, self.cfg,
-                                   api.create_host_config, self.policy)
-        except PolicyRefused as e:   # checked in _start; never create what the policy refuses
-            raise RuntimeProblem(str(e)) from None
-        name = container_name(slot, want.claim.ballot.round)
-        try:
-            made = await self.engine.call("create", api.create_container, want.spec.image, name=name, **kwargs)
-        except RuntimeProblem as e:
-            if not is_conflict(e):
-                raise
-            suffix = name_suffix(self.node, want.ballot, want.spec_hash)
-            made = await self.engine.call("create", api.create_container, want.spec.image,
-                                          name=f"{name}-{suffix}", **kwargs)
-        return made["Id"]
 
     # ---- listing and logs ----
 
