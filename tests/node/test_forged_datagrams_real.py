@@ -115,7 +115,11 @@ def test_the_crash_and_injection_datagrams_neither_kill_agents_nor_add_a_job(clu
     time.sleep(max(0.0, STAY_UP_S - (time.monotonic() - t0)))
     for p in (a, b, c):
         assert p.alive(), cluster.report()
-        assert cluster.all_alive(p, {"a", "b", "c"}), cluster.report()
+        # Asked until it shows all three alive: on a loaded 2-core machine the
+        # `local` profile's 0.1 s probes can suspect a member for a moment (it
+        # refutes), as one look caught in another real-agent test.
+        wait_until(lambda p=p: cluster.all_alive(p, {"a", "b", "c"}), CONVERGE_DEADLINE_S,
+                   f"{p.name} to see all three alive", cluster.report)
         assert "injected" not in (cluster.job_names(p) or set()), cluster.report()
     assert refused(cluster, a, "stamp_ahead") >= 1
 
