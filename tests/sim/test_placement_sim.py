@@ -386,16 +386,20 @@ def test_a_spread_job_is_placed_evenly_over_equal_idle_nodes(seed, replicas):
     assert not sim.violations
 
 
-def _stack_sent_at_once(seed: int, cores_millis: int, cpu: str, strategy: str,
-                        replicas: int = 3) -> tuple[ClusterSim, list]:
-    """Five idle nodes, formed for 5 s; ten jobs of `replicas` sent at once
-    to nodes j mod 5 (a stack of services)."""
+def _stack_sent_at_once(seed: int, cores_millis: int, cpu: str, strategy: str, replicas: int = 3, *,
+                        gossip=LAN, placement_config: PlacementConfig | None = None, delay_s: float = 0.0,
+                        form_s: float = 5.0) -> tuple[ClusterSim, list]:
+    """Five idle nodes, formed for `form_s` (`delay_s` between them from the
+    start); ten jobs of `replicas` sent at once to nodes j mod 5 (a stack of
+    services)."""
     from auction.spec import validate
 
-    sim = ClusterSim(seed, 5, LAN.replace(enable_compression=False),
-                     capacities=[Resources(cores_millis, 4 * GiB, 0)] * 5)
+    sim = ClusterSim(seed, 5, gossip.replace(enable_compression=False),
+                     capacities=[Resources(cores_millis, 4 * GiB, 0)] * 5, placement_config=placement_config)
+    if delay_s:
+        sim.world.network.set_delay(delay_s, delay_s)
     sim.world.bootstrap(seeds="random")
-    sim.world.run_for(5)
+    sim.world.run_for(form_s)
     specs = [validate({"name": f"s{j}", "image": "busybox", "replicas": replicas, "cpu": cpu, "memory": "64MiB",
                        "strategy": strategy}) for j in range(10)]
     for j, spec in enumerate(specs):
@@ -529,18 +533,10 @@ def test_a_stack_over_50_ms_links_on_the_wan_profile_is_dealt_evenly(seed):
     # round of lan the chain of deferred rounds (auction.bid_order) outran
     # even the extended round, and the fullest node held 7 of 30 in these
     # seeds.  The wan profile's rounds last 2 s (node.agent.tuning): 6 on each.
-    from auction.spec import validate
     from node.agent.tuning import placement_defaults
 
-    sim = ClusterSim(seed, 5, WAN.replace(enable_compression=False),
-                     capacities=[Resources(4000, 4 * GiB, 0)] * 5, placement_config=placement_defaults("wan"))
-    sim.world.network.set_delay(0.05, 0.05)
-    sim.world.bootstrap(seeds="random")
-    sim.world.run_for(20)
-    specs = [validate({"name": f"s{j}", "image": "busybox", "replicas": 3, "cpu": "100m", "memory": "64MiB",
-                       "strategy": "spread"}) for j in range(10)]
-    for j, spec in enumerate(specs):
-        sim.submit(j % 5, spec)
+    sim, specs = _stack_sent_at_once(seed, 4000, "100m", "spread", gossip=WAN,
+                                     placement_config=placement_defaults("wan"), delay_s=0.05, form_s=20)
     took = sim.world.run_until_converged(lambda _: not sim.placement_problems(specs), 20, check_every=0.05)
     assert took is not None and took <= 6.0, took
     assert [len(sim.running[i]) for i in range(5)] == [6] * 5
