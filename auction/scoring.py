@@ -33,13 +33,16 @@ what is committed or reserved there (`used`), its labels and whether it is
   of piling onto the one node that has the image.
 - `explain_unplaceable` is the status line of a slot that fits nowhere:
   "needs 2.0 cpu, 512.0 MiB; largest free is 1.5 cpu on node-3; 3 nodes
-  filtered by rack == b; 1 drained".
+  filtered by rack == b; 1 drained".  Given how many of the job's replicas
+  each node holds, it also says when every node with room is at the job's
+  max_per_node (bidders decline those: auction.bidder), instead of naming
+  them as nodes it fits on.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .resources import Resources, format_cpu, format_memory
@@ -183,8 +186,14 @@ def _shortfall(demand: Resources, candidates: list[NodeView]) -> str:
     return f"no node has all of it free ({'; '.join(shown)})"
 
 
-def explain_unplaceable(spec: JobSpec, nodes: list[NodeView]) -> str:
-    """A short human reason why one more replica of spec fits on none of nodes."""
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def explain_unplaceable(spec: JobSpec, nodes: list[NodeView], held: Mapping[str, int] | None = None) -> str:
+    """A short human reason why one more replica of spec fits on none of
+    nodes.  `held`: the job's replicas on each node, for its max_per_node
+    (None: not known, the limit is not judged)."""
     demand = spec.demand()
     parts = [f"needs {demand}"]
     if not nodes:
@@ -204,10 +213,15 @@ def explain_unplaceable(spec: JobSpec, nodes: list[NodeView]) -> str:
         parts.append("no node passes the constraints" if filtered else "no eligible node")
     else:
         fitting = sorted(n.name for n in candidates if fits(spec, n))
+        limit = spec.max_per_node
+        at_limit = [name for name in fitting if limit is not None and held and held.get(name, 0) >= limit]
+        fitting = [name for name in fitting if name not in at_limit]
         if fitting:
             # Called for a replica that does fit (e.g. the view changed meanwhile).
-            listed = ", ".join(fitting[:3]) + (", ..." if len(fitting) > 3 else "")
-            parts.append(f"fits now on {_plural(len(fitting), 'node')} ({listed})")
+            parts.append(f"fits now on {_plural(len(fitting), 'node')} ({_listed(fitting)})")
+        elif at_limit:
+            parts.append(f"every node it fits on ({_listed(at_limit)}) has max_per_node = {limit} "
+                         f"replica{'' if limit == 1 else 's'} of {spec.name} already")
         else:
             parts.append(_shortfall(demand, candidates))
     for reason, n in sorted(filtered.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -148,12 +148,8 @@ def plan(old: JobSpec | None, new: JobSpec, holders: dict[int, str], nodes: list
 
 
 def _why_not(spec: JobSpec, views: dict[str, NodeView], per_node: dict[str, int]) -> str:
-    """Placement's reason, or max_per_node when that is what is left."""
-    nodes = sorted(views.values(), key=lambda v: v.name)
-    if spec.max_per_node is not None and any(filter_reason(spec, v) is None and fits(spec, v) for v in nodes):
-        return (f"every node it fits on has max_per_node = {spec.max_per_node} "
-                f"replica{'s' if spec.max_per_node != 1 else ''} of {spec.name} already")
-    return explain_unplaceable(spec, nodes)
+    """Placement's reason, max_per_node included."""
+    return explain_unplaceable(spec, sorted(views.values(), key=lambda v: v.name), per_node)
 
 
 def _fit(spec: JobSpec, views: dict[str, NodeView], per_node: dict[str, int]) -> str | None:

@@ -19,7 +19,9 @@ of the core; they read and never change anything.
              outcome of its last auction round (`view.pending_reasons()`),
              or "auction in progress"; in every case followed by what the
              gossiped statuses say (`auction.scoring.explain_unplaceable`:
-             "needs 4.0 cpu, 128.0 MiB; largest free is 2.0 cpu on a1").
+             "needs 4.0 cpu, 128.0 MiB; largest free is 2.0 cpu on a1"),
+             with the job's max_per_node judged against the replicas each
+             live node holds.
 
   A claim on a node that failed or was drained stays visible (node, ballot)
   until a newer ballot replaces it, so the table shows where a slot was and
@@ -202,7 +204,7 @@ class _Context:
         return None if p is None else p.to_json(node)
 
 
-def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str, Any]:
+def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int], held: dict[str, int]) -> dict[str, Any]:
     view = ctx.view
     key = slot_key(spec.name, index)
     claim = view.winning_claim(key)
@@ -229,14 +231,29 @@ def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int]) -> dict[str,
             reasons.append(r)
         else:
             reasons.append(WAITING)
-    reasons.append(explain_unplaceable(spec, ctx.node_views()))
+    reasons.append(explain_unplaceable(spec, ctx.node_views(), held))
     slot.update(state="pending", reason="; ".join(reasons), runtime=None, runtime_reason=None)
     return slot
 
 
 def _slots(ctx: _Context, spec: JobSpec) -> list[dict[str, Any]]:
     busy = ctx.view.busy_slots(spec.name)
-    return [_slot(ctx, spec, i, busy) for i in range(spec.replicas)]
+    held = _held_by_node(ctx, spec)
+    return [_slot(ctx, spec, i, busy, held) for i in range(spec.replicas)]
+
+
+def _held_by_node(ctx: _Context, spec: JobSpec) -> dict[str, int]:
+    """Replicas of the job each live node holds, as its max_per_node counts
+    them (auction.node_limit: slots under `replicas`): a pending slot's
+    reason must not name a node at that limit as one it fits on."""
+    if spec.max_per_node is None:
+        return {}
+    held: dict[str, int] = {}
+    for index in range(spec.replicas):
+        claim = ctx.view.winning_claim(slot_key(spec.name, index))
+        if claim is not None and holder_gone_reason(claim.node, ctx.alive, ctx.statuses) is None:
+            held[claim.node] = held.get(claim.node, 0) + 1
+    return held
 
 
 def _extra(view: CoreView, spec: JobSpec) -> list[dict[str, Any]]:

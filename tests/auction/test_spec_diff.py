@@ -52,7 +52,8 @@ def test_new_slots_go_where_filters_and_room_allow_and_the_rest_say_why():
     p = plan(old, new, {0: "a1"}, nodes)
     assert not p.replaces and p.replaced == [] and p.started == [1, 2, 3]
     assert p.fits_on == {1: "a2"}
-    assert p.unplaceable == {i: "every node it fits on has max_per_node = 1 replica of web already" for i in (2, 3)}
+    assert p.unplaceable == {i: "needs 1.0 cpu, 256.0 MiB; every node it fits on (a1, a2) has max_per_node = 1 "
+                                "replica of web already; 1 node filtered by rack == a; 1 drained" for i in (2, 3)}
     p = plan(old, spec(replicas=3, constraints=["rack == a"]), {0: "a1"}, nodes[1:3])
     assert p.fits_on == {1: "a2", 2: "a2"} and p.unplaceable == {}
     p = plan(old, spec(replicas=2, constraints=["rack == c"]), {0: "a1"}, nodes)
