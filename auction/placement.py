@@ -166,7 +166,8 @@ class Placement:
         self._awaiting_claim: dict[str, float] = {}  # slot -> give up waiting at
         self._last_round: dict[str, int] = {}
         self._spec_cache: dict[str, tuple[object, JobSpec | None]] = {}
-        self._penalties: dict[str, tuple[float, str]] = {}  # job -> (until, reason)
+        # job -> (until, reason, the container hash that failed here; None: any)
+        self._penalties: dict[str, tuple[float, str, str | None]] = {}
         # Images present on this node (normalized "name:tag"), as the runtime
         # last reported them; None until it has (then every image counts as
         # present).  A bid for a missing one carries a pull cost.
@@ -461,20 +462,31 @@ class Placement:
     def give_up(self, key: str, reason: str, penalty_s: float, now: float) -> Claim | None:
         """Our replica of `key` keeps failing here: release the slot so it is
         re-auctioned, and decline this job's calls for penalty_s so it lands
-        elsewhere.  Returns the release claim to write, if we hold the slot."""
+        elsewhere.  Returns the release claim to write, if we hold the slot.
+
+        The penalty is for the version that failed (our claim's container
+        hash): calls for another version of the job -- the fix, a rollback
+        -- are bid for at once.  A rollout to an image no node could pull
+        left a slot with no node willing to take it for a minute after
+        `shoal job rollback`, every node declining for the bad version."""
         job, _ = parse_slot_key(key)
-        self._penalties[job] = (now + penalty_s, reason)
         claim = self.claims.get(key)
-        if claim is None or not holds(claim, self.name):
+        ours = claim is not None and holds(claim, self.name)
+        self._penalties[job] = (now + penalty_s, reason, claim.spec_hash if ours and claim else None)
+        if not ours or claim is None:
             return None
         return self._release_claim(claim)
 
-    def penalty(self, job: str, now: float) -> str | None:
+    def penalty(self, job: str, now: float, spec_hash: str | None = None) -> str | None:
+        """Why we decline calls of `job` for `spec_hash` (None: any version), or None."""
         entry = self._penalties.get(job)
         if entry is None:
             return None
         if entry[0] <= now:
             del self._penalties[job]
+            return None
+        failed_hash = entry[2]
+        if failed_hash is not None and spec_hash is not None and failed_hash != spec_hash:
             return None
         return entry[1]
 
@@ -495,7 +507,7 @@ class Placement:
         self.bid_order.resolved(rel.auction_id)
 
     def _answer(self, call: CallForBids, spec: JobSpec | None, status: NodeStatus, now: float) -> Bid | Decline:
-        penalty = self.penalty(call.job, now)
+        penalty = self.penalty(call.job, now, call.spec_hash)
         if penalty is not None:
             return Decline(call.auction_id, self.name, f"recently failed here: {penalty}")
         claimed = [k for k, c in self.my_claims().items() if c.job == call.job]

@@ -304,6 +304,12 @@ def test_give_up_releases_our_slot_and_keeps_the_job_away_for_a_while():
     call = CallForBids("x:1", "x", "web", spec.container_hash(), (0,), 0.5)
     answer = p.on_call(call, spec=spec, status=status("a"), now=130.0)
     assert answer == Decline("x:1", "a", "recently failed here: crash loop")
+    # The penalty is for the version that failed here: another one (a fix, a
+    # rollback) is bid for at once.
+    fixed = web(1, image="nginx:2")
+    assert fixed.container_hash() != spec.container_hash()
+    call2 = CallForBids("x:2", "x", "web", fixed.container_hash(), (0,), 0.5)
+    assert isinstance(p.on_call(call2, spec=fixed, status=status("a"), now=130.0), Bid)
     assert isinstance(p.on_call(call, spec=spec, status=status("a"), now=160.0), Bid)
 
 
@@ -312,6 +318,11 @@ def test_give_up_of_a_slot_we_do_not_hold_writes_nothing():
     p = placement("a")
     p.claims.merge(held(spec, 0, "b"))
     assert p.give_up("web/0", "crash loop", penalty_s=60.0, now=0.0) is None
+    # With no claim of ours to say which version failed, every version waits.
+    other = web(1, image="nginx:2")
+    call = CallForBids("x:1", "x", "web", other.container_hash(), (0,), 0.5)
+    assert p.on_call(call, spec=other, status=status("a"), now=30.0) == Decline(
+        "x:1", "a", "recently failed here: crash loop")
 
 
 # ---- one round, end to end ---------------------------------------------------------

@@ -293,6 +293,35 @@ def test_a_crash_looping_replica_moves_to_another_node():
     assert not sim.violations
 
 
+def test_a_new_version_is_placed_at_once_where_the_last_one_failed_everywhere():
+    """Every node gave up on v1 (its image could be pulled nowhere, say):
+    each declines v1's calls for a minute, so the slot waits.  v2 -- the
+    fix, or `shoal job rollback` -- changes the container, and the nodes
+    bid for it at once.  (They declined v2 too, for the rest of the minute
+    after the last failure: the penalty named the job, not the version.)"""
+    sim = make(10, 3)
+    v1 = job("app", 1)
+    sim.submit(0, v1)
+    assert settle(sim, [v1], timeout=10) is not None
+    failed: set[int] = set()
+    while len(failed) < 3:
+        holder = next(i for i in range(3) if "app/0" in sim.running[i])
+        assert holder not in failed, "a node that gave up on v1 took it again within the minute"
+        sim.world.feed(holder, ReplicaGaveUp("app/0", "image busybox could not be pulled"))
+        failed.add(holder)
+        took = sim.world.run_until_converged(
+            lambda _: len(failed) == 3 or any("app/0" in sim.running[i] for i in set(range(3)) - failed),
+            timeout=10)
+        assert took is not None, f"v1 not placed again after {sorted(failed)} gave up"
+    sim.world.run_for(3)
+    assert not any("app/0" in sim.running[i] for i in range(3))    # every node declines v1
+    v2 = job("app", 1, image="busybox:2")
+    sim.submit(1, v2)
+    took = settle(sim, [v2], timeout=10)
+    assert took is not None and took < 3.0, (took, sim.placement_problems([v2]))
+    assert not sim.violations
+
+
 def test_with_pull_never_nodes_without_the_image_decline_and_say_why():
     sim = make(9, 3)
     for i in range(3):
