@@ -89,9 +89,9 @@ async def listen_on_bridge(agent: Agent) -> str | None:
                     "CAP_NET_BIND_SERVICE); containers keep Docker's resolver", gateway, BRIDGE_PORT,
                     e.strerror or e)
         return None
-    use_dns((gateway,), (f"service.{cfg.dns_zone}",))
-    log.info("dns: serving on the bridge gateway %s:%d; containers resolve with it, search service.%s",
-             gateway, BRIDGE_PORT, cfg.dns_zone)
+    use_dns((gateway,), (f"service.{cfg.dns_zone}",), f"stack.{cfg.dns_zone}")
+    log.info("dns: serving on the bridge gateway %s:%d; containers resolve with it, search service.%s "
+             "(a stack's, STACK.stack.%s first)", gateway, BRIDGE_PORT, cfg.dns_zone, cfg.dns_zone)
     return gateway
 
 

@@ -11,7 +11,7 @@ I/O; the CLI reads the file and talks to the agent.
 Names: service `web` of stack `shop` becomes job `shop-web`.  A stack name is
 lowercase letters and digits only (no `-`), so a job name's part before its
 first `-` says which stack it belongs to: that is the whole record of a stack
-(`stack_of(job_name)`); nothing else is stored.  The service part is made a
+(`stack_of(job_name)`, node.core.stack_names); nothing else is stored.  The service part is made a
 DNS label (lowercase, every run of other characters becomes one `-`); two
 services that end up with the same job name, or a name over 63 characters,
 are errors.
@@ -100,6 +100,7 @@ from auction.resources import json_kind
 from auction.spec import JobSpec, Problem
 from node.cli.compose_report import NOT_SUPPORTED, ComposeError, Report, join_path
 from node.cli.compose_service import ServiceConverter
+from node.core.stack_names import STACK_RE, stack_of
 
 __all__ = ["MAX_COMPOSE_BYTES", "NOT_SUPPORTED", "ComposeError", "Stack", "check_stack_name", "convert",
            "default_stack_name", "job_name", "load", "parse", "stack_jobs", "stack_of"]
@@ -107,7 +108,6 @@ __all__ = ["MAX_COMPOSE_BYTES", "NOT_SUPPORTED", "ComposeError", "Stack", "check
 MAX_COMPOSE_BYTES = 1024 * 1024
 MAX_SERVICES = 200
 MAX_STACK_CHARS = 32
-STACK_RE = re.compile(r"[a-z0-9]+", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -149,12 +149,6 @@ def job_name(stack: str, service: str) -> str:
     nothing is left of the service name or it is too long; `validate` says so)."""
     part = re.sub(r"[^a-z0-9]+", "-", service.lower()).strip("-")
     return f"{stack}-{part}"
-
-
-def stack_of(job: str) -> str | None:
-    """The stack a job belongs to by the naming convention, or None."""
-    stack, dash, rest = job.partition("-")
-    return stack if dash and rest and STACK_RE.fullmatch(stack) else None
 
 
 def stack_jobs(stack: str, job_names: list[str]) -> list[str]:

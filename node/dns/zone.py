@@ -11,6 +11,9 @@ its own catalog; nothing here is stored.  For the zone `shoal`:
     _LABEL._tcp.NAME.service.shoal     SRV 1 1 PORT NODE.node.shoal, one per instance with
     _LABEL._tcp.SLOT.NAME.service.shoal    port LABEL (the host port); the answer carries
                                        the targets' A records in its additional section
+    SERVICE.STACK.stack.shoal          the same names again for a stack's job STACK-SERVICE
+      (and SLOT., _LABEL._tcp. under it)  (node.core.stack_names): its containers search
+                                       STACK.stack.shoal first, so `db` is job shop-db
     NODE.node.shoal                    A/AAAA: the node's address
     shoal                              SOA (names the zone; its minimum is the TTL, so
                                        NXDOMAIN is cached no longer than an answer)
@@ -37,6 +40,7 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
 from node.core.catalog import Catalog
+from node.core.stack_names import service_of, stack_of
 
 # Host names as RFC 1123 has them (plus '_', which Docker-ish names use), per label.
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -82,6 +86,7 @@ def build_zone(catalog: Catalog, zone: str, ttl_s: int) -> Zone:
     origin = dns.name.from_text(zone)
     apex = labels_of(origin)
     service = (b"service",) + apex
+    stacks = (b"stack",) + apex
     nodes = (b"node",) + apex
     # owner -> type -> sort key -> rdata: records deduplicated and ordered on
     # plain keys (comparing dnspython rdatas renders them to wire format).
@@ -108,29 +113,30 @@ def build_zone(catalog: Catalog, zone: str, ttl_s: int) -> Zone:
             continue
         node_names[node] = name
         add(name, (text,), rdata)
-    jobs: dict[str, Labels | None] = {}
+    jobs: dict[str, tuple[Labels, ...]] = {}
     for inst in catalog.instances:
         if inst.job not in jobs:
-            jobs[inst.job] = _child(inst.job, service)
-        job = jobs[inst.job]
+            jobs[inst.job] = _job_names(inst.job, service, stacks)
         rdata = address(inst.address)
-        if job is None or rdata is None:
+        if not jobs[inst.job] or rdata is None:
             continue
-        slot = (str(inst.index).encode(),) + job
-        add(job, (inst.address,), rdata)
-        add(slot, (inst.address,), rdata)
         # The node's name has the A record of the node's address; if the
         # node's name is no DNS name, the replica's own name has the same one.
-        target = node_names.get(inst.node, slot)
-        for label, port in inst.ports:
-            srv = srvs.get((port, target))
-            if srv is None:
-                srv = srvs[(port, target)] = dns.rdtypes.IN.SRV.SRV(
-                    dns.rdataclass.IN, dns.rdatatype.SRV, SRV_PRIORITY, SRV_WEIGHT, port, dns.name.Name(target))
-            for base in (job, slot):
-                owner = _child(f"_{label}._tcp", base)
-                if owner is not None:
-                    add(owner, (port, target), srv)
+        target = node_names.get(inst.node, (str(inst.index).encode(),) + jobs[inst.job][0])
+        for job in jobs[inst.job]:
+            slot = (str(inst.index).encode(),) + job
+            add(job, (inst.address,), rdata)
+            add(slot, (inst.address,), rdata)
+            for label, port in inst.ports:
+                srv = srvs.get((port, target))
+                if srv is None:
+                    srv = srvs[(port, target)] = dns.rdtypes.IN.SRV.SRV(
+                        dns.rdataclass.IN, dns.rdatatype.SRV, SRV_PRIORITY, SRV_WEIGHT, port,
+                        dns.name.Name(target))
+                for base in (job, slot):
+                    owner = _child(f"_{label}._tcp", base)
+                    if owner is not None:
+                        add(owner, (port, target), srv)
     serial = zlib.crc32(repr((catalog.instances, sorted(catalog.nodes.items()))).encode())
     soa = dns.rdtypes.ANY.SOA.SOA(dns.rdataclass.IN, dns.rdatatype.SOA,
                                   dns.name.Name((b"ns",) + origin.labels),
@@ -145,6 +151,17 @@ def build_zone(catalog: Catalog, zone: str, ttl_s: int) -> Zone:
     frozen = {owner: {t: tuple(rs[k] for k in sorted(rs)) for t, rs in types.items()}
               for owner, types in records.items()}
     return Zone(origin, ttl_s, frozen, frozenset(names), soa)
+
+
+def _job_names(job: str, service: Labels, stacks: Labels) -> tuple[Labels, ...]:
+    """Where job's records go: NAME.service, and SERVICE.STACK.stack for a
+    stack's job; none if the name is no DNS name."""
+    name = _child(job, service)
+    if name is None:
+        return ()
+    stack, part = stack_of(job), service_of(job)
+    in_stack = _child(f"{part}.{stack}", stacks) if stack is not None and part is not None else None
+    return (name,) if in_stack is None else (name, in_stack)
 
 
 def _child(text: str, parent: Labels) -> Labels | None:

@@ -62,6 +62,9 @@ class DockerRuntimeConfig:
     # empty: Docker's default (the host's resolv.conf).
     dns_servers: tuple[str, ...] = ()
     dns_search: tuple[str, ...] = ()
+    # Where stacks' names live in DNS ("stack.shoal"): a stack job's containers
+    # search STACK.<this> first (node.core.stack_names); empty: not at all.
+    dns_stack_domain: str = ""
     log_max_size: str = "10m"
     log_max_files: int = 2
 

@@ -114,7 +114,8 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
     labels = {LABEL_JOB: claim.job, LABEL_SLOT: slot, LABEL_BALLOT: ballot_label(claim),
               LABEL_NODE: node, LABEL_SPEC: spec_hash, LABEL_STOP_GRACE: str(stop_grace_s(spec))}
     host_config = create_host_config(
-        **host_config_network(spec, claim, cfg.publish_address, cfg.dns_servers, cfg.dns_search),
+        **host_config_network(spec, claim, cfg.publish_address, cfg.dns_servers, cfg.dns_search,
+                              cfg.dns_stack_domain),
         nano_cpus=spec.cpu_millis * 1_000_000,
         mem_limit=spec.memory_bytes,
         restart_policy={"Name": "no"},

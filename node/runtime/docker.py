@@ -457,12 +457,15 @@ class DockerRuntime:
             raise
         return gateway_of(network)
 
-    def use_dns(self, servers: tuple[str, ...], search: tuple[str, ...]) -> None:
+    def use_dns(self, servers: tuple[str, ...], search: tuple[str, ...], stack_domain: str = "") -> None:
         """Bridge containers created from now on resolve with `servers` and
-        `search` (e.g. the agent's DNS on `bridge_gateway()`, `service.shoal`);
+        `search` (e.g. the agent's DNS on `bridge_gateway()`, `service.shoal`),
+        a stack's job with STACK.`stack_domain` before them (`stack.shoal`);
         running ones keep what they were created with."""
-        self.cfg = replace(self.cfg, dns_servers=tuple(servers), dns_search=tuple(search))
-        self._note(f"dns: servers {', '.join(servers) or 'default'}, search {', '.join(search) or 'default'}")
+        self.cfg = replace(self.cfg, dns_servers=tuple(servers), dns_search=tuple(search),
+                           dns_stack_domain=stack_domain)
+        self._note(f"dns: servers {', '.join(servers) or 'default'}, search {', '.join(search) or 'default'}"
+                   + (f" (a stack's jobs: STACK.{stack_domain} first)" if stack_domain else ""))
 
     def _tell_give_up(self, slot: str, reason: str) -> None:
         self._note(f"{slot}: giving up here: {reason}")

@@ -69,9 +69,9 @@ Optional members, used when present:
     async bridge_gateway() -> str | None
         The host's address on the engine's bridge network (where the node's
         bridge containers reach the agent, e.g. its DNS), None without one.
-    use_dns(servers, search) -> None
+    use_dns(servers, search, stack_domain="") -> None
         The resolvers and search domains of bridge containers created from
-        then on.
+        then on (a stack's job searches STACK.stack_domain first).
 
 Results come back to the core as inputs: the agent builds the Docker
 runtime as `DockerRuntime(name, on_give_up=..., on_health=...)` with

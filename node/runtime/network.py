@@ -45,6 +45,7 @@ from typing import Any
 from auction.claims import Claim
 from auction.ports import env_suffix
 from auction.spec import JobSpec
+from node.core.stack_names import stack_search_domain
 
 PROTOCOLS = ("tcp", "udp")
 ENV_JOB = "SHOAL_JOB"
@@ -115,8 +116,10 @@ def exposed_ports(spec: JobSpec) -> list[tuple[int, str]] | None:
 
 
 def host_config_network(spec: JobSpec, claim: Claim, publish_address: str, dns_servers: tuple[str, ...],
-                        dns_search: tuple[str, ...]) -> dict[str, Any]:
-    """The network part of `create_host_config`'s arguments."""
+                        dns_search: tuple[str, ...], dns_stack_domain: str = "") -> dict[str, Any]:
+    """The network part of `create_host_config`'s arguments.  A stack's job
+    searches its stack's domain first (node.core.stack_names: `db` is the
+    stack's job STACK-db), then `dns_search`."""
     if spec.network != "bridge":
         return {"network_mode": spec.network}
     ports = host_ports(spec, claim)
@@ -131,7 +134,8 @@ def host_config_network(spec: JobSpec, claim: Claim, publish_address: str, dns_s
     if dns_servers:
         out["dns"] = list(dns_servers)
     if dns_search:
-        out["dns_search"] = list(dns_search)
+        stack = stack_search_domain(spec.name, dns_stack_domain)
+        out["dns_search"] = ([stack] if stack else []) + list(dns_search)
     return out
 
 

@@ -46,6 +46,26 @@ def test_slot_name_answers_for_one_replica() -> None:
     assert section(msg.answer) == ["_grpc._tcp.2.api.service.shoal. 5 IN SRV 1 1 20006 node-2.node.shoal."]
 
 
+def test_a_stacks_job_answers_by_its_service_name_in_the_stacks_domain() -> None:
+    """Job shop-db (service db of stack shop) is also db.shop.stack.shoal:
+    the stack's containers search shop.stack.shoal first, so `db` finds it."""
+    catalog = Catalog((ServiceInstance("shop-db", 0, "node-1", "10.0.0.1", (("pg", 25432),)),
+                       ServiceInstance("shop-db-main", 0, "node-2", "10.0.0.2", ()),
+                       ServiceInstance("web", 0, "node-2", "10.0.0.2", ())),
+                      {"node-1": "10.0.0.1", "node-2": "10.0.0.2"})
+    for name in ("db.shop.stack.shoal", "0.db.shop.stack.shoal", "shop-db.service.shoal"):
+        _, msg = ask(name, "A", catalog=catalog)
+        assert section(msg.answer) == [f"{name}. 5 IN A 10.0.0.1"], name
+    _, msg = ask("_pg._tcp.db.shop.stack.shoal", "SRV", catalog=catalog)
+    assert section(msg.answer) == ["_pg._tcp.db.shop.stack.shoal. 5 IN SRV 1 1 25432 node-1.node.shoal."]
+    _, msg = ask("db-main.shop.stack.shoal", "A", catalog=catalog)
+    assert section(msg.answer) == ["db-main.shop.stack.shoal. 5 IN A 10.0.0.2"]
+    # A job in no stack has no such name, and a stack has no job of another's.
+    for name in ("web.stack.shoal", "web.shop.stack.shoal", "db.web.stack.shoal"):
+        _, msg = ask(name, "A", catalog=catalog)
+        assert msg.rcode() == dns.rcode.NXDOMAIN, name
+
+
 def test_node_name_answers_every_live_node_even_without_replicas() -> None:
     _, msg = ask("node-4.node.shoal", "A")
     assert section(msg.answer) == ["node-4.node.shoal. 5 IN A 10.0.0.4"]

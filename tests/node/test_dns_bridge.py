@@ -26,15 +26,15 @@ GATEWAY = "127.0.9.1"   # a loopback address no system resolver uses
 class StubRuntime:
     def __init__(self, gateway: str | None = GATEWAY, fail: bool = False) -> None:
         self.gateway, self.fail = gateway, fail
-        self.dns: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+        self.dns: list[tuple[tuple[str, ...], tuple[str, ...], str]] = []
 
     async def bridge_gateway(self) -> str | None:
         if self.fail:
             raise RuntimeError("engine unreachable")
         return self.gateway
 
-    def use_dns(self, servers: tuple[str, ...], search: tuple[str, ...]) -> None:
-        self.dns.append((servers, search))
+    def use_dns(self, servers: tuple[str, ...], search: tuple[str, ...], stack_domain: str = "") -> None:
+        self.dns.append((servers, search, stack_domain))
 
 
 async def _with_agent(runtime: object, **config: object) -> tuple[str | None, DnsServer]:
@@ -57,7 +57,7 @@ async def test_the_gateway_serves_dns_and_containers_get_it_as_resolver(caplog) 
         gateway, server = await _with_agent(runtime, dns_zone="cluster")
     if os.geteuid() == 0:
         assert gateway == GATEWAY and (GATEWAY, 53) in server.addresses
-        assert runtime.dns == [((GATEWAY,), ("service.cluster",))]
+        assert runtime.dns == [((GATEWAY,), ("service.cluster",), "stack.cluster")]
     else:   # port 53 needs root: one warning, Docker's resolver stays
         assert gateway is None and runtime.dns == []
         assert "cannot listen on the bridge gateway" in caplog.text

@@ -139,9 +139,13 @@ def test_no_network_is_none_and_a_job_without_ports_still_learns_who_it_is():
 
 
 def test_bridge_containers_get_the_configured_resolvers():
-    cfg = DockerRuntimeConfig(dns_servers=("172.17.0.1",), dns_search=("service.shoal",))
+    cfg = DockerRuntimeConfig(dns_servers=("172.17.0.1",), dns_search=("service.shoal",),
+                              dns_stack_domain="stack.shoal")
     hc = created(spec(), cfg=cfg)["host_config"]
     assert hc["Dns"] == ["172.17.0.1"] and hc["DnsSearch"] == ["service.shoal"]
+    # A stack's job searches its stack first: `db` is shop-db, as under Compose.
+    hc = created(spec(name="shop-api"), cfg=cfg, slot="shop-api/0")["host_config"]
+    assert hc["DnsSearch"] == ["shop.stack.shoal", "service.shoal"]
 
 
 def test_a_port_the_claim_gives_no_host_port_is_a_reason_to_give_up():

@@ -8,7 +8,9 @@ What issue 12 says must be shown on the testbed:
     Docker's bridge and NAT inside each node's namespace;
   * a replica of job `client` reaches job `api` on another node by DNS
     name and SRV port, from inside its container (busybox nslookup and
-    wget, the resolver the runtime gives the container);
+    wget, the resolver the runtime gives the container); here both are a
+    stack's services (jobs shop-client and shop-api), and the client
+    reaches the api by its service name `api` too, as under Compose;
   * after a power cut, DNS on every surviving agent stops returning the
     dead node's instances within the heal time and returns the
     replacements.
@@ -130,35 +132,38 @@ def test_a_client_reaches_another_job_by_dns_name_and_srv_port(cluster):
     cl = cluster
     cl.ensure_all_up()
     server, client = cl.name(2), cl.name(3)
-    cl.submit(web_job("api", 1, constraints=[f"host == {server}"]))
-    cl.submit(job("client", 1, constraints=[f"host == {client}"]))
+    # Services api and client of stack shop (what `shoal stack deploy` submits).
+    cl.submit(web_job("shop-api", 1, constraints=[f"host == {server}"]))
+    cl.submit(job("shop-client", 1, constraints=[f"host == {client}"]))
     try:
-        (api,) = cl.wait(lambda: instances(cl, "api", node=3), 60, "api in node 3's catalog")
-        (c,) = cl.wait(lambda: [x for x in cl.containers("client", [3]) if x["State"] == "running"], 60,
-                       "client running on node 3")
+        (api,) = cl.wait(lambda: instances(cl, "shop-api", node=3), 60, "shop-api in node 3's catalog")
+        (c,) = cl.wait(lambda: [x for x in cl.containers("shop-client", [3]) if x["State"] == "running"], 60,
+                       "shop-client running on node 3")
         assert api["node"] == server
         # SRV: the api's host port, and a target that resolves to its node
         code, out = cl.wait(lambda: (r := docker_exec(cl, 3, c["Id"], ["busybox", "nslookup", "-type=SRV",
-                                                                        f"_http._tcp.api.service.{ZONE}"]))[0] == 0
-                            and r, 20, "the SRV lookup inside the client")
+                                                                        f"_http._tcp.shop-api.service.{ZONE}"]))[0]
+                            == 0 and r, 20, "the SRV lookup inside the client")
         srv = re.findall(r"service = (\d+) (\d+) (\d+) (\S+)", out)
         with cl.explained():
             assert [int(s[2]) for s in srv] == [api["ports"]["http"]], out
         port = int(srv[0][2])
         # the name, through the container's resolver (search domain and all), to a page from another node
-        url = f"http://api.service.{ZONE}:{port}/"
+        url = f"http://shop-api.service.{ZONE}:{port}/"
         code, page = cl.wait(lambda: (r := docker_exec(cl, 3, c["Id"], ["wget", "-qO-", url]))[0] == 0 and r, 20,
                              f"wget {url} inside the client")
         with cl.explained():
             fields = page_fields(page)
             assert fields.get("node") == server and fields.get("slot") == "0", page
-        # the short name works too: service.shoal is the container's search domain
-        code, page = docker_exec(cl, 3, c["Id"], ["wget", "-qO-", f"http://api:{port}/"])
-        with cl.explained():
-            assert code == 0 and page_fields(page).get("node") == server, page
+        # the short names work too: the job's name (service.shoal is a search
+        # domain) and, within the stack, the service's (shop.stack.shoal, first)
+        for short in ("shop-api", "api"):
+            code, page = docker_exec(cl, 3, c["Id"], ["wget", "-qO-", f"http://{short}:{port}/"])
+            with cl.explained():
+                assert code == 0 and page_fields(page).get("node") == server, (short, page)
     finally:
-        cl.stop_job("client")
-        cl.stop_job("api")
+        cl.stop_job("shop-client")
+        cl.stop_job("shop-api")
 
 
 # ---- scene 3: after a power cut, every surviving agent's DNS drops the dead node --------------------------
