@@ -471,10 +471,10 @@ class Placement:
         `shoal job rollback`, every node declining for the bad version."""
         job, _ = parse_slot_key(key)
         claim = self.claims.get(key)
-        ours = claim is not None and holds(claim, self.name)
-        self._penalties[job] = (now + penalty_s, reason, claim.spec_hash if ours and claim else None)
-        if not ours or claim is None:
+        if claim is None or not holds(claim, self.name):
+            self._penalties[job] = (now + penalty_s, reason, None)   # which version failed is not known
             return None
+        self._penalties[job] = (now + penalty_s, reason, claim.spec_hash)
         return self._release_claim(claim)
 
     def penalty(self, job: str, now: float, spec_hash: str | None = None) -> str | None:

@@ -215,7 +215,9 @@ def explain_unplaceable(spec: JobSpec, nodes: list[NodeView], held: Mapping[str,
         fitting = sorted(n.name for n in candidates if fits(spec, n))
         limit = spec.max_per_node
         at_limit = [name for name in fitting if limit is not None and held and held.get(name, 0) >= limit]
-        fitting = [name for name in fitting if name not in at_limit]
+        if at_limit:
+            full = set(at_limit)
+            fitting = [name for name in fitting if name not in full]
         if fitting:
             # Called for a replica that does fit (e.g. the view changed meanwhile).
             parts.append(f"fits now on {_plural(len(fitting), 'node')} ({_listed(fitting)})")
