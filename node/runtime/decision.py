@@ -22,7 +22,10 @@ The rules, in the order a pass applies them:
      slot was re-awarded) and is removed at once -- unless it has one of the
      ballots the desired replica `replaces` (a rolling update start-first,
      auction.rollout): that one counts as an older-spec container of the
-     slot, running until the new one runs (rules 4 and 6).
+     slot, running until the new one runs (rules 4 and 6).  While a stale
+     container of the slot still runs, the slot's new one is not started
+     (rule 6 waits): it would take the same host ports, and a rolling
+     update stop-first means the old one stops first.
   3. Of the containers with the desired ballot and spec hash, the one
      running (else the newest) is *the* container of the slot; any other is
      a duplicate and removed.
@@ -43,7 +46,8 @@ The rules, in the order a pass applies them:
      down -- until the full start follows.
   6. A slot with no container of its ballot and spec gets one (`Start`, or
      `Replace` when an older-spec container of the same ballot still runs),
-     once its backoff (`not_before`) has passed.  A spec change under the
+     once its backoff (`not_before`) has passed and no stale container of
+     the slot runs (rule 2; its removal's end starts the next pass).  A spec change under the
      same ballot is rolled here, per job one slot at a time
      (`rolling_allowed`); a start-first hand-over from a replaced ballot (a
      rolling update's) is not held back: auction.rollout already paces
@@ -370,15 +374,23 @@ def decide(desired: Mapping[str, DesiredReplica], observed: Iterable[ObservedCon
         by_slot[c.slot].append(c)
 
     # Rules 1 and 2: containers of slots we do not want, or of stale ballots.
+    # A stale container still running holds the slot's start back (rule 6):
+    # started beside it, the new one found its host ports taken ("host port
+    # 127.0.0.1:21000 is already in use") and the slot left the node, in
+    # every stop-first rolling update of a job with ports.
+    stopping: set[str] = set()
     for slot, cs in by_slot.items():
         want = desired.get(slot)
         for c in cs:
+            stale = want is not None and c.ballot != want.ballot and c.ballot not in want.replaces
+            if stale and c.running:
+                stopping.add(slot)
             if container_key(c.id) in busy:
                 continue
             if want is None:
                 if not grace:
                     pass_.act(Remove(c, "not desired here"))
-            elif c.ballot != want.ballot and c.ballot not in want.replaces:
+            elif stale:
                 pass_.act(Remove(c, f"stale ballot {c.ballot} (now {want.ballot})"))
 
     # Rule 6's rolling views, per job.
@@ -400,7 +412,7 @@ def decide(desired: Mapping[str, DesiredReplica], observed: Iterable[ObservedCon
     for slot, want in desired.items():
         if slot_key(slot) in busy:
             continue
-        pass_.slot(slot, want, current[slot], old[slot], slot in allowed, busy)
+        pass_.slot(slot, want, current[slot], old[slot], slot in allowed and slot not in stopping, busy)
     return Decision(tuple(pass_.actions), pass_.books, tuple(pass_.wakeups), tuple(pass_.notes))
 
 
@@ -441,7 +453,7 @@ class _Pass:
             return
         if mine is None:                    # rule 6
             if not allowed:
-                return      # rolling: another slot of this job is being replaced
+                return      # rolling: another slot of this job is being replaced; or its stale one stops
             if st.not_before > now:
                 self.wakeups.append(st.not_before)
                 return

@@ -101,9 +101,18 @@ ROWS = [
         kw={"started_at": NOW - 10, "rules": Rules(adopt_grace_s=10)}),
     Row("a container with a call in flight is not acted on twice",
         {}, [ctr("x", "gone/3")], (), kw={"busy": {"ctr:x"}}),
-    Row("stale ballot: removed at once (even in the grace), and the slot starts afresh",
-        {"web/0": want("2/c2")}, [UP], (Remove(UP, "stale ballot 1/c1 (now 2/c2)"), Start("web/0")),
+    Row("stale ballot: removed at once (even in the grace); the new one waits until it stops",
+        {"web/0": want("2/c2")}, [UP], (Remove(UP, "stale ballot 1/c1 (now 2/c2)"),),
         kw={"started_at": NOW - 1}),
+    Row("... and waits while its removal is in flight (it would take the same host ports)",
+        {"web/0": want("2/c2")}, [UP], (), kw={"busy": {"ctr:a"}}),
+    Row("... then the slot starts afresh: the stale one stopped, its removal still going",
+        {"web/0": want("2/c2")}, [EXITED_0], (Start("web/0"),), kw={"busy": {"ctr:a"}}),
+    Row("... or it is gone",
+        {"web/0": want("2/c2")}, [], (Start("web/0"),)),
+    Row("a stale container of another slot holds nothing back",
+        {"web/0": want("2/c2"), "web/1": want("2/c2")}, [UP],
+        (Remove(UP, "stale ballot 1/c1 (now 2/c2)"), Start("web/1"))),
 
     # -- rolling replacement ------------------------------------------------------------------------
     Row("new spec: the slot starts its new container while the old one runs",
@@ -328,11 +337,14 @@ def test_hand_overs_of_one_job_start_together_a_same_ballot_spec_change_one_at_a
     assert [a.slot for a in d.actions if isinstance(a, Replace)] == ["web/0"]
 
 
-def test_stop_first_removes_the_older_ballot_at_once():
+def test_stop_first_removes_the_older_ballot_at_once_and_starts_once_it_stopped():
     new = DesiredReplica("web", "2/me", "h2", ALWAYS)
     old = ctr("a", ballot="1/c1", spec_hash="h1")
     d = decide({"web/0": new}, [old], {}, NOW)
-    assert [type(a) for a in d.actions] == [Remove, Start]
+    assert [type(a) for a in d.actions] == [Remove]
+    stopped = ctr("a", ballot="1/c1", spec_hash="h1", state="exited", status="Exited (137) 1 second ago")
+    d = decide({"web/0": new}, [stopped], d.books, NOW + 0.5, busy={"ctr:a"})
+    assert [type(a) for a in d.actions] == [Start]
 
 
 def test_a_revert_keeps_the_copy_that_still_serves_until_the_reverted_one_runs():

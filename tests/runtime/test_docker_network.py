@@ -113,6 +113,30 @@ async def test_static_port_is_published_and_free_again_once_the_replica_stops(en
 
 
 @needs_root
+async def test_a_stop_first_update_here_starts_once_the_old_copy_stopped_and_keeps_the_slot(engine, node):
+    """A rolling update stop-first re-awards the slot to its holder under a
+    new ballot, with the same host port: the new copy starts once the old
+    one has stopped.  Started beside it, it found the port taken and the
+    slot gave up here (seen on the quickstart: the canary left its node)."""
+    gave_up = []
+    rt = DockerRuntime(node, fast(), on_give_up=lambda s, r: gave_up.append((s, r)))
+    port = free_port()
+    v1 = web(ports={"http": {"to": 8080}})
+    v2 = spec(command=["sh", "-c", "echo version=2 >/www/index.html; exec httpd -f -h /www -p 8080"],
+              ports={"http": {"to": 8080}})
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(with_ports(claim(node, v1), http=port), v1)
+        assert "slot=0" in await until(lambda: fetch(port), timeout=30)
+        rt.start(with_ports(claim(node, v2, rnd=2), http=port), v2)
+        assert "version=2" in await until(lambda: (page := fetch(port)) and "version=2" in page and page,
+                                          timeout=30)
+        await until(lambda: rt.slot_states().get("web/0", ("",))[0] == "running", timeout=20)
+        assert gave_up == [] and len(ours(engine, node)) == 1
+        n.cancel_scope.cancel()
+
+
+@needs_root
 async def test_host_network_replica_listens_on_the_port_shoal_gave_it(engine, node):
     rt = DockerRuntime(node, fast())
     port = free_port()
