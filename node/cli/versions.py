@@ -77,11 +77,25 @@ def format_plan(p: dict[str, Any]) -> str:
             ("started:", _slots(name, p["started"])),
             ("stopped:", _slots(name, p["stopped"]))]
     out += "".join("  " + line + "\n" for line in table(rows).splitlines())
+    out += _canary_line(p)
     if p["unplaceable"]:
         out += "Cannot be placed now:\n"
         unplaceable = sorted(p["unplaceable"].items(), key=lambda kv: int(kv[0]))
         out += "".join(f"  {name}/{i}: {why}\n" for i, why in unplaceable)
     return out + "Nothing was changed (plan only).\n"
+
+
+def _canary_line(p: dict[str, Any]) -> str:
+    """Which slots a rollout with canaries replaces first (auction.rollout:
+    indices below `canary` until the version is promoted)."""
+    update = (p.get("spec") or {}).get("update") or {}
+    canary = min(int(update.get("canary") or 0), p["replicas"]["new"])
+    if not canary or not p.get("replaces_containers") or not p.get("exists"):
+        return ""
+    name = p["name"]
+    rest = ("the rest follow once they are healthy (auto_promote)" if update.get("auto_promote")
+            else f"the rest wait for `shoal job promote {name}`")
+    return f"Canaries first: {_slots(name, list(range(canary)))}; {rest}.\n"
 
 
 def _written(data: dict[str, Any], done: str) -> str:

@@ -119,6 +119,20 @@ def test_plan_text_names_what_cannot_be_placed_and_moves():
         "Nothing was changed (plan only).\n")
 
 
+def test_plan_text_says_which_slots_a_canary_rollout_replaces_first():
+    p = {"name": "web", "exists": True, "current": "7", "replicas": {"old": 3, "new": 3}, "placed": 3,
+         "changes": [{"field": "image", "old": "app:1", "new": "app:2"}], "replaces_containers": True,
+         "replaced": [0, 1, 2], "moved": [], "started": [], "stopped": [], "fits_on": {}, "unplaceable": {},
+         "spec": {"update": {"canary": 1, "auto_promote": False}}}
+    assert "  stopped:            0\nCanaries first: 1 (web/0); the rest wait for `shoal job promote web`.\n" \
+        in format_plan(p)
+    p["spec"] = {"update": {"canary": 2, "auto_promote": True}}
+    assert "Canaries first: 2 (web/0, web/1); the rest follow once they are healthy (auto_promote).\n" \
+        in format_plan(p)
+    p["spec"] = {"update": {"canary": 0}}
+    assert "Canaries" not in format_plan(p)
+
+
 def test_monitor_says_which_version_a_job_event_wrote_and_why():
     from node.cli.monitor import describe
 
