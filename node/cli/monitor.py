@@ -84,6 +84,12 @@ def describe(ev: dict[str, Any], here: str) -> tuple[str, str]:
         p = ImageProgress(str(ev.get("image")), str(ev.get("peer") or "") if kind == "image_fetch" else "",
                           *(_count(ev.get(k)) for k in ("layers_done", "layers", "bytes", "bytes_total")))
         return "image", p.text(str(ev.get("node") or here))
+    if kind.startswith(("rollout_", "rebalance_")):
+        # node.agent.dispatch: RolloutEvent / RebalanceEvent, as the agent's log has them.
+        category, _, what = kind.partition("_")
+        to = f" (to {ev['target']})" if ev.get("target") else ""
+        words = " ".join(str(w) for w in (what.replace("_", " "), ev.get("slot"), ev.get("detail")) if w)
+        return category, f"{ev.get('job')}: {words}{to}"
     if kind == "slot_pending":
         return "pending", f"{ev.get('slot')}: {ev.get('reason')}"
     if kind == "join":

@@ -139,5 +139,12 @@ def test_monitor_says_which_version_a_job_event_wrote_and_why():
     ev = {"event": "job_updated", "name": "web", "version": [1, 0, "a"], "job_version": 4, "why": "rollback",
           "ref": "1", "by": "alice@laptop"}
     assert describe(ev, "a") == ("job", "web submitted/updated (by a): version 4, rollback to 1, alice@laptop")
+    ev = {"event": "rollout_replacing", "job": "web", "target": "791aca743845", "slot": "web/0",
+          "detail": "stop-first"}
+    assert describe(ev, "a") == ("rollout", "web: replacing web/0 stop-first (to 791aca743845)")
+    ev = {"event": "rollout_started", "job": "web", "target": "791aca743845", "slot": "", "detail": "max_parallel 1"}
+    assert describe(ev, "a") == ("rollout", "web: started max_parallel 1 (to 791aca743845)")
+    ev = {"event": "rebalance_moving", "job": "web", "slot": "web/3", "detail": "from n1 to n2"}
+    assert describe(ev, "a") == ("rebalance", "web: moving web/3 from n1 to n2")
     old = {"event": "job_updated", "name": "web", "version": [1, 0, "a"]}  # from an older agent
     assert describe(old, "a") == ("job", "web submitted/updated (by a)")
