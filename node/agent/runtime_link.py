@@ -60,7 +60,7 @@ def make_runtime(agent: Agent) -> Any:
             # The SDK without ssl (node.api.lean_imports.docker_sdk; the runtime's own import finds it loaded).
             from node.api import lean_imports
 
-            lean_imports.import_module("docker", lean_imports.docker_sdk(tls=False))
+            lean_imports.import_docker_sdk_without_tls()
         from node.agent.image_share import ImageShare  # with the docker SDK (httpx at its first fetch)
         from node.runtime.docker import DockerRuntime
     except ImportError as e:

@@ -44,8 +44,10 @@ first use (node.agent.agent asks for it only without TLS; an agent serving
 TLS has loaded ssl before, node.api.listen).  The docker SDK's requests,
 urllib3, http.client and urllib.request each have a branch for a Python
 built without ssl: `docker_sdk(tls=False)` (node.agent.runtime_link, for a
-unix://, tcp:// or http:// engine) makes ssl ABSENT for their import, so
-they take it for the life of the process.  hashlib and hmac load OpenSSL's
+unix://, tcp:// or http:// engine, through `import_docker_sdk_without_tls`)
+makes ssl ABSENT for their import, so they take it for the life of the
+process; urllib.request's HTTPSHandler is then a stand-in that refuses to
+be used (prometheus_client names it at its import).  hashlib and hmac load OpenSSL's
 hashes at their own import: `import_hashes_without_openssl()` (`shoal
 agent`, first thing) gives them CPython's own, the same digests
 (docs/benchmarks.md, "Idle memory: no OpenSSL without TLS").
@@ -174,6 +176,18 @@ HYPERCORN_SSL: dict[str, dict[str, Any]] = {
         "create_default_context", "OP_NO_COMPRESSION", "Purpose", "SSLContext", "TLSVersion", "VerifyFlags",
         "VerifyMode")},
 }
+# prometheus_client.exposition reads these from ssl at its import, for the
+# default arguments and annotations of its TLS server and gateway helpers,
+# which an agent's /v1/metrics never calls: `import_prometheus` gives them as
+# `_UsedLater`, and TLSVersion (inside typing.Optional, which would look
+# into a `_UsedLater`) as a plain class.  The helpers' bodies read ssl when
+# called, and get the real module then.
+PROMETHEUS_SSL: dict[str, dict[str, Any]] = {
+    "ssl": {"SSLContext": _UsedLater("ssl", "SSLContext"),
+            "PROTOCOL_TLS_CLIENT": _UsedLater("ssl", "PROTOCOL_TLS_CLIENT"),
+            "PROTOCOL_TLS_SERVER": _UsedLater("ssl", "PROTOCOL_TLS_SERVER"),
+            "TLSVersion": type("TLSVersion", (), {"__doc__": "ssl.TLSVersion in annotations only (lean_imports)"})},
+}
 # For httpx (node.api.forward, node.agent.image_share): its command line, with click and pygments.
 HTTPX: dict[str, dict[str, Any]] = {"httpx._main": {"main": _imported_when_called("httpx._main", "main")}}
 
@@ -266,6 +280,40 @@ def docker_sdk(*, tls: bool = True) -> dict[str, dict[str, Any]]:
         # requests, finding no ssl, would put pyOpenSSL (with cryptography) under urllib3 where installed
         table["urllib3.contrib.pyopenssl"] = ABSENT
     return table
+
+
+class _NoHttpsHandler:
+    """urllib.request's HTTPSHandler in a process whose urllib.request was
+    imported with ssl absent (`import_docker_sdk_without_tls`): there is
+    none, so this stands in for the importers that only name it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("HTTPS through urllib.request is not available in this agent: it was imported "
+                           "without ssl (node.api.lean_imports.import_docker_sdk_without_tls)")
+
+
+def import_docker_sdk_without_tls() -> types.ModuleType:
+    """The docker SDK as an agent whose engine is not reached over TLS
+    imports it (`docker_sdk(tls=False)`), and urllib.request made fit for
+    the importers that name its HTTPSHandler without using it.
+    prometheus_client's exposition imports it (for pushing to a gateway over
+    TLS, which an agent never does): in such an agent urllib.request took
+    its branch for a Python without ssl, has no HTTPSHandler, and the first
+    scrape of /v1/metrics failed with an ImportError (a 500) -- on every
+    agent with the docker runtime and the default engine socket."""
+    docker = import_module("docker", docker_sdk(tls=False))
+    import urllib.request
+
+    if not hasattr(urllib.request, "HTTPSHandler"):
+        urllib.request.HTTPSHandler = _NoHttpsHandler  # type: ignore[attr-defined,misc]
+    return docker
+
+
+def import_prometheus() -> types.ModuleType:
+    """prometheus_client, without loading ssl (OpenSSL: some 4.6 MiB) for
+    the TLS helpers a scrape never uses (PROMETHEUS_SSL).  node.telemetry.metrics
+    imports it through here at the first scrape."""
+    return import_module("prometheus_client", PROMETHEUS_SSL)
 
 
 def import_hashes_without_openssl() -> None:

@@ -120,6 +120,31 @@ def test_the_runtimes_calls_work_and_load_only_what_they_need(kind: str, sdk_tls
     assert out["after"] == ["charset_normalizer"]
 
 
+def test_an_agent_without_tls_still_renders_its_metrics() -> None:
+    """/v1/metrics answered 500 on every agent with the docker runtime on its
+    default socket: prometheus_client names urllib.request's HTTPSHandler,
+    which urllib.request imported without ssl does not have."""
+    out = run_probe("""
+import json, sys
+from node.api import lean_imports
+lean_imports.import_docker_sdk_without_tls()
+from node.telemetry.metrics import AgentMetrics
+m = AgentMetrics()
+m.health.set(2)
+text = m.render().decode()
+import urllib.request
+try:
+    urllib.request.HTTPSHandler()
+    refused = None
+except RuntimeError as e:
+    refused = str(e)
+print(json.dumps({"rendered": "shoal_health_score 2.0" in text, "ssl_loaded": "ssl" in sys.modules,
+                  "refused": refused}))
+""")
+    assert out["rendered"] is True and out["ssl_loaded"] is False
+    assert "imported without ssl" in str(out["refused"])
+
+
 def test_the_deferred_modules_load_where_used() -> None:
     out = run_probe("""
 import io, json, sys, tempfile
