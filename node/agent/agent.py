@@ -79,7 +79,8 @@ from node.agent.droplog import DropLog
 from node.agent.errors import AgentStarting
 from node.agent.health import Health
 from node.agent.keys import KeyManager, initial_keys
-from node.agent.membership import Membership
+from node.agent.handover import hand_over, room_elsewhere
+from node.agent.membership import Membership, alive_others
 from node.agent.operations import Operations
 from node.agent.persistence import Persistence
 from node.agent.pump import Pump
@@ -362,8 +363,22 @@ class Agent:
     def request_exit(self) -> None:
         self._exit.set()
 
-    async def leave_and_exit(self) -> None:
+    async def leave_and_hand_over(self) -> bool | None:
+        """Leave the cluster; then, if others are alive, wait (bounded) until
+        our replicas run elsewhere and ours stopped (node.agent.handover).
+        True: all handed over; False: some are still here; None: nobody to
+        hand them to (they stay, for our next start to adopt)."""
+        others = bool(alive_others(self.view))
         await self.membership.leave()
+        if not others or self.runtime is None:
+            return None
+        handed = await hand_over(self.runtime, lambda: bool(alive_others(self.view)), room_elsewhere(self.view))
+        if handed:
+            log.info("every replica of ours runs elsewhere now")
+        return handed
+
+    async def leave_and_exit(self) -> None:
+        await self.leave_and_hand_over()
         self.request_exit()
 
     async def _watch_signals(self) -> None:

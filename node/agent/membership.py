@@ -12,7 +12,8 @@ at least one seed answers, retry with exponential backoff (1 s doubling to
 
 Leaving: `leave()` feeds `Leave()` and waits until the leave broadcast is out
 (`pending_broadcasts() == 0` in the core's view) or `LEAVE_WAIT_S` passes.
-The agent exits after that (SIGINT/SIGTERM or `POST /v1/agent/leave`).
+The agent then hands its replicas over (node.agent.handover) and exits
+(SIGINT/SIGTERM or `POST /v1/agent/leave`).
 """
 
 from __future__ import annotations

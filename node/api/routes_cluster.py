@@ -148,12 +148,15 @@ async def join(request: Request) -> Response:
 
 
 async def leave(request: Request) -> Response:
+    """Leave, hand our replicas over (up to node.agent.handover's bound), then
+    exit.  `handed_over`: true (all run elsewhere), false (some found no
+    other node and stay), null (no other member was alive)."""
     agent = agent_of(request)
-    await agent.membership.leave()
+    handed_over = await agent.leave_and_hand_over()
     # Exit after this response is written: hypercorn finishes in-flight
     # requests when the agent triggers its graceful shutdown.
     agent.request_exit()
-    return JSONResponse({"left": True, "name": agent.name})
+    return JSONResponse({"left": True, "name": agent.name, "handed_over": handed_over})
 
 
 async def keys_list(request: Request) -> Response:

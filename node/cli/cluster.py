@@ -59,9 +59,13 @@ def join(addresses: tuple[str, ...], address: str, token: str | None) -> None:
 @click.command()
 @client_options
 def leave(address: str, token: str | None) -> None:
-    """Make the agent leave the cluster gracefully and exit."""
+    """Make the agent leave the cluster gracefully and exit once its
+    replicas run elsewhere (at most 20 s)."""
     data = Client(address, token).request("POST", "/v1/agent/leave")
-    click.echo(f"{data.get('name', 'agent')} left the cluster")
+    handed = data.get("handed_over")
+    after = ("; its replicas run elsewhere now" if handed
+             else "; some of its replicas found no other node and keep running here" if handed is False else "")
+    click.echo(f"{data.get('name', 'agent')} left the cluster{after}")
 
 
 @click.group()

@@ -308,6 +308,11 @@ class NodeCore:
         while self._timers and self._timers[0][0] <= now:
             _, _, kind = heapq.heappop(self._timers)
             if kind == "sync":
+                if self.name not in self.swim.alive_names():
+                    # Leaving: ask for status records every round, moved lately or not: our
+                    # copies stop once their replacements' records say they run (_place), and
+                    # the agent waits for that before it exits (node.agent.handover).
+                    self._status_sync.moved(now)
                 self._sync.tick(self.live_statuses(), self._wall_ms(now), now)
                 self._status_sync.tick(self.live_statuses(), now)
                 self._schedule(now + self.cfg.store_sync_interval_s * self._rng.uniform(0.8, 1.2), "sync")
@@ -543,7 +548,11 @@ class NodeCore:
         self._placed_at = now
         alive = self.swim.alive_names()
         if self.name not in alive:
-            return  # leaving: no new work
+            # Leaving: no new work, but our copies still stop as their
+            # replacements run (auction.merge_rule), which the agent waits
+            # for before it exits (node.agent.handover).
+            self._reconcile(now)
+            return
         jobs = {e.name: e for e in self.store.live()}
         deleted = {n for n, e in self.store.entries.items() if e.deleted}
         # A suspect keeps its slots through a grace (auction.suspicion_rule);

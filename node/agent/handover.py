@@ -1,0 +1,92 @@
+"""Handing our replicas over when the agent leaves the cluster.
+
+How this works: a graceful leave (`shoal leave`, SIGTERM from systemd) is
+gossiped first (node.agent.membership), and our peers at once place our
+replicas elsewhere under newer ballots.  Our core still runs: it merges
+those claims and stops each of our copies once its replacement is known to
+run (auction.merge_rule), so the service never has fewer copies than it
+had.  `hand_over` waits for that -- until the runtime holds no slot and
+lists no container of ours -- and only then lets the agent exit.  The agent
+used to exit at once, leaving its containers running with no agent: after
+the replacements started every such replica ran twice, and after a
+decommission (`systemctl stop`) for good.
+
+Bounded by `HANDOVER_S`, under the unit's TimeoutStopSec (30 s), and no
+longer than there is somewhere to go: once no other alive node passes the
+constraints and has room (by their gossiped status records) for any of the
+replicas still here, nothing more is waited for.  What is still here then
+keeps running, and this agent's next start adopts or removes it.  With no
+other member alive nobody takes anything over, so nothing is waited for: a
+one-node cluster's restart keeps its replicas (and adopts
+them when it comes back), and when every agent is stopped at once
+(`scripts/quickstart down`, a site powered down) each stops waiting as
+soon as it sees the others gone too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from auction.claims import parse_slot_key, slot_key
+from auction.scoring import NodeView, filter_reason, fits
+from node.core.view import CoreView
+from node.runtime.interface import Runtime
+
+log = logging.getLogger("shoal.agent")
+
+HANDOVER_S = 20.0
+POLL_S = 0.25
+
+
+def room_elsewhere(view: CoreView) -> Callable[[str], bool]:
+    """slot -> whether another alive node passes its job's constraints, is
+    under its max_per_node and has room for it, by the claims and the
+    gossiped status records (auction.scoring)."""
+    def movable(slot: str) -> bool:
+        job, _ = parse_slot_key(slot)
+        spec = view.spec_of(view.job(job))
+        if spec is None:
+            return False
+        alive = view.alive_names()
+        held: dict[str, int] = {}
+        if spec.max_per_node is not None:
+            for index in range(spec.replicas):
+                claim = view.winning_claim(slot_key(job, index))
+                if claim is not None and not claim.released:
+                    held[claim.node] = held.get(claim.node, 0) + 1
+        return any(filter_reason(spec, n) is None and fits(spec, n)
+                   and (spec.max_per_node is None or held.get(n.name, 0) < spec.max_per_node)
+                   for n in (NodeView(s.name, s.capacity, s.allocated, s.labels, s.eligible)
+                             for name, s in view.live_statuses().items() if name != view.name and name in alive))
+    return movable
+
+
+async def hand_over(runtime: Runtime, anyone_else: Callable[[], bool], movable: Callable[[str], bool],
+                    timeout_s: float = HANDOVER_S) -> bool | None:
+    """Wait until `runtime` runs nothing of ours (True); until no replica
+    still here has anywhere to go, or timeout_s passed (False); or until no
+    other member is alive to take anything (None)."""
+    with trio.move_on_after(timeout_s):
+        while True:
+            if not anyone_else():
+                log.info("no other member is alive: the replicas still here stay for our next start")
+                return None
+            slots = runtime.slot_states()
+            if slots and not any(movable(slot) for slot in slots):
+                break
+            if not slots:
+                try:
+                    if not await runtime.ps():
+                        return True
+                except Exception as e:  # noqa: BLE001 -- the engine's trouble: ask again (not imported
+                    # here: node.runtime.engine loads the Docker SDK, which an agent on the fake runtime never needs)
+                    log.debug("handover: listing our containers failed: %s", e)
+            await trio.sleep(POLL_S)
+    left = sorted(runtime.slot_states())
+    log.warning("left the cluster with %d replica(s) still here (no other node has room for them, or no "
+                "replacement ran within %.0f s): %s; they keep running until this agent starts again",
+                len(left), timeout_s, ", ".join(left[:10]) + (", ..." if len(left) > 10 else ""))
+    return False
