@@ -36,6 +36,7 @@ their TTL.
 from __future__ import annotations
 
 import heapq
+import re
 from dataclasses import dataclass, field
 
 from .bid_order import DEFER_EXTRA_TTLS
@@ -68,11 +69,20 @@ class RoundClosed:
         if not self.declines and not self.silent and not self.awarded:
             return "no node can fit it (by gossiped free resources and constraints)"
         parts = []
-        reasons: dict[str, int] = {}
-        for r in self.declines.values():
-            reasons[r] = reasons.get(r, 0) + 1
-        for r, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0]))[:3]:
-            parts.append(f"{n} declined: {r}")
+        # Declines that say the same but for the decliner's own name (a pull
+        # that failed on every node: "could not be pulled on node-2: ...")
+        # are one line naming the nodes, not one long line each.
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for bidder, r in sorted(self.declines.items()):
+            groups.setdefault(_on_each(r, bidder), []).append((bidder, r))
+        lines = []
+        for general, said in groups.items():
+            if len(said) == 1 or all(r == general for _, r in said):
+                lines.append((len(said), f"{len(said)} declined: {said[0][1]}"))
+            else:
+                lines.append((len(said), f"{len(said)} declined ({', '.join(b for b, _ in said)}): {general}"))
+        for _, text in sorted(lines, key=lambda x: (-x[0], x[1]))[:3]:
+            parts.append(text)
         if self.silent:
             parts.append(f"{len(self.silent)} did not answer")
         if self.held:
@@ -80,6 +90,11 @@ class RoundClosed:
         if self.awarded:
             parts.append(f"{len(self.awarded)} placed, {len(self.unplaced)} left over")
         return "; ".join(parts)
+
+
+def _on_each(reason: str, node: str) -> str:
+    """`reason` with " on NODE" / " on node NODE", its sender's own name, as " on each"."""
+    return re.sub(rf" on (node )?{re.escape(node)}(?=[\s:;,)]|$)", " on each", reason)
 
 
 # What the auctioneer asks its caller to do: send a message, or take note

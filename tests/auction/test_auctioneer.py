@@ -217,6 +217,23 @@ def test_auction_ids_are_unique_per_run_and_open_rounds_are_bounded():
     assert open_web(a, ["n1"], rounds={MAX_OPEN_ROUNDS: 1}) == []
 
 
+def test_declines_that_differ_only_by_the_decliners_name_are_one_line():
+    from auction.auctioneer import RoundClosed
+
+    pulled = "recently failed here: image app:2 could not be pulled on {n}: manifest unknown"
+    rc = RoundClosed("x:1", "web", "h", {}, (0,), {n: pulled.format(n=n) for n in ("node-1", "node-2", "node-3")}
+                     | {"a": "user 'root' is not allowed on a", "b": "filtered by rack == b",
+                        "c": "filtered by rack == b"}, ())
+    assert rc.pending_reason() == (
+        "3 declined (node-1, node-2, node-3): recently failed here: image app:2 could not be pulled on each: "
+        "manifest unknown; 2 declined: filtered by rack == b; 1 declined: user 'root' is not allowed on a")
+    # A port another process holds on a node: "... in use on node node-2".
+    port = "host port 127.0.0.1:80 (http) is already in use on node {n}"
+    rc = RoundClosed("x:2", "web", "h", {}, (0,), {n: port.format(n=n) for n in ("node-1", "node-2")}, ())
+    assert rc.pending_reason() == ("2 declined (node-1, node-2): host port 127.0.0.1:80 (http) is already in use "
+                                   "on each")
+
+
 # ---- backoff of slots a round could not place (auction.placement) -----------------
 
 SPEC_JSON = validate({"name": "web", "image": "busybox", "cpu": 1, "memory": "1GiB"}).canonical_json()
