@@ -103,7 +103,10 @@ def test_ps_lists_every_nodes_containers_and_logs_reach_the_holder_from_any_agen
         says.  (Right after "all running" a slot may still run twice for a moment, when two
         coordinators placed it at once and the losing ballot's holder has not stopped it yet.)"""
         data = json.loads(shoal("ps", "--json", "--address", a1.api).stdout)
-        assert [n["node"] for n in data["nodes"]] == ["a1", "a2", "a3"]
+        # ps asks the members a1 holds alive: on a loaded machine (the `local`
+        # profile's 0.1 s probes) one may be suspect for a moment: ask again.
+        if [n["node"] for n in data["nodes"]] != ["a1", "a2", "a3"]:
+            return None
         assert all(n["error"] is None and n["runtime"] == "fake" for n in data["nodes"])
         pairs = [(c["slot"], n["node"]) for n in data["nodes"] for c in n["containers"]]
         status = json.loads(shoal("job", "status", "fits", "--json", "--address", a1.api).stdout)
