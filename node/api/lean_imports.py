@@ -176,18 +176,6 @@ HYPERCORN_SSL: dict[str, dict[str, Any]] = {
         "create_default_context", "OP_NO_COMPRESSION", "Purpose", "SSLContext", "TLSVersion", "VerifyFlags",
         "VerifyMode")},
 }
-# prometheus_client.exposition reads these from ssl at its import, for the
-# default arguments and annotations of its TLS server and gateway helpers,
-# which an agent's /v1/metrics never calls: `import_prometheus` gives them as
-# `_UsedLater`, and TLSVersion (inside typing.Optional, which would look
-# into a `_UsedLater`) as a plain class.  The helpers' bodies read ssl when
-# called, and get the real module then.
-PROMETHEUS_SSL: dict[str, dict[str, Any]] = {
-    "ssl": {"SSLContext": _UsedLater("ssl", "SSLContext"),
-            "PROTOCOL_TLS_CLIENT": _UsedLater("ssl", "PROTOCOL_TLS_CLIENT"),
-            "PROTOCOL_TLS_SERVER": _UsedLater("ssl", "PROTOCOL_TLS_SERVER"),
-            "TLSVersion": type("TLSVersion", (), {"__doc__": "ssl.TLSVersion in annotations only (lean_imports)"})},
-}
 # For httpx (node.api.forward, node.agent.image_share): its command line, with click and pygments.
 HTTPX: dict[str, dict[str, Any]] = {"httpx._main": {"main": _imported_when_called("httpx._main", "main")}}
 
@@ -307,13 +295,6 @@ def import_docker_sdk_without_tls() -> types.ModuleType:
     if not hasattr(urllib.request, "HTTPSHandler"):
         urllib.request.HTTPSHandler = _NoHttpsHandler  # type: ignore[attr-defined,misc]
     return docker
-
-
-def import_prometheus() -> types.ModuleType:
-    """prometheus_client, without loading ssl (OpenSSL: some 4.6 MiB) for
-    the TLS helpers a scrape never uses (PROMETHEUS_SSL).  node.telemetry.metrics
-    imports it through here at the first scrape."""
-    return import_module("prometheus_client", PROMETHEUS_SSL)
 
 
 def import_hashes_without_openssl() -> None:

@@ -40,7 +40,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from gossip.events import MemberState
-from node.api import lean_imports
 from node.core.admission import REFUSAL_REASONS
 
 # The kinds of input the pump counts failures of (node/agent/pump.py, dispatch.py).
@@ -50,7 +49,6 @@ INPUT_FAILURE_KINDS = ("datagram", "stream", "stream_reply", "request", "posted"
 def __getattr__(name: str) -> Any:
     # CONTENT_TYPE, prometheus_client's, without importing it before it is needed.
     if name == "CONTENT_TYPE":
-        lean_imports.import_prometheus()
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
         return CONTENT_TYPE_LATEST
@@ -186,7 +184,10 @@ class AgentMetrics:
     def registry(self) -> Any:
         """This agent's prometheus_client CollectorRegistry (built at the first scrape)."""
         if self._registry is None:
-            lean_imports.import_prometheus()   # (first, so ssl is not loaded for it)
+            # (It imports ssl, for TLS helpers a scrape never calls: an agent
+            # that is scraped maps OpenSSL from its first scrape on.  Stand-ins
+            # for ssl during this import raced the DNS server's first import of
+            # dnspython in a worker thread, which then took them and crashed.)
             from prometheus_client import CollectorRegistry
 
             self._registry = CollectorRegistry(auto_describe=True)
@@ -221,7 +222,6 @@ class AgentMetrics:
         self.health.set(health_score)
 
     def render(self) -> bytes:
-        lean_imports.import_prometheus()
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
