@@ -186,6 +186,13 @@ def _shortfall(demand: Resources, candidates: list[NodeView]) -> str:
     return f"no node has all of it free ({'; '.join(shown)})"
 
 
+def could_take(spec: JobSpec, node: NodeView, held: Mapping[str, int] | None = None) -> bool:
+    """May `node` take one more replica of spec: it passes the filters, has
+    room, and (`held`: the job's replicas on each node) is under max_per_node."""
+    return (filter_reason(spec, node) is None and fits(spec, node)
+            and (spec.max_per_node is None or held is None or held.get(node.name, 0) < spec.max_per_node))
+
+
 def _listed(names: list[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from .jobspec import JobSpec
 from .resources import Resources
-from .scoring import NodeView, explain_unplaceable, filter_reason, fits
+from .scoring import NodeView, could_take, explain_unplaceable, filter_reason
 
 # Shown in the table as it is, but cut: values are user text.
 MAX_SHOWN_CHARS = 60
@@ -155,9 +155,7 @@ def _why_not(spec: JobSpec, views: dict[str, NodeView], per_node: dict[str, int]
 def _fit(spec: JobSpec, views: dict[str, NodeView], per_node: dict[str, int]) -> str | None:
     """The node a slot would most likely go to: passes the filters, has room,
     is under max_per_node; the least loaded by this job, then the name."""
-    ok = [v for v in views.values()
-          if filter_reason(spec, v) is None and fits(spec, v)
-          and (spec.max_per_node is None or per_node.get(v.name, 0) < spec.max_per_node)]
+    ok = [v for v in views.values() if could_take(spec, v, per_node)]
     if not ok:
         return None
     return min(ok, key=lambda v: (per_node.get(v.name, 0), v.name)).name

@@ -30,8 +30,8 @@ from collections.abc import Callable
 
 import trio
 
-from auction.claims import parse_slot_key, slot_key
-from auction.scoring import NodeView, filter_reason, fits
+from auction.claims import parse_slot_key
+from auction.scoring import NodeView, could_take
 from node.core.view import CoreView
 from node.runtime.interface import Runtime
 
@@ -42,25 +42,17 @@ POLL_S = 0.25
 
 
 def room_elsewhere(view: CoreView) -> Callable[[str], bool]:
-    """slot -> whether another alive node passes its job's constraints, is
-    under its max_per_node and has room for it, by the claims and the
-    gossiped status records (auction.scoring)."""
+    """slot -> whether another alive node could take it (auction.scoring
+    could_take: constraints, room, max_per_node), by the claims and the
+    gossiped status records."""
     def movable(slot: str) -> bool:
         job, _ = parse_slot_key(slot)
         spec = view.spec_of(view.job(job))
         if spec is None:
             return False
-        alive = view.alive_names()
-        held: dict[str, int] = {}
-        if spec.max_per_node is not None:
-            for index in range(spec.replicas):
-                claim = view.winning_claim(slot_key(job, index))
-                if claim is not None and not claim.released:
-                    held[claim.node] = held.get(claim.node, 0) + 1
-        return any(filter_reason(spec, n) is None and fits(spec, n)
-                   and (spec.max_per_node is None or held.get(n.name, 0) < spec.max_per_node)
-                   for n in (NodeView(s.name, s.capacity, s.allocated, s.labels, s.eligible)
-                             for name, s in view.live_statuses().items() if name != view.name and name in alive))
+        alive, held = view.alive_names(), view.held_by_node(spec)
+        return any(could_take(spec, NodeView(s.name, s.capacity, s.allocated, s.labels, s.eligible), held)
+                   for name, s in view.live_statuses().items() if name != view.name and name in alive)
     return movable
 
 

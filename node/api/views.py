@@ -238,22 +238,9 @@ def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int], held: dict[s
 
 def _slots(ctx: _Context, spec: JobSpec) -> list[dict[str, Any]]:
     busy = ctx.view.busy_slots(spec.name)
-    held = _held_by_node(ctx, spec)
+    # (max_per_node: a pending slot's reason must not name a node at the limit as one it fits on)
+    held = ctx.view.held_by_node(spec) if spec.max_per_node is not None else {}
     return [_slot(ctx, spec, i, busy, held) for i in range(spec.replicas)]
-
-
-def _held_by_node(ctx: _Context, spec: JobSpec) -> dict[str, int]:
-    """Replicas of the job each live node holds, as its max_per_node counts
-    them (auction.node_limit: slots under `replicas`): a pending slot's
-    reason must not name a node at that limit as one it fits on."""
-    if spec.max_per_node is None:
-        return {}
-    held: dict[str, int] = {}
-    for index in range(spec.replicas):
-        claim = ctx.view.winning_claim(slot_key(spec.name, index))
-        if claim is not None and holder_gone_reason(claim.node, ctx.alive, ctx.statuses) is None:
-            held[claim.node] = held.get(claim.node, 0) + 1
-    return held
 
 
 def _extra(view: CoreView, spec: JobSpec) -> list[dict[str, Any]]:

@@ -30,8 +30,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from auction.claims import Claim
+from auction.claims import Claim, slot_key
 from auction.ledger import OvercommitError
+from auction.membership import holder_gone_reason
 from auction.placement import PlacementConfig
 from auction.rollout import describe
 from auction.spec import JobSpec
@@ -130,6 +131,18 @@ class CoreView:
 
     def winning_claim(self, slot: str) -> Claim | None:
         return self._core.placement.winning_claim(slot)
+
+    def held_by_node(self, spec: JobSpec) -> dict[str, int]:
+        """Replicas of the job each node keeps (slots under `replicas`, whose
+        winning claim's holder is alive and not drained), as its max_per_node
+        counts them (auction.node_limit)."""
+        alive, statuses = self.alive_names(), self.live_statuses()
+        held: dict[str, int] = {}
+        for index in range(spec.replicas):
+            claim = self.winning_claim(slot_key(spec.name, index))
+            if claim is not None and holder_gone_reason(claim.node, alive, statuses) is None:
+                held[claim.node] = held.get(claim.node, 0) + 1
+        return held
 
     def pending_reasons(self) -> Mapping[str, str]:
         """Slots this node coordinates whose last auction left them pending,
