@@ -126,7 +126,7 @@ FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "const
           "spread", "max_per_node", "restart", "health", "strategy",
           "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
           "network", "ports", "pull", "source", "restart_nonce", "update", "stop_signal",
-          "stop_grace_s", "rebalance", "max_disruption")
+          "stop_grace_s", "rebalance", "max_disruption", "mode")
 # `shoal job restart` sets a new restart_nonce: in the canonical form and the
 # container hash only when set, so it replaces every replica (paced as any
 # container change) and a spec without one keeps its hashes.
@@ -180,6 +180,16 @@ class Op(enum.Enum):
 class Strategy(enum.Enum):
     BINPACK = "binpack"     # fill the busiest node that fits
     SPREAD = "spread"       # fewest replicas of the job per node first, then the emptiest node
+
+
+class Mode(enum.Enum):
+    """How many replicas a job runs (docs/jobspec.md, auction.global_jobs)."""
+    REPLICATED = "replicated"   # `replicas` of them, placed by auctions
+    GLOBAL = "global"           # one on every node that may run it (Swarm's global, Nomad's system jobs)
+
+
+# Fields a global job may not set: its replicas follow the nodes, one each.
+NOT_GLOBAL_FIELDS = ("replicas", "max_per_node", "spread", "strategy", "rebalance", "max_disruption")
 
 
 class PullPolicy(enum.Enum):
@@ -395,6 +405,14 @@ class JobSpec:
     # better placement, and at most how many of the job's slots at once.
     rebalance: bool = True
     max_disruption: int = 1
+    # A global job (auction.global_jobs) runs one replica on every node that
+    # may run it: `replicas` is 0 and `max_per_node` 1, neither in its
+    # canonical form; each node claims its own slot, no auction.
+    mode: Mode = Mode.REPLICATED
+
+    @property
+    def is_global(self) -> bool:
+        return self.mode is Mode.GLOBAL
 
     @property
     def env_map(self) -> dict[str, str]:
@@ -443,17 +461,21 @@ class JobSpec:
             d["env"] = dict(self.env)
         d["cpu"] = self.cpu_millis / 1000
         d["memory"] = canonical_memory(self.memory_bytes)
-        d["replicas"] = self.replicas
+        if self.is_global:
+            d["mode"] = self.mode.value     # out at its default, as the fields below
+        else:
+            d["replicas"] = self.replicas
         if self.constraints:
             d["constraints"] = [str(c) for c in self.constraints]
         if self.spread is not None:
             d["spread"] = self.spread
-        if self.max_per_node is not None:
+        if self.max_per_node is not None and not self.is_global:
             d["max_per_node"] = self.max_per_node
         d["restart"] = self.restart.to_dict()
         if self.health is not None:
             d["health"] = self.health.to_dict()
-        d["strategy"] = self.strategy.value
+        if not self.is_global:
+            d["strategy"] = self.strategy.value
         if self.cap_add:
             d["cap_add"] = list(self.cap_add)
         if self.cap_drop:

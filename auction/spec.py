@@ -22,6 +22,7 @@ rules of each field are in docs/jobspec.md.  Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -70,6 +71,7 @@ from .jobspec import (
     MAX_STOP_GRACE_S,
     MAX_USER_CHARS,
     MIN_BACKOFF_S,
+    NOT_GLOBAL_FIELDS,
     MIN_HEALTH_INTERVAL_S,
     MIN_HEALTH_TIMEOUT_S,
     MIN_MEMORY_BYTES,
@@ -83,6 +85,7 @@ from .jobspec import (
     HealthCheck,
     JobSpec,
     ImageSource,
+    Mode,
     Op,
     Problem,
     PullPolicy,
@@ -148,6 +151,7 @@ __all__ = [
     "MIN_HEALTH_TIMEOUT_S",
     "MIN_MEMORY_BYTES",
     "NAME_RE",
+    "NOT_GLOBAL_FIELDS",
     "PLANNED_FIELDS",
     "RESTART_FIELDS",
     "SECURITY_FIELDS",
@@ -159,6 +163,7 @@ __all__ = [
     "KiB",
     "MiB",
     "ImageSource",
+    "Mode",
     "Op",
     "Problem",
     "PullPolicy",
@@ -232,6 +237,12 @@ def validate(raw: Any) -> JobSpec:
 
     c = Checker()
     c.unknown_fields(raw, FIELDS, "")
+    mode = c.choice(raw.get("mode", MISSING), "mode", Mode, Mode.REPLICATED) or Mode.REPLICATED
+    if mode is Mode.GLOBAL:
+        for field in NOT_GLOBAL_FIELDS:
+            if field in raw:
+                c.add(field, "a global job runs one replica on every node that may run it; "
+                             f"{field} is for replicated jobs (remove it, or drop mode = \"global\")")
     spec = JobSpec(
         name=c.name(raw.get("name", MISSING)),
         image=c.image(raw.get("image", MISSING)),
@@ -266,7 +277,10 @@ def validate(raw: Any) -> JobSpec:
                                DEFAULT_STOP_GRACE_S),
         rebalance=c.boolean(raw.get("rebalance", MISSING), "rebalance", True),
         max_disruption=c.integer(raw.get("max_disruption", MISSING), "max_disruption", 1, MAX_REPLICAS, 1),
+        mode=mode,
     )
+    if mode is Mode.GLOBAL:
+        spec = dataclasses.replace(spec, replicas=0, max_per_node=1)
     c.cap_conflicts(spec.cap_add, spec.cap_drop)
     if spec.source is ImageSource.PEERS and spec.pull is not PullPolicy.MISSING:
         # always asks the registry for the tag's current image; never fetches nothing.

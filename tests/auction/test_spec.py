@@ -886,3 +886,21 @@ def test_source_peers_needs_pull_missing(pull):
     assert p.path == "source" and 'pull = "missing"' in p.message
     [p] = problems(spec(source="peer"))
     assert p.path == "source" and "registry, peers" in p.message
+
+
+def test_a_global_job_has_no_count_and_says_which_fields_it_cannot_have():
+    spec = validate({"name": "logs", "image": "busybox", "mode": "global"})
+    assert spec.is_global and spec.replicas == 0 and spec.max_per_node == 1
+    assert spec.to_dict()["mode"] == "global" and "replicas" not in spec.to_dict()
+    assert validate(spec.to_dict()) == spec
+    # The container is the same whatever the mode: switching replaces nothing.
+    assert spec.container_hash() == validate({"name": "logs", "image": "busybox"}).container_hash()
+    # A replicated job's canonical form (and so its hashes) is as before the field existed.
+    assert "mode" not in validate({"name": "web", "image": "busybox", "mode": "replicated"}).to_dict()
+    with pytest.raises(SpecError) as ei:
+        validate({"name": "logs", "image": "busybox", "mode": "global", "replicas": 3, "spread": "rack",
+                  "max_per_node": 1})
+    assert sorted(p.path for p in ei.value.problems) == ["max_per_node", "replicas", "spread"]
+    assert all("global job" in p.message for p in ei.value.problems)
+    with pytest.raises(SpecError, match="did you mean 'global'"):
+        validate({"name": "logs", "image": "busybox", "mode": "globl"})
