@@ -90,17 +90,11 @@ class Bidder:
             return decline("job unknown here yet")
         if spec_hash != call.spec_hash:
             return decline("spec version differs here")
-        if not eligible:
-            return decline(ineligible_reason or "not eligible")
-        if has_image is False and spec.pull is PullPolicy.NEVER:
-            return decline(f"image {spec.image} is not on {self.name} (pull = never)")
-        refused = self.policy.refusal(spec, self.name)
+        refused = self.refusal(spec, labels, eligible=eligible, ineligible_reason=ineligible_reason,
+                               has_image=has_image)
         if refused is not None:
             return decline(refused)
         view = NodeView(self.name, self.ledger.capacity, self.ledger.used(now), labels, True)
-        reason = filter_reason(spec, view)
-        if reason is not None:
-            return decline(f"filtered by {reason}")
         room = len(call.slots)
         if call.max_wins is not None:
             room = min(room, call.max_wins)  # no more than we can win (auction.winner)
@@ -141,6 +135,22 @@ class Bidder:
             # coordinator's name order) than it holds.
             scores = [score + RESERVED_TIE_BONUS for score in scores]
         return Bid(call.auction_id, self.name, tuple(scores), spec.spread_domain(self.name, labels), already)
+
+    def refusal(self, spec: JobSpec, labels: dict[str, str], *, eligible: bool, ineligible_reason: str,
+                has_image: bool | None) -> str | None:
+        """Why this node takes no replica of `spec` whatever its room (None:
+        it may): not eligible, the image missing with pull = "never", the
+        operator's container policy, a constraint.  Also asked by a node
+        taking its own slot of a global job (auction.global_act)."""
+        if not eligible:
+            return ineligible_reason or "not eligible"
+        if has_image is False and spec.pull is PullPolicy.NEVER:
+            return f"image {spec.image} is not on {self.name} (pull = never)"
+        refused = self.policy.refusal(spec, self.name)
+        if refused is not None:
+            return refused
+        reason = filter_reason(spec, NodeView(self.name, self.ledger.capacity, ZERO, labels, True))
+        return None if reason is None else f"filtered by {reason}"
 
     def on_award(self, award: Award, *, spec: JobSpec | None, now: float,
                  claimed: Collection[str] = ()) -> tuple[list[tuple[int, int]], list[int]]:

@@ -62,11 +62,12 @@ def committed_here(job: str, claimed: Collection[str], ledger: Ledger) -> set[st
 def to_give_up(mine: Mapping[str, Claim], specs: Mapping[str, JobSpec | None]) -> list[Claim]:
     """Rule 3: which of our live claims `mine` to release, highest index
     first.  Slots of jobs without a spec here or without max_per_node, and
-    slots at or beyond `replicas` (a scale-down releases those), do not count."""
+    slots at or beyond `replicas` (a scale-down releases those), do not count;
+    a global job counts every slot (auction.global_jobs: one a node)."""
     by_job: dict[str, list[Claim]] = {}
     for claim in mine.values():
         spec = specs.get(claim.job)
-        if (spec is not None and spec.max_per_node is not None and claim.index < spec.replicas
+        if (spec is not None and spec.max_per_node is not None and (spec.is_global or claim.index < spec.replicas)
                 and not claim.released):
             by_job.setdefault(claim.job, []).append(claim)
     out: list[Claim] = []

@@ -49,7 +49,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from auction import candidates, node_limit, rebalance_act, reconcile_act, rollout_act
+from auction import candidates, global_act, node_limit, rebalance_act, reconcile_act, rollout_act
 from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed, SendTo
 from auction.bid_order import BidOrder
 from auction.bidder import Bidder, is_room_decline, reservation_ttl_s
@@ -66,6 +66,7 @@ from auction.claims import (
 )
 from auction.container_policy import SAFE_POLICY, ContainerPolicy
 from auction.coordination import Coordination
+from auction.global_jobs import SlotsByJob
 from auction.ledger import Ledger
 from auction.membership import NodeStatus, is_alive, keeps_slot
 from auction.merge_rule import CopyLookup, MergeRule
@@ -196,6 +197,8 @@ class Placement:
         self._keeping: set[str] = set()  # this tick's members that keep their slots (see tick)
         self.settled = SettledJobs()  # jobs the walks below skip while nothing changes (auction.settled)
         self.sweep = SettledSweep()   # the same for the tick's walk over every claim
+        self._global_slots = SlotsByJob()          # auction.global_jobs
+        self.global_refusals: dict[str, str] = {}  # global job -> why we run no replica of it (auction.global_act)
 
     # ---- helpers
     def spec_from_call(self, call: CallForBids) -> JobSpec | None:
@@ -244,6 +247,14 @@ class Placement:
     def coordination(self) -> Coordination:
         """Who coordinates which slot, under the view of the last tick."""
         return self._coordination
+
+    def global_slots(self, job: str) -> dict[int, Claim]:
+        """A global job's live slots, index -> claim (auction.global_jobs)."""
+        return self._global_slots.of(self.claims.entries.values(), self.claims.digest(), job)
+
+    def has_image(self, spec: JobSpec) -> bool | None:
+        """Is the job's image on this node (None: the runtime has not said)?"""
+        return None if self.images is None else normalize_image(spec.image) in self.images
 
     def winning_claim(self, key: str) -> Claim | None:
         """The slot's winning claim, None if it has none or it was released."""
@@ -307,7 +318,7 @@ class Placement:
         for key, claim in self.my_claims().items():
             job, index = parse_slot_key(key)
             spec = specs.get(job)
-            if (spec is None and job in deleted) or (spec is not None and index >= spec.replicas):
+            if (spec is None and job in deleted) or (spec is not None and _retired(spec, index)):
                 writes.append(self._release_claim(claim))
         # ... and slots beyond a job's max_per_node here (auction.node_limit rule 3).
         writes.extend(self._release_claim(c) for c in node_limit.to_give_up(self.my_claims(), specs))
@@ -324,7 +335,7 @@ class Placement:
                     continue
                 job, index = parse_slot_key(key)
                 spec = specs.get(job)
-                gone = (spec is None and job in deleted) or (spec is not None and index >= spec.replicas)
+                gone = (spec is None and job in deleted) or (spec is not None and _retired(spec, index))
                 if gone and self._coordination.is_coordinator(job, index, spec, self.name):
                     writes.append(self._release_claim(claim))
                     released += 1
@@ -334,10 +345,12 @@ class Placement:
         #     version moves it (auction.rollout).
         writes.extend(rollout_act.tick(self, jobs, specs, statuses, running, now))
 
-        # 3. Coordinator duties.
+        # 3. Coordinator duties; a global job's slot is taken by each node
+        #    for itself (auction.global_act), with no auction.
+        writes.extend(global_act.tick(self, specs, statuses, alive, now))
         for job in sorted(specs):
             desired = specs[job]
-            if desired is None:
+            if desired is None or desired.is_global:
                 continue
             out.extend(self._coordinate(job, desired, statuses, alive, now, copies))
         # 4. Rebalancing: moves the rule (auction.rebalance) picks, by their slots' coordinators.
@@ -515,7 +528,7 @@ class Placement:
         spec_hash = spec.container_hash() if spec is not None else None
         # A node without the image bids with a pull cost, or declines for
         # pull = "never" (auction.bidder).
-        has_image = None if spec is None or self.images is None else normalize_image(spec.image) in self.images
+        has_image = None if spec is None else self.has_image(spec)
         return self.bidder.on_call(call, spec=spec, spec_hash=spec_hash, labels=status.labels, eligible=status.eligible,
                                    ineligible_reason=ineligible, already=len(claimed), now=now, has_image=has_image,
                                    claimed=claimed, answered_ahead=self.bid_order.answered_after(call))
@@ -538,6 +551,12 @@ class Placement:
     def reconcile(self, specs_by_job: SpecLookup, now: float,
                   drained: RunningLookup | None = None, merging: RunningLookup | None = None) -> list[RuntimeCommand]:
         return reconcile_act.reconcile(self, specs_by_job, now, drained, merging)
+
+
+def _retired(spec: JobSpec, index: int) -> bool:
+    """Is slot `index` beyond what the job wants (a scale-down)?  A global
+    job has no count: its slots are given back by their holders (auction.global_jobs)."""
+    return not spec.is_global and index >= spec.replicas
 
 
 def normalize_image(image: str) -> str:

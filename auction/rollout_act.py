@@ -16,10 +16,11 @@ lost during a rollout: the one it ran).  Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .claims import Claim, live, parse_slot_key, slot_key
+from .global_jobs import kept_indices
 from .membership import NodeStatus, keeps_slot
 from .rollout import UNVERIFIED, RolloutEvent, SlotView, is_revert, promoted_of
 from .settled import ROLL
@@ -46,13 +47,14 @@ def tick(p: Placement, jobs: Mapping[str, JobEntry], specs: Mapping[str, JobSpec
         target, inputs = p._target_of(spec), p.settled.inputs(spec)
         if job not in p.rollouts.jobs and p.settled.is_settled(ROLL, job, inputs):
             continue  # nothing new since the last tick (auction.settled)
-        claims = [p.winning_claim(slot_key(job, i)) for i in range(spec.replicas)]
+        indices = desired_indices(p, spec, statuses)
+        claims = [p.winning_claim(slot_key(job, i)) for i in indices]
         unrolled = job not in p.rollouts.jobs and all(c is None or c.spec_hash == target for c in claims)
         p.settled.record(ROLL, job, inputs, unrolled)
         if unrolled:
             continue  # the common case: nothing runs another version
         views = []
-        for index, claim in enumerate(claims):
+        for index, claim in zip(indices, claims):
             kept = claim if claim is not None and keeps_slot(claim.node, p._keeping, statuses) else None
             state = running(kept.node, job, index) if kept is not None else "unknown"
             views.append(SlotView(index, kept, state == "running", state in ("failed", "exited"),
@@ -67,11 +69,20 @@ def tick(p: Placement, jobs: Mapping[str, JobEntry], specs: Mapping[str, JobSpec
             p.reverts.extend([old] if old is not None else [])
             kind = "reverting" if old is not None else "revert_impossible"
             p.rollout_events.append(RolloutEvent(job, kind, target, detail=why))
-        for index in step.permitted:
-            claim = views[index].claim
+        for position in step.permitted:      # positions in `views` (a global job's indices have gaps)
+            claim = views[position].claim
             if claim is not None and claim.node == p.name:
                 writes.append(p._move_to(claim, spec, now))
     return writes
+
+
+def desired_indices(p: Placement, spec: JobSpec, statuses: Mapping[str, NodeStatus]) -> Sequence[int]:
+    """The job's slots a rollout paces: 0 to replicas - 1, or a global job's
+    slots whose holders keep them (auction.global_jobs rule 4: a dead
+    member's slot is not re-placed, so a rollout must not wait for it)."""
+    if not spec.is_global:
+        return range(spec.replicas)
+    return kept_indices(p.global_slots(spec.name), p._keeping, statuses)
 
 
 def versions_to_place(p: Placement, spec: JobSpec, batch: dict[int, int]) -> list[tuple[JobSpec, dict[int, int]]]:

@@ -117,7 +117,7 @@ def plan(old: JobSpec | None, new: JobSpec, holders: dict[int, str], nodes: list
     delta = new.demand() - (old.demand() if old is not None else new.demand())
     per_node: dict[str, int] = {}
     for index, node in sorted(holders.items()):
-        if index >= new.replicas:
+        if index >= new.replicas and not new.is_global:     # a global job's holders keep theirs
             result.stopped.append(index)
             continue
         per_node[node] = per_node.get(node, 0) + 1
