@@ -48,8 +48,8 @@ def room_elsewhere(view: CoreView) -> Callable[[str], bool]:
     def movable(slot: str) -> bool:
         job, _ = parse_slot_key(slot)
         spec = view.spec_of(view.job(job))
-        if spec is None:
-            return False
+        if spec is None or spec.is_global:
+            return False        # a global job's replica is this node's own: nobody takes it over
         alive, held = view.alive_names(), view.held_by_node(spec)
         return any(could_take(spec, NodeView(s.name, s.capacity, s.allocated, s.labels, s.eligible), held)
                    for name, s in view.live_statuses().items() if name != view.name and name in alive)

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from auction.claims import slot_key
-from auction.membership import holder_gone_reason
+from auction.global_jobs import wanting
+from auction.membership import NodeStatus, holder_gone_reason
 from auction.scoring import NodeView
 from auction.spec import JobSpec, SpecError, from_json
 from auction.spec_diff import diff, plan, replaces_containers, summary
@@ -56,7 +58,9 @@ def _version(entry: Entry, records: list[Entry], previous: JobSpec | None, curre
         "version": version_id(entry, records), "number": version_of(entry), "current": entry == current,
         "wall_ms": entry.stamp.wall_ms, "time": when(entry.stamp.wall_ms), "agent": entry.stamp.node,
         "by": meta.by if meta else "", "why": meta.why if meta else "submit", "ref": meta.ref if meta else "",
-        "deleted": entry.deleted, "image": spec.image if spec else None, "replicas": spec.replicas if spec else None,
+        "deleted": entry.deleted, "image": spec.image if spec else None,
+        "replicas": spec.replicas if spec and not spec.is_global else None,
+        "mode": spec.mode.value if spec else None,
         "changes": [c.path for c in changes], "summary": ("stopped" if entry.deleted else summary(changes)
                                                           if previous is not None else "first version"),
         "replaces": spec is not None and replaces_containers(previous, spec),
@@ -106,7 +110,9 @@ def plan_view(view: CoreView, new: JobSpec) -> dict[str, Any]:
         statuses[view.name] = view.status  # ours as it is now, not as last published
     alive = view.alive_names()
     holders = {}
-    if old is not None:
+    if old is not None and old.is_global:
+        holders = {index: claim.node for index, claim in view.global_slots(old).items()}
+    elif old is not None:
         for index in range(max(old.replicas, new.replicas)):
             claim = view.winning_claim(slot_key(new.name, index))
             if claim is not None and holder_gone_reason(claim.node, alive, statuses) is None:
@@ -116,5 +122,12 @@ def plan_view(view: CoreView, new: JobSpec) -> dict[str, Any]:
     records = view.history(new.name)
     return {"name": new.name, "exists": old is not None,
             "current": version_id(current, records) if current is not None and old is not None else None,
-            "replicas": {"old": old.replicas if old else 0, "new": new.replicas},
+            "replicas": {"old": _count(old, statuses, alive), "new": _count(new, statuses, alive)},
             "placed": len(holders), **p.to_json(), "spec": new.to_dict()}
+
+
+def _count(spec: JobSpec | None, statuses: Mapping[str, NodeStatus], alive: set[str]) -> int:
+    """Replicas the version asks for; a global job's: the nodes that should run it (auction.global_jobs)."""
+    if spec is None:
+        return 0
+    return len(wanting(spec, statuses, alive)) if spec.is_global else spec.replicas

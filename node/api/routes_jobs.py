@@ -213,7 +213,11 @@ def _slot_holder(view: CoreView, job: str, index: int) -> dict[str, Any]:
     if entry is None or entry.deleted:
         raise ApiError(404, f"no job named {job!r}")
     spec = view.spec_of(entry)
-    if spec is not None and index >= spec.replicas:
+    if spec is not None and spec.is_global:
+        if index not in view.global_slots(spec):
+            raise ApiError(404, f"job {job} is global; its slots now: "
+                                f"{', '.join(map(str, view.global_slots(spec))) or 'none'}")
+    elif spec is not None and index >= spec.replicas:
         raise ApiError(404, f"job {job} has {spec.replicas} replica(s): slots 0 to {spec.replicas - 1}")
     key = slot_key(job, index)
     claim = view.winning_claim(key)

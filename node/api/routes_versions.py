@@ -90,6 +90,9 @@ async def scale(request: Request) -> Response:
     body = await json_body(request)
     replicas = body.get("replicas")
     current = _current(request, name)
+    if current.is_global:
+        raise ApiError(400, f"{name} is a global job: it runs one replica on every node that may run it, "
+                            "and has no count to scale (drain a node, or change its constraints)")
     try:
         spec = validate({**current.to_dict(), "replicas": replicas})
     except SpecError as e:

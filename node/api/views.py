@@ -47,11 +47,12 @@ from typing import TYPE_CHECKING, Any
 
 from auction.claims import Claim, parse_slot_key, slot_key
 from auction.coordination import coordination_key
+from auction.global_jobs import wanting
 from auction.membership import holder_gone_reason
 from auction.placement import normalize_image
 from auction.rendezvous import Rendezvous
 from auction.resources import Resources
-from auction.scoring import NodeView, explain_unplaceable
+from auction.scoring import NodeView, explain_unplaceable, fits
 from auction.spec import JobSpec
 from gossip.events import MemberInfo, MemberState
 from node.agent.tags import decode_tags
@@ -237,10 +238,36 @@ def _slot(ctx: _Context, spec: JobSpec, index: int, busy: set[int], held: dict[s
 
 
 def _slots(ctx: _Context, spec: JobSpec) -> list[dict[str, Any]]:
+    if spec.is_global:
+        return _global_slots(ctx, spec)
     busy = ctx.view.busy_slots(spec.name)
     # (max_per_node: a pending slot's reason must not name a node at the limit as one it fits on)
     held = ctx.view.held_by_node(spec) if spec.max_per_node is not None else {}
     return [_slot(ctx, spec, i, busy, held) for i in range(spec.replicas)]
+
+
+def _global_slots(ctx: _Context, spec: JobSpec) -> list[dict[str, Any]]:
+    """A global job's slots (auction.global_jobs): those whose holders keep
+    them, then a pending row for every member that should run one and
+    holds none, saying why it does not."""
+    slots = ctx.view.global_slots(spec)
+    rows = [_slot(ctx, spec, index, set(), {}) for index in slots]
+    holders = {c.node for c in slots.values()}
+    for name in wanting(spec, ctx.statuses, ctx.alive):
+        if name in holders:
+            continue
+        if name == ctx.view.name:
+            why = ctx.view.global_refusal(spec.name) or "taking its slot"
+        else:
+            node = next(n for n in ctx.node_views() if n.name == name)
+            # Only the node knows its container policy, images and failures:
+            # `shoal job run` asks it (node.cli.progress), as a slot's coordinator.
+            why = (f"not taken by {name} yet (its own job status says why)" if fits(spec, node)
+                   else explain_unplaceable(spec, [node]))
+        rows.append({"index": None, "slot": f"{spec.name}@{name}", "node": name, "ballot": None,
+                     "coordinator": name, "container_hash": None, "state": "pending", "reason": why,
+                     "runtime": None, "runtime_reason": None})
+    return rows
 
 
 def _extra(view: CoreView, spec: JobSpec) -> list[dict[str, Any]]:
@@ -251,7 +278,7 @@ def _extra(view: CoreView, spec: JobSpec) -> list[dict[str, Any]]:
         if claim.released or not key.startswith(prefix):
             continue
         job, index = parse_slot_key(key)
-        if job == spec.name and index >= spec.replicas:
+        if job == spec.name and index >= spec.replicas and not spec.is_global:
             out.append({"index": index, "slot": key, "node": claim.node, "ballot": _ballot(claim),
                         "state": "retiring"})
     return out
@@ -265,7 +292,9 @@ def job_summary(ctx: _Context, entry: Entry) -> dict[str, Any]:
     placed = sum(1 for s in slots if s["state"] == "placed")
     running = sum(1 for s in slots if s["runtime"] == "running")
     failed = sum(1 for s in slots if s["runtime"] in ("failed", "exited"))
-    return {"name": spec.name, "valid": True, "image": spec.image, "replicas": spec.replicas,
+    # A global job's count is its nodes' (auction.global_jobs): every row is one.
+    return {"name": spec.name, "valid": True, "image": spec.image,
+            "replicas": len(slots) if spec.is_global else spec.replicas, "mode": spec.mode.value,
             "placed": placed, "pending": len(slots) - placed, "running": running, "failed": failed,
             "cpu": spec.cpu_millis / 1000,
             "memory": spec.to_dict()["memory"], "version": _stamp(entry),

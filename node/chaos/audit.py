@@ -121,8 +121,10 @@ def _demand(detail: dict[str, Any]) -> Resources | None:
 def judge(snap: Snapshot) -> Report:
     problems: list[Finding] = []
     warnings = [f"{node}: containers not listed ({why})" for node, why in sorted(snap.unaudited.items())]
-    replicas = {name: int(d.get("replicas") or 0) for name, d in snap.jobs.items()}
-    desired = inv.desired_slots(replicas)
+    replicas = {name: int(d.get("replicas") or 0) for name, d in snap.jobs.items() if d.get("mode") != "global"}
+    # A global job's slots are its nodes' (auction.global_jobs): the placed ones listed.
+    desired = inv.desired_slots(replicas) | {s["slot"] for d in snap.jobs.values() if d.get("mode") == "global"
+                                             for s in d.get("slots") or [] if s.get("index") is not None}
     holder = {slot: h for d in snap.jobs.values() for slot, h in _holders(d).items()}
     running = {node: [r for r in rows if r.get("state") == "running" and r.get("slot")]
                for node, rows in snap.containers.items()}

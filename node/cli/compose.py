@@ -29,7 +29,10 @@ What is read (everything else is a warning, see below):
                                         (interval 30s, timeout 30s, retries 3)
     restart                             no|always|on-failure[:N]|unless-stopped,
                                         used when deploy.restart_policy is absent
-    deploy.mode                         replicated (global is an error)
+    deploy.mode                         mode: replicated, or global (one replica
+                                        on every node that passes the
+                                        constraints; deploy.replicas is then
+                                        an error, as in Docker)
     deploy.replicas                     replicas
     deploy.resources.limits.cpus/memory and reservations.cpus/memory:
                                         cpu / memory = the larger of the two.

@@ -296,11 +296,10 @@ class ServiceConverter:
     def deploy(self, deploy: dict, path: str) -> None:
         self.r.unknown_keys(deploy, DEPLOY_KEYS, path)
         mode = deploy.get("mode", "replicated")
-        if mode == "global":
-            self.error(join_path(path, "mode"), "global is not supported by shoal (one replica on every node); "
-                                            "use replicas with placement.max_replicas_per_node: 1")
+        if mode == "global":    # one replica on every node that may run it (auction.global_jobs)
+            self.put("mode", "global", join_path(path, "mode"))
         elif mode != "replicated":
-            self.error(join_path(path, "mode"), "must be replicated, got " + got(mode))
+            self.error(join_path(path, "mode"), "must be replicated or global, got " + got(mode))
         if "replicas" in deploy:
             self.put("replicas", deploy["replicas"], join_path(path, "replicas"))
         if "resources" in deploy:

@@ -24,6 +24,19 @@ def _ballot(b: dict[str, Any] | None) -> str:
     return f"{b['round']}@{b['coordinator']}" if b else "-"
 
 
+def _replicas(j: dict[str, Any], long: bool = False) -> str:
+    """A job's count; a global job's is its nodes' (one replica each)."""
+    n = j.get("replicas", "?")
+    if j.get("mode") == "global":
+        return f"global: {n} node{'s' if n != 1 else ''}" if long else f"{n} (global)"
+    return f"{n} replicas" if long else str(n)
+
+
+def _index(s: dict[str, Any]) -> str:
+    # A global job's node that has no slot yet has no index.
+    return "-" if s.get("index") is None else str(s["index"])
+
+
 def format_jobs(jobs: list[dict[str, Any]]) -> str:
     if not jobs:
         return "no jobs\n"
@@ -32,7 +45,7 @@ def format_jobs(jobs: list[dict[str, Any]]) -> str:
         if not j.get("valid", True):
             rows.append((j["name"], "?", "?", "?", "?", "(spec unreadable on this agent)"))
             continue
-        rows.append((j["name"], str(j["replicas"]), str(j["placed"]), str(j.get("running", "?")),
+        rows.append((j["name"], _replicas(j), str(j["placed"]), str(j.get("running", "?")),
                      str(j["pending"]), j["image"]))
     return table(rows)
 
@@ -41,16 +54,16 @@ def format_job(j: dict[str, Any]) -> str:
     spec = j.get("spec") or {}
     version = f" (version {j['job_version']})" if j.get("job_version") else ""
     head = (f"Job {j['name']}{version}: image {spec.get('image', '?')}, cpu {spec.get('cpu', '?')}, "
-            f"memory {spec.get('memory', '?')}; {j.get('replicas', '?')} replicas, "
+            f"memory {spec.get('memory', '?')}; {_replicas(j, long=True)}, "
             f"{j.get('placed', 0)} placed, {j.get('pending', 0)} pending, {j.get('running', '?')} running\n")
     rows = [("Index", "Node", "Ballot", "State")]
     for s in j.get("slots", []):
         state = s["state"] if not s.get("reason") else f"{s['state']}: {s['reason']}"
         if s["state"] == "placed" and s.get("runtime"):  # what the holder's runtime says
             state = s["runtime"] + (f": {s['runtime_reason']}" if s.get("runtime_reason") else "")
-        rows.append((str(s["index"]), s.get("node") or "-", _ballot(s.get("ballot")), state))
+        rows.append((_index(s), s.get("node") or "-", _ballot(s.get("ballot")), state))
     for s in j.get("extra", []):
-        rows.append((str(s["index"]), s.get("node") or "-", _ballot(s.get("ballot")), s["state"]))
+        rows.append((_index(s), s.get("node") or "-", _ballot(s.get("ballot")), s["state"]))
     return head + table(rows)
 
 

@@ -75,7 +75,8 @@ def stack_deploy(file: str, stack_name: str | None, prune: bool, dry_run: bool, 
     client = Client(address, token)
     for service, spec in zip(st.services, st.jobs):
         client.request("POST", "/v1/jobs", spec.to_dict())
-        click.echo(f"{service}: job {spec.name} ({spec.replicas} replica{'s' if spec.replicas != 1 else ''})")
+        count = "global" if spec.is_global else f"{spec.replicas} replica{'s' if spec.replicas != 1 else ''}"
+        click.echo(f"{service}: job {spec.name} ({count})")
     if prune:
         existing = [j["name"] for j in client.request("GET", "/v1/jobs")]
         for job_name in compose.stack_jobs(name, existing):

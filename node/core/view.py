@@ -144,6 +144,17 @@ class CoreView:
                 held[claim.node] = held.get(claim.node, 0) + 1
         return held
 
+    def global_slots(self, spec: JobSpec) -> dict[int, Claim]:
+        """A global job's slots whose holders keep them (alive, not drained:
+        auction.global_jobs rule 4), index -> claim."""
+        alive, statuses = self.alive_names(), self.live_statuses()
+        return {i: c for i, c in sorted(self._core.placement.global_slots(spec.name).items())
+                if holder_gone_reason(c.node, alive, statuses) is None}
+
+    def global_refusal(self, job: str) -> str | None:
+        """Why this node runs no replica of the global job (auction.global_act), if it said."""
+        return self._core.placement.global_refusals.get(job)
+
     def pending_reasons(self) -> Mapping[str, str]:
         """Slots this node coordinates whose last auction left them pending,
         slot -> why."""

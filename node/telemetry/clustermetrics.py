@@ -93,6 +93,9 @@ class ClusterMetrics:
             spec = view.spec_of(entry)
             if spec is None:
                 continue
+            if spec.is_global:      # its slots whose holders keep them (auction.global_jobs)
+                placed += len(view.global_slots(spec))
+                continue
             for index in range(spec.replicas):
                 claim = view.winning_claim(slot_key(spec.name, index))
                 status = view.statuses.get(claim.node) if claim is not None else None

@@ -71,6 +71,22 @@ def test_a_node_running_more_than_its_capacity_is_over_capacity():
     assert kinds(judge(snap)) == [("over-capacity", "n1")]
 
 
+def test_a_global_jobs_slots_are_its_nodes_not_a_count():
+    """A global job's slots have gaps (a dead node keeps its index) and a
+    pending row per node that runs none: neither is lost or unexplained."""
+    snap = snapshot()
+    snap.jobs["logs"] = {"name": "logs", "mode": "global", "replicas": 3,
+                         "spec": {"name": "logs", "image": "busybox", "mode": "global"},
+                         "slots": [{"index": 0, "slot": "logs/0", "node": "n1"},
+                                   {"index": 2, "slot": "logs/2", "node": "n2"},
+                                   {"index": None, "slot": "logs@n3", "node": "n3", "state": "pending"}]}
+    snap.containers["n1"].append({"slot": "logs/0", "state": "running"})
+    snap.containers["n2"].append({"slot": "logs/2", "state": "running"})
+    assert judge(snap).clean
+    snap.containers["n2"].pop()
+    assert kinds(judge(snap)) == [("lost", "logs/2")]
+
+
 def test_a_node_it_cannot_list_makes_the_audit_incomplete_not_clean():
     report = judge(snapshot(containers={"n1": [{"slot": "web/0", "state": "running"}]},
                             unaudited={"n2": "asking it failed"}))

@@ -187,7 +187,7 @@ services:
     environment: {DEBUG: yes, 1BAD: x}
   cron:
     image: busybox
-    deploy: {mode: global}
+    deploy: {mode: daemon}
 """
     with pytest.raises(ComposeError) as ei:
         convert_text(text)
@@ -205,7 +205,7 @@ services:
         "services.cron.deploy.mode",
     }, got
     assert "sometimes" in got["services.web.deploy.restart_policy.condition"]
-    assert "global" in got["services.cron.deploy.mode"]
+    assert "replicated or global" in got["services.cron.deploy.mode"]
     assert "quote" in got["services.api.environment.DEBUG"]
     assert got["services.api.image"] == "required"
     assert str(ei.value).startswith("invalid Compose file for shoal (10 problems)")
@@ -232,6 +232,32 @@ services:
         "services.web.deploy.resources.reservations.memory",
         "services.web.deploy.placement.preferences[0].spread",
     ])
+
+
+def test_global_mode_becomes_a_global_job_and_replicas_beside_it_is_an_error():
+    """deploy.mode: global is Swarm's one task on every node; shoal's global
+    job (auction.global_jobs).  A count beside it is Docker's error too."""
+    text = """
+services:
+  logs:
+    image: busybox
+    deploy:
+      mode: global
+      placement: {constraints: ["node.labels.role == edge"]}
+"""
+    (spec,) = convert_text(text).jobs
+    assert spec.is_global and [str(c) for c in spec.constraints] == ["role == edge"]
+    bad = """
+services:
+  logs:
+    image: busybox
+    deploy: {mode: global, replicas: 3, placement: {max_replicas_per_node: 2}}
+"""
+    with pytest.raises(ComposeError) as ei:
+        convert_text(bad)
+    got = {p.path: p.message for p in ei.value.problems}
+    assert set(got) == {"services.logs.deploy.replicas", "services.logs.deploy.placement.max_replicas_per_node"}
+    assert all("global job" in message for message in got.values())
 
 
 def test_units_durations_and_restart_forms():

@@ -1,0 +1,88 @@
+"""Global jobs on real agents (auction.global_jobs): what an operator sees.
+
+In-process agents (tests/node/inproc_agent.py: the `local` profile, the fake
+runtime).  A global job runs one replica on every node that passes its
+constraints; `shoal job status` counts those nodes and says why a node that
+should run one does not; it cannot be scaled.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import trio
+
+from inproc_agent import CAPACITY_2CPU_2GIB, agent_starter  # same directory
+from node.cli.jobs import format_job, format_jobs
+
+DEADLINE_S = 15.0
+SPEC = {"name": "logs", "image": "busybox", "mode": "global", "cpu": 0.25, "memory": "32MiB",
+        "constraints": ["rack != c"]}
+
+
+@pytest.fixture
+def start_agent(nursery, tmp_path):
+    return agent_starter(nursery, tmp_path, **CAPACITY_2CPU_2GIB)
+
+
+async def until(predicate, what: str, timeout_s: float = DEADLINE_S) -> None:
+    with trio.move_on_after(timeout_s):
+        while not await predicate():
+            await trio.sleep(0.05)
+        return
+    pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+
+
+async def three(start_agent):
+    a = await start_agent("a", labels=("rack=a",))
+    b = await start_agent("b", labels=("rack=b",), join=[str(a.advertise)])
+    c = await start_agent("c", labels=("rack=c",), join=[str(a.advertise)])
+    agents = (a, b, c)
+
+    async def formed() -> bool:
+        return all(len([m for m in x.view.members() if m.state.name == "ALIVE"]) == 3 for x in agents)
+
+    await until(formed, "three alive members everywhere")
+    return agents
+
+
+async def test_a_global_job_runs_once_on_each_node_its_constraints_allow(start_agent):
+    a, b, c = await three(start_agent)
+    async with httpx.AsyncClient(base_url=c.api_url, timeout=30.0) as client:
+        assert (await client.post("/v1/jobs", json=SPEC)).status_code == 201
+
+        async def on_a_and_b() -> bool:
+            return [len(x.runtime.running) for x in (a, b, c)] == [1, 1, 0]
+
+        await until(on_a_and_b, "one replica on a and on b, none on c")
+
+        async def both_placed() -> bool:
+            j = (await client.get("/v1/jobs/logs")).json()
+            return j["replicas"] == 2 and [s["state"] for s in j["slots"]] == ["placed", "placed"]
+
+        await until(both_placed, "the status to count both")     # c's view of the claims catches up
+        detail = (await client.get("/v1/jobs/logs")).json()
+        assert sorted(s["node"] for s in detail["slots"]) == ["a", "b"]
+        assert "global: 2 nodes" in format_job(detail)
+        assert "2 (global)" in format_jobs((await client.get("/v1/jobs")).json())
+
+        r = await client.post("/v1/jobs/logs/scale", json={"replicas": 5})
+        assert r.status_code == 400 and "global job" in r.json()["error"], r.text
+
+
+async def test_a_node_without_room_says_why_it_runs_none(start_agent):
+    a, b, c = await three(start_agent)
+    big = {**SPEC, "name": "big", "memory": "3GiB", "constraints": []}
+    async with httpx.AsyncClient(base_url=a.api_url, timeout=30.0) as client:
+        assert (await client.post("/v1/jobs", json=big)).status_code == 201
+
+        async def three_pending() -> bool:
+            j = (await client.get("/v1/jobs/big")).json()
+            return len(j["slots"]) == 3 and all("needs" in (s["reason"] or "") for s in j["slots"])
+
+        await until(three_pending, "a pending row for each node, saying it needs more memory")
+        detail = (await client.get("/v1/jobs/big")).json()
+        assert sorted(s["node"] for s in detail["slots"]) == ["a", "b", "c"]
+        assert all(s["state"] == "pending" and s["index"] is None for s in detail["slots"])
+        assert "memory" in format_job(detail)
+    assert [len(x.runtime.running) for x in (a, b, c)] == [0, 0, 0]
