@@ -487,6 +487,13 @@ class Placement:
         if claim is None or not holds(claim, self.name):
             self._penalties[job] = (now + penalty_s, reason, None)   # which version failed is not known
             return None
+        cached = self._spec_cache.get(job)
+        if cached is not None and cached[1] is not None and cached[1].is_global:
+            # No other node takes it (auction.global_jobs): the copy stays here,
+            # failed, and a rollout counts it so (released, the slot left the
+            # rollout's view, and its pacing let every node take the failing version).
+            self._penalties[job] = (now + penalty_s, reason, claim.spec_hash)
+            return None
         self._penalties[job] = (now + penalty_s, reason, claim.spec_hash)
         return self._release_claim(claim)
 

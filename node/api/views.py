@@ -262,7 +262,7 @@ def _global_slots(ctx: _Context, spec: JobSpec) -> list[dict[str, Any]]:
             node = next(n for n in ctx.node_views() if n.name == name)
             # Only the node knows its container policy, images and failures:
             # `shoal job run` asks it (node.cli.progress), as a slot's coordinator.
-            why = (f"not taken by {name} yet (its own job status says why)" if fits(spec, node)
+            why = (f"waiting for {name} to take its slot" if fits(spec, node)
                    else explain_unplaceable(spec, [node]))
         rows.append({"index": None, "slot": f"{spec.name}@{name}", "node": name, "ballot": None,
                      "coordinator": name, "container_hash": None, "state": "pending", "reason": why,

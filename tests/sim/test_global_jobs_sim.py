@@ -154,3 +154,43 @@ def test_a_new_version_reaches_every_node_and_a_delete_stops_them_all():
     sim.stop_job(1, "agent")
     assert until(sim, lambda: set(per_node(sim, "agent").values()) == {0}, 10) is not None
     assert not sim.violations
+
+
+def test_a_version_that_keeps_failing_stops_at_max_parallel_nodes_and_reverts():
+    """A runtime gives up on a replica that keeps failing (crash loop).  A
+    global slot has nowhere else to go: it stays, failed, so the rollout
+    counts it down and stops (once released, it left the rollout's view and
+    every node took the failing version in turn)."""
+    from node.core.inputs import ReplicaGaveUp
+    from node.sim.checkers_catalog import SimRuntime
+
+    sim = ClusterSim(6, 4, CFG, placement_config=FAST, cluster_config=CLUSTER)
+    runtime = SimRuntime(sim)
+    sim.world.bootstrap(seeds="random")
+    sim.world.run_for(3)
+    policy = {"max_parallel": 1, "min_healthy_s": 1.0, "healthy_deadline_s": 5, "progress_deadline_s": 10,
+              "auto_revert": True}
+    v1, v2 = global_job(update=policy), global_job(update=policy, env={"V": "2"})
+    runtime.failing.add(v2.container_hash())
+    tried: set[int] = set()
+
+    def give_up(t, i, ev) -> None:      # the runtime's crash-loop verdict on a v2 copy
+        if type(ev).__name__ == "StartReplica" and ev.spec.container_hash() == v2.container_hash():
+            tried.add(i)
+            sim.world.after(1.0, sim.world.feed, i, ReplicaGaveUp(ev.claim.name, "crash loop", 60.0))
+
+    sim.world.subscribe(give_up)
+    sim.submit(0, v1)
+
+    def on(version) -> bool:
+        boxes = [c for i in sim.live_indices() for slot, c in runtime.containers[i].items()
+                 if runtime.running(i, slot)]
+        return len(boxes) == 4 and all(c[2] == version.container_hash() for c in boxes)
+
+    assert until(sim, lambda: on(v1), 10) is not None
+    sim.submit(2, v2)
+    assert until(sim, lambda: on(v1) and tried, 60) is not None     # reverted: v1 runs on every node again
+    assert len(tried) == 1, tried       # only the first node tried v2
+    history = sim.world.core(1).view.history("agent")
+    assert [e.meta.why for e in history[-3:]] == ["submit", "submit", "revert"]
+    assert not sim.violations
