@@ -291,7 +291,8 @@ def _jobs(state: dict[str, Any]) -> str:
                                                             if isinstance(p, dict)), None)
         here = "-" if running is None else str(running.get(name, 0))
         rollout = _rollout(j)
-        rows.append(f'<tr data-job="{_e(name)}"><td>{_e(name)}</td>'
+        kind = ' <span class="muted">global</span>' if j.get("mode") == "global" else ""   # one a node
+        rows.append(f'<tr data-job="{_e(name)}"><td>{_e(name)}{kind}</td>'
                     f'<td><code>{_e(j.get("image"))}</code></td>'
                     f'<td data-field="version">{_e(_version_counts(j))}</td>'
                     f'<td class="num" data-field="placed">{placed}/{desired}</td>'

@@ -141,6 +141,17 @@ def test_render_counts_and_sections():
     assert "a2 (127.0.0.1:7947) is alive" in page
 
 
+def test_render_marks_a_global_job():
+    import copy
+
+    state = copy.deepcopy(STATE)
+    state["jobs"][0]["mode"] = "global"
+    page = ui.render(state)
+    name = state["jobs"][0]["name"]
+    assert f'<td>{name} <span class="muted">global</span></td>' in page
+    assert '<span class="muted">global</span>' not in ui.render(STATE)
+
+
 def test_render_is_self_contained_and_escapes_everything():
     page = ui.render(STATE)
     p = parse(page)
