@@ -10,6 +10,8 @@ capacity, every start traces to an accepted claim.
 
 from __future__ import annotations
 
+import pytest
+
 from gossip.config import LOCAL
 from node.core.inputs import SetDrained
 from node.sim.cluster import ClusterSim
@@ -17,6 +19,7 @@ from node.sim.swarm import CLUSTER, FAST
 from auction.spec import validate
 
 CFG = LOCAL.replace(enable_compression=False)
+SEEDS = [21, 22, 23, 24]
 
 
 def global_job(name: str = "agent", **extra: object):
@@ -193,4 +196,54 @@ def test_a_version_that_keeps_failing_stops_at_max_parallel_nodes_and_reverts():
     assert len(tried) == 1, tried       # only the first node tried v2
     history = sim.world.core(1).view.history("agent")
     assert [e.meta.why for e in history[-3:]] == ["submit", "submit", "revert"]
+    assert not sim.violations
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_after_random_faults_every_node_runs_one_copy(seed):
+    """Crashes with restarts, pauses, partitions, loss and duplication
+    (faults.swarm) for 40 s, then healed: every node runs exactly one copy,
+    each slot once, with a replicated job beside it placed as usual."""
+    from node.sim import faults
+    from node.sim.swarm import job
+
+    sim = make(seed, 6)
+    sim.submit(0, global_job())
+    web = job("web", 6, cpu=0.25, memory="64MiB")
+    sim.submit(1, web)
+    assert until(sim, lambda: set(per_node(sim, "agent").values()) == {1}, 10) is not None
+    plan = faults.swarm(sim.world, sim.world.now, sim.world.now + 40)
+    sim.world.run_for(40)
+
+    def settled() -> bool:
+        return (per_node(sim, "agent") == {i: 1 for i in range(6)} and slots_run_once(sim, "agent")
+                and not [p for p in sim.placement_problems([web]) if p.startswith("web/")])
+
+    assert until(sim, settled, 60) is not None, (per_node(sim, "agent"), sim.replica_counts(), str(plan))
+    assert not sim.violations, sim.violations[:5]
+
+
+def test_two_new_nodes_that_took_the_same_slot_apart_end_with_one_each():
+    """Two machines join on the two sides of a partition: each sees the same
+    free index and takes it.  After the heal the claims' order keeps one;
+    the other node stops its copy and takes another index: one copy each."""
+    from node.sim import faults
+
+    sim = make(7, 6)
+    for i in (4, 5):
+        sim.world.crash(i)
+        sim.disks[i].claims.clear()
+        sim.disks[i].entries.clear()
+    sim.world.run_for(3)
+    sim.submit(0, global_job())
+    assert until(sim, lambda: per_node(sim, "agent") == {i: 1 for i in range(4)}, 10) is not None
+    faults.partition(sim.world, [[0, 1, 2, 4], [3, 5]])
+    sim.world.restart(4, seeds=[0])
+    sim.world.restart(5, seeds=[3])
+    assert until(sim, lambda: per_node(sim, "agent") == {i: 1 for i in range(6)}, 15) is not None
+    assert set(sim.running[4]) == set(sim.running[5]) == {"agent/4"}       # the same index on both sides
+    faults.heal(sim.world)
+    assert until(sim, lambda: per_node(sim, "agent") == {i: 1 for i in range(6)} and slots_run_once(sim, "agent"),
+                 20) is not None, sim.replica_counts()
+    assert {s for i in (4, 5) for s in sim.running[i]} == {"agent/4", "agent/5"}
     assert not sim.violations
