@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from auction.claims import slot_key
 from auction.spec import MAX_SPEC_BYTES, JobSpec, Problem, SpecError, validate
+from gossip.events import MemberInfo
 from node.agent.errors import JobNotFound, StateWriteError, WriteSuperseded
 from node.api import views
 from node.api.common import (
@@ -150,6 +151,20 @@ async def _local_containers(agent: Agent, job: str | None) -> dict[str, Any]:
     return {"node": agent.name, "runtime": kind, "containers": rows}
 
 
+def containers_peers(members: Iterable[MemberInfo], me: str, now: float) -> list[dict[str, Any]]:
+    """The members `shoal ps` asks for their containers: the alive ones, and
+    the suspect ones too (marked so): a member suspected for a moment (a
+    loaded machine, a lost ping) still runs its replicas, and leaving them
+    out made them vanish from the listing for that moment."""
+    peers = []
+    for m in members:
+        member = views.member_view(m, now)
+        if member["status"] in ("alive", "suspect") and m.name != me:
+            peers.append({"node": m.name, "status": member["status"], "addr": m.addr.host,
+                          "api": member["tags"].get("api")})
+    return peers
+
+
 async def containers(request: Request) -> Response:
     agent = agent_of(request)
     job = request.query_params.get("job") or None
@@ -158,12 +173,7 @@ async def containers(request: Request) -> Response:
 
     httpx = httpx_module()  # only to ask other agents, without its command line
 
-    now = trio.current_time()
-    peers = []
-    for m in agent.view.members():
-        member = views.member_view(m, now)
-        if member["status"] == "alive" and m.name != agent.name:
-            peers.append({"node": m.name, "status": "alive", "addr": m.addr.host, "api": member["tags"].get("api")})
+    peers = containers_peers(agent.view.members(), agent.name, trio.current_time())
     results: dict[str, dict[str, Any]] = {}
 
     async def local() -> None:
@@ -175,7 +185,8 @@ async def containers(request: Request) -> Response:
 
     async def remote(client: httpx.AsyncClient, peer: dict[str, Any]) -> None:
         name = peer["node"]
-        entry = {"node": name, "api": peer["api"], "runtime": None, "containers": [], "error": None}
+        entry = {"node": name, "status": peer["status"], "api": peer["api"], "runtime": None, "containers": [],
+                 "error": None}
         results[name] = entry
         try:
             url = peer_api_url(agent, name, peer)

@@ -100,7 +100,8 @@ def format_ps(nodes: list[dict[str, Any]]) -> str:
                 state += f" ({c['role']})"
             if c.get("gave_up"):
                 state += f", gave up: {c['gave_up']}"
-            rows.append((n.get("node") or "-", c.get("slot") or "-", c.get("name") or "-", state,
+            node = (n.get("node") or "-") + (" (suspect)" if n.get("status") == "suspect" else "")
+            rows.append((node, c.get("slot") or "-", c.get("name") or "-", state,
                          c.get("status") or "-", str(c.get("restarts", 0)), c.get("image") or "-"))
     return table(rows) if len(rows) > 1 else "no containers\n"
 
@@ -112,8 +113,8 @@ def format_ps(nodes: list[dict[str, Any]]) -> str:
 @client_options
 def ps(as_json: bool, local: bool, job: str | None, address: str, token: str | None) -> None:
     """List the replicas' containers by node.  The agent asked gathers every
-    alive node's list from that node's own agent (or, with --local, only its
-    own)."""
+    alive node's list from that node's own agent, and a suspect node's,
+    marked "(suspect)" (or, with --local, only its own)."""
     params = "?" + "&".join(p for p in ("cluster=0" if local else "cluster=1",
                                           f"job={quote(job, safe='')}" if job else "") if p)
     data = Client(address, token).request("GET", "/v1/containers" + params)
