@@ -50,6 +50,13 @@ def room_elsewhere(view: CoreView) -> Callable[[str], bool]:
         spec = view.spec_of(view.job(job))
         if spec is None or spec.is_global:
             return False        # a global job's replica is this node's own: nobody takes it over
+        winner = view.winning_claim(slot)
+        if winner is not None and winner.node != view.name:
+            # Placed elsewhere already: wait for it to run.  Its new holder
+            # counts it now, so "room for one more" would say no (at
+            # max_per_node), and the agent stopped waiting for a replacement
+            # about to start (a CI flake of test_leave_handover under load).
+            return True
         alive, held = view.alive_names(), view.held_by_node(spec)
         return any(could_take(spec, NodeView(s.name, s.capacity, s.allocated, s.labels, s.eligible), held)
                    for name, s in view.live_statuses().items() if name != view.name and name in alive)

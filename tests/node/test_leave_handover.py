@@ -111,3 +111,40 @@ async def test_hand_over_ends_when_nothing_is_left_nobody_is_left_or_time_is_up(
     # ... and at once when no other node has room for what is still here.
     with trio.fail_after(1):
         assert await hand_over(rt, lambda: True, lambda slot: False, timeout_s=30) is False
+
+
+def test_a_slot_already_placed_elsewhere_is_waited_for_even_at_max_per_node():
+    """Its replacement's node counts it already: 'room for one more' says no
+    at max_per_node, yet the replacement is about to run.  The agent used to
+    stop waiting then and exit with its copy still running (a CI flake of
+    the scene above under load)."""
+    from auction.claims import Ballot, Claim
+    from auction.resources import Resources
+    from auction.spec import validate
+    from node.agent.handover import room_elsewhere
+
+    spec = validate({**SPEC, "replicas": 4})
+    gb = 1 << 30
+
+    class Status:
+        def __init__(self, name):
+            self.name, self.capacity, self.allocated = name, Resources(2000, 2 * gb, 0), Resources(500, gb // 16, 0)
+            self.labels, self.eligible = {"rack": name}, True
+
+    def claim(slot, node):
+        return Claim(slot, Ballot(2, node), node, False, spec.container_hash(), spec.demand())
+
+    class View:
+        name = "b"
+        winners = {"web/1": claim("web/1", "c"), "web/3": claim("web/3", "b")}
+
+        def job(self, name): return name
+        def spec_of(self, entry): return spec
+        def winning_claim(self, slot): return self.winners.get(slot)
+        def alive_names(self): return {"a", "b", "c"}
+        def held_by_node(self, spec): return {"a": 2, "c": 2}       # c counts web/1's replacement
+        def live_statuses(self): return {n: Status(n) for n in ("a", "b", "c")}
+
+    movable = room_elsewhere(View())
+    assert movable("web/1")             # placed on c: wait for it to run
+    assert not movable("web/3")         # still ours, and a and c are at max_per_node: nowhere to go
