@@ -7,7 +7,9 @@ does not depend on the engine's version.  That list is
 `DEFAULT_CAPS ∩ allow_caps`, minus the job's `cap_drop`, plus the job's
 `cap_add`.  A job may ask beyond the hardened default (`cap_add`, `user`,
 `devices`, a higher `pids_limit`) only as far as its node's operator allows
-(`ContainerPolicy`, the agent's `[containers]` table).  The rule is one
+(`ContainerPolicy`, the agent's `[containers]` table), and so may a `host`
+volume mount a path of the node (auction.volumes; `allow_host_paths`: none
+by default).  The rule is one
 function, `refusal(spec, node)`: a reason naming what is not allowed on the
 node ("cap SYS_ADMIN is not allowed on node-2"), or None.  The bidder
 declines a call for bids with that reason, and the runtime refuses to start
@@ -29,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .volumes import path_problem
 from .jobspec import (
     DEFAULT_PIDS_LIMIT,
     DEVICE_PATH_RE,
@@ -64,7 +67,7 @@ DEFAULT_MAX_PIDS_LIMIT = 4 * DEFAULT_PIDS_LIMIT
 SHOW_NAMES = 3                       # names listed in one refusal; the rest counted
 NO_NEW_PRIVILEGES = "no-new-privileges:true"   # Docker's SecurityOpt spelling
 
-POLICY_FIELDS = ("allow_caps", "allow_users", "allow_devices", "max_pids_limit")
+POLICY_FIELDS = ("allow_caps", "allow_users", "allow_devices", "max_pids_limit", "allow_host_paths")
 
 
 def cap_name(text: str) -> str | None:
@@ -104,6 +107,8 @@ class ContainerPolicy:
     allow_users: frozenset[str] = frozenset({ANY_USER})
     allow_devices: frozenset[str] = frozenset()     # host paths
     max_pids_limit: int = DEFAULT_MAX_PIDS_LIMIT
+    # Host directories a `host` volume may mount (auction.volumes): these and what is under them.
+    allow_host_paths: frozenset[str] = frozenset()
 
     def capabilities(self, spec: JobSpec) -> tuple[str, ...]:
         """The capabilities `spec`'s container gets (Docker drops ALL, then adds these)."""
@@ -114,6 +119,10 @@ class ContainerPolicy:
         if user in self.allow_users:
             return True
         return ANY_USER in self.allow_users and not is_root(user)
+
+    def host_path_allowed(self, path: str) -> bool:
+        """Is `path` (a plain absolute path: auction.volumes) one of allow_host_paths or under one?"""
+        return any(path == allowed or path.startswith(allowed.rstrip("/") + "/") for allowed in self.allow_host_paths)
 
     def refusal(self, spec: JobSpec, node: str) -> str | None:
         """Why this node will not run `spec` as asked, or None if it will."""
@@ -128,6 +137,10 @@ class ContainerPolicy:
             reasons.append(f"{_plural('device', devices)} {_names(devices)} {_be(devices)} not allowed")
         if spec.pids_limit > self.max_pids_limit:
             reasons.append(f"pids_limit {spec.pids_limit} is over the {self.max_pids_limit} allowed")
+        paths = [v.source for v in spec.volumes if v.source is not None and not self.host_path_allowed(v.source)]
+        if paths:
+            reasons.append(f"host {_plural('path', paths)} {_names(paths)} {_be(paths)} not allowed "
+                           "(allow_host_paths)")
         if not reasons:
             return None
         return "; ".join(reasons) + f" on {node}"
@@ -135,7 +148,8 @@ class ContainerPolicy:
     def to_dict(self) -> dict[str, Any]:
         """As the `[containers]` table would say it (for reports)."""
         return {"allow_caps": sorted(self.allow_caps), "allow_users": sorted(self.allow_users),
-                "allow_devices": sorted(self.allow_devices), "max_pids_limit": self.max_pids_limit}
+                "allow_devices": sorted(self.allow_devices), "max_pids_limit": self.max_pids_limit,
+                "allow_host_paths": sorted(self.allow_host_paths)}
 
     @classmethod
     def from_table(cls, raw: Any) -> ContainerPolicy:
@@ -191,6 +205,13 @@ def _allow_devices(value: Any, path: str) -> frozenset[str]:
     return frozenset(value)
 
 
+def _allow_host_paths(value: Any, path: str) -> frozenset[str]:
+    for i, allowed in enumerate(_strings(value, path)):
+        if (problem := path_problem(allowed)) is not None:
+            raise PolicyError(f"{path}[{i}]", problem)
+    return frozenset(value)
+
+
 def _max_pids(value: Any, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PIDS_LIMIT:
         raise PolicyError(path, f"expected an integer from 1 to {MAX_PIDS_LIMIT}")
@@ -219,7 +240,7 @@ def device_path_problem(path: str, *, host: bool) -> str | None:
 
 
 _PARSERS = {"allow_caps": _allow_caps, "allow_users": _allow_users, "allow_devices": _allow_devices,
-            "max_pids_limit": _max_pids}
+            "max_pids_limit": _max_pids, "allow_host_paths": _allow_host_paths}
 
 
 def _plural(word: str, items: list[str]) -> str:

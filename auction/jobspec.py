@@ -38,6 +38,7 @@ from typing import Any
 
 from .ports import DEFAULT_NETWORK, PortSpec
 from .resources import KiB, MiB, Resources, TiB, canonical_memory
+from .volumes import VolumeSpec
 
 # ---- bounds --------------------------------------------------------------------
 
@@ -126,7 +127,7 @@ FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "const
           "spread", "max_per_node", "restart", "health", "strategy",
           "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
           "network", "ports", "pull", "source", "restart_nonce", "update", "stop_signal",
-          "stop_grace_s", "rebalance", "max_disruption", "mode")
+          "stop_grace_s", "rebalance", "max_disruption", "mode", "volumes")
 # `shoal job restart` sets a new restart_nonce: in the canonical form and the
 # container hash only when set, so it replaces every replica (paced as any
 # container change) and a spec without one keeps its hashes.
@@ -409,6 +410,13 @@ class JobSpec:
     # may run it: `replicas` is 0 and `max_per_node` 1, neither in its
     # canonical form; each node claims its own slot, no auction.
     mode: Mode = Mode.REPLICATED
+    # What the containers mount (auction.volumes), sorted by name; shapes the container.
+    volumes: tuple[VolumeSpec, ...] = ()
+
+    @property
+    def node_local_data(self) -> bool:
+        """Does a replica keep data on its node (a Docker or host volume: auction.volumes)?"""
+        return any(v.node_local_data for v in self.volumes)
 
     @property
     def is_global(self) -> bool:
@@ -500,6 +508,8 @@ class JobSpec:
             d["source"] = self.source.value
         if self.restart_nonce is not None:
             d["restart_nonce"] = self.restart_nonce
+        if self.volumes:
+            d["volumes"] = {v.name: v.to_dict() for v in self.volumes}
         # Also left out at their defaults (same reason); none of the three is
         # in container_hash: a change of them replaces no running container.
         if self.update != UpdatePolicy():
@@ -529,7 +539,7 @@ class JobSpec:
         restart policy) does not."""
         d = self.to_dict()
         shape = {k: d[k] for k in ("image", "command", "env", "cpu", "memory", "health", *SECURITY_FIELDS,
-                                   "network", "ports", "restart_nonce")
+                                   "network", "ports", "restart_nonce", "volumes")
                  if k in d}
         return hashlib.sha256(_canonical_json(shape)).hexdigest()
 

@@ -114,8 +114,10 @@ class RebalanceEvent:
 
 def domain_key(spec: JobSpec) -> str | None:
     """What the job is balanced over: its spread label; "" for nodes
-    (strategy spread); None: not rebalanced."""
-    if not spec.rebalance or spec.replicas < 2 or not spec.spreads:
+    (strategy spread); None: not rebalanced.  A job whose replicas keep data
+    on their node (auction.volumes) is not: a move would start the slot on
+    an empty volume elsewhere, for no reason the operator gave."""
+    if not spec.rebalance or spec.replicas < 2 or not spec.spreads or spec.node_local_data:
         return None
     return spec.spread or ""
 

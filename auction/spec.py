@@ -101,6 +101,7 @@ from .jobspec import (
 )
 from .resources import KiB, MiB, TiB, format_memory, json_kind
 from .spec_check import MISSING, Checker
+from .volumes import check as check_volumes
 
 __all__ = [
     "DEFAULT_BACKOFF_S",
@@ -278,6 +279,7 @@ def validate(raw: Any) -> JobSpec:
         rebalance=c.boolean(raw.get("rebalance", MISSING), "rebalance", True),
         max_disruption=c.integer(raw.get("max_disruption", MISSING), "max_disruption", 1, MAX_REPLICAS, 1),
         mode=mode,
+        volumes=() if (volumes := raw.get("volumes", MISSING)) is MISSING else check_volumes(c, volumes),
     )
     if mode is Mode.GLOBAL:
         spec = dataclasses.replace(spec, replicas=0, max_per_node=1)

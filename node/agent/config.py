@@ -71,7 +71,7 @@ Settings (file keys use the same names; `-` and `_` are interchangeable):
     [containers]  table: what jobs may ask of this node's   default: the safe
                   containers (auction.container_policy:      policy
                   allow_caps, allow_users, allow_devices,
-                  max_pids_limit)
+                  max_pids_limit, allow_host_paths)
     [images]      table: image pulls and registry           default: 2 pulls at
                   credentials (node.agent.registries:        once, 600 s each,
                   max_concurrent_pulls, pull_timeout_s,      Docker's config.json

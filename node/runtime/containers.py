@@ -19,7 +19,9 @@ Hardening (auction/container_policy.py has the rule): every container gets
 `no-new-privileges`, the spec's `pids_limit`, and its capabilities made from
 scratch: `cap_drop ALL` plus `cap_add` of exactly the set the node's policy
 gives this spec (`ContainerPolicy.capabilities`); the spec's `user`,
-`read_only` and `devices` are passed as asked.  `create_kwargs` refuses
+`read_only` and `devices` are passed as asked, and its volumes as mounts
+(auction.volumes: a Docker volume per slot, tmpfs, an allowed host path).
+`create_kwargs` refuses
 (`PolicyRefused`) a spec the node's policy does not allow: the runtime's
 second line of defence after the bidder's decline.
 
@@ -39,6 +41,7 @@ from auction.claims import Claim, ballot_label
 from auction.container_policy import NO_NEW_PRIVILEGES, ContainerPolicy
 from auction.placement import normalize_image
 from auction.spec import MAX_STOP_GRACE_S, JobSpec
+from auction.volumes import docker_mounts
 from node.runtime.config import DockerRuntimeConfig
 from node.runtime.decision import DesiredReplica, ObservedContainer, SlotBook
 from node.runtime.network import environment, exposed_ports, host_config_network
@@ -122,6 +125,9 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
         log_config={"Type": "json-file", "Config": {"max-size": cfg.log_max_size,
                                                     "max-file": str(cfg.log_max_files)}},
         **security_options(spec, policy),
+        # Docker volumes (one per slot and name), tmpfs and allowed host paths (auction.volumes).
+        mounts=docker_mounts(spec.volumes, claim.job, claim.index,
+                             {LABEL_JOB: claim.job, LABEL_SLOT: slot, LABEL_NODE: node}) or None,
     )
     kw = {"command": list(spec.command) if spec.command is not None else None,
           "environment": environment(node, slot, claim, spec, cfg.publish_address), "labels": labels,

@@ -150,7 +150,21 @@ def test_an_operator_allows_exactly_what_the_table_says():
     assert ContainerPolicy.from_table(None) == ContainerPolicy.from_table({}) == ContainerPolicy()
 
 
+def test_a_host_volume_mounts_only_paths_its_node_allows():
+    logs = job(volumes={"logs": {"type": "host", "source": "/srv/app/logs", "target": "/logs"}})
+    assert ContainerPolicy().refusal(logs, "n") == "host path /srv/app/logs is not allowed (allow_host_paths) on n"
+    allowing = ContainerPolicy.from_table({"allow_host_paths": ["/srv/app"]})
+    assert allowing.refusal(logs, "n") is None                                   # under an allowed directory
+    assert allowing.refusal(job(volumes={"x": {"type": "host", "source": "/srv/application", "target": "/x"}}),
+                            "n") is not None                                     # a prefix is not a parent
+    # Docker volumes and tmpfs reach nothing of the node's: allowed everywhere.
+    assert ContainerPolicy().refusal(job(volumes={"d": {"target": "/d"}, "t": {"target": "/t", "type": "tmpfs"}}),
+                                     "n") is None
+
+
 @pytest.mark.parametrize("table,field,fragment", [
+    ({"allow_host_paths": ["srv"]}, "containers.allow_host_paths[0]", "not an absolute path"),
+    ({"allow_host_paths": ["/srv/../etc"]}, "containers.allow_host_paths[0]", "not an absolute path"),
     ({"allow_caps": ["SYS_ADMN"]}, "containers.allow_caps[0]", "not a Linux capability"),
     ({"allow_caps": "SYS_ADMIN"}, "containers.allow_caps", "list of strings"),
     ({"allow_users": ["a b"]}, "containers.allow_users[0]", "not a user"),

@@ -25,6 +25,9 @@ def test_spread_jobs_balance_label_values_spread_strategy_nodes_and_binpack_noth
     assert domain_key(spec()) is None                           # binpack, no spread label
     assert domain_key(spec(spread="rack", rebalance=False)) is None
     assert domain_key(spec(spread="rack", replicas=1)) is None
+    # Data on the node (a Docker or host volume) is not moved for balance; a tmpfs is no data.
+    assert domain_key(spec(spread="rack", volumes={"data": {"target": "/data"}})) is None
+    assert domain_key(spec(spread="rack", volumes={"t": {"target": "/t", "type": "tmpfs"}})) == "rack"
     assert domain_of("rack", "node-1", {"rack": "a"}) == "a"
     assert domain_of("rack", "node-1", {}) == ""
     assert domain_of("", "node-1", {"rack": "a"}) == "node-1"

@@ -904,3 +904,33 @@ def test_a_global_job_has_no_count_and_says_which_fields_it_cannot_have():
     assert all("global job" in p.message for p in ei.value.problems)
     with pytest.raises(SpecError, match="did you mean 'global'"):
         validate({"name": "logs", "image": "busybox", "mode": "globl"})
+
+
+def test_volumes_are_checked_field_by_field_and_shape_the_container():
+    base = {"name": "db", "image": "busybox"}
+    spec = validate({**base, "volumes": {"data": {"target": "/var/lib/db"},
+                                         "tmp": {"target": "/tmp", "type": "tmpfs", "size": "16MiB"},
+                                         "logs": {"target": "/logs", "type": "host", "source": "/srv/logs",
+                                                  "read_only": True}}})
+    assert [(v.name, v.kind) for v in spec.volumes] == [("data", "volume"), ("logs", "host"), ("tmp", "tmpfs")]
+    assert spec.to_dict()["volumes"]["data"] == {"target": "/var/lib/db"}       # defaults left out
+    assert validate(spec.to_dict()) == spec
+    assert spec.container_hash() != validate(base).container_hash()             # adding one replaces containers
+    assert "volumes" not in validate(base).to_dict()                            # a job without keeps its hashes
+    with pytest.raises(SpecError) as ei:
+        validate({**base, "volumes": {
+            "Data": {"target": "/d"},                           # name
+            "a": {"target": "relative"},                        # not absolute
+            "b": {"target": "/x/../etc"},                       # climbs
+            "c": {"target": "/c", "type": "host"},              # host needs a source
+            "d": {"target": "/d", "source": "/srv"},            # only host has one
+            "e": {"target": "/e", "size": "1GiB"},              # only tmpfs has a size
+            "ok": {"target": "/ok"},
+            "f": {"target": "/ok"},                             # the same target as "ok"
+            "g": {"target": "/g", "type": "nfs"},
+            "h": {"target": "/h", "type": "tmpfs", "size": "1KiB"},
+            "i": {"target": "/i", "mode": "rw"},                # unknown field
+        }})
+    got = {p.path for p in ei.value.problems}
+    assert got == {"volumes.Data", "volumes.a.target", "volumes.b.target", "volumes.c.source", "volumes.d.source",
+                   "volumes.e.size", "volumes.f.target", "volumes.g.type", "volumes.h.size", "volumes.i.mode"}, got

@@ -80,7 +80,7 @@ def test_every_setting_is_documented_with_its_default():
     assert set(documented) == set(POLICY_FIELDS)
     defaults = ContainerPolicy().to_dict()
     assert documented["allow_caps"] == "DEFAULT_CAPS" and defaults["allow_caps"] == sorted(DEFAULT_CAPS)
-    for name in ("allow_users", "allow_devices", "max_pids_limit"):
+    for name in ("allow_users", "allow_devices", "max_pids_limit", "allow_host_paths"):
         assert json.loads(documented[name]) == defaults[name], name
 
 

@@ -50,9 +50,14 @@ def _answers(path: str) -> bool:
 
 @pytest.fixture
 def node(engine):
-    """A node name of our own; every container labelled with it is removed afterwards."""
+    """A node name of our own; every container, then every Docker volume,
+    labelled with it is removed afterwards."""
     name = f"rt{os.getpid()}-{next(_ids)}"
     yield name
     for c in engine.containers.list(all=True, filters={"label": f"shoal.node={name}"}):
         with contextlib.suppress(Exception):    # gone already, or the engine is down
             c.remove(force=True)
+    with contextlib.suppress(Exception):
+        for v in engine.volumes.list(filters={"label": f"shoal.node={name}"}):
+            with contextlib.suppress(Exception):
+                v.remove(force=True)
