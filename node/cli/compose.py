@@ -78,10 +78,18 @@ What is read (everything else is a warning, see below):
                                         published -> static (none: dynamic);
                                         ranges are errors, udp and host_ip
                                         warnings (node.cli.compose_ports)
+    volumes (short and long syntax),    volumes: a named volume (declared at
+      tmpfs, top-level volumes          the top level) -> a Docker volume per
+                                        replica on its node; an absolute bind
+                                        path -> a host volume (the node's
+                                        allow_host_paths); tmpfs -> tmpfs; a
+                                        relative path is an error, drivers
+                                        and sharing warnings
+                                        (node.cli.compose_volumes)
 
 Memory sizes are Docker's (`512m`, `1g`, `1gb`: all powers of 1024, as
 `docker run -m`); durations are Go's (`1m30s`, `500ms`).  Keys at the top
-level other than `services` and `name`, keys of a service or of `deploy`
+level other than `services`, `name` and `volumes`, keys of a service or of `deploy`
 that shoal does not read, and values it cannot honour (a `node.hostname`
 constraint, `healthcheck.disable`) are each listed as a warning
 "PATH: not supported by shoal, ignored", sometimes with a hint; nothing is
@@ -103,6 +111,7 @@ from auction.resources import json_kind
 from auction.spec import JobSpec, Problem
 from node.cli.compose_report import NOT_SUPPORTED, ComposeError, Report, join_path
 from node.cli.compose_service import ServiceConverter
+from node.cli.compose_volumes import declared_volumes
 from node.core.stack_names import STACK_RE, stack_of
 
 __all__ = ["MAX_COMPOSE_BYTES", "NOT_SUPPORTED", "ComposeError", "Stack", "check_stack_name", "convert",
@@ -212,7 +221,7 @@ def convert(doc: Any, stack: str) -> Stack:
     for key in doc:
         if not isinstance(key, str):
             r.error("", f"keys must be strings, got {json_kind(key)}")
-        elif key in ("services", "name") or key.startswith("x-"):
+        elif key in ("services", "name", "volumes") or key.startswith("x-"):
             continue
         elif key == "version":
             r.warn("version", "not used by shoal (obsolete in the Compose specification), ignored")
@@ -228,6 +237,7 @@ def convert(doc: Any, stack: str) -> Stack:
     jobs: list[JobSpec] = []
     names: dict[str, str] = {}
     taken: dict[str, str] = {}
+    declared, used = declared_volumes(doc, r), {}       # node.cli.compose_volumes
     for service, body in services.items():
         if not isinstance(service, str):
             r.error("services", f"service names must be strings, got {json_kind(service)}")
@@ -238,7 +248,7 @@ def convert(doc: Any, stack: str) -> Stack:
             r.error(path, f"becomes job {name!r}, as service {taken[name]!r} does; rename one")
             continue
         taken[name] = service
-        spec = ServiceConverter(r, path, name).convert(body)
+        spec = ServiceConverter(r, path, name, declared, used).convert(body)
         if spec is not None:
             jobs.append(spec)
             names[service] = spec.name

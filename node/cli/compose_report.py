@@ -32,7 +32,6 @@ HINTS = {
                      "as dnsrr does",
     "dns": "replicas resolve names through their node's shoal agent (NAME.service.shoal), which forwards "
            "other names to the resolvers its operator configures",
-    "volumes": "replicas get no volumes or bind mounts",
     "build": "shoal builds nothing; the image must be on the nodes",
     "depends_on": "services start independently",
     "entrypoint": "the image's ENTRYPOINT is kept; put the whole command in 'command'",

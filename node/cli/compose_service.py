@@ -34,6 +34,7 @@ from node.agent import probe
 from node.cli.compose_ports import PortsConverter
 from node.cli.compose_report import NOT_SUPPORTED, Report, got, join_path
 from node.cli.compose_update import UpdateConverter
+from node.cli.compose_volumes import VolumesConverter
 
 # Docker's HEALTHCHECK defaults, used when a Compose healthcheck leaves them out.
 DOCKER_HEALTH_INTERVAL_S = 30.0
@@ -42,7 +43,7 @@ DOCKER_HEALTH_RETRIES = 3
 
 SERVICE_KEYS = ("image", "command", "environment", "healthcheck", "restart", "deploy",
                 "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit", "network_mode", "ports",
-                "stop_grace_period", "stop_signal")
+                "stop_grace_period", "stop_signal", "volumes", "tmpfs")
 DEPLOY_KEYS = ("mode", "replicas", "resources", "placement", "restart_policy", "update_config", "rollback_config")
 RESOURCES_KEYS = ("limits", "reservations")
 AMOUNT_KEYS = ("cpus", "memory")
@@ -62,10 +63,14 @@ class ServiceConverter:
     """One service: builds the job spec dict, remembering where each field came
     from so that the validator's problems name the Compose path."""
 
-    def __init__(self, report: Report, path: str, name: str) -> None:
+    def __init__(self, report: Report, path: str, name: str, volumes_declared: set[str] | None = None,
+                 volumes_used: dict[str, str] | None = None) -> None:
         self.r = report
         self.path = path
         self.name = name
+        # The file's top-level volume names, and which service mounted each first (node.cli.compose_volumes).
+        self.volumes_declared = volumes_declared or set()
+        self.volumes_used = volumes_used if volumes_used is not None else {}
         self.spec: dict[str, Any] = {"name": name}
         self.origin: dict[str, str] = {"name": path}
         self.failed: set[str] = set()        # the Compose paths already reported as errors
@@ -108,6 +113,8 @@ class ServiceConverter:
         if "pids_limit" in body:
             self.pids(body["pids_limit"], join_path(self.path, "pids_limit"))
         PortsConverter(self.r, self.path, self.spec, self.origin, self.failed).convert(body)
+        VolumesConverter(self.r, self.path, self.spec, self.origin, self.failed, self.volumes_declared,
+                         self.volumes_used).convert(body)
         deploy = self.table(body.get("deploy"), join_path(self.path, "deploy")) or {}
         self.deploy(deploy, join_path(self.path, "deploy"))
         UpdateConverter(self.r, self.path, self.spec, self.origin, self.failed, self.duration).convert(body, deploy)

@@ -107,6 +107,7 @@ def test_three_services_convert():
 
     assert db.env_map == {"POSTGRES_DB": "shop", "POSTGRES_PASSWORD": "secret"}
     assert db.replicas == 1 and db.command is None
+    assert [(v.name, v.kind, v.target) for v in db.volumes] == [("db", "volume", "/var/lib/postgresql/data")]
     assert db.restart.policy is RestartMode.ON_FAILURE and db.restart.max_attempts == 5
 
     assert worker.command == ("sh", "-c", "while true; do sleep 1; done")
@@ -118,11 +119,11 @@ def test_three_services_convert():
 def test_unsupported_keys_are_warnings_with_their_paths():
     st = convert_text(THREE_SERVICES)
     by_path = {p.path: p.message for p in st.warnings}
-    for path in ("version", "volumes", "networks",
+    for path in ("version", "networks",
                  "services.web.healthcheck.start_interval",
                  "services.web.deploy.restart_policy.window",
                  "services.web.deploy.placement.constraints[2]",
-                 "services.db_main.volumes", "services.worker.networks"):
+                 "services.worker.networks"):
         assert path in by_path, (path, by_path)
     for path, message in by_path.items():
         if path != "version":
@@ -130,7 +131,7 @@ def test_unsupported_keys_are_warnings_with_their_paths():
     assert "hostname" in by_path["services.web.deploy.placement.constraints[2]"]
     # Extension fields are ignored by every Compose implementation, by the spec.
     assert not any(p.startswith("x-") for p in by_path)
-    assert len(st.warnings) == 8
+    assert len(st.warnings) == 6
 
 
 def test_every_unknown_service_key_is_listed():
@@ -552,3 +553,60 @@ services:
     }, got
     assert "did you mean 'SYS_ADMIN'?" in got["services.app.cap_add[1]"]
     assert "conflicts with services.app.pids_limit" in got["services.app.deploy.resources.limits.pids"]
+
+
+def test_volumes_and_tmpfs_become_the_jobs_volumes():
+    text = """
+services:
+  db:
+    image: busybox
+    read_only: true
+    volumes:
+      - db_data:/var/lib/db
+      - /srv/backups:/backups:ro
+      - /var/cache/app
+      - type: tmpfs
+        target: /run
+        tmpfs: {size: 16m}
+    tmpfs: /tmp
+  web:
+    image: busybox
+    volumes: ["db_data:/data:ro,z"]
+volumes:
+  db_data:
+    driver: local
+"""
+    st = convert_text(text)
+    db, web = st.jobs
+    assert {v.name: (v.kind, v.target, v.source, v.read_only, v.size_bytes) for v in db.volumes} == {
+        "db-data": ("volume", "/var/lib/db", None, False, None),
+        "host1": ("host", "/backups", "/srv/backups", True, None),
+        "anon2": ("volume", "/var/cache/app", None, False, None),
+        "tmp3": ("tmpfs", "/run", None, False, 16 * MiB),
+        "tmp4": ("tmpfs", "/tmp", None, False, 64 * MiB),
+    }
+    assert [(v.name, v.read_only) for v in web.volumes] == [("db-data", True)]
+    warned = {p.path: p.message for p in st.warnings}
+    assert "one per replica" in warned["volumes.db_data.driver"]
+    assert "not shared" in warned["services.web.volumes[0]"]
+
+
+def test_volumes_that_cannot_be_honoured_are_errors_at_their_entry():
+    text = """
+services:
+  app:
+    image: busybox
+    volumes:
+      - ./data:/data
+      - undeclared:/x
+      - type: npipe
+        target: /p
+      - "/srv/a:relative"
+"""
+    with pytest.raises(ComposeError) as ei:
+        convert_text(text)
+    got = {p.path: p.message for p in ei.value.problems}
+    assert set(got) == {"services.app.volumes[0]", "services.app.volumes[1]", "services.app.volumes[2].type",
+                        "services.app.volumes[3].target"}, got
+    assert "other nodes" in got["services.app.volumes[0]"]
+    assert "not declared" in got["services.app.volumes[1]"]
