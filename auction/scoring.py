@@ -226,8 +226,10 @@ def explain_unplaceable(spec: JobSpec, nodes: list[NodeView], held: Mapping[str,
             full = set(at_limit)
             fitting = [name for name in fitting if name not in full]
         if fitting:
-            # Called for a replica that does fit (e.g. the view changed meanwhile).
-            parts.append(f"fits now on {_plural(len(fitting), 'node')} ({_listed(fitting)})")
+            # Called for a replica that does fit by the published resources (the
+            # view changed meanwhile, or those nodes declined for another
+            # reason, which the coordinator's part of the status names).
+            parts.append(f"room on {_plural(len(fitting), 'node')} ({_listed(fitting)})")
         elif at_limit:
             parts.append(f"every node it fits on ({_listed(at_limit)}) has max_per_node = {limit} "
                          f"replica{'' if limit == 1 else 's'} of {spec.name} already")

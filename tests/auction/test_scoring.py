@@ -248,13 +248,13 @@ def test_explain_judges_max_per_node_against_what_each_node_holds():
     assert explain_unplaceable(spec, nodes, {"n0": 2, "n1": 2, "tiny": 1}) == (
         "needs 1.0 cpu, 1.0 GiB; every node it fits on (n0, n1) has max_per_node = 2 replicas of web already")
     # One below its limit: that one it fits on.
-    assert explain_unplaceable(spec, nodes, {"n0": 2, "n1": 1}) == "needs 1.0 cpu, 1.0 GiB; fits now on 1 node (n1)"
+    assert explain_unplaceable(spec, nodes, {"n0": 2, "n1": 1}) == "needs 1.0 cpu, 1.0 GiB; room on 1 node (n1)"
     # Nothing known of what the nodes hold: not judged.
-    assert explain_unplaceable(spec, nodes) == "needs 1.0 cpu, 1.0 GiB; fits now on 2 nodes (n0, n1)"
+    assert explain_unplaceable(spec, nodes) == "needs 1.0 cpu, 1.0 GiB; room on 2 nodes (n0, n1)"
 
 
 def test_explain_when_it_does_fit():
     spec = job(cpu_millis=1000, memory_bytes=GiB)
     nodes = [node(f"n{i}") for i in range(5)] + [node("tiny", cpu=100)]
     assert explain_unplaceable(spec, nodes) == (
-        "needs 1.0 cpu, 1.0 GiB; fits now on 5 nodes (n0, n1, n2, ...)")
+        "needs 1.0 cpu, 1.0 GiB; room on 5 nodes (n0, n1, n2, ...)")

@@ -315,7 +315,7 @@ async def test_metrics_show_the_cluster_state(start_agent):
 async def test_a_slot_held_back_by_max_per_node_says_so(start_agent):
     """The one node has room for a third replica but holds max_per_node of
     them already: the pending slot's reason says that, and does not name the
-    node as one it fits on (it did: "fits now on 1 node (a)")."""
+    node as one it fits on (it did: "room on 1 node (a)")."""
     a = await start_agent("a")
     async with client(a) as c:
         spec = {**SPEC, "cpu": 0.1, "replicas": 3, "max_per_node": 2}
@@ -328,7 +328,7 @@ async def test_a_slot_held_back_by_max_per_node_says_so(start_agent):
         await wait_for(round_closed, "two placed, and the third's auction round closed")
         j = (await c.get("/v1/jobs/web")).json()
         reason = j["slots"][2]["reason"]
-        assert j["slots"][2]["state"] == "pending" and "fits now on" not in reason, reason
+        assert j["slots"][2]["state"] == "pending" and "room on" not in reason, reason
         assert reason.endswith("every node it fits on (a) has max_per_node = 2 replicas of web already"), reason
 
 
