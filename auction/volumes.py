@@ -118,24 +118,13 @@ def _one(c: Checker, name: str, vol: dict[Any, Any], path: str) -> VolumeSpec | 
     if kind not in VOLUME_KINDS:
         c.add(f"{path}.type", f"must be one of {', '.join(VOLUME_KINDS)} (got {str(kind)[:64]!r})")
         return None
-    target = vol.get("target")
-    if target is None:
-        c.add(f"{path}.target", "required: the path in the container, like /var/lib/app")
-        return None
-    if (text := c.string(target, f"{path}.target", MAX_PATH_CHARS)) is None:
-        return None
-    if (problem := path_problem(text)) is not None:
-        c.add(f"{path}.target", problem)
+    text = _path(c, vol.get("target"), f"{path}.target", "required: the path in the container, like /var/lib/app")
+    if text is None:
         return None
     source = vol.get("source")
     if kind == "host":
+        source = _path(c, source, f"{path}.source", 'required with type = "host": the node\'s path, like /srv/app')
         if source is None:
-            c.add(f"{path}.source", 'required with type = "host": the node\'s path, like /srv/app')
-            return None
-        if (source := c.string(source, f"{path}.source", MAX_PATH_CHARS)) is None:
-            return None
-        if (problem := path_problem(source)) is not None:
-            c.add(f"{path}.source", problem)
             return None
     elif source is not None:
         c.add(f"{path}.source", f'only a host volume has a source; a {kind} one is made for the '
@@ -149,6 +138,18 @@ def _one(c: Checker, name: str, vol: dict[Any, Any], path: str) -> VolumeSpec | 
     if size is False:
         return None
     return VolumeSpec(name, text, kind, source, read_only, size)
+
+
+def _path(c: Checker, value: Any, where: str, if_missing: str) -> str | None:
+    """A plain absolute path at `where`, or None after its problem."""
+    if value is None:
+        c.add(where, if_missing)
+        return None
+    text = c.string(value, where, MAX_PATH_CHARS)
+    if text is not None and (problem := path_problem(text)) is not None:
+        c.add(where, problem)
+        return None
+    return text
 
 
 def _size(c: Checker, kind: str, value: Any, path: str) -> int | None | bool:
