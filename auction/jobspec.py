@@ -127,7 +127,7 @@ FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "const
           "spread", "max_per_node", "restart", "health", "strategy",
           "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
           "network", "ports", "pull", "source", "restart_nonce", "update", "stop_signal",
-          "stop_grace_s", "rebalance", "max_disruption", "mode", "volumes")
+          "stop_grace_s", "rebalance", "max_disruption", "mode", "volumes", "entrypoint")
 # `shoal job restart` sets a new restart_nonce: in the canonical form and the
 # container hash only when set, so it replaces every replica (paced as any
 # container change) and a spec without one keeps its hashes.
@@ -412,6 +412,9 @@ class JobSpec:
     mode: Mode = Mode.REPLICATED
     # What the containers mount (auction.volumes), sorted by name; shapes the container.
     volumes: tuple[VolumeSpec, ...] = ()
+    # None: the image's ENTRYPOINT.  Set, the image's CMD is not used either
+    # (as `docker run --entrypoint` and Compose do): `command` gives the arguments.
+    entrypoint: tuple[str, ...] | None = None
 
     @property
     def node_local_data(self) -> bool:
@@ -463,6 +466,8 @@ class JobSpec:
     def to_dict(self) -> dict[str, Any]:
         """The canonical form: JSON- and TOML-able; `validate` turns it back into self."""
         d: dict[str, Any] = {"name": self.name, "image": self.image}
+        if self.entrypoint is not None:
+            d["entrypoint"] = list(self.entrypoint)
         if self.command is not None:
             d["command"] = list(self.command)
         if self.env:
@@ -539,7 +544,7 @@ class JobSpec:
         restart policy) does not."""
         d = self.to_dict()
         shape = {k: d[k] for k in ("image", "command", "env", "cpu", "memory", "health", *SECURITY_FIELDS,
-                                   "network", "ports", "restart_nonce", "volumes")
+                                   "network", "ports", "restart_nonce", "volumes", "entrypoint")
                  if k in d}
         return hashlib.sha256(_canonical_json(shape)).hexdigest()
 

@@ -248,6 +248,7 @@ def validate(raw: Any) -> JobSpec:
         name=c.name(raw.get("name", MISSING)),
         image=c.image(raw.get("image", MISSING)),
         command=c.command(raw.get("command", MISSING), "command"),
+        entrypoint=c.command(raw.get("entrypoint", MISSING), "entrypoint", "ENTRYPOINT"),
         env=c.env(raw.get("env", MISSING)),
         cpu_millis=c.cpu(raw.get("cpu", MISSING)),
         memory_bytes=c.memory(raw.get("memory", MISSING)),

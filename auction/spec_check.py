@@ -253,7 +253,7 @@ class Checker:
                      "'registry.local:5000/team/app' (no spaces)")
         return "invalid"
 
-    def command(self, value: Any, path: str) -> tuple[str, ...] | None:
+    def command(self, value: Any, path: str, image_default: str = "CMD") -> tuple[str, ...] | None:
         if value is MISSING:
             return None
         if isinstance(value, str):
@@ -268,12 +268,12 @@ class Checker:
                 self.add(path, f"cannot be split into arguments like a shell would: {e}")
                 return None
             if not value:
-                self.add(path, "is empty (omit it to use the image's CMD)")
+                self.add(path, f"is empty (omit it to use the image's {image_default})")
                 return None
             return self.args(value, path, split=True)
         if isinstance(value, list):
             if not value:
-                self.add(path, "is empty (omit it to use the image's CMD)")
+                self.add(path, f"is empty (omit it to use the image's {image_default})")
                 return None
             return self.args(value, path, split=False)
         self.add(path, f"must be a list of strings or a string, got {json_kind(value)}")
@@ -423,7 +423,7 @@ class Checker:
             return None
         if "command" not in table:
             self.add("health.command", "required (or write image = true to use the image's HEALTHCHECK)")
-        command = self.command(table.get("command", MISSING), "health.command")
+        command = self.command(table.get("command", MISSING), "health.command", "HEALTHCHECK")
         return HealthCheck(
             command=command or ("true",),
             interval_s=self.seconds(table.get("interval_s", MISSING), "health.interval_s",

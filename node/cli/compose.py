@@ -20,6 +20,8 @@ What is read (everything else is a warning, see below):
 
     image                               image (required: shoal builds nothing)
     command                             command (a string is split like a shell)
+    entrypoint                          entrypoint (the same; the image's CMD is
+                                        then not used, as in Compose)
     environment                         env; a map or a list of K=V; numbers
                                         become strings; booleans are errors
                                         (quote them, as Compose asks)

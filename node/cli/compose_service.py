@@ -43,7 +43,7 @@ DOCKER_HEALTH_RETRIES = 3
 
 SERVICE_KEYS = ("image", "command", "environment", "healthcheck", "restart", "deploy",
                 "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit", "network_mode", "ports",
-                "stop_grace_period", "stop_signal", "volumes", "tmpfs")
+                "stop_grace_period", "stop_signal", "volumes", "tmpfs", "entrypoint")
 DEPLOY_KEYS = ("mode", "replicas", "resources", "placement", "restart_policy", "update_config", "rollback_config")
 RESOURCES_KEYS = ("limits", "reservations")
 AMOUNT_KEYS = ("cpus", "memory")
@@ -96,6 +96,8 @@ class ServiceConverter:
         self.image(body)
         if "command" in body:
             self.command(body["command"], join_path(self.path, "command"))
+        if "entrypoint" in body:
+            self.command(body["entrypoint"], join_path(self.path, "entrypoint"), key="entrypoint")
         if "environment" in body:
             self.environment(body["environment"], join_path(self.path, "environment"))
         if "healthcheck" in body:

@@ -138,6 +138,8 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
           "stop_timeout": stop_grace_s(spec)}
     if spec.stop_signal:  # else the engine takes the image's STOPSIGNAL, as `docker run` does
         kw["stop_signal"] = spec.stop_signal
+    if spec.entrypoint is not None:     # the engine then leaves the image's CMD out, as `docker run` does
+        kw["entrypoint"] = list(spec.entrypoint)
     return kw
 
 

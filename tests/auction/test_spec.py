@@ -934,3 +934,13 @@ def test_volumes_are_checked_field_by_field_and_shape_the_container():
     got = {p.path for p in ei.value.problems}
     assert got == {"volumes.Data", "volumes.a.target", "volumes.b.target", "volumes.c.source", "volumes.d.source",
                    "volumes.e.size", "volumes.f.target", "volumes.g.type", "volumes.h.size", "volumes.i.mode"}, got
+
+
+def test_entrypoint_is_split_like_command_and_shapes_the_container():
+    spec = validate({"name": "x", "image": "busybox", "entrypoint": "sh -c", "command": ["echo hi"]})
+    assert spec.entrypoint == ("sh", "-c") and spec.to_dict()["entrypoint"] == ["sh", "-c"]
+    assert validate(spec.to_dict()) == spec
+    assert spec.container_hash() != validate({"name": "x", "image": "busybox",
+                                               "command": ["echo hi"]}).container_hash()
+    with pytest.raises(SpecError, match="entrypoint: is empty \\(omit it to use the image's ENTRYPOINT\\)"):
+        validate({"name": "x", "image": "busybox", "entrypoint": []})

@@ -193,6 +193,21 @@ async def test_start_applies_labels_limits_and_network(engine, node):
         n.cancel_scope.cancel()
 
 
+@needs_root
+async def test_an_entrypoint_replaces_the_images_and_the_command_gives_its_arguments(engine, node):
+    rt = DockerRuntime(node, fast())
+    sp = spec(entrypoint=["sh", "-c"], command=["echo via-entrypoint; exec sleep 600"])
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        rt.start(claim(node, sp), sp)
+        await until(lambda: running(rt, "web/0"))
+        [ctr] = ours(engine, node)
+        assert ctr.attrs["Config"]["Entrypoint"] == ["sh", "-c"]
+        assert ctr.attrs["Config"]["Cmd"] == ["echo via-entrypoint; exec sleep 600"]
+        await until(lambda: b"via-entrypoint" in ctr.logs())
+        n.cancel_scope.cancel()
+
+
 def caps(names):
     """Capability names as dockerd reports them (it may add the CAP_ prefix)."""
     return sorted(n.removeprefix("CAP_") for n in names or ())
