@@ -22,6 +22,8 @@ What is read (everything else is a warning, see below):
     command                             command (a string is split like a shell)
     entrypoint                          entrypoint (the same; the image's CMD is
                                         then not used, as in Compose)
+    env_file                            env, read from the files (relative to
+                                        the Compose file; environment wins)
     environment                         env; a map or a list of K=V; numbers
                                         become strings; booleans are errors
                                         (quote them, as Compose asks)
@@ -112,6 +114,7 @@ from typing import Any
 from auction.resources import json_kind
 from auction.spec import JobSpec, Problem
 from node.cli.compose_report import NOT_SUPPORTED, ComposeError, Report, join_path
+from node.cli.compose_env import EnvFileReader
 from node.cli.compose_service import ServiceConverter
 from node.cli.compose_volumes import declared_volumes
 from node.core.stack_names import STACK_RE, stack_of
@@ -213,9 +216,10 @@ def load(text: str, stack: str) -> Stack:
     return convert(parse(text), stack)
 
 
-def convert(doc: Any, stack: str) -> Stack:
+def convert(doc: Any, stack: str, read_env: EnvFileReader | None = None) -> Stack:
     """Every service of a parsed Compose document as a validated JobSpec.
-    Raises ComposeError listing every problem; returns the warnings otherwise."""
+    Raises ComposeError listing every problem; returns the warnings otherwise.
+    `read_env` reads env_file paths (node.cli.compose_env; None: they are warned about)."""
     check_stack_name(stack)
     r = Report()
     if not isinstance(doc, dict):
@@ -250,7 +254,7 @@ def convert(doc: Any, stack: str) -> Stack:
             r.error(path, f"becomes job {name!r}, as service {taken[name]!r} does; rename one")
             continue
         taken[name] = service
-        spec = ServiceConverter(r, path, name, declared, used).convert(body)
+        spec = ServiceConverter(r, path, name, declared, used, read_env).convert(body)
         if spec is not None:
             jobs.append(spec)
             names[service] = spec.name

@@ -34,7 +34,6 @@ HINTS = {
            "other names to the resolvers its operator configures",
     "build": "shoal builds nothing; the image must be on the nodes",
     "depends_on": "services start independently",
-    "env_file": "write the variables under 'environment'",
     "container_name": "shoal names containers shoal-<job>-<index>-<round>",
     "labels": "shoal sets its own container labels",
 }

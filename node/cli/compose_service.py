@@ -34,6 +34,7 @@ from node.agent import probe
 from node.cli.compose_ports import PortsConverter
 from node.cli.compose_report import NOT_SUPPORTED, Report, got, join_path
 from node.cli.compose_update import UpdateConverter
+from node.cli.compose_env import MAX_ENV_FILES, EnvFileError, EnvFileReader, parse_env_file
 from node.cli.compose_volumes import VolumesConverter
 
 # Docker's HEALTHCHECK defaults, used when a Compose healthcheck leaves them out.
@@ -43,7 +44,7 @@ DOCKER_HEALTH_RETRIES = 3
 
 SERVICE_KEYS = ("image", "command", "environment", "healthcheck", "restart", "deploy",
                 "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit", "network_mode", "ports",
-                "stop_grace_period", "stop_signal", "volumes", "tmpfs", "entrypoint")
+                "stop_grace_period", "stop_signal", "volumes", "tmpfs", "entrypoint", "env_file")
 DEPLOY_KEYS = ("mode", "replicas", "resources", "placement", "restart_policy", "update_config", "rollback_config")
 RESOURCES_KEYS = ("limits", "reservations")
 AMOUNT_KEYS = ("cpus", "memory")
@@ -64,8 +65,9 @@ class ServiceConverter:
     from so that the validator's problems name the Compose path."""
 
     def __init__(self, report: Report, path: str, name: str, volumes_declared: set[str] | None = None,
-                 volumes_used: dict[str, str] | None = None) -> None:
+                 volumes_used: dict[str, str] | None = None, read_env: EnvFileReader | None = None) -> None:
         self.r = report
+        self.read_env = read_env      # env_file's reader (node.cli.compose_env); None: not read, warned
         self.path = path
         self.name = name
         # The file's top-level volume names, and which service mounted each first (node.cli.compose_volumes).
@@ -98,6 +100,8 @@ class ServiceConverter:
             self.command(body["command"], join_path(self.path, "command"))
         if "entrypoint" in body:
             self.command(body["entrypoint"], join_path(self.path, "entrypoint"), key="entrypoint")
+        if "env_file" in body:
+            self.env_files(body["env_file"], join_path(self.path, "env_file"))
         if "environment" in body:
             self.environment(body["environment"], join_path(self.path, "environment"))
         if "healthcheck" in body:
@@ -242,8 +246,40 @@ class ServiceConverter:
                 self.r.warn(where, "variable interpolation (${...}) is not supported by shoal; "
                                    "the text is passed as it is")
             env[key] = val
+        if env:     # over what env files gave (Compose's order)
+            self.spec["env"] = {**self.spec.get("env", {}), **env}
+
+    def env_files(self, value: Any, path: str) -> None:
+        if self.read_env is None:
+            self.r.unsupported(path, "env_file", "write the variables under 'environment'")
+            return
+        entries = value if isinstance(value, list) else [value]
+        if len(entries) > MAX_ENV_FILES:
+            self.error(path, f"at most {MAX_ENV_FILES} files (got {len(entries)})")
+            return
+        env: dict[str, str] = {}
+        for i, entry in enumerate(entries):
+            where = f"{path}[{i}]" if isinstance(value, list) else path
+            required = True
+            if isinstance(entry, dict):     # long syntax: {path, required}
+                entry, required = entry.get("path"), entry.get("required", True) is not False
+            if not isinstance(entry, str):
+                self.error(where, f"must be a file path, got {json_kind(entry)}")
+                continue
+            try:
+                found = parse_env_file(self.read_env(entry))
+            except FileNotFoundError:
+                if required:
+                    self.error(where, f"{got(entry)}: no such file (paths are relative to the Compose file)")
+                continue
+            except (OSError, EnvFileError) as e:
+                self.error(where, f"{got(entry)}: {getattr(e, 'strerror', None) or e}")
+                continue
+            for key, val in found.items():
+                env[key] = val
+                self.origin[join_path("env", key)] = where
         if env:
-            self.spec["env"] = env
+            self.spec["env"] = {**self.spec.get("env", {}), **env}
 
     def healthcheck(self, value: Any, path: str) -> None:
         hc = self.table(value, path)
