@@ -253,13 +253,14 @@ def _global_slots(ctx: _Context, spec: JobSpec) -> list[dict[str, Any]]:
     slots = ctx.view.global_slots(spec)
     rows = [_slot(ctx, spec, index, set(), {}) for index in slots]
     holders = {c.node for c in slots.values()}
+    nodes = {n.name: n for n in ctx.node_views()}
     for name in wanting(spec, ctx.statuses, ctx.alive):
         if name in holders:
             continue
         if name == ctx.view.name:
             why = ctx.view.global_refusal(spec.name) or "taking its slot"
         else:
-            node = next(n for n in ctx.node_views() if n.name == name)
+            node = nodes[name]
             # Only the node knows its container policy, images and failures:
             # `shoal job run` asks it (node.cli.progress), as a slot's coordinator.
             why = (f"waiting for {name} to take its slot" if fits(spec, node)
