@@ -57,6 +57,7 @@ def tick(p: Placement, specs: Mapping[str, JobSpec | None], statuses: Mapping[st
                                       else f"needs {spec.demand()}; free {free}")
             continue
         p.global_refusals.pop(job, None)
+        p.claiming.add(key)         # until the core writes the claim (Placement.claiming)
         rnd = p._last_round[key] = p.next_round(key)
         writes.append(Claim(key, Ballot(rnd, p.ballot_id), p.name, False, spec.container_hash(),
                             spec.demand(), p.ledger.ports_of(key)))

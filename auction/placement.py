@@ -198,6 +198,9 @@ class Placement:
         self.settled = SettledJobs()  # jobs the walks below skip while nothing changes (auction.settled)
         self.sweep = SettledSweep()   # the same for the tick's walk over every claim
         self._global_slots = SlotsByJob()          # auction.global_jobs
+        # Slots this tick committed in the ledger for claims of ours not merged
+        # yet (a global job's: auction.global_act); reconcile keeps them.
+        self.claiming: set[str] = set()
         self.global_refusals: dict[str, str] = {}  # global job -> why we run no replica of it (auction.global_act)
 
     # ---- helpers
@@ -308,6 +311,7 @@ class Placement:
         out: list[AuctionOutput] = []
         writes: list[Claim] = []
         specs = {name: self.spec_of(entry) for name, entry in jobs.items()}
+        self.claiming = set()       # the last tick's claims were written (or lost) since
         self.ledger.expire(now)
         self.bid_order.forget_gone(alive)   # the core then answers what that lets through
         self.settled.start_tick(self._keeping, statuses, specs, self.claims.digest())

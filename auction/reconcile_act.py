@@ -67,7 +67,11 @@ def reconcile(p: Placement, specs_by_job: SpecLookup, now: float,
         p._started[key] = claim
         out.append(StartReplica(claim, spec))
     for key in list(p.ledger.committed):
-        if key not in mine and key not in p._handoff_until and not p.merges.keeping(key):
+        # (`claiming`: committed by this tick for a claim the core writes after
+        # the tick's auction messages, whose awards reconcile too: released
+        # here, its room went to them, and the claim's adoption overcommitted
+        # the node -- a chaos campaign found it.)
+        if key not in mine and key not in p._handoff_until and not p.merges.keeping(key) and key not in p.claiming:
             p.ledger.release(key)
     return out
 

@@ -56,3 +56,29 @@ def test_a_dead_holders_slot_is_not_desired():
     statuses = {n: Status(n) for n in ("a", "b")}
     held = {0: claim(0, "a"), 1: claim(1, "x"), 2: claim(2, "b")}
     assert kept_indices(held, {"a", "b"}, statuses) == [0, 2]
+
+
+def test_the_room_a_node_commits_for_its_global_slot_stays_committed_until_the_claim_is_written():
+    """The core writes a tick's claims after the tick's auction messages, and
+    an award among them reconciles: the global slot's commitment, not yet
+    backed by a claim of ours, was released there, its room went to the
+    award, and the claim's adoption then overcommitted the node (a chaos
+    campaign found it: 1.05 cpu on a 1-cpu node)."""
+    import random
+
+    from auction.placement import Placement, PlacementConfig
+    from gossip.lww import LwwMap
+    from node.core.hlc import Stamp
+    from node.core.jobstore import Entry
+    from node.core.status import NodeStatus
+
+    spec = validate({"name": "logs", "image": "busybox", "mode": "global", "cpu": 0.05, "memory": "32MiB"})
+    p = Placement("a", Resources(1000, 1 << 30, 0), random.Random(0), PlacementConfig(), claims=LwwMap(100),
+                  ballot_id="a#1")
+    _, writes = p.tick(jobs={"logs": Entry("logs", Stamp(1, 0, "a"), spec.canonical_json())}, deleted=set(),
+                       statuses={"a": NodeStatus("a", Resources(1000, 1 << 30, 0), Resources(0, 0))},
+                       alive={"a"}, now=0.0)
+    [claim] = writes
+    p.reconcile(lambda job, h: spec, now=0.0)              # an award's reconcile, before the write
+    assert p.ledger.holds(claim.name)
+    assert p.ledger.free(0.0) == Resources(950, (1 << 30) - 32 * (1 << 20), 0)
