@@ -23,7 +23,7 @@ window's end is.
 
 The default mix (`default_jobs`) puts rack labels a/b/c and disk=ssd on
 every third node and runs a spread service over racks, a binpack service,
-a one-per-node job and a job constrained to ssd nodes, sized to stay under
+a one-per-node job, a job constrained to ssd nodes and a global job, sized to stay under
 node.sim.swarm's comfortable fit after the heal.  With `job_dicts` given
 (validated spec dicts, from --jobs files) those replace the mix; if they
 ask for more than a comfortable fit, exactly-once is reported as skipped.
@@ -83,6 +83,8 @@ def default_jobs(n: int) -> list[JobSpec]:
         job("batch", n, cpu=0.2, memory="256MiB", strategy="binpack"),
         job("solo", max(1, n // 2), cpu=0.1, memory="64MiB", max_per_node=1),
         job("db", 2 if n >= 6 else 1, cpu=0.25, memory="256MiB", constraints=["disk == ssd"]),
+        # One on every node (auction.global_jobs): a node's own slot, nothing re-placed.
+        validate({"name": "agent", "image": "busybox", "mode": "global", "cpu": 0.05, "memory": "32MiB"}),
     ]
 
 
@@ -171,6 +173,8 @@ class Workload:
             node = rng.randrange(n)
             op = rng.choice(["scale", "update", "stop"])
             version += 1
+            if op == "scale" and base.is_global:
+                op = "update"       # a global job has no count
             if op == "scale":
                 spec = validate({**base.to_dict(), "replicas": rng.randint(1, base.replicas)})
                 w.at(t, self.write, node, spec, name, f"scale to {spec.replicas}")
@@ -189,7 +193,12 @@ class Workload:
     def is_desired(self, slot: str) -> bool:
         name, _, index = slot.rpartition("/")
         spec = self.latest.get(name)
-        return spec is not None and int(index) < spec.replicas
+        return spec is not None and (spec.is_global or int(index) < spec.replicas)
+
+    def is_global(self, slot: str) -> bool:
+        """A slot of a global job: its node's own, never re-placed (auction.global_jobs)."""
+        spec = self.latest.get(slot.rpartition("/")[0]) or self.base.get(slot.rpartition("/")[0])
+        return spec is not None and spec.is_global
 
 
 def run_seed(seed: int, opts: SimOptions) -> dict[str, Any]:
@@ -220,7 +229,8 @@ def _run(seed: int, opts: SimOptions, result: dict[str, Any]) -> None:
     result["plan"] = [f.describe() for f in plan]
     workload = Workload(sim, specs, rng)
     workload.schedule(start, end, n, opts.mean_gap_s)
-    watch = Watch(sim, plan, is_desired=workload.is_desired, recent_write=workload.recent_write)
+    watch = Watch(sim, plan, is_desired=workload.is_desired, recent_write=workload.recent_write,
+                  is_global=workload.is_global)
     result["violations"] = watch.violations
     _apply(sim, engine, plan)
     w.at(end, _heal_all, sim, engine)

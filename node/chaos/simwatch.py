@@ -63,10 +63,12 @@ class Doubled:
 
 class Watch:
     def __init__(self, sim: ClusterSim, plan: list[Fault], *, is_desired: Callable[[str], bool],
-                 recent_write: Callable[[str, float, float], bool] = lambda job, t, within_s: False) -> None:
+                 recent_write: Callable[[str, float, float], bool] = lambda job, t, within_s: False,
+                 is_global: Callable[[str], bool] = lambda slot: False) -> None:
         self.sim = sim
         self.world = sim.world
         self.is_desired = is_desired  # slot -> still wanted (latest write issued)
+        self.is_global = is_global    # slot -> its job's is global: its node's own, never re-placed
         self.recent_write = recent_write  # (job, t, within_s) -> a write to job in (t - within_s, t]
         self.demand: list[dict[str, Resources]] = [{} for _ in range(self.world.n)]
         self.violations: dict[str, list[str]] = {name: [] for name in inv.INVARIANTS}
@@ -138,18 +140,36 @@ class Watch:
         digests = {nd.core.view.store_digest() for nd in live}
         if len(digests) > 1:
             return ["agents' job stores differ"]
-        return inv.slot_problems({s: len(h) for s, h in self.holders().items()},
-                                 inv.desired_slots(self.replicas()))
+        holders = self.holders()
+        desired = inv.desired_slots(self.replicas())
+        problems = []
+        for spec in self.global_specs():
+            # One copy on every node its constraints allow and that has room
+            # for it (auction.global_jobs: a full node runs none, pending, as
+            # under Swarm); its slots are whatever runs.
+            desired |= {s for s in holders if s.rpartition("/")[0] == spec.name}
+            for nd in live:
+                copies = sum(1 for s in self.sim.running[nd.idx] if s.rpartition("/")[0] == spec.name)
+                wanted = int(all(c.matches(self.sim.labels[nd.idx]) for c in spec.constraints))
+                free = self.sim.capacities[nd.idx] - inv.total(self.demand[nd.idx].values())
+                if copies == 0 and not spec.demand().fits_in(free):
+                    continue
+                if copies != wanted:
+                    problems.append(f"{spec.name} {'lost' if copies < wanted else 'doubled'} on {nd.name}: "
+                                    f"runs {copies} copies, {wanted} wanted")
+        return problems + inv.slot_problems({s: len(h) for s, h in holders.items()}, desired)
+
+    def _specs(self) -> list[Any]:
+        view = self.world.core(0).view
+        return [spec for e in view.jobs() if (spec := view.spec_of(e)) is not None]
 
     def replicas(self) -> dict[str, int]:
-        """job -> replicas, from node 0's store (all agree once converged)."""
-        view = self.world.core(0).view
-        out = {}
-        for e in view.jobs():
-            spec = view.spec_of(e)
-            if spec is not None:
-                out[e.name] = spec.replicas
-        return out
+        """job -> replicas of the replicated jobs, from node 0's store (all agree once converged)."""
+        return {spec.name: spec.replicas for spec in self._specs() if not spec.is_global}
+
+    def global_specs(self) -> list[Any]:
+        """The global jobs in node 0's store."""
+        return [spec for spec in self._specs() if spec.is_global]
 
     # ---- the sampling clock
     def sample(self, t: float) -> None:
@@ -160,8 +180,9 @@ class Watch:
             flt = f.fault
             if not f.started and t >= flt.start_s:
                 f.started = True
-                if flt.kind in NODE_KINDS:
-                    f.slots = {s for s, h in holders.items() if any(j in flt.nodes for j in h)}
+                if flt.kind in NODE_KINDS:    # (a global job's slot is re-placed nowhere: not counted)
+                    f.slots = {s for s, h in holders.items() if any(j in flt.nodes for j in h)
+                               and not self.is_global(s)}
             if f.started and f.replace_s is None and flt.kind in NODE_KINDS:
                 f.slots = {s for s in f.slots if self.is_desired(s)
                            and not any(j not in flt.nodes and self.world.nodes[j].status is RUNNING

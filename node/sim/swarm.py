@@ -43,6 +43,7 @@ def draw_capacities(rng: random.Random, n: int) -> list[Resources]:
 def fit_ratio(specs: Iterable[JobSpec], caps: list[Resources]) -> float:
     """The larger of the CPU and memory share of the cluster the specs ask for."""
     specs = list(specs)
-    cpu = sum(s.cpu_millis * s.replicas for s in specs) / max(1, sum(c.cpu_millis for c in caps))
-    mem = sum(s.memory_bytes * s.replicas for s in specs) / max(1, sum(c.memory_bytes for c in caps))
+    count = {s.name: len(caps) if s.is_global else s.replicas for s in specs}    # a global job: one a node
+    cpu = sum(s.cpu_millis * count[s.name] for s in specs) / max(1, sum(c.cpu_millis for c in caps))
+    mem = sum(s.memory_bytes * count[s.name] for s in specs) / max(1, sum(c.memory_bytes for c in caps))
     return max(cpu, mem)

@@ -45,7 +45,8 @@ def test_a_stalled_engine_tells_its_agent_nothing_until_it_resumes():
 
 
 def test_engine_stalls_leave_no_violation():
-    r = run_seed(2, SimOptions(nodes=5, faults=("engine-stall", "restart"), duration_s=20, mean_gap_s=1.5))
+    # (seed 4: four stalls with today's job mix; the mix's draws pick the plan)
+    r = run_seed(4, SimOptions(nodes=5, faults=("engine-stall", "restart"), duration_s=20, mean_gap_s=1.5))
     assert r["engine_stalls"] > 0
     assert r["ok"], r["violations"]
 
