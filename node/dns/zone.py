@@ -14,6 +14,7 @@ its own catalog; nothing here is stored.  For the zone `shoal`:
     SERVICE.STACK.stack.shoal          the same names again for a stack's job STACK-SERVICE
       (and SLOT., _LABEL._tcp. under it)  (node.core.stack_names): its containers search
                                        STACK.stack.shoal first, so `db` is job shop-db
+                                       (and `db_main`, asked as it is in Compose, shop-db-main)
     NODE.node.shoal                    A/AAAA: the node's address
     shoal                              SOA (names the zone; its minimum is the TTL, so
                                        NXDOMAIN is cached no longer than an answer)
@@ -72,10 +73,15 @@ class Zone:
 
     def lookup(self, name: dns.name.Name) -> Records | None:
         """The records at `name` (empty if it exists without any), or None if
-        the name does not exist in the zone."""
+        the name does not exist in the zone.  A label with '_' inside it (not
+        leading: `_http._tcp` keeps its own) is also read with '-': job names
+        have none, and a Compose service `db_main` is job shop-db-main, which
+        its stack's containers ask for as `db_main`, as under Compose."""
         key = labels_of(name)
         if key not in self.names:
-            return None
+            key = tuple(label[:1] + label[1:].replace(b"_", b"-") for label in key)
+            if key not in self.names:
+                return None
         return self.records.get(key, {})
 
     def at(self, name: dns.name.Name) -> Records:

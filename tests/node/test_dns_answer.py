@@ -60,6 +60,11 @@ def test_a_stacks_job_answers_by_its_service_name_in_the_stacks_domain() -> None
     assert section(msg.answer) == ["_pg._tcp.db.shop.stack.shoal. 5 IN SRV 1 1 25432 node-1.node.shoal."]
     _, msg = ask("db-main.shop.stack.shoal", "A", catalog=catalog)
     assert section(msg.answer) == ["db-main.shop.stack.shoal. 5 IN A 10.0.0.2"]
+    # ... and as Compose names it, service db_main (a job name has no '_'), under the name asked.
+    _, msg = ask("db_main.shop.stack.shoal", "A", catalog=catalog)
+    assert section(msg.answer) == ["db_main.shop.stack.shoal. 5 IN A 10.0.0.2"]
+    _, msg = ask("db_other.shop.stack.shoal", "A", catalog=catalog)
+    assert msg.rcode() == dns.rcode.NXDOMAIN
     # A job in no stack has no such name, and a stack has no job of another's.
     for name in ("web.stack.shoal", "web.shop.stack.shoal", "db.web.stack.shoal"):
         _, msg = ask(name, "A", catalog=catalog)
