@@ -485,20 +485,20 @@ class Placement:
         hash): calls for another version of the job -- the fix, a rollback
         -- are bid for at once.  A rollout to an image no node could pull
         left a slot with no node willing to take it for a minute after
-        `shoal job rollback`, every node declining for the bad version."""
+        `shoal job rollback`, every node declining for the bad version.
+        A global job's slot is kept (None): it has no other node to go to."""
         job, _ = parse_slot_key(key)
         claim = self.claims.get(key)
         if claim is None or not holds(claim, self.name):
             self._penalties[job] = (now + penalty_s, reason, None)   # which version failed is not known
             return None
+        self._penalties[job] = (now + penalty_s, reason, claim.spec_hash)
         cached = self._spec_cache.get(job)
         if cached is not None and cached[1] is not None and cached[1].is_global:
             # No other node takes it (auction.global_jobs): the copy stays here,
             # failed, and a rollout counts it so (released, the slot left the
             # rollout's view, and its pacing let every node take the failing version).
-            self._penalties[job] = (now + penalty_s, reason, claim.spec_hash)
             return None
-        self._penalties[job] = (now + penalty_s, reason, claim.spec_hash)
         return self._release_claim(claim)
 
     def penalty(self, job: str, now: float, spec_hash: str | None = None) -> str | None:
