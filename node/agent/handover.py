@@ -14,7 +14,7 @@ decommission (`systemctl stop`) for good.
 Bounded by `HANDOVER_S`, under the unit's TimeoutStopSec (30 s), and no
 longer than there is somewhere to go: once no other alive node passes the
 constraints and has room (by their gossiped status records) for any of the
-replicas still here, nothing more is waited for.  What is still here then
+replicas still here, for `NOWHERE_S` on end, nothing more is waited for.  What is still here then
 keeps running, and this agent's next start adopts or removes it.  With no
 other member alive nobody takes anything over, so nothing is waited for: a
 one-node cluster's restart keeps its replicas (and adopts
@@ -39,6 +39,11 @@ log = logging.getLogger("shoal.agent")
 
 HANDOVER_S = 20.0
 POLL_S = 0.25
+# "Nowhere to go" must hold this long before the wait is given up: one look
+# can catch a peer held suspect for a moment (a loaded machine), which takes
+# nothing then, and the agent exited with a replica a peer was about to take
+# (tests/node/test_leave_handover.py failed so in CI, twice).
+NOWHERE_S = 2.0
 
 
 def room_elsewhere(view: CoreView) -> Callable[[str], bool]:
@@ -68,6 +73,8 @@ async def hand_over(runtime: Runtime, anyone_else: Callable[[], bool], movable: 
     """Wait until `runtime` runs nothing of ours (True); until no replica
     still here has anywhere to go, or timeout_s passed (False); or until no
     other member is alive to take anything (None)."""
+    nowhere_since: float | None = None
+    why = f"no replacement ran within {timeout_s:.0f} s"
     with trio.move_on_after(timeout_s):
         while True:
             if not anyone_else():
@@ -75,7 +82,13 @@ async def hand_over(runtime: Runtime, anyone_else: Callable[[], bool], movable: 
                 return None
             slots = runtime.slot_states()
             if slots and not any(movable(slot) for slot in slots):
-                break
+                now = trio.current_time()
+                nowhere_since = now if nowhere_since is None else nowhere_since
+                if now - nowhere_since >= NOWHERE_S:
+                    why = f"no other node has room for them (for {NOWHERE_S:.0f} s on end)"
+                    break
+            else:
+                nowhere_since = None
             if not slots:
                 try:
                     if not await runtime.ps():
@@ -85,7 +98,6 @@ async def hand_over(runtime: Runtime, anyone_else: Callable[[], bool], movable: 
                     log.debug("handover: listing our containers failed: %s", e)
             await trio.sleep(POLL_S)
     left = sorted(runtime.slot_states())
-    log.warning("left the cluster with %d replica(s) still here (no other node has room for them, or no "
-                "replacement ran within %.0f s): %s; they keep running until this agent starts again",
-                len(left), timeout_s, ", ".join(left[:10]) + (", ..." if len(left) > 10 else ""))
+    log.warning("left the cluster with %d replica(s) still here (%s): %s; they keep running until this agent "
+                "starts again", len(left), why, ", ".join(left[:10]) + (", ..." if len(left) > 10 else ""))
     return False

@@ -108,9 +108,24 @@ async def test_hand_over_ends_when_nothing_is_left_nobody_is_left_or_time_is_up(
     start = trio.current_time()
     assert await hand_over(rt, lambda: True, lambda slot: True, timeout_s=0.5) is False
     assert 0.5 <= trio.current_time() - start < 1.5 and rt.slots
-    # ... and at once when no other node has room for what is still here.
-    with trio.fail_after(1):
+    # ... and soon when no other node has room for what is still here (NOWHERE_S on end) ...
+    from node.agent.handover import NOWHERE_S
+
+    start = trio.current_time()
+    with trio.fail_after(NOWHERE_S + 1):
         assert await hand_over(rt, lambda: True, lambda slot: False, timeout_s=30) is False
+    assert trio.current_time() - start >= NOWHERE_S
+    # ... but not on one look that finds nowhere to go (a peer suspect for a moment).
+    looks = iter([False, False, True, True, True])
+
+    async def stop_soon() -> None:
+        await trio.sleep(1.0)
+        rt.slots.clear()
+
+    async with trio.open_nursery() as n:
+        n.start_soon(stop_soon)
+        with trio.fail_after(5):
+            assert await hand_over(rt, lambda: True, lambda slot: next(looks, True), timeout_s=30) is True
 
 
 def test_a_slot_already_placed_elsewhere_is_waited_for_even_at_max_per_node():
