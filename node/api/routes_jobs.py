@@ -225,9 +225,8 @@ def _slot_holder(view: CoreView, job: str, index: int) -> dict[str, Any]:
         raise ApiError(404, f"no job named {job!r}")
     spec = view.spec_of(entry)
     if spec is not None and spec.is_global:
-        if index not in view.global_slots(spec):
-            raise ApiError(404, f"job {job} is global; its slots now: "
-                                f"{', '.join(map(str, view.global_slots(spec))) or 'none'}")
+        if index not in (slots := view.global_slots(spec)):
+            raise ApiError(404, f"job {job} is global; its slots now: {', '.join(map(str, slots)) or 'none'}")
     elif spec is not None and index >= spec.replicas:
         raise ApiError(404, f"job {job} has {spec.replicas} replica(s): slots 0 to {spec.replicas - 1}")
     key = slot_key(job, index)

@@ -84,13 +84,15 @@ class VolumesConverter:
             path = join_path(self.path, "volumes")
             if not isinstance(entries, list):
                 self.error(path, f"must be a list of mounts, got {json_kind(entries)}")
+            elif len(entries) > MAX_VOLUMES:      # before any work: a file may list thousands
+                self.error(path, f"at most {MAX_VOLUMES} mounts (got {len(entries)})")
             else:
                 for i, entry in enumerate(entries):
                     self.entry(entry, f"{path}[{i}]")
         if "tmpfs" in body:
             paths = body["tmpfs"]
             path = join_path(self.path, "tmpfs")
-            for i, target in enumerate(paths if isinstance(paths, list) else [paths]):
+            for i, target in enumerate((paths if isinstance(paths, list) else [paths])[:MAX_VOLUMES + 1]):
                 where = f"{path}[{i}]" if isinstance(paths, list) else path
                 if isinstance(target, str):
                     self.add(self.anonymous("tmp"), {"target": target, "type": "tmpfs"}, where)
@@ -166,8 +168,8 @@ class VolumesConverter:
     def mount(self, kind: str, source: str, target: str, read_only: Any, path: str) -> None:
         if kind == "bind":
             if not source.startswith("/"):
-                self.error(path, f"{got(source)} is relative to the Compose file's directory, which other nodes "
-                                 "do not have: give the absolute path on the nodes")
+                self.error(path, f"{got(source)} names a directory of this machine (relative, or under ~), which "
+                                 "other nodes do not have: give the absolute path on the nodes")
                 return
             name = self.anonymous("host")
             self.add(name, {"target": target, "type": "host", "source": source, "read_only": read_only}, path)

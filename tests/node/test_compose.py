@@ -641,3 +641,12 @@ services:
     got = {p.path: p.message for p in ei.value.problems}
     assert "line 2: NO_VALUE has no value" in got["services.web.env_file[0]"]
     assert "no such file" in got["services.web.env_file[1]"]
+
+
+def test_a_service_listing_more_mounts_than_a_job_has_is_refused_at_once():
+    mounts = "\n".join(f"      - v{i}:/m{i}" for i in range(40))
+    text = f"services:\n  app:\n    image: busybox\n    volumes:\n{mounts}\nvolumes: {{}}\n"
+    with pytest.raises(ComposeError) as ei:
+        convert_text(text)
+    assert [(p.path, p.message) for p in ei.value.problems] == [
+        ("services.app.volumes", "at most 16 mounts (got 40)")]

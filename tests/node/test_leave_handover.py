@@ -95,12 +95,12 @@ async def test_hand_over_ends_when_nothing_is_left_nobody_is_left_or_time_is_up(
         assert await hand_over(rt, lambda: False, lambda slot: True, timeout_s=30) is None
     # Our copy stops a little later: done.
 
-    async def stop_later() -> None:
-        await trio.sleep(0.3)
+    async def stop_after(delay_s: float) -> None:
+        await trio.sleep(delay_s)
         rt.slots.clear()
 
     async with trio.open_nursery() as n:
-        n.start_soon(stop_later)
+        n.start_soon(stop_after, 0.3)
         with trio.fail_after(2):
             assert await hand_over(rt, lambda: True, lambda slot: True, timeout_s=30) is True
     # Nothing moves: given up after the bound, the replica stays.
@@ -117,13 +117,8 @@ async def test_hand_over_ends_when_nothing_is_left_nobody_is_left_or_time_is_up(
     assert trio.current_time() - start >= NOWHERE_S
     # ... but not on one look that finds nowhere to go (a peer suspect for a moment).
     looks = iter([False, False, True, True, True])
-
-    async def stop_soon() -> None:
-        await trio.sleep(1.0)
-        rt.slots.clear()
-
     async with trio.open_nursery() as n:
-        n.start_soon(stop_soon)
+        n.start_soon(stop_after, 1.0)
         with trio.fail_after(5):
             assert await hand_over(rt, lambda: True, lambda slot: next(looks, True), timeout_s=30) is True
 
