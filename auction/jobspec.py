@@ -38,6 +38,7 @@ from typing import Any
 
 from .ports import DEFAULT_NETWORK, PortSpec
 from .resources import KiB, MiB, Resources, TiB, canonical_memory
+from .files import FileSpec
 from .volumes import VolumeSpec
 
 # ---- bounds --------------------------------------------------------------------
@@ -127,7 +128,7 @@ FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "const
           "spread", "max_per_node", "restart", "health", "strategy",
           "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
           "network", "ports", "pull", "source", "restart_nonce", "update", "stop_signal",
-          "stop_grace_s", "rebalance", "max_disruption", "mode", "volumes", "entrypoint")
+          "stop_grace_s", "rebalance", "max_disruption", "mode", "volumes", "entrypoint", "files")
 # `shoal job restart` sets a new restart_nonce: in the canonical form and the
 # container hash only when set, so it replaces every replica (paced as any
 # container change) and a spec without one keeps its hashes.
@@ -415,6 +416,8 @@ class JobSpec:
     # None: the image's ENTRYPOINT.  Set, the image's CMD is not used either
     # (as `docker run --entrypoint` and Compose do): `command` gives the arguments.
     entrypoint: tuple[str, ...] | None = None
+    # Texts mounted read-only into the containers (auction.files), sorted by name; shapes the container.
+    files: tuple[FileSpec, ...] = ()
 
     @property
     def node_local_data(self) -> bool:
@@ -515,6 +518,8 @@ class JobSpec:
             d["restart_nonce"] = self.restart_nonce
         if self.volumes:
             d["volumes"] = {v.name: v.to_dict() for v in self.volumes}
+        if self.files:
+            d["files"] = {f.name: f.to_dict() for f in self.files}
         # Also left out at their defaults (same reason); none of the three is
         # in container_hash: a change of them replaces no running container.
         if self.update != UpdatePolicy():
@@ -544,7 +549,7 @@ class JobSpec:
         restart policy) does not."""
         d = self.to_dict()
         shape = {k: d[k] for k in ("image", "command", "env", "cpu", "memory", "health", *SECURITY_FIELDS,
-                                   "network", "ports", "restart_nonce", "volumes", "entrypoint")
+                                   "network", "ports", "restart_nonce", "volumes", "entrypoint", "files")
                  if k in d}
         return hashlib.sha256(_canonical_json(shape)).hexdigest()
 

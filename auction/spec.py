@@ -101,6 +101,8 @@ from .jobspec import (
 )
 from .resources import KiB, MiB, TiB, format_memory, json_kind
 from .spec_check import MISSING, Checker
+from .files import check as check_files
+from .files import conflicts as file_conflicts
 from .volumes import check as check_volumes
 
 __all__ = [
@@ -281,7 +283,10 @@ def validate(raw: Any) -> JobSpec:
         max_disruption=c.integer(raw.get("max_disruption", MISSING), "max_disruption", 1, MAX_REPLICAS, 1),
         mode=mode,
         volumes=() if (volumes := raw.get("volumes", MISSING)) is MISSING else check_volumes(c, volumes),
+        files=() if (files := raw.get("files", MISSING)) is MISSING else check_files(c, files),
     )
+    for where, message in file_conflicts(spec.files, {v.target: v.name for v in spec.volumes}):
+        c.add(where, message)
     if mode is Mode.GLOBAL:
         spec = dataclasses.replace(spec, replicas=0, max_per_node=1)
     c.cap_conflicts(spec.cap_add, spec.cap_drop)

@@ -3,7 +3,8 @@
 How this works: `diff(old, new)` compares two specs in their canonical form
 (`JobSpec.to_dict()`) field by field: a field that is a table (env, health,
 restart, ports, ...) is compared key by key (`env.DEBUG`), anything else as
-a whole; a field at its default is absent from the canonical form, so
+a whole; a file's parts are compared one by one (`files.app.conf.content`: the
+table shows the start of each text); a field at its default is absent from the canonical form, so
 setting it shows as added and clearing it as removed.  Whether running
 containers are replaced is `container_hash()` alone (auction.jobspec says
 which fields shape a container): a change of replicas, constraints or the
@@ -56,8 +57,15 @@ def diff(old: JobSpec | None, new: JobSpec) -> list[Change]:
             continue
         if isinstance(x, dict) and isinstance(y, dict):
             for sub in sorted(set(x) | set(y)):
-                if x.get(sub) != y.get(sub):
-                    changes.append(Change(f"{key}.{sub}", x.get(sub), y.get(sub)))
+                if x.get(sub) == y.get(sub):
+                    continue
+                xs, ys = x.get(sub), y.get(sub)
+                if key == "files" and isinstance(xs, dict) and isinstance(ys, dict):
+                    # A file's text is long: say which of its parts changed (files.app.content).
+                    changes.extend(Change(f"{key}.{sub}.{part}", xs.get(part), ys.get(part))
+                                   for part in sorted(set(xs) | set(ys)) if xs.get(part) != ys.get(part))
+                else:
+                    changes.append(Change(f"{key}.{sub}", xs, ys))
         else:
             changes.append(Change(key, x, y))
     return changes

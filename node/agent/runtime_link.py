@@ -100,6 +100,8 @@ def docker_settings(cfg: AgentConfig) -> dict[str, Any]:
                           "pull_timeout_s": cfg.images.pull_timeout_s}
     if cfg.docker_host:
         kw["docker_host"] = cfg.docker_host
+    if cfg.state_dir is not None:   # jobs' files (node.runtime.files) kept beside the agent's state
+        kw["files_dir"] = str(cfg.state_dir / "files")
     return kw
 
 

@@ -67,6 +67,8 @@ class DockerRuntimeConfig:
     dns_stack_domain: str = ""
     log_max_size: str = "10m"
     log_max_files: int = 2
+    # Where jobs' files are written (node.runtime.files); None: a private temporary directory.
+    files_dir: str | None = None
 
     def images_interval_s(self) -> float:
         return self.images_resync_interval_s if self.images_resync_interval_s is not None \

@@ -20,7 +20,8 @@ Hardening (auction/container_policy.py has the rule): every container gets
 scratch: `cap_drop ALL` plus `cap_add` of exactly the set the node's policy
 gives this spec (`ContainerPolicy.capabilities`); the spec's `user`,
 `read_only` and `devices` are passed as asked, and its volumes as mounts
-(auction.volumes: a Docker volume per slot, tmpfs, an allowed host path).
+(auction.volumes: a Docker volume per slot, tmpfs, an allowed host path),
+its files too (auction.files: read-only binds of what node.runtime.files wrote).
 `create_kwargs` refuses
 (`PolicyRefused`) a spec the node's policy does not allow: the runtime's
 second line of defence after the bidder's decline.
@@ -107,9 +108,10 @@ def security_options(spec: JobSpec, policy: ContainerPolicy) -> dict[str, Any]:
 
 def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: str,
                   cfg: DockerRuntimeConfig, create_host_config: Callable[..., Any],
-                  policy: ContainerPolicy) -> dict[str, Any]:
+                  policy: ContainerPolicy, file_mounts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The keyword arguments of `APIClient.create_container` (after the image
-    and the name) for replica `slot`; `create_host_config` is the SDK's.
+    and the name) for replica `slot`; `create_host_config` is the SDK's;
+    `file_mounts` bind the job's files (node.runtime.files).
     Raises PolicyRefused if `policy` does not allow what `spec` asks."""
     refused = policy.refusal(spec, node)
     if refused is not None:
@@ -125,9 +127,11 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
         log_config={"Type": "json-file", "Config": {"max-size": cfg.log_max_size,
                                                     "max-file": str(cfg.log_max_files)}},
         **security_options(spec, policy),
-        # Docker volumes (one per slot and name), tmpfs and allowed host paths (auction.volumes).
+        # Docker volumes (one per slot and name), tmpfs and allowed host paths
+        # (auction.volumes), then the job's files (auction.files).
         mounts=docker_mounts(spec.volumes, claim.job, claim.index,
-                             {LABEL_JOB: claim.job, LABEL_SLOT: slot, LABEL_NODE: node}) or None,
+                             {LABEL_JOB: claim.job, LABEL_SLOT: slot, LABEL_NODE: node})
+        + list(file_mounts or ()) or None,
     )
     kw = {"command": list(spec.command) if spec.command is not None else None,
           "environment": environment(node, slot, claim, spec, cfg.publish_address), "labels": labels,

@@ -54,9 +54,11 @@ from __future__ import annotations
 import collections
 import inspect
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -67,6 +69,7 @@ from auction.placement import normalize_image
 from auction.spec import ImageSource, JobSpec, PullPolicy
 from node.runtime import docker_actions
 from node.runtime.config import DockerRuntimeConfig
+from node.runtime.files import FileStore
 from node.runtime.containers import (
     LABEL_SLOT,
     Desired,
@@ -118,6 +121,7 @@ log = logging.getLogger("shoal.runtime")
 DIE_RECHECK_S = 0.2
 MAX_EVENT_HISTORY = 256
 MAX_PENDING_CALLBACKS = 1024
+FILES_COLLECT_INTERVAL_S = 60.0     # how often unused job files are looked for (node.runtime.files)
 
 
 class DockerRuntime:
@@ -143,6 +147,9 @@ class DockerRuntime:
                              timeout_s=self.cfg.pull_timeout_s, auth_for=auth_for, note=self._note,
                              on_progress=None if on_pull is None else lambda ev: self._callback(on_pull, ev))
         self._desired: dict[str, Desired] = {}
+        # Jobs' files on this node (node.runtime.files); those no desired replica uses go now and then.
+        self.files = FileStore(None if self.cfg.files_dir is None else Path(self.cfg.files_dir))
+        self._files_collected_at = -math.inf
         self._slots: dict[str, SlotBook] = {}
         self._actual: dict[str, ObservedContainer] = {}    # id -> container, from the last pass
         self._images, self._image_ids = set[str](), set[str]()  # local tags, ids
@@ -322,7 +329,7 @@ class DockerRuntime:
         await self._ready.wait()
 
     async def _reconcile_loop(self) -> None:
-        next_full = trio.current_time()
+        next_full = self._files_collected_at = trio.current_time()
         while True:
             wake = min([next_full, *self._wakeups]) if self._wakeups else next_full
             with trio.move_on_at(wake):
@@ -340,6 +347,19 @@ class DockerRuntime:
             finally:
                 self._ready.set()
             next_full = trio.current_time() + self.cfg.resync_interval_s
+            if next_full - self._files_collected_at >= FILES_COLLECT_INTERVAL_S:
+                self._files_collected_at = next_full
+                await self._collect_files()
+
+    async def _collect_files(self) -> None:
+        keep = {f.digest() for d in self._desired.values() for f in d.spec.files}
+        try:
+            gone = await trio.to_thread.run_sync(self.files.collect, keep)
+        except OSError as e:
+            log.warning("cannot clear unused job files: %s", e)
+            return
+        if gone:
+            self._note(f"removed {gone} job file(s) no replica here uses")
 
     async def _consume_events(self) -> None:
         async for ev in self._events.recv:

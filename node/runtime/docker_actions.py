@@ -6,21 +6,24 @@ as a background task; these are those tasks.  Each checks first that the
 slot still wants what the action was for (`rt._desired`: a start() or
 stop() may have replaced it meanwhile), and gives the slot up here, with the
 reason, when Docker refuses for a reason this node cannot mend (a host port
-held by something else, an image that cannot be had, the container policy:
-placement then moves the slot).  A name taken by a leftover container gets
+held by something else, an image that cannot be had, the container policy,
+files for an engine on another machine: placement then moves the slot).
+The job's files are written (node.runtime.files) before each create and
+each start of a stopped container.  A name taken by a leftover container gets
 a suffix.  Every engine call is bounded (node.runtime.engine).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from node.runtime.containers import Desired, PolicyRefused, container_name, create_kwargs, name_suffix
 from node.runtime.decision import ObservedContainer, SlotBook, count_restart, give_up
 from node.runtime.engine import RuntimeProblem, engine_message, is_conflict, is_not_found
+from node.runtime.files import files_refusal
 from node.runtime.network import missing_ports, start_refusal
 from node.telemetry import slot_trace
 
@@ -66,6 +69,7 @@ async def restart(rt: DockerRuntime, slot: str, want: Desired, book: SlotBook, c
             await rt.engine.call("restart", rt.engine.api.restart, c.id, timeout=grace,
                                  timeout_s=rt.cfg.call_timeout_s + grace)
         else:
+            await write_files(rt, want)     # a start binds them again: their names must exist
             await rt.engine.call("start", rt.engine.api.start, c.id)
     except RuntimeProblem as e:
         if not gave_up_on_refusal(rt, slot, want, book, e):
@@ -81,7 +85,8 @@ async def restart(rt: DockerRuntime, slot: str, want: Desired, book: SlotBook, c
 async def start(rt: DockerRuntime, slot: str, want: Desired, book: SlotBook) -> None:
     if rt._desired.get(slot) is not want:
         return
-    refused = rt.policy.refusal(want.spec, rt.node) or missing_ports(want.spec, want.claim)
+    refused = (rt.policy.refusal(want.spec, rt.node) or missing_ports(want.spec, want.claim)
+               or files_refusal(want.spec, rt.cfg.docker_host))
     if refused is not None:
         rt._update_book(slot, book, give_up(book, refused))
         rt._tell_give_up(slot, refused)
@@ -127,11 +132,22 @@ async def remove_quietly(rt: DockerRuntime, cid: str) -> None:
         log.debug("%s", e)
 
 
+async def write_files(rt: DockerRuntime, want: Desired) -> list[dict[str, Any]]:
+    """The job's files written on this node (node.runtime.files), as bind mounts."""
+    if not want.spec.files:
+        return []
+    try:
+        return await trio.to_thread.run_sync(rt.files.mounts, want.spec.files)
+    except OSError as e:
+        raise RuntimeProblem(f"cannot write the job's files under {rt.files.directory}: {e}") from None
+
+
 async def create(rt: DockerRuntime, slot: str, want: Desired) -> str:
     api = rt.engine.api
+    file_mounts = await write_files(rt, want)
     try:
         kwargs = create_kwargs(rt.node, slot, want.claim, want.spec, want.spec_hash, rt.cfg,
-                               api.create_host_config, rt.policy)
+                               api.create_host_config, rt.policy, file_mounts)
     except PolicyRefused as e:   # checked in start(); never create what the policy refuses
         raise RuntimeProblem(str(e)) from None
     name = container_name(slot, want.claim.ballot.round)

@@ -29,6 +29,15 @@ def test_fields_are_compared_one_by_one_and_tables_key_by_key():
     assert diff(old, old) == [] and summary([]) == "no change"
 
 
+def test_a_files_change_names_the_part_of_the_file_that_changed():
+    conf = {"target": "/etc/app.conf", "content": "a = 1\n" * 40}
+    old = spec(files={"app.conf": conf})
+    new = spec(files={"app.conf": {**conf, "content": "a = 2\n" * 40, "mode": "0440"},
+                      "key": {"target": "/key", "content": "k"}})
+    assert [c.path for c in diff(old, new)] == ["files.app.conf.content", "files.app.conf.mode", "files.key"]
+    assert replaces_containers(old, new)
+
+
 def test_replicas_constraints_and_restart_replace_nothing():
     old = spec()
     new = spec(replicas=5, constraints=["rack == a"], restart={"policy": "never"})

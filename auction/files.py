@@ -1,0 +1,130 @@
+"""Files: small texts a job puts into its containers (configs, and Compose secrets).
+
+How this works: a job names its files (`[files.nginx] target =
+"/etc/nginx/nginx.conf"`, `content = "..."`, optional `mode`, default
+"0444"); the text travels in the job spec itself, so every node that runs a
+replica has it and nothing is fetched at start (Swarm configs, Nomad's
+template `data`, a Kubernetes ConfigMap do the same job).  The node writes
+each file once under its own directory, named by the digest of its content
+and mode (`digest`), and mounts it read-only at `target`
+(node/runtime/files.py): a replica sees exactly the spec's bytes, and a new
+content is a new container (`files` is in the container hash), rolled out
+as any other change.  Their size counts in the spec's bound (MAX_SPEC_BYTES,
+64 KiB), which keeps them small enough to gossip.
+
+A file is readable by anyone who can read the job (the API, every node's job
+store): it is not a secret store.
+
+`check` validates a spec's `files` table into sorted `FileSpec`s, every
+problem with its path (`files.nginx.target`).  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .volumes import MAX_PATH_CHARS, path_problem
+
+if TYPE_CHECKING:
+    from .spec_check import Checker
+
+MAX_FILES = 32
+MAX_FILE_NAME_CHARS = 63
+# Every file's text together is bounded by the spec's own size (MAX_SPEC_BYTES);
+# this is only the first cut, before the rest of the spec is measured.
+MAX_CONTENT_CHARS = 64 * 1024
+DEFAULT_MODE = 0o444
+FILE_FIELDS = ("target", "content", "mode")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*", re.ASCII)
+MODE_RE = re.compile(r"0?[0-7]{3}", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FileSpec:
+    name: str
+    target: str                 # where it appears in the container
+    content: str
+    mode: int = DEFAULT_MODE    # its permission bits (owner root)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"target": self.target, "content": self.content}
+        if self.mode != DEFAULT_MODE:
+            d["mode"] = f"{self.mode:04o}"
+        return d
+
+    def digest(self) -> str:
+        """Names the node's copy: equal content and mode are one file on a node."""
+        return hashlib.sha256(f"{self.mode:04o}\n{self.content}".encode()).hexdigest()[:32]
+
+
+def check(c: Checker, value: Any) -> tuple[FileSpec, ...]:
+    """The spec's `files` table as FileSpecs, sorted by name; problems go to `c`."""
+    table = c.table(value, "files")
+    if table is None:
+        return ()
+    if len(table) > MAX_FILES:
+        c.add("files", f"at most {MAX_FILES} files (got {len(table)})")
+        return ()
+    out: list[FileSpec] = []
+    targets: dict[str, str] = {}
+    for name, raw in table.items():
+        path = f"files.{str(name)[:64]}"
+        if not isinstance(name, str) or len(name) > MAX_FILE_NAME_CHARS or not NAME_RE.fullmatch(name):
+            c.add(path, f"file names are letters, digits, '_', '.' and '-', starting with a letter or digit, "
+                        f"at most {MAX_FILE_NAME_CHARS} characters (like 'nginx.conf')")
+            continue
+        entry = c.table(raw, path)
+        if entry is None:
+            continue
+        c.unknown_fields(entry, FILE_FIELDS, path)
+        spec = _one(c, name, entry, path)
+        if spec is None:
+            continue
+        if spec.target in targets:
+            c.add(f"{path}.target", f"{spec.target} is also the target of files.{targets[spec.target]}")
+            continue
+        targets[spec.target] = name
+        out.append(spec)
+    return tuple(sorted(out))
+
+
+def _one(c: Checker, name: str, entry: dict[Any, Any], path: str) -> FileSpec | None:
+    target = entry.get("target")
+    if target is None:
+        c.add(f"{path}.target", "required: the file's path in the container, like /etc/app/config.yml")
+        return None
+    target = c.string(target, f"{path}.target", MAX_PATH_CHARS)
+    if target is None:
+        return None
+    if (problem := path_problem(target)) is not None:
+        c.add(f"{path}.target", problem)
+        return None
+    if "content" not in entry:
+        c.add(f"{path}.content", "required: the file's text")
+        return None
+    content = c.string(entry["content"], f"{path}.content", MAX_CONTENT_CHARS)
+    if content is None:
+        return None
+    mode = _mode(c, entry.get("mode", DEFAULT_MODE), f"{path}.mode")
+    if mode is None:
+        return None
+    return FileSpec(name, target, content, mode)
+
+
+def _mode(c: Checker, value: Any, path: str) -> int | None:
+    """Permission bits: an integer (TOML's 0o440) or octal text ("0440")."""
+    if isinstance(value, str) and MODE_RE.fullmatch(value):
+        return int(value, 8)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o777:
+        return value
+    c.add(path, f'must be permission bits like "0440" (or 0o440 in TOML), got {str(value)[:64]!r}')
+    return None
+
+
+def conflicts(files: tuple[FileSpec, ...], volume_targets: dict[str, str]) -> list[tuple[str, str]]:
+    """(problem path, message) for each file whose target is a volume's."""
+    return [(f"files.{f.name}.target", f"{f.target} is also the target of volumes.{volume_targets[f.target]}")
+            for f in files if f.target in volume_targets]
