@@ -87,13 +87,22 @@ What is read (everything else is a warning, see below):
                                         replica on its node; an absolute bind
                                         path -> a host volume (the node's
                                         allow_host_paths); tmpfs -> tmpfs; a
-                                        relative path is an error, drivers
-                                        and sharing warnings
+                                        relative path to a file -> a file of
+                                        the job (below); to a directory, an
+                                        error; drivers and sharing warnings
                                         (node.cli.compose_volumes)
+    configs, secrets (service and       files: each read from its `file`
+      top level)                        beside the Compose file (or a
+                                        config's `content`), mounted
+                                        read-only at its target (/NAME,
+                                        /run/secrets/NAME); a secret is kept
+                                        in the job like a config (a warning
+                                        says so); external ones are errors
+                                        (node.cli.compose_files)
 
 Memory sizes are Docker's (`512m`, `1g`, `1gb`: all powers of 1024, as
 `docker run -m`); durations are Go's (`1m30s`, `500ms`).  Keys at the top
-level other than `services`, `name` and `volumes`, keys of a service or of `deploy`
+level other than `services`, `name`, `volumes`, `configs` and `secrets`, keys of a service or of `deploy`
 that shoal does not read, and values it cannot honour (a `node.hostname`
 constraint, `healthcheck.disable`) are each listed as a warning
 "PATH: not supported by shoal, ignored", sometimes with a hint; nothing is
@@ -114,7 +123,8 @@ from typing import Any
 from auction.resources import json_kind
 from auction.spec import JobSpec, Problem
 from node.cli.compose_report import NOT_SUPPORTED, ComposeError, Report, join_path
-from node.cli.compose_env import EnvFileReader
+from node.cli.compose_beside import BesideReader
+from node.cli.compose_files import declared_files
 from node.cli.compose_service import ServiceConverter
 from node.cli.compose_volumes import declared_volumes
 from node.core.stack_names import STACK_RE, stack_of
@@ -216,10 +226,12 @@ def load(text: str, stack: str) -> Stack:
     return convert(parse(text), stack)
 
 
-def convert(doc: Any, stack: str, read_env: EnvFileReader | None = None) -> Stack:
+def convert(doc: Any, stack: str, read_beside: BesideReader | None = None) -> Stack:
     """Every service of a parsed Compose document as a validated JobSpec.
     Raises ComposeError listing every problem; returns the warnings otherwise.
-    `read_env` reads env_file paths (node.cli.compose_env; None: they are warned about)."""
+    `read_beside` reads the files it names, beside the Compose file (env_file,
+    configs, secrets, bound files: node.cli.compose_beside; None: not read,
+    warned about or refused)."""
     check_stack_name(stack)
     r = Report()
     if not isinstance(doc, dict):
@@ -227,7 +239,7 @@ def convert(doc: Any, stack: str, read_env: EnvFileReader | None = None) -> Stac
     for key in doc:
         if not isinstance(key, str):
             r.error("", f"keys must be strings, got {json_kind(key)}")
-        elif key in ("services", "name", "volumes") or key.startswith("x-"):
+        elif key in ("services", "name", "volumes", "configs", "secrets") or key.startswith("x-"):
             continue
         elif key == "version":
             r.warn("version", "not used by shoal (obsolete in the Compose specification), ignored")
@@ -244,6 +256,7 @@ def convert(doc: Any, stack: str, read_env: EnvFileReader | None = None) -> Stac
     names: dict[str, str] = {}
     taken: dict[str, str] = {}
     declared, used = declared_volumes(doc, r), {}       # node.cli.compose_volumes
+    files = declared_files(doc, r, read_beside)         # node.cli.compose_files
     for service, body in services.items():
         if not isinstance(service, str):
             r.error("services", f"service names must be strings, got {json_kind(service)}")
@@ -254,7 +267,7 @@ def convert(doc: Any, stack: str, read_env: EnvFileReader | None = None) -> Stac
             r.error(path, f"becomes job {name!r}, as service {taken[name]!r} does; rename one")
             continue
         taken[name] = service
-        spec = ServiceConverter(r, path, name, declared, used, read_env).convert(body)
+        spec = ServiceConverter(r, path, name, declared, used, read_beside, files).convert(body)
         if spec is not None:
             jobs.append(spec)
             names[service] = spec.name

@@ -1,8 +1,8 @@
 """A Compose service's `env_file:`: variables read from files beside the Compose file.
 
-How this works: `shoal stack deploy` reads the files (`read_env_file`, the
-one place with I/O here: relative to the Compose file's directory, at most
-MAX_ENV_FILE_BYTES each) and `parse_env_file` turns each into variables, as
+How this works: `shoal stack deploy` reads the files (relative to the
+Compose file's directory, bounded: node.cli.compose_beside) and
+`parse_env_file` turns each into variables, as
 Compose reads them: one `KEY=VALUE` a line; blank lines and lines starting
 with `#` skipped; an optional `export ` before the name; a value in single
 quotes taken as written, in double quotes with `\\n`, `\\t`, `\\"` and `\\\\`
@@ -16,35 +16,15 @@ listed later win, and the service's own `environment` wins over them all
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable
 
-MAX_ENV_FILE_BYTES = 64 * 1024
 MAX_ENV_FILES = 16
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
-# path -> the file's text; raises OSError (or ValueError: too large).
-EnvFileReader = Callable[[str], str]
-
 
 class EnvFileError(ValueError):
     pass
-
-
-def reader_beside(compose_file: str) -> EnvFileReader:
-    """Reads env files relative to `compose_file`'s directory, bounded."""
-    base = os.path.dirname(os.path.abspath(compose_file))
-
-    def read(path: str) -> str:
-        full = os.path.join(base, os.path.expanduser(path))
-        with open(full, "rb") as f:
-            data = f.read(MAX_ENV_FILE_BYTES + 1)
-        if len(data) > MAX_ENV_FILE_BYTES:
-            raise EnvFileError(f"larger than {MAX_ENV_FILE_BYTES} bytes")
-        return data.decode("utf-8", "replace")
-    return read
 
 
 def parse_env_file(text: str) -> dict[str, str]:

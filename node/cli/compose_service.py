@@ -34,7 +34,9 @@ from node.agent import probe
 from node.cli.compose_ports import PortsConverter
 from node.cli.compose_report import NOT_SUPPORTED, Report, got, join_path
 from node.cli.compose_update import UpdateConverter
-from node.cli.compose_env import MAX_ENV_FILES, EnvFileError, EnvFileReader, parse_env_file
+from node.cli.compose_beside import BesideFileError, BesideReader
+from node.cli.compose_env import MAX_ENV_FILES, EnvFileError, parse_env_file
+from node.cli.compose_files import Declared, FilesConverter
 from node.cli.compose_volumes import VolumesConverter
 
 # Docker's HEALTHCHECK defaults, used when a Compose healthcheck leaves them out.
@@ -44,7 +46,8 @@ DOCKER_HEALTH_RETRIES = 3
 
 SERVICE_KEYS = ("image", "command", "environment", "healthcheck", "restart", "deploy",
                 "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit", "network_mode", "ports",
-                "stop_grace_period", "stop_signal", "volumes", "tmpfs", "entrypoint", "env_file")
+                "stop_grace_period", "stop_signal", "volumes", "tmpfs", "entrypoint", "env_file",
+                "configs", "secrets")
 DEPLOY_KEYS = ("mode", "replicas", "resources", "placement", "restart_policy", "update_config", "rollback_config")
 RESOURCES_KEYS = ("limits", "reservations")
 AMOUNT_KEYS = ("cpus", "memory")
@@ -65,9 +68,13 @@ class ServiceConverter:
     from so that the validator's problems name the Compose path."""
 
     def __init__(self, report: Report, path: str, name: str, volumes_declared: set[str] | None = None,
-                 volumes_used: dict[str, str] | None = None, read_env: EnvFileReader | None = None) -> None:
+                 volumes_used: dict[str, str] | None = None, read_beside: BesideReader | None = None,
+                 files_declared: Declared | None = None) -> None:
         self.r = report
-        self.read_env = read_env      # env_file's reader (node.cli.compose_env); None: not read, warned
+        # Reads env files and bound files (node.cli.compose_beside); None: not read, warned or refused.
+        self.read_beside = read_beside
+        # The file's top-level configs and secrets, read (node.cli.compose_files).
+        self.files_declared = files_declared or {}
         self.path = path
         self.name = name
         # The file's top-level volume names, and which service mounted each first (node.cli.compose_volumes).
@@ -119,8 +126,11 @@ class ServiceConverter:
         if "pids_limit" in body:
             self.pids(body["pids_limit"], join_path(self.path, "pids_limit"))
         PortsConverter(self.r, self.path, self.spec, self.origin, self.failed).convert(body)
+        files = FilesConverter(self.r, self.path, self.spec, self.origin, self.failed, self.files_declared,
+                               self.read_beside)
         VolumesConverter(self.r, self.path, self.spec, self.origin, self.failed, self.volumes_declared,
-                         self.volumes_used).convert(body)
+                         self.volumes_used, files.bind_file).convert(body)
+        files.convert(body)
         deploy = self.table(body.get("deploy"), join_path(self.path, "deploy")) or {}
         self.deploy(deploy, join_path(self.path, "deploy"))
         UpdateConverter(self.r, self.path, self.spec, self.origin, self.failed, self.duration).convert(body, deploy)
@@ -250,7 +260,7 @@ class ServiceConverter:
             self.spec["env"] = {**self.spec.get("env", {}), **env}
 
     def env_files(self, value: Any, path: str) -> None:
-        if self.read_env is None:
+        if self.read_beside is None:
             self.r.unsupported(path, "env_file", "write the variables under 'environment'")
             return
         entries = value if isinstance(value, list) else [value]
@@ -267,12 +277,12 @@ class ServiceConverter:
                 self.error(where, f"must be a file path, got {json_kind(entry)}")
                 continue
             try:
-                found = parse_env_file(self.read_env(entry))
+                found = parse_env_file(self.read_beside(entry))
             except FileNotFoundError:
                 if required:
                     self.error(where, f"{got(entry)}: no such file (paths are relative to the Compose file)")
                 continue
-            except (OSError, EnvFileError) as e:
+            except (OSError, BesideFileError, EnvFileError) as e:
                 self.error(where, f"{got(entry)}: {getattr(e, 'strerror', None) or e}")
                 continue
             for key, val in found.items():

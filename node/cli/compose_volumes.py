@@ -16,9 +16,13 @@ so the validator's problems point back at the Compose entry.
     tmpfs: /run or [/run, /tmp], {type: tmpfs, target, tmpfs: {size}}
         -> a `tmpfs` volume (size as Docker writes it: 64m)
 
-What cannot be honoured as written: a relative host path (`./data:/data`)
-is an error (it names the directory of the Compose file, which other nodes
-do not have); a named volume used by two services is a warning (each
+    "./nginx.conf:/etc/nginx/nginx.conf[:ro]" (a relative path to a file)
+        -> a file of the job (node.cli.compose_files): read now, copied to
+           every node with the job, mounted read-only
+
+What cannot be honoured as written: a relative path to a directory
+(`./data:/data`) is an error (it names a directory of this machine, which
+other nodes do not have); a named volume used by two services is a warning (each
 replica of each service gets its own, nothing is shared); the top-level
 volume's `driver`, `driver_opts`, `external`, `name` and `labels` are
 warnings (each node's local Docker volumes are used); mount options other
@@ -29,6 +33,7 @@ at most 15 characters, else an error naming the entry.  Pure: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from auction.resources import json_kind
@@ -63,7 +68,8 @@ class VolumesConverter:
     path that mounted it (shared across the file's services)."""
 
     def __init__(self, report: Report, service_path: str, spec: dict[str, Any], origin: dict[str, str],
-                 failed: set[str], declared: set[str], used: dict[str, str]) -> None:
+                 failed: set[str], declared: set[str], used: dict[str, str],
+                 bind_file: Callable[[str, str, bool, str], bool] | None = None) -> None:
         self.r = report
         self.path = service_path
         self.spec = spec
@@ -71,6 +77,8 @@ class VolumesConverter:
         self.failed = failed
         self.declared = declared
         self.used = used
+        # A relative bind of a file becomes a file of the job (node.cli.compose_files).
+        self.bind_file = bind_file
         self.volumes: dict[str, dict[str, Any]] = {}
         self._anonymous = 0
 
@@ -168,8 +176,11 @@ class VolumesConverter:
     def mount(self, kind: str, source: str, target: str, read_only: Any, path: str) -> None:
         if kind == "bind":
             if not source.startswith("/"):
+                if self.bind_file is not None and self.bind_file(source, target, read_only is True, path):
+                    return
                 self.error(path, f"{got(source)} names a directory of this machine (relative, or under ~), which "
-                                 "other nodes do not have: give the absolute path on the nodes")
+                                 "other nodes do not have: give the absolute path on the nodes, or use a named "
+                                 "volume (a file is copied into the job, a directory is not)")
                 return
             name = self.anonymous("host")
             self.add(name, {"target": target, "type": "host", "source": source, "read_only": read_only}, path)

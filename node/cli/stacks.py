@@ -64,9 +64,9 @@ def stack_deploy(file: str, stack_name: str | None, prune: bool, dry_run: bool, 
     except compose.ComposeError as e:
         fail(f"--name: {e.problems[0].message}")
     try:
-        from node.cli.compose_env import reader_beside
+        from node.cli.compose_beside import reader_beside
 
-        st = compose.convert(doc, name, read_env=reader_beside(file))
+        st = compose.convert(doc, name, read_beside=reader_beside(file))
     except compose.ComposeError as e:
         fail(f"{file}: {e}")
     for w in st.warnings:

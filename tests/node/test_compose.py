@@ -615,7 +615,7 @@ services:
 
 def test_env_files_are_read_beside_the_compose_file_and_environment_wins(tmp_path):
     from node.cli.compose import convert, parse
-    from node.cli.compose_env import reader_beside
+    from node.cli.compose_beside import reader_beside
 
     (tmp_path / "common.env").write_text(
         "# shared\nLEVEL=info\nexport REGION='eu west'\nGREETING=\"hi\\nthere\"  \nURL=http://x/#frag # a comment\n")
@@ -627,7 +627,7 @@ services:
     env_file: [common.env, web.env, {path: missing.env, required: false}]
     environment: {REGION: us}
 """
-    (web,) = convert(parse(text), "shop", read_env=reader_beside(str(tmp_path / "compose.yml"))).jobs
+    (web,) = convert(parse(text), "shop", read_beside=reader_beside(str(tmp_path / "compose.yml"))).jobs
     assert web.env_map == {"LEVEL": "debug", "REGION": "us", "GREETING": "hi\nthere", "URL": "http://x/#frag"}
     (tmp_path / "bad.env").write_text("OK=1\nNO_VALUE\n")
     bad = """
@@ -637,7 +637,7 @@ services:
     env_file: [bad.env, gone.env]
 """
     with pytest.raises(ComposeError) as ei:
-        convert(parse(bad), "shop", read_env=reader_beside(str(tmp_path / "compose.yml")))
+        convert(parse(bad), "shop", read_beside=reader_beside(str(tmp_path / "compose.yml")))
     got = {p.path: p.message for p in ei.value.problems}
     assert "line 2: NO_VALUE has no value" in got["services.web.env_file[0]"]
     assert "no such file" in got["services.web.env_file[1]"]
