@@ -38,6 +38,8 @@ from typing import Any
 
 from .ports import DEFAULT_NETWORK, PortSpec
 from .resources import KiB, MiB, Resources, TiB, canonical_memory
+from .container_options import FIELDS as OPTION_FIELDS
+from .container_options import ContainerOptions
 from .files import FileSpec
 from .volumes import VolumeSpec
 
@@ -128,7 +130,8 @@ FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "const
           "spread", "max_per_node", "restart", "health", "strategy",
           "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
           "network", "ports", "pull", "source", "restart_nonce", "update", "stop_signal",
-          "stop_grace_s", "rebalance", "max_disruption", "mode", "volumes", "entrypoint", "files")
+          "stop_grace_s", "rebalance", "max_disruption", "mode", "volumes", "entrypoint", "files",
+          *OPTION_FIELDS)
 # `shoal job restart` sets a new restart_nonce: in the canonical form and the
 # container hash only when set, so it replaces every replica (paced as any
 # container change) and a spec without one keeps its hashes.
@@ -418,6 +421,9 @@ class JobSpec:
     entrypoint: tuple[str, ...] | None = None
     # Texts mounted read-only into the containers (auction.files), sorted by name; shapes the container.
     files: tuple[FileSpec, ...] = ()
+    # working_dir, init, shm_size, ulimits, extra_hosts, container_labels
+    # (auction.container_options): top-level fields of the canonical form, out at their defaults.
+    options: ContainerOptions = ContainerOptions()
 
     @property
     def node_local_data(self) -> bool:
@@ -520,6 +526,7 @@ class JobSpec:
             d["volumes"] = {v.name: v.to_dict() for v in self.volumes}
         if self.files:
             d["files"] = {f.name: f.to_dict() for f in self.files}
+        d.update(self.options.to_dict())
         # Also left out at their defaults (same reason); none of the three is
         # in container_hash: a change of them replaces no running container.
         if self.update != UpdatePolicy():
@@ -549,7 +556,8 @@ class JobSpec:
         restart policy) does not."""
         d = self.to_dict()
         shape = {k: d[k] for k in ("image", "command", "env", "cpu", "memory", "health", *SECURITY_FIELDS,
-                                   "network", "ports", "restart_nonce", "volumes", "entrypoint", "files")
+                                   "network", "ports", "restart_nonce", "volumes", "entrypoint", "files",
+                                   *OPTION_FIELDS)
                  if k in d}
         return hashlib.sha256(_canonical_json(shape)).hexdigest()
 

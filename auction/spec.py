@@ -101,6 +101,7 @@ from .jobspec import (
 )
 from .resources import KiB, MiB, TiB, format_memory, json_kind
 from .spec_check import MISSING, Checker
+from .container_options import check as check_options
 from .files import check as check_files
 from .files import conflicts as file_conflicts
 from .volumes import check as check_volumes
@@ -284,6 +285,7 @@ def validate(raw: Any) -> JobSpec:
         mode=mode,
         volumes=() if (volumes := raw.get("volumes", MISSING)) is MISSING else check_volumes(c, volumes),
         files=() if (files := raw.get("files", MISSING)) is MISSING else check_files(c, files),
+        options=check_options(c, raw, MISSING),
     )
     for where, message in file_conflicts(spec.files, {v.target: v.name for v in spec.volumes}):
         c.add(where, message)

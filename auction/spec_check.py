@@ -153,6 +153,11 @@ class Checker:
             return self.problems + [Problem("", f"{self.dropped} more problems not shown")]
         return self.problems
 
+    @staticmethod
+    def key_path(prefix: str, key: str) -> str:
+        """`env.FOO`, or `env["a b"]` for a key that is not plain."""
+        return _key_path(prefix, key)
+
     # -- shapes --
 
     def unknown_fields(self, table: dict[Any, Any], known: tuple[str, ...], prefix: str) -> None:

@@ -21,7 +21,9 @@ scratch: `cap_drop ALL` plus `cap_add` of exactly the set the node's policy
 gives this spec (`ContainerPolicy.capabilities`); the spec's `user`,
 `read_only` and `devices` are passed as asked, and its volumes as mounts
 (auction.volumes: a Docker volume per slot, tmpfs, an allowed host path),
-its files too (auction.files: read-only binds of what node.runtime.files wrote).
+its files too (auction.files: read-only binds of what node.runtime.files wrote),
+and its container options (auction.container_options: working_dir, init,
+shm_size, ulimits, extra_hosts, container_labels) as Docker's own.
 `create_kwargs` refuses
 (`PolicyRefused`) a spec the node's policy does not allow: the runtime's
 second line of defence after the bidder's decline.
@@ -99,6 +101,21 @@ class PolicyRefused(ValueError):
     """The node's container policy does not allow the spec; str() says why."""
 
 
+def process_options(spec: JobSpec) -> dict[str, Any]:
+    """The container options' part of `create_host_config`'s arguments
+    (auction.container_options: each only when the job sets it)."""
+    o, kw = spec.options, {}
+    if o.init:
+        kw["init"] = True
+    if o.shm_size_bytes is not None:
+        kw["shm_size"] = o.shm_size_bytes
+    if o.ulimits:
+        kw["ulimits"] = [{"Name": name, "Soft": soft, "Hard": hard} for name, soft, hard in o.ulimits]
+    if o.extra_hosts:
+        kw["extra_hosts"] = [f"{host}:{address}" for host, address in o.extra_hosts]
+    return kw
+
+
 def security_options(spec: JobSpec, policy: ContainerPolicy) -> dict[str, Any]:
     """The hardening part of `create_host_config`'s arguments for `spec`."""
     return {"cap_drop": ["ALL"], "cap_add": list(policy.capabilities(spec)),
@@ -116,8 +133,10 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
     refused = policy.refusal(spec, node)
     if refused is not None:
         raise PolicyRefused(refused)
-    labels = {LABEL_JOB: claim.job, LABEL_SLOT: slot, LABEL_BALLOT: ballot_label(claim),
-              LABEL_NODE: node, LABEL_SPEC: spec_hash, LABEL_STOP_GRACE: str(stop_grace_s(spec))}
+    # The job's own labels first: ours (shoal.*, which it may not set) say whose container it is.
+    labels = {**dict(spec.options.container_labels), LABEL_JOB: claim.job, LABEL_SLOT: slot,
+              LABEL_BALLOT: ballot_label(claim), LABEL_NODE: node, LABEL_SPEC: spec_hash,
+              LABEL_STOP_GRACE: str(stop_grace_s(spec))}
     host_config = create_host_config(
         **host_config_network(spec, claim, cfg.publish_address, cfg.dns_servers, cfg.dns_search,
                               cfg.dns_stack_domain),
@@ -127,6 +146,7 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
         log_config={"Type": "json-file", "Config": {"max-size": cfg.log_max_size,
                                                     "max-file": str(cfg.log_max_files)}},
         **security_options(spec, policy),
+        **process_options(spec),
         # Docker volumes (one per slot and name), tmpfs and allowed host paths
         # (auction.volumes), then the job's files (auction.files).
         mounts=docker_mounts(spec.volumes, claim.job, claim.index,
@@ -144,6 +164,8 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
         kw["stop_signal"] = spec.stop_signal
     if spec.entrypoint is not None:     # the engine then leaves the image's CMD out, as `docker run` does
         kw["entrypoint"] = list(spec.entrypoint)
+    if spec.options.working_dir is not None:
+        kw["working_dir"] = spec.options.working_dir
     return kw
 
 
