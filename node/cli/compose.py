@@ -99,6 +99,8 @@ What is read (everything else is a warning, see below):
                                         in the job like a config (a warning
                                         says so); external ones are errors
                                         (node.cli.compose_files)
+    working_dir, init, shm_size,        the same fields; labels ->
+      ulimits, extra_hosts, labels      container_labels (node.cli.compose_options)
 
 Memory sizes are Docker's (`512m`, `1g`, `1gb`: all powers of 1024, as
 `docker run -m`); durations are Go's (`1m30s`, `500ms`).  Keys at the top

@@ -35,7 +35,6 @@ HINTS = {
     "build": "shoal builds nothing; the image must be on the nodes",
     "depends_on": "services start independently",
     "container_name": "shoal names containers shoal-<job>-<index>-<round>",
-    "labels": "shoal sets its own container labels",
 }
 
 _PLAIN_KEY_RE = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)

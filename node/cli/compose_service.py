@@ -37,6 +37,8 @@ from node.cli.compose_update import UpdateConverter
 from node.cli.compose_beside import BesideFileError, BesideReader
 from node.cli.compose_env import MAX_ENV_FILES, EnvFileError, parse_env_file
 from node.cli.compose_files import Declared, FilesConverter
+from node.cli.compose_options import KEYS as OPTION_KEYS
+from node.cli.compose_options import convert_options
 from node.cli.compose_volumes import VolumesConverter
 
 # Docker's HEALTHCHECK defaults, used when a Compose healthcheck leaves them out.
@@ -47,7 +49,7 @@ DOCKER_HEALTH_RETRIES = 3
 SERVICE_KEYS = ("image", "command", "environment", "healthcheck", "restart", "deploy",
                 "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit", "network_mode", "ports",
                 "stop_grace_period", "stop_signal", "volumes", "tmpfs", "entrypoint", "env_file",
-                "configs", "secrets")
+                "configs", "secrets", *OPTION_KEYS)
 DEPLOY_KEYS = ("mode", "replicas", "resources", "placement", "restart_policy", "update_config", "rollback_config")
 RESOURCES_KEYS = ("limits", "reservations")
 AMOUNT_KEYS = ("cpus", "memory")
@@ -125,6 +127,7 @@ class ServiceConverter:
             self.put("read_only", body["read_only"], join_path(self.path, "read_only"))
         if "pids_limit" in body:
             self.pids(body["pids_limit"], join_path(self.path, "pids_limit"))
+        convert_options(body, self.put, self.put_table, self.r, self.path)   # node.cli.compose_options
         PortsConverter(self.r, self.path, self.spec, self.origin, self.failed).convert(body)
         files = FilesConverter(self.r, self.path, self.spec, self.origin, self.failed, self.files_declared,
                                self.read_beside)
@@ -180,6 +183,11 @@ class ServiceConverter:
         else:
             self.spec[key] = value
             self.origin[key] = path
+
+    def put_table(self, key: str, value: dict[Any, Any], path: str) -> None:
+        """A mapping the job validator checks entry by entry (and bounds)."""
+        self.spec[key] = value
+        self.origin[key] = path
 
     def strings(self, key: str, value: Any, path: str) -> None:
         """A list of strings the job validator checks item by item (`cap_add`, `devices`)."""

@@ -159,7 +159,7 @@ services:
     st = convert_text(text)
     assert sorted(paths(st.warnings)) == sorted([
         "services.app.container_name", "services.app.env_file",
-        "services.app.depends_on", "services.app.labels",
+        "services.app.depends_on",
         "services.app.deploy.endpoint_mode", "services.app.deploy.labels",
         "services.app.deploy.resources.limits.gpus", "services.app.deploy.resources.reservations.devices",
         "services.app.deploy.placement.constraints[0]", "services.app.deploy.placement.constraints[1]",
@@ -167,7 +167,7 @@ services:
         "services.app.deploy.restart_policy.max_attempts",
     ])
     (app,) = st.jobs
-    assert app.entrypoint == ("/bin/sh",)
+    assert app.entrypoint == ("/bin/sh",) and app.options.container_labels == (("a", "b"),)
     assert app.spread == "rack" and app.constraints == () and app.cpu_millis == 1000
     assert app.restart.policy is RestartMode.ALWAYS and app.restart.max_attempts is None
 
