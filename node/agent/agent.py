@@ -79,7 +79,7 @@ from node.agent.droplog import DropLog
 from node.agent.errors import AgentStarting
 from node.agent.health import Health
 from node.agent.keys import KeyManager, initial_keys
-from node.agent.handover import hand_over, room_elsewhere
+from node.agent.handover import global_slot, hand_over, room_elsewhere
 from node.agent.membership import Membership, alive_others
 from node.agent.operations import Operations
 from node.agent.persistence import Persistence
@@ -372,7 +372,8 @@ class Agent:
         await self.membership.leave()
         if not others or self.runtime is None:
             return None
-        handed = await hand_over(self.runtime, lambda: bool(alive_others(self.view)), room_elsewhere(self.view))
+        handed = await hand_over(self.runtime, lambda: bool(alive_others(self.view)), room_elsewhere(self.view),
+                                 stop_here=global_slot(self.view))
         if handed:
             log.info("every replica of ours runs elsewhere now")
         return handed

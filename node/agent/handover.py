@@ -11,6 +11,11 @@ used to exit at once, leaving its containers running with no agent: after
 the replacements started every such replica ran twice, and after a
 decommission (`systemctl stop`) for good.
 
+A global job's copy (auction.global_jobs) is nobody else's to take over: it
+is stopped at once, as the node is no longer a member that runs the job
+(a decommissioned node left it running for good before).  Its claim stays,
+as for any member that leaves: an agent that starts again runs it again.
+
 Bounded by `HANDOVER_S`, under the unit's TimeoutStopSec (30 s), and no
 longer than there is somewhere to go: once no other alive node passes the
 constraints and has room (by their gossiped status records) for any of the
@@ -46,6 +51,16 @@ POLL_S = 0.25
 NOWHERE_S = 2.0
 
 
+def global_slot(view: CoreView) -> Callable[[str], bool]:
+    """slot -> whether it is a global job's (auction.global_jobs): this node's
+    own copy, which nobody takes over and which `hand_over` stops."""
+    def is_global(slot: str) -> bool:
+        job, _ = parse_slot_key(slot)
+        spec = view.spec_of(view.job(job))
+        return spec is not None and spec.is_global
+    return is_global
+
+
 def room_elsewhere(view: CoreView) -> Callable[[str], bool]:
     """slot -> whether another alive node could take it (auction.scoring
     could_take: constraints, room, max_per_node), by the claims and the
@@ -69,10 +84,15 @@ def room_elsewhere(view: CoreView) -> Callable[[str], bool]:
 
 
 async def hand_over(runtime: Runtime, anyone_else: Callable[[], bool], movable: Callable[[str], bool],
-                    timeout_s: float = HANDOVER_S) -> bool | None:
-    """Wait until `runtime` runs nothing of ours (True); until no replica
-    still here has anywhere to go, or timeout_s passed (False); or until no
-    other member is alive to take anything (None)."""
+                    timeout_s: float = HANDOVER_S, stop_here: Callable[[str], bool] = lambda slot: False,
+                    ) -> bool | None:
+    """Stop the slots `stop_here` names (global jobs' copies), then wait
+    until `runtime` runs nothing of ours (True); until no replica still here
+    has anywhere to go, or timeout_s passed (False); or until no other
+    member is alive to take anything (None)."""
+    for slot in sorted(runtime.slot_states()):
+        if stop_here(slot):
+            runtime.stop(slot, "this node left the cluster (a global job runs on members)")
     nowhere_since: float | None = None
     why = f"no replacement ran within {timeout_s:.0f} s"
     with trio.move_on_after(timeout_s):

@@ -43,7 +43,8 @@ async def three_with_a_job(start_agent, spec: dict):
                 "three alive members everywhere")
     async with httpx.AsyncClient(base_url=a.api_url, timeout=30.0) as client:
         assert (await client.post("/v1/jobs", json=spec)).status_code == 201
-    await until(lambda: sum(len(x.runtime.running) for x in agents) == spec["replicas"], "the job running")
+    await until(lambda: sum(len(x.runtime.running) for x in agents) == spec.get("replicas", len(agents)),
+                "the job running")
     return agents
 
 
@@ -73,6 +74,21 @@ async def test_a_replica_with_nowhere_else_to_go_stays_when_its_node_leaves(star
         r = await client.post("/v1/agent/leave")
     assert r.status_code == 200 and r.json()["handed_over"] is False, r.text
     assert leaver.runtime.running == before
+
+
+async def test_a_leaving_node_stops_its_copy_of_a_global_job_and_the_others_keep_theirs(start_agent):
+    agents = await three_with_a_job(start_agent, {"name": "agent", "image": "busybox", "cpu": 0.1,
+                                                  "memory": "16MiB", "mode": "global"})
+    a, b, c = agents
+    assert all(len(x.runtime.running) == 1 for x in agents)
+    async with httpx.AsyncClient(base_url=b.api_url, timeout=30.0) as client:
+        r = await client.post("/v1/agent/leave")
+    assert r.status_code == 200 and r.json()["handed_over"] is True, r.text
+    assert b.runtime.running == {}                              # nothing left behind on the node that left
+    assert len(a.runtime.running) == len(c.runtime.running) == 1
+    await until(lambda: b.finished.is_set(), "the agent that left to exit")
+    # Nobody took b's copy over: a global job runs one per member.
+    assert sum(len(x.runtime.running) for x in (a, c)) == 2
 
 
 class StubRuntime:
