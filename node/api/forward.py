@@ -78,9 +78,10 @@ def peer_api_url(agent: Agent, name: str, target: dict[str, Any]) -> str | None:
     return f"{scheme}://{hp}"
 
 
-def target_of(path: str, params: dict[str, str] | None = None) -> str:
-    """The request target (path and query) as it is sent and signed."""
-    return f"{path}?{urlencode(params)}" if params else path
+def target_of(path: str, params: dict[str, str] | dict[str, str | list[str]] | None = None) -> str:
+    """The request target (path and query) as it is sent and signed; a
+    list value is the parameter repeated (`cmd=a&cmd=b`)."""
+    return f"{path}?{urlencode(params, doseq=True)}" if params else path
 
 
 def forward_headers(agent: Agent, method: str, target: str) -> dict[str, str]:

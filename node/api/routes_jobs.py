@@ -127,7 +127,7 @@ async def stop_job(request: Request) -> Response:
     return indexed(result, result["index"])
 
 
-def _runtime_errors() -> tuple[type[Exception], ...]:
+def runtime_errors() -> tuple[type[Exception], ...]:
     """The docker runtime's errors, once it is loaded (the docker SDK is
     imported only by an agent that runs the docker runtime; no other raises them)."""
     engine = sys.modules.get("node.runtime.engine")
@@ -142,7 +142,7 @@ async def _local_containers(agent: Agent, job: str | None) -> dict[str, Any]:
         raise ApiError(501, f"the {kind} runtime cannot list containers")
     try:
         rows = await ps()
-    except _runtime_errors() as e:
+    except runtime_errors() as e:
         raise ApiError(503, f"{agent.name}: {e}") from None
     for r in rows:
         r["node"] = agent.name
@@ -218,7 +218,7 @@ async def containers(request: Request) -> Response:
     return JSONResponse({"nodes": [results[n] for n in sorted(results)]})
 
 
-def _slot_holder(view: CoreView, job: str, index: int) -> dict[str, Any]:
+def slot_holder(view: CoreView, job: str, index: int) -> dict[str, Any]:
     """Who holds slot job/index (raises ApiError when nobody can say)."""
     entry = view.job(job)
     if entry is None or entry.deleted:
@@ -255,7 +255,7 @@ async def job_logs(request: Request) -> Response:
         tail = int(tail_text)
     else:
         raise ApiError(400, f"tail: expected a line count up to {MAX_LOG_TAIL} or 'all', got {tail_text!r}")
-    holder = _slot_holder(agent.view, job, index)
+    holder = slot_holder(agent.view, job, index)
     slot, node = holder["slot"], holder["node"]
     headers = {"X-Shoal-Node": node, "Cache-Control": "no-store"}
     if node == agent.name:
@@ -266,7 +266,7 @@ async def job_logs(request: Request) -> Response:
             stream = await opener(slot, follow=follow, tail=tail)
         except LookupError as e:
             raise ApiError(404, f"{e} (yet?)") from None
-        except _runtime_errors() as e:
+        except runtime_errors() as e:
             raise ApiError(503, f"{agent.name}: {e}") from None
         return TrioStreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=headers)
     if request.headers.get(FORWARDED_HEADER):

@@ -57,6 +57,13 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             `api` tag), streaming the answer through; 404 no
                             such job/slot or no container yet, 409 not placed
                             or holder not reachable from here, 502 forward failed
+    POST /v1/jobs/NAME/exec ?slot=INDEX&cmd=ARG&cmd=ARG...&timeout_s=S (default
+                            60, at most 600): run the command in that
+                            replica's running container, on its node
+                            (forwarded there as logs are; node.api.routes_exec);
+                            200 {slot, node, exit_code (null: still running
+                            at the timeout), output (at most 1 MiB), truncated,
+                            timed_out}; 404 no container, 409 not running
     GET  /v1/jobs/NAME/history  the job's last 10 versions, oldest first: {name,
                             current, versions: [{version, number, current,
                             time, agent, by, why, ref, image, changes,
@@ -125,6 +132,7 @@ Auth: when the agent has an `api_token`, every request must carry
 `Authorization: Bearer <token>` or `X-Shoal-Token: <token>` (compared in
 constant time), else 401.  The routes agents forward to one another
 (`PEER_ROUTES`: GET /v1/containers, GET /v1/jobs/NAME/logs, POST
+/v1/jobs/NAME/exec, POST
 /v1/nodes/NAME/drain|undrain, GET /v1/images and /v1/images/archive, POST
 /v1/images/preload/local) also take another agent's proof instead: a
 client certificate from the cluster CA (TLS, node.api.tls) or a credential
@@ -174,6 +182,7 @@ from node.api.routes_cluster import (
     undrain,
 )
 from node.api.routes_images import archive, images, preload, preload_local
+from node.api.routes_exec import job_exec
 from node.api.routes_jobs import containers, job, job_logs, jobs, stop_job, submit_job
 from node.api.routes_versions import history, plan, promote, restart, rollback, scale
 from node.api.routes_services import service, services
@@ -208,6 +217,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 PEER_ROUTES = (
     ("GET", re.compile(r"/v1/containers")),
     ("GET", re.compile(r"/v1/jobs/[^/]+/logs")),
+    ("POST", re.compile(r"/v1/jobs/[^/]+/exec")),
     ("POST", re.compile(r"/v1/nodes/[^/]+/(?:un)?drain")),
     ("GET", re.compile(r"/v1/images(?:/archive)?")),
     ("POST", re.compile(r"/v1/images/preload/local")),
@@ -279,6 +289,7 @@ def build_app(agent: Agent) -> Any:
         Route("/v1/jobs/{name}", job, methods=["GET"]),
         Route("/v1/jobs/{name}", stop_job, methods=["DELETE"]),
         Route("/v1/jobs/{name}/logs", job_logs, methods=["GET"]),
+        Route("/v1/jobs/{name}/exec", job_exec, methods=["POST"]),
         Route("/v1/jobs/plan", plan, methods=["POST"]),
         Route("/v1/jobs/{name}/history", history, methods=["GET"]),
         Route("/v1/jobs/{name}/rollback", rollback, methods=["POST"]),

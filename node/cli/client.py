@@ -86,12 +86,12 @@ class Client:
         except (httpx.HTTPError, ValueError):
             return None
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
+    def request(self, method: str, path: str, body: Any = None, timeout_s: float = CLIENT_TIMEOUT_S) -> Any:
         import httpx
 
         url = self.address + path
         try:
-            resp = httpx.request(method, url, json=body, headers=self.headers, timeout=CLIENT_TIMEOUT_S,
+            resp = httpx.request(method, url, json=body, headers=self.headers, timeout=timeout_s,
                                  verify=self.verify)
         except httpx.HTTPError as e:
             fail(self.unreachable(e))

@@ -28,6 +28,7 @@ COMMANDS: Mapping[str, str] = {
     "node": "node.cli.nodes:node_group",
     "ps": "node.cli.nodes:ps",
     "logs": "node.cli.nodes:logs",
+    "exec": "node.cli.exec_command:exec_command",
     "service": "node.cli.services:service",
     "stack": "node.cli.stacks:stack",
     "tls": "node.cli.tls_command:tls",

@@ -55,6 +55,8 @@ A new command is one line in `COMMANDS`.  `COMMANDS`, the click group and
                                           ports, health
     shoal ps [--json] [--local] [--job JOB]   containers by node
     shoal logs JOB [SLOT] [--follow] [--tail N]   a replica's output, from any agent
+    shoal exec JOB [SLOT] [--timeout S] -- CMD...   run a command in a replica's container,
+                                          from any agent; exits with its exit code
     shoal monitor [--json] [--no-history]     the agent's events as they happen
     shoal join ADDR...
     shoal leave

@@ -69,6 +69,7 @@ from auction.placement import normalize_image
 from auction.spec import ImageSource, JobSpec, PullPolicy
 from node.runtime import docker_actions
 from node.runtime.config import DockerRuntimeConfig
+from node.runtime.exec import ExecResult, run_in_container
 from node.runtime.files import FileStore
 from node.runtime.containers import (
     LABEL_SLOT,
@@ -541,6 +542,16 @@ class DockerRuntime:
         cs.sort(key=lambda c: (not (want and c.ballot == want.ballot and c.spec_hash == want.spec_hash),
                                not c.running, -c.created))
         return cs[0]
+
+    async def exec(self, slot: str, command: list[str], timeout_s: float) -> ExecResult:
+        """Run `command` in the slot's running container (node.runtime.exec).
+        LookupError: no container of the slot here; ValueError: it is not running."""
+        c = await self._container_for(slot)
+        if c is None:
+            raise LookupError(f"no container for {slot} on {self.node}")
+        if not c.running:
+            raise ValueError(f"{slot}'s container on {self.node} is {c.state or 'not running'}")
+        return await run_in_container(self.engine, c.id, slot, command, timeout_s)
 
     async def logs(self, slot: str, follow: bool = False, tail: int | str = "all") -> AsyncIterator[bytes]:
         """The output (stdout and stderr) of the slot's container, as chunks.

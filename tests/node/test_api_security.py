@@ -173,6 +173,28 @@ async def test_agents_accept_the_credential_on_forwarded_routes_only(start_agent
         assert nodes["b"]["error"] is None and nodes["b"]["runtime"] == "fake"
 
 
+async def test_exec_is_forwarded_to_the_holder_and_a_credential_covers_its_command(start_agent):
+    a = await start_agent("a", api_token=TOKEN, encrypt=KEY)
+    b = await start_agent("b", api_token=TOKEN, encrypt=KEY, join=[str(a.advertise)], labels=("disk=b",))
+    await wait_alive(a, {"a", "b"})
+    async with authed(a) as c:
+        spec = {"name": "db", "image": "busybox", "cpu": 0.1, "memory": "16MiB", "constraints": ["disk == b"]}
+        assert (await c.post("/v1/jobs", json=spec)).status_code == 201
+        with trio.fail_after(DEADLINE_S):
+            while not b.runtime.running:
+                await trio.sleep(0.05)
+        r = await c.post("/v1/jobs/db/exec?slot=0&cmd=cat&cmd=/etc/hosts")
+        # b took a's credential (not 401) and answered for its runtime, which runs no commands
+        assert r.status_code == 501 and r.json()["forwarded_to"] == b.api_url, r.text
+        assert r.json()["error"] == "the fake runtime runs no commands"
+        r = await c.post("/v1/jobs/db/exec?slot=0&timeout_s=9999&cmd=ls")
+        assert r.status_code == 400 and r.json()["error"].startswith("timeout_s:")
+    async with httpx.AsyncClient(base_url=b.api_url, timeout=10.0) as c:
+        signed = forward_headers(a, "POST", "/v1/jobs/db/exec?slot=0&cmd=ls")
+        r = await c.post("/v1/jobs/db/exec?slot=0&cmd=rm&cmd=-rf&cmd=%2Fdata", headers=signed)
+        assert r.status_code == 401 and "does not verify" in r.json()["error"]     # another command: refused
+
+
 async def test_peer_credentials_are_stamped_and_checked_in_cluster_time(start_agent, monkeypatch):
     # A node whose clock is off corrects it by the cluster's (node.core.cluster_clock);
     # its credentials must use the corrected clock too, or a peer a minute

@@ -251,6 +251,12 @@ def test_quickstart_runs_the_demo_job_in_real_containers_and_down_leaves_nothing
                 break
             time.sleep(0.5)
         assert r.returncode == 0 and f"hello from web slot {i} on " in r.stdout, (i, r.stdout, r.stderr)
+    # a command in each replica's container, asked of node-1 (forwarded to the holder): output and exit code
+    for i in range(3):
+        r = subprocess.run([shoal, "exec", "web", str(i), "--address", qs.api(0), "--",
+                            "sh", "-c", "echo $SHOAL_SLOT on $SHOAL_NODE; exit 7"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 7 and r.stdout.strip() in {f"{i} on {n}" for n in qs.nodes}, (i, r.stdout, r.stderr)
     noimg = qs.dir / "noimg.toml"
     noimg.write_text('name = "noimg"\nimage = "shoal-absent:1"\npull = "never"\ncpu = 0.1\nmemory = "16MiB"\n')
     r = subprocess.run([shoal, "job", "run", str(noimg), "--timeout", "6", "--address", qs.api(1)],

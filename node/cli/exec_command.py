@@ -1,0 +1,54 @@
+"""`shoal exec JOB [SLOT] -- CMD...`: run a command in a replica's container, from any agent.
+
+How this works: the agent asked finds the node that runs the slot and
+forwards there (node.api.routes_exec); the command runs in the container
+without a TTY or stdin, as `docker exec` without `-it`.  Its output
+(stdout and stderr together, at most 1 MiB) is printed and this command
+exits with its exit code, so scripts can test it; 124 (as `timeout`) when
+it was still running after `--timeout`, and it then goes on in the
+container.
+"""
+
+from __future__ import annotations
+
+import sys
+from urllib.parse import quote, urlencode
+
+import click
+
+from node.cli.client import CLIENT_TIMEOUT_S, Client, client_options, fail
+
+TIMED_OUT_EXIT = 124
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("job_name", metavar="JOB")
+@click.argument("words", metavar="[SLOT] [--] CMD...", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True, max=600), default=60.0,
+              show_default=True, help="Seconds to wait for the command (at most 600).")
+@client_options
+def exec_command(job_name: str, words: tuple[str, ...], timeout_s: float, address: str, token: str | None) -> None:
+    """Run CMD in the container of replica SLOT (an index, default 0) of JOB,
+    on whichever node runs it; print its output and exit with its exit code.
+    No TTY and no stdin: `shoal exec web 0 -- cat /etc/hosts`,
+    `shoal exec db -- sh -c 'pg_isready && echo ok'`."""
+    slot, command = 0, list(words)
+    if len(command) > 1 and command[0].isdigit():
+        slot, command = int(command[0]), command[1:]
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        fail("no command given: shoal exec JOB [SLOT] -- CMD...")
+    query = urlencode({"slot": str(slot), "timeout_s": str(timeout_s), "cmd": command}, doseq=True)
+    result = Client(address, token).request("POST", f"/v1/jobs/{quote(job_name, safe='')}/exec?{query}",
+                                            timeout_s=timeout_s + CLIENT_TIMEOUT_S)
+    sys.stdout.write(result.get("output", ""))
+    sys.stdout.flush()
+    if result.get("truncated"):
+        click.echo(f"shoal: output cut at 1 MiB ({result['slot']} on {result['node']})", err=True)
+    if result.get("timed_out"):
+        click.echo(f"shoal: still running after {timeout_s:g} s in {result['slot']} on {result['node']} "
+                   "(left running there)", err=True)
+        sys.exit(TIMED_OUT_EXIT)
+    code = result.get("exit_code")
+    sys.exit(code if isinstance(code, int) and 0 <= code <= 255 else 1)

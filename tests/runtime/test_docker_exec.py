@@ -1,0 +1,42 @@
+"""`shoal exec` on a real dockerd (node.runtime.exec): a command in a replica's running container.
+
+Root only (the engine fixture starts dockerd).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import trio
+
+from node.runtime.docker import DockerRuntime
+from node.runtime.exec import run_in_container
+from test_docker_runtime import claim, fast, ours, running, spec, until  # same directory
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="starts dockerd: needs root")
+
+
+@needs_root
+async def test_a_command_gives_its_output_and_exit_code_bounded_in_size_and_time(engine, node):
+    rt = DockerRuntime(node, fast())
+    sp = spec(env={"GREETING": "hello"}, restart={"policy": "never"})   # stopped, it stays stopped
+    async with trio.open_nursery() as n:
+        await n.start(rt.run)
+        with pytest.raises(LookupError, match="no container for web/0"):
+            await rt.exec("web/0", ["true"], 5)
+        rt.start(claim(node, sp), sp)
+        await until(lambda: running(rt, "web/0"))
+        r = await rt.exec("web/0", ["sh", "-c", "echo $GREETING; echo oops >&2; exit 3"], 10)
+        assert (r.exit_code, r.output, r.truncated, r.timed_out) == (3, b"hello\noops\n", False, False)
+        [ctr] = ours(engine, node)
+        big = await run_in_container(rt.engine, ctr.id, "web/0", ["sh", "-c", "yes | head -c 100000"], 10,
+                                     max_output_bytes=1000)
+        assert (big.exit_code, len(big.output), big.truncated) == (0, 1000, True)
+        slow = await rt.exec("web/0", ["sleep", "30"], 0.5)
+        assert (slow.exit_code, slow.timed_out) == (None, True)
+        ctr.stop(timeout=0)
+        await until(lambda: not ours(engine, node, status="running"))
+        with pytest.raises(ValueError, match="web/0's container on .* is exited"):
+            await rt.exec("web/0", ["true"], 5)
+        n.cancel_scope.cancel()
