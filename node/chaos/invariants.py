@@ -64,6 +64,20 @@ def slot_problems(counts: Mapping[str, int], desired: set[str]) -> list[str]:
     return problems
 
 
+def global_problems(running: Mapping[int, Iterable[str] | None], jobs: Iterable[str]) -> list[str]:
+    """Each sampled node (node -> the slots running there; None: not sampled)
+    runs exactly one copy of each global job (auction.global_jobs)."""
+    problems = []
+    for job in sorted(jobs):
+        for node, slots in sorted(running.items()):
+            if slots is None:
+                continue
+            k = sum(1 for slot in slots if slot.rpartition("/")[0] == job)
+            if k != 1:
+                problems.append(f"{job} runs {'nowhere' if k == 0 else f'{k} times'} on node {node}")
+    return problems
+
+
 def lost_write(acked: object, have: object | None) -> bool:
     """Is the acknowledged job-store entry `acked` missing from an agent that
     stores `have` (None: nothing) for the same name?  Entries order by

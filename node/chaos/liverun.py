@@ -3,7 +3,8 @@ from every node's dockerd.
 
 How this works: `run_campaign(options, out_dir)` brings up a testbed of its
 own (node.chaos.testbed), deploys the job mix (`default_jobs`, or --jobs)
-and waits until it runs, then plays a fault plan drawn from the seed
+(a global job among them, judged per node: one copy on each) and waits
+until it runs, then plays a fault plan drawn from the seed
 (node.chaos.faultplan; testbed node i+1 is the plan's node i) together with
 job writes (scale down and back, an env update, stop and resubmit), each
 through a random agent, for `duration_s` wall seconds.  Every `sample_s`
@@ -94,7 +95,9 @@ def default_jobs(n: int) -> list[dict[str, Any]]:
     return [{**base, "name": "web", "replicas": 2 * n, "strategy": "spread"},
             {**base, "name": "batch", "replicas": n, "strategy": "binpack"},
             {**base, "name": "solo", "replicas": max(1, n - 1), "max_per_node": 1},
-            {**base, "name": "pinned", "replicas": 2, "constraints": ["arch != none"]}]
+            {**base, "name": "pinned", "replicas": 2, "constraints": ["arch != none"]},
+            # One on every node (auction.global_jobs): judged per node, never re-placed.
+            {**base, "name": "agent", "mode": "global"}]
 
 
 class Campaign:
@@ -223,8 +226,11 @@ class Campaign:
         running = {i: None if i in frozen else self.tb.ps(i) for i in range(1, self.n + 1)}
         code, jobs = self.tb.api(self.observer(), "GET", "/v1/jobs")
         desired: dict[str, int] | None = None
+        globals_: set[str] = set()      # global jobs: one copy per node, any index (auction.global_jobs)
         if code == 200 and isinstance(jobs, list):
-            desired = {j["name"]: int(j.get("replicas") or 0) for j in jobs if j.get("valid", True)}
+            globals_ = {j["name"] for j in jobs if j.get("valid", True) and j.get("mode") == "global"}
+            desired = {j["name"]: int(j.get("replicas") or 0) for j in jobs
+                       if j.get("valid", True) and j["name"] not in globals_}
             for j in jobs:
                 if j.get("valid", True) and j["name"] not in self.demand:
                     self.demand[j["name"]] = Resources(int(round(float(j["cpu"]) * 1000)), parse_memory(j["memory"]))
@@ -241,9 +247,15 @@ class Campaign:
                 self.violate(inv.OVERCOMMIT, f"t={t:.1f}: {problem}")
         s = {"t": round(t, 2),
              "running": {i: None if r is None else sorted(x for x, _ in r) for i, r in running.items()},
-             "counts": counts, "desired": desired,
+             "counts": counts, "desired": desired, "global_jobs": sorted(globals_),
+             # a global job wants one copy on each node sampled (for the report's chart)
+             "desired_global": {j: sum(r is not None for r in running.values()) for j in sorted(globals_)},
              "faults": [f.kind for f in faults_now],
-             "problems": None if desired is None else inv.slot_problems(counts, inv.desired_slots(desired))}
+             "problems": None if desired is None else
+             inv.slot_problems({x: k for x, k in counts.items() if x.rpartition("/")[0] not in globals_},
+                               inv.desired_slots(desired))
+             + inv.global_problems({i: None if r is None else [x for x, _ in r] for i, r in running.items()},
+                                   globals_)}
         seen_down: dict[int, set[str]] = {}
         for fig in self.figures:
             f = fig["fault"]
@@ -269,8 +281,9 @@ class Campaign:
         for fig in self.figures:
             f = fig["fault"]
             if f.kind in NODE_KINDS and t >= f.start_s and fig["replace_s"] is None:
-                if fig["slots"] is None:
-                    fig["slots"] = {x for x, h in holders.items() if any(j in f.nodes for j in h)}
+                if fig["slots"] is None:    # (a global job's copy is its node's: never re-placed)
+                    fig["slots"] = {x for x, h in holders.items() if any(j in f.nodes for j in h)
+                                    and x.rpartition("/")[0] not in s["global_jobs"]}
                 want = inv.desired_slots(s["desired"] or {})
                 fig["slots"] = {x for x in fig["slots"] if x in want
                                 and not any(j not in f.nodes for j in holders.get(x, ()))}
@@ -287,7 +300,7 @@ class Campaign:
         start = self.now()
         while self.now() < deadline:
             s = self.sample([])
-            if s["problems"] == [] and set(s["desired"] or {}) >= {x["name"] for x in specs}:
+            if s["problems"] == [] and {*(s["desired"] or {}), *s["global_jobs"]} >= {x["name"] for x in specs}:
                 return self.now() - start
             time.sleep(self.opts.sample_s)
         return None
@@ -300,7 +313,8 @@ class Campaign:
             if t >= end:
                 break
             base = rng.choice(specs)
-            name, node, op = base["name"], rng.randrange(self.n), rng.choice(["scale", "update", "stop"])
+            ops = ["update", "stop"] if base.get("mode") == "global" else ["scale", "update", "stop"]
+            name, node, op = base["name"], rng.randrange(self.n), rng.choice(ops)
             later = min(end, t + rng.uniform(10, 60))
             version += 1
             n2 = rng.randrange(self.n)

@@ -31,13 +31,17 @@ def _e(x: object) -> str:
 def _per_job(samples: list[dict[str, Any]]) -> dict[str, list[tuple[float, int, int]]]:
     """job -> [(t, desired, running slots)] per sample."""
     jobs: dict[str, list[tuple[float, int, int]]] = {}
-    names = sorted({j for s in samples for j in (s.get("desired") or {})})
+    names = sorted({j for s in samples for j in (*(s.get("desired") or {}), *(s.get("desired_global") or {}))})
     for s in samples:
-        desired = s.get("desired") or {}
+        desired, global_ = s.get("desired") or {}, s.get("desired_global") or {}
         counts = s.get("counts") or {}
         for j in names:
-            want = desired.get(j, 0)
-            running = sum(1 for i in range(want) if counts.get(f"{j}/{i}", 0) >= 1)
+            if j in global_:    # one copy per node, any index: the slots of it that run
+                want = global_[j]
+                running = sum(1 for slot, k in counts.items() if k >= 1 and slot.rpartition("/")[0] == j)
+            else:
+                want = desired.get(j, 0)
+                running = sum(1 for i in range(want) if counts.get(f"{j}/{i}", 0) >= 1)
             jobs.setdefault(j, []).append((s["t"], want, running))
     return jobs
 

@@ -17,9 +17,18 @@ from node.cli.main import cli
 
 def test_the_default_mix_is_valid_and_has_each_kind_of_job():
     specs = [validate(d) for d in default_jobs(5)]
-    assert {s.name for s in specs} == {"web", "batch", "solo", "pinned"}
+    assert {s.name for s in specs} == {"web", "batch", "solo", "pinned", "agent"}
     assert any(s.max_per_node == 1 for s in specs) and any(s.constraints for s in specs)
+    assert [s.name for s in specs if s.is_global] == ["agent"]
     assert {s.strategy.value for s in specs} == {"spread", "binpack"}
+
+
+def test_a_global_job_is_judged_per_node_one_copy_on_each():
+    from node.chaos.invariants import global_problems
+
+    running = {1: ["agent/0", "web/1"], 2: ["agent/3", "agent/4"], 3: [], 4: None}     # 4: engine not sampled
+    assert global_problems(running, ["agent"]) == ["agent runs 2 times on node 2", "agent runs nowhere on node 3"]
+    assert global_problems({1: ["agent/7"], 2: ["agent/0"]}, ["agent"]) == []          # any index, one each
 
 
 def test_the_replay_command_names_every_choice():
@@ -72,6 +81,16 @@ def test_the_report_shows_verdicts_replay_and_a_timeline_with_bands_jobs_and_vio
     assert 'fill="red"' in svg and "over its capacity" in svg  # the violation, at its time
     assert ">heal<" in svg and ">converged<" in svg
     assert "web/1</td><td>22.0" in page  # the doubled copy
+
+
+def test_the_timeline_charts_a_global_job_as_nodes_wanted_and_copies_running():
+    from node.chaos.report_html import _per_job
+
+    samples = [{"t": 0, "desired": {"web": 1}, "desired_global": {"agent": 3},
+                "counts": {"web/0": 1, "agent/0": 1, "agent/4": 1}},
+               {"t": 5, "desired": {"web": 1}, "desired_global": {"agent": 2},      # a node's engine stalled
+                "counts": {"web/0": 1, "agent/0": 1, "agent/4": 1, "agent/5": 0}}]
+    assert _per_job(samples) == {"agent": [(0, 3, 2), (5, 2, 2)], "web": [(0, 1, 1), (5, 1, 1)]}
 
 
 def test_a_passing_report_says_so():
