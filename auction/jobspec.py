@@ -131,7 +131,7 @@ FIELDS = ("name", "image", "command", "env", "cpu", "memory", "replicas", "const
           "cap_add", "cap_drop", "user", "read_only", "devices", "pids_limit",
           "network", "ports", "pull", "source", "restart_nonce", "update", "stop_signal",
           "stop_grace_s", "rebalance", "max_disruption", "mode", "volumes", "entrypoint", "files",
-          *OPTION_FIELDS)
+          "priority", *OPTION_FIELDS)
 # `shoal job restart` sets a new restart_nonce: in the canonical form and the
 # container hash only when set, so it replaces every replica (paced as any
 # container change) and a spec without one keeps its hashes.
@@ -142,8 +142,12 @@ RESTART_FIELDS = ("policy", "max_attempts", "backoff_s", "max_backoff_s")
 HEALTH_FIELDS = ("command", "interval_s", "timeout_s", "retries", "start_period_s", "image")
 UPDATE_FIELDS = ("max_parallel", "min_healthy_s", "healthy_deadline_s", "progress_deadline_s", "order",
                  "canary", "auto_promote", "auto_revert")
-# Refused until implemented (issue 3), with a message saying so.
-PLANNED_FIELDS = ("priority",)
+# Refused until implemented, with a message saying so (none now).
+PLANNED_FIELDS: tuple[str, ...] = ()
+# Priorities (auction.preemption): 1 to 100, as Nomad's; a global job preempts
+# replicas at least PREEMPT_DELTA lower on its node.
+DEFAULT_PRIORITY = 50
+MIN_PRIORITY, MAX_PRIORITY = 1, 100
 
 
 # ---- errors --------------------------------------------------------------------
@@ -424,6 +428,9 @@ class JobSpec:
     # working_dir, init, shm_size, ulimits, extra_hosts, container_labels
     # (auction.container_options): top-level fields of the canonical form, out at their defaults.
     options: ContainerOptions = ContainerOptions()
+    # Placement only (auction.preemption): out of the canonical form at its
+    # default, not in the container hash.
+    priority: int = DEFAULT_PRIORITY
 
     @property
     def node_local_data(self) -> bool:
@@ -540,6 +547,8 @@ class JobSpec:
             d["rebalance"] = False
         if self.max_disruption != 1:
             d["max_disruption"] = self.max_disruption
+        if self.priority != DEFAULT_PRIORITY:
+            d["priority"] = self.priority
         return d
 
     def canonical_json(self) -> bytes:

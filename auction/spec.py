@@ -7,8 +7,8 @@ every field, records each problem with its path (`replicas`, `env.FOO`,
 `restart.policy`, `constraints[1]`, `command[3]`), and raises one `SpecError`
 listing all of them (the API returns them as HTTP 400, the CLI prints them).
 Unknown fields are errors, with the closest known name suggested ("unknown
-field 'replica' (did you mean 'replicas'?)"); fields planned for later
-(`priority`) are refused the same way until they exist.
+field 'replica' (did you mean 'replicas'?)"); a field planned for later
+(PLANNED_FIELDS, none now) is refused the same way until it exists.
 
 A valid spec becomes a frozen `JobSpec` (auction.jobspec: the type, its
 canonical form `to_dict()`, `spec_hash()` and `container_hash()`); the
@@ -27,6 +27,9 @@ import json
 from typing import Any
 
 from .jobspec import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
     DEFAULT_BACKOFF_S,
     DEFAULT_CPU_MILLIS,
     DEFAULT_HEALTH_INTERVAL_S,
@@ -286,6 +289,7 @@ def validate(raw: Any) -> JobSpec:
         volumes=() if (volumes := raw.get("volumes", MISSING)) is MISSING else check_volumes(c, volumes),
         files=() if (files := raw.get("files", MISSING)) is MISSING else check_files(c, files),
         options=check_options(c, raw, MISSING),
+        priority=c.integer(raw.get("priority", MISSING), "priority", MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY),
     )
     for where, message in file_conflicts(spec.files, {v.target: v.name for v in spec.volumes}):
         c.add(where, message)

@@ -443,9 +443,12 @@ def test_unknown_field_suggests_the_closest(field, suggestion):
         assert "did you mean" not in p.message
 
 
-@pytest.mark.parametrize("field", ["priority"])
-def test_planned_fields_are_refused_until_implemented(field):
-    one_problem(spec(**{field: {}}), field, "not accepted yet")
+def test_priority_is_1_to_100_and_out_of_the_canonical_form_at_its_default():
+    assert validate(spec()).priority == 50 and "priority" not in validate(spec()).to_dict()
+    high = validate(spec(priority=80))
+    assert high.to_dict()["priority"] == 80 and high.container_hash() == validate(spec()).container_hash()
+    one_problem(spec(priority=0), "priority", "must be between 1 and 100")
+    one_problem(spec(priority="high"), "priority", "must be an integer")
 
 
 def test_odd_field_names_are_quoted_in_paths():
