@@ -7,7 +7,9 @@ of a call (auction.bidder.Bidder.refusal: eligibility, the image for
 pull = "never", the operator's container policy, the constraints), the
 job's recent failure here (Placement.penalty), and then commits the slot in
 our ledger -- resources and host ports, exactly as an award would -- and
-writes our claim for it.  The runtime then starts it (auction.reconcile_act).
+writes our claim for it.  Without the room, it releases replicas of ours
+that the job's priority preempts (auction.preemption), in the same tick.
+The runtime then starts it (auction.reconcile_act).
 Why we do not run one is kept per job (`refusals`) for `shoal job status`.
 Pure: no I/O.
 """
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 from .claims import Ballot, Claim, slot_key
 from .global_jobs import must_give_up, pick_index
 from .membership import NodeStatus
+from .preemption import Candidate, PreemptEvent, pick_victims
 from .spec import JobSpec
 
 if TYPE_CHECKING:
@@ -50,7 +53,8 @@ def tick(p: Placement, specs: Mapping[str, JobSpec | None], statuses: Mapping[st
             p.global_refusals[job] = refusal
             continue
         key = slot_key(job, pick_index(p.name, spec, slots, statuses, alive))
-        if not p.ledger.commit(key, spec.demand(), now, spec.ports):
+        if not p.ledger.commit(key, spec.demand(), now, spec.ports) and not _preempt(p, spec, key, specs, now,
+                                                                                      writes):
             free = p.ledger.free(now)
             port = p.ledger.port_refusal(key, spec.ports) if spec.ports else None
             p.global_refusals[job] = (port.text(p.name) if port is not None and spec.demand().fits_in(free)
@@ -62,6 +66,35 @@ def tick(p: Placement, specs: Mapping[str, JobSpec | None], statuses: Mapping[st
         writes.append(Claim(key, Ballot(rnd, p.ballot_id), p.name, False, spec.container_hash(),
                             spec.demand(), p.ledger.ports_of(key)))
     return writes
+
+
+def _preempt(p: Placement, spec: JobSpec, key: str, specs: Mapping[str, JobSpec | None], now: float,
+             writes: list[Claim]) -> bool:
+    """Release lower-priority replicas of ours so that the global slot `key`
+    fits, and commit it (auction.preemption); False if that cannot be done."""
+    if spec.ports and p.ledger.port_refusal(key, spec.ports) is not None:
+        return False        # host ports are not preempted
+    mine = p.my_claims()
+    candidates = []
+    for slot, claim in mine.items():
+        victim = specs.get(claim.job)
+        if (victim is not None and not victim.is_global and not victim.node_local_data
+                and slot in p.ledger.committed and slot not in p.claiming):
+            candidates.append(Candidate(slot, victim.priority, p.ledger.committed[slot]))
+    victims = pick_victims(spec.demand(), p.ledger.free(now), spec.priority, candidates)
+    if not victims:
+        return False
+    for v in victims:
+        p.ledger.release(v.slot)
+    if not p.ledger.commit(key, spec.demand(), now, spec.ports):    # (the room was counted: not expected)
+        for v in victims:
+            p.ledger.adopt(v.slot, v.demand, mine[v.slot].ports)
+        return False
+    writes.extend(p._release_claim(mine[v.slot]) for v in victims)
+    names = tuple(v.slot for v in victims)
+    p.preemptions.append(PreemptEvent(spec.name, key, names, f"priority {spec.priority} over "
+                                      + ", ".join(f"{v.slot} ({v.priority})" for v in victims)))
+    return True
 
 
 def _refusal(p: Placement, spec: JobSpec, me: NodeStatus | None, now: float) -> str | None:

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from auction import candidates, global_act, node_limit, rebalance_act, reconcile_act, rollout_act
+from auction.preemption import PreemptEvent
 from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed, SendTo
 from auction.bid_order import BidOrder
 from auction.bidder import Bidder, is_room_decline, reservation_ttl_s
@@ -202,6 +203,9 @@ class Placement:
         # yet (a global job's: auction.global_act); reconcile keeps them.
         self.claiming: set[str] = set()
         self.global_refusals: dict[str, str] = {}  # global job -> why we run no replica of it (auction.global_act)
+        # Replicas we released for a global job's slot (auction.preemption), for the event stream;
+        # drained every tick (bounded: a tick adds at most one per global job).
+        self.preemptions: list[PreemptEvent] = []
 
     # ---- helpers
     def spec_from_call(self, call: CallForBids) -> JobSpec | None:

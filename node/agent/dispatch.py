@@ -55,6 +55,7 @@ from node.core.outputs import (
     NodeStatusChanged,
     PersistClaims,
     PersistEntries,
+    PreemptEvent,
     RebalanceEvent,
     RolloutEvent,
     SlotPending,
@@ -134,6 +135,10 @@ class Dispatcher:
                 a.indexes.bump("jobs")
                 log.info("rollout of %s: %s %s %s", job, kind, slot, detail)
                 a.events.publish("rollout_" + kind, job=job, target=target[:12], slot=slot, detail=detail)
+            case PreemptEvent(job, slot, victims, detail):
+                a.indexes.bump("jobs")
+                log.info("preempted %s for %s: %s", ", ".join(victims), slot, detail)
+                a.events.publish("preempted", job=job, slot=slot, victims=list(victims), detail=detail)
             case RebalanceEvent(job, kind, slot, detail):
                 a.indexes.bump("jobs")
                 log.info("rebalancing %s: %s %s %s", job, kind, slot, detail)

@@ -90,6 +90,9 @@ def describe(ev: dict[str, Any], here: str) -> tuple[str, str]:
         to = f" (to {ev['target']})" if ev.get("target") else ""
         words = " ".join(str(w) for w in (what.replace("_", " "), ev.get("slot"), ev.get("detail")) if w)
         return category, f"{ev.get('job')}: {words}{to}"
+    if kind == "preempted":
+        victims = ", ".join(str(v) for v in ev.get("victims") or ())
+        return "preempt", f"{victims} released on {here} for {ev.get('slot')}: {ev.get('detail')}"
     if kind == "slot_pending":
         return "pending", f"{ev.get('slot')}: {ev.get('reason')}"
     if kind == "join":

@@ -11,7 +11,8 @@ simulator) acts on each in that order.  Three families come out of one list:
     type from one place (StartReplica, StopReplica, AwardAccepted, SlotPending,
     RoundClosed; RolloutEvent, the steps of a rolling update, from
     `auction.rollout`; RebalanceEvent, each rebalancing move, from
-    `auction.rebalance`);
+    `auction.rebalance`; PreemptEvent, replicas released for a global
+    job's slot, from `auction.preemption`);
   * gossip's (`gossip.events.Output`: SendDatagram, OpenStream, Member*,
     PayloadUpdated, PacketDropped, JoinCompleted, User*), passed through after
     the core consumed the ones meant for it.
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from auction.auctioneer import RoundClosed
 from auction.claims import Claim
 from auction.placement_outputs import AwardAccepted, SlotPending, StartReplica, StopReplica
+from auction.preemption import PreemptEvent
 from auction.rebalance import RebalanceEvent
 from auction.rollout import RolloutEvent
 from gossip.events import Output as GossipOutput
@@ -38,7 +40,8 @@ from node.core.status import NodeStatus
 
 __all__ = [
     "AwardAccepted", "ClaimChanged", "CoreOutput", "ForgetClaims", "ForgetEntries", "JobChanged",
-    "JobWriteDone", "NodeStatusChanged", "PersistClaims", "PersistEntries", "RebalanceEvent", "RolloutEvent",
+    "JobWriteDone", "NodeStatusChanged", "PersistClaims", "PersistEntries", "PreemptEvent", "RebalanceEvent",
+    "RolloutEvent",
     "RoundClosed", "SlotPending",
     "StartReplica", "StateRefused", "StopReplica",
 ]
@@ -126,5 +129,5 @@ class ClaimChanged:
 CoreOutput = (
     PersistEntries | ForgetEntries | JobWriteDone | JobChanged | NodeStatusChanged | PersistClaims
     | ForgetClaims | ClaimChanged | StateRefused | StartReplica | StopReplica | AwardAccepted | SlotPending
-    | RoundClosed | RolloutEvent | RebalanceEvent | GossipOutput
+    | RoundClosed | RolloutEvent | RebalanceEvent | PreemptEvent | GossipOutput
 )

@@ -176,6 +176,9 @@ def after_place(core: NodeCore, won: list[Claim], now: float) -> None:
         core._emit(event)
     for moved in core.placement.rebalancer.drain_events():  # auction.rebalance's moves
         core._emit(moved)
+    preempted, core.placement.preemptions = core.placement.preemptions, []   # auction.preemption
+    for preempt in preempted:
+        core._emit(preempt)
     for spec in reverts:
         core.placement.revert_writes += 1
         current = core.store.get(spec.name)

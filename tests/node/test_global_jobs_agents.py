@@ -86,3 +86,41 @@ async def test_a_node_without_room_says_why_it_runs_none(start_agent):
         assert all(s["state"] == "pending" and s["index"] is None for s in detail["slots"])
         assert "memory" in format_job(detail)
     assert [len(x.runtime.running) for x in (a, b, c)] == [0, 0, 0]
+
+
+async def test_a_high_priority_global_job_preempts_low_priority_replicas_and_says_so(start_agent):
+    from node.cli.monitor import describe
+
+    agents = await three(start_agent)
+    a = agents[0]
+    batch = {"name": "batch", "image": "busybox", "cpu": 1.0, "memory": "64MiB", "replicas": 6,
+             "strategy": "spread", "priority": 20}
+    async with httpx.AsyncClient(base_url=a.api_url, timeout=30.0) as client:
+        assert (await client.post("/v1/jobs", json=batch)).status_code == 201
+
+        async def full() -> bool:
+            return all(len(x.runtime.running) == 2 for x in agents)     # 2 cpu each: nothing else fits
+
+        await until(full, "two batch replicas on each node")
+        agent = {"name": "agent", "image": "busybox", "mode": "global", "cpu": 0.5, "memory": "32MiB",
+                 "priority": 80}
+        assert (await client.post("/v1/jobs", json=agent)).status_code == 201
+
+        async def preempted() -> bool:
+            return all(sorted(s.partition("/")[0] for s in x.runtime.running) == ["agent", "batch"]
+                       for x in agents)
+
+        await until(preempted, "the agent job on every node, one batch replica gone from each")
+
+        async def waiting() -> bool:    # no room is left for them anywhere: placed again, they would not run
+            status = (await client.get("/v1/jobs/batch")).json()
+            return sum(1 for s in status["slots"] if s["state"] == "pending") == 3
+
+        await until(waiting, "the three preempted batch slots pending")
+    assert all(sorted(s.partition("/")[0] for s in x.runtime.running) == ["agent", "batch"] for x in agents)
+    for x in agents:
+        [ev] = [e for e in x.events.recent() if e["event"] == "preempted"]
+        assert ev["job"] == "agent" and len(ev["victims"]) == 1 and ev["victims"][0].startswith("batch/")
+        category, text = describe(ev, x.name)
+        assert category == "preempt" and f"released on {x.name} for agent/" in text
+        assert text.endswith(f"priority 80 over {ev['victims'][0]} (20)")
