@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from .claims import Ballot, Claim, slot_key
 from .global_jobs import must_give_up, pick_index
 from .membership import NodeStatus
-from .preemption import Candidate, PreemptEvent, pick_victims
+from .preemption import PREEMPT_DELTA, Candidate, PreemptEvent, pick_victims
 from .spec import JobSpec
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def tick(p: Placement, specs: Mapping[str, JobSpec | None], statuses: Mapping[st
             free = p.ledger.free(now)
             port = p.ledger.port_refusal(key, spec.ports) if spec.ports else None
             p.global_refusals[job] = (port.text(p.name) if port is not None and spec.demand().fits_in(free)
-                                      else f"needs {spec.demand()}; free {free}")
+                                      else f"needs {spec.demand()}; free {free}; {_no_victims(spec)}")
             continue
         p.global_refusals.pop(job, None)
         p.claiming.add(key)         # until the core writes the claim (Placement.claiming)
@@ -95,6 +95,14 @@ def _preempt(p: Placement, spec: JobSpec, key: str, specs: Mapping[str, JobSpec 
     p.preemptions.append(PreemptEvent(spec.name, key, names, f"priority {spec.priority} over "
                                       + ", ".join(f"{v.slot} ({v.priority})" for v in victims)))
     return True
+
+
+def _no_victims(spec: JobSpec) -> str:
+    """What the operator can do about a global job without room (auction.preemption)."""
+    lowest = spec.priority - PREEMPT_DELTA
+    if lowest < 1:
+        return f"priority {spec.priority} preempts nothing (raise it to preempt lower-priority replicas)"
+    return f"no replica here at priority {lowest} or lower (without node-local data) to preempt"
 
 
 def _refusal(p: Placement, spec: JobSpec, me: NodeStatus | None, now: float) -> str | None:

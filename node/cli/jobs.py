@@ -53,8 +53,9 @@ def format_jobs(jobs: list[dict[str, Any]]) -> str:
 def format_job(j: dict[str, Any]) -> str:
     spec = j.get("spec") or {}
     version = f" (version {j['job_version']})" if j.get("job_version") else ""
+    priority = f", priority {spec['priority']}" if "priority" in spec else ""    # (absent: the default, 50)
     head = (f"Job {j['name']}{version}: image {spec.get('image', '?')}, cpu {spec.get('cpu', '?')}, "
-            f"memory {spec.get('memory', '?')}; {_replicas(j, long=True)}, "
+            f"memory {spec.get('memory', '?')}{priority}; {_replicas(j, long=True)}, "
             f"{j.get('placed', 0)} placed, {j.get('pending', 0)} pending, {j.get('running', '?')} running\n")
     rows = [("Index", "Node", "Ballot", "State")]
     for s in j.get("slots", []):

@@ -117,6 +117,8 @@ async def test_a_high_priority_global_job_preempts_low_priority_replicas_and_say
             return sum(1 for s in status["slots"] if s["state"] == "pending") == 3
 
         await until(waiting, "the three preempted batch slots pending")
+        head = format_job((await client.get("/v1/jobs/agent")).json()).splitlines()[0]
+        assert "memory 32MiB, priority 80; global: 3 nodes" in head, head
     assert all(sorted(s.partition("/")[0] for s in x.runtime.running) == ["agent", "batch"] for x in agents)
     for x in agents:
         [ev] = [e for e in x.events.recent() if e["event"] == "preempted"]
