@@ -28,7 +28,7 @@ MAX_EXEC_OUTPUT_BYTES = 1024 * 1024
 @dataclass(frozen=True, slots=True)
 class ExecResult:
     exit_code: int | None       # None: still running at the timeout
-    output: bytes               # stdout and stderr, interleaved as written
+    output: bytes               # stdout and stderr (two pipes: lines of one may pass lines of the other)
     truncated: bool             # more output than max_output_bytes came
     timed_out: bool
 
