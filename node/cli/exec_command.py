@@ -26,22 +26,35 @@ TIMED_OUT_EXIT = 124
 @click.argument("words", metavar="[SLOT] [--] CMD...", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True, max=600), default=60.0,
               show_default=True, help="Seconds to wait for the command (at most 600).")
+@click.option("--node", help="The replica on this node (a global job's copy there, say), instead of SLOT.")
 @client_options
-def exec_command(job_name: str, words: tuple[str, ...], timeout_s: float, address: str, token: str | None) -> None:
+def exec_command(job_name: str, words: tuple[str, ...], timeout_s: float, node: str | None, address: str,
+                 token: str | None) -> None:
     """Run CMD in the container of replica SLOT (an index, default 0) of JOB,
-    on whichever node runs it; print its output and exit with its exit code.
-    No TTY and no stdin: `shoal exec web 0 -- cat /etc/hosts`,
-    `shoal exec db -- sh -c 'pg_isready && echo ok'`."""
+    or of its replica on --node, on whichever node runs it; print its output
+    and exit with its exit code.  No TTY and no stdin: `shoal exec web 0 --
+    cat /etc/hosts`, `shoal exec node-exporter --node node-2 -- ps`."""
     slot, command = 0, list(words)
     if len(command) > 1 and command[0].isdigit():
+        if node is not None:
+            fail("give SLOT or --node, not both")
         slot, command = int(command[0]), command[1:]
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         fail("no command given: shoal exec JOB [SLOT] -- CMD...")
+    client = Client(address, token)
+    if node is not None:
+        from node.cli.logs_command import placed_slots
+
+        held = [i for i, n in placed_slots(client, job_name) if n == node]
+        if len(held) != 1:
+            fail(f"{node} holds {'no replica' if not held else f'{len(held)} replicas'} of {job_name}"
+                 + (f" ({', '.join(f'{job_name}/{i}' for i in held)}): give SLOT" if held else ""))
+        slot = held[0]
     query = urlencode({"slot": str(slot), "timeout_s": str(timeout_s), "cmd": command}, doseq=True)
-    result = Client(address, token).request("POST", f"/v1/jobs/{quote(job_name, safe='')}/exec?{query}",
-                                            timeout_s=timeout_s + CLIENT_TIMEOUT_S)
+    result = client.request("POST", f"/v1/jobs/{quote(job_name, safe='')}/exec?{query}",
+                            timeout_s=timeout_s + CLIENT_TIMEOUT_S)
     sys.stdout.write(result.get("output", ""))
     sys.stdout.flush()
     if result.get("truncated"):

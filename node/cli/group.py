@@ -27,7 +27,7 @@ COMMANDS: Mapping[str, str] = {
     "job": "node.cli.group:job_group",
     "node": "node.cli.nodes:node_group",
     "ps": "node.cli.nodes:ps",
-    "logs": "node.cli.nodes:logs",
+    "logs": "node.cli.logs_command:logs",
     "exec": "node.cli.exec_command:exec_command",
     "service": "node.cli.services:service",
     "stack": "node.cli.stacks:stack",

@@ -15,8 +15,8 @@ exits 1; an error answer from the agent is printed and exits 1.
 
 The commands live in one module each by concern: agent_command (`shoal
 agent`), cluster (members, join, leave, monitor, keys, keygen), jobs, nodes
-(node, ps, logs), images, services, stacks and chaos; client holds what the client commands
-share.  `COMMANDS` below names each command's module and attribute, and a
+(node, ps), logs_command, exec_command, images, services, stacks and chaos;
+client holds what the client commands share.  `COMMANDS` below names each command's module and attribute, and a
 module is imported only when its command runs or a help page lists it
 (`LazyGroup`), so `shoal agent` does not load the client commands and `shoal
 --help` loads no agent.  None of the command modules imports trio, httpx,
@@ -54,8 +54,9 @@ A new command is one line in `COMMANDS`.  `COMMANDS`, the click group and
     shoal service show NAME [--json]      one service's instances: node, address,
                                           ports, health
     shoal ps [--json] [--local] [--job JOB]   containers by node
-    shoal logs JOB [SLOT] [--follow] [--tail N]   a replica's output, from any agent
-    shoal exec JOB [SLOT] [--timeout S] -- CMD...   run a command in a replica's container,
+    shoal logs JOB [SLOT | --node N] [--follow] [--tail N]   the replicas' output (each line prefixed
+                                          SLOT@NODE), or one replica's, from any agent
+    shoal exec JOB [SLOT | --node N] [--timeout S] -- CMD...   run a command in a replica's container,
                                           from any agent; exits with its exit code
     shoal monitor [--json] [--no-history]     the agent's events as they happen
     shoal join ADDR...

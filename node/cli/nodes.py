@@ -1,10 +1,9 @@
-"""Node and container commands: `shoal node status | drain | undrain`, `shoal
-ps` and `shoal logs`.
+"""Node and container commands: `shoal node status | drain | undrain` and `shoal
+ps` (`shoal logs`: node.cli.logs_command).
 
 How this works: the agent asked answers for the whole cluster: node statuses
 from its gossip view, containers gathered from every alive node's agent (or
-only its own with --local), and a replica's logs forwarded from the agent of
-the node that runs it, streamed as they come.
+only its own with --local).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from urllib.parse import quote
 
 import click
 
-from node.cli.client import CLIENT_TIMEOUT_S, Client, client_options, fail, table
+from node.cli.client import Client, client_options, table
 
 
 def _res(view: dict[str, Any] | None, key: str, fmt) -> str:
@@ -130,41 +129,3 @@ def ps(as_json: bool, local: bool, job: str | None, address: str, token: str | N
             click.echo(f"warning: {n['node']}: {n['error']}", err=True)
     if failed and not any(n.get("containers") for n in nodes):
         sys.exit(1)
-
-
-@click.command()
-@click.argument("job_name", metavar="JOB")
-@click.argument("slot", type=click.IntRange(min=0), default=0, required=False)
-@click.option("-f", "--follow", is_flag=True, help="Keep streaming new output.")
-@click.option("--tail", default="all", show_default=True, help="Only the last N lines ('all' for everything).")
-@client_options
-def logs(job_name: str, slot: int, follow: bool, tail: str, address: str, token: str | None) -> None:
-    """Print the output of replica SLOT (an index, default 0) of JOB, from
-    whichever node runs it: the agent asked forwards to that node's agent."""
-    import httpx
-
-    client = Client(address, token)
-    url = f"{client.address}/v1/jobs/{quote(job_name, safe='')}/logs"
-    params = {"slot": str(slot), "follow": "1" if follow else "0", "tail": tail}
-    timeout = httpx.Timeout(CLIENT_TIMEOUT_S, read=None if follow else CLIENT_TIMEOUT_S)
-    out = sys.stdout.buffer
-    try:
-        with httpx.stream("GET", url, params=params, headers=client.headers, timeout=timeout,
-                          verify=client.verify) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                try:
-                    msg = resp.json().get("error")
-                except (ValueError, AttributeError):
-                    msg = None
-                fail(f"{msg or resp.reason_phrase} (HTTP {resp.status_code})")
-            for chunk in resp.iter_raw():
-                out.write(chunk)
-                out.flush()
-    except httpx.HTTPError as e:
-        fail(client.unreachable(e))
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except BrokenPipeError:  # `shoal logs web | head`
-        sys.stderr.close()
-        sys.exit(0)

@@ -251,12 +251,28 @@ def test_quickstart_runs_the_demo_job_in_real_containers_and_down_leaves_nothing
                 break
             time.sleep(0.5)
         assert r.returncode == 0 and f"hello from web slot {i} on " in r.stdout, (i, r.stdout, r.stderr)
+    # every replica's output at once, each line prefixed with its slot and node (as docker service logs)
+    r = subprocess.run([shoal, "logs", "web", "--tail", "5", "--address", qs.api(1)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for i in range(3):
+        assert any(ln.startswith(f"web/{i}@") and f"| hello from web slot {i} on " in ln
+                   for ln in r.stdout.splitlines()), (i, r.stdout)
     # a command in each replica's container, asked of node-1 (forwarded to the holder): output and exit code
     for i in range(3):
         r = subprocess.run([shoal, "exec", "web", str(i), "--address", qs.api(0), "--",
                             "sh", "-c", "echo $SHOAL_SLOT on $SHOAL_NODE; exit 7"],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 7 and r.stdout.strip() in {f"{i} on {n}" for n in qs.nodes}, (i, r.stdout, r.stderr)
+    # ... and by node: the replica that node runs (one each here: the demo spreads over the racks)
+    node = qs.nodes[2]
+    r = subprocess.run([shoal, "exec", "web", "--node", node, "--address", qs.api(0), "--", "sh", "-c",
+                        "echo $SHOAL_NODE"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == node, (r.stdout, r.stderr)
+    r = subprocess.run([shoal, "logs", "web", "--node", node, "--tail", "5", "--address", qs.api(0)],
+                       capture_output=True, text=True, timeout=60)
+    prefixes = {ln.partition(" | ")[0].strip() for ln in r.stdout.splitlines()}
+    assert r.returncode == 0 and len(prefixes) == 1 and prefixes.pop().endswith(f"@{node}"), (r.stdout, r.stderr)
     noimg = qs.dir / "noimg.toml"
     noimg.write_text('name = "noimg"\nimage = "shoal-absent:1"\npull = "never"\ncpu = 0.1\nmemory = "16MiB"\n')
     r = subprocess.run([shoal, "job", "run", str(noimg), "--timeout", "6", "--address", qs.api(1)],
