@@ -22,16 +22,8 @@ from starlette.responses import JSONResponse, Response
 
 from auction.spec import MAX_ARG_CHARS, MAX_COMMAND_ARGS
 from node.api.common import FORWARD_TIMEOUT_S, ApiError, agent_of
-from node.api.forward import (
-    FORWARDED_HEADER,
-    ForwardRefused,
-    forward_client,
-    forward_headers,
-    httpx_module,
-    peer_api_url,
-    target_of,
-)
-from node.api.routes_jobs import runtime_errors, slot_holder
+from node.api.forward import forward_client, forward_headers, httpx_module, target_of
+from node.api.routes_jobs import holder_url, runtime_errors, slot_holder
 
 DEFAULT_TIMEOUT_S = 60.0
 MAX_TIMEOUT_S = 600.0
@@ -83,18 +75,7 @@ async def job_exec(request: Request) -> Response:
 async def _forward(request: Request, agent: Any, job: str, index: int, command: list[str], timeout_s: float,
                    holder: dict[str, Any]) -> Response:
     slot, node = holder["slot"], holder["node"]
-    if request.headers.get(FORWARDED_HEADER):
-        raise ApiError(409, f"{slot} is held by {node}, not by this agent ({agent.name}; forwarded by "
-                            f"{request.headers[FORWARDED_HEADER]!r}): the agents disagree for now, retry")
-    if holder["status"] != "alive":
-        raise ApiError(409, f"{slot} is held by {node}, which is {holder['status']}")
-    try:
-        url = peer_api_url(agent, node, holder)
-    except ForwardRefused as e:
-        raise ApiError(409, f"{slot} runs on {node}; {e}", node=node, api=holder["api"]) from None
-    if url is None:
-        where = f" (its API listens on {holder['api']}, not reachable from here)" if holder["api"] else ""
-        raise ApiError(409, f"{slot} runs on {node}; ask {node}'s agent{where}", node=node, api=holder["api"])
+    url = holder_url(agent, request, holder)
     httpx = httpx_module()
     target = target_of(f"/v1/jobs/{quote(job, safe='')}/exec",
                        {"slot": str(index), "timeout_s": repr(timeout_s), "cmd": command})

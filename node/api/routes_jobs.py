@@ -237,6 +237,25 @@ def slot_holder(view: CoreView, job: str, index: int) -> dict[str, Any]:
     return {"slot": key, "node": claim.node, **target}
 
 
+def holder_url(agent: Agent, request: Request, holder: dict[str, Any]) -> str:
+    """The API of the node holding a slot (`slot_holder`), to forward a
+    request about it to; ApiError (409) saying why it cannot be."""
+    slot, node = holder["slot"], holder["node"]
+    if request.headers.get(FORWARDED_HEADER):
+        raise ApiError(409, f"{slot} is held by {node}, not by this agent ({agent.name}; forwarded by "
+                            f"{request.headers[FORWARDED_HEADER]!r}): the agents disagree for now, retry")
+    if holder["status"] != "alive":
+        raise ApiError(409, f"{slot} is held by {node}, which is {holder['status']}")
+    try:
+        url = peer_api_url(agent, node, holder)
+    except ForwardRefused as e:
+        raise ApiError(409, f"{slot} runs on {node}; {e}", node=node, api=holder["api"]) from None
+    if url is None:
+        where = f" (its API listens on {holder['api']}, not reachable from here)" if holder["api"] else ""
+        raise ApiError(409, f"{slot} runs on {node}; ask {node}'s agent{where}", node=node, api=holder["api"])
+    return url
+
+
 async def job_logs(request: Request) -> Response:
     agent = agent_of(request)
     job = request.path_params["name"]
@@ -269,18 +288,7 @@ async def job_logs(request: Request) -> Response:
         except runtime_errors() as e:
             raise ApiError(503, f"{agent.name}: {e}") from None
         return TrioStreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=headers)
-    if request.headers.get(FORWARDED_HEADER):
-        raise ApiError(409, f"{slot} is held by {node}, not by this agent ({agent.name}; forwarded by "
-                            f"{request.headers[FORWARDED_HEADER]!r}): the agents disagree for now, retry")
-    if holder["status"] != "alive":
-        raise ApiError(409, f"{slot} is held by {node}, which is {holder['status']}")
-    try:
-        url = peer_api_url(agent, node, holder)
-    except ForwardRefused as e:
-        raise ApiError(409, f"{slot} runs on {node}; {e}", node=node, api=holder["api"]) from None
-    if url is None:
-        where = f" (its API listens on {holder['api']}, not reachable from here)" if holder["api"] else ""
-        raise ApiError(409, f"{slot} runs on {node}; ask {node}'s agent{where}", node=node, api=holder["api"])
+    url = holder_url(agent, request, holder)
     httpx = httpx_module()  # only to ask other agents, without its command line
 
     client = forward_client(agent, httpx.Timeout(FORWARD_TIMEOUT_S, read=None if follow else 60.0))
