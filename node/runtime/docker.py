@@ -38,7 +38,9 @@ The rest is split by concern: containers.py (names, labels, HostConfig,
 reading listings back), network.py (network mode, ports, DNS, the
 replica's `SHOAL_*` variables), engine.py (bounded, timed-out calls; engine
 health: `on_health` is called when it flips), events.py (`docker events`),
-logs.py (log streams).
+logs.py (log streams), exec.py (`shoal exec`: a command in a running
+container), files.py (jobs' files written on the node and bind-mounted;
+those no desired replica uses are cleared every FILES_COLLECT_INTERVAL_S).
 
 Images: `image_present(image)` answers from a set of the engine's local
 image tags, listed again after every image event (ours or by hand), every

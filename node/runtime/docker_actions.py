@@ -8,8 +8,8 @@ stop() may have replaced it meanwhile), and gives the slot up here, with the
 reason, when Docker refuses for a reason this node cannot mend (a host port
 held by something else, an image that cannot be had, the container policy,
 files for an engine on another machine: placement then moves the slot).
-The job's files are written (node.runtime.files) before each create and
-each start of a stopped container.  A name taken by a leftover container gets
+The job's files are written (node.runtime.files) before each create,
+start and restart of a container.  A name taken by a leftover container gets
 a suffix.  Every engine call is bounded (node.runtime.engine).
 """
 
@@ -64,12 +64,12 @@ async def restart(rt: DockerRuntime, slot: str, want: Desired, book: SlotBook, c
     if rt._desired.get(slot) is not want:
         return
     try:
+        await write_files(rt, want)     # a start binds them again: their names must exist
         if c.state == "running":    # unhealthy
             grace = rt.cfg.stop_timeout_s if c.stop_grace_s is None else c.stop_grace_s
             await rt.engine.call("restart", rt.engine.api.restart, c.id, timeout=grace,
                                  timeout_s=rt.cfg.call_timeout_s + grace)
         else:
-            await write_files(rt, want)     # a start binds them again: their names must exist
             await rt.engine.call("start", rt.engine.api.start, c.id)
     except RuntimeProblem as e:
         if not gave_up_on_refusal(rt, slot, want, book, e):
