@@ -102,7 +102,7 @@ def _no_victims(spec: JobSpec) -> str:
     lowest = spec.priority - PREEMPT_DELTA
     if lowest < 1:
         return f"priority {spec.priority} preempts nothing (raise it to preempt lower-priority replicas)"
-    return f"no replica here at priority {lowest} or lower (without node-local data) to preempt"
+    return f"replicas here at priority {lowest} or lower (without node-local data) free too little to preempt"
 
 
 def _refusal(p: Placement, spec: JobSpec, me: NodeStatus | None, now: float) -> str | None:

@@ -72,16 +72,14 @@ def declared_files(doc: dict[Any, Any], report: Report, read: BesideReader | Non
 
 def _text(kind: str, body: Any, path: str, report: Report, read: BesideReader | None) -> str | None:
     if not isinstance(body, dict):
-        report.error(path, f"must be a mapping with 'file'{' or content' if kind == 'configs' else ''}, "
-                           f"got {json_kind(body)}")
+        report.error(path, f"must be a mapping with {_sources(kind)}, got {json_kind(body)}")
         return None
     report.unknown_keys(body, TOP_KEYS[kind], path)
     for key in ("name", "labels", "template_driver"):
         if key in body:
             report.unsupported(join_path(path, key), key)
     if body.get("external"):
-        report.error(join_path(path, "external"), f"shoal keeps no {kind} apart from jobs: give 'file'"
-                                                  f"{' or content' if kind == 'configs' else ''}")
+        report.error(join_path(path, "external"), f"shoal keeps no {kind} apart from jobs: give {_sources(kind)}")
         return None
     if "environment" in body:
         report.error(join_path(path, "environment"), "the deploying shell's variables mean nothing on the "
@@ -100,6 +98,11 @@ def _text(kind: str, body: Any, path: str, report: Report, read: BesideReader | 
                      else f"'file' must be a path, got {json_kind(source)}")
         return None
     return read_file(source, join_path(path, "file"), report, read)
+
+
+def _sources(kind: str) -> str:
+    """What a top-level entry of `kind` may give its text with."""
+    return "'file' or 'content'" if kind == "configs" else "'file'"
 
 
 def read_file(source: str, path: str, report: Report, read: BesideReader | None) -> str | None:

@@ -87,7 +87,7 @@ secrets:
     with pytest.raises(ComposeError) as e:
         convert(parse(text), "shop", read_beside=reader_beside(str(tmp_path / "compose.yml")))
     assert problems(e) == [
-        "configs.ext.external: shoal keeps no configs apart from jobs: give 'file' or content",
+        "configs.ext.external: shoal keeps no configs apart from jobs: give 'file' or 'content'",
         "configs.missing.file: './missing.yml': no such file (paths are relative to the Compose file)",
         "secrets.env_secret.environment: the deploying shell's variables mean nothing on the cluster: give 'file'",
         "services.web.volumes[0]: './data' names a directory of this machine (relative, or under ~), which other "

@@ -80,7 +80,7 @@ def test_equal_priorities_and_node_local_data_are_never_preempted():
     sim.world.run_for(10)
     assert running(sim, "agent") == {0: 0, 1: 0, 2: 0} and running(sim, "batch") == {0: 2, 1: 2, 2: 2}
     assert sim.world.core(2).view.global_refusal("agent").endswith(
-        "no replica here at priority 45 or lower (without node-local data) to preempt")
+        "replicas here at priority 45 or lower (without node-local data) free too little to preempt")
 
     sim = make(35)
     fill_with_batch(sim, volumes={"data": {"target": "/data"}})
