@@ -1,6 +1,6 @@
 """Container options: how a replica's process is set up, beyond image, command and limits.
 
-How this works: six job fields, each Docker's (and Compose's) option of
+How this works: seven job fields, each Docker's (and Compose's) option of
 the same meaning, each left out of the canonical form while it holds its
 default (so a spec without them keeps the hashes it had before they
 existed), and each in the container hash (a change replaces containers):
@@ -18,9 +18,13 @@ existed), and each in the container hash (a change replaces containers):
   (`"db.internal" = "10.0.0.5"`; `"host-gateway"` is the node's bridge
   address, as Docker reads it);
 - `container_labels`: labels set on the containers, for tools that read
-  them (log shippers, proxies); `shoal.` names are the agent's own.
+  them (log shippers, proxies); `shoal.` names are the agent's own;
+- `sysctls`: kernel settings of the container's own namespaces
+  (`"net.core.somaxconn" = "1024"`): only those Docker can set per
+  container (`net.*`, `kernel.shm*`, `kernel.msg*`, `kernel.sem`,
+  `fs.mqueue.*`); others would change the node itself and are refused.
 
-`check(c, raw)` validates all six, every problem with its path;
+`check(c, raw)` validates all seven, every problem with its path;
 `ContainerOptions.to_dict()` is their part of the canonical form.  Pure:
 no I/O.
 """
@@ -38,7 +42,13 @@ from .volumes import path_problem
 if TYPE_CHECKING:
     from .spec_check import Checker
 
-FIELDS = ("working_dir", "init", "shm_size", "ulimits", "extra_hosts", "container_labels")
+FIELDS = ("working_dir", "init", "shm_size", "ulimits", "extra_hosts", "container_labels", "sysctls")
+# What Docker sets per container (its namespaced sysctls): anything else is the node's.
+SYSCTL_PREFIXES = ("net.", "kernel.shm", "kernel.msg", "fs.mqueue.")
+SYSCTL_NAMES = ("kernel.sem",)
+MAX_SYSCTLS = 64
+SYSCTL_RE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+", re.ASCII)
+SYSCTL_VALUE_RE = re.compile(r"[A-Za-z0-9 _.:/,-]{1,256}", re.ASCII)
 ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
                 "rss", "rtprio", "rttime", "sigpending", "stack")
 UNLIMITED = -1
@@ -64,6 +74,7 @@ class ContainerOptions:
     ulimits: tuple[tuple[str, int, int], ...] = ()          # (name, soft, hard), sorted
     extra_hosts: tuple[tuple[str, str], ...] = ()           # (host name, address), sorted
     container_labels: tuple[tuple[str, str], ...] = ()      # sorted
+    sysctls: tuple[tuple[str, str], ...] = ()               # sorted
 
     def to_dict(self) -> dict[str, Any]:
         """The fields not at their defaults, as the canonical form writes them."""
@@ -81,11 +92,13 @@ class ContainerOptions:
             d["extra_hosts"] = dict(self.extra_hosts)
         if self.container_labels:
             d["container_labels"] = dict(self.container_labels)
+        if self.sysctls:
+            d["sysctls"] = dict(self.sysctls)
         return d
 
 
 def check(c: Checker, raw: dict[Any, Any], missing: Any) -> ContainerOptions:
-    """The six fields of `raw` (a spec table); `missing` is the checker's absent marker."""
+    """The seven fields of `raw` (a spec table); `missing` is the checker's absent marker."""
     return ContainerOptions(
         working_dir=_working_dir(c, raw.get("working_dir", missing), missing),
         init=c.boolean(raw.get("init", missing), "init", False),
@@ -93,6 +106,7 @@ def check(c: Checker, raw: dict[Any, Any], missing: Any) -> ContainerOptions:
         ulimits=_ulimits(c, raw.get("ulimits", missing), missing),
         extra_hosts=_extra_hosts(c, raw.get("extra_hosts", missing), missing),
         container_labels=_labels(c, raw.get("container_labels", missing), missing),
+        sysctls=_sysctls(c, raw.get("sysctls", missing), missing),
     )
 
 
@@ -199,4 +213,32 @@ def _labels(c: Checker, value: Any, missing: Any) -> tuple[tuple[str, str], ...]
         label = c.string(text, path, MAX_LABEL_VALUE_CHARS)
         if label is not None:
             out.append((key, label))
+    return tuple(sorted(out))
+
+
+def _sysctls(c: Checker, value: Any, missing: Any) -> tuple[tuple[str, str], ...]:
+    if value is missing:
+        return ()
+    table = c.table(value, "sysctls")
+    if table is None:
+        return ()
+    if len(table) > MAX_SYSCTLS:
+        c.add("sysctls", f"at most {MAX_SYSCTLS} settings (got {len(table)})")
+        return ()
+    out = []
+    for key, setting in table.items():
+        path = c.key_path("sysctls", str(key))
+        if not isinstance(key, str) or len(key) > 128 or not SYSCTL_RE.fullmatch(key):
+            c.add(path, "not a sysctl name (like net.core.somaxconn)")
+            continue
+        if not key.startswith(SYSCTL_PREFIXES) and key not in SYSCTL_NAMES:
+            c.add(path, "not one of the container's own namespaces (net.*, kernel.shm*, kernel.msg*, kernel.sem, "
+                        "fs.mqueue.*): it would change the node")
+            continue
+        if isinstance(setting, int) and not isinstance(setting, bool):
+            setting = str(setting)
+        if not isinstance(setting, str) or not SYSCTL_VALUE_RE.fullmatch(setting):
+            c.add(path, f"must be a value like \"1024\" (letters, digits, spaces, '_.:/,-'), got {str(setting)[:64]!r}")
+            continue
+        out.append((key, setting))
     return tuple(sorted(out))

@@ -293,6 +293,10 @@ def validate(raw: Any) -> JobSpec:
     )
     for where, message in file_conflicts(spec.files, {v.target: v.name for v in spec.volumes}):
         c.add(where, message)
+    if spec.network == "host":
+        for key, _ in spec.options.sysctls:
+            if key.startswith("net."):
+                c.add(c.key_path("sysctls", key), 'with network = "host" the network settings are the node\'s own')
     if mode is Mode.GLOBAL:
         spec = dataclasses.replace(spec, replicas=0, max_per_node=1)
     c.cap_conflicts(spec.cap_add, spec.cap_drop)

@@ -1,7 +1,7 @@
 """A Compose service's process options as the job's container options (auction.container_options).
 
 How this works: `convert_options(body, put, put_table, report, path)`
-reads six keys of one service and hands each to `put(key, value,
+reads seven keys of one service and hands each to `put(key, value,
 compose_path)` (a single value) or `put_table` (a mapping): the service
 converter's, which remember where each field came from; the job validator
 checks the values.
@@ -16,6 +16,8 @@ checks the values.
     labels                          -> container_labels: a list of `key=value`
                                        or a mapping; numbers and booleans become
                                        text, as Compose writes them
+    sysctls                         -> sysctls: a list of `name=value` or a
+                                       mapping (the container's own namespaces)
 
 (`deploy.labels` are Swarm's labels of the service, not of its containers:
 a warning, as any key not read.)  Pure: no I/O.
@@ -26,11 +28,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from auction.container_options import MAX_CONTAINER_LABELS, MAX_EXTRA_HOSTS
+from auction.container_options import MAX_CONTAINER_LABELS, MAX_EXTRA_HOSTS, MAX_SYSCTLS
 from auction.resources import json_kind
 from node.cli.compose_report import Report, got, join_path
 
-KEYS = ("working_dir", "init", "shm_size", "ulimits", "extra_hosts", "labels")
+KEYS = ("working_dir", "init", "shm_size", "ulimits", "extra_hosts", "labels", "sysctls")
 Put = Callable[[str, Any, str], None]
 
 
@@ -48,6 +50,10 @@ def convert_options(body: dict[Any, Any], put: Put, put_table: Put, report: Repo
         path = join_path(service_path, "extra_hosts")
         if (hosts := _pairs(body["extra_hosts"], ":=", MAX_EXTRA_HOSTS, report, path, "host:address")) is not None:
             put_table("extra_hosts", hosts, path)
+    if "sysctls" in body:
+        path = join_path(service_path, "sysctls")
+        if (settings := _pairs(body["sysctls"], "=", MAX_SYSCTLS, report, path, "name=value")) is not None:
+            put_table("sysctls", settings, path)
     if "labels" in body:
         path = join_path(service_path, "labels")
         if (labels := _pairs(body["labels"], "=", MAX_CONTAINER_LABELS, report, path, "key=value")) is not None:

@@ -23,7 +23,7 @@ gives this spec (`ContainerPolicy.capabilities`); the spec's `user`,
 (auction.volumes: a Docker volume per slot, tmpfs, an allowed host path),
 its files too (auction.files: read-only binds of what node.runtime.files wrote),
 and its container options (auction.container_options: working_dir, init,
-shm_size, ulimits, extra_hosts, container_labels) as Docker's own.
+shm_size, ulimits, extra_hosts, container_labels, sysctls) as Docker's own.
 `create_kwargs` refuses
 (`PolicyRefused`) a spec the node's policy does not allow: the runtime's
 second line of defence after the bidder's decline.
@@ -113,6 +113,8 @@ def process_options(spec: JobSpec) -> dict[str, Any]:
         kw["ulimits"] = [{"Name": name, "Soft": soft, "Hard": hard} for name, soft, hard in o.ulimits]
     if o.extra_hosts:
         kw["extra_hosts"] = [f"{host}:{address}" for host, address in o.extra_hosts]
+    if o.sysctls:
+        kw["sysctls"] = dict(o.sysctls)
     return kw
 
 

@@ -30,7 +30,8 @@ def test_a_toml_job_with_every_option_round_trips_and_each_replaces_containers()
     plain = validate(BASE)
     assert set(plain.to_dict()) == {"name", "image", "cpu", "memory", "replicas", "restart", "strategy"}
     for field, value in (("working_dir", "/srv"), ("init", True), ("shm_size", "128MiB"), ("ulimits", {"nofile": 9}),
-                         ("extra_hosts", {"a": "10.0.0.1"}), ("container_labels", {"a": "b"})):
+                         ("extra_hosts", {"a": "10.0.0.1"}), ("container_labels", {"a": "b"}),
+                         ("sysctls", {"net.core.somaxconn": "1024"})):
         assert validate({**BASE, field: value}).container_hash() != plain.container_hash(), field
 
 
@@ -49,3 +50,19 @@ def test_each_mistake_names_its_field():
         'extra_hosts.ok: must be an IP address or "host-gateway", got \'nope\'']
     assert problems(container_labels={"shoal.job": "x"}) == [
         'container_labels["shoal.job"]: \'shoal.\' labels are the agent\'s own (they say whose container it is)']
+
+
+def test_sysctls_are_the_containers_own_namespaces_only():
+    spec = validate({**BASE, "sysctls": {"net.core.somaxconn": 1024, "kernel.shmmax": "68719476736",
+                                         "fs.mqueue.msg_max": "20"}})
+    assert spec.to_dict()["sysctls"] == {"fs.mqueue.msg_max": "20", "kernel.shmmax": "68719476736",
+                                         "net.core.somaxconn": "1024"}
+    assert validate(spec.to_dict()) == spec
+    assert problems(sysctls={"vm.swappiness": "10", "Net.x": "1", "net.ipv4.ip_forward": "1;rm"}) == [
+        "sysctls[\"vm.swappiness\"]: not one of the container's own namespaces (net.*, kernel.shm*, kernel.msg*, "
+        "kernel.sem, fs.mqueue.*): it would change the node",
+        "sysctls[\"Net.x\"]: not a sysctl name (like net.core.somaxconn)",
+        "sysctls[\"net.ipv4.ip_forward\"]: must be a value like \"1024\" (letters, digits, spaces, '_.:/,-'), "
+        "got '1;rm'"]
+    assert problems(network="host", sysctls={"net.core.somaxconn": "1024"}) == [
+        'sysctls["net.core.somaxconn"]: with network = "host" the network settings are the node\'s own']

@@ -20,10 +20,12 @@ services:
       nproc: 65535
     extra_hosts: ["db.internal:10.0.0.5", "v6host:::1", "gw=host-gateway"]
     labels: ["com.example.team=shop", "com.example.tier=db"]
+    sysctls: ["net.core.somaxconn=1024"]
   web:
     image: nginx:1
     extra_hosts: {api.internal: 10.0.0.9}
     labels: {traefik.enable: true, traefik.port: 8080}
+    sysctls: {net.ipv4.tcp_syncookies: 0}
 """, "shop")
     db, web = stack.jobs
     assert (db.options.working_dir, db.options.init, db.options.shm_size_bytes) == ("/srv", True, 256 << 20)
@@ -31,6 +33,8 @@ services:
     assert db.options.extra_hosts == (("db.internal", "10.0.0.5"), ("gw", "host-gateway"), ("v6host", "::1"))
     assert db.options.container_labels == (("com.example.team", "shop"), ("com.example.tier", "db"))
     assert web.options.extra_hosts == (("api.internal", "10.0.0.9"),)
+    assert db.options.sysctls == (("net.core.somaxconn", "1024"),)
+    assert web.options.sysctls == (("net.ipv4.tcp_syncookies", "0"),)
     assert web.options.container_labels == (("traefik.enable", "true"), ("traefik.port", "8080"))
     assert stack.warnings == ()
 

@@ -17,11 +17,12 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="starts dockerd: needs
 
 
 @needs_root
-async def test_the_replica_runs_in_its_directory_under_init_with_its_limits_hosts_and_labels(engine, node):
+async def test_the_replica_runs_in_its_directory_under_init_with_its_limits_hosts_labels_and_sysctls(engine, node):
     rt = DockerRuntime(node, fast())
     sp = spec(working_dir="/tmp", init=True, shm_size="16MiB",
               ulimits={"nofile": {"soft": 1000, "hard": 2000}, "nproc": 500},
-              extra_hosts={"db.internal": "10.9.8.7"}, container_labels={"team": "shop"})
+              extra_hosts={"db.internal": "10.9.8.7"}, container_labels={"team": "shop"},
+              sysctls={"net.core.somaxconn": "1234"})
     async with trio.open_nursery() as n:
         await n.start(rt.run)
         rt.start(claim(node, sp), sp)
@@ -35,4 +36,5 @@ async def test_the_replica_runs_in_its_directory_under_init_with_its_limits_host
         assert "Max processes             500                  500                  processes" in limits
         assert in_container(ctr, "grep db.internal /etc/hosts") == (0, "10.9.8.7\tdb.internal")
         assert ctr.labels["team"] == "shop" and ctr.labels["shoal.slot"] == "web/0"
+        assert in_container(ctr, "cat /proc/sys/net/core/somaxconn") == (0, "1234")
         n.cancel_scope.cancel()
