@@ -12,8 +12,11 @@ content is a new container (`files` is in the container hash), rolled out
 as any other change.  Their size counts in the spec's bound (MAX_SPEC_BYTES,
 64 KiB), which keeps them small enough to gossip.
 
-A file is readable by anyone who can read the job (the API, every node's job
-store): it is not a secret store.
+A file is readable by anyone who can read the job store (every node, and a
+member with the gossip key): it is not a secret store.  `secret = true`
+only keeps its text out of what the API shows of the job (its spec, its
+history's changes, a plan: `redact`), so it does not end up on screens,
+in terminals' scrollback or in CI logs.
 
 `check` validates a spec's `files` table into sorted `FileSpec`s, every
 problem with its path (`files.nginx.target`).  Pure: no I/O.
@@ -37,7 +40,7 @@ MAX_FILE_NAME_CHARS = 63
 # this is only the first cut, before the rest of the spec is measured.
 MAX_CONTENT_CHARS = 64 * 1024
 DEFAULT_MODE = 0o444
-FILE_FIELDS = ("target", "content", "mode")
+FILE_FIELDS = ("target", "content", "mode", "secret")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*", re.ASCII)
 MODE_RE = re.compile(r"0?[0-7]{3}", re.ASCII)
 
@@ -48,11 +51,14 @@ class FileSpec:
     target: str                 # where it appears in the container
     content: str
     mode: int = DEFAULT_MODE    # its permission bits (owner root)
+    secret: bool = False        # its text is not shown by the API (`redact`)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"target": self.target, "content": self.content}
         if self.mode != DEFAULT_MODE:
             d["mode"] = f"{self.mode:04o}"
+        if self.secret:
+            d["secret"] = True
         return d
 
     def digest(self) -> str:
@@ -111,7 +117,11 @@ def _one(c: Checker, name: str, entry: dict[Any, Any], path: str) -> FileSpec | 
     mode = _mode(c, entry.get("mode", DEFAULT_MODE), f"{path}.mode")
     if mode is None:
         return None
-    return FileSpec(name, target, content, mode)
+    secret = entry.get("secret", False)
+    if not isinstance(secret, bool):
+        c.add(f"{path}.secret", "must be true or false")
+        return None
+    return FileSpec(name, target, content, mode, secret)
 
 
 def _mode(c: Checker, value: Any, path: str) -> int | None:
@@ -128,3 +138,19 @@ def conflicts(files: tuple[FileSpec, ...], volume_targets: dict[str, str]) -> li
     """(problem path, message) for each file whose target is a volume's."""
     return [(f"files.{f.name}.target", f"{f.target} is also the target of volumes.{volume_targets[f.target]}")
             for f in files if f.target in volume_targets]
+
+
+def redact(spec: dict[str, Any]) -> dict[str, Any]:
+    """A job's canonical form (JobSpec.to_dict()) as the API shows it: each
+    secret file's text replaced by its size and digest (so two versions
+    still tell apart).  The rest as it is."""
+    files = spec.get("files")
+    if not isinstance(files, dict) or not any(isinstance(f, dict) and f.get("secret") for f in files.values()):
+        return spec
+    shown = {}
+    for name, f in files.items():
+        if isinstance(f, dict) and f.get("secret") and isinstance(f.get("content"), str):
+            text = f["content"].encode()
+            f = {**f, "content": f"(secret: {len(text)} bytes, sha256 {hashlib.sha256(text).hexdigest()[:12]})"}
+        shown[name] = f
+    return {**spec, "files": shown}

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .files import redact
 from .jobspec import JobSpec
 from .resources import Resources
 from .scoring import NodeView, could_take, explain_unplaceable, filter_reason
@@ -48,8 +49,8 @@ class Change:
 
 def diff(old: JobSpec | None, new: JobSpec) -> list[Change]:
     """Field-by-field changes from old to new (every field of new if old is None)."""
-    a = old.to_dict() if old is not None else {}
-    b = new.to_dict()
+    a = redact(old.to_dict()) if old is not None else {}    # secret files' texts never shown (auction.files)
+    b = redact(new.to_dict())
     changes: list[Change] = []
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key), b.get(key)

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from auction.claims import slot_key
+from auction.files import redact
 from auction.global_jobs import wanting
 from auction.membership import NodeStatus, holder_gone_reason
 from auction.scoring import NodeView
@@ -64,7 +65,7 @@ def _version(entry: Entry, records: list[Entry], previous: JobSpec | None, curre
         "changes": [c.path for c in changes], "summary": ("stopped" if entry.deleted else summary(changes)
                                                           if previous is not None else "first version"),
         "replaces": spec is not None and replaces_containers(previous, spec),
-        "spec": spec.to_dict() if spec else None,
+        "spec": redact(spec.to_dict()) if spec else None,     # secret files' texts never shown
     }
 
 
@@ -123,7 +124,7 @@ def plan_view(view: CoreView, new: JobSpec) -> dict[str, Any]:
     return {"name": new.name, "exists": old is not None,
             "current": version_id(current, records) if current is not None and old is not None else None,
             "replicas": {"old": _count(old, statuses, alive), "new": _count(new, statuses, alive)},
-            "placed": len(holders), **p.to_json(), "spec": new.to_dict()}
+            "placed": len(holders), **p.to_json(), "spec": redact(new.to_dict())}
 
 
 def _count(spec: JobSpec | None, statuses: Mapping[str, NodeStatus], alive: set[str]) -> int:

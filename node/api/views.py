@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from auction.claims import Claim, parse_slot_key, slot_key
 from auction.coordination import coordination_key
+from auction.files import redact
 from auction.global_jobs import wanting
 from auction.membership import holder_gone_reason
 from auction.placement import normalize_image
@@ -319,5 +320,5 @@ def job_detail(view: CoreView, name: str) -> dict[str, Any] | None:
     slots = _slots(ctx, spec)
     pulls = [p for node in sorted({s["node"] for s in slots if s.get("runtime") == "starting"})
              if (p := ctx.pull_of(node, spec.image)) is not None]
-    return {**summary, "spec": spec.to_dict(), "container_hash": spec.container_hash()[:12],
+    return {**summary, "spec": redact(spec.to_dict()), "container_hash": spec.container_hash()[:12],
             "slots": slots, "extra": _extra(view, spec), "rollout": view.rollout(name), "pulls": pulls}

@@ -6,9 +6,9 @@ beside the Compose file (node.cli.compose_beside), `content:` is taken as
 written (configs); `external`, `environment` and a missing source are
 errors (shoal has no store of configs to refer to, and the deploying
 shell's environment means nothing on a cluster); `name`, `labels`,
-`template_driver` are warnings.  Each secret also gets a warning: shoal
-keeps it in the job spec like a config, readable by whoever can read the
-job, not encrypted apart as Swarm's secrets are.
+`template_driver` are warnings.  A secret becomes a file marked `secret`
+(the API does not show its text, auction.files) and gets a warning: every
+node's job store holds it, not encrypted apart as Swarm's secrets are.
 
 `FilesConverter(...).convert(body)` reads one service's `configs:` and
 `secrets:` (short: a name; long: `source`, `target`, `mode`, `uid`, `gid`)
@@ -41,8 +41,8 @@ TOP_KEYS = {"configs": ("file", "content", "external", "environment", "name", "l
             "secrets": ("file", "external", "environment", "name", "labels", "template_driver")}
 LONG_KEYS = ("source", "target", "mode", "uid", "gid")
 SECRETS_DIR = "/run/secrets"
-SECRET_WARNING = ("kept in the job spec as a file, as a config is: readable by whoever can read the job "
-                  "(the API, every node), not encrypted apart as Swarm's secrets are")
+SECRET_WARNING = ("kept in the job spec as a file marked secret: the API does not show its text, but every "
+                  "node's job store holds it, not encrypted apart as Swarm's secrets are")
 _NOT_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+", re.ASCII)
 
 # (kind, name) -> its text; None: declared, but its text could not be had (reported).
@@ -193,7 +193,8 @@ class FilesConverter:
             target = f"{SECRETS_DIR}/{source}" if kind == "secrets" else f"/{source}"
         elif kind == "secrets" and isinstance(target, str) and not target.startswith("/"):
             target = f"{SECRETS_DIR}/{target}"
-        self.add(source, {"target": target, "content": content, **_mode(entry.get("mode"))}, path)
+        secret = {"secret": True} if kind == "secrets" else {}       # not shown by the API (auction.files)
+        self.add(source, {"target": target, "content": content, **_mode(entry.get("mode")), **secret}, path)
 
     def add(self, raw_name: str, file: dict[str, Any], path: str) -> None:
         name = job_file_name(raw_name, self.files)

@@ -72,7 +72,9 @@ def stack_deploy(file: str, stack_name: str | None, prune: bool, dry_run: bool, 
     for w in st.warnings:
         click.echo(f"warning: {w}", err=True)
     if dry_run:
-        click.echo(json.dumps([j.to_dict() for j in st.jobs], indent=2))
+        from auction.files import redact
+
+        click.echo(json.dumps([redact(j.to_dict()) for j in st.jobs], indent=2))   # secrets' texts not printed
         return
     client = Client(address, token)
     for service, spec in zip(st.services, st.jobs):

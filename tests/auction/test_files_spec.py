@@ -63,3 +63,21 @@ def test_files_are_bounded_in_number_and_by_the_spec_size():
            "b": {"target": "/b", "content": "y" * (MAX_SPEC_BYTES // 2)}}
     [message] = problems(files=big)
     assert message.startswith("the spec is ") and f"the limit is {MAX_SPEC_BYTES}" in message
+
+
+def test_a_secret_files_text_is_not_shown_but_a_change_of_it_is():
+    from auction.files import redact
+    from auction.spec_diff import diff
+
+    one = validate({**BASE, "files": {"token": {"target": "/run/secrets/token", "content": "s3cret", "secret": True},
+                                      "conf": {"target": "/etc/a.conf", "content": "a = 1"}}})
+    shown = redact(one.to_dict())["files"]
+    assert shown["token"]["content"].startswith("(secret: 6 bytes, sha256 ") and "s3cret" not in str(shown)
+    assert shown["conf"]["content"] == "a = 1"                  # not secret: as it is
+    assert validate(one.to_dict()) == one and one.to_dict()["files"]["token"]["content"] == "s3cret"
+    two = validate({**one.to_dict(), "files": {**one.to_dict()["files"],
+                                               "token": {**one.to_dict()["files"]["token"], "content": "t0ps3cret"}}})
+    [change] = diff(one, two)
+    assert change.path == "files.token.content" and "s3cret" not in str(change) and change.old != change.new
+    assert problems(files={"a": {"target": "/a", "content": "", "secret": "yes"}}) == [
+        "files.a.secret: must be true or false"]

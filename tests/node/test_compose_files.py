@@ -58,9 +58,10 @@ def test_configs_secrets_and_bound_files_reach_the_job_with_their_targets_and_mo
         ("db_pass", "/run/secrets/db_pass", "hunter2", "444"),
         ("nginx.conf", "/etc/nginx/nginx.conf", "worker_processes 2;\n", "444"),
         ("site", "/etc/site.yml", "title: shop\n", "440")]         # YAML's 0440 is octal, as Compose reads it
+    assert [f.name for f in web.files if f.secret] == ["api_key", "db_pass"]
     assert [str(w) for w in stack.warnings] == [
-        f"secrets.{name}: kept in the job spec as a file, as a config is: readable by whoever can read the job "
-        "(the API, every node), not encrypted apart as Swarm's secrets are" for name in ("db_pass", "api_key")]
+        f"secrets.{name}: kept in the job spec as a file marked secret: the API does not show its text, but "
+        "every node's job store holds it, not encrypted apart as Swarm's secrets are" for name in ("db_pass", "api_key")]
 
 
 def test_a_bound_file_mounted_writable_is_copied_read_only_with_a_warning(tmp_path):
