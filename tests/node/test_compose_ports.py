@@ -154,9 +154,13 @@ def test_numbers_are_read_as_compose_reads_them():
 def test_the_example_compose_file_is_the_demo_web_service():
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[2] / "examples" / "compose.yml").read_text()
-    st = load(text, "demo")
+    from node.cli.compose import convert, parse
+    from node.cli.compose_beside import reader_beside
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "compose.yml"
+    st = convert(parse(path.read_text()), "demo", read_beside=reader_beside(str(path)))
     (web,) = st.jobs
     assert st.warnings == () and web.name == "demo-web"
     assert web.to_dict()["ports"] == {"http": {"to": 8080}} and web.network == "bridge"
-    assert web.command is not None and "hello from $SHOAL_JOB slot $SHOAL_SLOT on $SHOAL_NODE" in web.command[2]
+    assert web.command is not None and "from $SHOAL_JOB slot $SHOAL_SLOT on $SHOAL_NODE" in web.command[2]
+    assert [(f.target, f.content) for f in web.files] == [("/etc/demo/greeting", "hello\n")]
