@@ -18,6 +18,10 @@ only keeps its text out of what the API shows of the job (its spec, its
 history's changes, a plan: `redact`), so it does not end up on screens,
 in terminals' scrollback or in CI logs.
 
+A TOML job file may name a file beside it instead (`source = "nginx.conf"`):
+`shoal job run` reads it and sends its text as `content` (`inline_sources`,
+given the CLI's reader); over the API a `source` is an error saying so.
+
 `check` validates a spec's `files` table into sorted `FileSpec`s, every
 problem with its path (`files.nginx.target`).  Pure: no I/O.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +45,7 @@ MAX_FILE_NAME_CHARS = 63
 # this is only the first cut, before the rest of the spec is measured.
 MAX_CONTENT_CHARS = 64 * 1024
 DEFAULT_MODE = 0o444
-FILE_FIELDS = ("target", "content", "mode", "secret")
+FILE_FIELDS = ("target", "content", "mode", "secret", "source")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*", re.ASCII)
 MODE_RE = re.compile(r"0?[0-7]{3}", re.ASCII)
 
@@ -108,8 +113,12 @@ def _one(c: Checker, name: str, entry: dict[Any, Any], path: str) -> FileSpec | 
     if (problem := path_problem(target)) is not None:
         c.add(f"{path}.target", problem)
         return None
+    if "source" in entry:
+        c.add(f"{path}.source", "a file beside a TOML job is read by `shoal job run FILE` (and `job plan`), "
+                                "which sends its text as content; give content here")
+        return None
     if "content" not in entry:
-        c.add(f"{path}.content", "required: the file's text")
+        c.add(f"{path}.content", "required: the file's text (or, in a TOML job file, source = a file beside it)")
         return None
     content = c.string(entry["content"], f"{path}.content", MAX_CONTENT_CHARS)
     if content is None:
@@ -154,3 +163,34 @@ def redact(spec: dict[str, Any]) -> dict[str, Any]:
             f = {**f, "content": f"(secret: {len(text)} bytes, sha256 {hashlib.sha256(text).hexdigest()[:12]})"}
         shown[name] = f
     return {**spec, "files": shown}
+
+
+def inline_sources(raw: dict[Any, Any], read: Callable[[str], str]) -> list[tuple[str, str]]:
+    """Replace each `source` of a parsed TOML job's files with `content`, the
+    text `read` gives (the CLI's reader of files beside the job file); the
+    (path, message) of each that could not be read."""
+    files = raw.get("files")
+    if not isinstance(files, dict) or len(files) > MAX_FILES:
+        return []           # the validator says what is wrong with it
+    problems = []
+    for name, entry in files.items():
+        if not isinstance(entry, dict) or "source" not in entry:
+            continue
+        where = f"files.{str(name)[:64]}.source"
+        source = entry["source"]
+        if "content" in entry:
+            problems.append((where, "give source or content, not both"))
+        elif not isinstance(source, str) or not source:
+            problems.append((where, "must be the path of a file beside the job file"))
+        else:
+            try:
+                text = read(source)
+            except FileNotFoundError:
+                problems.append((where, f"{source[:64]!r}: no such file (paths are relative to the job file)"))
+                continue
+            except (OSError, ValueError) as e:
+                problems.append((where, f"{source[:64]!r}: {getattr(e, 'strerror', None) or e}"))
+                continue
+            entry.pop("source")
+            entry["content"] = text
+    return problems

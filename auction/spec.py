@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
 from .jobspec import (
@@ -106,6 +107,7 @@ from .resources import KiB, MiB, TiB, format_memory, json_kind
 from .spec_check import MISSING, Checker
 from .container_options import check as check_options
 from .files import check as check_files
+from .files import inline_sources
 from .files import conflicts as file_conflicts
 from .volumes import check as check_volumes
 
@@ -191,8 +193,10 @@ __all__ = [
 
 # ---- entry points --------------------------------------------------------------
 
-def load_toml(text: str) -> JobSpec:
-    """Parse and validate a TOML job file; a syntax error is a SpecError at path ""."""
+def load_toml(text: str, read_beside: Callable[[str], str] | None = None) -> JobSpec:
+    """Parse and validate a TOML job file; a syntax error is a SpecError at path "".
+    `read_beside` reads the files its `[files.X] source` names (the CLI's,
+    node.cli.beside; auction.files.inline_sources); None: a source is an error."""
     _check_text_size(text)
     import tomllib  # here, not atop: an agent imports this module at every start and parses TOML rarely
 
@@ -204,6 +208,8 @@ def load_toml(text: str) -> JobSpec:
         raise SpecError([Problem("", f"TOML value error: {quote_short(str(e))}")]) from None
     except RecursionError:
         raise SpecError([Problem("", "TOML is nested too deeply")]) from None
+    if read_beside is not None and (unread := inline_sources(raw, read_beside)):
+        raise SpecError([Problem(path, message) for path, message in unread])
     return validate(raw)
 
 

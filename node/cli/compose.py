@@ -125,7 +125,7 @@ from typing import Any
 from auction.resources import json_kind
 from auction.spec import JobSpec, Problem
 from node.cli.compose_report import NOT_SUPPORTED, ComposeError, Report, join_path
-from node.cli.compose_beside import BesideReader
+from node.cli.beside import BesideReader
 from node.cli.compose_files import declared_files
 from node.cli.compose_service import ServiceConverter
 from node.cli.compose_volumes import declared_volumes
@@ -232,7 +232,7 @@ def convert(doc: Any, stack: str, read_beside: BesideReader | None = None) -> St
     """Every service of a parsed Compose document as a validated JobSpec.
     Raises ComposeError listing every problem; returns the warnings otherwise.
     `read_beside` reads the files it names, beside the Compose file (env_file,
-    configs, secrets, bound files: node.cli.compose_beside; None: not read,
+    configs, secrets, bound files: node.cli.beside; None: not read,
     warned about or refused)."""
     check_stack_name(stack)
     r = Report()

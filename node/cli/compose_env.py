@@ -1,7 +1,7 @@
 """A Compose service's `env_file:`: variables read from files beside the Compose file.
 
 How this works: `shoal stack deploy` reads the files (relative to the
-Compose file's directory, bounded: node.cli.compose_beside) and
+Compose file's directory, bounded: node.cli.beside) and
 `parse_env_file` turns each into variables, as
 Compose reads them: one `KEY=VALUE` a line; blank lines and lines starting
 with `#` skipped; an optional `export ` before the name; a value in single

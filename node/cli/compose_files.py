@@ -2,7 +2,7 @@
 
 How this works: `declared_files(doc, report, read)` reads the top-level
 `configs:` and `secrets:` into their texts: `file: ./nginx.conf` is read
-beside the Compose file (node.cli.compose_beside), `content:` is taken as
+beside the Compose file (node.cli.beside), `content:` is taken as
 written (configs); `external`, `environment` and a missing source are
 errors (shoal has no store of configs to refer to, and the deploying
 shell's environment means nothing on a cluster); `name`, `labels`,
@@ -33,7 +33,7 @@ from typing import Any
 
 from auction.files import MAX_FILE_NAME_CHARS, MAX_FILES
 from auction.resources import json_kind
-from node.cli.compose_beside import BesideFileError, BesideReader
+from node.cli.beside import BesideFileError, BesideReader
 from node.cli.compose_report import Report, got, join_path
 
 KINDS = ("configs", "secrets")

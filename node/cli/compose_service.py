@@ -34,7 +34,7 @@ from node.agent import probe
 from node.cli.compose_ports import PortsConverter
 from node.cli.compose_report import NOT_SUPPORTED, Report, got, join_path
 from node.cli.compose_update import UpdateConverter
-from node.cli.compose_beside import BesideFileError, BesideReader
+from node.cli.beside import BesideFileError, BesideReader
 from node.cli.compose_env import MAX_ENV_FILES, EnvFileError, parse_env_file
 from node.cli.compose_files import Declared, FilesConverter
 from node.cli.compose_options import KEYS as OPTION_KEYS
@@ -73,7 +73,7 @@ class ServiceConverter:
                  volumes_used: dict[str, str] | None = None, read_beside: BesideReader | None = None,
                  files_declared: Declared | None = None) -> None:
         self.r = report
-        # Reads env files and bound files (node.cli.compose_beside); None: not read, warned or refused.
+        # Reads env files and bound files (node.cli.beside); None: not read, warned or refused.
         self.read_beside = read_beside
         # The file's top-level configs and secrets, read (node.cli.compose_files).
         self.files_declared = files_declared or {}

@@ -2,8 +2,9 @@
 
 How this works: `load_spec_file` reads at most the spec bound (plus one byte,
 so a larger file is refused, not cut), decodes UTF-8, parses TOML and
-validates it (auction.spec); any problem fails the command, listing every
-problem the spec has.
+validates it (auction.spec), reading each `[files.X] source` beside the file
+into its content (node.cli.beside); any problem fails the command, listing
+every problem the spec has.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ def load_spec_file(file: str) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         fail(f"{file}: not UTF-8 text")
+    from node.cli.beside import reader_beside
+
     try:
-        spec = load_toml(text)
+        spec = load_toml(text, read_beside=reader_beside(file))
     except SpecError as e:
         lines = "".join(f"\n  {p}" for p in e.problems)
         n = len(e.problems)

@@ -64,7 +64,7 @@ def stack_deploy(file: str, stack_name: str | None, prune: bool, dry_run: bool, 
     except compose.ComposeError as e:
         fail(f"--name: {e.problems[0].message}")
     try:
-        from node.cli.compose_beside import reader_beside
+        from node.cli.beside import reader_beside
 
         st = compose.convert(doc, name, read_beside=reader_beside(file))
     except compose.ComposeError as e:

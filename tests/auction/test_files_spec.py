@@ -42,7 +42,8 @@ def test_each_mistake_is_named_by_its_path():
     assert problems(files={"a": {"target": "etc/a", "content": ""}}) == [
         "files.a.target: 'etc/a' is not an absolute path like /var/lib/app "
         "(letters, digits, '_', '.', '@', '+', '-')"]
-    assert problems(files={"a": {"target": "/a"}}) == ["files.a.content: required: the file's text"]
+    assert problems(files={"a": {"target": "/a"}}) == [
+        "files.a.content: required: the file's text (or, in a TOML job file, source = a file beside it)"]
     assert problems(files={"a": {"content": "x"}}) == [
         "files.a.target: required: the file's path in the container, like /etc/app/config.yml"]
     assert problems(files={"a": {"target": "/a", "content": "x", "mode": "0999"}}) == [

@@ -615,7 +615,7 @@ services:
 
 def test_env_files_are_read_beside_the_compose_file_and_environment_wins(tmp_path):
     from node.cli.compose import convert, parse
-    from node.cli.compose_beside import reader_beside
+    from node.cli.beside import reader_beside
 
     (tmp_path / "common.env").write_text(
         "# shared\nLEVEL=info\nexport REGION='eu west'\nGREETING=\"hi\\nthere\"  \nURL=http://x/#frag # a comment\n")

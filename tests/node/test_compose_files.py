@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from node.cli.compose import ComposeError, convert, parse
-from node.cli.compose_beside import reader_beside
+from node.cli.beside import reader_beside
 
 COMPOSE = """
 services:
@@ -61,7 +61,8 @@ def test_configs_secrets_and_bound_files_reach_the_job_with_their_targets_and_mo
     assert [f.name for f in web.files if f.secret] == ["api_key", "db_pass"]
     assert [str(w) for w in stack.warnings] == [
         f"secrets.{name}: kept in the job spec as a file marked secret: the API does not show its text, but "
-        "every node's job store holds it, not encrypted apart as Swarm's secrets are" for name in ("db_pass", "api_key")]
+        "every node's job store holds it, not encrypted apart as Swarm's secrets are"
+        for name in ("db_pass", "api_key")]
 
 
 def test_a_bound_file_mounted_writable_is_copied_read_only_with_a_warning(tmp_path):

@@ -155,7 +155,7 @@ def test_the_example_compose_file_is_the_demo_web_service():
     from pathlib import Path
 
     from node.cli.compose import convert, parse
-    from node.cli.compose_beside import reader_beside
+    from node.cli.beside import reader_beside
 
     path = Path(__file__).resolve().parents[2] / "examples" / "compose.yml"
     st = convert(parse(path.read_text()), "demo", read_beside=reader_beside(str(path)))
