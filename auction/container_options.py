@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -167,78 +168,72 @@ def _limit(c: Checker, value: Any, path: str) -> int | None:
     return value
 
 
-def _extra_hosts(c: Checker, value: Any, missing: Any) -> tuple[tuple[str, str], ...]:
+def _pairs(c: Checker, value: Any, missing: Any, field: str, most: int,
+           one: Callable[[Checker, Any, Any, str], str | None]) -> tuple[tuple[str, str], ...]:
+    """A table of text keys to values, at most `most` entries, each kept
+    when `one(c, key, value, path)` gives its value (else it said why)."""
     if value is missing:
         return ()
-    table = c.table(value, "extra_hosts")
+    table = c.table(value, field)
     if table is None:
         return ()
-    if len(table) > MAX_EXTRA_HOSTS:
-        c.add("extra_hosts", f"at most {MAX_EXTRA_HOSTS} entries (got {len(table)})")
+    if len(table) > most:
+        c.add(field, f"at most {most} entries (got {len(table)})")
         return ()
     out = []
-    for host, address in table.items():
-        path = c.key_path("extra_hosts", str(host))
-        if not isinstance(host, str) or len(host) > 253 or not HOSTNAME_RE.fullmatch(host):
-            c.add(path, "not a host name (letters, digits, '-' and dots)")
-            continue
-        if address != HOST_GATEWAY:
-            try:
-                ipaddress.ip_address(address if isinstance(address, str) else "-")
-            except ValueError:
-                c.add(path, f'must be an IP address or "{HOST_GATEWAY}", got {str(address)[:64]!r}')
-                continue
-        out.append((host, address))
+    for key, item in table.items():
+        kept = one(c, key, item, c.key_path(field, str(key)))
+        if kept is not None:
+            out.append((key, kept))
     return tuple(sorted(out))
+
+
+def _extra_hosts(c: Checker, value: Any, missing: Any) -> tuple[tuple[str, str], ...]:
+    return _pairs(c, value, missing, "extra_hosts", MAX_EXTRA_HOSTS, _host)
+
+
+def _host(c: Checker, host: Any, address: Any, path: str) -> str | None:
+    if not isinstance(host, str) or len(host) > 253 or not HOSTNAME_RE.fullmatch(host):
+        c.add(path, "not a host name (letters, digits, '-' and dots)")
+        return None
+    if address != HOST_GATEWAY:
+        try:
+            ipaddress.ip_address(address if isinstance(address, str) else "-")
+        except ValueError:
+            c.add(path, f'must be an IP address or "{HOST_GATEWAY}", got {str(address)[:64]!r}')
+            return None
+    return str(address)
 
 
 def _labels(c: Checker, value: Any, missing: Any) -> tuple[tuple[str, str], ...]:
-    if value is missing:
-        return ()
-    table = c.table(value, "container_labels")
-    if table is None:
-        return ()
-    if len(table) > MAX_CONTAINER_LABELS:
-        c.add("container_labels", f"at most {MAX_CONTAINER_LABELS} labels (got {len(table)})")
-        return ()
-    out = []
-    for key, text in table.items():
-        path = c.key_path("container_labels", str(key))
-        if not isinstance(key, str) or len(key) > MAX_LABEL_KEY_CHARS or not LABEL_KEY_RE.fullmatch(key):
-            c.add(path, f"label names are letters, digits, '.', '_', '/' and '-', at most {MAX_LABEL_KEY_CHARS}")
-            continue
-        if key.startswith(RESERVED_LABEL_PREFIX):
-            c.add(path, f"'{RESERVED_LABEL_PREFIX}' labels are the agent's own (they say whose container it is)")
-            continue
-        label = c.string(text, path, MAX_LABEL_VALUE_CHARS)
-        if label is not None:
-            out.append((key, label))
-    return tuple(sorted(out))
+    return _pairs(c, value, missing, "container_labels", MAX_CONTAINER_LABELS, _label)
+
+
+def _label(c: Checker, key: Any, text: Any, path: str) -> str | None:
+    if not isinstance(key, str) or len(key) > MAX_LABEL_KEY_CHARS or not LABEL_KEY_RE.fullmatch(key):
+        c.add(path, f"label names are letters, digits, '.', '_', '/' and '-', at most {MAX_LABEL_KEY_CHARS}")
+        return None
+    if key.startswith(RESERVED_LABEL_PREFIX):
+        c.add(path, f"'{RESERVED_LABEL_PREFIX}' labels are the agent's own (they say whose container it is)")
+        return None
+    return c.string(text, path, MAX_LABEL_VALUE_CHARS)
 
 
 def _sysctls(c: Checker, value: Any, missing: Any) -> tuple[tuple[str, str], ...]:
-    if value is missing:
-        return ()
-    table = c.table(value, "sysctls")
-    if table is None:
-        return ()
-    if len(table) > MAX_SYSCTLS:
-        c.add("sysctls", f"at most {MAX_SYSCTLS} settings (got {len(table)})")
-        return ()
-    out = []
-    for key, setting in table.items():
-        path = c.key_path("sysctls", str(key))
-        if not isinstance(key, str) or len(key) > 128 or not SYSCTL_RE.fullmatch(key):
-            c.add(path, "not a sysctl name (like net.core.somaxconn)")
-            continue
-        if not key.startswith(SYSCTL_PREFIXES) and key not in SYSCTL_NAMES:
-            c.add(path, "not one of the container's own namespaces (net.*, kernel.shm*, kernel.msg*, kernel.sem, "
-                        "fs.mqueue.*): it would change the node")
-            continue
-        if isinstance(setting, int) and not isinstance(setting, bool):
-            setting = str(setting)
-        if not isinstance(setting, str) or not SYSCTL_VALUE_RE.fullmatch(setting):
-            c.add(path, f"must be a value like \"1024\" (letters, digits, spaces, '_.:/,-'), got {str(setting)[:64]!r}")
-            continue
-        out.append((key, setting))
-    return tuple(sorted(out))
+    return _pairs(c, value, missing, "sysctls", MAX_SYSCTLS, _sysctl)
+
+
+def _sysctl(c: Checker, key: Any, setting: Any, path: str) -> str | None:
+    if not isinstance(key, str) or len(key) > 128 or not SYSCTL_RE.fullmatch(key):
+        c.add(path, "not a sysctl name (like net.core.somaxconn)")
+        return None
+    if not key.startswith(SYSCTL_PREFIXES) and key not in SYSCTL_NAMES:
+        c.add(path, "not one of the container's own namespaces (net.*, kernel.shm*, kernel.msg*, kernel.sem, "
+                    "fs.mqueue.*): it would change the node")
+        return None
+    if isinstance(setting, int) and not isinstance(setting, bool):
+        setting = str(setting)
+    if not isinstance(setting, str) or not SYSCTL_VALUE_RE.fullmatch(setting):
+        c.add(path, f"must be a value like \"1024\" (letters, digits, spaces, '_.:/,-'), got {str(setting)[:64]!r}")
+        return None
+    return setting
