@@ -110,6 +110,15 @@ class Client:
         return data
 
 
+def placed_slots(client: Client, job: str) -> list[tuple[int, str]]:
+    """(index, node) of the job's placed slots (`shoal logs`, `shoal exec --node`)."""
+    from urllib.parse import quote
+
+    status = client.request("GET", f"/v1/jobs/{quote(job, safe='')}")
+    return sorted((s["index"], s["node"]) for s in status.get("slots") or ()
+                  if s.get("state") == "placed" and isinstance(s.get("index"), int) and s.get("node"))
+
+
 def format_problem(p: dict[str, Any]) -> str:
     path, message = p.get("path") or "", p.get("message", "")
     return f"{path}: {message}" if path else str(message)

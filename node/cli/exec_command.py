@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 
 import click
 
-from node.cli.client import CLIENT_TIMEOUT_S, Client, client_options, fail
+from node.cli.client import CLIENT_TIMEOUT_S, Client, client_options, fail, placed_slots
 
 TIMED_OUT_EXIT = 124
 
@@ -45,8 +45,6 @@ def exec_command(job_name: str, words: tuple[str, ...], timeout_s: float, node: 
         fail("no command given: shoal exec JOB [SLOT] -- CMD...")
     client = Client(address, token)
     if node is not None:
-        from node.cli.logs_command import placed_slots
-
         held = [i for i, n in placed_slots(client, job_name) if n == node]
         if len(held) != 1:
             fail(f"{node} holds {'no replica' if not held else f'{len(held)} replicas'} of {job_name}"

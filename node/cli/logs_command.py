@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import click
 
-from node.cli.client import CLIENT_TIMEOUT_S, Client, client_options, fail
+from node.cli.client import CLIENT_TIMEOUT_S, Client, client_options, fail, placed_slots
 
 MAX_FOLLOWED = 64
 MAX_PARTIAL_LINE_BYTES = 64 * 1024      # a longer line is written in pieces
@@ -77,13 +77,6 @@ class Prefixed:
     def close(self) -> None:
         if self.partial:
             self.write(b"\n")
-
-
-def placed_slots(client: Client, job: str) -> list[tuple[int, str]]:
-    """(index, node) of the job's placed slots."""
-    status = client.request("GET", f"/v1/jobs/{quote(job, safe='')}")
-    return sorted((s["index"], s["node"]) for s in status.get("slots") or ()
-                  if s.get("state") == "placed" and isinstance(s.get("index"), int) and s.get("node"))
 
 
 def all_slots(client: Client, job: str, follow: bool, tail: str, node: str | None = None) -> None:
