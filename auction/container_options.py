@@ -1,6 +1,6 @@
 """Container options: how a replica's process is set up, beyond image, command and limits.
 
-How this works: seven job fields, each Docker's (and Compose's) option of
+How this works: eight job fields, each Docker's (and Compose's) option of
 the same meaning, each left out of the canonical form while it holds its
 default (so a spec without them keeps the hashes it had before they
 existed), and each in the container hash (a change replaces containers):
@@ -19,12 +19,16 @@ existed), and each in the container hash (a change replaces containers):
   address, as Docker reads it);
 - `container_labels`: labels set on the containers, for tools that read
   them (log shippers, proxies); `shoal.` names are the agent's own;
+- `hostname`: the container's host name (default Docker's: the container
+  id), a DNS label that may name `{job}`, `{index}` and `{node}`, filled
+  in per replica (`hostname_for`), so replicas that need a stable name of
+  their own (a RabbitMQ node, a cluster member) have one per slot;
 - `sysctls`: kernel settings of the container's own namespaces
   (`"net.core.somaxconn" = "1024"`): only those Docker can set per
   container (`net.*`, `kernel.shm*`, `kernel.msg*`, `kernel.sem`,
   `fs.mqueue.*`); others would change the node itself and are refused.
 
-`check(c, raw)` validates all seven, every problem with its path;
+`check(c, raw)` validates all eight, every problem with its path;
 `ContainerOptions.to_dict()` is their part of the canonical form.  Pure:
 no I/O.
 """
@@ -43,7 +47,10 @@ from .volumes import path_problem
 if TYPE_CHECKING:
     from .spec_check import Checker
 
-FIELDS = ("working_dir", "init", "shm_size", "ulimits", "extra_hosts", "container_labels", "sysctls")
+FIELDS = ("working_dir", "init", "shm_size", "ulimits", "extra_hosts", "container_labels", "sysctls", "hostname")
+HOSTNAME_PLACEHOLDERS = ("{job}", "{index}", "{node}")
+HOSTNAME_TEMPLATE_RE = re.compile(r"([a-z0-9-]|\{job\}|\{index\}|\{node\})+", re.ASCII)
+MAX_HOSTNAME_CHARS = 63
 # What Docker sets per container (its namespaced sysctls): anything else is the node's.
 SYSCTL_PREFIXES = ("net.", "kernel.shm", "kernel.msg", "fs.mqueue.")
 SYSCTL_NAMES = ("kernel.sem",)
@@ -76,6 +83,7 @@ class ContainerOptions:
     extra_hosts: tuple[tuple[str, str], ...] = ()           # (host name, address), sorted
     container_labels: tuple[tuple[str, str], ...] = ()      # sorted
     sysctls: tuple[tuple[str, str], ...] = ()               # sorted
+    hostname: str | None = None                             # a template: `hostname_for` fills it in
 
     def to_dict(self) -> dict[str, Any]:
         """The fields not at their defaults, as the canonical form writes them."""
@@ -95,11 +103,13 @@ class ContainerOptions:
             d["container_labels"] = dict(self.container_labels)
         if self.sysctls:
             d["sysctls"] = dict(self.sysctls)
+        if self.hostname is not None:
+            d["hostname"] = self.hostname
         return d
 
 
 def check(c: Checker, raw: dict[Any, Any], missing: Any) -> ContainerOptions:
-    """The seven fields of `raw` (a spec table); `missing` is the checker's absent marker."""
+    """The eight fields of `raw` (a spec table); `missing` is the checker's absent marker."""
     return ContainerOptions(
         working_dir=_working_dir(c, raw.get("working_dir", missing), missing),
         init=c.boolean(raw.get("init", missing), "init", False),
@@ -108,7 +118,29 @@ def check(c: Checker, raw: dict[Any, Any], missing: Any) -> ContainerOptions:
         extra_hosts=_extra_hosts(c, raw.get("extra_hosts", missing), missing),
         container_labels=_labels(c, raw.get("container_labels", missing), missing),
         sysctls=_sysctls(c, raw.get("sysctls", missing), missing),
+        hostname=_hostname(c, raw.get("hostname", missing), missing),
     )
+
+
+def hostname_for(template: str, job: str, index: int, node: str) -> str:
+    """A replica's host name: the template with its placeholders filled in
+    (a node name made a DNS label), cut to 63 characters, no '-' at an end."""
+    label = re.sub(r"[^a-z0-9-]+", "-", node.lower())
+    name = template.replace("{job}", job).replace("{index}", str(index)).replace("{node}", label)
+    return name[:MAX_HOSTNAME_CHARS].strip("-") or "replica"
+
+
+def _hostname(c: Checker, value: Any, missing: Any) -> str | None:
+    if value is missing:
+        return None
+    text = c.string(value, "hostname", MAX_HOSTNAME_CHARS)
+    if text is None:
+        return None
+    if not HOSTNAME_TEMPLATE_RE.fullmatch(text) or text.startswith("-"):
+        c.add("hostname", "a DNS label (lowercase letters, digits, '-'), which may name {job}, {index} and {node} "
+                          f"(like db-{{index}}), got {text[:64]!r}")
+        return None
+    return text
 
 
 def _working_dir(c: Checker, value: Any, missing: Any) -> str | None:

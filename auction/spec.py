@@ -300,6 +300,8 @@ def validate(raw: Any) -> JobSpec:
     for where, message in file_conflicts(spec.files, {v.target: v.name for v in spec.volumes}):
         c.add(where, message)
     if spec.network == "host":
+        if spec.options.hostname is not None:
+            c.add("hostname", 'with network = "host" a container has the node\'s own host name')
         for key, _ in spec.options.sysctls:
             if key.startswith("net."):
                 c.add(c.key_path("sysctls", key), 'with network = "host" the network settings are the node\'s own')

@@ -1,7 +1,7 @@
 """A Compose service's process options as the job's container options (auction.container_options).
 
 How this works: `convert_options(body, put, put_table, report, path)`
-reads seven keys of one service and hands each to `put(key, value,
+reads eight keys of one service and hands each to `put(key, value,
 compose_path)` (a single value) or `put_table` (a mapping): the service
 converter's, which remember where each field came from; the job validator
 checks the values.
@@ -18,6 +18,9 @@ checks the values.
                                        text, as Compose writes them
     sysctls                         -> sysctls: a list of `name=value` or a
                                        mapping (the container's own namespaces)
+    hostname                        -> hostname ({job}, {index}, {node} filled in
+                                       per replica; Swarm's {{.Task.Slot}}
+                                       templates are an error saying so)
 
 (`deploy.labels` are Swarm's labels of the service, not of its containers:
 a warning, as any key not read.)  Pure: no I/O.
@@ -32,7 +35,7 @@ from auction.container_options import MAX_CONTAINER_LABELS, MAX_EXTRA_HOSTS, MAX
 from auction.resources import json_kind
 from node.cli.compose_report import Report, got, join_path
 
-KEYS = ("working_dir", "init", "shm_size", "ulimits", "extra_hosts", "labels", "sysctls")
+KEYS = ("working_dir", "init", "shm_size", "ulimits", "extra_hosts", "labels", "sysctls", "hostname")
 Put = Callable[[str, Any, str], None]
 
 
@@ -50,6 +53,13 @@ def convert_options(body: dict[Any, Any], put: Put, put_table: Put, report: Repo
         path = join_path(service_path, "extra_hosts")
         if (hosts := _pairs(body["extra_hosts"], ":=", MAX_EXTRA_HOSTS, report, path, "host:address")) is not None:
             put_table("extra_hosts", hosts, path)
+    if "hostname" in body:
+        path = join_path(service_path, "hostname")
+        if isinstance(body["hostname"], str) and "{{" in body["hostname"]:
+            report.error(path, "Swarm's templates are not read: write {job}, {index} (from 0) or {node}, "
+                               "like db-{index}")
+        else:
+            put("hostname", body["hostname"], path)
     if "sysctls" in body:
         path = join_path(service_path, "sysctls")
         if (settings := _pairs(body["sysctls"], "=", MAX_SYSCTLS, report, path, "name=value")) is not None:

@@ -23,7 +23,8 @@ gives this spec (`ContainerPolicy.capabilities`); the spec's `user`,
 (auction.volumes: a Docker volume per slot, tmpfs, an allowed host path),
 its files too (auction.files: read-only binds of what node.runtime.files wrote),
 and its container options (auction.container_options: working_dir, init,
-shm_size, ulimits, extra_hosts, container_labels, sysctls) as Docker's own.
+shm_size, ulimits, extra_hosts, container_labels, sysctls, hostname) as
+Docker's own.
 `create_kwargs` refuses
 (`PolicyRefused`) a spec the node's policy does not allow: the runtime's
 second line of defence after the bidder's decline.
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from auction.claims import Claim, ballot_label
+from auction.container_options import hostname_for
 from auction.container_policy import NO_NEW_PRIVILEGES, ContainerPolicy
 from auction.placement import normalize_image
 from auction.spec import MAX_STOP_GRACE_S, JobSpec
@@ -168,6 +170,8 @@ def create_kwargs(node: str, slot: str, claim: Claim, spec: JobSpec, spec_hash: 
         kw["entrypoint"] = list(spec.entrypoint)
     if spec.options.working_dir is not None:
         kw["working_dir"] = spec.options.working_dir
+    if spec.options.hostname is not None:
+        kw["hostname"] = hostname_for(spec.options.hostname, claim.job, claim.index, node)
     return kw
 
 

@@ -31,7 +31,7 @@ def test_a_toml_job_with_every_option_round_trips_and_each_replaces_containers()
     assert set(plain.to_dict()) == {"name", "image", "cpu", "memory", "replicas", "restart", "strategy"}
     for field, value in (("working_dir", "/srv"), ("init", True), ("shm_size", "128MiB"), ("ulimits", {"nofile": 9}),
                          ("extra_hosts", {"a": "10.0.0.1"}), ("container_labels", {"a": "b"}),
-                         ("sysctls", {"net.core.somaxconn": "1024"})):
+                         ("sysctls", {"net.core.somaxconn": "1024"}), ("hostname", "db-{index}")):
         assert validate({**BASE, field: value}).container_hash() != plain.container_hash(), field
 
 
@@ -66,3 +66,18 @@ def test_sysctls_are_the_containers_own_namespaces_only():
         "got '1;rm'"]
     assert problems(network="host", sysctls={"net.core.somaxconn": "1024"}) == [
         'sysctls["net.core.somaxconn"]: with network = "host" the network settings are the node\'s own']
+
+
+def test_a_hostname_template_is_filled_in_per_replica():
+    from auction.container_options import hostname_for
+
+    assert validate({**BASE, "hostname": "{job}-{index}"}).options.hostname == "{job}-{index}"
+    assert hostname_for("{job}-{index}", "rabbit", 2, "node-1") == "rabbit-2"
+    assert hostname_for("mq-{node}", "rabbit", 0, "Edge_Site.7") == "mq-edge-site-7"
+    assert hostname_for("{job}" * 9, "a-long-job-name", 0, "n") == ("a-long-job-name" * 5)[:63]
+    assert problems(hostname="DB_1") == [
+        "hostname: a DNS label (lowercase letters, digits, '-'), which may name {job}, {index} and {node} "
+        "(like db-{index}), got 'DB_1'"]
+    assert problems(hostname="db-{slot}")[0].startswith("hostname: a DNS label")
+    assert problems(hostname="db", network="host") == [
+        'hostname: with network = "host" a container has the node\'s own host name']

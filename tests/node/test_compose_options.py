@@ -21,6 +21,7 @@ services:
     extra_hosts: ["db.internal:10.0.0.5", "v6host:::1", "gw=host-gateway"]
     labels: ["com.example.team=shop", "com.example.tier=db"]
     sysctls: ["net.core.somaxconn=1024"]
+    hostname: "db-{index}"
   web:
     image: nginx:1
     extra_hosts: {api.internal: 10.0.0.9}
@@ -33,7 +34,7 @@ services:
     assert db.options.extra_hosts == (("db.internal", "10.0.0.5"), ("gw", "host-gateway"), ("v6host", "::1"))
     assert db.options.container_labels == (("com.example.team", "shop"), ("com.example.tier", "db"))
     assert web.options.extra_hosts == (("api.internal", "10.0.0.9"),)
-    assert db.options.sysctls == (("net.core.somaxconn", "1024"),)
+    assert db.options.sysctls == (("net.core.somaxconn", "1024"),) and db.options.hostname == "db-{index}"
     assert web.options.sysctls == (("net.ipv4.tcp_syncookies", "0"),)
     assert web.options.container_labels == (("traefik.enable", "true"), ("traefik.port", "8080"))
     assert stack.warnings == ()
@@ -49,9 +50,12 @@ services:
     ulimits: {nofiles: 10}
     extra_hosts: ["nocolon"]
     labels: {shoal.job: x}
+    hostname: "{{.Service.Name}}-{{.Task.Slot}}"
 """, "shop")
     assert [str(p) for p in e.value.problems] == [
         "services.db.extra_hosts[0]: must be host:address, got 'nocolon'",
+        "services.db.hostname: Swarm's templates are not read: write {job}, {index} (from 0) or {node}, "
+        "like db-{index}",
         "services.db.working_dir: 'srv' is not an absolute path like /var/lib/app "
         "(letters, digits, '_', '.', '@', '+', '-')",
         "services.db.ulimits.nofiles: not a resource limit; one of core, cpu, data, fsize, locks, memlock, "

@@ -22,7 +22,7 @@ async def test_the_replica_runs_in_its_directory_under_init_with_its_limits_host
     sp = spec(working_dir="/tmp", init=True, shm_size="16MiB",
               ulimits={"nofile": {"soft": 1000, "hard": 2000}, "nproc": 500},
               extra_hosts={"db.internal": "10.9.8.7"}, container_labels={"team": "shop"},
-              sysctls={"net.core.somaxconn": "1234"})
+              sysctls={"net.core.somaxconn": "1234"}, hostname="{job}-{index}")
     async with trio.open_nursery() as n:
         await n.start(rt.run)
         rt.start(claim(node, sp), sp)
@@ -37,4 +37,5 @@ async def test_the_replica_runs_in_its_directory_under_init_with_its_limits_host
         assert in_container(ctr, "grep db.internal /etc/hosts") == (0, "10.9.8.7\tdb.internal")
         assert ctr.labels["team"] == "shop" and ctr.labels["shoal.slot"] == "web/0"
         assert in_container(ctr, "cat /proc/sys/net/core/somaxconn") == (0, "1234")
+        assert in_container(ctr, "hostname") == (0, "web-0")
         n.cancel_scope.cancel()
