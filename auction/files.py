@@ -73,33 +73,9 @@ class FileSpec:
 
 def check(c: Checker, value: Any) -> tuple[FileSpec, ...]:
     """The spec's `files` table as FileSpecs, sorted by name; problems go to `c`."""
-    table = c.table(value, "files")
-    if table is None:
-        return ()
-    if len(table) > MAX_FILES:
-        c.add("files", f"at most {MAX_FILES} files (got {len(table)})")
-        return ()
-    out: list[FileSpec] = []
-    targets: dict[str, str] = {}
-    for name, raw in table.items():
-        path = f"files.{str(name)[:64]}"
-        if not isinstance(name, str) or len(name) > MAX_FILE_NAME_CHARS or not NAME_RE.fullmatch(name):
-            c.add(path, f"file names are letters, digits, '_', '.' and '-', starting with a letter or digit, "
-                        f"at most {MAX_FILE_NAME_CHARS} characters (like 'nginx.conf')")
-            continue
-        entry = c.table(raw, path)
-        if entry is None:
-            continue
-        c.unknown_fields(entry, FILE_FIELDS, path)
-        spec = _one(c, name, entry, path)
-        if spec is None:
-            continue
-        if spec.target in targets:
-            c.add(f"{path}.target", f"{spec.target} is also the target of files.{targets[spec.target]}")
-            continue
-        targets[spec.target] = name
-        out.append(spec)
-    return tuple(sorted(out))
+    return tuple(sorted(c.mounts(value, "files", MAX_FILES, NAME_RE, MAX_FILE_NAME_CHARS,
+                                 "file names are letters, digits, '_', '.' and '-', starting with a letter or digit, "
+                                 f"at most {MAX_FILE_NAME_CHARS} characters (like 'nginx.conf')", FILE_FIELDS, _one)))
 
 
 def _one(c: Checker, name: str, entry: dict[Any, Any], path: str) -> FileSpec | None:

@@ -84,33 +84,9 @@ def path_problem(path: str) -> str | None:
 
 def check(c: Checker, value: Any) -> tuple[VolumeSpec, ...]:
     """The spec's `volumes` table as VolumeSpecs, sorted by name; problems go to `c`."""
-    table = c.table(value, "volumes")
-    if table is None:
-        return ()
-    if len(table) > MAX_VOLUMES:
-        c.add("volumes", f"at most {MAX_VOLUMES} volumes (got {len(table)})")
-        return ()
-    out: list[VolumeSpec] = []
-    targets: dict[str, str] = {}
-    for name, raw in table.items():
-        path = f"volumes.{str(name)[:64]}"
-        if not isinstance(name, str) or len(name) > MAX_VOLUME_NAME_CHARS or not NAME_RE.fullmatch(name):
-            c.add(path, f"volume names are lowercase letters, digits and '-', starting with a letter, "
-                        f"at most {MAX_VOLUME_NAME_CHARS} characters (like 'data')")
-            continue
-        vol = c.table(raw, path)
-        if vol is None:
-            continue
-        c.unknown_fields(vol, VOLUME_FIELDS, path)
-        spec = _one(c, name, vol, path)
-        if spec is None:
-            continue
-        if spec.target in targets:
-            c.add(f"{path}.target", f"{spec.target} is also the target of volumes.{targets[spec.target]}")
-            continue
-        targets[spec.target] = name
-        out.append(spec)
-    return tuple(sorted(out))
+    return tuple(sorted(c.mounts(value, "volumes", MAX_VOLUMES, NAME_RE, MAX_VOLUME_NAME_CHARS,
+                                 "volume names are lowercase letters, digits and '-', starting with a letter, "
+                                 f"at most {MAX_VOLUME_NAME_CHARS} characters (like 'data')", VOLUME_FIELDS, _one)))
 
 
 def _one(c: Checker, name: str, vol: dict[Any, Any], path: str) -> VolumeSpec | None:
