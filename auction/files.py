@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .mounts import check_mounts
 from .volumes import MAX_PATH_CHARS, path_problem
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class FileSpec:
 
 def check(c: Checker, value: Any) -> tuple[FileSpec, ...]:
     """The spec's `files` table as FileSpecs, sorted by name; problems go to `c`."""
-    return tuple(sorted(c.mounts(value, "files", MAX_FILES, NAME_RE, MAX_FILE_NAME_CHARS,
+    return tuple(sorted(check_mounts(c, value, "files", MAX_FILES, NAME_RE, MAX_FILE_NAME_CHARS,
                                  "file names are letters, digits, '_', '.' and '-', starting with a letter or digit, "
                                  f"at most {MAX_FILE_NAME_CHARS} characters (like 'nginx.conf')", FILE_FIELDS, _one)))
 

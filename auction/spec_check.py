@@ -17,8 +17,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, overload
 
 from .container_policy import (
     ALL,
@@ -135,15 +134,6 @@ def _closest(word: str, known: tuple[str, ...]) -> str | None:
     return close[0] if close else None
 
 
-class Mount(Protocol):
-    """What a volume and a file have in common: where they appear in the container."""
-    @property
-    def target(self) -> str: ...
-
-
-M = TypeVar("M", bound=Mount)
-
-
 class Checker:
     """Collects problems while each method returns a usable value (the default,
     or a placeholder) so that checking always reaches the end of the spec."""
@@ -169,39 +159,6 @@ class Checker:
         return _key_path(prefix, key)
 
     # -- shapes --
-
-    def mounts(self, value: Any, field: str, most: int, name_re: re.Pattern[str], max_name_chars: int,
-               name_rule: str, fields: tuple[str, ...],
-               one: Callable[[Checker, str, dict[Any, Any], str], M | None]) -> list[M]:
-        """A table of named mounts (`volumes`, `files`): at most `most`, names
-        matching `name_re` (else `name_rule` is said), each a table of
-        `fields` that `one` checks into a value; no two with one target."""
-        table = self.table(value, field)
-        if table is None:
-            return []
-        if len(table) > most:
-            self.add(field, f"at most {most} {field} (got {len(table)})")
-            return []
-        out: list[M] = []
-        targets: dict[str, str] = {}
-        for name, raw in table.items():
-            path = f"{field}.{str(name)[:64]}"
-            if not isinstance(name, str) or len(name) > max_name_chars or not name_re.fullmatch(name):
-                self.add(path, name_rule)
-                continue
-            entry = self.table(raw, path)
-            if entry is None:
-                continue
-            self.unknown_fields(entry, fields, path)
-            mount = one(self, name, entry, path)
-            if mount is None:
-                continue
-            if mount.target in targets:
-                self.add(f"{path}.target", f"{mount.target} is also the target of {field}.{targets[mount.target]}")
-                continue
-            targets[mount.target] = name
-            out.append(mount)
-        return out
 
     def unknown_fields(self, table: dict[Any, Any], known: tuple[str, ...], prefix: str) -> None:
         for key in table:

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .mounts import check_mounts
 from .resources import MiB, UnitError, canonical_memory, parse_memory
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def path_problem(path: str) -> str | None:
 
 def check(c: Checker, value: Any) -> tuple[VolumeSpec, ...]:
     """The spec's `volumes` table as VolumeSpecs, sorted by name; problems go to `c`."""
-    return tuple(sorted(c.mounts(value, "volumes", MAX_VOLUMES, NAME_RE, MAX_VOLUME_NAME_CHARS,
+    return tuple(sorted(check_mounts(c, value, "volumes", MAX_VOLUMES, NAME_RE, MAX_VOLUME_NAME_CHARS,
                                  "volume names are lowercase letters, digits and '-', starting with a letter, "
                                  f"at most {MAX_VOLUME_NAME_CHARS} characters (like 'data')", VOLUME_FIELDS, _one)))
 
