@@ -34,7 +34,7 @@ from typing import Any
 from auction.files import MAX_FILE_NAME_CHARS, MAX_FILES
 from auction.resources import json_kind
 from node.cli.beside import BesideFileError, BesideReader
-from node.cli.compose_report import Report, got, join_path
+from node.cli.compose_report import Report, ServicePart, got, join_path
 
 KINDS = ("configs", "secrets")
 TOP_KEYS = {"configs": ("file", "content", "external", "environment", "name", "labels", "template_driver"),
@@ -131,25 +131,17 @@ def job_file_name(raw: str, taken: dict[str, Any]) -> str:
     return name
 
 
-class FilesConverter:
+class FilesConverter(ServicePart):
     """The files of one service, written into `spec["files"]`, with each
     one's Compose path in `origin` and every refused path in `failed` (as
     node.cli.compose_service keeps them)."""
 
     def __init__(self, report: Report, service_path: str, spec: dict[str, Any], origin: dict[str, str],
                  failed: set[str], declared: Declared, read: BesideReader | None) -> None:
-        self.r = report
-        self.path = service_path
-        self.spec = spec
-        self.origin = origin
-        self.failed = failed
+        super().__init__(report, service_path, spec, origin, failed)
         self.declared = declared
         self.read = read
         self.files: dict[str, dict[str, Any]] = {}
-
-    def error(self, path: str, message: str) -> None:
-        self.failed.add(path)
-        self.r.error(path, message)
 
     def convert(self, body: dict[Any, Any]) -> None:
         for kind in KINDS:

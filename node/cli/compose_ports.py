@@ -52,35 +52,27 @@ from typing import Any
 
 from auction.ports import MAX_PORTS, NETWORK_MODES, label_problem
 from auction.resources import json_kind
-from node.cli.compose_report import NOT_SUPPORTED, Report, got, join_path
+from node.cli.compose_report import NOT_SUPPORTED, Report, ServicePart, got, join_path
 
 PORT_KEYS = ("target", "published", "protocol", "mode", "name", "host_ip", "app_protocol")
 _NUMBER_RE = re.compile(r"\d{1,5}", re.ASCII)
 _RANGE_RE = re.compile(r"(\d{1,5})-(\d{1,5})", re.ASCII)
 
 
-class PortsConverter:
+class PortsConverter(ServicePart):
     """The network and ports of one service, written into `spec` (the job spec
     dict being built), with the Compose path of each field in `origin` and
     every refused path in `failed` (as node.cli.compose_service keeps them)."""
 
     def __init__(self, report: Report, service_path: str, spec: dict[str, Any], origin: dict[str, str],
                  failed: set[str]) -> None:
-        self.r = report
-        self.path = service_path
-        self.spec = spec
-        self.origin = origin
-        self.failed = failed
+        super().__init__(report, service_path, spec, origin, failed)
         self.network = "bridge"
         self.labels: dict[str, str] = {}          # label -> the Compose path that took it
         self.published: dict[int, str] = {}       # host port -> the Compose path that asked for it
         # (to, static) -> the label and protocols of the port made for it: a
         # second entry differing only in protocol is the same port.
         self.made: dict[tuple[int | None, int | None], tuple[str, set[str]]] = {}
-
-    def error(self, path: str, message: str) -> None:
-        self.failed.add(path)
-        self.r.error(path, message)
 
     def convert(self, body: dict) -> None:
         if "network_mode" in body:

@@ -100,3 +100,22 @@ class Report:
         more = [Problem("", f"{self.dropped_warnings} more warnings not shown")] if self.dropped_warnings else []
         return self.warnings + more
 
+
+
+class ServicePart:
+    """What each converter of a part of one service (ports, volumes, files,
+    update settings) shares: the report, the service's Compose path, the job
+    spec dict being built, the Compose path of each field written (`origin`)
+    and every path refused (`failed`), as node.cli.compose_service keeps them."""
+
+    def __init__(self, report: Report, service_path: str, spec: dict[str, Any], origin: dict[str, str],
+                 failed: set[str]) -> None:
+        self.r = report
+        self.path = service_path
+        self.spec = spec
+        self.origin = origin
+        self.failed = failed
+
+    def error(self, path: str, message: str) -> None:
+        self.failed.add(path)
+        self.r.error(path, message)

@@ -43,7 +43,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from auction.jobspec import DEFAULT_HEALTHY_DEADLINE_S, DEFAULT_PROGRESS_DEADLINE_S
-from node.cli.compose_report import Report, got, join_path
+from node.cli.compose_report import Report, ServicePart, got, join_path
 
 UPDATE_KEYS = ("parallelism", "delay", "failure_action", "monitor", "order", "max_failure_ratio")
 SWARM_DEFAULTS: dict[str, Any] = {"parallelism": 1, "delay": 0.0, "failure_action": "pause", "monitor": 5.0,
@@ -53,19 +53,15 @@ ORDERS = ("start-first", "stop-first")
 DEADLINE_MARGIN_S = 60.0            # a new replica has this long beyond min_healthy_s to get there
 
 
-class UpdateConverter:
+class UpdateConverter(ServicePart):
     """Writes `update`, `stop_signal`, `stop_grace_s` into `spec`, with the
     Compose path of each field in `origin` and refused paths in `failed` (as
     node.cli.compose_service keeps them); `duration` parses Go durations."""
 
     def __init__(self, report: Report, service_path: str, spec: dict[str, Any], origin: dict[str, str],
                  failed: set[str], duration: Callable[[Any, str], float | None]) -> None:
-        self.r, self.path, self.spec, self.origin, self.failed = report, service_path, spec, origin, failed
+        super().__init__(report, service_path, spec, origin, failed)
         self.duration = duration
-
-    def error(self, path: str, message: str) -> None:
-        self.failed.add(path)
-        self.r.error(path, message)
 
     def convert(self, body: dict[str, Any], deploy: dict[str, Any]) -> None:
         if "stop_grace_period" in body:

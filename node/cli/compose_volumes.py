@@ -38,7 +38,7 @@ from typing import Any
 
 from auction.resources import json_kind
 from auction.volumes import MAX_VOLUME_NAME_CHARS, MAX_VOLUMES, NAME_RE
-from node.cli.compose_report import Report, got, join_path
+from node.cli.compose_report import Report, ServicePart, got, join_path
 
 LONG_KEYS = ("type", "source", "target", "read_only", "tmpfs", "volume", "bind", "consistency")
 TOP_VOLUME_KEYS = ("driver", "driver_opts", "external", "name", "labels")
@@ -60,7 +60,7 @@ def declared_volumes(doc: dict[Any, Any], report: Report) -> set[str]:
     return {str(name) for name in top}
 
 
-class VolumesConverter:
+class VolumesConverter(ServicePart):
     """The volumes of one service, written into `spec` (the job spec dict
     being built), with each one's Compose path in `origin` and every refused
     path in `failed` (as node.cli.compose_service keeps them).  `declared`:
@@ -70,21 +70,13 @@ class VolumesConverter:
     def __init__(self, report: Report, service_path: str, spec: dict[str, Any], origin: dict[str, str],
                  failed: set[str], declared: set[str], used: dict[str, str],
                  bind_file: Callable[[str, str, bool, str], bool] | None = None) -> None:
-        self.r = report
-        self.path = service_path
-        self.spec = spec
-        self.origin = origin
-        self.failed = failed
+        super().__init__(report, service_path, spec, origin, failed)
         self.declared = declared
         self.used = used
         # A relative bind of a file becomes a file of the job (node.cli.compose_files).
         self.bind_file = bind_file
         self.volumes: dict[str, dict[str, Any]] = {}
         self._anonymous = 0
-
-    def error(self, path: str, message: str) -> None:
-        self.failed.add(path)
-        self.r.error(path, message)
 
     def convert(self, body: dict[Any, Any]) -> None:
         if "volumes" in body:
