@@ -128,6 +128,10 @@ agent-local index of that resource (node/blocking.py).  With `?index=N` the
 request answers at once if the index is past N, else waits until it is or
 `?wait=` runs out (`5s`, `250ms`, `2m`; default and cap 5 minutes).
 
+Browsers: a request a web page makes (it carries `Origin`) is refused, and
+without an `api_token` so is a `Host` that is not an IP address or
+localhost (node.api.browser_guard: cross-site requests, DNS rebinding).
+
 Auth: when the agent has an `api_token`, every request must carry
 `Authorization: Bearer <token>` or `X-Shoal-Token: <token>` (compared in
 constant time), else 401.  The routes agents forward to one another
@@ -164,6 +168,7 @@ from starlette.routing import Route
 
 from node.agent.errors import AgentStarting
 from node.agent.peer_auth import PeerAuthError, verify
+from node.api.browser_guard import BrowserGuard
 from node.api.common import ApiError, error_response
 from node.api.routes_cluster import (
     agent_self,
@@ -319,9 +324,8 @@ def build_app(agent: Agent) -> Any:
                             Exception: _internal_error},
     )
     app.state.agent = agent
-    if agent.config.api_token:
-        return TokenAuth(app, agent.config.api_token, agent)
-    return app
+    authed = TokenAuth(app, agent.config.api_token, agent) if agent.config.api_token else app
+    return BrowserGuard(authed, check_host=not agent.config.api_token, on_refused=agent.metrics.drop)
 
 
 async def serve_api(

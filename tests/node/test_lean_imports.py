@@ -43,7 +43,7 @@ DEFERRED = %r
 async def get(url, path):
     host, port = url.split("://", 1)[1].rsplit(":", 1)
     stream = await trio.open_tcp_stream(host, int(port))
-    await stream.send_all(f"GET {path} HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n".encode())
+    await stream.send_all(f"GET {path} HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n".encode())
     data = b""
     while chunk := await stream.receive_some():
         data += chunk
@@ -210,7 +210,7 @@ import trio
 from node.agent.agent import Agent
 from node.agent.config import load_config
 
-UPGRADE = (b"GET /v1/members HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+UPGRADE = (b"GET /v1/members HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n")
 
 async def main():
