@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 
 from node.agent.tags import decode_tags
@@ -82,7 +82,7 @@ def client_of(request: Request) -> str:
     return "".join(ch for ch in raw if ch.isprintable())[:MAX_BY_CHARS]
 
 
-def agent_of(request: Request) -> Agent:
+def agent_of(request: HTTPConnection) -> Agent:
     agent: Agent = request.app.state.agent
     return agent
 

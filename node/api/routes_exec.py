@@ -17,6 +17,7 @@ import math
 from typing import Any
 from urllib.parse import quote
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -29,8 +30,10 @@ DEFAULT_TIMEOUT_S = 60.0
 MAX_TIMEOUT_S = 600.0
 
 
-def _request(request: Request) -> tuple[int, list[str], float]:
-    q = request.query_params
+def slot_and_command(q: QueryParams) -> tuple[int, list[str]]:
+    """The replica index and the command of an exec's query (also an
+    interactive one's, node.api.routes_exec_stream); ApiError (400) naming
+    the parameter."""
     slot_text = q.get("slot", "0")
     if not slot_text.isdigit() or len(slot_text) > 6:
         raise ApiError(400, f"slot: expected a replica index (0, 1, ...), got {slot_text[:32]!r}")
@@ -41,13 +44,19 @@ def _request(request: Request) -> tuple[int, list[str], float]:
         raise ApiError(400, f"cmd: at most {MAX_COMMAND_ARGS} arguments (got {len(command)})")
     if any(len(a) > MAX_ARG_CHARS or "\x00" in a for a in command):
         raise ApiError(400, f"cmd: each argument at most {MAX_ARG_CHARS} characters, without NUL")
+    return int(slot_text), command
+
+
+def _request(request: Request) -> tuple[int, list[str], float]:
+    q = request.query_params
+    index, command = slot_and_command(q)
     try:
         timeout_s = float(q.get("timeout_s", DEFAULT_TIMEOUT_S))
     except ValueError:
         timeout_s = math.nan
     if not 0 < timeout_s <= MAX_TIMEOUT_S:
         raise ApiError(400, f"timeout_s: expected seconds, more than 0 and at most {MAX_TIMEOUT_S:.0f}")
-    return int(slot_text), command, timeout_s
+    return index, command, timeout_s
 
 
 async def job_exec(request: Request) -> Response:

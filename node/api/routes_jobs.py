@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import trio
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from auction.claims import slot_key
@@ -237,7 +237,7 @@ def slot_holder(view: CoreView, job: str, index: int) -> dict[str, Any]:
     return {"slot": key, "node": claim.node, **target}
 
 
-def holder_url(agent: Agent, request: Request, holder: dict[str, Any]) -> str:
+def holder_url(agent: Agent, request: HTTPConnection, holder: dict[str, Any]) -> str:
     """The API of the node holding a slot (`slot_holder`), to forward a
     request about it to; ApiError (409) saying why it cannot be."""
     slot, node = holder["slot"], holder["node"]

@@ -64,6 +64,12 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
                             200 {slot, node, exit_code (null: still running
                             at the timeout), output (at most 1 MiB), truncated,
                             timed_out}; 404 no container, 409 not running
+    GET  /v1/jobs/NAME/exec/stream ?slot&cmd...&tty=0|1&cols&rows: a WebSocket
+                            to the command, with stdin (and a TTY): `shoal
+                            exec -i/-t`, relayed to the holder
+                            (node.api.routes_exec_stream; its messages:
+                            node.api.exec_channels); refusals are the
+                            JSON errors above, before the upgrade
     GET  /v1/jobs/NAME/history  the job's last 10 versions, oldest first: {name,
                             current, versions: [{version, number, current,
                             time, agent, by, why, ref, image, changes,
@@ -164,12 +170,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from node.agent.errors import AgentStarting
 from node.agent.peer_auth import PeerAuthError, verify
 from node.api.browser_guard import BrowserGuard
 from node.api.common import ApiError, error_response
+from node.api.exec_channels import MAX_MESSAGE_BYTES
 from node.api.routes_cluster import (
     agent_self,
     drain,
@@ -188,6 +195,7 @@ from node.api.routes_cluster import (
 )
 from node.api.routes_images import archive, images, preload, preload_local
 from node.api.routes_exec import job_exec
+from node.api.routes_exec_stream import MAX_EXEC_SESSIONS, job_exec_stream
 from node.api.routes_jobs import containers, job, job_logs, jobs, stop_job, submit_job
 from node.api.routes_versions import history, plan, promote, restart, rollback, scale
 from node.api.routes_services import service, services
@@ -223,6 +231,7 @@ PEER_ROUTES = (
     ("GET", re.compile(r"/v1/containers")),
     ("GET", re.compile(r"/v1/jobs/[^/]+/logs")),
     ("POST", re.compile(r"/v1/jobs/[^/]+/exec")),
+    ("GET", re.compile(r"/v1/jobs/[^/]+/exec/stream")),     # a WebSocket
     ("POST", re.compile(r"/v1/nodes/[^/]+/(?:un)?drain")),
     ("GET", re.compile(r"/v1/images(?:/archive)?")),
     ("POST", re.compile(r"/v1/images/preload/local")),
@@ -243,9 +252,10 @@ class TokenAuth:
         self.agent = agent
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        method = scope.get("method", "GET")    # a WebSocket's handshake is a GET
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-shoal-token")
         auth = headers.get(b"authorization", b"")
@@ -255,15 +265,15 @@ class TokenAuth:
             await self.app(scope, receive, send)
             return
         problem = "missing or wrong API token (send Authorization: Bearer <token>)"
-        if given is None and is_peer_route(scope["method"], scope["path"]):
-            peer = self.peer_problem(scope, headers)
+        if given is None and is_peer_route(method, scope["path"]):
+            peer = self.peer_problem(scope, method, headers)
             if peer is None:
                 await self.app(scope, receive, send)
                 return
             problem += f"; {peer}"
         await error_response(401, problem)(scope, receive, send)
 
-    def peer_problem(self, scope: dict[str, Any], headers: dict[bytes, bytes]) -> str | None:
+    def peer_problem(self, scope: dict[str, Any], method: str, headers: dict[bytes, bytes]) -> str | None:
         """None if the request carries another agent's proof, else why not."""
         if PEER_CERT.get() is not None:
             return None  # a client certificate the cluster CA issued (checked in the handshake)
@@ -275,7 +285,7 @@ class TokenAuth:
             target += "?" + scope["query_string"].decode("latin-1")
         text_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
         try:
-            verify(keyring.keys, text_headers, scope["method"], target, self.agent.cluster_wall_ms())
+            verify(keyring.keys, text_headers, method, target, self.agent.cluster_wall_ms())
         except PeerAuthError as e:
             return str(e)
         return None
@@ -295,6 +305,7 @@ def build_app(agent: Agent) -> Any:
         Route("/v1/jobs/{name}", stop_job, methods=["DELETE"]),
         Route("/v1/jobs/{name}/logs", job_logs, methods=["GET"]),
         Route("/v1/jobs/{name}/exec", job_exec, methods=["POST"]),
+        WebSocketRoute("/v1/jobs/{name}/exec/stream", job_exec_stream),
         Route("/v1/jobs/plan", plan, methods=["POST"]),
         Route("/v1/jobs/{name}/history", history, methods=["GET"]),
         Route("/v1/jobs/{name}/rollback", rollback, methods=["POST"]),
@@ -324,6 +335,7 @@ def build_app(agent: Agent) -> Any:
                             Exception: _internal_error},
     )
     app.state.agent = agent
+    app.state.exec_sessions = trio.Semaphore(MAX_EXEC_SESSIONS)
     authed = TokenAuth(app, agent.config.api_token, agent) if agent.config.api_token else app
     return BrowserGuard(authed, check_host=not agent.config.api_token, on_refused=agent.metrics.drop)
 
@@ -344,6 +356,7 @@ async def serve_api(
     cfg.errorlog = logging.getLogger("shoal.api.server")
     cfg.graceful_timeout = 1.0
     cfg.keep_alive_timeout = 5.0
+    cfg.websocket_max_message_size = MAX_MESSAGE_BYTES     # the exec WebSocket's bound (16 MiB by default)
     try:
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(

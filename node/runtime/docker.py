@@ -39,7 +39,8 @@ reading listings back), network.py (network mode, ports, DNS, the
 replica's `SHOAL_*` variables), engine.py (bounded, timed-out calls; engine
 health: `on_health` is called when it flips), events.py (`docker events`),
 logs.py (log streams), exec.py (`shoal exec`: a command in a running
-container), files.py (jobs' files written on the node and bind-mounted;
+container), exec_session.py (`shoal exec -i/-t`: one with stdin and a
+terminal), files.py (jobs' files written on the node and bind-mounted;
 those no desired replica uses are cleared every FILES_COLLECT_INTERVAL_S).
 
 Images: `image_present(image)` answers from a set of the engine's local
@@ -72,6 +73,7 @@ from auction.spec import ImageSource, JobSpec, PullPolicy
 from node.runtime import docker_actions
 from node.runtime.config import DockerRuntimeConfig
 from node.runtime.exec import ExecResult, run_in_container
+from node.runtime.exec_session import ExecSession, open_session
 from node.runtime.files import FileStore
 from node.runtime.containers import (
     LABEL_SLOT,
@@ -545,15 +547,26 @@ class DockerRuntime:
                                not c.running, -c.created))
         return cs[0]
 
-    async def exec(self, slot: str, command: list[str], timeout_s: float) -> ExecResult:
-        """Run `command` in the slot's running container (node.runtime.exec).
-        LookupError: no container of the slot here; ValueError: it is not running."""
+    async def _running_container(self, slot: str) -> ObservedContainer:
+        """LookupError: no container of the slot here; ValueError: it is not running."""
         c = await self._container_for(slot)
         if c is None:
             raise LookupError(f"no container for {slot} on {self.node}")
         if not c.running:
             raise ValueError(f"{slot}'s container on {self.node} is {c.state or 'not running'}")
+        return c
+
+    async def exec(self, slot: str, command: list[str], timeout_s: float) -> ExecResult:
+        """Run `command` in the slot's running container (node.runtime.exec)."""
+        c = await self._running_container(slot)
         return await run_in_container(self.engine, c.id, slot, command, timeout_s)
+
+    async def exec_session(self, slot: str, command: list[str], *, tty: bool, cols: int = 0,
+                           rows: int = 0) -> ExecSession:
+        """Start `command` in the slot's running container with stdin (and a
+        TTY), for `shoal exec -i/-t` (node.runtime.exec_session)."""
+        c = await self._running_container(slot)
+        return await open_session(self.engine, c.id, command, tty=tty, cols=cols, rows=rows)
 
     async def logs(self, slot: str, follow: bool = False, tail: int | str = "all") -> AsyncIterator[bytes]:
         """The output (stdout and stderr) of the slot's container, as chunks.

@@ -62,6 +62,13 @@ Optional members, used when present:
     async open_logs(slot, follow, tail) -> async iterator of bytes
         The slot's container output (`shoal logs`); raises LookupError at
         once if the slot has no container here.
+    async exec(slot, command, timeout_s) -> ExecResult
+        Run a command in the slot's container (`shoal exec`).
+    async exec_session(slot, command, *, tty, cols, rows) -> session
+        Start one with stdin (`shoal exec -i/-t`): receive(), send_stdin(),
+        close_stdin(), resize(), exit_code(), aclose()
+        (node.runtime.exec_session.ExecSession).  LookupError / ValueError
+        as for exec.
     desired_complete() -> None
         Called once the agent believes it has replayed every claim it holds
         (its claims digest matches its live peers', or it has been alone for
@@ -80,7 +87,8 @@ callbacks that feed `ReplicaGaveUp(slot, reason)` and `SetHealth(ok, reason)`
 
 `FakeRuntime` keeps what it was told (`running`: slot -> claim, `history`:
 every call in order, bounded), so the agent runs end to end, placements
-included, on machines without Docker; the real-process tests read its
+included, on machines without Docker (its exec sessions echo their stdin, as
+`cat` would, so the API's session path is tested without Docker too); the real-process tests read its
 `stats()` to see that starts and stops reached the runtime.
 """
 
@@ -116,6 +124,7 @@ class FakeRuntime:
         self.history: deque[RuntimeCall] = deque(maxlen=HISTORY_MAX)
         self.starts = 0
         self.stops = 0
+        self.sessions: deque[EchoSession] = deque(maxlen=16)   # the latest exec sessions, for tests
 
     def start(self, claim: Claim, spec: JobSpec, replaces: tuple[str, ...] = (), adopt_only: bool = False) -> None:
         if adopt_only and self.running.get(claim.name) != claim:
@@ -162,6 +171,16 @@ class FakeRuntime:
         async for chunk in await self.open_logs(slot, follow, tail):
             yield chunk
 
+    async def exec_session(self, slot: str, command: list[str], *, tty: bool, cols: int = 0,
+                           rows: int = 0) -> EchoSession:
+        if slot not in self.running:
+            raise LookupError(f"no replica of {slot} here")
+        session = EchoSession(slot, command, tty)
+        if tty and cols > 0 and rows > 0:
+            await session.resize(cols, rows)
+        self.sessions.append(session)
+        return session
+
     async def open_logs(self, slot: str, follow: bool = False, tail: int | str = "all") -> AsyncIterator[bytes]:
         """No container, no output: the calls recorded for `slot` instead."""
         if slot not in self.running:
@@ -183,3 +202,40 @@ class FakeRuntime:
             "starts": self.starts,
             "stops": self.stops,
         }
+
+
+class EchoSession:
+    """The fake runtime's interactive command: says what it runs, then gives
+    its stdin back (on stdout, and on stderr too without a TTY) until stdin
+    ends (with a TTY: a chunk ending in Ctrl-D); exit code 0.  Bounded: at
+    most 16 chunks wait."""
+
+    def __init__(self, slot: str, command: list[str], tty: bool) -> None:
+        self.tty = tty
+        self.sizes: list[tuple[int, int]] = []
+        self._send, self._receive = trio.open_memory_channel[list[tuple[int, bytes]] | None](16)
+        self._send.send_nowait([(1, f"fake runtime: {' '.join(command)} in {slot}\n".encode())])
+        self.ended = False
+
+    async def receive(self) -> list[tuple[int, bytes]] | None:
+        pieces = await self._receive.receive()
+        if pieces is None:
+            self.ended = True
+        return pieces
+
+    async def send_stdin(self, data: bytes) -> None:
+        await self._send.send([(1, data)] if self.tty else [(1, data), (2, data)])
+        if self.tty and data.endswith(b"\x04"):    # a terminal's Ctrl-D ends it, as it ends `cat`
+            await self._send.send(None)
+
+    async def close_stdin(self) -> None:
+        await self._send.send(None)
+
+    async def resize(self, cols: int, rows: int) -> None:
+        self.sizes.append((cols, rows))
+
+    async def exit_code(self) -> int | None:
+        return 0 if self.ended else None
+
+    async def aclose(self) -> None:
+        self._send.close()

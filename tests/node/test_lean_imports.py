@@ -201,8 +201,8 @@ trio.run(main)
 
 
 def test_a_websocket_upgrade_is_answered_once_wsproto_is_loaded_at_the_first_one() -> None:
-    # The API has no WebSocket route: hypercorn runs the handshake with the
-    # app, which refuses it (403).  Without the real WSStream behind the
+    # /v1/members is no WebSocket route: hypercorn runs the handshake with
+    # the app, which refuses it (403).  Without the real WSStream behind the
     # stand-in the connection would fail instead.
     out = run_probe("""
 import json, sys, tempfile

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import time
@@ -151,6 +152,37 @@ def qs(tmp_path):
 
 
 @pytest.mark.timeout(900)
+def exec_in_terminal(argv: list[str], keys: bytes) -> bytes:
+    """Run argv on a new pseudo-terminal, type keys once it shows something
+    (a prompt), return what it showed once it exits (0)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([master], [], [], left)[0]:
+                break
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:      # EIO: the terminal's last holder closed it
+                break
+            if not chunk:
+                break
+            if not seen:
+                os.write(master, keys)
+            seen += chunk
+        assert proc.wait(timeout=30) == 0, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    return seen
+
+
 def test_quickstart_runs_the_demo_job_in_real_containers_and_down_leaves_nothing(qs):
     engine_before = engine_answers()
     t0 = time.monotonic()
@@ -269,6 +301,12 @@ def test_quickstart_runs_the_demo_job_in_real_containers_and_down_leaves_nothing
     r = subprocess.run([shoal, "exec", "web", "--node", node, "--address", qs.api(0), "--", "sh", "-c",
                         "echo $SHOAL_NODE"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == node, (r.stdout, r.stderr)
+    # with stdin (-i) and with a terminal (-it), relayed by node-1 to the holder: as `docker exec -it`
+    r = subprocess.run([shoal, "exec", "-i", "web", "2", "--address", qs.api(0), "--", "sh", "-c",
+                        "tr a-z A-Z; exit 3"], input="piped in\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3 and r.stdout == "PIPED IN\n", (r.stdout, r.stderr)
+    assert b"\r\n42\r\n" in exec_in_terminal([shoal, "exec", "-it", "web", "1", "--address", qs.api(0), "--", "sh"],
+                                         b"echo $((6*7)); exit\r")
     r = subprocess.run([shoal, "logs", "web", "--node", node, "--tail", "5", "--address", qs.api(0)],
                        capture_output=True, text=True, timeout=60)
     prefixes = {ln.partition(" | ")[0].strip() for ln in r.stdout.splitlines()}
