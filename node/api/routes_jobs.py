@@ -12,6 +12,7 @@ durable here (201 / 200), 409 if a newer write for the job won over this one
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
 MAX_JOB_BODY_BYTES = MAX_SPEC_BYTES + 16 * 1024
 CONTAINERS_FANOUT_TIMEOUT_S = 5.0
 MAX_LOG_TAIL = 100_000
+MAX_LOG_SINCE_S = 10 * 365 * 86400.0
 
 
 async def jobs(request: Request) -> Response:
@@ -256,6 +258,19 @@ def holder_url(agent: Agent, request: HTTPConnection, holder: dict[str, Any]) ->
     return url
 
 
+def _since_s(text: str | None) -> float | None:
+    """`since_s`: only output from that many seconds back (on the holder's clock)."""
+    if text is None:
+        return None
+    try:
+        since_s = float(text)
+    except ValueError:
+        since_s = math.nan
+    if not 0 <= since_s <= MAX_LOG_SINCE_S:
+        raise ApiError(400, f"since_s: expected seconds back from now, 0 to {MAX_LOG_SINCE_S:.0f}, got {text[:32]!r}")
+    return since_s
+
+
 async def job_logs(request: Request) -> Response:
     agent = agent_of(request)
     job = request.path_params["name"]
@@ -274,6 +289,8 @@ async def job_logs(request: Request) -> Response:
         tail = int(tail_text)
     else:
         raise ApiError(400, f"tail: expected a line count up to {MAX_LOG_TAIL} or 'all', got {tail_text!r}")
+    since_s = _since_s(q.get("since_s"))
+    timestamps = flag(q.get("timestamps"))
     holder = slot_holder(agent.view, job, index)
     slot, node = holder["slot"], holder["node"]
     headers = {"X-Shoal-Node": node, "Cache-Control": "no-store"}
@@ -282,7 +299,7 @@ async def job_logs(request: Request) -> Response:
         if opener is None:
             raise ApiError(501, f"the {getattr(agent.runtime, 'kind', '?')} runtime keeps no logs")
         try:
-            stream = await opener(slot, follow=follow, tail=tail)
+            stream = await opener(slot, follow=follow, tail=tail, since_s=since_s, timestamps=timestamps)
         except LookupError as e:
             raise ApiError(404, f"{e} (yet?)") from None
         except runtime_errors() as e:
@@ -292,8 +309,12 @@ async def job_logs(request: Request) -> Response:
     httpx = httpx_module()  # only to ask other agents, without its command line
 
     client = forward_client(agent, httpx.Timeout(FORWARD_TIMEOUT_S, read=None if follow else 60.0))
-    target = target_of(f"/v1/jobs/{quote(job, safe='')}/logs",
-                       {"slot": str(index), "follow": "1" if follow else "0", "tail": str(tail)})
+    params = {"slot": str(index), "follow": "1" if follow else "0", "tail": str(tail)}
+    if since_s is not None:
+        params["since_s"] = repr(since_s)
+    if timestamps:
+        params["timestamps"] = "1"
+    target = target_of(f"/v1/jobs/{quote(job, safe='')}/logs", params)
     try:
         req = client.build_request("GET", f"{url}{target}", headers=forward_headers(agent, "GET", target))
         resp = await client.send(req, stream=True)

@@ -49,6 +49,7 @@ Endpoints (JSON unless noted; errors are {"error": "..."} with a 4xx/5xx):
     DELETE /v1/jobs/NAME    stop the job (a tombstone); 200 {name, stopped,
                             index} once durable, 404 if no such job
     GET  /v1/jobs/NAME/logs ?slot=INDEX (default 0)&follow=1&tail=N|all
+                            &since_s=S (the last S seconds)&timestamps=1
                             the output of that replica's container
                             (text/plain, streamed; with follow until the
                             container stops or the client goes).  Asked

@@ -575,11 +575,12 @@ class DockerRuntime:
         async for chunk in await self.open_logs(slot, follow, tail):
             yield chunk
 
-    async def open_logs(self, slot: str, follow: bool = False, tail: int | str = "all") -> AsyncIterator[bytes]:
+    async def open_logs(self, slot: str, follow: bool = False, tail: int | str = "all", *,
+                        since_s: float | None = None, timestamps: bool = False) -> AsyncIterator[bytes]:
         """Find the slot's container now (LookupError if there is none here),
         then return the stream of its output: the API can answer 404 before
         it starts a streaming response."""
         c = await self._container_for(slot)
         if c is None:
             raise LookupError(f"no container for {slot} on {self.node}")
-        return stream_logs(self.engine, c.id, slot, follow, tail)
+        return stream_logs(self.engine, c.id, slot, follow, tail, since_s, timestamps)

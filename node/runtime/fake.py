@@ -59,9 +59,10 @@ Optional members, used when present:
         not woken for them.
     async ps() -> list[dict]
         This node's containers (`GET /v1/containers`, `shoal ps`).
-    async open_logs(slot, follow, tail) -> async iterator of bytes
-        The slot's container output (`shoal logs`); raises LookupError at
-        once if the slot has no container here.
+    async open_logs(slot, follow, tail, *, since_s, timestamps) -> async iterator of bytes
+        The slot's container output (`shoal logs`; since_s: only the last
+        that many seconds; timestamps: each line prefixed with its time);
+        raises LookupError at once if the slot has no container here.
     async exec(slot, command, timeout_s) -> ExecResult
         Run a command in the slot's container (`shoal exec`).
     async exec_session(slot, command, *, tty, cols, rows) -> session
@@ -181,8 +182,10 @@ class FakeRuntime:
         self.sessions.append(session)
         return session
 
-    async def open_logs(self, slot: str, follow: bool = False, tail: int | str = "all") -> AsyncIterator[bytes]:
-        """No container, no output: the calls recorded for `slot` instead."""
+    async def open_logs(self, slot: str, follow: bool = False, tail: int | str = "all", *,
+                        since_s: float | None = None, timestamps: bool = False) -> AsyncIterator[bytes]:
+        """No container, no output: the calls recorded for `slot` instead
+        (all of them: they carry no time)."""
         if slot not in self.running:
             raise LookupError(f"no replica of {slot} here")
         lines = [f"fake runtime: {c.op} {c.slot} ({c.detail})\n".encode() for c in self.history if c.slot == slot]

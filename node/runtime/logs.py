@@ -10,6 +10,7 @@ iterating: closing the HTTP stream is what ends it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,9 +22,13 @@ LOG_QUEUE_DEPTH = 64
 
 
 async def stream_logs(engine: Engine, container_id: str, slot: str, follow: bool,
-                      tail: int | str) -> AsyncIterator[bytes]:
+                      tail: int | str, since_s: float | None = None,
+                      timestamps: bool = False) -> AsyncIterator[bytes]:
     """Chunks of stdout and stderr of `container_id`; with `follow`, until the
-    container stops or the caller stops iterating."""
+    container stops or the caller stops iterating.  `since_s`: only what came
+    in the last that many seconds; `timestamps`: each line prefixed with the
+    time the engine received it (RFC 3339)."""
+    since = None if since_s is None else max(0.0, time.time() - since_s)
     send, recv = trio.open_memory_channel(LOG_QUEUE_DEPTH)
     token = trio.lowlevel.current_trio_token()
     limiter = engine.stream_limiter
@@ -36,7 +41,7 @@ async def stream_logs(engine: Engine, container_id: str, slot: str, follow: bool
     def pump():
         try:
             stream = engine.stream_api.logs(container_id, stream=True, follow=follow, stdout=True,
-                                            stderr=True, tail=tail)
+                                            stderr=True, tail=tail, since=since, timestamps=timestamps)
             stream_box["s"] = stream
             if stop.is_set():
                 close_quietly(stream)

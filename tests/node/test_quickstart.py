@@ -283,6 +283,11 @@ def test_quickstart_runs_the_demo_job_in_real_containers_and_down_leaves_nothing
                 break
             time.sleep(0.5)
         assert r.returncode == 0 and f"hello from web slot {i} on " in r.stdout, (i, r.stdout, r.stderr)
+    # the last hour's, each line with the engine's time (forwarded by node-1 with the holder's clock)
+    r = subprocess.run([shoal, "logs", "web", "1", "--since", "1h", "--timestamps", "--address", qs.api(0)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout, (r.stdout, r.stderr)
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z ", ln) for ln in r.stdout.splitlines()), r.stdout
     # every replica's output at once, each line prefixed with its slot and node (as docker service logs)
     r = subprocess.run([shoal, "logs", "web", "--tail", "5", "--address", qs.api(1)],
                        capture_output=True, text=True, timeout=60)
