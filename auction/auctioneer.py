@@ -7,7 +7,8 @@ passes, whichever is first.  Closing runs the pure winner choice
 (`auction.winner.choose_winners`) over the offers, sends one Award per winning
 node, a Release to bidders that won nothing (so their reservations free up
 before their TTL), and reports a `RoundClosed` with what was placed and why
-the rest was not.  Nothing here waits on anything but its own deadline, so a
+the rest was not.  Bids that would preempt replicas count only when no
+bid fits without (auction.preemption).  Nothing here waits on anything but its own deadline, so a
 lost message or a dead bidder ends the round on time instead of hanging it.
 A bidder answering earlier spread rounds first says so (`Deferred`): the
 deadline then moves to DEFER_EXTRA_TTLS more of the round's ttl after it
@@ -116,8 +117,10 @@ class _Round:
     ties_from: str = ""         # choose_winners' `first`
     by_node: bool = False       # every node is its own spread domain
     hold_for_silent: bool = False
+    may_preempt: bool = True
     offers: dict[str, Offer] = field(default_factory=dict)
     declines: dict[str, str] = field(default_factory=dict)
+    preempting: set[str] = field(default_factory=set)    # bidders that would stop replicas to win
 
 
 class Auctioneer:
@@ -147,7 +150,9 @@ class Auctioneer:
                    max_per_node: int | None, spread_counts: dict[str, int], ttl_s: float,
                    now: float, spec_json: bytes = b"", ties_from: str = "",
                    max_wins: int | None = None, by_node: bool = False,
-                   hold_for_silent: bool = False) -> list[AuctionOutput]:
+                   hold_for_silent: bool = False, may_preempt: bool = True) -> list[AuctionOutput]:
+        """`may_preempt`: False for a round that only improves a placement
+        (a rebalancing move): a bid that would preempt never wins it."""
         if len(self._rounds) >= MAX_OPEN_ROUNDS:
             return []
         self._seq += 1
@@ -155,7 +160,7 @@ class Auctioneer:
         auction_id = f"{opened}{self.ballot_id}:{self._seq}"
         rnd = _Round(auction_id, job, spec_hash, dict(rounds), set(candidates), max_per_node,
                      dict(spread_counts), now + ttl_s, now + ttl_s * (1 + DEFER_EXTRA_TTLS), ties_from, by_node,
-                     hold_for_silent)
+                     hold_for_silent, may_preempt)
         if not candidates:
             return [self._close_result(rnd)]
         self._rounds[auction_id] = rnd
@@ -176,6 +181,10 @@ class Auctioneer:
         # says (an agent older than that rule sends none).
         domain = bid.bidder if rnd.by_node else bid.spread_value
         rnd.offers[bid.bidder] = Offer(bid.bidder, tuple(bid.scores), domain, bid.already)
+        if bid.preempts:
+            rnd.preempting.add(bid.bidder)
+        else:
+            rnd.preempting.discard(bid.bidder)
         out = self._maybe_close(rnd)
         if not out and rnd.deadline == rnd.latest_s:
             out = [SendTo(bid.bidder, RoundExtended(rnd.auction_id, self.name))]
@@ -222,7 +231,7 @@ class Auctioneer:
 
     def _close(self, rnd: _Round) -> list[AuctionOutput]:
         del self._rounds[rnd.auction_id]
-        counts, offers = self._counts(rnd), list(rnd.offers.values())
+        counts, offers = self._counts(rnd), self._offers(rnd)
         cap = self._level_cap(rnd, counts)
 
         def choose(level_cap: int | None) -> dict[int, str]:
@@ -245,6 +254,14 @@ class Auctioneer:
                 out.append(SendTo(node, Release(rnd.auction_id, self.name)))
         out.append(self._close_result(rnd, winners, held))
         return out
+
+    @staticmethod
+    def _offers(rnd: _Round) -> list[Offer]:
+        """The offers the round chooses among: those that fit, if any does;
+        else those that would preempt (auction.preemption).  Bidders left
+        out get a Release, as any loser."""
+        fitting = [o for o in rnd.offers.values() if o.node not in rnd.preempting]
+        return fitting or (list(rnd.offers.values()) if rnd.may_preempt else [])
 
     @staticmethod
     def _counts(rnd: _Round) -> dict[str, int]:

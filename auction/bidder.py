@@ -25,6 +25,11 @@ coordinator will retry; so is a slot that would take the node over the
 job's max_per_node.  Everything is decided from the ledger, not
 from gossip, so concurrent auctions never overcommit the node.
 
+A node without the room may still bid for one slot of a job whose
+priority preempts replicas it runs (auction.preemption): the bid says how
+many it would stop (`preempts`), its reservation counts on their room, and
+the award releases them.
+
 Host ports are part of what must fit (auction.portbook): a slot is
 reserved only with its ports, and a call none of whose slots can have them
 is declined saying which port is taken and by which slot, or which range
@@ -34,12 +39,13 @@ leaves the slot holding are what its claim carries (`Ledger.ports_of`).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from .claims import slot_key
 from .container_policy import SAFE_POLICY, ContainerPolicy
 from .ledger import Ledger
 from .node_limit import committed_here, replicas_here
+from .preemption import PREEMPT_DELTA, Candidate, pick_victims
 from .messages import Award, Bid, CallForBids, Decline, Release
 from .resources import ZERO
 from .scoring import NodeView, filter_reason, marginal_scores, with_pull_cost
@@ -74,15 +80,19 @@ class Bidder:
         self.name = name
         self.ledger = ledger
         self.policy = policy
+        self.preempted: list[str] = []      # what the last award's slots preempted (on_award)
 
     def on_call(self, call: CallForBids, *, spec: JobSpec | None, spec_hash: str | None,
                 labels: dict[str, str], eligible: bool, ineligible_reason: str, already: int,
                 now: float, has_image: bool | None = None, claimed: Collection[str] = (),
-                answered_ahead: Collection[str] = ()) -> Bid | Decline:
+                answered_ahead: Collection[str] = (),
+                preemptible: Callable[[], list[Candidate]] | None = None) -> Bid | Decline:
         """has_image: is the job's image in this node's engine (None: not
         known, e.g. the fake runtime; counted as present).  `already`: how
         many of the job's slots our claims name; `claimed`: those slot keys
-        (counted with our ledger's for max_per_node: auction.node_limit)."""
+        (counted with our ledger's for max_per_node: auction.node_limit).
+        `preemptible`: our replicas a higher-priority job may preempt
+        (auction.preemption), asked only when the slot does not fit."""
         def decline(reason: str) -> Decline:
             return Decline(call.auction_id, self.name, reason)
 
@@ -112,7 +122,8 @@ class Bidder:
                 refusal = self.ledger.port_refusal(keys[0], spec.ports)
                 if refusal is not None:
                     return decline(refusal.text(self.name))
-            return decline(f"{ROOM_DECLINE}{spec.demand()}; free {free}")
+            preempting = self._preempting_bid(call, spec, keys[0], labels, already, now, preemptible)
+            return preempting or decline(f"{ROOM_DECLINE}{spec.demand()}; free {free}")
         # Spread is scored on what the node has committed, not on what it
         # reserved for other auctions still open: a reservation may lose.
         # Counting them, each coordinator of a job's concurrent rounds found
@@ -136,6 +147,23 @@ class Bidder:
             scores = [score + RESERVED_TIE_BONUS for score in scores]
         return Bid(call.auction_id, self.name, tuple(scores), spec.spread_domain(self.name, labels), already)
 
+    def _preempting_bid(self, call: CallForBids, spec: JobSpec, key: str, labels: dict[str, str], already: int,
+                        now: float, preemptible: Callable[[], list[Candidate]] | None) -> Bid | None:
+        """A bid for one slot on the room of lower-priority replicas of ours
+        (auction.preemption), reserved so that no other auction is promised
+        it; None when there are none to take.  Among such bids the fewest
+        and lowest victims score best."""
+        if preemptible is None or spec.priority <= PREEMPT_DELTA:
+            return None
+        victims = pick_victims(spec.demand(), self.ledger.free(now), spec.priority, preemptible())
+        if not victims or not self.ledger.reserve_preempting(
+                call.auction_id, key, spec.demand(), reservation_ttl_s(call), now,
+                tuple(v.slot for v in victims), spec.ports):
+            return None
+        score = -len(victims) - max(v.priority for v in victims) / 1000
+        return Bid(call.auction_id, self.name, (score,), spec.spread_domain(self.name, labels), already,
+                   preempts=len(victims))
+
     def refusal(self, spec: JobSpec, labels: dict[str, str], *, eligible: bool, ineligible_reason: str,
                 has_image: bool | None) -> str | None:
         """Why this node takes no replica of `spec` whatever its room (None:
@@ -155,7 +183,10 @@ class Bidder:
     def on_award(self, award: Award, *, spec: JobSpec | None, now: float,
                  claimed: Collection[str] = ()) -> tuple[list[tuple[int, int]], list[int]]:
         """Returns (accepted (index, round) pairs, refused indices).
-        `claimed`: the job's slots our claims name (for max_per_node)."""
+        `claimed`: the job's slots our claims name (for max_per_node).
+        The replicas an accepted slot preempted are in `preempted` then
+        (auction.preemption): their claims are to be released now."""
+        self.preempted = []
         if spec is None:
             return [], [i for i, _ in award.slots]
         ledger = self.ledger
@@ -181,8 +212,10 @@ class Bidder:
                     spare.pop()
                 if spare:
                     ledger.move_reservation(spare.pop(), key)
+            victims = ledger.victims_of(key)
             if ledger.commit(key, spec.demand(), now, spec.ports):
                 accepted.append((index, rnd))
+                self.preempted.extend(victims)
                 held.add(key)
             else:
                 refused.append(index)

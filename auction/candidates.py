@@ -3,7 +3,9 @@
 How this works: a member is feasible for a job when it may win (alive, its
 status heard, eligible: auction.membership) and, by its gossiped status,
 passes the job's filters with room for at least one replica
-(auction.scoring).  A large cluster calls at most
+(auction.scoring); when none has room, a job whose priority may preempt
+calls those without (auction.preemption: they may bid on the room of
+lower-priority replicas).  A large cluster calls at most
 max(sample_min, sample_d * slots) of them, drawn at random (power-of-d
 choices); `Candidates.sampled` says the draw left feasible members out, which
 is what lets a round that failed only for its draw be retried at once with
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 
 from .claims import Claim, slot_key
 from .membership import NodeStatus, is_alive, may_win
+from .preemption import PREEMPT_DELTA
 from .scoring import NodeView, filter_reason, max_fit
 from .spec import JobSpec
 from .winner import most_won_by_one
@@ -43,14 +46,17 @@ class Candidates:
 def choose(job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str], slots: int, *,
            sample_min: int, sample_d: int, rng: random.Random,
            winning_claim: Callable[[str], Claim | None], avoid: Collection[str] = ()) -> Candidates:
-    feasible = []
+    feasible: list[str] = []
+    full: list[str] = []
     for name in sorted(alive):
         if not may_win(name, alive, statuses):
             continue
         status = statuses[name]
         view = NodeView(name, status.capacity, status.allocated, status.labels, status.eligible)
-        if filter_reason(spec, view) is None and max_fit(spec, view) >= 1:
-            feasible.append(name)
+        if filter_reason(spec, view) is None:
+            (feasible if max_fit(spec, view) >= 1 else full).append(name)
+    if not feasible and spec.priority > PREEMPT_DELTA:
+        feasible = full     # they may bid on the room of lower-priority replicas (auction.preemption)
     limit = max(sample_min, sample_d * slots)
     sampled = len(feasible) > limit
     if sampled:

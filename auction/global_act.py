@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from .claims import Ballot, Claim, slot_key
 from .global_jobs import must_give_up, pick_index
 from .membership import NodeStatus
-from .preemption import PREEMPT_DELTA, Candidate, PreemptEvent, pick_victims
+from .preemption import PREEMPT_DELTA, PreemptEvent, candidates, pick_victims
 from .spec import JobSpec
 
 if TYPE_CHECKING:
@@ -75,13 +75,8 @@ def _preempt(p: Placement, spec: JobSpec, key: str, specs: Mapping[str, JobSpec 
     if spec.ports and p.ledger.port_refusal(key, spec.ports) is not None:
         return False        # host ports are not preempted
     mine = p.my_claims()
-    candidates = []
-    for slot, claim in mine.items():
-        victim = specs.get(claim.job)
-        if (victim is not None and not victim.is_global and not victim.node_local_data
-                and slot in p.ledger.committed and slot not in p.claiming):
-            candidates.append(Candidate(slot, victim.priority, p.ledger.committed[slot]))
-    victims = pick_victims(spec.demand(), p.ledger.free(now), spec.priority, candidates)
+    found = candidates(mine, specs.get, p.ledger.committed, p.claiming | p.ledger.promised())
+    victims = pick_victims(spec.demand(), p.ledger.free(now), spec.priority, found)
     if not victims:
         return False
     for v in victims:

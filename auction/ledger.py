@@ -14,6 +14,13 @@ restarting with its containers up, or a partition merge); those are facts, so
 they are admitted even over capacity, and the node then bids for nothing
 until it is back under.
 
+A reservation may preempt (auction.preemption): it names `victims`,
+committed slots of ours whose room it counts on.  They still run until an
+award releases them (`commit`), so they stay counted, and the reservation
+counts only what their room does not cover (`_counted`): nothing else is
+promised room they hold, and no second preempting reservation picks them
+(`promised`).  Expiry or a drop leaves them untouched.
+
 Host ports are held the same way, per slot, in the ledger's port book
 (auction.portbook has the rule): a reservation holds the ports its slot
 would get, a commitment the ports its claim carries, and whatever frees the
@@ -44,6 +51,7 @@ class Reservation:
     auction_id: str
     demand: Resources
     expires_at: float
+    victims: tuple[str, ...] = ()    # committed slots whose room this one counts on (preemption)
 
 
 class Ledger:
@@ -68,6 +76,10 @@ class Ledger:
 
     def committed_total(self) -> Resources:
         return total_of(self.committed.values())
+
+    def promised(self) -> set[str]:
+        """Committed slots a preempting reservation counts on (no other may pick them)."""
+        return {v for r in self.reservations.values() for v in r.victims}
 
     def free(self, now: float) -> Resources:
         return self.capacity - self.used(now)
@@ -104,7 +116,7 @@ class Ledger:
             current = self.reservations.get(slot)
             if current is not None:
                 # Re-bidding for the same slot (a retry): refresh, not double.
-                free = free + current.demand
+                free = free + self._counted(current)
                 del self.reservations[slot]
             assigned = self.ports.pick(slot, ports) if ports else ()
             if not demand.fits_in(free) or isinstance(assigned, PortRefusal):
@@ -117,6 +129,26 @@ class Ledger:
             out.append(slot)
         self.check(now)
         return out
+
+    def reserve_preempting(self, auction_id: str, slot: str, demand: Resources, ttl_s: float, now: float,
+                           victims: tuple[str, ...], ports: tuple[PortSpec, ...] = ()) -> bool:
+        """Reserve `slot` on the room of committed `victims` (auction.preemption
+        picked them: with their room, it fits); False if it does not after all."""
+        self.drop_reservation(slot)
+        victims = tuple(v for v in victims if v in self.committed and v not in self.promised())
+        room = self.free(now) + total_of(self.committed[v] for v in victims)     # once they are gone
+        assigned = self.ports.pick(slot, ports) if ports else ()
+        if not victims or not demand.fits_in(room) or isinstance(assigned, PortRefusal):
+            return False
+        self.reservations[slot] = Reservation(auction_id, demand, now + ttl_s, victims)
+        if assigned:
+            self.ports.hold(slot, assigned)
+        self.check(now)
+        return True
+
+    def victims_of(self, slot: str) -> tuple[str, ...]:
+        r = self.reservations.get(slot)
+        return () if r is None else r.victims
 
     def reserved_by(self, auction_id: str) -> list[str]:
         return [s for s, r in self.reservations.items() if r.auction_id == auction_id]
@@ -146,14 +178,17 @@ class Ledger:
             self.committed[slot] = demand
             return True
         reservation = self.reservations.pop(slot, None)
-        free = self.free(now)
-        if reservation is not None:
+        victims = [] if reservation is None else [v for v in reservation.victims if v in self.committed]
+        free = self.free(now) + total_of(self.committed[v] for v in victims)     # once they are gone
+        if reservation is not None and not reservation.victims:
             free = free + reservation.demand
         assigned = self.ports.pick(slot, ports) if ports else ()
         if not demand.fits_in(free) or isinstance(assigned, PortRefusal):
             if reservation is not None:
                 self.reservations[slot] = reservation
             return False
+        for victim in victims:      # preempted: their room is this slot's now
+            self.release(victim)
         self.committed[slot] = demand
         if assigned or self.ports.of(slot):
             self.ports.hold(slot, assigned)
@@ -161,7 +196,17 @@ class Ledger:
         return True
 
     def _total_ignoring_expiry(self) -> Resources:
-        return total_of(chain(self.committed.values(), (r.demand for r in self.reservations.values())))
+        return total_of(chain(self.committed.values(), (self._counted(r) for r in self.reservations.values())))
+
+    def _counted(self, r: Reservation) -> Resources:
+        """What a reservation adds to the used total: its demand, less the
+        room of its victims (still running, still counted), never below 0."""
+        if not r.victims:
+            return r.demand
+        held = total_of(self.committed[v] for v in r.victims if v in self.committed)
+        return Resources(max(0, r.demand.cpu_millis - held.cpu_millis),
+                         max(0, r.demand.memory_bytes - held.memory_bytes),
+                         max(0, r.demand.disk_bytes - held.disk_bytes))
 
     def adopt(self, slot: str, demand: Resources, ports: Assigned = ()) -> None:
         self.reservations.pop(slot, None)

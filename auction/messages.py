@@ -47,6 +47,7 @@ class Bid:
     scores: tuple[float, ...]  # one per slot the bidder reserved, best first
     spread_value: str | None
     already: int  # replicas of this job the bidder already holds
+    preempts: int = 0  # replicas the bidder would stop for this slot (auction.preemption); 0: it fits
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from auction import candidates, global_act, node_limit, rebalance_act, reconcile_act, rollout_act
-from auction.preemption import PreemptEvent
+from auction import preemption
+from auction.preemption import Candidate, PreemptEvent
 from auction.auctioneer import Auctioneer, AuctionOutput, RoundClosed, SendTo
 from auction.bid_order import BidOrder
 from auction.bidder import Bidder, is_room_decline, reservation_ttl_s
@@ -546,7 +547,18 @@ class Placement:
         has_image = None if spec is None else self.has_image(spec)
         return self.bidder.on_call(call, spec=spec, spec_hash=spec_hash, labels=status.labels, eligible=status.eligible,
                                    ineligible_reason=ineligible, already=len(claimed), now=now, has_image=has_image,
-                                   claimed=claimed, answered_ahead=self.bid_order.answered_after(call))
+                                   claimed=claimed, answered_ahead=self.bid_order.answered_after(call),
+                                   preemptible=lambda: self._preemptible(call.job))
+
+    def _preemptible(self, job: str) -> list[Candidate]:
+        """Our replicas of other jobs that a higher priority may preempt
+        (auction.preemption), not those already promised to another."""
+        def spec_of(name: str) -> JobSpec | None:
+            cached = self._spec_cache.get(name)
+            return None if cached is None or name == job else cached[1]
+
+        return preemption.candidates(self.my_claims(), spec_of, self.ledger.committed,
+                                     self.claiming | self.ledger.promised())
 
     def on_award(self, award: Award, *, spec: JobSpec | None, now: float) -> list[Claim]:
         if spec is not None and spec.container_hash() != award.spec_hash:
@@ -558,9 +570,26 @@ class Placement:
             return []  # the bidder accepts nothing without the spec
         # The claim carries the host ports the ledger gave the slot
         # (auction.portbook), so every agent knows where the replica listens.
-        return [Claim(slot_key(award.job, index), Ballot(rnd, award.coordinator), self.name, False,
-                      award.spec_hash, spec.demand(), self.ledger.ports_of(slot_key(award.job, index)))
-                for index, rnd in accepted]
+        writes = [Claim(slot_key(award.job, index), Ballot(rnd, award.coordinator), self.name, False,
+                        award.spec_hash, spec.demand(), self.ledger.ports_of(slot_key(award.job, index)))
+                  for index, rnd in accepted]
+        if self.bidder.preempted:
+            writes.extend(self._preempted(spec, [c.name for c in writes], self.bidder.preempted))
+        return writes
+
+    def _preempted(self, spec: JobSpec, slots: list[str], victims: list[str]) -> list[Claim]:
+        """Release the claims of the replicas an award preempted (the ledger
+        already gave their room to it), and say so."""
+        mine = self.my_claims()
+        gone = [v for v in victims if v in mine]
+        priorities = {v: self._victim_priority(v) for v in gone}
+        self.preemptions.append(PreemptEvent(spec.name, ", ".join(slots), tuple(gone), f"priority {spec.priority} over "
+                                             + ", ".join(f"{v} ({priorities[v]})" for v in gone)))
+        return [self._release_claim(mine[v]) for v in gone]
+
+    def _victim_priority(self, slot: str) -> int | str:
+        cached = self._spec_cache.get(parse_slot_key(slot)[0])
+        return "?" if cached is None or cached[1] is None else cached[1].priority
 
     # ---- keeping the runtime in line with the claims (auction.reconcile_act)
     def reconcile(self, specs_by_job: SpecLookup, now: float,

@@ -89,7 +89,7 @@ def tick(p: Placement, specs: Mapping[str, JobSpec | None], statuses: Mapping[st
             sent = p.auctioneer.open_round(
                 job=job, spec_hash=target, rounds={move.index: rnd}, candidates=candidates,
                 max_per_node=spec.max_per_node, spread_counts=counts, ttl_s=p.cfg.auction_ttl_s, now=now,
-                spec_json=spec.canonical_json())
+                spec_json=spec.canonical_json(), may_preempt=False)   # a better spread is no reason to stop replicas
             for o in sent[:1]:
                 if isinstance(o, SendTo):
                     rb.rounds[o.msg.auction_id] = skey

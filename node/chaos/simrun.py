@@ -287,6 +287,7 @@ def _run(seed: int, opts: SimOptions, result: dict[str, Any]) -> None:
     result["faults"] = [f.to_dict() for f in watch.figures]
     result["doubled"] = watch.doubled_figures()
     result["rebalance"] = dict(watch.rebalance)
+    result["preempted"] = watch.preempted
     result["engine_stalls"] = engine.stalls
     result["writes"] = {"issued": len(workload.log) + len(specs), "acknowledged": len(watch.acked)}
     result["workload"] = [f"t={t:7.2f} {what} {detail}" for t, what, detail in workload.log]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auction.placement_outputs import StartReplica, StopReplica
+from auction.preemption import PreemptEvent
 from auction.rebalance import RebalanceEvent
 from auction.resources import Resources
 from gossip.events import MemberFailed, MemberSuspected
@@ -79,6 +80,7 @@ class Watch:
         self.doubled_done: list[Doubled] = []
         self.heal_s: float | None = None
         self.rebalance: dict[str, int] = {}  # rebalancing events by kind (moving, moved, failed)
+        self.preempted = 0                   # replicas released for higher-priority ones (auction.preemption)
         self.moves_started = 0
         self.last_moves: dict[str, float] = {}  # slot -> when its last move began
         self.world.subscribe(self._on_event)
@@ -105,6 +107,8 @@ class Watch:
                 self.acked.append(ev.entry)
         elif cls is MemberSuspected or cls is MemberFailed:
             self._detected(t, i, ev.member.name)
+        elif cls is PreemptEvent:
+            self.preempted += len(ev.victims)
         elif cls is RebalanceEvent:
             self.rebalance[ev.kind] = self.rebalance.get(ev.kind, 0) + 1
             if ev.kind == "moving":

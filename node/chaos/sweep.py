@@ -105,6 +105,8 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         "rebalance": {kind: sum(r.get("rebalance", {}).get(kind, 0) for r in results)
                       for kind in ("moving", "moved", "failed")},
         "rebalance_seeds": sum(1 for r in results if r.get("rebalance", {}).get("moved")),
+        "preempted": sum(r.get("preempted", 0) for r in results),
+        "preempted_seeds": sum(1 for r in results if r.get("preempted")),
     }
 
 
@@ -155,6 +157,9 @@ def render(summary: dict[str, Any], results: list[dict[str, Any]], opts: SimOpti
     rb = summary["rebalance"]
     w(f"rebalancing: {rb['moving']} moves begun, {rb['moved']} awarded, {rb['failed']} found no taker, "
       f"in {summary['rebalance_seeds']} seed(s)\n")
+    if summary.get("preempted"):
+        w(f"preemption: {summary['preempted']} replicas released for higher-priority ones, "
+          f"in {summary['preempted_seeds']} seed(s)\n")
     failing = [r for r in results if not r["ok"]]
     if failing:
         w(f"\n{len(failing)} failing seed(s):\n")

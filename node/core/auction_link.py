@@ -108,7 +108,8 @@ def on_award(core: NodeCore, award: Award, origin: str, now: float) -> None:
         return
     accepted = core._write_claims(claims, now)
     for claim in accepted:
-        core._emit(AwardAccepted(claim))
+        if not claim.released:      # (the others: replicas the award preempted, auction.preemption)
+            core._emit(AwardAccepted(claim))
     # Tell the coordinator directly, not only by gossip: it waits
     # claim_wait_s for these claims and then re-auctions the slots.
     # Under load a broadcast takes seconds to reach a given node (at

@@ -565,11 +565,19 @@ class NodeCore:
         outs, writes = self.placement.tick(jobs=jobs, deleted=deleted, statuses=self.live_statuses(), alive=alive,
                                            now=now, running=rollout_link.lookup(self), wall_ms=self._wall_ms(now),
                                            copies=merge_link.copies(self, now), keeping=keeping)
+        # Replicas this tick preempted (auction.preemption) have left the
+        # ledger; their releases are written first, so that an award of ours
+        # handled below, using the room they leave over, starts nothing
+        # before they are stopped (reconcile stops first).
+        preempted = bool(writes and self.placement.preemptions)
+        if preempted:
+            rollout_link.after_place(self, self._write_claims(writes, now), now)
         for out in outs:
             self._auction_output(out, now)
         auction_link.answer_waiting_calls(self, now)  # spread calls a gone coordinator held up (auction.bid_order)
         self._relay.placed(self, now)  # slots we hold: their next coordinators told
-        rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)
+        if not preempted:
+            rollout_link.after_place(self, self._write_claims(writes, now) if writes else [], now)
         self._reconcile(now)
         grace_ends = suspicion_rule.next_expiry(suspicions, now)
         if grace_ends is not None and (self._place_at is None or grace_ends < self._place_at):

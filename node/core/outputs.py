@@ -11,8 +11,8 @@ simulator) acts on each in that order.  Three families come out of one list:
     type from one place (StartReplica, StopReplica, AwardAccepted, SlotPending,
     RoundClosed; RolloutEvent, the steps of a rolling update, from
     `auction.rollout`; RebalanceEvent, each rebalancing move, from
-    `auction.rebalance`; PreemptEvent, replicas released for a global
-    job's slot, from `auction.preemption`);
+    `auction.rebalance`; PreemptEvent, replicas released for a
+    higher-priority one, from `auction.preemption`);
   * gossip's (`gossip.events.Output`: SendDatagram, OpenStream, Member*,
     PayloadUpdated, PacketDropped, JoinCompleted, User*), passed through after
     the core consumed the ones meant for it.

@@ -130,6 +130,10 @@ def encode(msg: NodeMessage) -> bytes:
         case Bid():
             body = [KIND_BID, msg.auction_id, msg.bidder, list(msg.scores), msg.spread_value,
                     msg.already]
+            if msg.preempts:
+                # Last and only when set: a bid that fits is the one older
+                # agents read (they drop a preempting one as malformed).
+                body.append(msg.preempts)
         case Decline():
             body = [KIND_DECLINE, msg.auction_id, msg.bidder, msg.reason]
         case Deferred():
@@ -207,16 +211,18 @@ def decode(data: bytes, max_spec_bytes: int) -> NodeMessage:
                                                  and 1 <= max_wins <= MAX_SLOTS_PER_MESSAGE))):
                 raise WireError("malformed call for bids")
             return CallForBids(aid, coord, job, spec_hash, tuple(slots), float(ttl), spec_json, max_wins)
-        if kind == KIND_BID and len(raw) == 6:
-            _, aid, bidder, scores, spread_value, already = raw
+        if kind == KIND_BID and len(raw) in (6, 7):
+            _, aid, bidder, scores, spread_value, already, *rest = raw
+            preempts = rest[0] if rest else 0
             _texts(aid, bidder)
             if (not isinstance(scores, list) or len(scores) > MAX_SLOTS_PER_MESSAGE
                     or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in scores)
                     or not (spread_value is None or (isinstance(spread_value, str)
                                                      and len(spread_value) <= MAX_TEXT_CHARS))
-                    or not isinstance(already, int) or not 0 <= already <= MAX_SLOT_INDEX):
+                    or not isinstance(already, int) or not 0 <= already <= MAX_SLOT_INDEX
+                    or not isinstance(preempts, int) or not 0 <= preempts <= MAX_SLOT_INDEX):
                 raise WireError("malformed bid")
-            return Bid(aid, bidder, tuple(float(x) for x in scores), spread_value, already)
+            return Bid(aid, bidder, tuple(float(x) for x in scores), spread_value, already, preempts)
         if kind == KIND_DECLINE and len(raw) == 4:
             _texts(*raw[1:])
             return Decline(raw[1], raw[2], raw[3])

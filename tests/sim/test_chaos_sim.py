@@ -131,3 +131,23 @@ def test_jobs_files_replace_the_mix_and_too_big_a_mix_skips_exactly_once(tmp_pat
     big.write_text('name = "hog"\nimage = "busybox"\ncpu = 1\nmemory = "64MiB"\nreplicas = 40\n')
     res = chaos_sim("--nodes", "4", "--seeds", "1", "--duration", "5", "--faults", "loss", "--jobs", str(big))
     assert "exactly-once   PASS  (1 seed(s) skipped: jobs over a comfortable fit)" in res.output, res.output
+
+
+PRIORITY_MIX = (
+    {"name": "web", "image": "busybox", "cpu": 0.5, "memory": "256MiB", "replicas": 10, "strategy": "spread",
+     "priority": 20},
+    {"name": "batch", "image": "busybox", "cpu": 1.0, "memory": "512MiB", "replicas": 8, "priority": 40},
+    {"name": "api", "image": "busybox", "cpu": 0.5, "memory": "256MiB", "replicas": 6, "priority": 70,
+     "max_per_node": 2},
+    {"name": "agent", "image": "busybox", "mode": "global", "cpu": 0.25, "memory": "64MiB", "priority": 80},
+)
+
+
+@pytest.mark.parametrize("seed", [239, 273])
+def test_preemption_under_faults_never_runs_a_node_over_its_capacity(seed):
+    # Seeds `shoal chaos sim` failed with this mix: a node released a replica
+    # for its global slot, and an award of its own in the same tick started a
+    # replica on the room left over before that one was stopped.
+    r = run_seed(seed, SimOptions(nodes=4, job_dicts=PRIORITY_MIX))
+    assert r["preempted"] > 0
+    assert r["ok"], {k: v for k, v in r["violations"].items() if v}
