@@ -45,7 +45,7 @@ from .claims import slot_key
 from .container_policy import SAFE_POLICY, ContainerPolicy
 from .ledger import Ledger
 from .node_limit import committed_here, replicas_here
-from .preemption import PREEMPT_DELTA, Candidate, pick_victims
+from .preemption import PREEMPT_DELTA, Candidate, may_preempt, pick_victims
 from .messages import Award, Bid, CallForBids, Decline, Release
 from .resources import ZERO
 from .scoring import NodeView, filter_reason, marginal_scores, with_pull_cost
@@ -123,7 +123,9 @@ class Bidder:
                 if refusal is not None:
                     return decline(refusal.text(self.name))
             preempting = self._preempting_bid(call, spec, keys[0], labels, already, now, preemptible)
-            return preempting or decline(f"{ROOM_DECLINE}{spec.demand()}; free {free}")
+            if isinstance(preempting, Bid):
+                return preempting
+            return decline(f"{ROOM_DECLINE}{spec.demand()}; free {free}{preempting}")
         # Spread is scored on what the node has committed, not on what it
         # reserved for other auctions still open: a reservation may lose.
         # Counting them, each coordinator of a job's concurrent rounds found
@@ -148,18 +150,21 @@ class Bidder:
         return Bid(call.auction_id, self.name, tuple(scores), spec.spread_domain(self.name, labels), already)
 
     def _preempting_bid(self, call: CallForBids, spec: JobSpec, key: str, labels: dict[str, str], already: int,
-                        now: float, preemptible: Callable[[], list[Candidate]] | None) -> Bid | None:
+                        now: float, preemptible: Callable[[], list[Candidate]] | None) -> Bid | str:
         """A bid for one slot on the room of lower-priority replicas of ours
         (auction.preemption), reserved so that no other auction is promised
-        it; None when there are none to take.  Among such bids the fewest
-        and lowest victims score best."""
+        it; else what to add to the room decline (why preempting would not
+        do, when we run replicas it might have preempted).  Among such bids
+        the fewest and lowest victims score best."""
         if preemptible is None or spec.priority <= PREEMPT_DELTA:
-            return None
-        victims = pick_victims(spec.demand(), self.ledger.free(now), spec.priority, preemptible())
+            return ""
+        found = [c for c in preemptible() if may_preempt(spec.priority, c.priority)]
+        victims = pick_victims(spec.demand(), self.ledger.free(now), spec.priority, found)
         if not victims or not self.ledger.reserve_preempting(
                 call.auction_id, key, spec.demand(), reservation_ttl_s(call), now,
                 tuple(v.slot for v in victims), spec.ports):
-            return None
+            return (f"; its replicas at priority {spec.priority - PREEMPT_DELTA} or lower would not make room"
+                    if found else "")
         score = -len(victims) - max(v.priority for v in victims) / 1000
         return Bid(call.auction_id, self.name, (score,), spec.spread_domain(self.name, labels), already,
                    preempts=len(victims))

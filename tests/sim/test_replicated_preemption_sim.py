@@ -96,3 +96,15 @@ def test_the_preempted_are_placed_again_where_there_is_room():
     assert sum(running(sim, "web").values()) == 3 and len(victims(seen)) == 3
     assert all(n == 1 for n in sim.replica_counts().values())
     assert not sim.violations, sim.violations
+
+
+def test_a_slot_that_preempting_would_not_place_says_so():
+    sim = make(45)
+    fill_with_batch(sim)                                   # 2 x 0.5 cpu (priority 20) on each 1-cpu node
+    sim.submit(1, web(80, replicas=1, cpu=1.5))            # more than a whole node: preempting cannot help
+    sim.world.run_for(8)
+    assert sum(running(sim, "web").values()) == 0 and sum(running(sim, "batch").values()) == 6
+    reasons = [r for i in sim.live_indices() for s, r in sim.world.core(i).view.pending_reasons().items()
+               if s == "web/0"]
+    assert reasons and "its replicas at priority 70 or lower would not make room" in reasons[0], reasons
+    assert not sim.violations, sim.violations
