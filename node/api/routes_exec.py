@@ -59,6 +59,23 @@ def _request(request: Request) -> tuple[int, list[str], float]:
     return index, command, timeout_s
 
 
+async def run_here(agent: Any, method: str, slot: str, *args: Any, **kwargs: Any) -> Any:
+    """The runtime's `method` (exec, exec_session) for a slot held here; its
+    refusals as the API's: 404 no container, 409 not running, 501 a runtime
+    that runs no commands, 503 the engine."""
+    call = getattr(agent.runtime, method, None)
+    if call is None:
+        raise ApiError(501, f"the {getattr(agent.runtime, 'kind', '?')} runtime runs no commands")
+    try:
+        return await call(slot, *args, **kwargs)
+    except LookupError as e:
+        raise ApiError(404, f"{e} (yet?)") from None
+    except ValueError as e:
+        raise ApiError(409, str(e)) from None
+    except runtime_errors() as e:
+        raise ApiError(503, f"{agent.name}: {e}") from None
+
+
 async def job_exec(request: Request) -> Response:
     agent = agent_of(request)
     job = request.path_params["name"]
@@ -66,17 +83,7 @@ async def job_exec(request: Request) -> Response:
     holder = slot_holder(agent.view, job, index)
     slot, node = holder["slot"], holder["node"]
     if node == agent.name:
-        run = getattr(agent.runtime, "exec", None)
-        if run is None:
-            raise ApiError(501, f"the {getattr(agent.runtime, 'kind', '?')} runtime runs no commands")
-        try:
-            result = await run(slot, command, timeout_s)
-        except LookupError as e:
-            raise ApiError(404, f"{e} (yet?)") from None
-        except ValueError as e:
-            raise ApiError(409, str(e)) from None
-        except runtime_errors() as e:
-            raise ApiError(503, f"{agent.name}: {e}") from None
+        result = await run_here(agent, "exec", slot, command, timeout_s)
         return JSONResponse({"slot": slot, "node": node, **result.to_json()})
     return await _forward(request, agent, job, index, command, timeout_s, holder)
 

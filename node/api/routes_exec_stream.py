@@ -43,8 +43,8 @@ from node.api.exec_channels import (
     terminal_size,
 )
 from node.api.forward import forward_headers, target_of
-from node.api.routes_exec import slot_and_command
-from node.api.routes_jobs import holder_url, runtime_errors, slot_holder
+from node.api.routes_exec import run_here, slot_and_command
+from node.api.routes_jobs import holder_url, slot_holder
 
 log = logging.getLogger("shoal.api")
 
@@ -95,7 +95,7 @@ async def _serve(ws: WebSocket, agent: Any) -> None:
                                 "cols": str(cols), "rows": str(rows)})
             await _relay(ws, agent, url, target, holder)
             return
-        session = await _open_local(agent, holder["slot"], command, tty, cols, rows)
+        session = await run_here(agent, "exec_session", holder["slot"], command, tty=tty, cols=cols, rows=rows)
     except ApiError as e:
         await _deny(ws, e.status, e.message, **e.extra)
         return
@@ -106,20 +106,6 @@ async def _serve(ws: WebSocket, agent: Any) -> None:
         with trio.CancelScope(shield=True):
             await session.aclose()
         await _close(ws)
-
-
-async def _open_local(agent: Any, slot: str, command: list[str], tty: bool, cols: int, rows: int) -> Any:
-    start = getattr(agent.runtime, "exec_session", None)
-    if start is None:
-        raise ApiError(501, f"the {getattr(agent.runtime, 'kind', '?')} runtime runs no commands")
-    try:
-        return await start(slot, command, tty=tty, cols=cols, rows=rows)
-    except LookupError as e:
-        raise ApiError(404, f"{e} (yet?)") from None
-    except ValueError as e:
-        raise ApiError(409, str(e)) from None
-    except runtime_errors() as e:
-        raise ApiError(503, f"{agent.name}: {e}") from None
 
 
 async def _pump(ws: WebSocket, agent: Any, session: Any) -> None:

@@ -242,7 +242,7 @@ async def shoal(*args: str) -> trio.CompletedProcess:
 async def test_api_over_tls_end_to_end(start_agent, pki):
     # no gossip key: agent to agent, only the client certificate proves who forwards
     a = await start_agent("a", api_token=TOKEN, **tls_flags(pki, "a"))
-    b = await start_agent("b", api_token=TOKEN, join=[str(a.advertise)], **tls_flags(pki, "b"))
+    b = await start_agent("b", api_token=TOKEN, join=[str(a.advertise)], labels=("disk=b",), **tls_flags(pki, "b"))
     assert a.api_url.startswith("https://127.0.0.1:")
     await wait_alive(a, {"a", "b"})
 
@@ -266,6 +266,19 @@ async def test_api_over_tls_end_to_end(start_agent, pki):
     with pytest.raises(httpx.HTTPError):
         async with httpx.AsyncClient(base_url=b.api_url, timeout=10.0, verify=tls_context(pki, "intruder")) as c:
             await c.get("/v1/containers")
+
+    # an interactive exec: the CLI's WebSocket over TLS to a, relayed by a to b with a's certificate
+    async with authed(a, verify=tls_context(pki)) as c:
+        spec = {"name": "db", "image": "busybox", "cpu": 0.1, "memory": "16MiB", "constraints": ["disk == b"]}
+        assert (await c.post("/v1/jobs", json=spec)).status_code == 201
+    with trio.fail_after(DEADLINE_S):
+        while "db/0" not in b.runtime.running or a.view.winning_claim("db/0") is None:
+            await trio.sleep(0.05)
+    out = await trio.run_process([sys.executable, "-m", "node.cli", "exec", "-i", "db", "--address", a.api_url,
+                                  "--ca", str(pki["ca"]), "--token", TOKEN, "--", "cat"], stdin=b"over tls\n",
+                                 capture_stdout=True, capture_stderr=True, check=False,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0 and out.stdout == b"fake runtime: cat in db/0\nover tls\n", out.stderr.decode()
 
 
 def tls_context(pki, cert: str | None = None) -> ssl.SSLContext:

@@ -53,47 +53,40 @@ async def _read_all(session, limit_s: float = 10.0) -> dict[int, bytes]:
     return got
 
 
-@needs_root
-async def test_a_session_takes_stdin_and_keeps_stdout_and_stderr_apart(engine, node):
+async def _session(node, command: list[str], stdin: bytes, **kw) -> tuple[dict[int, bytes], int]:
+    """Start a replica, run `command` in it with `stdin` (then its end, unless a
+    TTY), return its output by stream and its exit code."""
     rt = DockerRuntime(node, fast())
     sp = spec()
     async with trio.open_nursery() as n:
         await n.start(rt.run)
         rt.start(claim(node, sp), sp)
         await until(lambda: running(rt, "web/0"))
-        s = await rt.exec_session("web/0", ["sh", "-c", "tr a-z A-Z; echo done >&2; exit 4"], tty=False)
+        s = await rt.exec_session("web/0", command, **kw)
         try:
-            await s.send_stdin(b"hello " * 20000)        # more than one frame and one read
-            await s.close_stdin()                         # tr sees the end of its input
+            await s.send_stdin(stdin)
+            if not kw["tty"]:
+                await s.close_stdin()
             got = await _read_all(s)
-            assert got == {1: b"HELLO " * 20000, 2: b"done\n"}
             with trio.fail_after(10):
                 while (code := await s.exit_code()) is None:
                     await trio.sleep(0.05)
-            assert code == 4
         finally:
             await s.aclose()
         n.cancel_scope.cancel()
+    return got, code
+
+
+@needs_root
+async def test_a_session_takes_stdin_and_keeps_stdout_and_stderr_apart(engine, node):
+    # more than one frame and one read; tr sees the end of its input
+    got, code = await _session(node, ["sh", "-c", "tr a-z A-Z; echo done >&2; exit 4"], b"hello " * 20000,
+                               tty=False)
+    assert got == {1: b"HELLO " * 20000, 2: b"done\n"} and code == 4
 
 
 @needs_root
 async def test_a_terminal_session_runs_a_shell_at_the_size_given(engine, node):
-    rt = DockerRuntime(node, fast())
-    sp = spec()
-    async with trio.open_nursery() as n:
-        await n.start(rt.run)
-        rt.start(claim(node, sp), sp)
-        await until(lambda: running(rt, "web/0"))
-        s = await rt.exec_session("web/0", ["sh"], tty=True, cols=91, rows=27)
-        try:
-            await s.send_stdin(b"stty size; echo $((6*7)); exit 5\r")
-            got = await _read_all(s)
-            assert got[2] == b""                            # a terminal has one stream
-            assert b"27 91" in got[1] and b"42\r\n" in got[1], got
-            with trio.fail_after(10):
-                while (code := await s.exit_code()) is None:
-                    await trio.sleep(0.05)
-            assert code == 5
-        finally:
-            await s.aclose()
-        n.cancel_scope.cancel()
+    got, code = await _session(node, ["sh"], b"stty size; echo $((6*7)); exit 5\r", tty=True, cols=91, rows=27)
+    assert got[2] == b""                            # a terminal has one stream
+    assert b"27 91" in got[1] and b"42\r\n" in got[1] and code == 5, got
