@@ -121,6 +121,15 @@ def job_status(name: str | None, as_json: bool, address: str, token: str | None)
         click.echo(format_job(data) if name else format_jobs(data), nl=False)
 
 
+@job.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print the agent's answer as JSON.")
+@client_options
+@click.pass_context
+def job_ls(ctx: click.Context, as_json: bool, address: str, token: str | None) -> None:
+    """List jobs: `job status` without NAME (as `docker service ls`)."""
+    ctx.invoke(job_status, name=None, as_json=as_json, address=address, token=token)
+
+
 @job.command("stop")
 @click.argument("name")
 @client_options

@@ -74,6 +74,15 @@ def node_status(name: str | None, as_json: bool, address: str, token: str | None
         click.echo(format_node(data) if name else format_nodes(data), nl=False)
 
 
+@node_group.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print the agent's answer as JSON.")
+@client_options
+@click.pass_context
+def node_ls(ctx: click.Context, as_json: bool, address: str, token: str | None) -> None:
+    """List the nodes: `node status` without NAME (as `docker node ls`)."""
+    ctx.invoke(node_status, name=None, as_json=as_json, address=address, token=token)
+
+
 def _drain_command(action: str, help_text: str):
     @click.argument("name")
     @client_options

@@ -269,6 +269,12 @@ def test_restart_every_agent_then_kill_all_but_one(cluster):
     assert cluster.job_names(b3) == names
     out = shoal("job", "status", "--address", b3.api)
     assert out.returncode == 0 and sorted(ln.split()[0] for ln in out.stdout.splitlines()[1:]) == sorted(names)
+    listed = shoal("job", "ls", "--address", b3.api)                            # as `docker service ls`
+    assert sorted(ln.split()[0] for ln in listed.stdout.splitlines()[1:]) == sorted(names), listed
+    listed = shoal("node", "ls", "--address", b3.api)                           # as `docker node ls`
+    rows = listed.stdout.splitlines()
+    assert listed.returncode == 0 and rows[0].split()[:2] == ["Name", "Status"], listed
+    assert any(r.split()[:2] == [b3.name, "alive"] for r in rows[1:]), listed.stdout
     assert httpx.get(f"{b3.api}/v1/jobs/job-5", timeout=5).status_code == 404
 
 
