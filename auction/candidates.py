@@ -4,8 +4,8 @@ How this works: a member is feasible for a job when it may win (alive, its
 status heard, eligible: auction.membership) and, by its gossiped status,
 passes the job's filters with room for at least one replica
 (auction.scoring); when none has room, a job whose priority may preempt
-calls those without (auction.preemption: they may bid on the room of
-lower-priority replicas).  A large cluster calls at most
+calls those without that hold replicas 10 or more below it
+(auction.preemption: they may bid on their room).  A large cluster calls at most
 max(sample_min, sample_d * slots) of them, drawn at random (power-of-d
 choices); `Candidates.sampled` says the draw left feasible members out, which
 is what lets a round that failed only for its draw be retried at once with
@@ -45,7 +45,10 @@ class Candidates:
 
 def choose(job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: set[str], slots: int, *,
            sample_min: int, sample_d: int, rng: random.Random,
-           winning_claim: Callable[[str], Claim | None], avoid: Collection[str] = ()) -> Candidates:
+           winning_claim: Callable[[str], Claim | None], avoid: Collection[str] = (),
+           holding_below: Callable[[int], set[str]] | None = None) -> Candidates:
+    """`holding_below(p)`: the nodes holding a replica of a job at priority p
+    or lower (none given: no node is called on the room of others)."""
     feasible: list[str] = []
     full: list[str] = []
     for name in sorted(alive):
@@ -55,8 +58,10 @@ def choose(job: str, spec: JobSpec, statuses: Mapping[str, NodeStatus], alive: s
         view = NodeView(name, status.capacity, status.allocated, status.labels, status.eligible)
         if filter_reason(spec, view) is None:
             (feasible if max_fit(spec, view) >= 1 else full).append(name)
-    if not feasible and spec.priority > PREEMPT_DELTA:
-        feasible = full     # they may bid on the room of lower-priority replicas (auction.preemption)
+    if not feasible and full and holding_below is not None and spec.priority > PREEMPT_DELTA:
+        # They may bid on the room of lower-priority replicas (auction.preemption).
+        lower = holding_below(spec.priority - PREEMPT_DELTA)
+        feasible = [n for n in full if n in lower]
     limit = max(sample_min, sample_d * slots)
     sampled = len(feasible) > limit
     if sampled:

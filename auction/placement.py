@@ -445,7 +445,8 @@ class Placement:
         for version, rounds in rollout_act.versions_to_place(self, spec, batch):   # a lost slot's version
             chosen = candidates.choose(job, version, statuses, alive, len(rounds), sample_min=self.cfg.sample_min,
                                        sample_d=self.cfg.sample_d, rng=self._rng,
-                                       winning_claim=self.winning_claim, avoid=self.retries.avoid(job, now))
+                                       winning_claim=self.winning_claim, avoid=self.retries.avoid(job, now),
+                                       holding_below=self._holding_below)
             opened = self.auctioneer.open_round(
                 job=job, spec_hash=version.container_hash(), rounds=rounds, candidates=chosen.names,
                 max_per_node=version.max_per_node, spread_counts=chosen.spread_counts,
@@ -549,6 +550,18 @@ class Placement:
                                    ineligible_reason=ineligible, already=len(claimed), now=now, has_image=has_image,
                                    claimed=claimed, answered_ahead=self.bid_order.answered_after(call),
                                    preemptible=lambda: self._preemptible(call.job))
+
+    def _holding_below(self, priority: int) -> set[str]:
+        """Nodes holding a live replica of a replicated job at `priority` or lower."""
+        out = set()
+        for claim in self.claims.entries.values():
+            if claim.released or claim.node in out:
+                continue
+            cached = self._spec_cache.get(claim.job)
+            spec = None if cached is None else cached[1]
+            if spec is not None and not spec.is_global and spec.priority <= priority:
+                out.add(claim.node)
+        return out
 
     def _preemptible(self, job: str) -> list[Candidate]:
         """Our replicas of other jobs that a higher priority may preempt

@@ -72,6 +72,9 @@ def test_a_job_less_than_10_above_preempts_nothing():
         sim.submit(1, web(high))
         sim.world.run_for(10)
         assert sum(running(sim, "web").values()) == 0 and not seen, (low, high)
+        # nobody is called on the room of others it may not take: the coordinator says so itself
+        reasons = {s: r for i in sim.live_indices() for s, r in sim.world.core(i).view.pending_reasons().items()}
+        assert reasons["web/0"] == "no node can fit it (by gossiped free resources and constraints)", reasons
         assert sum(running(sim, "batch").values()) == 6
         assert not sim.violations, sim.violations
 
