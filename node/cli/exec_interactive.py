@@ -41,6 +41,7 @@ from node.api.exec_channels import (
 from node.cli.client import CLIENT_TIMEOUT_S, Client, fail
 
 LOST_EXIT = 255     # the session ended without the command's exit code
+INTERRUPTED_EXIT = 130
 
 
 def _terminal_size() -> tuple[int, int]:
@@ -74,9 +75,32 @@ def run_session(client: Client, job: str, slot: int, command: list[str], *, inte
     restore = _raw_terminal() if tty else None
     try:
         return trio.run(_session, client, url, interactive, tty)
+    except (KeyboardInterrupt, BrokenPipeError, BaseExceptionGroup) as e:
+        ended = _ended_by_user(e)
+        if ended is None:
+            raise
+        return ended
     finally:
         if restore is not None:
             restore()
+
+
+def _ended_by_user(e: BaseException) -> int | None:
+    """The exit code when only Ctrl-C (with -t it is a key for the command
+    instead) or a reader that went (`shoal exec -i web -- cat | head -1`)
+    ended the session, alone or from inside a task; None otherwise."""
+    kinds = (KeyboardInterrupt, BrokenPipeError)
+    if isinstance(e, BaseExceptionGroup):
+        matched, rest = e.split(kinds)
+        if matched is None or rest is not None:
+            return None
+        e = matched.exceptions[0]
+        while isinstance(e, BaseExceptionGroup):
+            e = e.exceptions[0]
+    if isinstance(e, KeyboardInterrupt):
+        return INTERRUPTED_EXIT
+    sys.stderr.close()
+    return 0
 
 
 def _raw_terminal() -> Any:

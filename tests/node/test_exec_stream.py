@@ -14,6 +14,7 @@ import fcntl
 import os
 import signal
 import struct
+import subprocess
 import sys
 import termios
 from pathlib import Path
@@ -154,3 +155,26 @@ async def test_refusals_come_before_any_session(start_agent, monkeypatch):
                 break
             except tw.ConnectionRejected:
                 await trio.sleep(0.05)
+
+
+async def test_ctrl_c_ends_a_piped_session_quietly(start_agent):
+    a, b = await two_agents_with_db_on_b(start_agent)
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "node.cli", "exec", "-i", "db", "--address", a.api_url, "--", "cat"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    try:
+        await proc.stdin.send_all(b"still typing\n")
+        seen = b""
+        with trio.fail_after(DEADLINE_S):
+            while b"still typing" not in seen:
+                seen += await proc.stdout.receive_some(65536)
+        proc.send_signal(signal.SIGINT)
+        with trio.fail_after(DEADLINE_S):
+            await proc.wait()
+        err = b""
+        while chunk := await proc.stderr.receive_some(65536):
+            err += chunk
+        assert proc.returncode == 130 and b"Traceback" not in err, err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
