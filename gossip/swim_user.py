@@ -81,9 +81,13 @@ class UserData(SwimBase):
 
     def send_user_message(self, node: str, data: bytes, reliable: bool, now: float) -> bool:
         """Best effort over UDP, or reliable over TCP.  False if the node is
-        unknown or not alive."""
+        unknown or dead.  A member that left still hears what is sent to it:
+        it runs until its replicas are handed over (node.agent.handover) and
+        must hear the answers to what it asks meanwhile (the claims that
+        replace its copies); once gone, a datagram to it is lost and a
+        stream to it fails, as to any peer that went away."""
         member = self._members.get(node)
-        if member is None or member.dead_or_left():
+        if member is None or member.state is MemberState.DEAD:
             return False
         body = userdata.encode_direct(self.name, data)
         if reliable:

@@ -1045,3 +1045,21 @@ def test_a_formed_start_holds_the_alive_members_and_counts_what_it_refused():
     stats = core.stats()
     assert stats["formed_skipped"] == 4 and stats["alive_bad_version"] == 1
     assert [o for o in core.drain() if not isinstance(o, SendDatagram)] == []  # no member event each
+
+
+def test_a_member_that_left_still_hears_direct_messages_a_dead_one_does_not():
+    # A leaving agent runs until its replicas are handed over and must hear
+    # the answers to what it asks meanwhile (node.agent.handover).
+    link, nodes = cluster(4)
+    nodes[3].leave(link.now)
+    link.pump()
+    link.run_until(link.now + 2)
+    assert link.state_in(nodes[0], "n3") is MemberState.LEFT
+    assert nodes[0].send_user_message("n3", b"your slot is taken", reliable=False, now=link.now)
+    link.pump()
+    assert ("n3", "n0", b"your slot is taken") in {(who, e.origin, e.data) for who, e in link.events
+                                                    if isinstance(e, UserMessage)}
+    link.down.add("n2")
+    link.run_until(link.now + 30)
+    assert link.state_in(nodes[0], "n2") is MemberState.DEAD
+    assert not nodes[0].send_user_message("n2", b"gone", reliable=False, now=link.now)
