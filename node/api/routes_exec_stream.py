@@ -35,6 +35,7 @@ from node.api.common import FORWARD_TIMEOUT_S, ApiError, agent_of, error_respons
 from node.api.exec_channels import (
     CLOSE_STDIN,
     MAX_MESSAGE_BYTES,
+    MAX_TERMINAL_SIDE,
     RESIZE,
     STATUS,
     STDIN,
@@ -77,8 +78,8 @@ def _options(q: QueryParams) -> tuple[bool, int, int]:
         cols, rows = int(q.get("cols", "0")), int(q.get("rows", "0"))
     except ValueError:
         raise ApiError(400, "cols, rows: the terminal's size in characters") from None
-    if not (0 <= cols <= 10_000 and 0 <= rows <= 10_000):
-        raise ApiError(400, "cols, rows: the terminal's size in characters, at most 10000")
+    if not (0 <= cols <= MAX_TERMINAL_SIDE and 0 <= rows <= MAX_TERMINAL_SIDE):
+        raise ApiError(400, f"cols, rows: the terminal's size in characters, at most {MAX_TERMINAL_SIDE}")
     return tty == "1", cols, rows
 
 
